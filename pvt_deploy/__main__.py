@@ -1,0 +1,3 @@
+from pvt_deploy.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""The ``pvt-deploy`` command line.
+
+Thin by design: each command module parses options, calls the library and prints. Command modules
+import heavy libraries (torch, onnxruntime, tensorrt) inside the command functions so that
+``pvt-deploy --help`` stays fast. Errors meant for users (:class:`PvtDeployError`) become one line on
+stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pvt_deploy.errors import PvtDeployError
+
+app = typer.Typer(
+    name="pvt-deploy",
+    help="Export, optimise and run Pyramid Vision Transformer models (PVT v1/v2) with PyTorch, "
+    "ONNX Runtime and TensorRT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    # Each module adds its commands to ``app``; order here is the order in --help.
+    from pvt_deploy.cli import bench, check, doctor, export, info, infer, models
+
+    for module in (export, infer, bench, check, info, models, doctor):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into one line + exit code."""
+    try:
+        app()  # standalone mode: usage errors print and exit 2 inside
+    except PvtDeployError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

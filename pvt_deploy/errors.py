@@ -1,0 +1,59 @@
+"""User-facing errors.
+
+Every error a user can cause (bad path, wrong checkpoint, missing library, engine for another GPU)
+is raised as a :class:`PvtDeployError`. The CLI prints its message as one line and exits with
+``exit_code``; Python callers catch it like any exception. Anything else escaping the CLI is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PvtDeployError(Exception):
+    """An error with a message meant for the user. ``hint`` is an optional command or next step."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:  # one line, hint appended
+        msg = super().__str__()
+        return f"{msg} ({self.hint})" if self.hint else msg
+
+
+class InputError(PvtDeployError):
+    """A file, folder, stream or argument given by the user cannot be used."""
+
+    exit_code = 2
+
+
+class CheckpointError(PvtDeployError):
+    """A checkpoint does not fit the model it is loaded into, or cannot be read safely."""
+
+
+class ModelNotFoundError(InputError):
+    """Unknown model / zoo name or artifact path."""
+
+
+class BackendUnavailableError(PvtDeployError):
+    """A runtime library (TensorRT, CUDA, onnxruntime-gpu, tritonclient) is not installed or usable here."""
+
+    exit_code = 3
+
+
+class EngineMismatchError(PvtDeployError):
+    """A TensorRT engine was built for another GPU or TensorRT version, or its file changed."""
+
+    exit_code = 4
+
+
+class ShapeError(InputError):
+    """An input shape is outside what a graph or engine profile accepts."""
+
+
+class ParityError(PvtDeployError):
+    """Exported model disagrees with PyTorch beyond tolerance."""
+
+    exit_code = 5

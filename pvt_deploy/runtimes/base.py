@@ -1,0 +1,79 @@
+"""The one narrow runtime protocol every backend implements.
+
+A backend runs a graph on a *preprocessed* batch and returns named outputs. It knows nothing about
+PVT, tasks, images or post-processing: the shared pre/post-processing in ``pvt_deploy.tasks`` turns
+images into the feed and outputs into results, for every backend alike.
+
+Contract (all backends):
+  * ``inputs`` / ``outputs``: the tensor specs, symbolic dims as strings (``"batch"``, ``"height"``).
+  * ``infer(feed)``: ``feed`` maps input names to numpy arrays (C-contiguous, dtype as in the spec);
+    returns a dict mapping every output name to a numpy array on the host.
+  * ``close()`` frees sessions, engines and device memory; backends are context managers.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name: "float32", "float16", "int64", ...
+    shape: tuple[int | str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TensorSpec:
+        return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=tuple(d["shape"]))
+
+
+@dataclass
+class BackendInfo:
+    """What a backend reports about itself (shown by ``info``, ``bench`` and ``check``)."""
+
+    name: str  # "torch", "onnxruntime", "tensorrt", "triton"
+    device: str  # "cpu", "cuda:0", "CUDAExecutionProvider", "triton://host:8000"
+    precision: str  # "fp32", "fp16", "int8"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Base class of all runtimes. Subclasses implement the four abstract members."""
+
+    info: BackendInfo
+
+    @property
+    @abc.abstractmethod
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    @abc.abstractmethod
+    def outputs(self) -> list[TensorSpec]: ...
+
+    @abc.abstractmethod
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions and device memory. Idempotent."""
+
+    def warmup(self, feed: Mapping[str, np.ndarray], iters: int = 1) -> None:
+        for _ in range(iters):
+            self.infer(feed)
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"{type(self).__name__}(name={i.name!r}, device={i.device!r}, precision={i.precision!r})"

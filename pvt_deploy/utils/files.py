@@ -1,0 +1,68 @@
+"""Atomic writes and file hashing.
+
+A crash or Ctrl-C during a write must never leave a half-written artifact that later loads, so every
+artifact is written to a temporary file in the same folder and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
+
+    For writers that want a path (onnx.save, cv2.imwrite, PyAV). On any exception the temporary
+    file is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(target: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; renamed onto ``target`` when the block exits cleanly."""
+    with atomic_path(target) as tmp, open(tmp, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(target, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(target, "w") as f:
+        f.write(text)
+
+
+def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
