@@ -25,9 +25,33 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from pvt_deploy import __version__
+
+        typer.echo(f"pvt-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logging."),
+) -> None:
+    """Export, optimise and run Pyramid Vision Transformer models (PVT v1/v2)."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_time=False, show_path=False, markup=False,
+                                              console=__import__("rich.console").console.Console(stderr=True))])
+
+
 def _register() -> None:
     # Each module adds its commands to ``app``; order here is the order in --help.
-    from pvt_deploy.cli import bench, check, doctor, export, info, infer, models
+    from pvt_deploy.cli import bench, check, doctor, export, infer, info, models
 
     for module in (export, infer, bench, check, info, models, doctor):
         module.register(app)

@@ -1,9 +1,53 @@
-"""`pvt-deploy models` (not implemented yet)."""
+"""``pvt-deploy models``: the zoo with parameter counts, default input sizes and published metrics."""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    app.command("models")(models)
+
+
+def models(
+    task: Annotated[str | None, typer.Option(help="Only this task: detect, segment or classify.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the model zoo: name, task, parameters, default input size and published metric."""
+    import torch
+
+    from pvt_deploy.models.zoo import OFFICIAL_SIZE, build_model, count_parameters, resolve_name, zoo_entries
+
+    if task is not None:
+        resolve_name("pvt_tiny", task)  # validates the task name with a one-line error
+    rows = []
+    with torch.device("meta"):  # parameter counts without allocating weights
+        for entry in zoo_entries():
+            if task and entry.task != task:
+                continue
+            metric = entry.metric
+            rows.append({
+                "name": entry.name, "task": entry.task, "backbone": entry.backbone,
+                "params_m": round(count_parameters(build_model(entry)) / 1e6, 2),
+                "imgsz": list(entry.imgsz), "official_size": OFFICIAL_SIZE[entry.task],
+                "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
+            })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pvt-deploy model zoo (published metrics of the official weights)")
+    for col in ("name", "task", "params", "imgsz", "published"):
+        table.add_column(col, justify="right" if col in ("params", "published") else "left", no_wrap=True)
+    for r in rows:
+        short = {"COCO box AP": "AP", "ADE20K mIoU": "mIoU", "ImageNet top-1": "top-1"}[r["metric"]]
+        value = f"{short} {r['value']}" if r["value"] is not None else f"{short} —"
+        table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value)
+    Console().print(table)
+    typer.echo("AP: COCO box AP (RetinaNet 1x); mIoU: ADE20K (Semantic FPN); top-1: ImageNet. "
+               "Official test sizes: detect 1333x800, segment 2048x512 (keep ratio), classify 224.")

@@ -1,0 +1,248 @@
+"""Loading official, mmdet/mmseg and timm checkpoints into pvt-deploy models.
+
+One mapping function (:func:`to_official_names`) turns any supported naming into the official one
+(which is also this package's module layout), then :func:`load_weights` matches it against the model:
+
+* official classification checkpoints (flat keys, or wrapped in ``{"model": ...}``);
+* backbone-only checkpoints into a detector/segmenter — the official way to initialise them: keys
+  get the ``backbone.`` prefix, the classifier-only ``cls_token``/``norm``/``head`` are reported as
+  ignored, and the neck/head stay randomly initialised (reported loudly);
+* mmdet RetinaNet / mmseg Semantic FPN files (``{"state_dict": ..., "meta": ...}``);
+* timm-named PVT v2 checkpoints (``patch_embed.``, ``stages.{s}.downsample/blocks/norm``, ``mlp.dwconv``).
+
+Anything else fails with a :class:`CheckpointError` listing missing, unexpected and mis-shaped keys.
+Files are read with ``weights_only=True``; a file that needs arbitrary unpickling is refused unless
+the caller passes ``trust=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pvt_deploy.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+HEAD_PREFIXES = ("backbone.", "neck.", "bbox_head.", "decode_head.")
+CLASSIFIER_ONLY = re.compile(r"^(cls_token|norm\.(weight|bias)|head\.(weight|bias))$")
+IGNORABLE = re.compile(r"(^|\.)num_batches_tracked$|^auxiliary_head\.")
+SHOW = 5  # how many keys of each kind an error message lists
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did. ``random`` lists model keys left randomly initialised."""
+
+    layout: str  # "classifier", "backbone", "mmdet", "mmseg", "timm", "pvt-deploy"
+    loaded: int = 0
+    ignored: list[str] = field(default_factory=list)
+    random: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.loaded} tensors loaded ({self.layout} layout)"]
+        if self.ignored:
+            parts.append(f"ignored {len(self.ignored)}: {_first(self.ignored)}")
+        if self.random:
+            parts.append(f"RANDOMLY INITIALISED {len(self.random)}: {_first(self.random)}")
+        return "; ".join(parts)
+
+
+def _first(keys: list[str], n: int = SHOW) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its (unwrapped) state dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint file not found")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        if trust:
+            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_one_line(e)})") from e
+        raise CheckpointError(
+            f"{p}: refusing to unpickle arbitrary objects from this checkpoint (weights_only load failed: "
+            f"{_one_line(e)})", hint="pass trust=True / --trust-checkpoint only if you trust its source") from e
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
+    return unwrap_state_dict(obj, str(p))
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or one wrapped as ``state_dict`` (mmcv), ``model`` (DeiT/PVT
+    training) or ``module``; strip a DDP ``module.`` prefix."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{where}: does not contain a state dict")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        k = str(k)
+        out[k[len("module."):] if k.startswith("module.") else k] = v
+    if not out:
+        raise CheckpointError(f"{where}: state dict holds no tensors")
+    return out
+
+
+def is_timm_layout(sd: Mapping[str, Any]) -> bool:
+    return any(k.startswith(("stages.", "patch_embed.")) for k in sd)
+
+
+def _timm_key_to_official(k: str) -> str:
+    k = re.sub(r"^patch_embed\.", "patch_embed1.", k)
+    k = re.sub(r"^stages\.(\d+)\.downsample\.", lambda m: f"patch_embed{int(m[1]) + 1}.", k)
+    k = re.sub(r"^stages\.(\d+)\.blocks\.(\d+)\.", lambda m: f"block{int(m[1]) + 1}.{m[2]}.", k)
+    k = re.sub(r"^stages\.(\d+)\.norm\.", lambda m: f"norm{int(m[1]) + 1}.", k)
+    return re.sub(r"\.mlp\.dwconv\.(weight|bias)$", r".mlp.dwconv.dwconv.\1", k)
+
+
+def to_official_names(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """Rename any supported layout to the official one; returns (state dict, layout name)."""
+    if is_timm_layout(sd):
+        return {_timm_key_to_official(k): v for k, v in sd.items()}, "timm"
+    if any(k.startswith("decode_head.") for k in sd):
+        return dict(sd), "mmseg"
+    if any(k.startswith("bbox_head.") for k in sd):
+        return dict(sd), "mmdet"
+    if any(k.startswith("backbone.") for k in sd):
+        return dict(sd), "pvt-deploy"
+    if any(k.startswith("head.") for k in sd):
+        return dict(sd), "classifier"
+    return dict(sd), "backbone"
+
+
+def _fit_to_model(sd: dict[str, torch.Tensor], model: nn.Module, layout: str) -> tuple[dict, list[str]]:
+    """Place keys where ``model`` expects them; return (state dict, ignored keys)."""
+    has_backbone = hasattr(model, "backbone")
+    ignored: list[str] = [k for k in sd if IGNORABLE.search(k)]
+    sd = {k: v for k, v in sd.items() if not IGNORABLE.search(k)}
+    if not has_backbone and getattr(model, "num_classes", 1) == 0:
+        # A bare backbone (task "features"): take the backbone part of any checkpoint.
+        if any(k.startswith("backbone.") for k in sd):
+            ignored += [k for k in sd if not k.startswith("backbone.")]
+            sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        ignored += [k for k in sd if CLASSIFIER_ONLY.match(k)]
+        return {k: v for k, v in sd.items() if not CLASSIFIER_ONLY.match(k)}, ignored
+    if has_backbone and not any(k.startswith(HEAD_PREFIXES) for k in sd):
+        # A classification/backbone checkpoint initialising a detector or segmenter.
+        ignored += [k for k in sd if CLASSIFIER_ONLY.match(k)]
+        sd = {f"backbone.{k}": v for k, v in sd.items() if not CLASSIFIER_ONLY.match(k)}
+    return sd, ignored
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str, torch.Tensor], *,
+                 trust: bool = False) -> LoadReport:
+    """Load ``source`` (a path or an in-memory state dict) into ``model``; see the module docstring.
+
+    Raises :class:`CheckpointError` listing missing, unexpected and mis-shaped keys when the
+    checkpoint does not fit. Keys the checkpoint legitimately lacks (a detector's neck/head when
+    initialising from a backbone checkpoint) are reported in ``LoadReport.random`` and logged.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        sd = read_checkpoint(source, trust=trust)
+        where = str(source)
+    else:
+        sd = unwrap_state_dict(source, "state dict")
+        where = "state dict"
+    sd, layout = to_official_names(sd)
+    sd, ignored = _fit_to_model(sd, model, layout)
+
+    target = model.state_dict()
+    unexpected = [k for k in sd if k not in target]
+    mis_shaped = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+                  for k in sd if k in target and sd[k].shape != target[k].shape]
+    missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
+    random_ok: list[str] = []
+    if layout in ("backbone", "classifier", "timm") and hasattr(model, "backbone"):
+        # Backbone init: only the backbone must be complete; neck/head stay random.
+        random_ok = [k for k in missing if not k.startswith("backbone.")]
+        missing = [k for k in missing if k.startswith("backbone.")]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(_mismatch_message(where, model, layout, missing, unexpected, mis_shaped))
+
+    with torch.no_grad():
+        for k, v in sd.items():
+            target[k].copy_(v.to(target[k].dtype))
+    report = LoadReport(layout=layout, loaded=len(sd), ignored=ignored, random=random_ok)
+    log.info("%s: %s", where, report.summary())
+    if random_ok:
+        log.warning("%s holds only backbone weights: %d neck/head tensors stay RANDOMLY INITIALISED",
+                    where, len(random_ok))
+    return report
+
+
+def _mismatch_message(where: str, model: nn.Module, layout: str, missing: list[str],
+                      unexpected: list[str], mis_shaped: list[str]) -> str:
+    name = getattr(model, "zoo_name", type(model).__name__)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing [{_first(missing)}]")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected [{_first(unexpected)}]")
+    if mis_shaped:
+        parts.append(f"{len(mis_shaped)} mis-shaped [{_first(mis_shaped, 3)}]")
+    return f"{where} ({layout} layout) does not fit {name}: " + "; ".join(parts)
+
+
+# --- Architecture inference: which zoo backbone and task a state dict belongs to ---------------------
+
+def infer_architecture(sd: Mapping[str, torch.Tensor]) -> tuple[str, str | None, int | None]:
+    """Return ``(backbone_name, task or None, num_classes or None)`` for a state dict in any
+    supported layout, by matching depths, widths and layer shapes against the known configs."""
+    from pvt_deploy.models import pvt, pvt_v2
+
+    sd, layout = to_official_names(sd)
+    bb = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")} or sd
+    depths = []
+    for i in range(1, 5):
+        idx = {int(m[1]) for k in bb if (m := re.match(rf"block{i}\.(\d+)\.", k))}
+        depths.append(max(idx) + 1 if idx else 0)
+    if "patch_embed1.proj.weight" not in bb or 0 in depths:
+        raise CheckpointError("checkpoint is not a PVT model (no patch_embed1/block weights found)")
+    dims = tuple(int(bb[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
+    v2 = any(".mlp.dwconv." in k for k in bb)
+    linear = v2 and tuple(bb.get("block1.0.attn.sr.weight", torch.empty(0, 0, 0, 0)).shape[-2:]) == (1, 1)
+    hidden4 = bb.get("block4.0.mlp.fc1.weight")
+    mlp4 = hidden4.shape[0] / hidden4.shape[1] if hidden4 is not None else None
+    candidates = pvt_v2.CONFIGS if v2 else pvt.CONFIGS
+    name = None
+    for n, cfg in candidates.items():
+        if (tuple(cfg.depths) == tuple(depths) and tuple(cfg.embed_dims) == dims and cfg.linear == linear
+                and (mlp4 is None or cfg.mlp_ratios[3] == mlp4)):
+            name = n
+            break
+    if name is None:
+        raise CheckpointError(f"checkpoint is a PVT {'v2' if v2 else 'v1'} with depths {depths} and widths "
+                              f"{list(dims)}, which matches no known variant")
+    task, num_classes = None, None
+    if "bbox_head.retina_cls.weight" in sd:
+        task, num_classes = "detect", int(sd["bbox_head.retina_cls.weight"].shape[0]) // 9
+    elif "decode_head.conv_seg.weight" in sd:
+        task, num_classes = "segment", int(sd["decode_head.conv_seg.weight"].shape[0])
+    elif "head.weight" in sd:
+        task, num_classes = "classify", int(sd["head.weight"].shape[0])
+    return name, task, num_classes

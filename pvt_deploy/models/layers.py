@@ -1,0 +1,217 @@
+"""Building blocks shared by PVT v1 and v2.
+
+Attribute names follow the official whai362/PVT code so that official checkpoints load without any
+renaming (``attn.q``, ``attn.kv``, ``attn.sr``, ``attn.norm``, ``mlp.fc1``, ``mlp.dwconv.dwconv`` ...).
+
+Everything here is written for export: shapes are read from tensors (never baked from the example
+input), there is no Python branching on tensor values, and adaptive pooling is expressed as two
+small matrix products built from the runtime size (exact at every size, unlike the exporters'
+fixed ``AveragePool``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Official PVT norms: blocks and stage/final norms use eps=1e-6; patch-embed and SRA norms use 1e-5.
+BLOCK_NORM_EPS = 1e-6
+
+
+def adaptive_pool_matrix(size: Tensor | int, out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The (out, size) matrix P with ``P @ x == adaptive_avg_pool1d(x, out)`` along one axis.
+
+    Bin ``i`` covers ``[floor(i*size/out), ceil((i+1)*size/out))`` — PyTorch's AdaptiveAvgPool rule.
+    ``size`` may be a traced/symbolic size, so the graph builds the matrix at run time (ONNX Range,
+    integer Div, comparisons) and stays exact for every input size.
+    """
+    j = torch.arange(size, device=device).unsqueeze(0)  # (1, size)
+    i = torch.arange(out, device=device).unsqueeze(1)  # (out, 1)
+    start = torch.div(i * size, out, rounding_mode="floor")
+    end = torch.div((i + 1) * size + (out - 1), out, rounding_mode="floor")
+    mask = (j >= start) & (j < end)
+    return mask.to(dtype) / (end - start).to(dtype)
+
+
+def is_exporting() -> bool:
+    """True while torch.onnx / torch.export trace the model (TorchScript or dynamo exporter)."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting():
+        return True
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
+def adaptive_avg_pool2d(x: Tensor, out: int) -> Tensor:
+    """``nn.AdaptiveAvgPool2d(out)`` for NCHW input that exports exactly at every size.
+
+    Eager mode runs PyTorch's kernel (bit-identical to the official model). Under export the pool is
+    ``P_h @ x @ P_w^T`` with the matrices built from the runtime size, because both torch exporters
+    get adaptive pooling wrong for dynamic sizes (the legacy one refuses it, dynamo bakes a fixed
+    ``AveragePool`` that is silently wrong at other sizes). The two agree to float rounding.
+    """
+    if not is_exporting():
+        return F.adaptive_avg_pool2d(x, out)
+    return adaptive_avg_pool2d_matmul(x, out)
+
+
+def adaptive_avg_pool2d_matmul(x: Tensor, out: int) -> Tensor:
+    """The matrix-product form of adaptive average pooling (see :func:`adaptive_avg_pool2d`)."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph = adaptive_pool_matrix(h, out, x.dtype, x.device)
+    pw = adaptive_pool_matrix(w, out, x.dtype, x.device)
+    return torch.matmul(torch.matmul(ph, x), pw.transpose(0, 1))
+
+
+def tokens_to_map(x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) map."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+
+
+class SpatialReductionAttention(nn.Module):
+    """PVT's attention: queries at full resolution, keys/values from a spatially reduced sequence.
+
+    ``sr_ratio > 1``: a strided conv + LayerNorm shrinks the K/V tokens by ``sr_ratio**2`` (PVT v1,
+    v2). ``linear=True`` (PVT v2 "li"): K/V come from a 7x7 adaptive average pool, a 1x1 conv,
+    LayerNorm and GELU, so attention cost is linear in the number of tokens.
+    """
+
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True,
+                 linear: bool = False) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.sr_ratio = sr_ratio
+        self.linear = linear
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        if linear:
+            self.sr = nn.Conv2d(dim, dim, kernel_size=1, stride=1)
+            self.norm = nn.LayerNorm(dim)
+            self.act = nn.GELU()
+        elif sr_ratio > 1:
+            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(dim)
+
+    def _reduce(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        if not self.linear and self.sr_ratio == 1:
+            return x
+        feat = tokens_to_map(x, h, w)
+        if self.linear:
+            feat = adaptive_avg_pool2d(feat, 7)
+        feat = self.sr(feat).flatten(2).transpose(1, 2)
+        feat = self.norm(feat)
+        return self.act(feat) if self.linear else feat
+
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        b, n, c = x.shape
+        q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(self._reduce(x, h, w)).reshape(b, -1, 2, self.num_heads, self.head_dim)
+        kv = kv.permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]
+        # Same order as the official code ((q @ k^T) * scale) so outputs match it bit for bit.
+        attn = (torch.matmul(q, k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, c)
+        return self.proj(out)
+
+
+class Mlp(nn.Module):
+    """PVT v1 feed-forward: fc1 -> GELU -> fc2."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DWConv(nn.Module):
+    """3x3 depthwise conv on tokens; the doubled name (``dwconv.dwconv``) is the official key."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim)
+
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        return self.dwconv(tokens_to_map(x, h, w)).flatten(2).transpose(1, 2)
+
+
+class ConvMlp(nn.Module):
+    """PVT v2 feed-forward: fc1 -> (ReLU, "li" only) -> DWConv3x3 -> GELU -> fc2."""
+
+    def __init__(self, dim: int, hidden: int, linear: bool = False) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.relu = nn.ReLU() if linear else nn.Identity()
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        x = self.relu(self.fc1(x))
+        return self.fc2(self.act(self.dwconv(x, h, w)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + SRA(norm1(x)); x + MLP(norm2(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, *, v2: bool,
+                 linear: bool = False) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio, qkv_bias=True, linear=linear)
+        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.mlp: nn.Module = ConvMlp(dim, hidden, linear) if v2 else Mlp(dim, hidden)
+
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x), h, w)
+        return x + self.mlp(self.norm2(x), h, w)
+
+
+class PatchEmbed(nn.Module):
+    """Conv patchify (+ LayerNorm) returning tokens and the token grid size.
+
+    v1: non-overlapping (kernel = stride = patch). v2: overlapping (kernel 7/s4 then 3/s2, padded).
+    """
+
+    def __init__(self, in_chans: int, dim: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=kernel, stride=stride, padding=kernel // 2
+                              if kernel > stride else 0)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, int | Tensor, int | Tensor]:
+        x = self.proj(x)
+        h, w = x.shape[-2], x.shape[-1]
+        return self.norm(x.flatten(2).transpose(1, 2)), h, w
+
+
+class ConvModule(nn.Module):
+    """Conv2d (+ BatchNorm) (+ ReLU) with mmcv's attribute names (``conv``, ``bn``) for checkpoints."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, norm: bool = False,
+                 act: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not norm)
+        self.bn = nn.BatchNorm2d(cout) if norm else None
+        self.act = nn.ReLU(inplace=True) if act else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+
+def resize_bilinear(x: Tensor, size: tuple[int | Tensor, int | Tensor] | list) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,171 @@
+"""The model zoo: names, tasks, default sizes, published metrics, and ``create_model``.
+
+Zoo names: ``pvt_small`` is the RetinaNet detector (the default task), ``pvt_small-seg`` the
+Semantic FPN segmenter, ``pvt_small-cls`` the ImageNet classifier, ``pvt_small-features`` the bare
+backbone; likewise for every backbone. A bare backbone name plus ``task=`` works too, and so does the
+path of a checkpoint file, whose architecture is read from its tensor shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pvt_deploy.data import class_names
+from pvt_deploy.errors import ModelNotFoundError
+from pvt_deploy.models import pvt, pvt_v2
+from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
+from pvt_deploy.models.retinanet import RetinaNet
+from pvt_deploy.models.semantic_fpn import SemanticFPN
+
+log = logging.getLogger(__name__)
+
+TASKS = ("detect", "segment", "classify", "features")
+SUFFIX_TO_TASK = {"": "detect", "-det": "detect", "-seg": "segment", "-cls": "classify", "-features": "features"}
+TASK_TO_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls", "features": "-features"}
+DATASET = {"detect": "coco", "segment": "ade20k", "classify": "imagenet", "features": None}
+METRIC_NAME = {"detect": "COCO box AP", "segment": "ADE20K mIoU", "classify": "ImageNet top-1"}
+# Default deployment input size (H, W) per task and the official test-time size.
+DEFAULT_IMGSZ = {"detect": (640, 640), "segment": (512, 512), "classify": (224, 224), "features": (640, 640)}
+OFFICIAL_SIZE = {"detect": "1333x800 (keep ratio)", "segment": "2048x512 (keep ratio)",
+                 "classify": "224 (resize 256, crop)", "features": "any multiple of 32"}
+
+BACKBONES: dict[str, pvt.PVTConfig] = {**pvt.CONFIGS, **pvt_v2.CONFIGS}
+
+# Published results of the official models (PVT / PVTv2 papers and the official repository).
+PUBLISHED: dict[str, dict[str, float]] = {
+    "classify": {"pvt_tiny": 75.1, "pvt_small": 79.8, "pvt_medium": 81.2, "pvt_large": 81.7,
+                 "pvt_v2_b0": 70.5, "pvt_v2_b1": 78.7, "pvt_v2_b2_li": 82.1, "pvt_v2_b2": 82.0,
+                 "pvt_v2_b3": 83.1, "pvt_v2_b4": 83.6, "pvt_v2_b5": 83.8},
+    "detect": {"pvt_tiny": 36.7, "pvt_small": 40.4, "pvt_medium": 41.9, "pvt_large": 42.6,
+               "pvt_v2_b0": 37.2, "pvt_v2_b1": 41.2, "pvt_v2_b2_li": 43.6, "pvt_v2_b2": 44.6,
+               "pvt_v2_b3": 45.9, "pvt_v2_b4": 46.1, "pvt_v2_b5": 46.2},
+    "segment": {"pvt_tiny": 36.6, "pvt_small": 41.9, "pvt_medium": 43.5, "pvt_large": 43.5,
+                "pvt_v2_b0": 37.2, "pvt_v2_b1": 42.5, "pvt_v2_b2": 45.2, "pvt_v2_b3": 47.3,
+                "pvt_v2_b4": 47.9, "pvt_v2_b5": 48.7},
+}
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    backbone: str
+    task: str
+
+    @property
+    def name(self) -> str:
+        return self.backbone + TASK_TO_SUFFIX[self.task]
+
+    @property
+    def dataset(self) -> str | None:
+        return DATASET[self.task]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return class_names(self.dataset) if self.dataset else ()
+
+    @property
+    def imgsz(self) -> tuple[int, int]:
+        return DEFAULT_IMGSZ[self.task]
+
+    @property
+    def metric(self) -> tuple[str, float | None] | None:
+        if self.task not in METRIC_NAME:
+            return None
+        return METRIC_NAME[self.task], PUBLISHED[self.task].get(self.backbone)
+
+
+def zoo_entries() -> list[ZooEntry]:
+    return [ZooEntry(b, t) for b in BACKBONES for t in ("detect", "segment", "classify")]
+
+
+def resolve_name(name: str, task: str | None = None) -> ZooEntry:
+    """Map a zoo name (``pvt_small-seg``) or backbone name + task to a :class:`ZooEntry`."""
+    if task is not None and task not in TASKS:
+        raise ModelNotFoundError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    base, suffix = name, ""
+    for sfx in sorted(SUFFIX_TO_TASK, key=len, reverse=True):
+        if sfx and name.endswith(sfx):
+            base, suffix = name[: -len(sfx)], sfx
+            break
+    if base not in BACKBONES:
+        close = [b for b in BACKBONES if b.startswith(base[:6])] or list(BACKBONES)
+        raise ModelNotFoundError(f"unknown model {name!r}; known backbones: {', '.join(close)} "
+                                 "(suffix -seg, -cls or -features for other tasks)")
+    named_task = SUFFIX_TO_TASK[suffix]
+    if task is not None and suffix and task != named_task:
+        raise ModelNotFoundError(f"model {name!r} is a {named_task} model but task={task!r} was asked")
+    return ZooEntry(base, task or named_task)
+
+
+def build_backbone(backbone: str, num_classes: int = 0) -> nn.Module:
+    cfg = BACKBONES[backbone]
+    cls = pvt_v2.PyramidVisionTransformerV2 if backbone.startswith("pvt_v2") else pvt.PyramidVisionTransformer
+    return cls(cfg, num_classes=num_classes)
+
+
+def build_model(entry: ZooEntry, num_classes: int | None = None) -> nn.Module:
+    n = num_classes if num_classes is not None else len(entry.classes)
+    if entry.task == "classify":
+        model: nn.Module = build_backbone(entry.backbone, num_classes=n)
+    elif entry.task == "features":
+        model = build_backbone(entry.backbone, num_classes=0)
+    elif entry.task == "detect":
+        model = RetinaNet(build_backbone(entry.backbone), num_classes=n)
+    else:
+        model = SemanticFPN(build_backbone(entry.backbone), num_classes=n)
+    model.zoo_name = entry.name  # type: ignore[assignment]
+    model.zoo_task = entry.task  # type: ignore[assignment]
+    return model.eval()
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith((".pth", ".pt", ".bin", ".ckpt", ".tar")) or os.sep in name or Path(name).is_file()
+
+
+def create_model(name: str, *, task: str | None = None,
+                 weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
+                 num_classes: int | None = None, trust: bool = False) -> nn.Module:
+    """Build a zoo model in eval mode, optionally loading ``weights`` (see :func:`load_weights`).
+
+    ``name`` is a backbone name (``pvt_v2_b2_li``), a zoo name (``pvt_small-seg``) or the path of a
+    checkpoint, whose variant, task and class count are read from its tensors. Without weights the
+    model is randomly initialised and a warning says so.
+    """
+    state = None
+    if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
+        state = read_checkpoint(name, trust=trust)
+        backbone, ckpt_task, ckpt_classes = infer_architecture(state)
+        entry = resolve_name(backbone, task or ckpt_task or "detect")
+        if num_classes is None and entry.task == ckpt_task:
+            num_classes = ckpt_classes
+        weights = state
+    else:
+        entry = resolve_name(name, task)
+        if weights is not None and num_classes is None:
+            sd = read_checkpoint(weights, trust=trust) if isinstance(weights, (str, os.PathLike)) else weights
+            try:
+                _, ckpt_task, ckpt_classes = infer_architecture(sd)
+            except Exception:  # noqa: BLE001 - load_weights reports the real mismatch
+                ckpt_task, ckpt_classes = None, None
+            if ckpt_task == entry.task:
+                num_classes = ckpt_classes
+            weights = sd
+    model = build_model(entry, num_classes)
+    if weights is None:
+        log.warning("%s: no weights given — the model is RANDOMLY INITIALISED (outputs are meaningless)",
+                    entry.name)
+        model.random_init = True  # type: ignore[assignment]
+    else:
+        model.load_report = load_weights(model, weights, trust=trust)  # type: ignore[assignment]
+        model.random_init = False  # type: ignore[assignment]
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
