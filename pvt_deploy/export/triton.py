@@ -1,0 +1,380 @@
+"""Triton Inference Server model repository export.
+
+``export_triton`` turns an artifact folder (``model.onnx`` / ``model.engine`` + ``manifest.json``) into
+one model of a Triton model repository::
+
+    <out_dir>/<name>/config.pbtxt       # generated from the graph itself (names, dtypes, dims)
+    <out_dir>/<name>/manifest.json      # the artifact's manifest + a "triton" section (for people and tools)
+    <out_dir>/<name>/1/model.onnx       # backend="onnx"  (onnxruntime backend)
+    <out_dir>/<name>/1/model.plan       # backend="trt"   (tensorrt backend; a copy of model.engine)
+
+Where the manifest lives, and why twice: a client of a remote Triton server cannot read files in the
+model repository, but it can read the model configuration over HTTP/gRPC. So the manifest's essentials
+(task, classes, preprocess, postprocess, I/O, plus the "triton" section) are embedded in
+``config.pbtxt`` as the string parameter :data:`MANIFEST_PARAMETER`; the ``triton://`` runtime reads it
+from there and runs the same pre/post-processing as every other backend. The full ``manifest.json``
+beside the config is for humans and ``pvt-deploy info``; Triton ignores files in a model folder that are
+not numeric version folders, and backends ignore config parameters they do not know.
+
+The config text is written by this module (one code path): the generator below emits protobuf text
+format, and the tests parse every generated file with ``tritonclient``'s ``ModelConfig`` message, so the
+writer needs neither tritonclient nor Triton at export time.
+
+Dims come from the ONNX graph, never from assumptions: symbolic dims become ``-1`` and, when the graph's
+first dimension is a dynamic batch and ``max_batch > 0``, Triton's implicit batch dimension is dropped
+from ``dims`` (Triton adds it back). A graph whose first dimension is static cannot be batched by Triton,
+so it is exported with ``max_batch_size: 0`` and full dims, and the config says why in a comment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.manifest import MANIFEST_NAME, ONNX_METADATA_KEY, essentials, read_manifest, verify_file
+from pvt_deploy.utils.files import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+
+log = logging.getLogger(__name__)
+
+#: Config parameter that carries the pvt-deploy manifest (JSON) to remote clients.
+MANIFEST_PARAMETER = "pvt_deploy_manifest"
+CONFIG_NAME = "config.pbtxt"
+_MODEL_FILES = {"onnx": "model.onnx", "trt": "model.plan"}
+_TRITON_BACKENDS = {"onnx": "onnxruntime", "trt": "tensorrt"}
+_KINDS = {"GPU": "KIND_GPU", "CPU": "KIND_CPU", "AUTO": "KIND_AUTO"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# ONNX TensorProto element type -> Triton DataType (model_config.proto). Numbers, so that this module
+# does not import onnx at module import time.
+_ONNX_TO_TRITON = {
+    1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
+    7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32",
+    13: "TYPE_UINT64", 16: "TYPE_BF16",
+}
+
+
+@dataclass(frozen=True)
+class GraphTensor:
+    """One graph input or output as Triton needs it: element type and full shape (None = symbolic)."""
+
+    name: str
+    data_type: str  # Triton DataType enum name, e.g. "TYPE_FP32"
+    shape: tuple[int | None, ...]
+
+
+def read_onnx_io(path: str | os.PathLike[str]) -> tuple[list[GraphTensor], list[GraphTensor]]:
+    """Inputs and outputs of an ONNX graph, without loading its weights.
+
+    Initializers that are also listed as graph inputs (old exporters did that) are not real inputs and
+    are skipped, as ONNX Runtime does.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError, OSError, ...
+        raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+
+    def convert(values: Iterable[Any]) -> list[GraphTensor]:
+        out = []
+        for v in values:
+            if v.name in initializers:
+                continue
+            tensor_type = v.type.tensor_type
+            elem = tensor_type.elem_type
+            if elem not in _ONNX_TO_TRITON:
+                raise InputError(f"{path}: tensor {v.name!r} has ONNX type {elem}, which Triton cannot serve")
+            if not tensor_type.HasField("shape"):
+                raise InputError(f"{path}: tensor {v.name!r} has no shape; re-export with shape inference")
+            dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                         for d in tensor_type.shape.dim)
+            out.append(GraphTensor(v.name, _ONNX_TO_TRITON[elem], dims))
+        return out
+
+    return convert(graph.input), convert(graph.output)
+
+
+# --------------------------------------------------------------------------------------------------
+# protobuf text format writer (just what model_config.proto needs)
+
+
+class _Enum(str):
+    """A protobuf enum value: written without quotes."""
+
+
+def _scalar(value: Any) -> str:
+    from google.protobuf import text_encoding  # type: ignore[import-untyped, unused-ignore]
+
+    if isinstance(value, _Enum):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + str(text_encoding.CEscape(value, as_utf8=True)) + '"'
+    raise TypeError(f"cannot write {type(value).__name__} as a protobuf scalar")
+
+
+Field = tuple[str, Any]  # value: scalar, list of scalars (repeated), or list[Field] wrapped in _Msg
+
+
+class _Msg(list):  # type: ignore[type-arg]
+    """A nested message: an ordered list of (field, value) pairs; a field may repeat."""
+
+
+def _render(fields: Sequence[Field], indent: int = 0) -> str:
+    pad = "  " * indent
+    lines = []
+    for key, value in fields:
+        if isinstance(value, _Msg):
+            lines.append(f"{pad}{key} {{")
+            lines.append(_render(value, indent + 1))
+            lines.append(f"{pad}}}")
+        elif isinstance(value, list | tuple):
+            lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in value)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(value)}")
+    return "\n".join(line for line in lines if line)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _load_source(artifact: Path, backend: str, source: str | None) -> tuple[Path, Path, dict[str, Any]]:
+    """Resolve (artifact folder, file to serve, manifest). ``artifact`` may also be a lone ``.onnx``."""
+    if artifact.is_file() and artifact.suffix == ".onnx":
+        folder, source = artifact.parent, artifact.name
+        if (folder / MANIFEST_NAME).is_file():
+            manifest = read_manifest(folder)
+        else:  # a lone ONNX carries the essentials in its metadata
+            manifest = _manifest_from_onnx_metadata(artifact)
+    elif artifact.is_dir():
+        folder = artifact
+        manifest = read_manifest(folder)
+    else:
+        raise InputError(f"{artifact}: not an export folder or .onnx file",
+                         hint="pvt-deploy export --model NAME first")
+    if backend == "onnx" and source is not None and not source.endswith(".onnx"):
+        raise InputError(f"backend 'onnx' serves an .onnx file, not {source!r}")
+    if backend == "trt" and source is not None and not source.endswith((".engine", ".plan")):
+        raise InputError(f"backend 'trt' serves a TensorRT engine (.engine/.plan), not {source!r}")
+    path = folder / (source or ("model.onnx" if backend == "onnx" else "model.engine"))
+    if not path.is_file():
+        hint = "pvt-deploy export --format trt" if backend == "trt" else "pvt-deploy export --format onnx"
+        raise InputError(f"{path}: missing, cannot build a Triton {backend} model from {folder}", hint=hint)
+    verify_file(folder, manifest, path.name)
+    return folder, path, manifest
+
+
+def _manifest_from_onnx_metadata(path: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            try:
+                data = json.loads(prop.value)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}: unreadable pvt-deploy metadata ({e})") from e
+            if isinstance(data, dict) and "task" in data:
+                return data
+    raise InputError(f"{path}: no {MANIFEST_NAME} beside it and no pvt-deploy metadata inside it",
+                     hint="export it with pvt-deploy export")
+
+
+def _io_graph(folder: Path, served: Path, backend: str, manifest: dict[str, Any]) -> Path:
+    """The ONNX file that describes the served model's I/O (for an engine: the ONNX it was built from)."""
+    if backend == "onnx":
+        return served
+    trt = manifest.get("tensorrt") or {}
+    entry = (manifest.get("files") or {}).get(served.name) or {}
+    for candidate in (entry.get("source"), trt.get("source"), "model.onnx"):
+        if candidate and (folder / candidate).is_file():
+            return folder / candidate
+    raise InputError(f"{folder}: no ONNX graph beside {served.name} to read its inputs/outputs from",
+                     hint="keep the model.onnx the engine was built from in the export folder")
+
+
+def _engine_max_batch(manifest: dict[str, Any]) -> int | None:
+    profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
+    maxima = [int(p["max"][0]) for p in profiles if p.get("max")]
+    return min(maxima) if maxima else None
+
+
+def _external_data_files(path: Path) -> list[str]:
+    """Relative paths of external-data files an ONNX model references (copied along with it)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    files: set[str] = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            for kv in tensor.external_data:
+                if kv.key == "location":
+                    files.add(kv.value)
+    return sorted(files)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -> str:
+    if fp16_accelerator:
+        return "fp16"
+    entry = (manifest.get("files") or {}).get(served.name) or {}
+    if "precision" in entry:
+        return str(entry["precision"])
+    if served.suffix in (".engine", ".plan"):
+        return str((manifest.get("tensorrt") or {}).get("precision", "fp32"))
+    return "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
+
+
+def export_triton(
+    artifact_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    backend: Literal["onnx", "trt"] = "onnx",
+    max_batch: int = 8,
+    instances: int = 1,
+    name: str | None = None,
+    kind: Literal["GPU", "CPU", "AUTO"] = "GPU",
+    trt_fp16_accelerator: bool = False,
+    dynamic_batching: bool = True,
+    max_queue_delay_us: int = 100,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    source: str | None = None,
+    version: int = 1,
+) -> Path:
+    """Write one model of a Triton model repository; return its folder ``<out_dir>/<name>``.
+
+    ``backend="onnx"`` serves ``source`` (default ``model.onnx``; ``model.fp16.onnx``/``model.int8.onnx``
+    work too) with Triton's onnxruntime backend, optionally with ONNX Runtime's TensorRT execution
+    accelerator in FP16 (``trt_fp16_accelerator``). ``backend="trt"`` serves ``model.engine`` as
+    ``model.plan``; the engine only loads in a Triton whose TensorRT version and GPU match the build, so
+    export engines on the serving box with the same container release.
+
+    ``max_batch`` is Triton's ``max_batch_size`` (0 disables Triton batching). For engines it is clamped
+    to the optimization profile's maximum batch, which Triton would otherwise reject at load time.
+    ``dynamic_batching`` lets Triton merge concurrent requests (many video streams) into one batch,
+    waiting at most ``max_queue_delay_us``. ``instances`` model instances of ``kind`` run in parallel.
+    """
+    if backend not in _MODEL_FILES:
+        raise InputError(f"unknown Triton backend {backend!r}; use 'onnx' or 'trt'")
+    kind_u = kind.upper()
+    if kind_u not in _KINDS:
+        raise InputError(f"unknown instance kind {kind!r}; use GPU, CPU or AUTO")
+    if backend == "trt" and kind_u == "CPU":
+        raise InputError("TensorRT engines run on GPUs only; use kind GPU (or backend 'onnx' for CPU)")
+    if trt_fp16_accelerator and backend != "onnx":
+        raise InputError("the TensorRT FP16 accelerator is an option of backend 'onnx'; "
+                         "a 'trt' engine already has its precision")
+    if trt_fp16_accelerator and kind_u == "CPU":
+        raise InputError("the TensorRT accelerator needs a GPU instance (kind GPU or AUTO)")
+    if max_batch < 0 or instances < 1 or max_queue_delay_us < 0 or version < 1:
+        raise InputError("max_batch must be >= 0, instances >= 1, max_queue_delay_us >= 0, version >= 1")
+
+    folder, served, manifest = _load_source(Path(artifact_dir), backend, source)
+    model_name = name or str(manifest.get("model") or folder.name)
+    if not _NAME_RE.match(model_name):
+        raise InputError(f"Triton model name {model_name!r} must be letters, digits, '_', '.', '-'")
+
+    graph = _io_graph(folder, served, backend, manifest)
+    inputs, outputs = read_onnx_io(graph)
+    notes: list[str] = []
+
+    batch = max_batch
+    if batch > 0:
+        static = [t.name for t in (*inputs, *outputs) if not t.shape or t.shape[0] is not None]
+        if static:
+            notes.append(f"max_batch_size 0: the graph's first dim is not a dynamic batch for {', '.join(static)}")
+            batch = 0
+    if batch > 0 and backend == "trt":
+        engine_max = _engine_max_batch(manifest)
+        if engine_max is not None and batch > engine_max:
+            notes.append(f"max_batch_size clamped from {batch} to the engine profile's max batch {engine_max}")
+            batch = engine_max
+    for note in notes:
+        log.warning("%s: %s", model_name, note)
+
+    precision = _precision(manifest, served, trt_fp16_accelerator)
+    triton_section = {
+        "backend": _TRITON_BACKENDS[backend],
+        "model_file": _MODEL_FILES[backend],
+        "source": served.name,
+        "source_sha256": sha256_file(served),
+        "precision": precision,
+        "max_batch_size": batch,
+        "instances": instances,
+        "kind": _KINDS[kind_u],
+        "version": version,
+    }
+    embedded = {**essentials(manifest), "files": {served.name: (manifest.get("files") or {}).get(served.name, {})},
+                "triton": triton_section}
+    if backend == "trt" and manifest.get("tensorrt"):
+        embedded["tensorrt"] = manifest["tensorrt"]
+
+    fields: list[Field] = [
+        ("name", model_name),
+        ("backend", _TRITON_BACKENDS[backend]),
+        ("max_batch_size", batch),
+    ]
+
+    def tensor_fields(t: GraphTensor) -> _Msg:
+        dims = [-1 if d is None else d for d in (t.shape[1:] if batch > 0 else t.shape)]
+        return _Msg([("name", t.name), ("data_type", _Enum(t.data_type)), ("dims", dims)])
+
+    fields += [("input", tensor_fields(t)) for t in inputs]
+    fields += [("output", tensor_fields(t)) for t in outputs]
+    fields.append(("instance_group", _Msg([("count", instances), ("kind", _Enum(_KINDS[kind_u]))])))
+    if batch > 0 and dynamic_batching:
+        sizes = sorted({int(s) for s in (preferred_batch_sizes or [batch]) if 0 < int(s) <= batch})
+        db: list[Field] = [("preferred_batch_size", sizes)] if sizes else []
+        db.append(("max_queue_delay_microseconds", max_queue_delay_us))
+        fields.append(("dynamic_batching", _Msg(db)))
+    if trt_fp16_accelerator:
+        accel = _Msg([("name", "tensorrt"),
+                      ("parameters", _Msg([("key", "precision_mode"), ("value", "FP16")]))])
+        fields.append(("optimization", _Msg([("execution_accelerators",
+                                               _Msg([("gpu_execution_accelerator", accel)]))])))
+    fields.append(("parameters", _Msg([
+        ("key", MANIFEST_PARAMETER),
+        ("value", _Msg([("string_value", json.dumps(embedded, separators=(",", ":")))])),
+    ])))
+
+    header = [f"# Triton model configuration written by pvt-deploy from {served.name} ({graph.name} I/O).",
+              f"# The '{MANIFEST_PARAMETER}' parameter carries the pvt-deploy manifest for remote clients."]
+    if backend == "trt":
+        trt = manifest.get("tensorrt") or {}
+        header.append(f"# Engine built with TensorRT {trt.get('version', '?')} on {trt.get('gpu', '?')}: serve it "
+                      "with a tritonserver release that has the same TensorRT version, on the same GPU model.")
+    header += [f"# note: {n}" for n in notes]
+    text = "\n".join(header) + "\n" + _render(fields) + "\n"
+
+    model_dir = Path(out_dir) / model_name
+    version_dir = model_dir / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    target = version_dir / _MODEL_FILES[backend]
+    _copy(served, target)
+    if backend == "onnx":
+        for rel in _external_data_files(served):
+            _copy(folder / rel, version_dir / rel)
+    # A model file of the other backend left in the same version folder would be stale and confusing.
+    for other in set(_MODEL_FILES.values()) - {target.name}:
+        (version_dir / other).unlink(missing_ok=True)
+
+    atomic_write_json(model_dir / MANIFEST_NAME, {**manifest, "triton": triton_section})
+    atomic_write_text(model_dir / CONFIG_NAME, text)
+    return model_dir

@@ -1,0 +1,417 @@
+"""A Triton Inference Server model as a :class:`Backend`.
+
+URLs: ``triton://host:8000/model`` (HTTP), ``triton+grpc://host:8001/model`` (gRPC); ``triton+https``
+and ``triton+grpcs`` use TLS; ``/model/2`` pins a model version. Ports default to Triton's 8000/8001.
+
+The server runs the graph; everything else stays on the client, as with every backend: the shared
+pre/post-processing needs the pvt-deploy manifest, which ``pvt-deploy export --format triton`` embeds
+in the model configuration (string parameter ``pvt_deploy_manifest``, see
+:mod:`pvt_deploy.export.triton`) precisely so that a client that cannot see the model repository can
+still fetch it over the wire. For a model deployed by other means pass ``manifest=`` (a manifest.json
+or an export folder).
+
+Failure modes map onto the project's errors with one line each: tritonclient missing or server
+unreachable -> :class:`BackendUnavailableError`; model unknown, not ready or without a manifest ->
+:class:`InputError`; a request the server rejects -> :class:`InputError` (bad shape/dtype) or
+:class:`PvtDeployError`. Connection-level failures are retried with a short backoff (a server that is
+restarting, a dropped keep-alive); requests the server answered are never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+
+MANIFEST_PARAMETER = "pvt_deploy_manifest"  # same key as pvt_deploy.export.triton (kept import-free)
+SCHEMES = {"triton": ("http", False), "triton+http": ("http", False), "triton+https": ("http", True),
+           "triton+grpc": ("grpc", False), "triton+grpcs": ("grpc", True)}
+_DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+_TRITON_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
+                    "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+                    "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
+_NUMPY_TO_TRITON = {v: k for k, v in _TRITON_TO_NUMPY.items()}
+_T = TypeVar("_T")
+
+
+def is_triton_url(text: str | os.PathLike[str]) -> bool:
+    """True for ``triton://...`` style strings (what the loader routes here)."""
+    return isinstance(text, str) and text.split("://", 1)[0].lower() in SCHEMES and "://" in text
+
+
+@dataclass(frozen=True)
+class TritonURL:
+    protocol: str  # "http" | "grpc"
+    ssl: bool
+    host: str
+    port: int
+    model: str
+    version: str  # "" = the server's policy (latest)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        scheme = next(k for k, v in SCHEMES.items() if v == (self.protocol, self.ssl))
+        tail = f"/{self.version}" if self.version else ""
+        return f"{scheme}://{self.address}/{self.model}{tail}"
+
+
+def parse_triton_url(url: str) -> TritonURL:
+    """Parse ``triton[+grpc]://host[:port]/model[/version]``; raise :class:`InputError` if malformed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise InputError(f"{url}: not a Triton URL (use triton://host:8000/model or triton+grpc://host:8001/model)")
+    protocol, ssl = SCHEMES[scheme]
+    try:
+        port = parts.port or _DEFAULT_PORTS[protocol]
+    except ValueError as e:
+        raise InputError(f"{url}: bad port ({e})") from e
+    host = parts.hostname
+    segments = [s for s in parts.path.split("/") if s]
+    if not host or not segments or len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+        raise InputError(f"{url}: expected {scheme}://host:port/model_name[/version]")
+    return TritonURL(protocol, ssl, host, port, segments[0], segments[1] if len(segments) == 2 else "")
+
+
+def _one_line(e: BaseException) -> str:
+    msg = getattr(e, "message", None)
+    text = msg() if callable(msg) else str(e)
+    text = " ".join(str(text or type(e).__name__).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class TritonBackend(Backend):
+    """Runs inference on a model served by Triton. ``infer`` splits batches above ``max_batch_size``.
+
+    ``timeout_s`` bounds each network call; ``retries`` connection-level retries use exponential backoff
+    from ``backoff_s``; ``ready_timeout_s`` is how long to wait for a model that is still loading (an
+    ONNX model with the TensorRT accelerator can take minutes to load the first time).
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0, retries: int = 2, backoff_s: float = 0.5,
+                 ready_timeout_s: float = 60.0, manifest: Mapping[str, Any] | None = None) -> None:
+        self.url = parse_triton_url(url)
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
+        self._client: Any = None
+        self._closed = False
+        try:
+            if self.url.protocol == "http":
+                import tritonclient.http as client_mod
+            else:
+                import tritonclient.grpc as client_mod
+            from tritonclient.utils import InferenceServerException
+        except (ImportError, RuntimeError) as e:  # tritonclient raises RuntimeError when an extra is missing
+            raise BackendUnavailableError(f"{self.url}: tritonclient[{self.url.protocol}] is not installed ({_one_line(e)})",
+                                          hint='pip install "pvt-deploy[triton]"') from e
+        self._mod = client_mod
+        self._server_error = InferenceServerException
+        try:
+            if self.url.protocol == "http":
+                self._client = client_mod.InferenceServerClient(
+                    self.url.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s,
+                    ssl=self.url.ssl)
+            else:
+                self._client = client_mod.InferenceServerClient(self.url.address, ssl=self.url.ssl)
+        except Exception as e:
+            raise BackendUnavailableError(f"{self.url}: cannot create a Triton client ({_one_line(e)})") from e
+
+        try:
+            server = self._wait_server()
+            self._wait_model(ready_timeout_s)
+            metadata = self._call(self._get_metadata)
+            config = self._call(self._get_config)
+        except BaseException:
+            self.close()
+            raise
+        self.config = config
+        self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        self.manifest: dict[str, Any] | None = dict(manifest) if manifest is not None else _embedded_manifest(config)
+        ref = self.manifest or {}
+        self._inputs = [self._spec(t, ref.get("inputs")) for t in metadata.get("inputs", [])]
+        self._outputs = [self._spec(t, ref.get("outputs")) for t in metadata.get("outputs", [])]
+        triton = ref.get("triton") or {}
+        self.info = BackendInfo(
+            name="triton",
+            device=str(self.url),
+            precision=str(triton.get("precision", "fp32")),
+            details={"protocol": self.url.protocol, "server_version": server.get("version"),
+                     "model": self.url.model, "model_versions": metadata.get("versions"),
+                     "platform": metadata.get("platform"), "backend": config.get("backend"),
+                     "max_batch_size": self.max_batch_size},
+        )
+
+    # -- protocol-specific calls (HTTP returns dicts; gRPC returns protobufs unless as_json) ----------
+
+    def _kw(self) -> dict[str, Any]:
+        return {"client_timeout": self.timeout_s} if self.url.protocol == "grpc" else {}
+
+    def _get_metadata(self) -> dict[str, Any]:
+        c, u = self._client, self.url
+        if u.protocol == "grpc":
+            return dict(c.get_model_metadata(u.model, u.version, as_json=True, **self._kw()))
+        return dict(c.get_model_metadata(u.model, u.version))
+
+    def _get_config(self) -> dict[str, Any]:
+        c, u = self._client, self.url
+        if u.protocol == "grpc":
+            return dict(c.get_model_config(u.model, u.version, as_json=True, **self._kw()).get("config", {}))
+        return dict(c.get_model_config(u.model, u.version))
+
+    def _get_index(self) -> list[dict[str, Any]]:
+        c = self._client
+        if self.url.protocol == "grpc":
+            return list(c.get_model_repository_index(as_json=True, **self._kw()).get("models", []))
+        return list(c.get_model_repository_index())
+
+    def _get_server(self) -> dict[str, Any]:
+        c = self._client
+        if self.url.protocol == "grpc":
+            return dict(c.get_server_metadata(as_json=True, **self._kw()))
+        return dict(c.get_server_metadata())
+
+    # -- retries and readiness ----------------------------------------------------------------------
+
+    def _is_connection_error(self, e: BaseException) -> bool:
+        if isinstance(e, self._server_error):
+            status = str(e.status() or "")
+            # gRPC reports transport failures as UNAVAILABLE / DEADLINE_EXCEEDED; HTTP ones are OSErrors.
+            return "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status
+        return isinstance(e, OSError | TimeoutError) or type(e).__name__ == "Timeout"  # gevent.Timeout
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` with connection-level retries; a server answer (even an error) is final."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Exception as e:
+                if not self._is_connection_error(e):
+                    raise
+                if attempt == self.retries:
+                    raise BackendUnavailableError(
+                        f"{self.url}: Triton server not reachable at {self.url.address} ({_one_line(e)})",
+                        hint="is tritonserver running and the port published?") from e
+                time.sleep(self.backoff_s * (2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def _wait_server(self) -> dict[str, Any]:
+        live = self._call(lambda: self._client.is_server_live(**self._kw()))
+        if not live:
+            raise BackendUnavailableError(f"{self.url}: Triton server at {self.url.address} is not live")
+        return self._call(self._get_server)
+
+    def _try_index(self) -> list[dict[str, Any]] | None:
+        """The repository index, or None where the server restricts that API (PyTriton, --*-restricted-api).
+
+        No retries: the server just answered a readiness call, and gRPC reports a restricted API with
+        the same UNAVAILABLE status as a dropped connection.
+        """
+        try:
+            return self._get_index()
+        except Exception:
+            return None
+
+    def _wait_model(self, ready_timeout_s: float) -> None:
+        u = self.url
+        deadline = time.monotonic() + max(0.0, ready_timeout_s)
+        while True:
+            if self._call(lambda: self._client.is_model_ready(u.model, u.version, **self._kw())):
+                return
+            where = f"version {u.version} of " if u.version else ""
+            index = self._try_index()
+            if index is None:
+                # No index to consult: the metadata call says whether the model exists at all.
+                try:
+                    self._call(self._get_metadata)
+                except self._server_error as e:
+                    message = _one_line(e)
+                    if "unknown model" in message.lower() or "not found" in message.lower():
+                        raise InputError(f"{u}: Triton has no {where}model {u.model!r} ({message})") from e
+                if time.monotonic() >= deadline:
+                    raise InputError(f"{u}: model {u.model!r} is not ready", hint="see the tritonserver log")
+                time.sleep(0.5)
+                continue
+            entries = [m for m in index
+                       if m.get("name") == u.model and (not u.version or str(m.get("version")) == u.version)]
+            if not entries:
+                names = sorted({str(m.get("name")) for m in index if m.get("name")})
+                raise InputError(f"{u}: Triton has no {where}model {u.model!r} "
+                                 f"(models here: {', '.join(names) or 'none'})")
+            states = {str(m.get("state", "")).upper() for m in entries}
+            if "LOADING" not in states or time.monotonic() >= deadline:
+                reason = "; ".join(str(m.get("reason")) for m in entries if m.get("reason"))
+                state = "/".join(sorted(s for s in states if s)) or "not ready"
+                raise InputError(f"{u}: model {u.model!r} is {state.lower()}" + (f" ({reason})" if reason else ""),
+                                 hint="see the tritonserver log")
+            time.sleep(0.5)
+
+    # -- specs ---------------------------------------------------------------------------------------
+
+    def _spec(self, tensor: Mapping[str, Any], reference: Any) -> TensorSpec:
+        name = str(tensor["name"])
+        datatype = str(tensor.get("datatype", "FP32"))
+        shape = [int(d) for d in tensor.get("shape", [])]  # gRPC JSON writes int64 as strings
+        ref_shape: list[Any] = []
+        if isinstance(reference, list):
+            for r in reference:
+                if isinstance(r, Mapping) and r.get("name") == name and len(r.get("shape", [])) == len(shape):
+                    ref_shape = list(r["shape"])
+        dims: list[int | str] = []
+        for i, d in enumerate(shape):
+            if d >= 0:
+                dims.append(d)
+            elif ref_shape and isinstance(ref_shape[i], str):
+                dims.append(ref_shape[i])
+            else:
+                dims.append("batch" if i == 0 and self.max_batch_size > 0 else f"dim{i}")
+        return TensorSpec(name=name, dtype=_TRITON_TO_NUMPY.get(datatype, datatype.lower()), shape=tuple(dims))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    # -- inference -----------------------------------------------------------------------------------
+
+    def _check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [s.name for s in self._inputs if s.name not in feed]
+        unknown = [k for k in feed if k not in {s.name for s in self._inputs}]
+        if missing or unknown:
+            raise InputError(f"{self.url}: feed needs inputs {[s.name for s in self._inputs]}, got {list(feed)}")
+        arrays: dict[str, np.ndarray] = {}
+        batch = None
+        for spec in self._inputs:
+            a = np.asarray(feed[spec.name])
+            if a.ndim != len(spec.shape):
+                raise ShapeError(f"{self.url}: input {spec.name!r} needs rank {len(spec.shape)} {spec.shape}, "
+                                 f"got shape {a.shape}")
+            if spec.dtype != "object" and a.dtype != np.dtype(spec.dtype):
+                if not np.can_cast(a.dtype, spec.dtype, casting="same_kind"):
+                    raise InputError(f"{self.url}: input {spec.name!r} needs {spec.dtype}, got {a.dtype}")
+                a = a.astype(spec.dtype)
+            arrays[spec.name] = np.ascontiguousarray(a)
+            if self.max_batch_size > 0:
+                if batch is not None and a.shape[0] != batch:
+                    raise ShapeError(f"{self.url}: inputs disagree on the batch size")
+                batch = a.shape[0]
+        return arrays
+
+    def _infer_once(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        mod, u = self._mod, self.url
+        inputs = []
+        for name, a in arrays.items():
+            datatype = _NUMPY_TO_TRITON.get(a.dtype.name, "BYTES")
+            inp = mod.InferInput(name, list(a.shape), datatype)
+            if u.protocol == "http":
+                inp.set_data_from_numpy(a, binary_data=True)
+            else:
+                inp.set_data_from_numpy(a)
+            inputs.append(inp)
+        if u.protocol == "http":
+            outputs = [mod.InferRequestedOutput(s.name, binary_data=True) for s in self._outputs]
+        else:
+            outputs = [mod.InferRequestedOutput(s.name) for s in self._outputs]
+        try:
+            result = self._call(lambda: self._client.infer(u.model, inputs, model_version=u.version,
+                                                           outputs=outputs, **self._kw()))
+        except self._server_error as e:
+            message = _one_line(e)
+            status = str(e.status() or "")
+            if "INVALID_ARG" in status or status == "400" or "unexpected shape" in message or "expected" in message:
+                raise InputError(f"{u}: Triton rejected the request: {message}") from e
+            raise PvtDeployError(f"{u}: Triton inference failed: {message}") from e
+        out: dict[str, np.ndarray] = {}
+        for spec in self._outputs:
+            value = result.as_numpy(spec.name)
+            if value is None:
+                raise PvtDeployError(f"{u}: Triton returned no output {spec.name!r}")
+            out[spec.name] = value
+        return out
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._closed:
+            raise PvtDeployError(f"{self.url}: backend is closed")
+        arrays = self._check_feed(feed)
+        n = next(iter(arrays.values())).shape[0] if arrays else 0
+        step = self.max_batch_size
+        if step <= 0 or n <= step:
+            return self._infer_once(arrays)
+        # Larger batches than the model accepts: send them in chunks, in order, and stitch the results.
+        parts = [self._infer_once({k: v[i:i + step] for k, v in arrays.items()}) for i in range(0, n, step)]
+        return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
+
+    def close(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            # Closing a broken connection must not mask the error that led here.
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _embedded_manifest(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    params = config.get("parameters") or {}
+    entry = params.get(MANIFEST_PARAMETER) if isinstance(params, Mapping) else None
+    if not entry:
+        return None
+    text = entry.get("string_value") if isinstance(entry, Mapping) else entry
+    try:
+        data = json.loads(str(text))
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_manifest_arg(manifest: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(manifest, Mapping):
+        return dict(manifest)
+    path = Path(manifest)
+    if path.is_dir():
+        from pvt_deploy.manifest import read_manifest
+
+        return read_manifest(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: unreadable manifest ({e})") from e
+    if not isinstance(data, dict) or "task" not in data:
+        raise InputError(f"{path}: not a pvt-deploy manifest")
+    return data
+
+
+def load_triton(url: str, *, manifest: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+                timeout_s: float = 30.0, retries: int = 2,
+                ready_timeout_s: float = 60.0) -> tuple[TritonBackend, dict[str, Any]]:
+    """Connect to a Triton model and return ``(backend, manifest)``, as the loader does for files.
+
+    The manifest comes from ``manifest`` when given, else from the model configuration's
+    ``pvt_deploy_manifest`` parameter written by ``pvt-deploy export --format triton``.
+    """
+    override = _read_manifest_arg(manifest) if manifest is not None else None
+    backend = TritonBackend(url, timeout_s=timeout_s, retries=retries, ready_timeout_s=ready_timeout_s,
+                            manifest=override)
+    if backend.manifest is None:
+        backend.close()
+        raise InputError(f"{backend.url}: the model's Triton config carries no pvt-deploy manifest "
+                         f"(parameter {MANIFEST_PARAMETER!r})",
+                         hint="export it with pvt-deploy export --format triton, or pass its manifest.json")
+    return backend, backend.manifest

@@ -1,0 +1,245 @@
+"""Triton model repository export: every generated config.pbtxt is parsed with Triton's own ModelConfig
+protobuf (from tritonclient) and checked against the ONNX graph it was made from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from pvt_deploy.errors import InputError  # noqa: E402
+from pvt_deploy.export.triton import MANIFEST_PARAMETER, export_triton  # noqa: E402
+from pvt_deploy.manifest import ONNX_METADATA_KEY, essentials, file_entry, write_manifest  # noqa: E402
+
+ONNX_TO_TRITON = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.INT32: "TYPE_INT32",
+                  TensorProto.FLOAT16: "TYPE_FP16", TensorProto.INT64: "TYPE_INT64"}
+
+Spec = tuple[str, int, list[Any]]  # (name, onnx elem type, shape with str for symbolic dims)
+
+CLASSIFY: list[Spec] = [("logits", TensorProto.FLOAT, ["batch", 5])]
+DETECT_HOST: list[Spec] = [("boxes", TensorProto.FLOAT, ["batch", "num_boxes", 4]),
+                           ("scores", TensorProto.FLOAT, ["batch", "num_boxes", 80])]
+DETECT_GRAPH: list[Spec] = [("num_dets", TensorProto.INT32, ["batch", 1]),
+                            ("det_boxes", TensorProto.FLOAT, ["batch", 100, 4]),
+                            ("det_scores", TensorProto.FLOAT, ["batch", 100]),
+                            ("det_classes", TensorProto.INT32, ["batch", 100])]
+SEGMENT_MASK: list[Spec] = [("seg_mask", TensorProto.INT32, ["batch", "height", "width"])]
+
+
+def model_config_pb2() -> Any:
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is needed to parse config.pbtxt")
+    from tritonclient.grpc import model_config_pb2 as pb2
+
+    return pb2
+
+
+def parse_config(path: Path) -> Any:
+    from google.protobuf import text_format
+
+    return text_format.Parse(path.read_text(), model_config_pb2().ModelConfig())
+
+
+def make_graph(path: Path, outputs: list[Spec], *, input_shape: list[Any] | None = None,
+               task: str = "classify", metadata: bool = False, external: bool = False) -> Path:
+    """A small ONNX file with the contract's input and the given outputs (values are irrelevant here:
+    the export reads names, types and shapes only)."""
+    shape = input_shape or ["batch", 3, "height", "width"]
+    inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)]
+    outs = [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs]
+    nodes, inits = [], []
+    for i, (name, elem, _) in enumerate(outputs):
+        # Each output is a constant of the right type, plus a dependency on the input so it is used.
+        inits.append(helper.make_tensor(f"c{i}", elem, [1], [0]))
+        nodes.append(helper.make_node("Identity", [f"c{i}"], [name]))
+    nodes.append(helper.make_node("Identity", ["images"], ["images_copy"]))
+    if external:
+        import numpy as np
+
+        weights = onnx.numpy_helper.from_array(np.arange(4096, dtype=np.float32), "big")
+        inits.append(weights)
+    graph = helper.make_graph(nodes, "g", inputs, outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if metadata:
+        helper.set_model_props(model, {ONNX_METADATA_KEY: json.dumps({"model": "lone", "task": task})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if external:
+        onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + ".data", size_threshold=0)
+    else:
+        onnx.save(model, path)
+    return path
+
+
+def make_artifact(folder: Path, outputs: list[Spec], *, task: str = "classify",
+                  input_shape: list[Any] | None = None, extra: dict[str, Any] | None = None,
+                  external: bool = False) -> Path:
+    """An export folder as docs/ARCHITECTURE.md describes it: model.onnx + manifest.json."""
+    onnx_path = make_graph(folder / "model.onnx", outputs, input_shape=input_shape, external=external)
+    shape = input_shape or ["batch", 3, "height", "width"]
+    manifest: dict[str, Any] = {
+        "model": "pvt_v2_b0", "backbone": "pvt_v2_b0", "task": task, "classes": [f"c{i}" for i in range(5)],
+        "weights": {"source": None, "sha256": None, "random_init": True},
+        "inputs": [{"name": "images", "dtype": "float32", "shape": shape}],
+        "outputs": [{"name": n, "dtype": "int32" if t == TensorProto.INT32 else "float32", "shape": s}
+                    for n, t, s in outputs],
+        "preprocess": {"color": "RGB", "layout": "NCHW", "dtype": "float32", "normalize_in_graph": True,
+                       "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
+                       "resize": "resize_crop", "imgsz": [224, 224], "stride": 32},
+        "postprocess": {"nms": "host", "score_threshold": 0.05},
+        "dynamic": {"batch": [1, 8], "height": [32, 1344], "width": [32, 1344]},
+        "files": {"model.onnx": file_entry(onnx_path, "fp32")},
+        "versions": {"pvt-deploy": "0.1.0"},
+    }
+    manifest.update(extra or {})
+    write_manifest(folder, manifest)
+    return folder
+
+
+def check_against_graph(config: Any, graph: Path, *, batched: bool) -> None:
+    """The contract of the export: names, dtypes, ranks and the batch dimension follow the ONNX graph."""
+    model = onnx.load(str(graph), load_external_data=False)
+    for tensors, configured in ((model.graph.input, config.input), (model.graph.output, config.output)):
+        assert [t.name for t in tensors] == [c.name for c in configured]
+        for t, c in zip(tensors, configured, strict=True):
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.type.tensor_type.shape.dim]
+            assert model_config_pb2().DataType.Name(c.data_type) == ONNX_TO_TRITON[t.type.tensor_type.elem_type]
+            if batched:
+                assert dims[0] == -1, "a batched Triton model needs a dynamic first dim"
+                assert list(c.dims) == dims[1:]
+            else:
+                assert list(c.dims) == dims
+
+
+@pytest.mark.parametrize("outputs,task", [(CLASSIFY, "classify"), (DETECT_HOST, "detect"),
+                                          (DETECT_GRAPH, "detect"), (SEGMENT_MASK, "segment")])
+def test_onnx_config_matches_graph(tmp_path: Path, outputs: list[Spec], task: str) -> None:
+    art = make_artifact(tmp_path / "art", outputs, task=task)
+    model_dir = export_triton(art, tmp_path / "repo", max_batch=8, instances=2, kind="GPU")
+    assert model_dir == tmp_path / "repo" / "pvt_v2_b0"
+    cfg = parse_config(model_dir / "config.pbtxt")
+    pb2 = model_config_pb2()
+
+    assert cfg.name == "pvt_v2_b0" and cfg.backend == "onnxruntime" and cfg.max_batch_size == 8
+    check_against_graph(cfg, art / "model.onnx", batched=True)
+    assert len(cfg.instance_group) == 1
+    assert cfg.instance_group[0].count == 2 and cfg.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
+    assert cfg.HasField("dynamic_batching")
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 100
+    assert not cfg.HasField("optimization")
+
+    # The served file is the artifact's graph, byte for byte; no temporary files are left behind.
+    assert (model_dir / "1" / "model.onnx").read_bytes() == (art / "model.onnx").read_bytes()
+    assert not list(model_dir.rglob("*.part*"))
+
+    # The manifest travels in the config (for remote clients) and beside it (for people and tools).
+    embedded = json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)
+    original = json.loads((art / "manifest.json").read_text())
+    assert {k: embedded[k] for k in essentials(original)} == essentials(original)
+    assert embedded["triton"]["backend"] == "onnxruntime" and embedded["triton"]["max_batch_size"] == 8
+    assert embedded["triton"]["source_sha256"] == original["files"]["model.onnx"]["sha256"]
+    beside = json.loads((model_dir / "manifest.json").read_text())
+    assert beside["task"] == task and beside["triton"] == embedded["triton"]
+
+
+def test_unbatched_and_static_graphs(tmp_path: Path) -> None:
+    # max_batch=0: Triton does not batch, dims are the full graph dims.
+    art = make_artifact(tmp_path / "art", DETECT_HOST, task="detect")
+    cfg = parse_config(export_triton(art, tmp_path / "repo", max_batch=0, name="nobatch") / "config.pbtxt")
+    assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
+    check_against_graph(cfg, art / "model.onnx", batched=False)
+
+    # A static graph (batch fixed at 1) cannot be batched by Triton: exported unbatched, and the config says why.
+    static = make_artifact(tmp_path / "static", [("logits", TensorProto.FLOAT, [1, 5])],
+                           input_shape=[1, 3, 224, 224])
+    model_dir = export_triton(static, tmp_path / "repo", max_batch=8, name="static")
+    text = (model_dir / "config.pbtxt").read_text()
+    assert "note: max_batch_size 0" in text
+    cfg = parse_config(model_dir / "config.pbtxt")
+    assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [1, 3, 224, 224]
+    check_against_graph(cfg, static / "model.onnx", batched=False)
+
+
+def test_fp16_accelerator_and_cpu_kind(tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    cfg = parse_config(export_triton(art, tmp_path / "repo", trt_fp16_accelerator=True, kind="AUTO",
+                                     max_queue_delay_us=500, preferred_batch_sizes=[2, 4, 64])
+                       / "config.pbtxt")
+    accel = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert len(accel) == 1 and accel[0].name == "tensorrt"
+    assert dict(accel[0].parameters) == {"precision_mode": "FP16"}
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [2, 4]  # sizes above max_batch dropped
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
+    assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_AUTO
+    assert json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)["triton"]["precision"] == "fp16"
+
+    cfg = parse_config(export_triton(art, tmp_path / "cpu", kind="CPU", dynamic_batching=False) / "config.pbtxt")
+    assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU
+    assert not cfg.HasField("dynamic_batching") and cfg.max_batch_size == 8
+
+    with pytest.raises(InputError, match="GPU"):
+        export_triton(art, tmp_path / "x", kind="CPU", trt_fp16_accelerator=True)
+
+
+def test_tensorrt_plan(tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "art", DETECT_GRAPH, task="detect")
+    make_graph(art / "model.fp16.onnx", DETECT_GRAPH)
+    (art / "model.engine").write_bytes(b"not a real plan, only copied")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.fp16.onnx"] = file_entry(art / "model.fp16.onnx", "fp16")
+    manifest["files"]["model.engine"] = file_entry(art / "model.engine", "fp16", source="model.fp16.onnx")
+    manifest["tensorrt"] = {"version": "10.13.0", "gpu": "NVIDIA L4", "precision": "fp16", "source": "model.fp16.onnx",
+                            "profiles": [{"input": "images", "min": [1, 3, 320, 320], "opt": [2, 3, 640, 640],
+                                          "max": [4, 3, 1344, 1344]}]}
+    write_manifest(art, manifest)
+
+    repo = tmp_path / "repo"
+    export_triton(art, repo, backend="onnx", name="det")  # then switch the same model to the engine
+    model_dir = export_triton(art, repo, backend="trt", name="det", max_batch=8)
+    assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["model.plan"]
+    assert (model_dir / "1" / "model.plan").read_bytes() == (art / "model.engine").read_bytes()
+    text = (model_dir / "config.pbtxt").read_text()
+    assert "TensorRT 10.13.0" in text and "clamped" in text
+    cfg = parse_config(model_dir / "config.pbtxt")
+    assert cfg.backend == "tensorrt" and cfg.max_batch_size == 4  # the engine profile's max batch
+    check_against_graph(cfg, art / "model.fp16.onnx", batched=True)
+    embedded = json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)
+    assert embedded["triton"]["precision"] == "fp16" and embedded["tensorrt"]["version"] == "10.13.0"
+
+    with pytest.raises(InputError, match="GPU"):
+        export_triton(art, repo, backend="trt", kind="CPU")
+    with pytest.raises(InputError, match="accelerator"):
+        export_triton(art, repo, backend="trt", trt_fp16_accelerator=True)
+
+
+def test_lone_onnx_and_external_data(tmp_path: Path) -> None:
+    lone = make_graph(tmp_path / "lone" / "graph.onnx", CLASSIFY, metadata=True)
+    model_dir = export_triton(lone, tmp_path / "repo")
+    assert model_dir.name == "lone"  # name from the ONNX metadata
+    embedded = json.loads(parse_config(model_dir / "config.pbtxt").parameters[MANIFEST_PARAMETER].string_value)
+    assert embedded["task"] == "classify" and embedded["triton"]["source"] == "graph.onnx"
+
+    art = make_artifact(tmp_path / "ext", CLASSIFY, external=True)
+    model_dir = export_triton(art, tmp_path / "repo", name="ext")
+    assert (model_dir / "1" / "model.onnx.data").read_bytes() == (art / "model.onnx.data").read_bytes()
+
+
+def test_errors_are_one_line_input_errors(tmp_path: Path) -> None:
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    with pytest.raises(InputError, match="model.engine"):
+        export_triton(art, tmp_path / "repo", backend="trt")
+    with pytest.raises(InputError, match="name"):
+        export_triton(art, tmp_path / "repo", name="bad/name")
+    with pytest.raises(InputError):
+        export_triton(tmp_path / "nowhere", tmp_path / "repo")
+    with pytest.raises(InputError):
+        export_triton(art, tmp_path / "repo", backend="tflite")  # type: ignore[arg-type]
+    (art / "model.onnx").write_bytes((art / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(InputError, match="sha256"):
+        export_triton(art, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists(), "nothing is written when the export fails"
