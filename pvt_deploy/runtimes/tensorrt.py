@@ -1,0 +1,687 @@
+"""TensorRT runtime: load a ``model.engine`` (refusing one built for another GPU or TensorRT) and run it.
+
+The engine is a plain TensorRT plan; everything known about how it was built lives in the manifest's
+``tensorrt`` section. Before deserialising, :func:`check_engine_compatibility` compares that section
+with this machine, because TensorRT's own refusal of a foreign plan is a cryptic log line (or, across
+GPUs of the same architecture, silent slowness). Device buffers are torch CUDA tensors, so no pycuda.
+
+TensorRT 10 and 11 are both supported by asking the installed module what it offers (``hasattr``),
+never by parsing its version string. ``tensorrt`` and ``torch`` are imported inside functions: this
+module is imported by the loader and by ``doctor`` on machines that have neither.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import logging
+import re
+import threading
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pvt_deploy.errors import (
+    BackendUnavailableError,
+    EngineMismatchError,
+    InputError,
+    PvtDeployError,
+    ShapeError,
+)
+from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.utils.files import sha256_file
+
+if TYPE_CHECKING:
+    import tensorrt
+    import torch
+
+__all__ = [
+    "TRT_INSTALL_HINT",
+    "TensorRTBackend",
+    "check_engine_compatibility",
+    "cuda_device_info",
+    "load_engine",
+    "rebuild_command",
+    "require_tensorrt",
+    "tensorrt_version",
+    "trt_logger",
+]
+
+log = logging.getLogger("pvt_deploy.tensorrt")
+
+ENGINE_NAME = "model.engine"
+TRT_INSTALL_HINT = (
+    "use the Docker image (docker build -f docker/Dockerfile -t pvt-deploy .) "
+    "or, on a machine with an NVIDIA GPU and CUDA, pip install 'pvt-deploy[trt]' (or pip install tensorrt)"
+)
+# Hardware-compatible (AMPERE_PLUS) engines run on any GPU of compute capability 8.0 or newer.
+AMPERE_PLUS = (8, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding TensorRT and the GPU
+# --------------------------------------------------------------------------------------------------
+
+
+def require_tensorrt() -> ModuleType:
+    """Return the real ``tensorrt`` module or raise a one-line :class:`BackendUnavailableError`.
+
+    Call this before any expensive work. ``import tensorrt`` can succeed without TensorRT: the
+    ``tensorrt-stubs`` package (type stubs only) leaves an empty namespace package behind, and the
+    PyPI ``tensorrt`` meta-package can be half installed. So the module must also carry the
+    builder/runtime classes and a version.
+    """
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailableError(f"TensorRT is not installed ({e.msg})", hint=TRT_INSTALL_HINT) from e
+    except OSError as e:  # libnvinfer.so missing or for another CUDA
+        raise BackendUnavailableError(f"TensorRT is installed but its libraries do not load ({e})",
+                                      hint=TRT_INSTALL_HINT) from e
+    if not all(hasattr(trt, attr) for attr in ("__version__", "Builder", "Runtime", "Logger")):
+        where = next(iter(getattr(trt, "__path__", None) or []), None) or getattr(trt, "__file__", None) or "?"
+        raise BackendUnavailableError(
+            f"TensorRT is not installed (`import tensorrt` finds only a package without the library, "
+            f"e.g. type stubs, at {where})", hint=TRT_INSTALL_HINT)
+    return trt
+
+
+def tensorrt_version() -> str | None:
+    """Installed TensorRT version, or None when there is no usable TensorRT."""
+    try:
+        return str(require_tensorrt().__version__)
+    except BackendUnavailableError:
+        return None
+
+
+def cuda_device_info(index: int = 0) -> tuple[str | None, str | None]:
+    """``(GPU name, compute capability "major.minor")`` of CUDA device ``index``; ``(None, None)`` if none.
+
+    torch is asked first. A TensorRT install does not imply a CUDA build of torch (the TensorRT
+    wheels carry their own CUDA libraries), so the CUDA driver API is the fallback: ``libcuda`` is
+    present wherever an NVIDIA driver is, and three calls give the name and capability.
+    """
+    try:
+        import torch
+
+        if torch.cuda.is_available() and index < torch.cuda.device_count():
+            major, minor = torch.cuda.get_device_capability(index)
+            return torch.cuda.get_device_name(index), f"{major}.{minor}"
+    except Exception as e:  # a broken torch must not hide the GPU
+        log.debug("torch.cuda could not describe device %d: %s", index, e)
+    return _driver_device_info(index)
+
+
+def _driver_device_info(index: int) -> tuple[str | None, str | None]:
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None, None
+    dev = ctypes.c_int()
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    name = ctypes.create_string_buffer(256)
+    # 75/76: CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR
+    if (cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(dev), index) != 0
+            or cuda.cuDeviceGetName(name, len(name), dev) != 0
+            or cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, dev) != 0
+            or cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev) != 0):
+        return None, None
+    return name.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+
+
+# --------------------------------------------------------------------------------------------------
+# TensorRT's log -> Python logging
+# --------------------------------------------------------------------------------------------------
+
+_logger_lock = threading.Lock()
+_logger_instance: Any = None
+
+
+def trt_logger() -> tensorrt.ILogger:
+    """The process-wide TensorRT logger, routing TensorRT's messages into ``logging``.
+
+    One instance for every Builder/Runtime: TensorRT keeps the first logger it is given, so a second
+    one would receive nothing. TensorRT's INFO is chatty (memory-usage lines per layer) and goes to
+    DEBUG; its warnings and errors keep their level under the ``pvt_deploy.tensorrt`` logger. The
+    last errors are kept so a failed build or load can say why in its one-line message.
+    """
+    global _logger_instance
+    with _logger_lock:
+        if _logger_instance is None:
+            _logger_instance = _make_logger()
+        return _logger_instance  # type: ignore[no-any-return]
+
+
+def _make_logger() -> tensorrt.ILogger:
+    require_tensorrt()
+    import tensorrt as trt
+
+    levels = {
+        int(trt.ILogger.Severity.INTERNAL_ERROR): logging.CRITICAL,
+        int(trt.ILogger.Severity.ERROR): logging.ERROR,
+        int(trt.ILogger.Severity.WARNING): logging.WARNING,
+        int(trt.ILogger.Severity.INFO): logging.DEBUG,
+        int(trt.ILogger.Severity.VERBOSE): 5,
+    }
+
+    class TensorRTLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.recent_errors: collections.deque[str] = collections.deque(maxlen=16)
+
+        def log(self, severity: tensorrt.ILogger.Severity, msg: str) -> None:
+            level = levels.get(int(severity), logging.WARNING)
+            if level >= logging.ERROR:
+                self.recent_errors.append(" ".join(str(msg).split()))
+            if log.isEnabledFor(level):
+                log.log(level, "%s", msg)
+
+    return TensorRTLogger()
+
+
+def last_trt_error(default: str = "no error message from TensorRT") -> str:
+    """The most recent error TensorRT logged, as one line (for error messages)."""
+    recent = getattr(_logger_instance, "recent_errors", None)
+    return recent[-1] if recent else default
+
+
+def _clear_trt_errors() -> None:
+    recent = getattr(_logger_instance, "recent_errors", None)
+    if recent is not None:
+        recent.clear()
+
+
+# --------------------------------------------------------------------------------------------------
+# Compatibility rules (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def _version_tuple(version: str) -> tuple[int, int, int]:
+    """``"10.13.0.35"`` -> ``(10, 13, 0)``: TensorRT's plan compatibility is by major.minor.patch."""
+    parts = [int(p) for p in re.findall(r"\d+", str(version))[:3]]
+    return tuple((parts + [0, 0, 0])[:3])  # type: ignore[return-value]
+
+
+def _cc_tuple(cc: str | None) -> tuple[int, int] | None:
+    if cc is None:
+        return None
+    nums = [int(p) for p in re.findall(r"\d+", str(cc))[:2]]
+    return (nums[0], nums[1] if len(nums) > 1 else 0) if nums else None
+
+
+def rebuild_command(manifest: Mapping[str, Any], artifact_dir: str | Path | None = None) -> str:
+    """The command that rebuilds this artifact's engine on the current machine."""
+    section = manifest.get("tensorrt") or {}
+    engine = (manifest.get("files") or {}).get(ENGINE_NAME) or {}
+    precision = section.get("precision") or engine.get("precision") or "fp32"
+    target = str(artifact_dir) if artifact_dir is not None else f"exports/{manifest.get('model', 'MODEL')}"
+    flag = {"fp16": " --half", "int8": " --int8"}.get(str(precision), "")
+    return f"pvt-deploy export --model {target} --format trt{flag}"
+
+
+def check_engine_compatibility(
+    manifest: Mapping[str, Any],
+    *,
+    trt_version: str,
+    gpu_name: str | None,
+    compute_capability: str | None,
+    engine_sha256: str | None = None,
+    engine_name: str = ENGINE_NAME,
+    artifact_dir: str | Path | None = None,
+) -> None:
+    """Raise :class:`EngineMismatchError` if the engine described by ``manifest`` cannot run here.
+
+    Rules, checked in this order so the message names the first thing to fix:
+
+    * the engine file's sha256 must match the manifest (a changed or truncated file is never loaded);
+    * TensorRT major.minor.patch must equal the build's, unless the engine was built
+      version-compatible: then the same major and a runtime at least as new as the builder;
+    * the GPU's compute capability must equal the build GPU's, unless the engine was built
+      hardware-compatible (Ampere+): then any GPU with compute capability >= 8.0.
+
+    The same capability on a differently named GPU is allowed with a warning (TensorRT itself only
+    warns; kernels were tuned for the build GPU). A manifest without a ``tensorrt`` section cannot be
+    checked and passes with a warning; ``None`` for the GPU fields means "unknown here" and skips
+    that rule. The message is one line; the hint is the command that rebuilds the engine here.
+    """
+    hint = rebuild_command(manifest, artifact_dir)
+    section = manifest.get("tensorrt")
+    entry = (manifest.get("files") or {}).get(engine_name) or {}
+    if engine_sha256 is not None and entry.get("sha256") and entry["sha256"] != engine_sha256:
+        raise EngineMismatchError(
+            f"{engine_name} differs from the engine recorded in the manifest (sha256 mismatch: the file "
+            "was changed, truncated or copied from another export)", hint=hint)
+    if not section:
+        log.warning("%s: the manifest has no 'tensorrt' section, so the engine cannot be checked against "
+                    "this GPU and TensorRT before loading", engine_name)
+        return
+
+    built_version = str(section.get("version") or "")
+    if built_version:
+        built, here = _version_tuple(built_version), _version_tuple(trt_version)
+        if section.get("version_compatible"):
+            if built[0] != here[0] or here < built:
+                raise EngineMismatchError(
+                    f"{engine_name} was built version-compatible with TensorRT {built_version}, which runs on "
+                    f"TensorRT {built[0]}.x from {built_version} on; this machine has TensorRT {trt_version}",
+                    hint=hint)
+        elif built != here:
+            raise EngineMismatchError(
+                f"{engine_name} was built with TensorRT {built_version} and this machine has TensorRT "
+                f"{trt_version}; plans only load in the TensorRT version that built them", hint=hint)
+
+    built_cc, here_cc = _cc_tuple(section.get("compute_capability")), _cc_tuple(compute_capability)
+    built_gpu = section.get("gpu") or "an unknown GPU"
+    here_gpu = gpu_name or "this GPU"
+    if built_cc is not None and here_cc is not None:
+        if section.get("hardware_compatible"):
+            if here_cc < AMPERE_PLUS:
+                raise EngineMismatchError(
+                    f"{engine_name} was built hardware-compatible (Ampere or newer, compute capability >= 8.0) "
+                    f"and {here_gpu} has compute capability {compute_capability}", hint=hint)
+        elif built_cc != here_cc:
+            raise EngineMismatchError(
+                f"{engine_name} was built for {built_gpu} (compute capability {section.get('compute_capability')}) "
+                f"and {here_gpu} has compute capability {compute_capability}", hint=hint)
+        elif gpu_name and section.get("gpu") and gpu_name != section.get("gpu"):
+            log.warning("%s was built on %s and runs on %s (same compute capability): it will load, but "
+                        "its kernels were tuned for the other GPU; rebuild for best speed: %s",
+                        engine_name, built_gpu, gpu_name, hint)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _manifest_for(engine_path: Path) -> dict[str, Any] | None:
+    """The manifest of the artifact folder holding ``engine_path``, or None for a lone engine."""
+    if not (engine_path.parent / MANIFEST_NAME).is_file():
+        return None
+    try:
+        return read_manifest(engine_path.parent)
+    except InputError as e:
+        log.warning("%s", e)
+        return None
+
+
+def load_engine(
+    engine_path: str | Path,
+    manifest: Mapping[str, Any] | None = None,
+    *,
+    device_index: int = 0,
+) -> tuple[tensorrt.Runtime, tensorrt.ICudaEngine]:
+    """Check, then deserialise ``engine_path``. Returns ``(runtime, engine)``; keep both alive.
+
+    With a manifest (given, or found beside the engine) the compatibility rules run first. A lone
+    engine loads with a warning, and if TensorRT refuses it the refusal becomes the same one-line
+    :class:`EngineMismatchError` as a failed check.
+    """
+    require_tensorrt()
+    import tensorrt as trt
+
+    path = Path(engine_path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such engine file")
+    if manifest is None:
+        manifest = _manifest_for(path)
+    gpu_name, cc = cuda_device_info(device_index)
+    described = manifest is not None and (manifest.get("tensorrt") or path.name in (manifest.get("files") or {}))
+    if manifest is not None and described:
+        check_engine_compatibility(manifest, trt_version=trt.__version__, gpu_name=gpu_name,
+                                   compute_capability=cc, engine_sha256=sha256_file(path),
+                                   engine_name=path.name, artifact_dir=path.parent)
+    else:
+        log.warning("%s has no manifest describing it: cannot check it was built for %s and TensorRT %s; "
+                    "loading it anyway", path, gpu_name or "this GPU", trt.__version__)
+
+    logger = trt_logger()
+    runtime = trt.Runtime(logger)
+    section = (manifest or {}).get("tensorrt") or {}
+    if section.get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
+        # Version-compatible plans embed the lean runtime (host code). The manifest says this plan was
+        # built by pvt-deploy with that option, which is the trust decision TensorRT asks for.
+        runtime.engine_host_code_allowed = True
+    _clear_trt_errors()
+    # The stubs say ICudaEngine, but TensorRT returns None (and logs why) for a plan it cannot load.
+    engine: tensorrt.ICudaEngine | None = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        hint = rebuild_command(manifest, path.parent) if manifest else "rebuild it on this machine with pvt-deploy export --format trt"
+        raise EngineMismatchError(
+            f"{path.name}: TensorRT {trt.__version__} cannot load this engine ({last_trt_error()}); an engine "
+            f"only loads with the TensorRT version and GPU it was built for", hint=hint)
+    return runtime, engine
+
+
+# --------------------------------------------------------------------------------------------------
+# The backend
+# --------------------------------------------------------------------------------------------------
+
+# TensorRT DataType name -> numpy dtype name (torch dtypes are looked up from these at run time).
+_TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
+                 "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+
+
+def dims_tuple(dims: tensorrt.Dims) -> tuple[int, ...]:
+    """A TensorRT ``Dims`` as a plain tuple (``Dims`` indexes but is not declared iterable)."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _torch_dtype(torch_mod: Any, numpy_name: str) -> torch.dtype:
+    dtype: torch.dtype = {"float32": torch_mod.float32, "float16": torch_mod.float16, "bfloat16": torch_mod.bfloat16,
+            "int8": torch_mod.int8, "uint8": torch_mod.uint8, "int32": torch_mod.int32,
+            "int64": torch_mod.int64, "bool": torch_mod.bool}[numpy_name]
+    return dtype
+
+
+def _host_dtype(engine_dtype: str, spec_dtype: str | None) -> str:
+    """What the caller sees: the manifest's dtype, else the engine's with half floats widened.
+
+    The graph contract is float32/int32 I/O; an engine built from an FP16 graph that kept FP16 I/O
+    still answers in float32 so backends stay interchangeable.
+    """
+    if spec_dtype:
+        return spec_dtype
+    return "float32" if engine_dtype in ("float16", "bfloat16") else engine_dtype
+
+
+class TensorRTBackend(Backend):
+    """Run a TensorRT engine on one CUDA device, with torch CUDA tensors as buffers.
+
+    ``infer`` takes and returns numpy like every backend. ``infer_torch`` takes CUDA tensors and
+    returns CUDA tensors for GPU pipelines (no host round trip). Output buffers are reused and only
+    re-allocated when the input shapes change. ``cuda_graph=True`` captures the execution once per
+    input shape and replays it, which removes per-layer launch overhead for static-shape serving.
+    """
+
+    def __init__(
+        self,
+        engine_path: str | Path,
+        *,
+        manifest: Mapping[str, Any] | None = None,
+        device: int | str = 0,
+        cuda_graph: bool = False,
+    ) -> None:
+        trt = require_tensorrt()
+        try:
+            import torch
+        except ImportError as e:
+            raise BackendUnavailableError("the TensorRT backend needs PyTorch with CUDA (for device buffers)",
+                                          hint="pip install torch") from e
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                "the TensorRT backend needs a CUDA GPU and a CUDA build of PyTorch; torch.cuda.is_available() "
+                "is False here", hint=TRT_INSTALL_HINT)
+        self._torch = torch
+        self._device = torch.device(device if isinstance(device, str) else f"cuda:{device}")
+        if self._device.type != "cuda":
+            raise InputError(f"TensorRT runs on CUDA devices, not {device!r}")
+        index: int | None = self._device.index  # None for plain "cuda"
+        if index is None:
+            self._device = torch.device("cuda", torch.cuda.current_device())
+        path = Path(engine_path)
+        if manifest is None and path.is_file():
+            manifest = _manifest_for(path)
+        self._manifest = dict(manifest) if manifest is not None else None
+        self._closed = False
+        with torch.cuda.device(self._device):
+            self._runtime, self._engine = load_engine(path, self._manifest, device_index=self._device.index or 0)
+            context: tensorrt.IExecutionContext | None = self._engine.create_execution_context()
+            if context is None:
+                raise PvtDeployError(f"{path.name}: TensorRT could not create an execution context "
+                                     f"({last_trt_error()}); is the GPU out of memory?")
+            self._context = context
+            self._stream = torch.cuda.Stream(device=self._device)
+        self._describe_io(trt)
+        self._owned: dict[str, torch.Tensor] = {}  # the backend's own device buffers
+        self._bound: dict[str, torch.Tensor] = {}  # what the context points at (owned or the caller's)
+        self._shapes: dict[str, tuple[int, ...]] = {}  # input shapes last given to the context
+        self._cuda_graph = cuda_graph
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_key: tuple[tuple[int, ...], ...] | None = None
+        gpu_name, cc = cuda_device_info(self._device.index or 0)
+        section = (self._manifest or {}).get("tensorrt") or {}
+        self.info = BackendInfo(
+            name="tensorrt", device=str(self._device),
+            precision=str(section.get("precision") or "unknown"),
+            details={"tensorrt": trt.__version__, "gpu": gpu_name, "compute_capability": cc,
+                     "engine": str(path), "profiles": self._profiles_json(), "cuda_graph": cuda_graph,
+                     "strongly_typed": section.get("strongly_typed")})
+
+    # -- description -------------------------------------------------------------------------------
+
+    def _describe_io(self, trt: Any) -> None:
+        engine = self._engine
+        specs = {s["name"]: s for s in ((self._manifest or {}).get("inputs") or [])
+                 + ((self._manifest or {}).get("outputs") or [])}
+        self._input_names: list[str] = []
+        self._output_names: list[str] = []
+        self._engine_dtype: dict[str, str] = {}
+        self._profile: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        engine_shape: dict[str, tuple[int, ...]] = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype_name = engine.get_tensor_dtype(name).name
+            if dtype_name not in _TRT_TO_NUMPY:
+                raise PvtDeployError(f"engine tensor {name!r} has type {dtype_name}, which pvt-deploy cannot "
+                                     "exchange; export the graph with float32/int32 inputs and outputs")
+            self._engine_dtype[name] = _TRT_TO_NUMPY[dtype_name]
+            engine_shape[name] = dims_tuple(engine.get_tensor_shape(name))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self._input_names.append(name)
+                lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
+                self._profile[name] = (dims_tuple(lo), dims_tuple(opt), dims_tuple(hi))
+            else:
+                self._output_names.append(name)
+        if self._manifest is not None:
+            want = [s["name"] for s in self._manifest.get("inputs") or []] + \
+                   [s["name"] for s in self._manifest.get("outputs") or []]
+            if want and sorted(want) != sorted(self._input_names + self._output_names):
+                raise EngineMismatchError(
+                    f"the engine's tensors {sorted(self._input_names + self._output_names)} differ from the "
+                    f"manifest's {sorted(want)}", hint=rebuild_command(self._manifest))
+            # Keep the manifest's order (the graph contract's output order).
+            self._input_names = [s["name"] for s in self._manifest.get("inputs") or []] or self._input_names
+            self._output_names = [s["name"] for s in self._manifest.get("outputs") or []] or self._output_names
+
+        def spec(name: str) -> TensorSpec:
+            given = specs.get(name)
+            if given is not None:
+                return TensorSpec.from_json(given)
+            shape = tuple(d if d >= 0 else ("batch" if k == 0 else f"dim{k}")
+                          for k, d in enumerate(engine_shape[name]))
+            return TensorSpec(name, _host_dtype(self._engine_dtype[name], None), shape)
+
+        self._input_specs = [spec(n) for n in self._input_names]
+        self._output_specs = [spec(n) for n in self._output_names]
+
+    def _profiles_json(self) -> list[dict[str, Any]]:
+        return [{"input": n, "min": list(lo), "opt": list(opt), "max": list(hi)}
+                for n, (lo, opt, hi) in self._profile.items()]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return list(self._input_specs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self._output_specs)
+
+    @property
+    def profiles(self) -> list[dict[str, Any]]:
+        """The optimisation profile per input: ``{"input", "min", "opt", "max"}``."""
+        return self._profiles_json()
+
+    # -- execution ---------------------------------------------------------------------------------
+
+    def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        lo, _, hi = self._profile[name]
+        if len(shape) != len(lo) or any(not (a <= s <= b) for s, a, b in zip(shape, lo, hi, strict=True)):
+            spec = next(s for s in self._input_specs if s.name == name)
+            dims = spec.shape if len(spec.shape) == len(lo) else tuple(f"dim{k}" for k in range(len(lo)))
+            allowed = ", ".join(f"{d} {a}" if a == b else f"{d} {a}..{b}"
+                                for d, a, b in zip(dims, lo, hi, strict=True))
+            raise ShapeError(f"input {name!r} has shape {list(shape)}, outside the engine's profile ({allowed})",
+                             hint="rebuild the engine with a profile covering it, e.g. build_engine(..., shapes=...)")
+
+    def _bind(self, name: str, tensor: torch.Tensor) -> None:
+        """Point the context at ``tensor`` (kept referenced until another tensor is bound)."""
+        bound = self._bound.get(name)
+        changed = bound is None or bound.data_ptr() != tensor.data_ptr()
+        if changed and not self._context.set_tensor_address(name, tensor.data_ptr()):
+            raise PvtDeployError(f"TensorRT refused the buffer for {name!r} ({last_trt_error()})")
+        self._bound[name] = tensor
+
+    def _owned_buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The backend's own device buffer for ``name``, re-allocated only when its shape changes."""
+        torch = self._torch
+        buf = self._owned.get(name)
+        if buf is None or tuple(buf.shape) != shape:
+            buf = torch.empty(shape, dtype=_torch_dtype(torch, self._engine_dtype[name]), device=self._device)
+            self._owned[name] = buf
+        self._bind(name, buf)
+        return buf
+
+    def _prepare(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Give the context new input shapes and (re)allocate what changed. True if anything did."""
+        changed = False
+        for name in self._input_names:
+            shape = shapes[name]
+            self._check_shape(name, shape)
+            if self._shapes.get(name) != shape:
+                if not self._context.set_input_shape(name, shape):
+                    raise ShapeError(f"TensorRT rejected shape {list(shape)} for input {name!r} "
+                                     f"({last_trt_error()})")
+                self._shapes[name] = shape
+                changed = True
+        for name in self._output_names:
+            shape = dims_tuple(self._context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise PvtDeployError(f"output {name!r} has a data-dependent shape {list(shape)}, which the "
+                                     "TensorRT backend does not support")
+            old = self._owned.get(name)
+            changed |= old is None or tuple(old.shape) != shape
+            self._owned_buffer(name, shape)
+        return changed
+
+    def _execute(self) -> None:
+        """Run the bound context on the backend's stream, by graph replay when enabled."""
+        stream = self._stream
+        if self._cuda_graph:
+            key = tuple(self._shapes[n] for n in self._input_names)
+            if self._graph is None or self._graph_key != key:
+                self._capture(key)
+            if self._graph is not None:
+                with self._torch.cuda.stream(stream):
+                    self._graph.replay()
+                return
+        if not self._context.execute_async_v3(stream.cuda_stream):
+            raise PvtDeployError(f"TensorRT execution failed ({last_trt_error()})")
+
+    def _capture(self, key: tuple[tuple[int, ...], ...]) -> None:
+        torch = self._torch
+        self._graph, self._graph_key = None, None
+        stream = self._stream
+        # One plain run first: TensorRT defers some setup to the first enqueue after a shape change,
+        # and that setup must not end up inside the captured graph.
+        if not self._context.execute_async_v3(stream.cuda_stream):
+            raise PvtDeployError(f"TensorRT execution failed ({last_trt_error()})")
+        stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                ok = self._context.execute_async_v3(stream.cuda_stream)
+            if not ok:
+                raise RuntimeError(last_trt_error())
+        except Exception as e:  # some engines cannot be captured; run them normally
+            log.warning("CUDA graph capture failed (%s); running without CUDA graphs", e)
+            self._cuda_graph = False
+            return
+        self._graph, self._graph_key = graph, key
+        log.debug("captured a CUDA graph for input shapes %s", key)
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_open()
+        torch = self._torch
+        missing = [n for n in self._input_names if n not in feed]
+        if missing:
+            raise InputError(f"missing input(s) {missing}; the engine takes {self._input_names}")
+        hosts = {n: torch.from_numpy(np.ascontiguousarray(feed[n])) for n in self._input_names}
+        with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            self._prepare({n: tuple(t.shape) for n, t in hosts.items()})
+            for n, t in hosts.items():
+                self._owned_buffer(n, tuple(t.shape)).copy_(t)  # casts to the engine's dtype on the way
+            self._execute()
+            out = {n: self._owned[n].cpu() for n in self._output_names}
+            self._stream.synchronize()
+        specs = {s.name: s.dtype for s in self._output_specs}
+        return {n: t.numpy().astype(_host_dtype(self._engine_dtype[n], specs.get(n)), copy=False)
+                for n, t in out.items()}
+
+    def infer_torch(self, feed: Mapping[str, torch.Tensor], *, copy: bool = True) -> dict[str, torch.Tensor]:
+        """Run on CUDA tensors, return CUDA tensors (the GPU-pipeline fast path).
+
+        Inputs already on this device, contiguous and of the engine's dtype are used in place (no
+        copy) unless CUDA graphs are on (a graph needs fixed addresses). Work is ordered after the
+        caller's current stream and the caller's stream waits for the result. With ``copy=False``
+        the returned tensors are the backend's own buffers: valid until the next call.
+        """
+        self._check_open()
+        torch = self._torch
+        missing = [n for n in self._input_names if n not in feed]
+        if missing:
+            raise InputError(f"missing input(s) {missing}; the engine takes {self._input_names}")
+        caller = torch.cuda.current_stream(self._device)
+        with torch.cuda.device(self._device):
+            self._stream.wait_stream(caller)
+            with torch.cuda.stream(self._stream):
+                self._prepare({n: tuple(feed[n].shape) for n in self._input_names})
+                for n in self._input_names:
+                    t = feed[n]
+                    want = _torch_dtype(torch, self._engine_dtype[n])
+                    if (not self._cuda_graph and t.device == self._device and t.dtype == want
+                            and t.is_contiguous()):
+                        t.record_stream(self._stream)  # the caller may free it before we are done
+                        self._bind(n, t)
+                    else:
+                        self._owned_buffer(n, tuple(t.shape)).copy_(t, non_blocking=True)
+                self._execute()
+                outs = {n: self._owned[n] for n in self._output_names}
+                if copy:
+                    outs = {n: t.clone() for n, t in outs.items()}
+            caller.wait_stream(self._stream)
+            if copy:
+                for t in outs.values():
+                    t.record_stream(caller)
+        return outs
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PvtDeployError("this TensorRT backend was closed")
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        try:
+            self._stream.synchronize()
+        except Exception as e:  # a failed device must not stop the release
+            warnings.warn(f"TensorRT backend: synchronize on close failed: {e}", stacklevel=2)
+        # Release in dependency order: graph and buffers, then context, engine, runtime.
+        self._graph = None
+        self._bound.clear()
+        self._owned.clear()
+        del self._context
+        del self._engine
+        del self._runtime
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+

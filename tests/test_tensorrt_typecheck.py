@@ -1,0 +1,149 @@
+"""Static type check of the TensorRT builder/runtime against the published TensorRT 10.13 stubs.
+
+TensorRT cannot be installed on CPU-only machines, so type checking against ``tensorrt-stubs`` is
+what catches a misspelt API or a wrong argument there. Two wrinkles, handled here:
+
+* ``tensorrt-stubs`` 10.13 puts ``.pyi`` files into ``site-packages/tensorrt`` without ``py.typed``;
+  ``mypy.ini`` sets ``follow_untyped_imports`` so mypy reads them.
+* Its generated ``tensorrt_bindings/tensorrt.pyi`` has a few syntax errors (a parameter named ``in``,
+  a non-default parameter after defaults) that stop mypy outright, and its module variable ``bool``
+  (TensorRT's ``trt.bool`` data type) shadows the builtin in every ``-> bool``. This module is also a mypy plugin
+  (``plugins`` in ``mypy.ini``): when mypy loads it, it writes a repaired copy of the stubs to
+  ``.mypy_cache/tensorrt-stubs``, which ``mypy_path`` puts ahead of site-packages. Nothing else in
+  the stubs changes, so the check is still against NVIDIA's API as published.
+
+Run ``mypy --config-file mypy.ini``; the test below does the same (slow: ~15 s on a cold cache).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STUB_OUT = ROOT / ".mypy_cache" / "tensorrt-stubs"
+PACKAGES = ("tensorrt", "tensorrt_bindings")
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def _split_params(params: str) -> list[str]:
+    """Split a parameter list on top-level commas (annotations contain brackets and commas)."""
+    parts, depth, cur = [], 0, ""
+    for ch in params:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return parts
+
+
+def repair_stub_line(line: str) -> str:
+    """Make one ``def`` line of the generated stubs valid Python (no-op for valid lines)."""
+    m = re.match(r"^(\s*def \w+\()(.*)(\)\s*(?:->.*)?:\s*(?:\.\.\.)?\s*)$", line)
+    if not m:
+        return line
+    head, params, tail = m.groups()
+    fixed, seen_default = [], False
+    for p in _split_params(params):
+        p = re.sub(r"^(\s*)in(\s*:)", r"\1in_\2", p)  # `in` is a keyword
+        name = p.strip()
+        if "=" in name:
+            seen_default = True
+        elif seen_default and not name.startswith("*") and name not in ("/",):
+            p = f"{p} = ..."
+        fixed.append(p)
+    return head + ",".join(fixed) + tail
+
+
+def repair_stub_text(text: str) -> str:
+    """Repair one generated stub file: invalid ``def`` lines, and the shadowed ``bool``.
+
+    The stubs declare TensorRT's ``tensorrt.bool`` data type as a module variable ``bool``, which
+    shadows the builtin in every ``-> bool`` of the same file, so mypy would read those methods as
+    returning nonsense. Annotations get ``builtins.bool``; the variable itself stays.
+    """
+    lines = [repair_stub_line(line) for line in text.split("\n")]
+    lines = [line if line.startswith("bool:") else re.sub(r"(?<![.\w])bool\b", "builtins.bool", line)
+             for line in lines]
+    out = "\n".join(lines)
+    if "builtins.bool" in out:
+        out = "import builtins\n" + out
+    ast.parse(out)  # still broken: fail loudly rather than check against nothing
+    return out
+
+
+def repair_stubs(out: Path = STUB_OUT) -> Path | None:
+    """Write a repaired copy of the installed TensorRT stubs to ``out``; None if they are absent."""
+    sources = {name: _package_dir(name) for name in PACKAGES}
+    if any(d is None or not any(d.glob("*.pyi")) for d in sources.values()):
+        return None
+    for name, src in sources.items():
+        assert src is not None
+        dst = out / name
+        dst.mkdir(parents=True, exist_ok=True)
+        for pyi in src.glob("*.pyi"):
+            text = repair_stub_text(pyi.read_text())
+            target = dst / pyi.name
+            if not target.is_file() or target.read_text() != text:
+                target.write_text(text)
+    return out
+
+
+# --- mypy plugin entry point: repair the stubs before mypy looks for modules -----------------------
+
+def plugin(version: str) -> Any:
+    from mypy.plugin import Plugin
+
+    repair_stubs()
+    return Plugin
+
+
+# --- the test ----------------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.slow
+def test_tensorrt_modules_typecheck_against_tensorrt_stubs() -> None:
+    """mypy --config-file mypy.ini passes: the TensorRT code matches the TensorRT 10.13 API stubs."""
+    api = pytest.importorskip("mypy.api")
+    if _package_dir("tensorrt_bindings") is None:
+        pytest.skip("tensorrt-stubs not installed (pip install --no-deps tensorrt-stubs)")
+    stdout, stderr, status = api.run(["--config-file", str(ROOT / "mypy.ini")])
+    assert status == 0, stdout + stderr
+
+
+def test_stub_repair_fixes_keyword_and_default_order() -> None:
+    """The repair turns the two kinds of generated-stub syntax errors into valid signatures."""
+    bad = [
+        "    def get_workspace_size(self, in: list[int], out: list[int]) -> int:",
+        "    def add_scale_nd(self, input: int, shift: W = None, scale: W = None, channel_axis: int) -> L:",
+        "    def fine(self, a: dict[str, int] = {}, *args: int) -> None: ...",
+    ]
+    for line in bad:
+        fixed = repair_stub_line(line)
+        ast.parse(fixed.strip() + ("" if fixed.rstrip().endswith("...") else "\n        ..."))
+    assert "in_: list[int]" in repair_stub_line(bad[0])
+    assert "channel_axis: int = ..." in repair_stub_line(bad[1])
+    assert repair_stub_line(bad[2]) == bad[2]
+
+
+def test_stub_repair_unshadows_builtin_bool() -> None:
+    text = "class P:\n    def parse(self) -> bool: ...\n    def __bool__(self) -> bool: ...\nbool: DataType\n"
+    fixed = repair_stub_text(text)
+    assert "def parse(self) -> builtins.bool" in fixed
+    assert "def __bool__(self) -> builtins.bool" in fixed
+    assert "\nbool: DataType" in fixed and fixed.startswith("import builtins\n")
