@@ -1,0 +1,375 @@
+"""The ``triton://`` backend against a real Triton server on loopback.
+
+The server is PyTriton's bundled ``tritonserver`` serving small numpy functions that follow the graph
+contract (``images`` in; ``logits`` or ``num_dets``/``det_scores`` out). PyTriton 0.7 needs numpy<2 and
+so lives in its own interpreter, not in the project venv: point ``PVT_TRITON_PYTHON`` at it, or create
+``.venv-pytriton`` in the repository root::
+
+    python -m venv .venv-pytriton && .venv-pytriton/bin/pip install nvidia-pytriton
+
+Without it the server tests skip with the reason; ``PVT_TRITON_REQUIRED=1`` turns that skip into a
+failure (for CI, where the server is expected to start). The manifest served to the client is the one
+``export_triton`` embedded in its config.pbtxt, so the whole export -> serve -> load chain is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
+from pvt_deploy.runtimes.triton import is_triton_url, load_triton, parse_triton_url
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 90.0
+NUM_CLASSES = 4
+WEIGHTS = (np.arange(3 * NUM_CLASSES, dtype=np.float32).reshape(3, NUM_CLASSES) / 10).tolist()
+
+# Runs in the PyTriton interpreter. The stub process of Triton's Python backend links libpython by
+# soname; pointing LD_LIBRARY_PATH at this interpreter's own libdir keeps it from picking up a system
+# libpython of another patch release (which fails with "'_thread.RLock' object has no attribute ...").
+SERVER_SCRIPT = r'''
+import json, os, sys, sysconfig
+libdir = sysconfig.get_config_var("LIBDIR")
+if libdir:
+    os.environ["LD_LIBRARY_PATH"] = libdir + os.pathsep + os.environ.get("LD_LIBRARY_PATH", "")
+import numpy as np
+from pytriton.decorators import batch
+from pytriton.model_config import ModelConfig, Tensor
+from pytriton.models import model as pytriton_model
+from pytriton.triton import Triton, TritonConfig
+
+spec = json.loads(sys.argv[1])
+manifests = {m["name"]: m["manifest"] for m in spec["models"] if m.get("manifest")}
+
+# PyTriton writes the model config itself; add the pvt-deploy manifest parameter the way
+# `pvt-deploy export --format triton` does in config.pbtxt.
+original = pytriton_model.Model._get_triton_model_config
+def with_manifest(self):
+    config = original(self)
+    if self.model_name in manifests:
+        config.backend_parameters["pvt_deploy_manifest"] = manifests[self.model_name]
+    return config
+pytriton_model.Model._get_triton_model_config = with_manifest
+
+W = np.asarray(spec["weights"], dtype=np.float32)
+
+@batch
+def classify(images):
+    return {"logits": (images.mean(axis=(2, 3)) @ W).astype(np.float32)}
+
+@batch
+def detect(images):
+    scores = images.max(axis=(2, 3)).astype(np.float32)
+    return {"num_dets": (scores > 128).sum(axis=1, keepdims=True).astype(np.int32), "det_scores": scores}
+
+images = [Tensor(name="images", dtype=np.float32, shape=(3, -1, -1))]
+config = TritonConfig(http_address="127.0.0.1", http_port=spec["http"], grpc_address="127.0.0.1",
+                      grpc_port=spec["grpc"], metrics_port=spec["metrics"])
+with Triton(config=config) as triton:
+    for m in spec["models"]:
+        if m["kind"] == "classify":
+            outputs = [Tensor(name="logits", dtype=np.float32, shape=(W.shape[1],))]
+            fn = classify
+        else:
+            outputs = [Tensor(name="num_dets", dtype=np.int32, shape=(1,)),
+                       Tensor(name="det_scores", dtype=np.float32, shape=(3,))]
+            fn = detect
+        triton.bind(model_name=m["name"], infer_func=fn, inputs=images, outputs=outputs,
+                    config=ModelConfig(max_batch_size=spec["max_batch"]))
+    triton.run()
+    print("PVT_READY", flush=True)
+    sys.stdin.read()  # serve until the test closes our stdin
+'''
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("PVT_TRITON_REQUIRED") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def pytriton_python() -> tuple[str | None, str]:
+    """An interpreter that has PyTriton with a numpy it works with, or (None, why not)."""
+    candidates = [os.environ.get("PVT_TRITON_PYTHON"), str(REPO / ".venv-pytriton" / "bin" / "python"),
+                  sys.executable]
+    tried = []
+    for python in candidates:
+        if not python or not Path(python).exists():
+            continue
+        probe = subprocess.run(
+            [python, "-c", "import pytriton, numpy; print(numpy.__version__)"],
+            capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            tried.append(f"{python}: no pytriton")
+            continue
+        if int(probe.stdout.strip().split(".")[0]) >= 2:
+            tried.append(f"{python}: numpy {probe.stdout.strip()} (PyTriton 0.7 returns empty outputs with numpy 2)")
+            continue
+        return python, ""
+    return None, ("PyTriton not available (" + "; ".join(tried or ["nothing found"]) + "); set PVT_TRITON_PYTHON "
+                  "or: python -m venv .venv-pytriton && .venv-pytriton/bin/pip install nvidia-pytriton")
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def embedded_manifest(tmp: Path) -> str:
+    """The manifest JSON that export_triton puts in config.pbtxt, from a tiny classify artifact."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.export.triton import MANIFEST_PARAMETER, export_triton
+    from pvt_deploy.manifest import file_entry, write_manifest
+
+    art = tmp / "art"
+    art.mkdir(parents=True)
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["m"], axes=[2, 3], keepdims=0),
+         helper.make_node("MatMul", ["m", "W"], ["logits"])], "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", NUM_CLASSES])],
+        initializer=[onnx.numpy_helper.from_array(np.asarray(WEIGHTS, dtype=np.float32), "W")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), art / "model.onnx")
+    write_manifest(art, {
+        "model": "pvt_tiny", "task": "classify", "classes": [f"c{i}" for i in range(NUM_CLASSES)],
+        "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", NUM_CLASSES]}],
+        "preprocess": {"resize": "resize_crop", "imgsz": [64, 64], "normalize_in_graph": True},
+        "postprocess": {}, "dynamic": {"batch": [1, 8]}, "files": {"model.onnx": file_entry(art / "model.onnx", "fp32")},
+    })
+    pytest.importorskip("tritonclient.grpc")
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    model_dir = export_triton(art, tmp / "repo", max_batch=4)
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    return str(config.parameters[MANIFEST_PARAMETER].string_value)
+
+
+class Server:
+    def __init__(self, http: int, grpc: int, manifest: str, log: Path) -> None:
+        self.http, self.grpc, self.manifest, self.log = http, grpc, manifest, log
+        self.start_s = 0.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    python, why = pytriton_python()
+    if python is None:
+        _skip_or_fail(why)
+    tmp = tmp_path_factory.mktemp("triton")
+    manifest = embedded_manifest(tmp)
+    http, grpc, metrics = free_ports(3)
+    spec = {"http": http, "grpc": grpc, "metrics": metrics, "max_batch": 4, "weights": WEIGHTS,
+            "models": [{"name": "pvt_tiny", "kind": "classify", "manifest": manifest},
+                       {"name": "pvt_det", "kind": "detect", "manifest": json.dumps({"task": "detect"})},
+                       {"name": "plain", "kind": "classify"}]}
+    script = tmp / "serve.py"
+    script.write_text(SERVER_SCRIPT)
+    log = tmp / "server.log"
+    t0 = time.monotonic()
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen([str(python), str(script), json.dumps(spec)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    ready = False
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        if "PVT_READY" in line:
+            ready = True
+            break
+    try:
+        if not ready:
+            tail = " | ".join(log.read_text().strip().splitlines()[-3:])
+            _skip_or_fail(f"the PyTriton server did not start within {START_TIMEOUT_S:.0f} s: {tail}")
+        srv = Server(http, grpc, manifest, log)
+        srv.start_s = time.monotonic() - t0
+        print(f"\nTriton (PyTriton) server ready in {srv.start_s:.1f} s", file=sys.stderr)
+        yield srv
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and its stub processes
+            proc.wait(timeout=10)
+
+
+def url(server: Server, protocol: str, model: str) -> str:
+    return (f"triton://127.0.0.1:{server.http}/{model}" if protocol == "http"
+            else f"triton+grpc://127.0.0.1:{server.grpc}/{model}")
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_end_to_end(server: Server, protocol: str) -> None:
+    backend, manifest = load_triton(url(server, protocol, "pvt_tiny"))
+    with backend:
+        # The manifest is exactly what export_triton embedded in config.pbtxt.
+        assert manifest == json.loads(server.manifest)
+        assert manifest["task"] == "classify" and manifest["triton"]["max_batch_size"] == 4
+        assert [(s.name, s.dtype, s.shape) for s in backend.inputs] == [
+            ("images", "float32", ("batch", 3, "height", "width"))]
+        assert [(s.name, s.dtype, s.shape) for s in backend.outputs] == [("logits", "float32", ("batch", NUM_CLASSES))]
+        assert backend.info.name == "triton" and backend.info.details["max_batch_size"] == 4
+        assert backend.info.details["protocol"] == protocol
+
+        rng = np.random.default_rng(0)
+        w = np.asarray(WEIGHTS, dtype=np.float32)
+        for n in (1, 4, 6, 9):  # 6 and 9 exceed max_batch_size 4: sent in chunks, stitched in order
+            images = rng.uniform(0, 255, size=(n, 3, 32, 64)).astype(np.float32)
+            out = backend.infer({"images": images})
+            assert set(out) == {"logits"} and out["logits"].shape == (n, NUM_CLASSES)
+            np.testing.assert_allclose(out["logits"], images.mean(axis=(2, 3)) @ w, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_int32_outputs(server: Server, protocol: str) -> None:
+    backend, manifest = load_triton(url(server, protocol, "pvt_det"))
+    with backend:
+        assert manifest == {"task": "detect"}
+        assert {s.name: s.dtype for s in backend.outputs} == {"num_dets": "int32", "det_scores": "float32"}
+        images = np.zeros((2, 3, 8, 8), dtype=np.float32)
+        images[0, :2] = 200.0
+        out = backend.infer({"images": images})
+        assert out["num_dets"].dtype == np.int32 and out["num_dets"].tolist() == [[2], [0]]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unknown_model_is_an_input_error(server: Server, protocol: str) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="no model 'pvt_nope'"):
+        load_triton(url(server, protocol, "pvt_nope"))
+    assert time.monotonic() - t0 < 5, "an unknown model must fail at once, not wait for it to load"
+
+
+def test_manifest_missing_or_given(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no pvt-deploy manifest"):
+        load_triton(url(server, "http", "plain"))
+    (tmp_path / "manifest.json").write_text(json.dumps({"task": "classify", "model": "plain"}))
+    backend, manifest = load_triton(url(server, "http", "plain"), manifest=tmp_path / "manifest.json")
+    with backend:
+        assert manifest["model"] == "plain"
+        assert backend.infer({"images": np.ones((1, 3, 4, 4), np.float32)})["logits"].shape == (1, NUM_CLASSES)
+
+
+def test_bad_feeds(server: Server) -> None:
+    backend, _ = load_triton(url(server, "http", "pvt_tiny"))
+    with backend:
+        with pytest.raises(ShapeError, match="rank"):
+            backend.infer({"images": np.zeros((3, 8, 8), np.float32)})
+        with pytest.raises(InputError, match="images"):
+            backend.infer({"pixels": np.zeros((1, 3, 8, 8), np.float32)})
+        # float64 is cast (same kind); the server still gets float32.
+        assert backend.infer({"images": np.zeros((1, 3, 8, 8))})["logits"].dtype == np.float32
+
+
+def test_unreachable_server_is_backend_unavailable() -> None:
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    (port,) = free_ports(1)
+    for u in (f"triton://127.0.0.1:{port}/m", f"triton+grpc://127.0.0.1:{port}/m"):
+        with pytest.raises(BackendUnavailableError, match="not reachable"):
+            load_triton(u, retries=1, timeout_s=2)
+
+
+def test_url_parsing() -> None:
+    u = parse_triton_url("triton://10.0.0.5/pvt_small")
+    assert (u.protocol, u.host, u.port, u.model, u.version, u.ssl) == ("http", "10.0.0.5", 8000, "pvt_small", "", False)
+    u = parse_triton_url("triton+grpc://[::1]:9001/det/3")
+    assert (u.protocol, u.host, u.port, u.model, u.version) == ("grpc", "::1", 9001, "det", "3")
+    assert str(u) == "triton+grpc://[::1]:9001/det/3"
+    assert parse_triton_url("triton+https://h/m").ssl and parse_triton_url("triton+grpcs://h/m").port == 8001
+    for bad in ("http://h/m", "triton://h", "triton://h/m/x", "triton://h:99999/m", "triton:///m"):
+        with pytest.raises(InputError):
+            parse_triton_url(bad)
+    assert is_triton_url("triton://h/m") and is_triton_url("TRITON+GRPC://h/m")
+    assert not is_triton_url("exports/pvt_small") and not is_triton_url("triton")
+
+
+def test_tritonserver_parses_exported_configs(tmp_path: Path) -> None:
+    """Triton's own C++ config parser reads what export_triton writes (onnx, trt, unbatched, FP16
+    accelerator). PyTriton's server has only the Python backend, so each model then fails at the
+    backend lookup, which is after parsing and validation."""
+    python, why = pytriton_python()
+    if python is None:
+        _skip_or_fail(why)
+    helpers = _export_helpers()
+    CLASSIFY, DETECT_GRAPH = helpers.CLASSIFY, helpers.DETECT_GRAPH
+    make_artifact, make_graph = helpers.make_artifact, helpers.make_graph
+    from pvt_deploy.export.triton import export_triton
+    from pvt_deploy.manifest import file_entry, write_manifest
+
+    art = make_artifact(tmp_path / "art", DETECT_GRAPH, task="detect")
+    (art / "model.engine").write_bytes(b"plan")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.engine"] = file_entry(art / "model.engine", "fp16", source="model.onnx")
+    write_manifest(art, manifest)
+    repo = tmp_path / "repo"
+    export_triton(art, repo, name="det_onnx", trt_fp16_accelerator=True, instances=2)
+    export_triton(art, repo, name="det_plan", backend="trt")
+    export_triton(make_artifact(tmp_path / "cls", CLASSIFY), repo, name="cls_cpu", kind="CPU", max_batch=0)
+    make_graph(tmp_path / "static" / "model.onnx", CLASSIFY, input_shape=[1, 3, 64, 64], metadata=True)
+    export_triton(tmp_path / "static" / "model.onnx", repo, name="static")
+
+    server_dir = subprocess.run(
+        [str(python), "-c", "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver')"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    proc = subprocess.run(
+        [f"{server_dir}/bin/tritonserver", f"--model-repository={repo}", f"--backend-directory={server_dir}/backends",
+         "--allow-http=false", "--allow-grpc=false", "--allow-metrics=false", "--exit-on-error=true"],
+        capture_output=True, text=True, timeout=60)
+    log = proc.stdout + proc.stderr
+    assert "failed to read text proto" not in log, log
+    for name, backend in (("det_onnx", "onnxruntime"), ("det_plan", "tensorrt"), ("cls_cpu", "onnxruntime"),
+                          ("static", "onnxruntime")):
+        failures = [line for line in log.splitlines() if f"failed to load '{name}' version 1:" in line]
+        assert failures, log
+        assert f"unable to find backend library for backend '{backend}'" in failures[0], failures[0]
+
+
+def _export_helpers() -> Any:
+    """The artifact builders of test_triton_export.py, loaded by path (independent of pytest's import mode)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_triton_export_helpers", Path(__file__).with_name("test_triton_export.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
