@@ -1,0 +1,468 @@
+"""Output sinks: H.264 video, annotated images, JSON Lines and COCO results.
+
+Every sink writes under a temporary name and renames at the end, so a crash never leaves a
+half-written file under the final name. What happens on an *exception* (Ctrl-C, a stream that
+raises, a bug downstream) differs by format, on purpose:
+
+* :class:`VideoWriter` flushes the encoder and keeps the frames written so far: a recording cut
+  short is still a playable, useful mp4 (H.264 needs its trailer written to play at all).
+* :class:`JsonlWriter` keeps the lines written so far: every line is a complete record, flushed as
+  it is written, so even after a hard kill the ``.part`` file holds complete lines up to the last.
+* :class:`CocoJsonWriter` writes nothing: a COCO results list for part of a dataset would score as
+  a bad model in ``COCOeval`` rather than as an interrupted run.
+* :class:`ImageWriter` writes each image atomically; nothing is pending between images.
+
+Video is encoded with PyAV because OpenCV's wheels cannot write H.264 (only MPEG-4 part 2, which
+browsers do not play). Frames are converted with the BT.709 matrix and tagged as such, which is
+what players assume for HD video; untagged BT.601 output looks washed out or tinted in browsers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
+from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.utils.files import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# Preference order for codec="auto": the GPU encoder frees the CPU for pre/post-processing.
+_AUTO_H264 = ("h264_nvenc", "libx264", "libopenh264")
+H264_ENCODERS = (*_AUTO_H264, "h264_videotoolbox", "h264_qsv", "h264_amf", "h264_mf", "h264_vaapi")
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder discovery
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _encoder_opens(name: str) -> bool:
+    """Whether ``name`` can actually be opened here: NVENC is compiled into PyAV's wheels but
+    needs an NVIDIA driver and an NVENC-capable GPU (datacenter Hopper/A100 have none)."""
+    if name not in av.codecs_available:
+        return False
+    try:
+        ctx = av.CodecContext.create(name, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 25)
+        ctx.open()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+def available_h264_encoders() -> list[str]:
+    """H.264 encoders that open on this machine, best first (for ``pvt-deploy doctor``)."""
+    return [name for name in H264_ENCODERS if _encoder_opens(name)]
+
+
+def resolve_codec(codec: str = "auto") -> str:
+    """Turn ``"auto"``/``"h264"`` or an encoder name into one that works here, or raise.
+
+    Raises :class:`BackendUnavailableError` with the reason when nothing usable exists.
+    """
+    if codec in ("auto", "h264"):
+        for name in _AUTO_H264:
+            if _encoder_opens(name):
+                return name
+        raise BackendUnavailableError(
+            "no H.264 encoder available in this PyAV build",
+            hint="install the PyPI 'av' wheel, which bundles libx264",
+        )
+    if codec not in av.codecs_available:
+        raise BackendUnavailableError(f"video encoder {codec!r} is not in this PyAV build")
+    if not _encoder_opens(codec):
+        hint = "it needs an NVIDIA driver and an NVENC-capable GPU" if "nvenc" in codec else None
+        raise BackendUnavailableError(f"video encoder {codec!r} cannot be opened on this machine", hint=hint)
+    return codec
+
+
+def _encoder_options(codec: str, crf: int, preset: str | None) -> dict[str, str]:
+    if codec == "libx264":
+        return {"crf": str(crf), "preset": preset or "veryfast"}
+    if codec.endswith("_nvenc"):  # constant-quality VBR, the NVENC analogue of x264's CRF
+        return {"preset": preset or "p4", "rc": "vbr", "cq": str(crf), "b": "0"}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Video
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_rate(fps: float | Fraction) -> Fraction:
+    """A frame rate as an exact fraction; 29.97 & co. become NTSC's 30000/1001 as cameras record."""
+    if isinstance(fps, Fraction):
+        return fps
+    for base in (24, 30, 48, 60, 120, 240):
+        if abs(fps - base * 1000 / 1001) < 5e-3:
+            return Fraction(base * 1000, 1001)
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames to an H.264 (yuv420p) file, atomically.
+
+    ``size`` is ``(width, height)``. yuv420p needs even sizes, so an odd width or height is padded
+    by one replicated row/column (the output is then e.g. 642x361 -> 642x362); frames of another
+    size are resized to ``size`` with a one-time warning. mp4/mov outputs get ``+faststart`` so
+    they start playing before they are fully downloaded.
+
+    Use it as a context manager: whether the block ends normally or by an exception (including
+    KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
+    so far; a writer that received no frame leaves no file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: float | Fraction,
+        size: tuple[int, int],
+        codec: str = "auto",
+        *,
+        crf: int = 23,
+        preset: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        fmt = _CONTAINERS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise InputError(
+                f"unsupported video file type {self.path.suffix!r} for {self.path}", hint="use .mp4"
+            )
+        width, height = int(size[0]), int(size[1])
+        if width < 2 or height < 2:
+            raise InputError(f"video size must be at least 2x2, got {width}x{height}")
+        if not fps or fps <= 0:
+            raise InputError(f"video fps must be positive, got {fps}")
+        self.size = (width, height)
+        self.fps = _as_rate(fps)
+        self.codec = resolve_codec(codec)
+        self.frames_written = 0
+        self._pad = (width % 2, height % 2)
+        self._warned_resize = False
+        self._closed = False
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+            self._container = av.open(str(tmp), "w", format=fmt, container_options=options)
+            stream = self._container.add_stream(
+                self.codec, rate=self.fps, options=_encoder_options(self.codec, crf, preset)
+            )
+            stream.width, stream.height = width + self._pad[0], height + self._pad[1]
+            stream.pix_fmt = "yuv420p"
+            ctx = stream.codec_context
+            ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
+            ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
+            self._stream = stream
+        except BaseException as e:
+            self._abort(e)
+            raise
+
+    def write(self, image: np.ndarray) -> None:
+        """Encode one ``HxWx3`` uint8 RGB frame."""
+        if self._closed:
+            raise ValueError(f"VideoWriter for {self.path} is closed")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.dtype != np.uint8
+        ):
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"VideoWriter takes HxWx3 uint8 RGB frames, got {got}")
+        if (image.shape[1], image.shape[0]) != self.size:
+            if not self._warned_resize:
+                log.warning(
+                    "%s: resizing %dx%d frames to %dx%d",
+                    self.path,
+                    image.shape[1],
+                    image.shape[0],
+                    *self.size,
+                )
+                self._warned_resize = True
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        if any(self._pad):
+            image = cv2.copyMakeBorder(image, 0, self._pad[1], 0, self._pad[0], cv2.BORDER_REPLICATE)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = frame.reformat(
+            format="yuv420p",
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            dst_color_trc=ColorTrc.BT709,
+            dst_color_primaries=ColorPrimaries.BT709,
+        )
+        frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(frame))
+        self.frames_written += 1
+
+    def close(self) -> Path | None:
+        """Flush, finalise and move the file into place. Returns its path, or None if no frames."""
+        if self._closed:
+            return self.path if self.frames_written else None
+        self._closed = True
+        try:
+            self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
+            self._container.close()
+        except BaseException as e:
+            self._abort(e)
+            raise
+        if not self.frames_written:
+            log.warning("%s: no frames were written; not creating the file", self.path)
+            self._abort(RuntimeError("empty video"))
+            return None
+        self._atomic.__exit__(None, None, None)
+        return self.path
+
+    def _abort(self, error: BaseException) -> None:
+        """Drop the temporary file (``atomic_path`` removes it when it sees an exception)."""
+        self._closed = True
+        container = getattr(self, "_container", None)
+        if container is not None:
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                container.close()
+        self._atomic.__exit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            log.warning("%s: stopped by %s; keeping the frames written", self.path, exc_type.__name__)
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+_UNSAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
+_IMAGE_WRITE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class ImageWriter:
+    """Save annotated RGB images into ``directory``, each written atomically.
+
+    Names are reduced to a safe base name (no folders, no ``:``), a suffix OpenCV cannot write is
+    replaced by ``suffix`` or ``.jpg``, and a name reused in one run gets ``_1``, ``_2`` so two
+    ``photo.jpg`` from different folders of a glob do not overwrite each other.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, suffix: str | None = None, quality: int = 95
+    ) -> None:
+        self.directory = Path(directory)
+        self.suffix = suffix if suffix is None or suffix.startswith(".") else f".{suffix}"
+        self.quality = quality
+        self.written: list[Path] = []
+        self._used: set[str] = set()
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _target(self, name: str) -> Path:
+        base = Path(name.replace("\\", "/")).name
+        stem, suffix = os.path.splitext(base)
+        stem = _UNSAFE_NAME.sub("_", stem).strip("._") or "image"
+        suffix = (self.suffix or suffix).lower()
+        if suffix not in _IMAGE_WRITE_SUFFIXES:
+            suffix = ".jpg"
+        candidate, n = f"{stem}{suffix}", 0
+        while candidate in self._used:
+            n += 1
+            candidate = f"{stem}_{n}{suffix}"
+        self._used.add(candidate)
+        return self.directory / candidate
+
+    def write(self, image: np.ndarray, name: str) -> Path:
+        """Encode ``image`` (HxWx3 uint8 RGB) as ``name`` in the folder; returns the path written."""
+        target = self._target(name)
+        params: list[int] = []
+        if target.suffix in (".jpg", ".jpeg"):
+            params = [cv2.IMWRITE_JPEG_QUALITY, int(self.quality)]
+        elif target.suffix == ".webp":
+            params = [cv2.IMWRITE_WEBP_QUALITY, int(self.quality)]
+        ok, data = cv2.imencode(target.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise InputError(f"cannot encode image as {target.suffix}")
+        # atomic_path without fsync: safe against crashes of this process, and an fsync per frame
+        # would dominate on the SD cards of edge boxes.
+        with atomic_path(target) as tmp:
+            data.tofile(str(tmp))
+        self.written.append(target)
+        return target
+
+    def close(self) -> None:
+        """Nothing is pending between images; present for symmetry with the other sinks."""
+
+    def __enter__(self) -> ImageWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Lines
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars and arrays as plain JSON numbers and lists."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+class JsonlWriter:
+    """One JSON object per line, written to ``<path>.part`` and renamed to ``path`` on close.
+
+    Each line is flushed to the OS as soon as it is written. Why: per-frame results of a long
+    video or stream are valuable as they come, so a hard kill leaves ``<path>.part`` with complete
+    lines (at most the last one torn), and any exception or Ctrl-C inside ``with`` still renames
+    it to ``path`` because every line in it is a finished record. ``path`` itself is never
+    half-written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.part = self.path.with_name(self.path.name + ".part")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lines = 0
+        self._file = open(self.part, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed in close())
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record (numpy values allowed) as one line, flushed."""
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        self._file.write(line + "\n")
+        self._file.flush()
+        self.lines += 1
+
+    def close(self) -> Path:
+        if not self._file.closed:
+            self._file.close()
+            os.replace(self.part, self.path)
+        return self.path
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO results
+# ---------------------------------------------------------------------------------------------
+
+# Category ids of the 80 COCO detection classes, in the contiguous 0..79 order models use.
+# COCO's ids run 1..90 with gaps where classes were dropped before release.
+COCO80_TO_91: tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)  # fmt: skip
+
+
+def coco_category_ids(class_ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    """Map contiguous class indices 0..79 to COCO category ids (1..90, with gaps)."""
+    ids = np.asarray(class_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(COCO80_TO_91)):
+        raise ValueError(f"COCO class index out of range 0..79: {ids.min()}..{ids.max()}")
+    return np.asarray(COCO80_TO_91, dtype=np.int64)[ids]
+
+
+def coco_image_id(path: str | os.PathLike[str]) -> int | str:
+    """COCO's image id from a file name: ``000000397133.jpg`` -> ``397133``; other stems unchanged."""
+    stem = Path(path).stem
+    return int(stem) if stem.isdigit() else stem
+
+
+class CocoJsonWriter:
+    """Collect detections and write them as a COCO results file (what ``COCOeval.loadRes`` reads).
+
+    Each detection becomes ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+    ``category_ids`` maps class index -> category id: COCO's 80->91 table by default, ``None`` for
+    a custom dataset whose ids are the class indices. Boxes are rounded to 0.001 px and scores to
+    1e-5 (no effect on AP, half the file size). The file is written atomically at ``close``; an
+    exception inside ``with`` writes nothing (a partial results file would score as a bad model).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, category_ids: Sequence[int] | None = COCO80_TO_91
+    ) -> None:
+        self.path = Path(path)
+        self.category_ids = None if category_ids is None else np.asarray(category_ids, dtype=np.int64)
+        self.results: list[dict[str, Any]] = []
+        self._closed = False
+
+    def add(
+        self,
+        image_id: int | str,
+        boxes_xyxy: np.ndarray | Sequence[Sequence[float]],
+        scores: np.ndarray | Sequence[float],
+        class_ids: np.ndarray | Sequence[int],
+    ) -> None:
+        """Add one image's detections; boxes are ``(K, 4)`` xyxy in original-image pixels."""
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        scores_ = np.asarray(scores, dtype=np.float64).reshape(-1)
+        classes = np.asarray(class_ids, dtype=np.int64).reshape(-1)
+        if not len(boxes) == len(scores_) == len(classes):
+            raise ValueError(
+                f"boxes/scores/class_ids lengths differ: {len(boxes)}/{len(scores_)}/{len(classes)}"
+            )
+        if self.category_ids is not None:
+            if classes.size and (classes.min() < 0 or classes.max() >= len(self.category_ids)):
+                raise ValueError(f"class index out of range for {len(self.category_ids)} categories")
+            classes = self.category_ids[classes]
+        xywh = np.round(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1), 3)
+        image_id = image_id.item() if isinstance(image_id, np.generic) else image_id
+        for box, score, cat in zip(
+            xywh.tolist(), np.round(scores_, 5).tolist(), classes.tolist(), strict=True
+        ):
+            self.results.append({"image_id": image_id, "category_id": cat, "bbox": box, "score": score})
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def close(self) -> Path:
+        """Write the results list to ``path`` (atomically) and return it."""
+        if not self._closed:
+            self._closed = True
+            # One detection per line: compact (indent=2 would put every number on its own line)
+            # yet still greppable and diffable.
+            rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in self.results)
+            atomic_write_text(self.path, f"[\n{rows}\n]\n" if rows else "[]\n")
+        return self.path
+
+    def __enter__(self) -> CocoJsonWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._closed = True
+            log.warning("%s: not written (stopped by %s)", self.path, exc_type.__name__)

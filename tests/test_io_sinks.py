@@ -1,0 +1,239 @@
+"""Sinks: real H.264 encodes decoded back with PyAV, and files that survive exceptions."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.io.sinks import (
+    COCO80_TO_91,
+    CocoJsonWriter,
+    ImageWriter,
+    JsonlWriter,
+    VideoWriter,
+    available_h264_encoders,
+    coco_category_ids,
+    coco_image_id,
+    resolve_codec,
+)
+
+
+def frame(i: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """A frame whose grey level (6*i) identifies it after lossy encoding."""
+    return np.full((size[1], size[0], 3), 6 * i, np.uint8)
+
+
+def decode(path: Path) -> tuple[dict[str, object], list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        info = {
+            "codec": ctx.name,
+            "pix_fmt": ctx.pix_fmt,
+            "size": (ctx.width, ctx.height),
+            "fps": stream.average_rate,
+            "frames": stream.frames,
+        }
+        images = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    return info, images
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name)
+
+
+# --- video ----------------------------------------------------------------------------------
+
+
+def test_video_writer_round_trip_codec_size_fps_and_frames(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 25, (64, 48)) as writer:
+        assert writer.codec in available_h264_encoders()
+        for i in range(20):
+            writer.write(frame(i))
+    info, images = decode(out)
+    assert info == {"codec": "h264", "pix_fmt": "yuv420p", "size": (64, 48), "fps": 25, "frames": 20}
+    assert len(images) == 20
+    assert [round(float(np.median(im)) / 6) for im in images] == list(range(20))  # in order, none lost
+    assert leftovers(tmp_path) == []
+
+
+def test_video_writer_keeps_colours(tmp_path: Path) -> None:
+    """BT.709 conversion + tags: a saturated colour survives the round trip (a 601/709 mix-up
+    shifts it by ~10-20 levels)."""
+    out = tmp_path / "colour.mp4"
+    colour = np.zeros((64, 64, 3), np.uint8)
+    colour[:] = (200, 40, 90)
+    with VideoWriter(out, 25, (64, 64)) as writer:
+        for _ in range(3):
+            writer.write(colour)
+    _, images = decode(out)
+    assert np.abs(images[0][32, 32].astype(int) - (200, 40, 90)).max() <= 4
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    with VideoWriter(out, 30, (63, 35)) as writer:
+        for i in range(5):
+            writer.write(frame(i, (63, 35)))
+    info, images = decode(out)
+    assert info["size"] == (64, 36) and len(images) == 5
+
+
+def test_ntsc_rates_are_exact(tmp_path: Path) -> None:
+    out = tmp_path / "ntsc.mp4"
+    with VideoWriter(out, 29.97, (32, 32)) as writer:
+        writer.write(frame(0, (32, 32)))
+    info, _ = decode(out)
+    assert info["fps"] == Fraction(30000, 1001)
+
+
+def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:
+    out = tmp_path / "mixed.mp4"
+    with VideoWriter(out, 25, (64, 48)) as writer:
+        writer.write(frame(1, (64, 48)))
+        writer.write(frame(2, (128, 96)))
+    info, images = decode(out)
+    assert info["size"] == (64, 48) and len(images) == 2
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_exception_mid_write_leaves_a_playable_file_with_frames_so_far(
+    tmp_path: Path, error: type[BaseException]
+) -> None:
+    out = tmp_path / "cut.mp4"
+    with pytest.raises(error), VideoWriter(out, 25, (64, 48)) as writer:
+        for i in range(30):
+            if i == 12:
+                raise error("stream dropped")
+            writer.write(frame(i))
+    info, images = decode(out)
+    assert info["codec"] == "h264" and info["frames"] == 12 and len(images) == 12
+    assert [round(float(np.median(im)) / 6) for im in images] == list(range(12))
+    assert leftovers(tmp_path) == []
+
+
+def test_no_final_file_while_writing_and_none_without_frames(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    writer = VideoWriter(out, 25, (32, 32))
+    writer.write(frame(0, (32, 32)))
+    assert not out.exists() and len(leftovers(tmp_path)) == 1  # only the hidden temporary exists
+    assert writer.close() == out and out.exists()
+    empty = VideoWriter(tmp_path / "empty.mp4", 25, (32, 32))
+    assert empty.close() is None
+    assert not (tmp_path / "empty.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_writer_rejects_bad_frames_and_arguments(tmp_path: Path) -> None:
+    with VideoWriter(tmp_path / "v.mp4", 25, (32, 32)) as writer:
+        with pytest.raises(ValueError, match="uint8"):
+            writer.write(np.zeros((32, 32, 3), np.float32))
+        with pytest.raises(ValueError, match="HxWx3"):
+            writer.write(np.zeros((32, 32), np.uint8))
+        writer.write(frame(0, (32, 32)))
+    with pytest.raises(InputError, match="unsupported video file type"):
+        VideoWriter(tmp_path / "v.webm", 25, (32, 32))
+    with pytest.raises(InputError, match="fps"):
+        VideoWriter(tmp_path / "v.mp4", 0, (32, 32))
+
+
+def test_encoder_resolution() -> None:
+    assert "libx264" in available_h264_encoders()
+    assert resolve_codec("auto") in ("h264_nvenc", "libx264")
+    assert resolve_codec("libx264") == "libx264"
+    with pytest.raises(BackendUnavailableError):
+        resolve_codec("no_such_encoder")
+    if "h264_nvenc" not in available_h264_encoders():
+        with pytest.raises(BackendUnavailableError, match="h264_nvenc"):
+            resolve_codec("h264_nvenc")
+
+
+# --- images ---------------------------------------------------------------------------------
+
+
+def test_image_writer_writes_rgb_atomically_with_safe_unique_names(tmp_path: Path) -> None:
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    with ImageWriter(tmp_path / "out") as writer:
+        first = writer.write(red, "some/dir/photo.png")
+        second = writer.write(red, "other/photo.png")  # same base name from another folder
+        third = writer.write(red, "rtsp:cam 1")
+    assert [first.name, second.name, third.name] == ["photo.png", "photo_1.png", "rtsp_cam_1.jpg"]
+    back = cv2.imread(str(first))
+    assert tuple(back[0, 0]) == (0, 0, 255)  # stored as a normal (BGR-on-disk) file: red stays red
+    assert leftovers(tmp_path / "out") == []
+
+
+# --- JSON Lines -----------------------------------------------------------------------------
+
+
+def test_jsonl_lines_are_flushed_as_written_and_renamed_on_close(tmp_path: Path) -> None:
+    out = tmp_path / "preds.jsonl"
+    writer = JsonlWriter(out)
+    for i in range(3):
+        writer.write({"frame": i, "score": np.float32(0.5), "boxes": np.zeros((1, 4))})
+    # mid-run: the final name does not exist yet, the .part already holds every complete line
+    assert not out.exists()
+    assert len(writer.part.read_text().splitlines()) == 3
+    writer.close()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and not writer.part.exists()
+    assert json.loads(lines[2]) == {"frame": 2, "score": 0.5, "boxes": [[0.0, 0.0, 0.0, 0.0]]}
+
+
+def test_jsonl_keeps_complete_lines_after_an_exception(tmp_path: Path) -> None:
+    out = tmp_path / "preds.jsonl"
+    with pytest.raises(KeyboardInterrupt), JsonlWriter(out) as writer:
+        writer.write({"frame": 0, "name": "café"})
+        writer.write({"frame": 1})
+        raise KeyboardInterrupt
+    assert [json.loads(line)["frame"] for line in out.read_text(encoding="utf-8").splitlines()] == [0, 1]
+    assert "café" in out.read_text(encoding="utf-8")
+
+
+# --- COCO results ---------------------------------------------------------------------------
+
+
+def test_coco_mapping_is_the_standard_80_to_91() -> None:
+    assert len(COCO80_TO_91) == 80 and len(set(COCO80_TO_91)) == 80
+    assert COCO80_TO_91[0] == 1 and COCO80_TO_91[-1] == 90
+    assert set(range(1, 91)) - set(COCO80_TO_91) == {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+    assert coco_category_ids([0, 11, 79]).tolist() == [1, 13, 90]
+    with pytest.raises(ValueError):
+        coco_category_ids([80])
+    assert coco_image_id("val2017/000000397133.jpg") == 397133
+    assert coco_image_id("cat.jpg") == "cat"
+
+
+def test_coco_json_has_xywh_boxes_and_coco_ids(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    with CocoJsonWriter(out) as writer:
+        writer.add(397133, np.array([[10.0, 20.0, 50.0, 80.0], [0, 0, 5, 5]]), [0.9, 0.3], np.array([0, 79]))
+        writer.add(42, np.zeros((0, 4)), [], [])
+        assert not out.exists()  # written atomically at close
+    results = json.loads(out.read_text())
+    assert results == [
+        {"image_id": 397133, "category_id": 1, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9},
+        {"image_id": 397133, "category_id": 90, "bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.3},
+    ]
+
+
+def test_coco_json_custom_categories_and_nothing_written_on_exception(tmp_path: Path) -> None:
+    out = tmp_path / "custom.json"
+    with CocoJsonWriter(out, category_ids=None) as writer:
+        writer.add("img", [[1, 1, 2, 2]], [0.5], [3])
+    assert json.loads(out.read_text())[0]["category_id"] == 3
+    failed = tmp_path / "failed.json"
+    with pytest.raises(RuntimeError), CocoJsonWriter(failed) as writer:
+        writer.add(1, [[1, 1, 2, 2]], [0.5], [3])
+        raise RuntimeError("crash")
+    assert not failed.exists() and leftovers(tmp_path) == []
+    with pytest.raises(ValueError, match="lengths"):
+        CocoJsonWriter(out).add(1, [[1, 1, 2, 2]], [0.5, 0.4], [3])
