@@ -1,0 +1,830 @@
+"""Frame sources: one iterator for images, folders, globs, video files, webcams and network streams.
+
+Everything downstream (preprocess, backends, sinks) sees the same thing whatever the input was: a
+:class:`Source` that yields :class:`Frame` objects holding an ``HxWx3`` uint8 **RGB** array, plus
+metadata (``kind``, ``fps``, ``size``, ``frames``) for progress bars and video writers.
+
+Decoding choices and why:
+
+* Images go through ``cv2.imdecode`` on bytes read by numpy, so non-ASCII paths work on every OS.
+  The flags keep 16-bit depth (scaled down here, not truncated) and let OpenCV apply the EXIF
+  orientation, so phone photos come out upright without Pillow.
+* Video goes through PyAV (FFmpeg) with threaded decoding. Damaged packets are skipped as players
+  do; a truncated file yields the frames it has and then ends with a warning instead of raising,
+  because a partly recorded clip is still worth processing. Display-matrix rotation (phone videos)
+  is applied.
+* Live streams (RTSP/RTMP/MJPEG over HTTP, webcams) reconnect with exponential backoff after a
+  drop and end cleanly when the retries run out, so a long-running ``infer`` on an edge box
+  survives a camera reboot and still finalises its outputs when the camera is gone for good. The
+  *first* connection is not retried: a wrong URL should fail at once with a clear error.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import logging
+import math
+import os
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import cv2
+import numpy as np
+
+from pvt_deploy.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SourceKind = Literal["image", "images", "video", "stream"]
+
+IMAGE_SUFFIXES = frozenset(
+    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff",
+     ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic"}
+)  # fmt: skip
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
+     ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".gif", ".h264", ".h265", ".hevc", ".y4m"}
+)  # fmt: skip
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
+# Schemes that only ever carry live feeds: an end of data there is a drop, never the end of a file.
+_LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
+# Single-picture demuxers: a URL to a JPEG is one frame, not a live feed to reconnect to forever.
+_IMAGE_DEMUXERS = ("_pipe", "image2")
+_MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
+
+# ---------------------------------------------------------------------------------------------
+# Frames and the Source interface
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded picture and where it came from.
+
+    ``image`` is ``HxWx3`` uint8 RGB (the graph contract's colour order). ``index`` is the frame
+    number in the source *before* ``vid_stride`` (so it maps to the file list or the video's frame
+    numbers). ``path`` is the image file, the video file, the stream URL (credentials removed) or
+    ``webcamN``. ``timestamp`` is seconds from the start of a video, seconds since opening for a
+    live stream, ``None`` for still images.
+    """
+
+    image: np.ndarray
+    index: int
+    path: str
+    timestamp: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Base name for output files: ``photo.jpg``, ``clip.mp4``, ``cam1`` (URL path), ``webcam0``."""
+        if "://" in self.path:
+            parts = urlsplit(self.path)
+            return Path(parts.path).name or (parts.hostname or "stream")
+        return Path(self.path).name or self.path
+
+
+class Source(ABC):
+    """An iterable of :class:`Frame` with metadata; close it (or use ``with``) to free decoders.
+
+    ``frames`` is how many frames iteration will yield (after ``vid_stride``) where that is known
+    up front, for progress bars; it can be an estimate for containers that store only a duration.
+    ``skipped`` counts unreadable images skipped in a folder or glob; ``dropped`` counts live frames
+    discarded because the consumer was slower than the stream (``realtime`` mode).
+    """
+
+    kind: SourceKind
+    spec: str = ""
+    fps: float | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+    frames: int | None = None
+    skipped: int = 0
+    dropped: int = 0
+    _closed: bool = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._closed:
+            raise InputError(f"source {self.spec} is closed")
+        return self._iter_frames()
+
+    @abstractmethod
+    def _iter_frames(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None:
+        """Release files, decoders and connections. Safe to call twice."""
+        self._closed = True
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.kind!r}, spec={self.spec!r}, fps={self.fps}, "
+            f"size={self.size}, frames={self.frames})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel conversion
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Scale any decoded depth to uint8 (16-bit is rounded, not truncated; float assumes 0..1)."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        return (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * 255
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _decoded_to_rgb(img: np.ndarray) -> np.ndarray:
+    """OpenCV's decoded layout (gray, BGR, BGRA, any depth) -> contiguous HxWx3 uint8 RGB."""
+    img = _to_uint8(img)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray (+ alpha): alpha is dropped like OpenCV's own colour decode
+        return cv2.cvtColor(np.ascontiguousarray(img[:, :, 0]), cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def as_rgb_array(image: Any) -> np.ndarray:
+    """An in-memory picture (numpy array assumed RGB, or a PIL image) -> HxWx3 uint8 RGB.
+
+    Arrays are *not* channel-swapped: pvt-deploy is RGB end to end, so an array from
+    ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``).
+    """
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy array or PIL image, got {type(image).__name__}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.size == 0:
+        raise InputError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {image.shape}")
+    img = _to_uint8(image)
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 RGB, EXIF orientation applied.
+
+    Raises :class:`InputError` for a missing, unreadable or undecodable file.
+    """
+    try:
+        data = np.fromfile(os.fspath(path), dtype=np.uint8)  # bytes first: unicode-safe on Windows
+    except OSError as e:
+        raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
+    # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
+    # the EXIF orientation.
+    img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if img is None:
+        raise InputError(f"cannot decode image {path} (corrupt or not an image)")
+    return _decoded_to_rgb(img)
+
+
+# ---------------------------------------------------------------------------------------------
+# Still images
+# ---------------------------------------------------------------------------------------------
+
+
+class ArraySource(Source):
+    """A single in-memory picture (numpy RGB array or PIL image), for the Python API."""
+
+    kind: SourceKind = "image"
+
+    def __init__(self, image: Any, *, name: str = "image0.jpg") -> None:
+        self._image = as_rgb_array(image)
+        self.spec = name
+        self.size = (self._image.shape[1], self._image.shape[0])
+        self.frames = 1
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        yield Frame(self._image, 0, self.spec, None)
+
+
+class ImageSource(Source):
+    """One image file (``kind="image"``) or an ordered list of them (``kind="images"``).
+
+    A single unreadable image raises :class:`InputError` up front. In a list, unreadable files are
+    skipped with a warning and counted in ``skipped``: one bad JPEG must not stop a 10 000-image
+    run.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, kind: SourceKind, spec: str) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.kind = kind
+        self.spec = spec
+        self.frames = len(self.paths)
+        self._first: np.ndarray | None = None
+        if kind == "image":
+            self._first = read_image(self.paths[0])
+            self.size = (self._first.shape[1], self._first.shape[0])
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        self.skipped = 0
+        for index, path in enumerate(self.paths):
+            if self._first is not None:
+                yield Frame(self._first, index, str(path), None)
+                continue
+            try:
+                image = read_image(path)
+            except InputError as e:
+                self.skipped += 1
+                log.warning("skipping %s", e)
+                continue
+            yield Frame(image, index, str(path), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: one open connection to a video file, stream or camera
+# ---------------------------------------------------------------------------------------------
+
+
+class FrameReader(Protocol):
+    """One open connection that produces frames until it ends or fails (a cv2-style grab/retrieve).
+
+    ``grab`` advances and returns False at the end (``error`` then says why, or is None for a clean
+    end); ``retrieve`` converts the grabbed frame to RGB, so skipped frames (``vid_stride``) cost
+    only their decode. ``live`` says that an end of data is a drop to reconnect from, not the end
+    of a file. Inject your own opener returning one of these to test reconnects or read a custom
+    device.
+    """
+
+    fps: float | None
+    size: tuple[int, int] | None
+    frames: int | None
+    live: bool
+    error: str | None
+
+    def grab(self) -> bool: ...
+
+    def retrieve(self) -> np.ndarray: ...
+
+    def timestamp(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class PyAVReader:
+    """Decode the first video stream of a file or URL with PyAV, tolerating damaged packets.
+
+    Opening decodes the first frame, so a file that has a video stream but no decodable picture is
+    rejected at once, and ``size`` accounts for display rotation.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        options: dict[str, str] | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        live: bool | None = None,
+    ) -> None:
+        self.error: str | None = None
+        self.frames_exact = False
+        self._frame: av.VideoFrame | None = None
+        self._peeked = False
+        self._container = av.open(target, options=options or {}, timeout=timeout)
+        try:
+            if not self._container.streams.video:
+                raise InputError(f"{target} has no video stream")
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
+            self._stream = stream
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else None
+            self._start = (
+                float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            )
+            fmt = self._container.format.name
+            is_picture = any(tag in fmt for tag in _IMAGE_DEMUXERS)
+            self.live = live if live is not None else (self._container.duration is None and not is_picture)
+            self.frames = None if self.live else self._count_frames(stream)
+            self._decoded = self._decode()
+            if not self.grab():
+                raise InputError(f"{target} has no decodable video frames ({self.error or 'empty'})")
+            self._peeked = True
+            height, width = self.retrieve_shape()
+            self.size = (width, height)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _count_frames(self, stream: Any) -> int | None:
+        self.frames_exact = bool(stream.frames)  # mp4/mov store a count; others only a duration
+        if stream.frames:
+            return int(stream.frames)
+        duration = self._container.duration  # microseconds
+        if duration and self.fps:  # mkv/webm store no count: estimate for the progress bar
+            return max(1, round(duration / 1e6 * self.fps))
+        return None
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        bad = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = self._stream.decode(packet)
+                except av.error.InvalidDataError as e:  # damaged packet: skip it like a player
+                    bad += 1
+                    if bad > _MAX_BAD_PACKETS:
+                        raise
+                    log.debug("skipping undecodable packet: %s", e)
+                    continue
+                bad = 0
+                yield from frames
+        except av.error.FFmpegError as e:  # truncated file, dropped connection, read timeout
+            self.error = _short(e)
+
+    def grab(self) -> bool:
+        if self._peeked:
+            self._peeked = False
+            return True
+        self._frame = next(self._decoded, None)
+        return self._frame is not None
+
+    def _rotation_turns(self) -> int:
+        rotation = self._frame.rotation if self._frame is not None else 0
+        return round(rotation / 90) % 4 if rotation else 0
+
+    def retrieve_shape(self) -> tuple[int, int]:
+        assert self._frame is not None
+        h, w = self._frame.height, self._frame.width
+        return (w, h) if self._rotation_turns() % 2 else (h, w)
+
+    def retrieve(self) -> np.ndarray:
+        assert self._frame is not None, "retrieve() before a successful grab()"
+        image = self._frame.to_ndarray(format="rgb24")
+        turns = self._rotation_turns()
+        # `rotation` is counter-clockwise degrees, as np.rot90's positive k.
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+    def timestamp(self) -> float | None:
+        if self._frame is None or self._frame.time is None:
+            return None
+        return float(self._frame.time) - self._start
+
+    def close(self) -> None:
+        self._decoded.close()  # stop the generator before its container goes away
+        self._container.close()
+
+
+class CaptureReader:
+    """A local camera through ``cv2.VideoCapture``: OpenCV knows each OS's camera API (V4L2,
+    AVFoundation, Media Foundation), which FFmpeg would need per-platform device names for."""
+
+    live = True
+    frames = None
+
+    def __init__(self, device: int | str) -> None:
+        self.error: str | None = None
+        self._cap = cv2.VideoCapture(device)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise ConnectionError(f"cannot open camera {device}")
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latency over smoothness; ignored by some APIs
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps > 0 else None
+        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.size = (w, h) if w > 0 and h > 0 else None
+
+    def grab(self) -> bool:
+        ok = bool(self._cap.grab())
+        if not ok:
+            self.error = "camera returned no frame"
+        return ok
+
+    def retrieve(self) -> np.ndarray:
+        ok, bgr = self._cap.retrieve()
+        if not ok or bgr is None:
+            raise ConnectionError("camera frame could not be retrieved")
+        return _decoded_to_rgb(bgr)
+
+    def timestamp(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Video files
+# ---------------------------------------------------------------------------------------------
+
+
+class VideoSource(Source):
+    """A local video file decoded with PyAV; ``vid_stride`` keeps every n-th frame.
+
+    A file that is not a video raises :class:`InputError`; a truncated or damaged one yields what
+    decodes and then ends with a warning (``error`` holds FFmpeg's reason).
+    """
+
+    kind: SourceKind = "video"
+
+    def __init__(self, path: str | os.PathLike[str], *, vid_stride: int = 1) -> None:
+        self.path = Path(path)
+        self.spec = str(path)
+        self.vid_stride = vid_stride
+        self.error: str | None = None
+        self._reader: PyAVReader | None = self._open()
+        self.fps = self._reader.fps
+        self.size = self._reader.size
+        total = self._reader.frames
+        self.frames = math.ceil(total / vid_stride) if total else None
+
+    def _open(self) -> PyAVReader:
+        try:
+            return PyAVReader(str(self.path), live=False)
+        except av.error.FFmpegError as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise InputError(f"cannot decode {self.path} as a video ({reason})") from e
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        reader, self._reader = (self._reader or self._open()), None
+        self._active = reader
+        index = -1
+        try:
+            while reader.grab():
+                index += 1
+                if index % self.vid_stride:
+                    continue
+                yield Frame(reader.retrieve(), index, self.spec, reader.timestamp())
+            self.error = reader.error
+            decoded, expected = index + 1, reader.frames
+            if reader.error:
+                log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
+            elif expected and decoded < expected and reader.frames_exact:
+                self.error = f"only {decoded} of {expected} frames decoded (truncated file?)"
+                log.warning("%s: %s", self.spec, self.error)
+        finally:
+            reader.close()
+            self._active = None
+
+    def close(self) -> None:
+        for reader in (self._reader, getattr(self, "_active", None)):
+            if reader is not None:
+                reader.close()
+        self._reader = None
+        super().close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Live streams and cameras
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Backoff policy after a live stream drops: waits ``initial_wait * 2**k`` capped at ``max_wait``.
+
+    ``max_retries`` consecutive failed attempts end the stream (``None``: retry forever, for
+    unattended cameras). The count resets once a frame arrives, so a camera that reboots every
+    night does not use up the budget.
+    """
+
+    max_retries: int | None = 5
+    initial_wait: float = 0.5
+    max_wait: float = 10.0
+
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        return min(self.max_wait, self.initial_wait * (2.0 ** max(0, attempt - 1)))
+
+    def allows(self, attempt: int) -> bool:
+        return self.max_retries is None or attempt <= self.max_retries
+
+
+Opener = Callable[[], FrameReader]
+# Errors a reader may raise while (re)connecting or reading; anything else is a bug and propagates.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, av.error.FFmpegError, InputError)
+
+
+class StreamSource(Source):
+    """A live or network source read through ``opener`` with reconnects (see :class:`Reconnect`).
+
+    ``realtime=True`` reads in a background thread and hands the consumer only the newest frame,
+    so latency stays bounded when inference is slower than the camera (``dropped`` counts what was
+    skipped). ``realtime=None`` picks it for live feeds and not for finite files served over HTTP.
+    """
+
+    kind: SourceKind = "stream"
+
+    def __init__(
+        self,
+        opener: Opener,
+        *,
+        spec: str,
+        vid_stride: int = 1,
+        reconnect: Reconnect | None = None,
+        realtime: bool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.spec = spec
+        self.vid_stride = vid_stride
+        self.reconnect = reconnect or Reconnect()
+        self.reconnects = 0
+        self._opener = opener
+        self._sleep = sleep
+        self._stop = threading.Event()
+        try:  # first connection: fail fast, a wrong URL should not sit through backoff
+            self._reader: FrameReader | None = opener()
+        except _CONNECTION_ERRORS as e:
+            raise InputError(f"cannot open stream {spec}: {_short(e)}") from e
+        self.fps = self._reader.fps
+        self.size = self._reader.size
+        self.live = self._reader.live
+        total = self._reader.frames
+        self.frames = math.ceil(total / vid_stride) if total and not self.live else None
+        self.realtime = self.live if realtime is None else realtime
+        self._thread: threading.Thread | None = None
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        return self._iter_threaded() if self.realtime else self._iter_frames_inline()
+
+    def _connect_again(self) -> FrameReader | None:
+        """Reopen after a drop with backoff; None when the retry budget is spent or we are closing."""
+        attempt = 1
+        while self.reconnect.allows(attempt) and not self._stop.is_set():
+            self._sleep(self.reconnect.wait(attempt))
+            if self._stop.is_set():
+                break
+            try:
+                reader = self._opener()
+            except _CONNECTION_ERRORS as e:
+                limit = self.reconnect.max_retries if self.reconnect.max_retries is not None else "inf"
+                log.warning("%s: reconnect attempt %d/%s failed: %s", self.spec, attempt, limit, _short(e))
+                attempt += 1
+                continue
+            self.reconnects += 1
+            log.info("%s: reconnected", self.spec)
+            return reader
+        if not self._stop.is_set():
+            log.error("%s: stream lost, giving up after %d reconnect attempts", self.spec, attempt - 1)
+        return None
+
+    def _iter_frames_inline(self) -> Iterator[Frame]:
+        reader, self._reader = self._reader, None
+        if reader is None:
+            raise InputError(f"stream {self.spec} can be iterated only once")
+        t0 = time.monotonic()
+        read = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    ok = reader.grab()
+                    image = reader.retrieve() if ok and read % self.vid_stride == 0 else None
+                except _CONNECTION_ERRORS as e:
+                    ok, reader.error = False, _short(e)
+                if ok:
+                    index, read = read, read + 1
+                    if image is not None:
+                        ts = time.monotonic() - t0 if self.live else reader.timestamp()
+                        yield Frame(image, index, self.spec, ts)
+                    continue
+                if not self.live:  # a finite file: its end is the end (reconnecting would replay it)
+                    if reader.error:
+                        log.warning(
+                            "%s: stream ended early after %d frames: %s", self.spec, read, reader.error
+                        )
+                    return
+                reason = reader.error or "end of data"
+                log.warning("%s: stream dropped after %d frames (%s); reconnecting", self.spec, read, reason)
+                reader.close()
+                next_reader = self._connect_again()
+                if next_reader is None:
+                    return
+                reader = next_reader
+        finally:
+            reader.close()
+
+    def _iter_threaded(self) -> Iterator[Frame]:
+        slot = _LatestSlot()
+
+        def pump() -> None:
+            try:
+                for frame in self._iter_frames_inline():
+                    slot.put(frame)
+            except BaseException as e:  # surfaces in the consumer's thread, not lost in this one
+                slot.fail(e)
+            finally:
+                slot.finish()
+
+        self._thread = threading.Thread(target=pump, name=f"pvt-deploy-reader {self.spec}", daemon=True)
+        self._thread.start()
+        try:
+            while (frame := slot.get()) is not None:
+                yield frame
+        finally:
+            self._stop.set()
+            self._thread.join(timeout=30)
+            self.dropped = slot.dropped
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        super().close()
+
+
+@dataclass
+class _LatestSlot:
+    """A one-frame mailbox: the producer overwrites, the consumer always gets the newest frame."""
+
+    dropped: int = 0
+    _frame: Frame | None = None
+    _done: bool = False
+    _error: BaseException | None = None
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._error = error
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+
+    def get(self) -> Frame | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._done)
+            frame, self._frame = self._frame, None
+            if frame is None and self._error is not None:
+                raise self._error
+            return frame
+
+
+_CREDENTIALS = re.compile(r"://[^/\s@]+@")
+
+
+def _short(error: BaseException) -> str:
+    """FFmpeg's reason without the file name it appends (which may be a URL with a password)."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return _CREDENTIALS.sub("://***@", text).strip()
+
+
+def redact_url(url: str) -> str:
+    """Drop ``user:password@`` from a URL so credentials never reach logs or output file names."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_NATURAL_SPLIT = re.compile(r"(\d+)")
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort key so ``frame_2.jpg`` precedes ``frame_10.jpg``."""
+    return [int(t) if t.isdigit() else t.lower() for t in _NATURAL_SPLIT.split(str(path))]
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _images_source(paths: list[Path], spec: str, what: str) -> ImageSource:
+    if not paths:
+        raise InputError(
+            f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
+    return ImageSource(sorted(paths, key=_natural_key), kind="images", spec=spec)
+
+
+def _stream_source(
+    spec: str,
+    *,
+    vid_stride: int,
+    reconnect: Reconnect | None,
+    realtime: bool | None,
+    timeout: float,
+    options: dict[str, str] | None,
+) -> StreamSource:
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        device: int | str = int(spec) if spec.isdigit() else spec
+        name = f"webcam{device}" if isinstance(device, int) else device
+        return StreamSource(
+            lambda: CaptureReader(device),
+            spec=name,
+            vid_stride=vid_stride,
+            reconnect=reconnect,
+            realtime=realtime,
+        )
+    scheme = urlsplit(spec).scheme.lower()
+    # TCP for RTSP: UDP packet loss smears frames, and most cameras serve both.
+    opts = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
+    opts.update(options or {})
+    live = True if scheme in _LIVE_SCHEMES else None
+
+    def opener() -> PyAVReader:
+        return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live)
+
+    return StreamSource(
+        opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime
+    )
+
+
+def open_source(
+    spec: str | int | os.PathLike[str] | Sequence[str | os.PathLike[str]] | np.ndarray | Any,
+    *,
+    vid_stride: int = 1,
+    reconnect: Reconnect | None = None,
+    realtime: bool | None = None,
+    timeout: float = 10.0,
+    options: dict[str, str] | None = None,
+) -> Source:
+    """Open anything a user can point ``infer`` at and return a :class:`Source`.
+
+    ``spec`` may be an image file, a folder (its images, naturally sorted, not recursive), a glob
+    (``"data/**/*.jpg"``), a list of image paths, a video file, a webcam index (``0`` or ``"0"``)
+    or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://`` URL, or an in-memory RGB numpy
+    array / PIL image. ``vid_stride`` keeps every n-th frame of videos and streams. ``reconnect``,
+    ``realtime``, ``timeout`` (seconds, per connect and per read) and ``options`` (FFmpeg
+    options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
+
+    Raises :class:`InputError` for anything that does not exist or cannot be decoded.
+    """
+    if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
+        raise InputError(f"vid_stride must be a positive integer, got {vid_stride!r}")
+    if isinstance(spec, np.ndarray) or (hasattr(spec, "convert") and hasattr(spec, "mode")):
+        return ArraySource(spec)
+    if isinstance(spec, (list, tuple)):
+        paths = [Path(p) for p in spec]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise InputError(
+                f"no such file: {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        return ImageSource(paths, kind="images", spec=f"{len(paths)} images")
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
+        raise InputError(f"unsupported source type {type(spec).__name__}")
+    text = str(spec) if isinstance(spec, int) else os.fspath(spec).strip()
+    stream_kw: dict[str, Any] = dict(
+        vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options
+    )
+    if text.isdigit() or text.startswith("/dev/video"):
+        return _stream_source(text, **stream_kw)
+    if urlsplit(text).scheme.lower() in STREAM_SCHEMES:
+        return _stream_source(text, **stream_kw)
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _images_source([p for p in path.iterdir() if _is_image(p)], str(path), "folder")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            return ImageSource([path], kind="image", spec=str(path))
+        if suffix in VIDEO_SUFFIXES:
+            return VideoSource(path, vid_stride=vid_stride)
+        return _guess_file(path, vid_stride)
+    if _GLOB_CHARS.search(text):
+        matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
+        return _images_source([p for p in matches if _is_image(p)], text, "glob")
+    raise InputError(f"no such file or folder: {text}")
+
+
+def _guess_file(path: Path, vid_stride: int) -> Source:
+    """A file with an unknown suffix: try it as an image, then as a video."""
+    try:
+        return ImageSource([path], kind="image", spec=str(path))
+    except InputError:
+        pass
+    try:
+        return VideoSource(path, vid_stride=vid_stride)
+    except InputError:
+        raise InputError(f"{path} is neither a readable image nor a video") from None

@@ -1,0 +1,384 @@
+"""Sources: every input kind, made for real in tmp_path and decoded for real (OpenCV, PyAV, HTTP)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import Frame, Reconnect, StreamSource, open_source, read_image, redact_url
+
+FPS = 25
+STEP = 6  # grey-level step between frames in make_video (40 frames fit in uint8)
+
+
+def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (96, 64), rotation: int = 0) -> Path:
+    """An H.264 mp4 (faststart, like our writer's) whose frame i is a flat grey of level STEP*i, so a
+    decoded frame tells which frame it is. Written with PyAV directly, not with our VideoWriter,
+    so source tests do not depend on sink code."""
+    with av.open(str(path), "w", container_options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream(
+            "libx264", rate=Fraction(FPS), options={"crf": "18", "preset": "ultrafast"}
+        )
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(frames):
+            image = np.full((size[1], size[0], 3), STEP * i, np.uint8)
+            if rotation:
+                image[:, : size[0] // 4] = 255  # a white left band shows which way frames turned
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def grey_level(frame: Frame) -> float:
+    return float(np.median(frame.image))
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    ok, data = cv2.imencode(".png", array)
+    assert ok
+    data.tofile(str(path))
+    return path
+
+
+# --- images ---------------------------------------------------------------------------------
+
+
+def test_single_image_is_rgb_and_unicode_path_works(tmp_path: Path) -> None:
+    bgr = np.zeros((10, 12, 3), np.uint8)
+    bgr[:] = (255, 0, 0)  # blue in OpenCV's BGR
+    path = write_png(tmp_path / "фото ü.png", bgr)
+    with open_source(path) as source:
+        assert source.kind == "image" and source.size == (12, 10) and source.frames == 1
+        (frame,) = list(source)
+    assert frame.image.shape == (10, 12, 3) and frame.image.dtype == np.uint8
+    assert tuple(frame.image[0, 0]) == (0, 0, 255)  # RGB: blue last
+    assert frame.index == 0 and frame.path == str(path) and frame.name == "фото ü.png"
+    assert frame.timestamp is None
+
+
+def test_grey_alpha_and_16bit_images_become_rgb8(tmp_path: Path) -> None:
+    grey = read_image(write_png(tmp_path / "g.png", np.full((4, 5), 77, np.uint8)))
+    assert grey.shape == (4, 5, 3) and (grey == 77).all()
+    bgra = np.zeros((4, 5, 4), np.uint8)
+    bgra[..., 2], bgra[..., 3] = 200, 0  # red, fully transparent
+    rgba = read_image(write_png(tmp_path / "a.png", bgra))
+    assert rgba.shape == (4, 5, 3) and tuple(rgba[0, 0]) == (200, 0, 0)
+    deep = read_image(write_png(tmp_path / "d.png", np.full((4, 5, 3), 65535 // 2, np.uint16)))
+    assert deep.dtype == np.uint8 and (deep == 127).all()  # 32767/257 = 127.5 -> scaled, not truncated
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    landscape = np.zeros((20, 40, 3), np.uint8)
+    landscape[:, :10] = 255  # white band on the left
+    image = Image.fromarray(landscape)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif.tobytes(), quality=95)
+    upright = read_image(path)
+    assert upright.shape == (40, 20, 3)
+    assert upright[:10].mean() > 200 and upright[-10:].mean() < 50  # band is now on top
+
+
+def test_folder_skips_corrupt_image_sorts_naturally_and_ignores_other_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in (1, 2, 10):
+        write_png(tmp_path / f"frame_{i}.png", np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "frame_3.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub").mkdir()
+    write_png(tmp_path / "sub" / "nested.png", np.zeros((8, 8, 3), np.uint8))  # not recursive
+    with caplog.at_level(logging.WARNING), open_source(tmp_path) as source:
+        assert source.kind == "images" and source.frames == 4
+        frames = list(source)
+    assert [Path(f.path).name for f in frames] == ["frame_1.png", "frame_2.png", "frame_10.png"]
+    assert [f.index for f in frames] == [0, 1, 3]  # index into the sorted file list
+    assert source.skipped == 1
+    assert "frame_3.jpg" in caplog.text
+
+
+def test_single_corrupt_image_raises(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(InputError, match="bad.png"):
+        open_source(bad)
+
+
+def test_glob_and_list_sources(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((6, 6, 3), np.uint8))
+    (tmp_path / "deep").mkdir()
+    write_png(tmp_path / "deep" / "d.png", np.zeros((6, 6, 3), np.uint8))
+    with open_source(str(tmp_path / "*.png")) as source:
+        assert [f.name for f in source] == ["a.png", "b.png"]
+    with open_source(str(tmp_path / "**" / "*.png")) as source:
+        assert sorted(f.name for f in source) == ["a.png", "b.png", "d.png"]
+    with open_source([tmp_path / "c.jpg", tmp_path / "a.png"]) as source:
+        assert [f.name for f in source] == ["c.jpg", "a.png"]  # a list keeps the caller's order
+    with pytest.raises(InputError, match="no images"):
+        open_source(str(tmp_path / "*.bmp"))
+
+
+def test_array_source_takes_rgb_arrays() -> None:
+    array = np.zeros((5, 7, 4), np.uint8)
+    array[..., 0] = 9
+    (frame,) = list(open_source(array))
+    assert frame.image.shape == (5, 7, 3) and frame.image[0, 0, 0] == 9
+
+
+def test_missing_paths_and_bad_arguments_raise_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        open_source(tmp_path / "nope.jpg")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no images"):
+        open_source(empty)
+    with pytest.raises(InputError, match="vid_stride"):
+        open_source(tmp_path, vid_stride=0)
+    with pytest.raises(InputError, match="no such file"):
+        open_source([tmp_path / "a.png"])
+
+
+# --- video files ----------------------------------------------------------------------------
+
+
+def test_video_metadata_stride_indices_and_timestamps(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "clip.mp4", frames=30)
+    with open_source(path, vid_stride=4) as source:
+        assert source.kind == "video"
+        assert source.fps == FPS and source.size == (96, 64)
+        assert source.frames == 8  # ceil(30 / 4)
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(0, 30, 4))
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(0, 30, 4))  # the right pictures
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(0, 30, 4)])
+    assert all(f.path == str(path) and f.name == "clip.mp4" for f in frames)
+    assert frames[0].image.flags.c_contiguous
+
+
+def test_video_can_be_iterated_twice(tmp_path: Path) -> None:
+    source = open_source(make_video(tmp_path / "clip.mp4", frames=5))
+    assert len(list(source)) == 5
+    assert len(list(source)) == 5
+    source.close()
+
+
+def test_truncated_video_yields_a_prefix_then_stops_cleanly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = make_video(tmp_path / "full.mp4", frames=40, size=(160, 96))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING), open_source(cut) as source:
+        frames = list(source)  # must not raise
+    assert 0 < len(frames) < 40
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(len(frames)))
+    assert source.error and "cut.mp4" in caplog.text
+
+
+@pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])
+def test_not_a_video_raises_input_error(tmp_path: Path, content: bytes) -> None:
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(content)
+    with pytest.raises(InputError, match="fake.mp4"):
+        open_source(fake)
+
+
+def test_display_rotation_is_applied(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
+    with open_source(path) as source:
+        assert source.size == (32, 64)
+        frame = next(iter(source))
+    assert frame.image.shape == (64, 32, 3)
+    assert frame.image[-10:].mean() > 200  # 90 deg counter-clockwise: the left band is at the bottom
+
+
+# --- network streams ------------------------------------------------------------------------
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _MjpegHandler(http.server.BaseHTTPRequestHandler):
+    """An IP camera in miniature: multipart JPEG, ``per_connection`` frames and then it hangs up;
+    after ``connections`` connections it answers 503 (the camera is gone)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        server = self.server
+        with server.lock:  # type: ignore[attr-defined]
+            server.served += 1  # type: ignore[attr-defined]
+            n = server.served  # type: ignore[attr-defined]
+        if n > server.connections:  # type: ignore[attr-defined]
+            self.send_error(503, "camera offline")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for i in range(server.per_connection):  # type: ignore[attr-defined]
+            ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 20 * i, np.uint8))
+            body = jpeg.tobytes()
+            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            self.wfile.write(head + body + b"\r\n")
+        self.wfile.flush()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def mjpeg_camera() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MjpegHandler)
+    server.lock, server.served, server.connections, server.per_connection = threading.Lock(), 0, 3, 6  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_video_file_is_read_to_the_end_without_reconnecting(http_server: tuple[str, Path]) -> None:
+    base, root = http_server
+    make_video(root / "clip.mp4", frames=20)
+    with open_source(f"{base}/clip.mp4", vid_stride=2) as source:
+        assert source.kind == "stream" and not source.live and not source.realtime
+        assert source.fps == FPS and source.size == (96, 64) and source.frames == 10
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(0, 20, 2))
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(0, 20, 2))
+    assert frames[0].name == "clip.mp4"
+    assert source.reconnects == 0
+
+
+def test_http_404_fails_fast_with_input_error(http_server: tuple[str, Path]) -> None:
+    base, _ = http_server
+    with pytest.raises(InputError, match="cannot open stream"):
+        open_source(f"{base}/missing.mp4", timeout=5)
+
+
+def test_dropping_camera_reconnects_with_backoff_then_ends_cleanly(
+    mjpeg_camera: http.server.ThreadingHTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://user:secret@127.0.0.1:{mjpeg_camera.server_address[1]}/video.mjpg"
+    waits: list[float] = []
+    policy = Reconnect(max_retries=3, initial_wait=0.01, max_wait=0.02)
+    with caplog.at_level(logging.INFO):
+        source = open_source(url, reconnect=policy, realtime=False, timeout=5)
+        assert isinstance(source, StreamSource) and source.live
+        source._sleep = waits.append  # record the backoff instead of sleeping
+        frames = list(source)  # ends by itself once the camera stays offline
+        source.close()
+    assert len(frames) == 3 * 6  # every frame of the three connections, none twice
+    assert [f.index for f in frames] == list(range(18))
+    assert [round(grey_level(f) / 20) for f in frames] == list(range(6)) * 3
+    assert source.reconnects == 2
+    # two drops reconnect at the first try; then three failures against the 503, capped at max_wait
+    assert waits == [0.01, 0.01, 0.01, 0.02, 0.02]
+    assert caplog.text.count("dropped") == 3 and "giving up after 3" in caplog.text
+    assert "secret" not in caplog.text and all("secret" not in f.path for f in frames)
+    timestamps = [f.timestamp for f in frames]
+    assert timestamps == sorted(timestamps)  # live: seconds since opening, monotonic across reconnects
+
+
+def test_realtime_mode_reads_in_background_and_ends_cleanly(
+    mjpeg_camera: http.server.ThreadingHTTPServer,
+) -> None:
+    url = f"http://127.0.0.1:{mjpeg_camera.server_address[1]}/video.mjpg"
+    policy = Reconnect(max_retries=1, initial_wait=0.01, max_wait=0.01)
+    with open_source(url, reconnect=policy, timeout=5) as source:
+        assert source.realtime  # live feeds default to newest-frame-only
+        received = []
+        for frame in source:
+            received.append(frame.index)
+            threading.Event().wait(0.005)  # a slow consumer
+    assert received and received == sorted(set(received))
+    assert len(received) + source.dropped == 18
+
+
+def test_injected_reader_drops_and_backoff_doubles_up_to_cap(caplog: pytest.LogCaptureFixture) -> None:
+    """The reconnect loop with a custom opener (how a user would plug in a special device)."""
+
+    class FlakyReader:
+        fps, size, frames, live, error = 30.0, (4, 4), None, True, None
+
+        def __init__(self, n: int) -> None:
+            self.left = n
+
+        def grab(self) -> bool:
+            if self.left == 0:
+                raise ConnectionResetError("peer reset")
+            self.left -= 1
+            return True
+
+        def retrieve(self) -> np.ndarray:
+            return np.zeros((4, 4, 3), np.uint8)
+
+        def timestamp(self) -> float | None:
+            return None
+
+        def close(self) -> None:
+            pass
+
+    opens = iter([FlakyReader(2), ConnectionRefusedError("down"), FlakyReader(1)])
+
+    def opener() -> FlakyReader:
+        item = next(opens, ConnectionRefusedError("gone"))
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    waits: list[float] = []
+    source = StreamSource(opener, spec="fake://cam", reconnect=Reconnect(4, 1.0, 5.0), sleep=waits.append)
+    source.realtime = False
+    assert len(list(source)) == 3
+    assert waits == [1.0, 2.0] + [1.0, 2.0, 4.0, 5.0]
+    assert "peer reset" in caplog.text
+
+
+def test_connection_refused_fails_fast() -> None:
+    with pytest.raises(InputError, match="cannot open stream rtsp://\\*\\*\\*@127.0.0.1:9/"):
+        open_source("rtsp://admin:pw@127.0.0.1:9/stream", timeout=2)
+
+
+@pytest.mark.skipif(os.path.exists("/dev/video0"), reason="a camera is attached here")
+def test_missing_webcam_raises_input_error() -> None:
+    with pytest.raises(InputError, match="webcam0"):
+        open_source(0)
+
+
+def test_redact_url() -> None:
+    assert redact_url("rtsp://admin:pw@10.0.0.2:554/s1") == "rtsp://***@10.0.0.2:554/s1"
+    assert redact_url("http://cam.local/video") == "http://cam.local/video"
