@@ -288,11 +288,13 @@ def _make_progress_monitor(callback: ProgressCallback) -> tensorrt.IProgressMoni
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.totals: dict[str, int] = {}
+            self.reported: dict[str, int] = {}
             self.interrupted: BaseException | None = None
 
         def _call(self, phase: str, step: int, total: int) -> bool:
             if self.interrupted is not None:
                 return False
+            self.reported[phase] = step
             try:
                 return callback(phase, step, total) is not False
             except BaseException as e:  # noqa: BLE001 - raising into TensorRT's C++ would abort
@@ -308,7 +310,9 @@ def _make_progress_monitor(callback: ProgressCallback) -> tensorrt.IProgressMoni
 
         def phase_finish(self, phase_name: str) -> None:
             total = self.totals.pop(phase_name, 0)
-            self._call(phase_name, total, total)
+            if self.reported.pop(phase_name, -1) < total:  # the end was not reported by a last step
+                self._call(phase_name, total, total)
+                self.reported.pop(phase_name, None)
 
     return ProgressMonitor()
 

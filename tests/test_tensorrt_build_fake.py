@@ -1,0 +1,508 @@
+"""Engine build and load logic, exercised against a FAKE ``tensorrt`` module (no TensorRT here).
+
+The fake implements only what ``build_engine``/``load_engine`` call, shaped after the TensorRT 10/11
+Python API: it parses the real ONNX file (with the ``onnx`` package) to give the network its inputs,
+records flags and profiles, and "serialises" a plan that is just bytes. What these tests prove is our
+logic: TRT10-vs-TRT11 branching, which ONNX is built, the profile given to TensorRT, the timing
+cache, the plain plan on disk, the manifest update, and the one-line errors. They prove nothing about
+TensorRT itself; ``test_tensorrt_gpu.py`` does that where TensorRT and a GPU exist.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import pvt_deploy.export.tensorrt as build_mod
+import pvt_deploy.runtimes.tensorrt as rt_mod
+from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, InputError, PvtDeployError
+from pvt_deploy.export.tensorrt import build_engine, plan_build, require_tensorrt
+from pvt_deploy.manifest import file_entry, read_manifest, write_manifest
+from pvt_deploy.utils.files import sha256_file
+
+# --------------------------------------------------------------------------------------------------
+# A tiny real ONNX artifact
+# --------------------------------------------------------------------------------------------------
+
+
+def tiny_onnx(path: Path, *, dtype: int = TensorProto.FLOAT) -> None:
+    """images (N,3,H,W) -> Conv 3x3 s2 -> GlobalAveragePool -> Flatten -> logits (N,8)."""
+    rng = np.random.default_rng(0)
+    np_dtype = np.float16 if dtype == TensorProto.FLOAT16 else np.float32
+    w = helper.make_tensor("w", dtype, [8, 3, 3, 3], rng.standard_normal((8, 3, 3, 3)).astype(np_dtype).ravel())
+    nodes = [helper.make_node("Conv", ["images", "w"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("images", dtype, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", dtype, ["batch", 8])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def make_artifact(folder: Path, *variants: str, dynamic: Any = "default") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in ("model.onnx", *variants):
+        tiny_onnx(folder / name, dtype=TensorProto.FLOAT16 if "fp16" in name else TensorProto.FLOAT)
+        files[name] = file_entry(folder / name, "fp16" if "fp16" in name else "int8" if "int8" in name else "fp32")
+    write_manifest(folder, {
+        "model": "tiny", "backbone": "tiny", "task": "classify", "classes": [str(i) for i in range(8)],
+        "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 8]}],
+        "preprocess": {"imgsz": [64, 96], "stride": 32},
+        "dynamic": {"batch": [1, 4], "height": [32, 256], "width": [32, 256]} if dynamic == "default" else dynamic,
+        "files": files,
+    })
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------
+# The FAKE tensorrt module
+# --------------------------------------------------------------------------------------------------
+
+
+def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, weak_flags: bool = True,
+                  progress: bool = True) -> types.ModuleType:
+    """A fake ``tensorrt``: TRT 10 (``weak_flags``) or TRT 11 (no FP16/INT8 flags), or neither typing."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version  # type: ignore[attr-defined]
+    trt.calls = []  # type: ignore[attr-defined]
+
+    Severity = enum.IntEnum("Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"], start=0)  # noqa: N806
+
+    class ILogger:
+        def __init__(self) -> None:
+            pass
+
+    class IProgressMonitor:
+        def __init__(self) -> None:
+            pass
+
+    flag_names = ["VERSION_COMPATIBLE"] + (["FP16", "INT8"] if weak_flags else [])
+    BuilderFlag = enum.IntEnum("BuilderFlag", flag_names)  # noqa: N806
+    NDCF = enum.IntEnum("NetworkDefinitionCreationFlag",  # noqa: N806
+                        {"EXPLICIT_BATCH": 0, **({"STRONGLY_TYPED": 1} if strongly_typed else {})})
+
+    class Tensor:
+        def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+            self.name, self.shape = name, shape
+
+    class Network:
+        def __init__(self, flags: int) -> None:
+            self.flags, self.inputs = flags, []
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self.inputs)
+
+        def get_input(self, i: int) -> Tensor:
+            return self.inputs[i]
+
+    class ParserError:
+        def __init__(self, desc: str) -> None:
+            self._desc = desc
+
+        def desc(self) -> str:
+            return self._desc
+
+        def node_name(self) -> str:
+            return "Conv_0"
+
+        def node_operator(self) -> str:
+            return "Conv"
+
+    class OnnxParser:
+        def __init__(self, network: Network, logger: Any) -> None:
+            self.network, self.errors = network, []
+
+        def parse_from_file(self, path: str) -> bool:
+            trt.calls.append(("parse", Path(path).name))
+            model = onnx.load(path)
+            if any(n.op_type == "Unsupported" for n in model.graph.node):
+                self.errors = [ParserError("No importer registered for op: Unsupported\nmore"),
+                               ParserError("second problem")]
+                return False
+            for inp in model.graph.input:
+                dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
+                self.network.inputs.append(Tensor(inp.name, dims))
+            return True
+
+        @property
+        def num_errors(self) -> int:
+            return len(self.errors)
+
+        def get_error(self, i: int) -> ParserError:
+            return self.errors[i]
+
+    class TimingCache:
+        def __init__(self, data: bytes) -> None:
+            self.data = bytes(data)
+
+        def serialize(self) -> bytes:
+            return b"CACHE:" + trt.__version__.encode()
+
+    class Profile:
+        def __init__(self) -> None:
+            self.shapes = {}
+
+        def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
+            self.shapes[name] = (list(lo), list(opt), list(hi))
+
+    class Config:
+        def __init__(self) -> None:
+            self.flags, self.pools, self.profiles = set(), {}, []
+            self.progress_monitor = None
+            self.builder_optimization_level = 3
+            self.hardware_compatibility_level = 0
+            self.cache: TimingCache | None = None
+
+        def set_flag(self, flag: Any) -> None:
+            self.flags.add(flag.name)
+
+        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
+            self.pools[pool] = size
+
+        def create_timing_cache(self, data: bytes) -> TimingCache:
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            if cache.data and not cache.data.startswith(b"CACHE:" + trt.__version__.encode()) and not ignore_mismatch:
+                return False
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self) -> TimingCache:
+            assert self.cache is not None
+            return self.cache
+
+        def add_optimization_profile(self, profile: Profile) -> int:
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+    class Builder:
+        def __init__(self, logger: Any) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int = 0) -> Network:
+            return Network(flags)
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
+            monitor = config.progress_monitor
+            if monitor is not None:
+                monitor.phase_start("Building engine", None, 2)
+                for step in range(2):
+                    if not monitor.step_complete("Building engine", step):
+                        self.logger.log(Severity.ERROR, "build cancelled by the progress monitor")
+                        return None
+                monitor.phase_finish("Building engine")
+            record = {"flags": network.flags, "builder_flags": sorted(config.flags), "pools": len(config.pools),
+                      "profiles": [p.shapes for p in config.profiles], "level": config.builder_optimization_level,
+                      "hw": str(config.hardware_compatibility_level)}
+            trt.calls.append(("build", record))
+            return b"PLAN" + json.dumps(record).encode()
+
+    class Engine:
+        pass
+
+    class Runtime:
+        def __init__(self, logger: Any) -> None:
+            self.logger = logger
+            self.engine_host_code_allowed = False
+
+        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
+            trt.calls.append(("deserialize", self.engine_host_code_allowed))
+            if not data.startswith(b"PLAN"):
+                self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
+                                "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.)")
+                return None
+            return Engine()
+
+    ILogger.Severity = Severity  # type: ignore[attr-defined]
+    trt.ILogger, trt.Logger, trt.IProgressMonitor = ILogger, ILogger, IProgressMonitor  # type: ignore[attr-defined]
+    if not progress:
+        del trt.IProgressMonitor
+    trt.BuilderFlag, trt.NetworkDefinitionCreationFlag = BuilderFlag, NDCF  # type: ignore[attr-defined]
+    trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE"])  # type: ignore[attr-defined]
+    trt.HardwareCompatibilityLevel = enum.Enum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS"])  # type: ignore[attr-defined]
+    trt.Dims = tuple  # type: ignore[attr-defined]
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime  # type: ignore[attr-defined]
+    return trt
+
+
+@pytest.fixture
+def use_fake(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Install a fake tensorrt (factory) and a fake GPU (A10, 8.6) for the duration of a test."""
+
+    def install(**kwargs: Any) -> types.ModuleType:
+        trt = fake_tensorrt(**kwargs)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(rt_mod, "_logger_instance", None)  # the logger subclasses this fake's ILogger
+        return trt
+
+    gpu = lambda index=0: ("NVIDIA A10 (fake)", "8.6")  # noqa: E731
+    monkeypatch.setattr(build_mod, "cuda_device_info", gpu)
+    monkeypatch.setattr(rt_mod, "cuda_device_info", gpu)
+    return install
+
+
+def built(trt: types.ModuleType) -> dict[str, Any]:
+    return next(rec for kind, rec in trt.calls if kind == "build")
+
+
+# --------------------------------------------------------------------------------------------------
+# Without TensorRT
+# --------------------------------------------------------------------------------------------------
+
+
+def test_build_without_tensorrt_fails_first_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    with pytest.raises(BackendUnavailableError) as e:
+        build_engine(tmp_path / "does-not-exist", precision="fp16")  # no InputError: nothing read before
+    msg = str(e.value)
+    assert "\n" not in msg and "TensorRT is not installed" in msg
+    assert "docker build -f docker/Dockerfile -t pvt-deploy ." in msg and "pip install" in msg
+    assert e.value.exit_code == 3
+
+
+def test_type_stubs_alone_do_not_count_as_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    shell = types.ModuleType("tensorrt")
+    shell.__path__ = ["/site-packages/tensorrt"]  # what tensorrt-stubs leaves behind
+    monkeypatch.setitem(sys.modules, "tensorrt", shell)
+    with pytest.raises(BackendUnavailableError, match="type stubs"):
+        require_tensorrt()
+
+
+def test_backend_without_tensorrt_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailableError) as e:
+        rt_mod.TensorRTBackend(tmp_path / "model.engine")
+    assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Which ONNX, which typing (pure)
+# --------------------------------------------------------------------------------------------------
+
+ALL = {"model.onnx", "model.fp16.onnx", "model.int8.trt.onnx", "model.int8.onnx"}
+
+
+def test_plan_strongly_typed_builds_the_precision_graph_without_flags() -> None:
+    for precision, source in (("fp32", "model.onnx"), ("fp16", "model.fp16.onnx"), ("int8", "model.int8.trt.onnx")):
+        plan = plan_build(precision, ALL, strongly_typed=True, builder_flags={"FP16", "INT8"})
+        assert (plan.source, plan.strongly_typed, plan.flags) == (source, True, ())
+
+
+def test_plan_int8_falls_back_to_cpu_flavour_with_a_note() -> None:
+    plan = plan_build("int8", {"model.onnx", "model.int8.onnx"}, strongly_typed=True, builder_flags=set())
+    assert plan.source == "model.int8.onnx" and plan.note and "symmetric" in plan.note
+
+
+def test_plan_fp16_without_fp16_graph_uses_trt10_flag_else_refuses() -> None:
+    plan = plan_build("fp16", {"model.onnx"}, strongly_typed=True, builder_flags={"FP16", "INT8"})  # TRT 10
+    assert (plan.source, plan.strongly_typed, plan.flags) == ("model.onnx", False, ("FP16",))
+    with pytest.raises(InputError, match="--half"):  # TRT 11: no flag to fall back on
+        plan_build("fp16", {"model.onnx"}, strongly_typed=True, builder_flags=set())
+    with pytest.raises(InputError, match="--int8"):
+        plan_build("int8", {"model.onnx"}, strongly_typed=True, builder_flags={"FP16", "INT8"})
+
+
+def test_plan_without_strong_typing_uses_builder_flags() -> None:
+    assert plan_build("int8", ALL, strongly_typed=False, builder_flags={"FP16", "INT8"}).flags == ("INT8", "FP16")
+    assert plan_build("fp16", ALL, strongly_typed=False, builder_flags={"FP16", "INT8"}).flags == ("FP16",)
+    with pytest.raises(BackendUnavailableError):
+        plan_build("fp16", ALL, strongly_typed=False, builder_flags=set())
+
+
+# --------------------------------------------------------------------------------------------------
+# build_engine against the fake
+# --------------------------------------------------------------------------------------------------
+
+
+def test_fake_trt10_fp16_build_writes_plain_plan_and_manifest(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake(version="10.13.0.35")
+    art = make_artifact(tmp_path / "art", "model.fp16.onnx")
+    engine = build_engine(art, precision="fp16", workspace_gib=2, builder_optimization_level=4)
+
+    assert engine == art / "model.engine" and engine.read_bytes().startswith(b"PLAN")  # no header glued on
+    assert ("parse", "model.fp16.onnx") in trt.calls
+    rec = built(trt)
+    assert rec["flags"] == 1 << 1 and rec["builder_flags"] == []  # strongly typed, no precision flags
+    assert rec["pools"] == 1 and rec["level"] == 4
+    assert rec["profiles"] == [{"images": ([1, 3, 32, 32], [1, 3, 64, 96], [4, 3, 96, 96])}]
+
+    m = read_manifest(art)
+    assert m["files"]["model.engine"] == {"sha256": sha256_file(engine), "bytes": engine.stat().st_size,
+                                          "precision": "fp16", "source": "model.fp16.onnx"}
+    t = m["tensorrt"]
+    assert t["version"] == "10.13.0.35" and t["gpu"] == "NVIDIA A10 (fake)" and t["compute_capability"] == "8.6"
+    assert t["profiles"] == [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 96], "max": [4, 3, 96, 96]}]
+    assert t["precision"] == "fp16" and t["strongly_typed"] is True
+    assert t["version_compatible"] is False and t["hardware_compatible"] is False
+    assert t["source"] == "model.fp16.onnx" and t["source_sha256"] == sha256_file(art / "model.fp16.onnx")
+    assert m["versions"]["tensorrt"] == "10.13.0.35"
+    assert m["files"]["model.onnx"]["precision"] == "fp32"  # the rest of the manifest is kept
+
+
+def test_fake_trt11_without_fp16_graph_refuses_and_with_it_builds(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake(version="11.0.0.1", weak_flags=False)
+    art = make_artifact(tmp_path / "art")
+    with pytest.raises(InputError, match="model.fp16.onnx"):
+        build_engine(art, precision="fp16")
+    make_artifact(art, "model.fp16.onnx")
+    build_engine(art, precision="fp16")
+    assert built(trt)["builder_flags"] == []
+
+
+def test_fake_trt10_fp16_flag_fallback_is_recorded(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake(version="10.13.0.35")
+    art = make_artifact(tmp_path / "art")
+    build_engine(art, precision="fp16")
+    assert built(trt)["builder_flags"] == ["FP16"] and built(trt)["flags"] == 0
+    t = read_manifest(art)["tensorrt"]
+    assert t["strongly_typed"] is False and t["builder_flags"] == ["FP16"] and t["source"] == "model.onnx"
+
+
+def test_fake_int8_prefers_tensorrt_flavour(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art", "model.int8.onnx", "model.int8.trt.onnx")
+    build_engine(art, precision="int8")
+    assert ("parse", "model.int8.trt.onnx") in trt.calls
+
+
+def test_fake_compat_options_and_timing_cache_roundtrip(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art")
+    cache = tmp_path / "cache" / "trt.cache"
+    cache.parent.mkdir()
+    cache.write_bytes(b"ALIEN-CACHE")  # from another GPU/TensorRT: replaced, not fatal
+    build_engine(art, version_compatible=True, hardware_compatible=True, timing_cache=cache,
+                 shapes={"images": {"opt": [2, 3, 128, 128]}})
+    rec = built(trt)
+    assert rec["builder_flags"] == ["VERSION_COMPATIBLE"] and rec["hw"].endswith("AMPERE_PLUS")
+    assert rec["profiles"][0]["images"][1] == [2, 3, 128, 128]
+    assert cache.read_bytes() == b"CACHE:10.13.0.35"
+    t = read_manifest(art)["tensorrt"]
+    assert t["version_compatible"] is True and t["hardware_compatible"] is True
+
+
+def test_fake_hardware_compatible_needs_ampere_to_build(use_fake: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    use_fake()
+    monkeypatch.setattr(build_mod, "cuda_device_info", lambda index=0: ("Tesla T4", "7.5"))
+    with pytest.raises(InputError, match="Ampere"):
+        build_engine(make_artifact(tmp_path / "art"), hardware_compatible=True)
+
+
+def test_fake_parser_errors_one_line_each(use_fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    use_fake()
+    art = make_artifact(tmp_path / "art")
+    model = onnx.load(str(art / "model.onnx"))
+    model.graph.node.append(helper.make_node("Unsupported", ["logits"], ["x"]))
+    onnx.save(model, str(art / "model.onnx"))
+    m = read_manifest(art)
+    m["files"]["model.onnx"] = file_entry(art / "model.onnx", "fp32")
+    write_manifest(art, m)
+    with pytest.raises(PvtDeployError) as e:
+        build_engine(art)
+    assert "\n" not in str(e.value) and "2 error(s)" in str(e.value) and "Conv Conv_0" in str(e.value)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len([x for x in errors if x.startswith("TensorRT ONNX parser")]) == 2
+    assert not (art / "model.engine").exists() and "tensorrt" not in read_manifest(art)
+
+
+def test_fake_changed_source_onnx_is_refused(use_fake: Any, tmp_path: Path) -> None:
+    use_fake()
+    art = make_artifact(tmp_path / "art")
+    (art / "model.onnx").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="sha256"):
+        build_engine(art)
+
+
+def test_fake_progress_callback_sees_phases_and_can_cancel(use_fake: Any, tmp_path: Path) -> None:
+    use_fake()
+    art = make_artifact(tmp_path / "art")
+    seen: list[tuple[str, int, int]] = []
+    build_engine(art, progress=lambda phase, step, total: seen.append((phase, step, total)))
+    assert seen == [("Building engine", 0, 2), ("Building engine", 1, 2), ("Building engine", 2, 2)]
+
+    def interrupt(phase: str, step: int, total: int) -> None:
+        if step == 1:
+            raise KeyboardInterrupt
+
+    (art / "model.engine").unlink()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C inside TensorRT's callback cancels and re-raises
+        build_engine(art, progress=interrupt)
+    assert not (art / "model.engine").exists()
+
+
+def test_fake_without_progress_monitor_still_builds(use_fake: Any, tmp_path: Path) -> None:
+    use_fake(progress=False)
+    build_engine(make_artifact(tmp_path / "art"), progress=lambda *a: None)
+
+
+# --------------------------------------------------------------------------------------------------
+# load_engine against the fake
+# --------------------------------------------------------------------------------------------------
+
+
+def test_fake_load_refuses_mismatch_before_deserialising(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake(version="10.13.0.35")
+    art = make_artifact(tmp_path / "art", "model.fp16.onnx")
+    build_engine(art, precision="fp16")
+    rt_mod.load_engine(art / "model.engine")  # same fake GPU and version: loads
+    sys.modules["tensorrt"].__version__ = "10.14.0.1"  # type: ignore[attr-defined]
+    trt.calls.clear()
+    with pytest.raises(EngineMismatchError) as e:
+        rt_mod.load_engine(art / "model.engine")
+    assert "10.13.0.35" in str(e.value) and f"pvt-deploy export --model {art} --format trt --half" in str(e.value)
+    assert not [c for c in trt.calls if c[0] == "deserialize"]
+
+
+def test_fake_version_compatible_engine_allows_host_code(use_fake: Any, tmp_path: Path) -> None:
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art")
+    build_engine(art, version_compatible=True)
+    rt_mod.load_engine(art / "model.engine")
+    assert ("deserialize", True) in trt.calls
+
+
+def test_fake_lone_engine_loads_with_warning_and_trt_refusal_is_one_line(
+        use_fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    use_fake()
+    lone = tmp_path / "lone.engine"
+    lone.write_bytes(b"PLAN{}")
+    rt_mod.load_engine(lone)
+    assert "no manifest" in caplog.text
+    lone.write_bytes(b"\x00garbage")
+    with pytest.raises(EngineMismatchError) as e:
+        rt_mod.load_engine(lone)
+    msg = str(e.value)
+    assert "\n" not in msg and "magicTag" in msg and "cannot load" in msg and "pvt-deploy export" in msg
+
+
+def test_fake_build_with_rich_progress_bar(use_fake: Any, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    use_fake()
+    out = io.StringIO()
+    with build_mod.rich_build_progress(Console(file=out, force_terminal=True, width=80)) as callback:
+        build_engine(make_artifact(tmp_path / "art"), progress=callback)
+    assert "Building engine" in out.getvalue()
