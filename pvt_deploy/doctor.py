@@ -1,0 +1,260 @@
+"""What is installed and usable here: the library side of ``pvt-deploy doctor``.
+
+Every probe answers "can pvt-deploy use this on this machine", not just "is a package present":
+the CUDA row asks torch whether a device works, the TensorRT row asks for the real library (not the
+type stubs), and the H.264 row opens each encoder, because FFmpeg lists ``h264_nvenc`` in builds that
+cannot use it without an NVIDIA driver. A probe never raises; a broken package is reported as such.
+"""
+
+from __future__ import annotations
+
+import fractions
+import importlib
+import importlib.util
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any, Literal
+
+__all__ = ["H264_ENCODERS", "Check", "collect", "render_table", "to_json"]
+
+Status = Literal["ok", "warn", "missing", "error"]
+
+# Encoders pvt-deploy's video sink can use, in order of preference per machine kind.
+H264_ENCODERS = ("h264_nvenc", "libx264", "libopenh264")
+
+
+@dataclass
+class Check:
+    """One row: a component, whether it is usable, and what a user should do if not."""
+
+    key: str  # stable id for --json consumers
+    name: str  # shown in the table
+    status: Status
+    version: str | None = None
+    summary: str = ""
+    hint: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _dist_version(*names: str) -> str | None:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _guard(key: str, name: str, probe: Callable[[], list[Check]]) -> list[Check]:
+    try:
+        return probe()
+    except Exception as e:  # a probe must never take doctor down with it
+        return [Check(key, name, "error", summary=f"probe failed: {type(e).__name__}: {e}")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Probes
+# --------------------------------------------------------------------------------------------------
+
+
+def _python() -> list[Check]:
+    from pvt_deploy import __version__
+
+    return [
+        Check("python", "Python", "ok", platform.python_version(),
+              f"{sys.executable} ({platform.system()} {platform.machine()})",
+              info={"executable": sys.executable, "platform": platform.platform()}),
+        Check("pvt_deploy", "pvt-deploy", "ok", __version__),
+    ]
+
+
+def _numpy() -> list[Check]:
+    import numpy
+
+    return [Check("numpy", "NumPy", "ok", numpy.__version__)]
+
+
+def _torch() -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("torch", "PyTorch", "missing", summary="not installed",
+                      hint="pip install torch (CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu)"),
+                Check("cuda", "CUDA (torch)", "missing", summary="needs PyTorch")]
+    rows = [Check("torch", "PyTorch", "ok", torch.__version__,
+                  f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build",
+                  info={"cuda_build": torch.version.cuda})]
+    if not torch.cuda.is_available():
+        rows.append(Check("cuda", "CUDA (torch)", "missing",
+                          summary="no usable CUDA device" + ("" if torch.version.cuda else " (CPU build of torch)"),
+                          hint="TensorRT and GPU inference need an NVIDIA GPU, its driver and a CUDA build of torch",
+                          info={"available": False, "devices": []}))
+        return rows
+    devices = []
+    for i in range(torch.cuda.device_count()):
+        major, minor = torch.cuda.get_device_capability(i)
+        props = torch.cuda.get_device_properties(i)
+        devices.append({"index": i, "name": torch.cuda.get_device_name(i),
+                        "compute_capability": f"{major}.{minor}",
+                        "memory_gib": round(props.total_memory / 2**30, 1)})
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    summary = "; ".join(f"cuda:{d['index']} {d['name']} (sm {d['compute_capability']}, {d['memory_gib']} GiB)"
+                        for d in devices)
+    rows.append(Check("cuda", "CUDA (torch)", "ok", torch.version.cuda, summary,
+                      info={"available": True, "devices": devices, "cudnn": cudnn}))
+    return rows
+
+
+def _onnxruntime() -> list[Check]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return [Check("onnxruntime", "ONNX Runtime", "missing", summary="not installed",
+                      hint="pip install onnxruntime (or onnxruntime-gpu on an NVIDIA machine)")]
+    providers = list(onnxruntime.get_available_providers())
+    dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
+    short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
+    return [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
+                  info={"distribution": dist, "providers": providers, "device": onnxruntime.get_device()})]
+
+
+def _tensorrt() -> list[Check]:
+    from pvt_deploy.errors import BackendUnavailableError
+    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, require_tensorrt
+
+    try:
+        trt = require_tensorrt()
+    except BackendUnavailableError as e:
+        return [Check("tensorrt", "TensorRT", "missing", summary=str(e.args[0]), hint=TRT_INSTALL_HINT)]
+    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    fp16_flag = hasattr(trt.BuilderFlag, "FP16")
+    summary = ("strongly typed networks" if strongly else "no strongly typed networks") + \
+              ("; FP16/INT8 builder flags" if fp16_flag else "; precision from the ONNX only")
+    return [Check("tensorrt", "TensorRT", "ok", str(trt.__version__), summary,
+                  info={"strongly_typed": strongly, "builder_fp16_flag": fp16_flag,
+                        "progress_monitor": hasattr(trt, "IProgressMonitor")})]
+
+
+def _encoder_usable(av: Any, name: str) -> tuple[bool, str]:
+    """Open ``name`` and encode one frame: listing a codec does not mean its hardware/library is there."""
+    import numpy as np
+
+    try:
+        ctx = av.CodecContext.create(name, "w")
+    except Exception as e:
+        return False, f"not in this FFmpeg build ({type(e).__name__})"
+    try:
+        # 256x256: hardware encoders refuse tiny frames, which would read as "unusable".
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = fractions.Fraction(1, 25)
+        ctx.open()
+        frame = av.VideoFrame.from_ndarray(np.zeros((256, 256, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+        frame.pts = 0
+        ctx.encode(frame)
+        ctx.encode(None)
+        return True, "usable"
+    except Exception as e:
+        return False, f"cannot open ({type(e).__name__}: {e})"
+
+
+def _pyav(probe_encoders: bool) -> list[Check]:
+    try:
+        import av
+    except ImportError:
+        return [Check("av", "PyAV", "missing", summary="not installed (needed to write H.264 video)",
+                      hint="pip install av")]
+    ffmpeg = getattr(av, "ffmpeg_version_info", None)
+    rows = [Check("av", "PyAV", "ok", av.__version__, f"FFmpeg {ffmpeg}" if ffmpeg else "",
+                  info={"ffmpeg": ffmpeg})]
+    if not probe_encoders:
+        return rows
+    results = {name: _encoder_usable(av, name) for name in H264_ENCODERS}
+    usable = [n for n, (ok, _) in results.items() if ok]
+    rows.append(Check(
+        "h264_encoders", "H.264 encoders", "ok" if usable else "missing",
+        summary=", ".join(f"{n} {'yes' if ok else 'no'}" for n, (ok, _) in results.items()),
+        hint=None if usable else "install a PyAV wheel with libx264 (pip install -U av)",
+        info={"usable": usable, "probes": {n: why for n, (_, why) in results.items()}}))
+    return rows
+
+
+def _opencv() -> list[Check]:
+    try:
+        import cv2
+    except ImportError:
+        return [Check("opencv", "OpenCV", "missing", summary="not installed", hint="pip install opencv-python-headless")]
+    cuda_devices = 0
+    if hasattr(cv2, "cuda"):
+        try:
+            cuda_devices = int(cv2.cuda.getCudaEnabledDeviceCount())
+        except Exception:
+            cuda_devices = 0
+    return [Check("opencv", "OpenCV", "ok", cv2.__version__,
+                  f"CUDA devices: {cuda_devices}" if cuda_devices else "CPU build",
+                  info={"cuda_devices": cuda_devices})]
+
+
+def _packages() -> list[Check]:
+    rows = []
+    for key, name, module, dist, why in (
+        ("onnx", "onnx", "onnx", "onnx", "export"),
+        ("onnxslim", "onnxslim", "onnxslim", "onnxslim", "graph simplification at export"),
+        ("onnxscript", "onnxscript", "onnxscript", "onnxscript", "the dynamo ONNX exporter"),
+        ("tritonclient", "tritonclient", "tritonclient", "tritonclient", "the Triton backend (optional)"),
+    ):
+        version = _dist_version(dist)
+        if version is None or importlib.util.find_spec(module) is None:
+            optional = key == "tritonclient"
+            rows.append(Check(key, name, "warn" if optional else "missing", summary=f"not installed (for {why})",
+                              hint=f"pip install {dist}" + ("[http,grpc]" if optional else "")))
+        else:
+            rows.append(Check(key, name, "ok", version, f"for {why}"))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+
+def collect(*, probe_encoders: bool = True) -> list[Check]:
+    """Probe everything, in display order. ``probe_encoders=False`` skips opening video encoders."""
+    checks: list[Check] = []
+    checks += _guard("python", "Python", _python)
+    checks += _guard("numpy", "NumPy", _numpy)
+    checks += _guard("torch", "PyTorch", _torch)
+    checks += _guard("onnxruntime", "ONNX Runtime", _onnxruntime)
+    checks += _guard("tensorrt", "TensorRT", _tensorrt)
+    checks += _guard("av", "PyAV", lambda: _pyav(probe_encoders))
+    checks += _guard("opencv", "OpenCV", _opencv)
+    checks += _guard("packages", "packages", _packages)
+    return checks
+
+
+def to_json(checks: list[Check]) -> dict[str, Any]:
+    """``{"components": {key: {...}}}``: the machine-readable form of ``pvt-deploy doctor --json``."""
+    return {"components": {c.key: {k: v for k, v in asdict(c).items() if k != "key"} for c in checks}}
+
+
+def render_table(checks: list[Check]) -> Any:
+    """A Rich table of the checks (returned, not printed, so callers pick the console)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    marks = {"ok": ("ok", "green"), "warn": ("optional", "yellow"), "missing": ("missing", "red"),
+             "error": ("error", "red")}
+    table = Table(title="pvt-deploy doctor", title_justify="left", show_lines=False)
+    table.add_column("component", style="bold")
+    table.add_column("status")
+    table.add_column("version")
+    table.add_column("details", overflow="fold")
+    for c in checks:
+        label, colour = marks[c.status]
+        details = Text(c.summary)
+        if c.hint and c.status != "ok":
+            details.append(("\n" if c.summary else "") + f"-> {c.hint}", style="dim")
+        table.add_row(c.name, Text(label, style=colour), c.version or "-", details)
+    return table

@@ -1,0 +1,82 @@
+"""`pvt-deploy doctor`: a table or JSON of what is installed and usable, exit code 0."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+from typer.testing import CliRunner
+
+from pvt_deploy.cli import app
+from pvt_deploy.doctor import collect, render_table, to_json
+
+KEYS = {"python", "pvt_deploy", "numpy", "torch", "cuda", "onnxruntime", "tensorrt", "av", "h264_encoders",
+        "opencv", "onnx", "onnxslim", "onnxscript", "tritonclient"}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["components"]
+
+
+def test_json_lists_every_component_with_status_and_version(report: dict) -> None:
+    assert set(report) >= KEYS
+    for key, row in report.items():
+        assert row["status"] in ("ok", "warn", "missing", "error"), key
+    import onnxruntime
+    import torch
+
+    assert report["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert report["torch"]["version"] == torch.__version__
+    assert report["onnxruntime"]["info"]["providers"] == onnxruntime.get_available_providers()
+    assert report["cuda"]["status"] == ("ok" if torch.cuda.is_available() else "missing")
+
+
+def test_tensorrt_row_says_how_to_get_it_when_missing(report: dict) -> None:
+    row = report["tensorrt"]
+    if row["status"] == "missing":
+        assert "docker build -f docker/Dockerfile" in row["hint"] and "pip install" in row["hint"]
+    else:
+        assert row["version"]
+
+
+def test_h264_encoders_are_opened_not_listed(report: dict) -> None:
+    row = report["h264_encoders"]
+    probes = row["info"]["probes"]
+    assert set(probes) == {"h264_nvenc", "libx264", "libopenh264"}
+    assert "libx264" in row["info"]["usable"]  # PyAV wheels ship libx264
+    # no NVIDIA driver here: nvenc is in FFmpeg but cannot open
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "h264_nvenc" not in row["info"]["usable"]
+
+
+def test_table_output_and_no_encoder_probe() -> None:
+    result = CliRunner().invoke(app, ["doctor", "--no-encoders"])
+    assert result.exit_code == 0, result.output
+    for name in ("Python", "PyTorch", "ONNX Runtime", "TensorRT", "PyAV", "OpenCV", "onnxslim", "tritonclient"):
+        assert name in result.output
+    assert "H.264 encoders" not in result.output
+
+
+def test_a_broken_package_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = types.ModuleType("onnxruntime")  # importable, but nothing in it works
+    monkeypatch.setitem(sys.modules, "onnxruntime", broken)
+    checks = {c.key: c for c in collect(probe_encoders=False)}
+    assert checks["onnxruntime"].status == "error" and "probe failed" in checks["onnxruntime"].summary
+    assert to_json(list(checks.values()))["components"]["onnxruntime"]["status"] == "error"
+    render_table(list(checks.values()))
+
+
+def test_console_entry_point_exits_zero() -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "pvt_deploy", "doctor", "--json", "--no-encoders"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "tensorrt" in json.loads(proc.stdout)["components"]
