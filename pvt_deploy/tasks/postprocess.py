@@ -1,0 +1,179 @@
+"""Graph outputs -> results in original-image pixels, shared by every backend.
+
+Detection (``nms=host`` graphs): clip boxes to the image content (mmdet clips to the unpadded image
+before NMS), keep (box, class) pairs above the score threshold, per-class NMS with OpenCV's batched
+C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's rule), keep the top
+``max_detections``, then undo the letterbox. ``nms=graph`` outputs are only rescaled.
+
+Segmentation: logits at stride 4 are resized to the input size, cropped to the content, resized to
+the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed, a chunk of
+channels at a time so memory stays bounded for 150 classes at 4K.
+
+Classification: softmax and top-k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pvt_deploy.tasks.preprocess import Letterbox
+
+SEG_CHANNEL_CHUNK = 16
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``boxes`` (M, 4) xyxy float32 in original pixels, ``scores`` (M,),
+    ``class_ids`` (M,) int64, sorted by descending score."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+
+
+def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: float, iou_threshold: float,
+                   max_detections: int, classes: list[int] | None = None) -> Detections:
+    """Per-class NMS over (K, 4) boxes and (K, C) scores; returns detections in box coordinates."""
+    boxes = np.asarray(boxes, dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float32)
+    if classes is not None:
+        mask = np.zeros(scores.shape[1], dtype=bool)
+        mask[[c for c in classes if 0 <= c < scores.shape[1]]] = True
+        scores = np.where(mask[None, :], scores, 0.0)
+    box_idx, cls_idx = np.nonzero(scores > score_threshold)
+    if box_idx.size == 0:
+        return Detections.empty()
+    cand_boxes = boxes[box_idx]
+    cand_scores = scores[box_idx, cls_idx]
+    xywh = np.concatenate([cand_boxes[:, :2], cand_boxes[:, 2:] - cand_boxes[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), cand_scores.astype(np.float64),
+                                   cls_idx.astype(np.int32), float(score_threshold), float(iou_threshold))
+    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    if keep.size == 0:
+        return Detections.empty()
+    order = keep[np.argsort(-cand_scores[keep], kind="stable")][:max_detections]
+    return Detections(cand_boxes[order], cand_scores[order], cls_idx[order].astype(np.int64))
+
+
+def to_original(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Input-pixel xyxy boxes -> original-image pixels (undo offset and scale, clip)."""
+    sy, sx = box.scale
+    oy, ox = box.offset
+    out = boxes.astype(np.float32, copy=True)
+    out[:, [0, 2]] = (out[:, [0, 2]] - ox) / sx
+    out[:, [1, 3]] = (out[:, [1, 3]] - oy) / sy
+    h, w = box.orig_hw
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out
+
+
+def postprocess_detect(outputs: Mapping[str, np.ndarray], boxes_meta: list[Letterbox], post: Mapping[str, Any],
+                       *, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                       classes: list[int] | None = None) -> list[Detections]:
+    """Batch of graph outputs (``boxes``/``scores`` or the ``nms=graph`` layout) -> per-image detections."""
+    score_thr = float(conf if conf is not None else post.get("score_threshold", 0.05))
+    iou_thr = float(iou if iou is not None else post.get("iou_threshold", 0.5))
+    max_dets = int(max_det if max_det is not None else post.get("max_detections", 100))
+    results = []
+    if "det_boxes" in outputs:  # NMS already done in the graph
+        for i, meta in enumerate(boxes_meta):
+            n = int(np.asarray(outputs["num_dets"][i]).reshape(-1)[0])
+            b, s = outputs["det_boxes"][i, :n], outputs["det_scores"][i, :n]
+            c = outputs["det_classes"][i, :n].astype(np.int64)
+            keep = s > score_thr
+            if classes is not None:
+                keep &= np.isin(c, classes)
+            order = np.argsort(-s[keep], kind="stable")[:max_dets]
+            results.append(Detections(to_original(b[keep][order], meta), s[keep][order].astype(np.float32),
+                                      c[keep][order]))
+        return results
+    for i, meta in enumerate(boxes_meta):
+        b = np.asarray(outputs["boxes"][i], dtype=np.float32).copy()
+        # mmdet clips to the unpadded (resized) image before NMS; the graph clipped to the padded input.
+        oy, ox = meta.offset
+        rh, rw = meta.resized_hw
+        b[:, [0, 2]] = b[:, [0, 2]].clip(max(ox, 0), ox + rw)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(max(oy, 0), oy + rh)
+        det = multiclass_nms(b, outputs["scores"][i], score_threshold=score_thr, iou_threshold=iou_thr,
+                             max_detections=max_dets, classes=classes)
+        det.boxes = to_original(det.boxes, meta)
+        results.append(det)
+    return results
+
+
+def postprocess_segment(outputs: Mapping[str, np.ndarray], boxes_meta: list[Letterbox],
+                        post: Mapping[str, Any]) -> list[np.ndarray]:
+    """Batch of graph outputs -> per-image class maps (H0, W0) int32 in original pixels."""
+    maps = []
+    if "seg_mask" in outputs:
+        for i, meta in enumerate(boxes_meta):
+            rh, rw = meta.resized_hw
+            mask = np.asarray(outputs["seg_mask"][i])[:rh, :rw].astype(np.int32)
+            h0, w0 = meta.orig_hw
+            maps.append(cv2.resize(mask, (w0, h0), interpolation=cv2.INTER_NEAREST)
+                        if mask.shape != (h0, w0) else mask)
+        return maps
+    for i, meta in enumerate(boxes_meta):
+        maps.append(seg_logits_to_map(np.asarray(outputs["seg_logits"][i]), meta))
+    return maps
+
+
+def seg_logits_to_map(logits: np.ndarray, meta: Letterbox, chunk: int = SEG_CHANNEL_CHUNK) -> np.ndarray:
+    """(C, h, w) stride-4 logits -> (H0, W0) argmax map, resizing ``chunk`` channels at a time."""
+    import torch
+    import torch.nn.functional as F
+
+    ih, iw = meta.input_hw
+    rh, rw = meta.resized_hw
+    h0, w0 = meta.orig_hw
+    t = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    best_val = None
+    best_idx = None
+    with torch.no_grad():
+        for start in range(0, t.shape[0], chunk):
+            part = t[start:start + chunk].unsqueeze(0)
+            if part.shape[-2:] != (ih, iw):
+                part = F.interpolate(part, size=(ih, iw), mode="bilinear", align_corners=False)
+            part = part[:, :, :rh, :rw]
+            if (rh, rw) != (h0, w0):
+                part = F.interpolate(part, size=(h0, w0), mode="bilinear", align_corners=False)
+            val, idx = part[0].max(dim=0)
+            idx = idx + start
+            if best_val is None:
+                best_val, best_idx = val, idx
+            else:
+                better = val > best_val  # ties keep the lower class index, as argmax does
+                best_val = torch.where(better, val, best_val)
+                best_idx = torch.where(better, idx, best_idx)
+    assert best_idx is not None
+    return best_idx.numpy().astype(np.int32)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def postprocess_classify(outputs: Mapping[str, np.ndarray], k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Batch of logits -> per image (top-k class ids, their probabilities), best first."""
+    probs = softmax(np.asarray(outputs["logits"], dtype=np.float32))
+    k = min(k, probs.shape[1])
+    out = []
+    for p in probs:
+        idx = np.argsort(-p, kind="stable")[:k]
+        out.append((idx.astype(np.int64), p[idx]))
+    return out
