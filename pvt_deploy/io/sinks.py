@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -59,7 +59,7 @@ def _encoder_opens(name: str) -> bool:
     if name not in av.codecs_available:
         return False
     try:
-        ctx = av.CodecContext.create(name, "w")
+        ctx = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(name, "w"))
         ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
         ctx.time_base = Fraction(1, 25)
         ctx.open()
@@ -163,8 +163,11 @@ class VideoWriter:
         try:
             options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
             self._container = av.open(str(tmp), "w", format=fmt, container_options=options)
-            stream = self._container.add_stream(
-                self.codec, rate=self.fps, options=_encoder_options(self.codec, crf, preset)
+            stream = cast(
+                "av.video.stream.VideoStream",
+                self._container.add_stream(
+                    self.codec, rate=self.fps, options=_encoder_options(self.codec, crf, preset)
+                ),
             )
             stream.width, stream.height = width + self._pad[0], height + self._pad[1]
             stream.pix_fmt = "yuv420p"

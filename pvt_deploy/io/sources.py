@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -142,13 +142,18 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     """Scale any decoded depth to uint8 (16-bit is rounded, not truncated; float assumes 0..1)."""
     if img.dtype == np.uint8:
         return img
+    out: np.ndarray
     if img.dtype == np.uint16:
-        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        out = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return out
     if np.issubdtype(img.dtype, np.floating):
-        return (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        out = (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return out
     if img.dtype == np.bool_:
-        return img.astype(np.uint8) * 255
-    return np.clip(img, 0, 255).astype(np.uint8)
+        out = img.astype(np.uint8) * 255
+        return out
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    return out
 
 
 def _decoded_to_rgb(img: np.ndarray) -> np.ndarray:
@@ -309,20 +314,21 @@ class PyAVReader:
             stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
             self._stream = stream
             rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else None
-            self._start = (
-                float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            )
+            self.fps: float | None = float(rate) if rate else None
+            known_start = stream.start_time is not None and stream.time_base is not None
+            self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
             is_picture = any(tag in fmt for tag in _IMAGE_DEMUXERS)
-            self.live = live if live is not None else (self._container.duration is None and not is_picture)
-            self.frames = None if self.live else self._count_frames(stream)
+            self.live: bool = (
+                live if live is not None else (self._container.duration is None and not is_picture)
+            )
+            self.frames: int | None = None if self.live else self._count_frames(stream)
             self._decoded = self._decode()
             if not self.grab():
                 raise InputError(f"{target} has no decodable video frames ({self.error or 'empty'})")
             self._peeked = True
             height, width = self.retrieve_shape()
-            self.size = (width, height)
+            self.size: tuple[int, int] | None = (width, height)
         except BaseException:
             self._container.close()
             raise
@@ -336,7 +342,7 @@ class PyAVReader:
             return max(1, round(duration / 1e6 * self.fps))
         return None
 
-    def _decode(self) -> Iterator[av.VideoFrame]:
+    def _decode(self) -> Generator[av.VideoFrame, None, None]:
         bad = 0
         try:
             for packet in self._container.demux(self._stream):
@@ -390,10 +396,9 @@ class CaptureReader:
     """A local camera through ``cv2.VideoCapture``: OpenCV knows each OS's camera API (V4L2,
     AVFoundation, Media Foundation), which FFmpeg would need per-platform device names for."""
 
-    live = True
-    frames = None
-
     def __init__(self, device: int | str) -> None:
+        self.live = True
+        self.frames: int | None = None
         self.error: str | None = None
         self._cap = cv2.VideoCapture(device)
         if not self._cap.isOpened():
@@ -401,9 +406,9 @@ class CaptureReader:
             raise ConnectionError(f"cannot open camera {device}")
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latency over smoothness; ignored by some APIs
         fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and fps > 0 else None
+        self.fps: float | None = float(fps) if fps and fps > 0 else None
         w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        self.size = (w, h) if w > 0 and h > 0 else None
+        self.size: tuple[int, int] | None = (w, h) if w > 0 and h > 0 else None
 
     def grab(self) -> bool:
         ok = bool(self._cap.grab())
@@ -444,6 +449,7 @@ class VideoSource(Source):
         self.vid_stride = vid_stride
         self.error: str | None = None
         self._reader: PyAVReader | None = self._open()
+        self._active: PyAVReader | None = None
         self.fps = self._reader.fps
         self.size = self._reader.size
         total = self._reader.frames
@@ -708,9 +714,9 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _NATURAL_SPLIT = re.compile(r"(\d+)")
 
 
-def _natural_key(path: Path) -> list[Any]:
+def _natural_key(path: str | os.PathLike[str]) -> list[Any]:
     """Sort key so ``frame_2.jpg`` precedes ``frame_10.jpg``."""
-    return [int(t) if t.isdigit() else t.lower() for t in _NATURAL_SPLIT.split(str(path))]
+    return [int(t) if t.isdigit() else t.lower() for t in _NATURAL_SPLIT.split(os.fspath(path))]
 
 
 def _is_image(path: Path) -> bool:

@@ -52,14 +52,16 @@ def _greedy_palette() -> np.ndarray:
         nxt = int(np.argmax(np.round(dist, 6)))
         order.append(nxt)
         dist = np.minimum(dist, np.linalg.norm(lab - lab[nxt], axis=1))
-    return grid[order].astype(np.uint8)
+    table: np.ndarray = grid[order].astype(np.uint8)
+    return table
 
 
 def _golden_hues(start: int, stop: int) -> np.ndarray:
     """Fallback colours past 256 classes: golden-ratio hue steps at full saturation."""
     hue = ((np.arange(start, stop) * 0.618033988749895) % 1.0 * 180).astype(np.uint8)
     hsv = np.stack([hue, np.full_like(hue, 200), np.full_like(hue, 230)], axis=1)[None]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+    rgb: np.ndarray = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+    return rgb
 
 
 def palette(n: int) -> np.ndarray:
@@ -71,7 +73,8 @@ def palette(n: int) -> np.ndarray:
     n = max(int(n), 0)
     table = _greedy_palette()
     if n <= len(table):
-        return table[:n].copy()
+        prefix: np.ndarray = table[:n].copy()
+        return prefix
     return np.concatenate([table, _golden_hues(len(table), n)])
 
 
@@ -91,7 +94,7 @@ def _text_color(bg: Sequence[int]) -> tuple[int, int, int]:
 
 def _auto_line_width(image: np.ndarray) -> int:
     """~2 px at 640x480, ~3 px at 720p, ~6 px at 4K: visible without hiding small objects."""
-    return max(2, round(0.0021 * (image.shape[0] + image.shape[1])))
+    return max(2, round(0.0021 * (int(image.shape[0]) + int(image.shape[1]))))
 
 
 def _draw_label(
@@ -152,7 +155,7 @@ def draw_boxes(
     table = palette(int(ids.max()) + 1 if ids.min() >= 0 else 1) if colors is None else np.asarray(colors)
     height, width = canvas.shape[:2]
     order = np.argsort(score_arr, kind="stable") if score_arr is not None else np.arange(k)
-    finite = np.isfinite(boxes).all(axis=1)
+    finite = np.isfinite(boxes).sum(axis=1) == 4
     bounds = [width - 1, height - 1, width - 1, height - 1]
     clipped = np.round(np.clip(np.nan_to_num(boxes), 0, bounds)).astype(np.int64)
     for j in order.tolist():
@@ -162,7 +165,8 @@ def draw_boxes(
         if x2 < x1 or y2 < y1:
             continue
         cid = int(ids[j])
-        color = tuple(int(c) for c in table[cid % len(table)])
+        r, g, b = (int(c) for c in table[cid % len(table)])
+        color = (r, g, b)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, lw)
         name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
         label = name if score_arr is None else f"{name} {score_arr[j]:.2f}"
