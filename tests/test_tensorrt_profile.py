@@ -95,3 +95,18 @@ def test_parse_shapes_reads_trtexec_like_specs() -> None:
     assert parse_shapes("images:opt=2x3x64x64") == {"images": {"opt": [2, 3, 64, 64]}}
     with pytest.raises(InputError, match="cannot read shape"):
         parse_shapes("min=1,3,320")
+
+
+def test_shape_outside_engine_profile_names_the_allowed_range() -> None:
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.runtimes.tensorrt import check_profile_shape
+
+    lo, hi = (1, 3, 32, 32), (8, 3, 1344, 1344)
+    check_profile_shape("images", (2, 3, 640, 480), lo, hi, ("batch", 3, "height", "width"))
+    with pytest.raises(ShapeError) as e:
+        check_profile_shape("images", (1, 3, 2048, 640), lo, hi, ("batch", 3, "height", "width"))
+    msg = str(e.value)
+    assert "[1, 3, 2048, 640]" in msg and "batch 1..8, dim1 3, height 32..1344, width 32..1344" in msg
+    assert "\n" not in msg and e.value.exit_code == 2
+    with pytest.raises(ShapeError, match="dim0 1..8"):  # wrong rank, no names
+        check_profile_shape("images", (3, 64, 64), lo, hi)

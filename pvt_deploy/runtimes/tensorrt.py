@@ -45,6 +45,7 @@ __all__ = [
     "TRT_INSTALL_HINT",
     "TensorRTBackend",
     "check_engine_compatibility",
+    "check_profile_shape",
     "cuda_device_info",
     "load_engine",
     "rebuild_command",
@@ -391,6 +392,22 @@ def _host_dtype(engine_dtype: str, spec_dtype: str | None) -> str:
     return "float32" if engine_dtype in ("float16", "bfloat16") else engine_dtype
 
 
+def check_profile_shape(name: str, shape: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...],
+                        dim_names: tuple[int | str, ...] = ()) -> None:
+    """Raise :class:`ShapeError` unless ``lo <= shape <= hi`` per dimension, saying the allowed range.
+
+    Checked before TensorRT sees the shape: TensorRT's own refusal is a log line and a False.
+    """
+    if len(shape) == len(lo) and all(a <= s <= b for s, a, b in zip(shape, lo, hi, strict=True)):
+        return
+    names = [d if isinstance(d, str) else f"dim{k}" for k, d in enumerate(dim_names)]
+    if len(names) != len(lo):
+        names = [f"dim{k}" for k in range(len(lo))]
+    allowed = ", ".join(f"{n} {a}" if a == b else f"{n} {a}..{b}" for n, a, b in zip(names, lo, hi, strict=True))
+    raise ShapeError(f"input {name!r} has shape {list(shape)}, outside the engine's profile ({allowed})",
+                     hint="rebuild the engine with a profile covering it: build_engine(..., shapes=...)")
+
+
 class TensorRTBackend(Backend):
     """Run a TensorRT engine on one CUDA device, with torch CUDA tensors as buffers.
 
@@ -429,7 +446,7 @@ class TensorRTBackend(Backend):
         if manifest is None and path.is_file():
             manifest = _manifest_for(path)
         self._manifest = dict(manifest) if manifest is not None else None
-        self._closed = False
+        self._closed = True  # until fully constructed: close() has nothing to release before that
         with torch.cuda.device(self._device):
             self._runtime, self._engine = load_engine(path, self._manifest, device_index=self._device.index or 0)
             context: tensorrt.IExecutionContext | None = self._engine.create_execution_context()
@@ -438,7 +455,7 @@ class TensorRTBackend(Backend):
                                      f"({last_trt_error()}); is the GPU out of memory?")
             self._context = context
             self._stream = torch.cuda.Stream(device=self._device)
-        self._describe_io(trt)
+        self._describe_io()
         self._owned: dict[str, torch.Tensor] = {}  # the backend's own device buffers
         self._bound: dict[str, torch.Tensor] = {}  # what the context points at (owned or the caller's)
         self._shapes: dict[str, tuple[int, ...]] = {}  # input shapes last given to the context
@@ -453,10 +470,13 @@ class TensorRTBackend(Backend):
             details={"tensorrt": trt.__version__, "gpu": gpu_name, "compute_capability": cc,
                      "engine": str(path), "profiles": self._profiles_json(), "cuda_graph": cuda_graph,
                      "strongly_typed": section.get("strongly_typed")})
+        self._closed = False
 
     # -- description -------------------------------------------------------------------------------
 
-    def _describe_io(self, trt: Any) -> None:
+    def _describe_io(self) -> None:
+        import tensorrt as trt
+
         engine = self._engine
         specs = {s["name"]: s for s in ((self._manifest or {}).get("inputs") or [])
                  + ((self._manifest or {}).get("outputs") or [])}
@@ -522,13 +542,8 @@ class TensorRTBackend(Backend):
 
     def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
         lo, _, hi = self._profile[name]
-        if len(shape) != len(lo) or any(not (a <= s <= b) for s, a, b in zip(shape, lo, hi, strict=True)):
-            spec = next(s for s in self._input_specs if s.name == name)
-            dims = spec.shape if len(spec.shape) == len(lo) else tuple(f"dim{k}" for k in range(len(lo)))
-            allowed = ", ".join(f"{d} {a}" if a == b else f"{d} {a}..{b}"
-                                for d, a, b in zip(dims, lo, hi, strict=True))
-            raise ShapeError(f"input {name!r} has shape {list(shape)}, outside the engine's profile ({allowed})",
-                             hint="rebuild the engine with a profile covering it, e.g. build_engine(..., shapes=...)")
+        spec = next(s for s in self._input_specs if s.name == name)
+        check_profile_shape(name, shape, lo, hi, spec.shape)
 
     def _bind(self, name: str, tensor: torch.Tensor) -> None:
         """Point the context at ``tensor`` (kept referenced until another tensor is bound)."""
