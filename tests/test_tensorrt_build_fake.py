@@ -369,6 +369,14 @@ def test_fake_trt11_without_fp16_graph_refuses_and_with_it_builds(use_fake: Any,
     assert built(trt)["builder_flags"] == []
 
 
+def test_fake_trt11_without_strongly_typed_flag_is_still_strongly_typed(use_fake: Any, tmp_path: Path) -> None:
+    """TensorRT 11 deprecates the STRONGLY_TYPED creation flag (always on); if it is gone, still build."""
+    trt = use_fake(version="11.2.0.1", weak_flags=False, strongly_typed=False)
+    build_engine(make_artifact(tmp_path / "art", "model.int8.trt.onnx"), precision="int8")
+    assert built(trt)["flags"] == 0 and built(trt)["builder_flags"] == []
+    assert read_manifest(tmp_path / "art")["tensorrt"]["strongly_typed"] is True
+
+
 def test_fake_trt10_fp16_flag_fallback_is_recorded(use_fake: Any, tmp_path: Path) -> None:
     trt = use_fake(version="10.13.0.35")
     art = make_artifact(tmp_path / "art")

@@ -413,8 +413,11 @@ def build_engine(
     folder = Path(artifact_dir)
     manifest = read_manifest(folder)
     available = {p.name for p in folder.iterdir() if p.is_file()}
-    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    # TensorRT 10 builds strongly typed networks on request (the creation flag); TensorRT 11 removed
+    # weak typing (no FP16/INT8 builder flags) and every network is strongly typed, flag or not.
+    typed_flag = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     flag_names = {n for n in ("FP16", "INT8") if hasattr(trt.BuilderFlag, n)}
+    strongly = typed_flag or "FP16" not in flag_names
     plan = plan_build(precision, available, strongly_typed=strongly, builder_flags=flag_names)
     if plan.note:
         log.warning("%s", plan.note)
@@ -441,7 +444,7 @@ def build_engine(
     logger = trt_logger()
     _clear_trt_errors()
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed and typed_flag else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     log.info("parsing %s", source)
