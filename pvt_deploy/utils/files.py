@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import IO, Any
 
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe later on.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
@@ -30,9 +35,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
     # so outputs written in a container are readable by the host user.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
