@@ -58,8 +58,8 @@ log = logging.getLogger("pvt_deploy.tensorrt")
 
 ENGINE_NAME = "model.engine"
 TRT_INSTALL_HINT = (
-    "use the Docker image (docker build -f docker/Dockerfile -t pvt-deploy .) "
-    "or, on a machine with an NVIDIA GPU and CUDA, pip install 'pvt-deploy[trt]' (or pip install tensorrt)"
+    "to get it, build the Docker image: docker build -f docker/Dockerfile -t pvt-deploy . "
+    "- or, on a machine with an NVIDIA GPU and CUDA: pip install 'pvt-deploy[trt]' or pip install tensorrt"
 )
 # Hardware-compatible (AMPERE_PLUS) engines run on any GPU of compute capability 8.0 or newer.
 AMPERE_PLUS = (8, 0)
@@ -88,8 +88,8 @@ def require_tensorrt() -> ModuleType:
     if not all(hasattr(trt, attr) for attr in ("__version__", "Builder", "Runtime", "Logger")):
         where = next(iter(getattr(trt, "__path__", None) or []), None) or getattr(trt, "__file__", None) or "?"
         raise BackendUnavailableError(
-            f"TensorRT is not installed (`import tensorrt` finds only a package without the library, "
-            f"e.g. type stubs, at {where})", hint=TRT_INSTALL_HINT)
+            f"TensorRT is not installed (the `tensorrt` package at {where} has no library in it, only type "
+            f"stubs)", hint=TRT_INSTALL_HINT)
     return trt
 
 
