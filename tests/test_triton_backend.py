@@ -290,13 +290,16 @@ def test_manifest_missing_or_given(server: Server, tmp_path: Path) -> None:
         assert backend.infer({"images": np.ones((1, 3, 4, 4), np.float32)})["logits"].shape == (1, NUM_CLASSES)
 
 
-def test_bad_feeds(server: Server) -> None:
-    backend, _ = load_triton(url(server, "http", "pvt_tiny"))
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bad_feeds(server: Server, protocol: str) -> None:
+    backend, _ = load_triton(url(server, protocol, "pvt_tiny"))
     with backend:
-        with pytest.raises(ShapeError, match="rank"):
+        with pytest.raises(ShapeError, match="rank 4"):
             backend.infer({"images": np.zeros((3, 8, 8), np.float32)})
         with pytest.raises(InputError, match="images"):
             backend.infer({"pixels": np.zeros((1, 3, 8, 8), np.float32)})
+        with pytest.raises(ShapeError, match="needs shape"):  # fixed dims are checked before sending
+            backend.infer({"images": np.zeros((1, 4, 8, 8), np.float32)})
         # float64 is cast (same kind); the server still gets float32.
         assert backend.infer({"images": np.zeros((1, 3, 8, 8))})["logits"].dtype == np.float32
 
