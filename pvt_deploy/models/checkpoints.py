@@ -68,6 +68,11 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive; very old files are a bare pickle (protocol 2+ starts with 0x80).
+    if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):
+        raise CheckpointError(f"{p}: corrupt or truncated checkpoint (neither a PyTorch zip archive nor a pickle)")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:

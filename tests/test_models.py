@@ -1,0 +1,137 @@
+"""Model zoo: architectures, parameter counts, output shapes, and the exact b2_li pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from pvt_deploy.errors import ModelNotFoundError
+from pvt_deploy.models import build_deploy_module, count_parameters, create_model, resolve_name
+from pvt_deploy.models.layers import adaptive_avg_pool2d, adaptive_avg_pool2d_matmul
+from pvt_deploy.models.zoo import BACKBONES, build_model
+
+# Published parameter counts (millions) of the official ImageNet classifiers.
+CLASSIFIER_PARAMS_M = {
+    "pvt_tiny": 13.23, "pvt_small": 24.49, "pvt_medium": 44.21, "pvt_large": 61.37,
+    "pvt_v2_b0": 3.67, "pvt_v2_b1": 14.01, "pvt_v2_b2": 25.36, "pvt_v2_b2_li": 22.55,
+    "pvt_v2_b3": 45.24, "pvt_v2_b4": 62.56, "pvt_v2_b5": 81.96,
+}
+# RetinaNet / Semantic FPN totals reported by the PVT papers (millions, one decimal).
+DETECTOR_PARAMS_M = {"pvt_tiny": 23.0, "pvt_small": 34.2, "pvt_medium": 53.9, "pvt_large": 71.1}
+SEGMENTER_PARAMS_M = {"pvt_tiny": 17.0, "pvt_small": 28.2, "pvt_medium": 48.0, "pvt_large": 65.1}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIER_PARAMS_M))
+def test_classifier_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = build_model(resolve_name(name, "classify"))
+    assert round(count_parameters(model) / 1e6, 2) == CLASSIFIER_PARAMS_M[name]
+
+
+@pytest.mark.parametrize("name", sorted(DETECTOR_PARAMS_M))
+def test_detector_and_segmenter_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        det = build_model(resolve_name(name, "detect"))
+        seg = build_model(resolve_name(name, "segment"))
+    assert round(count_parameters(det) / 1e6, 1) == DETECTOR_PARAMS_M[name]
+    assert round(count_parameters(seg) / 1e6, 1) == SEGMENTER_PARAMS_M[name]
+
+
+def test_zoo_names_resolve() -> None:
+    assert resolve_name("pvt_small").task == "detect"
+    assert resolve_name("pvt_small-seg").task == "segment"
+    assert resolve_name("pvt_small-cls").task == "classify"
+    assert resolve_name("pvt_v2_b2_li", "segment").name == "pvt_v2_b2_li-seg"
+    assert len(resolve_name("pvt_v2_b0").classes) == 80
+    assert len(resolve_name("pvt_v2_b0-seg").classes) == 150
+    assert len(resolve_name("pvt_v2_b0-cls").classes) == 1000
+    with pytest.raises(ModelNotFoundError, match="unknown model 'pvt_huge'"):
+        resolve_name("pvt_huge")
+    with pytest.raises(ModelNotFoundError, match="is a segment model"):
+        resolve_name("pvt_small-seg", "classify")
+
+
+def test_every_backbone_is_registered() -> None:
+    assert set(BACKBONES) == set(CLASSIFIER_PARAMS_M)
+
+
+@pytest.fixture(scope="module", params=["pvt_tiny", "pvt_v2_b0", "pvt_v2_b2_li"])
+def graphs(request: pytest.FixtureRequest) -> tuple[str, dict[str, nn.Module]]:
+    """The four task graphs of one backbone, built once (weight init dominates test time)."""
+    name = request.param
+    model = create_model(name)  # detector; segmenter/features share its backbone weights' shapes
+    return name, {
+        "detect": build_deploy_module(model),
+        "segment": build_deploy_module(create_model(name, task="segment")),
+        "classify": build_deploy_module(create_model(name, task="classify")),
+        "features": build_deploy_module(model.backbone, task="features"),
+    }
+
+
+@pytest.mark.parametrize("hw", [(224, 224), (160, 288), (320, 96)])
+def test_output_shapes_every_task(graphs: tuple[str, dict[str, nn.Module]], hw: tuple[int, int]) -> None:
+    name, g = graphs
+    h, w = hw
+    x = torch.rand(2, 3, h, w) * 255
+    with torch.no_grad():
+        det, seg, cls, feats = (g[t](x) for t in ("detect", "segment", "classify", "features"))
+    levels = [(h // s) * (w // s) * 9 for s in (8, 16, 32)] + [-(-h // s) * -(-w // s) * 9 for s in (64, 128)]
+    k = sum(min(1000, n) for n in levels)
+    assert det[0].shape == (2, k, 4) and det[1].shape == (2, k, 80)
+    assert seg[0].shape == (2, 150, h // 4, w // 4)
+    assert cls[0].shape == (2, 1000)
+    dims = BACKBONES[name].embed_dims
+    assert [tuple(f.shape) for f in feats] == [(2, dims[i], h // s, w // s) for i, s in enumerate((4, 8, 16, 32))]
+    # Boxes are clipped to the input and scores are probabilities.
+    assert float(det[0][..., 0::2].max()) <= w and float(det[0][..., 1::2].max()) <= h
+    assert float(det[0].min()) >= 0 and float(det[1].min()) >= 0 and float(det[1].max()) <= 1
+
+
+def test_segmentation_argmax_output_matches_logits() -> None:
+    model = create_model("pvt_v2_b0", task="segment")
+    x = torch.rand(1, 3, 128, 160) * 255
+    with torch.no_grad():
+        (logits,) = build_deploy_module(model)(x)
+        (mask,) = build_deploy_module(model, seg_output="argmax")(x)
+    full = torch.nn.functional.interpolate(logits, size=(128, 160), mode="bilinear", align_corners=False)
+    assert mask.dtype == torch.int32 and mask.shape == (1, 128, 160)
+    assert torch.equal(mask, full.argmax(1).to(torch.int32))
+
+
+SIZES = [(1, 1), (1, 9), (3, 5), (6, 6), (7, 7), (8, 8), (13, 29), (14, 14), (25, 38), (56, 56), (100, 152)]
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_b2_li_pooling_equals_adaptive_avg_pool(hw: tuple[int, int]) -> None:
+    x = torch.randn(2, 16, *hw)
+    ref = nn.AdaptiveAvgPool2d(7)(x)
+    torch.testing.assert_close(adaptive_avg_pool2d_matmul(x, 7), ref, rtol=1e-5, atol=1e-6)
+    assert torch.equal(adaptive_avg_pool2d(x, 7), ref)  # eager path is PyTorch's own kernel
+
+
+def test_b2_li_pooling_exports_exactly_at_every_size(tmp_path) -> None:
+    """One ONNX graph, exported at one size, pools correctly at sizes it never saw."""
+
+    class Pool(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return adaptive_avg_pool2d(x, 7)
+
+    path = tmp_path / "pool.onnx"
+    torch.onnx.export(Pool(), (torch.randn(1, 8, 16, 16),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for h, w in SIZES:
+        x = np.random.default_rng(h * 100 + w).standard_normal((2, 8, h, w)).astype(np.float32)
+        (y,) = sess.run(None, {"x": x})
+        ref = nn.AdaptiveAvgPool2d(7)(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6, err_msg=f"{h}x{w}")
+
+
+def test_random_init_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        model = create_model("pvt_v2_b0")
+    assert model.random_init is True
+    assert "RANDOMLY INITIALISED" in caplog.text
