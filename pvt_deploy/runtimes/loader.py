@@ -1,0 +1,652 @@
+"""One loader for every artifact: ``load_backend(path_or_name) -> (Backend, manifest)``.
+
+What a user points at decides the runtime (Ultralytics' AutoBackend idea, as a table rather than a
+chain of ``if format == ...``):
+
+==============================  =============================================================
+``exports/pvt_small/`` (folder)  ``model.engine`` if TensorRT and a GPU are usable here, else
+                                 ONNX Runtime (CUDA/TensorRT EP when onnxruntime-gpu has them,
+                                 else CPU) on ``model.onnx``; ``precision``/``backend`` override
+``model.onnx`` (a file)          ONNX Runtime; manifest from the folder if it lists the file, else
+                                 from the graph's ``metadata_props["pvt_deploy"]``
+``model.engine``                 TensorRT; manifest from its folder (required)
+``weights.pth``                  PyTorch; architecture read from the checkpoint
+``pvt_small``, ``pvt_v2_b0-seg``  ``exports/<name>/`` when it exists, else PyTorch (random weights
+                                 unless ``weights=`` — said loudly)
+``triton://host:8000/model``     Triton (:func:`pvt_deploy.runtimes.triton.load_triton`)
+==============================  =============================================================
+
+Every route returns a manifest with the same keys (docs/ARCHITECTURE.md), so the shared pre/post-
+processing never asks which runtime it is talking to. For PyTorch the manifest is synthesised from the
+``DeployModule``. The file chosen from an export folder is checked against the manifest's sha256, so a
+truncated copy fails with one line instead of a protobuf parse error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError
+from pvt_deploy.manifest import FORMAT_VERSION, MANIFEST_NAME, ONNX_METADATA_KEY, read_manifest, verify_file
+
+if TYPE_CHECKING:
+    from pvt_deploy.runtimes.base import Backend
+
+__all__ = [
+    "BACKENDS", "DEFAULT_MODEL", "ONNX_FILES", "Candidate", "backend_candidates", "canonical_backend",
+    "load_backend", "read_onnx_manifest", "resolve_model", "torch_manifest",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "pvt_small"
+EXPORTS_DIR = "exports"
+BACKENDS = ("torch", "onnx", "trt", "triton")
+_ALIASES = {"torch": "torch", "pytorch": "torch", "pt": "torch", "onnx": "onnx", "onnxruntime": "onnx",
+            "ort": "onnx", "trt": "trt", "tensorrt": "trt", "engine": "trt", "triton": "triton"}
+PRECISIONS = ("fp32", "fp16", "int8")
+ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+INT8_TRT_ONNX = "model.int8.trt.onnx"
+ENGINE_FILE = "model.engine"
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
+# The PyTorch graph has no fixed range; these bounds only keep an absurd --imgsz from allocating 100 GB.
+TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
+
+
+def canonical_backend(name: str | None) -> str | None:
+    """``onnxruntime``/``ort`` -> ``onnx``, ``tensorrt`` -> ``trt``; ``None``/``auto`` -> ``None``."""
+    if name is None or name.lower() in ("", "auto"):
+        return None
+    key = name.lower()
+    if key not in _ALIASES:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return _ALIASES[key]
+
+
+def _canonical_precision(precision: str | None) -> str | None:
+    if precision is None or precision.lower() in ("", "auto"):
+        return None
+    p = precision.lower().replace("float", "fp").replace("half", "fp16")
+    if p not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return p
+
+
+def _is_triton(text: str) -> bool:
+    from pvt_deploy.runtimes.triton import is_triton_url
+
+    return is_triton_url(text)
+
+
+def resolve_model(name: str | os.PathLike[str] | None = None) -> str:
+    """Map the ``--model`` argument to what is loaded: a zoo name with an export folder under
+    ``exports/<name>`` (what ``pvt-deploy export`` writes) becomes that folder; anything else is
+    returned as given. ``None`` means :data:`DEFAULT_MODEL`."""
+    text = os.fspath(name) if name is not None else DEFAULT_MODEL
+    if _is_triton(text) or Path(text).exists():
+        return text
+    folder = Path(EXPORTS_DIR) / text
+    if "/" not in text and os.sep not in text and (folder / MANIFEST_NAME).is_file():
+        log.info("using the export %s for %s", folder, text)
+        return str(folder)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# Manifests
+# --------------------------------------------------------------------------------------------------
+
+
+def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest essentials stored in an ONNX file's ``metadata_props["pvt_deploy"]``."""
+    path = Path(path)
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+    except ImportError:  # onnx is a dependency, but a slim runtime image may only have onnxruntime
+        from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(path, device="cpu")
+        props = backend.metadata()
+        backend.close()
+    except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
+        raise InputError(f"{path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from e
+    text = props.get(ONNX_METADATA_KEY)
+    if not text:
+        raise InputError(f"{path}: this ONNX file has no pvt-deploy metadata (metadata_props[{ONNX_METADATA_KEY!r}]), "
+                         "so its preprocessing and classes are unknown",
+                         hint="export it with pvt-deploy export, or keep manifest.json beside it")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: corrupt pvt-deploy metadata ({e})") from e
+    if not isinstance(manifest, dict) or "task" not in manifest:
+        raise InputError(f"{path}: the pvt-deploy metadata has no task")
+    manifest.setdefault("format_version", FORMAT_VERSION)
+    manifest.setdefault("files", {})
+    return manifest
+
+
+def _output_shapes(task: str, output_names: Sequence[str], num_classes: int) -> list[dict[str, Any]]:
+    shapes: dict[str, tuple[str, list[Any]]] = {
+        "logits": ("float32", ["batch", num_classes]),
+        "boxes": ("float32", ["batch", "num_boxes", 4]),
+        "scores": ("float32", ["batch", "num_boxes", num_classes]),
+        "seg_logits": ("float32", ["batch", num_classes, "height/4", "width/4"]),
+        "seg_mask": ("int32", ["batch", "height", "width"]),
+    }
+    out = []
+    for name in output_names:
+        dtype, shape = shapes.get(name, ("float32", ["batch", "?", "?", "?"]))
+        out.append({"name": name, "dtype": dtype, "shape": shape})
+    return out
+
+
+def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | Sequence[int] | None,
+                   weights: str | None, random_init: bool) -> dict[str, Any]:
+    """The manifest of a PyTorch ``DeployModule``, with the same keys as an export's."""
+    from pvt_deploy.manifest import tool_versions
+    from pvt_deploy.models.zoo import DEFAULT_IMGSZ
+    from pvt_deploy.tasks.preprocess import preprocess_spec
+
+    task = module.task
+    size = _pair(imgsz) if imgsz else DEFAULT_IMGSZ[task]
+    classes = _zoo_classes(model, task, module)
+    pre = preprocess_spec(task, size, dynamic=True, mean=module.mean_values, std=module.std_values)
+    return {
+        "format_version": FORMAT_VERSION, "model": model, "backbone": backbone, "task": task, "classes": classes,
+        "weights": {"source": weights, "sha256": None, "random_init": random_init},
+        "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
+        "outputs": _output_shapes(task, module.output_names, len(classes)),
+        "preprocess": pre, "postprocess": module.postprocess, "dynamic": dict(TORCH_DYNAMIC),
+        "files": {}, "versions": tool_versions("torch"),
+    }
+
+
+def _zoo_classes(model: str, task: str, module: Any) -> list[str]:
+    from pvt_deploy.models import resolve_name
+
+    try:
+        classes = list(resolve_name(model, task).classes)
+    except InputError:
+        classes = []
+    n = _num_classes(module)
+    if n is not None and len(classes) != n:  # a checkpoint fine-tuned on another dataset
+        classes = [str(i) for i in range(n)]
+    return classes
+
+
+def _num_classes(module: Any) -> int | None:
+    """Class count of a DeployModule's model (every zoo model carries ``num_classes``)."""
+    value = getattr(module.model, "num_classes", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    values = [int(v) for v in size]
+    if len(values) == 1:
+        return values[0], values[0]
+    if len(values) != 2:
+        raise InputError(f"imgsz must be one or two integers, got {list(size)}")
+    return values[0], values[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# What can run here
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """One way to run an artifact: ``label`` as ``bench --backends`` spells it (``torch``, ``onnx``,
+    ``onnx-fp16``, ``onnx-int8``, ``trt``), whether it can run here, and why not."""
+
+    label: str
+    backend: str
+    precision: str | None
+    file: str | None
+    available: bool
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "backend": self.backend, "precision": self.precision, "file": self.file,
+                "available": self.available, "reason": self.reason}
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """Why TensorRT cannot run here, or None when it can (library and a CUDA device)."""
+    from pvt_deploy.runtimes.tensorrt import cuda_device_info, require_tensorrt
+
+    try:
+        require_tensorrt()
+    except BackendUnavailableError as e:
+        return str(e).split(" (")[0]
+    if cuda_device_info(0)[0] is None:
+        return "no CUDA GPU on this machine"
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "PyTorch has no CUDA here (the TensorRT backend uses torch CUDA buffers)"
+    except ImportError:
+        return "PyTorch is not installed (the TensorRT backend uses torch CUDA buffers)"
+    return None
+
+
+def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(checkpoint path PyTorch can load for this export, or None; why not)."""
+    weights = manifest.get("weights") or {}
+    source = weights.get("source")
+    if source:
+        candidates = [Path(source), folder / Path(source).name]
+        for path in candidates:
+            if path.is_file():
+                return str(path), ""
+        return None, f"the export's weights {source} are not on this machine"
+    if weights.get("random_init", True):
+        return None, "the export was made from random weights, which PyTorch cannot reproduce"
+    return None, "the manifest does not say where the export's weights came from"
+
+
+def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None,
+                       *, device: str | None = None) -> list[Candidate]:
+    """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
+    folder = Path(path)
+    manifest = manifest if manifest is not None else read_manifest(folder)
+    files = manifest.get("files") or {}
+    out: list[Candidate] = []
+    weights, why = _torch_weights(folder, manifest)
+    out.append(Candidate("torch", "torch", "fp32", weights, weights is not None, why))
+    from pvt_deploy.runtimes.ort_providers import available_providers
+
+    providers = available_providers()
+    for precision, name in ONNX_FILES.items():
+        label = "onnx" if precision == "fp32" else f"onnx-{precision}"
+        if not (folder / name).is_file():
+            hint = {"fp32": "", "fp16": " (export with --half)", "int8": " (export with --int8)"}[precision]
+            out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}"))
+            continue
+        if not providers:
+            out.append(Candidate(label, "onnx", precision, name, False, "onnxruntime is not installed"))
+            continue
+        note = ""
+        if precision == "fp16" and providers == ["CPUExecutionProvider"]:
+            note = "CPU only: FP16 runs through casts and is slower than FP32 here"
+        out.append(Candidate(label, "onnx", precision, name, True, note))
+    engine_precision = (files.get(ENGINE_FILE) or {}).get("precision") or (manifest.get("tensorrt") or {}).get(
+        "precision")
+    if not (folder / ENGINE_FILE).is_file():
+        out.append(Candidate("trt", "trt", engine_precision, None, False,
+                             "no model.engine in the folder (export with --format trt on a GPU machine)"))
+    else:
+        reason = tensorrt_unavailable_reason() if (device or "auto") != "cpu" else "--device cpu"
+        if reason is None:
+            reason = _engine_mismatch(folder, manifest)
+        out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or ""))
+    return out
+
+
+def _engine_mismatch(folder: Path, manifest: Mapping[str, Any]) -> str | None:
+    from pvt_deploy.errors import EngineMismatchError
+    from pvt_deploy.runtimes.tensorrt import check_engine_compatibility, cuda_device_info, tensorrt_version
+
+    gpu, cc = cuda_device_info(0)
+    try:
+        check_engine_compatibility(manifest, trt_version=tensorrt_version() or "0", gpu_name=gpu,
+                                   compute_capability=cc, artifact_dir=folder)
+    except EngineMismatchError as e:
+        return str(e)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend: str | None = None,
+                 precision: str | None = None, device: str | None = None,
+                 imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
+                 task: str | None = None, verify: bool = True, random_weights_ok: bool = False,
+                 **options: Any) -> tuple[Backend, dict[str, Any]]:
+    """Load whatever ``path_or_name`` is (see the module docstring) and return ``(backend, manifest)``.
+
+    ``backend``: ``torch``, ``onnx``, ``trt``, ``triton`` or None (pick by artifact). ``precision``:
+    ``fp32``/``fp16``/``int8`` or None (the artifact's default). ``device``: ``cpu``, ``cuda[:N]`` or
+    None (GPU when usable). ``imgsz`` is checked against a static graph's size here, so a wrong size
+    fails before any video is opened. ``weights`` loads a checkpoint into a zoo model (PyTorch).
+    ``random_weights_ok`` lets ``backend="torch"`` on an export made from random weights build an
+    equally random model of the same architecture (benchmarks: timing does not depend on weights).
+    Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
+    """
+    kind = canonical_backend(backend)
+    prec = _canonical_precision(precision)
+    text = resolve_model(path_or_name) if kind != "torch" or path_or_name is None else os.fspath(path_or_name)
+    if _is_triton(text):
+        if kind not in (None, "triton"):
+            raise InputError(f"{text} is a Triton URL; --backend {backend} cannot run it")
+        from pvt_deploy.runtimes.triton import load_triton
+
+        triton_backend, manifest = load_triton(text, **options)
+        return triton_backend, dict(manifest)
+    if kind == "triton":
+        raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
+                              random_weights_ok=random_weights_ok, options=options)
+    elif path.is_file():
+        result = _load_file(path, kind, prec, device, task=task, verify=verify, options=options)
+    elif _looks_like_path(text):
+        raise ModelNotFoundError(f"no such file or folder: {text}")
+    else:
+        if kind not in (None, "torch"):
+            raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
+                                     f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
+        result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
+                           options=options)
+    backend_obj, manifest = result
+    try:
+        check_imgsz(manifest, imgsz)
+    except BaseException:
+        backend_obj.close()
+        raise
+    return backend_obj, manifest
+
+
+def _looks_like_path(text: str) -> bool:
+    return ("/" in text or os.sep in text or text.endswith((".onnx", ".engine", ".plan", *CHECKPOINT_SUFFIXES))
+            or text.startswith("."))
+
+
+def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | None) -> None:
+    """Refuse an ``imgsz`` a static graph cannot take, or one outside a dynamic graph's range."""
+    if imgsz is None:
+        return
+    h, w = _pair(imgsz)
+    if h <= 0 or w <= 0:
+        raise InputError(f"imgsz must be positive, got {h}x{w}")
+    dynamic = manifest.get("dynamic")
+    exported = (manifest.get("preprocess") or {}).get("imgsz")
+    if not dynamic:
+        if exported and [h, w] != [int(v) for v in exported]:
+            raise ShapeError(f"this graph was exported for a fixed {exported[0]}x{exported[1]} input; "
+                             f"--imgsz {h}x{w} cannot run on it",
+                             hint="drop --imgsz, or re-export with --dynamic or --imgsz")
+        return
+    for name, v in (("height", h), ("width", w)):
+        lo, hi = (dynamic.get(name) or [1, 1 << 30])[:2]
+        if v > hi or v < lo:
+            raise ShapeError(f"--imgsz {h}x{w}: {name} {v} is outside the graph's dynamic range [{lo}, {hi}]",
+                             hint="pick a size inside the range, or re-export with a larger one")
+
+
+def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | None, precision: str | None,
+              device: str | None, imgsz: int | Sequence[int] | None,
+              options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    from pvt_deploy.models import create_model, resolve_name
+
+    entry = resolve_name(name, task)
+    if weights is not None and not Path(weights).is_file():
+        raise InputError(f"no such weights file: {weights}")
+    model = create_model(name, task=task, weights=weights)
+    return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
+                          weights=os.fspath(weights) if weights is not None else None, precision=precision,
+                          device=device, imgsz=imgsz, options=options)
+
+
+def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str | None, precision: str | None,
+                   device: str | None, imgsz: int | Sequence[int] | None, options: Mapping[str, Any],
+                   deploy_kwargs: Mapping[str, Any] | None = None,
+                   manifest: Mapping[str, Any] | None = None) -> tuple[Backend, dict[str, Any]]:
+    from pvt_deploy.models import build_deploy_module
+    from pvt_deploy.runtimes.base import TensorSpec
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    module = build_deploy_module(model, **dict(deploy_kwargs or {}))
+    if manifest is None:
+        manifest = torch_manifest(module, model=model_name, backbone=backbone, imgsz=imgsz, weights=weights,
+                                  random_init=bool(getattr(model, "random_init", weights is None)))
+    specs = [TensorSpec.from_json(o) for o in manifest.get("outputs", [])]
+    backend = TorchBackend(module, device=device, precision=precision or "fp32", outputs=specs or None,
+                           name=model_name, **options)
+    return backend, dict(manifest)
+
+
+def _load_file(path: Path, kind: str | None, precision: str | None, device: str | None, *, task: str | None,
+               verify: bool, options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        if kind not in (None, "onnx"):
+            raise InputError(f"{path.name} is an ONNX file; --backend {kind} cannot run it directly",
+                             hint="point at its export folder, or use --backend onnx")
+        manifest = _folder_manifest_listing(path)
+        if manifest is not None and verify:
+            verify_file(path.parent, manifest, path.name)
+        if manifest is None:
+            manifest = read_onnx_manifest(path)
+        return _onnx_backend(path, manifest, precision, device, options)
+    if suffix in (".engine", ".plan"):
+        if kind not in (None, "trt"):
+            raise InputError(f"{path.name} is a TensorRT engine; --backend {kind} cannot run it")
+        manifest = _folder_manifest_listing(path) or _folder_manifest(path.parent)
+        if manifest is None:
+            raise InputError(f"{path}: a lone engine does not say how to preprocess or read its outputs; keep "
+                             f"the export's {MANIFEST_NAME} beside it")
+        return _trt_backend(path, manifest, device, options)
+    if suffix in CHECKPOINT_SUFFIXES:
+        if kind not in (None, "torch"):
+            raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with --backend {kind}",
+                             hint=f"pvt-deploy export --model {path}")
+        from pvt_deploy.models import create_model
+
+        model = create_model(str(path), task=task)
+        name = str(getattr(model, "zoo_name", path.stem))
+        backbone = name.split("-")[0]
+        return _torch_backend(model, model_name=name, backbone=backbone, weights=str(path), precision=precision,
+                              device=device, imgsz=None, options=options)
+    raise InputError(f"{path}: not a model pvt-deploy can run (expected an export folder, .onnx, .engine or "
+                     f"a .pth checkpoint)")
+
+
+def _folder_manifest(folder: Path) -> dict[str, Any] | None:
+    return read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else None
+
+
+def _folder_manifest_listing(path: Path) -> dict[str, Any] | None:
+    """The folder's manifest when it describes ``path`` (a renamed or foreign file does not count)."""
+    manifest = _folder_manifest(path.parent)
+    if manifest is not None and path.name in (manifest.get("files") or {}):
+        return manifest
+    return None
+
+
+def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, device: str | None,
+                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend, guess_precision
+
+    entry = (manifest.get("files") or {}).get(path.name) or {}
+    file_precision = entry.get("precision") or guess_precision(path)
+    if precision is not None and precision != file_precision:
+        raise InputError(f"{path.name} holds a {file_precision} graph, not {precision}",
+                         hint=f"pick {ONNX_FILES.get(precision, 'the matching file')} from the export folder")
+    if file_precision == "fp16" and (device or "auto") in ("cpu",):
+        log.warning("%s: an FP16 graph on the CPU runs through casts and is slower than FP32", path.name)
+    backend = OnnxRuntimeBackend(path, device=device, precision=file_precision, **options)
+    return backend, manifest
+
+
+def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
+                 options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    from pvt_deploy.runtimes.tensorrt import TensorRTBackend
+
+    if device is not None and device.lower() == "cpu":
+        raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
+                         hint="use --backend onnx for the CPU")
+    dev = 0 if device in (None, "auto", "cuda", "trt", "tensorrt") else device
+    backend = TensorRTBackend(path, manifest=manifest, device=dev, **options)
+    return backend, manifest
+
+
+def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
+                 weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool,
+                 options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    manifest = read_manifest(folder)
+    if kind == "torch":
+        return _torch_from_folder(folder, manifest, weights, precision, device, random_weights_ok, options)
+    on_cpu = (device or "auto").lower() == "cpu"
+    engine = folder / ENGINE_FILE
+    engine_precision = (manifest.get("files", {}).get(ENGINE_FILE) or {}).get("precision") or (
+        manifest.get("tensorrt") or {}).get("precision")
+    if kind == "trt":
+        if not engine.is_file():
+            raise InputError(f"{folder}: no {ENGINE_FILE}", hint=f"pvt-deploy export --model {folder} --format trt")
+        if precision is not None and engine_precision and precision != engine_precision:
+            raise InputError(f"{engine} was built for {engine_precision}, not {precision}",
+                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt --{precision}")
+        return _trt_backend(engine, manifest, device, options)
+    if kind is None and engine.is_file() and not on_cpu and precision in (None, engine_precision):
+        reason = tensorrt_unavailable_reason()
+        if reason is None:
+            return _trt_backend(engine, manifest, device, options)
+        log.info("%s: not using %s (%s); using ONNX Runtime", folder, ENGINE_FILE, reason)
+    name = ONNX_FILES[precision or "fp32"]
+    if precision == "int8" and not on_cpu and (folder / INT8_TRT_ONNX).is_file():
+        from pvt_deploy.runtimes.ort_providers import TENSORRT, available_providers
+
+        if TENSORRT in available_providers():  # symmetric S8S8 Q/DQ is TensorRT's flavour
+            name = INT8_TRT_ONNX
+    path = folder / name
+    if not path.is_file():
+        flag = {"fp16": " --half", "int8": " --int8"}.get(precision or "fp32", "")
+        raise InputError(f"{folder}: no {name}", hint=f"pvt-deploy export --model {manifest.get('model', folder)}{flag}")
+    if verify:
+        verify_file(folder, manifest, name)
+    if precision == "int8" and device is None:
+        device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour
+    return _onnx_backend(path, manifest, precision, device, options)
+
+
+def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os.PathLike[str] | None,
+                       precision: str | None, device: str | None, random_weights_ok: bool,
+                       options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    """PyTorch for an export folder: the same architecture and graph options, with the export's weights."""
+    from pvt_deploy.models import create_model
+
+    source = os.fspath(weights) if weights is not None else None
+    if source is None:
+        source, why = _torch_weights(folder, manifest)
+        if source is None and not random_weights_ok:
+            raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
+                             hint="pass --weights CHECKPOINT (the file the export was made from)")
+    model_name = str(manifest.get("model") or manifest.get("backbone"))
+    task = manifest.get("task")
+    classes = manifest.get("classes") or []
+    num_classes = len(classes) if classes and task != "features" else None
+    model = create_model(model_name, task=task, weights=source, num_classes=num_classes)
+    post = manifest.get("postprocess") or {}
+    deploy_kwargs: dict[str, Any] = {}
+    if task == "segment" and post.get("seg_output"):
+        deploy_kwargs["seg_output"] = post["seg_output"]
+    if task == "detect" and post.get("pre_nms_topk"):
+        deploy_kwargs["pre_nms_topk"] = int(post["pre_nms_topk"])
+    pre = manifest.get("preprocess") or {}
+    if pre.get("mean") and pre.get("std"):
+        deploy_kwargs.update(mean=tuple(pre["mean"]), std=tuple(pre["std"]))
+    torch_manifest_ = {**manifest, "weights": {**(manifest.get("weights") or {}), "source": source,
+                                                "random_init": source is None}}
+    return _torch_backend(model, model_name=model_name, backbone=str(manifest.get("backbone", model_name)),
+                          weights=source, precision=precision, device=device, imgsz=None, options=options,
+                          deploy_kwargs=deploy_kwargs, manifest=torch_manifest_)
+
+
+# --------------------------------------------------------------------------------------------------
+# Describing an artifact (``pvt-deploy info``)
+# --------------------------------------------------------------------------------------------------
+
+
+def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    from pvt_deploy.utils.files import sha256_file
+
+    path = folder / name
+    row: dict[str, Any] = {"name": name, "precision": (entry or {}).get("precision"),
+                           "bytes": path.stat().st_size if path.is_file() else None}
+    if not path.is_file():
+        row["sha256"] = "missing"
+    elif not entry or not entry.get("sha256"):
+        row["sha256"] = "unlisted"
+    else:
+        row["sha256"] = "ok" if sha256_file(path) == entry["sha256"] else "MISMATCH"
+    if entry and entry.get("source"):
+        row["source"] = entry["source"]
+    return row
+
+
+def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | None = None) -> dict[str, Any]:
+    """Everything ``pvt-deploy info`` shows: manifest summary, I/O, files with sha256 status,
+    precision, dynamic ranges, export parity, and which backends can run it here (and why not)."""
+    text = resolve_model(path_or_name)
+    path = Path(text)
+    manifest: dict[str, Any]
+    files: list[dict[str, Any]] = []
+    candidates: list[Candidate] = []
+    if path.is_dir():
+        manifest = read_manifest(path)
+        listed = dict(manifest.get("files") or {})
+        present = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine", ".plan"))
+        files = [_file_status(path, name, listed.get(name)) for name in dict.fromkeys([*listed, *present])]
+        candidates = backend_candidates(path, manifest, device=device)
+        kind = "export folder"
+    elif path.is_file() and path.suffix.lower() == ".onnx":
+        listing = _folder_manifest_listing(path)
+        manifest = listing if listing is not None else read_onnx_manifest(path)
+        files = [_file_status(path.parent, path.name, (manifest.get("files") or {}).get(path.name))]
+        from pvt_deploy.runtimes.onnxruntime import guess_precision
+        from pvt_deploy.runtimes.ort_providers import available_providers
+
+        files[0]["precision"] = files[0]["precision"] or guess_precision(path)
+        ok = bool(available_providers())
+        candidates = [Candidate("onnx", "onnx", files[0]["precision"], path.name, ok,
+                                "" if ok else "onnxruntime is not installed")]
+        kind = "ONNX file" + (" (manifest from its folder)" if listing is not None else " (manifest from its metadata)")
+    elif path.is_file() and path.suffix.lower() in (".engine", ".plan"):
+        found = _folder_manifest(path.parent)
+        if found is None:
+            raise InputError(f"{path}: a lone engine has no manifest to describe")
+        manifest = found
+        files = [_file_status(path.parent, path.name, (manifest.get("files") or {}).get(path.name))]
+        reason = tensorrt_unavailable_reason()
+        candidates = [Candidate("trt", "trt", files[0]["precision"], path.name, reason is None, reason or "")]
+        kind = "TensorRT engine"
+    elif _is_triton(text) or (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or not path.exists():
+        if _looks_like_path(text) and not path.exists() and not _is_triton(text):
+            raise ModelNotFoundError(f"no such file or folder: {text}")
+        backend, manifest = load_backend(text, device=device)
+        backend.close()
+        candidates = [Candidate(canonical_backend(backend.info.name) or backend.info.name, backend.info.name,
+                                backend.info.precision, None, True, "")]
+        kind = "Triton model" if _is_triton(text) else ("PyTorch checkpoint" if path.is_file() else "zoo model (PyTorch)")
+    else:
+        raise InputError(f"{path}: not an artifact pvt-deploy knows (export folder, .onnx, .engine, .pth)")
+    weights = manifest.get("weights") or {}
+    return {
+        "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
+        "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
+        "classes": list(manifest.get("classes") or [])[:10],
+        "weights": {"source": weights.get("source"), "random_init": weights.get("random_init")},
+        "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),
+        "preprocess": manifest.get("preprocess"), "postprocess": manifest.get("postprocess"),
+        "dynamic": manifest.get("dynamic"), "files": files, "tensorrt": manifest.get("tensorrt"),
+        "parity": manifest.get("parity"), "export": manifest.get("export"), "versions": manifest.get("versions"),
+        "backends": [c.to_json() for c in candidates],
+    }

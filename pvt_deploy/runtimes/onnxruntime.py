@@ -1,0 +1,212 @@
+"""ONNX Runtime as a :class:`Backend`, on CPU, CUDA or the TensorRT execution provider.
+
+Session choices and why:
+
+* Graph optimisation level ALL: layout and fusion passes (LayerNorm, GELU, MatMul+Add) are where ORT
+  beats PyTorch eager on CPU. The optimised graph can be saved (``optimized_model_path``) to read
+  the fusions or to skip the optimisation on later loads.
+* Intra-op threads = physical cores (hyper-threads share the FPU). Spinning is configurable: ORT's
+  worker threads busy-wait between ops by default, which is fastest when inference has the machine
+  to itself but steals cores from decode/encode threads in a video pipeline (``spin=False``).
+* Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
+  ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
+  CPU provider. The providers the session *actually* got are reported in ``info``.
+* On a GPU provider outputs are bound to device memory with IO binding and copied to the host once,
+  instead of ORT allocating host outputs per run (``io_binding="auto"``).
+* The graph contract is float32 in and float32/int32 out; a graph with half-precision I/O is fed
+  and read through casts so every precision looks the same to post-processing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.runtimes.torch import physical_cores
+
+__all__ = ["OnnxRuntimeBackend", "guess_precision", "ort_dtype"]
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+              "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(bfloat16)": "bfloat16"}
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def ort_dtype(type_string: str) -> str:
+    """ONNX Runtime's ``tensor(float)`` -> numpy's ``float32``."""
+    return _ORT_TYPES.get(type_string, type_string.removeprefix("tensor(").removesuffix(")"))
+
+
+def guess_precision(path: str | os.PathLike[str]) -> str:
+    """Precision from the artifact naming convention: ``model.fp16.onnx``, ``model.int8*.onnx``."""
+    name = Path(path).name.lower()
+    if ".fp16." in name or name.endswith("_fp16.onnx"):
+        return "fp16"
+    if ".int8" in name or name.endswith("_int8.onnx"):
+        return "int8"
+    return "fp32"
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _parse_device(device: str | None) -> tuple[str, int]:
+    """``cuda:1`` -> ("cuda", 1); ``None`` -> ("auto", 0)."""
+    text = (device or "auto").lower()
+    if text.isdigit():
+        return "cuda", int(text)
+    kind, _, index = text.partition(":")
+    if kind in ("gpu",):
+        kind = "cuda"
+    if index and not index.isdigit():
+        raise InputError(f"bad device {device!r} (use cpu, cuda, cuda:N or tensorrt)")
+    return kind, int(index or 0)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Run an ``.onnx`` file with ONNX Runtime.
+
+    ``device``: ``auto`` (TensorRT EP > CUDA EP > CPU from what is installed), ``cpu``, ``cuda[:N]`` or
+    ``tensorrt[:N]``. ``threads``: intra-op threads (default physical cores). ``fp16`` lets the
+    TensorRT EP pick FP16 kernels for an FP32 graph. ``cache_dir`` keeps TensorRT EP engines between
+    sessions. ``precision`` is what the file holds (read from the manifest by the loader; guessed
+    from the file name otherwise).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
+                 inter_op_threads: int | None = None, spin: bool | None = None, fp16: bool = False,
+                 cache_dir: str | os.PathLike[str] | None = None,
+                 optimized_model_path: str | os.PathLike[str] | None = None,
+                 io_binding: bool | str = "auto", precision: str | None = None,
+                 providers: Sequence[Any] | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
+        from pvt_deploy.runtimes.ort_providers import select_providers
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no such ONNX file")
+        kind, device_id = _parse_device(device)
+        if providers is None:
+            if cache_dir is not None:
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        cores = physical_cores()
+        options.intra_op_num_threads = int(threads or cores)
+        options.inter_op_num_threads = int(inter_op_threads or cores)
+        if spin is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = str(optimized_model_path)
+        options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
+        try:
+            self._session: Any = ort.InferenceSession(str(self.path), sess_options=options, providers=list(providers))
+        except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
+            raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
+        self._ort = ort
+        self._inputs = [self._spec(i) for i in self._session.get_inputs()]
+        self._outputs = [self._spec(o) for o in self._session.get_outputs()]
+        self._output_names = [o.name for o in self._outputs]
+        used = list(self._session.get_providers())
+        self._on_gpu = bool(used) and used[0] in _GPU_PROVIDERS
+        self._device_id = device_id
+        self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
+        self.precision = precision or guess_precision(self.path)
+        self.info = BackendInfo(
+            name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
+            details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),
+                     "intra_op_threads": options.intra_op_num_threads, "io_binding": self._io_binding,
+                     "graph_optimization": "all"})
+
+    @staticmethod
+    def _spec(arg: Any) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else (str(d) if d else "?") for d in (arg.shape or ()))
+        return TensorSpec(arg.name, ort_dtype(arg.type), shape)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())
+
+    def _prepare_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check names and fixed dims (ORT's own message is a paragraph) and cast dtypes to the graph's."""
+        out: dict[str, np.ndarray] = {}
+        for spec in self._inputs:
+            if spec.name not in feed:
+                raise InputError(f"missing input {spec.name!r} (got {', '.join(feed) or 'nothing'})")
+            array = np.asarray(feed[spec.name])
+            if len(spec.shape) != array.ndim or any(
+                    isinstance(d, int) and d != s for d, s in zip(spec.shape, array.shape, strict=False)):
+                raise ShapeError(f"input {spec.name!r} has shape {list(array.shape)} but {self.path.name} "
+                                 f"takes {list(spec.shape)}",
+                                 hint="use the exported --imgsz, or re-export with --dynamic")
+            if array.dtype != np.dtype(spec.dtype):
+                array = array.astype(spec.dtype)
+            out[spec.name] = np.ascontiguousarray(array)
+        return out
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise InputError("this OnnxRuntimeBackend is closed")
+        arrays = self._prepare_feed(feed)
+        try:
+            values = self._run_bound(arrays) if self._io_binding else self._session.run(self._output_names, arrays)
+        except Exception as e:
+            text = _one_line(e)
+            if "dimension" in text.lower() or "shape" in text.lower():
+                raise ShapeError(f"{self.path.name}: ONNX Runtime rejected the input shape "
+                                 f"{[list(a.shape) for a in arrays.values()]}: {text}") from e
+            raise PvtDeployError(f"{self.path.name}: ONNX Runtime failed: {text}") from e
+        result: dict[str, np.ndarray] = {}
+        for name, value in zip(self._output_names, values, strict=True):
+            array = np.asarray(value)
+            if array.dtype in (np.float16, np.float64):
+                array = array.astype(np.float32)
+            result[name] = array
+        return result
+
+    def _run_bound(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One host->device copy per input, outputs left on the device until one copy back."""
+        binding = self._session.io_binding()
+        for name, array in arrays.items():
+            binding.bind_cpu_input(name, array)
+        device = "cuda" if self._on_gpu else "cpu"
+        for name in self._output_names:
+            binding.bind_output(name, device, self._device_id if self._on_gpu else 0)
+        self._session.run_with_iobinding(binding)
+        outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
+        return outputs
+
+    def metadata(self) -> dict[str, str]:
+        """The graph's ``metadata_props`` (where a lone ``.onnx`` keeps its pvt-deploy manifest)."""
+        if self._session is None:
+            return {}
+        return dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def close(self) -> None:
+        self._session = None

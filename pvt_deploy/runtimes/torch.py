@@ -1,0 +1,192 @@
+"""PyTorch eager as a :class:`Backend`: the reference every exported graph is measured against.
+
+It runs any ``nn.Module`` that follows the graph contract (raw 0..255 RGB ``images`` in, a tuple of
+named outputs back), in practice the ``DeployModule`` the exporter traces, so PyTorch and the ONNX
+graphs share every line of model code and differ only in the runtime. This module knows nothing
+about PVT.
+
+Why the choices below:
+
+* ``torch.inference_mode`` rather than ``no_grad``: no version counters or autograd metadata, a few
+  percent faster and less memory.
+* FP16 is autocast on CUDA only (LayerNorm and Softmax stay FP32 under autocast, as the exported FP16
+  graph keeps them). Half precision on a CPU is slower than FP32 in PyTorch, so it is refused rather
+  than silently slow.
+* Intra-op threads default to the physical cores: hyper-threads share one FPU and only add
+  contention to GEMM-bound transformer blocks.
+* Outputs are always returned as float32/int32 numpy arrays so post-processing is identical for
+  every backend and precision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["TorchBackend", "physical_cores"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_INPUT = TensorSpec("images", "float32", ("batch", 3, "height", "width"))
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once).
+
+    Linux: the distinct (package, core) pairs of the CPUs in our affinity mask, so a container
+    limited to 4 CPUs of a 64-core host answers 4. Elsewhere ``os.cpu_count()``.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology"
+        try:
+            with open(f"{base}/physical_package_id") as f:
+                package = f.read().strip()
+            with open(f"{base}/core_id") as f:
+                core = f.read().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores) or len(cpus))
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    """``None``/``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
+    import torch as torch_mod
+
+    text = (device or "auto").lower()
+    if text in ("auto", ""):
+        return torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
+    if text.isdigit():
+        text = f"cuda:{text}"
+    try:
+        dev = torch_mod.device(text)
+    except RuntimeError as e:
+        raise InputError(f"unknown torch device {device!r} (use cpu, cuda or cuda:N)") from e
+    if dev.type == "cuda" and not torch_mod.cuda.is_available():
+        raise BackendUnavailableError(f"device {device!r} asked for, but this PyTorch has no usable CUDA "
+                                      f"(torch {torch_mod.__version__})",
+                                      hint="use --device cpu, or install a CUDA build of PyTorch")
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported torch device {device!r} (use cpu, cuda or cuda:N)")
+    return dev
+
+
+class TorchBackend(Backend):
+    """Run a contract-following ``nn.Module`` (``DeployModule``) with PyTorch eager.
+
+    ``module`` must expose ``output_names`` (and optionally ``input_names``) and return a tuple in
+    that order. ``precision`` is ``fp32`` or ``fp16`` (autocast, CUDA only). ``threads`` sets
+    ``torch.set_num_threads`` (default: physical cores; the setting is process-wide, as in PyTorch).
+    ``outputs`` may describe the output specs (names, dtypes, symbolic shapes) for ``info``.
+    """
+
+    def __init__(self, module: nn.Module, *, device: str | None = None, precision: str = "fp32",
+                 threads: int | None = None, outputs: Sequence[TensorSpec] | None = None,
+                 name: str | None = None) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = _resolve_device(device)
+        precision = (precision or "fp32").lower()
+        if precision not in ("fp32", "fp16"):
+            raise BackendUnavailableError(f"PyTorch eager runs fp32 or fp16, not {precision}",
+                                          hint="int8 runs with ONNX Runtime (model.int8.onnx) or TensorRT")
+        if precision == "fp16" and self._device.type != "cuda":
+            raise BackendUnavailableError("PyTorch fp16 needs a CUDA device (half precision on a CPU is "
+                                          "slower than fp32)", hint="use --precision fp32 on CPU")
+        self.precision = precision
+        if self._device.type == "cpu":
+            wanted = threads or physical_cores()
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+        elif threads:
+            torch.set_num_threads(threads)
+        names = getattr(module, "output_names", None)
+        if not names:
+            raise InputError("the module passed to TorchBackend has no output_names")
+        self._output_names = tuple(str(n) for n in names)
+        input_names = tuple(getattr(module, "input_names", ("images",)))
+        self._input_name = input_names[0]
+        self._module: nn.Module | None = module.to(self._device).eval()
+        if outputs is not None:
+            self._outputs = [s for s in outputs if s.name in self._output_names]
+        else:
+            self._outputs = [TensorSpec(n, "int32" if n in ("seg_mask", "num_dets", "det_classes") else "float32",
+                                        ()) for n in self._output_names]
+        self._inputs = [TensorSpec(self._input_name, "float32", _DEFAULT_INPUT.shape)]
+        details: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+        if name:
+            details["model"] = name
+        if self._device.type == "cuda":
+            details["gpu"] = torch.cuda.get_device_name(self._device)
+        self.info = BackendInfo(name="torch", device=str(self._device), precision=precision, details=details)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def module(self) -> nn.Module:
+        if self._module is None:
+            raise InputError("this TorchBackend is closed")
+        return self._module
+
+    def _to_tensor(self, feed: Mapping[str, np.ndarray]) -> torch.Tensor:
+        if self._input_name not in feed:
+            raise InputError(f"missing input {self._input_name!r} (got {', '.join(feed) or 'nothing'})")
+        array = np.asarray(feed[self._input_name])
+        if array.ndim != 4 or array.shape[1] != 3:
+            raise ShapeError(f"input {self._input_name!r} must be (N, 3, H, W), got {list(array.shape)}")
+        if array.dtype != np.float32:
+            array = array.astype(np.float32)
+        tensor = self._torch.from_numpy(np.ascontiguousarray(array))
+        return tensor.to(self._device) if self._device.type == "cuda" else tensor
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        x = self._to_tensor(feed)
+        with torch.inference_mode():
+            if self.precision == "fp16":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    outs = self.module(x)
+            else:
+                outs = self.module(x)
+        if isinstance(outs, torch.Tensor):
+            outs = (outs,)
+        result: dict[str, np.ndarray] = {}
+        for name, t in zip(self._output_names, outs, strict=True):
+            if t.dtype in (torch.float16, torch.bfloat16, torch.float64):
+                t = t.float()
+            result[name] = t.detach().cpu().numpy()
+        return result
+
+    def close(self) -> None:
+        if self._module is None:
+            return
+        self._module = None
+        if self._device.type == "cuda":
+            self._torch.cuda.empty_cache()

@@ -1,0 +1,661 @@
+"""From frames to results, overlapped: decode | preprocess | inference | postprocess+draw | write.
+
+:class:`Predictor` is one backend plus the shared pre/post-processing for its manifest: a batch of
+RGB frames in, one :class:`~pvt_deploy.tasks.results.Result` per frame out. :class:`Pipeline` runs
+a :class:`~pvt_deploy.io.sources.Source` through it with one thread per stage and bounded queues,
+so while the backend runs frame *n*, frame *n+1* is being resized and frame *n-1* drawn; the
+caller's thread consumes results (and encodes them with :class:`ResultWriter`). Why this shape:
+
+* End-to-end throughput approaches model-only throughput: decode (PyAV), resize (OpenCV),
+  inference (ORT/torch/TensorRT), drawing (OpenCV) and encode (libx264) all release the GIL.
+* Memory stays flat on hour-long clips: queues are bounded (a slow stage back-pressures the
+  decoder instead of buffering frames) and results are handed on, never accumulated.
+* Order is kept (one thread per stage, FIFO queues), so frame *n* of the output is frame *n* of the
+  input, and an error travels down the queues *after* the frames decoded before it: a truncated or
+  dropped source still yields everything it delivered, then the error.
+* Stopping is cooperative: closing the iterator (Ctrl-C in the consumer, ``break``, an exception
+  in any stage) sets one event that every blocking queue operation polls, so threads exit and the
+  caller's ``with`` blocks finalise the outputs (the H.264 writer writes its trailer).
+
+Live streams reconnect inside the source (see :mod:`pvt_deploy.io.sources`); the pipeline simply
+waits through the gap. Batching groups ``batch`` frames per inference call; for live streams it takes
+what has arrived instead of waiting for a full batch, so latency does not grow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pvt_deploy.errors import InputError, ShapeError
+from pvt_deploy.runtimes.base import Backend
+from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
+from pvt_deploy.tasks.results import FrameLike, Result, make_results
+
+__all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "increment_dir"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "write")
+_POLL_S = 0.1  # how often blocked queue operations look at the stop event
+_JOIN_S = 5.0  # how long closing waits for a stage thread (an inference call in flight) before leaving it
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+
+class StageTimes:
+    """Busy time per stage (not time spent waiting on queues) and frames it handled, thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.frames: dict[str, int] = dict.fromkeys(STAGES, 0)
+
+    def add(self, stage: str, seconds: float, frames: int = 1) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+            self.frames[stage] = self.frames.get(stage, 0) + frames
+
+    def ms_per_frame(self, stage: str) -> float | None:
+        n = self.frames.get(stage, 0)
+        return 1000.0 * self.seconds[stage] / n if n else None
+
+    def to_json(self) -> dict[str, dict[str, float | int | None]]:
+        out: dict[str, dict[str, float | int | None]] = {}
+        for stage in self.seconds:
+            ms = self.ms_per_frame(stage)
+            if ms is None:
+                continue
+            out[stage] = {"ms_per_frame": round(ms, 3), "fps": round(1000.0 / ms, 2) if ms > 0 else None,
+                          "frames": self.frames[stage], "seconds": round(self.seconds[stage], 4)}
+        return out
+
+
+@dataclass
+class RunSummary:
+    """What a run did: frames, wall time, throughput, per-stage cost, and what went wrong on the way.
+
+    ``model_fps`` is frames per second of inference busy time alone (the backend's own throughput
+    inside the run), so ``fps / model_fps`` says how well the other stages are hidden.
+    """
+
+    frames: int = 0
+    seconds: float = 0.0
+    stages: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    skipped: int = 0
+    dropped: int = 0
+    source_error: str | None = None
+    interrupted: bool = False
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def model_fps(self) -> float | None:
+        ms = self.stages.get("inference", {}).get("ms_per_frame")
+        return 1000.0 / float(ms) if ms else None
+
+    def to_json(self) -> dict[str, Any]:
+        model_fps = self.model_fps
+        return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
+                "model_fps": round(model_fps, 3) if model_fps else None,
+                "pipeline_efficiency": round(self.fps / model_fps, 3) if model_fps else None,
+                "stages": self.stages, "skipped": self.skipped, "dropped": self.dropped,
+                "source_error": self.source_error, "interrupted": self.interrupted, "outputs": self.outputs}
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictor: one backend + the shared pre/post-processing
+# --------------------------------------------------------------------------------------------------
+
+
+def _size_pair(imgsz: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if imgsz is None:
+        return None
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    values = [int(v) for v in imgsz]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+class Predictor:
+    """Runs batches of RGB frames through ``backend`` as ``manifest`` says (preprocess, postprocess).
+
+    ``imgsz`` overrides the preprocessing size of a dynamic graph (a static graph only takes its
+    exported size). ``conf``/``iou``/``classes``/``max_det`` override the manifest's detection
+    settings; ``topk`` the classification's.
+    """
+
+    def __init__(self, backend: Backend, manifest: Mapping[str, Any], *, imgsz: int | Sequence[int] | None = None,
+                 conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
+                 max_det: int | None = None, topk: int | None = None) -> None:
+        self.backend = backend
+        self.manifest = manifest
+        self.task = str(manifest["task"])
+        self.names: list[str] = [str(n) for n in manifest.get("classes") or []]
+        self.post = dict(manifest.get("postprocess") or {})
+        self.conf, self.iou, self.max_det, self.topk = conf, iou, max_det, topk
+        self.classes = list(classes) if classes is not None else None
+        if conf is not None and not 0.0 <= conf <= 1.0:
+            raise InputError(f"conf must be in [0, 1], got {conf}")
+        if iou is not None and not 0.0 <= iou <= 1.0:
+            raise InputError(f"iou must be in [0, 1], got {iou}")
+        pre = dict(manifest.get("preprocess") or {})
+        dynamic = manifest.get("dynamic") or None
+        size = _size_pair(imgsz)
+        if not dynamic and size is not None and pre.get("imgsz") and list(size) != [int(v) for v in pre["imgsz"]]:
+            raise ShapeError(f"this graph takes a fixed {pre['imgsz'][0]}x{pre['imgsz'][1]} input, not {size[0]}x{size[1]}",
+                             hint="drop --imgsz, or re-export with --dynamic")
+        self.preprocessor = Preprocessor(pre, dynamic=bool(dynamic), imgsz=size,
+                                         dynamic_range=self._dynamic_range(dynamic))
+        self.input_name = backend.inputs[0].name if backend.inputs else "images"
+        batch_dim = backend.inputs[0].shape[0] if backend.inputs and backend.inputs[0].shape else "batch"
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        self.max_batch = int(dynamic.get("batch", [1, 1 << 20])[1]) if dynamic else (self.fixed_batch or 1)
+
+    def _dynamic_range(self, dynamic: Mapping[str, Any] | None) -> dict[str, list[int]] | None:
+        """The manifest's range, narrowed to a TensorRT engine's profile when that is what runs."""
+        if not dynamic:
+            return None
+        ranges = {k: list(v) for k, v in dynamic.items() if k in ("height", "width")}
+        profiles = getattr(self.backend, "profiles", None)
+        if profiles:
+            try:
+                lo, hi = profiles[0]["min"], profiles[0]["max"]
+                for i, name in ((2, "height"), (3, "width")):
+                    a, b = ranges.get(name, [0, 1 << 30])
+                    ranges[name] = [max(int(a), int(lo[i])), min(int(b), int(hi[i]))]
+            except (KeyError, IndexError, TypeError):
+                pass
+        return ranges
+
+    def check_batch(self, batch: int) -> None:
+        if batch < 1:
+            raise InputError(f"batch must be >= 1, got {batch}")
+        if batch > self.max_batch:
+            raise ShapeError(f"batch {batch} is more than this graph takes ({self.max_batch})",
+                             hint="lower --batch, or re-export with a larger batch range")
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], list[Letterbox]]:
+        array, records = self.preprocessor.batch(images)
+        if self.fixed_batch and array.shape[0] < self.fixed_batch:  # a static-batch graph: pad with copies
+            pad = np.repeat(array[-1:], self.fixed_batch - array.shape[0], axis=0)
+            array = np.concatenate([array, pad], axis=0)
+        return {self.input_name: array}, records
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.backend.infer(feed)
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox],
+                    frames: Sequence[FrameLike], *, video: bool = False,
+                    speed: Mapping[str, float] | None = None) -> list[Result]:
+        n = len(frames)
+        if self.fixed_batch and n < self.fixed_batch:
+            outputs = {k: v[:n] for k, v in outputs.items()}
+        return make_results(outputs, records, frames, task=self.task, names=self.names, post=self.post,
+                            video=video, conf=self.conf, iou=self.iou, classes=self.classes,
+                            max_det=self.max_det, topk=self.topk, speed=speed)
+
+    def __call__(self, frames: Sequence[FrameLike], *, video: bool = False) -> list[Result]:
+        """Sequential pre -> infer -> post for one batch, with ``speed`` filled in."""
+        t0 = time.perf_counter()
+        feed, records = self.preprocess([f.image for f in frames])
+        t1 = time.perf_counter()
+        outputs = self.infer(feed)
+        t2 = time.perf_counter()
+        results = self.postprocess(outputs, records, frames, video=video)
+        t3 = time.perf_counter()
+        _set_speed(results, t1 - t0, t2 - t1, t3 - t2)
+        return results
+
+
+def _set_speed(results: Sequence[Result], pre_s: float, infer_s: float, post_s: float) -> None:
+    n = max(len(results), 1)
+    speed = {"preprocess": 1000 * pre_s / n, "inference": 1000 * infer_s / n, "postprocess": 1000 * post_s / n}
+    for r in results:
+        r.speed = dict(speed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+class _End:
+    """End of the frames (a singleton travelling through the queues)."""
+
+
+_END = _End()
+
+
+@dataclass
+class _Failure:
+    """An exception raised in a stage, delivered to the consumer in frame order."""
+
+    error: BaseException
+
+
+@dataclass
+class _Batch:
+    frames: list[Any]
+    feed: dict[str, np.ndarray]
+    records: list[Letterbox]
+    pre_s: float
+    outputs: dict[str, np.ndarray] | None = None
+    infer_s: float = 0.0
+
+
+class _Stopped(Exception):
+    """The pipeline is closing; a stage leaves its loop."""
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            continue
+    raise _Stopped
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    while not stop.is_set():
+        try:
+            return q.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    raise _Stopped
+
+
+class Pipeline:
+    """Iterate ``source`` through ``predictor``, yielding :class:`Result` in frame order.
+
+    ``batch`` frames per inference call. ``threaded`` (default: for videos, streams and image
+    folders) runs each stage in its own thread with bounded queues; otherwise stages run inline.
+    ``draw`` renders ``result.plot()`` in the post-processing thread (for writers and ``--show``).
+    The source is closed when iteration ends. ``summary()`` reports frames, FPS and stage times.
+    """
+
+    def __init__(self, predictor: Predictor, source: Any, *, batch: int = 1, threaded: bool | None = None,
+                 draw: bool = False, queue_frames: int | None = None) -> None:
+        predictor.check_batch(batch)
+        self.predictor = predictor
+        self.source = source
+        self.batch = batch
+        kind = getattr(source, "kind", "images")
+        self.video = kind in ("video", "stream")
+        self.live = kind == "stream"
+        self.threaded = threaded if threaded is not None else kind in ("video", "stream", "images")
+        self.draw = draw
+        self.queue_frames = queue_frames or max(4, 2 * batch)
+        self.times = StageTimes()
+        self.frames_done = 0
+        self.interrupted = False
+        self._t0: float | None = None
+        self._t1: float | None = None
+        self._used = False
+
+    # -- public -------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Result]:
+        if self._used:
+            raise InputError("a Pipeline can be iterated only once")
+        self._used = True
+        return self._run()
+
+    def summary(self, outputs: Sequence[str | os.PathLike[str]] = ()) -> RunSummary:
+        end = self._t1 if self._t1 is not None else time.perf_counter()
+        seconds = end - self._t0 if self._t0 is not None else 0.0
+        return RunSummary(frames=self.frames_done, seconds=seconds, stages=self.times.to_json(),
+                          skipped=int(getattr(self.source, "skipped", 0) or 0),
+                          dropped=int(getattr(self.source, "dropped", 0) or 0),
+                          source_error=getattr(self.source, "error", None), interrupted=self.interrupted,
+                          outputs=[str(p) for p in outputs])
+
+    # -- driver -------------------------------------------------------------------------------------
+    def _run(self) -> Iterator[Result]:
+        self._t0 = time.perf_counter()
+        inner: Generator[Result, None, None] = self._run_threaded() if self.threaded else self._run_inline()
+        try:
+            for result in inner:
+                self.frames_done += 1
+                yield result
+        except (KeyboardInterrupt, GeneratorExit):
+            self.interrupted = True
+            raise
+        finally:
+            inner.close()
+            self._t1 = time.perf_counter()
+            close = getattr(self.source, "close", None)
+            if close is not None:
+                close()
+
+    def _run_inline(self) -> Generator[Result, None, None]:
+        pending: list[Any] = []
+        frames = iter(self.source)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is not None:
+                    self.times.add("decode", time.perf_counter() - t0)
+                    pending.append(frame)
+                if pending and (frame is None or len(pending) >= self.batch):
+                    batch, pending = pending, []
+                    yield from self._post(self._infer(self._pre(batch)))
+                if frame is None:
+                    return
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+    def _pre(self, frames: list[Any]) -> _Batch:
+        t0 = time.perf_counter()
+        feed, records = self.predictor.preprocess([f.image for f in frames])
+        dt = time.perf_counter() - t0
+        self.times.add("preprocess", dt, len(frames))
+        return _Batch(frames, feed, records, dt)
+
+    def _infer(self, batch: _Batch) -> _Batch:
+        t0 = time.perf_counter()
+        batch.outputs = self.predictor.infer(batch.feed)
+        batch.infer_s = time.perf_counter() - t0
+        batch.feed = {}  # the input tensor is not needed any more: free it before post-processing
+        self.times.add("inference", batch.infer_s, len(batch.frames))
+        return batch
+
+    def _post(self, batch: _Batch) -> list[Result]:
+        assert batch.outputs is not None
+        t0 = time.perf_counter()
+        results = self.predictor.postprocess(batch.outputs, batch.records, batch.frames, video=self.video)
+        post_s = time.perf_counter() - t0
+        self.times.add("postprocess", post_s, len(batch.frames))
+        _set_speed(results, batch.pre_s, batch.infer_s, post_s)
+        if self.draw:
+            t1 = time.perf_counter()
+            for r in results:
+                r.plot()
+            self.times.add("draw", time.perf_counter() - t1, len(results))
+        return results
+
+    # -- threads ------------------------------------------------------------------------------------
+    def _run_threaded(self) -> Generator[Result, None, None]:
+        stop = threading.Event()
+        q_frames: queue.Queue[Any] = queue.Queue(maxsize=self.queue_frames)
+        q_batches: queue.Queue[Any] = queue.Queue(maxsize=2)
+        q_outputs: queue.Queue[Any] = queue.Queue(maxsize=2)
+        q_results: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * self.batch))
+        stages: list[tuple[str, Callable[[], None]]] = [
+            ("decode", lambda: self._decode_loop(q_frames, stop)),
+            ("preprocess", lambda: self._batch_loop(q_frames, q_batches, stop)),
+            ("inference", lambda: self._map_loop(q_batches, q_outputs, stop, self._infer)),
+            ("postprocess", lambda: self._map_loop(q_outputs, q_results, stop, self._post, many=True)),
+        ]
+        threads = [threading.Thread(target=fn, name=f"pvt-deploy-{name}", daemon=True) for name, fn in stages]
+        for t in threads:
+            t.start()
+        try:
+            while True:
+                try:
+                    item = q_results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if not any(t.is_alive() for t in threads) and q_results.empty():
+                        raise RuntimeError("pipeline threads ended without a result or an error") from None
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=_JOIN_S)
+            alive = [t.name for t in threads if t.is_alive()]
+            if alive:
+                log.debug("pipeline threads still finishing: %s", ", ".join(alive))
+
+    def _decode_loop(self, out: queue.Queue[Any], stop: threading.Event) -> None:
+        frames = iter(self.source)
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                self.times.add("decode", time.perf_counter() - t0)
+                _put(out, frame, stop)
+            _put(out, _END, stop)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - delivered to the consumer after the frames before it
+            _put_quietly(out, _Failure(e), stop)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # in this thread: the decoder is never closed under a running decode call
+
+    def _batch_loop(self, inp: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+        pending: list[Any] = []
+        try:
+            while True:
+                item = _get(inp, stop)
+                if isinstance(item, (_End, _Failure)):
+                    if pending:
+                        _put(out, self._pre(pending), stop)
+                    _put(out, item, stop)
+                    return
+                pending.append(item)
+                if self.live:  # take what has arrived; never wait for a full batch on a live feed
+                    while len(pending) < self.batch:
+                        try:
+                            nxt = inp.get_nowait()
+                        except queue.Empty:
+                            break
+                        if isinstance(nxt, (_End, _Failure)):
+                            _put(out, self._pre(pending), stop)
+                            _put(out, nxt, stop)
+                            return
+                        pending.append(nxt)
+                if self.live or len(pending) >= self.batch:
+                    batch, pending = pending, []
+                    _put(out, self._pre(batch), stop)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            _put_quietly(out, _Failure(e), stop)
+
+    def _map_loop(self, inp: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event,
+                  fn: Callable[[Any], Any], many: bool = False) -> None:
+        try:
+            while True:
+                item = _get(inp, stop)
+                if isinstance(item, (_End, _Failure)):
+                    _put(out, item, stop)
+                    return
+                result = fn(item)
+                if many:
+                    for r in result:
+                        _put(out, r, stop)
+                else:
+                    _put(out, result, stop)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            _put_quietly(out, _Failure(e), stop)
+
+
+def _put_quietly(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    with contextlib.suppress(_Stopped):
+        _put(q, item, stop)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing results
+# --------------------------------------------------------------------------------------------------
+
+
+def increment_dir(base: str | os.PathLike[str]) -> Path:
+    """``runs/infer/pvt_small`` if free, else ``pvt_small2``, ``pvt_small3``, ... (never overwrite a run)."""
+    path = Path(base)
+    if not path.exists():
+        return path
+    stem = re.sub(r"\d+$", "", path.name) or path.name
+    n = 2
+    while (path.parent / f"{stem}{n}").exists():
+        n += 1
+    return path.parent / f"{stem}{n}"
+
+
+def _is_coco(names: Sequence[str]) -> bool:
+    return len(names) == 80 and names[0] == "person"
+
+
+class ResultWriter:
+    """Everything ``infer`` writes for one run, in ``save_dir``:
+
+    * ``save``: annotated images under their own names; videos and streams as annotated H.264
+      ``<name>.mp4`` at the source's frame rate (divided by ``vid_stride``) and size;
+    * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
+      ``predictions_coco.json`` (COCO results format) for detection models.
+
+    ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
+    written stays valid and playable); the COCO file is only written by a run that completed.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike[str], *, task: str, names: Sequence[str], save: bool = True,
+                 save_json: bool = False, fps: float | None = None, vid_stride: int = 1, codec: str = "auto",
+                 mask_pngs: bool = False) -> None:
+        self.save_dir = Path(save_dir)
+        self.task = task
+        self.names = list(names)
+        self.save = save
+        self.save_json = save_json
+        self.fps = fps
+        self.vid_stride = max(1, vid_stride)
+        self.codec = codec
+        self.mask_pngs = mask_pngs
+        self.outputs: list[Path] = []
+        self._images: Any = None
+        self._video: Any = None
+        self._video_key: str | None = None
+        self._jsonl: Any = None
+        self._coco: Any = None
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        if save_json:
+            from pvt_deploy.io.sinks import COCO80_TO_91, CocoJsonWriter, JsonlWriter
+
+            self._jsonl = JsonlWriter(self.save_dir / "predictions.jsonl")
+            if task == "detect":
+                ids = COCO80_TO_91 if _is_coco(self.names) else None
+                self._coco = CocoJsonWriter(self.save_dir / "predictions_coco.json", category_ids=ids)
+
+    @property
+    def frames_written(self) -> int:
+        return int(getattr(self._video, "frames_written", 0) or 0)
+
+    def write(self, result: Result) -> None:
+        if self.save:
+            if result.frame is not None:
+                self._write_video(result)
+            else:
+                self._write_image(result)
+        if self._jsonl is not None:
+            self._jsonl.write(result.to_dict())
+        if self._coco is not None and result.boxes is not None:
+            from pvt_deploy.io.sinks import coco_image_id
+
+            image_id: int | str = result.frame if result.frame is not None else coco_image_id(result.path)
+            self._coco.add(image_id, result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+
+    def _write_image(self, result: Result) -> None:
+        from pvt_deploy.io.sinks import ImageWriter
+
+        if self._images is None:
+            self._images = ImageWriter(self.save_dir)
+        name = Path(result.path.replace("\\", "/")).name or "image.jpg"
+        path = self._images.write(result.plot(), name)
+        self.outputs.append(path)
+        if self.mask_pngs and result.mask is not None:
+            self.outputs.append(result.save_mask(path.with_name(path.stem + "_mask.png")))
+
+    def _write_video(self, result: Result) -> None:
+        from pvt_deploy.io.sinks import VideoWriter
+
+        key = result.path
+        if self._video is None or key != self._video_key:
+            self._close_video()
+            stem = _safe_stem(result.path)
+            fps = (self.fps or 25.0) / self.vid_stride
+            h, w = result.orig_shape
+            target = self.save_dir / f"{stem}.mp4"
+            if target.exists() or any(p == target for p in self.outputs):
+                target = self.save_dir / f"{stem}_{len(self.outputs)}.mp4"
+            self._video = VideoWriter(target, fps, (w, h), self.codec)
+            self._video_key = key
+        self._video.write(result.plot())
+
+    def _close_video(self) -> None:
+        if self._video is not None:
+            path = self._video.close()
+            if path is not None:
+                self.outputs.append(Path(path))
+            self._video = None
+
+    def close(self, error: BaseException | None = None) -> list[Path]:
+        """Finalise every output (see the class docstring); returns the files written."""
+        try:
+            if error is not None and self._video is not None:
+                log.warning("%s: stopped by %s; keeping the %d frames written", self._video.path,
+                            type(error).__name__, self._video.frames_written)
+            self._close_video()
+        finally:
+            if self._jsonl is not None:
+                self.outputs.append(self._jsonl.close())
+                self._jsonl = None
+            if self._coco is not None:
+                if error is None:
+                    self.outputs.append(self._coco.close())
+                else:
+                    log.warning("%s: not written (the run did not complete)", self._coco.path)
+                self._coco = None
+        return self.outputs
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.close(exc)
+
+
+_UNSAFE = re.compile(r"[^\w.\-]+")
+
+
+def _safe_stem(path: str) -> str:
+    """An output file stem for a video path, stream URL or ``webcam0``."""
+    if "://" in path:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(path)
+        text = Path(parts.path).stem or parts.hostname or "stream"
+    else:
+        text = Path(path.replace("\\", "/")).stem or "video"
+    return _UNSAFE.sub("_", text).strip("._") or "video"

@@ -1,0 +1,335 @@
+"""Per-image results: what ``Model.predict`` yields and what the sinks write.
+
+In the spirit of Ultralytics' ``Results``: one :class:`Result` per image or video frame, holding the
+original picture (RGB), where it came from, the timings, and the task's output in *original-image*
+pixels, already post-processed by the shared code in :mod:`pvt_deploy.tasks.postprocess`:
+
+* detect: ``result.boxes`` (:class:`Boxes`: ``xyxy``, ``conf``, ``cls``, ``xywh``, ``xyxyn``, names)
+* segment: ``result.mask`` (class id per pixel, ``(H, W)`` int32) and ``result.areas()``
+* classify: ``result.probs`` (:class:`Probs`: ``top5``, ``top5conf``, ``top1``, ``top1conf``)
+
+``plot()`` draws with :mod:`pvt_deploy.tasks.visualize`; ``to_dict()``/``to_json()`` give the
+record written as one JSON Lines row per frame; ``save()`` writes the annotated picture.
+Results are plain numpy: nothing here knows which backend produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pvt_deploy.tasks.postprocess import (
+    Detections,
+    postprocess_classify,
+    postprocess_detect,
+    postprocess_segment,
+)
+from pvt_deploy.tasks.preprocess import Letterbox
+
+__all__ = ["Boxes", "FrameLike", "Probs", "Result", "make_results"]
+
+SPEED_KEYS = ("preprocess", "inference", "postprocess")
+
+
+def _name(names: Sequence[str], cid: int) -> str:
+    return names[cid] if 0 <= cid < len(names) else str(cid)
+
+
+@dataclass
+class Boxes:
+    """Detections of one image in original pixels, best score first.
+
+    ``xyxy`` ``(N, 4)`` float32, ``conf`` ``(N,)`` float32, ``cls`` ``(N,)`` int64 class ids,
+    ``orig_shape`` ``(H, W)`` for the normalised forms. Indexing returns a filtered :class:`Boxes`
+    (``r.boxes[r.boxes.conf > 0.5]``).
+    """
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+    names: Sequence[str] = ()
+    orig_shape: tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return int(self.conf.shape[0])
+
+    def __getitem__(self, index: Any) -> Boxes:
+        return Boxes(self.xyxy[index].reshape(-1, 4), np.atleast_1d(self.conf[index]),
+                     np.atleast_1d(self.cls[index]), self.names, self.orig_shape)
+
+    def __iter__(self) -> Iterator[Boxes]:
+        for i in range(len(self)):
+            yield self[i : i + 1]
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """Centre x, centre y, width, height."""
+        b = self.xyxy
+        return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
+                        axis=1).astype(np.float32)
+
+    @property
+    def xyxyn(self) -> np.ndarray:
+        """``xyxy`` divided by the image width/height (0..1)."""
+        h, w = self.orig_shape
+        return (self.xyxy / np.array([w, h, w, h], dtype=np.float32)).astype(np.float32)
+
+    @property
+    def xywhn(self) -> np.ndarray:
+        h, w = self.orig_shape
+        return (self.xywh / np.array([w, h, w, h], dtype=np.float32)).astype(np.float32)
+
+    @property
+    def labels(self) -> list[str]:
+        return [_name(self.names, int(c)) for c in self.cls]
+
+    def to_list(self, decimals: int = 2) -> list[dict[str, Any]]:
+        return [{"box": [round(float(v), decimals) for v in box], "score": round(float(s), 4),
+                 "class_id": int(c), "class": _name(self.names, int(c))}
+                for box, s, c in zip(self.xyxy, self.conf, self.cls, strict=True)]
+
+    @classmethod
+    def from_detections(cls, det: Detections, names: Sequence[str], orig_shape: tuple[int, int]) -> Boxes:
+        return cls(det.boxes.astype(np.float32), det.scores.astype(np.float32), det.class_ids.astype(np.int64),
+                   names, orig_shape)
+
+
+@dataclass
+class Probs:
+    """Top-k classification of one image: class ids ``top`` and probabilities ``conf``, best first."""
+
+    top: np.ndarray
+    conf: np.ndarray
+    names: Sequence[str] = ()
+
+    @property
+    def top1(self) -> int:
+        return int(self.top[0])
+
+    @property
+    def top1conf(self) -> float:
+        return float(self.conf[0])
+
+    @property
+    def top5(self) -> list[int]:
+        return [int(i) for i in self.top[:5]]
+
+    @property
+    def top5conf(self) -> np.ndarray:
+        return self.conf[:5]
+
+    @property
+    def labels(self) -> list[str]:
+        return [_name(self.names, int(i)) for i in self.top]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [{"class_id": int(i), "class": _name(self.names, int(i)), "prob": round(float(p), 5)}
+                for i, p in zip(self.top, self.conf, strict=True)]
+
+
+@dataclass
+class Result:
+    """The result of one image or video frame (see the module docstring).
+
+    ``path``: the image file, video file or stream; ``frame``: the frame number in a video/stream
+    (``None`` for still images); ``timestamp``: seconds into the video; ``speed``: milliseconds per
+    image for ``preprocess``, ``inference`` and ``postprocess`` (batch time divided by batch size).
+    """
+
+    task: str
+    orig_img: np.ndarray
+    path: str = "image0.jpg"
+    names: Sequence[str] = ()
+    frame: int | None = None
+    timestamp: float | None = None
+    speed: dict[str, float] = field(default_factory=dict)
+    boxes: Boxes | None = None
+    mask: np.ndarray | None = None
+    probs: Probs | None = None
+    features: dict[str, np.ndarray] | None = None
+    _plotted: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def orig_shape(self) -> tuple[int, int]:
+        return int(self.orig_img.shape[0]), int(self.orig_img.shape[1])
+
+    def __len__(self) -> int:
+        if self.boxes is not None:
+            return len(self.boxes)
+        if self.probs is not None:
+            return len(self.probs.top)
+        return len(self.areas()) if self.mask is not None else 0
+
+    # -- summaries ----------------------------------------------------------------------------------
+    def areas(self) -> list[dict[str, Any]]:
+        """Classes present in ``mask``, largest first: ``class_id``, ``class``, ``pixels``, ``fraction``."""
+        if self.mask is None:
+            return []
+        counts = np.bincount(self.mask.reshape(-1).astype(np.int64, copy=False), minlength=len(self.names))
+        total = max(int(self.mask.size), 1)
+        order = np.argsort(-counts, kind="stable")
+        return [{"class_id": int(c), "class": _name(self.names, int(c)), "pixels": int(counts[c]),
+                 "fraction": round(float(counts[c]) / total, 5)} for c in order if counts[c] > 0]
+
+    def verbose(self) -> str:
+        """One short line: ``"2 person, 1 cup"``, ``"wall 41%, floor 20%"``, ``"tabby 71.2%"``."""
+        if self.boxes is not None:
+            if not len(self.boxes):
+                return "no detections"
+            labels, counts = np.unique(self.boxes.cls, return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            return ", ".join(f"{counts[i]} {_name(self.names, int(labels[i]))}" for i in order)
+        if self.mask is not None:
+            return ", ".join(f"{a['class']} {a['fraction']:.0%}" for a in self.areas()[:3])
+        if self.probs is not None:
+            return ", ".join(f"{n} {p:.1%}" for n, p in zip(self.probs.labels[:3], self.probs.conf[:3], strict=False))
+        if self.features is not None:
+            return ", ".join(f"{k} {list(v.shape)}" for k, v in self.features.items())
+        return ""
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def plot(self, *, conf: bool = True, labels: bool = True, line_width: int | None = None,
+             alpha: float = 0.5, legend: int = 5) -> np.ndarray:
+        """The original picture with this result drawn on it (a new RGB uint8 array).
+
+        Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text);
+        segmentation as a colour overlay (``alpha``) with the ``legend`` largest classes listed;
+        classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
+        post-processing thread and the writer reuses the picture.
+        """
+        default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
+        if default and self._plotted is not None:
+            return self._plotted
+        from pvt_deploy.tasks import visualize
+
+        image = self.orig_img
+        if self.mask is not None:
+            image = visualize.overlay_mask(image, self.mask, alpha=alpha)
+            if legend:
+                image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in self.areas()[:legend]])
+        if self.boxes is not None:
+            b = self.boxes
+            names = self.names if labels else [""] * max(len(self.names), int(b.cls.max(initial=0)) + 1)
+            image = visualize.draw_boxes(image, b.xyxy, b.conf if conf and labels else None, b.cls, names,
+                                         line_width=line_width)
+        if self.probs is not None:
+            image = visualize.draw_topk(image, list(zip(self.probs.labels, self.probs.conf.tolist(), strict=True)))
+        if image is self.orig_img:
+            image = image.copy()
+        if default:
+            self._plotted = image
+        return image
+
+    # -- serialisation ------------------------------------------------------------------------------
+    def to_dict(self, decimals: int = 2) -> dict[str, Any]:
+        """The JSON Lines record: source, frame, size, timings and the task's output."""
+        h, w = self.orig_shape
+        out: dict[str, Any] = {"source": self.path}
+        if self.frame is not None:
+            out["frame"] = self.frame
+        if self.timestamp is not None:
+            out["timestamp"] = round(float(self.timestamp), 4)
+        out.update({"task": self.task, "width": w, "height": h,
+                    "speed_ms": {k: round(float(v), 3) for k, v in self.speed.items()}})
+        if self.boxes is not None:
+            out["detections"] = self.boxes.to_list(decimals)
+        if self.mask is not None:
+            out["classes"] = self.areas()
+        if self.probs is not None:
+            out["top"] = self.probs.to_list()
+        if self.features is not None:
+            out["features"] = {k: list(v.shape) for k, v in self.features.items()}
+        return out
+
+    def to_json(self, decimals: int = 2) -> str:
+        return json.dumps(self.to_dict(decimals), separators=(",", ":"))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``plot()`` as an image file (type from the suffix), atomically; returns the path."""
+        import cv2
+
+        from pvt_deploy.errors import InputError
+        from pvt_deploy.utils.files import atomic_path
+
+        target = Path(path)
+        ok, data = cv2.imencode(target.suffix or ".jpg", cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise InputError(f"cannot encode an image as {target.suffix!r}")
+        with atomic_path(target) as tmp:
+            data.tofile(str(tmp))
+        return target
+
+    def save_mask(self, path: str | os.PathLike[str]) -> Path:
+        """Write the class map as a PNG (uint8 class ids; uint16 past 255 classes), atomically."""
+        import cv2
+
+        from pvt_deploy.errors import InputError
+        from pvt_deploy.utils.files import atomic_path
+
+        if self.mask is None:
+            raise InputError(f"a {self.task} result has no mask")
+        dtype = np.uint8 if len(self.names) <= 256 else np.uint16
+        ok, data = cv2.imencode(".png", self.mask.astype(dtype))
+        if not ok:
+            raise InputError("cannot encode the mask as PNG")
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            data.tofile(str(tmp))
+        return target
+
+    def __repr__(self) -> str:
+        h, w = self.orig_shape
+        where = f"{self.path}" + (f"#{self.frame}" if self.frame is not None else "")
+        return f"Result(task={self.task!r}, source={where!r}, size={w}x{h}, {self.verbose() or 'empty'})"
+
+
+class FrameLike(Protocol):
+    """What :func:`make_results` needs of a frame (``pvt_deploy.io.Frame`` fits)."""
+
+    @property
+    def image(self) -> np.ndarray: ...
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def timestamp(self) -> float | None: ...
+
+
+def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox], frames: Sequence[FrameLike], *,
+                 task: str, names: Sequence[str], post: Mapping[str, Any], video: bool = False,
+                 conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
+                 max_det: int | None = None, topk: int | None = None,
+                 speed: Mapping[str, float] | None = None) -> list[Result]:
+    """One batch of graph outputs -> one :class:`Result` per frame, via the shared post-processing.
+
+    ``classes`` keeps only those class ids (detection); ``video`` says frames carry frame numbers.
+    """
+    speed_ = dict(speed or {})
+    common: list[dict[str, Any]] = [
+        {"task": task, "orig_img": f.image, "path": f.path, "names": names,
+         "frame": f.index if video else None, "timestamp": f.timestamp, "speed": dict(speed_)}
+        for f in frames]
+    if task == "detect":
+        dets = postprocess_detect(outputs, list(records), post, conf=conf, iou=iou, max_det=max_det,
+                                  classes=list(classes) if classes is not None else None)
+        return [Result(**c, boxes=Boxes.from_detections(d, names, r.orig_hw))
+                for c, d, r in zip(common, dets, records, strict=True)]
+    if task == "segment":
+        maps = postprocess_segment(outputs, list(records), post)
+        return [Result(**c, mask=m) for c, m in zip(common, maps, strict=True)]
+    if task == "classify":
+        k = int(topk or post.get("topk", 5))
+        tops = postprocess_classify(outputs, k=k)
+        return [Result(**c, probs=Probs(ids, p.astype(np.float32), names)) for c, (ids, p) in zip(common, tops,
+                                                                                                   strict=True)]
+    return [Result(**c, features={k: np.asarray(v[i]) for k, v in outputs.items()}) for i, c in enumerate(common)]

@@ -1,0 +1,170 @@
+"""Small real export folders for the runtime, API and CLI tests, and checks that they are what the
+architecture contract says (manifest keys, ONNX metadata, sha256).
+
+Other test modules import ``make_export`` / ``make_clip`` and the session fixtures from here, so each
+tiny model is traced once per test session. Models are ``pvt_v2_b0`` with seeded random weights
+saved to disk in the official layout (the export records them as its weights, so PyTorch can be
+rebuilt from the folder), traced with the TorchScript exporter at opset 17 with dynamic batch/H/W.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from pvt_deploy.manifest import ONNX_METADATA_KEY, essentials, file_entry, read_manifest, write_manifest  # noqa: E402
+
+IMGSZ = (128, 128)
+DYNAMIC = {"batch": [1, 4], "height": [64, 320], "width": [64, 320]}
+
+
+def make_export(folder: Path, name: str = "pvt_v2_b0", *, imgsz: tuple[int, int] = IMGSZ, dynamic: bool = True,
+                extra: Sequence[str] = ("fp16", "int8"), seed: int = 0, seg_output: str = "logits") -> Path:
+    """An export folder following docs/ARCHITECTURE.md: model.onnx (+ stand-ins for the fp16/int8
+    files: copies of the fp32 graph under their names and precisions, enough to test file choice),
+    manifest.json with sha256s, the weights checkpoint, and the manifest essentials in the ONNX."""
+    from pvt_deploy.models import build_deploy_module, create_model
+    from pvt_deploy.tasks.preprocess import preprocess_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = create_model(name)
+    if model.zoo_task == "detect":
+        # Random RetinaNet heads score ~0.0103 everywhere (the focal-loss prior), so nothing passes the
+        # 0.05 threshold; spreading the class logits gives a few dozen candidates per image, as a
+        # trained model has, so post-processing and drawing are exercised.
+        model.bbox_head.retina_cls.weight.data.normal_(0.0, 0.6)
+    weights = folder / "weights.pth"
+    torch.save(model.state_dict(), weights)
+    module = build_deploy_module(model, **({"seg_output": seg_output} if model.zoo_task == "segment" else {}))
+    x = torch.rand(1, 3, *imgsz) * 255
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic:
+        axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+        axes.update({o: {0: "batch"} for o in module.output_names})
+    onnx_path = folder / "model.onnx"
+    with torch.inference_mode():
+        torch.onnx.export(module, (x,), str(onnx_path), dynamo=False, opset_version=17, input_names=["images"],
+                          output_names=list(module.output_names), dynamic_axes=axes or None)
+    task = module.task
+    classes = _classes(name)
+    graph = onnx.load(str(onnx_path))
+    outputs = [{"name": o.name, "dtype": "int32" if o.type.tensor_type.elem_type == onnx.TensorProto.INT32
+                else "float32", "shape": [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}
+               for o in graph.graph.output]
+    manifest: dict[str, Any] = {
+        "model": model.zoo_name, "backbone": name.split("-")[0], "task": task, "classes": classes,
+        "weights": {"source": str(weights), "sha256": None, "random_init": True},
+        "inputs": [{"name": "images", "dtype": "float32",
+                    "shape": ["batch", 3, "height", "width"] if dynamic else [1, 3, *imgsz]}],
+        "outputs": outputs,
+        "preprocess": preprocess_spec(task, imgsz, dynamic=dynamic, mean=module.mean_values, std=module.std_values),
+        "postprocess": module.postprocess, "dynamic": dict(DYNAMIC) if dynamic else None,
+        "export": {"exporter": "torchscript", "opset": 17}, "versions": {"torch": torch.__version__},
+    }
+    onnx.helper.set_model_props(graph, {ONNX_METADATA_KEY: json.dumps(essentials(manifest))})
+    onnx.save(graph, str(onnx_path))
+    files = {"model.onnx": file_entry(onnx_path, "fp32")}
+    for precision in extra:
+        target = folder / f"model.{precision}.onnx"
+        shutil.copyfile(onnx_path, target)
+        files[target.name] = file_entry(target, precision)
+    manifest["files"] = files
+    manifest["parity"] = {"model.onnx": {"outputs": {}, "agreement": 1.0, "passed": True}}
+    write_manifest(folder, manifest)
+    return folder
+
+
+def _classes(name: str) -> list[str]:
+    from pvt_deploy.models import resolve_name
+
+    return list(resolve_name(name).classes)
+
+
+def make_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (320, 180), fps: float = 10.0) -> Path:
+    """A small H.264 clip of moving bands (width, height) with the project's own writer."""
+    from pvt_deploy.io.sinks import VideoWriter
+
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    with VideoWriter(path, fps, size) as writer:
+        for i in range(frames):
+            r = ((xx + 8 * i) % 64 * 4).astype(np.uint8)
+            g = ((yy + 4 * i) % 64 * 4).astype(np.uint8)
+            b = np.full_like(r, (20 * i) % 255)
+            writer.write(np.stack([r, g, b], axis=2))
+    return path
+
+
+def decode_video(path: Path) -> tuple[str, int, tuple[int, int], float]:
+    """(codec, frames, (width, height), fps) of a video, decoded with PyAV to the last frame."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        n = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.name, n, (stream.width, stream.height), float(stream.average_rate or 0)
+
+
+_EXPORTS: dict[str, dict[str, Any]] = {
+    "det": {"name": "pvt_v2_b0"},
+    "seg": {"name": "pvt_v2_b0-seg", "extra": ()},
+    "cls": {"name": "pvt_v2_b0-cls", "extra": ("int8",)},
+}
+
+
+def cached_export(factory: pytest.TempPathFactory, kind: str) -> Path:
+    """The session's ``det``/``seg``/``cls`` export, built on first use. Test modules wrap this in
+    their own fixtures: pytest registers an imported fixture once per module, so a shared session
+    fixture would still be rebuilt per module; a folder under the session's base temp is not."""
+    folder = factory.getbasetemp() / "exports" / kind
+    if not (folder / "manifest.json").is_file():
+        make_export(folder, **_EXPORTS[kind])
+    return folder
+
+
+def cached_clip(factory: pytest.TempPathFactory) -> Path:
+    path = factory.getbasetemp() / "clips" / "clip.mp4"
+    return path if path.is_file() else make_clip(path)
+
+
+@pytest.fixture(scope="module")
+def det_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "det")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_export_folder_follows_the_contract(det_export: Path) -> None:
+    manifest = read_manifest(det_export)
+    assert manifest["task"] == "detect" and len(manifest["classes"]) == 80
+    assert [o["name"] for o in manifest["outputs"]] == ["boxes", "scores"]
+    assert set(manifest["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    props = {p.key: p.value for p in onnx.load(str(det_export / "model.onnx")).metadata_props}
+    assert json.loads(props[ONNX_METADATA_KEY])["task"] == "detect"
+
+
+def test_torch_manifest_has_the_export_keys(det_export: Path) -> None:
+    """PyTorch's synthesised manifest carries every key an export's manifest carries for running."""
+    from pvt_deploy.runtimes.loader import load_backend
+
+    backend, manifest = load_backend("pvt_v2_b0", imgsz=128)
+    backend.close()
+    exported = read_manifest(det_export)
+    runtime_keys = {"format_version", "model", "backbone", "task", "classes", "weights", "inputs", "outputs",
+                    "preprocess", "postprocess", "dynamic", "files", "versions"}
+    assert runtime_keys <= set(manifest) and runtime_keys - {"format_version"} <= set(exported) | {"format_version"}
+    assert manifest["weights"]["random_init"] is True
+    assert manifest["preprocess"]["imgsz"] == [128, 128]
+    assert [o["name"] for o in manifest["outputs"]] == [o["name"] for o in exported["outputs"]]
+    assert set(manifest["preprocess"]) == set(exported["preprocess"])

@@ -1,0 +1,123 @@
+"""PyTorch and ONNX Runtime backends: same graph, same pre/post-processing, same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_runtime_artifacts import cached_export, make_export
+
+from pvt_deploy.errors import BackendUnavailableError, ShapeError
+from pvt_deploy.io.sources import Frame, read_image
+from pvt_deploy.runtimes.loader import load_backend
+from pvt_deploy.tasks.pipeline import Predictor
+
+
+@pytest.fixture(scope="module")
+def det_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "det")
+
+
+@pytest.fixture(scope="module")
+def seg_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "seg")
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+def _frames() -> list[Frame]:
+    """Two bundled photos at a third of their size (post-processing cost scales with pixels)."""
+    import cv2
+
+    from pvt_deploy.assets import sample_images
+
+    out = []
+    for i, p in enumerate(sample_images()[:2]):
+        image = read_image(p)
+        small = cv2.resize(image, (image.shape[1] // 3, image.shape[0] // 3), interpolation=cv2.INTER_AREA)
+        out.append(Frame(small, i, str(p)))
+    return out
+
+
+def _both(folder: Path, **settings: object) -> tuple[list, list]:
+    out = []
+    for backend_name in ("torch", "onnx"):
+        backend, manifest = load_backend(folder, backend=backend_name)
+        with backend:
+            predictor = Predictor(backend, manifest, **settings)  # type: ignore[arg-type]
+            out.append([r for f in _frames() for r in predictor([f])])
+    return out[0], out[1]
+
+
+def test_torch_and_onnxruntime_agree_on_detections(det_export: Path) -> None:
+    ref, ort = _both(det_export)
+    assert any(len(r.boxes) for r in ref)
+    for a, b in zip(ref, ort, strict=True):
+        assert a.boxes.xyxy.shape == b.boxes.xyxy.shape
+        assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=0.05)
+        assert np.allclose(a.boxes.conf, b.boxes.conf, atol=1e-5)
+        h, w = a.orig_shape
+        assert (a.boxes.xyxy[:, [0, 2]] <= w).all() and (a.boxes.xyxy[:, [1, 3]] <= h).all()
+
+
+def test_torch_and_onnxruntime_agree_on_segmentation(seg_export: Path) -> None:
+    ref, ort = _both(seg_export)
+    for a, b in zip(ref, ort, strict=True):
+        assert a.mask.shape == a.orig_shape == b.mask.shape
+        assert np.mean(a.mask == b.mask) > 0.999
+
+
+def test_torch_and_onnxruntime_agree_on_classification(cls_export: Path) -> None:
+    ref, ort = _both(cls_export)
+    for a, b in zip(ref, ort, strict=True):
+        assert a.probs.top5 == b.probs.top5
+        assert np.allclose(a.probs.top5conf, b.probs.top5conf, atol=1e-5)
+
+
+def test_onnxruntime_backend_describes_itself(det_export: Path) -> None:
+    backend, _ = load_backend(det_export, backend="onnx")
+    with backend:
+        assert [s.name for s in backend.inputs] == ["images"]
+        assert backend.inputs[0].dtype == "float32" and backend.inputs[0].shape[1] == 3
+        assert [s.name for s in backend.outputs] == ["boxes", "scores"]
+        assert backend.info.name == "onnxruntime" and backend.info.precision == "fp32"
+        assert backend.info.details["providers"][-1] == "CPUExecutionProvider"
+        assert backend.info.details["intra_op_threads"] >= 1
+        out = backend.infer({"images": np.zeros((2, 3, 96, 128), np.float32)})
+        assert out["boxes"].shape[0] == 2 and out["scores"].shape[2] == 80
+
+
+def test_static_graph_refuses_other_sizes(tmp_path: Path) -> None:
+    folder = make_export(tmp_path / "static", "pvt_v2_b0-cls", dynamic=False, extra=())
+    backend, manifest = load_backend(folder)
+    with backend:
+        with pytest.raises(ShapeError, match="takes"):
+            backend.infer({"images": np.zeros((1, 3, 160, 128), np.float32)})
+        with pytest.raises(ShapeError, match="fixed 128x128"):
+            Predictor(backend, manifest, imgsz=160)
+    with pytest.raises(ShapeError, match="fixed 128x128"):
+        load_backend(folder, imgsz=160)
+
+
+def test_torch_fp16_needs_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        load_backend("pvt_v2_b0-cls", precision="fp16", device="cpu")
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        load_backend("pvt_v2_b0-cls", device="cuda")
+
+
+def test_torch_backend_returns_float32_numpy() -> None:
+    backend, manifest = load_backend("pvt_v2_b0-cls", imgsz=96)
+    with backend:
+        out = backend.infer({"images": np.full((1, 3, 96, 96), 128, np.float32)})
+        assert set(out) == {"logits"} and out["logits"].dtype == np.float32 and out["logits"].shape == (1, 1000)
+        assert backend.info.name == "torch" and backend.info.details["threads"] >= 1
+    assert manifest["task"] == "classify" and len(manifest["classes"]) == 1000
