@@ -1,0 +1,217 @@
+"""The threaded frame pipeline: order, batching, back-pressure, errors in order, Ctrl-C, stream gaps.
+
+A fake backend (fixed boxes, optional delay or failure) keeps these fast and deterministic; the real
+backends are exercised by the runtime, API and CLI tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_runtime_artifacts import cached_clip, decode_video
+
+from pvt_deploy.api import Model
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import Frame, Reconnect, Source, StreamSource, open_source
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.tasks.pipeline import Pipeline, Predictor, increment_dir
+from pvt_deploy.tasks.preprocess import preprocess_spec
+
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+MANIFEST: dict[str, Any] = {
+    "model": "fake", "task": "detect", "classes": ["thing", "other"],
+    "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
+    "outputs": [{"name": "boxes", "dtype": "float32", "shape": ["batch", 2, 4]},
+                {"name": "scores", "dtype": "float32", "shape": ["batch", 2, 2]}],
+    "preprocess": preprocess_spec("detect", (64, 64), dynamic=True, mean=MEAN, std=STD),
+    "postprocess": {"nms": "host", "score_threshold": 0.05, "iou_threshold": 0.5, "max_detections": 100},
+    "dynamic": {"batch": [1, 8], "height": [32, 640], "width": [32, 640]},
+    "weights": {"random_init": False},
+}
+
+
+class FakeBackend(Backend):
+    """Two boxes per image whose score encodes the image's mean pixel, so results identify frames."""
+
+    def __init__(self, *, delay: float = 0.0, fail_at: int | None = None,
+                 error: BaseException | None = None) -> None:
+        self.delay, self.fail_at, self.error = delay, fail_at, error
+        self.calls = 0
+        self.batches: list[int] = []
+        self.info = BackendInfo("fake", "cpu", "fp32")
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("images", "float32", ("batch", 3, "height", "width"))]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("boxes", "float32", ("batch", 2, 4)), TensorSpec("scores", "float32", ("batch", 2, 2))]
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise self.error or RuntimeError("boom")
+        if self.delay:
+            time.sleep(self.delay)
+        x = feed["images"]
+        n = x.shape[0]
+        self.batches.append(n)
+        level = x[:, 0, :8, :8].mean(axis=(1, 2)) / 255.0  # in 0..1, from the top-left corner
+        boxes = np.tile(np.array([[2, 2, 20, 20], [30, 30, 50, 50]], np.float32), (n, 1, 1))
+        scores = np.zeros((n, 2, 2), np.float32)
+        scores[:, 0, 0] = 0.1 + 0.8 * level
+        scores[:, 1, 1] = 0.5
+        return {"boxes": boxes, "scores": scores}
+
+
+class ListSource(Source):
+    """Frames from memory; counts how many were handed out and can fail after ``fail_after``."""
+
+    kind = "video"
+    fps, size = 10.0, (64, 48)
+
+    def __init__(self, n: int, *, fail_after: int | None = None) -> None:
+        self.n, self.fail_after = n, fail_after
+        self.spec = "memory.mp4"
+        self.frames = n
+        self.produced = 0
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for i in range(self.n):
+            if self.fail_after is not None and i == self.fail_after:
+                raise InputError("camera unplugged")
+            self.produced += 1
+            yield Frame(np.full((48, 64, 3), (i * 20) % 256, np.uint8), i, self.spec, i / 10)
+
+
+def _model(backend: Backend) -> Model:
+    m = Model.__new__(Model)
+    m.source, m.imgsz, m.backend, m.manifest, m.last_summary = "fake", None, backend, dict(MANIFEST), None
+    return m
+
+
+def _levels(results: list[Any]) -> list[int]:
+    return [round((float(r.boxes.conf[r.boxes.cls == 0][0]) - 0.1) / 0.8 * 255 / 20) for r in results]
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_results_come_in_frame_order(threaded: bool, batch: int) -> None:
+    backend = FakeBackend()
+    results = list(Pipeline(Predictor(backend, MANIFEST), ListSource(10), batch=batch, threaded=threaded))
+    assert [r.frame for r in results] == list(range(10))
+    assert _levels(results) == list(range(10))
+    assert backend.batches == [batch] * (10 // batch) + ([10 % batch] if 10 % batch else [])
+    r = results[0]
+    assert r.boxes.xyxy.shape == (2, 4) and r.orig_shape == (48, 64)
+    assert set(r.speed) == {"preprocess", "inference", "postprocess"}
+
+
+def test_decoder_does_not_run_ahead_of_a_slow_consumer() -> None:
+    """Bounded queues: a slow consumer holds back decoding instead of piling frames up in memory."""
+    source = ListSource(200)
+    pipeline = Pipeline(Predictor(FakeBackend(), MANIFEST), source, batch=2)
+    ahead = []
+    for i, _ in enumerate(pipeline, 1):
+        time.sleep(0.002)
+        ahead.append(source.produced - i)
+        if i == 60:
+            break
+    # In flight at most: 1 (decoder) + 4 (frame queue) + 2 (batch being built) + 2x2 (batch queue)
+    # + 2 (inference) + 2x2 (output queue) + 2 (post) + 4 (result queue) = 23 frames.
+    assert max(ahead) <= 23, max(ahead)
+    summary = pipeline.summary()
+    assert summary.frames == 60 and summary.interrupted
+
+
+def test_a_source_error_arrives_after_the_frames_before_it() -> None:
+    seen = []
+    with pytest.raises(InputError, match="camera unplugged"):
+        for r in Pipeline(Predictor(FakeBackend(), MANIFEST), ListSource(10, fail_after=6)):
+            seen.append(r.frame)
+    assert seen == [0, 1, 2, 3, 4, 5]
+
+
+def test_stage_errors_stop_every_thread() -> None:
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="boom"):
+        list(Pipeline(Predictor(FakeBackend(fail_at=3), MANIFEST), ListSource(50)))
+    time.sleep(0.3)
+    assert threading.active_count() <= before
+
+
+def test_keyboard_interrupt_mid_video_leaves_a_playable_mp4(tmp_path: Path) -> None:
+    """Ctrl-C raised inside the pipeline (here: in the inference thread at the 5th call) propagates,
+    and the H.264 file holds every frame written before it."""
+    model = _model(FakeBackend(fail_at=5, error=KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        for _ in model.predict(ListSource(30), stream=True, save=True, save_json=True, save_dir=tmp_path):
+            pass
+    codec, frames, size, _ = decode_video(tmp_path / "memory.mp4")
+    assert (codec, size) == ("h264", (64, 48)) and frames == 4
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 4
+    assert not (tmp_path / "predictions_coco.json").exists()  # a partial COCO file would score as a bad model
+    assert model.last_summary is not None and model.last_summary.interrupted and model.last_summary.frames == 4
+
+
+def test_live_stream_gap_is_waited_through() -> None:
+    class Flaky:
+        fps, size, frames, live, error = 30.0, (64, 48), None, True, None
+
+        def __init__(self, n: int) -> None:
+            self.left = n
+
+        def grab(self) -> bool:
+            if self.left == 0:
+                raise ConnectionResetError("peer reset")
+            self.left -= 1
+            return True
+
+        def retrieve(self) -> np.ndarray:
+            return np.full((48, 64, 3), 100, np.uint8)
+
+        def timestamp(self) -> float | None:
+            return None
+
+        def close(self) -> None:
+            pass
+
+    opens = iter([Flaky(3), Flaky(4)])
+
+    def opener() -> Flaky:
+        reader = next(opens, None)
+        if reader is None:
+            raise ConnectionRefusedError("gone")
+        return reader
+
+    source = StreamSource(opener, spec="fake://cam", reconnect=Reconnect(2, 0.01, 0.02), realtime=False)
+    results = list(Pipeline(Predictor(FakeBackend(), MANIFEST), source, batch=4))
+    assert len(results) == 7 and [r.frame for r in results] == list(range(7))
+
+
+def test_video_outputs_follow_the_source(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    clip = cached_clip(tmp_path_factory)
+    model = _model(FakeBackend())
+    results = list(model.predict(open_source(clip, vid_stride=3), stream=True, save=True, save_json=True,
+                                 save_dir=tmp_path, vid_stride=3))
+    assert [r.frame for r in results] == [0, 3, 6, 9]
+    codec, frames, size, fps = decode_video(tmp_path / "clip.mp4")
+    assert (codec, frames, size) == ("h264", 4, (320, 180)) and fps == pytest.approx(10 / 3, rel=0.01)
+    coco = (tmp_path / "predictions_coco.json").read_text()
+    assert '"category_id":0' in coco  # custom classes keep their indices (not COCO's 1..90 ids)
+
+
+def test_increment_dir(tmp_path: Path) -> None:
+    base = tmp_path / "runs" / "pvt_small"
+    assert increment_dir(base) == base
+    base.mkdir(parents=True)
+    assert increment_dir(base) == tmp_path / "runs" / "pvt_small2"
+    (tmp_path / "runs" / "pvt_small2").mkdir()
+    assert increment_dir(base) == tmp_path / "runs" / "pvt_small3"

@@ -1,0 +1,189 @@
+"""The loader picks the runtime from the artifact and honours backend/precision/device."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_runtime_artifacts import cached_export
+
+from pvt_deploy.errors import (
+    BackendUnavailableError,
+    InputError,
+    ModelNotFoundError,
+    PvtDeployError,
+    ShapeError,
+)
+from pvt_deploy.manifest import read_manifest, write_manifest
+from pvt_deploy.runtimes import loader
+from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact, load_backend, resolve_model
+
+
+@pytest.fixture(scope="module")
+def det_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "det")
+
+
+@pytest.fixture()
+def det_copy(det_export: Path, tmp_path: Path) -> Path:
+    """A private copy of the export to damage or extend."""
+    target = tmp_path / "pvt_v2_b0"
+    shutil.copytree(det_export, target)
+    return target
+
+
+def _loaded(*args: Any, **kwargs: Any) -> tuple[str, str, str | None, dict[str, Any]]:
+    backend, manifest = load_backend(*args, **kwargs)
+    with backend:
+        return backend.info.name, backend.info.precision, backend.info.details.get("file"), manifest
+
+
+def test_folder_runs_fp32_onnx_by_default(det_export: Path) -> None:
+    name, precision, file, manifest = _loaded(det_export)
+    assert (name, precision, Path(str(file)).name) == ("onnxruntime", "fp32", "model.onnx")
+    assert manifest["task"] == "detect" and "files" in manifest
+
+
+@pytest.mark.parametrize(("precision", "filename"), [("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")])
+def test_precision_picks_the_file(det_export: Path, precision: str, filename: str) -> None:
+    name, got, file, _ = _loaded(det_export, precision=precision)
+    assert (name, got, Path(str(file)).name) == ("onnxruntime", precision, filename)
+
+
+def test_backend_torch_rebuilds_the_export_weights(det_export: Path) -> None:
+    name, precision, _, manifest = _loaded(det_export, backend="torch")
+    assert (name, precision) == ("torch", "fp32")
+    assert manifest["weights"]["random_init"] is False
+    assert manifest["weights"]["source"].endswith("weights.pth")
+
+
+def test_torch_refuses_an_export_without_weights(det_copy: Path) -> None:
+    manifest = read_manifest(det_copy)
+    manifest["weights"]["source"] = "/nowhere/weights.pth"
+    write_manifest(det_copy, manifest)
+    (det_copy / "weights.pth").unlink()
+    with pytest.raises(InputError, match="cannot rebuild the PyTorch model"):
+        load_backend(det_copy, backend="torch")
+    name, *_ = _loaded(det_copy, backend="torch", random_weights_ok=True)  # what bench uses
+    assert name == "torch"
+
+
+def test_engine_is_skipped_where_tensorrt_cannot_run(det_copy: Path) -> None:
+    if loader.tensorrt_unavailable_reason() is None:
+        pytest.skip("TensorRT runs here")
+    (det_copy / "model.engine").write_bytes(b"not a plan")
+    name, *_ = _loaded(det_copy)
+    assert name == "onnxruntime"
+    with pytest.raises(BackendUnavailableError):
+        load_backend(det_copy, backend="trt")
+    with pytest.raises(InputError, match="GPU"):
+        load_backend(det_copy / "model.engine", device="cpu")
+
+
+def test_missing_files_and_wrong_backends_are_one_line_errors(det_copy: Path) -> None:
+    with pytest.raises(InputError, match=r"no model\.engine"):
+        load_backend(det_copy, backend="trt")
+    (det_copy / "model.fp16.onnx").unlink()
+    with pytest.raises(InputError, match=r"model\.fp16\.onnx"):
+        load_backend(det_copy, precision="fp16")
+    with pytest.raises(InputError, match="unknown backend"):
+        load_backend(det_copy, backend="tflite")
+    with pytest.raises(InputError, match="unknown precision"):
+        load_backend(det_copy, precision="fp8")
+    with pytest.raises(InputError, match="needs a triton:"):
+        load_backend(det_copy, backend="triton")
+
+
+def test_changed_file_fails_the_sha256_check(det_copy: Path) -> None:
+    with open(det_copy / "model.onnx", "r+b") as f:
+        f.truncate(os.path.getsize(det_copy / "model.onnx") // 2)
+    with pytest.raises(InputError, match="sha256"):
+        load_backend(det_copy)
+
+
+def test_lone_onnx_reads_its_metadata(det_export: Path, tmp_path: Path) -> None:
+    lone = tmp_path / "elsewhere" / "detector.onnx"
+    lone.parent.mkdir()
+    shutil.copyfile(det_export / "model.onnx", lone)
+    name, precision, _, manifest = _loaded(lone)
+    assert (name, precision) == ("onnxruntime", "fp32")
+    assert manifest["task"] == "detect" and len(manifest["classes"]) == 80
+    assert manifest["preprocess"] == read_manifest(det_export)["preprocess"]
+    with pytest.raises(InputError, match="ONNX file"):
+        load_backend(lone, backend="torch")
+
+
+def test_onnx_without_metadata_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(InputError, match="no pvt-deploy metadata"):
+        load_backend(path)
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(InputError, match="not a readable ONNX model"):
+        load_backend(tmp_path / "garbage.onnx")
+
+
+def test_checkpoint_runs_with_pytorch(det_export: Path) -> None:
+    name, _, _, manifest = _loaded(det_export / "weights.pth")
+    assert name == "torch" and manifest["task"] == "detect" and manifest["weights"]["random_init"] is False
+
+
+def test_names_and_paths_that_do_not_exist() -> None:
+    with pytest.raises(ModelNotFoundError, match="unknown model"):
+        load_backend("pvt_huge")
+    with pytest.raises(ModelNotFoundError, match="no such file"):
+        load_backend("exports/nothing_here")
+    with pytest.raises(ModelNotFoundError, match="export it first"):
+        load_backend("pvt_v2_b0", backend="onnx")
+
+
+def test_imgsz_outside_the_dynamic_range(det_export: Path) -> None:
+    with pytest.raises(ShapeError, match="outside the graph's dynamic range"):
+        load_backend(det_export, imgsz=640)
+
+
+def test_zoo_name_resolves_to_its_export_folder(det_export: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("pvt_v2_b0") == "pvt_v2_b0"
+    shutil.copytree(det_export, tmp_path / "exports" / "pvt_v2_b0")
+    assert resolve_model("pvt_v2_b0") == str(Path("exports") / "pvt_v2_b0")
+    assert resolve_model(None) == "pvt_small"  # no exports/pvt_small here
+    name, *_ = _loaded("pvt_v2_b0")
+    assert name == "onnxruntime"
+    name, *_ = _loaded("pvt_v2_b0", backend="torch", imgsz=64)  # an explicit torch skips the folder
+    assert name == "torch"
+
+
+def test_triton_urls_are_delegated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.runtimes import triton
+
+    seen = {}
+
+    def fake(url: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        seen["url"] = url
+        raise BackendUnavailableError("no server here")
+
+    monkeypatch.setattr(triton, "load_triton", fake)
+    with pytest.raises(PvtDeployError, match="no server"):
+        load_backend("triton://localhost:8000/pvt_small")
+    assert seen["url"] == "triton://localhost:8000/pvt_small"
+
+
+def test_candidates_and_description(det_export: Path) -> None:
+    rows = {c.label: c for c in backend_candidates(det_export)}
+    assert rows["torch"].available and rows["onnx"].available and rows["onnx-int8"].available
+    assert not rows["trt"].available and "model.engine" in rows["trt"].reason
+    info = describe_artifact(det_export)
+    assert info["task"] == "detect" and info["num_classes"] == 80
+    assert {f["name"]: f["sha256"] for f in info["files"]}["model.onnx"] == "ok"
+    assert info["dynamic"]["height"] == [64, 320]
