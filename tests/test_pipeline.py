@@ -215,3 +215,6 @@ def test_increment_dir(tmp_path: Path) -> None:
     assert increment_dir(base) == tmp_path / "runs" / "pvt_small2"
     (tmp_path / "runs" / "pvt_small2").mkdir()
     assert increment_dir(base) == tmp_path / "runs" / "pvt_small3"
+    digits = tmp_path / "runs" / "pvt_v2_b0"
+    digits.mkdir()
+    assert increment_dir(digits) == tmp_path / "runs" / "pvt_v2_b0_2"

@@ -1,9 +1,90 @@
-"""`pvt-deploy bench` (not implemented yet)."""
+"""``pvt-deploy bench``: latency and throughput of each backend, side by side.
+
+The measuring is :func:`pvt_deploy.bench.benchmark`; this module parses options and prints a table
+(or the JSON dict with ``--json``). Backends that cannot run here are listed with the reason.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated, Any
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    app.command("bench")(bench)
+
+
+def bench(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Export folder, .onnx, zoo name... Default pvt_small (exports/pvt_small if present).",
+        show_default=False)] = None,
+    backends: Annotated[str | None, typer.Option(
+        help="Comma-separated: torch, onnx, onnx-fp16, onnx-int8, trt, torch-fp16, triton. "
+        "Default: torch,onnx,onnx-fp16,onnx-int8,trt.", show_default=False)] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size H or H,W (default: the model's).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 1,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    iters: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 20,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend."""
+    from rich.console import Console
+
+    from pvt_deploy.bench import benchmark
+    from pvt_deploy.cli.infer import parse_imgsz
+
+    err = Console(stderr=True, highlight=False)
+    size = parse_imgsz(imgsz)
+    with err.status("benchmarking") as status:
+        report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
+                           device=device, progress=lambda label: status.update(f"benchmarking {label}"))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    render(report, Console(highlight=False))
+
+
+_DEVICES = {"CPUExecutionProvider": "cpu (ort)", "CUDAExecutionProvider": "cuda (ort)",
+            "TensorrtExecutionProvider": "trt-ep (ort)"}
+
+
+def short_device(device: str) -> str:
+    """ONNX Runtime's provider names, shortened for tables."""
+    return _DEVICES.get(device, device)
+
+
+def render(report: dict[str, Any], console: Any) -> None:
+    """The benchmark table (one row per backend; skipped ones with their reason)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    shape = "x".join(map(str, report["input_shape"])) if report["input_shape"] else "?"
+    title = f"{report['model']} ({report['task'] or '?'}) input {shape}, {report['iters']} iters"
+    table = Table(title=title, title_justify="left")
+    columns = ("backend", "prec", "device", "p50/p90/p99 ms", "FPS", "pre/infer/post ms", "peak MB", "vs torch")
+    for col in columns:
+        # fold, never "…": a narrow terminal must not hide digits of a measurement
+        table.add_column(col, justify="left" if col in ("backend", "prec", "device") else "right", overflow="fold")
+    notes = []
+    for row in report["results"]:
+        if row["status"] != "ok":
+            notes.append(f"{row['backend']}: {row['status']}: {row.get('reason', '')}")
+            continue
+        lat, st, mem = row["latency_ms"], row["stages_ms"], row["memory_mb"]
+        peak = mem["cuda_peak"] if mem.get("cuda_peak") is not None else mem["rss_peak_delta"]
+        vs = f"{row['vs_torch']:.2f}x" if row.get("vs_torch") else "-"
+        table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
+                      f"{lat['p50']:.1f}/{lat['p90']:.1f}/{lat['p99']:.1f}", f"{row['throughput_fps']:.1f}",
+                      f"{st['preprocess']:.1f}/{st['inference']:.1f}/{st['postprocess']:.1f}", f"{peak:.0f}", vs)
+    console.print(table)
+    host = report["host"]
+    console.print(f"host: {host['cpu']}, {host['physical_cores']} physical cores"
+                  + (f", {host['gpu']}" if host.get("gpu") else "")
+                  + "; peak MB = resident memory added (CPU) or torch.cuda.max_memory_allocated (GPU)")
+    if any(r.get("random_weights") for r in report["results"] if r["status"] == "ok"):
+        console.print("[yellow]random weights: timings are valid, outputs are not[/]")
+    for note in notes:
+        console.print(escape(note), style="dim")

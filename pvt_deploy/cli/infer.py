@@ -1,9 +1,261 @@
-"""`pvt-deploy infer` (not implemented yet)."""
+"""``pvt-deploy infer``: run a model on images, folders, videos, webcams and streams.
+
+Outputs go to ``-o DIR`` (default ``runs/infer/<model>``, then ``<model>2``, ``<model>3``... so a
+run never overwrites another): annotated images under their own names, annotated H.264 ``.mp4`` per
+video or stream (source frame rate / ``--vid-stride``, source size), ``predictions.jsonl`` (one line
+per processed frame or image) and, for detection, ``predictions_coco.json``. JSON is on by default
+for videos and streams, off for images (``--save-json/--no-save-json`` decide).
+
+Exit codes: 0 done (also when a video was truncated or a stream was lost for good: the frames read
+are processed, the outputs are valid, and a warning says so; likewise unreadable images in a folder
+are skipped with a warning); 2 bad input (missing file, unknown model, nothing decodable, size
+outside the graph's range); 3 runtime unavailable; 4 engine mismatch; 130 interrupted (outputs
+written so far are finalised and playable).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from pvt_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pvt_deploy.tasks.pipeline import RunSummary
+
+log = logging.getLogger("pvt_deploy.infer")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    app.command("infer")(infer)
+
+
+def parse_imgsz(text: str | None) -> tuple[int, int] | None:
+    """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640) as (height, width)."""
+    if text is None or not text.strip():
+        return None
+    parts = [p for p in text.lower().replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"--imgsz must be one or two integers (H or H,W), got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise InputError(f"--imgsz must be one or two positive integers (H or H,W), got {text!r}")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
+    """``0,2`` or ``person,car`` -> class ids."""
+    if text is None or not text.strip():
+        return None
+    ids = []
+    lookup = {n.lower(): i for i, n in enumerate(names)}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        if item.isdigit():
+            ids.append(int(item))
+        elif item.lower() in lookup:
+            ids.append(lookup[item.lower()])
+        else:
+            raise InputError(f"--classes: unknown class {item!r} (use ids or names of this model's classes)")
+    return ids
+
+
+def infer(
+    source: Annotated[str | None, typer.Argument(
+        help="Image, folder, glob, video, webcam index (0), rtsp/rtmp/http URL. Default: the bundled sample photos.",
+        show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
+        "Default pvt_small (exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size H or H,W (dynamic graphs).")] = None,
+    conf: Annotated[float | None, typer.Option(help="Detection score threshold (default: manifest, 0.05).")] = None,
+    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: manifest, 0.5).")] = None,
+    classes: Annotated[str | None, typer.Option(help="Keep only these classes: ids or names, comma-separated.")] = None,
+    max_det: Annotated[int | None, typer.Option(help="Maximum detections per image.")] = None,
+    vid_stride: Annotated[int, typer.Option(min=1, help="Process every n-th video frame.")] = 1,
+    batch: Annotated[int, typer.Option(min=1, help="Frames per inference call.")] = 1,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Write annotated images / videos.")] = True,
+    save_json: Annotated[bool | None, typer.Option(
+        "--save-json/--no-save-json", help="Write predictions.jsonl (+ COCO JSON for detection). "
+        "Default: on for videos and streams, off for images.", show_default=False)] = None,
+    show: Annotated[bool, typer.Option(help="Show results in a window (needs a display).")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint for a zoo model (PyTorch).")] = None,
+) -> None:
+    """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON."""
+    from pvt_deploy.api import Model
+    from pvt_deploy.tasks.pipeline import increment_dir
+
+    console = _console()
+    size = parse_imgsz(imgsz)
+    src = _open(source, vid_stride)  # first: a missing file should not wait for a model to load
+    try:
+        m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        if m.random_weights:
+            _warn_random(console, m.name)
+        ids = parse_classes(classes, m.names)
+        kind = src.kind
+        json_on = save_json if save_json is not None else kind in ("video", "stream")
+        save_dir = output if output is not None else increment_dir(Path("runs") / "infer" / _safe(m.name))
+        viewer = _Viewer(console) if show else None
+        from rich.markup import escape
+
+        console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
+                      f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
+                      + (f", {src.frames} frames" if src.frames else "") + ")", soft_wrap=True)
+        writes = save or json_on
+        results = m.predict(src, stream=True, conf=conf, iou=iou, classes=ids, imgsz=size, batch=batch,
+                            vid_stride=vid_stride, max_det=max_det, save=save, save_json=json_on,
+                            save_dir=save_dir if writes else None)
+        try:
+            _consume(results, src, console, viewer, kind)
+        except KeyboardInterrupt:
+            # Typer turns this into exit code 130 without a word, so say here what was kept.
+            if m.last_summary is not None:
+                _print_summary(console, m.last_summary, save_dir if writes else None)
+            console.print("[yellow]interrupted: the outputs above hold every frame processed so far[/]")
+            raise
+        summary = m.last_summary
+        assert summary is not None
+        if summary.frames == 0:
+            raise InputError(f"no frames could be read from {src.spec}"
+                             + (f" ({summary.skipped} unreadable images skipped)" if summary.skipped else ""))
+        _print_summary(console, summary, save_dir if writes else None)
+    finally:
+        src.close()
+        m.close()
+
+
+def _open(source: str | None, vid_stride: int) -> Any:
+    from pvt_deploy.api import open_source_for
+
+    return open_source_for(source, vid_stride=vid_stride)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _warn_random(console: Console, name: str) -> None:
+    from rich.panel import Panel
+
+    console.print(Panel(f"[bold]{name} has RANDOM WEIGHTS[/]: its outputs are meaningless.\n"
+                        "Pass --weights CHECKPOINT (official .pth), or an export made from real weights.",
+                        title="warning", border_style="yellow", expand=False))
+
+
+def _consume(results: Any, src: Any, console: Console, viewer: _Viewer | None, kind: str) -> None:
+    """Iterate the results with a progress bar (frames, FPS, ETA); close the generator however we leave."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = src.frames if kind != "stream" else None
+    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[fps]}"), TimeRemainingColumn()]
+    with contextlib.closing(results), Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("infer", total=total, fps="")
+        t0 = time.perf_counter()
+        for done, result in enumerate(results, 1):
+            elapsed = time.perf_counter() - t0
+            progress.update(task, advance=1, fps=f"{done / elapsed:.1f} FPS" if elapsed > 0 else "")
+            if viewer is not None:
+                viewer.show(result)
+            if kind in ("image", "images"):
+                log.debug("%s: %s", result.path, result.verbose())
+    if viewer is not None:
+        viewer.close()
+
+
+class _Viewer:
+    """``--show``: an OpenCV window when there is a display and a GUI build of OpenCV; otherwise
+    one clear message and the run continues (headless servers, opencv-python-headless)."""
+
+    def __init__(self, console: Console) -> None:
+        self.enabled = False
+        reason = self._unavailable()
+        if reason:
+            console.print(f"[yellow]--show: {reason}; continuing without a window[/]")
+            return
+        self.enabled = True
+
+    @staticmethod
+    def _unavailable() -> str | None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return "no display (DISPLAY is not set)"
+        import cv2
+
+        try:
+            cv2.namedWindow("pvt-deploy", cv2.WINDOW_NORMAL)
+        except cv2.error:
+            return "this OpenCV has no GUI support (opencv-python-headless); pip install opencv-python to use it"
+        return None
+
+    def show(self, result: Any) -> None:
+        if not self.enabled:
+            return
+        import cv2
+
+        cv2.imshow("pvt-deploy", cv2.cvtColor(result.plot(), cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF == ord("q"):
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if self.enabled:
+            import cv2
+
+            cv2.destroyAllWindows()
+
+
+def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    info = summary.to_json()
+    model_fps = f", model-only {info['model_fps']:.2f} FPS" if info["model_fps"] else ""
+    console.print(f"{summary.frames} frames in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
+                  f"{model_fps}")
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    for col in ("stage", "ms/frame", "FPS"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    labels = {"decode": "decode", "preprocess": "pre", "inference": "infer", "postprocess": "post",
+              "draw": "draw", "write": "encode/write"}
+    for stage, label in labels.items():
+        row = summary.stages.get(stage)
+        if row:
+            table.add_row(label, f"{row['ms_per_frame']:.1f}", f"{row['fps']:.1f}" if row["fps"] else "-")
+    console.print(table)
+    if summary.skipped:
+        console.print(f"[yellow]{summary.skipped} unreadable image(s) skipped[/]")
+    if summary.dropped:
+        console.print(f"[yellow]{summary.dropped} live frame(s) dropped to keep up with the stream[/]")
+    if summary.source_error:
+        console.print(f"[yellow]source ended early: {escape(summary.source_error)}; the frames read were processed[/]")
+    if save_dir is not None:
+        console.print(f"results saved to [bold]{escape(str(save_dir))}[/]", soft_wrap=True)
+        for path in summary.outputs[:5]:
+            console.print(f"  {escape(path)}", soft_wrap=True)
+        if len(summary.outputs) > 5:
+            console.print(f"  ... and {len(summary.outputs) - 5} more")

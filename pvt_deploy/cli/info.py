@@ -1,9 +1,101 @@
-"""`pvt-deploy info` (not implemented yet)."""
+"""``pvt-deploy info``: what an artifact is, whether its files are intact, and what can run it here.
+
+The facts come from :func:`pvt_deploy.runtimes.loader.describe_artifact`; this module prints them.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the app."""
+    app.command("info")(info)
+
+
+def info(
+    artifact: Annotated[str, typer.Argument(
+        help="Export folder, .onnx, .engine, .pth checkpoint, zoo name or triton:// URL.")] = "pvt_small",
+    device: Annotated[str | None, typer.Option(help="Check runnability for this device (cpu, cuda).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+) -> None:
+    """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, parity and backends."""
+    from rich.console import Console
+
+    from pvt_deploy.runtimes.loader import describe_artifact
+
+    facts = describe_artifact(artifact, device=device)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2, default=str))
+        return
+    render(facts, Console(highlight=False))
+
+
+def _shape(spec: dict[str, Any]) -> str:
+    return f"{spec['name']} {spec.get('dtype', '?')} [{', '.join(str(d) for d in spec.get('shape', []))}]"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def render(facts: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    def say(text: str) -> None:  # shapes like [batch, 3, ...] must not be read as Rich markup
+        console.print(escape(text))
+
+    weights = facts["weights"]
+    wtext = "RANDOM (outputs meaningless)" if weights.get("random_init") else str(weights.get("source") or "unknown")
+    say(f"{facts['path']} — {facts['kind']}")
+    say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
+                  f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}, ..." if facts['classes'] else ""))
+    say(f"weights: {wtext}")
+    for spec in facts.get("inputs") or []:
+        say(f"input   {_shape(spec)}")
+    for spec in facts.get("outputs") or []:
+        say(f"output  {_shape(spec)}")
+    pre = facts.get("preprocess") or {}
+    if pre:
+        say(f"preprocess: {pre.get('resize')} to {'x'.join(map(str, pre.get('imgsz', [])))} "
+                      f"({pre.get('interpolation')}), {pre.get('color', 'RGB')} 0..255, normalised in graph: "
+                      f"{pre.get('normalize_in_graph')}")
+    dyn = facts.get("dynamic")
+    say("dynamic: " + (", ".join(f"{k} {v[0]}..{v[1]}" for k, v in dyn.items()) if dyn else "no (static shapes)"))
+    if facts.get("postprocess"):
+        say("postprocess: " + ", ".join(f"{k}={v}" for k, v in facts["postprocess"].items()))
+    if facts["files"]:
+        table = Table(title="files", title_justify="left")
+        for col in ("file", "precision", "size", "sha256"):
+            table.add_column(col)
+        for f in facts["files"]:
+            status = {"ok": "[green]ok[/]", "MISMATCH": "[red]MISMATCH[/]"}.get(f["sha256"], f["sha256"])
+            table.add_row(f["name"], str(f.get("precision") or "-"), _size(f.get("bytes")), status)
+        console.print(table)
+    trt = facts.get("tensorrt")
+    if trt:
+        say(f"tensorrt: {trt.get('version')} on {trt.get('gpu')} (cc {trt.get('compute_capability')}), "
+                      f"{trt.get('precision')}, profiles {trt.get('profiles')}")
+    parity = facts.get("parity") or {}
+    for name, p in parity.items():
+        outs = ", ".join(f"{k} max_abs {v.get('max_abs', 0):.1e}" for k, v in (p.get("outputs") or {}).items())
+        verdict = "passed" if p.get("passed") else "FAILED"
+        say(f"parity at export, {name}: {verdict}, agreement {p.get('agreement')}" + (f"; {outs}" if outs else ""))
+    table = Table(title="backends here", title_justify="left")
+    for col in ("backend", "precision", "file", "runs here"):
+        table.add_column(col)
+    for c in facts["backends"]:
+        ok = "[green]yes[/]" + escape(f" ({c['reason']})" if c["reason"] else "") if c["available"] else escape(
+            f"no: {c['reason']}")
+        table.add_row(c["label"], str(c.get("precision") or "-"), escape(Path(str(c.get("file") or "-")).name), ok)
+    console.print(table)

@@ -514,15 +514,18 @@ def _put_quietly(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
 
 
 def increment_dir(base: str | os.PathLike[str]) -> Path:
-    """``runs/infer/pvt_small`` if free, else ``pvt_small2``, ``pvt_small3``, ... (never overwrite a run)."""
+    """``runs/infer/pvt_small`` if free, else ``pvt_small2``, ``pvt_small3``, ... (never overwrite a run).
+
+    Names ending in a digit get a separator (``pvt_v2_b0_2``) so the count stays readable.
+    """
     path = Path(base)
     if not path.exists():
         return path
-    stem = re.sub(r"\d+$", "", path.name) or path.name
+    sep = "_" if path.name[-1:].isdigit() else ""
     n = 2
-    while (path.parent / f"{stem}{n}").exists():
+    while (path.parent / f"{path.name}{sep}{n}").exists():
         n += 1
-    return path.parent / f"{stem}{n}"
+    return path.parent / f"{path.name}{sep}{n}"
 
 
 def _is_coco(names: Sequence[str]) -> bool:

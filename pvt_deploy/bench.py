@@ -1,0 +1,482 @@
+"""Measure backends side by side: speed (:func:`benchmark`) and agreement (:func:`cross_check`).
+
+Both run every backend on the *same* preprocessed input through the *same* post-processing, so a
+difference between two rows is the runtime's alone. They return plain dicts (JSON-ready) that the
+``bench``/``check`` commands print and that ``benchmarks/`` scripts can store.
+
+Benchmark method: the input is a real photo resized to ``imgsz`` (so detection post-processing sees
+realistic score maps), ``warmup`` untimed runs, then ``iters`` timed runs of pre -> infer -> post.
+Latency percentiles are of the inference call; the stage split is the mean of each stage.
+Memory is the peak resident set size above the level before the backend was loaded (sampled every
+5 ms in a thread), plus ``torch.cuda.max_memory_allocated`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pvt_deploy.errors import InputError, PvtDeployError
+
+__all__ = ["BENCH_BACKENDS", "DEFAULT_TOLERANCE", "benchmark", "cross_check", "parse_backends"]
+
+log = logging.getLogger(__name__)
+
+# label -> (backend, precision) for load_backend
+BENCH_BACKENDS: dict[str, tuple[str, str | None]] = {
+    "torch": ("torch", None), "torch-fp16": ("torch", "fp16"), "onnx": ("onnx", "fp32"),
+    "onnx-fp16": ("onnx", "fp16"), "onnx-int8": ("onnx", "int8"), "trt": ("trt", None), "triton": ("triton", None),
+}
+DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")
+
+Progress = Callable[[str], None]
+
+
+def parse_backends(text: str | Sequence[str] | None) -> list[str]:
+    """``"torch,onnx"`` -> ``["torch", "onnx"]``, validated; ``None`` -> every label."""
+    if text is None:
+        return list(DEFAULT_BACKENDS)
+    items = text.split(",") if isinstance(text, str) else list(text)
+    labels = [s.strip().lower() for s in items if s.strip()]
+    aliases = {"ort": "onnx", "onnxruntime": "onnx", "tensorrt": "trt", "pytorch": "torch"}
+    labels = [aliases.get(x, x) for x in labels]
+    unknown = [x for x in labels if x not in BENCH_BACKENDS]
+    if unknown:
+        raise InputError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")
+    return list(dict.fromkeys(labels))
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc; ru_maxrss elsewhere as a fallback)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        scale = 1 if platform.system() == "Darwin" else 1024
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+class PeakRSS:
+    """Sample RSS in a thread; ``peak - baseline`` is what the code inside the block added at most."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.baseline = 0
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        self.baseline = self.peak = rss_bytes()
+        self._thread = threading.Thread(target=self._sample, name="pvt-deploy-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def delta_mb(self) -> float:
+        return (self.peak - self.baseline) / 2**20
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+
+def _bench_image(manifest: Mapping[str, Any], imgsz: tuple[int, int] | None) -> np.ndarray:
+    """The bundled astronaut photo at the graph's input size (so the letterbox is a no-op)."""
+    import cv2
+
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.io.sources import read_image
+
+    size = imgsz or tuple(int(v) for v in (manifest.get("preprocess") or {}).get("imgsz", (640, 640)))
+    h, w = int(size[0]), int(size[1])
+    image = read_image(sample_image("astronaut"))
+    return np.ascontiguousarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
+
+
+def _stats(ms: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    return {"mean": round(float(a.mean()), 3), "std": round(float(a.std()), 3), "min": round(float(a.min()), 3),
+            "p50": round(float(np.percentile(a, 50)), 3), "p90": round(float(np.percentile(a, 90)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+
+
+def _pair(imgsz: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if imgsz is None:
+        return None
+    if isinstance(imgsz, int):
+        return imgsz, imgsz
+    v = [int(x) for x in imgsz]
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def host_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    from pvt_deploy.manifest import tool_versions
+    from pvt_deploy.runtimes.torch import physical_cores
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
+                            "platform": platform.platform(), "python": platform.python_version(),
+                            "versions": tool_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt")}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# Speed
+# --------------------------------------------------------------------------------------------------
+
+
+def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Sequence[str] | None = None,
+              imgsz: int | Sequence[int] | None = None, batch: int = 1, warmup: int = 3, iters: int = 20,
+              device: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
+
+    Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "results": [...]}``;
+    each result has ``backend``, ``status`` (``ok``/``skipped``/``failed``), and when ok
+    ``latency_ms`` (p50/p90/p99...), ``throughput_fps``, ``stages_ms`` (preprocess/inference/postprocess
+    means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
+    are ``skipped`` with the ``reason``.
+    """
+    from pvt_deploy.runtimes.loader import resolve_model
+
+    labels = parse_backends(backends)
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise InputError("batch and iters must be >= 1 and warmup >= 0")
+    target = resolve_model(model)
+    size = _pair(imgsz)
+    report: dict[str, Any] = {"model": str(target), "task": None, "imgsz": list(size) if size else None,
+                              "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
+                              "device": device or "auto", "host": host_info(), "results": []}
+    for label in labels:
+        if progress is not None:
+            progress(label)
+        row = _bench_one(label, target, size, batch, warmup, iters, device, report)
+        report["results"].append(row)
+        gc.collect()
+    reference = next((r for r in report["results"] if r["backend"] == "torch" and r["status"] == "ok"), None)
+    for row in report["results"]:
+        if reference is not None and row["status"] == "ok":
+            row["vs_torch"] = round(reference["latency_ms"]["p50"] / row["latency_ms"]["p50"], 3)
+        else:
+            row.setdefault("vs_torch", None)
+    return report
+
+
+def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
+               device: str | None, report: dict[str, Any]) -> dict[str, Any]:
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    kind, precision = BENCH_BACKENDS[label]
+    row: dict[str, Any] = {"backend": label, "status": "skipped"}
+    cuda = _cuda_reset()
+    try:
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
+                                             imgsz=size, random_weights_ok=True)
+            row["load_s"] = round(time.perf_counter() - t0, 3)
+            try:
+                predictor = Predictor(backend, manifest, imgsz=size)
+                predictor.check_batch(batch)
+                image = _bench_image(manifest, size)
+                frames = [_BenchFrame(image) for _ in range(batch)]
+                feed, records = predictor.preprocess([f.image for f in frames])
+                for _ in range(warmup):
+                    predictor.infer(feed)
+                pre, inf, post = [], [], []
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    feed, records = predictor.preprocess([f.image for f in frames])
+                    t1 = time.perf_counter()
+                    outputs = predictor.infer(feed)
+                    t2 = time.perf_counter()
+                    predictor.postprocess(outputs, records, frames)
+                    t3 = time.perf_counter()
+                    pre.append(1000 * (t1 - t0))
+                    inf.append(1000 * (t2 - t1))
+                    post.append(1000 * (t3 - t2))
+            finally:
+                info = backend.info
+                backend.close()
+    except PvtDeployError as e:
+        row["reason"] = str(e)
+        return row
+    except Exception as e:  # a backend crashing must not take the other rows with it
+        log.debug("benchmark of %s failed", label, exc_info=True)
+        row.update(status="failed", reason=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+        return row
+    report["task"] = report["task"] or manifest.get("task")
+    report["input_shape"] = report["input_shape"] or list(feed[predictor.input_name].shape)
+    e2e = [a + b + c for a, b, c in zip(pre, inf, post, strict=True)]
+    latency = _stats(inf)
+    row.update(
+        status="ok", precision=info.precision, device=info.device, runtime=info.name,
+        file=info.details.get("file") or info.details.get("engine"),
+        latency_ms=latency, end_to_end_ms=_stats(e2e),
+        throughput_fps=round(1000.0 * batch / latency["mean"], 3) if latency["mean"] > 0 else None,
+        stages_ms={"preprocess": round(float(np.mean(pre)), 3), "inference": round(float(np.mean(inf)), 3),
+                   "postprocess": round(float(np.mean(post)), 3)},
+        memory_mb={"rss_peak_delta": round(mem.delta_mb, 1), "cuda_peak": _cuda_peak(cuda)},
+        random_weights=bool((manifest.get("weights") or {}).get("random_init")),
+    )
+    return row
+
+
+class _BenchFrame:
+    """A stand-in frame for post-processing (results need a picture and a name)."""
+
+    index = 0
+    path = "bench.jpg"
+    timestamp = None
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+
+
+def _cuda_reset() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    if not torch.cuda.is_available():
+        return False
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return True
+
+
+def _cuda_peak(active: bool) -> float | None:
+    if not active:
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement
+# --------------------------------------------------------------------------------------------------
+
+# Minimum agreement of final results and maximum abs difference of dense outputs (logits), by the
+# precision of the graph compared with the reference.
+DEFAULT_TOLERANCE: dict[str, dict[str, float]] = {
+    "fp32": {"agreement": 0.99, "atol": 1e-3},
+    "fp16": {"agreement": 0.95, "atol": 5e-2},
+    "int8": {"agreement": 0.90, "atol": 5e-1},
+}
+_DENSE = ("logits", "seg_logits", "feat_s4", "feat_s8", "feat_s16", "feat_s32")
+
+
+def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tuple[str, np.ndarray]]:
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.io.sources import open_source
+
+    spec: Any = images if images is not None else [str(p) for p in sample_images()]
+    out = []
+    with open_source(spec) as src:
+        for frame in src:
+            out.append((frame.path, frame.image))
+            if len(out) >= limit:
+                break
+    if not out:
+        raise InputError(f"no readable images in {images}")
+    return out
+
+
+def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
+                backends: str | Sequence[str] | None = None, tolerance: float | None = None,
+                atol: float | None = None, imgsz: int | Sequence[int] | None = None, device: str | None = None,
+                max_images: int = 8, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every backend that can run ``artifact`` here on the same inputs and compare with a reference.
+
+    The reference is PyTorch when the export's weights are available, else ``model.onnx``.
+    Agreement is measured on final results as in the export parity gate (detections matched at IoU
+    0.5 with the same class, segmentation pixels, classification top-1), and dense outputs (logits)
+    by max abs/rel difference. ``tolerance`` (minimum agreement) and ``atol`` override the
+    per-precision defaults in :data:`DEFAULT_TOLERANCE`. ``report["passed"]`` is False when any
+    backend that ran is outside tolerance.
+    """
+    from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    folder = Path(resolve_model(artifact))
+    if not folder.is_dir():
+        raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
+                         hint="pvt-deploy export --model NAME writes one under exports/")
+    candidates = backend_candidates(folder, device=device)
+    wanted = parse_backends(backends) if backends is not None else None
+    inputs = _check_images(images, max_images)
+    size = _pair(imgsz)
+    report: dict[str, Any] = {"artifact": str(folder), "images": len(inputs), "reference": None, "results": [],
+                              "passed": True}
+    runs: dict[str, list[Any]] = {}
+    raw: dict[str, list[dict[str, np.ndarray]]] = {}
+    task = None
+    for cand in candidates:
+        if wanted is not None and cand.label not in wanted:
+            continue
+        if not cand.available:
+            report["results"].append({"backend": cand.label, "status": "skipped", "reason": cand.reason})
+            continue
+        if progress is not None:
+            progress(cand.label)
+        kind, precision = BENCH_BACKENDS[cand.label]
+        try:
+            backend, manifest = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
+        except PvtDeployError as e:
+            report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e)})
+            continue
+        try:
+            predictor = Predictor(backend, manifest, imgsz=size, conf=None)
+            task = predictor.task
+            results, outs = [], []
+            for i, (path, image) in enumerate(inputs):
+                frame = _CheckFrame(image, i, path)
+                feed, records = predictor.preprocess([image])
+                out = predictor.infer(feed)
+                outs.append(out)
+                results.extend(predictor.postprocess(out, records, [frame]))
+            runs[cand.label], raw[cand.label] = results, outs
+            report["results"].append({"backend": cand.label, "status": "ok", "precision": backend.info.precision,
+                                      "device": backend.info.device})
+        finally:
+            backend.close()
+    ran = [r["backend"] for r in report["results"] if r["status"] == "ok"]
+    if not ran:
+        raise InputError(f"{folder}: no backend can run this artifact here")
+    reference = "torch" if "torch" in runs else ran[0]
+    report["reference"] = reference
+    for row in report["results"]:
+        if row["status"] != "ok":
+            continue
+        label = row["backend"]
+        tol = dict(DEFAULT_TOLERANCE.get(row.get("precision") or "fp32", DEFAULT_TOLERANCE["fp32"]))
+        if tolerance is not None:
+            tol["agreement"] = float(tolerance)
+        if atol is not None:
+            tol["atol"] = float(atol)
+        row["tolerance"] = tol
+        if label == reference:
+            row.update(reference=True, agreement=1.0, passed=True)
+            continue
+        row["outputs"] = _dense_diff(raw[reference], raw[label])
+        row["agreement"] = round(_agreement(str(task), runs[reference], runs[label]), 5)
+        ok = row["agreement"] >= tol["agreement"] and all(d["max_abs"] <= tol["atol"] for d in row["outputs"].values())
+        row["passed"] = bool(ok)
+        report["passed"] = report["passed"] and row["passed"]
+    report["task"] = task
+    return report
+
+
+class _CheckFrame:
+    timestamp = None
+
+    def __init__(self, image: np.ndarray, index: int, path: str) -> None:
+        self.image, self.index, self.path = image, index, path
+
+
+def _dense_diff(ref: list[dict[str, np.ndarray]], other: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Max abs/rel difference of the dense outputs (box/score order may legitimately differ)."""
+    out: dict[str, dict[str, float]] = {}
+    for a, b in zip(ref, other, strict=True):
+        for name in a:
+            if name not in _DENSE or name not in b or a[name].shape != b[name].shape:
+                continue
+            x, y = a[name].astype(np.float64), b[name].astype(np.float64)
+            diff = np.abs(x - y)
+            rel = diff / np.maximum(np.abs(x), 1e-6)
+            cur = out.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0})
+            cur["max_abs"] = max(cur["max_abs"], float(diff.max(initial=0.0)))
+            cur["max_rel"] = max(cur["max_rel"], float(rel.max(initial=0.0)))
+    return out
+
+
+def _agreement(task: str, ref: Sequence[Any], other: Sequence[Any]) -> float:
+    """Agreement of final results, averaged over images (parity on what users see)."""
+    try:  # the export parity gate's own measure, when that module is present
+        from pvt_deploy.export import parity as _parity
+
+        fn = getattr(_parity, "result_agreement", None)
+        if fn is not None:
+            return float(fn(task, ref, other))
+    except ImportError:
+        pass
+    scores = []
+    for a, b in zip(ref, other, strict=True):
+        if task == "detect":
+            scores.append(_box_agreement(a.boxes, b.boxes))
+        elif task == "segment":
+            scores.append(float(np.mean(a.mask == b.mask)))
+        elif task == "classify":
+            scores.append(float(a.probs.top1 == b.probs.top1))
+        else:
+            scores.append(1.0)
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def _box_agreement(a: Any, b: Any, iou_thr: float = 0.5) -> float:
+    """Fraction of detections matched one-to-one (same class, IoU >= 0.5), over the larger count."""
+    n, m = len(a), len(b)
+    if n == 0 and m == 0:
+        return 1.0
+    if n == 0 or m == 0:
+        return 0.0
+    x1 = np.maximum(a.xyxy[:, None, 0], b.xyxy[None, :, 0])
+    y1 = np.maximum(a.xyxy[:, None, 1], b.xyxy[None, :, 1])
+    x2 = np.minimum(a.xyxy[:, None, 2], b.xyxy[None, :, 2])
+    y2 = np.minimum(a.xyxy[:, None, 3], b.xyxy[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a.xyxy[:, 2] - a.xyxy[:, 0]) * (a.xyxy[:, 3] - a.xyxy[:, 1])
+    area_b = (b.xyxy[:, 2] - b.xyxy[:, 0]) * (b.xyxy[:, 3] - b.xyxy[:, 1])
+    iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    iou = np.where(a.cls[:, None] == b.cls[None, :], iou, 0.0)
+    matched, used = 0, np.zeros(m, dtype=bool)
+    for i in range(n):  # a is sorted by score: greedy matching as COCO does
+        cand = np.where(~used & (iou[i] >= iou_thr), iou[i], -1.0)
+        j = int(np.argmax(cand))
+        if cand[j] >= 0:
+            used[j] = True
+            matched += 1
+    return matched / max(n, m)

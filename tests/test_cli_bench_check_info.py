@@ -1,0 +1,123 @@
+"""``pvt-deploy bench``, ``check`` and ``info`` through the console entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from test_runtime_artifacts import cached_export
+
+from pvt_deploy.cli import main
+from pvt_deploy.manifest import read_manifest, write_manifest
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+@pytest.fixture(scope="module")
+def seg_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "seg")
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+def test_bench_json_lists_backends_side_by_side(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                cls_export: Path) -> None:
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends",
+                         "torch,onnx,onnx-int8,onnx-fp16,trt", "--warmup", "1", "--iters", "3", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["task"] == "classify" and report["input_shape"] == [1, 3, 128, 128] and report["iters"] == 3
+    assert {"cpu", "physical_cores", "versions"} <= set(report["host"])
+    rows = {r["backend"]: r for r in report["results"]}
+    assert list(rows) == ["torch", "onnx", "onnx-int8", "onnx-fp16", "trt"]
+    for label in ("torch", "onnx", "onnx-int8"):
+        row = rows[label]
+        assert row["status"] == "ok", row
+        assert set(row["latency_ms"]) >= {"p50", "p90", "p99", "mean"}
+        assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        assert set(row["stages_ms"]) == {"preprocess", "inference", "postprocess"} and row["throughput_fps"] > 0
+        assert row["memory_mb"]["rss_peak_delta"] is not None and row["vs_torch"] > 0
+    assert rows["torch"]["vs_torch"] == 1.0 and rows["onnx-int8"]["precision"] == "int8"
+    assert rows["onnx-fp16"]["status"] == "skipped" and "model.fp16.onnx" in rows["onnx-fp16"]["reason"]
+    assert rows["trt"]["status"] == "skipped" and rows["trt"]["reason"]
+
+
+def test_bench_table_and_a_zoo_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                         "--backends", "torch,onnx", "--warmup", "0", "--iters", "2")
+    assert code == 0, err
+    assert "torch" in out and "1.00x" in out and "p50/p90/p99" in out
+    assert "onnx: skipped" in out and "export it first" in out
+
+
+def test_check_passes_when_backends_agree(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          seg_export: Path) -> None:
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(seg_export), "--json", "--max-images", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] and report["reference"] == "torch" and report["task"] == "segment"
+    onnx = next(r for r in report["results"] if r["backend"] == "onnx")
+    assert onnx["agreement"] >= 0.999 and onnx["outputs"]["seg_logits"]["max_abs"] < 1e-3 and onnx["passed"]
+    assert any(r["status"] == "skipped" and r["backend"] == "trt" for r in report["results"])
+
+
+def test_check_fails_with_exit_5_outside_tolerance(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--atol", "0", "--max-images", "1")
+    assert code == 5
+    assert "FAIL" in out and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: onnx")
+
+
+def test_check_without_export_weights_uses_onnx_as_reference(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_export, folder)
+    manifest = read_manifest(folder)
+    manifest["weights"] = {"source": None, "sha256": None, "random_init": True}
+    write_manifest(folder, manifest)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--json", "--max-images", "1")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["reference"] == "onnx"
+    torch_row = next(r for r in report["results"] if r["backend"] == "torch")
+    assert torch_row["status"] == "skipped" and "random weights" in torch_row["reason"]
+    code, _, err = run(monkeypatch, capsys, "check", "--model", "pvt_v2_b0")
+    assert code == 2 and "export folder" in err
+
+
+def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                              cls_export: Path, tmp_path: Path) -> None:
+    code, out, err = run(monkeypatch, capsys, "info", str(cls_export))
+    assert code == 0, err
+    for needle in ("pvt_v2_b0-cls", "classify", "1000 classes", "images float32 [batch, 3, height, width]",
+                   "resize_crop", "height 64..320", "model.int8.onnx", "parity at export", "trt", "no model.engine"):
+        assert needle in out, needle
+    folder = tmp_path / "changed"
+    shutil.copytree(cls_export, folder)
+    with open(folder / "model.int8.onnx", "ab") as f:
+        f.write(b"\0")
+    code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--json")
+    facts = json.loads(out)
+    assert {f["name"]: f["sha256"] for f in facts["files"]} == {"model.onnx": "ok", "model.int8.onnx": "MISMATCH"}
+    assert {b["label"]: b["available"] for b in facts["backends"]}["onnx"] is True
+    lone = tmp_path / "lone.onnx"
+    shutil.copyfile(cls_export / "model.onnx", lone)
+    code, out, _ = run(monkeypatch, capsys, "info", str(lone), "--json")
+    assert code == 0 and json.loads(out)["kind"] == "ONNX file (manifest from its metadata)"
+    code, _, err = run(monkeypatch, capsys, "info", str(tmp_path / "nothing.onnx"))
+    assert code == 2 and err.strip().startswith("error: no such file")
