@@ -1,19 +1,54 @@
-# Container images and their lint. Python tests and checks live in .ci/run; this file only wraps the
-# docker and hadolint commands so their flags are written down once.
+# The two README commands, CI, and the container images.
 #
-#   make docker                 # x86_64 image on NVIDIA's TensorRT base (run on any Docker host)
-#   make docker-jetson          # JetPack 6 image (run on the Jetson, or a host with arm64 emulation)
-#   make lint-docker            # hadolint both Dockerfiles with .hadolint.yaml
-#   make .venv-pytriton         # PyTriton interpreter for tests/test_triton_backend.py (numpy<2 there)
+#   make demo          # install (venv, CPU torch, pvt-deploy), export the default model, run it on the bundled clip
+#   make test          # install with dev tools, then lint, type-check and run the test suite (what .ci/run calls)
+#   make docker        # x86_64 image on NVIDIA's TensorRT base (run on any Docker host)
+#   make docker-jetson # JetPack 6 image (run on the Jetson, or a host with arm64 emulation)
+#   make lint-docker   # hadolint both Dockerfiles with .hadolint.yaml
+#
+# TORCH selects the PyTorch wheel: the default CPU build is small; on a CUDA box use e.g.
+#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
 
+VENV ?= .venv
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
 IMAGE ?= pvt-deploy
 TAG ?= latest
 DOCKER ?= docker
-HADOLINT ?= hadolint
-PYTHON ?= python3
 BUILD_ARGS ?=
+BIN := $(VENV)/bin
 
-.PHONY: docker docker-jetson lint-docker
+.PHONY: install install-dev demo test lint typecheck docker docker-jetson lint-docker
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e .
+
+install-dev: install
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The TensorRT type stubs depend on NVIDIA-hosted wheels; only the stubs themselves are needed.
+	$(BIN)/pip install --quiet --no-deps tensorrt-stubs==10.13.0.35.1
+
+demo: install
+	$(BIN)/pvt-deploy export
+	$(BIN)/pvt-deploy infer
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy --config-file mypy.ini
+
+lint-docker:
+	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.jetson
+
+test: install-dev .venv-pytriton
+	$(MAKE) lint typecheck lint-docker
+	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q
 
 docker:
 	$(DOCKER) build -f docker/Dockerfile -t $(IMAGE):$(TAG) $(BUILD_ARGS) .
@@ -21,9 +56,7 @@ docker:
 docker-jetson:
 	$(DOCKER) build --platform linux/arm64 -f docker/Dockerfile.jetson -t $(IMAGE):$(TAG)-jetson $(BUILD_ARGS) .
 
-lint-docker:
-	$(HADOLINT) docker/Dockerfile docker/Dockerfile.jetson
-
+# PyTriton (a real Triton server for tests/test_triton_backend.py) pins numpy<2, so it lives in its own venv.
 .venv-pytriton:
 	$(PYTHON) -m venv $@
 	$@/bin/pip install --quiet nvidia-pytriton
