@@ -71,8 +71,11 @@ def decode_deltas(anchors: Tensor, deltas: Tensor, height: Tensor | int, width: 
     gw = pw * dw.exp()
     gh = ph * dh.exp()
     zero = torch.zeros((), dtype=deltas.dtype, device=deltas.device)
-    w_max = torch.as_tensor(width, device=deltas.device).to(deltas.dtype)
-    h_max = torch.as_tensor(height, device=deltas.device).to(deltas.dtype)
+    # ``one * size`` keeps a symbolic size symbolic in both exporters; ``torch.as_tensor(size)`` is
+    # baked as a constant by the dynamo exporter (boxes clipped to the trace size at every size).
+    one = torch.ones((), dtype=deltas.dtype, device=deltas.device)
+    w_max = one * width
+    h_max = one * height
     x1 = torch.minimum(torch.maximum(gx - gw * 0.5, zero), w_max)
     y1 = torch.minimum(torch.maximum(gy - gh * 0.5, zero), h_max)
     x2 = torch.minimum(torch.maximum(gx + gw * 0.5, zero), w_max)
