@@ -1,0 +1,392 @@
+"""ONNX graph utilities for the exporter: simplify, name dims, attach metadata, save, and check.
+
+The checks encode what makes a PVT graph deployable, and the exporter refuses a graph that fails them
+(they are also asserted by the tests on the written files):
+
+* opset >= 17, so every ``nn.LayerNorm`` is one ``LayerNormalization`` node — TensorRT maps it to its
+  normalisation layer and keeps it in FP32; a decomposed LayerNorm (ReduceMean/Sub/Pow/Sqrt/Div)
+  overflows in FP16 after attention and is slower everywhere;
+* no shape constant baked from the export size in a dynamic graph (:func:`find_baked_shapes`): a
+  ``Reshape`` to ``[1, 3136, 64]`` traced at 224x224 runs at 224x224 only, and some bakes fail
+  silently (wrong numbers, no error) rather than loudly;
+* ``onnx.checker`` passes and the inputs/outputs carry the contract's names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pvt_deploy.errors import PvtDeployError
+from pvt_deploy.utils.files import atomic_path
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
+
+MIN_OPSET = 17
+
+# Operands that hold sizes, by op type: a constant here is a size the graph will use as is.
+# (Resize's ``roi``, Slice's axes/steps and Range's delta are not sizes.) Clip/Min/Max bounds are
+# included because box clipping to the image size is where a baked size fails silently: the dynamo
+# exporter turns ``torch.as_tensor(width)`` into the trace width.
+SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Resize": (2, 3),
+    "Upsample": (1,), "Slice": (1, 2), "Range": (0, 1), "TopK": (1,), "Split": (1,),
+    "Clip": (1, 2), "Min": (0, 1), "Max": (0, 1),
+}
+# Feature strides a PVT graph computes sizes at: patch embeds (4..32) and RetinaNet's P6/P7 (64, 128).
+SIZE_STRIDES = (1, 2, 4, 8, 16, 32, 64, 128)
+NUM_ANCHORS = 9
+# Literal sizes in the model code that are not module attributes: the 7x7 pool of linear SRA, anchors.
+CODE_CONSTANTS = frozenset({7, NUM_ANCHORS})
+# Ops that a decomposed LayerNorm produces and that nothing else in a PVT graph uses.
+DECOMPOSED_LAYERNORM_OPS = ("Pow", "Sqrt")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inspection helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def node_count(model: onnx.ModelProto) -> int:
+    return len(model.graph.node)
+
+
+def op_counts(model: onnx.ModelProto) -> Counter[str]:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def dtype_name(elem_type: int) -> str:
+    from onnx import helper
+
+    return str(np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)))
+
+
+def _dims(value: Any) -> list[int | str]:
+    dims: list[int | str] = []
+    for d in value.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
+
+
+def io_spec(model: onnx.ModelProto) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The manifest's ``inputs`` and ``outputs``: name, dtype and shape (symbolic dims as strings)."""
+    init = {i.name for i in model.graph.initializer}
+
+    def spec(values: Iterable[Any]) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": dtype_name(v.type.tensor_type.elem_type), "shape": _dims(v)}
+                for v in values if v.name not in init]
+
+    return spec(model.graph.input), spec(model.graph.output)
+
+
+def constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every tensor whose value is known without running the graph: initializers and Constant nodes."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type != "Constant":
+            continue
+        for a in n.attribute:
+            if a.name == "value":
+                values[n.output[0]] = numpy_helper.to_array(a.t)
+            elif a.name in ("value_int", "value_ints", "value_float", "value_floats"):
+                values[n.output[0]] = np.asarray(onnx_attr(a))
+    return values
+
+
+def onnx_attr(a: Any) -> Any:
+    from onnx import helper
+
+    return helper.get_attribute_value(a)
+
+
+# --------------------------------------------------------------------------------------------------
+# Editing
+# --------------------------------------------------------------------------------------------------
+
+
+def name_dims(model: onnx.ModelProto, names: Mapping[str, Mapping[int, str | int]]) -> None:
+    """Give dynamic I/O dims readable names (``batch``, ``height``...), whatever the exporter chose.
+
+    Only dims that are symbolic are touched: a string renames it, an int fixes it (a size the
+    exporter's shape inference lost, e.g. a TopK with a constant k). A static dim stays a number.
+    """
+    for value in (*model.graph.input, *model.graph.output):
+        wanted = names.get(value.name, {})
+        for i, d in enumerate(value.type.tensor_type.shape.dim):
+            if i in wanted and not d.HasField("dim_value"):
+                if isinstance(wanted[i], int):
+                    d.dim_value = int(wanted[i])
+                else:
+                    d.dim_param = str(wanted[i])
+
+
+def toposort(model: onnx.ModelProto) -> None:
+    """Reorder nodes topologically, keeping the existing order wherever it is already valid.
+
+    Graph rewriters (onnxruntime's float16 converter) append Cast nodes at the end of the list; ONNX
+    requires producers before consumers.
+    """
+    import heapq
+
+    nodes = list(model.graph.node)
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    indegree = [0] * len(nodes)
+    users: dict[int, list[int]] = {}
+    for i, n in enumerate(nodes):
+        deps = {producer[x] for x in n.input if x in producer and producer[x] != i}
+        indegree[i] = len(deps)
+        for d in deps:
+            users.setdefault(d, []).append(i)
+    ready = [i for i, d in enumerate(indegree) if d == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users.get(i, ()):
+            indegree[u] -= 1
+            if indegree[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes):
+        raise PvtDeployError("the graph has a cycle; cannot order its nodes")
+    if order != list(range(len(nodes))):
+        del model.graph.node[:]
+        model.graph.node.extend(nodes[i] for i in order)
+
+
+def set_metadata(model: onnx.ModelProto, key: str, value: Any) -> None:
+    """Set ``metadata_props[key]`` (JSON for non-strings), replacing an earlier value."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = text
+            return
+    model.metadata_props.add(key=key, value=text)
+
+
+def get_metadata(model: onnx.ModelProto, key: str) -> str | None:
+    return next((p.value for p in model.metadata_props if p.key == key), None)
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim: fold constants, drop Identity/dead nodes, merge duplicate shape computations.
+
+    onnxslim only folds what is constant for *every* input: the input dims stay symbolic (we never
+    pass ``input_shapes``), so shape arithmetic on ``height``/``width`` survives. The checker below
+    verifies it on every export.
+    """
+    import logging
+
+    import onnxslim
+
+    # onnxslim logs a summary table at INFO; the exporter reports node counts itself.
+    logging.getLogger("onnxslim").setLevel(logging.WARNING)
+    return onnxslim.slim(model)
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:
+    """Write ``model`` atomically: a crash mid-write leaves no ``model.onnx`` that later loads."""
+    import onnx
+
+    if model.ByteSize() >= 2**31 - 1:
+        raise PvtDeployError(f"{path}: the graph is over 2 GiB, which one ONNX file cannot hold")
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BakedShape:
+    """A constant shape operand whose values depend on the export size."""
+
+    node: str
+    op_type: str
+    operand: int
+    values: list[float]
+    suspicious: list[float]
+
+    def __str__(self) -> str:
+        vals = self.values if len(self.values) <= 8 else [*self.values[:8], "..."]
+        return (f"{self.op_type} {self.node!r} input {self.operand} = {vals} contains export-size value(s) "
+                f"{self.suspicious}")
+
+
+def export_size_values(height: int, width: int, *, anchors: int = NUM_ANCHORS,
+                       pre_nms_topk: int | None = None) -> set[int]:
+    """Every size a graph traced at ``height`` x ``width`` could bake in: per stride, the feature
+    height and width, their product (token count) and that times the anchors (RetinaNet box count),
+    and the total detection count after per-level top-k."""
+    out: set[int] = {height, width}
+    total = 0
+    for s in SIZE_STRIDES:
+        h, w = math.ceil(height / s), math.ceil(width / s)
+        out |= {h, w, h * w, h * w * anchors}
+        if s >= 8:
+            total += min(h * w * anchors, pre_nms_topk) if pre_nms_topk else h * w * anchors
+    out.add(total)
+    return {v for v in out if v > 1}
+
+
+def module_constants(module: nn.Module) -> set[int]:
+    """Sizes a graph may legitimately hold as constants: every parameter/buffer dim (channels,
+    classes, positional-embedding lengths) and every integer attribute of every submodule (head
+    counts, head dims, pos-embed grids, top-k), plus :data:`CODE_CONSTANTS`."""
+    values: set[int] = set(CODE_CONSTANTS)
+    for t in (*module.parameters(), *module.buffers()):
+        values.update(int(d) for d in t.shape)
+    for m in module.modules():
+        for v in vars(m).values():
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, int):
+                values.add(v)
+            elif isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                values.update(v)
+    return values
+
+
+def shape_constants(model: onnx.ModelProto) -> set[int]:
+    """Every integer held by a constant shape operand of ``model``. For a graph that passed
+    :func:`find_baked_shapes`, these are the legitimate ones — the reference for checking graphs
+    derived from it (FP16, INT8) when the PyTorch module is not at hand."""
+    consts = constant_values(model)
+    values: set[int] = set()
+    for n in model.graph.node:
+        for k in SHAPE_OPERANDS.get(n.op_type, ()):
+            if k < len(n.input) and n.input[k] in consts:
+                arr = np.asarray(consts[n.input[k]]).reshape(-1)
+                values.update(int(v) for v in arr.tolist() if float(v).is_integer())
+    return values
+
+
+def _is_power_of_two_scale(x: float) -> bool:
+    if x <= 0:
+        return False
+    e = math.log2(x)
+    return abs(e - round(e)) < 1e-6
+
+
+def find_baked_shapes(model: onnx.ModelProto, height: int, width: int, *, allowed: Iterable[int] = (),
+                      pre_nms_topk: int | None = None) -> tuple[list[BakedShape], set[int]]:
+    """Constant shape operands that hold sizes derived from the export size ``height`` x ``width``.
+
+    What is legitimately constant in a dynamic PVT graph: channel and head counts, head dims, class
+    counts, anchors, the pretraining positional grid (56/28/14/7), the 7x7 pool, -1/0 placeholders,
+    Slice bounds like 1 or INT64_MAX. What is not: anything computed from the input's H or W
+    (:func:`export_size_values`). Values in both sets cannot be told apart and are returned as the
+    second element ("unverifiable") — choose export sizes in tests so that it stays small.
+    Constant Resize ``scales`` are flagged unless every factor is a power of two (x2 upsampling is
+    size-independent; a factor such as 48/56 is a ratio baked from the export size).
+    """
+    forbidden = export_size_values(height, width, pre_nms_topk=pre_nms_topk)
+    legit = set(allowed)
+    unverifiable = forbidden & legit
+    forbidden -= legit
+    consts = constant_values(model)
+    found: list[BakedShape] = []
+    for n in model.graph.node:
+        for k in SHAPE_OPERANDS.get(n.op_type, ()):
+            if k >= len(n.input) or n.input[k] not in consts:
+                continue
+            arr = np.asarray(consts[n.input[k]]).reshape(-1)
+            if arr.size == 0:
+                continue
+            if n.op_type in ("Resize", "Upsample") and arr.dtype.kind == "f":
+                bad = [float(v) for v in arr[2:] if not _is_power_of_two_scale(float(v))]
+            else:
+                bad = sorted({int(v) for v in arr.tolist() if float(v).is_integer() and int(v) in forbidden})
+            if bad:
+                found.append(BakedShape(n.name or n.output[0], n.op_type, k, arr.tolist(), bad))
+    return found, unverifiable
+
+
+def count_layernorm_modules(module: nn.Module, example: Any) -> int:
+    """How many ``nn.LayerNorm`` modules one forward pass runs (each should be one ONNX node)."""
+    import torch
+    from torch import nn
+
+    called: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, *_: called.add(id(mod)))
+             for m in module.modules() if isinstance(m, nn.LayerNorm)]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(called)
+
+
+@dataclass
+class GraphReport:
+    opset: int
+    nodes: int
+    layernorm_nodes: int
+    expected_layernorms: int | None
+    decomposed_ops: dict[str, int]
+    baked: list[BakedShape] = field(default_factory=list)
+    unverifiable: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_graph(model: onnx.ModelProto, *, input_names: Sequence[str], output_names: Sequence[str],
+                dynamic: bool, export_hw: tuple[int, int] | None = None,
+                expected_layernorms: int | None = None, allowed: Iterable[int] = (),
+                pre_nms_topk: int | None = None, full_check: bool = True) -> GraphReport:
+    """Run every graph check; ``report.problems`` lists what failed (empty when the graph is good)."""
+    import onnx
+
+    counts = op_counts(model)
+    report = GraphReport(opset=opset_of(model), nodes=node_count(model),
+                         layernorm_nodes=counts.get("LayerNormalization", 0),
+                         expected_layernorms=expected_layernorms,
+                         decomposed_ops={op: counts[op] for op in DECOMPOSED_LAYERNORM_OPS if counts.get(op)})
+    try:
+        onnx.checker.check_model(model, full_check=full_check)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        report.problems.append(f"onnx.checker: {' '.join(str(e).split())[:300]}")
+    if report.opset < MIN_OPSET:
+        report.problems.append(f"opset {report.opset} < {MIN_OPSET} (LayerNorm would be decomposed)")
+    if report.decomposed_ops:
+        report.problems.append(f"decomposed LayerNorm ops present: {report.decomposed_ops}")
+    if expected_layernorms is not None and report.layernorm_nodes != expected_layernorms:
+        report.problems.append(f"{report.layernorm_nodes} LayerNormalization nodes for {expected_layernorms} "
+                               "nn.LayerNorm modules")
+    ins, outs = io_spec(model)
+    if [i["name"] for i in ins] != list(input_names) or [o["name"] for o in outs] != list(output_names):
+        report.problems.append(f"graph I/O {[i['name'] for i in ins]} -> {[o['name'] for o in outs]}, expected "
+                               f"{list(input_names)} -> {list(output_names)}")
+    if dynamic and export_hw is not None:
+        report.baked, unverifiable = find_baked_shapes(model, *export_hw, allowed=allowed,
+                                                       pre_nms_topk=pre_nms_topk)
+        report.unverifiable = sorted(unverifiable)
+        if report.baked:
+            report.problems.append(f"{len(report.baked)} shape constant(s) baked from the export size, "
+                                   f"e.g. {report.baked[0]}")
+    return report
