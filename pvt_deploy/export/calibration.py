@@ -1,0 +1,103 @@
+"""Images for INT8 calibration and the parity gate, preprocessed exactly as at inference.
+
+Calibration ranges are only right for the inputs the graph will see, so calibration images go through
+the same :class:`~pvt_deploy.tasks.preprocess.Preprocessor` (same resize policy, size, padding) that
+every backend uses at inference. Without a folder the bundled sample photos are used, which is enough
+to produce a working graph but not a tuned one — the exporter says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
+DEFAULT_PARITY_IMAGES = 4
+
+
+@dataclass
+class Batch:
+    """One graph input (N, 3, H, W) float32 and the letterbox record of each image in it."""
+
+    images: np.ndarray
+    metas: list[Letterbox]
+    names: list[str]
+
+
+def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
+    """Image files in ``folder`` (not recursive), sorted by name; at most ``limit``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"{what} folder {folder} does not exist" if not path.exists() else
+                         f"{what} folder {folder} is not a folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files[:limit] if limit else files
+
+
+def bundled_images() -> list[Path]:
+    from pvt_deploy.assets import sample_images
+
+    return sample_images()
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: cannot read this image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None = None) -> list[Batch]:
+    """Preprocess ``paths`` into graph inputs.
+
+    ``batch=None`` (dynamic graphs): one image per input, each at its own planned size — what single-
+    image inference feeds. ``batch=B`` (static graphs): groups of exactly ``B``, the last one filled by
+    repeating images, because a static graph accepts nothing else.
+    """
+    images = [(p.name, read_rgb(p)) for p in paths]
+    if not images:
+        raise InputError("no images to preprocess")
+    groups: list[list[tuple[str, np.ndarray]]]
+    if batch is None:
+        groups = [[im] for im in images]
+    else:
+        groups = [images[i:i + batch] for i in range(0, len(images), batch)]
+        last = groups[-1]
+        while len(last) < batch:
+            last.append(images[len(last) % len(images)])
+    out = []
+    for group in groups:
+        arr, metas = pre.batch([im for _, im in group])
+        out.append(Batch(arr, metas, [name for name, _ in group]))
+    return out
+
+
+def calibration_reader(batches: Sequence[Batch], input_name: str = "images") -> Any:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over preprocessed batches (rewindable)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it: Iterator[Batch] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            b = next(self._it, None)
+            return None if b is None else {input_name: b.images}
+
+        def rewind(self) -> None:
+            self._it = iter(batches)
+
+    return _Reader()

@@ -1,0 +1,477 @@
+"""Comparing two runs of the same graph, and the export's parity gate.
+
+The comparison is generic (it knows tasks, not backends): give it the outputs of a reference and of a
+candidate for the same preprocessed batch, and it measures
+
+* numbers, per float output: max absolute error, max error relative to the reference's largest
+  magnitude (``max_rel``), cosine similarity;
+* the task, through the shared post-processing: detections matched one-to-one at IoU >= 0.5 with the
+  same class (precision/recall/F1, see :class:`DetectionAgreement` for the detections within a
+  margin of the score threshold or of the ``max_detections`` cut, which are not required to agree),
+  segmentation pixel agreement of the final class maps, classification top-1 agreement and top-5
+  overlap.
+
+Raw detection ``boxes``/``scores`` are never compared index by index: per-level top-k may order
+near-ties differently between runtimes. What is compared numerically is order-free: each box's best
+class score, sorted (``scores``); errors of matched detections are reported, not gated.
+
+The export's gate (:func:`run_parity`) runs every ONNX file it wrote in ONNX Runtime against PyTorch
+on real images and fails past :data:`DEFAULT_TOLERANCES`, chosen per precision:
+
+* fp32: cosine >= 0.9999, max_rel <= 1e-3, agreement >= 0.99 (only float summation order differs);
+* fp16: cosine >= 0.999, max_rel <= 0.02, agreement >= 0.95 (10-bit mantissa; decoding kept in fp32);
+* int8: cosine >= 0.98, max_rel <= 0.25, agreement >= 0.80 (8-bit, calibrated on a handful of images).
+
+Task agreement is gated only when the model carries trained weights: on a randomly initialised
+network, top-1 classes and segmentation argmaxes are near-ties everywhere and detections sit below
+the score threshold, so agreement says nothing about the export (it is still reported).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pvt_deploy.errors import ParityError
+from pvt_deploy.tasks.postprocess import (
+    Detections,
+    postprocess_classify,
+    postprocess_detect,
+    postprocess_segment,
+)
+from pvt_deploy.tasks.preprocess import Letterbox
+
+Outputs = Mapping[str, np.ndarray]
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits one compared file must meet. ``min_agreement`` applies to the task metric."""
+
+    min_cosine: float
+    max_rel: float
+    min_agreement: float
+
+    def scaled(self, factor: float) -> Tolerance:
+        """Tighter (< 1) or looser (> 1): errors and disagreement allowed times ``factor``."""
+        return Tolerance(min_cosine=1 - (1 - self.min_cosine) * factor, max_rel=self.max_rel * factor,
+                         min_agreement=1 - (1 - self.min_agreement) * factor)
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(min_cosine=0.9999, max_rel=1e-3, min_agreement=0.99),
+    "fp16": Tolerance(min_cosine=0.999, max_rel=0.02, min_agreement=0.95),
+    "int8": Tolerance(min_cosine=0.98, max_rel=0.25, min_agreement=0.80),
+}
+
+
+def resolve_tolerances(spec: float | Mapping[str, Tolerance | Mapping[str, float]] | None
+                       ) -> dict[str, Tolerance]:
+    """``None``: defaults; a number: every default scaled by it; a mapping: per-precision overrides."""
+    if spec is None:
+        return dict(DEFAULT_TOLERANCES)
+    if isinstance(spec, (int, float)):
+        if spec <= 0:
+            raise ValueError(f"parity tolerance factor must be positive, not {spec}")
+        return {k: t.scaled(float(spec)) for k, t in DEFAULT_TOLERANCES.items()}
+    out = dict(DEFAULT_TOLERANCES)
+    for precision, tol in spec.items():
+        out[precision] = tol if isinstance(tol, Tolerance) else Tolerance(**{**asdict(out[precision]), **tol})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NumericStats:
+    """Running error statistics of one output over several batches (order-independent sums)."""
+
+    max_abs: float = 0.0
+    ref_max: float = 0.0
+    dot: float = 0.0
+    ref_sq: float = 0.0
+    test_sq: float = 0.0
+    abs_sum: float = 0.0
+    count: int = 0
+    nonfinite: int = 0
+
+    def add(self, ref: np.ndarray, test: np.ndarray) -> None:
+        r = np.asarray(ref, dtype=np.float64).reshape(-1)
+        t = np.asarray(test, dtype=np.float64).reshape(-1)
+        if r.shape != t.shape:
+            raise ValueError(f"shape mismatch {np.shape(ref)} vs {np.shape(test)}")
+        finite = np.isfinite(t) & np.isfinite(r)
+        self.nonfinite += int((~finite).sum())
+        r, t = r[finite], t[finite]
+        if r.size == 0:
+            return
+        d = np.abs(r - t)
+        self.max_abs = max(self.max_abs, float(d.max()))
+        self.ref_max = max(self.ref_max, float(np.abs(r).max()))
+        self.dot += float(r @ t)
+        self.ref_sq += float(r @ r)
+        self.test_sq += float(t @ t)
+        self.abs_sum += float(d.sum())
+        self.count += r.size
+
+    def result(self) -> dict[str, float | int]:
+        denom = np.sqrt(self.ref_sq * self.test_sq)
+        cosine = float(self.dot / denom) if denom > 0 else (1.0 if self.ref_sq == self.test_sq else 0.0)
+        out: dict[str, float | int] = {
+            "max_abs": self.max_abs,
+            "max_rel": self.max_abs / self.ref_max if self.ref_max > 0 else (0.0 if self.max_abs == 0 else np.inf),
+            "mean_abs": self.abs_sum / self.count if self.count else 0.0,
+            "cosine": cosine,
+        }
+        if self.nonfinite:
+            out["nonfinite"] = self.nonfinite
+        return out
+
+
+def numeric_errors(ref: np.ndarray, test: np.ndarray) -> dict[str, float | int]:
+    """max_abs, max_rel (max_abs / max |ref|), mean_abs and cosine of two same-shaped arrays."""
+    stats = NumericStats()
+    stats.add(ref, test)
+    return stats.result()
+
+
+# --------------------------------------------------------------------------------------------------
+# Task agreement
+# --------------------------------------------------------------------------------------------------
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_detections(ref: Detections, test: Detections, iou: float = 0.5) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching, reference detections in score order, same class, IoU >= ``iou``."""
+    if len(ref) == 0 or len(test) == 0:
+        return []
+    ious = _iou_matrix(ref.boxes.astype(np.float64), test.boxes.astype(np.float64))
+    ious[ref.class_ids[:, None] != test.class_ids[None, :]] = -1.0
+    used = np.zeros(len(test), dtype=bool)
+    pairs = []
+    for i in np.argsort(-ref.scores, kind="stable"):
+        cand = np.where(used, -1.0, ious[i])
+        j = int(np.argmax(cand))
+        if cand[j] >= iou:
+            used[j] = True
+            pairs.append((int(i), j))
+    return pairs
+
+
+def _required(det: Detections, score_threshold: float, max_detections: int | None, margin: float) -> np.ndarray:
+    """Detections that any faithful run must reproduce: clear of the score threshold, and clear of
+    the ``max_detections`` cut (when it is reached, the weakest kept detection marks the cut)."""
+    floor = score_threshold
+    if max_detections and len(det) >= max_detections:
+        floor = max(floor, float(det.scores.min()))
+    return det.scores >= floor + margin
+
+
+@dataclass
+class DetectionAgreement:
+    """Detection agreement over several images.
+
+    Detections are matched one-to-one (same class, IoU >= ``iou``, greedy by reference score). A
+    detection within ``margin`` of the score threshold, or of the score at which ``max_detections``
+    cut the list, flips with any rounding, so it may match but is not required to: recall counts the
+    *required* reference detections found in the candidate, precision the required candidate
+    detections found in the reference. Score and box errors of matched pairs are reported, not
+    gated: among near-duplicate boxes, NMS may keep a neighbour that still matches at IoU >= 0.5.
+    """
+
+    score_threshold: float = 0.05
+    max_detections: int | None = 100
+    margin: float = 0.02
+    required_ref: int = 0
+    required_ref_found: int = 0
+    required_test: int = 0
+    required_test_found: int = 0
+    matched: int = 0
+    n_ref: int = 0
+    n_test: int = 0
+    score_max_abs: float = 0.0
+    box_max_abs: float = 0.0
+    iou_sum: float = 0.0
+
+    def add(self, ref: Sequence[Detections], test: Sequence[Detections], iou: float = 0.5) -> None:
+        for r, t in zip(ref, test, strict=True):
+            pairs = match_detections(r, t, iou)
+            self.matched += len(pairs)
+            self.n_ref += len(r)
+            self.n_test += len(t)
+            req_r = _required(r, self.score_threshold, self.max_detections, self.margin)
+            req_t = _required(t, self.score_threshold, self.max_detections, self.margin)
+            found_r = np.zeros(len(r), dtype=bool)
+            found_t = np.zeros(len(t), dtype=bool)
+            for i, j in pairs:
+                found_r[i] = found_t[j] = True
+            self.required_ref += int(req_r.sum())
+            self.required_ref_found += int((req_r & found_r).sum())
+            self.required_test += int(req_t.sum())
+            self.required_test_found += int((req_t & found_t).sum())
+            if pairs:
+                ri = np.array([p[0] for p in pairs])
+                ti = np.array([p[1] for p in pairs])
+                self.score_max_abs = max(self.score_max_abs, float(np.abs(r.scores[ri] - t.scores[ti]).max()))
+                self.box_max_abs = max(self.box_max_abs, float(np.abs(r.boxes[ri] - t.boxes[ti]).max()))
+                ious = _iou_matrix(r.boxes[ri].astype(np.float64), t.boxes[ti].astype(np.float64))
+                self.iou_sum += float(np.diag(ious).sum())
+
+    def result(self) -> dict[str, Any]:
+        precision = self.required_test_found / self.required_test if self.required_test else 1.0
+        recall = self.required_ref_found / self.required_ref if self.required_ref else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        return {"metric": "detection_f1", "f1": f1, "precision": precision, "recall": recall,
+                "ref_detections": self.n_ref, "test_detections": self.n_test, "matched": self.matched,
+                "required_ref": self.required_ref, "required_test": self.required_test,
+                "margin": self.margin, "matched_score_max_abs": self.score_max_abs,
+                "matched_box_max_abs": self.box_max_abs,
+                "matched_mean_iou": self.iou_sum / self.matched if self.matched else 1.0}
+
+
+def agreement_detections(ref: Sequence[Detections], test: Sequence[Detections], iou: float = 0.5, *,
+                         score_threshold: float = 0.05, max_detections: int | None = 100,
+                         margin: float = 0.02) -> dict[str, Any]:
+    """Agreement of two sets of per-image detections (reference first); see :class:`DetectionAgreement`.
+
+    ``f1`` combines recall (required reference detections found) and precision (required candidate
+    detections found in the reference).
+    """
+    acc = DetectionAgreement(score_threshold, max_detections, margin)
+    acc.add(ref, test, iou)
+    return acc.result()
+
+
+def agreement_segmentation(ref: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Fraction of pixels with the same class in two sets of per-image class maps."""
+    same = sum(int((np.asarray(a) == np.asarray(b)).sum()) for a, b in zip(ref, test, strict=True))
+    total = sum(int(np.asarray(a).size) for a in ref)
+    return {"metric": "pixel_agreement", "pixel_agreement": same / total if total else 1.0, "pixels": total}
+
+
+def agreement_classification(ref: Sequence[tuple[np.ndarray, np.ndarray]],
+                             test: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Top-1 agreement and mean top-5 overlap of per-image (class ids, probabilities) pairs."""
+    n = len(ref)
+    top1 = sum(int(a[0][0] == b[0][0]) for a, b in zip(ref, test, strict=True))
+    overlap = sum(len(set(a[0].tolist()) & set(b[0].tolist())) / max(len(a[0]), 1)
+                  for a, b in zip(ref, test, strict=True))
+    return {"metric": "top1_agreement", "top1_agreement": top1 / n if n else 1.0,
+            "top5_overlap": overlap / n if n else 1.0, "images": n}
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole-output comparison
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_float(a: np.ndarray) -> bool:
+    return np.asarray(a).dtype.kind == "f"
+
+
+class Comparison:
+    """Accumulates the comparison of reference and candidate outputs over several batches."""
+
+    def __init__(self, task: str, post: Mapping[str, Any], *, iou: float = 0.5, margin: float = 0.02) -> None:
+        self.task = task
+        self.post = dict(post)
+        self.iou = iou
+        self.numeric: dict[str, NumericStats] = {}
+        self.det = DetectionAgreement(float(self.post.get("score_threshold", 0.05)),
+                                      self.post.get("max_detections", 100), margin)
+        self.seg_same = 0
+        self.seg_total = 0
+        self.cls_ref: list[tuple[np.ndarray, np.ndarray]] = []
+        self.cls_test: list[tuple[np.ndarray, np.ndarray]] = []
+        self.images = 0
+
+    def _num(self, name: str, ref: np.ndarray, test: np.ndarray) -> None:
+        self.numeric.setdefault(name, NumericStats()).add(ref, test)
+
+    def add(self, ref: Outputs, test: Outputs, metas: Sequence[Letterbox]) -> None:
+        self.images += len(metas)
+        if self.task == "detect":
+            if "scores" in ref and "scores" in test:
+                # Order-free: each box's best class score, sorted, per image.
+                for r, t in zip(ref["scores"], test["scores"], strict=True):
+                    rs, ts = np.sort(r.max(axis=-1))[::-1], np.sort(t.max(axis=-1))[::-1]
+                    if rs.shape == ts.shape:
+                        self._num("scores", rs, ts)
+            self.det.add(postprocess_detect(ref, list(metas), self.post),
+                         postprocess_detect(test, list(metas), self.post), self.iou)
+            return
+        for name, r in ref.items():
+            if name in test and _is_float(r) and _is_float(test[name]):
+                self._num(name, r, test[name])
+        if self.task == "segment":
+            for a, b in zip(postprocess_segment(ref, list(metas), self.post),
+                            postprocess_segment(test, list(metas), self.post), strict=True):
+                self.seg_same += int((a == b).sum())
+                self.seg_total += int(a.size)
+        elif self.task == "classify":
+            self.cls_ref += postprocess_classify(ref)
+            self.cls_test += postprocess_classify(test)
+
+    def result(self) -> dict[str, Any]:
+        outputs = {name: s.result() for name, s in self.numeric.items()}
+        task: dict[str, Any] | None
+        agreement: float | None
+        if self.task == "detect":
+            task = self.det.result()
+            agreement = task["f1"]
+        elif self.task == "segment":
+            agreement = self.seg_same / self.seg_total if self.seg_total else 1.0
+            task = {"metric": "pixel_agreement", "pixel_agreement": agreement, "pixels": self.seg_total}
+        elif self.task == "classify":
+            task = agreement_classification(self.cls_ref, self.cls_test)
+            agreement = task["top1_agreement"]
+        else:
+            task, agreement = None, None
+        return {"outputs": outputs, "agreement": agreement, "task": task, "images": self.images}
+
+
+def compare_outputs(task: str, ref_outputs: Outputs, test_outputs: Outputs, metas: Sequence[Letterbox],
+                    post: Mapping[str, Any], *, iou: float = 0.5, margin: float = 0.02) -> dict[str, Any]:
+    """Compare one batch of outputs of two runs of a graph (reference first).
+
+    Returns ``{"outputs": {name: {max_abs, max_rel, mean_abs, cosine}}, "agreement": float | None,
+    "task": {...}, "images": n}``. For several batches, use :class:`Comparison` directly.
+    """
+    comp = Comparison(task, post, iou=iou, margin=margin)
+    comp.add(ref_outputs, test_outputs, metas)
+    return comp.result()
+
+
+def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement: bool = True) -> list[str]:
+    """What in ``report`` (from :func:`compare_outputs`) is outside ``tol``; empty when it passes."""
+    failures = []
+    for name, s in report["outputs"].items():
+        if s.get("nonfinite"):
+            failures.append(f"{name}: {s['nonfinite']} non-finite values")
+        if "cosine" in s and s["cosine"] < tol.min_cosine:
+            failures.append(f"{name}: cosine {s['cosine']:.6f} < {tol.min_cosine:g}")
+        if s.get("max_rel", 0.0) > tol.max_rel:
+            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:g}")
+    agreement = report.get("agreement")
+    if gate_agreement and agreement is not None and agreement < tol.min_agreement:
+        metric = (report.get("task") or {}).get("metric", "agreement")
+        failures.append(f"{metric} {agreement:.4f} < {tol.min_agreement:g}")
+    return failures
+
+
+# --------------------------------------------------------------------------------------------------
+# The gate
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParityCandidate:
+    file: str
+    precision: str
+    run: Runner
+
+
+@dataclass
+class ParityResult:
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [f for f, r in self.reports.items() if not r["passed"]]
+
+
+def _timed(run: Runner, x: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    t0 = time.perf_counter()
+    out = run(x)
+    return out, time.perf_counter() - t0
+
+
+def _latency(times: list[float]) -> float:
+    """Median batch time, leaving out the first batch (session warm-up) when there are others."""
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def run_parity(reference: Runner, candidates: Sequence[ParityCandidate], batches: Sequence[Any], *, task: str,
+               post: Mapping[str, Any], tolerances: Mapping[str, Tolerance] | None = None,
+               gate_agreement: bool = True, reference_name: str = "pytorch",
+               progress: Callable[[str, int, int], Any] | None = None) -> ParityResult:
+    """Run ``reference`` and every candidate on ``batches`` (``.images``, ``.metas``) and compare.
+
+    Each report (manifest ``parity[file]``) holds the comparison, the tolerance used, whether
+    agreement was gated, the median batch latency and ``passed``/``failures``.
+    """
+    tols = dict(tolerances or DEFAULT_TOLERANCES)
+    total = len(batches) * (1 + len(candidates))
+    step = 0
+    refs, ref_times = [], []
+    for b in batches:
+        out, dt = _timed(reference, b.images)
+        refs.append(out)
+        ref_times.append(dt)
+        step += 1
+        if progress:
+            progress("parity", step, total)
+    result = ParityResult()
+    for cand in candidates:
+        comp = Comparison(task, post)
+        times = []
+        for b, ref in zip(batches, refs, strict=True):
+            out, dt = _timed(cand.run, b.images)
+            times.append(dt)
+            comp.add(ref, out, b.metas)
+            step += 1
+            if progress:
+                progress("parity", step, total)
+        report = comp.result()
+        tol = tols[cand.precision]
+        failures = check_tolerance(report, tol, gate_agreement=gate_agreement)
+        report.update({"precision": cand.precision, "reference": reference_name, "tolerance": asdict(tol),
+                       "agreement_gated": gate_agreement, "latency_s": round(_latency(times), 4),
+                       "reference_latency_s": round(_latency(ref_times), 4),
+                       "passed": not failures, "failures": failures})
+        result.reports[cand.file] = report
+    return result
+
+
+def raise_on_failure(result: ParityResult) -> None:
+    """One-line :class:`ParityError` naming the first failing file and why."""
+    if not result.failed:
+        return
+    first = result.failed[0]
+    why = "; ".join(result.reports[first]["failures"][:3])
+    more = f" (and {len(result.failed) - 1} more file(s))" if len(result.failed) > 1 else ""
+    raise ParityError(f"{first} disagrees with {result.reports[first]['reference']}: {why}{more}",
+                      hint="see parity in manifest.json; --parity-tolerance to loosen, --allow-parity-failure "
+                           "to keep the files")
+
+
+def json_safe(obj: Any) -> Any:
+    """Reports as plain JSON (floats rounded, numpy scalars converted, inf as a string)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if np.isfinite(v) else str(v)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,223 @@
+"""FP16 and INT8 variants of an exported graph (precision lives in the ONNX, see DESIGN §4).
+
+FP16 (``model.fp16.onnx``): weights and activations in float16 except where float16 loses: every
+``LayerNormalization`` and ``Softmax`` (variance and exp overflow after attention), ``ReduceMean``
+(token averaging of the v2 classifier sums thousands of values), ONNX Runtime's default block list
+(TopK, Range, Min/Max, NMS...), and the whole *tail* of the graph — every node after the last
+Conv/MatMul/Gemm, i.e. RetinaNet's sigmoid/top-k/box decoding (``exp`` of deltas, pixel coordinates
+above 2048 where float16 steps by 2) and segmentation's resize/argmax. Inputs and outputs stay
+float32 so every runtime feeds and reads the graph the same way.
+
+INT8: Q/DQ graphs calibrated on images preprocessed exactly as at inference
+(:mod:`pvt_deploy.export.calibration`), quantizing the inputs of Conv, Gemm and weight MatMuls only
+(``MatMulConstBOnly``): LayerNorm, Softmax, Resize and the activation-by-activation MatMuls of
+attention and of the size-generic adaptive pooling stay float. (A pooling matrix holds 1/bin-size,
+which changes with the input size, so a scale calibrated at one size would clip it at another.)
+
+* TensorRT flavour (``model.int8.trt.onnx``): symmetric INT8 activations (S8, zero point 0) and
+  per-channel symmetric INT8 weights, Q/DQ on operator inputs only — what TensorRT's explicit
+  quantization fuses into INT8 kernels.
+* CPU flavour (``model.int8.onnx``): what ONNX Runtime's CPU kernels run fastest at acceptable
+  accuracy. Measured on this project's 2-core AVX2 machine (no VNNI) and recorded in the manifest:
+  static Q/DQ with U8 activations and per-channel S8 weights quantized to 7 bits
+  (``reduce_range``) is the fastest for detectors (pvt_small RetinaNet 640², 1.3x FP32) and for
+  backbones (1.6x), while dynamic quantization is slower than FP32 for detectors (ConvInteger) and
+  only equal for backbones. ``reduce_range`` avoids the int16 saturation of U8S8 products on CPUs
+  without VNNI (without it the same graph's cosine fell to 0.96) and costs little where VNNI exists.
+  ``method="dynamic"`` (weights-only INT8 on MatMul/Gemm, no calibration) is kept as an option.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pvt_deploy.errors import InputError, PvtDeployError
+from pvt_deploy.export.graph import toposort
+
+if TYPE_CHECKING:
+    import onnx
+
+    from pvt_deploy.export.calibration import Batch
+
+log = logging.getLogger(__name__)
+
+HEAVY_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# Kept in float32 in the FP16 graph (on top of onnxruntime's DEFAULT_OP_BLOCK_LIST).
+FP16_KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "Sigmoid", "Exp", "TopK", "ReduceMax",
+                      "GatherElements", "ArgMax", "NonMaxSuppression")
+INT8_OPS = ("Conv", "MatMul", "Gemm")
+INT8_FLAVOURS = ("cpu", "trt")
+INT8_FILES = {"cpu": "model.int8.onnx", "trt": "model.int8.trt.onnx"}
+CPU_METHODS = ("static", "dynamic")
+
+
+# --------------------------------------------------------------------------------------------------
+# FP16
+# --------------------------------------------------------------------------------------------------
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """The converter blocks nodes by name; give unnamed nodes one."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+
+
+def tail_nodes(model: onnx.ModelProto, heavy: Sequence[str] = HEAVY_OPS) -> list[str]:
+    """Names of nodes that feed no Conv/MatMul/Gemm (directly or not): the post-head tail.
+
+    Computed backwards from the heavy nodes over producer links; what is not reached is the tail.
+    """
+    producer: dict[str, int] = {}
+    for i, n in enumerate(model.graph.node):
+        for out in n.output:
+            producer[out] = i
+    feeds_heavy = [False] * len(model.graph.node)
+    stack = [i for i, n in enumerate(model.graph.node) if n.op_type in heavy]
+    while stack:
+        i = stack.pop()
+        if feeds_heavy[i]:
+            continue
+        feeds_heavy[i] = True
+        stack.extend(producer[x] for x in model.graph.node[i].input if x in producer)
+    return [n.name for i, n in enumerate(model.graph.node) if not feeds_heavy[i]]
+
+
+def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
+                 keep_fp32_ops: Sequence[str] = FP16_KEEP_FP32_OPS, keep_tail: bool = True
+                 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Float16 copy of ``model`` (see the module docstring for what stays float32).
+
+    Returns the model and the manifest record of what was kept in float32.
+    """
+    import onnx
+    from onnxruntime.transformers import float16
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never touch the caller's graph
+    _name_nodes(model)
+    tail = tail_nodes(model) if keep_tail else []
+    ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
+    chatty = logging.getLogger(float16.__name__)  # logs every shared initializer at INFO
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        converted = float16.convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=ops,
+                                                     node_block_list=tail)
+    finally:
+        chatty.setLevel(level)
+    toposort(converted)
+    present = {n.op_type for n in model.graph.node}
+    record = {"keep_io_types": bool(keep_io_types), "fp32_ops": [op for op in ops if op in present],
+              "fp32_tail_nodes": len(tail)}
+    return converted, record
+
+
+# --------------------------------------------------------------------------------------------------
+# INT8
+# --------------------------------------------------------------------------------------------------
+
+
+def prepare_for_quantization(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """onnxruntime's ``quant_pre_process``: shape inference + safe graph cleanup, so the quantizer
+    sees every tensor's type and shape (required for per-channel axes and for skipping int ops)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_optimization=False, skip_onnx_shape=False,
+                          skip_symbolic_shape=False, auto_merge=True)
+    except Exception as e:  # noqa: BLE001 - symbolic inference can fail on exotic graphs; plain one works
+        log.debug("symbolic shape inference failed (%s); retrying without it", e)
+        quant_pre_process(str(src), str(dst), skip_optimization=False, skip_symbolic_shape=True)
+
+
+def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
+    """What each flavour is, for ``quantize_static``/``quantize_dynamic`` and for the manifest."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    if flavour == "trt":
+        return {
+            "record": {"flavour": "trt", "method": "static", "format": "QDQ", "activations": "int8 symmetric",
+                       "weights": "int8 symmetric per-channel", "ops": list(INT8_OPS),
+                       "matmul": "weights only", "outputs_quantized": False},
+            "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
+                       "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": False,
+                       "op_types_to_quantize": list(INT8_OPS),
+                       "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True,
+                                         "MatMulConstBOnly": True,
+                                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+                                         "OpTypesToExcludeOutputQuantization": list(INT8_OPS)}},
+        }
+    if flavour != "cpu":
+        raise InputError(f"unknown INT8 flavour {flavour!r}; choose cpu, trt or both")
+    if method == "dynamic":
+        return {
+            "record": {"flavour": "cpu", "method": "dynamic", "format": "QOperator (dynamic)",
+                       "activations": "uint8 per batch at run time", "weights": "int8 per-tensor",
+                       "ops": ["MatMul", "Gemm"], "matmul": "weights only"},
+            "kwargs": {"weight_type": QuantType.QInt8, "op_types_to_quantize": ["MatMul", "Gemm"],
+                       "extra_options": {"MatMulConstBOnly": True}},
+        }
+    if method != "static":
+        raise InputError(f"unknown CPU INT8 method {method!r}; choose static or dynamic")
+    return {
+        "record": {"flavour": "cpu", "method": "static", "format": "QDQ", "activations": "uint8 asymmetric",
+                   "weights": "int8 symmetric per-channel, 7-bit (reduce_range)", "ops": list(INT8_OPS),
+                   "matmul": "weights only", "outputs_quantized": True},
+        "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QUInt8,
+                   "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True,
+                   "op_types_to_quantize": list(INT8_OPS), "extra_options": {"MatMulConstBOnly": True}},
+    }
+
+
+def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
+                  batches: Sequence[Batch], method: str = "static", cache: str | os.PathLike[str] | None = None,
+                  input_name: str = "images") -> dict[str, Any]:
+    """Quantize ``prepared`` (see :func:`prepare_for_quantization`) into ``dst``; return the record.
+
+    ``cache``: a calibration-range file shared by the static flavours of one export, so the images
+    run through the graph once (ranges are raw min/max; symmetry is applied per flavour afterwards).
+    ``dst`` is written by onnxruntime directly: pass a temporary path and move it into place.
+    """
+    from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
+
+    from pvt_deploy.export.calibration import calibration_reader
+
+    settings = int8_settings(flavour, method)
+    record = dict(settings["record"])
+    quiet = logging.getLogger("root"), logging.getLogger()
+    levels = [q.level for q in quiet]
+    for q in quiet:  # the quantizer logs advice through the root logger
+        q.setLevel(max(q.level, logging.ERROR))
+    try:
+        if record["method"] == "dynamic":
+            quantize_dynamic(str(prepared), str(dst), **settings["kwargs"])
+        else:
+            quantize_static(str(prepared), str(dst), calibration_reader(batches, input_name),
+                            calibrate_method=CalibrationMethod.MinMax,
+                            calibration_cache_path=str(cache) if cache else None, **settings["kwargs"])
+            record["calibration"] = {"method": "minmax", "batches": len(batches),
+                                     "images": sum(len(b.names) for b in batches)}
+    except (InputError, PvtDeployError):
+        raise
+    except Exception as e:
+        raise PvtDeployError(f"INT8 quantization ({flavour}) failed: {' '.join(str(e).split())[:300]}") from e
+    finally:
+        for q, lv in zip(quiet, levels, strict=True):
+            q.setLevel(lv)
+    return record
+
+
+def temporary_dir(parent: str | os.PathLike[str]) -> tempfile.TemporaryDirectory[str]:
+    """Scratch space beside the artifact (same file system, so finished files move atomically)."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=".pvt-export-", dir=parent)
