@@ -1,1 +1,114 @@
+"""Export PVT models: ONNX (+ FP16/INT8 variants, graph checks, parity gate), TensorRT, Triton.
 
+* :func:`export_onnx` — PyTorch -> artifact folder (``model.onnx``, variants, ``manifest.json``);
+* :func:`export` — the same, then a TensorRT engine (``format="trt"``) or a Triton model
+  (``format="triton"``), as ``pvt-deploy export --format`` does;
+* :mod:`pvt_deploy.export.parity` — generic output comparison (``compare_outputs``,
+  ``agreement_detections``...), used by the gate and by ``pvt-deploy check``;
+* :mod:`pvt_deploy.export.tensorrt`, :mod:`pvt_deploy.export.triton` — engines and model repositories.
+
+Attributes are imported lazily: ``import pvt_deploy.export.tensorrt`` must not pay for torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pvt_deploy.export.onnx import export_onnx
+    from pvt_deploy.export.parity import (
+        DEFAULT_TOLERANCES,
+        Tolerance,
+        agreement_classification,
+        agreement_detections,
+        agreement_segmentation,
+        compare_outputs,
+    )
+
+__all__ = [
+    "DEFAULT_TOLERANCES", "FORMATS", "Tolerance", "agreement_classification", "agreement_detections",
+    "agreement_segmentation", "compare_outputs", "export", "export_onnx",
+]
+
+FORMATS = ("onnx", "trt", "triton")
+
+_LAZY = {
+    "export_onnx": "pvt_deploy.export.onnx",
+    "compare_outputs": "pvt_deploy.export.parity",
+    "agreement_detections": "pvt_deploy.export.parity",
+    "agreement_segmentation": "pvt_deploy.export.parity",
+    "agreement_classification": "pvt_deploy.export.parity",
+    "Tolerance": "pvt_deploy.export.parity",
+    "DEFAULT_TOLERANCES": "pvt_deploy.export.parity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def engine_precision(*, half: bool = False, int8: bool = False) -> str:
+    """The TensorRT build precision that matches the ONNX variants asked for (INT8 wins)."""
+    return "int8" if int8 else "fp16" if half else "fp32"
+
+
+def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format: str = "onnx",
+           tensorrt: Mapping[str, Any] | None = None, triton: Mapping[str, Any] | None = None,
+           triton_repo: str | os.PathLike[str] | None = None, **onnx_options: Any) -> Path:
+    """Export to ONNX (:func:`export_onnx` with ``onnx_options``), then build what ``format`` asks.
+
+    ``format="trt"``: ``model.engine`` via :func:`pvt_deploy.export.tensorrt.build_engine` with
+    ``tensorrt`` options (``shapes``, ``workspace_gib``, ``timing_cache``, ``version_compatible``,
+    ``hardware_compatible``...); precision follows ``half``/``int8``. ``format="triton"``: a model of
+    the Triton repository ``triton_repo`` (default ``exports/triton``) via
+    :func:`pvt_deploy.export.triton.export_triton` with ``triton`` options (``backend``,
+    ``max_batch``, ``instances``...); ``backend="trt"`` builds the engine first.
+
+    TensorRT is checked before any export work, so a machine without it fails in a second with a
+    one-line :class:`~pvt_deploy.errors.BackendUnavailableError`. Returns the artifact folder; the
+    engine is ``<folder>/model.engine``, the Triton model ``<triton_repo>/<model name>``.
+    """
+    import logging
+
+    from pvt_deploy.errors import InputError
+
+    if format not in FORMATS:
+        raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    triton_opts = dict(triton or {})
+    backend = triton_opts.pop("backend", "onnx")
+    if format == "triton" and backend not in ("onnx", "trt"):
+        raise InputError(f"--triton-backend {backend!r}: choose onnx or trt")
+    needs_engine = format == "trt" or (format == "triton" and backend == "trt")
+    if needs_engine:
+        from pvt_deploy.export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    from pvt_deploy.export.onnx import export_onnx
+
+    folder = export_onnx(model, out_dir, **onnx_options)
+    log = logging.getLogger("pvt_deploy.export")
+    if needs_engine:
+        from pvt_deploy.export.tensorrt import build_engine
+
+        precision = engine_precision(half=bool(onnx_options.get("half")), int8=bool(onnx_options.get("int8")))
+        engine = build_engine(folder, precision=precision, **dict(tensorrt or {}))
+        log.info("TensorRT %s engine: %s", precision, engine)
+    if format == "triton":
+        from pvt_deploy.export.triton import export_triton
+
+        if backend == "onnx" and "source" not in triton_opts:
+            if onnx_options.get("int8") and (folder / "model.int8.onnx").is_file():
+                triton_opts["source"] = "model.int8.onnx"
+            elif onnx_options.get("half"):
+                triton_opts["source"] = "model.fp16.onnx"
+        repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
+        model_dir = export_triton(folder, repo, backend=backend, **triton_opts)
+        log.info("Triton model: %s", model_dir)
+    return folder

@@ -1,0 +1,132 @@
+"""Exported artifacts shared by the export tests (session scope: each model is exported once).
+
+Import the fixtures into a test module with ``from export_fixtures import *``-style explicit imports.
+Tiny variants at small sizes keep the whole export suite within a few minutes on 2 CPU cores:
+
+* ``det_artifact``: pvt_v2_b0 RetinaNet, 160 px, dynamic, FP16 + both INT8 flavours, loaded from a
+  seeded checkpoint whose classification head is perturbed so that real detections exist (a random
+  RetinaNet head scores everything at the 0.01 focal prior, below the 0.05 threshold);
+* ``seg_artifact``: pvt_tiny (v1, positional embeddings) Semantic FPN, 128 px;
+* ``cls_artifact``: pvt_tiny (v1, cls token) classifier, 64 px;
+* ``feat_artifact``: pvt_v2_b2_li (linear SRA, adaptive pooling) backbone, 96 px.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from pvt_deploy.models import build_deploy_module, create_model
+
+
+@dataclass
+class Artifact:
+    folder: Path
+    module: torch.nn.Module  # the exported deploy graph in PyTorch (reference)
+    weights: Path | None = None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.folder / "manifest.json").read_text())
+
+
+def perturbed_detector(seed: int = 0) -> torch.nn.Module:
+    """pvt_v2_b0 RetinaNet whose class logits vary by location and class, so detections exist.
+
+    The head convs get He-like weights (the 0.01 init all but erases the features), and the class
+    biases spread around a low prior: a handful of confident boxes and a tail near the threshold.
+    Biases and LayerNorm affines get small random values, as trained ones have: with the init's exact
+    zeros, letterbox padding makes tokens whose LayerNorm variance is exactly 0, where any rounding
+    is amplified by 1/sqrt(eps) — a property of the init, not of the export.
+    """
+    torch.manual_seed(seed)
+    model = create_model("pvt_v2_b0")
+    g = torch.Generator().manual_seed(seed)
+    head = model.bbox_head
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.05)
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.weight.copy_(1 + torch.randn(m.weight.shape, generator=g) * 0.1)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.05)
+        for conv in [m.conv for m in head.cls_convs] + [head.retina_cls]:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * WEIGHT_STD)
+        head.retina_cls.bias.copy_(torch.randn(head.retina_cls.bias.shape, generator=g) * 0.5 + BIAS_MEAN)
+    return model
+
+
+WEIGHT_STD, BIAS_MEAN = 0.026, -7.0
+
+
+def images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random RGB images in 0..255 (raw pixels, as the graph takes them)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, size=(n, 3, max(2, h // 16), max(2, w // 16))).astype(np.float32)
+    x = torch.nn.functional.interpolate(torch.from_numpy(small), size=(h, w), mode="bilinear", align_corners=False)
+    return (x.numpy() + rng.normal(0, 8, size=(n, 3, h, w))).clip(0, 255).astype(np.float32)
+
+
+def _export(folder: Path, model: Any, **kw: Any) -> Path:
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx(model, folder, **kw)
+
+
+@pytest.fixture(scope="session")
+def det_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    root = tmp_path_factory.mktemp("det")
+    ckpt = root / "retinanet_b0_seeded.pth"
+    torch.save(perturbed_detector().state_dict(), ckpt)
+    folder = _export(root / "pvt_v2_b0", "pvt_v2_b0", weights=ckpt, imgsz=160, half=True, int8=True)
+    module = build_deploy_module(create_model("pvt_v2_b0", weights=ckpt))
+    return Artifact(folder, module, ckpt)
+
+
+@pytest.fixture(scope="session")
+def seg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    torch.manual_seed(1)
+    model = create_model("pvt_tiny-seg")
+    folder = _export(tmp_path_factory.mktemp("seg") / "pvt_tiny-seg", model, imgsz=128)
+    return Artifact(folder, build_deploy_module(model))
+
+
+@pytest.fixture(scope="session")
+def cls_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    torch.manual_seed(2)
+    model = create_model("pvt_tiny-cls")
+    folder = _export(tmp_path_factory.mktemp("cls") / "pvt_tiny-cls", model, imgsz=64)
+    return Artifact(folder, build_deploy_module(model))
+
+
+@pytest.fixture(scope="session")
+def feat_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    torch.manual_seed(3)
+    model = create_model("pvt_v2_b2_li-features")
+    folder = _export(tmp_path_factory.mktemp("feat") / "pvt_v2_b2_li-features", model, imgsz=96)
+    return Artifact(folder, build_deploy_module(model))
+
+
+def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {"images": x}), strict=True))
+
+
+def torch_run(module: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        out = module(torch.from_numpy(x))
+    return {n: t.numpy() for n, t in zip(module.output_names, out, strict=True)}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64) + 1e-30))
