@@ -126,7 +126,7 @@ class Model:
             writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
                                   fps=getattr(src, "fps", None), vid_stride=vid_stride)
         gen = self._run(pipeline, writer)
-        return gen if stream else list(gen)
+        return gen if stream else _bounded_list(gen, str(getattr(src, "spec", source)))
 
     __call__ = predict
 
@@ -187,14 +187,27 @@ def open_source_for(source: Any, *, vid_stride: int = 1) -> Any:
 
 
 def _refuse_long(source: Any) -> None:
+    """Refuse, before decoding anything, what cannot become a list: live feeds and long videos."""
     kind = getattr(source, "kind", "")
     frames = getattr(source, "frames", None)
-    if kind == "stream":
+    if kind == "stream" and getattr(source, "live", True):
         source.close()
         raise InputError(f"{source.spec} is a live stream: use predict(..., stream=True) to get results as "
                          "they come (a list would grow without end)")
-    if kind == "video" and (frames is None or frames > MAX_LIST_FRAMES):
+    if kind in ("video", "stream") and frames is not None and frames > MAX_LIST_FRAMES:
         source.close()
-        count = f"{frames} frames" if frames else "an unknown number of frames"
-        raise InputError(f"{source.spec} has {count}: use predict(..., stream=True) (a list keeps every frame "
-                         f"in memory; the limit is {MAX_LIST_FRAMES})")
+        raise InputError(f"{source.spec} has {frames} frames: use predict(..., stream=True) (a list keeps every "
+                         f"frame in memory; the limit is {MAX_LIST_FRAMES})")
+
+
+def _bounded_list(results: Iterator[Result], spec: str) -> list[Result]:
+    """Collect a video of unknown length into a list, refusing once it passes the limit."""
+    out: list[Result] = []
+    for r in results:
+        out.append(r)
+        if len(out) > MAX_LIST_FRAMES and r.frame is not None:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+            raise InputError(f"{spec} has more than {MAX_LIST_FRAMES} frames: use predict(..., stream=True)")
+    return out

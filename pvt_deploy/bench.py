@@ -4,6 +4,9 @@ Both run every backend on the *same* preprocessed input through the *same* post-
 difference between two rows is the runtime's alone. They return plain dicts (JSON-ready) that the
 ``bench``/``check`` commands print and that ``benchmarks/`` scripts can store.
 
+Agreement is measured with the export parity gate's own comparison (:mod:`pvt_deploy.export.parity`),
+so ``check`` and the numbers recorded at export mean the same thing.
+
 Benchmark method: the input is a real photo resized to ``imgsz`` (so detection post-processing sees
 realistic score maps), ``warmup`` untimed runs, then ``iters`` timed runs of pre -> infer -> post.
 Latency percentiles are of the inference call; the stage split is the mean of each stage.
@@ -27,7 +30,7 @@ import numpy as np
 
 from pvt_deploy.errors import InputError, PvtDeployError
 
-__all__ = ["BENCH_BACKENDS", "DEFAULT_TOLERANCE", "benchmark", "cross_check", "parse_backends"]
+__all__ = ["BENCH_BACKENDS", "benchmark", "cross_check", "parse_backends"]
 
 log = logging.getLogger(__name__)
 
@@ -299,16 +302,6 @@ def _cuda_peak(active: bool) -> float | None:
 # Agreement
 # --------------------------------------------------------------------------------------------------
 
-# Minimum agreement of final results and maximum abs difference of dense outputs (logits), by the
-# precision of the graph compared with the reference.
-DEFAULT_TOLERANCE: dict[str, dict[str, float]] = {
-    "fp32": {"agreement": 0.99, "atol": 1e-3},
-    "fp16": {"agreement": 0.95, "atol": 5e-2},
-    "int8": {"agreement": 0.90, "atol": 5e-1},
-}
-_DENSE = ("logits", "seg_logits", "feat_s4", "feat_s8", "feat_s16", "feat_s32")
-
-
 def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tuple[str, np.ndarray]]:
     from pvt_deploy.assets import sample_images
     from pvt_deploy.io.sources import open_source
@@ -327,17 +320,22 @@ def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tup
 
 def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
                 backends: str | Sequence[str] | None = None, tolerance: float | None = None,
-                atol: float | None = None, imgsz: int | Sequence[int] | None = None, device: str | None = None,
-                max_images: int = 8, progress: Progress | None = None) -> dict[str, Any]:
+                imgsz: int | Sequence[int] | None = None, device: str | None = None, max_images: int = 8,
+                gate_agreement: bool | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Run every backend that can run ``artifact`` here on the same inputs and compare with a reference.
 
-    The reference is PyTorch when the export's weights are available, else ``model.onnx``.
-    Agreement is measured on final results as in the export parity gate (detections matched at IoU
-    0.5 with the same class, segmentation pixels, classification top-1), and dense outputs (logits)
-    by max abs/rel difference. ``tolerance`` (minimum agreement) and ``atol`` override the
-    per-precision defaults in :data:`DEFAULT_TOLERANCE`. ``report["passed"]`` is False when any
-    backend that ran is outside tolerance.
+    The reference is PyTorch when the export's weights are available, else ``model.onnx``. The
+    comparison is the export parity gate's (:mod:`pvt_deploy.export.parity`): per float output
+    max_abs / max_rel / cosine, and task agreement on final results (detections matched at IoU 0.5
+    with the same class, segmentation pixels, classification top-1), judged against the gate's
+    per-precision tolerances scaled by ``tolerance`` (``0.5``: twice as strict). As in the gate,
+    agreement is only gated for trained weights (``gate_agreement=None``): a random network is all
+    near-ties. ``report["passed"]`` is False when any backend that ran is outside tolerance.
     """
+    from dataclasses import asdict
+
+    from pvt_deploy.export.parity import Comparison, check_tolerance, json_safe, resolve_tolerances
+    from pvt_deploy.manifest import read_manifest
     from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model
     from pvt_deploy.tasks.pipeline import Predictor
 
@@ -345,16 +343,21 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     if not folder.is_dir():
         raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
                          hint="pvt-deploy export --model NAME writes one under exports/")
-    candidates = backend_candidates(folder, device=device)
+    try:
+        tolerances = resolve_tolerances(tolerance)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"--tolerance: {e}") from e
+    manifest = read_manifest(folder)
+    if gate_agreement is None:
+        gate_agreement = not (manifest.get("weights") or {}).get("random_init", False)
     wanted = parse_backends(backends) if backends is not None else None
     inputs = _check_images(images, max_images)
     size = _pair(imgsz)
-    report: dict[str, Any] = {"artifact": str(folder), "images": len(inputs), "reference": None, "results": [],
-                              "passed": True}
-    runs: dict[str, list[Any]] = {}
-    raw: dict[str, list[dict[str, np.ndarray]]] = {}
-    task = None
-    for cand in candidates:
+    report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
+                              "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True}
+    runs: dict[str, list[dict[str, np.ndarray]]] = {}
+    metas: list[Any] = []
+    for cand in backend_candidates(folder, manifest, device=device):
         if wanted is not None and cand.label not in wanted:
             continue
         if not cand.available:
@@ -364,119 +367,40 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
             progress(cand.label)
         kind, precision = BENCH_BACKENDS[cand.label]
         try:
-            backend, manifest = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
+            backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
         except PvtDeployError as e:
             report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e)})
             continue
         try:
-            predictor = Predictor(backend, manifest, imgsz=size, conf=None)
-            task = predictor.task
-            results, outs = [], []
-            for i, (path, image) in enumerate(inputs):
-                frame = _CheckFrame(image, i, path)
+            predictor = Predictor(backend, loaded, imgsz=size)
+            outs, metas = [], []
+            for _, image in inputs:
                 feed, records = predictor.preprocess([image])
-                out = predictor.infer(feed)
-                outs.append(out)
-                results.extend(predictor.postprocess(out, records, [frame]))
-            runs[cand.label], raw[cand.label] = results, outs
+                outs.append(predictor.infer(feed))
+                metas.append(records)
+            runs[cand.label] = outs
             report["results"].append({"backend": cand.label, "status": "ok", "precision": backend.info.precision,
                                       "device": backend.info.device})
         finally:
             backend.close()
-    ran = [r["backend"] for r in report["results"] if r["status"] == "ok"]
-    if not ran:
+    if not runs:
         raise InputError(f"{folder}: no backend can run this artifact here")
-    reference = "torch" if "torch" in runs else ran[0]
+    reference = "torch" if "torch" in runs else next(iter(runs))
     report["reference"] = reference
+    post = manifest.get("postprocess") or {}
     for row in report["results"]:
         if row["status"] != "ok":
             continue
-        label = row["backend"]
-        tol = dict(DEFAULT_TOLERANCE.get(row.get("precision") or "fp32", DEFAULT_TOLERANCE["fp32"]))
-        if tolerance is not None:
-            tol["agreement"] = float(tolerance)
-        if atol is not None:
-            tol["atol"] = float(atol)
-        row["tolerance"] = tol
-        if label == reference:
-            row.update(reference=True, agreement=1.0, passed=True)
+        if row["backend"] == reference:
+            row.update(reference=True, passed=True)
             continue
-        row["outputs"] = _dense_diff(raw[reference], raw[label])
-        row["agreement"] = round(_agreement(str(task), runs[reference], runs[label]), 5)
-        ok = row["agreement"] >= tol["agreement"] and all(d["max_abs"] <= tol["atol"] for d in row["outputs"].values())
-        row["passed"] = bool(ok)
-        report["passed"] = report["passed"] and row["passed"]
-    report["task"] = task
+        comparison = Comparison(str(manifest.get("task")), post)
+        for ref_out, out, records in zip(runs[reference], runs[row["backend"]], metas, strict=True):
+            comparison.add(ref_out, out, records)
+        result = comparison.result()
+        tol = tolerances.get(row["precision"], tolerances["fp32"])
+        failures = check_tolerance(result, tol, gate_agreement=gate_agreement)
+        row.update(json_safe(result))
+        row.update(tolerance=asdict(tol), passed=not failures, failures=failures)
+        report["passed"] = report["passed"] and not failures
     return report
-
-
-class _CheckFrame:
-    timestamp = None
-
-    def __init__(self, image: np.ndarray, index: int, path: str) -> None:
-        self.image, self.index, self.path = image, index, path
-
-
-def _dense_diff(ref: list[dict[str, np.ndarray]], other: list[dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """Max abs/rel difference of the dense outputs (box/score order may legitimately differ)."""
-    out: dict[str, dict[str, float]] = {}
-    for a, b in zip(ref, other, strict=True):
-        for name in a:
-            if name not in _DENSE or name not in b or a[name].shape != b[name].shape:
-                continue
-            x, y = a[name].astype(np.float64), b[name].astype(np.float64)
-            diff = np.abs(x - y)
-            rel = diff / np.maximum(np.abs(x), 1e-6)
-            cur = out.setdefault(name, {"max_abs": 0.0, "max_rel": 0.0})
-            cur["max_abs"] = max(cur["max_abs"], float(diff.max(initial=0.0)))
-            cur["max_rel"] = max(cur["max_rel"], float(rel.max(initial=0.0)))
-    return out
-
-
-def _agreement(task: str, ref: Sequence[Any], other: Sequence[Any]) -> float:
-    """Agreement of final results, averaged over images (parity on what users see)."""
-    try:  # the export parity gate's own measure, when that module is present
-        from pvt_deploy.export import parity as _parity
-
-        fn = getattr(_parity, "result_agreement", None)
-        if fn is not None:
-            return float(fn(task, ref, other))
-    except ImportError:
-        pass
-    scores = []
-    for a, b in zip(ref, other, strict=True):
-        if task == "detect":
-            scores.append(_box_agreement(a.boxes, b.boxes))
-        elif task == "segment":
-            scores.append(float(np.mean(a.mask == b.mask)))
-        elif task == "classify":
-            scores.append(float(a.probs.top1 == b.probs.top1))
-        else:
-            scores.append(1.0)
-    return float(np.mean(scores)) if scores else 1.0
-
-
-def _box_agreement(a: Any, b: Any, iou_thr: float = 0.5) -> float:
-    """Fraction of detections matched one-to-one (same class, IoU >= 0.5), over the larger count."""
-    n, m = len(a), len(b)
-    if n == 0 and m == 0:
-        return 1.0
-    if n == 0 or m == 0:
-        return 0.0
-    x1 = np.maximum(a.xyxy[:, None, 0], b.xyxy[None, :, 0])
-    y1 = np.maximum(a.xyxy[:, None, 1], b.xyxy[None, :, 1])
-    x2 = np.minimum(a.xyxy[:, None, 2], b.xyxy[None, :, 2])
-    y2 = np.minimum(a.xyxy[:, None, 3], b.xyxy[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a.xyxy[:, 2] - a.xyxy[:, 0]) * (a.xyxy[:, 3] - a.xyxy[:, 1])
-    area_b = (b.xyxy[:, 2] - b.xyxy[:, 0]) * (b.xyxy[:, 3] - b.xyxy[:, 1])
-    iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-    iou = np.where(a.cls[:, None] == b.cls[None, :], iou, 0.0)
-    matched, used = 0, np.zeros(m, dtype=bool)
-    for i in range(n):  # a is sorted by score: greedy matching as COCO does
-        cand = np.where(~used & (iou[i] >= iou_thr), iou[i], -1.0)
-        j = int(np.argmax(cand))
-        if cand[j] >= 0:
-            used[j] = True
-            matched += 1
-    return matched / max(n, m)

@@ -168,3 +168,27 @@ def test_torch_manifest_has_the_export_keys(det_export: Path) -> None:
     assert manifest["preprocess"]["imgsz"] == [128, 128]
     assert [o["name"] for o in manifest["outputs"]] == [o["name"] for o in exported["outputs"]]
     assert set(manifest["preprocess"]) == set(exported["preprocess"])
+
+
+def test_a_real_export_runs_on_every_backend_and_agrees(tmp_path: Path) -> None:
+    """The exporter's own folder (not this module's stand-in) through the loader, check and info."""
+    pytest.importorskip("pvt_deploy.export.onnx", reason="the ONNX exporter is not in this checkout")
+    from pvt_deploy.bench import cross_check
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.runtimes.loader import describe_artifact, load_backend
+
+    torch.manual_seed(0)
+    from pvt_deploy.models import create_model
+
+    weights = tmp_path / "cls.pth"
+    torch.save(create_model("pvt_v2_b0-cls").state_dict(), weights)
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "export", weights=weights, imgsz=96, half=True,
+                         max_size=192)
+    for precision in ("fp32", "fp16"):
+        backend, manifest = load_backend(folder, precision=precision)
+        with backend:
+            assert backend.info.precision == precision and manifest["task"] == "classify"
+    report = cross_check(folder, max_images=2)
+    assert report["passed"] and report["reference"] == "torch" and report["agreement_gated"] is True
+    assert {r["backend"] for r in report["results"] if r["status"] == "ok"} == {"torch", "onnx", "onnx-fp16"}
+    assert all(f["sha256"] == "ok" for f in describe_artifact(folder)["files"])
