@@ -1,5 +1,10 @@
 """Exported artifacts shared by the export tests (session scope: each model is exported once).
 
+Registered with ``pytest_plugins = ["export_fixtures"]`` by the test modules that use the fixtures
+(so one session-scoped export serves them all); the helpers are imported directly, hence
+PYTEST_DONT_REWRITE (pytest would otherwise warn that the module was imported before it could
+rewrite its asserts).
+
 Import the fixtures into a test module with ``from export_fixtures import *``-style explicit imports.
 Tiny variants at small sizes keep the whole export suite within a few minutes on 2 CPU cores:
 

@@ -450,6 +450,8 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
                 record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
                                             cache=tmp / "calibration.json")
                 model8 = onnx.load(str(raw))
+                if record["method"] == "static":
+                    record["float_inputs_restored"] = prec.unquantize_other_inputs(model8)
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
             out.files[name] = file_entry(folder / name, "int8", flavour=flavour)
@@ -587,6 +589,8 @@ def export_onnx(
                          "per LayerNorm)")
     if batch is not None and batch < 1:
         raise InputError(f"--batch {batch}: must be >= 1")
+    if imgsz is not None:
+        parse_imgsz(imgsz, (640, 640))  # refuse a malformed size before any slow work
     if calib_size is not None and calib_size < 1:
         raise InputError(f"--calib-size {calib_size}: must be >= 1")
     from pvt_deploy.export.parity import resolve_tolerances

@@ -54,6 +54,10 @@ INT8_OPS = ("Conv", "MatMul", "Gemm")
 INT8_FLAVOURS = ("cpu", "trt")
 INT8_FILES = {"cpu": "model.int8.onnx", "trt": "model.int8.trt.onnx"}
 CPU_METHODS = ("static", "dynamic")
+# Q/DQ on the inputs of the quantized ops only, one pair per consumer: a tensor that also feeds a
+# Resize (FPN top-down path), an Add or a LayerNorm reaches them unquantized.
+INPUT_ONLY_QDQ = {"MatMulConstBOnly": True, "DedicatedQDQPair": True,
+                  "OpTypesToExcludeOutputQuantization": list(INT8_OPS)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,10 +156,8 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
             "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                        "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": False,
                        "op_types_to_quantize": list(INT8_OPS),
-                       "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True,
-                                         "MatMulConstBOnly": True,
-                                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
-                                         "OpTypesToExcludeOutputQuantization": list(INT8_OPS)}},
+                       "extra_options": {**INPUT_ONLY_QDQ, "ActivationSymmetric": True, "WeightSymmetric": True,
+                                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}},
         }
     if flavour != "cpu":
         raise InputError(f"unknown INT8 flavour {flavour!r}; choose cpu, trt or both")
@@ -172,11 +174,54 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
     return {
         "record": {"flavour": "cpu", "method": "static", "format": "QDQ", "activations": "uint8 asymmetric",
                    "weights": "int8 symmetric per-channel, 7-bit (reduce_range)", "ops": list(INT8_OPS),
-                   "matmul": "weights only", "outputs_quantized": True},
+                   "matmul": "weights only", "outputs_quantized": False},
         "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QUInt8,
                    "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True,
-                   "op_types_to_quantize": list(INT8_OPS), "extra_options": {"MatMulConstBOnly": True}},
+                   "op_types_to_quantize": list(INT8_OPS), "extra_options": dict(INPUT_ONLY_QDQ)},
     }
+
+
+def unquantize_other_inputs(model: onnx.ModelProto, quantized_ops: Sequence[str] = INT8_OPS) -> int:
+    """Feed every op except ``quantized_ops`` its float input again; return how many were rewired.
+
+    onnxruntime's quantizer gives each consumer of a quantized activation its own Q/DQ pair
+    (``DedicatedQDQPair``), so an FPN ``Resize``, a residual ``Add`` or a ``LayerNormalization``
+    that shares its input with a Conv would otherwise read the rounded tensor. Here their DQ->Q
+    detour is removed: Q/DQ stays exactly on the inputs of the quantized ops, the layout TensorRT's
+    explicit quantization expects and the CPU kernels fuse.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in quantized_ops or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a stored (weight) tensor, not an activation detour
+            node.input[i] = q.input[0]
+            rewired += 1
+    if rewired:
+        _drop_dead_nodes(model)
+    return rewired
+
+
+def _drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nobody reads (iteratively), then unused initializers."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {x for n in model.graph.node for x in n.input} | outputs
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {x for n in model.graph.node for x in n.input}
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)
 
 
 def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
