@@ -1,9 +1,280 @@
-"""`pvt-deploy export` (not implemented yet)."""
+"""``pvt-deploy export``: PyTorch -> ONNX artifact (+ FP16/INT8, parity gate) -> TensorRT / Triton.
+
+The command parses options and calls :func:`pvt_deploy.export.export` (the library does the work);
+it adds a transient progress display, quiets the exporters' warnings, and prints a summary table.
+
+Exit codes: 0 done; 1 export failed; 2 bad input (unknown model, bad --imgsz, missing folder,
+unwritable output); 3 TensorRT/runtime unavailable; 5 parity outside tolerance (files are written and
+marked failed in manifest.json; --allow-parity-failure turns this into a warning).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from pvt_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+log = logging.getLogger("pvt_deploy.export")
+
+PHASES = {
+    "load": "loading model",
+    "trace": "tracing to ONNX",
+    "simplify": "simplifying graph (onnxslim)",
+    "check": "checking graph",
+    "fp16": "converting to FP16",
+    "int8-prepare": "preparing INT8 (shape inference)",
+    "int8-cpu": "calibrating + quantizing INT8 (CPU flavour)",
+    "int8-trt": "quantizing INT8 (TensorRT flavour)",
+    "parity": "parity: ONNX Runtime vs reference",
+}
+
+ONNX_PANEL = "ONNX"
+PRECISION_PANEL = "FP16 / INT8"
+PARITY_PANEL = "Parity gate"
+TRT_PANEL = "TensorRT (--format trt)"
+TRITON_PANEL = "Triton (--format triton)"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the app."""
+    app.command("export")(export)
+
+
+def parse_shape(text: str | None, option: str) -> list[int] | None:
+    """``1x3x640x640`` -> [1, 3, 640, 640]."""
+    if text is None:
+        return None
+    try:
+        dims = [int(d) for d in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected NxCxHxW, e.g. 1x3x640x640") from None
+    if len(dims) != 4 or min(dims) <= 0:
+        raise InputError(f"{option} {text!r}: expected NxCxHxW, e.g. 1x3x640x640")
+    return dims
+
+
+@contextlib.contextmanager
+def progress_display(console: Console) -> Iterator[Any]:
+    """A transient Rich display for the exporter's ``progress(phase, step, total)`` callback:
+    a spinner for one-shot phases, a bar for phases with steps (calibration, parity)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def callback(phase: str, step: int, total: int) -> None:
+            task = tasks.get(phase)
+            if task is None:
+                if step >= total and total > 0:
+                    return
+                task = tasks[phase] = bar.add_task(PHASES.get(phase, phase), total=max(total, 1))
+            bar.update(task, completed=step, total=max(total, 1))
+            if step >= total:
+                bar.remove_task(tasks.pop(phase))
+
+        yield callback
+
+
+@contextlib.contextmanager
+def quiet_exporters() -> Iterator[None]:
+    """The torch exporters warn a lot (TracerWarnings, deprecations) about things the graph checks
+    and parity gate verify anyway; onnxruntime's quantizer logs advice. Keep the terminal for us."""
+    import warnings
+
+    # Not restored: torch also logs from atexit hooks (FakeTensor cache stats) after the command.
+    for name in ("torch", "onnxruntime", "onnxscript", "onnxslim", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def summary_table(folder: Path) -> Any:
+    """Files, sizes and parity figures of an artifact folder, from its manifest."""
+    from rich import box
+    from rich.table import Table
+
+    from pvt_deploy.manifest import read_manifest
+
+    m = read_manifest(folder)
+    table = Table(title=f"{folder}  ({m.get('model')}, {m.get('task')})", title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("file", no_wrap=True, min_width=19)
+    for col in ("precision", "MB", "parity", "cosine", "max rel", "agree", "s/batch"):
+        table.add_column(col, justify="left" if col in ("precision", "parity") else "right", no_wrap=True)
+    parity = m.get("parity") or {}
+    ungated = False
+    for name, entry in (m.get("files") or {}).items():
+        p = parity.get(name)
+        cos = rel = agr = lat = status = "-"
+        if p:
+            outs = p.get("outputs", {}).values()
+            cosines = [o["cosine"] for o in outs if isinstance(o.get("cosine"), float)]
+            rels = [o["max_rel"] for o in outs if isinstance(o.get("max_rel"), float)]
+            cos = f"{min(cosines):.6f}" if cosines else "-"
+            rel = f"{max(rels):.1e}" if rels else "-"
+            if isinstance(p.get("agreement"), float):
+                agr = f"{p['agreement']:.3f}"
+                if not p.get("agreement_gated", True):
+                    agr, ungated = agr + "*", True
+            lat = f"{p.get('latency_s', 0):.3f}"
+            status = "[green]ok[/]" if p.get("passed") else "[red]FAILED[/]"
+        flavour = f"/{entry['flavour']}" if entry.get("flavour") else ""
+        table.add_row(name, f"{entry.get('precision', '?')}{flavour}", f"{entry.get('bytes', 0) / 1e6:.1f}",
+                      status, cos, rel, agr, lat)
+    if ungated:
+        table.caption = "* task agreement reported, not gated: random weights"
+        table.caption_justify = "left"
+    return table
+
+
+def export(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Zoo name (pvt_small, pvt_v2_b0-seg, pvt_tiny-cls, pvt_v2_b2_li-features), checkpoint "
+        "file, or an export folder (reuses its model.onnx, adds --half/--int8 variants, builds --format trt).",
+        show_default=False)],
+    task: Annotated[str | None, typer.Option(help="detect, segment, classify or features (default: from the name "
+                                             "or checkpoint).", show_default=False)] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
+                                                 "mmseg, timm names). Without it the model is RANDOM.",
+                                                 show_default=False)] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow checkpoints that need full unpickling (runs code "
+                                                   "from the file).")] = False,
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine) or triton (model "
+                                        "repository).")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact folder (default exports/<model>).",
+                                                show_default=False)] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size N or HxW (multiples of 32, rounded up). Default per "
+                                              "task: detect 640, segment 512, classify 224.", show_default=False,
+                                              rich_help_panel=ONNX_PANEL)] = None,
+    dynamic: Annotated[bool, typer.Option("--dynamic/--static", help="Dynamic batch/height/width, or one fixed "
+                                          "shape.", rich_help_panel=ONNX_PANEL)] = True,
+    batch: Annotated[int | None, typer.Option(help="Maximum batch (dynamic, default 8) or the fixed batch "
+                                              "(static, default 1).", show_default=False,
+                                              rich_help_panel=ONNX_PANEL)] = None,
+    min_size: Annotated[int | None, typer.Option(help="Smallest height/width a dynamic graph declares (default "
+                                                 "32).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
+    max_size: Annotated[int | None, typer.Option(help="Largest height/width a dynamic graph declares (default "
+                                                 "1344).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17; dynamo uses >= 18).",
+                                       rich_help_panel=ONNX_PANEL)] = 17,
+    exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
+                                          rich_help_panel=ONNX_PANEL)] = "torchscript",
+    nms: Annotated[str, typer.Option(help="Detection NMS on the host, or in the graph (EfficientNMS layout: "
+                                     "num_dets, det_boxes, det_scores, det_classes).",
+                                     rich_help_panel=ONNX_PANEL)] = "host",
+    seg_output: Annotated[str, typer.Option(help="Segmentation output: logits (stride 4) or argmax (class map at "
+                                            "input size).", rich_help_panel=ONNX_PANEL)] = "logits",
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify with onnxslim.",
+                                           rich_help_panel=ONNX_PANEL)] = True,
+    half: Annotated[bool, typer.Option("--half", help="Also write model.fp16.onnx (LayerNorm/Softmax/decoding kept "
+                                       "in FP32).", rich_help_panel=PRECISION_PANEL)] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 Q/DQ graphs, calibrated on --calib.",
+                                       rich_help_panel=PRECISION_PANEL)] = False,
+    calib: Annotated[Path | None, typer.Option(help="Folder of calibration images (default: the bundled samples).",
+                                               show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
+    calib_size: Annotated[int | None, typer.Option(help="Calibration images used from --calib (default 8).",
+                                                   show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
+    int8_flavour: Annotated[str, typer.Option(help="cpu (model.int8.onnx), trt (model.int8.trt.onnx, symmetric) "
+                                              "or both.", rich_help_panel=PRECISION_PANEL)] = "both",
+    int8_cpu: Annotated[str, typer.Option(help="CPU flavour: static (QDQ U8/S8, fastest measured) or dynamic.",
+                                          rich_help_panel=PRECISION_PANEL)] = "static",
+    parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Run every ONNX against PyTorch on real "
+                                         "images.", rich_help_panel=PARITY_PANEL)] = True,
+    parity_tolerance: Annotated[float | None, typer.Option(help="Scale the default tolerances (0.1 = 10x "
+                                                           "stricter, 2 = twice as loose).", show_default=False,
+                                                           rich_help_panel=PARITY_PANEL)] = None,
+    allow_parity_failure: Annotated[bool, typer.Option(help="Keep going (exit 0) when parity fails; the manifest "
+                                                       "marks the file failed.", rich_help_panel=PARITY_PANEL)] = False,
+    images: Annotated[Path | None, typer.Option(help="Folder of parity images (default: --calib or the bundled "
+                                                "samples).", show_default=False,
+                                                rich_help_panel=PARITY_PANEL)] = None,
+    workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB.", show_default=False,
+                                                    rich_help_panel=TRT_PANEL)] = None,
+    timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read and updated).",
+                                                      show_default=False, rich_help_panel=TRT_PANEL)] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Engine loadable by later TensorRT versions.",
+                                                     rich_help_panel=TRT_PANEL)] = False,
+    hardware_compatible: Annotated[bool, typer.Option(help="Engine loadable on any Ampere+ GPU.",
+                                                      rich_help_panel=TRT_PANEL)] = False,
+    min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW.", show_default=False,
+                                                  rich_help_panel=TRT_PANEL)] = None,
+    opt_shape: Annotated[str | None, typer.Option(help="Profile optimum (kernels tuned for it), NxCxHxW.",
+                                                  show_default=False, rich_help_panel=TRT_PANEL)] = None,
+    max_shape: Annotated[str | None, typer.Option(help="Profile maximum, NxCxHxW.", show_default=False,
+                                                  rich_help_panel=TRT_PANEL)] = None,
+    triton_backend: Annotated[str, typer.Option(help="onnx (onnxruntime backend) or trt (TensorRT plan).",
+                                                rich_help_panel=TRITON_PANEL)] = "onnx",
+    triton_repo: Annotated[Path | None, typer.Option(help="Model repository (default exports/triton).",
+                                                     show_default=False, rich_help_panel=TRITON_PANEL)] = None,
+    max_batch: Annotated[int, typer.Option(help="Triton max_batch_size (0 = no batching).",
+                                           rich_help_panel=TRITON_PANEL)] = 8,
+    instances: Annotated[int, typer.Option(help="Triton model instances.", rich_help_panel=TRITON_PANEL)] = 1,
+) -> None:
+    """Export a PVT model to ONNX (dynamic shapes, checked graph, parity-gated), optionally with FP16 and
+    INT8 variants, a TensorRT engine or a Triton model.
+
+    Examples:
+
+      pvt-deploy export --model pvt_small --weights retinanet_pvt_s_fpn_1x_coco.pth --half --int8 --calib imgs/
+
+      pvt-deploy export --model exports/pvt_small --format trt --half
+    """
+    from rich.console import Console
+
+    from pvt_deploy.export import export as run_export
+
+    console = Console(stderr=True)
+    shapes = {k: v for k, v in (("min", parse_shape(min_shape, "--min-shape")),
+                                ("opt", parse_shape(opt_shape, "--opt-shape")),
+                                ("max", parse_shape(max_shape, "--max-shape"))) if v is not None}
+    t0 = time.perf_counter()
+    with quiet_exporters(), progress_display(console) as progress:
+        folder = run_export(
+            model, output, format=format, triton_repo=triton_repo,
+            tensorrt={"shapes": shapes or None, "workspace_gib": workspace, "timing_cache": timing_cache,
+                      "version_compatible": version_compatible, "hardware_compatible": hardware_compatible,
+                      "progress": progress},
+            triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances},
+            task=task, weights=weights, trust_checkpoint=trust_checkpoint, imgsz=imgsz, dynamic=dynamic, batch=batch,
+            min_size=min_size, max_size=max_size, opset=opset, half=half, int8=int8, int8_flavour=int8_flavour,
+            int8_cpu=int8_cpu, calib=calib, calib_size=calib_size, images=images, nms=nms, seg_output=seg_output,
+            exporter=exporter, simplify=simplify, parity=parity, parity_tolerance=parity_tolerance,
+            allow_parity_failure=allow_parity_failure, progress=progress)
+    console.print(summary_table(folder))
+    _print_export_figures(console, folder, time.perf_counter() - t0)
+    typer.echo(str(folder))
+
+
+def _print_export_figures(console: Console, folder: Path, seconds: float) -> None:
+    from pvt_deploy.manifest import read_manifest
+
+    m = read_manifest(folder)
+    e = m.get("export") or {}
+    if "nodes_before" in e:
+        dyn = m.get("dynamic")
+        shape = (f"batch {dyn['batch'][0]}-{dyn['batch'][1]}, H/W {dyn['height'][0]}-{dyn['height'][1]} (x32)"
+                 if dyn else "static " + "x".join(str(d) for d in m["inputs"][0]["shape"]))
+        console.print(f"graph: {e.get('exporter')}, opset {e.get('opset')}, {e.get('nodes_before')} -> "
+                      f"{e.get('nodes_after')} nodes after simplification; {shape}")
+    if (m.get("weights") or {}).get("random_init"):
+        console.print("[bold red]weights: RANDOM (no --weights given) — for pipeline tests only[/]")
+    console.print(f"done in {seconds:.1f} s")
