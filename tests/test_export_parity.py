@@ -1,0 +1,105 @@
+"""The generic comparison functions and the parity gate (which must fail loudly, in one line)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvt_deploy.errors import ParityError
+from pvt_deploy.export.parity import (
+    DEFAULT_TOLERANCES,
+    agreement_classification,
+    agreement_detections,
+    agreement_segmentation,
+    check_tolerance,
+    compare_outputs,
+    numeric_errors,
+)
+from pvt_deploy.manifest import read_manifest
+from pvt_deploy.tasks.postprocess import Detections
+from pvt_deploy.tasks.preprocess import Letterbox
+
+pytest_plugins = ["export_fixtures"]
+
+
+def _dets(boxes: list[list[float]], scores: list[float], classes: list[int]) -> Detections:
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                      np.array(classes, np.int64))
+
+
+def test_agreement_detections() -> None:
+    ref = _dets([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [0.9, 0.6, 0.055], [0, 1, 2])
+    same = agreement_detections([ref], [ref])
+    assert same["f1"] == 1.0 and same["matched"] == 3
+    shifted = _dets([[1, 1, 11, 11], [20, 20, 40, 40]], [0.88, 0.61], [0, 1])  # lost only the 0.055 one
+    r = agreement_detections([ref], [shifted])
+    assert r["f1"] == 1.0 and r["matched"] == 2 and r["required_ref"] == 2  # near-threshold: not required
+    assert r["matched_box_max_abs"] == pytest.approx(1.0) and r["matched_score_max_abs"] == pytest.approx(0.02)
+    wrong_class = _dets([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.6], [3, 1])
+    r = agreement_detections([ref], [wrong_class])
+    assert r["recall"] == 0.5 and r["precision"] == 0.5
+    far = _dets([[0, 0, 10, 10], [30, 30, 50, 50]], [0.9, 0.6], [0, 1])  # IoU 1/7 < 0.5
+    assert agreement_detections([ref], [far])["recall"] == 0.5
+    assert agreement_detections([Detections.empty()], [Detections.empty()])["f1"] == 1.0
+
+
+def test_agreement_segmentation_and_classification() -> None:
+    a = np.zeros((4, 5), np.int32)
+    b = a.copy()
+    b[0, :2] = 3
+    assert agreement_segmentation([a], [b])["pixel_agreement"] == pytest.approx(18 / 20)
+    ra = (np.array([1, 2, 3, 4, 5]), np.linspace(0.5, 0.1, 5))
+    rb = (np.array([2, 1, 3, 4, 9]), np.linspace(0.5, 0.1, 5))
+    r = agreement_classification([ra, ra], [ra, rb])
+    assert r["top1_agreement"] == 0.5 and r["top5_overlap"] == pytest.approx(0.9)
+
+
+def test_compare_outputs_and_tolerance() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 10)).astype(np.float32) * 3
+    metas = [Letterbox((224, 224), (224, 224), (224, 224))] * 2
+    close = compare_outputs("classify", {"logits": logits}, {"logits": logits + 1e-6}, metas, {})
+    assert close["agreement"] == 1.0 and close["outputs"]["logits"]["cosine"] > 0.999999
+    assert check_tolerance(close, DEFAULT_TOLERANCES["fp32"]) == []
+    noisy = compare_outputs("classify", {"logits": logits}, {"logits": logits + rng.normal(size=logits.shape)},
+                            metas, {})
+    failures = check_tolerance(noisy, DEFAULT_TOLERANCES["fp16"])
+    assert any("cosine" in f for f in failures) and any("max_rel" in f for f in failures)
+    e = numeric_errors(np.array([1.0, -2.0]), np.array([1.5, -2.0]))
+    assert e["max_abs"] == 0.5 and e["max_rel"] == 0.25
+
+
+def test_gate_fails_with_one_clear_line_and_keeps_marked_files(cls_artifact, tmp_path: Path) -> None:
+    from pvt_deploy.export import export_onnx
+
+    folder = tmp_path / "gate"
+    shutil.copytree(cls_artifact.folder, folder)
+    with pytest.raises(ParityError) as e:
+        export_onnx(folder, half=True, parity_tolerance=1e-9)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("model.fp16.onnx disagrees with model.onnx (onnxruntime)")
+    assert "max_rel" in msg and "--parity-tolerance" in msg and e.value.exit_code == 5
+    m = read_manifest(folder)  # written anyway, with the failure recorded
+    assert (folder / "model.fp16.onnx").is_file() and not m["parity"]["model.fp16.onnx"]["passed"]
+    assert m["parity"]["model.fp16.onnx"]["failures"]
+
+
+def test_fresh_export_gate(tmp_path: Path) -> None:
+    from pvt_deploy.export import export_onnx
+
+    with pytest.raises(ParityError, match="^model.onnx disagrees with pytorch"):
+        export_onnx("pvt_v2_b0-cls", tmp_path / "a", imgsz=32, parity_tolerance=1e-12)
+    m = read_manifest(tmp_path / "a")
+    assert not m["parity"]["model.onnx"]["passed"] and (tmp_path / "a" / "model.onnx").is_file()
+
+
+def test_allow_parity_failure(cls_artifact, tmp_path: Path) -> None:
+    from pvt_deploy.export import export_onnx
+
+    folder = tmp_path / "allowed"
+    shutil.copytree(cls_artifact.folder, folder)
+    assert export_onnx(folder, half=True, parity_tolerance=1e-9, allow_parity_failure=True) == folder
+    assert not read_manifest(folder)["parity"]["model.fp16.onnx"]["passed"]

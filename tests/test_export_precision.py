@@ -1,0 +1,91 @@
+"""FP16 and INT8 variants: what stays in FP32 / out of quantization, the two INT8 flavours, and their
+agreement with FP32 (on the export's parity images and at sizes and batches never seen)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from export_fixtures import images, ort_run
+from onnx import TensorProto, numpy_helper
+
+from pvt_deploy.export.parity import compare_outputs
+from pvt_deploy.tasks.preprocess import Letterbox
+
+pytest_plugins = ["export_fixtures"]
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def test_fp16_keeps_layernorm_softmax_and_io_in_fp32(det_artifact) -> None:
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(det_artifact.folder / "model.fp16.onnx")))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input,
+                                                             *model.graph.output)}
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    types.update(inits)
+    kept = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax", "Exp", "TopK", "Sigmoid")]
+    assert kept
+    for n in kept:
+        assert types.get(n.input[0]) == TensorProto.FLOAT, (n.op_type, n.name)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert sum(inits.get(n.input[1]) == TensorProto.FLOAT16 for n in convs) == len(convs)
+    assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in (*model.graph.input, *model.graph.output))
+    record = det_artifact.manifest["precision"]["fp16"]
+    assert {"LayerNormalization", "Softmax"} <= set(record["fp32_ops"]) and record["fp32_tail_nodes"] > 0
+
+
+def test_int8_flavours(det_artifact) -> None:
+    for name, act_type in (("model.int8.trt.onnx", TensorProto.INT8), ("model.int8.onnx", TensorProto.UINT8)):
+        model = onnx.load(str(det_artifact.folder / name))
+        inits = {i.name: i for i in model.graph.initializer}
+        producers = _producers(model)
+        quants = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        assert quants, name
+        for q in quants:  # activations (weights are stored quantized, behind DequantizeLinear only)
+            zp = inits[q.input[2]]
+            assert zp.data_type == act_type, name
+            if act_type == TensorProto.INT8:
+                assert not numpy_helper.to_array(zp).any(), "TensorRT flavour must be symmetric"
+        per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits
+                       and numpy_helper.to_array(inits[n.input[1]]).size > 1]
+        assert per_channel, f"{name}: weights should be quantized per channel"
+        for n in model.graph.node:  # LayerNorm, Softmax and Resize stay float
+            if n.op_type in ("LayerNormalization", "Softmax", "Resize"):
+                src = producers.get(n.input[0])
+                assert src is None or src.op_type != "DequantizeLinear", (name, n.op_type)
+        # Q/DQ sits on the inputs of Conv/MatMul/Gemm only: every dequantized tensor feeds only those.
+        dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+        readers = {n.op_type for n in model.graph.node if set(n.input) & dq_outputs}
+        assert readers <= {"Conv", "MatMul", "Gemm"}, (name, readers)
+    record = det_artifact.manifest["precision"]["int8"]
+    assert record["cpu"]["method"] == "static" and record["trt"]["activations"] == "int8 symmetric"
+    assert record["calibration"]["source"] == "bundled sample images" and record["calibration"]["images"] == 3
+
+
+def test_parity_figures_in_manifest(det_artifact) -> None:
+    parity = det_artifact.manifest["parity"]
+    assert set(parity) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"}
+    assert all(r["passed"] and r["agreement_gated"] for r in parity.values())
+    assert parity["model.onnx"]["outputs"]["scores"]["max_abs"] < 1e-5
+    assert parity["model.fp16.onnx"]["outputs"]["scores"]["cosine"] > 0.9999
+    assert parity["model.fp16.onnx"]["agreement"] >= 0.97
+    for name in ("model.int8.onnx", "model.int8.trt.onnx"):
+        assert parity[name]["outputs"]["scores"]["cosine"] > 0.999
+        assert parity[name]["agreement"] >= 0.9
+        assert parity[name]["task"]["required_ref"] > 50  # the comparison is about real detections
+    assert "cpu_ort_speedup_vs_fp32" in det_artifact.manifest["precision"]["int8"]["cpu"]
+
+
+def test_variants_at_unseen_sizes_and_batches(det_artifact) -> None:
+    post = det_artifact.manifest["postprocess"]
+    x = images(2, 224, 96, seed=7)
+    metas = [Letterbox((224, 96), (224, 96), (224, 96))] * 2
+    ref = ort_run(det_artifact.folder / "model.onnx", x)
+    for name, min_cos, min_agree in (("model.fp16.onnx", 0.9999, 0.97), ("model.int8.onnx", 0.999, 0.85),
+                                     ("model.int8.trt.onnx", 0.999, 0.85)):
+        got = ort_run(det_artifact.folder / name, x)
+        assert got["boxes"].shape == ref["boxes"].shape and got["scores"].dtype == np.float32
+        report = compare_outputs("detect", ref, got, metas, post)
+        assert report["outputs"]["scores"]["cosine"] > min_cos, (name, report["outputs"])
+        assert report["agreement"] >= min_agree, (name, report["task"])
