@@ -42,7 +42,9 @@ def test_eager_nms_equals_onnxruntime() -> None:
 def test_graph_nms_matches_host_nms(tmp_path: Path) -> None:
     from pvt_deploy.export import export_onnx
 
-    folder = export_onnx(perturbed_detector(), tmp_path / "gnms", imgsz=128, nms="graph")
+    # The gate would compare graph NMS in ORT with graph NMS in PyTorch; here it is checked against
+    # the host path instead, so skip it (the export is the slow part of this test).
+    folder = export_onnx(perturbed_detector(), tmp_path / "gnms", imgsz=128, nms="graph", parity=False)
     m = onnx.load(str(folder / "model.onnx"))
     assert sum(n.op_type == "NonMaxSuppression" for n in m.graph.node) == 1
     shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in m.graph.output}
@@ -67,12 +69,6 @@ def test_graph_nms_matches_host_nms(tmp_path: Path) -> None:
         assert report["matched_box_max_abs"] < 1e-3 and report["matched_score_max_abs"] < 1e-5
         total += report["matched"]
     assert total > 50
-    assert read_parity(folder)["passed"]
-
-
-def read_parity(folder: Path) -> dict:
     from pvt_deploy.manifest import read_manifest
 
-    m = read_manifest(folder)
-    assert m["postprocess"]["nms"] == "graph"
-    return m["parity"]["model.onnx"]
+    assert read_manifest(folder)["postprocess"]["nms"] == "graph"

@@ -199,7 +199,8 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
     # onnxslim logs a summary table at INFO; the exporter reports node counts itself.
     logging.getLogger("onnxslim").setLevel(logging.WARNING)
-    return onnxslim.slim(model)
+    slimmed: onnx.ModelProto = onnxslim.slim(model)
+    return slimmed
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pvt_deploy.models.deploy import DeployModule
+
 NMS_OP = "pvt_deploy::nms"
 GRAPH_NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
@@ -102,7 +104,8 @@ def register_torchscript_symbolic() -> None:
     """Teach the TorchScript exporter ``pvt_deploy::nms`` (idempotent)."""
     global _registered
     if not _registered:
-        torch.onnx.register_custom_op_symbolic(NMS_OP, _nms_symbolic, 11)  # NonMaxSuppression-11 and later
+        # NonMaxSuppression-11 and later
+        torch.onnx.register_custom_op_symbolic(NMS_OP, _nms_symbolic, 11)  # type: ignore[attr-defined]
         _registered = True
 
 
@@ -164,7 +167,7 @@ class GraphNMSModule(nn.Module):
     input_names = ("images",)
     output_names = GRAPH_NMS_OUTPUTS
 
-    def __init__(self, deploy: nn.Module, *, max_detections: int | None = None,
+    def __init__(self, deploy: DeployModule, *, max_detections: int | None = None,
                  score_threshold: float | None = None, iou_threshold: float | None = None) -> None:
         super().__init__()
         if getattr(deploy, "task", None) != "detect":
@@ -188,6 +191,6 @@ class GraphNMSModule(nn.Module):
                 "iou_threshold": self.iou_threshold, "max_detections": self.max_detections}
 
 
-def build_graph_nms(deploy: nn.Module, **kwargs: Any) -> GraphNMSModule:
+def build_graph_nms(deploy: DeployModule, **kwargs: Any) -> GraphNMSModule:
     """Wrap a detection deploy module so that NMS runs in the graph (see :class:`GraphNMSModule`)."""
     return GraphNMSModule(deploy, **kwargs).eval()

@@ -141,7 +141,7 @@ def _check_out_dir(out: Path) -> None:
 
 @dataclass
 class LoadedModel:
-    module: nn.Module  # the deploy graph (DeployModule, or GraphNMSModule around it)
+    module: Any  # the deploy graph: a DeployModule, or a GraphNMSModule around one
     name: str
     backbone: str
     task: str
@@ -177,7 +177,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         raise InputError(f"--nms graph is for detection models; {name} is a {mtask} model")
     if seg_output != "logits" and mtask != "segment":
         raise InputError(f"--seg-output {seg_output} is for segmentation models; {name} is a {mtask} model")
-    deploy: nn.Module = build_deploy_module(core, mtask, seg_output=seg_output)
+    deploy: Any = build_deploy_module(core, mtask, seg_output=seg_output)
     if nms == "graph":
         from pvt_deploy.export.nms import build_graph_nms
 
@@ -265,7 +265,7 @@ def _quiet_torch_export() -> Iterator[None]:
             lg.setLevel(lv)
 
 
-def trace_to_onnx(module: nn.Module, example: Any, *, exporter: str, dynamic: bool, opset: int,
+def trace_to_onnx(module: Any, example: Any, *, exporter: str, dynamic: bool, opset: int,
                   max_batch: int, size_range: tuple[int, int]) -> onnx.ModelProto:
     """Export ``module`` (inputs ``images``) to an in-memory ONNX model with named I/O and dims."""
     import onnx
@@ -284,9 +284,9 @@ def trace_to_onnx(module: nn.Module, example: Any, *, exporter: str, dynamic: bo
 
                 register_torchscript_symbolic()
             buf = io.BytesIO()
-            torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=opset, input_names=in_names,
-                              output_names=out_names, dynamic_axes=axes if dynamic else None,
-                              do_constant_folding=True)
+            torch.onnx.export(module, (example,), buf,  # type: ignore[arg-type]  # a file object works
+                              dynamo=False, opset_version=opset, input_names=in_names, output_names=out_names,
+                              dynamic_axes=axes if dynamic else None, do_constant_folding=True)
             proto = onnx.load_from_string(buf.getvalue())
         else:
             from torch.export import Dim
@@ -311,6 +311,7 @@ def trace_to_onnx(module: nn.Module, example: Any, *, exporter: str, dynamic: bo
             except Exception as e:
                 raise PvtDeployError(f"the dynamo exporter failed: {' '.join(str(e).split())[:300]}",
                                      hint="try --exporter torchscript") from e
+            assert program is not None
             proto = program.model_proto
     name_dims(proto, dims)
     return proto
@@ -321,7 +322,7 @@ def trace_to_onnx(module: nn.Module, example: Any, *, exporter: str, dynamic: bo
 # --------------------------------------------------------------------------------------------------
 
 
-def torch_runner(module: nn.Module) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def torch_runner(module: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     import torch
 
     names = list(module.output_names)
@@ -476,7 +477,8 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
         log.info("parity %-20s %s  cosine>=%s  agreement %s  %.3fs/batch", name,
                  "ok" if report["passed"] else "FAILED", f"{worst:.6f}" if worst is not None else "n/a",
                  f"{agreement:.4f}" if agreement is not None else "n/a", report["latency_s"])
-    return json_safe(result.reports)
+    reports: dict[str, Any] = json_safe(result.reports)
+    return reports
 
 
 def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:

@@ -18,13 +18,16 @@ which changes with the input size, so a scale calibrated at one size would clip 
   per-channel symmetric INT8 weights, Q/DQ on operator inputs only — what TensorRT's explicit
   quantization fuses into INT8 kernels.
 * CPU flavour (``model.int8.onnx``): what ONNX Runtime's CPU kernels run fastest at acceptable
-  accuracy. Measured on this project's 2-core AVX2 machine (no VNNI) and recorded in the manifest:
-  static Q/DQ with U8 activations and per-channel S8 weights quantized to 7 bits
-  (``reduce_range``) is the fastest for detectors (pvt_small RetinaNet 640², 1.3x FP32) and for
-  backbones (1.6x), while dynamic quantization is slower than FP32 for detectors (ConvInteger) and
-  only equal for backbones. ``reduce_range`` avoids the int16 saturation of U8S8 products on CPUs
-  without VNNI (without it the same graph's cosine fell to 0.96) and costs little where VNNI exists.
-  ``method="dynamic"`` (weights-only INT8 on MatMul/Gemm, no calibration) is kept as an option.
+  accuracy. Static Q/DQ with U8 activations and per-channel S8 weights quantized to 7 bits
+  (``reduce_range``), on the same operator inputs. Measured on the project's 2-core AVX2 machine (no
+  VNNI; ORT 1.32, interleaved runs, min of 5, machine shared with other jobs): pvt_v2_b0 RetinaNet
+  640² 1.29x FP32, pvt_small RetinaNet 640² 1.33x, pvt_small backbone 512² 1.25x (cosine 0.9996);
+  dynamic INT8 (``method="dynamic"``: weights-only on MatMul/Gemm, no calibration) was 1.00x /
+  1.08x / 1.22x (cosine 0.99993) — the RetinaNet/FPN convolutions dominate detectors and dynamic
+  quantization leaves them in FP32 (dynamic ConvInteger was 3x *slower* than FP32). Without
+  ``reduce_range`` the U8S8 products saturate int16 on CPUs without VNNI (backbone cosine 0.974);
+  on VNNI CPUs the 7-bit weights cost little. Each export records the latency it measured on its
+  parity images next to the variant in the manifest.
 """
 
 from __future__ import annotations
