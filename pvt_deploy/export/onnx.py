@@ -80,7 +80,8 @@ TRACE_SIZES = tuple(range(160, 481, STRIDE))
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int]) -> tuple[int, int]:
+def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int], *, warn: bool = True
+                ) -> tuple[int, int]:
     """``640``, ``"640"``, ``"800x1344"`` (H x W) or ``(800, 1344)`` -> (H, W), multiples of 32.
 
     Sizes that are not multiples of 32 are rounded up (the graph's stride) with a warning; sizes
@@ -106,7 +107,7 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int])
     if min(h, w) < STRIDE:
         raise InputError(f"--imgsz {h}x{w}: each side must be at least {STRIDE}")
     rh, rw = _round_up(h, STRIDE), _round_up(w, STRIDE)
-    if (rh, rw) != (h, w):
+    if (rh, rw) != (h, w) and warn:
         log.warning("imgsz %dx%d is not a multiple of %d; using %dx%d", h, w, STRIDE, rh, rw)
     return rh, rw
 
@@ -592,7 +593,7 @@ def export_onnx(
     if batch is not None and batch < 1:
         raise InputError(f"--batch {batch}: must be >= 1")
     if imgsz is not None:
-        parse_imgsz(imgsz, (640, 640))  # refuse a malformed size before any slow work
+        parse_imgsz(imgsz, (640, 640), warn=False)  # refuse a malformed size before any slow work
     if calib_size is not None and calib_size < 1:
         raise InputError(f"--calib-size {calib_size}: must be >= 1")
     from pvt_deploy.export.parity import resolve_tolerances
