@@ -618,7 +618,8 @@ def export_onnx(
     from torch import nn
 
     if not isinstance(model, nn.Module) and Path(str(model)).is_dir():
-        ignored = [n for n, v in (("weights", weights), ("task", task), ("imgsz", imgsz)) if v is not None]
+        ignored = [n for n, v in (("weights", weights), ("task", task), ("imgsz", imgsz), ("out_dir", out_dir))
+                   if v is not None and not (n == "out_dir" and Path(str(v)).resolve() == Path(str(model)).resolve())]
         ignored += [n for n, v, d in (("nms", nms, "host"), ("seg_output", seg_output, "logits"),
                                       ("exporter", exporter, "torchscript")) if v != d]
         if ignored:
