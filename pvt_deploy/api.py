@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import Frame, Source, as_rgb_array, open_source
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
@@ -105,12 +106,9 @@ class Model:
         dynamic graph; ``batch``: frames per inference call; ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``.
         """
-        if isinstance(source, (list, tuple)) and source and not isinstance(source[0], (str, os.PathLike)):
-            return self._predict_arrays(source, stream=stream, conf=conf, iou=iou, classes=classes, imgsz=imgsz,
-                                        batch=batch, max_det=max_det, topk=topk)
-        from pvt_deploy.io.sources import Source
-
-        src = source if isinstance(source, Source) else open_source_for(source, vid_stride=vid_stride)
+        if (save or save_json) and save_dir is None:
+            raise InputError("save=True / save_json=True need save_dir=")
+        src = _as_source(source, vid_stride)
         if not stream:
             _refuse_long(src)
         try:
@@ -121,8 +119,7 @@ class Model:
             raise
         writer = None
         if save or save_json:
-            if save_dir is None:
-                raise InputError("save=True needs save_dir=")
+            assert save_dir is not None
             writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
                                   fps=getattr(src, "fps", None), vid_stride=vid_stride)
         gen = self._run(pipeline, writer)
@@ -149,21 +146,6 @@ class Model:
             outputs = writer.close(error) if writer is not None else []
             self.last_summary = pipeline.summary(outputs)
 
-    def _predict_arrays(self, images: Sequence[Any], *, stream: bool, batch: int,
-                        **settings: Any) -> list[Result] | Iterator[Result]:
-        """A list of in-memory pictures: batched straight through the predictor (no threads needed)."""
-        from pvt_deploy.io.sources import Frame, as_rgb_array
-
-        predictor = self.predictor(**settings)
-        predictor.check_batch(batch)
-        frames = [Frame(as_rgb_array(im), i, f"image{i}.jpg") for i, im in enumerate(images)]
-
-        def gen() -> Iterator[Result]:
-            for start in range(0, len(frames), batch):
-                yield from predictor(frames[start:start + batch])
-
-        return gen() if stream else list(gen())
-
     # -- lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:
         self.backend.close()
@@ -175,10 +157,32 @@ class Model:
         self.close()
 
 
-def open_source_for(source: Any, *, vid_stride: int = 1) -> Any:
-    """``open_source`` with the bundled sample photos for ``None``."""
-    from pvt_deploy.io.sources import open_source
+def _as_source(source: Any, vid_stride: int) -> Source:
+    """An opened :class:`~pvt_deploy.io.Source` for whatever ``predict`` was given."""
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, (list, tuple)) and source and not isinstance(source[0], (str, os.PathLike)):
+        return _PictureList(source)
+    return open_source_for(source, vid_stride=vid_stride)
 
+
+class _PictureList(Source):
+    """In-memory pictures (numpy RGB arrays or PIL images) named ``image0.jpg``, ``image1.jpg``..."""
+
+    kind = "images"
+
+    def __init__(self, images: Sequence[Any]) -> None:
+        self._images = [as_rgb_array(im) for im in images]
+        self.spec = f"{len(self._images)} images"
+        self.frames = len(self._images)
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for i, image in enumerate(self._images):
+            yield Frame(image, i, f"image{i}.jpg")
+
+
+def open_source_for(source: Any, *, vid_stride: int = 1) -> Source:
+    """``open_source`` with the bundled sample photos for ``None``."""
     if source is None:
         from pvt_deploy.assets import sample_images
 

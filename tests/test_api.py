@@ -97,6 +97,9 @@ def test_save_writes_annotated_media_and_json(det_model: Model, clip: Path, tmp_
     assert coco[0]["image_id"] in ("astronaut", "chelsea", "coffee") and 1 <= coco[0]["category_id"] <= 90
     with pytest.raises(InputError, match="save_dir"):
         det_model.predict(clip, save=True)
+    image = read_image(sample_image("chelsea"))
+    det_model.predict([image, image[:, ::-1]], save=True, save_dir=tmp_path / "arrays")
+    assert sorted(p.name for p in (tmp_path / "arrays").iterdir()) == ["image0.jpg", "image1.jpg"]
 
 
 def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPathFactory,
