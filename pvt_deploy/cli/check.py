@@ -57,7 +57,8 @@ def check(
     if not report["passed"]:
         failed = [r for r in report["results"] if r.get("passed") is False]
         first = failed[0]
-        raise ParityError(f"{', '.join(r['backend'] for r in failed)} disagree with {report['reference']} beyond "
+        verb = "disagrees" if len(failed) == 1 else "disagree"
+        raise ParityError(f"{', '.join(r['backend'] for r in failed)} {verb} with {report['reference']} beyond "
                           f"tolerance ({first['backend']}: {'; '.join(first['failures'][:2])})")
 
 
