@@ -1,7 +1,7 @@
 """Graph outputs -> results in original-image pixels, shared by every backend.
 
 Detection (``nms=host`` graphs): clip boxes to the image content (mmdet clips to the unpadded image
-before NMS), keep (box, class) pairs above the score threshold, per-class NMS with OpenCV's batched
+before NMS), keep (box, class) pairs above the score threshold, per-class NMS with OpenCV's
 C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's rule), keep the top
 ``max_detections``, then undo the letterbox. ``nms=graph`` outputs are only rescaled.
 
@@ -24,6 +24,10 @@ import numpy as np
 from pvt_deploy.tasks.preprocess import Letterbox
 
 SEG_CHANNEL_CHUNK = 16
+# Candidates handed to NMS at most. Trained detectors leave a few hundred (box, class) pairs above the
+# 0.05 threshold; a very low --conf on an untrained head can leave 100k+, which makes OpenCV's NMS take
+# seconds per frame. Keeping the highest-scoring ones changes nothing in the first case.
+MAX_NMS_CANDIDATES = 30000
 
 
 @dataclass
@@ -55,12 +59,20 @@ def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: fl
     box_idx, cls_idx = np.nonzero(scores > score_threshold)
     if box_idx.size == 0:
         return Detections.empty()
+    if box_idx.size > MAX_NMS_CANDIDATES:
+        top = np.argpartition(-scores[box_idx, cls_idx], MAX_NMS_CANDIDATES - 1)[:MAX_NMS_CANDIDATES]
+        box_idx, cls_idx = box_idx[top], cls_idx[top]
     cand_boxes = boxes[box_idx]
     cand_scores = scores[box_idx, cls_idx]
-    xywh = np.concatenate([cand_boxes[:, :2], cand_boxes[:, 2:] - cand_boxes[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64), cand_scores.astype(np.float64),
-                                   cls_idx.astype(np.int32), float(score_threshold), float(iou_threshold))
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    xywh = np.concatenate([cand_boxes[:, :2], cand_boxes[:, 2:] - cand_boxes[:, :2]], axis=1).astype(np.float64)
+    # One NMS per class: same result as a class-offset batched NMS, but each call only sees its class.
+    kept = []
+    for c in np.unique(cls_idx):
+        members = np.flatnonzero(cls_idx == c)
+        k = cv2.dnn.NMSBoxes(xywh[members], cand_scores[members].astype(np.float64), float(score_threshold),
+                             float(iou_threshold))
+        kept.append(members[np.asarray(k, dtype=np.int64).reshape(-1)])
+    keep = np.concatenate(kept)
     if keep.size == 0:
         return Detections.empty()
     order = keep[np.argsort(-cand_scores[keep], kind="stable")][:max_detections]

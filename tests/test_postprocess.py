@@ -1,0 +1,90 @@
+"""Shared post-processing against independent references: greedy NMS, letterbox undo, seg maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pvt_deploy.tasks.postprocess import (
+    MAX_NMS_CANDIDATES,
+    multiclass_nms,
+    postprocess_classify,
+    seg_logits_to_map,
+    to_original,
+)
+from pvt_deploy.tasks.preprocess import Letterbox
+
+
+def reference_nms(boxes: np.ndarray, scores: np.ndarray, thr: float, iou_thr: float, max_det: int):
+    """Textbook greedy per-class NMS (mmcv's rule: IoU without +1, suppress when IoU > thr)."""
+    out = []
+    for c in range(scores.shape[1]):
+        idx = [i for i in np.argsort(-scores[:, c], kind="stable") if scores[i, c] > thr]
+        keep: list[int] = []
+        for i in idx:
+            ok = True
+            for j in keep:
+                x1, y1 = max(boxes[i, 0], boxes[j, 0]), max(boxes[i, 1], boxes[j, 1])
+                x2, y2 = min(boxes[i, 2], boxes[j, 2]), min(boxes[i, 3], boxes[j, 3])
+                inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+                area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+                if inter / (area(boxes[i]) + area(boxes[j]) - inter) > iou_thr:
+                    ok = False
+                    break
+            if ok:
+                keep.append(i)
+        out += [(scores[i, c], i, c) for i in keep]
+    out.sort(key=lambda t: -t[0])
+    return out[:max_det]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nms_matches_greedy_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.random((300, 2)) * 200
+    boxes = np.concatenate([xy, xy + 10 + rng.random((300, 2)) * 60], axis=1).astype(np.float32)
+    scores = (rng.random((300, 5)) ** 4).astype(np.float32)
+    det = multiclass_nms(boxes, scores, score_threshold=0.05, iou_threshold=0.5, max_detections=100)
+    ref = reference_nms(boxes, scores, 0.05, 0.5, 100)
+    assert len(det) == len(ref)
+    np.testing.assert_allclose(det.scores, [r[0] for r in ref], rtol=0, atol=0)
+    assert [(int(c)) for c in det.class_ids] == [r[2] for r in ref]
+    np.testing.assert_array_equal(det.boxes, boxes[[r[1] for r in ref]])
+
+
+def test_nms_caps_candidates_on_untrained_heads() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.random((2000, 2)) * 600
+    boxes = np.concatenate([xy, xy + 20], axis=1).astype(np.float32)
+    scores = rng.random((2000, 80)).astype(np.float32)  # 160k pairs above any low threshold
+    det = multiclass_nms(boxes, scores, score_threshold=0.01, iou_threshold=0.5, max_detections=100)
+    assert len(det) == 100 and MAX_NMS_CANDIDATES < 160_000
+    assert det.scores.min() > np.sort(scores.ravel())[-MAX_NMS_CANDIDATES - 1]
+
+
+def test_letterbox_undo_and_crop_offset() -> None:
+    box = Letterbox(orig_hw=(480, 640), resized_hw=(240, 320), input_hw=(256, 320))
+    out = to_original(np.array([[10, 20, 330, 250]], np.float32), box)
+    np.testing.assert_allclose(out, [[20, 40, 640, 480]])  # scaled x2, clipped to the image
+    crop = Letterbox(orig_hw=(200, 400), resized_hw=(256, 512), input_hw=(224, 224), offset=(-16, -144))
+    np.testing.assert_allclose(to_original(np.array([[0, 0, 224, 224]], np.float32), crop),
+                               [[144 / 1.28, 16 / 1.28, 368 / 1.28, 240 / 1.28]], rtol=1e-6)
+
+
+def test_segmentation_map_equals_full_resolution_argmax() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((40, 24, 32)).astype(np.float32)  # stride-4 logits of a 96x128 input
+    meta = Letterbox(orig_hw=(150, 230), resized_hw=(84, 128), input_hw=(96, 128))
+    t = torch.from_numpy(logits)[None]
+    full = F.interpolate(t, size=(96, 128), mode="bilinear", align_corners=False)[:, :, :84, :128]
+    ref = F.interpolate(full, size=(150, 230), mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+    np.testing.assert_array_equal(seg_logits_to_map(logits, meta, chunk=7), ref)
+
+
+def test_classification_topk_is_softmax_order() -> None:
+    logits = np.array([[0.0, 3.0, 1.0, 2.0]], np.float32)
+    ((idx, p),) = postprocess_classify({"logits": logits}, k=3)
+    assert idx.tolist() == [1, 3, 2]
+    np.testing.assert_allclose(p, np.exp([3.0, 2.0, 1.0]) / np.exp(logits).sum(), rtol=1e-6)
