@@ -4,7 +4,7 @@ The comparison is generic (it knows tasks, not backends): give it the outputs of
 candidate for the same preprocessed batch, and it measures
 
 * numbers, per float output: max absolute error, max error relative to the reference's largest
-  magnitude (``max_rel``), cosine similarity;
+  magnitude (``max_rel``; at least 1.0 for probabilities, whose scale is [0, 1]), cosine similarity;
 * the task, through the shared post-processing: detections matched one-to-one at IoU >= 0.5 with the
   same class (precision/recall/F1, see :class:`DetectionAgreement` for the detections within a
   margin of the score threshold or of the ``max_detections`` cut, which are not required to agree),
@@ -91,6 +91,10 @@ def resolve_tolerances(spec: float | Mapping[str, Tolerance | Mapping[str, float
 # --------------------------------------------------------------------------------------------------
 
 
+# Outputs that are probabilities: max_rel is measured against at least 1.0 for them.
+PROBABILITY_OUTPUTS = frozenset({"scores", "det_scores"})
+
+
 @dataclass
 class NumericStats:
     """Running error statistics of one output over several batches (order-independent sums)."""
@@ -103,6 +107,9 @@ class NumericStats:
     abs_sum: float = 0.0
     count: int = 0
     nonfinite: int = 0
+    # Smallest magnitude max_rel is measured against. Probabilities live on a [0, 1] scale: an
+    # untrained detector's scores all sit near 0.01, and relative to that FP16 rounding looks huge.
+    scale_floor: float = 0.0
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:
         r = np.asarray(ref, dtype=np.float64).reshape(-1)
@@ -128,7 +135,8 @@ class NumericStats:
         cosine = float(self.dot / denom) if denom > 0 else (1.0 if self.ref_sq == self.test_sq else 0.0)
         out: dict[str, float | int] = {
             "max_abs": self.max_abs,
-            "max_rel": self.max_abs / self.ref_max if self.ref_max > 0 else (0.0 if self.max_abs == 0 else np.inf),
+            "max_rel": self.max_abs / scale if (scale := max(self.ref_max, self.scale_floor)) > 0
+            else (0.0 if self.max_abs == 0 else np.inf),
             "mean_abs": self.abs_sum / self.count if self.count else 0.0,
             "cosine": cosine,
         }
@@ -304,7 +312,8 @@ class Comparison:
         self.images = 0
 
     def _num(self, name: str, ref: np.ndarray, test: np.ndarray) -> None:
-        self.numeric.setdefault(name, NumericStats()).add(ref, test)
+        floor = 1.0 if name in PROBABILITY_OUTPUTS else 0.0
+        self.numeric.setdefault(name, NumericStats(scale_floor=floor)).add(ref, test)
 
     def add(self, ref: Outputs, test: Outputs, metas: Sequence[Letterbox]) -> None:
         self.images += len(metas)
