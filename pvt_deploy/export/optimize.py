@@ -1,0 +1,555 @@
+"""Graph rewrites that make ONNX Runtime's CPU provider run PVT graphs faster.
+
+``model.onnx`` stays the portable graph (standard ONNX ops only, what TensorRT parses). The rewrites
+here produce a *derived* graph for ONNX Runtime on CPU, built when a session is created (see
+:mod:`pvt_deploy.runtimes.ort_session`, which caches it beside the artifact). They use
+``com.microsoft`` contrib ops that only ONNX Runtime implements, so their output is never written
+as ``model.onnx``.
+
+Why these rewrites (measured on the 2-core CPU, see ``benchmarks/README.md``):
+
+* **Spatial-reduction attention -> ``MultiHeadAttention``.** ONNX Runtime's own attention fusion
+  looks for self-attention (Q, K, V projected from one tensor) and never matches PVT, whose K/V come
+  from a spatially reduced sequence. Written out, SRA is ~12 nodes per block: Q reshape/transpose, a
+  (B, M, 2, h, d) K/V reshape, a 5-D transpose, two gathers, a K transpose, two batched MatMuls, the
+  scale, the softmax and the output transpose/reshape. ``com.microsoft.MultiHeadAttention`` takes
+  Q (B, N, C), K and V (B, M, C) with M != N directly, so the transposes, the scale and the two
+  MatMuls become one kernel that never materialises the transposed copies.
+* **Token MLP as NCHW convolutions.** PVT v2's MLP is ``fc1 -> (B, N, 4C) -> transpose -> 3x3
+  depthwise conv -> transpose -> GELU -> fc2``: two transposes of the *widest* tensor of the block.
+  Rewritten, the (B, N, C) input is transposed once (4x smaller), fc1 and fc2 become 1x1 convs on the
+  NCHW map (same weights), and the result is transposed back at width C. On the default graph these
+  transposes are ~20% of a b0 classifier's time at batch 8.
+
+Every rewrite is checked by pattern (a node that does not match exactly is left alone, so the graph
+is always valid) and ``tests/test_speed_optimize.py`` checks that outputs equal the original's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+
+log = logging.getLogger(__name__)
+
+MS_DOMAIN = "com.microsoft"
+
+
+# --------------------------------------------------------------------------------------------------
+# A small graph index
+# --------------------------------------------------------------------------------------------------
+
+
+class _Graph:
+    """Producer/consumer maps and constant values of one ``GraphProto``, rebuilt after edits."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        from onnx import numpy_helper
+
+        self.model = model
+        self.graph = model.graph
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.values: dict[str, np.ndarray] = {}
+        for n in self.graph.node:
+            if n.op_type == "Constant":
+                for a in n.attribute:
+                    if a.name == "value":
+                        self.values[n.output[0]] = numpy_helper.to_array(a.t)
+        self.producer: dict[str, Any] = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for n in self.graph.node:
+            for x in n.input:
+                self.consumers.setdefault(x, []).append(n)
+        self.outputs = {o.name for o in self.graph.output}
+        self._names = {n.name for n in self.graph.node} | set(self.inits) | set(self.producer)
+
+    def const(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        if name in self.values:
+            return self.values[name]
+        if name in self.inits:
+            value = numpy_helper.to_array(self.inits[name])
+            self.values[name] = value
+            return value
+        return None
+
+    def parent(self, node: Any, index: int, op: str | Sequence[str]) -> Any | None:
+        """The producer of ``node.input[index]`` if it is an ``op`` node."""
+        if index >= len(node.input):
+            return None
+        p = self.producer.get(node.input[index])
+        ops = (op,) if isinstance(op, str) else tuple(op)
+        return p if p is not None and p.op_type in ops else None
+
+    def only_consumer(self, name: str) -> Any | None:
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+    def data_consumer(self, name: str) -> Any | None:
+        """The one consumer of ``name`` that reads its values (``Shape`` readers ignored)."""
+        users = [u for u in self.consumers.get(name, []) if u.op_type != "Shape"]
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+    def unique(self, base: str) -> str:
+        name, i = base, 0
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def add_init(self, base: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        name = self.unique(base)
+        self.graph.initializer.append(numpy_helper.from_array(array, name))
+        self.inits[name] = self.graph.initializer[-1]
+        self.values[name] = array
+        return name
+
+
+def attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _perm(node: Any) -> list[int] | None:
+    if node is None or node.op_type != "Transpose":
+        return None
+    p = attr(node, "perm")
+    return list(p) if p is not None else None
+
+
+def _scalar(g: _Graph, name: str) -> float | None:
+    v = g.const(name)
+    if v is None or v.size != 1:
+        return None
+    return float(v.reshape(-1)[0])
+
+
+def _concat_tail(g: _Graph, shape_name: str, count: int) -> list[int] | None:
+    """The last ``count`` entries of a Reshape target that are constants (a constant shape, or a
+    Concat whose last inputs are constants), e.g. (heads, head_dim) of a ``(b, n, h, d)`` reshape."""
+    value = g.const(shape_name)
+    if value is not None:
+        v = [int(x) for x in value.reshape(-1)]
+        return v[-count:] if len(v) >= count else None
+    cat = g.producer.get(shape_name)
+    if cat is None or cat.op_type != "Concat" or len(cat.input) < count:
+        return None
+    out: list[int] = []
+    for name in cat.input[-count:]:
+        c = g.const(name)
+        if c is None or c.size != 1:
+            return None
+        out.append(int(c.reshape(-1)[0]))
+    return out
+
+
+def _drop_dead(model: onnx.ModelProto) -> None:
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {x for n in model.graph.node for x in n.input} | outputs
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {x for n in model.graph.node for x in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+def _ensure_ms_opset(model: onnx.ModelProto) -> None:
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.add(domain=MS_DOMAIN, version=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spatial-reduction attention -> com.microsoft.MultiHeadAttention
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SRA:
+    query: str  # (B, N, C) projected queries (bias added)
+    kv: str  # (B, M, 2C) projected keys|values
+    out: str  # (B, N, C) attention output before ``proj``
+    heads: int
+    head_dim: int
+    scale: float
+    name: str
+
+
+def _match_sra(g: _Graph, softmax: Any) -> _SRA | None:
+    """Recognise the exported ``SpatialReductionAttention.forward`` around one Softmax.
+
+    q: ``Reshape(q, (b, n, h, d)) -> Transpose(0,2,1,3)``; k, v: ``Reshape(kv, (b, -1, 2, h, d)) ->
+    Transpose(2,0,3,1,4) -> Gather(0 | 1, axis 0)``; scores ``MatMul(q, Transpose(k, 0,1,3,2)) * s``;
+    output ``MatMul(softmax, v) -> Transpose(0,2,1,3) -> Reshape(b, n, c)``.
+    """
+    if attr(softmax, "axis", -1) not in (-1, 3):
+        return None
+    scaled = g.parent(softmax, 0, ("Mul", "Div"))
+    if scaled is None:
+        return None
+    scores, scale = None, None
+    for i in (0, 1):
+        mm = g.parent(scaled, i, "MatMul")
+        s = _scalar(g, scaled.input[1 - i])
+        if mm is not None and s is not None and (scaled.op_type == "Mul" or i == 0):
+            scores, scale = mm, (s if scaled.op_type == "Mul" else 1.0 / s)
+            break
+    if scores is None or scale is None:
+        return None
+    q_t = g.parent(scores, 0, "Transpose")
+    k_t = g.parent(scores, 1, "Transpose")
+    if _perm(q_t) != [0, 2, 1, 3] or _perm(k_t) != [0, 1, 3, 2]:
+        return None
+    q_r = g.parent(q_t, 0, "Reshape")
+    k_g = g.parent(k_t, 0, "Gather")
+    if q_r is None or k_g is None:
+        return None
+    av = g.only_consumer(softmax.output[0])
+    if av is None or av.op_type != "MatMul" or av.input[0] != softmax.output[0]:
+        return None
+    v_g = g.parent(av, 1, "Gather")
+    if v_g is None or v_g.input[0] != k_g.input[0]:
+        return None
+    if attr(k_g, "axis", 0) != 0 or attr(v_g, "axis", 0) != 0:
+        return None
+    if _scalar(g, k_g.input[1]) != 0 or _scalar(g, v_g.input[1]) != 1:
+        return None
+    kv_t = g.parent(k_g, 0, "Transpose")
+    if _perm(kv_t) != [2, 0, 3, 1, 4]:
+        return None
+    kv_r = g.parent(kv_t, 0, "Reshape")
+    if kv_r is None:
+        return None
+    q_hd = _concat_tail(g, q_r.input[1], 2)
+    kv_hd = _concat_tail(g, kv_r.input[1], 3)
+    if q_hd is None or kv_hd is None or kv_hd[0] != 2 or kv_hd[1:] != q_hd:
+        return None
+    heads, head_dim = q_hd
+    o_t = g.only_consumer(av.output[0])
+    if o_t is None or _perm(o_t) != [0, 2, 1, 3]:
+        return None
+    o_r = g.only_consumer(o_t.output[0])
+    if o_r is None or o_r.op_type != "Reshape":
+        return None
+    if not _is_token_shape(g, o_r.input[1], q_r.input[0], heads * head_dim):
+        return None
+    # Everything between must be private to this attention (no other reader of the intermediates).
+    for node in (scores, scaled, q_t, k_t):
+        if node is None or g.only_consumer(node.output[0]) is None:
+            return None
+    if g.only_consumer(q_r.output[0]) is None:
+        return None
+    return _SRA(query=q_r.input[0], kv=kv_r.input[0], out=o_r.output[0], heads=heads, head_dim=head_dim,
+                scale=scale, name=softmax.name or softmax.output[0])
+
+
+def _is_token_shape(g: _Graph, shape_name: str, query: str, width: int) -> bool:
+    """Whether ``shape_name`` is (b, n, ``width``): a Concat/constant ending in ``width`` (or -1), or
+    ``Shape`` of the query tensor or of the tokens the query was projected from (onnxslim merges the
+    output reshape's target with that shape when it sees they are equal)."""
+    tail = _concat_tail(g, shape_name, 1)
+    if tail is not None:
+        return tail[0] in (width, -1)
+    shape = g.producer.get(shape_name)
+    if shape is None or shape.op_type != "Shape" or attr(shape, "start") or attr(shape, "end"):
+        return False
+    sources = {query}
+    node = g.producer.get(query)
+    if node is not None and node.op_type == "Add":
+        node = next((g.producer[x] for x in node.input if x in g.producer and g.producer[x].op_type == "MatMul"),
+                    None)
+    if node is not None and node.op_type == "MatMul":
+        weight = g.const(node.input[1])
+        if weight is not None and weight.ndim == 2 and weight.shape[0] == weight.shape[1] == width:
+            sources.add(node.input[0])
+    return shape.input[0] in sources
+
+
+def fuse_sra_attention(model: onnx.ModelProto) -> int:
+    """Replace every spatial-reduction attention by one ``MultiHeadAttention``; return how many.
+
+    K and V are split from the fused ``kv`` projection with one ``Split`` (on the reduced sequence,
+    so the copy is small); Q feeds the op untransposed. The op's ``scale`` is the graph's own
+    constant, so the rewrite is exact up to float summation order.
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    found = [m for n in list(g.graph.node) if n.op_type == "Softmax" and (m := _match_sra(g, n)) is not None]
+    if not found:
+        return 0
+    _ensure_ms_opset(model)
+    new_nodes: dict[str, list[Any]] = {}
+    for m in found:
+        width = m.heads * m.head_dim
+        k, v = g.unique(f"{m.name}/k"), g.unique(f"{m.name}/v")
+        split_sizes = g.add_init(f"{m.name}/kv_split", np.array([width, width], dtype=np.int64))
+        split = helper.make_node("Split", [m.kv, split_sizes], [k, v], name=g.unique(f"{m.name}/kv_Split"), axis=-1)
+        mha = helper.make_node("MultiHeadAttention", [m.query, k, v], [m.out], name=g.unique(f"{m.name}/MHA"),
+                               domain=MS_DOMAIN, num_heads=m.heads, scale=float(m.scale))
+        new_nodes[m.out] = [split, mha]
+    # Rewire: the old output Reshape is removed (its output name is now produced by the MHA node).
+    keep: list[Any] = []
+    for n in g.graph.node:
+        if n.output and n.output[0] in new_nodes:
+            keep.extend(new_nodes[n.output[0]])
+            continue
+        keep.append(n)
+    del g.graph.node[:]
+    g.graph.node.extend(keep)
+    _drop_dead(model)
+    return len(found)
+
+
+# --------------------------------------------------------------------------------------------------
+# PVT v2 token MLP -> NCHW 1x1 convolutions
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ConvMlp:
+    x: str  # (B, N, C) MLP input
+    w1: np.ndarray  # (C, 4C)
+    b1: np.ndarray
+    w2: np.ndarray  # (4C, C)
+    b2: np.ndarray
+    dwconv: Any  # the depthwise Conv node (reused as is)
+    height: str  # runtime H and W as 1-element int64 tensors (from the original 4-D reshape target)
+    width: str
+    out: str  # (B, N, C) MLP output (after fc2's bias)
+    name: str
+    relu: bool = False  # a ReLU between fc1 and the depthwise conv (linear-SRA variants)
+
+
+def _linear(g: _Graph, out_name: str) -> tuple[str, np.ndarray, np.ndarray, list[Any]] | None:
+    """``Add(MatMul(x, W), b)`` (either Add input order) producing ``out_name``: (x, W, b, nodes)."""
+    add = g.producer.get(out_name)
+    if add is None or add.op_type != "Add":
+        return None
+    for i in (0, 1):
+        mm = g.parent(add, i, "MatMul")
+        bias = g.const(add.input[1 - i])
+        if mm is None or bias is None:
+            continue
+        weight = g.const(mm.input[1])
+        if weight is None or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+            return None
+        if g.only_consumer(mm.output[0]) is None:
+            return None
+        return mm.input[0], weight, bias, [mm, add]
+    return None
+
+
+def _gelu_input(g: _Graph, out_name: str) -> str | None:
+    """The input of an exact (erf) GELU whose output is ``out_name``: a ``Gelu`` node, or the exported
+    ``x * 0.5 * (1 + erf(x / sqrt(2)))`` in either multiplication order."""
+    node = g.producer.get(out_name)
+    if node is None:
+        return None
+    if node.op_type == "Gelu" and attr(node, "approximate", "none") in ("none", b"none"):
+        return str(node.input[0])
+    if node.op_type != "Mul":
+        return None
+    half = next((i for i in (0, 1) if _scalar(g, node.input[i]) == 0.5), None)
+    if half is None:
+        return None
+    inner = g.producer.get(node.input[1 - half])
+    if inner is None or inner.op_type != "Mul":
+        return None
+    for i in (0, 1):
+        x, one_plus = inner.input[i], g.producer.get(inner.input[1 - i])
+        if one_plus is None or one_plus.op_type != "Add":
+            continue
+        j = next((k for k in (0, 1) if _scalar(g, one_plus.input[k]) == 1.0), None)
+        if j is None:
+            continue
+        erf = g.producer.get(one_plus.input[1 - j])
+        if erf is None or erf.op_type != "Erf":
+            continue
+        div = g.producer.get(erf.input[0])
+        if div is None or div.input[0] != x:
+            continue
+        s = _scalar(g, div.input[1])
+        if s is None:
+            continue
+        if (div.op_type == "Div" and abs(s - 2 ** 0.5) < 1e-5) or (div.op_type == "Mul" and abs(s - 2 ** -0.5) < 1e-5):
+            return str(x)
+    return None
+
+
+def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
+    """``fc1 -> Transpose(0,2,1) -> Reshape(b, 4C, H, W) -> depthwise Conv -> Reshape(b, 4C, N) ->
+    Transpose(0,2,1) -> GELU -> fc2`` around the depthwise conv ``dw``."""
+    channels = None
+    weight = g.const(dw.input[1])
+    if weight is None or weight.ndim != 4 or weight.shape[1] != 1:
+        return None
+    channels = weight.shape[0]
+    if attr(dw, "group", 1) != channels:
+        return None
+    r_in = g.parent(dw, 0, "Reshape")
+    t_in = g.parent(r_in, 0, "Transpose") if r_in is not None else None
+    if r_in is None or t_in is None or _perm(t_in) != [0, 2, 1]:
+        return None
+    cat = g.producer.get(r_in.input[1])
+    if cat is None or cat.op_type != "Concat" or len(cat.input) != 4:
+        return None
+    c_const = g.const(cat.input[1])
+    if c_const is None or int(c_const.reshape(-1)[0]) != channels:
+        return None
+    relu = g.parent(t_in, 0, "Relu")  # pvt_v2_*_li: fc1 -> ReLU -> dwconv
+    if relu is not None and g.data_consumer(relu.input[0]) is None:
+        return None
+    fc1 = _linear(g, relu.input[0] if relu is not None else t_in.input[0])
+    if fc1 is None or fc1[1].shape[1] != channels:
+        return None
+    r_out = g.data_consumer(dw.output[0])
+    if r_out is None or r_out.op_type != "Reshape":
+        return None
+    t_out = g.data_consumer(r_out.output[0])
+    if t_out is None or _perm(t_out) != [0, 2, 1]:
+        return None
+    # GELU: find its output by walking forward to fc2's MatMul.
+    fc2_mm = None
+    frontier = [t_out.output[0]]
+    seen: set[str] = set()
+    while frontier:
+        name = frontier.pop()
+        for user in g.consumers.get(name, []):
+            if user.op_type == "MatMul" and user.input[0] == name and g.const(user.input[1]) is not None:
+                fc2_mm = user
+            elif user.op_type in ("Div", "Mul", "Erf", "Add", "Gelu") and user.output[0] not in seen:
+                seen.add(user.output[0])
+                frontier.append(user.output[0])
+    if fc2_mm is None or _gelu_input(g, fc2_mm.input[0]) != t_out.output[0]:
+        return None
+    fc2_add = g.only_consumer(fc2_mm.output[0])
+    if fc2_add is None:
+        return None
+    fc2 = _linear(g, fc2_add.output[0])
+    if fc2 is None or fc2[1].shape[0] != channels or fc2[0] != fc2_mm.input[0]:
+        return None
+    x, w1, b1, _ = fc1
+    if fc2[1].shape[1] != w1.shape[0]:
+        return None
+    # Intermediates must not be read elsewhere (the fc1 output also feeds a Shape node for the batch
+    # size of the reshape; that reader is rewired to the new conv output, which has the same batch).
+    return _ConvMlp(x=x, w1=w1, b1=b1, w2=fc2[1], b2=fc2[2], dwconv=dw, height=cat.input[2], width=cat.input[3],
+                    out=fc2_add.output[0], name=dw.name or dw.output[0], relu=relu is not None)
+
+
+def mlp_as_convs(model: onnx.ModelProto) -> int:
+    """Run every PVT v2 token MLP on the NCHW map with 1x1 convs (see the module docstring).
+
+    Weights are the same numbers transposed (``W1^T`` as a ``(4C, C, 1, 1)`` kernel), so the result
+    equals the original up to float summation order.
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    found = [m for n in list(g.graph.node) if n.op_type == "Conv" and (m := _match_conv_mlp(g, n)) is not None]
+    if not found:
+        return 0
+    _ensure_ms_opset(model)
+    replace: dict[str, list[Any]] = {}  # output name of the node to replace -> new nodes
+    for m in found:
+        p = m.name
+        zero2 = g.add_init(f"{p}/keep_bc", np.array([0, 0], dtype=np.int64))
+        flat = g.add_init(f"{p}/flat_shape", np.array([0, 0, -1], dtype=np.int64))
+        shape4 = g.unique(f"{p}/map_shape")
+        x_t, x_map = g.unique(f"{p}/x_t"), g.unique(f"{p}/x_map")
+        h1, dw_out, act = g.unique(f"{p}/fc1_conv"), g.unique(f"{p}/dw_out"), g.unique(f"{p}/gelu")
+        h2, h2_flat = g.unique(f"{p}/fc2_conv"), g.unique(f"{p}/fc2_flat")
+        w1 = g.add_init(f"{p}/fc1_w", np.ascontiguousarray(m.w1.T)[:, :, None, None].astype(np.float32))
+        b1 = g.add_init(f"{p}/fc1_b", m.b1.astype(np.float32))
+        w2 = g.add_init(f"{p}/fc2_w", np.ascontiguousarray(m.w2.T)[:, :, None, None].astype(np.float32))
+        b2 = g.add_init(f"{p}/fc2_b", m.b2.astype(np.float32))
+        dw = m.dwconv
+        dw_in = g.unique(f"{p}/fc1_relu") if m.relu else h1
+        new_dw = helper.make_node("Conv", [dw_in, *dw.input[1:]], [dw_out], name=g.unique(f"{p}/dw"))
+        new_dw.attribute.extend(dw.attribute)
+        relu = [helper.make_node("Relu", [h1], [dw_in], name=g.unique(f"{p}/Relu"))] if m.relu else []
+        nodes = [
+            helper.make_node("Transpose", [m.x], [x_t], name=g.unique(f"{p}/in_T"), perm=[0, 2, 1]),
+            helper.make_node("Concat", [zero2, m.height, m.width], [shape4], name=g.unique(f"{p}/shape"), axis=0),
+            helper.make_node("Reshape", [x_t, shape4], [x_map], name=g.unique(f"{p}/to_map")),
+            helper.make_node("Conv", [x_map, w1, b1], [h1], name=g.unique(f"{p}/fc1"), kernel_shape=[1, 1]),
+            *relu,
+            new_dw,
+            helper.make_node("Gelu", [dw_out], [act], name=g.unique(f"{p}/Gelu"), domain=MS_DOMAIN),
+            helper.make_node("Conv", [act, w2, b2], [h2], name=g.unique(f"{p}/fc2"), kernel_shape=[1, 1]),
+            helper.make_node("Reshape", [h2, flat], [h2_flat], name=g.unique(f"{p}/to_tokens")),
+            helper.make_node("Transpose", [h2_flat], [m.out], name=g.unique(f"{p}/out_T"), perm=[0, 2, 1]),
+        ]
+        replace[m.out] = nodes
+    keep: list[Any] = []
+    for n in g.graph.node:
+        if n.output and n.output[0] in replace:
+            keep.extend(replace[n.output[0]])
+            continue
+        keep.append(n)
+    del g.graph.node[:]
+    g.graph.node.extend(keep)
+    _drop_dead(model)
+    return len(found)
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OptimizeReport:
+    """What :func:`optimize_for_ort` changed (stored beside the cached graph)."""
+
+    rewrites: dict[str, int] = field(default_factory=dict)
+    nodes_before: int = 0
+    nodes_after: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rewrites": dict(self.rewrites), "nodes_before": self.nodes_before, "nodes_after": self.nodes_after}
+
+
+REWRITES = ("sra_attention", "mlp_convs")
+
+
+def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
+    """A copy of ``model`` with the CPU rewrites applied (the input is never modified)."""
+    import onnx
+
+    from pvt_deploy.export.graph import toposort
+
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    report = OptimizeReport(nodes_before=len(out.graph.node))
+    wanted = list(rewrites)
+    unknown = [r for r in wanted if r not in REWRITES]
+    if unknown:
+        raise ValueError(f"unknown rewrite {unknown[0]!r}; choose from {', '.join(REWRITES)}")
+    if "sra_attention" in wanted:
+        report.rewrites["sra_attention"] = fuse_sra_attention(out)
+    if "mlp_convs" in wanted:
+        report.rewrites["mlp_convs"] = mlp_as_convs(out)
+    toposort(out)
+    report.nodes_after = len(out.graph.node)
+    return out, report

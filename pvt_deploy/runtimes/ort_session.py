@@ -1,0 +1,143 @@
+"""The CPU-optimised copy of an ONNX graph that ONNX Runtime sessions load, built once and cached.
+
+``model.onnx`` is the portable graph (TensorRT parses it). On ONNX Runtime's CPU provider a few
+exact rewrites make it faster (:mod:`pvt_deploy.export.optimize`: spatial-reduction attention as one
+``MultiHeadAttention`` node, PVT v2's token MLP as 1x1 convolutions); they use ``com.microsoft``
+ops, so they are applied to a *copy* that only ONNX Runtime reads. Building the copy takes well under
+a second, hashing the source a fraction of one, so sessions build it on first load and reuse it:
+
+* the copy lives in ``.ort-cache/`` beside the source (or in ``~/.cache/pvt-deploy/ort`` when that
+  folder is read-only), named by the source's sha256, the rewrites, and the pvt-deploy and
+  onnxruntime versions — a re-exported ``model.onnx`` or an upgrade gets a fresh copy, never a stale one;
+* it is written atomically, so two processes starting together at worst both build it;
+* a graph where no rewrite applies (an INT8 Q/DQ graph, an unfamiliar export) is recorded as such and
+  the source is loaded as is;
+* any failure falls back to the source graph with a warning: an optimisation never stops inference.
+
+ONNX Runtime's own level-ALL optimisations (fusions, NCHWc layouts) still run at session creation;
+they are hardware-specific (AVX2 vs AVX-512 blocking), which is why the cached copy is stored before
+them rather than as ORT's ``optimized_model_filepath`` output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OptimizedGraph", "cache_dir_for", "optimized_graph"]
+
+log = logging.getLogger(__name__)
+
+CACHE_DIRNAME = ".ort-cache"
+USER_CACHE = Path(os.environ.get("PVT_DEPLOY_CACHE", Path.home() / ".cache" / "pvt-deploy")) / "ort"
+
+
+@dataclass
+class OptimizedGraph:
+    """What a session should load: ``path`` (the optimised copy, or the source when nothing applied)."""
+
+    path: Path
+    source: Path
+    rewrites: dict[str, int] = field(default_factory=dict)
+    cached: bool = False  # True when an earlier session had built it
+    error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.path != self.source
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "rewrites": dict(self.rewrites), "cached": self.cached,
+                **({"error": self.error} if self.error else {})}
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def cache_dir_for(source: Path) -> Path:
+    """``.ort-cache`` beside ``source`` when writable, else the per-user cache."""
+    local = source.parent / CACHE_DIRNAME
+    return local if _writable(local) else USER_CACHE
+
+
+def _key(source: Path, rewrites: Sequence[str]) -> str:
+    from importlib import metadata
+
+    import onnxruntime
+
+    try:
+        version = metadata.version("pvt-deploy")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    text = json.dumps([_sha256(source), sorted(rewrites), version, onnxruntime.__version__])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> OptimizedGraph:
+    """The graph an ONNX Runtime CPU session should load for ``source`` (see the module docstring).
+
+    ``rewrites``: names from :data:`pvt_deploy.export.optimize.REWRITES` (default: all).
+    """
+    from pvt_deploy.export.optimize import REWRITES
+
+    src = Path(source)
+    names = list(REWRITES if rewrites is None else rewrites)
+    if not names:
+        return OptimizedGraph(src, src)
+    try:
+        folder = Path(cache_dir) if cache_dir is not None else cache_dir_for(src)
+        key = _key(src, names)
+        target = folder / f"{src.stem}.{key}.onnx"
+        record = folder / f"{src.stem}.{key}.json"
+        if record.is_file():
+            info = json.loads(record.read_text())
+            counts = {k: int(v) for k, v in (info.get("rewrites") or {}).items()}
+            if not info.get("changed"):
+                return OptimizedGraph(src, src, counts, cached=True)
+            if target.is_file():
+                return OptimizedGraph(target, src, counts, cached=True)
+        return _build(src, names, target, record)
+    except Exception as e:  # noqa: BLE001 - never let an optimisation stop inference
+        text = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        log.warning("%s: CPU graph rewrites skipped (%s); loading the graph as exported", src.name, text)
+        return OptimizedGraph(src, src, error=text)
+
+
+def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> OptimizedGraph:
+    import onnx
+
+    from pvt_deploy.export.optimize import optimize_for_ort
+    from pvt_deploy.utils.files import atomic_path, atomic_write_text
+
+    model = onnx.load(str(src))
+    optimized, report = optimize_for_ort(model, names)
+    changed = any(report.rewrites.values())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if changed:
+        with atomic_path(target) as tmp:
+            onnx.save_model(optimized, str(tmp))
+    atomic_write_text(record, json.dumps({"source": str(src), "changed": changed, **report.to_json()}, indent=1))
+    if changed:
+        log.info("%s: CPU rewrites %s -> %s", src.name, report.rewrites, target)
+        return OptimizedGraph(target, src, dict(report.rewrites))
+    return OptimizedGraph(src, src, dict(report.rewrites))

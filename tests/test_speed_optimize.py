@@ -1,0 +1,178 @@
+"""The CPU graph rewrites (pvt_deploy.export.optimize) and their session cache are exact.
+
+Each rewrite must match every block it was written for (a silent non-match loses the speed-up) and
+the rewritten graph must give the original's outputs in ONNX Runtime at sizes and batches other
+than the trace's. Graphs are traced and simplified exactly as ``export_onnx`` does (same exporter,
+same onnxslim pass), so the patterns seen here are the ones real artifacts have.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from pvt_deploy.export.onnx import output_dim_names, trace_to_onnx
+from pvt_deploy.export.optimize import REWRITES, optimize_for_ort
+from pvt_deploy.models import build_deploy_module, create_model
+from pvt_deploy.models.synthetic import seeded_state_dict
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _tiny_linear_backbone() -> torch.nn.Module:
+    """A one-block-per-stage pvt_v2 "li" backbone (linear SRA + ReLU MLP): the b2_li structure at a
+    fraction of its tracing time."""
+    from pvt_deploy.models.pvt import PVTConfig
+    from pvt_deploy.models.pvt_v2 import PyramidVisionTransformerV2
+
+    model = PyramidVisionTransformerV2(PVTConfig(depths=(1, 1, 1, 1), embed_dims=(32, 64, 160, 256), linear=True),
+                                       num_classes=0)
+    model.zoo_task = "features"  # type: ignore[assignment]
+    return model.eval()
+
+
+def _export(name: str, hw: tuple[int, int], tmp: Path) -> tuple[Path, torch.nn.Module]:
+    from pvt_deploy.export import graph as g
+
+    model = _tiny_linear_backbone() if name == "tiny_li-features" else create_model(name)
+    model.load_state_dict(seeded_state_dict(model, 3))
+    deploy = build_deploy_module(model)
+    example = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)) * 255
+    proto = trace_to_onnx(deploy, example, exporter="torchscript", dynamic=True, opset=17, max_batch=4,
+                          size_range=(32, 512))
+    proto = g.simplify(proto)
+    g.name_dims(proto, output_dim_names(list(deploy.output_names)))
+    path = tmp / f"{name}.onnx"
+    onnx.save_model(proto, str(path))
+    return path, deploy
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, torch.nn.Module]]:
+    tmp = tmp_path_factory.mktemp("speed")
+    return {
+        "pvt_v2_b0-cls": _export("pvt_v2_b0-cls", (64, 96), tmp),  # v2: SRA + conv MLP
+        "pvt_tiny-cls": _export("pvt_tiny-cls", (64, 96), tmp),  # v1: SRA (sr 8/4/2/1), plain MLP
+        "tiny_li-features": _export("tiny_li-features", (64, 96), tmp),  # linear SRA (b2_li's blocks)
+    }
+
+
+def _session(path: Path | str) -> object:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _images(n: int, h: int, w: int) -> np.ndarray:
+    return (np.random.default_rng(h * w + n).random((n, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
+
+
+@pytest.mark.parametrize(("name", "attention", "mlp"), [
+    ("pvt_v2_b0-cls", 8, 8), ("pvt_tiny-cls", 8, 0), ("tiny_li-features", 4, 4)])
+def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int) -> None:
+    model = onnx.load(str(graphs[name][0]))
+    optimized, report = optimize_for_ort(model)
+    assert report.rewrites == {"sra_attention": attention, "mlp_convs": mlp}
+    assert report.nodes_after < report.nodes_before
+    assert len(model.graph.node) == report.nodes_before  # the input is not modified
+    ops = {n.op_type for n in optimized.graph.node}
+    assert "Softmax" not in ops  # every attention became MultiHeadAttention
+    assert any(o.domain == "com.microsoft" for o in optimized.opset_import)
+    onnx.checker.check_model(optimized)
+
+
+@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features"])
+def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path) -> None:
+    path, _ = graphs[name]
+    optimized, _ = optimize_for_ort(onnx.load(str(path)))
+    out = tmp_path / "opt.onnx"
+    onnx.save_model(optimized, str(out))
+    a, b = _session(path), _session(out)
+    for n, h, w in ((1, 64, 96), (2, 96, 64), (3, 160, 128)):  # trace size and two others, batches 1-3
+        x = _images(n, h, w)
+        for ra, rb in zip(a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
+            assert ra.shape == rb.shape
+            scale = max(1.0, float(np.abs(ra).max()))
+            assert float(np.abs(ra - rb).max()) <= 2e-5 * scale, (name, n, h, w)
+
+
+def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
+    path, _ = _export("pvt_v2_b0", (96, 128), tmp_path)
+    optimized, report = optimize_for_ort(onnx.load(str(path)))
+    assert report.rewrites == {"sra_attention": 8, "mlp_convs": 8}
+    out = tmp_path / "opt.onnx"
+    onnx.save_model(optimized, str(out))
+    a, b = _session(path), _session(out)
+    x = _images(2, 128, 160)
+    ra, rb = a.run(None, {"images": x}), b.run(None, {"images": x})
+    # boxes/scores are per-level top-k: compare order-free (each box's best score, sorted)
+    sa, sb = np.sort(ra[1].max(-1), axis=-1), np.sort(rb[1].max(-1), axis=-1)
+    np.testing.assert_allclose(sa, sb, atol=1e-5)
+
+
+def test_unknown_rewrite_is_refused(graphs: dict) -> None:
+    with pytest.raises(ValueError, match="unknown rewrite"):
+        optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
+    assert set(REWRITES) == {"sra_attention", "mlp_convs"}
+
+
+def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    first = optimized_graph(src)
+    assert first.changed and not first.cached and first.path.parent == tmp_path / ".ort-cache"
+    mtime = first.path.stat().st_mtime_ns
+    second = optimized_graph(src)
+    assert second.cached and second.path == first.path and second.path.stat().st_mtime_ns == mtime
+    # A different source (re-export) gets its own copy, never the stale one.
+    src.write_bytes(graphs["pvt_tiny-cls"][0].read_bytes())
+    third = optimized_graph(src)
+    assert third.path != first.path and third.rewrites["mlp_convs"] == 0
+
+
+def test_graph_without_matches_loads_as_is(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    node = helper.make_node("Relu", ["images"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    src = tmp_path / "relu.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    result = optimized_graph(src)
+    assert not result.changed and result.path == src
+    assert optimized_graph(src).cached  # the 'nothing to do' verdict is cached too
+
+
+def test_broken_source_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    src = tmp_path / "bad.onnx"
+    src.write_bytes(b"not a model")
+    result = optimized_graph(src)
+    assert result.path == src and result.error
+    assert "rewrites skipped" in caplog.text
+
+
+def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Path) -> None:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    fast = OnnxRuntimeBackend(src, device="cpu")
+    plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
+    assert fast.info.details["graph_rewrites"] == {"sra_attention": 8, "mlp_convs": 8}
+    assert plain.info.details["graph_rewrites"] is None
+    x = _images(2, 128, 96)
+    np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
+                               atol=2e-5, rtol=1e-5)
+    assert os.listdir(tmp_path / ".ort-cache")
