@@ -87,7 +87,9 @@ class OnnxRuntimeBackend(Backend):
     workers busy-wait (see the module docstring). ``fp16`` lets the
     TensorRT EP pick FP16 kernels for an FP32 graph. ``cache_dir`` keeps TensorRT EP engines between
     sessions. ``precision`` is what the file holds (read from the manifest by the loader; guessed
-    from the file name otherwise).
+    from the file name otherwise). ``rewrite``: load the CPU-optimised copy of the graph
+    (:mod:`pvt_deploy.runtimes.ort_session`; exact rewrites, cached beside the file); default on when
+    the session runs on the CPU provider alone.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
@@ -95,7 +97,7 @@ class OnnxRuntimeBackend(Backend):
                  cache_dir: str | os.PathLike[str] | None = None,
                  optimized_model_path: str | os.PathLike[str] | None = None,
                  io_binding: bool | str = "auto", precision: str | None = None,
-                 providers: Sequence[Any] | None = None) -> None:
+                 providers: Sequence[Any] | None = None, rewrite: bool | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -121,8 +123,15 @@ class OnnxRuntimeBackend(Backend):
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
         options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
+        load_path, rewrites = self.path, None
+        cpu_only = [p if isinstance(p, str) else p[0] for p in providers] == ["CPUExecutionProvider"]
+        if rewrite or (rewrite is None and cpu_only):
+            from pvt_deploy.runtimes.ort_session import optimized_graph
+
+            rewrites = optimized_graph(self.path)
+            load_path = rewrites.path
         try:
-            self._session: Any = ort.InferenceSession(str(self.path), sess_options=options, providers=list(providers))
+            self._session: Any = ort.InferenceSession(str(load_path), sess_options=options, providers=list(providers))
         except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
             raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
         self._ort = ort
@@ -139,7 +148,8 @@ class OnnxRuntimeBackend(Backend):
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),
                      "intra_op_threads": options.intra_op_num_threads, "spin": spin,
                      "io_binding": self._io_binding,
-                     "graph_optimization": "all"})
+                     "graph_optimization": "all",
+                     "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None})
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
