@@ -176,3 +176,18 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
                                atol=2e-5, rtol=1e-5)
     assert os.listdir(tmp_path / ".ort-cache")
+
+
+def test_quantized_and_half_graphs_are_left_alone(graphs: dict) -> None:
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graphs["pvt_v2_b0-cls"][0]))
+    quantized = onnx.ModelProto.FromString(model.SerializeToString())
+    quantized.graph.node[0].op_type = "DequantizeLinear"  # never run: only the verdict is checked
+    _, report = optimize_for_ort(quantized)
+    assert report.skipped == "quantized graph" and not any(report.rewrites.values())
+    half = onnx.ModelProto.FromString(model.SerializeToString())
+    first = half.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first).astype(np.float16), first.name))
+    _, report = optimize_for_ort(half)
+    assert report.skipped == "float16 graph"

@@ -526,9 +526,29 @@ class OptimizeReport:
     rewrites: dict[str, int] = field(default_factory=dict)
     nodes_before: int = 0
     nodes_after: int = 0
+    skipped: str | None = None  # why the graph was left alone
 
     def to_json(self) -> dict[str, Any]:
-        return {"rewrites": dict(self.rewrites), "nodes_before": self.nodes_before, "nodes_after": self.nodes_after}
+        return {"rewrites": dict(self.rewrites), "nodes_before": self.nodes_before, "nodes_after": self.nodes_after,
+                "skipped": self.skipped}
+
+
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+              "QLinearConv", "QLinearMatMul"}
+
+
+def _unsupported(model: onnx.ModelProto) -> str | None:
+    """Graphs the rewrites leave alone: quantized ones (the rewrites are exact in float, but a 1e-6
+    change at a rounding boundary moves an INT8 activation by a whole step, so the graph the export's
+    parity gate measured would no longer be the one that runs) and float16 ones (the new weights are
+    float32)."""
+    from onnx import TensorProto
+
+    if any(n.op_type in _QUANT_OPS for n in model.graph.node):
+        return "quantized graph"
+    if any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "float16 graph"
+    return None
 
 
 REWRITES = ("sra_attention", "mlp_convs")
@@ -546,6 +566,12 @@ def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES)
     unknown = [r for r in wanted if r not in REWRITES]
     if unknown:
         raise ValueError(f"unknown rewrite {unknown[0]!r}; choose from {', '.join(REWRITES)}")
+    skip = _unsupported(out)
+    if skip:
+        report.skipped = skip
+        report.rewrites = dict.fromkeys(wanted, 0)
+        report.nodes_after = report.nodes_before
+        return out, report
     if "sra_attention" in wanted:
         report.rewrites["sra_attention"] = fuse_sra_attention(out)
     if "mlp_convs" in wanted:
