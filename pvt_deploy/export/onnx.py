@@ -547,7 +547,7 @@ def export_onnx(
     half: bool = False,
     int8: bool = False,
     int8_flavour: str = "both",
-    int8_cpu: str = "static",
+    int8_cpu: str = "auto",
     calib: str | os.PathLike[str] | None = None,
     calib_size: int | None = None,
     images: str | os.PathLike[str] | None = None,
@@ -571,7 +571,7 @@ def export_onnx(
     batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in ``min_size``..``max_size``;
     static graphs take exactly (``batch`` or 1, 3, H, W). ``half``: ``model.fp16.onnx``. ``int8``:
     Q/DQ graphs calibrated on ``calib`` (a folder; default the bundled sample images) —
-    ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` static or dynamic), ``trt``
+    ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, head, static or dynamic), ``trt``
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
     ``seg_output="argmax"`` ends segmentation graphs in a class map.
 
@@ -585,7 +585,7 @@ def export_onnx(
     exporter = _choice("--exporter", exporter, EXPORTERS)
     nms = _choice("--nms", nms, NMS_MODES)
     seg_output = _choice("--seg-output", seg_output, SEG_OUTPUTS)
-    _choice("--int8-cpu", int8_cpu, ("static", "dynamic"))
+    _choice("--int8-cpu", int8_cpu, ("auto", "head", "static", "dynamic"))
     flavours = _int8_flavours(int8, int8_flavour)
     if opset < MIN_OPSET:
         raise InputError(f"--opset {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
