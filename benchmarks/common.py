@@ -1,0 +1,392 @@
+"""Shared pieces of the benchmark scripts: synthetic-weight artifacts, real inputs, fair timing.
+
+Why each piece exists:
+
+* **Weights.** Official weights cannot be downloaded here and random-init RetinaNet heads detect
+  nothing, so every benchmark model gets seeded synthetic weights
+  (:func:`pvt_deploy.models.synthetic.seeded_state_dict`). For detectors the classification head is
+  then *calibrated* once on the bundled photos (a gain and a bias on ``retina_cls`` only): with the
+  plain seeded head every anchor scores ~0.12 or ~1.0, so either hundreds of thousands of (box,
+  class) pairs reach NMS or the top 100 detections all tie at 1.0 and agreement says nothing. The
+  calibrated head gives tens of detections per image with scores spread over 0.05..0.9, like a
+  trained detector, which makes detection agreement meaningful and post-processing cost realistic.
+* **Inputs.** Agreement is measured on real photos (the bundled samples, plus flips and crops so
+  there are more than three), preprocessed by the same :class:`~pvt_deploy.tasks.pipeline.Predictor`
+  every backend uses. Speed is measured on a real photo too.
+* **Timing.** Variants are run *interleaved* (A, B, C, A, B, C ...) in one process, so a burst of load
+  from another process hits all of them alike; medians and p90 are reported with the load average
+  before and after. PyTorch runs under ``inference_mode`` with threads = physical cores (what
+  :class:`~pvt_deploy.runtimes.torch.TorchBackend` does) — a fair eager baseline.
+
+Artifacts and weights are cached under ``--work`` (default ``~/.cache/pvt-deploy-bench``), keyed by
+model, size and the pvt-deploy version, so a second run skips the exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("benchmarks")
+
+DEFAULT_WORK = Path(os.environ.get("PVT_BENCH_WORK", Path.home() / ".cache" / "pvt-deploy-bench"))
+SEED = 0
+# Detector head calibration: logit spread of the top candidates, and how many (anchor, class) pairs
+# of the bundled photos clear the score threshold.
+DET_LOGIT_SPREAD = 5.0
+DET_CANDIDATES = 200
+# Standard deviation of the box deltas (dx, dy, dw, dh) the calibrated regression head predicts; a
+# trained RetinaNet's deltas are small, a seeded random head's are large enough for exp(dw) to blow
+# boxes up to the image border, where the slightest change moves them.
+DET_DELTA_STD = 0.2
+
+
+# --------------------------------------------------------------------------------------------------
+# Machine state
+# --------------------------------------------------------------------------------------------------
+
+
+def load_average() -> float:
+    """1-minute load average (0.0 where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return 0.0
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, versions, GPU and the date: what every figure was measured on."""
+    from pvt_deploy.bench import host_info
+
+    info = host_info()
+    flags: list[str] = []
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+        have = set(line.split(":", 1)[-1].split())
+        flags = [x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+                 if x in have]
+    info["isa"] = flags
+    info["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    info["load_average_1m"] = load_average()
+    return info
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(usable, why not) for PyTorch CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return False, "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return False, f"no CUDA device (torch {torch.__version__})"
+    return True, ""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when PyTorch sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    ok, _ = cuda_available()
+    return "cuda" if ok else "cpu"
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic weights and artifacts
+# --------------------------------------------------------------------------------------------------
+
+
+def _quiet_random_init() -> contextlib.AbstractContextManager[None]:
+    """create_model warns loudly about random init; here the weights are replaced right after."""
+    logger = logging.getLogger("pvt_deploy.models.zoo")
+
+    @contextlib.contextmanager
+    def cm() -> Iterator[None]:
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+    return cm()
+
+
+def _calibrate_detector_head(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Scale ``retina_cls`` and set its bias so the bundled photos give a realistic score spread, and
+    scale ``retina_reg`` so box deltas have a trained detector's magnitude."""
+    import torch
+
+    from pvt_deploy.models import build_deploy_module
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+
+    state = dict(state)
+    w_key, b_key = "bbox_head.retina_cls.weight", "bbox_head.retina_cls.bias"
+    state[b_key] = torch.zeros_like(state[b_key])
+    model.load_state_dict(state)
+    deploy = build_deploy_module(model, "detect")
+    pre = Preprocessor(preprocess_spec("detect", (640, 640), dynamic=True, mean=deploy.mean_values,
+                                       std=deploy.std_values), dynamic=True)
+    logits: list[torch.Tensor] = []
+    deltas: list[torch.Tensor] = []
+    hooks = [model.bbox_head.retina_cls.register_forward_hook(lambda _m, _i, out: logits.append(out.flatten())),
+             model.bbox_head.retina_reg.register_forward_hook(lambda _m, _i, out: deltas.append(out.flatten()))]
+    try:
+        with torch.inference_mode():
+            for _, image in bundled_photos():
+                x, _ = pre.batch([image])
+                deploy(torch.from_numpy(x))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    raw = torch.cat(logits).sort(descending=True).values
+    gain = DET_LOGIT_SPREAD / float(raw[0] - raw[DET_CANDIDATES])
+    bias = math.log(0.05 / 0.95) - gain * float(raw[DET_CANDIDATES])
+    state[w_key] = state[w_key] * gain
+    state[b_key] = torch.full_like(state[b_key], bias)
+    reg_gain = DET_DELTA_STD / float(torch.cat(deltas).std())
+    state["bbox_head.retina_reg.weight"] = state["bbox_head.retina_reg.weight"] * reg_gain
+    state["bbox_head.retina_reg.bias"] = state["bbox_head.retina_reg.bias"] * reg_gain
+    return state
+
+
+def synthetic_checkpoint(zoo_name: str, work: Path) -> Path:
+    """Seeded synthetic weights for ``zoo_name`` in the official layout (cached ``.pth``)."""
+    import torch
+
+    from pvt_deploy.models import create_model, resolve_name
+    from pvt_deploy.models.synthetic import seeded_state_dict
+
+    entry = resolve_name(zoo_name)
+    path = work / "weights" / f"{entry.name}-seed{SEED}.pth"
+    if path.is_file():
+        return path
+    with _quiet_random_init():
+        model = create_model(entry.name)
+    state = seeded_state_dict(model, SEED)
+    if entry.task == "detect":
+        state = _calibrate_detector_head(model, state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: bool = False,
+             half: bool = False, int8_cpu: str = "auto") -> Path:
+    """Export ``zoo_name`` with synthetic weights (dynamic graph) into the cache; add variants asked for.
+
+    The export's own parity gate is skipped: the benchmarks measure agreement themselves.
+    """
+    from pvt_deploy import __version__
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.manifest import read_manifest
+
+    hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    weights = synthetic_checkpoint(zoo_name, work)
+    folder = work / "exports" / f"{zoo_name}-{hw[0]}x{hw[1]}-{__version__}"
+    have: set[str] = set()
+    if (folder / "manifest.json").is_file():
+        have = set(read_manifest(folder).get("files") or {})
+    want_int8 = int8 and "model.int8.onnx" not in have
+    want_half = half and "model.fp16.onnx" not in have
+    if "model.onnx" not in have:
+        export_onnx(zoo_name, folder, weights=weights, imgsz=hw, half=half, int8=int8, int8_flavour="cpu",
+                    int8_cpu=int8_cpu, parity=False)
+    elif want_int8 or want_half:
+        export_onnx(folder, half=want_half, int8=want_int8, int8_flavour="cpu", int8_cpu=int8_cpu, parity=False)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+
+
+def bundled_photos() -> list[tuple[str, np.ndarray]]:
+    """The bundled sample photos as RGB arrays."""
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.export.calibration import read_rgb
+
+    return [(p.name, read_rgb(p)) for p in sample_images()]
+
+
+def eval_photos() -> list[tuple[str, np.ndarray]]:
+    """Twelve real pictures for agreement: each bundled photo as is, mirrored, a centre crop and a
+    shifted crop (different content at different scales, so detections differ between them)."""
+    out: list[tuple[str, np.ndarray]] = []
+    for name, im in bundled_photos():
+        h, w = im.shape[:2]
+        out.append((name, im))
+        out.append((f"{name}:flip", np.ascontiguousarray(im[:, ::-1])))
+        out.append((f"{name}:crop", np.ascontiguousarray(im[h // 8: h - h // 8, w // 8: w - w // 8])))
+        out.append((f"{name}:corner", np.ascontiguousarray(im[: 3 * h // 4, w // 4:])))
+    return out
+
+
+def bench_input(predictor: Any, batch: int) -> tuple[dict[str, np.ndarray], list[Any]]:
+    """A (batch, 3, H, W) feed made of real photos, preprocessed as at inference."""
+    photos = [im for _, im in bundled_photos()]
+    images = [photos[i % len(photos)] for i in range(batch)]
+    feed, records = predictor.preprocess(images)
+    return feed, records
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Latencies (seconds) of one variant, measured interleaved with the others."""
+
+    seconds: list[float] = field(default_factory=list)
+
+    def summary(self, batch: int = 1) -> dict[str, float | int]:
+        ms = np.asarray(self.seconds, dtype=np.float64) * 1000.0
+        if ms.size == 0:
+            return {}
+        med = float(np.median(ms))
+        return {"median_ms": round(med, 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
+                "mean_ms": round(float(ms.mean()), 2), "min_ms": round(float(ms.min()), 2), "runs": int(ms.size),
+                "images_per_s": round(1000.0 * batch / med, 2) if med > 0 else 0.0}
+
+
+def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 2,
+                budget_s: float | None = None, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
+    """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn.
+
+    ``budget_s`` stops early (after at least 3 rounds) when the measured time runs out, so one slow
+    variant cannot stretch a suite past its time box. ``sync`` (e.g. ``torch.cuda.synchronize``) is
+    called before each clock read for asynchronous devices.
+    """
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    gc.collect()
+    out = {k: Timing() for k in runs}
+    t_start = time.perf_counter()
+    gc_was = gc.isenabled()
+    gc.disable()  # a collection inside one timed call would charge it to whichever variant ran
+    try:
+        for r in range(rounds):
+            for name, fn in runs.items():
+                if sync is not None:
+                    sync()
+                t0 = time.perf_counter()
+                fn()
+                if sync is not None:
+                    sync()
+                out[name].seconds.append(time.perf_counter() - t0)
+            if budget_s is not None and r >= 2 and time.perf_counter() - t_start > budget_s:
+                break
+            gc.collect()
+    finally:
+        if gc_was:
+            gc.enable()
+    return out
+
+
+def median_s(t: Timing) -> float:
+    return statistics.median(t.seconds) if t.seconds else float("nan")
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement
+# --------------------------------------------------------------------------------------------------
+
+
+def agreement(task: str, post: Mapping[str, Any], ref: Sequence[Mapping[str, np.ndarray]],
+              test: Sequence[Mapping[str, np.ndarray]], metas: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """Task agreement + cosine of ``test`` against ``ref`` (per-image outputs), with the export
+    parity gate's own :class:`~pvt_deploy.export.parity.Comparison`."""
+    from pvt_deploy.export.parity import Comparison, json_safe
+
+    comp = Comparison(task, post)
+    for r, t, m in zip(ref, test, metas, strict=True):
+        comp.add(r, t, m)
+    result = comp.result()
+    cosines = [s["cosine"] for s in result["outputs"].values() if "cosine" in s]
+    summary: dict[str, Any] = {"cosine": round(min(cosines), 6) if cosines else None}
+    t = result.get("task") or {}
+    if task == "detect":
+        summary.update(detection_f1=round(t.get("f1", 0.0), 4), precision=round(t.get("precision", 0.0), 4),
+                       recall=round(t.get("recall", 0.0), 4), ref_detections=t.get("ref_detections"),
+                       required=t.get("required_ref"))
+    elif task == "classify":
+        summary.update(top1=round(t.get("top1_agreement", 0.0), 4), top5=round(t.get("top5_overlap", 0.0), 4))
+    elif task == "segment":
+        summary.update(pixel_agreement=round(t.get("pixel_agreement", 0.0), 4))
+    summary["images"] = result.get("images")
+    return dict(json_safe(summary))
+
+
+def agreement_text(a: Mapping[str, Any] | None) -> str:
+    """One short cell: ``F1 0.98 cos 0.9991`` / ``top1 1.00 top5 0.96 cos 0.9990``."""
+    if not a:
+        return "-"
+    cos = a.get("cosine")
+    tail = f" cos {cos:.4f}" if isinstance(cos, float) else ""
+    if "detection_f1" in a:
+        return f"F1 {a['detection_f1']:.3f}{tail}"
+    if "top1" in a:
+        return f"top1 {a['top1']:.2f} top5 {a['top5']:.2f}{tail}"
+    if "pixel_agreement" in a:
+        return f"pix {a['pixel_agreement']:.3f}{tail}"
+    return tail.strip() or "-"
+
+
+def run_per_image(infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], predictor: Any,
+                  photos: Sequence[tuple[str, np.ndarray]]) -> tuple[list[dict[str, np.ndarray]], list[list[Any]]]:
+    """Outputs and letterbox records of ``infer`` on each photo, one image per call."""
+    outs, metas = [], []
+    for _, image in photos:
+        feed, records = predictor.preprocess([image])
+        outs.append(infer(feed))
+        metas.append(records)
+    return outs, metas
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------------
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    """Plain aligned text (copy-pastes into a README as is)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def header_lines(info: Mapping[str, Any]) -> str:
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
+    versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
+    return (f"{info.get('date')} | {info.get('cpu')} ({info.get('physical_cores')} cores, "
+            f"{'/'.join(info.get('isa') or []) or 'no AVX2'}){gpu} | {platform.system()} | {versions} | "
+            f"load {info.get('load_average_1m')}")

@@ -1,0 +1,265 @@
+"""PyTorch eager vs ONNX Runtime (FP32, INT8) vs CUDA/TensorRT, side by side, with agreement.
+
+    python benchmarks/speed.py --quick                 # ~2 min: pvt_v2_b0 detector + classifier
+    python benchmarks/speed.py                         # full suite (< 15 min on 2 cores)
+    python benchmarks/speed.py --device cuda --json gpu.json
+
+For every (model, input size, batch) case the variants run *interleaved* in one process (see
+``common.interleaved``), so the ratios compare like with like even on a shared machine. Each line
+prints the median and p90 latency of the inference call, images/s, the ratio to PyTorch eager FP32
+latency, and the agreement of that variant with PyTorch FP32 on real photos (detection F1 at IoU 0.5
+on final detections, or top-1/top-5 agreement; cosine of the outputs).
+
+Variants. CPU: ``torch`` (eager FP32, ``inference_mode``, threads = physical cores — the
+reference), ``onnx`` (ONNX Runtime FP32 as the backend loads it: level-ALL optimisations plus the
+exact CPU rewrites of ``pvt_deploy.export.optimize``), ``onnx-plain`` (the exported graph without
+those rewrites), ``onnx-int8`` (the export's CPU INT8 graph, ``model.int8.onnx``). GPU
+(``--device cuda``, or ``auto`` with a GPU): ``torch-cuda`` (FP32), ``torch-cuda-fp16`` (autocast),
+``onnx-cuda`` (onnxruntime-gpu), ``trt-fp16`` (a TensorRT engine built from ``model.fp16.onnx``).
+A variant that cannot run here is printed as ``skipped`` with the reason.
+
+Models use seeded synthetic weights (see ``common``); the numbers are about speed and numerical
+agreement, not accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+if TYPE_CHECKING:
+    from pvt_deploy.runtimes.base import Backend
+
+FULL: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1, 2)), ("pvt_small", 640, (1, 2)), ("pvt_v2_b0-cls", 224, (1, 8)),
+        ("pvt_small-cls", 224, (1, 8))]
+QUICK: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1,)), ("pvt_v2_b0-cls", 224, (1, 8))]
+CPU_VARIANTS = ("torch", "onnx", "onnx-plain", "onnx-int8")
+GPU_VARIANTS = ("torch-cuda", "torch-cuda-fp16", "onnx-cuda", "trt-fp16")
+
+
+@dataclass
+class Variant:
+    name: str
+    infer: Callable[[dict[str, Any]], dict[str, Any]] | None
+    close: Callable[[], None]
+    details: dict[str, Any]
+    reason: str = ""
+
+
+def _skip(name: str, reason: str) -> Variant:
+    return Variant(name, None, lambda: None, {}, reason)
+
+
+def load_variant(name: str, folder: Path, threads: int | None) -> Variant:
+    """One runnable variant of the artifact in ``folder`` (or a skipped one with the reason)."""
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    try:
+        if name == "torch":
+            backend, _ = load_backend(folder, backend="torch", device="cpu", threads=threads)
+        elif name == "onnx":
+            backend = OnnxRuntimeBackend(folder / "model.onnx", device="cpu", threads=threads, precision="fp32")
+        elif name == "onnx-plain":
+            backend = OnnxRuntimeBackend(folder / "model.onnx", device="cpu", threads=threads, precision="fp32",
+                                         rewrite=False)
+        elif name == "onnx-int8":
+            if not (folder / "model.int8.onnx").is_file():
+                return _skip(name, "no model.int8.onnx")
+            backend = OnnxRuntimeBackend(folder / "model.int8.onnx", device="cpu", threads=threads, precision="int8")
+        elif name in ("torch-cuda", "torch-cuda-fp16"):
+            ok, why = common.cuda_available()
+            if not ok:
+                return _skip(name, why)
+            backend, _ = load_backend(folder, backend="torch", device="cuda",
+                                      precision="fp16" if name.endswith("fp16") else "fp32")
+        elif name == "onnx-cuda":
+            backend = OnnxRuntimeBackend(folder / "model.onnx", device="cuda", precision="fp32")
+        elif name == "trt-fp16":
+            from pvt_deploy.export.tensorrt import build_engine, require_tensorrt
+
+            require_tensorrt()
+            if not (folder / "model.engine").is_file():
+                build_engine(folder, precision="fp16")
+            backend, _ = load_backend(folder, backend="trt")
+        else:
+            return _skip(name, "unknown variant")
+    except PvtDeployError as e:
+        return _skip(name, str(e).split("\n")[0])
+    except Exception as e:  # noqa: BLE001 - one variant failing must not end the suite
+        return _skip(name, f"{type(e).__name__}: {' '.join(str(e).split())[:160]}")
+    details = {"device": backend.info.device, "precision": backend.info.precision,
+               **{k: v for k, v in backend.info.details.items() if k in ("graph_rewrites", "threads",
+                                                                        "intra_op_threads", "spin", "gpu")}}
+    return Variant(name, backend.infer, backend.close, details)
+
+
+def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str],
+             args: argparse.Namespace) -> list[dict[str, Any]]:
+    """All batches of one model: agreement once per variant, then interleaved timing per batch."""
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    t0 = time.perf_counter()
+    folder = common.artifact(model, args.work, imgsz=size, int8="onnx-int8" in variants,
+                             half="trt-fp16" in variants)
+    export_s = time.perf_counter() - t0
+    manifest = read_manifest(folder)
+    task, post = manifest["task"], manifest.get("postprocess") or {}
+    loaded = {name: load_variant(name, folder, args.threads) for name in dict.fromkeys(["torch", *variants])}
+    torch_variant = loaded.get("torch")
+    if torch_variant is None or torch_variant.infer is None:
+        raise SystemExit(f"{model}: the PyTorch reference cannot run: {torch_variant.reason if torch_variant else ''}")
+    predictor = Predictor(cast("Backend", _Spec(manifest)), manifest, imgsz=(size, size))
+    photos = common.eval_photos()[: args.images]
+    ref, metas = common.run_per_image(torch_variant.infer, predictor, photos)
+    agreements: dict[str, Any] = {}
+    for name, v in loaded.items():
+        if v.infer is not None and name != "torch":
+            outs, _ = common.run_per_image(v.infer, predictor, photos)
+            agreements[name] = common.agreement(task, post, ref, outs, metas)
+    rows = []
+    photo_arrays = [im for _, im in common.bundled_photos()]
+    for batch in batches:
+        images = [photo_arrays[i % len(photo_arrays)] for i in range(batch)]
+        feed, records = predictor.preprocess(images)
+        pre_s = _median_call(partial(predictor.preprocess, images))
+        runnable = {k: v for k, v in loaded.items() if v.infer is not None}
+        load_before = common.load_average()
+        timings = common.interleaved({k: partial(v.infer, feed) for k, v in runnable.items() if v.infer},
+                                     rounds=args.rounds, warmup=args.warmup, budget_s=args.budget)
+        outputs = torch_variant.infer(feed)
+        frames = [_Frame(im) for im in images]
+        post_s = _median_call(partial(predictor.postprocess, outputs, records, frames))
+        ref_median = common.median_s(timings["torch"])
+        case = {"model": model, "task": task, "input": list(feed["images"].shape), "batch": batch,
+                "rounds": len(timings["torch"].seconds), "load_average": [load_before, common.load_average()],
+                "preprocess_ms": round(1000 * pre_s, 2), "postprocess_ms": round(1000 * post_s, 2),
+                "export_s": round(export_s, 1), "variants": {}}
+        for name in ["torch", *[v for v in variants if v != "torch"]]:
+            v = loaded[name]
+            if v.infer is None:
+                case["variants"][name] = {"status": "skipped", "reason": v.reason}
+                continue
+            t = timings[name]
+            case["variants"][name] = {"status": "ok", "latency": t.summary(batch),
+                                      "vs_torch": round(ref_median / common.median_s(t), 3),
+                                      "agreement": agreements.get(name), **v.details}
+        rows.append(case)
+        _print_case(case)
+    for v in loaded.values():
+        v.close()
+    return rows
+
+
+class _Spec:
+    """Just enough of a backend for :class:`Predictor` to plan inputs (the graph's input spec)."""
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        from pvt_deploy.runtimes.base import TensorSpec
+
+        self.inputs = [TensorSpec.from_json(i) for i in manifest["inputs"]]
+
+
+class _Frame:
+    index = 0
+    path = "bench.jpg"
+    timestamp = None
+
+    def __init__(self, image: Any) -> None:
+        self.image = image
+
+
+def _median_call(fn: Callable[[], Any], n: int = 5) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def _print_case(case: dict[str, Any]) -> None:
+    shape = "x".join(str(d) for d in case["input"])
+    print(f"\n{case['model']} ({case['task']}) input {shape}, {case['rounds']} interleaved rounds, "
+          f"load {case['load_average'][0]} -> {case['load_average'][1]}; host preprocess "
+          f"{case['preprocess_ms']:.1f} ms, postprocess {case['postprocess_ms']:.1f} ms per batch")
+    rows = []
+    for name, v in case["variants"].items():
+        if v["status"] != "ok":
+            rows.append([name, "skipped", "", "", "", v.get("reason", "")[:90]])
+            continue
+        s = v["latency"]
+        rows.append([name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['images_per_s']:.2f}",
+                     f"{v['vs_torch']:.2f}x", "reference" if name == "torch" else common.agreement_text(v["agreement"])])
+    common.print_table(rows, ["variant", "median ms", "p90 ms", "img/s", "vs torch", "agreement vs torch fp32"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--quick", action="store_true", help="two models, fewer rounds and images (~2 min)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                    help="cpu: CPU variants; cuda: CPU reference + GPU variants; auto: cuda when a GPU is usable")
+    ap.add_argument("--models", default=None, help="comma-separated model[:size[:batches]], e.g. pvt_v2_b0:640:1/2")
+    ap.add_argument("--variants", default=None, help=f"subset of {', '.join(CPU_VARIANTS + GPU_VARIANTS)}")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--images", type=int, default=None, help="real pictures for agreement (max 12)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case before stopping early")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK, help="cache of weights and exports")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args.rounds = args.rounds or (5 if args.quick else 10)
+    args.images = min(12, args.images or (6 if args.quick else 12))
+    args.budget = args.budget if args.budget is not None else (30.0 if args.quick else 90.0)
+    device = common.resolve_device(args.device)
+    cases: list[tuple[str, int, tuple[int, ...]]] = list(QUICK if args.quick else FULL)
+    if args.models:
+        cases = []
+        for spec in args.models.split(","):
+            parts = spec.split(":")
+            from pvt_deploy.models import resolve_name
+
+            size = int(parts[1]) if len(parts) > 1 else resolve_name(parts[0]).imgsz[0]
+            batches = tuple(int(b) for b in parts[2].split("/")) if len(parts) > 2 else (1,)
+            cases.append((parts[0], size, batches))
+    variants = list(CPU_VARIANTS) + (list(GPU_VARIANTS) if device == "cuda" else [])
+    if args.variants:
+        variants = ["torch", *[v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "torch"]]
+    info = common.machine()
+    print(common.header_lines(info))
+    if device != "cuda":
+        ok, why = common.cuda_available()
+        print(f"GPU variants skipped: {why if not ok else '--device cpu'}")
+    if info["load_average_1m"] > 0.5:
+        print(f"note: load average {info['load_average_1m']} > 0.5 — other processes share the cores; "
+              "ratios stay comparable (interleaved), absolute times are inflated")
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    for model, size, batches in cases:
+        results += run_case(model, size, batches, variants, args)
+    total = time.perf_counter() - t0
+    print(f"\nsuite finished in {total / 60:.1f} min")
+    if args.json:
+        common.write_json(args.json, {"machine": info, "command": " ".join(sys.argv), "device": device,
+                                      "seconds": round(total, 1), "cases": results})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""How much does ``pvt-deploy infer`` on a 1280x720 video cost beyond the model, and does memory stay flat?
+
+    python benchmarks/video_overhead.py                    # both parts, ~6 min on 2 cores
+    python benchmarks/video_overhead.py --part fps --frames 150
+    python benchmarks/video_overhead.py --part memory --memory-frames 3000
+
+Part ``fps``: end-to-end FPS of the real CLI (``pvt-deploy infer clip.mp4``: decode, letterbox,
+inference, NMS, drawing, H.264 encode, JSON Lines) against the *model-only* FPS of the same backend
+on the same input size (inference calls alone, no pipeline), measured before and after the CLI run
+and averaged. The ratio says how well the pipeline hides decode/draw/encode behind inference; the
+target is >= 0.9.
+
+Part ``memory``: the CLI on a long clip with a small, fast graph (so thousands of frames finish in
+minutes), its resident set size sampled every 0.25 s from /proc. After warm-up (the first 10% of
+the run) RSS must not grow: the script prints the RSS at each tenth of the run and the growth from
+the first post-warm-up tenth to the last, and the least-squares slope in MB per 1000 frames.
+
+The 1280x720 clip is made once from the bundled photos (slow pans and zooms, H.264, 25 fps) and
+cached under ``--work``; it is not shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+WIDTH, HEIGHT, FPS = 1280, 720, 25
+
+
+# --------------------------------------------------------------------------------------------------
+# The clip
+# --------------------------------------------------------------------------------------------------
+
+
+def make_clip(path: Path, frames: int) -> Path:
+    """``frames`` 1280x720 H.264 frames panning and zooming over the bundled photos (cached)."""
+    import cv2
+
+    from pvt_deploy.io.sinks import VideoWriter
+
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cover = 1.6  # each photo is scaled to cover 1.6x the frame, then a window pans and zooms over it
+    bases = []
+    for _, im in common.bundled_photos():
+        s = max(cover * WIDTH / im.shape[1], cover * HEIGHT / im.shape[0])
+        bases.append(cv2.resize(im, (int(im.shape[1] * s + 0.5), int(im.shape[0] * s + 0.5)),
+                                interpolation=cv2.INTER_CUBIC))
+    per_photo = max(1, frames // len(bases))
+    with VideoWriter(path, FPS, (WIDTH, HEIGHT)) as writer:
+        for i in range(frames):
+            base = bases[min(i // per_photo, len(bases) - 1)]
+            t = (i % per_photo) / max(per_photo - 1, 1)
+            zoom = 1.0 + 0.5 * t
+            ww, wh = cover * WIDTH / zoom, cover * HEIGHT / zoom
+            bh, bw = base.shape[:2]
+            x0 = (bw - ww) * (0.2 + 0.6 * t)
+            y0 = (bh - wh) * 0.5
+            crop = base[int(y0): int(y0 + wh), int(x0): int(x0 + ww)]
+            writer.write(cv2.resize(crop, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("pvt-deploy")
+    return [exe] if exe else [sys.executable, "-m", "pvt_deploy.cli"]
+
+
+class RssSampler:
+    """VmRSS of a child process every ``interval`` seconds (Linux /proc)."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+
+    def _run(self) -> None:
+        path = f"/proc/{self.pid}/status"
+        while not self._stop.wait(self.interval):
+            try:
+                with open(path) as f:
+                    text = f.read()
+            except OSError:
+                return
+            m = re.search(r"VmRSS:\s+(\d+) kB", text)
+            if m:
+                self.samples.append((time.perf_counter() - self._t0, int(m.group(1)) / 1024.0))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+_SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s: ([\d.]+) FPS end to end(?:, model-only ([\d.]+) FPS)?")
+
+
+def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -> dict[str, Any]:
+    """``pvt-deploy infer`` as a user runs it; returns its printed summary, wall time and RSS samples."""
+    cmd = [*_cli(), "infer", str(clip), "--model", str(folder), "--backend", "onnx", "--device", "cpu",
+           "--imgsz", imgsz, "-o", str(out), *extra]
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    with RssSampler(proc.pid) as rss:
+        output, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"pvt-deploy infer failed ({proc.returncode}):\n{output[-2000:]}")
+    m = _SUMMARY.search(output)
+    if m is None:
+        raise SystemExit(f"could not read the infer summary:\n{output[-2000:]}")
+    stages = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in ("decode", "pre", "infer", "post", "draw", "encode/write"):
+            stages[parts[0]] = {"ms_per_frame": float(parts[1])}
+    return {"command": " ".join(cmd), "frames": int(m.group(1)), "seconds": float(m.group(2)),
+            "fps": float(m.group(3)), "pipeline_model_fps": float(m.group(4)) if m.group(4) else None,
+            "wall_s": round(wall, 2), "stages": stages, "rss": rss.samples}
+
+
+def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float) -> dict[str, Any]:
+    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input."""
+    import cv2
+
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    backend, manifest = load_backend(folder, backend="onnx", device="cpu")
+    try:
+        predictor = Predictor(backend, manifest, imgsz=imgsz)
+        frame = cv2.resize(common.bundled_photos()[0][1], (WIDTH, HEIGHT))
+        feed, _ = predictor.preprocess([frame])
+        for _ in range(3):
+            backend.infer(feed)
+        times: list[float] = []
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end or len(times) < 10:
+            t0 = time.perf_counter()
+            backend.infer(feed)
+            times.append(time.perf_counter() - t0)
+    finally:
+        backend.close()
+    med = float(np.median(times))
+    return {"fps": round(1.0 / med, 3), "median_ms": round(1000 * med, 2), "calls": len(times),
+            "input": list(feed["images"].shape)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------------
+
+
+def rss_summary(samples: list[tuple[float, float]], frames: int, warmup: float = 0.1) -> dict[str, Any]:
+    """RSS at each tenth of the run, growth after warm-up, and the slope in MB per 1000 frames."""
+    if len(samples) < 10:
+        return {"samples": len(samples), "note": "run too short to judge"}
+    t = np.array([s[0] for s in samples])
+    mb = np.array([s[1] for s in samples])
+    deciles = [round(float(np.median(mb[(t >= t[-1] * k / 10) & (t <= t[-1] * (k + 1) / 10)])), 1)
+               for k in range(10)]
+    after = t >= t[-1] * warmup
+    fps_est = frames / t[-1]
+    slope = float(np.polyfit(t[after] * fps_est / 1000.0, mb[after], 1)[0]) if after.sum() > 2 else 0.0
+    return {"samples": len(samples), "peak_mb": round(float(mb.max()), 1), "deciles_mb": deciles,
+            "growth_after_warmup_mb": round(deciles[-1] - deciles[1], 1),
+            "slope_mb_per_1000_frames": round(slope, 2)}
+
+
+def _imgsz_pair(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",") if p]
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--part", choices=("fps", "memory", "both"), default="both")
+    ap.add_argument("--model", default="pvt_v2_b0", help="zoo model (synthetic weights) for the fps part")
+    ap.add_argument("--imgsz", default="640", help="inference size for the fps part (H or H,W)")
+    ap.add_argument("--frames", type=int, default=150, help="clip length for the fps part")
+    ap.add_argument("--memory-model", default="pvt_v2_b0")
+    ap.add_argument("--memory-imgsz", default="128")
+    ap.add_argument("--memory-frames", type=int, default=3000)
+    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    info = common.machine()
+    print(common.header_lines(info))
+    report: dict[str, Any] = {"machine": info, "command": " ".join(sys.argv)}
+    out_root = Path(tempfile.mkdtemp(prefix="pvt-video-"))
+    try:
+        if args.part in ("fps", "both"):
+            clip = make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.frames}.mp4", args.frames)
+            size = _imgsz_pair(args.imgsz)
+            folder = common.artifact(args.model, args.work, imgsz=size)
+            warm = model_only_fps(folder, size, 3.0)  # also builds the CPU graph cache before timing
+            before = model_only_fps(folder, size, 15.0)
+            run = run_cli(clip, folder, args.imgsz, out_root / "fps", [])
+            after = model_only_fps(folder, size, 15.0)
+            model_fps = (before["fps"] + after["fps"]) / 2
+            ratio = run["fps"] / model_fps
+            report["fps"] = {"clip": str(clip), "model": args.model, "imgsz": args.imgsz, "warmup": warm,
+                             "model_only_before": before, "model_only_after": after, "model_only_fps": model_fps,
+                             "cli": {k: v for k, v in run.items() if k != "rss"}, "ratio": round(ratio, 3),
+                             "load_average": common.load_average()}
+            print(f"\n1280x720 clip, {run['frames']} frames, {args.model} ONNX Runtime CPU at --imgsz {args.imgsz} "
+                  f"(input {'x'.join(str(d) for d in before['input'])})")
+            print(f"  model only        {before['fps']:.2f} FPS before, {after['fps']:.2f} FPS after "
+                  f"({before['median_ms']:.1f} / {after['median_ms']:.1f} ms per frame)")
+            print(f"  pvt-deploy infer  {run['fps']:.2f} FPS end to end (decode+pre+infer+post+draw+encode+jsonl)")
+            print(f"  ratio             {ratio:.3f}  (target >= 0.9)   stages ms/frame: "
+                  + ", ".join(f"{k} {v['ms_per_frame']:.1f}" for k, v in run["stages"].items()))
+        if args.part in ("memory", "both"):
+            clip = make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.memory_frames}.mp4",
+                             args.memory_frames)
+            msize = _imgsz_pair(args.memory_imgsz)
+            folder = common.artifact(args.memory_model, args.work, imgsz=msize)
+            model_only_fps(folder, msize, 1.0)  # build the CPU graph cache outside the measured run
+            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", [])
+            summary = rss_summary(run["rss"], run["frames"])
+            report["memory"] = {"clip": str(clip), "model": args.memory_model, "imgsz": args.memory_imgsz,
+                                "cli": {k: v for k, v in run.items() if k != "rss"}, "rss": summary,
+                                "rss_samples": run["rss"]}
+            print(f"\nmemory: {run['frames']} frames of 1280x720 in {run['seconds']:.0f} s ({run['fps']:.1f} FPS), "
+                  f"{args.memory_model} at --imgsz {args.memory_imgsz}")
+            print(f"  RSS by tenth of the run (MiB): {summary.get('deciles_mb')}")
+            print(f"  peak {summary.get('peak_mb')} MiB; growth after warm-up {summary.get('growth_after_warmup_mb')} MiB; "
+                  f"slope {summary.get('slope_mb_per_1000_frames')} MiB per 1000 frames")
+    finally:
+        if args.keep:
+            print(f"outputs kept in {out_root}")
+        else:
+            shutil.rmtree(out_root, ignore_errors=True)
+    if args.json:
+        common.write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
