@@ -191,3 +191,26 @@ def test_quantized_and_half_graphs_are_left_alone(graphs: dict) -> None:
     first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first).astype(np.float16), first.name))
     _, report = optimize_for_ort(half)
     assert report.skipped == "float16 graph"
+
+
+def test_int8_auto_picks_head_convs_for_detectors_and_dynamic_elsewhere(graphs: dict, tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.export.precision import head_conv_nodes, quantize_int8
+
+    names = ["/model/backbone/patch_embed1/proj/Conv", "/model/neck/fpn_convs.0/conv/Conv",
+             "/model/bbox_head/cls_convs.0/conv/Conv", "/model/bbox_head/reg_convs.3/conv_3/Conv",
+             "/model/bbox_head/retina_cls/Conv"]
+    nodes = [helper.make_node("Conv", ["x", "w"], [f"y{i}"], name=n) for i, n in enumerate(names)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(5)],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])])
+    path = tmp_path / "det.onnx"
+    onnx.save_model(helper.make_model(graph), str(path))
+    assert head_conv_nodes(path) == names[2:4]  # the stacked head convs, not the output convs
+    # A classifier has no head convs: "auto" quantizes MatMul weights dynamically (no calibration).
+    record = quantize_int8(graphs["pvt_tiny-cls"][0], tmp_path / "cls.int8.onnx", flavour="cpu", batches=[],
+                           method="auto")
+    assert record["method"] == "dynamic"
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "cls.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops

@@ -1,0 +1,159 @@
+"""Which ONNX Runtime session settings matter for PVT on this CPU? One model, every setting interleaved.
+
+    python benchmarks/ort_options.py                                  # pvt_v2_b0 classifier, batch 8
+    python benchmarks/ort_options.py --model pvt_v2_b0 --imgsz 640 --batch 1
+
+Compares, on the same input and in one process (interleaved rounds):
+
+* ``default``          — what ``OnnxRuntimeBackend`` does on CPU: level ALL, intra-op threads =
+                         physical cores, no spinning, the exact CPU rewrites (``export.optimize``);
+* ``no-rewrites``      — the same on the graph as exported;
+* ``spin``             — worker threads busy-wait between ops (ORT's own default);
+* ``extended``/``basic`` — lower graph optimisation levels (no NCHWc layouts / no fusions);
+* ``threads-1``        — one intra-op thread;
+* ``transformers-opt`` — the graph after ``onnxruntime.transformers.optimizer`` (its SkipLayerNorm,
+                         BiasGelu fusions; its attention fusion does not match SRA).
+
+It also times session creation from ``model.onnx`` against creation from a saved, already optimised
+graph (``SessionOptions.optimized_model_filepath``), which is what a server restart pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+SETTINGS = ("default", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
+
+
+def session(path: Path, *, level: str = "all", threads: int | None = None, spin: bool = False,
+            save_to: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    from pvt_deploy.runtimes.torch import physical_cores
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                   "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
+    so.intra_op_num_threads = threads or physical_cores()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if save_to is not None:
+        so.optimized_model_filepath = str(save_to)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def transformers_optimized(src: Path, dst: Path) -> Path:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = optimize_model(str(src), model_type="vit", num_heads=0, hidden_size=0, opt_level=0, use_gpu=False)
+    model.save_model_to_file(str(dst))
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--model", default="pvt_v2_b0-cls")
+    ap.add_argument("--imgsz", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.models import resolve_name
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+    from pvt_deploy.runtimes.torch import physical_cores
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    size = args.imgsz or resolve_name(args.model).imgsz[0]
+    info = common.machine()
+    print(common.header_lines(info))
+    folder = common.artifact(args.model, args.work, imgsz=size)
+    manifest = read_manifest(folder)
+    src = folder / "model.onnx"
+    rewritten = optimized_graph(src).path
+    wanted = [s.strip() for s in args.settings.split(",") if s.strip()]
+    tmp = Path(tempfile.mkdtemp(prefix="pvt-ort-options-"))
+    sessions: dict[str, Any] = {}
+    for name in wanted:
+        if name == "default":
+            sessions[name] = session(rewritten)
+        elif name == "no-rewrites":
+            sessions[name] = session(src)
+        elif name == "spin":
+            sessions[name] = session(rewritten, spin=True)
+        elif name in ("extended", "basic"):
+            sessions[name] = session(rewritten, level=name)
+        elif name == "threads-1":
+            sessions[name] = session(rewritten, threads=1)
+        elif name == "transformers-opt":
+            sessions[name] = session(transformers_optimized(src, tmp / "transformers.onnx"))
+    from pvt_deploy.runtimes.base import TensorSpec
+
+    class _Spec:
+        inputs = [TensorSpec.from_json(i) for i in manifest["inputs"]]
+
+    predictor = Predictor(_Spec(), manifest, imgsz=(size, size))  # type: ignore[arg-type]
+    feed, _ = common.bench_input(predictor, args.batch)
+    ref = sessions[wanted[0]].run(None, feed)
+    for name, s in sessions.items():  # every setting computes the same thing
+        out = s.run(None, feed)
+        err = max(float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(ref, out, strict=True)
+                  if a.dtype.kind == "f" and a.shape == b.shape)
+        if err > 1e-3 and manifest["task"] != "detect":
+            print(f"warning: {name} differs from {wanted[0]} by {err:.2e}")
+    runs: dict[str, Callable[[], Any]] = {k: partial(s.run, None, feed) for k, s in sessions.items()}
+    load_before = common.load_average()
+    timings = common.interleaved(runs, rounds=args.rounds)
+    base = common.median_s(timings[wanted[0]])
+    rows, out = [], {}
+    for name, t in timings.items():
+        s = t.summary(args.batch)
+        out[name] = {"latency": s, "vs_default": round(base / common.median_s(t), 3)}
+        rows.append([name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{base / common.median_s(t):.2f}x"])
+    shape = "x".join(str(d) for d in feed["images"].shape)
+    print(f"\n{args.model} input {shape}: {len(timings[wanted[0]].seconds)} interleaved rounds, "
+          f"load {load_before} -> {common.load_average()}, {physical_cores()} physical cores")
+    common.print_table(rows, ["setting", "median ms", "p90 ms", f"speed vs {wanted[0]}"])
+
+    # Session creation: from the exported graph vs from a saved optimised graph.
+    saved = tmp / "optimized.onnx"
+    session(rewritten, level="extended", save_to=saved)
+    create: dict[str, list[float]] = {"from model.onnx (+rewrites)": [], "from saved optimised graph": []}
+    for _ in range(3):
+        for label, path in (("from model.onnx (+rewrites)", rewritten), ("from saved optimised graph", saved)):
+            t0 = time.perf_counter()
+            session(path)
+            create[label].append(time.perf_counter() - t0)
+    print("\nsession creation (median of 3): " + "; ".join(f"{k} {1000 * float(np.median(v)):.0f} ms"
+                                                          for k, v in create.items()))
+    if args.json:
+        common.write_json(args.json, {"machine": info, "model": args.model, "input": shape, "settings": out,
+                                      "session_creation_ms": {k: round(1000 * float(np.median(v)), 1)
+                                                              for k, v in create.items()},
+                                      "load_average": [load_before, common.load_average()]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
