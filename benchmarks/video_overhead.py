@@ -140,7 +140,7 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -
         raise SystemExit(f"could not read the infer summary:\n{output[-2000:]}")
     stages = {}
     for line in output.splitlines():
-        parts = line.split()
+        parts = line.replace("\u2502", " ").replace("|", " ").split()  # rich's table column separator
         if len(parts) == 3 and parts[0] in ("decode", "pre", "infer", "post", "draw", "encode/write"):
             stages[parts[0]] = {"ms_per_frame": float(parts[1])}
     return {"command": " ".join(cmd), "frames": int(m.group(1)), "seconds": float(m.group(2)),
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-model", default="pvt_v2_b0")
     ap.add_argument("--memory-imgsz", default="128")
     ap.add_argument("--memory-frames", type=int, default=3000)
+    ap.add_argument("--infer-args", default="", help="extra arguments for pvt-deploy infer, e.g. '--no-save-json'")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
     ap.add_argument("--json", type=Path, default=None)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = common.artifact(args.model, args.work, imgsz=size)
             warm = model_only_fps(folder, size, 3.0)  # also builds the CPU graph cache before timing
             before = model_only_fps(folder, size, 15.0)
-            run = run_cli(clip, folder, args.imgsz, out_root / "fps", [])
+            run = run_cli(clip, folder, args.imgsz, out_root / "fps", args.infer_args.split())
             after = model_only_fps(folder, size, 15.0)
             model_fps = (before["fps"] + after["fps"]) / 2
             ratio = run["fps"] / model_fps
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             msize = _imgsz_pair(args.memory_imgsz)
             folder = common.artifact(args.memory_model, args.work, imgsz=msize)
             model_only_fps(folder, msize, 1.0)  # build the CPU graph cache outside the measured run
-            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", [])
+            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", args.infer_args.split())
             summary = rss_summary(run["rss"], run["frames"])
             report["memory"] = {"clip": str(clip), "model": args.memory_model, "imgsz": args.memory_imgsz,
                                 "cli": {k: v for k, v in run.items() if k != "rss"}, "rss": summary,
