@@ -194,6 +194,45 @@ class PatchEmbed(nn.Module):
         return self.norm(x.flatten(2).transpose(1, 2)), h, w
 
 
+class PyramidTransformer(nn.Module):
+    """What PVT v1 and v2 share: four stages, a feature pyramid for detection/segmentation, and a
+    classifier path (stage-4 tokens pooled, then ``head``). Subclasses define ``_stage`` and ``_pool``."""
+
+    num_classes: int
+
+    def _stage(self, i: int, x: Tensor, with_cls: bool = False) -> tuple[Tensor, int | Tensor, int | Tensor]:
+        raise NotImplementedError
+
+    def _pool(self, tokens: Tensor) -> Tensor:
+        """Stage-4 tokens -> the classifier's feature vector."""
+        raise NotImplementedError
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """The four feature maps (strides 4, 8, 16, 32) of the official detection backbone."""
+        outs = []
+        for i in range(4):
+            x, h, w = self._stage(i, x)
+            x = tokens_to_map(x, h, w).contiguous()
+            outs.append(x)
+        return outs
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Classifier features (stage-4 tokens pooled)."""
+        for i in range(3):
+            x, h, w = self._stage(i, x)
+            x = tokens_to_map(x, h, w).contiguous()
+        x, _, _ = self._stage(3, x, with_cls=True)
+        return self._pool(x)
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        return self.head(feats)
+
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
+        if self.num_classes > 0:
+            return self.forward_head(self.forward_features(x))
+        return self.forward_pyramid(x)
+
+
 class ConvModule(nn.Module):
     """Conv2d (+ BatchNorm) (+ ReLU) with mmcv's attribute names (``conv``, ``bn``) for checkpoints."""
 

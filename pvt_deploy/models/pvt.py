@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pvt_deploy.models.layers import BLOCK_NORM_EPS, Block, PatchEmbed, resize_bilinear, tokens_to_map
+from pvt_deploy.models.layers import BLOCK_NORM_EPS, Block, PatchEmbed, PyramidTransformer, resize_bilinear
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ CONFIGS: dict[str, PVTConfig] = {
 PRETRAIN_SIZE = 224  # positional embeddings are learnt on a 224x224 input
 
 
-class PyramidVisionTransformer(nn.Module):
+class PyramidVisionTransformer(PyramidTransformer):
     is_v2 = False
 
     def __init__(self, cfg: PVTConfig, num_classes: int = 1000, in_chans: int = 3) -> None:
@@ -99,27 +99,6 @@ class PyramidVisionTransformer(nn.Module):
             x = blk(x, h, w)
         return x, h, w
 
-    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
-        """The four feature maps (strides 4, 8, 16, 32) of the official detection backbone."""
-        outs = []
-        for i in range(4):
-            x, h, w = self._stage(i, x)
-            x = tokens_to_map(x, h, w).contiguous()
-            outs.append(x)
-        return outs
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Classifier features: the normalised cls token after stage 4."""
-        for i in range(3):
-            x, h, w = self._stage(i, x)
-            x = tokens_to_map(x, h, w).contiguous()
-        x, _, _ = self._stage(3, x, with_cls=True)
-        return self.norm(x)[:, 0]
-
-    def forward_head(self, feats: Tensor) -> Tensor:
-        return self.head(feats)
-
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        if self.num_classes > 0:
-            return self.forward_head(self.forward_features(x))
-        return self.forward_pyramid(x)
+    def _pool(self, tokens: Tensor) -> Tensor:
+        """The normalised cls token."""
+        return self.norm(tokens)[:, 0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pvt_deploy.models.layers import BLOCK_NORM_EPS, Block, PatchEmbed, tokens_to_map
+from pvt_deploy.models.layers import BLOCK_NORM_EPS, Block, PatchEmbed, PyramidTransformer
 from pvt_deploy.models.pvt import PVTConfig
 
 _SMALL = (32, 64, 160, 256)
@@ -28,7 +28,7 @@ CONFIGS: dict[str, PVTConfig] = {
 }
 
 
-class PyramidVisionTransformerV2(nn.Module):
+class PyramidVisionTransformerV2(PyramidTransformer):
     is_v2 = True
 
     def __init__(self, cfg: PVTConfig, num_classes: int = 1000, in_chans: int = 3) -> None:
@@ -61,33 +61,12 @@ class PyramidVisionTransformerV2(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def _stage(self, i: int, x: Tensor) -> tuple[Tensor, int | Tensor, int | Tensor]:
+    def _stage(self, i: int, x: Tensor, with_cls: bool = False) -> tuple[Tensor, int | Tensor, int | Tensor]:
         x, h, w = getattr(self, f"patch_embed{i + 1}")(x)
         for blk in getattr(self, f"block{i + 1}"):
             x = blk(x, h, w)
         return getattr(self, f"norm{i + 1}")(x), h, w
 
-    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
-        """The four feature maps (strides 4, 8, 16, 32) of the official detection backbone."""
-        outs = []
-        for i in range(4):
-            x, h, w = self._stage(i, x)
-            x = tokens_to_map(x, h, w).contiguous()
-            outs.append(x)
-        return outs
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Classifier features: stage-4 tokens (after ``norm4``) averaged."""
-        for i in range(3):
-            x, h, w = self._stage(i, x)
-            x = tokens_to_map(x, h, w).contiguous()
-        x, _, _ = self._stage(3, x)
-        return x.mean(dim=1)
-
-    def forward_head(self, feats: Tensor) -> Tensor:
-        return self.head(feats)
-
-    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        if self.num_classes > 0:
-            return self.forward_head(self.forward_features(x))
-        return self.forward_pyramid(x)
+    def _pool(self, tokens: Tensor) -> Tensor:
+        """Stage-4 tokens (already through ``norm4``) averaged."""
+        return tokens.mean(dim=1)
