@@ -270,7 +270,8 @@ class Timing:
 
 def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 2,
                 budget_s: float | None = None, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
-    """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn.
+    """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn (the
+    order rotates from round to round).
 
     ``budget_s`` stops early (after at least 3 rounds) when the measured time runs out, so one slow
     variant cannot stretch a suite past its time box. ``sync`` (e.g. ``torch.cuda.synchronize``) is
@@ -285,8 +286,14 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
     gc_was = gc.isenabled()
     gc.disable()  # a collection inside one timed call would charge it to whichever variant ran
     try:
+        names = list(runs)
         for r in range(rounds):
-            for name, fn in runs.items():
+            # Rotate the order each round so every variant follows every other one equally often:
+            # the variant that runs right after PyTorch inherits its cold caches and its OpenMP
+            # workers still spinning down.
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                fn = runs[name]
                 if sync is not None:
                     sync()
                 t0 = time.perf_counter()
