@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later on.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
