@@ -46,17 +46,20 @@ class BackendInfo:
 
 
 class Backend(abc.ABC):
-    """Base class of all runtimes. Subclasses implement the four abstract members."""
+    """Base class of all runtimes. Subclasses set ``info``, ``_inputs`` and ``_outputs`` when they
+    load, and implement ``infer`` (and ``close`` when they hold resources)."""
 
     info: BackendInfo
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
 
     @property
-    @abc.abstractmethod
-    def inputs(self) -> list[TensorSpec]: ...
+    def inputs(self) -> list[TensorSpec]:
+        return list(self._inputs)
 
     @property
-    @abc.abstractmethod
-    def outputs(self) -> list[TensorSpec]: ...
+    def outputs(self) -> list[TensorSpec]:
+        return list(self._outputs)
 
     @abc.abstractmethod
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...

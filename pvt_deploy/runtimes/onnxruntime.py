@@ -157,14 +157,6 @@ class OnnxRuntimeBackend(Backend):
         return TensorSpec(arg.name, ort_dtype(arg.type), shape)
 
     @property
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
 

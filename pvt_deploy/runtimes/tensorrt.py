@@ -518,20 +518,12 @@ class TensorRTBackend(Backend):
                           for k, d in enumerate(engine_shape[name]))
             return TensorSpec(name, _host_dtype(self._engine_dtype[name], None), shape)
 
-        self._input_specs = [spec(n) for n in self._input_names]
-        self._output_specs = [spec(n) for n in self._output_names]
+        self._inputs = [spec(n) for n in self._input_names]
+        self._outputs = [spec(n) for n in self._output_names]
 
     def _profiles_json(self) -> list[dict[str, Any]]:
         return [{"input": n, "min": list(lo), "opt": list(opt), "max": list(hi)}
                 for n, (lo, opt, hi) in self._profile.items()]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._input_specs)
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._output_specs)
 
     @property
     def profiles(self) -> list[dict[str, Any]]:
@@ -542,7 +534,7 @@ class TensorRTBackend(Backend):
 
     def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
         lo, _, hi = self._profile[name]
-        spec = next(s for s in self._input_specs if s.name == name)
+        spec = next(s for s in self._inputs if s.name == name)
         check_profile_shape(name, shape, lo, hi, spec.shape)
 
     def _bind(self, name: str, tensor: torch.Tensor) -> None:
@@ -635,7 +627,7 @@ class TensorRTBackend(Backend):
             self._execute()
             out = {n: self._owned[n].cpu() for n in self._output_names}
             self._stream.synchronize()
-        specs = {s.name: s.dtype for s in self._output_specs}
+        specs = {s.name: s.dtype for s in self._outputs}
         return {n: t.numpy().astype(_host_dtype(self._engine_dtype[n], specs.get(n)), copy=False)
                 for n, t in out.items()}
 

@@ -138,14 +138,6 @@ class TorchBackend(Backend):
         self.info = BackendInfo(name="torch", device=str(self._device), precision=precision, details=details)
 
     @property
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    @property
     def device(self) -> torch.device:
         return self._device
 

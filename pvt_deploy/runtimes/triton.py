@@ -282,14 +282,6 @@ class TritonBackend(Backend):
                 dims.append("batch" if i == 0 and self.max_batch_size > 0 else f"dim{i}")
         return TensorSpec(name=name, dtype=_TRITON_TO_NUMPY.get(datatype, datatype.lower()), shape=tuple(dims))
 
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
     # -- inference -----------------------------------------------------------------------------------
 
     def _check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
