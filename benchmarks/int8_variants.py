@@ -18,6 +18,9 @@ activations, S8 per-channel weights unless said otherwise):
 * ``head``         — detectors: static QDQ (7-bit weights) on the RetinaNet head's stacked 3x3 convs
                      only — most of a detector's FLOPs, and the layers whose rounding the detections
                      tolerate best; backbone, FPN and the two output convs stay FP32.
+* ``head-all``     — every RetinaNet head conv, the two output convs included (so the last tower
+                     conv's output stays INT8 too); ``head-all-8bit`` the same with full 8-bit weights
+                     (safe on VNNI CPUs); ``head-all+dyn`` adds dynamic INT8 on the backbone's MatMuls.
 
 Each is run in ONNX Runtime with the session settings the backend uses, interleaved with the FP32
 graph, and compared with FP32 PyTorch on twelve real pictures (detection F1 at IoU 0.5 / top-1, and
@@ -39,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "qdq", "qdq-rr", "qdq-conv", "dynamic", "mixed", "head")
+FLAVOURS = ("export", "qdq", "qdq-rr", "qdq-conv", "dynamic", "mixed", "head", "head-all", "head-all-8bit",
+            "head-all+dyn")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -91,6 +95,21 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
             raise ValueError("no RetinaNet head convs in this graph (the head flavour is for detectors)")
         static(["Conv"], out, reduce_range=True, nodes=nodes)
         settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": True}
+    elif flavour.startswith("head-all"):
+        import onnx
+
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/bbox_head/" in n.name]
+        if not nodes:
+            raise ValueError("no RetinaNet head convs in this graph (the head flavours are for detectors)")
+        rr = flavour != "head-all-8bit"
+        dst = out.with_suffix(".head.onnx") if flavour.endswith("+dyn") else out
+        static(["Conv"], dst, reduce_range=rr, nodes=nodes)
+        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": rr}
+        if flavour.endswith("+dyn"):
+            quantize_dynamic(str(dst), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                             extra_options={"MatMulConstBOnly": True})
+            settings["dynamic"] = ["MatMul", "Gemm"]
     else:
         raise ValueError(f"unknown flavour {flavour!r}")
     settings["build_s"] = round(time.perf_counter() - t0, 1)
