@@ -93,7 +93,7 @@ class Model:
                 iou: float | None = None, classes: Sequence[int] | None = None,
                 imgsz: int | Sequence[int] | None = None, batch: int = 1, vid_stride: int = 1,
                 max_det: int | None = None, topk: int | None = None, save: bool = False,
-                save_json: bool = False, save_dir: str | os.PathLike[str] | None = None,
+                save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 threaded: bool | None = None) -> list[Result] | Iterator[Result]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
@@ -104,10 +104,14 @@ class Model:
         with ``stream=False`` is refused, and so is a video longer than :data:`MAX_LIST_FRAMES`.
         ``conf``/``iou``/``classes``/``max_det``: detection filters; ``imgsz``: input size of a
         dynamic graph; ``batch``: frames per inference call; ``vid_stride``: every n-th video frame.
-        ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``.
+        ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
+        ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
+        ``<name>_mask.png`` (uint8 class ids).
         """
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
+        if save_mask and not save:
+            raise InputError("save_mask=True needs save=True")
         src = _as_source(source, vid_stride)
         if not stream:
             _refuse_long(src)
@@ -121,7 +125,7 @@ class Model:
         if save or save_json:
             assert save_dir is not None
             writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
-                                  fps=getattr(src, "fps", None), vid_stride=vid_stride)
+                                  fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask)
         gen = self._run(pipeline, writer)
         return gen if stream else _bounded_list(gen, str(getattr(src, "spec", source)))
 

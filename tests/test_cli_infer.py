@@ -180,3 +180,23 @@ def test_ctrl_c_mid_video_exits_130_and_leaves_a_playable_mp4(
     codec, frames, size, _ = decode_video(tmp_path / "walk.mp4")
     assert (codec, frames, size) == ("h264", 5, (320, 180))
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 5
+
+
+def test_save_mask_writes_class_maps_that_match_the_api(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
+        tmp_path: Path) -> None:
+    import cv2
+
+    from pvt_deploy import Model
+
+    seg = cached_export(tmp_path_factory, "seg")
+    photo = sample_images()[0]
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(seg), "-o", str(tmp_path / "out"),
+                       "--save-mask")
+    assert code == 0, err
+    mask = cv2.imread(str(tmp_path / "out" / f"{photo.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    expected = Model(seg).predict(str(photo))[0].mask
+    assert mask is not None and mask.dtype == np.uint8 and expected is not None
+    assert mask.shape == expected.shape and np.array_equal(mask, expected)
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(seg), "-o", str(tmp_path / "o2"))
+    assert code == 0 and not list((tmp_path / "o2").glob("*_mask.png"))  # only when asked

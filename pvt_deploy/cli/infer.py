@@ -89,6 +89,9 @@ def infer(
     save_json: Annotated[bool | None, typer.Option(
         "--save-json/--no-save-json", help="Write predictions.jsonl (+ COCO JSON for detection). "
         "Default: on for videos and streams, off for images.", show_default=False)] = None,
+    save_mask: Annotated[bool, typer.Option(
+        "--save-mask", help="Segmentation: also write each image's class map as <name>_mask.png (uint8 class ids).")
+    ] = False,
     show: Annotated[bool, typer.Option(help="Show results in a window (needs a display).")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
@@ -122,7 +125,7 @@ def infer(
         writes = save or json_on
         results = m.predict(src, stream=True, conf=conf, iou=iou, classes=ids, imgsz=size, batch=batch,
                             vid_stride=vid_stride, max_det=max_det, save=save, save_json=json_on,
-                            save_dir=save_dir if writes else None)
+                            save_mask=save_mask and save, save_dir=save_dir if writes else None)
         try:
             _consume(results, src, console, viewer, kind)
         except KeyboardInterrupt:
