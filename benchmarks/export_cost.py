@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cli:
             exe = shutil.which("pvt-deploy")
-            cmd = [*([exe] if exe else [sys.executable, "-m", "pvt_deploy.cli"]), "export", "--model", args.model,
+            cmd = [*([exe] if exe else [sys.executable, "-m", "pvt_deploy"]), "export", "--model", args.model,
                    "--weights", str(weights), "--imgsz", str(args.imgsz), "--half", "--int8",
                    "--int8-flavour", args.int8_flavour, "-o", str(out)]
             if args.no_parity:

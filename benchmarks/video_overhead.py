@@ -85,7 +85,7 @@ def make_clip(path: Path, frames: int) -> Path:
 
 def _cli() -> list[str]:
     exe = shutil.which("pvt-deploy")
-    return [exe] if exe else [sys.executable, "-m", "pvt_deploy.cli"]
+    return [exe] if exe else [sys.executable, "-m", "pvt_deploy"]
 
 
 class RssSampler:
