@@ -25,6 +25,22 @@ def test_cli_export_end_to_end(tmp_path: Path) -> None:
     assert "nodes after simplification" in proc.stderr  # node counts reported on the console
 
 
+def test_cli_int8_default_is_the_api_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--int8` without `--int8-cpu` picks the per-graph flavour (dynamic for a classifier), like export_onnx."""
+    import inspect
+
+    from pvt_deploy.export import export_onnx
+
+    assert inspect.signature(export_onnx).parameters["int8_cpu"].default == "auto"
+    out = tmp_path / "q"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "-o", str(out), "--int8", "--int8-flavour", "cpu",
+                      "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    record = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["cpu"]
+    assert record["method"] == "dynamic" and record["ops"] == ["MatMul", "Gemm"]
+
+
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["pvt-deploy", "export", *argv])
     with pytest.raises(SystemExit) as e:

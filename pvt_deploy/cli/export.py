@@ -195,8 +195,10 @@ def export(
                                                    show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
     int8_flavour: Annotated[str, typer.Option(help="cpu (model.int8.onnx), trt (model.int8.trt.onnx, symmetric) "
                                               "or both.", rich_help_panel=PRECISION_PANEL)] = "both",
-    int8_cpu: Annotated[str, typer.Option(help="CPU flavour: static (QDQ U8/S8, fastest measured) or dynamic.",
-                                          rich_help_panel=PRECISION_PANEL)] = "static",
+    int8_cpu: Annotated[str, typer.Option(
+        help="CPU flavour: auto (detectors: static Q/DQ on the RetinaNet head convs; other graphs: dynamic), "
+        "head, static (every Conv/MatMul, fastest, least accurate) or dynamic.",
+        rich_help_panel=PRECISION_PANEL)] = "auto",
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Run every ONNX against PyTorch on real "
                                          "images.", rich_help_panel=PARITY_PANEL)] = True,
     parity_tolerance: Annotated[float | None, typer.Option(help="Scale the default tolerances (0.1 = 10x "
