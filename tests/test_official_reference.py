@@ -5,7 +5,8 @@ official classification and detection model definitions on seeded synthetic weig
 key layout. Here the same weights are saved to disk in that layout, loaded through
 ``create_model`` + ``load_weights`` and run through ``.backbone`` (or the classifier), and a fixed
 sample of every output must match within 1e-4 relative error — at 224 and at non-square sizes up to
-800x1216.
+800x1216. The same outputs are then reproduced by ONNX Runtime from dynamic exports made at 224,
+at every other recorded size (v1 positional embeddings and b2_li's adaptive pooling included).
 """
 
 from __future__ import annotations
@@ -65,3 +66,36 @@ def test_matches_official(name: str, task: str, hw: tuple[int, int], checkpoints
         assert _rel(record.sample(o), DATA[key]) < 1e-4, key
         total, abs_total = DATA[key + "/sum"]
         assert abs(o.double().abs().sum().item() - abs_total) <= 1e-4 * abs_total, key
+
+
+# ONNX Runtime on dynamic exports, at sizes the export never saw, against the same official outputs.
+ONNX_CASES = [("pvt_tiny", "features"), ("pvt_v2_b2_li", "features"), ("pvt_v2_b0", "classify")]
+
+
+@pytest.mark.parametrize(("name", "task"), ONNX_CASES, ids=[f"{n}-{t}" for n, t in ONNX_CASES])
+def test_onnx_runtime_matches_official_at_unseen_sizes(name: str, task: str, checkpoints: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.manifest import read_manifest
+
+    folder = export_onnx(name, tmp_path / "export", task=task, weights=checkpoints[name], imgsz=224, dynamic=True,
+                         parity=False)
+    manifest = read_manifest(folder)
+    pre = manifest["preprocess"]
+    assert pre["normalize_in_graph"] and pre["color"] == "RGB"
+    mean = np.asarray(pre["mean"], np.float64).reshape(1, 3, 1, 1)
+    std = np.asarray(pre["std"], np.float64).reshape(1, 3, 1, 1)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    sizes = [hw for n, t, hw in CASES if n == name and t == task and hw != (224, 224)]
+    assert sizes
+    for hw in sizes:
+        # The recorded input is already normalised; the graph normalises raw pixels itself.
+        raw = (record.input_for(name, hw).double().numpy() * std + mean).astype(np.float32)
+        outs = session.run(None, {"images": raw})
+        assert len(outs) == (4 if task == "features" else 1)
+        for i, o in enumerate(outs):
+            key = f"{name}/{task}/{hw[0]}x{hw[1]}/{i}"
+            assert tuple(o.shape) == tuple(DATA[key + "/shape"]), key
+            assert _rel(record.sample(torch.from_numpy(o)), DATA[key]) < 1e-4, key
