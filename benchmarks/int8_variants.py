@@ -21,6 +21,9 @@ activations, S8 per-channel weights unless said otherwise):
 * ``head-all``     — every RetinaNet head conv, the two output convs included (so the last tower
                      conv's output stays INT8 too); ``head-all-8bit`` the same with full 8-bit weights
                      (safe on VNNI CPUs); ``head-all+dyn`` adds dynamic INT8 on the backbone's MatMuls.
+* ``conv-keep-cls`` — static QDQ (7-bit weights) on every Conv except the classification output
+                     conv (``retina_cls``, whose logits are the scores); ``mixed-keep-cls`` adds
+                     dynamic INT8 on the MatMuls.
 
 Each is run in ONNX Runtime with the session settings the backend uses, interleaved with the FP32
 graph, and compared with FP32 PyTorch on twelve real pictures (detection F1 at IoU 0.5 / top-1, and
@@ -43,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 FLAVOURS = ("export", "qdq", "qdq-rr", "qdq-conv", "dynamic", "mixed", "head", "head-all", "head-all-8bit",
-            "head-all+dyn")
+            "head-all+dyn", "mixed-keep-cls", "conv-keep-cls")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -95,6 +98,18 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
             raise ValueError("no RetinaNet head convs in this graph (the head flavour is for detectors)")
         static(["Conv"], out, reduce_range=True, nodes=nodes)
         settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": True}
+    elif flavour in ("conv-keep-cls", "mixed-keep-cls"):
+        import onnx
+
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/retina_cls" not in n.name]
+        dst = out.with_suffix(".conv.onnx") if flavour.startswith("mixed") else out
+        static(["Conv"], dst, reduce_range=True, nodes=nodes)
+        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": True}
+        if flavour.startswith("mixed"):
+            quantize_dynamic(str(dst), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                             extra_options={"MatMulConstBOnly": True})
+            settings["dynamic"] = ["MatMul", "Gemm"]
     elif flavour.startswith("head-all"):
         import onnx
 
