@@ -268,10 +268,21 @@ class Timing:
                 "images_per_s": round(1000.0 * batch / med, 2) if med > 0 else 0.0}
 
 
+# Idle time before each timed call in :func:`interleaved` (see there).
+GAP_S = 0.05
+
+
 def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 2,
-                budget_s: float | None = None, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
+                budget_s: float | None = None, sync: Callable[[], None] | None = None,
+                gap_s: float = GAP_S) -> dict[str, Timing]:
     """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn (the
-    order rotates from round to round).
+    order rotates from round to round), with ``gap_s`` of idle time before each timed call.
+
+    The gap lets the previous variant's worker threads go idle first: PyTorch's OpenMP workers keep
+    spinning for milliseconds after a forward pass, and on two cores the call that starts right
+    after one runs on a contended core (pvt_small classifier, ONNX Runtime right after PyTorch:
+    55-75 ms; after a pause: 51-53 ms). Every variant gets the same gap, so none is favoured, and
+    each is timed as it runs in an application that does other work between calls.
 
     ``budget_s`` stops early (after at least 3 rounds) when the measured time runs out, so one slow
     variant cannot stretch a suite past its time box. ``sync`` (e.g. ``torch.cuda.synchronize``) is
@@ -296,6 +307,8 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
                 fn = runs[name]
                 if sync is not None:
                     sync()
+                if gap_s > 0:
+                    time.sleep(gap_s)
                 t0 = time.perf_counter()
                 fn()
                 if sync is not None:

@@ -50,4 +50,5 @@ def models(
         table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value)
     Console().print(table)
     typer.echo("AP: COCO box AP (RetinaNet 1x); mIoU: ADE20K (Semantic FPN); top-1: ImageNet. "
-               "Official test sizes: detect 1333x800, segment 2048x512 (keep ratio), classify 224.")
+               "Official test sizes: detect 1333x800, segment 2048x512 (keep ratio), classify 224.\n"
+               "Every backbone also exports alone as <backbone>-features (its 4 feature maps, strides 4-32).")
