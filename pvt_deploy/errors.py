@@ -30,7 +30,9 @@ class InputError(PvtDeployError):
 
 
 class CheckpointError(PvtDeployError):
-    """A checkpoint does not fit the model it is loaded into, or cannot be read safely."""
+    """A checkpoint does not fit the model it is loaded into, or cannot be read safely (bad input: exit 2)."""
+
+    exit_code = 2
 
 
 class ModelNotFoundError(InputError):

@@ -136,6 +136,22 @@ def test_bad_input_is_one_line_and_an_exit_code(monkeypatch: pytest.MonkeyPatch,
     assert_one_line_error(err, needle)
 
 
+def test_corrupt_or_mismatched_checkpoint_is_bad_input(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import torch
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(bytes(range(256)) * 4)
+    got, _, err = run(monkeypatch, capsys, "infer", "--model", str(junk), "--no-save")
+    assert got == 2, err
+    assert_one_line_error(err, "corrupt or truncated checkpoint")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"patch_embed1.proj.weight": torch.zeros(8, 3, 7, 7), "something.else": torch.zeros(3)}, wrong)
+    got, _, err = run(monkeypatch, capsys, "infer", "--model", "pvt_v2_b0-cls", "--weights", str(wrong), "--no-save")
+    assert got == 2, err
+    assert_one_line_error(err, "missing")
+
+
 def test_size_outside_the_graph_range_and_unreadable_input(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     code, _, err = run(monkeypatch, capsys, "infer", "--model", str(det_export), "--imgsz", "1024")
