@@ -225,7 +225,7 @@ def export(
                                                   rich_help_panel=TRT_PANEL)] = None,
     triton_backend: Annotated[str, typer.Option(help="onnx (onnxruntime backend) or trt (TensorRT plan).",
                                                 rich_help_panel=TRITON_PANEL)] = "onnx",
-    triton_repo: Annotated[Path | None, typer.Option(help="Model repository (default exports/triton).",
+    triton_repo: Annotated[Path | None, typer.Option(help="Model repository (default: triton/ beside the artifact folder, i.e. exports/triton).",
                                                      show_default=False, rich_help_panel=TRITON_PANEL)] = None,
     max_batch: Annotated[int, typer.Option(help="Triton max_batch_size (0 = no batching).",
                                            rich_help_panel=TRITON_PANEL)] = 8,
