@@ -88,3 +88,16 @@ def test_classification_topk_is_softmax_order() -> None:
     ((idx, p),) = postprocess_classify({"logits": logits}, k=3)
     assert idx.tolist() == [1, 3, 2]
     np.testing.assert_allclose(p, np.exp([3.0, 2.0, 1.0]) / np.exp(logits).sum(), rtol=1e-6)
+
+
+def test_dynamic_imgsz_rounds_up_to_the_stride(caplog: pytest.LogCaptureFixture) -> None:
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+
+    spec = preprocess_spec("detect", (640, 640), dynamic=True, mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375))
+    with caplog.at_level("WARNING"):
+        pre = Preprocessor(spec, dynamic=True, imgsz=(33, 100))
+    assert pre.imgsz == (64, 128) and "not a multiple" in caplog.text
+    box = pre.plan(480, 640)  # bounded by the rounded sides (short 64, long 128): 64 px tall, not 33
+    assert box.resized_hw == (64, 85) and box.input_hw == (64, 96)
+    assert Preprocessor(spec, dynamic=False, imgsz=(33, 100)).imgsz == (33, 100)  # a static graph's size is exact

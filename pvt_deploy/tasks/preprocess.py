@@ -8,6 +8,7 @@ described in docs/ARCHITECTURE.md ("Preprocessing").
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import cv2
 import numpy as np
 
 from pvt_deploy.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,12 @@ class Preprocessor:
         self.imgsz = (int(size[0]), int(size[1]))
         self.stride = int(spec.get("stride", 32))
         self.dynamic = dynamic
+        if dynamic and self.policy != "resize_crop" and any(v % self.stride for v in self.imgsz):
+            # A letterbox to 33 would be padded to 64 anyway: use the whole input instead.
+            rounded = (ceil_to(self.imgsz[0], self.stride), ceil_to(self.imgsz[1], self.stride))
+            log.warning("imgsz %dx%d is not a multiple of the stride %d; using %dx%d", *self.imgsz, self.stride,
+                        *rounded)
+            self.imgsz = rounded
         self.dynamic_range = dynamic_range
         self.pad_value = tuple(float(v) for v in spec.get("pad_value", spec.get("mean", (0.0, 0.0, 0.0))))
         self.crop_ratio = float(spec.get("crop_ratio", 0.875))
