@@ -172,6 +172,37 @@ def toposort(model: onnx.ModelProto) -> None:
         model.graph.node.extend(nodes[i] for i in order)
 
 
+def drop_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes whose outputs nobody reads (iteratively), then initializers nobody reads."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {x for n in model.graph.node for x in n.input} | outputs
+        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {x for n in model.graph.node for x in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+def replace_nodes(model: onnx.ModelProto, replacements: Mapping[str, Sequence[Any]]) -> None:
+    """Put ``replacements[name]`` where the node whose first output is ``name`` stands (keeping the
+    order), then drop what nothing reads any more."""
+    keep: list[Any] = []
+    for n in model.graph.node:
+        if n.output and n.output[0] in replacements:
+            keep.extend(replacements[n.output[0]])
+            continue
+        keep.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    drop_dead_nodes(model)
+
+
 def set_metadata(model: onnx.ModelProto, key: str, value: Any) -> None:
     """Set ``metadata_props[key]`` (JSON for non-strings), replacing an earlier value."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pvt_deploy.export.graph import replace_nodes
+
 if TYPE_CHECKING:
     import onnx
 
@@ -156,22 +158,6 @@ def _concat_tail(g: _Graph, shape_name: str, count: int) -> list[int] | None:
             return None
         out.append(int(c.reshape(-1)[0]))
     return out
-
-
-def _drop_dead(model: onnx.ModelProto) -> None:
-    outputs = {o.name for o in model.graph.output}
-    while True:
-        used = {x for n in model.graph.node for x in n.input} | outputs
-        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    used = {x for n in model.graph.node for x in n.input}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    if len(keep) != len(model.graph.initializer):
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(keep)
 
 
 def _ensure_ms_opset(model: onnx.ModelProto) -> None:
@@ -309,15 +295,7 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
                                domain=MS_DOMAIN, num_heads=m.heads, scale=float(m.scale))
         new_nodes[m.out] = [split, mha]
     # Rewire: the old output Reshape is removed (its output name is now produced by the MHA node).
-    keep: list[Any] = []
-    for n in g.graph.node:
-        if n.output and n.output[0] in new_nodes:
-            keep.extend(new_nodes[n.output[0]])
-            continue
-        keep.append(n)
-    del g.graph.node[:]
-    g.graph.node.extend(keep)
-    _drop_dead(model)
+    replace_nodes(model, new_nodes)
     return len(found)
 
 
@@ -502,15 +480,7 @@ def mlp_as_convs(model: onnx.ModelProto) -> int:
             helper.make_node("Transpose", [h2_flat], [m.out], name=g.unique(f"{p}/out_T"), perm=[0, 2, 1]),
         ]
         replace[m.out] = nodes
-    keep: list[Any] = []
-    for n in g.graph.node:
-        if n.output and n.output[0] in replace:
-            keep.extend(replace[n.output[0]])
-            continue
-        keep.append(n)
-    del g.graph.node[:]
-    g.graph.node.extend(keep)
-    _drop_dead(model)
+    replace_nodes(model, replace)
     return len(found)
 
 

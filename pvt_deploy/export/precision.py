@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.errors import InputError, PvtDeployError
-from pvt_deploy.export.graph import toposort
+from pvt_deploy.export.graph import drop_dead_nodes, toposort
 
 if TYPE_CHECKING:
     import onnx
@@ -230,23 +230,8 @@ def unquantize_other_inputs(model: onnx.ModelProto, quantized_ops: Sequence[str]
             node.input[i] = q.input[0]
             rewired += 1
     if rewired:
-        _drop_dead_nodes(model)
+        drop_dead_nodes(model)
     return rewired
-
-
-def _drop_dead_nodes(model: onnx.ModelProto) -> None:
-    """Remove nodes whose outputs nobody reads (iteratively), then unused initializers."""
-    outputs = {o.name for o in model.graph.output}
-    while True:
-        used = {x for n in model.graph.node for x in n.input} | outputs
-        dead = [n for n in model.graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
-    used = {x for n in model.graph.node for x in n.input}
-    for init in [i for i in model.graph.initializer if i.name not in used]:
-        model.graph.initializer.remove(init)
 
 
 def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
