@@ -38,9 +38,12 @@ def tool_versions(*names: str) -> dict[str, str]:
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_NAME
+    """The manifest of an export folder (or a manifest file given directly), checked."""
+    path = Path(folder)
     if not path.is_file():
-        raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)")
+        path = path / MANIFEST_NAME
+        if not path.is_file():
+            raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

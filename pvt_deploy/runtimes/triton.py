@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -377,18 +376,9 @@ def _embedded_manifest(config: Mapping[str, Any]) -> dict[str, Any] | None:
 def _read_manifest_arg(manifest: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(manifest, Mapping):
         return dict(manifest)
-    path = Path(manifest)
-    if path.is_dir():
-        from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.manifest import read_manifest
 
-        return read_manifest(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: unreadable manifest ({e})") from e
-    if not isinstance(data, dict) or "task" not in data:
-        raise InputError(f"{path}: not a pvt-deploy manifest")
-    return data
+    return read_manifest(manifest)  # an export folder or a manifest file
 
 
 def load_triton(url: str, *, manifest: str | os.PathLike[str] | Mapping[str, Any] | None = None,
