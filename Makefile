@@ -1,6 +1,6 @@
 # The two README commands, CI, and the container images.
 #
-#   make demo          # install (venv, CPU torch, pvt-deploy), export the default model, run it on the bundled clip
+#   make demo          # install (venv, CPU torch, pvt-deploy), export the default model, run it on the bundled photos and clip
 #   make test          # install with dev tools, then lint, type-check and run the test suite (what .ci/run calls)
 #   make docker        # x86_64 image on NVIDIA's TensorRT base (run on any Docker host)
 #   make docker-jetson # JetPack 6 image (run on the Jetson, or a host with arm64 emulation)
@@ -33,9 +33,11 @@ install-dev: install
 	# The TensorRT type stubs depend on NVIDIA-hosted wheels; only the stubs themselves are needed.
 	$(BIN)/pip install --quiet --no-deps tensorrt-stubs==10.13.0.35.1
 
+# Export the default model (pvt_small RetinaNet), run it on the bundled photos, then on the bundled clip.
 demo: install
 	$(BIN)/pvt-deploy export
 	$(BIN)/pvt-deploy infer
+	$(BIN)/pvt-deploy infer "$$($(BIN)/python -c 'from pvt_deploy.assets import sample_video; print(sample_video())')"
 
 lint:
 	$(BIN)/ruff check .
