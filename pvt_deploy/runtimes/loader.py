@@ -273,7 +273,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
-            hint = {"fp32": "", "fp16": " (export with --half)", "int8": " (export with --int8)"}[precision]
+            hint = {"fp32": "", "fp16": f" (pvt-deploy export --model {folder} --half)",
+                    "int8": f" (pvt-deploy export --model {folder} --int8)"}[precision]
             out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}"))
             continue
         if not providers:
@@ -529,7 +530,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
     path = folder / name
     if not path.is_file():
         flag = {"fp16": " --half", "int8": " --int8"}.get(precision or "fp32", "")
-        raise InputError(f"{folder}: no {name}", hint=f"pvt-deploy export --model {manifest.get('model', folder)}{flag}")
+        raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {folder}{flag}")
     if verify:
         verify_file(folder, manifest, name)
     if precision == "int8" and device is None:
