@@ -45,8 +45,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
+from pvt_deploy.export.precision import head_conv_nodes  # noqa: E402
+
 FLAVOURS = ("export", "qdq", "qdq-rr", "qdq-conv", "dynamic", "mixed", "head", "head-all", "head-all-8bit",
             "head-all+dyn", "mixed-keep-cls", "conv-keep-cls")
+
+
+def _convs_where(keep: Callable[[str], bool]) -> Callable[[Path], list[str]]:
+    def pick(path: Path) -> list[str]:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        return [n.name for n in graph.node if n.op_type == "Conv" and keep(n.name)]
+
+    return pick
+
+
+# Static QDQ on a selection of Conv nodes: (which nodes, 7-bit weights, then dynamic INT8 on MatMuls).
+NODE_FLAVOURS: dict[str, tuple[Callable[[Path], list[str]], bool, bool]] = {
+    "head": (head_conv_nodes, True, False),
+    "head-all": (_convs_where(lambda name: "/bbox_head/" in name), True, False),
+    "head-all-8bit": (_convs_where(lambda name: "/bbox_head/" in name), False, False),
+    "head-all+dyn": (_convs_where(lambda name: "/bbox_head/" in name), True, True),
+    "conv-keep-cls": (_convs_where(lambda name: "/retina_cls" not in name), True, False),
+    "mixed-keep-cls": (_convs_where(lambda name: "/retina_cls" not in name), True, True),
+}
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -67,6 +90,10 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, extra_options={"MatMulConstBOnly": True})
 
+    def dynamic_matmuls(src: Path, dst: Path) -> None:
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True})
+
     t0 = time.perf_counter()
     if flavour == "export":
         import shutil
@@ -80,50 +107,23 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         static(["Conv"], out, reduce_range=True)
         settings = {"ops": ["Conv"], "reduce_range": True}
     elif flavour == "dynamic":
-        quantize_dynamic(str(prepared), str(out), op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+        dynamic_matmuls(prepared, out)
         settings = {"ops": ["MatMul", "Gemm"], "dynamic": True}
     elif flavour == "mixed":
         mid = out.with_suffix(".conv.onnx")
         static(["Conv"], mid, reduce_range=True)
-        quantize_dynamic(str(mid), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
+        dynamic_matmuls(mid, out)
         settings = {"static": ["Conv"], "dynamic": ["MatMul", "Gemm"], "reduce_range": True}
-    elif flavour == "head":
-        import onnx
-
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/bbox_head/" in n.name and "_convs." in n.name]
+    elif flavour in NODE_FLAVOURS:
+        pick, reduce_range, then_dynamic = NODE_FLAVOURS[flavour]
+        nodes = pick(prepared)
         if not nodes:
-            raise ValueError("no RetinaNet head convs in this graph (the head flavour is for detectors)")
-        static(["Conv"], out, reduce_range=True, nodes=nodes)
-        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": True}
-    elif flavour in ("conv-keep-cls", "mixed-keep-cls"):
-        import onnx
-
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/retina_cls" not in n.name]
-        dst = out.with_suffix(".conv.onnx") if flavour.startswith("mixed") else out
-        static(["Conv"], dst, reduce_range=True, nodes=nodes)
-        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": True}
-        if flavour.startswith("mixed"):
-            quantize_dynamic(str(dst), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                             extra_options={"MatMulConstBOnly": True})
-            settings["dynamic"] = ["MatMul", "Gemm"]
-    elif flavour.startswith("head-all"):
-        import onnx
-
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/bbox_head/" in n.name]
-        if not nodes:
-            raise ValueError("no RetinaNet head convs in this graph (the head flavours are for detectors)")
-        rr = flavour != "head-all-8bit"
-        dst = out.with_suffix(".head.onnx") if flavour.endswith("+dyn") else out
-        static(["Conv"], dst, reduce_range=rr, nodes=nodes)
-        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": rr}
-        if flavour.endswith("+dyn"):
-            quantize_dynamic(str(dst), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                             extra_options={"MatMulConstBOnly": True})
+            raise ValueError(f"no convs for the {flavour} flavour in this graph (the head flavours are for detectors)")
+        dst = out.with_suffix(".static.onnx") if then_dynamic else out
+        static(["Conv"], dst, reduce_range=reduce_range, nodes=nodes)
+        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": reduce_range}
+        if then_dynamic:
+            dynamic_matmuls(dst, out)
             settings["dynamic"] = ["MatMul", "Gemm"]
     else:
         raise ValueError(f"unknown flavour {flavour!r}")
