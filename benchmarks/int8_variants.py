@@ -5,25 +5,21 @@
     python benchmarks/int8_variants.py --model pvt_v2_b0-cls --imgsz 224 --batch 8
 
 Flavours (all calibrated with MinMax on the bundled photos, preprocessed as at inference; U8
-activations, S8 per-channel weights unless said otherwise):
+activations, S8 per-channel weights):
 
-* ``export``       — what ``export_onnx(int8=True)`` writes today as ``model.int8.onnx``
-                     (``pvt_deploy.export.precision``, CPU flavour);
-* ``qdq``          — onnxruntime's standard static QDQ on Conv/MatMul/Gemm, outputs quantized too, so
-                     ONNX Runtime fuses Conv(+ReLU) into ``QLinearConv`` and chains of them stay INT8;
-* ``qdq-rr``       — the same with 7-bit weights (``reduce_range``), the AVX2 (no VNNI) safe choice;
-* ``qdq-conv``     — static QDQ on Conv only (transformer MatMuls stay FP32);
-* ``dynamic``      — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration);
-* ``mixed``        — static QDQ on Conv + dynamic INT8 on MatMul/Gemm;
-* ``head``         — detectors: static QDQ (7-bit weights) on the RetinaNet head's stacked 3x3 convs
-                     only — most of a detector's FLOPs, and the layers whose rounding the detections
-                     tolerate best; backbone, FPN and the two output convs stay FP32.
-* ``head-all``     — every RetinaNet head conv, the two output convs included (so the last tower
-                     conv's output stays INT8 too); ``head-all-8bit`` the same with full 8-bit weights
-                     (safe on VNNI CPUs); ``head-all+dyn`` adds dynamic INT8 on the backbone's MatMuls.
-* ``conv-keep-cls`` — static QDQ (7-bit weights) on every Conv except the classification output
-                     conv (``retina_cls``, whose logits are the scores); ``mixed-keep-cls`` adds
-                     dynamic INT8 on the MatMuls.
+* ``export``        — what ``export_onnx(int8=True)`` writes as ``model.int8.onnx`` (the CPU flavour of
+                      ``pvt_deploy.export.precision``: static on MatMuls and Conv chains, see
+                      ``cpu_int8_plan``), and the ablations of its choices:
+* ``no-window``     — the same, score logits quantized over their calibrated min/max instead of the
+                      score window (``retina_cls`` still runs as ``QLinearConv``);
+* ``7bit``          — the same with 7-bit weights (``reduce_range``, the choice for x86 without VNNI);
+* ``+patch-convs``  — the same, plus every other Conv (patch embeddings, spatial reduction, laterals);
+* ``mm-rounded``    — the same, MatMul outputs quantized too (``QLinearMatMul`` instead of
+                      ``MatMulIntegerToFloat``);
+* ``qdq``           — onnxruntime's plain static QDQ on every Conv/MatMul/Gemm, outputs quantized;
+* ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration);
+* ``head-7bit``     — detectors: the RetinaNet head's stacked 3x3 convs only, 7-bit weights (what the
+                      export shipped before, on a CPU without VNNI).
 
 Each is run in ONNX Runtime with the session settings the backend uses, interleaved with the FP32
 graph, and compared with FP32 PyTorch on twelve real pictures (detection F1 at IoU 0.5 / top-1, and
@@ -45,90 +41,66 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from pvt_deploy.export.precision import head_conv_nodes  # noqa: E402
-
-FLAVOURS = ("export", "qdq", "qdq-rr", "qdq-conv", "dynamic", "mixed", "head", "head-all", "head-all-8bit",
-            "head-all+dyn", "mixed-keep-cls", "conv-keep-cls")
-
-
-def _convs_where(keep: Callable[[str], bool]) -> Callable[[Path], list[str]]:
-    def pick(path: Path) -> list[str]:
-        import onnx
-
-        graph = onnx.load(str(path), load_external_data=False).graph
-        return [n.name for n in graph.node if n.op_type == "Conv" and keep(n.name)]
-
-    return pick
-
-
-# Static QDQ on a selection of Conv nodes: (which nodes, 7-bit weights, then dynamic INT8 on MatMuls).
-NODE_FLAVOURS: dict[str, tuple[Callable[[Path], list[str]], bool, bool]] = {
-    "head": (head_conv_nodes, True, False),
-    "head-all": (_convs_where(lambda name: "/bbox_head/" in name), True, False),
-    "head-all-8bit": (_convs_where(lambda name: "/bbox_head/" in name), False, False),
-    "head-all+dyn": (_convs_where(lambda name: "/bbox_head/" in name), True, True),
-    "conv-keep-cls": (_convs_where(lambda name: "/retina_cls" not in name), True, False),
-    "mixed-keep-cls": (_convs_where(lambda name: "/retina_cls" not in name), True, True),
-}
+FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "head-7bit")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
     """Write the ``flavour`` INT8 graph of ``folder/model.onnx`` to ``out``; return its settings."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_dynamic, quantize_static
 
     from pvt_deploy.export.calibration import calibration_reader
-
-    def static(ops: list[str], dst: Path, *, reduce_range: bool, nodes: list[str] | None = None) -> None:
-        quantize_static(str(prepared), str(dst), calibration_reader(batches), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=ops, per_channel=True, reduce_range=reduce_range, nodes_to_quantize=nodes,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, extra_options={"MatMulConstBOnly": True})
-
-    def dynamic_matmuls(src: Path, dst: Path) -> None:
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
+    from pvt_deploy.export.precision import (
+        SCORE_LOGIT_WINDOW,
+        cpu_int8_plan,
+        int8_settings,
+        unquantize_other_inputs,
+    )
 
     t0 = time.perf_counter()
     if flavour == "export":
         import shutil
 
         shutil.copyfile(folder / "model.int8.onnx", out)
-        settings: dict[str, Any] = {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
-    elif flavour in ("qdq", "qdq-rr"):
-        static(["Conv", "MatMul", "Gemm"], out, reduce_range=flavour == "qdq-rr")
-        settings = {"ops": ["Conv", "MatMul", "Gemm"], "reduce_range": flavour == "qdq-rr"}
-    elif flavour == "qdq-conv":
-        static(["Conv"], out, reduce_range=True)
-        settings = {"ops": ["Conv"], "reduce_range": True}
-    elif flavour == "dynamic":
-        dynamic_matmuls(prepared, out)
-        settings = {"ops": ["MatMul", "Gemm"], "dynamic": True}
-    elif flavour == "mixed":
-        mid = out.with_suffix(".conv.onnx")
-        static(["Conv"], mid, reduce_range=True)
-        dynamic_matmuls(mid, out)
-        settings = {"static": ["Conv"], "dynamic": ["MatMul", "Gemm"], "reduce_range": True}
-    elif flavour in NODE_FLAVOURS:
-        pick, reduce_range, then_dynamic = NODE_FLAVOURS[flavour]
-        nodes = pick(prepared)
+        return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
+    if flavour == "dynamic":
+        quantize_dynamic(str(prepared), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True})
+        return {"ops": ["MatMul", "Gemm"], "dynamic": True, "build_s": round(time.perf_counter() - t0, 1)}
+    kwargs = int8_settings("cpu", "static")["kwargs"]
+    plan = cpu_int8_plan(prepared)
+    nodes, scores, restore = plan.nodes, plan.scores, True
+    window = {t: [{"rmin": np.float32(SCORE_LOGIT_WINDOW[0]), "rmax": np.float32(SCORE_LOGIT_WINDOW[1])}]
+              for t in scores}
+    if flavour == "no-window":
+        window = {}
+    elif flavour == "7bit":
+        kwargs["reduce_range"] = True
+    elif flavour == "+patch-convs":
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        nodes = nodes + [n.name for n in graph.node if n.op_type == "Conv" and n.name not in nodes]
+    elif flavour == "mm-rounded":
+        kwargs["extra_options"] = {"MatMulConstBOnly": True}
+    elif flavour == "qdq":
+        kwargs["extra_options"], nodes, window, restore = {"MatMulConstBOnly": True}, None, {}, False
+    elif flavour == "head-7bit":
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        nodes = [n.name for n in graph.node if n.op_type == "Conv" and "/bbox_head/" in n.name and "_convs." in n.name]
         if not nodes:
-            raise ValueError(f"no convs for the {flavour} flavour in this graph (the head flavours are for detectors)")
-        dst = out.with_suffix(".static.onnx") if then_dynamic else out
-        static(["Conv"], dst, reduce_range=reduce_range, nodes=nodes)
-        settings = {"ops": ["Conv"], "nodes": len(nodes), "reduce_range": reduce_range}
-        if then_dynamic:
-            dynamic_matmuls(dst, out)
-            settings["dynamic"] = ["MatMul", "Gemm"]
-    else:
+            raise ValueError("no RetinaNet head convs in this graph (the head flavour is for detectors)")
+        kwargs["reduce_range"], kwargs["extra_options"], window, restore = True, {"MatMulConstBOnly": True}, {}, False
+    elif flavour != "export":
         raise ValueError(f"unknown flavour {flavour!r}")
-    settings["build_s"] = round(time.perf_counter() - t0, 1)
-    return settings
+    kwargs["extra_options"] = {**kwargs["extra_options"], "TensorQuantOverrides": window}
+    quantize_static(str(prepared), str(out), calibration_reader(batches), nodes_to_quantize=nodes,
+                    calibrate_method=CalibrationMethod.MinMax, **kwargs)
+    if restore:
+        model = onnx.load(str(out))
+        unquantize_other_inputs(model, nodes, keep=scores)  # score logits stay INT8, window or not
+        onnx.save_model(model, str(out))
+    return {"nodes": len(nodes) if nodes else "all", "reduce_range": kwargs["reduce_range"],
+            "score_window": bool(window), "build_s": round(time.perf_counter() - t0, 1)}
 
 
 def ort_runner(path: Path, threads: int | None) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from export_fixtures import images, ort_run
 from onnx import TensorProto, numpy_helper
 
@@ -54,12 +55,22 @@ def test_int8_flavours(det_artifact) -> None:
             if n.op_type in ("LayerNormalization", "Softmax", "Resize"):
                 src = producers.get(n.input[0])
                 assert src is None or src.op_type != "DequantizeLinear", (name, n.op_type)
-        # Q/DQ sits on the inputs of Conv/MatMul/Gemm only: every dequantized tensor feeds only those.
-        dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-        readers = {n.op_type for n in model.graph.node if set(n.input) & dq_outputs}
-        assert readers <= {"Conv", "MatMul", "Gemm"}, (name, readers)
+        # Q/DQ sits on the inputs of Conv/MatMul/Gemm only: every dequantized tensor feeds only those,
+        # except (CPU flavour) the score logits, rounded over the fixed score window.
+        dq_sources = {n.output[0]: producers[n.input[0]].input[0] for n in model.graph.node
+                      if n.op_type == "DequantizeLinear" and n.input[0] in producers}
+        readers = {(n.op_type, dq_sources[i]) for n in model.graph.node for i in n.input if i in dq_sources}
+        others = {src for op, src in readers if op not in ("Conv", "MatMul", "Gemm")}
+        if name == "model.int8.onnx":
+            assert others and all("/retina_cls" in src for src in others), others
+            q = next(n for n in quants if n.input[0] in others)
+            scale = float(numpy_helper.to_array(inits[q.input[1]]))
+            assert scale == pytest.approx(2 * 9.21 / 255, rel=1e-4)  # SCORE_LOGIT_WINDOW, not min/max
+        else:
+            assert not others, (name, others)
     record = det_artifact.manifest["precision"]["int8"]
     assert record["cpu"]["method"] == "static" and record["trt"]["activations"] == "int8 symmetric"
+    assert record["cpu"]["score_logit_window"] == [-9.21, 9.21] and record["cpu"]["float_inputs_restored"] > 0
     assert record["calibration"]["source"] == "bundled sample images" and record["calibration"]["images"] == 3
 
 

@@ -193,22 +193,34 @@ def test_quantized_and_half_graphs_are_left_alone(graphs: dict) -> None:
     assert report.skipped == "float16 graph"
 
 
-def test_int8_auto_picks_head_convs_for_detectors_and_dynamic_elsewhere(graphs: dict, tmp_path: Path) -> None:
+def test_int8_plan_quantizes_matmuls_and_conv_chains_only(graphs: dict, tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
-    from pvt_deploy.export.precision import head_conv_nodes, quantize_int8
+    from pvt_deploy.export.precision import cpu_int8_plan, quantize_int8
 
-    names = ["/model/backbone/patch_embed1/proj/Conv", "/model/neck/fpn_convs.0/conv/Conv",
-             "/model/bbox_head/cls_convs.0/conv/Conv", "/model/bbox_head/reg_convs.3/conv_3/Conv",
-             "/model/bbox_head/retina_cls/Conv"]
-    nodes = [helper.make_node("Conv", ["x", "w"], [f"y{i}"], name=n) for i, n in enumerate(names)]
+    conv = {"patch": "/model/backbone/patch_embed1/proj/Conv", "fpn": "/model/neck/fpn_convs.0/conv/Conv",
+            "tower": "/model/bbox_head/cls_convs.0/conv/Conv", "cls": "/model/bbox_head/retina_cls/Conv",
+            "reg": "/model/bbox_head/retina_reg/Conv"}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["p"], name=conv["patch"]),  # image -> Add: stays FP32
+             helper.make_node("Add", ["p", "p"], ["a"]),
+             helper.make_node("Conv", ["a", "w"], ["f"], name=conv["fpn"]),  # feeds a conv through ReLU
+             helper.make_node("Relu", ["f"], ["fr"]),
+             helper.make_node("Conv", ["fr", "w"], ["t"], name=conv["tower"]),  # fed by a chain and feeds two
+             helper.make_node("Conv", ["t", "w"], ["s"], name=conv["cls"]),  # end of a chain: score logits
+             helper.make_node("Conv", ["t", "w"], ["r"], name=conv["reg"]),
+             helper.make_node("MatMul", ["a", "m"], ["y"], name="weight_matmul"),
+             helper.make_node("MatMul", ["y", "y"], ["z"], name="activation_matmul")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(5)],
-                              [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])])
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "srz"],
+                              [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0]),
+                               helper.make_tensor("m", TensorProto.FLOAT, [4, 4], [1.0] * 16)])
     path = tmp_path / "det.onnx"
     onnx.save_model(helper.make_model(graph), str(path))
-    assert head_conv_nodes(path) == names[2:4]  # the stacked head convs, not the output convs
-    # A classifier has no head convs: "auto" quantizes MatMul weights dynamically (no calibration).
+    plan = cpu_int8_plan(path)
+    assert plan.convs == [conv["fpn"], conv["tower"], conv["cls"], conv["reg"]]
+    assert sorted(plan.nodes) == sorted([*plan.convs, "weight_matmul"])
+    assert plan.scores == ["s"]
+    # A classifier has no Conv chains: "auto" quantizes MatMul weights dynamically (no calibration).
     record = quantize_int8(graphs["pvt_tiny-cls"][0], tmp_path / "cls.int8.onnx", flavour="cpu", batches=[],
                            method="auto")
     assert record["method"] == "dynamic"

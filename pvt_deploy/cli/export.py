@@ -196,8 +196,9 @@ def export(
     int8_flavour: Annotated[str, typer.Option(help="cpu (model.int8.onnx), trt (model.int8.trt.onnx, symmetric) "
                                               "or both.", rich_help_panel=PRECISION_PANEL)] = "both",
     int8_cpu: Annotated[str, typer.Option(
-        help="CPU flavour: auto (detectors: static Q/DQ on the RetinaNet head convs; other graphs: dynamic), "
-        "head, static (every Conv/MatMul, fastest, least accurate) or dynamic.",
+        help="CPU flavour: auto (static where the graph has Conv chains, i.e. detectors and segmenters; "
+        "dynamic for classifiers), static (MatMuls + FPN/head Conv chains, 8-bit weights for VNNI CPUs) or "
+        "dynamic (MatMul weights only, no calibration).",
         rich_help_panel=PRECISION_PANEL)] = "auto",
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Run every ONNX against PyTorch on real "
                                          "images.", rich_help_panel=PARITY_PANEL)] = True,

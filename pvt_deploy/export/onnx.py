@@ -452,8 +452,6 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
                 record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
                                             cache=tmp / "calibration.json")
                 model8 = onnx.load(str(raw))
-                if record["method"] == "static":
-                    record["float_inputs_restored"] = prec.unquantize_other_inputs(model8)
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
             out.files[name] = file_entry(folder / name, "int8", flavour=flavour)
@@ -571,7 +569,7 @@ def export_onnx(
     batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in ``min_size``..``max_size``;
     static graphs take exactly (``batch`` or 1, 3, H, W). ``half``: ``model.fp16.onnx``. ``int8``:
     Q/DQ graphs calibrated on ``calib`` (a folder; default the bundled sample images) —
-    ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, head, static or dynamic), ``trt``
+    ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, static or dynamic), ``trt``
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
     ``seg_output="argmax"`` ends segmentation graphs in a class map.
 
@@ -585,7 +583,9 @@ def export_onnx(
     exporter = _choice("--exporter", exporter, EXPORTERS)
     nms = _choice("--nms", nms, NMS_MODES)
     seg_output = _choice("--seg-output", seg_output, SEG_OUTPUTS)
-    _choice("--int8-cpu", int8_cpu, ("auto", "head", "static", "dynamic"))
+    from pvt_deploy.export.precision import CPU_METHODS
+
+    _choice("--int8-cpu", int8_cpu, CPU_METHODS)
     flavours = _int8_flavours(int8, int8_flavour)
     if opset < MIN_OPSET:
         raise InputError(f"--opset {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "

@@ -17,26 +17,26 @@ which changes with the input size, so a scale calibrated at one size would clip 
 * TensorRT flavour (``model.int8.trt.onnx``): symmetric INT8 activations (S8, zero point 0) and
   per-channel symmetric INT8 weights, Q/DQ on operator inputs only — what TensorRT's explicit
   quantization fuses into INT8 kernels.
-* CPU flavour (``model.int8.onnx``): what ONNX Runtime's CPU kernels run fastest at acceptable
-  accuracy. ``method="auto"`` (the default) picks by graph, from ``benchmarks/int8_variants.py``
-  (speed interleaved with FP32, agreement with PyTorch FP32 on 12 real pictures, synthetic seeded
-  weights; 2-core AMD EPYC, AVX2 without VNNI, ORT 1.32): for RetinaNet detectors static Q/DQ (U8
-  activations, per-channel 7-bit S8 weights, outputs quantized so Conv+ReLU chains fuse into
-  ``QLinearConv``) on the head's stacked 3x3 convs only (``method="head"``) — pvt_v2_b0 640²
-  1.31x ORT FP32 at detection F1 0.950, pvt_small 1.17x at F1 0.953 — where quantizing every
-  Conv/MatMul (the ``static`` recipe below) was 1.33-1.45x but F1 0.73-0.87 and cosine 0.976 on
-  pvt_small; for other graphs dynamic INT8 (pvt_small classifier batch 8 1.34x, top-1 agreement
-  1.00; static 1.28x at top-1 0.83; on pvt_v2_b0's classifier static INT8 was *slower* than FP32).
-  ``method="static"``: static Q/DQ with U8 activations and per-channel S8 weights quantized to 7 bits
-  (``reduce_range``), on the same operator inputs. Measured on the project's 2-core AVX2 machine (no
-  VNNI; ORT 1.32, interleaved runs, min of 5, machine shared with other jobs): pvt_v2_b0 RetinaNet
-  640² 1.29x FP32, pvt_small RetinaNet 640² 1.33x, pvt_small backbone 512² 1.25x (cosine 0.9996);
-  dynamic INT8 (``method="dynamic"``: weights-only on MatMul/Gemm, no calibration) was 1.00x /
-  1.08x / 1.22x (cosine 0.99993) — the RetinaNet/FPN convolutions dominate detectors and dynamic
-  quantization leaves them in FP32 (dynamic ConvInteger was 3x *slower* than FP32). Without
-  ``reduce_range`` the U8S8 products saturate int16 on CPUs without VNNI (backbone cosine 0.974);
-  on VNNI CPUs the 7-bit weights cost little. Each export records the latency it measured on its
-  parity images next to the variant in the manifest.
+* CPU flavour (``model.int8.onnx``): what ONNX Runtime's CPU kernels run fastest while detections
+  still agree. ``method="static"``: U8 activations (MinMax), per-channel S8 weights at full 8 bits,
+  on the nodes :func:`cpu_int8_plan` picks — every weight MatMul/Gemm (float output, so ONNX Runtime
+  runs ``MatMulIntegerToFloat`` and the residual stream is never rounded) and the Conv chains of the
+  FPN and RetinaNet head (INT8 outputs, so Conv+ReLU chains run as ``QLinearConv``); convs that read
+  the image or tokens and write into LayerNorm/Add stay FP32, and RetinaNet's score logits are
+  quantized over a fixed score window instead of their calibrated range. ``method="dynamic"``:
+  weights-only INT8 on MatMul/Gemm, activations quantized per call. ``method="auto"`` (the default):
+  static where the graph has Conv chains (detectors, segmenters), dynamic otherwise (classifiers:
+  same speed as static here, better top-5 agreement).
+
+  Measured with ``benchmarks/int8_variants.py`` and ``/tmp`` sweeps (2-core AMD EPYC, AVX-512 VNNI,
+  ORT 1.32, synthetic seeded weights, agreement with PyTorch FP32 on 12 real pictures): pvt_small
+  RetinaNet 640² static 2.84x PyTorch eager at detection F1 0.992; pvt_v2_b0 3.59x at F1 0.966.
+  Each choice mattered: the score window (F1 0.914 -> 0.992), FP32 patch embeddings (0.947 ->
+  0.966 on pvt_v2_b0), float MatMul outputs (faster *and* closer), and 8-bit weights — 7-bit
+  ``reduce_range`` weights dropped pvt_small to F1 0.73 (cosine 0.98). 8-bit weights assume a CPU
+  with VNNI (x86 since Cascade Lake / Zen 4, ARM dot-product): elsewhere U8S8 products can saturate
+  and the backend warns (``pvt_deploy.runtimes.onnxruntime``). Each export records the latency it
+  measured on its parity images next to the variant in the manifest.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pvt_deploy.errors import InputError, PvtDeployError
 from pvt_deploy.export.graph import drop_dead_nodes, toposort
@@ -65,9 +65,14 @@ FP16_KEEP_FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "Sigmoid", 
 INT8_OPS = ("Conv", "MatMul", "Gemm")
 INT8_FLAVOURS = ("cpu", "trt")
 INT8_FILES = {"cpu": "model.int8.onnx", "trt": "model.int8.trt.onnx"}
-CPU_METHODS = ("auto", "head", "static", "dynamic")
-# RetinaNet's stacked head convs (``bbox_head.{cls,reg}_convs.{k}``): most of a detector's FLOPs.
-HEAD_CONV_MARKERS = ("/bbox_head/", "_convs.")
+CPU_METHODS = ("auto", "static", "dynamic")
+# RetinaNet's classification output conv: its logits become scores through a sigmoid.
+SCORE_CONV_MARKER = "/retina_cls"
+# INT8 range of the score logits: scores 1e-4 .. 0.9999 (steps of 0.07 logit). The calibrated min/max
+# spans about -80 .. +2, almost all of it far below any score threshold, and rounding it to 256
+# levels moved detections across the threshold; a window tight around the scores that matter keeps
+# them (pvt_small 640 detection F1 0.86 -> 0.97, benchmarks/int8_variants.py).
+SCORE_LOGIT_WINDOW = (-9.21, 9.21)
 # Q/DQ on the inputs of the quantized ops only, one pair per consumer: a tensor that also feeds a
 # Resize (FPN top-down path), an Add or a LayerNorm reaches them unquantized.
 INPUT_ONLY_QDQ = {"MatMulConstBOnly": True, "DedicatedQDQPair": True,
@@ -183,50 +188,48 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
             "kwargs": {"weight_type": QuantType.QInt8, "op_types_to_quantize": ["MatMul", "Gemm"],
                        "extra_options": {"MatMulConstBOnly": True}},
         }
-    if method == "head":
-        return {
-            "record": {"flavour": "cpu", "method": "static", "scope": "retinanet head convs", "format": "QDQ",
-                       "activations": "uint8 asymmetric", "weights": "int8 symmetric per-channel, 7-bit (reduce_range)",
-                       "ops": ["Conv"], "outputs_quantized": True},
-            # Calibrated over every Conv/MatMul/Gemm input (so the range cache serves the TensorRT
-            # flavour of the same export too); only the head's nodes are quantized (nodes_to_quantize).
-            "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QUInt8,
-                       "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True,
-                       "op_types_to_quantize": list(INT8_OPS), "extra_options": {"MatMulConstBOnly": True}},
-        }
     if method != "static":
         raise InputError(f"unknown CPU INT8 method {method!r}; choose {', '.join(CPU_METHODS)}")
     return {
         "record": {"flavour": "cpu", "method": "static", "format": "QDQ", "activations": "uint8 asymmetric",
-                   "weights": "int8 symmetric per-channel, 7-bit (reduce_range)", "ops": list(INT8_OPS),
-                   "matmul": "weights only", "outputs_quantized": False},
+                   "weights": "int8 symmetric per-channel, 8-bit (needs VNNI on x86)",
+                   "ops": ["MatMul", "Gemm", "Conv chains"], "matmul": "weights only, float output",
+                   "outputs_quantized": "Conv chains only"},
+        # Calibrated over every Conv/MatMul/Gemm input (so the range cache serves the TensorRT flavour
+        # of the same export too); only the planned nodes are quantized (nodes_to_quantize).
         "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QUInt8,
-                   "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True,
-                   "op_types_to_quantize": list(INT8_OPS), "extra_options": dict(INPUT_ONLY_QDQ)},
+                   "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": False,
+                   "op_types_to_quantize": list(INT8_OPS),
+                   "extra_options": {"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]}},
     }
 
 
-def unquantize_other_inputs(model: onnx.ModelProto, quantized_ops: Sequence[str] = INT8_OPS) -> int:
-    """Feed every op except ``quantized_ops`` its float input again; return how many were rewired.
+def unquantize_other_inputs(model: onnx.ModelProto, quantized: Collection[str] | None = None,
+                            keep: Collection[str] = ()) -> int:
+    """Feed every node except the ``quantized`` ones (names; default: every Conv/MatMul/Gemm) its float
+    input again; return how many inputs were rewired. Tensors in ``keep`` stay rounded.
 
     onnxruntime's quantizer gives each consumer of a quantized activation its own Q/DQ pair
-    (``DedicatedQDQPair``), so an FPN ``Resize``, a residual ``Add`` or a ``LayerNormalization``
-    that shares its input with a Conv would otherwise read the rounded tensor. Here their DQ->Q
-    detour is removed: Q/DQ stays exactly on the inputs of the quantized ops, the layout TensorRT's
-    explicit quantization expects and the CPU kernels fuse.
+    (``DedicatedQDQPair``) or one shared pair, so an FPN ``Resize``, a residual ``Add``, a
+    ``LayerNormalization`` or the box decoding that shares a tensor with a quantized op would
+    otherwise read the rounded tensor. Here their DQ->Q detour is removed: Q/DQ stays exactly on the
+    inputs of the quantized ops, the layout TensorRT's explicit quantization expects; on the CPU a
+    quantized Conv whose output nobody quantized reads runs as a float Conv.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
     rewired = 0
     for node in model.graph.node:
-        if node.op_type in quantized_ops or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if node.name in quantized if quantized is not None else node.op_type in INT8_OPS:
             continue
         for i, name in enumerate(node.input):
             dq = producer.get(name)
             if dq is None or dq.op_type != "DequantizeLinear":
                 continue
             q = producer.get(dq.input[0])
-            if q is None or q.op_type != "QuantizeLinear":
-                continue  # a stored (weight) tensor, not an activation detour
+            if q is None or q.op_type != "QuantizeLinear" or q.input[0] in keep:
+                continue  # a stored (weight) tensor, or a tensor meant to stay rounded
             node.input[i] = q.input[0]
             rewired += 1
     if rewired:
@@ -241,24 +244,31 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
 
     ``cache``: a calibration-range file shared by the static flavours of one export, so the images
     run through the graph once (ranges are raw min/max; symmetry is applied per flavour afterwards).
-    ``dst`` is written by onnxruntime directly: pass a temporary path and move it into place.
+    Static graphs leave here with Q/DQ only on the inputs of the quantized nodes (and on the outputs
+    the CPU flavour keeps INT8), see :func:`unquantize_other_inputs`.
+    ``dst`` is written directly: pass a temporary path and move it into place.
     """
+    import numpy as np
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
 
     from pvt_deploy.export.calibration import calibration_reader
 
-    head: list[str] = []
-    if flavour == "cpu" and method in ("auto", "head"):
-        head = head_conv_nodes(prepared)
-        if method == "head" and not head:
-            raise InputError("--int8-cpu head is for RetinaNet detectors; this graph has no head convs")
-        method = "head" if head else "dynamic"
+    nodes: list[str] | None = None  # None: every Conv/MatMul/Gemm (the TensorRT flavour)
+    scores: list[str] = []
+    if flavour == "cpu" and method in ("auto", "static"):
+        plan = cpu_int8_plan(prepared)
+        nodes, scores = plan.nodes, plan.scores
+        method = "static" if method == "static" or plan.convs else "dynamic"
     settings = int8_settings(flavour, method)
-    if head:
-        settings["kwargs"]["nodes_to_quantize"] = head
     record = dict(settings["record"])
-    if head:
-        record["nodes"] = len(head)
+    if record["method"] == "static" and nodes is not None:
+        settings["kwargs"]["nodes_to_quantize"] = nodes
+        lo, hi = (np.float32(v) for v in SCORE_LOGIT_WINDOW)
+        settings["kwargs"]["extra_options"]["TensorQuantOverrides"] = {t: [{"rmin": lo, "rmax": hi}] for t in scores}
+        record["nodes"] = len(nodes)
+        if scores:
+            record["score_logit_window"] = list(SCORE_LOGIT_WINDOW)
     quiet = logging.getLogger("root"), logging.getLogger()
     levels = [q.level for q in quiet]
     for q in quiet:  # the quantizer logs advice through the root logger
@@ -272,6 +282,9 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
                             calibration_cache_path=str(cache) if cache else None, **settings["kwargs"])
             record["calibration"] = {"method": "minmax", "batches": len(batches),
                                      "images": sum(len(b.names) for b in batches)}
+            model = onnx.load(str(dst))
+            record["float_inputs_restored"] = unquantize_other_inputs(model, nodes, keep=scores)
+            onnx.save_model(model, str(dst))
     except (InputError, PvtDeployError):
         raise
     except Exception as e:
@@ -282,12 +295,51 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     return record
 
 
-def head_conv_nodes(path: str | os.PathLike[str]) -> list[str]:
-    """Names of RetinaNet's stacked head convs in the graph at ``path`` (empty for other models)."""
+class Int8Plan(NamedTuple):
+    nodes: list[str]  # every node to quantize
+    convs: list[str]  # the Conv chains among them
+    scores: list[str]  # score-logit tensors, quantized over SCORE_LOGIT_WINDOW
+
+
+def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
+    """What the CPU INT8 graph quantizes (node names) and which tensors are score logits.
+
+    * Every MatMul/Gemm with a stored weight. Its output stays float, so ONNX Runtime runs it as
+      ``MatMulIntegerToFloat`` and no rounding is added to the residual stream.
+    * Convs that belong to a chain: the output feeds another Conv (through an optional ReLU), or the
+      input comes from such a Conv. These are the FPN and RetinaNet head towers, which run as
+      ``QLinearConv`` with INT8 outputs, plus the head's two output convs at the end of the towers.
+    * Convs that read the image or a token sequence and write into a LayerNorm or an Add stay FP32:
+      patch embeddings, spatial-reduction convs, v2's depthwise MLP conv and the FPN laterals.
+      Quantizing them rounds twice and saves little: they are under 3 % of a detector's multiply-adds.
+    * Score tensors: outputs of the classification convs (``retina_cls``). Their INT8 range is the
+      score window (:data:`SCORE_LOGIT_WINDOW`), not the calibrated min/max.
+    """
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type == "Conv" and all(m in n.name for m in HEAD_CONV_MARKERS)]
+    stored = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def after_relu(tensor: str) -> list[onnx.NodeProto]:
+        return [m for c in consumers.get(tensor, [])
+                for m in (consumers.get(c.output[0], []) if c.op_type == "Relu" else [c])]
+
+    def before_relu(tensor: str) -> onnx.NodeProto | None:
+        p = producer.get(tensor)
+        return producer.get(p.input[0]) if p is not None and p.op_type == "Relu" else p
+
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    feeding = {c.name for c in convs if any(m.op_type == "Conv" for m in after_relu(c.output[0]))}
+    chained = {c.name for c in convs if c.name in feeding or getattr(before_relu(c.input[0]), "name", None) in feeding}
+    nodes = [n.name for n in graph.node
+             if n.name in chained or (n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in stored)]
+    scores = [c.output[0] for c in convs if c.name in chained and SCORE_CONV_MARKER in c.name]
+    return Int8Plan(nodes, [c.name for c in convs if c.name in chained], scores)
 
 
 def temporary_dir(parent: str | os.PathLike[str]) -> tempfile.TemporaryDirectory[str]:

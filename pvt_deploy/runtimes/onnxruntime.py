@@ -60,6 +60,38 @@ def guess_precision(path: str | os.PathLike[str]) -> str:
     return "fp32"
 
 
+def cpu_int8_dot_product() -> bool | None:
+    """Does this CPU have 8-bit dot-product instructions (x86 VNNI)? ``None``: cannot tell.
+
+    Without them ONNX Runtime's x86 U8S8 kernels multiply pairs with ``vpmaddubsw``, whose 16-bit
+    sums can saturate; the CPU INT8 graphs use full 8-bit weights and assume VNNI (see
+    :mod:`pvt_deploy.export.precision`). ARM CPUs use their dot-product path and are not affected.
+    """
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    if flags is None:
+        return None
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+_warned_vnni = False
+
+
+def _warn_int8_without_vnni(path: Path) -> None:
+    global _warned_vnni
+    if not _warned_vnni and cpu_int8_dot_product() is False:
+        _warned_vnni = True
+        log.warning("%s: this CPU has no VNNI, so ONNX Runtime's INT8 kernels may saturate and lose accuracy; "
+                    "model.onnx (FP32) is the safe choice here", path.name)
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
@@ -143,6 +175,8 @@ class OnnxRuntimeBackend(Backend):
         self._device_id = device_id
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self.precision = precision or guess_precision(self.path)
+        if self.precision == "int8" and not self._on_gpu:
+            _warn_int8_without_vnni(self.path)
         self.info = BackendInfo(
             name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),
