@@ -28,12 +28,14 @@ which changes with the input size, so a scale calibrated at one size would clip 
   static where the graph has Conv chains (detectors, segmenters), dynamic otherwise (classifiers:
   same speed as static here, better top-5 agreement).
 
-  Measured with ``benchmarks/int8_variants.py`` and ``/tmp`` sweeps (2-core AMD EPYC, AVX-512 VNNI,
+  Measured with ``benchmarks/int8_variants.py --model pvt_small`` (2-core AMD EPYC, AVX-512 VNNI,
   ORT 1.32, synthetic seeded weights, agreement with PyTorch FP32 on 12 real pictures): pvt_small
-  RetinaNet 640² static 2.84x PyTorch eager at detection F1 0.992; pvt_v2_b0 3.59x at F1 0.966.
-  Each choice mattered: the score window (F1 0.914 -> 0.992), FP32 patch embeddings (0.947 ->
-  0.966 on pvt_v2_b0), float MatMul outputs (faster *and* closer), and 8-bit weights — 7-bit
-  ``reduce_range`` weights dropped pvt_small to F1 0.73 (cosine 0.98). 8-bit weights assume a CPU
+  RetinaNet 640² 2.78x PyTorch eager at detection F1 0.992, where the plain static QDQ of every
+  Conv/MatMul was 2.58x at F1 0.901, dynamic INT8 1.55x at F1 0.989 and the previous head-only 7-bit
+  recipe 1.64x at F1 0.957. Ablations in the same run: calibrated min/max on the score logits
+  instead of the window F1 0.914; 7-bit ``reduce_range`` weights F1 0.856 (cosine 0.981); quantizing
+  the patch/SR/lateral convs too 2.57x at F1 0.972 (on pvt_v2_b0: F1 0.949 instead of 0.966); INT8
+  MatMul outputs (``QLinearMatMul``) the same speed and F1. 8-bit weights assume a CPU
   with VNNI (x86 since Cascade Lake / Zen 4, ARM dot-product): elsewhere U8S8 products can saturate
   and the backend warns (``pvt_deploy.runtimes.onnxruntime``). Each export records the latency it
   measured on its parity images next to the variant in the manifest.
@@ -71,7 +73,7 @@ SCORE_CONV_MARKER = "/retina_cls"
 # INT8 range of the score logits: scores 1e-4 .. 0.9999 (steps of 0.07 logit). The calibrated min/max
 # spans about -80 .. +2, almost all of it far below any score threshold, and rounding it to 256
 # levels moved detections across the threshold; a window tight around the scores that matter keeps
-# them (pvt_small 640 detection F1 0.86 -> 0.97, benchmarks/int8_variants.py).
+# them (pvt_small 640 detection F1 0.914 -> 0.992, benchmarks/int8_variants.py).
 SCORE_LOGIT_WINDOW = (-9.21, 9.21)
 # Q/DQ on the inputs of the quantized ops only, one pair per consumer: a tensor that also feeds a
 # Resize (FPN top-down path), an Add or a LayerNorm reaches them unquantized.
@@ -305,7 +307,7 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
     """What the CPU INT8 graph quantizes (node names) and which tensors are score logits.
 
     * Every MatMul/Gemm with a stored weight. Its output stays float, so ONNX Runtime runs it as
-      ``MatMulIntegerToFloat`` and no rounding is added to the residual stream.
+      ``MatMulIntegerToFloat`` and no rounding is added to the residual stream or the attention.
     * Convs that belong to a chain: the output feeds another Conv (through an optional ReLU), or the
       input comes from such a Conv. These are the FPN and RetinaNet head towers, which run as
       ``QLinearConv`` with INT8 outputs, plus the head's two output convs at the end of the towers.

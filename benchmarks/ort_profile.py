@@ -1,0 +1,121 @@
+"""Where does ONNX Runtime spend a PVT graph's time? Per-operator totals from ORT's own profiler.
+
+    python benchmarks/ort_profile.py                                     # pvt_small classifier, batch 8
+    python benchmarks/ort_profile.py --model pvt_v2_b0 --imgsz 640 --batch 1
+    python benchmarks/ort_profile.py --model pvt_small --file model.int8.onnx
+
+Loads the graph exactly as the CPU backend does (``OnnxRuntimeBackend``: level-ALL optimisations and
+the exact CPU rewrites for FP32 files), runs it ``--runs`` times on a real photo with ORT's profiler
+on, and prints milliseconds per run and share of the total for each operator type. For MatMul/Gemm
+nodes it also adds up the multiply-adds from the profiled input shapes and prints the achieved
+GFLOP/s — the figure that tells whether a GEMM-bound graph has anything left to gain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+GEMM_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul")
+
+
+def gemm_flops(args: dict[str, Any]) -> float:
+    """2*M*N*K of a MatMul-like node from its profiled shapes: output [..., M, N], first input [..., M, K]
+    (stored weights are not listed among the profiled inputs, but the output shape holds N)."""
+    ins, outs = args.get("input_type_shape") or [], args.get("output_type_shape") or []
+    if not ins or not outs:
+        return 0.0
+    a, y = next(iter(ins[0].values())), next(iter(outs[0].values()))
+    return 2.0 * math.prod(y) * a[-1] if a and y else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--model", default="pvt_small-cls")
+    ap.add_argument("--imgsz", type=int, default=None, help="default: the zoo size (640 detectors, 224 classifiers)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--file", default="model.onnx", help="graph in the export folder (model.int8.onnx, ...)")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    import onnxruntime as ort
+
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.models import resolve_name
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    size = args.imgsz or resolve_name(args.model).imgsz[0]
+    info = common.machine()
+    print(common.header_lines(info))
+    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file.startswith("model.int8"),
+                             half=args.file == "model.fp16.onnx")
+    path = folder / args.file
+    if not path.is_file():
+        raise SystemExit(f"{path}: not in the export")
+    manifest = read_manifest(folder)
+    spec = OnnxRuntimeBackend(path, device="cpu", threads=args.threads)
+    feed, _ = common.bench_input(Predictor(spec, manifest, imgsz=(size, size)), args.batch)
+    threads = int(spec.info.details["intra_op_threads"])
+    spec.close()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pvt-ort-profile")
+    session = ort.InferenceSession(str(optimized_graph(path).path), options, providers=["CPUExecutionProvider"])
+    warmup = 3
+    for _ in range(warmup + args.runs):
+        session.run(None, feed)
+    profile = Path(session.end_profiling())
+    events: list[dict[str, Any]] = json.loads(profile.read_text())
+    profile.unlink(missing_ok=True)
+    runs_ = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    start = runs_[warmup - 1]["ts"] + runs_[warmup - 1]["dur"]  # node events of the warm-up runs are dropped
+    events = [e for e in events if e.get("ts", 0) >= start]
+    per_op: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    flops = 0.0
+    gemm_us = 0.0
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        op = e["args"].get("op_name", "?")
+        per_op[op] += e["dur"]
+        count[op] += 1
+        if op in GEMM_OPS:
+            flops += gemm_flops(e["args"])
+            gemm_us += e["dur"]
+    total = sum(per_op.values())
+    runs = args.runs
+    print(f"\n{args.model} {args.file} {args.batch}x3x{size}x{size}, {runs} profiled runs, "
+          f"{threads} threads: {total / runs / 1000:.1f} ms of operator time per run")
+    rows = [[op, f"{us / runs / 1000:.2f}", f"{100 * us / total:.1f}%", str(count[op] // runs)]
+            for op, us in per_op.most_common(args.top)]
+    common.print_table(rows, ["operator", "ms/run", "share", "nodes"])
+    if gemm_us:
+        print(f"\nMatMul-like nodes: {flops / runs / 1e9:.2f} GFLOP per run in {gemm_us / runs / 1000:.1f} ms "
+              f"= {flops / (gemm_us * 1e3):.0f} GFLOP/s ({100 * gemm_us / total:.0f}% of operator time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
