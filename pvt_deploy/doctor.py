@@ -117,8 +117,17 @@ def _onnxruntime() -> list[Check]:
     providers = list(onnxruntime.get_available_providers())
     dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
     short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
-    return [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
+    rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
                   info={"distribution": dist, "providers": providers, "device": onnxruntime.get_device()})]
+    from pvt_deploy.runtimes.onnxruntime import cpu_int8_dot_product
+
+    dot = cpu_int8_dot_product()
+    if dot is False:
+        rows.append(Check("cpu_int8", "CPU INT8", "warn", summary="no VNNI: model.int8.onnx may lose accuracy here",
+                          hint="use model.onnx (FP32) on this CPU, or INT8 on a GPU"))
+    else:
+        rows.append(Check("cpu_int8", "CPU INT8", "ok", summary="VNNI / dot-product" if dot else "unknown CPU flags"))
+    return rows
 
 
 def _tensorrt() -> list[Check]:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pvt_deploy.cli import app
 from pvt_deploy.doctor import collect, render_table, to_json
 
-KEYS = {"python", "pvt_deploy", "numpy", "torch", "cuda", "onnxruntime", "tensorrt", "av", "h264_encoders",
+KEYS = {"python", "pvt_deploy", "numpy", "torch", "cuda", "onnxruntime", "cpu_int8", "tensorrt", "av", "h264_encoders",
         "opencv", "onnx", "onnxslim", "onnxscript", "tritonclient"}
 
 
@@ -34,6 +34,9 @@ def test_json_lists_every_component_with_status_and_version(report: dict) -> Non
     assert report["torch"]["version"] == torch.__version__
     assert report["onnxruntime"]["info"]["providers"] == onnxruntime.get_available_providers()
     assert report["cuda"]["status"] == ("ok" if torch.cuda.is_available() else "missing")
+    from pvt_deploy.runtimes.onnxruntime import cpu_int8_dot_product
+
+    assert report["cpu_int8"]["status"] == ("warn" if cpu_int8_dot_product() is False else "ok")
 
 
 def test_tensorrt_row_says_how_to_get_it_when_missing(report: dict) -> None:

@@ -121,3 +121,30 @@ def test_torch_backend_returns_float32_numpy() -> None:
         assert set(out) == {"logits"} and out["logits"].dtype == np.float32 and out["logits"].shape == (1, 1000)
         assert backend.info.name == "torch" and backend.info.details["threads"] >= 1
     assert manifest["task"] == "classify" and len(manifest["classes"]) == 1000
+
+
+def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The CPU INT8 graphs use full 8-bit weights; on x86 without VNNI ORT's U8S8 kernels can saturate."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.runtimes import onnxruntime as ort_backend
+
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["y"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    path = tmp_path / "model.int8.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    monkeypatch.setattr(ort_backend, "_warned_vnni", False)
+    monkeypatch.setattr(ort_backend, "cpu_int8_dot_product", lambda: True)
+    with caplog.at_level("WARNING", logger=ort_backend.__name__):
+        ort_backend.OnnxRuntimeBackend(path, device="cpu")
+    assert not caplog.records  # a VNNI CPU: nothing to say
+    monkeypatch.setattr(ort_backend, "cpu_int8_dot_product", lambda: False)
+    with caplog.at_level("WARNING", logger=ort_backend.__name__):
+        ort_backend.OnnxRuntimeBackend(path, device="cpu")
+        ort_backend.OnnxRuntimeBackend(path, device="cpu")
+        ort_backend.OnnxRuntimeBackend(path, device="cpu", precision="fp32")  # FP32: no warning either
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "no VNNI" in warnings[0] and "model.onnx (FP32)" in warnings[0]
