@@ -208,18 +208,22 @@ def test_int8_plan_quantizes_matmuls_and_conv_chains_only(graphs: dict, tmp_path
              helper.make_node("Conv", ["fr", "w"], ["t"], name=conv["tower"]),  # fed by a chain and feeds two
              helper.make_node("Conv", ["t", "w"], ["s"], name=conv["cls"]),  # end of a chain: score logits
              helper.make_node("Conv", ["t", "w"], ["r"], name=conv["reg"]),
+             # dynamo exports name nodes generically; the weight still says what the conv is
+             helper.make_node("Conv", ["t", "model.bbox_head.retina_cls.weight"], ["s2"], name="node_Conv_7"),
              helper.make_node("MatMul", ["a", "m"], ["y"], name="weight_matmul"),
              helper.make_node("MatMul", ["y", "y"], ["z"], name="activation_matmul")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "srz"],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("s", "r", "z", "s2")],
                               [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0]),
+                               helper.make_tensor("model.bbox_head.retina_cls.weight", TensorProto.FLOAT, [1, 1, 1, 1],
+                                                  [1.0]),
                                helper.make_tensor("m", TensorProto.FLOAT, [4, 4], [1.0] * 16)])
     path = tmp_path / "det.onnx"
     onnx.save_model(helper.make_model(graph), str(path))
     plan = cpu_int8_plan(path)
-    assert plan.convs == [conv["fpn"], conv["tower"], conv["cls"], conv["reg"]]
+    assert plan.convs == [conv["fpn"], conv["tower"], conv["cls"], conv["reg"], "node_Conv_7"]
     assert sorted(plan.nodes) == sorted([*plan.convs, "weight_matmul"])
-    assert plan.scores == ["s"]
+    assert plan.scores == ["s", "s2"]
     # A classifier has no Conv chains: "auto" quantizes MatMul weights dynamically (no calibration).
     record = quantize_int8(graphs["pvt_tiny-cls"][0], tmp_path / "cls.int8.onnx", flavour="cpu", batches=[],
                            method="auto")

@@ -68,8 +68,10 @@ INT8_OPS = ("Conv", "MatMul", "Gemm")
 INT8_FLAVOURS = ("cpu", "trt")
 INT8_FILES = {"cpu": "model.int8.onnx", "trt": "model.int8.trt.onnx"}
 CPU_METHODS = ("auto", "static", "dynamic")
-# RetinaNet's classification output conv: its logits become scores through a sigmoid.
-SCORE_CONV_MARKER = "/retina_cls"
+# RetinaNet's classification output conv: its logits become scores through a sigmoid. Found by node
+# name (TorchScript exports: ``/model/bbox_head/retina_cls/Conv``) or weight name (dynamo exports name
+# nodes ``node_Conv_123`` but keep ``model.bbox_head.retina_cls.weight``).
+SCORE_CONV_MARKER = "retina_cls"
 # INT8 range of the score logits: scores 1e-4 .. 0.9999 (steps of 0.07 logit). The calibrated min/max
 # spans about -80 .. +2, almost all of it far below any score threshold, and rounding it to 256
 # levels moved detections across the threshold; a window tight around the scores that matter keeps
@@ -314,8 +316,8 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
     * Convs that read the image or a token sequence and write into a LayerNorm or an Add stay FP32:
       patch embeddings, spatial-reduction convs, v2's depthwise MLP conv and the FPN laterals.
       Quantizing them rounds twice and saves little: they are under 3 % of a detector's multiply-adds.
-    * Score tensors: outputs of the classification convs (``retina_cls``). Their INT8 range is the
-      score window (:data:`SCORE_LOGIT_WINDOW`), not the calibrated min/max.
+    * Score tensors: outputs of the classification convs (``retina_cls``, by node or weight name).
+      Their INT8 range is the score window (:data:`SCORE_LOGIT_WINDOW`), not the calibrated min/max.
     """
     import onnx
 
@@ -340,7 +342,7 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
     chained = {c.name for c in convs if c.name in feeding or getattr(before_relu(c.input[0]), "name", None) in feeding}
     nodes = [n.name for n in graph.node
              if n.name in chained or (n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in stored)]
-    scores = [c.output[0] for c in convs if c.name in chained and SCORE_CONV_MARKER in c.name]
+    scores = [c.output[0] for c in convs if c.name in chained and any(SCORE_CONV_MARKER in x for x in c.input[1:2] + [c.name])]
     return Int8Plan(nodes, [c.name for c in convs if c.name in chained], scores)
 
 
