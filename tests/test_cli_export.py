@@ -91,3 +91,20 @@ def test_cli_trt_without_tensorrt_fails_fast(tmp_path: Path, monkeypatch: pytest
     rc, err = _run(["--model", "pvt_v2_b0", "--format", "trt", "-o", str(tmp_path / "x")], monkeypatch, capsys)
     assert rc == 3 and "TensorRT" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()  # failed before any export work
+
+
+def test_export_says_when_int8_is_slower_than_fp32_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    import pvt_deploy.manifest
+    from pvt_deploy.cli.export import _print_export_figures
+
+    def figures(speedup: float) -> str:
+        manifest = {"precision": {"int8": {"cpu": {"cpu_ort_speedup_vs_fp32": speedup}}}}
+        monkeypatch.setattr(pvt_deploy.manifest, "read_manifest", lambda folder: manifest)
+        console = Console(record=True, width=200)
+        _print_export_figures(console, tmp_path, 1.0)
+        return console.export_text()
+
+    assert "0.76x the speed of model.onnx" in figures(0.76)
+    assert "speed of model.onnx" not in figures(2.8)

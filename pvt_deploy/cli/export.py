@@ -280,4 +280,9 @@ def _print_export_figures(console: Console, folder: Path, seconds: float) -> Non
                       f"{e.get('nodes_after')} nodes after simplification; {shape}")
     if (m.get("weights") or {}).get("random_init"):
         console.print("[bold red]weights: RANDOM (no --weights given) — for pipeline tests only[/]")
+    cpu8 = ((m.get("precision") or {}).get("int8") or {}).get("cpu") or {}
+    speedup = cpu8.get("cpu_ort_speedup_vs_fp32")
+    if isinstance(speedup, (int, float)) and speedup < 1.0:
+        console.print(f"[yellow]note: model.int8.onnx ran at {speedup:.2f}x the speed of model.onnx on this CPU "
+                      "(parity batches); keep FP32 here — infer uses it unless --precision int8[/]")
     console.print(f"done in {seconds:.1f} s")
