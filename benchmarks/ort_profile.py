@@ -9,6 +9,10 @@ the exact CPU rewrites for FP32 files), runs it ``--runs`` times on a real photo
 on, and prints milliseconds per run and share of the total for each operator type. For MatMul/Gemm
 nodes it also adds up the multiply-adds from the profiled input shapes and prints the achieved
 GFLOP/s — the figure that tells whether a GEMM-bound graph has anything left to gain.
+
+``--roof`` first measures the reference rates on the same cores: PyTorch's SGEMM on a 4096³ product
+and on the stage-1 MLP product of ``pvt_small`` (3136·batch × 64 × 512), and one RetinaNet head conv
+(256 → 256 channels, 3x3, 80x80, FP32) in PyTorch and in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -40,6 +44,51 @@ def gemm_flops(args: dict[str, Any]) -> float:
     return 2.0 * math.prod(y) * a[-1] if a and y else 0.0
 
 
+def _median_s(fn: Any, runs: int = 7) -> float:
+    import time
+
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def roof(threads: int, batch: int) -> None:
+    """Reference FP32 rates on these cores (GFLOP/s): what a GEMM/conv-bound graph can hope for."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    torch.set_num_threads(threads)
+    rows = []
+    with torch.inference_mode():
+        for m, k, n in ((4096, 4096, 4096), (3136 * batch, 64, 512)):
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            rows.append([f"PyTorch SGEMM {m}x{k}x{n}", f"{2 * m * k * n / _median_s(lambda a=a, b=b: a @ b) / 1e9:.0f}"])
+        x, w, bias = torch.randn(1, 256, 80, 80), torch.randn(256, 256, 3, 3), torch.randn(256)
+        flops = 2.0 * 80 * 80 * 256 * 256 * 9
+        t = _median_s(lambda: torch.nn.functional.conv2d(x, w, bias, padding=1))
+        rows.append(["PyTorch conv 3x3 256->256 80x80", f"{flops / t / 1e9:.0f}"])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 80, 80])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w.numpy(), "w"), numpy_helper.from_array(bias.numpy(), "b")])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"x": np.ascontiguousarray(x.numpy())}
+    rows.append(["ONNX Runtime conv 3x3 256->256 80x80", f"{flops / _median_s(lambda: session.run(None, feed)) / 1e9:.0f}"])
+    print(f"\nFP32 reference rates, {threads} threads")
+    common.print_table(rows, ["kernel", "GFLOP/s"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_small-cls")
@@ -50,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
+    ap.add_argument("--roof", action="store_true", help="also measure reference SGEMM/conv rates first")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -74,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     feed, _ = common.bench_input(Predictor(spec, manifest, imgsz=(size, size)), args.batch)
     threads = int(spec.info.details["intra_op_threads"])
     spec.close()
+    if args.roof:
+        roof(threads, args.batch)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
