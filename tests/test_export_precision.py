@@ -83,7 +83,7 @@ def test_parity_figures_in_manifest(det_artifact) -> None:
     assert parity["model.fp16.onnx"]["agreement"] >= 0.97
     for name in ("model.int8.onnx", "model.int8.trt.onnx"):
         assert parity[name]["outputs"]["scores"]["cosine"] > 0.999
-        assert parity[name]["agreement"] >= 0.9
+        assert parity[name]["agreement"] >= (0.97 if name == "model.int8.onnx" else 0.9)  # 0.992 / 0.992 here
         assert parity[name]["task"]["required_ref"] > 50  # the comparison is about real detections
     assert "cpu_ort_speedup_vs_fp32" in det_artifact.manifest["precision"]["int8"]["cpu"]
 
