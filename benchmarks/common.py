@@ -323,6 +323,18 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
     return out
 
 
+def median_call(fn: Callable[[], Any], n: int = 5, warmup: int = 0) -> float:
+    """Median seconds of ``n`` calls of ``fn`` after ``warmup`` untimed ones (a quick, non-interleaved figure)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def median_s(t: Timing) -> float:
     return statistics.median(t.seconds) if t.seconds else float("nan")
 

@@ -44,19 +44,6 @@ def gemm_flops(args: dict[str, Any]) -> float:
     return 2.0 * math.prod(y) * a[-1] if a and y else 0.0
 
 
-def _median_s(fn: Any, runs: int = 7) -> float:
-    import time
-
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
 def roof(threads: int, batch: int) -> None:
     """Reference FP32 rates on these cores (GFLOP/s): what a GEMM/conv-bound graph can hope for."""
     import numpy as np
@@ -69,10 +56,11 @@ def roof(threads: int, batch: int) -> None:
     with torch.inference_mode():
         for m, k, n in ((4096, 4096, 4096), (3136 * batch, 64, 512)):
             a, b = torch.randn(m, k), torch.randn(k, n)
-            rows.append([f"PyTorch SGEMM {m}x{k}x{n}", f"{2 * m * k * n / _median_s(lambda a=a, b=b: a @ b) / 1e9:.0f}"])
+            t = common.median_call(lambda a=a, b=b: a @ b, 7, warmup=2)
+            rows.append([f"PyTorch SGEMM {m}x{k}x{n}", f"{2 * m * k * n / t / 1e9:.0f}"])
         x, w, bias = torch.randn(1, 256, 80, 80), torch.randn(256, 256, 3, 3), torch.randn(256)
         flops = 2.0 * 80 * 80 * 256 * 256 * 9
-        t = _median_s(lambda: torch.nn.functional.conv2d(x, w, bias, padding=1))
+        t = common.median_call(lambda: torch.nn.functional.conv2d(x, w, bias, padding=1), 7, warmup=2)
         rows.append(["PyTorch conv 3x3 256->256 80x80", f"{flops / t / 1e9:.0f}"])
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "conv",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 80, 80])],
@@ -84,7 +72,8 @@ def roof(threads: int, batch: int) -> None:
     session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
                                    .SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"x": np.ascontiguousarray(x.numpy())}
-    rows.append(["ONNX Runtime conv 3x3 256->256 80x80", f"{flops / _median_s(lambda: session.run(None, feed)) / 1e9:.0f}"])
+    t = common.median_call(lambda: session.run(None, feed), 7, warmup=2)
+    rows.append(["ONNX Runtime conv 3x3 256->256 80x80", f"{flops / t / 1e9:.0f}"])
     print(f"\nFP32 reference rates, {threads} threads")
     common.print_table(rows, ["kernel", "GFLOP/s"])
 

@@ -135,14 +135,14 @@ def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str
     for batch in batches:
         images = [photo_arrays[i % len(photo_arrays)] for i in range(batch)]
         feed, records = predictor.preprocess(images)
-        pre_s = _median_call(partial(predictor.preprocess, images))
+        pre_s = common.median_call(partial(predictor.preprocess, images))
         runnable = {k: v for k, v in loaded.items() if v.infer is not None}
         load_before = common.load_average()
         timings = common.interleaved({k: partial(v.infer, feed) for k, v in runnable.items() if v.infer},
                                      rounds=args.rounds, warmup=args.warmup, budget_s=args.budget)
         outputs = torch_variant.infer(feed)
         frames = [_Frame(im) for im in images]
-        post_s = _median_call(partial(predictor.postprocess, outputs, records, frames))
+        post_s = common.median_call(partial(predictor.postprocess, outputs, records, frames))
         ref_median = common.median_s(timings["torch"])
         case = {"model": model, "task": task, "input": list(feed["images"].shape), "batch": batch,
                 "rounds": len(timings["torch"].seconds), "load_average": [load_before, common.load_average()],
@@ -180,15 +180,6 @@ class _Frame:
 
     def __init__(self, image: Any) -> None:
         self.image = image
-
-
-def _median_call(fn: Callable[[], Any], n: int = 5) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def _print_case(case: dict[str, Any]) -> None:
