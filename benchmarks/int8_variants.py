@@ -46,15 +46,14 @@ FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
     """Write the ``flavour`` INT8 graph of ``folder/model.onnx`` to ``out``; return its settings."""
-    import numpy as np
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_dynamic, quantize_static
 
     from pvt_deploy.export.calibration import calibration_reader
     from pvt_deploy.export.precision import (
-        SCORE_LOGIT_WINDOW,
         cpu_int8_plan,
         int8_settings,
+        score_window_overrides,
         unquantize_other_inputs,
     )
 
@@ -71,8 +70,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
     kwargs = int8_settings("cpu", "static")["kwargs"]
     plan = cpu_int8_plan(prepared)
     nodes, scores, restore = plan.nodes, plan.scores, True
-    window = {t: [{"rmin": np.float32(SCORE_LOGIT_WINDOW[0]), "rmax": np.float32(SCORE_LOGIT_WINDOW[1])}]
-              for t in scores}
+    window = score_window_overrides(scores)
     if flavour == "no-window":
         window = {}
     elif flavour == "7bit":
@@ -90,7 +88,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         if not nodes:
             raise ValueError("no RetinaNet head convs in this graph (the head flavour is for detectors)")
         kwargs["reduce_range"], kwargs["extra_options"], window, restore = True, {"MatMulConstBOnly": True}, {}, False
-    elif flavour != "export":
+    else:
         raise ValueError(f"unknown flavour {flavour!r}")
     kwargs["extra_options"] = {**kwargs["extra_options"], "TensorQuantOverrides": window}
     quantize_static(str(prepared), str(out), calibration_reader(batches), nodes_to_quantize=nodes,

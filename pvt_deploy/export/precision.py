@@ -252,7 +252,6 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     the CPU flavour keeps INT8), see :func:`unquantize_other_inputs`.
     ``dst`` is written directly: pass a temporary path and move it into place.
     """
-    import numpy as np
     import onnx
     from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
 
@@ -268,8 +267,7 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     record = dict(settings["record"])
     if record["method"] == "static" and nodes is not None:
         settings["kwargs"]["nodes_to_quantize"] = nodes
-        lo, hi = (np.float32(v) for v in SCORE_LOGIT_WINDOW)
-        settings["kwargs"]["extra_options"]["TensorQuantOverrides"] = {t: [{"rmin": lo, "rmax": hi}] for t in scores}
+        settings["kwargs"]["extra_options"]["TensorQuantOverrides"] = score_window_overrides(scores)
         record["nodes"] = len(nodes)
         if scores:
             record["score_logit_window"] = list(SCORE_LOGIT_WINDOW)
@@ -297,6 +295,14 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
         for q, lv in zip(quiet, levels, strict=True):
             q.setLevel(lv)
     return record
+
+
+def score_window_overrides(scores: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``TensorQuantOverrides`` that quantize the ``scores`` tensors over :data:`SCORE_LOGIT_WINDOW`."""
+    import numpy as np
+
+    lo, hi = (np.float32(v) for v in SCORE_LOGIT_WINDOW)  # the quantizer wants numpy scalars here
+    return {t: [{"rmin": lo, "rmax": hi}] for t in scores}
 
 
 class Int8Plan(NamedTuple):
@@ -339,11 +345,12 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
 
     convs = [n for n in graph.node if n.op_type == "Conv"]
     feeding = {c.name for c in convs if any(m.op_type == "Conv" for m in after_relu(c.output[0]))}
-    chained = {c.name for c in convs if c.name in feeding or getattr(before_relu(c.input[0]), "name", None) in feeding}
+    chained = [c for c in convs if c.name in feeding or getattr(before_relu(c.input[0]), "name", None) in feeding]
+    chained_names = {c.name for c in chained}
     nodes = [n.name for n in graph.node
-             if n.name in chained or (n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in stored)]
-    scores = [c.output[0] for c in convs if c.name in chained and any(SCORE_CONV_MARKER in x for x in c.input[1:2] + [c.name])]
-    return Int8Plan(nodes, [c.name for c in convs if c.name in chained], scores)
+             if n.name in chained_names or (n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in stored)]
+    scores = [c.output[0] for c in chained if SCORE_CONV_MARKER in c.name or SCORE_CONV_MARKER in c.input[1]]
+    return Int8Plan(nodes, [c.name for c in chained], scores)
 
 
 def temporary_dir(parent: str | os.PathLike[str]) -> tempfile.TemporaryDirectory[str]:

@@ -22,6 +22,7 @@ Session choices and why:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -60,6 +61,7 @@ def guess_precision(path: str | os.PathLike[str]) -> str:
     return "fp32"
 
 
+@functools.cache
 def cpu_int8_dot_product() -> bool | None:
     """Does this CPU have 8-bit dot-product instructions (x86 VNNI)? ``None``: cannot tell.
 
