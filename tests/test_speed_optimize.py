@@ -78,7 +78,7 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
 def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int) -> None:
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
-    assert report.rewrites == {"sra_attention": attention, "mlp_convs": mlp}
+    assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -103,9 +103,15 @@ def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path
 
 
 def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
+    from pvt_deploy.export.graph import set_metadata
+
     path, _ = _export("pvt_v2_b0", (96, 128), tmp_path)
-    optimized, report = optimize_for_ort(onnx.load(str(path)))
-    assert report.rewrites == {"sra_attention": 8, "mlp_convs": 8}
+    model = onnx.load(str(path))
+    # At a 160x160 input P3 is 20x20 (25 Winograd tiles): the FPN output conv, the 4+4 stacked head
+    # convs and the 720-channel score conv qualify there; the 36-channel box conv and P4-P7 do not.
+    set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
+    optimized, report = optimize_for_ort(model)
+    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -119,7 +125,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
 def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
-    assert set(REWRITES) == {"sra_attention", "mlp_convs"}
+    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -170,7 +176,7 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
     fast = OnnxRuntimeBackend(src, device="cpu")
     plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
-    assert fast.info.details["graph_rewrites"] == {"sra_attention": 8, "mlp_convs": 8}
+    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8}
     assert plain.info.details["graph_rewrites"] is None
     x = _images(2, 128, 96)
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
@@ -230,3 +236,62 @@ def test_int8_plan_quantizes_matmuls_and_conv_chains_only(graphs: dict, tmp_path
     assert record["method"] == "dynamic"
     ops = {n.op_type for n in onnx.load(str(tmp_path / "cls.int8.onnx")).graph.node}
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops
+
+
+def _conv_graph(tmp: Path, imgsz: tuple[int, int] | None) -> Path:
+    """images (N, 128, H, W) -> 3x3 conv+ReLU (wide, bias) -> 3x3 conv (wide, no bias) -> 3x3 conv
+    128->64 (narrow) -> 3x3 stride-2 conv: the first two qualify for Winograd, the last two never."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pvt_deploy.export.graph import set_metadata
+
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array((rng.standard_normal(shape) * 0.05).astype(np.float32), name) for name, shape in (
+        ("w0", (128, 128, 3, 3)), ("b0", (128,)), ("w1", (128, 128, 3, 3)), ("w2", (64, 128, 3, 3)),
+        ("w3", (64, 64, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["images", "w0", "b0"], ["c0"], name="wide_bias", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w1"], ["c1"], name="wide", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], name="narrow", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c2", "w3"], ["y"], name="strided", pads=[1, 1, 1, 1], strides=[2, 2])]
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                              ["batch", 128, "height", "width"])],
+                              [helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["batch", 128, "height", "width"]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, "h2", "w2"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if imgsz is not None:
+        set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": list(imgsz)}})
+    path = tmp / "convs.onnx"
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_winograd_rewrite_equals_direct_conv_at_any_size(tmp_path: Path) -> None:
+    from pvt_deploy.export.optimize import winograd_convs
+
+    path = _conv_graph(tmp_path, (20, 20))  # 5x5 = 25 tiles: exactly the threshold
+    model = onnx.load(str(path))
+    assert winograd_convs(model) == 2
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Conv") == 2 + 2  # two input transforms + the narrow and the strided conv
+    assert ops.count("DepthToSpace") == 2
+    onnx.checker.check_model(model)
+    out = tmp_path / "wino.onnx"
+    onnx.save_model(model, str(out))
+    a, b = _session(path), _session(out)
+    rng = np.random.default_rng(1)
+    # the nominal size, sizes that are not multiples of 4 (cropped tiles), a batch, one tile, a 1-pixel map
+    for n, h, w in ((1, 20, 20), (2, 23, 37), (1, 4, 4), (1, 1, 1), (3, 9, 6)):
+        x = rng.standard_normal((n, 128, h, w)).astype(np.float32)
+        for ra, rb in zip(a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
+            assert ra.shape == rb.shape
+            assert float(np.abs(ra - rb).max()) <= 2e-5 * float(np.abs(ra).max()), (n, h, w)
+
+
+def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
+    from pvt_deploy.export.optimize import winograd_convs
+
+    assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (16, 16))))) == 0  # 16 tiles
+    assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 16))))) == 0  # 5 x 4 = 20 < 25
+    assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 20))))) == 2  # 5 x 5
+    assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, None)))) == 0  # no input size to decide by
