@@ -239,24 +239,24 @@ def test_int8_plan_quantizes_matmuls_and_conv_chains_only(graphs: dict, tmp_path
 
 
 def _conv_graph(tmp: Path, imgsz: tuple[int, int] | None) -> Path:
-    """images (N, 128, H, W) -> 3x3 conv+ReLU (wide, bias) -> 3x3 conv (wide, no bias) -> 3x3 conv
-    128->64 (narrow) -> 3x3 stride-2 conv: the first two qualify for Winograd, the last two never."""
+    """images (N, 256, H, W) -> 3x3 conv+ReLU (wide, bias) -> 3x3 conv (wide, no bias) -> 3x3 conv
+    256->128 (narrow) -> 3x3 stride-2 conv: the first two qualify for Winograd, the last two never."""
     from onnx import TensorProto, helper, numpy_helper
 
     from pvt_deploy.export.graph import set_metadata
 
     rng = np.random.default_rng(7)
     inits = [numpy_helper.from_array((rng.standard_normal(shape) * 0.05).astype(np.float32), name) for name, shape in (
-        ("w0", (128, 128, 3, 3)), ("b0", (128,)), ("w1", (128, 128, 3, 3)), ("w2", (64, 128, 3, 3)),
-        ("w3", (64, 64, 3, 3)))]
+        ("w0", (256, 256, 3, 3)), ("b0", (256,)), ("w1", (256, 256, 3, 3)), ("w2", (128, 256, 3, 3)),
+        ("w3", (64, 128, 3, 3)))]
     nodes = [helper.make_node("Conv", ["images", "w0", "b0"], ["c0"], name="wide_bias", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c0"], ["r0"]),
              helper.make_node("Conv", ["r0", "w1"], ["c1"], name="wide", pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["c1", "w2"], ["c2"], name="narrow", pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["c2", "w3"], ["y"], name="strided", pads=[1, 1, 1, 1], strides=[2, 2])]
     graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                              ["batch", 128, "height", "width"])],
-                              [helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["batch", 128, "height", "width"]),
+                                                                              ["batch", 256, "height", "width"])],
+                              [helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["batch", 256, "height", "width"]),
                                helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, "h2", "w2"])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     if imgsz is not None:
@@ -282,7 +282,7 @@ def test_winograd_rewrite_equals_direct_conv_at_any_size(tmp_path: Path) -> None
     rng = np.random.default_rng(1)
     # the nominal size, sizes that are not multiples of 4 (cropped tiles), a batch, one tile, a 1-pixel map
     for n, h, w in ((1, 20, 20), (2, 23, 37), (1, 4, 4), (1, 1, 1), (3, 9, 6)):
-        x = rng.standard_normal((n, 128, h, w)).astype(np.float32)
+        x = rng.standard_normal((n, 256, h, w)).astype(np.float32)
         for ra, rb in zip(a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
             assert ra.shape == rb.shape
             assert float(np.abs(ra - rb).max()) <= 2e-5 * float(np.abs(ra).max()), (n, h, w)

@@ -508,10 +508,12 @@ _WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0
                      [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 #: Convolutions narrower than this (input or output channels) stay direct: their GEMMs are too small
-#: for the transforms to pay (measured: 64->64 channels is 0.4-1.25x, 256->36 is 0.86-1.27x).
-WINOGRAD_MIN_CHANNELS = 128
+#: for the transforms to pay (``benchmarks/winograd.py``: 128->128 is 0.74-1.21x, 256->128
+#: 1.08-1.53x, 256->36 0.72-0.99x; 256->256 and wider 1.1-2.3x).
+WINOGRAD_MIN_CHANNELS = 256
 #: ... and so do maps with fewer 4x4 output tiles than this at the model's own input size: at 10x10
-#: (9 tiles) the fixed cost of the extra nodes makes a 256->256 conv 0.8x, at 20x20 (25 tiles) 1.8x.
+#: (9 tiles) the fixed cost of the extra nodes makes a 256->256 conv 0.5-0.8x, at 20x20 (25 tiles)
+#: 1.1-1.8x.
 WINOGRAD_MIN_TILES = 25
 
 
@@ -554,7 +556,8 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def _winograd_candidate(g: _Graph, conv: Any, shapes: Mapping[str, list[int]]) -> bool:
+def _winograd_candidate(g: _Graph, conv: Any, shapes: Mapping[str, list[int]], min_channels: int,
+                        min_tiles: int) -> bool:
     weight = g.const(conv.input[1]) if len(conv.input) > 1 else None
     if weight is None or weight.dtype != np.float32 or weight.shape[2:] != (3, 3):
         return False
@@ -566,12 +569,13 @@ def _winograd_candidate(g: _Graph, conv: Any, shapes: Mapping[str, list[int]]) -
         return False
     k, c = weight.shape[:2]
     shape = shapes.get(conv.input[0])
-    if shape is None or len(shape) != 4 or min(k, c) < WINOGRAD_MIN_CHANNELS:
+    if shape is None or len(shape) != 4 or min(k, c) < min_channels:
         return False
-    return -(-shape[2] // 4) * -(-shape[3] // 4) >= WINOGRAD_MIN_TILES
+    return -(-shape[2] // 4) * -(-shape[3] // 4) >= min_tiles
 
 
-def winograd_convs(model: onnx.ModelProto) -> int:
+def winograd_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
+                   min_tiles: int = WINOGRAD_MIN_TILES) -> int:
     """Run wide 3x3 stride-1 convolutions (RetinaNet/FPN heads) as Winograd F(4x4, 3x3).
 
     Per conv, with T = ceil(H/4) * ceil(W/4) output tiles:
@@ -585,15 +589,15 @@ def winograd_convs(model: onnx.ModelProto) -> int:
 
     Exact in real arithmetic; in float32 the result differs from the direct conv by ~1e-5 of the
     output's magnitude (the transforms' coefficients reach 8 and 1/24). Which convs are rewritten is
-    decided at the model's own input size (``WINOGRAD_MIN_*``); the rewritten graph is correct at
-    every size.
+    decided at the model's own input size (``min_channels``, ``min_tiles``); the rewritten graph is
+    correct at every size. ``benchmarks/winograd.py`` measures where the thresholds come from.
     """
     from onnx import helper
 
     g = _Graph(model)
     convs = [n for n in g.graph.node if n.op_type == "Conv"]
     shapes = _nominal_shapes(model) if convs else {}
-    found = [n for n in convs if _winograd_candidate(g, n, shapes)]
+    found = [n for n in convs if _winograd_candidate(g, n, shapes, min_channels, min_tiles)]
     if not found:
         return 0
     bt2 = np.einsum("ai,bj->abij", _WINO_BT, _WINO_BT).reshape(36, 1, 6, 6)
@@ -693,6 +697,9 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 
 
 REWRITES = ("winograd_convs", "sra_attention", "mlp_convs")
+#: Bumped whenever a rewrite changes what it produces: part of the session cache's key
+#: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
+RECIPE = 2
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:

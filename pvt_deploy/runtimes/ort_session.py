@@ -8,8 +8,8 @@ ONNX Runtime reads. Building the copy takes 0.1-2.5 s (2.4 s for the pvt_small d
 the source a fraction of one, so sessions build it on first load and reuse it:
 
 * the copy lives in ``.ort-cache/`` beside the source (or in ``~/.cache/pvt-deploy/ort`` when that
-  folder is read-only), named by the source's sha256, the rewrites, and the pvt-deploy and
-  onnxruntime versions — a re-exported ``model.onnx`` or an upgrade gets a fresh copy, never a stale one;
+  folder is read-only), named by the source's sha256, the rewrites and their recipe number, and the
+  pvt-deploy and onnxruntime versions — a re-exported ``model.onnx`` or an upgrade gets a fresh copy, never a stale one;
 * it is written atomically, so two processes starting together at worst both build it;
 * a graph where no rewrite applies (an INT8 Q/DQ graph, an unfamiliar export) is recorded as such and
   the source is loaded as is;
@@ -89,7 +89,9 @@ def _key(source: Path, rewrites: Sequence[str]) -> str:
         version = metadata.version("pvt-deploy")
     except metadata.PackageNotFoundError:
         version = "0"
-    text = json.dumps([_sha256(source), sorted(rewrites), version, onnxruntime.__version__])
+    from pvt_deploy.export.optimize import RECIPE
+
+    text = json.dumps([_sha256(source), sorted(rewrites), RECIPE, version, onnxruntime.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
