@@ -142,6 +142,28 @@ def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path
     src.write_bytes(graphs["pvt_tiny-cls"][0].read_bytes())
     third = optimized_graph(src)
     assert third.path != first.path and third.rewrites["mlp_convs"] == 0
+    assert not first.path.exists() and not first.path.with_suffix(".json").exists()  # the stale copy is gone
+
+
+def test_new_recipe_replaces_only_its_own_sources_copy(graphs: dict, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.export import optimize
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    shared = tmp_path / "user-cache"  # one folder for many exports, as ~/.cache/pvt-deploy/ort is
+    a, b = tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx"
+    for src, name in ((a, "pvt_v2_b0-cls"), (b, "pvt_tiny-cls")):
+        src.parent.mkdir()
+        src.write_bytes(graphs[name][0].read_bytes())
+    old_a, old_b = optimized_graph(a, cache_dir=shared), optimized_graph(b, cache_dir=shared)
+    assert old_a.path.parent == old_b.path.parent == shared and old_a.path != old_b.path
+    monkeypatch.setattr(optimize, "RECIPE", optimize.RECIPE + 1)
+    new_a = optimized_graph(a, cache_dir=shared)
+    assert new_a.changed and not new_a.cached and new_a.path != old_a.path and new_a.path.exists()
+    assert not old_a.path.exists()  # a's stale copy is gone ...
+    assert old_b.path.exists()  # ... b's (same file name stem, other source) is not
+    new_b = optimized_graph(b, cache_dir=shared)
+    assert not old_b.path.exists() and new_b.path.exists() and new_a.path.exists()
 
 
 def test_graph_without_matches_loads_as_is(tmp_path: Path) -> None:

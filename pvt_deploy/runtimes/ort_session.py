@@ -11,6 +11,8 @@ the source a fraction of one, so sessions build it on first load and reuse it:
   folder is read-only), named by the source's sha256, the rewrites and their recipe number, and the
   pvt-deploy and onnxruntime versions — a re-exported ``model.onnx`` or an upgrade gets a fresh copy, never a stale one;
 * it is written atomically, so two processes starting together at worst both build it;
+* building a new copy deletes the copies earlier recipes or versions built for the same source
+  (a detector's is ~260 MB), so upgrades do not pile them up;
 * a graph where no rewrite applies (an INT8 Q/DQ graph, an unfamiliar export) is recorded as such and
   the source is loaded as is;
 * any failure falls back to the source graph with a warning: an optimisation never stops inference.
@@ -26,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +142,29 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     if changed:
         with atomic_path(target) as tmp:
             onnx.save_model(optimized, str(tmp))
-    atomic_write_text(record, json.dumps({"source": str(src), "changed": changed, **report.to_json()}, indent=1))
+    atomic_write_text(record, json.dumps({"source": str(src.resolve()), "changed": changed, **report.to_json()},
+                                         indent=1))
+    _prune_stale(src, record)
     if changed:
         log.info("%s: CPU rewrites %s -> %s", src.name, report.rewrites, target)
         return OptimizedGraph(target, src, dict(report.rewrites))
     return OptimizedGraph(src, src, dict(report.rewrites))
+
+
+def _prune_stale(src: Path, keep: Path) -> None:
+    """Delete the copies an earlier recipe or version built for the same source (a detector's copy
+    is ~260 MB): records beside ``keep`` named ``<stem>.<key>.json`` whose ``source`` is ``src``.
+    Copies of other sources sharing the folder (the per-user cache) are never touched."""
+    pattern = re.compile(rf"{re.escape(src.stem)}\.[0-9a-f]{{20}}\.json")
+    me = src.resolve()
+    for other in keep.parent.glob(f"{src.stem}.*.json"):
+        if other == keep or not pattern.fullmatch(other.name):
+            continue
+        try:
+            if Path(json.loads(other.read_text()).get("source", "")).resolve() != me:
+                continue
+            other.with_suffix(".onnx").unlink(missing_ok=True)
+            other.unlink(missing_ok=True)
+            log.info("%s: removed the stale CPU graph %s", src.name, other.with_suffix(".onnx").name)
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable or racing with another process: leave it
