@@ -449,9 +449,8 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
             method = int8_cpu if flavour == "cpu" else "static"
             with steps.phase(f"int8-{flavour}"):
                 raw = tmp / f"{flavour}.onnx"
-                record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
-                                            cache=tmp / "calibration.json")
-                model8 = onnx.load(str(raw))
+                model8, record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
+                                                    cache=tmp / "calibration.json")
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
             out.files[name] = file_entry(folder / name, "int8", flavour=flavour)

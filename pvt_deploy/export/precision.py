@@ -243,14 +243,15 @@ def unquantize_other_inputs(model: onnx.ModelProto, quantized: Collection[str] |
 
 def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
                   batches: Sequence[Batch], method: str = "static", cache: str | os.PathLike[str] | None = None,
-                  input_name: str = "images") -> dict[str, Any]:
-    """Quantize ``prepared`` (see :func:`prepare_for_quantization`) into ``dst``; return the record.
+                  input_name: str = "images") -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Quantize ``prepared`` (see :func:`prepare_for_quantization`); return the graph and its record.
 
     ``cache``: a calibration-range file shared by the static flavours of one export, so the images
     run through the graph once (ranges are raw min/max; symmetry is applied per flavour afterwards).
     Static graphs leave here with Q/DQ only on the inputs of the quantized nodes (and on the outputs
     the CPU flavour keeps INT8), see :func:`unquantize_other_inputs`.
-    ``dst`` is written directly: pass a temporary path and move it into place.
+    ``dst`` is a scratch path onnxruntime's quantizer writes its own output to (pass a temporary
+    path); the returned graph is the final one, which the caller saves where it belongs.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
@@ -278,6 +279,7 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     try:
         if record["method"] == "dynamic":
             quantize_dynamic(str(prepared), str(dst), **settings["kwargs"])
+            model = onnx.load(str(dst))
         else:
             quantize_static(str(prepared), str(dst), calibration_reader(batches, input_name),
                             calibrate_method=CalibrationMethod.MinMax,
@@ -286,7 +288,6 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
                                      "images": sum(len(b.names) for b in batches)}
             model = onnx.load(str(dst))
             record["float_inputs_restored"] = unquantize_other_inputs(model, nodes, keep=scores)
-            onnx.save_model(model, str(dst))
     except (InputError, PvtDeployError):
         raise
     except Exception as e:
@@ -294,7 +295,7 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     finally:
         for q, lv in zip(quiet, levels, strict=True):
             q.setLevel(lv)
-    return record
+    return model, record
 
 
 def score_window_overrides(scores: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
