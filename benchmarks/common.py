@@ -323,6 +323,31 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
     return out
 
 
+def ort_cpu_session(model: str | os.PathLike[str] | Any, *, level: str = "all", threads: int | None = None,
+                    spin: bool = False, save_to: Path | None = None, profile_prefix: str | None = None) -> Any:
+    """An ONNX Runtime CPU session on ``model`` (a path or a ``ModelProto``) with the backend's defaults:
+    optimisation level ``level``, ``threads`` intra-op threads (default physical cores), no spinning."""
+    import onnxruntime as ort
+
+    from pvt_deploy.runtimes.torch import physical_cores
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                   "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
+    so.intra_op_num_threads = threads or physical_cores()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if save_to is not None:
+        so.optimized_model_filepath = str(save_to)
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+
+
 def median_call(fn: Callable[[], Any], n: int = 5, warmup: int = 0) -> float:
     """Median seconds of ``n`` calls of ``fn`` after ``warmup`` untimed ones (a quick, non-interleaved figure)."""
     for _ in range(warmup):

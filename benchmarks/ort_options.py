@@ -39,25 +39,6 @@ import common  # noqa: E402
 SETTINGS = ("default", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
 
 
-def session(path: Path, *, level: str = "all", threads: int | None = None, spin: bool = False,
-            save_to: Path | None = None) -> Any:
-    import onnxruntime as ort
-
-    from pvt_deploy.runtimes.torch import physical_cores
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                   "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
-    so.intra_op_num_threads = threads or physical_cores()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    if save_to is not None:
-        so.optimized_model_filepath = str(save_to)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def transformers_optimized(src: Path, dst: Path) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -97,17 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     sessions: dict[str, Any] = {}
     for name in wanted:
         if name == "default":
-            sessions[name] = session(rewritten)
+            sessions[name] = common.ort_cpu_session(rewritten)
         elif name == "no-rewrites":
-            sessions[name] = session(src)
+            sessions[name] = common.ort_cpu_session(src)
         elif name == "spin":
-            sessions[name] = session(rewritten, spin=True)
+            sessions[name] = common.ort_cpu_session(rewritten, spin=True)
         elif name in ("extended", "basic"):
-            sessions[name] = session(rewritten, level=name)
+            sessions[name] = common.ort_cpu_session(rewritten, level=name)
         elif name == "threads-1":
-            sessions[name] = session(rewritten, threads=1)
+            sessions[name] = common.ort_cpu_session(rewritten, threads=1)
         elif name == "transformers-opt":
-            sessions[name] = session(transformers_optimized(src, tmp / "transformers.onnx"))
+            sessions[name] = common.ort_cpu_session(transformers_optimized(src, tmp / "transformers.onnx"))
     from pvt_deploy.runtimes.base import TensorSpec
 
     class _Spec:
@@ -138,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Session creation: from the exported graph vs from a saved optimised graph.
     saved = tmp / "optimized.onnx"
-    session(rewritten, level="extended", save_to=saved)
+    common.ort_cpu_session(rewritten, level="extended", save_to=saved)
     create: dict[str, list[float]] = {"from model.onnx (+rewrites)": [], "from saved optimised graph": []}
     for _ in range(3):
         for label, path in (("from model.onnx (+rewrites)", rewritten), ("from saved optimised graph", saved)):
             t0 = time.perf_counter()
-            session(path)
+            common.ort_cpu_session(path)
             create[label].append(time.perf_counter() - t0)
     print("\nsession creation (median of 3): " + "; ".join(f"{k} {1000 * float(np.median(v)):.0f} ms"
                                                           for k, v in create.items()))

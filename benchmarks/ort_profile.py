@@ -47,7 +47,6 @@ def gemm_flops(args: dict[str, Any]) -> float:
 def roof(threads: int, batch: int) -> None:
     """Reference FP32 rates on these cores (GFLOP/s): what a GEMM/conv-bound graph can hope for."""
     import numpy as np
-    import onnxruntime as ort
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
@@ -66,11 +65,8 @@ def roof(threads: int, batch: int) -> None:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 80, 80])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(w.numpy(), "w"), numpy_helper.from_array(bias.numpy(), "b")])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-                                   .SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = common.ort_cpu_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                                     threads=threads)
     feed = {"x": np.ascontiguousarray(x.numpy())}
     t = common.median_call(lambda: session.run(None, feed), 7, warmup=2)
     rows.append(["ONNX Runtime conv 3x3 256->256 80x80", f"{flops / t / 1e9:.0f}"])
@@ -92,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    import onnxruntime as ort
 
     from pvt_deploy.manifest import read_manifest
     from pvt_deploy.models import resolve_name
@@ -115,14 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     spec.close()
     if args.roof:
         roof(threads, args.batch)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pvt-ort-profile")
-    session = ort.InferenceSession(str(optimized_graph(path).path), options, providers=["CPUExecutionProvider"])
+    session = common.ort_cpu_session(optimized_graph(path).path, threads=threads,
+                                     profile_prefix=str(Path(os.environ.get("TMPDIR", "/tmp")) / "pvt-ort-profile"))
     warmup = 3
     for _ in range(warmup + args.runs):
         session.run(None, feed)

@@ -55,19 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import onnx
-    import onnxruntime as ort
 
     from pvt_deploy.export.optimize import WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, winograd_convs
     from pvt_deploy.runtimes.torch import physical_cores
 
     threads = args.threads or physical_cores()
     print(common.header_lines(common.machine()))
-
-    def session(model: onnx.ModelProto) -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     rows = []
     for pair in args.channels.split(","):
@@ -77,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             wino = onnx.ModelProto.FromString(direct.SerializeToString())
             winograd_convs(wino, min_channels=0, min_tiles=0)
             default = winograd_convs(onnx.ModelProto.FromString(direct.SerializeToString())) > 0
-            a, b = session(direct), session(wino)
+            a, b = common.ort_cpu_session(direct, threads=threads), common.ort_cpu_session(wino, threads=threads)
             feed = {"images": np.random.default_rng(1).standard_normal((1, cin, size, size)).astype(np.float32)}
             ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
             err = float(np.abs(ya - yb).max() / max(float(np.abs(ya).max()), 1e-12))
