@@ -21,7 +21,7 @@ section):
   and MLAS runs them directly at the machine's FMA roof (~215 GFLOP/s here, as PyTorch does).
   Winograd's algorithm needs 2.25x fewer multiplies per output; written with standard ONNX ops (a
   6x6 stride-4 transform conv, one batched MatMul, a (16, 36) MatMul and ``DepthToSpace``) a
-  256->256 conv at 80x80 takes 16-17 ms instead of 33. Only wide convs on maps of at least 25 tiles
+  256->256 conv at 80x80 takes 20 ms instead of 36. Only wide convs on maps of at least 25 tiles
   (at the model's own input size) are rewritten; smaller ones pay more in node overhead than they save.
 * **Token MLP as NCHW convolutions.** PVT v2's MLP is ``fc1 -> (B, N, 4C) -> transpose -> 3x3
   depthwise conv -> transpose -> GELU -> fc2``: two transposes of the *widest* tensor of the block.
@@ -508,13 +508,15 @@ _WINO_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 
 _WINO_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                      [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
-#: Convolutions narrower than this (input or output channels) stay direct: their GEMMs are too small
-#: for the transforms to pay (``benchmarks/winograd.py``: 128->128 is 0.74-1.21x, 256->128
-#: 1.08-1.53x, 256->36 0.72-0.99x; 256->256 and wider 1.1-2.3x).
+#: Convolutions narrower than this (input or output channels) stay direct. ``benchmarks/winograd.py``
+#: with the backend's settings (spinning off): 256->256 and wider 1.05-2.2x on maps of 20x20 and up,
+#: 256->36 0.5-1.0x. 256 was chosen from a first run with spinning on, where 128->128 gained only
+#: 0.74-1.21x; with spinning off 128->128 gains 1.1-1.5x and 256->128 1.45-1.74x on maps of 32x32
+#: and up, so 128 deserves a re-measurement end to end (it would add the Semantic FPN head convs).
 WINOGRAD_MIN_CHANNELS = 256
 #: ... and so do maps with fewer 4x4 output tiles than this at the model's own input size: at 10x10
-#: (9 tiles) the fixed cost of the extra nodes makes a 256->256 conv 0.5-0.8x, at 20x20 (25 tiles)
-#: 1.1-1.8x.
+#: (9 tiles) the fixed cost of the extra nodes makes a 256->256 conv 0.6x, at 20x20 (25 tiles)
+#: 1.05x (256->720: 1.5x, 512->256: 1.6x).
 WINOGRAD_MIN_TILES = 25
 
 
