@@ -47,7 +47,7 @@ FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
     """Write the ``flavour`` INT8 graph of ``folder/model.onnx`` to ``out``; return its settings."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
 
     from pvt_deploy.export.calibration import calibration_reader
     from pvt_deploy.export.precision import (
@@ -64,8 +64,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         shutil.copyfile(folder / "model.int8.onnx", out)
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
     if flavour == "dynamic":
-        quantize_dynamic(str(prepared), str(out), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(str(prepared), str(out), **int8_settings("cpu", "dynamic")["kwargs"])
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "build_s": round(time.perf_counter() - t0, 1)}
     kwargs = int8_settings("cpu", "static")["kwargs"]
     plan = cpu_int8_plan(prepared)
