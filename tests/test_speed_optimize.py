@@ -317,3 +317,79 @@ def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 16))))) == 0  # 5 x 4 = 20 < 25
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 20))))) == 2  # 5 x 5
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, None)))) == 0  # no input size to decide by
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout rewrites for the dynamic CPU INT8 graph (optimize.int8_cpu_layout)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "patches", "depthwise"), [
+    # b0: 2 blocks in each of the stages with spatial reduction (sr 8, 4, 2), 8 MLPs; overlapping
+    # 7x7/3x3 patch embeddings stay convs. tiny (v1): 6 SR convs + the 2x2 patch embeddings of
+    # stages 2-4. li: pooled linear SRA has no token conv, 4 MLPs.
+    ("pvt_v2_b0-cls", 6, 8), ("pvt_tiny-cls", 9, 0), ("tiny_li-features", 0, 4)])
+def test_int8_layout_matches_every_token_conv_and_is_exact(graphs: dict, name: str, patches: int, depthwise: int,
+                                                           tmp_path: Path) -> None:
+    from pvt_deploy.export.optimize import int8_cpu_layout
+
+    path, _ = graphs[name]
+    model = onnx.load(str(path))
+    convs_before = sum(n.op_type == "Conv" for n in model.graph.node)
+    assert int8_cpu_layout(model) == {"patch_matmuls": patches, "depthwise_channels_last": depthwise}
+    onnx.checker.check_model(model, full_check=True)
+    assert sum(n.op_type == "Conv" for n in model.graph.node) == convs_before - patches
+    assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)  # standard ops: any runtime loads it
+    out = tmp_path / "layout.onnx"
+    onnx.save_model(model, str(out))
+    a, b = _session(path), _session(out)
+    # (1, 72, 100): stage-1 map 18x25, not a multiple of the 8x8 reduction patch (the conv drops the rest)
+    for n, h, w in ((1, 64, 96), (2, 96, 64), (1, 72, 100)):
+        x = _images(n, h, w)
+        for ra, rb in zip(a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
+            assert ra.shape == rb.shape
+            scale = max(1.0, float(np.abs(ra).max()))
+            assert float(np.abs(ra - rb).max()) <= 2e-5 * scale, (name, n, h, w)
+
+
+def test_onnxruntime_folds_the_depthwise_transposes(graphs: dict, tmp_path: Path) -> None:
+    """The point of depthwise_channels_last: ONNX Runtime's NCHWc pass turns the 4-D transposes into
+    channels-last reorders, so the graph it runs has two transposes fewer per MLP."""
+    from pvt_deploy.export.optimize import depthwise_channels_last
+
+    def ort_ops(model: onnx.ModelProto, tag: str) -> tuple[int, int]:
+        src, dst = tmp_path / f"{tag}.onnx", tmp_path / f"{tag}.ort.onnx"
+        onnx.save_model(model, str(src))
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(dst)
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        nodes = onnx.load(str(dst)).graph.node
+        channels_last = sum(1 for n in nodes if n.op_type in ("ReorderInput", "ReorderOutput")
+                            and any(a.name == "channels_last" and a.i == 1 for a in n.attribute))
+        return sum(n.op_type == "Transpose" for n in nodes), channels_last
+
+    model = onnx.load(str(graphs["pvt_v2_b0-cls"][0]))
+    before = ort_ops(model, "plain")
+    assert depthwise_channels_last(model) == 8
+    after = ort_ops(model, "nhwc")
+    assert after[0] == before[0] - 16
+    assert after[1] >= before[1] + 8
+
+
+def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Path) -> None:
+    from pvt_deploy.export.precision import quantize_int8
+
+    path, _ = graphs["pvt_tiny-cls"]
+    model8, record = quantize_int8(path, tmp_path / "cls.int8.onnx", flavour="cpu", batches=[], method="dynamic")
+    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0}
+    ops = [n.op_type for n in model8.graph.node]
+    assert ops.count("Conv") == 1  # only the image's 4x4 patch embedding stays float
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 8 * 4 + 9
+    out = tmp_path / "cls.int8.onnx"
+    onnx.save_model(model8, str(out))
+    x = _images(2, 64, 96)
+    (ref,), (got,) = _session(path).run(None, {"images": x}), _session(out).run(None, {"images": x})
+    cosine = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
+    assert cosine > 0.99

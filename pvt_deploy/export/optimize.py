@@ -29,6 +29,19 @@ section):
   NCHW map (same weights), and the result is transposed back at width C. On the default graph these
   transposes are ~20% of a b0 classifier's time at batch 8.
 
+Two more rewrites serve the CPU INT8 graph of the classifiers (dynamic, weight-only INT8; see
+:func:`int8_cpu_layout`). They use standard ONNX ops only and are applied *before* quantization, so
+the export's parity gate measures the graph that runs:
+
+* **Patch and spatial-reduction convs as MatMuls.** These convs have kernel = stride, so each output
+  token is one patch of input tokens times a matrix. As convs they stay FP32 under dynamic INT8
+  (``ConvInteger`` is slower than the float conv here); as MatMuls they are quantized like the other
+  linear layers. ``pvt_small`` has 16 of them, ~11% of its INT8 classifier time.
+* **Channels-last depthwise convs.** Written with 4-D NHWC transposes, PVT v2's depthwise MLP conv
+  has its layout changes folded into ONNX Runtime's NCHWc reorders, so the two copies of the block's
+  widest tensor disappear (the FP32 graph uses ``mlp_convs`` instead, which needs fc1/fc2 as float
+  convs).
+
 Every rewrite is checked by pattern (a node that does not match exactly is left alone, so the graph
 is always valid) and ``tests/test_speed_optimize.py`` checks that outputs equal the original's (the
 Winograd convs to ~1e-5 of the output's magnitude, the others to float summation order).
@@ -43,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pvt_deploy.export.graph import replace_nodes
+from pvt_deploy.export.graph import replace_nodes, toposort
 
 if TYPE_CHECKING:
     import onnx
@@ -309,6 +322,79 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# Convolutions between token sequences
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _TokenConv:
+    """A conv between token sequences: ``Transpose(0,2,1) -> Reshape(b, C, H, W) -> Conv ->
+    Reshape(b, K, -1) -> Transpose(0,2,1)`` (PVT's spatial-reduction convs, v1's patch embeddings of
+    stages 2-4, v2's depthwise MLP conv)."""
+
+    conv: Any
+    weight: np.ndarray
+    tokens: str  # (B, N, C) input tokens
+    map_in: str  # the (B, C, H, W) map the conv reads
+    height: str  # runtime H and W of that map, 1-element int64 tensors
+    width: str
+    out: str  # (B, M, K) output tokens
+
+
+def _ints(g: _Graph, name: str) -> list[int] | None:
+    value = g.const(name) if name else None
+    return None if value is None else [int(x) for x in value.reshape(-1)]
+
+
+def _flattens(g: _Graph, shape_name: str, conv_out: str, channels: int) -> bool:
+    """Whether a Reshape target turns the conv output (B, K, H', W') into (B, K, H'*W'): a constant
+    (0, K | 0, -1), ``Concat(b, K, -1)`` or ``Concat(Shape(conv_out)[0:2], -1)``."""
+    value = _ints(g, shape_name)
+    if value is not None:
+        return len(value) == 3 and value[0] == 0 and value[1] in (0, channels) and value[2] == -1
+    cat = g.producer.get(shape_name)
+    if cat is None or cat.op_type != "Concat" or _concat_tail(g, shape_name, 1) != [-1]:
+        return False
+    if len(cat.input) == 3:
+        return _concat_tail(g, shape_name, 2) == [channels, -1]
+    head = g.producer.get(cat.input[0]) if len(cat.input) == 2 else None
+    if head is None:
+        return False
+    end = attr(head, "end")  # Shape(conv_out, end=2), or Shape(conv_out) -> Slice [0:2]
+    if head.op_type == "Slice" and len(head.input) in (3, 4) and g.producer.get(head.input[0]) is not None:
+        axes = _ints(g, head.input[3]) if len(head.input) == 4 else [0]
+        if (_ints(g, head.input[1]), _ints(g, head.input[2]), axes) != ([0], [2], [0]):
+            return False
+        head = g.producer[head.input[0]]
+        end = 2 if attr(head, "end") is None else None
+    return head.op_type == "Shape" and head.input[0] == conv_out and not attr(head, "start") and end == 2
+
+
+def _token_conv(g: _Graph, conv: Any) -> _TokenConv | None:
+    weight = g.const(conv.input[1]) if len(conv.input) > 1 else None
+    if weight is None or weight.ndim != 4 or attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    r_in = g.parent(conv, 0, "Reshape")
+    t_in = g.parent(r_in, 0, "Transpose") if r_in is not None else None
+    if r_in is None or t_in is None or _perm(t_in) != [0, 2, 1] or g.only_consumer(r_in.output[0]) is None:
+        return None
+    cat = g.producer.get(r_in.input[1])
+    if cat is None or cat.op_type != "Concat" or len(cat.input) != 4:
+        return None
+    channels = _ints(g, cat.input[1])  # read from the tokens' shape in the first block of a stage
+    if channels is not None and channels != [weight.shape[1] * attr(conv, "group", 1)]:
+        return None
+    r_out = g.data_consumer(conv.output[0])
+    if r_out is None or r_out.op_type != "Reshape" or not _flattens(g, r_out.input[1], conv.output[0], weight.shape[0]):
+        return None
+    t_out = g.data_consumer(r_out.output[0])
+    if t_out is None or _perm(t_out) != [0, 2, 1]:
+        return None
+    return _TokenConv(conv=conv, weight=weight, tokens=t_in.input[0], map_in=r_in.output[0], height=cat.input[2],
+                      width=cat.input[3], out=t_out.output[0])
+
+
+# --------------------------------------------------------------------------------------------------
 # PVT v2 token MLP -> NCHW 1x1 convolutions
 # --------------------------------------------------------------------------------------------------
 
@@ -387,35 +473,19 @@ def _gelu_input(g: _Graph, out_name: str) -> str | None:
 def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
     """``fc1 -> Transpose(0,2,1) -> Reshape(b, 4C, H, W) -> depthwise Conv -> Reshape(b, 4C, N) ->
     Transpose(0,2,1) -> GELU -> fc2`` around the depthwise conv ``dw``."""
-    channels = None
-    weight = g.const(dw.input[1])
-    if weight is None or weight.ndim != 4 or weight.shape[1] != 1:
+    tc = _token_conv(g, dw)
+    if tc is None or tc.weight.shape[1] != 1 or attr(dw, "group", 1) != tc.weight.shape[0]:
         return None
-    channels = weight.shape[0]
-    if attr(dw, "group", 1) != channels:
-        return None
-    r_in = g.parent(dw, 0, "Reshape")
-    t_in = g.parent(r_in, 0, "Transpose") if r_in is not None else None
-    if r_in is None or t_in is None or _perm(t_in) != [0, 2, 1]:
-        return None
-    cat = g.producer.get(r_in.input[1])
-    if cat is None or cat.op_type != "Concat" or len(cat.input) != 4:
-        return None
-    c_const = g.const(cat.input[1])
-    if c_const is None or int(c_const.reshape(-1)[0]) != channels:
-        return None
-    relu = g.parent(t_in, 0, "Relu")  # pvt_v2_*_li: fc1 -> ReLU -> dwconv
+    channels = tc.weight.shape[0]
+    relu = g.producer.get(tc.tokens)  # pvt_v2_*_li: fc1 -> ReLU -> dwconv
+    if relu is not None and relu.op_type != "Relu":
+        relu = None
     if relu is not None and g.data_consumer(relu.input[0]) is None:
         return None
-    fc1 = _linear(g, relu.input[0] if relu is not None else t_in.input[0])
+    fc1 = _linear(g, relu.input[0] if relu is not None else tc.tokens)
     if fc1 is None or fc1[1].shape[1] != channels:
         return None
-    r_out = g.data_consumer(dw.output[0])
-    if r_out is None or r_out.op_type != "Reshape":
-        return None
-    t_out = g.data_consumer(r_out.output[0])
-    if t_out is None or _perm(t_out) != [0, 2, 1]:
-        return None
+    t_out = g.producer[tc.out]
     # GELU: find its output by walking forward to fc2's MatMul.
     fc2_mm = None
     frontier = [t_out.output[0]]
@@ -441,7 +511,7 @@ def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
         return None
     # Intermediates must not be read elsewhere (the fc1 output also feeds a Shape node for the batch
     # size of the reshape; that reader is rewired to the new conv output, which has the same batch).
-    return _ConvMlp(x=x, w1=w1, b1=b1, w2=fc2[1], b2=fc2[2], dwconv=dw, height=cat.input[2], width=cat.input[3],
+    return _ConvMlp(x=x, w1=w1, b1=b1, w2=fc2[1], b2=fc2[2], dwconv=dw, height=tc.height, width=tc.width,
                     out=fc2_add.output[0], name=dw.name or dw.output[0], relu=relu is not None)
 
 
@@ -664,6 +734,161 @@ def winograd_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_MIN_C
         replace[out] = nodes
     replace_nodes(model, replace)
     return len(found)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token convolutions laid out for the CPU INT8 graph
+# --------------------------------------------------------------------------------------------------
+
+
+def _patch_conv(g: _Graph, conv: Any) -> _TokenConv | None:
+    """A token conv whose kernel equals its stride (no padding, dilation or groups): each output
+    token is one (k, k, C) patch of input tokens times a (k*k*C, K) matrix."""
+    m = _token_conv(g, conv)
+    if m is None or m.weight.shape[2] != m.weight.shape[3] or m.weight.dtype != np.float32:
+        return None
+    k = m.weight.shape[2]
+    if (list(attr(conv, "strides", [1, 1])) != [k, k] or any(attr(conv, "pads", [0] * 4))
+            or list(attr(conv, "dilations", [1, 1])) != [1, 1] or attr(conv, "group", 1) != 1):
+        return None
+    if len(conv.input) > 2 and conv.input[2] and g.const(conv.input[2]) is None:
+        return None
+    return m
+
+
+def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
+    """Run every non-overlapping token conv (kernel = stride: PVT's spatial-reduction convs, v1's
+    patch embeddings of stages 2-4) as one MatMul on the token sequence; return how many.
+
+    The (B, N, C) tokens are viewed as (B, H, W, C), cropped to whole patches (what a stride-k conv
+    without padding reads), rearranged by one 6-D Transpose into (B, H/k * W/k, k*k*C) patch rows and
+    multiplied by the kernel laid out as a (k*k*C, K) matrix, which gives the (B, M, K) tokens the
+    conv's flatten and transpose produced. Same numbers up to float summation order. As a conv these
+    stay FP32 in ONNX Runtime's dynamic INT8 (``ConvInteger`` is slower than the float conv here); as a
+    MatMul they are quantized like every other linear layer.
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    found = [m for n in list(g.graph.node) if n.op_type == "Conv" and (m := _patch_conv(g, n)) is not None]
+    replace: dict[str, list[Any]] = {}
+    for m in found:
+        p = m.conv.name or m.conv.output[0]
+        kernel, channels = m.weight.shape[0], m.weight.shape[1]
+        k = m.weight.shape[2]
+        k1 = g.add_init(f"{p}/patch", np.array([k], dtype=np.int64))
+        c1 = g.add_init(f"{p}/channels", np.array([channels], dtype=np.int64))
+        zero1 = g.add_init(f"{p}/zero", np.array([0], dtype=np.int64))
+        zero2 = g.add_init(f"{p}/zeros", np.array([0, 0], dtype=np.int64))
+        hw_axes = g.add_init(f"{p}/hw_axes", np.array([1, 2], dtype=np.int64))
+        rows = g.add_init(f"{p}/rows_shape", np.array([0, -1, k * k * channels], dtype=np.int64))
+        weight = g.add_init(f"{p}/weight_matrix",
+                            np.ascontiguousarray(m.weight.transpose(2, 3, 1, 0).reshape(k * k * channels, kernel)))
+        t = {n: g.unique(f"{p}/{n}") for n in ("h_out", "w_out", "h_crop", "w_crop", "map_shape", "map", "crop_end",
+                                               "cropped", "patch_shape", "patches", "patches_t", "rows", "product")}
+        nodes = [
+            helper.make_node("Div", [m.height, k1], [t["h_out"]]),
+            helper.make_node("Div", [m.width, k1], [t["w_out"]]),
+            helper.make_node("Mul", [t["h_out"], k1], [t["h_crop"]]),
+            helper.make_node("Mul", [t["w_out"], k1], [t["w_crop"]]),
+            helper.make_node("Concat", [zero1, m.height, m.width, c1], [t["map_shape"]], axis=0),
+            helper.make_node("Reshape", [m.tokens, t["map_shape"]], [t["map"]]),
+            helper.make_node("Concat", [t["h_crop"], t["w_crop"]], [t["crop_end"]], axis=0),
+            helper.make_node("Slice", [t["map"], zero2, t["crop_end"], hw_axes], [t["cropped"]]),
+            helper.make_node("Concat", [zero1, t["h_out"], k1, t["w_out"], k1, c1], [t["patch_shape"]], axis=0),
+            helper.make_node("Reshape", [t["cropped"], t["patch_shape"]], [t["patches"]]),
+            helper.make_node("Transpose", [t["patches"]], [t["patches_t"]], perm=[0, 1, 3, 2, 4, 5]),
+            helper.make_node("Reshape", [t["patches_t"], rows], [t["rows"]]),
+        ]
+        bias = g.const(m.conv.input[2]) if len(m.conv.input) > 2 and m.conv.input[2] else None
+        if bias is None:
+            nodes.append(helper.make_node("MatMul", [t["rows"], weight], [m.out]))
+        else:
+            b = g.add_init(f"{p}/bias", bias.astype(np.float32))
+            nodes += [helper.make_node("MatMul", [t["rows"], weight], [t["product"]]),
+                      helper.make_node("Add", [t["product"], b], [m.out])]
+        # v1's patch embeddings read H' and W' of the next stage from Shape(conv output): give those
+        # readers the same (B, K, H', W') without running the conv.
+        shape_readers = [u for u in g.consumers.get(m.conv.output[0], []) if u.op_type == "Shape"]
+        if shape_readers:
+            batch, full = g.unique(f"{p}/batch"), g.unique(f"{p}/out_shape")
+            kernels = g.add_init(f"{p}/kernels", np.array([kernel], dtype=np.int64))
+            nodes += [helper.make_node("Shape", [m.tokens], [batch], start=0, end=1),
+                      helper.make_node("Concat", [batch, kernels, t["h_out"], t["w_out"]], [full], axis=0)]
+            for reader in shape_readers:
+                start, end = attr(reader, "start", 0), attr(reader, "end")
+                if start == 0 and end is None:
+                    replace[reader.output[0]] = [helper.make_node("Identity", [full], [reader.output[0]])]
+                    continue
+                lo = g.add_init(f"{p}/shape_start", np.array([start], dtype=np.int64))
+                hi = g.add_init(f"{p}/shape_end", np.array([4 if end is None else end], dtype=np.int64))
+                replace[reader.output[0]] = [helper.make_node("Slice", [full, lo, hi], [reader.output[0]])]
+        for i, node in enumerate(nodes):
+            node.name = g.unique(f"{p}/patch_matmul_{i}_{node.op_type}")
+        replace[m.out] = nodes
+    for node in (n for new in replace.values() for n in new if not n.name):
+        node.name = g.unique(f"{node.output[0]}_{node.op_type}")
+    if found:
+        replace_nodes(model, replace)
+        toposort(model)  # the shape readers now read values computed further down
+    return len(found)
+
+
+def depthwise_channels_last(model: onnx.ModelProto) -> int:
+    """Give every depthwise token conv (PVT v2's MLP) its layout changes as 4-D NHWC transposes;
+    return how many.
+
+    Exported, the conv reads ``Reshape(Transpose(tokens, (0,2,1)), (b, C, H, W))`` and writes
+    ``Transpose(Reshape(y, (b, C, N)), (0,2,1))``: two 3-D transposes of the block's widest tensor, which
+    ONNX Runtime runs as separate copies before and after its own NCHWc reorders. Written as
+    ``Transpose(Reshape(tokens, (b, H, W, C)), (0,3,1,2))`` and ``Reshape(Transpose(y, (0,2,3,1)), (b, N, C))``,
+    ONNX Runtime's NCHWc pass folds both into its reorders (``ReorderInput``/``ReorderOutput`` with
+    ``channels_last``), so the copies disappear. The conv itself is untouched: the result is identical.
+    (The FP32 graph does better with :func:`mlp_as_convs`, which needs fc1 and fc2 as float convs.)
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    found = [m for n in list(g.graph.node)
+             if n.op_type == "Conv" and (m := _token_conv(g, n)) is not None
+             and m.weight.shape[1] == 1 and attr(n, "group", 1) == m.weight.shape[0] > 1]
+    replace: dict[str, list[Any]] = {}
+    for m in found:
+        p = m.conv.name or m.conv.output[0]
+        channels = m.weight.shape[0]
+        zero1 = g.add_init(f"{p}/zero", np.array([0], dtype=np.int64))
+        c1 = g.add_init(f"{p}/channels", np.array([channels], dtype=np.int64))
+        flat = g.add_init(f"{p}/tokens_shape", np.array([0, -1, channels], dtype=np.int64))
+        shape, nhwc, out_nhwc = g.unique(f"{p}/nhwc_shape"), g.unique(f"{p}/nhwc_in"), g.unique(f"{p}/nhwc_out")
+        replace[m.map_in] = [
+            helper.make_node("Concat", [zero1, m.height, m.width, c1], [shape], name=g.unique(f"{p}/nhwc_Concat"), axis=0),
+            helper.make_node("Reshape", [m.tokens, shape], [nhwc], name=g.unique(f"{p}/nhwc_Reshape")),
+            helper.make_node("Transpose", [nhwc], [m.map_in], name=g.unique(f"{p}/to_nchw"), perm=[0, 3, 1, 2]),
+        ]
+        replace[m.out] = [
+            helper.make_node("Transpose", [m.conv.output[0]], [out_nhwc], name=g.unique(f"{p}/to_nhwc"), perm=[0, 2, 3, 1]),
+            helper.make_node("Reshape", [out_nhwc, flat], [m.out], name=g.unique(f"{p}/tokens_Reshape")),
+        ]
+    if found:
+        replace_nodes(model, replace)
+    return len(found)
+
+
+#: Exact rewrites for the graph the CPU INT8 flavour quantizes with dynamic (weight-only) INT8, in
+#: order. Standard ONNX ops only, applied before quantization, so the export's parity gate measures
+#: the graph that runs.
+INT8_LAYOUT = ("patch_matmuls", "depthwise_channels_last")
+
+
+def int8_cpu_layout(model: onnx.ModelProto) -> dict[str, int]:
+    """Apply :data:`INT8_LAYOUT` to ``model`` in place; return how many convs each rewrote."""
+    counts = {"patch_matmuls": patch_convs_as_matmuls(model), "depthwise_channels_last": depthwise_channels_last(model)}
+    if any(counts.values()):
+        produced = {x for n in model.graph.node for x in n.output}
+        stale = [v for v in model.graph.value_info if v.name not in produced]
+        for v in stale:  # shapes of tensors the rewrites removed
+            model.graph.value_info.remove(v)
+    return counts
 
 
 # --------------------------------------------------------------------------------------------------
