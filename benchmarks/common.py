@@ -187,6 +187,21 @@ def synthetic_checkpoint(zoo_name: str, work: Path) -> Path:
     return path
 
 
+def _export_code_digest() -> str:
+    """A short hash of the code that builds exports (``pvt_deploy/export`` and ``pvt_deploy/models``):
+    part of a cached export's folder name, so a change to that code between releases rebuilds it
+    instead of benchmarking a graph the current code would not write."""
+    import hashlib
+
+    import pvt_deploy
+
+    root = Path(pvt_deploy.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("export").rglob("*.py"), *root.joinpath("models").rglob("*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: bool = False,
              half: bool = False, int8_cpu: str = "auto") -> Path:
     """Export ``zoo_name`` with synthetic weights (dynamic graph) into the cache; add variants asked for.
@@ -199,7 +214,7 @@ def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: b
 
     hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
     weights = synthetic_checkpoint(zoo_name, work)
-    folder = work / "exports" / f"{zoo_name}-{hw[0]}x{hw[1]}-{__version__}"
+    folder = work / "exports" / f"{zoo_name}-{hw[0]}x{hw[1]}-{__version__}-{_export_code_digest()}"
     have: set[str] = set()
     if (folder / "manifest.json").is_file():
         have = set(read_manifest(folder).get("files") or {})
