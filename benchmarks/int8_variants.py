@@ -17,7 +17,10 @@ activations, S8 per-channel weights):
 * ``mm-rounded``    — the same, MatMul outputs quantized too (``QLinearMatMul`` instead of
                       ``MatMulIntegerToFloat``);
 * ``qdq``           — onnxruntime's plain static QDQ on every Conv/MatMul/Gemm, outputs quantized;
-* ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration);
+* ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration),
+                      on the export's CPU INT8 layout (patch/SR convs as MatMuls, channels-last
+                      depthwise convs: ``optimize.int8_cpu_layout``) — the classifiers' export flavour;
+* ``dynamic-plain`` — the same on the graph as exported (patch/SR convs stay float convs);
 * ``head-7bit``     — detectors: the RetinaNet head's stacked 3x3 convs only, 7-bit weights (what the
                       export shipped before, on a CPU without VNNI).
 
@@ -41,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "head-7bit")
+FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "dynamic-plain",
+            "head-7bit")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -53,6 +57,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
     from pvt_deploy.export.precision import (
         cpu_int8_plan,
         int8_settings,
+        quantize_int8,
         score_window_overrides,
         unquantize_other_inputs,
     )
@@ -64,6 +69,12 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         shutil.copyfile(folder / "model.int8.onnx", out)
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
     if flavour == "dynamic":
+        model, record = quantize_int8(prepared, out.with_suffix(".tmp.onnx"), flavour="cpu", batches=[],
+                                      method="dynamic")
+        onnx.save_model(model, str(out))
+        return {"ops": ["MatMul", "Gemm"], "dynamic": True, "layout": record["layout"],
+                "build_s": round(time.perf_counter() - t0, 1)}
+    if flavour == "dynamic-plain":
         quantize_dynamic(str(prepared), str(out), **int8_settings("cpu", "dynamic")["kwargs"])
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "build_s": round(time.perf_counter() - t0, 1)}
     kwargs = int8_settings("cpu", "static")["kwargs"]
