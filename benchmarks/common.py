@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -215,6 +216,9 @@ def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: b
     hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
     weights = synthetic_checkpoint(zoo_name, work)
     folder = work / "exports" / f"{zoo_name}-{hw[0]}x{hw[1]}-{__version__}-{_export_code_digest()}"
+    for stale in folder.parent.glob(f"{zoo_name}-{hw[0]}x{hw[1]}-*"):  # built by other code: never used again
+        if stale != folder and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     have: set[str] = set()
     if (folder / "manifest.json").is_file():
         have = set(read_manifest(folder).get("files") or {})

@@ -19,7 +19,8 @@ activations, S8 per-channel weights):
 * ``qdq``           — onnxruntime's plain static QDQ on every Conv/MatMul/Gemm, outputs quantized;
 * ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration),
                       on the export's CPU INT8 layout (patch/SR convs as MatMuls, channels-last
-                      depthwise convs: ``optimize.int8_cpu_layout``) — the classifiers' export flavour;
+                      depthwise convs, fused attention: ``optimize.int8_cpu_layout``) — the
+                      classifiers' export flavour;
 * ``dynamic-plain`` — the same on the graph as exported (patch/SR convs stay float convs);
 * ``head-7bit``     — detectors: the RetinaNet head's stacked 3x3 convs only, 7-bit weights (what the
                       export shipped before, on a CPU without VNNI).
@@ -70,7 +71,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
     if flavour == "dynamic":
         model, record = quantize_int8(prepared, out.with_suffix(".tmp.onnx"), flavour="cpu", batches=[],
-                                      method="dynamic")
+                                      method="dynamic", source=folder / "model.onnx")
         onnx.save_model(model, str(out))
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "layout": record["layout"],
                 "build_s": round(time.perf_counter() - t0, 1)}

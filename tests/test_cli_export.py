@@ -39,8 +39,8 @@ def test_cli_int8_default_is_the_api_default(tmp_path: Path, monkeypatch: pytest
     assert code == 0, err
     record = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["cpu"]
     assert record["method"] == "dynamic" and record["ops"] == ["MatMul", "Gemm"]
-    # quantized on the CPU INT8 layout: SR convs as MatMuls, channels-last depthwise MLP convs
-    assert record["layout"] == {"patch_matmuls": 6, "depthwise_channels_last": 8}
+    # quantized on the CPU INT8 layout: SR convs as MatMuls, channels-last depthwise MLP convs, fused attention
+    assert record["layout"] == {"patch_matmuls": 6, "depthwise_channels_last": 8, "sra_attention": 8}
 
 
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -324,22 +324,23 @@ def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "patches", "depthwise"), [
+@pytest.mark.parametrize(("name", "patches", "depthwise", "attention"), [
     # b0: 2 blocks in each of the stages with spatial reduction (sr 8, 4, 2), 8 MLPs; overlapping
     # 7x7/3x3 patch embeddings stay convs. tiny (v1): 6 SR convs + the 2x2 patch embeddings of
     # stages 2-4. li: pooled linear SRA has no token conv, 4 MLPs.
-    ("pvt_v2_b0-cls", 6, 8), ("pvt_tiny-cls", 9, 0), ("tiny_li-features", 0, 4)])
-def test_int8_layout_matches_every_token_conv_and_is_exact(graphs: dict, name: str, patches: int, depthwise: int,
-                                                           tmp_path: Path) -> None:
+    ("pvt_v2_b0-cls", 6, 8, 8), ("pvt_tiny-cls", 9, 0, 8), ("tiny_li-features", 0, 4, 4)])
+def test_int8_layout_matches_every_block_and_is_exact(graphs: dict, name: str, patches: int, depthwise: int,
+                                                      attention: int, tmp_path: Path) -> None:
     from pvt_deploy.export.optimize import int8_cpu_layout
 
     path, _ = graphs[name]
     model = onnx.load(str(path))
     convs_before = sum(n.op_type == "Conv" for n in model.graph.node)
-    assert int8_cpu_layout(model) == {"patch_matmuls": patches, "depthwise_channels_last": depthwise}
-    onnx.checker.check_model(model, full_check=True)
+    assert int8_cpu_layout(model) == {"patch_matmuls": patches, "depthwise_channels_last": depthwise,
+                                      "sra_attention": attention}
+    onnx.checker.check_model(model)
     assert sum(n.op_type == "Conv" for n in model.graph.node) == convs_before - patches
-    assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)  # standard ops: any runtime loads it
+    assert {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} == {"MultiHeadAttention"}
     out = tmp_path / "layout.onnx"
     onnx.save_model(model, str(out))
     a, b = _session(path), _session(out)
@@ -383,7 +384,7 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
 
     path, _ = graphs["pvt_tiny-cls"]
     model8, record = quantize_int8(path, tmp_path / "cls.int8.onnx", flavour="cpu", batches=[], method="dynamic")
-    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0}
+    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0, "sra_attention": 8}
     ops = [n.op_type for n in model8.graph.node]
     assert ops.count("Conv") == 1  # only the image's 4x4 patch embedding stays float
     assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 8 * 4 + 9

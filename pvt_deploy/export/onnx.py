@@ -450,7 +450,7 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
             with steps.phase(f"int8-{flavour}"):
                 raw = tmp / f"{flavour}.onnx"
                 model8, record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
-                                                    cache=tmp / "calibration.json")
+                                                    cache=tmp / "calibration.json", source=src)
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
             out.files[name] = file_entry(folder / name, "int8", flavour=flavour)

@@ -29,9 +29,9 @@ section):
   NCHW map (same weights), and the result is transposed back at width C. On the default graph these
   transposes are ~20% of a b0 classifier's time at batch 8.
 
-Two more rewrites serve the CPU INT8 graph of the classifiers (dynamic, weight-only INT8; see
-:func:`int8_cpu_layout`). They use standard ONNX ops only and are applied *before* quantization, so
-the export's parity gate measures the graph that runs:
+The CPU INT8 graph of the classifiers (dynamic, weight-only INT8) is quantized from a graph with
+the attention fused as above and two more rewrites (:func:`int8_cpu_layout`), applied *before*
+quantization, so the export's parity gate measures the graph that runs:
 
 * **Patch and spatial-reduction convs as MatMuls.** These convs have kernel = stride, so each output
   token is one patch of input tokens times a matrix. As convs they stay FP32 under dynamic INT8
@@ -874,16 +874,22 @@ def depthwise_channels_last(model: onnx.ModelProto) -> int:
     return len(found)
 
 
-#: Exact rewrites for the graph the CPU INT8 flavour quantizes with dynamic (weight-only) INT8, in
-#: order. Standard ONNX ops only, applied before quantization, so the export's parity gate measures
-#: the graph that runs.
-INT8_LAYOUT = ("patch_matmuls", "depthwise_channels_last")
+#: The rewrites applied, in order, to the graph the CPU INT8 flavour quantizes with dynamic
+#: (weight-only) INT8. Applied before quantization, so the export's parity gate measures the graph
+#: that runs.
+INT8_LAYOUT = ("patch_matmuls", "depthwise_channels_last", "sra_attention")
 
 
 def int8_cpu_layout(model: onnx.ModelProto) -> dict[str, int]:
-    """Apply :data:`INT8_LAYOUT` to ``model`` in place; return how many convs each rewrote."""
-    counts = {"patch_matmuls": patch_convs_as_matmuls(model), "depthwise_channels_last": depthwise_channels_last(model)}
+    """Apply :data:`INT8_LAYOUT` to ``model`` in place; return how many blocks each rewrote.
+
+    ``sra_attention`` is the FP32 rewrite (``MultiHeadAttention``): the attention's own MatMuls are
+    activation by activation and stay float under INT8, so fusing them first is exact here too.
+    """
+    counts = {"patch_matmuls": patch_convs_as_matmuls(model), "depthwise_channels_last": depthwise_channels_last(model),
+              "sra_attention": fuse_sra_attention(model)}
     if any(counts.values()):
+        toposort(model)
         produced = {x for n in model.graph.node for x in n.output}
         stale = [v for v in model.graph.value_info if v.name not in produced]
         for v in stale:  # shapes of tensors the rewrites removed

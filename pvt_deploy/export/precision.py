@@ -247,8 +247,14 @@ def unquantize_other_inputs(model: onnx.ModelProto, quantized: Collection[str] |
 
 def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
                   batches: Sequence[Batch], method: str = "static", cache: str | os.PathLike[str] | None = None,
-                  input_name: str = "images") -> tuple[onnx.ModelProto, dict[str, Any]]:
+                  input_name: str = "images", source: str | os.PathLike[str] | None = None,
+                  ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Quantize ``prepared`` (see :func:`prepare_for_quantization`); return the graph and its record.
+
+    ``source``: the float graph ``prepared`` was made from. The dynamic CPU flavour quantizes it
+    after :func:`pvt_deploy.export.optimize.int8_cpu_layout` (dynamic INT8 needs no shapes, and ONNX
+    Runtime's pre-processing reorders the attention's transposes beyond what the attention fusion
+    recognises); default: ``prepared``.
 
     ``cache``: a calibration-range file shared by the static flavours of one export, so the images
     run through the graph once (ranges are raw min/max; symmetry is applied per flavour afterwards).
@@ -283,7 +289,7 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     try:
         if record["method"] == "dynamic":
             if flavour == "cpu":
-                prepared, record["layout"] = _cpu_layout(prepared, Path(dst).with_suffix(".layout.onnx"))
+                prepared, record["layout"] = _cpu_layout(source or prepared, Path(dst).with_suffix(".layout.onnx"))
             quantize_dynamic(str(prepared), str(dst), **settings["kwargs"])
             model = onnx.load(str(dst))
         else:
@@ -304,15 +310,16 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     return model, record
 
 
-def _cpu_layout(prepared: str | os.PathLike[str], dst: Path) -> tuple[Path, dict[str, int]]:
-    """Write ``prepared`` with :func:`pvt_deploy.export.optimize.int8_cpu_layout` applied to ``dst``:
+def _cpu_layout(src: str | os.PathLike[str], dst: Path) -> tuple[Path, dict[str, int]]:
+    """Write ``src`` with :func:`pvt_deploy.export.optimize.int8_cpu_layout` applied to ``dst``:
     patch and spatial-reduction convs as MatMuls (so dynamic INT8 quantizes them like the other linear
-    layers) and the depthwise MLP convs' transposes in a form ONNX Runtime folds away."""
+    layers), the depthwise MLP convs' transposes in a form ONNX Runtime folds away, and each attention
+    as one ``MultiHeadAttention``."""
     import onnx
 
     from pvt_deploy.export.optimize import int8_cpu_layout
 
-    model = onnx.load(str(prepared))
+    model = onnx.load(str(src))
     counts = int8_cpu_layout(model)
     onnx.save_model(model, str(dst))
     return dst, counts
