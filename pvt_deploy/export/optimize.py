@@ -34,9 +34,10 @@ the attention fused as above and two more rewrites (:func:`int8_cpu_layout`), ap
 quantization, so the export's parity gate measures the graph that runs:
 
 * **Patch and spatial-reduction convs as MatMuls.** These convs have kernel = stride, so each output
-  token is one patch of input tokens times a matrix. As convs they stay FP32 under dynamic INT8
-  (``ConvInteger`` is slower than the float conv here); as MatMuls they are quantized like the other
-  linear layers. ``pvt_small`` has 16 of them, ~11% of its INT8 classifier time.
+  token is one patch of input tokens times a matrix. As convs they stayed FP32 (quantized as convs
+  they made ``pvt_small-cls`` slower: ``int8_variants.py --flavours +patch-convs``, 1.98x PyTorch
+  against 2.27x) and took ~11% of its INT8 time; as MatMuls they are quantized like the other linear
+  layers. ``pvt_small`` has 16 of them.
 * **Channels-last depthwise convs.** Written with 4-D NHWC transposes, PVT v2's depthwise MLP conv
   has its layout changes folded into ONNX Runtime's NCHWc reorders, so the two copies of the block's
   widest tensor disappear (the FP32 graph uses ``mlp_convs`` instead, which needs fc1/fc2 as float
@@ -764,8 +765,7 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
     without padding reads), rearranged by one 6-D Transpose into (B, H/k * W/k, k*k*C) patch rows and
     multiplied by the kernel laid out as a (k*k*C, K) matrix, which gives the (B, M, K) tokens the
     conv's flatten and transpose produced. Same numbers up to float summation order. As a conv these
-    stay FP32 in ONNX Runtime's dynamic INT8 (``ConvInteger`` is slower than the float conv here); as a
-    MatMul they are quantized like every other linear layer.
+    stay FP32 in the dynamic INT8 graph; as a MatMul they are quantized like every other linear layer.
     """
     from onnx import helper
 
