@@ -817,17 +817,13 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
                       helper.make_node("Concat", [batch, kernels, t["h_out"], t["w_out"]], [full], axis=0)]
             for reader in shape_readers:
                 start, end = attr(reader, "start", 0), attr(reader, "end")
-                if start == 0 and end is None:
-                    replace[reader.output[0]] = [helper.make_node("Identity", [full], [reader.output[0]])]
-                    continue
                 lo = g.add_init(f"{p}/shape_start", np.array([start], dtype=np.int64))
                 hi = g.add_init(f"{p}/shape_end", np.array([4 if end is None else end], dtype=np.int64))
-                replace[reader.output[0]] = [helper.make_node("Slice", [full, lo, hi], [reader.output[0]])]
+                replace[reader.output[0]] = [helper.make_node("Slice", [full, lo, hi], [reader.output[0]],
+                                                              name=g.unique(f"{p}/out_shape_Slice"))]
         for i, node in enumerate(nodes):
             node.name = g.unique(f"{p}/patch_matmul_{i}_{node.op_type}")
         replace[m.out] = nodes
-    for node in (n for new in replace.values() for n in new if not n.name):
-        node.name = g.unique(f"{node.output[0]}_{node.op_type}")
     if found:
         replace_nodes(model, replace)
         toposort(model)  # the shape readers now read values computed further down
@@ -874,14 +870,10 @@ def depthwise_channels_last(model: onnx.ModelProto) -> int:
     return len(found)
 
 
-#: The rewrites applied, in order, to the graph the CPU INT8 flavour quantizes with dynamic
-#: (weight-only) INT8. Applied before quantization, so the export's parity gate measures the graph
-#: that runs.
-INT8_LAYOUT = ("patch_matmuls", "depthwise_channels_last", "sra_attention")
-
-
 def int8_cpu_layout(model: onnx.ModelProto) -> dict[str, int]:
-    """Apply :data:`INT8_LAYOUT` to ``model`` in place; return how many blocks each rewrote.
+    """Rewrite, in place, the float graph that the CPU INT8 flavour quantizes with dynamic (weight-only)
+    INT8; return how many blocks each rewrite changed. Applied before quantization, so the export's
+    parity gate measures the graph that runs.
 
     ``sra_attention`` is the FP32 rewrite (``MultiHeadAttention``): the attention's own MatMuls are
     activation by activation and stay float under INT8, so fusing them first is exact here too.
