@@ -36,18 +36,18 @@ def _tiny_linear_backbone() -> torch.nn.Module:
     return model.eval()
 
 
-def _export(name: str, hw: tuple[int, int], tmp: Path) -> tuple[Path, torch.nn.Module]:
+def _export(name: str, hw: tuple[int, int], tmp: Path, *, dynamic: bool = True) -> tuple[Path, torch.nn.Module]:
     from pvt_deploy.export import graph as g
 
     model = _tiny_linear_backbone() if name == "tiny_li-features" else create_model(name)
     model.load_state_dict(seeded_state_dict(model, 3))
     deploy = build_deploy_module(model)
     example = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)) * 255
-    proto = trace_to_onnx(deploy, example, exporter="torchscript", dynamic=True, opset=17, max_batch=4,
+    proto = trace_to_onnx(deploy, example, exporter="torchscript", dynamic=dynamic, opset=17, max_batch=4,
                           size_range=(32, 512))
     proto = g.simplify(proto)
     g.name_dims(proto, output_dim_names(list(deploy.output_names)))
-    path = tmp / f"{name}.onnx"
+    path = tmp / f"{name}{'' if dynamic else '-static'}.onnx"
     onnx.save_model(proto, str(path))
     return path, deploy
 
@@ -394,3 +394,23 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
     (ref,), (got,) = _session(path).run(None, {"images": x}), _session(out).run(None, {"images": x})
     cosine = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
     assert cosine > 0.99
+
+
+@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls"])
+def test_static_export_rewrites_still_load_and_match(name: str, tmp_path: Path) -> None:
+    """A static export carries some projections as 2-D Gemms (onnxslim folds the batch into the rows);
+    the rewrites must leave a graph ONNX Runtime loads (MultiHeadAttention takes 3-D inputs only) with
+    the original's outputs. Fewer blocks may match there than in a dynamic export."""
+    from pvt_deploy.export.optimize import int8_cpu_layout
+
+    path, _ = _export(name, (64, 96), tmp_path, dynamic=False)
+    optimized, _ = optimize_for_ort(onnx.load(str(path)))
+    laid_out = onnx.load(str(path))
+    int8_cpu_layout(laid_out)
+    x = _images(1, 64, 96)
+    (ref,) = _session(path).run(None, {"images": x})
+    for tag, model in (("optimized", optimized), ("int8-layout", laid_out)):
+        out = tmp_path / f"{tag}.onnx"
+        onnx.save_model(model, str(out))
+        (got,) = _session(out).run(None, {"images": x})
+        assert float(np.abs(ref - got).max()) <= 2e-5 * max(1.0, float(np.abs(ref).max())), tag

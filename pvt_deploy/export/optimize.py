@@ -93,6 +93,10 @@ class _Graph:
             for x in n.input:
                 self.consumers.setdefault(x, []).append(n)
         self.outputs = {o.name for o in self.graph.output}
+        inputs = [i for i in self.graph.input if i.name not in self.inits]
+        dims = inputs[0].type.tensor_type.shape.dim if len(inputs) == 1 else []
+        #: the batch size of a static export (None when the batch is dynamic)
+        self.static_batch: int | None = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
         self._names = {n.name for n in self.graph.node} | set(self.inits) | set(self.producer)
 
     def const(self, name: str) -> np.ndarray | None:
@@ -195,13 +199,16 @@ def _ensure_ms_opset(model: onnx.ModelProto) -> None:
 
 @dataclass
 class _SRA:
-    query: str  # (B, N, C) projected queries (bias added)
-    kv: str  # (B, M, 2C) projected keys|values
-    out: str  # (B, N, C) attention output before ``proj``
+    query: str  # (B, N, C) projected queries (bias added); 2-D (B*N, C) in some static exports
+    kv: str  # (B, M, 2C) projected keys|values (or 2-D, like the query)
+    out: str  # (B, N, C) attention output before ``proj`` (or 2-D, like the query)
     heads: int
     head_dim: int
     scale: float
     name: str
+    query_shape: str  # the targets of the exported (b, n, h, d), (b, m, 2, h, d) and output reshapes
+    kv_shape: str
+    out_shape: str
 
 
 def _match_sra(g: _Graph, softmax: Any) -> _SRA | None:
@@ -269,7 +276,8 @@ def _match_sra(g: _Graph, softmax: Any) -> _SRA | None:
     if g.only_consumer(q_r.output[0]) is None:
         return None
     return _SRA(query=q_r.input[0], kv=kv_r.input[0], out=o_r.output[0], heads=heads, head_dim=head_dim,
-                scale=scale, name=softmax.name or softmax.output[0])
+                scale=scale, name=softmax.name or softmax.output[0], query_shape=q_r.input[1],
+                kv_shape=kv_r.input[1], out_shape=o_r.input[1])
 
 
 def _is_token_shape(g: _Graph, shape_name: str, query: str, width: int) -> bool:
@@ -307,19 +315,57 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     found = [m for n in list(g.graph.node) if n.op_type == "Softmax" and (m := _match_sra(g, n)) is not None]
     if not found:
         return 0
+    ranks = _ranks(model)
     _ensure_ms_opset(model)
     new_nodes: dict[str, list[Any]] = {}
+    fused = 0
     for m in found:
         width = m.heads * m.head_dim
+        # MultiHeadAttention takes and gives (B, S, C). A static export may carry the projections as
+        # 2-D Gemms, (B*S, C): view those as 3-D with the leading dims of the exported head reshapes
+        # (constants there), and give the output the shape the exported output reshape gave.
+        query, kv, out = m.query, m.kv, m.out
+        views: list[Any] = []
+        if ranks.get(query) != 3 or ranks.get(kv) != 3:
+            q_dims, kv_dims = _ints(g, m.query_shape), _ints(g, m.kv_shape)
+            if q_dims is None or kv_dims is None or len(q_dims) != 4 or len(kv_dims) != 5 or min(q_dims[:2] + kv_dims[:2]) < 1:
+                continue
+            query, kv = g.unique(f"{m.name}/query_3d"), g.unique(f"{m.name}/kv_3d")
+            q3 = g.add_init(f"{m.name}/query_3d_shape", np.array([*q_dims[:2], width], dtype=np.int64))
+            kv3 = g.add_init(f"{m.name}/kv_3d_shape", np.array([*kv_dims[:2], 2 * width], dtype=np.int64))
+            views += [helper.make_node("Reshape", [m.query, q3], [query], name=g.unique(f"{m.name}/query_3d")),
+                      helper.make_node("Reshape", [m.kv, kv3], [kv], name=g.unique(f"{m.name}/kv_3d"))]
+        tail: list[Any] = []
+        if ranks.get(m.out) != 3:
+            out_dims = _ints(g, m.out_shape)
+            if out_dims is None or 0 in out_dims[2:]:
+                continue
+            out = g.unique(f"{m.name}/out_3d")
+            tail.append(helper.make_node("Reshape", [out, m.out_shape], [m.out], name=g.unique(f"{m.name}/out")))
         k, v = g.unique(f"{m.name}/k"), g.unique(f"{m.name}/v")
         split_sizes = g.add_init(f"{m.name}/kv_split", np.array([width, width], dtype=np.int64))
-        split = helper.make_node("Split", [m.kv, split_sizes], [k, v], name=g.unique(f"{m.name}/kv_Split"), axis=-1)
-        mha = helper.make_node("MultiHeadAttention", [m.query, k, v], [m.out], name=g.unique(f"{m.name}/MHA"),
+        split = helper.make_node("Split", [kv, split_sizes], [k, v], name=g.unique(f"{m.name}/kv_Split"), axis=-1)
+        mha = helper.make_node("MultiHeadAttention", [query, k, v], [out], name=g.unique(f"{m.name}/MHA"),
                                domain=MS_DOMAIN, num_heads=m.heads, scale=float(m.scale))
-        new_nodes[m.out] = [split, mha]
-    # Rewire: the old output Reshape is removed (its output name is now produced by the MHA node).
+        new_nodes[m.out] = [*views, split, mha, *tail]
+        fused += 1
+    # Rewire: the old output Reshape is removed (its output name is now produced by the new nodes).
     replace_nodes(model, new_nodes)
-    return len(found)
+    return fused
+
+
+def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+    """Rank of every tensor ONNX shape inference can tell (symbolic dims are fine)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception as e:  # noqa: BLE001 - unknown ranks only make the callers more careful
+        log.debug("shape inference failed (%s)", e)
+        return {}
+    return {v.name: len(v.type.tensor_type.shape.dim)
+            for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+            if v.type.tensor_type.HasField("shape")}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,9 +383,14 @@ class _TokenConv:
     weight: np.ndarray
     tokens: str  # (B, N, C) input tokens
     map_in: str  # the (B, C, H, W) map the conv reads
-    height: str  # runtime H and W of that map, 1-element int64 tensors
-    width: str
+    height: str | int  # H and W of that map: 1-element int64 tensors, or numbers in a static export
+    width: str | int
     out: str  # (B, M, K) output tokens
+
+
+def _dim(g: _Graph, dim: str | int, base: str) -> str:
+    """A 1-element int64 tensor holding a map dimension (a new constant for a static export's)."""
+    return dim if isinstance(dim, str) else g.add_init(base, np.array([dim], dtype=np.int64))
 
 
 def _ints(g: _Graph, name: str) -> list[int] | None:
@@ -352,7 +403,8 @@ def _flattens(g: _Graph, shape_name: str, conv_out: str, channels: int) -> bool:
     (0, K | 0, -1), ``Concat(b, K, -1)`` or ``Concat(Shape(conv_out)[0:2], -1)``."""
     value = _ints(g, shape_name)
     if value is not None:
-        return len(value) == 3 and value[0] == 0 and value[1] in (0, channels) and value[2] == -1
+        return (len(value) == 3 and value[0] in (0, g.static_batch) and value[1] in (0, channels)
+                and value[2] == -1)
     cat = g.producer.get(shape_name)
     if cat is None or cat.op_type != "Concat" or _concat_tail(g, shape_name, 1) != [-1]:
         return False
@@ -379,10 +431,20 @@ def _token_conv(g: _Graph, conv: Any) -> _TokenConv | None:
     t_in = g.parent(r_in, 0, "Transpose") if r_in is not None else None
     if r_in is None or t_in is None or _perm(t_in) != [0, 2, 1] or g.only_consumer(r_in.output[0]) is None:
         return None
-    cat = g.producer.get(r_in.input[1])
-    if cat is None or cat.op_type != "Concat" or len(cat.input) != 4:
-        return None
-    channels = _ints(g, cat.input[1])  # read from the tokens' shape in the first block of a stage
+    height: str | int
+    width: str | int
+    target = _ints(g, r_in.input[1])
+    if target is not None:  # a static export: (b, C, H, W) is one constant
+        if len(target) != 4 or target[0] != g.static_batch or min(target[1:]) < 1:
+            return None
+        channels: list[int] | None = target[1:2]
+        height, width = target[2], target[3]
+    else:
+        cat = g.producer.get(r_in.input[1])
+        if cat is None or cat.op_type != "Concat" or len(cat.input) != 4:
+            return None
+        channels = _ints(g, cat.input[1])  # read from the tokens' shape in the first block of a stage
+        height, width = cat.input[2], cat.input[3]
     if channels is not None and channels != [weight.shape[1] * attr(conv, "group", 1)]:
         return None
     r_out = g.data_consumer(conv.output[0])
@@ -391,8 +453,8 @@ def _token_conv(g: _Graph, conv: Any) -> _TokenConv | None:
     t_out = g.data_consumer(r_out.output[0])
     if t_out is None or _perm(t_out) != [0, 2, 1]:
         return None
-    return _TokenConv(conv=conv, weight=weight, tokens=t_in.input[0], map_in=r_in.output[0], height=cat.input[2],
-                      width=cat.input[3], out=t_out.output[0])
+    return _TokenConv(conv=conv, weight=weight, tokens=t_in.input[0], map_in=r_in.output[0], height=height,
+                      width=width, out=t_out.output[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,8 +470,8 @@ class _ConvMlp:
     w2: np.ndarray  # (4C, C)
     b2: np.ndarray
     dwconv: Any  # the depthwise Conv node (reused as is)
-    height: str  # runtime H and W as 1-element int64 tensors (from the original 4-D reshape target)
-    width: str
+    height: str | int  # H and W of the map, as in _TokenConv
+    width: str | int
     out: str  # (B, N, C) MLP output (after fc2's bias)
     name: str
     relu: bool = False  # a ReLU between fc1 and the depthwise conv (linear-SRA variants)
@@ -549,7 +611,8 @@ def mlp_as_convs(model: onnx.ModelProto) -> int:
         relu = [helper.make_node("Relu", [h1], [dw_in], name=g.unique(f"{p}/Relu"))] if m.relu else []
         nodes = [
             helper.make_node("Transpose", [m.x], [x_t], name=g.unique(f"{p}/in_T"), perm=[0, 2, 1]),
-            helper.make_node("Concat", [zero2, m.height, m.width], [shape4], name=g.unique(f"{p}/shape"), axis=0),
+            helper.make_node("Concat", [zero2, _dim(g, m.height, f"{p}/height"), _dim(g, m.width, f"{p}/width")],
+                             [shape4], name=g.unique(f"{p}/shape"), axis=0),
             helper.make_node("Reshape", [x_t, shape4], [x_map], name=g.unique(f"{p}/to_map")),
             helper.make_node("Conv", [x_map, w1, b1], [h1], name=g.unique(f"{p}/fc1"), kernel_shape=[1, 1]),
             *relu,
@@ -778,6 +841,7 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
         p = m.conv.name or m.conv.output[0]
         kernel, channels = m.weight.shape[0], m.weight.shape[1]
         k = m.weight.shape[2]
+        height, width = _dim(g, m.height, f"{p}/height"), _dim(g, m.width, f"{p}/width")
         k1 = g.add_init(f"{p}/patch", np.array([k], dtype=np.int64))
         c1 = g.add_init(f"{p}/channels", np.array([channels], dtype=np.int64))
         zero1 = g.add_init(f"{p}/zero", np.array([0], dtype=np.int64))
@@ -789,11 +853,11 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
         t = {n: g.unique(f"{p}/{n}") for n in ("h_out", "w_out", "h_crop", "w_crop", "map_shape", "map", "crop_end",
                                                "cropped", "patch_shape", "patches", "patches_t", "rows", "product")}
         nodes = [
-            helper.make_node("Div", [m.height, k1], [t["h_out"]]),
-            helper.make_node("Div", [m.width, k1], [t["w_out"]]),
+            helper.make_node("Div", [height, k1], [t["h_out"]]),
+            helper.make_node("Div", [width, k1], [t["w_out"]]),
             helper.make_node("Mul", [t["h_out"], k1], [t["h_crop"]]),
             helper.make_node("Mul", [t["w_out"], k1], [t["w_crop"]]),
-            helper.make_node("Concat", [zero1, m.height, m.width, c1], [t["map_shape"]], axis=0),
+            helper.make_node("Concat", [zero1, height, width, c1], [t["map_shape"]], axis=0),
             helper.make_node("Reshape", [m.tokens, t["map_shape"]], [t["map"]]),
             helper.make_node("Concat", [t["h_crop"], t["w_crop"]], [t["crop_end"]], axis=0),
             helper.make_node("Slice", [t["map"], zero2, t["crop_end"], hw_axes], [t["cropped"]]),
@@ -859,7 +923,8 @@ def depthwise_channels_last(model: onnx.ModelProto) -> int:
         flat = g.add_init(f"{p}/tokens_shape", np.array([0, -1, channels], dtype=np.int64))
         shape, nhwc, out_nhwc = g.unique(f"{p}/nhwc_shape"), g.unique(f"{p}/nhwc_in"), g.unique(f"{p}/nhwc_out")
         replace[m.map_in] = [
-            helper.make_node("Concat", [zero1, m.height, m.width, c1], [shape], name=g.unique(f"{p}/nhwc_Concat"), axis=0),
+            helper.make_node("Concat", [zero1, _dim(g, m.height, f"{p}/height"), _dim(g, m.width, f"{p}/width"), c1],
+                             [shape], name=g.unique(f"{p}/nhwc_Concat"), axis=0),
             helper.make_node("Reshape", [m.tokens, shape], [nhwc], name=g.unique(f"{p}/nhwc_Reshape")),
             helper.make_node("Transpose", [nhwc], [m.map_in], name=g.unique(f"{p}/to_nchw"), perm=[0, 3, 1, 2]),
         ]
@@ -931,7 +996,7 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 REWRITES = ("winograd_convs", "sra_attention", "mlp_convs")
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 2
+RECIPE = 3
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
