@@ -328,7 +328,8 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
         views: list[Any] = []
         if ranks.get(query) != 3 or ranks.get(kv) != 3:
             q_dims, kv_dims = _ints(g, m.query_shape), _ints(g, m.kv_shape)
-            if q_dims is None or kv_dims is None or len(q_dims) != 4 or len(kv_dims) != 5 or min(q_dims[:2] + kv_dims[:2]) < 1:
+            if (q_dims is None or kv_dims is None or len(q_dims) != 4 or len(kv_dims) != 5
+                    or not (_leading_dims(q_dims) and _leading_dims(kv_dims))):
                 continue
             query, kv = g.unique(f"{m.name}/query_3d"), g.unique(f"{m.name}/kv_3d")
             q3 = g.add_init(f"{m.name}/query_3d_shape", np.array([*q_dims[:2], width], dtype=np.int64))
@@ -352,6 +353,11 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     # Rewire: the old output Reshape is removed (its output name is now produced by the new nodes).
     replace_nodes(model, new_nodes)
     return fused
+
+
+def _leading_dims(dims: Sequence[int]) -> bool:
+    """Whether a reshape target's (batch, sequence) entries can be reused as they are: sizes, or one -1."""
+    return all(d > 0 or d == -1 for d in dims[:2]) and list(dims[:2]).count(-1) <= 1
 
 
 def _ranks(model: onnx.ModelProto) -> dict[str, int]:
