@@ -355,6 +355,30 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     return fused
 
 
+def _shape_probe(model: onnx.ModelProto, max_values: int = 1024) -> onnx.ModelProto:
+    """A copy of ``model`` for ONNX shape inference: nodes, inputs, outputs and small constants as
+    they are, every larger initializer (the weights) reduced to its type and dims, which is all
+    inference reads of it. Inferring on it takes milliseconds; on a full copy it costs a
+    serialisation of the weights (~1 s for the pvt_small detector)."""
+    import math
+
+    import onnx
+
+    probe = onnx.ModelProto(ir_version=model.ir_version, metadata_props=model.metadata_props,
+                            opset_import=model.opset_import, functions=model.functions)
+    graph = probe.graph
+    graph.name = model.graph.name
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    for init in model.graph.initializer:
+        if math.prod(init.dims) <= max_values:
+            graph.initializer.append(init)
+        else:
+            graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
+    return probe
+
+
 def _leading_dims(dims: Sequence[int]) -> bool:
     """Whether a reshape target's (batch, sequence) entries can be reused as they are: sizes, or one -1."""
     return all(d > 0 or d == -1 for d in dims[:2]) and list(dims[:2]).count(-1) <= 1
@@ -365,7 +389,7 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
     from onnx import shape_inference
 
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(_shape_probe(model))
     except Exception as e:  # noqa: BLE001 - unknown ranks only make the callers more careful
         log.debug("shape inference failed (%s)", e)
         return {}
@@ -673,7 +697,6 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     ``preprocess.imgsz`` metadata), from ONNX shape inference; empty when that size is unknown."""
     import json
 
-    import onnx
     from onnx import shape_inference
 
     from pvt_deploy.export.graph import get_metadata
@@ -683,7 +706,7 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
         height, width = (int(v) for v in meta["preprocess"]["imgsz"])
     except (ValueError, KeyError, TypeError):
         return {}
-    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe = _shape_probe(model)
     inits = {i.name for i in probe.graph.initializer}
     inputs = [i for i in probe.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
