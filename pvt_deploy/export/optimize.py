@@ -316,7 +316,6 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     if not found:
         return 0
     ranks = _ranks(model)
-    _ensure_ms_opset(model)
     new_nodes: dict[str, list[Any]] = {}
     fused = 0
     for m in found:
@@ -325,6 +324,9 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
         # 2-D Gemms, (B*S, C): view those as 3-D with the leading dims of the exported head reshapes
         # (constants there), and give the output the shape the exported output reshape gave.
         query, kv, out = m.query, m.kv, m.out
+        out_dims = _ints(g, m.out_shape)
+        if ranks.get(m.out) != 3 and (out_dims is None or 0 in out_dims[2:]):
+            continue  # checked first: a block skipped here leaves no half-built views behind
         views: list[Any] = []
         if ranks.get(query) != 3 or ranks.get(kv) != 3:
             q_dims, kv_dims = _ints(g, m.query_shape), _ints(g, m.kv_shape)
@@ -338,9 +340,6 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
                       helper.make_node("Reshape", [m.kv, kv3], [kv], name=g.unique(f"{m.name}/kv_3d"))]
         tail: list[Any] = []
         if ranks.get(m.out) != 3:
-            out_dims = _ints(g, m.out_shape)
-            if out_dims is None or 0 in out_dims[2:]:
-                continue
             out = g.unique(f"{m.name}/out_3d")
             tail.append(helper.make_node("Reshape", [out, m.out_shape], [m.out], name=g.unique(f"{m.name}/out")))
         k, v = g.unique(f"{m.name}/k"), g.unique(f"{m.name}/v")
@@ -350,8 +349,10 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
                                domain=MS_DOMAIN, num_heads=m.heads, scale=float(m.scale))
         new_nodes[m.out] = [*views, split, mha, *tail]
         fused += 1
-    # Rewire: the old output Reshape is removed (its output name is now produced by the new nodes).
-    replace_nodes(model, new_nodes)
+    if fused:
+        _ensure_ms_opset(model)
+        # Rewire: the old output Reshape is removed (its output name is now produced by the new nodes).
+        replace_nodes(model, new_nodes)
     return fused
 
 
