@@ -70,9 +70,9 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         shutil.copyfile(folder / "model.int8.onnx", out)
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
     if flavour == "dynamic":
-        model, record = quantize_int8(prepared, out.with_suffix(".tmp.onnx"), flavour="cpu", batches=[],
-                                      method="dynamic", source=folder / "model.onnx")
-        onnx.save_model(model, str(out))
+        # the dynamic graph is returned as the quantizer wrote it to ``out``: nothing to save again
+        _, record = quantize_int8(prepared, out, flavour="cpu", batches=[], method="dynamic",
+                                  source=folder / "model.onnx")
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "layout": record["layout"],
                 "build_s": round(time.perf_counter() - t0, 1)}
     if flavour == "dynamic-plain":

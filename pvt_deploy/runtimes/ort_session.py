@@ -4,7 +4,7 @@
 exact rewrites make it faster (:mod:`pvt_deploy.export.optimize`: wide 3x3 head convolutions as
 Winograd F(4x4, 3x3), spatial-reduction attention as one ``MultiHeadAttention`` node, PVT v2's token
 MLP as 1x1 convolutions); they use ``com.microsoft`` ops, so they are applied to a *copy* that only
-ONNX Runtime reads. Building the copy takes 0.1-2.5 s (2.4 s for the pvt_small detector), hashing
+ONNX Runtime reads. Building the copy takes 0.1-2 s (1.3-1.7 s for the pvt_small detector), hashing
 the source a fraction of one, so sessions build it on first load and reuse it:
 
 * the copy lives in ``.ort-cache/`` beside the source (or in ``~/.cache/pvt-deploy/ort`` when that
