@@ -17,11 +17,13 @@ activations, S8 per-channel weights):
 * ``mm-rounded``    — the same, MatMul outputs quantized too (``QLinearMatMul`` instead of
                       ``MatMulIntegerToFloat``);
 * ``qdq``           — onnxruntime's plain static QDQ on every Conv/MatMul/Gemm, outputs quantized;
-* ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call (no calibration),
-                      on the export's CPU INT8 layout (patch/SR convs as MatMuls, channels-last
-                      depthwise convs, fused attention: ``optimize.int8_cpu_layout``) — the
-                      classifiers' export flavour;
-* ``dynamic-plain`` — the same on the graph as exported (patch/SR convs stay float convs);
+* ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call, on the export's
+                      CPU INT8 layout (patch/SR convs as MatMuls, channels-last depthwise convs, fused
+                      attention and GELU: ``optimize.int8_cpu_layout``), depthwise convs static INT8 —
+                      the classifiers' export flavour;
+* ``float-depthwise`` — the same with v2's depthwise convs left float (calibrated static INT8 in
+                      ``dynamic``, which ONNX Runtime runs channels-last without reorders);
+* ``dynamic-plain`` — ``float-depthwise`` on the graph as exported (patch/SR convs stay float convs);
 * ``head-7bit``     — detectors: the RetinaNet head's stacked 3x3 convs only, 7-bit weights (what the
                       export shipped before, on a CPU without VNNI).
 
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "dynamic-plain",
+FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise", "dynamic-plain",
             "head-7bit")
 
 
@@ -69,11 +71,12 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
 
         shutil.copyfile(folder / "model.int8.onnx", out)
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
-    if flavour == "dynamic":
+    if flavour in ("dynamic", "float-depthwise"):
         # the dynamic graph is returned as the quantizer wrote it to ``out``: nothing to save again
-        _, record = quantize_int8(prepared, out, flavour="cpu", batches=[], method="dynamic",
-                                  source=folder / "model.onnx")
+        _, record = quantize_int8(prepared, out, flavour="cpu", batches=batches if flavour == "dynamic" else [],
+                                  method="dynamic", source=folder / "model.onnx")
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "layout": record["layout"],
+                "static_depthwise": record.get("static_depthwise", {}).get("convs", 0),
                 "build_s": round(time.perf_counter() - t0, 1)}
     if flavour == "dynamic-plain":
         quantize_dynamic(str(prepared), str(out), **int8_settings("cpu", "dynamic")["kwargs"])

@@ -324,23 +324,25 @@ def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "patches", "depthwise", "attention"), [
+@pytest.mark.parametrize(("name", "patches", "depthwise", "attention", "gelus"), [
     # b0: 2 blocks in each of the stages with spatial reduction (sr 8, 4, 2), 8 MLPs; overlapping
     # 7x7/3x3 patch embeddings stay convs. tiny (v1): 6 SR convs + the 2x2 patch embeddings of
-    # stages 2-4. li: pooled linear SRA has no token conv, 4 MLPs.
-    ("pvt_v2_b0-cls", 6, 8, 8), ("pvt_tiny-cls", 9, 0, 8), ("tiny_li-features", 0, 4, 4)])
+    # stages 2-4. li: pooled linear SRA has no token conv, 4 MLPs. One GELU per MLP (li: and per attention,
+    # after the pooled keys' LayerNorm).
+    ("pvt_v2_b0-cls", 6, 8, 8, 8), ("pvt_tiny-cls", 9, 0, 8, 8), ("tiny_li-features", 0, 4, 4, 8)])
 def test_int8_layout_matches_every_block_and_is_exact(graphs: dict, name: str, patches: int, depthwise: int,
-                                                      attention: int, tmp_path: Path) -> None:
+                                                      attention: int, gelus: int, tmp_path: Path) -> None:
     from pvt_deploy.export.optimize import int8_cpu_layout
 
     path, _ = graphs[name]
     model = onnx.load(str(path))
     convs_before = sum(n.op_type == "Conv" for n in model.graph.node)
     assert int8_cpu_layout(model) == {"patch_matmuls": patches, "depthwise_channels_last": depthwise,
-                                      "sra_attention": attention}
+                                      "sra_attention": attention, "gelu": gelus}
     onnx.checker.check_model(model)
     assert sum(n.op_type == "Conv" for n in model.graph.node) == convs_before - patches
-    assert {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} == {"MultiHeadAttention"}
+    assert {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} == {"MultiHeadAttention", "Gelu"}
+    assert not any(n.op_type == "Erf" for n in model.graph.node)
     out = tmp_path / "layout.onnx"
     onnx.save_model(model, str(out))
     a, b = _session(path), _session(out)
@@ -384,7 +386,8 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
 
     path, _ = graphs["pvt_tiny-cls"]
     model8, record = quantize_int8(path, tmp_path / "cls.int8.onnx", flavour="cpu", batches=[], method="dynamic")
-    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0, "sra_attention": 8}
+    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0, "sra_attention": 8, "gelu": 8}
+    assert "static_depthwise" not in record  # v1 has no depthwise convs
     ops = [n.op_type for n in model8.graph.node]
     assert ops.count("Conv") == 1  # only the image's 4x4 patch embedding stays float
     assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 8 * 4 + 9
@@ -394,6 +397,45 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
     (ref,), (got,) = _session(path).run(None, {"images": x}), _session(out).run(None, {"images": x})
     cosine = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
     assert cosine > 0.99
+
+
+def test_dynamic_cpu_int8_runs_depthwise_convs_as_channels_last_qlinearconv(graphs: dict, tmp_path: Path) -> None:
+    """v2's depthwise convs get calibrated static INT8: ONNX Runtime then runs them as channels-last
+    QLinearConv on the token layout, without the float conv's NCHWc reorders, and the GELU after the
+    dequantized output stays one node."""
+    from pvt_deploy.export.calibration import Batch
+    from pvt_deploy.export.precision import quantize_int8
+
+    path, _ = graphs["pvt_v2_b0-cls"]
+    batches = [Batch(images=_images(2, 64, 96), metas=[], names=["a", "b"]),
+               Batch(images=_images(1, 96, 64), metas=[], names=["c"])]
+    out = tmp_path / "cls.int8.onnx"
+    model8, record = quantize_int8(path, tmp_path / "scratch.onnx", flavour="cpu", batches=batches, method="dynamic")
+    assert record["static_depthwise"]["convs"] == 8
+    assert record["static_depthwise"]["calibration"] == {"method": "minmax", "batches": 2, "images": 3}
+    onnx.save_model(model8, str(out))
+
+    def ort_ops(src: Path, tag: str) -> list[onnx.NodeProto]:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.optimized_model_filepath = str(tmp_path / f"{tag}.ort.onnx")
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        return list(onnx.load(str(tmp_path / f"{tag}.ort.onnx")).graph.node)
+
+    def reorders(nodes: list[onnx.NodeProto]) -> int:
+        return sum(n.op_type in ("ReorderInput", "ReorderOutput") for n in nodes)
+
+    ran = ort_ops(out, "static")
+    qconvs = [n for n in ran if n.op_type == "QLinearConv"]
+    assert len(qconvs) == 8 and all(any(a.name == "channels_last" and a.i == 1 for a in n.attribute) for n in qconvs)
+    assert sum(n.op_type == "Gelu" for n in ran) == 8 and not any(n.op_type == "Erf" for n in ran)
+    plain, _ = quantize_int8(path, tmp_path / "scratch2.onnx", flavour="cpu", batches=[], method="dynamic")
+    onnx.save_model(plain, str(tmp_path / "plain.onnx"))
+    assert reorders(ran) <= reorders(ort_ops(tmp_path / "plain.onnx", "plain")) - 16  # two per depthwise conv
+    for x in (_images(2, 64, 96), _images(1, 72, 100)):
+        (ref,), (got,) = _session(path).run(None, {"images": x}), _session(out).run(None, {"images": x})
+        cosine = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
+        assert cosine > 0.99
 
 
 @pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls"])

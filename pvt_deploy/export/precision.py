@@ -291,6 +291,14 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
         if record["method"] == "dynamic":
             if flavour == "cpu":
                 prepared, record["layout"] = _cpu_layout(source or prepared, Path(dst).with_suffix(".layout.onnx"))
+                prepared, depthwise = _static_depthwise(prepared, Path(dst).with_suffix(".depthwise.onnx"),
+                                                        batches, input_name)
+                if depthwise:
+                    record["static_depthwise"] = {
+                        "convs": depthwise, "format": "QDQ", "activations": "uint8 asymmetric (MinMax)",
+                        "weights": "int8 symmetric per-channel",
+                        "calibration": {"method": "minmax", "batches": len(batches),
+                                        "images": sum(len(b.names) for b in batches)}}
             quantize_dynamic(str(prepared), str(dst), **settings["kwargs"])
             model = onnx.load(str(dst))
         else:
@@ -324,6 +332,35 @@ def _cpu_layout(src: str | os.PathLike[str], dst: Path) -> tuple[Path, dict[str,
     counts = int8_cpu_layout(model)
     onnx.save_model(model, str(dst))
     return dst, counts
+
+
+def _static_depthwise(src: Path, dst: Path, batches: Sequence[Batch], input_name: str) -> tuple[Path, int]:
+    """Quantize the depthwise convs of ``src`` (PVT v2's MLP conv) with calibrated static INT8, input
+    and output, and write the graph to ``dst``; return it and how many. Nothing is written (``src``
+    and 0) when there are none or no calibration batches.
+
+    ONNX Runtime runs such a conv as a channels-last ``QLinearConv`` straight on the token layout: the
+    float conv needed a reorder of the block's widest tensor on each side, and those reorders took
+    more time than the conv (``benchmarks/ort_profile.py --model pvt_v2_b0-cls``). The quantized
+    output is dequantized once, into the GELU (:func:`pvt_deploy.export.optimize.fuse_gelu`).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from pvt_deploy.export.calibration import calibration_reader
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
+                 and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
+                 and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
+    if not depthwise or not batches:
+        return src, 0
+    quantize_static(str(src), str(dst), calibration_reader(batches, input_name), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    reduce_range=False, op_types_to_quantize=["Conv"], nodes_to_quantize=depthwise,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return dst, len(depthwise)
 
 
 def score_window_overrides(scores: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
