@@ -10,6 +10,9 @@ activations, S8 per-channel weights):
 * ``export``        — what ``export_onnx(int8=True)`` writes as ``model.int8.onnx`` (the CPU flavour of
                       ``pvt_deploy.export.precision``: static on MatMuls and Conv chains, see
                       ``cpu_int8_plan``), and the ablations of its choices:
+* ``no-layout``     — the same on the pre-processed export instead of its CPU INT8 layout (attention
+                      and GELU unfused, float depthwise convs between NCHWc reorders); the other
+                      ablations below start from the layout;
 * ``no-window``     — the same, score logits quantized over their calibrated min/max instead of the
                       score window (``retina_cls`` still runs as ``QLinearConv``);
 * ``7bit``          — the same with 7-bit weights (``reduce_range``, the choice for x86 without VNNI);
@@ -47,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise", "dynamic-plain",
-            "head-7bit")
+FLAVOURS = ("export", "no-layout", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise",
+            "dynamic-plain", "head-7bit")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -63,6 +66,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         quantize_int8,
         score_window_overrides,
         unquantize_other_inputs,
+        write_cpu_layout,
     )
 
     t0 = time.perf_counter()
@@ -82,6 +86,8 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
         quantize_dynamic(str(prepared), str(out), **int8_settings("cpu", "dynamic")["kwargs"])
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "build_s": round(time.perf_counter() - t0, 1)}
     kwargs = int8_settings("cpu", "static")["kwargs"]
+    if flavour != "no-layout":  # the ablations of the export's static choices start from its layout
+        prepared, _ = write_cpu_layout(folder / "model.onnx", out.with_suffix(".layout.onnx"), method="static")
     plan = cpu_int8_plan(prepared)
     nodes, scores, restore = plan.nodes, plan.scores, True
     window = score_window_overrides(scores)
@@ -92,6 +98,8 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
     elif flavour == "+patch-convs":
         graph = onnx.load(str(prepared), load_external_data=False).graph
         nodes = nodes + [n.name for n in graph.node if n.op_type == "Conv" and n.name not in nodes]
+    elif flavour == "no-layout":
+        pass
     elif flavour == "mm-rounded":
         kwargs["extra_options"] = {"MatMulConstBOnly": True}
     elif flavour == "qdq":

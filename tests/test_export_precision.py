@@ -71,6 +71,13 @@ def test_int8_flavours(det_artifact) -> None:
     record = det_artifact.manifest["precision"]["int8"]
     assert record["cpu"]["method"] == "static" and record["trt"]["activations"] == "int8 symmetric"
     assert record["cpu"]["score_logit_window"] == [-9.21, 9.21] and record["cpu"]["float_inputs_restored"] > 0
+    # quantized on the CPU INT8 layout of the float export: attention and GELU fused, depthwise MLP convs
+    # channels-last; the patch convs stay float convs (static plan)
+    assert record["cpu"]["layout"] == {"patch_matmuls": 0, "depthwise_channels_last": 8, "sra_attention": 8, "gelu": 8}
+    cpu_ops = [n.op_type for n in onnx.load(str(det_artifact.folder / "model.int8.onnx")).graph.node]
+    assert cpu_ops.count("MultiHeadAttention") == 8 and cpu_ops.count("Gelu") == 8 and "Erf" not in cpu_ops
+    assert "layout" not in record["trt"] and "MultiHeadAttention" not in {
+        n.op_type for n in onnx.load(str(det_artifact.folder / "model.int8.trt.onnx")).graph.node}
     assert record["calibration"]["source"] == "bundled sample images" and record["calibration"]["images"] == 3
 
 

@@ -988,17 +988,28 @@ def depthwise_channels_last(model: onnx.ModelProto) -> int:
     return len(found)
 
 
-def int8_cpu_layout(model: onnx.ModelProto) -> dict[str, int]:
-    """Rewrite, in place, the float graph that the CPU INT8 flavour quantizes with dynamic (weight-only)
-    INT8; return how many blocks each rewrite changed. Applied before quantization, so the export's
-    parity gate measures the graph that runs.
+def int8_cpu_layout(model: onnx.ModelProto, *, method: str = "dynamic") -> dict[str, int]:
+    """Rewrite, in place, the float graph that the CPU INT8 flavour quantizes; return how many blocks
+    each rewrite changed. Applied before quantization, so the export's parity gate measures the graph
+    that runs. Every rewrite is exact in float.
 
-    ``sra_attention`` is the FP32 rewrite (``MultiHeadAttention``): the attention's own MatMuls are
-    activation by activation and stay float under INT8, so fusing them first is exact here too.
-    ``gelu`` writes each exact GELU as one node (:func:`fuse_gelu`), so it stays one kernel after an
-    INT8 depthwise conv.
+    * ``patch_matmuls`` (``method="dynamic"`` only): patch and spatial-reduction convs as MatMuls, so
+      weight-only INT8 quantizes them like the other linear layers. The static method keeps them
+      float convs (quantized, they cost the detectors detection agreement, see
+      :mod:`pvt_deploy.export.precision`).
+    * ``depthwise_channels_last``: v2's depthwise MLP conv between 4-D NHWC transposes that ONNX
+      Runtime folds into its reorders (float conv) or into a channels-last ``QLinearConv`` (INT8).
+    * ``sra_attention``: the FP32 rewrite (``MultiHeadAttention``). The attention's own MatMuls are
+      activation by activation and stay float under INT8, so fusing them first is exact here too.
+      In a quantized graph ONNX Runtime does not fuse them itself, and the unfused attention with
+      its transposes took 13-15 % of a detector's INT8 time (``benchmarks/ort_profile.py``).
+    * ``gelu``: each exact GELU as one node (:func:`fuse_gelu`), so it stays one kernel after an
+      INT8 conv.
     """
-    counts = {"patch_matmuls": patch_convs_as_matmuls(model), "depthwise_channels_last": depthwise_channels_last(model),
+    if method not in ("dynamic", "static"):
+        raise ValueError(f"unknown INT8 method {method!r}")
+    counts = {"patch_matmuls": patch_convs_as_matmuls(model) if method == "dynamic" else 0,
+              "depthwise_channels_last": depthwise_channels_last(model),
               "sra_attention": fuse_sra_attention(model), "gelu": fuse_gelu(model)}
     if any(counts.values()):
         toposort(model)

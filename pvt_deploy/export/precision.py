@@ -252,13 +252,14 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
                   ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Quantize ``prepared`` (see :func:`prepare_for_quantization`); return the graph and its record.
 
-    ``source``: the float graph ``prepared`` was made from. The dynamic CPU flavour quantizes it
-    after :func:`pvt_deploy.export.optimize.int8_cpu_layout` (dynamic INT8 needs no shapes, and ONNX
-    Runtime's pre-processing reorders the attention's transposes beyond what the attention fusion
-    recognises); default: ``prepared``.
+    ``source``: the float graph ``prepared`` was made from. The CPU flavour quantizes it after
+    :func:`pvt_deploy.export.optimize.int8_cpu_layout` (rather than ``prepared``: ONNX Runtime's
+    pre-processing reorders the attention's transposes beyond what the attention fusion
+    recognises); without it the static CPU flavour quantizes ``prepared`` as it is.
 
-    ``cache``: a calibration-range file shared by the static flavours of one export, so the images
-    run through the graph once (ranges are raw min/max; symmetry is applied per flavour afterwards).
+    ``cache``: a calibration-range file shared by the static flavours of one export that quantize
+    ``prepared``, so the images run through that graph once (ranges are raw min/max; symmetry is
+    applied per flavour afterwards). The static CPU flavour on its layout calibrates on its own.
     Static graphs leave here with Q/DQ only on the inputs of the quantized nodes (and on the outputs
     the CPU flavour keeps INT8), see :func:`unquantize_other_inputs`.
     ``dst`` is a scratch path onnxruntime's quantizer writes its own output to (pass a temporary
@@ -271,12 +272,20 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
 
     nodes: list[str] | None = None  # None: every Conv/MatMul/Gemm (the TensorRT flavour)
     scores: list[str] = []
+    layout: dict[str, int] | None = None
     if flavour == "cpu" and method in ("auto", "static"):
         plan = cpu_int8_plan(prepared)
-        nodes, scores = plan.nodes, plan.scores
         method = "static" if method == "static" or plan.convs else "dynamic"
+        if method == "static" and source is not None:
+            # quantized on the CPU layout of the float graph, whose tensors are not the other
+            # flavours': its calibration ranges are not shared (cache)
+            prepared, layout = write_cpu_layout(source, Path(dst).with_suffix(".layout.onnx"), method="static")
+            plan, cache = cpu_int8_plan(prepared), None
+        nodes, scores = plan.nodes, plan.scores
     settings = int8_settings(flavour, method)
     record = dict(settings["record"])
+    if layout is not None:
+        record["layout"] = layout
     if record["method"] == "static" and nodes is not None:
         settings["kwargs"]["nodes_to_quantize"] = nodes
         settings["kwargs"]["extra_options"]["TensorQuantOverrides"] = score_window_overrides(scores)
@@ -290,7 +299,7 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     try:
         if record["method"] == "dynamic":
             if flavour == "cpu":
-                prepared, record["layout"] = _cpu_layout(source or prepared, Path(dst).with_suffix(".layout.onnx"))
+                prepared, record["layout"] = write_cpu_layout(source or prepared, Path(dst).with_suffix(".layout.onnx"))
                 prepared, depthwise = _static_depthwise(prepared, Path(dst).with_suffix(".depthwise.onnx"),
                                                         batches, input_name)
                 if depthwise:
@@ -319,17 +328,17 @@ def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str],
     return model, record
 
 
-def _cpu_layout(src: str | os.PathLike[str], dst: Path) -> tuple[Path, dict[str, int]]:
+def write_cpu_layout(src: str | os.PathLike[str], dst: Path, method: str = "dynamic") -> tuple[Path, dict[str, int]]:
     """Write ``src`` with :func:`pvt_deploy.export.optimize.int8_cpu_layout` applied to ``dst``:
-    patch and spatial-reduction convs as MatMuls (so dynamic INT8 quantizes them like the other linear
-    layers), the depthwise MLP convs' transposes in a form ONNX Runtime folds away, and each attention
-    as one ``MultiHeadAttention``."""
+    (dynamic method only) patch and spatial-reduction convs as MatMuls, so they are quantized like the
+    other linear layers; the depthwise MLP convs' transposes in a form ONNX Runtime folds away; each
+    attention as one ``MultiHeadAttention`` and each GELU as one node."""
     import onnx
 
     from pvt_deploy.export.optimize import int8_cpu_layout
 
     model = onnx.load(str(src))
-    counts = int8_cpu_layout(model)
+    counts = int8_cpu_layout(model, method=method)
     onnx.save_model(model, str(dst))
     return dst, counts
 
