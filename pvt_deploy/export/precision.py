@@ -25,10 +25,14 @@ which changes with the input size, so a scale calibrated at one size would clip 
   the image or tokens and write into LayerNorm/Add stay FP32, and RetinaNet's score logits are
   quantized over a fixed score window instead of their calibrated range. ``method="dynamic"``:
   weights-only INT8 on MatMul/Gemm, activations quantized per call, on a graph whose patch and
-  spatial-reduction convs were first rewritten as MatMuls (so they are quantized too) and whose
-  depthwise convs were laid out channels-last (:func:`pvt_deploy.export.optimize.int8_cpu_layout`;
-  ``benchmarks/int8_variants.py --flavours export,dynamic-plain``: pvt_small classifier batch 1
-  30.2 -> 26.6 ms, batch 8 248.1 -> 226.8 ms).
+  spatial-reduction convs were first rewritten as MatMuls (so they are quantized too); v2's
+  depthwise convs get calibrated static INT8, which ONNX Runtime runs as channels-last
+  ``QLinearConv`` (``benchmarks/int8_variants.py --flavours export,dynamic-plain``: pvt_small
+  classifier batch 1 30.2 -> 26.6 ms, batch 8 248.1 -> 226.8 ms; ``--model pvt_v2_b0-cls --batch 8
+  --flavours export,float-depthwise``: 71.9 -> 63.5 ms). Both methods quantize the float export
+  after :func:`pvt_deploy.export.optimize.int8_cpu_layout` (attention as ``MultiHeadAttention``,
+  GELU as one node, depthwise convs channels-last; ``--flavours export,no-layout``: pvt_v2_b0
+  RetinaNet 296.5 -> 264.7 ms), so the export's parity gate measures the graph that runs.
   ``method="auto"`` (the default):
   static where the graph has Conv chains (detectors, segmenters), dynamic otherwise (classifiers:
   same speed as static here, better top-5 agreement).
