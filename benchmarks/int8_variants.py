@@ -10,6 +10,9 @@ activations, S8 per-channel weights):
 * ``export``        — what ``export_onnx(int8=True)`` writes as ``model.int8.onnx`` (the CPU flavour of
                       ``pvt_deploy.export.precision``: static on MatMuls and Conv chains, see
                       ``cpu_int8_plan``), and the ablations of its choices:
+* ``no-amx``        — the export loaded as written, without the load-time rewrite that CPUs with
+                      AMX get (``optimize.amx_conv_weights``: conv weights re-based so ``QLinearConv``
+                      runs on the AMX GEMM; bit-identical outputs). On other CPUs it equals ``export``;
 * ``no-layout``     — the same on the pre-processed export instead of its CPU INT8 layout (attention
                       and GELU unfused, float depthwise convs between NCHWc reorders); the other
                       ablations below start from the layout;
@@ -50,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "no-layout", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise",
+FLAVOURS = ("export", "no-amx", "no-layout", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise",
             "dynamic-plain", "head-7bit")
 
 
@@ -70,7 +73,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
     )
 
     t0 = time.perf_counter()
-    if flavour == "export":
+    if flavour in ("export", "no-amx"):
         import shutil
 
         shutil.copyfile(folder / "model.int8.onnx", out)
@@ -123,10 +126,11 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
             "score_window": bool(window), "build_s": round(time.perf_counter() - t0, 1)}
 
 
-def ort_runner(path: Path, threads: int | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def ort_runner(path: Path, threads: int | None, *, rewrite: bool | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The backend's CPU session for ``path`` (``rewrite=False``: the file as written, no load-time rewrite)."""
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(path, device="cpu", threads=threads, precision="int8")
+    backend = OnnxRuntimeBackend(path, device="cpu", threads=threads, precision="int8", rewrite=rewrite)
     return backend.infer
 
 
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             path = tmp / f"{flavour}.onnx"
             try:
                 settings = build_flavour(flavour, folder, prepared, path, batches)
-                run = ort_runner(path, args.threads)
+                run = ort_runner(path, args.threads, rewrite=False if flavour == "no-amx" else None)
             except Exception as e:  # noqa: BLE001 - one flavour failing must not hide the others
                 rows[flavour] = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
                 print(f"{flavour}: {rows[flavour]['error']}")

@@ -78,7 +78,8 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
 def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int) -> None:
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
-    assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp}
+    assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
+                               "amx_conv_weights": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -111,7 +112,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     # convs and the 720-channel score conv qualify there; the 36-channel box conv and P4-P7 do not.
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
     optimized, report = optimize_for_ort(model)
-    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8}
+    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "amx_conv_weights": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -125,7 +126,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
 def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
-    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs"}
+    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "amx_conv_weights"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -193,12 +194,14 @@ def test_broken_source_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.
 
 def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Path) -> None:
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+    from pvt_deploy.runtimes.ort_session import default_rewrites
 
     src = tmp_path / "model.onnx"
     src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
     fast = OnnxRuntimeBackend(src, device="cpu")
     plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
-    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8}
+    amx = {"amx_conv_weights": 0} if "amx_conv_weights" in default_rewrites() else {}  # this CPU's set
+    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8} | amx
     assert plain.info.details["graph_rewrites"] is None
     x = _images(2, 128, 96)
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
@@ -317,6 +320,71 @@ def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 16))))) == 0  # 5 x 4 = 20 < 25
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, (17, 20))))) == 2  # 5 x 5
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, None)))) == 0  # no input size to decide by
+
+
+def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
+    from onnx import numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from pvt_deploy.export.optimize import amx_conv_weights
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(3)
+            self.feeds = iter([{"images": rng.standard_normal((1, 256, 12, 12)).astype(np.float32)} for _ in range(2)])
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    src, qdq = _conv_graph(tmp_path, (12, 12)), tmp_path / "convs.int8.onnx"
+    quantize_static(str(src), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    model = onnx.load(str(qdq))
+    inits = {i.name: i for i in model.graph.initializer}
+    weight_dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                  and numpy_helper.to_array(inits[n.input[0]]).ndim == 4]
+    assert len(weight_dqs) == 4
+    before = {n.input[0]: numpy_helper.to_array(inits[n.input[0]]) for n in weight_dqs}
+    # a weight tensor holding -128 cannot move down by one: it is left as it is
+    first = weight_dqs[0].input[0]
+    before[first] = before[first].copy()
+    before[first].flat[0] = -128
+    inits[first].CopyFrom(numpy_helper.from_array(before[first], first))
+    onnx.save_model(model, str(qdq))
+
+    _, report = optimize_for_ort(model, ["amx_conv_weights"])
+    assert report.skipped == "quantized graph" and report.rewrites == {"amx_conv_weights": 3}
+    rebased = onnx.ModelProto.FromString(model.SerializeToString())
+    assert amx_conv_weights(rebased) == 3
+    assert amx_conv_weights(rebased) == 0  # zero points are no longer 0: applying it twice changes nothing
+    after = {i.name: numpy_helper.to_array(i) for i in rebased.graph.initializer}
+    for dq in weight_dqs:
+        name, zero = dq.input[0], after[dq.input[2]]
+        if name == first:
+            assert np.array_equal(after[name], before[name]) and not zero.any()
+        else:
+            assert np.array_equal(after[name].astype(np.int16), before[name].astype(np.int16) - 1)
+            assert zero.dtype == np.int8 and (zero == -1).all()
+    out = tmp_path / "rebased.onnx"
+    onnx.save_model(rebased, str(out))
+    a, b = _session(qdq), _session(out)
+    rng = np.random.default_rng(4)
+    for n, h, w in ((1, 12, 12), (2, 9, 17)):
+        x = rng.standard_normal((n, 256, h, w)).astype(np.float32)
+        for ra, rb in zip(a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
+            assert np.array_equal(ra, rb)  # the same integers, dequantized by the same scales
+
+
+def test_amx_rewrite_is_on_only_where_the_cpu_has_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pvt_deploy.utils.cpu as cpu
+    from pvt_deploy.runtimes.ort_session import default_rewrites
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"}))
+    assert default_rewrites() == REWRITES
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    assert "amx_conv_weights" not in default_rewrites() and "winograd_convs" in default_rewrites()
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: None)
+    assert "amx_conv_weights" not in default_rewrites()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -73,11 +73,9 @@ def cpu_int8_dot_product() -> bool | None:
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
+    from pvt_deploy.utils.cpu import cpu_flags
+
+    flags = cpu_flags()
     if flags is None:
         return None
     return "avx512_vnni" in flags or "avx_vnni" in flags

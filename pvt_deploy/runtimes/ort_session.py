@@ -3,8 +3,9 @@
 ``model.onnx`` is the portable graph (TensorRT parses it). On ONNX Runtime's CPU provider a few
 exact rewrites make it faster (:mod:`pvt_deploy.export.optimize`: wide 3x3 head convolutions as
 Winograd F(4x4, 3x3), spatial-reduction attention as one ``MultiHeadAttention`` node, PVT v2's token
-MLP as 1x1 convolutions); they use ``com.microsoft`` ops, so they are applied to a *copy* that only
-ONNX Runtime reads. Building the copy takes 0.1-2 s (1.3-1.7 s for the pvt_small detector), hashing
+MLP as 1x1 convolutions; on CPUs with AMX, INT8 conv weights re-based so that its kernels run them).
+They use ``com.microsoft`` ops or tune the graph to one CPU, so they are applied to a *copy* that
+only ONNX Runtime reads. Building the copy takes 0.1-2 s (1.3-1.7 s for the pvt_small detector), hashing
 the source a fraction of one, so sessions build it on first load and reuse it:
 
 * the copy lives in ``.ort-cache/`` beside the source (or in ``~/.cache/pvt-deploy/ort`` when that
@@ -13,8 +14,8 @@ the source a fraction of one, so sessions build it on first load and reuse it:
 * it is written atomically, so two processes starting together at worst both build it;
 * building a new copy deletes the copies earlier recipes or versions built for the same source
   (a detector's is ~260 MB), so upgrades do not pile them up;
-* a graph where no rewrite applies (an INT8 Q/DQ graph, an unfamiliar export) is recorded as such and
-  the source is loaded as is;
+* a graph where no rewrite applies (an INT8 Q/DQ graph on a CPU without AMX, an unfamiliar export)
+  is recorded as such and the source is loaded as is;
 * any failure falls back to the source graph with a warning: an optimisation never stops inference.
 
 ONNX Runtime's own level-ALL optimisations (fusions, NCHWc layouts) still run at session creation;
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OptimizedGraph", "cache_dir_for", "optimized_graph"]
+__all__ = ["OptimizedGraph", "cache_dir_for", "default_rewrites", "optimized_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,11 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
                     cache_dir: str | os.PathLike[str] | None = None) -> OptimizedGraph:
     """The graph an ONNX Runtime CPU session should load for ``source`` (see the module docstring).
 
-    ``rewrites``: names from :data:`pvt_deploy.export.optimize.REWRITES` (default: all).
+    ``rewrites``: names from :data:`pvt_deploy.export.optimize.REWRITES` (default:
+    :func:`default_rewrites`, the ones that pay on this CPU).
     """
-    from pvt_deploy.export.optimize import REWRITES
-
     src = Path(source)
-    names = list(REWRITES if rewrites is None else rewrites)
+    names = list(default_rewrites() if rewrites is None else rewrites)
     if not names:
         return OptimizedGraph(src, src)
     try:
@@ -127,6 +127,17 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
         text = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         log.warning("%s: CPU graph rewrites skipped (%s); loading the graph as exported", src.name, text)
         return OptimizedGraph(src, src, error=text)
+
+
+def default_rewrites() -> tuple[str, ...]:
+    """Every rewrite of :data:`pvt_deploy.export.optimize.REWRITES` that pays on this CPU: all of them
+    where it reports AMX-INT8, else all but ``amx_conv_weights`` (without AMX, ONNX Runtime's
+    symmetric-weight conv kernels are the faster ones)."""
+    from pvt_deploy.export.optimize import REWRITES
+    from pvt_deploy.utils.cpu import cpu_flags
+
+    amx = "amx_int8" in (cpu_flags() or ())
+    return tuple(r for r in REWRITES if amx or r != "amx_conv_weights")
 
 
 def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> OptimizedGraph:
