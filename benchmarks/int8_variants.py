@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-FLAVOURS = ("export", "no-amx", "no-layout", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic", "float-depthwise",
-            "dynamic-plain", "head-7bit")
+FLAVOURS = ("export", "no-amx", "no-layout", "no-window", "7bit", "+patch-convs", "mm-rounded", "qdq", "dynamic",
+            "float-depthwise", "dynamic-plain", "head-7bit")
 
 
 def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches: list[Any]) -> dict[str, Any]:
@@ -126,8 +126,10 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
             "score_window": bool(window), "build_s": round(time.perf_counter() - t0, 1)}
 
 
-def ort_runner(path: Path, threads: int | None, *, rewrite: bool | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The backend's CPU session for ``path`` (``rewrite=False``: the file as written, no load-time rewrite)."""
+def ort_runner(path: Path, threads: int | None, *,
+               rewrite: bool | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The backend's CPU session for ``path`` (``rewrite=False``: the file as written, no load-time
+    rewrite)."""
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, device="cpu", threads=threads, precision="int8", rewrite=rewrite)

@@ -126,10 +126,10 @@ def _onnxruntime() -> list[Check]:
         rows.append(Check("cpu_int8", "CPU INT8", "warn", summary="no VNNI: model.int8.onnx may lose accuracy here",
                           hint="use model.onnx (FP32) on this CPU, or INT8 on a GPU"))
     else:
-        from pvt_deploy.utils.cpu import cpu_flags
+        from pvt_deploy.utils.cpu import cpu_amx_int8
 
-        amx = "amx_int8" in (cpu_flags() or ())
-        summary = "VNNI + AMX (conv weights re-based at load)" if amx else "VNNI / dot-product" if dot else "unknown CPU flags"
+        summary = ("VNNI + AMX (conv weights re-based at load)" if cpu_amx_int8()
+                   else "VNNI / dot-product" if dot else "unknown CPU flags")
         rows.append(Check("cpu_int8", "CPU INT8", "ok", summary=summary))
     return rows
 

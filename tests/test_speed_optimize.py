@@ -331,7 +331,8 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             rng = np.random.default_rng(3)
-            self.feeds = iter([{"images": rng.standard_normal((1, 256, 12, 12)).astype(np.float32)} for _ in range(2)])
+            self.feeds = iter([{"images": rng.standard_normal((1, 256, 12, 12)).astype(np.float32)}
+                               for _ in range(2)])
 
         def get_next(self) -> dict | None:
             return next(self.feeds, None)
@@ -379,7 +380,8 @@ def test_amx_rewrite_is_on_only_where_the_cpu_has_amx(monkeypatch: pytest.Monkey
     import pvt_deploy.utils.cpu as cpu
     from pvt_deploy.runtimes.ort_session import default_rewrites
 
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"}))
+    amx_cpu = frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"})
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: amx_cpu)
     assert default_rewrites() == REWRITES
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
     assert "amx_conv_weights" not in default_rewrites() and "winograd_convs" in default_rewrites()

@@ -1057,8 +1057,9 @@ def amx_conv_weights(model: onnx.ModelProto) -> int:
     point -1 dequantizes to the same ``scale * q`` and the integer products are identical; the
     outputs are bit-for-bit the same. Only ``DequantizeLinear`` initializers read solely as the
     weights of ungrouped convs whose input is a uint8 activation are changed (the measured case;
-    depthwise convs take another kernel and are left alone). :func:`pvt_deploy.runtimes.ort_session.default_rewrites`
-    applies it only where the CPU reports AMX-INT8.
+    depthwise convs take another kernel and are left alone).
+    :func:`pvt_deploy.runtimes.ort_session.default_rewrites` applies it only where the CPU reports
+    AMX-INT8.
     """
     from onnx import numpy_helper
 

@@ -134,9 +134,9 @@ def default_rewrites() -> tuple[str, ...]:
     where it reports AMX-INT8, else all but ``amx_conv_weights`` (without AMX, ONNX Runtime's
     symmetric-weight conv kernels are the faster ones)."""
     from pvt_deploy.export.optimize import REWRITES
-    from pvt_deploy.utils.cpu import cpu_flags
+    from pvt_deploy.utils.cpu import cpu_amx_int8
 
-    amx = "amx_int8" in (cpu_flags() or ())
+    amx = cpu_amx_int8()
     return tuple(r for r in REWRITES if amx or r != "amx_conv_weights")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["cpu_flags"]
+__all__ = ["cpu_amx_int8", "cpu_flags"]
 
 
 @functools.cache
@@ -19,3 +19,8 @@ def cpu_flags() -> frozenset[str] | None:
     except OSError:
         return None
     return None
+
+
+def cpu_amx_int8() -> bool:
+    """Does this CPU report AMX-INT8 (Intel Sapphire Rapids and later)? ``False`` when unknown."""
+    return "amx_int8" in (cpu_flags() or ())
