@@ -209,6 +209,47 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     assert os.listdir(tmp_path / ".ort-cache")
 
 
+def test_cpu_batches_run_as_one_shard_per_thread_with_the_whole_batch_outputs(graphs: dict,
+                                                                              tmp_path: Path) -> None:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    sharded = OnnxRuntimeBackend(src, device="cpu", threads=2)
+    whole = OnnxRuntimeBackend(src, device="cpu", threads=2, shard=False)
+    assert sharded.info.details["batch_shards"] == 2 and whole.info.details["batch_shards"] == 1
+    assert OnnxRuntimeBackend(src, device="cpu", threads=1).info.details["batch_shards"] == 1
+    one = _images(1, 64, 96)
+    np.testing.assert_allclose(sharded.infer({"images": one})["logits"],
+                               whole.infer({"images": one})["logits"], atol=2e-5, rtol=1e-5)
+    assert sharded._shard_session is None  # batch 1 never loads the second session
+    for n in (2, 5):  # 5: two shards of 2, the fifth image on the main session
+        x = _images(n, 64, 96)
+        got = sharded.infer({"images": x})["logits"]
+        assert got.shape == (n, 1000)
+        np.testing.assert_allclose(got, whole.infer({"images": x})["logits"], atol=2e-5, rtol=1e-5)
+    assert sharded._shard_session is not None
+    sharded.close()
+    sharded.close()  # idempotent
+
+
+def test_graphs_whose_outputs_mix_the_batch_are_never_sharded(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["images"], ["total"], keepdims=0, axes=[0])], "sum",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [3])])
+    path = tmp_path / "sum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
+    backend = OnnxRuntimeBackend(path, device="cpu", threads=2, rewrite=False)
+    assert backend.info.details["batch_shards"] == 1
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(backend.infer({"images": x})["total"], x.sum(0))
+
+
 def test_quantized_and_half_graphs_are_left_alone(graphs: dict) -> None:
     from onnx import numpy_helper
 
