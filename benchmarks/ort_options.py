@@ -2,12 +2,15 @@
 
     python benchmarks/ort_options.py                                  # pvt_v2_b0 classifier, batch 8
     python benchmarks/ort_options.py --model pvt_v2_b0 --imgsz 640 --batch 1
+    python benchmarks/ort_options.py --model pvt_small-cls --settings default,no-shards --file model.int8.onnx
 
 Compares, on the same input and in one process (interleaved rounds):
 
 * ``default``          — what ``OnnxRuntimeBackend`` does on CPU: level ALL, intra-op threads =
-                         physical cores, no spinning, the exact CPU rewrites (``export.optimize``);
-* ``no-rewrites``      — the same on the graph as exported;
+                         physical cores, no spinning, the exact CPU rewrites (``export.optimize``),
+                         a batch of >= threads images split into one shard per thread;
+* ``no-shards``        — the same with the whole batch in one multi-threaded call;
+* ``no-rewrites``      — the same (unsharded) on the graph as exported;
 * ``spin``             — worker threads busy-wait between ops (ORT's own default);
 * ``extended``/``basic`` — lower graph optimisation levels (no NCHWc layouts / no fusions);
 * ``threads-1``        — one intra-op thread;
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-SETTINGS = ("default", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
+SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -48,12 +51,25 @@ def transformers_optimized(src: Path, dst: Path) -> Path:
     return dst
 
 
+class _BackendSession:
+    """``OnnxRuntimeBackend`` behind an ``InferenceSession``-like ``run(None, feed)``."""
+
+    def __init__(self, path: Path, *, shard: bool) -> None:
+        from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+        self.backend = OnnxRuntimeBackend(path, device="cpu", shard=shard)
+
+    def run(self, names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.backend.infer(feed).values())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_v2_b0-cls")
     ap.add_argument("--imgsz", type=int, default=None)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--file", default="model.onnx", help="graph in the export folder (model.int8.onnx: the CPU INT8)")
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
@@ -69,16 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     size = args.imgsz or resolve_name(args.model).imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size)
+    folder = common.artifact(args.model, args.work, imgsz=size, int8=".int8" in args.file)
     manifest = read_manifest(folder)
-    src = folder / "model.onnx"
+    src = folder / args.file
     rewritten = optimized_graph(src).path
     wanted = [s.strip() for s in args.settings.split(",") if s.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="pvt-ort-options-"))
     sessions: dict[str, Any] = {}
     for name in wanted:
-        if name == "default":
-            sessions[name] = common.ort_cpu_session(rewritten)
+        if name in ("default", "no-shards"):
+            sessions[name] = _BackendSession(src, shard=name == "default")
         elif name == "no-rewrites":
             sessions[name] = common.ort_cpu_session(src)
         elif name == "spin":
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         out = s.run(None, feed)
         err = max(float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(ref, out, strict=True)
                   if a.dtype.kind == "f" and a.shape == b.shape)
-        if err > 1e-3 and manifest["task"] != "detect":
+        if err > 1e-3 and manifest["task"] != "detect" and ".int8" not in args.file:  # INT8: per-call scales
             print(f"warning: {name} differs from {wanted[0]} by {err:.2e}")
     runs: dict[str, Callable[[], Any]] = {k: partial(s.run, None, feed) for k, s in sessions.items()}
     load_before = common.load_average()
@@ -113,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         out[name] = {"latency": s, "vs_default": round(base / common.median_s(t), 3)}
         rows.append([name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{base / common.median_s(t):.2f}x"])
     shape = "x".join(str(d) for d in feed["images"].shape)
-    print(f"\n{args.model} input {shape}: {len(timings[wanted[0]].seconds)} interleaved rounds, "
+    print(f"\n{args.model} {args.file} input {shape}: {len(timings[wanted[0]].seconds)} interleaved rounds, "
           f"load {load_before} -> {common.load_average()}, {physical_cores()} physical cores")
     common.print_table(rows, ["setting", "median ms", "p90 ms", f"speed vs {wanted[0]}"])
 
