@@ -22,10 +22,13 @@ Session choices and why:
   and the shards run at once on a second, single-threaded session of the same graph (``shard``).
   PVT's small operators (LayerNorm on 32-64 channels, GELU, depthwise convs, reorders) leave
   ORT's threads waiting at every operator boundary; shards keep each core busy on its own images.
-  Measured on the 2-core EPYC dev VM: ``pvt_small-cls`` at 8x224 FP32 483 -> 406 ms, INT8 221 ->
-  194 ms; ``pvt_v2_b0`` RetinaNet at 2x640 FP32 885 -> 788 ms (``python benchmarks/speed.py``
-  measures it). The second session is created on the first such batch (load time and weight
-  memory once more); smaller batches and batch 1 use the multi-threaded session alone.
+  Measured on the 2-core EPYC dev VM (``python benchmarks/ort_options.py --settings
+  default,no-shards --rounds 20``, batch 8): ``pvt_small-cls`` FP32 426 -> 392 ms, INT8 218 ->
+  200 ms; ``pvt_v2_b0-cls`` FP32 86 -> 81 ms, INT8 77 -> 68 ms. The second session loads on the
+  first such batch and costs memory once more (resident size after a batch of 2:
+  ``pvt_small`` detector FP32 1133 -> 1565 MiB, INT8 864 -> 1114 MiB; ``pvt_small-cls`` 462 -> 584
+  MiB); without ORT's memory arena it would cost ~260 MiB less and run 8-10 % slower. Smaller
+  batches and batch 1 use the multi-threaded session alone; ``shard=False`` turns it off.
 """
 
 from __future__ import annotations
