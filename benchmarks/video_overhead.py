@@ -8,7 +8,9 @@ Part ``fps``: end-to-end FPS of the real CLI (``pvt-deploy infer clip.mp4``: dec
 inference, NMS, drawing, H.264 encode, JSON Lines) against the *model-only* FPS of the same backend
 on the same input size (inference calls alone, no pipeline), measured before and after the CLI run
 and averaged. The ratio says how well the pipeline hides decode/draw/encode behind inference; the
-target is >= 0.9.
+target is >= 0.9 against one frame per call. Where the CLI runs the clip in batches (its default on
+ONNX Runtime's CPU: one frame per core, see ``pvt_deploy.tasks.pipeline``), the model-only FPS in
+those batches is measured too and the second ratio is printed against it.
 
 Part ``memory``: the CLI on a long clip with a small, fast graph (so thousands of frames finish in
 minutes), its resident set size sampled every 0.25 s from /proc. After warm-up (the first 10% of
@@ -148,8 +150,9 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -
             "wall_s": round(wall, 2), "stages": stages, "rss": rss.samples}
 
 
-def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float) -> dict[str, Any]:
-    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input."""
+def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: int = 1) -> dict[str, Any]:
+    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input, in
+    batches of ``batch`` frames (FPS counts frames)."""
     import cv2
 
     from pvt_deploy.runtimes.loader import load_backend
@@ -159,7 +162,7 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float) -> dict
     try:
         predictor = Predictor(backend, manifest, imgsz=imgsz)
         frame = cv2.resize(common.bundled_photos()[0][1], (WIDTH, HEIGHT))
-        feed, _ = predictor.preprocess([frame])
+        feed, _ = predictor.preprocess([frame] * batch)
         for _ in range(3):
             backend.infer(feed)
         times: list[float] = []
@@ -170,9 +173,23 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float) -> dict
             times.append(time.perf_counter() - t0)
     finally:
         backend.close()
-    med = float(np.median(times))
+    med = float(np.median(times)) / batch
     return {"fps": round(1.0 / med, 3), "median_ms": round(1000 * med, 2), "calls": len(times),
             "input": list(feed["images"].shape)}
+
+
+def cli_batch(folder: Path, infer_args: list[str]) -> int:
+    """The batch ``pvt-deploy infer`` runs a video file in: ``--batch N`` when given, else the default."""
+    if "--batch" in infer_args:
+        return int(infer_args[infer_args.index("--batch") + 1])
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    backend, manifest = load_backend(folder, backend="onnx", device="cpu")
+    try:
+        return Predictor(backend, manifest).auto_batch("video")
+    finally:
+        backend.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,21 +243,35 @@ def main(argv: list[str] | None = None) -> int:
             size = _imgsz_pair(args.imgsz)
             folder = common.artifact(args.model, args.work, imgsz=size)
             warm = model_only_fps(folder, size, 3.0)  # also builds the CPU graph cache before timing
-            before = model_only_fps(folder, size, 15.0)
+            batch = cli_batch(folder, args.infer_args.split())
+            before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0)
+            before_b = model_only_fps(folder, size, 8.0, batch) if batch > 1 else before
             run = run_cli(clip, folder, args.imgsz, out_root / "fps", args.infer_args.split())
-            after = model_only_fps(folder, size, 15.0)
+            after_b = model_only_fps(folder, size, 8.0, batch) if batch > 1 else None
+            after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0)
+            after_b = after_b or after
             model_fps = (before["fps"] + after["fps"]) / 2
+            model_fps_b = (before_b["fps"] + after_b["fps"]) / 2
             ratio = run["fps"] / model_fps
             report["fps"] = {"clip": str(clip), "model": args.model, "imgsz": args.imgsz, "warmup": warm,
                              "model_only_before": before, "model_only_after": after, "model_only_fps": model_fps,
+                             "cli_batch": batch, "model_only_fps_cli_batch": model_fps_b,
                              "cli": {k: v for k, v in run.items() if k != "rss"}, "ratio": round(ratio, 3),
+                             "ratio_same_batch": round(run["fps"] / model_fps_b, 3),
                              "load_average": common.load_average()}
             print(f"\n1280x720 clip, {run['frames']} frames, {args.model} ONNX Runtime CPU at --imgsz {args.imgsz} "
                   f"(input {'x'.join(str(d) for d in before['input'])})")
             print(f"  model only        {before['fps']:.2f} FPS before, {after['fps']:.2f} FPS after "
-                  f"({before['median_ms']:.1f} / {after['median_ms']:.1f} ms per frame)")
-            print(f"  pvt-deploy infer  {run['fps']:.2f} FPS end to end (decode+pre+infer+post+draw+encode+jsonl)")
-            print(f"  ratio             {ratio:.3f}  (target >= 0.9)   stages ms/frame: "
+                  f"({before['median_ms']:.1f} / {after['median_ms']:.1f} ms per frame), batch 1")
+            if batch > 1:
+                print(f"  model only        {before_b['fps']:.2f} FPS before, {after_b['fps']:.2f} FPS after "
+                      f"in batches of {batch} (the CLI's batch)")
+            print(f"  pvt-deploy infer  {run['fps']:.2f} FPS end to end "
+                  f"(decode+pre+infer+post+draw+encode+jsonl), batch {batch}")
+            print(f"  ratio             {ratio:.3f} to batch-1 model-only (target >= 0.9)"
+                  + (f", {run['fps'] / model_fps_b:.3f} to model-only in the CLI's batch"
+                     if batch > 1 else "")
+                  + "\n  stages ms/frame:  "
                   + ", ".join(f"{k} {v['ms_per_frame']:.1f}" for k, v in run["stages"].items()))
         if args.part in ("memory", "both"):
             clip = make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.memory_frames}.mp4",

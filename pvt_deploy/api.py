@@ -91,7 +91,7 @@ class Model:
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
                 iou: float | None = None, classes: Sequence[int] | None = None,
-                imgsz: int | Sequence[int] | None = None, batch: int = 1, vid_stride: int = 1,
+                imgsz: int | Sequence[int] | None = None, batch: int | None = None, vid_stride: int = 1,
                 max_det: int | None = None, topk: int | None = None, save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 threaded: bool | None = None) -> list[Result] | Iterator[Result]:
@@ -103,7 +103,8 @@ class Model:
         streams should use ``stream=True`` (one result at a time, constant memory); a live stream
         with ``stream=False`` is refused, and so is a video longer than :data:`MAX_LIST_FRAMES`.
         ``conf``/``iou``/``classes``/``max_det``: detection filters; ``imgsz``: input size of a
-        dynamic graph; ``batch``: frames per inference call; ``vid_stride``: every n-th video frame.
+        dynamic graph; ``batch``: frames per inference call (default: one per core for a video file on
+        ONNX Runtime's CPU provider, else 1); ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
         ``<name>_mask.png`` (uint8 class ids).

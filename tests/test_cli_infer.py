@@ -191,7 +191,8 @@ def test_ctrl_c_mid_video_exits_130_and_leaves_a_playable_mp4(
         return real(self, feed)
 
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", interrupted)
-    code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "-o", str(tmp_path))
+    code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "-o", str(tmp_path),
+                       "--batch", "1")  # one frame per call: the 6th call is the 6th frame
     assert code == 130 and "interrupted" in err
     codec, frames, size, _ = decode_video(tmp_path / "walk.mp4")
     assert (codec, frames, size) == ("h264", 5, (320, 180))

@@ -101,6 +101,25 @@ def _levels(results: list[Any]) -> list[int]:
     return [round((float(r.boxes.conf[r.boxes.cls == 0][0]) - 0.1) / 0.8 * 255 / 20) for r in results]
 
 
+def test_video_files_default_to_one_frame_per_backend_shard() -> None:
+    sharded = FakeBackend()
+    sharded.info = BackendInfo("fake", "cpu", "fp32", {"batch_shards": 2})
+    pipeline = Pipeline(Predictor(sharded, MANIFEST), ListSource(5))
+    assert pipeline.batch == 2
+    results = list(pipeline)
+    assert [r.frame for r in results] == list(range(5)) and sharded.batches == [2, 2, 1]
+    images = ListSource(3)
+    images.kind = "images"
+    assert Pipeline(Predictor(sharded, MANIFEST), images).batch == 1
+    live = ListSource(3)
+    live.kind = "stream"
+    assert Pipeline(Predictor(sharded, MANIFEST), live).batch == 1
+    assert Pipeline(Predictor(FakeBackend(), MANIFEST), ListSource(3)).batch == 1  # no shards: 1
+    static = {**MANIFEST, "dynamic": {"batch": [1, 1], "height": [32, 640], "width": [32, 640]}}
+    assert Pipeline(Predictor(sharded, static), ListSource(3)).batch == 1  # the graph's range wins
+    assert Pipeline(Predictor(sharded, MANIFEST), ListSource(3), batch=3).batch == 3  # asked for
+
+
 @pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_results_come_in_frame_order(threaded: bool, batch: int) -> None:
