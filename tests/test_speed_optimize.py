@@ -233,6 +233,22 @@ def test_cpu_batches_run_as_one_shard_per_thread_with_the_whole_batch_outputs(gr
     sharded.close()  # idempotent
 
 
+def test_a_shard_session_that_cannot_load_leaves_batches_whole(graphs: dict, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    backend = OnnxRuntimeBackend(src, device="cpu", threads=2)
+    reference = OnnxRuntimeBackend(src, device="cpu", threads=2, shard=False)
+    path, providers, spin = backend._load
+    backend._load = (str(tmp_path / "gone.onnx"), providers, spin)  # the second load fails
+    x = _images(4, 64, 96)
+    np.testing.assert_allclose(backend.infer({"images": x})["logits"],
+                               reference.infer({"images": x})["logits"], atol=2e-5, rtol=1e-5)
+    assert "batches run unsharded" in caplog.text and backend.info.details["batch_shards"] == 1
+
+
 def test_graphs_whose_outputs_mix_the_batch_are_never_sharded(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
