@@ -111,6 +111,19 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _session_options(ort: Any, intra: int, inter: int, spin: bool) -> Any:
+    """The settings every session of this backend shares (see the module docstring)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra
+    options.inter_op_num_threads = inter
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
+    return options
+
+
 def _parse_device(device: str | None) -> tuple[str, int]:
     """``cuda:1`` -> ("cuda", 1); ``None`` -> ("auto", 0)."""
     text = (device or "auto").lower()
@@ -160,17 +173,10 @@ class OnnxRuntimeBackend(Backend):
             if cache_dir is not None:
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         cores = physical_cores()
-        options.intra_op_num_threads = int(threads or cores)
-        options.inter_op_num_threads = int(inter_op_threads or cores)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        options = _session_options(ort, int(threads or cores), int(inter_op_threads or cores), spin)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
-        options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
         load_path, rewrites = self.path, None
         cpu_only = [p if isinstance(p, str) else p[0] for p in providers] == ["CPUExecutionProvider"]
         if rewrite or (rewrite is None and cpu_only):
@@ -185,7 +191,7 @@ class OnnxRuntimeBackend(Backend):
         self._ort = ort
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
-        self._load = (str(load_path), list(providers), spin)
+        self._load = (str(load_path), list(providers), spin)  # what the shard session loads
         self._shards = options.intra_op_num_threads if shard and cpu_only else 1
         if self._shards > 1 and not self._batch_major():
             self._shards = 1
@@ -248,17 +254,10 @@ class OnnxRuntimeBackend(Backend):
         on the first batch that is sharded; ``None`` (and no more sharding) when it cannot load."""
         with self._shard_lock:
             if self._shard_session is None and self._shards > 1:
-                ort = self._ort
                 path, providers, spin = self._load
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = 1
-                options.inter_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-                options.log_severity_level = 3
                 try:
-                    self._shard_session = ort.InferenceSession(path, sess_options=options,
-                                                               providers=providers)
+                    self._shard_session = self._ort.InferenceSession(
+                        path, sess_options=_session_options(self._ort, 1, 1, spin), providers=providers)
                 except Exception as e:  # noqa: BLE001 - e.g. out of memory: run batches whole instead
                     log.warning("%s: batches run unsharded (%s)", self.path.name, _one_line(e))
                     self._shards = 1
