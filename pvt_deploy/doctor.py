@@ -119,15 +119,15 @@ def _onnxruntime() -> list[Check]:
     short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
     rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
                   info={"distribution": dist, "providers": providers, "device": onnxruntime.get_device()})]
-    from pvt_deploy.runtimes.onnxruntime import cpu_int8_dot_product
+    from pvt_deploy.utils.cpu import cpu_amx_int8, cpu_int8_dot_product
 
     dot = cpu_int8_dot_product()
     if dot is False:
-        rows.append(Check("cpu_int8", "CPU INT8", "warn", summary="no VNNI: model.int8.onnx may lose accuracy here",
+        rows.append(Check("cpu_int8", "CPU INT8", "warn",
+                          summary="no VNNI: model.int8.onnx runs exact (weights re-based to uint8 at load) "
+                                  "but no faster than FP32",
                           hint="use model.onnx (FP32) on this CPU, or INT8 on a GPU"))
     else:
-        from pvt_deploy.utils.cpu import cpu_amx_int8
-
         summary = ("VNNI + AMX (conv weights re-based at load)" if cpu_amx_int8()
                    else "VNNI / dot-product" if dot else "unknown CPU flags")
         rows.append(Check("cpu_int8", "CPU INT8", "ok", summary=summary))

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pvt_deploy.export.onnx import output_dim_names, trace_to_onnx
-from pvt_deploy.export.optimize import REWRITES, optimize_for_ort
+from pvt_deploy.export.optimize import FLOAT_REWRITES, QUANTIZED_REWRITES, REWRITES, optimize_for_ort
 from pvt_deploy.models import build_deploy_module, create_model
 from pvt_deploy.models.synthetic import seeded_state_dict
 
@@ -62,6 +62,11 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, to
     }
 
 
+def _session_of(model: onnx.ModelProto, path: Path) -> object:
+    onnx.save_model(model, str(path))
+    return _session(path)
+
+
 def _session(path: Path | str) -> object:
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -79,7 +84,7 @@ def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
-                               "amx_conv_weights": 0}
+                               "amx_conv_weights": 0, "unsigned_int8_weights": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -112,7 +117,8 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     # convs and the 720-channel score conv qualify there; the 36-channel box conv and P4-P7 do not.
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
     optimized, report = optimize_for_ort(model)
-    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "amx_conv_weights": 0}
+    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "amx_conv_weights": 0,
+                               "unsigned_int8_weights": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -126,7 +132,8 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
 def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
-    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "amx_conv_weights"}
+    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "amx_conv_weights",
+                             "unsigned_int8_weights"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -200,8 +207,8 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
     fast = OnnxRuntimeBackend(src, device="cpu")
     plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
-    amx = {"amx_conv_weights": 0} if "amx_conv_weights" in default_rewrites() else {}  # this CPU's set
-    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8} | amx
+    quantized = {r: 0 for r in default_rewrites() if r in QUANTIZED_REWRITES}  # this CPU's set
+    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8} | quantized
     assert plain.info.details["graph_rewrites"] is None
     x = _images(2, 128, 96)
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
@@ -383,7 +390,8 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
     from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from pvt_deploy.export.optimize import amx_conv_weights
+    from pvt_deploy.export.optimize import amx_conv_weights, unsigned_int8_weights
+    from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -423,6 +431,10 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
         else:
             assert np.array_equal(after[name].astype(np.int16), before[name].astype(np.int16) - 1)
             assert zero.dtype == np.int8 and (zero == -1).all()
+    if cpu_int8_dot_product() is False:  # U8S8 saturates here, differently in each kernel: compare exact U8U8
+        for m in (model, rebased):
+            assert unsigned_int8_weights(m) == 4
+        onnx.save_model(model, str(qdq))
     out = tmp_path / "rebased.onnx"
     onnx.save_model(rebased, str(out))
     a, b = _session(qdq), _session(out)
@@ -433,17 +445,112 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
             assert np.array_equal(ra, rb)  # the same integers, dequantized by the same scales
 
 
-def test_amx_rewrite_is_on_only_where_the_cpu_has_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quantized_rewrites_are_on_only_where_the_cpu_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import pvt_deploy.utils.cpu as cpu
     from pvt_deploy.runtimes.ort_session import default_rewrites
 
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
     amx_cpu = frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"})
     monkeypatch.setattr(cpu, "cpu_flags", lambda: amx_cpu)
-    assert default_rewrites() == REWRITES
+    assert default_rewrites() == tuple(r for r in REWRITES if r != "unsigned_int8_weights")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
-    assert "amx_conv_weights" not in default_rewrites() and "winograd_convs" in default_rewrites()
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: None)
-    assert "amx_conv_weights" not in default_rewrites()
+    assert default_rewrites() == FLOAT_REWRITES
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # x86 without VNNI
+    assert default_rewrites() == (*FLOAT_REWRITES, "unsigned_int8_weights")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: None)  # unknown: neither
+    assert default_rewrites() == FLOAT_REWRITES
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")  # ARM's dot-product path does not saturate
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"asimd", "asimddp"}))
+    assert default_rewrites() == FLOAT_REWRITES
+
+
+def _positive_linear_graph(tmp: Path) -> Path:
+    """x (N, 16, 256) -> MatMul by a (256, 64) weight, and x viewed as (N, 16, 16, 16) -> 3x3 conv
+    16->32. Inputs in [0.9, 1] and positive weights make every uint8 activation ~240 and every INT8
+    weight 64-127: adjacent products sum to ~45000, past the 16-bit range of U8S8 pair sums."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.uniform(0.005, 0.01, shape).astype(np.float32), name)
+             for name, shape in (("w", (256, 64)), ("k", (32, 16, 3, 3)))]
+    inits.append(numpy_helper.from_array(np.array([0, 16, 16, 16], np.int64), "grid"))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="linear"),
+             helper.make_node("Reshape", ["x", "grid"], ["g"]),
+             helper.make_node("Conv", ["g", "k"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["z"])]
+    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 16, 64]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 32, 16, 16])], inits)
+    path = tmp / "linear.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_unsigned_int8_weights_are_exact_where_u8s8_saturates(tmp_path: Path) -> None:
+    """On x86 without VNNI, ONNX Runtime's U8S8 kernels clip 16-bit pair sums; with the weights
+    re-based to uint8 (zero point 128) it multiplies U8U8, exactly, on every CPU."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    from pvt_deploy.export.optimize import unsigned_int8_weights
+    from pvt_deploy.utils.cpu import cpu_int8_dot_product
+
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0.9, 1.0, (2, 16, 256)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter([{"x": np.concatenate([x, np.zeros_like(x[:1])])}])
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    src, static, dynamic = _positive_linear_graph(tmp_path), tmp_path / "static.onnx", tmp_path / "dynamic.onnx"
+    quantize_static(str(src), str(static), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]})
+    quantize_dynamic(str(src), str(dynamic), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    saturates = cpu_int8_dot_product() is False
+    for path, rebased_weights in ((static, 2), (dynamic, 1)):
+        model = onnx.load(str(path))
+        before = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        _, report = optimize_for_ort(model, ["unsigned_int8_weights"])
+        assert report.skipped == "quantized graph" and report.rewrites == {"unsigned_int8_weights": rebased_weights}
+        rebased = onnx.ModelProto.FromString(model.SerializeToString())
+        assert unsigned_int8_weights(rebased) == rebased_weights
+        assert unsigned_int8_weights(rebased) == 0  # already unsigned: nothing left to do
+        for init in rebased.graph.initializer:
+            value, old = numpy_helper.to_array(init), before[init.name]
+            if old.dtype == np.int8:  # every int8 tensor was a weight or its zero point: w + 128, exactly
+                assert value.dtype == np.uint8 and np.array_equal(value.astype(np.int16), old.astype(np.int16) + 128)
+        out = tmp_path / f"{path.stem}.u8.onnx"
+        onnx.save_model(rebased, str(out))
+        (y_s8, *_), (y_u8, *z_u8) = _session(path).run(None, {"x": x}), _session(out).run(None, {"x": x})
+        # what exact integer arithmetic gives, from the graph's own scales and zero points (float64)
+        if path == dynamic:  # activations quantized per call over [min(x, 0), max(x)]
+            mul = next(n for n in model.graph.node if n.op_type == "Mul" and n.input[1] in before)
+            x_q, w = np.rint(x / (float(x.max()) / 255)) * (float(x.max()) / 255), before["w_quantized"] * before[
+                mul.input[1]].astype(np.float64)
+        else:
+            x_q = (np.clip(np.rint(x / before["x_scale"]) + before["x_zero_point"], 0, 255)
+                   - before["x_zero_point"]) * before["x_scale"].astype(np.float64)
+            w = before["w_quantized"] * before["w_scale"].astype(np.float64)
+            k = before["k_quantized"] * before["k_scale"].astype(np.float64).reshape(-1, 1, 1, 1)
+            conv = torch.nn.functional.conv2d(torch.from_numpy(x_q.reshape(2, 16, 16, 16)), torch.from_numpy(k),
+                                              padding=1).numpy()
+            z_scale, z_zero = before["z_scale"].astype(np.float64), before["z_zero_point"]
+            z = (np.clip(np.rint(np.maximum(conv, 0) / z_scale) + z_zero, 0, 255) - z_zero) * z_scale
+            assert float(np.abs(z_u8[0] - z).max()) <= 1e-6  # QLinearConv, uint8 out: the same integers
+        y = x_q @ w
+        np.testing.assert_allclose(y_u8, y, rtol=2e-5)  # float output: the integer products, scaled
+        if saturates:  # this CPU clips U8S8 sums: the original graph is far off, which is why the rewrite exists
+            assert float(np.abs(y_s8 - y).max()) > 100 * float(np.abs(y_u8 - y).max())
 
 
 # --------------------------------------------------------------------------------------------------

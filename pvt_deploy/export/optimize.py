@@ -45,9 +45,13 @@ quantization, so the export's parity gate measures the graph that runs:
   widest tensor disappear (the FP32 graph uses ``mlp_convs`` instead, which needs fc1/fc2 as float
   convs).
 
-Quantized graphs get one rewrite, on CPUs with AMX only (:func:`amx_conv_weights`): their conv
-weights are re-based to a zero point of -1, which moves ``QLinearConv`` from ONNX Runtime's VNNI
-symmetric kernels to its AMX GEMM with bit-identical outputs.
+Quantized graphs get bit-exact weight re-basings only, each on the CPUs it is for:
+
+* **AMX** (:func:`amx_conv_weights`): conv weights re-based to a zero point of -1, which moves
+  ``QLinearConv`` from ONNX Runtime's VNNI symmetric kernels to its AMX GEMM.
+* **x86 without VNNI** (:func:`unsigned_int8_weights`): every INT8 weight re-based to uint8 with a
+  zero point of 128, so ONNX Runtime multiplies U8U8 (exact) instead of U8S8, whose pre-VNNI kernels
+  saturate 16-bit pair sums.
 
 Every rewrite is checked by pattern (a node that does not match exactly is left alone, so the graph
 is always valid) and ``tests/test_speed_optimize.py`` checks that outputs equal the original's (the
@@ -1085,8 +1089,56 @@ def amx_conv_weights(model: onnx.ModelProto) -> int:
     return changed
 
 
+def unsigned_int8_weights(model: onnx.ModelProto) -> int:
+    """Re-base every INT8 weight of a quantized graph whose activations are uint8 to uint8 with its
+    zero point plus 128; return how many weight tensors changed.
+
+    On x86 CPUs without VNNI (before Cascade Lake and Zen 4) ONNX Runtime multiplies U8S8 with
+    ``vpmaddubsw``, which adds pairs of products into saturating 16-bit sums: two uint8 activations
+    near 255 times INT8 weights near 127 clip at 32767, and the outputs drift (RetinaNet pvt_v2_b0
+    detection F1 0.672 against PyTorch FP32 on the AVX2 EPYC, ``python benchmarks/speed.py``). Its
+    U8U8 kernels widen to 16 bits first and are exact. ``w + 128`` with zero point ``z + 128``
+    dequantizes to the same ``scale * (w - z)``, so the integer products and outputs are those an
+    exact U8S8 kernel gives. Both weight forms are covered: ``DequantizeLinear`` weights of Q/DQ graphs
+    (read as the weight of a Conv/MatMul/Gemm whose other input is a uint8 activation) and the B input
+    of ``MatMulInteger``/``ConvInteger`` (dynamic quantization, uint8 A). A tensor or zero point that
+    anything else reads is left alone.
+    :func:`pvt_deploy.runtimes.ort_session.default_rewrites` applies it only where the CPU is x86
+    without VNNI.
+    """
+    from onnx import numpy_helper
+
+    g = _Graph(model)
+    changed = 0
+    for node in list(g.graph.node):
+        if node.op_type == "DequantizeLinear" and len(node.input) > 2:
+            weight_name, zero_name = node.input[0], node.input[2]
+            users = g.consumers.get(node.output[0], [])
+            uint8 = bool(users) and node.output[0] not in g.outputs and all(
+                u.op_type in ("Conv", "MatMul", "Gemm") and list(u.input).index(node.output[0]) == 1
+                and _uint8_activation(g, u) for u in users)
+        elif node.op_type in ("MatMulInteger", "ConvInteger") and len(node.input) > 3:
+            weight_name, zero_name = node.input[1], node.input[3]
+            a = g.producer.get(node.input[0])
+            a_zero = g.const(node.input[2]) if node.input[2] else None
+            uint8 = (a is not None and a.op_type == "DynamicQuantizeLinear") or (
+                a_zero is not None and a_zero.dtype == np.uint8)
+        else:
+            continue
+        if not uint8 or weight_name not in g.inits or zero_name not in g.inits:
+            continue
+        weight, zero = g.const(weight_name), g.const(zero_name)
+        if (weight is None or zero is None or weight.dtype != np.int8 or zero.dtype != np.int8
+                or len(g.consumers.get(weight_name, [])) != 1 or len(g.consumers.get(zero_name, [])) != 1):
+            continue
+        for name, value in ((weight_name, weight), (zero_name, zero)):
+            g.inits[name].CopyFrom(numpy_helper.from_array((value.astype(np.int16) + 128).astype(np.uint8), name))
+        changed += 1
+    return changed
+
+
 def _uint8_activation(g: _Graph, conv: Any) -> bool:
-    """Is the conv's input a ``DequantizeLinear`` of a uint8 tensor (the U8S8 case measured)?"""
+    """Is the node's first input a ``DequantizeLinear`` of a uint8 tensor (the U8S8 case measured)?"""
     dq = g.parent(conv, 0, "DequantizeLinear")
     if dq is None:
         return False
@@ -1114,11 +1166,12 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 
 #: Rewrites of float graphs, then of quantized ones (each kind leaves the other alone).
 FLOAT_REWRITES = ("winograd_convs", "sra_attention", "mlp_convs")
-QUANTIZED_REWRITES = ("amx_conv_weights",)
+_QUANTIZED = {"amx_conv_weights": amx_conv_weights, "unsigned_int8_weights": unsigned_int8_weights}
+QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 3
+RECIPE = 4
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
@@ -1137,8 +1190,10 @@ def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES)
     report.rewrites = dict.fromkeys(wanted, 0)
     if skip:
         report.skipped = skip
-        if skip == "quantized graph" and "amx_conv_weights" in wanted:
-            report.rewrites["amx_conv_weights"] = amx_conv_weights(out)
+        if skip == "quantized graph":
+            for name in wanted:
+                if name in _QUANTIZED:
+                    report.rewrites[name] = _QUANTIZED[name](out)
         report.nodes_after = report.nodes_before
         return out, report
     if "winograd_convs" in wanted:  # first: it reads shapes by ONNX shape inference (no contrib ops)

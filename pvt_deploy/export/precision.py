@@ -44,10 +44,13 @@ which changes with the input size, so a scale calibrated at one size would clip 
   recipe 1.64x at F1 0.957. Ablations in the same run: calibrated min/max on the score logits
   instead of the window F1 0.914; 7-bit ``reduce_range`` weights F1 0.856 (cosine 0.981); quantizing
   the patch/SR/lateral convs too 2.57x at F1 0.972 (on pvt_v2_b0: F1 0.949 instead of 0.966); INT8
-  MatMul outputs (``QLinearMatMul``) the same speed and F1. 8-bit weights assume a CPU
-  with VNNI (x86 since Cascade Lake / Zen 4, ARM dot-product): elsewhere U8S8 products can saturate
-  and the backend warns (``pvt_deploy.runtimes.onnxruntime``). Each export records the latency it
-  measured on its parity images next to the variant in the manifest.
+  MatMul outputs (``QLinearMatMul``) the same speed and F1. 8-bit weights are written for CPUs
+  with VNNI (x86 since Cascade Lake / Zen 4, ARM dot-product). On older x86 CPUs ONNX Runtime's
+  U8S8 products saturate 16-bit sums (pvt_v2_b0 RetinaNet F1 0.672 on an AVX2 EPYC), so sessions
+  there re-base the weights to uint8 at load, which is exact
+  (:func:`pvt_deploy.export.optimize.unsigned_int8_weights`); INT8 gains little over FP32 on such
+  CPUs and the backend says so. Each export records the latency it measured on its parity images
+  next to the variant in the manifest.
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
         raise InputError(f"unknown CPU INT8 method {method!r}; choose {', '.join(CPU_METHODS)}")
     return {
         "record": {"flavour": "cpu", "method": "static", "format": "QDQ", "activations": "uint8 asymmetric",
-                   "weights": "int8 symmetric per-channel, 8-bit (needs VNNI on x86)",
+                   "weights": "int8 symmetric per-channel, 8-bit (uint8 at load on x86 without VNNI)",
                    "ops": ["MatMul", "Gemm", "Conv chains"], "matmul": "weights only, float output",
                    "outputs_quantized": "Conv chains only"},
         # Calibrated over every Conv/MatMul/Gemm input (so the range cache serves the TensorRT flavour

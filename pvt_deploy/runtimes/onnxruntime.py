@@ -33,7 +33,6 @@ Session choices and why:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -48,6 +47,7 @@ import numpy as np
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
 from pvt_deploy.runtimes.torch import physical_cores
+from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
 __all__ = ["OnnxRuntimeBackend", "guess_precision", "ort_dtype"]
 
@@ -74,33 +74,21 @@ def guess_precision(path: str | os.PathLike[str]) -> str:
     return "fp32"
 
 
-@functools.cache
-def cpu_int8_dot_product() -> bool | None:
-    """Does this CPU have 8-bit dot-product instructions (x86 VNNI)? ``None``: cannot tell.
-
-    Without them ONNX Runtime's x86 U8S8 kernels multiply pairs with ``vpmaddubsw``, whose 16-bit
-    sums can saturate; the CPU INT8 graphs use full 8-bit weights and assume VNNI (see
-    :mod:`pvt_deploy.export.precision`). ARM CPUs use their dot-product path and are not affected.
-    """
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True
-    from pvt_deploy.utils.cpu import cpu_flags
-
-    flags = cpu_flags()
-    if flags is None:
-        return None
-    return "avx512_vnni" in flags or "avx_vnni" in flags
-
-
 _warned_vnni = False
 
 
-def _warn_int8_without_vnni(path: Path) -> None:
+def _warn_int8_without_vnni(path: Path, unsigned: bool) -> None:
+    """Once per process, on x86 without VNNI: INT8 is exact there only with its weights re-based to
+    uint8 (``unsigned``, see :func:`pvt_deploy.export.optimize.unsigned_int8_weights`), and never
+    much faster than FP32 (its 8-bit multiplies run at the FP32 rate)."""
     global _warned_vnni
-    if not _warned_vnni and cpu_int8_dot_product() is False:
-        _warned_vnni = True
+    if _warned_vnni or cpu_int8_dot_product() is not False:
+        return
+    _warned_vnni = True
+    if unsigned:
+        log.warning("%s: this CPU has no VNNI: INT8 runs exact (weights re-based to uint8) but gains little "
+                    "or nothing over model.onnx (FP32) here", path.name)
+    else:
         log.warning("%s: this CPU has no VNNI, so ONNX Runtime's INT8 kernels may saturate and lose accuracy; "
                     "model.onnx (FP32) is the safe choice here", path.name)
 
@@ -205,7 +193,7 @@ class OnnxRuntimeBackend(Backend):
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self.precision = precision or guess_precision(self.path)
         if self.precision == "int8" and not self._on_gpu:
-            _warn_int8_without_vnni(self.path)
+            _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8_weights")))
         self.info = BackendInfo(
             name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),

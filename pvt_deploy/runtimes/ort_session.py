@@ -3,7 +3,8 @@
 ``model.onnx`` is the portable graph (TensorRT parses it). On ONNX Runtime's CPU provider a few
 exact rewrites make it faster (:mod:`pvt_deploy.export.optimize`: wide 3x3 head convolutions as
 Winograd F(4x4, 3x3), spatial-reduction attention as one ``MultiHeadAttention`` node, PVT v2's token
-MLP as 1x1 convolutions; on CPUs with AMX, INT8 conv weights re-based so that its kernels run them).
+MLP as 1x1 convolutions; INT8 weights re-based, exactly, on CPUs with AMX so that its kernels run
+them and on x86 CPUs without VNNI so that no product saturates).
 They use ``com.microsoft`` ops or tune the graph to one CPU, so they are applied to a *copy* that
 only ONNX Runtime reads. Building the copy takes 0.1-2 s (1.3-1.7 s for the pvt_small detector), hashing
 the source a fraction of one, so sessions build it on first load and reuse it:
@@ -14,7 +15,7 @@ the source a fraction of one, so sessions build it on first load and reuse it:
 * it is written atomically, so two processes starting together at worst both build it;
 * building a new copy deletes the copies earlier recipes or versions built for the same source
   (a detector's is ~260 MB), so upgrades do not pile them up;
-* a graph where no rewrite applies (an INT8 Q/DQ graph on a CPU without AMX, an unfamiliar export)
+* a graph where no rewrite applies (an INT8 Q/DQ graph on a VNNI CPU without AMX, an unfamiliar export)
   is recorded as such and the source is loaded as is;
 * any failure falls back to the source graph with a warning: an optimisation never stops inference.
 
@@ -130,14 +131,15 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
 
 
 def default_rewrites() -> tuple[str, ...]:
-    """Every rewrite of :data:`pvt_deploy.export.optimize.REWRITES` that pays on this CPU: all of them
-    where it reports AMX-INT8, else all but ``amx_conv_weights`` (without AMX, ONNX Runtime's
-    symmetric-weight conv kernels are the faster ones)."""
+    """The rewrites of :data:`pvt_deploy.export.optimize.REWRITES` that pay on this CPU: every float
+    rewrite; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
+    symmetric-weight conv kernels are the faster ones); ``unsigned_int8_weights`` on x86 without
+    VNNI (where U8S8 products saturate and U8U8 ones are exact)."""
     from pvt_deploy.export.optimize import REWRITES
-    from pvt_deploy.utils.cpu import cpu_amx_int8
+    from pvt_deploy.utils.cpu import cpu_amx_int8, cpu_int8_dot_product
 
-    amx = cpu_amx_int8()
-    return tuple(r for r in REWRITES if amx or r != "amx_conv_weights")
+    wanted = {"amx_conv_weights": cpu_amx_int8(), "unsigned_int8_weights": cpu_int8_dot_product() is False}
+    return tuple(r for r in REWRITES if wanted.get(r, True))
 
 
 def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> OptimizedGraph:
