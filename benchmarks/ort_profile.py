@@ -12,7 +12,9 @@ GFLOP/s — the figure that tells whether a GEMM-bound graph has anything left t
 
 ``--roof`` first measures the reference rates on the same cores: PyTorch's SGEMM on a 4096³ product
 and on the stage-1 MLP product of ``pvt_small`` (3136·batch × 64 × 512), and one RetinaNet head conv
-(256 → 256 channels, 3x3, 80x80, FP32) in PyTorch and in ONNX Runtime.
+(256 → 256 channels, 3x3, 80x80, FP32) in PyTorch and in ONNX Runtime, then ONNX Runtime's FP32
+and 8-bit GEMMs on that conv's im2col product: on x86 without VNNI the 8-bit rate is about the
+FP32 one and int8 weights (U8S8) saturate, which is why INT8 gains little there.
 """
 
 from __future__ import annotations
@@ -70,8 +72,46 @@ def roof(threads: int, batch: int) -> None:
     feed = {"x": np.ascontiguousarray(x.numpy())}
     t = common.median_call(lambda: session.run(None, feed), 7, warmup=2)
     rows.append(["ONNX Runtime conv 3x3 256->256 80x80", f"{flops / t / 1e9:.0f}"])
-    print(f"\nFP32 reference rates, {threads} threads")
-    common.print_table(rows, ["kernel", "GFLOP/s"])
+    rows += _int8_gemm_rates(threads)
+    print(f"\nreference rates, {threads} threads (INT8: GOP/s, and the largest error against exact integers)")
+    common.print_table(rows, ["kernel", "GFLOP/s or GOP/s"])
+
+
+def _int8_gemm_rates(threads: int) -> list[list[str]]:
+    """ONNX Runtime's FP32 MatMul and its 8-bit ``MatMulInteger`` (uint8 activations, int8 or uint8
+    weights) on the im2col product of one head conv (6400 x 2304 x 256). Without VNNI the 8-bit
+    rate is about the FP32 one, and int8 weights (U8S8) saturate 16-bit pair sums: that row shows a
+    large error, the U8U8 row none."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = 6400, 2304, 256
+    rng = np.random.default_rng(0)
+    a = rng.integers(200, 256, (m, k), dtype=np.uint8)  # a ReLU-like activation range, near the top
+    rows = []
+    for label, w in (("FP32 MatMul", None), ("MatMulInteger U8S8", rng.integers(100, 128, (k, n), dtype=np.int8)),
+                     ("MatMulInteger U8U8", rng.integers(228, 256, (k, n), dtype=np.uint8))):
+        if w is None:
+            weight = rng.standard_normal((k, n)).astype(np.float32)
+            node, feed = helper.make_node("MatMul", ["a", "w"], ["y"]), a.astype(np.float32)
+            dtype, out = TensorProto.FLOAT, TensorProto.FLOAT
+        else:
+            weight = w
+            node, feed = helper.make_node("MatMulInteger", ["a", "w"], ["y"]), a
+            dtype, out = TensorProto.UINT8, TensorProto.INT32
+        graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", dtype, [m, k])],
+                                  [helper.make_tensor_value_info("y", out, None)],
+                                  [numpy_helper.from_array(weight, "w")])
+        session = common.ort_cpu_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                                         threads=threads)
+        t = common.median_call(lambda s=session, f=feed: s.run(None, {"a": f}), 7, warmup=2)
+        rate = f"{2.0 * m * k * n / t / 1e9:.0f}"
+        if w is not None:
+            exact = a.astype(np.int64) @ w.astype(np.int64)
+            error = int(np.abs(session.run(None, {"a": feed})[0].astype(np.int64) - exact).max())
+            rate += f" (max error {error})"
+        rows.append([f"ONNX Runtime {label} {m}x{k}x{n}", rate])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
