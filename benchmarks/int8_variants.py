@@ -18,7 +18,8 @@ activations, S8 per-channel weights):
                       ablations below start from the layout;
 * ``no-window``     — the same, score logits quantized over their calibrated min/max instead of the
                       score window (``retina_cls`` still runs as ``QLinearConv``);
-* ``7bit``          — the same with 7-bit weights (``reduce_range``, the choice for x86 without VNNI);
+* ``7bit``          — the same with 7-bit weights (``reduce_range``, the usual advice for x86 without VNNI,
+                      where the backend instead re-bases 8-bit weights to uint8: exact);
 * ``+patch-convs``  — the same, plus every other Conv (patch embeddings, spatial reduction, laterals);
 * ``mm-rounded``    — the same, MatMul outputs quantized too (``QLinearMatMul`` instead of
                       ``MatMulIntegerToFloat``);

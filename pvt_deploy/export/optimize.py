@@ -49,9 +49,9 @@ Quantized graphs get bit-exact weight re-basings only, each on the CPUs it is fo
 
 * **AMX** (:func:`amx_conv_weights`): conv weights re-based to a zero point of -1, which moves
   ``QLinearConv`` from ONNX Runtime's VNNI symmetric kernels to its AMX GEMM.
-* **x86 without VNNI** (:func:`unsigned_int8_weights`): every INT8 weight re-based to uint8 with a
-  zero point of 128, so ONNX Runtime multiplies U8U8 (exact) instead of U8S8, whose pre-VNNI kernels
-  saturate 16-bit pair sums.
+* **x86 without VNNI** (:func:`unsigned_int8`): the int8 weights and activations of the integer
+  products re-based to uint8 (zero point plus 128), so ONNX Runtime multiplies U8U8 (exact) instead
+  of U8S8 or S8S8, whose pre-VNNI kernels saturate 16-bit pair sums.
 
 Every rewrite is checked by pattern (a node that does not match exactly is left alone, so the graph
 is always valid) and ``tests/test_speed_optimize.py`` checks that outputs equal the original's (the
@@ -1089,51 +1089,88 @@ def amx_conv_weights(model: onnx.ModelProto) -> int:
     return changed
 
 
-def unsigned_int8_weights(model: onnx.ModelProto) -> int:
-    """Re-base every INT8 weight of a quantized graph whose activations are uint8 to uint8 with its
-    zero point plus 128; return how many weight tensors changed.
+def unsigned_int8(model: onnx.ModelProto) -> int:
+    """Re-base the int8 tensors of a quantized graph's integer products to uint8 (value and zero point
+    plus 128), so that ONNX Runtime multiplies U8U8; return how many tensors changed.
 
-    On x86 CPUs without VNNI (before Cascade Lake and Zen 4) ONNX Runtime multiplies U8S8 with
-    ``vpmaddubsw``, which adds pairs of products into saturating 16-bit sums: two uint8 activations
-    near 255 times INT8 weights near 127 clip at 32767, and the outputs drift (RetinaNet pvt_v2_b0
-    detection F1 0.672 against PyTorch FP32 on the AVX2 EPYC, ``python benchmarks/speed.py``). Its
-    U8U8 kernels widen to 16 bits first and are exact. ``w + 128`` with zero point ``z + 128``
-    dequantizes to the same ``scale * (w - z)``, so the integer products and outputs are those an
-    exact U8S8 kernel gives. Both weight forms are covered: ``DequantizeLinear`` weights of Q/DQ graphs
-    (read as the weight of a Conv/MatMul/Gemm whose other input is a uint8 activation) and the B input
-    of ``MatMulInteger``/``ConvInteger`` (dynamic quantization, uint8 A). A tensor or zero point that
-    anything else reads is left alone.
-    :func:`pvt_deploy.runtimes.ort_session.default_rewrites` applies it only where the CPU is x86
-    without VNNI.
+    On x86 CPUs without VNNI (before Cascade Lake and Zen 4) ONNX Runtime multiplies 8-bit tensors
+    with ``vpmaddubsw``, which adds pairs of uint8 x int8 products into saturating 16-bit sums: two
+    activations near 255 times weights near 127 clip at 32767, and the outputs drift (RetinaNet
+    pvt_v2_b0 detection F1 0.672 against PyTorch FP32 on the AVX2 EPYC, ``python
+    benchmarks/speed.py``; its S8S8 paths, which the TensorRT flavour takes on the CPU, drift too). Its
+    U8U8 kernels widen to 16 bits first and are exact. ``v + 128`` with zero point ``z + 128``
+    dequantizes to the same ``scale * (v - z)``, and an int8 ``QuantizeLinear`` plus 128 is the uint8
+    one with its zero point plus 128 (the clip moves with it), so every dequantized value, and so every
+    output, is what exact integer arithmetic gives. Covered:
+
+    * int8 activations: a ``QuantizeLinear`` whose readers are all ``DequantizeLinear`` nodes with
+      its scale and zero point (the TensorRT flavour's symmetric activations);
+    * weights: ``DequantizeLinear`` weights of Q/DQ graphs (the weight of a Conv/MatMul/Gemm whose other
+      input is a uint8 activation) and the B input of ``MatMulInteger``/``ConvInteger`` (dynamic
+      quantization, uint8 A).
+
+    A weight that anything else reads is left alone; a zero point shared with other readers gets a
+    uint8 twin. :func:`pvt_deploy.runtimes.ort_session.default_rewrites` applies it only where the CPU
+    is x86 without VNNI.
     """
     from onnx import numpy_helper
 
+    def plus_128(value: np.ndarray) -> np.ndarray:
+        return (value.astype(np.int16) + 128).astype(np.uint8)
+
     g = _Graph(model)
+    twins: dict[str, str] = {}
+
+    def unsigned_twin(name: str) -> str:
+        """A uint8 initializer equal to the int8 one ``name`` plus 128 (made once per name)."""
+        if name not in twins:
+            twin = g.unique(f"{name}_u8")
+            g.graph.initializer.append(numpy_helper.from_array(plus_128(g.const(name)), twin))
+            twins[name] = twin
+        return twins[name]
+
     changed = 0
+    for q in list(g.graph.node):
+        if q.op_type != "QuantizeLinear" or len(q.input) < 3 or q.input[2] not in g.inits:
+            continue
+        zero = g.const(q.input[2])
+        readers = g.consumers.get(q.output[0], [])
+        if (zero is None or zero.dtype != np.int8 or not readers or q.output[0] in g.outputs
+                or any(r.op_type != "DequantizeLinear" or list(r.input[1:3]) != list(q.input[1:3]) for r in readers)):
+            continue
+        twin = unsigned_twin(q.input[2])
+        for node in (q, *readers):
+            node.input[2] = twin
+        changed += 1
+    g = _Graph(model)  # activations are uint8 now: the weight checks below read them
     for node in list(g.graph.node):
         if node.op_type == "DequantizeLinear" and len(node.input) > 2:
-            weight_name, zero_name = node.input[0], node.input[2]
+            weight_name, zero_index = node.input[0], 2
             users = g.consumers.get(node.output[0], [])
             uint8 = bool(users) and node.output[0] not in g.outputs and all(
                 u.op_type in ("Conv", "MatMul", "Gemm") and list(u.input).index(node.output[0]) == 1
                 and _uint8_activation(g, u) for u in users)
         elif node.op_type in ("MatMulInteger", "ConvInteger") and len(node.input) > 3:
-            weight_name, zero_name = node.input[1], node.input[3]
+            weight_name, zero_index = node.input[1], 3
             a = g.producer.get(node.input[0])
             a_zero = g.const(node.input[2]) if node.input[2] else None
             uint8 = (a is not None and a.op_type == "DynamicQuantizeLinear") or (
                 a_zero is not None and a_zero.dtype == np.uint8)
         else:
             continue
+        zero_name = node.input[zero_index]
         if not uint8 or weight_name not in g.inits or zero_name not in g.inits:
             continue
         weight, zero = g.const(weight_name), g.const(zero_name)
         if (weight is None or zero is None or weight.dtype != np.int8 or zero.dtype != np.int8
-                or len(g.consumers.get(weight_name, [])) != 1 or len(g.consumers.get(zero_name, [])) != 1):
+                or len(g.consumers.get(weight_name, [])) != 1):
             continue
-        for name, value in ((weight_name, weight), (zero_name, zero)):
-            g.inits[name].CopyFrom(numpy_helper.from_array((value.astype(np.int16) + 128).astype(np.uint8), name))
+        g.inits[weight_name].CopyFrom(numpy_helper.from_array(plus_128(weight), weight_name))
+        node.input[zero_index] = unsigned_twin(zero_name)
         changed += 1
+    used = {x for n in g.graph.node for x in n.input}
+    for init in [i for i in g.graph.initializer if i.name in twins and i.name not in used]:
+        g.graph.initializer.remove(init)  # int8 zero points nobody reads any more
     return changed
 
 
@@ -1166,12 +1203,12 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 
 #: Rewrites of float graphs, then of quantized ones (each kind leaves the other alone).
 FLOAT_REWRITES = ("winograd_convs", "sra_attention", "mlp_convs")
-_QUANTIZED = {"amx_conv_weights": amx_conv_weights, "unsigned_int8_weights": unsigned_int8_weights}
+_QUANTIZED = {"amx_conv_weights": amx_conv_weights, "unsigned_int8": unsigned_int8}
 QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 4
+RECIPE = 5
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:

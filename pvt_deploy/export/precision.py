@@ -48,8 +48,9 @@ which changes with the input size, so a scale calibrated at one size would clip 
   with VNNI (x86 since Cascade Lake / Zen 4, ARM dot-product). On older x86 CPUs ONNX Runtime's
   U8S8 products saturate 16-bit sums (pvt_v2_b0 RetinaNet F1 0.672 on an AVX2 EPYC), so sessions
   there re-base the weights to uint8 at load, which is exact
-  (:func:`pvt_deploy.export.optimize.unsigned_int8_weights`); INT8 gains little over FP32 on such
-  CPUs and the backend says so. Each export records the latency it measured on its parity images
+  (:func:`pvt_deploy.export.optimize.unsigned_int8`), and so does the parity gate
+  (:func:`pvt_deploy.export.onnx.ort_runner`); INT8 gains little over FP32 on such CPUs and the
+  backend says so. Each export records the latency it measured on its parity images
   next to the variant in the manifest.
 """
 

@@ -79,7 +79,7 @@ _warned_vnni = False
 
 def _warn_int8_without_vnni(path: Path, unsigned: bool) -> None:
     """Once per process, on x86 without VNNI: INT8 is exact there only with its weights re-based to
-    uint8 (``unsigned``, see :func:`pvt_deploy.export.optimize.unsigned_int8_weights`), and never
+    uint8 (``unsigned``, see :func:`pvt_deploy.export.optimize.unsigned_int8`), and never
     much faster than FP32 (its 8-bit multiplies run at the FP32 rate)."""
     global _warned_vnni
     if _warned_vnni or cpu_int8_dot_product() is not False:
@@ -193,7 +193,7 @@ class OnnxRuntimeBackend(Backend):
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self.precision = precision or guess_precision(self.path)
         if self.precision == "int8" and not self._on_gpu:
-            _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8_weights")))
+            _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8")))
         self.info = BackendInfo(
             name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),

@@ -133,12 +133,12 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
 def default_rewrites() -> tuple[str, ...]:
     """The rewrites of :data:`pvt_deploy.export.optimize.REWRITES` that pay on this CPU: every float
     rewrite; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
-    symmetric-weight conv kernels are the faster ones); ``unsigned_int8_weights`` on x86 without
+    symmetric-weight conv kernels are the faster ones); ``unsigned_int8`` on x86 without
     VNNI (where U8S8 products saturate and U8U8 ones are exact)."""
     from pvt_deploy.export.optimize import REWRITES
     from pvt_deploy.utils.cpu import cpu_amx_int8, cpu_int8_dot_product
 
-    wanted = {"amx_conv_weights": cpu_amx_int8(), "unsigned_int8_weights": cpu_int8_dot_product() is False}
+    wanted = {"amx_conv_weights": cpu_amx_int8(), "unsigned_int8": cpu_int8_dot_product() is False}
     return tuple(r for r in REWRITES if wanted.get(r, True))
 
 

@@ -32,7 +32,7 @@ def cpu_int8_dot_product() -> bool | None:
     Without them ONNX Runtime's x86 U8S8 kernels multiply pairs with ``vpmaddubsw``, whose 16-bit
     sums can saturate, and its 8-bit multiplies run no faster than FP32 FMAs; the CPU INT8 graphs
     are exact there only with their weights re-based to uint8
-    (:func:`pvt_deploy.export.optimize.unsigned_int8_weights`). ARM CPUs use their dot-product path
+    (:func:`pvt_deploy.export.optimize.unsigned_int8`). ARM CPUs use their dot-product path
     and are not affected.
     """
     import platform
