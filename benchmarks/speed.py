@@ -236,11 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     if device != "cuda":
         ok, why = common.cuda_available()
         print(f"GPU variants skipped: {why if not ok else '--device cpu'}")
-    from pvt_deploy.utils.cpu import cpu_int8_dot_product
-
-    if "onnx-int8" in variants and cpu_int8_dot_product() is False:
-        print("note: this x86 CPU has no VNNI (before Cascade Lake / Zen 4): its 8-bit multiplies run at the FP32 "
-              "rate, so onnx-int8 (weights re-based to uint8 at load, exact) gains little over FP32 here")
     if info["load_average_1m"] > 0.5:
         print(f"note: load average {info['load_average_1m']} > 0.5 — other processes share the cores; "
               "ratios stay comparable (interleaved), absolute times are inflated")
