@@ -125,7 +125,7 @@ def _onnxruntime() -> list[Check]:
     if dot is False:
         rows.append(Check("cpu_int8", "CPU INT8", "warn",
                           summary="no VNNI: model.int8.onnx runs exact (weights re-based to uint8 at load) "
-                                  "but no faster than FP32",
+                                  "at about FP32's speed, not faster",
                           hint="use model.onnx (FP32) on this CPU, or INT8 on a GPU"))
     else:
         summary = ("VNNI + AMX (conv weights re-based at load)" if cpu_amx_int8()

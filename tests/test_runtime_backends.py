@@ -126,7 +126,7 @@ def test_torch_backend_returns_float32_numpy() -> None:
 def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """The CPU INT8 graphs use full 8-bit weights; on x86 without VNNI ORT's U8S8 kernels saturate, so
-    sessions re-base the weights to uint8 (exact) and say that INT8 gains little there. With the
+    sessions re-base the weights to uint8 (exact) and say that INT8 is not faster than FP32 there. With the
     rewrite off the warning is about accuracy."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper

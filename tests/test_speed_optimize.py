@@ -84,7 +84,7 @@ def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
-                               "amx_conv_weights": 0, "unsigned_int8": 0}
+                               "amx_conv_weights": 0, "winograd_int8_convs": 0, "unsigned_int8": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -118,7 +118,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "amx_conv_weights": 0,
-                               "unsigned_int8": 0}
+                               "winograd_int8_convs": 0, "unsigned_int8": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -133,7 +133,7 @@ def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
     assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "amx_conv_weights",
-                             "unsigned_int8"}
+                             "winograd_int8_convs", "unsigned_int8"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -445,6 +445,110 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
             assert np.array_equal(ra, rb)  # the same integers, dequantized by the same scales
 
 
+def _int8_conv_graph(tmp: Path, imgsz: tuple[int, int]) -> tuple[Path, onnx.ModelProto]:
+    """:func:`_conv_graph` as static Q/DQ INT8 (uint8 activations, per-channel int8 weights), and the
+    same graph with its int8 tensors re-based to uint8 (exact on every CPU: the reference)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from pvt_deploy.export.optimize import unsigned_int8
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(3)
+            self.feeds = iter([{"images": rng.standard_normal((1, 256, *imgsz)).astype(np.float32)}
+                               for _ in range(2)])
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    qdq = tmp / "convs.int8.onnx"
+    quantize_static(str(_conv_graph(tmp, imgsz)), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    model = onnx.load(str(qdq))
+    exact = onnx.ModelProto.FromString(model.SerializeToString())
+    assert unsigned_int8(exact) == 4
+    onnx.save_model(exact, str(qdq))
+    return qdq, model
+
+
+def _ort_ops(src: Path, dst: Path) -> list[str]:
+    """The operators ONNX Runtime runs for ``src`` after its own fusions."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(dst)).graph.node]
+
+
+def test_winograd_int8_convs_keep_the_int8_grid(tmp_path: Path) -> None:
+    """Without VNNI, the wide 3x3 convs of an INT8 graph run as float Winograd on the dequantized
+    values: ONNX Runtime no longer runs them as QLinearConv, and every output stays on its 8-bit grid,
+    at most one step from the exact integer result, and that rarely."""
+    from pvt_deploy.export.optimize import unsigned_int8, winograd_int8_convs
+
+    exact_path, model = _int8_conv_graph(tmp_path, (20, 20))
+    _, report = optimize_for_ort(model, ["winograd_int8_convs", "unsigned_int8"])
+    assert report.skipped == "quantized graph" and report.rewrites == {"winograd_int8_convs": 2, "unsigned_int8": 2}
+    rewritten = onnx.ModelProto.FromString(model.SerializeToString())
+    assert winograd_int8_convs(rewritten) == 2  # the wide ones; narrow and strided stay INT8
+    assert winograd_int8_convs(rewritten) == 0
+    assert unsigned_int8(rewritten) == 2
+    onnx.checker.check_model(rewritten)
+    out = tmp_path / "wino.onnx"
+    onnx.save_model(rewritten, str(out))
+    ran, exact = _ort_ops(out, tmp_path / "wino.ort.onnx"), _ort_ops(exact_path, tmp_path / "exact.ort.onnx")
+    assert exact.count("QLinearConv") == 4 and ran.count("QLinearConv") == 2 and ran.count("DepthToSpace") == 2
+    steps = {}  # graph output -> the scale of the 8-bit grid it was dequantized from
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    for n in rewritten.graph.node:
+        if n.op_type == "DequantizeLinear" and n.output[0] in ("c1", "y"):
+            steps[n.output[0]] = float(inits[n.input[1]])
+    assert set(steps) == {"c1", "y"}
+    a, b = _session(exact_path), _session(out)
+    rng = np.random.default_rng(1)
+    for n, h, w in ((1, 20, 20), (2, 23, 37), (1, 1, 1)):
+        x = rng.standard_normal((n, 256, h, w)).astype(np.float32)
+        for name, ra, rb in zip(("c1", "y"), a.run(None, {"images": x}), b.run(None, {"images": x}), strict=True):
+            grid = rb / steps[name]
+            assert np.abs(grid - np.round(grid)).max() < 1e-3  # still on the 8-bit grid
+            moved = np.abs(ra - rb) / steps[name]
+            if name == "c1":  # the rewritten conv's own output: one step, at rounding boundaries only
+                assert moved.max() <= 1 + 1e-3 and (moved > 0.5).mean() < 0.005, (n, h, w)
+            else:  # two INT8 convs further, those steps have moved a few others (as any 1e-5 change would)
+                assert moved.max() <= 3 and np.sqrt(np.mean((ra - rb) ** 2)) <= 0.02 * np.sqrt(np.mean(ra ** 2)), (n, h, w)
+
+
+def test_int8_detector_head_runs_as_float_winograd(tmp_path: Path) -> None:
+    """The CPU INT8 flavour of a RetinaNet: its graph holds ONNX Runtime's own attention and GELU
+    nodes, which ONNX's shape inference cannot follow, so the head's sizes come from ONNX Runtime's
+    symbolic inference; the same convs as in the float graph qualify, and detections stay."""
+    from pvt_deploy.export.calibration import Batch
+    from pvt_deploy.export.graph import set_metadata
+    from pvt_deploy.export.precision import prepare_for_quantization, quantize_int8
+
+    path, _ = _export("pvt_v2_b0", (96, 128), tmp_path)
+    model = onnx.load(str(path))
+    set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})  # P3 20x20: see the float test
+    onnx.save_model(model, str(path))
+    prepared = tmp_path / "prepared.onnx"
+    prepare_for_quantization(path, prepared)
+    batches = [Batch(images=_images(2, 160, 160), metas=[], names=["a", "b"])]
+    model8, record = quantize_int8(prepared, tmp_path / "scratch.onnx", flavour="cpu", batches=batches,
+                                   method="static", source=path)
+    assert record["method"] == "static" and any(n.domain == "com.microsoft" for n in model8.graph.node)
+    exact, report = optimize_for_ort(model8, ["unsigned_int8"])
+    fast, report = optimize_for_ort(model8, ["winograd_int8_convs", "unsigned_int8"])
+    assert report.rewrites["winograd_int8_convs"] == 10
+    sessions = []
+    for tag, m in (("exact", exact), ("fast", fast)):
+        onnx.save_model(m, str(tmp_path / f"{tag}.onnx"))
+        sessions.append(_session(tmp_path / f"{tag}.onnx"))
+    x = _images(2, 160, 160)
+    ra, rb = (s.run(None, {"images": x}) for s in sessions)
+    sa, sb = np.sort(ra[1].max(-1), axis=-1), np.sort(rb[1].max(-1), axis=-1)
+    np.testing.assert_allclose(sa, sb, atol=1e-3)  # scores span 0.16-0.9999 here; measured gap 9e-6
+
+
 def test_quantized_rewrites_are_on_only_where_the_cpu_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import pvt_deploy.utils.cpu as cpu
     from pvt_deploy.runtimes.ort_session import default_rewrites
@@ -452,11 +556,11 @@ def test_quantized_rewrites_are_on_only_where_the_cpu_needs_them(monkeypatch: py
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     amx_cpu = frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"})
     monkeypatch.setattr(cpu, "cpu_flags", lambda: amx_cpu)
-    assert default_rewrites() == tuple(r for r in REWRITES if r != "unsigned_int8")
+    assert default_rewrites() == (*FLOAT_REWRITES, "amx_conv_weights")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
     assert default_rewrites() == FLOAT_REWRITES
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # x86 without VNNI
-    assert default_rewrites() == (*FLOAT_REWRITES, "unsigned_int8")
+    assert default_rewrites() == (*FLOAT_REWRITES, "winograd_int8_convs", "unsigned_int8")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: None)  # unknown: neither
     assert default_rewrites() == FLOAT_REWRITES
     monkeypatch.setattr("platform.machine", lambda: "aarch64")  # ARM's dot-product path does not saturate

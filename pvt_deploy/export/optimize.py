@@ -748,7 +748,14 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
             dim.Clear()
             dim.dim_value = value
     try:
-        inferred = shape_inference.infer_shapes(probe, data_prop=True)
+        if any(n.domain not in ("", "ai.onnx") for n in probe.graph.node):
+            # ONNX's inference stops at ONNX Runtime's own operators (the INT8 graphs' attention and
+            # GELU); ONNX Runtime's symbolic inference knows them.
+            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+            inferred = SymbolicShapeInference.infer_shapes(probe, auto_merge=True)
+        else:
+            inferred = shape_inference.infer_shapes(probe, data_prop=True)
     except Exception as e:  # noqa: BLE001 - an exotic graph loses this rewrite only, not the others
         log.debug("shape inference failed (%s): no Winograd convs", e)
         return {}
@@ -761,15 +768,18 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 def _winograd_candidate(g: _Graph, conv: Any, shapes: Mapping[str, list[int]], min_channels: int,
-                        min_tiles: int) -> bool:
-    weight = g.const(conv.input[1]) if len(conv.input) > 1 else None
+                        min_tiles: int, weight: np.ndarray | None = None) -> bool:
+    """Is ``conv`` (its float32 weight, or ``weight`` when given) one that Winograd makes faster?"""
+    if weight is None:
+        weight = g.const(conv.input[1]) if len(conv.input) > 1 else None
     if weight is None or weight.dtype != np.float32 or weight.shape[2:] != (3, 3):
         return False
     if (attr(conv, "group", 1) != 1 or list(attr(conv, "strides", [1, 1])) != [1, 1]
             or list(attr(conv, "dilations", [1, 1])) != [1, 1] or list(attr(conv, "pads", [0] * 4)) != [1] * 4
             or attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
         return False
-    if len(conv.input) > 2 and conv.input[2] and g.const(conv.input[2]) is None:
+    if len(conv.input) > 2 and conv.input[2] and g.const(conv.input[2]) is None and (
+            _dequantized_const(g, conv.input[2]) is None):
         return False
     k, c = weight.shape[:2]
     shape = shapes.get(conv.input[0])
@@ -796,14 +806,21 @@ def winograd_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_MIN_C
     decided at the model's own input size (``min_channels``, ``min_tiles``); the rewritten graph is
     correct at every size. ``benchmarks/winograd.py`` measures where the thresholds come from.
     """
-    from onnx import helper
-
     g = _Graph(model)
     convs = [n for n in g.graph.node if n.op_type == "Conv"]
     shapes = _nominal_shapes(model) if convs else {}
     found = [n for n in convs if _winograd_candidate(g, n, shapes, min_channels, min_tiles)]
+    _as_winograd(model, g, found)
+    return len(found)
+
+
+def _as_winograd(model: onnx.ModelProto, g: _Graph, found: Sequence[Any]) -> None:
+    """Replace each conv of ``found`` (3x3, stride 1, padding 1, float32 constant weight and bias)
+    by its Winograd nodes."""
+    from onnx import helper
+
     if not found:
-        return 0
+        return
     bt2 = np.einsum("ai,bj->abij", _WINO_BT, _WINO_BT).reshape(36, 1, 6, 6)
     at2 = np.einsum("pa,qb->pqab", _WINO_AT, _WINO_AT).reshape(16, 36)
     in_kernel = g.add_init("winograd/input_transform", bt2.astype(np.float32))
@@ -860,6 +877,59 @@ def winograd_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_MIN_C
             node.name = g.unique(f"{p}/winograd_{i}_{node.op_type}")
         replace[out] = nodes
     replace_nodes(model, replace)
+
+
+def _dequantized_const(g: _Graph, name: str) -> np.ndarray | None:
+    """The float32 values of ``name`` when a ``DequantizeLinear`` makes it from constants, computed as
+    ONNX Runtime does (``float(q - zero_point) * scale``); ``None`` otherwise."""
+    dq = g.producer.get(name)
+    if dq is None or dq.op_type != "DequantizeLinear" or attr(dq, "block_size", 0):
+        return None
+    q, scale = g.const(dq.input[0]), g.const(dq.input[1])
+    zero = g.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), np.int32)
+    if q is None or scale is None or zero is None or q.dtype not in (np.int8, np.uint8, np.int32):
+        return None
+    if scale.size > 1:  # per axis
+        axis = attr(dq, "axis", 1) % q.ndim
+        view = [1] * q.ndim
+        view[axis] = -1
+        scale, zero = scale.reshape(view), zero.reshape(view)
+    value: np.ndarray = (q.astype(np.int64) - zero.astype(np.int64)).astype(np.float32) * scale.astype(np.float32)
+    return value
+
+
+def winograd_int8_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_MIN_CHANNELS,
+                        min_tiles: int = WINOGRAD_MIN_TILES) -> int:
+    """Run the wide 3x3 convolutions of a Q/DQ graph in float, as Winograd F(4x4, 3x3); return how
+    many convs changed.
+
+    For x86 CPUs without VNNI, where ONNX Runtime multiplies 8-bit tensors no faster than float ones
+    (``python benchmarks/ort_profile.py --roof``), so an INT8 conv costs four times the multiplies
+    of the same conv in Winograd float. The conv keeps its quantized input (``DequantizeLinear`` of
+    an 8-bit activation) and whatever requantizes its output; its weight and bias, ``DequantizeLinear``
+    of constants, become the float constants ONNX Runtime's ``DequantizeLinear`` computes. The graph
+    still computes the INT8 model (every activation on the same 8-bit grid); the conv's sums differ
+    from exact integer ones by float rounding (~1e-5 of the output's magnitude), which moves an
+    output that lies on a rounding boundary of its grid by one step. Which convs qualify is decided
+    as in :func:`winograd_convs`.
+    """
+    g = _Graph(model)
+    convs = [n for n in g.graph.node if n.op_type == "Conv" and g.parent(n, 0, "DequantizeLinear") is not None
+             and g.parent(n, 1, "DequantizeLinear") is not None]
+    weights = {n.input[1]: _dequantized_const(g, n.input[1]) for n in convs}
+    shapes = _nominal_shapes(model) if any(w is not None and w.shape[2:] == (3, 3) for w in weights.values()) else {}
+    found = [n for n in convs if _winograd_candidate(g, n, shapes, min_channels, min_tiles, weights[n.input[1]])]
+    floats: dict[str, str] = {}  # DequantizeLinear output -> its float initializer (heads share weights)
+    for conv in found:
+        for i in (1, 2)[:len(conv.input) - 1]:
+            name = conv.input[i]
+            if name and g.const(name) is None:
+                if name not in floats:
+                    value = _dequantized_const(g, name)
+                    assert value is not None  # checked by _winograd_candidate
+                    floats[name] = g.add_init(f"{name}/float", value)
+                conv.input[i] = floats[name]
+    _as_winograd(model, g, found)
     return len(found)
 
 
@@ -1203,12 +1273,13 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 
 #: Rewrites of float graphs, then of quantized ones (each kind leaves the other alone).
 FLOAT_REWRITES = ("winograd_convs", "sra_attention", "mlp_convs")
-_QUANTIZED = {"amx_conv_weights": amx_conv_weights, "unsigned_int8": unsigned_int8}
+_QUANTIZED = {"amx_conv_weights": amx_conv_weights, "winograd_int8_convs": winograd_int8_convs,
+              "unsigned_int8": unsigned_int8}
 QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 5
+RECIPE = 6
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:

@@ -79,15 +79,16 @@ _warned_vnni = False
 
 def _warn_int8_without_vnni(path: Path, unsigned: bool) -> None:
     """Once per process, on x86 without VNNI: INT8 is exact there only with its weights re-based to
-    uint8 (``unsigned``, see :func:`pvt_deploy.export.optimize.unsigned_int8`), and never
-    much faster than FP32 (its 8-bit multiplies run at the FP32 rate)."""
+    uint8 (``unsigned``, see :func:`pvt_deploy.export.optimize.unsigned_int8`), and never faster
+    than FP32 (its 8-bit multiplies run at the FP32 rate; its wide convs run as float Winograd,
+    :func:`pvt_deploy.export.optimize.winograd_int8_convs`, to keep up with the FP32 graph's)."""
     global _warned_vnni
     if _warned_vnni or cpu_int8_dot_product() is not False:
         return
     _warned_vnni = True
     if unsigned:
-        log.warning("%s: this CPU has no VNNI: INT8 runs exact (weights re-based to uint8) but gains little "
-                    "or nothing over model.onnx (FP32) here", path.name)
+        log.warning("%s: this CPU has no VNNI: INT8 runs exact (weights re-based to uint8) at about the speed "
+                    "of model.onnx (FP32) here, not faster", path.name)
     else:
         log.warning("%s: this CPU has no VNNI, so ONNX Runtime's INT8 kernels may saturate and lose accuracy; "
                     "model.onnx (FP32) is the safe choice here", path.name)

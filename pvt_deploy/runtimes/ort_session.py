@@ -133,12 +133,14 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
 def default_rewrites() -> tuple[str, ...]:
     """The rewrites of :data:`pvt_deploy.export.optimize.REWRITES` that pay on this CPU: every float
     rewrite; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
-    symmetric-weight conv kernels are the faster ones); ``unsigned_int8`` on x86 without
-    VNNI (where U8S8 products saturate and U8U8 ones are exact)."""
+    symmetric-weight conv kernels are the faster ones); ``winograd_int8_convs`` and
+    ``unsigned_int8`` on x86 without VNNI (where 8-bit products run at the FP32 rate, U8S8 ones
+    saturate and U8U8 ones are exact)."""
     from pvt_deploy.export.optimize import REWRITES
     from pvt_deploy.utils.cpu import cpu_amx_int8, cpu_int8_dot_product
 
-    wanted = {"amx_conv_weights": cpu_amx_int8(), "unsigned_int8": cpu_int8_dot_product() is False}
+    no_vnni = cpu_int8_dot_product() is False
+    wanted = {"amx_conv_weights": cpu_amx_int8(), "winograd_int8_convs": no_vnni, "unsigned_int8": no_vnni}
     return tuple(r for r in REWRITES if wanted.get(r, True))
 
 
