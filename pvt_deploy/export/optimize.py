@@ -45,13 +45,17 @@ quantization, so the export's parity gate measures the graph that runs:
   widest tensor disappear (the FP32 graph uses ``mlp_convs`` instead, which needs fc1/fc2 as float
   convs).
 
-Quantized graphs get bit-exact weight re-basings only, each on the CPUs it is for:
+Quantized graphs get their own rewrites, each on the CPUs it is for (the export's parity gate runs
+INT8 files with the same ones, :func:`pvt_deploy.export.onnx.ort_runner`):
 
 * **AMX** (:func:`amx_conv_weights`): conv weights re-based to a zero point of -1, which moves
   ``QLinearConv`` from ONNX Runtime's VNNI symmetric kernels to its AMX GEMM.
 * **x86 without VNNI** (:func:`unsigned_int8`): the int8 weights and activations of the integer
   products re-based to uint8 (zero point plus 128), so ONNX Runtime multiplies U8U8 (exact) instead
-  of U8S8 or S8S8, whose pre-VNNI kernels saturate 16-bit pair sums.
+  of U8S8 or S8S8, whose pre-VNNI kernels saturate 16-bit pair sums. Bit-exact, like the AMX one.
+* **x86 without VNNI** (:func:`winograd_int8_convs`): there 8-bit products run at the FP32 rate, so
+  the wide 3x3 convs of the INT8 FPN/head run as float Winograd on the dequantized values, between
+  the same 8-bit activations. Not bit-exact: an output on a rounding boundary moves by one step.
 
 Every rewrite is checked by pattern (a node that does not match exactly is left alone, so the graph
 is always valid) and ``tests/test_speed_optimize.py`` checks that outputs equal the original's (the
@@ -366,11 +370,11 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     return fused
 
 
-def _shape_probe(model: onnx.ModelProto, max_values: int = 1024) -> onnx.ModelProto:
+def _shape_probe(model: onnx.ModelProto, max_values: int | None = 1024) -> onnx.ModelProto:
     """A copy of ``model`` for ONNX shape inference: nodes, inputs, outputs and small constants as
-    they are, every larger initializer (the weights) reduced to its type and dims, which is all
-    inference reads of it. Inferring on it takes milliseconds; on a full copy it costs a
-    serialisation of the weights (~1 s for the pvt_small detector)."""
+    they are, every initializer larger than ``max_values`` (the weights; ``None``: none) reduced to
+    its type and dims, which is all ONNX's inference reads of it. Inferring on it takes milliseconds;
+    on a full copy it costs a serialisation of the weights (~1 s for the pvt_small detector)."""
     import math
 
     import onnx
@@ -383,7 +387,7 @@ def _shape_probe(model: onnx.ModelProto, max_values: int = 1024) -> onnx.ModelPr
     graph.input.extend(model.graph.input)
     graph.output.extend(model.graph.output)
     for init in model.graph.initializer:
-        if math.prod(init.dims) <= max_values:
+        if max_values is None or math.prod(init.dims) <= max_values:
             graph.initializer.append(init)
         else:
             graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
@@ -738,7 +742,10 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
         height, width = (int(v) for v in meta["preprocess"]["imgsz"])
     except (ValueError, KeyError, TypeError):
         return {}
-    probe = _shape_probe(model)
+    # ONNX's inference stops at ONNX Runtime's own operators (the INT8 graphs' attention and GELU);
+    # ONNX Runtime's symbolic inference knows them, but reads the values of some weights.
+    contrib = any(n.domain not in ("", "ai.onnx") for n in model.graph.node)
+    probe = _shape_probe(model, None if contrib else 1024)
     inits = {i.name for i in probe.graph.initializer}
     inputs = [i for i in probe.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
@@ -748,9 +755,7 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
             dim.Clear()
             dim.dim_value = value
     try:
-        if any(n.domain not in ("", "ai.onnx") for n in probe.graph.node):
-            # ONNX's inference stops at ONNX Runtime's own operators (the INT8 graphs' attention and
-            # GELU); ONNX Runtime's symbolic inference knows them.
+        if contrib:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
             inferred = SymbolicShapeInference.infer_shapes(probe, auto_merge=True)
@@ -1260,8 +1265,8 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Ma
 def _unsupported(model: onnx.ModelProto) -> str | None:
     """Graphs the float rewrites leave alone: quantized ones (the rewrites are exact in float, but a
     1e-6 change at a rounding boundary moves an INT8 activation by a whole step, so the graph the
-    export's parity gate measured would no longer be the one that runs; they get only the bit-exact
-    :data:`QUANTIZED_REWRITES`) and float16 ones (the new weights are float32)."""
+    export's parity gate measured would no longer be the one that runs; they get only the
+    :data:`QUANTIZED_REWRITES`, which the gate applies too) and float16 ones (the new weights are float32)."""
     from onnx import TensorProto
 
     if any(n.op_type in _QUANT_OPS for n in model.graph.node):
@@ -1279,7 +1284,7 @@ QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 6
+RECIPE = 7
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
