@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target < {TARGET_S:.0f} s: {verdict}; load {load_before} -> {common.load_average()}; files (MiB): {sizes}")
     parity = manifest.get("parity") or {}
     for name, rep in parity.items():
-        print(f"  parity {name}: {'passed' if rep.get('passed') else 'FAILED'} agreement {rep.get('agreement')}")
+        print(f"  parity {name}: {'passed' if rep.get('passed') else 'FAILED'} agreement {rep.get('agreement')}, "
+              f"median batch {rep.get('latency_s')} s (PyTorch {rep.get('reference_latency_s')} s)")
     if args.json:
         common.write_json(args.json, {"machine": info, "command": command, "wall_s": round(wall, 1), "steps": seconds,
                                       "files_mib": sizes, "load_average": [load_before, common.load_average()],

@@ -520,9 +520,8 @@ def test_winograd_int8_convs_keep_the_int8_grid(tmp_path: Path) -> None:
 
 def test_int8_detector_head_runs_as_float_winograd(tmp_path: Path) -> None:
     """The CPU INT8 flavour of a RetinaNet: its graph holds ONNX Runtime's own attention and GELU
-    nodes, which ONNX's shape inference cannot follow, so the head's sizes come from ONNX Runtime's
-    symbolic inference (which reads some of this v1 graph's weights: on a probe without them it
-    failed); the same convs as in the float graph qualify, and detections stay."""
+    nodes, which ONNX's shape inference cannot follow (the head's sizes are read through stand-ins);
+    the same convs as in the float graph qualify, and detections stay."""
     from pvt_deploy.export.calibration import Batch
     from pvt_deploy.export.graph import set_metadata
     from pvt_deploy.export.precision import prepare_for_quantization, quantize_int8

@@ -370,11 +370,11 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
     return fused
 
 
-def _shape_probe(model: onnx.ModelProto, max_values: int | None = 1024) -> onnx.ModelProto:
+def _shape_probe(model: onnx.ModelProto, max_values: int = 1024) -> onnx.ModelProto:
     """A copy of ``model`` for ONNX shape inference: nodes, inputs, outputs and small constants as
-    they are, every initializer larger than ``max_values`` (the weights; ``None``: none) reduced to
-    its type and dims, which is all ONNX's inference reads of it. Inferring on it takes milliseconds;
-    on a full copy it costs a serialisation of the weights (~1 s for the pvt_small detector)."""
+    they are, every larger initializer (the weights) reduced to its type and dims, which is all
+    inference reads of it. Inferring on it takes milliseconds; on a full copy it costs a
+    serialisation of the weights (~1 s for the pvt_small detector)."""
     import math
 
     import onnx
@@ -387,7 +387,7 @@ def _shape_probe(model: onnx.ModelProto, max_values: int | None = 1024) -> onnx.
     graph.input.extend(model.graph.input)
     graph.output.extend(model.graph.output)
     for init in model.graph.initializer:
-        if max_values is None or math.prod(init.dims) <= max_values:
+        if math.prod(init.dims) <= max_values:
             graph.initializer.append(init)
         else:
             graph.initializer.add(name=init.name, data_type=init.data_type, dims=init.dims)
@@ -733,7 +733,7 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     ``preprocess.imgsz`` metadata), from ONNX shape inference; empty when that size is unknown."""
     import json
 
-    from onnx import shape_inference
+    from onnx import helper, shape_inference
 
     from pvt_deploy.export.graph import get_metadata
 
@@ -742,10 +742,13 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
         height, width = (int(v) for v in meta["preprocess"]["imgsz"])
     except (ValueError, KeyError, TypeError):
         return {}
-    # ONNX's inference stops at ONNX Runtime's own operators (the INT8 graphs' attention and GELU);
-    # ONNX Runtime's symbolic inference knows them, but reads the values of some weights.
-    contrib = any(n.domain not in ("", "ai.onnx") for n in model.graph.node)
-    probe = _shape_probe(model, None if contrib else 1024)
+    probe = _shape_probe(model)
+    for node in probe.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            # ONNX's inference stops at ONNX Runtime's own operators (the INT8 graphs' attention and
+            # GELU), whose first output has their first input's shape: an Identity stands in. (The
+            # shapes only decide which convs are worth rewriting, never what the graph computes.)
+            node.CopyFrom(helper.make_node("Identity", node.input[:1], node.output[:1], name=node.name))
     inits = {i.name for i in probe.graph.initializer}
     inputs = [i for i in probe.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
@@ -755,12 +758,7 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
             dim.Clear()
             dim.dim_value = value
     try:
-        if contrib:
-            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-            inferred = SymbolicShapeInference.infer_shapes(probe, auto_merge=True)
-        else:
-            inferred = shape_inference.infer_shapes(probe, data_prop=True)
+        inferred = shape_inference.infer_shapes(probe, data_prop=True)
     except Exception as e:  # noqa: BLE001 - an exotic graph loses this rewrite only, not the others
         log.debug("shape inference failed (%s): no Winograd convs", e)
         return {}
