@@ -18,7 +18,11 @@ def test_cli_export_end_to_end(tmp_path: Path) -> None:
                            "-o", str(out), "--half"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == str(out)
-    assert {p.name for p in out.iterdir()} == {"model.onnx", "model.fp16.onnx", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {"model.onnx", "model.fp16.onnx", "manifest.json", ".ort-cache"}
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    graph = optimized_graph(out / "model.onnx")  # what a backend session loads: the parity gate built it
+    assert graph.cached and graph.changed and graph.path.parent == out / ".ort-cache"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"]["random_init"] and manifest["parity"]["model.fp16.onnx"]["passed"]
     assert "RANDOM" in proc.stderr and "Traceback" not in proc.stderr

@@ -688,14 +688,16 @@ def test_unsigned_int8_is_exact_where_u8s8_saturates(tmp_path: Path) -> None:
             assert float(np.abs(y_s8 - y).max()) > 100 * float(np.abs(y_u8 - y).max())
 
 
-def test_export_parity_measures_int8_as_this_cpu_runs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The export's parity gate runs an INT8 file with the re-basings the backend applies on this CPU:
-    on x86 without VNNI the file as written saturates (pvt_small's INT8 export failed its gate there,
-    F1 0.404) while the graph the backend runs is exact."""
+def test_export_parity_runs_the_graph_the_backend_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export's parity gate runs each file as this CPU's backend sessions load it (the cached
+    rewritten copy beside it, which the backend then finds): on x86 without VNNI an INT8 file as
+    written saturates (pvt_small's INT8 export failed its gate there, F1 0.404) while the re-based
+    graph the backend runs is exact."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     import pvt_deploy.utils.cpu as cpu
-    from pvt_deploy.export.onnx import _as_this_cpu_runs_it, ort_runner
+    from pvt_deploy.export.onnx import ort_runner
+    from pvt_deploy.runtimes.ort_session import optimized_graph
 
     x = np.random.default_rng(13).uniform(0.9, 1.0, (2, 16, 256)).astype(np.float32)
 
@@ -710,18 +712,15 @@ def test_export_parity_measures_int8_as_this_cpu_runs_it(tmp_path: Path, monkeyp
     quantize_static(str(_positive_linear_graph(tmp_path, "images")), str(path), Reader(),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
-    assert _as_this_cpu_runs_it(path) == str(path)  # a VNNI CPU runs the file as written
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
-    graph = _as_this_cpu_runs_it(path)
-    assert isinstance(graph, bytes)
-    kinds = {i.data_type for i in onnx.ModelProto.FromString(graph).graph.initializer}
-    assert onnx.TensorProto.INT8 not in kinds and onnx.TensorProto.UINT8 in kinds
-    rebased = tmp_path / "rebased.onnx"
-    rebased.write_bytes(graph)
-    got = ort_runner(path, quantized=True)(x)
-    for name, want in zip(("y", "z"), _session(rebased).run(None, {"images": x}), strict=True):
-        np.testing.assert_array_equal(got[name], want)
+    for flags, rebased in ((frozenset({"avx2", "avx512_vnni"}), False), (frozenset({"avx2", "fma"}), True)):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda flags=flags: flags)
+        got = ort_runner(path)(x)
+        graph = optimized_graph(path)
+        assert graph.cached and graph.changed == rebased  # the gate built it; a VNNI CPU runs the file as written
+        kinds = {i.data_type for i in onnx.load(str(graph.path)).graph.initializer}
+        assert (onnx.TensorProto.INT8 in kinds) != rebased  # int8 weights, or all of them re-based to uint8
+        for name, want in zip(("y", "z"), _session(graph.path).run(None, {"images": x}), strict=True):
+            np.testing.assert_array_equal(got[name], want)
 
 
 # --------------------------------------------------------------------------------------------------

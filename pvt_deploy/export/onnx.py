@@ -336,19 +336,22 @@ def torch_runner(module: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return run
 
 
-def ort_runner(path: str | os.PathLike[str], *, quantized: bool = False) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """An ONNX Runtime CPU session on ``path`` as a parity candidate. A ``quantized`` graph first gets
-    the bit-exact weight re-basings this CPU's backend sessions apply
-    (:func:`pvt_deploy.runtimes.ort_session.default_rewrites`), so the gate measures the integer
-    arithmetic that will run here: on x86 without VNNI the file as written saturates in ONNX
-    Runtime's U8S8 kernels and would fail a gate that the backend's re-based graph passes."""
+def ort_runner(path: str | os.PathLike[str]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """An ONNX Runtime CPU session on the graph this CPU's backend sessions load for ``path``
+    (:func:`pvt_deploy.runtimes.ort_session.optimized_graph`: the CPU rewrites that pay here, cached
+    beside the file, where the backend then finds them), as a parity candidate. So the gate measures
+    what will run: on x86 without VNNI an INT8 file as written saturates in ONNX Runtime's U8S8
+    kernels and would fail a gate that the backend's re-based graph passes, and the latencies the
+    manifest records compare the graphs that run."""
     import onnxruntime as ort
 
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    graph = optimized_graph(path)
     so = ort.SessionOptions()
     so.log_severity_level = 3
     try:
-        session = ort.InferenceSession(_as_this_cpu_runs_it(Path(path)) if quantized else str(path), so,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(graph.path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise PvtDeployError(f"{Path(path).name}: ONNX Runtime cannot load it ({' '.join(str(e).split())[:240]})"
                              ) from e
@@ -358,20 +361,6 @@ def ort_runner(path: str | os.PathLike[str], *, quantized: bool = False) -> Call
         return dict(zip(names, session.run(names, {"images": x}), strict=True))
 
     return run
-
-
-def _as_this_cpu_runs_it(path: Path) -> str | bytes:
-    """``path``, or the serialized graph with this CPU's quantized rewrites where any applies."""
-    import onnx
-
-    from pvt_deploy.export.optimize import QUANTIZED_REWRITES, optimize_for_ort
-    from pvt_deploy.runtimes.ort_session import default_rewrites
-
-    wanted = [r for r in default_rewrites() if r in QUANTIZED_REWRITES]
-    if not wanted:
-        return str(path)
-    model, report = optimize_for_ort(onnx.load(str(path)), wanted)
-    return model.SerializeToString() if any(report.rewrites.values()) else str(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -485,7 +474,7 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
     from pvt_deploy.export.parity import ParityCandidate, json_safe, run_parity
 
     candidates = [ParityCandidate(name, str(entry["precision"]),
-                                  ort_runner(folder / name, quantized=entry["precision"] == "int8"))
+                                  ort_runner(folder / name))
                   for name, entry in files.items()]
     with steps.phase("parity", len(batches) * (1 + len(candidates))):
         result = run_parity(reference, candidates, batches, task=task, post=post, tolerances=tolerances,
