@@ -1261,10 +1261,9 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Ma
 
 
 def _unsupported(model: onnx.ModelProto) -> str | None:
-    """Graphs the float rewrites leave alone: quantized ones (the rewrites are exact in float, but a
-    1e-6 change at a rounding boundary moves an INT8 activation by a whole step, so the graph the
-    export's parity gate measured would no longer be the one that runs; they get only the
-    :data:`QUANTIZED_REWRITES`, which the gate applies too) and float16 ones (the new weights are float32)."""
+    """Graphs the float rewrites leave alone: quantized ones (the INT8 layout already fused what pays
+    there, :func:`int8_cpu_layout`; they get the :data:`QUANTIZED_REWRITES`) and float16 ones (the
+    new weights are float32)."""
     from onnx import TensorProto
 
     if any(n.op_type in _QUANT_OPS for n in model.graph.node):
