@@ -65,7 +65,7 @@ Winograd convs to ~1e-5 of the output's magnitude, the others to float summation
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -771,18 +771,18 @@ def _nominal_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 def _winograd_candidate(g: _Graph, conv: Any, shapes: Mapping[str, list[int]], min_channels: int,
-                        min_tiles: int, weight: np.ndarray | None = None) -> bool:
-    """Is ``conv`` (its float32 weight, or ``weight`` when given) one that Winograd makes faster?"""
-    if weight is None:
-        weight = g.const(conv.input[1]) if len(conv.input) > 1 else None
+                        min_tiles: int, const: Callable[[str], np.ndarray | None] | None = None) -> bool:
+    """Is ``conv`` one that Winograd makes faster? ``const`` reads its float32 weight and bias
+    (default: the graph's constants)."""
+    const = const or g.const
+    weight = const(conv.input[1]) if len(conv.input) > 1 else None
     if weight is None or weight.dtype != np.float32 or weight.shape[2:] != (3, 3):
         return False
     if (attr(conv, "group", 1) != 1 or list(attr(conv, "strides", [1, 1])) != [1, 1]
             or list(attr(conv, "dilations", [1, 1])) != [1, 1] or list(attr(conv, "pads", [0] * 4)) != [1] * 4
             or attr(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
         return False
-    if len(conv.input) > 2 and conv.input[2] and g.const(conv.input[2]) is None and (
-            _dequantized_const(g, conv.input[2]) is None):
+    if len(conv.input) > 2 and conv.input[2] and const(conv.input[2]) is None:
         return False
     k, c = weight.shape[:2]
     shape = shapes.get(conv.input[0])
@@ -917,20 +917,27 @@ def winograd_int8_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_
     as in :func:`winograd_convs`.
     """
     g = _Graph(model)
+    values: dict[str, np.ndarray | None] = {}  # weights and biases, each dequantized once (heads share them)
+
+    def value(name: str) -> np.ndarray | None:
+        """A float constant as it is, a ``DequantizeLinear`` of constants as ONNX Runtime computes it."""
+        if name not in values:
+            values[name] = g.const(name) if g.const(name) is not None else _dequantized_const(g, name)
+        return values[name]
+
     convs = [n for n in g.graph.node if n.op_type == "Conv" and g.parent(n, 0, "DequantizeLinear") is not None
              and g.parent(n, 1, "DequantizeLinear") is not None]
-    weights = {n.input[1]: _dequantized_const(g, n.input[1]) for n in convs}
-    shapes = _nominal_shapes(model) if any(w is not None and w.shape[2:] == (3, 3) for w in weights.values()) else {}
-    found = [n for n in convs if _winograd_candidate(g, n, shapes, min_channels, min_tiles, weights[n.input[1]])]
-    floats: dict[str, str] = {}  # DequantizeLinear output -> its float initializer (heads share weights)
+    wide = any((w := value(n.input[1])) is not None and w.shape[2:] == (3, 3) for n in convs)
+    shapes = _nominal_shapes(model) if wide else {}
+    found = [n for n in convs if _winograd_candidate(g, n, shapes, min_channels, min_tiles, value)]
+    floats: dict[str, str] = {}  # DequantizeLinear output -> its float initializer
     for conv in found:
-        for i in (1, 2)[:len(conv.input) - 1]:
-            name = conv.input[i]
+        for i, name in enumerate(conv.input[1:3], start=1):
             if name and g.const(name) is None:
                 if name not in floats:
-                    value = _dequantized_const(g, name)
-                    assert value is not None  # checked by _winograd_candidate
-                    floats[name] = g.add_init(f"{name}/float", value)
+                    dequantized = value(name)
+                    assert dequantized is not None  # checked by _winograd_candidate
+                    floats[name] = g.add_init(f"{name}/float", dequantized)
                 conv.input[i] = floats[name]
     _as_winograd(model, g, found)
     return len(found)
