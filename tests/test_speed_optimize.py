@@ -62,11 +62,6 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, to
     }
 
 
-def _session_of(model: onnx.ModelProto, path: Path) -> object:
-    onnx.save_model(model, str(path))
-    return _session(path)
-
-
 def _session(path: Path | str) -> object:
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -386,25 +381,41 @@ def test_winograd_skips_small_maps_and_unknown_sizes(tmp_path: Path) -> None:
     assert winograd_convs(onnx.load(str(_conv_graph(tmp_path, None)))) == 0  # no input size to decide by
 
 
-def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
-    from onnx import numpy_helper
+def _int8_conv_graph(tmp: Path, imgsz: tuple[int, int]) -> Path:
+    """:func:`_conv_graph` as static Q/DQ INT8 (uint8 activations, per-channel int8 weights)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from pvt_deploy.export.optimize import amx_conv_weights, unsigned_int8
-    from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             rng = np.random.default_rng(3)
-            self.feeds = iter([{"images": rng.standard_normal((1, 256, 12, 12)).astype(np.float32)}
+            self.feeds = iter([{"images": rng.standard_normal((1, 256, *imgsz)).astype(np.float32)}
                                for _ in range(2)])
 
         def get_next(self) -> dict | None:
             return next(self.feeds, None)
 
-    src, qdq = _conv_graph(tmp_path, (12, 12)), tmp_path / "convs.int8.onnx"
-    quantize_static(str(src), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    qdq = tmp / "convs.int8.onnx"
+    quantize_static(str(_conv_graph(tmp, imgsz)), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return qdq
+
+
+def _ort_ops(src: Path, dst: Path) -> list[onnx.NodeProto]:
+    """The nodes ONNX Runtime runs for ``src`` after its own fusions (saved to ``dst``)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    return list(onnx.load(str(dst)).graph.node)
+
+
+def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from pvt_deploy.export.optimize import amx_conv_weights, unsigned_int8
+    from pvt_deploy.utils.cpu import cpu_int8_dot_product
+
+    qdq = _int8_conv_graph(tmp_path, (12, 12))
     model = onnx.load(str(qdq))
     inits = {i.name: i for i in model.graph.initializer}
     weight_dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
@@ -445,48 +456,17 @@ def test_amx_conv_weights_rebase_int8_convs_bit_exactly(tmp_path: Path) -> None:
             assert np.array_equal(ra, rb)  # the same integers, dequantized by the same scales
 
 
-def _int8_conv_graph(tmp: Path, imgsz: tuple[int, int]) -> tuple[Path, onnx.ModelProto]:
-    """:func:`_conv_graph` as static Q/DQ INT8 (uint8 activations, per-channel int8 weights), and the
-    same graph with its int8 tensors re-based to uint8 (exact on every CPU: the reference)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from pvt_deploy.export.optimize import unsigned_int8
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            rng = np.random.default_rng(3)
-            self.feeds = iter([{"images": rng.standard_normal((1, 256, *imgsz)).astype(np.float32)}
-                               for _ in range(2)])
-
-        def get_next(self) -> dict | None:
-            return next(self.feeds, None)
-
-    qdq = tmp / "convs.int8.onnx"
-    quantize_static(str(_conv_graph(tmp, imgsz)), str(qdq), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    model = onnx.load(str(qdq))
-    exact = onnx.ModelProto.FromString(model.SerializeToString())
-    assert unsigned_int8(exact) == 4
-    onnx.save_model(exact, str(qdq))
-    return qdq, model
-
-
-def _ort_ops(src: Path, dst: Path) -> list[str]:
-    """The operators ONNX Runtime runs for ``src`` after its own fusions."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(str(dst)).graph.node]
-
-
 def test_winograd_int8_convs_keep_the_int8_grid(tmp_path: Path) -> None:
     """Without VNNI, the wide 3x3 convs of an INT8 graph run as float Winograd on the dequantized
     values: ONNX Runtime no longer runs them as QLinearConv, and every output stays on its 8-bit grid,
     at most one step from the exact integer result, and that rarely."""
     from pvt_deploy.export.optimize import unsigned_int8, winograd_int8_convs
 
-    exact_path, model = _int8_conv_graph(tmp_path, (20, 20))
+    exact_path = _int8_conv_graph(tmp_path, (20, 20))
+    model = onnx.load(str(exact_path))
+    exact_model = onnx.ModelProto.FromString(model.SerializeToString())
+    assert unsigned_int8(exact_model) == 4  # the reference: exact integer products on every CPU
+    onnx.save_model(exact_model, str(exact_path))
     _, report = optimize_for_ort(model, ["winograd_int8_convs", "unsigned_int8"])
     assert report.skipped == "quantized graph" and report.rewrites == {"winograd_int8_convs": 2, "unsigned_int8": 2}
     rewritten = onnx.ModelProto.FromString(model.SerializeToString())
@@ -496,7 +476,8 @@ def test_winograd_int8_convs_keep_the_int8_grid(tmp_path: Path) -> None:
     onnx.checker.check_model(rewritten)
     out = tmp_path / "wino.onnx"
     onnx.save_model(rewritten, str(out))
-    ran, exact = _ort_ops(out, tmp_path / "wino.ort.onnx"), _ort_ops(exact_path, tmp_path / "exact.ort.onnx")
+    ran, exact = ([n.op_type for n in _ort_ops(src, tmp_path / f"{tag}.ort.onnx")]
+                  for src, tag in ((out, "wino"), (exact_path, "exact")))
     assert exact.count("QLinearConv") == 4 and ran.count("QLinearConv") == 2 and ran.count("DepthToSpace") == 2
     steps = {}  # graph output -> the scale of the 8-bit grid it was dequantized from
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in rewritten.graph.initializer}
@@ -536,7 +517,7 @@ def test_int8_detector_head_runs_as_float_winograd(tmp_path: Path) -> None:
     model8, record = quantize_int8(prepared, tmp_path / "scratch.onnx", flavour="cpu", batches=batches,
                                    method="static", source=path)
     assert record["method"] == "static" and any(n.domain == "com.microsoft" for n in model8.graph.node)
-    exact, report = optimize_for_ort(model8, ["unsigned_int8"])
+    exact, _ = optimize_for_ort(model8, ["unsigned_int8"])
     fast, report = optimize_for_ort(model8, ["winograd_int8_convs", "unsigned_int8"])
     assert report.rewrites["winograd_int8_convs"] == 10
     sessions = []
@@ -765,14 +746,9 @@ def test_onnxruntime_folds_the_depthwise_transposes(graphs: dict, tmp_path: Path
     from pvt_deploy.export.optimize import depthwise_channels_last
 
     def ort_ops(model: onnx.ModelProto, tag: str) -> tuple[int, int]:
-        src, dst = tmp_path / f"{tag}.onnx", tmp_path / f"{tag}.ort.onnx"
+        src = tmp_path / f"{tag}.onnx"
         onnx.save_model(model, str(src))
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(dst)
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-        nodes = onnx.load(str(dst)).graph.node
+        nodes = _ort_ops(src, tmp_path / f"{tag}.ort.onnx")  # ONNX Runtime's default level: every fusion
         channels_last = sum(1 for n in nodes if n.op_type in ("ReorderInput", "ReorderOutput")
                             and any(a.name == "channels_last" and a.i == 1 for a in n.attribute))
         return sum(n.op_type == "Transpose" for n in nodes), channels_last
@@ -819,23 +795,16 @@ def test_dynamic_cpu_int8_runs_depthwise_convs_as_channels_last_qlinearconv(grap
     assert record["static_depthwise"]["calibration"] == {"method": "minmax", "batches": 2, "images": 3}
     onnx.save_model(model8, str(out))
 
-    def ort_ops(src: Path, tag: str) -> list[onnx.NodeProto]:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.optimized_model_filepath = str(tmp_path / f"{tag}.ort.onnx")
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-        return list(onnx.load(str(tmp_path / f"{tag}.ort.onnx")).graph.node)
-
     def reorders(nodes: list[onnx.NodeProto]) -> int:
         return sum(n.op_type in ("ReorderInput", "ReorderOutput") for n in nodes)
 
-    ran = ort_ops(out, "static")
+    ran = _ort_ops(out, tmp_path / "static.ort.onnx")
     qconvs = [n for n in ran if n.op_type == "QLinearConv"]
     assert len(qconvs) == 8 and all(any(a.name == "channels_last" and a.i == 1 for a in n.attribute) for n in qconvs)
     assert sum(n.op_type == "Gelu" for n in ran) == 8 and not any(n.op_type == "Erf" for n in ran)
     plain, _ = quantize_int8(path, tmp_path / "scratch2.onnx", flavour="cpu", batches=[], method="dynamic")
     onnx.save_model(plain, str(tmp_path / "plain.onnx"))
-    assert reorders(ran) <= reorders(ort_ops(tmp_path / "plain.onnx", "plain")) - 16  # two per depthwise conv
+    assert reorders(ran) <= reorders(_ort_ops(tmp_path / "plain.onnx", tmp_path / "plain.ort.onnx")) - 16  # two per depthwise conv
     for x in (_images(2, 64, 96), _images(1, 72, 100)):
         (ref,), (got,) = _session(path).run(None, {"images": x}), _session(out).run(None, {"images": x})
         cosine = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
