@@ -33,7 +33,8 @@ PHASES = {
     "check": "checking graph",
     "fp16": "converting to FP16",
     "int8-prepare": "preparing INT8 (shape inference)",
-    "int8-cpu": "calibrating + quantizing INT8 (CPU flavour)",
+    "int8-calibrate": "calibrating INT8",
+    "int8-cpu": "quantizing INT8 (CPU flavour)",
     "int8-trt": "quantizing INT8 (TensorRT flavour)",
     "parity": "parity: ONNX Runtime vs reference",
 }

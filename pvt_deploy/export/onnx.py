@@ -453,17 +453,18 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
         prepared = tmp / "prepared.onnx"
         with steps.phase("int8-prepare"):
             prec.prepare_for_quantization(src, prepared)
-        for flavour in int8_flavours:
-            name = prec.INT8_FILES[flavour]
-            method = int8_cpu if flavour == "cpu" else "static"
-            with steps.phase(f"int8-{flavour}"):
-                raw = tmp / f"{flavour}.onnx"
-                model8, record = prec.quantize_int8(prepared, raw, flavour=flavour, batches=calib, method=method,
-                                                    cache=tmp / "calibration.json", source=src)
+            jobs = [prec.plan_int8(prepared, tmp / f"{flavour}.onnx", flavour=flavour, source=src,
+                                   method=int8_cpu if flavour == "cpu" else "static") for flavour in int8_flavours]
+        with steps.phase("int8-calibrate"):  # one pass of the images for every static flavour
+            ranges = prec.calibrate_jobs(src, jobs, calib)
+        for job in jobs:
+            name = prec.INT8_FILES[job.flavour]
+            with steps.phase(f"int8-{job.flavour}"):
+                model8, record = prec.write_int8(job, tmp / f"{job.flavour}.onnx", calib, ranges)
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
-            out.files[name] = file_entry(folder / name, "int8", flavour=flavour)
-            int8[flavour] = record
+            out.files[name] = file_entry(folder / name, "int8", flavour=job.flavour)
+            int8[job.flavour] = record
     out.precision["int8"] = int8
     return out
 

@@ -257,86 +257,143 @@ def unquantize_other_inputs(model: onnx.ModelProto, quantized: Collection[str] |
     return rewired
 
 
-def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
-                  batches: Sequence[Batch], method: str = "static", cache: str | os.PathLike[str] | None = None,
-                  input_name: str = "images", source: str | os.PathLike[str] | None = None,
-                  ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """Quantize ``prepared`` (see :func:`prepare_for_quantization`); return the graph and its record.
+class Int8Job(NamedTuple):
+    """One INT8 file to write: what :func:`plan_int8` decided, :func:`write_int8` carries out."""
+
+    flavour: str
+    graph: Path  # the float graph to quantize
+    record: dict[str, Any]  # the manifest's description so far ("method": "static" or "dynamic")
+    nodes: list[str] | None  # static: the nodes to quantize (None: every Conv/MatMul/Gemm)
+    scores: list[str]  # static: score-logit tensors, over SCORE_LOGIT_WINDOW
+
+    def tensors(self) -> list[str]:
+        """The activations a static job needs calibration ranges for (none for a dynamic one)."""
+        import onnx
+
+        from pvt_deploy.export import qdq
+
+        if self.record["method"] != "static":
+            return []
+        spec = qdq.QdqSpec.from_quantize_static(int8_settings(self.flavour, "static")["kwargs"])
+        return qdq.to_quantize(onnx.load(str(self.graph)), spec, self.nodes)
+
+
+def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str], *, flavour: str,
+              method: str = "static", source: str | os.PathLike[str] | None = None) -> Int8Job:
+    """Decide how ``flavour`` quantizes ``prepared`` (see :func:`prepare_for_quantization`).
 
     ``source``: the float graph ``prepared`` was made from. The CPU flavour quantizes it after
     :func:`pvt_deploy.export.optimize.int8_cpu_layout` (rather than ``prepared``: ONNX Runtime's
     pre-processing reorders the attention's transposes beyond what the attention fusion
-    recognises); without it the static CPU flavour quantizes ``prepared`` as it is.
-
-    ``cache``: a calibration-range file shared by the static flavours of one export that quantize
-    ``prepared``, so the images run through that graph once (ranges are raw min/max; symmetry is
-    applied per flavour afterwards). The static CPU flavour on its layout calibrates on its own.
-    Static graphs leave here with Q/DQ only on the inputs of the quantized nodes (and on the outputs
-    the CPU flavour keeps INT8), see :func:`unquantize_other_inputs`.
-    ``dst`` is a scratch path onnxruntime's quantizer writes its own output to (pass a temporary
-    path); the returned graph is the final one, which the caller saves where it belongs.
+    recognises), written beside ``scratch``; without it the static CPU flavour quantizes ``prepared``.
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, quantize_dynamic, quantize_static
-
-    from pvt_deploy.export.calibration import calibration_reader
-
     nodes: list[str] | None = None  # None: every Conv/MatMul/Gemm (the TensorRT flavour)
     scores: list[str] = []
     layout: dict[str, int] | None = None
+    graph = Path(prepared)
     if flavour == "cpu" and method in ("auto", "static"):
         plan = cpu_int8_plan(prepared)
         method = "static" if method == "static" or plan.convs else "dynamic"
         if method == "static" and source is not None:
-            # quantized on the CPU layout of the float graph, whose tensors are not the other
-            # flavours': its calibration ranges are not shared (cache)
-            prepared, layout = write_cpu_layout(source, Path(dst).with_suffix(".layout.onnx"), method="static")
-            plan, cache = cpu_int8_plan(prepared), None
+            graph, layout = write_cpu_layout(source, Path(scratch).with_suffix(".layout.onnx"), method="static")
+            plan = cpu_int8_plan(graph)
         nodes, scores = plan.nodes, plan.scores
-    settings = int8_settings(flavour, method)
-    record = dict(settings["record"])
+    if flavour == "cpu" and method == "dynamic":
+        graph = Path(source or prepared)  # write_int8 applies the dynamic layout to it
+    record = dict(int8_settings(flavour, method)["record"])
     if layout is not None:
         record["layout"] = layout
     if record["method"] == "static" and nodes is not None:
-        settings["kwargs"]["nodes_to_quantize"] = nodes
-        settings["kwargs"]["extra_options"]["TensorQuantOverrides"] = score_window_overrides(scores)
         record["nodes"] = len(nodes)
         if scores:
             record["score_logit_window"] = list(SCORE_LOGIT_WINDOW)
+    return Int8Job(flavour, graph, record, nodes, scores)
+
+
+def calibrate_jobs(source: str | os.PathLike[str], jobs: Sequence[Int8Job], batches: Sequence[Batch],
+                   input_name: str = "images") -> dict[str, Any]:
+    """MinMax ranges of what the static ``jobs`` quantize, measured on the float graph ``source`` in
+    one pass over ``batches`` (:func:`pvt_deploy.export.qdq.calibrate`). The jobs quantize rewritten
+    copies of ``source`` (ONNX Runtime's pre-processing, :func:`write_cpu_layout`) whose quantized
+    tensors keep their names and values; one a rewrite renamed is left out here, and
+    :func:`write_int8` calibrates it on the job's own graph."""
+    import onnx
+
+    from pvt_deploy.export import qdq
+
+    wanted = dict.fromkeys(t for job in jobs for t in job.tensors())
+    if not wanted:
+        return {}
+    model = onnx.load(str(source))
+    known = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    return qdq.calibrate(model, [t for t in wanted if t in known], batches, input_name)
+
+
+def write_int8(job: Int8Job, scratch: str | os.PathLike[str], batches: Sequence[Batch],
+               ranges: dict[str, Any] | None = None, input_name: str = "images",
+               ) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Write the INT8 graph of ``job``; return it and its manifest record.
+
+    Static jobs are written by :mod:`pvt_deploy.export.qdq` (the graph ONNX Runtime's
+    ``quantize_static`` writes for :func:`int8_settings`, in a fraction of the time) from ``ranges``
+    (:func:`calibrate_jobs`; tensors missing there are calibrated on ``batches`` and added), and leave
+    with Q/DQ only on the inputs of the quantized nodes (and on the outputs the CPU flavour keeps
+    INT8), see :func:`unquantize_other_inputs`. ``scratch`` is a path for intermediate graphs (pass a
+    temporary path); the returned graph is the final one, which the caller saves where it belongs.
+    """
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+
+    from pvt_deploy.export import qdq
+
+    record = dict(job.record)
     quiet = logging.getLogger("root"), logging.getLogger()
     levels = [q.level for q in quiet]
     for q in quiet:  # the quantizer logs advice through the root logger
         q.setLevel(max(q.level, logging.ERROR))
     try:
         if record["method"] == "dynamic":
-            if flavour == "cpu":
-                prepared, record["layout"] = write_cpu_layout(source or prepared, Path(dst).with_suffix(".layout.onnx"))
-                prepared, depthwise = _static_depthwise(prepared, Path(dst).with_suffix(".depthwise.onnx"),
-                                                        batches, input_name)
+            graph = job.graph
+            if job.flavour == "cpu":
+                graph, record["layout"] = write_cpu_layout(graph, Path(scratch).with_suffix(".layout.onnx"))
+                graph, depthwise = _static_depthwise(graph, Path(scratch).with_suffix(".depthwise.onnx"),
+                                                     batches, input_name)
                 if depthwise:
                     record["static_depthwise"] = {
                         "convs": depthwise, "format": "QDQ", "activations": "uint8 asymmetric (MinMax)",
                         "weights": "int8 symmetric per-channel",
                         "calibration": {"method": "minmax", "batches": len(batches),
                                         "images": sum(len(b.names) for b in batches)}}
-            quantize_dynamic(str(prepared), str(dst), **settings["kwargs"])
-            model = onnx.load(str(dst))
+            quantize_dynamic(str(graph), str(scratch), **int8_settings(job.flavour, "dynamic")["kwargs"])
+            model = onnx.load(str(scratch))
         else:
-            quantize_static(str(prepared), str(dst), calibration_reader(batches, input_name),
-                            calibrate_method=CalibrationMethod.MinMax,
-                            calibration_cache_path=str(cache) if cache else None, **settings["kwargs"])
+            spec = qdq.QdqSpec.from_quantize_static(int8_settings(job.flavour, "static")["kwargs"])
+            model = onnx.load(str(job.graph))
+            ranges = dict(ranges or {})
+            missing = [t for t in qdq.to_quantize(model, spec, job.nodes) if t not in ranges]
+            if missing:
+                ranges.update(qdq.calibrate(model, missing, batches, input_name))
+            qdq.quantize(model, ranges, spec, nodes=job.nodes, overrides=dict.fromkeys(job.scores, SCORE_LOGIT_WINDOW))
             record["calibration"] = {"method": "minmax", "batches": len(batches),
                                      "images": sum(len(b.names) for b in batches)}
-            model = onnx.load(str(dst))
-            record["float_inputs_restored"] = unquantize_other_inputs(model, nodes, keep=scores)
+            record["float_inputs_restored"] = unquantize_other_inputs(model, job.nodes, keep=job.scores)
     except (InputError, PvtDeployError):
         raise
     except Exception as e:
-        raise PvtDeployError(f"INT8 quantization ({flavour}) failed: {' '.join(str(e).split())[:300]}") from e
+        raise PvtDeployError(f"INT8 quantization ({job.flavour}) failed: {' '.join(str(e).split())[:300]}") from e
     finally:
         for q, lv in zip(quiet, levels, strict=True):
             q.setLevel(lv)
     return model, record
+
+
+def quantize_int8(prepared: str | os.PathLike[str], dst: str | os.PathLike[str], *, flavour: str,
+                  batches: Sequence[Batch], method: str = "static", input_name: str = "images",
+                  source: str | os.PathLike[str] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """One INT8 file: :func:`plan_int8`, then :func:`write_int8` calibrating on its own graph.
+    ``dst``: a scratch path (see :func:`write_int8`)."""
+    job = plan_int8(prepared, dst, flavour=flavour, method=method, source=source)
+    return write_int8(job, dst, batches, input_name=input_name)
 
 
 def write_cpu_layout(src: str | os.PathLike[str], dst: Path, method: str = "dynamic") -> tuple[Path, dict[str, int]]:
