@@ -724,7 +724,8 @@ WINOGRAD_MIN_TILES = 25
 
 def winograd_filter(weight: np.ndarray) -> np.ndarray:
     """``(K, C, 3, 3)`` kernel -> the ``(36, K, C)`` transformed kernel ``G w G^T`` (in float64)."""
-    u: np.ndarray = np.einsum("ai,kcij,bj->abkc", _WINO_G, weight.astype(np.float64), _WINO_G)
+    # optimize=True contracts one axis at a time (two small GEMMs), ~2x faster than one nested loop
+    u: np.ndarray = np.einsum("ai,kcij,bj->abkc", _WINO_G, weight.astype(np.float64), _WINO_G, optimize=True)
     return u.reshape(36, weight.shape[0], weight.shape[1])
 
 

@@ -369,11 +369,9 @@ def write_int8(job: Int8Job, scratch: str | os.PathLike[str], batches: Sequence[
         else:
             spec = qdq.QdqSpec.from_quantize_static(int8_settings(job.flavour, "static")["kwargs"])
             model = onnx.load(str(job.graph))
-            ranges = dict(ranges or {})
-            missing = [t for t in qdq.to_quantize(model, spec, job.nodes) if t not in ranges]
-            if missing:
-                ranges.update(qdq.calibrate(model, missing, batches, input_name))
-            qdq.quantize(model, ranges, spec, nodes=job.nodes, overrides=dict.fromkeys(job.scores, SCORE_LOGIT_WINDOW))
+            qdq.quantize(model, ranges or {}, spec, nodes=job.nodes,
+                         overrides=dict.fromkeys(job.scores, SCORE_LOGIT_WINDOW),
+                         calibrate_missing=lambda m, missing: qdq.calibrate(m, missing, batches, input_name))
             record["calibration"] = {"method": "minmax", "batches": len(batches),
                                      "images": sum(len(b.names) for b in batches)}
             record["float_inputs_restored"] = unquantize_other_inputs(model, job.nodes, keep=job.scores)

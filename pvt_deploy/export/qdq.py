@@ -25,7 +25,7 @@ What is written, for each quantized ``Conv``/``MatMul``/``Gemm`` (``nodes``, or 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -291,14 +291,20 @@ def to_quantize(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | 
 
 
 def quantize(model: onnx.ModelProto, ranges: Mapping[str, Range], spec: QdqSpec, *,
-             nodes: Collection[str] | None = None, overrides: Mapping[str, Range] | None = None) -> onnx.ModelProto:
+             nodes: Collection[str] | None = None, overrides: Mapping[str, Range] | None = None,
+             calibrate_missing: Callable[[onnx.ModelProto, list[str]], Mapping[str, Range]] | None = None,
+             ) -> onnx.ModelProto:
     """Rewrite ``model`` in place into the QDQ graph of ``spec`` (see the module doc) and return it.
-    ``ranges``: calibrated (min, max) per activation (:func:`to_quantize`); ``overrides`` replace some."""
+    ``ranges``: calibrated (min, max) per activation (:func:`to_quantize`); ``overrides`` replace some;
+    ``calibrate_missing(model, tensors)`` measures the ones ``ranges`` lacks (else they are an error)."""
     import onnx
     from onnx import helper, numpy_helper
 
     g = model.graph
     plan = _plan(model, spec, nodes)
+    missing = [t for t in plan.activations if t not in ranges and t not in (overrides or {})]
+    if missing and calibrate_missing is not None:
+        ranges = {**ranges, **calibrate_missing(model, missing)}
     inits = {i.name: i for i in g.initializer}
     new_inits: list[onnx.TensorProto] = []
     head: list[onnx.NodeProto] = []  # DQ nodes of stored tensors, first in the graph
