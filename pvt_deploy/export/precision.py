@@ -9,7 +9,9 @@ above 2048 where float16 steps by 2) and segmentation's resize/argmax. Inputs an
 float32 so every runtime feeds and reads the graph the same way.
 
 INT8: Q/DQ graphs calibrated on images preprocessed exactly as at inference
-(:mod:`pvt_deploy.export.calibration`), quantizing the inputs of Conv, Gemm and weight MatMuls only
+(:mod:`pvt_deploy.export.calibration`; one MinMax pass over the float export serves every static
+flavour) and written by :mod:`pvt_deploy.export.qdq` (what ONNX Runtime's ``quantize_static``
+writes for :func:`int8_settings`, ~10x faster), quantizing the inputs of Conv, Gemm and weight MatMuls only
 (``MatMulConstBOnly``): LayerNorm, Softmax, Resize and the activation-by-activation MatMuls of
 attention and of the size-generic adaptive pooling stay float. (A pooling matrix holds 1/bin-size,
 which changes with the input size, so a scale calibrated at one size would clip it at another.)

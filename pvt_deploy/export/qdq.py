@@ -3,13 +3,14 @@
 The exporter's two static INT8 settings (:func:`pvt_deploy.export.precision.int8_settings`) are
 written in ``onnxruntime.quantization.quantize_static`` terms, and this module writes the graph that
 ``quantize_static`` writes for them — the same nodes, names, scales, zero points and integers
-(``tests/test_export_precision.py`` compares the two on a detector given the same ranges) — in a
-fraction of the time. For ``pvt_small`` at 640 the ONNX Runtime quantizer took 24–27 s per flavour on
-2 cores: ~23 s of it per-channel Python loops over ~47k weight channels and node-input rewiring that
-rescans the graph for every tensor, and its calibrator runs the graph with every optimisation off.
-Here weights are quantized channel-vectorised, the graph is rewired in one pass, and calibration
-runs the graph as ONNX Runtime optimises it, with a ReduceMin/ReduceMax pair on each tensor to
-quantize (ranges only, so memory stays that of one inference).
+(``tests/test_export_qdq.py`` compares the two given the same ranges, on a detector and on a graph of
+corner cases) — in a fraction of the time. For ``pvt_small`` at 640 the ONNX Runtime quantizer took
+24–27 s per flavour on 2 cores (9–11 s of it writing, given the ranges; 0.8 s here): per-channel
+Python loops over ~47k weight channels, node-input rewiring that rescans the graph for every tensor,
+and a calibrator that runs the graph with every optimisation off, once per flavour. Here weights are
+quantized channel-vectorised, the graph is rewired in one pass, and calibration runs the graph as
+ONNX Runtime optimises it, with a ReduceMin/ReduceMax pair on each tensor to quantize (ranges only,
+so memory stays that of one inference).
 
 What is written, for each quantized ``Conv``/``MatMul``/``Gemm`` (``nodes``, or all of them):
 
