@@ -157,7 +157,7 @@ def test_writer_equals_onnxruntime_on_the_corner_cases(flavour: str, tmp_path: P
     model = onnx.load(str(path))
     spec = qdq.QdqSpec.from_quantize_static(prec.int8_settings(flavour)["kwargs"])
     x = np.random.default_rng(1).uniform(-1, 2, (1, 4, 6, 6)).astype(np.float32)
-    ranges = qdq.calibrate(model, qdq.op_tensors(model), [Batch(x, [], ["x"])], input_name="x")
+    ranges = qdq.calibrate(model, qdq.to_quantize(model, spec), [Batch(x, [], ["x"])], input_name="x")
     ours = qdq.quantize(model, ranges, spec)
     prec.unquantize_other_inputs(ours, None)
     ref = _ort_quantize(path, tmp_path / "ref.onnx", prec.int8_settings(flavour), ranges, None, [])

@@ -167,7 +167,6 @@ def _plan(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | None) 
     floats = _float_tensors(model)
     float_types = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
     plan = _Plan({}, {}, [], {})
-    bias_names = {i.name for i in g.initializer}
 
     def quantizable(t: str) -> bool:
         return inits[t].data_type in float_types if t in inits else t in floats
@@ -190,14 +189,13 @@ def _plan(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | None) 
         if name not in inits or inits[name].data_type not in float_types:
             return
         if any(b[0] == name for b in plan.biases):  # read by another node too: this node gets a copy
-            suffix = max((int(n[len(name):]) for n in bias_names if n.startswith(name) and n[len(name):].isdigit()),
+            suffix = max((int(n[len(name):]) for n in inits if n.startswith(name) and n[len(name):].isdigit()),
                          default=-1) + 1
             copy = onnx.TensorProto()
             copy.CopyFrom(inits[name])
             copy.name = f"{name}{suffix}"
             g.initializer.append(copy)
             inits[copy.name] = copy
-            bias_names.add(copy.name)
             node.input[index] = name = copy.name
         plan.biases.append((name, node.name, node.input[0], node.input[1], beta))
         for a in node.attribute:  # Gemm: beta is in the bias scale now
@@ -210,7 +208,7 @@ def _plan(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | None) 
         quantize_output = node.op_type not in spec.excluded_outputs
         if node.op_type == "MatMul":
             for t in (*node.input, *(node.output if quantize_output else ())):
-                weight(t, spec.matmul_axis) if t in inits else activation(t)
+                weight(t, spec.matmul_axis)  # stored: per channel; computed: as an activation
         else:
             activation(node.input[0])
             if quantize_output:
@@ -268,20 +266,6 @@ def calibrate(model: onnx.ModelProto, tensors: Sequence[str], batches: Sequence[
 # --------------------------------------------------------------------------------------------------
 # The writer
 # --------------------------------------------------------------------------------------------------
-
-
-def op_tensors(model: onnx.ModelProto) -> list[str]:
-    """Every float, computed input and output of every Conv/MatMul/Gemm: what ONNX Runtime's
-    calibrator measures, a superset of what any setting quantizes."""
-    inits = {i.name for i in model.graph.initializer}
-    floats = _float_tensors(model)
-    seen: dict[str, None] = {}
-    for node in model.graph.node:
-        if node.op_type in QUANT_OPS:
-            for t in (*node.input, *node.output):
-                if t and t not in inits and t in floats:
-                    seen.setdefault(t, None)
-    return list(seen)
 
 
 def to_quantize(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | None = None) -> list[str]:
