@@ -32,7 +32,7 @@ PHASES = {
     "simplify": "simplifying graph (onnxslim)",
     "check": "checking graph",
     "fp16": "converting to FP16",
-    "int8-prepare": "preparing INT8 (shape inference)",
+    "int8-prepare": "preparing INT8 (shape inference, CPU layout)",
     "int8-calibrate": "calibrating INT8",
     "int8-cpu": "quantizing INT8 (CPU flavour)",
     "int8-trt": "quantizing INT8 (TensorRT flavour)",
