@@ -62,18 +62,27 @@ def _ort_quantize(path: Path, dst: Path, settings: dict[str, Any], ranges: dict[
     return model
 
 
-@pytest.fixture(scope="module")
-def det_jobs(det_artifact, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[prec.Int8Job], list[Batch]]:
-    """Both INT8 jobs of the test detector, as the exporter plans them, and calibration batches."""
-    tmp = tmp_path_factory.mktemp("qdq")
-    src = det_artifact.folder / "model.onnx"
+def _jobs(artifact: Any, tmp: Path, size: int) -> tuple[Path, list[prec.Int8Job], list[Batch]]:
+    """Both INT8 jobs of an exported model, as the exporter plans them, and calibration batches."""
+    src = artifact.folder / "model.onnx"
     prepared = tmp / "prepared.onnx"
     prec.prepare_for_quantization(src, prepared)
     jobs = [prec.plan_int8(prepared, tmp / f"{f}.onnx", flavour=f, source=src) for f in ("cpu", "trt")]
-    x = images(3, 160, 160, seed=3)
+    x = images(3, size, size, seed=3)
     # the graph's own preprocessing is inside it (raw pixels in), so any image batch is a real input
-    batches = [Batch(x[i:i + 1], [], [f"im{i}"]) for i in range(3)]
-    return src, jobs, batches
+    return src, jobs, [Batch(x[i:i + 1], [], [f"im{i}"]) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def det_jobs(det_artifact, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[prec.Int8Job], list[Batch]]:
+    """pvt_v2_b0 RetinaNet: static CPU flavour on its layout (attention, GELU, channels-last depthwise)."""
+    return _jobs(det_artifact, tmp_path_factory.mktemp("qdq-det"), 160)
+
+
+@pytest.fixture(scope="module")
+def seg_jobs(seg_artifact, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[prec.Int8Job], list[Batch]]:
+    """pvt_tiny (v1) Semantic FPN: static CPU flavour on its layout too (conv chains in the head)."""
+    return _jobs(seg_artifact, tmp_path_factory.mktemp("qdq-seg"), 128)
 
 
 @pytest.mark.parametrize("flavour", ["cpu", "trt"])
@@ -89,19 +98,23 @@ def test_writer_equals_onnxruntime_quantize_static(det_jobs, flavour: str, tmp_p
     assert {"Conv", "MatMul"} <= quantized and record["float_inputs_restored"] > 0
 
 
-def test_one_calibration_serves_both_flavours(det_jobs) -> None:
+@pytest.mark.parametrize("model", ["det_jobs", "seg_jobs"])
+def test_one_calibration_serves_both_flavours(model: str, request: pytest.FixtureRequest) -> None:
     """The shared ranges, measured on the float export, are each flavour's own (its graph is a
     rewrite of that export) and those of onnxruntime's calibrator."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 
-    src, jobs, batches = det_jobs
+    src, jobs, batches = request.getfixturevalue(model)
+    assert [j.record["method"] for j in jobs] == ["static", "static"] and "layout" in jobs[0].record
     shared = prec.calibrate_jobs(src, jobs, batches)
     assert set(shared) == {t for j in jobs for t in j.tensors()}
     for job in jobs:
         own = qdq.calibrate(onnx.load(str(job.graph)), job.tensors(), batches)
         for t, (lo, hi) in own.items():
             np.testing.assert_allclose(shared[t], (lo, hi), rtol=1e-5, atol=1e-6, err_msg=t)
+    if model != "det_jobs":
+        return
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
