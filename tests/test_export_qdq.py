@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pvt_deploy.export import precision as prec
 from pvt_deploy.export import qdq
-from pvt_deploy.export.calibration import Batch
+from pvt_deploy.export.calibration import Batch, calibration_reader
 
 pytest_plugins = ["export_fixtures"]
 
@@ -103,7 +103,6 @@ def test_one_calibration_serves_both_flavours(model: str, request: pytest.Fixtur
     """The shared ranges, measured on the float export, are each flavour's own (its graph is a
     rewrite of that export) and those of onnxruntime's calibrator."""
     from onnxruntime.quantization import CalibrationMethod, create_calibrator
-    from onnxruntime.quantization.calibrate import CalibrationDataReader
 
     src, jobs, batches = request.getfixturevalue(model)
     assert [j.record["method"] for j in jobs] == ["static", "static"] and "layout" in jobs[0].record
@@ -115,19 +114,10 @@ def test_one_calibration_serves_both_flavours(model: str, request: pytest.Fixtur
             np.testing.assert_allclose(shared[t], (lo, hi), rtol=1e-5, atol=1e-6, err_msg=t)
     if model != "det_jobs":
         return
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.it = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            b = next(self.it, None)
-            return None if b is None else {"images": b.images}
-
     trt = next(j for j in jobs if j.flavour == "trt")
     calibrator = create_calibrator(trt.graph, ["Conv", "MatMul", "Gemm"], calibrate_method=CalibrationMethod.MinMax,
                                    augmented_model_path=str(trt.graph.with_suffix(".augmented.onnx")))
-    calibrator.collect_data(Reader())
+    calibrator.collect_data(calibration_reader(batches))
     theirs = calibrator.compute_data()
     for t in trt.tensors():
         np.testing.assert_allclose(shared[t], np.ravel(theirs[t].range_value), rtol=1e-5, atol=1e-6, err_msg=t)
