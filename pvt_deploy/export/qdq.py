@@ -305,7 +305,8 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, Range], spec: QdqSpec,
 
     g = model.graph
     plan = _plan(model, spec, nodes)
-    missing = [t for t in plan.activations if t not in ranges and t not in (overrides or {})]
+    overrides = overrides or {}
+    missing = [t for t in plan.activations if t not in ranges and t not in overrides]
     if missing and calibrate_missing is not None:
         ranges = {**ranges, **calibrate_missing(model, missing)}
     inits = {i.name: i for i in g.initializer}
@@ -315,7 +316,6 @@ def quantize(model: onnx.ModelProto, ranges: Mapping[str, Range], spec: QdqSpec,
     rename: dict[tuple[int, str], str] = {}  # (node index, input) -> new input, for some consumers only
     rename_all: dict[str, str] = {}
     act_type = onnx.TensorProto.UINT8 if spec.unsigned else onnx.TensorProto.INT8
-    overrides = overrides or {}
 
     # activations: scale and zero point
     act_scale: dict[str, np.ndarray] = {}
