@@ -1289,7 +1289,7 @@ QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 7
+RECIPE = 8
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
