@@ -79,6 +79,23 @@ def test_video_gives_h264_at_the_source_size_and_one_json_line_per_frame(
     assert {d["image_id"] for d in coco} <= set(range(12))
 
 
+def test_variable_rate_video_keeps_its_timing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                              det_export: Path, tmp_path: Path) -> None:
+    """A variable-rate clip (phone recordings, screen captures) is annotated at its own frame times,
+    the ones the JSON lines report, not laid at its nominal rate (which would drift from its audio)."""
+    import av
+
+    times = [0.0, 0.1, 0.13, 0.16, 0.4, 0.43, 0.46, 0.8]
+    clip = make_clip(tmp_path / "vfr.mkv", frames=len(times), size=(160, 96), fps=25.0, times=times)
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    with av.open(str(tmp_path / "out" / "vfr.mp4")) as container:
+        got = [float(f.time) for f in container.decode(video=0)]
+    assert got == pytest.approx(times, abs=1e-3)
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["timestamp"] for line in lines] == pytest.approx(times, abs=1e-3)
+
+
 def test_vid_stride_keeps_every_nth_frame(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                           det_export: Path, long_clip: Path, tmp_path: Path) -> None:
     code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "--vid-stride", "4",

@@ -95,6 +95,59 @@ def test_ntsc_rates_are_exact(tmp_path: Path) -> None:
     assert info["fps"] == Fraction(30000, 1001)
 
 
+def frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [float(f.time) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_variable_rate_timestamps_are_kept(tmp_path: Path, suffix: str) -> None:
+    """A phone-style variable-rate source (frames 30 or 70 ms apart, starting at 5.0 s) keeps its
+    timing, relative to its first frame, instead of being laid at the nominal 25 fps."""
+    out = tmp_path / f"vfr{suffix}"
+    times, t = [], 5.0
+    for i in range(12):
+        times.append(t)
+        t += 0.07 if i % 3 == 0 else 0.03
+    with VideoWriter(out, 25, (64, 48)) as writer:
+        for i, ts in enumerate(times):
+            writer.write(frame(i), ts)
+    got = frame_times(out)
+    assert len(got) == 12
+    assert np.allclose(got, np.array(times) - 5.0, atol=1e-3)
+    assert got[-1] == pytest.approx(times[-1] - 5.0, abs=1e-3)  # 0.56 s, not 11 frames at 25 fps = 0.44 s
+
+
+def test_constant_rate_timestamps_stay_exactly_constant_rate(tmp_path: Path) -> None:
+    out = tmp_path / "cfr.mp4"
+    rate = Fraction(30000, 1001)
+    with VideoWriter(out, 29.97, (32, 32)) as writer:
+        for i in range(30):
+            writer.write(frame(i, (32, 32)), 100.0 + float(i / rate))
+    info, _ = decode(out)
+    assert info["fps"] == rate and info["frames"] == 30
+    assert np.allclose(frame_times(out), [float(i / rate) for i in range(30)], atol=1e-6)
+
+
+def test_frames_without_time_or_going_back_still_advance(tmp_path: Path) -> None:
+    """No timestamp: one nominal frame after the previous. A timestamp at or before the previous
+    frame's (a stream that restarted its clock) still comes after it. AVI, which has no variable
+    rate, counts frames."""
+    out = tmp_path / "mixed.mp4"
+    with VideoWriter(out, 10, (32, 32)) as writer:
+        for i, ts in enumerate([None, None, 0.5, 0.5, 0.2, None]):
+            writer.write(frame(i, (32, 32)), ts)
+    got = frame_times(out)
+    assert got[:3] == pytest.approx([0.0, 0.1, 0.2], abs=1e-6)  # the first timestamp continues the count
+    assert all(b > a for a, b in zip(got, got[1:], strict=False)) and len(got) == 6
+    assert got[-1] == pytest.approx(got[-2] + 0.1, abs=1e-6)
+    avi = tmp_path / "cfr.avi"
+    with VideoWriter(avi, 10, (32, 32)) as writer:
+        for i, ts in enumerate([0.0, 0.35, 0.4]):
+            writer.write(frame(i, (32, 32)), ts)
+    assert np.diff(frame_times(avi)) == pytest.approx([0.1, 0.1], abs=1e-6)  # AVI starts at its B-frame delay
+
+
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:
     out = tmp_path / "mixed.mp4"
     with VideoWriter(out, 25, (64, 48)) as writer:

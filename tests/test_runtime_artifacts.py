@@ -90,8 +90,10 @@ def _classes(name: str) -> list[str]:
     return list(resolve_name(name).classes)
 
 
-def make_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (320, 180), fps: float = 10.0) -> Path:
-    """A small H.264 clip of moving bands (width, height) with the project's own writer."""
+def make_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (320, 180), fps: float = 10.0,
+              times: list[float] | None = None) -> Path:
+    """A small H.264 clip of moving bands (width, height) with the project's own writer; ``times``
+    (seconds per frame) makes it variable-rate."""
     from pvt_deploy.io.sinks import VideoWriter
 
     w, h = size
@@ -101,7 +103,7 @@ def make_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (320, 180
             r = ((xx + 8 * i) % 64 * 4).astype(np.uint8)
             g = ((yy + 4 * i) % 64 * 4).astype(np.uint8)
             b = np.full_like(r, (20 * i) % 255)
-            writer.write(np.stack([r, g, b], axis=2))
+            writer.write(np.stack([r, g, b], axis=2), times[i] if times else None)
     return path
 
 

@@ -125,6 +125,13 @@ class VideoWriter:
     size are resized to ``size`` with a one-time warning. mp4/mov outputs get ``+faststart`` so
     they start playing before they are fully downloaded.
 
+    Timing: ``write(image, timestamp)`` places each frame at its source time (seconds; the first
+    frame's time is the output's zero) on a clock of 1/100 frame at ``fps``. A constant-rate source
+    stays exactly constant-rate, and a variable-rate one (phone recordings, screen captures, live
+    streams) keeps its timing instead of drifting from its audio and from the JSON timestamps, as
+    it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
+    after the previous one; AVI, which has no variable rate, always counts frames.
+
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
     so far; a writer that received no frame leaves no file.
@@ -155,6 +162,10 @@ class VideoWriter:
         self.fps = _as_rate(fps)
         self.codec = resolve_codec(codec)
         self.frames_written = 0
+        self._timed = fmt != "avi"
+        self._tick = Fraction(1, 100) / self.fps if self._timed else 1 / self.fps  # frame.pts unit, seconds
+        self._t0: float | None = None  # source time of pts 0
+        self._last_pts = -1
         self._pad = (width % 2, height % 2)
         self._warned_resize = False
         self._closed = False
@@ -172,6 +183,7 @@ class VideoWriter:
             stream.width, stream.height = width + self._pad[0], height + self._pad[1]
             stream.pix_fmt = "yuv420p"
             ctx = stream.codec_context
+            ctx.time_base = self._tick
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
             self._stream = stream
@@ -179,8 +191,9 @@ class VideoWriter:
             self._abort(e)
             raise
 
-    def write(self, image: np.ndarray) -> None:
-        """Encode one ``HxWx3`` uint8 RGB frame."""
+    def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
+        """Encode one ``HxWx3`` uint8 RGB frame, shown at ``timestamp`` seconds of the source
+        (see the class docstring)."""
         if self._closed:
             raise ValueError(f"VideoWriter for {self.path} is closed")
         if (
@@ -212,9 +225,25 @@ class VideoWriter:
             dst_color_trc=ColorTrc.BT709,
             dst_color_primaries=ColorPrimaries.BT709,
         )
-        frame.pts = self.frames_written
+        frame.pts = self._next_pts(timestamp)
+        frame.time_base = self._tick
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
+
+    def _next_pts(self, timestamp: float | None) -> int:
+        """The frame's pts in ticks: its source time from the first timestamped frame, or one
+        nominal frame after the previous frame; always after the previous frame."""
+        step = round(1 / (self._tick * self.fps))  # ticks per nominal frame
+        nominal = self._last_pts + step if self._last_pts >= 0 else 0
+        if not self._timed or timestamp is None or not np.isfinite(timestamp):
+            pts = nominal
+        else:
+            if self._t0 is None:
+                self._t0 = float(timestamp) - float(nominal * self._tick)
+            pts = round((float(timestamp) - self._t0) / float(self._tick))
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        return pts
 
     def close(self) -> Path | None:
         """Flush, finalise and move the file into place. Returns its path, or None if no frames."""

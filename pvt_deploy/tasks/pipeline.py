@@ -633,7 +633,7 @@ class ResultWriter:
                 target = self.save_dir / f"{stem}_{len(self.outputs)}.mp4"
             self._video = VideoWriter(target, fps, (w, h), self.codec)
             self._video_key = key
-        self._video.write(result.plot())
+        self._video.write(result.plot(), result.timestamp)
 
     def _close_video(self) -> None:
         if self._video is not None:
