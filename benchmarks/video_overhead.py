@@ -3,6 +3,7 @@
     python benchmarks/video_overhead.py                    # both parts, ~6 min on 2 cores
     python benchmarks/video_overhead.py --part fps --frames 150
     python benchmarks/video_overhead.py --part memory --memory-frames 3000
+    python benchmarks/video_overhead.py --clip my_clip.mp4     # your own clip for both parts
 
 Part ``fps``: end-to-end FPS of the real CLI (``pvt-deploy infer clip.mp4``: decode, letterbox,
 inference, NMS, drawing, H.264 encode, JSON Lines) against the *model-only* FPS of the same backend
@@ -18,7 +19,9 @@ the run) RSS must not grow: the script prints the RSS at each tenth of the run a
 the first post-warm-up tenth to the last, and the least-squares slope in MB per 1000 frames.
 
 The 1280x720 clip is made once from the bundled photos (slow pans and zooms, H.264, 25 fps) and
-cached under ``--work``; it is not shipped.
+cached under ``--work``; it is not shipped. ``--clip`` runs both parts on a clip of your own instead
+(any container and codec PyAV decodes); the model-only figures then use its first frame, so the
+letterboxed input is the one the CLI runs.
 """
 
 from __future__ import annotations
@@ -150,9 +153,19 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -
             "wall_s": round(wall, 2), "stages": stages, "rss": rss.samples}
 
 
-def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: int = 1) -> dict[str, Any]:
-    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input, in
-    batches of ``batch`` frames (FPS counts frames)."""
+def first_frame(clip: Path) -> np.ndarray:
+    """The clip's first frame (RGB), as the CLI decodes it."""
+    from pvt_deploy.io.sources import open_source
+
+    for frame in open_source(str(clip)):
+        return frame.image
+    raise SystemExit(f"{clip}: no decodable frame")
+
+
+def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: int = 1,
+                   frame: np.ndarray | None = None) -> dict[str, Any]:
+    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input (a
+    1280x720 picture, or ``frame``), in batches of ``batch`` frames (FPS counts frames)."""
     import cv2
 
     from pvt_deploy.runtimes.loader import load_backend
@@ -161,7 +174,8 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: 
     backend, manifest = load_backend(folder, backend="onnx", device="cpu")
     try:
         predictor = Predictor(backend, manifest, imgsz=imgsz)
-        frame = cv2.resize(common.bundled_photos()[0][1], (WIDTH, HEIGHT))
+        if frame is None:
+            frame = cv2.resize(common.bundled_photos()[0][1], (WIDTH, HEIGHT))
         feed, _ = predictor.preprocess([frame] * batch)
         for _ in range(3):
             backend.infer(feed)
@@ -223,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=("fps", "memory", "both"), default="both")
     ap.add_argument("--model", default="pvt_v2_b0", help="zoo model (synthetic weights) for the fps part")
     ap.add_argument("--imgsz", default="640", help="inference size for the fps part (H or H,W)")
+    ap.add_argument("--clip", type=Path, default=None,
+                    help="your own video for both parts (default: a 1280x720 clip made from the bundled photos)")
     ap.add_argument("--frames", type=int, default=150, help="clip length for the fps part")
     ap.add_argument("--memory-model", default="pvt_v2_b0")
     ap.add_argument("--memory-imgsz", default="128")
@@ -232,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.clip is not None and not args.clip.is_file():
+        ap.error(f"--clip {args.clip}: no such file")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     info = common.machine()
     print(common.header_lines(info))
@@ -239,16 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     out_root = Path(tempfile.mkdtemp(prefix="pvt-video-"))
     try:
         if args.part in ("fps", "both"):
-            clip = make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.frames}.mp4", args.frames)
+            clip = args.clip or make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.frames}.mp4", args.frames)
+            image = first_frame(clip) if args.clip else None
             size = _imgsz_pair(args.imgsz)
             folder = common.artifact(args.model, args.work, imgsz=size)
-            warm = model_only_fps(folder, size, 3.0)  # also builds the CPU graph cache before timing
+            warm = model_only_fps(folder, size, 3.0, frame=image)  # also builds the CPU graph cache before timing
             batch = cli_batch(folder, args.infer_args.split())
-            before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0)
-            before_b = model_only_fps(folder, size, 8.0, batch) if batch > 1 else before
+            before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
+            before_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else before
             run = run_cli(clip, folder, args.imgsz, out_root / "fps", args.infer_args.split())
-            after_b = model_only_fps(folder, size, 8.0, batch) if batch > 1 else None
-            after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0)
+            after_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else None
+            after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
             after_b = after_b or after
             model_fps = (before["fps"] + after["fps"]) / 2
             model_fps_b = (before_b["fps"] + after_b["fps"]) / 2
@@ -259,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                              "cli": {k: v for k, v in run.items() if k != "rss"}, "ratio": round(ratio, 3),
                              "ratio_same_batch": round(run["fps"] / model_fps_b, 3),
                              "load_average": common.load_average()}
-            print(f"\n1280x720 clip, {run['frames']} frames, {args.model} ONNX Runtime CPU at --imgsz {args.imgsz} "
+            shape = image.shape if image is not None else (HEIGHT, WIDTH)
+            print(f"\n{clip.name}: {shape[1]}x{shape[0]}, {run['frames']} frames, {args.model} ONNX Runtime CPU at --imgsz {args.imgsz} "
                   f"(input {'x'.join(str(d) for d in before['input'])})")
             print(f"  model only        {before['fps']:.2f} FPS before, {after['fps']:.2f} FPS after "
                   f"({before['median_ms']:.1f} / {after['median_ms']:.1f} ms per frame), batch 1")
@@ -274,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                   + "\n  stages ms/frame:  "
                   + ", ".join(f"{k} {v['ms_per_frame']:.1f}" for k, v in run["stages"].items()))
         if args.part in ("memory", "both"):
-            clip = make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.memory_frames}.mp4",
-                             args.memory_frames)
+            clip = args.clip or make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.memory_frames}.mp4",
+                                          args.memory_frames)
             msize = _imgsz_pair(args.memory_imgsz)
             folder = common.artifact(args.memory_model, args.work, imgsz=msize)
             model_only_fps(folder, msize, 1.0)  # build the CPU graph cache outside the measured run
@@ -284,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             report["memory"] = {"clip": str(clip), "model": args.memory_model, "imgsz": args.memory_imgsz,
                                 "cli": {k: v for k, v in run.items() if k != "rss"}, "rss": summary,
                                 "rss_samples": run["rss"]}
-            print(f"\nmemory: {run['frames']} frames of 1280x720 in {run['seconds']:.0f} s ({run['fps']:.1f} FPS), "
+            print(f"\nmemory: {run['frames']} frames of {clip.name} in {run['seconds']:.0f} s ({run['fps']:.1f} FPS), "
                   f"{args.memory_model} at --imgsz {args.memory_imgsz}")
             print(f"  RSS by tenth of the run (MiB): {summary.get('deciles_mb')}")
             print(f"  peak {summary.get('peak_mb')} MiB; growth after warm-up {summary.get('growth_after_warmup_mb')} MiB; "
