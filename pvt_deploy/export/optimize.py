@@ -6,8 +6,8 @@ here produce a *derived* graph for ONNX Runtime on CPU, built when a session is 
 ``com.microsoft`` contrib ops that only ONNX Runtime implements, so their output is never written
 as ``model.onnx``.
 
-Why these rewrites (measured on the 2-core CPU; figures and commands in the README's Performance
-section):
+Why these rewrites (measured on the 2-core CPU; figures and commands in
+docs/PERFORMANCE.md):
 
 * **Spatial-reduction attention -> ``MultiHeadAttention``.** ONNX Runtime's own attention fusion
   looks for self-attention (Q, K, V projected from one tensor) and never matches PVT, whose K/V come
