@@ -94,7 +94,7 @@ class Model:
                 imgsz: int | Sequence[int] | None = None, batch: int | None = None, vid_stride: int = 1,
                 max_det: int | None = None, topk: int | None = None, save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                threaded: bool | None = None) -> list[Result] | Iterator[Result]:
+                save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Iterator[Result]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL
@@ -107,7 +107,8 @@ class Model:
         ONNX Runtime's CPU provider, else 1); ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
-        ``<name>_mask.png`` (uint8 class ids).
+        ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its
+        annotated mp4.
         """
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
@@ -126,7 +127,8 @@ class Model:
         if save or save_json:
             assert save_dir is not None
             writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
-                                  fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask)
+                                  fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
+                                  audio=save_audio)
         gen = self._run(pipeline, writer)
         return gen if stream else _bounded_list(gen, str(getattr(src, "spec", source)))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_io_sinks import audio_of, clip_with_audio
 from test_runtime_artifacts import cached_export, decode_video, make_clip
 
 from pvt_deploy.assets import sample_images
@@ -94,6 +95,21 @@ def test_variable_rate_video_keeps_its_timing(monkeypatch: pytest.MonkeyPatch, c
     assert got == pytest.approx(times, abs=1e-3)
     lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(line)["timestamp"] for line in lines] == pytest.approx(times, abs=1e-3)
+
+
+def test_a_video_keeps_its_audio_unless_told_not_to(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str], det_export: Path,
+                                                    tmp_path: Path) -> None:
+    clip = clip_with_audio(tmp_path / "talk.mp4", "aac", frames=10)
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    codec, start, seconds, _ = audio_of(tmp_path / "a" / "talk.mp4")  # type: ignore[misc]
+    assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.05)
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--no-audio",
+                       "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    assert audio_of(tmp_path / "b" / "talk.mp4") is None
+    assert decode_video(tmp_path / "b" / "talk.mp4")[1] == 10
 
 
 def test_vid_stride_keeps_every_nth_frame(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -148,6 +148,78 @@ def test_frames_without_time_or_going_back_still_advance(tmp_path: Path) -> None
     assert np.diff(frame_times(avi)) == pytest.approx([0.1, 0.1], abs=1e-6)  # AVI starts at its B-frame delay
 
 
+def clip_with_audio(path: Path, acodec: str, *, frames: int = 25, fps: int = 25, rate: int = 48000) -> Path:
+    """A 320x240 H.264 clip with a 440 Hz stereo tone in ``acodec``, muxed by PyAV."""
+    sample_fmt = {"pcm_s16le": "s16"}.get(acodec, "fltp")
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        audio = out.add_stream(acodec, rate=rate)
+        audio.codec_context.layout = "stereo"
+        per, done = rate // fps, 0
+        for i in range(frames):
+            vf = av.VideoFrame.from_ndarray(frame(i, (320, 240)), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(video.encode(vf))
+            tone = 0.3 * np.sin(2 * np.pi * 440 * (done + np.arange(per)) / rate)
+            data = np.tile(tone, (2, 1)).astype(np.float32)
+            if sample_fmt == "s16":
+                data = (data.T.reshape(1, -1) * 32767).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(data, format=sample_fmt, layout="stereo")
+            af.sample_rate, af.pts = rate, done
+            done += per
+            out.mux(audio.encode(af))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+    return path
+
+
+def audio_of(path: Path) -> tuple[str, float, float, float] | None:
+    """(codec, first sample's time, seconds of audio, RMS of the first channel), or None when silent."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        name = container.streams.audio[0].codec_context.codec.canonical_name
+        frames = list(container.decode(audio=0))
+    samples = np.concatenate([f.to_ndarray()[0].astype(np.float64) for f in frames])  # planar fltp (AAC, Opus...)
+    seconds = sum(f.samples for f in frames) / frames[0].sample_rate
+    return name, float(frames[0].time), seconds, float(np.sqrt(np.mean(samples**2)))
+
+
+@pytest.mark.parametrize(("suffix", "acodec", "expect"), [(".mp4", "aac", "aac"), (".mkv", "pcm_s16le", "aac")])
+def test_audio_is_carried_over_in_step_with_the_frames(tmp_path: Path, suffix: str, acodec: str, expect: str) -> None:
+    """AAC is copied as it is; PCM, which mp4 does not take here, is re-encoded to AAC. A run that
+    stops half way (Ctrl-C, a truncated clip) has audio up to its last frame, from its first."""
+    src = clip_with_audio(tmp_path / f"src{suffix}", acodec)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
+        for i in range(25):
+            writer.write(frame(i, (320, 240)), i / 25)
+    codec, start, seconds, rms = audio_of(out)  # type: ignore[misc]
+    assert codec == expect and abs(start) < 0.03
+    assert seconds == pytest.approx(1.0, abs=0.05) and rms == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+    half = tmp_path / "half.mp4"
+    with VideoWriter(half, 25, (320, 240), audio_from=src) as writer:
+        for i in range(5, 15):  # the run started at frame 5 (0.2 s) and stopped after frame 14
+            writer.write(frame(i, (320, 240)), i / 25)
+    codec, start, seconds, _ = audio_of(half)  # type: ignore[misc]
+    assert abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.06)
+    assert len(decode(half)[1]) == 10
+
+
+def test_no_audio_when_the_source_has_none_or_is_not_a_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    silent = tmp_path / "silent.mp4"
+    with VideoWriter(silent, 25, (64, 48)) as writer:
+        writer.write(frame(0))
+    for source in (silent, tmp_path / "missing.mp4"):
+        out = tmp_path / "out.mp4"
+        with VideoWriter(out, 25, (64, 48), audio_from=source) as writer:
+            writer.write(frame(1))
+        assert audio_of(out) is None and len(decode(out)[1]) == 1
+        out.unlink()
+    assert "audio" not in caplog.text
+
+
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:
     out = tmp_path / "mixed.mp4"
     with VideoWriter(out, 25, (64, 48)) as writer:

@@ -94,6 +94,8 @@ def infer(
     save_mask: Annotated[bool, typer.Option(
         "--save-mask", help="Segmentation: also write each image's class map as <name>_mask.png (uint8 class ids).")
     ] = False,
+    audio: Annotated[bool, typer.Option(
+        "--audio/--no-audio", help="Carry a video file's audio into the annotated mp4.")] = True,
     show: Annotated[bool, typer.Option(help="Show results in a window (needs a display).")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
@@ -127,7 +129,8 @@ def infer(
         writes = save or json_on
         results = m.predict(src, stream=True, conf=conf, iou=iou, classes=ids, imgsz=size, batch=batch,
                             vid_stride=vid_stride, max_det=max_det, save=save, save_json=json_on,
-                            save_mask=save_mask and save, save_dir=save_dir if writes else None)
+                            save_mask=save_mask and save, save_dir=save_dir if writes else None,
+                            save_audio=audio)
         try:
             _consume(results, src, console, viewer, kind)
         except KeyboardInterrupt:

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -132,6 +132,10 @@ class VideoWriter:
     it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
     after the previous one; AVI, which has no variable rate, always counts frames.
 
+    ``audio_from``: a video file whose first audio stream is carried over, in step with the frames'
+    timestamps (see :class:`_AudioCopy`); a file without audio, or audio that cannot be read, gives
+    a silent video and a warning, never a failed one.
+
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
     so far; a writer that received no frame leaves no file.
@@ -146,6 +150,7 @@ class VideoWriter:
         *,
         crf: int = 23,
         preset: str | None = None,
+        audio_from: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path)
         fmt = _CONTAINERS.get(self.path.suffix.lower())
@@ -187,6 +192,7 @@ class VideoWriter:
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
             self._stream = stream
+            self._audio = _AudioCopy.open(audio_from, self._container, fmt) if audio_from else None
         except BaseException as e:
             self._abort(e)
             raise
@@ -229,6 +235,8 @@ class VideoWriter:
         frame.time_base = self._tick
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
+        if self._audio is not None:
+            self._audio_until(float(self._last_pts * self._tick))
 
     def _next_pts(self, timestamp: float | None) -> int:
         """The frame's pts in ticks: its source time from the first timestamped frame, or one
@@ -252,10 +260,15 @@ class VideoWriter:
         self._closed = True
         try:
             self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
+            if self._audio is not None and self.frames_written:
+                self._audio_until(float((self._last_pts + 1) * self._tick) + 1 / float(self.fps), last=True)
             self._container.close()
         except BaseException as e:
             self._abort(e)
             raise
+        finally:
+            if self._audio is not None:
+                self._audio.close()
         if not self.frames_written:
             log.warning("%s: no frames were written; not creating the file", self.path)
             self._abort(RuntimeError("empty video"))
@@ -263,9 +276,25 @@ class VideoWriter:
         self._atomic.__exit__(None, None, None)
         return self.path
 
+    def _audio_until(self, end: float, *, last: bool = False) -> None:
+        """Mux the source's audio up to ``end`` seconds of output time; on a read or mux error keep
+        the audio written so far and go on without it."""
+        assert self._audio is not None
+        origin = self._t0 if self._t0 is not None else 0.0
+        try:
+            self._audio.copy_until(self._container, origin, end, last=last)
+        except (av.error.FFmpegError, ValueError, OSError) as e:
+            log.warning("%s: stopped copying the audio of %s (%s); the rest of the video is silent",
+                        self.path, self._audio.source, e)
+            self._audio.close()
+            self._audio = None
+
     def _abort(self, error: BaseException) -> None:
         """Drop the temporary file (``atomic_path`` removes it when it sees an exception)."""
         self._closed = True
+        audio = getattr(self, "_audio", None)
+        if audio is not None:
+            audio.close()
         container = getattr(self, "_container", None)
         if container is not None:
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
@@ -281,6 +310,112 @@ class VideoWriter:
         if exc_type is not None:
             log.warning("%s: stopped by %s; keeping the frames written", self.path, exc_type.__name__)
         self.close()
+
+
+class _AudioCopy:
+    """The first audio stream of a video file, carried into a :class:`VideoWriter`'s container.
+
+    Packets are copied as they are (no re-encoding) when the output container holds the codec, and
+    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4). Times follow the video: the source
+    time of the output's first frame (relative to the source's video stream, as the sources report
+    timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up to
+    each frame as it is encoded, so the file stays interleaved, memory stays flat, and a run cut
+    short (Ctrl-C, a truncated clip) has audio up to its last frame.
+    """
+
+    _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+
+    def __init__(self, source: str, container: Any, out: Any, fmt: str) -> None:
+        self.source = source
+        self._in = container
+        stream = container.streams.audio[0]
+        video = container.streams.video[0] if container.streams.video else None
+        self._video_start = 0.0  # the source's video start: its frames' timestamps count from it
+        if video is not None and video.start_time is not None and video.time_base is not None:
+            self._video_start = float(video.start_time * video.time_base)
+        ctx = stream.codec_context
+        self.codec: str = ctx.codec.canonical_name  # "mp3", where the decoder is "mp3float"
+        self._copy = fmt == "matroska" or self.codec in self._MP4_COPY
+        if self._copy:
+            self._out = out.add_stream_from_template(stream)
+        else:
+            self._rate = int(ctx.sample_rate or 48000)
+            self._out = out.add_stream("aac", rate=self._rate)
+            layout = "mono" if ctx.channels == 1 else "stereo"
+            self._out.codec_context.layout = layout
+            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
+            self._samples: int | None = None  # next output pts, in samples
+        self._items = self._read(container.demux(stream))
+        self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
+
+    @classmethod
+    def open(cls, source: str | os.PathLike[str], out: Any, fmt: str) -> _AudioCopy | None:
+        """The copier for ``source``'s first audio stream, or ``None``: no audio, not a file PyAV
+        reads, an AVI output, or audio that cannot be carried over (with a warning)."""
+        if fmt == "avi":
+            return None
+        try:
+            container = av.open(str(source))
+        except (av.error.FFmpegError, OSError, ValueError):
+            return None
+        if not container.streams.audio:
+            container.close()
+            return None
+        try:
+            return cls(str(source), container, out, fmt)
+        except (av.error.FFmpegError, ValueError, OSError, TypeError) as e:
+            log.warning("%s: its audio (%s) cannot be carried over (%s); the video is silent", source,
+                        container.streams.audio[0].codec_context.name, e)
+            container.close()
+            return None
+
+    def copy_until(self, out: Any, origin: float, end: float, *, last: bool = False) -> None:
+        """Write everything whose output time (source time - ``origin``) is before ``end`` seconds;
+        with ``last``, also drain the re-encoder."""
+        shift = self._video_start + origin  # source time of the output's zero
+        while True:
+            if self._pending is None:
+                self._pending = next(self._items, None)
+                if self._pending is None:
+                    break
+            item = self._pending
+            t = float(item.pts * item.time_base) - shift if item.pts is not None and item.time_base else None
+            if t is not None and t >= end:
+                break
+            self._pending = None
+            length = float(item.duration * item.time_base) if self._copy and item.duration else 0.0
+            if t is None or t + length <= 0:
+                continue  # untimed, or over before the first frame (a packet across it is kept whole)
+            if self._copy:
+                delta = round(shift / item.time_base)
+                item.pts -= delta
+                if item.dts is not None:
+                    item.dts -= delta
+                item.stream = self._out
+                out.mux(item)
+                continue
+            if self._samples is None:
+                self._samples = round(t * self._rate)
+            for frame in self._resampler.resample(item):
+                frame.pts, frame.time_base = self._samples, Fraction(1, self._rate)
+                self._samples += frame.samples
+                out.mux(self._out.encode(frame))
+        if last and not self._copy:
+            out.mux(self._out.encode(None))
+
+    def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
+        """Source packets (copy) or decoded frames (re-encode), in order."""
+        for packet in packets:
+            if packet.size == 0:  # the demuxer's end-of-stream packet
+                continue
+            if self._copy:
+                yield packet
+            else:
+                yield from packet.decode()
+
+    def close(self) -> None:
+        with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+            self._in.close()
 
 
 # ---------------------------------------------------------------------------------------------

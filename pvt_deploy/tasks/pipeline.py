@@ -555,7 +555,8 @@ class ResultWriter:
     """Everything ``infer`` writes for one run, in ``save_dir``:
 
     * ``save``: annotated images under their own names; videos and streams as annotated H.264
-      ``<name>.mp4`` at the source's frame rate (divided by ``vid_stride``) and size;
+      ``<name>.mp4`` at the source's frame rate (divided by ``vid_stride``) and size, each frame at
+      its source time, with a video file's audio carried over (``audio=False``: silent);
     * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
       ``predictions_coco.json`` (COCO results format) for detection models.
 
@@ -565,7 +566,7 @@ class ResultWriter:
 
     def __init__(self, save_dir: str | os.PathLike[str], *, task: str, names: Sequence[str], save: bool = True,
                  save_json: bool = False, fps: float | None = None, vid_stride: int = 1, codec: str = "auto",
-                 mask_pngs: bool = False) -> None:
+                 mask_pngs: bool = False, audio: bool = True) -> None:
         self.save_dir = Path(save_dir)
         self.task = task
         self.names = list(names)
@@ -574,6 +575,7 @@ class ResultWriter:
         self.fps = fps
         self.vid_stride = max(1, vid_stride)
         self.codec = codec
+        self.audio = audio
         self.mask_pngs = mask_pngs
         self.outputs: list[Path] = []
         self._images: Any = None
@@ -631,7 +633,8 @@ class ResultWriter:
             target = self.save_dir / f"{stem}.mp4"
             if target.exists() or any(p == target for p in self.outputs):
                 target = self.save_dir / f"{stem}_{len(self.outputs)}.mp4"
-            self._video = VideoWriter(target, fps, (w, h), self.codec)
+            audio = result.path if self.audio and Path(result.path).is_file() else None
+            self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
             self._video_key = key
         self._video.write(result.plot(), result.timestamp)
 
