@@ -204,6 +204,22 @@ def test_not_a_video_raises_input_error(tmp_path: Path, content: bytes) -> None:
         open_source(fake)
 
 
+@pytest.mark.parametrize("name", ["voice.m4a", "voice.mp4"])
+def test_an_audio_only_file_says_it_has_no_video(tmp_path: Path, name: str) -> None:
+    import av
+
+    path = tmp_path / name
+    with av.open(str(path), "w", format="mp4") as out:
+        audio = out.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    with pytest.raises(InputError, match=f"{name} has no video stream"):
+        open_source(path)
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
     with open_source(path) as source:

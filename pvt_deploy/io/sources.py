@@ -43,6 +43,10 @@ from pvt_deploy.errors import InputError
 
 log = logging.getLogger(__name__)
 
+class _NoVideoStream(InputError):
+    """A container PyAV opens that holds no video (an audio file, a subtitle track)."""
+
+
 SourceKind = Literal["image", "images", "video", "stream"]
 
 IMAGE_SUFFIXES = frozenset(
@@ -309,7 +313,7 @@ class PyAVReader:
         self._container = av.open(target, options=options or {}, timeout=timeout)
         try:
             if not self._container.streams.video:
-                raise InputError(f"{target} has no video stream")
+                raise _NoVideoStream(f"{target} has no video stream")
             stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
             self._stream = stream
@@ -832,5 +836,7 @@ def _guess_file(path: Path, vid_stride: int) -> Source:
         pass
     try:
         return VideoSource(path, vid_stride=vid_stride)
+    except _NoVideoStream:
+        raise  # a media file, but audio only: say that, not "unreadable"
     except InputError:
         raise InputError(f"{path} is neither a readable image nor a video") from None
