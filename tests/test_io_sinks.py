@@ -198,6 +198,7 @@ def test_audio_is_carried_over_in_step_with_the_frames(tmp_path: Path, suffix: s
     codec, start, seconds, rms = audio_of(out)  # type: ignore[misc]
     assert codec == expect and abs(start) < 0.03
     assert seconds == pytest.approx(1.0, abs=0.05) and rms == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+    assert frame_times(out) == pytest.approx([i / 25 for i in range(25)], abs=1e-3)  # the remux keeps the frames
     half = tmp_path / "half.mp4"
     with VideoWriter(half, 25, (320, 240), audio_from=src) as writer:
         for i in range(5, 15):  # the run started at frame 5 (0.2 s) and stopped after frame 14
@@ -205,6 +206,24 @@ def test_audio_is_carried_over_in_step_with_the_frames(tmp_path: Path, suffix: s
     codec, start, seconds, _ = audio_of(half)  # type: ignore[misc]
     assert abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.06)
     assert len(decode(half)[1]) == 10
+
+
+def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio
+    is touched, survives whole and silent, with a warning and no temporary file left."""
+    from pvt_deploy.io import sinks
+
+    src = clip_with_audio(tmp_path / "src.mkv", "pcm_s16le")
+    monkeypatch.setattr(sinks._AudioCopy, "_MP4_COPY", frozenset({"pcm_s16le"}))
+    out = tmp_path / "out" / "video.mp4"
+    out.parent.mkdir()
+    with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
+        for i in range(10):
+            writer.write(frame(i, (320, 240)), i / 25)
+    assert audio_of(out) is None and len(decode(out)[1]) == 10
+    assert "could not be added" in caplog.text and "the video is silent" in caplog.text
+    assert leftovers(out.parent) == []
 
 
 def test_no_audio_when_the_source_has_none_or_is_not_a_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -117,6 +117,11 @@ def _as_rate(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def _muxer_options(fmt: str) -> dict[str, str]:
+    """mp4/mov get ``+faststart`` (the index first), so they start playing before fully downloaded."""
+    return {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+
+
 class VideoWriter:
     """Encode RGB uint8 frames to an H.264 (yuv420p) file, atomically.
 
@@ -132,9 +137,10 @@ class VideoWriter:
     it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
     after the previous one; AVI, which has no variable rate, always counts frames.
 
-    ``audio_from``: a video file whose first audio stream is carried over, in step with the frames'
-    timestamps (see :class:`_AudioCopy`); a file without audio, or audio that cannot be read, gives
-    a silent video and a warning, never a failed one.
+    ``audio_from``: a video file whose first audio stream is added when the video is finished, in
+    step with the frames' timestamps (see :meth:`_add_audio`, :class:`_AudioCopy`); a file without
+    audio gives a silent video, audio that cannot be carried over a silent video and a warning,
+    never a failed one.
 
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
@@ -174,11 +180,12 @@ class VideoWriter:
         self._pad = (width % 2, height % 2)
         self._warned_resize = False
         self._closed = False
+        self._audio_from = audio_from
         self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
+        self._tmp = Path(self._atomic.__enter__())
+        self._fmt = fmt
         try:
-            options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
-            self._container = av.open(str(tmp), "w", format=fmt, container_options=options)
+            self._container = av.open(str(self._tmp), "w", format=fmt, container_options=_muxer_options(fmt))
             stream = cast(
                 "av.video.stream.VideoStream",
                 self._container.add_stream(
@@ -192,7 +199,6 @@ class VideoWriter:
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
             self._stream = stream
-            self._audio = _AudioCopy.open(audio_from, self._container, fmt) if audio_from else None
         except BaseException as e:
             self._abort(e)
             raise
@@ -235,8 +241,6 @@ class VideoWriter:
         frame.time_base = self._tick
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
-        if self._audio is not None:
-            self._audio_until(float(self._last_pts * self._tick))
 
     def _next_pts(self, timestamp: float | None) -> int:
         """The frame's pts in ticks: its source time from the first timestamped frame, or one
@@ -260,41 +264,67 @@ class VideoWriter:
         self._closed = True
         try:
             self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
-            if self._audio is not None and self.frames_written:
-                self._audio_until(float((self._last_pts + 1) * self._tick) + 1 / float(self.fps), last=True)
             self._container.close()
         except BaseException as e:
             self._abort(e)
             raise
-        finally:
-            if self._audio is not None:
-                self._audio.close()
         if not self.frames_written:
             log.warning("%s: no frames were written; not creating the file", self.path)
             self._abort(RuntimeError("empty video"))
             return None
+        interrupted: BaseException | None = None
+        if self._audio_from is not None:
+            try:
+                self._add_audio(self._audio_from)
+            except BaseException as e:  # noqa: BLE001 - Ctrl-C during the remux: keep the silent video, then stop
+                interrupted = e
         self._atomic.__exit__(None, None, None)
+        if interrupted is not None:
+            raise interrupted
         return self.path
 
-    def _audio_until(self, end: float, *, last: bool = False) -> None:
-        """Mux the source's audio up to ``end`` seconds of output time; on a read or mux error keep
-        the audio written so far and go on without it."""
-        assert self._audio is not None
-        origin = self._t0 if self._t0 is not None else 0.0
+    def _add_audio(self, source: str | os.PathLike[str]) -> None:
+        """Remux the finished (silent) video with ``source``'s audio, replacing it only when that
+        succeeds: audio trouble of any kind leaves the silent video and a warning.
+
+        The video is complete before audio is touched, so a codec the container refuses, an encoder
+        that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
+        packets (no re-encoding) and is interleaved by time; it reads and writes the compressed
+        video once more (well under a second for minutes of 720p)."""
+        mixed = self._tmp.with_name(self._tmp.stem + ".audio" + self._tmp.suffix)
+        audio: _AudioCopy | None = None
         try:
-            self._audio.copy_until(self._container, origin, end, last=last)
-        except (av.error.FFmpegError, ValueError, OSError) as e:
-            log.warning("%s: stopped copying the audio of %s (%s); the rest of the video is silent",
-                        self.path, self._audio.source, e)
-            self._audio.close()
-            self._audio = None
+            with av.open(str(self._tmp)) as silent, av.open(
+                str(mixed), "w", format=self._fmt, container_options=_muxer_options(self._fmt)
+            ) as out:
+                video_in = silent.streams.video[0]
+                video_out = out.add_stream_from_template(video_in)
+                audio = _AudioCopy.open(source, out, self._fmt)
+                if audio is None:
+                    return
+                origin = self._t0 if self._t0 is not None else 0.0
+                for packet in silent.demux(video_in):
+                    if packet.size == 0:
+                        continue
+                    when = packet.dts if packet.dts is not None else packet.pts
+                    if when is not None and packet.time_base:
+                        audio.copy_until(out, origin, float(when * packet.time_base))
+                    packet.stream = video_out
+                    out.mux(packet)
+                end = float((self._last_pts + 1) * self._tick) + 1 / float(self.fps)
+                audio.copy_until(out, origin, end, last=True)
+            os.replace(mixed, self._tmp)
+        except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
+            log.warning("%s: the audio of %s could not be added (%s); the video is silent", self.path, source, e)
+        finally:
+            if audio is not None:
+                audio.close()
+            with contextlib.suppress(OSError):
+                mixed.unlink()
 
     def _abort(self, error: BaseException) -> None:
         """Drop the temporary file (``atomic_path`` removes it when it sees an exception)."""
         self._closed = True
-        audio = getattr(self, "_audio", None)
-        if audio is not None:
-            audio.close()
         container = getattr(self, "_container", None)
         if container is not None:
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
@@ -318,12 +348,13 @@ class _AudioCopy:
     Packets are copied as they are (no re-encoding) when the output container holds the codec, and
     re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4). Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
-    timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up to
-    each frame as it is encoded, so the file stays interleaved, memory stays flat, and a run cut
-    short (Ctrl-C, a truncated clip) has audio up to its last frame.
+    timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
+    to each video packet in turn (``copy_until``), so the file is interleaved, memory stays flat,
+    and a run cut short (Ctrl-C, a truncated clip) has audio up to its last frame.
     """
 
     _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+    _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
     def __init__(self, source: str, container: Any, out: Any, fmt: str) -> None:
         self.source = source
@@ -339,7 +370,8 @@ class _AudioCopy:
         if self._copy:
             self._out = out.add_stream_from_template(stream)
         else:
-            self._rate = int(ctx.sample_rate or 48000)
+            rate = int(ctx.sample_rate or 48000)
+            self._rate = rate if rate in self._AAC_RATES else 48000  # e.g. 192 kHz PCM is resampled
             self._out = out.add_stream("aac", rate=self._rate)
             layout = "mono" if ctx.channels == 1 else "stereo"
             self._out.codec_context.layout = layout
