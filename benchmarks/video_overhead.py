@@ -157,8 +157,9 @@ def first_frame(clip: Path) -> np.ndarray:
     """The clip's first frame (RGB), as the CLI decodes it."""
     from pvt_deploy.io.sources import open_source
 
-    for frame in open_source(str(clip)):
-        return frame.image
+    with open_source(str(clip)) as source:
+        for frame in source:
+            return frame.image
     raise SystemExit(f"{clip}: no decodable frame")
 
 

@@ -291,17 +291,17 @@ class VideoWriter:
         that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
         packets (no re-encoding) and is interleaved by time; it reads and writes the compressed
         video once more (well under a second for minutes of 720p)."""
+        audio = _AudioCopy.open(source, self._fmt)
+        if audio is None:  # no audio track (most clips): nothing to remux
+            return
         mixed = self._tmp.with_name(self._tmp.stem + ".audio" + self._tmp.suffix)
-        audio: _AudioCopy | None = None
         try:
             with av.open(str(self._tmp)) as silent, av.open(
                 str(mixed), "w", format=self._fmt, container_options=_muxer_options(self._fmt)
             ) as out:
                 video_in = silent.streams.video[0]
                 video_out = out.add_stream_from_template(video_in)
-                audio = _AudioCopy.open(source, out, self._fmt)
-                if audio is None:
-                    return
+                audio.add_to(out)
                 origin = self._t0 if self._t0 is not None else 0.0
                 for packet in silent.demux(video_in):
                     if packet.size == 0:
@@ -315,10 +315,10 @@ class VideoWriter:
                 audio.copy_until(out, origin, end, last=True)
             os.replace(mixed, self._tmp)
         except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
-            log.warning("%s: the audio of %s could not be added (%s); the video is silent", self.path, source, e)
+            log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
+                        audio.codec, e)
         finally:
-            if audio is not None:
-                audio.close()
+            audio.close()
             with contextlib.suppress(OSError):
                 mixed.unlink()
 
@@ -356,34 +356,23 @@ class _AudioCopy:
     _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
-    def __init__(self, source: str, container: Any, out: Any, fmt: str) -> None:
+    def __init__(self, source: str, container: Any, fmt: str) -> None:
         self.source = source
         self._in = container
-        stream = container.streams.audio[0]
+        self._stream = container.streams.audio[0]
         video = container.streams.video[0] if container.streams.video else None
         self._video_start = 0.0  # the source's video start: its frames' timestamps count from it
         if video is not None and video.start_time is not None and video.time_base is not None:
             self._video_start = float(video.start_time * video.time_base)
-        ctx = stream.codec_context
-        self.codec: str = ctx.codec.canonical_name  # "mp3", where the decoder is "mp3float"
+        self.codec: str = self._stream.codec_context.codec.canonical_name  # "mp3", where the decoder is "mp3float"
         self._copy = fmt == "matroska" or self.codec in self._MP4_COPY
-        if self._copy:
-            self._out = out.add_stream_from_template(stream)
-        else:
-            rate = int(ctx.sample_rate or 48000)
-            self._rate = rate if rate in self._AAC_RATES else 48000  # e.g. 192 kHz PCM is resampled
-            self._out = out.add_stream("aac", rate=self._rate)
-            layout = "mono" if ctx.channels == 1 else "stereo"
-            self._out.codec_context.layout = layout
-            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
-            self._samples: int | None = None  # next output pts, in samples
-        self._items = self._read(container.demux(stream))
+        self._items = self._read(container.demux(self._stream))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
 
     @classmethod
-    def open(cls, source: str | os.PathLike[str], out: Any, fmt: str) -> _AudioCopy | None:
-        """The copier for ``source``'s first audio stream, or ``None``: no audio, not a file PyAV
-        reads, an AVI output, or audio that cannot be carried over (with a warning)."""
+    def open(cls, source: str | os.PathLike[str], fmt: str) -> _AudioCopy | None:
+        """The first audio track of ``source``, or ``None``: no audio, not a file PyAV reads, or an
+        AVI output (which takes no variable-rate audio here)."""
         if fmt == "avi":
             return None
         try:
@@ -394,12 +383,26 @@ class _AudioCopy:
             container.close()
             return None
         try:
-            return cls(str(source), container, out, fmt)
-        except (av.error.FFmpegError, ValueError, OSError, TypeError) as e:
-            log.warning("%s: its audio (%s) cannot be carried over (%s); the video is silent", source,
-                        container.streams.audio[0].codec_context.name, e)
+            return cls(str(source), container, fmt)
+        except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
+            log.warning("%s: its audio cannot be read (%s); the video is silent", source, e)
             container.close()
             return None
+
+    def add_to(self, out: Any) -> None:
+        """The output stream in ``out``: a copy of the track, or an AAC encoder (and the resampler
+        that feeds it) at the track's rate where AAC takes it, else 48 kHz."""
+        if self._copy:
+            self._out = out.add_stream_from_template(self._stream)
+            return
+        ctx = self._stream.codec_context
+        rate = int(ctx.sample_rate or 48000)
+        self._rate = rate if rate in self._AAC_RATES else 48000  # e.g. 192 kHz PCM is resampled
+        self._out = out.add_stream("aac", rate=self._rate)
+        layout = "mono" if ctx.channels == 1 else "stereo"
+        self._out.codec_context.layout = layout
+        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
+        self._samples: int | None = None  # next output pts, in samples
 
     def copy_until(self, out: Any, origin: float, end: float, *, last: bool = False) -> None:
         """Write everything whose output time (source time - ``origin``) is before ``end`` seconds;
