@@ -101,6 +101,24 @@ def test_segmentation_argmax_output_matches_logits() -> None:
     assert torch.equal(mask, full.argmax(1).to(torch.int32))
 
 
+def test_block_forward_first_is_row_zero_of_forward() -> None:
+    """What the exported v1 classifier computes for its last block: row 0 of the full forward."""
+    from pvt_deploy.models.layers import Block
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 64)
+    for sr in (1, 2):  # stage-4 attention (sr 1) and a reduced one (7x7 grid without the cls row)
+        blk = Block(64, 2, 4, sr, v2=False).eval()
+        with torch.no_grad():
+            tokens = x if sr == 1 else x[:, 1:]
+            full = blk(tokens, 7, 7)
+            first = blk.forward_first(tokens, 7, 7)
+        assert first.shape == (2, 1, 64)
+        torch.testing.assert_close(first, full[:, :1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="token-wise"):
+        Block(64, 2, 4, 1, v2=True).forward_first(x, 7, 7)
+
+
 SIZES = [(1, 1), (1, 9), (3, 5), (6, 6), (7, 7), (8, 8), (13, 29), (14, 14), (25, 38), (56, 56), (100, 152)]
 
 

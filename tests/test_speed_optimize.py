@@ -88,6 +88,26 @@ def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp
     onnx.checker.check_model(optimized)
 
 
+def test_v1_classifier_graph_runs_its_last_block_for_the_cls_row_alone(graphs: dict, tmp_path: Path) -> None:
+    """Only the cls token's row of the last block reaches the logits, so the exported graph computes
+    that block's query, output projection and MLP (four token MatMuls) on one row per image, and
+    still agrees with the eager model, which runs the official forward on every token."""
+    path, deploy = graphs["pvt_tiny-cls"]
+    model = onnx.load(str(path))
+    matmuls = [n.output[0] for n in model.graph.node if n.op_type == "MatMul"]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in matmuls)
+    probe = tmp_path / "probe.onnx"
+    onnx.save_model(model, str(probe))
+    x = _images(2, 96, 128)
+    logits, *inner = _session(probe).run(None, {"images": x})
+    one_row = [y.shape for y in inner if y.ndim == 3 and y.shape[1] == 1]
+    assert len(one_row) == 4, one_row
+    assert all(y.shape[1] > 1 for y in inner if y.ndim == 3 and y.shape[1] != 1)
+    with torch.no_grad():
+        ref = deploy(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
 @pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features"])
 def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path) -> None:
     path, _ = graphs[name]
@@ -822,8 +842,10 @@ def test_static_export_rewrites_still_load_and_match(name: str, tmp_path: Path) 
     optimized, report = optimize_for_ort(onnx.load(str(path)))
     laid_out = onnx.load(str(path))
     layout = int8_cpu_layout(laid_out)
-    # stages 2-4 (several heads) are fused through 3-D views of the 2-D projections
-    assert report.rewrites["sra_attention"] >= 6 and layout["sra_attention"] >= 6
+    # stages 2-4 (several heads) are fused through 3-D views of the 2-D projections, but for the
+    # single-query attention of the classifier's last block, whose query transpose onnxslim folds
+    # into its reshape when sizes are static (one row: the transpose moves nothing)
+    assert report.rewrites["sra_attention"] >= 5 and layout["sra_attention"] >= 5
     x = _images(1, 64, 96)
     (ref,) = _session(path).run(None, {"images": x})
     for tag, model in (("optimized", optimized), ("int8-layout", laid_out)):

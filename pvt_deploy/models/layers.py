@@ -107,9 +107,11 @@ class SpatialReductionAttention(nn.Module):
         feat = self.norm(feat)
         return self.act(feat) if self.linear else feat
 
-    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
-        b, n, c = x.shape
-        q = self.q(x).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+    def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor, queries: Tensor | None = None) -> Tensor:
+        """Attention of every token of ``x`` (or of ``queries``, tokens of the same sequence, when
+        given: their rows of the output) over the reduced sequence of ``x``."""
+        b, n, c = (x if queries is None else queries).shape
+        q = self.q(x if queries is None else queries).reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)
         kv = self.kv(self._reduce(x, h, w)).reshape(b, -1, 2, self.num_heads, self.head_dim)
         kv = kv.permute(2, 0, 3, 1, 4)
         k, v = kv[0], kv[1]
@@ -173,6 +175,16 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x), h, w)
+        return x + self.mlp(self.norm2(x), h, w)
+
+    def forward_first(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+        """Row 0 of :meth:`forward`, (B, 1, C), computed alone: the keys and values still come from
+        every token, but the query, output projection and MLP run on one row. Only for token-wise
+        MLPs (v1); v2's depthwise conv mixes neighbouring tokens."""
+        if not isinstance(self.mlp, Mlp):
+            raise TypeError("forward_first needs a token-wise MLP (PVT v1 blocks)")
+        y = self.norm1(x)
+        x = x[:, :1] + self.attn(y, h, w, queries=y[:, :1])
         return x + self.mlp(self.norm2(x), h, w)
 
 
