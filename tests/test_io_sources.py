@@ -255,12 +255,15 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
-        for i in range(server.per_connection):  # type: ignore[attr-defined]
-            ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 20 * i, np.uint8))
-            body = jpeg.tobytes()
-            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            self.wfile.write(head + body + b"\r\n")
-        self.wfile.flush()
+        try:
+            for i in range(server.per_connection):  # type: ignore[attr-defined]
+                ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 20 * i, np.uint8))
+                body = jpeg.tobytes()
+                head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                self.wfile.write(head + body + b"\r\n")
+            self.wfile.flush()
+        except ConnectionError:  # the client hung up early, as viewers of a camera do
+            pass
 
 
 @pytest.fixture
@@ -382,6 +385,67 @@ def test_injected_reader_drops_and_backoff_doubles_up_to_cap(caplog: pytest.LogC
     assert len(list(source)) == 3
     assert waits == [1.0, 2.0] + [1.0, 2.0, 4.0, 5.0]
     assert "peer reset" in caplog.text
+
+
+def test_live_frames_keep_the_spacing_of_their_own_timestamps() -> None:
+    """A network that delivers a stream in bursts must not bunch its frames: each connection is
+    anchored at its first frame's arrival and then follows the source's timestamps; a frame without
+    one, or a timestamp that jumps, falls back to arrival; times only ever increase."""
+    now = [0.0]
+
+    class TimedReader:
+        fps, size, frames, live, error = 25.0, (4, 4), None, True, None
+
+        def __init__(self, frames: list[tuple[float, float | None]]) -> None:
+            self.left = list(frames)  # (arrival, source time)
+            self.time: float | None = None
+
+        def grab(self) -> bool:
+            if not self.left:
+                self.error = "end of data"
+                return False
+            now[0], self.time = self.left.pop(0)
+            return True
+
+        def retrieve(self) -> np.ndarray:
+            return np.zeros((4, 4, 3), np.uint8)
+
+        def timestamp(self) -> float | None:
+            return self.time
+
+        def close(self) -> None:
+            pass
+
+    burst = [(0.5, 10.0), (0.5, 10.04), (0.51, 10.08), (0.9, 10.12), (0.9, 10.16)]
+    again = [(3.0, 0.0), (3.0, 0.04), (3.1, 500.0), (3.1, 500.04), (3.2, None), (3.3, 500.12)]
+    readers = iter([TimedReader(burst), TimedReader(again)])
+
+    def opener() -> TimedReader:
+        reader = next(readers, None)
+        if reader is None:
+            raise ConnectionRefusedError("gone")
+        return reader
+
+    source = StreamSource(opener, spec="fake://cam", reconnect=Reconnect(1, 0.0, 0.0), sleep=lambda _: None,
+                          clock=lambda: now[0], realtime=False)
+    times = [f.timestamp for f in source]
+    assert times == pytest.approx([0.5, 0.54, 0.58, 0.62, 0.66,  # the burst, spaced as sent
+                                   3.0, 3.04,  # a new connection: anchored at its arrival
+                                   3.1, 3.14,  # a jump of ~500 s: anchored again
+                                   3.2, 3.3])  # no timestamp: arrival, which then anchors
+    assert all(a < b for a, b in zip(times, times[1:], strict=False))
+
+
+def test_mjpeg_over_http_is_timed_by_arrival(mjpeg_camera: http.server.ThreadingHTTPServer) -> None:
+    """FFmpeg invents MJPEG-over-HTTP timestamps at a guessed rate: a live reader reports none."""
+    from pvt_deploy.io.sources import PyAVReader
+
+    reader = PyAVReader(f"http://127.0.0.1:{mjpeg_camera.server_address[1]}/video.mjpg", timeout=5)
+    try:
+        assert reader.live and reader.grab()
+        assert reader.timestamp() is None
+    finally:
+        reader.close()
 
 
 def test_connection_refused_fails_fast() -> None:

@@ -63,6 +63,7 @@ _LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt"
 # Single-picture demuxers: a URL to a JPEG is one frame, not a live feed to reconnect to forever.
 _IMAGE_DEMUXERS = ("_pipe", "image2")
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
+_AVFMT_NOTIMESTAMPS = 0x80  # FFmpeg's flag for demuxers whose packets carry no timestamps (mpjpeg)
 
 # ---------------------------------------------------------------------------------------------
 # Frames and the Source interface
@@ -77,7 +78,7 @@ class Frame:
     number in the source *before* ``vid_stride`` (so it maps to the file list or the video's frame
     numbers). ``path`` is the image file, the video file, the stream URL (credentials removed) or
     ``webcamN``. ``timestamp`` is seconds from the start of a video, seconds since opening for a
-    live stream, ``None`` for still images.
+    live stream (spaced as the stream's own timestamps where it has them), ``None`` for still images.
     """
 
     image: np.ndarray
@@ -272,8 +273,9 @@ class FrameReader(Protocol):
     ``grab`` advances and returns False at the end (``error`` then says why, or is None for a clean
     end); ``retrieve`` converts the grabbed frame to RGB, so skipped frames (``vid_stride``) cost
     only their decode. ``live`` says that an end of data is a drop to reconnect from, not the end
-    of a file. Inject your own opener returning one of these to test reconnects or read a custom
-    device.
+    of a file. ``timestamp`` is the grabbed frame's time on the source's own clock in seconds, or
+    None where it has none (a live feed is then timed by arrival). Inject your own opener returning
+    one of these to test reconnects or read a custom device.
     """
 
     fps: float | None
@@ -326,6 +328,7 @@ class PyAVReader:
             self.live: bool = (
                 live if live is not None else (self._container.duration is None and not is_picture)
             )
+            self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
             self.frames: int | None = None if self.live else self._count_frames(stream)
             self._decoded = self._decode()
             if not self.grab():
@@ -387,7 +390,10 @@ class PyAVReader:
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     def timestamp(self) -> float | None:
-        if self._frame is None or self._frame.time is None:
+        """The frame's time in the source, from its first frame; ``None`` on a live feed whose
+        container carries no timestamps (MJPEG over HTTP, raw H.264 over TCP: FFmpeg invents them
+        at a guessed rate, so the frame's arrival is the better clock)."""
+        if self._frame is None or self._frame.time is None or (self.live and not self._clocked):
             return None
         return float(self._frame.time) - self._start
 
@@ -545,6 +551,7 @@ class StreamSource(Source):
         reconnect: Reconnect | None = None,
         realtime: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self.vid_stride = vid_stride
@@ -552,6 +559,7 @@ class StreamSource(Source):
         self.reconnects = 0
         self._opener = opener
         self._sleep = sleep
+        self._clock = clock
         self._stop = threading.Event()
         try:  # first connection: fail fast, a wrong URL should not sit through backoff
             self._reader: FrameReader | None = opener()
@@ -593,7 +601,7 @@ class StreamSource(Source):
         reader, self._reader = self._reader, None
         if reader is None:
             raise InputError(f"stream {self.spec} can be iterated only once")
-        t0 = time.monotonic()
+        live_time = _LiveTime(self._clock())
         read = 0
         try:
             while not self._stop.is_set():
@@ -605,7 +613,7 @@ class StreamSource(Source):
                 if ok:
                     index, read = read, read + 1
                     if image is not None:
-                        ts = time.monotonic() - t0 if self.live else reader.timestamp()
+                        ts = live_time(reader.timestamp(), self._clock()) if self.live else reader.timestamp()
                         yield Frame(image, index, self.spec, ts)
                     continue
                 if not self.live:  # a finite file: its end is the end (reconnecting would replay it)
@@ -621,6 +629,7 @@ class StreamSource(Source):
                 if next_reader is None:
                     return
                 reader = next_reader
+                live_time.reconnected()
         finally:
             reader.close()
 
@@ -654,6 +663,41 @@ class StreamSource(Source):
             self._reader.close()
             self._reader = None
         super().close()
+
+
+@dataclass
+class _LiveTime:
+    """Timestamps of a live feed: seconds since opening, spaced as the source spaced its frames.
+
+    Arrival time alone bunches frames that a network delivers in a burst (and an annotated recording
+    then plays them in a rush), so each connection is anchored once, at its first frame's arrival,
+    and its frames follow their own timestamps from there. A frame without one (cameras, containers
+    without timestamps), a timestamp that does not move forward, or one more than ``max_drift``
+    seconds from the wall clock (a jump, or a source clock that drifted) re-anchors at arrival.
+    Always strictly increasing, across reconnects too.
+    """
+
+    start: float
+    max_drift: float = 2.0
+    _anchor: tuple[float, float] | None = None  # (source time, our time) of the anchoring frame
+    _last: float = -math.inf
+
+    def __call__(self, source_time: float | None, now: float) -> float:
+        arrival = now - self.start
+        t: float | None = None
+        if source_time is not None and self._anchor is not None:
+            t = self._anchor[1] + (source_time - self._anchor[0])
+            if t <= self._last or abs(t - arrival) > self.max_drift:
+                t = None
+        if t is None:
+            t = arrival if arrival > self._last else self._last + 1e-3
+            self._anchor = None if source_time is None else (source_time, t)
+        self._last = t
+        return t
+
+    def reconnected(self) -> None:
+        """A new connection restarts the source's clock: anchor again at its first frame."""
+        self._anchor = None
 
 
 @dataclass
