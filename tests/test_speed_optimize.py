@@ -231,6 +231,28 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     assert os.listdir(tmp_path / ".ort-cache")
 
 
+def test_a_damaged_cached_copy_is_rebuilt_by_the_backend(graphs: dict, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A cached CPU graph cut short (a full disk, a hand edit) must not make the export unusable
+    nor be blamed on model.onnx: the backend rebuilds it once and runs."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    cached = optimized_graph(src).path
+    good = cached.read_bytes()
+    cached.write_bytes(good[: len(good) // 3])
+    with caplog.at_level("WARNING"):
+        backend = OnnxRuntimeBackend(src, device="cpu")
+    assert "does not load" in caplog.text and "rebuilding" in caplog.text
+    assert backend.info.details["graph_rewrites"]["sra_attention"] == 8  # runs the rebuilt copy
+    assert cached.read_bytes() == good
+    x = _images(1, 64, 96)
+    (ref,) = _session(src).run(None, {"images": x})
+    np.testing.assert_allclose(backend.infer({"images": x})["logits"], ref, atol=2e-5, rtol=1e-5)
+
+
 def test_cpu_batches_run_as_one_shard_per_thread_with_the_whole_batch_outputs(graphs: dict,
                                                                               tmp_path: Path) -> None:
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend

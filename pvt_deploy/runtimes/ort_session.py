@@ -17,7 +17,8 @@ the source a fraction of one, so sessions build it on first load and reuse it:
   (a detector's is ~260 MB), so upgrades do not pile them up;
 * a graph where no rewrite applies (an INT8 Q/DQ graph on a VNNI CPU without AMX, an unfamiliar export)
   is recorded as such and the source is loaded as is;
-* any failure falls back to the source graph with a warning: an optimisation never stops inference.
+* any failure falls back to the source graph with a warning: an optimisation never stops inference;
+  a cached copy that no longer loads (a full disk, a hand edit) is rebuilt once by the backend.
 
 ONNX Runtime's own level-ALL optimisations (fusions, NCHWc layouts) still run at session creation;
 they are hardware-specific (AVX2 vs AVX-512 blocking), which is why the cached copy is stored before
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OptimizedGraph", "cache_dir_for", "default_rewrites", "optimized_graph"]
+__all__ = ["OptimizedGraph", "cache_dir_for", "default_rewrites", "discard", "optimized_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,17 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
         text = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         log.warning("%s: CPU graph rewrites skipped (%s); loading the graph as exported", src.name, text)
         return OptimizedGraph(src, src, error=text)
+
+
+def discard(graph: OptimizedGraph) -> None:
+    """Delete a cached copy that turned out unusable (and its record), so the next call rebuilds it."""
+    if not graph.changed:
+        return
+    for path in (graph.path, graph.path.with_suffix(".json")):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("cannot remove the damaged CPU graph %s: %s", path, e)
 
 
 def default_rewrites() -> tuple[str, ...]:
