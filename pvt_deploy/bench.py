@@ -181,12 +181,13 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
     are ``skipped`` with the ``reason``.
     """
-    from pvt_deploy.runtimes.loader import resolve_model
+    from pvt_deploy.runtimes.loader import require_model, resolve_model
 
     labels = parse_backends(backends)
     if batch < 1 or iters < 1 or warmup < 0:
         raise InputError("batch and iters must be >= 1 and warmup >= 0")
     target = resolve_model(model)
+    require_model(target)
     size = _pair(imgsz)
     report: dict[str, Any] = {"model": str(target), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
@@ -384,7 +385,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         finally:
             backend.close()
     if not runs:
-        raise InputError(f"{folder}: no backend can run this artifact here")
+        reasons = "; ".join(f"{r['backend']}: {r['reason']}" for r in report["results"] if r.get("reason"))
+        raise InputError(f"{folder}: no backend can run this artifact here" + (f" ({reasons})" if reasons else ""))
     reference = "torch" if "torch" in runs else next(iter(runs))
     report["reference"] = reference
     post = manifest.get("postprocess") or {}

@@ -117,10 +117,48 @@ def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, c
     code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--json")
     facts = json.loads(out)
     assert {f["name"]: f["sha256"] for f in facts["files"]} == {"model.onnx": "ok", "model.int8.onnx": "MISMATCH"}
-    assert {b["label"]: b["available"] for b in facts["backends"]}["onnx"] is True
+    available = {b["label"]: (b["available"], b["reason"]) for b in facts["backends"]}
+    assert available["onnx"][0] is True
+    assert available["onnx-int8"][0] is False and "changed since the export" in available["onnx-int8"][1]
     lone = tmp_path / "lone.onnx"
     shutil.copyfile(cls_export / "model.onnx", lone)
     code, out, _ = run(monkeypatch, capsys, "info", str(lone), "--json")
     assert code == 0 and json.loads(out)["kind"] == "ONNX file (manifest from its metadata)"
     code, _, err = run(monkeypatch, capsys, "info", str(tmp_path / "nothing.onnx"))
     assert code == 2 and err.strip().startswith("error: no such file")
+
+
+def test_bench_fails_fast_on_an_unknown_model_and_when_nothing_runs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_bO-cls", "--backends", "onnx")
+    assert code == 2 and out == "" and "did you mean 'pvt_v2_b0-cls'?" in err
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", "missing/model.onnx")
+    assert code == 2 and "no such file or folder" in err
+    # a real model whose only asked backend cannot run: the table says why, the exit code says it failed
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                         "--backends", "onnx", "--json")
+    assert code == 3 and json.loads(out)["results"][0]["status"] == "skipped"
+    assert "no backend could be benchmarked" in err
+
+
+def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          cls_export: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "damaged"
+    shutil.copytree(cls_export, folder)
+    with open(folder / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "onnx")
+    assert code == 2 and "no backend can run" in err and "onnx:" in err and "sha256" in err
+
+
+def test_models_lists_every_task_including_bare_backbones(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(monkeypatch, capsys, "models", "--json")
+    assert code == 0, err
+    assert {r["task"] for r in json.loads(out)} == {"detect", "segment", "classify"}
+    code, out, err = run(monkeypatch, capsys, "models", "--task", "features", "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 11 and {r["task"] for r in rows} == {"features"}
+    assert next(r for r in rows if r["name"] == "pvt_small-features")["params_m"] == pytest.approx(23.97, abs=0.01)
+    code, _, err = run(monkeypatch, capsys, "models", "--task", "bogus")
+    assert code == 2 and "features" in err

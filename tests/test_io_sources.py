@@ -196,6 +196,26 @@ def test_truncated_video_yields_a_prefix_then_stops_cleanly(
     assert source.error and "cut.mp4" in caplog.text
 
 
+def test_truncated_mkv_says_so_from_its_declared_duration(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """mkv stores no frame count, only a duration in its header, which a cut-short file still carries."""
+    full = tmp_path / "full.mkv"
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(FPS))
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(150):  # 6 s; noisy frames so that the file's size follows its length
+            image = np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    with open_source(full) as source:
+        assert len(list(source)) == 150 and source.error is None
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING), open_source(cut) as source:
+        frames = list(source)
+    assert 0 < len(frames) < 100
+    assert source.error and "of the 6.0 s the file declares" in source.error and "cut.mkv" in caplog.text
+
+
 @pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])
 def test_not_a_video_raises_input_error(tmp_path: Path, content: bytes) -> None:
     fake = tmp_path / "fake.mp4"

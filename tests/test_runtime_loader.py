@@ -187,3 +187,21 @@ def test_candidates_and_description(det_export: Path) -> None:
     assert info["task"] == "detect" and info["num_classes"] == 80
     assert {f["name"]: f["sha256"] for f in info["files"]}["model.onnx"] == "ok"
     assert info["dynamic"]["height"] == [64, 320]
+
+
+def test_misleading_inputs_get_errors_that_name_the_real_problem(tmp_path: Path) -> None:
+    import torch
+
+    from pvt_deploy.errors import BackendUnavailableError, InputError
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.runtimes.torch import _resolve_device
+
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        load_backend(empty)
+    with pytest.raises(InputError, match="is a folder, not a checkpoint file"):
+        load_backend("pvt_v2_b0-cls", weights=tmp_path)
+    if not torch.cuda.is_available():  # "gpu" is an alias of "cuda" for every backend
+        with pytest.raises(BackendUnavailableError, match="no usable CUDA"):
+            _resolve_device("gpu")

@@ -43,8 +43,12 @@ def bench(
                            device=device, progress=lambda label: status.update(f"benchmarking {label}"))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
-        return
-    render(report, Console(highlight=False))
+    else:
+        render(report, Console(highlight=False))
+    if not any(row["status"] == "ok" for row in report["results"]):
+        from pvt_deploy.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("no backend could be benchmarked here (the reasons are listed above)")
 
 
 _DEVICES = {"CPUExecutionProvider": "cpu (ort)", "CUDAExecutionProvider": "cuda (ort)",

@@ -39,12 +39,13 @@ def _shape(spec: dict[str, Any]) -> str:
 
 
 def _size(n: int | None) -> str:
+    """Decimal units, as ``export`` prints them and file managers show them."""
     if n is None:
         return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1000  # type: ignore[assignment]
     return str(n)
 
 

@@ -13,19 +13,29 @@ def register(app: typer.Typer) -> None:
 
 
 def models(
-    task: Annotated[str | None, typer.Option(help="Only this task: detect, segment or classify.")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="Only this task: detect, segment, classify or features (the bare backbones).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the model zoo: name, task, parameters, default input size and published metric."""
     import torch
 
-    from pvt_deploy.models.zoo import OFFICIAL_SIZE, build_model, count_parameters, resolve_name, zoo_entries
+    from pvt_deploy.models.zoo import (
+        BACKBONES,
+        OFFICIAL_SIZE,
+        ZooEntry,
+        build_model,
+        count_parameters,
+        resolve_name,
+        zoo_entries,
+    )
 
     if task is not None:
         resolve_name("pvt_tiny", task)  # validates the task name with a one-line error
     rows = []
     with torch.device("meta"):  # parameter counts without allocating weights
-        for entry in zoo_entries():
+        entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
+        for entry in entries:
             if task and entry.task != task:
                 continue
             metric = entry.metric
@@ -45,8 +55,8 @@ def models(
     for col in ("name", "task", "params", "imgsz", "published"):
         table.add_column(col, justify="right" if col in ("params", "published") else "left", no_wrap=True)
     for r in rows:
-        short = {"COCO box AP": "AP", "ADE20K mIoU": "mIoU", "ImageNet top-1": "top-1"}[r["metric"]]
-        value = f"{short} {r['value']}" if r["value"] is not None else f"{short} —"
+        short = {"COCO box AP": "AP", "ADE20K mIoU": "mIoU", "ImageNet top-1": "top-1", None: ""}[r["metric"]]
+        value = "—" if not short else f"{short} {r['value']}" if r["value"] is not None else f"{short} —"
         table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value)
     Console().print(table)
     typer.echo("AP: COCO box AP (RetinaNet 1x); mIoU: ADE20K (Semantic FPN); top-1: ImageNet. "

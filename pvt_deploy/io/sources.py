@@ -329,6 +329,8 @@ class PyAVReader:
                 live if live is not None else (self._container.duration is None and not is_picture)
             )
             self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
+            duration = self._container.duration  # microseconds, the longest stream's; None when unknown
+            self.duration: float | None = duration / 1e6 if duration and not self.live else None
             self.frames: int | None = None if self.live else self._count_frames(stream)
             self._decoded = self._decode()
             if not self.grab():
@@ -476,18 +478,26 @@ class VideoSource(Source):
         reader, self._reader = (self._reader or self._open()), None
         self._active = reader
         index = -1
+        last: float | None = None
         try:
             while reader.grab():
                 index += 1
+                last = reader.timestamp()
                 if index % self.vid_stride:
                     continue
-                yield Frame(reader.retrieve(), index, self.spec, reader.timestamp())
+                yield Frame(reader.retrieve(), index, self.spec, last)
             self.error = reader.error
             decoded, expected = index + 1, reader.frames
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
             elif expected and decoded < expected and reader.frames_exact:
                 self.error = f"only {decoded} of {expected} frames decoded (truncated file?)"
+                log.warning("%s: %s", self.spec, self.error)
+            elif reader.duration and last is not None and reader.duration - last > max(2.0, 0.1 * reader.duration):
+                # mkv/webm/avi store no frame count; their declared duration tells a cut-short file
+                # (the margin leaves room for an audio track that outlasts the picture)
+                self.error = (f"decoding ended at {last:.1f} s of the {reader.duration:.1f} s the file declares "
+                              "(truncated file?)")
                 log.warning("%s: %s", self.spec, self.error)
         finally:
             reader.close()

@@ -8,6 +8,7 @@ path of a checkpoint file, whose architecture is read from its tensor shapes.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Mapping
@@ -95,7 +96,11 @@ def resolve_name(name: str, task: str | None = None) -> ZooEntry:
             break
     if base not in BACKBONES:
         close = [b for b in BACKBONES if b.startswith(base[:6])] or list(BACKBONES)
-        raise ModelNotFoundError(f"unknown model {name!r}; known backbones: {', '.join(close)} "
+        typed = base.lower().replace("-", "_")
+        guess = [b for b in BACKBONES if b == typed.replace("o", "0")]  # pvt_v2_bO -> pvt_v2_b0
+        guess = guess or difflib.get_close_matches(typed, list(BACKBONES), n=1, cutoff=0.6)
+        hint = f"did you mean {guess[0] + suffix!r}? " if guess else ""
+        raise ModelNotFoundError(f"unknown model {name!r}; {hint}known backbones: {', '.join(close)} "
                                  "(suffix -seg, -cls or -features for other tasks)")
     named_task = SUFFIX_TO_TASK[suffix]
     if task is not None and suffix and task != named_task:

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +110,8 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
+        if not model.ir_version or not model.graph.node:  # an empty file parses as an empty model
+            raise ValueError("empty file" if path.stat().st_size == 0 else "no graph in it")
         props = {p.key: p.value for p in model.metadata_props}
     except ImportError:  # onnx is a dependency, but a slim runtime image may only have onnxruntime
         from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
@@ -351,6 +353,9 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     elif _looks_like_path(text):
         raise ModelNotFoundError(f"no such file or folder: {text}")
     else:
+        from pvt_deploy.models.zoo import resolve_name
+
+        resolve_name(text)  # an unknown name says so (with the closest one), whatever the backend
         if kind not in (None, "torch"):
             raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
                                      f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
@@ -363,6 +368,18 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         backend_obj.close()
         raise
     return backend_obj, manifest
+
+
+def require_model(text: str) -> None:
+    """Fail fast, before any work, on a ``--model`` that names nothing: a missing path, or a name that
+    is neither an export under ``exports/`` (see :func:`resolve_model`) nor a zoo model."""
+    if _is_triton(text) or Path(text).expanduser().exists():
+        return
+    if _looks_like_path(text):
+        raise ModelNotFoundError(f"no such file or folder: {text}")
+    from pvt_deploy.models.zoo import resolve_name
+
+    resolve_name(text)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -399,7 +416,8 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
 
     entry = resolve_name(name, task)
     if weights is not None and not Path(weights).is_file():
-        raise InputError(f"no such weights file: {weights}")
+        what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
+        raise InputError(f"weights {weights} {what}")
     model = create_model(name, task=task, weights=weights)
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
@@ -606,7 +624,10 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         listed = dict(manifest.get("files") or {})
         present = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine", ".plan"))
         files = [_file_status(path, name, listed.get(name)) for name in dict.fromkeys([*listed, *present])]
-        candidates = backend_candidates(path, manifest, device=device)
+        changed = {f["name"] for f in files if f["sha256"] == "MISMATCH"}
+        candidates = [replace(c, available=False, reason=f"{c.file} changed since the export (sha256 "
+                                          "mismatch); restore it or re-export")
+                      if c.file in changed else c for c in backend_candidates(path, manifest, device=device)]
         kind = "export folder"
     elif path.is_file() and path.suffix.lower() == ".onnx":
         listing = _folder_manifest_listing(path)

@@ -74,6 +74,8 @@ def _resolve_device(device: str | None) -> torch.device:
         return torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
     if text.isdigit():
         text = f"cuda:{text}"
+    if text == "gpu" or text.startswith("gpu:"):  # the same alias the ONNX Runtime backend takes
+        text = "cuda" + text[3:]
     try:
         dev = torch_mod.device(text)
     except RuntimeError as e:
