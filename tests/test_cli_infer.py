@@ -156,6 +156,10 @@ def test_truncated_video_processes_the_prefix_and_stays_playable(
     (["infer", "--model", "exports/missing_model"], 2, "no such file or folder"),
     (["infer", "--model", "pvt_v2_b0", "--imgsz", "12x"], 2, "--imgsz"),
     (["infer", "--model", "pvt_v2_b0", "--backend", "trt"], 2, "export it first"),
+    (["infer", "--model", "pvt_v2_b0", "--max-det=-1"], 2, "max_det must be an integer >= 1, got -1"),
+    (["infer", "--model", "pvt_v2_b0", "--max-det", "0"], 2, "max_det must be an integer >= 1, got 0"),
+    (["infer", "--model", "pvt_v2_b0", "--conf", "1.5"], 2, "conf must be in [0, 1]"),
+    (["infer", "--model", "pvt_v2_b0", "--iou=-0.1"], 2, "iou must be in [0, 1]"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path, args: list[str], code: int, needle: str) -> None:
@@ -246,3 +250,175 @@ def test_save_mask_writes_class_maps_that_match_the_api(
     assert mask.shape == expected.shape and np.array_equal(mask, expected)
     code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(seg), "-o", str(tmp_path / "o2"))
     assert code == 0 and not list((tmp_path / "o2").glob("*_mask.png"))  # only when asked
+
+
+def md5s(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_writing_into_the_input_folder_never_replaces_an_input(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
+        tmp_path: Path) -> None:
+    """``infer photos -o photos``: every photo (including one already named like an output, ``coffee_1.jpg``)
+    keeps its bytes; the annotated copies take the next free ``_N`` and decode at the input's size.
+    Videos follow the same rule."""
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sample_images():
+        shutil.copyfile(path, photos / path.name)
+    shutil.copyfile(photos / "coffee.jpg", photos / "coffee_1.jpg")
+    before = md5s(photos)
+    code, _, err = run(monkeypatch, capsys, "infer", str(photos), "--model", str(det_export), "-o", str(photos))
+    assert code == 0, err
+    code, _, err = run(monkeypatch, capsys, "infer", str(photos / "astronaut.jpg"), "--model", str(det_export),
+                       "-o", str(photos))  # a single file into its own folder, where astronaut_1.jpg now exists too
+    assert code == 0, err
+    after = md5s(photos)
+    assert {name: after[name] for name in before} == before
+    outputs = {"astronaut_1.jpg": "astronaut.jpg", "chelsea_1.jpg": "chelsea.jpg", "coffee_2.jpg": "coffee.jpg",
+               "coffee_1_1.jpg": "coffee_1.jpg", "astronaut_2.jpg": "astronaut.jpg"}
+    assert sorted(after) == sorted([*before, *outputs])
+    for out, src in outputs.items():
+        image, original = cv2.imread(str(photos / out)), cv2.imread(str(photos / src))
+        assert image is not None and original is not None and image.shape == original.shape
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copyfile(long_clip, videos / "walk.mp4")
+    before = md5s(videos)
+    code, _, err = run(monkeypatch, capsys, "infer", str(videos / "walk.mp4"), "--model", str(det_export),
+                       "--no-save-json", "-o", str(videos))
+    assert code == 0, err
+    assert md5s(videos)["walk.mp4"] == before["walk.mp4"] and decode_video(videos / "walk_1.mp4")[1] == 12
+
+
+@pytest.mark.parametrize("where", ["afile", "afile/sub"])
+def test_an_output_that_cannot_be_written_fails_before_the_model_loads(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str) -> None:
+    import signal
+
+    from pvt_deploy import api
+
+    (tmp_path / "afile").write_text("not a folder")
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(api.Model, "__init__", no_loading)
+    handler = signal.getsignal(signal.SIGTERM)
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "-o", str(tmp_path / where))
+    assert code == 2, err
+    assert_one_line_error(err, f"cannot write outputs to {tmp_path / where}: {tmp_path / 'afile'} is a file")
+    assert (tmp_path / "afile").read_text() == "not a folder"
+    assert signal.getsignal(signal.SIGTERM) == handler  # main() puts back the SIGTERM handler it replaced
+
+
+def test_a_full_disk_mid_video_is_one_line_and_leaves_no_partial_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
+        tmp_path: Path) -> None:
+    import errno
+
+    import av
+
+    from pvt_deploy.io import sinks
+
+    real = sinks.VideoWriter.write
+    calls = {"n": 0}
+
+    def full_disk(self: sinks.VideoWriter, image: np.ndarray, timestamp: float | None = None) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise av.error.OSError(errno.ENOSPC, "No space left on device", str(self._tmp))
+        real(self, image, timestamp)
+
+    monkeypatch.setattr(sinks.VideoWriter, "write", full_disk)
+    code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export),
+                       "-o", str(tmp_path / "out"))
+    assert code == 2, err
+    assert_one_line_error(err, f"cannot write outputs to {tmp_path / 'out'}: No space left on device")
+    assert list((tmp_path / "out").iterdir()) == []  # no .part and no final-named partial file
+
+
+def test_a_folder_of_only_unreadable_images_leaves_no_predictions_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "allbad"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (folder / "b.png").write_bytes(b"nor a png")
+    code, _, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2, err
+    assert_one_line_error(err, "no frames could be read")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_options_that_cannot_apply_are_warned_about_or_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
+        det_export: Path, long_clip: Path, tmp_path: Path) -> None:
+    seg = cached_export(tmp_path_factory, "seg")
+    code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(seg), "--save-mask",
+                       "--classes", "1", "--no-save-json", "-o", str(tmp_path / "video"))
+    assert code == 0, err
+    assert "warning: --save-mask writes class maps of images, not of a video: ignored" in err
+    assert "warning: --classes filters detections; a segment model has none: ignored" in err
+    assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["walk.mp4"]
+    photo = sample_images()[2]
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--save-mask",
+                       "-o", str(tmp_path / "det"))
+    assert code == 0, err
+    assert "warning: --save-mask writes segmentation class maps; a detect model has none: ignored" in err
+    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == [photo.name]
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--classes", "999")
+    assert code == 2
+    assert_one_line_error(err, "--classes: this model has no class 999 (ids 0-79)")
+    checkpoint = tmp_path / "real.pth"
+    checkpoint.write_bytes(b"weights")
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--weights",
+                       str(checkpoint))
+    assert code == 2
+    assert_one_line_error(err, f"--weights does not apply to the export {det_export}")
+
+
+def test_max_det_limits_the_detections_of_each_image(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[2]), "--model", str(det_export), "--conf", "0",
+                       "--max-det", "3", "--no-save", "--save-json", "-o", str(tmp_path))
+    assert code == 0, err
+    record = json.loads((tmp_path / "predictions.jsonl").read_text())
+    assert len(record["detections"]) == 3  # random weights at conf 0: far more candidates than 3
+
+
+def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tmp_path: Path) -> None:
+    """``kill``/``timeout``/``docker stop`` send SIGTERM: a real process gets it mid-video and, as after
+    Ctrl-C, leaves a playable mp4 and the JSON lines of the frames it processed (exit 143 = 128 + 15)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    clip = make_clip(tmp_path / "long.mp4", frames=600, size=(96, 64), fps=25.0)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pvt_deploy", "infer", str(clip), "--model", str(det_export),
+                             "--batch", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        part = out / "predictions.jsonl.part"
+        deadline = time.monotonic() + 120
+        while not (part.is_file() and part.read_text().count("\n") >= 3):  # some frames are done
+            assert proc.poll() is None and time.monotonic() < deadline, "infer ended before it could be stopped"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert sorted(p.name for p in out.iterdir()) == ["long.mp4", "predictions.jsonl"]  # no .part litter
+    codec, frames, size, _ = decode_video(out / "long.mp4")
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert codec == "h264" and size == (96, 64) and 3 <= frames < 600
+    assert abs(len(lines) - frames) <= 1  # the signal may land between a frame's video and JSON writes

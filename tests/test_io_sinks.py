@@ -315,6 +315,33 @@ def test_image_writer_writes_rgb_atomically_with_safe_unique_names(tmp_path: Pat
     assert leftovers(tmp_path / "out") == []
 
 
+def test_image_writer_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    """Writing into the folder the photos came from (``infer photos -o photos``) keeps every input:
+    a taken name, on disk or in this run, gets the next free ``_N``."""
+    (tmp_path / "photo.png").write_bytes(b"the user's photo")
+    (tmp_path / "photo_1.png").write_bytes(b"another of the user's photos")
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    writer = ImageWriter(tmp_path)
+    first, second = writer.write(red, "photo.png"), writer.write(red, "in/another/folder/photo.png")
+    assert [first.name, second.name] == ["photo_2.png", "photo_3.png"]
+    assert (tmp_path / "photo.png").read_bytes() == b"the user's photo"
+    assert (tmp_path / "photo_1.png").read_bytes() == b"another of the user's photos"
+    back = cv2.imread(str(first))
+    assert back is not None and tuple(back[0, 0]) == (0, 0, 255) and leftovers(tmp_path) == []
+
+
+def test_video_writer_discard_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "cut.mp4"
+    writer = VideoWriter(out, 25, (32, 32))
+    for i in range(3):
+        writer.write(frame(i, (32, 32)))
+    writer.discard()
+    assert list(tmp_path.iterdir()) == []
+    assert writer.close() is None  # discarded: closing later writes nothing either
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- JSON Lines -----------------------------------------------------------------------------
 
 
@@ -340,6 +367,20 @@ def test_jsonl_keeps_complete_lines_after_an_exception(tmp_path: Path) -> None:
         raise KeyboardInterrupt
     assert [json.loads(line)["frame"] for line in out.read_text(encoding="utf-8").splitlines()] == [0, 1]
     assert "café" in out.read_text(encoding="utf-8")
+
+
+def test_jsonl_discard_removes_the_part_file(tmp_path: Path) -> None:
+    out = tmp_path / "preds.jsonl"
+    writer = JsonlWriter(out)
+    writer.write({"frame": 0})
+    assert writer.part.is_file()
+    writer.discard()
+    assert list(tmp_path.iterdir()) == []
+    kept = JsonlWriter(out)
+    kept.write({"frame": 1})
+    kept.close()
+    kept.discard()  # after close: the finished file stays
+    assert json.loads(out.read_text()) == {"frame": 1} and leftovers(tmp_path) == []
 
 
 # --- COCO results ---------------------------------------------------------------------------

@@ -237,3 +237,65 @@ def test_increment_dir(tmp_path: Path) -> None:
     digits = tmp_path / "runs" / "pvt_v2_b0"
     digits.mkdir()
     assert increment_dir(digits) == tmp_path / "runs" / "pvt_v2_b0_2"
+
+
+def test_max_det_keeps_at_most_that_many_and_refuses_less_than_one() -> None:
+    results = list(Pipeline(Predictor(FakeBackend(), MANIFEST, max_det=1), ListSource(3)))
+    assert [len(r.boxes or ()) for r in results] == [1, 1, 1]  # FakeBackend finds two per frame
+    for bad in (-1, 0):  # -1 was a Python slice from the end; 0 keeps nothing
+        with pytest.raises(InputError, match="max_det must be an integer >= 1"):
+            Predictor(FakeBackend(), MANIFEST, max_det=bad)
+
+
+def test_a_video_written_into_a_folder_never_replaces_a_file_there(tmp_path: Path) -> None:
+    (tmp_path / "memory.mp4").write_bytes(b"the user's own video")
+    list(_model(FakeBackend()).predict(ListSource(4), stream=True, save=True, save_dir=tmp_path))
+    assert (tmp_path / "memory.mp4").read_bytes() == b"the user's own video"
+    assert decode_video(tmp_path / "memory_1.mp4")[1] == 4
+
+
+def test_a_write_failure_mid_run_is_one_error_and_leaves_no_unfinished_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A full disk mid-video: the encoder's error becomes one InputError, and neither the mp4 nor
+    the JSON Lines is left behind, under its final name or as a .part."""
+    import errno
+
+    import av
+
+    from pvt_deploy.io import sinks
+
+    real = sinks.VideoWriter.write
+    calls = {"n": 0}
+
+    def full_disk(self: sinks.VideoWriter, image: np.ndarray, timestamp: float | None = None) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise av.error.OSError(errno.ENOSPC, "No space left on device")
+        real(self, image, timestamp)
+
+    monkeypatch.setattr(sinks.VideoWriter, "write", full_disk)
+    model = _model(FakeBackend())
+    with pytest.raises(InputError, match="cannot write outputs to .*: No space left on device"):
+        for _ in model.predict(ListSource(30), stream=True, save=True, save_json=True, save_dir=tmp_path):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    assert model.last_summary is not None and model.last_summary.outputs == []
+
+
+def test_a_write_failure_while_finishing_removes_what_was_unfinished(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The disk fills as the run ends: the mp4 finished before stays (complete, playable), the JSON
+    Lines that could not be finalised goes, .part included, and the run says so in one error."""
+    import errno
+
+    from pvt_deploy.io import sinks
+
+    def failing_close(self: sinks.JsonlWriter) -> Path:
+        self._file.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sinks.JsonlWriter, "close", failing_close)
+    with pytest.raises(InputError, match="No space left on device"):
+        list(_model(FakeBackend()).predict(ListSource(6), stream=True, save=True, save_json=True, save_dir=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["memory.mp4"]
+    assert decode_video(tmp_path / "memory.mp4")[1] == 6

@@ -8,7 +8,12 @@ stderr and a non-zero exit code.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 import typer
 
@@ -60,16 +65,50 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning user errors into one line + exit code."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[threading.Event]:
+    """While inside, SIGTERM (``kill``, ``timeout``, ``docker stop``) stops a command exactly as
+    Ctrl-C does: a KeyboardInterrupt raised in the main thread unwinds through the ``with``/``finally``
+    blocks that finalise outputs (the mp4 gets its trailer, the JSON Lines its name), where the
+    default action would kill the process and leave only ``.part`` files. Further SIGTERMs are
+    ignored so that they cannot cut that finalising short (a supervisor still has SIGKILL). Yields
+    an event set once SIGTERM came; the previous handler is restored on the way out (``main`` may
+    run in-process, in tests)."""
+    received = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield received
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        received.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        app()  # standalone mode: usage errors print and exit 2 inside
-    except PvtDeployError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-        sys.exit(130)
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into one line + exit code.
+
+    An interrupt exits 130 after Ctrl-C and 143 after SIGTERM (128 + 15: what a shell reports for a
+    process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
+    with _sigterm_as_interrupt() as sigterm:
+        try:
+            app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
+        except PvtDeployError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
+            sys.exit(143 if sigterm.is_set() else 130)
+        except SystemExit as e:
+            if e.code == 130 and sigterm.is_set():
+                sys.exit(143)
+            raise
 
 
 if __name__ == "__main__":

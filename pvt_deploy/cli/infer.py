@@ -4,13 +4,17 @@ Outputs go to ``-o DIR`` (default ``runs/infer/<model>``, then ``<model>2``, ``<
 run never overwrites another): annotated images under their own names, annotated H.264 ``.mp4`` per
 video or stream (source frame rate / ``--vid-stride``, source size), ``predictions.jsonl`` (one line
 per processed frame or image) and, for detection, ``predictions_coco.json``. JSON is on by default
-for videos and streams, off for images (``--save-json/--no-save-json`` decide).
+for videos and streams, off for images (``--save-json/--no-save-json`` decide). An annotated image,
+mask or video whose name is already taken in ``DIR`` (the input itself when ``-o`` is its folder)
+gets ``_1``, ``_2``...: no existing file is replaced.
 
 Exit codes: 0 done (also when a video was truncated or a stream was lost for good: the frames read
 are processed, the outputs are valid, and a warning says so; likewise unreadable images in a folder
 are skipped with a warning); 2 bad input (missing file, unknown model, nothing decodable, size
-outside the graph's range); 3 runtime unavailable; 4 engine mismatch; 130 interrupted (outputs
-written so far are finalised and playable).
+outside the graph's range, an option out of range, an output folder that cannot be written, checked
+before the model loads, or a write that fails mid-run, whose unfinished files are removed); 3
+runtime unavailable; 4 engine mismatch; 130 interrupted by Ctrl-C, 143 by SIGTERM (outputs written
+so far are finalised and playable).
 """
 
 from __future__ import annotations
@@ -53,13 +57,16 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
 
 
 def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
-    """``0,2`` or ``person,car`` -> class ids."""
+    """``0,2`` or ``person,car`` -> class ids (an id the model does not have is refused, as an
+    unknown name is)."""
     if text is None or not text.strip():
         return None
     ids = []
     lookup = {n.lower(): i for i, n in enumerate(names)}
     for item in (s.strip() for s in text.split(",") if s.strip()):
         if item.isdigit():
+            if names and int(item) >= len(names):
+                raise InputError(f"--classes: this model has no class {item} (ids 0-{len(names) - 1})")
             ids.append(int(item))
         elif item.lower() in lookup:
             ids.append(lookup[item.lower()])
@@ -99,37 +106,49 @@ def infer(
     show: Annotated[bool, typer.Option(help="Show results in a window (needs a display).")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint for a zoo model (PyTorch).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")] = None,
 ) -> None:
     """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON."""
+    from rich.markup import escape
+
     from pvt_deploy.api import Model
-    from pvt_deploy.tasks.pipeline import increment_dir
+    from pvt_deploy.tasks.pipeline import check_settings, check_writable, increment_dir
 
     console = _console()
+    # Bad options, and outputs that cannot be written, fail first: before a model loads or a frame decodes.
     size = parse_imgsz(imgsz)
-    src = _open(source, vid_stride)  # first: a missing file should not wait for a model to load
+    check_settings(conf=conf, iou=iou, max_det=max_det)
+    _check_weights(weights, model, backend)
+    out_root = output if output is not None else Path("runs") / "infer"
+    if save or save_json:
+        check_writable(out_root)
+    src = _open(source, vid_stride)  # before the model: a missing file should not wait for it to load
+    kind = src.kind
+    json_on = save_json if save_json is not None else kind in ("video", "stream")
     try:
+        if json_on and not save:  # --no-save on a video or stream: JSON only, by default
+            check_writable(out_root)
         m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights)
     except BaseException:
         src.close()
         raise
     try:
         if m.random_weights:
-            _warn_random(console, m.name)
-        ids = parse_classes(classes, m.names)
-        kind = src.kind
-        json_on = save_json if save_json is not None else kind in ("video", "stream")
-        save_dir = output if output is not None else increment_dir(Path("runs") / "infer" / _safe(m.name))
+            _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
+        for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes):
+            console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
+        ids = parse_classes(classes, m.names) if m.task == "detect" else None
+        save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
-        from rich.markup import escape
-
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
                       + (f", {src.frames} frames" if src.frames else "") + ")", soft_wrap=True)
         writes = save or json_on
         results = m.predict(src, stream=True, conf=conf, iou=iou, classes=ids, imgsz=size, batch=batch,
                             vid_stride=vid_stride, max_det=max_det, save=save, save_json=json_on,
-                            save_mask=save_mask and save, save_dir=save_dir if writes else None,
+                            save_mask=save_mask and save and m.task == "segment" and kind in ("image", "images"),
+                            save_dir=save_dir if writes else None,
                             save_audio=audio)
         try:
             _consume(results, src, console, viewer, kind)
@@ -166,11 +185,50 @@ def _console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _warn_random(console: Console, name: str) -> None:
+def _check_weights(weights: Path | None, model: str | None, backend: str | None) -> None:
+    """``--weights`` loads a checkpoint into a PyTorch model built from a zoo name, or from an export
+    folder's architecture with ``--backend torch`` (see :func:`~pvt_deploy.runtimes.loader.load_backend`);
+    with anything else the run would silently use other weights, so refuse it."""
+    if weights is None:
+        return
+    from pvt_deploy.runtimes.loader import canonical_backend, resolve_model
+    from pvt_deploy.runtimes.triton import is_triton_url
+
+    kind = canonical_backend(backend)
+    text = resolve_model(model) if kind != "torch" or model is None else model  # as load_backend does
+    path = Path(text).expanduser()
+    if is_triton_url(text):
+        raise InputError(f"--weights does not apply to a Triton model ({text}): the server holds its weights")
+    if path.is_file():
+        raise InputError(f"--weights does not apply to {text}: a model file runs with its own weights")
+    if path.is_dir() and kind != "torch":
+        raise InputError(f"--weights does not apply to the export {text}: it runs with the weights it was "
+                         "exported from", hint="add --backend torch to load the checkpoint into its architecture "
+                                               "with PyTorch, or re-export with --weights")
+
+
+def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None) -> list[str]:
+    """One-line warnings for options that cannot apply to this model or source."""
+    out = []
+    if classes and classes.strip() and task != "detect":
+        out.append(f"--classes filters detections; a {task} model has none: ignored")
+    if save_mask:
+        if task != "segment":
+            out.append(f"--save-mask writes segmentation class maps; a {task} model has none: ignored")
+        elif not save:
+            out.append("--save-mask writes beside the annotated images, which --no-save turns off: ignored")
+        elif kind not in ("image", "images"):
+            out.append(f"--save-mask writes class maps of images, not of a {kind}: ignored")
+    return out
+
+
+def _warn_random(console: Console, name: str, *, zoo: bool) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
-    console.print(Panel(f"[bold]{name} has RANDOM WEIGHTS[/]: its outputs are meaningless.\n"
-                        "Pass --weights CHECKPOINT (official .pth), or an export made from real weights.",
+    fix = ("Pass --weights CHECKPOINT (official .pth), or an export made from real weights." if zoo else
+           "This export was made without --weights: re-export it with --weights CHECKPOINT (official .pth).")
+    console.print(Panel(f"[bold]{escape(name)} has RANDOM WEIGHTS[/]: its outputs are meaningless.\n{fix}",
                         title="warning", border_style="yellow", expand=False))
 
 

@@ -180,6 +180,7 @@ class VideoWriter:
         self._pad = (width % 2, height % 2)
         self._warned_resize = False
         self._closed = False
+        self._dropped = False  # the file was removed (an error, or discard()): close() returns None
         self._audio_from = audio_from
         self._atomic = atomic_path(self.path)
         self._tmp = Path(self._atomic.__enter__())
@@ -260,7 +261,7 @@ class VideoWriter:
     def close(self) -> Path | None:
         """Flush, finalise and move the file into place. Returns its path, or None if no frames."""
         if self._closed:
-            return self.path if self.frames_written else None
+            return self.path if self.frames_written and not self._dropped else None
         self._closed = True
         try:
             self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
@@ -322,9 +323,15 @@ class VideoWriter:
             with contextlib.suppress(OSError):
                 mixed.unlink()
 
+    def discard(self) -> None:
+        """Drop the video being written, leaving no file (after a write failed: a full disk cannot
+        take the trailer that would make it playable). No effect once closed."""
+        if not self._closed:
+            self._abort(RuntimeError("discarded"))
+
     def _abort(self, error: BaseException) -> None:
         """Drop the temporary file (``atomic_path`` removes it when it sees an exception)."""
-        self._closed = True
+        self._closed = self._dropped = True
         container = getattr(self, "_container", None)
         if container is not None:
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
@@ -461,12 +468,29 @@ _UNSAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
 _IMAGE_WRITE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def free_path(directory: str | os.PathLike[str], stem: str, suffix: str, taken: set[str]) -> Path:
+    """``directory/<stem><suffix>``, or ``<stem>_1<suffix>``, ``<stem>_2<suffix>``...: the first name
+    that is neither in ``taken`` (the names a run has already given out; the one returned is added)
+    nor an existing file. Outputs so never replace a file that was there before the run: above all
+    the inputs themselves when ``-o`` is their own folder (``photo.jpg`` -> ``photo_1.jpg``,
+    ``clip.mp4`` -> ``clip_1.mp4``), or two ``photo.jpg`` of a glob from different folders."""
+    folder = Path(directory)
+    candidate, n = f"{stem}{suffix}", 0
+    while candidate in taken or os.path.lexists(folder / candidate):
+        n += 1
+        candidate = f"{stem}_{n}{suffix}"
+    taken.add(candidate)
+    return folder / candidate
+
+
 class ImageWriter:
     """Save annotated RGB images into ``directory``, each written atomically.
 
     Names are reduced to a safe base name (no folders, no ``:``), a suffix OpenCV cannot write is
-    replaced by ``suffix`` or ``.jpg``, and a name reused in one run gets ``_1``, ``_2`` so two
-    ``photo.jpg`` from different folders of a glob do not overwrite each other.
+    replaced by ``suffix`` or ``.jpg``, and a name already used in this run or already present in
+    ``directory`` gets ``_1``, ``_2`` (:func:`free_path`): two ``photo.jpg`` from different folders
+    of a glob do not overwrite each other, and no existing file (the input photo itself, when
+    ``directory`` is its folder) is ever replaced.
     """
 
     def __init__(
@@ -486,12 +510,7 @@ class ImageWriter:
         suffix = (self.suffix or suffix).lower()
         if suffix not in _IMAGE_WRITE_SUFFIXES:
             suffix = ".jpg"
-        candidate, n = f"{stem}{suffix}", 0
-        while candidate in self._used:
-            n += 1
-            candidate = f"{stem}_{n}{suffix}"
-        self._used.add(candidate)
-        return self.directory / candidate
+        return free_path(self.directory, stem, suffix, self._used)
 
     def write(self, image: np.ndarray, name: str) -> Path:
         """Encode ``image`` (HxWx3 uint8 RGB) as ``name`` in the folder; returns the path written."""
@@ -566,6 +585,14 @@ class JsonlWriter:
             self._file.close()
             os.replace(self.part, self.path)
         return self.path
+
+    def discard(self) -> None:
+        """Close and delete ``<path>.part`` without creating ``path`` (nothing to keep, or a write
+        failed and the last line may be torn)."""
+        with contextlib.suppress(OSError):
+            self._file.close()  # flushing the rest may fail again (a full disk): the file goes anyway
+        with contextlib.suppress(FileNotFoundError):
+            self.part.unlink()  # gone already when close() renamed it
 
     def __enter__(self) -> JsonlWriter:
         return self

@@ -36,6 +36,7 @@ import logging
 import os
 import queue
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -50,7 +51,8 @@ from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 from pvt_deploy.tasks.results import FrameLike, Result, make_results
 
-__all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "increment_dir"]
+__all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "check_settings",
+           "check_writable", "increment_dir", "output_error"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,17 @@ def _size_pair(imgsz: int | Sequence[int] | None) -> tuple[int, int] | None:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
+def check_settings(*, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
+    """Refuse detection settings outside their range (``conf``/``iou`` in [0, 1], ``max_det`` >= 1:
+    0 would keep no detection, and a negative one would count from the end)."""
+    if conf is not None and not 0.0 <= conf <= 1.0:
+        raise InputError(f"conf must be in [0, 1], got {conf}")
+    if iou is not None and not 0.0 <= iou <= 1.0:
+        raise InputError(f"iou must be in [0, 1], got {iou}")
+    if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
+        raise InputError(f"max_det must be an integer >= 1, got {max_det!r}")
+
+
 class Predictor:
     """Runs batches of RGB frames through ``backend`` as ``manifest`` says (preprocess, postprocess).
 
@@ -159,10 +172,7 @@ class Predictor:
         self.post = dict(manifest.get("postprocess") or {})
         self.conf, self.iou, self.max_det, self.topk = conf, iou, max_det, topk
         self.classes = list(classes) if classes is not None else None
-        if conf is not None and not 0.0 <= conf <= 1.0:
-            raise InputError(f"conf must be in [0, 1], got {conf}")
-        if iou is not None and not 0.0 <= iou <= 1.0:
-            raise InputError(f"iou must be in [0, 1], got {iou}")
+        check_settings(conf=conf, iou=iou, max_det=max_det)
         pre = dict(manifest.get("preprocess") or {})
         dynamic = manifest.get("dynamic") or None
         size = _size_pair(imgsz)
@@ -547,6 +557,33 @@ def increment_dir(base: str | os.PathLike[str]) -> Path:
     return path.parent / f"{path.name}{sep}{n}"
 
 
+def output_error(folder: str | os.PathLike[str], error: OSError | str) -> InputError:
+    """The one-line error for outputs that cannot be written to ``folder`` (bad input: exit 2)."""
+    if isinstance(error, str):
+        reason = error
+    else:  # numpy's short write has no errno ("53010 requested and 36864 written"): a full disk, in practice
+        reason = error.strerror or (f"{error} (is the disk full?)" if error.errno is None else str(error))
+    return InputError(f"cannot write outputs to {os.fspath(folder)}: {reason}")
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Raise :func:`output_error` now, before a model loads or a frame decodes, when files cannot be
+    written to ``folder``: it or an ancestor is a file, or its nearest existing ancestor refuses a new
+    file (read-only file system, permissions). Creates nothing: a probe file is made and removed."""
+    target = Path(folder)
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise output_error(target, f"{existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pvt-deploy-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise output_error(target, e) from None
+
+
 def _is_coco(names: Sequence[str]) -> bool:
     return len(names) == 80 and names[0] == "person"
 
@@ -560,8 +597,15 @@ class ResultWriter:
     * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
       ``predictions_coco.json`` (COCO results format) for detection models.
 
+    No file that exists before the run is replaced: a name already taken (the input itself when
+    ``save_dir`` is its folder, an earlier run's output) gets ``_1``, ``_2``...
+    (:func:`~pvt_deploy.io.sinks.free_path`), for images, masks and videos alike.
+
     ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
-    written stays valid and playable); the COCO file is only written by a run that completed.
+    written stays valid and playable); the COCO file is only written by a run that completed, and
+    a run that processed nothing leaves no JSON file at all. A failed write (full disk,
+    permissions) raises :func:`output_error` and drops the files still being written, so no
+    final-named file is partial.
     """
 
     def __init__(self, save_dir: str | os.PathLike[str], *, task: str, names: Sequence[str], save: bool = True,
@@ -583,35 +627,47 @@ class ResultWriter:
         self._video_key: str | None = None
         self._jsonl: Any = None
         self._coco: Any = None
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        if save_json:
-            from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter
+        self._taken: set[str] = set()  # names given to videos and masks in this run
+        self._failed = False
+        self._results = 0
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            if save_json:
+                from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter
 
-            self._jsonl = JsonlWriter(self.save_dir / "predictions.jsonl")
-            if task == "detect":
-                ids = COCO80_TO_91 if _is_coco(self.names) else None
-                self._coco = _spooled_coco_writer(self.save_dir / "predictions_coco.json", category_ids=ids)
+                self._jsonl = JsonlWriter(self.save_dir / "predictions.jsonl")
+                if task == "detect":
+                    ids = COCO80_TO_91 if _is_coco(self.names) else None
+                    self._coco = _spooled_coco_writer(self.save_dir / "predictions_coco.json", category_ids=ids)
+        except OSError as e:
+            self._discard()
+            raise output_error(self.save_dir, e) from None
 
     @property
     def frames_written(self) -> int:
         return int(getattr(self._video, "frames_written", 0) or 0)
 
     def write(self, result: Result) -> None:
-        if self.save:
-            if result.frame is not None:
-                self._write_video(result)
-            else:
-                self._write_image(result)
-        if self._jsonl is not None:
-            self._jsonl.write(result.to_dict())
-        if self._coco is not None and result.boxes is not None:
-            from pvt_deploy.io.sinks import coco_image_id
+        try:
+            if self.save:
+                if result.frame is not None:
+                    self._write_video(result)
+                else:
+                    self._write_image(result)
+            if self._jsonl is not None:
+                self._jsonl.write(result.to_dict())
+            if self._coco is not None and result.boxes is not None:
+                from pvt_deploy.io.sinks import coco_image_id
 
-            image_id: int | str = result.frame if result.frame is not None else coco_image_id(result.path)
-            self._coco.add(image_id, result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+                image_id: int | str = result.frame if result.frame is not None else coco_image_id(result.path)
+                self._coco.add(image_id, result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+        except OSError as e:  # av.error.OSError too: a full disk, a folder made read-only mid-run
+            self._failed = True
+            raise output_error(self.save_dir, e) from None
+        self._results += 1
 
     def _write_image(self, result: Result) -> None:
-        from pvt_deploy.io.sinks import ImageWriter
+        from pvt_deploy.io.sinks import ImageWriter, free_path
 
         if self._images is None:
             self._images = ImageWriter(self.save_dir)
@@ -619,20 +675,17 @@ class ResultWriter:
         path = self._images.write(result.plot(), name)
         self.outputs.append(path)
         if self.mask_pngs and result.mask is not None:
-            self.outputs.append(result.save_mask(path.with_name(path.stem + "_mask.png")))
+            self.outputs.append(result.save_mask(free_path(self.save_dir, path.stem + "_mask", ".png", self._taken)))
 
     def _write_video(self, result: Result) -> None:
-        from pvt_deploy.io.sinks import VideoWriter
+        from pvt_deploy.io.sinks import VideoWriter, free_path
 
         key = result.path
         if self._video is None or key != self._video_key:
             self._close_video()
-            stem = _safe_stem(result.path)
             fps = (self.fps or 25.0) / self.vid_stride
             h, w = result.orig_shape
-            target = self.save_dir / f"{stem}.mp4"
-            if target.exists() or any(p == target for p in self.outputs):
-                target = self.save_dir / f"{stem}_{len(self.outputs)}.mp4"
+            target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
             audio = result.path if self.audio and Path(result.path).is_file() else None
             self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
             self._video_key = key
@@ -640,29 +693,56 @@ class ResultWriter:
 
     def _close_video(self) -> None:
         if self._video is not None:
-            path = self._video.close()
+            video, self._video = self._video, None
+            path = video.close()
             if path is not None:
                 self.outputs.append(Path(path))
-            self._video = None
 
     def close(self, error: BaseException | None = None) -> list[Path]:
         """Finalise every output (see the class docstring); returns the files written."""
+        if not self._failed:
+            try:
+                self._finish(error)
+            except OSError as e:  # the trailer or a rename met a full disk: nothing partial stays
+                self._failed = True
+                self._discard()
+                raise output_error(self.save_dir, e) from None
+        self._discard()  # after a failed write: drop what was still being written
+        return self.outputs
+
+    def _finish(self, error: BaseException | None) -> None:
         try:
             if error is not None and self._video is not None:
                 log.warning("%s: stopped by %s; keeping the %d frames written", self._video.path,
                             type(error).__name__, self._video.frames_written)
             self._close_video()
-        finally:
+        finally:  # a sink stays in place until it is done with, so that a failed close is discarded
             if self._jsonl is not None:
-                self.outputs.append(self._jsonl.close())
+                if self._results:
+                    self.outputs.append(self._jsonl.close())
+                else:  # nothing was processed: no empty predictions file
+                    self._jsonl.discard()
                 self._jsonl = None
             if self._coco is not None:
-                if error is None:
+                if error is None and self._results:
                     self.outputs.append(self._coco.close())
                 else:
-                    log.warning("%s: not written (the run did not complete)", self._coco.path)
+                    self._coco.discard()
+                    if error is not None:
+                        log.warning("%s: not written (the run did not complete)", self._coco.path)
                 self._coco = None
-        return self.outputs
+
+    def _discard(self) -> None:
+        """Drop every output still being written (their temporary files), keeping none."""
+        video, self._video = self._video, None
+        jsonl, self._jsonl = self._jsonl, None
+        coco, self._coco = self._coco, None
+        if video is not None:
+            video.discard()
+        if jsonl is not None:
+            jsonl.discard()
+        if coco is not None:
+            coco.discard()
 
     def __enter__(self) -> ResultWriter:
         return self
@@ -681,7 +761,6 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
     atomically written file at ``close``, so memory stays flat; the output is byte-identical.
     """
     import json
-    import tempfile
 
     from pvt_deploy.io.sinks import CocoJsonWriter
     from pvt_deploy.utils.files import atomic_open
@@ -702,17 +781,25 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
         def __len__(self) -> int:
             return self._rows
 
+        def discard(self) -> None:
+            """Write nothing (a run that did not complete, or a failed write)."""
+            if not self._closed:
+                self._closed = True
+                self._spool.close()
+
         def close(self) -> Path:
             if not self._closed:
                 self._closed = True
-                self._spool.seek(0)
-                with atomic_open(self.path, "w") as f:
-                    f.write("[\n" if self._rows else "[]\n")
-                    for i, line in enumerate(self._spool):
-                        f.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
-                    if self._rows:
-                        f.write("\n]\n")
-                self._spool.close()
+                try:
+                    self._spool.seek(0)
+                    with atomic_open(self.path, "w") as f:
+                        f.write("[\n" if self._rows else "[]\n")
+                        for i, line in enumerate(self._spool):
+                            f.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
+                        if self._rows:
+                            f.write("\n]\n")
+                finally:
+                    self._spool.close()
             return self.path
 
     return SpooledCocoJsonWriter()
