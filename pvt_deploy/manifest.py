@@ -21,9 +21,12 @@ from pvt_deploy.utils.files import atomic_write_json, sha256_file
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 ONNX_METADATA_KEY = "pvt_deploy"
-# Keys copied into the ONNX metadata: enough to preprocess, run and postprocess without the folder.
+# Keys copied into the ONNX metadata: enough to preprocess, run and postprocess without the folder,
+# and where the weights came from (a lone .onnx of a random-weights export still says so).
 ESSENTIAL_KEYS = ("format_version", "model", "backbone", "task", "classes", "inputs", "outputs",
-                  "preprocess", "postprocess", "dynamic")
+                  "preprocess", "postprocess", "dynamic", "weights")
+# The part of the weights record copied: provenance, not the checkpoint's load report.
+ESSENTIAL_WEIGHTS_KEYS = ("source", "sha256", "random_init", "randomly_initialised_tensors")
 
 
 def tool_versions(*names: str) -> dict[str, str]:
@@ -65,7 +68,10 @@ def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> 
 
 
 def essentials(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: manifest[k] for k in ESSENTIAL_KEYS if k in manifest}
+    out = {k: manifest[k] for k in ESSENTIAL_KEYS if k in manifest}
+    if isinstance(out.get("weights"), dict):
+        out["weights"] = {k: v for k, v in out["weights"].items() if k in ESSENTIAL_WEIGHTS_KEYS}
+    return out
 
 
 def file_entry(path: str | os.PathLike[str], precision: str, **extra: Any) -> dict[str, Any]:

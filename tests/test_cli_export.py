@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from export_fixtures import Artifact
 
 from pvt_deploy.cli import main
+from pvt_deploy.utils.files import sha256_file
+
+pytest_plugins = ["export_fixtures"]
 
 
 def test_cli_export_end_to_end(tmp_path: Path) -> None:
@@ -65,6 +69,13 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--model", "pvt_v2_b0", "--exporter", "jit"], 2, "--exporter 'jit'"),
     (["--model", "pvt_v2_b0-cls", "--weights", "/nonexistent/w.pth"], 2, "does not exist"),
     (["--model", "exports/definitely/missing.pth"], 2, "missing.pth"),
+    (["--model", "pvt_v2_b0-cls", "--min-size", "256", "--max-size", "64"], 2,
+     "--min-size 256 is larger than --max-size 64"),
+    (["--model", "pvt_v2_b0-cls", "--min-size", "512"], 2, "--min-size 512 is larger than --imgsz 224x224"),
+    (["--model", "pvt_v2_b0-cls", "--imgsz", "256", "--max-size", "128"], 2,
+     "--max-size 128 is smaller than --imgsz 256x256"),
+    (["--model", "pvt_v2_b0-cls", "--min-size", "16"], 2, "--min-size 16: must be at least 32"),
+    (["--model", "pvt_v2_b0-cls", "-o", "."], 2, "is (or holds) the current folder"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,3 +127,159 @@ def test_export_says_when_int8_is_slower_than_fp32_here(tmp_path: Path, monkeypa
 
     assert "0.76x the speed of model.onnx" in figures(0.76)
     assert "speed of model.onnx" not in figures(2.8)
+
+
+def _jpgs(folder: Path, good: int, bad: int) -> Path:
+    import cv2
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(good):
+        cv2.imwrite(str(folder / f"good{i}.jpg"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    for i in range(bad):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_cli_unreadable_calibration_images_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    mixed = _jpgs(tmp_path / "mixed", good=2, bad=1)
+    out = tmp_path / "q"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour", "trt",
+                      "--calib", str(mixed), "--no-simplify"], monkeypatch, capsys)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].endswith("mixed: skipped 1 unreadable image(s): bad0.jpg"), warnings
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["precision"]["int8"]["calibration"] == {"source": str(mixed), "images": 2, "method": "minmax"}
+    assert m["export"]["parity_images"] == str(mixed) and m["parity"]["model.int8.trt.onnx"]["passed"]
+
+
+def test_cli_failed_reexport_keeps_the_previous_export(cls_artifact: Artifact, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The audit's case: a full export, re-exported with a calibration folder of corrupt images."""
+    import shutil
+
+    folder = tmp_path / "cab2"
+    shutil.copytree(cls_artifact.folder, folder)
+    (folder / "model.engine").write_bytes(b"an engine built on a GPU")
+    before = _snapshot(folder)
+    allbad = _jpgs(tmp_path / "allbad", good=0, bad=2)
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", "--calib", str(allbad), "-o", str(folder)],
+                     monkeypatch, capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "none of its 2 image(s) can be read (bad0.jpg, bad1.jpg)" in lines[0]
+    assert "RANDOMLY" not in caplog.text and "traced" not in caplog.text  # refused before the model was built
+    assert _snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["allbad", "cab2"]
+
+
+def test_cli_reusing_an_export_folder_refuses_what_it_cannot_honour(cls_artifact: Artifact, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    folder = tmp_path / "src"
+    shutil.copytree(cls_artifact.folder, folder)
+    before = _snapshot(folder)
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"weights")
+    for extra, text in ((["-o", str(tmp_path / "elsewhere")], "-o "), (["--weights", str(other)], "--weights")):
+        code, err = _run(["--model", str(folder), "--half", "--opset", "18", *extra], monkeypatch, capsys)
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {text}"), err
+        assert _snapshot(folder) == before and not (tmp_path / "elsewhere").exists()
+    # options that only shape a new graph are listed as ignored, --opset included
+    code, err = _run(["--model", str(folder), "-o", str(folder), "--half", "--opset", "18", "--exporter", "dynamo",
+                      "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "ignoring --opset, --exporter (export from the model name" in caplog.text
+    assert "model.fp16.onnx" in json.loads((folder / "manifest.json").read_text())["files"]
+
+
+def test_cli_info_and_infer_on_a_lone_onnx_of_random_weights(cls_artifact: Artifact, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from pvt_deploy.assets import sample_images
+
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(cls_artifact.folder / "model.onnx", lone)
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", "info", str(lone)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    assert not e.value.code and "weights: RANDOM" in out.out + out.err
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", "infer", str(sample_images()[0]), "--model", str(lone),
+                                      "-o", str(tmp_path / "runs")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    assert not e.value.code, out.err
+    assert "RANDOM WEIGHTS" in out.out + out.err
+
+
+@pytest.mark.parametrize("build_fails", [True, False])
+def test_cli_trt_engine_is_built_before_the_export_replaces_the_old_one(
+        build_fails: bool, cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--format trt builds model.engine inside the new export: a failed build keeps the previous export."""
+    import shutil
+
+    import pvt_deploy.export.tensorrt as trt_export
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.manifest import file_entry, read_manifest, write_manifest
+
+    def fake_build(folder: Path, *, precision: str, **kwargs: object) -> Path:
+        assert folder.name.startswith(".cab2.pvt-new-") and (folder / "manifest.json").is_file()
+        if build_fails:
+            raise PvtDeployError("TensorRT could not build model.onnx (out of memory)")
+        (folder / "model.engine").write_bytes(b"plan")
+        manifest = read_manifest(folder)
+        manifest["files"]["model.engine"] = file_entry(folder / "model.engine", precision, source="model.onnx")
+        write_manifest(folder, manifest)
+        return folder / "model.engine"
+
+    monkeypatch.setattr(trt_export, "require_tensorrt", lambda: None)
+    monkeypatch.setattr(trt_export, "build_engine", fake_build)
+    folder = tmp_path / "cab2"
+    shutil.copytree(cls_artifact.folder, folder)
+    before = _snapshot(folder)
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-simplify", "--no-parity", "--format", "trt",
+                      "-o", str(folder)], monkeypatch, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cab2"]
+    if build_fails:
+        assert code == 1 and "out of memory" in err
+        assert _snapshot(folder) == before
+    else:
+        assert code == 0, err
+        m = read_manifest(folder)
+        assert m["model"] == "pvt_v2_b0-cls" and set(m["files"]) == {"model.onnx", "model.engine"}
+        assert (folder / "model.engine").read_bytes() == b"plan"
+
+
+def test_summary_table_shows_every_digit_in_80_columns(cls_artifact: Artifact) -> None:
+    """Logs and CI consoles are 80 columns wide: no figure of the summary may be cut to '…'."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from pvt_deploy.cli.export import summary_table
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(summary_table(cls_artifact.folder))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if line.startswith("model.onnx"))
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert re.search(r"\bfp32\b.*\d\.\d{6}\s+\d\.\de[-+]\d\d\s", row), row

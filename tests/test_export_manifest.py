@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from export_fixtures import Artifact
 
 from pvt_deploy.manifest import read_manifest, verify_file
 from pvt_deploy.tasks.preprocess import preprocess_spec
@@ -80,8 +81,146 @@ def test_crash_while_writing_leaves_no_model(tmp_path: Path, monkeypatch: pytest
 
     out = tmp_path / "crash"
     out.mkdir()
-    (out / "manifest.json").write_text('{"task": "classify", "format_version": 1}')  # an older export
+    old = '{"task": "classify", "format_version": 1}'
+    (out / "manifest.json").write_text(old)  # an older export
     monkeypatch.setattr(onnx, "save_model", half_written)
     with pytest.raises(OSError, match="No space left"):
         export_onnx("pvt_v2_b0-cls", out, imgsz=64, simplify=False, parity=False)
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] and (out / "manifest.json").read_text() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["crash"]  # no build folder left beside it
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (caches included) -> sha256."""
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _previous_export(cls_artifact: Artifact, tmp_path: Path) -> Path:
+    """A full earlier export (model, manifest, parity cache) plus an engine and a file of the user's."""
+    folder = tmp_path / "prev"
+    shutil.copytree(cls_artifact.folder, folder)
+    (folder / "model.engine").write_bytes(b"an engine built on a GPU")
+    (folder / "notes.txt").write_text("my notes\n")
+    return folder
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failed_reexport_keeps_the_previous_export(failure: BaseException, cls_artifact: Artifact, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure (or Ctrl-C) late in a re-export, after the new model.onnx exists, leaves every file of
+    the export that was there byte for byte, and no build folder."""
+    from pvt_deploy.export import export_onnx, precision
+
+    folder = _previous_export(cls_artifact, tmp_path)
+    before = _snapshot(folder)
+    reached: list[Path] = []
+
+    def fail(model: onnx.ModelProto) -> object:
+        reached.extend(tmp_path.glob(".prev.pvt-new-*/model.onnx"))  # the new graph was written, beside
+        raise failure
+
+    monkeypatch.setattr(precision, "convert_fp16", fail)
+    with pytest.raises(type(failure)):
+        export_onnx("pvt_v2_b0-cls", folder, imgsz=32, half=True, simplify=False, parity=False)
+    assert reached, "the failure came before the new model.onnx was written"
+    assert _snapshot(folder) == before
+    assert read_manifest(folder)["model"] == "pvt_tiny-cls"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
+
+
+def test_reexport_replaces_the_export_and_keeps_the_users_files(cls_artifact: Artifact, tmp_path: Path) -> None:
+    from pvt_deploy.export import export_onnx
+
+    folder = _previous_export(cls_artifact, tmp_path)
+    (folder / "calib").mkdir()
+    (folder / "calib" / "a.txt").write_text("x")
+    assert export_onnx("pvt_v2_b0-cls", folder, imgsz=32, simplify=False, parity=False) == folder
+    m = read_manifest(folder)
+    assert m["model"] == "pvt_v2_b0-cls" and set(m["files"]) == {"model.onnx"}
+    verify_file(folder, m, "model.onnx")
+    # the old pvt_tiny-cls variants and engine are gone; the user's files came along
+    assert sorted(p.name for p in folder.iterdir()) == ["calib", "manifest.json", "model.onnx", "notes.txt"]
+    assert (folder / "notes.txt").read_text() == "my notes\n" and (folder / "calib" / "a.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
+
+
+def test_reexport_that_fails_parity_keeps_the_previous_export(cls_artifact: Artifact, tmp_path: Path) -> None:
+    from pvt_deploy.errors import ParityError
+    from pvt_deploy.export import export_onnx
+
+    folder = _previous_export(cls_artifact, tmp_path)
+    before = _snapshot(folder)
+    with pytest.raises(ParityError):
+        export_onnx("pvt_v2_b0-cls", folder, imgsz=32, simplify=False, parity_tolerance=1e-12)
+    assert _snapshot(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
+
+
+def test_ctrl_c_during_the_swap_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between the renames of the swap is held until the new folder is in place."""
+    import os
+    import signal
+
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    old, new = tmp_path / "out", tmp_path / ".out.pvt-new-x"
+    for folder, text in ((old, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "manifest.json").write_text(text)
+    (old / "notes.txt").write_text("mine")
+    rename = os.rename
+
+    def interrupted_rename(src: str, dst: str) -> None:
+        rename(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "rename", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx_module._swap_in(new, old, old)
+    monkeypatch.setattr(os, "rename", rename)
+    assert (old / "manifest.json").read_text() == "new" and (old / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failed_extend_removes_only_what_it_added(cls_artifact: Artifact, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    folder = _previous_export(cls_artifact, tmp_path)
+    before = _snapshot(folder)
+
+    def fail(folder: Path, *args: object, **kwargs: object) -> object:
+        assert (folder / "model.fp16.onnx").is_file()  # written, not yet gated
+        raise RuntimeError("parity crashed")
+
+    monkeypatch.setattr(export_onnx_module, "_extend_parity", fail)
+    with pytest.raises(RuntimeError, match="parity crashed"):
+        export_onnx(folder, half=True)
+    after = _snapshot(folder)
+    assert not (folder / "model.fp16.onnx").exists()
+    assert {k: v for k, v in after.items() if not k.startswith(".ort-cache")} == \
+        {k: v for k, v in before.items() if not k.startswith(".ort-cache")}  # the cache may gain an entry
+
+
+def test_lone_onnx_of_a_random_weights_export_says_so(cls_artifact: Artifact, tmp_path: Path) -> None:
+    """The weights provenance travels in the ONNX metadata: a copied-out model.onnx still says RANDOM."""
+    from pvt_deploy.api import Model
+    from pvt_deploy.runtimes.loader import describe_artifact
+
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(cls_artifact.folder / "model.onnx", lone)
+    meta = {p.key: p.value for p in onnx.load(str(lone)).metadata_props}
+    assert json.loads(meta["pvt_deploy"])["weights"] == {"source": None, "sha256": None, "random_init": True}
+    facts = describe_artifact(lone)
+    assert facts["kind"] == "ONNX file (manifest from its metadata)"
+    assert facts["weights"] == {"source": None, "random_init": True}
+    assert Model(lone).random_weights
+
+
+def test_lone_onnx_of_a_real_weights_export_names_them(det_artifact: Artifact, tmp_path: Path) -> None:
+    from pvt_deploy.runtimes.loader import describe_artifact
+
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(det_artifact.folder / "model.onnx", lone)
+    assert describe_artifact(lone)["weights"] == {"source": str(det_artifact.weights), "random_init": False}

@@ -3,9 +3,12 @@
 The command parses options and calls :func:`pvt_deploy.export.export` (the library does the work);
 it adds a transient progress display, quiets the exporters' warnings, and prints a summary table.
 
-Exit codes: 0 done; 1 export failed; 2 bad input (unknown model, bad --imgsz, missing folder,
-unwritable output); 3 TensorRT/runtime unavailable; 5 parity outside tolerance (files are written and
-marked failed in manifest.json; --allow-parity-failure turns this into a warning).
+Exit codes: 0 done; 1 export failed; 2 bad input (unknown model, bad --imgsz or size range, missing
+folder, no readable calibration/parity image, unwritable output, -o/--weights with an export folder);
+3 TensorRT/runtime unavailable; 5 parity outside tolerance (files are written and marked failed in
+manifest.json, unless the output folder held an export, which is then kept; --allow-parity-failure
+turns this into a warning). A new export replaces its folder only once complete: a failure or Ctrl-C
+leaves the previous export as it was.
 """
 
 from __future__ import annotations
@@ -117,10 +120,12 @@ def summary_table(folder: Path) -> Any:
 
     m = read_manifest(folder)
     table = Table(title=f"{folder}  ({m.get('model')}, {m.get('task')})", title_justify="left",
-                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     table.add_column("file", no_wrap=True, min_width=19)
-    for col in ("precision", "MB", "parity", "cosine", "max rel", "agree", "s/batch"):
-        table.add_column(col, justify="left" if col in ("precision", "parity") else "right", no_wrap=True)
+    # 79 columns in all, so an 80-column terminal or a log file shows every digit; folded, never "…",
+    # where a terminal is narrower still
+    for col in ("prec", "MB", "parity", "cosine", "max rel", "agree", "s/batch"):
+        table.add_column(col, justify="left" if col in ("prec", "parity") else "right", overflow="fold")
     parity = m.get("parity") or {}
     ungated = False
     for name, entry in (m.get("files") or {}).items():

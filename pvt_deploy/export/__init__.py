@@ -72,8 +72,10 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     ``max_batch``, ``instances``...); ``backend="trt"`` builds the engine first.
 
     TensorRT is checked before any export work, so a machine without it fails in a second with a
-    one-line :class:`~pvt_deploy.errors.BackendUnavailableError`. Returns the artifact folder; the
-    engine is ``<folder>/model.engine``, the Triton model ``<triton_repo>/<model name>``.
+    one-line :class:`~pvt_deploy.errors.BackendUnavailableError`. The engine is built inside the new
+    export before it replaces ``out_dir``: a failed build leaves the previous export as it was.
+    Returns the artifact folder; the engine is ``<folder>/model.engine``, the Triton model
+    ``<triton_repo>/<model name>``.
     """
     import logging
 
@@ -92,14 +94,19 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         require_tensorrt()
     from pvt_deploy.export.onnx import export_onnx
 
-    folder = export_onnx(model, out_dir, **onnx_options)
     log = logging.getLogger("pvt_deploy.export")
-    if needs_engine:
+    precision = engine_precision(half=bool(onnx_options.get("half")), int8=bool(onnx_options.get("int8")))
+
+    def engine(artifact: Path) -> None:  # in the new export before it replaces the old one
         from pvt_deploy.export.tensorrt import build_engine
 
-        precision = engine_precision(half=bool(onnx_options.get("half")), int8=bool(onnx_options.get("int8")))
-        engine = build_engine(folder, precision=precision, **dict(tensorrt or {}))
-        log.info("TensorRT %s engine: %s", precision, engine)
+        build_engine(artifact, precision=precision, **dict(tensorrt or {}))
+
+    folder = export_onnx(model, out_dir, finish=engine if needs_engine else None, **onnx_options)
+    if needs_engine:
+        from pvt_deploy.export.tensorrt import ENGINE_NAME
+
+        log.info("TensorRT %s engine: %s", precision, folder / ENGINE_NAME)
     if format == "triton":
         from pvt_deploy.export.triton import export_triton
 

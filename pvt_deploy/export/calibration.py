@@ -8,6 +8,7 @@ to produce a working graph but not a tuned one — the exporter says so.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
+
+log = logging.getLogger("pvt_deploy.export")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
@@ -45,6 +48,32 @@ def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, wha
     return files[:limit] if limit else files
 
 
+def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
+    """The first ``limit`` image files of ``folder`` (by name) that decode.
+
+    Unreadable files are skipped with one warning naming them, as ``infer`` skips them; an
+    :class:`InputError` only when none decodes. Run before any slow export work, so a bad folder
+    fails in a second rather than after tracing.
+    """
+    good: list[Path] = []
+    bad: list[str] = []
+    for path in list_images(folder, what=what):
+        if limit and len(good) >= limit:
+            break
+        try:
+            read_rgb(path)
+        except InputError:
+            bad.append(path.name)
+            continue
+        good.append(path)
+    if bad:
+        names = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        if not good:
+            raise InputError(f"{what} folder {folder}: none of its {len(bad)} image(s) can be read ({names})")
+        log.warning("%s folder %s: skipped %d unreadable image(s): %s", what, folder, len(bad), names)
+    return good
+
+
 def bundled_images() -> list[Path]:
     from pvt_deploy.assets import sample_images
 
@@ -54,7 +83,10 @@ def bundled_images() -> list[Path]:
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise InputError(f"{path}: cannot read this image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
