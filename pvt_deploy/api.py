@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import Frame, Source, as_rgb_array, open_source
+from pvt_deploy.io.sources import Frame, Source, as_rgb_array, open_source, read_image
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
@@ -168,24 +168,26 @@ def _as_source(source: Any, vid_stride: int) -> Source:
     """An opened :class:`~pvt_deploy.io.Source` for whatever ``predict`` was given."""
     if isinstance(source, Source):
         return source
-    if isinstance(source, (list, tuple)) and source and not isinstance(source[0], (str, os.PathLike)):
+    if isinstance(source, (list, tuple)) and any(not isinstance(item, (str, os.PathLike)) for item in source):
         return _PictureList(source)
     return open_source_for(source, vid_stride=vid_stride)
 
 
 class _PictureList(Source):
-    """In-memory pictures (numpy RGB arrays or PIL images) named ``image0.jpg``, ``image1.jpg``..."""
+    """In-memory pictures (numpy RGB arrays or PIL images, named ``image0.jpg``, ``image1.jpg``...),
+    possibly mixed with image paths (read now, named by their path)."""
 
     kind = "images"
 
     def __init__(self, images: Sequence[Any]) -> None:
-        self._images = [as_rgb_array(im) for im in images]
+        self._images = [(read_image(im), os.fspath(im)) if isinstance(im, (str, os.PathLike))
+                        else (as_rgb_array(im), f"image{i}.jpg") for i, im in enumerate(images)]
         self.spec = f"{len(self._images)} images"
         self.frames = len(self._images)
 
     def _iter_frames(self) -> Iterator[Frame]:
-        for i, image in enumerate(self._images):
-            yield Frame(image, i, f"image{i}.jpg")
+        for i, (image, name) in enumerate(self._images):
+            yield Frame(image, i, name)
 
 
 def open_source_for(source: Any, *, vid_stride: int = 1) -> Source:

@@ -69,6 +69,25 @@ def test_predict_a_folder_an_array_and_a_list(det_model: Model) -> None:
     assert all(set(r.boxes.cls.tolist()) <= {0, 1, 2} for r in many)
 
 
+def test_mixed_lists_float_pictures_and_unknown_suffixes(det_model: Model, tmp_path: Path) -> None:
+    path = sample_image("chelsea")
+    image = read_image(path)
+    ref = det_model.predict(image)[0]
+    for mixed in ([str(path), image], [image, path]):  # paths and arrays in one list, either order
+        results = det_model.predict(mixed)
+        assert len(results) == 2 and sum(r.path.endswith("chelsea.jpg") for r in results) == 1
+        for r in results:
+            assert np.allclose(r.boxes.xyxy, ref.boxes.xyxy, atol=1e-3)
+    # img.astype(np.float32) keeps 0..255; 0..1 floats are still read as 0..1
+    for floats in (image.astype(np.float32), image.astype(np.float64) / 255.0):
+        r = det_model.predict(floats)[0]
+        assert np.abs(r.orig_img.astype(int) - image).max() <= 1
+        assert np.allclose(r.boxes.xyxy, ref.boxes.xyxy, atol=0.5)
+    with pytest.raises(InputError, match="cannot encode an image as '.xyz'"):
+        ref.save(tmp_path / "x.xyz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_predict_a_video_as_a_stream(det_model: Model, clip: Path) -> None:
     gen = det_model.predict(clip, stream=True, vid_stride=2, batch=2)
     assert not isinstance(gen, list)

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from test_io_sinks import audio_of, clip_with_audio, frame_times
@@ -134,6 +135,35 @@ def test_corrupt_image_in_a_folder_is_skipped_with_a_warning(
                                                                   "predictions_coco.json"]
     record = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
     assert {d["class"] for d in record["detections"]} <= {"person", "cat"}
+
+
+def test_coco_image_ids_stay_unique_when_file_names_collide(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_export: Path, tmp_path: Path) -> None:
+    """001.jpg and 1.jpg both read as COCO id 1, a.jpg and a.png both as "a": COCOeval would merge
+    their detections. Later ones get their file name, with a warning."""
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    for name in ("001.jpg", "1.jpg", "a.jpg"):
+        shutil.copyfile(sample_images()[2], folder / name)
+    cv2.imwrite(str(folder / "a.png"), cv2.imread(str(sample_images()[0])))
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
+                           "--conf", "0.01", "--no-save", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    coco = json.loads((tmp_path / "out" / "predictions_coco.json").read_text())
+    per_id: dict[object, int] = {}
+    for d in coco:
+        per_id[d["image_id"]] = per_id.get(d["image_id"], 0) + 1
+    expected: dict[object, int] = {}
+    for r in lines:  # in processing order, the first of two names keeps the id its file name gives
+        name = Path(r["source"]).name
+        stem = Path(name).stem
+        natural = int(stem) if stem.isdigit() else stem
+        expected[name if natural in expected else natural] = len(r["detections"])
+    assert per_id == expected and len(expected) == 4
+    assert caplog.text.count("is taken by") == 2
 
 
 def test_truncated_video_processes_the_prefix_and_stays_playable(

@@ -48,3 +48,19 @@ def test_detector_unseen_sizes_match_pytorch(det_artifact) -> None:
         assert report["outputs"]["scores"]["max_abs"] < 1e-4
         total += report["task"]["ref_detections"]
     assert total > 50, "the perturbed head should produce detections"
+
+
+def test_features_graph_declares_its_channels(feat_artifact) -> None:
+    """Buffers are sized from the declared shapes (TensorRT, Triton): the four maps' channels are
+    fixed numbers, only batch and the spatial sizes are dynamic."""
+    import onnx
+
+    from pvt_deploy.manifest import read_manifest
+
+    model = onnx.load(str(feat_artifact.folder / "model.onnx"), load_external_data=False)
+    channels = feat_artifact.module.model.out_channels
+    declared = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert declared == {f"feat_s{s}": ["batch", c, f"height_s{s}", f"width_s{s}"]
+                        for s, c in zip((4, 8, 16, 32), channels, strict=True)}
+    outputs = {o["name"]: o["shape"] for o in read_manifest(feat_artifact.folder)["outputs"]}
+    assert outputs == declared

@@ -397,15 +397,19 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
 # --------------------------------------------------------------------------------------------------
 
 
-def output_dim_names(output_names: Sequence[str], max_detections: int | None = None
-                     ) -> dict[str, dict[int, str | int]]:
+def output_dim_names(output_names: Sequence[str], max_detections: int | None = None,
+                     feature_channels: Sequence[int] | None = None) -> dict[str, dict[int, str | int]]:
     """Readable names of every dynamic dim of the graph's inputs and outputs (an int: a dim that is
-    fixed although the exporter could not tell, like graph NMS's ``max_detections``)."""
+    fixed although the exporter could not tell, like graph NMS's ``max_detections`` or the channels
+    of the ``features`` maps, which come out of a token reshape)."""
     names: dict[str, dict[int, str | int]] = {"images": {0: "batch", 2: "height", 3: "width"}}
+    features = [out for out in output_names if out.startswith("feat_s")]
     for out in output_names:
         if out.startswith("feat_s"):
             s = out[len("feat_s"):]
             names[out] = {0: "batch", 2: f"height_s{s}", 3: f"width_s{s}"}
+            if feature_channels is not None and len(feature_channels) == len(features):
+                names[out][1] = int(feature_channels[features.index(out)])
         elif out == "seg_logits":
             names[out] = {0: "batch", 2: "height_s4", 3: "width_s4"}
         elif out == "seg_mask":
@@ -417,6 +421,13 @@ def output_dim_names(output_names: Sequence[str], max_detections: int | None = N
         else:
             names[out] = {0: "batch"}
     return names
+
+
+def _feature_channels(module: Any) -> list[int] | None:
+    """The channels of a ``features`` graph's four maps (the backbone's ``out_channels``)."""
+    model = getattr(module, "model", None)
+    channels = getattr(getattr(model, "backbone", model), "out_channels", None)
+    return [int(c) for c in channels] if channels else None
 
 
 def choose_trace_size(allowed: set[int], size_range: tuple[int, int], pre_nms_topk: int | None) -> tuple[int, int]:
@@ -464,7 +475,7 @@ def trace_to_onnx(module: Any, example: Any, *, exporter: str, dynamic: bool, op
     from pvt_deploy.export.graph import name_dims
 
     in_names, out_names = list(module.input_names), list(module.output_names)
-    dims = output_dim_names(out_names, getattr(module, "max_detections", None))
+    dims = output_dim_names(out_names, getattr(module, "max_detections", None), _feature_channels(module))
     axes = {k: {a: n for a, n in v.items() if isinstance(n, str)} for k, v in dims.items()}
     uses_nms = any(n == "num_dets" for n in out_names)
     with _quiet_torch_export(), torch.no_grad():
@@ -928,7 +939,8 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     if simplify:
         with steps.phase("simplify"):
             proto = g.simplify(proto)
-            g.name_dims(proto, output_dim_names(list(module.output_names), getattr(module, "max_detections", None)))
+            g.name_dims(proto, output_dim_names(list(module.output_names), getattr(module, "max_detections", None),
+                                                _feature_channels(module)))
     nodes_after = g.node_count(proto)
     log.info("%s: traced with %s (opset %d) in %.1f s; %d nodes, %d after simplification", loaded.name, exporter,
              g.opset_of(proto), steps.seconds["trace"], nodes_before, nodes_after)

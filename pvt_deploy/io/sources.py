@@ -178,7 +178,8 @@ def as_rgb_array(image: Any) -> np.ndarray:
     """An in-memory picture (numpy array assumed RGB, or a PIL image) -> HxWx3 uint8 RGB.
 
     Arrays are *not* channel-swapped: pvt-deploy is RGB end to end, so an array from
-    ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``).
+    ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``). A float array is read as
+    0..1 when no value exceeds 1, else as 0..255 (``img.astype(np.float32)`` of a uint8 picture).
     """
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
         image = np.asarray(image.convert("RGB"))
@@ -186,6 +187,8 @@ def as_rgb_array(image: Any) -> np.ndarray:
         raise InputError(f"expected a numpy array or PIL image, got {type(image).__name__}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.size == 0:
         raise InputError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {image.shape}")
+    if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image, initial=0.0)) > 1.0:
+        image = np.clip(np.nan_to_num(image), 0.0, 255.0) / 255.0  # 0..255 floats, not 0..1
     img = _to_uint8(image)
     if img.ndim == 2 or img.shape[2] == 1:
         img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)

@@ -627,6 +627,7 @@ class ResultWriter:
         self._video_key: str | None = None
         self._jsonl: Any = None
         self._coco: Any = None
+        self._coco_ids: dict[int | str, str] = {}  # COCO image_id -> the source it was given to
         self._taken: set[str] = set()  # names given to videos and masks in this run
         self._failed = False
         self._results = 0
@@ -657,14 +658,32 @@ class ResultWriter:
             if self._jsonl is not None:
                 self._jsonl.write(result.to_dict())
             if self._coco is not None and result.boxes is not None:
-                from pvt_deploy.io.sinks import coco_image_id
-
-                image_id: int | str = result.frame if result.frame is not None else coco_image_id(result.path)
-                self._coco.add(image_id, result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+                self._coco.add(self._coco_image_id(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
         except OSError as e:  # av.error.OSError too: a full disk, a folder made read-only mid-run
             self._failed = True
             raise output_error(self.save_dir, e) from None
         self._results += 1
+
+    def _coco_image_id(self, result: Result) -> int | str:
+        """COCO's id for a result: the frame number in a video, else from the file name
+        (``000000397133.jpg`` -> 397133). Two sources that would share one (``001.jpg`` and ``1.jpg``,
+        ``a.jpg`` and ``a.png``, frame 0 of two videos) would have their detections merged by
+        ``COCOeval``, so a later one gets its file name (``1.jpg``, ``b.mp4:0``), then its full path,
+        with a warning."""
+        from pvt_deploy.io.sinks import coco_image_id
+
+        frame = result.frame
+        natural: int | str = frame if frame is not None else coco_image_id(result.path)
+        name = Path(result.path).name
+        for image_id in (natural, name if frame is None else f"{name}:{frame}",
+                         result.path if frame is None else f"{result.path}:{frame}"):
+            owner = self._coco_ids.setdefault(image_id, result.path)
+            if owner == result.path:
+                if image_id != natural:
+                    log.warning("COCO image_id %r of %s is taken by %s; using %r", natural, result.path,
+                                self._coco_ids[natural], image_id)
+                return image_id
+        raise InputError(f"{result.path}: no unique COCO image_id (its path is used twice in one run)")
 
     def _write_image(self, result: Result) -> None:
         from pvt_deploy.io.sinks import ImageWriter, free_path

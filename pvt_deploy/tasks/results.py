@@ -258,9 +258,12 @@ class Result:
         from pvt_deploy.utils.files import atomic_path
 
         target = Path(path)
-        ok, data = cv2.imencode(target.suffix or ".jpg", cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        try:
+            ok, data = cv2.imencode(target.suffix or ".jpg", cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        except cv2.error:  # OpenCV raises, rather than returning False, for a suffix it has no encoder for
+            ok = False
         if not ok:
-            raise InputError(f"cannot encode an image as {target.suffix!r}")
+            raise InputError(f"cannot encode an image as {target.suffix!r} (use .jpg, .png, .bmp, .webp or .tif)")
         with atomic_path(target) as tmp:
             data.tofile(str(tmp))
         return target
