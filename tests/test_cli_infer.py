@@ -163,7 +163,7 @@ def test_coco_image_ids_stay_unique_when_file_names_collide(
         natural = int(stem) if stem.isdigit() else stem
         expected[name if natural in expected else natural] = len(r["detections"])
     assert per_id == expected and len(expected) == 4
-    assert caplog.text.count("is taken by") == 2
+    assert caplog.text.count("COCO image ids of") == 2
 
 
 def test_truncated_video_processes_the_prefix_and_stays_playable(

@@ -299,3 +299,23 @@ def test_a_write_failure_while_finishing_removes_what_was_unfinished(
         list(_model(FakeBackend()).predict(ListSource(6), stream=True, save=True, save_json=True, save_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["memory.mp4"]
     assert decode_video(tmp_path / "memory.mp4")[1] == 6
+
+
+def test_coco_ids_of_two_videos_never_merge_and_cost_nothing_per_frame(tmp_path: Path) -> None:
+    """Frame numbers are the ids of the first video; a second video's frames are named by its file,
+    so COCOeval keeps them apart. The writer remembers sources, not frames (a stream runs for days)."""
+    import json
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    names = [f"c{i}" for i in range(80)]
+    writer = ResultWriter(tmp_path, task="detect", names=names, save=False, save_json=True)
+    boxes = Boxes(np.array([[1, 2, 11, 22]], np.float32), np.array([0.9], np.float32), np.array([3]), names, (32, 32))
+    for path in ("a/cam.mp4", "b/cam.mp4", "b/other.mp4"):
+        for frame in range(3):
+            writer.write(Result("detect", np.zeros((32, 32, 3), np.uint8), path, names, frame=frame, boxes=boxes))
+    assert len(writer._coco_ids) == 3  # one per video, not per frame
+    writer.close()
+    ids = [d["image_id"] for d in json.loads((tmp_path / "predictions_coco.json").read_text())]
+    assert ids == [0, 1, 2, "cam.mp4:0", "cam.mp4:1", "cam.mp4:2", "other.mp4:0", "other.mp4:1", "other.mp4:2"]

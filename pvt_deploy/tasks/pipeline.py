@@ -627,7 +627,8 @@ class ResultWriter:
         self._video_key: str | None = None
         self._jsonl: Any = None
         self._coco: Any = None
-        self._coco_ids: dict[int | str, str] = {}  # COCO image_id -> the source it was given to
+        self._coco_ids: dict[int | str, str] = {}  # COCO image_id (or a video's id prefix) -> its source
+        self._coco_keys: dict[str, int | str] = {}  # source -> that id or prefix
         self._taken: set[str] = set()  # names given to videos and masks in this run
         self._failed = False
         self._results = 0
@@ -666,24 +667,29 @@ class ResultWriter:
 
     def _coco_image_id(self, result: Result) -> int | str:
         """COCO's id for a result: the frame number in a video, else from the file name
-        (``000000397133.jpg`` -> 397133). Two sources that would share one (``001.jpg`` and ``1.jpg``,
-        ``a.jpg`` and ``a.png``, frame 0 of two videos) would have their detections merged by
-        ``COCOeval``, so a later one gets its file name (``1.jpg``, ``b.mp4:0``), then its full path,
-        with a warning."""
+        (``000000397133.jpg`` -> 397133). Two sources that would share ids (``001.jpg`` and ``1.jpg``,
+        ``a.jpg`` and ``a.png``, the frames of two videos) would have their detections merged by
+        ``COCOeval``, so a later one is named by its file name (``1.jpg``, ``b.mp4:0``), or its full
+        path, with a warning. One entry per image or video, none per frame (streams run for days)."""
         from pvt_deploy.io.sinks import coco_image_id
 
-        frame = result.frame
-        natural: int | str = frame if frame is not None else coco_image_id(result.path)
-        name = Path(result.path).name
-        for image_id in (natural, name if frame is None else f"{name}:{frame}",
-                         result.path if frame is None else f"{result.path}:{frame}"):
-            owner = self._coco_ids.setdefault(image_id, result.path)
-            if owner == result.path:
-                if image_id != natural:
-                    log.warning("COCO image_id %r of %s is taken by %s; using %r", natural, result.path,
-                                self._coco_ids[natural], image_id)
-                return image_id
-        raise InputError(f"{result.path}: no unique COCO image_id (its path is used twice in one run)")
+        path, frame = result.path, result.frame
+        key: int | str = "" if frame is not None else coco_image_id(path)  # "": the bare frame numbers
+        prefix = self._coco_keys.get(path)
+        if prefix is None:
+            for candidate in (key, Path(path).name, path):
+                owner = self._coco_ids.setdefault(candidate, path)
+                if owner == path:
+                    break
+            else:
+                raise InputError(f"{path}: no unique COCO image_id (its path is used twice in one run)")
+            if candidate != key:
+                log.warning("COCO image ids of %s would be those of %s; using %r", path, self._coco_ids[key],
+                            f"{candidate}:<frame>" if frame is not None else candidate)
+            prefix = self._coco_keys[path] = candidate
+        if frame is None:
+            return prefix
+        return frame if prefix == "" else f"{prefix}:{frame}"
 
     def _write_image(self, result: Result) -> None:
         from pvt_deploy.io.sinks import ImageWriter, free_path
