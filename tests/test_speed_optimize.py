@@ -189,6 +189,27 @@ def test_new_recipe_replaces_only_its_own_sources_copy(graphs: dict, tmp_path: P
     assert not old_b.path.exists() and new_b.path.exists() and new_a.path.exists()
 
 
+def test_new_recipe_prunes_a_copy_built_before_the_folder_was_renamed(graphs: dict, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export is built in a hidden folder and renamed into place, so its cached copy records the
+    old path; an upgrade must still delete it rather than leave ~260 MB behind."""
+    from pvt_deploy.export import optimize
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    staging = tmp_path / ".exp.pvt-new-1234"
+    staging.mkdir()
+    (staging / "model.onnx").write_bytes(graphs["pvt_tiny-cls"][0].read_bytes())
+    optimized_graph(staging / "model.onnx")  # what the parity gate does inside the staging folder
+    final = tmp_path / "exp"
+    staging.rename(final)
+    old = list((final / ".ort-cache").glob("*.onnx"))
+    assert len(old) == 1
+    monkeypatch.setattr(optimize, "RECIPE", optimize.RECIPE + 1)
+    new = optimized_graph(final / "model.onnx")
+    assert not new.cached and list((final / ".ort-cache").glob("*.onnx")) == [new.path]
+    assert len(list((final / ".ort-cache").glob("*.json"))) == 1
+
+
 def test_graph_without_matches_loads_as_is(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 

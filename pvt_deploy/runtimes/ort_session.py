@@ -180,15 +180,19 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
 
 def _prune_stale(src: Path, keep: Path) -> None:
     """Delete the copies an earlier recipe or version built for the same source (a detector's copy
-    is ~260 MB): records beside ``keep`` named ``<stem>.<key>.json`` whose ``source`` is ``src``.
-    Copies of other sources sharing the folder (the per-user cache) are never touched."""
+    is ~260 MB): records beside ``keep`` named ``<stem>.<key>.json`` — in the source's own
+    ``.ort-cache`` all of them, in the per-user cache those whose ``source`` is ``src`` (copies of
+    other sources sharing that folder are never touched)."""
     pattern = re.compile(rf"{re.escape(src.stem)}\.[0-9a-f]{{20}}\.json")
     me = src.resolve()
+    # The .ort-cache beside a source serves that one file (its recorded path may be the hidden folder
+    # the export was built in before it was renamed into place); the per-user cache serves many.
+    beside = keep.parent.resolve() == me.parent / CACHE_DIRNAME
     for other in keep.parent.glob(f"{src.stem}.*.json"):
         if other == keep or not pattern.fullmatch(other.name):
             continue
         try:
-            if Path(json.loads(other.read_text()).get("source", "")).resolve() != me:
+            if not beside and Path(json.loads(other.read_text()).get("source", "")).resolve() != me:
                 continue
             other.with_suffix(".onnx").unlink(missing_ok=True)
             other.unlink(missing_ok=True)
