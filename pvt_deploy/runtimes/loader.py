@@ -350,12 +350,8 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                               random_weights_ok=random_weights_ok, options=options)
     elif path.is_file():
         result = _load_file(path, kind, prec, device, task=task, verify=verify, options=options)
-    elif _looks_like_path(text):
-        raise ModelNotFoundError(f"no such file or folder: {text}")
     else:
-        from pvt_deploy.models.zoo import resolve_name
-
-        resolve_name(text)  # an unknown name says so (with the closest one), whatever the backend
+        require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
             raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
                                      f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
