@@ -173,29 +173,32 @@ class OnnxRuntimeBackend(Backend):
 
             rewrites = optimized_graph(self.path)
             load_path = rewrites.path
-        try:
-            self._session: Any = ort.InferenceSession(str(load_path), sess_options=options, providers=list(providers))
-        except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
-            if rewrites is None or not rewrites.changed:
+
+        def session_for(graph: Path) -> Any:
+            try:
+                return ort.InferenceSession(str(graph), sess_options=options, providers=list(providers))
+            except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
                 raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
+
+        try:
+            self._session: Any = session_for(load_path)
+        except InputError as e:
+            if rewrites is None or not rewrites.changed:
+                raise
             # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
             # source, and if even that will not load, run the graph as exported.
             from pvt_deploy.runtimes.ort_session import discard, optimized_graph
 
             log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
-                        rewrites.path.name, _one_line(e))
+                        rewrites.path.name, _one_line(e.__cause__ or e))
             discard(rewrites)
             rewrites = optimized_graph(self.path)
             load_path = rewrites.path
             try:
-                self._session = ort.InferenceSession(str(load_path), sess_options=options, providers=list(providers))
-            except Exception:  # noqa: BLE001 - the source's own error is the one to report
+                self._session = session_for(load_path)
+            except InputError:  # the source's own error is the one to report
                 load_path, rewrites = self.path, None
-                try:
-                    self._session = ort.InferenceSession(str(load_path), sess_options=options,
-                                                         providers=list(providers))
-                except Exception as e2:
-                    raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e2)})") from e2
+                self._session = session_for(load_path)
         self._ort = ort
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
