@@ -224,3 +224,30 @@ def test_lone_onnx_of_a_real_weights_export_names_them(det_artifact: Artifact, t
     lone = tmp_path / "lone.onnx"
     shutil.copy(det_artifact.folder / "model.onnx", lone)
     assert describe_artifact(lone)["weights"] == {"source": str(det_artifact.weights), "random_init": False}
+
+
+def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> None:
+    """A SIGKILL in mid-export leaves its hidden build folder; the next export into the same folder
+    deletes it, but not one whose process still runs nor one made on another host."""
+    import os
+    import subprocess
+
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    host = export_onnx_module._owner().split("-")[0]
+    child = subprocess.Popen(["true"])  # noqa: S607
+    child.wait()
+    gone_pid = child.pid  # reaped: no such process any more
+    killed = tmp_path / f".out.pvt-new-{host}-{gone_pid}-ab12"
+    running = tmp_path / f".out.pvt-new-{host}-{os.getpid()}-cd34"
+    elsewhere = tmp_path / f".out.pvt-new-0badf00d-{gone_pid}-ef56"
+    other_target = tmp_path / f".other.pvt-new-{host}-{gone_pid}-0a0b"
+    for folder in (killed, running, elsewhere, other_target):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    with export_onnx_module._replacing(tmp_path / "out") as staging:
+        assert staging.name.startswith(f".out.pvt-new-{host}-{os.getpid()}-")
+        (staging / "manifest.json").write_text("{}")
+    assert not killed.exists()
+    assert all((f / "model.onnx").is_file() for f in (running, elsewhere, other_target))
+    assert (tmp_path / "out" / "manifest.json").read_text() == "{}"

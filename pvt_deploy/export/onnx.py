@@ -174,12 +174,31 @@ def _listed_files(folder: Path) -> list[str]:
         return []
 
 
+def _owner() -> str:
+    """``<host>-<pid>`` of this process, host as a CRC of its name: who built a staging folder."""
+    import socket
+    import zlib
+
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but not ours to signal
+    return True
+
+
 def _new_sibling(target: Path, tag: str, *, create: bool) -> Path:
-    """A fresh hidden name beside ``target`` (same file system, so renames are atomic)."""
+    """A fresh hidden name beside ``target`` (same file system, so renames are atomic), naming the
+    process that made it."""
     import secrets
 
     while True:
-        path = target.parent / f".{target.name}.pvt-{tag}-{secrets.token_hex(4)}"
+        path = target.parent / f".{target.name}.pvt-{tag}-{_owner()}-{secrets.token_hex(2)}"
         if not create:
             if not os.path.lexists(path):
                 return path
@@ -218,6 +237,7 @@ def _replacing(out: Path) -> Iterator[Path]:
     target = _output_target(out)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_abandoned(target)
         staging = _new_sibling(target, "new", create=True)
     except OSError as e:
         raise InputError(f"cannot write to output folder {out} ({e.strerror or e})") from e
@@ -235,6 +255,20 @@ def _replacing(out: Path) -> Iterator[Path]:
         _discard(staging)
         raise
     _swap_in(staging, target, out)
+
+
+def _sweep_abandoned(target: Path) -> None:
+    """Delete the staging folders of earlier exports into ``target`` whose process, on this host, is gone
+    (killed with SIGKILL, out of memory, a power cut). They hold only files the export generated; a
+    live export's folder, or one made on another host sharing the disk, is left alone."""
+    prefix = f".{target.name}.pvt-new-"
+    host = _owner().split("-")[0]
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            owner = entry.name[len(prefix):].split("-") if entry.name.startswith(prefix) else []
+            if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+                _discard(entry)
+                log.info("removed %s, left by an export that was killed", entry)
 
 
 def _discard(path: Path) -> None:
