@@ -302,16 +302,23 @@ def test_writing_into_the_input_folder_never_replaces_an_input(
         shutil.copyfile(path, photos / path.name)
     shutil.copyfile(photos / "coffee.jpg", photos / "coffee_1.jpg")
     before = md5s(photos)
-    code, _, err = run(monkeypatch, capsys, "infer", str(photos), "--model", str(det_export), "-o", str(photos))
+    code, _, err = run(monkeypatch, capsys, "infer", str(photos), "--model", str(det_export), "-o", str(photos),
+                       "--save-json")
     assert code == 0, err
+    assert "predictions_coco.json" in err  # the summary names the JSON files after any number of images
+    first_run = md5s(photos)
     code, _, err = run(monkeypatch, capsys, "infer", str(photos / "astronaut.jpg"), "--model", str(det_export),
-                       "-o", str(photos))  # a single file into its own folder, where astronaut_1.jpg now exists too
-    assert code == 0, err
+                       "-o", str(photos), "--save-json")  # a single file into its own folder, where astronaut_1.jpg
+    assert code == 0, err                                # and the first run's JSON now exist too
     after = md5s(photos)
-    assert {name: after[name] for name in before} == before
+    assert {name: after[name] for name in first_run} == first_run
     outputs = {"astronaut_1.jpg": "astronaut.jpg", "chelsea_1.jpg": "chelsea.jpg", "coffee_2.jpg": "coffee.jpg",
                "coffee_1_1.jpg": "coffee_1.jpg", "astronaut_2.jpg": "astronaut.jpg"}
-    assert sorted(after) == sorted([*before, *outputs])
+    runs_json = ["predictions.jsonl", "predictions_coco.json", "predictions_1.jsonl", "predictions_coco_1.json"]
+    assert sorted(after) == sorted([*before, *outputs, *runs_json])
+    assert len((photos / "predictions.jsonl").read_text().splitlines()) == 4
+    assert [json.loads(line)["source"] for line in (photos / "predictions_1.jsonl").read_text().splitlines()] == [
+        str(photos / "astronaut.jpg")]
     for out, src in outputs.items():
         image, original = cv2.imread(str(photos / out)), cv2.imread(str(photos / src))
         assert image is not None and original is not None and image.shape == original.shape

@@ -321,7 +321,11 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None)
         console.print(f"[yellow]source ended early: {escape(summary.source_error)}; the frames read were processed[/]")
     if save_dir is not None:
         console.print(f"results saved to [bold]{escape(str(save_dir))}[/]", soft_wrap=True)
-        for path in summary.outputs[:5]:
+        media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl"))]
+        for path in media[:5]:
             console.print(f"  {escape(path)}", soft_wrap=True)
-        if len(summary.outputs) > 5:
-            console.print(f"  ... and {len(summary.outputs) - 5} more")
+        if len(media) > 5:
+            console.print(f"  ... and {len(media) - 5} more")
+        for path in summary.outputs:
+            if path not in media:
+                console.print(f"  {escape(path)}", soft_wrap=True)

@@ -599,7 +599,8 @@ class ResultWriter:
 
     No file that exists before the run is replaced: a name already taken (the input itself when
     ``save_dir`` is its folder, an earlier run's output) gets ``_1``, ``_2``...
-    (:func:`~pvt_deploy.io.sinks.free_path`), for images, masks and videos alike.
+    (:func:`~pvt_deploy.io.sinks.free_path`), for images, masks and videos alike, and an earlier
+    run's JSON makes this run's ``predictions_1.jsonl`` and ``predictions_coco_1.json``.
 
     ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
     written stays valid and playable); the COCO file is only written by a run that completed, and
@@ -637,10 +638,11 @@ class ResultWriter:
             if save_json:
                 from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter
 
-                self._jsonl = JsonlWriter(self.save_dir / "predictions.jsonl")
+                jsonl, coco = _json_paths(self.save_dir, detect=task == "detect")
+                self._jsonl = JsonlWriter(jsonl)
                 if task == "detect":
                     ids = COCO80_TO_91 if _is_coco(self.names) else None
-                    self._coco = _spooled_coco_writer(self.save_dir / "predictions_coco.json", category_ids=ids)
+                    self._coco = _spooled_coco_writer(coco, category_ids=ids)
         except OSError as e:
             self._discard()
             raise output_error(self.save_dir, e) from None
@@ -774,6 +776,20 @@ class ResultWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.close(exc)
+
+
+def _json_paths(folder: Path, *, detect: bool) -> tuple[Path, Path]:
+    """``predictions.jsonl`` and ``predictions_coco.json`` in ``folder``, or the first ``_1``, ``_2``...
+    pair whose names are free (with no ``.part`` of a killed run either): an earlier run's JSON is
+    kept, like its images, and a run's two files share their suffix."""
+    n = 0
+    while True:
+        tail = f"_{n}" if n else ""
+        pair = folder / f"predictions{tail}.jsonl", folder / f"predictions_coco{tail}.json"
+        if not any(os.path.lexists(p) or os.path.lexists(p.with_name(p.name + ".part"))
+                   for p in pair[: 2 if detect else 1]):
+            return pair
+        n += 1
 
 
 def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> Any:
