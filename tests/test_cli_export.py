@@ -76,6 +76,7 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
      "--max-size 128 is smaller than --imgsz 256x256"),
     (["--model", "pvt_v2_b0-cls", "--min-size", "16"], 2, "--min-size 16: must be at least 32"),
     (["--model", "pvt_v2_b0-cls", "-o", "."], 2, "is (or holds) the current folder"),
+    (["--model", "pvt_v2_b0-cls", "--format", "triton", "--instance-kind", "tpu"], 2, "--instance-kind 'tpu'"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,3 +284,19 @@ def test_summary_table_shows_every_digit_in_80_columns(cls_artifact: Artifact) -
     row = next(line for line in text.splitlines() if line.startswith("model.onnx"))
     assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
     assert re.search(r"\bfp32\b.*\d\.\d{6}\s+\d\.\de[-+]\d\d\s", row), row
+
+
+def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``--format triton`` writes exports/triton/<model>: a config that tritonclient parses, the export's
+    graph (same bytes), and the instance kind asked for."""
+    from test_triton_export import model_config_pb2, parse_config
+
+    out = tmp_path / "exports" / "b0"
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-simplify", "--no-parity", "--format", "triton",
+                    "--instance-kind", "cpu", "-o", str(out)], monkeypatch, capsys)
+    assert rc == 0, err
+    model_dir = tmp_path / "exports" / "triton" / "pvt_v2_b0-cls"
+    cfg = parse_config(model_dir / "config.pbtxt")
+    assert cfg.backend == "onnxruntime" and cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU
+    assert (model_dir / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()

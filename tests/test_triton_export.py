@@ -211,10 +211,26 @@ def test_tensorrt_plan(tmp_path: Path) -> None:
     embedded = json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)
     assert embedded["triton"]["precision"] == "fp16" and embedded["tensorrt"]["version"] == "10.13.0"
 
+    assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_GPU  # an engine's default
     with pytest.raises(InputError, match="GPU"):
         export_triton(art, repo, backend="trt", kind="CPU")
     with pytest.raises(InputError, match="accelerator"):
         export_triton(art, repo, backend="trt", trt_fp16_accelerator=True)
+
+
+def test_default_onnx_model_loads_on_any_server_and_shares_the_exports_bytes(tmp_path: Path) -> None:
+    """An onnxruntime model defaults to KIND_AUTO (a CPU-only tritonserver refuses KIND_GPU); its file is
+    a hard link to the export's, which keeps the served bytes when the export is replaced by rename."""
+    from pvt_deploy.utils.files import atomic_write_bytes
+
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    served = export_triton(art, tmp_path / "repo") / "1" / "model.onnx"
+    cfg = parse_config(served.parent.parent / "config.pbtxt")
+    assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_AUTO
+    original = (art / "model.onnx").read_bytes()
+    assert served.stat().st_ino == (art / "model.onnx").stat().st_ino and served.read_bytes() == original
+    atomic_write_bytes(art / "model.onnx", b"a re-export")
+    assert served.read_bytes() == original
 
 
 def test_lone_onnx_and_external_data(tmp_path: Path) -> None:

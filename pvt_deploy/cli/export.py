@@ -237,6 +237,10 @@ def export(
     max_batch: Annotated[int, typer.Option(help="Triton max_batch_size (0 = no batching).",
                                            rich_help_panel=TRITON_PANEL)] = 8,
     instances: Annotated[int, typer.Option(help="Triton model instances.", rich_help_panel=TRITON_PANEL)] = 1,
+    instance_kind: Annotated[str | None, typer.Option(
+        help="Where Triton runs the instances: auto (its GPUs, or its CPU where it has none), gpu or cpu "
+             "[default: auto for onnx, gpu for trt].",
+        show_default=False, rich_help_panel=TRITON_PANEL)] = None,
 ) -> None:
     """Export a PVT model to ONNX (dynamic shapes, checked graph, parity-gated), optionally with FP16 and
     INT8 variants, a TensorRT engine or a Triton model.
@@ -262,7 +266,8 @@ def export(
             tensorrt={"shapes": shapes or None, "workspace_gib": workspace, "timing_cache": timing_cache,
                       "version_compatible": version_compatible, "hardware_compatible": hardware_compatible,
                       "progress": progress},
-            triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances},
+            triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances,
+                    "kind": instance_kind.upper() if instance_kind else None},
             task=task, weights=weights, trust_checkpoint=trust_checkpoint, imgsz=imgsz, dynamic=dynamic, batch=batch,
             min_size=min_size, max_size=max_size, opset=opset, half=half, int8=int8, int8_flavour=int8_flavour,
             int8_cpu=int8_cpu, calib=calib, calib_size=calib_size, images=images, nms=nms, seg_output=seg_output,

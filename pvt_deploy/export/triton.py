@@ -227,8 +227,15 @@ def _external_data_files(path: Path) -> list[str]:
 
 
 def _copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` where both share a file system (a repository beside the export
+    costs no second ~100 MB; pvt-deploy replaces files by rename, never in place, so the link keeps
+    the served bytes), else a copy."""
     with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+        try:
+            tmp.unlink()  # atomic_path made it; a link needs the name free
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -> str:
@@ -250,7 +257,7 @@ def export_triton(
     max_batch: int = 8,
     instances: int = 1,
     name: str | None = None,
-    kind: Literal["GPU", "CPU", "AUTO"] = "GPU",
+    kind: Literal["GPU", "CPU", "AUTO"] | None = None,
     trt_fp16_accelerator: bool = False,
     dynamic_batching: bool = True,
     max_queue_delay_us: int = 100,
@@ -269,11 +276,13 @@ def export_triton(
     ``max_batch`` is Triton's ``max_batch_size`` (0 disables Triton batching). For engines it is clamped
     to the optimization profile's maximum batch, which Triton would otherwise reject at load time.
     ``dynamic_batching`` lets Triton merge concurrent requests (many video streams) into one batch,
-    waiting at most ``max_queue_delay_us``. ``instances`` model instances of ``kind`` run in parallel.
+    waiting at most ``max_queue_delay_us``. ``instances`` model instances of ``kind`` run in parallel;
+    the default is ``AUTO`` for ``onnx`` (on the server's GPUs, or on its CPU where it has none, so one
+    repository loads on either) and ``GPU`` for ``trt``.
     """
     if backend not in _MODEL_FILES:
         raise InputError(f"unknown Triton backend {backend!r}; use 'onnx' or 'trt'")
-    kind_u = kind.upper()
+    kind_u = (kind or ("GPU" if backend == "trt" else "AUTO")).upper()
     if kind_u not in _KINDS:
         raise InputError(f"unknown instance kind {kind!r}; use GPU, CPU or AUTO")
     if backend == "trt" and kind_u == "CPU":
