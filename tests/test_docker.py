@@ -104,6 +104,11 @@ def test_conventions(path: Path) -> None:
     source_copy = next(i for i, a in copies if a.split()[0] == "pvt_deploy")
     deps_install = next(i for i, (k, a) in enumerate(ins) if k == "RUN" and '".[triton]"' in a)
     assert first_pyproject < deps_install < source_copy
+    # Both installs build the project's metadata, which needs the license files pyproject.toml names.
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    license_files = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("license-files", [])
+    for index in (first_pyproject, source_copy - 1):
+        assert ins[index][0] == "COPY" and set(license_files) <= set(ins[index][1].split()[:-1]), ins[index]
     assert "--no-deps" in ins[source_copy + 1][1], "installing the source must not touch the dependencies"
 
     # Runtime conventions: non-root numeric user last, /data working dir, volumes, pvt-deploy entrypoint.
@@ -140,7 +145,7 @@ def test_build_context() -> None:
     patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     # What the images need is in the context ...
-    for needed in ("pyproject.toml", "pvt_deploy/__init__.py", "pvt_deploy/cli/__init__.py"):
+    for needed in ("pyproject.toml", "LICENSE", "pvt_deploy/__init__.py", "pvt_deploy/cli/__init__.py"):
         assert (REPO / needed).exists()
         assert not dockerignore_excludes(patterns, needed), needed
     for path in DOCKERFILES:
