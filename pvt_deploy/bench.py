@@ -16,6 +16,7 @@ Memory is the peak resident set size above the level before the backend was load
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pvt_deploy.errors import InputError, PvtDeployError
+from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, InputError, PvtDeployError
 
 __all__ = ["BENCH_BACKENDS", "benchmark", "cross_check", "parse_backends"]
 
@@ -55,6 +56,8 @@ def parse_backends(text: str | Sequence[str] | None) -> list[str]:
     unknown = [x for x in labels if x not in BENCH_BACKENDS]
     if unknown:
         raise InputError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")
+    if not labels:
+        raise InputError(f"--backends names no backend; choose from {', '.join(BENCH_BACKENDS)}")
     return list(dict.fromkeys(labels))
 
 
@@ -75,6 +78,16 @@ def rss_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
+def _release_free_memory() -> None:
+    """Hand memory that earlier backends freed back to the OS (glibc ``malloc_trim``), so the next
+    backend's added RSS counts its own allocations instead of reusing theirs unseen."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 class PeakRSS:
     """Sample RSS in a thread; ``peak - baseline`` is what the code inside the block added at most."""
 
@@ -87,6 +100,7 @@ class PeakRSS:
 
     def __enter__(self) -> PeakRSS:
         gc.collect()
+        _release_free_memory()
         self.baseline = self.peak = rss_bytes()
         self._thread = threading.Thread(target=self._sample, name="pvt-deploy-rss", daemon=True)
         self._thread.start()
@@ -192,6 +206,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     report: dict[str, Any] = {"model": str(target), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "results": []}
+    _load_runtimes(labels)
     for label in labels:
         if progress is not None:
             progress(label)
@@ -205,6 +220,48 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         else:
             row.setdefault("vs_torch", None)
     return report
+
+
+def _load_runtimes(labels: Sequence[str]) -> None:
+    """Load the runtimes' libraries, the code every backend shares (OpenCV, the pipeline) and start
+    the thread pools before anything is measured, so the first backend's peak MB does not carry these
+    one-time costs (~60 MB) that the later ones share."""
+    import cv2  # noqa: F401
+
+    import pvt_deploy.runtimes.loader
+    import pvt_deploy.tasks.pipeline  # noqa: F401
+
+    if any(label.startswith("onnx") for label in labels):
+        with contextlib.suppress(Exception):
+            import onnx
+            import onnxruntime
+            from onnx import TensorProto, helper
+
+            graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "prime",
+                                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            session.run(None, {"x": np.zeros((1, 3, 8, 8), np.float32)})
+            del session, onnx
+    if any(label.startswith("torch") for label in labels):
+        with contextlib.suppress(Exception):
+            import torch
+
+            torch.zeros(8).add_(1)
+
+
+def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
+    """The error for a run that could not do its job, given the rows of the backends that could not
+    run: the exit code is that of the most telling cause, a bad input (a size outside the graph's
+    range: 2) before a changed or foreign engine (4) before a missing runtime (3)."""
+    reasons = [(row.get("exit_code"), f"{row['backend']}: {row.get('reason', row['status'])}") for row in rows]
+    for code, kind in ((InputError.exit_code, InputError), (EngineMismatchError.exit_code, EngineMismatchError)):
+        first = next((text for c, text in reasons if c == code), None)
+        if first is not None:
+            return kind(f"{what}: {first}")
+    listed = "; ".join(text for _, text in reasons)
+    return BackendUnavailableError(f"{what} ({listed})" if listed else what)
 
 
 def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
@@ -245,7 +302,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                 info = backend.info
                 backend.close()
     except PvtDeployError as e:
-        row["reason"] = str(e)
+        row.update(reason=str(e), exit_code=e.exit_code)
         return row
     except Exception as e:  # a backend crashing must not take the other rows with it
         log.debug("benchmark of %s failed", label, exc_info=True)
@@ -352,6 +409,9 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     if gate_agreement is None:
         gate_agreement = not (manifest.get("weights") or {}).get("random_init", False)
     wanted = parse_backends(backends) if backends is not None else None
+    if wanted is not None and len(wanted) < 2:
+        raise InputError(f"--backends {','.join(wanted)}: check compares backends, so name at least two "
+                         "(or leave --backends out for every one that runs here)")
     inputs = _check_images(images, max_images)
     size = _pair(imgsz)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
@@ -370,7 +430,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         try:
             backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
         except PvtDeployError as e:
-            report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e)})
+            report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e),
+                                      "exit_code": e.exit_code})
             continue
         try:
             predictor = Predictor(backend, loaded, imgsz=size)
@@ -384,9 +445,10 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
                                       "device": backend.info.device})
         finally:
             backend.close()
-    if not runs:
-        reasons = "; ".join(f"{r['backend']}: {r['reason']}" for r in report["results"] if r.get("reason"))
-        raise InputError(f"{folder}: no backend can run this artifact here" + (f" ({reasons})" if reasons else ""))
+    if len(runs) < 2:  # a check that compared nothing must not pass
+        what = (f"{folder}: only {next(iter(runs))} can run this artifact here, so there is nothing to compare "
+                "it with" if runs else f"{folder}: no backend can run this artifact here")
+        raise nothing_ran([r for r in report["results"] if r["status"] != "ok"], what)
     reference = "torch" if "torch" in runs else next(iter(runs))
     report["reference"] = reference
     post = manifest.get("postprocess") or {}

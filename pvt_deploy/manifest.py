@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -89,4 +90,28 @@ def verify_file(folder: str | os.PathLike[str], manifest: dict[str, Any], name: 
         raise InputError(f"{path}: listed in the manifest but missing")
     if sha256_file(path) != entry["sha256"]:
         raise InputError(f"{path}: sha256 differs from the manifest (file changed or truncated); "
-                         "re-export it", hint=f"pvt-deploy export --model {manifest.get('model', 'NAME')}")
+                         "re-export it", hint=reexport_command(folder, manifest))
+
+
+def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]) -> str:
+    """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights, size,
+    shapes and precisions, into the same folder."""
+    import shlex
+
+    export = manifest.get("export") or {}
+    files = manifest.get("files") or {}
+    parts = ["pvt-deploy", "export", "--model", str(manifest.get("model") or "NAME")]
+    source = (manifest.get("weights") or {}).get("source")
+    if source:
+        parts += ["--weights", str(source)]
+    size = export.get("imgsz")
+    if isinstance(size, list) and len(size) == 2:
+        parts += ["--imgsz", str(size[0]) if size[0] == size[1] else f"{size[0]},{size[1]}"]
+    if manifest.get("dynamic") is None:
+        parts.append("--static")
+    if "model.fp16.onnx" in files:
+        parts.append("--half")
+    if any(".int8." in name for name in files):
+        parts.append("--int8")
+    parts += ["-o", str(folder)]
+    return " ".join(shlex.quote(p) for p in parts)

@@ -60,7 +60,9 @@ def test_bench_table_and_a_zoo_model(monkeypatch: pytest.MonkeyPatch, capsys: py
     code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                          "--backends", "torch,onnx", "--warmup", "0", "--iters", "2")
     assert code == 0, err
-    assert "torch" in out and "1.00x" in out and "p50/p90/p99" in out
+    assert "torch" in out and "1.00x" in out and "p50 ms" in out
+    table = out.split("host:")[0].splitlines()
+    assert max(len(line) for line in table) <= 80  # fits a common terminal with every figure whole
     assert "onnx: skipped" in out and "export it first" in out
 
 
@@ -116,7 +118,11 @@ def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, c
         f.write(b"\0")
     code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--json")
     facts = json.loads(out)
-    assert {f["name"]: f["sha256"] for f in facts["files"]} == {"model.onnx": "ok", "model.int8.onnx": "MISMATCH"}
+    assert {f["name"]: f["check"] for f in facts["files"]} == {"model.onnx": "ok", "model.int8.onnx": "MISMATCH"}
+    from pvt_deploy.utils.files import sha256_file
+
+    assert {f["name"]: f["sha256"] for f in facts["files"]} == {n: sha256_file(folder / n)
+                                                                 for n in ("model.onnx", "model.int8.onnx")}
     available = {b["label"]: (b["available"], b["reason"]) for b in facts["backends"]}
     assert available["onnx"][0] is True
     assert available["onnx-int8"][0] is False and "changed since the export" in available["onnx-int8"][1]
@@ -134,11 +140,23 @@ def test_bench_fails_fast_on_an_unknown_model_and_when_nothing_runs(
     assert code == 2 and out == "" and "did you mean 'pvt_v2_b0-cls'?" in err
     code, _, err = run(monkeypatch, capsys, "bench", "--model", "missing/model.onnx")
     assert code == 2 and "no such file or folder" in err
-    # a real model whose only asked backend cannot run: the table says why, the exit code says it failed
+    # a real model whose only asked backend cannot run: the table says why, the exit code says what failed
     code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                          "--backends", "onnx", "--json")
-    assert code == 3 and json.loads(out)["results"][0]["status"] == "skipped"
-    assert "no backend could be benchmarked" in err
+    assert code == 2 and json.loads(out)["results"][0]["status"] == "skipped"  # a zoo name has no ONNX graph
+    assert "no backend could be benchmarked" in err and "export it first" in err
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--backends", ",")
+    assert code == 2 and "--backends names no backend" in err
+
+
+def test_bench_exit_code_says_why_nothing_ran(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                             cls_export: Path) -> None:
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                       "--device", "cuda", "--iters", "1")
+    assert code == 3 and "CUDA" in err  # a runtime missing here
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                       "--imgsz", "4000", "--iters", "1")
+    assert code == 2 and "4000" in err  # a size outside the graph's range is the user's input
 
 
 def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -147,8 +165,28 @@ def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, caps
     shutil.copytree(cls_export, folder)
     with open(folder / "model.onnx", "ab") as f:
         f.write(b"\0")
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "onnx,onnx-int8")
+    assert code == 2 and "nothing to compare" in err and "onnx:" in err and "sha256" in err
     code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "onnx")
-    assert code == 2 and "no backend can run" in err and "onnx:" in err and "sha256" in err
+    assert code == 2 and "name at least two" in err
+
+
+def test_check_that_compares_nothing_fails(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          cls_export: Path) -> None:
+    """Random weights (no PyTorch) and no CUDA here: nothing can run, so the check must not pass."""
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--device", "cuda")
+    assert code == 3 and "no backend can run" in err and "CUDA" in err
+
+
+def test_info_device_says_what_runs_on_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                         cls_export: Path) -> None:
+    code, out, _ = run(monkeypatch, capsys, "info", str(cls_export), "--device", "cuda", "--json")
+    rows = {b["label"]: b for b in json.loads(out)["backends"]}
+    assert code == 0 and rows["onnx"]["available"] is False and "CUDA" in rows["onnx"]["reason"]
+    code, out, _ = run(monkeypatch, capsys, "info", str(cls_export), "--device", "cpu", "--json")
+    assert json.loads(out)["backends"][1]["available"] is True
+    code, _, err = run(monkeypatch, capsys, "info", str(cls_export), "--device", "bogus")
+    assert code == 2 and "bogus" in err
 
 
 def test_models_lists_the_bare_backbones_too(monkeypatch: pytest.MonkeyPatch,
@@ -159,3 +197,22 @@ def test_models_lists_the_bare_backbones_too(monkeypatch: pytest.MonkeyPatch,
     assert next(r for r in rows if r["name"] == "pvt_small-features")["params_m"] == pytest.approx(23.97, abs=0.01)
     code, _, err = run(monkeypatch, capsys, "models", "--task", "bogus")
     assert code == 2 and "features" in err
+
+
+def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
+    """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
+    (``--allow-parity-fail…`` cannot be typed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom pvt_deploy.cli import main\n"
+              "for cmd in ('export', 'infer', 'bench', 'check', 'info', 'models', 'doctor'):\n"
+              "    sys.argv = ['pvt-deploy', cmd, '--help']\n"
+              "    try:\n        main()\n    except SystemExit:\n        pass\n")
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert out.count("Usage: pvt-deploy") == 7
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out, [line for line in out.splitlines() if "…" in line]
+    assert "--allow-parity-fai" in out

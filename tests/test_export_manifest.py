@@ -172,7 +172,7 @@ def test_ctrl_c_during_the_swap_waits_for_it(tmp_path: Path, monkeypatch: pytest
 
     def interrupted_rename(src: str, dst: str) -> None:
         rename(src, dst)
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # to this thread, synchronously: a process-wide kill may land later
 
     monkeypatch.setattr(os, "rename", interrupted_rename)
     with pytest.raises(KeyboardInterrupt):
@@ -251,3 +251,20 @@ def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> Non
     assert not killed.exists()
     assert all((f / "model.onnx").is_file() for f in (running, elsewhere, other_target))
     assert (tmp_path / "out" / "manifest.json").read_text() == "{}"
+
+
+def test_a_changed_file_names_the_command_that_rebuilds_this_export(cls_artifact: Artifact, tmp_path: Path) -> None:
+    """The hint re-exports into the user's folder at the export's size, not a default one elsewhere."""
+    from pvt_deploy.errors import InputError
+
+    folder = tmp_path / "my export"
+    shutil.copytree(cls_artifact.folder, folder)
+    with open(folder / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    manifest = read_manifest(folder)
+    with pytest.raises(InputError, match="sha256 differs") as e:
+        verify_file(folder, manifest, "model.onnx")
+    size = manifest["export"]["imgsz"]
+    assert e.value.hint.startswith(f"pvt-deploy export --model {manifest['model']} --imgsz {size[0]}")
+    assert e.value.hint.endswith(f"-o '{folder}'")
+    assert ("--int8" in e.value.hint) == any(".int8." in name for name in manifest["files"])

@@ -103,3 +103,16 @@ def test_allow_parity_failure(cls_artifact, tmp_path: Path) -> None:
     shutil.copytree(cls_artifact.folder, folder)
     assert export_onnx(folder, half=True, parity_tolerance=1e-9, allow_parity_failure=True) == folder
     assert not read_manifest(folder)["parity"]["model.fp16.onnx"]["passed"]
+
+
+def test_tables_do_not_show_agreement_that_compared_nothing() -> None:
+    from pvt_deploy.export.parity import Tolerance, agreement_text, check_tolerance
+
+    empty = {"agreement": 1.0, "task": {"metric": "detection_f1", "required_ref": 0, "required_test": 0}}
+    found = {"agreement": 0.95, "task": {"metric": "detection_f1", "required_ref": 20, "required_test": 19}}
+    assert agreement_text(empty) == "no dets" and agreement_text(found) == "0.950"
+    assert agreement_text({"agreement": None}) == "-"
+    # a threshold is printed with the digits that decide it, not rounded to 1
+    failures = check_tolerance({"outputs": {"logits": {"cosine": 0.999999, "max_rel": 0.0}}},
+                               Tolerance(min_cosine=0.9999998, max_rel=1e-3, min_agreement=0.99))
+    assert failures == ["logits: cosine 0.99999900 < 0.9999998"]

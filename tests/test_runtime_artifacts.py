@@ -193,4 +193,4 @@ def test_a_real_export_runs_on_every_backend_and_agrees(tmp_path: Path) -> None:
     report = cross_check(folder, max_images=2)
     assert report["passed"] and report["reference"] == "torch" and report["agreement_gated"] is True
     assert {r["backend"] for r in report["results"] if r["status"] == "ok"} == {"torch", "onnx", "onnx-fp16"}
-    assert all(f["sha256"] == "ok" for f in describe_artifact(folder)["files"])
+    assert all(f["check"] == "ok" for f in describe_artifact(folder)["files"])

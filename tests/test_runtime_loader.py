@@ -185,7 +185,7 @@ def test_candidates_and_description(det_export: Path) -> None:
     assert not rows["trt"].available and "model.engine" in rows["trt"].reason
     info = describe_artifact(det_export)
     assert info["task"] == "detect" and info["num_classes"] == 80
-    assert {f["name"]: f["sha256"] for f in info["files"]}["model.onnx"] == "ok"
+    assert {f["name"]: f["check"] for f in info["files"]}["model.onnx"] == "ok"
     assert info["dynamic"]["height"] == [64, 320]
 
 

@@ -30,6 +30,32 @@ app = typer.Typer(
 )
 
 
+def _fold_option_names() -> None:
+    """On an 80-column terminal Typer's help tables cut long flags to ``--allow-parity-fail…``, which
+    leaves the flag impossible to type; make the option-name cells fold onto a second line instead.
+    (Typer builds those cells with its module-level highlighters; a Typer without them is left as is.)"""
+    try:
+        from typer import rich_utils
+    except ImportError:  # Typer without rich: plain Click help, which wraps
+        return
+    for name in ("highlighter", "negative_highlighter", "_get_parameter_help"):
+        original = getattr(rich_utils, name, None)
+        if original is None or getattr(original, "folds", False):
+            continue
+
+        def folded(*args: object, _original: object = original, **kwargs: object) -> object:
+            text = _original(*args, **kwargs)  # type: ignore[operator]
+            with contextlib.suppress(AttributeError):
+                text.overflow = "fold"
+            return text
+
+        folded.folds = True  # type: ignore[attr-defined]
+        setattr(rich_utils, name, folded)
+
+
+_fold_option_names()
+
+
 def _print_version(value: bool) -> None:
     if value:
         from pvt_deploy import __version__

@@ -46,13 +46,13 @@ def bench(
     else:
         render(report, Console(highlight=False))
     if not any(row["status"] == "ok" for row in report["results"]):
-        from pvt_deploy.errors import BackendUnavailableError
+        from pvt_deploy.bench import nothing_ran
 
-        raise BackendUnavailableError("no backend could be benchmarked here (the reasons are listed above)")
+        raise nothing_ran(report["results"], "no backend could be benchmarked here")
 
 
-_DEVICES = {"CPUExecutionProvider": "cpu (ort)", "CUDAExecutionProvider": "cuda (ort)",
-            "TensorrtExecutionProvider": "trt-ep (ort)"}
+_DEVICES = {"CPUExecutionProvider": "ort-cpu", "CUDAExecutionProvider": "ort-cuda",
+            "TensorrtExecutionProvider": "ort-trt"}
 
 
 def short_device(device: str) -> str:
@@ -61,16 +61,19 @@ def short_device(device: str) -> str:
 
 
 def render(report: dict[str, Any], console: Any) -> None:
-    """The benchmark table (one row per backend; skipped ones with their reason)."""
+    """The benchmark table (one row per backend; skipped ones with their reason), 80 columns wide for
+    every backend name, so no figure is split or cut on a common terminal or in a log."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
     shape = "x".join(map(str, report["input_shape"])) if report["input_shape"] else "?"
     title = f"{report['model']} ({report['task'] or '?'}) input {shape}, {report['iters']} iters"
-    table = Table(title=title, title_justify="left")
-    columns = ("backend", "prec", "device", "p50/p90/p99 ms", "FPS", "pre/infer/post ms", "peak MB", "vs torch")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
+                  show_edge=False)
+    columns = ("backend", "prec", "device", "p50 ms", "p90 ms", "p99 ms", "FPS", "pre/post", "peak MB", "vs torch")
     for col in columns:
-        # fold, never "…": a narrow terminal must not hide digits of a measurement
+        # fold, never "…": a narrower terminal must not hide digits of a measurement
         table.add_column(col, justify="left" if col in ("backend", "prec", "device") else "right", overflow="fold")
     notes = []
     for row in report["results"]:
@@ -81,13 +84,14 @@ def render(report: dict[str, Any], console: Any) -> None:
         peak = mem["cuda_peak"] if mem.get("cuda_peak") is not None else mem["rss_peak_delta"]
         vs = f"{row['vs_torch']:.2f}x" if row.get("vs_torch") else "-"
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
-                      f"{lat['p50']:.1f}/{lat['p90']:.1f}/{lat['p99']:.1f}", f"{row['throughput_fps']:.1f}",
-                      f"{st['preprocess']:.1f}/{st['inference']:.1f}/{st['postprocess']:.1f}", f"{peak:.0f}", vs)
+                      f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{row['throughput_fps']:.1f}",
+                      f"{st['preprocess']:.1f}/{st['postprocess']:.1f}", f"{peak:.0f}", vs)
     console.print(table)
     host = report["host"]
     console.print(f"host: {host['cpu']}, {host['physical_cores']} physical cores"
                   + (f", {host['gpu']}" if host.get("gpu") else "")
-                  + "; peak MB = resident memory added (CPU) or torch.cuda.max_memory_allocated (GPU)")
+                  + "; ms = the inference call, pre/post = host pre- and post-processing ms per call; peak MB ="
+                  " resident memory the backend added (CPU) or torch.cuda.max_memory_allocated (GPU)")
     if any(r.get("random_weights") for r in report["results"] if r["status"] == "ok"):
         console.print("[yellow]random weights: timings are valid, outputs are not[/]")
     for note in notes:

@@ -67,6 +67,7 @@ def render(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     from pvt_deploy.cli.bench import short_device
+    from pvt_deploy.export.parity import agreement_text
 
     metric = {"detect": "detection F1", "segment": "pixels equal", "classify": "top-1 equal"}.get(
         str(report.get("task")), "agreement")
@@ -88,10 +89,9 @@ def render(report: dict[str, Any], console: Any) -> None:
         outs = row.get("outputs") or {}
         max_rel = max((float(o["max_rel"]) for o in outs.values()), default=None)
         cosine = min((float(o["cosine"]) for o in outs.values()), default=None)
-        agreement = row.get("agreement")
         result = "[green]ok[/]" if row["passed"] else "[red]FAIL[/]"
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
-                      f"{agreement:.2%}" if agreement is not None else "-",
+                      escape(agreement_text(row, ".2%")),
                       f"{max_rel:.1e}" if max_rel is not None else "-",
                       f"{cosine:.6f}" if cosine is not None else "-", result)
         notes += [f"{row['backend']}: {f}" for f in row.get("failures", [])]

@@ -116,6 +116,7 @@ def summary_table(folder: Path) -> Any:
     from rich import box
     from rich.table import Table
 
+    from pvt_deploy.export.parity import agreement_text
     from pvt_deploy.manifest import read_manifest
 
     m = read_manifest(folder)
@@ -137,10 +138,9 @@ def summary_table(folder: Path) -> Any:
             rels = [o["max_rel"] for o in outs if isinstance(o.get("max_rel"), float)]
             cos = f"{min(cosines):.6f}" if cosines else "-"
             rel = f"{max(rels):.1e}" if rels else "-"
-            if isinstance(p.get("agreement"), float):
-                agr = f"{p['agreement']:.3f}"
-                if not p.get("agreement_gated", True):
-                    agr, ungated = agr + "*", True
+            agr = agreement_text(p)
+            if agr[0].isdigit() and not p.get("agreement_gated", True):
+                agr, ungated = agr + "*", True
             lat = f"{p.get('latency_s', 0):.3f}"
             status = "[green]ok[/]" if p.get("passed") else "[red]FAILED[/]"
         flavour = f"/{entry['flavour']}" if entry.get("flavour") else ""
@@ -212,7 +212,8 @@ def export(
                                                            "stricter, 2 = twice as loose).", show_default=False,
                                                            rich_help_panel=PARITY_PANEL)] = None,
     allow_parity_failure: Annotated[bool, typer.Option(help="Keep going (exit 0) when parity fails; the manifest "
-                                                       "marks the file failed.", rich_help_panel=PARITY_PANEL)] = False,
+                                                       "marks the file failed. Off by default.", show_default=False,
+                                                       rich_help_panel=PARITY_PANEL)] = False,
     images: Annotated[Path | None, typer.Option(help="Folder of parity images (default: --calib or the bundled "
                                                 "samples).", show_default=False,
                                                 rich_help_panel=PARITY_PANEL)] = None,
@@ -220,9 +221,11 @@ def export(
                                                     rich_help_panel=TRT_PANEL)] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read and updated).",
                                                       show_default=False, rich_help_panel=TRT_PANEL)] = None,
-    version_compatible: Annotated[bool, typer.Option(help="Engine loadable by later TensorRT versions.",
+    version_compatible: Annotated[bool, typer.Option(help="Engine loadable by later TensorRT versions. "
+                                                     "Off by default.", show_default=False,
                                                      rich_help_panel=TRT_PANEL)] = False,
-    hardware_compatible: Annotated[bool, typer.Option(help="Engine loadable on any Ampere+ GPU.",
+    hardware_compatible: Annotated[bool, typer.Option(help="Engine loadable on any Ampere+ GPU. Off by "
+                                                      "default.", show_default=False,
                                                       rich_help_panel=TRT_PANEL)] = False,
     min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW.", show_default=False,
                                                   rich_help_panel=TRT_PANEL)] = None,

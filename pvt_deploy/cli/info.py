@@ -77,11 +77,12 @@ def render(facts: dict[str, Any], console: Any) -> None:
         say("postprocess: " + ", ".join(f"{k}={v}" for k, v in facts["postprocess"].items()))
     if facts["files"]:
         table = Table(title="files", title_justify="left")
-        for col in ("file", "precision", "size", "sha256"):
+        for col in ("file", "precision", "size", "sha256", "vs manifest"):
             table.add_column(col)
         for f in facts["files"]:
-            status = {"ok": "[green]ok[/]", "MISMATCH": "[red]MISMATCH[/]"}.get(f["sha256"], f["sha256"])
-            table.add_row(f["name"], str(f.get("precision") or "-"), _size(f.get("bytes")), status)
+            status = {"ok": "[green]ok[/]", "MISMATCH": "[red]MISMATCH[/]"}.get(f["check"], f["check"])
+            table.add_row(f["name"], str(f.get("precision") or "-"), _size(f.get("bytes")),
+                          f["sha256"][:16] if f["sha256"] else "-", status)
         console.print(table)
     trt = facts.get("tensorrt")
     if trt:

@@ -41,6 +41,7 @@ from pvt_deploy.manifest import (
     essentials,
     file_entry,
     read_manifest,
+    reexport_command,
     tool_versions,
     verify_file,
     write_manifest,
@@ -1040,7 +1041,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     manifest = read_manifest(folder)
     verify_file(folder, manifest, FP32_FILE)
     if not (folder / FP32_FILE).is_file():
-        raise InputError(f"{folder}: no {FP32_FILE} to reuse", hint=f"pvt-deploy export --model {manifest['model']}")
+        raise InputError(f"{folder}: no {FP32_FILE} to reuse", hint=reexport_command(folder, manifest))
 
     def present(name: str) -> bool:
         if name not in manifest.get("files", {}) or not (folder / name).is_file():

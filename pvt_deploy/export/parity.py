@@ -357,6 +357,17 @@ class Comparison:
         return {"outputs": outputs, "agreement": agreement, "task": task, "images": self.images}
 
 
+def agreement_text(report: Mapping[str, Any], fmt: str = ".3f") -> str:
+    """A report's task agreement for a table: ``-`` when there is none, and ``no dets`` when neither
+    side found anything to match (an F1 of 1.0 there would say nothing)."""
+    agreement, task = report.get("agreement"), report.get("task") or {}
+    if not isinstance(agreement, float):
+        return "-"
+    if task.get("metric") == "detection_f1" and not task.get("required_ref") and not task.get("required_test"):
+        return "no dets"
+    return format(agreement, fmt)
+
+
 def compare_outputs(task: str, ref_outputs: Outputs, test_outputs: Outputs, metas: Sequence[Letterbox],
                     post: Mapping[str, Any], *, iou: float = 0.5, margin: float = 0.02) -> dict[str, Any]:
     """Compare one batch of outputs of two runs of a graph (reference first).
@@ -376,9 +387,9 @@ def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement
         if s.get("nonfinite"):
             failures.append(f"{name}: {s['nonfinite']} non-finite values")
         if "cosine" in s and s["cosine"] < tol.min_cosine:
-            failures.append(f"{name}: cosine {s['cosine']:.6f} < {tol.min_cosine:g}")
+            failures.append(f"{name}: cosine {s['cosine']:.8f} < {tol.min_cosine:.10g}")
         if s.get("max_rel", 0.0) > tol.max_rel:
-            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:g}")
+            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:.10g}")
     agreement = report.get("agreement")
     if gate_agreement and agreement is not None and agreement < tol.min_agreement:
         metric = (report.get("task") or {}).get("metric", "agreement")

@@ -263,15 +263,26 @@ def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | Non
 def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None,
                        *, device: str | None = None) -> list[Candidate]:
     """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
+    from pvt_deploy.runtimes.onnxruntime import _parse_device
+    from pvt_deploy.runtimes.ort_providers import available_providers, select_providers
+
     folder = Path(path)
+    kind, _ = _parse_device(device)  # a malformed device is an InputError, as in every command
+    if kind not in ("auto", "cpu", "cuda", "tensorrt", "trt"):
+        raise InputError(f"unknown device {device!r}; choose cpu, cuda, cuda:N or tensorrt")
     manifest = manifest if manifest is not None else read_manifest(folder)
     files = manifest.get("files") or {}
     out: list[Candidate] = []
     weights, why = _torch_weights(folder, manifest)
-    out.append(Candidate("torch", "torch", "fp32", weights, weights is not None, why))
-    from pvt_deploy.runtimes.ort_providers import available_providers
-
+    if weights is not None and kind in ("cuda", "tensorrt", "trt"):
+        why = _torch_cuda_missing() if kind == "cuda" else "PyTorch does not run TensorRT (use the trt row)"
+    out.append(Candidate("torch", "torch", "fp32", weights, weights is not None and not why, why))
     providers = available_providers()
+    ort_missing = None
+    try:
+        select_providers(kind, available=providers)
+    except BackendUnavailableError as e:
+        ort_missing = str(e)
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
@@ -279,8 +290,9 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
                     "int8": f" (pvt-deploy export --model {folder} --int8)"}[precision]
             out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}"))
             continue
-        if not providers:
-            out.append(Candidate(label, "onnx", precision, name, False, "onnxruntime is not installed"))
+        if not providers or ort_missing:
+            out.append(Candidate(label, "onnx", precision, name, False,
+                                 ort_missing or "onnxruntime is not installed"))
             continue
         note = ""
         if precision == "fp16" and providers == ["CPUExecutionProvider"]:
@@ -292,11 +304,18 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         out.append(Candidate("trt", "trt", engine_precision, None, False,
                              "no model.engine in the folder (export with --format trt on a GPU machine)"))
     else:
-        reason = tensorrt_unavailable_reason() if (device or "auto") != "cpu" else "--device cpu"
+        reason = tensorrt_unavailable_reason() if kind != "cpu" else "--device cpu"
         if reason is None:
             reason = _engine_mismatch(folder, manifest)
         out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or ""))
     return out
+
+
+def _torch_cuda_missing() -> str:
+    """Why PyTorch cannot run on CUDA here ("" when it can)."""
+    import torch
+
+    return "" if torch.cuda.is_available() else f"this PyTorch has no usable CUDA (torch {torch.__version__})"
 
 
 def _engine_mismatch(folder: Path, manifest: Mapping[str, Any]) -> str | None:
@@ -596,12 +615,13 @@ def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> di
     path = folder / name
     row: dict[str, Any] = {"name": name, "precision": (entry or {}).get("precision"),
                            "bytes": path.stat().st_size if path.is_file() else None}
-    if not path.is_file():
-        row["sha256"] = "missing"
+    row["sha256"] = sha256_file(path) if path.is_file() else None
+    if row["sha256"] is None:
+        row["check"] = "missing"
     elif not entry or not entry.get("sha256"):
-        row["sha256"] = "unlisted"
+        row["check"] = "unlisted"
     else:
-        row["sha256"] = "ok" if sha256_file(path) == entry["sha256"] else "MISMATCH"
+        row["check"] = "ok" if row["sha256"] == entry["sha256"] else "MISMATCH"
     if entry and entry.get("source"):
         row["source"] = entry["source"]
     return row
@@ -620,7 +640,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         listed = dict(manifest.get("files") or {})
         present = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine", ".plan"))
         files = [_file_status(path, name, listed.get(name)) for name in dict.fromkeys([*listed, *present])]
-        changed = {f["name"] for f in files if f["sha256"] == "MISMATCH"}
+        changed = {f["name"] for f in files if f["check"] == "MISMATCH"}
         candidates = [replace(c, available=False, reason=f"{c.file} changed since the export (sha256 "
                                           "mismatch); restore it or re-export")
                       if c.file in changed else c for c in backend_candidates(path, manifest, device=device)]

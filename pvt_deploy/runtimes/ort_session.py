@@ -173,7 +173,9 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
                                          indent=1))
     _prune_stale(src, record)
     if changed:
-        log.info("%s: CPU rewrites %s -> %s", src.name, report.rewrites, target)
+        # beside the source, named relative to it: an export's staging folder is renamed afterwards
+        shown = target.relative_to(src.parent) if target.is_relative_to(src.parent) else target
+        log.info("%s: CPU rewrites %s -> %s", src.name, report.rewrites, shown)
         return OptimizedGraph(target, src, dict(report.rewrites))
     return OptimizedGraph(src, src, dict(report.rewrites))
 
