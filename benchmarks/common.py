@@ -20,12 +20,23 @@ Why each piece exists:
 
 Artifacts and weights are cached under ``--work`` (default ``~/.cache/pvt-deploy-bench``), keyed by
 model, size and the pvt-deploy version, so a second run skips the exports.
+
+* **Command line.** Every script's ``main`` runs through :func:`run`: Ctrl-C prints ``interrupted``
+  and exits 130, SIGTERM (``timeout``, ``kill``) raises :class:`Terminated` so every ``finally``
+  clean-up (temporary folders, export staging folders, child processes) runs, then exits 143; an
+  error meant for the user (``PvtDeployError``) is one ``error: ...`` line, not a traceback.
+  Arguments are checked before any model work (:func:`int_at_least`, :func:`parse_choices`,
+  :func:`check_models`, :func:`check_output_file`, :func:`check_work`): a bad one is one argparse
+  error line and exit 2, and ``--json`` is known to be writable before a long run starts; it is
+  written atomically (:func:`write_json`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
+import difflib
 import gc
 import json
 import logging
@@ -33,7 +44,10 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +68,9 @@ DET_CANDIDATES = 200
 # trained RetinaNet's deltas are small, a seeded random head's are large enough for exp(dw) to blow
 # boxes up to the image border, where the slightest change moves them.
 DET_DELTA_STD = 0.2
+# Smallest input side an export accepts (``pvt_deploy.export.onnx.STRIDE``; not imported here so that
+# checking the arguments does not load PyTorch).
+MIN_IMGSZ = 32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,9 +199,12 @@ def synthetic_checkpoint(zoo_name: str, work: Path) -> Path:
     if entry.task == "detect":
         state = _calibrate_detector_head(model, state)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -444,10 +464,51 @@ def run_per_image(infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]
 # --------------------------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file in the same folder and a rename: a reader (or an
+    interrupted run) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically. Where that fails after all (the folder went away or
+    the disk filled up during the run), the results go to a file in the temporary folder instead and
+    the run ends with one ``error:`` line naming it (exit 1), rather than a traceback that loses them."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    try:
+        _write_atomic(p, text)
+    except OSError as e:
+        why = e.strerror or str(e)
+        try:
+            fd, rescue = tempfile.mkstemp(prefix=f"pvt-bench-{p.stem}-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        except OSError:
+            raise SystemExit(f"error: cannot write {p}: {why}; the results are lost") from None
+        raise SystemExit(f"error: cannot write {p}: {why}; the results were saved to {rescue}") from None
 
 
 def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
@@ -466,3 +527,216 @@ def header_lines(info: Mapping[str, Any]) -> str:
     return (f"{info.get('date')} | {info.get('cpu')} ({info.get('physical_cores')} cores, "
             f"{'/'.join(info.get('isa') or []) or 'no AVX2'}){gpu} | {platform.system()} | {versions} | "
             f"load {info.get('load_average_1m')}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line: argument checks, signals, user errors
+# --------------------------------------------------------------------------------------------------
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (see :func:`run`) so that ``finally`` clean-ups run.
+
+    A ``BaseException`` like ``KeyboardInterrupt``: the scripts' ``except Exception`` clauses (one
+    variant failing must not end a suite) do not swallow it.
+    """
+
+
+# When the first SIGTERM was raised (None: none yet); see _raise_terminated.
+_terminated_at: float | None = None
+# A second SIGTERM this soon after the first is the same request (``timeout`` and ``kill -TERM -PGID``
+# signal the process and then its whole process group) and is ignored while the clean-up runs; a
+# later one ends the process at once, clean-up or not.
+SIGTERM_REPEAT_S = 2.0
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    global _terminated_at
+    now = time.monotonic()
+    if _terminated_at is None:
+        _terminated_at = now
+        raise Terminated
+    if now - _terminated_at > SIGTERM_REPEAT_S:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a script's ``main(argv)`` and turn its endings into exit codes a shell expects.
+
+    * Ctrl-C (SIGINT): ``interrupted`` on stderr, exit 130;
+    * SIGTERM: raised as :class:`Terminated` so ``finally`` blocks and context managers clean up
+      (temporary folders, export staging folders, child processes), ``terminated``, exit 143;
+    * an error meant for the user (:class:`pvt_deploy.errors.PvtDeployError`): ``error: ...`` (and
+      its hint) on stderr, its exit code — not a traceback. Anything else is a bug and keeps its
+      traceback.
+
+    A signal the parent set to be ignored (SIGTERM under some supervisors) stays ignored.
+    """
+    global _terminated_at
+    _terminated_at = None
+    installed = False
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            installed = True
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Terminated:
+        _say("terminated")
+        return 143
+    except Exception as e:
+        code = _user_error(e)
+        if code is None:
+            raise
+        return code
+    finally:
+        if installed:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _user_error(e: Exception) -> int | None:
+    """Print ``e`` as one ``error:`` line (its hint included) when it is a PvtDeployError; its exit code
+    (None: not one)."""
+    errors = sys.modules.get("pvt_deploy.errors")  # never loaded: the error cannot be one of its
+    if errors is None or not isinstance(e, errors.PvtDeployError):
+        return None
+    _say(f"error: {' '.join(str(e).split()) or type(e).__name__}")
+    return int(getattr(e, "exit_code", 1) or 1)
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse ``type=``: an integer >= ``minimum`` (``--rounds 0`` is refused, not replaced by a default)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def seconds_arg(text: str) -> float:
+    """argparse ``type=``: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def imgsz_arg(text: str) -> int:
+    """argparse ``type=``: one input side, at least :data:`MIN_IMGSZ`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer (pixels), got {text!r}") from None
+    if value < MIN_IMGSZ:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMGSZ} (the graph's stride), got {value}")
+    return value
+
+
+def imgsz_pair(text: str) -> tuple[int, int]:
+    """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640), each side >= :data:`MIN_IMGSZ`.
+    Raises ``ValueError`` with a message for the user."""
+    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"expected H or H,W (integers), got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise ValueError(f"expected H or H,W (one or two integers), got {text!r}")
+    if min(values) < MIN_IMGSZ:
+        raise ValueError(f"each side must be at least {MIN_IMGSZ} (the graph's stride), got {text!r}")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def parse_choices(parser: argparse.ArgumentParser, option: str, text: str, choices: Sequence[str]) -> list[str]:
+    """Comma-separated names from ``choices`` (order kept, repeats dropped); an empty list or an unknown
+    name is a parser error naming the valid ones (with a "did you mean" where one is close)."""
+    names = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not names:
+        parser.error(f"{option}: empty; choose from {', '.join(choices)}")
+    for name in names:
+        if name not in choices:
+            close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            parser.error(f"{option}: unknown {name!r}; {hint}choose from {', '.join(choices)}")
+    return names
+
+
+def check_models(parser: argparse.ArgumentParser, option: str, names: Sequence[str]) -> dict[str, Any]:
+    """Zoo entries of ``names`` (``pvt_v2_b0``, ``pvt_small-cls`` ...); an unknown name is a parser error
+    with the zoo's own "did you mean". Loads PyTorch (the zoo module does), so call it after the cheap
+    checks."""
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.models import resolve_name
+
+    out: dict[str, Any] = {}
+    for name in names:
+        try:
+            out[name] = resolve_name(name)
+        except PvtDeployError as e:
+            parser.error(f"{option}: {' '.join(str(e).split())}")
+    return out
+
+
+def _probe_writable(folder: Path) -> str | None:
+    """Why files cannot be created under ``folder`` (None: they can). ``folder`` need not exist yet:
+    its nearest existing parent is tried, which must be a folder."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".pvt-bench-probe-")
+    except OSError as e:
+        return f"cannot create files in {probe}: {e.strerror or e}"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return None
+
+
+def check_output_file(parser: argparse.ArgumentParser, option: str, path: Path | None) -> None:
+    """Refuse (parser error, exit 2) an output file that could not be written at the end of the run:
+    a folder, or a path under a file or in a folder where files cannot be created."""
+    if path is None:
+        return
+    if str(path).strip() == "":
+        parser.error(f"{option}: empty path")
+    if path.is_dir():
+        parser.error(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+    why = _probe_writable(path.parent if str(path.parent) else Path("."))
+    if why:
+        parser.error(f"{option} {path}: {why}")
+
+
+def check_work(parser: argparse.ArgumentParser, work: Path, option: str = "--work") -> None:
+    """The cache folder must be a folder (or creatable) where files can be written."""
+    if work.exists() and not work.is_dir():
+        parser.error(f"{option} {work}: is not a folder")
+    why = _probe_writable(work)
+    if why:
+        parser.error(f"{option} {work}: {why}")

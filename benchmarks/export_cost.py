@@ -35,21 +35,25 @@ TARGET_S = 120.0
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_small")
-    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--imgsz", type=common.imgsz_arg, default=640)
     ap.add_argument("--int8-flavour", default="both", choices=("cpu", "trt", "both"))
     ap.add_argument("--no-parity", action="store_true", help="skip the parity gate (not the default export)")
     ap.add_argument("--cli", action="store_true", help="time `pvt-deploy export` as a subprocess instead")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    common.check_output_file(ap, "--json", args.json)
+    common.check_work(ap, args.work)
+    common.check_models(ap, "--model", [args.model])
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     info = common.machine()
     print(common.header_lines(info))
     weights = common.synthetic_checkpoint(args.model, args.work)
-    out = Path(tempfile.mkdtemp(prefix="pvt-export-cost-")) / args.model
-    load_before = common.load_average()
-    t0 = time.perf_counter()
-    try:
+    tmp = Path(tempfile.mkdtemp(prefix="pvt-export-cost-"))
+    try:  # removed however the run ends: Ctrl-C and SIGTERM (common.run) included
+        out = tmp / args.model
+        load_before = common.load_average()
+        t0 = time.perf_counter()
         if args.cli:
             exe = shutil.which("pvt-deploy")
             cmd = [*([exe] if exe else [sys.executable, "-m", "pvt_deploy"]), "export", "--model", args.model,
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
         sizes = {name: round((out / name).stat().st_size / 2**20, 1) for name in manifest.get("files", {})}
     finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     seconds = (manifest.get("export") or {}).get("seconds") or {}
     print(f"\n{command}")
     rows = [[step, f"{s:.1f}"] for step, s in seconds.items()]
@@ -94,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))

@@ -140,30 +140,33 @@ def ort_runner(path: Path, threads: int | None, *,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_v2_b0")
-    ap.add_argument("--imgsz", type=int, default=None, help="default: 640 detectors, 224 classifiers")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--flavours", default=",".join(FLAVOURS))
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None, help="default: 640 detectors, 224 classifiers")
+    ap.add_argument("--batch", type=common.int_at_least(1), default=1)
+    ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
+    ap.add_argument("--flavours", default=",".join(FLAVOURS), help=f"comma-separated subset of {', '.join(FLAVOURS)}")
+    ap.add_argument("--threads", type=common.int_at_least(1), default=None)
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    flavours = common.parse_choices(ap, "--flavours", args.flavours, FLAVOURS)
+    common.check_output_file(ap, "--json", args.json)
+    common.check_work(ap, args.work)
+    entry = common.check_models(ap, "--model", [args.model])[args.model]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from pvt_deploy.export.calibration import make_batches
     from pvt_deploy.export.precision import prepare_for_quantization
     from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.models import resolve_name
     from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
     from pvt_deploy.tasks.pipeline import Predictor
     from pvt_deploy.tasks.preprocess import Preprocessor
 
-    entry = resolve_name(args.model)
     size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size, int8="export" in args.flavours)
+    # export and no-amx copy the export's own model.int8.onnx
+    folder = common.artifact(args.model, args.work, imgsz=size, int8=bool({"export", "no-amx"} & set(flavours)))
     manifest = read_manifest(folder)
     task, post = manifest["task"], manifest.get("postprocess") or {}
     torch_backend, _ = load_backend(folder, backend="torch", device="cpu", threads=args.threads)
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         prepared = tmp / "prepared.onnx"
         prepare_for_quantization(folder / "model.onnx", prepared)
-        for flavour in [f.strip() for f in args.flavours.split(",") if f.strip()]:
+        for flavour in flavours:
             path = tmp / f"{flavour}.onnx"
             try:
                 settings = build_flavour(flavour, folder, prepared, path, batches)
@@ -225,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))

@@ -40,6 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
+# Graphs of the benchmark's export that --file can name (common.artifact makes the FP16 and CPU INT8
+# ones on request).
+FILES = ("model.onnx", "model.int8.onnx", "model.fp16.onnx")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -66,86 +69,113 @@ class _BackendSession:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_v2_b0-cls")
-    ap.add_argument("--imgsz", type=int, default=None)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--file", default="model.onnx", help="graph in the export folder (model.int8.onnx: the CPU INT8)")
-    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None, help="default: the zoo size")
+    ap.add_argument("--batch", type=common.int_at_least(1), default=8)
+    ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
+    ap.add_argument("--file", default="model.onnx", choices=FILES,
+                    help="graph of the export to time (model.int8.onnx: the CPU INT8; model.fp16.onnx: FP16); "
+                         "the benchmark's cached export is extended with the file when it lacks it")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {', '.join(SETTINGS)}")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    wanted = common.parse_choices(ap, "--settings", args.settings, SETTINGS)
+    common.check_output_file(ap, "--json", args.json)
+    common.check_work(ap, args.work)
+    entry = common.check_models(ap, "--model", [args.model])[args.model]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.models import resolve_name
     from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    size = args.imgsz or entry.imgsz[0]
+    info = common.machine()
+    print(common.header_lines(info))
+    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file == "model.int8.onnx",
+                             half=args.file == "model.fp16.onnx")
+    manifest = read_manifest(folder)
+    src = folder / args.file
+    if not src.is_file():
+        have = ", ".join(sorted(manifest.get("files") or {})) or "none"
+        raise SystemExit(f"error: {args.file} is not in the export {folder} (it holds: {have})")
+    rewritten = optimized_graph(src).path
+    # Scratch graphs (transformers-opt, the saved optimised graph: 15+ MB each) live in a folder that
+    # is removed however the run ends (Ctrl-C and SIGTERM included, see common.run).
+    with tempfile.TemporaryDirectory(prefix="pvt-ort-options-") as tmp_dir:
+        return measure(args, wanted, info, manifest, src, rewritten, size, Path(tmp_dir))
+
+
+def measure(args: argparse.Namespace, wanted: list[str], info: dict[str, Any], manifest: dict[str, Any],
+            src: Path, rewritten: Path, size: int, tmp: Path) -> int:
+    """Time the ``wanted`` settings on ``src`` (``rewritten``: its CPU-rewritten graph), then session
+    creation; scratch files go to ``tmp``."""
+    from pvt_deploy.runtimes.base import TensorSpec
     from pvt_deploy.runtimes.torch import physical_cores
     from pvt_deploy.tasks.pipeline import Predictor
 
-    size = args.imgsz or resolve_name(args.model).imgsz[0]
-    info = common.machine()
-    print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size, int8=".int8" in args.file)
-    manifest = read_manifest(folder)
-    src = folder / args.file
-    rewritten = optimized_graph(src).path
-    wanted = [s.strip() for s in args.settings.split(",") if s.strip()]
-    tmp = Path(tempfile.mkdtemp(prefix="pvt-ort-options-"))
     sessions: dict[str, Any] = {}
     for name in wanted:
-        if name in ("default", "no-shards"):
-            sessions[name] = _BackendSession(src, shard=name == "default")
-        elif name == "no-rewrites":
-            sessions[name] = common.ort_cpu_session(src)
-        elif name == "spin":
-            sessions[name] = common.ort_cpu_session(rewritten, spin=True)
-        elif name in ("extended", "basic"):
-            sessions[name] = common.ort_cpu_session(rewritten, level=name)
-        elif name == "threads-1":
-            sessions[name] = common.ort_cpu_session(rewritten, threads=1)
-        elif name == "transformers-opt":
-            sessions[name] = common.ort_cpu_session(transformers_optimized(src, tmp / "transformers.onnx"))
-    from pvt_deploy.runtimes.base import TensorSpec
+        try:
+            if name in ("default", "no-shards"):
+                sessions[name] = _BackendSession(src, shard=name == "default")
+            elif name == "no-rewrites":
+                sessions[name] = common.ort_cpu_session(src)
+            elif name == "spin":
+                sessions[name] = common.ort_cpu_session(rewritten, spin=True)
+            elif name in ("extended", "basic"):
+                sessions[name] = common.ort_cpu_session(rewritten, level=name)
+            elif name == "threads-1":
+                sessions[name] = common.ort_cpu_session(rewritten, threads=1)
+            elif name == "transformers-opt":
+                sessions[name] = common.ort_cpu_session(transformers_optimized(src, tmp / "transformers.onnx"))
+        except Exception as e:  # noqa: BLE001 - one setting failing must not hide the others
+            print(f"{name}: skipped ({type(e).__name__}: {' '.join(str(e).split())[:160]})")
+    if not sessions:
+        raise SystemExit("error: no setting could run (see above)")
+    first = next(iter(sessions))
 
     class _Spec:
         inputs = [TensorSpec.from_json(i) for i in manifest["inputs"]]
 
     predictor = Predictor(_Spec(), manifest, imgsz=(size, size))  # type: ignore[arg-type]
     feed, _ = common.bench_input(predictor, args.batch)
-    ref = sessions[wanted[0]].run(None, feed)
+    ref = sessions[first].run(None, feed)
     for name, s in sessions.items():  # every setting computes the same thing
         out = s.run(None, feed)
-        err = max(float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(ref, out, strict=True)
-                  if a.dtype.kind == "f" and a.shape == b.shape)
-        if err > 1e-3 and manifest["task"] != "detect" and ".int8" not in args.file:  # INT8: per-call scales
-            print(f"warning: {name} differs from {wanted[0]} by {err:.2e}")
+        err = max((float(np.abs(a - b).max() / max(1.0, np.abs(a).max())) for a, b in zip(ref, out, strict=True)
+                   if a.dtype.kind == "f" and a.shape == b.shape), default=0.0)
+        if err > 1e-3 and manifest["task"] != "detect" and args.file == "model.onnx":  # INT8: per-call
+            # scales; FP16: rounding differs with the fusions of each setting
+            print(f"warning: {name} differs from {first} by {err:.2e}")
     runs: dict[str, Callable[[], Any]] = {k: partial(s.run, None, feed) for k, s in sessions.items()}
     load_before = common.load_average()
     timings = common.interleaved(runs, rounds=args.rounds)
-    base = common.median_s(timings[wanted[0]])
-    rows, out = [], {}
+    base = common.median_s(timings[first])
+    rows, result = [], {}
     for name, t in timings.items():
         s = t.summary(args.batch)
-        out[name] = {"latency": s, "vs_default": round(base / common.median_s(t), 3)}
+        result[name] = {"latency": s, "vs_default": round(base / common.median_s(t), 3)}
         rows.append([name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{base / common.median_s(t):.2f}x"])
     shape = "x".join(str(d) for d in feed["images"].shape)
-    print(f"\n{args.model} {args.file} input {shape}: {len(timings[wanted[0]].seconds)} interleaved rounds, "
+    print(f"\n{args.model} {args.file} input {shape}: {len(timings[first].seconds)} interleaved rounds, "
           f"load {load_before} -> {common.load_average()}, {physical_cores()} physical cores")
-    common.print_table(rows, ["setting", "median ms", "p90 ms", f"speed vs {wanted[0]}"])
+    common.print_table(rows, ["setting", "median ms", "p90 ms", f"speed vs {first}"])
 
     # Session creation: from the exported graph vs from a saved optimised graph.
     saved = tmp / "optimized.onnx"
     common.ort_cpu_session(rewritten, level="extended", save_to=saved)
-    create: dict[str, list[float]] = {"from model.onnx (+rewrites)": [], "from saved optimised graph": []}
+    fresh = f"from {src.name} (+rewrites)"
+    create: dict[str, list[float]] = {fresh: [], "from saved optimised graph": []}
     for _ in range(3):
-        for label, path in (("from model.onnx (+rewrites)", rewritten), ("from saved optimised graph", saved)):
+        for label, path in ((fresh, rewritten), ("from saved optimised graph", saved)):
             t0 = time.perf_counter()
             common.ort_cpu_session(path)
             create[label].append(time.perf_counter() - t0)
     print("\nsession creation (median of 3): " + "; ".join(f"{k} {1000 * float(np.median(v)):.0f} ms"
                                                           for k, v in create.items()))
     if args.json:
-        common.write_json(args.json, {"machine": info, "model": args.model, "input": shape, "settings": out,
+        common.write_json(args.json, {"machine": info, "model": args.model, "file": args.file, "input": shape,
+                                      "settings": result,
                                       "session_creation_ms": {k: round(1000 * float(np.median(v)), 1)
                                                               for k, v in create.items()},
                                       "load_average": [load_before, common.load_average()]})
@@ -153,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))

@@ -23,8 +23,8 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
+# Graphs of the benchmark's export that --file can name (common.artifact makes the FP16 and CPU INT8
+# ones on request).
+FILES = ("model.onnx", "model.int8.onnx", "model.fp16.onnx")
 GEMM_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul")
 
 
@@ -117,32 +120,36 @@ def _int8_gemm_rates(threads: int) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_small-cls")
-    ap.add_argument("--imgsz", type=int, default=None, help="default: the zoo size (640 detectors, 224 classifiers)")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--file", default="model.onnx", help="graph in the export folder (model.int8.onnx, ...)")
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None,
+                    help="default: the zoo size (640 detectors, 224 classifiers)")
+    ap.add_argument("--batch", type=common.int_at_least(1), default=8)
+    ap.add_argument("--file", default="model.onnx", choices=FILES,
+                    help="graph of the export to profile (the benchmark's cached export is extended with it)")
+    ap.add_argument("--runs", type=common.int_at_least(1), default=10)
+    ap.add_argument("--threads", type=common.int_at_least(1), default=None)
+    ap.add_argument("--top", type=common.int_at_least(1), default=12, help="operator types to list")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--roof", action="store_true", help="also measure reference SGEMM/conv rates first")
     args = ap.parse_args(argv)
+    common.check_work(ap, args.work)
+    entry = common.check_models(ap, "--model", [args.model])[args.model]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-
     from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.models import resolve_name
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
     from pvt_deploy.runtimes.ort_session import optimized_graph
     from pvt_deploy.tasks.pipeline import Predictor
 
-    size = args.imgsz or resolve_name(args.model).imgsz[0]
+    size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file.startswith("model.int8"),
+    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file == "model.int8.onnx",
                              half=args.file == "model.fp16.onnx")
     path = folder / args.file
     if not path.is_file():
-        raise SystemExit(f"{path}: not in the export")
+        manifest = read_manifest(folder)
+        have = ", ".join(sorted(manifest.get("files") or {})) or "none"
+        raise SystemExit(f"error: {args.file} is not in the export {folder} (it holds: {have})")
     manifest = read_manifest(folder)
     spec = OnnxRuntimeBackend(path, device="cpu", threads=args.threads)
     feed, _ = common.bench_input(Predictor(spec, manifest, imgsz=(size, size)), args.batch)
@@ -150,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     spec.close()
     if args.roof:
         roof(threads, args.batch)
-    session = common.ort_cpu_session(optimized_graph(path).path, threads=threads,
-                                     profile_prefix=str(Path(os.environ.get("TMPDIR", "/tmp")) / "pvt-ort-profile"))
     warmup = 3
-    for _ in range(warmup + args.runs):
-        session.run(None, feed)
-    profile = Path(session.end_profiling())
-    events: list[dict[str, Any]] = json.loads(profile.read_text())
-    profile.unlink(missing_ok=True)
+    # ORT writes its profile when profiling ends (or the session is destroyed): in a folder of its own,
+    # removed however the run ends (Ctrl-C and SIGTERM included, see common.run).
+    with tempfile.TemporaryDirectory(prefix="pvt-ort-profile-") as tmp_dir:
+        session = common.ort_cpu_session(optimized_graph(path).path, threads=threads,
+                                         profile_prefix=str(Path(tmp_dir) / "profile"))
+        try:
+            for _ in range(warmup + args.runs):
+                session.run(None, feed)
+        finally:
+            profile = Path(session.end_profiling())
+        events: list[dict[str, Any]] = json.loads(profile.read_text())
     runs_ = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     start = runs_[warmup - 1]["ts"] + runs_[warmup - 1]["dur"]  # node events of the warm-up runs are dropped
     events = [e for e in events if e.get("ts", 0) >= start]
@@ -188,4 +199,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))

@@ -198,39 +198,71 @@ def _print_case(case: dict[str, Any]) -> None:
     common.print_table(rows, ["variant", "median ms", "p90 ms", "img/s", "vs torch", "agreement vs torch fp32"])
 
 
+def parse_models(ap: argparse.ArgumentParser, text: str) -> list[tuple[str, int, tuple[int, ...]]]:
+    """``--models``: comma-separated ``model[:size[:batches]]`` (batches separated by ``/``); every
+    part is checked here, before any work, the model names last (that loads PyTorch)."""
+    specs = [t.strip() for t in text.split(",") if t.strip()]
+    if not specs:
+        ap.error("--models: empty; give model[:size[:batches]], e.g. pvt_v2_b0:640:1/2 (omit --models for the suite)")
+    parsed: list[tuple[str, int | None, tuple[int, ...]]] = []
+    for spec in specs:
+        parts = [p.strip() for p in spec.split(":")]
+        if len(parts) > 3 or not parts[0]:
+            ap.error(f"--models {spec!r}: expected model[:size[:batches]], e.g. pvt_v2_b0:640:1/2")
+        size: int | None = None
+        if len(parts) > 1 and parts[1]:  # empty: the zoo's size
+            try:
+                size = common.imgsz_arg(parts[1])
+            except argparse.ArgumentTypeError as e:
+                ap.error(f"--models {spec!r}: size {e}")
+        batches: tuple[int, ...] = (1,)
+        if len(parts) > 2:
+            try:
+                batches = tuple(dict.fromkeys(common.int_at_least(1)(b) for b in parts[2].split("/")))
+            except argparse.ArgumentTypeError as e:
+                ap.error(f"--models {spec!r}: batch {e} (batches are separated by '/', e.g. 1/8)")
+        parsed.append((parts[0], size, batches))
+    entries = common.check_models(ap, "--models", [name for name, _, _ in parsed])
+    return [(name, size if size is not None else entries[name].imgsz[0], batches) for name, size, batches in parsed]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="two models, fewer rounds and images (~2 min)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="cpu: CPU variants; cuda: CPU reference + GPU variants; auto: cuda when a GPU is usable")
-    ap.add_argument("--models", default=None, help="comma-separated model[:size[:batches]], e.g. pvt_v2_b0:640:1/2")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated model[:size[:batches]], e.g. pvt_v2_b0:640:1/2 (size default: the "
+                         "zoo's, batches default: 1)")
     ap.add_argument("--variants", default=None, help=f"subset of {', '.join(CPU_VARIANTS + GPU_VARIANTS)}")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--images", type=int, default=None, help="real pictures for agreement (max 12)")
-    ap.add_argument("--budget", type=float, default=None, help="seconds of timing per case before stopping early")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    ap.add_argument("--rounds", type=common.int_at_least(1), default=None,
+                    help="interleaved timing rounds (default 10, --quick 5)")
+    ap.add_argument("--warmup", type=common.int_at_least(0), default=2)
+    ap.add_argument("--images", type=common.int_at_least(1), default=None,
+                    help="real pictures for agreement, 1-12 (default 12, --quick 6)")
+    ap.add_argument("--budget", type=common.seconds_arg, default=None,
+                    help="seconds of timing per case before stopping early (after 3 rounds; default 90, --quick 30)")
+    ap.add_argument("--threads", type=common.int_at_least(1), default=None, help="CPU threads (default: physical cores)")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK, help="cache of weights and exports")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here (checked before the run)")
     args = ap.parse_args(argv)
+    if args.images is not None and args.images > 12:
+        ap.error(f"argument --images: at most 12 (the real pictures there are), got {args.images}")
+    variants_asked = (None if args.variants is None
+                      else common.parse_choices(ap, "--variants", args.variants, CPU_VARIANTS + GPU_VARIANTS))
+    common.check_output_file(ap, "--json", args.json)
+    common.check_work(ap, args.work)
+    cases: list[tuple[str, int, tuple[int, ...]]] = list(QUICK if args.quick else FULL)
+    if args.models is not None:
+        cases = parse_models(ap, args.models)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args.rounds = args.rounds or (5 if args.quick else 10)
-    args.images = min(12, args.images or (6 if args.quick else 12))
+    args.rounds = args.rounds if args.rounds is not None else (5 if args.quick else 10)
+    args.images = args.images if args.images is not None else (6 if args.quick else 12)
     args.budget = args.budget if args.budget is not None else (30.0 if args.quick else 90.0)
     device = common.resolve_device(args.device)
-    cases: list[tuple[str, int, tuple[int, ...]]] = list(QUICK if args.quick else FULL)
-    if args.models:
-        cases = []
-        for spec in args.models.split(","):
-            parts = spec.split(":")
-            from pvt_deploy.models import resolve_name
-
-            size = int(parts[1]) if len(parts) > 1 else resolve_name(parts[0]).imgsz[0]
-            batches = tuple(int(b) for b in parts[2].split("/")) if len(parts) > 2 else (1,)
-            cases.append((parts[0], size, batches))
     variants = list(CPU_VARIANTS) + (list(GPU_VARIANTS) if device == "cuda" else [])
-    if args.variants:
-        variants = ["torch", *[v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "torch"]]
+    if variants_asked is not None:
+        variants = ["torch", *[v for v in variants_asked if v != "torch"]]
     info = common.machine()
     print(common.header_lines(info))
     if device != "cuda":
@@ -253,4 +285,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))

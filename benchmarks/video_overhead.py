@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,13 +57,84 @@ WIDTH, HEIGHT, FPS = 1280, 720, 25
 
 def make_clip(path: Path, frames: int) -> Path:
     """``frames`` 1280x720 H.264 frames panning and zooming over the bundled photos (cached)."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed when complete: VideoWriter finalises the frames
+    # written so far when the block ends by an exception (Ctrl-C, SIGTERM), and a short clip at
+    # ``path`` would be taken for the cached one by every later run.
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        _write_clip(partial, frames)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def looped_clip(src: Path, frames: int, folder: Path) -> tuple[Path, int, int]:
+    """``src`` repeated (stream copy, no re-encode) until it holds at least ``frames`` video frames:
+    (the clip to run, its frame count, how many times ``src`` was laid end to end). A clip that is
+    long enough is returned as is. The copy is a Matroska file (it takes any codec) with the first
+    video stream and the first audio stream, each pass shifted by the source's duration, so the
+    timestamps keep increasing; it is made in ``folder`` and deleted with it. (FFmpeg's
+    ``-stream_loop`` does the same; PyAV has no such option.)"""
+    import av
+
+    with av.open(str(src)) as probe:
+        start, end = math.inf, -math.inf  # over the packets of every stream copied, in seconds
+        order: list[int] = []  # video pts in decode order
+        timed = True
+        for packet in probe.demux(probe.streams.video[0], *probe.streams.audio[:1]):
+            if not packet.size:
+                continue
+            timed = timed and packet.pts is not None
+            if packet.stream.type == "video" and packet.pts is not None:
+                order.append(packet.pts)
+            if packet.pts is not None and packet.time_base:
+                start = min(start, float(packet.pts * packet.time_base))
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    count = len(order)
+    if count >= frames or count == 0:
+        return src, count, 1
+    if not timed:  # a raw elementary stream: nothing to shift the passes by
+        print(f"warning: {src.name} has no timestamps to repeat it by; the memory run has its {count} frames only")
+        return src, count, 1
+    seconds = end - start  # one pass: from the earliest packet (an audio priming one may be < 0)
+    passes = -(-frames // count)
+    dst = folder / f"{src.stem}_x{passes}.mkv"
+    # Every video dts is made anew (sources may leave reordered frames' dts unset, as Matroska does):
+    # the i-th in decode order gets the i-th smallest pts, less the largest reorder lead, so each dts
+    # is <= its pts and they rise strictly, within a pass and from one pass to the next.
+    ranked = sorted(order)
+    lead = max(r - p for r, p in zip(ranked, order, strict=True))
+    with av.open(str(dst), "w", format="matroska") as out:
+        outs: dict[int, Any] = {}
+        for n in range(passes):
+            with av.open(str(src)) as inp:  # opened again for each pass: not every demuxer can seek
+                chosen = [inp.streams.video[0], *inp.streams.audio[:1]]
+                outs = outs or {s.index: out.add_stream_from_template(s) for s in chosen}
+                k = 0
+                for packet in inp.demux(*chosen):
+                    if not packet.size:
+                        continue  # the demuxer's flush packets
+                    shift = round(n * seconds / packet.time_base)
+                    packet.pts += shift
+                    if packet.stream.type == "video":
+                        packet.dts = ranked[k] - lead + shift
+                        k += 1
+                    elif packet.dts is not None:
+                        packet.dts += shift
+                    packet.stream = outs[packet.stream.index]
+                    out.mux(packet)
+    return dst, count * passes, passes
+
+
+def _write_clip(path: Path, frames: int) -> None:
     import cv2
 
     from pvt_deploy.io.sinks import VideoWriter
 
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     cover = 1.6  # each photo is scaled to cover 1.6x the frame, then a window pans and zooms over it
     bases = []
     for _, im in common.bundled_photos():
@@ -80,7 +153,6 @@ def make_clip(path: Path, frames: int) -> Path:
             y0 = (bh - wh) * 0.5
             crop = base[int(y0): int(y0 + wh), int(x0): int(x0 + ww)]
             writer.write(cv2.resize(crop, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA))
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,8 +207,12 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    with RssSampler(proc.pid) as rss:
-        output, _ = proc.communicate()
+    try:
+        with RssSampler(proc.pid) as rss:
+            output, _ = proc.communicate()
+    except BaseException:  # Ctrl-C, SIGTERM: stop the child too, before its output folder is removed
+        _stop(proc)
+        raise
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"pvt-deploy infer failed ({proc.returncode}):\n{output[-2000:]}")
@@ -151,6 +227,17 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -
     return {"command": " ".join(cmd), "frames": int(m.group(1)), "seconds": float(m.group(2)),
             "fps": float(m.group(3)), "pipeline_model_fps": float(m.group(4)) if m.group(4) else None,
             "wall_s": round(wall, 2), "stages": stages, "rss": rss.samples}
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End a child run: SIGTERM (its own clean-up runs), SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def first_frame(clip: Path) -> np.ndarray:
@@ -195,8 +282,9 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: 
 
 def cli_batch(folder: Path, infer_args: list[str]) -> int:
     """The batch ``pvt-deploy infer`` runs a video file in: ``--batch N`` when given, else the default."""
-    if "--batch" in infer_args:
-        return int(infer_args[infer_args.index("--batch") + 1])
+    given = batch_arg(infer_args)
+    if given is not None:
+        return given
     from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
 
@@ -214,8 +302,9 @@ def cli_batch(folder: Path, infer_args: list[str]) -> int:
 
 def rss_summary(samples: list[tuple[float, float]], frames: int, warmup: float = 0.1) -> dict[str, Any]:
     """RSS at each tenth of the run, growth after warm-up, and the slope in MB per 1000 frames."""
-    if len(samples) < 10:
-        return {"samples": len(samples), "note": "run too short to judge"}
+    if len(samples) < 10 or frames < 500:
+        return {"samples": len(samples), "frames": frames,
+                "note": "run too short to judge (fewer than 500 frames: warm-up is most of it)"}
     t = np.array([s[0] for s in samples])
     mb = np.array([s[1] for s in samples])
     deciles = [round(float(np.median(mb[(t >= t[-1] * k / 10) & (t <= t[-1] * (k + 1) / 10)])), 1)
@@ -228,9 +317,41 @@ def rss_summary(samples: list[tuple[float, float]], frames: int, warmup: float =
             "slope_mb_per_1000_frames": round(slope, 2)}
 
 
-def _imgsz_pair(text: str) -> tuple[int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",") if p]
-    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+def batch_arg(infer_args: list[str]) -> int | None:
+    """``--batch N`` / ``--batch=N`` in the extra infer arguments (None: not given); ``ValueError`` with a
+    message for the user when N is not a positive integer."""
+    value: str | None = None
+    for i, arg in enumerate(infer_args):
+        if arg == "--batch":
+            if i + 1 >= len(infer_args):
+                raise ValueError("--batch needs a value")
+            value = infer_args[i + 1]
+        elif arg.startswith("--batch="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return None
+    try:
+        batch = int(value)
+    except ValueError:
+        raise ValueError(f"--batch {value!r}: expected a positive integer") from None
+    if batch < 1:
+        raise ValueError(f"--batch {value!r}: expected a positive integer")
+    return batch
+
+
+def _join_infer_args(argv: list[str]) -> list[str]:
+    """``--infer-args '--batch 4'`` -> ``--infer-args=--batch 4``: argparse would take a value that starts
+    with ``--`` for an option of its own and refuse it ("expected one argument")."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--infer-args" and i + 1 < len(argv):
+            out.append(f"--infer-args={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,33 +361,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", default="640", help="inference size for the fps part (H or H,W)")
     ap.add_argument("--clip", type=Path, default=None,
                     help="your own video for both parts (default: a 1280x720 clip made from the bundled photos)")
-    ap.add_argument("--frames", type=int, default=150, help="clip length for the fps part")
+    ap.add_argument("--frames", type=common.int_at_least(1), default=150, help="clip length for the fps part (with --clip the whole clip runs)")
     ap.add_argument("--memory-model", default="pvt_v2_b0")
     ap.add_argument("--memory-imgsz", default="128")
-    ap.add_argument("--memory-frames", type=int, default=3000)
-    ap.add_argument("--infer-args", default="", help="extra arguments for pvt-deploy infer, e.g. '--no-save-json'")
+    ap.add_argument("--memory-frames", type=common.int_at_least(1), default=3000,
+                    help="frames of the memory run (a shorter --clip is repeated, stream-copied, to reach it)")
+    ap.add_argument("--infer-args", default="",
+                    help="extra arguments for pvt-deploy infer, one string split like a shell does, "
+                         "e.g. --infer-args '--batch 4 --no-save-json'")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
     ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
+    args = ap.parse_args(_join_infer_args(sys.argv[1:] if argv is None else argv))
     if args.clip is not None and not args.clip.is_file():
         ap.error(f"--clip {args.clip}: no such file")
+    fps_part, memory_part = args.part in ("fps", "both"), args.part in ("memory", "both")
+    try:
+        size = common.imgsz_pair(args.imgsz)
+    except ValueError as e:
+        ap.error(f"--imgsz: {e}")
+    try:
+        msize = common.imgsz_pair(args.memory_imgsz)
+    except ValueError as e:
+        ap.error(f"--memory-imgsz: {e}")
+    try:
+        infer_args = shlex.split(args.infer_args)
+        batch_arg(infer_args)
+    except ValueError as e:
+        ap.error(f"--infer-args: {e}")
+    common.check_output_file(ap, "--json", args.json)
+    common.check_work(ap, args.work)
+    common.check_models(ap, "--model", [args.model] if fps_part else [])
+    common.check_models(ap, "--memory-model", [args.memory_model] if memory_part else [])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     info = common.machine()
     print(common.header_lines(info))
     report: dict[str, Any] = {"machine": info, "command": " ".join(sys.argv)}
     out_root = Path(tempfile.mkdtemp(prefix="pvt-video-"))
     try:
-        if args.part in ("fps", "both"):
+        if fps_part:
             clip = args.clip or make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.frames}.mp4", args.frames)
             image = first_frame(clip) if args.clip else None
-            size = _imgsz_pair(args.imgsz)
             folder = common.artifact(args.model, args.work, imgsz=size)
             warm = model_only_fps(folder, size, 3.0, frame=image)  # also builds the CPU graph cache before timing
-            batch = cli_batch(folder, args.infer_args.split())
+            batch = cli_batch(folder, infer_args)
             before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
             before_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else before
-            run = run_cli(clip, folder, args.imgsz, out_root / "fps", args.infer_args.split())
+            run = run_cli(clip, folder, args.imgsz, out_root / "fps", infer_args)
             after_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else None
             after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
             after_b = after_b or after
@@ -294,19 +435,25 @@ def main(argv: list[str] | None = None) -> int:
                      if batch > 1 else "")
                   + "\n  stages ms/frame:  "
                   + ", ".join(f"{k} {v['ms_per_frame']:.1f}" for k, v in run["stages"].items()))
-        if args.part in ("memory", "both"):
+        if memory_part:
             clip = args.clip or make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.memory_frames}.mp4",
                                           args.memory_frames)
-            msize = _imgsz_pair(args.memory_imgsz)
+            if args.clip:  # a short clip of one's own is laid end to end up to --memory-frames
+                clip, _, passes = looped_clip(args.clip, args.memory_frames, out_root)
+                if passes > 1:
+                    print(f"\nmemory: {args.clip.name} repeated {passes} times (stream copy) to reach "
+                          f"--memory-frames {args.memory_frames}")
             folder = common.artifact(args.memory_model, args.work, imgsz=msize)
             model_only_fps(folder, msize, 1.0)  # build the CPU graph cache outside the measured run
-            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", args.infer_args.split())
+            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", infer_args)
             summary = rss_summary(run["rss"], run["frames"])
             report["memory"] = {"clip": str(clip), "model": args.memory_model, "imgsz": args.memory_imgsz,
                                 "cli": {k: v for k, v in run.items() if k != "rss"}, "rss": summary,
                                 "rss_samples": run["rss"]}
             print(f"\nmemory: {run['frames']} frames of {clip.name} in {run['seconds']:.0f} s ({run['fps']:.1f} FPS), "
                   f"{args.memory_model} at --imgsz {args.memory_imgsz}")
+            if summary.get("note"):
+                print(f"  {summary['note']}")
             print(f"  RSS by tenth of the run (MiB): {summary.get('deciles_mb')}")
             print(f"  peak {summary.get('peak_mb')} MiB; growth after warm-up {summary.get('growth_after_warmup_mb')} MiB; "
                   f"slope {summary.get('slope_mb_per_1000_frames')} MiB per 1000 frames")
@@ -322,5 +469,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.run(main))
 

@@ -44,14 +44,50 @@ def conv_model(cin: int, cout: int, size: int, seed: int = 0) -> Any:
     return model
 
 
+def parse_channels(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
+    """``--channels``: comma-separated ``in:out`` pairs of positive integers."""
+    pairs = []
+    for pair in (t.strip() for t in text.split(",")):
+        if not pair:
+            continue
+        parts = pair.split(":")
+        try:
+            cin, cout = (int(v) for v in parts)
+        except ValueError:
+            ap.error(f"--channels {pair!r}: expected in:out, e.g. 256:256")
+        if min(cin, cout) < 1:
+            ap.error(f"--channels {pair!r}: channels must be at least 1")
+        pairs.append((cin, cout))
+    if not pairs:
+        ap.error("--channels: empty; give in:out pairs, e.g. 256:256,256:720")
+    return list(dict.fromkeys(pairs))
+
+
+def parse_sizes(ap: argparse.ArgumentParser, text: str) -> list[int]:
+    """``--sizes``: comma-separated square map sizes (positive integers)."""
+    sizes = []
+    for t in (t.strip() for t in text.split(",")):
+        if not t:
+            continue
+        try:
+            sizes.append(common.int_at_least(1)(t))
+        except argparse.ArgumentTypeError as e:
+            ap.error(f"--sizes {t!r}: {e}")
+    if not sizes:
+        ap.error("--sizes: empty; give map sizes, e.g. 80,40")
+    return list(dict.fromkeys(sizes))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--channels", default="256:256,256:720,256:36,512:256,128:128,64:64",
                     help="comma-separated in:out channel pairs")
     ap.add_argument("--sizes", default="80,40,20,10,5", help="comma-separated square map sizes")
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
+    ap.add_argument("--rounds", type=common.int_at_least(1), default=15)
+    ap.add_argument("--threads", type=common.int_at_least(1), default=None, help="default: physical cores")
     args = ap.parse_args(argv)
+    pairs = parse_channels(ap, args.channels)
+    sizes = parse_sizes(ap, args.sizes)
 
     import numpy as np
     import onnx
@@ -63,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print(common.header_lines(common.machine()))
 
     rows = []
-    for pair in args.channels.split(","):
-        cin, cout = (int(v) for v in pair.split(":"))
-        for size in (int(v) for v in args.sizes.split(",")):
+    for cin, cout in pairs:
+        for size in sizes:
             direct = conv_model(cin, cout, size)
             wino = onnx.ModelProto.FromString(direct.SerializeToString())
             winograd_convs(wino, min_channels=0, min_tiles=0)
@@ -86,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(common.run(main))

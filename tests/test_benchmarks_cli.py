@@ -1,0 +1,238 @@
+"""The benchmark scripts' command lines: bad arguments and an unwritable ``--json`` are one error line
+and exit 2 *before* any model work; Ctrl-C / SIGTERM end a run with one line and 130 / 143.
+
+Every case here fails in argument checking (or is interrupted at once), so no benchmark runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *snippets: str) -> None:
+    """Exit 2, nothing on stdout (no work started: the machine header is the first thing printed),
+    no traceback, and the last stderr line is argparse's one-line error with ``snippets``."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{script}: error: "), done.stderr
+    for s in snippets:
+        assert s in last, (s, last)
+
+
+@pytest.mark.parametrize(("script", "args", "snippets"), [
+    ("speed.py", ["--rounds", "0"], ["--rounds", "at least 1"]),
+    ("speed.py", ["--rounds", "-1"], ["--rounds", "at least 1"]),
+    ("speed.py", ["--images", "0"], ["--images", "at least 1"]),
+    ("speed.py", ["--images", "13"], ["--images", "at most 12"]),
+    ("speed.py", ["--models", ""], ["--models", "empty"]),
+    ("speed.py", ["--models", "pvt_v2_b0-cls:abc"], ["size", "'abc'"]),
+    ("speed.py", ["--models", "pvt_v2_b0-cls:64:x"], ["batch", "'x'"]),
+    ("speed.py", ["--models", "pvt_v2_b0-cls:64:0"], ["batch", "at least 1"]),
+    ("speed.py", ["--variants", "onnx,bogus"], ["'bogus'", "onnx-int8"]),
+    ("speed.py", ["--variants", "onnx-int9"], ["did you mean 'onnx-int8'"]),
+    ("export_cost.py", ["--imgsz", "0"], ["--imgsz", "at least 32"]),
+    ("ort_options.py", ["--settings", "bogus"], ["'bogus'", "no-shards", "transformers-opt"]),
+    ("ort_options.py", ["--rounds", "0"], ["--rounds", "at least 1"]),
+    ("ort_options.py", ["--file", "model.int4.onnx"], ["--file", "model.fp16.onnx"]),
+    ("ort_profile.py", ["--runs", "0"], ["--runs", "at least 1"]),
+    ("ort_profile.py", ["--file", "model.int8.trt.onnx"], ["--file", "model.int8.onnx"]),
+    ("int8_variants.py", ["--flavours", "export,bogus"], ["'bogus'", "dynamic-plain"]),
+    ("winograd.py", ["--channels", "256"], ["--channels", "in:out"]),
+    ("video_overhead.py", ["--frames", "0"], ["--frames", "at least 1"]),
+    ("video_overhead.py", ["--infer-args", "--batch 0"], ["--infer-args", "--batch"]),
+])
+def test_bad_argument_is_one_line_exit_2(script: str, args: list[str], snippets: list[str]) -> None:
+    _assert_usage_error(_run(script, *args), script, *snippets)
+
+
+def test_unknown_model_suggests_the_zoo_name() -> None:
+    # loads PyTorch (the zoo module does), so one case only
+    done = _run("speed.py", "--models", "pvt_v2_bO-cls:64:1")
+    _assert_usage_error(done, "speed.py", "unknown model 'pvt_v2_bO-cls'", "did you mean 'pvt_v2_b0-cls'")
+
+
+@pytest.mark.parametrize("script", ["speed.py", "export_cost.py", "ort_options.py", "int8_variants.py",
+                                    "video_overhead.py"])
+def test_json_under_a_file_is_refused_before_any_work(script: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    start = time.monotonic()
+    done = _run(script, "--json", str(blocker / "out.json"), "--work", str(tmp_path / "work"))
+    _assert_usage_error(done, script, "--json", "not a folder")
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "work").exists()
+
+
+def test_json_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    done = _run("speed.py", "--json", str(tmp_path), "--models", "pvt_v2_b0-cls:64:1")
+    _assert_usage_error(done, "speed.py", "--json", "is a folder")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_json_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        done = _run("export_cost.py", "--json", str(ro / "out.json"), "--model", "pvt_v2_b0-cls")
+    finally:
+        ro.chmod(0o755)
+    _assert_usage_error(done, "export_cost.py", "--json", "cannot create files")
+
+
+def test_work_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.write_text("")
+    _assert_usage_error(_run("ort_options.py", "--work", str(work)), "ort_options.py", "--work", "not a folder")
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared pieces, in process
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def common() -> ModuleType:
+    """``benchmarks/common.py``, loaded under a name of its own (no clash with any other ``common``)."""
+    name = "pvt_benchmarks_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BENCH / "common.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_write_json_is_atomic_and_keeps_results_when_it_fails(common: ModuleType, tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.json"
+    common.write_json(target, {"a": 1})
+    common.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]  # no temporary file left
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as e:
+        common.write_json(blocker / "out.json", {"a": 3})
+    message = str(e.value.code)
+    assert message.startswith("error: cannot write") and "saved to" in message
+    rescue = Path(message.rsplit("saved to ", 1)[1])
+    try:
+        assert json.loads(rescue.read_text()) == {"a": 3}
+    finally:
+        rescue.unlink()
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGTERM) != signal.SIG_DFL,
+                    reason="SIGTERM is handled by the test runner here; run() leaves it alone")
+def test_run_turns_signals_into_exit_codes_after_clean_up(common: ModuleType,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cleaned: list[str] = []
+
+    def interrupted(argv: list[str] | None) -> int:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            cleaned.append("int")
+
+    def terminated(argv: list[str] | None) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+            return 0
+        finally:
+            cleaned.append("term")
+
+    assert common.run(interrupted) == 130
+    assert common.run(terminated) == 143
+    assert cleaned == ["int", "term"]
+    assert capsys.readouterr().err.splitlines() == ["interrupted", "terminated"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+def test_run_prints_user_errors_in_one_line(common: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    from pvt_deploy.errors import InputError
+
+    def bad(argv: list[str] | None) -> int:
+        raise InputError("no such thing", hint="try another")
+
+    assert common.run(bad) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: no such thing (try another)"]
+
+    def bug(argv: list[str] | None) -> int:
+        raise RuntimeError("a bug keeps its traceback")
+
+    with pytest.raises(RuntimeError):
+        common.run(bug)
+
+
+# --------------------------------------------------------------------------------------------------
+# A real Ctrl-C
+# --------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_a_run_is_one_line_and_130(tmp_path: Path) -> None:
+    # A fresh --work: the run is busy making weights / exporting when the signal arrives; it never
+    # gets as far as timing. SIGINT is reset to the default in the child in case this test runs
+    # under a shell that ignores it for background jobs.
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "speed.py"), "--models", "pvt_v2_b0-cls:64:1", "--rounds", "3",
+         "--work", str(tmp_path / "work")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the machine header: argument checks passed, work starts
+        assert first.strip(), "no output before the process ended"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted"
+
+
+def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
+    """``video_overhead.py --clip short.mp4 --memory-frames N`` lays the clip end to end (stream copy) so
+    the memory run really covers N frames: every frame decodes, times keep increasing, audio comes along."""
+    import av
+    from test_io_sinks import clip_with_audio
+
+    spec = importlib.util.spec_from_file_location("pvt_benchmarks_video_overhead", BENCH / "video_overhead.py")
+    assert spec is not None and spec.loader is not None
+    video_overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(video_overhead)
+    src = clip_with_audio(tmp_path / "short.mp4", "aac", frames=10)
+    clip, frames, passes = video_overhead.looped_clip(src, 25, tmp_path)
+    assert (frames, passes) == (30, 3) and clip.suffix == ".mkv"
+    with av.open(str(clip)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    with av.open(str(clip)) as c:
+        audio = sum(f.samples for f in c.decode(audio=0))
+    assert len(times) == 30 and all(b > a for a, b in zip(times, times[1:], strict=False))
+    # each pass starts where the previous one's last packet (audio priming included) ended
+    assert 29 / 25 <= times[-1] < 29 / 25 + 3 * 0.05 and audio >= 3 * 48000 * 10 // 25 * 0.9
+    assert video_overhead.looped_clip(src, 10, tmp_path) == (src, 10, 1)  # long enough: used as is
