@@ -643,15 +643,8 @@ def seconds_arg(text: str) -> float:
     return value
 
 
-def imgsz_arg(text: str) -> int:
-    """argparse ``type=``: one input side, at least :data:`MIN_IMGSZ`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer (pixels), got {text!r}") from None
-    if value < MIN_IMGSZ:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMGSZ} (the graph's stride), got {value}")
-    return value
+#: argparse ``type=``: one input side in pixels, at least :data:`MIN_IMGSZ` (the graph's stride).
+imgsz_arg = int_at_least(MIN_IMGSZ)
 
 
 def imgsz_pair(text: str) -> tuple[int, int]:
