@@ -233,7 +233,6 @@ def _load_runtimes(labels: Sequence[str]) -> None:
 
     if any(label.startswith("onnx") for label in labels):
         with contextlib.suppress(Exception):
-            import onnx
             import onnxruntime
             from onnx import TensorProto, helper
 
@@ -243,7 +242,7 @@ def _load_runtimes(labels: Sequence[str]) -> None:
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
             session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             session.run(None, {"x": np.zeros((1, 3, 8, 8), np.float32)})
-            del session, onnx
+            del session
     if any(label.startswith("torch") for label in labels):
         with contextlib.suppress(Exception):
             import torch

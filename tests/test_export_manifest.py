@@ -174,10 +174,15 @@ def test_ctrl_c_during_the_swap_waits_for_it(tmp_path: Path, monkeypatch: pytest
         rename(src, dst)
         signal.raise_signal(signal.SIGINT)  # to this thread, synchronously: a process-wide kill may land later
 
+    # as in a terminal: a job started in the background of a script (CI) inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(os, "rename", interrupted_rename)
-    with pytest.raises(KeyboardInterrupt):
-        export_onnx_module._swap_in(new, old, old)
-    monkeypatch.setattr(os, "rename", rename)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_onnx_module._swap_in(new, old, old)
+    finally:
+        monkeypatch.setattr(os, "rename", rename)
+        signal.signal(signal.SIGINT, previous)
     assert (old / "manifest.json").read_text() == "new" and (old / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
