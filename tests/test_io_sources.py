@@ -174,6 +174,23 @@ def test_video_metadata_stride_indices_and_timestamps(tmp_path: Path) -> None:
     assert frames[0].image.flags.c_contiguous
 
 
+def test_raw_h264_runs_at_the_rate_its_bitstream_signals(tmp_path: Path) -> None:
+    """A raw .h264 (no container, no timestamps): FFmpeg's demuxer reports a default 25 fps; the SPS
+    says 30, which is what the clip plays at (an annotated copy at 25 would run 20 % long)."""
+    path = tmp_path / "cam.h264"
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 20, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as probe:
+        assert probe.streams.video[0].average_rate == 25  # the demuxer's default, not the clip's
+    with open_source(path) as source:
+        assert source.fps == 30 and len(list(source)) == 12
+
+
 def test_video_can_be_iterated_twice(tmp_path: Path) -> None:
     source = open_source(make_video(tmp_path / "clip.mp4", frames=5))
     assert len(list(source)) == 5

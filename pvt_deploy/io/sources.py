@@ -323,6 +323,10 @@ class PyAVReader:
             stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
             self._stream = stream
             rate = stream.average_rate or stream.guessed_rate
+            if self._container.format.flags & _AVFMT_NOTIMESTAMPS:
+                # a raw stream (.h264, .hevc): its demuxer's rate is a fixed default (25), the rate the
+                # bitstream itself signals (the SPS timing) is the guessed one
+                rate = stream.guessed_rate or rate
             self.fps: float | None = float(rate) if rate else None
             known_start = stream.start_time is not None and stream.time_base is not None
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
