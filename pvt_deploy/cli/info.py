@@ -89,10 +89,12 @@ def render(facts: dict[str, Any], console: Any) -> None:
         say(f"tensorrt: {trt.get('version')} on {trt.get('gpu')} (cc {trt.get('compute_capability')}), "
                       f"{trt.get('precision')}, profiles {trt.get('profiles')}")
     parity = facts.get("parity") or {}
+    from pvt_deploy.export.parity import agreement_text
+
     for name, p in parity.items():
         outs = ", ".join(f"{k} max_abs {v.get('max_abs', 0):.1e}" for k, v in (p.get("outputs") or {}).items())
         verdict = "passed" if p.get("passed") else "FAILED"
-        say(f"parity at export, {name}: {verdict}, agreement {p.get('agreement')}" + (f"; {outs}" if outs else ""))
+        say(f"parity at export, {name}: {verdict}, agreement {agreement_text(p)}" + (f"; {outs}" if outs else ""))
     table = Table(title="backends here", title_justify="left")
     for col in ("backend", "precision", "file", "runs here"):
         table.add_column(col)
