@@ -474,13 +474,25 @@ def free_path(directory: str | os.PathLike[str], stem: str, suffix: str, taken: 
     nor an existing file. Outputs so never replace a file that was there before the run: above all
     the inputs themselves when ``-o`` is their own folder (``photo.jpg`` -> ``photo_1.jpg``,
     ``clip.mp4`` -> ``clip_1.mp4``), or two ``photo.jpg`` of a glob from different folders."""
+    return free_paths(directory, [(stem, suffix)], taken)[0]
+
+
+def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str]], taken: set[str], *,
+               partial: str = "") -> list[Path]:
+    """:func:`free_path` for files that belong together (a run's ``predictions.jsonl`` and
+    ``predictions_coco.json``): the first ``_N`` under which every ``<stem>_N<suffix>`` is free, so
+    they share it. With ``partial``, a ``<name><partial>`` left by a killed writer also takes a name
+    (its complete lines are worth keeping)."""
     folder = Path(directory)
-    candidate, n = f"{stem}{suffix}", 0
-    while candidate in taken or os.path.lexists(folder / candidate):
+    n = 0
+    while True:
+        tail = f"_{n}" if n else ""
+        candidates = [f"{stem}{tail}{suffix}" for stem, suffix in names]
+        if not any(c in taken or os.path.lexists(folder / c) or (partial and os.path.lexists(folder / (c + partial)))
+                   for c in candidates):
+            taken.update(candidates)
+            return [folder / c for c in candidates]
         n += 1
-        candidate = f"{stem}_{n}{suffix}"
-    taken.add(candidate)
-    return folder / candidate
 
 
 class ImageWriter:
@@ -566,9 +578,11 @@ class JsonlWriter:
     half-written.
     """
 
+    PART = ".part"  # the name of the file being written: <path>.part
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.part = self.path.with_name(self.path.name + ".part")
+        self.part = self.path.with_name(self.path.name + self.PART)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lines = 0
         self._file = open(self.part, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed in close())

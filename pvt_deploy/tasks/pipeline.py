@@ -630,19 +630,22 @@ class ResultWriter:
         self._coco: Any = None
         self._coco_ids: dict[int | str, str] = {}  # COCO image_id (or a video's id prefix) -> its source
         self._coco_keys: dict[str, int | str] = {}  # source -> that id or prefix
-        self._taken: set[str] = set()  # names given to videos and masks in this run
+        self._taken: set[str] = set()  # names given out in this run (videos, masks, JSON)
         self._failed = False
         self._results = 0
         try:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             if save_json:
-                from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter
+                from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter, free_paths
 
-                jsonl, coco = _json_paths(self.save_dir, detect=task == "detect")
-                self._jsonl = JsonlWriter(jsonl)
+                # an earlier run's JSON in the folder is kept, like its images: this run's files
+                # share the next free _N (a killed run's predictions.jsonl.part counts as taken)
+                files = [("predictions", ".jsonl")] + ([("predictions_coco", ".json")] if task == "detect" else [])
+                paths = free_paths(self.save_dir, files, self._taken, partial=JsonlWriter.PART)
+                self._jsonl = JsonlWriter(paths[0])
                 if task == "detect":
                     ids = COCO80_TO_91 if _is_coco(self.names) else None
-                    self._coco = _spooled_coco_writer(coco, category_ids=ids)
+                    self._coco = _spooled_coco_writer(paths[1], category_ids=ids)
         except OSError as e:
             self._discard()
             raise output_error(self.save_dir, e) from None
@@ -776,20 +779,6 @@ class ResultWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.close(exc)
-
-
-def _json_paths(folder: Path, *, detect: bool) -> tuple[Path, Path]:
-    """``predictions.jsonl`` and ``predictions_coco.json`` in ``folder``, or the first ``_1``, ``_2``...
-    pair whose names are free (with no ``.part`` of a killed run either): an earlier run's JSON is
-    kept, like its images, and a run's two files share their suffix."""
-    n = 0
-    while True:
-        tail = f"_{n}" if n else ""
-        pair = folder / f"predictions{tail}.jsonl", folder / f"predictions_coco{tail}.json"
-        if not any(os.path.lexists(p) or os.path.lexists(p.with_name(p.name + ".part"))
-                   for p in pair[: 2 if detect else 1]):
-            return pair
-        n += 1
 
 
 def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> Any:
