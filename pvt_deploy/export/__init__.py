@@ -87,11 +87,10 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     backend = triton_opts.pop("backend", "onnx")
     if format == "triton" and backend not in ("onnx", "trt"):
         raise InputError(f"--triton-backend {backend!r}: choose onnx or trt")
-    kind = triton_opts.get("kind")
-    if format == "triton" and kind is not None and (str(kind).upper() not in ("AUTO", "GPU", "CPU")
-                                                    or (backend == "trt" and str(kind).upper() == "CPU")):
-        raise InputError(f"--instance-kind {str(kind).lower()!r}: choose auto, gpu or cpu"
-                         + (" (a TensorRT engine runs on GPUs only)" if backend == "trt" else ""))
+    if format == "triton":  # before the slow export
+        from pvt_deploy.export.triton import instance_kind
+
+        instance_kind(triton_opts.get("kind"), backend, option="--instance-kind")
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")
     if needs_engine:
         from pvt_deploy.export.tensorrt import require_tensorrt

@@ -249,6 +249,18 @@ def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -
     return "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
 
 
+def instance_kind(kind: str | None, backend: str, *, option: str = "instance kind") -> str:
+    """``AUTO``, ``GPU`` or ``CPU`` for ``kind`` (None: ``AUTO`` for ``onnx``, ``GPU`` for ``trt``);
+    :class:`InputError` naming ``option`` for any other value, or a CPU kind for an engine."""
+    kind_u = (kind or ("GPU" if backend == "trt" else "AUTO")).upper()
+    if kind_u not in _KINDS:
+        raise InputError(f"{option} {str(kind).lower()!r}: choose auto, gpu or cpu")
+    if backend == "trt" and kind_u == "CPU":
+        raise InputError(f"{option} {str(kind).lower()!r}: a TensorRT engine runs on GPUs only "
+                         "(use gpu, or the onnx backend for a CPU)")
+    return kind_u
+
+
 def export_triton(
     artifact_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -282,11 +294,7 @@ def export_triton(
     """
     if backend not in _MODEL_FILES:
         raise InputError(f"unknown Triton backend {backend!r}; use 'onnx' or 'trt'")
-    kind_u = (kind or ("GPU" if backend == "trt" else "AUTO")).upper()
-    if kind_u not in _KINDS:
-        raise InputError(f"unknown instance kind {kind!r}; use GPU, CPU or AUTO")
-    if backend == "trt" and kind_u == "CPU":
-        raise InputError("TensorRT engines run on GPUs only; use kind GPU (or backend 'onnx' for CPU)")
+    kind_u = instance_kind(kind, backend)
     if trt_fp16_accelerator and backend != "onnx":
         raise InputError("the TensorRT FP16 accelerator is an option of backend 'onnx'; "
                          "a 'trt' engine already has its precision")
