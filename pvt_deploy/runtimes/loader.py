@@ -267,22 +267,27 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     from pvt_deploy.runtimes.ort_providers import available_providers, select_providers
 
     folder = Path(path)
-    kind, _ = _parse_device(device)  # a malformed device is an InputError, as in every command
-    if kind not in ("auto", "cpu", "cuda", "tensorrt", "trt"):
-        raise InputError(f"unknown device {device!r}; choose cpu, cuda, cuda:N or tensorrt")
+    kind, _ = _parse_device(device)
+    providers = available_providers()
+    ort_missing = None
+    try:
+        select_providers(kind, available=providers)  # an unknown device is an InputError, as in every command
+    except BackendUnavailableError as e:
+        ort_missing = str(e)
     manifest = manifest if manifest is not None else read_manifest(folder)
     files = manifest.get("files") or {}
     out: list[Candidate] = []
     weights, why = _torch_weights(folder, manifest)
-    if weights is not None and kind in ("cuda", "tensorrt", "trt"):
-        why = _torch_cuda_missing() if kind == "cuda" else "PyTorch does not run TensorRT (use the trt row)"
+    if weights is not None and kind in ("tensorrt", "trt"):
+        why = "PyTorch does not run TensorRT (use the trt row)"
+    elif weights is not None and kind == "cuda":
+        from pvt_deploy.runtimes.torch import _resolve_device
+
+        try:
+            _resolve_device(device)  # the check TorchBackend makes
+        except BackendUnavailableError as e:
+            why = str(e)
     out.append(Candidate("torch", "torch", "fp32", weights, weights is not None and not why, why))
-    providers = available_providers()
-    ort_missing = None
-    try:
-        select_providers(kind, available=providers)
-    except BackendUnavailableError as e:
-        ort_missing = str(e)
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
@@ -309,13 +314,6 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
             reason = _engine_mismatch(folder, manifest)
         out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or ""))
     return out
-
-
-def _torch_cuda_missing() -> str:
-    """Why PyTorch cannot run on CUDA here ("" when it can)."""
-    import torch
-
-    return "" if torch.cuda.is_available() else f"this PyTorch has no usable CUDA (torch {torch.__version__})"
 
 
 def _engine_mismatch(folder: Path, manifest: Mapping[str, Any]) -> str | None:
