@@ -322,8 +322,9 @@ class PyAVReader:
             stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
             self._stream = stream
+            self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
             rate = stream.average_rate or stream.guessed_rate
-            if self._container.format.flags & _AVFMT_NOTIMESTAMPS:
+            if not self._clocked:
                 # a raw stream (.h264, .hevc): its demuxer's rate is a fixed default (25), the rate the
                 # bitstream itself signals (the SPS timing) is the guessed one
                 rate = stream.guessed_rate or rate
@@ -335,7 +336,6 @@ class PyAVReader:
             self.live: bool = (
                 live if live is not None else (self._container.duration is None and not is_picture)
             )
-            self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
             duration = self._container.duration  # microseconds, the longest stream's; None when unknown
             self.duration: float | None = duration / 1e6 if duration and not self.live else None
             self.frames: int | None = None if self.live else self._count_frames(stream)
