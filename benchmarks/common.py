@@ -464,42 +464,16 @@ def run_per_image(infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]
 # --------------------------------------------------------------------------------------------------
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a temporary file in the same folder and a rename: a reader (or an
-    interrupted run) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically. Where that fails after all (the folder went away or
     the disk filled up during the run), the results go to a file in the temporary folder instead and
     the run ends with one ``error:`` line naming it (exit 1), rather than a traceback that loses them."""
+    from pvt_deploy.utils.files import atomic_write_text
+
     p = Path(path)
     text = json.dumps(data, indent=2, default=str) + "\n"
     try:
-        _write_atomic(p, text)
+        atomic_write_text(p, text)  # the package's own writer: temp file beside it, fsync, rename
     except OSError as e:
         why = e.strerror or str(e)
         try:
