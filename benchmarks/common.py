@@ -669,20 +669,14 @@ def check_models(parser: argparse.ArgumentParser, option: str, names: Sequence[s
 def _probe_writable(folder: Path) -> str | None:
     """Why files cannot be created under ``folder`` (None: they can). ``folder`` need not exist yet:
     its nearest existing parent is tried, which must be a folder."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a folder"
+    from pvt_deploy.utils.files import probe_writable
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".pvt-bench-probe-")
+        probe_writable(folder)
+    except NotADirectoryError as e:
+        return f"{e.filename} is not a folder"
     except OSError as e:
-        return f"cannot create files in {probe}: {e.strerror or e}"
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
+        return f"cannot create files in {e.filename}: {e.strerror or e}"
     return None
 
 

@@ -570,18 +570,14 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
     """Raise :func:`output_error` now, before a model loads or a frame decodes, when files cannot be
     written to ``folder``: it or an ancestor is a file, or its nearest existing ancestor refuses a new
     file (read-only file system, permissions). Creates nothing: a probe file is made and removed."""
-    target = Path(folder)
-    existing = target
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise output_error(target, f"{existing} is a file, not a folder")
+    from pvt_deploy.utils.files import probe_writable
+
     try:
-        fd, probe = tempfile.mkstemp(prefix=".pvt-deploy-probe.", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
+    except NotADirectoryError as e:
+        raise output_error(folder, f"{e.filename} is a file, not a folder") from None
     except OSError as e:
-        raise output_error(target, e) from None
+        raise output_error(folder, e) from None
 
 
 def _is_coco(names: Sequence[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Atomic writes and file hashing.
+"""Atomic writes, file hashing, and checking that a folder takes new files.
 
 A crash or Ctrl-C during a write must never leave a half-written artifact that later loads, so every
 artifact is written to a temporary file in the same folder and renamed over the target.
@@ -7,6 +7,7 @@ artifact is written to a temporary file in the same folder and renamed over the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -42,6 +43,26 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def probe_writable(folder: str | os.PathLike[str]) -> Path:
+    """Check, creating nothing that stays, that files can be made under ``folder`` (which need not exist
+    yet) and return its nearest existing ancestor. Raises :class:`NotADirectoryError` when that
+    ancestor is a file, or the :class:`OSError` of a probe file it refuses (read-only file system,
+    permissions), each with ``filename`` the ancestor."""
+    existing = Path(folder)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pvt-deploy-probe.", dir=existing)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(existing)) from e
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return existing
 
 
 @contextlib.contextmanager
