@@ -223,6 +223,25 @@ def _export_code_digest() -> str:
     return digest.hexdigest()[:10]
 
 
+# Graphs of a benchmark export that a script's --file can name (artifact() makes the FP16 and CPU INT8
+# ones on request).
+GRAPH_FILES = ("model.onnx", "model.int8.onnx", "model.fp16.onnx")
+
+
+def artifact_graph(zoo_name: str, work: Path, name: str, *, imgsz: int) -> tuple[Path, dict[str, Any]]:
+    """The cached export of ``zoo_name`` with graph ``name`` (one of :data:`GRAPH_FILES`) added when it
+    lacks it: (that graph's path, the export's manifest); exits with one line when it is not there."""
+    from pvt_deploy.manifest import read_manifest
+
+    folder = artifact(zoo_name, work, imgsz=imgsz, int8=name == "model.int8.onnx", half=name == "model.fp16.onnx")
+    manifest = read_manifest(folder)
+    path = folder / name
+    if not path.is_file():
+        have = ", ".join(sorted(manifest.get("files") or {})) or "none"
+        raise SystemExit(f"error: {name} is not in the export {folder} (it holds: {have})")
+    return path, manifest
+
+
 def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: bool = False,
              half: bool = False, int8_cpu: str = "auto") -> Path:
     """Export ``zoo_name`` with synthetic weights (dynamic graph) into the cache; add variants asked for.

@@ -40,9 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
-# Graphs of the benchmark's export that --file can name (common.artifact makes the FP16 and CPU INT8
-# ones on request).
-FILES = ("model.onnx", "model.int8.onnx", "model.fp16.onnx")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -72,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=common.imgsz_arg, default=None, help="default: the zoo size")
     ap.add_argument("--batch", type=common.int_at_least(1), default=8)
     ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
-    ap.add_argument("--file", default="model.onnx", choices=FILES,
+    ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,
                     help="graph of the export to time (model.int8.onnx: the CPU INT8; model.fp16.onnx: FP16); "
                          "the benchmark's cached export is extended with the file when it lacks it")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {', '.join(SETTINGS)}")
@@ -85,19 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     entry = common.check_models(ap, "--model", [args.model])[args.model]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from pvt_deploy.manifest import read_manifest
     from pvt_deploy.runtimes.ort_session import optimized_graph
 
     size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file == "model.int8.onnx",
-                             half=args.file == "model.fp16.onnx")
-    manifest = read_manifest(folder)
-    src = folder / args.file
-    if not src.is_file():
-        have = ", ".join(sorted(manifest.get("files") or {})) or "none"
-        raise SystemExit(f"error: {args.file} is not in the export {folder} (it holds: {have})")
+    src, manifest = common.artifact_graph(args.model, args.work, args.file, imgsz=size)
     rewritten = optimized_graph(src).path
     # Scratch graphs (transformers-opt, the saved optimised graph: 15+ MB each) live in a folder that
     # is removed however the run ends (Ctrl-C and SIGTERM included, see common.run).

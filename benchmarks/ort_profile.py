@@ -33,9 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-# Graphs of the benchmark's export that --file can name (common.artifact makes the FP16 and CPU INT8
-# ones on request).
-FILES = ("model.onnx", "model.int8.onnx", "model.fp16.onnx")
 GEMM_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul")
 
 
@@ -123,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=common.imgsz_arg, default=None,
                     help="default: the zoo size (640 detectors, 224 classifiers)")
     ap.add_argument("--batch", type=common.int_at_least(1), default=8)
-    ap.add_argument("--file", default="model.onnx", choices=FILES,
+    ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,
                     help="graph of the export to profile (the benchmark's cached export is extended with it)")
     ap.add_argument("--runs", type=common.int_at_least(1), default=10)
     ap.add_argument("--threads", type=common.int_at_least(1), default=None)
@@ -135,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     entry = common.check_models(ap, "--model", [args.model])[args.model]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from pvt_deploy.manifest import read_manifest
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
     from pvt_deploy.runtimes.ort_session import optimized_graph
     from pvt_deploy.tasks.pipeline import Predictor
@@ -143,14 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
-    folder = common.artifact(args.model, args.work, imgsz=size, int8=args.file == "model.int8.onnx",
-                             half=args.file == "model.fp16.onnx")
-    path = folder / args.file
-    if not path.is_file():
-        manifest = read_manifest(folder)
-        have = ", ".join(sorted(manifest.get("files") or {})) or "none"
-        raise SystemExit(f"error: {args.file} is not in the export {folder} (it holds: {have})")
-    manifest = read_manifest(folder)
+    path, manifest = common.artifact_graph(args.model, args.work, args.file, imgsz=size)
     spec = OnnxRuntimeBackend(path, device="cpu", threads=args.threads)
     feed, _ = common.bench_input(Predictor(spec, manifest, imgsz=(size, size)), args.batch)
     threads = int(spec.info.details["intra_op_threads"])
