@@ -53,7 +53,6 @@ def _fold_option_names() -> None:
         setattr(rich_utils, name, folded)
 
 
-_fold_option_names()
 
 
 def _print_version(value: bool) -> None:
@@ -122,6 +121,8 @@ def main() -> None:
 
     An interrupt exits 130 after Ctrl-C and 143 after SIGTERM (128 + 15: what a shell reports for a
     process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
+    if len(sys.argv) < 2 or {"-h", "--help"} & set(sys.argv[1:]):
+        _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
     with _sigterm_as_interrupt() as sigterm:
         try:
             app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
