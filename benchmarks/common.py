@@ -641,18 +641,20 @@ imgsz_arg = int_at_least(MIN_IMGSZ)
 
 
 def imgsz_pair(text: str) -> tuple[int, int]:
-    """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640), each side >= :data:`MIN_IMGSZ`.
-    Raises ``ValueError`` with a message for the user."""
-    parts = [p for p in text.lower().replace("x", ",").split(",") if p.strip()]
+    """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640) (the CLI's parser), each side
+    >= :data:`MIN_IMGSZ`. Raises ``ValueError`` with a message for the user."""
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.utils import size_pair
+
     try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"expected H or H,W (integers), got {text!r}") from None
-    if len(values) not in (1, 2):
-        raise ValueError(f"expected H or H,W (one or two integers), got {text!r}")
-    if min(values) < MIN_IMGSZ:
+        pair = size_pair(text, what="size")
+    except PvtDeployError as e:
+        raise ValueError(str(e)) from None
+    if pair is None:
+        raise ValueError("expected H or H,W (integers), got an empty string")
+    if min(pair) < MIN_IMGSZ:
         raise ValueError(f"each side must be at least {MIN_IMGSZ} (the graph's stride), got {text!r}")
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+    return pair
 
 
 def parse_choices(parser: argparse.ArgumentParser, option: str, text: str, choices: Sequence[str]) -> list[str]:

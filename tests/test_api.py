@@ -137,3 +137,15 @@ def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPa
     assert r.probs is not None and len(r.probs.top) == 3 and r.probs.top1 == r.probs.top5[0]
     assert 0 < r.probs.top1conf <= 1 and r.verbose().count("%") == 3
     assert [t["class"] for t in json.loads(r.to_json())["top"]] == r.probs.labels
+
+
+def test_imgsz_is_parsed_as_the_cli_parses_it(det_model: Model) -> None:
+    # one parser for Model(imgsz=...), predict(imgsz=...), `--imgsz` and the exporter: a string is a
+    # size, not a sequence of characters ("128" once became 1x2), and a malformed one is refused
+    assert det_model.predictor(imgsz="128").preprocessor.imgsz == (128, 128)
+    assert det_model.predictor(imgsz="96x128").preprocessor.imgsz == (96, 128)
+    assert det_model.predictor(imgsz=(np.int64(96), 128)).preprocessor.imgsz == (96, 128)
+    for bad, why in [("abc", "not whole numbers"), ((128, 1.5), "not whole numbers"), ((1, 2, 3), "not one or two"),
+                     (0, "at least 1"), (True, "not whole numbers")]:
+        with pytest.raises(InputError, match=why):
+            det_model.predictor(imgsz=bad)

@@ -44,16 +44,9 @@ def register(app: typer.Typer) -> None:
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
     """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640) as (height, width)."""
-    if text is None or not text.strip():
-        return None
-    parts = [p for p in text.lower().replace("x", ",").replace(" ", ",").split(",") if p]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"--imgsz must be one or two integers (H or H,W), got {text!r}") from None
-    if len(values) not in (1, 2) or min(values) <= 0:
-        raise InputError(f"--imgsz must be one or two positive integers (H or H,W), got {text!r}")
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+    from pvt_deploy.utils import size_pair
+
+    return size_pair(text, what="--imgsz")
 
 
 def parse_classes(text: str | None, names: list[str]) -> list[int] | None:

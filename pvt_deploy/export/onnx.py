@@ -46,6 +46,7 @@ from pvt_deploy.manifest import (
     verify_file,
     write_manifest,
 )
+from pvt_deploy.utils import size_pair
 from pvt_deploy.utils.files import sha256_file
 
 if TYPE_CHECKING:
@@ -91,23 +92,7 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int],
     Sizes that are not multiples of 32 are rounded up (the graph's stride) with a warning; sizes
     below 32 are refused.
     """
-    if value is None:
-        h, w = int(default[0]), int(default[1])
-    else:
-        try:
-            if isinstance(value, str):
-                parts = [int(p) for p in value.lower().replace(",", "x").replace("*", "x").split("x") if p.strip()]
-            elif isinstance(value, int):
-                parts = [value]
-            else:
-                parts = [int(v) for v in value]
-        except (TypeError, ValueError) as e:
-            raise InputError(f"--imgsz {value!r}: expected N or HxW, e.g. 640 or 800x1344") from e
-        if len(parts) == 1:
-            parts = parts * 2
-        if len(parts) != 2:
-            raise InputError(f"--imgsz {value!r}: expected N or HxW, e.g. 640 or 800x1344")
-        h, w = parts
+    h, w = size_pair(value, what="--imgsz") or (int(default[0]), int(default[1]))
     if min(h, w) < STRIDE:
         raise InputError(f"--imgsz {h}x{w}: each side must be at least {STRIDE}")
     rh, rw = _round_up(h, STRIDE), _round_up(w, STRIDE)

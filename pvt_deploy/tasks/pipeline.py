@@ -50,6 +50,7 @@ from pvt_deploy.errors import InputError, ShapeError
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 from pvt_deploy.tasks.results import FrameLike, Result, make_results
+from pvt_deploy.utils import size_pair
 
 __all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "check_settings",
            "check_writable", "increment_dir", "output_error"]
@@ -134,15 +135,6 @@ class RunSummary:
 # --------------------------------------------------------------------------------------------------
 
 
-def _size_pair(imgsz: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if imgsz is None:
-        return None
-    if isinstance(imgsz, int):
-        return imgsz, imgsz
-    values = [int(v) for v in imgsz]
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
-
-
 def check_settings(*, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
     """Refuse detection settings outside their range (``conf``/``iou`` in [0, 1], ``max_det`` >= 1:
     0 would keep no detection, and a negative one would count from the end)."""
@@ -175,7 +167,7 @@ class Predictor:
         check_settings(conf=conf, iou=iou, max_det=max_det)
         pre = dict(manifest.get("preprocess") or {})
         dynamic = manifest.get("dynamic") or None
-        size = _size_pair(imgsz)
+        size = size_pair(imgsz)
         if not dynamic and size is not None and pre.get("imgsz") and list(size) != [int(v) for v in pre["imgsz"]]:
             raise ShapeError(f"this graph takes a fixed {pre['imgsz'][0]}x{pre['imgsz'][1]} input, not {size[0]}x{size[1]}",
                              hint="drop --imgsz, or re-export with --dynamic")

@@ -1,0 +1,52 @@
+"""Small helpers shared by the CLI, the Python API, the exporter and the benchmarks."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Sequence
+from typing import SupportsIndex, TypeGuard, cast
+
+__all__ = ["size_pair"]
+
+
+def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -> tuple[int, int] | None:
+    """An input size as (height, width): ``640`` or ``"640"`` -> (640, 640); ``"480,640"``,
+    ``"480x640"``, ``"480 640"`` or ``(480, 640)`` -> (480, 640). ``None`` or an empty string: ``None``.
+
+    The one parser of ``--imgsz`` / ``imgsz=`` everywhere (the exporter adds its stride rules on
+    top). Anything else — a word, three numbers, a size below 1, a float, ``True`` — is an
+    :class:`~pvt_deploy.errors.InputError` naming ``what``.
+    """
+    from pvt_deploy.errors import InputError
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"{what} {value!r}: {why} (expected H or H,W, e.g. 640 or 480,640)")
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        parts = [p for p in re.split(r"[\s,x*×]+", text.lower()) if p]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise refuse("not whole numbers") from None
+    elif _whole(value):
+        values = [operator.index(value)]
+    elif isinstance(value, Sequence) and all(_whole(v) for v in value):
+        values = [operator.index(cast(SupportsIndex, v)) for v in value]
+    else:
+        raise refuse("not whole numbers")
+    if len(values) not in (1, 2):
+        raise refuse("not one or two numbers")
+    if min(values) < 1:
+        raise refuse("each side must be at least 1")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def _whole(v: object) -> TypeGuard[SupportsIndex]:
+    """An integer (Python's or NumPy's), not a bool."""
+    return not isinstance(v, bool) and hasattr(v, "__index__")
