@@ -560,6 +560,7 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     * Ctrl-C (SIGINT): ``interrupted`` on stderr, exit 130;
     * SIGTERM: raised as :class:`Terminated` so ``finally`` blocks and context managers clean up
       (temporary folders, export staging folders, child processes), ``terminated``, exit 143;
+    * stdout is line-buffered, so ``| tee log`` shows each table as it is printed;
     * an error meant for the user (:class:`pvt_deploy.errors.PvtDeployError`): ``error: ...`` (and
       its hint) on stderr, its exit code — not a traceback. Anything else is a bug and keeps its
       traceback.
@@ -568,6 +569,8 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     """
     global _terminated_at
     _terminated_at = None
+    with contextlib.suppress(AttributeError, ValueError):  # progress shows line by line through a pipe (| tee)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     installed = False
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         with contextlib.suppress(ValueError):  # not the main thread: leave signals alone

@@ -28,7 +28,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -107,18 +107,30 @@ def load_variant(name: str, folder: Path, threads: int | None) -> Variant:
 
 
 def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str],
-             args: argparse.Namespace) -> list[dict[str, Any]]:
-    """All batches of one model: agreement once per variant, then interleaved timing per batch."""
-    from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.tasks.pipeline import Predictor
-
+             args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """All batches of one model: agreement once per variant, then interleaved timing per batch;
+    yields each batch's figures as soon as they are measured (an interrupted suite keeps them)."""
     t0 = time.perf_counter()
     folder = common.artifact(model, args.work, imgsz=size, int8="onnx-int8" in variants,
                              half="trt-fp16" in variants)
     export_s = time.perf_counter() - t0
+    loaded: dict[str, Variant] = {}
+    try:
+        for name in dict.fromkeys(["torch", *variants]):
+            loaded[name] = load_variant(name, folder, args.threads)
+        yield from _measure(model, size, batches, variants, args, folder, export_s, loaded)
+    finally:
+        for v in loaded.values():
+            v.close()
+
+
+def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str], args: argparse.Namespace,
+             folder: Path, export_s: float, loaded: dict[str, Variant]) -> Iterator[dict[str, Any]]:
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.tasks.pipeline import Predictor
+
     manifest = read_manifest(folder)
     task, post = manifest["task"], manifest.get("postprocess") or {}
-    loaded = {name: load_variant(name, folder, args.threads) for name in dict.fromkeys(["torch", *variants])}
     torch_variant = loaded.get("torch")
     if torch_variant is None or torch_variant.infer is None:
         raise SystemExit(f"{model}: the PyTorch reference cannot run: {torch_variant.reason if torch_variant else ''}")
@@ -130,7 +142,6 @@ def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str
         if v.infer is not None and name != "torch":
             outs, _ = common.run_per_image(v.infer, predictor, photos)
             agreements[name] = common.agreement(task, post, ref, outs, metas)
-    rows = []
     photo_arrays = [im for _, im in common.bundled_photos()]
     for batch in batches:
         images = [photo_arrays[i % len(photo_arrays)] for i in range(batch)]
@@ -157,11 +168,8 @@ def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str
             case["variants"][name] = {"status": "ok", "latency": t.summary(batch),
                                       "vs_torch": round(ref_median / common.median_s(t), 3),
                                       "agreement": agreements.get(name), **v.details}
-        rows.append(case)
         _print_case(case)
-    for v in loaded.values():
-        v.close()
-    return rows
+        yield case
 
 
 class _Spec:
@@ -273,14 +281,23 @@ def main(argv: list[str] | None = None) -> int:
               "ratios stay comparable (interleaved), absolute times are inflated")
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
-    for model, size, batches in cases:
-        results += run_case(model, size, batches, variants, args)
-    total = time.perf_counter() - t0
-    print(f"\nsuite finished in {total / 60:.1f} min")
-    if args.json:
-        common.write_json(args.json, {"machine": info, "command": " ".join(sys.argv), "device": device,
-                                      "seconds": round(total, 1), "cases": results})
-        print(f"wrote {args.json}")
+
+    def save(**extra: Any) -> None:
+        if args.json:
+            common.write_json(args.json, {"machine": info, "command": " ".join(sys.argv), "device": device,
+                                          "seconds": round(time.perf_counter() - t0, 1), **extra, "cases": results})
+            print(f"wrote {args.json}" + (f" ({len(results)} finished cases)" if extra else ""))
+
+    try:
+        for model, size, batches in cases:
+            for case in run_case(model, size, batches, variants, args):
+                results.append(case)  # one by one: an interrupt keeps what was measured
+    except (KeyboardInterrupt, common.Terminated):
+        if results:  # the cases measured so far are worth keeping: a full suite takes 15 minutes
+            save(interrupted=True)
+        raise
+    print(f"\nsuite finished in {(time.perf_counter() - t0) / 60:.1f} min")
+    save()
     return 0
 
 

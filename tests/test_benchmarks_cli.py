@@ -215,6 +215,44 @@ def test_ctrl_c_during_a_run_is_one_line_and_130(tmp_path: Path) -> None:
     assert err.strip().splitlines()[-1] == "interrupted"
 
 
+def test_an_interrupted_suite_keeps_the_cases_it_finished(tmp_path: Path) -> None:
+    # The first case finishes (its table is printed); Ctrl-C then lands while the second one (another
+    # input size: a new export, seconds of work) is being prepared. The JSON holds the first case's
+    # figures, marked interrupted, and the exit code is 130. No PYTHONUNBUFFERED: the scripts flush
+    # each line themselves, so a pipe (`| tee`) shows progress as it happens.
+    out_json = tmp_path / "speed.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "speed.py"), "--models", "pvt_v2_b0-cls:64:1,pvt_v2_b0-cls:96:1",
+         "--variants", "onnx", "--rounds", "3", "--images", "2", "--work", str(tmp_path / "work"),
+         "--json", str(out_json)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("onnx "):  # the first case's last row
+                break
+        else:
+            raise AssertionError(f"the suite ended before its first table: {''.join(seen)}")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines()[-1] == "interrupted"
+    saved = json.loads(out_json.read_text())
+    assert saved["interrupted"] is True
+    assert [(c["model"], c["input"]) for c in saved["cases"]] == [("pvt_v2_b0-cls", [1, 3, 64, 64])]
+    onnx = saved["cases"][0]["variants"]["onnx"]
+    assert onnx["status"] == "ok" and onnx["vs_torch"] > 0 and onnx["agreement"]["top1"] == 1.0
+    assert "(1 finished cases)" in out
+
+
 def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
     """``video_overhead.py --clip short.mp4 --memory-frames N`` lays the clip end to end (stream copy) so
     the memory run really covers N frames: every frame decodes, times keep increasing, audio comes along."""
