@@ -44,7 +44,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -535,25 +534,6 @@ class Terminated(BaseException):
     """
 
 
-# When the first SIGTERM was raised (None: none yet); see _raise_terminated.
-_terminated_at: float | None = None
-# A second SIGTERM this soon after the first is the same request (``timeout`` and ``kill -TERM -PGID``
-# signal the process and then its whole process group) and is ignored while the clean-up runs; a
-# later one ends the process at once, clean-up or not.
-SIGTERM_REPEAT_S = 2.0
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    global _terminated_at
-    now = time.monotonic()
-    if _terminated_at is None:
-        _terminated_at = now
-        raise Terminated
-    if now - _terminated_at > SIGTERM_REPEAT_S:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run a script's ``main(argv)`` and turn its endings into exit codes a shell expects.
 
@@ -567,32 +547,24 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
 
     A signal the parent set to be ignored (SIGTERM under some supervisors) stays ignored.
     """
-    global _terminated_at
-    _terminated_at = None
+    from pvt_deploy.utils.signals import sigterm_raises
+
     with contextlib.suppress(AttributeError, ValueError):  # progress shows line by line through a pipe (| tee)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    installed = False
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            signal.signal(signal.SIGTERM, _raise_terminated)
-            installed = True
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
-    except Terminated:
-        _say("terminated")
-        return 143
-    except Exception as e:
-        code = _user_error(e)
-        if code is None:
-            raise
-        return code
-    finally:
-        if installed:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with sigterm_raises(Terminated, only_if_default=True):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            _say("interrupted")
+            return 130
+        except Terminated:
+            _say("terminated")
+            return 143
+        except Exception as e:
+            code = _user_error(e)
+            if code is None:
+                raise
+            return code
 
 
 def _say(text: str) -> None:

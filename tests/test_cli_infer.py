@@ -459,3 +459,41 @@ def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tm
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert codec == "h264" and size == (96, 64) and 3 <= frames < 600
     assert abs(len(lines) - frames) <= 1  # the signal may land between a frame's video and JSON writes
+
+
+SIGTERM_CHILD = """
+import os, signal, sys, time
+from pvt_deploy.utils import signals
+signals.REPEAT_S = 0.3
+with signals.sigterm_raises(KeyboardInterrupt) as got:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        print("not interrupted")
+    except KeyboardInterrupt:
+        os.kill(os.getpid(), signal.SIGTERM)  # the process group's copy: the same request, ignored
+        print("clean-up survived the repeat", flush=True)
+        if sys.argv[1] == "late":  # asked again later: the clean-up is cut short
+            time.sleep(0.6)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            print("clean-up finished")
+print("restored", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, got.is_set())
+"""
+
+
+@pytest.mark.parametrize("when", ["repeat", "late"])
+def test_sigterm_policy_of_the_cli_and_the_benchmarks(when: str) -> None:
+    # pvt_deploy.utils.signals, shared by `pvt-deploy` and benchmarks/common.run: the first SIGTERM
+    # unwinds as an exception, a repeat within REPEAT_S (timeout / kill -PGID) does not cut the
+    # clean-up short, a later one ends the process with SIGTERM's default action
+    import signal
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", SIGTERM_CHILD, when], capture_output=True, text=True, timeout=60)
+    if when == "repeat":
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["clean-up survived the repeat", "restored True True"]
+    else:
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert done.stdout.splitlines() == ["clean-up survived the repeat"]

@@ -9,15 +9,12 @@ stderr and a non-zero exit code.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from types import FrameType
 
 import typer
 
 from pvt_deploy.errors import PvtDeployError
+from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
     name="pvt-deploy",
@@ -90,32 +87,6 @@ def _register() -> None:
 _register()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[threading.Event]:
-    """While inside, SIGTERM (``kill``, ``timeout``, ``docker stop``) stops a command exactly as
-    Ctrl-C does: a KeyboardInterrupt raised in the main thread unwinds through the ``with``/``finally``
-    blocks that finalise outputs (the mp4 gets its trailer, the JSON Lines its name), where the
-    default action would kill the process and leave only ``.part`` files. Further SIGTERMs are
-    ignored so that they cannot cut that finalising short (a supervisor still has SIGKILL). Yields
-    an event set once SIGTERM came; the previous handler is restored on the way out (``main`` may
-    run in-process, in tests)."""
-    received = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
-        yield received
-        return
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        received.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line + exit code.
 
@@ -123,7 +94,9 @@ def main() -> None:
     process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
     if len(sys.argv) < 2 or {"-h", "--help"} & set(sys.argv[1:]):
         _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
-    with _sigterm_as_interrupt() as sigterm:
+    # SIGTERM (kill, timeout, docker stop) stops a command as Ctrl-C does: the mp4 gets its trailer,
+    # the JSON Lines its name, instead of the default action leaving .part files
+    with sigterm_raises(KeyboardInterrupt) as sigterm:
         try:
             app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
         except PvtDeployError as e:
