@@ -168,7 +168,6 @@ def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str
             case["variants"][name] = {"status": "ok", "latency": t.summary(batch),
                                       "vs_torch": round(ref_median / common.median_s(t), 3),
                                       "agreement": agreements.get(name), **v.details}
-        _print_case(case)
         yield case
 
 
@@ -291,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for model, size, batches in cases:
             for case in run_case(model, size, batches, variants, args):
-                results.append(case)  # one by one: an interrupt keeps what was measured
+                results.append(case)  # before its table is shown: an interrupt keeps what was shown
+                _print_case(case)
     except (KeyboardInterrupt, common.Terminated):
         if results:  # the cases measured so far are worth keeping: a full suite takes 15 minutes
             save(interrupted=True)
