@@ -126,8 +126,9 @@ def test_torch_backend_returns_float32_numpy() -> None:
 def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """The CPU INT8 graphs use full 8-bit weights; on x86 without VNNI ORT's U8S8 kernels saturate, so
-    sessions re-base the weights to uint8 (exact) and say that INT8 is not faster than FP32 there. With the
-    rewrite off the warning is about accuracy."""
+    sessions re-base the weights to uint8 (exact) and, where the CPU's 8-bit GEMMs are no faster than its
+    float ones, say that INT8 is not faster than FP32 there. With the rewrite off the warning is about
+    accuracy."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -149,9 +150,10 @@ def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pyte
     x = np.linspace(-2, 2, 48, dtype=np.float32).reshape(1, 3, 4, 4)
     expected = (np.clip(np.rint(x / 0.02) + 128, 0, 255) - 128) * 0.02 @ np.full((4, 2), 1.0)
 
-    def warnings(flags: frozenset[str], **options: object) -> list[str]:
+    def warnings(flags: frozenset[str], gain: float | None = 1.05, **options: object) -> list[str]:
         monkeypatch.setattr(ort_backend, "_warned_vnni", False)
         monkeypatch.setattr(cpu, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(cpu, "int8_gemm_gain", lambda: gain)  # 8-bit GEMM rate / FP32 rate, measured
         caplog.clear()
         with caplog.at_level("WARNING", logger=ort_backend.__name__):
             for _ in range(2):
@@ -161,7 +163,10 @@ def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pyte
         return [r.getMessage() for r in caplog.records]
 
     assert warnings(frozenset({"avx2", "avx512_vnni"})) == []  # a VNNI CPU: nothing to say
-    (exact,) = warnings(frozenset({"avx2", "fma"}))
-    assert "no VNNI" in exact and "runs exact" in exact and "model.onnx (FP32)" in exact
+    (exact,) = warnings(frozenset({"avx2", "fma"}))  # a Zen 1: 8-bit GEMMs at the FP32 rate
+    assert "no VNNI" in exact and "runs exact" in exact and "model.onnx (FP32)" in exact and "1.1x" in exact
+    assert warnings(frozenset({"avx2", "fma"}), gain=1.6) == []  # a Zen 3: INT8 can pay, nothing to warn about
+    (unknown,) = warnings(frozenset({"avx2", "fma"}), gain=None)
+    assert "not faster" in unknown and "x the FP32 rate" not in unknown
     (saturating,) = warnings(frozenset({"avx2", "fma"}), rewrite=False)
     assert "may saturate" in saturating and "model.onnx (FP32)" in saturating

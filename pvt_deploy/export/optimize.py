@@ -53,7 +53,8 @@ INT8 files with the same ones, :func:`pvt_deploy.export.onnx.ort_runner`):
 * **x86 without VNNI** (:func:`unsigned_int8`): the int8 weights and activations of the integer
   products re-based to uint8 (zero point plus 128), so ONNX Runtime multiplies U8U8 (exact) instead
   of U8S8 or S8S8, whose pre-VNNI kernels saturate 16-bit pair sums. Bit-exact, like the AMX one.
-* **x86 without VNNI** (:func:`winograd_int8_convs`): there 8-bit products run at the FP32 rate, so
+* **x86 without VNNI** (:func:`winograd_int8_convs`): there 8-bit products run at 1-2x the FP32
+  rate (Zen 1 to Zen 3), short of Winograd's 4x fewer multiplies, so
   the wide 3x3 convs of the INT8 FPN/head run as float Winograd on the dequantized values, between
   the same 8-bit activations. Not bit-exact: an output on a rounding boundary moves by one step.
 
@@ -907,9 +908,10 @@ def winograd_int8_convs(model: onnx.ModelProto, *, min_channels: int = WINOGRAD_
     """Run the wide 3x3 convolutions of a Q/DQ graph in float, as Winograd F(4x4, 3x3); return how
     many convs changed.
 
-    For x86 CPUs without VNNI, where ONNX Runtime multiplies 8-bit tensors no faster than float ones
-    (``python benchmarks/ort_profile.py --roof``), so an INT8 conv costs four times the multiplies
-    of the same conv in Winograd float. The conv keeps its quantized input (``DequantizeLinear`` of
+    For x86 CPUs without VNNI, where ONNX Runtime multiplies 8-bit tensors at 1-2x the float rate
+    (``python benchmarks/ort_profile.py --roof``: 1.07x on a Zen 1 EPYC, 2.05x on a Zen 3), so an INT8
+    conv, with four times the multiplies of the same conv in Winograd float, is the slower one
+    (``pvt_v2_b0`` RetinaNet 640 on the Zen 3: 702 ms with INT8 head convs, 602 ms as float Winograd). The conv keeps its quantized input (``DequantizeLinear`` of
     an 8-bit activation) and whatever requantizes its output; its weight and bias, ``DequantizeLinear``
     of constants, become the float constants ONNX Runtime's ``DequantizeLinear`` computes. The graph
     still computes the INT8 model (every activation on the same 8-bit grid); the conv's sums differ

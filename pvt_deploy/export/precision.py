@@ -51,11 +51,12 @@ which changes with the input size, so a scale calibrated at one size would clip 
   U8S8 products saturate 16-bit sums (pvt_v2_b0 RetinaNet F1 0.672 on an AVX2 EPYC), so sessions
   there re-base the weights to uint8 at load, which is exact
   (:func:`pvt_deploy.export.optimize.unsigned_int8`), and so does the parity gate
-  (:func:`pvt_deploy.export.onnx.ort_runner`). There 8-bit products run at the FP32 rate, so
-  sessions also run the wide 3x3 head convs as float Winograd on the dequantized values
-  (:func:`pvt_deploy.export.optimize.winograd_int8_convs`; pvt_v2_b0 RetinaNet 640² on the Zen 1
-  EPYC 2075 -> 1151 ms per image); INT8 is then about as fast as FP32, not faster, and the backend
-  says so. Each export records the latency it measured on its parity images
+  (:func:`pvt_deploy.export.onnx.ort_runner`). There 8-bit products run at 1-2x the FP32 rate
+  (Zen 1 to Zen 3), so sessions also run the wide 3x3 head convs as float Winograd on the dequantized
+  values (:func:`pvt_deploy.export.optimize.winograd_int8_convs`; pvt_v2_b0 RetinaNet 640² on the
+  Zen 1 EPYC 2075 -> 1151 ms per image); INT8 is then about as fast as FP32 where the CPU's 8-bit
+  GEMMs are no faster than its float ones, and the backend says so
+  (:func:`pvt_deploy.utils.cpu.int8_gemm_gain`). Each export records the latency it measured on its parity images
   next to the variant in the manifest.
 """
 

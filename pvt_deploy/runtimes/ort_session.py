@@ -146,8 +146,8 @@ def default_rewrites() -> tuple[str, ...]:
     """The rewrites of :data:`pvt_deploy.export.optimize.REWRITES` that pay on this CPU: every float
     rewrite; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
     symmetric-weight conv kernels are the faster ones); ``winograd_int8_convs`` and
-    ``unsigned_int8`` on x86 without VNNI (where 8-bit products run at the FP32 rate, U8S8 ones
-    saturate and U8U8 ones are exact)."""
+    ``unsigned_int8`` on x86 without VNNI (where 8-bit products run at 1-2x the FP32 rate, short of
+    Winograd's 4x, U8S8 ones saturate and U8U8 ones are exact)."""
     from pvt_deploy.export.optimize import REWRITES
     from pvt_deploy.utils.cpu import cpu_amx_int8, cpu_int8_dot_product
 
