@@ -16,7 +16,7 @@ import onnx
 import pytest
 import torch
 
-from pvt_deploy.export.onnx import output_dim_names, trace_to_onnx
+from pvt_deploy.export.onnx import module_dim_names, trace_to_onnx
 from pvt_deploy.export.optimize import FLOAT_REWRITES, QUANTIZED_REWRITES, REWRITES, optimize_for_ort
 from pvt_deploy.models import build_deploy_module, create_model
 from pvt_deploy.models.synthetic import seeded_state_dict
@@ -46,7 +46,7 @@ def _export(name: str, hw: tuple[int, int], tmp: Path, *, dynamic: bool = True) 
     proto = trace_to_onnx(deploy, example, exporter="torchscript", dynamic=dynamic, opset=17, max_batch=4,
                           size_range=(32, 512))
     proto = g.simplify(proto)
-    g.name_dims(proto, output_dim_names(list(deploy.output_names)))
+    g.name_dims(proto, module_dim_names(deploy))
     path = tmp / f"{name}{'' if dynamic else '-static'}.onnx"
     onnx.save_model(proto, str(path))
     return path, deploy

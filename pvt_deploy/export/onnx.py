@@ -443,6 +443,13 @@ def output_dim_names(output_names: Sequence[str], max_detections: int | None = N
     return names
 
 
+def module_dim_names(module: Any) -> dict[str, dict[int, str | int]]:
+    """:func:`output_dim_names` of a deploy module: its outputs, graph NMS's ``max_detections`` and
+    the channels of its feature maps."""
+    return output_dim_names(list(module.output_names), getattr(module, "max_detections", None),
+                            _feature_channels(module))
+
+
 def _feature_channels(module: Any) -> list[int] | None:
     """The channels of a ``features`` graph's four maps (the backbone's ``out_channels``)."""
     model = getattr(module, "model", None)
@@ -495,7 +502,7 @@ def trace_to_onnx(module: Any, example: Any, *, exporter: str, dynamic: bool, op
     from pvt_deploy.export.graph import name_dims
 
     in_names, out_names = list(module.input_names), list(module.output_names)
-    dims = output_dim_names(out_names, getattr(module, "max_detections", None), _feature_channels(module))
+    dims = module_dim_names(module)
     axes = {k: {a: n for a, n in v.items() if isinstance(n, str)} for k, v in dims.items()}
     uses_nms = any(n == "num_dets" for n in out_names)
     with _quiet_torch_export(), torch.no_grad():
@@ -959,8 +966,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     if simplify:
         with steps.phase("simplify"):
             proto = g.simplify(proto)
-            g.name_dims(proto, output_dim_names(list(module.output_names), getattr(module, "max_detections", None),
-                                                _feature_channels(module)))
+            g.name_dims(proto, module_dim_names(module))  # onnxslim renames some of them
     nodes_after = g.node_count(proto)
     log.info("%s: traced with %s (opset %d) in %.1f s; %d nodes, %d after simplification", loaded.name, exporter,
              g.opset_of(proto), steps.seconds["trace"], nodes_before, nodes_after)
