@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -191,26 +192,38 @@ def test_run_prints_user_errors_in_one_line(common: ModuleType, capsys: pytest.C
 # --------------------------------------------------------------------------------------------------
 
 
-def test_ctrl_c_during_a_run_is_one_line_and_130(tmp_path: Path) -> None:
-    # A fresh --work: the run is busy making weights / exporting when the signal arrives; it never
-    # gets as far as timing. SIGINT is reset to the default in the child in case this test runs
-    # under a shell that ignores it for background jobs.
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "speed.py"), "--models", "pvt_v2_b0-cls:64:1", "--rounds", "3",
-         "--work", str(tmp_path / "work")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def _ctrl_c_speed(args: list[str], until: Callable[[str], bool],
+                  env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``speed.py args``, press Ctrl-C once a line of its output satisfies ``until``; (code, out, err).
+    SIGINT is reset to the default in the child in case this test runs under a shell that ignores it
+    for background jobs."""
+    proc = subprocess.Popen([sys.executable, str(BENCH / "speed.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()  # the machine header: argument checks passed, work starts
-        assert first.strip(), "no output before the process ended"
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if until(line):
+                break
+        else:
+            raise AssertionError(f"speed.py ended before it could be interrupted: {''.join(seen)}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, (out, err)
+    return proc.returncode, "".join(seen) + out, err
+
+
+def test_ctrl_c_during_a_run_is_one_line_and_130(tmp_path: Path) -> None:
+    # A fresh --work: the run is busy making weights / exporting when the signal arrives (right after
+    # the machine header: argument checks passed, work starts); it never gets as far as timing.
+    code, out, err = _ctrl_c_speed(["--models", "pvt_v2_b0-cls:64:1", "--rounds", "3", "--work", str(tmp_path / "work")],
+                                   until=lambda line: bool(line.strip()))
+    assert code == 130, (out, err)
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "interrupted"
 
@@ -221,29 +234,12 @@ def test_an_interrupted_suite_keeps_the_cases_it_finished(tmp_path: Path) -> Non
     # figures, marked interrupted, and the exit code is 130. No PYTHONUNBUFFERED: the scripts flush
     # each line themselves, so a pipe (`| tee`) shows progress as it happens.
     out_json = tmp_path / "speed.json"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "speed.py"), "--models", "pvt_v2_b0-cls:64:1,pvt_v2_b0-cls:96:1",
-         "--variants", "onnx", "--rounds", "3", "--images", "2", "--work", str(tmp_path / "work"),
-         "--json", str(out_json)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        assert proc.stdout is not None
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("onnx "):  # the first case's last row
-                break
-        else:
-            raise AssertionError(f"the suite ended before its first table: {''.join(seen)}")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, (out, err)
+    code, out, err = _ctrl_c_speed(
+        ["--models", "pvt_v2_b0-cls:64:1,pvt_v2_b0-cls:96:1", "--variants", "onnx", "--rounds", "3", "--images", "2",
+         "--work", str(tmp_path / "work"), "--json", str(out_json)],
+        until=lambda line: line.startswith("onnx "),  # the first case's last row
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
+    assert code == 130, (out, err)
     assert err.strip().splitlines()[-1] == "interrupted"
     saved = json.loads(out_json.read_text())
     assert saved["interrupted"] is True
