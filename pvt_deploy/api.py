@@ -17,13 +17,14 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import Frame, Source, as_rgb_array, open_source, read_image
+from pvt_deploy.io.sources import VIDEO_SUFFIXES, Frame, Source, as_rgb_array, open_source, read_image
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
@@ -52,12 +53,18 @@ class Model:
                  task: str | None = None, **options: Any) -> None:
         from pvt_deploy.runtimes.loader import DEFAULT_MODEL, load_backend
 
+        if model is not None and (not isinstance(model, (str, os.PathLike)) or not os.fspath(model).strip()):
+            raise InputError(f"model must be an export folder, model file, zoo name or triton:// URL, got {model!r}")
         self.source = os.fspath(model) if model is not None else DEFAULT_MODEL
         self.imgsz = imgsz
+        check_weights(weights, self.source, backend)
         self.backend: Backend
         self.backend, self.manifest = load_backend(self.source, backend=backend, precision=precision,
                                                    device=device, imgsz=imgsz, weights=weights, task=task,
                                                    **options)
+        if task is not None and task != self.manifest.get("task"):
+            self.backend.close()  # an export or ONNX file is one task: do not run it as another silently
+            raise InputError(f"{self.source} is a {self.manifest.get('task')} model, not {task!r}")
         self.last_summary: RunSummary | None = None
 
     # -- description --------------------------------------------------------------------------------
@@ -85,9 +92,14 @@ class Model:
     def predictor(self, *, imgsz: int | Sequence[int] | None = None, conf: float | None = None,
                   iou: float | None = None, classes: Sequence[int] | None = None, max_det: int | None = None,
                   topk: int | None = None) -> Predictor:
-        """The batch-level predictor (pre -> infer -> post) with these settings."""
-        return Predictor(self.backend, self.manifest, imgsz=imgsz if imgsz is not None else self.imgsz, conf=conf,
-                         iou=iou, classes=classes, max_det=max_det, topk=topk)
+        """The batch-level predictor (pre -> infer -> post) with these settings.
+
+        ``classes`` takes class ids or names (one or a list, as ``--classes`` does); a setting of the
+        wrong type or out of range raises :class:`~pvt_deploy.errors.InputError`.
+        """
+        return Predictor(self.backend, self.manifest, imgsz=imgsz if imgsz is not None else self.imgsz,
+                         conf=_real("conf", conf), iou=_real("iou", iou), classes=_class_ids(classes, self.names),
+                         max_det=_whole("max_det", max_det), topk=_whole("topk", topk))
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
                 iou: float | None = None, classes: Sequence[int] | None = None,
@@ -102,7 +114,9 @@ class Model:
         is the bundled sample photos. Videos and
         streams should use ``stream=True`` (one result at a time, constant memory); a live stream
         with ``stream=False`` is refused, and so is a video longer than :data:`MAX_LIST_FRAMES`.
-        ``conf``/``iou``/``classes``/``max_det``: detection filters; ``imgsz``: input size of a
+        ``conf``/``iou``/``classes``/``max_det``: detection filters (``classes``: ids or names, one or
+        a list; a setting of the wrong type or out of range raises :class:`InputError`, one that the
+        model's task does not use is logged as ignored); ``imgsz``: input size of a
         dynamic graph; ``batch``: frames per inference call (default: one per core for a video file on
         ONNX Runtime's CPU provider, else 1); ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
@@ -114,27 +128,49 @@ class Model:
             raise InputError("save=True / save_json=True need save_dir=")
         if save_mask and not save:
             raise InputError("save_mask=True needs save=True")
+        # settings first: a wrong one fails before a file is opened
+        predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk)
+        batch = _whole("batch", batch)
+        stride = _whole("vid_stride", vid_stride)
+        assert stride is not None
+        vid_stride = stride
+        self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask)
         src = _as_source(source, vid_stride)
         if not stream:
             _refuse_long(src)
+        writer = None
         try:
-            predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk)
             pipeline = Pipeline(predictor, src, batch=batch, threaded=threaded, draw=save)
+            if save or save_json:
+                assert save_dir is not None
+                writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
+                                      fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
+                                      audio=save_audio)
         except BaseException:
             src.close()
             raise
-        writer = None
-        if save or save_json:
-            assert save_dir is not None
-            writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
-                                  fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
-                                  audio=save_audio)
-        gen = self._run(pipeline, writer)
+
+        def never_started() -> None:  # the generator was closed before its first frame: nothing ran
+            if writer is not None:
+                writer.close()  # no result: removes the JSON files it had begun
+            src.close()
+            self.last_summary = pipeline.summary([])
+
+        gen = _Results(self._run(pipeline, writer), never_started)
         return gen if stream else _bounded_list(gen, str(getattr(src, "spec", source)))
 
     __call__ = predict
 
-    def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Iterator[Result]:
+    def _warn_ignored(self, **settings: Any) -> None:
+        """Say which settings cannot apply to this model's task (as ``pvt-deploy infer`` does)."""
+        applies = {"conf": "detect", "iou": "detect", "classes": "detect", "max_det": "detect",
+                   "topk": "classify", "save_mask": "segment"}
+        for key, value in settings.items():
+            if value is not None and value is not False and applies[key] != self.task:
+                log.warning("%s= applies to %s models; a %s model has no use for it: ignored", key,
+                            applies[key], self.task)
+
+    def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Generator[Result, None, None]:
         """Drive the pipeline, writing each result; finalise outputs however the run ends."""
         import time
 
@@ -164,12 +200,120 @@ class Model:
         self.close()
 
 
+def check_weights(weights: str | os.PathLike[str] | None, model: str | None, backend: str | None, *,
+                  cli: bool = False) -> None:
+    """Refuse ``weights`` where it would be silently ignored: it loads a checkpoint into a PyTorch model
+    built from a zoo name, or from an export folder's architecture with the torch backend
+    (:func:`~pvt_deploy.runtimes.loader.load_backend`); a model file, an export run by another runtime
+    (a zoo name whose ``exports/<name>`` exists is that export) and a Triton model run with their own
+    weights. ``cli``: name the options as ``pvt-deploy infer`` spells them."""
+    if weights is None:
+        return
+    from pvt_deploy.runtimes.loader import canonical_backend, resolve_model
+    from pvt_deploy.runtimes.triton import is_triton_url
+
+    option, torch_backend = ("--weights", "--backend torch") if cli else ("weights=", "backend='torch'")
+    kind = canonical_backend(backend)
+    text = resolve_model(model) if kind != "torch" or model is None else model  # as load_backend does
+    path = Path(text).expanduser()
+    if is_triton_url(text):
+        raise InputError(f"{option} does not apply to a Triton model ({text}): the server holds its weights")
+    if path.is_file():
+        raise InputError(f"{option} does not apply to {text}: a model file runs with its own weights")
+    if path.is_dir() and kind != "torch":
+        raise InputError(f"{option} does not apply to the export {text}: it runs with the weights it was "
+                         "exported from", hint=f"add {torch_backend} to load the checkpoint into its architecture "
+                                               "with PyTorch, or re-export with --weights")
+
+
+def _real(name: str, value: Any) -> float | None:
+    """A number setting (``conf``, ``iou``): Python or numpy numbers, not strings or booleans."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
+    """A whole-number setting (``max_det``, ``topk``, ``batch``, ``vid_stride``): Python or numpy integers."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _class_ids(classes: Any, names: Sequence[str]) -> list[int] | None:
+    """``classes=``: one class id or name, or a sequence/array of them -> ids this model has."""
+    if classes is None:
+        return None
+    items = [classes] if isinstance(classes, (str, numbers.Integral)) else classes
+    try:
+        items = list(items.tolist() if hasattr(items, "tolist") else items)
+    except TypeError:
+        raise InputError(f"classes must be class ids or names, got {classes!r}") from None
+    lookup = {n.lower(): i for i, n in enumerate(names)}
+    ids = []
+    for item in items:
+        if isinstance(item, str):
+            if item.strip().lower() not in lookup:
+                raise InputError(f"classes: unknown class {item!r} (use ids or names of this model's classes)")
+            ids.append(lookup[item.strip().lower()])
+        elif isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise InputError(f"classes must be class ids or names, got {item!r}")
+        elif int(item) < 0 or (names and int(item) >= len(names)):
+            raise InputError(f"classes: this model has no class {item}"
+                             + (f" (ids 0-{len(names) - 1})" if names else ""))
+        else:
+            ids.append(int(item))
+    return ids
+
+
+class _Results(Generator[Result, None, None]):
+    """``predict(stream=True)``'s generator, which also cleans up when it is closed (or collected)
+    before its first result: a plain generator runs none of its code then, so the source would stay
+    open and the output folder would keep unfinished ``.part`` files."""
+
+    def __init__(self, gen: Generator[Result, None, None], never_started: Callable[[], None]) -> None:
+        self._gen = gen
+        self._never_started: Callable[[], None] | None = never_started
+
+    def send(self, value: None) -> Result:
+        self._never_started = None
+        return self._gen.send(value)
+
+    def throw(self, *args: Any) -> Result:
+        cleanup, self._never_started = self._never_started, None
+        if cleanup is not None:  # not started: the error ends it before any of its code runs
+            cleanup()
+        return self._gen.throw(*args)
+
+    def close(self) -> None:
+        cleanup, self._never_started = self._never_started, None
+        self._gen.close()
+        if cleanup is not None:
+            cleanup()
+
+    def __del__(self) -> None:
+        if self._never_started is not None:
+            self.close()
+
+
 def _as_source(source: Any, vid_stride: int) -> Source:
     """An opened :class:`~pvt_deploy.io.Source` for whatever ``predict`` was given."""
     if isinstance(source, Source):
         return source
-    if isinstance(source, (list, tuple)) and any(not isinstance(item, (str, os.PathLike)) for item in source):
-        return _PictureList(source)
+    if isinstance(source, (list, tuple)):
+        for item in source:  # a list is of pictures or image files: say so, not "no such file" or a skip
+            if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+                raise InputError(f"{os.fspath(item)} is a folder: a list takes image files and pictures "
+                                 "(pass the folder itself, or one predict call per folder)")
+            if isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
+                raise InputError(f"{os.fspath(item)} is a video: a list takes image files and pictures "
+                                 "(predict each video on its own, with stream=True)")
+        if any(not isinstance(item, (str, os.PathLike)) for item in source):
+            return _PictureList(source)
     return open_source_for(source, vid_stride=vid_stride)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -149,3 +150,131 @@ def test_imgsz_is_parsed_as_the_cli_parses_it(det_model: Model) -> None:
                      (0, "at least 1"), (True, "not whole numbers")]:
         with pytest.raises(InputError, match=why):
             det_model.predictor(imgsz=bad)
+
+
+# -- settings, lifetime and Result methods as a first user meets them ----------------------------------
+
+
+def test_settings_take_numpy_numbers_and_class_names_and_refuse_wrong_types(det_model: Model, clip: Path) -> None:
+    image = read_image(sample_image("chelsea"))
+    ref = det_model.predict(image, conf=0.05)[0]
+    assert len(det_model.predict(image, conf=np.float32(0.05), max_det=np.int64(3))[0].boxes) == 3
+    assert [r.frame for r in det_model.predict(clip, vid_stride=np.int64(2), batch=np.int64(2))] == [0, 2, 4, 6, 8]
+    wanted = {int(c) for c in ref.boxes.cls[:2]}
+    by_name = det_model.predict(image, classes=[det_model.names[c] for c in wanted])[0]
+    by_array = det_model.predict(image, classes=np.array(sorted(wanted)))[0]
+    assert set(by_name.boxes.cls.tolist()) == set(by_array.boxes.cls.tolist()) == wanted
+    assert set(det_model.predict(image, classes=det_model.names[min(wanted)])[0].boxes.cls.tolist()) == {min(wanted)}
+    cases: list[tuple[dict[str, Any], str]] = [({"conf": "0.3"}, "conf must be a number"), ({"iou": True}, "iou must be a number"),
+                        ({"classes": [500]}, "no class 500"), ({"classes": [-1]}, "no class -1"),
+                        ({"classes": ["unicorn"]}, "unknown class 'unicorn'"), ({"classes": [0.5]}, "class ids"),
+                        ({"topk": 0}, "topk must be an integer >= 1"), ({"topk": "3"}, "topk must be"),
+                        ({"batch": "2"}, "batch must be an integer"), ({"batch": 2.0}, "batch must be an integer"),
+                        ({"max_det": 2.5}, "max_det must be an integer")]
+    for kwargs, why in cases:
+        with pytest.raises(InputError, match=why):
+            det_model.predict(image, **kwargs)
+
+
+def test_settings_for_another_task_are_reported(det_model: Model, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="pvt_deploy.api"):
+        det_model.predict(np.zeros((64, 64, 3), np.uint8), topk=3, conf=0.2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "topk= applies to classify models; a detect model has no use for it: ignored"]
+
+
+def test_a_stream_closed_before_its_first_result_leaves_nothing_open(det_model: Model, clip: Path,
+                                                                     tmp_path: Path) -> None:
+    from pvt_deploy.io.sources import open_source
+
+    closed: list[bool] = []
+
+    def watched() -> Any:  # a video source that records being closed
+        src = open_source(str(clip))
+        close = src.close
+
+        def record() -> None:
+            closed.append(True)
+            close()
+
+        src.close = record  # type: ignore[method-assign]
+        return src
+
+    src = watched()
+    gen = det_model.predict(src, stream=True, save_json=True, save_dir=tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["predictions.jsonl.part"]
+    assert not isinstance(gen, list)
+    gen.close()  # type: ignore[attr-defined]
+    assert closed and not list((tmp_path / "out").iterdir())  # the video closed, no .part file left behind
+    assert det_model.last_summary is not None and det_model.last_summary.frames == 0
+    # an output folder that cannot be made closes the source it opened too
+    closed.clear()
+    src = watched()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write outputs"):
+        det_model.predict(src, stream=True, save_json=True, save_dir=tmp_path / "file" / "out")
+    assert closed
+
+
+def test_weights_task_and_lists_that_cannot_apply_are_refused(tmp_path_factory: pytest.TempPathFactory,
+                                                              det_model: Model, clip: Path) -> None:
+    export = cached_export(tmp_path_factory, "det")
+    with pytest.raises(InputError, match="weights= does not apply to the export"):
+        Model(export, weights=export / "weights.pth")  # was run with the export's weights, silently
+    with pytest.raises(InputError, match="a model file runs with its own weights"):
+        Model(export / "model.onnx", weights=export / "weights.pth")
+    with pytest.raises(InputError, match="is a detect model, not 'classify'"):
+        Model(export, task="classify")
+    with pytest.raises(InputError, match="model must be"):
+        Model(123)
+    with pytest.raises(InputError, match="is a video: a list takes image files"):
+        det_model.predict([str(sample_image("coffee")), clip])  # was skipped with a warning: []
+    with pytest.raises(InputError, match="is a folder: a list takes image files"):
+        det_model.predict([sample_images_dir()])  # was "no such file"
+
+
+def test_result_methods_return_new_arrays_and_refuse_bad_arguments(det_model: Model, tmp_path: Path) -> None:
+    results = det_model.predict([read_image(sample_image("coffee")), read_image(sample_image("chelsea"))])
+    assert results.index(results[1]) == 1  # == on results compared arrays: "truth value ... ambiguous"
+    r = results[0]
+    first = r.plot()
+    first[:] = 0  # drawing on the returned picture must not change the result's own drawing
+    assert r.plot().max() > 0 and r.plot() is not r.plot()
+    r.save(tmp_path / "a.png")
+    assert cv2.imread(str(tmp_path / "a.png")).max() > 0
+    bad: list[tuple[dict[str, Any], str]] = [({"line_width": -3}, "line_width"), ({"line_width": 0}, "line_width"),
+                        ({"line_width": "3"}, "line_width"), ({"alpha": 2}, "alpha"), ({"legend": -1}, "legend")]
+    for kwargs, why in bad:
+        with pytest.raises(InputError, match=why):
+            r.plot(**kwargs)
+    with pytest.raises(InputError, match="it is a folder"):
+        r.save(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError):  # as any failed write: ResultWriter turns it into its one-line error
+        r.save(tmp_path / "file" / "x.jpg")
+
+
+def test_plot_without_labels_draws_only_the_boxes() -> None:
+    from pvt_deploy.tasks.results import Boxes, Result
+    from pvt_deploy.tasks.visualize import draw_boxes, palette
+
+    image = np.full((200, 300, 3), 255, np.uint8)
+    boxes = Boxes(np.array([[50, 60, 150, 160]], np.float32), np.array([0.9], np.float32), np.array([0]),
+                  ["person"], (200, 300))
+    r = Result("detect", image, names=["person"], boxes=boxes)
+    bare = image.copy()
+    cv2.rectangle(bare, (50, 60), (150, 160), tuple(int(c) for c in palette(1)[0]), 3)
+    assert np.array_equal(r.plot(labels=False, line_width=3), bare)  # an empty label box was drawn above it
+    with_name = r.plot(conf=False, line_width=3)
+    assert not np.array_equal(with_name, bare) and not np.array_equal(with_name, r.plot(line_width=3))
+    with pytest.raises(ValueError, match="line_width must be >= 1"):
+        draw_boxes(image, [[0, 0, 5, 5]], None, [0], None, line_width=-1)  # cv2 would fill the box
+
+
+def test_save_mask_needs_a_png_name(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    with Model(cached_export(tmp_path_factory, "seg")) as seg:
+        r = seg.predict(read_image(sample_image("coffee"))[::4, ::4])[0]
+    with pytest.raises(InputError, match="name it .png"):
+        r.save_mask(tmp_path / "mask.jpg")  # PNG bytes were written under the .jpg name
+    mask = cv2.imread(str(r.save_mask(tmp_path / "mask.PNG")), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and np.array_equal(mask, r.mask)

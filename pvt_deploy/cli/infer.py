@@ -105,14 +105,14 @@ def infer(
     """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON."""
     from rich.markup import escape
 
-    from pvt_deploy.api import Model
+    from pvt_deploy.api import Model, check_weights
     from pvt_deploy.tasks.pipeline import check_settings, check_writable, increment_dir
 
     console = _console()
     # Bad options, and outputs that cannot be written, fail first: before a model loads or a frame decodes.
     size = parse_imgsz(imgsz)
     check_settings(conf=conf, iou=iou, max_det=max_det)
-    _check_weights(weights, model, backend)
+    check_weights(weights, model, backend, cli=True)
     out_root = output if output is not None else Path("runs") / "infer"
     if save or save_json:
         check_writable(out_root)
@@ -176,28 +176,6 @@ def _console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
-
-
-def _check_weights(weights: Path | None, model: str | None, backend: str | None) -> None:
-    """``--weights`` loads a checkpoint into a PyTorch model built from a zoo name, or from an export
-    folder's architecture with ``--backend torch`` (see :func:`~pvt_deploy.runtimes.loader.load_backend`);
-    with anything else the run would silently use other weights, so refuse it."""
-    if weights is None:
-        return
-    from pvt_deploy.runtimes.loader import canonical_backend, resolve_model
-    from pvt_deploy.runtimes.triton import is_triton_url
-
-    kind = canonical_backend(backend)
-    text = resolve_model(model) if kind != "torch" or model is None else model  # as load_backend does
-    path = Path(text).expanduser()
-    if is_triton_url(text):
-        raise InputError(f"--weights does not apply to a Triton model ({text}): the server holds its weights")
-    if path.is_file():
-        raise InputError(f"--weights does not apply to {text}: a model file runs with its own weights")
-    if path.is_dir() and kind != "torch":
-        raise InputError(f"--weights does not apply to the export {text}: it runs with the weights it was "
-                         "exported from", hint="add --backend torch to load the checkpoint into its architecture "
-                                               "with PyTorch, or re-export with --weights")
 
 
 def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None) -> list[str]:

@@ -16,6 +16,7 @@ Results are plain numpy: nothing here knows which backend produced them.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def _name(names: Sequence[str], cid: int) -> str:
     return names[cid] if 0 <= cid < len(names) else str(cid)
 
 
-@dataclass
+@dataclass(eq=False)
 class Boxes:
     """Detections of one image in original pixels, best score first.
 
@@ -100,7 +101,7 @@ class Boxes:
                    names, orig_shape)
 
 
-@dataclass
+@dataclass(eq=False)
 class Probs:
     """Top-k classification of one image: class ids ``top`` and probabilities ``conf``, best first."""
 
@@ -133,7 +134,7 @@ class Probs:
                 for i, p in zip(self.top, self.conf, strict=True)]
 
 
-@dataclass
+@dataclass(eq=False)
 class Result:
     """The result of one image or video frame (see the module docstring).
 
@@ -203,27 +204,30 @@ class Result:
         classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
         post-processing thread and the writer reuses the picture.
         """
+        _check_plot_settings(line_width, alpha, legend)
         default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
         if default and self._plotted is not None:
-            return self._plotted
+            cached: np.ndarray = self._plotted.copy()  # a new array, as promised: the caller may draw on it
+            return cached
         from pvt_deploy.tasks import visualize
 
         image = self.orig_img
         if self.mask is not None:
             image = visualize.overlay_mask(image, self.mask, alpha=alpha)
             if legend:
-                image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in self.areas()[:legend]])
+                image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in self.areas()[:int(legend)]])
         if self.boxes is not None:
             b = self.boxes
-            names = self.names if labels else [""] * max(len(self.names), int(b.cls.max(initial=0)) + 1)
-            image = visualize.draw_boxes(image, b.xyxy, b.conf if conf and labels else None, b.cls, names,
-                                         line_width=line_width)
+            image = visualize.draw_boxes(image, b.xyxy, b.conf if conf else None, b.cls, self.names,
+                                         line_width=None if line_width is None else int(line_width), labels=labels)
         if self.probs is not None:
             image = visualize.draw_topk(image, list(zip(self.probs.labels, self.probs.conf.tolist(), strict=True)))
         if image is self.orig_img:
             image = image.copy()
         if default:
             self._plotted = image
+            fresh: np.ndarray = image.copy()
+            return fresh
         return image
 
     # -- serialisation ------------------------------------------------------------------------------
@@ -255,7 +259,6 @@ class Result:
         import cv2
 
         from pvt_deploy.errors import InputError
-        from pvt_deploy.utils.files import atomic_path
 
         target = Path(path)
         try:
@@ -264,8 +267,7 @@ class Result:
             ok = False
         if not ok:
             raise InputError(f"cannot encode an image as {target.suffix!r} (use .jpg, .png, .bmp, .webp or .tif)")
-        with atomic_path(target) as tmp:
-            data.tofile(str(tmp))
+        _write_file(target, data)
         return target
 
     def save_mask(self, path: str | os.PathLike[str]) -> Path:
@@ -273,23 +275,49 @@ class Result:
         import cv2
 
         from pvt_deploy.errors import InputError
-        from pvt_deploy.utils.files import atomic_path
 
         if self.mask is None:
             raise InputError(f"a {self.task} result has no mask")
+        target = Path(path)
+        if target.suffix.lower() != ".png":  # PNG bytes under another name would not be what it says
+            raise InputError(f"a mask is written as PNG (lossless class ids): name it .png, not {str(target)!r}")
         dtype = np.uint8 if len(self.names) <= 256 else np.uint16
         ok, data = cv2.imencode(".png", self.mask.astype(dtype))
         if not ok:
             raise InputError("cannot encode the mask as PNG")
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            data.tofile(str(tmp))
+        _write_file(target, data)
         return target
 
     def __repr__(self) -> str:
         h, w = self.orig_shape
         where = f"{self.path}" + (f"#{self.frame}" if self.frame is not None else "")
         return f"Result(task={self.task!r}, source={where!r}, size={w}x{h}, {self.verbose() or 'empty'})"
+
+
+def _check_plot_settings(line_width: Any, alpha: Any, legend: Any) -> None:
+    """Refuse ``plot()`` settings of the wrong type or range (a negative width would fill the boxes)."""
+    from pvt_deploy.errors import InputError
+
+    if line_width is not None and (isinstance(line_width, bool) or not isinstance(line_width, numbers.Integral)
+                                   or int(line_width) < 1):
+        raise InputError(f"line_width must be an integer >= 1 (or None: by image size), got {line_width!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
+        raise InputError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if isinstance(legend, bool) or not isinstance(legend, numbers.Integral) or int(legend) < 0:
+        raise InputError(f"legend must be an integer >= 0, got {legend!r}")
+
+
+def _write_file(target: Path, data: np.ndarray) -> None:
+    """Write encoded bytes to ``target`` atomically. A folder is refused as bad input; any other
+    failed write stays the ``OSError`` it is, which ``ResultWriter`` turns into its one-line error
+    (and which a full disk mid-run must remain)."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils.files import atomic_path
+
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a folder (give a file name, e.g. {target / 'result.jpg'})")
+    with atomic_path(target) as tmp:
+        data.tofile(str(tmp))
 
 
 class FrameLike(Protocol):

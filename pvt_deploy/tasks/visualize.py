@@ -132,10 +132,12 @@ def draw_boxes(
     line_width: int | None = None,
     font_scale: float | None = None,
     colors: np.ndarray | None = None,
+    labels: bool = True,
 ) -> np.ndarray:
     """Return a copy of ``image_rgb`` with labelled boxes (``(K, 4)`` xyxy in image pixels).
 
-    Labels read ``"name 0.87"`` (name from ``class_names[class_id]``, or the id); colours are
+    Labels read ``"name 0.87"`` (name from ``class_names[class_id]``, or the id; ``labels=False``
+    draws the boxes alone); colours are
     ``palette`` by class id unless ``colors`` (``(C, 3)`` uint8) is given. Boxes are drawn in
     ascending score order so the most confident labels end up on top; boxes partly outside the
     image are clipped, and non-finite ones are skipped.
@@ -149,6 +151,8 @@ def draw_boxes(
     ids = np.zeros(k, np.int64) if class_ids is None else np.asarray(class_ids, dtype=np.int64).reshape(-1)
     if len(ids) != k or (score_arr is not None and len(score_arr) != k):
         raise ValueError("boxes, scores and class_ids must have the same length")
+    if line_width is not None and int(line_width) < 1:  # cv2 fills a rectangle drawn with a negative width
+        raise ValueError(f"line_width must be >= 1, got {line_width}")
     lw = int(line_width) if line_width else _auto_line_width(canvas)
     scale = font_scale if font_scale else lw / 3.0
     text_thickness = max(lw - 1, 1)
@@ -168,6 +172,8 @@ def draw_boxes(
         r, g, b = (int(c) for c in table[cid % len(table)])
         color = (r, g, b)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, lw)
+        if not labels:
+            continue
         name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
         label = name if score_arr is None else f"{name} {score_arr[j]:.2f}"
         _draw_label(canvas, label, (x1 - lw // 2, y1 - lw // 2), color, scale, text_thickness)
