@@ -98,7 +98,7 @@ class Model:
         wrong type or out of range raises :class:`~pvt_deploy.errors.InputError`.
         """
         return Predictor(self.backend, self.manifest, imgsz=imgsz if imgsz is not None else self.imgsz,
-                         conf=_real("conf", conf), iou=_real("iou", iou), classes=_class_ids(classes, self.names),
+                         conf=_real("conf", conf), iou=_real("iou", iou), classes=class_ids(classes, self.names),
                          max_det=_whole("max_det", max_det), topk=_whole("topk", topk))
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
@@ -244,26 +244,27 @@ def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
     return int(value)
 
 
-def _class_ids(classes: Any, names: Sequence[str]) -> list[int] | None:
-    """``classes=``: one class id or name, or a sequence/array of them -> ids this model has."""
+def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> list[int] | None:
+    """``classes=`` (and ``--classes``, split at commas): one class id or name, or a sequence/array of
+    them -> ids this model has; an unknown name or id is an :class:`InputError` naming ``what``."""
     if classes is None:
         return None
     items = [classes] if isinstance(classes, (str, numbers.Integral)) else classes
     try:
         items = list(items.tolist() if hasattr(items, "tolist") else items)
     except TypeError:
-        raise InputError(f"classes must be class ids or names, got {classes!r}") from None
+        raise InputError(f"{what} must be class ids or names, got {classes!r}") from None
     lookup = {n.lower(): i for i, n in enumerate(names)}
     ids = []
     for item in items:
         if isinstance(item, str):
             if item.strip().lower() not in lookup:
-                raise InputError(f"classes: unknown class {item!r} (use ids or names of this model's classes)")
+                raise InputError(f"{what}: unknown class {item!r} (use ids or names of this model's classes)")
             ids.append(lookup[item.strip().lower()])
         elif isinstance(item, bool) or not isinstance(item, numbers.Integral):
-            raise InputError(f"classes must be class ids or names, got {item!r}")
+            raise InputError(f"{what} must be class ids or names, got {item!r}")
         elif int(item) < 0 or (names and int(item) >= len(names)):
-            raise InputError(f"classes: this model has no class {item}"
+            raise InputError(f"{what}: this model has no class {item}"
                              + (f" (ids 0-{len(names) - 1})" if names else ""))
         else:
             ids.append(int(item))

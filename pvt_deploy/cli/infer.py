@@ -51,21 +51,13 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
 
 def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
     """``0,2`` or ``person,car`` -> class ids (an id the model does not have is refused, as an
-    unknown name is)."""
+    unknown name is), as the Python API's ``classes=``."""
+    from pvt_deploy.api import class_ids
+
     if text is None or not text.strip():
         return None
-    ids = []
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    for item in (s.strip() for s in text.split(",") if s.strip()):
-        if item.isdigit():
-            if names and int(item) >= len(names):
-                raise InputError(f"--classes: this model has no class {item} (ids 0-{len(names) - 1})")
-            ids.append(int(item))
-        elif item.lower() in lookup:
-            ids.append(lookup[item.lower()])
-        else:
-            raise InputError(f"--classes: unknown class {item!r} (use ids or names of this model's classes)")
-    return ids
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    return class_ids([int(s) if s.isdigit() else s for s in items], names, what="--classes")
 
 
 def infer(
