@@ -205,3 +205,15 @@ def test_misleading_inputs_get_errors_that_name_the_real_problem(tmp_path: Path)
     if not torch.cuda.is_available():  # "gpu" is an alias of "cuda" for every backend
         with pytest.raises(BackendUnavailableError, match="no usable CUDA"):
             _resolve_device("gpu")
+
+
+def test_an_option_the_backend_does_not_take_is_bad_input(det_export: Path) -> None:
+    # Model(..., **options) / load_backend(..., **options) hand extra options to the backend's
+    # constructor: a typo or another backend's option is named, with the ones that backend takes
+    with pytest.raises(InputError, match=r"the ONNX Runtime backend takes no option 'thread' \(its options: threads, "):
+        load_backend(det_export, thread=1)
+    with pytest.raises(InputError, match=r"the PyTorch backend takes no option 'cuda_graph' \(its options: threads\)"):
+        load_backend("pvt_v2_b0-cls", cuda_graph=True)
+    backend, _ = load_backend(det_export, threads=1, shard=False)  # options it takes still arrive
+    assert backend.info.details["intra_op_threads"] == 1 and backend.info.details["batch_shards"] == 1
+    backend.close()

@@ -27,10 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError
 from pvt_deploy.manifest import FORMAT_VERSION, MANIFEST_NAME, ONNX_METADATA_KEY, read_manifest, verify_file
@@ -43,6 +43,7 @@ __all__ = [
     "load_backend", "read_onnx_manifest", "resolve_model", "torch_manifest",
 ]
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "pvt_small"
@@ -334,6 +335,21 @@ def _engine_mismatch(folder: Path, manifest: Mapping[str, Any]) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _create(factory: Callable[..., _T], what: str, options: Mapping[str, Any], /, *args: Any, **fixed: Any) -> _T:
+    """``factory(*args, **fixed, **options)``, where an option ``factory`` does not take (a typo,
+    another backend's option) is bad input naming the ones it does, not a TypeError from deep inside."""
+    import inspect
+
+    params = list(inspect.signature(factory).parameters.values())[len(args):]
+    takes = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in fixed]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        for key in options:
+            if key not in takes:
+                raise InputError(f"{what} takes no option {key!r}" + (f" (its options: {', '.join(takes)})"
+                                                                       if takes else ""))
+    return factory(*args, **fixed, **options)
+
+
 def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend: str | None = None,
                  precision: str | None = None, device: str | None = None,
                  imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
@@ -357,7 +373,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
             raise InputError(f"{text} is a Triton URL; --backend {backend} cannot run it")
         from pvt_deploy.runtimes.triton import load_triton
 
-        triton_backend, manifest = load_triton(text, **options)
+        triton_backend, manifest = _create(load_triton, "the Triton backend", options, text)
         return triton_backend, dict(manifest)
     if kind == "triton":
         raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
@@ -450,8 +466,8 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
         manifest = torch_manifest(module, model=model_name, backbone=backbone, imgsz=imgsz, weights=weights,
                                   random_init=bool(getattr(model, "random_init", weights is None)))
     specs = [TensorSpec.from_json(o) for o in manifest.get("outputs", [])]
-    backend = TorchBackend(module, device=device, precision=precision or "fp32", outputs=specs or None,
-                           name=model_name, **options)
+    backend = _create(TorchBackend, "the PyTorch backend", options, module, device=device,
+                      precision=precision or "fp32", outputs=specs or None, name=model_name)
     return backend, dict(manifest)
 
 
@@ -514,7 +530,8 @@ def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, d
                          hint=f"pick {ONNX_FILES.get(precision, 'the matching file')} from the export folder")
     if file_precision == "fp16" and (device or "auto") in ("cpu",):
         log.warning("%s: an FP16 graph on the CPU runs through casts and is slower than FP32", path.name)
-    backend = OnnxRuntimeBackend(path, device=device, precision=file_precision, **options)
+    backend = _create(OnnxRuntimeBackend, "the ONNX Runtime backend", options, path, device=device,
+                      precision=file_precision)
     return backend, manifest
 
 
@@ -526,7 +543,7 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
         raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
                          hint="use --backend onnx for the CPU")
     dev = 0 if device in (None, "auto", "cuda", "trt", "tensorrt") else device
-    backend = TensorRTBackend(path, manifest=manifest, device=dev, **options)
+    backend = _create(TensorRTBackend, "the TensorRT backend", options, path, manifest=manifest, device=dev)
     return backend, manifest
 
 
