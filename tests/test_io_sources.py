@@ -144,6 +144,21 @@ def test_array_source_takes_rgb_arrays() -> None:
     assert frame.image.shape == (5, 7, 3) and frame.image[0, 0, 0] == 9
 
 
+def test_in_memory_pictures_are_copied_and_must_be_numbers() -> None:
+    # a capture loop that reuses its frame buffer must not change a picture already handed over
+    from pvt_deploy.io.sources import as_rgb_array
+
+    frame = np.full((6, 8, 3), 7, np.uint8)
+    picture = as_rgb_array(frame)
+    frame[:] = 200
+    assert picture.max() == 7 and not np.may_share_memory(picture, frame)
+    rgba = np.full((6, 8, 4), 9, np.uint8)
+    assert not np.may_share_memory(as_rgb_array(rgba), rgba)
+    for bad in (np.zeros((6, 8, 3), object), np.zeros((6, 8, 3), complex)):
+        with pytest.raises(InputError, match="image array of numbers"):
+            as_rgb_array(bad)
+
+
 def test_missing_paths_and_bad_arguments_raise_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         open_source(tmp_path / "nope.jpg")

@@ -180,11 +180,16 @@ def as_rgb_array(image: Any) -> np.ndarray:
     Arrays are *not* channel-swapped: pvt-deploy is RGB end to end, so an array from
     ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``). A float array is read as
     0..1 when no value exceeds 1, else as 0..255 (``img.astype(np.float32)`` of a uint8 picture).
+    The result never shares memory with the caller's array: a capture loop that reuses its frame
+    buffer cannot change a picture (``Result.orig_img``) after the fact.
     """
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy array or PIL image, got {type(image).__name__}")
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_) or np.iscomplexobj(image):
+        raise InputError(f"expected an image array of numbers, got dtype {image.dtype}")
+    given = image
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.size == 0:
         raise InputError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {image.shape}")
     if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image, initial=0.0)) > 1.0:
@@ -192,7 +197,8 @@ def as_rgb_array(image: Any) -> np.ndarray:
     img = _to_uint8(image)
     if img.ndim == 2 or img.shape[2] == 1:
         img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
+    out = np.ascontiguousarray(img[:, :, :3])
+    return out.copy() if np.may_share_memory(out, given) else out
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
