@@ -397,10 +397,13 @@ def test_options_that_cannot_apply_are_warned_about_or_refused(
         det_export: Path, long_clip: Path, tmp_path: Path) -> None:
     seg = cached_export(tmp_path_factory, "seg")
     code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(seg), "--save-mask",
-                       "--classes", "1", "--no-save-json", "-o", str(tmp_path / "video"))
+                       "--classes", "1", "--conf", "0.4", "--max-det", "5", "--no-save-json", "-o", str(tmp_path / "video"))
     assert code == 0, err
     assert "warning: --save-mask writes class maps of images, not of a video: ignored" in err
     assert "warning: --classes filters detections; a segment model has none: ignored" in err
+    # said once, in the CLI's words (the API's own "conf= applies to detect models" is not repeated)
+    assert "warning: --conf, --max-det filter detections; a segment model has none: ignored" in err
+    assert "conf=" not in err and "max_det=" not in err
     assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["walk.mp4"]
     photo = sample_images()[2]
     code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--save-mask",

@@ -121,17 +121,20 @@ def infer(
     try:
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
-        for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes):
+        for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
+                                iou=iou, max_det=max_det):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
-        ids = parse_classes(classes, m.names) if m.task == "detect" else None
+        detect = m.task == "detect"
+        ids = parse_classes(classes, m.names) if detect else None
         save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
                       + (f", {src.frames} frames" if src.frames else "") + ")", soft_wrap=True)
         writes = save or json_on
-        results = m.predict(src, stream=True, conf=conf, iou=iou, classes=ids, imgsz=size, batch=batch,
-                            vid_stride=vid_stride, max_det=max_det, save=save, save_json=json_on,
+        results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
+                            classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
+                            max_det=max_det if detect else None, save=save, save_json=json_on,
                             save_mask=save_mask and save and m.task == "segment" and kind in ("image", "images"),
                             save_dir=save_dir if writes else None,
                             save_audio=audio)
@@ -170,11 +173,17 @@ def _console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None) -> list[str]:
-    """One-line warnings for options that cannot apply to this model or source."""
+def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None, conf: float | None = None,
+             iou: float | None = None, max_det: int | None = None) -> list[str]:
+    """One-line warnings for options that cannot apply to this model or source (in the CLI's words;
+    those options are then not passed on, so the API does not warn again in its own)."""
     out = []
     if classes and classes.strip() and task != "detect":
         out.append(f"--classes filters detections; a {task} model has none: ignored")
+    given = [name for name, value in (("--conf", conf), ("--iou", iou), ("--max-det", max_det)) if value is not None]
+    if given and task != "detect":
+        out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "
+                   "ignored")
     if save_mask:
         if task != "segment":
             out.append(f"--save-mask writes segmentation class maps; a {task} model has none: ignored")
