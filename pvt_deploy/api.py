@@ -62,9 +62,6 @@ class Model:
         self.backend, self.manifest = load_backend(self.source, backend=backend, precision=precision,
                                                    device=device, imgsz=imgsz, weights=weights, task=task,
                                                    **options)
-        if task is not None and task != self.manifest.get("task"):
-            self.backend.close()  # an export or ONNX file is one task: do not run it as another silently
-            raise InputError(f"{self.source} is a {self.manifest.get('task')} model, not {task!r}")
         self.last_summary: RunSummary | None = None
 
     # -- description --------------------------------------------------------------------------------

@@ -361,6 +361,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     ``fp32``/``fp16``/``int8`` or None (the artifact's default). ``device``: ``cpu``, ``cuda[:N]`` or
     None (GPU when usable). ``imgsz`` is checked against a static graph's size here, so a wrong size
     fails before any video is opened. ``weights`` loads a checkpoint into a zoo model (PyTorch).
+    ``task`` picks a zoo model's head; an export, file or Triton model of another task is refused.
     ``random_weights_ok`` lets ``backend="torch"`` on an export made from random weights build an
     equally random model of the same architecture (benchmarks: timing does not depend on weights).
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
@@ -374,7 +375,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         from pvt_deploy.runtimes.triton import load_triton
 
         triton_backend, manifest = _create(load_triton, "the Triton backend", options, text)
-        return triton_backend, dict(manifest)
+        return _checked(triton_backend, dict(manifest), text, task=task, imgsz=None)
     if kind == "triton":
         raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
@@ -390,13 +391,22 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                                      f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
         result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
                            options=options)
-    backend_obj, manifest = result
+    return _checked(*result, text, task=task, imgsz=imgsz)
+
+
+def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str | None,
+             imgsz: int | Sequence[int] | None) -> tuple[Backend, dict[str, Any]]:
+    """``(backend, manifest)`` once the loaded model is of the asked ``task`` (an export, ONNX file or
+    Triton model is the task it was made for) and takes ``imgsz``; else the backend is closed and the
+    error raised."""
     try:
+        if task is not None and manifest.get("task") != task:
+            raise InputError(f"{text} is a {manifest.get('task')} model, not {task!r}")
         check_imgsz(manifest, imgsz)
     except BaseException:
-        backend_obj.close()
+        backend.close()
         raise
-    return backend_obj, manifest
+    return backend, manifest
 
 
 def require_model(text: str) -> None:
