@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from pvt_deploy.io.sources import VIDEO_SUFFIXES, Frame, Source, as_rgb_array, o
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
+from pvt_deploy.utils import is_integer, is_number
 
 __all__ = ["MAX_LIST_FRAMES", "Model"]
 
@@ -160,12 +160,10 @@ class Model:
 
     def _warn_ignored(self, **settings: Any) -> None:
         """Say which settings cannot apply to this model's task (as ``pvt-deploy infer`` does)."""
-        applies = {"conf": "detect", "iou": "detect", "classes": "detect", "max_det": "detect",
-                   "topk": "classify", "save_mask": "segment"}
         for key, value in settings.items():
-            if value is not None and value is not False and applies[key] != self.task:
+            if value is not None and value is not False and SETTING_TASKS[key] != self.task:
                 log.warning("%s= applies to %s models; a %s model has no use for it: ignored", key,
-                            applies[key], self.task)
+                            SETTING_TASKS[key], self.task)
 
     def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Generator[Result, None, None]:
         """Drive the pipeline, writing each result; finalise outputs however the run ends."""
@@ -195,6 +193,11 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: The task each task-specific setting of :meth:`Model.predict` (and ``pvt-deploy infer``) is for.
+SETTING_TASKS = {"conf": "detect", "iou": "detect", "classes": "detect", "max_det": "detect", "topk": "classify",
+                 "save_mask": "segment"}
 
 
 def check_weights(weights: str | os.PathLike[str] | None, model: str | None, backend: str | None, *,
@@ -227,7 +230,7 @@ def _real(name: str, value: Any) -> float | None:
     """A number setting (``conf``, ``iou``): Python or numpy numbers, not strings or booleans."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         raise InputError(f"{name} must be a number, got {value!r}")
     return float(value)
 
@@ -236,7 +239,7 @@ def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
     """A whole-number setting (``max_det``, ``topk``, ``batch``, ``vid_stride``): Python or numpy integers."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+    if not is_integer(value) or int(value) < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -246,7 +249,7 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
     them -> ids this model has; an unknown name or id is an :class:`InputError` naming ``what``."""
     if classes is None:
         return None
-    items = [classes] if isinstance(classes, (str, numbers.Integral)) else classes
+    items = [classes] if isinstance(classes, str) or is_integer(classes) else classes
     try:
         items = list(items.tolist() if hasattr(items, "tolist") else items)
     except TypeError:
@@ -258,7 +261,7 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
             if item.strip().lower() not in lookup:
                 raise InputError(f"{what}: unknown class {item!r} (use ids or names of this model's classes)")
             ids.append(lookup[item.strip().lower()])
-        elif isinstance(item, bool) or not isinstance(item, numbers.Integral):
+        elif not is_integer(item):
             raise InputError(f"{what} must be class ids or names, got {item!r}")
         elif int(item) < 0 or (names and int(item) >= len(names)):
             raise InputError(f"{what}: this model has no class {item}"

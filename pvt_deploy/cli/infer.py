@@ -124,7 +124,7 @@ def infer(
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
                                 iou=iou, max_det=max_det):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
-        detect = m.task == "detect"
+        detect = m.task == "detect"  # the task of every detection filter (api.SETTING_TASKS)
         ids = parse_classes(classes, m.names) if detect else None
         save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
@@ -180,8 +180,11 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
     out = []
     if classes and classes.strip() and task != "detect":
         out.append(f"--classes filters detections; a {task} model has none: ignored")
-    given = [name for name, value in (("--conf", conf), ("--iou", iou), ("--max-det", max_det)) if value is not None]
-    if given and task != "detect":
+    from pvt_deploy.api import SETTING_TASKS
+
+    given = [f"--{key.replace('_', '-')}" for key, value in (("conf", conf), ("iou", iou), ("max_det", max_det))
+             if value is not None and SETTING_TASKS[key] != task]
+    if given:
         out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "
                    "ignored")
     if save_mask:

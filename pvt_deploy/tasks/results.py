@@ -16,7 +16,6 @@ Results are plain numpy: nothing here knows which backend produced them.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pvt_deploy.tasks.postprocess import (
     postprocess_segment,
 )
 from pvt_deploy.tasks.preprocess import Letterbox
+from pvt_deploy.utils import is_integer, is_number
 
 __all__ = ["Boxes", "FrameLike", "Probs", "Result", "make_results"]
 
@@ -298,12 +298,11 @@ def _check_plot_settings(line_width: Any, alpha: Any, legend: Any) -> None:
     """Refuse ``plot()`` settings of the wrong type or range (a negative width would fill the boxes)."""
     from pvt_deploy.errors import InputError
 
-    if line_width is not None and (isinstance(line_width, bool) or not isinstance(line_width, numbers.Integral)
-                                   or int(line_width) < 1):
+    if line_width is not None and (not is_integer(line_width) or int(line_width) < 1):
         raise InputError(f"line_width must be an integer >= 1 (or None: by image size), got {line_width!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
+    if not is_number(alpha) or not 0.0 <= float(alpha) <= 1.0:
         raise InputError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if isinstance(legend, bool) or not isinstance(legend, numbers.Integral) or int(legend) < 0:
+    if not is_integer(legend) or int(legend) < 0:
         raise InputError(f"legend must be an integer >= 0, got {legend!r}")
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 import re
 from collections.abc import Sequence
 from typing import SupportsIndex, TypeGuard, cast
 
-__all__ = ["size_pair"]
+__all__ = ["is_integer", "is_number", "size_pair"]
 
 
 def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -> tuple[int, int] | None:
@@ -34,9 +35,9 @@ def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -
             values = [int(p) for p in parts]
         except ValueError:
             raise refuse("not whole numbers") from None
-    elif _whole(value):
+    elif is_integer(value):
         values = [operator.index(value)]
-    elif isinstance(value, Sequence) and all(_whole(v) for v in value):
+    elif isinstance(value, Sequence) and all(is_integer(v) for v in value):
         values = [operator.index(cast(SupportsIndex, v)) for v in value]
     else:
         raise refuse("not whole numbers")
@@ -47,6 +48,11 @@ def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
-def _whole(v: object) -> TypeGuard[SupportsIndex]:
-    """An integer (Python's or NumPy's), not a bool."""
-    return not isinstance(v, bool) and hasattr(v, "__index__")
+def is_integer(v: object) -> TypeGuard[SupportsIndex]:
+    """An integer (Python's or NumPy's), not a bool: what a count or an id setting may be."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    """A real number (Python's or NumPy's), not a bool: what a threshold or a fraction may be."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
