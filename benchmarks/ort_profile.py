@@ -52,6 +52,8 @@ def roof(threads: int, batch: int) -> None:
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
+    from pvt_deploy.utils import onnx_model
+
     torch.set_num_threads(threads)
     rows = []
     with torch.inference_mode():
@@ -67,7 +69,7 @@ def roof(threads: int, batch: int) -> None:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 80, 80])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(w.numpy(), "w"), numpy_helper.from_array(bias.numpy(), "b")])
-    session = common.ort_cpu_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+    session = common.ort_cpu_session(onnx_model(graph),
                                      threads=threads)
     feed = {"x": np.ascontiguousarray(x.numpy())}
     t = common.median_call(lambda: session.run(None, feed), 7, warmup=2)
@@ -84,6 +86,8 @@ def _int8_gemm_rates(threads: int) -> list[list[str]]:
     large error, the U8U8 row none."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
+
+    from pvt_deploy.utils import onnx_model
 
     m, k, n = 6400, 2304, 256
     rng = np.random.default_rng(0)
@@ -102,7 +106,7 @@ def _int8_gemm_rates(threads: int) -> list[list[str]]:
         graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", dtype, [m, k])],
                                   [helper.make_tensor_value_info("y", out, None)],
                                   [numpy_helper.from_array(weight, "w")])
-        session = common.ort_cpu_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        session = common.ort_cpu_session(onnx_model(graph),
                                          threads=threads)
         t = common.median_call(lambda s=session, f=feed: s.run(None, {"a": f}), 7, warmup=2)
         rate = f"{2.0 * m * k * n / t / 1e9:.0f}"

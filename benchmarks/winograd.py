@@ -29,6 +29,7 @@ def conv_model(cin: int, cout: int, size: int, seed: int = 0) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
     from pvt_deploy.export.graph import set_metadata
+    from pvt_deploy.utils import onnx_model
 
     rng = np.random.default_rng(seed)
     weight = (rng.standard_normal((cout, cin, 3, 3)) * (2.0 / (9 * cin)) ** 0.5).astype(np.float32)
@@ -39,7 +40,7 @@ def conv_model(cin: int, cout: int, size: int, seed: int = 0) -> Any:
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", cin, "height", "width"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", cout, "height", "width"])],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx_model(graph)
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [size, size]}})
     return model
 

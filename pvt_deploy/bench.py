@@ -236,10 +236,12 @@ def _load_runtimes(labels: Sequence[str]) -> None:
             import onnxruntime
             from onnx import TensorProto, helper
 
+            from pvt_deploy.utils import onnx_model
+
             graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "prime",
                                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            model = onnx_model(graph)
             session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             session.run(None, {"x": np.zeros((1, 3, 8, 8), np.float32)})
             del session

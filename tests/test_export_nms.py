@@ -17,6 +17,7 @@ from pvt_deploy.export.parity import agreement_detections
 from pvt_deploy.models import build_deploy_module
 from pvt_deploy.tasks.postprocess import postprocess_detect
 from pvt_deploy.tasks.preprocess import Letterbox
+from pvt_deploy.utils import onnx_model
 
 
 def test_eager_nms_equals_onnxruntime() -> None:
@@ -31,7 +32,7 @@ def test_eager_nms_equals_onnxruntime() -> None:
         [helper.make_tensor_value_info("sel", TensorProto.INT64, None)],
         [helper.make_tensor("m", TensorProto.INT64, [1], [20]), helper.make_tensor("i", TensorProto.FLOAT, [1], [0.5]),
          helper.make_tensor("t", TensorProto.FLOAT, [1], [0.3])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx_model(graph)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"b": boxes.numpy(), "s": scores.numpy()})[0]
     ref = onnx_nms(boxes, scores, 20, 0.5, 0.3).numpy()

@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from pvt_deploy.export import precision as prec
 from pvt_deploy.export import qdq
 from pvt_deploy.export.calibration import Batch, calibration_reader
+from pvt_deploy.utils import onnx_model
 
 pytest_plugins = ["export_fixtures"]
 
@@ -150,7 +151,7 @@ def _tiny_graph(path: Path) -> Path:
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", "c", "logits")],
                               inits)
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save_model(onnx_model(graph), str(path))
     return path
 
 

@@ -20,6 +20,7 @@ from pvt_deploy.errors import (
 from pvt_deploy.manifest import read_manifest, write_manifest
 from pvt_deploy.runtimes import loader
 from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact, load_backend, resolve_model
+from pvt_deploy.utils import onnx_model
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_onnx_without_metadata_is_refused(tmp_path: Path) -> None:
                               [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
     path = tmp_path / "foreign.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(onnx_model(graph), str(path))
     with pytest.raises(InputError, match="no pvt-deploy metadata"):
         load_backend(path)
     (tmp_path / "garbage.onnx").write_bytes(b"\x00\x01garbage")

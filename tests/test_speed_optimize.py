@@ -20,6 +20,7 @@ from pvt_deploy.export.onnx import module_dim_names, trace_to_onnx
 from pvt_deploy.export.optimize import FLOAT_REWRITES, QUANTIZED_REWRITES, REWRITES, optimize_for_ort
 from pvt_deploy.models import build_deploy_module, create_model
 from pvt_deploy.models.synthetic import seeded_state_dict
+from pvt_deploy.utils import onnx_model
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -219,7 +220,7 @@ def test_graph_without_matches_loads_as_is(tmp_path: Path) -> None:
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
     src = tmp_path / "relu.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    onnx.save_model(onnx_model(graph), str(src))
     result = optimized_graph(src)
     assert not result.changed and result.path == src
     assert optimized_graph(src).cached  # the 'nothing to do' verdict is cached too
@@ -324,7 +325,7 @@ def test_graphs_whose_outputs_mix_the_batch_are_never_sharded(tmp_path: Path) ->
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("total", TensorProto.FLOAT, [3])])
     path = tmp_path / "sum.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
+    onnx.save(onnx_model(graph, 11), str(path))
     backend = OnnxRuntimeBackend(path, device="cpu", threads=2, rewrite=False)
     assert backend.info.details["batch_shards"] == 1
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
@@ -372,7 +373,7 @@ def test_int8_plan_quantizes_matmuls_and_conv_chains_only(graphs: dict, tmp_path
                                                   [1.0]),
                                helper.make_tensor("m", TensorProto.FLOAT, [4, 4], [1.0] * 16)])
     path = tmp_path / "det.onnx"
-    onnx.save_model(helper.make_model(graph), str(path))
+    onnx.save_model(onnx_model(graph), str(path))
     plan = cpu_int8_plan(path)
     assert plan.convs == [conv["fpn"], conv["tower"], conv["cls"], conv["reg"], "node_Conv_7"]
     assert sorted(plan.nodes) == sorted([*plan.convs, "weight_matmul"])
@@ -405,7 +406,7 @@ def _conv_graph(tmp: Path, imgsz: tuple[int, int] | None) -> Path:
                                                                               ["batch", 256, "height", "width"])],
                               [helper.make_tensor_value_info("c1", TensorProto.FLOAT, ["batch", 256, "height", "width"]),
                                helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, "h2", "w2"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx_model(graph)
     if imgsz is not None:
         set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": list(imgsz)}})
     path = tmp / "convs.onnx"
@@ -630,7 +631,7 @@ def _positive_linear_graph(tmp: Path, x: str = "x") -> Path:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 16, 64]),
                                helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 32, 16, 16])], inits)
     path = tmp / "linear.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save_model(onnx_model(graph), str(path))
     return path
 
 

@@ -27,6 +27,7 @@ import pvt_deploy.runtimes.tensorrt as rt_mod
 from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, InputError, PvtDeployError
 from pvt_deploy.export.tensorrt import build_engine, plan_build, require_tensorrt
 from pvt_deploy.manifest import file_entry, read_manifest, write_manifest
+from pvt_deploy.utils import onnx_model
 from pvt_deploy.utils.files import sha256_file
 
 # --------------------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def tiny_onnx(path: Path, *, dtype: int = TensorProto.FLOAT) -> None:
         nodes, "tiny",
         [helper.make_tensor_value_info("images", dtype, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", dtype, ["batch", 8])], [w])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(onnx_model(graph), str(path))
 
 
 def make_artifact(folder: Path, *variants: str, dynamic: Any = "default") -> Path:

@@ -20,6 +20,7 @@ from onnx import TensorProto, helper
 
 from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, ShapeError
 from pvt_deploy.manifest import file_entry, read_manifest, write_manifest
+from pvt_deploy.utils import onnx_model
 
 
 def _skip_reason() -> str | None:
@@ -72,7 +73,7 @@ def _tiny_fp32(path: Path) -> None:
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info(
         "images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(onnx_model(graph), str(path))
 
 
 def _images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -32,6 +32,7 @@ import pytest
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
 from pvt_deploy.runtimes.triton import is_triton_url, load_triton, parse_triton_url
+from pvt_deploy.utils import onnx_model
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90.0
@@ -151,7 +152,7 @@ def embedded_manifest(tmp: Path) -> str:
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", NUM_CLASSES])],
         initializer=[onnx.numpy_helper.from_array(np.asarray(WEIGHTS, dtype=np.float32), "W")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), art / "model.onnx")
+    onnx.save(onnx_model(graph), art / "model.onnx")
     write_manifest(art, {
         "model": "pvt_tiny", "task": "classify", "classes": [f"c{i}" for i in range(NUM_CLASSES)],
         "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from pvt_deploy.utils import onnx_model
+
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
@@ -63,7 +65,7 @@ def make_graph(path: Path, outputs: list[Spec], *, input_shape: list[Any] | None
         weights = onnx.numpy_helper.from_array(np.arange(4096, dtype=np.float32), "big")
         inits.append(weights)
     graph = helper.make_graph(nodes, "g", inputs, outs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx_model(graph)
     if metadata:
         helper.set_model_props(model, {ONNX_METADATA_KEY: json.dumps({"model": "lone", "task": task})})
     path.parent.mkdir(parents=True, exist_ok=True)

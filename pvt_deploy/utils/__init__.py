@@ -6,9 +6,24 @@ import numbers
 import operator
 import re
 from collections.abc import Sequence
-from typing import SupportsIndex, TypeGuard, cast
+from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 
-__all__ = ["is_integer", "is_number", "size_pair"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["IR_VERSION", "is_integer", "is_number", "onnx_model", "size_pair"]
+
+IR_VERSION = 8
+"""IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
+the exports, and what every ONNX Runtime since 1.10 loads. ``onnx.helper.make_model`` writes its own
+newest (14 with onnx 1.23), which onnxruntime 1.31 and older refuse ("Unsupported model IR version")."""
+
+
+def onnx_model(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
+    """``graph`` as a model of the default domain at ``opset``, IR :data:`IR_VERSION`."""
+    from onnx import helper
+
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
 
 
 def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -> tuple[int, int] | None:

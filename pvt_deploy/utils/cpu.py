@@ -69,6 +69,8 @@ def int8_gemm_gain() -> float | None:
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
+        from pvt_deploy.utils import onnx_model
+
         rng = np.random.default_rng(0)
         m, k, n = 512, 1024, 256
 
@@ -84,7 +86,7 @@ def int8_gemm_gain() -> float | None:
             graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", kind, [m, k])],
                                       [helper.make_tensor_value_info("y", TensorProto.INT32 if int8 else TensorProto.FLOAT,
                                                                      [m, n])], inits)
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+            model = onnx_model(graph, 13)
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             options.log_severity_level = 3
