@@ -11,6 +11,7 @@ from onnx import TensorProto, numpy_helper
 
 from pvt_deploy.export.parity import compare_outputs
 from pvt_deploy.tasks.preprocess import Letterbox
+from pvt_deploy.utils import onnx_model
 
 pytest_plugins = ["export_fixtures"]
 
@@ -107,3 +108,50 @@ def test_variants_at_unseen_sizes_and_batches(det_artifact) -> None:
         report = compare_outputs("detect", ref, got, metas, post)
         assert report["outputs"]["scores"]["cosine"] > min_cos, (name, report["outputs"])
         assert report["agreement"] >= min_agree, (name, report["task"])
+
+
+def _two_tails_graph() -> onnx.ModelProto:
+    """A conv whose output two float32-kept ops read (Sigmoid and Exp), as a detector head's is."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.2).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+             helper.make_node("Exp", ["c"], ["e"], name="exp"),
+             helper.make_node("Add", ["s", "e"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    return onnx_model(graph)
+
+
+def test_fp16_merges_the_repeated_casts_older_onnxruntime_writes() -> None:
+    """onnxruntime <= 1.30's converter gives each float32 reader of an FP16 tensor its own Cast, all
+    writing one name: the checker refuses that graph. The copies are merged (found on a GPU box whose
+    image had onnxruntime 1.30, exporting ``pvt_v2_b0``'s FP16 graph)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from pvt_deploy.export.precision import _merge_duplicate_casts, convert_fp16
+
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    fp32 = _two_tails_graph()
+    ref = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    half, _ = convert_fp16(fp32, keep_fp32_ops=["Sigmoid", "Exp", "Add"], keep_tail=False)
+    onnx.checker.check_model(half)
+    casts = [n for n in half.graph.node if n.op_type == "Cast" and n.input[0] == "c"]
+    assert len(casts) == 1  # one shared Cast for both readers
+    # what onnxruntime 1.30 writes: a second, identical Cast of the same name
+    old = onnx.ModelProto.FromString(half.SerializeToString())
+    old.graph.node.append(helper.make_node("Cast", ["c"], [casts[0].output[0]], to=TensorProto.FLOAT, name="dup"))
+    old.graph.value_info.extend([vi for vi in old.graph.value_info if vi.name == casts[0].output[0]])
+    with pytest.raises(onnx.checker.ValidationError, match="static single assignment|single static assignment"):
+        onnx.checker.check_model(old)
+    assert _merge_duplicate_casts(old) == 1 and _merge_duplicate_casts(old) == 0
+    onnx.checker.check_model(old)
+    out = ort.InferenceSession(old.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert out.dtype == np.float32 and np.abs(out - ref).max() < 1e-2
+    # a Cast of another tensor to the same name is not a copy: left for the checker to refuse
+    clash = onnx.ModelProto.FromString(half.SerializeToString())
+    clash.graph.node.append(helper.make_node("Cast", ["x"], [casts[0].output[0]], to=TensorProto.FLOAT, name="clash"))
+    assert _merge_duplicate_casts(clash) == 0

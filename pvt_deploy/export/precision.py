@@ -139,6 +139,40 @@ def tail_nodes(model: onnx.ModelProto, heavy: Sequence[str] = HEAVY_OPS) -> list
     return [n.name for i, n in enumerate(model.graph.node) if not feeds_heavy[i]]
 
 
+def _merge_duplicate_casts(model: onnx.ModelProto) -> int:
+    """Drop the copies of a Cast that another Cast already computes (same input, type and output
+    name), and their repeated value_info; return how many were dropped.
+
+    onnxruntime's float16 converter up to 1.30 inserts one ``<tensor>_cast_to_fp32`` Cast per float32
+    consumer of an FP16 tensor, all writing the same name, so a tensor read by two kept-float32 nodes
+    (a detector head's conv output, read by the score and box tails) breaks the graph's single
+    assignment and fails ``onnx.checker``; 1.31 shares one Cast. Identical copies are safe to drop.
+    """
+    seen: dict[str, tuple[str, int]] = {}
+    keep = []
+    dropped = 0
+    for node in model.graph.node:
+        if node.op_type == "Cast" and len(node.output) == 1 and len(node.input) == 1:
+            to = next((a.i for a in node.attribute if a.name == "to"), -1)
+            key = (node.input[0], to)
+            if seen.get(node.output[0]) == key:
+                dropped += 1
+                continue
+            seen.setdefault(node.output[0], key)
+        keep.append(node)
+    if dropped:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        infos, names = [], set()
+        for vi in model.graph.value_info:
+            if vi.name not in names:
+                names.add(vi.name)
+                infos.append(vi)
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(infos)
+    return dropped
+
+
 def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
                  keep_fp32_ops: Sequence[str] = FP16_KEEP_FP32_OPS, keep_tail: bool = True
                  ) -> tuple[onnx.ModelProto, dict[str, Any]]:
@@ -161,6 +195,9 @@ def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
                                                      node_block_list=tail)
     finally:
         chatty.setLevel(level)
+    merged = _merge_duplicate_casts(converted)
+    if merged:
+        log.debug("fp16: merged %d duplicate Cast nodes (onnxruntime <= 1.30's converter)", merged)
     toposort(converted)
     present = {n.op_type for n in model.graph.node}
     record = {"keep_io_types": bool(keep_io_types), "fp32_ops": [op for op in ops if op in present],
