@@ -104,6 +104,32 @@ def _warn_int8_without_vnni(path: Path, unsigned: bool) -> None:
                     "model.onnx (FP32) here, not faster%s", path.name, f" ({rate})" if rate else "")
 
 
+_preloaded = False
+
+
+def _preload_gpu_libraries(ort: Any) -> None:
+    """Once per process, before the first GPU session: load CUDA/cuDNN from the ``nvidia-*`` pip
+    packages (``pip install onnxruntime-gpu[cuda,cudnn]``) with ``onnxruntime.preload_dlls`` (ORT >=
+    1.21). Without it ORT's CUDA provider finds those libraries only where PyTorch loaded them first
+    or ``LD_LIBRARY_PATH`` names them. Its printed notes go to the debug log; a failure is left for the
+    session to report (system CUDA libraries may still be found)."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            ort.preload_dlls()
+    except Exception as e:  # noqa: BLE001 - e.g. no nvidia packages: the session's own error says more
+        log.debug("onnxruntime.preload_dlls: %s", _one_line(e))
+    if text.getvalue().strip():
+        log.debug("onnxruntime.preload_dlls: %s", " ".join(text.getvalue().split()))
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
@@ -172,12 +198,15 @@ class OnnxRuntimeBackend(Backend):
             if cache_dir is not None:
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        if any(n in _GPU_PROVIDERS for n in names):
+            _preload_gpu_libraries(ort)
         cores = physical_cores()
         options = _session_options(ort, int(threads or cores), int(inter_op_threads or cores), spin)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
         load_path, rewrites = self.path, None
-        cpu_only = [p if isinstance(p, str) else p[0] for p in providers] == ["CPUExecutionProvider"]
+        cpu_only = names == ["CPUExecutionProvider"]
         if rewrite or (rewrite is None and cpu_only):
             from pvt_deploy.runtimes.ort_session import optimized_graph
 
@@ -221,6 +250,7 @@ class OnnxRuntimeBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
         self._output_names = [o.name for o in self._outputs]
         used = list(self._session.get_providers())
+        self._check_fallback(kind, names, used)
         self._on_gpu = bool(used) and used[0] in _GPU_PROVIDERS
         self._device_id = device_id
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
@@ -234,6 +264,23 @@ class OnnxRuntimeBackend(Backend):
                      "io_binding": self._io_binding,
                      "graph_optimization": "all", "batch_shards": self._shards,
                      "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None})
+
+    def _check_fallback(self, kind: str, asked: list[str], used: list[str]) -> None:
+        """ONNX Runtime drops a provider that fails to start (missing CUDA, cuDNN or TensorRT libraries)
+        and runs on the next one, printing the reason to stderr. Where ``cuda`` or ``tensorrt`` was
+        asked for, a silent CPU (or CUDA) run would be mistaken for the one asked: refuse it."""
+        wanted = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+                  "trt": "TensorrtExecutionProvider"}.get(kind)
+        if wanted is not None and wanted in asked and (not used or used[0] != wanted):
+            self._session = None
+            raise BackendUnavailableError(
+                f"{self.path.name}: ONNX Runtime could not start its {wanted} and fell back to "
+                f"{used[0] if used else 'nothing'} (its libraries are missing or do not match: ONNX Runtime "
+                "printed the reason above)",
+                hint="pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or use --device cpu; "
+                     "pvt-deploy doctor lists what is found")
+        if asked and used and used[0] != asked[0]:
+            log.warning("%s: ONNX Runtime could not start %s; running on %s", self.path.name, asked[0], used[0])
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:

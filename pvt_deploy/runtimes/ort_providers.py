@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 
-__all__ = ["CPU", "CUDA", "TENSORRT", "ProviderSpec", "available_providers", "select_providers"]
+__all__ = ["CPU", "CUDA", "TENSORRT", "ProviderSpec", "available_providers", "select_providers",
+           "tensorrt_libraries_load"]
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -38,6 +39,30 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+def tensorrt_libraries_load() -> bool:
+    """Whether TensorRT's runtime library loads in this process. ``onnxruntime-gpu`` lists its
+    TensorRT provider whether or not TensorRT is installed; a session asked for it without
+    ``libnvinfer`` prints an error and falls back, so ``auto`` leaves it out where this is False."""
+    import ctypes
+
+    def loads() -> bool:
+        for name in ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
+            try:
+                ctypes.CDLL(name)
+            except OSError:
+                continue
+            return True
+        return False
+
+    if loads():
+        return True
+    try:  # TensorRT's pip wheels keep libnvinfer outside the loader's path; importing tensorrt loads it
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or installed for another CUDA
+        return False
+    return loads()
+
+
 def select_providers(
     device: Device | str = "auto",
     *,
@@ -53,12 +78,16 @@ def select_providers(
     run would be mistaken for a GPU measurement). ``fp16`` lets the TensorRT EP use FP16 kernels on an
     FP32 graph. ``cache_dir`` turns on the TensorRT EP's engine and timing caches there (the caller
     creates the folder), without which every new session rebuilds its engines (minutes). ``available`` defaults to
-    ``onnxruntime.get_available_providers()``.
+    ``onnxruntime.get_available_providers()``, and then ``auto`` also leaves out a TensorRT provider
+    whose libraries do not load (:func:`tensorrt_libraries_load`); an ``available`` passed in is taken
+    as it is.
     """
     device = str(device).lower()
     if device not in ("auto", "cpu", "cuda", "tensorrt", "trt"):
         raise InputError(f"unknown ONNX Runtime device {device!r}; choose auto, cpu, cuda or tensorrt")
     have = list(available) if available is not None else available_providers()
+    if available is None and device == "auto" and TENSORRT in have and not tensorrt_libraries_load():
+        have.remove(TENSORRT)
 
     if device == "cpu":
         return [CPU]
