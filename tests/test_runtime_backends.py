@@ -12,6 +12,7 @@ from pvt_deploy.errors import BackendUnavailableError, ShapeError
 from pvt_deploy.io.sources import Frame, read_image
 from pvt_deploy.runtimes.loader import load_backend
 from pvt_deploy.tasks.pipeline import Predictor
+from pvt_deploy.utils import onnx_model
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,15 @@ def test_torch_and_onnxruntime_agree_on_detections(det_export: Path) -> None:
     assert any(len(r.boxes) for r in ref)
     for a, b in zip(ref, ort, strict=True):
         assert a.boxes.xyxy.shape == b.boxes.xyxy.shape
-        assert np.allclose(a.boxes.xyxy, b.boxes.xyxy, atol=0.05)
-        assert np.allclose(a.boxes.conf, b.boxes.conf, atol=1e-5)
+        # Each box has its twin: same class, corners within 0.05 px, score within 1e-4 (runtimes sum in
+        # different orders: 1.7e-5 apart on a score of 0.08 with torch 2.11 and onnxruntime 1.30 on an
+        # AVX-512 Xeon), not necessarily in the same row (near-tied scores may swap places).
+        for box, conf, cls in zip(a.boxes.xyxy, a.boxes.conf, a.boxes.cls, strict=True):
+            twin = ((np.abs(b.boxes.xyxy - box).max(axis=1) <= 0.05) & (np.abs(b.boxes.conf - conf) <= 1e-4)
+                    & (b.boxes.cls == cls))
+            near = int(np.abs(b.boxes.xyxy - box).max(axis=1).argmin())
+            assert twin.any(), (box, conf, cls, b.boxes.xyxy[near], b.boxes.conf[near], b.boxes.cls[near])
+        assert np.allclose(np.sort(a.boxes.conf), np.sort(b.boxes.conf), atol=1e-4)
         h, w = a.orig_shape
         assert (a.boxes.xyxy[:, [0, 2]] <= w).all() and (a.boxes.xyxy[:, [1, 3]] <= h).all()
 
@@ -145,7 +153,7 @@ def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pyte
                               [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 4, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 2])], consts)
     path = tmp_path / "model.int8.onnx"
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save_model(onnx_model(graph), str(path))
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     x = np.linspace(-2, 2, 48, dtype=np.float32).reshape(1, 3, 4, 4)
     expected = (np.clip(np.rint(x / 0.02) + 128, 0, 255) - 128) * 0.02 @ np.full((4, 2), 1.0)
