@@ -15,8 +15,10 @@ reference), ``onnx`` (ONNX Runtime FP32 as the backend loads it: level-ALL optim
 exact CPU rewrites of ``pvt_deploy.export.optimize``), ``onnx-plain`` (the exported graph without
 those rewrites), ``onnx-int8`` (the export's CPU INT8 graph, ``model.int8.onnx``). GPU
 (``--device cuda``, or ``auto`` with a GPU): ``torch-cuda`` (FP32), ``torch-cuda-fp16`` (autocast),
-``onnx-cuda`` (onnxruntime-gpu), ``trt-fp16`` (a TensorRT engine built from ``model.fp16.onnx``).
-A variant that cannot run here is printed as ``skipped`` with the reason.
+``onnx-cuda`` (onnxruntime-gpu's CUDA provider, ``model.onnx``), ``onnx-cuda-fp16`` (the same on
+``model.fp16.onnx``), ``trt-fp16`` (a TensorRT engine built from ``model.fp16.onnx``). A variant that
+cannot run here is printed as ``skipped`` with the reason. With GPU variants a second ratio, to
+``torch-cuda`` (PyTorch eager FP32 on the same GPU), is printed beside the ratio to the CPU reference.
 
 Models use seeded synthetic weights (see ``common``); the numbers are about speed and numerical
 agreement, not accuracy.
@@ -45,7 +47,7 @@ FULL: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1, 2)), ("pv
         ("pvt_small-cls", 224, (1, 8))]
 QUICK: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1,)), ("pvt_v2_b0-cls", 224, (1, 8))]
 CPU_VARIANTS = ("torch", "onnx", "onnx-plain", "onnx-int8")
-GPU_VARIANTS = ("torch-cuda", "torch-cuda-fp16", "onnx-cuda", "trt-fp16")
+GPU_VARIANTS = ("torch-cuda", "torch-cuda-fp16", "onnx-cuda", "onnx-cuda-fp16", "trt-fp16")
 
 
 @dataclass
@@ -85,8 +87,12 @@ def load_variant(name: str, folder: Path, threads: int | None) -> Variant:
                 return _skip(name, why)
             backend, _ = load_backend(folder, backend="torch", device="cuda",
                                       precision="fp16" if name.endswith("fp16") else "fp32")
-        elif name == "onnx-cuda":
-            backend = OnnxRuntimeBackend(folder / "model.onnx", device="cuda", precision="fp32")
+        elif name in ("onnx-cuda", "onnx-cuda-fp16"):
+            half = name.endswith("fp16")
+            file = folder / ("model.fp16.onnx" if half else "model.onnx")
+            if not file.is_file():
+                return _skip(name, f"no {file.name}")
+            backend = OnnxRuntimeBackend(file, device="cuda", precision="fp16" if half else "fp32")
         elif name == "trt-fp16":
             from pvt_deploy.export.tensorrt import build_engine, require_tensorrt
 
@@ -112,7 +118,7 @@ def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str
     yields each batch's figures as soon as they are measured (an interrupted suite keeps them)."""
     t0 = time.perf_counter()
     folder = common.artifact(model, args.work, imgsz=size, int8="onnx-int8" in variants,
-                             half="trt-fp16" in variants)
+                             half=bool({"trt-fp16", "onnx-cuda-fp16"} & set(variants)))
     export_s = time.perf_counter() - t0
     loaded: dict[str, Variant] = {}
     try:
@@ -155,6 +161,8 @@ def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str
         frames = [_Frame(im) for im in images]
         post_s = common.median_call(partial(predictor.postprocess, outputs, records, frames))
         ref_median = common.median_s(timings["torch"])
+        gpu_ref = timings.get("torch-cuda")
+        gpu_median = common.median_s(gpu_ref) if gpu_ref is not None and gpu_ref.seconds else None
         case = {"model": model, "task": task, "input": list(feed["images"].shape), "batch": batch,
                 "rounds": len(timings["torch"].seconds), "load_average": [load_before, common.load_average()],
                 "preprocess_ms": round(1000 * pre_s, 2), "postprocess_ms": round(1000 * post_s, 2),
@@ -167,6 +175,8 @@ def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str
             t = timings[name]
             case["variants"][name] = {"status": "ok", "latency": t.summary(batch),
                                       "vs_torch": round(ref_median / common.median_s(t), 3),
+                                      **({"vs_torch_cuda": round(gpu_median / common.median_s(t), 3)}
+                                         if gpu_median is not None and name != "torch" else {}),
                                       "agreement": agreements.get(name), **v.details}
         yield case
 
@@ -194,15 +204,19 @@ def _print_case(case: dict[str, Any]) -> None:
     print(f"\n{case['model']} ({case['task']}) input {shape}, {case['rounds']} interleaved rounds, "
           f"load {case['load_average'][0]} -> {case['load_average'][1]}; host preprocess "
           f"{case['preprocess_ms']:.1f} ms, postprocess {case['postprocess_ms']:.1f} ms per batch")
+    gpu = any("vs_torch_cuda" in v for v in case["variants"].values())
     rows = []
     for name, v in case["variants"].items():
         if v["status"] != "ok":
-            rows.append([name, "skipped", "", "", "", v.get("reason", "")[:90]])
+            rows.append([name, "skipped", "", "", "", *([""] if gpu else []), v.get("reason", "")[:90]])
             continue
         s = v["latency"]
+        vs_gpu = [f"{v['vs_torch_cuda']:.2f}x" if "vs_torch_cuda" in v else ""] if gpu else []
         rows.append([name, f"{s['median_ms']:.1f}", f"{s['p90_ms']:.1f}", f"{s['images_per_s']:.2f}",
-                     f"{v['vs_torch']:.2f}x", "reference" if name == "torch" else common.agreement_text(v["agreement"])])
-    common.print_table(rows, ["variant", "median ms", "p90 ms", "img/s", "vs torch", "agreement vs torch fp32"])
+                     f"{v['vs_torch']:.2f}x", *vs_gpu,
+                     "reference" if name == "torch" else common.agreement_text(v["agreement"])])
+    common.print_table(rows, ["variant", "median ms", "p90 ms", "img/s", "vs torch",
+                              *(["vs torch-cuda"] if gpu else []), "agreement vs torch fp32"])
 
 
 def parse_models(ap: argparse.ArgumentParser, text: str) -> list[tuple[str, int, tuple[int, ...]]]:

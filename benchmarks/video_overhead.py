@@ -4,11 +4,13 @@
     python benchmarks/video_overhead.py --part fps --frames 150
     python benchmarks/video_overhead.py --part memory --memory-frames 3000
     python benchmarks/video_overhead.py --clip my_clip.mp4     # your own clip for both parts
+    python benchmarks/video_overhead.py --part fps --backend torch --device cuda --precision fp16
 
 Part ``fps``: end-to-end FPS of the real CLI (``pvt-deploy infer clip.mp4``: decode, letterbox,
 inference, NMS, drawing, H.264 encode, JSON Lines) against the *model-only* FPS of the same backend
 on the same input size (inference calls alone, no pipeline), measured before and after the CLI run
-and averaged. The ratio says how well the pipeline hides decode/draw/encode behind inference; the
+and averaged (ONNX Runtime on the CPU unless ``--backend``/``--device``/``--precision`` say
+otherwise; both sides always run the same one). The ratio says how well the pipeline hides decode/draw/encode behind inference; the
 target is >= 0.9 against one frame per call. Where the CLI runs the clip in batches (its default on
 ONNX Runtime's CPU: one frame per core, see ``pvt_deploy.tasks.pipeline``), the model-only FPS in
 those batches is measured too and the second ratio is printed against it.
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +163,29 @@ def _write_clip(path: Path, frames: int) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """The backend both sides of the comparison run: ``pvt-deploy infer`` and the model-only loop."""
+
+    backend: str = "onnx"
+    device: str = "cpu"
+    precision: str | None = None
+
+    def cli_args(self) -> list[str]:
+        return ["--backend", self.backend, "--device", self.device,
+                *(["--precision", self.precision] if self.precision else [])]
+
+    def load(self, folder: Path) -> tuple[Any, dict[str, Any]]:
+        from pvt_deploy.runtimes.loader import load_backend
+
+        return load_backend(folder, backend=self.backend, device=self.device, precision=self.precision)
+
+    def __str__(self) -> str:
+        name = {"onnx": "ONNX Runtime", "torch": "PyTorch", "trt": "TensorRT"}.get(self.backend, self.backend)
+        return f"{name} {self.device.upper() if self.device == 'cpu' else self.device}" + (
+            f" {self.precision.upper()}" if self.precision else "")
+
+
 def _cli() -> list[str]:
     exe = shutil.which("pvt-deploy")
     return [exe] if exe else [sys.executable, "-m", "pvt_deploy"]
@@ -200,10 +226,10 @@ class RssSampler:
 _SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s: ([\d.]+) FPS end to end(?:, model-only ([\d.]+) FPS)?")
 
 
-def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str]) -> dict[str, Any]:
+def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], runtime: Runtime) -> dict[str, Any]:
     """``pvt-deploy infer`` as a user runs it; returns its printed summary, wall time and RSS samples."""
-    cmd = [*_cli(), "infer", str(clip), "--model", str(folder), "--backend", "onnx", "--device", "cpu",
-           "--imgsz", imgsz, "-o", str(out), *extra]
+    cmd = [*_cli(), "infer", str(clip), "--model", str(folder), *runtime.cli_args(), "--imgsz", imgsz,
+           "-o", str(out), *extra]
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -250,16 +276,15 @@ def first_frame(clip: Path) -> np.ndarray:
     raise SystemExit(f"{clip}: no decodable frame")
 
 
-def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: int = 1,
+def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, runtime: Runtime, batch: int = 1,
                    frame: np.ndarray | None = None) -> dict[str, Any]:
-    """Inference calls alone, same backend settings as ``infer`` (ONNX Runtime, CPU), same input (a
+    """Inference calls alone, same backend settings as ``infer`` (``runtime``), same input (a
     1280x720 picture, or ``frame``), in batches of ``batch`` frames (FPS counts frames)."""
     import cv2
 
-    from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
 
-    backend, manifest = load_backend(folder, backend="onnx", device="cpu")
+    backend, manifest = runtime.load(folder)
     try:
         predictor = Predictor(backend, manifest, imgsz=imgsz)
         if frame is None:
@@ -280,15 +305,14 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, batch: 
             "input": list(feed["images"].shape)}
 
 
-def cli_batch(folder: Path, infer_args: list[str]) -> int:
+def cli_batch(folder: Path, infer_args: list[str], runtime: Runtime) -> int:
     """The batch ``pvt-deploy infer`` runs a video file in: ``--batch N`` when given, else the default."""
     given = batch_arg(infer_args)
     if given is not None:
         return given
-    from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
 
-    backend, manifest = load_backend(folder, backend="onnx", device="cpu")
+    backend, manifest = runtime.load(folder)
     try:
         return Predictor(backend, manifest).auto_batch("video")
     finally:
@@ -369,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--infer-args", default="",
                     help="extra arguments for pvt-deploy infer, one string split like a shell does, "
                          "e.g. --infer-args '--batch 4 --no-save-json'")
+    ap.add_argument("--backend", choices=("onnx", "torch", "trt"), default="onnx",
+                    help="backend of both the CLI run and the model-only loop (default onnx)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                    help="precision of both runs (default: the artifact's, fp32)")
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
     ap.add_argument("--json", type=Path, default=None)
@@ -391,25 +420,27 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--infer-args: {e}")
     common.check_output_file(ap, "--json", args.json)
     common.check_work(ap, args.work)
+    runtime = Runtime(args.backend, args.device, args.precision)
     common.check_models(ap, "--model", [args.model] if fps_part else [])
     common.check_models(ap, "--memory-model", [args.memory_model] if memory_part else [])
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     info = common.machine()
     print(common.header_lines(info))
-    report: dict[str, Any] = {"machine": info, "command": " ".join(sys.argv)}
+    report: dict[str, Any] = {"machine": info, "command": " ".join(sys.argv), "runtime": str(runtime)}
     out_root = Path(tempfile.mkdtemp(prefix="pvt-video-"))
     try:
         if fps_part:
             clip = args.clip or make_clip(args.work / "clips" / f"clip_{WIDTH}x{HEIGHT}_{args.frames}.mp4", args.frames)
             image = first_frame(clip) if args.clip else None
-            folder = common.artifact(args.model, args.work, imgsz=size)
-            warm = model_only_fps(folder, size, 3.0, frame=image)  # also builds the CPU graph cache before timing
-            batch = cli_batch(folder, infer_args)
-            before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
-            before_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else before
-            run = run_cli(clip, folder, args.imgsz, out_root / "fps", infer_args)
-            after_b = model_only_fps(folder, size, 8.0, batch, frame=image) if batch > 1 else None
-            after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, frame=image)
+            folder = common.artifact(args.model, args.work, imgsz=size, half=args.precision == "fp16",
+                                     int8=args.precision == "int8")
+            warm = model_only_fps(folder, size, 3.0, runtime, frame=image)  # also builds the CPU graph cache before timing
+            batch = cli_batch(folder, infer_args, runtime)
+            before = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, runtime, frame=image)
+            before_b = model_only_fps(folder, size, 8.0, runtime, batch, frame=image) if batch > 1 else before
+            run = run_cli(clip, folder, args.imgsz, out_root / "fps", infer_args, runtime)
+            after_b = model_only_fps(folder, size, 8.0, runtime, batch, frame=image) if batch > 1 else None
+            after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, runtime, frame=image)
             after_b = after_b or after
             model_fps = (before["fps"] + after["fps"]) / 2
             model_fps_b = (before_b["fps"] + after_b["fps"]) / 2
@@ -421,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                              "ratio_same_batch": round(run["fps"] / model_fps_b, 3),
                              "load_average": common.load_average()}
             shape = image.shape if image is not None else (HEIGHT, WIDTH)
-            print(f"\n{clip.name}: {shape[1]}x{shape[0]}, {run['frames']} frames, {args.model} ONNX Runtime CPU at --imgsz {args.imgsz} "
+            print(f"\n{clip.name}: {shape[1]}x{shape[0]}, {run['frames']} frames, {args.model} {runtime} at --imgsz {args.imgsz} "
                   f"(input {'x'.join(str(d) for d in before['input'])})")
             print(f"  model only        {before['fps']:.2f} FPS before, {after['fps']:.2f} FPS after "
                   f"({before['median_ms']:.1f} / {after['median_ms']:.1f} ms per frame), batch 1")
@@ -443,9 +474,10 @@ def main(argv: list[str] | None = None) -> int:
                 if passes > 1:
                     print(f"\nmemory: {args.clip.name} repeated {passes} times (stream copy) to reach "
                           f"--memory-frames {args.memory_frames}")
-            folder = common.artifact(args.memory_model, args.work, imgsz=msize)
-            model_only_fps(folder, msize, 1.0)  # build the CPU graph cache outside the measured run
-            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", infer_args)
+            folder = common.artifact(args.memory_model, args.work, imgsz=msize, half=args.precision == "fp16",
+                                     int8=args.precision == "int8")
+            model_only_fps(folder, msize, 1.0, runtime)  # build the CPU graph cache outside the measured run
+            run = run_cli(clip, folder, args.memory_imgsz, out_root / "memory", infer_args, runtime)
             summary = rss_summary(run["rss"], run["frames"])
             report["memory"] = {"clip": str(clip), "model": args.memory_model, "imgsz": args.memory_imgsz,
                                 "cli": {k: v for k, v in run.items() if k != "rss"}, "rss": summary,

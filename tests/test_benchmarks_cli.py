@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -258,7 +259,11 @@ def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("pvt_benchmarks_video_overhead", BENCH / "video_overhead.py")
     assert spec is not None and spec.loader is not None
     video_overhead = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(video_overhead)
+    sys.modules[spec.name] = video_overhead  # as an import does: its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(video_overhead)
+    finally:
+        del sys.modules[spec.name]
     src = clip_with_audio(tmp_path / "short.mp4", "aac", frames=10)
     clip, frames, passes = video_overhead.looped_clip(src, 25, tmp_path)
     assert (frames, passes) == (30, 3) and clip.suffix == ".mkv"
@@ -270,3 +275,38 @@ def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
     # each pass starts where the previous one's last packet (audio priming included) ended
     assert 29 / 25 <= times[-1] < 29 / 25 + 3 * 0.05 and audio >= 3 * 48000 * 10 // 25 * 0.9
     assert video_overhead.looped_clip(src, 10, tmp_path) == (src, 10, 1)  # long enough: used as is
+
+
+def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: pytest.CaptureFixture[str]) -> None:
+    """With GPU variants the table also compares each with PyTorch FP32 on the same GPU; a skipped
+    variant keeps its reason in the last column (figures from the H200 run, 2026-12-04)."""
+    name = "pvt_benchmarks_speed"
+    spec = importlib.util.spec_from_file_location(name, BENCH / "speed.py")
+    assert spec is not None and spec.loader is not None
+    speed = importlib.util.module_from_spec(spec)
+    sys.modules[name] = speed
+    try:
+        spec.loader.exec_module(speed)
+    finally:
+        del sys.modules[name]
+
+    def ok(median: float, vs: float, vs_cuda: float | None = None) -> dict[str, Any]:
+        return {"status": "ok", "latency": {"median_ms": median, "p90_ms": median, "images_per_s": 1000 / median},
+                "vs_torch": vs, **({"vs_torch_cuda": vs_cuda} if vs_cuda is not None else {}),
+                "agreement": {"f1": 1.0, "cosine": 1.0}}
+
+    case: dict[str, Any] = {"model": "pvt_v2_b0", "task": "detect", "input": [1, 3, 640, 640], "rounds": 16,
+            "load_average": [0.5, 0.5], "preprocess_ms": 1.1, "postprocess_ms": 1.1,
+            "variants": {"torch": ok(250.0, 1.0), "torch-cuda": ok(13.9, 18.03, 1.0),
+                         "onnx-cuda": ok(9.0, 27.65, 1.53),
+                         "trt-fp16": {"status": "skipped", "reason": "TensorRT is not installed"}}}
+    speed._print_case(case)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("variant"))
+    assert header.split()[:10] == ["variant", "median", "ms", "p90", "ms", "img/s", "vs", "torch", "vs", "torch-cuda"]
+    row = {line.split()[0]: line.split() for line in lines if line.split() and line.split()[0] in case["variants"]}
+    assert row["onnx-cuda"][4:6] == ["27.65x", "1.53x"] and row["torch"][4] == "1.00x"
+    assert row["trt-fp16"][1] == "skipped" and "TensorRT is not installed" in " ".join(row["trt-fp16"])
+    del case["variants"]["torch-cuda"], case["variants"]["onnx-cuda"]["vs_torch_cuda"]  # CPU only: no column
+    speed._print_case(case)
+    assert "torch-cuda" not in capsys.readouterr().out
