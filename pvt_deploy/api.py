@@ -114,8 +114,8 @@ class Model:
         ``conf``/``iou``/``classes``/``max_det``: detection filters (``classes``: ids or names, one or
         a list; a setting of the wrong type or out of range raises :class:`InputError`, one that the
         model's task does not use is logged as ignored); ``imgsz``: input size of a
-        dynamic graph; ``batch``: frames per inference call (default: one per core for a video file on
-        ONNX Runtime's CPU provider, else 1); ``vid_stride``: every n-th video frame.
+        dynamic graph; ``batch``: frames per inference call (default for a video file: 4 on a GPU, one
+        per core on ONNX Runtime's CPU provider; else 1); ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
         ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its

@@ -120,6 +120,23 @@ def test_video_files_default_to_one_frame_per_backend_shard() -> None:
     assert Pipeline(Predictor(sharded, MANIFEST), ListSource(3), batch=3).batch == 3  # asked for
 
 
+@pytest.mark.parametrize("name, device, batch", [("torch", "cuda:0", 4), ("onnxruntime", "CUDAExecutionProvider", 4),
+                                                 ("onnxruntime", "TensorrtExecutionProvider", 4),
+                                                 ("tensorrt", "0", 4), ("torch", "cpu", 1),
+                                                 ("triton", "http://127.0.0.1:8000/m", 1)])
+def test_video_files_on_a_gpu_run_in_batches(name: str, device: str, batch: int) -> None:
+    """A GPU at one frame per call waits on kernel launches; a video file runs GPU_VIDEO_BATCH frames
+    per call there (a live stream still one), within the graph's batch range."""
+    backend = FakeBackend()
+    backend.info = BackendInfo(name, device, "fp32", {})
+    assert Pipeline(Predictor(backend, MANIFEST), ListSource(3)).batch == batch
+    live = ListSource(3)
+    live.kind = "stream"
+    assert Pipeline(Predictor(backend, MANIFEST), live).batch == 1
+    static = {**MANIFEST, "dynamic": {"batch": [1, 2], "height": [32, 640], "width": [32, 640]}}
+    assert Pipeline(Predictor(backend, static), ListSource(3)).batch == min(batch, 2)
+
+
 @pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_results_come_in_frame_order(threaded: bool, batch: int) -> None:

@@ -77,8 +77,8 @@ def infer(
     max_det: Annotated[int | None, typer.Option(help="Maximum detections per image.")] = None,
     vid_stride: Annotated[int, typer.Option(min=1, help="Process every n-th video frame.")] = 1,
     batch: Annotated[int | None, typer.Option(
-        min=1, help="Frames per inference call (default: one per core for a video file on ONNX Runtime's "
-                    "CPU, else 1).")] = None,
+        min=1, help="Frames per inference call (default for a video file: 4 on a GPU, one per core on "
+                    "ONNX Runtime's CPU; else 1).")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write annotated images / videos.")] = True,
     save_json: Annotated[bool | None, typer.Option(
         "--save-json/--no-save-json", help="Write predictions.jsonl (+ COCO JSON for detection). "
