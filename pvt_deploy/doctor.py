@@ -117,8 +117,16 @@ def _onnxruntime() -> list[Check]:
     providers = list(onnxruntime.get_available_providers())
     dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
     short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
+    info: dict[str, Any] = {"distribution": dist, "providers": providers, "device": onnxruntime.get_device()}
+    if "TensorrtExecutionProvider" in providers:
+        from pvt_deploy.runtimes.ort_providers import tensorrt_libraries_load
+
+        # onnxruntime-gpu lists it whether or not TensorRT is installed (seen on an H200 without it)
+        info["tensorrt_provider_usable"] = usable = tensorrt_libraries_load()
+        if not usable:
+            short = short.replace("Tensorrt", "Tensorrt (unused: no TensorRT libraries)")
     rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
-                  info={"distribution": dist, "providers": providers, "device": onnxruntime.get_device()})]
+                  info=info)]
     from pvt_deploy.utils.cpu import INT8_PAYS, cpu_amx_int8, cpu_int8_dot_product, int8_gemm_gain
 
     dot = cpu_int8_dot_product()

@@ -112,3 +112,21 @@ def test_console_entry_point_exits_zero() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "tensorrt" in json.loads(proc.stdout)["components"]
+
+
+@pytest.mark.parametrize("loads", [False, True])
+def test_a_listed_tensorrt_provider_without_tensorrt_is_marked_unused(monkeypatch: pytest.MonkeyPatch,
+                                                                      loads: bool) -> None:
+    """onnxruntime-gpu lists its TensorRT provider with or without TensorRT; the row says which."""
+    import onnxruntime
+
+    from pvt_deploy import doctor
+    from pvt_deploy.runtimes import ort_providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: loads)
+    (row,) = [r for r in doctor._onnxruntime() if r.key == "onnxruntime"]
+    assert row.info["tensorrt_provider_usable"] is loads
+    assert ("Tensorrt (unused: no TensorRT libraries), CUDA, CPU" in row.summary) is not loads
+    assert row.summary.endswith("providers: Tensorrt, CUDA, CPU") is loads
