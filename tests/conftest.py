@@ -16,3 +16,14 @@ def _torch_threads() -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def no_cuda_reason() -> str | None:
+    """Why CUDA tests cannot run here (PyTorch missing or without a GPU), or None where they can."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    return None

@@ -15,21 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import no_cuda_reason
 
 from pvt_deploy.runtimes.ort_providers import CUDA, available_providers, tensorrt_libraries_load
 
-
-def _skip_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "PyTorch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA device (torch.cuda.is_available() is False)"
-    return None
-
-
-_REASON = _skip_reason()
+_REASON = no_cuda_reason()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 ORT_CUDA = pytest.mark.skipif(CUDA not in available_providers(),
                               reason="ONNX Runtime has no CUDA provider here (pip install onnxruntime-gpu)")

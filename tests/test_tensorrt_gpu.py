@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import no_cuda_reason
 from onnx import TensorProto, helper
 
 from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, ShapeError
@@ -30,13 +31,7 @@ def _skip_reason() -> str | None:
         require_tensorrt()
     except BackendUnavailableError as e:
         return f"TensorRT not usable here: {e.args[0]}"
-    try:
-        import torch
-    except ImportError:
-        return "PyTorch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA device (torch.cuda.is_available() is False)"
-    return None
+    return no_cuda_reason()
 
 
 _REASON = _skip_reason()
