@@ -5,6 +5,7 @@
 #   make docker        # x86_64 image on NVIDIA's TensorRT base (run on any Docker host)
 #   make docker-jetson # JetPack 6 image (run on the Jetson, or a host with arm64 emulation)
 #   make lint-docker   # hadolint both Dockerfiles with .hadolint.yaml
+#   make gpu-check     # on a GPU box: the gpu/trt tests, then the GPU speed and video benchmarks
 #
 # TORCH selects the PyTorch wheel: the default CPU build is small; on a CUDA box use e.g.
 #   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
@@ -18,7 +19,7 @@ DOCKER ?= docker
 BUILD_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev demo test lint typecheck docker docker-jetson lint-docker
+.PHONY: install install-dev demo test lint typecheck docker docker-jetson lint-docker gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,17 @@ lint-docker:
 test: install-dev .venv-pytriton
 	$(MAKE) lint typecheck lint-docker
 	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q
+
+# Needs CUDA torch (TORCH=...), onnxruntime-gpu in place of onnxruntime, and TensorRT where its variants
+# should run; what is missing is skipped with the reason. Results: gpu-speed.json, gpu-video.json.
+# (Not install-dev: its TensorRT type stubs would shadow a real TensorRT in the venv.)
+gpu-check: install
+	$(BIN)/pip install --quiet pytest
+	$(BIN)/pytest -q -rs -m "gpu or trt"
+	$(BIN)/python benchmarks/speed.py --device cuda --json gpu-speed.json \
+		--variants torch,torch-cuda,torch-cuda-fp16,onnx-cuda,onnx-cuda-fp16,trt-fp16 \
+		--models pvt_v2_b0:640:1/8,pvt_small:640:1/8,pvt_v2_b0-cls:224:1/32,pvt_small-cls:224:1/32
+	$(BIN)/python benchmarks/video_overhead.py --part fps --backend onnx --device cuda --json gpu-video.json
 
 docker:
 	$(DOCKER) build -f docker/Dockerfile -t $(IMAGE):$(TAG) $(BUILD_ARGS) .
