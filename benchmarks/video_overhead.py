@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--infer-args: {e}")
     common.check_output_file(ap, "--json", args.json)
     common.check_work(ap, args.work)
+    if args.backend == "torch" and args.precision == "int8":
+        ap.error("--precision int8 runs with --backend onnx or trt; PyTorch eager runs fp32 or fp16")
     runtime = Runtime(args.backend, args.device, args.precision)
     common.check_models(ap, "--model", [args.model] if fps_part else [])
     common.check_models(ap, "--memory-model", [args.memory_model] if memory_part else [])

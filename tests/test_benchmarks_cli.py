@@ -62,6 +62,7 @@ def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *sn
     ("winograd.py", ["--channels", "256"], ["--channels", "in:out"]),
     ("video_overhead.py", ["--frames", "0"], ["--frames", "at least 1"]),
     ("video_overhead.py", ["--infer-args", "--batch 0"], ["--infer-args", "--batch"]),
+    ("video_overhead.py", ["--backend", "torch", "--precision", "int8"], ["--precision int8", "--backend onnx"]),
 ])
 def test_bad_argument_is_one_line_exit_2(script: str, args: list[str], snippets: list[str]) -> None:
     _assert_usage_error(_run(script, *args), script, *snippets)
