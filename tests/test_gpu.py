@@ -105,8 +105,9 @@ def test_auto_runs_on_the_gpu_without_asking_for_missing_tensorrt(det: Path) -> 
         assert tensorrt_libraries_load() or backend.info.details["providers"][0] == CUDA
     if tensorrt_libraries_load():
         return
-    with pytest.raises(BackendUnavailableError, match="could not start its TensorrtExecutionProvider"):
+    with pytest.raises(BackendUnavailableError, match="could not start its TensorrtExecutionProvider") as e:
         OnnxRuntimeBackend(det / "model.onnx", device="tensorrt")
+    assert "pip install tensorrt" in str(e.value)
 
 
 @pytest.mark.parametrize("backend, precision", [("torch", "fp16"),

@@ -90,6 +90,9 @@ def test_a_gpu_provider_that_falls_back_is_refused(tmp_path: object) -> None:
                                                       r"CPUExecutionProvider") as e:
         OnnxRuntimeBackend(path, device="cuda", providers=[(CUDA, {"device_id": 0}), CPU])
     assert "onnxruntime-gpu[cuda,cudnn]" in str(e.value)
+    with pytest.raises(BackendUnavailableError, match="could not start its TensorrtExecutionProvider") as e:
+        OnnxRuntimeBackend(path, device="tensorrt", providers=[(TENSORRT, {"device_id": 0}), CPU])
+    assert "pip install tensorrt" in str(e.value) and "--device cuda" in str(e.value)
     backend = OnnxRuntimeBackend(path, device="auto", providers=[(CUDA, {"device_id": 0}), CPU])  # auto: runs, warns
     assert backend.providers == [CPU]
     out = backend.infer({"images": np.full((1, 3, 4, 4), -1.0, np.float32)})

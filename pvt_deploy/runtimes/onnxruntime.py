@@ -277,8 +277,10 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.path.name}: ONNX Runtime could not start its {wanted} and fell back to "
                 f"{used[0] if used else 'nothing'} (its libraries are missing or do not match: ONNX Runtime "
                 "printed the reason above)",
-                hint="pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or use --device cpu; "
-                     "pvt-deploy doctor lists what is found")
+                hint=("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or use --device cpu"
+                      if wanted == "CUDAExecutionProvider" else
+                      "install TensorRT for this CUDA (pip install tensorrt), or use --device cuda")
+                + "; pvt-deploy doctor lists what is found")
         if asked and used and used[0] != asked[0]:
             log.warning("%s: ONNX Runtime could not start %s; running on %s", self.path.name, asked[0], used[0])
 
