@@ -22,6 +22,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import VIDEO_SUFFIXES, Frame, Source, as_rgb_array, open_source, read_image
 from pvt_deploy.runtimes.base import Backend
@@ -121,6 +123,10 @@ class Model:
         ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its
         annotated mp4.
         """
+        for name, value in {"stream": stream, "save": save, "save_json": save_json, "save_mask": save_mask,
+                            "save_audio": save_audio, "threaded": threaded}.items():
+            if value is not None or name != "threaded":
+                _flag(name, value)
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
         if save_mask and not save:
@@ -233,6 +239,14 @@ def _real(name: str, value: Any) -> float | None:
     if not is_number(value):
         raise InputError(f"{name} must be a number, got {value!r}")
     return float(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no setting: ``True``/``False`` (numpy's too). A string such as ``"no"`` is refused rather
+    than read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:

@@ -170,10 +170,13 @@ def test_settings_take_numpy_numbers_and_class_names_and_refuse_wrong_types(det_
                         ({"classes": ["unicorn"]}, "unknown class 'unicorn'"), ({"classes": [0.5]}, "class ids"),
                         ({"topk": 0}, "topk must be an integer >= 1"), ({"topk": "3"}, "topk must be"),
                         ({"batch": "2"}, "batch must be an integer"), ({"batch": 2.0}, "batch must be an integer"),
-                        ({"max_det": 2.5}, "max_det must be an integer")]
+                        ({"max_det": 2.5}, "max_det must be an integer"),
+                        ({"stream": "no"}, "stream must be True or False, got 'no'"),
+                        ({"save": 1}, "save must be True or False"), ({"threaded": "yes"}, "threaded must be")]
     for kwargs, why in cases:
         with pytest.raises(InputError, match=why):
             det_model.predict(image, **kwargs)
+    assert len(det_model.predict(image, stream=np.bool_(False), threaded=False)) == 1  # numpy's bools are bools
 
 
 def test_settings_for_another_task_are_reported(det_model: Model, caplog: pytest.LogCaptureFixture) -> None:
