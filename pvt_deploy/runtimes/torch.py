@@ -11,7 +11,9 @@ Why the choices below:
   percent faster and less memory.
 * FP16 is autocast on CUDA only (LayerNorm and Softmax stay FP32 under autocast, as the exported FP16
   graph keeps them). Half precision on a CPU is slower than FP32 in PyTorch, so it is refused rather
-  than silently slow.
+  than silently slow. On a GPU it pays only where the arithmetic dominates: on an H200 (2026-12-04,
+  ``benchmarks/speed.py --device cuda``) autocast FP16 ran at 1.16-1.37x FP32 for the detectors at
+  batch 8 but 0.75-0.86x at batch 1, where these graphs wait on kernel launches.
 * Intra-op threads default to the physical cores: hyper-threads share one FPU and only add
   contention to GEMM-bound transformer blocks.
 * Outputs are always returned as float32/int32 numpy arrays so post-processing is identical for
