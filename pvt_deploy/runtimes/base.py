@@ -44,6 +44,14 @@ class BackendInfo:
     precision: str  # "fp32", "fp16", "int8"
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the backend runs on this machine's GPU: TensorRT, PyTorch on ``cuda:N``, ONNX
+        Runtime on its CUDA or TensorRT provider (a Triton server's hardware is the server's)."""
+        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS
+
+        return self.name == "tensorrt" or self.device.startswith("cuda") or self.device in GPU_PROVIDERS
+
 
 class Backend(abc.ABC):
     """Base class of all runtimes. Subclasses set ``info``, ``_inputs`` and ``_outputs`` when they

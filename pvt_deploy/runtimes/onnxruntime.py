@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
               "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(bfloat16)": "bfloat16"}
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def ort_dtype(type_string: str) -> str:
@@ -188,7 +187,7 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
-        from pvt_deploy.runtimes.ort_providers import select_providers
+        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, select_providers
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -199,7 +198,7 @@ class OnnxRuntimeBackend(Backend):
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
         names = [p if isinstance(p, str) else p[0] for p in providers]
-        if any(n in _GPU_PROVIDERS for n in names):
+        if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
         cores = physical_cores()
         options = _session_options(ort, int(threads or cores), int(inter_op_threads or cores), spin)
@@ -251,7 +250,7 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [o.name for o in self._outputs]
         used = list(self._session.get_providers())
         self._check_fallback(kind, names, used)
-        self._on_gpu = bool(used) and used[0] in _GPU_PROVIDERS
+        self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
         self._device_id = device_id
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self.precision = precision or guess_precision(self.path)

@@ -15,12 +15,13 @@ from typing import Any, Literal
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 
-__all__ = ["CPU", "CUDA", "TENSORRT", "ProviderSpec", "available_providers", "select_providers",
+__all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "ProviderSpec", "available_providers", "select_providers",
            "tensorrt_libraries_load"]
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+GPU_PROVIDERS = (TENSORRT, CUDA)
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 ProviderSpec = str | tuple[str, dict[str, Any]]

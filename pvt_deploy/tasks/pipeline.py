@@ -153,16 +153,6 @@ image and 23.4 ms for eight (``benchmarks/speed.py --device cuda``), and inside 
 beside the decode, draw and encode threads, 43 ms per frame at batch 1."""
 
 
-def on_gpu(info: Any) -> bool:
-    """Whether a backend's :class:`BackendInfo` says it runs on a GPU (PyTorch ``cuda:N``, ONNX
-    Runtime's CUDA or TensorRT provider, TensorRT); a Triton server batches by itself: False."""
-    if info is None or getattr(info, "name", "") == "triton":
-        return False
-    device = str(getattr(info, "device", ""))
-    return (getattr(info, "name", "") == "tensorrt" or device.startswith("cuda")
-            or device in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
-
-
 class Predictor:
     """Runs batches of RGB frames through ``backend`` as ``manifest`` says (preprocess, postprocess).
 
@@ -218,7 +208,7 @@ class Predictor:
         if kind != "video":
             return 1
         info = getattr(self.backend, "info", None)
-        if on_gpu(info):
+        if info is not None and info.on_gpu:
             return max(1, min(GPU_VIDEO_BATCH, self.max_batch))
         shards = int((getattr(info, "details", None) or {}).get("batch_shards") or 1)
         return max(1, min(shards, self.max_batch))
