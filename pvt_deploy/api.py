@@ -124,9 +124,10 @@ class Model:
         annotated mp4.
         """
         for name, value in {"stream": stream, "save": save, "save_json": save_json, "save_mask": save_mask,
-                            "save_audio": save_audio, "threaded": threaded}.items():
-            if value is not None or name != "threaded":
-                _flag(name, value)
+                            "save_audio": save_audio}.items():
+            _flag(name, value)
+        if threaded is not None:  # None: the pipeline's default
+            _flag("threaded", threaded)
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
         if save_mask and not save:
