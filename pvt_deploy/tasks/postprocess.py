@@ -6,24 +6,30 @@ C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's 
 ``max_detections``, then undo the letterbox. ``nms=graph`` outputs are only rescaled.
 
 Segmentation: logits at stride 4 are resized to the input size, cropped to the content, resized to
-the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed, a chunk of
-channels at a time so memory stays bounded for 150 classes at 4K.
+the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed. Both resizes
+are linear along each axis, so they compose into one sparse map per axis (2–3 source rows or
+columns per output pixel), read off ``F.interpolate`` itself; the class map is then built a band of
+output rows at a time, so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
 
 Classification: softmax and top-k.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from pvt_deploy.tasks.preprocess import Letterbox
 
-SEG_CHANNEL_CHUNK = 16
+if TYPE_CHECKING:
+    import torch
+
+SEG_BAND_BYTES = 8 << 20  # float logits of one band of output rows, all classes
 # Candidates handed to NMS at most. Trained detectors leave a few hundred (box, class) pairs above the
 # 0.05 threshold; a very low --conf on an untrained head can leave 100k+, which makes OpenCV's NMS take
 # seconds per frame. Keeping the highest-scoring ones changes nothing in the first case.
@@ -143,35 +149,68 @@ def postprocess_segment(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lett
     return maps
 
 
-def seg_logits_to_map(logits: np.ndarray, meta: Letterbox, chunk: int = SEG_CHANNEL_CHUNK) -> np.ndarray:
-    """(C, h, w) stride-4 logits -> (H0, W0) argmax map, resizing ``chunk`` channels at a time."""
+def seg_logits_to_map(logits: np.ndarray, meta: Letterbox, band_bytes: int = SEG_BAND_BYTES) -> np.ndarray:
+    """(C, h, w) stride-4 logits -> (H0, W0) argmax map of mmseg's two bilinear resizes.
+
+    Equal to ``interpolate → crop → interpolate → argmax`` up to float rounding: a pixel whose two best
+    classes tie to ~1e-6 of the logits' scale may take the other one. Ties keep the lower class index.
+    """
     import torch
-    import torch.nn.functional as F
 
     ih, iw = meta.input_hw
     rh, rw = meta.resized_hw
     h0, w0 = meta.orig_hw
-    t = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
-    best_val = None
-    best_idx = None
+    c, h, w = logits.shape
+    rows = _resize_matrix(h, ih, rh, h0)  # (H0, h)
+    cols_idx, cols_w = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # (W0, K) each
+    used = torch.nonzero(rows.sum(0)).flatten()
+    r0, r1 = int(used[0]), int(used[-1]) + 1
+    src = np.ascontiguousarray(logits[:, r0:r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
+    wide = np.take(src, cols_idx[:, 0], axis=1)  # (r, W0, C): resized along x (numpy's take is the fast gather)
+    wide *= cols_w[:, 0, None]
+    for k in range(1, cols_idx.shape[1]):
+        wide += np.take(src, cols_idx[:, k], axis=1) * cols_w[:, k, None]
+    wide_t = torch.from_numpy(wide)
     with torch.no_grad():
-        for start in range(0, t.shape[0], chunk):
-            part = t[start:start + chunk].unsqueeze(0)
-            if part.shape[-2:] != (ih, iw):
-                part = F.interpolate(part, size=(ih, iw), mode="bilinear", align_corners=False)
-            part = part[:, :, :rh, :rw]
-            if (rh, rw) != (h0, w0):
-                part = F.interpolate(part, size=(h0, w0), mode="bilinear", align_corners=False)
-            val, idx = part[0].max(dim=0)
-            idx = idx + start
-            if best_val is None:
-                best_val, best_idx = val, idx
-            else:
-                better = val > best_val  # ties keep the lower class index, as argmax does
-                best_val = torch.where(better, val, best_val)
-                best_idx = torch.where(better, idx, best_idx)
-    assert best_idx is not None
-    return best_idx.numpy().astype(np.int32)
+        out = np.empty((h0, w0), np.int32)
+        band = max(1, band_bytes // (w0 * c * 4))
+        for y in range(0, h0, band):
+            weights = rows[y:y + band, r0:r1]
+            nz = torch.nonzero(weights.sum(0)).flatten()
+            lo, hi = int(nz[0]), int(nz[-1]) + 1
+            values = torch.tensordot(weights[:, lo:hi], wide_t[lo:hi], dims=1)  # (band, W0, C)
+            out[y:y + band] = values.numpy().argmax(-1)  # numpy's SIMD argmax; first index on ties
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _resize_matrix(n_src: int, n_mid: int, n_crop: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_src) weights of resize to n_mid → keep the first n_crop → resize to n_out, along one
+    axis, taken from ``F.interpolate`` (bilinear, align_corners=False) applied to the identity."""
+    import torch
+    import torch.nn.functional as F
+
+    m = torch.eye(n_src, dtype=torch.float32).reshape(1, n_src, n_src, 1)  # channel j = unit impulse at j
+    if n_mid != n_src:
+        m = F.interpolate(m, size=(n_mid, 1), mode="bilinear", align_corners=False)
+    m = m[:, :, :n_crop]
+    if n_out != n_crop:
+        m = F.interpolate(m, size=(n_out, 1), mode="bilinear", align_corners=False)
+    return m[0, :, :, 0].T.contiguous()
+
+
+def _sparse_rows(m: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A banded (n_out, n_src) matrix as (n_out, K) source indices and weights (zero-padded)."""
+    import torch
+
+    nz = m != 0
+    first = nz.int().argmax(1)
+    last = m.shape[1] - 1 - nz.flip(1).int().argmax(1)
+    k = int((last - first).max()) + 1
+    idx = first[:, None] + torch.arange(k)[None]
+    inside = idx <= last[:, None]
+    idx = torch.where(inside, idx, first[:, None])
+    return idx.numpy(), torch.where(inside, m.gather(1, idx), torch.zeros(())).numpy()
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
