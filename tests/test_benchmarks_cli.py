@@ -60,6 +60,8 @@ def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *sn
     ("ort_profile.py", ["--file", "model.int8.trt.onnx"], ["--file", "model.int8.onnx"]),
     ("int8_variants.py", ["--flavours", "export,bogus"], ["'bogus'", "dynamic-plain"]),
     ("winograd.py", ["--channels", "256"], ["--channels", "in:out"]),
+    ("seg_post.py", ["--sizes", "720"], ["--sizes", "HxW"]),
+    ("seg_post.py", ["--classes", "0"], ["--classes", "at least 1"]),
     ("video_overhead.py", ["--frames", "0"], ["--frames", "at least 1"]),
     ("video_overhead.py", ["--infer-args", "--batch 0"], ["--infer-args", "--batch"]),
     ("video_overhead.py", ["--backend", "torch", "--precision", "int8"], ["--precision int8", "--backend onnx"]),

@@ -8,8 +8,8 @@ C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's 
 Segmentation: logits at stride 4 are resized to the input size, cropped to the content, resized to
 the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed. Both resizes
 are linear along each axis, so they compose into one sparse map per axis (2–3 source rows or
-columns per output pixel), read off ``F.interpolate`` itself; the class map is then built a band of
-output rows at a time, so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
+columns per output pixel), read off ``F.interpolate`` itself; the class map is then built one output
+row at a time, so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
 
 Classification: softmax and top-k.
 """
@@ -29,7 +29,6 @@ from pvt_deploy.tasks.preprocess import Letterbox
 if TYPE_CHECKING:
     import torch
 
-SEG_BAND_BYTES = 8 << 20  # float logits of one band of output rows, all classes
 # Candidates handed to NMS at most. Trained detectors leave a few hundred (box, class) pairs above the
 # 0.05 threshold; a very low --conf on an untrained head can leave 100k+, which makes OpenCV's NMS take
 # seconds per frame. Keeping the highest-scoring ones changes nothing in the first case.
@@ -149,37 +148,34 @@ def postprocess_segment(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lett
     return maps
 
 
-def seg_logits_to_map(logits: np.ndarray, meta: Letterbox, band_bytes: int = SEG_BAND_BYTES) -> np.ndarray:
+def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     """(C, h, w) stride-4 logits -> (H0, W0) argmax map of mmseg's two bilinear resizes.
 
     Equal to ``interpolate → crop → interpolate → argmax`` up to float rounding: a pixel whose two best
     classes tie to ~1e-6 of the logits' scale may take the other one. Ties keep the lower class index.
+    Single-threaded numpy: in a video the model has the other cores.
     """
-    import torch
-
     ih, iw = meta.input_hw
     rh, rw = meta.resized_hw
     h0, w0 = meta.orig_hw
     c, h, w = logits.shape
-    rows = _resize_matrix(h, ih, rh, h0)  # (H0, h)
-    cols_idx, cols_w = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # (W0, K) each
-    used = torch.nonzero(rows.sum(0)).flatten()
-    r0, r1 = int(used[0]), int(used[-1]) + 1
+    rows_idx, rows_w = _sparse_rows(_resize_matrix(h, ih, rh, h0))  # (H0, K) source rows and weights
+    cols_idx, cols_w = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # (W0, K) source columns and weights
+    r0, r1 = int(rows_idx.min()), int(rows_idx.max()) + 1
     src = np.ascontiguousarray(logits[:, r0:r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
-    wide = np.take(src, cols_idx[:, 0], axis=1)  # (r, W0, C): resized along x (numpy's take is the fast gather)
+    wide = np.take(src, cols_idx[:, 0], axis=1)  # (r, W0, C): resized along x
     wide *= cols_w[:, 0, None]
     for k in range(1, cols_idx.shape[1]):
         wide += np.take(src, cols_idx[:, k], axis=1) * cols_w[:, k, None]
-    wide_t = torch.from_numpy(wide)
-    with torch.no_grad():
-        out = np.empty((h0, w0), np.int32)
-        band = max(1, band_bytes // (w0 * c * 4))
-        for y in range(0, h0, band):
-            weights = rows[y:y + band, r0:r1]
-            nz = torch.nonzero(weights.sum(0)).flatten()
-            lo, hi = int(nz[0]), int(nz[-1]) + 1
-            values = torch.tensordot(weights[:, lo:hi], wide_t[lo:hi], dims=1)  # (band, W0, C)
-            out[y:y + band] = values.numpy().argmax(-1)  # numpy's SIMD argmax; first index on ties
+    out = np.empty((h0, w0), np.int32)
+    row = np.empty((w0, c), np.float32)  # one output row, all classes: fits in L2
+    term = np.empty_like(row)
+    for y, (idx, weights) in enumerate(zip((rows_idx - r0).tolist(), rows_w.tolist(), strict=True)):
+        np.multiply(wide[idx[0]], weights[0], out=row)
+        for i, wt in zip(idx[1:], weights[1:], strict=True):
+            if wt:
+                row += np.multiply(wide[i], wt, out=term)
+        out[y] = row.argmax(-1)  # numpy's SIMD argmax; first index on ties
     return out
 
 
