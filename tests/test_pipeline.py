@@ -6,6 +6,7 @@ backends are exercised by the runtime, API and CLI tests.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from pvt_deploy.api import Model
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import Frame, Reconnect, Source, StreamSource, open_source
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
-from pvt_deploy.tasks.pipeline import Pipeline, Predictor, increment_dir
+from pvt_deploy.tasks.pipeline import GIL_SWITCH_S, Pipeline, Predictor, increment_dir
 from pvt_deploy.tasks.preprocess import preprocess_spec
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -148,6 +149,50 @@ def test_results_come_in_frame_order(threaded: bool, batch: int) -> None:
     r = results[0]
     assert r.boxes.xyxy.shape == (2, 4) and r.orig_shape == (48, 64)
     assert set(r.speed) == {"preprocess", "inference", "postprocess"}
+
+
+class SwitchSpy(FakeBackend):
+    """Records Python's thread switch interval inside each inference call; takes the GIL back once
+    per operator like PyTorch unless ``per_operator`` is False (ONNX Runtime, TensorRT)."""
+
+    def __init__(self, *, per_operator: bool = True) -> None:
+        super().__init__()
+        self.gil_per_operator = per_operator
+        self.seen: list[float] = []
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.seen.append(sys.getswitchinterval())
+        return super().infer(feed)
+
+
+def test_threaded_pytorch_pipeline_shortens_the_gil_switch_interval_and_restores_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sys.getswitchinterval()
+    assert before > GIL_SWITCH_S  # Python's default, 5 ms
+    spy = SwitchSpy()
+    first = Pipeline(Predictor(spy, MANIFEST), ListSource(6), batch=1)
+    for i, _ in enumerate(first):
+        if i == 1:  # a second pipeline running at the same time leaves the setting to the last one out
+            assert list(Pipeline(Predictor(SwitchSpy(), MANIFEST), ListSource(2), batch=1))
+            assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)
+    assert spy.seen == pytest.approx([GIL_SWITCH_S] * 6)
+    assert sys.getswitchinterval() == before
+    failing = SwitchSpy()
+    failing.fail_at = 2
+    broken = iter(Pipeline(Predictor(failing, MANIFEST), ListSource(6), batch=1))
+    with pytest.raises(RuntimeError, match="boom"):
+        list(broken)
+    assert sys.getswitchinterval() == before  # restored after an error too
+    spy = SwitchSpy(per_operator=False)  # one GIL round trip per call: nothing to shorten
+    list(Pipeline(Predictor(spy, MANIFEST), ListSource(2), batch=1))
+    assert spy.seen == [before] * 2
+    monkeypatch.setenv("PVT_DEPLOY_GIL_SWITCH_S", "0")  # 0: leave the interpreter's setting alone
+    spy = SwitchSpy()
+    list(Pipeline(Predictor(spy, MANIFEST), ListSource(2), batch=1))
+    assert spy.seen == [before] * 2
+    spy = SwitchSpy()
+    list(Pipeline(Predictor(spy, MANIFEST), ListSource(2), batch=1, threaded=False))
+    assert spy.seen == [before] * 2
 
 
 def test_decoder_does_not_run_ahead_of_a_slow_consumer() -> None:

@@ -60,6 +60,9 @@ class Backend(abc.ABC):
     info: BackendInfo
     _inputs: list[TensorSpec]
     _outputs: list[TensorSpec]
+    # True where one ``infer`` takes the GIL back many times (PyTorch eager: once per operator), so a
+    # threaded pipeline shortens Python's switch interval for it (see pvt_deploy.tasks.pipeline).
+    gil_per_operator: bool = False
 
     @property
     def inputs(self) -> list[TensorSpec]:

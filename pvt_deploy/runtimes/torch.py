@@ -100,6 +100,8 @@ class TorchBackend(Backend):
     ``outputs`` may describe the output specs (names, dtypes, symbolic shapes) for ``info``.
     """
 
+    gil_per_operator = True
+
     def __init__(self, module: nn.Module, *, device: str | None = None, precision: str = "fp32",
                  threads: int | None = None, outputs: Sequence[TensorSpec] | None = None,
                  name: str | None = None) -> None:
