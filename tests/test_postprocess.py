@@ -77,10 +77,14 @@ def test_letterbox_undo_and_crop_offset() -> None:
                                [[144 / 1.28, 16 / 1.28, 368 / 1.28, 240 / 1.28]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("orig_hw", [(150, 230), (84, 128), (50, 61)])  # upscaled, same size, downscaled
-def test_segmentation_map_equals_full_resolution_argmax(orig_hw: tuple[int, int]) -> None:
+@pytest.mark.parametrize("smooth", [False, True])  # noise: every row differs; regions: anchors decide most pixels
+@pytest.mark.parametrize("orig_hw", [(150, 230), (84, 128), (50, 61), (400, 700)])  # up, same, down, far up
+def test_segmentation_map_equals_full_resolution_argmax(orig_hw: tuple[int, int], smooth: bool) -> None:
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((40, 24, 32)).astype(np.float32)  # stride-4 logits of a 96x128 input
+    if smooth:
+        logits = F.interpolate(torch.from_numpy(logits[:, :4, :5] * 4)[None], size=(24, 32), mode="bicubic",
+                               align_corners=False)[0].numpy()
     meta = Letterbox(orig_hw=orig_hw, resized_hw=(84, 128), input_hw=(96, 128))
     t = torch.from_numpy(logits)[None]
     full = F.interpolate(t, size=(96, 128), mode="bilinear", align_corners=False)[:, :, :84, :128]

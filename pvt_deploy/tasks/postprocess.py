@@ -153,30 +153,74 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
 
     Equal to ``interpolate → crop → interpolate → argmax`` up to float rounding: a pixel whose two best
     classes tie to ~1e-6 of the logits' scale may take the other one. Ties keep the lower class index.
-    Single-threaded numpy: in a video the model has the other cores.
+
+    Along y the first resize's rows blend two source rows with a weight that moves linearly, except at
+    *anchor* rows where the blended pair changes; every output row blends two adjacent input rows, so it
+    is a convex combination of the anchors around them, and a class that wins at both anchors wins
+    there too. Only the anchor rows are evaluated in full, then, per output row, the columns whose two
+    anchors disagree. Single-threaded numpy: in a video the model has the other cores.
     """
     ih, iw = meta.input_hw
     rh, rw = meta.resized_hw
     h0, w0 = meta.orig_hw
     c, h, w = logits.shape
-    rows_idx, rows_w = _sparse_rows(_resize_matrix(h, ih, rh, h0))  # (H0, K) source rows and weights
+    first = _resize_matrix(h, ih, rh, rh).numpy()  # (rh, h): input rows from source rows, cropped
+    second = _resize_matrix(rh, rh, rh, h0).numpy()  # (H0, rh): output rows from input rows
+    composite = _resize_matrix(h, ih, rh, h0).numpy()  # (H0, h)
     cols_idx, cols_w = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # (W0, K) source columns and weights
-    r0, r1 = int(rows_idx.min()), int(rows_idx.max()) + 1
+    used = np.flatnonzero(first.any(0))
+    r0, r1 = int(used[0]), int(used[-1]) + 1
     src = np.ascontiguousarray(logits[:, r0:r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
     wide = np.take(src, cols_idx[:, 0], axis=1)  # (r, W0, C): resized along x
     wide *= cols_w[:, 0, None]
     for k in range(1, cols_idx.shape[1]):
         wide += np.take(src, cols_idx[:, k], axis=1) * cols_w[:, k, None]
+    first, composite = first[:, r0:r1], composite[:, r0:r1]
+
+    def winners(weights: np.ndarray, rows: np.ndarray | dict[int, np.ndarray]) -> np.ndarray:
+        """Argmax over classes of sum_s weights[s] * rows[s]."""
+        acc: np.ndarray | None = None
+        for s in np.flatnonzero(weights).tolist():
+            if acc is None:
+                acc = rows[s] * weights[s]
+            else:
+                acc += rows[s] * weights[s]
+        assert acc is not None
+        return acc.argmax(-1)  # numpy's SIMD argmax; first index on ties
+
+    anchors = _anchor_rows(first)
+    at_anchor = {int(a): winners(first[a], wide) for a in anchors}
     out = np.empty((h0, w0), np.int32)
-    row = np.empty((w0, c), np.float32)  # one output row, all classes: fits in L2
-    term = np.empty_like(row)
-    for y, (idx, weights) in enumerate(zip((rows_idx - r0).tolist(), rows_w.tolist(), strict=True)):
-        np.multiply(wide[idx[0]], weights[0], out=row)
-        for i, wt in zip(idx[1:], weights[1:], strict=True):
-            if wt:
-                row += np.multiply(wide[i], wt, out=term)
-        out[y] = row.argmax(-1)  # numpy's SIMD argmax; first index on ties
+    for upper, lower, rows in _rows_between_anchors(second, anchors):
+        out[rows] = at_anchor[upper]
+        cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
+        if cols.size:
+            sources = np.flatnonzero(composite[rows].any(0)).tolist()
+            narrow = {s: np.take(wide[s], cols, axis=0) for s in sources}  # (len(cols), C) each
+            for y in rows.tolist():
+                out[y, cols] = winners(composite[y], narrow)
     return out
+
+
+def _anchor_rows(first: np.ndarray) -> np.ndarray:
+    """Rows of a resize matrix that are not the midpoint of their neighbours (and both ends): each
+    row between two consecutive anchors is a convex combination of them."""
+    n = first.shape[0]
+    if n < 3:
+        return np.arange(n)
+    bend = np.abs(first[:-2] + first[2:] - 2 * first[1:-1]).max(1) > 1e-6
+    return np.concatenate([[0], np.flatnonzero(bend) + 1, [n - 1]])
+
+
+def _rows_between_anchors(second: np.ndarray, anchors: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Output rows grouped by the consecutive anchors (upper, lower) that enclose the (one or two
+    adjacent) input rows they blend."""
+    lo = (second != 0).argmax(1)  # the first input row each output row blends; the other is lo + 1
+    last = len(anchors) - 1
+    # pair k spans anchors[k]..anchors[k+1]: the last one starting at or before lo (lo < anchors[k+1],
+    # so lo + 1 <= anchors[k+1]); the last input row belongs to the last pair
+    k = np.clip(np.searchsorted(anchors, lo, side="right") - 1, 0, max(last - 1, 0))
+    return [(int(anchors[u]), int(anchors[min(u + 1, last)]), np.flatnonzero(k == u)) for u in np.unique(k).tolist()]
 
 
 @functools.lru_cache(maxsize=32)
