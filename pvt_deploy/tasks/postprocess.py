@@ -155,51 +155,66 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     Equal to ``interpolate → crop → interpolate → argmax`` up to float rounding: a pixel whose two best
     classes tie to ~1e-6 of the logits' scale may take the other one. Ties keep the lower class index.
 
-    Along y the first resize's rows blend two source rows with a weight that moves linearly, except at
-    *anchor* rows where the blended pair changes; every output row blends two adjacent input rows, so it
-    is a convex combination of the anchors around them, and a class that wins at both anchors wins
-    there too. Only the anchor rows are evaluated in full, then, per output row, the columns whose two
-    anchors disagree. Single-threaded numpy: in a video the model has the other cores.
+    Along each axis the first resize's rows blend two source rows with a weight that moves linearly,
+    except at *anchors* where the blended pair changes; every output row (column) blends two adjacent
+    input rows (columns), so its logits are a convex combination of those at the anchors around it,
+    and a class that wins at both anchors wins there too. So only anchor rows are computed, and in
+    them only anchor columns plus the columns between two anchors that disagree; other rows, only
+    where the anchor rows around them disagree. Single-threaded numpy: in a video the model has the
+    other cores.
     """
     ih, iw = meta.input_hw
     rh, rw = meta.resized_hw
     h0, w0 = meta.orig_hw
     c, h, w = logits.shape
     first = _resize_matrix(h, ih, rh, rh).numpy()  # (rh, h): input rows from source rows, cropped
-    second = _resize_matrix(rh, rh, rh, h0).numpy()  # (H0, rh): output rows from input rows
-    composite = _resize_matrix(h, ih, rh, h0).numpy()  # (H0, h)
-    cols_idx, cols_w = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # (W0, K) source columns and weights
+    composite = _resize_matrix(h, ih, rh, h0).numpy()  # (H0, h): output rows from source rows
     used = np.flatnonzero(first.any(0))
     r0, r1 = int(used[0]), int(used[-1]) + 1
     src = np.ascontiguousarray(logits[:, r0:r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
-    wide = np.take(src, cols_idx[:, 0], axis=1)  # (r, W0, C): resized along x
-    wide *= cols_w[:, 0, None]
-    for k in range(1, cols_idx.shape[1]):
-        wide += np.take(src, cols_idx[:, k], axis=1) * cols_w[:, k, None]
     first, composite = first[:, r0:r1], composite[:, r0:r1]
+    x_first = _sparse_rows(_resize_matrix(w, iw, rw, rw))  # input columns from source columns
+    x_out = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # output columns from source columns
+    x_anchors = _anchor_rows(_resize_matrix(w, iw, rw, rw).numpy())
+    x_left = np.empty(w0, np.intp)  # per output column: its two anchors' positions in x_anchors
+    x_right = np.empty(w0, np.intp)
+    position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
+    for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
+        x_left[cols], x_right[cols] = position[left], position[right]
 
-    def winners(weights: np.ndarray, rows: np.ndarray | dict[int, np.ndarray]) -> np.ndarray:
-        """Argmax over classes of sum_s weights[s] * rows[s]."""
-        acc: np.ndarray | None = None
-        for s in np.flatnonzero(weights).tolist():
-            if acc is None:
-                acc = rows[s] * weights[s]
-            else:
-                acc += rows[s] * weights[s]
-        assert acc is not None
+    def low_row(weights: np.ndarray) -> np.ndarray:
+        """sum_s weights[s] * src[s]: one row of logits resized along y, still at source width (w, C)."""
+        nz = np.flatnonzero(weights)
+        acc = src[nz[0]] * weights[nz[0]]
+        for s in nz[1:].tolist():
+            acc += src[s] * weights[s]
+        return acc
+
+    def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
+        """Argmax over classes at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
+        idx, wts = sparse[0][pick], sparse[1][pick]
+        acc = row[idx[:, 0]] * wts[:, :1]
+        for k in range(1, idx.shape[1]):
+            acc += row[idx[:, k]] * wts[:, k:k + 1]
         return acc.argmax(-1)  # numpy's SIMD argmax; first index on ties
 
+    def full_row(row: np.ndarray) -> np.ndarray:
+        at = classes(row, x_first, x_anchors)  # at the anchor columns of the first resize
+        out_row = at[x_left].astype(np.int32)
+        cols = np.flatnonzero(out_row != at[x_right])
+        if cols.size:
+            out_row[cols] = classes(row, x_out, cols)
+        return out_row
+
     anchors = _anchor_rows(first)
-    at_anchor = {int(a): winners(first[a], wide) for a in anchors}
+    at_anchor = {int(a): full_row(low_row(first[a])) for a in anchors}
     out = np.empty((h0, w0), np.int32)
-    for upper, lower, rows in _rows_between_anchors(second, anchors):
+    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors):
         out[rows] = at_anchor[upper]
         cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
         if cols.size:
-            sources = np.flatnonzero(composite[rows].any(0)).tolist()
-            narrow = {s: np.take(wide[s], cols, axis=0) for s in sources}  # (len(cols), C) each
             for y in rows.tolist():
-                out[y, cols] = winners(composite[y], narrow)
+                out[y, cols] = classes(low_row(composite[y]), x_out, cols)
     return out
 
 
