@@ -8,9 +8,10 @@ C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's 
 Segmentation: logits at stride 4 are resized to the input size, cropped to the content, resized to
 the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed. Both resizes
 are linear along each axis, so they compose into one sparse map per axis (2–3 source rows or
-columns per output pixel), read off ``F.interpolate`` itself; the class map is then built row by
-row, computing in full only the rows where the blended source rows change (see
-:func:`seg_logits_to_map`), so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
+columns per output pixel), read off ``F.interpolate`` itself; the class map is then computed only at
+the rows and columns where the blended source rows or columns change, and between them only where
+those disagree (see :func:`seg_logits_to_map`), so the full-resolution logits (553 MB for 150
+classes at 720p) never exist.
 
 Classification: softmax and top-k.
 """
@@ -163,24 +164,10 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     where the anchor rows around them disagree. Single-threaded numpy: in a video the model has the
     other cores.
     """
-    ih, iw = meta.input_hw
-    rh, rw = meta.resized_hw
-    h0, w0 = meta.orig_hw
     c, h, w = logits.shape
-    first = _resize_matrix(h, ih, rh, rh).numpy()  # (rh, h): input rows from source rows, cropped
-    composite = _resize_matrix(h, ih, rh, h0).numpy()  # (H0, h): output rows from source rows
-    used = np.flatnonzero(first.any(0))
-    r0, r1 = int(used[0]), int(used[-1]) + 1
-    src = np.ascontiguousarray(logits[:, r0:r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
-    first, composite = first[:, r0:r1], composite[:, r0:r1]
-    x_first = _sparse_rows(_resize_matrix(w, iw, rw, rw))  # input columns from source columns
-    x_out = _sparse_rows(_resize_matrix(w, iw, rw, w0))  # output columns from source columns
-    x_anchors = _anchor_rows(_resize_matrix(w, iw, rw, rw).numpy())
-    x_left = np.empty(w0, np.intp)  # per output column: its two anchors' positions in x_anchors
-    x_right = np.empty(w0, np.intp)
-    position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
-    for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
-        x_left[cols], x_right[cols] = position[left], position[right]
+    plan = _seg_plan(h, w, meta.input_hw, meta.resized_hw, meta.orig_hw)
+    src = np.ascontiguousarray(logits[:, plan.r0:plan.r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
+    x_first, x_out, x_anchors, x_left, x_right = plan.x_first, plan.x_out, plan.x_anchors, plan.x_left, plan.x_right
 
     def low_row(weights: np.ndarray) -> np.ndarray:
         """sum_s weights[s] * src[s]: one row of logits resized along y, still at source width (w, C)."""
@@ -206,16 +193,54 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
             out_row[cols] = classes(row, x_out, cols)
         return out_row
 
-    anchors = _anchor_rows(first)
-    at_anchor = {int(a): full_row(low_row(first[a])) for a in anchors}
-    out = np.empty((h0, w0), np.int32)
-    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors):
+    at_anchor = {int(a): full_row(low_row(plan.first[a])) for a in plan.anchors}
+    out = np.empty(meta.orig_hw, np.int32)
+    for upper, lower, rows in plan.row_groups:
         out[rows] = at_anchor[upper]
         cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
         if cols.size:
             for y in rows.tolist():
-                out[y, cols] = classes(low_row(composite[y]), x_out, cols)
+                out[y, cols] = classes(low_row(plan.composite[y]), x_out, cols)
     return out
+
+
+@dataclass(frozen=True)
+class _SegPlan:
+    """Index structures of :func:`seg_logits_to_map` for one geometry (the same for every video frame)."""
+
+    r0: int  # source rows used: r0..r1
+    r1: int
+    first: np.ndarray  # (rh, r1 - r0): input rows from source rows, cropped
+    composite: np.ndarray  # (H0, r1 - r0): output rows from source rows
+    anchors: np.ndarray  # anchor rows of `first`
+    row_groups: list[tuple[int, int, np.ndarray]]  # (upper, lower anchor, output rows between them)
+    x_first: tuple[np.ndarray, np.ndarray]  # input columns from source columns (sparse)
+    x_out: tuple[np.ndarray, np.ndarray]  # output columns from source columns (sparse)
+    x_anchors: np.ndarray  # anchor columns of the first resize
+    x_left: np.ndarray  # per output column: its two anchors' positions in x_anchors
+    x_right: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)
+def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, int],
+              orig_hw: tuple[int, int]) -> _SegPlan:
+    (ih, iw), (rh, rw), (h0, w0) = input_hw, resized_hw, orig_hw
+    first = _resize_matrix(h, ih, rh, rh).numpy()
+    composite = _resize_matrix(h, ih, rh, h0).numpy()
+    used = np.flatnonzero(first.any(0))
+    r0, r1 = int(used[0]), int(used[-1]) + 1
+    first, composite = first[:, r0:r1], composite[:, r0:r1]
+    anchors = _anchor_rows(first)
+    row_groups = _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors)
+    x_matrix = _resize_matrix(w, iw, rw, rw)
+    x_anchors = _anchor_rows(x_matrix.numpy())
+    x_left = np.empty(w0, np.intp)
+    x_right = np.empty(w0, np.intp)
+    position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
+    for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
+        x_left[cols], x_right[cols] = position[left], position[right]
+    return _SegPlan(r0, r1, first, composite, anchors, row_groups, _sparse_rows(x_matrix),
+                    _sparse_rows(_resize_matrix(w, iw, rw, w0)), x_anchors, x_left, x_right)
 
 
 def _anchor_rows(first: np.ndarray) -> np.ndarray:
