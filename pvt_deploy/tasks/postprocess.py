@@ -180,9 +180,9 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
         """Argmax over classes at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
         idx, wts = sparse[0][pick], sparse[1][pick]
-        acc = row[idx[:, 0]] * wts[:, :1]
+        acc = np.take(row, idx[:, 0], axis=0) * wts[:, :1]  # take: numpy's fast row gather
         for k in range(1, idx.shape[1]):
-            acc += row[idx[:, k]] * wts[:, k:k + 1]
+            acc += np.take(row, idx[:, k], axis=0) * wts[:, k:k + 1]
         return acc.argmax(-1)  # numpy's SIMD argmax; first index on ties
 
     def full_row(row: np.ndarray) -> np.ndarray:
