@@ -164,7 +164,7 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     where the anchor rows around them disagree. Single-threaded numpy: in a video the model has the
     other cores.
     """
-    c, h, w = logits.shape
+    _, h, w = logits.shape
     plan = _seg_plan(h, w, meta.input_hw, meta.resized_hw, meta.orig_hw)
     src = np.ascontiguousarray(logits[:, plan.r0:plan.r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
     x_first, x_out, x_anchors, x_left, x_right = plan.x_first, plan.x_out, plan.x_anchors, plan.x_left, plan.x_right
