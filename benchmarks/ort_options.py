@@ -12,6 +12,8 @@ Compares, on the same input and in one process (interleaved rounds):
 * ``no-shards``        — the same with the whole batch in one multi-threaded call;
 * ``no-rewrites``      — the same (unsharded) on the graph as exported;
 * ``spin``             — worker threads busy-wait between ops (ORT's own default);
+* ``spin-stop``        — the same, but they stop as soon as a run returns
+                         (``session.force_spinning_stop``): spinning only inside a run;
 * ``extended``/``basic`` — lower graph optimisation levels (no NCHWc layouts / no fusions);
 * ``threads-1``        — one intra-op thread;
 * ``transformers-opt`` — the graph after ``onnxruntime.transformers.optimizer`` (its SkipLayerNorm,
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "extended", "basic", "threads-1", "transformers-opt")
+SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "spin-stop", "extended", "basic", "threads-1", "transformers-opt")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -110,8 +112,8 @@ def measure(args: argparse.Namespace, wanted: list[str], info: dict[str, Any], m
                 sessions[name] = _BackendSession(src, shard=name == "default")
             elif name == "no-rewrites":
                 sessions[name] = common.ort_cpu_session(src)
-            elif name == "spin":
-                sessions[name] = common.ort_cpu_session(rewritten, spin=True)
+            elif name in ("spin", "spin-stop"):
+                sessions[name] = common.ort_cpu_session(rewritten, spin=True, spin_stop=name == "spin-stop")
             elif name in ("extended", "basic"):
                 sessions[name] = common.ort_cpu_session(rewritten, level=name)
             elif name == "threads-1":
