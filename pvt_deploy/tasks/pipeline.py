@@ -14,16 +14,17 @@ caller's thread consumes results (and encodes them with :class:`ResultWriter`). 
   input, and an error travels down the queues *after* the frames decoded before it: a truncated or
   dropped source still yields everything it delivered, then the error.
 * Python's thread switch interval is 0.2 ms while a threaded pipeline runs a PyTorch model (the
-  interpreter's default is 5 ms; ``PVT_DEPLOY_GIL_SWITCH_S`` overrides, 0 leaves it alone). PyTorch releases the GIL around
-  every operator and must take it back before the next one; when another stage is running Python
-  code at that moment, the default makes the model wait up to 5 ms per operator (the convoy effect),
-  which hurts most where operators are short: on a GPU, or a small input. A ``pvt_v2_b0-cls``
-  forward at 32x32 on one CPU thread: 8.6 ms alone, 1915 ms beside a thread spinning in Python at
-  5 ms, 99 ms at 0.2 ms (a scratch measurement). Three alternating runs of ``PVT_DEPLOY_GIL_SWITCH_S=0 python
-  benchmarks/video_overhead.py --part fps --backend torch --imgsz 128`` against the default on the
-  2-core Zen 3: ratio to model-only 0.611 / 0.483 / 0.514 at 5 ms, 0.661 / 0.551 / 0.517 at 0.2 ms.
-  ONNX Runtime, TensorRT and Triton release the GIL once per call and keep Python's default (one run
-  each of the ONNX Runtime default above: 1.045 at 0.2 ms, 1.140 at 5 ms, inside this VM's spread).
+  interpreter's default is 5 ms; ``PVT_DEPLOY_GIL_SWITCH_S`` overrides, 0 leaves it alone). PyTorch
+  releases the GIL around every operator and must take it back before the next one; when another
+  stage is running Python code at that moment, the default makes the model wait up to 5 ms per
+  operator (the convoy effect), which hurts most where operators are short: on a GPU, or a small
+  input. A ``pvt_v2_b0-cls`` forward at 32x32 on one CPU thread: 8.6 ms alone, 1915 ms beside a
+  thread spinning in Python at 5 ms, 99 ms at 0.2 ms (a scratch measurement). Three alternating runs
+  of ``PVT_DEPLOY_GIL_SWITCH_S=0 python benchmarks/video_overhead.py --part fps --backend torch
+  --imgsz 128`` against the default on the 2-core Zen 3: ratio to model-only 0.611 / 0.483 / 0.514
+  at 5 ms, 0.661 / 0.551 / 0.517 at 0.2 ms. ONNX Runtime, TensorRT and Triton release the GIL once
+  per call and keep Python's default (one run each of the ONNX Runtime default above: 1.045 at
+  0.2 ms, 1.140 at 5 ms, inside this VM's spread).
 * Stopping is cooperative: closing the iterator (Ctrl-C in the consumer, ``break``, an exception
   in any stage) sets one event that every blocking queue operation polls, so threads exit and the
   caller's ``with`` blocks finalise the outputs (the H.264 writer writes its trailer).
@@ -83,9 +84,11 @@ def short_gil_switch() -> Iterator[None]:
     """Run the block with Python's thread switch interval at most :data:`GIL_SWITCH_S` (or
     ``PVT_DEPLOY_GIL_SWITCH_S`` seconds; 0: unchanged), restoring it when the last user leaves."""
     global _switch_users, _switch_saved
+    text = os.environ.get("PVT_DEPLOY_GIL_SWITCH_S", "")
     try:
-        wanted = float(os.environ.get("PVT_DEPLOY_GIL_SWITCH_S", GIL_SWITCH_S))
+        wanted = float(text) if text.strip() else GIL_SWITCH_S
     except ValueError:
+        log.warning("PVT_DEPLOY_GIL_SWITCH_S=%r is not a number of seconds; using %g", text, GIL_SWITCH_S)
         wanted = GIL_SWITCH_S
     if wanted <= 0:
         yield
