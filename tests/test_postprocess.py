@@ -99,6 +99,23 @@ def test_segmentation_map_equals_full_resolution_argmax(orig_hw: tuple[int, int]
     assert differ.mean() < 1e-3 and np.all(top2[0][differ] - top2[1][differ] < 1e-5)
 
 
+def test_segmentation_rows_computed_one_by_one_agree_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path for output rows that are not a blend of two anchor rows (no known geometry has them)."""
+    import dataclasses
+
+    from pvt_deploy.tasks import postprocess
+
+    logits = np.random.default_rng(4).standard_normal((40, 24, 32)).astype(np.float32)
+    meta = Letterbox(orig_hw=(150, 230), resized_hw=(84, 128), input_hw=(96, 128))
+    blended = seg_logits_to_map(logits, meta)
+    plan = postprocess._seg_plan(24, 32, meta.input_hw, meta.resized_hw, meta.orig_hw)
+    assert all(shares is not None for shares in plan.row_shares)
+    unblended = dataclasses.replace(plan, row_shares=[None] * len(plan.row_shares))
+    monkeypatch.setattr(postprocess, "_seg_plan", lambda *a: unblended)
+    one_by_one = seg_logits_to_map(logits, meta)
+    assert np.mean(one_by_one == blended) > 0.999  # only near-ties may round differently
+
+
 def test_seg_post_benchmark_runs_and_agrees() -> None:
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "seg_post.py"), "--sizes", "45x61,64x64",

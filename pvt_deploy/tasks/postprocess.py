@@ -160,9 +160,9 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     except at *anchors* where the blended pair changes; every output row (column) blends two adjacent
     input rows (columns), so its logits are a convex combination of those at the anchors around it,
     and a class that wins at both anchors wins there too. So only anchor rows are computed, and in
-    them only anchor columns plus the columns between two anchors that disagree; other rows, only
-    where the anchor rows around them disagree. Single-threaded numpy: in a video the model has the
-    other cores.
+    them only anchor columns plus the columns between two anchors that disagree; another row takes
+    the anchor rows' class where they agree and, where they disagree, blends their logits with its own
+    share of each. Single-threaded numpy: in a video the model has the other cores.
     """
     _, h, w = logits.shape
     plan = _seg_plan(h, w, meta.input_hw, meta.resized_hw, meta.orig_hw)
@@ -177,13 +177,16 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
             acc += src[s] * weights[s]
         return acc
 
-    def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
-        """Argmax over classes at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
+    def values(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
+        """Logits (len(pick), C) at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
         idx, wts = sparse[0][pick], sparse[1][pick]
         acc = np.take(row, idx[:, 0], axis=0) * wts[:, :1]  # take: numpy's fast row gather
         for k in range(1, idx.shape[1]):
             acc += np.take(row, idx[:, k], axis=0) * wts[:, k:k + 1]
-        return acc.argmax(-1)  # numpy's SIMD argmax; first index on ties
+        return acc
+
+    def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
+        return values(row, sparse, pick).argmax(-1)  # numpy's SIMD argmax; first index on ties
 
     def full_row(row: np.ndarray) -> np.ndarray:
         at = classes(row, x_first, x_anchors)  # at the anchor columns of the first resize
@@ -195,12 +198,21 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
 
     at_anchor = {int(a): full_row(low_row(plan.first[a])) for a in plan.anchors}
     out = np.empty(meta.orig_hw, np.int32)
-    for upper, lower, rows in plan.row_groups:
+    for (upper, lower, rows), shares in zip(plan.row_groups, plan.row_shares, strict=True):
         out[rows] = at_anchor[upper]
         cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
-        if cols.size:
+        if not cols.size:
+            continue
+        if shares is None:  # not a blend of the two anchors (never seen): compute each row
             for y in rows.tolist():
                 out[y, cols] = classes(low_row(plan.composite[y]), x_out, cols)
+            continue
+        # each row is (1 - t) * upper + t * lower: blend the anchors' logits at these columns
+        top = values(low_row(plan.first[upper]), x_out, cols)
+        step = values(low_row(plan.first[lower]), x_out, cols)
+        step -= top
+        for y, t in zip(rows.tolist(), shares.tolist(), strict=True):
+            out[y, cols] = (top + step * t).argmax(-1)
     return out
 
 
@@ -214,6 +226,7 @@ class _SegPlan:
     composite: np.ndarray  # (H0, r1 - r0): output rows from source rows
     anchors: np.ndarray  # anchor rows of `first`
     row_groups: list[tuple[int, int, np.ndarray]]  # (upper, lower anchor, output rows between them)
+    row_shares: list[np.ndarray | None]  # per group: each row's share t of the lower anchor (None: not a blend)
     x_first: tuple[np.ndarray, np.ndarray]  # input columns from source columns (sparse)
     x_out: tuple[np.ndarray, np.ndarray]  # output columns from source columns (sparse)
     x_anchors: np.ndarray  # anchor columns of the first resize
@@ -232,6 +245,13 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     first, composite = first[:, r0:r1], composite[:, r0:r1]
     anchors = _anchor_rows(first)
     row_groups = _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors)
+    row_shares: list[np.ndarray | None] = []
+    for upper, lower, rows in row_groups:  # composite[y] = (1 - t) first[upper] + t first[lower]
+        d = first[lower] - first[upper]
+        dd = float(d @ d)
+        t = (composite[rows] - first[upper]) @ d / dd if dd else np.zeros(len(rows))
+        blend = first[upper] + t[:, None] * d
+        row_shares.append(t if np.abs(composite[rows] - blend).max() < 1e-5 else None)
     x_matrix = _resize_matrix(w, iw, rw, rw)
     x_anchors = _anchor_rows(x_matrix.numpy())
     x_left = np.empty(w0, np.intp)
@@ -239,7 +259,7 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
     for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
         x_left[cols], x_right[cols] = position[left], position[right]
-    return _SegPlan(r0, r1, first, composite, anchors, row_groups, _sparse_rows(x_matrix),
+    return _SegPlan(r0, r1, first, composite, anchors, row_groups, row_shares, _sparse_rows(x_matrix),
                     _sparse_rows(_resize_matrix(w, iw, rw, w0)), x_anchors, x_left, x_right)
 
 
