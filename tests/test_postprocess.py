@@ -109,8 +109,8 @@ def test_segmentation_rows_computed_one_by_one_agree_too(monkeypatch: pytest.Mon
     meta = Letterbox(orig_hw=(150, 230), resized_hw=(84, 128), input_hw=(96, 128))
     blended = seg_logits_to_map(logits, meta)
     plan = postprocess._seg_plan(24, 32, meta.input_hw, meta.resized_hw, meta.orig_hw)
-    assert all(shares is not None for shares in plan.row_shares)
-    unblended = dataclasses.replace(plan, row_shares=[None] * len(plan.row_shares))
+    assert all(group[3] is not None for group in plan.row_groups)
+    unblended = dataclasses.replace(plan, row_groups=[(*group[:3], None) for group in plan.row_groups])
     monkeypatch.setattr(postprocess, "_seg_plan", lambda *a: unblended)
     one_by_one = seg_logits_to_map(logits, meta)
     assert np.mean(one_by_one == blended) > 0.999  # only near-ties may round differently

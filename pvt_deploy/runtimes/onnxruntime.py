@@ -268,8 +268,9 @@ class OnnxRuntimeBackend(Backend):
         """ONNX Runtime drops a provider that fails to start (missing CUDA, cuDNN or TensorRT libraries)
         and runs on the next one, printing the reason to stderr. Where ``cuda`` or ``tensorrt`` was
         asked for, a silent CPU (or CUDA) run would be mistaken for the one asked: refuse it."""
-        wanted = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-                  "trt": "TensorrtExecutionProvider"}.get(kind)
+        from pvt_deploy.runtimes.ort_providers import CUDA, TENSORRT
+
+        wanted = {"cuda": CUDA, "tensorrt": TENSORRT, "trt": TENSORRT}.get(kind)
         if wanted is not None and wanted in asked and (not used or used[0] != wanted):
             self._session = None
             raise BackendUnavailableError(
@@ -277,7 +278,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{used[0] if used else 'nothing'} (its libraries are missing or do not match: ONNX Runtime "
                 "printed the reason above)",
                 hint=("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or use --device cpu"
-                      if wanted == "CUDAExecutionProvider" else
+                      if wanted == CUDA else
                       "install TensorRT for this CUDA (pip install tensorrt), or use --device cuda")
                 + "; pvt-deploy doctor lists what is found")
         if asked and used and used[0] != asked[0]:

@@ -198,7 +198,7 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
 
     at_anchor = {int(a): full_row(low_row(plan.first[a])) for a in plan.anchors}
     out = np.empty(meta.orig_hw, np.int32)
-    for (upper, lower, rows), shares in zip(plan.row_groups, plan.row_shares, strict=True):
+    for upper, lower, rows, shares in plan.row_groups:
         out[rows] = at_anchor[upper]
         cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
         if not cols.size:
@@ -225,8 +225,9 @@ class _SegPlan:
     first: np.ndarray  # (rh, r1 - r0): input rows from source rows, cropped
     composite: np.ndarray  # (H0, r1 - r0): output rows from source rows
     anchors: np.ndarray  # anchor rows of `first`
-    row_groups: list[tuple[int, int, np.ndarray]]  # (upper, lower anchor, output rows between them)
-    row_shares: list[np.ndarray | None]  # per group: each row's share t of the lower anchor (None: not a blend)
+    # (upper anchor, lower anchor, the output rows between them, each row's share t of the lower
+    # anchor — None where the rows are not such a blend)
+    row_groups: list[tuple[int, int, np.ndarray, np.ndarray | None]]
     x_first: tuple[np.ndarray, np.ndarray]  # input columns from source columns (sparse)
     x_out: tuple[np.ndarray, np.ndarray]  # output columns from source columns (sparse)
     x_anchors: np.ndarray  # anchor columns of the first resize
@@ -244,14 +245,13 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     r0, r1 = int(used[0]), int(used[-1]) + 1
     first, composite = first[:, r0:r1], composite[:, r0:r1]
     anchors = _anchor_rows(first)
-    row_groups = _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors)
-    row_shares: list[np.ndarray | None] = []
-    for upper, lower, rows in row_groups:  # composite[y] = (1 - t) first[upper] + t first[lower]
-        d = first[lower] - first[upper]
+    row_groups: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
+    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors):
+        d = first[lower] - first[upper]  # composite[y] = (1 - t) first[upper] + t first[lower]
         dd = float(d @ d)
         t = (composite[rows] - first[upper]) @ d / dd if dd else np.zeros(len(rows))
         blend = first[upper] + t[:, None] * d
-        row_shares.append(t if np.abs(composite[rows] - blend).max() < 1e-5 else None)
+        row_groups.append((upper, lower, rows, t if np.abs(composite[rows] - blend).max() < 1e-5 else None))
     x_matrix = _resize_matrix(w, iw, rw, rw)
     x_anchors = _anchor_rows(x_matrix.numpy())
     x_left = np.empty(w0, np.intp)
@@ -259,7 +259,7 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
     for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
         x_left[cols], x_right[cols] = position[left], position[right]
-    return _SegPlan(r0, r1, first, composite, anchors, row_groups, row_shares, _sparse_rows(x_matrix),
+    return _SegPlan(r0, r1, first, composite, anchors, row_groups, _sparse_rows(x_matrix),
                     _sparse_rows(_resize_matrix(w, iw, rw, w0)), x_anchors, x_left, x_right)
 
 
