@@ -196,11 +196,20 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
             out_row[cols] = classes(row, x_out, cols)
         return out_row
 
-    at_anchor = {int(a): full_row(low_row(plan.first[a])) for a in plan.anchors}
+    # The groups come in anchor order and share their anchors with their neighbours: keeping the last
+    # two anchor rows computes each once, without holding all of them.
+    @functools.lru_cache(maxsize=2)
+    def anchor_row(a: int) -> np.ndarray:
+        return low_row(plan.first[a])
+
+    @functools.lru_cache(maxsize=2)
+    def anchor_classes(a: int) -> np.ndarray:
+        return full_row(anchor_row(a))
+
     out = np.empty(meta.orig_hw, np.int32)
     for upper, lower, rows, shares in plan.row_groups:
-        out[rows] = at_anchor[upper]
-        cols = np.flatnonzero(at_anchor[upper] != at_anchor[lower])
+        out[rows] = anchor_classes(upper)
+        cols = np.flatnonzero(anchor_classes(upper) != anchor_classes(lower))
         if not cols.size:
             continue
         if shares is None:  # not a blend of the two anchors (never seen): compute each row
@@ -208,8 +217,8 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
                 out[y, cols] = classes(low_row(plan.composite[y]), x_out, cols)
             continue
         # each row is (1 - t) * upper + t * lower: blend the anchors' logits at these columns
-        top = values(low_row(plan.first[upper]), x_out, cols)
-        step = values(low_row(plan.first[lower]), x_out, cols)
+        top = values(anchor_row(upper), x_out, cols)
+        step = values(anchor_row(lower), x_out, cols)
         step -= top
         for y, t in zip(rows.tolist(), shares.tolist(), strict=True):
             out[y, cols] = (top + step * t).argmax(-1)
