@@ -650,6 +650,27 @@ def parse_choices(parser: argparse.ArgumentParser, option: str, text: str, choic
     return names
 
 
+def parse_int_pairs(parser: argparse.ArgumentParser, option: str, text: str, *, sep: str, form: str,
+                    examples: str, what: str) -> list[tuple[int, int]]:
+    """Comma-separated pairs of positive integers written ``a{sep}b`` (any case), in order; a malformed
+    pair, one below 1 or an empty list is a parser error that shows ``form`` and ``examples`` (its
+    first item is the example of one pair) and calls the numbers ``what``."""
+    pairs = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        try:
+            a, b = (int(v) for v in item.lower().split(sep))
+        except ValueError:
+            parser.error(f"{option} {item!r}: expected {form}, e.g. {examples.split(',')[0]}")
+        if min(a, b) < 1:
+            parser.error(f"{option} {item!r}: {what} must be at least 1")
+        pairs.append((a, b))
+    if not pairs:
+        parser.error(f"{option}: empty; give {form} pairs, e.g. {examples}")
+    return pairs
+
+
 def check_models(parser: argparse.ArgumentParser, option: str, names: Sequence[str]) -> dict[str, Any]:
     """Zoo entries of ``names`` (``pvt_v2_b0``, ``pvt_small-cls`` ...); an unknown name is a parser error
     with the zoo's own "did you mean". Loads PyTorch (the zoo module does), so call it after the cheap

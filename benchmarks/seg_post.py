@@ -62,20 +62,7 @@ def with_cpu_time(log: list[float], fn: Any) -> Any:
 
 def parse_sizes(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
     """``--sizes``: comma-separated HxW original image sizes."""
-    sizes = []
-    for item in (t.strip() for t in text.split(",")):
-        if not item:
-            continue
-        try:
-            h, w = (int(v) for v in item.lower().split("x"))
-        except ValueError:
-            ap.error(f"--sizes {item!r}: expected HxW, e.g. 720x1280")
-        if min(h, w) < 1:
-            ap.error(f"--sizes {item!r}: sides must be at least 1")
-        sizes.append((h, w))
-    if not sizes:
-        ap.error("--sizes: empty; give HxW sizes, e.g. 720x1280")
-    return sizes
+    return common.parse_int_pairs(ap, "--sizes", text, sep="x", form="HxW", examples="720x1280", what="sides")
 
 
 def main(argv: list[str] | None = None) -> int:

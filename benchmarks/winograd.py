@@ -46,22 +46,9 @@ def conv_model(cin: int, cout: int, size: int, seed: int = 0) -> Any:
 
 
 def parse_channels(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
-    """``--channels``: comma-separated ``in:out`` pairs of positive integers."""
-    pairs = []
-    for pair in (t.strip() for t in text.split(",")):
-        if not pair:
-            continue
-        parts = pair.split(":")
-        try:
-            cin, cout = (int(v) for v in parts)
-        except ValueError:
-            ap.error(f"--channels {pair!r}: expected in:out, e.g. 256:256")
-        if min(cin, cout) < 1:
-            ap.error(f"--channels {pair!r}: channels must be at least 1")
-        pairs.append((cin, cout))
-    if not pairs:
-        ap.error("--channels: empty; give in:out pairs, e.g. 256:256,256:720")
-    return list(dict.fromkeys(pairs))
+    """``--channels``: comma-separated ``in:out`` pairs of positive integers, repeats dropped."""
+    return list(dict.fromkeys(common.parse_int_pairs(ap, "--channels", text, sep=":", form="in:out",
+                                                     examples="256:256,256:720", what="channels")))
 
 
 def parse_sizes(ap: argparse.ArgumentParser, text: str) -> list[int]:
