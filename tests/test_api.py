@@ -70,6 +70,21 @@ def test_predict_a_folder_an_array_and_a_list(det_model: Model) -> None:
     assert all(set(r.boxes.cls.tolist()) <= {0, 1, 2} for r in many)
 
 
+def test_code_written_for_ultralytics_reads_the_boxes(det_model: Model) -> None:
+    # `r.boxes.cpu().numpy().xyxy` and `r.boxes.data` (x1, y1, x2, y2, conf, cls rows) are how
+    # Ultralytics code reads its tensors; here they are numpy already and must give the same numbers
+    r = det_model.predict(read_image(sample_image("chelsea")))[0]
+    assert len(r.boxes) > 0 and r.cpu() is r and r.numpy() is r
+    boxes = r.boxes.cpu().numpy()
+    assert boxes is r.boxes and np.array_equal(boxes.xyxy, r.boxes.xyxy)
+    data = r.boxes.data
+    assert data.shape == (len(r.boxes), 6) and data.dtype == np.float32
+    assert np.array_equal(data[:, :4], r.boxes.xyxy) and np.array_equal(data[:, 4], r.boxes.conf)
+    assert np.array_equal(data[:, 5].astype(np.int64), r.boxes.cls)
+    kept = r.boxes[r.boxes.conf > float(np.median(r.boxes.conf))]
+    assert np.array_equal(kept.data, data[data[:, 4] > float(np.median(r.boxes.conf))])
+
+
 def test_mixed_lists_float_pictures_and_unknown_suffixes(det_model: Model, tmp_path: Path) -> None:
     path = sample_image("chelsea")
     image = read_image(path)
@@ -136,6 +151,7 @@ def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPa
     with Model(cached_export(tmp_path_factory, "cls")) as cls:
         r = cls.predict(image, topk=3)[0]
     assert r.probs is not None and len(r.probs.top) == 3 and r.probs.top1 == r.probs.top5[0]
+    assert r.probs.cpu().numpy() is r.probs
     assert 0 < r.probs.top1conf <= 1 and r.verbose().count("%") == 3
     assert [t["class"] for t in json.loads(r.to_json())["top"]] == r.probs.labels
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -42,13 +42,28 @@ def _name(names: Sequence[str], cid: int) -> str:
     return names[cid] if 0 <= cid < len(names) else str(cid)
 
 
+_HostT = TypeVar("_HostT", bound="_OnHost")
+
+
+class _OnHost:
+    """``cpu()`` and ``numpy()`` for code written against Ultralytics, whose results hold torch
+    tensors (``r.boxes.cpu().numpy().xyxy``): these results are numpy arrays in host memory already,
+    whatever the backend, so both return the object itself."""
+
+    def cpu(self: _HostT) -> _HostT:
+        return self
+
+    def numpy(self: _HostT) -> _HostT:
+        return self
+
+
 @dataclass(eq=False)
-class Boxes:
+class Boxes(_OnHost):
     """Detections of one image in original pixels, best score first.
 
     ``xyxy`` ``(N, 4)`` float32, ``conf`` ``(N,)`` float32, ``cls`` ``(N,)`` int64 class ids,
     ``orig_shape`` ``(H, W)`` for the normalised forms. Indexing returns a filtered :class:`Boxes`
-    (``r.boxes[r.boxes.conf > 0.5]``).
+    (``r.boxes[r.boxes.conf > 0.5]``); ``data`` is the ``(N, 6)`` table Ultralytics code reads.
     """
 
     xyxy: np.ndarray
@@ -67,6 +82,12 @@ class Boxes:
     def __iter__(self) -> Iterator[Boxes]:
         for i in range(len(self)):
             yield self[i : i + 1]
+
+    @property
+    def data(self) -> np.ndarray:
+        """``(N, 6)`` float32 rows of x1, y1, x2, y2, conf, class id (Ultralytics' ``Boxes.data``)."""
+        return np.concatenate([self.xyxy, self.conf[:, None], self.cls[:, None].astype(np.float32)],
+                              axis=1).astype(np.float32, copy=False)
 
     @property
     def xywh(self) -> np.ndarray:
@@ -102,7 +123,7 @@ class Boxes:
 
 
 @dataclass(eq=False)
-class Probs:
+class Probs(_OnHost):
     """Top-k classification of one image: class ids ``top`` and probabilities ``conf``, best first."""
 
     top: np.ndarray
@@ -135,7 +156,7 @@ class Probs:
 
 
 @dataclass(eq=False)
-class Result:
+class Result(_OnHost):
     """The result of one image or video frame (see the module docstring).
 
     ``path``: the image file, video file or stream; ``frame``: the frame number in a video/stream
