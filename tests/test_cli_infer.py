@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -62,8 +63,13 @@ def test_no_arguments_runs_the_default_model_on_the_bundled_sample(
     assert code == 0, err
     second = tmp_path / "runs" / "infer" / "pvt_v2_b0-cls2"
     assert sorted(p.name for p in second.iterdir()) == ["predictions.jsonl"]
-    assert [json.loads(line)["task"] for line in (second / "predictions.jsonl").read_text().splitlines()] == [
-        "classify"] * 3
+    records = [json.loads(line) for line in (second / "predictions.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in records] == ["classify"] * 3
+    # one line per picture saying what the model made of it: the top 3 classes of its JSON record
+    for i, r in enumerate(records):
+        said = ", ".join(rf"{re.escape(t['class'])} \d+\.\d%" for t in r["top"][:3])
+        line = rf"^{i + 1}/3 {re.escape(r['source'])} {r['width']}x{r['height']}: {said} \(\d+\.\d ms\)$"
+        assert re.search(line, err, re.M), err
 
 
 def test_video_gives_h264_at_the_source_size_and_one_json_line_per_frame(

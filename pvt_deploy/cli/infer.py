@@ -224,10 +224,21 @@ def _consume(results: Any, src: Any, console: Console, viewer: _Viewer | None, k
             progress.update(task, advance=1, fps=f"{done / elapsed:.1f} FPS" if elapsed > 0 else "")
             if viewer is not None:
                 viewer.show(result)
-            if kind in ("image", "images"):
-                log.debug("%s: %s", result.path, result.verbose())
+            if kind in ("image", "images"):  # one line per picture, above the bar (as Ultralytics does)
+                progress.console.print(_image_line(result, done, total), soft_wrap=True)
     if viewer is not None:
         viewer.close()
+
+
+def _image_line(result: Any, done: int, total: int | None) -> str:
+    """``2/3 photos/chelsea.jpg 451x300: 1 cat, 2 person (61.5 ms)``: what one picture gave."""
+    from rich.markup import escape
+
+    h, w = result.orig_shape
+    count = f"{done}/{total}" if total else f"{done}"
+    ms = result.speed.get("inference")
+    took = f" ({ms:.1f} ms)" if ms is not None else ""
+    return f"{count} {escape(str(result.path))} {w}x{h}: {escape(result.verbose() or 'nothing')}{took}"
 
 
 class _Viewer:
