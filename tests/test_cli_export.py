@@ -31,6 +31,20 @@ def test_cli_export_end_to_end(tmp_path: Path) -> None:
     assert manifest["weights"]["random_init"] and manifest["parity"]["model.fp16.onnx"]["passed"]
     assert "RANDOM" in proc.stderr and "Traceback" not in proc.stderr
     assert "nodes after simplification" in proc.stderr  # node counts reported on the console
+    # Without weights every command initialises from the same seed: the zoo name run by PyTorch in this
+    # process gives what the export made in another process gives, and torch's global RNG is left alone.
+    import numpy as np
+    import torch
+
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_image
+
+    rng = torch.get_rng_state()
+    with Model("pvt_v2_b0-cls", imgsz=64) as zoo, Model(out) as exported:
+        a, b = zoo.predict(str(sample_image("chelsea")))[0].probs, exported.predict(str(sample_image("chelsea")))[0].probs
+    assert torch.equal(rng, torch.get_rng_state())
+    assert a is not None and b is not None
+    assert a.top.tolist() == b.top.tolist() and np.allclose(a.conf, b.conf, rtol=1e-3, atol=1e-6)
 
 
 def test_cli_int8_default_is_the_api_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

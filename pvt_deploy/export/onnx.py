@@ -364,7 +364,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
           nms: str, seg_output: str) -> LoadedModel:
     from torch import nn
 
-    from pvt_deploy.models import build_deploy_module, create_model, resolve_name
+    from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
 
     if isinstance(model, nn.Module):
         core = model
@@ -377,7 +377,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         text = str(model)
         if weights is not None and isinstance(weights, (str, os.PathLike)) and not Path(weights).is_file():
             raise InputError(f"weights file {weights} does not exist")
-        core = create_model(text, task=task, weights=weights, trust=trust)
+        core = create_model(text, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     name = getattr(core, "zoo_name", None)
     mtask = task or getattr(core, "zoo_task", None)
     if name is None or mtask is None:

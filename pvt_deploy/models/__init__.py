@@ -4,6 +4,7 @@ from pvt_deploy.models.checkpoints import LoadReport, infer_architecture, load_w
 from pvt_deploy.models.deploy import DeployModule, build_deploy_module
 from pvt_deploy.models.zoo import (
     BACKBONES,
+    RANDOM_INIT_SEED,
     TASKS,
     ZooEntry,
     build_model,
@@ -14,7 +15,7 @@ from pvt_deploy.models.zoo import (
 )
 
 __all__ = [
-    "BACKBONES", "TASKS", "DeployModule", "LoadReport", "ZooEntry", "build_deploy_module", "build_model",
+    "BACKBONES", "RANDOM_INIT_SEED", "TASKS", "DeployModule", "LoadReport", "ZooEntry", "build_deploy_module", "build_model",
     "count_parameters", "create_model", "infer_architecture", "load_weights", "read_checkpoint",
     "resolve_name", "zoo_entries",
 ]

@@ -133,14 +133,22 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith((".pth", ".pt", ".bin", ".ckpt", ".tar")) or os.sep in name or Path(name).is_file()
 
 
+#: The seed of the CLI's and ``Model``'s random initialisation (see :func:`create_model`).
+RANDOM_INIT_SEED = 0
+
+
 def create_model(name: str, *, task: str | None = None,
                  weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
-                 num_classes: int | None = None, trust: bool = False) -> nn.Module:
+                 num_classes: int | None = None, trust: bool = False, seed: int | None = None) -> nn.Module:
     """Build a zoo model in eval mode, optionally loading ``weights`` (see :func:`load_weights`).
 
     ``name`` is a backbone name (``pvt_v2_b2_li``), a zoo name (``pvt_small-seg``) or the path of a
     checkpoint, whose variant, task and class count are read from its tensors. Without weights the
-    model is randomly initialised and a warning says so.
+    model is randomly initialised and a warning says so. ``seed`` makes that initialisation (and that
+    of any layer a checkpoint leaves out) the same in every run, leaving torch's global random state
+    as it was; the CLI and ``Model`` pass :data:`RANDOM_INIT_SEED`, so a zoo name without weights
+    gives the same outputs each time, and the same as an export made from it. ``None`` draws from
+    torch's global generator.
     """
     state = None
     if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
@@ -161,7 +169,12 @@ def create_model(name: str, *, task: str | None = None,
             if ckpt_task == entry.task:
                 num_classes = ckpt_classes
             weights = sd
-    model = build_model(entry, num_classes)
+    if seed is None:
+        model = build_model(entry, num_classes)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(entry, num_classes)
     if weights is None:
         log.warning("%s: no weights given — the model is RANDOMLY INITIALISED (outputs are meaningless)",
                     entry.name)

@@ -451,13 +451,13 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | None) 
 def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | None, precision: str | None,
               device: str | None, imgsz: int | Sequence[int] | None,
               options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
-    from pvt_deploy.models import create_model, resolve_name
+    from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
 
     entry = resolve_name(name, task)
     if weights is not None and not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {weights} {what}")
-    model = create_model(name, task=task, weights=weights)
+    model = create_model(name, task=task, weights=weights, seed=RANDOM_INIT_SEED)
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
                           device=device, imgsz=imgsz, options=options)
@@ -506,9 +506,9 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
         if kind not in (None, "torch"):
             raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with --backend {kind}",
                              hint=f"pvt-deploy export --model {path}")
-        from pvt_deploy.models import create_model
+        from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
-        model = create_model(str(path), task=task)
+        model = create_model(str(path), task=task, seed=RANDOM_INIT_SEED)
         name = str(getattr(model, "zoo_name", path.stem))
         backbone = name.split("-")[0]
         return _torch_backend(model, model_name=name, backbone=backbone, weights=str(path), precision=precision,
@@ -600,7 +600,7 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
                        precision: str | None, device: str | None, random_weights_ok: bool,
                        options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     """PyTorch for an export folder: the same architecture and graph options, with the export's weights."""
-    from pvt_deploy.models import create_model
+    from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
     source = os.fspath(weights) if weights is not None else None
     if source is None:
@@ -612,7 +612,8 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     task = manifest.get("task")
     classes = manifest.get("classes") or []
     num_classes = len(classes) if classes and task != "features" else None
-    model = create_model(model_name, task=task, weights=source, num_classes=num_classes)
+    model = create_model(model_name, task=task, weights=source, num_classes=num_classes,
+                         seed=RANDOM_INIT_SEED)
     post = manifest.get("postprocess") or {}
     deploy_kwargs: dict[str, Any] = {}
     if task == "segment" and post.get("seg_output"):
