@@ -75,6 +75,8 @@ def test_code_written_for_ultralytics_reads_the_boxes(det_model: Model) -> None:
     # Ultralytics code reads its tensors; here they are numpy already and must give the same numbers
     r = det_model.predict(read_image(sample_image("chelsea")))[0]
     assert len(r.boxes) > 0 and r.cpu() is r and r.numpy() is r
+    called = det_model(read_image(sample_image("chelsea")), conf=0.06)[0]  # model(...) is model.predict(...)
+    assert np.array_equal(called.boxes.xyxy, r.boxes.xyxy[r.boxes.conf > 0.06])
     boxes = r.boxes.cpu().numpy()
     assert boxes is r.boxes and np.array_equal(boxes.xyxy, r.boxes.xyxy)
     data = r.boxes.data
