@@ -10,6 +10,7 @@ Compares, on the same input and in one process (interleaved rounds):
                          physical cores, no spinning, the exact CPU rewrites (``export.optimize``),
                          a batch of >= threads images split into one shard per thread;
 * ``no-shards``        — the same with the whole batch in one multi-threaded call;
+* ``no-pin``           — the same with the worker threads free to run on any core (not pinned);
 * ``no-rewrites``      — the same (unsharded) on the graph as exported;
 * ``spin``             — worker threads busy-wait between ops (ORT's own default);
 * ``spin-stop``        — the same, but they stop as soon as a run returns
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-SETTINGS = ("default", "no-shards", "no-rewrites", "spin", "spin-stop", "extended", "basic", "threads-1", "transformers-opt")
+SETTINGS = ("default", "no-shards", "no-pin", "no-rewrites", "spin", "spin-stop", "extended", "basic", "threads-1", "transformers-opt")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -56,10 +57,10 @@ def transformers_optimized(src: Path, dst: Path) -> Path:
 class _BackendSession:
     """``OnnxRuntimeBackend`` behind an ``InferenceSession``-like ``run(None, feed)``."""
 
-    def __init__(self, path: Path, *, shard: bool) -> None:
+    def __init__(self, path: Path, *, shard: bool = True, pin: bool = True) -> None:
         from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
-        self.backend = OnnxRuntimeBackend(path, device="cpu", shard=shard)
+        self.backend = OnnxRuntimeBackend(path, device="cpu", shard=shard, pin=pin)
 
     def run(self, names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return list(self.backend.infer(feed).values())
@@ -108,8 +109,8 @@ def measure(args: argparse.Namespace, wanted: list[str], info: dict[str, Any], m
     sessions: dict[str, Any] = {}
     for name in wanted:
         try:
-            if name in ("default", "no-shards"):
-                sessions[name] = _BackendSession(src, shard=name == "default")
+            if name in ("default", "no-shards", "no-pin"):
+                sessions[name] = _BackendSession(src, shard=name != "no-shards", pin=name != "no-pin")
             elif name == "no-rewrites":
                 sessions[name] = common.ort_cpu_session(src)
             elif name in ("spin", "spin-stop"):

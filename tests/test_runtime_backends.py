@@ -99,6 +99,45 @@ def test_onnxruntime_backend_describes_itself(det_export: Path) -> None:
         assert out["boxes"].shape[0] == 2 and out["scores"].shape[2] == 80
 
 
+def test_worker_threads_get_a_core_each_and_leave_the_first_to_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.runtimes import onnxruntime as ort_backend
+    from pvt_deploy.runtimes import torch as torch_backend
+
+    for cores, threads, want in [([0, 1], 2, "2"), ([0, 2, 4, 6], 4, "3;5;7"), ([0, 2, 4, 6], 2, "3"),
+                                 ([4, 5], 2, "6"), ([0, 1], 3, None), ([0, 1], 1, None), (None, 2, None)]:
+        monkeypatch.setattr(torch_backend, "cpu_per_core", lambda cores=cores: cores)
+        assert ort_backend.worker_affinities(threads) == want, (cores, threads)
+
+
+def _thread_cpus() -> dict[str, str]:
+    """Each thread of this process and the CPUs it may run on (Linux)."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out[task.name] = line.split(":", 1)[1].strip()
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread affinities from Linux /proc")
+def test_onnxruntime_pins_its_worker_thread_where_it_says(cls_export: Path) -> None:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+    from pvt_deploy.runtimes.torch import cpu_per_core
+
+    cores = cpu_per_core()
+    if cores is None or len(cores) < 2:
+        pytest.skip("needs two physical cores and a readable CPU topology")
+    before = _thread_cpus()
+    with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2) as pinned:
+        assert pinned.info.details["worker_cpus"] == [cores[1]]
+        new = {t: cpus for t, cpus in _thread_cpus().items() if t not in before}
+        assert str(cores[1]) in new.values(), new  # ONNX Runtime applied it to the worker it started
+        out = pinned.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})
+    with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2, pin=False) as free:
+        assert free.info.details["worker_cpus"] is None
+        assert np.array_equal(free.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})["logits"], out["logits"])
+
+
 def test_static_graph_refuses_other_sizes(tmp_path: Path) -> None:
     folder = make_export(tmp_path / "static", "pvt_v2_b0-cls", dynamic=False, extra=())
     backend, manifest = load_backend(folder)

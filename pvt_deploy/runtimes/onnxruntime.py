@@ -11,6 +11,15 @@ Session choices and why:
   without spinning vs 17.2 ms with (other processes running), the detector at 640x384 no slower, and
   the 720p video pipeline at 0.93x model-only throughput instead of 0.89x. ``spin=True`` restores
   ORT's default for a machine dedicated to one model.
+* On the CPU provider each intra-op worker thread is pinned to a physical core of its own, the first
+  core left to the thread that calls ``run`` (:func:`worker_affinities`; ``pin=False`` lets them
+  float). Without spinning a worker sleeps at every operator boundary, and Linux tends to wake it on
+  the CPU of the thread that woke it: the two then share one core while the other idles, for
+  seconds at a time. On the 2-core EPYC VM, with 30-50 ms between calls as in an application or the
+  benchmark suite, the ``pvt_v2_b0`` classifier at batch 1 took 19 ms per call in most stretches
+  (12.7-13 ms at best) with floating workers and 12.4-14.8 ms pinned; its CPU INT8 graph 12.9-13.2
+  ms against 9.8-10.3 (scratch loops, three processes each). Large graphs (a detector at 640,
+  ``pvt_small-cls``) were the same either way: their long operators let the scheduler rebalance.
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
   ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
   CPU provider. The providers the session *actually* got are reported in ``info``.
@@ -49,7 +58,7 @@ from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
-__all__ = ["OnnxRuntimeBackend", "guess_precision", "ort_dtype"]
+__all__ = ["OnnxRuntimeBackend", "guess_precision", "ort_dtype", "worker_affinities"]
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +144,21 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _session_options(ort: Any, intra: int, inter: int, spin: bool) -> Any:
+def worker_affinities(threads: int) -> str | None:
+    """ONNX Runtime's ``session.intra_op_thread_affinities`` value that gives each of a session's
+    ``threads - 1`` intra-op workers a physical core of its own, leaving the first core to the thread
+    that calls ``run`` (which ONNX Runtime never pins): ``"2"`` for two threads on two cores (its CPU
+    numbers count from 1). ``None`` for one thread, more threads than cores, or an unreadable
+    topology (the workers then float, as by default)."""
+    from pvt_deploy.runtimes.torch import cpu_per_core
+
+    cpus = cpu_per_core()
+    if threads < 2 or cpus is None or len(cpus) < threads:
+        return None
+    return ";".join(str(cpu + 1) for cpu in cpus[1:threads])
+
+
+def _session_options(ort: Any, intra: int, inter: int, spin: bool, affinities: str | None = None) -> Any:
     """The settings every session of this backend shares (see the module docstring)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -144,6 +167,8 @@ def _session_options(ort: Any, intra: int, inter: int, spin: bool) -> Any:
     options.inter_op_num_threads = inter
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    if affinities:
+        options.add_session_config_entry("session.intra_op_thread_affinities", affinities)
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
     return options
 
@@ -173,7 +198,8 @@ class OnnxRuntimeBackend(Backend):
     (:mod:`pvt_deploy.runtimes.ort_session`; exact rewrites, cached beside the file); default on when
     the session runs on the CPU provider alone. ``shard``: on the CPU provider alone, split a batch
     of at least ``threads`` images across the threads (see the module docstring) when the graph's
-    outputs are batch-major.
+    outputs are batch-major. ``pin``: on the CPU provider alone, give each intra-op worker a core of
+    its own (see the module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
@@ -182,7 +208,7 @@ class OnnxRuntimeBackend(Backend):
                  optimized_model_path: str | os.PathLike[str] | None = None,
                  io_binding: bool | str = "auto", precision: str | None = None,
                  providers: Sequence[Any] | None = None, rewrite: bool | None = None,
-                 shard: bool = True) -> None:
+                 shard: bool = True, pin: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -201,11 +227,13 @@ class OnnxRuntimeBackend(Backend):
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
         cores = physical_cores()
-        options = _session_options(ort, int(threads or cores), int(inter_op_threads or cores), spin)
+        cpu_only = names == ["CPUExecutionProvider"]
+        intra = int(threads or cores)
+        affinities = worker_affinities(intra) if pin and cpu_only else None
+        options = _session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
         load_path, rewrites = self.path, None
-        cpu_only = names == ["CPUExecutionProvider"]
         if rewrite or (rewrite is None and cpu_only):
             from pvt_deploy.runtimes.ort_session import optimized_graph
 
@@ -260,6 +288,7 @@ class OnnxRuntimeBackend(Backend):
             name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),
                      "intra_op_threads": options.intra_op_num_threads, "spin": spin,
+                     "worker_cpus": [int(c) - 1 for c in affinities.split(";")] if affinities else None,
                      "io_binding": self._io_binding,
                      "graph_optimization": "all", "batch_shards": self._shards,
                      "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None})

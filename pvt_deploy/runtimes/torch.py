@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["TorchBackend", "physical_cores"]
+__all__ = ["TorchBackend", "cpu_per_core", "physical_cores"]
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,23 @@ def physical_cores() -> int:
     Linux: the distinct (package, core) pairs of the CPUs in our affinity mask, so a container
     limited to 4 CPUs of a 64-core host answers 4. Elsewhere ``os.cpu_count()``.
     """
+    cpus = cpu_per_core()
+    if cpus is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # macOS, Windows
+            return max(1, os.cpu_count() or 1)
+    return max(1, len(cpus))
+
+
+def cpu_per_core() -> list[int] | None:
+    """One logical CPU of each physical core this process may run on (the lowest-numbered), in core
+    order; ``None`` where the topology cannot be read (another OS, a sandbox without ``/sys``)."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-    cores: set[tuple[str, str]] = set()
+        return None
+    first: dict[tuple[str, str], int] = {}
     for cpu in cpus:
         base = f"/sys/devices/system/cpu/cpu{cpu}/topology"
         try:
@@ -62,9 +74,9 @@ def physical_cores() -> int:
             with open(f"{base}/core_id") as f:
                 core = f.read().strip()
         except OSError:
-            return max(1, len(cpus))
-        cores.add((package, core))
-    return max(1, len(cores) or len(cpus))
+            return None
+        first.setdefault((package, core), cpu)
+    return sorted(first.values()) or None
 
 
 def _resolve_device(device: str | None) -> torch.device:
