@@ -381,15 +381,15 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
 
 
 def ort_cpu_session(model: str | os.PathLike[str] | Any, *, level: str = "all", threads: int | None = None,
-                    spin: bool = False, spin_stop: bool = False, pin: bool = True, save_to: Path | None = None,
+                    spin: bool | str = "run", pin: bool = True, save_to: Path | None = None,
                     profile_prefix: str | None = None) -> Any:
     """An ONNX Runtime CPU session on ``model`` (a path or a ``ModelProto``) with the backend's defaults:
-    optimisation level ``level``, ``threads`` intra-op threads (default physical cores), no spinning,
-    each worker thread on a core of its own (``pin``). ``spin_stop`` (with ``spin``): the workers stop
-    spinning as soon as a run returns."""
+    optimisation level ``level``, ``threads`` intra-op threads (default physical cores), workers
+    spinning only inside a run (``spin``: ``"run"``, ``True``/``"always"`` or ``False``/``"never"``),
+    each worker on a core of its own (``pin``)."""
     import onnxruntime as ort
 
-    from pvt_deploy.runtimes.onnxruntime import worker_affinities
+    from pvt_deploy.runtimes.onnxruntime import spin_mode, worker_affinities
     from pvt_deploy.runtimes.torch import physical_cores
 
     so = ort.SessionOptions()
@@ -399,12 +399,13 @@ def ort_cpu_session(model: str | os.PathLike[str] | Any, *, level: str = "all", 
                                    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                                    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
     so.intra_op_num_threads = threads or physical_cores()
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    mode = spin_mode(spin)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if mode == "never" else "1")
+    if mode == "run":
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     affinities = worker_affinities(so.intra_op_num_threads) if pin else None
     if affinities:
         so.add_session_config_entry("session.intra_op_thread_affinities", affinities)
-    if spin_stop:
-        so.add_session_config_entry("session.force_spinning_stop", "1")
     if save_to is not None:
         so.optimized_model_filepath = str(save_to)
     if profile_prefix is not None:

@@ -7,14 +7,14 @@
 Compares, on the same input and in one process (interleaved rounds):
 
 * ``default``          — what ``OnnxRuntimeBackend`` does on CPU: level ALL, intra-op threads =
-                         physical cores, no spinning, the exact CPU rewrites (``export.optimize``),
-                         a batch of >= threads images split into one shard per thread;
+                         physical cores, each worker pinned to a core of its own, workers spinning
+                         only inside a run, the exact CPU rewrites (``export.optimize``), a batch of
+                         >= threads images split into one shard per thread;
 * ``no-shards``        — the same with the whole batch in one multi-threaded call;
 * ``no-pin``           — the same with the worker threads free to run on any core (not pinned);
 * ``no-rewrites``      — the same (unsharded) on the graph as exported;
-* ``spin``             — worker threads busy-wait between ops (ORT's own default);
-* ``spin-stop``        — the same, but they stop as soon as a run returns
-                         (``session.force_spinning_stop``): spinning only inside a run;
+* ``spin``             — worker threads busy-wait between ops and after a run (ORT's own default);
+* ``no-spin``          — they never busy-wait: every operator boundary is a sleep and a wake-up;
 * ``extended``/``basic`` — lower graph optimisation levels (no NCHWc layouts / no fusions);
 * ``threads-1``        — one intra-op thread;
 * ``transformers-opt`` — the graph after ``onnxruntime.transformers.optimizer`` (its SkipLayerNorm,
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-SETTINGS = ("default", "no-shards", "no-pin", "no-rewrites", "spin", "spin-stop", "extended", "basic", "threads-1", "transformers-opt")
+SETTINGS = ("default", "no-shards", "no-pin", "no-rewrites", "spin", "no-spin", "extended", "basic", "threads-1", "transformers-opt")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -113,8 +113,8 @@ def measure(args: argparse.Namespace, wanted: list[str], info: dict[str, Any], m
                 sessions[name] = _BackendSession(src, shard=name != "no-shards", pin=name != "no-pin")
             elif name == "no-rewrites":
                 sessions[name] = common.ort_cpu_session(src)
-            elif name in ("spin", "spin-stop"):
-                sessions[name] = common.ort_cpu_session(rewritten, spin=True, spin_stop=name == "spin-stop")
+            elif name in ("spin", "no-spin"):
+                sessions[name] = common.ort_cpu_session(rewritten, spin=name == "spin")
             elif name in ("extended", "basic"):
                 sessions[name] = common.ort_cpu_session(rewritten, level=name)
             elif name == "threads-1":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -136,6 +137,29 @@ def test_onnxruntime_pins_its_worker_thread_where_it_says(cls_export: Path) -> N
     with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2, pin=False) as free:
         assert free.info.details["worker_cpus"] is None
         assert np.array_equal(free.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})["logits"], out["logits"])
+
+
+def test_workers_spin_inside_a_run_unless_told_otherwise(cls_export: Path) -> None:
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    # (allow_spinning, force_spinning_stop) as the session got them
+    for spin, mode, entries in [(None, "run", ("1", "1")), (True, "always", ("1", "")), ("never", "never", ("0", ""))]:
+        kwargs = {} if spin is None else {"spin": spin}
+        with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", **kwargs) as backend:
+            assert backend.info.details["spin"] == mode
+            options = backend._session.get_session_options()
+
+            def entry(key: str, options: Any = options) -> str:
+                try:
+                    return str(options.get_session_config_entry(key))
+                except RuntimeError:  # not set
+                    return ""
+
+            got = (entry("session.intra_op.allow_spinning"), entry("session.force_spinning_stop"))
+            assert got == entries, (spin, got)
+    with pytest.raises(InputError, match="spin must be"):
+        OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", spin="sometimes")
 
 
 def test_static_graph_refuses_other_sizes(tmp_path: Path) -> None:

@@ -5,20 +5,24 @@ Session choices and why:
 * Graph optimisation level ALL: layout and fusion passes (LayerNorm, GELU, MatMul+Add) are where ORT
   beats PyTorch eager on CPU. The optimised graph can be saved (``optimized_model_path``) to read
   the fusions or to skip the optimisation on later loads.
-* Intra-op threads = physical cores (hyper-threads share the FPU). Worker spinning is off by default:
-  ORT's workers otherwise busy-wait between ops, stealing the cores that the pipeline's decode, draw
-  and encode threads need. Measured on the 2-core dev VM: pvt_v2_b0 classifier at 128 px 10.2 ms
-  without spinning vs 17.2 ms with (other processes running), the detector at 640x384 no slower, and
-  the 720p video pipeline at 0.93x model-only throughput instead of 0.89x. ``spin=True`` restores
-  ORT's default for a machine dedicated to one model.
+* Intra-op threads = physical cores (hyper-threads share the FPU). The workers spin between the
+  operators of a run and stop when it returns (``spin="run"``: ``session.force_spinning_stop``).
+  ORT's own default (``spin=True``) lets them spin on for ~40 ms of a core after every run, which
+  steals the cores the pipeline's decode, draw and encode threads need (the 720p video pipeline ran
+  at 0.89x model-only throughput with it, 0.93x without); never spinning (``spin=False``) makes
+  every operator boundary a sleep and a wake-up. Through this backend, separate processes, 50 ms
+  between calls, three pairs each on the 2-core EPYC VM (workers pinned as below): ``pvt_v2_b0``
+  classifier 10.5-11.9 ms spinning inside runs against 11.9-14.6 never spinning, its CPU INT8 graph
+  8.4-8.6 against 9.9-10.0, ``pvt_small-cls`` 48.0-48.8 against 51.1-52.2 and INT8 23.4-23.6 against
+  26.7-29.8; the detector at 640 the same either way.
 * On the CPU provider each intra-op worker thread is pinned to a physical core of its own, the first
   core left to the thread that calls ``run`` (:func:`worker_affinities`; ``pin=False`` lets them
-  float). Without spinning a worker sleeps at every operator boundary, and Linux tends to wake it on
-  the CPU of the thread that woke it: the two then share one core while the other idles, for
-  seconds at a time. On the 2-core EPYC VM, with 30-50 ms between calls as in an application or the
-  benchmark suite, the ``pvt_v2_b0`` classifier at batch 1 took 19 ms per call in most stretches
-  (12.7-13 ms at best) with floating workers and 12.4-14.8 ms pinned; its CPU INT8 graph 12.9-13.2
-  ms against 9.8-10.3 (scratch loops, three processes each). Large graphs (a detector at 640,
+  float). A worker that sleeps between operators tends to be woken by Linux on the CPU of the thread
+  that woke it: the two then share one core while the other idles, for seconds at a time. On the
+  2-core EPYC VM, with 30-50 ms between calls as in an application or the benchmark suite and no
+  spinning, the ``pvt_v2_b0`` classifier at batch 1 took 19 ms per call in most stretches (12.7-13
+  ms at best) with floating workers and 12.4-14.8 ms pinned; its CPU INT8 graph 12.9-13.2 ms against
+  9.8-10.3 (scratch loops, three processes each). Large graphs (a detector at 640,
   ``pvt_small-cls``) were the same either way: their long operators let the scheduler rebalance.
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
   ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
@@ -58,7 +62,7 @@ from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
-__all__ = ["OnnxRuntimeBackend", "guess_precision", "ort_dtype", "worker_affinities"]
+__all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "guess_precision", "ort_dtype", "spin_mode", "worker_affinities"]
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +162,31 @@ def worker_affinities(threads: int) -> str | None:
     return ";".join(str(cpu + 1) for cpu in cpus[1:threads])
 
 
-def _session_options(ort: Any, intra: int, inter: int, spin: bool, affinities: str | None = None) -> Any:
-    """The settings every session of this backend shares (see the module docstring)."""
+#: ``spin`` settings: workers busy-wait between operators and after runs (ONNX Runtime's default),
+#: only inside a run, or never (see the module docstring).
+SPIN_MODES = {True: "always", "always": "always", "run": "run", False: "never", "never": "never"}
+
+
+def spin_mode(spin: bool | str) -> str:
+    """``"always"``, ``"run"`` or ``"never"`` for a ``spin`` setting; anything else is an InputError."""
+    mode = SPIN_MODES.get(spin.lower() if isinstance(spin, str) else spin)
+    if mode is None:
+        raise InputError(f"spin must be True, False, 'always', 'run' or 'never', not {spin!r}")
+    return mode
+
+
+def _session_options(ort: Any, intra: int, inter: int, spin: str, affinities: str | None = None) -> Any:
+    """The settings every session of this backend shares (see the module docstring); ``spin`` is one
+    of the :data:`SPIN_MODES` values."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = intra
     options.inter_op_num_threads = inter
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == "never" else "1")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin == "always" else "0")
+    if spin == "run":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     if affinities:
         options.add_session_config_entry("session.intra_op_thread_affinities", affinities)
     options.log_severity_level = 3  # warnings about unused initializers etc. are noise to users
@@ -191,7 +211,8 @@ class OnnxRuntimeBackend(Backend):
 
     ``device``: ``auto`` (TensorRT EP > CUDA EP > CPU from what is installed), ``cpu``, ``cuda[:N]`` or
     ``tensorrt[:N]``. ``threads``: intra-op threads (default physical cores); ``spin``: let idle
-    workers busy-wait (see the module docstring). ``fp16`` lets the
+    workers busy-wait inside a run (``"run"``, the default), also after it (``True``) or never
+    (``False``; see the module docstring). ``fp16`` lets the
     TensorRT EP pick FP16 kernels for an FP32 graph. ``cache_dir`` keeps TensorRT EP engines between
     sessions. ``precision`` is what the file holds (read from the manifest by the loader; guessed
     from the file name otherwise). ``rewrite``: load the CPU-optimised copy of the graph
@@ -203,7 +224,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
-                 inter_op_threads: int | None = None, spin: bool = False, fp16: bool = False,
+                 inter_op_threads: int | None = None, spin: bool | str = "run", fp16: bool = False,
                  cache_dir: str | os.PathLike[str] | None = None,
                  optimized_model_path: str | os.PathLike[str] | None = None,
                  io_binding: bool | str = "auto", precision: str | None = None,
@@ -230,6 +251,7 @@ class OnnxRuntimeBackend(Backend):
         cpu_only = names == ["CPUExecutionProvider"]
         intra = int(threads or cores)
         affinities = worker_affinities(intra) if pin and cpu_only else None
+        spin = spin_mode(spin)
         options = _session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
