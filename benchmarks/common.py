@@ -386,26 +386,19 @@ def ort_cpu_session(model: str | os.PathLike[str] | Any, *, level: str = "all", 
     """An ONNX Runtime CPU session on ``model`` (a path or a ``ModelProto``) with the backend's defaults:
     optimisation level ``level``, ``threads`` intra-op threads (default physical cores), workers
     spinning only inside a run (``spin``: ``"run"``, ``True``/``"always"`` or ``False``/``"never"``),
-    each worker on a core of its own (``pin``)."""
+    each worker on a core of its own (``pin``): the backend's own ``session_options``."""
     import onnxruntime as ort
 
-    from pvt_deploy.runtimes.onnxruntime import spin_mode, worker_affinities
+    from pvt_deploy.runtimes.onnxruntime import session_options, spin_mode, worker_affinities
     from pvt_deploy.runtimes.torch import physical_cores
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    cores = physical_cores()
+    intra = threads or cores
+    so = session_options(ort, intra, cores, spin_mode(spin), worker_affinities(intra) if pin else None)
     so.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                                    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                                    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
-    so.intra_op_num_threads = threads or physical_cores()
-    mode = spin_mode(spin)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if mode == "never" else "1")
-    if mode == "run":
-        so.add_session_config_entry("session.force_spinning_stop", "1")
-    affinities = worker_affinities(so.intra_op_num_threads) if pin else None
-    if affinities:
-        so.add_session_config_entry("session.intra_op_thread_affinities", affinities)
     if save_to is not None:
         so.optimized_model_filepath = str(save_to)
     if profile_prefix is not None:

@@ -62,7 +62,8 @@ from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
-__all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "guess_precision", "ort_dtype", "spin_mode", "worker_affinities"]
+__all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "guess_precision", "ort_dtype", "session_options", "spin_mode",
+           "worker_affinities"]
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def spin_mode(spin: bool | str) -> str:
     return mode
 
 
-def _session_options(ort: Any, intra: int, inter: int, spin: str, affinities: str | None = None) -> Any:
+def session_options(ort: Any, intra: int, inter: int, spin: str, affinities: str | None = None) -> Any:
     """The settings every session of this backend shares (see the module docstring); ``spin`` is one
     of the :data:`SPIN_MODES` values."""
     options = ort.SessionOptions()
@@ -252,7 +253,7 @@ class OnnxRuntimeBackend(Backend):
         intra = int(threads or cores)
         affinities = worker_affinities(intra) if pin and cpu_only else None
         spin = spin_mode(spin)
-        options = _session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
+        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
         load_path, rewrites = self.path, None
@@ -378,7 +379,7 @@ class OnnxRuntimeBackend(Backend):
                 path, providers, spin = self._load
                 try:
                     self._shard_session = self._ort.InferenceSession(
-                        path, sess_options=_session_options(self._ort, 1, 1, spin), providers=providers)
+                        path, sess_options=session_options(self._ort, 1, 1, spin), providers=providers)
                 except Exception as e:  # noqa: BLE001 - e.g. out of memory: run batches whole instead
                     log.warning("%s: batches run unsharded (%s)", self.path.name, _one_line(e))
                     self._shards = 1
