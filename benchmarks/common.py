@@ -670,6 +670,26 @@ def parse_int_pairs(parser: argparse.ArgumentParser, option: str, text: str, *, 
     return pairs
 
 
+def add_model_options(parser: argparse.ArgumentParser, *, model: str, batch: int) -> None:
+    """The options of the one-model tuning scripts: ``--model`` (a zoo name, synthetic weights),
+    ``--imgsz`` (default: the zoo size), ``--batch`` and ``--work`` (the export cache); read them back
+    with :func:`model_and_size`."""
+    parser.add_argument("--model", default=model, help="zoo name; synthetic weights")
+    parser.add_argument("--imgsz", type=imgsz_arg, default=None,
+                        help="default: the zoo size (640 detectors, 224 classifiers)")
+    parser.add_argument("--batch", type=int_at_least(1), default=batch)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache of weights and exports")
+
+
+def model_and_size(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Any, int]:
+    """Check the options :func:`add_model_options` added (parser errors, exit 2), set warnings-only
+    logging, and return the zoo entry and the input side."""
+    check_work(parser, args.work)
+    entry = check_models(parser, "--model", [args.model])[args.model]
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    return entry, int(args.imgsz or entry.imgsz[0])
+
+
 def check_models(parser: argparse.ArgumentParser, option: str, names: Sequence[str]) -> dict[str, Any]:
     """Zoo entries of ``names`` (``pvt_v2_b0``, ``pvt_small-cls`` ...); an unknown name is a parser error
     with the zoo's own "did you mean". Loads PyTorch (the zoo module does), so call it after the cheap

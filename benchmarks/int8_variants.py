@@ -42,7 +42,6 @@ cosine). Prints a table and writes ``--json``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 import time
@@ -139,20 +138,15 @@ def ort_runner(path: Path, threads: int | None, *,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--model", default="pvt_v2_b0")
-    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None, help="default: 640 detectors, 224 classifiers")
-    ap.add_argument("--batch", type=common.int_at_least(1), default=1)
+    common.add_model_options(ap, model="pvt_v2_b0", batch=1)
     ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
     ap.add_argument("--flavours", default=",".join(FLAVOURS), help=f"comma-separated subset of {', '.join(FLAVOURS)}")
     ap.add_argument("--threads", type=common.int_at_least(1), default=None)
-    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     flavours = common.parse_choices(ap, "--flavours", args.flavours, FLAVOURS)
     common.check_output_file(ap, "--json", args.json)
-    common.check_work(ap, args.work)
-    entry = common.check_models(ap, "--model", [args.model])[args.model]
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    entry, size = common.model_and_size(ap, args)
 
     from pvt_deploy.export.calibration import make_batches
     from pvt_deploy.export.precision import prepare_for_quantization
@@ -162,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     from pvt_deploy.tasks.pipeline import Predictor
     from pvt_deploy.tasks.preprocess import Preprocessor
 
-    size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
     # export and no-amx copy the export's own model.int8.onnx

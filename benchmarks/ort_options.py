@@ -68,26 +68,20 @@ class _BackendSession:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--model", default="pvt_v2_b0-cls")
-    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None, help="default: the zoo size")
-    ap.add_argument("--batch", type=common.int_at_least(1), default=8)
+    common.add_model_options(ap, model="pvt_v2_b0-cls", batch=8)
     ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
     ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,
                     help="graph of the export to time (model.int8.onnx: the CPU INT8; model.fp16.onnx: FP16); "
                          "the benchmark's cached export is extended with the file when it lacks it")
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated subset of {', '.join(SETTINGS)}")
-    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     wanted = common.parse_choices(ap, "--settings", args.settings, SETTINGS)
     common.check_output_file(ap, "--json", args.json)
-    common.check_work(ap, args.work)
-    entry = common.check_models(ap, "--model", [args.model])[args.model]
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    _, size = common.model_and_size(ap, args)
 
     from pvt_deploy.runtimes.ort_session import optimized_graph
 
-    size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
     src, manifest = common.artifact_graph(args.model, args.work, args.file, imgsz=size)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 import tempfile
@@ -120,27 +119,20 @@ def _int8_gemm_rates(threads: int) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--model", default="pvt_small-cls")
-    ap.add_argument("--imgsz", type=common.imgsz_arg, default=None,
-                    help="default: the zoo size (640 detectors, 224 classifiers)")
-    ap.add_argument("--batch", type=common.int_at_least(1), default=8)
+    common.add_model_options(ap, model="pvt_small-cls", batch=8)
     ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,
                     help="graph of the export to profile (the benchmark's cached export is extended with it)")
     ap.add_argument("--runs", type=common.int_at_least(1), default=10)
     ap.add_argument("--threads", type=common.int_at_least(1), default=None)
     ap.add_argument("--top", type=common.int_at_least(1), default=12, help="operator types to list")
-    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--roof", action="store_true", help="also measure reference SGEMM/conv rates first")
     args = ap.parse_args(argv)
-    common.check_work(ap, args.work)
-    entry = common.check_models(ap, "--model", [args.model])[args.model]
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    _, size = common.model_and_size(ap, args)
 
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
     from pvt_deploy.runtimes.ort_session import optimized_graph
     from pvt_deploy.tasks.pipeline import Predictor
 
-    size = args.imgsz or entry.imgsz[0]
     info = common.machine()
     print(common.header_lines(info))
     path, manifest = common.artifact_graph(args.model, args.work, args.file, imgsz=size)
