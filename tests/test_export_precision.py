@@ -155,3 +155,47 @@ def test_fp16_merges_the_repeated_casts_older_onnxruntime_writes() -> None:
     clash = onnx.ModelProto.FromString(half.SerializeToString())
     clash.graph.node.append(helper.make_node("Cast", ["x"], [casts[0].output[0]], to=TensorProto.FLOAT, name="clash"))
     assert _merge_duplicate_casts(clash) == 0
+
+
+def test_fp16_normalises_the_input_in_float32() -> None:
+    """The input normalisation runs in float32 and the pixels reach it unrounded: in float16 a pixel
+    equal to the mean normalised to rounding noise instead of 0, and a LayerNorm over the patch
+    tokens of such an area (a letterbox border, a wall) scaled that noise up to O(1) — found as a
+    failed FP16 parity gate of ``pvt_v2_b0-features``, whose random conv biases are 0."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from pvt_deploy.export.precision import convert_fp16
+
+    rng = np.random.default_rng(0)
+    mean = np.array([123.675, 116.28, 103.53], np.float32).reshape(1, 3, 1, 1)
+    inits = [numpy_helper.from_array(mean, "mean"),
+             numpy_helper.from_array((1 / np.array([58.395, 57.12, 57.375], np.float32)).reshape(1, 3, 1, 1), "inv_std"),
+             numpy_helper.from_array(rng.standard_normal((16, 3, 4, 4)).astype(np.float32) * 0.1, "w"),
+             numpy_helper.from_array(np.zeros(16, np.float32), "b"),
+             numpy_helper.from_array(np.ones(16, np.float32), "gamma"),
+             numpy_helper.from_array(np.zeros(16, np.float32), "beta"),
+             numpy_helper.from_array(np.array([1, 16, -1], np.int64), "shape"),
+             numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "fc")]
+    nodes = [helper.make_node("Sub", ["images", "mean"], ["centred"]),
+             helper.make_node("Mul", ["centred", "inv_std"], ["normed"]),
+             helper.make_node("Conv", ["normed", "w", "b"], ["patches"], strides=[4, 4]),
+             helper.make_node("Reshape", ["patches", "shape"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["tokens"], perm=[0, 2, 1]),
+             helper.make_node("LayerNormalization", ["tokens", "gamma", "beta"], ["ln"], axis=-1, epsilon=1e-6),
+             helper.make_node("MatMul", ["ln", "fc"], ["out"])]
+    graph = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    fp32.ir_version = 8
+    half, record = convert_fp16(fp32)
+    onnx.checker.check_model(half)
+    assert record["fp32_head_nodes"] == 2  # Sub and Mul
+    x = np.broadcast_to(mean, (1, 3, 16, 16)).copy()  # every pixel the mean colour, as float32 gives it
+    x[..., :8, :] = rng.uniform(0, 255, (1, 3, 8, 16))  # and a textured half
+    run = {name: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+           for name, m in (("fp32", fp32), ("fp16", half))}
+    flat = run["fp32"][0, 8:]  # tokens of the uniform half: LayerNorm of a zero vector is beta (0)
+    assert np.abs(flat).max() == 0
+    assert np.abs(run["fp16"][0, 8:]).max() < 1e-3
+    assert np.abs(run["fp16"] - run["fp32"]).max() < 0.05 * np.abs(run["fp32"]).max()

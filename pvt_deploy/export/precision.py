@@ -5,8 +5,9 @@ FP16 (``model.fp16.onnx``): weights and activations in float16 except where floa
 (token averaging of the v2 classifier sums thousands of values), ONNX Runtime's default block list
 (TopK, Range, Min/Max, NMS...), and the whole *tail* of the graph — every node after the last
 Conv/MatMul/Gemm, i.e. RetinaNet's sigmoid/top-k/box decoding (``exp`` of deltas, pixel coordinates
-above 2048 where float16 steps by 2) and segmentation's resize/argmax. Inputs and outputs stay
-float32 so every runtime feeds and reads the graph the same way.
+above 2048 where float16 steps by 2) and segmentation's resize/argmax — and the *head*, every node
+before the first Conv/MatMul/Gemm, i.e. the input normalisation (:func:`head_nodes`). Inputs and
+outputs stay float32 so every runtime feeds and reads the graph the same way.
 
 INT8: Q/DQ graphs calibrated on images preprocessed exactly as at inference
 (:mod:`pvt_deploy.export.calibration`; one MinMax pass over the float export serves every static
@@ -173,6 +174,59 @@ def _merge_duplicate_casts(model: onnx.ModelProto) -> int:
     return dropped
 
 
+def head_nodes(model: onnx.ModelProto, heavy: Sequence[str] = HEAVY_OPS) -> list[str]:
+    """Names of the nodes that compute from the graph's inputs and constants alone, before any
+    Conv/MatMul/Gemm: the input normalisation (``(x - mean) / std`` on 0..255 pixels) and shape
+    arithmetic.
+
+    In float16 a pixel near 124 steps by 1/16, so the normalised value of a pixel equal to the mean
+    is rounding noise instead of 0; a token that is exactly constant in float32 (a uniform area of
+    that colour) then stops being constant, and the LayerNorm after the patch embedding scales that
+    noise up to O(1). Kept in float32, the first float16 tensor is the normalised image.
+    """
+    computed = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    names = []
+    for n in model.graph.node:  # topological order: a producer comes before its consumers
+        if n.op_type in heavy or not all(x in computed for x in n.input if x):
+            continue
+        computed.update(n.output)
+        names.append(n.name)
+    return names
+
+
+def _skip_round_trips(model: onnx.ModelProto) -> int:
+    """Turn each ``Cast(to float32)`` of a ``Cast(to float16)`` of a float32 tensor into an
+    ``Identity`` of that tensor (the float16 Cast goes if nothing else reads it); return how many.
+
+    The converter casts every tensor that passes between two kept-float32 nodes to float16 and
+    back, which rounds it to float16 anyway: the graph input on its way to the normalisation, each
+    intermediate of the tail. Reading the float32 tensor directly is what keeping them was for.
+    """
+    import onnx
+
+    float32 = {v.name for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]
+               if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    float32 |= {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+
+    def cast_to(node: onnx.NodeProto) -> int:
+        return next((a.i for a in node.attribute if a.name == "to"), -1)
+
+    to_half = {n.output[0]: n.input[0] for n in model.graph.node
+               if n.op_type == "Cast" and cast_to(n) == onnx.TensorProto.FLOAT16 and n.input[0] in float32}
+    skipped = 0
+    for n in model.graph.node:
+        if n.op_type == "Cast" and cast_to(n) == onnx.TensorProto.FLOAT and n.input[0] in to_half:
+            source = to_half[n.input[0]]
+            n.op_type = "Identity"
+            del n.input[:]
+            n.input.append(source)
+            del n.attribute[:]
+            skipped += 1
+    if skipped:
+        drop_dead_nodes(model)
+    return skipped
+
+
 def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
                  keep_fp32_ops: Sequence[str] = FP16_KEEP_FP32_OPS, keep_tail: bool = True
                  ) -> tuple[onnx.ModelProto, dict[str, Any]]:
@@ -185,6 +239,7 @@ def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
 
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never touch the caller's graph
     _name_nodes(model)
+    head = head_nodes(model)
     tail = tail_nodes(model) if keep_tail else []
     ops = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_fp32_ops))
     chatty = logging.getLogger(float16.__name__)  # logs every shared initializer at INFO
@@ -192,16 +247,17 @@ def convert_fp16(model: onnx.ModelProto, *, keep_io_types: bool = True,
     chatty.setLevel(logging.WARNING)
     try:
         converted = float16.convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=ops,
-                                                     node_block_list=tail)
+                                                     node_block_list=head + tail)
     finally:
         chatty.setLevel(level)
     merged = _merge_duplicate_casts(converted)
     if merged:
         log.debug("fp16: merged %d duplicate Cast nodes (onnxruntime <= 1.30's converter)", merged)
+    skipped = _skip_round_trips(converted)
     toposort(converted)
     present = {n.op_type for n in model.graph.node}
     record = {"keep_io_types": bool(keep_io_types), "fp32_ops": [op for op in ops if op in present],
-              "fp32_tail_nodes": len(tail)}
+              "fp32_head_nodes": len(head), "fp32_tail_nodes": len(tail), "fp16_round_trips_skipped": skipped}
     return converted, record
 
 
