@@ -18,7 +18,7 @@ from pvt_deploy.export.parity import (
     compare_outputs,
     numeric_errors,
 )
-from pvt_deploy.manifest import read_manifest
+from pvt_deploy.manifest import read_manifest, verify_file
 from pvt_deploy.tasks.postprocess import Detections
 from pvt_deploy.tasks.preprocess import Letterbox
 
@@ -85,6 +85,11 @@ def test_gate_fails_with_one_clear_line_and_keeps_marked_files(cls_artifact, tmp
     m = read_manifest(folder)  # written anyway, with the failure recorded
     assert (folder / "model.fp16.onnx").is_file() and not m["parity"]["model.fp16.onnx"]["passed"]
     assert m["parity"]["model.fp16.onnx"]["failures"]
+    # asked again, a variant that failed its gate is made and gated again, not passed over as present
+    export_onnx(folder, half=True)
+    m = read_manifest(folder)
+    assert m["parity"]["model.fp16.onnx"]["passed"] and not m["parity"]["model.fp16.onnx"]["failures"]
+    verify_file(folder, m, "model.fp16.onnx")
 
 
 def test_fresh_export_gate(tmp_path: Path) -> None:

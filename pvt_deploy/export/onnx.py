@@ -1020,7 +1020,9 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx``.
 
     The parity reference is then the FP32 graph in ONNX Runtime (the PyTorch model is not rebuilt).
-    Variants already listed in the manifest with a matching sha256 are kept.
+    Variants already listed in the manifest with a matching sha256 are kept, unless their parity gate
+    failed (a file kept with ``--allow-parity-failure`` or marked failed): those are made and gated
+    again.
     """
     import onnx
 
@@ -1036,6 +1038,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
 
     def present(name: str) -> bool:
         if name not in manifest.get("files", {}) or not (folder / name).is_file():
+            return False
+        if manifest.get("parity", {}).get(name, {}).get("passed") is False:
             return False
         try:
             verify_file(folder, manifest, name)

@@ -479,8 +479,8 @@ def raise_on_failure(result: ParityResult) -> None:
     why = "; ".join(result.reports[first]["failures"][:3])
     more = f" (and {len(result.failed) - 1} more file(s))" if len(result.failed) > 1 else ""
     raise ParityError(f"{first} disagrees with {result.reports[first]['reference']}: {why}{more}",
-                      hint="see parity in manifest.json; --parity-tolerance to loosen, --allow-parity-failure "
-                           "to keep the files")
+                      hint="the parity lines above give every figure; --parity-tolerance to loosen, "
+                           "--allow-parity-failure to keep the files")
 
 
 def json_safe(obj: Any) -> Any:
