@@ -134,6 +134,28 @@ def test_wrong_variant_lists_missing_unexpected_and_counts(seeded, tmp_path: Pat
     assert re.search(r"\d+ unexpected \[", msg) and "mis-shaped" in msg
 
 
+def test_zoo_name_with_weights_of_another_variant_names_the_file_and_the_variant(
+        seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--model pvt_v2_b0-cls --weights tiny.pth``: the file is read before the model is built, and
+    the mismatch said "state dict" and left the user to guess what the file holds."""
+    from pvt_deploy.export.onnx import _load
+
+    path = tmp_path / "tiny.pth"
+    torch.save(seeded["pvt_tiny-classify"].state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        create_model("pvt_v2_b0-cls", weights=path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path} (classifier layout) does not fit pvt_v2_b0-cls")
+    assert "its tensors are those of pvt_tiny-cls" in msg and "--model pvt_tiny-cls" in msg
+    # the export records the file's absolute path, so the PyTorch backend finds it from any folder
+    monkeypatch.chdir(tmp_path)
+    loaded = _load("pvt_tiny-cls", task=None, weights="tiny.pth", trust=False, nms="host", seg_output="logits")
+    assert loaded.weights["source"] == str(path.resolve()) and not loaded.weights["random_init"]
+    assert "seed" not in loaded.weights
+    fresh = _load("pvt_tiny-cls", task=None, weights=None, trust=False, nms="host", seg_output="logits")
+    assert fresh.weights["random_init"] and fresh.weights["seed"] == 0
+
+
 def test_arbitrary_pickle_is_refused_unless_trusted(seeded, tmp_path: Path) -> None:
     path = tmp_path / "pickled.pth"
     torch.save({"model": seeded["pvt_v2_b0-classify"].state_dict(), "args": Path("/some/where")}, path)

@@ -396,15 +396,17 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     classes = list(entry.classes)
     if mtask != "features" and n_classes and len(classes) != n_classes:
         classes = [f"class{i}" for i in range(n_classes)]
-    source = None
+    source = None  # absolute, so that the PyTorch backend finds the file from any folder
     if isinstance(weights, (str, os.PathLike)):
-        source = str(weights)
+        source = str(Path(weights).resolve())
     elif not isinstance(model, nn.Module) and Path(str(model)).is_file():
-        source = str(model)
+        source = str(Path(str(model)).resolve())
     random_init = bool(getattr(core, "random_init", weights is None and source is None))
     report = getattr(core, "load_report", None)
     record: dict[str, Any] = {"source": source, "sha256": sha256_file(source) if source else None,
                               "random_init": random_init}
+    if random_init and not isinstance(model, nn.Module):
+        record["seed"] = RANDOM_INIT_SEED  # create_model(name, seed=...) rebuilds these weights
     if report is not None:
         record["load_report"] = report.summary()
         if report.random:

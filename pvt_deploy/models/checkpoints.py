@@ -160,8 +160,9 @@ def _fit_to_model(sd: dict[str, torch.Tensor], model: nn.Module, layout: str) ->
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str, torch.Tensor], *,
-                 trust: bool = False) -> LoadReport:
+                 trust: bool = False, where: str | None = None) -> LoadReport:
     """Load ``source`` (a path or an in-memory state dict) into ``model``; see the module docstring.
+    ``where`` names an in-memory state dict in messages (the file it was read from).
 
     Raises :class:`CheckpointError` listing missing, unexpected and mis-shaped keys when the
     checkpoint does not fit. Keys the checkpoint legitimately lacks (a detector's neck/head when
@@ -171,8 +172,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
         sd = read_checkpoint(source, trust=trust)
         where = str(source)
     else:
-        sd = unwrap_state_dict(source, "state dict")
-        where = "state dict"
+        where = where or "state dict"
+        sd = unwrap_state_dict(source, where)
     sd, layout = to_official_names(sd)
     sd, ignored = _fit_to_model(sd, model, layout)
 

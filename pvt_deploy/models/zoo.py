@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from pvt_deploy.data import class_names
-from pvt_deploy.errors import ModelNotFoundError
+from pvt_deploy.errors import CheckpointError, ModelNotFoundError
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
 from pvt_deploy.models.retinanet import RetinaNet
@@ -151,19 +151,22 @@ def create_model(name: str, *, task: str | None = None,
     torch's global generator.
     """
     state = None
+    where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
+    ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
     if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
         state = read_checkpoint(name, trust=trust)
         backbone, ckpt_task, ckpt_classes = infer_architecture(state)
         entry = resolve_name(backbone, task or ckpt_task or "detect")
         if num_classes is None and entry.task == ckpt_task:
             num_classes = ckpt_classes
-        weights = state
+        weights, where = state, name
     else:
         entry = resolve_name(name, task)
         if weights is not None and num_classes is None:
             sd = read_checkpoint(weights, trust=trust) if isinstance(weights, (str, os.PathLike)) else weights
             try:
-                _, ckpt_task, ckpt_classes = infer_architecture(sd)
+                ckpt_backbone, ckpt_task, ckpt_classes = infer_architecture(sd)
+                ckpt_entry = resolve_name(ckpt_backbone, ckpt_task or entry.task)
             except Exception:  # noqa: BLE001 - load_weights reports the real mismatch
                 ckpt_task, ckpt_classes = None, None
             if ckpt_task == entry.task:
@@ -180,7 +183,13 @@ def create_model(name: str, *, task: str | None = None,
                     entry.name)
         model.random_init = True  # type: ignore[assignment]
     else:
-        model.load_report = load_weights(model, weights, trust=trust)  # type: ignore[assignment]
+        try:
+            model.load_report = load_weights(model, weights, trust=trust, where=where)  # type: ignore[assignment]
+        except CheckpointError as e:
+            if ckpt_entry is None or ckpt_entry.backbone == entry.backbone:
+                raise
+            raise CheckpointError(f"{e} (its tensors are those of {ckpt_entry.name})",
+                                  hint=f"--model {ckpt_entry.name}") from e
         model.random_init = False  # type: ignore[assignment]
     return model
 
