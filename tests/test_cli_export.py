@@ -77,6 +77,7 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
 @pytest.mark.parametrize("argv, code, text", [
     (["--model", "pvt_nonexistent"], 2, "unknown model 'pvt_nonexistent'"),
     (["--model", "pvt_v2_b0-cls", "--imgsz", "big"], 2, "--imgsz 'big'"),
+    (["--model", "pvt_v2_b0-cls", "--imgsz", "224x"], 2, "'224x': a number is missing"),
     (["--model", "pvt_v2_b0-cls", "--int8", "--calib", "/nonexistent/calib"], 2, "calibration folder"),
     (["--model", "pvt_v2_b0-cls", "--opset", "13"], 2, "opset >= 17"),
     (["--model", "pvt_v2_b0-cls", "--nms", "graph"], 2, "--nms graph is for detection models"),
@@ -99,6 +100,25 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypa
     assert rc == code, err
     assert len(lines) == 1 and text in lines[0], err
     assert "Traceback" not in err
+
+
+def test_help_shows_flags_as_flags() -> None:
+    """An on/off flag shows no ``<bool>`` type (``--half true`` is an error, not a way to write it),
+    and a flag that is off by default has no ``--no-`` twin to read past."""
+    import os
+    import subprocess
+
+    script = ("import sys\nfrom pvt_deploy.cli import main\n"
+              "for cmd in ('export', 'infer'):\n"
+              "    sys.argv = ['pvt-deploy', cmd, '--help']\n"
+              "    try:\n        main()\n    except SystemExit:\n        pass\n")
+    env = {**os.environ, "COLUMNS": "120", "TERMINAL_WIDTH": "120"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert out.count("Usage: pvt-deploy") == 2
+    assert "<bool>" not in out and "<int>" in out and "--half" in out
+    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible"):
+        assert twin not in out
+    assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
 
 
 def test_cli_unwritable_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -48,8 +48,27 @@ def _fold_option_names() -> None:
 
         folded.folds = True  # type: ignore[attr-defined]
         setattr(rich_utils, name, folded)
+    _no_type_for_flags()
 
 
+def _no_type_for_flags() -> None:
+    """Typer 0.2x prints a type after every option, ``<bool>`` after an on/off flag too, which reads
+    as if ``--half true`` were the way to write it (it is an error). A flag shows no type."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "skips_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, *args: object, **kwargs: object) -> str | None:
+        if getattr(self, "is_flag", False) and getattr(self, "metavar", None) is None:
+            return None
+        return original(self, *args, **kwargs)  # type: ignore[no-any-return]
+
+    display_type_rich.skips_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 def _print_version(value: bool) -> None:

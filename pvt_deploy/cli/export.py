@@ -162,7 +162,7 @@ def export(
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
                                                  "mmseg, timm names). Without it the model is RANDOM.",
                                                  show_default=False)] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(help="Allow checkpoints that need full unpickling (runs code "
+    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine) or triton (model "
                                         "repository).")] = "onnx",
@@ -211,7 +211,7 @@ def export(
     parity_tolerance: Annotated[float | None, typer.Option(help="Scale the default tolerances (0.1 = 10x "
                                                            "stricter, 2 = twice as loose).", show_default=False,
                                                            rich_help_panel=PARITY_PANEL)] = None,
-    allow_parity_failure: Annotated[bool, typer.Option(help="Keep going (exit 0) when parity fails; the manifest "
+    allow_parity_failure: Annotated[bool, typer.Option("--allow-parity-failure", help="Keep going (exit 0) when parity fails; the manifest "
                                                        "marks the file failed. Off by default.", show_default=False,
                                                        rich_help_panel=PARITY_PANEL)] = False,
     images: Annotated[Path | None, typer.Option(help="Folder of parity images (default: --calib or the bundled "
@@ -221,10 +221,10 @@ def export(
                                                     rich_help_panel=TRT_PANEL)] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read and updated).",
                                                       show_default=False, rich_help_panel=TRT_PANEL)] = None,
-    version_compatible: Annotated[bool, typer.Option(help="Engine loadable by later TensorRT versions. "
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Engine loadable by later TensorRT versions. "
                                                      "Off by default.", show_default=False,
                                                      rich_help_panel=TRT_PANEL)] = False,
-    hardware_compatible: Annotated[bool, typer.Option(help="Engine loadable on any Ampere+ GPU. Off by "
+    hardware_compatible: Annotated[bool, typer.Option("--hardware-compatible", help="Engine loadable on any Ampere+ GPU. Off by "
                                                       "default.", show_default=False,
                                                       rich_help_panel=TRT_PANEL)] = False,
     min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW.", show_default=False,

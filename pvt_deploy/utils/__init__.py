@@ -37,7 +37,7 @@ def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -
     from pvt_deploy.errors import InputError
 
     def refuse(why: str) -> InputError:
-        return InputError(f"{what} {value!r}: {why} (expected H or H,W, e.g. 640 or 480,640)")
+        return InputError(f"{what} {value!r}: {why} (expected H, H,W or HxW, e.g. 640 or 480x640)")
 
     if value is None:
         return None
@@ -45,7 +45,9 @@ def size_pair(value: int | str | Sequence[int] | None, *, what: str = "imgsz") -
         text = value.strip()
         if not text:
             return None
-        parts = [p for p in re.split(r"[\s,x*×]+", text.lower()) if p]
+        parts = re.split(r"\s*[,x*×]\s*|\s+", text.lower())
+        if "" in parts:  # "224x", ",640", "480,,640": a side is missing, not a square
+            raise refuse("a number is missing")
         try:
             values = [int(p) for p in parts]
         except ValueError:
