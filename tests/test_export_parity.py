@@ -121,3 +121,21 @@ def test_tables_do_not_show_agreement_that_compared_nothing() -> None:
     failures = check_tolerance({"outputs": {"logits": {"cosine": 0.999999, "max_rel": 0.0}}},
                                Tolerance(min_cosine=0.9999998, max_rel=1e-3, min_agreement=0.99))
     assert failures == ["logits: cosine 0.99999900 < 0.9999998"]
+
+
+def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Argmax class maps (or post-NMS detections) of random weights: no float output to measure and an
+    agreement that is not gated, so the gate passes the file without checking it — and says so
+    instead of printing ``ok``."""
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.export.parity import parity_status
+
+    export_onnx("pvt_v2_b0-seg", tmp_path / "argmax", imgsz=64, seg_output="argmax")
+    report = read_manifest(tmp_path / "argmax")["parity"]["model.onnx"]
+    assert report["passed"] and not report["checked"] and not report["outputs"]
+    assert parity_status(report) == "unchecked"
+    assert "parity could not check model.onnx" in caplog.text and "--seg-output logits" in caplog.text
+    # logits are compared number by number: checked, random weights or not
+    logits = read_manifest(cls_artifact.folder)["parity"]["model.onnx"]
+    assert logits["checked"] and parity_status(logits) == "ok"

@@ -116,7 +116,7 @@ def summary_table(folder: Path) -> Any:
     from rich import box
     from rich.table import Table
 
-    from pvt_deploy.export.parity import agreement_text
+    from pvt_deploy.export.parity import agreement_text, parity_status
     from pvt_deploy.manifest import read_manifest
 
     m = read_manifest(folder)
@@ -142,7 +142,7 @@ def summary_table(folder: Path) -> Any:
             if agr[0].isdigit() and not p.get("agreement_gated", True):
                 agr, ungated = agr + "*", True
             lat = f"{p.get('latency_s', 0):.3f}"
-            status = "[green]ok[/]" if p.get("passed") else "[red]FAILED[/]"
+            status = {"ok": "[green]ok[/]", "FAILED": "[red]FAILED[/]"}.get(parity_status(p), "[yellow]unchecked[/]")
         flavour = f"/{entry['flavour']}" if entry.get("flavour") else ""
         table.add_row(name, f"{entry.get('precision', '?')}{flavour}", f"{entry.get('bytes', 0) / 1e6:.1f}",
                       status, cos, rel, agr, lat)

@@ -701,7 +701,7 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
 def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_name: str, folder: Path,
             files: Mapping[str, Mapping[str, Any]], batches: list[Batch], *, task: str, post: Mapping[str, Any],
             tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps) -> dict[str, Any]:
-    from pvt_deploy.export.parity import ParityCandidate, json_safe, run_parity
+    from pvt_deploy.export.parity import ParityCandidate, json_safe, parity_status, run_parity
 
     with steps.phase("parity", len(batches) * (1 + len(files))):
         # the sessions load the backend's graphs, built here on a first export (counted as parity)
@@ -713,8 +713,14 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
         agreement = report.get("agreement")
         worst = min((s["cosine"] for s in report["outputs"].values() if "cosine" in s), default=None)
         log.info("parity %-20s %s  cosine>=%s  agreement %s  %.3fs/batch", name,
-                 "ok" if report["passed"] else "FAILED", f"{worst:.6f}" if worst is not None else "n/a",
+                 parity_status(report), f"{worst:.6f}" if worst is not None else "n/a",
                  f"{agreement:.4f}" if agreement is not None else "n/a", report["latency_s"])
+    unchecked = [name for name, report in result.reports.items() if not report["checked"]]
+    if unchecked:
+        log.warning("parity could not check %s: with random weights, %s hold nothing to compare; "
+                    "export with --weights, or with %s, to gate them", ", ".join(unchecked),
+                    "post-NMS detections" if task == "detect" else "argmax class maps",
+                    "host NMS" if task == "detect" else "--seg-output logits")
     reports: dict[str, Any] = json_safe(result.reports)
     return reports
 

@@ -24,7 +24,9 @@ on real images and fails past :data:`DEFAULT_TOLERANCES`, chosen per precision:
 
 Task agreement is gated only when the model carries trained weights: on a randomly initialised
 network, top-1 classes and segmentation argmaxes are near-ties everywhere and detections sit below
-the score threshold, so agreement says nothing about the export (it is still reported).
+the score threshold, so agreement says nothing about the export (it is still reported). A graph whose
+outputs are only integers or post-NMS detections (``--seg-output argmax``, ``--nms graph``) then has
+nothing left to compare: its report says ``checked: false`` and the export says so.
 """
 
 from __future__ import annotations
@@ -357,6 +359,13 @@ class Comparison:
         return {"outputs": outputs, "agreement": agreement, "task": task, "images": self.images}
 
 
+def parity_status(report: Mapping[str, Any]) -> str:
+    """``ok``, ``FAILED``, or ``unchecked`` for a file the gate passed with nothing to compare."""
+    if not report.get("passed"):
+        return "FAILED"
+    return "ok" if report.get("checked", True) else "unchecked"
+
+
 def agreement_text(report: Mapping[str, Any], fmt: str = ".3f") -> str:
     """A report's task agreement for a table: ``-`` when there is none, and ``no dets`` when neither
     side found anything to match (an F1 of 1.0 there would say nothing)."""
@@ -463,10 +472,13 @@ def run_parity(reference: Runner, candidates: Sequence[ParityCandidate], batches
         report = comp.result()
         tol = tols[cand.precision]
         failures = check_tolerance(report, tol, gate_agreement=gate_agreement)
+        # Nothing numeric to compare (graph NMS, argmax masks) and an agreement that is not gated
+        # (random weights): the gate passed the file without checking it, which the report says.
+        checked = bool(report["outputs"]) or gate_agreement
         report.update({"precision": cand.precision, "reference": reference_name, "tolerance": asdict(tol),
                        "agreement_gated": gate_agreement, "latency_s": round(_latency(times), 4),
                        "reference_latency_s": round(_latency(ref_times), 4),
-                       "passed": not failures, "failures": failures})
+                       "passed": not failures, "checked": checked, "failures": failures})
         result.reports[cand.file] = report
     return result
 
