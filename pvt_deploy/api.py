@@ -96,7 +96,11 @@ class Model:
         ``classes`` takes class ids or names (one or a list, as ``--classes`` does); a setting of the
         wrong type or out of range raises :class:`~pvt_deploy.errors.InputError`.
         """
-        return Predictor(self.backend, self.manifest, imgsz=imgsz if imgsz is not None else self.imgsz,
+        from pvt_deploy.runtimes.loader import check_imgsz
+
+        size = imgsz if imgsz is not None else self.imgsz
+        check_imgsz(self.manifest, size)  # the rule --imgsz follows (stride first, then the range), before any frame
+        return Predictor(self.backend, self.manifest, imgsz=size,
                          conf=_real("conf", conf), iou=_real("iou", iou), classes=class_ids(classes, self.names),
                          max_det=_whole("max_det", max_det), topk=_whole("topk", topk))
 
@@ -216,6 +220,7 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     weights. ``cli``: name the options as ``pvt-deploy infer`` spells them."""
     if weights is None:
         return
+    from pvt_deploy.manifest import is_export_folder
     from pvt_deploy.runtimes.loader import canonical_backend, resolve_model
     from pvt_deploy.runtimes.triton import is_triton_url
 
@@ -227,7 +232,7 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
         raise InputError(f"{option} does not apply to a Triton model ({text}): the server holds its weights")
     if path.is_file():
         raise InputError(f"{option} does not apply to {text}: a model file runs with its own weights")
-    if path.is_dir() and kind != "torch":
+    if is_export_folder(path) and kind != "torch":
         raise InputError(f"{option} does not apply to the export {text}: it runs with the weights it was "
                          "exported from", hint=f"add {torch_backend} to load the checkpoint into its architecture "
                                                "with PyTorch, or re-export with --weights")
@@ -261,7 +266,9 @@ def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
 
 def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> list[int] | None:
     """``classes=`` (and ``--classes``, split at commas): one class id or name, or a sequence/array of
-    them -> ids this model has; an unknown name or id is an :class:`InputError` naming ``what``."""
+    them -> ids this model has; an unknown name or id is an :class:`InputError` naming ``what``, and
+    so is an empty list: as a filter it would drop every detection without a word, and nobody asks
+    for that on purpose (``None``, or leaving ``--classes`` out, keeps every class)."""
     if classes is None:
         return None
     items = [classes] if isinstance(classes, str) or is_integer(classes) else classes
@@ -283,6 +290,9 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
                              + (f" (ids 0-{len(names) - 1})" if names else ""))
         else:
             ids.append(int(item))
+    if not ids:
+        raise InputError(f"{what} names no class (it would drop every detection); give class ids or names, "
+                         "or leave it out to keep every class")
     return ids
 
 

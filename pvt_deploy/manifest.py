@@ -26,8 +26,17 @@ ONNX_METADATA_KEY = "pvt_deploy"
 # and where the weights came from (a lone .onnx of a random-weights export still says so).
 ESSENTIAL_KEYS = ("format_version", "model", "backbone", "task", "classes", "inputs", "outputs",
                   "preprocess", "postprocess", "dynamic", "weights")
-# The part of the weights record copied: provenance, not the checkpoint's load report.
-ESSENTIAL_WEIGHTS_KEYS = ("source", "sha256", "random_init", "randomly_initialised_tensors")
+# The part of the weights record copied: provenance, not the checkpoint's load report. ``seed`` is
+# the seed of the random initialisation, with which PyTorch rebuilds a random-weights export.
+ESSENTIAL_WEIGHTS_KEYS = ("source", "sha256", "random_init", "randomly_initialised_tensors", "seed")
+# Files that make a folder an export (see is_export_folder).
+_GRAPH_SUFFIXES = (".onnx", ".engine", ".plan")
+# ``pvt-deploy export``'s defaults for the options that shape the graph (pvt_deploy/export/onnx.py,
+# pvt_deploy/cli/export.py), repeated here so a runtime-only install (no torch) can name the command
+# that rebuilds an export. reexport_command leaves an option out when the export used its default.
+_EXPORT_DEFAULTS = {"exporter": "torchscript", "opset": 17, "dynamo_opset": 18, "max_batch": 8, "min_size": 32,
+                    "max_size": 1344, "nms": "host", "seg_output": "logits"}
+_SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 
 
 def tool_versions(*names: str) -> dict[str, str]:
@@ -93,25 +102,82 @@ def verify_file(folder: str | os.PathLike[str], manifest: dict[str, Any], name: 
                          "re-export it", hint=reexport_command(folder, manifest))
 
 
+def is_export_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding an export: its ``manifest.json``, or an ``.onnx`` /
+    ``.engine`` / ``.plan`` file. Any other folder (one in the current directory that happens to be
+    named like a zoo model, say) is not one, so ``--model pvt_v2_b0-cls`` still means the zoo model."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    if (folder / MANIFEST_NAME).is_file():
+        return True
+    try:
+        return any(p.suffix.lower() in _GRAPH_SUFFIXES and p.is_file() for p in folder.iterdir())
+    except OSError:  # unreadable: not an export we could load anyway
+        return False
+
+
 def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]) -> str:
     """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights, size,
-    shapes and precisions, into the same folder."""
+    shapes, graph options and precisions, into the same folder. An option the export left at its
+    default is left out, so the usual command stays short; one that shapes the graph (graph NMS, the
+    segmentation output, batch, size range, opset, exporter) is kept, or the rebuilt graph would take
+    other inputs or give other outputs than the one it replaces."""
     import shlex
 
     export = manifest.get("export") or {}
     files = manifest.get("files") or {}
-    parts = ["pvt-deploy", "export", "--model", str(manifest.get("model") or "NAME")]
+    post = manifest.get("postprocess") or {}
+    model = str(manifest.get("model") or "NAME")
+    parts = ["pvt-deploy", "export", "--model", model]
+    task = manifest.get("task")
+    named = next((t for sfx, t in _SUFFIX_TASKS.items() if model.endswith(sfx)), "detect")
+    if task and task != named:
+        parts += ["--task", str(task)]
     source = (manifest.get("weights") or {}).get("source")
     if source:
         parts += ["--weights", str(source)]
     size = export.get("imgsz")
     if isinstance(size, list) and len(size) == 2:
         parts += ["--imgsz", str(size[0]) if size[0] == size[1] else f"{size[0]},{size[1]}"]
-    if manifest.get("dynamic") is None:
+    dynamic = manifest.get("dynamic")
+    d = _EXPORT_DEFAULTS
+    if dynamic is None:
         parts.append("--static")
+        shape = (manifest.get("inputs") or [{}])[0].get("shape") or []
+        batch = shape[0] if shape and isinstance(shape[0], int) else 1
+        if batch != 1:
+            parts += ["--batch", str(batch)]
+    elif isinstance(dynamic, Mapping):
+        max_batch = (dynamic.get("batch") or [1, d["max_batch"]])[1]
+        if max_batch != d["max_batch"]:
+            parts += ["--batch", str(max_batch)]
+        lo, hi = (dynamic.get("height") or [d["min_size"], d["max_size"]])[:2]
+        hw = [int(v) for v in size] if isinstance(size, list) and len(size) == 2 else []
+        if lo != d["min_size"]:
+            parts += ["--min-size", str(lo)]
+        if hi != max(d["max_size"], lo, *hw):  # the default maximum grows to hold --imgsz
+            parts += ["--max-size", str(hi)]
+    exporter = export.get("exporter") or d["exporter"]
+    if exporter != d["exporter"]:
+        parts += ["--exporter", str(exporter)]
+    opset = export.get("opset")
+    if opset is not None and opset != (d["dynamo_opset"] if exporter == "dynamo" else d["opset"]):
+        parts += ["--opset", str(opset)]
+    if export.get("simplified") is False:
+        parts.append("--no-simplify")
+    if post.get("nms", d["nms"]) != d["nms"]:
+        parts += ["--nms", str(post["nms"])]
+    if post.get("seg_output", d["seg_output"]) != d["seg_output"]:
+        parts += ["--seg-output", str(post["seg_output"])]
     if "model.fp16.onnx" in files:
         parts.append("--half")
-    if any(".int8." in name for name in files):
+    int8 = [name for name in files if ".int8." in name]
+    if int8:
         parts.append("--int8")
+        flavours = {"model.int8.onnx": "cpu", "model.int8.trt.onnx": "trt"}
+        present = sorted(flavours[name] for name in int8 if name in flavours)
+        if len(present) == 1:
+            parts += ["--int8-flavour", present[0]]
     parts += ["-o", str(folder)]
     return " ".join(shlex.quote(p) for p in parts)

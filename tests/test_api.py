@@ -299,3 +299,29 @@ def test_save_mask_needs_a_png_name(tmp_path_factory: pytest.TempPathFactory, tm
         r.save_mask(tmp_path / "mask.jpg")  # PNG bytes were written under the .jpg name
     mask = cv2.imread(str(r.save_mask(tmp_path / "mask.PNG")), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint8 and np.array_equal(mask, r.mask)
+
+
+def test_an_empty_class_list_is_refused_as_an_unknown_class_is(det_model: Model) -> None:
+    """classes=[] would drop every detection without a word; like classes=[500], it is bad input."""
+    image = read_image(sample_image("chelsea"))
+    assert len(det_model.predict(image, conf=0.0)[0].boxes) > 0
+    for empty in ([], (), np.array([], dtype=np.int64)):
+        with pytest.raises(InputError, match="classes names no class"):
+            det_model.predict(image, classes=empty)
+    with pytest.raises(InputError, match="--classes names no class"):
+        api.class_ids([], det_model.names, what="--classes")
+
+
+def test_imgsz_follows_the_cli_rule_stride_first_then_the_range(tmp_path_factory: pytest.TempPathFactory,
+                                                               det_model: Model) -> None:
+    """Model(imgsz=...), predict(imgsz=...) and --imgsz: rounded up to the stride, then checked against the
+    graph's range [64, 320], when the settings are given (before any frame is read)."""
+    from pvt_deploy.errors import ShapeError
+
+    image = read_image(sample_image("chelsea"))
+    with Model(cached_export(tmp_path_factory, "det"), imgsz=40) as small:  # 40 -> 64: inside the range
+        assert small.predictor().preprocessor.imgsz == (64, 64)
+        got = json.loads(small.predict(image, conf=0.0)[0].to_json())["detections"]
+        assert got and got == json.loads(det_model.predict(image, imgsz=64, conf=0.0)[0].to_json())["detections"]
+    with pytest.raises(ShapeError, match=r"--imgsz 330x330 \(rounded up to the stride 32: 352x352\): height 352"):
+        det_model.predictor(imgsz=330)

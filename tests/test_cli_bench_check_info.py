@@ -225,3 +225,58 @@ def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "…" not in out, [line for line in out.splitlines() if "…" in line]
     assert "--allow-parity-fai" in out
+
+
+def test_check_rebuilds_a_seeded_random_export_in_pytorch(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An export of a zoo name without weights is the seeded random init; with the seed in its manifest
+    (weights.seed), PyTorch rebuilds exactly that model, so check compares torch with onnx and passes."""
+    import numpy as np
+    import torch
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model
+    from pvt_deploy.runtimes.loader import load_backend
+
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, max_size=128, parity=False)
+    manifest = read_manifest(folder)
+    assert manifest["weights"]["random_init"] is True and manifest["weights"]["source"] is None
+    manifest["weights"].setdefault("seed", RANDOM_INIT_SEED)  # what export/onnx.py records for a zoo name
+    write_manifest(folder, manifest)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--json", "--max-images", "2")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["reference"] == "torch" and report["passed"]
+    onnx = next(r for r in report["results"] if r["backend"] == "onnx")
+    assert onnx["passed"] and onnx["outputs"]["logits"]["cosine"] > 0.99999
+    # the torch backend's outputs are the export's PyTorch reference (the seeded zoo model), bit for bit
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 64)).astype(np.float32)
+    backend, _ = load_backend(folder, backend="torch")
+    with backend:
+        got = backend.infer({"images": x})
+    reference = build_deploy_module(create_model("pvt_v2_b0-cls", seed=RANDOM_INIT_SEED))
+    with torch.no_grad():
+        want = reference(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_array_equal(got["logits"], want)
+    code, out, err = run(monkeypatch, capsys, "info", str(folder), "--json")
+    facts = json.loads(out)
+    torch_row = next(b for b in facts["backends"] if b["label"] == "torch")
+    assert code == 0 and torch_row["available"] and "seed 0" in torch_row["reason"]
+    assert facts["weights"] == {"source": None, "random_init": True, "seed": RANDOM_INIT_SEED}
+
+
+def test_a_folder_named_like_a_zoo_model_does_not_take_the_name_over(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """./pvt_v2_b0-cls/ without an export in it: --model pvt_v2_b0-cls is still the zoo model."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pvt_v2_b0-cls").mkdir()
+    (tmp_path / "pvt_v2_b0-cls" / "notes.txt").write_text("not an export")
+    code, out, err = run(monkeypatch, capsys, "info", "pvt_v2_b0-cls", "--json")
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "zoo model (PyTorch)"
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--backends",
+                         "torch", "--warmup", "0", "--iters", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["status"] == "ok"
+    code, _, err = run(monkeypatch, capsys, "info", "./pvt_v2_b0-cls")  # a path: the folder is what is meant
+    assert code == 2 and "no manifest.json" in err

@@ -116,7 +116,7 @@ def test_help_shows_flags_as_flags() -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
     assert out.count("Usage: pvt-deploy") == 2
     assert "<bool>" not in out and "<int>" in out and "--half" in out
-    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible"):
+    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible", "--no-show"):
         assert twin not in out
     assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
 

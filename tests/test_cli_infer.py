@@ -506,3 +506,110 @@ def test_sigterm_policy_of_the_cli_and_the_benchmarks(when: str) -> None:
     else:
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert done.stdout.splitlines() == ["clean-up survived the repeat"]
+
+
+def test_a_class_list_of_none_is_refused_not_a_filter_that_drops_everything(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    photo = str(sample_images()[2])
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", str(det_export), "--classes", ",",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line_error(err, "--classes names no class")
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", str(det_export), "--classes", "",
+                       "--conf", "0", "--no-save", "--save-json", "-o", str(tmp_path / "all"))
+    assert code == 0, err  # an empty option is no filter, as leaving it out
+    assert json.loads((tmp_path / "all" / "predictions.jsonl").read_text())["detections"]
+
+
+def test_imgsz_follows_the_same_rule_as_the_api(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """Rounded up to the stride first, then checked against the graph's range [64, 320]: 40 runs at 64
+    (as Model.predict(imgsz=40) does) and 330 (352) is refused by both."""
+    from pvt_deploy import Model
+    from pvt_deploy.errors import ShapeError
+
+    photo = sample_images()[2]
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--imgsz", "40",
+                       "--conf", "0", "--no-save", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    record = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
+    with Model(det_export) as model:
+        api = json.loads(model.predict(str(photo), imgsz=40, conf=0)[0].to_json())
+        assert model.predictor(imgsz=40).preprocessor.imgsz == (64, 64)
+        with pytest.raises(ShapeError, match=r"--imgsz 330x330 \(rounded up to the stride 32: 352x352\)"):
+            model.predictor(imgsz=330)
+    assert record["detections"] == api["detections"]
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--imgsz", "330")
+    assert code == 2
+    assert_one_line_error(err, "--imgsz 330x330 (rounded up to the stride 32: 352x352): height 352 is outside")
+
+
+def test_a_live_stream_is_connected_once_the_model_is_loaded(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """A camera opened before the (slow) model load queues frames meanwhile; they would come out as one
+    stale burst stamped a few ms apart. Connected after it, frames are timed as the camera sends them."""
+    import http.server
+    import threading
+    import time
+
+    from pvt_deploy import api
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    connected: list[float] = []
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            connected.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(250):  # 10 s at 25 fps; the run stops long before
+                    body = cv2.imencode(".jpg", np.full((48, 64, 3), (9 * i) % 255, np.uint8))[1].tobytes()
+                    self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                                     .encode() + body + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.04)
+            except ConnectionError:
+                pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    loaded: list[float] = []
+    real_init, real_infer = api.Model.__init__, OnnxRuntimeBackend.infer
+
+    def slow_load(self: api.Model, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.6)  # a real model takes seconds to load; the camera keeps sending meanwhile
+        loaded.append(time.monotonic())
+
+    calls = {"n": 0}
+
+    def stop_after_twelve(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise KeyboardInterrupt  # how a live stream ends: Ctrl-C
+        return real_infer(self, feed)
+
+    monkeypatch.setattr(api.Model, "__init__", slow_load)
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_twelve)
+    try:
+        code, _, err = run(monkeypatch, capsys, "infer", f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg",
+                           "--model", str(det_export), "--no-save", "--save-json", "--batch", "1",
+                           "-o", str(tmp_path / "out"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 130, err
+    assert connected and loaded and connected[0] >= loaded[0], (connected, loaded)
+    times = [json.loads(line)["timestamp"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    # 12 frames at the camera's 25 fps, not the ~15 it sent during the load, stamped within a few ms.
+    # (The first 3-4 still come together: FFmpeg reads them while probing the stream as it opens.)
+    assert len(times) >= 10 and times[-1] - times[0] > 0.2, times
+    with pytest.raises(SystemExit):  # a URL that cannot be one fails before the model loads
+        monkeypatch.setattr(sys, "argv", ["pvt-deploy", "infer", "rtsp://", "--model", str(det_export)])
+        main()
+    assert "bad stream URL rtsp://: no host" in capsys.readouterr().err and len(loaded) == 1

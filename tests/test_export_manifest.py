@@ -219,7 +219,7 @@ def test_lone_onnx_of_a_random_weights_export_says_so(cls_artifact: Artifact, tm
     assert json.loads(meta["pvt_deploy"])["weights"] == {"source": None, "sha256": None, "random_init": True}
     facts = describe_artifact(lone)
     assert facts["kind"] == "ONNX file (manifest from its metadata)"
-    assert facts["weights"] == {"source": None, "random_init": True}
+    assert facts["weights"] == {"source": None, "random_init": True, "seed": None}  # a module's init: no seed
     assert Model(lone).random_weights
 
 
@@ -228,7 +228,8 @@ def test_lone_onnx_of_a_real_weights_export_names_them(det_artifact: Artifact, t
 
     lone = tmp_path / "lone.onnx"
     shutil.copy(det_artifact.folder / "model.onnx", lone)
-    assert describe_artifact(lone)["weights"] == {"source": str(det_artifact.weights), "random_init": False}
+    assert describe_artifact(lone)["weights"] == {"source": str(det_artifact.weights), "random_init": False,
+                                                  "seed": None}
 
 
 def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> None:
@@ -273,3 +274,61 @@ def test_a_changed_file_names_the_command_that_rebuilds_this_export(cls_artifact
     assert e.value.hint.startswith(f"pvt-deploy export --model {manifest['model']} --imgsz {size[0]}")
     assert e.value.hint.endswith(f"-o '{folder}'")
     assert ("--int8" in e.value.hint) == any(".int8." in name for name in manifest["files"])
+
+
+def _reexport_params(command: str) -> dict:
+    """The options ``pvt-deploy export`` would run with for a suggested command line (parsed by the CLI)."""
+    import shlex
+
+    import typer
+
+    from pvt_deploy.cli import app
+
+    argv = shlex.split(command)
+    assert argv[:2] == ["pvt-deploy", "export"], command
+    export = typer.main.get_command(app).commands["export"]  # type: ignore[attr-defined]
+    return export.make_context("export", argv[2:]).params
+
+
+def test_the_rebuild_command_keeps_the_options_that_shape_the_graph(cls_artifact: Artifact, tmp_path: Path) -> None:
+    """Graph NMS, the segmentation output, batch, size range, static shapes, opset, exporter and task
+    come back as the export used them (a default is left out, so the usual command stays short)."""
+    from pvt_deploy.export import onnx as exporter
+    from pvt_deploy.manifest import _EXPORT_DEFAULTS, reexport_command
+
+    assert _EXPORT_DEFAULTS == {"exporter": "torchscript", "opset": exporter.MIN_OPSET,
+                                "dynamo_opset": exporter.DYNAMO_MIN_OPSET, "max_batch": exporter.DEFAULT_MAX_BATCH,
+                                "min_size": exporter.DEFAULT_MIN_SIZE, "max_size": exporter.DEFAULT_MAX_SIZE,
+                                "nms": "host", "seg_output": "logits"}
+    base = read_manifest(cls_artifact.folder)
+    usual = reexport_command(tmp_path, base)
+    for option in ("--batch", "--min-size", "--max-size", "--static", "--opset", "--exporter", "--task", "--nms",
+                   "--seg-output", "--no-simplify"):
+        assert option not in usual, usual
+    det = {**base, "model": "pvt_v2_b0", "task": "detect", "export": {**base["export"], "imgsz": [320, 320]},
+           "postprocess": {"nms": "graph", "score_threshold": 0.05, "iou_threshold": 0.5, "max_detections": 100}}
+    seg = {**base, "model": "pvt_v2_b0-seg", "task": "segment", "postprocess": {"seg_output": "argmax"}}
+    static = {**base, "dynamic": None, "export": {**base["export"], "imgsz": [320, 256]},
+              "inputs": [{"name": "images", "dtype": "float32", "shape": [2, 3, 320, 256]}]}
+    ranged = {**base, "dynamic": {"batch": [1, 4], "height": [64, 320], "width": [64, 320]},
+              "export": {**base["export"], "imgsz": [128, 128]}}
+    dynamo = {**base, "export": {**base["export"], "exporter": "dynamo", "opset": 18}}
+    opset = {**base, "export": {**base["export"], "opset": 19, "simplified": False}}
+    task = {**base, "model": "pvt_v2_b0", "task": "segment"}
+    cases = [(det, {"nms": "graph", "imgsz": "320"}), (seg, {"seg_output": "argmax"}),
+             (static, {"dynamic": False, "batch": 2, "imgsz": "320,256"}),
+             (ranged, {"batch": 4, "min_size": 64, "max_size": 320, "dynamic": True}),
+             (dynamo, {"exporter": "dynamo", "opset": 17}),  # dynamo raises the opset to 18 by itself
+             (opset, {"opset": 19, "simplify": False}), (task, {"task": "segment"})]
+    for manifest, expected in cases:
+        params = _reexport_params(reexport_command(tmp_path, manifest))
+        assert {k: params[k] for k in expected} == expected, (expected, params)
+        assert params["output"] == tmp_path
+    # the range the rebuilt graph declares is the one recorded (the exporter's own rule)
+    params = _reexport_params(reexport_command(tmp_path, ranged))
+    assert list(exporter._size_range(params["min_size"], params["max_size"], (128, 128))) == [64, 320]
+    default_range = {**ranged, "dynamic": {"batch": [1, 8], "height": [32, 1344], "width": [32, 1344]}}
+    assert "size" not in reexport_command(tmp_path, default_range)
+    grown = {**ranged, "dynamic": {"batch": [1, 8], "height": [32, 1600], "width": [32, 1600]},
+             "export": {**base["export"], "imgsz": [1600, 1600]}}  # the default maximum grows to hold --imgsz
+    assert "--max-size" not in reexport_command(tmp_path, grown)

@@ -218,3 +218,66 @@ def test_an_option_the_backend_does_not_take_is_bad_input(det_export: Path) -> N
     backend, _ = load_backend(det_export, threads=1, shard=False)  # options it takes still arrive
     assert backend.info.details["intra_op_threads"] == 1 and backend.info.details["batch_shards"] == 1
     backend.close()
+
+
+def test_torch_rebuilds_a_random_export_from_its_recorded_seed(det_copy: Path) -> None:
+    """weights.seed in the manifest: PyTorch draws the same random model again; without it (exports
+    from before the seeding, or from a module built elsewhere) the random weights stay unreproducible."""
+    (det_copy / "weights.pth").unlink()
+    manifest = read_manifest(det_copy)
+    manifest["weights"] = {"source": None, "sha256": None, "random_init": True, "seed": 0}
+    write_manifest(det_copy, manifest)
+    row = next(c for c in backend_candidates(det_copy) if c.label == "torch")
+    assert row.available and row.file is None and "seed 0" in row.reason
+    name, _, _, loaded = _loaded(det_copy, backend="torch")
+    assert name == "torch" and loaded["weights"]["random_init"] is True and loaded["weights"]["seed"] == 0
+    for weights in ({"source": None, "sha256": None, "random_init": True},  # an older export: no seed
+                    {"source": None, "sha256": None, "random_init": True, "seed": True}):  # not a seed
+        write_manifest(det_copy, {**manifest, "weights": weights})
+        row = next(c for c in backend_candidates(det_copy) if c.label == "torch")
+        assert not row.available and "random weights, which PyTorch cannot reproduce" in row.reason
+        with pytest.raises(InputError, match="cannot rebuild the PyTorch model"):
+            load_backend(det_copy, backend="torch")
+
+
+def test_a_folder_without_an_export_does_not_shadow_a_zoo_name(det_export: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.manifest import is_export_folder
+
+    monkeypatch.chdir(tmp_path)
+    shadow = tmp_path / "pvt_v2_b0-cls"
+    shadow.mkdir()
+    (shadow / "readme.txt").write_text("my notes")
+    assert not is_export_folder(shadow) and not is_export_folder(tmp_path / "missing")
+    assert resolve_model("pvt_v2_b0-cls") == "pvt_v2_b0-cls"
+    for kwargs in ({}, {"backend": "torch"}):
+        name, _, _, manifest = _loaded("pvt_v2_b0-cls", imgsz=64, **kwargs)
+        assert name == "torch" and manifest["model"] == "pvt_v2_b0-cls"
+    assert describe_artifact("pvt_v2_b0-cls")["kind"] == "zoo model (PyTorch)"
+    with pytest.raises(InputError, match="no manifest.json"):  # spelled as a path, the folder is meant
+        load_backend("./pvt_v2_b0-cls")
+    shutil.copytree(det_export, tmp_path / "exports" / "pvt_v2_b0-cls")  # the zoo name's export wins
+    assert resolve_model("pvt_v2_b0-cls") == str(Path("exports") / "pvt_v2_b0-cls")
+    shutil.copyfile(det_export / "model.onnx", shadow / "model.onnx")  # a graph makes it an export
+    assert is_export_folder(shadow) and resolve_model("pvt_v2_b0-cls") == "pvt_v2_b0-cls"
+    (shadow / "model.onnx").unlink()
+    shutil.copyfile(det_export / "manifest.json", shadow / "manifest.json")  # and so does a manifest
+    assert is_export_folder(shadow) and resolve_model("pvt_v2_b0-cls") == "pvt_v2_b0-cls"
+
+
+def test_imgsz_is_rounded_to_the_stride_before_the_range_check(det_export: Path) -> None:
+    """The Predictor's rule (round up to the stride, then the range), whoever asks: 40 on a [64, 320]
+    graph runs at 64, and 330 (352) is refused."""
+    manifest = read_manifest(det_export)
+    assert loader.check_imgsz(manifest, 40) == (64, 64) and loader.check_imgsz(manifest, "33,320") == (64, 320)
+    with pytest.raises(ShapeError, match=r"--imgsz 330x330 \(rounded up to the stride 32: 352x352\): height 352"):
+        loader.check_imgsz(manifest, 330)
+    name, *_ = _loaded(det_export, imgsz=40)
+    assert name == "onnxruntime"
+    _, _, _, zoo = _loaded("pvt_v2_b0-cls", imgsz="96")  # a string is a size here too (was read as 9x6)
+    assert zoo["preprocess"]["imgsz"] == [96, 96]
+    # a classifier's center crop is fed as asked: no rounding
+    crop = {**manifest, "preprocess": {**manifest["preprocess"], "resize": "resize_crop"}}
+    assert loader.check_imgsz(crop, 70) == (70, 70)
+    with pytest.raises(ShapeError, match=r"--imgsz 40x40: height 40 is outside"):
+        loader.check_imgsz(crop, 40)

@@ -51,7 +51,7 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
 
 def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
     """``0,2`` or ``person,car`` -> class ids (an id the model does not have is refused, as an
-    unknown name is), as the Python API's ``classes=``."""
+    unknown name is, and so is a list of none such as ``,``), as the Python API's ``classes=``."""
     from pvt_deploy.api import class_ids
 
     if text is None or not text.strip():
@@ -88,7 +88,7 @@ def infer(
     ] = False,
     audio: Annotated[bool, typer.Option(
         "--audio/--no-audio", help="Carry a video file's audio into the annotated mp4.")] = True,
-    show: Annotated[bool, typer.Option(help="Show results in a window (needs a display).")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Show results in a window (needs a display).")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
     weights: Annotated[Path | None, typer.Option(
@@ -108,17 +108,24 @@ def infer(
     out_root = output if output is not None else Path("runs") / "infer"
     if save or save_json:
         check_writable(out_root)
-    src = _open(source, vid_stride)  # before the model: a missing file should not wait for it to load
-    kind = src.kind
+    # Files before the model: a missing one should not wait for it to load. A live feed (stream URL,
+    # webcam) is connected once the model is loaded: what it sends meanwhile would queue up and
+    # arrive as one stale burst, stamped a few ms apart, and play in a rush in the annotated video.
+    live = _live_spec(source)
+    src = None if live else _open(source, vid_stride)
+    kind = "stream" if src is None else src.kind
     json_on = save_json if save_json is not None else kind in ("video", "stream")
     try:
         if json_on and not save:  # --no-save on a video or stream: JSON only, by default
             check_writable(out_root)
         m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights)
     except BaseException:
-        src.close()
+        if src is not None:
+            src.close()
         raise
     try:
+        if src is None:
+            src = _open(source, vid_stride)
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
@@ -153,7 +160,8 @@ def infer(
                              + (f" ({summary.skipped} unreadable images skipped)" if summary.skipped else ""))
         _print_summary(console, summary, save_dir if writes else None)
     finally:
-        src.close()
+        if src is not None:
+            src.close()
         m.close()
 
 
@@ -161,6 +169,32 @@ def _open(source: str | None, vid_stride: int) -> Any:
     from pvt_deploy.api import open_source_for
 
     return open_source_for(source, vid_stride=vid_stride)
+
+
+def _live_spec(source: str | None) -> bool:
+    """Whether ``source`` names a stream or webcam (as :func:`~pvt_deploy.io.sources.open_source`
+    tells them apart), which ``infer`` connects to only once the model is loaded. A URL without a
+    host is refused here, before the model loads, as a missing file is."""
+    from urllib.parse import urlsplit
+
+    from pvt_deploy.io.sources import STREAM_SCHEMES, redact_url
+
+    if source is None:
+        return False
+    text = source.strip()
+    if text.isdigit() or text.startswith("/dev/video"):
+        return True
+    try:
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in STREAM_SCHEMES:
+            return False
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as e:  # open_source would fail on it too, after the model load
+        raise InputError(f"bad stream URL {redact_url(text)}: {e}") from None
+    if not parts.netloc:
+        raise InputError(f"bad stream URL {redact_url(text)}: no host",
+                         hint="e.g. rtsp://camera:554/stream or http://host:8080/video.mjpg")
+    return True
 
 
 def _safe(name: str) -> str:

@@ -57,7 +57,11 @@ def render(facts: dict[str, Any], console: Any) -> None:
         console.print(escape(text))
 
     weights = facts["weights"]
-    wtext = "RANDOM (outputs meaningless)" if weights.get("random_init") else str(weights.get("source") or "unknown")
+    wtext = str(weights.get("source") or "unknown")
+    if weights.get("random_init"):
+        seed = weights.get("seed")
+        wtext = "RANDOM (outputs meaningless" + (f"; seed {seed}, so PyTorch rebuilds them)" if seed is not None
+                                                 else ")")
     say(f"{facts['path']} — {facts['kind']}")
     say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
                   f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}, ..." if facts['classes'] else ""))

@@ -33,14 +33,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError
-from pvt_deploy.manifest import FORMAT_VERSION, MANIFEST_NAME, ONNX_METADATA_KEY, read_manifest, verify_file
+from pvt_deploy.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ONNX_METADATA_KEY,
+    is_export_folder,
+    read_manifest,
+    verify_file,
+)
 
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "ONNX_FILES", "Candidate", "backend_candidates", "canonical_backend",
-    "load_backend", "read_onnx_manifest", "resolve_model", "torch_manifest",
+    "load_backend", "read_onnx_manifest", "recorded_seed", "resolve_model", "torch_manifest",
 ]
 
 _T = TypeVar("_T")
@@ -88,15 +95,33 @@ def _is_triton(text: str) -> bool:
 def resolve_model(name: str | os.PathLike[str] | None = None) -> str:
     """Map the ``--model`` argument to what is loaded: a zoo name with an export folder under
     ``exports/<name>`` (what ``pvt-deploy export`` writes) becomes that folder; anything else is
-    returned as given. ``None`` means :data:`DEFAULT_MODEL`."""
+    returned as given. ``None`` means :data:`DEFAULT_MODEL`. A folder in the current directory that
+    is named like a zoo model but holds no export (:func:`~pvt_deploy.manifest.is_export_folder`)
+    does not take the name over."""
     text = os.fspath(name) if name is not None else DEFAULT_MODEL
-    if _is_triton(text) or Path(text).exists():
+    if _is_triton(text) or (Path(text).exists() and not _shadows_zoo_name(text)):
         return text
     folder = Path(EXPORTS_DIR) / text
     if "/" not in text and os.sep not in text and (folder / MANIFEST_NAME).is_file():
         log.info("using the export %s for %s", folder, text)
         return str(folder)
     return text
+
+
+def _shadows_zoo_name(text: str) -> bool:
+    """Whether ``text`` is a bare zoo name (``pvt_v2_b0-cls``, not ``./pvt_v2_b0-cls``) that a folder
+    of the same name in the current directory would take over although it holds no export: the user
+    means the model, and "no manifest.json" would be a baffling answer."""
+    if _looks_like_path(text) or not Path(text).is_dir() or is_export_folder(text):
+        return False
+    try:
+        from pvt_deploy.models.zoo import resolve_name
+
+        resolve_name(text)
+    except (ImportError, InputError, ModelNotFoundError):  # not a zoo name: the folder is what was meant
+        return False
+    log.debug("./%s holds no export (no %s, .onnx or .engine); using the zoo model %s", text, MANIFEST_NAME, text)
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,19 +271,32 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | None, str]:
-    """(checkpoint path PyTorch can load for this export, or None; why not)."""
+def recorded_seed(manifest: Mapping[str, Any]) -> int | None:
+    """The seed the export's random initialisation was drawn with (``weights.seed`` in the manifest),
+    or None when it records none: exports from before pvt-deploy seeded it, or made from a module
+    built outside pvt-deploy, whose random weights nothing can reproduce."""
+    seed = (manifest.get("weights") or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
+    """How PyTorch rebuilds the export's weights: (checkpoint path, or None; seed of the random
+    initialisation, or None; why it cannot, or "" when it can). An export made from a zoo name without
+    weights is rebuilt from its recorded seed: ``create_model`` with that seed draws the same model."""
     weights = manifest.get("weights") or {}
+    seed = recorded_seed(manifest)
     source = weights.get("source")
     if source:
         candidates = [Path(source), folder / Path(source).name]
         for path in candidates:
             if path.is_file():
-                return str(path), ""
-        return None, f"the export's weights {source} are not on this machine"
+                return str(path), seed, ""
+        return None, seed, f"the export's weights {source} are not on this machine"
     if weights.get("random_init", True):
-        return None, "the export was made from random weights, which PyTorch cannot reproduce"
-    return None, "the manifest does not say where the export's weights came from"
+        if seed is not None:
+            return None, seed, ""
+        return None, None, "the export was made from random weights, which PyTorch cannot reproduce"
+    return None, None, "the manifest does not say where the export's weights came from"
 
 
 def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None,
@@ -278,17 +316,18 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     manifest = manifest if manifest is not None else read_manifest(folder)
     files = manifest.get("files") or {}
     out: list[Candidate] = []
-    weights, why = _torch_weights(folder, manifest)
-    if weights is not None and kind in ("tensorrt", "trt"):
+    weights, seed, why = _torch_weights(folder, manifest)
+    if not why and kind in ("tensorrt", "trt"):
         why = "PyTorch does not run TensorRT (use the trt row)"
-    elif weights is not None and kind == "cuda":
+    elif not why and kind == "cuda":
         from pvt_deploy.runtimes.torch import _resolve_device
 
         try:
             _resolve_device(device)  # the check TorchBackend makes
         except BackendUnavailableError as e:
             why = str(e)
-    out.append(Candidate("torch", "torch", "fp32", weights, weights is not None and not why, why))
+    note = f"random weights, rebuilt from their seed {seed}" if weights is None and not why else ""
+    out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note))
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
@@ -366,8 +405,11 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     equally random model of the same architecture (benchmarks: timing does not depend on weights).
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
     """
+    from pvt_deploy.utils import size_pair
+
     kind = canonical_backend(backend)
     prec = _canonical_precision(precision)
+    imgsz = size_pair(imgsz)  # "128" is a size, also where a zoo model's manifest is made from it
     text = resolve_model(path_or_name) if kind != "torch" or path_or_name is None else os.fspath(path_or_name)
     if _is_triton(text):
         if kind not in (None, "triton"):
@@ -379,7 +421,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     if kind == "triton":
         raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
-    if path.is_dir():
+    if path.is_dir() and not _shadows_zoo_name(text):
         result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
                               random_weights_ok=random_weights_ok, options=options)
     elif path.is_file():
@@ -412,7 +454,7 @@ def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str
 def require_model(text: str) -> None:
     """Fail fast, before any work, on a ``--model`` that names nothing: a missing path, or a name that
     is neither an export under ``exports/`` (see :func:`resolve_model`) nor a zoo model."""
-    if _is_triton(text) or Path(text).expanduser().exists():
+    if _is_triton(text) or (Path(text).expanduser().exists() and not _shadows_zoo_name(text)):
         return
     if _looks_like_path(text):
         raise ModelNotFoundError(f"no such file or folder: {text}")
@@ -426,26 +468,40 @@ def _looks_like_path(text: str) -> bool:
             or text.startswith("."))
 
 
-def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | None) -> None:
-    """Refuse an ``imgsz`` a static graph cannot take, or one outside a dynamic graph's range."""
-    if imgsz is None:
-        return
-    h, w = _pair(imgsz)
-    if h <= 0 or w <= 0:
-        raise InputError(f"imgsz must be positive, got {h}x{w}")
+def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | None) -> tuple[int, int] | None:
+    """Refuse an ``imgsz`` a static graph cannot take, or one outside a dynamic graph's range; return
+    the size the graph is then fed (None when ``imgsz`` is None).
+
+    The one rule for ``--imgsz`` and ``predict(imgsz=)``: on a dynamic graph a letterboxed size is
+    first rounded up to the stride, as the preprocessing does (a letterbox to 33 is padded to 64
+    anyway), and the rounded size is what must lie in the range; so ``16`` runs at 32 and ``1345``
+    (1376) is refused, whichever way it is asked. A center crop (classifiers) is fed as asked."""
+    from pvt_deploy.utils import size_pair
+
+    size = size_pair(imgsz)
+    if size is None:
+        return None
+    h, w = size
     dynamic = manifest.get("dynamic")
-    exported = (manifest.get("preprocess") or {}).get("imgsz")
+    pre = manifest.get("preprocess") or {}
+    exported = pre.get("imgsz")
     if not dynamic:
         if exported and [h, w] != [int(v) for v in exported]:
             raise ShapeError(f"this graph was exported for a fixed {exported[0]}x{exported[1]} input; "
                              f"--imgsz {h}x{w} cannot run on it",
                              hint="drop --imgsz, or re-export with --dynamic or --imgsz")
-        return
-    for name, v in (("height", h), ("width", w)):
+        return h, w
+    stride = int(pre.get("stride", 32))
+    # tasks.preprocess.Preprocessor's rounding (ceil_to), for every resize but the center crop
+    fed = (h, w) if pre.get("resize", "letterbox") == "resize_crop" else (-(-h // stride) * stride,
+                                                                         -(-w // stride) * stride)
+    rounded = f" (rounded up to the stride {stride}: {fed[0]}x{fed[1]})" if fed != (h, w) else ""
+    for name, v in (("height", fed[0]), ("width", fed[1])):
         lo, hi = (dynamic.get(name) or [1, 1 << 30])[:2]
         if v > hi or v < lo:
-            raise ShapeError(f"--imgsz {h}x{w}: {name} {v} is outside the graph's dynamic range [{lo}, {hi}]",
-                             hint="pick a size inside the range, or re-export with a larger one")
+            raise ShapeError(f"--imgsz {h}x{w}{rounded}: {name} {v} is outside the graph's dynamic range "
+                             f"[{lo}, {hi}]", hint="pick a size inside the range, or re-export with a larger one")
+    return fed
 
 
 def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | None, precision: str | None,
@@ -604,16 +660,19 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
 
     source = os.fspath(weights) if weights is not None else None
     if source is None:
-        source, why = _torch_weights(folder, manifest)
-        if source is None and not random_weights_ok:
+        source, _, why = _torch_weights(folder, manifest)
+        if why and not random_weights_ok:
             raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
                              hint="pass --weights CHECKPOINT (the file the export was made from)")
     model_name = str(manifest.get("model") or manifest.get("backbone"))
     task = manifest.get("task")
     classes = manifest.get("classes") or []
     num_classes = len(classes) if classes and task != "features" else None
+    # The export's seed draws its random weights (all of them, or the tensors a checkpoint left out)
+    # again; without one (bench, random_weights_ok) any seed times the same architecture.
+    seed = recorded_seed(manifest)
     model = create_model(model_name, task=task, weights=source, num_classes=num_classes,
-                         seed=RANDOM_INIT_SEED)
+                         seed=RANDOM_INIT_SEED if seed is None else seed)
     post = manifest.get("postprocess") or {}
     deploy_kwargs: dict[str, Any] = {}
     if task == "segment" and post.get("seg_output"):
@@ -661,7 +720,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     manifest: dict[str, Any]
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
-    if path.is_dir():
+    shadowed = _shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
+    if path.is_dir() and not shadowed:
         manifest = read_manifest(path)
         listed = dict(manifest.get("files") or {})
         present = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine", ".plan"))
@@ -692,7 +752,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         reason = tensorrt_unavailable_reason()
         candidates = [Candidate("trt", "trt", files[0]["precision"], path.name, reason is None, reason or "")]
         kind = "TensorRT engine"
-    elif _is_triton(text) or (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or not path.exists():
+    elif (_is_triton(text) or (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or not path.exists()
+          or shadowed):
         if _looks_like_path(text) and not path.exists() and not _is_triton(text):
             raise ModelNotFoundError(f"no such file or folder: {text}")
         backend, manifest = load_backend(text, device=device)
@@ -707,7 +768,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
         "classes": list(manifest.get("classes") or [])[:10],
-        "weights": {"source": weights.get("source"), "random_init": weights.get("random_init")},
+        "weights": {"source": weights.get("source"), "random_init": weights.get("random_init"),
+                    "seed": recorded_seed(manifest)},
         "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),
         "preprocess": manifest.get("preprocess"), "postprocess": manifest.get("postprocess"),
         "dynamic": manifest.get("dynamic"), "files": files, "tensorrt": manifest.get("tensorrt"),
