@@ -395,11 +395,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
 
     from pvt_deploy.export.parity import Comparison, check_tolerance, json_safe, resolve_tolerances
     from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model
+    from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model, shadows_zoo_name
     from pvt_deploy.tasks.pipeline import Predictor
 
     folder = Path(resolve_model(artifact))
-    if not folder.is_dir():
+    if not folder.is_dir() or shadows_zoo_name(str(folder)):
         raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
                          hint="pvt-deploy export --model NAME writes one under exports/")
     try:

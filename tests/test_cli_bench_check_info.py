@@ -280,3 +280,9 @@ def test_a_folder_named_like_a_zoo_model_does_not_take_the_name_over(
     assert json.loads(out)["results"][0]["status"] == "ok"
     code, _, err = run(monkeypatch, capsys, "info", "./pvt_v2_b0-cls")  # a path: the folder is what is meant
     assert code == 2 and "no manifest.json" in err
+    code, _, err = run(monkeypatch, capsys, "check", "--model", "pvt_v2_b0-cls")
+    assert code == 2 and "check needs an export folder" in err
+    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
+                       "-o", str(tmp_path / "out"))
+    assert code == 0, err  # exported from the zoo, not refused as "an export folder" to reuse
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"] == "pvt_v2_b0-cls"

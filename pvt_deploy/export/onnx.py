@@ -861,7 +861,10 @@ def export_onnx(
         log.warning("--min-size/--max-size apply to dynamic graphs; ignored with --static")
     from torch import nn
 
-    reuse = not isinstance(model, nn.Module) and Path(str(model)).is_dir()
+    from pvt_deploy.runtimes.loader import shadows_zoo_name
+
+    # a folder in the current directory named like a zoo model but holding no export is not reused
+    reuse = not isinstance(model, nn.Module) and Path(str(model)).is_dir() and not shadows_zoo_name(str(model))
     if reuse:
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=[
             flag for flag, value, default in (

@@ -99,7 +99,7 @@ def resolve_model(name: str | os.PathLike[str] | None = None) -> str:
     is named like a zoo model but holds no export (:func:`~pvt_deploy.manifest.is_export_folder`)
     does not take the name over."""
     text = os.fspath(name) if name is not None else DEFAULT_MODEL
-    if _is_triton(text) or (Path(text).exists() and not _shadows_zoo_name(text)):
+    if _is_triton(text) or (Path(text).exists() and not shadows_zoo_name(text)):
         return text
     folder = Path(EXPORTS_DIR) / text
     if "/" not in text and os.sep not in text and (folder / MANIFEST_NAME).is_file():
@@ -108,7 +108,7 @@ def resolve_model(name: str | os.PathLike[str] | None = None) -> str:
     return text
 
 
-def _shadows_zoo_name(text: str) -> bool:
+def shadows_zoo_name(text: str) -> bool:
     """Whether ``text`` is a bare zoo name (``pvt_v2_b0-cls``, not ``./pvt_v2_b0-cls``) that a folder
     of the same name in the current directory would take over although it holds no export: the user
     means the model, and "no manifest.json" would be a baffling answer."""
@@ -421,7 +421,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     if kind == "triton":
         raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
-    if path.is_dir() and not _shadows_zoo_name(text):
+    if path.is_dir() and not shadows_zoo_name(text):
         result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
                               random_weights_ok=random_weights_ok, options=options)
     elif path.is_file():
@@ -454,7 +454,7 @@ def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str
 def require_model(text: str) -> None:
     """Fail fast, before any work, on a ``--model`` that names nothing: a missing path, or a name that
     is neither an export under ``exports/`` (see :func:`resolve_model`) nor a zoo model."""
-    if _is_triton(text) or (Path(text).expanduser().exists() and not _shadows_zoo_name(text)):
+    if _is_triton(text) or (Path(text).expanduser().exists() and not shadows_zoo_name(text)):
         return
     if _looks_like_path(text):
         raise ModelNotFoundError(f"no such file or folder: {text}")
@@ -720,7 +720,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     manifest: dict[str, Any]
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
-    shadowed = _shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
+    shadowed = shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
     if path.is_dir() and not shadowed:
         manifest = read_manifest(path)
         listed = dict(manifest.get("files") or {})
