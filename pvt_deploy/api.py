@@ -170,11 +170,18 @@ class Model:
     __call__ = predict
 
     def _warn_ignored(self, **settings: Any) -> None:
-        """Say which settings cannot apply to this model's task (as ``pvt-deploy infer`` does)."""
+        """Say which settings cannot apply to this model's task (as ``pvt-deploy infer`` does), or to
+        a graph whose NMS was fixed at export."""
+        from pvt_deploy.tasks.postprocess import graph_nms_limits
+
         for key, value in settings.items():
             if value is not None and value is not False and SETTING_TASKS[key] != self.task:
                 log.warning("%s= applies to %s models; a %s model has no use for it: ignored", key,
                             SETTING_TASKS[key], self.task)
+        if self.task == "detect":
+            for line in graph_nms_limits(self.manifest.get("postprocess") or {}, conf=settings.get("conf"),
+                                         iou=settings.get("iou"), max_det=settings.get("max_det")):
+                log.warning("%s", line)
 
     def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Generator[Result, None, None]:
         """Drive the pipeline, writing each result; finalise outputs however the run ends."""

@@ -3,6 +3,7 @@ in ONNX Runtime gives the detections of the host path on the same model."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,29 @@ def test_graph_nms_matches_host_nms(tmp_path: Path) -> None:
     from pvt_deploy.manifest import read_manifest
 
     assert read_manifest(folder)["postprocess"]["nms"] == "graph"
+    # thresholds fixed in the graph: asking for others is said, not silently ignored
+    from pvt_deploy import Model
+
+    frame = (images(1, 128, 128, seed=1)[0].transpose(1, 2, 0)).astype(np.uint8)
+    handler = _Lines()
+    logging.getLogger("pvt_deploy").addHandler(handler)
+    try:
+        with Model(folder) as model:
+            model.predict(frame, iou=0.3, conf=0.01, max_det=300)
+            asked = list(handler.lines)
+            model.predict(frame, iou=0.5, conf=0.2, max_det=50)  # within what the graph keeps: silent
+    finally:
+        logging.getLogger("pvt_deploy").removeHandler(handler)
+    assert any(line.startswith("iou=0.3 cannot apply: IoU 0.5 is fixed in this graph's NMS") for line in asked)
+    assert any(line.startswith("conf=0.01 cannot go below the score threshold 0.05") for line in asked)
+    assert any(line.startswith("max_det=300 cannot go above the 100 detections") for line in asked)
+    assert handler.lines == asked
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())

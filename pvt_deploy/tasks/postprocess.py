@@ -99,6 +99,26 @@ def to_original(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
     return out
 
 
+def graph_nms_limits(post: Mapping[str, Any], *, conf: float | None = None, iou: float | None = None,
+                     max_det: int | None = None) -> list[str]:
+    """Why settings cannot apply as asked to a graph whose NMS ran inside it (``--nms graph``): its IoU
+    threshold, score floor and detection count were fixed at export, so a different IoU, a lower
+    ``conf`` or a higher ``max_det`` changes nothing. One line each; empty for host NMS."""
+    if post.get("nms") != "graph":
+        return []
+    fixed = "fixed in this graph's NMS at export (an export with host NMS takes it per call)"
+    out = []
+    if iou is not None and float(iou) != float(post.get("iou_threshold", 0.5)):
+        out.append(f"iou={iou:g} cannot apply: IoU {float(post.get('iou_threshold', 0.5)):g} is {fixed}")
+    if conf is not None and float(conf) < float(post.get("score_threshold", 0.05)):
+        out.append(f"conf={conf:g} cannot go below the score threshold "
+                   f"{float(post.get('score_threshold', 0.05)):g} {fixed}")
+    if max_det is not None and int(max_det) > int(post.get("max_detections", 100)):
+        out.append(f"max_det={max_det} cannot go above the {int(post.get('max_detections', 100))} detections "
+                   f"{fixed}")
+    return out
+
+
 def postprocess_detect(outputs: Mapping[str, np.ndarray], boxes_meta: list[Letterbox], post: Mapping[str, Any],
                        *, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                        classes: list[int] | None = None) -> list[Detections]:
