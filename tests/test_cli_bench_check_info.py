@@ -210,7 +210,7 @@ def test_models_lists_the_bare_backbones_too(monkeypatch: pytest.MonkeyPatch,
 
 def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
-    (``--allow-parity-fail…`` cannot be typed)."""
+    (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""
     import os
     import subprocess
     import sys
@@ -225,6 +225,12 @@ def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "…" not in out, [line for line in out.splitlines() if "…" in line]
     assert "--allow-parity-fai" in out
+    # an on/off flag shows no <bool> type ("--half true" is an error, not a way to write it), and one
+    # that is off by default has no --no- twin to read past
+    assert "<bool>" not in out and "<int>" in out
+    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible", "--no-show"):
+        assert twin not in out
+    assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
 
 
 def test_check_rebuilds_a_seeded_random_export_in_pytorch(

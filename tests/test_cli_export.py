@@ -102,25 +102,6 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypa
     assert "Traceback" not in err
 
 
-def test_help_shows_flags_as_flags() -> None:
-    """An on/off flag shows no ``<bool>`` type (``--half true`` is an error, not a way to write it),
-    and a flag that is off by default has no ``--no-`` twin to read past."""
-    import os
-    import subprocess
-
-    script = ("import sys\nfrom pvt_deploy.cli import main\n"
-              "for cmd in ('export', 'infer'):\n"
-              "    sys.argv = ['pvt-deploy', cmd, '--help']\n"
-              "    try:\n        main()\n    except SystemExit:\n        pass\n")
-    env = {**os.environ, "COLUMNS": "120", "TERMINAL_WIDTH": "120"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
-    assert out.count("Usage: pvt-deploy") == 2
-    assert "<bool>" not in out and "<int>" in out and "--half" in out
-    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible", "--no-show"):
-        assert twin not in out
-    assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
-
-
 def test_cli_unwritable_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
