@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -262,6 +265,93 @@ def test_exception_mid_write_leaves_a_playable_file_with_frames_so_far(
     assert info["codec"] == "h264" and info["frames"] == 12 and len(images) == 12
     assert [round(float(np.median(im)) / 6) for im in images] == list(range(12))
     assert leftovers(tmp_path) == []
+
+
+class _CtrlCWhileDraining:
+    """A writer's video stream that sends this process SIGINT as the encoder is drained: the flush
+    that takes ~1 s for a 4K clip, where an impatient second Ctrl-C lands."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def encode(self, frame: object = None) -> object:
+        if frame is None:
+            signal.raise_signal(signal.SIGINT)  # to this thread, synchronously
+        return self._stream.encode(frame)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("audio", [False, True])
+def test_ctrl_c_while_the_video_is_finalised_waits_for_the_file(tmp_path: Path, audio: bool) -> None:
+    """Ctrl-C in the flush or the trailer used to remove the whole video; now it waits until the file
+    is in place and then stops the caller. The audio remux is not waited for: the video stays silent."""
+    src = clip_with_audio(tmp_path / "src.mp4", "aac") if audio else None
+    out = tmp_path / "out" / "cut.mp4"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    try:
+        writer = VideoWriter(out, 25, (320, 240), audio_from=src)
+        for i in range(10):
+            writer.write(frame(i, (320, 240)), i / 25)
+        writer._stream = _CtrlCWhileDraining(writer._stream)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            writer.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    info, images = decode(out)
+    assert info["codec"] == "h264" and len(images) == 10 and leftovers(out.parent) == []
+    assert audio_of(out) is None
+
+
+SECOND_CTRL_C = """
+import signal, sys, time
+import numpy as np
+from pvt_deploy.io.sinks import VideoWriter
+from pvt_deploy.utils import signals
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as under a terminal, also when started in the background
+late = sys.argv[2] == "late"
+signals.REPEAT_S = 0.001 if late else 30.0
+with signals.sigterm_raises(KeyboardInterrupt):
+    writer = VideoWriter(sys.argv[1], 25, (64, 48))
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), 6 * i, np.uint8))
+    try:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C: the run unwinds to finalise its outputs
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    if not late:
+        signal.raise_signal(signal.SIGINT)  # pressed again while the pipeline winds down: the same request
+        print("clean-up survived the repeat", flush=True)
+    time.sleep(0.01)
+    stream = writer._stream
+
+    class Drain:
+        def encode(self, frame=None):
+            if frame is None:
+                signal.raise_signal(signal.SIGINT)  # and again while the encoder drains: held, then ignored
+            return stream.encode(frame)
+
+    writer._stream = Drain()
+    print("closed", writer.close() is not None, flush=True)
+    signal.raise_signal(signal.SIGINT)  # and again: the same request, or with REPEAT_S past, the end
+    print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["repeat", "late"])
+def test_a_repeated_ctrl_c_never_costs_the_video(tmp_path: Path, when: str) -> None:
+    # under the CLI's policy (pvt_deploy.utils.signals.sigterm_raises) Ctrl-C is counted as SIGTERM
+    # is: a repeat within REPEAT_S is ignored and a later one ends the process at once; one that comes
+    # while the video is finalised waits until the file is in place and is never taken as late
+    out = tmp_path / "cut.mp4"
+    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C, str(out), when], capture_output=True, text=True,
+                          timeout=60)
+    if when == "repeat":
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["stopping", "clean-up survived the repeat", "closed True", "done"]
+    else:
+        assert done.returncode == -signal.SIGINT, done.stderr
+        assert done.stdout.splitlines() == ["stopping", "closed True"]
+    assert len(decode(out)[1]) == 10 and leftovers(tmp_path) == []
 
 
 def test_no_final_file_while_writing_and_none_without_frames(tmp_path: Path) -> None:

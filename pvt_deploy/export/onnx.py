@@ -269,7 +269,9 @@ def _swap_in(staging: Path, target: Path, shown: Path) -> None:
     import shutil
     import stat
 
-    with _signals_deferred():
+    from pvt_deploy.utils.signals import interrupts_deferred
+
+    with interrupts_deferred():
         aside = None
         if os.path.lexists(target):
             with contextlib.suppress(OSError):
@@ -313,36 +315,6 @@ def _swap_in(staging: Path, target: Path, shown: Path) -> None:
             log.warning("could not move %s into the new export; they are in %s", ", ".join(stuck), aside)
         else:
             shutil.rmtree(aside, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them: a few renames that must not
-    stop half-way."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can handle signals
-        return
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is not None:  # None: a handler Python could not restore; leave it alone
-            previous[signum] = handler
-            signal.signal(signum, lambda n, frame: received.append(n))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in received:
-            handler = previous[number]
-            if callable(handler):
-                handler(number, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(number)
 
 
 # --------------------------------------------------------------------------------------------------

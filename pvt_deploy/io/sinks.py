@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +38,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 from pvt_deploy.utils.files import atomic_path, atomic_write_text
+from pvt_deploy.utils.signals import interrupts_deferred
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ def _muxer_options(fmt: str) -> dict[str, str]:
     return {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
 
 
+class _Stopped(Exception):
+    """A stop request came while the audio was being added: the silent video is kept."""
+
+
 class VideoWriter:
     """Encode RGB uint8 frames to an H.264 (yuv420p) file, atomically.
 
@@ -144,7 +149,8 @@ class VideoWriter:
 
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
-    so far; a writer that received no frame leaves no file.
+    so far; a writer that received no frame leaves no file. A Ctrl-C or SIGTERM that comes while
+    the file is being finalised waits until it is in place (see :meth:`close`).
     """
 
     def __init__(
@@ -263,30 +269,31 @@ class VideoWriter:
         if self._closed:
             return self.path if self.frames_written and not self._dropped else None
         self._closed = True
-        try:
-            self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
-            self._container.close()
-        except BaseException as e:
-            self._abort(e)
-            raise
-        if not self.frames_written:
-            log.warning("%s: no frames were written; not creating the file", self.path)
-            self._abort(RuntimeError("empty video"))
-            return None
-        interrupted: BaseException | None = None
-        if self._audio_from is not None:
+        # Ctrl-C and SIGTERM wait until the file is in place: one landing in the flush or the trailer
+        # (a second Ctrl-C while a 4K clip's encoder drains, ~1 s) would otherwise remove the whole
+        # video. The audio remux, the one step that can take long, gives up when one is waiting.
+        with interrupts_deferred() as stop_waiting:
             try:
-                self._add_audio(self._audio_from)
-            except BaseException as e:  # noqa: BLE001 - Ctrl-C during the remux: keep the silent video, then stop
-                interrupted = e
-        self._atomic.__exit__(None, None, None)
-        if interrupted is not None:
-            raise interrupted
+                self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
+                self._container.close()
+            except BaseException as e:
+                self._abort(e)
+                raise
+            if not self.frames_written:
+                log.warning("%s: no frames were written; not creating the file", self.path)
+                self._abort(RuntimeError("empty video"))
+                return None
+            try:
+                if self._audio_from is not None:
+                    self._add_audio(self._audio_from, stop=stop_waiting)
+            finally:  # whatever became of the audio, the video is complete: keep it
+                self._atomic.__exit__(None, None, None)
         return self.path
 
-    def _add_audio(self, source: str | os.PathLike[str]) -> None:
+    def _add_audio(self, source: str | os.PathLike[str], *, stop: Callable[[], bool] = lambda: False) -> None:
         """Remux the finished (silent) video with ``source``'s audio, replacing it only when that
-        succeeds: audio trouble of any kind leaves the silent video and a warning.
+        succeeds: audio trouble of any kind leaves the silent video and a warning, and so does a stop
+        request (``stop()`` true, checked at every video packet: the run is ending).
 
         The video is complete before audio is touched, so a codec the container refuses, an encoder
         that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
@@ -305,6 +312,8 @@ class VideoWriter:
                 audio.add_to(out)
                 origin = self._t0 if self._t0 is not None else 0.0
                 for packet in silent.demux(video_in):
+                    if stop():
+                        raise _Stopped
                     if packet.size == 0:
                         continue
                     when = packet.dts if packet.dts is not None else packet.pts
@@ -318,6 +327,8 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
             log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
                         audio.codec, e)
+        except _Stopped:
+            log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
         finally:
             audio.close()
             with contextlib.suppress(OSError):
