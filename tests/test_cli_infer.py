@@ -382,7 +382,7 @@ def test_a_full_disk_mid_video_is_one_line_and_leaves_no_partial_file(
                        "-o", str(tmp_path / "out"))
     assert code == 2, err
     assert_one_line_error(err, f"cannot write outputs to {tmp_path / 'out'}: No space left on device")
-    assert list((tmp_path / "out").iterdir()) == []  # no .part and no final-named partial file
+    assert not (tmp_path / "out").exists()  # no .part, no final-named partial file, no empty folder
 
 
 def test_a_folder_of_only_unreadable_images_leaves_no_predictions_file(
@@ -395,7 +395,13 @@ def test_a_folder_of_only_unreadable_images_leaves_no_predictions_file(
                        "-o", str(tmp_path / "out"))
     assert code == 2, err
     assert_one_line_error(err, "no frames could be read")
-    assert list((tmp_path / "out").iterdir()) == []
+    # the folder the run made is gone too (the next default run is not moved on to <model>2 past it);
+    # one that was there before the run stays
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    code, _, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2 and list((tmp_path / "out").iterdir()) == []
 
 
 def test_options_that_cannot_apply_are_warned_about_or_refused(

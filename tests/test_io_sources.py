@@ -7,6 +7,7 @@ import http.server
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from PIL import Image
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import Frame, Reconnect, StreamSource, open_source, read_image, redact_url
+from pvt_deploy.io.sources import Frame, Reconnect, StreamSource, is_live, open_source, read_image, redact_url
 
 FPS = 25
 STEP = 6  # grey-level step between frames in make_video (40 frames fit in uint8)
@@ -248,6 +249,92 @@ def test_truncated_mkv_says_so_from_its_declared_duration(tmp_path: Path, caplog
     assert source.error and "of the 6.0 s the file declares" in source.error and "cut.mkv" in caplog.text
 
 
+def make_clip(path: Path, codec: str, *, frames: int = 50, start: int = 0, audio: bool = False) -> Path:
+    """A 2 s clip at 25 fps in ``codec``, its container from the suffix, muxed by PyAV; noisy frames so
+    that the file's size follows its length. ``start``: the first frame's time, in frames."""
+    fmt = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
+    with av.open(str(path), "w", format=fmt, container_options={"movflags": "+faststart"} if fmt == "mp4" else {}) as out:
+        stream = out.add_stream(codec, rate=FPS)
+        stream.width, stream.height = 96, 64
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames):
+            image = np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            picture = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=stream.pix_fmt)
+            picture.pts, picture.time_base = start + i, Fraction(1, FPS)
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+        if sound is not None:
+            tone = av.AudioFrame.from_ndarray(np.zeros((1, 16000 * frames // FPS), np.float32), format="fltp",
+                                              layout="mono")
+            tone.sample_rate, tone.pts, tone.time_base = 16000, 16000 * start // FPS, Fraction(1, 16000)
+            out.mux(sound.encode(tone))
+            out.mux(sound.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("name", "codec"), [("h264.mkv", "libx264"), ("vp9.webm", "libvpx-vp9"),
+                                             ("mjpeg.mkv", "mjpeg"), ("h264.mp4", "libx264"), ("mjpeg.mp4", "mjpeg")])
+def test_a_short_clip_cut_short_says_so_and_a_whole_one_does_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, codec: str) -> None:
+    """A warning for a few missing seconds of a short clip too, not only past 2 s or 10 %; none for a
+    whole clip, whose declared length is a frame or two off its last frame's time."""
+    full = make_clip(tmp_path / name, codec)
+    with caplog.at_level(logging.WARNING), open_source(full) as source:
+        assert source.frames == 50 and len(list(source)) == 50
+    assert source.error is None and caplog.text == ""
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 3 // 5])
+    with caplog.at_level(logging.WARNING), open_source(cut) as source:
+        frames = list(source)
+    assert 0 < len(frames) < 40
+    assert source.error and "truncated file?" in source.error and f"cut_{name}" in caplog.text
+
+
+def test_the_bundled_sample_video_decodes_whole_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from pvt_deploy import assets
+
+    with caplog.at_level(logging.WARNING), open_source(assets.sample_video()) as source:
+        assert len(list(source)) == source.frames
+    assert source.error is None and caplog.text == ""
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_clip_whose_times_start_late_is_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture, suffix: str) -> None:
+    """mkv declares where its segment ends (12 s for 2 s of video from 10 s on), not how long it runs:
+    that is no truncated file, nor 301 frames."""
+    path = make_clip(tmp_path / f"late{suffix}", "libx264", start=10 * FPS, audio=True)
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        assert source.frames == 50
+        frames = list(source)
+    assert len(frames) == 50 and frames[0].timestamp == 0.0 and frames[-1].timestamp == pytest.approx(49 / FPS)
+    assert source.error is None and caplog.text == ""
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_frames_after_damaged_packets_keep_their_source_numbers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, suffix: str) -> None:
+    """Packets that do not decode mid-file: the frames after them keep the numbers their times give
+    (JSON ``frame``, COCO ids and ``vid_stride`` follow the source), and the warning says frames were
+    damaged, not that the file ended early."""
+    path = make_clip(tmp_path / f"clip{suffix}", "mjpeg")  # every frame its own packet
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    for k in (20, 21, 35):
+        pos, size = packets[k]
+        data[pos : pos + size] = bytes(size)
+    damaged = tmp_path / f"damaged{suffix}"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING), open_source(damaged) as source:
+        frames = list(source)
+    numbers = [f.index for f in frames]
+    assert numbers == [round(f.timestamp * FPS) for f in frames if f.timestamp is not None]
+    assert numbers[-1] == 49 and {20, 21, 35} <= set(range(50)) - set(numbers)
+    assert source.error is None and "frames could not be decoded (damaged file?)" in caplog.text
+    assert "truncated" not in caplog.text
+
+
 @pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])
 def test_not_a_video_raises_input_error(tmp_path: Path, content: bytes) -> None:
     fake = tmp_path / "fake.mp4"
@@ -291,7 +378,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 class _MjpegHandler(http.server.BaseHTTPRequestHandler):
     """An IP camera in miniature: multipart JPEG, ``per_connection`` frames and then it hangs up;
-    after ``connections`` connections it answers 503 (the camera is gone)."""
+    after ``connections`` connections it answers 503 (the camera is gone). With a ``stall`` event, it
+    keeps the connection open and silent after its frames until the event is set (a frozen camera)."""
 
     def log_message(self, *args: object) -> None:
         pass
@@ -314,6 +402,9 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
                 head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                 self.wfile.write(head + body + b"\r\n")
             self.wfile.flush()
+            stall = getattr(server, "stall", None)
+            if stall is not None:
+                stall.wait(30)
         except ConnectionError:  # the client hung up early, as viewers of a camera do
             pass
 
@@ -397,6 +488,38 @@ def test_realtime_mode_reads_in_background_and_ends_cleanly(
             threading.Event().wait(0.005)  # a slow consumer
     assert received and received == sorted(set(received))
     assert len(received) + source.dropped == 18
+
+
+def test_a_stalled_stream_stops_without_waiting_for_its_read_timeout(
+    mjpeg_camera: http.server.ThreadingHTTPServer,
+) -> None:
+    """A camera that keeps the connection open and sends nothing: stop() (the pipeline's, on Ctrl-C or
+    SIGTERM) ends the wait for the next frame at once, and close() does not sit through the reader
+    thread's read timeout (10 s here, as by default; ``docker stop`` kills after 10 s)."""
+    mjpeg_camera.stall = threading.Event()  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{mjpeg_camera.server_address[1]}/video.mjpg"
+    source = open_source(url, timeout=10)
+    received: list[int] = []
+
+    def consume() -> None:  # the pipeline's decode thread
+        for frame in source:
+            received.append(frame.index)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the frames are in; the reader thread waits in a read
+        t0 = time.monotonic()
+        source.stop()
+        consumer.join(timeout=3)
+        source.close()
+        took = time.monotonic() - t0
+    finally:
+        mjpeg_camera.stall.set()  # type: ignore[attr-defined]
+    assert received and not consumer.is_alive() and took < 1.5
 
 
 def test_injected_reader_drops_and_backoff_doubles_up_to_cap(caplog: pytest.LogCaptureFixture) -> None:
@@ -514,3 +637,9 @@ def test_missing_webcam_raises_input_error() -> None:
 def test_redact_url() -> None:
     assert redact_url("rtsp://admin:pw@10.0.0.2:554/s1") == "rtsp://***@10.0.0.2:554/s1"
     assert redact_url("http://cam.local/video") == "http://cam.local/video"
+    # too malformed to parse (a bad port, a bad IPv6 literal): the password still never shows
+    assert redact_url("rtsp://admin:pw@cam:99999/s1") == "rtsp://***@cam:99999/s1"
+    assert redact_url("rtsp://admin:pw@[::1:554/s1") == "rtsp://***@[::1:554/s1"
+    with pytest.raises(InputError, match=r"bad stream URL rtsp://\*\*\*@\[::1:554/s1"):
+        open_source("rtsp://admin:pw@[::1:554/s1")
+    assert is_live("0") and is_live("rtsp://cam/s") and is_live("http://h/v.mjpg") and not is_live("clip.mp4")

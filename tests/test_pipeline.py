@@ -6,6 +6,8 @@ backends are exercised by the runtime, API and CLI tests.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -275,6 +277,52 @@ def test_live_stream_gap_is_waited_through() -> None:
     source = StreamSource(opener, spec="fake://cam", reconnect=Reconnect(2, 0.01, 0.02), realtime=False)
     results = list(Pipeline(Predictor(FakeBackend(), MANIFEST), source, batch=4))
     assert len(results) == 7 and [r.frame for r in results] == list(range(7))
+
+
+def test_ctrl_c_on_a_stalled_stream_finishes_the_outputs_at_once(tmp_path: Path) -> None:
+    """A camera that sent a frame and froze: the reader thread sits in a read until its timeout
+    (10 s, as PyAV's by default). Ctrl-C must not wait for it (nor for the decode thread's join, 5 s):
+    ``docker stop`` kills after 10 s, which left an unplayable mp4."""
+    thawed = threading.Event()
+
+    class Frozen:
+        fps, size, frames, live, error = 25.0, (64, 48), None, True, None
+
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def grab(self) -> bool:
+            if self.sent == 1:
+                thawed.wait(10)  # the read, until its timeout (or the end of the test)
+            self.sent += 1
+            return True
+
+        def retrieve(self) -> np.ndarray:
+            return np.full((48, 64, 3), 100, np.uint8)
+
+        def timestamp(self) -> float | None:
+            return None
+
+        def close(self) -> None:
+            pass
+
+    source = StreamSource(Frozen, spec="fake://cam", reconnect=Reconnect(0, 0.0, 0.0))
+    model = _model(FakeBackend())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C, in the wait for a frame
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in model.predict(source, stream=True, save=True, save_json=True, save_dir=tmp_path):
+                timer.start()
+                t0 = time.monotonic()
+        took = time.monotonic() - t0 - 0.5
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+        thawed.set()
+    assert took < 2.5, f"stopping took {took:.1f} s"
+    _, frames, _, _ = decode_video(tmp_path / "cam.mp4")
+    assert frames == 1 and len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 1
 
 
 def test_video_outputs_follow_the_source(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:

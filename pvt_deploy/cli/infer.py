@@ -177,17 +177,15 @@ def _live_spec(source: str | None) -> bool:
     host is refused here, before the model loads, as a missing file is."""
     from urllib.parse import urlsplit
 
-    from pvt_deploy.io.sources import STREAM_SCHEMES, redact_url
+    from pvt_deploy.io.sources import is_live, redact_url
 
-    if source is None:
+    if source is None or not is_live(source):
         return False
     text = source.strip()
     if text.isdigit() or text.startswith("/dev/video"):
         return True
     try:
         parts = urlsplit(text)
-        if parts.scheme.lower() not in STREAM_SCHEMES:
-            return False
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError as e:  # open_source would fail on it too, after the model load
         raise InputError(f"bad stream URL {redact_url(text)}: {e}") from None

@@ -62,7 +62,16 @@ STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "
 _LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
 # Single-picture demuxers: a URL to a JPEG is one frame, not a live feed to reconnect to forever.
 _IMAGE_DEMUXERS = ("_pipe", "image2")
+# Demuxers that store a time for every frame (mp4/mov's sample table, mkv/webm's blocks, AVI's index),
+# so that on a constant-rate clip a frame's time tells its number. MPEG-PS/TS carry one every few
+# frames at most and FFmpeg fills in the rest, which goes wrong around damage.
+_TIMED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
+_STOP_POLL_S = 0.1  # how often a wait for a live frame looks at the stop flag
+# How long stopping waits for a stream's reader thread. It can sit in a network read for the whole read
+# timeout (10 s by default); a stop must not: ``docker stop`` kills after 10 s, before the mp4's
+# trailer. The thread is a daemon that writes nothing the run keeps, so it is left to end by itself.
+_READER_JOIN_S = 0.5
 _AVFMT_NOTIMESTAMPS = 0x80  # FFmpeg's flag for demuxers whose packets carry no timestamps (mpjpeg)
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +129,11 @@ class Source(ABC):
 
     @abstractmethod
     def _iter_frames(self) -> Iterator[Frame]: ...
+
+    def stop(self) -> None:  # noqa: B027 - not abstract: only a source that can wait for long overrides it
+        """Ask an iteration running in another thread to end at its next chance, without waiting for
+        it: a live stream stops waiting for a frame that may never come. Safe from any thread; the
+        caller still closes the source. Files and folders need nothing here (a read ends by itself)."""
 
     def close(self) -> None:
         """Release files, decoders and connections. Safe to call twice."""
@@ -335,6 +349,10 @@ class PyAVReader:
                 # bitstream itself signals (the SPS timing) is the guessed one
                 rate = stream.guessed_rate or rate
             self.fps: float | None = float(rate) if rate else None
+            # a constant rate (the mean rate is the one every time is on) in a container that times
+            # every frame: a frame's time tells its number, also after frames lost to damaged packets
+            self.numbered_by_time = bool(rate and stream.average_rate == stream.base_rate
+                                         and self._container.format.name in _TIMED_DEMUXERS)
             known_start = stream.start_time is not None and stream.time_base is not None
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
@@ -342,8 +360,12 @@ class PyAVReader:
             self.live: bool = (
                 live if live is not None else (self._container.duration is None and not is_picture)
             )
-            duration = self._container.duration  # microseconds, the longest stream's; None when unknown
-            self.duration: float | None = duration / 1e6 if duration and not self.live else None
+            # seconds of video the file declares, from its first frame; whether that is the video's own
+            # length or the container's, which an audio track may outlast the picture in
+            self.duration: float | None = None
+            self.duration_is_video = False
+            if not self.live:
+                self.duration, self.duration_is_video = self._declared_length(stream)
             self.frames: int | None = None if self.live else self._count_frames(stream)
             self._decoded = self._decode()
             if not self.grab():
@@ -355,13 +377,45 @@ class PyAVReader:
             self._container.close()
             raise
 
+    def _declared_length(self, stream: Any) -> tuple[float | None, bool]:
+        """How long the file says its video runs, in seconds from its first frame (as ``timestamp()``
+        counts), and whether that is the video's own length rather than the whole container's.
+
+        The video stream's own duration where the container keeps one (mp4, mov, avi, MPEG-TS), else
+        the track's ``DURATION`` tag that FFmpeg and mkvmerge write into mkv/webm (where its picture
+        ends, counted from zero like every mkv time), else the container's duration. A header's
+        duration counts from zero as well in mkv and FLV (a clip whose times start at 10 s declares
+        12 s for 2 s of video), but from the first packet where FFmpeg works it out; both are taken
+        as an end and the video's start is subtracted, which can only make the length shorter than it
+        is (a truncation missed, never a complete clip called truncated).
+        """
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base), True
+        end = _clock_seconds(stream.metadata.get("DURATION"))
+        if end is not None and end > self._start:
+            return end - self._start, True
+        duration = self._container.duration  # microseconds, the longest stream's; None when unknown
+        if duration and duration / 1e6 > self._start:
+            return duration / 1e6 - self._start, len(self._container.streams) == 1
+        return None, False
+
+    def ends_short(self, last: float | None) -> bool:
+        """Whether decoding whose last frame came at ``last`` seconds stopped short of the declared
+        length: by more than two frames, which absorbs a length rounded in the header or a last frame
+        held longer; by half a second more where the length is a container's that also holds audio,
+        which often outlasts the picture."""
+        if self.duration is None or last is None:
+            return False
+        frame = 1.0 / self.fps if self.fps else 0.1
+        slack = 2.0 * frame + 1e-3 + (0.0 if self.duration_is_video else 0.5)
+        return self.duration - (last + frame) > slack
+
     def _count_frames(self, stream: Any) -> int | None:
         self.frames_exact = bool(stream.frames)  # mp4/mov store a count; others only a duration
         if stream.frames:
             return int(stream.frames)
-        duration = self._container.duration  # microseconds
-        if duration and self.fps:  # mkv/webm store no count: estimate for the progress bar
-            return max(1, round(duration / 1e6 * self.fps))
+        if self.duration and self.fps:  # mkv/webm store no count: estimate for the progress bar
+            return max(1, round(self.duration * self.fps))
         return None
 
     def _decode(self) -> Generator[av.VideoFrame, None, None]:
@@ -490,28 +544,35 @@ class VideoSource(Source):
     def _iter_frames(self) -> Iterator[Frame]:
         reader, self._reader = (self._reader or self._open()), None
         self._active = reader
-        index = -1
+        index = -1  # the source frame number of the frame read last
+        decoded = 0
         last: float | None = None
+        step = 1.0 / reader.fps if reader.numbered_by_time and reader.fps else None
         try:
             while reader.grab():
-                index += 1
+                decoded += 1
                 last = reader.timestamp()
+                index = _frame_number(index, last, step)
                 if index % self.vid_stride:
                     continue
                 yield Frame(reader.retrieve(), index, self.spec, last)
             self.error = reader.error
-            decoded, expected = index + 1, reader.frames
+            expected = reader.frames if reader.frames_exact else None
+            lost = (expected or index + 1) - decoded  # short of the count, or gaps in the frame numbers
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
-            elif expected and decoded < expected and reader.frames_exact:
+            elif expected and lost > 0 and (reader.duration is None or reader.ends_short(last)):
                 self.error = f"only {decoded} of {expected} frames decoded (truncated file?)"
                 log.warning("%s: %s", self.spec, self.error)
-            elif reader.duration and last is not None and reader.duration - last > max(2.0, 0.1 * reader.duration):
-                # mkv/webm/avi store no frame count; their declared duration tells a cut-short file
-                # (the margin leaves room for an audio track that outlasts the picture)
+            elif not expected and reader.ends_short(last):
+                # mkv/webm store no frame count; their declared length tells a cut-short file
+                assert reader.duration is not None and last is not None
                 self.error = (f"decoding ended at {last:.1f} s of the {reader.duration:.1f} s the file declares "
                               "(truncated file?)")
                 log.warning("%s: %s", self.spec, self.error)
+            elif lost > 0:  # decoding reached the end, past damaged packets: not an early end (``error``)
+                log.warning("%s: %d of %d frames could not be decoded (damaged file?)", self.spec, lost,
+                            decoded + lost)
         finally:
             reader.close()
             self._active = None
@@ -573,7 +634,7 @@ class StreamSource(Source):
         vid_stride: int = 1,
         reconnect: Reconnect | None = None,
         realtime: bool | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
@@ -581,9 +642,10 @@ class StreamSource(Source):
         self.reconnect = reconnect or Reconnect()
         self.reconnects = 0
         self._opener = opener
-        self._sleep = sleep
         self._clock = clock
         self._stop = threading.Event()
+        # the backoff between reconnects (up to Reconnect.max_wait) ends early on stop()
+        self._sleep = sleep if sleep is not None else self._stop.wait
         try:  # first connection: fail fast, a wrong URL should not sit through backoff
             self._reader: FrameReader | None = opener()
         except _CONNECTION_ERRORS as e:
@@ -671,17 +733,31 @@ class StreamSource(Source):
         self._thread = threading.Thread(target=pump, name=f"pvt-deploy-reader {self.spec}", daemon=True)
         self._thread.start()
         try:
-            while (frame := slot.get()) is not None:
+            while (frame := slot.get(self._stop)) is not None:
                 yield frame
         finally:
             self._stop.set()
-            self._thread.join(timeout=30)
+            self._join_reader()
             self.dropped = slot.dropped
+
+    def _join_reader(self) -> None:
+        """Give the reader thread :data:`_READER_JOIN_S` to notice the stop, then leave it: one stuck in
+        a read ends when the read times out, closing its own connection, and hands its last frame to
+        a slot nobody reads any more."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout=_READER_JOIN_S)
+        if thread.is_alive():
+            log.debug("%s: not waiting for the reader thread, which is still in a read", self.spec)
+        self._thread = None  # waited for once: close() after the iteration does not wait again
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        self._join_reader()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -749,16 +825,42 @@ class _LatestSlot:
             self._done = True
             self._cond.notify()
 
-    def get(self) -> Frame | None:
+    def get(self, stop: threading.Event) -> Frame | None:
+        """The newest frame, waiting for one; None once the producer has finished, or soon after
+        ``stop`` is set (a stalled camera may not send the frame that would end the wait)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._frame is not None or self._done)
+            while not self._cond.wait_for(lambda: self._frame is not None or self._done, timeout=_STOP_POLL_S):
+                if stop.is_set():
+                    return None
             frame, self._frame = self._frame, None
             if frame is None and self._error is not None:
                 raise self._error
             return frame
 
 
+def _frame_number(previous: int, timestamp: float | None, step: float | None) -> int:
+    """The source frame number of a decoded frame that follows number ``previous``: on a constant-rate
+    clip (``step``, seconds per frame) the one its time says, so that frames lost to damaged packets
+    leave their numbers unused (``Frame.index`` is the source's frame number); else, or where the time
+    is missing, off the frame grid or not past ``previous`` (a repeated timestamp), the next one."""
+    if step is None or timestamp is None:
+        return previous + 1
+    frames = timestamp / step
+    n = round(frames)
+    return n if n > previous and abs(frames - n) < 0.25 else previous + 1
+
+
 _CREDENTIALS = re.compile(r"://[^/\s@]+@")
+_CLOCK = re.compile(r"^(\d+):([0-5]\d):(\d+(?:\.\d*)?)$")
+
+
+def _clock_seconds(text: Any) -> float | None:
+    """``"00:01:02.500000000"`` (a Matroska ``DURATION`` tag) -> 62.5; None for anything else."""
+    match = _CLOCK.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _short(error: BaseException) -> str:
@@ -768,12 +870,16 @@ def _short(error: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Drop ``user:password@`` from a URL so credentials never reach logs or output file names."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    """Drop ``user:password@`` from a URL so credentials never reach logs or output file names (also
+    from one too malformed to parse, a bad port or IPv6 literal, whose error message names it)."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return _CREDENTIALS.sub("://***@", url)
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -821,7 +927,10 @@ def _stream_source(
             reconnect=reconnect,
             realtime=realtime,
         )
-    scheme = urlsplit(spec).scheme.lower()
+    try:
+        scheme = urlsplit(spec).scheme.lower()
+    except ValueError as e:  # a bad IPv6 literal
+        raise InputError(f"bad stream URL {redact_url(spec)}: {e}") from None
     # TCP for RTSP: UDP packet loss smears frames, and most cameras serve both.
     opts = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
     opts.update(options or {})
@@ -833,6 +942,18 @@ def _stream_source(
     return StreamSource(
         opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime
     )
+
+
+def is_live(text: str) -> bool:
+    """Whether ``text`` names a live feed :func:`open_source` opens as a stream: a webcam index,
+    ``/dev/videoN``, or a URL of a streaming scheme (:data:`STREAM_SCHEMES`)."""
+    text = text.strip()
+    if text.isdigit() or text.startswith("/dev/video"):
+        return True
+    try:
+        return urlsplit(text).scheme.lower() in STREAM_SCHEMES
+    except ValueError:  # e.g. a bad IPv6 literal: not a path either, so the stream opener reports it
+        return "://" in text
 
 
 def open_source(
@@ -874,9 +995,7 @@ def open_source(
     stream_kw: dict[str, Any] = dict(
         vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options
     )
-    if text.isdigit() or text.startswith("/dev/video"):
-        return _stream_source(text, **stream_kw)
-    if urlsplit(text).scheme.lower() in STREAM_SCHEMES:
+    if is_live(text):
         return _stream_source(text, **stream_kw)
 
     path = Path(text).expanduser()

@@ -26,8 +26,9 @@ caller's thread consumes results (and encodes them with :class:`ResultWriter`). 
   per call and keep Python's default (one run each of the ONNX Runtime default above: 1.045 at
   0.2 ms, 1.140 at 5 ms, inside this VM's spread).
 * Stopping is cooperative: closing the iterator (Ctrl-C in the consumer, ``break``, an exception
-  in any stage) sets one event that every blocking queue operation polls, so threads exit and the
-  caller's ``with`` blocks finalise the outputs (the H.264 writer writes its trailer).
+  in any stage) sets one event that every blocking queue operation polls, and asks the source to stop
+  (a live stream's wait for a frame a stalled camera never sends), so threads exit and the caller's
+  ``with`` blocks finalise the outputs (the H.264 writer writes its trailer).
 
 Live streams reconnect inside the source (see :mod:`pvt_deploy.io.sources`); the pipeline simply
 waits through the gap. Batching groups ``batch`` frames per inference call; for live streams it takes
@@ -507,6 +508,11 @@ class Pipeline:
                 yield item
         finally:
             stop.set()
+            # the decode thread may be inside the source, waiting for a live frame that a stalled camera
+            # never sends: it would not see ``stop`` until _JOIN_S is spent
+            stop_source = getattr(self.source, "stop", None)
+            if stop_source is not None:
+                stop_source()
             for t in threads:
                 t.join(timeout=_JOIN_S)
             alive = [t.name for t in threads if t.is_alive()]
@@ -681,6 +687,9 @@ class ResultWriter:
         self._taken: set[str] = set()  # names given out in this run (videos, masks, JSON)
         self._failed = False
         self._results = 0
+        # a folder this run makes and leaves empty (nothing read, or a write that failed) is removed,
+        # so that the next run is not moved on to <model>2 past an empty one
+        self._made_dir = not self.save_dir.exists()
         try:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             if save_json:
@@ -786,6 +795,9 @@ class ResultWriter:
                 self._discard()
                 raise output_error(self.save_dir, e) from None
         self._discard()  # after a failed write: drop what was still being written
+        if self._made_dir and not self.outputs:
+            with contextlib.suppress(OSError):  # not empty after all (a file another process put there)
+                self.save_dir.rmdir()
         return self.outputs
 
     def _finish(self, error: BaseException | None) -> None:
