@@ -200,7 +200,7 @@ class Model:
             raise
         finally:
             outputs = writer.close(error) if writer is not None else []
-            self.last_summary = pipeline.summary(outputs)
+            self.last_summary = pipeline.summary(outputs, frames=writer.results_written if writer is not None else None)
 
     # -- lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -204,6 +204,31 @@ def test_settings_for_another_task_are_reported(det_model: Model, caplog: pytest
         "topk= applies to classify models; a detect model has no use for it: ignored"]
 
 
+def test_a_ctrl_c_inside_a_write_is_not_counted_as_a_frame(det_model: Model, clip: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary counts the frames the outputs hold: a Ctrl-C that lands inside the third write
+    (encoding the frame, writing its JSON line) leaves two, and the summary said three."""
+    import json
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real = ResultWriter.write
+    calls = {"n": 0}
+
+    def write(self: ResultWriter, result: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(self, result)
+
+    monkeypatch.setattr(ResultWriter, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        det_model.predict(clip, save_json=True, save_dir=tmp_path / "out")
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and det_model.last_summary is not None and det_model.last_summary.frames == 2
+    assert [json.loads(line)["frame"] for line in lines] == [0, 1]
+
+
 def test_a_stream_closed_before_its_first_result_leaves_nothing_open(det_model: Model, clip: Path,
                                                                      tmp_path: Path) -> None:
     from pvt_deploy.io.sources import open_source

@@ -396,10 +396,12 @@ class Pipeline:
         self._used = True
         return self._run()
 
-    def summary(self, outputs: Sequence[str | os.PathLike[str]] = ()) -> RunSummary:
+    def summary(self, outputs: Sequence[str | os.PathLike[str]] = (), frames: int | None = None) -> RunSummary:
+        """The run so far. ``frames``: the count to report instead of the results handed out (those a
+        writer completed: a Ctrl-C inside a write stops one result short of the outputs)."""
         end = self._t1 if self._t1 is not None else time.perf_counter()
         seconds = end - self._t0 if self._t0 is not None else 0.0
-        return RunSummary(frames=self.frames_done, seconds=seconds, stages=self.times.to_json(),
+        return RunSummary(frames=self.frames_done if frames is None else frames, seconds=seconds, stages=self.times.to_json(),
                           skipped=int(getattr(self.source, "skipped", 0) or 0),
                           dropped=int(getattr(self.source, "dropped", 0) or 0),
                           source_error=getattr(self.source, "error", None), interrupted=self.interrupted,
@@ -726,6 +728,11 @@ class ResultWriter:
             self._failed = True
             raise output_error(self.save_dir, e) from None
         self._results += 1
+
+    @property
+    def results_written(self) -> int:
+        """Results whose outputs were all written (a write that failed or was interrupted is not one)."""
+        return self._results
 
     def _coco_image_id(self, result: Result) -> int | str:
         """COCO's id for a result: the frame number in a video, else from the file name
