@@ -45,8 +45,10 @@ class Model:
 
     ``model``: an export folder, ``.onnx``, ``.engine``, ``.pth`` checkpoint, zoo name (PyTorch,
     ``exports/<name>`` when that export exists) or ``triton://host:8000/name``. ``backend``,
-    ``precision``, ``device``, ``imgsz`` and ``weights`` are as in :func:`load_backend`; extra
-    keywords go to the backend (``threads=``, ``spin=``, ``cuda_graph=``).
+    ``precision``, ``device``, ``imgsz``, ``weights`` and ``trust`` (a checkpoint that needs full
+    unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
+    even where ``exports/<name>`` exists. Extra keywords go to the backend (``threads=``, ``spin=``,
+    ``cuda_graph=``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,
@@ -222,18 +224,19 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
                   cli: bool = False) -> None:
     """Refuse ``weights`` where it would be silently ignored: it loads a checkpoint into a PyTorch model
     built from a zoo name, or from an export folder's architecture with the torch backend
-    (:func:`~pvt_deploy.runtimes.loader.load_backend`); a model file, an export run by another runtime
-    (a zoo name whose ``exports/<name>`` exists is that export) and a Triton model run with their own
-    weights. ``cli``: name the options as ``pvt-deploy infer`` spells them."""
+    (:func:`~pvt_deploy.runtimes.loader.load_backend`; a zoo name with weights is the zoo model even
+    where ``exports/<name>`` exists); a model file, an export folder run by another runtime and a
+    Triton model run with their own weights. ``cli``: name the options as ``pvt-deploy infer`` spells
+    them."""
     if weights is None:
         return
     from pvt_deploy.manifest import is_export_folder
-    from pvt_deploy.runtimes.loader import canonical_backend, resolve_model
+    from pvt_deploy.runtimes.loader import DEFAULT_MODEL, canonical_backend
     from pvt_deploy.runtimes.triton import is_triton_url
 
     option, torch_backend = ("--weights", "--backend torch") if cli else ("weights=", "backend='torch'")
     kind = canonical_backend(backend)
-    text = resolve_model(model) if kind != "torch" or model is None else model  # as load_backend does
+    text = model if model is not None else DEFAULT_MODEL  # given weights, load_backend does not look in exports/
     path = Path(text).expanduser()
     if is_triton_url(text):
         raise InputError(f"{option} does not apply to a Triton model ({text}): the server holds its weights")

@@ -619,3 +619,38 @@ def test_a_live_stream_is_connected_once_the_model_is_loaded(
         monkeypatch.setattr(sys, "argv", ["pvt-deploy", "infer", "rtsp://", "--model", str(det_export)])
         main()
     assert "bad stream URL rtsp://: no host" in capsys.readouterr().err and len(loaded) == 1
+
+
+def test_a_zoo_name_with_weights_is_that_model_even_beside_its_export(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """README: ``infer shots/ --model pvt_v2_b0-cls --weights pvt_v2_b0.pth``. With exports/pvt_v2_b0-cls
+    in the folder the name went to that export, which then refused --weights; and a checkpoint that
+    needs full unpickling had no --trust-checkpoint here, though the error asked for it."""
+    import torch
+
+    from pvt_deploy import Model
+    from pvt_deploy.io.sources import read_image
+    from pvt_deploy.models import build_deploy_module, create_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exports" / "pvt_v2_b0-cls").mkdir(parents=True)
+    (tmp_path / "exports" / "pvt_v2_b0-cls" / "manifest.json").write_text("{}")  # an export's folder
+    trained = create_model("pvt_v2_b0-cls", seed=7)
+    torch.save({"model": trained.state_dict(), "args": Path("/train/run1")}, tmp_path / "ckpt.pth")
+    photo = str(sample_images()[0])
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--weights", "ckpt.pth")
+    assert code == 2 and "refusing to unpickle" in err and "--trust-checkpoint" in err and "\x1b" not in err
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--weights", "ckpt.pth",
+                       "--trust-checkpoint", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    with Model("pvt_v2_b0-cls", weights="ckpt.pth", trust=True) as m:
+        assert m.backend.info.name == "torch" and not m.random_weights
+        probs = m.predict(photo)[0].probs
+    assert probs is not None
+    with torch.inference_mode():
+        x = torch.from_numpy(m.predictor().preprocessor(read_image(photo))[0][None])
+        out = build_deploy_module(trained)(x)
+    logits = out[0] if isinstance(out, (tuple, list)) else out
+    assert probs.top1 == int(logits.argmax())  # the checkpoint's model, not a random one
+    line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()[0])
+    assert line["top"][0]["class_id"] == probs.top1

@@ -93,6 +93,9 @@ def infer(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
     weights: Annotated[Path | None, typer.Option(
         help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
+    ] = False,
 ) -> None:
     """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON."""
     from rich.markup import escape
@@ -118,7 +121,8 @@ def infer(
     try:
         if json_on and not save:  # --no-save on a video or stream: JSON only, by default
             check_writable(out_root)
-        m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights)
+        m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights,
+                  trust=trust_checkpoint)
     except BaseException:
         if src is not None:
             src.close()

@@ -80,14 +80,16 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
             raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_one_line(e)})") from e
         raise CheckpointError(
             f"{p}: refusing to unpickle arbitrary objects from this checkpoint (weights_only load failed: "
-            f"{_one_line(e)})", hint="pass trust=True / --trust-checkpoint only if you trust its source") from e
+            f"{_one_line(e)})",
+            hint="pass --trust-checkpoint (export, infer) or trust=True only if you trust its source") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
     return unwrap_state_dict(obj, str(p))
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    """The first line of an error, without the terminal colour codes torch.load puts in its own."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
 
 

@@ -393,7 +393,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                  precision: str | None = None, device: str | None = None,
                  imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, verify: bool = True, random_weights_ok: bool = False,
-                 **options: Any) -> tuple[Backend, dict[str, Any]]:
+                 trust: bool = False, **options: Any) -> tuple[Backend, dict[str, Any]]:
     """Load whatever ``path_or_name`` is (see the module docstring) and return ``(backend, manifest)``.
 
     ``backend``: ``torch``, ``onnx``, ``trt``, ``triton`` or None (pick by artifact). ``precision``:
@@ -403,6 +403,8 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     ``task`` picks a zoo model's head; an export, file or Triton model of another task is refused.
     ``random_weights_ok`` lets ``backend="torch"`` on an export made from random weights build an
     equally random model of the same architecture (benchmarks: timing does not depend on weights).
+    ``trust`` lets a checkpoint PyTorch loads be fully unpickled (``--trust-checkpoint``: only for
+    files from a source you trust; see :func:`~pvt_deploy.models.read_checkpoint`).
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
     """
     from pvt_deploy.utils import size_pair
@@ -410,7 +412,11 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     kind = canonical_backend(backend)
     prec = _canonical_precision(precision)
     imgsz = size_pair(imgsz)  # "128" is a size, also where a zoo model's manifest is made from it
-    text = resolve_model(path_or_name) if kind != "torch" or path_or_name is None else os.fspath(path_or_name)
+    if weights is not None or (kind == "torch" and path_or_name is not None):
+        # a zoo name given weights is that model with those weights, not its export under exports/
+        text = os.fspath(path_or_name) if path_or_name is not None else DEFAULT_MODEL
+    else:
+        text = resolve_model(path_or_name)
     if _is_triton(text):
         if kind not in (None, "triton"):
             raise InputError(f"{text} is a Triton URL; --backend {backend} cannot run it")
@@ -423,16 +429,16 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     path = Path(text).expanduser()
     if path.is_dir() and not shadows_zoo_name(text):
         result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
-                              random_weights_ok=random_weights_ok, options=options)
+                              random_weights_ok=random_weights_ok, trust=trust, options=options)
     elif path.is_file():
-        result = _load_file(path, kind, prec, device, task=task, verify=verify, options=options)
+        result = _load_file(path, kind, prec, device, task=task, verify=verify, trust=trust, options=options)
     else:
         require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
             raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
                                      f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
         result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
-                           options=options)
+                           trust=trust, options=options)
     return _checked(*result, text, task=task, imgsz=imgsz)
 
 
@@ -505,7 +511,7 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
 
 
 def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | None, precision: str | None,
-              device: str | None, imgsz: int | Sequence[int] | None,
+              device: str | None, imgsz: int | Sequence[int] | None, trust: bool,
               options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
 
@@ -513,7 +519,7 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
     if weights is not None and not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {weights} {what}")
-    model = create_model(name, task=task, weights=weights, seed=RANDOM_INIT_SEED)
+    model = create_model(name, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
                           device=device, imgsz=imgsz, options=options)
@@ -538,7 +544,7 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
 
 
 def _load_file(path: Path, kind: str | None, precision: str | None, device: str | None, *, task: str | None,
-               verify: bool, options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+               verify: bool, trust: bool, options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if kind not in (None, "onnx"):
@@ -564,7 +570,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                              hint=f"pvt-deploy export --model {path}")
         from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
-        model = create_model(str(path), task=task, seed=RANDOM_INIT_SEED)
+        model = create_model(str(path), task=task, trust=trust, seed=RANDOM_INIT_SEED)
         name = str(getattr(model, "zoo_name", path.stem))
         backbone = name.split("-")[0]
         return _torch_backend(model, model_name=name, backbone=backbone, weights=str(path), precision=precision,
@@ -614,11 +620,12 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
 
 
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
-                 weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool,
+                 weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool, trust: bool,
                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     manifest = read_manifest(folder)
     if kind == "torch":
-        return _torch_from_folder(folder, manifest, weights, precision, device, random_weights_ok, options)
+        return _torch_from_folder(folder, manifest, weights, precision, device, random_weights_ok, options,
+                                  trust=trust)
     on_cpu = (device or "auto").lower() == "cpu"
     engine = folder / ENGINE_FILE
     engine_precision = (manifest.get("files", {}).get(ENGINE_FILE) or {}).get("precision") or (
@@ -654,7 +661,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
 
 def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os.PathLike[str] | None,
                        precision: str | None, device: str | None, random_weights_ok: bool,
-                       options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+                       options: Mapping[str, Any], *, trust: bool = False) -> tuple[Backend, dict[str, Any]]:
     """PyTorch for an export folder: the same architecture and graph options, with the export's weights."""
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
@@ -671,7 +678,7 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     # The export's seed draws its random weights (all of them, or the tensors a checkpoint left out)
     # again; without one (bench, random_weights_ok) any seed times the same architecture.
     seed = recorded_seed(manifest)
-    model = create_model(model_name, task=task, weights=source, num_classes=num_classes,
+    model = create_model(model_name, task=task, weights=source, num_classes=num_classes, trust=trust,
                          seed=RANDOM_INIT_SEED if seed is None else seed)
     post = manifest.get("postprocess") or {}
     deploy_kwargs: dict[str, Any] = {}
