@@ -156,6 +156,9 @@ def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPa
     assert r.probs.cpu().numpy() is r.probs
     assert 0 < r.probs.top1conf <= 1 and r.verbose().count("%") == 3
     assert [t["class"] for t in json.loads(r.to_json())["top"]] == r.probs.labels
+    # probs.data: every class's probability, as Ultralytics code reads it
+    assert r.probs.data.shape == (len(cls.names),) and abs(float(r.probs.data.sum()) - 1) < 1e-4
+    assert int(r.probs.data.argmax()) == r.probs.top1 and np.allclose(r.probs.data[r.probs.top], r.probs.conf)
 
 
 def test_imgsz_is_parsed_as_the_cli_parses_it(det_model: Model) -> None:

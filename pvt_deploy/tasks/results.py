@@ -29,6 +29,7 @@ from pvt_deploy.tasks.postprocess import (
     postprocess_classify,
     postprocess_detect,
     postprocess_segment,
+    softmax,
 )
 from pvt_deploy.tasks.preprocess import Letterbox
 from pvt_deploy.utils import is_integer, is_number
@@ -124,11 +125,13 @@ class Boxes(_OnHost):
 
 @dataclass(eq=False)
 class Probs(_OnHost):
-    """Top-k classification of one image: class ids ``top`` and probabilities ``conf``, best first."""
+    """Top-k classification of one image: class ids ``top`` and probabilities ``conf``, best first;
+    ``data``: the probability of every class (as Ultralytics' ``probs.data``)."""
 
     top: np.ndarray
     conf: np.ndarray
     names: Sequence[str] = ()
+    data: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @property
     def top1(self) -> int:
@@ -381,6 +384,7 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
     if task == "classify":
         k = int(topk or post.get("topk", 5))
         tops = postprocess_classify(outputs, k=k)
-        return [Result(**c, probs=Probs(ids, p.astype(np.float32), names)) for c, (ids, p) in zip(common, tops,
-                                                                                                   strict=True)]
+        every = softmax(np.asarray(outputs["logits"], dtype=np.float32))
+        return [Result(**c, probs=Probs(ids, p.astype(np.float32), names, every[i]))
+                for i, (c, (ids, p)) in enumerate(zip(common, tops, strict=True))]
     return [Result(**c, features={k: np.asarray(v[i]) for k, v in outputs.items()}) for i, c in enumerate(common)]
