@@ -244,10 +244,26 @@ def test_keyboard_interrupt_mid_video_leaves_a_playable_mp4(tmp_path: Path) -> N
     assert model.last_summary is not None and model.last_summary.interrupted and model.last_summary.frames == 4
 
 
-def test_live_stream_gap_is_waited_through() -> None:
-    class Flaky:
-        fps, size, frames, live, error = 30.0, (64, 48), None, True, None
+class _GreyCamera:
+    """A live reader of flat grey 64x48 frames without timestamps; subclasses decide what ``grab`` does."""
 
+    fps, size, frames, live, error = 30.0, (64, 48), None, True, None
+
+    def grab(self) -> bool:
+        return True
+
+    def retrieve(self) -> np.ndarray:
+        return np.full((48, 64, 3), 100, np.uint8)
+
+    def timestamp(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_live_stream_gap_is_waited_through() -> None:
+    class Flaky(_GreyCamera):
         def __init__(self, n: int) -> None:
             self.left = n
 
@@ -256,15 +272,6 @@ def test_live_stream_gap_is_waited_through() -> None:
                 raise ConnectionResetError("peer reset")
             self.left -= 1
             return True
-
-        def retrieve(self) -> np.ndarray:
-            return np.full((48, 64, 3), 100, np.uint8)
-
-        def timestamp(self) -> float | None:
-            return None
-
-        def close(self) -> None:
-            pass
 
     opens = iter([Flaky(3), Flaky(4)])
 
@@ -285,9 +292,7 @@ def test_ctrl_c_on_a_stalled_stream_finishes_the_outputs_at_once(tmp_path: Path)
     ``docker stop`` kills after 10 s, which left an unplayable mp4."""
     thawed = threading.Event()
 
-    class Frozen:
-        fps, size, frames, live, error = 25.0, (64, 48), None, True, None
-
+    class Frozen(_GreyCamera):
         def __init__(self) -> None:
             self.sent = 0
 
@@ -296,15 +301,6 @@ def test_ctrl_c_on_a_stalled_stream_finishes_the_outputs_at_once(tmp_path: Path)
                 thawed.wait(10)  # the read, until its timeout (or the end of the test)
             self.sent += 1
             return True
-
-        def retrieve(self) -> np.ndarray:
-            return np.full((48, 64, 3), 100, np.uint8)
-
-        def timestamp(self) -> float | None:
-            return None
-
-        def close(self) -> None:
-            pass
 
     source = StreamSource(Frozen, spec="fake://cam", reconnect=Reconnect(0, 0.0, 0.0))
     model = _model(FakeBackend())
