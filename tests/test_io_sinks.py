@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -485,6 +486,18 @@ def test_coco_mapping_is_the_standard_80_to_91() -> None:
         coco_category_ids([80])
     assert coco_image_id("val2017/000000397133.jpg") == 397133
     assert coco_image_id("cat.jpg") == "cat"
+    assert coco_image_id("²7.jpg") == "²7" and coco_image_id("٣.jpg") == "٣"  # digits to isdigit, not to int
+
+
+def test_a_legal_long_file_name_still_gets_its_temporary_file(tmp_path: Path) -> None:
+    """80 CJK characters + .jpg is 244 bytes, a legal name; ``.<name>.XXXXXXXX.part.jpg`` was not."""
+    from pvt_deploy.utils.files import atomic_path
+
+    target = tmp_path / ("中" * 80 + ".jpg")
+    with atomic_path(target) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255 and tmp.name.startswith(".中") and tmp.suffix == ".jpg"
+        tmp.write_bytes(b"picture")
+    assert target.read_bytes() == b"picture" and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 
 
 def test_coco_json_has_xywh_boxes_and_coco_ids(tmp_path: Path) -> None:

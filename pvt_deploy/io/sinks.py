@@ -651,7 +651,7 @@ def coco_category_ids(class_ids: Iterable[int] | np.ndarray) -> np.ndarray:
 def coco_image_id(path: str | os.PathLike[str]) -> int | str:
     """COCO's image id from a file name: ``000000397133.jpg`` -> ``397133``; other stems unchanged."""
     stem = Path(path).stem
-    return int(stem) if stem.isdigit() else stem
+    return int(stem) if stem.isascii() and stem.isdigit() else stem  # "²7" and "٣" are digits to isdigit
 
 
 class CocoJsonWriter:

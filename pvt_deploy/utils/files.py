@@ -30,7 +30,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".part" + target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
@@ -43,6 +43,17 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _temp_prefix(target: Path, limit: int = 255) -> str:
+    """``.<name>.`` for the temporary file beside ``target``, the name cut (at a character boundary)
+    so that the whole temporary name still fits the file system's 255-byte limit: a legal name of
+    ~240 bytes (80 CJK characters) made the temporary one too long and failed the run."""
+    room = limit - len(b".part") - len(os.fsencode(target.suffix)) - 8 - 2  # mkstemp adds 8
+    name = target.name
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}."
 
 
 def probe_writable(folder: str | os.PathLike[str]) -> Path:
