@@ -102,6 +102,40 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypa
     assert "Traceback" not in err
 
 
+def test_cli_export_interrupted_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer turns a Ctrl-C inside a command into exit 130 without a word; the last line says it."""
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_onnx_module, "_load", interrupted)
+    code, err = _run(["--model", "pvt_v2_b0-cls", "-o", str(tmp_path / "x")], monkeypatch, capsys)
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_that_cannot_write_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk while the graph is saved was a traceback and exit 1; the staging folder goes, the
+    message is one line, exit 2."""
+    import errno
+
+    from pvt_deploy.export import graph
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x" / "model.onnx"))
+
+    monkeypatch.setattr(graph, "save_model", full)
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity", "-o", str(tmp_path / "x")],
+                     monkeypatch, capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: cannot write the export to {tmp_path / 'x'}: No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left
+
+
 def test_cli_unwritable_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"

@@ -125,8 +125,9 @@ def main() -> None:
             typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
             sys.exit(143 if sigterm.is_set() else 130)
         except SystemExit as e:
-            if e.code == 130 and sigterm.is_set():
-                sys.exit(143)
+            if e.code == 130:  # Typer's answer to an interrupt inside a command: exit 130, not a word
+                typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
+                sys.exit(143 if sigterm.is_set() else 130)
             raise
 
 

@@ -152,10 +152,10 @@ def infer(
         try:
             _consume(results, src, console, viewer, kind)
         except KeyboardInterrupt:
-            # Typer turns this into exit code 130 without a word, so say here what was kept.
+            # say what was kept; main() then says "interrupted" or "terminated" as the last line
             if m.last_summary is not None:
                 _print_summary(console, m.last_summary, save_dir if writes else None)
-            console.print("[yellow]interrupted: the outputs above hold every frame processed so far[/]")
+            console.print("[yellow]the outputs above hold every frame processed so far[/]")
             raise
         summary = m.last_summary
         assert summary is not None

@@ -22,6 +22,7 @@ at ``imgsz``) run at sizes the trace never saw.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -47,7 +48,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import sha256_file
+from pvt_deploy.utils.files import probe_writable, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -865,12 +866,15 @@ def export_onnx(
         parity_paths, parity_source = _image_paths(None, None, "parity")
 
     if reuse:
-        folder = _extend(Path(str(model)), half=half, flavours=flavours, int8_cpu=int8_cpu,
-                         calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
-                         parity_source=parity_source, parity=parity, tolerances=tolerances,
-                         allow_parity_failure=allow_parity_failure, steps=steps)
-        if finish is not None:
-            finish(folder)
+        folder = Path(str(model))
+        with _write_errors(folder):
+            probe_writable(folder)  # a read-only export: say so before the variants are made
+            folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
+                             calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
+                             parity_source=parity_source, parity=parity, tolerances=tolerances,
+                             allow_parity_failure=allow_parity_failure, steps=steps)
+            if finish is not None:
+                finish(folder)
         return folder
 
     with steps.phase("load"):
@@ -879,7 +883,7 @@ def export_onnx(
         log.warning("EXPORTING A RANDOMLY INITIALISED %s: outputs are meaningless; pass --weights FILE for a "
                     "usable model (manifest weights.random_init = true)", loaded.name)
     out = Path(out_dir) if out_dir is not None else Path("exports") / loaded.name
-    with _replacing(out) as staging:
+    with _write_errors(out), _replacing(out) as staging:
         _fresh(loaded, staging, imgsz=imgsz, dynamic=dynamic, batch=batch, min_size=min_size, max_size=max_size,
                opset=opset, half=half, flavours=flavours, int8_cpu=int8_cpu, calib_paths=calib_paths,
                calib_source=calib_source, parity_paths=parity_paths, parity_source=parity_source,
@@ -888,6 +892,23 @@ def export_onnx(
         if finish is not None:
             finish(staging)
     return out
+
+
+# A file system refusing a write (full, read-only, permissions, quota, a name too long): the user's
+# environment, said in one line (exit 2), not a traceback.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
+                 errno.EFBIG}
+
+
+@contextlib.contextmanager
+def _write_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        raise InputError(f"cannot write the export to {folder}: {e.strerror or e}{where}") from e
 
 
 def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[str]) -> None:
