@@ -243,6 +243,31 @@ def test_no_audio_when_the_source_has_none_or_is_not_a_file(tmp_path: Path, capl
     assert "audio" not in caplog.text
 
 
+def test_a_source_that_changes_during_the_run_gives_no_audio_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The audio is read again when the video is finished: a source deleted, or a link moved to
+    another clip, meanwhile gave a silent video without a word, or another clip's sound."""
+    src = clip_with_audio(tmp_path / "src.mp4", "aac")
+    link = tmp_path / "clip.mp4"
+    link.symlink_to(src)
+    other = clip_with_audio(tmp_path / "other.mp4", "aac", frames=20)
+    for change in ("retarget", "delete"):
+        out = tmp_path / f"{change}.mp4"
+        with VideoWriter(out, 25, (320, 240), audio_from=link) as writer:
+            for i in range(10):
+                writer.write(frame(i, (320, 240)), i / 25)
+            if change == "retarget":
+                link.unlink()
+                link.symlink_to(other)
+            else:
+                link.unlink()
+        assert audio_of(out) is None and len(decode(out)[1]) == 10
+        assert f"{link} changed during the run, so its audio was not added" in caplog.text
+        caplog.clear()
+        if not link.exists():
+            link.symlink_to(src)
+
+
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:
     out = tmp_path / "mixed.mp4"
     with VideoWriter(out, 25, (64, 48)) as writer:

@@ -123,6 +123,15 @@ def _muxer_options(fmt: str) -> dict[str, str]:
     return {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
 
 
+def _file_stamp(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """What identifies a file's content cheaply (device, inode, size, mtime), or None if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class _Stopped(Exception):
     """A stop request came while the audio was being added: the silent video is kept."""
 
@@ -188,6 +197,8 @@ class VideoWriter:
         self._closed = False
         self._dropped = False  # the file was removed (an error, or discard()): close() returns None
         self._audio_from = audio_from
+        # the audio is read when the video is finished: the file must still be the one decoded
+        self._audio_stamp = _file_stamp(audio_from) if audio_from is not None else None
         self._atomic = atomic_path(self.path)
         self._tmp = Path(self._atomic.__enter__())
         self._fmt = fmt
@@ -299,6 +310,10 @@ class VideoWriter:
         that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
         packets (no re-encoding) and is interleaved by time; it reads and writes the compressed
         video once more (well under a second for minutes of 720p)."""
+        if _file_stamp(source) != self._audio_stamp:  # moved, deleted, replaced or re-linked during the run
+            log.warning("%s: %s changed during the run, so its audio was not added; the video is silent",
+                        self.path, source)
+            return
         audio = _AudioCopy.open(source, self._fmt)
         if audio is None:  # no audio track (most clips): nothing to remux
             return
