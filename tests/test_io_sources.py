@@ -107,13 +107,14 @@ def test_folder_skips_corrupt_image_sorts_naturally_and_ignores_other_files(
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "sub").mkdir()
     write_png(tmp_path / "sub" / "nested.png", np.zeros((8, 8, 3), np.uint8))  # not recursive
+    (tmp_path / "frame_4.jpg").symlink_to(tmp_path / "gone.jpg")  # a dangling link: unreadable too, not unmentioned
     with caplog.at_level(logging.WARNING), open_source(tmp_path) as source:
-        assert source.kind == "images" and source.frames == 4
+        assert source.kind == "images" and source.frames == 5
         frames = list(source)
     assert [Path(f.path).name for f in frames] == ["frame_1.png", "frame_2.png", "frame_10.png"]
-    assert [f.index for f in frames] == [0, 1, 3]  # index into the sorted file list
-    assert source.skipped == 1
-    assert "frame_3.jpg" in caplog.text
+    assert [f.index for f in frames] == [0, 1, 4]  # index into the sorted file list
+    assert source.skipped == 2
+    assert "frame_3.jpg" in caplog.text and "frame_4.jpg" in caplog.text
 
 
 def test_single_corrupt_image_raises(tmp_path: Path) -> None:

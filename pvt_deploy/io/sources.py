@@ -897,7 +897,9 @@ def _natural_key(path: str | os.PathLike[str]) -> list[Any]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    """An image file by its suffix; a dangling link named like one counts too, so that reading it
+    fails with the "skipping" warning every unreadable picture gets, instead of passing unmentioned."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists()))
 
 
 def _images_source(paths: list[Path], spec: str, what: str) -> ImageSource:
