@@ -100,7 +100,27 @@ def machine() -> dict[str, Any]:
     info["isa"] = flags
     info["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     info["load_average_1m"] = load_average()
+    info["commit"] = source_commit()
     return info
+
+
+def source_commit() -> str | None:
+    """The git commit of the code being measured (``+changes`` when the working tree differs from
+    it), or None outside a git checkout: the version string stays the same from commit to commit,
+    so a printed table is tied to its code by this."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        return None
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -521,7 +541,7 @@ def header_lines(info: Mapping[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
     return (f"{info.get('date')} | {info.get('cpu')} ({info.get('physical_cores')} cores, "
             f"{'/'.join(info.get('isa') or []) or 'no AVX2'}){gpu} | {platform.system()} | {versions} | "
-            f"load {info.get('load_average_1m')}")
+            f"load {info.get('load_average_1m')}" + (f" | commit {info['commit']}" if info.get("commit") else ""))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -729,6 +749,8 @@ def check_output_file(parser: argparse.ArgumentParser, option: str, path: Path |
         parser.error(f"{option}: empty path")
     if path.is_dir():
         parser.error(f"{option} {path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: the atomic write would replace it
+        parser.error(f"{option} {path}: exists and is not a regular file")
     why = _probe_writable(path.parent if str(path.parent) else Path("."))
     if why:
         parser.error(f"{option} {path}: {why}")

@@ -105,6 +105,19 @@ def test_json_in_a_read_only_folder_is_refused(tmp_path: Path) -> None:
     _assert_usage_error(done, "export_cost.py", "--json", "cannot create files")
 
 
+def test_json_that_is_a_device_or_a_link_is_not_replaced(common: ModuleType, tmp_path: Path) -> None:
+    """As root, ``--json /dev/full`` replaced the device with a regular file (the atomic write renames
+    over its target); a link to a JSON file became a file of its own."""
+    _assert_usage_error(_run("export_cost.py", "--json", "/dev/null", "--model", "pvt_v2_b0-cls"),
+                        "export_cost.py", "--json", "exists and is not a regular file")
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    common.write_json(link, {"ok": True})
+    assert link.is_symlink() and json.loads(real.read_text()) == {"ok": True}
+
+
 def test_work_that_is_a_file_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.write_text("")
@@ -278,6 +291,20 @@ def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
     # each pass starts where the previous one's last packet (audio priming included) ended
     assert 29 / 25 <= times[-1] < 29 / 25 + 3 * 0.05 and audio >= 3 * 48000 * 10 // 25 * 0.9
     assert video_overhead.looped_clip(src, 10, tmp_path) == (src, 10, 1)  # long enough: used as is
+    # a --clip that is not a video is one line for both parts, before any work
+    from pvt_deploy.errors import InputError
+
+    still = tmp_path / "still.jpg"
+    still.write_bytes((Path(__file__).parent.parent / "pvt_deploy" / "assets" / "coffee.jpg").read_bytes())
+    for bad, why in ((still, "not a video"), (tmp_path, "is a folder")):
+        with pytest.raises(InputError, match=why):
+            video_overhead.first_frame(bad)
+    # the RSS the child frees as it exits is not growth (it pulled the slope towards "no leak")
+    samples = [(0.25 * i, 400.0 + 0.01 * i) for i in range(400)] + [(100.0, 380.0), (100.25, 300.0)]
+    summary = video_overhead.rss_summary(samples, 1000, fps=10.0)
+    assert summary["samples_at_exit_left_out"] == 2 and summary["slope_mb_per_1000_frames"] == pytest.approx(4.0)
+    short = video_overhead.rss_summary(samples[:20], 100)
+    assert short["note"].startswith("run too short") and short["peak_mb"] == 400.2
 
 
 def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: pytest.CaptureFixture[str]) -> None:
@@ -313,3 +340,18 @@ def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: 
     del case["variants"]["torch-cuda"], case["variants"]["onnx-cuda"]["vs_torch_cuda"]  # CPU only: no column
     speed._print_case(case)
     assert "torch-cuda" not in capsys.readouterr().out
+
+
+def test_the_header_names_the_commit_measured(common: ModuleType) -> None:
+    """The version string is the same from commit to commit; the header ties a table to its code."""
+    import re
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    info = common.machine()
+    if not head:
+        assert info["commit"] is None
+        return
+    assert re.fullmatch(re.escape(head) + r"(\+changes)?", info["commit"])
+    assert common.header_lines(info).endswith(f"| commit {info['commit']}")

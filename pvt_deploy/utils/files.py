@@ -29,6 +29,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     file is removed and ``target`` is left as it was.
     """
     target = Path(target)
+    if target.is_symlink():  # write through the link, as open() does, instead of replacing it with a file
+        target = target.resolve()
+    if target.exists() and not target.is_file():  # a device (/dev/null), a FIFO, a folder: never renamed over
+        raise OSError(errno.EISDIR if target.is_dir() else errno.EEXIST, "exists and is not a regular file",
+                      str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".part" + target.suffix, dir=target.parent)
     os.close(fd)
