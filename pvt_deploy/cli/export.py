@@ -257,13 +257,15 @@ def export(
     from rich.console import Console
 
     from pvt_deploy.export import export as run_export
+    from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
     shapes = {k: v for k, v in (("min", parse_shape(min_shape, "--min-shape")),
                                 ("opt", parse_shape(opt_shape, "--opt-shape")),
                                 ("max", parse_shape(max_shape, "--max-shape"))) if v is not None}
     t0 = time.perf_counter()
-    with quiet_exporters(), progress_display(console) as progress:
+    where = output if output is not None else Path(model) if Path(model).is_dir() else Path("exports")
+    with write_errors(where), quiet_exporters(), progress_display(console) as progress:
         folder = run_export(
             model, output, format=format, triton_repo=triton_repo,
             tensorrt={"shapes": shapes or None, "workspace_gib": workspace, "timing_cache": timing_cache,

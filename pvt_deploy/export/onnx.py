@@ -867,14 +867,13 @@ def export_onnx(
 
     if reuse:
         folder = Path(str(model))
-        with _write_errors(folder):
-            probe_writable(folder)  # a read-only export: say so before the variants are made
-            folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
-                             calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
-                             parity_source=parity_source, parity=parity, tolerances=tolerances,
-                             allow_parity_failure=allow_parity_failure, steps=steps)
-            if finish is not None:
-                finish(folder)
+        probe_writable(folder)  # a read-only export: say so before the variants are made
+        folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
+                         calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
+                         parity_source=parity_source, parity=parity, tolerances=tolerances,
+                         allow_parity_failure=allow_parity_failure, steps=steps)
+        if finish is not None:
+            finish(folder)
         return folder
 
     with steps.phase("load"):
@@ -883,7 +882,7 @@ def export_onnx(
         log.warning("EXPORTING A RANDOMLY INITIALISED %s: outputs are meaningless; pass --weights FILE for a "
                     "usable model (manifest weights.random_init = true)", loaded.name)
     out = Path(out_dir) if out_dir is not None else Path("exports") / loaded.name
-    with _write_errors(out), _replacing(out) as staging:
+    with _replacing(out) as staging:
         _fresh(loaded, staging, imgsz=imgsz, dynamic=dynamic, batch=batch, min_size=min_size, max_size=max_size,
                opset=opset, half=half, flavours=flavours, int8_cpu=int8_cpu, calib_paths=calib_paths,
                calib_source=calib_source, parity_paths=parity_paths, parity_source=parity_source,
@@ -895,13 +894,15 @@ def export_onnx(
 
 
 # A file system refusing a write (full, read-only, permissions, quota, a name too long): the user's
-# environment, said in one line (exit 2), not a traceback.
+# environment, which the CLI says in one line (exit 2), not a traceback.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
                  errno.EFBIG}
 
 
 @contextlib.contextmanager
-def _write_errors(folder: Path) -> Iterator[None]:
+def write_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an :class:`OSError` of a refused write inside the block into a one-line :class:`InputError`
+    naming ``folder`` (the library itself raises the ``OSError``, as Python code expects)."""
     try:
         yield
     except OSError as e:
