@@ -482,6 +482,7 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
     first rounded up to the stride, as the preprocessing does (a letterbox to 33 is padded to 64
     anyway), and the rounded size is what must lie in the range; so ``16`` runs at 32 and ``1345``
     (1376) is refused, whichever way it is asked. A center crop (classifiers) is fed as asked."""
+    from pvt_deploy.tasks.preprocess import ceil_to
     from pvt_deploy.utils import size_pair
 
     size = size_pair(imgsz)
@@ -498,9 +499,8 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
                              hint="drop --imgsz, or re-export with --dynamic or --imgsz")
         return h, w
     stride = int(pre.get("stride", 32))
-    # tasks.preprocess.Preprocessor's rounding (ceil_to), for every resize but the center crop
-    fed = (h, w) if pre.get("resize", "letterbox") == "resize_crop" else (-(-h // stride) * stride,
-                                                                         -(-w // stride) * stride)
+    # tasks.preprocess.Preprocessor's rounding, for every resize but the center crop
+    fed = (h, w) if pre.get("resize", "letterbox") == "resize_crop" else (ceil_to(h, stride), ceil_to(w, stride))
     rounded = f" (rounded up to the stride {stride}: {fed[0]}x{fed[1]})" if fed != (h, w) else ""
     for name, v in (("height", fed[0]), ("width", fed[1])):
         lo, hi = (dynamic.get(name) or [1, 1 << 30])[:2]
