@@ -351,7 +351,11 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def postprocess_classify(outputs: Mapping[str, np.ndarray], k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     """Batch of logits -> per image (top-k class ids, their probabilities), best first."""
-    probs = softmax(np.asarray(outputs["logits"], dtype=np.float32))
+    return top_k(softmax(np.asarray(outputs["logits"], dtype=np.float32)), k)
+
+
+def top_k(probs: np.ndarray, k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Batch of class probabilities -> per image (top-k class ids, their probabilities), best first."""
     k = min(k, probs.shape[1])
     out = []
     for p in probs:

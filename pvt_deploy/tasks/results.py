@@ -26,10 +26,10 @@ import numpy as np
 
 from pvt_deploy.tasks.postprocess import (
     Detections,
-    postprocess_classify,
     postprocess_detect,
     postprocess_segment,
     softmax,
+    top_k,
 )
 from pvt_deploy.tasks.preprocess import Letterbox
 from pvt_deploy.utils import is_integer, is_number
@@ -383,8 +383,8 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
         return [Result(**c, mask=m) for c, m in zip(common, maps, strict=True)]
     if task == "classify":
         k = int(topk or post.get("topk", 5))
-        tops = postprocess_classify(outputs, k=k)
-        every = softmax(np.asarray(outputs["logits"], dtype=np.float32))
+        every = softmax(np.asarray(outputs["logits"], dtype=np.float32))  # probs.data, and the top-k from it
+        tops = top_k(every, k)
         return [Result(**c, probs=Probs(ids, p.astype(np.float32), names, every[i]))
                 for i, (c, (ids, p)) in enumerate(zip(common, tops, strict=True))]
     return [Result(**c, features={k: np.asarray(v[i]) for k, v in outputs.items()}) for i, c in enumerate(common)]
