@@ -121,14 +121,12 @@ def main() -> None:
         except PvtDeployError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as e:
+            # SystemExit 130: Typer's answer to an interrupt inside a command, which says nothing
+            if isinstance(e, SystemExit) and e.code != 130:
+                raise
             typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
             sys.exit(143 if sigterm.is_set() else 130)
-        except SystemExit as e:
-            if e.code == 130:  # Typer's answer to an interrupt inside a command: exit 130, not a word
-                typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
-                sys.exit(143 if sigterm.is_set() else 130)
-            raise
 
 
 if __name__ == "__main__":
