@@ -179,23 +179,13 @@ def _live_spec(source: str | None) -> bool:
     """Whether ``source`` names a stream or webcam (as :func:`~pvt_deploy.io.sources.open_source`
     tells them apart), which ``infer`` connects to only once the model is loaded. A URL without a
     host is refused here, before the model loads, as a missing file is."""
-    from urllib.parse import urlsplit
-
-    from pvt_deploy.io.sources import is_live, redact_url
+    from pvt_deploy.io.sources import check_stream_url, is_live, is_webcam
 
     if source is None or not is_live(source):
         return False
     text = source.strip()
-    if text.isdigit() or text.startswith("/dev/video"):
-        return True
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError as e:  # open_source would fail on it too, after the model load
-        raise InputError(f"bad stream URL {redact_url(text)}: {e}") from None
-    if not parts.netloc:
-        raise InputError(f"bad stream URL {redact_url(text)}: no host",
-                         hint="e.g. rtsp://camera:554/stream or http://host:8080/video.mjpg")
+    if not is_webcam(text):  # a webcam has no URL to check
+        check_stream_url(text)
     return True
 
 

@@ -919,7 +919,7 @@ def _stream_source(
     timeout: float,
     options: dict[str, str] | None,
 ) -> StreamSource:
-    if spec.isdigit() or spec.startswith("/dev/video"):
+    if is_webcam(spec):
         device: int | str = int(spec) if spec.isdigit() else spec
         name = f"webcam{device}" if isinstance(device, int) else device
         return StreamSource(
@@ -929,10 +929,7 @@ def _stream_source(
             reconnect=reconnect,
             realtime=realtime,
         )
-    try:
-        scheme = urlsplit(spec).scheme.lower()
-    except ValueError as e:  # a bad IPv6 literal
-        raise InputError(f"bad stream URL {redact_url(spec)}: {e}") from None
+    scheme = check_stream_url(spec)
     # TCP for RTSP: UDP packet loss smears frames, and most cameras serve both.
     opts = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
     opts.update(options or {})
@@ -946,11 +943,30 @@ def _stream_source(
     )
 
 
+def is_webcam(text: str) -> bool:
+    """A webcam index (``0``) or a V4L2 device (``/dev/video0``)."""
+    return text.isdigit() or text.startswith("/dev/video")
+
+
+def check_stream_url(url: str) -> str:
+    """The scheme of a stream URL; one that cannot name a stream (a bad IPv6 literal or port, no
+    host) is an :class:`InputError`, said before anything tries to connect to it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
+    except ValueError as e:
+        raise InputError(f"bad stream URL {redact_url(url)}: {e}") from None
+    if not parts.netloc:
+        raise InputError(f"bad stream URL {redact_url(url)}: no host",
+                         hint="e.g. rtsp://camera:554/stream or http://host:8080/video.mjpg")
+    return parts.scheme.lower()
+
+
 def is_live(text: str) -> bool:
     """Whether ``text`` names a live feed :func:`open_source` opens as a stream: a webcam index,
     ``/dev/videoN``, or a URL of a streaming scheme (:data:`STREAM_SCHEMES`)."""
     text = text.strip()
-    if text.isdigit() or text.startswith("/dev/video"):
+    if is_webcam(text):
         return True
     try:
         return urlsplit(text).scheme.lower() in STREAM_SCHEMES
