@@ -107,15 +107,16 @@ def graph_nms_limits(post: Mapping[str, Any], *, conf: float | None = None, iou:
     if post.get("nms") != "graph":
         return []
     fixed = "fixed in this graph's NMS at export (an export with host NMS takes it per call)"
+    graph_iou = float(post.get("iou_threshold", 0.5))
+    graph_conf = float(post.get("score_threshold", 0.05))
+    graph_max = int(post.get("max_detections", 100))
     out = []
-    if iou is not None and float(iou) != float(post.get("iou_threshold", 0.5)):
-        out.append(f"iou={iou:g} cannot apply: IoU {float(post.get('iou_threshold', 0.5)):g} is {fixed}")
-    if conf is not None and float(conf) < float(post.get("score_threshold", 0.05)):
-        out.append(f"conf={conf:g} cannot go below the score threshold "
-                   f"{float(post.get('score_threshold', 0.05)):g} {fixed}")
-    if max_det is not None and int(max_det) > int(post.get("max_detections", 100)):
-        out.append(f"max_det={max_det} cannot go above the {int(post.get('max_detections', 100))} detections "
-                   f"{fixed}")
+    if iou is not None and float(iou) != graph_iou:
+        out.append(f"iou={iou:g} cannot apply: IoU {graph_iou:g} is {fixed}")
+    if conf is not None and float(conf) < graph_conf:
+        out.append(f"conf={conf:g} cannot go below the score threshold {graph_conf:g} {fixed}")
+    if max_det is not None and int(max_det) > graph_max:
+        out.append(f"max_det={max_det} cannot go above the {graph_max} detections {fixed}")
     return out
 
 
