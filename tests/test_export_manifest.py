@@ -332,3 +332,73 @@ def test_the_rebuild_command_keeps_the_options_that_shape_the_graph(cls_artifact
     grown = {**ranged, "dynamic": {"batch": [1, 8], "height": [32, 1600], "width": [32, 1600]},
              "export": {**base["export"], "imgsz": [1600, 1600]}}  # the default maximum grows to hold --imgsz
     assert "--max-size" not in reexport_command(tmp_path, grown)
+
+
+def test_export_recovers_the_old_export_a_killed_swap_left_aside(tmp_path: Path) -> None:
+    """Killed between the renames of a swap, an export leaves the previous one in a hidden ``pvt-old``
+    folder with the user's files in it. The next export gets them back: into the folder it replaces,
+    or, where the kill came before the new folder was in place, by putting the old one back first."""
+    import subprocess
+
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    host = export_onnx_module._owner().split("-")[0]
+    child = subprocess.Popen(["true"])  # noqa: S607
+    child.wait()
+    for name, target_there in (("a", True), ("b", False)):
+        target = tmp_path / name
+        aside = tmp_path / f".{name}.pvt-old-{host}-{child.pid}-ab12"
+        aside.mkdir()
+        (aside / "manifest.json").write_text("old")
+        (aside / "notes.txt").write_text("mine")
+        if target_there:
+            target.mkdir()
+            (target / "manifest.json").write_text("newer")
+        with export_onnx_module._replacing(target) as staging:
+            (staging / "manifest.json").write_text("new")
+        assert (target / "manifest.json").read_text() == "new"
+        assert (target / "notes.txt").read_text() == "mine"
+        assert not aside.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_concurrent_swaps_into_one_folder_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second export finishing while the first is between the renames of its swap waits for it,
+    instead of swapping into the gap: that stranded the first one's old folder (with the user's
+    files) in a hidden ``pvt-old`` folder and failed it."""
+    import os
+    import threading
+
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    stagings = []
+    for n in range(2):
+        stagings.append(export_onnx_module._new_sibling(target, "new", create=True))
+        (stagings[n] / "manifest.json").write_text(str(n))
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            export_onnx_module._swap_in(stagings[1], target, target)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    other = threading.Thread(target=second)
+    rename = os.rename
+
+    def rename_then_let_the_other_run(src: str, dst: str) -> None:
+        rename(src, dst)
+        if threading.current_thread() is threading.main_thread() and not other.is_alive() and ".pvt-old-" in str(dst):
+            other.start()
+            other.join(timeout=1.0)  # it runs to its end here unless it waits for this swap
+
+    monkeypatch.setattr(os, "rename", rename_then_let_the_other_run)
+    export_onnx_module._swap_in(stagings[0], target, target)
+    other.join()
+    assert not errors, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "notes.txt"]
+    assert (target / "manifest.json").read_text() == "1" and (target / "notes.txt").read_text() == "mine"

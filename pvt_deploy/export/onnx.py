@@ -224,7 +224,8 @@ def _replacing(out: Path) -> Iterator[Path]:
     target = _output_target(out)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_abandoned(target)
+        with _swap_lock(target.parent):
+            _sweep_abandoned(target)
         staging = _new_sibling(target, "new", create=True)
     except OSError as e:
         raise InputError(f"cannot write to output folder {out} ({e.strerror or e})") from e
@@ -245,17 +246,49 @@ def _replacing(out: Path) -> Iterator[Path]:
 
 
 def _sweep_abandoned(target: Path) -> None:
-    """Delete the staging folders of earlier exports into ``target`` whose process, on this host, is gone
-    (killed with SIGKILL, out of memory, a power cut). They hold only files the export generated; a
-    live export's folder, or one made on another host sharing the disk, is left alone."""
-    prefix = f".{target.name}.pvt-new-"
+    """Clear what earlier exports into ``target`` left when their process died (SIGKILL, out of memory, a
+    power cut) on this host: a staging folder (``pvt-new``) holds only generated files and is deleted;
+    a swapped-aside old export (``pvt-old``, killed in mid-swap) may hold the user's own files: they
+    move into ``target``, or the whole folder goes back to being ``target`` where that is missing. A live export's folders, or ones made on another host
+    sharing the disk, are left alone. Call with :func:`_swap_lock` held."""
     host = _owner().split("-")[0]
     with contextlib.suppress(OSError):
-        for entry in target.parent.iterdir():
-            owner = entry.name[len(prefix):].split("-") if entry.name.startswith(prefix) else []
-            if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
-                _discard(entry)
-                log.info("removed %s, left by an export that was killed", entry)
+        for entry in sorted(target.parent.iterdir()):
+            for tag in ("new", "old"):
+                prefix = f".{target.name}.pvt-{tag}-"
+                owner = entry.name[len(prefix):].split("-") if entry.name.startswith(prefix) else []
+                if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+                    if tag == "new" or not entry.is_dir():
+                        _discard(entry)
+                    elif os.path.lexists(target):
+                        _carry_over(entry, target, target)
+                    else:  # killed after moving the old export aside: it goes back, the user's files with it
+                        os.rename(entry, target)
+                    log.info("cleared %s, left by an export that was killed", entry)
+
+
+@contextlib.contextmanager
+def _swap_lock(parent: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder that holds the export while its entries are renamed:
+    two exports into one folder swap one after the other instead of renaming each other's folders
+    aside (which stranded one of them, with the user's files, in a hidden ``pvt-old`` folder). The lock
+    is on the folder itself, so it leaves no file behind; where ``flock`` is missing it is a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fd = os.open(parent, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _discard(path: Path) -> None:
@@ -266,13 +299,13 @@ def _discard(path: Path) -> None:
 
 def _swap_in(staging: Path, target: Path, shown: Path) -> None:
     """Rename ``target`` aside, ``staging`` into its place, carry the user's files over, delete the old
-    export. Ctrl-C waits until this is done; if the first renames fail, ``target`` is left as it was."""
-    import shutil
+    export. Ctrl-C waits until this is done; if the first renames fail, ``target`` is left as it was.
+    Concurrent exports into one folder take turns (:func:`_swap_lock`)."""
     import stat
 
     from pvt_deploy.utils.signals import interrupts_deferred
 
-    with interrupts_deferred():
+    with interrupts_deferred(), _swap_lock(target.parent):
         aside = None
         if os.path.lexists(target):
             with contextlib.suppress(OSError):
@@ -292,30 +325,38 @@ def _swap_in(staging: Path, target: Path, shown: Path) -> None:
             if isinstance(e, OSError):
                 raise PvtDeployError(f"cannot replace {shown} ({e.strerror or e}); it is unchanged") from e
             raise
-        if aside is None:
-            return
-        listed = _listed_files(aside)
-        replaced = sorted(p.name for p in aside.iterdir() if _ours(p.name, listed) and not p.name.startswith("."))
-        kept, stuck = [], []
-        for entry in sorted(aside.iterdir()):
-            if _ours(entry.name, listed):
-                continue
-            dest = target / entry.name
-            try:
-                if os.path.lexists(dest):
-                    raise FileExistsError(dest)
-                os.rename(entry, dest)
-                kept.append(entry.name)
-            except OSError:
-                stuck.append(entry.name)
-        if replaced:
-            log.info("replaced the earlier export in %s (%s)", shown, ", ".join(replaced))
-        if kept:
-            log.info("kept in %s the files pvt-deploy did not make: %s", shown, ", ".join(kept))
-        if stuck:
-            log.warning("could not move %s into the new export; they are in %s", ", ".join(stuck), aside)
-        else:
-            shutil.rmtree(aside, ignore_errors=True)
+        if aside is not None:
+            _carry_over(aside, target, shown)
+
+
+def _carry_over(aside: Path, target: Path, shown: Path) -> None:
+    """Move the files pvt-deploy did not make from the old export ``aside`` into the new one at
+    ``target`` and delete the rest; what cannot move (a name the new export also has) stays in
+    ``aside``, which is then kept and named."""
+    import shutil
+
+    listed = _listed_files(aside)
+    replaced = sorted(p.name for p in aside.iterdir() if _ours(p.name, listed) and not p.name.startswith("."))
+    kept, stuck = [], []
+    for entry in sorted(aside.iterdir()):
+        if _ours(entry.name, listed):
+            continue
+        dest = target / entry.name
+        try:
+            if os.path.lexists(dest):
+                raise FileExistsError(dest)
+            os.rename(entry, dest)
+            kept.append(entry.name)
+        except OSError:
+            stuck.append(entry.name)
+    if replaced:
+        log.info("replaced the earlier export in %s (%s)", shown, ", ".join(replaced))
+    if kept:
+        log.info("kept in %s the files pvt-deploy did not make: %s", shown, ", ".join(kept))
+    if stuck:
+        log.warning("could not move %s into the new export; they are in %s", ", ".join(stuck), aside)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------
