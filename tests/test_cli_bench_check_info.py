@@ -292,3 +292,23 @@ def test_a_folder_named_like_a_zoo_model_does_not_take_the_name_over(
                        "-o", str(tmp_path / "out"))
     assert code == 0, err  # exported from the zoo, not refused as "an export folder" to reuse
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"] == "pvt_v2_b0-cls"
+
+
+def test_tables_on_a_narrow_terminal_keep_every_character(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """At 40 columns rich cut every cell to "model.on…" / "pvt_v2_b0-…"; the tables are now laid out
+    wider than the terminal (which wraps the lines) instead, so each file and model name, digest and
+    figure stays whole and can be copied."""
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, err = run(monkeypatch, capsys, "info", str(cls_export))
+    assert code == 0, err
+    for name in ("model.onnx", "model.int8.onnx"):
+        assert f"│ {name} " in out, out
+    from pvt_deploy.utils.files import sha256_file
+
+    assert sha256_file(cls_export / "model.int8.onnx")[:16] in out
+    code, out, err = run(monkeypatch, capsys, "models", "--task", "classify")
+    assert code == 0, err
+    assert "…" not in out
+    for name in ("pvt_v2_b2_li-cls", "pvt_medium-cls", "top-1 75.1", "13.23M", "224x224"):
+        assert name in out, name

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
+
 
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
@@ -86,7 +88,7 @@ def render(report: dict[str, Any], console: Any) -> None:
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
                       f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{row['throughput_fps']:.1f}",
                       f"{st['preprocess']:.1f}/{st['postprocess']:.1f}", f"{peak:.0f}", vs)
-    console.print(table)
+    print_table(console, table)
     host = report["host"]
     console.print(f"host: {host['cpu']}, {host['physical_cores']} physical cores"
                   + (f", {host['gpu']}" if host.get("gpu") else "")

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
+
 
 def register(app: typer.Typer) -> None:
     app.command("check")(check)
@@ -95,6 +97,6 @@ def render(report: dict[str, Any], console: Any) -> None:
                       f"{max_rel:.1e}" if max_rel is not None else "-",
                       f"{cosine:.6f}" if cosine is not None else "-", result)
         notes += [f"{row['backend']}: {f}" for f in row.get("failures", [])]
-    console.print(table)
+    print_table(console, table)
     for note in notes:
         console.print(escape(note), style="dim")

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the app."""
@@ -28,4 +30,4 @@ def register(app: typer.Typer) -> None:
         else:
             from rich.console import Console
 
-            Console().print(render_table(checks))
+            print_table(Console(), render_table(checks))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ def export(
             int8_cpu=int8_cpu, calib=calib, calib_size=calib_size, images=images, nms=nms, seg_output=seg_output,
             exporter=exporter, simplify=simplify, parity=parity, parity_tolerance=parity_tolerance,
             allow_parity_failure=allow_parity_failure, progress=progress)
-    console.print(summary_table(folder))
+    print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
     typer.echo(str(folder))
 

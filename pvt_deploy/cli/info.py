@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
+
 
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
@@ -87,7 +89,7 @@ def render(facts: dict[str, Any], console: Any) -> None:
             status = {"ok": "[green]ok[/]", "MISMATCH": "[red]MISMATCH[/]"}.get(f["check"], f["check"])
             table.add_row(f["name"], str(f.get("precision") or "-"), _size(f.get("bytes")),
                           f["sha256"][:16] if f["sha256"] else "-", status)
-        console.print(table)
+        print_table(console, table)
     trt = facts.get("tensorrt")
     if trt:
         say(f"tensorrt: {trt.get('version')} on {trt.get('gpu')} (cc {trt.get('compute_capability')}), "
@@ -106,4 +108,4 @@ def render(facts: dict[str, Any], console: Any) -> None:
         ok = "[green]yes[/]" + escape(f" ({c['reason']})" if c["reason"] else "") if c["available"] else escape(
             f"no: {c['reason']}")
         table.add_row(c["label"], str(c.get("precision") or "-"), escape(Path(str(c.get("file") or "-")).name), ok)
-    console.print(table)
+    print_table(console, table)

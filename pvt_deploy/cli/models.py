@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
+
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models)
@@ -58,7 +60,7 @@ def models(
         short = {"COCO box AP": "AP", "ADE20K mIoU": "mIoU", "ImageNet top-1": "top-1", None: ""}[r["metric"]]
         value = "—" if not short else f"{short} {r['value']}" if r["value"] is not None else f"{short} —"
         table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value)
-    Console().print(table)
+    print_table(Console(), table)
     typer.echo("AP: COCO box AP (RetinaNet 1x); mIoU: ADE20K (Semantic FPN); top-1: ImageNet. "
                "Official test sizes: detect 1333x800, segment 2048x512 (keep ratio), classify 224.\n"
                "Every backbone also exports alone as <backbone>-features (its 4 feature maps, strides 4-32).")
