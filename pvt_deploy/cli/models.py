@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +34,7 @@ def models(
 
     if task is not None:
         resolve_name("pvt_tiny", task)  # validates the task name with a one-line error
-    rows = []
+    rows: list[dict[str, Any]] = []
     with torch.device("meta"):  # parameter counts without allocating weights
         entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
         for entry in entries:
