@@ -139,3 +139,29 @@ def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path,
     # logits are compared number by number: checked, random weights or not
     logits = read_manifest(cls_artifact.folder)["parity"]["model.onnx"]
     assert logits["checked"] and parity_status(logits) == "ok"
+
+
+def test_best_latencies_take_turns_and_keep_the_best_call() -> None:
+    """The export's INT8-vs-FP32 advice rests on these: each runner called in turn, at least three
+    rounds, then more while the budget lasts, and the fastest call of each kept (a slow first call,
+    or one during another process's burst, does not count)."""
+    import time
+
+    from pvt_deploy.export.onnx import _best_latencies
+
+    calls: list[str] = []
+    delays = {"slow-start": [0.05, 0.002, 0.002], "steady": [0.01, 0.01, 0.01]}
+
+    def runner(name: str):  # noqa: ANN202
+        def run(x: np.ndarray) -> None:
+            i = sum(c == name for c in calls)
+            calls.append(name)
+            time.sleep(delays[name][min(i, 2)])
+        return run
+
+    best = _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.0)
+    assert calls == ["slow-start", "steady"] * 3  # in turn; no budget left: the minimum of three rounds
+    assert 0.002 <= best["slow-start"] < 0.01 <= best["steady"] < 0.05
+    calls.clear()
+    _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 5), budget_s=60.0)
+    assert len(calls) == 10  # budget left: up to the most rounds

@@ -716,6 +716,7 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
             files: Mapping[str, Mapping[str, Any]], batches: list[Batch], *, task: str, post: Mapping[str, Any],
             tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps) -> dict[str, Any]:
     from pvt_deploy.export.parity import ParityCandidate, json_safe, parity_status, run_parity
+    from pvt_deploy.export.precision import INT8_FILES
 
     with steps.phase("parity", len(batches) * (1 + len(files))):
         # the sessions load the backend's graphs, built here on a first export (counted as parity)
@@ -723,6 +724,11 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
                       for name, entry in files.items()]
         result = run_parity(reference, candidates, batches, task=task, post=post, tolerances=tolerances,
                             gate_agreement=gate_agreement, reference_name=reference_name, progress=steps)
+        cpu8 = INT8_FILES["cpu"]
+        if batches and cpu8 in result.reports and FP32_FILE in result.reports:
+            runs = {c.file: c.run for c in candidates if c.file in (FP32_FILE, cpu8)}
+            for name, seconds in _best_latencies(runs, batches[0].images).items():
+                result.reports[name]["best_latency_s"] = round(seconds, 4)
     for name, report in result.reports.items():
         agreement = report.get("agreement")
         worst = min((s["cosine"] for s in report["outputs"].values() if "cosine" in s), default=None)
@@ -739,20 +745,37 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
     return reports
 
 
+def _best_latencies(runs: Mapping[str, Callable[[np.ndarray], Any]], x: np.ndarray, *, rounds: tuple[int, int] = (3, 9),
+                    budget_s: float = 2.0) -> dict[str, float]:
+    """The best time of each runner on ``x``, called in turn for ``rounds[0]`` rounds and then more while
+    ``budget_s`` lasts (at most ``rounds[1]``). The parity calls before warmed the sessions, but three
+    of them at most, one per image, gave a median too noisy to advise on: ``pvt_v2_b0-cls``'s INT8 graph
+    measured 0.82x FP32 in them and 1.5x in ``pvt-deploy bench``. Called in turn, the two graphs see the
+    same machine; the best of several calls leaves out the warm-up and the moments another process ran."""
+    best = dict.fromkeys(runs, math.inf)
+    end = time.perf_counter() + budget_s
+    for done in range(1, rounds[1] + 1):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run(x)
+            best[name] = min(best[name], time.perf_counter() - t0)
+        if done >= rounds[0] and time.perf_counter() > end:
+            break
+    return best
+
+
 def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:
-    """Record measured CPU latency ratios (ONNX Runtime, parity batches) beside each variant."""
-    base = (parity.get(FP32_FILE) or {}).get("latency_s")
-    if not base:
-        return
+    """Record the CPU INT8 graph's measured latency and speed ratio to FP32 (ONNX Runtime, CPU, best of
+    several calls in turn: :func:`_best_latencies`) beside it. The FP16 and TensorRT-flavour files are
+    for GPUs; their CPU speed says nothing and is not recorded."""
     from pvt_deploy.export.precision import INT8_FILES
 
-    pairs = [("fp16", FP16_FILE, precision.get("fp16"))]
-    pairs += [(f"int8-{f}", INT8_FILES[f], (precision.get("int8") or {}).get(f)) for f in INT8_FILES]
-    for _, file, record in pairs:
-        lat = (parity.get(file) or {}).get("latency_s")
-        if record is not None and lat:
-            record["cpu_ort_latency_s"] = lat
-            record["cpu_ort_speedup_vs_fp32"] = round(base / lat, 3)
+    base = (parity.get(FP32_FILE) or {}).get("best_latency_s")
+    lat = (parity.get(INT8_FILES["cpu"]) or {}).get("best_latency_s")
+    record = (precision.get("int8") or {}).get("cpu")
+    if record is not None and base and lat:
+        record["cpu_ort_latency_s"] = lat
+        record["cpu_ort_speedup_vs_fp32"] = round(base / lat, 3)
 
 
 def _int8_flavours(int8: bool, flavour: str) -> list[str]:
