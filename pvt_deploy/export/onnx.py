@@ -745,12 +745,12 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
     return reports
 
 
-def _best_latencies(runs: Mapping[str, Callable[[np.ndarray], Any]], x: np.ndarray, *, rounds: tuple[int, int] = (3, 9),
-                    budget_s: float = 2.0) -> dict[str, float]:
+def _best_latencies(runs: Mapping[str, Callable[[np.ndarray], Any]], x: np.ndarray, *, rounds: tuple[int, int] = (2, 9),
+                    budget_s: float = 1.5) -> dict[str, float]:
     """The best time of each runner on ``x``, called in turn for ``rounds[0]`` rounds and then more while
-    ``budget_s`` lasts (at most ``rounds[1]``). The parity calls before warmed the sessions, but three
-    of them at most, one per image, gave a median too noisy to advise on: ``pvt_v2_b0-cls``'s INT8 graph
-    measured 0.82x FP32 in them and 1.5x in ``pvt-deploy bench``. Called in turn, the two graphs see the
+    ``budget_s`` lasts (at most ``rounds[1]``). The parity gate's calls before warmed the sessions, but
+    its few batches (three with the bundled photos) gave a median too noisy to advise on:
+    ``pvt_v2_b0-cls``'s INT8 graph measured 0.82x FP32 in them and 1.5x in ``pvt-deploy bench``. Called in turn, the two graphs see the
     same machine; the best of several calls leaves out the warm-up and the moments another process ran."""
     best = dict.fromkeys(runs, math.inf)
     end = time.perf_counter() + budget_s
