@@ -91,6 +91,18 @@ def test_odd_sizes_are_padded_to_even(tmp_path: Path) -> None:
     assert info["size"] == (64, 36) and len(images) == 5
 
 
+@pytest.mark.parametrize(("size", "padded"), [((1, 1), (2, 2)), ((3, 1), (4, 2)), ((1, 5), (2, 6))])
+def test_a_one_pixel_side_is_padded_like_any_odd_size(tmp_path: Path, size: tuple[int, int],
+                                                      padded: tuple[int, int]) -> None:
+    """A 1-pixel width or height is odd like any other: padded by one (ffv1/png clips that small decode fine)."""
+    out = tmp_path / "tiny.mp4"
+    with VideoWriter(out, 25, size) as writer:
+        for i in range(3):
+            writer.write(frame(i, size))
+    info, images = decode(out)
+    assert info["size"] == padded and len(images) == 3
+
+
 def test_ntsc_rates_are_exact(tmp_path: Path) -> None:
     out = tmp_path / "ntsc.mp4"
     with VideoWriter(out, 29.97, (32, 32)) as writer:

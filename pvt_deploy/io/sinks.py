@@ -140,7 +140,7 @@ class VideoWriter:
     """Encode RGB uint8 frames to an H.264 (yuv420p) file, atomically.
 
     ``size`` is ``(width, height)``. yuv420p needs even sizes, so an odd width or height is padded
-    by one replicated row/column (the output is then e.g. 642x361 -> 642x362); frames of another
+    by one replicated row/column (the output is then e.g. 642x361 -> 642x362, 1x1 -> 2x2); frames of another
     size are resized to ``size`` with a one-time warning. mp4/mov outputs get ``+faststart`` so
     they start playing before they are fully downloaded.
 
@@ -180,8 +180,8 @@ class VideoWriter:
                 f"unsupported video file type {self.path.suffix!r} for {self.path}", hint="use .mp4"
             )
         width, height = int(size[0]), int(size[1])
-        if width < 2 or height < 2:
-            raise InputError(f"video size must be at least 2x2, got {width}x{height}")
+        if width < 1 or height < 1:
+            raise InputError(f"video size must be at least 1x1, got {width}x{height}")
         if not fps or fps <= 0:
             raise InputError(f"video fps must be positive, got {fps}")
         self.size = (width, height)
