@@ -25,10 +25,12 @@ FPS = 25
 STEP = 6  # grey-level step between frames in make_video (40 frames fit in uint8)
 
 
-def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (96, 64), rotation: int = 0) -> Path:
+def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (96, 64), rotation: int = 0,
+               trim: int = 0) -> Path:
     """An H.264 mp4 (faststart, like our writer's) whose frame i is a flat grey of level STEP*i, so a
     decoded frame tells which frame it is. Written with PyAV directly, not with our VideoWriter,
-    so source tests do not depend on sink code."""
+    so source tests do not depend on sink code. ``trim``: the first frames are stored but cut by
+    the edit list (their times are negative), as ``ffmpeg -ss 10 -i in.mp4 -c copy`` writes."""
     with av.open(str(path), "w", container_options={"movflags": "+faststart"}) as container:
         stream = container.add_stream(
             "libx264", rate=Fraction(FPS), options={"crf": "18", "preset": "ultrafast"}
@@ -36,14 +38,22 @@ def make_video(path: Path, frames: int = 30, size: tuple[int, int] = (96, 64), r
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
+
+        def mux(packets: list[av.Packet]) -> None:
+            for packet in packets:
+                if trim and packet.pts is not None and packet.dts is not None and packet.time_base:
+                    shift = round(trim / (packet.time_base * FPS))
+                    packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+                container.mux(packet)
+
         for i in range(frames):
             image = np.full((size[1], size[0], 3), STEP * i, np.uint8)
             if rotation:
                 image[:, : size[0] // 4] = 255  # a white left band shows which way frames turned
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+            mux(stream.encode(frame))
+        mux(stream.encode(None))
     return path
 
 
@@ -358,6 +368,20 @@ def test_an_audio_only_file_says_it_has_no_video(tmp_path: Path, name: str) -> N
         out.mux(audio.encode(None))
     with pytest.raises(InputError, match=f"{name} has no video stream"):
         open_source(path)
+
+
+def test_frames_cut_by_the_edit_list_are_neither_counted_nor_called_lost(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An mp4 whose edit list starts it past its first stored frames (``ffmpeg -ss 10 -c copy``, a trim
+    made on a phone) never shows those frames: they are not in the count the progress bar shows, nor
+    reported as frames that could not be decoded."""
+    path = make_video(tmp_path / "trimmed.mp4", frames=40, trim=10)
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        assert source.frames == 30
+        frames = list(source)
+    assert len(frames) == 30 and [f.index for f in frames] == list(range(30))
+    assert frames[0].timestamp == 0.0 and grey_level(frames[0]) == pytest.approx(STEP * 10, abs=3)
+    assert source.error is None and caplog.text == ""
 
 
 def test_display_rotation_is_applied(tmp_path: Path) -> None:

@@ -413,7 +413,11 @@ class PyAVReader:
     def _count_frames(self, stream: Any) -> int | None:
         self.frames_exact = bool(stream.frames)  # mp4/mov store a count; others only a duration
         if stream.frames:
-            return int(stream.frames)
+            # the count includes frames an mp4's edit list cuts (``ffmpeg -ss 10 -c copy``, a phone's
+            # trim): the index marks them discarded, and decoding never shows them
+            entries = getattr(stream, "index_entries", None)  # absent from older PyAV: count as before
+            cut = sum(1 for e in entries if e.is_discard) if entries and len(entries) == stream.frames else 0
+            return int(stream.frames) - cut
         if self.duration and self.fps:  # mkv/webm store no count: estimate for the progress bar
             return max(1, round(self.duration * self.fps))
         return None
