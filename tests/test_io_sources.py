@@ -384,6 +384,31 @@ def test_frames_cut_by_the_edit_list_are_neither_counted_nor_called_lost(
     assert source.error is None and caplog.text == ""
 
 
+def test_a_clock_that_goes_back_carries_on_from_the_frame_before(tmp_path: Path) -> None:
+    """Recordings joined into one MPEG-TS (``cat a.ts b.ts``, as camcorder and dashcam files are) restart
+    their clock: the second one's frames follow the first's last frame, one frame apart, instead of
+    going back to 0 (the annotated mp4 cannot go back, and laid its frames 1/100 frame apart: 25
+    frames in 10 ms)."""
+    parts = []
+    for k in range(2):
+        part = tmp_path / f"part{k}.ts"
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            for i in range(10):
+                picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * (10 * k + i), np.uint8), format="rgb24")
+                picture.pts = i
+                out.mux(stream.encode(picture))
+            out.mux(stream.encode(None))
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    with open_source(joined) as source:
+        frames = list(source)
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(20))
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(20)], abs=1e-6)
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
     with open_source(path) as source:

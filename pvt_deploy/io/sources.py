@@ -335,6 +335,9 @@ class PyAVReader:
         self.frames_exact = False
         self._frame: av.VideoFrame | None = None
         self._peeked = False
+        self._time: float | None = None  # the grabbed frame's time (see timestamp())
+        self._shift = 0.0  # added to the source's times since its clock went back (see _frame_time)
+        self._last_time: float | None = None
         self._container = av.open(target, options=options or {}, timeout=timeout)
         try:
             if not self._container.streams.video:
@@ -444,7 +447,26 @@ class PyAVReader:
             self._peeked = False
             return True
         self._frame = next(self._decoded, None)
-        return self._frame is not None
+        if self._frame is None:
+            return False
+        self._time = self._frame_time(self._frame)
+        return True
+
+    def _frame_time(self, frame: av.VideoFrame) -> float | None:
+        """``frame``'s time from the first frame. A clock that goes back by more than 0.1 s (FFmpeg's
+        own test of a discontinuity) restarted: recordings joined into one MPEG-TS (``cat a.ts b.ts``)
+        or a camera's clock reset. Frames from there on follow the frame before, one nominal frame
+        after it, as players show them; a smaller step back is a jittery clock and left as it is."""
+        if frame.time is None:
+            return None
+        t = float(frame.time) - self._start + self._shift
+        last = self._last_time
+        if last is not None and t < last - 0.1:
+            step = 1.0 / self.fps if self.fps else 0.0
+            self._shift += last + step - t
+            t = last + step
+        self._last_time = t
+        return t
 
     def _rotation_turns(self) -> int:
         rotation = self._frame.rotation if self._frame is not None else 0
@@ -466,9 +488,9 @@ class PyAVReader:
         """The frame's time in the source, from its first frame; ``None`` on a live feed whose
         container carries no timestamps (MJPEG over HTTP, raw H.264 over TCP: FFmpeg invents them
         at a guessed rate, so the frame's arrival is the better clock)."""
-        if self._frame is None or self._frame.time is None or (self.live and not self._clocked):
+        if self._frame is None or (self.live and not self._clocked):
             return None
-        return float(self._frame.time) - self._start
+        return self._time
 
     def close(self) -> None:
         self._decoded.close()  # stop the generator before its container goes away
