@@ -260,19 +260,26 @@ def test_truncated_mkv_says_so_from_its_declared_duration(tmp_path: Path, caplog
     assert source.error and "of the 6.0 s the file declares" in source.error and "cut.mkv" in caplog.text
 
 
-def make_clip(path: Path, codec: str, *, frames: int = 50, start: int = 0, audio: bool = False) -> Path:
+def make_clip(path: Path, codec: str, *, frames: int = 50, start: int = 0, audio: bool = False,
+              times: list[float] | None = None) -> Path:
     """A 2 s clip at 25 fps in ``codec``, its container from the suffix, muxed by PyAV; noisy frames so
-    that the file's size follows its length. ``start``: the first frame's time, in frames."""
+    that the file's size follows its length. ``start``: the first frame's time, in frames; ``times``:
+    each frame's time in seconds instead (a variable-rate clip, still declared as 25 fps)."""
     fmt = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm"}[path.suffix]
     with av.open(str(path), "w", format=fmt, container_options={"movflags": "+faststart"} if fmt == "mp4" else {}) as out:
         stream = out.add_stream(codec, rate=FPS)
         stream.width, stream.height = 96, 64
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
         sound = out.add_stream("aac", rate=16000) if audio else None
         for i in range(frames):
             image = np.random.default_rng(i).integers(0, 256, (64, 96, 3), dtype=np.uint8)
             picture = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=stream.pix_fmt)
-            picture.pts, picture.time_base = start + i, Fraction(1, FPS)
+            if times is None:
+                picture.pts, picture.time_base = start + i, Fraction(1, FPS)
+            else:
+                picture.pts, picture.time_base = round(times[i] * 1000), Fraction(1, 1000)
             out.mux(stream.encode(picture))
         out.mux(stream.encode(None))
         if sound is not None:
@@ -344,6 +351,22 @@ def test_frames_after_damaged_packets_keep_their_source_numbers(
     assert numbers[-1] == 49 and {20, 21, 35} <= set(range(50)) - set(numbers)
     assert source.error is None and "frames could not be decoded (damaged file?)" in caplog.text
     assert "truncated" not in caplog.text
+
+
+def test_a_variable_rate_mkv_is_numbered_frame_by_frame(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An mkv declares a frame rate even for a variable-rate clip (a phone video remuxed, a screen
+    capture). Times off that rate's grid tell it is one: its frames are numbered as they come, not by
+    their times, whose gaps are no lost frames (it warned '17 of 27 frames could not be decoded' of
+    10 clean frames, numbered up to 26, and --vid-stride kept frames by those numbers)."""
+    times = [0.0, 0.04, 0.05, 0.2, 0.21, 0.5, 0.52, 0.53, 1.0, 1.3]
+    path = make_clip(tmp_path / "vfr.mkv", "libx264", frames=len(times), times=times)
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(10))
+    assert [f.timestamp for f in frames] == pytest.approx(times, abs=1e-6)
+    assert source.error is None and caplog.text == ""
+    with open_source(path, vid_stride=2) as source:
+        assert [f.index for f in source] == [0, 2, 4, 6, 8]
 
 
 @pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])

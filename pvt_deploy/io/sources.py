@@ -354,6 +354,7 @@ class PyAVReader:
             self.fps: float | None = float(rate) if rate else None
             # a constant rate (the mean rate is the one every time is on) in a container that times
             # every frame: a frame's time tells its number, also after frames lost to damaged packets
+            # (until a time off that rate's grid shows a variable rate: mkv declares one for those too)
             self.numbered_by_time = bool(rate and stream.average_rate == stream.base_rate
                                          and self._container.format.name in _TIMED_DEMUXERS)
             known_start = stream.start_time is not None and stream.time_base is not None
@@ -578,13 +579,16 @@ class VideoSource(Source):
             while reader.grab():
                 decoded += 1
                 last = reader.timestamp()
+                if step is not None and last is not None and abs(last / step - round(last / step)) >= 0.25:
+                    step = None  # a time off the declared rate's grid: a variable-rate clip, counted as it comes
                 index = _frame_number(index, last, step)
                 if index % self.vid_stride:
                     continue
                 yield Frame(reader.retrieve(), index, self.spec, last)
             self.error = reader.error
             expected = reader.frames if reader.frames_exact else None
-            lost = (expected or index + 1) - decoded  # short of the count, or gaps in the frame numbers
+            gaps = index + 1 - decoded if step is not None else 0  # a variable-rate clip's gaps lose nothing
+            lost = expected - decoded if expected else gaps  # short of the count, or gaps in the frame numbers
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
             elif expected and lost > 0 and (reader.duration is None or reader.ends_short(last)):
