@@ -137,7 +137,7 @@ class Preprocessor:
         if self.policy == "resize_crop":
             from PIL import Image  # PIL bicubic with antialiasing, as the official (timm/DeiT) eval
 
-            resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.BICUBIC))
+            resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.Resampling.BICUBIC))
             top, left = -box.offset[0], -box.offset[1]
             th, tw = box.input_hw
             return resized[top:top + th, left:left + tw]
