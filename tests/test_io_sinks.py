@@ -239,6 +239,7 @@ def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, mon
             writer.write(frame(i, (320, 240)), i / 25)
     assert audio_of(out) is None and len(decode(out)[1]) == 10
     assert "could not be added" in caplog.text and "the video is silent" in caplog.text
+    assert ".part" not in caplog.text  # the reason, not the temporary file it was met in
     assert leftovers(out.parent) == []
 
 

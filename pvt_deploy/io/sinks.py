@@ -341,7 +341,7 @@ class VideoWriter:
             os.replace(mixed, self._tmp)
         except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
             log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
-                        audio.codec, e)
+                        audio.codec, _reason(e))
         except _Stopped:
             log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
         finally:
@@ -373,6 +373,12 @@ class VideoWriter:
         if exc_type is not None:
             log.warning("%s: stopped by %s; keeping the frames written", self.path, exc_type.__name__)
         self.close()
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, without the name of the temporary file it went wrong in (PyAV's errors end in
+    ``: '/…/.clip.mp4.x1y2.part.audio.mp4' returned 22``, a file the user never sees)."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 class _AudioCopy:
