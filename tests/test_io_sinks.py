@@ -25,6 +25,7 @@ from pvt_deploy.io.sinks import (
     available_h264_encoders,
     coco_category_ids,
     coco_image_id,
+    free_path,
     resolve_codec,
 )
 
@@ -563,3 +564,21 @@ def test_coco_json_custom_categories_and_nothing_written_on_exception(tmp_path: 
     assert not failed.exists() and leftovers(tmp_path) == []
     with pytest.raises(ValueError, match="lengths"):
         CocoJsonWriter(out).add(1, [[1, 1, 2, 2]], [0.5, 0.4], [3])
+
+
+def test_two_runs_writing_into_one_folder_do_not_take_the_same_name(tmp_path: Path) -> None:
+    """A second run into the folder while the first is still writing ``clip.mp4`` (its temporary file
+    is there, the final name not yet) gets ``clip_1.mp4``; both videos survive whole. Before, both
+    picked ``clip.mp4`` and the run that finished last replaced the other's video."""
+    first = free_path(tmp_path, "clip", ".mp4", set())
+    with VideoWriter(first, 25, (64, 48)) as a:
+        for i in range(3):
+            a.write(frame(i), i / 25)
+        second = free_path(tmp_path, "clip", ".mp4", set())  # another process: its own names
+        assert (first.name, second.name) == ("clip.mp4", "clip_1.mp4")
+        with VideoWriter(second, 25, (64, 48)) as b:
+            for i in range(5):
+                b.write(frame(i), i / 25)
+    assert len(decode(first)[1]) == 3 and len(decode(second)[1]) == 5
+    assert free_path(tmp_path, "clip", ".mp4", set()).name == "clip_2.mp4"
+    assert leftovers(tmp_path) == []

@@ -514,14 +514,22 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
     """:func:`free_path` for files that belong together (a run's ``predictions.jsonl`` and
     ``predictions_coco.json``): the first ``_N`` under which every ``<stem>_N<suffix>`` is free, so
     they share it. With ``partial``, a ``<name><partial>`` left by a killed writer also takes a name
-    (its complete lines are worth keeping)."""
+    (its complete lines are worth keeping). So does a name another run is writing at the moment (its
+    temporary file is there, :func:`~pvt_deploy.utils.files.being_written`): two runs into one folder
+    used to pick the same ``clip.mp4``, and the one that finished last replaced the other's."""
+    from pvt_deploy.utils.files import being_written
+
     folder = Path(directory)
+    try:
+        entries = os.listdir(folder)
+    except OSError:  # not made yet
+        entries = []
     n = 0
     while True:
         tail = f"_{n}" if n else ""
         candidates = [f"{stem}{tail}{suffix}" for stem, suffix in names]
         if not any(c in taken or os.path.lexists(folder / c) or (partial and os.path.lexists(folder / (c + partial)))
-                   for c in candidates):
+                   or being_written(folder / c, entries) for c in candidates):
             taken.update(candidates)
             return [folder / c for c in candidates]
         n += 1

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,6 +59,21 @@ def _temp_prefix(target: Path, limit: int = 255) -> str:
     while len(os.fsencode(name)) > room:
         name = name[:-1]
     return f".{name}."
+
+
+def being_written(target: str | os.PathLike[str], entries: Iterable[str] | None = None) -> bool:
+    """Whether an :func:`atomic_path` write of ``target`` is under way (its temporary file is beside
+    it): a name another process is about to publish is taken, though nothing has that name yet.
+    ``entries``: the folder's listing, when the caller has it."""
+    target = Path(target)
+    prefix = _temp_prefix(target)
+    tail = ".part" + target.suffix
+    if entries is None:
+        try:
+            entries = os.listdir(target.parent)
+        except OSError:
+            return False
+    return any(e.startswith(prefix) and e.endswith(tail) for e in entries)
 
 
 def probe_writable(folder: str | os.PathLike[str]) -> Path:
