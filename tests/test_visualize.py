@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+import cv2
 import numpy as np
 import pytest
 
@@ -29,6 +28,14 @@ def test_palette_is_stable_distinct_and_prefix_consistent() -> None:
     assert palette(0).shape == (0, 3) and palette(300).shape == (300, 3)
     # regression guard: colours of the first classes are part of the look of every output
     assert palette(3).tolist() == [[255, 73, 73], [0, 255, 0], [0, 0, 255]]
+    # as spread out as documented (COCO's 80 >= 19 Lab units apart, ADE20K's 150 >= 14), measured with
+    # OpenCV's Lab conversion rather than the module's own (whose constants differ in the 4th digit)
+    for n, apart in ((80, 19.0), (150, 13.9)):
+        lab = cv2.cvtColor(palette(n)[None].astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[0].astype(np.float64)
+        distances = np.linalg.norm(lab[:, None] - lab[None], axis=2) + np.eye(n) * 1e9
+        assert distances.min() >= apart, (n, distances.min())
+        assert lab[:, 0].min() > 29.5  # no near-blacks (L < 30): they hide the label text
+    assert (p150.max(axis=1).astype(int) - p150.min(axis=1)).min() >= 64  # no greys
 
 
 def test_boxes_change_pixels_on_the_box_and_label_only() -> None:
@@ -97,16 +104,30 @@ def test_topk_draws_in_the_top_left_corner_only() -> None:
     assert np.array_equal(draw_topk(image, []), image)
 
 
-def test_drawing_100_boxes_on_720p_is_fast() -> None:
+def test_100_boxes_on_720p_are_all_drawn_and_nothing_else() -> None:
+    """A busy 720p frame: every one of 100 overlapping boxes gets its outline, the most confident is
+    drawn last (on top), and no pixel away from an outline changes. (How fast this is, is measured by
+    benchmarks/video_overhead.py, not asserted here.)"""
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     xy = rng.uniform(0, [1180, 620], (100, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(20, 300, (100, 2))], axis=1)
     scores, ids = rng.uniform(0.05, 1, 100), rng.integers(0, 80, 100)
-    names = [f"class{i}" for i in range(80)]
-    draw_boxes(image, boxes, scores, ids, names)
-    start = time.perf_counter()
-    for _ in range(10):
-        draw_boxes(image, boxes, scores, ids, names)
-    per_frame = (time.perf_counter() - start) / 10
-    assert per_frame < 0.040  # ~5 ms here; generous for loaded CI runners
+    lw = 3
+    out = draw_boxes(image, boxes, scores, ids, None, line_width=lw, labels=False)
+    diff = changed(image, out)
+    x1, y1, x2, y2 = np.round(np.clip(boxes, 0, [1279, 719, 1279, 719])).astype(int).T
+    band = np.zeros((720, 1280), bool)  # pixels within lw of some box's outline: the only ones that may change
+    for a, b, c, d in zip(x1, y1, x2, y2, strict=True):
+        ring = np.zeros_like(band)
+        ring[max(b - lw, 0):d + lw + 1, max(a - lw, 0):c + lw + 1] = True
+        ring[b + lw:d - lw + 1, a + lw:c - lw + 1] = False
+        band |= ring
+    assert not (diff & ~band).any()
+    for a, b, c, d in zip(x1, y1, x2, y2, strict=True):
+        cy, cx = (b + d) // 2, (a + c) // 2
+        assert diff[cy, a] and diff[cy, c] and diff[b, cx] and diff[d, cx], (a, b, c, d)
+    top = int(np.argmax(scores))
+    colour = palette(80)[ids[top]]
+    left_edge = out[y1[top]:y2[top] + 1, x1[top]]
+    assert (left_edge == colour).all()  # drawn last: no other outline crosses it
