@@ -141,14 +141,18 @@ def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path,
     assert logits["checked"] and parity_status(logits) == "ok"
 
 
-def test_best_latencies_take_turns_and_keep_the_best_call() -> None:
+def test_best_latencies_take_turns_and_keep_the_best_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """The export's INT8-vs-FP32 advice rests on these: each runner called in turn, at least three
     rounds, then more while the budget lasts, and the fastest call of each kept (a slow first call,
-    or one during another process's burst, does not count)."""
-    import time
+    or one during another process's burst, does not count). The runners advance a fake clock, so the
+    figures are exact and the machine's load cannot move them."""
+    import types
 
+    from pvt_deploy.export import onnx as onnx_export
     from pvt_deploy.export.onnx import _best_latencies
 
+    now = [0.0]
+    monkeypatch.setattr(onnx_export, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     calls: list[str] = []
     delays = {"slow-start": [0.05, 0.002, 0.002], "steady": [0.01, 0.01, 0.01]}
 
@@ -156,12 +160,17 @@ def test_best_latencies_take_turns_and_keep_the_best_call() -> None:
         def run(x: np.ndarray) -> None:
             i = sum(c == name for c in calls)
             calls.append(name)
-            time.sleep(delays[name][min(i, 2)])
+            now[0] += delays[name][min(i, 2)]
         return run
 
     best = _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.0)
     assert calls == ["slow-start", "steady"] * 3  # in turn; no budget left: the minimum of three rounds
-    assert 0.002 <= best["slow-start"] < 0.01 <= best["steady"] < 0.05
+    assert best == {"slow-start": pytest.approx(0.002), "steady": pytest.approx(0.01)}
     calls.clear()
     _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 5), budget_s=60.0)
     assert len(calls) == 10  # budget left: up to the most rounds
+    # a budget that runs out mid-way: rounds end at 0.06, 0.072, 0.084, 0.096, 0.108 s; the fifth is
+    # the first to end past 0.1 s, and no sixth starts
+    calls.clear()
+    _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.1)
+    assert len(calls) == 10
