@@ -154,7 +154,7 @@ def test_best_latencies_take_turns_and_keep_the_best_call(monkeypatch: pytest.Mo
     now = [0.0]
     monkeypatch.setattr(onnx_export, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     calls: list[str] = []
-    delays = {"slow-start": [0.05, 0.002, 0.002], "steady": [0.01, 0.01, 0.01]}
+    delays = {"slow-start": [0.05, 0.002, 0.004], "steady": [0.01, 0.01, 0.01]}  # the best call is not the last
 
     def runner(name: str):  # noqa: ANN202
         def run(x: np.ndarray) -> None:
@@ -169,8 +169,8 @@ def test_best_latencies_take_turns_and_keep_the_best_call(monkeypatch: pytest.Mo
     calls.clear()
     _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 5), budget_s=60.0)
     assert len(calls) == 10  # budget left: up to the most rounds
-    # a budget that runs out mid-way: rounds end at 0.06, 0.072, 0.084, 0.096, 0.108 s; the fifth is
-    # the first to end past 0.1 s, and no sixth starts
+    # a budget that runs out mid-way: rounds end at 0.06, 0.072, 0.086, 0.1, 0.114 s; the fifth is
+    # the first to end past 0.105 s, and no sixth starts
     calls.clear()
-    _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.1)
+    _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.105)
     assert len(calls) == 10
