@@ -655,3 +655,22 @@ def test_a_zoo_name_with_weights_is_that_model_even_beside_its_export(
     assert probs.top1 == int(logits.argmax())  # the checkpoint's model, not a random one
     line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()[0])
     assert line["top"][0]["class_id"] == probs.top1
+
+
+def test_pytorch_on_the_cpu_says_how_to_get_onnx_runtime(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Without an export, infer runs the zoo model in PyTorch; on a CPU it names the export that ONNX
+    Runtime would run instead, and where infer then finds it. Not when PyTorch was asked for."""
+    monkeypatch.chdir(tmp_path)
+    photo = str(sample_images()[0])
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-save")
+    assert code == 0, err
+    assert "pvt-deploy export --model pvt_v2_b0-cls, then infer picks up exports/pvt_v2_b0-cls" in err
+    assert "(image, 1 frame)" in err and "\n1 frame in " in err
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-save",
+                       "--backend", "torch")
+    assert code == 0 and "tip:" not in err
+    from pvt_deploy.cli.infer import _export_tip
+
+    tip = _export_tip("pvt_v2_b0-cls", "pvt_v2_b0-cls", Path("my ckpt.pth"))
+    assert "--weights 'my ckpt.pth', then infer with --model exports/pvt_v2_b0-cls" in tip

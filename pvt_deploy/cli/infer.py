@@ -135,13 +135,15 @@ def infer(
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
                                 iou=iou, max_det=max_det):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
+        if backend is None and m.backend.info.name == "torch" and m.backend.info.device == "cpu":
+            console.print(f"[dim]{escape(_export_tip(model, m.name, weights))}[/]", soft_wrap=True)
         detect = m.task == "detect"  # the task of every detection filter (api.SETTING_TASKS)
         ids = parse_classes(classes, m.names) if detect else None
         save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
-                      + (f", {src.frames} frames" if src.frames else "") + ")", soft_wrap=True)
+                      + (f", {_count(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
         writes = save or json_on
         results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
                             classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
@@ -221,6 +223,23 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
         elif kind not in ("image", "images"):
             out.append(f"--save-mask writes class maps of images, not of a {kind}: ignored")
     return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _export_tip(model: str | None, name: str, weights: Path | None) -> str:
+    """What to run for ONNX Runtime instead of PyTorch on a CPU (faster for every zoo model in
+    ``benchmarks/speed.py``), where infer fell back to PyTorch because no export was there."""
+    import shlex
+
+    export = f"pvt-deploy export --model {shlex.quote(model or name)}"
+    if weights is not None:
+        export += f" --weights {shlex.quote(str(weights))}"
+    picked_up = weights is None and model in (None, name)  # a zoo name runs exports/<name> when it exists
+    then = f"then infer picks up exports/{name}" if picked_up else f"then infer with --model exports/{name}"
+    return f"tip: PyTorch on the CPU here; ONNX Runtime runs this model faster: {export}, {then}"
 
 
 def _warn_random(console: Console, name: str, *, zoo: bool) -> None:
@@ -313,7 +332,7 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None)
 
     info = summary.to_json()
     model_fps = f", model-only {info['model_fps']:.2f} FPS" if info["model_fps"] else ""
-    console.print(f"{summary.frames} frames in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
+    console.print(f"{_count(summary.frames, 'frame')} in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
                   f"{model_fps}")
     table = Table(title=None, show_edge=False, pad_edge=False)
     for col in ("stage", "ms/frame", "FPS"):
