@@ -293,7 +293,8 @@ def test_backend_without_tensorrt_is_one_line(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendUnavailableError) as e:
         rt_mod.TensorRTBackend(tmp_path / "model.engine")
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "TensorRT is not installed" in str(e.value)
+    assert "pip install" in str(e.value) and e.value.exit_code == 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -461,8 +462,16 @@ def test_fake_progress_callback_sees_phases_and_can_cancel(use_fake: Any, tmp_pa
 
 
 def test_fake_without_progress_monitor_still_builds(use_fake: Any, tmp_path: Path) -> None:
-    use_fake(progress=False)
-    build_engine(make_artifact(tmp_path / "art"), progress=lambda *a: None)
+    """A TensorRT without IProgressMonitor: the callback is never called, and the engine and its
+    manifest entry are written as with one."""
+    trt = use_fake(progress=False)
+    art = make_artifact(tmp_path / "art")
+    seen: list[tuple[str, int, int]] = []
+    engine = build_engine(art, progress=lambda *a: seen.append(a))
+    assert seen == []
+    assert engine == art / "model.engine" and engine.read_bytes().startswith(b"PLAN")
+    assert built(trt)["profiles"] == [{"images": ([1, 3, 32, 32], [1, 3, 64, 96], [4, 3, 96, 96])}]
+    assert read_manifest(art)["files"]["model.engine"]["sha256"] == sha256_file(engine)
 
 
 # --------------------------------------------------------------------------------------------------
