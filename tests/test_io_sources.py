@@ -716,3 +716,29 @@ def test_redact_url() -> None:
     with pytest.raises(InputError, match=r"bad stream URL rtsp://\*\*\*@\[::1:554/s1"):
         open_source("rtsp://admin:pw@[::1:554/s1")
     assert is_live("0") and is_live("rtsp://cam/s") and is_live("http://h/v.mjpg") and not is_live("clip.mp4")
+
+
+def test_a_clock_that_jumps_ahead_in_a_ts_file_carries_on_from_the_frame_before(tmp_path: Path) -> None:
+    """Two camera clips joined into one MPEG-TS, the second recorded ten minutes later: its frames
+    follow the first clip's last frame (as ffmpeg treats a jump over 10 s in such formats), instead
+    of the annotated mp4 holding one frame for ten minutes. A short gap is the clip's own timing."""
+    parts = []
+    for k, start in enumerate((0, 600 * FPS)):
+        part = tmp_path / f"part{k}.ts"
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            for i in range(10):
+                picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * (10 * k + i), np.uint8), format="rgb24")
+                picture.pts = start + i + (5 * FPS if i >= 5 and k == 0 else 0)  # a 5 s gap within the first clip
+                out.mux(stream.encode(picture))
+            out.mux(stream.encode(None))
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    with open_source(joined) as source:
+        frames = list(source)
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(20))
+    first = [i / FPS + (5.0 if i >= 5 else 0.0) for i in range(10)]
+    assert [f.timestamp for f in frames] == pytest.approx(first + [first[-1] + (i + 1) / FPS for i in range(10)],
+                                                          abs=1e-6)

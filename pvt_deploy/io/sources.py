@@ -73,6 +73,8 @@ _STOP_POLL_S = 0.1  # how often a wait for a live frame looks at the stop flag
 # trailer. The thread is a daemon that writes nothing the run keeps, so it is left to end by itself.
 _READER_JOIN_S = 0.5
 _AVFMT_NOTIMESTAMPS = 0x80  # FFmpeg's flag for demuxers whose packets carry no timestamps (mpjpeg)
+_AVFMT_TS_DISCONT = 0x200  # FFmpeg's flag for formats whose clock may jump (MPEG-TS, FLV, HLS)
+_JUMP_AHEAD_S = 10.0  # a jump forward that far in such a format is a discontinuity (ffmpeg's -dts_delta_threshold)
 
 # ---------------------------------------------------------------------------------------------
 # Frames and the Source interface
@@ -346,6 +348,7 @@ class PyAVReader:
             stream.thread_type = "AUTO"  # frame + slice threads: decode is the bottleneck on 720p+
             self._stream = stream
             self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
+            self._jumpy = bool(self._container.format.flags & _AVFMT_TS_DISCONT)
             rate = stream.average_rate or stream.guessed_rate
             if not self._clocked:
                 # a raw stream (.h264, .hevc): its demuxer's rate is a fixed default (25), the rate the
@@ -456,13 +459,17 @@ class PyAVReader:
     def _frame_time(self, frame: av.VideoFrame) -> float | None:
         """``frame``'s time from the first frame. A clock that goes back by more than 0.1 s (FFmpeg's
         own test of a discontinuity) restarted: recordings joined into one MPEG-TS (``cat a.ts b.ts``)
-        or a camera's clock reset. Frames from there on follow the frame before, one nominal frame
-        after it, as players show them; a smaller step back is a jittery clock and left as it is."""
+        or a camera's clock reset. So did one that jumps ahead by more than 10 s in a file of a format
+        whose clock may jump (MPEG-TS, FLV: two camera clips joined, the second recorded later), which
+        would otherwise hold one frame on screen for the whole gap. Frames from there on follow the
+        frame before, one nominal frame after it, as players show them; a smaller step is a jittery
+        or variable-rate clock and left as it is, and so is a live feed's (its gaps are real)."""
         if frame.time is None:
             return None
         t = float(frame.time) - self._start + self._shift
         last = self._last_time
-        if last is not None and t < last - 0.1:
+        ahead = self._jumpy and not self.live and last is not None and t > last + _JUMP_AHEAD_S
+        if last is not None and (t < last - 0.1 or ahead):
             step = 1.0 / self.fps if self.fps else 0.0
             self._shift += last + step - t
             t = last + step
