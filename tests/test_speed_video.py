@@ -42,10 +42,35 @@ def test_spooled_writer_without_detections_writes_an_empty_list(tmp_path: Path) 
 
 
 def test_result_writer_uses_the_spooled_writer(tmp_path: Path) -> None:
-    writer = ResultWriter(tmp_path, task="detect", names=[f"c{i}" for i in range(80)], save=False, save_json=True)
+    """What the pipeline writes with --save-json: rows leave memory as each frame is written, and the
+    file holds every detection as COCO results (xywh, COCO's own category ids: 'stop sign' is 13,
+    'toothbrush' 90, since COCO skips ids such as 12)."""
+    import json
+
+    from pvt_deploy.data import class_names
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    names = list(class_names("coco"))
+    empty = ResultWriter(tmp_path / "none", task="detect", names=names, save=False, save_json=True)
+    empty.close()
+    assert not (tmp_path / "none" / "predictions_coco.json").exists()  # a run that processed nothing writes no JSON
+
+    writer = ResultWriter(tmp_path, task="detect", names=names, save=False, save_json=True)
+    classes = np.array([0, 11, 79])
+    expected = []
     try:
-        assert type(writer._coco).__name__ == "SpooledCocoJsonWriter"
-        assert isinstance(writer._coco, CocoJsonWriter)
+        for frame in range(20):
+            boxes, scores, _ = _detections(frame, 3)
+            boxes, scores = boxes.astype(np.float32), scores.astype(np.float32)
+            writer.write(Result("detect", np.zeros((600, 600, 3), np.uint8), "cam.mp4", names, frame=frame,
+                                boxes=Boxes(boxes, scores, classes, names, (600, 600))))
+            assert writer._coco.results == []  # nothing accumulates in memory
+            expected += [(frame, [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], float(c), cat)
+                         for b, c, cat in zip(boxes.astype(np.float64), scores, (1, 13, 90), strict=True)]
     finally:
         writer.close()
-    assert not (tmp_path / "predictions_coco.json").exists()  # a run that processed nothing writes no JSON
+    rows = json.loads((tmp_path / "predictions_coco.json").read_text())
+    assert len(rows) == len(expected) == 60
+    for row, (image_id, bbox, score, category) in zip(rows, expected, strict=True):
+        assert row["image_id"] == image_id and row["category_id"] == category
+        assert np.allclose(row["bbox"], bbox, atol=1e-3) and abs(row["score"] - score) <= 1e-5
