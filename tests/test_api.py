@@ -149,6 +149,11 @@ def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPa
     assert sum(a["pixels"] for a in areas) == 134 * 200 and areas[0]["pixels"] >= areas[-1]["pixels"]
     assert json.loads(r.to_json())["classes"][0]["class"] == areas[0]["class"]
     assert r.plot().shape == (134, 200, 3)
+    # the overlay is the mask's class colours blended half and half with the photo, at every pixel
+    from pvt_deploy.tasks.visualize import palette
+
+    blend = 0.5 * r.orig_img.astype(np.float64) + 0.5 * palette(150)[r.mask]
+    assert np.abs(r.plot(legend=0).astype(np.float64) - blend).max() <= 1
     assert cv2.imread(str(r.save_mask(tmp_path / "mask.png")), cv2.IMREAD_UNCHANGED).shape == (134, 200)
     with Model(cached_export(tmp_path_factory, "cls")) as cls:
         r = cls.predict(image, topk=3)[0]
