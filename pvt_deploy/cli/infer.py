@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
 
 if TYPE_CHECKING:
@@ -343,7 +344,7 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None)
         row = summary.stages.get(stage)
         if row:
             table.add_row(label, f"{row['ms_per_frame']:.1f}", f"{row['fps']:.1f}" if row["fps"] else "-")
-    console.print(table)
+    print_table(console, table)
     if summary.skipped:
         console.print(f"[yellow]{summary.skipped} unreadable image(s) skipped[/]")
     if summary.dropped:
