@@ -102,7 +102,12 @@ def test_a_broken_package_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch
     checks = {c.key: c for c in collect(probe_encoders=False)}
     assert checks["onnxruntime"].status == "error" and "probe failed" in checks["onnxruntime"].summary
     assert to_json(list(checks.values()))["components"]["onnxruntime"]["status"] == "error"
-    render_table(list(checks.values()))
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(render_table(list(checks.values())))
+    row = next(line for line in console.export_text().splitlines() if "ONNX Runtime" in line)
+    assert "error" in row and "probe failed" in row, row  # the table shows it too, on the component's row
 
 
 def test_console_entry_point_exits_zero() -> None:
