@@ -277,6 +277,16 @@ def test_cli_info_and_infer_on_a_lone_onnx_of_random_weights(cls_artifact: Artif
     out = capsys.readouterr()
     assert not e.value.code, out.err
     assert "RANDOM WEIGHTS" in out.out + out.err
+    # the lone graph ran: the photo was written back with its top-k panel drawn on it
+    import cv2
+    import numpy as np
+
+    (saved,) = (tmp_path / "runs").iterdir()
+    assert saved.name == sample_images()[0].name
+    photo, drawn = cv2.imread(str(sample_images()[0])), cv2.imread(str(saved))
+    diff = np.abs(drawn.astype(int) - photo).mean(axis=2)
+    assert drawn.shape == photo.shape and diff[:20, :40].mean() > 20  # the panel, not JPEG's re-encoding
+    assert diff[-100:, -100:].mean() < 3  # the rest of the photo as it was
 
 
 @pytest.mark.parametrize("build_fails", [True, False])
