@@ -36,8 +36,10 @@ def refuse(m: dict[str, Any], **here: Any) -> str:
     return msg
 
 
-def test_matching_engine_passes() -> None:
-    check_engine_compatibility(manifest(), **HERE, engine_sha256="abc")
+def test_matching_engine_passes(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.tensorrt"):
+        check_engine_compatibility(manifest(), **HERE, engine_sha256="abc")
+    assert caplog.records == []  # silently: a warning on every load would be noise
 
 
 def test_tensorrt_version_must_match_major_minor_patch() -> None:
@@ -79,8 +81,13 @@ def test_engine_file_must_match_manifest_sha256_first() -> None:
     assert "sha256" in msg
 
 
-def test_unknown_gpu_here_skips_the_capability_rule() -> None:
-    check_engine_compatibility(manifest(), **{**HERE, "gpu_name": None, "compute_capability": None})
+def test_unknown_gpu_here_skips_the_capability_rule(caplog: pytest.LogCaptureFixture) -> None:
+    built_elsewhere = manifest(gpu="NVIDIA A10", compute_capability="8.6")  # refused on a known 9.0 GPU ...
+    assert "8.6" in refuse(built_elsewhere)
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.tensorrt"):  # ... not judged on an unknown one
+        check_engine_compatibility(built_elsewhere, **{**HERE, "gpu_name": None, "compute_capability": None})
+    assert caplog.records == []
+    refuse(built_elsewhere, gpu_name=None, compute_capability=None, trt_version="10.14.0")  # the other rules stay
 
 
 def test_manifest_without_tensorrt_section_passes_with_warning(caplog: pytest.LogCaptureFixture) -> None:
