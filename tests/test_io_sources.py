@@ -407,26 +407,33 @@ def test_frames_cut_by_the_edit_list_are_neither_counted_nor_called_lost(
     assert source.error is None and caplog.text == ""
 
 
+def joined_ts(folder: Path, clips: list[list[int]]) -> Path:
+    """MPEG-TS clips joined byte for byte (``cat a.ts b.ts``), frame pts (in frames) as given; the
+    frames' grey levels count 0, 1, 2... across the clips."""
+    parts, n = [], 0
+    for k, pts in enumerate(clips):
+        part = folder / f"part{k}.ts"
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            for p in pts:
+                picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * n, np.uint8), format="rgb24")
+                picture.pts = p
+                out.mux(stream.encode(picture))
+                n += 1
+            out.mux(stream.encode(None))
+        parts.append(part.read_bytes())
+    joined = folder / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    return joined
+
+
 def test_a_clock_that_goes_back_carries_on_from_the_frame_before(tmp_path: Path) -> None:
     """Recordings joined into one MPEG-TS (``cat a.ts b.ts``, as camcorder and dashcam files are) restart
     their clock: the second one's frames follow the first's last frame, one frame apart, instead of
     going back to 0 (the annotated mp4 cannot go back, and laid its frames 1/100 frame apart: 25
     frames in 10 ms)."""
-    parts = []
-    for k in range(2):
-        part = tmp_path / f"part{k}.ts"
-        with av.open(str(part), "w", format="mpegts") as out:
-            stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
-            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-            for i in range(10):
-                picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * (10 * k + i), np.uint8), format="rgb24")
-                picture.pts = i
-                out.mux(stream.encode(picture))
-            out.mux(stream.encode(None))
-        parts.append(part.read_bytes())
-    joined = tmp_path / "joined.ts"
-    joined.write_bytes(b"".join(parts))
-    with open_source(joined) as source:
+    with open_source(joined_ts(tmp_path, [list(range(10)), list(range(10))])) as source:
         frames = list(source)
     assert [round(grey_level(f) / STEP) for f in frames] == list(range(20))
     assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(20)], abs=1e-6)
@@ -722,21 +729,8 @@ def test_a_clock_that_jumps_ahead_in_a_ts_file_carries_on_from_the_frame_before(
     """Two camera clips joined into one MPEG-TS, the second recorded ten minutes later: its frames
     follow the first clip's last frame (as ffmpeg treats a jump over 10 s in such formats), instead
     of the annotated mp4 holding one frame for ten minutes. A short gap is the clip's own timing."""
-    parts = []
-    for k, start in enumerate((0, 600 * FPS)):
-        part = tmp_path / f"part{k}.ts"
-        with av.open(str(part), "w", format="mpegts") as out:
-            stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
-            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-            for i in range(10):
-                picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * (10 * k + i), np.uint8), format="rgb24")
-                picture.pts = start + i + (5 * FPS if i >= 5 and k == 0 else 0)  # a 5 s gap within the first clip
-                out.mux(stream.encode(picture))
-            out.mux(stream.encode(None))
-        parts.append(part.read_bytes())
-    joined = tmp_path / "joined.ts"
-    joined.write_bytes(b"".join(parts))
-    with open_source(joined) as source:
+    first_pts = [i + (5 * FPS if i >= 5 else 0) for i in range(10)]  # a 5 s gap within the first clip
+    with open_source(joined_ts(tmp_path, [first_pts, [600 * FPS + i for i in range(10)]])) as source:
         frames = list(source)
     assert [round(grey_level(f) / STEP) for f in frames] == list(range(20))
     first = [i / FPS + (5.0 if i >= 5 else 0.0) for i in range(10)]
