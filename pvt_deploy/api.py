@@ -201,8 +201,14 @@ class Model:
             error = e
             raise
         finally:
-            outputs = writer.close(error) if writer is not None else []
-            self.last_summary = pipeline.summary(outputs, frames=writer.results_written if writer is not None else None)
+            try:
+                outputs = writer.close(error) if writer is not None else []
+                self.last_summary = pipeline.summary(outputs,
+                                                     frames=writer.results_written if writer is not None else None)
+            finally:
+                # the error's traceback holds this frame: keeping the error here would make a cycle that
+                # holds the run (its source's pictures, the last result) until the cyclic GC runs
+                error = None
 
     # -- lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:

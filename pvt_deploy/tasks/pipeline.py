@@ -506,7 +506,11 @@ class Pipeline:
                 if item is _END:
                     return
                 if isinstance(item, _Failure):
-                    raise item.error
+                    error, item = item.error, None
+                    try:
+                        raise error
+                    finally:  # the traceback holds this frame: no cycle through its locals (see Model._run)
+                        error = None
                 yield item
         finally:
             stop.set()
