@@ -241,3 +241,30 @@ def test_int8_on_a_cpu_without_vnni_warns_once(tmp_path: Path, monkeypatch: pyte
     assert "not faster" in unknown and "x the FP32 rate" not in unknown
     (saturating,) = warnings(frozenset({"avx2", "fma"}), rewrite=False)
     assert "may saturate" in saturating and "model.onnx (FP32)" in saturating
+
+
+def test_a_backend_closed_while_a_call_is_under_way(cls_export: Path) -> None:
+    """A server shutting down closes the backend while other threads still call it: a call that
+    finds it closed says so (not "'NoneType' object has no attribute 'run'"), and a batch call must
+    not bring the shard session and its thread back to life after ``close``."""
+    import threading
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    before = set(threading.enumerate())
+    for batch in (1, 2):
+        backend = OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2, pin=False)
+        assert backend.info.details["batch_shards"] == 2
+        prepare = backend._prepare_feed
+
+        def close_meanwhile(feed: Any, prepare: Any = prepare, backend: Any = backend) -> Any:
+            arrays = prepare(feed)
+            backend.close()  # as another thread would, between the call's check and its run
+            return arrays
+
+        backend._prepare_feed = close_meanwhile  # type: ignore[method-assign]
+        with pytest.raises(InputError, match="closed"):
+            backend.infer({"images": np.zeros((batch, 3, 64, 64), np.float32)})
+        assert backend._shard_session is None and backend._pool is None
+        assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-ort-shard")]

@@ -375,6 +375,8 @@ class OnnxRuntimeBackend(Backend):
         """The single-threaded session the shards share (ORT sessions take concurrent calls), created
         on the first batch that is sharded; ``None`` (and no more sharding) when it cannot load."""
         with self._shard_lock:
+            if self._session is None:  # closed meanwhile (by another thread): nothing to bring back
+                return None
             if self._shard_session is None and self._shards > 1:
                 path, providers, spin = self._load
                 try:
@@ -415,6 +417,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             values = self._run(arrays)
         except Exception as e:
+            if self._session is None:  # another thread closed the backend during this call
+                raise InputError("this OnnxRuntimeBackend is closed") from e
             text = _one_line(e)
             if "dimension" in text.lower() or "shape" in text.lower():
                 raise ShapeError(f"{self.path.name}: ONNX Runtime rejected the input shape "
@@ -447,8 +451,9 @@ class OnnxRuntimeBackend(Backend):
         return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def close(self) -> None:
-        self._session = None
-        self._shard_session = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._session = None  # first: a batch that has not made the shard session yet will not make it
+        with self._shard_lock:
+            self._shard_session = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
