@@ -153,12 +153,16 @@ def worker_affinities(threads: int) -> str | None:
     """ONNX Runtime's ``session.intra_op_thread_affinities`` value that gives each of a session's
     ``threads - 1`` intra-op workers a physical core of its own, leaving the first core to the thread
     that calls ``run`` (which ONNX Runtime never pins): ``"2"`` for two threads on two cores (its CPU
-    numbers count from 1). ``None`` for one thread, more threads than cores, or an unreadable
-    topology (the workers then float, as by default)."""
+    numbers count from 1). Only a session that has every core this process may use is pinned: one
+    given fewer threads shares the machine (several models in a process, several server workers
+    each with ``threads=4`` on a 16-core box), and pinning each to the same first cores would crowd
+    them there while the others idle. ``None`` then, and for one thread, more threads than cores or
+    an unreadable topology (the workers float, as by default; ``taskset`` a process to give it its
+    own cores, and its sessions pin within them)."""
     from pvt_deploy.runtimes.torch import cpu_per_core
 
     cpus = cpu_per_core()
-    if threads < 2 or cpus is None or len(cpus) < threads:
+    if threads < 2 or cpus is None or len(cpus) != threads:
         return None
     return ";".join(str(cpu + 1) for cpu in cpus[1:threads])
 
