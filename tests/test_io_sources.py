@@ -736,3 +736,28 @@ def test_a_clock_that_jumps_ahead_in_a_ts_file_carries_on_from_the_frame_before(
     first = [i / FPS + (5.0 if i >= 5 else 0.0) for i in range(10)]
     assert [f.timestamp for f in frames] == pytest.approx(first + [first[-1] + (i + 1) / FPS for i in range(10)],
                                                           abs=1e-6)
+
+
+def test_non_square_pixels_are_widened_to_the_shape_a_player_shows(tmp_path: Path) -> None:
+    """A 720x480 DVD-style clip with 32:27 pixels plays as 853x480: frames come that wide (as rotated
+    ones come upright), so a square on screen is square for the model and in the annotated video."""
+    from fractions import Fraction
+
+    path = tmp_path / "anamorphic.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 720, 480, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(32, 27)
+        for i in range(3):
+            picture = np.zeros((480, 720, 3), np.uint8)
+            picture[200:281, 300:369] = 255  # 69 stored pixels wide x 81 high: 81.8 x 81 on screen
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with open_source(path) as source:
+        frames = list(source)
+    assert len(frames) == 3 and all(f.image.shape == (480, 853, 3) for f in frames)
+    rows, cols = np.nonzero(frames[0].image[..., 1] > 127)
+    width, height = cols.max() - cols.min() + 1, rows.max() - rows.min() + 1
+    assert abs(width - height) <= 2, (width, height)

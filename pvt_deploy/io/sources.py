@@ -349,6 +349,11 @@ class PyAVReader:
             self._stream = stream
             self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
             self._jumpy = bool(self._container.format.flags & _AVFMT_TS_DISCONT)
+            # non-square pixels (DVD, HDV 1440x1080, some broadcast captures): frames are widened to
+            # the shape a player shows, as they are turned upright, so the model sees true geometry
+            # and boxes are in the pixels a viewer sees
+            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+            self._sar = float(sar) if sar and sar > 0 and sar != 1 else None
             rate = stream.average_rate or stream.guessed_rate
             if not self._clocked:
                 # a raw stream (.h264, .hevc): its demuxer's rate is a fixed default (25), the rate the
@@ -480,14 +485,23 @@ class PyAVReader:
         rotation = self._frame.rotation if self._frame is not None else 0
         return round(rotation / 90) % 4 if rotation else 0
 
+    def _display_width(self) -> int:
+        assert self._frame is not None
+        w = self._frame.width
+        return max(1, round(w * self._sar)) if self._sar else w
+
     def retrieve_shape(self) -> tuple[int, int]:
         assert self._frame is not None
-        h, w = self._frame.height, self._frame.width
+        h, w = self._frame.height, self._display_width()
         return (w, h) if self._rotation_turns() % 2 else (h, w)
 
     def retrieve(self) -> np.ndarray:
         assert self._frame is not None, "retrieve() before a successful grab()"
-        image = self._frame.to_ndarray(format="rgb24")
+        width = self._display_width()
+        if width != self._frame.width:
+            image = self._frame.reformat(width=width, height=self._frame.height, format="rgb24").to_ndarray()
+        else:
+            image = self._frame.to_ndarray(format="rgb24")
         turns = self._rotation_turns()
         # `rotation` is counter-clockwise degrees, as np.rot90's positive k.
         return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
