@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,23 @@ class Model:
         self.backend, self.manifest = load_backend(self.source, backend=backend, precision=precision,
                                                    device=device, imgsz=imgsz, weights=weights, task=task,
                                                    **options)
-        self.last_summary: RunSummary | None = None
+        self.last_summary = None
+
+    @property
+    def last_summary(self) -> RunSummary | None:
+        """The summary (frames, FPS, stage times, outputs) of the last run this thread made: threads of
+        a server sharing the Model each see their own run, not whichever finished last."""
+        return getattr(self._thread_state(), "summary", None)
+
+    @last_summary.setter
+    def last_summary(self, summary: RunSummary | None) -> None:
+        self._thread_state().summary = summary
+
+    def _thread_state(self) -> threading.local:
+        state: threading.local | None = self.__dict__.get("_per_thread")
+        if state is None:  # setdefault: two threads asking at once get the same one
+            state = self.__dict__.setdefault("_per_thread", threading.local())
+        return state
 
     # -- description --------------------------------------------------------------------------------
     @property

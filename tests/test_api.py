@@ -416,3 +416,26 @@ def test_a_run_that_ends_early_frees_its_pictures_without_the_garbage_collector(
     finally:
         if enabled:
             gc.enable()
+
+
+def test_each_thread_sees_the_summary_of_its_own_run(det_model: Model) -> None:
+    """Server threads sharing one Model: ``last_summary`` is the calling thread's last run (it was
+    whichever run finished last, so a thread read another's frame count and times)."""
+    import threading
+
+    picture = read_image(sample_image("coffee"))
+    done = threading.Barrier(2, timeout=60)
+    seen: dict[int, int | None] = {}
+
+    def run(n: int) -> None:
+        det_model.predict([picture] * n)
+        done.wait()  # both runs are over before either reads its summary
+        summary = det_model.last_summary
+        seen[n] = summary.frames if summary is not None else None
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (1, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert seen == {1: 1, 3: 3}
