@@ -674,3 +674,21 @@ def test_pytorch_on_the_cpu_says_how_to_get_onnx_runtime(monkeypatch: pytest.Mon
 
     tip = _export_tip("pvt_v2_b0-cls", "pvt_v2_b0-cls", Path("my ckpt.pth"))
     assert "--weights 'my ckpt.pth', then infer with --model exports/pvt_v2_b0-cls" in tip
+
+
+def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    """The run's default folder (runs/infer/<model>, incremented) is made when it is chosen, so a run
+    started at the same time takes the next one; a run that reads nothing leaves no empty folder that
+    would push the next run on to <model>2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "bad.jpg").write_bytes(b"not a picture")
+    code, _, err = run(monkeypatch, capsys, "infer", "pics", "--model", "pvt_v2_b0-cls", "--imgsz", "64")
+    assert code == 2 and "no frames could be read" in err
+    assert list((tmp_path / "runs" / "infer").iterdir()) == []
+    photo = str(sample_images()[0])
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "runs" / "infer").iterdir()] == ["pvt_v2_b0-cls"]

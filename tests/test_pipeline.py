@@ -429,3 +429,13 @@ def test_coco_ids_of_two_videos_never_merge_and_cost_nothing_per_frame(tmp_path:
     writer.close()
     ids = [d["image_id"] for d in json.loads((tmp_path / "predictions_coco.json").read_text())]
     assert ids == [0, 1, 2, "cam.mp4:0", "cam.mp4:1", "cam.mp4:2", "other.mp4:0", "other.mp4:1", "other.mp4:2"]
+
+
+def test_increment_dir_reserves_the_folder_it_gives(tmp_path: Path) -> None:
+    """Two runs started together each get a folder of their own: the folder is made as its name is
+    chosen (before, both took the first free name and wrote into one folder)."""
+    base = tmp_path / "runs" / "infer" / "pvt_small"
+    first = increment_dir(base, create=True)
+    second = increment_dir(base, create=True)  # nothing written in the first yet
+    assert (first, second) == (base, base.parent / "pvt_small2") and first.is_dir() and second.is_dir()
+    assert increment_dir(base) == base.parent / "pvt_small3" and not (base.parent / "pvt_small3").exists()

@@ -128,6 +128,7 @@ def infer(
         if src is not None:
             src.close()
         raise
+    reserved = False  # whether this run made its default output folder (see below)
     try:
         if src is None:
             src = _open(source, vid_stride)
@@ -140,12 +141,15 @@ def infer(
             console.print(f"[dim]{escape(_export_tip(model, m.name, weights))}[/]", soft_wrap=True)
         detect = m.task == "detect"  # the task of every detection filter (api.SETTING_TASKS)
         ids = parse_classes(classes, m.names) if detect else None
-        save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
+        writes = save or json_on
+        # the default folder is made now, so that a run started at the same time takes the next one;
+        # left empty (nothing read, an early error) it is removed below
+        reserved = output is None and writes
+        save_dir = output if output is not None else increment_dir(out_root / _safe(m.name), create=reserved)
         viewer = _Viewer(console) if show else None
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
                       + (f", {_count(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
-        writes = save or json_on
         results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
                             classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
                             max_det=max_det if detect else None, save=save, save_json=json_on,
@@ -170,6 +174,9 @@ def infer(
         if src is not None:
             src.close()
         m.close()
+        if reserved:
+            with contextlib.suppress(OSError):  # not empty: the run's outputs are in it
+                save_dir.rmdir()
 
 
 def _open(source: str | None, vid_stride: int) -> Any:

@@ -506,11 +506,12 @@ class Pipeline:
                 if item is _END:
                     return
                 if isinstance(item, _Failure):
-                    error, item = item.error, None
+                    error = item.error
+                    item = None
                     try:
                         raise error
                     finally:  # the traceback holds this frame: no cycle through its locals (see Model._run)
-                        error = None
+                        del error
                 yield item
         finally:
             stop.set()
@@ -606,19 +607,28 @@ def _put_quietly(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def increment_dir(base: str | os.PathLike[str]) -> Path:
+def increment_dir(base: str | os.PathLike[str], *, create: bool = False) -> Path:
     """``runs/infer/pvt_small`` if free, else ``pvt_small2``, ``pvt_small3``, ... (never overwrite a run).
 
-    Names ending in a digit get a separator (``pvt_v2_b0_2``) so the count stays readable.
+    Names ending in a digit get a separator (``pvt_v2_b0_2``) so the count stays readable. ``create``
+    makes the folder, atomically: two runs started together get a folder each (each took the first
+    free name, and they shared it).
     """
     path = Path(base)
-    if not path.exists():
-        return path
     sep = "_" if path.name[-1:].isdigit() else ""
-    n = 2
-    while (path.parent / f"{path.name}{sep}{n}").exists():
+    n = 1
+    while True:
+        candidate = path if n == 1 else path.parent / f"{path.name}{sep}{n}"
+        if not create and not os.path.lexists(candidate):
+            return candidate
+        if create:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                pass
         n += 1
-    return path.parent / f"{path.name}{sep}{n}"
 
 
 def output_error(folder: str | os.PathLike[str], error: OSError | str) -> InputError:
