@@ -600,7 +600,7 @@ class VideoSource(Source):
             while reader.grab():
                 decoded += 1
                 last = reader.timestamp()
-                if step is not None and last is not None and abs(last / step - round(last / step)) >= 0.25:
+                if step is not None and last is not None and not _on_grid(last, step):
                     step = None  # a time off the declared rate's grid: a variable-rate clip, counted as it comes
                 index = _frame_number(index, last, step)
                 if index % self.vid_stride:
@@ -889,16 +889,22 @@ class _LatestSlot:
             return frame
 
 
+def _on_grid(timestamp: float, step: float) -> bool:
+    """Whether ``timestamp`` falls on a frame of a constant rate of ``step`` seconds per frame."""
+    frames = timestamp / step
+    return abs(frames - round(frames)) < 0.25
+
+
 def _frame_number(previous: int, timestamp: float | None, step: float | None) -> int:
     """The source frame number of a decoded frame that follows number ``previous``: on a constant-rate
-    clip (``step``, seconds per frame) the one its time says, so that frames lost to damaged packets
-    leave their numbers unused (``Frame.index`` is the source's frame number); else, or where the time
-    is missing, off the frame grid or not past ``previous`` (a repeated timestamp), the next one."""
+    clip (``step``, seconds per frame; the caller drops it once a time falls off its grid) the one its
+    time says, so that frames lost to damaged packets leave their numbers unused (``Frame.index`` is
+    the source's frame number); else, or where the time is missing or not past ``previous`` (a
+    repeated timestamp), the next one."""
     if step is None or timestamp is None:
         return previous + 1
-    frames = timestamp / step
-    n = round(frames)
-    return n if n > previous and abs(frames - n) < 0.25 else previous + 1
+    n = round(timestamp / step)
+    return n if n > previous else previous + 1
 
 
 _CREDENTIALS = re.compile(r"://[^/\s@]+@")
