@@ -61,18 +61,13 @@ def _temp_prefix(target: Path, limit: int = 255) -> str:
     return f".{name}."
 
 
-def being_written(target: str | os.PathLike[str], entries: Iterable[str] | None = None) -> bool:
+def being_written(target: str | os.PathLike[str], entries: Iterable[str]) -> bool:
     """Whether an :func:`atomic_path` write of ``target`` is under way (its temporary file is beside
     it): a name another process is about to publish is taken, though nothing has that name yet.
-    ``entries``: the folder's listing, when the caller has it."""
+    ``entries``: the listing of ``target``'s folder (listed once for many names)."""
     target = Path(target)
     prefix = _temp_prefix(target)
     tail = ".part" + target.suffix
-    if entries is None:
-        try:
-            entries = os.listdir(target.parent)
-        except OSError:
-            return False
     return any(e.startswith(prefix) and e.endswith(tail) for e in entries)
 
 
