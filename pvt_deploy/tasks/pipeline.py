@@ -619,15 +619,13 @@ def increment_dir(base: str | os.PathLike[str], *, create: bool = False) -> Path
     n = 1
     while True:
         candidate = path if n == 1 else path.parent / f"{path.name}{sep}{n}"
-        if not create and not os.path.lexists(candidate):
-            return candidate
-        if create:
-            candidate.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                candidate.mkdir()
+        if not create:
+            if not os.path.lexists(candidate):
                 return candidate
-            except FileExistsError:
-                pass
+        else:
+            with contextlib.suppress(FileExistsError):  # taken, maybe a moment ago by another run
+                candidate.mkdir(parents=True)
+                return candidate
         n += 1
 
 
