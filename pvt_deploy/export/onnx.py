@@ -249,8 +249,9 @@ def _sweep_abandoned(target: Path) -> None:
     """Clear what earlier exports into ``target`` left when their process died (SIGKILL, out of memory, a
     power cut) on this host: a staging folder (``pvt-new``) holds only generated files and is deleted;
     a swapped-aside old export (``pvt-old``, killed in mid-swap) may hold the user's own files: they
-    move into ``target``, or the whole folder goes back to being ``target`` where that is missing. A live export's folders, or ones made on another host
-    sharing the disk, are left alone. Call with :func:`_swap_lock` held."""
+    move into ``target``, or the whole folder goes back to being ``target`` where that is missing. A
+    live export's folders, or ones made on another host sharing the disk, are left alone. Call with
+    :func:`_swap_lock` held."""
     host = _owner().split("-")[0]
     with contextlib.suppress(OSError):
         for entry in sorted(target.parent.iterdir()):
@@ -745,13 +746,14 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
     return reports
 
 
-def _best_latencies(runs: Mapping[str, Callable[[np.ndarray], Any]], x: np.ndarray, *, rounds: tuple[int, int] = (2, 9),
-                    budget_s: float = 1.5) -> dict[str, float]:
+def _best_latencies(runs: Mapping[str, Callable[[np.ndarray], Any]], x: np.ndarray, *,
+                    rounds: tuple[int, int] = (2, 9), budget_s: float = 1.5) -> dict[str, float]:
     """The best time of each runner on ``x``, called in turn for ``rounds[0]`` rounds and then more while
     ``budget_s`` lasts (at most ``rounds[1]``). The parity gate's calls before warmed the sessions, but
     its few batches (three with the bundled photos) gave a median too noisy to advise on:
-    ``pvt_v2_b0-cls``'s INT8 graph measured 0.82x FP32 in them and 1.5x in ``pvt-deploy bench``. Called in turn, the two graphs see the
-    same machine; the best of several calls leaves out the warm-up and the moments another process ran."""
+    ``pvt_v2_b0-cls``'s INT8 graph measured 0.82x FP32 in them and 1.5x in ``pvt-deploy bench``.
+    Called in turn, the two graphs see the same machine; the best of several calls leaves out the
+    warm-up and the moments another process ran."""
     best = dict.fromkeys(runs, math.inf)
     end = time.perf_counter() + budget_s
     for done in range(1, rounds[1] + 1):
