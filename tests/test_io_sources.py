@@ -337,11 +337,11 @@ def test_frames_after_damaged_packets_keep_their_source_numbers(
     damaged, not that the file ended early."""
     path = make_clip(tmp_path / f"clip{suffix}", "mjpeg")  # every frame its own packet
     with av.open(str(path)) as container:
-        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
     data = bytearray(path.read_bytes())
-    for k in (20, 21, 35):
-        pos, size = packets[k]
-        data[pos : pos + size] = bytes(size)
+    for k in (20, 21, 35):  # the pictures are damaged, the container around them is not
+        pos = data.find(payloads[k])
+        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
     damaged = tmp_path / f"damaged{suffix}"
     damaged.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING), open_source(damaged) as source:
@@ -367,6 +367,82 @@ def test_a_variable_rate_mkv_is_numbered_frame_by_frame(tmp_path: Path, caplog: 
     assert source.error is None and caplog.text == ""
     with open_source(path, vid_stride=2) as source:
         assert [f.index for f in source] == [0, 2, 4, 6, 8]
+
+
+def test_a_variable_rate_mkv_on_the_rate_grid_loses_no_frames(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Frames on the declared rate's grid with gaps between them (a recorder that drops repeated
+    frames, a capture at a varying rate) decode whole: the gaps are the clip's own timing and keep
+    their frame numbers, and no warning calls frames that all decoded "damaged"."""
+    numbers = [0, 1, 2, 5, 6, 10, 11, 12, 20, 21]
+    path = make_clip(tmp_path / "gaps.mkv", "libx264", frames=len(numbers), times=[n / FPS for n in numbers])
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == numbers
+    assert source.error is None and caplog.text == ""
+
+
+def make_avi(path: Path, codec: str, frames: int = 20) -> Path:
+    """An AVI whose codec reorders frames (two B-frames between references), frame i a flat grey of
+    level STEP*i."""
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream(codec, rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"bf": "2", "crf": "10"}
+        else:
+            stream.codec_context.max_b_frames = 2
+            stream.codec_context.bit_rate = 4_000_000
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * i, np.uint8), format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_an_avi_with_b_frames_keeps_its_frames_times(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, codec: str) -> None:
+    """AVI stores decode times only. FFmpeg's presentation times for B-frames there were out of order
+    (H.264: 0.04, 0.12, 0.16, 0.08 s...) or a frame late (MPEG-4 Part 2: from 0.04 s), and the JSON
+    times, frame numbers and the annotated video's timing followed them. Frame i is at i / fps."""
+    path = make_avi(tmp_path / f"{codec}.avi", codec)
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        frames = list(source)
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(20))
+    assert [f.index for f in frames] == list(range(20))
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(20)])
+    assert source.error is None and caplog.text == ""
+
+
+def test_a_damaged_avi_keeps_the_times_of_the_frames_after_the_damage(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A packet of an AVI that does not decode takes its time along: the frames after it keep theirs
+    and their numbers, and the loss is reported."""
+    path = tmp_path / "clip.avi"
+    with av.open(str(path), "w", format="avi") as out:  # MJPEG: one picture a packet, no reordering
+        stream = out.add_stream("mjpeg", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuvj420p"
+        for i in range(30):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * i, np.uint8), format="rgb24")
+            picture = picture.reformat(format="yuvj420p")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    pos, size = packets[12]
+    data[pos : pos + size] = bytes(size)
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING), open_source(damaged) as source:
+        frames = list(source)
+    levels = [round(grey_level(f) / STEP) for f in frames]
+    assert levels == [i for i in range(30) if i != 12]
+    assert [f.index for f in frames] == levels
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in levels])
+    assert "1 of 30 frames could not be decoded (damaged file?)" in caplog.text
 
 
 @pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])

@@ -22,6 +22,7 @@ Decoding choices and why:
 from __future__ import annotations
 
 import glob as globlib
+import heapq
 import logging
 import math
 import os
@@ -75,6 +76,10 @@ _READER_JOIN_S = 0.5
 _AVFMT_NOTIMESTAMPS = 0x80  # FFmpeg's flag for demuxers whose packets carry no timestamps (mpjpeg)
 _AVFMT_TS_DISCONT = 0x200  # FFmpeg's flag for formats whose clock may jump (MPEG-TS, FLV, HLS)
 _JUMP_AHEAD_S = 10.0  # a jump forward that far in such a format is a discontinuity (ffmpeg's -dts_delta_threshold)
+# Demuxers whose packets carry a decode time only: AVI stores frames in decode order, one per tick of
+# its rate, and the presentation times FFmpeg makes up from that are wrong for codecs that reorder
+# (H.264 with B-frames came out 0.04, 0.12, 0.16, 0.08 s...; MPEG-4 Part 2 one frame late).
+_DECODE_TIMED_DEMUXERS = ("avi",)
 
 # ---------------------------------------------------------------------------------------------
 # Frames and the Source interface
@@ -340,6 +345,10 @@ class PyAVReader:
         self._time: float | None = None  # the grabbed frame's time (see timestamp())
         self._shift = 0.0  # added to the source's times since its clock went back (see _frame_time)
         self._last_time: float | None = None
+        self.packets = 0  # packets with data sent to the decoder, and the frames it gave back (see _decode)
+        self.decoded = 0
+        self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
+        self._first_dts: float | None = None
         self._container = av.open(target, options=options or {}, timeout=timeout)
         try:
             if not self._container.streams.video:
@@ -349,6 +358,8 @@ class PyAVReader:
             self._stream = stream
             self._clocked = not self._container.format.flags & _AVFMT_NOTIMESTAMPS
             self._jumpy = bool(self._container.format.flags & _AVFMT_TS_DISCONT)
+            if self._container.format.name in _DECODE_TIMED_DEMUXERS:
+                self._pending = []
             # non-square pixels (DVD, HDV 1440x1080, some broadcast captures): frames are widened to
             # the shape a player shows, as they are turned upright, so the model sees true geometry
             # and boxes are in the pixels a viewer sees
@@ -435,9 +446,18 @@ class PyAVReader:
         return None
 
     def _decode(self) -> Generator[av.VideoFrame, None, None]:
+        """The decoded frames, in presentation order. Where packets carry decode times only (AVI), each
+        frame is timed with the earliest decode time not yet used (``_pending``): on a clip of one
+        packet a frame, the frames' presentation times are those decode times in order, as players
+        show them. Every packet sent has been decoded before the frames it completes come out."""
         bad = 0
+        pending = self._pending
         try:
             for packet in self._container.demux(self._stream):
+                self.packets += 1 if packet.size else 0
+                dts = packet.dts if pending is not None and packet.size else None
+                if dts is not None and packet.time_base is not None:
+                    heapq.heappush(pending, float(dts * packet.time_base))  # type: ignore[arg-type]
                 try:
                     frames = self._stream.decode(packet)
                 except av.error.InvalidDataError as e:  # damaged packet: skip it like a player
@@ -445,9 +465,14 @@ class PyAVReader:
                     if bad > _MAX_BAD_PACKETS:
                         raise
                     log.debug("skipping undecodable packet: %s", e)
+                    if dts is not None and pending:  # its time goes to no frame
+                        pending.remove(float(dts * packet.time_base))  # type: ignore[operator]
+                        heapq.heapify(pending)
                     continue
                 bad = 0
-                yield from frames
+                for frame in frames:
+                    self.decoded += 1
+                    yield frame
         except av.error.FFmpegError as e:  # truncated file, dropped connection, read timeout
             self.error = _short(e)
 
@@ -462,16 +487,23 @@ class PyAVReader:
         return True
 
     def _frame_time(self, frame: av.VideoFrame) -> float | None:
-        """``frame``'s time from the first frame. A clock that goes back by more than 0.1 s (FFmpeg's
+        """``frame``'s time from the first frame (in AVI, the earliest decode time no frame has taken yet:
+        see ``_decode``). A clock that goes back by more than 0.1 s (FFmpeg's
         own test of a discontinuity) restarted: recordings joined into one MPEG-TS (``cat a.ts b.ts``)
         or a camera's clock reset. So did one that jumps ahead by more than 10 s in a file of a format
         whose clock may jump (MPEG-TS, FLV: two camera clips joined, the second recorded later), which
         would otherwise hold one frame on screen for the whole gap. Frames from there on follow the
         frame before, one nominal frame after it, as players show them; a smaller step is a jittery
         or variable-rate clock and left as it is, and so is a live feed's (its gaps are real)."""
-        if frame.time is None:
+        if self._pending:
+            dts = heapq.heappop(self._pending)
+            if self._first_dts is None:
+                self._first_dts = dts
+            t = dts - self._first_dts
+        elif frame.time is None:
             return None
-        t = float(frame.time) - self._start + self._shift
+        else:
+            t = float(frame.time) - self._start + self._shift
         last = self._last_time
         ahead = self._jumpy and not self.live and last is not None and t > last + _JUMP_AHEAD_S
         if last is not None and (t < last - 0.1 or ahead):
@@ -608,7 +640,11 @@ class VideoSource(Source):
                 yield Frame(reader.retrieve(), index, self.spec, last)
             self.error = reader.error
             expected = reader.frames if reader.frames_exact else None
-            gaps = index + 1 - decoded if step is not None else 0  # a variable-rate clip's gaps lose nothing
+            # gaps in the frame numbers are frames lost where packets gave no picture; in a clip whose
+            # every packet decoded they are its own timing (a variable rate on the declared grid, frames
+            # the recorder dropped), and a variable-rate clip off the grid is numbered as it comes
+            damaged = reader.decoded < reader.packets
+            gaps = index + 1 - decoded if step is not None and damaged else 0
             lost = expected - decoded if expected else gaps  # short of the count, or gaps in the frame numbers
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
