@@ -648,14 +648,8 @@ class VideoSource(Source):
             lost = expected - decoded if expected else gaps  # short of the count, or gaps in the frame numbers
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
-            elif expected and lost > 0 and (reader.duration is None or reader.ends_short(last)):
-                self.error = f"only {decoded} of {expected} frames decoded (truncated file?)"
-                log.warning("%s: %s", self.spec, self.error)
-            elif not expected and reader.ends_short(last):
-                # mkv/webm store no frame count; their declared length tells a cut-short file
-                assert reader.duration is not None and last is not None
-                self.error = (f"decoding ended at {last:.1f} s of the {reader.duration:.1f} s the file declares "
-                              "(truncated file?)")
+            elif cut := _cut_short(reader, decoded, last):
+                self.error = cut
                 log.warning("%s: %s", self.spec, self.error)
             elif lost > 0:  # decoding reached the end, past damaged packets: not an early end (``error``)
                 log.warning("%s: %d of %d frames could not be decoded (damaged file?)", self.spec, lost,
@@ -670,6 +664,22 @@ class VideoSource(Source):
                 reader.close()
         self._reader = None
         super().close()
+
+
+def _cut_short(reader: Any, decoded: int, last: float | None) -> str | None:
+    """Why a file that ``reader`` decoded to the end without an error (``decoded`` frames, the last at
+    ``last`` seconds) is shorter than it declares, or None: fewer frames than its count (mp4, mov)
+    where its length agrees, or (mkv/webm, which store no count) an end before its declared length.
+    For a local file and one served over HTTP alike; a reader without these facts (a camera) never is."""
+    expected = reader.frames if getattr(reader, "frames_exact", False) else None
+    ends_short = getattr(reader, "ends_short", None)
+    short = ends_short is not None and ends_short(last)
+    if expected and expected > decoded and (reader.duration is None or short):
+        return f"only {decoded} of {expected} frames decoded (truncated file?)"
+    if not expected and short:
+        assert reader.duration is not None and last is not None
+        return f"decoding ended at {last:.1f} s of the {reader.duration:.1f} s the file declares (truncated file?)"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -728,6 +738,7 @@ class StreamSource(Source):
         self.vid_stride = vid_stride
         self.reconnect = reconnect or Reconnect()
         self.reconnects = 0
+        self.error: str | None = None  # why a finite file over the network ended early (see VideoSource)
         self._opener = opener
         self._clock = clock
         self._stop = threading.Event()
@@ -775,6 +786,7 @@ class StreamSource(Source):
             raise InputError(f"stream {self.spec} can be iterated only once")
         live_time = _LiveTime(self._clock())
         read = 0
+        last: float | None = None  # a finite file's last frame time, for its truncation check
         try:
             while not self._stop.is_set():
                 try:
@@ -784,15 +796,16 @@ class StreamSource(Source):
                     ok, reader.error = False, _short(e)
                 if ok:
                     index, read = read, read + 1
+                    if not self.live:
+                        last = reader.timestamp()
                     if image is not None:
                         ts = live_time(reader.timestamp(), self._clock()) if self.live else reader.timestamp()
                         yield Frame(image, index, self.spec, ts)
                     continue
                 if not self.live:  # a finite file: its end is the end (reconnecting would replay it)
-                    if reader.error:
-                        log.warning(
-                            "%s: stream ended early after %d frames: %s", self.spec, read, reader.error
-                        )
+                    self.error = reader.error or _cut_short(reader, read, last)
+                    if self.error:
+                        log.warning("%s: stream ended early after %d frames: %s", self.spec, read, self.error)
                     return
                 reason = reader.error or "end of data"
                 log.warning("%s: stream dropped after %d frames (%s); reconnecting", self.spec, read, reason)

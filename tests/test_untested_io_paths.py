@@ -1,0 +1,294 @@
+"""Input and output paths no other test drove: each the way a user meets it, on real files, real
+decoding (PyAV, OpenCV) and real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from test_io_sources import STEP, _MjpegHandler, _QuietHandler, grey_level, make_clip, make_video
+from test_pipeline import FakeBackend, ListSource, _model
+from test_runtime_artifacts import decode_video
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import Reconnect, open_source, read_image
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP file server on 127.0.0.1 over a folder of its own."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+# --- video files and streams that end early ------------------------------------------------------
+
+
+def test_a_truncated_video_over_http_says_it_is_cut_short(
+        http_root: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """The same truncated mp4 that warns as a local file ended in silence when served over HTTP: 27 of
+    50 frames, the progress bar's count never reached, and no word of it (nor ``source ended early``
+    from the CLI, which reads the source's ``error``)."""
+    base, root = http_root
+    full = make_clip(root / "full.mp4", "libx264")
+    data = full.read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) * 6 // 10])
+    with open_source(f"{base}/full.mp4") as source:
+        assert len(list(source)) == 50 and source.error is None  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING), open_source(f"{base}/cut.mp4") as source:
+        assert source.kind == "stream" and source.frames == 50
+        frames = list(source)
+    assert 0 < len(frames) < 50 and [f.index for f in frames] == list(range(len(frames)))
+    error = source.error  # type: ignore[attr-defined]
+    assert error == f"only {len(frames)} of 50 frames decoded (truncated file?)"
+    assert "cut.mp4" in caplog.text and "truncated file?" in caplog.text
+
+
+def test_a_truncated_mkv_over_http_says_it_is_cut_short(
+        http_root: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """mkv stores no frame count: its declared length tells, over HTTP as in a local file."""
+    base, root = http_root
+    full = make_clip(root / "full.mkv", "libx264", frames=100)
+    (root / "cut.mkv").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING), open_source(f"{base}/cut.mkv") as source:
+        frames = list(source)
+    assert 0 < len(frames) < 90
+    assert source.error and "of the 4.0 s the file declares" in source.error  # type: ignore[attr-defined]
+    assert "cut.mkv" in caplog.text
+
+
+def test_a_video_whose_decoding_fails_midway_keeps_the_frames_before_it(tmp_path: Path) -> None:
+    """Past 50 undecodable packets in a row the file is given up on: the frames before are processed
+    and written (a playable mp4, one JSON line each), and the run says why it stopped."""
+    path = make_clip(tmp_path / "clip.mkv", "mjpeg", frames=100)  # every frame its own packet
+    with av.open(str(path)) as container:
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    for k in range(20, 80):  # 60 damaged pictures in a row
+        pos = data.find(payloads[k])
+        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    model = _model(FakeBackend())
+    results = list(model.predict(str(damaged), stream=True, save=True, save_json=True, save_dir=out, batch=1))
+    assert [r.frame for r in results] == list(range(20))
+    summary = model.last_summary
+    assert summary is not None and summary.frames == 20
+    assert summary.source_error and summary.source_error.startswith("Invalid data")
+    assert decode_video(out / "damaged.mp4")[1] == 20
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(20))
+
+
+def test_a_video_whose_every_picture_is_damaged_is_refused(tmp_path: Path) -> None:
+    """A container whose packets are all there but none decodes: one line, before any model runs."""
+    path = make_clip(tmp_path / "clip.mkv", "mjpeg", frames=10)
+    with av.open(str(path)) as container:
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    for payload in payloads:
+        pos = data.find(payload)
+        data[pos : pos + len(payload)] = bytes(len(payload))
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"damaged.mkv has no decodable video frames"):
+        open_source(damaged)
+
+
+# --- sources used the wrong way ------------------------------------------------------------------
+
+
+def test_a_closed_source_cannot_be_iterated(tmp_path: Path) -> None:
+    source = open_source(make_video(tmp_path / "clip.mp4", frames=3))
+    source.close()
+    with pytest.raises(InputError, match="is closed"):
+        iter(source)
+
+
+def test_a_video_closed_mid_iteration_frees_its_decoder(tmp_path: Path) -> None:
+    """``close()`` while a loop over the frames is suspended (a user's ``break`` kept the iterator)."""
+    source = open_source(make_video(tmp_path / "clip.mp4", frames=10))
+    frames = iter(source)
+    assert round(grey_level(next(frames)) / STEP) == 0
+    source.close()
+    frames.close()  # the suspended loop's own clean-up after close() closed its decoder
+    with pytest.raises(InputError, match="is closed"):
+        list(source)
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_a_stream_iterated_a_second_time_says_so(http_root: tuple[str, Path], realtime: bool) -> None:
+    base, root = http_root
+    make_video(root / "clip.mp4", frames=6)
+    with open_source(f"{base}/clip.mp4", realtime=realtime) as source:
+        assert len(list(source)) == 6
+        with pytest.raises(InputError, match="can be iterated only once"):
+            list(source)
+
+
+def test_a_stream_closed_unread_closes_its_connection(http_root: tuple[str, Path]) -> None:
+    base, root = http_root
+    make_video(root / "clip.mp4", frames=6)
+    source = open_source(f"{base}/clip.mp4")
+    source.close()
+    source.close()  # twice is fine
+    with pytest.raises(InputError, match="is closed"):
+        list(source)
+
+
+def test_stopping_during_a_reconnect_backoff_ends_at_once() -> None:
+    """A camera gone after 3 frames, and a backoff of a minute before the next try: a stop (Ctrl-C in
+    ``infer``, a server's shutdown) ends the iteration at once, without sitting out the backoff and
+    without the 'giving up' error of a stream whose retries ran out."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MjpegHandler)
+    server.lock, server.served, server.connections, server.per_connection = threading.Lock(), 0, 1, 3  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        source = open_source(f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg", realtime=False,
+                             reconnect=Reconnect(max_retries=None, initial_wait=60.0, max_wait=60.0))
+        got: list[int] = []
+        done = threading.Event()
+
+        def consume() -> None:
+            for frame in source:
+                got.append(frame.index)
+                if len(got) == 3:
+                    threading.Timer(0.3, source.stop).start()  # stop while it waits to reconnect
+            done.set()
+
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
+        assert done.wait(20), "the stop waited for the backoff"
+        source.close()
+        assert got == [0, 1, 2] and server.served == 1  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_finite_stream_in_batches_keeps_every_frame_in_order(http_root: tuple[str, Path]) -> None:
+    """A video served over HTTP runs as a stream: batches take what has arrived, and the end of the
+    frames arriving while a batch is gathered still ends it with every frame."""
+    base, root = http_root
+    make_video(root / "clip.mp4", frames=11)
+    model = _model(FakeBackend(delay=0.02))
+    results = list(model.predict(f"{base}/clip.mp4", stream=True, batch=4))
+    assert [r.frame for r in results] == list(range(11))
+
+
+@pytest.mark.parametrize("spec", ["rtsp:///stream", "http://"])
+def test_a_stream_url_without_a_host_is_one_line(spec: str) -> None:
+    with pytest.raises(InputError, match="bad stream URL .*: no host"):
+        open_source(spec)
+
+
+@pytest.mark.parametrize("spec", [3.5, b"clip.mp4", {"path": "clip.mp4"}])
+def test_a_source_of_another_type_is_refused(spec: object) -> None:
+    with pytest.raises(InputError, match="unsupported source type"):
+        _model(FakeBackend()).predict(spec)
+
+
+def test_a_file_neither_image_nor_video_says_so(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.xyz"
+    notes.write_text("shopping list\n" * 50)
+    with pytest.raises(InputError, match=r"notes.xyz is neither a readable image nor a video"):
+        open_source(notes)
+
+
+# --- pictures in other formats and depths ------------------------------------------------------
+
+
+def test_a_float_tiff_and_a_float_array_are_read_as_0_to_1(tmp_path: Path) -> None:
+    rgb = np.zeros((6, 8, 3), np.float32)
+    rgb[..., 0], rgb[..., 2] = 1.0, 0.5  # red full, blue half
+    ok, data = cv2.imencode(".tiff", rgb[..., ::-1].copy())  # OpenCV writes BGR
+    assert ok
+    data.tofile(str(tmp_path / "float.tiff"))
+    image = read_image(tmp_path / "float.tiff")
+    assert image.dtype == np.uint8 and image.shape == (6, 8, 3)
+    assert image[0, 0].tolist() == [255, 0, 128]
+    # an in-memory float picture of 0..255 values, and one of 0..1, are the same picture
+    [a] = list(open_source(rgb * 255.0))
+    [b] = list(open_source(rgb))
+    assert a.image.tolist() == b.image.tolist() == image.tolist()
+
+
+def test_gray_and_pil_pictures_become_rgb() -> None:
+    from PIL import Image
+
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    [frame] = list(open_source(gray))
+    assert frame.image.shape == (3, 4, 3) and (frame.image[..., 1] == gray).all()
+    [frame] = list(open_source(Image.fromarray(gray, "L")))
+    assert frame.image.shape == (3, 4, 3) and (frame.image[..., 2] == gray).all()
+    with pytest.raises(InputError, match="got shape"):
+        open_source(np.zeros((3, 4, 2), np.uint8))
+
+
+def test_a_webp_photo_is_annotated_as_webp(tmp_path: Path) -> None:
+    photo = tmp_path / "in" / "cat.webp"
+    photo.parent.mkdir()
+    ok, data = cv2.imencode(".webp", np.full((48, 64, 3), 90, np.uint8))
+    assert ok
+    data.tofile(str(photo))
+    out = tmp_path / "out"
+    [result] = _model(FakeBackend()).predict(str(photo), save=True, save_dir=out)
+    written = out / "cat.webp"
+    assert written.is_file() and read_image(written).shape == (48, 64, 3)
+    assert result.path == str(photo)
+
+
+# --- a disk that fills up -----------------------------------------------------------------------
+
+_FULL_DISK_CHILD = """
+import resource, sys
+sys.path.insert(0, {tests!r})
+from test_pipeline import FakeBackend, ListSource, _model
+from pvt_deploy.errors import InputError
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail with EFBIG
+try:
+    for _ in _model(FakeBackend()).predict(ListSource(30), stream=True, save=True, save_dir=sys.argv[1]):
+        pass
+except InputError as e:
+    print("error:", e)
+"""
+
+
+@pytest.mark.parametrize("room", [0.2, 0.999])
+def test_a_disk_that_fills_while_the_video_is_written_leaves_no_video(tmp_path: Path, room: float) -> None:
+    """No mock: the process may write files of at most ``room`` of the mp4's size, so the write fails
+    during the encoding (0.2) or as the file is finalised (0.999). One line says so, and no mp4 is left,
+    under its name or as a temporary file."""
+    whole = tmp_path / "whole"
+    list(_model(FakeBackend()).predict(ListSource(30), stream=True, save=True, save_dir=whole))
+    size = (whole / "memory.mp4").stat().st_size
+    out = tmp_path / "out"
+    child = _FULL_DISK_CHILD.format(tests=str(Path(__file__).parent))
+    proc = subprocess.run([sys.executable, "-c", child, str(out), str(int(size * room))], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parent.parent,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"error: cannot write outputs to {out}: File too large", proc.stdout + proc.stderr
+    assert not out.exists() or list(out.iterdir()) == []
