@@ -21,6 +21,22 @@ from typing import Any
 import numpy as np
 
 
+def device_text(device: object) -> str | None:
+    """A ``device`` setting as the backends read it: ``None``, a string (``"cpu"``, ``"cuda:1"``), or a
+    GPU index (``device=0``, as Ultralytics takes it, is ``"0"``: CUDA device 0). Anything else (a
+    bool, a float, a ``torch.device``) is an :class:`~pvt_deploy.errors.InputError`, not an
+    AttributeError from deep inside a backend."""
+    from pvt_deploy.utils import is_integer
+
+    if device is None or isinstance(device, str):
+        return device
+    if is_integer(device) and int(device) >= 0:
+        return str(int(device))
+    from pvt_deploy.errors import InputError
+
+    raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got {device!r}")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

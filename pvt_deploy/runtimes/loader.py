@@ -69,6 +69,8 @@ TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
 
 def canonical_backend(name: str | None) -> str | None:
     """``onnxruntime``/``ort`` -> ``onnx``, ``tensorrt`` -> ``trt``; ``None``/``auto`` -> ``None``."""
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)} (a string), got {name!r}")
     if name is None or name.lower() in ("", "auto"):
         return None
     key = name.lower()
@@ -78,6 +80,8 @@ def canonical_backend(name: str | None) -> str | None:
 
 
 def _canonical_precision(precision: str | None) -> str | None:
+    if precision is not None and not isinstance(precision, str):
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)} (a string), got {precision!r}")
     if precision is None or precision.lower() in ("", "auto"):
         return None
     p = precision.lower().replace("float", "fp").replace("half", "fp16")
@@ -302,10 +306,12 @@ def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | Non
 def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None,
                        *, device: str | None = None) -> list[Candidate]:
     """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
+    from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.runtimes.onnxruntime import _parse_device
     from pvt_deploy.runtimes.ort_providers import available_providers, select_providers
 
     folder = Path(path)
+    device = device_text(device)
     kind, _ = _parse_device(device)
     providers = available_providers()
     ort_missing = None
@@ -407,10 +413,12 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     files from a source you trust; see :func:`~pvt_deploy.models.read_checkpoint`).
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
     """
+    from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.utils import size_pair
 
     kind = canonical_backend(backend)
     prec = _canonical_precision(precision)
+    device = device_text(device)  # device=0 is CUDA device 0, as "0" is
     imgsz = size_pair(imgsz)  # "128" is a size, also where a zoo model's manifest is made from it
     if weights is not None or (kind == "torch" and path_or_name is not None):
         # a zoo name given weights is that model with those weights, not its export under exports/
@@ -615,6 +623,8 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
         raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
                          hint="use --backend onnx for the CPU")
     dev = 0 if device in (None, "auto", "cuda", "trt", "tensorrt") else device
+    if isinstance(dev, str) and dev.isdigit():  # --device 1, device=1: CUDA device 1 (torch.device("1") fails)
+        dev = int(dev)
     backend = _create(TensorRTBackend, "the TensorRT backend", options, path, manifest=manifest, device=dev)
     return backend, manifest
 

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
@@ -200,7 +200,7 @@ def session_options(ort: Any, intra: int, inter: int, spin: str, affinities: str
 
 def _parse_device(device: str | None) -> tuple[str, int]:
     """``cuda:1`` -> ("cuda", 1); ``None`` -> ("auto", 0)."""
-    text = (device or "auto").lower()
+    text = (device_text(device) or "auto").lower()
     if text.isdigit():
         return "cuda", int(text)
     kind, _, index = text.partition(":")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +83,7 @@ def _resolve_device(device: str | None) -> torch.device:
     """``None``/``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
     import torch as torch_mod
 
-    text = (device or "auto").lower()
+    text = (device_text(device) or "auto").lower()
     if text in ("auto", ""):
         return torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
     if text.isdigit():

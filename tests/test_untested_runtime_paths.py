@@ -1,0 +1,101 @@
+"""Paths through the runtimes, the loader, the Python API and ``pvt-deploy infer`` that no other test
+ran (found by measuring coverage), driven the way a user reaches them: odd arguments to ``Model`` /
+``load_backend``, a wrong file given to ``--model``, a damaged cache, ``info`` on each kind of
+artifact. Each asserts the outcome a user sees: the one-line message and its exit code, the numbers,
+what is (not) left on disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_runtime_artifacts import cached_export
+
+from pvt_deploy import Model
+from pvt_deploy.cli import main
+from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact
+
+
+@pytest.fixture(scope="module")
+def det_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "det")
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+@pytest.fixture()
+def det_copy(det_export: Path, tmp_path: Path) -> Path:
+    """A private copy of the detector export, to damage or extend."""
+    target = tmp_path / "pvt_v2_b0"
+    shutil.copytree(det_export, target, ignore=shutil.ignore_patterns(".ort-cache"))
+    return target
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``pvt-deploy ARGS`` through the console entry point: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+def one_line_error(err: str) -> str:
+    """The error line ``main`` printed last; fails unless it is one ``error: `` line without a traceback."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err, err
+    return lines[-1]
+
+
+def images(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, 3, size, size)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings of the wrong type: one InputError naming the setting, not an AttributeError from inside
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"device": True}, "device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got True"),
+    ({"device": 1.5}, "device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got 1.5"),
+    ({"device": -1}, "device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got -1"),
+    ({"backend": 5}, "backend must be one of torch, onnx, trt, triton (a string), got 5"),
+    ({"precision": 16}, "precision must be one of fp32, fp16, int8 (a string), got 16"),
+], ids=["device-bool", "device-float", "device-negative", "backend-int", "precision-int"])
+def test_settings_of_the_wrong_type_are_input_errors(det_export: Path, kwargs: dict[str, Any],
+                                                     needle: str) -> None:
+    with pytest.raises(InputError) as e:
+        Model(det_export, **kwargs)
+    assert str(e.value) == needle
+
+
+@pytest.mark.parametrize("model", ["det", "zoo"])
+def test_an_integer_device_is_that_cuda_device(det_export: Path, model: str) -> None:
+    """``device=0`` (Ultralytics' spelling) means CUDA device 0, as ``device="0"`` does: on a machine
+    without CUDA both are refused with the same line, on ONNX Runtime and on PyTorch alike."""
+    target = str(det_export) if model == "det" else "pvt_v2_b0-cls"
+    with pytest.raises(BackendUnavailableError) as as_int:
+        Model(target, device=0)
+    with pytest.raises(BackendUnavailableError) as as_text:
+        Model(target, device="0")
+    assert str(as_int.value) == str(as_text.value)
+    assert "CUDA" in str(as_int.value)
+
+
+def test_info_takes_an_integer_device(det_export: Path) -> None:
+    rows = {c.label: c for c in backend_candidates(det_export, device=0)}
+    assert not rows["onnx"].available and "no CUDA execution provider" in rows["onnx"].reason
+    with pytest.raises(InputError, match="device must be"):
+        describe_artifact(det_export, device=2.0)  # type: ignore[arg-type]
