@@ -757,6 +757,8 @@ class StreamSource(Source):
         self._thread: threading.Thread | None = None
 
     def _iter_frames(self) -> Iterator[Frame]:
+        if self._reader is None:  # said now, before a reader thread starts (see _iter_frames_inline)
+            raise InputError(f"stream {self.spec} can be iterated only once")
         return self._iter_threaded() if self.realtime else self._iter_frames_inline()
 
     def _connect_again(self) -> FrameReader | None:
