@@ -99,3 +99,29 @@ def test_info_takes_an_integer_device(det_export: Path) -> None:
     assert not rows["onnx"].available and "no CUDA execution provider" in rows["onnx"].reason
     with pytest.raises(InputError, match="device must be"):
         describe_artifact(det_export, device=2.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threads", [-1, 2.5, "2", True], ids=["negative", "float", "string", "bool"])
+@pytest.mark.parametrize("model", ["det", "zoo"])
+def test_a_bad_thread_count_is_an_input_error(det_export: Path, model: str, threads: Any) -> None:
+    """ONNX Runtime took ``threads=-1`` silently and ``2.5`` as 2 and raised ValueError on ``"x"``;
+    PyTorch raised ``RuntimeError: set_num_threads expects a positive integer``."""
+    target = str(det_export) if model == "det" else "pvt_v2_b0-cls"
+    with pytest.raises(InputError) as e:
+        Model(target, threads=threads)
+    assert str(e.value) == f"threads must be a whole number >= 1 (or 0 / None: one per physical core), got {threads!r}"
+
+
+def test_a_thread_count_is_what_the_session_gets(det_export: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    with Model(det_export, threads=1, inter_op_threads=1) as m:
+        assert m.backend.info.details["intra_op_threads"] == 1
+    try:
+        with Model("pvt_v2_b0-cls", threads=1) as m:
+            assert m.backend.info.details["threads"] == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(InputError, match="inter_op_threads must be a whole number"):
+        Model(det_export, inter_op_threads=-2)

@@ -37,6 +37,21 @@ def device_text(device: object) -> str | None:
     raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got {device!r}")
 
 
+def thread_count(threads: object, what: str = "threads") -> int | None:
+    """A ``threads`` setting: ``None`` or ``0`` (one per physical core, the default) or a whole number
+    >= 1; a negative number, a float, a string or a bool is an :class:`~pvt_deploy.errors.InputError`
+    (ONNX Runtime took ``-1`` silently and ``2.5`` as 2; PyTorch raised a RuntimeError)."""
+    from pvt_deploy.utils import is_integer
+
+    if threads is None:
+        return None
+    if not is_integer(threads) or int(threads) < 0:
+        from pvt_deploy.errors import InputError
+
+        raise InputError(f"{what} must be a whole number >= 1 (or 0 / None: one per physical core), got {threads!r}")
+    return int(threads) or None
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, thread_count
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
@@ -241,6 +241,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
         from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, select_providers
 
+        threads = thread_count(threads)
+        inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")

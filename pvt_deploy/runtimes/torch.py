@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, thread_count
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +120,7 @@ class TorchBackend(Backend):
         import torch
 
         self._torch = torch
+        threads = thread_count(threads)
         self._device = _resolve_device(device)
         precision = (precision or "fp32").lower()
         if precision not in ("fp32", "fp16"):
