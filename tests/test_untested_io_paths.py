@@ -298,3 +298,27 @@ def test_a_disk_that_fills_while_the_video_is_written_leaves_no_video(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"error: cannot write outputs to {out}: File too large", proc.stdout + proc.stderr
     assert not out.exists() or list(out.iterdir()) == []
+
+
+# --- the result API's Ultralytics-style accessors -----------------------------------------------
+
+
+def test_the_result_accessors_agree_with_each_other(tmp_path: Path) -> None:
+    """``xywh``, ``xyxyn``, ``xywhn``, ``data``, ``labels``, indexing and iteration of a real result,
+    and its picture saved under an upper-case suffix."""
+    picture = np.full((48, 64, 3), 200, np.uint8)
+    [result] = _model(FakeBackend()).predict(picture)
+    boxes = result.boxes.cpu().numpy()  # type: ignore[union-attr]
+    h, w = result.orig_shape
+    assert (h, w) == (48, 64) and len(boxes) == len(result) == 2
+    x1, y1, x2, y2 = boxes.xyxy.T
+    assert np.allclose(boxes.xywh, np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1))
+    assert np.allclose(boxes.xyxyn, boxes.xyxy / [w, h, w, h]) and np.allclose(boxes.xywhn, boxes.xywh / [w, h, w, h])
+    assert boxes.data.shape == (2, 6) and np.allclose(boxes.data[:, 4], boxes.conf)
+    assert boxes.labels == [["thing", "other"][c] for c in boxes.cls]
+    assert [len(b) for b in boxes] == [1, 1] and len(boxes[boxes.conf > 2]) == 0
+    assert result.verbose() in ("1 thing, 1 other", "1 other, 1 thing")
+    saved = result.save(tmp_path / "shot.JPG")
+    assert read_image(saved).shape == (48, 64, 3)
+    with pytest.raises(InputError, match="has no mask"):
+        result.save_mask(tmp_path / "mask.png")
