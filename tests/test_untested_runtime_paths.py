@@ -19,6 +19,7 @@ from test_runtime_artifacts import cached_export
 from pvt_deploy import Model
 from pvt_deploy.cli import main
 from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.manifest import read_manifest, write_manifest
 from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact
 
 
@@ -125,3 +126,41 @@ def test_a_thread_count_is_what_the_session_gets(det_export: Path) -> None:
         torch.set_num_threads(before)
     with pytest.raises(InputError, match="inter_op_threads must be a whole number"):
         Model(det_export, inter_op_threads=-2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A TensorRT engine in the folder (this machine has no TensorRT: what runs instead, and what is said)
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_engine(folder: Path, precision: str) -> Path:
+    """A stand-in ``model.engine`` listed in the manifest as built for ``precision``."""
+    from pvt_deploy.manifest import file_entry
+
+    engine = folder / "model.engine"
+    engine.write_bytes(b"not a TensorRT plan")
+    manifest = read_manifest(folder)
+    manifest["files"]["model.engine"] = file_entry(engine, precision, source="model.fp16.onnx")
+    write_manifest(folder, manifest)
+    return engine
+
+
+@pytest.mark.parametrize(("engine", "asked", "flag"), [("fp16", "fp32", ""), ("fp32", "fp16", " --half"),
+                                                       ("fp16", "int8", " --int8")])
+def test_an_engine_of_another_precision_names_the_export_flag_that_rebuilds_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_copy: Path, engine: str,
+        asked: str, flag: str) -> None:
+    """The hint is a command that runs: ``export`` has ``--half`` and ``--int8`` (fp32 is its default),
+    no ``--fp16`` / ``--fp32`` (the hint named those, which Typer refuses as unknown options)."""
+    add_engine(det_copy, engine)
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(det_copy), "--backend", "trt",
+                       "--precision", asked, "--no-save")
+    assert code == 2
+    assert one_line_error(err) == (f"error: {det_copy / 'model.engine'} was built for {engine}, not {asked} "
+                                   f"(rebuild it: pvt-deploy export --model {det_copy} --format trt{flag})")
+    # the hinted command parses: here it stops at the TensorRT check (exit 3), before any export work
+    hint = one_line_error(err).rsplit("(rebuild it: ", 1)[1].rstrip(")").split()
+    before = sorted(p.name for p in det_copy.iterdir())
+    code, _, err = cli(monkeypatch, capsys, *hint[1:])
+    assert code == 3 and "TensorRT is not installed" in one_line_error(err)
+    assert sorted(p.name for p in det_copy.iterdir()) == before

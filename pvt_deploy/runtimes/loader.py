@@ -644,8 +644,9 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         if not engine.is_file():
             raise InputError(f"{folder}: no {ENGINE_FILE}", hint=f"pvt-deploy export --model {folder} --format trt")
         if precision is not None and engine_precision and precision != engine_precision:
+            flag = {"fp16": " --half", "int8": " --int8"}.get(precision, "")  # export's flags; fp32 is its default
             raise InputError(f"{engine} was built for {engine_precision}, not {precision}",
-                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt --{precision}")
+                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt{flag}")
         return _trt_backend(engine, manifest, device, options)
     if kind is None and engine.is_file() and not on_cpu and precision in (None, engine_precision):
         reason = tensorrt_unavailable_reason()
