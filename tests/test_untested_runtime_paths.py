@@ -7,6 +7,7 @@ what is (not) left on disk.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from pvt_deploy import Model
 from pvt_deploy.cli import main
 from pvt_deploy.errors import BackendUnavailableError, InputError
 from pvt_deploy.manifest import read_manifest, write_manifest
-from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact
+from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact, load_backend
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,33 @@ def test_an_engine_of_another_precision_names_the_export_flag_that_rebuilds_it(
     code, _, err = cli(monkeypatch, capsys, *hint[1:])
     assert code == 3 and "TensorRT is not installed" in one_line_error(err)
     assert sorted(p.name for p in det_copy.iterdir()) == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# FP16 on a machine without a GPU provider (onnxruntime's CPU wheel also lists AzureExecutionProvider)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_fp16_on_a_cpu_only_onnxruntime_is_said_to_be_slower(det_export: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers
+
+    if set(GPU_PROVIDERS) & set(available_providers()):
+        pytest.skip("this onnxruntime has a GPU provider: FP16 may run on it")
+    rows = {c.label: c for c in backend_candidates(det_export)}
+    assert rows["onnx-fp16"].available
+    assert rows["onnx-fp16"].reason == "CPU only: FP16 runs through casts and is slower than FP32 here"
+    assert rows["onnx"].reason == ""
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.loader"):
+        backend, _ = load_backend(det_export, precision="fp16")
+        backend.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "model.fp16.onnx: an FP16 graph on the CPU runs through casts and is slower than FP32"]
+
+
+def test_info_shows_the_fp16_note(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                  det_export: Path) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = cli(monkeypatch, capsys, "info", str(det_export), "--device", "cpu")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "onnx-fp16" in line)
+    assert "slower than FP32 here" in row

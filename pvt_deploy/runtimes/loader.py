@@ -308,7 +308,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
     from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.runtimes.onnxruntime import _parse_device
-    from pvt_deploy.runtimes.ort_providers import available_providers, select_providers
+    from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers, select_providers
 
     folder = Path(path)
     device = device_text(device)
@@ -346,7 +346,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
                                  ort_missing or "onnxruntime is not installed"))
             continue
         note = ""
-        if precision == "fp16" and providers == ["CPUExecutionProvider"]:
+        if precision == "fp16" and (kind == "cpu" or not set(GPU_PROVIDERS) & set(providers)):
+            # (onnxruntime's CPU wheel also lists AzureExecutionProvider, so "CPU only" is "no GPU provider")
             note = "CPU only: FP16 runs through casts and is slower than FP32 here"
         out.append(Candidate(label, "onnx", precision, name, True, note))
     engine_precision = (files.get(ENGINE_FILE) or {}).get("precision") or (manifest.get("tensorrt") or {}).get(
@@ -608,11 +609,20 @@ def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, d
     if precision is not None and precision != file_precision:
         raise InputError(f"{path.name} holds a {file_precision} graph, not {precision}",
                          hint=f"pick {ONNX_FILES.get(precision, 'the matching file')} from the export folder")
-    if file_precision == "fp16" and (device or "auto") in ("cpu",):
+    if file_precision == "fp16" and _on_cpu_provider(device):
         log.warning("%s: an FP16 graph on the CPU runs through casts and is slower than FP32", path.name)
     backend = _create(OnnxRuntimeBackend, "the ONNX Runtime backend", options, path, device=device,
                       precision=file_precision)
     return backend, manifest
+
+
+def _on_cpu_provider(device: str | None) -> bool:
+    """Whether ONNX Runtime runs on its CPU provider for ``device``: asked for, or ``auto`` where this
+    onnxruntime has no GPU provider (the CPU wheel lists ``AzureExecutionProvider`` beside the CPU one)."""
+    from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers
+
+    kind = (device or "auto").lower()
+    return kind == "cpu" or (kind == "auto" and not set(GPU_PROVIDERS) & set(available_providers()))
 
 
 def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
