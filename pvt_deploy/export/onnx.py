@@ -1137,9 +1137,16 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         graph.get("layernorm_nodes"), shape_constants(fp32),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
-    adding = [n for n in ([FP16_FILE] if want_half else []) + [INT8_FILES[f] for f in want_int8]
-              if not (folder / n).exists()]
+    wanted = ([FP16_FILE] if want_half else []) + [INT8_FILES[f] for f in want_int8]
+    adding = [n for n in wanted if not (folder / n).exists()]
+    # a variant made again (it failed its gate, or changed) replaces a file the manifest lists: that one
+    # waits aside until the new manifest is written, so a failure puts it back byte for byte
+    aside: dict[str, Path] = {}
     try:
+        for name in wanted:
+            if name not in adding:
+                os.replace(folder / name, folder / f".pvt-replaced-{name}")
+                aside[name] = folder / f".pvt-replaced-{name}"
         variants = _make_variants(folder, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
                                   calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
         manifest.setdefault("files", {}).update(variants.files)
@@ -1157,10 +1164,17 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     except ParityError:  # the manifest lists the files, marked failed
         raise
     except BaseException:  # the manifest is unchanged: take back the files it would have listed
-        for name in adding:
+        for name in [*adding, *aside]:
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
+        for name, path in aside.items():
+            with contextlib.suppress(OSError):
+                os.replace(path, folder / name)
         raise
+    finally:
+        for path in aside.values():  # replaced (the manifest lists the new files), or put back above
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Path],

@@ -1,0 +1,83 @@
+"""Export paths no other test ran (found by measuring coverage), driven as a user drives them: the CLI
+(``pvt-deploy export``) or the public Python API, asserting the outcome a user sees (files, numbers
+against PyTorch, the one-line message and exit code, an export left as it was)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pvt_deploy.cli import main
+from pvt_deploy.utils.files import sha256_file
+
+
+def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``pvt-deploy export ARGV`` in this process: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", "export", *argv])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+def _error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Extending an export folder (export --model exports/NAME --half/--int8)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failed_variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0-cls export whose FP16 and CPU INT8 files failed their gate (impossible tolerances)
+    and were kept (--allow-parity-failure): extending the folder makes them again."""
+    from pvt_deploy.export import export_onnx
+
+    out = tmp_path_factory.mktemp("failed") / "pvt_v2_b0-cls"
+    export_onnx("pvt_v2_b0-cls", out, imgsz=64, half=True, int8=True, int8_flavour="cpu",
+                parity_tolerance={"fp16": {"max_rel": 1e-12}, "int8": {"max_rel": 1e-12}},
+                allow_parity_failure=True)
+    parity = json.loads((out / "manifest.json").read_text())["parity"]
+    assert parity["model.onnx"]["passed"]
+    assert not parity["model.fp16.onnx"]["passed"] and not parity["model.int8.onnx"]["passed"]
+    return out
+
+
+def test_interrupted_extension_leaves_a_remade_variant_as_it_was(failed_variants: Path, tmp_path: Path) -> None:
+    """Re-making a failed INT8 file with other calibration images and pressing Ctrl-C in its parity
+    gate overwrote the file while the manifest kept the old sha256: the export's INT8 file then failed
+    verification. Now the previous file is back, byte for byte."""
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.manifest import read_manifest, verify_file
+
+    folder = tmp_path / "ext"
+    shutil.copytree(failed_variants, folder)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    from pvt_deploy.assets import sample_image
+
+    shutil.copy(sample_image("coffee"), calib / "coffee.jpg")
+    before = _snapshot(folder)
+
+    def ctrl_c_in_parity(phase: str, step: int, total: int) -> None:
+        if phase == "parity" and step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(folder, int8=True, int8_flavour="cpu", calib=calib, progress=ctrl_c_in_parity)
+    assert _snapshot(folder) == before
+    manifest = read_manifest(folder)
+    for name in manifest["files"]:
+        verify_file(folder, manifest, name)
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".ort-cache") == []
