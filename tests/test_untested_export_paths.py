@@ -81,3 +81,26 @@ def test_interrupted_extension_leaves_a_remade_variant_as_it_was(failed_variants
     for name in manifest["files"]:
         verify_file(folder, manifest, name)
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".ort-cache") == []
+
+
+def test_variant_made_again_without_parity_drops_its_old_report(failed_variants: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --model exports/NAME --half --no-parity` re-makes the FP16 file that failed its gate; the
+    manifest kept the old file's parity report, so the summary printed FAILED (with the old figures) for a
+    file the gate never saw, and every later extension made it again. Now it is unchecked, as in a
+    fresh --no-parity export, and the next extension keeps it."""
+    folder = tmp_path / "ext"
+    shutil.copytree(failed_variants, folder)
+    code, err = _cli(["--model", str(folder), "--half", "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "model.fp16.onnx" not in manifest["parity"]
+    assert manifest["files"]["model.fp16.onnx"]["sha256"] == sha256_file(folder / "model.fp16.onnx")
+    assert not manifest["parity"]["model.int8.onnx"]["passed"]  # not made again: its report stays
+    row = next(ln for ln in err.splitlines() if ln.startswith("model.fp16.onnx"))
+    assert "FAILED" not in row and row.split()[3] == "-", row
+    before = _snapshot(folder)
+    code, err = _cli(["--model", str(folder), "--half", "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    assert _snapshot(folder) == before  # nothing to do: the file is present and not marked failed

@@ -1183,7 +1183,9 @@ def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, 
     """Gate the added variants against the folder's FP32 graph in ONNX Runtime."""
     from pvt_deploy.export.calibration import make_batches
 
-    if not parity:
+    if not parity:  # a report of the file a variant replaces says nothing about the new one
+        for name in variants.files:
+            manifest.get("parity", {}).pop(name, None)
         return {}
     batches = make_batches(parity_paths, pre, batch=static_batch)
     random_init = bool(manifest.get("weights", {}).get("random_init", True))
