@@ -14,6 +14,7 @@ failure (for CI, where the server is expected to start). The manifest served to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -175,19 +176,17 @@ class Server:
         self.start_s = 0.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, subprocess.Popen[str]]]:
+    """A PyTriton server on loopback serving ``models`` (see SERVER_SCRIPT), and its process."""
     pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
     python, why = pytriton_python()
     if python is None:
         _skip_or_fail(why)
-    tmp = tmp_path_factory.mktemp("triton")
     manifest = embedded_manifest(tmp)
     http, grpc, metrics = free_ports(3)
     spec = {"http": http, "grpc": grpc, "metrics": metrics, "max_batch": 4, "weights": WEIGHTS,
-            "models": [{"name": "pvt_tiny", "kind": "classify", "manifest": manifest},
-                       {"name": "pvt_det", "kind": "detect", "manifest": json.dumps({"task": "detect"})},
-                       {"name": "plain", "kind": "classify"}]}
+            "models": [dict(m, manifest=manifest) if m.get("manifest") is True else m for m in models]}
     script = tmp / "serve.py"
     script.write_text(SERVER_SCRIPT)
     log = tmp / "server.log"
@@ -223,15 +222,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv = Server(http, grpc, manifest, log)
         srv.start_s = time.monotonic() - t0
         print(f"\nTriton (PyTriton) server ready in {srv.start_s:.1f} s", file=sys.stderr)
-        yield srv
+        yield srv, proc
     finally:
         assert proc.stdin is not None
-        proc.stdin.close()
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and its stub processes
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    models = [{"name": "pvt_tiny", "kind": "classify", "manifest": True},
+              {"name": "pvt_det", "kind": "detect", "manifest": json.dumps({"task": "detect"})},
+              {"name": "plain", "kind": "classify"}]
+    with serving(tmp_path_factory.mktemp("triton"), models) as (srv, _):
+        yield srv
 
 
 def url(server: Server, protocol: str, model: str) -> str:
@@ -303,6 +312,66 @@ def test_bad_feeds(server: Server, protocol: str) -> None:
             backend.infer({"images": np.zeros((1, 4, 8, 8), np.float32)})
         # float64 is cast (same kind); the server still gets float32.
         assert backend.infer({"images": np.zeros((1, 3, 8, 8))})["logits"].dtype == np.float32
+
+
+def grey_clip(path: Path, frames: int) -> Path:
+    """An H.264 clip whose frame i is a flat grey of level i."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_video_runs_on_triton_through_the_threaded_pipeline(server: Server, protocol: str, tmp_path: Path) -> None:
+    """The pipeline runs inference in a thread of its own. tritonclient's HTTP client (gevent) failed
+    there on its first call with a raw ``greenlet.error: Cannot switch to a different thread``, so
+    ``pvt-deploy infer video.mp4 --model triton://...`` never ran a frame; each thread now has its
+    own client."""
+    from pvt_deploy import Model
+
+    clip = grey_clip(tmp_path / "grey.mp4", 12)
+    w = np.asarray(WEIGHTS, dtype=np.float32)
+    with Model(url(server, protocol, "pvt_tiny")) as model:
+        results = list(model.predict(str(clip), stream=True, threaded=True))
+    assert len(results) == 12
+    for r in results:
+        logits = r.orig_img.reshape(-1, 3).mean(0) @ w  # a flat frame: the graph's mean is the pixel's
+        probs = np.exp(logits - logits.max())
+        np.testing.assert_allclose(r.probs.data, probs / probs.sum(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_that_dies_mid_run_ends_it_with_one_line(tmp_path: Path, protocol: str) -> None:
+    """The server is killed while a video runs: the run ends with the one-line "not reachable" error
+    after its retries (HTTP raised geventhttpclient's HTTPConnectionClosed, a traceback), and the
+    annotated video keeps the frames written before."""
+    from pvt_deploy import Model
+
+    clip = grey_clip(tmp_path / "grey.mp4", 200)
+    models = [{"name": "pvt_tiny", "kind": "classify", "manifest": True}]
+    with serving(tmp_path / "srv", models) as (srv, proc), Model(url(srv, protocol, "pvt_tiny")) as model:
+        results = model.predict(str(clip), stream=True, threaded=True, save=True, save_dir=tmp_path / "out")
+        assert isinstance(results, Iterator)
+        done = 0
+        with pytest.raises(BackendUnavailableError) as caught:
+            for _ in results:
+                done += 1
+                if done == 5:
+                    os.killpg(proc.pid, signal.SIGKILL)
+    message = str(caught.value)
+    assert "not reachable" in message and "\n" not in message and done < 200
+    import av
+
+    with av.open(str(tmp_path / "out" / "grey.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) >= 1
 
 
 def test_unreachable_server_is_backend_unavailable() -> None:

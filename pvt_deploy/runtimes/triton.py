@@ -20,8 +20,10 @@ restarting, a dropped keep-alive); requests the server answered are never retrie
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,7 +110,11 @@ class TritonBackend(Backend):
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
-        self._client: Any = None
+        # One client per thread: tritonclient's HTTP client runs on gevent, whose connections work only
+        # in the thread that made them, and a pipeline runs inference in a thread of its own.
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
         self._closed = False
         try:
             if self.url.protocol == "http":
@@ -121,16 +127,6 @@ class TritonBackend(Backend):
                                           hint='pip install "pvt-deploy[triton]"') from e
         self._mod = client_mod
         self._server_error = InferenceServerException
-        try:
-            if self.url.protocol == "http":
-                self._client = client_mod.InferenceServerClient(
-                    self.url.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s,
-                    ssl=self.url.ssl)
-            else:
-                self._client = client_mod.InferenceServerClient(self.url.address, ssl=self.url.ssl)
-        except Exception as e:
-            raise BackendUnavailableError(f"{self.url}: cannot create a Triton client ({_one_line(e)})") from e
-
         try:
             server = self._wait_server()
             self._wait_model(ready_timeout_s)
@@ -155,6 +151,34 @@ class TritonBackend(Backend):
                      "platform": metadata.get("platform"), "backend": config.get("backend"),
                      "max_batch_size": self.max_batch_size},
         )
+
+    @property
+    def _client(self) -> Any:
+        """This thread's client, made on its first call here."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new_client()
+        return client
+
+    def _new_client(self) -> Any:
+        mod = self._mod
+        try:
+            if self.url.protocol == "http":
+                client = mod.InferenceServerClient(self.url.address, connection_timeout=self.timeout_s,
+                                                   network_timeout=self.timeout_s, ssl=self.url.ssl)
+            else:
+                client = mod.InferenceServerClient(self.url.address, ssl=self.url.ssl)
+        except Exception as e:
+            raise BackendUnavailableError(f"{self.url}: cannot create a Triton client ({_one_line(e)})") from e
+        with self._clients_lock:
+            closed = self._closed
+            if not closed:
+                self._clients.append(client)
+        if closed:  # close() ran while this one was being made
+            with contextlib.suppress(Exception):
+                client.close()
+            raise PvtDeployError(f"{self.url}: backend is closed")
+        return client
 
     # -- protocol-specific calls (HTTP returns dicts; gRPC returns protobufs unless as_json) ----------
 
@@ -190,9 +214,12 @@ class TritonBackend(Backend):
     def _is_connection_error(self, e: BaseException) -> bool:
         if isinstance(e, self._server_error):
             status = str(e.status() or "")
-            # gRPC reports transport failures as UNAVAILABLE / DEADLINE_EXCEEDED; HTTP ones are OSErrors.
+            # gRPC reports transport failures as UNAVAILABLE / DEADLINE_EXCEEDED; HTTP ones are OSErrors,
+            # or http.client.HTTPExceptions where a connection closed before its answer (a server that
+            # died or restarted mid-request: geventhttpclient's HTTPConnectionClosed)
             return "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status
-        return isinstance(e, OSError | TimeoutError) or type(e).__name__ == "Timeout"  # gevent.Timeout
+        return (isinstance(e, OSError | TimeoutError | http.client.HTTPException)
+                or type(e).__name__ == "Timeout")  # gevent.Timeout
 
     def _call(self, fn: Callable[[], _T]) -> _T:
         """Run ``fn`` with connection-level retries; a server answer (even an error) is final."""
@@ -352,10 +379,11 @@ class TritonBackend(Backend):
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
 
     def close(self) -> None:
-        self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            # Closing a broken connection must not mask the error that led here.
+        with self._clients_lock:
+            self._closed = True
+            clients, self._clients = self._clients, []
+        for client in clients:
+            # Closing a broken connection (or another thread's) must not mask the error that led here.
             with contextlib.suppress(Exception):
                 client.close()
 
