@@ -104,3 +104,34 @@ def test_variant_made_again_without_parity_drops_its_old_report(failed_variants:
     code, err = _cli(["--model", str(folder), "--half", "--no-parity"], monkeypatch, capsys)
     assert code == 0, err
     assert _snapshot(folder) == before  # nothing to do: the file is present and not marked failed
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints given as --model or --weights
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cls_state() -> dict:
+    from pvt_deploy.models import create_model
+
+    return create_model("pvt_v2_b0-cls", seed=0).state_dict()
+
+
+@pytest.mark.parametrize("drop, missing", [
+    ("patch_embed3.", "patch_embed3.*"),  # was a KeyError traceback, exit 1
+    ("block4.", "block4.*"),  # was "not a PVT model"
+])
+def test_checkpoint_missing_a_stage_as_model_is_one_line(cls_state: dict, drop: str, missing: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    ckpt = tmp_path / "cut.pth"
+    torch.save({k: v for k, v in cls_state.items() if not k.startswith(drop)}, ckpt)
+    code, err = _cli(["--model", str(ckpt), "-o", str(tmp_path / "out"), "--no-parity"], monkeypatch, capsys)
+    line = _error_line(err)
+    assert code == 2, err
+    assert f"an incomplete PVT model: no {missing} weights" in line, line
+    assert "--weights" in line  # the way to see every missing key
+    assert not (tmp_path / "out").exists()

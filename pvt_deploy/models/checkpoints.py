@@ -229,8 +229,14 @@ def infer_architecture(sd: Mapping[str, torch.Tensor]) -> tuple[str, str | None,
     for i in range(1, 5):
         idx = {int(m[1]) for k in bb if (m := re.match(rf"block{i}\.(\d+)\.", k))}
         depths.append(max(idx) + 1 if idx else 0)
-    if "patch_embed1.proj.weight" not in bb or 0 in depths:
+    if "patch_embed1.proj.weight" not in bb and not any(depths):
         raise CheckpointError("checkpoint is not a PVT model (no patch_embed1/block weights found)")
+    absent = [f"patch_embed{i}.*" for i in range(1, 5) if f"patch_embed{i}.proj.weight" not in bb]
+    absent += [f"block{i}.*" for i, d in enumerate(depths, 1) if d == 0]
+    if absent:
+        raise CheckpointError(f"checkpoint is an incomplete PVT model: no {', '.join(absent)} weights "
+                              "(truncated or cut down)",
+                              hint="--model NAME --weights FILE lists every missing key")
     dims = tuple(int(bb[f"patch_embed{i}.proj.weight"].shape[0]) for i in range(1, 5))
     v2 = any(".mlp.dwconv." in k for k in bb)
     linear = v2 and tuple(bb.get("block1.0.attn.sr.weight", torch.empty(0, 0, 0, 0)).shape[-2:]) == (1, 1)
