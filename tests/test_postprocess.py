@@ -144,3 +144,24 @@ def test_dynamic_imgsz_rounds_up_to_the_stride(caplog: pytest.LogCaptureFixture)
     box = pre.plan(480, 640)  # bounded by the rounded sides (short 64, long 128): 64 px tall, not 33
     assert box.resized_hw == (64, 85) and box.input_hw == (64, 96)
     assert Preprocessor(spec, dynamic=False, imgsz=(33, 100)).imgsz == (33, 100)  # a static graph's size is exact
+
+
+def test_the_preprocessor_converts_pixels_as_the_sources_do() -> None:
+    """A 16-bit, float, grey or RGBA array given to a Preprocessor directly gives the input the same
+    picture as 8-bit RGB gives (16-bit was truncated, not rounded; 0..1 floats were clipped as 0..255,
+    so a float picture came in black)."""
+    from pvt_deploy.io.sources import as_rgb_array
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+
+    spec = preprocess_spec("detect", (64, 64), dynamic=True, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    pre = Preprocessor(spec, dynamic=True, imgsz=(64, 64))
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    want, _ = pre(rgb)
+    wide = np.clip(rgb.astype(np.int32) * 257 - 100, 0, None).astype(np.uint16)  # rounds back to rgb; >> 8 is 1 short below 100
+    for image in (wide, rgb / 255.0, rgb.astype(np.float32), np.dstack([rgb, np.full((48, 64), 9, np.uint8)])):
+        got, _ = pre(image)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(pre.batch([image])[0][0], want)
+    grey = rgb[:, :, 0]
+    np.testing.assert_array_equal(pre(grey)[0], pre(as_rgb_array(grey))[0])
+    assert pre(grey)[0][0].tolist() == pre(grey)[0][2].tolist()

@@ -178,20 +178,14 @@ class Preprocessor:
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise InputError(f"expected an image array, got {type(image).__name__}")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise InputError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
-        else:
-            image = np.clip(image, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
+    """An (H, W, 3) uint8 RGB image as it is (what every source yields); anything else converted as
+    :func:`pvt_deploy.io.sources.as_rgb_array` converts an in-memory picture (16-bit rounded, floats
+    read as 0..1 or 0..255, grey repeated, alpha dropped), so a direct caller gets the same pixels."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return np.ascontiguousarray(image)  # a view such as img[..., ::-1] is copied once, for cv2
+    from pvt_deploy.io.sources import as_rgb_array
+
+    return as_rgb_array(image)
 
 
 def preprocess_spec(task: str, imgsz: Sequence[int], *, dynamic: bool, mean: Sequence[float],
