@@ -135,3 +135,38 @@ def test_checkpoint_missing_a_stage_as_model_is_one_line(cls_state: dict, drop: 
     assert f"an incomplete PVT model: no {missing} weights" in line, line
     assert "--weights" in line  # the way to see every missing key
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where, member", [("pickle", "data.pkl"), ("tensors", "data/")])
+def test_checkpoint_with_damaged_bytes_is_refused(cls_state: dict, where: str, member: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint whose bytes were overwritten in place (a bad copy or disk) keeps its zip layout:
+    damage in its tensor data loaded silently (the export ran on garbage weights, exit 0), damage in
+    its pickle was blamed on unsafe objects and the message advised --trust-checkpoint. Both are now
+    'corrupt checkpoint' naming the damaged part, from the archive's CRCs; the intact file still loads."""
+    import torch
+
+    good = tmp_path / "good.pth"
+    torch.save(cls_state, good)
+    data = bytearray(good.read_bytes())
+    import zipfile
+
+    with zipfile.ZipFile(good) as z:
+        info = next(i for i in z.infolist() if member in i.filename and i.file_size > 64)
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len  # the member's stored bytes (local header)
+    data[start + 8:start + 40] = bytes(32)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--weights", str(bad), "-o", str(out), "--no-parity",
+                      "--imgsz", "64"], monkeypatch, capsys)
+    line = _error_line(err)
+    assert code == 2, err
+    assert f"{bad}: corrupt checkpoint ({info.filename} fails its CRC check)" in line, line
+    assert "--trust-checkpoint" not in line and not out.exists()
+    from pvt_deploy.models import read_checkpoint
+
+    assert all(torch.equal(v, cls_state[k]) for k, v in read_checkpoint(good).items())
