@@ -7,9 +7,11 @@ what is (not) left on disk.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from test_runtime_artifacts import cached_export
 from pvt_deploy import Model
 from pvt_deploy.cli import main
 from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.io.sources import Frame, Source
 from pvt_deploy.manifest import read_manifest, write_manifest
 from pvt_deploy.runtimes.loader import backend_candidates, describe_artifact, load_backend
 
@@ -195,3 +198,436 @@ def test_info_shows_the_fp16_note(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert code == 0, err
     row = next(line for line in out.splitlines() if "onnx-fp16" in line)
     assert "slower than FP32 here" in row
+
+
+# ---------------------------------------------------------------------------------------------------
+# The wrong file given to --model: one line, exit 2, and no output folder made
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_wrong_files_given_to_model_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], det_export: Path,
+                                                        tmp_path: Path) -> None:
+    lone = tmp_path / "lone" / "model.engine"
+    lone.parent.mkdir()
+    lone.write_bytes(b"plan")
+    photo = str(Path(__file__).parent.parent / "pvt_deploy" / "assets" / "coffee.jpg")
+    out = tmp_path / "out"
+    cases = [
+        ((str(lone),), f"error: {lone}: a lone engine does not say how to preprocess or read its outputs; keep "
+                       "the export's manifest.json beside it"),
+        ((str(lone), "--backend", "onnx"), "error: model.engine is a TensorRT engine; --backend onnx cannot run it"),
+        ((str(det_export / "weights.pth"), "--backend", "onnx"),
+         f"error: weights.pth is a PyTorch checkpoint; export it to run it with --backend onnx "
+         f"(pvt-deploy export --model {det_export / 'weights.pth'})"),
+        ((str(det_export / "model.fp16.onnx"), "--precision", "fp32"),
+         "error: model.fp16.onnx holds a fp16 graph, not fp32 (pick model.onnx from the export folder)"),
+        ((photo,), f"error: {photo}: not a model pvt-deploy can run (expected an export folder, .onnx, .engine or "
+                   "a .pth checkpoint)"),
+        (("triton://localhost:1/m", "--backend", "onnx"),
+         "error: triton://localhost:1/m is a Triton URL; --backend onnx cannot run it"),
+    ]
+    for model_args, expected in cases:
+        code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", *model_args, "-o", str(out))
+        assert (code, one_line_error(err)) == (2, expected)
+        assert not out.exists()
+
+
+def test_a_file_listed_in_its_folder_is_checked_and_a_renamed_one_reads_its_metadata(
+        det_copy: Path, tmp_path: Path) -> None:
+    """``--model DIR/model.onnx`` takes the folder's manifest (and its sha256 check); a copy under
+    another name is a lone file, described by its own metadata, its precision read from its name."""
+    backend, manifest = load_backend(det_copy / "model.onnx")
+    backend.close()
+    assert manifest == read_manifest(det_copy)
+    renamed = det_copy / "mine.fp16.onnx"
+    shutil.copyfile(det_copy / "model.onnx", renamed)
+    backend, manifest = load_backend(renamed)
+    with backend:
+        assert backend.info.precision == "fp16" and manifest["files"] == {} and manifest["task"] == "detect"
+        assert "parity" not in manifest  # the metadata carries the essentials, not the export records
+    with (det_copy / "model.onnx").open("r+b") as f:  # a truncated copy fails the check, not protobuf
+        f.truncate(1000)
+    with pytest.raises(InputError, match=r"model.onnx: sha256 differs from the manifest \(file changed or "
+                                         r"truncated\); re-export it \(pvt-deploy export"):
+        load_backend(det_copy / "model.onnx")
+
+
+def with_metadata(source: Path, target: Path, text: str) -> Path:
+    import onnx
+
+    graph = onnx.load(str(source))
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, {"pvt_deploy": text})
+    onnx.save(graph, str(target))
+    return target
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("{not json", "corrupt pvt-deploy metadata (Expecting property name enclosed in double quotes"),
+    ('{"model": "pvt_v2_b0"}', "the pvt-deploy metadata has no task"),
+    ('["task"]', "the pvt-deploy metadata has no task"),
+], ids=["not-json", "no-task", "not-a-dict"])
+def test_a_lone_onnx_with_damaged_metadata_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], det_export: Path,
+                                                      tmp_path: Path, text: str, needle: str) -> None:
+    lone = with_metadata(det_export / "model.onnx", tmp_path / "lone.onnx", text)
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(lone), "-o", str(tmp_path / "out"))
+    assert code == 2 and one_line_error(err).startswith(f"error: {lone}: {needle}")
+    assert not (tmp_path / "out").exists()
+    code, _, err = cli(monkeypatch, capsys, "info", str(lone))
+    assert code == 2 and one_line_error(err).startswith(f"error: {lone}: {needle}")
+
+
+def test_an_engine_in_the_folder_without_tensorrt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                  det_copy: Path) -> None:
+    """Without TensorRT the folder runs on ONNX Runtime; ``--backend trt`` is exit 3 with one line;
+    ``info`` lists the engine with the reason it cannot run and the file it was built from."""
+    from pvt_deploy.runtimes.loader import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are usable here")
+    add_engine(det_copy, "fp16")
+    backend, _ = load_backend(det_copy)
+    with backend:
+        assert backend.info.name == "onnxruntime" and backend.info.details["file"].endswith("model.onnx")
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(det_copy), "--backend", "trt", "--no-save")
+    assert code == 3 and one_line_error(err).startswith("error: TensorRT is not installed")
+    info = describe_artifact(det_copy)
+    engine = next(f for f in info["files"] if f["name"] == "model.engine")
+    assert engine["check"] == "ok" and engine["source"] == "model.fp16.onnx" and engine["precision"] == "fp16"
+    trt = next(b for b in info["backends"] if b["label"] == "trt")
+    assert (trt["available"], trt["reason"], trt["precision"]) == (False, reason, "fp16")
+    trt = next(b for b in describe_artifact(det_copy, device="cpu")["backends"] if b["label"] == "trt")
+    assert trt["reason"] == "--device cpu"
+    info = describe_artifact(det_copy / "model.engine")
+    assert info["kind"] == "TensorRT engine" and info["backends"][0]["reason"] == reason
+
+
+def test_info_on_each_kind_of_artifact(det_copy: Path, tmp_path: Path) -> None:
+    lone = tmp_path / "lone.onnx"
+    shutil.copyfile(det_copy / "model.onnx", lone)
+    info = describe_artifact(lone)
+    assert info["kind"] == "ONNX file (manifest from its metadata)" and info["task"] == "detect"
+    assert [(f["name"], f["check"], f["precision"]) for f in info["files"]] == [("lone.onnx", "unlisted", "fp32")]
+    assert describe_artifact(det_copy / "model.int8.onnx")["kind"] == "ONNX file (manifest from its folder)"
+    (det_copy / "model.fp16.onnx").unlink()
+    shutil.copyfile(det_copy / "model.onnx", det_copy / "extra.onnx")
+    files = {f["name"]: f["check"] for f in describe_artifact(det_copy)["files"]}
+    assert files == {"model.onnx": "ok", "model.fp16.onnx": "missing", "model.int8.onnx": "ok", "extra.onnx": "unlisted"}
+    rows = {b["label"]: b for b in describe_artifact(det_copy)["backends"]}
+    assert rows["onnx-fp16"]["reason"] == f"no model.fp16.onnx in the folder (pvt-deploy export --model {det_copy} --half)"
+    lone_engine = tmp_path / "e" / "model.engine"
+    lone_engine.parent.mkdir()
+    lone_engine.write_bytes(b"plan")
+    with pytest.raises(InputError, match="a lone engine has no manifest to describe"):
+        describe_artifact(lone_engine)
+    with pytest.raises(InputError, match="no such file or folder: nowhere/model.onnx"):
+        describe_artifact("nowhere/model.onnx")
+    with pytest.raises(InputError, match=r"coffee.jpg: not an artifact pvt-deploy knows"):
+        describe_artifact(Path(__file__).parent.parent / "pvt_deploy" / "assets" / "coffee.jpg")
+
+
+def test_info_rows_for_a_gpu_device_on_a_machine_without_one(det_export: Path) -> None:
+    from pvt_deploy.runtimes.ort_providers import CUDA, TENSORRT, available_providers
+
+    if {CUDA, TENSORRT} & set(available_providers()):
+        pytest.skip("this onnxruntime has GPU providers")
+    rows = {c.label: c for c in backend_candidates(det_export, device="cuda")}
+    assert not any(c.available for c in rows.values())
+    assert rows["torch"].reason.startswith("device 'cuda' asked for, but this PyTorch has no usable CUDA")
+    assert rows["onnx-int8"].reason.startswith("ONNX Runtime has no CUDA execution provider here")
+    rows = {c.label: c for c in backend_candidates(det_export, device="tensorrt")}
+    assert rows["torch"].reason == "PyTorch does not run TensorRT (use the trt row)"
+    assert rows["onnx"].reason.startswith("ONNX Runtime has no TensorRT execution provider here")
+
+
+def test_int8_picks_the_cpu_flavour_where_onnxruntime_has_no_tensorrt(det_copy: Path) -> None:
+    from pvt_deploy.runtimes.ort_providers import TENSORRT, available_providers
+
+    if TENSORRT in available_providers():
+        pytest.skip("this onnxruntime has the TensorRT provider")
+    shutil.copyfile(det_copy / "model.onnx", det_copy / "model.int8.trt.onnx")
+    backend, _ = load_backend(det_copy, precision="int8")
+    with backend:
+        assert backend.info.details["file"] == str(det_copy / "model.int8.onnx")
+        assert backend.info.device == "CPUExecutionProvider"
+
+
+def test_a_checkpoint_fine_tuned_on_other_classes_names_them_by_number(tmp_path: Path) -> None:
+    import torch
+
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "ten_classes.pth"
+    torch.save(create_model("pvt_v2_b0-cls", num_classes=10).state_dict(), ckpt)
+    with Model(ckpt) as m:
+        assert m.task == "classify" and m.names == [str(i) for i in range(10)]
+        (r,) = m.predict(np.full((40, 50, 3), 128, np.uint8), topk=3)
+        assert r.probs is not None and len(r.probs.top5) == 3 and all(0 <= c < 10 for c in r.probs.top5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ONNX Runtime backend: its cache, IO binding, shards, feeds
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_cls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``pvt-deploy export`` of the ``pvt_v2_b0`` classifier (simplified, so the CPU rewrites
+    apply and a session loads a cached copy from ``.ort-cache``), without the parity run."""
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("real") / "pvt_v2_b0-cls", imgsz=64, parity=False)
+
+
+def test_a_damaged_cached_cpu_graph_is_rebuilt(real_cls: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A cached CPU graph cut short (a full disk) is rebuilt once, with a warning, and the session
+    gives the numbers the intact one gave."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    x = images(2)
+    with OnnxRuntimeBackend(real_cls / "model.onnx", device="cpu") as b:
+        rewrites = b.info.details["graph_rewrites"]
+        reference = b.infer({"images": x})["logits"]
+    assert rewrites and sum(rewrites.values()) > 0
+    (cached,) = (real_cls / ".ort-cache").glob("model.*.onnx")
+    size = cached.stat().st_size
+    with cached.open("r+b") as f:
+        f.truncate(size // 3)
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.onnxruntime"), \
+            OnnxRuntimeBackend(real_cls / "model.onnx", device="cpu") as b:
+        assert b.info.details["graph_rewrites"] == rewrites
+        np.testing.assert_array_equal(b.infer({"images": x})["logits"], reference)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"model.onnx: the cached CPU graph {cached.name} does not load"]
+    assert cached.stat().st_size == size
+
+
+def test_io_binding_and_shards_give_the_same_numbers(cls_export: Path) -> None:
+    """``io_binding=True`` on the CPU and a batch of 3 split into 2 shards plus one image left over
+    give what one image at a time gives."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    x = images(3)
+    with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2, shard=False) as b:
+        assert b.info.details["batch_shards"] == 1
+        alone = np.concatenate([b.infer({"images": x[i:i + 1]})["logits"] for i in range(3)])
+    with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", threads=2) as b:
+        assert b.info.details["batch_shards"] == 2
+        np.testing.assert_allclose(b.infer({"images": x})["logits"], alone, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b.infer({"images": x.astype(np.float64)})["logits"], alone, rtol=1e-5, atol=1e-5)
+    with OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu", io_binding=True) as b:
+        assert b.info.details["io_binding"] is True
+        out = b.infer({"images": x})["logits"]
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_backend_calls_a_user_can_get_wrong(cls_export: Path, tmp_path: Path) -> None:
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    saved = tmp_path / "optimised.onnx"
+    b = OnnxRuntimeBackend(cls_export / "model.onnx", device="CPU", optimized_model_path=saved)
+    assert saved.is_file() and saved.stat().st_size > 0
+    assert json.loads(b.metadata()["pvt_deploy"])["task"] == "classify"
+    with pytest.raises(InputError, match=r"^missing input 'images' \(got pixels\)$"):
+        b.infer({"pixels": images(1)})
+    b.warmup({"images": images(1)}, iters=2)
+    b.close()
+    b.close()  # idempotent
+    assert b.metadata() == {}
+    with pytest.raises(InputError, match="^this OnnxRuntimeBackend is closed$"):
+        b.infer({"images": images(1)})
+    with pytest.raises(InputError, match=r"^bad device 'gpu:x' \(use cpu, cuda, cuda:N or tensorrt\)$"):
+        OnnxRuntimeBackend(cls_export / "model.onnx", device="gpu:x")
+    with pytest.raises(InputError, match=r"nothing.onnx: no such ONNX file$"):
+        OnnxRuntimeBackend(tmp_path / "nothing.onnx")
+
+
+def test_an_onnx_file_onnx_runtime_cannot_load_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str], cls_export: Path,
+                                                           tmp_path: Path) -> None:
+    """A graph with pvt-deploy metadata that ONNX Runtime refuses (an operator it does not have)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.utils import onnx_model
+
+    node = helper.make_node("NoSuchOp", ["images"], ["logits"], domain="example.unknown")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])])
+    model = onnx_model(graph)
+    model.opset_import.append(helper.make_opsetid("example.unknown", 1))
+    meta = json.loads(onnx.load(str(cls_export / "model.onnx")).metadata_props[0].value)
+    helper.set_model_props(model, {"pvt_deploy": json.dumps(meta)})
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, str(path))
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(path), "-o", str(tmp_path / "out"))
+    line = one_line_error(err)
+    assert code == 2 and line.startswith("error: odd.onnx: ONNX Runtime cannot load it (") and "NoSuchOp" in line
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Python API called with odd arguments, and generators closed before their first result
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cls_model(cls_export: Path) -> Any:
+    with Model(cls_export) as m:
+        yield m
+
+
+class Frames(Source):
+    """A source of ``n`` grey frames of a given ``kind``, ``frames`` unknown, that records its closing."""
+
+    def __init__(self, n: int, kind: str, *, live: bool = False) -> None:
+        self.n, self.kind, self.live, self.spec = n, kind, live, f"{kind}://test"  # type: ignore[assignment]
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for i in range(self.n):
+            yield Frame(np.full((48, 64, 3), 20 * i % 255, np.uint8), i, self.spec, i / 10)
+
+
+def test_odd_predict_arguments_are_one_line_errors(cls_model: Any, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^save_mask=True needs save=True$"):
+        cls_model.predict(None, save_mask=True, save_json=True, save_dir=tmp_path)
+    with pytest.raises(InputError, match=r"^classes must be class ids or names, got 3.5$"):
+        cls_model.predict(None, classes=3.5)
+    with pytest.raises(InputError, match=r"^weights= does not apply to a Triton model \(triton://localhost:1/m\): "
+                                         r"the server holds its weights$"):
+        Model("triton://localhost:1/m", weights=tmp_path / "w.pth")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_stream_or_a_long_video_is_refused_as_a_list(cls_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pvt_deploy.api as api
+
+    live = Frames(3, "stream", live=True)
+    with pytest.raises(InputError, match=r"^stream://test is a live stream: use predict\(\.\.\., stream=True\)"):
+        cls_model.predict(live)
+    assert live._closed
+    monkeypatch.setattr(api, "MAX_LIST_FRAMES", 4)  # a video whose length is not known up front
+    video = Frames(6, "video")
+    with pytest.raises(InputError, match=r"^video://test has more than 4 frames: use predict\(\.\.\., stream=True\)$"):
+        cls_model.predict(video)
+    assert len(cls_model.predict(Frames(4, "video"))) == 4
+
+
+@pytest.mark.parametrize("how", ["throw", "del"])
+def test_a_stream_ended_before_its_first_result_leaves_nothing(cls_model: Any, tmp_path: Path, how: str) -> None:
+    import gc
+
+    source = Frames(3, "video")
+    gen = cls_model.predict(source, stream=True, save=True, save_json=True, save_dir=tmp_path / "out")
+    if how == "throw":
+        with pytest.raises(ValueError, match="stop"):
+            gen.throw(ValueError("stop"))
+    else:
+        del gen
+        gc.collect()
+    assert source._closed
+    assert cls_model.last_summary is not None and cls_model.last_summary.frames == 0
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line: --version, help on a narrow terminal, --show without a GUI, long output lists
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_version_and_help_on_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from pvt_deploy import __version__
+
+    code, out, _ = cli(monkeypatch, capsys, "--version")
+    assert (code, out) == (0, f"pvt-deploy {__version__}\n")
+    monkeypatch.setenv("COLUMNS", "60")  # narrow enough that Typer would cut long flags to "--allow-parity-fail…"
+    code, out, _ = cli(monkeypatch, capsys, "export", "--help")
+    assert code == 0 and "--trust-checkpoint" in out
+    assert "…" not in out  # folded onto a second line instead: every flag can still be read and typed
+    assert "<bool>" not in out  # an on/off flag shows no type, as if "--half true" were the way to write it
+
+
+def test_show_without_a_gui_says_so_and_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                             cls_export: Path, tmp_path: Path) -> None:
+    import cv2
+
+    if "GUI:" in cv2.getBuildInformation() and "NONE" not in cv2.getBuildInformation().split("GUI:")[1].split("\n")[0]:
+        pytest.skip("this OpenCV has a GUI: a window would open")
+    monkeypatch.setenv("DISPLAY", ":99")
+    photo = str(Path(__file__).parent.parent / "pvt_deploy" / "assets" / "coffee.jpg")
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", str(cls_export), "--show", "-o", str(tmp_path))
+    assert code == 0, err
+    assert "--show: this OpenCV has no GUI support (opencv-python-headless); pip install opencv-python to use it; " \
+           "continuing without a window" in " ".join(err.split())
+    assert cv2.imread(str(tmp_path / "coffee.jpg")).shape == (400, 600, 3)
+
+
+def test_more_than_five_outputs_are_listed_as_a_count(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], cls_export: Path,
+                                                      tmp_path: Path) -> None:
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(photos / f"p{i}.png"), np.full((40, 60, 3), 30 * i, np.uint8))
+    out = tmp_path / "out"
+    monkeypatch.setenv("COLUMNS", "200")
+    code, _, err = cli(monkeypatch, capsys, "infer", str(photos), "--model", str(cls_export), "-o", str(out))
+    assert code == 0, err
+    listed = [line.strip() for line in err.splitlines() if line.strip().startswith(str(out))]
+    assert len(listed) == 5 and "... and 2 more" in err
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(7)]
+    assert all(cv2.imread(str(out / f"p{i}.png")).shape == (40, 60, 3) for i in range(7))
+
+
+def test_save_mask_with_no_save_is_said_to_be_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    seg = cached_export(tmp_path_factory, "seg")
+    photo = str(Path(__file__).parent.parent / "pvt_deploy" / "assets" / "coffee.jpg")
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", str(seg), "--save-mask", "--no-save",
+                       "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "warning: --save-mask writes beside the annotated images, which --no-save turns off: ignored" in \
+        " ".join(err.split())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.jsonl"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# PyTorch backend
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_torch_backend_calls_a_user_can_get_wrong() -> None:
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    for device, needle in (("tpu", r"^unknown torch device 'tpu' \(use cpu, cuda or cuda:N\)$"),
+                           ("meta", r"^unsupported torch device 'meta' \(use cpu, cuda or cuda:N\)$")):
+        with pytest.raises(InputError, match=needle):
+            Model("pvt_v2_b0-cls", device=device)
+    with pytest.raises(BackendUnavailableError, match=r"^PyTorch eager runs fp32 or fp16, not int8"):
+        Model("pvt_v2_b0-cls", precision="int8")
+    with pytest.raises(InputError, match="^the module passed to TorchBackend has no output_names$"):
+        TorchBackend(torch.nn.Identity())
+    m = Model("pvt_v2_b0-cls")
+    b = m.backend
+    x = images(2)
+    reference = b.infer({"images": x})["logits"]
+    assert reference.dtype == np.float32 and reference.shape == (2, 1000)
+    np.testing.assert_allclose(b.infer({"images": x.astype(np.float64)})["logits"], reference, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match=r"^missing input 'images' \(got x\)$"):
+        b.infer({"x": x})
+    with pytest.raises(InputError, match=r"^input 'images' must be \(N, 3, H, W\), got \[3, 64, 64\]$"):
+        b.infer({"images": x[0]})
+    m.close()
+    m.close()  # idempotent
+    with pytest.raises(InputError, match="^this TorchBackend is closed$"):
+        b.infer({"images": x})
