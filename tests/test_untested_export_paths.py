@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pvt_deploy.cli import main
@@ -170,3 +171,158 @@ def test_checkpoint_with_damaged_bytes_is_refused(cls_state: dict, where: str, m
     from pvt_deploy.models import read_checkpoint
 
     assert all(torch.equal(v, cls_state[k]) for k, v in read_checkpoint(good).items())
+
+
+# --------------------------------------------------------------------------------------------------
+# Options refused before any slow work: one line, exit 2, nothing written
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--min-shape", "1x3x640"], "--min-shape '1x3x640': expected NxCxHxW, e.g. 1x3x640x640"),
+    (["--opt-shape", "1x3xbigx640"], "--opt-shape '1x3xbigx640': expected NxCxHxW, e.g. 1x3x640x640"),
+    (["--max-shape", "0x3x640x640"], "--max-shape '0x3x640x640': expected NxCxHxW"),
+    (["--imgsz", "16"], "--imgsz 16x16: each side must be at least 32"),
+    (["--batch", "0"], "--batch 0: must be >= 1"),
+    (["--int8", "--calib-size", "0"], "--calib-size 0: must be >= 1"),
+    (["--parity-tolerance", "0"], "--parity-tolerance: parity tolerance factor must be positive, not 0.0"),
+    (["--seg-output", "argmax"], "--seg-output argmax is for segmentation models; pvt_v2_b0-cls is a classify model"),
+    (["--format", "onnx2"], "--format 'onnx2': choose one of onnx, trt, triton"),
+    (["--format", "triton", "--triton-backend", "tf"], "--triton-backend 'tf': choose onnx or trt"),
+    (["--int8", "--int8-flavour", "gpu"], "--int8-flavour 'gpu': choose one of cpu, trt, both"),
+])
+def test_cli_refuses_bad_options_in_one_line(argv: list[str], text: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "-o", str(out), *argv], monkeypatch, capsys)
+    assert code == 2, err
+    assert text in _error_line(err)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_calibration_folder_without_pictures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "notes.txt").write_text("not a picture")
+    (calib / "sub.jpg").mkdir()  # a folder named like a picture is not one
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "-o", str(tmp_path / "out"), "--int8", "--calib", str(calib)],
+                     monkeypatch, capsys)
+    assert code == 2
+    assert f"calibration folder {calib} holds no images (.jpg, .jpeg" in _error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Static graphs, sizes off the stride, calibration and parity folders
+# --------------------------------------------------------------------------------------------------
+
+
+def test_static_export_at_a_size_off_the_stride(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """--static --batch 2 --imgsz 50 (not a multiple of 32) with a dynamic-only --min-size: both said in a
+    warning; the graph takes exactly 2x3x64x64 and gives PyTorch's logits; --calib-size 1 calibrates on
+    one picture (repeated to fill the static batch), --images gates on the parity folder's pictures."""
+    import onnxruntime as ort
+    import torch
+
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model
+
+    calib, parity = tmp_path / "calib", tmp_path / "parity"
+    calib.mkdir()
+    parity.mkdir()
+    for name in ("astronaut", "chelsea", "coffee"):
+        shutil.copy(sample_image(name), calib / f"{name}.jpg")
+    shutil.copy(sample_image("chelsea"), parity / "cat.jpg")
+    out = tmp_path / "static"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "-o", str(out), "--static", "--batch", "2", "--imgsz", "50",
+                      "--min-size", "64", "--int8", "--int8-flavour", "cpu", "--calib", str(calib), "--calib-size", "1",
+                      "--images", str(parity)], monkeypatch, capsys)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "imgsz 50x50 is not a multiple of 32; using 64x64" in warnings
+    assert "--min-size/--max-size apply to dynamic graphs; ignored with --static" in warnings
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["dynamic"] is None and m["inputs"][0]["shape"] == [2, 3, 64, 64]
+    assert m["preprocess"]["imgsz"] == [64, 64] and m["export"]["imgsz"] == [64, 64]
+    assert m["precision"]["int8"]["calibration"]["source"] == str(calib)
+    assert m["precision"]["int8"]["cpu"]["static_depthwise"]["calibration"]["images"] == 2  # 1 picture, batch of 2
+    assert m["export"]["parity_images"] == str(parity)
+    assert all(r["passed"] and r["images"] == 2 for r in m["parity"].values())
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 64, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"images": x})[0]
+    module = build_deploy_module(create_model("pvt_v2_b0-cls", seed=RANDOM_INIT_SEED))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))[0].numpy()
+    assert got.shape == (2, 1000)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(Exception, match="images"):  # static: another batch or size is refused
+        session.run(["logits"], {"images": x[:1]})
+
+
+def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
+    """export_onnx(module, weights=FILE): a create_model module of 10 classes loads the checkpoint,
+    the manifest names the classes class0..9 and records the file; ONNX Runtime gives PyTorch's logits."""
+    import onnxruntime as ort
+    import torch
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import build_deploy_module, create_model
+
+    torch.manual_seed(5)
+    trained = create_model("pvt_v2_b0-cls", num_classes=10)
+    ckpt = tmp_path / "ten.pth"
+    torch.save(trained.state_dict(), ckpt)
+    module = create_model("pvt_v2_b0-cls", num_classes=10, seed=1)  # other weights until the file loads
+    out = export_onnx(module, tmp_path / "ten", weights=ckpt, imgsz=64, parity=False)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["classes"] == [f"class{i}" for i in range(10)]
+    assert m["weights"]["source"] == str(ckpt.resolve()) and m["weights"]["sha256"] == sha256_file(ckpt)
+    assert m["weights"]["random_init"] is False and "seed" not in m["weights"]
+    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 96, 64)).astype(np.float32)
+    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": x})[0]
+    with torch.no_grad():
+        want = build_deploy_module(trained)(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_module_not_made_by_create_model_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from pvt_deploy.errors import ModelNotFoundError
+    from pvt_deploy.export import export_onnx
+
+    with pytest.raises(ModelNotFoundError, match="pass a model name, a checkpoint, or a model made by create_model"):
+        export_onnx(torch.nn.Conv2d(3, 8, 3), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_checkpoint_as_model_records_its_file(cls_state: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--model FILE.pth: variant, task and classes read from its tensors; the manifest records the file."""
+    import torch
+
+    ckpt = tmp_path / "b0_cls.pth"
+    torch.save(cls_state, ckpt)
+    out = tmp_path / "fromfile"
+    code, err = _cli(["--model", str(ckpt), "-o", str(out), "--imgsz", "64", "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["model"], m["task"], len(m["classes"])) == ("pvt_v2_b0-cls", "classify", 1000)
+    assert m["weights"]["source"] == str(ckpt.resolve()) and m["weights"]["sha256"] == sha256_file(ckpt)
+    assert not m["weights"]["random_init"] and "RANDOM" not in err
+
+
+def test_triton_serves_the_fp16_graph_with_half(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "exports" / "b0"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity", "--half", "--format", "triton",
+                      "--instance-kind", "cpu", "-o", str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    served = tmp_path / "exports" / "triton" / "pvt_v2_b0-cls" / "1" / "model.onnx"
+    assert served.read_bytes() == (out / "model.fp16.onnx").read_bytes()
