@@ -326,3 +326,14 @@ def test_triton_serves_the_fp16_graph_with_half(tmp_path: Path, monkeypatch: pyt
     assert code == 0, err
     served = tmp_path / "exports" / "triton" / "pvt_v2_b0-cls" / "1" / "model.onnx"
     assert served.read_bytes() == (out / "model.fp16.onnx").read_bytes()
+
+
+def test_cli_parity_tolerance_nan_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--parity-tolerance nan made every limit NaN, against which no figure compares as failing: the
+    gate passed every file whatever its error (tolerances recorded as "nan"). Now refused like 0."""
+    out = tmp_path / "out"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "-o", str(out), "--parity-tolerance", "nan"], monkeypatch, capsys)
+    assert code == 2, err
+    assert "--parity-tolerance: parity tolerance factor must be positive, not nan" in _error_line(err)
+    assert not out.exists()

@@ -79,7 +79,7 @@ def resolve_tolerances(spec: float | Mapping[str, Tolerance | Mapping[str, float
     if spec is None:
         return dict(DEFAULT_TOLERANCES)
     if isinstance(spec, (int, float)):
-        if spec <= 0:
+        if not spec > 0:  # nan too: no figure compares as failing against a NaN limit
             raise ValueError(f"parity tolerance factor must be positive, not {spec}")
         return {k: t.scaled(float(spec)) for k, t in DEFAULT_TOLERANCES.items()}
     out = dict(DEFAULT_TOLERANCES)
