@@ -337,3 +337,20 @@ def test_cli_parity_tolerance_nan_is_refused(tmp_path: Path, monkeypatch: pytest
     assert code == 2, err
     assert "--parity-tolerance: parity tolerance factor must be positive, not nan" in _error_line(err)
     assert not out.exists()
+
+
+def test_extending_an_export_whose_model_onnx_is_gone_says_how_to_rebuild(
+        failed_variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --model exports/NAME --half` after model.onnx was deleted said only 'listed in the
+    manifest but missing'; it now names the missing file and the command that rebuilds the export."""
+    folder = tmp_path / "gone"
+    shutil.copytree(failed_variants, folder)
+    (folder / "model.onnx").unlink()
+    before = _snapshot(folder)
+    code, err = _cli(["--model", str(folder), "--half"], monkeypatch, capsys)
+    line = _error_line(err)
+    assert code == 2, err
+    assert f"{folder}: no model.onnx to reuse" in line, line
+    assert f"pvt-deploy export --model pvt_v2_b0-cls --imgsz 64 --half --int8 --int8-flavour cpu -o {folder}" in line
+    assert _snapshot(folder) == before

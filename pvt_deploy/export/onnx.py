@@ -1103,9 +1103,9 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     from pvt_deploy.tasks.preprocess import Preprocessor
 
     manifest = read_manifest(folder)
-    verify_file(folder, manifest, FP32_FILE)
     if not (folder / FP32_FILE).is_file():
         raise InputError(f"{folder}: no {FP32_FILE} to reuse", hint=reexport_command(folder, manifest))
+    verify_file(folder, manifest, FP32_FILE)
 
     def present(name: str) -> bool:
         if name not in manifest.get("files", {}) or not (folder / name).is_file():
