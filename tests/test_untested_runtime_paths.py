@@ -613,8 +613,12 @@ def test_torch_backend_calls_a_user_can_get_wrong() -> None:
                            ("meta", r"^unsupported torch device 'meta' \(use cpu, cuda or cuda:N\)$")):
         with pytest.raises(InputError, match=needle):
             Model("pvt_v2_b0-cls", device=device)
-    with pytest.raises(BackendUnavailableError, match=r"^PyTorch eager runs fp32 or fp16, not int8"):
+    with pytest.raises(InputError) as caught:
         Model("pvt_v2_b0-cls", precision="int8")
+    assert caught.value.args[0] == "pvt_v2_b0-cls: PyTorch runs fp32 or fp16, not int8"
+    assert caught.value.hint == "export it with INT8 and run that: pvt-deploy export --model pvt_v2_b0-cls --int8"
+    with pytest.raises(InputError, match=r"^PyTorch eager runs fp32 or fp16, not int8 \(int8 runs with ONNX"):
+        TorchBackend(torch.nn.Identity(), precision="int8")
     with pytest.raises(InputError, match="^the module passed to TorchBackend has no output_names$"):
         TorchBackend(torch.nn.Identity())
     m = Model("pvt_v2_b0-cls")
@@ -631,3 +635,22 @@ def test_torch_backend_calls_a_user_can_get_wrong() -> None:
     m.close()  # idempotent
     with pytest.raises(InputError, match="^this TorchBackend is closed$"):
         b.infer({"images": x})
+
+
+def test_int8_asked_of_pytorch_names_the_way_to_an_int8_model(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              det_export: Path) -> None:
+    """``--precision int8`` on a zoo name, a checkpoint or ``--backend torch`` is a choice PyTorch cannot
+    run (exit 2, before the model is built), and the hint is the export that makes one; it was exit 3
+    ("not available here") with a hint at a model.int8.onnx the user did not have."""
+    weights = det_export / "weights.pth"
+    for args, line in (
+            (("--model", "pvt_v2_b0"), "error: pvt_v2_b0: PyTorch runs fp32 or fp16, not int8 (export it with INT8 "
+                                       "and run that: pvt-deploy export --model pvt_v2_b0 --int8)"),
+            (("--model", str(weights)), f"error: weights.pth: PyTorch runs fp32 or fp16, not int8 (export it with INT8 "
+                                        f"and run that: pvt-deploy export --model {weights} --int8)"),
+            (("--model", str(det_export), "--backend", "torch"),
+             f"error: {det_export}: PyTorch runs fp32 or fp16, not int8 (INT8 runs on ONNX Runtime or TensorRT: "
+             f"leave out --backend torch)")):
+        code, _, err = cli(monkeypatch, capsys, "infer", *args, "--precision", "int8", "--no-save")
+        assert code == 2 and one_line_error(err) == line

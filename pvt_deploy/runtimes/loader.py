@@ -525,6 +525,7 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
 
     entry = resolve_name(name, task)
+    _refuse_torch_int8(precision, entry.name, f"export it with INT8 and run that: pvt-deploy export --model {name} --int8")
     if weights is not None and not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {weights} {what}")
@@ -532,6 +533,13 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
                           device=device, imgsz=imgsz, options=options)
+
+
+def _refuse_torch_int8(precision: str | None, what: str, hint: str) -> None:
+    """PyTorch runs a model as it is; INT8 is a file of an export (ONNX Runtime, TensorRT). Refused
+    before the model is built, with the way to an INT8 model as the hint."""
+    if precision == "int8":
+        raise InputError(f"{what}: PyTorch runs fp32 or fp16, not int8", hint=hint)
 
 
 def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str | None, precision: str | None,
@@ -579,6 +587,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                              hint=f"pvt-deploy export --model {path}")
         from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
+        _refuse_torch_int8(precision, path.name, f"export it with INT8 and run that: pvt-deploy export --model {path} --int8")
         model = create_model(str(path), task=task, trust=trust, seed=RANDOM_INIT_SEED)
         name = str(getattr(model, "zoo_name", path.stem))
         backbone = name.split("-")[0]
@@ -675,8 +684,8 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {folder}{flag}")
     if verify:
         verify_file(folder, manifest, name)
-    if precision == "int8" and device is None:
-        device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour
+    if precision == "int8" and device is None and name != INT8_TRT_ONNX:
+        device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's
     return _onnx_backend(path, manifest, precision, device, options)
 
 
@@ -685,6 +694,8 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
                        options: Mapping[str, Any], *, trust: bool = False) -> tuple[Backend, dict[str, Any]]:
     """PyTorch for an export folder: the same architecture and graph options, with the export's weights."""
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model
+
+    _refuse_torch_int8(precision, str(folder), "INT8 runs on ONNX Runtime or TensorRT: leave out --backend torch")
 
     source = os.fspath(weights) if weights is not None else None
     if source is None:

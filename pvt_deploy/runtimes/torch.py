@@ -124,8 +124,8 @@ class TorchBackend(Backend):
         self._device = _resolve_device(device)
         precision = (precision or "fp32").lower()
         if precision not in ("fp32", "fp16"):
-            raise BackendUnavailableError(f"PyTorch eager runs fp32 or fp16, not {precision}",
-                                          hint="int8 runs with ONNX Runtime (model.int8.onnx) or TensorRT")
+            raise InputError(f"PyTorch eager runs fp32 or fp16, not {precision}",
+                             hint="int8 runs with ONNX Runtime (model.int8.onnx) or TensorRT")
         if precision == "fp16" and self._device.type != "cuda":
             raise BackendUnavailableError("PyTorch fp16 needs a CUDA device (half precision on a CPU is "
                                           "slower than fp32)", hint="use --precision fp32 on CPU")
