@@ -56,7 +56,9 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         path = path / MANIFEST_NAME
         if not path.is_file():
-            raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)")
+            graphs = sorted(Path(folder).glob("*.onnx")) if Path(folder).is_dir() else []
+            hint = f"an .onnx that pvt-deploy exported runs on its own: --model {graphs[0]}" if graphs else None
+            raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)", hint=hint)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -654,3 +654,21 @@ def test_int8_asked_of_pytorch_names_the_way_to_an_int8_model(monkeypatch: pytes
              f"leave out --backend torch)")):
         code, _, err = cli(monkeypatch, capsys, "infer", *args, "--precision", "int8", "--no-save")
         assert code == 2 and one_line_error(err) == line
+
+
+def test_a_model_that_is_no_file_or_a_folder_without_manifest(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               det_export: Path, tmp_path: Path) -> None:
+    """``--model /dev/null`` was "unknown model '/dev/null'; known backbones: ..."; a folder holding an
+    exported .onnx but no manifest.json now names the graph that runs alone."""
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", "/dev/null", "--no-save")
+    assert code == 2 and one_line_error(err) == "error: /dev/null is not a file or folder (a device, pipe or socket)"
+    folder = tmp_path / "graphs"
+    folder.mkdir()
+    shutil.copy(det_export / "model.onnx", folder / "model.onnx")
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(folder), "--no-save")
+    assert code == 2 and one_line_error(err) == (
+        f"error: {folder}: no manifest.json (not a pvt-deploy export folder) (an .onnx that pvt-deploy exported "
+        f"runs on its own: --model {folder / 'model.onnx'})")
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(folder / "model.onnx"), "--no-save")
+    assert code == 0, err

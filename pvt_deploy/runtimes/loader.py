@@ -469,7 +469,10 @@ def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str
 def require_model(text: str) -> None:
     """Fail fast, before any work, on a ``--model`` that names nothing: a missing path, or a name that
     is neither an export under ``exports/`` (see :func:`resolve_model`) nor a zoo model."""
-    if _is_triton(text) or (Path(text).expanduser().exists() and not shadows_zoo_name(text)):
+    path = Path(text).expanduser()
+    if _is_triton(text) or (path.exists() and not shadows_zoo_name(text)):
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            raise InputError(f"{text} is not a file or folder (a device, pipe or socket)")
         return
     if _looks_like_path(text):
         raise ModelNotFoundError(f"no such file or folder: {text}")
