@@ -48,8 +48,9 @@ class Model:
     ``exports/<name>`` when that export exists) or ``triton://host:8000/name``. ``backend``,
     ``precision``, ``device``, ``imgsz``, ``weights`` and ``trust`` (a checkpoint that needs full
     unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
-    even where ``exports/<name>`` exists. Extra keywords go to the backend (``threads=``, ``spin=``,
-    ``cuda_graph=``).
+    even where ``exports/<name>`` exists; ``device`` also takes a GPU index (``0`` is ``cuda:0``).
+    Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, else a
+    whole number >= 1; ``spin=``, ``cuda_graph=``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,
