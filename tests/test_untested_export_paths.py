@@ -354,3 +354,30 @@ def test_extending_an_export_whose_model_onnx_is_gone_says_how_to_rebuild(
     assert f"{folder}: no model.onnx to reuse" in line, line
     assert f"pvt-deploy export --model pvt_v2_b0-cls --imgsz 64 --half --int8 --int8-flavour cpu -o {folder}" in line
     assert _snapshot(folder) == before
+
+
+def test_trusted_checkpoint_of_code_not_importable_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint holding a whole pickled model (torch.save(model)) whose class lives in code not
+    importable here: refused without --trust-checkpoint (as before); with it, a ModuleNotFoundError
+    traceback and exit 1. Now one line naming the file, the missing module and the fix."""
+    import subprocess
+
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "their_models.py").write_text(
+        "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = torch.nn.Linear(2, 2)\n")
+    ckpt = tmp_path / "whole_model.pth"
+    subprocess.run([sys.executable, "-c", f"import torch, their_models; torch.save(their_models.Net(), {str(ckpt)!r})"],
+                   cwd=code_dir, check=True, timeout=120)
+    out = tmp_path / "out"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--weights", str(ckpt), "-o", str(out)], monkeypatch, capsys)
+    assert code == 2 and "--trust-checkpoint" in _error_line(err)
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--weights", str(ckpt), "--trust-checkpoint", "-o", str(out)],
+                     monkeypatch, capsys)
+    line = _error_line(err)
+    assert code == 2, err
+    assert f"{ckpt}: cannot unpickle it here (No module named 'their_models')" in line, line
+    assert "torch.save(model.state_dict(), FILE)" in line
+    assert not out.exists()

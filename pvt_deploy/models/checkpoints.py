@@ -87,6 +87,11 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
             hint="pass --trust-checkpoint (export, infer) or trust=True only if you trust its source") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
+    except (ImportError, AttributeError) as e:  # trusted: objects of code that is not importable here
+        raise CheckpointError(f"{p}: cannot unpickle it here ({_one_line(e)}): it holds objects of code that "
+                              "is not importable, not just tensors",
+                              hint="save the weights alone where that code runs: "
+                                   "torch.save(model.state_dict(), FILE)") from e
     return unwrap_state_dict(obj, str(p))
 
 
