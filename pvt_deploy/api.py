@@ -54,7 +54,7 @@ class Model:
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,
-                 precision: str | None = None, device: str | None = None,
+                 precision: str | None = None, device: str | int | None = None,
                  imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, **options: Any) -> None:
         from pvt_deploy.runtimes.loader import DEFAULT_MODEL, load_backend

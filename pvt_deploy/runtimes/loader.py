@@ -304,7 +304,7 @@ def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | Non
 
 
 def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any] | None = None,
-                       *, device: str | None = None) -> list[Candidate]:
+                       *, device: str | int | None = None) -> list[Candidate]:
     """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
     from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.runtimes.onnxruntime import _parse_device
@@ -397,15 +397,15 @@ def _create(factory: Callable[..., _T], what: str, options: Mapping[str, Any], /
 
 
 def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend: str | None = None,
-                 precision: str | None = None, device: str | None = None,
+                 precision: str | None = None, device: str | int | None = None,
                  imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, verify: bool = True, random_weights_ok: bool = False,
                  trust: bool = False, **options: Any) -> tuple[Backend, dict[str, Any]]:
     """Load whatever ``path_or_name`` is (see the module docstring) and return ``(backend, manifest)``.
 
     ``backend``: ``torch``, ``onnx``, ``trt``, ``triton`` or None (pick by artifact). ``precision``:
-    ``fp32``/``fp16``/``int8`` or None (the artifact's default). ``device``: ``cpu``, ``cuda[:N]`` or
-    None (GPU when usable). ``imgsz`` is checked against a static graph's size here, so a wrong size
+    ``fp32``/``fp16``/``int8`` or None (the artifact's default). ``device``: ``cpu``, ``cuda[:N]``, a GPU
+    index (``0``) or None (GPU when usable). ``imgsz`` is checked against a static graph's size here, so a wrong size
     fails before any video is opened. ``weights`` loads a checkpoint into a zoo model (PyTorch).
     ``task`` picks a zoo model's head; an export, file or Triton model of another task is refused.
     ``random_weights_ok`` lets ``backend="torch"`` on an export made from random weights build an
