@@ -381,3 +381,30 @@ def test_trusted_checkpoint_of_code_not_importable_is_one_line(tmp_path: Path, m
     assert f"{ckpt}: cannot unpickle it here (No module named 'their_models')" in line, line
     assert "torch.save(model.state_dict(), FILE)" in line
     assert not out.exists()
+
+
+def test_trusted_training_checkpoint_holding_the_model_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A training checkpoint {"model": <the nn.Module>, "epoch": ...} (the model object, not its state
+    dict) was 'state dict holds no tensors' even with --trust-checkpoint; now its module's weights load
+    and the export gives that model's logits."""
+    import onnxruntime as ort
+    import torch
+
+    from pvt_deploy.models import build_deploy_module, create_model
+
+    torch.manual_seed(7)
+    trained = create_model("pvt_v2_b0-cls")
+    ckpt = tmp_path / "train.pth"
+    torch.save({"model": trained, "epoch": 3}, ckpt)
+    out = tmp_path / "out"
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--weights", str(ckpt), "--trust-checkpoint", "-o", str(out),
+                      "--imgsz", "64", "--no-parity"], monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((out / "manifest.json").read_text())["weights"]["random_init"] is False
+    x = np.random.default_rng(2).uniform(0, 255, (1, 3, 64, 64)).astype(np.float32)
+    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": x})[0]
+    with torch.no_grad():
+        want = build_deploy_module(trained)(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

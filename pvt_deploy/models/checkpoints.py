@@ -117,12 +117,13 @@ def _one_line(e: BaseException) -> str:
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Accept a bare state dict or one wrapped as ``state_dict`` (mmcv), ``model`` (DeiT/PVT
-    training) or ``module``; strip a DDP ``module.`` prefix."""
+    training) or ``module``, or a module (a whole pickled model, also under those keys); strip a DDP
+    ``module.`` prefix."""
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     for key in ("state_dict", "model", "module"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], (Mapping, nn.Module)):
+            obj = obj[key].state_dict() if isinstance(obj[key], nn.Module) else obj[key]
             break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{where}: does not contain a state dict")
