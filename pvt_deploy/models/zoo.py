@@ -96,16 +96,27 @@ def resolve_name(name: str, task: str | None = None) -> ZooEntry:
             break
     if base not in BACKBONES:
         close = [b for b in BACKBONES if b.startswith(base[:6])] or list(BACKBONES)
-        typed = base.lower().replace("-", "_")
-        guess = [b for b in BACKBONES if b == typed.replace("o", "0")]  # pvt_v2_bO -> pvt_v2_b0
-        guess = guess or difflib.get_close_matches(typed, list(BACKBONES), n=1, cutoff=0.6)
-        hint = f"did you mean {guess[0] + suffix!r}? " if guess else ""
+        guess = _closest_name(name)
+        hint = f"did you mean {guess!r}? " if guess else ""
         raise ModelNotFoundError(f"unknown model {name!r}; {hint}known backbones: {', '.join(close)} "
                                  "(suffix -seg, -cls or -features for other tasks)")
     named_task = SUFFIX_TO_TASK[suffix]
     if task is not None and suffix and task != named_task:
         raise ModelNotFoundError(f"model {name!r} is a {named_task} model but task={task!r} was asked")
     return ZooEntry(base, task or named_task)
+
+
+def _closest_name(name: str) -> str | None:
+    """The zoo name a mistyped ``name`` most likely meant, its task included: a typo in the task suffix
+    (``pvt_v2_b0_cls``, ``pvt_small-classify``) is matched against the suffixed names, not read as the
+    bare backbone, which is the detector."""
+    names = [b + sfx for b in BACKBONES for sfx in SUFFIX_TO_TASK]
+    typed = name.strip().lower()
+    fixed = typed.replace("o", "0")  # pvt_v2_bO -> pvt_v2_b0
+    if fixed in names:
+        return fixed
+    guess = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
+    return guess[0] if guess else None
 
 
 def build_backbone(backbone: str, num_classes: int = 0) -> nn.Module:

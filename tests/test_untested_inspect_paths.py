@@ -1,0 +1,67 @@
+"""Paths of the inspection commands (``bench``, ``check``, ``info``, ``doctor``, ``models``), the zoo's
+name handling and the Triton repository export that no other test ran, driven as a user would: through
+the ``pvt-deploy`` entry point or the public API, asserting exit codes, messages, figures and files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from test_runtime_artifacts import cached_export
+
+from pvt_deploy.cli import main
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``pvt-deploy ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+def last_line(err: str) -> str:
+    return err.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+# --------------------------------------------------------------------------------------------------
+# zoo names
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("pvt_v2_b0_cls", "pvt_v2_b0-cls"),  # '_' for '-': was "did you mean 'pvt_v2_b0'?", the detector
+    ("pvt_small-classify", "pvt_small-cls"),
+    ("pvt_tiny-feature", "pvt_tiny-features"),
+    ("pvt_v2_b0-Seg", "pvt_v2_b0-seg"),
+    ("pvt_v2_b0-segment", "pvt_v2_b0-seg"),
+    ("pvt_smal-seg", "pvt_small-seg"),
+    ("pvt_v2_bO-cls", "pvt_v2_b0-cls"),
+    ("pvt-small", "pvt_small"),
+    ("PVT_V2_B2LI", "pvt_v2_b2_li"),
+])
+def test_a_mistyped_zoo_name_suggests_the_model_of_the_same_task(typed: str, meant: str) -> None:
+    from pvt_deploy.errors import ModelNotFoundError
+    from pvt_deploy.models.zoo import resolve_name
+
+    with pytest.raises(ModelNotFoundError) as exc:
+        resolve_name(typed)
+    assert f"did you mean {meant!r}?" in str(exc.value)
+    assert resolve_name(meant).name == meant  # the suggestion is a real name
+
+
+def test_a_mistyped_task_suffix_on_the_command_line_names_the_classifier(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0_cls", "--backends", "torch")
+    assert code == 2 and out == ""
+    assert last_line(err).startswith("error: unknown model 'pvt_v2_b0_cls'; did you mean 'pvt_v2_b0-cls'? ")
+    code, _, err = run(monkeypatch, capsys, "info", "resnet50")
+    assert code == 2 and "did you mean" not in err and "known backbones: pvt_tiny, " in err
