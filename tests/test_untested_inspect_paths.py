@@ -65,3 +65,39 @@ def test_a_mistyped_task_suffix_on_the_command_line_names_the_classifier(
     assert last_line(err).startswith("error: unknown model 'pvt_v2_b0_cls'; did you mean 'pvt_v2_b0-cls'? ")
     code, _, err = run(monkeypatch, capsys, "info", "resnet50")
     assert code == 2 and "did you mean" not in err and "known backbones: pvt_tiny, " in err
+
+
+# --------------------------------------------------------------------------------------------------
+# export --format triton
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def triton_source(cls_export: Path, tmp_path: Path) -> Path:
+    """A copy of the session's classifier export (export --format triton reuses its model.onnx in place)."""
+    import shutil
+
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_export, folder)
+    return folder
+
+
+@pytest.mark.parametrize("blocked", ["repo", "repo/pvt_v2_b0-cls"])
+def test_a_file_where_the_triton_model_folder_goes_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], triton_source: Path, tmp_path: Path,
+        blocked: str) -> None:
+    """A file named like the repository or like the model in it: was a NotADirectoryError traceback."""
+    repo = tmp_path / "repo"
+    (tmp_path / blocked).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / blocked).write_text("mine")
+    graph = (triton_source / "model.onnx").read_bytes()
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(triton_source), "--format", "triton",
+                       "--triton-repo", str(repo), "--no-parity")
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) == (f"error: {tmp_path / blocked} is a file, not a folder: cannot write the Triton model "
+                              f"pvt_v2_b0-cls to {repo / 'pvt_v2_b0-cls' / '1'} (move the file, or choose another "
+                              "--triton-repo)")
+    assert (tmp_path / blocked).read_text() == "mine"  # the user's file is untouched
+    assert (triton_source / "model.onnx").read_bytes() == graph
+    if blocked != "repo":
+        assert [p.name for p in repo.iterdir()] == ["pvt_v2_b0-cls"]  # nothing else written in the repository

@@ -382,6 +382,10 @@ def export_triton(
 
     model_dir = Path(out_dir) / model_name
     version_dir = model_dir / str(version)
+    blocker = next((p for p in (version_dir, *version_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # mkdir would end in NotADirectoryError / FileExistsError
+        raise InputError(f"{blocker} is a file, not a folder: cannot write the Triton model {model_name} "
+                         f"to {version_dir}", hint="move the file, or choose another --triton-repo")
     version_dir.mkdir(parents=True, exist_ok=True)
     target = version_dir / _MODEL_FILES[backend]
     _copy(served, target)
