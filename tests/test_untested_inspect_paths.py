@@ -101,3 +101,28 @@ def test_a_file_where_the_triton_model_folder_goes_is_one_line(
     assert (triton_source / "model.onnx").read_bytes() == graph
     if blocked != "repo":
         assert [p.name for p in repo.iterdir()] == ["pvt_v2_b0-cls"]  # nothing else written in the repository
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--instances", "0"], "error: Triton instances (--instances) 0: must be >= 1"),
+    (["--max-batch", "-1"], "error: Triton max_batch (--max-batch) -1: must be >= 0; 0 turns Triton's batching off"),
+])
+def test_a_triton_setting_out_of_range_names_its_flag(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], triton_source: Path, tmp_path: Path,
+        option: list[str], message: str) -> None:
+    """Was "max_batch must be >= 0, instances >= 1, max_queue_delay_us >= 0, version >= 1" for either."""
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(triton_source), "--format", "triton",
+                       "--triton-repo", str(tmp_path / "repo"), "--no-parity", *option)
+    assert code == 2 and last_line(err) == message
+    assert not (tmp_path / "repo").exists()
+
+
+def test_python_only_triton_settings_out_of_range(triton_source: Path, tmp_path: Path) -> None:
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export.triton import export_triton
+
+    with pytest.raises(InputError, match=r"^Triton max_queue_delay_us -5: must be >= 0$"):
+        export_triton(triton_source, tmp_path / "repo", max_queue_delay_us=-5)
+    with pytest.raises(InputError, match=r"^Triton version 0: must be >= 1$"):
+        export_triton(triton_source, tmp_path / "repo", version=0)
+    assert not (tmp_path / "repo").exists()

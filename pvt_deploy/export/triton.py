@@ -261,6 +261,15 @@ def instance_kind(kind: str | None, backend: str, *, option: str = "instance kin
     return kind_u
 
 
+def check_settings(*, max_batch: int = 8, instances: int = 1, max_queue_delay_us: int = 100, version: int = 1) -> None:
+    """:class:`InputError` naming the first setting out of range (with its ``pvt-deploy export`` flag)."""
+    for name, value, least in (("max_batch (--max-batch)", max_batch, 0), ("instances (--instances)", instances, 1),
+                               ("max_queue_delay_us", max_queue_delay_us, 0), ("version", version, 1)):
+        if value < least:
+            raise InputError(f"Triton {name} {value}: must be >= {least}"
+                             + ("; 0 turns Triton's batching off" if name.startswith("max_batch") else ""))
+
+
 def export_triton(
     artifact_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -300,8 +309,7 @@ def export_triton(
                          "a 'trt' engine already has its precision")
     if trt_fp16_accelerator and kind_u == "CPU":
         raise InputError("the TensorRT accelerator needs a GPU instance (kind GPU or AUTO)")
-    if max_batch < 0 or instances < 1 or max_queue_delay_us < 0 or version < 1:
-        raise InputError("max_batch must be >= 0, instances >= 1, max_queue_delay_us >= 0, version >= 1")
+    check_settings(max_batch=max_batch, instances=instances, max_queue_delay_us=max_queue_delay_us, version=version)
 
     folder, served, manifest = _load_source(Path(artifact_dir), backend, source)
     model_name = name or str(manifest.get("model") or folder.name)
