@@ -23,9 +23,12 @@ import contextlib
 import http.client
 import json
 import os
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -111,9 +114,13 @@ class TritonBackend(Backend):
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
         # One client per thread: tritonclient's HTTP client runs on gevent, whose connections work only
-        # in the thread that made them, and a pipeline runs inference in a thread of its own.
+        # in the thread that made them, and a pipeline runs inference in a thread of its own. Over HTTP
+        # every call is made on one thread of the backend's own: a client (and the gevent hub under it,
+        # two file descriptors) made in each run's inference thread outlived that thread, so a Model
+        # predicting video after video ran out of file descriptors.
         self._local = threading.local()
-        self._clients: list[Any] = []
+        self._http_thread = _CallThread(f"pvt-deploy-triton {self.url.model}") if self.url.protocol == "http" else None
+        self._clients: list[tuple[threading.Thread, Any]] = []
         self._clients_lock = threading.Lock()
         self._closed = False
         try:
@@ -172,8 +179,15 @@ class TritonBackend(Backend):
             raise BackendUnavailableError(f"{self.url}: cannot create a Triton client ({_one_line(e)})") from e
         with self._clients_lock:
             closed = self._closed
+            # a gRPC client of a thread that has ended (a finished run's inference thread) is not used
+            # again: closed now rather than kept (with its channel) until the backend closes
+            ended = [c for t, c in self._clients if not t.is_alive()]
+            self._clients = [(t, c) for t, c in self._clients if t.is_alive()]
             if not closed:
-                self._clients.append(client)
+                self._clients.append((threading.current_thread(), client))
+        for old in ended:
+            with contextlib.suppress(Exception):
+                old.close()
         if closed:  # close() ran while this one was being made
             with contextlib.suppress(Exception):
                 client.close()
@@ -225,7 +239,7 @@ class TritonBackend(Backend):
         """Run ``fn`` with connection-level retries; a server answer (even an error) is final."""
         for attempt in range(self.retries + 1):
             try:
-                return fn()
+                return self._on_client_thread(fn)
             except Exception as e:
                 if not self._is_connection_error(e):
                     raise
@@ -235,6 +249,15 @@ class TritonBackend(Backend):
                         hint="is tritonserver running and the port published?") from e
                 time.sleep(self.backoff_s * (2 ** attempt))
         raise AssertionError("unreachable")
+
+    def _on_client_thread(self, fn: Callable[[], _T]) -> _T:
+        """``fn()``, run on the backend's HTTP thread (see ``__init__``); for gRPC, here."""
+        caller = self._http_thread
+        if caller is None:
+            if self.url.protocol == "http":
+                raise PvtDeployError(f"{self.url}: backend is closed")
+            return fn()
+        return caller.run(fn, closed=lambda: PvtDeployError(f"{self.url}: backend is closed"))
 
     def _wait_server(self) -> dict[str, Any]:
         live = self._call(lambda: self._client.is_server_live(**self._kw()))
@@ -249,7 +272,7 @@ class TritonBackend(Backend):
         the same UNAVAILABLE status as a dropped connection.
         """
         try:
-            return self._get_index()
+            return self._on_client_thread(self._get_index)
         except Exception:
             return None
 
@@ -382,10 +405,63 @@ class TritonBackend(Backend):
         with self._clients_lock:
             self._closed = True
             clients, self._clients = self._clients, []
-        for client in clients:
-            # Closing a broken connection (or another thread's) must not mask the error that led here.
-            with contextlib.suppress(Exception):
-                client.close()
+            caller, self._http_thread = self._http_thread, None
+
+        def close_clients() -> None:
+            for _, client in clients:
+                # Closing a broken connection (or another thread's) must not mask the error that led here.
+                with contextlib.suppress(Exception):
+                    client.close()
+
+        if caller is None:
+            close_clients()
+        else:  # on the thread that made the client (after a call in flight), with its gevent hub
+            caller.close(lambda: (close_clients(), _close_gevent_hub()))
+
+
+class _CallThread:
+    """One daemon thread running the calls given to :meth:`run` in turn (a daemon, so that a call
+    to a server that hangs never holds up the exit of an interrupted run)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fn, future = item
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+                future.set_exception(e)
+            del fn, future, item
+
+    def run(self, fn: Callable[[], _T], *, closed: Callable[[], Exception]) -> _T:
+        future: Future[_T] = Future()
+        with self._lock:
+            if self._closed:
+                raise closed()
+            self._calls.put((fn, future))
+        return future.result()
+
+    def close(self, last: Callable[[], object]) -> None:
+        """Run ``last`` after the calls already given, then end the thread (without waiting for it)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._calls.put((last, Future()))
+                self._calls.put(None)
+
+
+def _close_gevent_hub() -> None:
+    """Destroy this thread's gevent hub, where it has one (its event loop holds two file descriptors)."""
+    hub_module = sys.modules.get("gevent.hub")
+    hub = getattr(hub_module, "get_hub", None)
+    if hub is not None:
+        with contextlib.suppress(Exception):
+            hub().destroy(destroy_loop=True)
 
 
 def _embedded_manifest(config: Mapping[str, Any]) -> dict[str, Any] | None:

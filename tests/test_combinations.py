@@ -1,0 +1,54 @@
+"""Features that each work alone, tested where they meet (backend x threads, source x writer, ...).
+
+Found by running ``pvt-deploy infer`` and the Python API over a matrix of backends (PyTorch, ONNX
+Runtime FP32/FP16/INT8, a lone ``.onnx``, Triton over HTTP and gRPC), tasks, sources (images, folders,
+globs, mp4/mkv/odd-sized videos, arrays, HTTP video, an MJPEG camera) and options.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_triton_backend import Server, grey_clip, serving, url
+
+from pvt_deploy import Model
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Server:  # type: ignore[misc]
+    with serving(tmp_path_factory.mktemp("triton"), [{"name": "pvt_tiny", "kind": "classify", "manifest": True}]) as (
+            srv, _):
+        yield srv
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts file descriptors in /proc")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_one_triton_model_runs_video_after_video_without_leaking(triton: Server, protocol: str, tmp_path: Path) -> None:
+    """Each run's pipeline infers in a new thread. Over HTTP each such thread made its own tritonclient
+    (a connection, and a gevent hub with two more file descriptors) that outlived it: a Model kept for
+    a service's lifetime lost 3 file descriptors per video and hit the process limit after a few
+    hundred; over gRPC each run's client was kept until the Model closed."""
+    clip = grey_clip(tmp_path / "grey.mp4", 3)
+    with Model(url(triton, protocol, "pvt_tiny")) as model:
+        assert len(list(model.predict(str(clip), stream=True, threaded=True))) == 3  # warm: lazy imports, first client
+        before = _open_fds()
+        for _ in range(6):
+            assert len(list(model.predict(str(clip), stream=True, threaded=True))) == 3
+        assert _open_fds() - before <= 1, "file descriptors grow with every run on one Model"
+        assert len(model.backend._clients) <= 2  # type: ignore[attr-defined]
+    # closing the Model releases its connection (and the HTTP thread's event loop)
+    def call_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("pvt-deploy-triton")]
+
+    deadline = time.monotonic() + 10  # the HTTP thread closes its client after close() returns
+    while (_open_fds() >= before or call_threads()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_fds() < before and not call_threads()
