@@ -225,6 +225,10 @@ def _opencv() -> list[Check]:
                   info={"cuda_devices": cuda_devices})]
 
 
+#: Components whose absence is a "warn" labelled "optional" in the table.
+_OPTIONAL = {"tritonclient"}
+
+
 def _packages() -> list[Check]:
     rows = []
     for key, name, module, dist, why in (
@@ -235,7 +239,7 @@ def _packages() -> list[Check]:
     ):
         version = _dist_version(dist)
         if version is None or importlib.util.find_spec(module) is None:
-            optional = key == "tritonclient"
+            optional = key in _OPTIONAL
             rows.append(Check(key, name, "warn" if optional else "missing", summary=f"not installed (for {why})",
                               hint=f"pip install {dist}" + ("[http,grpc]" if optional else "")))
         else:
@@ -281,6 +285,8 @@ def render_table(checks: list[Check]) -> Any:
     table.add_column("details", overflow="fold")
     for c in checks:
         label, colour = marks[c.status]
+        if c.status == "warn" and c.key not in _OPTIONAL:  # e.g. CPU INT8 that does not pay: not "optional"
+            label = "warn"
         details = Text(c.summary)
         if c.hint and c.status != "ok":
             details.append(("\n" if c.summary else "") + f"-> {c.hint}", style="dim")

@@ -4,6 +4,7 @@ the ``pvt-deploy`` entry point or the public API, asserting exit codes, messages
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -126,3 +127,55 @@ def test_python_only_triton_settings_out_of_range(triton_source: Path, tmp_path:
     with pytest.raises(InputError, match=r"^Triton version 0: must be >= 1$"):
         export_triton(triton_source, tmp_path / "repo", version=0)
     assert not (tmp_path / "repo").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# doctor
+# --------------------------------------------------------------------------------------------------
+
+
+def doctor_rows(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """``pvt-deploy doctor --no-encoders`` at 200 columns: {component: its table row}."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run(monkeypatch, capsys, "doctor", "--no-encoders")
+    assert code == 0, err
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) > 2 and cells[1]:
+            rows[cells[1]] = line
+    return rows
+
+
+def test_doctor_labels_a_cpu_int8_warning_as_a_warning_not_as_optional(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CPU whose 8-bit GEMMs are no faster (a Zen 1 EPYC) read "CPU INT8 │ optional │"."""
+    import pvt_deploy.utils.cpu as cpu
+
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(cpu, "int8_gemm_gain", lambda: 1.05)
+    monkeypatch.setitem(sys.modules, "tritonclient", None)  # an optional package that is missing
+    rows = doctor_rows(monkeypatch, capsys)
+    cells = [c.strip() for c in rows["CPU INT8"].split("│")]
+    assert cells[2] == "warn" and cells[4].startswith("no VNNI: model.int8.onnx runs exact"), cells
+    assert "8-bit GEMMs 1.1x FP32's rate here" in rows["CPU INT8"]
+    cells = [c.strip() for c in rows["tritonclient"].split("│")]
+    assert cells[2] == "optional" and cells[4] == "not installed (for the Triton backend (optional))", cells
+
+
+def test_doctor_with_libraries_missing_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("torch", "onnxruntime", "av", "cv2", "onnxslim"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
+    code, out, err = run(monkeypatch, capsys, "doctor", "--json", "--no-encoders")
+    assert code == 0, err
+    rows = json.loads(out)["components"]
+    want = {"torch": "pip install torch (CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
+            "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu on an NVIDIA machine)",
+            "av": "pip install av", "opencv": "pip install opencv-python-headless", "onnxslim": "pip install onnxslim"}
+    for key, hint in want.items():
+        assert rows[key]["status"] == "missing" and rows[key]["hint"] == hint and rows[key]["version"] is None, key
+    assert rows["cuda"] == {**rows["cuda"], "status": "missing", "summary": "needs PyTorch"}
+    assert "cpu_int8" not in rows  # measured with ONNX Runtime, which is missing
+    assert rows["onnx"]["status"] == "ok" and rows["python"]["status"] == "ok"
