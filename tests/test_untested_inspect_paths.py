@@ -179,3 +179,33 @@ def test_doctor_with_libraries_missing_says_what_to_install(
     assert rows["cuda"] == {**rows["cuda"], "status": "missing", "summary": "needs PyTorch"}
     assert "cpu_int8" not in rows  # measured with ONNX Runtime, which is missing
     assert rows["onnx"]["status"] == "ok" and rows["python"]["status"] == "ok"
+
+
+def test_info_on_a_triton_model_folder_checks_the_served_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], triton_source: Path,
+        tmp_path: Path) -> None:
+    """The manifest beside config.pbtxt listed the export folder's model.onnx and model.int8.onnx, which
+    are not in a Triton model folder: `info` showed both "missing". It now lists the served file."""
+    from pvt_deploy.export.triton import export_triton
+    from pvt_deploy.utils.files import sha256_file
+
+    repo = tmp_path / "repo"
+    code, out, err = run(monkeypatch, capsys, "export", "--model", str(triton_source), "--format", "triton",
+                         "--triton-repo", str(repo), "--no-parity")
+    assert code == 0, err
+    model_dir = repo / "pvt_v2_b0-cls"
+    code, out, err = run(monkeypatch, capsys, "info", str(model_dir), "--json")
+    assert code == 0, err
+    files = json.loads(out)["files"]
+    assert [(f["name"], f["precision"], f["check"]) for f in files] == [("1/model.onnx", "fp32", "ok")]
+    assert files[0]["sha256"] == sha256_file(triton_source / "model.onnx")
+
+    # the repository already holds the model: serving another precision replaces it, and says so
+    export_triton(triton_source, repo, source="model.int8.onnx")
+    assert (model_dir / "1" / "model.onnx").read_bytes() == (triton_source / "model.int8.onnx").read_bytes()
+    beside = json.loads((model_dir / "manifest.json").read_text())
+    assert beside["files"] == {"1/model.onnx": json.loads((triton_source / "manifest.json").read_text())["files"][
+        "model.int8.onnx"]}
+    assert beside["triton"]["precision"] == "int8" and beside["triton"]["source"] == "model.int8.onnx"
+    assert sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")) == [
+        "1", "1/model.onnx", "config.pbtxt", "manifest.json"]  # no temporary file left

@@ -404,6 +404,11 @@ def export_triton(
     for other in set(_MODEL_FILES.values()) - {target.name}:
         (version_dir / other).unlink(missing_ok=True)
 
-    atomic_write_json(model_dir / MANIFEST_NAME, {**manifest, "triton": triton_section})
+    # "files" lists what this folder holds (the served file, under its version folder), not the export
+    # folder's graphs: `pvt-deploy info` checks each listed file against its sha256
+    served_entry = dict((manifest.get("files") or {}).get(served.name) or {
+        "sha256": triton_section["source_sha256"], "bytes": served.stat().st_size, "precision": precision})
+    atomic_write_json(model_dir / MANIFEST_NAME, {**manifest, "files": {f"{version}/{target.name}": served_entry},
+                                                  "triton": triton_section})
     atomic_write_text(model_dir / CONFIG_NAME, text)
     return model_dir
