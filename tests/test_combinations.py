@@ -52,3 +52,29 @@ def test_one_triton_model_runs_video_after_video_without_leaking(triton: Server,
     while (_open_fds() >= before or call_threads()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _open_fds() < before and not call_threads()
+
+
+def test_a_folder_or_glob_with_videos_says_what_it_leaves_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A folder (or glob) runs its images. Videos in it were skipped without a word, and a folder of
+    videos only was refused as having "no images" with the list of image types, as if it were empty."""
+    import cv2
+    import numpy as np
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.io.sources import open_source
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    cv2.imwrite(str(mixed / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    grey_clip(mixed / "b.mp4", 2)
+    with caplog.at_level("WARNING", logger="pvt_deploy.io.sources"), open_source(mixed) as source:
+        assert source.kind == "images" and [f.name for f in source] == ["a.jpg"]
+    assert "1 video (b.mp4) left out" in caplog.text
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    grey_clip(videos / "b.mp4", 2)
+    for spec in (videos, f"{videos}/*.mp4"):
+        with pytest.raises(InputError, match="only 1 video") as caught:
+            open_source(spec)
+        assert "each video on its own" in (caught.value.hint or "")

@@ -1010,11 +1010,24 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists()))
 
 
-def _images_source(paths: list[Path], spec: str, what: str) -> ImageSource:
+def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
+    """The images among ``candidates`` (a folder's entries, a glob's matches). Videos among them are
+    not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
+    is nothing else, instead of passing unmentioned."""
+    paths = [p for p in candidates if _is_image(p)]
+    videos = sorted((p for p in candidates if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()), key=_natural_key)
+    names = [p.name if what == "folder" else str(p) for p in videos[:3]] + (["..."] if len(videos) > 3 else [])
+    left_out = f"{len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(names)})"
     if not paths:
+        if videos:
+            raise InputError(f"no images found in {what} {spec}, only {left_out}",
+                             hint="a folder or glob runs its images: give each video on its own")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
+    if videos:
+        log.warning("%s: running its %d image%s; %s left out (give each video on its own)", spec, len(paths),
+                    "s" if len(paths) != 1 else "", left_out)
     return ImageSource(sorted(paths, key=_natural_key), kind="images", spec=spec)
 
 
@@ -1126,7 +1139,7 @@ def open_source(
 
     path = Path(text).expanduser()
     if path.is_dir():
-        return _images_source([p for p in path.iterdir() if _is_image(p)], str(path), "folder")
+        return _images_source(list(path.iterdir()), str(path), "folder")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
@@ -1136,7 +1149,7 @@ def open_source(
         return _guess_file(path, vid_stride)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
-        return _images_source([p for p in matches if _is_image(p)], text, "glob")
+        return _images_source(matches, text, "glob")
     raise InputError(f"no such file or folder: {text}")
 
 
