@@ -359,3 +359,26 @@ def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: py
     cfg = parse_config(model_dir / "config.pbtxt")
     assert cfg.backend == "onnxruntime" and cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU
     assert (model_dir / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+
+
+def test_a_detector_from_a_backbone_checkpoint_says_its_head_is_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A classifier's checkpoint into a detector loads the backbone only: the summary at the end of the
+    export says how many tensors stayed random, as it says RANDOM for a model without weights (the one
+    warning about it had scrolled away above the trace and parity lines)."""
+    import torch
+
+    from pvt_deploy.models import create_model
+
+    torch.save(create_model("pvt_v2_b0-cls", seed=0).state_dict(), tmp_path / "b0cls.pth")
+    out = tmp_path / "det"
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", "export", "--model", "pvt_v2_b0", "--weights",
+                                      str(tmp_path / "b0cls.pth"), "--imgsz", "64", "--no-parity", "-o", str(out)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert not e.value.code
+    captured = capsys.readouterr()
+    text = " ".join(captured.err.split())  # the summary goes to stderr (stdout: the folder); undo Rich's folding
+    random = json.loads((out / "manifest.json").read_text())["weights"]["randomly_initialised_tensors"]
+    assert random == 36 and f"weights: {random} tensors RANDOMLY INITIALISED" in text
+    assert "weights: RANDOM (no --weights given)" not in text

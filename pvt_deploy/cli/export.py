@@ -295,8 +295,12 @@ def _print_export_figures(console: Console, folder: Path, seconds: float) -> Non
                  if dyn else "static " + "x".join(str(d) for d in m["inputs"][0]["shape"]))
         console.print(f"graph: {e.get('exporter')}, opset {e.get('opset')}, {e.get('nodes_before')} -> "
                       f"{e.get('nodes_after')} nodes after simplification; {shape}")
-    if (m.get("weights") or {}).get("random_init"):
+    weights = m.get("weights") or {}
+    if weights.get("random_init"):
         console.print("[bold red]weights: RANDOM (no --weights given) — for pipeline tests only[/]")
+    elif weights.get("randomly_initialised_tensors"):  # a backbone-only checkpoint: neck and head random
+        console.print(f"[bold yellow]weights: {weights['randomly_initialised_tensors']} tensors RANDOMLY "
+                      f"INITIALISED (the checkpoint lacks them; fine-tune before trusting the outputs)[/]")
     cpu8 = ((m.get("precision") or {}).get("int8") or {}).get("cpu") or {}
     speedup = cpu8.get("cpu_ort_speedup_vs_fp32")
     if isinstance(speedup, (int, float)) and speedup < 1.0:
