@@ -382,3 +382,28 @@ def test_a_detector_from_a_backbone_checkpoint_says_its_head_is_random(tmp_path:
     random = json.loads((out / "manifest.json").read_text())["weights"]["randomly_initialised_tensors"]
     assert random == 36 and f"weights: {random} tensors RANDOMLY INITIALISED" in text
     assert "weights: RANDOM (no --weights given)" not in text
+
+
+def test_tensorrt_and_triton_options_without_their_format_are_warned_about(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--workspace 4`` or ``--max-batch 4`` on a plain ONNX export did nothing, silently: the user who
+    forgot ``--format trt`` learned it at the end, with no engine. The export warns before its work."""
+    from pvt_deploy.cli.export import _unused_options
+
+    trt = {"--workspace": True, "--min-shape": True, "--timing-cache": False}
+    triton = {"--max-batch": True, "--instances": False}
+    assert _unused_options("onnx", "onnx", trt=trt, triton=triton) == [
+        "--max-batch: Triton option, unused without --format triton",
+        "--workspace, --min-shape: TensorRT options, unused without --format trt (or --format triton "
+        "--triton-backend trt)"]
+    assert _unused_options("trt", "onnx", trt=trt, triton={}) == []
+    assert _unused_options("triton", "trt", trt=trt, triton=triton) == []  # a plan for Triton: an engine is built
+    assert _unused_options("triton", "onnx", trt=trt, triton=triton)[0].startswith("--workspace, --min-shape")
+    monkeypatch.setattr(sys, "argv", ["pvt-deploy", "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                                      "--no-parity", "--workspace", "4", "-o", str(tmp_path / "cls")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert not e.value.code
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == ("warning: --workspace: TensorRT option, unused without --format trt (or --format "
+                                   "triton --triton-backend trt)")

@@ -261,6 +261,14 @@ def export(
     from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
+    for warning in _unused_options(format, triton_backend, trt={
+            "--workspace": workspace is not None, "--timing-cache": timing_cache is not None,
+            "--version-compatible": version_compatible, "--hardware-compatible": hardware_compatible,
+            "--min-shape": min_shape is not None, "--opt-shape": opt_shape is not None,
+            "--max-shape": max_shape is not None}, triton={
+            "--triton-backend": triton_backend != "onnx", "--triton-repo": triton_repo is not None,
+            "--max-batch": max_batch != 8, "--instances": instances != 1, "--instance-kind": instance_kind is not None}):
+        console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
     shapes = {k: v for k, v in (("min", parse_shape(min_shape, "--min-shape")),
                                 ("opt", parse_shape(opt_shape, "--opt-shape")),
                                 ("max", parse_shape(max_shape, "--max-shape"))) if v is not None}
@@ -282,6 +290,19 @@ def export(
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
     typer.echo(str(folder))
+
+
+def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], triton: dict[str, bool]) -> list[str]:
+    """Warnings for the TensorRT and Triton options given (``True``) to an export that does not use them."""
+    fmt = fmt.strip().lower()
+    out = []
+    if fmt != "triton" and (given := [name for name, on in triton.items() if on]):
+        out.append(f"{', '.join(given)}: Triton option{'s' * (len(given) > 1)}, unused without --format triton")
+    if not (fmt == "trt" or (fmt == "triton" and triton_backend.strip().lower() == "trt")) and (
+            given := [name for name, on in trt.items() if on]):
+        out.append(f"{', '.join(given)}: TensorRT option{'s' * (len(given) > 1)}, unused without --format trt "
+                   "(or --format triton --triton-backend trt)")
+    return out
 
 
 def _print_export_figures(console: Console, folder: Path, seconds: float) -> None:
