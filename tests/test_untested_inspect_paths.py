@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_runtime_artifacts import cached_export
@@ -209,3 +210,83 @@ def test_info_on_a_triton_model_folder_checks_the_served_file(
     assert beside["triton"]["precision"] == "int8" and beside["triton"]["source"] == "model.int8.onnx"
     assert sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")) == [
         "1", "1/model.onnx", "config.pbtxt", "manifest.json"]  # no temporary file left
+
+
+# --------------------------------------------------------------------------------------------------
+# bench / check
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_backend_crashing_mid_bench_is_a_failed_row_and_the_others_are_measured(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    real_infer = Predictor.infer
+    calls = {"n": 0}
+
+    def infer(self: Any, feed: Any) -> Any:
+        if self.backend.info.name.lower().startswith("onnx"):
+            calls["n"] += 1
+            if calls["n"] == 2:  # after the warm-up run: a crash in the timed loop
+                raise RuntimeError("device lost\n  at op 12")
+        return real_infer(self, feed)
+
+    monkeypatch.setattr(Predictor, "infer", infer)
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "torch,onnx",
+                         "--warmup", "1", "--iters", "2", "--json")
+    assert code == 0, err
+    rows = {r["backend"]: r for r in json.loads(out)["results"]}
+    assert rows["onnx"] == {"backend": "onnx", "status": "failed", "reason": "RuntimeError: device lost at op 12",
+                            "load_s": rows["onnx"]["load_s"], "vs_torch": None}
+    assert rows["torch"]["status"] == "ok" and rows["torch"]["vs_torch"] == 1.0
+    assert rows["torch"]["latency_ms"]["min"] <= rows["torch"]["latency_ms"]["p50"] <= rows["torch"]["latency_ms"]["max"]
+    monkeypatch.setenv("COLUMNS", "80")
+    calls["n"] = 0
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                         "--warmup", "1", "--iters", "2")
+    assert code != 0 and "Traceback" not in err
+    assert "onnx: failed: RuntimeError: device lost at op 12" in out
+    assert last_line(err).startswith("error: no backend could be benchmarked here (onnx: RuntimeError: device lost")
+
+
+def test_bench_library_checks_its_numbers_and_takes_an_int_size(cls_export: Path) -> None:
+    from pvt_deploy.bench import benchmark, parse_backends
+    from pvt_deploy.errors import InputError
+
+    with pytest.raises(InputError, match=r"^batch and iters must be >= 1 and warmup >= 0$"):
+        benchmark(cls_export, backends="onnx", iters=0)
+    with pytest.raises(InputError, match=r"^unknown backend 'tflite'; choose from torch, torch-fp16, onnx, "):
+        parse_backends(["onnx", "TFLite"])
+    assert parse_backends(["ORT", "pytorch", "onnx", "TensorRT"]) == ["onnx", "torch", "trt"]
+    report = benchmark(cls_export, backends="onnx", imgsz=96, warmup=0, iters=1)
+    assert report["imgsz"] == [96, 96] and report["input_shape"] == [1, 3, 96, 96]
+    assert report["results"][0]["status"] == "ok" and report["results"][0]["vs_torch"] is None
+
+
+def test_check_on_unreadable_images_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                cls_export: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not a picture")
+    (bad / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", str(bad))
+    assert code == 2 and out == "" and last_line(err) == f"error: no readable images in {bad}"
+    assert sorted(p.name for p in bad.iterdir()) == ["a.jpg", "b.png"]
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--tolerance", "0")
+    assert code == 2 and last_line(err) == "error: --tolerance: parity tolerance factor must be positive, not 0.0"
+
+
+def test_check_of_a_detector_on_a_video_compares_its_frames(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A folder of another task (detection), compared on the first frames of the bundled clip."""
+    from pvt_deploy.assets import sample_video
+
+    det = cached_export(tmp_path_factory, "det")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(det), "--images", str(sample_video()),
+                         "--max-images", "2", "--backends", "torch,onnx", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["task"] == "detect" and report["images"] == 2 and report["reference"] == "torch"
+    onnx = next(r for r in report["results"] if r["backend"] == "onnx")
+    assert onnx["passed"] and onnx["task"]["metric"] == "detection_f1" and onnx["outputs"]["scores"]["cosine"] > 0.999
