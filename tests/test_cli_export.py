@@ -90,6 +90,10 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--model", "pvt_v2_b0-cls", "--imgsz", "256", "--max-size", "128"], 2,
      "--max-size 128 is smaller than --imgsz 256x256"),
     (["--model", "pvt_v2_b0-cls", "--min-size", "16"], 2, "--min-size 16: must be at least 32"),
+    (["--model", "pvt_v2_b0", "--min-size", "33", "--imgsz", "32"], 2,
+     "--min-size 33 (rounded up to 64) is larger than --imgsz 32x32"),
+    (["--model", "pvt_v2_b0", "--max-size", "300", "--imgsz", "300"], 2,
+     "--max-size 300 (rounded down to 288) is smaller than --imgsz 320x320"),
     (["--model", "pvt_v2_b0-cls", "-o", "."], 2, "is (or holds) the current folder"),
     (["--model", "pvt_v2_b0-cls", "--format", "triton", "--instance-kind", "tpu"], 2, "--instance-kind 'tpu'"),
 ])

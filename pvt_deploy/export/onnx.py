@@ -128,10 +128,12 @@ def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] 
                          f"--min-size {min_size} .. --max-size {max_size} holds no multiple of {STRIDE}")
     if hw is not None:
         size = f"--imgsz {hw[0]}x{hw[1]}" + (" (the default; pass --imgsz)" if default_imgsz else "")
-        if min(hw) < lo:
-            raise InputError(f"--min-size {lo} is larger than {size}")
+        if min(hw) < lo:  # the bound as the user gave it, and the multiple of 32 it was rounded to
+            given = f"{min_size} (rounded up to {lo})" if min_size not in (None, lo) else str(lo)
+            raise InputError(f"--min-size {given} is larger than {size}")
         if max(hw) > hi:
-            raise InputError(f"--max-size {hi} is smaller than {size}")
+            given = f"{max_size} (rounded down to {hi})" if max_size not in (None, hi) else str(hi)
+            raise InputError(f"--max-size {given} is smaller than {size}")
     return lo, hi
 
 
