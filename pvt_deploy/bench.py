@@ -255,12 +255,16 @@ def _load_runtimes(labels: Sequence[str]) -> None:
 def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
     """The error for a run that could not do its job, given the rows of the backends that could not
     run: the exit code is that of the most telling cause, a bad input (a size outside the graph's
-    range: 2) before a changed or foreign engine (4) before a missing runtime (3)."""
+    range: 2) before a changed or foreign engine (4) before a backend that crashed (1) before a
+    missing runtime (3)."""
     reasons = [(row.get("exit_code"), f"{row['backend']}: {row.get('reason', row['status'])}") for row in rows]
     for code, kind in ((InputError.exit_code, InputError), (EngineMismatchError.exit_code, EngineMismatchError)):
         first = next((text for c, text in reasons if c == code), None)
         if first is not None:
             return kind(f"{what}: {first}")
+    crashed = next((text for row, (_, text) in zip(rows, reasons, strict=True) if row.get("status") == "failed"), None)
+    if crashed is not None:  # not "unavailable here" (3): it was there, and it failed
+        return PvtDeployError(f"{what}: {crashed}")
     listed = "; ".join(text for _, text in reasons)
     return BackendUnavailableError(f"{what} ({listed})" if listed else what)
 
