@@ -78,3 +78,18 @@ def test_a_folder_or_glob_with_videos_says_what_it_leaves_out(tmp_path: Path, ca
         with pytest.raises(InputError, match="only 1 video") as caught:
             open_source(spec)
         assert "each video on its own" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_precision_the_triton_model_does_not_serve_is_refused(triton: Server, protocol: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """``--precision int8 --model triton://...`` ran the served FP32 model without a word; the server
+    holds one precision per model, so another is refused, and a device is said not to apply."""
+    from pvt_deploy.errors import InputError
+
+    with pytest.raises(InputError, match="serves a fp32 model, not int8"):
+        Model(url(triton, protocol, "pvt_tiny"), precision="int8")
+    with caplog.at_level("WARNING", logger="pvt_deploy.runtimes.loader"), \
+            Model(url(triton, protocol, "pvt_tiny"), precision="fp32", device="cuda") as model:
+        assert model.backend.info.precision == "fp32"
+    assert "--device cuda does not apply to a Triton model" in caplog.text

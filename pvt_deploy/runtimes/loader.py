@@ -432,6 +432,15 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         from pvt_deploy.runtimes.triton import load_triton
 
         triton_backend, manifest = _create(load_triton, "the Triton backend", options, text)
+        # the server runs the model it holds, at its precision and on its devices: a precision that is
+        # not the one served is refused (it ran the served one without a word), a device is not ours
+        served = triton_backend.info.precision
+        if prec is not None and prec != served:
+            triton_backend.close()
+            raise InputError(f"{text} serves a {served} model, not {prec}",
+                             hint=f"drop --precision, or serve the export's {prec} graph under another model name")
+        if device not in (None, "auto"):
+            log.warning("%s: --device %s does not apply to a Triton model (the server places it)", text, device)
         return _checked(triton_backend, dict(manifest), text, task=task, imgsz=None)
     if kind == "triton":
         raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
