@@ -231,17 +231,17 @@ _OPTIONAL = {"tritonclient"}
 
 def _packages() -> list[Check]:
     rows = []
-    for key, name, module, dist, why in (
-        ("onnx", "onnx", "onnx", "onnx", "export"),
-        ("onnxslim", "onnxslim", "onnxslim", "onnxslim", "graph simplification at export"),
-        ("onnxscript", "onnxscript", "onnxscript", "onnxscript", "the dynamo ONNX exporter"),
-        ("tritonclient", "tritonclient", "tritonclient", "tritonclient", "the Triton backend (optional)"),
+    for key, name, module, dist, why, pip in (
+        ("onnx", "onnx", "onnx", "onnx", "export", "onnx"),
+        ("onnxslim", "onnxslim", "onnxslim", "onnxslim", "graph simplification at export", "onnxslim"),
+        ("onnxscript", "onnxscript", "onnxscript", "onnxscript", "the dynamo ONNX exporter", "onnxscript"),
+        ("tritonclient", "tritonclient", "tritonclient", "tritonclient", "the Triton backend (optional)",
+         "'tritonclient[http,grpc]'"),  # quoted: zsh reads the brackets as a glob
     ):
         version = _dist_version(dist)
         if version is None or importlib.util.find_spec(module) is None:
-            optional = key in _OPTIONAL
-            rows.append(Check(key, name, "warn" if optional else "missing", summary=f"not installed (for {why})",
-                              hint=f"pip install {dist}" + ("[http,grpc]" if optional else "")))
+            rows.append(Check(key, name, "warn" if key in _OPTIONAL else "missing",
+                              summary=f"not installed (for {why})", hint=f"pip install {pip}"))
         else:
             rows.append(Check(key, name, "ok", version, f"for {why}"))
     return rows

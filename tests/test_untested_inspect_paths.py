@@ -163,6 +163,11 @@ def test_doctor_labels_a_cpu_int8_warning_as_a_warning_not_as_optional(
     assert "8-bit GEMMs 1.1x FP32's rate here" in rows["CPU INT8"]
     cells = [c.strip() for c in rows["tritonclient"].split("│")]
     assert cells[2] == "optional" and cells[4] == "not installed (for the Triton backend (optional))", cells
+    from pvt_deploy.doctor import _packages
+
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "tritonclient" else object())
+    (row,) = [c for c in _packages() if c.key == "tritonclient"]
+    assert row.hint == "pip install 'tritonclient[http,grpc]'"  # quoted: zsh reads [http,grpc] as a glob
 
 
 def test_doctor_with_libraries_missing_says_what_to_install(
