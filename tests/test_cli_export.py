@@ -411,3 +411,17 @@ def test_tensorrt_and_triton_options_without_their_format_are_warned_about(
     err = capsys.readouterr().err
     assert err.splitlines()[0] == ("warning: --workspace: TensorRT option, unused without --format trt (or --format "
                                    "triton --triton-backend trt)")
+
+
+@pytest.mark.parametrize("flag, value, line", [
+    ("--instances", "0", "error: Triton instances (--instances) 0: must be >= 1"),
+    ("--max-batch", "-1", "error: Triton max_batch (--max-batch) -1: must be >= 0; 0 turns Triton's batching off"),
+])
+def test_triton_settings_out_of_range_fail_before_the_export(flag: str, value: str, line: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """They were checked only when the Triton model was written, after tracing and the parity gate."""
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", "triton", flag, value, "-o", str(tmp_path / "x")],
+                   monkeypatch, capsys)
+    assert rc == 2 and err.strip().splitlines()[-1] == line
+    assert not (tmp_path / "x").exists() and "traced" not in err

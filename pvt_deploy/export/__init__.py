@@ -88,9 +88,10 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     if format == "triton" and backend not in ("onnx", "trt"):
         raise InputError(f"--triton-backend {backend!r}: choose onnx or trt")
     if format == "triton":  # before the slow export
-        from pvt_deploy.export.triton import instance_kind
+        from pvt_deploy.export.triton import check_settings, instance_kind
 
         instance_kind(triton_opts.get("kind"), backend, option="--instance-kind")
+        check_settings(**{k: v for k, v in triton_opts.items() if k in ("max_batch", "instances")})
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")
     if needs_engine:
         from pvt_deploy.export.tensorrt import require_tensorrt
