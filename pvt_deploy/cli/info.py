@@ -44,11 +44,11 @@ def _size(n: int | None) -> str:
     """Decimal units, as ``export`` prints them and file managers show them."""
     if n is None:
         return "-"
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000  # type: ignore[assignment]
-    return str(n)
+    return f"{n:.1f} GB"
 
 
 def render(facts: dict[str, Any], console: Any) -> None:
