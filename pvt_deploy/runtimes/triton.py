@@ -413,10 +413,14 @@ class TritonBackend(Backend):
                 with contextlib.suppress(Exception):
                     client.close()
 
+        def close_on_client_thread() -> None:
+            close_clients()
+            _close_gevent_hub()
+
         if caller is None:
             close_clients()
         else:  # on the thread that made the client (after a call in flight), with its gevent hub
-            caller.close(lambda: (close_clients(), _close_gevent_hub()))
+            caller.close(close_on_client_thread)
 
 
 class _CallThread:
