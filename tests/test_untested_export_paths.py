@@ -133,7 +133,7 @@ def test_checkpoint_missing_a_stage_as_model_is_one_line(cls_state: dict, drop: 
     code, err = _cli(["--model", str(ckpt), "-o", str(tmp_path / "out"), "--no-parity"], monkeypatch, capsys)
     line = _error_line(err)
     assert code == 2, err
-    assert f"an incomplete PVT model: no {missing} weights" in line, line
+    assert line.startswith(f"error: {ckpt}: checkpoint is an incomplete PVT model: no {missing} weights"), line
     assert "--weights" in line  # the way to see every missing key
     assert not (tmp_path / "out").exists()
 

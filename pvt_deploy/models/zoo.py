@@ -166,7 +166,10 @@ def create_model(name: str, *, task: str | None = None,
     ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
     if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
         state = read_checkpoint(name, trust=trust)
-        backbone, ckpt_task, ckpt_classes = infer_architecture(state)
+        try:
+            backbone, ckpt_task, ckpt_classes = infer_architecture(state)
+        except CheckpointError as e:  # name the file: the message speaks of "checkpoint" only
+            raise CheckpointError(f"{name}: {e.args[0]}", hint=e.hint) from e
         entry = resolve_name(backbone, task or ckpt_task or "detect")
         if num_classes is None and entry.task == ckpt_task:
             num_classes = ckpt_classes
