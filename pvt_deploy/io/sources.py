@@ -455,9 +455,10 @@ class PyAVReader:
         try:
             for packet in self._container.demux(self._stream):
                 self.packets += 1 if packet.size else 0
-                dts = packet.dts if pending is not None and packet.size else None
-                if dts is not None and packet.time_base is not None:
-                    heapq.heappush(pending, float(dts * packet.time_base))  # type: ignore[arg-type]
+                when = None  # this packet's decode time, where frames are timed by those (AVI)
+                if pending is not None and packet.size and packet.dts is not None and packet.time_base is not None:
+                    when = float(packet.dts * packet.time_base)
+                    heapq.heappush(pending, when)
                 try:
                     frames = self._stream.decode(packet)
                 except av.error.InvalidDataError as e:  # damaged packet: skip it like a player
@@ -465,8 +466,8 @@ class PyAVReader:
                     if bad > _MAX_BAD_PACKETS:
                         raise
                     log.debug("skipping undecodable packet: %s", e)
-                    if dts is not None and pending:  # its time goes to no frame
-                        pending.remove(float(dts * packet.time_base))  # type: ignore[operator]
+                    if when is not None and pending:  # its time goes to no frame
+                        pending.remove(when)
                         heapq.heapify(pending)
                     continue
                 bad = 0
