@@ -295,3 +295,17 @@ def test_check_of_a_detector_on_a_video_compares_its_frames(
     assert report["task"] == "detect" and report["images"] == 2 and report["reference"] == "torch"
     onnx = next(r for r in report["results"] if r["backend"] == "onnx")
     assert onnx["passed"] and onnx["task"]["metric"] == "detection_f1" and onnx["outputs"]["scores"]["cosine"] > 0.999
+
+
+def test_check_and_bench_agree_on_a_variant_the_export_lacks(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             cls_export: Path) -> None:
+    """``--backends onnx-fp16`` on an export without model.fp16.onnx is the input's fault (2), with the
+    command that adds it, in check as in bench; check exited 3, "not available here"."""
+    assert not (cls_export / "model.fp16.onnx").exists()
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx-fp16",
+                       "--warmup", "0", "--iters", "1")
+    assert code == 2 and "model.fp16.onnx" in last_line(err)
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--backends", "onnx,onnx-fp16")
+    line = last_line(err)
+    assert code == 2 and "onnx-fp16: no model.fp16.onnx in the folder" in line and "--half" in line, line

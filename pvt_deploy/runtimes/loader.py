@@ -249,6 +249,9 @@ class Candidate:
     file: str | None
     available: bool
     reason: str = ""
+    # the exit code of why not, as loading it would give: 2 the input (a file the export lacks, weights
+    # not on this machine, a device that cannot run it), 3 a runtime missing here, 4 a foreign engine
+    exit_code: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "backend": self.backend, "precision": self.precision, "file": self.file,
@@ -323,6 +326,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     files = manifest.get("files") or {}
     out: list[Candidate] = []
     weights, seed, why = _torch_weights(folder, manifest)
+    torch_code = None
     if not why and kind in ("tensorrt", "trt"):
         why = "PyTorch does not run TensorRT (use the trt row)"
     elif not why and kind == "cuda":
@@ -331,19 +335,21 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         try:
             _resolve_device(device)  # the check TorchBackend makes
         except BackendUnavailableError as e:
-            why = str(e)
+            why, torch_code = str(e), e.exit_code
     note = f"random weights, rebuilt from their seed {seed}" if weights is None and not why else ""
-    out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note))
+    out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note,
+                         (torch_code or InputError.exit_code) if why else None))
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
             hint = {"fp32": "", "fp16": f" (pvt-deploy export --model {folder} --half)",
                     "int8": f" (pvt-deploy export --model {folder} --int8)"}[precision]
-            out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}"))
+            out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}",
+                                 InputError.exit_code))
             continue
         if not providers or ort_missing:
             out.append(Candidate(label, "onnx", precision, name, False,
-                                 ort_missing or "onnxruntime is not installed"))
+                                 ort_missing or "onnxruntime is not installed", BackendUnavailableError.exit_code))
             continue
         note = ""
         if precision == "fp16" and (kind == "cpu" or not set(GPU_PROVIDERS) & set(providers)):
@@ -354,12 +360,17 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         "precision")
     if not (folder / ENGINE_FILE).is_file():
         out.append(Candidate("trt", "trt", engine_precision, None, False,
-                             "no model.engine in the folder (export with --format trt on a GPU machine)"))
+                             "no model.engine in the folder (export with --format trt on a GPU machine)",
+                             InputError.exit_code))
     else:
-        reason = tensorrt_unavailable_reason() if kind != "cpu" else "--device cpu"
+        from pvt_deploy.errors import EngineMismatchError
+
+        reason, code = (tensorrt_unavailable_reason(), BackendUnavailableError.exit_code) if kind != "cpu" else (
+            "--device cpu", InputError.exit_code)
         if reason is None:
-            reason = _engine_mismatch(folder, manifest)
-        out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or ""))
+            reason, code = _engine_mismatch(folder, manifest), EngineMismatchError.exit_code
+        out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or "",
+                             code if reason else None))
     return out
 
 
