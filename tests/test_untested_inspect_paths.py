@@ -202,9 +202,22 @@ def test_info_on_a_triton_model_folder_checks_the_served_file(
     model_dir = repo / "pvt_v2_b0-cls"
     code, out, err = run(monkeypatch, capsys, "info", str(model_dir), "--json")
     assert code == 0, err
-    files = json.loads(out)["files"]
+    facts = json.loads(out)
+    files = facts["files"]
     assert [(f["name"], f["precision"], f["check"]) for f in files] == [("1/model.onnx", "fp32", "ok")]
     assert files[0]["sha256"] == sha256_file(triton_source / "model.onnx")
+    # what runs it: Triton, or its graph here; it was called an export folder lacking model.onnx, with
+    # "pvt-deploy export --model <triton folder> --half" as the fix
+    served = (f"serve it (tritonserver --model-repository {repo}) and run --model triton://HOST:8000/pvt_v2_b0-cls; "
+              f"its graph runs here as --model {model_dir / '1' / 'model.onnx'}")
+    assert facts["kind"] == "Triton model folder"
+    assert [(b["label"], b["available"], b["reason"]) for b in facts["backends"]] == [("triton", False, served)]
+    for command in (("infer", "--model", str(model_dir), "--no-save"), ("check", "--model", str(model_dir)),
+                    ("bench", "--model", str(model_dir), "--backends", "onnx")):
+        code, out, err = run(monkeypatch, capsys, *command)
+        line = last_line(err)  # bench prefixes the backend it tried
+        assert code == 2 and line.startswith("error: ") and line.endswith(f"{model_dir} is a Triton model folder: "
+                                                                           f"{served}"), (command, line)
 
     # the repository already holds the model: serving another precision replaces it, and says so
     export_triton(triton_source, repo, source="model.int8.onnx")

@@ -314,6 +314,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers, select_providers
 
     folder = Path(path)
+    if _triton_model_folder(folder):
+        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
     device = device_text(device)
     kind, _ = _parse_device(device)
     providers = available_providers()
@@ -620,6 +622,19 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                      f"a .pth checkpoint)")
 
 
+def _triton_model_folder(folder: Path) -> bool:
+    """A model folder of a Triton repository that ``export --format triton`` wrote (config.pbtxt and the
+    manifest beside it, the graph under a version folder)."""
+    return (folder / "config.pbtxt").is_file() and (folder / MANIFEST_NAME).is_file()
+
+
+def _served_by_triton(folder: Path) -> str:
+    versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file())
+    local = f"; its graph runs here as --model {versions[-1] / 'model.onnx'}" if versions else ""
+    return (f"serve it (tritonserver --model-repository {folder.parent}) and run --model "
+            f"triton://HOST:8000/{folder.name}{local}")
+
+
 def _folder_manifest(folder: Path) -> dict[str, Any] | None:
     return read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else None
 
@@ -675,6 +690,8 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
                  weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool, trust: bool,
                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     manifest = read_manifest(folder)
+    if _triton_model_folder(folder):
+        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
     if kind == "torch":
         return _torch_from_folder(folder, manifest, weights, precision, device, random_weights_ok, options,
                                   trust=trust)
@@ -783,7 +800,13 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
     shadowed = shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
-    if path.is_dir() and not shadowed:
+    if path.is_dir() and not shadowed and _triton_model_folder(path):
+        manifest = read_manifest(path)
+        files = [_file_status(path, name, entry) for name, entry in (manifest.get("files") or {}).items()]
+        candidates = [Candidate("triton", "triton", (manifest.get("triton") or {}).get("precision"), None, False,
+                                _served_by_triton(path))]
+        kind = "Triton model folder"
+    elif path.is_dir() and not shadowed:
         manifest = read_manifest(path)
         listed = dict(manifest.get("files") or {})
         present = sorted(p.name for p in path.iterdir() if p.suffix in (".onnx", ".engine", ".plan"))
