@@ -672,3 +672,23 @@ def test_a_model_that_is_no_file_or_a_folder_without_manifest(monkeypatch: pytes
         f"runs on its own: --model {folder / 'model.onnx'})")
     code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(folder / "model.onnx"), "--no-save")
     assert code == 0, err
+
+
+def test_a_batch_the_graph_cannot_take_fails_before_the_stream_is_opened(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--batch 3`` on a graph exported for batches of 2 was refused only after the source was opened
+    and the run's header printed; a live stream was connected to first (here: a port nobody listens on,
+    which gave the connection error instead of the batch one)."""
+    import socket
+
+    from pvt_deploy.export import export_onnx
+
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "static", imgsz=64, dynamic=False, batch=2, parity=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = cli(monkeypatch, capsys, "infer", f"http://127.0.0.1:{port}/cam.mjpg", "--model", str(folder),
+                         "--batch", "3", "--no-save")
+    assert code == 2 and one_line_error(err) == ("error: batch 3 is more than this graph takes (2) (lower --batch, "
+                                                 "or re-export with a larger batch range)")
+    assert " on onnxruntime " not in err + out  # the run's header: nothing started

@@ -130,6 +130,8 @@ def infer(
         raise
     reserved = False  # whether this run made its default output folder (see below)
     try:
+        if batch is not None:  # a batch the graph cannot take fails before a stream is connected to
+            m.predictor(imgsz=size).check_batch(batch)
         if src is None:
             src = _open(source, vid_stride)
         if m.random_weights:
