@@ -6,6 +6,7 @@
 #   make docker-jetson # JetPack 6 image (run on the Jetson, or a host with arm64 emulation)
 #   make lint-docker   # hadolint both Dockerfiles with .hadolint.yaml
 #   make gpu-check     # on a GPU box: the gpu/trt tests, then the GPU speed and video benchmarks
+#   make coverage      # the test suite under coverage: which lines of pvt_deploy/ no test runs
 #
 # TORCH selects the PyTorch wheel: the default CPU build is small; on a CUDA box use e.g.
 #   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu128"
@@ -19,7 +20,7 @@ DOCKER ?= docker
 BUILD_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev demo test lint typecheck docker docker-jetson lint-docker gpu-check
+.PHONY: install install-dev demo test lint typecheck docker docker-jetson lint-docker gpu-check coverage
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,13 @@ lint-docker:
 test: install-dev .venv-pytriton
 	$(MAKE) lint typecheck lint-docker
 	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q
+
+# Not part of CI (it takes longer than the tests): lines no test runs are where this project's bugs hid.
+coverage: install-dev .venv-pytriton
+	rm -f .coverage .coverage.*
+	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report -m
 
 # Needs CUDA torch (TORCH=...), onnxruntime-gpu in place of onnxruntime, and TensorRT where its variants
 # should run; what is missing is skipped with the reason. Results: gpu-speed.json, gpu-video.json.
