@@ -318,7 +318,12 @@ class Comparison:
         self.numeric.setdefault(name, NumericStats(scale_floor=floor)).add(ref, test)
 
     def add(self, ref: Outputs, test: Outputs, metas: Sequence[Letterbox]) -> None:
-        self.images += len(metas)
+        """Compare the outputs of the ``len(metas)`` images of one batch; rows past them (the copies a
+        static-batch graph is padded with, which a dynamic reference does not return) are left out."""
+        n = len(metas)
+        ref = {k: v[:n] for k, v in ref.items()}
+        test = {k: v[:n] for k, v in test.items()}
+        self.images += n
         if self.task == "detect":
             if "scores" in ref and "scores" in test:
                 # Order-free: each box's best class score, sorted, per image.
