@@ -188,11 +188,15 @@ def match_detections(ref: Detections, test: Detections, iou: float = 0.5) -> lis
 
 def _required(det: Detections, score_threshold: float, max_detections: int | None, margin: float) -> np.ndarray:
     """Detections that any faithful run must reproduce: clear of the score threshold, and clear of
-    the ``max_detections`` cut (when it is reached, the weakest kept detection marks the cut)."""
+    the ``max_detections`` cut (when it is reached, the weakest kept detection marks the cut). A box
+    of no area is not one: a detection wholly in the letterbox padding (a static graph's, or graph
+    NMS's, which clips to the padded input) is clipped to a line on the picture's edge, and no IoU
+    matches a line, not even the same one."""
     floor = score_threshold
     if max_detections and len(det) >= max_detections:
         floor = max(floor, float(det.scores.min()))
-    return det.scores >= floor + margin
+    has_area = np.all(det.boxes[:, 2:] > det.boxes[:, :2], axis=1)
+    return (det.scores >= floor + margin) & has_area
 
 
 @dataclass
