@@ -68,3 +68,23 @@ def test_identical_zero_area_detections_agree() -> None:
     det = Detections(np.array([[10, 10, 50, 60], [512, 87, 512, 276]], dtype=np.float32),
                      np.array([0.9, 0.3], dtype=np.float32), np.array([1, 2], dtype=np.int64))
     assert agreement_detections([det], [det])["f1"] == 1.0
+
+
+def test_triton_repo_blocked_by_a_file_leaves_the_previous_export(tmp_path: Path) -> None:
+    """`--format triton --triton-repo FILE` is refused before the export: the Triton model is written
+    after the new export replaced the old one, so the failure (exit 2) used to leave the folder
+    re-exported (here: without its model.fp16.onnx) instead of as it was."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export import export
+
+    out = tmp_path / "cls"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"an earlier export")
+    (out / "model.fp16.onnx").write_bytes(b"its fp16 variant")
+    (out / "manifest.json").write_text('{"format_version": 1, "task": "classify", "files": {}}')
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    blocker = tmp_path / "repo"
+    blocker.write_text("a file")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        export("pvt_v2_b0-cls", out, format="triton", triton_repo=blocker, imgsz=64, parity=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -92,6 +92,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
 
         instance_kind(triton_opts.get("kind"), backend, option="--instance-kind")
         check_settings(**{k: v for k, v in triton_opts.items() if k in ("max_batch", "instances")})
+        _check_triton_repo(model, out_dir, triton_repo)
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")
     if needs_engine:
         from pvt_deploy.export.tensorrt import require_tensorrt
@@ -124,3 +125,25 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         model_dir = export_triton(folder, repo, backend=backend, **triton_opts)
         log.info("Triton model: %s", model_dir)
     return folder
+
+
+def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
+                       triton_repo: str | os.PathLike[str] | None) -> None:
+    """Refuse a Triton repository that cannot be written before the export: the Triton model is written
+    after the new export has replaced the old one, which a failure there would not give back."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.runtimes.loader import shadows_zoo_name
+    from pvt_deploy.utils.files import probe_writable
+
+    if triton_repo is not None:
+        repo = Path(triton_repo)
+    else:  # export_onnx's folder: -o, the export folder extended in place, or exports/<name>
+        text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+        reused = text is not None and Path(text).is_dir() and not shadows_zoo_name(text)
+        folder = Path(out_dir) if out_dir is not None else Path(text) if reused and text else Path("exports", "_")
+        repo = folder.parent / "triton"
+    try:
+        probe_writable(repo)
+    except NotADirectoryError as e:
+        raise InputError(f"{e.filename} is a file, not a folder: cannot write a Triton model repository "
+                         f"at {repo}", hint="move the file, or choose another --triton-repo") from e
