@@ -88,3 +88,22 @@ def test_triton_repo_blocked_by_a_file_leaves_the_previous_export(tmp_path: Path
     with pytest.raises(InputError, match="is a file, not a folder"):
         export("pvt_v2_b0-cls", out, format="triton", triton_repo=blocker, imgsz=64, parity=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_extending_with_another_int8_cpu_method_makes_that_method(tmp_path: Path) -> None:
+    """`export --model FOLDER --int8 --int8-cpu static` on a folder whose model.int8.onnx is dynamic
+    makes the static one: it kept the dynamic file and said nothing (exit 0, the option lost)."""
+    import json
+
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, int8=True, int8_flavour="cpu",
+                         int8_cpu="dynamic", parity=False)
+    first = (folder / "model.int8.onnx").read_bytes()
+    export_onnx(folder, int8=True, int8_flavour="cpu", int8_cpu="static", parity=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["precision"]["int8"]["cpu"]["method"] == "static"
+    assert (folder / "model.int8.onnx").read_bytes() != first
+    from pvt_deploy.manifest import verify_file
+
+    verify_file(folder, manifest, "model.int8.onnx")
+    export_onnx(folder, int8=True, int8_flavour="cpu", parity=False)  # auto: the file there is kept
+    assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"

@@ -1095,7 +1095,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     The parity reference is then the FP32 graph in ONNX Runtime (the PyTorch model is not rebuilt).
     Variants already listed in the manifest with a matching sha256 are kept, unless their parity gate
     failed (a file kept with ``--allow-parity-failure`` or marked failed): those are made and gated
-    again.
+    again, as is a CPU INT8 file made by another method than ``int8_cpu`` names (not ``auto``).
     """
     import onnx
 
@@ -1120,8 +1120,11 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
             return False
         return True
 
+    # a CPU flavour made by another method than the one asked for by name is made again
+    cpu_method = (((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {}).get("method")
+    other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
     want_half = half and not present(FP16_FILE)
-    want_int8 = [f for f in flavours if not present(INT8_FILES[f])]
+    want_int8 = [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
     if not want_half and not want_int8:
         return folder
     fp32 = onnx.load(str(folder / FP32_FILE))
