@@ -181,5 +181,10 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         present = sorted(flavours[name] for name in int8 if name in flavours)
         if len(present) == 1:
             parts += ["--int8-flavour", present[0]]
+        # --int8-cpu auto is static for the graphs with FPN/head Conv chains, dynamic for the others
+        method = (((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {}).get("method")
+        auto = "static" if task in ("detect", "segment") else "dynamic"
+        if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
+            parts += ["--int8-cpu", str(method)]
     parts += ["-o", str(folder)]
     return " ".join(shlex.quote(p) for p in parts)

@@ -107,3 +107,26 @@ def test_extending_with_another_int8_cpu_method_makes_that_method(tmp_path: Path
     verify_file(folder, manifest, "model.int8.onnx")
     export_onnx(folder, int8=True, int8_flavour="cpu", parity=False)  # auto: the file there is kept
     assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
+
+
+def test_reexport_hint_keeps_the_int8_cpu_method(tmp_path: Path) -> None:
+    """The command a changed file's error gives (`re-export it (pvt-deploy export ...)`) rebuilds the
+    CPU INT8 graph by the method it was made with: for a classifier exported --int8-cpu static it
+    left the option out, so following it made a dynamic graph instead."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    from pvt_deploy.manifest import read_manifest, reexport_command
+
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, int8=True, int8_flavour="cpu",
+                         int8_cpu="static", parity=False)
+    command = reexport_command(folder, read_manifest(folder))
+    assert "--int8-cpu static" in command
+    args = shlex.split(command)[1:] + ["--no-parity"]
+    done = subprocess.run([sys.executable, "-m", "pvt_deploy", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
+    auto = export_onnx("pvt_v2_b0-cls", tmp_path / "auto", imgsz=64, int8=True, int8_flavour="cpu", parity=False)
+    assert "--int8-cpu" not in reexport_command(auto, read_manifest(auto))
