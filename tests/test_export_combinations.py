@@ -130,3 +130,17 @@ def test_reexport_hint_keeps_the_int8_cpu_method(tmp_path: Path) -> None:
     assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
     auto = export_onnx("pvt_v2_b0-cls", tmp_path / "auto", imgsz=64, int8=True, int8_flavour="cpu", parity=False)
     assert "--int8-cpu" not in reexport_command(auto, read_manifest(auto))
+
+
+def test_triton_serves_the_int8_graph_of_an_int8_flavour_trt_export(tmp_path: Path) -> None:
+    """`export --int8 --int8-flavour trt --format triton` serves the INT8 graph it made (the TensorRT
+    flavour, which ONNX Runtime runs too): it served model.onnx, FP32, without a word."""
+    import json
+
+    from pvt_deploy.export import export
+
+    export("pvt_v2_b0-cls", tmp_path / "cls", format="triton", triton_repo=tmp_path / "repo", imgsz=64,
+           int8=True, int8_flavour="trt", parity=False)
+    served = json.loads((tmp_path / "repo" / "pvt_v2_b0-cls" / "manifest.json").read_text())["triton"]
+    assert served["source"] == "model.int8.trt.onnx"
+    assert served["precision"] == "int8"

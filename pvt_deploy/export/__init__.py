@@ -119,6 +119,8 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         if backend == "onnx" and "source" not in triton_opts:
             if onnx_options.get("int8") and (folder / "model.int8.onnx").is_file():
                 triton_opts["source"] = "model.int8.onnx"
+            elif onnx_options.get("int8") and (folder / "model.int8.trt.onnx").is_file():  # --int8-flavour trt
+                triton_opts["source"] = "model.int8.trt.onnx"
             elif onnx_options.get("half"):
                 triton_opts["source"] = "model.fp16.onnx"
         repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
