@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pvt_deploy.export.onnx import export_onnx
@@ -144,3 +145,36 @@ def test_triton_serves_the_int8_graph_of_an_int8_flavour_trt_export(tmp_path: Pa
     served = json.loads((tmp_path / "repo" / "pvt_v2_b0-cls" / "manifest.json").read_text())["triton"]
     assert served["source"] == "model.int8.trt.onnx"
     assert served["precision"] == "int8"
+
+
+def test_pytorch_runs_an_nms_graph_export_with_the_same_nms(det_static_graph_nms: Path) -> None:
+    """PyTorch on an ``--nms graph`` export (``--backend torch``, the reference of ``check``) ran the
+    forward pass without the graph's NMS and left NMS to the host: another set of detections (34
+    against the export's 36), so ``check`` failed an exact graph. It now appends the same NMS."""
+    from pvt_deploy import assets
+    from pvt_deploy.io.sources import read_image
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    torch_backend, manifest = load_backend(det_static_graph_nms, backend="torch")
+    onnx_backend, _ = load_backend(det_static_graph_nms, backend="onnx")
+    with torch_backend, onnx_backend:
+        assert [s.name for s in torch_backend.outputs] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
+        images = [read_image(p) for p in assets.sample_images()[:2]]
+        found = 0
+        for backend in (torch_backend, onnx_backend):
+            predictor = Predictor(backend, manifest)
+            feed, _ = predictor.preprocess(images)
+            out = backend.infer(feed)
+            if backend is torch_backend:
+                ref = out
+                found = int(out["num_dets"].sum())
+            else:
+                np.testing.assert_array_equal(out["num_dets"], ref["num_dets"])
+                np.testing.assert_allclose(out["det_boxes"], ref["det_boxes"], atol=1e-3)
+                np.testing.assert_array_equal(out["det_classes"], ref["det_classes"])
+    assert found > 0  # the checkpoint detects: the comparison is of something
+    from pvt_deploy.bench import cross_check
+
+    report = cross_check(det_static_graph_nms, backends="torch,onnx", gate_agreement=True, max_images=3)
+    assert report["reference"] == "torch" and report["passed"], report["results"]

@@ -575,7 +575,13 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
     from pvt_deploy.runtimes.base import TensorSpec
     from pvt_deploy.runtimes.torch import TorchBackend
 
-    module = build_deploy_module(model, **dict(deploy_kwargs or {}))
+    kwargs = dict(deploy_kwargs or {})
+    graph_nms = kwargs.pop("graph_nms", None)
+    module = build_deploy_module(model, **kwargs)
+    if graph_nms is not None:  # an --nms graph export: the same NMS, with its thresholds, after the forward pass
+        from pvt_deploy.export.nms import build_graph_nms
+
+        module = build_graph_nms(module, **graph_nms)
     if manifest is None:
         manifest = torch_manifest(module, model=model_name, backbone=backbone, imgsz=imgsz, weights=weights,
                                   random_init=bool(getattr(model, "random_init", weights is None)))
@@ -758,6 +764,9 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
         deploy_kwargs["seg_output"] = post["seg_output"]
     if task == "detect" and post.get("pre_nms_topk"):
         deploy_kwargs["pre_nms_topk"] = int(post["pre_nms_topk"])
+    if task == "detect" and post.get("nms") == "graph":
+        deploy_kwargs["graph_nms"] = {k: post[k] for k in ("score_threshold", "iou_threshold", "max_detections")
+                                      if post.get(k) is not None}
     pre = manifest.get("preprocess") or {}
     if pre.get("mean") and pre.get("std"):
         deploy_kwargs.update(mean=tuple(pre["mean"]), std=tuple(pre["std"]))
