@@ -165,3 +165,24 @@ def test_the_preprocessor_converts_pixels_as_the_sources_do() -> None:
     grey = rgb[:, :, 0]
     np.testing.assert_array_equal(pre(grey)[0], pre(as_rgb_array(grey))[0])
     assert pre(grey)[0][0].tolist() == pre(grey)[0][2].tolist()
+
+
+def test_a_detection_wholly_in_the_letterbox_padding_is_dropped() -> None:
+    """A box in the padding below a letterboxed picture is clipped to a line on its edge: it was kept,
+    a zero-area box in the JSON and COCO files. mmdet's RetinaNet (min_bbox_size=0) drops it; so do both
+    NMS paths now, and the boxes on the picture are kept as they were."""
+    from pvt_deploy.tasks.postprocess import postprocess_detect
+
+    meta = Letterbox(orig_hw=(96, 128), resized_hw=(48, 64), input_hw=(64, 64))  # rows 48..63 are padding
+    on_picture = [4.0, 4.0, 30.0, 40.0]
+    in_padding = [10.0, 50.0, 40.0, 62.0]
+    boxes = np.array([[on_picture, in_padding]], np.float32)
+    scores = np.array([[[0.9, 0.0], [0.0, 0.8]]], np.float32)  # (1, boxes, classes)
+    post = {"score_threshold": 0.05, "iou_threshold": 0.5, "max_detections": 100}
+    (host,) = postprocess_detect({"boxes": boxes, "scores": scores}, [meta], post)
+    graph_out = {"num_dets": np.array([[2]], np.int32), "det_boxes": boxes, "det_scores": np.array([[0.9, 0.8]], np.float32),
+                 "det_classes": np.array([[0, 1]], np.int32)}
+    (graph,) = postprocess_detect(graph_out, [meta], {**post, "nms": "graph"})
+    for det in (host, graph):
+        assert det.class_ids.tolist() == [0] and det.scores.tolist() == pytest.approx([0.9])
+        np.testing.assert_allclose(det.boxes, [[8.0, 8.0, 60.0, 80.0]])  # x2 to the 96x128 picture

@@ -86,6 +86,11 @@ def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: fl
     return Detections(cand_boxes[order], cand_scores[order], cls_idx[order].astype(np.int64))
 
 
+def _has_area(boxes: np.ndarray) -> np.ndarray:
+    """Which xyxy boxes have a positive width and height."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
 def to_original(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
     """Input-pixel xyxy boxes -> original-image pixels (undo offset and scale, clip)."""
     sy, sx = box.scale
@@ -137,8 +142,9 @@ def postprocess_detect(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lette
             if classes is not None:
                 keep &= np.isin(c, classes)
             order = np.argsort(-s[keep], kind="stable")[:max_dets]
-            results.append(Detections(to_original(b[keep][order], meta), s[keep][order].astype(np.float32),
-                                      c[keep][order]))
+            boxes = to_original(b[keep][order], meta)
+            real = _has_area(boxes)  # a box wholly in the letterbox padding is clipped to a line
+            results.append(Detections(boxes[real], s[keep][order][real].astype(np.float32), c[keep][order][real]))
         return results
     for i, meta in enumerate(boxes_meta):
         b = np.asarray(outputs["boxes"][i], dtype=np.float32).copy()
@@ -147,8 +153,9 @@ def postprocess_detect(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lette
         rh, rw = meta.resized_hw
         b[:, [0, 2]] = b[:, [0, 2]].clip(max(ox, 0), ox + rw)
         b[:, [1, 3]] = b[:, [1, 3]].clip(max(oy, 0), oy + rh)
-        det = multiclass_nms(b, outputs["scores"][i], score_threshold=score_thr, iou_threshold=iou_thr,
-                             max_detections=max_dets, classes=classes)
+        real = _has_area(b)  # as mmdet's min_bbox_size=0: a box clipped to a line (in the padding) is dropped
+        det = multiclass_nms(b[real], np.asarray(outputs["scores"][i])[real], score_threshold=score_thr,
+                             iou_threshold=iou_thr, max_detections=max_dets, classes=classes)
         det.boxes = to_original(det.boxes, meta)
         results.append(det)
     return results
