@@ -82,6 +82,8 @@ def test_gate_fails_with_one_clear_line_and_keeps_marked_files(cls_artifact, tmp
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("model.fp16.onnx disagrees with model.onnx (onnxruntime)")
     assert "max_rel" in msg and "--parity-tolerance" in msg and e.value.exit_code == 5
+    # the files are kept in any case: the flag is to accept them (it said "to keep the files")
+    assert e.value.hint.endswith("--allow-parity-failure to accept them (exit 0; the manifest marks them failed)")
     m = read_manifest(folder)  # written anyway, with the failure recorded
     assert (folder / "model.fp16.onnx").is_file() and not m["parity"]["model.fp16.onnx"]["passed"]
     assert m["parity"]["model.fp16.onnx"]["failures"]

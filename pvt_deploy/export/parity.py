@@ -501,7 +501,7 @@ def raise_on_failure(result: ParityResult) -> None:
     more = f" (and {len(result.failed) - 1} more file(s))" if len(result.failed) > 1 else ""
     raise ParityError(f"{first} disagrees with {result.reports[first]['reference']}: {why}{more}",
                       hint="the parity lines above give every figure; --parity-tolerance to loosen, "
-                           "--allow-parity-failure to keep the files")
+                           "--allow-parity-failure to accept them (exit 0; the manifest marks them failed)")
 
 
 def json_safe(obj: Any) -> Any:
