@@ -577,7 +577,7 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
 
     kwargs = dict(deploy_kwargs or {})
     graph_nms = kwargs.pop("graph_nms", None)
-    module = build_deploy_module(model, **kwargs)
+    module: Any = build_deploy_module(model, **kwargs)  # or the graph-NMS module around it
     if graph_nms is not None:  # an --nms graph export: the same NMS, with its thresholds, after the forward pass
         from pvt_deploy.export.nms import build_graph_nms
 
