@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run
 from test_runtime_artifacts import cached_export
 
-from pvt_deploy.cli import main
 from pvt_deploy.manifest import read_manifest, write_manifest
 from pvt_deploy.runtimes.ort_providers import available_providers
 
@@ -28,15 +28,6 @@ def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def seg_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cached_export(tmp_path_factory, "seg")
-
-
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
 
 
 def test_bench_json_lists_backends_side_by_side(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -213,7 +204,6 @@ def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""
     import os
     import subprocess
-    import sys
 
     script = ("import sys\nfrom pvt_deploy.cli import main\n"
               "for cmd in ('export', 'infer', 'bench', 'check', 'info', 'models', 'doctor'):\n"

@@ -10,19 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import run
 from test_runtime_artifacts import cached_export
-
-from pvt_deploy.cli import main
-
-
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``pvt-deploy ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
 
 
 def last_line(err: str) -> str:
@@ -96,9 +85,10 @@ def test_a_file_where_the_triton_model_folder_goes_is_one_line(
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(triton_source), "--format", "triton",
                        "--triton-repo", str(repo), "--no-parity")
     assert code == 2 and "Traceback" not in err
-    assert last_line(err) == (f"error: {tmp_path / blocked} is a file, not a folder: cannot write the Triton model "
-                              f"pvt_v2_b0-cls to {repo / 'pvt_v2_b0-cls' / '1'} (move the file, or choose another "
-                              "--triton-repo)")
+    what = (f"a Triton model repository at {repo}" if blocked == "repo" else  # found before the export
+            f"the Triton model pvt_v2_b0-cls to {repo / 'pvt_v2_b0-cls' / '1'}")
+    assert last_line(err) == (f"error: {tmp_path / blocked} is a file, not a folder: cannot write {what} (move the "
+                              "file, or choose another --triton-repo)")
     assert (tmp_path / blocked).read_text() == "mine"  # the user's file is untouched
     assert (triton_source / "model.onnx").read_bytes() == graph
     if blocked != "repo":

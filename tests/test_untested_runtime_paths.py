@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from cli_run import run as cli
 from test_runtime_artifacts import cached_export
 
 from pvt_deploy import Model
-from pvt_deploy.cli import main
 from pvt_deploy.errors import BackendUnavailableError, InputError
 from pvt_deploy.io.sources import Frame, Source
 from pvt_deploy.manifest import read_manifest, write_manifest
@@ -43,16 +42,6 @@ def det_copy(det_export: Path, tmp_path: Path) -> Path:
     target = tmp_path / "pvt_v2_b0"
     shutil.copytree(det_export, target, ignore=shutil.ignore_patterns(".ort-cache"))
     return target
-
-
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``pvt-deploy ARGS`` through the console entry point: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["pvt-deploy", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
 
 
 def one_line_error(err: str) -> str:

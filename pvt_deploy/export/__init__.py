@@ -134,6 +134,7 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
     """Refuse a Triton repository that cannot be written before the export: the Triton model is written
     after the new export has replaced the old one, which a failure there would not give back."""
     from pvt_deploy.errors import InputError
+    from pvt_deploy.export.triton import check_repository
     from pvt_deploy.runtimes.loader import shadows_zoo_name
     from pvt_deploy.utils.files import probe_writable
 
@@ -144,8 +145,9 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
         reused = text is not None and Path(text).is_dir() and not shadows_zoo_name(text)
         folder = Path(out_dir) if out_dir is not None else Path(text) if reused and text else Path("exports", "_")
         repo = folder.parent / "triton"
+    check_repository(repo)  # a file in its path
     try:
-        probe_writable(repo)
-    except NotADirectoryError as e:
-        raise InputError(f"{e.filename} is a file, not a folder: cannot write a Triton model repository "
-                         f"at {repo}", hint="move the file, or choose another --triton-repo") from e
+        probe_writable(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"
+    except OSError as e:
+        raise InputError(f"cannot write a Triton model repository at {repo} ({e.strerror or e})",
+                         hint="choose another --triton-repo") from e

@@ -270,6 +270,19 @@ def check_settings(*, max_batch: int = 8, instances: int = 1, max_queue_delay_us
                              + ("; 0 turns Triton's batching off" if name.startswith("max_batch") else ""))
 
 
+def check_repository(repo: str | os.PathLike[str], model_name: str | None = None, version: int = 1) -> Path:
+    """The folder a Triton model's files go to (``repo/model_name/version``, or ``repo`` itself when the
+    name is not known yet), refused with :class:`InputError` where a file stands in its path (mkdir
+    would end in NotADirectoryError or FileExistsError)."""
+    target = Path(repo) / model_name / str(version) if model_name else Path(repo)
+    blocker = next((p for p in (target, *target.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        what = f"the Triton model {model_name} to {target}" if model_name else f"a Triton model repository at {target}"
+        raise InputError(f"{blocker} is a file, not a folder: cannot write {what}",
+                         hint="move the file, or choose another --triton-repo")
+    return target
+
+
 def export_triton(
     artifact_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -389,11 +402,7 @@ def export_triton(
     text = "\n".join(header) + "\n" + _render(fields) + "\n"
 
     model_dir = Path(out_dir) / model_name
-    version_dir = model_dir / str(version)
-    blocker = next((p for p in (version_dir, *version_dir.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:  # mkdir would end in NotADirectoryError / FileExistsError
-        raise InputError(f"{blocker} is a file, not a folder: cannot write the Triton model {model_name} "
-                         f"to {version_dir}", hint="move the file, or choose another --triton-repo")
+    version_dir = check_repository(out_dir, model_name, version)
     version_dir.mkdir(parents=True, exist_ok=True)
     target = version_dir / _MODEL_FILES[backend]
     _copy(served, target)
