@@ -50,6 +50,11 @@ def tool_versions(*names: str) -> dict[str, str]:
     return out
 
 
+# The `pvt-deploy export` flag that writes each precision's file (FP32 is the default, no flag); the
+# hints that name a command to make a missing file or engine read it.
+EXPORT_FLAGS = {"fp32": "", "fp16": " --half", "int8": " --int8"}
+
+
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of an export folder (or a manifest file given directly), checked."""
     path = Path(folder)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError
-from pvt_deploy.manifest import file_entry, read_manifest, verify_file, write_manifest
+from pvt_deploy.manifest import EXPORT_FLAGS, file_entry, read_manifest, verify_file, write_manifest
 from pvt_deploy.runtimes.tensorrt import (
     AMPERE_PLUS,
     ENGINE_NAME,
@@ -259,9 +259,8 @@ def plan_build(precision: str, available: set[str] | frozenset[str], *, strongly
                              note="no model.fp16.onnx: building model.onnx with TensorRT's FP16 builder flag "
                                   "(TensorRT picks layer precisions itself; export with --half for a strongly "
                                   "typed FP16 graph that keeps LayerNorm/Softmax in FP32)")
-        export_flag = {"fp32": "", "fp16": " --half", "int8": " --int8"}[precision]
         raise InputError(f"no {' or '.join(PRECISION_SOURCES[precision])} in the artifact folder to build a "
-                         f"{precision} engine from", hint=f"pvt-deploy export --model NAME{export_flag}")
+                         f"{precision} engine from", hint=f"pvt-deploy export --model NAME{EXPORT_FLAGS[precision]}")
     if strongly_typed:
         return BuildPlan(source, strongly_typed=True, note=note)
     # Without strong typing the graph's types are hints and precisions must be enabled by flags.

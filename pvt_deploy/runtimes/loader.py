@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError
 from pvt_deploy.manifest import (
+    EXPORT_FLAGS,
     FORMAT_VERSION,
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
@@ -311,11 +312,10 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     """Every way to run the export folder ``path`` and whether each can run here (for info/bench/check)."""
     from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.runtimes.onnxruntime import _parse_device
-    from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers, select_providers
+    from pvt_deploy.runtimes.ort_providers import available_providers, select_providers
 
     folder = Path(path)
-    if _triton_model_folder(folder):
-        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
+    _refuse_triton_model_folder(folder)
     device = device_text(device)
     kind, _ = _parse_device(device)
     providers = available_providers()
@@ -344,8 +344,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
-            hint = {"fp32": "", "fp16": f" (pvt-deploy export --model {folder} --half)",
-                    "int8": f" (pvt-deploy export --model {folder} --int8)"}[precision]
+            hint = f" (pvt-deploy export --model {folder}{EXPORT_FLAGS[precision]})" if precision != "fp32" else ""
             out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}",
                                  InputError.exit_code))
             continue
@@ -354,8 +353,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
                                  ort_missing or "onnxruntime is not installed", BackendUnavailableError.exit_code))
             continue
         note = ""
-        if precision == "fp16" and (kind == "cpu" or not set(GPU_PROVIDERS) & set(providers)):
-            # (onnxruntime's CPU wheel also lists AzureExecutionProvider, so "CPU only" is "no GPU provider")
+        if precision == "fp16" and _on_cpu_provider(device):
             note = "CPU only: FP16 runs through casts and is slower than FP32 here"
         out.append(Candidate(label, "onnx", precision, name, True, note))
     engine_precision = (files.get(ENGINE_FILE) or {}).get("precision") or (manifest.get("tensorrt") or {}).get(
@@ -634,6 +632,12 @@ def _triton_model_folder(folder: Path) -> bool:
     return (folder / "config.pbtxt").is_file() and (folder / MANIFEST_NAME).is_file()
 
 
+def _refuse_triton_model_folder(folder: Path) -> None:
+    """Where an export folder is expected (infer, check, bench): a Triton model folder says how it runs."""
+    if _triton_model_folder(folder):
+        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
+
+
 def _served_by_triton(folder: Path) -> str:
     versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file())
     local = f"; its graph runs here as --model {versions[-1] / 'model.onnx'}" if versions else ""
@@ -695,9 +699,8 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
                  weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool, trust: bool,
                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+    _refuse_triton_model_folder(folder)
     manifest = read_manifest(folder)
-    if _triton_model_folder(folder):
-        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
     if kind == "torch":
         return _torch_from_folder(folder, manifest, weights, precision, device, random_weights_ok, options,
                                   trust=trust)
@@ -709,9 +712,9 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         if not engine.is_file():
             raise InputError(f"{folder}: no {ENGINE_FILE}", hint=f"pvt-deploy export --model {folder} --format trt")
         if precision is not None and engine_precision and precision != engine_precision:
-            flag = {"fp16": " --half", "int8": " --int8"}.get(precision, "")  # export's flags; fp32 is its default
             raise InputError(f"{engine} was built for {engine_precision}, not {precision}",
-                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt{flag}")
+                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt"
+                                  f"{EXPORT_FLAGS.get(precision, '')}")
         return _trt_backend(engine, manifest, device, options)
     if kind is None and engine.is_file() and not on_cpu and precision in (None, engine_precision):
         reason = tensorrt_unavailable_reason()
@@ -726,7 +729,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
             name = INT8_TRT_ONNX
     path = folder / name
     if not path.is_file():
-        flag = {"fp16": " --half", "int8": " --int8"}.get(precision or "fp32", "")
+        flag = EXPORT_FLAGS.get(precision or "fp32", "")
         raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {folder}{flag}")
     if verify:
         verify_file(folder, manifest, name)

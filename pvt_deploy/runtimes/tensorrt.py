@@ -33,7 +33,7 @@ from pvt_deploy.errors import (
     PvtDeployError,
     ShapeError,
 )
-from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
+from pvt_deploy.manifest import EXPORT_FLAGS, MANIFEST_NAME, read_manifest
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
 from pvt_deploy.utils.files import sha256_file
 
@@ -222,8 +222,7 @@ def rebuild_command(manifest: Mapping[str, Any], artifact_dir: str | Path | None
     engine = (manifest.get("files") or {}).get(ENGINE_NAME) or {}
     precision = section.get("precision") or engine.get("precision") or "fp32"
     target = str(artifact_dir) if artifact_dir is not None else f"exports/{manifest.get('model', 'MODEL')}"
-    flag = {"fp16": " --half", "int8": " --int8"}.get(str(precision), "")
-    return f"pvt-deploy export --model {target} --format trt{flag}"
+    return f"pvt-deploy export --model {target} --format trt{EXPORT_FLAGS.get(str(precision), '')}"
 
 
 def check_engine_compatibility(
