@@ -134,17 +134,15 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
     """Refuse a Triton repository that cannot be written before the export: the Triton model is written
     after the new export has replaced the old one, which a failure there would not give back."""
     from pvt_deploy.errors import InputError
+    from pvt_deploy.export.onnx import reuses_folder
     from pvt_deploy.export.triton import check_repository
-    from pvt_deploy.runtimes.loader import shadows_zoo_name
     from pvt_deploy.utils.files import probe_writable
 
     if triton_repo is not None:
         repo = Path(triton_repo)
-    else:  # export_onnx's folder: -o, the export folder extended in place, or exports/<name>
-        text = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-        reused = text is not None and Path(text).is_dir() and not shadows_zoo_name(text)
-        folder = Path(out_dir) if out_dir is not None else Path(text) if reused and text else Path("exports", "_")
-        repo = folder.parent / "triton"
+    else:  # beside export_onnx's folder: the export folder extended in place, -o, or exports/<name>
+        folder = Path(str(model)) if reuses_folder(model) else Path(out_dir) if out_dir is not None else None
+        repo = (folder.parent if folder is not None else Path("exports")) / "triton"
     check_repository(repo)  # a file in its path
     try:
         probe_writable(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"

@@ -815,6 +815,14 @@ def _finish(folder: Path, manifest: dict[str, Any], failures: list[str], allow_p
 # --------------------------------------------------------------------------------------------------
 
 
+def reuses_folder(model: Any) -> bool:
+    """Whether :func:`export_onnx` given ``model`` extends that export folder in place (a folder in the
+    current directory named like a zoo model but holding no export is not reused: it is the zoo name)."""
+    from pvt_deploy.runtimes.loader import shadows_zoo_name
+
+    return isinstance(model, (str, os.PathLike)) and Path(model).is_dir() and not shadows_zoo_name(os.fspath(model))
+
+
 def export_onnx(
     model: str | os.PathLike[str] | nn.Module,
     out_dir: str | os.PathLike[str] | None = None,
@@ -900,12 +908,7 @@ def export_onnx(
         _size_range(min_size, max_size)  # an empty range, before any slow work
     elif min_size is not None or max_size is not None:
         log.warning("--min-size/--max-size apply to dynamic graphs; ignored with --static")
-    from torch import nn
-
-    from pvt_deploy.runtimes.loader import shadows_zoo_name
-
-    # a folder in the current directory named like a zoo model but holding no export is not reused
-    reuse = not isinstance(model, nn.Module) and Path(str(model)).is_dir() and not shadows_zoo_name(str(model))
+    reuse = reuses_folder(model)
     if reuse:
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=[
             flag for flag, value, default in (
