@@ -55,6 +55,12 @@ def tool_versions(*names: str) -> dict[str, str]:
 EXPORT_FLAGS = {"fp32": "", "fp16": " --half", "int8": " --int8"}
 
 
+def cpu_int8_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's record of the CPU INT8 file (``precision.int8.cpu``: its method, its measured
+    speed), or an empty one."""
+    return dict(((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {})
+
+
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of an export folder (or a manifest file given directly), checked."""
     path = Path(folder)
@@ -187,7 +193,7 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         if len(present) == 1:
             parts += ["--int8-flavour", present[0]]
         # --int8-cpu auto is static for the graphs with FPN/head Conv chains, dynamic for the others
-        method = (((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {}).get("method")
+        method = cpu_int8_record(manifest).get("method")
         auto = "static" if task in ("detect", "segment") else "dynamic"
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]

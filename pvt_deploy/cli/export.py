@@ -306,7 +306,7 @@ def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], trit
 
 
 def _print_export_figures(console: Console, folder: Path, seconds: float) -> None:
-    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.manifest import cpu_int8_record, read_manifest
 
     m = read_manifest(folder)
     e = m.get("export") or {}
@@ -322,7 +322,7 @@ def _print_export_figures(console: Console, folder: Path, seconds: float) -> Non
     elif weights.get("randomly_initialised_tensors"):  # a backbone-only checkpoint: neck and head random
         console.print(f"[bold yellow]weights: {weights['randomly_initialised_tensors']} tensors RANDOMLY "
                       f"INITIALISED (the checkpoint lacks them; fine-tune before trusting the outputs)[/]")
-    cpu8 = ((m.get("precision") or {}).get("int8") or {}).get("cpu") or {}
+    cpu8 = cpu_int8_record(m)
     speedup = cpu8.get("cpu_ort_speedup_vs_fp32")
     if isinstance(speedup, (int, float)) and speedup < 1.0:
         console.print(f"[yellow]note: model.int8.onnx ran at {speedup:.2f}x the speed of model.onnx on this CPU "

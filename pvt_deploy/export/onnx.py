@@ -39,6 +39,7 @@ from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDe
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
+    cpu_int8_record,
     essentials,
     file_entry,
     read_manifest,
@@ -1124,7 +1125,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         return True
 
     # a CPU flavour made by another method than the one asked for by name is made again
-    cpu_method = (((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {}).get("method")
+    cpu_method = cpu_int8_record(manifest).get("method")
     other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
     want_half = half and not present(FP16_FILE)
     want_int8 = [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
