@@ -30,6 +30,7 @@ import typer
 
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
+from pvt_deploy.utils import count_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -151,7 +152,7 @@ def infer(
         viewer = _Viewer(console) if show else None
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
-                      + (f", {_count(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
+                      + (f", {count_of(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
         results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
                             classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
                             max_det=max_det if detect else None, save=save, save_json=json_on,
@@ -233,10 +234,6 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
         elif kind not in ("image", "images"):
             out.append(f"--save-mask writes class maps of images, not of a {kind}: ignored")
     return out
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _export_tip(model: str | None, name: str, weights: Path | None) -> str:
@@ -342,7 +339,7 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None)
 
     info = summary.to_json()
     model_fps = f", model-only {info['model_fps']:.2f} FPS" if info["model_fps"] else ""
-    console.print(f"{_count(summary.frames, 'frame')} in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
+    console.print(f"{count_of(summary.frames, 'frame')} in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
                   f"{model_fps}")
     table = Table(title=None, show_edge=False, pad_edge=False)
     for col in ("stage", "ms/frame", "FPS"):

@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from pvt_deploy.errors import InputError
+from pvt_deploy.utils import count_of
 
 log = logging.getLogger(__name__)
 
@@ -1018,7 +1019,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     paths = [p for p in candidates if _is_image(p)]
     videos = sorted((p for p in candidates if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()), key=_natural_key)
     names = [p.name if what == "folder" else str(p) for p in videos[:3]] + (["..."] if len(videos) > 3 else [])
-    left_out = f"{len(videos)} video{'s' if len(videos) != 1 else ''} ({', '.join(names)})"
+    left_out = f"{count_of(len(videos), 'video')} ({', '.join(names)})"
     if not paths:
         if videos:
             raise InputError(f"no images found in {what} {spec}, only {left_out}",
@@ -1027,8 +1028,8 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
             f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
     if videos:
-        log.warning("%s: running its %d image%s; %s left out (give each video on its own)", spec, len(paths),
-                    "s" if len(paths) != 1 else "", left_out)
+        log.warning("%s: running its %s; %s left out (give each video on its own)", spec,
+                    count_of(len(paths), "image"), left_out)
     return ImageSource(sorted(paths, key=_natural_key), kind="images", spec=spec)
 
 

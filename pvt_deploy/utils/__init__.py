@@ -73,3 +73,8 @@ def is_integer(v: object) -> TypeGuard[SupportsIndex]:
 def is_number(v: object) -> bool:
     """A real number (Python's or NumPy's), not a bool: what a threshold or a fraction may be."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def count_of(n: int, noun: str) -> str:
+    """``3 frames``, ``1 frame``: a count with its noun, plural but for one."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
