@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,14 +265,28 @@ def test_static_export_at_a_size_off_the_stride(tmp_path: Path, monkeypatch: pyt
         session.run(["logits"], {"images": x[:1]})
 
 
-def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
-    """export_onnx(module, weights=FILE): a create_model module of 10 classes loads the checkpoint,
-    the manifest names the classes class0..9 and records the file; ONNX Runtime gives PyTorch's logits."""
+def assert_logits_match(folder: Path, module: Any, shape: tuple[int, ...], *, seed: int) -> None:
+    """The export's model.onnx gives ``module``'s logits (ONNX Runtime against PyTorch, one random input)."""
     import onnxruntime as ort
     import torch
 
+    from pvt_deploy.models import build_deploy_module
+
+    x = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+    got = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": x})[0]
+    with torch.no_grad():
+        want = build_deploy_module(module)(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
+    """export_onnx(module, weights=FILE): a create_model module of 10 classes loads the checkpoint,
+    the manifest names the classes class0..9 and records the file; ONNX Runtime gives PyTorch's logits."""
+    import torch
+
     from pvt_deploy.export import export_onnx
-    from pvt_deploy.models import build_deploy_module, create_model
+    from pvt_deploy.models import create_model
 
     torch.manual_seed(5)
     trained = create_model("pvt_v2_b0-cls", num_classes=10)
@@ -283,12 +298,7 @@ def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
     assert m["classes"] == [f"class{i}" for i in range(10)]
     assert m["weights"]["source"] == str(ckpt.resolve()) and m["weights"]["sha256"] == sha256_file(ckpt)
     assert m["weights"]["random_init"] is False and "seed" not in m["weights"]
-    x = np.random.default_rng(1).uniform(0, 255, (1, 3, 96, 64)).astype(np.float32)
-    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"images": x})[0]
-    with torch.no_grad():
-        want = build_deploy_module(trained)(torch.from_numpy(x))[0].numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert_logits_match(out, trained, (1, 3, 96, 64), seed=1)
 
 
 def test_module_not_made_by_create_model_is_refused(tmp_path: Path) -> None:
@@ -388,10 +398,9 @@ def test_trusted_training_checkpoint_holding_the_model_object(tmp_path: Path, mo
     """A training checkpoint {"model": <the nn.Module>, "epoch": ...} (the model object, not its state
     dict) was 'state dict holds no tensors' even with --trust-checkpoint; now its module's weights load
     and the export gives that model's logits."""
-    import onnxruntime as ort
     import torch
 
-    from pvt_deploy.models import build_deploy_module, create_model
+    from pvt_deploy.models import create_model
 
     torch.manual_seed(7)
     trained = create_model("pvt_v2_b0-cls")
@@ -402,9 +411,4 @@ def test_trusted_training_checkpoint_holding_the_model_object(tmp_path: Path, mo
                       "--imgsz", "64", "--no-parity"], monkeypatch, capsys)
     assert code == 0, err
     assert json.loads((out / "manifest.json").read_text())["weights"]["random_init"] is False
-    x = np.random.default_rng(2).uniform(0, 255, (1, 3, 64, 64)).astype(np.float32)
-    got = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"images": x})[0]
-    with torch.no_grad():
-        want = build_deploy_module(trained)(torch.from_numpy(x))[0].numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert_logits_match(out, trained, (1, 3, 64, 64), seed=2)
