@@ -53,7 +53,18 @@ def test_version_compatible_engine_runs_on_newer_same_major() -> None:
     m = manifest(version_compatible=True)
     check_engine_compatibility(m, **{**HERE, "trt_version": "10.15.0.1"})
     assert "10.x" in refuse(m, trt_version="10.12.0")  # older runtime
-    refuse(m, trt_version="11.0.0")  # other major
+    refuse(m, trt_version="12.0.0")  # a major TensorRT does not list for 10.x plans
+
+
+def test_version_compatible_trt10_engine_runs_on_trt11() -> None:
+    """TensorRT's support matrix: TensorRT 10 version-compatible plans run on a TensorRT 11 runtime
+    (and 8 -> 10); no other major crossing. A TensorRT 11 plan never runs on TensorRT 10."""
+    check_engine_compatibility(manifest(version_compatible=True), **{**HERE, "trt_version": "11.1.0.7"})
+    refuse(manifest(version="11.0.0", version_compatible=True), trt_version="10.16.1")
+    assert "11.x" in refuse(manifest(version="11.1.0", version_compatible=True), trt_version="11.0.0")
+    assert "10.x or 11.x" in refuse(manifest(version_compatible=True), trt_version="10.12.0")
+    refuse(manifest(version="9.3.0", version_compatible=True), trt_version="11.0.0")
+    refuse(manifest(), trt_version="11.1.0.7")  # built without the flag: exact version only
 
 
 def test_compute_capability_must_match() -> None:

@@ -63,6 +63,9 @@ TRT_INSTALL_HINT = (
 )
 # Hardware-compatible (AMPERE_PLUS) engines run on any GPU of compute capability 8.0 or newer.
 AMPERE_PLUS = (8, 0)
+# Version-compatible engines load in later releases of the same major, and across these majors
+# (builder major -> runtime majors), as TensorRT's support matrix lists: 8 -> 9/10, 10 -> 11.
+VERSION_COMPATIBLE_MAJORS = {8: (9, 10), 10: (11,)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +244,8 @@ def check_engine_compatibility(
 
     * the engine file's sha256 must match the manifest (a changed or truncated file is never loaded);
     * TensorRT major.minor.patch must equal the build's, unless the engine was built
-      version-compatible: then the same major and a runtime at least as new as the builder;
+      version-compatible: then a runtime at least as new as the builder, of the same major or one
+      that TensorRT lists as loading that major's version-compatible plans (10 -> 11);
     * the GPU's compute capability must equal the build GPU's, unless the engine was built
       hardware-compatible (Ampere+): then any GPU with compute capability >= 8.0.
 
@@ -266,10 +270,12 @@ def check_engine_compatibility(
     if built_version:
         built, here = _version_tuple(built_version), _version_tuple(trt_version)
         if section.get("version_compatible"):
-            if built[0] != here[0] or here < built:
+            majors = (built[0], *VERSION_COMPATIBLE_MAJORS.get(built[0], ()))
+            if here[0] not in majors or here < built:
+                runs_on = " or ".join(f"{m}.x" for m in majors)
                 raise EngineMismatchError(
                     f"{engine_name} was built version-compatible with TensorRT {built_version}, which runs on "
-                    f"TensorRT {built[0]}.x from {built_version} on; this machine has TensorRT {trt_version}",
+                    f"TensorRT {runs_on} from {built_version} on; this machine has TensorRT {trt_version}",
                     hint=hint)
         elif built != here:
             raise EngineMismatchError(
