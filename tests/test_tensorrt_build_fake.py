@@ -73,8 +73,11 @@ def make_artifact(folder: Path, *variants: str, dynamic: Any = "default") -> Pat
 
 
 def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, weak_flags: bool = True,
-                  progress: bool = True) -> types.ModuleType:
-    """A fake ``tensorrt``: TRT 10 (``weak_flags``) or TRT 11 (no FP16/INT8 flags), or neither typing."""
+                  progress: bool = True, cuda: bool = True) -> types.ModuleType:
+    """A fake ``tensorrt``: TRT 10 (``weak_flags``) or TRT 11 (no FP16/INT8 flags), or neither typing.
+
+    ``cuda=False``: TensorRT cannot initialise CUDA, so ``Builder``/``Runtime`` log a warning and
+    raise what the real bindings raise when their factory returns null."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]
     trt.calls = []  # type: ignore[attr-defined]
@@ -190,8 +193,15 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
+    def no_cuda(logger: Any) -> None:
+        if not cuda:
+            logger.log(Severity.WARNING, "CUDA initialization failure with error: 35. Please check your CUDA "
+                       "installation: http://docs.nvidia.com/cuda/cuda-installation-guide-linux/index.html")
+            raise TypeError("pybind11::init(): factory function returned nullptr")
+
     class Builder:
         def __init__(self, logger: Any) -> None:
+            no_cuda(logger)
             self.logger = logger
 
         def create_network(self, flags: int = 0) -> Network:
@@ -223,6 +233,7 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
 
     class Runtime:
         def __init__(self, logger: Any) -> None:
+            no_cuda(logger)
             self.logger = logger
             self.engine_host_code_allowed = False
 
@@ -512,6 +523,21 @@ def test_fake_lone_engine_loads_with_warning_and_trt_refusal_is_one_line(
         rt_mod.load_engine(lone)
     msg = str(e.value)
     assert "\n" not in msg and "magicTag" in msg and "cannot load" in msg and "pvt-deploy export" in msg
+
+
+def test_fake_tensorrt_without_cuda_is_one_line_exit_3(use_fake: Any, tmp_path: Path) -> None:
+    """TensorRT installed where CUDA cannot start (no driver, or one older than TensorRT's CUDA): its
+    Builder/Runtime constructors raise TypeError (a null factory result); that is a missing runtime."""
+    use_fake()
+    art = make_artifact(tmp_path / "art")
+    build_engine(art)
+    use_fake(cuda=False)
+    for attempt in (lambda: build_engine(art), lambda: rt_mod.load_engine(art / "model.engine")):
+        with pytest.raises(BackendUnavailableError) as e:
+            attempt()
+        msg = str(e.value)
+        assert "\n" not in msg and "CUDA initialization failure with error: 35" in msg and "nvidia-smi" in msg
+        assert e.value.exit_code == 3
 
 
 def test_fake_build_with_rich_progress_bar(use_fake: Any, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from pvt_deploy.runtimes.tensorrt import (
     ENGINE_NAME,
     TRT_INSTALL_HINT,
     _cc_tuple,
-    _clear_trt_errors,
+    create_trt,
     cuda_device_info,
     dims_tuple,
     last_trt_error,
@@ -441,8 +441,7 @@ def build_engine(
                                       hint=TRT_INSTALL_HINT)
 
     logger = trt_logger()
-    _clear_trt_errors()
-    builder = trt.Builder(logger)
+    builder = create_trt("Builder")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed and typed_flag else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -46,6 +46,7 @@ __all__ = [
     "TensorRTBackend",
     "check_engine_compatibility",
     "check_profile_shape",
+    "create_trt",
     "cuda_device_info",
     "load_engine",
     "rebuild_command",
@@ -178,11 +179,14 @@ def _make_logger() -> tensorrt.ILogger:
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.recent_errors: collections.deque[str] = collections.deque(maxlen=16)
+            self.recent_warnings: collections.deque[str] = collections.deque(maxlen=4)
 
         def log(self, severity: tensorrt.ILogger.Severity, msg: str) -> None:
             level = levels.get(int(severity), logging.WARNING)
             if level >= logging.ERROR:
                 self.recent_errors.append(" ".join(str(msg).split()))
+            elif level == logging.WARNING:
+                self.recent_warnings.append(" ".join(str(msg).split()))
             if log.isEnabledFor(level):
                 log.log(level, "%s", msg)
 
@@ -196,9 +200,37 @@ def last_trt_error(default: str = "no error message from TensorRT") -> str:
 
 
 def _clear_trt_errors() -> None:
-    recent = getattr(_logger_instance, "recent_errors", None)
-    if recent is not None:
-        recent.clear()
+    for name in ("recent_errors", "recent_warnings"):
+        recent = getattr(_logger_instance, name, None)
+        if recent is not None:
+            recent.clear()
+
+
+@overload
+def create_trt(kind: Literal["Builder"]) -> tensorrt.Builder: ...
+@overload
+def create_trt(kind: Literal["Runtime"]) -> tensorrt.Runtime: ...
+def create_trt(kind: str) -> Any:
+    """``trt.Builder`` or ``trt.Runtime`` (``kind``) on the process-wide logger, or a one-line
+    :class:`BackendUnavailableError`.
+
+    Where TensorRT cannot initialise CUDA (no NVIDIA driver, or one too old for the CUDA that
+    TensorRT's wheel was built for) it logs why and its factory returns null, which its Python
+    binding raises as ``TypeError: pybind11::init(): factory function returned nullptr``.
+    """
+    import tensorrt as trt
+
+    logger = trt_logger()
+    _clear_trt_errors()
+    try:
+        return getattr(trt, kind)(logger)
+    except TypeError as e:
+        recent = getattr(_logger_instance, "recent_errors", None) or getattr(_logger_instance, "recent_warnings", None)
+        why = recent[-1] if recent else str(e)
+        raise BackendUnavailableError(
+            f"TensorRT {trt.__version__} cannot start here ({why})",
+            hint="TensorRT needs an NVIDIA GPU and a driver new enough for the CUDA it was built for "
+                 "(nvidia-smi shows both)") from e
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,8 +379,7 @@ def load_engine(
         log.warning("%s has no manifest describing it: cannot check it was built for %s and TensorRT %s; "
                     "loading it anyway", path, gpu_name or "this GPU", trt.__version__)
 
-    logger = trt_logger()
-    runtime = trt.Runtime(logger)
+    runtime = create_trt("Runtime")
     section = (manifest or {}).get("tensorrt") or {}
     if section.get("version_compatible") and hasattr(runtime, "engine_host_code_allowed"):
         # Version-compatible plans embed the lean runtime (host code). The manifest says this plan was
