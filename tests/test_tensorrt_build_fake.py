@@ -321,9 +321,12 @@ def test_plan_strongly_typed_builds_the_precision_graph_without_flags() -> None:
         assert (plan.source, plan.strongly_typed, plan.flags) == (source, True, ())
 
 
-def test_plan_int8_falls_back_to_cpu_flavour_with_a_note() -> None:
-    plan = plan_build("int8", {"model.onnx", "model.int8.onnx"}, strongly_typed=True, builder_flags=set())
-    assert plan.source == "model.int8.onnx" and plan.note and "symmetric" in plan.note
+def test_plan_int8_never_builds_the_cpu_flavour() -> None:
+    """model.int8.onnx (uint8 asymmetric Q/DQ, MatMulInteger, com.microsoft MultiHeadAttention) is not
+    TensorRT's to parse: an export with only that flavour is refused up front, saying what to export."""
+    with pytest.raises(InputError) as e:
+        plan_build("int8", {"model.onnx", "model.int8.onnx"}, strongly_typed=True, builder_flags=set())
+    assert "CPU flavour" in str(e.value) and "--int8-flavour trt" in str(e.value) and e.value.exit_code == 2
 
 
 def test_plan_fp16_without_fp16_graph_uses_trt10_flag_else_refuses() -> None:
@@ -397,6 +400,26 @@ def test_fake_trt10_fp16_flag_fallback_is_recorded(use_fake: Any, tmp_path: Path
     assert built(trt)["builder_flags"] == ["FP16"] and built(trt)["flags"] == 0
     t = read_manifest(art)["tensorrt"]
     assert t["strongly_typed"] is False and t["builder_flags"] == ["FP16"] and t["source"] == "model.onnx"
+
+
+def test_fake_int8_export_with_cpu_flavour_only_is_refused_before_parsing(use_fake: Any, tmp_path: Path) -> None:
+    """The CPU flavour of a real export, as ``pvt-deploy export --int8 --int8-flavour cpu`` writes it,
+    holds operators TensorRT's ONNX parser has no importer for; the build refuses it without parsing."""
+    import torch
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import create_model
+
+    torch.manual_seed(0)
+    art = export_onnx(create_model("pvt_tiny-cls"), tmp_path / "cls", imgsz=64, int8=True, int8_flavour="cpu",
+                      calib_size=1)
+    cpu_ops = {(n.domain, n.op_type) for n in onnx.load(str(art / "model.int8.onnx")).graph.node}
+    assert {("com.microsoft", "MultiHeadAttention"), ("", "MatMulInteger")} <= cpu_ops
+    assert not (art / "model.int8.trt.onnx").exists()
+    trt = use_fake()
+    with pytest.raises(InputError, match="--int8-flavour trt"):
+        build_engine(art, precision="int8")
+    assert not [c for c in trt.calls if c[0] == "parse"] and not (art / "model.engine").exists()
 
 
 def test_fake_int8_prefers_tensorrt_flavour(use_fake: Any, tmp_path: Path) -> None:

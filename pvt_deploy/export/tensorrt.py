@@ -60,8 +60,10 @@ log = logging.getLogger("pvt_deploy.tensorrt")
 PRECISION_SOURCES: dict[str, tuple[str, ...]] = {
     "fp32": ("model.onnx",),
     "fp16": ("model.fp16.onnx",),
-    # The TensorRT flavour has symmetric (S8S8) Q/DQ; the CPU flavour (U8 activations) is a fallback.
-    "int8": ("model.int8.trt.onnx", "model.int8.onnx"),
+    # The TensorRT flavour (symmetric S8 Q/DQ). Never the CPU flavour model.int8.onnx: its uint8
+    # asymmetric Q/DQ, MatMulInteger/DynamicQuantizeLinear and ONNX Runtime contrib ops
+    # (MultiHeadAttention, Gelu) are not in TensorRT's ONNX parser.
+    "int8": ("model.int8.trt.onnx",),
 }
 
 ProgressCallback = Callable[[str, int, int], "bool | None"]
@@ -250,9 +252,11 @@ def plan_build(precision: str, available: set[str] | frozenset[str], *, strongly
         raise InputError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     source = next((f for f in PRECISION_SOURCES[precision] if f in available), None)
     note = None
-    if source == "model.int8.onnx":
-        note = ("building from model.int8.onnx (the CPU flavour, asymmetric U8 activations); TensorRT wants "
-                "symmetric Q/DQ: export the TensorRT flavour (model.int8.trt.onnx) if the build fails")
+    if source is None and precision == "int8" and "model.int8.onnx" in available:
+        raise InputError("this export has only the CPU flavour of INT8 (model.int8.onnx: uint8 asymmetric Q/DQ "
+                         "and ONNX Runtime operators that TensorRT's ONNX parser does not take); TensorRT builds "
+                         "the TensorRT flavour, model.int8.trt.onnx",
+                         hint="pvt-deploy export --model NAME --int8 --int8-flavour trt")
     if source is None:
         if precision == "fp16" and "model.onnx" in available and "FP16" in builder_flags:
             return BuildPlan("model.onnx", strongly_typed=False, flags=("FP16",),
