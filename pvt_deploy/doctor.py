@@ -151,19 +151,26 @@ def _onnxruntime() -> list[Check]:
 
 def _tensorrt() -> list[Check]:
     from pvt_deploy.errors import BackendUnavailableError
-    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, require_tensorrt
+    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, create_trt, require_tensorrt
 
     try:
         trt = require_tensorrt()
     except BackendUnavailableError as e:
         return [Check("tensorrt", "TensorRT", "missing", summary=str(e.args[0]), hint=TRT_INSTALL_HINT)]
-    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     fp16_flag = hasattr(trt.BuilderFlag, "FP16")
+    # As build_engine decides: TensorRT 11 has no weak typing, so every network is strongly typed
+    # whether or not it still has the (deprecated) creation flag.
+    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") or not fp16_flag
+    info = {"strongly_typed": strongly, "builder_fp16_flag": fp16_flag,
+            "progress_monitor": hasattr(trt, "IProgressMonitor")}
+    try:  # the library loads; whether it can start on this machine's GPU and driver is another matter
+        create_trt("Builder")
+    except BackendUnavailableError as e:
+        return [Check("tensorrt", "TensorRT", "missing", str(trt.__version__), str(e.args[0]), hint=e.hint,
+                      info={**info, "usable": False})]
     summary = ("strongly typed networks" if strongly else "no strongly typed networks") + \
               ("; FP16/INT8 builder flags" if fp16_flag else "; precision from the ONNX only")
-    return [Check("tensorrt", "TensorRT", "ok", str(trt.__version__), summary,
-                  info={"strongly_typed": strongly, "builder_fp16_flag": fp16_flag,
-                        "progress_monitor": hasattr(trt, "IProgressMonitor")})]
+    return [Check("tensorrt", "TensorRT", "ok", str(trt.__version__), summary, info={**info, "usable": True})]
 
 
 def _encoder_usable(av: Any, name: str) -> tuple[bool, str]:

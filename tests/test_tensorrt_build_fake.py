@@ -563,6 +563,22 @@ def test_fake_tensorrt_without_cuda_is_one_line_exit_3(use_fake: Any, tmp_path: 
         assert e.value.exit_code == 3
 
 
+def test_doctor_tensorrt_row_says_whether_tensorrt_can_start(use_fake: Any) -> None:
+    """doctor's TensorRT row is 'ok' only where a Builder can be made (it said ok wherever the
+    library imported), and calls a TensorRT 11 without the deprecated creation flag strongly typed,
+    as build_engine does."""
+    from pvt_deploy.doctor import _tensorrt
+
+    use_fake(cuda=False)
+    (row,) = _tensorrt()
+    assert row.status == "missing" and row.version == "10.13.0.35" and row.info["usable"] is False
+    assert "CUDA initialization failure with error: 35" in row.summary and "nvidia-smi" in (row.hint or "")
+    use_fake(version="11.4.0.106", weak_flags=False, strongly_typed=False)
+    (row,) = _tensorrt()
+    assert row.status == "ok" and row.info["usable"] is True and row.info["strongly_typed"] is True
+    assert row.summary.startswith("strongly typed networks")
+
+
 def test_fake_build_with_rich_progress_bar(use_fake: Any, tmp_path: Path) -> None:
     import io
 
