@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -459,6 +460,41 @@ def test_image_writer_never_replaces_an_existing_file(tmp_path: Path) -> None:
     assert (tmp_path / "photo_1.png").read_bytes() == b"another of the user's photos"
     back = cv2.imread(str(first))
     assert back is not None and tuple(back[0, 0]) == (0, 0, 255) and leftovers(tmp_path) == []
+
+
+FULL_DISK_IMAGE = """
+import resource, sys
+from pathlib import Path
+import cv2, numpy as np
+from pvt_deploy.io.sinks import ImageWriter
+from pvt_deploy.tasks.results import _write_file
+out, how = Path(sys.argv[1]), sys.argv[2]
+noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)  # ~120 kB, incompressible
+size = len(cv2.imencode(".png", cv2.cvtColor(noise, cv2.COLOR_RGB2BGR))[1])
+print(size, flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size - 1, resource.RLIM_INFINITY))  # one byte short: the last flush fails
+try:
+    if how == "sink":
+        ImageWriter(out).write(noise, "noise.png")
+    else:
+        _write_file(out / "noise.png", cv2.imencode(".png", noise)[1])
+except OSError as e:
+    print("raised", e.errno, flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["sink", "result"])
+def test_an_image_cut_short_by_a_full_disk_raises_and_leaves_no_file(tmp_path: Path, how: str) -> None:
+    """A file system that refuses the last bytes of an image (a full disk, a file size limit): the write
+    raises and nothing is left under the final name. ``ndarray.tofile`` ignored the error of its final
+    flush, so ``infer`` published an annotated JPEG cut at the limit and exited 0."""
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_IMAGE, str(tmp_path), how], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    size, outcome = done.stdout.split("\n")[:2]
+    assert int(size) % 4096 != 0  # a tail that stdio buffers (what tofile lost), so the test can fail
+    assert outcome == f"raised {errno.EFBIG}"
+    assert list(tmp_path.iterdir()) == []  # neither noise.png nor its temporary file
 
 
 def test_video_writer_discard_leaves_no_file(tmp_path: Path) -> None:

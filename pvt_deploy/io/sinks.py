@@ -37,7 +37,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
-from pvt_deploy.utils.files import atomic_path, atomic_write_text
+from pvt_deploy.utils.files import atomic_path, atomic_write_bytes, atomic_write_text
 from pvt_deploy.utils.signals import interrupts_deferred
 
 log = logging.getLogger(__name__)
@@ -575,10 +575,9 @@ class ImageWriter:
         ok, data = cv2.imencode(target.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
         if not ok:
             raise InputError(f"cannot encode image as {target.suffix}")
-        # atomic_path without fsync: safe against crashes of this process, and an fsync per frame
-        # would dominate on the SD cards of edge boxes.
-        with atomic_path(target) as tmp:
-            data.tofile(str(tmp))
+        # without fsync: safe against crashes of this process, and an fsync per frame would dominate
+        # on the SD cards of edge boxes
+        atomic_write_bytes(target, memoryview(data), sync=False)
         self.written.append(target)
         return target
 

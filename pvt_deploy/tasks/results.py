@@ -335,12 +335,11 @@ def _write_file(target: Path, data: np.ndarray) -> None:
     failed write stays the ``OSError`` it is, which ``ResultWriter`` turns into its one-line error
     (and which a full disk mid-run must remain)."""
     from pvt_deploy.errors import InputError
-    from pvt_deploy.utils.files import atomic_path
+    from pvt_deploy.utils.files import atomic_write_bytes
 
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a folder (give a file name, e.g. {target / 'result.jpg'})")
-    with atomic_path(target) as tmp:
-        data.tofile(str(tmp))
+    atomic_write_bytes(target, memoryview(data), sync=False)
 
 
 class FrameLike(Protocol):

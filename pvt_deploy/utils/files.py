@@ -92,16 +92,26 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(target: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file for writing; renamed onto ``target`` when the block exits cleanly."""
+def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool = True) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; renamed onto ``target`` when the block exits cleanly.
+
+    ``sync``: fsync before the rename (against power cuts; off for the annotated images of a run, where
+    an fsync per frame would dominate on the SD cards of edge boxes). Either way a write or the close
+    that the file system refuses (a full disk) raises and leaves ``target`` as it was."""
     with atomic_path(target) as tmp, open(tmp, mode) as f:
         yield f
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
 
 
-def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_open(target, "wb") as f:
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes | bytearray | memoryview, *,
+                       sync: bool = True) -> None:
+    """``data`` (an encoded image's numpy buffer too: ``memoryview(array)``) as ``target``, atomically.
+
+    Not ``ndarray.tofile``: it ignores an error of the final flush, so a full disk there left a
+    truncated file under the final name with no error (an annotated JPEG cut at the file size limit)."""
+    with atomic_open(target, "wb", sync=sync) as f:
         f.write(data)
 
 
