@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the class itself (at run time it is imported on first use)
+    from pvt_deploy.api import Model
 
 __version__ = "0.2.0"
 

@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 
@@ -35,6 +35,11 @@ from pvt_deploy.utils import is_integer, is_number
 __all__ = ["MAX_LIST_FRAMES", "Model"]
 
 log = logging.getLogger(__name__)
+
+#: What ``imgsz=`` takes: ``640``, ``"480,640"`` (or ``"480x640"``) or ``(480, 640)``.
+ImageSize: TypeAlias = "int | str | Sequence[int]"
+#: What ``classes=`` takes: one class id or name, or a sequence (or numpy array) of them.
+ClassFilter: TypeAlias = "int | str | Sequence[int | str] | np.ndarray"
 
 # predict(stream=False) on a video keeps every frame (and its picture) in memory; past this many
 # frames it refuses and asks for stream=True. 300 frames of 1080p are ~1.9 GB of pictures already.
@@ -55,7 +60,7 @@ class Model:
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,
                  precision: str | None = None, device: str | int | None = None,
-                 imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
+                 imgsz: ImageSize | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, **options: Any) -> None:
         from pvt_deploy.runtimes.loader import DEFAULT_MODEL, load_backend
 
@@ -108,8 +113,8 @@ class Model:
         return f"Model({self.name!r}, task={self.task!r}, backend={self.backend!r})"
 
     # -- prediction ---------------------------------------------------------------------------------
-    def predictor(self, *, imgsz: int | Sequence[int] | None = None, conf: float | None = None,
-                  iou: float | None = None, classes: Sequence[int] | None = None, max_det: int | None = None,
+    def predictor(self, *, imgsz: ImageSize | None = None, conf: float | None = None,
+                  iou: float | None = None, classes: ClassFilter | None = None, max_det: int | None = None,
                   topk: int | None = None) -> Predictor:
         """The batch-level predictor (pre -> infer -> post) with these settings.
 
@@ -124,12 +129,36 @@ class Model:
                          conf=_real("conf", conf), iou=_real("iou", iou), classes=class_ids(classes, self.names),
                          max_det=_whole("max_det", max_det), topk=_whole("topk", topk))
 
-    def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
-                iou: float | None = None, classes: Sequence[int] | None = None,
-                imgsz: int | Sequence[int] | None = None, batch: int | None = None, vid_stride: int = 1,
+    @overload
+    def predict(self, source: Any = None, *, stream: Literal[False] = False, conf: float | None = None,
+                iou: float | None = None, classes: ClassFilter | None = None,
+                imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
                 max_det: int | None = None, topk: int | None = None, save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Iterator[Result]:
+                save_audio: bool = True, threaded: bool | None = None) -> list[Result]: ...
+
+    @overload
+    def predict(self, source: Any = None, *, stream: Literal[True], conf: float | None = None,
+                iou: float | None = None, classes: ClassFilter | None = None,
+                imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
+                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
+                save_audio: bool = True, threaded: bool | None = None) -> Generator[Result, None, None]: ...
+
+    @overload
+    def predict(self, source: Any = None, *, stream: bool, conf: float | None = None,
+                iou: float | None = None, classes: ClassFilter | None = None,
+                imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
+                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
+                save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Generator[Result, None, None]: ...
+
+    def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
+                iou: float | None = None, classes: ClassFilter | None = None,
+                imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
+                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
+                save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Generator[Result, None, None]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL

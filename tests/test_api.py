@@ -439,3 +439,45 @@ def test_each_thread_sees_the_summary_of_its_own_run(det_model: Model) -> None:
     for t in threads:
         t.join(timeout=120)
     assert seen == {1: 1, 3: 3}
+
+
+USER_SCRIPT = '''
+from __future__ import annotations
+import numpy as np
+from pvt_deploy import Model
+from pvt_deploy.tasks.results import Result
+
+img = np.zeros((64, 64, 3), np.uint8)
+with Model("exports/pvt_small", device=0, imgsz="480,640") as m:
+    results = m.predict(["a.jpg", img], conf=0.3, classes=["person", 2], imgsz=(480, 640))
+    first: Result = results[0]
+    print(len(results), first.to_json(), m.predict(img, classes="person")[0].boxes)
+    print(m.predict(img, classes=2), m.predict(img, classes=np.array([0, 2])), m(img)[0].probs)
+    for r in m.predict("video.mp4", stream=True):
+        print(r.boxes.cpu().numpy().xyxy if r.boxes is not None else r.mask)
+    gen = m.predict("video.mp4", stream=True)
+    gen.close()
+    either = m.predict("video.mp4", stream=bool(len(img)))
+    print(either, m.predictor(classes=["person"], imgsz="480,640"))
+    wrong: int = m.predict(img)[0]
+'''
+
+
+def test_the_public_api_types_as_readme_uses_it(tmp_path: Path) -> None:
+    """``mypy --strict`` on a user script written as README's "Python API" section reads: its one
+    error is the deliberate one. ``from pvt_deploy import Model`` was ``Any`` to a type checker (a
+    lazy module attribute), so nothing was checked at all; once it was not, a list from ``predict``
+    was not indexable, a stream's ``close()`` unknown, and ``classes=["person", 2]`` /
+    ``imgsz="480,640"`` were refused."""
+    api_run = pytest.importorskip("mypy.api").run
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\nstrict = True\nfollow_imports = silent\n")  # the user's errors only
+    root = Path(__file__).resolve().parents[1]
+    stdout, stderr, status = api_run(["--config-file", str(config), "--cache-dir", str(root / ".mypy_cache" / "api"),
+                                      "--no-error-summary", str(script)])
+    errors = [line for line in stdout.splitlines() if ": error:" in line]
+    wrong = USER_SCRIPT.splitlines().index('    wrong: int = m.predict(img)[0]') + 1
+    assert len(errors) == 1 and f"user.py:{wrong}: error: Incompatible types" in errors[0], stdout + stderr
+    assert 'expression has type "Result"' in errors[0]

@@ -183,7 +183,7 @@ def _output_shapes(task: str, output_names: Sequence[str], num_classes: int) -> 
     return out
 
 
-def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | Sequence[int] | None,
+def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | str | Sequence[int] | None,
                    weights: str | None, random_init: bool) -> dict[str, Any]:
     """The manifest of a PyTorch ``DeployModule``, with the same keys as an export's."""
     from pvt_deploy.manifest import tool_versions
@@ -409,7 +409,7 @@ def _create(factory: Callable[..., _T], what: str, options: Mapping[str, Any], /
 
 def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend: str | None = None,
                  precision: str | None = None, device: str | int | None = None,
-                 imgsz: int | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
+                 imgsz: int | str | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, verify: bool = True, random_weights_ok: bool = False,
                  trust: bool = False, **options: Any) -> tuple[Backend, dict[str, Any]]:
     """Load whatever ``path_or_name`` is (see the module docstring) and return ``(backend, manifest)``.
@@ -472,7 +472,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
 
 
 def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str | None,
-             imgsz: int | Sequence[int] | None) -> tuple[Backend, dict[str, Any]]:
+             imgsz: int | str | Sequence[int] | None) -> tuple[Backend, dict[str, Any]]:
     """``(backend, manifest)`` once the loaded model is of the asked ``task`` (an export, ONNX file or
     Triton model is the task it was made for) and takes ``imgsz``; else the backend is closed and the
     error raised."""
@@ -543,7 +543,7 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
 
 
 def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | None, precision: str | None,
-              device: str | None, imgsz: int | Sequence[int] | None, trust: bool,
+              device: str | None, imgsz: int | str | Sequence[int] | None, trust: bool,
               options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
 
@@ -566,7 +566,7 @@ def _refuse_torch_int8(precision: str | None, what: str, hint: str) -> None:
 
 
 def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str | None, precision: str | None,
-                   device: str | None, imgsz: int | Sequence[int] | None, options: Mapping[str, Any],
+                   device: str | None, imgsz: int | str | Sequence[int] | None, options: Mapping[str, Any],
                    deploy_kwargs: Mapping[str, Any] | None = None,
                    manifest: Mapping[str, Any] | None = None) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.models import build_deploy_module

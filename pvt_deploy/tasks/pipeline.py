@@ -207,7 +207,7 @@ class Predictor:
     settings; ``topk`` the classification's.
     """
 
-    def __init__(self, backend: Backend, manifest: Mapping[str, Any], *, imgsz: int | Sequence[int] | None = None,
+    def __init__(self, backend: Backend, manifest: Mapping[str, Any], *, imgsz: int | str | Sequence[int] | None = None,
                  conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
                  max_det: int | None = None, topk: int | None = None) -> None:
         self.backend = backend
