@@ -81,22 +81,30 @@ def looped_clip(src: Path, frames: int, folder: Path) -> tuple[Path, int, int]:
     long enough is returned as is. The copy is a Matroska file (it takes any codec) with the first
     video stream and the first audio stream, each pass shifted by the source's duration, so the
     timestamps keep increasing; it is made in ``folder`` and deleted with it. (FFmpeg's
-    ``-stream_loop`` does the same; PyAV has no such option.)"""
+    ``-stream_loop`` does the same; PyAV has no such option.) An AVI is repeated as an AVI: its
+    packets carry decode times only (see ``pvt_deploy.io.sources``), which a Matroska copy would
+    have taken for presentation times, putting an H.264 clip's B-frames out of order. The copy
+    declares the source's frame rate: a Matroska muxer left to guess wrote 30000 fps for a clip of
+    25 fps on a 1/90000 clock, and ``infer`` then counted 360 000 frames and called the copy truncated."""
     import av
 
     with av.open(str(src)) as probe:
+        by_dts = probe.format.name == "avi"
+        video = probe.streams.video[0]
+        rate = video.average_rate or video.guessed_rate
         start, end = math.inf, -math.inf  # over the packets of every stream copied, in seconds
-        order: list[int] = []  # video pts in decode order
+        order: list[int] = []  # video pts (AVI: dts) in decode order
         timed = True
-        for packet in probe.demux(probe.streams.video[0], *probe.streams.audio[:1]):
+        for packet in probe.demux(video, *probe.streams.audio[:1]):
             if not packet.size:
                 continue
-            timed = timed and packet.pts is not None
-            if packet.stream.type == "video" and packet.pts is not None:
-                order.append(packet.pts)
-            if packet.pts is not None and packet.time_base:
-                start = min(start, float(packet.pts * packet.time_base))
-                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            when = packet.dts if by_dts else packet.pts
+            timed = timed and when is not None
+            if packet.stream.type == "video" and when is not None:
+                order.append(when)
+            if when is not None and packet.time_base:
+                start = min(start, float(when * packet.time_base))
+                end = max(end, float((when + (packet.duration or 0)) * packet.time_base))
     count = len(order)
     if count >= frames or count == 0:
         return src, count, 1
@@ -105,32 +113,46 @@ def looped_clip(src: Path, frames: int, folder: Path) -> tuple[Path, int, int]:
         return src, count, 1
     seconds = end - start  # one pass: from the earliest packet (an audio priming one may be < 0)
     passes = -(-frames // count)
-    dst = folder / f"{src.stem}_x{passes}.mkv"
+    dst = folder / f"{src.stem}_x{passes}.{'avi' if by_dts else 'mkv'}"
     # Every video dts is made anew (sources may leave reordered frames' dts unset, as Matroska does):
     # the i-th in decode order gets the i-th smallest pts, less the largest reorder lead, so each dts
     # is <= its pts and they rise strictly, within a pass and from one pass to the next.
     ranked = sorted(order)
     lead = max(r - p for r, p in zip(ranked, order, strict=True))
-    with av.open(str(dst), "w", format="matroska") as out:
+    with av.open(str(dst), "w", format="avi" if by_dts else "matroska") as out:
         outs: dict[int, Any] = {}
         for n in range(passes):
             with av.open(str(src)) as inp:  # opened again for each pass: not every demuxer can seek
                 chosen = [inp.streams.video[0], *inp.streams.audio[:1]]
-                outs = outs or {s.index: out.add_stream_from_template(s) for s in chosen}
+                outs = outs or {s.index: _copy_of(out, s, rate) for s in chosen}
                 k = 0
                 for packet in inp.demux(*chosen):
                     if not packet.size:
                         continue  # the demuxer's flush packets
                     shift = round(n * seconds / packet.time_base)
-                    packet.pts += shift
-                    if packet.stream.type == "video":
-                        packet.dts = ranked[k] - lead + shift
-                        k += 1
-                    elif packet.dts is not None:
+                    if by_dts and packet.dts is not None:  # decode times are the clock: pts follows them
                         packet.dts += shift
+                        packet.pts = packet.dts
+                    else:
+                        packet.pts += shift
+                        if packet.stream.type == "video":
+                            packet.dts = ranked[k] - lead + shift
+                            k += 1
+                        elif packet.dts is not None:
+                            packet.dts += shift
                     packet.stream = outs[packet.stream.index]
                     out.mux(packet)
     return dst, count * passes, passes
+
+
+def _copy_of(out: Any, stream: Any, rate: Any) -> Any:
+    """A stream of ``out`` that takes ``stream``'s packets as they are: its codec parameters copied
+    whole (a video stream copied by codec name needs an encoder of that name, which an AV1 clip
+    decoded by libdav1d has not), declaring ``rate`` for video."""
+    copy = out.add_stream_from_template(stream, opaque=True)
+    if stream.type == "video" and rate:
+        copy.codec_context.framerate = rate
+    return copy
 
 
 def _write_clip(path: Path, frames: int) -> None:
@@ -223,7 +245,7 @@ class RssSampler:
         self._thread.join()
 
 
-_SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s: ([\d.]+) FPS end to end(?:, model-only ([\d.]+) FPS)?")
+_SUMMARY = re.compile(r"(\d+) frames? in ([\d.]+) s: ([\d.]+) FPS end to end(?:, model-only ([\d.]+) FPS)?")
 
 
 def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], runtime: Runtime) -> dict[str, Any]:

@@ -275,12 +275,7 @@ def test_an_interrupted_suite_keeps_the_cases_it_finished(tmp_path: Path) -> Non
     assert "(1 finished cases)" in out
 
 
-def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
-    """``video_overhead.py --clip short.mp4 --memory-frames N`` lays the clip end to end (stream copy) so
-    the memory run really covers N frames: every frame decodes, times keep increasing, audio comes along."""
-    import av
-    from test_io_sinks import clip_with_audio
-
+def _video_overhead() -> ModuleType:
     spec = importlib.util.spec_from_file_location("pvt_benchmarks_video_overhead", BENCH / "video_overhead.py")
     assert spec is not None and spec.loader is not None
     video_overhead = importlib.util.module_from_spec(spec)
@@ -289,6 +284,16 @@ def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
         spec.loader.exec_module(video_overhead)
     finally:
         del sys.modules[spec.name]
+    return video_overhead
+
+
+def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
+    """``video_overhead.py --clip short.mp4 --memory-frames N`` lays the clip end to end (stream copy) so
+    the memory run really covers N frames: every frame decodes, times keep increasing, audio comes along."""
+    import av
+    from test_io_sinks import clip_with_audio
+
+    video_overhead = _video_overhead()
     src = clip_with_audio(tmp_path / "short.mp4", "aac", frames=10)
     clip, frames, passes = video_overhead.looped_clip(src, 25, tmp_path)
     assert (frames, passes) == (30, 3) and clip.suffix == ".mkv"
@@ -314,6 +319,94 @@ def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
     assert summary["samples_at_exit_left_out"] == 2 and summary["slope_mb_per_1000_frames"] == pytest.approx(4.0)
     short = video_overhead.rss_summary(samples[:20], 100)
     assert short["note"].startswith("run too short") and short["peak_mb"] == 400.2
+
+
+def _clip_on_a_90khz_clock(path: Path, frames: int) -> Path:
+    """A 25 fps H.264 mp4 whose times are on a 1/90000 clock (as MPEG-TS and many cameras keep them)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 6 * i, np.uint8), format="rgb24")
+            picture.pts, picture.time_base = 3600 * i, Fraction(1, 90000)
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _read_as_infer_does(clip: Path, caplog: pytest.LogCaptureFixture) -> tuple[Any, list[Any]]:
+    import logging
+
+    from pvt_deploy.io.sources import open_source
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), open_source(str(clip)) as source:
+        frames = list(source)
+    return source, frames
+
+
+def test_the_memory_runs_repeated_clip_keeps_the_rate_the_order_and_any_codec(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The stream copy that lays a short ``--clip`` end to end must read as the clip does, repeated.
+    It declared 30000 fps for a 25 fps clip on a 1/90000 clock (Matroska's muxer guessed a rate from
+    the codec's clock), so ``infer`` counted 3600 frames for 30 and called the copy truncated; an
+    H.264 AVI's B-frames came out of order (its decode times were copied as presentation times); and
+    an AV1 clip stopped the benchmark with a traceback (UnknownCodecError: libdav1d, a decoder)."""
+    import av
+    import numpy as np
+    from test_io_sources import FPS, STEP, grey_level, make_avi
+
+    video_overhead = _video_overhead()
+    clip, frames, passes = video_overhead.looped_clip(_clip_on_a_90khz_clock(tmp_path / "90k.mp4", 10), 30, tmp_path)
+    assert (frames, passes) == (30, 3)
+    source, got = _read_as_infer_does(clip, caplog)
+    assert source.fps == 25 and source.frames == 30 and len(got) == 30
+    assert [f.timestamp for f in got] == pytest.approx([i / 25 for i in range(30)], abs=1e-3)
+    assert source.error is None and caplog.text == ""
+
+    clip, frames, passes = video_overhead.looped_clip(make_avi(tmp_path / "bframes.avi", "libx264"), 50, tmp_path)
+    assert (frames, passes) == (60, 3) and clip.suffix == ".avi"
+    source, got = _read_as_infer_does(clip, caplog)
+    assert [round(grey_level(f) / STEP) for f in got] == [i % 20 for i in range(60)]
+    assert [f.timestamp for f in got] == pytest.approx([i / FPS for i in range(60)])
+    assert source.error is None and caplog.text == ""
+
+    av1 = tmp_path / "av1.webm"
+    with av.open(str(av1), "w") as out:
+        stream = out.add_stream("libsvtav1", rate=24, options={"preset": "12"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(6):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 20 * i, np.uint8), format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    clip, frames, passes = video_overhead.looped_clip(av1, 12, tmp_path)
+    assert (frames, passes) == (12, 2)
+    source, got = _read_as_infer_does(clip, caplog)
+    assert len(got) == 12 and source.fps == 24 and source.error is None
+
+
+def test_the_summary_of_a_one_frame_clip_is_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """``infer`` says "1 frame in ...", which the benchmark could not read: a one-frame --clip ended in
+    "could not read the infer summary" (exit 1) after the model-only runs."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.infer import _print_summary
+    from pvt_deploy.tasks.pipeline import RunSummary
+
+    video_overhead = _video_overhead()
+    for frames in (1, 2):
+        _print_summary(Console(width=200, no_color=True), RunSummary(frames=frames, seconds=0.25), None)
+        printed = capsys.readouterr().out
+        m = video_overhead._SUMMARY.search(printed)
+        assert m is not None, printed
+        assert (int(m.group(1)), float(m.group(2)), float(m.group(3))) == (frames, 0.25, 4.0 * frames)
 
 
 def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: pytest.CaptureFixture[str]) -> None:
