@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -302,3 +303,49 @@ def test_tables_on_a_narrow_terminal_keep_every_character(monkeypatch: pytest.Mo
     assert "…" not in out
     for name in ("pvt_v2_b2_li-cls", "pvt_medium-cls", "top-1 75.1", "13.23M", "224x224"):
         assert name in out, name
+
+
+def _usage_error(err: str) -> str:
+    """Typer's error box as one line of words."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", err).split())
+
+
+@pytest.mark.parametrize("argv, said", [
+    # Ultralytics, MMDeploy, Polygraphy and trtexec names: Click's own guesses were "--help" for
+    # --half, "--model" for --atol, and nothing for --fp16, --saveEngine or --onnxrt
+    (["infer", "--half"], "No such option: --half. Did you mean --precision fp16?"),
+    (["infer", "--score-thr", "0.3"], "No such option: --score-thr. Did you mean --conf?"),
+    (["infer", "--project", "runs/x"], "No such option: --project. Did you mean --output?"),
+    (["infer", "--source", "clip.mp4"],
+     "No such option: --source. Did you mean pvt-deploy infer clip.mp4 (source is an argument, not an option)?"),
+    (["infer", "--save-crop"], "No such option: --save-crop. No crops are written"),
+    (["export", "--fp16"], "No such option: --fp16. Did you mean --half?"),
+    (["export", "--saveEngine", "m.engine"], "No such option: --saveEngine. Did you mean --format trt?"),
+    (["export", "--minShapes", "images:1x3x320x320"], "No such option: --minShapes. Did you mean --min-shape?"),
+    (["check", "--atol", "1e-3"], "No such option: --atol. Did you mean --tolerance?"),
+    (["check", "--onnxrt", "--trt"], "No such option: --onnxrt. Did you mean --backends onnx?"),
+    (["bench", "--warmUp", "5"], "No such option: --warmUp. Did you mean --warmup?"),
+    (["info", "--model", "exports/x"],
+     "No such option: --model. Did you mean pvt-deploy info exports/x (artifact is an argument, not an option)?"),
+    (["predict", "clip.mp4"], "No such command 'predict'. Did you mean 'infer'?"),
+    (["inspect", "model.onnx"], "No such command 'inspect'. Did you mean 'info'?"),
+    (["run", "model.onnx"], "No such command 'run'. Did you mean 'check'?"),
+    # key=value arguments: the command written with options
+    (["export", "model=pvt_v2_b0", "format=engine", "half=True", "simplify=False", "imgsz=640", "device=0"],
+     "Did you mean: pvt-deploy export --model pvt_v2_b0 --format engine --half --no-simplify --imgsz 640 "
+     "(left out: device=0: The export traces on the CPU"),
+    (["infer", "source=clip.mp4", "model=m", "conf=0.3", "classes=[0,2]", "half=True", "line_width=2"],
+     "pvt-deploy takes options, not key=value arguments. Did you mean: pvt-deploy infer clip.mp4 --model m "
+     "--conf 0.3 --classes 0,2 --precision fp16 (left out: line_width=2: no such option)"),
+    (["bench", "model=exports/x", "iterations=5"], "Did you mean: pvt-deploy bench --model exports/x --iters 5"),
+    (["info", "model=exports/x"], "Did you mean: pvt-deploy info exports/x"),
+])
+def test_other_tools_spellings_are_answered_with_ours(
+        argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # nothing named like the arguments exists
+    code, _, err = run(monkeypatch, capsys, *argv)
+    assert code == 2 and "Traceback" not in err, err
+    assert said in _usage_error(err), err
+    assert "Possible options" not in err  # Click's look-alike guesses are replaced, not added to
+

@@ -425,3 +425,24 @@ def test_triton_settings_out_of_range_fail_before_the_export(flag: str, value: s
                    monkeypatch, capsys)
     assert rc == 2 and err.strip().splitlines()[-1] == line
     assert not (tmp_path / "x").exists() and "traced" not in err
+
+
+@pytest.mark.parametrize("name", ["engine", "TensorRT", "TRT"])
+def test_cli_format_takes_ultralytics_and_trtexec_names_for_trt(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``yolo export format=engine`` habits: ``--format engine`` was "choose one of onnx, trt, triton"
+    (exit 2); it is ``--format trt``, as ``infer --backend engine`` already was."""
+    import pvt_deploy.export.tensorrt as trt_export
+    from pvt_deploy.errors import BackendUnavailableError
+
+    asked = []
+
+    def no_tensorrt() -> None:
+        asked.append(True)
+        raise BackendUnavailableError("TensorRT is not installed (stub)")
+
+    monkeypatch.setattr(trt_export, "require_tensorrt", no_tensorrt)
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", name, "-o", str(tmp_path / "x")], monkeypatch, capsys)
+    assert rc == 3 and asked and "TensorRT is not installed (stub)" in err, err
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", "torch", "-o", str(tmp_path / "x")], monkeypatch, capsys)
+    assert rc == 2 and "--format 'torch': choose one of onnx, trt, triton" in err, err

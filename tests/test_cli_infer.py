@@ -684,3 +684,26 @@ def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: py
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 0, err
     assert [p.name for p in (tmp_path / "runs" / "infer").iterdir()] == ["pvt_v2_b0-cls"]
+
+
+def test_key_value_arguments_get_the_command_with_options_and_a_file_so_named_still_runs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``yolo predict`` habits: ``source=shots model=... imgsz=64 save=False`` was "no such file or folder:
+    source=shots"; it is a usage error (exit 2) showing the command with options, which then runs. A
+    picture that is really named ``conf=0.3.jpg`` is still a picture."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shots").mkdir()
+    shutil.copy(sample_images()[0], tmp_path / "shots" / "a.jpg")
+    shutil.copy(sample_images()[0], tmp_path / "conf=0.3.jpg")
+    code, _, err = run(monkeypatch, capsys, "infer", "source=shots", "model=pvt_v2_b0-cls", "imgsz=64", "save=False")
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", err).split())
+    assert code == 2 and "Traceback" not in err, err
+    suggestion = said.split("Did you mean: ", 1)[1]
+    assert suggestion == "pvt-deploy infer shots --model pvt_v2_b0-cls --imgsz 64 --no-save", said
+    code, _, err = run(monkeypatch, capsys, *shlex.split(suggestion)[1:])
+    assert code == 0 and "1 frame" in err and "shots/a.jpg" in err, err
+    code, _, err = run(monkeypatch, capsys, "infer", "conf=0.3.jpg", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                       "--no-save")
+    assert code == 0 and "1/1 conf=0.3.jpg" in err, err

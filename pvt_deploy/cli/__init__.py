@@ -13,11 +13,13 @@ import sys
 
 import typer
 
+from pvt_deploy.cli import spelling
 from pvt_deploy.errors import PvtDeployError
 from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
     name="pvt-deploy",
+    cls=spelling.Group,
     help="Export, optimise and run Pyramid Vision Transformer models (PVT v1/v2) with PyTorch, "
     "ONNX Runtime and TensorRT.",
     no_args_is_help=True,
@@ -101,6 +103,7 @@ def _register() -> None:
 
     for module in (export, infer, bench, check, info, models, doctor):
         module.register(app)
+    spelling.answer_foreign_options(app)
 
 
 _register()

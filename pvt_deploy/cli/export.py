@@ -165,8 +165,8 @@ def export(
                                                  show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
-    format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine) or triton (model "
-                                        "repository).")] = "onnx",
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine; engine and tensorrt "
+                                        "say the same) or triton (model repository).")] = "onnx",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact folder (default exports/<model>).",
                                                 show_default=False)] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N or HxW (multiples of 32, rounded up). Default per "
@@ -261,6 +261,7 @@ def export(
     from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
+    format = _format_name(format)
     for warning in _unused_options(format, triton_backend, trt={
             "--workspace": workspace is not None, "--timing-cache": timing_cache is not None,
             "--version-compatible": version_compatible, "--hardware-compatible": hardware_compatible,
@@ -290,6 +291,16 @@ def export(
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
     typer.echo(str(folder))
+
+
+def _format_name(text: str) -> str:
+    """``--format``: ``engine`` and ``tensorrt`` (Ultralytics' and trtexec's words) are ``trt``, in any
+    case, as ``--backend`` takes them; anything else goes on as given, for the exporter to refuse."""
+    from pvt_deploy.runtimes.loader import canonical_backend
+
+    with contextlib.suppress(InputError):
+        return canonical_backend(text.strip()) or text
+    return text
 
 
 def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], triton: dict[str, bool]) -> list[str]:

@@ -1,0 +1,202 @@
+"""Other tools' spellings, answered with pvt-deploy's.
+
+Users come with Ultralytics (``yolo predict source=clip.mp4 conf=0.25 half=True``), MMDeploy
+(``--work-dir``, ``--score-thr``), Polygraphy (``polygraphy run model.onnx --onnxrt --atol``) and
+trtexec (``--fp16 --saveEngine --minShapes``) in their fingers. Click answers an option it does not
+know with its own names that look alike, which for these is wrong (``infer --half``: "--help") or
+nothing at all. Here such an option is answered with the one pvt-deploy spells, a foreign command
+name with ours, and ``key=value`` arguments with the command written with options. Nothing foreign
+is accepted silently: the error teaches the spelling that ``--help`` and the README use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shlex
+from typing import Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+# click's exceptions, wherever this Typer takes click from (its own copy since 0.2x, else click)
+_exceptions = importlib.import_module(typer.BadParameter.__module__)
+
+COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "export", "deploy": "export",
+            "inspect": "info", "run": "check", "compare": "check", "val": "check", "test": "check",
+            "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models"}
+
+_OUTPUT = "--output"
+_OPTIONS: dict[str, dict[str, str]] = {
+    # a value is our spelling (an option, an option with its value, or the name of an argument),
+    # or, where there is none, a sentence (capitalised) saying what to do instead
+    "infer": {
+        "--half": "--precision fp16", "--fp16": "--precision fp16", "--int8": "--precision int8",
+        "--conf-thres": "--conf", "--conf-threshold": "--conf", "--score-thr": "--conf",
+        "--score-threshold": "--conf", "--iou-thres": "--iou", "--iou-threshold": "--iou", "--nms-thr": "--iou",
+        "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch", "--max-dets": "--max-det",
+        "--project": _OUTPUT, "--name": _OUTPUT, "--save-dir": _OUTPUT, "--out-dir": _OUTPUT,
+        "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT,
+        "--save-txt": "--save-json", "--save-conf": "--save-json", "--view-img": "--show",
+        "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
+        "--save-crop": "No crops are written: predictions.jsonl (--save-json) has every box to cut them from.",
+    },
+    "export": {
+        "--fp16": "--half", "--onnx": "--model", "--checkpoint": "--weights", "--ckpt": "--weights",
+        "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch",
+        "--data": "--calib", "--calib-data": "--calib", "--calib-dataset": "--calib", "--fraction": "--calib-size",
+        "--saveEngine": "--format trt", "--save-engine": "--format trt", "--engine": "--format trt",
+        "--minShapes": "--min-shape", "--optShapes": "--opt-shape", "--maxShapes": "--max-shape",
+        "--min-shapes": "--min-shape", "--opt-shapes": "--opt-shape", "--max-shapes": "--max-shape",
+        "--shapes": "--opt-shape", "--memPoolSize": "--workspace", "--timingCacheFile": "--timing-cache",
+        "--work-dir": _OUTPUT, "--out-dir": _OUTPUT, "--save-dir": _OUTPUT, "--project": _OUTPUT,
+        "--device": "The export traces on the CPU, and --format trt builds on the first GPU it sees "
+                    "(CUDA_VISIBLE_DEVICES=N pvt-deploy export ... picks one).",
+    },
+    "check": {
+        "--atol": "--tolerance", "--rtol": "--tolerance", "--onnxrt": "--backends onnx", "--trt": "--backends trt",
+        "--torch": "--backends torch", "--pytorch": "--backends torch", "--onnx": "--model",
+        "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--data": "--images", "--img": "--images",
+    },
+    "bench": {
+        "--iterations": "--iters", "--num-iter": "--iters", "--duration": "--iters", "--warmUp": "--warmup",
+        "--num-warmup": "--warmup", "--fp16": "--backends onnx-fp16", "--int8": "--backends onnx-int8",
+        "--onnxrt": "--backends onnx", "--trt": "--backends trt", "--torch": "--backends torch",
+        "--onnx": "--model", "--loadEngine": "--model", "--engine": "--model", "--img-size": "--imgsz",
+        "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
+    },
+    "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact"},
+}
+
+
+class Group(TyperGroup):
+    """The app: a foreign command name is answered with ours (``predict`` -> ``infer``)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except _exceptions.UsageError as e:
+            ours = COMMANDS.get(args[0].lower()) if args else None
+            if ours is not None and ours in self.commands:
+                e.message = f"No such command {args[0]!r}. Did you mean {ours!r}?"
+            raise
+
+
+class Command(TyperCommand):
+    """A command whose unknown options and ``key=value`` arguments are answered in its own spelling."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes ``args``
+        _refuse_key_values(self, given)
+        try:
+            return super().parse_args(ctx, args)
+        except _exceptions.NoSuchOption as e:
+            hint = _hint(self, e.option_name, given)
+            if hint is not None:
+                e.message = f"No such option: {e.option_name}. {hint}"
+                e.possibilities = None
+            raise
+
+
+def answer_foreign_options(app: typer.Typer) -> None:
+    """Make every command registered on ``app`` a :class:`Command` (the app itself is made with
+    ``cls=Group``)."""
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = Command
+
+
+def _options(command: Any) -> dict[str, Any]:
+    """Every name of every option of ``command`` (``--save`` and ``--no-save`` alike) -> the option."""
+    return {name: p for p in command.params if p.param_type_name == "option"
+            for name in (*p.opts, *p.secondary_opts)}
+
+
+def _arguments(command: Any) -> dict[str, Any]:
+    return {p.name: p for p in command.params if p.param_type_name == "argument"}
+
+
+def _ours(command: Any, name: str) -> str | None:
+    """pvt-deploy's spelling of the foreign option ``name`` for ``command``, or None."""
+    table = _OPTIONS.get(command.name or "", {})
+    return table.get(name) or table.get(name.lower())
+
+
+def _hint(command: Any, name: str, args: list[str]) -> str | None:
+    ours = _ours(command, name)
+    argument = _arguments(command).get(ours or name.lstrip("-").replace("-", "_"))
+    if argument is not None:  # --source for infer's SOURCE, --model for info's ARTIFACT
+        at = args.index(name) if name in args else -1
+        value = args[at + 1] if 0 <= at < len(args) - 1 and not args[at + 1].startswith("-") else None
+        return (f"Did you mean pvt-deploy {command.name} {shlex.quote(value) if value else argument.name.upper()} "
+                f"({argument.name} is an argument, not an option)?")
+    if ours is None:
+        return None
+    return f"Did you mean {ours}?" if ours.startswith("-") else ours
+
+
+def _refuse_key_values(command: Any, args: list[str]) -> None:
+    """Ultralytics' ``key=value`` arguments (``model=pvt_small half=True``) are a usage error that shows
+    the command written with options, instead of "unexpected extra argument" or "no such file"."""
+    options = _options(command)
+    pairs = []  # positions of the key=value tokens that are not files
+    i = 0
+    while i < len(args) and args[i] != "--":
+        token = args[i]
+        if token.startswith("-"):
+            option = options.get(token)
+            i += 1 if option is not None and not option.is_flag and not option.count else 0  # its value
+        elif re.fullmatch(r"[A-Za-z][\w-]*=.*", token, flags=re.S) and not os.path.lexists(token):
+            pairs.append(i)
+        i += 1
+    if not any(_known(command, args[i].partition("=")[0]) for i in pairs):
+        return
+    words: list[str] = []
+    left_out = []
+    for i, token in enumerate(args):
+        if i not in pairs:
+            words.append(shlex.quote(token))
+            continue
+        key, _, value = token.partition("=")
+        written = _with_options(command, key, value) if _known(command, key) else None
+        if written is None:
+            left_out.append(f"{token}: {(_hint(command, _option_name(key), args) or 'no such option').rstrip('.')}")
+        elif written and written not in words:
+            words.append(written)
+    suggestion = " ".join(["pvt-deploy", command.name or "", *words])
+    raise _exceptions.UsageError(
+        f"{' '.join(args[i] for i in pairs)}: pvt-deploy takes options, not key=value arguments. "
+        f"Did you mean: {suggestion}" + (f" (left out: {'; '.join(left_out)})" if left_out else ""))
+
+
+def _option_name(key: str) -> str:
+    return "--" + key.lower().replace("_", "-")
+
+
+def _known(command: Any, key: str) -> bool:
+    name = _option_name(key)
+    return (key.lower() in _arguments(command) or name in _options(command)
+            or _ours(command, name) is not None or _ours(command, "--" + key) is not None)
+
+
+def _with_options(command: Any, key: str, value: str) -> str | None:
+    """``key=value`` written with this command's options: ``conf=0.3`` -> ``--conf 0.3``, ``half=True``
+    -> ``--half``, ``simplify=False`` -> ``--no-simplify``, ``source=a.mp4`` -> ``a.mp4`` (an argument),
+    ``classes=[0,2]`` -> ``--classes 0,2``; ``""`` for a flag turned off that is off anyway, None where
+    pvt-deploy has no such option."""
+    on = value.strip().lower() not in ("false", "0", "no", "off", "none", "")
+    value = re.sub(r"^\s*[\[(](.*)[\])]\s*$", r"\1", value).replace(" ", "")  # Python lists: [0,2] -> 0,2
+    name = _option_name(key)
+    ours = _ours(command, name) or _ours(command, "--" + key) or name
+    arguments = _arguments(command)
+    if key.lower() in arguments or ours in arguments:
+        return shlex.quote(value)
+    option = _options(command).get(ours)
+    if option is None:  # a spelling with its value ("--precision fp16"): on, or left out; or a sentence
+        return (ours if on else "") if ours.startswith("-") else None
+    if option.is_flag:
+        if ours in option.secondary_opts:  # no_save=True -> --no-save
+            return ours if on else option.opts[0]
+        return ours if on else (option.secondary_opts[0] if option.secondary_opts else "")
+    return f"{ours} {shlex.quote(value)}"
