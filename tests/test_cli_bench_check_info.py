@@ -349,3 +349,15 @@ def test_other_tools_spellings_are_answered_with_ours(
     assert said in _usage_error(err), err
     assert "Possible options" not in err  # Click's look-alike guesses are replaced, not added to
 
+
+def test_check_takes_a_file_of_an_export_as_its_folder(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """``polygraphy run model.onnx`` habits: ``check --model exports/x/model.onnx`` was "check needs an export
+    folder" although the file is in one; it checks that folder, and says so."""
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export / "model.onnx"), "--json",
+                         "--max-images", "2", "--backends", "torch,onnx")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["artifact"] == str(cls_export) and report["passed"]
+    assert [r["backend"] for r in report["results"]] == ["torch", "onnx"]
+    assert f"model.onnx is a file of the export {cls_export}" in " ".join(err.split())

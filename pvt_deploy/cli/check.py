@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
 
 def check(
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Export folder (default exports/pvt_small).", show_default=False)] = None,
+        "--model", "-m", help="Export folder, or a file in one (default exports/pvt_small).", show_default=False)
+    ] = None,
     images: Annotated[Path | None, typer.Option(
         help="Image, folder or glob to compare on (default: the bundled sample photos).", show_default=False)] = None,
     tolerance: Annotated[float | None, typer.Option(
@@ -47,8 +48,9 @@ def check(
     from pvt_deploy.errors import ParityError
 
     err = Console(stderr=True, highlight=False)
+    artifact = _export_folder_of(model if model is not None else "pvt_small", err)
     with err.status("checking") as status:
-        report = cross_check(model if model is not None else "pvt_small", images=images, backends=backends,
+        report = cross_check(artifact, images=images, backends=backends,
                              tolerance=tolerance, imgsz=parse_imgsz(imgsz), device=device, max_images=max_images,
                              gate_agreement=gate_agreement,
                              progress=lambda label: status.update(f"running {label}"))
@@ -62,6 +64,21 @@ def check(
         verb = "disagrees" if len(failed) == 1 else "disagree"
         raise ParityError(f"{', '.join(r['backend'] for r in failed)} {verb} with {report['reference']} beyond "
                           f"tolerance ({first['backend']}: {'; '.join(first['failures'][:2])})")
+
+
+def _export_folder_of(model: str, console: Any) -> str:
+    """A file of an export (``exports/x/model.onnx``, as ``polygraphy run model.onnx`` takes it) is checked
+    as the export folder that holds it, whose manifest says how to run and compare it; said first."""
+    from rich.markup import escape
+
+    from pvt_deploy.manifest import MANIFEST_NAME
+
+    path = Path(model)
+    if not path.is_file() or not (path.parent / MANIFEST_NAME).is_file():
+        return model
+    console.print(escape(f"{model} is a file of the export {path.parent}: checking every backend of the export "
+                         "that runs here"), soft_wrap=True)
+    return str(path.parent)
 
 
 def render(report: dict[str, Any], console: Any) -> None:
