@@ -445,6 +445,30 @@ def test_a_damaged_avi_keeps_the_times_of_the_frames_after_the_damage(
     assert "1 of 30 frames could not be decoded (damaged file?)" in caplog.text
 
 
+def test_the_null_frames_of_an_avi_are_its_timing_not_damage(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An AVI keeps a constant rate by writing an empty chunk where no frame is due ("null frames": FFmpeg
+    writes them for a variable-rate source, capture tools for dropped frames). Its count includes them,
+    and a clean clip was reported "3 of 10 frames could not be decoded (damaged file?)"."""
+    path = tmp_path / "null_frames.avi"
+    times = [0, 1, 3, 4, 5, 8, 9]  # frame ticks: 2, 6 and 7 are empty chunks
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("mpeg4", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for k, tick in enumerate(times):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * k, np.uint8), format="rgb24")
+            picture.pts = tick
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 10  # the container's count: null frames included
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        frames = list(source)
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(7))
+    assert [f.index for f in frames] == times and source.frames == 7
+    assert [f.timestamp for f in frames] == pytest.approx([t / FPS for t in times])
+    assert source.error is None and caplog.text == ""
+
+
 @pytest.mark.parametrize("content", [b"", b"this is plain text, not a video at all" * 20])
 def test_not_a_video_raises_input_error(tmp_path: Path, content: bytes) -> None:
     fake = tmp_path / "fake.mp4"

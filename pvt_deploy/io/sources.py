@@ -440,8 +440,16 @@ class PyAVReader:
             # the count includes frames an mp4's edit list cuts (``ffmpeg -ss 10 -c copy``, a phone's
             # trim): the index marks them discarded, and decoding never shows them
             entries = getattr(stream, "index_entries", None)  # absent from older PyAV: count as before
-            cut = sum(1 for e in entries if e.is_discard) if entries and len(entries) == stream.frames else 0
-            return int(stream.frames) - cut
+            if entries and len(entries) == stream.frames:
+                return int(stream.frames) - sum(1 for e in entries if e.is_discard)
+            # an AVI's count includes its empty chunks, "null frames" that hold the picture before
+            # (FFmpeg writes them for a variable-rate source, capture tools for dropped frames): its
+            # index leaves them out but counts their ticks, so an index that runs to the declared
+            # length lists the frames that decode (one that does not, a recording cut off before
+            # its index, keeps the declared count)
+            if entries and self._pending is not None and entries[-1].timestamp + 1 == stream.frames:
+                return len(entries)
+            return int(stream.frames)
         if self.duration and self.fps:  # mkv/webm store no count: estimate for the progress bar
             return max(1, round(self.duration * self.fps))
         return None
