@@ -147,6 +147,25 @@ def test_constant_rate_timestamps_stay_exactly_constant_rate(tmp_path: Path) -> 
     assert np.allclose(frame_times(out), [float(i / rate) for i in range(30)], atol=1e-6)
 
 
+@pytest.mark.parametrize("fps", [24, 60, Fraction(30000, 1001)])
+def test_a_constant_rate_on_a_millisecond_clock_stays_constant_rate(tmp_path: Path, fps: Fraction | int) -> None:
+    """Matroska and WebM keep whole milliseconds, so a 24 fps clip's frames come at 0, 0.042, 0.083 s…
+    The annotated mp4 kept those times: frames of 42.1 and 40.8 ms, 24.005 fps on average, 1.9996 s."""
+    out = tmp_path / "cfr.mp4"
+    rate = Fraction(fps)
+    times = [round(float(i / rate), 3) for i in range(48)]
+    with VideoWriter(out, float(rate), (32, 32)) as writer:
+        for i, ts in enumerate(times):
+            writer.write(frame(i % 40, (32, 32)), ts)
+    info, _ = decode(out)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        pts = sorted(p.pts for p in container.demux(stream) if p.size)
+        average = stream.average_rate
+    assert len(set(np.diff(pts).tolist())) == 1 and average == rate and info["fps"] == rate
+    assert np.allclose(frame_times(out), [float(i / rate) for i in range(48)], atol=1e-6)
+
+
 def test_frames_without_time_or_going_back_still_advance(tmp_path: Path) -> None:
     """No timestamp: one nominal frame after the previous. A timestamp at or before the previous
     frame's (a stream that restarted its clock) still comes after it. AVI, which has no variable

@@ -108,6 +108,13 @@ def _encoder_options(codec: str, crf: int, preset: str | None) -> dict[str, str]
 # ---------------------------------------------------------------------------------------------
 
 
+# Matroska, WebM and FLV keep times in whole milliseconds: a constant-rate clip of 24, 30 or 60 fps comes
+# in up to half a millisecond off its frame grid, and its first frame, the output's zero, as much again.
+# The writer puts a frame that close to the grid on it; kept as they came, such times made a 24 fps
+# source's output variable-rate (frames of 42.1 and 40.8 ms; 24.005 fps on average).
+_CLOCK_ROUNDING_S = 1e-3 + 1e-9
+
+
 def _as_rate(fps: float | Fraction) -> Fraction:
     """A frame rate as an exact fraction; 29.97 & co. become NTSC's 30000/1001 as cameras record."""
     if isinstance(fps, Fraction):
@@ -146,7 +153,8 @@ class VideoWriter:
 
     Timing: ``write(image, timestamp)`` places each frame at its source time (seconds; the first
     frame's time is the output's zero) on a clock of 1/100 frame at ``fps``. A constant-rate source
-    stays exactly constant-rate, and a variable-rate one (phone recordings, screen captures, live
+    stays exactly constant-rate (also from a millisecond clock: a time within 1 ms of the frame grid
+    is on it), and a variable-rate one (phone recordings, screen captures, live
     streams) keeps its timing instead of drifting from its audio and from the JSON timestamps, as
     it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
     after the previous one; AVI, which has no variable rate, always counts frames.
@@ -271,6 +279,9 @@ class VideoWriter:
             if self._t0 is None:
                 self._t0 = float(timestamp) - float(nominal * self._tick)
             pts = round((float(timestamp) - self._t0) / float(self._tick))
+            grid = round(pts / step) * step
+            if abs(float(grid * self._tick) - (float(timestamp) - self._t0)) <= _CLOCK_ROUNDING_S:
+                pts = grid  # a constant-rate frame on a millisecond clock: on its grid, as it was recorded
         pts = max(pts, self._last_pts + 1)
         self._last_pts = pts
         return pts
