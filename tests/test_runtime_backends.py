@@ -270,3 +270,28 @@ def test_a_backend_closed_while_a_call_is_under_way(cls_export: Path) -> None:
             backend.infer({"images": np.zeros((batch, 3, 64, 64), np.float32)})
         assert backend._shard_session is None and backend._pool is None
         assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-ort-shard")]
+
+
+def test_a_bad_feed_is_one_error_line_on_either_backend(cls_export: Path) -> None:
+    """``backend.infer`` is public API (README: the ``Backend`` protocol). A feed that is an array
+    rather than ``{"images": array}``, a batch of no images, complex values or an input too small
+    for the network are the same PvtDeployError on both backends; PyTorch raised its own
+    RuntimeError (and a TypeError for the bare array), ONNX Runtime also printed its kernel's error."""
+    from pvt_deploy.errors import InputError, PvtDeployError
+
+    torch_backend, _ = load_backend("pvt_v2_b0-cls", imgsz=64)
+    onnx_backend, _ = load_backend(cls_export, backend="onnx")
+    for backend in (torch_backend, onnx_backend):
+        with backend:
+            good = np.zeros((1, 3, 64, 64), np.float32)
+            with pytest.raises(InputError, match="a feed maps input names to arrays"):
+                backend.infer(good)  # type: ignore[arg-type]
+            with pytest.raises(ShapeError, match=r"shape \[0, 3, 64, 64\]: no values"):
+                backend.infer({"images": np.zeros((0, 3, 64, 64), np.float32)})
+            with pytest.raises(InputError, match="complex64 values"):
+                backend.infer({"images": good.astype(np.complex64)})
+            with pytest.raises(ShapeError, match=r"input shape \[\[?1, 3, 16, 16\]"):
+                backend.infer({"images": np.zeros((1, 3, 16, 16), np.float32)})
+            assert backend.infer({"images": good})["logits"].shape == (1, 1000)
+    with pytest.raises(PvtDeployError):
+        torch_backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})  # closed

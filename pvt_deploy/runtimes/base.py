@@ -52,6 +52,30 @@ def thread_count(threads: object, what: str = "threads") -> int | None:
     return int(threads) or None
 
 
+def feed_array(feed: object, name: str) -> np.ndarray:
+    """Input ``name`` of a backend's ``feed`` as a numpy array, checked the same way for every
+    backend: a feed that is not a mapping of input names, or lacks ``name``, is an
+    :class:`~pvt_deploy.errors.InputError`; one with no values in it (a batch of no images, an image
+    of no pixels) a :class:`~pvt_deploy.errors.ShapeError`, where ONNX Runtime had printed its
+    kernel's error and PyTorch raised its own; complex, object or text values an InputError (they
+    were cast, or failed in the cast). Shape and exact dtype are the backend's to check."""
+    from pvt_deploy.errors import InputError, ShapeError
+
+    if not isinstance(feed, Mapping):
+        raise InputError(f"a feed maps input names to arrays ({{{name!r}: array}}), got {type(feed).__name__}")
+    if name not in feed:
+        raise InputError(f"missing input {name!r} (got {', '.join(map(str, feed)) or 'nothing'})")
+    try:
+        array = np.asarray(feed[name])
+    except ValueError as e:  # a ragged nested list
+        raise ShapeError(f"input {name!r} is not an array of one shape ({e})") from None
+    if array.size == 0 and array.ndim:
+        raise ShapeError(f"input {name!r} has shape {list(array.shape)}: no values to run")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"input {name!r} holds {array.dtype} values, not real numbers")
+    return array
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, thread_count
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, feed_array, thread_count
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
@@ -355,9 +355,7 @@ class OnnxRuntimeBackend(Backend):
         """Check names and fixed dims (ORT's own message is a paragraph) and cast dtypes to the graph's."""
         out: dict[str, np.ndarray] = {}
         for spec in self._inputs:
-            if spec.name not in feed:
-                raise InputError(f"missing input {spec.name!r} (got {', '.join(feed) or 'nothing'})")
-            array = np.asarray(feed[spec.name])
+            array = feed_array(feed, spec.name)
             if len(spec.shape) != array.ndim or any(
                     isinstance(d, int) and d != s for d, s in zip(spec.shape, array.shape, strict=False)):
                 raise ShapeError(f"input {spec.name!r} has shape {list(array.shape)} but {self.path.name} "

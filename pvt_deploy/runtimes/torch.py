@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, thread_count
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, feed_array, thread_count
 
 if TYPE_CHECKING:
     import torch
@@ -167,9 +167,7 @@ class TorchBackend(Backend):
         return self._module
 
     def _to_tensor(self, feed: Mapping[str, np.ndarray]) -> torch.Tensor:
-        if self._input_name not in feed:
-            raise InputError(f"missing input {self._input_name!r} (got {', '.join(feed) or 'nothing'})")
-        array = np.asarray(feed[self._input_name])
+        array = feed_array(feed, self._input_name)
         if array.ndim != 4 or array.shape[1] != 3:
             raise ShapeError(f"input {self._input_name!r} must be (N, 3, H, W), got {list(array.shape)}")
         if array.dtype != np.float32:
@@ -180,12 +178,20 @@ class TorchBackend(Backend):
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         x = self._to_tensor(feed)
-        with torch.inference_mode():
-            if self.precision == "fp16":
-                with torch.autocast("cuda", dtype=torch.float16):
-                    outs = self.module(x)
-            else:
-                outs = self.module(x)
+        module = self.module
+        try:
+            with torch.inference_mode():
+                if self.precision == "fp16":
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        outs = module(x)
+                else:
+                    outs = module(x)
+        except RuntimeError as e:  # as the ONNX Runtime backend reports its run's errors: one line
+            text = " ".join(str(e).split())
+            text = text if len(text) <= 300 else text[:297] + "..."
+            if "size" in text.lower() or "shape" in text.lower():
+                raise ShapeError(f"PyTorch cannot run the input shape {list(x.shape)}: {text}") from e
+            raise PvtDeployError(f"PyTorch failed: {text}") from e
         if isinstance(outs, torch.Tensor):
             outs = (outs,)
         result: dict[str, np.ndarray] = {}
