@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run
 from export_fixtures import Artifact
 
 from pvt_deploy.cli import main
@@ -446,3 +447,25 @@ def test_cli_format_takes_ultralytics_and_trtexec_names_for_trt(
     assert rc == 3 and asked and "TensorRT is not installed (stub)" in err, err
     rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", "torch", "-o", str(tmp_path / "x")], monkeypatch, capsys)
     assert rc == 2 and "--format 'torch': choose one of onnx, trt, triton" in err, err
+
+
+def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``yolo export`` ends with the predict command for the file it wrote; pvt-deploy's export ended with
+    figures only. Its last line on stderr now gives infer/check/bench on the folder, and they run."""
+    import shlex
+
+    from pvt_deploy.assets import sample_images
+
+    folder = tmp_path / "my cls"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity", "--no-simplify", "-o", str(folder)],
+                     monkeypatch, capsys)
+    assert code == 0, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("next: "), err
+    commands = [shlex.split(c) for c in line.removeprefix("next: ").split(" · ")]
+    assert [c[:2] for c in commands] == [["pvt-deploy", "infer"], ["pvt-deploy", "check"], ["pvt-deploy", "bench"]]
+    infer = [str(sample_images()[0]) if word == "SOURCE" else word for word in commands[0][1:]]
+    monkeypatch.chdir(tmp_path)
+    got, _, err = run(monkeypatch, capsys, *infer, "--no-save")
+    assert got == 0 and "1 frame" in err and "on onnxruntime" in " ".join(err.split()), err

@@ -290,7 +290,17 @@ def export(
             allow_parity_failure=allow_parity_failure, progress=progress)
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
+    console.print(_next_steps(folder), soft_wrap=True, highlight=False, markup=False)
     typer.echo(str(folder))
+
+
+def _next_steps(folder: Path) -> str:
+    """What to run on the export, as Ultralytics' export ends with its predict command."""
+    import shlex
+
+    model = shlex.quote(str(folder))
+    return (f"next: pvt-deploy infer SOURCE --model {model} · pvt-deploy check --model {model} · "
+            f"pvt-deploy bench --model {model}")
 
 
 def _format_name(text: str) -> str:
