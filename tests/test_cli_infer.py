@@ -707,3 +707,13 @@ def test_key_value_arguments_get_the_command_with_options_and_a_file_so_named_st
     code, _, err = run(monkeypatch, capsys, "infer", "conf=0.3.jpg", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                        "--no-save")
     assert code == 0 and "1/1 conf=0.3.jpg" in err, err
+
+
+def test_classes_in_ultralytics_list_spelling(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """``--classes [0,15]`` (``yolo predict classes=[0,15]``) was "unknown class '[0'"; it is the list 0,15."""
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[2]), "--model", str(det_export),
+                       "--classes", "[0, 15]", "--conf", "0", "--no-save", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    detections = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())["detections"]
+    assert detections and {d["class_id"] for d in detections} <= {0, 15}

@@ -53,11 +53,15 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
 
 def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
     """``0,2`` or ``person,car`` -> class ids (an id the model does not have is refused, as an
-    unknown name is, and so is a list of none such as ``,``), as the Python API's ``classes=``."""
+    unknown name is, and so is a list of none such as ``,``), as the Python API's ``classes=``;
+    ``[0,2]``, Ultralytics' spelling, is the same list."""
     from pvt_deploy.api import class_ids
 
     if text is None or not text.strip():
         return None
+    text = text.strip()
+    if len(text) >= 2 and text[0] + text[-1] in ("[]", "()"):
+        text = text[1:-1]
     items = [s.strip() for s in text.split(",") if s.strip()]
     return class_ids([int(s) if s.isdigit() else s for s in items], names, what="--classes")
 
