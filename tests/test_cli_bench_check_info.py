@@ -325,6 +325,7 @@ def _usage_error(err: str) -> str:
     (["check", "--atol", "1e-3"], "No such option: --atol. Did you mean --tolerance?"),
     (["check", "--onnxrt", "--trt"], "No such option: --onnxrt. Did you mean --backends onnx?"),
     (["bench", "--warmUp", "5"], "No such option: --warmUp. Did you mean --warmup?"),
+    (["bench", "--shape", "224x224", "--num-iter", "100"], "No such option: --shape. Did you mean --imgsz?"),
     (["info", "--model", "exports/x"],
      "No such option: --model. Did you mean pvt-deploy info exports/x (artifact is an argument, not an option)?"),
     (["predict", "clip.mp4"], "No such command 'predict'. Did you mean 'infer'?"),

@@ -24,7 +24,7 @@ from typer.core import TyperCommand, TyperGroup
 _exceptions = importlib.import_module(typer.BadParameter.__module__)
 
 COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "export", "deploy": "export",
-            "inspect": "info", "run": "check", "compare": "check", "val": "check", "test": "check",
+            "inspect": "info", "run": "check", "compare": "check",
             "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models"}
 
 _OUTPUT = "--output"
@@ -57,13 +57,15 @@ _OPTIONS: dict[str, dict[str, str]] = {
     "check": {
         "--atol": "--tolerance", "--rtol": "--tolerance", "--onnxrt": "--backends onnx", "--trt": "--backends trt",
         "--torch": "--backends torch", "--pytorch": "--backends torch", "--onnx": "--model",
-        "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--data": "--images", "--img": "--images",
+        "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--shape": "--imgsz", "--data": "--images",
+        "--img": "--images", "--save-results": "--json", "--save-outputs": "--json",
     },
     "bench": {
         "--iterations": "--iters", "--num-iter": "--iters", "--duration": "--iters", "--warmUp": "--warmup",
         "--num-warmup": "--warmup", "--fp16": "--backends onnx-fp16", "--int8": "--backends onnx-int8",
         "--onnxrt": "--backends onnx", "--trt": "--backends trt", "--torch": "--backends torch",
         "--onnx": "--model", "--loadEngine": "--model", "--engine": "--model", "--img-size": "--imgsz",
+        "--shape": "--imgsz",
         "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
     },
     "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact"},
