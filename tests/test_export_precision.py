@@ -69,6 +69,14 @@ def test_int8_flavours(det_artifact) -> None:
             assert scale == pytest.approx(2 * 9.21 / 255, rel=1e-4)  # SCORE_LOGIT_WINDOW, not min/max
         else:
             assert not others, (name, others)
+        # TensorRT's ONNX parser dequantizes int8 only: the TensorRT flavour keeps its biases float,
+        # the CPU flavour stores them int32 (ONNX Runtime fuses those into QLinearConv)
+        dq_types = {inits[n.input[0]].data_type for n in model.graph.node
+                    if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+        if act_type == TensorProto.INT8:
+            assert dq_types == {TensorProto.INT8}, (name, dq_types)
+        else:
+            assert TensorProto.INT32 in dq_types, (name, dq_types)
     record = det_artifact.manifest["precision"]["int8"]
     assert record["cpu"]["method"] == "static" and record["trt"]["activations"] == "int8 symmetric"
     assert record["cpu"]["score_logit_window"] == [-9.21, 9.21] and record["cpu"]["float_inputs_restored"] > 0

@@ -286,13 +286,15 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
     if flavour == "trt":
         return {
             "record": {"flavour": "trt", "method": "static", "format": "QDQ", "activations": "int8 symmetric",
-                       "weights": "int8 symmetric per-channel", "ops": list(INT8_OPS),
+                       "weights": "int8 symmetric per-channel", "biases": "float", "ops": list(INT8_OPS),
                        "matmul": "weights only", "outputs_quantized": False},
             "kwargs": {"quant_format": QuantFormat.QDQ, "activation_type": QuantType.QInt8,
                        "weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": False,
                        "op_types_to_quantize": list(INT8_OPS),
+                       # biases stay float: TensorRT's ONNX parser dequantizes int8 (fp8, int4) only, not
+                       # int32, and fuses the float bias into its INT8 conv/GEMM itself
                        "extra_options": {**INPUT_ONLY_QDQ, "ActivationSymmetric": True, "WeightSymmetric": True,
-                                         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}},
+                                         "QuantizeBias": False, "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}}},
         }
     if flavour != "cpu":
         raise InputError(f"unknown INT8 flavour {flavour!r}; choose cpu, trt or both")

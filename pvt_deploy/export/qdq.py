@@ -4,7 +4,10 @@ The exporter's two static INT8 settings (:func:`pvt_deploy.export.precision.int8
 written in ``onnxruntime.quantization.quantize_static`` terms, and this module writes the graph that
 ``quantize_static`` writes for them — the same nodes, names, scales, zero points and integers
 (``tests/test_export_qdq.py`` compares the two given the same ranges, on a detector and on a graph of
-corner cases) — in a fraction of the time. For ``pvt_small`` at 640 the ONNX Runtime quantizer took
+corner cases) — in a fraction of the time. One deliberate difference: with float biases
+(``QuantizeBias: False``, the TensorRT flavour) ``quantize_static`` (onnxruntime 1.32) still sets a Gemm's ``beta`` to
+1 without scaling the bias, which changes the Gemm's output, and copies a bias two nodes share; this
+writer leaves both as they were. For ``pvt_small`` at 640 the ONNX Runtime quantizer took
 24–27 s per flavour on 2 cores (9–11 s of it writing, given the ranges; 0.8 s here): per-channel
 Python loops over ~47k weight channels, node-input rewiring that rescans the graph for every tensor,
 and a calibrator that runs the graph with every optimisation off, once per flavour. Here weights are
@@ -50,12 +53,14 @@ _BIAS_EPSILON = np.float32(1.0001)  # headroom when a weight scale is raised for
 @dataclass(frozen=True)
 class QdqSpec:
     """One static setting: activation type and symmetry, which outputs are quantized, pairs per
-    consumer or per tensor, the MatMul weights' channel axis. Weights are 8-bit symmetric per channel."""
+    consumer or per tensor, the MatMul weights' channel axis, whether biases become int32. Weights are
+    8-bit symmetric per channel."""
 
     unsigned: bool  # activations uint8 asymmetric (else int8 symmetric)
     excluded_outputs: frozenset[str]
     dedicated_pairs: bool
     matmul_axis: int = 1
+    quantize_bias: bool = True  # False: biases stay float (TensorRT's parser takes no int32 DequantizeLinear)
 
     @classmethod
     def from_quantize_static(cls, kwargs: Mapping[str, Any]) -> QdqSpec:
@@ -71,7 +76,8 @@ class QdqSpec:
             raise ValueError("activations are uint8 asymmetric or int8 symmetric here")
         return cls(unsigned=unsigned, excluded_outputs=frozenset(extra.get("OpTypesToExcludeOutputQuantization", ())),
                    dedicated_pairs=bool(extra.get("DedicatedQDQPair", False)),
-                   matmul_axis=int(extra.get("QDQOpTypePerChannelSupportToAxis", {}).get("MatMul", 1)))
+                   matmul_axis=int(extra.get("QDQOpTypePerChannelSupportToAxis", {}).get("MatMul", 1)),
+                   quantize_bias=bool(extra.get("QuantizeBias", True)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,7 +239,7 @@ def _plan(model: onnx.ModelProto, spec: QdqSpec, nodes: Collection[str] | None) 
                 activation(node.output[0])
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             weight(node.input[1], 0 if node.op_type == "Conv" or trans_b else 1)
-            if len(node.input) > 2 and node.input[2]:
+            if spec.quantize_bias and len(node.input) > 2 and node.input[2]:
                 beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0) if node.op_type == "Gemm" else 1.0
                 bias(node, 2, beta)
         for t in node.input:
