@@ -589,3 +589,20 @@ def test_fake_build_with_rich_progress_bar(use_fake: Any, tmp_path: Path) -> Non
     with build_mod.rich_build_progress(Console(file=out, force_terminal=True, width=80)) as callback:
         build_engine(make_artifact(tmp_path / "art"), progress=callback)
     assert "Building engine" in out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", [["--format", "trt"], ["--format", "triton", "--triton-backend", "trt"]])
+def test_engine_from_the_cpu_int8_flavour_is_refused_before_the_export(
+        fmt: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--int8 --int8-flavour cpu`` with an engine to build: refused at once (exit 2, nothing written),
+    not after tracing, calibration and the parity gate, whose export would then go unused."""
+    from cli_run import run
+
+    def no_export(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("exported before refusing")
+
+    monkeypatch.setattr("pvt_deploy.export.onnx.export_onnx", no_export)
+    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--int8", "--int8-flavour", "cpu",
+                       "-o", str(tmp_path / "x"), "--triton-repo", str(tmp_path / "repo"), *fmt)
+    assert code == 2 and "--int8-flavour trt" in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "repo").exists()

@@ -97,6 +97,11 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     if needs_engine:
         from pvt_deploy.export.tensorrt import require_tensorrt
 
+        if onnx_options.get("int8") and onnx_options.get("int8_flavour") == "cpu":  # before the slow export
+            raise InputError("--int8-flavour cpu writes only model.int8.onnx (uint8 asymmetric Q/DQ and ONNX "
+                             "Runtime operators), which TensorRT's ONNX parser does not take; a TensorRT INT8 "
+                             "engine is built from the TensorRT flavour",
+                             hint="use --int8-flavour trt (or both, the default)")
         require_tensorrt()
     from pvt_deploy.export.onnx import export_onnx
 
