@@ -185,12 +185,14 @@ def _known(command: Any, key: str) -> bool:
 def _with_options(command: Any, key: str, value: str) -> str | None:
     """``key=value`` written with this command's options: ``conf=0.3`` -> ``--conf 0.3``, ``half=True``
     -> ``--half``, ``simplify=False`` -> ``--no-simplify``, ``source=a.mp4`` -> ``a.mp4`` (an argument),
-    ``classes=[0,2]`` -> ``--classes 0,2``; ``""`` for a flag turned off that is off anyway, None where
+    ``classes=[0,2]`` -> ``--classes 0,2``; ``""`` for a flag turned off that is off anyway, or whose
+    foreign name only stands near ours (``save_txt=False`` says nothing of ``--save-json``); None where
     pvt-deploy has no such option."""
     on = value.strip().lower() not in ("false", "0", "no", "off", "none", "")
     value = re.sub(r"^\s*[\[(](.*)[\])]\s*$", r"\1", value).replace(" ", "")  # Python lists: [0,2] -> 0,2
     name = _option_name(key)
-    ours = _ours(command, name) or _ours(command, "--" + key) or name
+    foreign = _ours(command, name) or _ours(command, "--" + key)
+    ours = foreign or name
     arguments = _arguments(command)
     if key.lower() in arguments or ours in arguments:
         return shlex.quote(value)
@@ -198,6 +200,8 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
     if option is None:  # a spelling with its value ("--precision fp16"): on, or left out; or a sentence
         return (ours if on else "") if ours.startswith("-") else None
     if option.is_flag:
+        if foreign and not on:
+            return ""
         if ours in option.secondary_opts:  # no_save=True -> --no-save
             return ours if on else option.opts[0]
         return ours if on else (option.secondary_opts[0] if option.secondary_opts else "")
