@@ -717,3 +717,19 @@ def test_classes_in_ultralytics_list_spelling(
     assert code == 0, err
     detections = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())["detections"]
     assert detections and {d["class_id"] for d in detections} <= {0, 15}
+
+
+def test_weights_has_the_short_name_export_gives_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``export -w ckpt.pth`` worked and ``infer -w ckpt.pth`` was "No such option: -w"; both take it."""
+    import torch
+
+    from pvt_deploy.models import create_model
+    from pvt_deploy.models.synthetic import seeded_state_dict
+
+    ckpt = tmp_path / "pvt_v2_b0.pth"
+    torch.save(seeded_state_dict(create_model("pvt_v2_b0-cls", seed=0), seed=3), ckpt)
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "-m", "pvt_v2_b0-cls", "-w", str(ckpt),
+                       "--imgsz", "64", "--no-save")
+    assert code == 0, err
+    assert "1 frame" in err and "RANDOM" not in err

@@ -98,7 +98,8 @@ def infer(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
     weights: Annotated[Path | None, typer.Option(
-        help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")] = None,
+        "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")
+    ] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
     ] = False,
