@@ -328,6 +328,10 @@ def _usage_error(err: str) -> str:
     (["bench", "--shape", "224x224", "--num-iter", "100"], "No such option: --shape. Did you mean --imgsz?"),
     (["info", "--model", "exports/x"],
      "No such option: --model. Did you mean pvt-deploy info exports/x (artifact is an argument, not an option)?"),
+    # one command's option given to another
+    (["bench", "--precision", "int8"], "No such option: --precision. A precision is picked with --backends"),
+    (["check", "-o", "report.json"], "No such option: -o. The report goes to the terminal; --json prints it"),
+    (["infer", "--json"], "No such option: --json. Did you mean --save-json?"),
     (["predict", "clip.mp4"], "No such command 'predict'. Did you mean 'infer'?"),
     (["inspect", "model.onnx"], "No such command 'inspect'. Did you mean 'info'?"),
     (["run", "model.onnx"], "No such command 'run'. Did you mean 'check'?"),

@@ -28,6 +28,8 @@ COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "
             "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models"}
 
 _OUTPUT = "--output"
+_BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, torch-fp16, trt."
+_TO_JSON = "The report goes to the terminal; --json prints it as JSON, for > report.json."
 _OPTIONS: dict[str, dict[str, str]] = {
     # a value is our spelling (an option, an option with its value, or the name of an argument),
     # or, where there is none, a sentence (capitalised) saying what to do instead
@@ -40,6 +42,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT,
         "--save-txt": "--save-json", "--save-conf": "--save-json", "--view-img": "--show",
         "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
+        "--json": "--save-json",
         "--save-crop": "No crops are written: predictions.jsonl (--save-json) has every box to cut them from.",
     },
     "export": {
@@ -58,17 +61,20 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--atol": "--tolerance", "--rtol": "--tolerance", "--onnxrt": "--backends onnx", "--trt": "--backends trt",
         "--torch": "--backends torch", "--pytorch": "--backends torch", "--onnx": "--model",
         "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--shape": "--imgsz", "--data": "--images",
-        "--img": "--images", "--save-results": "--json", "--save-outputs": "--json",
+        "--img": "--images", "--save-results": "--json", "--save-outputs": "--json", "--backend": "--backends",
+        "--precision": _BY_BACKENDS, "--output": _TO_JSON, "-o": _TO_JSON,
     },
     "bench": {
         "--iterations": "--iters", "--num-iter": "--iters", "--duration": "--iters", "--warmUp": "--warmup",
         "--num-warmup": "--warmup", "--fp16": "--backends onnx-fp16", "--int8": "--backends onnx-int8",
         "--onnxrt": "--backends onnx", "--trt": "--backends trt", "--torch": "--backends torch",
         "--onnx": "--model", "--loadEngine": "--model", "--engine": "--model", "--img-size": "--imgsz",
-        "--shape": "--imgsz",
+        "--shape": "--imgsz", "--backend": "--backends", "--precision": _BY_BACKENDS, "--output": _TO_JSON,
+        "-o": _TO_JSON,
         "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
     },
-    "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact"},
+    "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact",
+             "--format": "--json"},
 }
 
 
