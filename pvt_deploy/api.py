@@ -116,7 +116,8 @@ class Model:
     def predictor(self, *, imgsz: ImageSize | None = None, conf: float | None = None,
                   iou: float | None = None, classes: ClassFilter | None = None, max_det: int | None = None,
                   topk: int | None = None) -> Predictor:
-        """The batch-level predictor (pre -> infer -> post) with these settings.
+        """The batch-level predictor (pre -> infer -> post) with these settings: ``predictor([a, b])``
+        runs pictures (numpy RGB arrays, PIL images) or frames as one batch, in the calling thread.
 
         ``classes`` takes class ids or names (one or a list, as ``--classes`` does); a setting of the
         wrong type or out of range raises :class:`~pvt_deploy.errors.InputError`.

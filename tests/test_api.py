@@ -481,3 +481,26 @@ def test_the_public_api_types_as_readme_uses_it(tmp_path: Path) -> None:
     wrong = USER_SCRIPT.splitlines().index('    wrong: int = m.predict(img)[0]') + 1
     assert len(errors) == 1 and f"user.py:{wrong}: error: Incompatible types" in errors[0], stdout + stderr
     assert 'expression has type "Result"' in errors[0]
+
+
+def test_the_predictor_runs_pictures_as_one_batch(det_model: Model) -> None:
+    """``Model.predictor()`` is the batch-level API; called with pictures as ``predict`` takes them it
+    raised ``AttributeError: 'numpy.ndarray' object has no attribute 'image'``. Now a list of arrays
+    and PIL images runs as one batch, with ``predict``'s results; a lone array is one picture."""
+    from PIL import Image
+
+    coffee = read_image(sample_image("coffee"))
+    astronaut = np.asarray(Image.open(sample_image("astronaut")).convert("RGB"))
+    pictures = [coffee[::2, ::2], Image.fromarray(astronaut)]
+    predictor = det_model.predictor(conf=0.06)
+    batch = predictor(pictures)
+    expected = det_model.predict(pictures, conf=0.06, batch=2)  # one batch too: padded alike
+    assert [r.orig_shape for r in batch] == [(200, 300), astronaut.shape[:2]] and [r.path for r in batch] == [
+        "image0.jpg", "image1.jpg"]
+    for got, want in zip(batch, expected, strict=True):
+        assert len(got.boxes) == len(want.boxes) > 0 and (got.boxes.cls == want.boxes.cls).all()
+        np.testing.assert_allclose(got.boxes.xyxy, want.boxes.xyxy, atol=1e-3)
+    (alone,) = predictor(coffee)
+    assert alone.orig_shape == (400, 600) and alone.speed["inference"] > 0
+    with pytest.raises(InputError, match="HxW, HxWx3 or HxWx4"):
+        predictor([np.zeros((0, 8, 3), np.uint8)])

@@ -286,8 +286,12 @@ class Predictor:
                             video=video, conf=self.conf, iou=self.iou, classes=self.classes,
                             max_det=self.max_det, topk=self.topk, speed=speed)
 
-    def __call__(self, frames: Sequence[FrameLike], *, video: bool = False) -> list[Result]:
-        """Sequential pre -> infer -> post for one batch, with ``speed`` filled in."""
+    def __call__(self, frames: Sequence[FrameLike] | Sequence[Any] | Any, *, video: bool = False) -> list[Result]:
+        """Sequential pre -> infer -> post for one batch, with ``speed`` filled in. ``frames``: a list
+        of :class:`~pvt_deploy.io.sources.Frame` (or alike), or of pictures as ``Model.predict`` takes
+        them (numpy RGB arrays, PIL images, named ``image0.jpg``, ``image1.jpg``...); one alone is a
+        batch of one."""
+        frames = _as_frames(frames)
         t0 = time.perf_counter()
         feed, records = self.preprocess([f.image for f in frames])
         t1 = time.perf_counter()
@@ -297,6 +301,22 @@ class Predictor:
         t3 = time.perf_counter()
         _set_speed(results, t1 - t0, t2 - t1, t3 - t2)
         return results
+
+
+def _as_frames(items: Any) -> list[FrameLike]:
+    """A batch for :meth:`Predictor.__call__`: frames as they are, pictures made frames (checked and
+    converted as ``Model.predict`` does); a lone frame or picture (an array is one picture, not a
+    list of rows) is a batch of one."""
+    from pvt_deploy.io.sources import Frame, as_rgb_array
+
+    if isinstance(items, np.ndarray) or hasattr(items, "image") or hasattr(items, "convert"):
+        items = [items]
+    try:
+        items = list(items)
+    except TypeError:
+        raise InputError(f"a batch is a list of frames or pictures, got {type(items).__name__}") from None
+    return [item if hasattr(item, "image") else Frame(as_rgb_array(item), i, f"image{i}.jpg")
+            for i, item in enumerate(items)]
 
 
 def _set_speed(results: Sequence[Result], pre_s: float, infer_s: float, post_s: float) -> None:
