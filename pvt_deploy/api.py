@@ -27,7 +27,7 @@ import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import VIDEO_SUFFIXES, Frame, Source, as_rgb_array, open_source, read_image
-from pvt_deploy.runtimes.base import Backend
+from pvt_deploy.runtimes.base import Backend, flag
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
 from pvt_deploy.utils import is_integer, is_number
@@ -179,9 +179,9 @@ class Model:
         """
         for name, value in {"stream": stream, "save": save, "save_json": save_json, "save_mask": save_mask,
                             "save_audio": save_audio}.items():
-            _flag(name, value)
+            flag(name, value)
         if threaded is not None:  # None: the pipeline's default
-            _flag("threaded", threaded)
+            flag("threaded", threaded)
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
         if save_mask and not save:
@@ -309,14 +309,6 @@ def _real(name: str, value: Any) -> float | None:
     if not is_number(value):
         raise InputError(f"{name} must be a number, got {value!r}")
     return float(value)
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A yes/no setting: ``True``/``False`` (numpy's too). A string such as ``"no"`` is refused rather
-    than read as true."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:

@@ -295,3 +295,20 @@ def test_a_bad_feed_is_one_error_line_on_either_backend(cls_export: Path) -> Non
             assert backend.infer({"images": good})["logits"].shape == (1, 1000)
     with pytest.raises(PvtDeployError):
         torch_backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})  # closed
+
+
+def test_yes_no_options_take_only_true_or_false(cls_export: Path) -> None:
+    """``Model(m, shard="no")`` ran sharded (``"no"`` is truthy), ``pin="no"`` pinned and
+    ``io_binding="no"`` turned IO binding on: a yes/no option now takes True or False (numpy's too)
+    and refuses anything else in one line, as ``predict(stream="no")`` does."""
+    from pvt_deploy.errors import InputError
+
+    for option, value in (("shard", "no"), ("pin", "no"), ("rewrite", "no"), ("fp16", 0), ("shard", None)):
+        with pytest.raises(InputError, match=f"{option} must be True or False, got {value!r}"):
+            load_backend(cls_export, backend="onnx", **{option: value})
+    with pytest.raises(InputError, match="io_binding must be 'auto', True or False, got 'no'"):
+        load_backend(cls_export, backend="onnx", io_binding="no")
+    backend, _ = load_backend(cls_export, backend="onnx", shard=np.False_, pin=False, io_binding=False)
+    with backend:
+        assert backend.info.details["batch_shards"] == 1 and backend.info.details["worker_cpus"] is None
+        assert backend.info.details["io_binding"] is False

@@ -52,6 +52,17 @@ def thread_count(threads: object, what: str = "threads") -> int | None:
     return int(threads) or None
 
 
+def flag(name: str, value: object) -> bool:
+    """A yes/no setting (``shard=``, ``pin=``, ``predict(stream=)``...): ``True``/``False``, numpy's
+    too. Anything else, such as ``"no"`` (which Python reads as true) or ``None``, is an
+    :class:`~pvt_deploy.errors.InputError` rather than a guess."""
+    if not isinstance(value, (bool, np.bool_)):
+        from pvt_deploy.errors import InputError
+
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def feed_array(feed: object, name: str) -> np.ndarray:
     """Input ``name`` of a backend's ``feed`` as a numpy array, checked the same way for every
     backend: a feed that is not a mapping of input names, or lacks ``name``, is an

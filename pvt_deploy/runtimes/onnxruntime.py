@@ -58,7 +58,15 @@ from typing import Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, feed_array, thread_count
+from pvt_deploy.runtimes.base import (
+    Backend,
+    BackendInfo,
+    TensorSpec,
+    device_text,
+    feed_array,
+    flag,
+    thread_count,
+)
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
@@ -243,6 +251,10 @@ class OnnxRuntimeBackend(Backend):
 
         threads = thread_count(threads)
         inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
+        fp16, shard, pin = flag("fp16", fp16), flag("shard", shard), flag("pin", pin)
+        rewrite = None if rewrite is None else flag("rewrite", rewrite)
+        if io_binding != "auto" and not isinstance(io_binding, (bool, np.bool_)):
+            raise InputError(f"io_binding must be 'auto', True or False, got {io_binding!r}")
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
