@@ -733,3 +733,24 @@ def test_weights_has_the_short_name_export_gives_it(
                        "--imgsz", "64", "--no-save")
     assert code == 0, err
     assert "1 frame" in err and "RANDOM" not in err
+
+
+def test_an_unquoted_glob_runs_the_files_the_shell_lists(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``pvt-deploy infer shots/*.jpg`` unquoted reaches infer as several paths; it was "Got unexpected extra
+    argument(s)". They run as one list of image files, as ``Model.predict`` takes; a video among them is
+    refused by name, before the model loads."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for photo in sample_images()[:2]:
+        shutil.copy(photo, shots / photo.name)
+    paths = [str(p) for p in sorted(shots.iterdir())]
+    code, _, err = run(monkeypatch, capsys, "infer", *paths, "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-save",
+                       "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in records] == paths
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, size=(64, 48))
+    code, _, err = run(monkeypatch, capsys, "infer", paths[0], str(clip), "--model", "no_such_model")
+    assert code == 2
+    assert_one_line_error(err, f"{clip} is a video")

@@ -67,9 +67,9 @@ def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
 
 
 def infer(
-    source: Annotated[str | None, typer.Argument(
-        help="Image, folder, glob, video, webcam index (0), rtsp/rtmp/http URL. Default: the bundled sample photos.",
-        show_default=False)] = None,
+    source: Annotated[list[str] | None, typer.Argument(
+        help="Image, folder, glob, video, webcam index (0), rtsp/rtmp/http URL; or several image files (an "
+        "unquoted glob, as the shell expands it). Default: the bundled sample photos.", show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
         "Default pvt_small (exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
@@ -121,8 +121,9 @@ def infer(
     # Files before the model: a missing one should not wait for it to load. A live feed (stream URL,
     # webcam) is connected once the model is loaded: what it sends meanwhile would queue up and
     # arrive as one stale burst, stamped a few ms apart, and play in a rush in the annotated video.
-    live = _live_spec(source)
-    src = None if live else _open(source, vid_stride)
+    spec = _one_source(source)
+    live = _live_spec(spec)
+    src = None if live else _open(spec, vid_stride)
     kind = "stream" if src is None else src.kind
     json_on = save_json if save_json is not None else kind in ("video", "stream")
     try:
@@ -139,7 +140,7 @@ def infer(
         if batch is not None:  # a batch the graph cannot take fails before a stream is connected to
             m.predictor(imgsz=size).check_batch(batch)
         if src is None:
-            src = _open(source, vid_stride)
+            src = _open(spec, vid_stride)
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
@@ -187,19 +188,29 @@ def infer(
                 save_dir.rmdir()
 
 
-def _open(source: str | None, vid_stride: int) -> Any:
-    from pvt_deploy.api import open_source_for
+def _one_source(given: list[str] | None) -> str | list[str] | None:
+    """The source as given; several (``photos/*.jpg`` unquoted, which the shell expands) are one list of
+    image files, as ``Model.predict`` takes a list."""
+    if not given:
+        return None
+    return given[0] if len(given) == 1 else list(given)
 
+
+def _open(source: str | list[str] | None, vid_stride: int) -> Any:
+    from pvt_deploy.api import _as_source, open_source_for
+
+    if isinstance(source, list):  # the API's rule: image files; a folder or video is refused by name
+        return _as_source(source, vid_stride)
     return open_source_for(source, vid_stride=vid_stride)
 
 
-def _live_spec(source: str | None) -> bool:
+def _live_spec(source: str | list[str] | None) -> bool:
     """Whether ``source`` names a stream or webcam (as :func:`~pvt_deploy.io.sources.open_source`
     tells them apart), which ``infer`` connects to only once the model is loaded. A URL without a
     host is refused here, before the model loads, as a missing file is."""
     from pvt_deploy.io.sources import check_stream_url, is_live, is_webcam
 
-    if source is None or not is_live(source):
+    if not isinstance(source, str) or not is_live(source):
         return False
     text = source.strip()
     if not is_webcam(text):  # a webcam has no URL to check
