@@ -208,6 +208,54 @@ def test_failed_extend_removes_only_what_it_added(cls_artifact: Artifact, tmp_pa
         {k: v for k, v in before.items() if not k.startswith(".ort-cache")}  # the cache may gain an entry
 
 
+def test_an_extension_killed_while_making_a_variant_again_leaves_every_file_as_it_was(
+        cls_artifact: Artifact, tmp_path: Path) -> None:
+    """``export --model FOLDER --int8 --int8-cpu static`` on an export whose CPU INT8 file is dynamic makes
+    that file again. SIGKILLed while it did (out of memory, ``kill -9``), it left the good INT8 file moved
+    aside under a hidden name and the manifest listing a ``model.int8.onnx`` that was gone, so
+    ``infer --precision int8`` failed, and 240 MB of scratch files in the folder that no later run removed.
+    Now every file is as it was, and the next run clears what the killed one left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pvt_deploy.export import export_onnx
+
+    folder = tmp_path / "ext"
+    shutil.copytree(cls_artifact.folder, folder)
+    export_onnx(folder, int8=True, int8_flavour="cpu", parity=False)  # a classifier's auto: dynamic
+    assert read_manifest(folder)["precision"]["int8"]["cpu"]["method"] == "dynamic"
+    before = {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()}
+
+    child = subprocess.Popen([sys.executable, "-m", "pvt_deploy", "export", "--model", str(folder), "--int8",
+                              "--int8-flavour", "cpu", "--int8-cpu", "static", "--no-parity"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # killed once the new INT8 file is being written (its temporary file appears, wherever it is)
+        deadline = time.monotonic() + 240
+        while child.poll() is None and time.monotonic() < deadline:
+            if any(".part" in name and name.startswith(".model.int8.onnx.") for _, _, names in os.walk(folder)
+                   for name in names):
+                child.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, "the export ended before the new INT8 file was written"
+
+    assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()} == before
+    manifest = read_manifest(folder)
+    for name in manifest["files"]:
+        verify_file(folder, manifest, name)
+    export_onnx(folder, int8=True, int8_flavour="cpu", int8_cpu="static", parity=False)  # the next run
+    manifest = read_manifest(folder)
+    assert manifest["precision"]["int8"]["cpu"]["method"] == "static"
+    verify_file(folder, manifest, "model.int8.onnx")
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".ort-cache"]
+
+
 def test_lone_onnx_of_a_random_weights_export_says_so(cls_artifact: Artifact, tmp_path: Path) -> None:
     """The weights provenance travels in the ONNX metadata: a copied-out model.onnx still says RANDOM."""
     from pvt_deploy.api import Model

@@ -4,8 +4,8 @@
 ``model.fp16.onnx`` / ``model.int8.onnx`` / ``model.int8.trt.onnx`` on request, and ``manifest.json``
 last. A new export is built in a hidden folder beside the output folder and renamed into its place
 only once complete, so a failed or interrupted export never leaves a half-written graph that later
-loads, nor touches the export that was there; adding variants to an export folder writes each file
-atomically and the manifest only after all files exist.
+loads, nor touches the export that was there; variants added to an export folder are made in a
+hidden folder inside it and moved in, with the manifest that lists them, only once all of them exist.
 
 Exporters. The TorchScript exporter (``dynamo=False``) is the default: it is ~6x faster on PVT
 (7 s against 46 s for a pvt_tiny detector here) and one trace is generic over batch, height and width.
@@ -255,13 +255,10 @@ def _sweep_abandoned(target: Path) -> None:
     move into ``target``, or the whole folder goes back to being ``target`` where that is missing. A
     live export's folders, or ones made on another host sharing the disk, are left alone. Call with
     :func:`_swap_lock` held."""
-    host = _owner().split("-")[0]
     with contextlib.suppress(OSError):
         for entry in sorted(target.parent.iterdir()):
             for tag in ("new", "old"):
-                prefix = f".{target.name}.pvt-{tag}-"
-                owner = entry.name[len(prefix):].split("-") if entry.name.startswith(prefix) else []
-                if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+                if _abandoned(entry.name, f".{target.name}.pvt-{tag}-"):
                     if tag == "new" or not entry.is_dir():
                         _discard(entry)
                     elif os.path.lexists(target):
@@ -269,6 +266,14 @@ def _sweep_abandoned(target: Path) -> None:
                     else:  # killed after moving the old export aside: it goes back, the user's files with it
                         os.rename(entry, target)
                     log.info("cleared %s, left by an export that was killed", entry)
+
+
+def _abandoned(name: str, prefix: str) -> bool:
+    """Whether ``name`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_sibling`, :func:`_extension_staging`)
+    made on this host by a process that is gone."""
+    owner = name[len(prefix):].split("-") if name.startswith(prefix) else []
+    return (len(owner) == 3 and owner[0] == _owner().split("-")[0] and owner[1].isdigit()
+            and not _alive(int(owner[1])))
 
 
 @contextlib.contextmanager
@@ -801,6 +806,12 @@ def _image_paths(folder: str | os.PathLike[str] | None, limit: int | None, what:
 def _finish(folder: Path, manifest: dict[str, Any], failures: list[str], allow_parity_failure: bool,
             parity_reports: Mapping[str, Any]) -> Path:
     write_manifest(folder, manifest)
+    _gate(failures, allow_parity_failure, parity_reports)
+    return folder
+
+
+def _gate(failures: list[str], allow_parity_failure: bool, parity_reports: Mapping[str, Any]) -> None:
+    """Raise :class:`ParityError` for the files that failed their gate (or warn, where that is allowed)."""
     if failures:
         from pvt_deploy.export.parity import ParityResult, raise_on_failure
 
@@ -808,7 +819,6 @@ def _finish(folder: Path, manifest: dict[str, Any], failures: list[str], allow_p
             log.warning("parity FAILED for %s (kept because parity failures are allowed)", ", ".join(failures))
         else:
             raise_on_failure(ParityResult({k: dict(v) for k, v in parity_reports.items()}))
-    return folder
 
 
 # --------------------------------------------------------------------------------------------------
@@ -880,7 +890,8 @@ def export_onnx(
     interrupted export leaves an existing ``out_dir`` byte for byte as it was; so does a parity failure
     when ``out_dir`` held an export. Files in ``out_dir`` that pvt-deploy did not make are kept (moved
     into the new folder); earlier pvt-deploy files (variants, engine) go. Extending an export folder
-    only adds files, each written atomically; a failure removes the ones it added.
+    makes the variants in a hidden folder inside it and moves them in with the new manifest once they
+    are complete, so that a failure or a kill before that leaves every file as it was.
     """
     steps = _Steps(progress)
     exporter = _choice("--exporter", exporter, EXPORTERS)
@@ -1146,60 +1157,124 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         graph.get("layernorm_nodes"), shape_constants(fp32),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
-    wanted = ([FP16_FILE] if want_half else []) + [INT8_FILES[f] for f in want_int8]
-    adding = [n for n in wanted if not (folder / n).exists()]
-    # a variant made again (it failed its gate, or changed) replaces a file the manifest lists: that one
-    # waits aside until the new manifest is written, so a failure puts it back byte for byte
-    aside: dict[str, Path] = {}
+    # The variants are made and gated in a hidden folder inside the export and moved in with the new
+    # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
+    # variant made again used to be moved aside first, and a kill then left the manifest listing a file
+    # that was gone (with the 240 MB of INT8 scratch files left in the folder).
+    staging = _extension_staging(folder)
     try:
-        for name in wanted:
-            if name not in adding:
-                os.replace(folder / name, folder / f".pvt-replaced-{name}")
-                aside[name] = folder / f".pvt-replaced-{name}"
-        variants = _make_variants(folder, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
+        variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
                                   calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
-        manifest.setdefault("files", {}).update(variants.files)
-        reports = _extend_parity(folder, manifest, variants, parity_paths, pre, static_batch, parity=parity,
-                                 tolerances=tolerances, steps=steps)
-        precision = manifest.setdefault("precision", {})
-        for key, rec in variants.precision.items():
-            if key == "int8":
-                precision.setdefault("int8", {}).update(rec)
-            else:
-                precision[key] = rec
-        failures = [f for f, r in reports.items() if not r["passed"]]
-        manifest.setdefault("export", {}).setdefault("seconds", {}).update(steps.seconds)
-        return _finish(folder, manifest, failures, allow_parity_failure, reports)
-    except ParityError:  # the manifest lists the files, marked failed
-        raise
-    except BaseException:  # the manifest is unchanged: take back the files it would have listed
-        for name in [*adding, *aside]:
-            with contextlib.suppress(OSError):
-                (folder / name).unlink()
-        for name, path in aside.items():
-            with contextlib.suppress(OSError):
-                os.replace(path, folder / name)
-        raise
+        reports = _extend_parity(staging, manifest, variants, parity_paths, pre, static_batch, parity=parity,
+                                 tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)
+        _commit_extension(folder, staging, manifest, variants, reports if parity else None, steps.seconds)
     finally:
-        for path in aside.values():  # replaced (the manifest lists the new files), or put back above
-            with contextlib.suppress(OSError):
-                path.unlink()
+        _discard(staging)
+    _gate([f for f, r in reports.items() if not r["passed"]], allow_parity_failure, reports)
+    return folder
+
+
+def _extension_staging(folder: Path) -> Path:
+    """A new hidden folder in the export folder ``folder`` to make variants in
+    (``.pvt-ext-<host>-<pid>-<random>``), after deleting those that extensions killed on this host left."""
+    import secrets
+
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if _abandoned(entry.name, ".pvt-ext-"):
+                _discard(entry)
+                log.info("cleared %s, left by an export that was killed", entry)
+    while True:
+        path = folder / f".pvt-ext-{_owner()}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], variants: _Variants,
+                      reports: Mapping[str, Any] | None, seconds: Mapping[str, float]) -> None:
+    """Move the variants made in ``staging`` into ``folder`` and list them in its manifest, as one step:
+    Ctrl-C waits for it, and a failure in it (a full disk writing the manifest) puts every file back.
+    The manifest is read again here, under the folder's lock, so that another extension's files that
+    came meanwhile stay listed; a ``model.onnx`` changed since ``started`` was read (the folder
+    re-exported meanwhile) adds nothing. ``reports``: the parity reports, None when parity did not run
+    (then the replaced files' reports go)."""
+    from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME
+    from pvt_deploy.utils.signals import interrupts_deferred
+
+    with interrupts_deferred(), _swap_lock(folder):
+        manifest = read_manifest(folder)
+        if ((manifest.get("files") or {}).get(FP32_FILE) or {}).get("sha256") != \
+                ((started.get("files") or {}).get(FP32_FILE) or {}).get("sha256"):
+            raise PvtDeployError(f"{folder}: {FP32_FILE} changed while the variants were made from it (exported "
+                                 "again meanwhile?); nothing was added", hint="run the command again")
+        old = staging / ".replaced"
+        old.mkdir()
+        moved: list[str] = []
+        try:
+            for name in variants.files:
+                if os.path.lexists(folder / name):
+                    os.replace(folder / name, old / name)
+                moved.append(name)
+                os.replace(staging / name, folder / name)
+            manifest.setdefault("files", {}).update(variants.files)
+            precision = manifest.setdefault("precision", {})
+            for key, rec in variants.precision.items():
+                if key == "int8":
+                    precision.setdefault("int8", {}).update(rec)
+                else:
+                    precision[key] = rec
+            parity = manifest.setdefault("parity", {})
+            if reports is None:  # a report of the file a variant replaces says nothing about the new one
+                for name in variants.files:
+                    parity.pop(name, None)
+            else:
+                parity.update(reports)
+            manifest.setdefault("export", {}).setdefault("seconds", {}).update(seconds)
+            write_manifest(folder, manifest)
+        except BaseException:
+            for name in reversed(moved):
+                with contextlib.suppress(OSError):
+                    if (folder / name).is_file() and not (staging / name).exists():
+                        os.replace(folder / name, staging / name)
+                    if (old / name).exists():
+                        os.replace(old / name, folder / name)
+            raise
+    _move_caches(staging / CACHE_DIRNAME, folder / CACHE_DIRNAME)
+
+
+def _move_caches(built: Path, cache: Path) -> None:
+    """Move the CPU graphs the parity gate built in ``built`` (an extension's ``.ort-cache``) into the
+    export's ``cache``, where inference then finds them, dropping the ones of the files they replace."""
+    import re
+
+    if not built.is_dir():
+        return
+    entry_re = re.compile(r"(.+)\.[0-9a-f]{20}\.(json|onnx)")
+    with contextlib.suppress(OSError):
+        cache.mkdir(exist_ok=True)
+        new = [p for p in built.iterdir() if entry_re.fullmatch(p.name)]
+        stems = {m.group(1) for p in new if (m := entry_re.fullmatch(p.name))}
+        for stale in list(cache.iterdir()):
+            m = entry_re.fullmatch(stale.name)
+            if m and m.group(1) in stems:
+                stale.unlink()
+        for p in new:
+            os.replace(p, cache / p.name)
 
 
 def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Path],
                    pre: Any, static_batch: int | None, *, parity: bool, tolerances: Mapping[str, Tolerance],
-                   steps: _Steps) -> dict[str, Any]:
-    """Gate the added variants against the folder's FP32 graph in ONNX Runtime."""
+                   steps: _Steps, reference: Path) -> dict[str, Any]:
+    """Gate the added variants (in ``folder``) against the export's FP32 graph ``reference`` in ONNX Runtime."""
     from pvt_deploy.export.calibration import make_batches
 
-    if not parity:  # a report of the file a variant replaces says nothing about the new one
-        for name in variants.files:
-            manifest.get("parity", {}).pop(name, None)
+    if not parity:
         return {}
     batches = make_batches(parity_paths, pre, batch=static_batch)
     random_init = bool(manifest.get("weights", {}).get("random_init", True))
-    reports = _parity(ort_runner(folder / FP32_FILE), f"{FP32_FILE} (onnxruntime)", folder, variants.files,
-                      batches, task=manifest["task"], post=manifest.get("postprocess", {}),
-                      tolerances=tolerances, gate_agreement=not random_init, steps=steps)
-    manifest.setdefault("parity", {}).update(reports)
-    return reports
+    return _parity(ort_runner(reference), f"{FP32_FILE} (onnxruntime)", folder, variants.files,
+                   batches, task=manifest["task"], post=manifest.get("postprocess", {}),
+                   tolerances=tolerances, gate_agreement=not random_init, steps=steps)
