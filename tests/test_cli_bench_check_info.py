@@ -224,6 +224,25 @@ def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
 
 
+def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Help is rendered as Rich markup, where a ``[bracketed]`` part of a text is a style tag and
+    vanishes: export's --instance-kind read "gpu or cpu ." for "... gpu or cpu [default: auto for
+    onnx, gpu for trt]". On a terminal wide enough that nothing wraps, each text shows word for word."""
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
+        code, out, _ = run(monkeypatch, capsys, name, "--help")
+        shown = " ".join(out.split())
+        texts = [p.help for p in command.params if getattr(p, "help", None)]
+        assert code == 0 and texts
+        for text in texts:
+            assert " ".join(text.split()) in shown, (name, text)
+
+
 def test_check_rebuilds_a_seeded_random_export_in_pytorch(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """An export of a zoo name without weights is the seeded random init; with the seed in its manifest

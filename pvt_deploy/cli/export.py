@@ -243,7 +243,7 @@ def export(
     instances: Annotated[int, typer.Option(help="Triton model instances.", rich_help_panel=TRITON_PANEL)] = 1,
     instance_kind: Annotated[str | None, typer.Option(
         help="Where Triton runs the instances: auto (its GPUs, or its CPU where it has none), gpu or cpu "
-             "[default: auto for onnx, gpu for trt].",
+             "(default: auto for onnx, gpu for trt).",
         show_default=False, rich_help_panel=TRITON_PANEL)] = None,
 ) -> None:
     """Export a PVT model to ONNX (dynamic shapes, checked graph, parity-gated), optionally with FP16 and
