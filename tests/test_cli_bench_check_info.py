@@ -228,7 +228,8 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Help is rendered as Rich markup, where a ``[bracketed]`` part of a text is a style tag and
     vanishes: export's --instance-kind read "gpu or cpu ." for "... gpu or cpu [default: auto for
-    onnx, gpu for trt]". On a terminal wide enough that nothing wraps, each text shows word for word."""
+    onnx, gpu for trt]". On a terminal wide enough that nothing wraps, each text shows word for word.
+    Every command's --imgsz takes the same three forms, and says so in the same words."""
     from typer.main import get_command
 
     from pvt_deploy.cli import app
@@ -241,6 +242,9 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
         assert code == 0 and texts
         for text in texts:
             assert " ".join(text.split()) in shown, (name, text)
+        imgsz = next((p.help for p in command.params if p.name == "imgsz"), None)
+        # one size syntax (utils.size_pair) for every command: export said "N or HxW", the rest "H or H,W"
+        assert imgsz is None or imgsz.startswith("Input size N, HxW or H,W"), (name, imgsz)
 
 
 def test_check_rebuilds_a_seeded_random_export_in_pytorch(

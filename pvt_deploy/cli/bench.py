@@ -25,7 +25,7 @@ def bench(
     backends: Annotated[str | None, typer.Option(
         help="Comma-separated: torch, onnx, onnx-fp16, onnx-int8, trt, torch-fp16, triton. "
         "Default: torch,onnx,onnx-fp16,onnx-int8,trt.", show_default=False)] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size H or H,W (default: the model's).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
     iters: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 20,

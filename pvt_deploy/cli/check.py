@@ -32,7 +32,8 @@ def check(
         "loose). Defaults: fp32 cosine>=0.9999 max_rel<=1e-3 agreement>=0.99; fp16 0.999/0.02/0.95; "
         "int8 0.98/0.25/0.80.", show_default=False)] = None,
     backends: Annotated[str | None, typer.Option(help="Only these (comma-separated labels).")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size H or H,W (dynamic graphs).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
+                                              "rounded up).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N.")] = None,
     max_images: Annotated[int, typer.Option(min=1, help="Compare on at most this many images.")] = 8,
     gate_agreement: Annotated[bool | None, typer.Option(

@@ -169,7 +169,7 @@ def export(
                                         "say the same) or triton (model repository).")] = "onnx",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact folder (default exports/<model>).",
                                                 show_default=False)] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size N or HxW (multiples of 32, rounded up). Default per "
+    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (multiples of 32, rounded up). Default per "
                                               "task: detect 640, segment 512, classify 224.", show_default=False,
                                               rich_help_panel=ONNX_PANEL)] = None,
     dynamic: Annotated[bool, typer.Option("--dynamic/--static", help="Dynamic batch/height/width, or one fixed "

@@ -76,7 +76,8 @@ def infer(
     backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size H or H,W (dynamic graphs).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
+                                              "rounded up).")] = None,
     conf: Annotated[float | None, typer.Option(help="Detection score threshold (default: manifest, 0.05).")] = None,
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: manifest, 0.5).")] = None,
     classes: Annotated[str | None, typer.Option(help="Keep only these classes: ids or names, comma-separated.")] = None,
