@@ -63,6 +63,8 @@ def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *sn
     ("seg_post.py", ["--sizes", "720"], ["--sizes", "HxW"]),
     ("seg_post.py", ["--classes", "0"], ["--classes", "at least 1"]),
     ("video_overhead.py", ["--frames", "0"], ["--frames", "at least 1"]),
+    ("video_overhead.py", ["--clip", "benchmarks"], ["--clip benchmarks", "is a folder; give a video file"]),
+    ("video_overhead.py", ["--clip", "no-such.mp4"], ["--clip no-such.mp4", "no such file"]),
     ("video_overhead.py", ["--infer-args", "--batch 0"], ["--infer-args", "--batch"]),
     ("video_overhead.py", ["--backend", "torch", "--precision", "int8"], ["--precision int8", "--backend onnx"]),
 ])
@@ -407,6 +409,16 @@ def test_the_summary_of_a_one_frame_clip_is_read(capsys: pytest.CaptureFixture[s
         m = video_overhead._SUMMARY.search(printed)
         assert m is not None, printed
         assert (int(m.group(1)), float(m.group(2)), float(m.group(3))) == (frames, 0.25, 4.0 * frames)
+
+
+def test_an_fps_run_on_a_short_clip_is_not_judged() -> None:
+    """A one-frame --clip printed "ratio 0.689 to batch-1 model-only (target >= 0.9)" as a verdict on the
+    pipeline: on so few frames the ratio is filling and draining it. Such a run now says it is too short."""
+    video_overhead = _video_overhead()
+    assert video_overhead.short_run_note(1) == ("too short to judge: 1 frame (fewer than 100: filling and "
+                                               "draining the pipeline weigh on the ratio)")
+    assert "99 frames" in video_overhead.short_run_note(99)
+    assert video_overhead.short_run_note(100) is None and video_overhead.short_run_note(150) is None
 
 
 def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: pytest.CaptureFixture[str]) -> None:
