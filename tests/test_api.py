@@ -164,6 +164,14 @@ def test_segmentation_and_classification_results(tmp_path_factory: pytest.TempPa
     # probs.data: every class's probability, as Ultralytics code reads it
     assert r.probs.data.shape == (len(cls.names),) and abs(float(r.probs.data.sum()) - 1) < 1e-4
     assert int(r.probs.data.argmax()) == r.probs.top1 and np.allclose(r.probs.data[r.probs.top], r.probs.conf)
+    # printed (a log line, the REPL), the top-k and not all 1000 names and probabilities (27 kB)
+    assert len(repr(r.probs)) < 300 and "top=" in repr(r.probs) and "tench" not in repr(r.probs)
+
+
+def test_boxes_print_without_the_model_s_class_list(det_model: Model) -> None:
+    boxes = det_model.predict(read_image(sample_image("coffee")), conf=0.06, max_det=2)[0].boxes
+    assert boxes is not None and len(boxes) == 2
+    assert "xyxy=" in repr(boxes) and "toothbrush" not in repr(boxes) and len(repr(boxes)) < 400
 
 
 def test_imgsz_is_parsed_as_the_cli_parses_it(det_model: Model) -> None:

@@ -70,7 +70,7 @@ class Boxes(_OnHost):
     xyxy: np.ndarray
     conf: np.ndarray
     cls: np.ndarray
-    names: Sequence[str] = ()
+    names: Sequence[str] = field(default=(), repr=False)  # the model's every class: 80 names in a log line
     orig_shape: tuple[int, int] = (0, 0)
 
     def __len__(self) -> int:
@@ -130,8 +130,9 @@ class Probs(_OnHost):
 
     top: np.ndarray
     conf: np.ndarray
-    names: Sequence[str] = ()
-    data: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # every class's name and probability: kept out of repr, which printed 1000 of each (27 kB)
+    names: Sequence[str] = field(default=(), repr=False)
+    data: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
     @property
     def top1(self) -> int:
