@@ -39,7 +39,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--score-threshold": "--conf", "--iou-thres": "--iou", "--iou-threshold": "--iou", "--nms-thr": "--iou",
         "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch", "--max-dets": "--max-det",
         "--project": _OUTPUT, "--name": _OUTPUT, "--save-dir": _OUTPUT, "--out-dir": _OUTPUT,
-        "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT,
+        "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT, "--exist-ok": _OUTPUT,
         "--save-txt": "--save-json", "--save-conf": "--save-json", "--view-img": "--show",
         "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
         "--json": "--save-json",
@@ -53,6 +53,9 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--minShapes": "--min-shape", "--optShapes": "--opt-shape", "--maxShapes": "--max-shape",
         "--min-shapes": "--min-shape", "--opt-shapes": "--opt-shape", "--max-shapes": "--max-shape",
         "--shapes": "--opt-shape", "--memPoolSize": "--workspace", "--timingCacheFile": "--timing-cache",
+        "--trt-min-shapes": "--min-shape", "--trt-opt-shapes": "--opt-shape", "--trt-max-shapes": "--max-shape",
+        "--pool-limit": "--workspace", "--load-timing-cache": "--timing-cache", "--save-timing-cache": "--timing-cache",
+        "--versionCompatible": "--version-compatible", "--hardwareCompatibilityLevel": "--hardware-compatible",
         "--work-dir": _OUTPUT, "--out-dir": _OUTPUT, "--save-dir": _OUTPUT, "--project": _OUTPUT,
         "--device": "The export traces on the CPU, and --format trt builds on the first GPU it sees "
                     "(CUDA_VISIBLE_DEVICES=N pvt-deploy export ... picks one).",
