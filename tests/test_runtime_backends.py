@@ -269,6 +269,7 @@ def test_a_backend_closed_while_a_call_is_under_way(cls_export: Path) -> None:
         with pytest.raises(InputError, match="closed"):
             backend.infer({"images": np.zeros((batch, 3, 64, 64), np.float32)})
         assert backend._shard_session is None and backend._pool is None
+        assert backend.providers == ["CPUExecutionProvider"]  # was AttributeError on the closed session
         assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-ort-shard")]
 
 

@@ -361,7 +361,8 @@ class OnnxRuntimeBackend(Backend):
 
     @property
     def providers(self) -> list[str]:
-        return list(self._session.get_providers())
+        """The providers the session got, first the one it runs on (as loaded: also after ``close``)."""
+        return list(self.info.details["providers"])
 
     def _prepare_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check names and fixed dims (ORT's own message is a paragraph) and cast dtypes to the graph's."""
