@@ -218,6 +218,24 @@ def test_raw_h264_runs_at_the_rate_its_bitstream_signals(tmp_path: Path) -> None
         assert source.fps == 30 and len(list(source)) == 12
 
 
+def test_a_raw_stream_is_timed_at_its_rate(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A raw .h264 / .hevc file carries no times: its frames had none, so its JSON lines had no
+    ``timestamp`` at all. They are timed as players show it, one frame after another at its rate."""
+    path = tmp_path / "cam.hevc"
+    with av.open(str(path), "w", format="hevc") as out:
+        stream = out.add_stream("libx265", rate=30, options={"x265-params": "log-level=0"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), i * 20, np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    with caplog.at_level(logging.WARNING), open_source(path) as source:
+        frames = list(source)
+    assert source.fps == 30 and [f.index for f in frames] == list(range(12))
+    assert [f.timestamp for f in frames] == pytest.approx([i / 30 for i in range(12)])
+    assert source.error is None and caplog.text == ""
+
+
 def test_video_can_be_iterated_twice(tmp_path: Path) -> None:
     source = open_source(make_video(tmp_path / "clip.mp4", frames=5))
     assert len(list(source)) == 5

@@ -511,7 +511,12 @@ class PyAVReader:
                 self._first_dts = dts
             t = dts - self._first_dts
         elif frame.time is None:
-            return None
+            # a file without times (a raw .h264 or .hevc from a camera or a Raspberry Pi) plays at its
+            # rate: a frame comes one frame after the one before, as players show it; a live feed
+            # without times is timed by arrival instead (see timestamp())
+            if self.live or not self.fps:
+                return None
+            t = self._last_time + 1.0 / self.fps if self._last_time is not None else 0.0
         else:
             t = float(frame.time) - self._start + self._shift
         last = self._last_time
