@@ -78,6 +78,11 @@ def make_clip(path: Path, frames: int) -> Path:
     return path
 
 
+# Raw elementary streams (demuxer names) that carry no times and play joined end to end: each pass
+# starts with its parameter sets and a keyframe, as it did in the file
+_ANNEX_B = ("h264", "hevc")
+
+
 def looped_clip(src: Path, frames: int, folder: Path) -> tuple[Path, int, int]:
     """``src`` repeated (stream copy, no re-encode) until it holds at least ``frames`` video frames:
     (the clip to run, its frame count, how many times ``src`` was laid end to end). A clip that is
@@ -86,36 +91,47 @@ def looped_clip(src: Path, frames: int, folder: Path) -> tuple[Path, int, int]:
     timestamps keep increasing; it is made in ``folder`` and deleted with it. (FFmpeg's
     ``-stream_loop`` does the same; PyAV has no such option.) An AVI is repeated as an AVI: its
     packets carry decode times only (see ``pvt_deploy.io.sources``), which a Matroska copy would
-    have taken for presentation times, putting an H.264 clip's B-frames out of order. The copy
-    declares the source's frame rate: a Matroska muxer left to guess wrote 30000 fps for a clip of
+    have taken for presentation times, putting an H.264 clip's B-frames out of order. A raw .h264 or
+    .hevc stream, which has no times to shift, is repeated byte for byte (it ran its own frames only).
+    The copy declares the source's frame rate: a Matroska muxer left to guess wrote 30000 fps for a clip of
     25 fps on a 1/90000 clock, and ``infer`` then counted 360 000 frames and called the copy truncated."""
     import av
 
     with av.open(str(src)) as probe:
-        by_dts = probe.format.name == "avi"
+        fmt = probe.format.name
+        by_dts = fmt == "avi"
         video = probe.streams.video[0]
         rate = video.average_rate or video.guessed_rate
         start, end = math.inf, -math.inf  # over the packets of every stream copied, in seconds
         order: list[int] = []  # video pts (AVI: dts) in decode order
+        count = 0  # video packets
         timed = True
         for packet in probe.demux(video, *probe.streams.audio[:1]):
             if not packet.size:
                 continue
             when = packet.dts if by_dts else packet.pts
             timed = timed and when is not None
-            if packet.stream.type == "video" and when is not None:
-                order.append(when)
+            if packet.stream.type == "video":
+                count += 1
+                if when is not None:
+                    order.append(when)
             if when is not None and packet.time_base:
                 start = min(start, float(when * packet.time_base))
                 end = max(end, float((when + (packet.duration or 0)) * packet.time_base))
-    count = len(order)
     if count >= frames or count == 0:
         return src, count, 1
-    if not timed:  # a raw elementary stream: nothing to shift the passes by
+    passes = -(-frames // count)
+    if not timed and fmt in _ANNEX_B:  # a raw stream: passes joined byte for byte, as `cat` joins them
+        dst = folder / f"{src.stem}_x{passes}{src.suffix}"
+        with dst.open("wb") as out_file:
+            for _ in range(passes):
+                with src.open("rb") as in_file:
+                    shutil.copyfileobj(in_file, out_file)
+        return dst, count * passes, passes
+    if not timed:
         print(f"warning: {src.name} has no timestamps to repeat it by; the memory run has its {count} frames only")
         return src, count, 1
     seconds = end - start  # one pass: from the earliest packet (an audio priming one may be < 0)
-    passes = -(-frames // count)
     dst = folder / f"{src.stem}_x{passes}.{'avi' if by_dts else 'mkv'}"
     # Every video dts is made anew (sources may leave reordered frames' dts unset, as Matroska does):
     # the i-th in decode order gets the i-th smallest pts, less the largest reorder lead, so each dts

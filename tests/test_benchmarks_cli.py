@@ -394,6 +394,27 @@ def test_the_memory_runs_repeated_clip_keeps_the_rate_the_order_and_any_codec(
     assert len(got) == 12 and source.fps == 24 and source.error is None
 
 
+def test_a_raw_stream_is_repeated_for_the_memory_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A raw .h264 has no times to shift a pass by: the memory run ran its own frames only ("too short
+    to judge" for any raw --clip). Its passes are now joined byte for byte and play end to end."""
+    import av
+    import numpy as np
+
+    raw = tmp_path / "cam.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(12):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 20 * i, np.uint8), format="rgb24")
+            out.mux(stream.encode(picture.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    clip, frames, passes = _video_overhead().looped_clip(raw, 30, tmp_path)
+    assert (frames, passes) == (36, 3) and clip.suffix == ".h264"
+    source, got = _read_as_infer_does(clip, caplog)
+    assert len(got) == 36 and source.fps == 30 and source.error is None and caplog.text == ""
+    assert [round(float(f.image.mean()) / 20) for f in got] == [i % 12 for i in range(36)]
+
+
 def test_the_summary_of_a_one_frame_clip_is_read(capsys: pytest.CaptureFixture[str]) -> None:
     """``infer`` says "1 frame in ...", which the benchmark could not read: a one-frame --clip ended in
     "could not read the infer summary" (exit 1) after the model-only runs."""
