@@ -469,3 +469,32 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     got, _, err = run(monkeypatch, capsys, *infer, "--no-save")
     assert got == 0 and "1 frame" in err and "on onnxruntime" in " ".join(err.split()), err
+
+
+def test_cli_profile_shapes_in_trtexec_and_polygraphy_spelling(
+        cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--min-shape images:1x3x32x32`` (trtexec's ``--minShapes=images:...``) and ``images:[1,3,64,64]``
+    (Polygraphy's) were "expected NxCxHxW"; the engine's profile gets those shapes. Another input name
+    is refused, naming the graph's."""
+    import shutil
+
+    import pvt_deploy.export.tensorrt as trt_export
+    from pvt_deploy.errors import PvtDeployError
+
+    profiles = []
+
+    def fake_build(folder: Path, *, shapes: dict[str, list[int]] | None = None, **kwargs: object) -> Path:
+        profiles.append(shapes)
+        raise PvtDeployError("stop after the profile (fake TensorRT)")
+
+    monkeypatch.setattr(trt_export, "require_tensorrt", lambda: None)
+    monkeypatch.setattr(trt_export, "build_engine", fake_build)
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_artifact.folder, folder)
+    code, err = _run(["--model", str(folder), "--format", "trt", "--min-shape", "images:1x3x32x32",
+                      "--opt-shape", "images:[1,3,64,64]", "--max-shape", "2x3x64x64"], monkeypatch, capsys)
+    assert code == 1 and "stop after the profile" in err, err
+    assert profiles == [{"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [2, 3, 64, 64]}]
+    code, err = _run(["--model", str(folder), "--format", "trt", "--min-shape", "input:1x3x32x32"], monkeypatch, capsys)
+    assert code == 2 and "--min-shape 'input:1x3x32x32': the graph's input is named images" in err, err

@@ -56,11 +56,16 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_shape(text: str | None, option: str) -> list[int] | None:
-    """``1x3x640x640`` -> [1, 3, 640, 640]."""
+    """``1x3x640x640`` -> [1, 3, 640, 640]; trtexec's ``images:1x3x640x640`` and Polygraphy's
+    ``images:[1,3,640,640]`` too (the graph's one input is ``images``)."""
     if text is None:
         return None
+    name, named, body = text.strip().rpartition(":")
+    if named and name.strip() != "images":
+        raise InputError(f"{option} {text!r}: the graph's input is named images (images:1x3x640x640, or 1x3x640x640)")
+    body = body.strip().removeprefix("[").removesuffix("]")
     try:
-        dims = [int(d) for d in text.lower().replace(",", "x").split("x")]
+        dims = [int(d) for d in body.lower().replace(",", "x").split("x")]
     except ValueError:
         raise InputError(f"{option} {text!r}: expected NxCxHxW, e.g. 1x3x640x640") from None
     if len(dims) != 4 or min(dims) <= 0:
