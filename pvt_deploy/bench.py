@@ -40,7 +40,7 @@ BENCH_BACKENDS: dict[str, tuple[str, str | None]] = {
     "torch": ("torch", None), "torch-fp16": ("torch", "fp16"), "onnx": ("onnx", "fp32"),
     "onnx-fp16": ("onnx", "fp16"), "onnx-int8": ("onnx", "int8"), "trt": ("trt", None), "triton": ("triton", None),
 }
-DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")
+DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")  # also all that an export folder offers
 
 Progress = Callable[[str], None]
 
@@ -414,6 +414,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     if gate_agreement is None:
         gate_agreement = not (manifest.get("weights") or {}).get("random_init", False)
     wanted = parse_backends(backends) if backends is not None else None
+    if wanted is not None and (other := [label for label in wanted if label not in DEFAULT_BACKENDS]):
+        # bench's torch-fp16 and triton are not among an export folder's files, so check would skip them
+        # unseen and then say that fewer than two backends "can run here" (exit 3)
+        raise InputError(f"--backends {other[0]}: check compares an export folder's backends, "
+                         f"{', '.join(DEFAULT_BACKENDS)}")
     if wanted is not None and len(wanted) < 2:
         raise InputError(f"--backends {','.join(wanted)}: check compares backends, so name at least two "
                          "(or leave --backends out for every one that runs here)")

@@ -170,6 +170,16 @@ def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, caps
     assert code == 2 and "name at least two" in err
 
 
+def test_check_refuses_a_bench_backend_that_an_export_folder_has_not(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """bench's torch-fp16 and triton were accepted by check, never run, and then reported as "only
+    torch can run this artifact here" (exit 3, not available) though torch-fp16 was never tried."""
+    for backends, label in (("torch,torch-fp16", "torch-fp16"), ("onnx,triton", "triton")):
+        code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--backends", backends)
+        assert (code, out) == (2, ""), err
+        assert f"--backends {label}:" in err and "onnx-int8, trt" in err and len(err.strip().splitlines()) == 1
+
+
 @no_ort_cuda
 def test_check_that_compares_nothing_fails(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                           cls_export: Path) -> None:

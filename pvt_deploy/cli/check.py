@@ -31,7 +31,8 @@ def check(
         help="Factor on the export parity gate's per-precision tolerances (0.5 = twice as strict, 2 = twice as "
         "loose). Defaults: fp32 cosine>=0.9999 max_rel<=1e-3 agreement>=0.99; fp16 0.999/0.02/0.95; "
         "int8 0.98/0.25/0.80.", show_default=False)] = None,
-    backends: Annotated[str | None, typer.Option(help="Only these (comma-separated labels).")] = None,
+    backends: Annotated[str | None, typer.Option(help="Only these, comma-separated (at least two): torch, onnx, "
+                                                "onnx-fp16, onnx-int8, trt.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
                                               "rounded up).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N.")] = None,
