@@ -368,7 +368,10 @@ def _usage_error(err: str) -> str:
     (["bench", "--precision", "int8"], "No such option: --precision. A precision is picked with --backends"),
     (["check", "-o", "report.json"], "No such option: -o. The report goes to the terminal; --json prints it"),
     (["infer", "--json"], "No such option: --json. Did you mean --save-json?"),
+    (["check", "--precision", "int8"],
+     "No such option: --precision. A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, trt.$"),
     (["predict", "clip.mp4"], "No such command 'predict'. Did you mean 'infer'?"),
+    (["version"], "No such command 'version'. Did you mean '--version'?"),
     (["inspect", "model.onnx"], "No such command 'inspect'. Did you mean 'info'?"),
     (["run", "model.onnx"], "No such command 'run'. Did you mean 'check'?"),
     # key=value arguments: the command written with options

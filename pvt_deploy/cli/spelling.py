@@ -24,11 +24,11 @@ from typer.core import TyperCommand, TyperGroup
 _exceptions = importlib.import_module(typer.BadParameter.__module__)
 
 COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "export", "deploy": "export",
-            "inspect": "info", "run": "check", "compare": "check",
+            "inspect": "info", "run": "check", "compare": "check", "version": "--version", "help": "--help",
             "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models"}
 
 _OUTPUT = "--output"
-_BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, torch-fp16, trt."
+_BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, trt{}."
 _TO_JSON = "The report goes to the terminal; --json prints it as JSON, for > report.json."
 _OPTIONS: dict[str, dict[str, str]] = {
     # a value is our spelling (an option, an option with its value, or the name of an argument),
@@ -65,14 +65,14 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--torch": "--backends torch", "--pytorch": "--backends torch", "--onnx": "--model",
         "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--shape": "--imgsz", "--data": "--images",
         "--img": "--images", "--save-results": "--json", "--save-outputs": "--json", "--backend": "--backends",
-        "--precision": _BY_BACKENDS, "--output": _TO_JSON, "-o": _TO_JSON,
+        "--precision": _BY_BACKENDS.format(""), "--output": _TO_JSON, "-o": _TO_JSON,
     },
     "bench": {
         "--iterations": "--iters", "--num-iter": "--iters", "--duration": "--iters", "--warmUp": "--warmup",
         "--num-warmup": "--warmup", "--fp16": "--backends onnx-fp16", "--int8": "--backends onnx-int8",
         "--onnxrt": "--backends onnx", "--trt": "--backends trt", "--torch": "--backends torch",
         "--onnx": "--model", "--loadEngine": "--model", "--engine": "--model", "--img-size": "--imgsz",
-        "--shape": "--imgsz", "--backend": "--backends", "--precision": _BY_BACKENDS, "--output": _TO_JSON,
+        "--shape": "--imgsz", "--backend": "--backends", "--precision": _BY_BACKENDS.format(", torch-fp16"), "--output": _TO_JSON,
         "-o": _TO_JSON,
         "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
     },
@@ -89,7 +89,7 @@ class Group(TyperGroup):
             return super().resolve_command(ctx, args)
         except _exceptions.UsageError as e:
             ours = COMMANDS.get(args[0].lower()) if args else None
-            if ours is not None and ours in self.commands:
+            if ours is not None and (ours in self.commands or ours.startswith("-")):
                 e.message = f"No such command {args[0]!r}. Did you mean {ours!r}?"
             raise
 
