@@ -280,11 +280,22 @@ def test_lone_onnx_of_a_real_weights_export_names_them(det_artifact: Artifact, t
                                                   "seed": None}
 
 
+LOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)  # as a running export holds its staging folder
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> None:
     """A SIGKILL in mid-export leaves its hidden build folder; the next export into the same folder
-    deletes it, but not one whose process still runs nor one made on another host."""
+    deletes it, whatever host, container or PID made it (the lock a running export holds on it is free),
+    but not one whose export still runs, nor one of another folder."""
     import os
     import subprocess
+    import sys
 
     from pvt_deploy.export import onnx as export_onnx_module
 
@@ -293,18 +304,64 @@ def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> Non
     child.wait()
     gone_pid = child.pid  # reaped: no such process any more
     killed = tmp_path / f".out.pvt-new-{host}-{gone_pid}-ab12"
-    running = tmp_path / f".out.pvt-new-{host}-{os.getpid()}-cd34"
-    elsewhere = tmp_path / f".out.pvt-new-0badf00d-{gone_pid}-ef56"
+    reused = tmp_path / f".out.pvt-new-{host}-{os.getpid()}-cd34"  # its PID now runs something else
+    elsewhere = tmp_path / f".out.pvt-new-0badf00d-{gone_pid}-ef56"  # another host name: a killed container's
+    running = tmp_path / f".out.pvt-new-0badf00d-{gone_pid}-9a9b"
     other_target = tmp_path / f".other.pvt-new-{host}-{gone_pid}-0a0b"
-    for folder in (killed, running, elsewhere, other_target):
+    for folder in (killed, reused, elsewhere, running, other_target):
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"half")
-    with export_onnx_module._replacing(tmp_path / "out") as staging:
-        assert staging.name.startswith(f".out.pvt-new-{host}-{os.getpid()}-")
-        (staging / "manifest.json").write_text("{}")
-    assert not killed.exists()
-    assert all((f / "model.onnx").is_file() for f in (running, elsewhere, other_target))
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(running)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with export_onnx_module._replacing(tmp_path / "out") as staging:
+            assert staging.name.startswith(f".out.pvt-new-{host}-{os.getpid()}-")
+            (staging / "manifest.json").write_text("{}")
+    finally:
+        holder.communicate(timeout=30)
+    assert not any(f.exists() for f in (killed, reused, elsewhere))
+    assert all((f / "model.onnx").is_file() for f in (running, other_target))
     assert (tmp_path / "out" / "manifest.json").read_text() == "{}"
+
+
+CONTAINER_EXPORT = """
+import socket, sys
+socket.gethostname = lambda: "3f2a9c81d0e4"  # in `docker run`, the container's id: new in every container
+from pvt_deploy.export import export_onnx
+export_onnx("pvt_v2_b0-cls", sys.argv[1], imgsz=32, simplify=False, parity=False)
+"""
+
+
+def test_the_build_folder_of_an_export_killed_in_a_container_is_cleared(tmp_path: Path) -> None:
+    """An export killed by ``kill -9`` or the OOM killer inside ``docker run`` left its build folder
+    (hundreds of MB for a real model) beside the output for ever: it was named by a host that no later
+    container has, so every next export took it for a live export of another machine. Now the next
+    export finds that no live export holds it, and deletes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", CONTAINER_EXPORT, str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:  # killed once its build folder holds the new model.onnx
+        deadline = time.monotonic() + 240
+        while child.poll() is None and time.monotonic() < deadline and not list(tmp_path.glob(".out.pvt-new-*/model.onnx")):
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, "the export ended before it was killed"
+    left = list(tmp_path.glob(".out.pvt-new-*"))
+    assert len(left) == 1 and not out.exists()
+    with export_onnx_module._replacing(out) as staging:  # the next export, in the next container
+        (staging / "manifest.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_changed_file_names_the_command_that_rebuilds_this_export(cls_artifact: Artifact, tmp_path: Path) -> None:

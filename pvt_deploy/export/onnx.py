@@ -227,9 +227,10 @@ def _replacing(out: Path) -> Iterator[Path]:
     target = _output_target(out)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _swap_lock(target.parent):
+        with _swap_lock(target.parent):  # so that no sweep sees the new folder before it is locked
             _sweep_abandoned(target)
-        staging = _new_sibling(target, "new", create=True)
+            staging = _new_sibling(target, "new", create=True)
+            alive = _hold(staging)
     except OSError as e:
         raise InputError(f"cannot write to output folder {out} ({e.strerror or e})") from e
     try:
@@ -245,20 +246,24 @@ def _replacing(out: Path) -> Iterator[Path]:
     except BaseException:
         _discard(staging)
         raise
-    _swap_in(staging, target, out)
+    else:
+        _swap_in(staging, target, out)
+    finally:
+        if alive is not None:
+            os.close(alive)
 
 
 def _sweep_abandoned(target: Path) -> None:
     """Clear what earlier exports into ``target`` left when their process died (SIGKILL, out of memory, a
-    power cut) on this host: a staging folder (``pvt-new``) holds only generated files and is deleted;
-    a swapped-aside old export (``pvt-old``, killed in mid-swap) may hold the user's own files: they
-    move into ``target``, or the whole folder goes back to being ``target`` where that is missing. A
-    live export's folders, or ones made on another host sharing the disk, are left alone. Call with
-    :func:`_swap_lock` held."""
+    power cut; :func:`_owner_gone`): a staging folder (``pvt-new``) holds only generated files and is
+    deleted; a swapped-aside old export (``pvt-old``, killed in mid-swap) may hold the user's own files:
+    they move into ``target``, or the whole folder goes back to being ``target`` where that is missing.
+    A live export's folders are left alone. Call with :func:`_swap_lock` held (a swap in progress holds
+    it, so a ``pvt-old`` folder seen here is one whose swap was killed)."""
     with contextlib.suppress(OSError):
         for entry in sorted(target.parent.iterdir()):
             for tag in ("new", "old"):
-                if _abandoned(entry.name, f".{target.name}.pvt-{tag}-"):
+                if _owner_gone(target.parent / entry.name, f".{target.name}.pvt-{tag}-"):
                     if tag == "new" or not entry.is_dir():
                         _discard(entry)
                     elif os.path.lexists(target):
@@ -268,12 +273,55 @@ def _sweep_abandoned(target: Path) -> None:
                     log.info("cleared %s, left by an export that was killed", entry)
 
 
-def _abandoned(name: str, prefix: str) -> bool:
-    """Whether ``name`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_sibling`, :func:`_extension_staging`)
-    made on this host by a process that is gone."""
-    owner = name[len(prefix):].split("-") if name.startswith(prefix) else []
-    return (len(owner) == 3 and owner[0] == _owner().split("-")[0] and owner[1].isdigit()
-            and not _alive(int(owner[1])))
+def _owner_gone(entry: Path, prefix: str) -> bool:
+    """Whether ``entry`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_sibling`,
+    :func:`_extension_staging`) made by an export that is gone. A live export holds a lock on its folder
+    (:func:`_hold`), which the kernel drops when the process dies, however it dies: a folder whose lock
+    is free was left by a killed export, whatever host, container or PID made it. (The name alone left
+    every folder of a killed ``docker run`` export, whose host name is new in each container and whose
+    PID is often the next one's, for ever: hundreds of MB each.) Where the file system has no locks, the
+    name decides: made on this host by a process that is not running."""
+    if not entry.name.startswith(prefix):
+        return False
+    try:
+        fd = _lock(entry, wait=False)
+    except OSError:  # no locks here (or the entry went meanwhile)
+        owner = entry.name[len(prefix):].split("-")
+        return (len(owner) == 3 and owner[0] == _owner().split("-")[0] and owner[1].isdigit()
+                and not _alive(int(owner[1])))
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+def _lock(path: Path, *, wait: bool = True) -> int | None:
+    """A descriptor of ``path`` that holds an exclusive ``flock`` on it (released when it is closed or
+    the process ends), or None where ``wait`` is false and another process holds it. :class:`OSError`
+    where the platform or the file system has no such locks."""
+    try:
+        import fcntl
+    except ImportError as e:  # Windows
+        raise OSError(errno.ENOTSUP, "no flock here") from e
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _hold(folder: Path) -> int | None:
+    """Lock a new staging folder for the life of its export (see :func:`_owner_gone`): the descriptor to
+    close at the end, or None where the file system has no locks."""
+    try:
+        return _lock(folder, wait=False)
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager
@@ -283,21 +331,15 @@ def _swap_lock(parent: Path) -> Iterator[None]:
     aside (which stranded one of them, with the user's files, in a hidden ``pvt-old`` folder). The lock
     is on the folder itself, so it leaves no file behind; where ``flock`` is missing it is a no-op."""
     try:
-        import fcntl
-    except ImportError:  # Windows
+        fd = _lock(parent)
+    except OSError:  # a file system without locks: unlocked, as before
         yield
         return
     try:
-        fd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):  # a file system without locks: unlocked, as before
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def _discard(path: Path) -> None:
@@ -1161,36 +1203,43 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
     # variant made again used to be moved aside first, and a kill then left the manifest listing a file
     # that was gone (with the 240 MB of INT8 scratch files left in the folder).
-    staging = _extension_staging(folder)
-    try:
+    with _extension_staging(folder) as staging:
         variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
                                   calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
         reports = _extend_parity(staging, manifest, variants, parity_paths, pre, static_batch, parity=parity,
                                  tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)
         _commit_extension(folder, staging, manifest, variants, reports if parity else None, steps.seconds)
-    finally:
-        _discard(staging)
     _gate([f for f, r in reports.items() if not r["passed"]], allow_parity_failure, reports)
     return folder
 
 
-def _extension_staging(folder: Path) -> Path:
+@contextlib.contextmanager
+def _extension_staging(folder: Path) -> Iterator[Path]:
     """A new hidden folder in the export folder ``folder`` to make variants in
-    (``.pvt-ext-<host>-<pid>-<random>``), after deleting those that extensions killed on this host left."""
+    (``.pvt-ext-<host>-<pid>-<random>``), locked while the block runs and deleted at its end; made after
+    deleting those that killed extensions left (:func:`_owner_gone`)."""
     import secrets
 
-    with contextlib.suppress(OSError):
-        for entry in folder.iterdir():
-            if _abandoned(entry.name, ".pvt-ext-"):
-                _discard(entry)
-                log.info("cleared %s, left by an export that was killed", entry)
-    while True:
-        path = folder / f".pvt-ext-{_owner()}-{secrets.token_hex(2)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
+    with _swap_lock(folder):  # so that no sweep sees the new folder before it is locked
+        with contextlib.suppress(OSError):
+            for entry in sorted(folder.iterdir()):
+                if _owner_gone(entry, ".pvt-ext-"):
+                    _discard(entry)
+                    log.info("cleared %s, left by an export that was killed", entry)
+        while True:
+            path = folder / f".pvt-ext-{_owner()}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        alive = _hold(path)
+    try:
+        yield path
+    finally:
+        _discard(path)
+        if alive is not None:
+            os.close(alive)
 
 
 def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], variants: _Variants,
