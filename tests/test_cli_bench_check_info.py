@@ -239,7 +239,8 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
     """Help is rendered as Rich markup, where a ``[bracketed]`` part of a text is a style tag and
     vanishes: export's --instance-kind read "gpu or cpu ." for "... gpu or cpu [default: auto for
     onnx, gpu for trt]". On a terminal wide enough that nothing wraps, each text shows word for word.
-    Every command's --imgsz takes the same three forms, and says so in the same words."""
+    Every command's --imgsz takes the same three forms, and says so in the same words; bench's and
+    infer's --model, the same artifacts."""
     from typer.main import get_command
 
     from pvt_deploy.cli import app
@@ -255,6 +256,12 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
         imgsz = next((p.help for p in command.params if p.name == "imgsz"), None)
         # one size syntax (utils.size_pair) for every command: export said "N or HxW", the rest "H or H,W"
         assert imgsz is None or imgsz.startswith("Input size N, HxW or H,W"), (name, imgsz)
+        device = next((p.help for p in command.params if p.name == "device"), None)
+        assert device is None or "cpu, cuda, cuda:N" in device, (name, device)  # info had "(cpu, cuda)"
+    # bench loads what infer loads (loader.load_backend); its help had "Export folder, .onnx, zoo name..."
+    helps = {name: next(p.help for p in command.params if p.name == "model")
+             for name, command in get_command(app).commands.items() if name in ("infer", "bench")}  # type: ignore[attr-defined]
+    assert helps["bench"] == helps["infer"]
 
 
 def test_check_rebuilds_a_seeded_random_export_in_pytorch(
@@ -409,3 +416,13 @@ def test_check_takes_a_file_of_an_export_as_its_folder(monkeypatch: pytest.Monke
     assert report["artifact"] == str(cls_export) and report["passed"]
     assert [r["backend"] for r in report["results"]] == ["torch", "onnx"]
     assert f"model.onnx is a file of the export {cls_export}" in " ".join(err.split())
+
+
+def test_check_ends_with_its_verdict(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                     cls_export: Path) -> None:
+    """``polygraphy run`` ends with PASSED; a passing check ended with its table and skip notes, the
+    verdict left to the exit code. Its last line says which backends agreed with which reference."""
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--max-images", "2",
+                         "--backends", "torch,onnx")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "passed: onnx agrees with torch within tolerance", out

@@ -66,6 +66,10 @@ def check(
         verb = "disagrees" if len(failed) == 1 else "disagree"
         raise ParityError(f"{', '.join(r['backend'] for r in failed)} {verb} with {report['reference']} beyond "
                           f"tolerance ({first['backend']}: {'; '.join(first['failures'][:2])})")
+    if not as_json:  # the verdict last, as polygraphy run ends with PASSED
+        agreed = [r["backend"] for r in report["results"] if r.get("passed") and not r.get("reference")]
+        Console(highlight=False).print(f"passed: {', '.join(agreed)} {'agrees' if len(agreed) == 1 else 'agree'} "
+                                       f"with {report['reference']} within tolerance", soft_wrap=True)
 
 
 def _export_folder_of(model: str, console: Any) -> str:
