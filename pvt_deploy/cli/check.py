@@ -35,7 +35,7 @@ def check(
                                                 "onnx-fp16, onnx-int8, trt.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
                                               "rounded up).")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     max_images: Annotated[int, typer.Option(min=1, help="Compare on at most this many images.")] = 8,
     gate_agreement: Annotated[bool | None, typer.Option(
         "--gate-agreement/--no-gate-agreement", help="Fail on task agreement too (default: only for trained "
