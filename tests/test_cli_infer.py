@@ -543,6 +543,20 @@ def test_imgsz_follows_the_same_rule_as_the_api(
     assert_one_line_error(err, "--imgsz 330x330 (rounded up to the stride 32: 352x352): height 352 is outside")
 
 
+def test_a_camera_that_cannot_open_is_one_error_line(tmp_path: Path) -> None:
+    """OpenCV tries each camera API and warns on stderr for each ("[ WARN:0@1.8] global cap_v4l.cpp:915
+    open VIDEOIO(V4L2:/dev/video0): can't open camera by index", then FFmpeg's) before pvt-deploy's one
+    line said the same. Run as a process: the warnings come from C++ on file descriptor 2."""
+    import subprocess
+
+    index = next(i for i in range(63, 0, -1) if not Path(f"/dev/video{i}").exists())
+    proc = subprocess.run([sys.executable, "-m", "pvt_deploy", "infer", str(index), "--model", "pvt_v2_b0-cls",
+                           "--imgsz", "64", "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc.stderr, f"cannot open camera {index}")
+    assert "[ WARN" not in proc.stderr and "VIDEOIO" not in proc.stderr, proc.stderr
+
+
 def test_a_live_stream_is_connected_once_the_model_is_loaded(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     """A camera opened before the (slow) model load queues frames meanwhile; they would come out as one

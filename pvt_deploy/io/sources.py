@@ -574,7 +574,14 @@ class CaptureReader:
         self.live = True
         self.frames: int | None = None
         self.error: str | None = None
-        self._cap = cv2.VideoCapture(device)
+        from cv2.utils import logging as cv_log
+
+        level = cv_log.getLogLevel()
+        cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)  # each backend tried would warn on stderr; the error says it
+        try:
+            self._cap = cv2.VideoCapture(device)
+        finally:
+            cv_log.setLogLevel(level)
         if not self._cap.isOpened():
             self._cap.release()
             raise ConnectionError(f"cannot open camera {device}")
