@@ -245,6 +245,78 @@ def test_audio_is_carried_over_in_step_with_the_frames(tmp_path: Path, suffix: s
     assert len(decode(half)[1]) == 10
 
 
+def clip_with_tracks(path: Path, tracks: list[tuple[str, int, str]]) -> Path:
+    """A 1 s 64x48 H.264 clip with one mono audio track per ``(codec, sample rate, language)``, each
+    a tone written as a single frame of 1 s (as PCM in mov and mkv often comes: long chunks)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        streams = []
+        for codec, rate, language in tracks:
+            stream = out.add_stream(codec, rate=rate)
+            stream.codec_context.layout = "mono"
+            stream.metadata["language"] = language
+            streams.append(stream)
+        for i in range(25):
+            picture = av.VideoFrame.from_ndarray(frame(i), format="rgb24").reformat(format="yuv420p")
+            picture.pts = i
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        for k, stream in enumerate(streams):
+            rate = stream.codec_context.sample_rate
+            wave = (0.3 * np.sin(2 * np.pi * 440 * (k + 1) * np.arange(rate) / rate)).astype(np.float32)[None]
+            pcm = stream.codec_context.name.startswith("pcm")
+            sound = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16) if pcm else wave,
+                                               format="s16" if pcm else "fltp", layout="mono")
+            sound.sample_rate, sound.pts, sound.time_base = rate, 0, Fraction(1, rate)
+            out.mux(stream.encode(sound))
+            out.mux(stream.encode(None))
+    return path
+
+
+def tracks_of(path: Path) -> list[tuple[str, str | None, float, float]]:
+    """(codec, language, first sample's time, seconds) of each audio track."""
+    with av.open(str(path)) as container:
+        count = len(container.streams.audio)
+    got = []
+    for k in range(count):
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[k]
+            frames = list(container.decode(stream))
+            got.append((stream.codec_context.name, stream.metadata.get("language"), float(frames[0].time),
+                        sum(f.samples for f in frames) / frames[0].sample_rate))
+    return got
+
+
+def annotate(src: Path, out: Path, frames: int = 25) -> Path:
+    with VideoWriter(out, 25, (64, 48), audio_from=src) as writer:
+        for i in range(frames):
+            writer.write(frame(i), i / 25)
+    return out
+
+
+def test_every_audio_track_is_carried_over(tmp_path: Path) -> None:
+    """A clip with two audio tracks (two languages, a commentary) kept only its first: the second was
+    dropped without a word. Each track now comes along, in step, with its language; one that mp4 does
+    not take (PCM) is re-encoded to AAC beside one that is copied."""
+    src = clip_with_tracks(tmp_path / "two.mkv", [("aac", 48000, "eng"), ("pcm_s16le", 16000, "fra")])
+    out = annotate(src, tmp_path / "out.mp4")
+    got = tracks_of(out)
+    assert [(codec, language) for codec, language, _, _ in got] == [("aac", "eng"), ("aac", "fra")]
+    for _, _, start, seconds in got:
+        assert abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+    assert decode(out)[0]["frames"] == 25
+
+
+def test_a_re_encoded_track_keeps_the_audio_that_starts_with_the_video(tmp_path: Path) -> None:
+    """Audio re-encoded to AAC (PCM into mp4) lost its first decoded frame when that frame began with the
+    first video frame: it was taken for audio over before the video began. A PCM track stored as one
+    1 s chunk came out as no audio at all."""
+    src = clip_with_tracks(tmp_path / "pcm.mkv", [("pcm_s16le", 16000, "eng")])
+    (codec, _, start, seconds), = tracks_of(annotate(src, tmp_path / "out.mp4"))
+    assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+
+
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -159,8 +160,8 @@ class VideoWriter:
     it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
     after the previous one; AVI, which has no variable rate, always counts frames.
 
-    ``audio_from``: a video file whose first audio stream is added when the video is finished, in
-    step with the frames' timestamps (see :meth:`_add_audio`, :class:`_AudioCopy`); a file without
+    ``audio_from``: a video file whose audio tracks (every one: a second language, a commentary) are
+    added when the video is finished, in step with the frames' timestamps (see :meth:`_add_audio`, :class:`_AudioCopy`); a file without
     audio gives a silent video, audio that cannot be carried over a silent video and a warning,
     never a failed one.
 
@@ -325,8 +326,8 @@ class VideoWriter:
             log.warning("%s: %s changed during the run, so its audio was not added; the video is silent",
                         self.path, source)
             return
-        audio = _AudioCopy.open(source, self._fmt)
-        if audio is None:  # no audio track (most clips): nothing to remux
+        tracks = _AudioCopy.open(source, self._fmt)
+        if not tracks:  # no audio track (most clips): nothing to remux
             return
         mixed = self._tmp.with_name(self._tmp.stem + ".audio" + self._tmp.suffix)
         try:
@@ -335,7 +336,8 @@ class VideoWriter:
             ) as out:
                 video_in = silent.streams.video[0]
                 video_out = out.add_stream_from_template(video_in)
-                audio.add_to(out)
+                for audio in tracks:
+                    audio.add_to(out)
                 origin = self._t0 if self._t0 is not None else 0.0
                 for packet in silent.demux(video_in):
                     if stop():
@@ -344,19 +346,22 @@ class VideoWriter:
                         continue
                     when = packet.dts if packet.dts is not None else packet.pts
                     if when is not None and packet.time_base:
-                        audio.copy_until(out, origin, float(when * packet.time_base))
+                        for audio in tracks:
+                            audio.copy_until(out, origin, float(when * packet.time_base))
                     packet.stream = video_out
                     out.mux(packet)
                 end = float((self._last_pts + 1) * self._tick) + 1 / float(self.fps)
-                audio.copy_until(out, origin, end, last=True)
+                for audio in tracks:
+                    audio.copy_until(out, origin, end, last=True)
             os.replace(mixed, self._tmp)
         except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
             log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
-                        audio.codec, _reason(e))
+                        ", ".join(audio.codec for audio in tracks), _reason(e))
         except _Stopped:
             log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
         finally:
-            audio.close()
+            for audio in tracks:
+                audio.close()
             with contextlib.suppress(OSError):
                 mixed.unlink()
 
@@ -393,7 +398,7 @@ def _reason(error: BaseException) -> str:
 
 
 class _AudioCopy:
-    """The first audio stream of a video file, carried into a :class:`VideoWriter`'s container.
+    """An audio track of a video file, carried into a :class:`VideoWriter`'s container.
 
     Packets are copied as they are (no re-encoding) when the output container holds the codec, and
     re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4). Times follow the video: the source
@@ -406,10 +411,10 @@ class _AudioCopy:
     _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
-    def __init__(self, source: str, container: Any, fmt: str) -> None:
+    def __init__(self, source: str, container: Any, fmt: str, track: int = 0) -> None:
         self.source = source
         self._in = container
-        self._stream = container.streams.audio[0]
+        self._stream = container.streams.audio[track]
         video = container.streams.video[0] if container.streams.video else None
         self._video_start = 0.0  # the source's video start: its frames' timestamps count from it
         if video is not None and video.start_time is not None and video.time_base is not None:
@@ -420,39 +425,47 @@ class _AudioCopy:
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
 
     @classmethod
-    def open(cls, source: str | os.PathLike[str], fmt: str) -> _AudioCopy | None:
-        """The first audio track of ``source``, or ``None``: no audio, not a file PyAV reads, or an
-        AVI output (which takes no variable-rate audio here)."""
+    def open(cls, source: str | os.PathLike[str], fmt: str) -> list[_AudioCopy]:
+        """The audio tracks of ``source``, each read through a demuxer of its own (so each is written up
+        to the video's time without holding another's packets); none for no audio, a file PyAV does
+        not read, or an AVI output (which takes no variable-rate audio here). A track that cannot be
+        read is left out with a warning: it does not cost the others."""
         if fmt == "avi":
-            return None
-        try:
-            container = av.open(str(source))
-        except (av.error.FFmpegError, OSError, ValueError):
-            return None
-        if not container.streams.audio:
-            container.close()
-            return None
-        try:
-            return cls(str(source), container, fmt)
-        except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
-            log.warning("%s: its audio cannot be read (%s); the video is silent", source, e)
-            container.close()
-            return None
+            return []
+        tracks: list[_AudioCopy] = []
+        for track in itertools.count():
+            try:
+                container = av.open(str(source))
+            except (av.error.FFmpegError, OSError, ValueError):
+                break
+            if track >= len(container.streams.audio):
+                container.close()
+                break
+            try:
+                tracks.append(cls(str(source), container, fmt, track))
+            except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
+                log.warning("%s: its audio track %d cannot be read (%s); it is left out", source, track + 1, e)
+                container.close()
+        return tracks
 
     def add_to(self, out: Any) -> None:
         """The output stream in ``out``: a copy of the track, or an AAC encoder (and the resampler
-        that feeds it) at the track's rate where AAC takes it, else 48 kHz."""
+        that feeds it) at the track's rate where AAC takes it, else 48 kHz; with the track's language
+        and title, which tell two tracks apart."""
         if self._copy:
             self._out = out.add_stream_from_template(self._stream)
-            return
-        ctx = self._stream.codec_context
-        rate = int(ctx.sample_rate or 48000)
-        self._rate = rate if rate in self._AAC_RATES else 48000  # e.g. 192 kHz PCM is resampled
-        self._out = out.add_stream("aac", rate=self._rate)
-        layout = "mono" if ctx.channels == 1 else "stereo"
-        self._out.codec_context.layout = layout
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
-        self._samples: int | None = None  # next output pts, in samples
+        else:
+            ctx = self._stream.codec_context
+            rate = int(ctx.sample_rate or 48000)
+            self._rate = rate if rate in self._AAC_RATES else 48000  # e.g. 192 kHz PCM is resampled
+            self._out = out.add_stream("aac", rate=self._rate)
+            layout = "mono" if ctx.channels == 1 else "stereo"
+            self._out.codec_context.layout = layout
+            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
+            self._samples: int | None = None  # next output pts, in samples
+        for key in ("language", "title"):
+            if self._stream.metadata.get(key):
+                self._out.metadata[key] = self._stream.metadata[key]
 
     def copy_until(self, out: Any, origin: float, end: float, *, last: bool = False) -> None:
         """Write everything whose output time (source time - ``origin``) is before ``end`` seconds;
@@ -468,7 +481,10 @@ class _AudioCopy:
             if t is not None and t >= end:
                 break
             self._pending = None
-            length = float(item.duration * item.time_base) if self._copy and item.duration else 0.0
+            if self._copy:
+                length = float(item.duration * item.time_base) if item.duration else 0.0
+            else:  # a decoded frame's length is its samples: one that starts with the video is kept
+                length = item.samples / item.sample_rate if item.sample_rate else 0.0
             if t is None or t + length <= 0:
                 continue  # untimed, or over before the first frame (a packet across it is kept whole)
             if self._copy:
