@@ -768,3 +768,26 @@ def test_an_unquoted_glob_runs_the_files_the_shell_lists(
     code, _, err = run(monkeypatch, capsys, "infer", paths[0], str(clip), "--model", "no_such_model")
     assert code == 2
     assert_one_line_error(err, f"{clip} is a video")
+
+
+def test_a_txt_list_of_image_files_runs_them(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``yolo predict source=list.txt`` runs the files it lists; ``infer list.txt`` was "list.txt is neither a
+    readable image nor a video". Its lines run as one list of image files: a path as given, or else beside
+    the list; blank lines and # comments are skipped; a list of nothing is one line, exit 2."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    first, second = sample_images()[:2]
+    shutil.copy(second, shots / "b.jpg")
+    listing = shots / "list.txt"
+    listing.write_text(f"{first}\n\n# picked by hand\nb.jpg\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(monkeypatch, capsys, "infer", "shots/list.txt", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                       "--no-save", "--save-json", "-o", "out")
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in records] == [str(first), str(Path("shots") / "b.jpg")]
+    listing.write_text("# nothing yet\n")
+    code, _, err = run(monkeypatch, capsys, "infer", "shots/list.txt", "--model", "pvt_v2_b0-cls")
+    assert code == 2
+    assert_one_line_error(err, "the list shots/list.txt names no files")

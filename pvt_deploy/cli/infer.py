@@ -69,7 +69,8 @@ def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
 def infer(
     source: Annotated[list[str] | None, typer.Argument(
         help="Image, folder, glob, video, webcam index (0), rtsp/rtmp/http URL; or several image files (an "
-        "unquoted glob, as the shell expands it). Default: the bundled sample photos.", show_default=False)] = None,
+        "unquoted glob, as the shell expands it, or a .txt list, one a line). Default: the bundled sample photos.",
+        show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
         "Default pvt_small (exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
@@ -191,10 +192,24 @@ def infer(
 
 def _one_source(given: list[str] | None) -> str | list[str] | None:
     """The source as given; several (``photos/*.jpg`` unquoted, which the shell expands) are one list of
-    image files, as ``Model.predict`` takes a list."""
+    image files, as ``Model.predict`` takes a list, and so are the lines of a ``.txt`` file (Ultralytics'
+    list source: one path a line, as given or else beside the list)."""
     if not given:
         return None
-    return given[0] if len(given) == 1 else list(given)
+    if len(given) > 1:
+        return list(given)
+    listing = Path(given[0])
+    if listing.suffix.lower() != ".txt" or not listing.is_file():
+        return given[0]
+    try:
+        lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the list {listing}: {e}") from None
+    paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
+             for p in lines if p and not p.startswith("#")]
+    if not paths:
+        raise InputError(f"the list {listing} names no files (one image path a line)")
+    return paths
 
 
 def _open(source: str | list[str] | None, vid_stride: int) -> Any:
