@@ -256,6 +256,34 @@ def test_an_extension_killed_while_making_a_variant_again_leaves_every_file_as_i
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".ort-cache"]
 
 
+def test_an_extension_whose_folder_is_exported_again_meanwhile_adds_nothing(
+        cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh export into the folder while ``export --model FOLDER --half`` makes its variant replaces the
+    folder, the extension's build folder inside it included. The same export made again gives the same
+    model.onnx, so the extension went on to move files that were gone (a traceback, FileNotFoundError);
+    now it says in one line that nothing was added, and the new export is left as it is."""
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    folder = tmp_path / "ext"
+    shutil.copytree(cls_artifact.folder, folder)
+    make_variants = export_onnx_module._make_variants
+
+    def exported_again_meanwhile(staging: Path, *args: object, **kwargs: object) -> object:
+        made = make_variants(staging, *args, **kwargs)
+        with export_onnx_module._replacing(folder) as new:  # the other export's swap, same model.onnx
+            for name in ("model.onnx", "manifest.json"):
+                shutil.copy(folder / name, new / name)
+        return made
+
+    monkeypatch.setattr(export_onnx_module, "_make_variants", exported_again_meanwhile)
+    with pytest.raises(PvtDeployError, match="nothing was added"):
+        export_onnx(folder, half=True, parity=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx"]
+    assert "model.fp16.onnx" not in read_manifest(folder)["files"]
+
+
 def test_lone_onnx_of_a_random_weights_export_says_so(cls_artifact: Artifact, tmp_path: Path) -> None:
     """The weights provenance travels in the ONNX metadata: a copied-out model.onnx still says RANDOM."""
     from pvt_deploy.api import Model

@@ -1255,8 +1255,8 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
 
     with interrupts_deferred(), _swap_lock(folder):
         manifest = read_manifest(folder)
-        if ((manifest.get("files") or {}).get(FP32_FILE) or {}).get("sha256") != \
-                ((started.get("files") or {}).get(FP32_FILE) or {}).get("sha256"):
+        if not staging.is_dir() or ((manifest.get("files") or {}).get(FP32_FILE) or {}).get("sha256") != \
+                ((started.get("files") or {}).get(FP32_FILE) or {}).get("sha256"):  # the folder was replaced
             raise PvtDeployError(f"{folder}: {FP32_FILE} changed while the variants were made from it (exported "
                                  "again meanwhile?); nothing was added", hint="run the command again")
         old = staging / ".replaced"
