@@ -207,10 +207,13 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "results": []}
     _load_runtimes(labels)
+    absent = _absent_variants(target, device) if backends is None else frozenset()
     for label in labels:
         if progress is not None:
             progress(label)
         row = _bench_one(label, target, size, batch, warmup, iters, device, report)
+        if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
+            row["exit_code"] = None
         report["results"].append(row)
         gc.collect()
     reference = next((r for r in report["results"] if r["backend"] == "torch" and r["status"] == "ok"), None)
@@ -250,6 +253,23 @@ def _load_runtimes(labels: Sequence[str]) -> None:
             import torch
 
             torch.zeros(8).add_(1)
+
+
+def _absent_variants(target: str | os.PathLike[str], device: str | None) -> frozenset[str]:
+    """Labels of an export folder whose file it lacks (model.fp16.onnx, model.engine...). As in check,
+    only a variant asked for by name makes a run that nothing could do exit 2; in the default list it
+    stood for the real cause (``--device cuda`` where there is none: 3)."""
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.runtimes.loader import backend_candidates
+
+    folder = Path(target)
+    if not (folder / "manifest.json").is_file():
+        return frozenset()
+    try:
+        candidates = backend_candidates(folder, read_manifest(folder), device=device)
+    except PvtDeployError:  # a damaged manifest: loading each label says so
+        return frozenset()
+    return frozenset(c.label for c in candidates if not c.available and c.file is None)
 
 
 def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:

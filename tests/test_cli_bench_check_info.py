@@ -15,6 +15,12 @@ from test_runtime_artifacts import cached_export
 from pvt_deploy.manifest import read_manifest, write_manifest
 from pvt_deploy.runtimes.ort_providers import available_providers
 
+
+def torch_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
 # Three tests below ask for --device cuda to see what a machine without it says; with
 # onnxruntime-gpu on a GPU the same command runs instead.
 no_ort_cuda = pytest.mark.skipif("CUDAExecutionProvider" in available_providers(),
@@ -156,6 +162,14 @@ def test_bench_exit_code_says_why_nothing_ran(monkeypatch: pytest.MonkeyPatch, c
     code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
                        "--imgsz", "4000", "--iters", "1")
     assert code == 2 and "4000" in err  # a size outside the graph's range is the user's input
+    # the default list names variants this export lacks (no model.engine): "not asked for by name", as
+    # in check, so they do not turn "no CUDA here" (3) into "bad input" (2); asked for by name they do
+    if not torch_cuda():
+        code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--device", "cuda",
+                           "--iters", "1")
+        assert code == 3 and "CUDA" in err and "trt:" in err, err
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "trt")
+    assert code == 2 and "no model.engine" in err
 
 
 def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
