@@ -512,3 +512,30 @@ def test_the_predictor_runs_pictures_as_one_batch(det_model: Model) -> None:
     assert alone.orig_shape == (400, 600) and alone.speed["inference"] > 0
     with pytest.raises(InputError, match="HxW, HxWx3 or HxWx4"):
         predictor([np.zeros((0, 8, 3), np.uint8)])
+
+
+def test_a_source_given_twice_fails_instead_of_hanging(det_model: Model, clip: Path) -> None:
+    """An opened Source is used up (and closed) by its run. Passed to predict again, the decode
+    thread died on "source ... is closed" with a traceback on stderr and the caller waited for its
+    frames for ever; now the caller gets that InputError, and no pipeline thread is left."""
+    import threading
+
+    from pvt_deploy.io.sources import open_source
+
+    source = open_source(str(clip))
+    assert source.frames is not None and len(det_model.predict(source, imgsz=64)) == source.frames
+    before = set(threading.enumerate())
+    outcome: list[BaseException | int] = []
+
+    def again() -> None:
+        try:
+            outcome.append(len(det_model.predict(source, imgsz=64)))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            outcome.append(e)
+
+    caller = threading.Thread(target=again, daemon=True)
+    caller.start()
+    caller.join(60)
+    assert not caller.is_alive(), "predict on a used source hung"
+    assert isinstance(outcome[0], InputError) and "is closed" in str(outcome[0])
+    assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-deploy")]

@@ -547,8 +547,11 @@ class Pipeline:
                 log.debug("pipeline threads still finishing: %s", ", ".join(alive))
 
     def _decode_loop(self, out: queue.Queue[Any], stop: threading.Event) -> None:
-        frames = iter(self.source)
+        frames: Iterator[Any] | None = None
         try:
+            # inside the try: a source that cannot start (one already used and closed) is a failure
+            # sent on like any other, not a dead thread that leaves the consumer waiting for ever
+            frames = iter(self.source)
             while not stop.is_set():
                 t0 = time.perf_counter()
                 try:
