@@ -401,18 +401,34 @@ def _as_source(source: Any, vid_stride: int) -> Source:
 
 class _PictureList(Source):
     """In-memory pictures (numpy RGB arrays or PIL images, named ``image0.jpg``, ``image1.jpg``...),
-    possibly mixed with image paths (read now, named by their path)."""
+    possibly mixed with image paths (named by their path), as a list of image paths runs: a missing
+    file is refused up front, and an unreadable one is skipped with a warning and counted in
+    ``skipped`` (it had stopped the whole list), each file read only when its turn comes (all were
+    decoded before the first result)."""
 
     kind = "images"
 
     def __init__(self, images: Sequence[Any]) -> None:
-        self._images = [(read_image(im), os.fspath(im)) if isinstance(im, (str, os.PathLike))
-                        else (as_rgb_array(im), f"image{i}.jpg") for i, im in enumerate(images)]
+        missing = [os.fspath(im) for im in images if isinstance(im, (str, os.PathLike)) and not Path(im).is_file()]
+        if missing:
+            raise InputError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                              else ""))
+        self._images: list[tuple[np.ndarray | None, str]] = [
+            (None, os.fspath(im)) if isinstance(im, (str, os.PathLike)) else (as_rgb_array(im), f"image{i}.jpg")
+            for i, im in enumerate(images)]
         self.spec = f"{len(self._images)} images"
         self.frames = len(self._images)
 
     def _iter_frames(self) -> Iterator[Frame]:
+        self.skipped = 0
         for i, (image, name) in enumerate(self._images):
+            if image is None:
+                try:
+                    image = read_image(name)
+                except InputError as e:
+                    self.skipped += 1
+                    log.warning("skipping %s", e)
+                    continue
             yield Frame(image, i, name)
 
 

@@ -70,6 +70,25 @@ def test_predict_a_folder_an_array_and_a_list(det_model: Model) -> None:
     assert all(set(r.boxes.cls.tolist()) <= {0, 1, 2} for r in many)
 
 
+def test_a_list_mixing_pictures_and_files_treats_files_as_a_list_of_files_does(det_model: Model,
+                                                                              tmp_path: Path) -> None:
+    """An unreadable file in ``[array, "a.jpg", "broken.jpg"]`` stopped the whole list with an
+    InputError, where ``["a.jpg", "broken.jpg"]`` skips it with a warning and counts it; now both
+    skip it, and a missing file is refused up front in both."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    coffee = str(sample_image("coffee"))
+    image = read_image(sample_image("chelsea"))[::2, ::2]
+    files = det_model.predict([coffee, str(broken)], conf=0.06)
+    assert [r.path for r in files] == [coffee] and det_model.last_summary.skipped == 1
+    mixed = det_model.predict([image, str(broken), coffee], conf=0.06)
+    assert [r.path for r in mixed] == ["image0.jpg", coffee] and det_model.last_summary.skipped == 1
+    np.testing.assert_allclose(mixed[1].boxes.xyxy, files[0].boxes.xyxy, atol=1e-3)
+    for listed in ([str(tmp_path / "gone.jpg"), coffee], [image, str(tmp_path / "gone.jpg")]):
+        with pytest.raises(InputError, match="no such file: .*gone.jpg"):
+            det_model.predict(listed)
+
+
 def test_code_written_for_ultralytics_reads_the_boxes(det_model: Model) -> None:
     # `r.boxes.cpu().numpy().xyxy` and `r.boxes.data` (x1, y1, x2, y2, conf, cls rows) are how
     # Ultralytics code reads its tensors; here they are numpy already and must give the same numbers
