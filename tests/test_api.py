@@ -499,9 +499,9 @@ def test_the_public_api_types_as_readme_uses_it(tmp_path: Path) -> None:
     api_run = pytest.importorskip("mypy.api").run
     script = tmp_path / "user.py"
     script.write_text(USER_SCRIPT)
-    config = tmp_path / "mypy.ini"
-    config.write_text("[mypy]\nstrict = True\nfollow_imports = silent\n")  # the user's errors only
     root = Path(__file__).resolve().parents[1]
+    config = tmp_path / "mypy.ini"  # the user's errors only; the package found from any working folder
+    config.write_text(f"[mypy]\nstrict = True\nfollow_imports = silent\nmypy_path = {root}\n")
     stdout, stderr, status = api_run(["--config-file", str(config), "--cache-dir", str(root / ".mypy_cache" / "api"),
                                       "--no-error-summary", str(script)])
     errors = [line for line in stdout.splitlines() if ": error:" in line]
