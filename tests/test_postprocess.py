@@ -99,6 +99,43 @@ def test_segmentation_map_equals_full_resolution_argmax(orig_hw: tuple[int, int]
     assert differ.mean() < 1e-3 and np.all(top2[0][differ] - top2[1][differ] < 1e-5)
 
 
+def test_resize_weights_are_pytorchs_without_importing_torch() -> None:
+    """The per-axis weights (resize, crop, resize) equal F.interpolate's on the identity to one float32
+    step, over random geometries (up, down, to and from one row); and a class map needs no torch."""
+    from pvt_deploy.tasks.postprocess import _resize_matrix
+
+    def reference(n_src: int, n_mid: int, n_crop: int, n_out: int) -> np.ndarray:
+        m = torch.eye(n_src, dtype=torch.float32).reshape(1, n_src, n_src, 1)
+        if n_mid != n_src:
+            m = F.interpolate(m, size=(n_mid, 1), mode="bilinear", align_corners=False)
+        m = m[:, :, :n_crop]
+        if n_out != n_crop:
+            m = F.interpolate(m, size=(n_out, 1), mode="bilinear", align_corners=False)
+        return m[0, :, :, 0].T.numpy()
+
+    rng = np.random.default_rng(5)
+    geometries = [(128, 512, 288, 720), (160, 640, 360, 2160), (2, 8, 8, 1), (1, 4, 4, 1), (5, 20, 17, 3)]
+    for _ in range(60):
+        n = int(rng.integers(1, 160))
+        geometries.append((n, 4 * n, int(rng.integers(1, 4 * n + 1)), int(rng.integers(1, 1500))))
+    exact = 0
+    for geometry in geometries:
+        ours, ref = _resize_matrix(*geometry), reference(*geometry)
+        assert ours.shape == ref.shape and ours.dtype == np.float32, geometry
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=6e-8, err_msg=str(geometry))
+        exact += np.array_equal(ours, ref)
+    assert exact >= 0.9 * len(geometries)
+    code = ("import sys, numpy as np\n"
+            "from pvt_deploy.tasks.postprocess import seg_logits_to_map\n"
+            "from pvt_deploy.tasks.preprocess import Letterbox\n"
+            "logits = np.random.default_rng(0).standard_normal((9, 24, 32)).astype(np.float32)\n"
+            "out = seg_logits_to_map(logits, Letterbox(orig_hw=(150, 230), resized_hw=(84, 128), input_hw=(96, 128)))\n"
+            "assert out.shape == (150, 230), out.shape\n"
+            "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", (done.stdout, done.stderr)
+
+
 def test_segmentation_rows_computed_one_by_one_agree_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """The path for output rows that are not a blend of two anchor rows (no known geometry has them)."""
     import dataclasses

@@ -21,15 +21,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from pvt_deploy.tasks.preprocess import Letterbox
-
-if TYPE_CHECKING:
-    import torch
 
 # Candidates handed to NMS at most. Trained detectors leave a few hundred (box, class) pairs above the
 # 0.05 threshold; a very low --conf on an untrained head can leave 100k+, which makes OpenCV's NMS take
@@ -276,25 +273,25 @@ class _SegPlan:
 def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, int],
               orig_hw: tuple[int, int]) -> _SegPlan:
     (ih, iw), (rh, rw), (h0, w0) = input_hw, resized_hw, orig_hw
-    first = _resize_matrix(h, ih, rh, rh).numpy()
-    composite = _resize_matrix(h, ih, rh, h0).numpy()
+    first = _resize_matrix(h, ih, rh, rh)
+    composite = _resize_matrix(h, ih, rh, h0)
     used = np.flatnonzero(first.any(0))
     r0, r1 = int(used[0]), int(used[-1]) + 1
     first, composite = first[:, r0:r1], composite[:, r0:r1]
     anchors = _anchor_rows(first)
     row_groups: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
-    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0).numpy(), anchors):
+    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0), anchors):
         d = first[lower] - first[upper]  # composite[y] = (1 - t) first[upper] + t first[lower]
         dd = float(d @ d)
         t = (composite[rows] - first[upper]) @ d / dd if dd else np.zeros(len(rows))
         blend = first[upper] + t[:, None] * d
         row_groups.append((upper, lower, rows, t if np.abs(composite[rows] - blend).max() < 1e-5 else None))
     x_matrix = _resize_matrix(w, iw, rw, rw)
-    x_anchors = _anchor_rows(x_matrix.numpy())
+    x_anchors = _anchor_rows(x_matrix)
     x_left = np.empty(w0, np.intp)
     x_right = np.empty(w0, np.intp)
     position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
-    for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0).numpy(), x_anchors):
+    for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0), x_anchors):
         x_left[cols], x_right[cols] = position[left], position[right]
     return _SegPlan(r0, r1, first, composite, anchors, row_groups, _sparse_rows(x_matrix),
                     _sparse_rows(_resize_matrix(w, iw, rw, w0)), x_anchors, x_left, x_right)
@@ -321,34 +318,46 @@ def _rows_between_anchors(second: np.ndarray, anchors: np.ndarray) -> list[tuple
     return [(int(anchors[u]), int(anchors[min(u + 1, last)]), np.flatnonzero(k == u)) for u in np.unique(k).tolist()]
 
 
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A bilinear resize along one axis (``align_corners=False``) as PyTorch's CPU kernel computes it:
+    output ``i`` is ``w_lo * x[lo] + w_hi * x[hi]``, the source position ``scale * (i + 0.5) - 0.5``
+    (one fused multiply-add, as the kernel is compiled: the product exact in float64, one rounding to
+    float32) clamped at 0, ``scale = n_in / n_out`` in float32, ``hi = lo + 1`` except at the last
+    input row."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    at = np.arange(n_out, dtype=np.float32) + np.float32(0.5)
+    src = np.maximum((np.float64(scale) * at.astype(np.float64) - 0.5).astype(np.float32), np.float32(0))
+    lo = src.astype(np.int64)
+    frac = np.clip(src - lo.astype(np.float32), np.float32(0), np.float32(1))
+    return lo, np.minimum(lo + 1, n_in - 1), np.float32(1) - frac, frac
+
+
 @functools.lru_cache(maxsize=32)
-def _resize_matrix(n_src: int, n_mid: int, n_crop: int, n_out: int) -> torch.Tensor:
+def _resize_matrix(n_src: int, n_mid: int, n_crop: int, n_out: int) -> np.ndarray:
     """(n_out, n_src) weights of resize to n_mid → keep the first n_crop → resize to n_out, along one
-    axis, taken from ``F.interpolate`` (bilinear, align_corners=False) applied to the identity."""
-    import torch
-    import torch.nn.functional as F
+    axis: what ``F.interpolate`` (bilinear, align_corners=False) does to the identity, to within one
+    float32 step (bit for bit in most geometries), in numpy so that post-processing never imports torch
+    (1–2 s and ~200 MB on the first frame of an ONNX Runtime run)."""
+    m = np.eye(n_src, dtype=np.float32)
+    for n_in, n_next, keep in ((n_src, n_mid, n_crop), (n_crop, n_out, n_out)):
+        if n_next != n_in:
+            lo, hi, w_lo, w_hi = _linear_taps(n_in, n_next)
+            # the kernel's w_lo * x[lo] + w_hi * x[hi], the first product fused into the sum
+            m = (w_lo[:, None].astype(np.float64) * m[lo] + w_hi[:, None] * m[hi]).astype(np.float32)
+        m = m[:keep]
+    return np.ascontiguousarray(m, dtype=np.float32)
 
-    m = torch.eye(n_src, dtype=torch.float32).reshape(1, n_src, n_src, 1)  # channel j = unit impulse at j
-    if n_mid != n_src:
-        m = F.interpolate(m, size=(n_mid, 1), mode="bilinear", align_corners=False)
-    m = m[:, :, :n_crop]
-    if n_out != n_crop:
-        m = F.interpolate(m, size=(n_out, 1), mode="bilinear", align_corners=False)
-    return m[0, :, :, 0].T.contiguous()
 
-
-def _sparse_rows(m: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _sparse_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A banded (n_out, n_src) matrix as (n_out, K) source indices and weights (zero-padded)."""
-    import torch
-
     nz = m != 0
-    first = nz.int().argmax(1)
-    last = m.shape[1] - 1 - nz.flip(1).int().argmax(1)
+    first = nz.argmax(1)
+    last = m.shape[1] - 1 - nz[:, ::-1].argmax(1)
     k = int((last - first).max()) + 1
-    idx = first[:, None] + torch.arange(k)[None]
+    idx = first[:, None] + np.arange(k)[None]
     inside = idx <= last[:, None]
-    idx = torch.where(inside, idx, first[:, None])
-    return idx.numpy(), torch.where(inside, m.gather(1, idx), torch.zeros(())).numpy()
+    idx = np.where(inside, idx, first[:, None])
+    return idx, np.where(inside, np.take_along_axis(m, idx, 1), np.float32(0)).astype(np.float32)
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
