@@ -352,6 +352,26 @@ def test_plot_without_labels_draws_only_the_boxes() -> None:
         draw_boxes(image, [[0, 0, 5, 5]], None, [0], None, line_width=-1)  # cv2 would fill the box
 
 
+def test_json_decimals_take_a_whole_number() -> None:
+    """``to_json(decimals="1")`` raised ``TypeError: 'str' object cannot be interpreted as an
+    integer`` from ``round`` (a detection's only: other tasks ignored it) and ``decimals=-1`` rounded
+    the corners to tens; now each is one InputError line, as ``plot()``'s settings are."""
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    boxes = Boxes(np.array([[50.123, 60.456, 150.5, 160.25]], np.float32), np.array([0.9], np.float32),
+                  np.array([0]), ["person"], (200, 300))
+    r = Result("detect", np.zeros((200, 300, 3), np.uint8), names=["person"], boxes=boxes)
+    assert json.loads(r.to_json(decimals=np.int64(1)))["detections"][0]["box"] == [50.1, 60.5, 150.5, 160.2]
+    for bad in ("1", 1.5, -1, None, True):
+        with pytest.raises(InputError, match="decimals must be an integer >= 0"):
+            r.to_json(decimals=bad)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="decimals must be an integer >= 0"):
+            boxes.to_list(bad)  # type: ignore[arg-type]
+    seg = Result("segment", np.zeros((4, 4, 3), np.uint8), names=["a"], mask=np.zeros((4, 4), np.int32))
+    with pytest.raises(InputError, match="decimals"):
+        seg.to_dict(decimals="2")  # type: ignore[arg-type]
+
+
 def test_save_mask_needs_a_png_name(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     with Model(cached_export(tmp_path_factory, "seg")) as seg:
         r = seg.predict(read_image(sample_image("coffee"))[::4, ::4])[0]
