@@ -118,6 +118,11 @@ def test_tables_do_not_show_agreement_that_compared_nothing() -> None:
     empty = {"agreement": 1.0, "task": {"metric": "detection_f1", "required_ref": 0, "required_test": 0}}
     found = {"agreement": 0.95, "task": {"metric": "detection_f1", "required_ref": 20, "required_test": 19}}
     assert agreement_text(empty) == "no dets" and agreement_text(found) == "0.950"
+    # 100 detections each side, all scoring 1.0 at the 100 cut: there are detections, none decided
+    saturated = [Detections(np.tile([[10.0, 10.0, 50.0, 50.0]], (100, 1)).astype(np.float32) + np.arange(100)[:, None],
+                            np.ones(100, np.float32), np.zeros(100, np.int64)) for _ in range(2)]
+    tied = {"agreement": 1.0, "task": agreement_detections(saturated[:1], saturated[1:])}
+    assert tied["task"]["required_ref"] == 0 and agreement_text(tied) == "none clear"
     assert agreement_text({"agreement": None}) == "-"
     # a threshold is printed with the digits that decide it, not rounded to 1
     failures = check_tolerance({"outputs": {"logits": {"cosine": 0.999999, "max_rel": 0.0}}},

@@ -376,13 +376,15 @@ def parity_status(report: Mapping[str, Any]) -> str:
 
 
 def agreement_text(report: Mapping[str, Any], fmt: str = ".3f") -> str:
-    """A report's task agreement for a table: ``-`` when there is none, and ``no dets`` when neither
-    side found anything to match (an F1 of 1.0 there would say nothing)."""
+    """A report's task agreement for a table: ``-`` when there is none; when neither side has a
+    detection either must reproduce (an F1 of 1.0 there would say nothing), ``no dets`` if there were
+    none at all, ``none clear`` if every one sat within the margin of the score threshold or of the
+    ``max_detections`` cut (100 detections all scoring 1.0: which 100 is a tie)."""
     agreement, task = report.get("agreement"), report.get("task") or {}
     if not isinstance(agreement, float):
         return "-"
     if task.get("metric") == "detection_f1" and not task.get("required_ref") and not task.get("required_test"):
-        return "no dets"
+        return "none clear" if task.get("ref_detections") or task.get("test_detections") else "no dets"
     return format(agreement, fmt)
 
 
