@@ -216,6 +216,24 @@ def test_cli_unreadable_calibration_images_are_skipped(tmp_path: Path, monkeypat
     assert m["export"]["parity_images"] == str(mixed) and m["parity"]["model.int8.trt.onnx"]["passed"]
 
 
+def test_cli_calibration_and_parity_images_as_a_file_or_a_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--calib and --images take what check --images takes: a folder, one image, or a glob."""
+    shots = _jpgs(tmp_path / "shots", good=3, bad=0)
+    (shots / "notes.txt").write_text("not an image")
+    out = tmp_path / "q"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour", "trt",
+                      "--calib", str(shots / "good*.jpg"), "--images", str(shots / "good1.jpg"), "--no-simplify"],
+                     monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["precision"]["int8"]["calibration"]["images"] == 3 and m["export"]["parity_images"] == str(shots / "good1.jpg")
+    for arg, message in ((shots / "none*.jpg", "matches no images"), (shots / "notes.txt", "is not an image")):
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(tmp_path / "r"), "--images", str(arg)],
+                         monkeypatch, capsys)
+        assert code == 2 and message in err and "Traceback" not in err, err
+
+
 def test_cli_failed_reexport_keeps_the_previous_export(cls_artifact: Artifact, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str],

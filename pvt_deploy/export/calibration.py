@@ -8,6 +8,7 @@ to produce a working graph but not a tuned one — the exporter says so.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -37,14 +38,25 @@ class Batch:
 
 
 def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """Image files in ``folder`` (not recursive), sorted by name; at most ``limit``."""
+    """Image files of ``folder``: a folder (not recursive), one image file, or a glob pattern
+    (``shots/*.jpg``), as ``check --images`` takes them; sorted by name, at most ``limit``."""
     path = Path(folder)
-    if not path.is_dir():
+    text = os.fspath(folder)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{what} file {folder} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        files = [path]
+    elif not path.exists() and any(c in text for c in "*?["):
+        files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{what} pattern {folder} matches no images ({', '.join(IMAGE_SUFFIXES)})")
+    elif not path.is_dir():
         raise InputError(f"{what} folder {folder} does not exist" if not path.exists() else
-                         f"{what} folder {folder} is not a folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                         f"{what} folder {folder} is not a folder, an image or a pattern")
+    else:
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files[:limit] if limit else files
 
 
