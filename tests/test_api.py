@@ -352,6 +352,20 @@ def test_plot_without_labels_draws_only_the_boxes() -> None:
         draw_boxes(image, [[0, 0, 5, 5]], None, [0], None, line_width=-1)  # cv2 would fill the box
 
 
+def test_plot_draws_the_boxes_a_saving_run_was_filtered_to(det_model: Model, tmp_path: Path) -> None:
+    """With ``save=True`` the pipeline draws each result and caches the picture; after
+    ``r.boxes = r.boxes[...]`` ``plot()`` and ``save()`` returned that stale picture with every box.
+    Now a result whose outputs were replaced is drawn afresh, as one never drawn would be."""
+    image = read_image(sample_image("coffee"))
+    r = det_model.predict([image], conf=0.06, save=True, save_dir=tmp_path / "run")[0]
+    assert len(r.boxes) > 1
+    r.boxes = r.boxes[:1]
+    undrawn = det_model.predict(image, conf=0.06)[0]
+    undrawn.boxes = undrawn.boxes[:1]
+    assert np.array_equal(r.plot(), undrawn.plot())
+    assert np.array_equal(cv2.imread(str(r.save(tmp_path / "one.png")))[..., ::-1], undrawn.plot())
+
+
 def test_json_decimals_take_a_whole_number() -> None:
     """``to_json(decimals="1")`` raised ``TypeError: 'str' object cannot be interpreted as an
     integer`` from ``round`` (a detection's only: other tasks ignored it) and ``decimals=-1`` rounded

@@ -180,7 +180,8 @@ class Result(_OnHost):
     mask: np.ndarray | None = None
     probs: Probs | None = None
     features: dict[str, np.ndarray] | None = None
-    _plotted: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # the default drawing, and the picture and outputs (the objects) it was drawn from
+    _plotted: tuple[tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def orig_shape(self) -> tuple[int, int]:
@@ -228,12 +229,15 @@ class Result(_OnHost):
         Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text);
         segmentation as a colour overlay (``alpha``) with the ``legend`` largest classes listed;
         classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
-        post-processing thread and the writer reuses the picture.
+        post-processing thread and the writer reuses the picture; outputs replaced since (a filtered
+        ``r.boxes = r.boxes[r.boxes.conf > 0.5]``) are drawn afresh.
         """
         _check_plot_settings(line_width, alpha, legend)
         default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
-        if default and self._plotted is not None:
-            cached: np.ndarray = self._plotted.copy()  # a new array, as promised: the caller may draw on it
+        drawn_from = (self.orig_img, self.boxes, self.mask, self.probs)
+        if default and self._plotted is not None and all(
+                a is b for a, b in zip(self._plotted[0], drawn_from, strict=True)):
+            cached: np.ndarray = self._plotted[1].copy()  # a new array, as promised: the caller may draw on it
             return cached
         from pvt_deploy.tasks import visualize
 
@@ -251,7 +255,7 @@ class Result(_OnHost):
         if image is self.orig_img:
             image = image.copy()
         if default:
-            self._plotted = image
+            self._plotted = (drawn_from, image)
             fresh: np.ndarray = image.copy()
             return fresh
         return image
