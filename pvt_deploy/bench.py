@@ -50,9 +50,11 @@ def parse_backends(text: str | Sequence[str] | None) -> list[str]:
     if text is None:
         return list(DEFAULT_BACKENDS)
     items = text.split(",") if isinstance(text, str) else list(text)
+    from pvt_deploy.runtimes.loader import BACKEND_ALIASES
+
     labels = [s.strip().lower() for s in items if s.strip()]
-    aliases = {"ort": "onnx", "onnxruntime": "onnx", "tensorrt": "trt", "pytorch": "torch"}
-    labels = [aliases.get(x, x) for x in labels]
+    # the backend's other names, with or without a precision: ort-int8 -> onnx-int8, onnxrt -> onnx
+    labels = [BACKEND_ALIASES.get(base, base) + sep + rest for base, sep, rest in (x.partition("-") for x in labels)]
     unknown = [x for x in labels if x not in BENCH_BACKENDS]
     if unknown:
         raise InputError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")

@@ -266,6 +266,8 @@ def test_bench_library_checks_its_numbers_and_takes_an_int_size(cls_export: Path
     with pytest.raises(InputError, match=r"^unknown backend 'tflite'; choose from torch, torch-fp16, onnx, "):
         parse_backends(["onnx", "TFLite"])
     assert parse_backends(["ORT", "pytorch", "onnx", "TensorRT"]) == ["onnx", "torch", "trt"]
+    # every name the loader knows a backend by (Polygraphy's onnxrt, Ultralytics' engine), with a precision too
+    assert parse_backends("onnxrt,ort-int8,engine,pt-fp16") == ["onnx", "onnx-int8", "trt", "torch-fp16"]
     report = benchmark(cls_export, backends="onnx", imgsz=96, warmup=0, iters=1)
     assert report["imgsz"] == [96, 96] and report["input_shape"] == [1, 3, 96, 96]
     assert report["results"][0]["status"] == "ok" and report["results"][0]["vs_torch"] is None

@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "pvt_small"
 EXPORTS_DIR = "exports"
 BACKENDS = ("torch", "onnx", "trt", "triton")
-_ALIASES = {"torch": "torch", "pytorch": "torch", "pt": "torch", "onnx": "onnx", "onnxruntime": "onnx",
-            "ort": "onnx", "trt": "trt", "tensorrt": "trt", "engine": "trt", "triton": "triton"}
+BACKEND_ALIASES = {"torch": "torch", "pytorch": "torch", "pt": "torch", "onnx": "onnx", "onnxruntime": "onnx",
+                   "ort": "onnx", "onnxrt": "onnx", "trt": "trt", "tensorrt": "trt", "engine": "trt",
+                   "triton": "triton"}
+"""Every name a backend is known by (Polygraphy's ``onnxrt``, Ultralytics' ``engine``...) -> ours."""
 PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 INT8_TRT_ONNX = "model.int8.trt.onnx"
@@ -75,9 +77,9 @@ def canonical_backend(name: str | None) -> str | None:
     if name is None or name.lower() in ("", "auto"):
         return None
     key = name.lower()
-    if key not in _ALIASES:
+    if key not in BACKEND_ALIASES:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return _ALIASES[key]
+    return BACKEND_ALIASES[key]
 
 
 def _canonical_precision(precision: str | None) -> str | None:
