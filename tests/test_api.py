@@ -308,6 +308,10 @@ def test_weights_task_and_lists_that_cannot_apply_are_refused(tmp_path_factory: 
         Model(export, task="classify")
     with pytest.raises(InputError, match="model must be"):
         Model(123)
+    # weights=3 was a TypeError from pathlib; "" read as the current folder ("weights  is a folder")
+    for weights in (3, "", b"w.pth"):
+        with pytest.raises(InputError, match="weights= must be a checkpoint file's path"):
+            Model("pvt_v2_b0-cls", weights=weights)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="is a video: a list takes image files"):
         det_model.predict([str(sample_image("coffee")), clip])  # was skipped with a warning: []
     with pytest.raises(InputError, match="is a folder: a list takes image files"):
