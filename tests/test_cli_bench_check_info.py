@@ -224,6 +224,29 @@ def test_models_lists_the_bare_backbones_too(monkeypatch: pytest.MonkeyPatch,
     assert code == 2 and "features" in err
 
 
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_json_on_stdout_to_a_full_disk_is_one_line_and_exit_2(tmp_path: Path, unbuffered: bool) -> None:
+    """``pvt-deploy models --json > FILE`` where the file system takes only the first KiB (a full disk, a
+    file size limit). With PYTHONUNBUFFERED=1, which the Docker images set, Python's stdout dropped what
+    the short write left and the command exited 0 with a truncated JSON; buffered, it ended in a
+    traceback (exit 1). Now both are one line and exit 2, as for every other write a full disk refuses."""
+    import os
+    import resource
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open(tmp_path / "models.json", "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "pvt_deploy", "models", "--json"], stdout=out,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    assert (tmp_path / "models.json").stat().st_size == 1024  # the limit was met (the JSON is ~8 KiB)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: cannot write the output: File too large"
+
+
 def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
     (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""

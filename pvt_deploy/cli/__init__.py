@@ -15,6 +15,7 @@ import typer
 
 from pvt_deploy.cli import spelling
 from pvt_deploy.errors import PvtDeployError
+from pvt_deploy.utils.files import FULL_DISK_ERRNOS, buffered_stdout
 from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
@@ -118,12 +119,17 @@ def main() -> None:
         _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
     # SIGTERM (kill, timeout, docker stop) stops a command as Ctrl-C does: the mp4 gets its trailer,
     # the JSON Lines its name, instead of the default action leaving .part files
-    with sigterm_raises(KeyboardInterrupt) as sigterm:
+    with sigterm_raises(KeyboardInterrupt) as sigterm, buffered_stdout():
         try:
             app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
         except PvtDeployError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # what the commands write to stdout (--json > FILE) on a full disk
+            if e.errno not in FULL_DISK_ERRNOS:
+                raise
+            typer.secho(f"error: cannot write the output: {e.strerror}", fg=typer.colors.RED, err=True)
+            sys.exit(2)
         except (KeyboardInterrupt, SystemExit) as e:
             # SystemExit 130: Typer's answer to an interrupt inside a command, which says nothing
             if isinstance(e, SystemExit) and e.code != 130:

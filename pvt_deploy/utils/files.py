@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -130,3 +132,32 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: A write the file system refused for want of room: a full disk, a quota, a file size limit.
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def buffered_stdout() -> Iterator[None]:
+    """Inside, ``sys.stdout`` writes all it is given or raises, also where Python runs unbuffered
+    (``PYTHONUNBUFFERED=1`` or ``-u``, which the Docker images set). Unbuffered, its text layer writes
+    straight to the file and drops whatever a short write leaves (CPython does not retry), so
+    ``pvt-deploy info --json > report.json`` on a full disk kept the first 1024 bytes and exited 0. Here
+    a line-buffered writer on a copy of the descriptor takes its place (lines still go out as they are
+    printed), which writes the rest or raises the ``OSError``."""
+    stream = sys.stdout
+    raw = getattr(stream, "buffer", None)
+    if not isinstance(stream, io.TextIOWrapper) or not isinstance(raw, io.RawIOBase):
+        yield  # buffered already, or not a file (a test's capture)
+        return
+    stream.flush()
+    fd = os.dup(raw.fileno())
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w")), encoding=stream.encoding,
+                                  errors=stream.errors, line_buffering=True)
+    try:
+        yield
+    finally:
+        replaced, sys.stdout = sys.stdout, stream
+        with contextlib.suppress(OSError, ValueError):  # a failed flush raised where it was printed
+            replaced.close()
