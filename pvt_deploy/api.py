@@ -115,7 +115,7 @@ class Model:
     # -- prediction ---------------------------------------------------------------------------------
     def predictor(self, *, imgsz: ImageSize | None = None, conf: float | None = None,
                   iou: float | None = None, classes: ClassFilter | None = None, max_det: int | None = None,
-                  topk: int | None = None) -> Predictor:
+                  topk: int | None = None, draw_conf: float | None = None) -> Predictor:
         """The batch-level predictor (pre -> infer -> post) with these settings: ``predictor([a, b])``
         runs pictures (numpy RGB arrays, PIL images) or frames as one batch, in the calling thread.
 
@@ -128,13 +128,15 @@ class Model:
         check_imgsz(self.manifest, size)  # the rule --imgsz follows (stride first, then the range), before any frame
         return Predictor(self.backend, self.manifest, imgsz=size,
                          conf=_real("conf", conf), iou=_real("iou", iou), classes=class_ids(classes, self.names),
-                         max_det=_whole("max_det", max_det), topk=_whole("topk", topk))
+                         max_det=_whole("max_det", max_det), topk=_whole("topk", topk),
+                         draw_conf=_real("draw_conf", draw_conf))
 
     @overload
     def predict(self, source: Any = None, *, stream: Literal[False] = False, conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
                 imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
-                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
+                save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 save_audio: bool = True, threaded: bool | None = None) -> list[Result]: ...
 
@@ -142,7 +144,8 @@ class Model:
     def predict(self, source: Any = None, *, stream: Literal[True], conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
                 imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
-                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
+                save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 save_audio: bool = True, threaded: bool | None = None) -> Generator[Result, None, None]: ...
 
@@ -150,14 +153,16 @@ class Model:
     def predict(self, source: Any = None, *, stream: bool, conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
                 imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
-                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
+                save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Generator[Result, None, None]: ...
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
                 imgsz: ImageSize | None = None, batch: int | None = None, vid_stride: int = 1,
-                max_det: int | None = None, topk: int | None = None, save: bool = False,
+                max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
+                save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
                 save_audio: bool = True, threaded: bool | None = None) -> list[Result] | Generator[Result, None, None]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
@@ -169,7 +174,9 @@ class Model:
         with ``stream=False`` is refused, and so is a video longer than :data:`MAX_LIST_FRAMES`.
         ``conf``/``iou``/``classes``/``max_det``: detection filters (``classes``: ids or names, one or
         a list; a setting of the wrong type or out of range raises :class:`InputError`, one that the
-        model's task does not use is logged as ignored); ``imgsz``: input size of a
+        model's task does not use is logged as ignored); ``draw_conf``: the score from which boxes are
+        drawn (default ``conf`` when given, else 0.25: every detection is in the results and the JSON,
+        the picture shows the confident ones; each result's ``draw_conf``); ``imgsz``: input size of a
         dynamic graph; ``batch``: frames per inference call (default for a video file: 4 on a GPU, one
         per core on ONNX Runtime's CPU provider; else 1); ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
@@ -187,12 +194,14 @@ class Model:
         if save_mask and not save:
             raise InputError("save_mask=True needs save=True")
         # settings first: a wrong one fails before a file is opened
-        predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk)
+        predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk,
+                                   draw_conf=draw_conf)
         batch = _whole("batch", batch)
         stride = _whole("vid_stride", vid_stride)
         assert stride is not None
         vid_stride = stride
-        self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask)
+        self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask,
+                           draw_conf=draw_conf)
         src = _as_source(source, vid_stride)
         if not stream:
             _refuse_long(src)
@@ -270,8 +279,8 @@ class Model:
 
 
 #: The task each task-specific setting of :meth:`Model.predict` (and ``pvt-deploy infer``) is for.
-SETTING_TASKS = {"conf": "detect", "iou": "detect", "classes": "detect", "max_det": "detect", "topk": "classify",
-                 "save_mask": "segment"}
+SETTING_TASKS = {"conf": "detect", "iou": "detect", "classes": "detect", "max_det": "detect", "draw_conf": "detect",
+                 "topk": "classify", "save_mask": "segment"}
 
 
 def check_weights(weights: str | os.PathLike[str] | None, model: str | None, backend: str | None, *,

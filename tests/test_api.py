@@ -47,6 +47,7 @@ def test_predict_an_image_path(det_model: Model, tmp_path: Path) -> None:
     assert (b.xyxy[:, [0, 2]] <= 600).all() and (b.xyxy[:, [1, 3]] <= 400).all() and (b.xyxy >= 0).all()
     assert np.allclose(b.xyxyn[:, 2], b.xyxy[:, 2] / 600) and b.xywh.shape == (len(b), 4)
     assert b[b.conf > 0.0].labels == [r.names[c] for c in b.cls]
+    r.draw_conf = None  # every box (this test model's scores stay under the default 0.25)
     plotted = r.plot()
     assert plotted.shape == r.orig_img.shape and not np.array_equal(plotted, r.orig_img)
     record = json.loads(r.to_json())
@@ -368,6 +369,29 @@ def test_plot_draws_the_boxes_a_saving_run_was_filtered_to(det_model: Model, tmp
     undrawn.boxes = undrawn.boxes[:1]
     assert np.array_equal(r.plot(), undrawn.plot())
     assert np.array_equal(cv2.imread(str(r.save(tmp_path / "one.png")))[..., ::-1], undrawn.plot())
+
+
+def test_pictures_show_the_confident_boxes_and_the_results_keep_every_one(det_model: Model, tmp_path: Path) -> None:
+    """The default conf (0.05) keeps what a COCO mAP needs, up to 100 boxes an image: clutter on a
+    picture. Boxes are drawn from 0.25 unless a conf was asked for (then from it) or draw_conf says."""
+    from pvt_deploy.tasks.results import DRAW_CONF, Boxes, Result
+
+    image = read_image(sample_image("coffee"))
+    assert det_model.predict(image)[0].draw_conf == DRAW_CONF == 0.25
+    assert det_model.predict(image, conf=0.06)[0].draw_conf == 0.06
+    r = det_model.predict([image], conf=0.06, draw_conf=1.0, save=True, save_dir=tmp_path / "run")[0]
+    assert r.draw_conf == 1.0 and len(r.boxes) > 1 and len(r.to_dict()["detections"]) == len(r.boxes)
+    assert np.array_equal(r.plot(), image)  # every box in the results, none drawn (the pipeline's drawing too)
+    for bad in (1.5, -0.1, "0.3"):
+        with pytest.raises(InputError, match="draw_conf"):
+            det_model.predict(image, draw_conf=bad)  # type: ignore[arg-type]
+    canvas = np.full((200, 300, 3), 255, np.uint8)
+    xyxy = np.array([[50, 60, 150, 160], [20, 20, 280, 180]], np.float32)
+    both = Boxes(xyxy, np.array([0.9, 0.1], np.float32), np.array([0, 0]), ["person"], (200, 300))
+    sure = Boxes(xyxy[:1], np.array([0.9], np.float32), np.array([0]), ["person"], (200, 300))
+    drawn = Result("detect", canvas, names=["person"], boxes=both, draw_conf=0.25).plot()
+    assert np.array_equal(drawn, Result("detect", canvas, names=["person"], boxes=sure).plot())
+    assert not np.array_equal(drawn, Result("detect", canvas, names=["person"], boxes=both).plot())  # None: all
 
 
 def test_json_decimals_take_a_whole_number() -> None:

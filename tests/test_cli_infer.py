@@ -188,6 +188,7 @@ def test_truncated_video_processes_the_prefix_and_stays_playable(
     (["infer", "--model", "pvt_v2_b0", "--max-det", "0"], 2, "max_det must be an integer >= 1, got 0"),
     (["infer", "--model", "pvt_v2_b0", "--conf", "1.5"], 2, "conf must be in [0, 1]"),
     (["infer", "--model", "pvt_v2_b0", "--iou=-0.1"], 2, "iou must be in [0, 1]"),
+    (["infer", "--model", "pvt_v2_b0", "--draw-conf", "1.5"], 2, "draw_conf must be in [0, 1]"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path, args: list[str], code: int, needle: str) -> None:
@@ -402,12 +403,13 @@ def test_options_that_cannot_apply_are_warned_about_or_refused(
         det_export: Path, long_clip: Path, tmp_path: Path) -> None:
     seg = cached_export(tmp_path_factory, "seg")
     code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(seg), "--save-mask",
-                       "--classes", "1", "--conf", "0.4", "--max-det", "5", "--no-save-json", "-o", str(tmp_path / "video"))
+                       "--classes", "1", "--conf", "0.4", "--max-det", "5", "--draw-conf", "0.5", "--no-save-json",
+                       "-o", str(tmp_path / "video"))
     assert code == 0, err
     assert "warning: --save-mask writes class maps of images, not of a video: ignored" in err
     assert "warning: --classes filters detections; a segment model has none: ignored" in err
     # said once, in the CLI's words (the API's own "conf= applies to detect models" is not repeated)
-    assert "warning: --conf, --max-det filter detections; a segment model has none: ignored" in err
+    assert "warning: --conf, --max-det, --draw-conf filter detections; a segment model has none: ignored" in err
     assert "conf=" not in err and "max_det=" not in err
     assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["walk.mp4"]
     photo = sample_images()[2]

@@ -79,7 +79,10 @@ def infer(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
                                               "rounded up).")] = None,
-    conf: Annotated[float | None, typer.Option(help="Detection score threshold (default: manifest, 0.05).")] = None,
+    conf: Annotated[float | None, typer.Option(help="Detection score threshold of the results and JSON (default: "
+                                               "manifest, 0.05).")] = None,
+    draw_conf: Annotated[float | None, typer.Option(help="Score from which boxes are drawn on the annotated "
+                                                    "output (default: --conf when given, else 0.25).")] = None,
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: manifest, 0.5).")] = None,
     classes: Annotated[str | None, typer.Option(help="Keep only these classes: ids or names, comma-separated.")] = None,
     max_det: Annotated[int | None, typer.Option(help="Maximum detections per image.")] = None,
@@ -115,7 +118,7 @@ def infer(
     console = _console()
     # Bad options, and outputs that cannot be written, fail first: before a model loads or a frame decodes.
     size = parse_imgsz(imgsz)
-    check_settings(conf=conf, iou=iou, max_det=max_det)
+    check_settings(conf=conf, iou=iou, max_det=max_det, draw_conf=draw_conf)
     check_weights(weights, model, backend, cli=True)
     out_root = output if output is not None else Path("runs") / "infer"
     if save or save_json:
@@ -146,7 +149,7 @@ def infer(
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
-                                iou=iou, max_det=max_det):
+                                iou=iou, max_det=max_det, draw_conf=draw_conf):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
         if backend is None and m.backend.info.name == "torch" and m.backend.info.device == "cpu":
             console.print(f"[dim]{escape(_export_tip(model, m.name, weights))}[/]", soft_wrap=True)
@@ -162,6 +165,7 @@ def infer(
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
                       + (f", {count_of(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
         results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
+                            draw_conf=draw_conf if detect else None,
                             classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
                             max_det=max_det if detect else None, save=save, save_json=json_on,
                             save_mask=save_mask and save and m.task == "segment" and kind in ("image", "images"),
@@ -245,7 +249,7 @@ def _console() -> Console:
 
 
 def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None, conf: float | None = None,
-             iou: float | None = None, max_det: int | None = None) -> list[str]:
+             iou: float | None = None, max_det: int | None = None, draw_conf: float | None = None) -> list[str]:
     """One-line warnings for options that cannot apply to this model or source (in the CLI's words;
     those options are then not passed on, so the API does not warn again in its own)."""
     out = []
@@ -253,7 +257,8 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
         out.append(f"--classes filters detections; a {task} model has none: ignored")
     from pvt_deploy.api import SETTING_TASKS
 
-    given = [f"--{key.replace('_', '-')}" for key, value in (("conf", conf), ("iou", iou), ("max_det", max_det))
+    given = [f"--{key.replace('_', '-')}" for key, value in (("conf", conf), ("iou", iou), ("max_det", max_det),
+                                                             ("draw_conf", draw_conf))
              if value is not None and SETTING_TASKS[key] != task]
     if given:
         out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "

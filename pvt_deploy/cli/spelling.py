@@ -35,7 +35,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
     # or, where there is none, a sentence (capitalised) saying what to do instead
     "infer": {
         "--half": "--precision fp16", "--fp16": "--precision fp16", "--int8": "--precision int8",
-        "--conf-thres": "--conf", "--conf-threshold": "--conf", "--score-thr": "--conf",
+        "--conf-thres": "--conf", "--conf-threshold": "--conf", "--score-thr": "--conf", "--pred-score-thr": "--draw-conf",
         "--score-threshold": "--conf", "--iou-thres": "--iou", "--iou-threshold": "--iou", "--nms-thr": "--iou",
         "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch", "--max-dets": "--max-det",
         "--project": _OUTPUT, "--name": _OUTPUT, "--save-dir": _OUTPUT, "--out-dir": _OUTPUT,

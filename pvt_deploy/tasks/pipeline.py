@@ -63,7 +63,7 @@ import numpy as np
 from pvt_deploy.errors import InputError, ShapeError
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
-from pvt_deploy.tasks.results import FrameLike, Result, make_results
+from pvt_deploy.tasks.results import FrameLike, Result, draw_threshold, make_results
 from pvt_deploy.utils import size_pair
 
 __all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "check_settings",
@@ -181,11 +181,14 @@ class RunSummary:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_settings(*, conf: float | None = None, iou: float | None = None, max_det: int | None = None) -> None:
-    """Refuse detection settings outside their range (``conf``/``iou`` in [0, 1], ``max_det`` >= 1:
-    0 would keep no detection, and a negative one would count from the end)."""
+def check_settings(*, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                   draw_conf: float | None = None) -> None:
+    """Refuse detection settings outside their range (``conf``/``iou``/``draw_conf`` in [0, 1], ``max_det``
+    >= 1: 0 would keep no detection, and a negative one would count from the end)."""
     if conf is not None and not 0.0 <= conf <= 1.0:
         raise InputError(f"conf must be in [0, 1], got {conf}")
+    if draw_conf is not None and not 0.0 <= draw_conf <= 1.0:
+        raise InputError(f"draw_conf must be in [0, 1], got {draw_conf}")
     if iou is not None and not 0.0 <= iou <= 1.0:
         raise InputError(f"iou must be in [0, 1], got {iou}")
     if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
@@ -204,12 +207,13 @@ class Predictor:
 
     ``imgsz`` overrides the preprocessing size of a dynamic graph (a static graph only takes its
     exported size). ``conf``/``iou``/``classes``/``max_det`` override the manifest's detection
-    settings; ``topk`` the classification's.
+    settings; ``topk`` the classification's. ``draw_conf``: the score from which boxes are drawn
+    (:func:`~pvt_deploy.tasks.results.draw_threshold`).
     """
 
     def __init__(self, backend: Backend, manifest: Mapping[str, Any], *, imgsz: int | str | Sequence[int] | None = None,
                  conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
-                 max_det: int | None = None, topk: int | None = None) -> None:
+                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None) -> None:
         self.backend = backend
         self.manifest = manifest
         self.task = str(manifest["task"])
@@ -217,7 +221,8 @@ class Predictor:
         self.post = dict(manifest.get("postprocess") or {})
         self.conf, self.iou, self.max_det, self.topk = conf, iou, max_det, topk
         self.classes = list(classes) if classes is not None else None
-        check_settings(conf=conf, iou=iou, max_det=max_det)
+        check_settings(conf=conf, iou=iou, max_det=max_det, draw_conf=draw_conf)
+        self.draw_conf = draw_threshold(conf, draw_conf)
         pre = dict(manifest.get("preprocess") or {})
         dynamic = manifest.get("dynamic") or None
         size = size_pair(imgsz)
@@ -284,7 +289,7 @@ class Predictor:
             outputs = {k: v[:n] for k, v in outputs.items()}
         return make_results(outputs, records, frames, task=self.task, names=self.names, post=self.post,
                             video=video, conf=self.conf, iou=self.iou, classes=self.classes,
-                            max_det=self.max_det, topk=self.topk, speed=speed)
+                            max_det=self.max_det, topk=self.topk, draw_conf=self.draw_conf, speed=speed)
 
     def __call__(self, frames: Sequence[FrameLike] | Sequence[Any] | Any, *, video: bool = False) -> list[Result]:
         """Sequential pre -> infer -> post for one batch, with ``speed`` filled in. ``frames``: a list

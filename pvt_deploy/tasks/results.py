@@ -37,6 +37,16 @@ from pvt_deploy.utils import is_integer, is_number
 __all__ = ["Boxes", "FrameLike", "Probs", "Result", "make_results"]
 
 SPEED_KEYS = ("preprocess", "inference", "postprocess")
+DRAW_CONF = 0.25
+"""The score from which boxes are drawn when no ``conf`` was asked for. The default ``conf`` (the
+manifest's 0.05) keeps what a COCO mAP needs, up to 100 boxes an image, which on a picture is clutter;
+Ultralytics draws from 0.25 and MMDetection's demos from 0.3. Every detection stays in the JSON."""
+
+
+def draw_threshold(conf: float | None, draw_conf: float | None) -> float:
+    """The score from which boxes are drawn: ``draw_conf`` when given, else ``conf`` when given (what
+    was asked for is what is drawn), else :data:`DRAW_CONF`."""
+    return float(draw_conf if draw_conf is not None else conf if conf is not None else DRAW_CONF)
 
 
 def _name(names: Sequence[str], cid: int) -> str:
@@ -180,6 +190,7 @@ class Result(_OnHost):
     mask: np.ndarray | None = None
     probs: Probs | None = None
     features: dict[str, np.ndarray] | None = None
+    draw_conf: float | None = None  # boxes scoring below it are not drawn (None: every box)
     # the default drawing, and the picture and outputs (the objects) it was drawn from
     _plotted: tuple[tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
@@ -226,7 +237,8 @@ class Result(_OnHost):
              alpha: float = 0.5, legend: int = 5) -> np.ndarray:
         """The original picture with this result drawn on it (a new RGB uint8 array).
 
-        Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text);
+        Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text),
+        those scoring at least ``draw_conf`` (see :data:`DRAW_CONF`; ``None`` draws every box);
         segmentation as a colour overlay (``alpha``) with the ``legend`` largest classes listed;
         classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
         post-processing thread and the writer reuses the picture; outputs replaced since (a filtered
@@ -234,7 +246,7 @@ class Result(_OnHost):
         """
         _check_plot_settings(line_width, alpha, legend)
         default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
-        drawn_from = (self.orig_img, self.boxes, self.mask, self.probs)
+        drawn_from = (self.orig_img, self.boxes, self.mask, self.probs, self.draw_conf)
         if default and self._plotted is not None and all(
                 a is b for a, b in zip(self._plotted[0], drawn_from, strict=True)):
             cached: np.ndarray = self._plotted[1].copy()  # a new array, as promised: the caller may draw on it
@@ -248,6 +260,8 @@ class Result(_OnHost):
                 image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in self.areas()[:int(legend)]])
         if self.boxes is not None:
             b = self.boxes
+            if self.draw_conf is not None:
+                b = b[b.conf >= self.draw_conf]
             image = visualize.draw_boxes(image, b.xyxy, b.conf if conf else None, b.cls, self.names,
                                          line_width=None if line_width is None else int(line_width), labels=labels)
         if self.probs is not None:
@@ -379,11 +393,12 @@ class FrameLike(Protocol):
 def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox], frames: Sequence[FrameLike], *,
                  task: str, names: Sequence[str], post: Mapping[str, Any], video: bool = False,
                  conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
-                 max_det: int | None = None, topk: int | None = None,
+                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                  speed: Mapping[str, float] | None = None) -> list[Result]:
     """One batch of graph outputs -> one :class:`Result` per frame, via the shared post-processing.
 
-    ``classes`` keeps only those class ids (detection); ``video`` says frames carry frame numbers.
+    ``classes`` keeps only those class ids (detection); ``video`` says frames carry frame numbers;
+    ``draw_conf`` is each detection result's drawing threshold.
     """
     speed_ = dict(speed or {})
     common: list[dict[str, Any]] = [
@@ -393,7 +408,7 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
     if task == "detect":
         dets = postprocess_detect(outputs, list(records), post, conf=conf, iou=iou, max_det=max_det,
                                   classes=list(classes) if classes is not None else None)
-        return [Result(**c, boxes=Boxes.from_detections(d, names, r.orig_hw))
+        return [Result(**c, boxes=Boxes.from_detections(d, names, r.orig_hw), draw_conf=draw_conf)
                 for c, d, r in zip(common, dets, records, strict=True)]
     if task == "segment":
         maps = postprocess_segment(outputs, list(records), post)
