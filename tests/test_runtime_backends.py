@@ -313,3 +313,31 @@ def test_yes_no_options_take_only_true_or_false(cls_export: Path) -> None:
     with backend:
         assert backend.info.details["batch_shards"] == 1 and backend.info.details["worker_cpus"] is None
         assert backend.info.details["io_binding"] is False
+
+
+def test_path_options_are_paths_and_get_their_folders(cls_export: Path, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """``optimized_model_path`` in a folder that did not exist made ONNX Runtime fail, reported as
+    "the cached CPU graph does not load; rebuilding it" and then "model.onnx: ONNX Runtime cannot load
+    it" (a sound model, its cache thrown away); ``optimized_model_path=3`` wrote a file named ``3`` in
+    the working folder; ``cache_dir=3`` was a TypeError; ``providers="CPUExecutionProvider"`` was
+    read letter by letter. Now folders are made as ``cache_dir``'s always was, and the rest refused."""
+    import logging
+
+    from pvt_deploy.errors import InputError
+
+    target = tmp_path / "new" / "sub" / "optimized.onnx"
+    with caplog.at_level(logging.WARNING):
+        backend, _ = load_backend(cls_export, backend="onnx", optimized_model_path=target,
+                                  providers="CPUExecutionProvider")
+    with backend:
+        assert target.is_file() and backend.providers == ["CPUExecutionProvider"]
+        assert backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})["logits"].shape == (1, 1000)
+    assert not [r.message for r in caplog.records if "does not load" in r.message or "could not start" in r.message]
+    for option, value in (("optimized_model_path", 3), ("cache_dir", 3), ("cache_dir", "")):
+        with pytest.raises(InputError, match=f"{option} must be a path, got {value!r}"):
+            load_backend(cls_export, backend="onnx", **{option: value})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="cannot make the folder .*a-file"):
+        load_backend(cls_export, backend="onnx", optimized_model_path=blocker / "x.onnx")

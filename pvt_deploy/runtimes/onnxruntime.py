@@ -219,6 +219,24 @@ def _parse_device(device: str | None) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def _folder_option(name: str, value: object, *, parent: bool = False) -> Path | None:
+    """A path option (``cache_dir``, ``optimized_model_path``) with its folder made (``parent``: the
+    folder the file goes in). Not a path, or a folder that cannot be made, is one InputError line,
+    not a TypeError, a file named ``3`` in the working folder, or ONNX Runtime failing to load a
+    sound model over an unwritable output path."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+        raise InputError(f"{name} must be a path, got {value!r}")
+    path = Path(value).expanduser()
+    folder = path.parent if parent else path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{name} {path}: cannot make the folder {folder} ({e.strerror or e})") from None
+    return path
+
+
 class OnnxRuntimeBackend(Backend):
     """Run an ``.onnx`` file with ONNX Runtime.
 
@@ -259,9 +277,12 @@ class OnnxRuntimeBackend(Backend):
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such ONNX file")
         kind, device_id = _parse_device(device)
+        cache_dir = _folder_option("cache_dir", cache_dir)
+        if optimized_model_path is not None:  # its folder made, as cache_dir's: ORT's own error blamed the model
+            optimized_model_path = _folder_option("optimized_model_path", optimized_model_path, parent=True)
+        if isinstance(providers, str):  # one provider's name, not a list of one-letter names
+            providers = [providers]
         if providers is None:
-            if cache_dir is not None:
-                Path(cache_dir).mkdir(parents=True, exist_ok=True)
             providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
         names = [p if isinstance(p, str) else p[0] for p in providers]
         if any(n in GPU_PROVIDERS for n in names):
