@@ -169,6 +169,55 @@ def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path
     assert not first.path.exists() and not first.path.with_suffix(".json").exists()  # the stale copy is gone
 
 
+KILLED_WRITE = """
+import os, signal, sys
+from pvt_deploy.utils.files import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"the first MB of a 260 MB graph")
+    os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer, kill -9: no handler runs
+"""
+LIVE_WRITE = """
+import sys
+from pvt_deploy.utils.files import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"being written")
+    print("writing", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_cpu_graph_killed_while_written_is_removed_by_the_next_build(graphs: dict, tmp_path: Path) -> None:
+    """A session killed while it wrote the cached CPU graph left its temporary file (up to 260 MB) in
+    ``.ort-cache`` for good: the next session built the copy again beside it, and nothing ever removed
+    it. Now a build removes what killed writers left, and leaves one being written alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    cache = tmp_path / ".ort-cache"
+    cache.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(cache / "model.0123456789abcdef0123.onnx")],
+                            timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = cache.iterdir()
+    assert left.name.startswith(".model.0123456789abcdef0123.onnx.") and ".part" in left.name
+    live = subprocess.Popen([sys.executable, "-c", LIVE_WRITE, str(cache / "model.fedcba9876543210fedc.onnx")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout is not None and live.stdout.readline() == "writing\n"
+        graph = optimized_graph(src)
+        assert graph.changed and graph.path.parent == cache
+        assert not left.exists()
+        assert [p for p in cache.iterdir() if p.name.startswith(".model.fedcba9876543210fedc.onnx.")]
+    finally:
+        live.communicate(timeout=60)
+    assert live.returncode == 0 and (cache / "model.fedcba9876543210fedc.onnx").read_bytes() == b"being written"
+
+
 def test_new_recipe_replaces_only_its_own_sources_copy(graphs: dict, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from pvt_deploy.export import optimize

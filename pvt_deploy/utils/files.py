@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -38,18 +39,62 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
                       str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".part" + target.suffix, dir=target.parent)
-    os.close(fd)
+    _flock(fd)  # held until the file is renamed or removed: see remove_abandoned_temps
     tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
-    # so outputs written in a container are readable by the host user.
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
     try:
+        # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
+        # so outputs written in a container are readable by the host user.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         yield tmp_path
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    finally:
+        os.close(fd)
+
+
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_path names its temporary files
+
+
+def _flock(fd: int, *, wait: bool = False) -> bool:
+    """Take an exclusive ``flock`` on ``fd``: whether it was taken (False where another process holds
+    it, or the file system or platform has no such locks)."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` writes left in ``folder`` when their process
+    was killed (``kill -9``, the OOM killer) and return them. A writer holds a lock on its temporary
+    file until it is renamed, which the kernel drops when the process dies, so one whose lock is free
+    is abandoned; one being written is left alone, and so is any where locks are not to be had. (Nothing
+    else ever removes them: a cached CPU graph killed while written left up to 260 MB in ``.ort-cache``.)"""
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not _TEMP_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                if not _flock(fd):
+                    continue
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+    return removed
 
 
 def _temp_prefix(target: Path, limit: int = 255) -> str:
