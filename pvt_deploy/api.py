@@ -294,13 +294,11 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     if weights is None:
         return
     from pvt_deploy.manifest import is_export_folder
-    from pvt_deploy.runtimes.loader import DEFAULT_MODEL, canonical_backend
+    from pvt_deploy.runtimes.loader import DEFAULT_MODEL, canonical_backend, check_weights_path
     from pvt_deploy.runtimes.triton import is_triton_url
 
     option, torch_backend = ("--weights", "--backend torch") if cli else ("weights=", "backend='torch'")
-    if not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights).strip():
-        # not a TypeError from pathlib (weights=3), nor "weights  is a folder" for "" (the current folder)
-        raise InputError(f"{option} must be a checkpoint file's path, got {weights!r}")
+    check_weights_path(weights, option)
     kind = canonical_backend(backend)
     text = model if model is not None else DEFAULT_MODEL  # given weights, load_backend does not look in exports/
     path = Path(text).expanduser()

@@ -281,3 +281,11 @@ def test_imgsz_is_rounded_to_the_stride_before_the_range_check(det_export: Path)
     assert loader.check_imgsz(crop, 70) == (70, 70)
     with pytest.raises(ShapeError, match=r"--imgsz 40x40: height 40 is outside"):
         loader.check_imgsz(crop, 40)
+
+
+def test_load_backend_takes_weights_as_a_path_only() -> None:
+    """``load_backend("pvt_v2_b0-cls", weights=3)`` raised TypeError from pathlib, and ``weights=""``
+    was taken for the current folder; each is one InputError line, as through ``Model``."""
+    for bad in (3, "", "  ", b"ckpt.pth"):
+        with pytest.raises(InputError, match="weights= must be a checkpoint file's path"):
+            load_backend("pvt_v2_b0-cls", weights=bad)  # type: ignore[arg-type]

@@ -70,6 +70,13 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
 TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
 
 
+def check_weights_path(weights: Any, option: str = "weights=") -> None:
+    """``weights`` is None or a checkpoint file's path: not a TypeError from pathlib (``weights=3``),
+    nor "is a folder" for ``""`` (read as the current folder)."""
+    if weights is not None and (not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights).strip()):
+        raise InputError(f"{option} must be a checkpoint file's path, got {weights!r}")
+
+
 def canonical_backend(name: str | None) -> str | None:
     """``onnxruntime``/``ort`` -> ``onnx``, ``tensorrt`` -> ``trt``; ``None``/``auto`` -> ``None``."""
     if name is not None and not isinstance(name, str):
@@ -432,6 +439,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
 
     kind = canonical_backend(backend)
     prec = _canonical_precision(precision)
+    check_weights_path(weights)
     device = device_text(device)  # device=0 is CUDA device 0, as "0" is
     imgsz = size_pair(imgsz)  # "128" is a size, also where a zoo model's manifest is made from it
     if weights is not None or (kind == "torch" and path_or_name is not None):
