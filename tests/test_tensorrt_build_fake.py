@@ -306,6 +306,9 @@ def test_backend_without_tensorrt_is_one_line(monkeypatch: pytest.MonkeyPatch, t
         rt_mod.TensorRTBackend(tmp_path / "model.engine")
     assert "\n" not in str(e.value) and "TensorRT is not installed" in str(e.value)
     assert "pip install" in str(e.value) and e.value.exit_code == 3
+    # a yes/no option is checked first, wherever TensorRT is: "no" would have captured CUDA graphs
+    with pytest.raises(InputError, match="cuda_graph must be True or False, got 'no'"):
+        rt_mod.TensorRTBackend(tmp_path / "model.engine", cuda_graph="no")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pvt_deploy.errors import (
     ShapeError,
 )
 from pvt_deploy.manifest import EXPORT_FLAGS, MANIFEST_NAME, read_manifest
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, flag
 from pvt_deploy.utils.files import sha256_file
 
 if TYPE_CHECKING:
@@ -461,6 +461,7 @@ class TensorRTBackend(Backend):
         device: int | str = 0,
         cuda_graph: bool = False,
     ) -> None:
+        cuda_graph = flag("cuda_graph", cuda_graph)  # "no" would capture graphs: a non-empty string is true
         trt = require_tensorrt()
         try:
             import torch
