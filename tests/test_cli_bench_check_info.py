@@ -396,6 +396,8 @@ def _usage_error(err: str) -> str:
     (["infer", "--source", "clip.mp4"],
      "No such option: --source. Did you mean pvt-deploy infer clip.mp4 (source is an argument, not an option)?"),
     (["infer", "--save-crop"], "No such option: --save-crop. No crops are written"),
+    (["infer", "--images", "shots/"],  # check's and export's --images; click offered --imgsz
+     "No such option: --images. Did you mean pvt-deploy infer shots/ (source is an argument, not an option)?"),
     (["export", "--fp16"], "No such option: --fp16. Did you mean --half?"),
     (["export", "--saveEngine", "m.engine"], "No such option: --saveEngine. Did you mean --format trt?"),
     (["export", "--minShapes", "images:1x3x320x320"], "No such option: --minShapes. Did you mean --min-shape?"),

@@ -42,7 +42,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT, "--exist-ok": _OUTPUT,
         "--save-txt": "--save-json", "--save-conf": "--save-json", "--view-img": "--show",
         "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
-        "--json": "--save-json",
+        "--json": "--save-json", "--images": "source", "--input": "source", "--img-dir": "source",
         "--save-crop": "No crops are written: predictions.jsonl (--save-json) has every box to cut them from.",
     },
     "export": {
