@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeAlias, overload
 import numpy as np
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import VIDEO_SUFFIXES, Frame, Source, as_rgb_array, open_source, read_image
+from pvt_deploy.io.sources import Source, open_source
 from pvt_deploy.runtimes.base import Backend, flag
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
@@ -396,50 +396,7 @@ def _as_source(source: Any, vid_stride: int) -> Source:
     """An opened :class:`~pvt_deploy.io.Source` for whatever ``predict`` was given."""
     if isinstance(source, Source):
         return source
-    if isinstance(source, (list, tuple)):
-        for item in source:  # a list is of pictures or image files: say so, not "no such file" or a skip
-            if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
-                raise InputError(f"{os.fspath(item)} is a folder: a list takes image files and pictures "
-                                 "(pass the folder itself, or one predict call per folder)")
-            if isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
-                raise InputError(f"{os.fspath(item)} is a video: a list takes image files and pictures "
-                                 "(predict each video on its own, with stream=True)")
-        if any(not isinstance(item, (str, os.PathLike)) for item in source):
-            return _PictureList(source)
     return open_source_for(source, vid_stride=vid_stride)
-
-
-class _PictureList(Source):
-    """In-memory pictures (numpy RGB arrays or PIL images, named ``image0.jpg``, ``image1.jpg``...),
-    possibly mixed with image paths (named by their path), as a list of image paths runs: a missing
-    file is refused up front, and an unreadable one is skipped with a warning and counted in
-    ``skipped`` (it had stopped the whole list), each file read only when its turn comes (all were
-    decoded before the first result)."""
-
-    kind = "images"
-
-    def __init__(self, images: Sequence[Any]) -> None:
-        missing = [os.fspath(im) for im in images if isinstance(im, (str, os.PathLike)) and not Path(im).is_file()]
-        if missing:
-            raise InputError(f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
-                                                              else ""))
-        self._images: list[tuple[np.ndarray | None, str]] = [
-            (None, os.fspath(im)) if isinstance(im, (str, os.PathLike)) else (as_rgb_array(im), f"image{i}.jpg")
-            for i, im in enumerate(images)]
-        self.spec = f"{len(self._images)} images"
-        self.frames = len(self._images)
-
-    def _iter_frames(self) -> Iterator[Frame]:
-        self.skipped = 0
-        for i, (image, name) in enumerate(self._images):
-            if image is None:
-                try:
-                    image = read_image(name)
-                except InputError as e:
-                    self.skipped += 1
-                    log.warning("skipping %s", e)
-                    continue
-            yield Frame(image, i, name)
 
 
 def open_source_for(source: Any, *, vid_stride: int = 1) -> Source:

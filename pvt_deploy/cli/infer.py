@@ -217,11 +217,9 @@ def _one_source(given: list[str] | None) -> str | list[str] | None:
 
 
 def _open(source: str | list[str] | None, vid_stride: int) -> Any:
-    from pvt_deploy.api import _as_source, open_source_for
+    from pvt_deploy.api import open_source_for
 
-    if isinstance(source, list):  # the API's rule: image files; a folder or video is refused by name
-        return _as_source(source, vid_stride)
-    return open_source_for(source, vid_stride=vid_stride)
+    return open_source_for(source, vid_stride=vid_stride)  # a list: image files; a folder or video is refused
 
 
 def _live_spec(source: str | list[str] | None) -> bool:

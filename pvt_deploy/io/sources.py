@@ -245,6 +245,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_picture(item: Any) -> bool:
+    """A numpy array or a PIL image (which has ``convert`` and ``mode``), not a path."""
+    return isinstance(item, np.ndarray) or (hasattr(item, "convert") and hasattr(item, "mode"))
+
+
 class ArraySource(Source):
     """A single in-memory picture (numpy RGB array or PIL image), for the Python API."""
 
@@ -261,36 +266,41 @@ class ArraySource(Source):
 
 
 class ImageSource(Source):
-    """One image file (``kind="image"``) or an ordered list of them (``kind="images"``).
+    """One image file (``kind="image"``) or an ordered list (``kind="images"``) of image files and, from
+    the Python API, in-memory RGB pictures (named ``image<N>.jpg`` by their place in the list).
 
-    A single unreadable image raises :class:`InputError` up front. In a list, unreadable files are
-    skipped with a warning and counted in ``skipped``: one bad JPEG must not stop a 10 000-image
-    run.
+    A single unreadable image raises :class:`InputError` up front. In a list, each file is read when
+    its turn comes, and an unreadable one is skipped with a warning and counted in ``skipped``: one
+    bad JPEG must not stop a 10 000-image run.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, kind: SourceKind, spec: str) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Sequence[str | os.PathLike[str] | np.ndarray], *, kind: SourceKind, spec: str) -> None:
+        self.items: list[Path | np.ndarray] = [p if isinstance(p, np.ndarray) else Path(p) for p in paths]
         self.kind = kind
         self.spec = spec
-        self.frames = len(self.paths)
+        self.frames = len(self.items)
         self._first: np.ndarray | None = None
         if kind == "image":
-            self._first = read_image(self.paths[0])
+            first = self.items[0]
+            self._first = first if isinstance(first, np.ndarray) else read_image(first)
             self.size = (self._first.shape[1], self._first.shape[0])
 
     def _iter_frames(self) -> Iterator[Frame]:
         self.skipped = 0
-        for index, path in enumerate(self.paths):
+        for index, item in enumerate(self.items):
+            if isinstance(item, np.ndarray):
+                yield Frame(item, index, f"image{index}.jpg", None)
+                continue
             if self._first is not None:
-                yield Frame(self._first, index, str(path), None)
+                yield Frame(self._first, index, str(item), None)
                 continue
             try:
-                image = read_image(path)
+                image = read_image(item)
             except InputError as e:
                 self.skipped += 1
                 log.warning("skipping %s", e)
                 continue
-            yield Frame(image, index, str(path), None)
+            yield Frame(image, index, str(item), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1139,17 +1149,24 @@ def open_source(
     """
     if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
         raise InputError(f"vid_stride must be a positive integer, got {vid_stride!r}")
-    if isinstance(spec, np.ndarray) or (hasattr(spec, "convert") and hasattr(spec, "mode")):
+    if _is_picture(spec):
         return ArraySource(spec)
-    if isinstance(spec, (list, tuple)):
-        paths = [Path(p) for p in spec]
-        missing = [str(p) for p in paths if not p.is_file()]
+    if isinstance(spec, (list, tuple)):  # image files, and pictures from the Python API
+        items = [as_rgb_array(p) if _is_picture(p) else Path(p) for p in spec]
+        for item in items:  # say what is wrong with the list, not "no such file" or a skip
+            if isinstance(item, Path) and item.is_dir():
+                raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
+                                 "itself, or run each folder on its own")
+            if isinstance(item, Path) and item.suffix.lower() in VIDEO_SUFFIXES:
+                raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
+                                 "on its own (Python: predict(video, stream=True))")
+        missing = [str(p) for p in items if isinstance(p, Path) and not p.is_file()]
         if missing:
             raise InputError(
                 f"no such file: {missing[0]}"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             )
-        return ImageSource(paths, kind="images", spec=f"{len(paths)} images")
+        return ImageSource(items, kind="images", spec=f"{len(items)} images")
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
         raise InputError(f"unsupported source type {type(spec).__name__}")
     text = str(spec) if isinstance(spec, int) else os.fspath(spec).strip()
