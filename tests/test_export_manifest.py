@@ -284,6 +284,37 @@ def test_an_extension_whose_folder_is_exported_again_meanwhile_adds_nothing(
     assert "model.fp16.onnx" not in read_manifest(folder)["files"]
 
 
+def test_an_extension_whose_manifest_cannot_be_written_puts_every_file_back(
+        cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk when the extension's manifest is written, after its variants were moved in: the files
+    they replaced come back and the new ones go, so the folder is byte for byte as it was."""
+    import errno
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    folder = tmp_path / "ext"
+    shutil.copytree(cls_artifact.folder, folder)
+    export_onnx(folder, half=True, parity=False)
+    manifest = read_manifest(folder)
+    manifest["parity"]["model.fp16.onnx"] = {"passed": False}  # as --allow-parity-failure keeps it: made again
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()}
+    fp16_inode = (folder / "model.fp16.onnx").stat().st_ino
+
+    def full_disk(where: Path, manifest: dict) -> Path:
+        assert (where / "model.int8.onnx").is_file()  # the new files are in place ...
+        assert (where / "model.fp16.onnx").stat().st_ino != fp16_inode  # ... the FP16 one made again too
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_onnx_module, "write_manifest", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export_onnx(folder, half=True, int8=True, int8_flavour="cpu", parity=False)
+    assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()} == before
+    assert (folder / "model.fp16.onnx").stat().st_ino == fp16_inode  # the file that was there, not a copy
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [".ort-cache"]
+
+
 def test_lone_onnx_of_a_random_weights_export_says_so(cls_artifact: Artifact, tmp_path: Path) -> None:
     """The weights provenance travels in the ONNX metadata: a copied-out model.onnx still says RANDOM."""
     from pvt_deploy.api import Model
