@@ -298,6 +298,26 @@ def test_a_bad_feed_is_one_error_line_on_either_backend(cls_export: Path) -> Non
         torch_backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})  # closed
 
 
+def test_pytorch_out_of_memory_is_not_called_a_shape_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's out-of-memory message mentions ``max_split_size_mb``; its "size" made the run's error a
+    ShapeError ("cannot run the input shape", exit 2) where the input was fine and memory short."""
+    from pvt_deploy.errors import PvtDeployError
+
+    backend, _ = load_backend("pvt_v2_b0-cls", imgsz=64)
+    oom = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB. If reserved "
+           "but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True or "
+           "max_split_size_mb to avoid fragmentation")
+
+    def out_of_memory(x: Any) -> Any:
+        raise RuntimeError(oom)
+
+    with backend:
+        monkeypatch.setattr(backend, "_module", out_of_memory)
+        with pytest.raises(PvtDeployError, match=r"ran out of memory on the input shape \[1, 3, 64, 64\]") as e:
+            backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})
+        assert not isinstance(e.value, ShapeError) and "smaller batch" in str(e.value)
+
+
 def test_yes_no_options_take_only_true_or_false(cls_export: Path) -> None:
     """``Model(m, shard="no")`` ran sharded (``"no"`` is truthy), ``pin="no"`` pinned and
     ``io_binding="no"`` turned IO binding on: a yes/no option now takes True or False (numpy's too)

@@ -189,6 +189,9 @@ class TorchBackend(Backend):
         except RuntimeError as e:  # as the ONNX Runtime backend reports its run's errors: one line
             text = " ".join(str(e).split())
             text = text if len(text) <= 300 else text[:297] + "..."
+            if "out of memory" in text.lower():  # CUDA's message mentions max_split_size_mb: not a shape error
+                raise PvtDeployError(f"PyTorch ran out of memory on the input shape {list(x.shape)}: {text}",
+                                     hint="a smaller batch or input size") from e
             if "size" in text.lower() or "shape" in text.lower():
                 raise ShapeError(f"PyTorch cannot run the input shape {list(x.shape)}: {text}") from e
             raise PvtDeployError(f"PyTorch failed: {text}") from e
