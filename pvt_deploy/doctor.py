@@ -151,16 +151,14 @@ def _onnxruntime() -> list[Check]:
 
 def _tensorrt() -> list[Check]:
     from pvt_deploy.errors import BackendUnavailableError
-    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, create_trt, require_tensorrt
+    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, create_trt, require_tensorrt, typing_support
 
     try:
         trt = require_tensorrt()
     except BackendUnavailableError as e:
         return [Check("tensorrt", "TensorRT", "missing", summary=str(e.args[0]), hint=TRT_INSTALL_HINT)]
-    fp16_flag = hasattr(trt.BuilderFlag, "FP16")
-    # As build_engine decides: TensorRT 11 has no weak typing, so every network is strongly typed
-    # whether or not it still has the (deprecated) creation flag.
-    strongly = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") or not fp16_flag
+    strongly, flags = typing_support(trt)  # as build_engine decides
+    fp16_flag = "FP16" in flags
     info = {"strongly_typed": strongly, "builder_fp16_flag": fp16_flag,
             "progress_monitor": hasattr(trt, "IProgressMonitor")}
     try:  # the library loads; whether it can start on this machine's GPU and driver is another matter

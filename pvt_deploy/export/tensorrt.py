@@ -35,6 +35,7 @@ from pvt_deploy.runtimes.tensorrt import (
     last_trt_error,
     require_tensorrt,
     trt_logger,
+    typing_support,
 )
 from pvt_deploy.utils.files import atomic_open, atomic_write_bytes, sha256_file
 
@@ -416,11 +417,8 @@ def build_engine(
     folder = Path(artifact_dir)
     manifest = read_manifest(folder)
     available = {p.name for p in folder.iterdir() if p.is_file()}
-    # TensorRT 10 builds strongly typed networks on request (the creation flag); TensorRT 11 removed
-    # weak typing (no FP16/INT8 builder flags) and every network is strongly typed, flag or not.
-    typed_flag = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    flag_names = {n for n in ("FP16", "INT8") if hasattr(trt.BuilderFlag, n)}
-    strongly = typed_flag or "FP16" not in flag_names
+    strongly, flag_names = typing_support(trt)
+    typed_flag = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")  # TensorRT 11 may drop it
     plan = plan_build(precision, available, strongly_typed=strongly, builder_flags=flag_names)
     if plan.note:
         log.warning("%s", plan.note)

@@ -206,6 +206,14 @@ def _clear_trt_errors() -> None:
             recent.clear()
 
 
+def typing_support(trt: Any) -> tuple[bool, frozenset[str]]:
+    """(whether networks are built strongly typed, the precision ``BuilderFlag`` names there are).
+    TensorRT 10 builds strongly typed networks on request (the creation flag); TensorRT 11 removed
+    weak typing (no FP16/INT8 builder flags), so every network is strongly typed, flag or not."""
+    flags = frozenset(n for n in ("FP16", "INT8") if hasattr(trt.BuilderFlag, n))
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") or "FP16" not in flags, flags
+
+
 @overload
 def create_trt(kind: Literal["Builder"]) -> tensorrt.Builder: ...
 @overload
