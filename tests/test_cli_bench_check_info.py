@@ -432,6 +432,8 @@ def _usage_error(err: str) -> str:
     (["infer", "source=clip.mp4", "model=m", "save_txt=False", "show=False", "simplify=True"],
      "Did you mean: pvt-deploy infer clip.mp4 --model m (left out: simplify=True: no such option)$"),
     (["info", "model=exports/x"], "Did you mean: pvt-deploy info exports/x"),
+    # a value's spaces are its own (only a Python list's go): the path was shown as myclip.mp4
+    (["infer", "source=my clip.mp4", "classes=[0, 2]"], "Did you mean: pvt-deploy infer 'my clip.mp4' --classes 0,2"),
 ])
 def test_other_tools_spellings_are_answered_with_ours(
         argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

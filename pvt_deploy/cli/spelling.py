@@ -198,7 +198,9 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
     foreign name only stands near ours (``save_txt=False`` says nothing of ``--save-json``); None where
     pvt-deploy has no such option."""
     on = value.strip().lower() not in ("false", "0", "no", "off", "none", "")
-    value = re.sub(r"^\s*[\[(](.*)[\])]\s*$", r"\1", value).replace(" ", "")  # Python lists: [0,2] -> 0,2
+    listed = re.fullmatch(r"\s*[\[(](.*)[\])]\s*", value, flags=re.S)
+    if listed:  # a Python list: [0, 2] -> 0,2 (a path keeps its spaces: source="my clip.mp4")
+        value = listed.group(1).replace(" ", "")
     name = _option_name(key)
     foreign = _ours(command, name) or _ours(command, "--" + key)
     ours = foreign or name
