@@ -336,6 +336,42 @@ def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, mon
     assert leftovers(out.parent) == []
 
 
+FULL_DISK_AUDIO = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_io_sinks import clip_with_audio, frame
+from pvt_deploy.io.sinks import VideoWriter
+tmp = Path(sys.argv[1])
+src = clip_with_audio(tmp / "src.mkv", "pcm_s16le")  # ~190 kB of PCM: ~16 kB once re-encoded to AAC
+def annotate(out, audio):
+    with VideoWriter(out, 25, (320, 240), audio_from=src if audio else None) as writer:
+        for i in range(25):
+            writer.write(frame(i, (320, 240)), i / 25)
+annotate(tmp / "silent.mp4", False)
+# room for the silent video, not for it with its audio: the remux is the write that meets the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, ((tmp / "silent.mp4").stat().st_size + 2000, resource.RLIM_INFINITY))
+(tmp / "out").mkdir()
+try:
+    annotate(tmp / "out" / "video.mp4", True)
+    print("returned", flush=True)
+except OSError as e:
+    print("raised", e.errno, flush=True)
+"""
+
+
+def test_a_full_disk_while_the_audio_is_added_raises_and_leaves_no_file(tmp_path: Path) -> None:
+    """A full disk (here a file size limit) met while the audio was remuxed in was taken for audio
+    trouble: a silent video, a warning and exit 0, the disk still full. It is raised as a full disk in
+    the trailer is (infer: exit 2), and neither the video nor a temporary file is left."""
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_AUDIO, str(tmp_path), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"raised {errno.EFBIG}", done.stderr
+    assert "the video is silent" not in done.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_no_audio_when_the_source_has_none_or_is_not_a_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     silent = tmp_path / "silent.mp4"
     with VideoWriter(silent, 25, (64, 48)) as writer:

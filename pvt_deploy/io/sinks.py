@@ -38,7 +38,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
-from pvt_deploy.utils.files import atomic_path, atomic_write_bytes, atomic_write_text
+from pvt_deploy.utils.files import FULL_DISK_ERRNOS, atomic_path, atomic_write_bytes, atomic_write_text
 from pvt_deploy.utils.signals import interrupts_deferred
 
 log = logging.getLogger(__name__)
@@ -306,17 +306,26 @@ class VideoWriter:
                 log.warning("%s: no frames were written; not creating the file", self.path)
                 self._abort(RuntimeError("empty video"))
                 return None
+            full_disk: OSError | None = None
             try:
                 if self._audio_from is not None:
                     self._add_audio(self._audio_from, stop=stop_waiting)
-            finally:  # whatever became of the audio, the video is complete: keep it
-                self._atomic.__exit__(None, None, None)
+            except OSError as e:
+                full_disk = e if e.errno in FULL_DISK_ERRNOS else None
+                raise
+            finally:  # whatever else became of the audio, the video is complete: keep it
+                if full_disk is None:
+                    self._atomic.__exit__(None, None, None)
+                else:  # as a full disk in the trailer: the run ends (exit 2) and no file is left
+                    self._abort(full_disk)
         return self.path
 
     def _add_audio(self, source: str | os.PathLike[str], *, stop: Callable[[], bool] = lambda: False) -> None:
         """Remux the finished (silent) video with ``source``'s audio, replacing it only when that
         succeeds: audio trouble of any kind leaves the silent video and a warning, and so does a stop
-        request (``stop()`` true, checked at every video packet: the run is ending).
+        request (``stop()`` true, checked at every video packet: the run is ending). A full disk is not
+        audio trouble: it is raised, as a full disk anywhere else in the run is (exit 2); a silent video
+        and exit 0 hid it until the next write, or for good.
 
         The video is complete before audio is touched, so a codec the container refuses, an encoder
         that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
@@ -355,6 +364,8 @@ class VideoWriter:
                     audio.copy_until(out, origin, end, last=True)
             os.replace(mixed, self._tmp)
         except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
+            if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
+                raise
             log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
                         ", ".join(audio.codec for audio in tracks), _reason(e))
         except _Stopped:
