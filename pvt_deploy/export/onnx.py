@@ -49,7 +49,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import probe_writable, sha256_file
+from pvt_deploy.utils.files import lock, probe_writable, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,13 +182,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _new_sibling(target: Path, tag: str, *, create: bool) -> Path:
-    """A fresh hidden name beside ``target`` (same file system, so renames are atomic), naming the
-    process that made it."""
+def _new_hidden(parent: Path, prefix: str, *, create: bool) -> Path:
+    """A fresh name ``<prefix><host>-<pid>-<random>`` in ``parent`` (beside what it will replace or be
+    moved into, so that renames are atomic), naming the process that made it (:func:`_owner_gone`); made
+    an empty folder where ``create``."""
     import secrets
 
     while True:
-        path = target.parent / f".{target.name}.pvt-{tag}-{_owner()}-{secrets.token_hex(2)}"
+        path = parent / f"{prefix}{_owner()}-{secrets.token_hex(2)}"
         if not create:
             if not os.path.lexists(path):
                 return path
@@ -198,6 +199,17 @@ def _new_sibling(target: Path, tag: str, *, create: bool) -> Path:
             return path
         except FileExistsError:
             continue
+
+
+def _sibling_prefix(target: Path, tag: str) -> str:
+    """How ``target``'s hidden siblings are named: ``pvt-new``, a new export being built; ``pvt-old``, the
+    export it replaces, set aside during the swap."""
+    return f".{target.name}.pvt-{tag}-"
+
+
+def _new_sibling(target: Path, tag: str, *, create: bool) -> Path:
+    """A fresh hidden name beside ``target``, tagged ``new`` or ``old`` (:func:`_sibling_prefix`)."""
+    return _new_hidden(target.parent, _sibling_prefix(target, tag), create=create)
 
 
 def _output_target(out: Path) -> Path:
@@ -263,7 +275,7 @@ def _sweep_abandoned(target: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in sorted(target.parent.iterdir()):
             for tag in ("new", "old"):
-                if _owner_gone(target.parent / entry.name, f".{target.name}.pvt-{tag}-"):
+                if _owner_gone(target.parent / entry.name, _sibling_prefix(target, tag)):
                     if tag == "new" or not entry.is_dir():
                         _discard(entry)
                     elif os.path.lexists(target):
@@ -274,17 +286,17 @@ def _sweep_abandoned(target: Path) -> None:
 
 
 def _owner_gone(entry: Path, prefix: str) -> bool:
-    """Whether ``entry`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_sibling`,
-    :func:`_extension_staging`) made by an export that is gone. A live export holds a lock on its folder
-    (:func:`_hold`), which the kernel drops when the process dies, however it dies: a folder whose lock
-    is free was left by a killed export, whatever host, container or PID made it. (The name alone left
-    every folder of a killed ``docker run`` export, whose host name is new in each container and whose
-    PID is often the next one's, for ever: hundreds of MB each.) Where the file system has no locks, the
-    name decides: made on this host by a process that is not running."""
+    """Whether ``entry`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_hidden`) made by an export
+    that is gone. A live export holds a lock on its folder (:func:`_hold`), which the kernel drops when
+    the process dies, however it dies: a folder whose lock is free was left by a killed export, whatever
+    host, container or PID made it. (The name alone left every folder of a killed ``docker run`` export,
+    whose host name is new in each container and whose PID is often the next one's, for ever: hundreds of
+    MB each.) Where the file system has no locks, the name decides: made on this host by a process that
+    is not running."""
     if not entry.name.startswith(prefix):
         return False
     try:
-        fd = _lock(entry, wait=False)
+        fd = lock(entry, wait=False)
     except OSError:  # no locks here (or the entry went meanwhile)
         owner = entry.name[len(prefix):].split("-")
         return (len(owner) == 3 and owner[0] == _owner().split("-")[0] and owner[1].isdigit()
@@ -295,31 +307,11 @@ def _owner_gone(entry: Path, prefix: str) -> bool:
     return True
 
 
-def _lock(path: Path, *, wait: bool = True) -> int | None:
-    """A descriptor of ``path`` that holds an exclusive ``flock`` on it (released when it is closed or
-    the process ends), or None where ``wait`` is false and another process holds it. :class:`OSError`
-    where the platform or the file system has no such locks."""
-    try:
-        import fcntl
-    except ImportError as e:  # Windows
-        raise OSError(errno.ENOTSUP, "no flock here") from e
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _hold(folder: Path) -> int | None:
     """Lock a new staging folder for the life of its export (see :func:`_owner_gone`): the descriptor to
     close at the end, or None where the file system has no locks."""
     try:
-        return _lock(folder, wait=False)
+        return lock(folder, wait=False)
     except OSError:
         return None
 
@@ -331,7 +323,7 @@ def _swap_lock(parent: Path) -> Iterator[None]:
     aside (which stranded one of them, with the user's files, in a hidden ``pvt-old`` folder). The lock
     is on the folder itself, so it leaves no file behind; where ``flock`` is missing it is a no-op."""
     try:
-        fd = _lock(parent)
+        fd = lock(parent)
     except OSError:  # a file system without locks: unlocked, as before
         yield
         return
@@ -1213,26 +1205,21 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     return folder
 
 
+_EXTENSION_PREFIX = ".pvt-ext-"
+
+
 @contextlib.contextmanager
 def _extension_staging(folder: Path) -> Iterator[Path]:
     """A new hidden folder in the export folder ``folder`` to make variants in
     (``.pvt-ext-<host>-<pid>-<random>``), locked while the block runs and deleted at its end; made after
     deleting those that killed extensions left (:func:`_owner_gone`)."""
-    import secrets
-
     with _swap_lock(folder):  # so that no sweep sees the new folder before it is locked
         with contextlib.suppress(OSError):
             for entry in sorted(folder.iterdir()):
-                if _owner_gone(entry, ".pvt-ext-"):
+                if _owner_gone(entry, _EXTENSION_PREFIX):
                     _discard(entry)
                     log.info("cleared %s, left by an export that was killed", entry)
-        while True:
-            path = folder / f".pvt-ext-{_owner()}-{secrets.token_hex(2)}"
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
+        path = _new_hidden(folder, _EXTENSION_PREFIX, create=True)
         alive = _hold(path)
     try:
         yield path

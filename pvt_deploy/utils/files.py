@@ -39,7 +39,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
                       str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".part" + target.suffix, dir=target.parent)
-    _flock(fd)  # held until the file is renamed or removed: see remove_abandoned_temps
+    with contextlib.suppress(OSError):  # where there are no locks, the temporary file is simply never swept
+        flock(fd, wait=False)  # held until the file is renamed or removed: see remove_abandoned_temps
     tmp_path = Path(tmp)
     try:
         # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
@@ -58,16 +59,34 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_path names its temporary files
 
 
-def _flock(fd: int, *, wait: bool = False) -> bool:
-    """Take an exclusive ``flock`` on ``fd``: whether it was taken (False where another process holds
-    it, or the file system or platform has no such locks)."""
+def flock(fd: int, *, wait: bool = True) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` (a file's or a folder's), which the kernel drops when the
+    descriptor is closed or the process dies, however it dies: False where ``wait`` is false and another
+    process holds it. :class:`OSError` where the platform or the file system has no such locks."""
     try:
         import fcntl
-
+    except ImportError as e:  # Windows
+        raise OSError(errno.ENOTSUP, "no flock here") from e
+    try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except (ImportError, OSError):
+    except BlockingIOError:
         return False
     return True
+
+
+def lock(path: str | os.PathLike[str], *, wait: bool = True) -> int | None:
+    """A descriptor of ``path`` (a file or a folder) that holds an exclusive :func:`flock` on it until it
+    is closed, or None where ``wait`` is false and another process holds it. :class:`OSError` where
+    ``path`` cannot be opened or has no such locks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if flock(fd, wait=wait):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
@@ -82,16 +101,16 @@ def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
             if not _TEMP_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
                 continue
             try:
-                fd = os.open(entry.path, os.O_RDONLY)
-            except OSError:
+                fd = lock(entry.path, wait=False)
+            except OSError:  # gone meanwhile, or no locks here
+                continue
+            if fd is None:  # being written
                 continue
             try:
-                if not _flock(fd):
-                    continue
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
             except OSError:
-                continue
+                pass
             finally:
                 os.close(fd)
     return removed
