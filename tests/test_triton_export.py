@@ -261,3 +261,67 @@ def test_errors_are_one_line_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="sha256"):
         export_triton(art, tmp_path / "repo")
     assert not (tmp_path / "repo").exists(), "nothing is written when the export fails"
+
+
+KILLED_TRITON_EXPORT = """
+import os, signal, sys
+from pvt_deploy.export import triton
+artifact, repo, when = sys.argv[1:4]
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if when == "config":  # after the model file and the manifest, before config.pbtxt
+    triton.atomic_write_text = die
+else:  # mid-swap: the model folder set aside, the new one not yet in its place
+    rename = os.rename
+    def rename_then_die(src, dst, *args, **kwargs):
+        rename(src, dst, *args, **kwargs)
+        if ".pvt-triton-old-" in os.fspath(dst):
+            die()
+    os.rename = rename_then_die
+triton.export_triton(artifact, repo)
+"""
+
+
+def served_sha(model_dir: Path) -> set[str]:
+    """The sha256 of the model file as the file, the manifest and the config's embedded manifest give it
+    (one value where the model folder agrees with itself, as a server and `pvt-deploy info` need)."""
+    from pvt_deploy.utils.files import sha256_file
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    embedded = json.loads(parse_config(model_dir / "config.pbtxt").parameters[MANIFEST_PARAMETER].string_value)
+    return {sha256_file(model_dir / "1" / "model.onnx"), manifest["files"]["1/model.onnx"]["sha256"],
+            embedded["triton"]["source_sha256"]}
+
+
+@pytest.mark.parametrize("when", ["config", "swap"])
+def test_a_killed_export_leaves_the_previous_model_whole(tmp_path: Path, when: str) -> None:
+    """An export killed (kill -9, out of memory) between writing 1/model.onnx and config.pbtxt left a
+    model whose files disagreed (the new graph, the old config: `info` said MISMATCH and a server would
+    serve one graph described as another) until the next export. The model folder is now replaced as a
+    whole: a killed export leaves the previous one as it was, also when killed mid-swap, and the next
+    export clears what it left, keeping the user's files and other versions."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    model_dir = export_triton(make_artifact(tmp_path / "a", CLASSIFY), repo)
+    (model_dir / "README.txt").write_text("the user's notes")
+    (model_dir / "2").mkdir()
+    (model_dir / "2" / "model.onnx").write_bytes(b"another version")
+    before = served_sha(model_dir)
+    assert len(before) == 1
+    other = make_artifact(tmp_path / "b", DETECT_HOST, task="detect")
+    done = subprocess.run([sys.executable, "-c", KILLED_TRITON_EXPORT, str(other), str(repo), when],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    if when == "config":
+        assert served_sha(model_dir) == before
+        assert (model_dir / "README.txt").read_text() == "the user's notes"
+    else:
+        assert not model_dir.exists()  # killed in the instant between the two renames
+    after = export_triton(other, repo)
+    assert served_sha(after) == {json.loads((other / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]}
+    assert sorted(p.name for p in repo.iterdir()) == ["pvt_v2_b0"]  # nothing set aside is left
+    assert sorted(p.name for p in after.iterdir()) == ["1", "2", "README.txt", "config.pbtxt", "manifest.json"]
+    assert (after / "README.txt").read_text() == "the user's notes"
+    assert (after / "2" / "model.onnx").read_bytes() == b"another version"

@@ -28,12 +28,13 @@ so it is exported with ``max_batch_size: 0`` and full dims, and the config says 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -402,22 +403,148 @@ def export_triton(
     text = "\n".join(header) + "\n" + _render(fields) + "\n"
 
     model_dir = Path(out_dir) / model_name
-    version_dir = check_repository(out_dir, model_name, version)
-    version_dir.mkdir(parents=True, exist_ok=True)
-    target = version_dir / _MODEL_FILES[backend]
-    _copy(served, target)
-    if backend == "onnx":
-        for rel in _external_data_files(served):
-            _copy(folder / rel, version_dir / rel)
-    # A model file of the other backend left in the same version folder would be stale and confusing.
-    for other in set(_MODEL_FILES.values()) - {target.name}:
-        (version_dir / other).unlink(missing_ok=True)
+    check_repository(out_dir, model_name, version)
 
-    # "files" lists what this folder holds (the served file, under its version folder), not the export
-    # folder's graphs: `pvt-deploy info` checks each listed file against its sha256
-    served_entry = dict((manifest.get("files") or {}).get(served.name) or {
-        "sha256": triton_section["source_sha256"], "bytes": served.stat().st_size, "precision": precision})
-    atomic_write_json(model_dir / MANIFEST_NAME, {**manifest, "files": {f"{version}/{target.name}": served_entry},
-                                                  "triton": triton_section})
-    atomic_write_text(model_dir / CONFIG_NAME, text)
+    def fill(staging: Path) -> None:
+        version_dir = staging / str(version)
+        version_dir.mkdir()
+        target = version_dir / _MODEL_FILES[backend]
+        _copy(served, target)
+        if backend == "onnx":
+            for rel in _external_data_files(served):
+                _copy(folder / rel, version_dir / rel)
+        # "files" lists what this folder holds (the served file, under its version folder), not the export
+        # folder's graphs: `pvt-deploy info` checks each listed file against its sha256
+        served_entry = dict((manifest.get("files") or {}).get(served.name) or {
+            "sha256": triton_section["source_sha256"], "bytes": served.stat().st_size, "precision": precision})
+        atomic_write_json(staging / MANIFEST_NAME, {**manifest, "files": {f"{version}/{target.name}": served_entry},
+                                                    "triton": triton_section})
+        atomic_write_text(staging / CONFIG_NAME, text)
+
+    _replace_model_folder(model_dir, fill)
     return model_dir
+
+
+# --------------------------------------------------------------------------------------------------
+# The model folder is replaced as a whole. Its files are written into a hidden folder inside it (Triton
+# ignores a model folder's entries that are not numeric version folders, and tries to load, and fails
+# on, every folder of the repository itself: a staging folder beside it would stop a starting server),
+# then the model folder is renamed aside and the finished one renamed into its place. An export killed
+# while it wrote left the new model file beside the old config and manifest ('info': MISMATCH) until the
+# next export; now it leaves the previous model whole. As export/onnx.py does for export folders: a live
+# export holds a lock on its staging folder, swaps under a lock on the repository, and the next export
+# clears what a killed one left (a staging folder; a model folder set aside mid-swap goes back).
+
+_STAGING_PREFIX = ".pvt-triton-new-"
+
+
+def _aside_prefix(model_dir: Path) -> str:
+    return f".{model_dir.name}.pvt-triton-old-"
+
+
+def _hidden_name(parent: Path, prefix: str) -> Path:
+    import secrets
+
+    from pvt_deploy.export.onnx import _owner
+
+    while True:
+        path = parent / f"{prefix}{_owner()}-{secrets.token_hex(2)}"
+        if not os.path.lexists(path):
+            return path
+
+
+def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once; the entries
+    of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay."""
+    from pvt_deploy.export.onnx import _discard, _hold, _swap_lock
+
+    made = not model_dir.exists()
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with _swap_lock(model_dir.parent):  # so that no sweep sees the new folder before it is locked
+            _sweep_abandoned(model_dir)
+            staging = _hidden_name(model_dir, _STAGING_PREFIX)
+            staging.mkdir()
+            alive = _hold(staging)
+    except OSError as e:
+        raise InputError(f"cannot write the Triton model {model_dir} ({e.strerror or e})") from e
+    try:
+        fill(staging)
+        _swap_in(staging, model_dir)
+    except BaseException:
+        _discard(staging)
+        if made:  # an empty model folder would stop a starting server ('could not determine backend')
+            with contextlib.suppress(OSError):
+                model_dir.rmdir()
+        raise
+    finally:
+        if alive is not None:
+            os.close(alive)
+
+
+def _swap_in(staging: Path, model_dir: Path) -> None:
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.export.onnx import _swap_lock
+    from pvt_deploy.utils.signals import interrupts_deferred
+
+    with interrupts_deferred(), _swap_lock(model_dir.parent):
+        aside = _hidden_name(model_dir.parent, _aside_prefix(model_dir))
+        try:
+            os.rename(model_dir, aside)  # the staging folder goes with it
+        except OSError as e:
+            raise PvtDeployError(f"cannot replace the Triton model {model_dir} ({e.strerror or e}); "
+                                 "it is unchanged") from e
+        try:
+            os.rename(aside / staging.name, model_dir)
+        except BaseException as e:
+            os.rename(aside, model_dir)
+            if isinstance(e, OSError):
+                raise PvtDeployError(f"cannot replace the Triton model {model_dir} ({e.strerror or e}); "
+                                     "it is unchanged") from e
+            raise
+        _carry_over(aside, model_dir)
+
+
+def _carry_over(aside: Path, model_dir: Path) -> None:
+    """Move the entries of the previous model folder ``aside`` that the new ``model_dir`` did not replace
+    (other version folders, the user's files) into it, then delete ``aside``; what cannot move stays
+    there, named in a warning. The config, the manifest, the version folder the new model has and
+    pvt-deploy's scratch are replaced."""
+    stuck = []
+    for entry in sorted(aside.iterdir()):
+        name = entry.name
+        if (name in (CONFIG_NAME, MANIFEST_NAME) or name.startswith(_STAGING_PREFIX)
+                or (".part" in name and name.startswith((f".{CONFIG_NAME}.", f".{MANIFEST_NAME}.")))
+                or os.path.lexists(model_dir / name)):
+            continue
+        try:
+            os.rename(entry, model_dir / name)
+        except OSError:
+            stuck.append(name)
+    if stuck:
+        log.warning("could not move %s into the new Triton model; they are in %s", ", ".join(stuck), aside)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _sweep_abandoned(model_dir: Path) -> None:
+    """Clear what exports killed while writing ``model_dir`` left: a staging folder in it is deleted; the
+    previous model folder, set aside by a swap that was killed, goes back where the model folder is
+    missing, and otherwise gives the new one the entries that are not pvt-deploy's. Call with the
+    repository's swap lock held (a live swap holds it, so an aside folder seen here is a killed one's)."""
+    from pvt_deploy.export.onnx import _discard, _owner_gone
+
+    with contextlib.suppress(OSError):
+        for entry in sorted(model_dir.parent.iterdir()):
+            if _owner_gone(entry, _aside_prefix(model_dir)):
+                if not model_dir.is_dir() or not any(model_dir.iterdir()):
+                    with contextlib.suppress(OSError):
+                        model_dir.rmdir()
+                    os.rename(entry, model_dir)
+                else:
+                    _carry_over(entry, model_dir)
+                log.info("cleared %s, left by a Triton export that was killed", entry)
+        for entry in sorted(model_dir.iterdir()):
+            if _owner_gone(entry, _STAGING_PREFIX):
+                _discard(entry)
+                log.info("cleared %s, left by a Triton export that was killed", entry)
