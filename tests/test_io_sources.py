@@ -149,6 +149,25 @@ def test_glob_and_list_sources(tmp_path: Path) -> None:
         open_source(str(tmp_path / "*.bmp"))
 
 
+def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Model.predict("list.txt")`` (Ultralytics' list source) was "list.txt is neither a readable image nor a
+    video": only ``pvt-deploy infer`` read the list. Its lines are image files, as given or else beside the
+    list; a folder among them is refused by name, as in any list."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(shots / name), np.zeros((6, 6, 3), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    listing = shots / "list.txt"
+    listing.write_text("# picked by hand\nb.png\n\nshots/a.png\n")
+    with open_source(str(listing)) as source:
+        assert source.kind == "images" and source.frames == 2
+        assert [f.name for f in source] == ["b.png", "a.png"]  # b.png beside the list, in its order
+    listing.write_text("shots\n")
+    with pytest.raises(InputError, match="shots is a folder: a list takes image files"):
+        open_source(listing)
+
+
 def test_array_source_takes_rgb_arrays() -> None:
     array = np.zeros((5, 7, 4), np.uint8)
     array[..., 0] = 9

@@ -196,24 +196,10 @@ def infer(
 
 def _one_source(given: list[str] | None) -> str | list[str] | None:
     """The source as given; several (``photos/*.jpg`` unquoted, which the shell expands) are one list of
-    image files, as ``Model.predict`` takes a list, and so are the lines of a ``.txt`` file (Ultralytics'
-    list source: one path a line, as given or else beside the list)."""
+    image files, as ``Model.predict`` takes a list (a ``.txt`` list is ``open_source``'s to read)."""
     if not given:
         return None
-    if len(given) > 1:
-        return list(given)
-    listing = Path(given[0])
-    if listing.suffix.lower() != ".txt" or not listing.is_file():
-        return given[0]
-    try:
-        lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read the list {listing}: {e}") from None
-    paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
-             for p in lines if p and not p.startswith("#")]
-    if not paths:
-        raise InputError(f"the list {listing} names no files (one image path a line)")
-    return paths
+    return given[0] if len(given) == 1 else list(given)
 
 
 def _open(source: str | list[str] | None, vid_stride: int) -> Any:

@@ -1139,8 +1139,8 @@ def open_source(
     """Open anything a user can point ``infer`` at and return a :class:`Source`.
 
     ``spec`` may be an image file, a folder (its images, naturally sorted, not recursive), a glob
-    (``"data/**/*.jpg"``), a list of image paths, a video file, a webcam index (``0`` or ``"0"``)
-    or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://`` URL, or an in-memory RGB numpy
+    (``"data/**/*.jpg"``), a list of image paths (or a ``.txt`` file of them, one a line), a video
+    file, a webcam index (``0`` or ``"0"``) or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://`` URL, or an in-memory RGB numpy
     array / PIL image. ``vid_stride`` keeps every n-th frame of videos and streams. ``reconnect``,
     ``realtime``, ``timeout`` (seconds, per connect and per read) and ``options`` (FFmpeg
     options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
@@ -1185,11 +1185,27 @@ def open_source(
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride)
+        if suffix == ".txt":  # Ultralytics' list source
+            return open_source(_listed_files(path))
         return _guess_file(path, vid_stride)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
         return _images_source(matches, text, "glob")
     raise InputError(f"no such file or folder: {text}")
+
+
+def _listed_files(listing: Path) -> list[str]:
+    """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
+    lines and ``#`` comments skipped."""
+    try:
+        lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the list {listing}: {e}") from None
+    paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
+             for p in lines if p and not p.startswith("#")]
+    if not paths:
+        raise InputError(f"the list {listing} names no files (one image path a line)")
+    return paths
 
 
 def _guess_file(path: Path, vid_stride: int) -> Source:
