@@ -404,7 +404,12 @@ def _usage_error(err: str) -> str:
     (["export", "--trt-opt-shapes", "images:[1,3,640,640]"], "No such option: --trt-opt-shapes. Did you mean --opt-shape?"),
     (["export", "--hardwareCompatibilityLevel=ampere+"],
      "No such option: --hardwareCompatibilityLevel. Did you mean --hardware-compatible?"),
-    (["check", "--atol", "1e-3"], "No such option: --atol. Did you mean --tolerance?"),
+    # Polygraphy's --atol is absolute, --tolerance a factor: written as --tolerance 1e-3 it made every
+    # tolerance a thousand times stricter and failed a sound export
+    (["check", "--atol", "1e-3"], "No such option: --atol. pvt-deploy check --tolerance scales the per-precision tolerances (0.5 = "
+     "twice as strict, 2 = twice as loose); it takes no absolute or relative tolerance."),
+    (["check", "model=exports/x", "atol=1e-3"], "Did you mean: pvt-deploy check --model exports/x (left out: "
+     "atol=1e-3: pvt-deploy check --tolerance scales the per-precision tolerances"),
     (["check", "--onnxrt", "--trt"], "No such option: --onnxrt. Did you mean --backends onnx?"),
     (["bench", "--warmUp", "5"], "No such option: --warmUp. Did you mean --warmup?"),
     (["bench", "--shape", "224x224", "--num-iter", "100"], "No such option: --shape. Did you mean --imgsz?"),

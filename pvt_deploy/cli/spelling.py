@@ -30,6 +30,10 @@ COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "
 _OUTPUT = "--output"
 _BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, trt{}."
 _TO_JSON = "The report goes to the terminal; --json prints it as JSON, for > report.json."
+# Polygraphy's --atol 1e-3 is an absolute tolerance; --tolerance is a factor (as --tolerance 1e-3, it
+# made every tolerance a thousand times stricter: a sound export failed its check)
+_FACTOR = ("pvt-deploy check --tolerance scales the per-precision tolerances (0.5 = twice as strict, 2 = twice as loose); "
+           "it takes no absolute or relative tolerance.")
 _OPTIONS: dict[str, dict[str, str]] = {
     # a value is our spelling (an option, an option with its value, or the name of an argument),
     # or, where there is none, a sentence (capitalised) saying what to do instead
@@ -61,7 +65,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
                     "(CUDA_VISIBLE_DEVICES=N pvt-deploy export ... picks one).",
     },
     "check": {
-        "--atol": "--tolerance", "--rtol": "--tolerance", "--onnxrt": "--backends onnx", "--trt": "--backends trt",
+        "--atol": _FACTOR, "--rtol": _FACTOR, "--onnxrt": "--backends onnx", "--trt": "--backends trt",
         "--torch": "--backends torch", "--pytorch": "--backends torch", "--onnx": "--model",
         "--input-shapes": "--imgsz", "--img-size": "--imgsz", "--shape": "--imgsz", "--data": "--images",
         "--img": "--images", "--save-results": "--json", "--save-outputs": "--json", "--backend": "--backends",
