@@ -793,3 +793,23 @@ def test_a_txt_list_of_image_files_runs_them(
     code, _, err = run(monkeypatch, capsys, "infer", "shots/list.txt", "--model", "pvt_v2_b0-cls")
     assert code == 2
     assert_one_line_error(err, "the list shots/list.txt names no files")
+
+
+def test_a_txt_list_among_other_sources_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``infer list.txt b.jpg`` (and ``predict([picture, "list.txt"])``) read the list as a picture: it was
+    skipped as 'cannot decode image list.txt', the files it names never ran, and the run ended with exit 0.
+    It is refused by name, as a video or a folder in a list is, before the model loads."""
+    import numpy as np
+
+    from pvt_deploy import Model
+    from pvt_deploy.errors import InputError
+
+    first, second = sample_images()[:2]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{first}\n")
+    code, _, err = run(monkeypatch, capsys, "infer", str(listing), str(second), "--model", "no_such_model")
+    assert code == 2
+    assert_one_line_error(err, f"{listing} is a list of files")
+    with Model("pvt_v2_b0-cls") as model, pytest.raises(InputError, match="list.txt is a list of files"):
+        model.predict([np.zeros((32, 32, 3), np.uint8), str(listing)], imgsz=64)

@@ -1160,6 +1160,10 @@ def open_source(
             if isinstance(item, Path) and item.suffix.lower() in VIDEO_SUFFIXES:
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
+            if isinstance(item, Path) and item.suffix.lower() == ".txt" and item.is_file():  # read as a picture,
+                # it was skipped as undecodable and the files it names never ran
+                raise InputError(f"{item} is a list of files: a list takes image files (and pictures); give the "
+                                 "list on its own")
         missing = [str(p) for p in items if isinstance(p, Path) and not p.is_file()]
         if missing:
             raise InputError(
