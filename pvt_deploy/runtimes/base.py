@@ -52,6 +52,13 @@ def thread_count(threads: object, what: str = "threads") -> int | None:
     return int(threads) or None
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """A runtime's error message for one line of ours: whitespace and newlines collapsed, cut to ``limit``
+    characters (ONNX Runtime's, PyTorch's and Triton's run to paragraphs)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def flag(name: str, value: object) -> bool:
     """A yes/no setting (``shard=``, ``pin=``, ``predict(stream=)``...): ``True``/``False``, numpy's
     too. Anything else, such as ``"no"`` (which Python reads as true) or ``None``, is an

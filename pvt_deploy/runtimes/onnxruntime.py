@@ -65,6 +65,7 @@ from pvt_deploy.runtimes.base import (
     device_text,
     feed_array,
     flag,
+    one_line,
     thread_count,
 )
 from pvt_deploy.runtimes.torch import physical_cores
@@ -152,9 +153,7 @@ def _preload_gpu_libraries(ort: Any) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return one_line(re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split())))
 
 
 def worker_affinities(threads: int) -> str | None:

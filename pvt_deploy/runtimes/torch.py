@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, device_text, feed_array, thread_count
+from pvt_deploy.runtimes.base import (
+    Backend,
+    BackendInfo,
+    TensorSpec,
+    device_text,
+    feed_array,
+    one_line,
+    thread_count,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -187,8 +195,7 @@ class TorchBackend(Backend):
                 else:
                     outs = module(x)
         except RuntimeError as e:  # as the ONNX Runtime backend reports its run's errors: one line
-            text = " ".join(str(e).split())
-            text = text if len(text) <= 300 else text[:297] + "..."
+            text = one_line(e)
             if "out of memory" in text.lower():  # CUDA's message mentions max_split_size_mb: not a shape error
                 raise PvtDeployError(f"PyTorch ran out of memory on the input shape {list(x.shape)}: {text}",
                                      hint="a smaller batch or input size") from e

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, one_line
 
 MANIFEST_PARAMETER = "pvt_deploy_manifest"  # same key as pvt_deploy.export.triton (kept import-free)
 SCHEMES = {"triton": ("http", False), "triton+http": ("http", False), "triton+https": ("http", True),
@@ -95,8 +95,7 @@ def parse_triton_url(url: str) -> TritonURL:
 def _one_line(e: BaseException) -> str:
     msg = getattr(e, "message", None)
     text = msg() if callable(msg) else str(e)
-    text = " ".join(str(text or type(e).__name__).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return one_line(text or type(e).__name__)
 
 
 class TritonBackend(Backend):
