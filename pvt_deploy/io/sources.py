@@ -1140,10 +1140,10 @@ def open_source(
 
     ``spec`` may be an image file, a folder (its images, naturally sorted, not recursive), a glob
     (``"data/**/*.jpg"``), a list of image paths (or a ``.txt`` file of them, one a line), a video
-    file, a webcam index (``0`` or ``"0"``) or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://`` URL, or an in-memory RGB numpy
-    array / PIL image. ``vid_stride`` keeps every n-th frame of videos and streams. ``reconnect``,
-    ``realtime``, ``timeout`` (seconds, per connect and per read) and ``options`` (FFmpeg
-    options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
+    file, a webcam index (``0`` or ``"0"``) or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://``
+    URL, or an in-memory RGB numpy array / PIL image. ``vid_stride`` keeps every n-th frame of videos
+    and streams. ``reconnect``, ``realtime``, ``timeout`` (seconds, per connect and per read) and
+    ``options`` (FFmpeg options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
 
     Raises :class:`InputError` for anything that does not exist or cannot be decoded.
     """
