@@ -49,7 +49,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import lock, probe_writable, sha256_file
+from pvt_deploy.utils.files import FULL_DISK_ERRNOS, lock, probe_writable, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1012,8 +1012,8 @@ def export_onnx(
 
 # A file system refusing a write (full, read-only, permissions, quota, a name too long): the user's
 # environment, which the CLI says in one line (exit 2), not a traceback.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
-                 errno.EFBIG}
+# a write the folder refused: no room (as everywhere: FULL_DISK_ERRNOS), no permission, a name too long
+_WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
 
 
 @contextlib.contextmanager
