@@ -451,6 +451,24 @@ def test_other_tools_spellings_are_answered_with_ours(
     assert "Possible options" not in err  # Click's look-alike guesses are replaced, not added to
 
 
+@pytest.mark.parametrize("command", [["export", "--model", "pvt_v2_b0-cls", "--calib"], ["check", "--images"]])
+def test_an_unquoted_glob_for_one_path_option_says_to_quote_it(
+        command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``export --calib imgs/*.jpg`` unquoted: the shell hands the option its first file and the command the
+    rest, and Click said "Got unexpected extra arguments (imgs/b.jpg imgs/c.jpg)". It now says what
+    happened and how to write it, before any work."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"")
+    code, _, err = run(monkeypatch, capsys, *command, "imgs/a.jpg", "imgs/b.jpg", "imgs/c.jpg")
+    assert code == 2 and "Traceback" not in err, err
+    message = _usage_error(err)
+    assert "unexpected extra" not in message
+    assert (f"{command[-1]} takes one folder, image or glob, and the shell gave it 3 files (imgs/a.jpg ...): quote "
+            f"the glob, which the shell expands (as in {command[-1]} 'imgs/*.jpg'), or give the folder") in message, err
+
+
 def test_check_takes_a_file_of_an_export_as_its_folder(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """``polygraphy run model.onnx`` habits: ``check --model exports/x/model.onnx`` was "check needs an export

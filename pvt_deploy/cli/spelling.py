@@ -12,6 +12,7 @@ is accepted silently: the error teaches the spelling that ``--help`` and the REA
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import shlex
@@ -112,6 +113,11 @@ class Command(TyperCommand):
                 e.message = f"No such option: {e.option_name}. {hint}"
                 e.possibilities = None
             raise
+        except _exceptions.UsageError as e:
+            expanded = _expanded_glob(self, given) if "unexpected extra argument" in e.message else None
+            if expanded is not None:
+                e.message = expanded
+            raise
 
 
 def answer_foreign_options(app: typer.Typer) -> None:
@@ -149,6 +155,28 @@ def _hint(command: Any, name: str, args: list[str]) -> str | None:
     if ours is None:
         return None
     return f"Did you mean {ours}?" if ours.startswith("-") else ours
+
+
+def _expanded_glob(command: Any, args: list[str]) -> str | None:
+    """What to say where an option that takes one path was followed by several files: an unquoted glob
+    (``export --calib imgs/*.jpg``), which the shell expands, so Click said "Got unexpected extra
+    arguments (imgs/b.jpg imgs/c.jpg)". None where that is not what happened."""
+    options = _options(command)
+    for i, token in enumerate(args):
+        option = options.get(token)
+        if option is None or option.is_flag or option.count:
+            continue
+        files = list(itertools.takewhile(lambda t: not t.startswith("-") and os.path.isfile(t), args[i + 1:]))
+        if len(files) < 2:
+            continue
+        folders = {os.path.dirname(f) for f in files}
+        suffixes = {os.path.splitext(f)[1] for f in files}
+        glob = (os.path.join(folders.pop(), "*" + suffixes.pop()) if len(folders) == 1 and len(suffixes) == 1
+                else None)
+        return (f"{token} takes one folder, image or glob, and the shell gave it {len(files)} files ({files[0]} ...): "
+                "quote the glob, which the shell expands"
+                + (f" (as in {token} {shlex.quote(glob)}), or give the folder" if glob else ", or give the folder"))
+    return None
 
 
 def _refuse_key_values(command: Any, args: list[str]) -> None:
