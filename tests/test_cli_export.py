@@ -79,7 +79,7 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--model", "pvt_nonexistent"], 2, "unknown model 'pvt_nonexistent'"),
     (["--model", "pvt_v2_b0-cls", "--imgsz", "big"], 2, "--imgsz 'big'"),
     (["--model", "pvt_v2_b0-cls", "--imgsz", "224x"], 2, "'224x': a number is missing"),
-    (["--model", "pvt_v2_b0-cls", "--int8", "--calib", "/nonexistent/calib"], 2, "calibration folder"),
+    (["--model", "pvt_v2_b0-cls", "--int8", "--calib", "/nonexistent/calib"], 2, "calibration images: no such file or folder: /nonexistent/calib"),
     (["--model", "pvt_v2_b0-cls", "--opset", "13"], 2, "opset >= 17"),
     (["--model", "pvt_v2_b0-cls", "--nms", "graph"], 2, "--nms graph is for detection models"),
     (["--model", "pvt_v2_b0", "--exporter", "jit"], 2, "--exporter 'jit'"),
@@ -218,17 +218,20 @@ def test_cli_unreadable_calibration_images_are_skipped(tmp_path: Path, monkeypat
 
 def test_cli_calibration_and_parity_images_as_a_file_or_a_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """--calib and --images take what check --images takes: a folder, one image, or a glob."""
+    """--calib and --images take what check --images takes (open_source): a folder, one image, or a glob,
+    recursive with ** (--calib 'shots/**/*.jpg' found only the images one folder down)."""
     shots = _jpgs(tmp_path / "shots", good=3, bad=0)
-    (shots / "notes.txt").write_text("not an image")
+    (shots / "notes.md").write_text("not an image")
+    _jpgs(shots / "sub", good=1, bad=0)
     out = tmp_path / "q"
     code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour", "trt",
-                      "--calib", str(shots / "good*.jpg"), "--images", str(shots / "good1.jpg"), "--no-simplify"],
+                      "--calib", str(shots / "**" / "good*.jpg"), "--images", str(shots / "good1.jpg"), "--no-simplify"],
                      monkeypatch, capsys)
     assert code == 0, err
     m = json.loads((out / "manifest.json").read_text())
-    assert m["precision"]["int8"]["calibration"]["images"] == 3 and m["export"]["parity_images"] == str(shots / "good1.jpg")
-    for arg, message in ((shots / "none*.jpg", "matches no images"), (shots / "notes.txt", "is not an image")):
+    assert m["precision"]["int8"]["calibration"]["images"] == 4 and m["export"]["parity_images"] == str(shots / "good1.jpg")
+    for arg, message in ((shots / "none*.jpg", "no images found in glob"),
+                         (shots / "notes.md", "is neither a readable image nor a video")):
         code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(tmp_path / "r"), "--images", str(arg)],
                          monkeypatch, capsys)
         assert code == 2 and message in err and "Traceback" not in err, err

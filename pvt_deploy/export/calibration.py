@@ -8,7 +8,6 @@ to produce a working graph but not a tuned one — the exporter says so.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -23,7 +22,6 @@ from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
 log = logging.getLogger("pvt_deploy.export")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
 DEFAULT_PARITY_IMAGES = 4
 
@@ -38,30 +36,26 @@ class Batch:
 
 
 def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """Image files of ``folder``: a folder (not recursive), one image file, or a glob pattern
-    (``shots/*.jpg``), as ``check --images`` takes them; sorted by name, at most ``limit``."""
-    path = Path(folder)
+    """The image files of ``folder`` as ``infer`` and ``check --images`` take them (:func:`open_source`):
+    a folder (not recursive), one image, a glob (``shots/**/*.jpg``) or a ``.txt`` list; in the order
+    they run, at most ``limit``."""
+    from pvt_deploy.io.sources import VIDEO_SUFFIXES, ImageSource, is_live, open_source
+
     text = os.fspath(folder)
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f"{what} file {folder} is not an image ({', '.join(IMAGE_SUFFIXES)})")
-        files = [path]
-    elif not path.exists() and any(c in text for c in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError(f"{what} pattern {folder} matches no images ({', '.join(IMAGE_SUFFIXES)})")
-    elif not path.is_dir():
-        raise InputError(f"{what} folder {folder} does not exist" if not path.exists() else
-                         f"{what} folder {folder} is not a folder, an image or a pattern")
-    else:
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError(f"{what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    if is_live(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES:
+        raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, not a video")
+    try:
+        with open_source(text) as source:
+            if not isinstance(source, ImageSource):  # a video without a video's suffix
+                raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, not a video")
+            files = [p for p in source.items if isinstance(p, Path)]
+    except InputError as e:
+        raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
     return files[:limit] if limit else files
 
 
 def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """The first ``limit`` image files of ``folder`` (by name) that decode.
+    """The first ``limit`` image files of ``folder`` (:func:`list_images`, in that order) that decode.
 
     Unreadable files are skipped with one warning naming them, as ``infer`` skips them; an
     :class:`InputError` only when none decodes. Run before any slow export work, so a bad folder
