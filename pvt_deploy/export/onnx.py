@@ -1237,7 +1237,7 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
     came meanwhile stay listed; a ``model.onnx`` changed since ``started`` was read (the folder
     re-exported meanwhile) adds nothing. ``reports``: the parity reports, None when parity did not run
     (then the replaced files' reports go)."""
-    from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME
+    from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME, adopt_cached_graphs
     from pvt_deploy.utils.signals import interrupts_deferred
 
     with interrupts_deferred(), _swap_lock(folder):
@@ -1278,27 +1278,7 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
                     if (old / name).exists():
                         os.replace(old / name, folder / name)
             raise
-    _move_caches(staging / CACHE_DIRNAME, folder / CACHE_DIRNAME)
-
-
-def _move_caches(built: Path, cache: Path) -> None:
-    """Move the CPU graphs the parity gate built in ``built`` (an extension's ``.ort-cache``) into the
-    export's ``cache``, where inference then finds them, dropping the ones of the files they replace."""
-    import re
-
-    if not built.is_dir():
-        return
-    entry_re = re.compile(r"(.+)\.[0-9a-f]{20}\.(json|onnx)")
-    with contextlib.suppress(OSError):
-        cache.mkdir(exist_ok=True)
-        new = [p for p in built.iterdir() if entry_re.fullmatch(p.name)]
-        stems = {m.group(1) for p in new if (m := entry_re.fullmatch(p.name))}
-        for stale in list(cache.iterdir()):
-            m = entry_re.fullmatch(stale.name)
-            if m and m.group(1) in stems:
-                stale.unlink()
-        for p in new:
-            os.replace(p, cache / p.name)
+    adopt_cached_graphs(staging / CACHE_DIRNAME, folder / CACHE_DIRNAME)  # what the parity gate built
 
 
 def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Path],

@@ -27,6 +27,7 @@ them rather than as ORT's ``optimized_model_filepath`` output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 CACHE_DIRNAME = ".ort-cache"
 USER_CACHE = Path(os.environ.get("PVT_DEPLOY_CACHE", Path.home() / ".cache" / "pvt-deploy")) / "ort"
+# a cache entry: <source stem>.<key>.json, the record, and <source stem>.<key>.onnx, the graph (_key)
+_ENTRY = re.compile(r"(.+)\.[0-9a-f]{20}\.(json|onnx)")
 
 
 @dataclass
@@ -182,18 +185,37 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     return OptimizedGraph(src, src, dict(report.rewrites))
 
 
+def adopt_cached_graphs(built: Path, cache: Path) -> None:
+    """Move the entries built in the cache folder ``built`` (an export extension's, made while its
+    variants were gated in a hidden folder) into ``cache``, where sessions of those files then find
+    them, deleting ``cache``'s entries for the same file names: the files they were built for replaced
+    those."""
+    if not built.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        cache.mkdir(exist_ok=True)
+        new = [p for p in built.iterdir() if _ENTRY.fullmatch(p.name)]
+        stems = {m.group(1) for p in new if (m := _ENTRY.fullmatch(p.name))}
+        for stale in list(cache.iterdir()):
+            m = _ENTRY.fullmatch(stale.name)
+            if m and m.group(1) in stems:
+                stale.unlink()
+        for p in new:
+            os.replace(p, cache / p.name)
+
+
 def _prune_stale(src: Path, keep: Path) -> None:
     """Delete the copies an earlier recipe or version built for the same source (a detector's copy
     is ~260 MB): records beside ``keep`` named ``<stem>.<key>.json`` — in the source's own
     ``.ort-cache`` all of them, in the per-user cache those whose ``source`` is ``src`` (copies of
     other sources sharing that folder are never touched)."""
-    pattern = re.compile(rf"{re.escape(src.stem)}\.[0-9a-f]{{20}}\.json")
     me = src.resolve()
     # The .ort-cache beside a source serves that one file (its recorded path may be the hidden folder
     # the export was built in before it was renamed into place); the per-user cache serves many.
     beside = keep.parent.resolve() == me.parent / CACHE_DIRNAME
     for other in keep.parent.glob(f"{src.stem}.*.json"):
-        if other == keep or not pattern.fullmatch(other.name):
+        entry = _ENTRY.fullmatch(other.name)
+        if other == keep or not entry or entry.group(1) != src.stem:
             continue
         try:
             if not beside and Path(json.loads(other.read_text()).get("source", "")).resolve() != me:
