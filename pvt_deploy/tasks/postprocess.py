@@ -8,10 +8,10 @@ C++ NMS (IoU without the +1 offset, suppression when IoU > threshold — mmcv's 
 Segmentation: logits at stride 4 are resized to the input size, cropped to the content, resized to
 the original image (bilinear, align_corners=False — mmseg's two resizes) and argmax'ed. Both resizes
 are linear along each axis, so they compose into one sparse map per axis (2–3 source rows or
-columns per output pixel), read off ``F.interpolate`` itself; the class map is then computed only at
-the rows and columns where the blended source rows or columns change, and between them only where
-those disagree (see :func:`seg_logits_to_map`), so the full-resolution logits (553 MB for 150
-classes at 720p) never exist.
+columns per output pixel), ``F.interpolate``'s weights computed in numpy (:func:`_resize_matrix`);
+the class map is then computed only at the rows and columns where the blended source rows or columns
+change, and between them only where those disagree (see :func:`seg_logits_to_map`), so the
+full-resolution logits (553 MB for 150 classes at 720p) never exist.
 
 Classification: softmax and top-k.
 """
