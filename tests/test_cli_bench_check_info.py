@@ -482,6 +482,23 @@ def test_check_takes_a_file_of_an_export_as_its_folder(monkeypatch: pytest.Monke
     assert f"model.onnx is a file of the export {cls_export}" in " ".join(err.split())
 
 
+def test_check_of_a_triton_model_says_what_check_takes(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], cls_export: Path,
+                                                      tmp_path: Path) -> None:
+    """``check --model tri/NAME`` (a Triton model folder) answered with infer's advice, 'its graph runs here as
+    --model tri/NAME/1/model.onnx', and check given that file said 'check needs an export folder': each
+    pointed at the other. Both now say that check compares an export folder's backends."""
+    from pvt_deploy.export.triton import export_triton
+
+    model_dir = export_triton(cls_export, tmp_path / "tri")
+    for given in (model_dir, model_dir / "1" / "model.onnx"):
+        code, _, err = run(monkeypatch, capsys, "check", "--model", str(given))
+        message = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, err
+        assert f"{model_dir} is a Triton model folder: check compares the backends of an export folder" in message
+        assert "runs here as" not in message and "needs an export folder" not in message
+
+
 def test_check_ends_with_its_verdict(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                      cls_export: Path) -> None:
     """``polygraphy run`` ends with PASSED; a passing check ended with its table and skip notes, the

@@ -80,6 +80,8 @@ def _export_folder_of(model: str, console: Any) -> str:
     from pvt_deploy.manifest import MANIFEST_NAME
 
     path = Path(model)
+    if path.is_file() and path.parent.name.isdigit() and (path.parent.parent / "config.pbtxt").is_file():
+        return str(path.parent.parent)  # a file of a Triton model (tri/NAME/1/model.onnx): said as its folder
     if not path.is_file() or not (path.parent / MANIFEST_NAME).is_file():
         return model
     console.print(escape(f"{model} is a file of the export {path.parent}: checking every backend of the export "
