@@ -795,6 +795,20 @@ def test_a_txt_list_of_image_files_runs_them(
     assert_one_line_error(err, "the list shots/list.txt names no files")
 
 
+def test_a_txt_list_saved_with_a_byte_order_mark_or_crlf_runs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A list saved by Windows Notepad (UTF-8 with a byte-order mark, CRLF line ends) was 'no such file:
+    a.jpg' for its first line: the invisible mark was read as part of the path."""
+    first, second = sample_images()[:2]
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{first}\r\n{second}\r\n".encode())
+    code, _, err = run(monkeypatch, capsys, "infer", str(listing), "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                       "--no-save", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["source"] for r in records] == [str(first), str(second)]
+
+
 def test_a_txt_list_among_other_sources_is_refused_by_name(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """``infer list.txt b.jpg`` (and ``predict([picture, "list.txt"])``) read the list as a picture: it was

@@ -1202,7 +1202,9 @@ def _listed_files(listing: Path) -> list[str]:
     """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
     lines and ``#`` comments skipped."""
     try:
-        lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+        # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which was read as part of
+        # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message)
+        lines = [line.strip() for line in listing.read_text(encoding="utf-8-sig").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the list {listing}: {e}") from None
     paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
