@@ -30,7 +30,7 @@ from pvt_deploy.io.sources import Source, open_source
 from pvt_deploy.runtimes.base import Backend, flag
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
-from pvt_deploy.utils import is_integer, is_number
+from pvt_deploy.utils import is_integer, is_number, whole_number
 
 __all__ = ["MAX_LIST_FRAMES", "Model"]
 
@@ -323,11 +323,7 @@ def _real(name: str, value: Any) -> float | None:
 
 def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
     """A whole-number setting (``max_det``, ``topk``, ``batch``, ``vid_stride``): Python or numpy integers."""
-    if value is None:
-        return None
-    if not is_integer(value) or int(value) < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return None if value is None else whole_number(name, value, minimum=minimum)
 
 
 def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> list[int] | None:

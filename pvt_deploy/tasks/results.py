@@ -32,7 +32,7 @@ from pvt_deploy.tasks.postprocess import (
     top_k,
 )
 from pvt_deploy.tasks.preprocess import Letterbox
-from pvt_deploy.utils import is_integer, is_number
+from pvt_deploy.utils import is_integer, is_number, whole_number
 
 __all__ = ["Boxes", "FrameLike", "Probs", "Result", "make_results"]
 
@@ -123,7 +123,7 @@ class Boxes(_OnHost):
         return [_name(self.names, int(c)) for c in self.cls]
 
     def to_list(self, decimals: int = 2) -> list[dict[str, Any]]:
-        decimals = _decimals(decimals)
+        decimals = whole_number("decimals", decimals, minimum=0)
         return [{"box": [round(float(v), decimals) for v in box], "score": round(float(s), 4),
                  "class_id": int(c), "class": _name(self.names, int(c))}
                 for box, s, c in zip(self.xyxy, self.conf, self.cls, strict=True)]
@@ -278,7 +278,7 @@ class Result(_OnHost):
     def to_dict(self, decimals: int = 2) -> dict[str, Any]:
         """The JSON Lines record: source, frame, size, timings and the task's output (box corners
         rounded to ``decimals`` places, a whole number >= 0)."""
-        decimals = _decimals(decimals)
+        decimals = whole_number("decimals", decimals, minimum=0)
         h, w = self.orig_shape
         out: dict[str, Any] = {"source": self.path}
         if self.frame is not None:
@@ -338,16 +338,6 @@ class Result(_OnHost):
         h, w = self.orig_shape
         where = f"{self.path}" + (f"#{self.frame}" if self.frame is not None else "")
         return f"Result(task={self.task!r}, source={where!r}, size={w}x{h}, {self.verbose() or 'empty'})"
-
-
-def _decimals(decimals: Any) -> int:
-    """``decimals=`` of ``to_dict``/``to_json``/``to_list``: a whole number >= 0, else one InputError
-    line (as ``plot()``'s settings), not a TypeError from ``round`` or boxes rounded to tens."""
-    if not is_integer(decimals) or int(decimals) < 0:
-        from pvt_deploy.errors import InputError
-
-        raise InputError(f"decimals must be an integer >= 0, got {decimals!r}")
-    return int(decimals)
 
 
 def _check_plot_settings(line_width: Any, alpha: Any, legend: Any) -> None:

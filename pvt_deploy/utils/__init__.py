@@ -70,6 +70,16 @@ def is_integer(v: object) -> TypeGuard[SupportsIndex]:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def whole_number(name: str, value: object, *, minimum: int = 1) -> int:
+    """A whole-number setting (``max_det``, ``batch``, ``decimals``...): a Python or NumPy integer, not a
+    bool, from ``minimum`` up; anything else is one :class:`~pvt_deploy.errors.InputError` line."""
+    if not is_integer(value) or int(value) < minimum:
+        from pvt_deploy.errors import InputError
+
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def is_number(v: object) -> bool:
     """A real number (Python's or NumPy's), not a bool: what a threshold or a fraction may be."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
