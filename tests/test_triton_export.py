@@ -325,3 +325,19 @@ def test_a_killed_export_leaves_the_previous_model_whole(tmp_path: Path, when: s
     assert sorted(p.name for p in after.iterdir()) == ["1", "2", "README.txt", "config.pbtxt", "manifest.json"]
     assert (after / "README.txt").read_text() == "the user's notes"
     assert (after / "2" / "model.onnx").read_bytes() == b"another version"
+
+
+def test_the_int8_flavour_asked_for_is_the_one_served(tmp_path: Path) -> None:
+    """``export --model exports/x --int8 --int8-flavour trt --format triton`` on an export that held both
+    INT8 flavours served model.int8.onnx, the CPU flavour (the first that existed), though docs/docker.md
+    says --int8-flavour trt serves model.int8.trt.onnx."""
+    from pvt_deploy.export import export
+
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", imgsz=32, parity=False, int8=True)
+    assert (folder / "model.int8.onnx").is_file() and (folder / "model.int8.trt.onnx").is_file()
+    for flavour, served in (("trt", "model.int8.trt.onnx"), ("cpu", "model.int8.onnx"), ("both", "model.int8.onnx")):
+        export(folder, format="triton", triton_repo=tmp_path / "repo", int8=True, int8_flavour=flavour, parity=False)
+        model_dir = tmp_path / "repo" / "pvt_v2_b0-cls"
+        triton = json.loads((model_dir / "manifest.json").read_text())["triton"]
+        assert (flavour, triton["source"]) == (flavour, served)
+        assert triton["source_sha256"] == json.loads((folder / "manifest.json").read_text())["files"][served]["sha256"]

@@ -122,10 +122,13 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         from pvt_deploy.export.triton import export_triton
 
         if backend == "onnx" and "source" not in triton_opts:
-            if onnx_options.get("int8") and (folder / "model.int8.onnx").is_file():
-                triton_opts["source"] = "model.int8.onnx"
-            elif onnx_options.get("int8") and (folder / "model.int8.trt.onnx").is_file():  # --int8-flavour trt
-                triton_opts["source"] = "model.int8.trt.onnx"
+            # the INT8 flavour asked for: an export folder that already held both (an extension) served the
+            # CPU flavour for --int8-flavour trt
+            flavours = {"cpu": ["model.int8.onnx"], "trt": ["model.int8.trt.onnx"]}.get(
+                str(onnx_options.get("int8_flavour", "both")), ["model.int8.onnx", "model.int8.trt.onnx"])
+            int8_file = next((f for f in flavours if (folder / f).is_file()), None)
+            if onnx_options.get("int8") and int8_file is not None:
+                triton_opts["source"] = int8_file
             elif onnx_options.get("half"):
                 triton_opts["source"] = "model.fp16.onnx"
         repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
