@@ -466,6 +466,11 @@ def test_cli_format_takes_ultralytics_and_trtexec_names_for_trt(
     monkeypatch.setattr(trt_export, "require_tensorrt", no_tensorrt)
     rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", name, "-o", str(tmp_path / "x")], monkeypatch, capsys)
     assert rc == 3 and asked and "TensorRT is not installed (stub)" in err, err
+    from pvt_deploy.export import export
+
+    # the Python API takes them too: it was "choose one of onnx, trt, triton"
+    with pytest.raises(BackendUnavailableError, match="stub"):
+        export("pvt_v2_b0-cls", tmp_path / "y", format=name)
     rc, err = _run(["--model", "pvt_v2_b0-cls", "--format", "torch", "-o", str(tmp_path / "x")], monkeypatch, capsys)
     assert rc == 2 and "--format 'torch': choose one of onnx, trt, triton" in err, err
 

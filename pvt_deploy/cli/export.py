@@ -263,10 +263,11 @@ def export(
     from rich.console import Console
 
     from pvt_deploy.export import export as run_export
+    from pvt_deploy.export import format_name
     from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
-    format = _format_name(format)
+    format = format_name(format)  # engine, tensorrt: trt, for the warnings below
     for warning in _unused_options(format, triton_backend, trt={
             "--workspace": workspace is not None, "--timing-cache": timing_cache is not None,
             "--version-compatible": version_compatible, "--hardware-compatible": hardware_compatible,
@@ -306,16 +307,6 @@ def _next_steps(folder: Path) -> str:
     model = shlex.quote(str(folder))
     return (f"next: pvt-deploy infer SOURCE --model {model} · pvt-deploy check --model {model} · "
             f"pvt-deploy bench --model {model}")
-
-
-def _format_name(text: str) -> str:
-    """``--format``: ``engine`` and ``tensorrt`` (Ultralytics' and trtexec's words) are ``trt``, in any
-    case, as ``--backend`` takes them; anything else goes on as given, for the exporter to refuse."""
-    from pvt_deploy.runtimes.loader import canonical_backend
-
-    with contextlib.suppress(InputError):
-        return canonical_backend(text.strip()) or text
-    return text
 
 
 def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], triton: dict[str, bool]) -> list[str]:

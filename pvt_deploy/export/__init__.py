@@ -54,6 +54,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def format_name(format: str) -> str:
+    """``format``: ``engine`` and ``tensorrt`` (Ultralytics' and trtexec's words) are ``trt``, in any
+    case, as a backend's names are; anything else goes on as given, for :func:`export` to refuse."""
+    import contextlib
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.runtimes.loader import canonical_backend
+
+    if not isinstance(format, str):
+        return format
+    with contextlib.suppress(InputError):
+        return canonical_backend(format.strip()) or format
+    return format
+
+
 def engine_precision(*, half: bool = False, int8: bool = False) -> str:
     """The TensorRT build precision that matches the ONNX variants asked for (INT8 wins)."""
     return "int8" if int8 else "fp16" if half else "fp32"
@@ -81,6 +96,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
 
     from pvt_deploy.errors import InputError
 
+    format = format_name(format)
     if format not in FORMATS:
         raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     triton_opts = dict(triton or {})
