@@ -341,3 +341,36 @@ def test_the_int8_flavour_asked_for_is_the_one_served(tmp_path: Path) -> None:
         triton = json.loads((model_dir / "manifest.json").read_text())["triton"]
         assert (flavour, triton["source"]) == (flavour, served)
         assert triton["source_sha256"] == json.loads((folder / "manifest.json").read_text())["files"][served]["sha256"]
+
+
+FULL_DISK_TRITON_EXPORT = """
+import resource, sys
+from pvt_deploy.errors import InputError
+from pvt_deploy.export.triton import export_triton
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY))  # the manifest and config are larger
+try:
+    export_triton(sys.argv[1], sys.argv[2])
+except InputError as e:
+    print(e)
+"""
+
+
+def test_a_full_disk_names_the_triton_model_and_keeps_the_previous_one(tmp_path: Path) -> None:
+    """A full disk (here a file size limit) while the Triton model was written ended the CLI's export with
+    'cannot write the export to exports/x' (the export folder, which was fine) or, from Python, an
+    OSError, and left the model half written. It is one line naming the Triton model; the previous model
+    stays whole."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    model_dir = export_triton(make_artifact(tmp_path / "a", CLASSIFY), repo)
+    before = served_sha(model_dir)
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_TRITON_EXPORT,
+                           str(make_artifact(tmp_path / "b", DETECT_HOST, task="detect")), str(repo)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"cannot write the Triton model {model_dir}: File too large; the previous one " \
+                                  "is unchanged", done.stderr
+    assert served_sha(model_dir) == before
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "manifest.json"]

@@ -456,7 +456,7 @@ def _hidden_name(parent: Path, prefix: str) -> Path:
 def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None:
     """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once; the entries
     of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay."""
-    from pvt_deploy.export.onnx import _discard, _hold, _swap_lock
+    from pvt_deploy.export.onnx import _WRITE_ERRNOS, _discard, _hold, _swap_lock
 
     made = not model_dir.exists()
     try:
@@ -471,11 +471,14 @@ def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None
     try:
         fill(staging)
         _swap_in(staging, model_dir)
-    except BaseException:
+    except BaseException as e:
         _discard(staging)
         if made:  # an empty model folder would stop a starting server ('could not determine backend')
             with contextlib.suppress(OSError):
                 model_dir.rmdir()
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:  # a full disk: the CLI named the export folder
+            kept = "" if made else "; the previous one is unchanged"
+            raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e
         raise
     finally:
         if alive is not None:
