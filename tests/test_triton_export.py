@@ -374,3 +374,45 @@ def test_a_full_disk_names_the_triton_model_and_keeps_the_previous_one(tmp_path:
                                   "is unchanged", done.stderr
     assert served_sha(model_dir) == before
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "manifest.json"]
+
+
+SLOW_TRITON_EXPORT = """
+import sys, time
+from pvt_deploy.export import triton
+write = triton.atomic_write_json
+def slow_write(*args, **kwargs):  # the model file is in the staging folder; the manifest and config not yet
+    print("staged", flush=True)
+    time.sleep(2)
+    write(*args, **kwargs)
+triton.atomic_write_json = slow_write
+triton.export_triton(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_two_exports_of_one_triton_model_at_once_leave_a_whole_model(tmp_path: Path) -> None:
+    """The staging folder is inside the model folder: a second export of the model that swapped while the
+    first was writing took the first's staging folder away with the old model, and the first then swapped
+    in a folder holding only what it wrote after that (a config and manifest, no 1/model.onnx). The
+    repository's lock is held from staging to swap, so the exports take turns."""
+    import subprocess
+    import sys
+    import time
+
+    repo = tmp_path / "repo"
+    model_dir = export_triton(make_artifact(tmp_path / "a", CLASSIFY), repo)
+    slow = subprocess.Popen([sys.executable, "-c", SLOW_TRITON_EXPORT,
+                             str(make_artifact(tmp_path / "b", DETECT_HOST, task="detect")), str(repo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert slow.stdout is not None and slow.stdout.readline().strip() == "staged"
+        started = time.monotonic()
+        export_triton(make_artifact(tmp_path / "c", SEGMENT_MASK, task="segment"), repo)
+        _, err = slow.communicate(timeout=60)
+    finally:
+        slow.kill()
+    assert slow.returncode == 0, err
+    assert time.monotonic() - started > 1  # it waited for the slow export's swap
+    assert len(served_sha(model_dir)) == 1  # one graph, described as itself
+    assert json.loads((model_dir / "manifest.json").read_text())["task"] == "segment"  # the second swapped last
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "manifest.json"]
+    assert sorted(p.name for p in repo.iterdir()) == ["pvt_v2_b0"]

@@ -431,8 +431,9 @@ def export_triton(
 # on, every folder of the repository itself: a staging folder beside it would stop a starting server),
 # then the model folder is renamed aside and the finished one renamed into its place. An export killed
 # while it wrote left the new model file beside the old config and manifest ('info': MISMATCH) until the
-# next export; now it leaves the previous model whole. As export/onnx.py does for export folders: a live
-# export holds a lock on its staging folder, swaps under a lock on the repository, and the next export
+# next export; now it leaves the previous model whole. As export/onnx.py does for export folders, the
+# repository's lock is held while the model folder is swapped (here from the sweep on: a staging folder
+# inside the model folder must not be swapped away by another export of the model), and the next export
 # clears what a killed one left (a staging folder; a model folder set aside mid-swap goes back).
 
 _STAGING_PREFIX = ".pvt-triton-new-"
@@ -455,42 +456,48 @@ def _hidden_name(parent: Path, prefix: str) -> Path:
 
 def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None:
     """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once; the entries
-    of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay."""
+    of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay.
+
+    The repository's lock is held from the sweep to the swap: the staging folder is inside the model
+    folder, so a second export of the model swapping meanwhile would take it away half written (it is
+    quick: the model file is a hard link where it can be)."""
     from pvt_deploy.export.onnx import _WRITE_ERRNOS, _discard, _hold, _swap_lock
 
     made = not model_dir.exists()
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
-        with _swap_lock(model_dir.parent):  # so that no sweep sees the new folder before it is locked
-            _sweep_abandoned(model_dir)
-            staging = _hidden_name(model_dir, _STAGING_PREFIX)
-            staging.mkdir()
-            alive = _hold(staging)
     except OSError as e:
         raise InputError(f"cannot write the Triton model {model_dir} ({e.strerror or e})") from e
-    try:
-        fill(staging)
-        _swap_in(staging, model_dir)
-    except BaseException as e:
-        _discard(staging)
-        if made:  # an empty model folder would stop a starting server ('could not determine backend')
-            with contextlib.suppress(OSError):
-                model_dir.rmdir()
-        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:  # a full disk: the CLI named the export folder
-            kept = "" if made else "; the previous one is unchanged"
-            raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e
-        raise
-    finally:
-        if alive is not None:
-            os.close(alive)
+    with _swap_lock(model_dir.parent):
+        _sweep_abandoned(model_dir)
+        staging = _hidden_name(model_dir, _STAGING_PREFIX)
+        alive = None
+        try:
+            staging.mkdir()
+            alive = _hold(staging)
+            fill(staging)
+            _swap_in(staging, model_dir)
+        except BaseException as e:
+            _discard(staging)
+            if made:  # an empty model folder would stop a starting server ('could not determine backend')
+                with contextlib.suppress(OSError):
+                    model_dir.rmdir()
+            if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:  # a full disk: the CLI named the export folder
+                kept = "" if made else "; the previous one is unchanged"
+                raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e
+            raise
+        finally:
+            if alive is not None:
+                os.close(alive)
 
 
 def _swap_in(staging: Path, model_dir: Path) -> None:
+    """Rename ``model_dir`` aside and its finished ``staging`` folder into its place (the caller holds the
+    repository's lock); Ctrl-C waits until this is done."""
     from pvt_deploy.errors import PvtDeployError
-    from pvt_deploy.export.onnx import _swap_lock
     from pvt_deploy.utils.signals import interrupts_deferred
 
-    with interrupts_deferred(), _swap_lock(model_dir.parent):
+    with interrupts_deferred():
         aside = _hidden_name(model_dir.parent, _aside_prefix(model_dir))
         try:
             os.rename(model_dir, aside)  # the staging folder goes with it
