@@ -443,17 +443,6 @@ def _aside_prefix(model_dir: Path) -> str:
     return f".{model_dir.name}.pvt-triton-old-"
 
 
-def _hidden_name(parent: Path, prefix: str) -> Path:
-    import secrets
-
-    from pvt_deploy.export.onnx import _owner
-
-    while True:
-        path = parent / f"{prefix}{_owner()}-{secrets.token_hex(2)}"
-        if not os.path.lexists(path):
-            return path
-
-
 def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None:
     """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once; the entries
     of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay.
@@ -461,7 +450,7 @@ def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None
     The repository's lock is held from the sweep to the swap: the staging folder is inside the model
     folder, so a second export of the model swapping meanwhile would take it away half written (it is
     quick: the model file is a hard link where it can be)."""
-    from pvt_deploy.export.onnx import _WRITE_ERRNOS, _discard, _hold, _swap_lock
+    from pvt_deploy.export.onnx import _WRITE_ERRNOS, _discard, _hold, _new_hidden, _swap_lock
 
     made = not model_dir.exists()
     try:
@@ -470,7 +459,7 @@ def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None
         raise InputError(f"cannot write the Triton model {model_dir} ({e.strerror or e})") from e
     with _swap_lock(model_dir.parent):
         _sweep_abandoned(model_dir)
-        staging = _hidden_name(model_dir, _STAGING_PREFIX)
+        staging = _new_hidden(model_dir, _STAGING_PREFIX, create=False)
         alive = None
         try:
             staging.mkdir()
@@ -495,10 +484,11 @@ def _swap_in(staging: Path, model_dir: Path) -> None:
     """Rename ``model_dir`` aside and its finished ``staging`` folder into its place (the caller holds the
     repository's lock); Ctrl-C waits until this is done."""
     from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.export.onnx import _new_hidden
     from pvt_deploy.utils.signals import interrupts_deferred
 
     with interrupts_deferred():
-        aside = _hidden_name(model_dir.parent, _aside_prefix(model_dir))
+        aside = _new_hidden(model_dir.parent, _aside_prefix(model_dir), create=False)
         try:
             os.rename(model_dir, aside)  # the staging folder goes with it
         except OSError as e:
