@@ -93,3 +93,22 @@ def test_a_precision_the_triton_model_does_not_serve_is_refused(triton: Server, 
             Model(url(triton, protocol, "pvt_tiny"), precision="fp32", device="cuda") as model:
         assert model.backend.info.precision == "fp32"
     assert "--device cuda does not apply to a Triton model" in caplog.text
+
+
+def test_int8_of_a_classifier_exported_without_simplification(tmp_path: Path) -> None:
+    """``export --model pvt_v2_b0-cls --int8 --no-simplify`` failed with exit 1, 'INT8 quantization (cpu)
+    failed: Unable to find data type for weight_name=...': the unsimplified graph has no value_info, and
+    shape inference stops at the CPU layout's com.microsoft nodes. The CPU flavour is written, passes its
+    parity gate and runs."""
+    import json
+
+    import numpy as np
+
+    from pvt_deploy.export import export
+
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", imgsz=32, simplify=False, int8=True, int8_flavour="cpu")
+    parity = json.loads((folder / "manifest.json").read_text())["parity"]["model.int8.onnx"]
+    assert parity["passed"] and parity["outputs"]["logits"]["cosine"] > 0.999
+    with Model(str(folder / "model.int8.onnx")) as model:
+        result, = model.predict(np.full((40, 48, 3), 128, np.uint8), imgsz=32)
+    assert result.probs is not None and result.probs.data.shape == (1000,)

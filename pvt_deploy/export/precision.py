@@ -281,6 +281,7 @@ def prepare_for_quantization(src: str | os.PathLike[str], dst: str | os.PathLike
 
 def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
     """What each flavour is, for ``quantize_static``/``quantize_dynamic`` and for the manifest."""
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType
 
     if flavour == "trt":
@@ -303,8 +304,11 @@ def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
             "record": {"flavour": "cpu", "method": "dynamic", "format": "QOperator (dynamic)",
                        "activations": "uint8 per batch at run time", "weights": "int8 per-tensor",
                        "ops": ["MatMul", "Gemm"], "matmul": "weights only"},
+            # DefaultTensorType: an unsimplified graph (--no-simplify) has no value_info, and ONNX's shape
+            # inference stops at the layout's com.microsoft nodes, so the quantizer found no type for the
+            # MatMuls after them ("Unable to find data type for weight_name=..."); every such tensor is float
             "kwargs": {"weight_type": QuantType.QInt8, "op_types_to_quantize": ["MatMul", "Gemm"],
-                       "extra_options": {"MatMulConstBOnly": True}},
+                       "extra_options": {"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT}},
         }
     if method != "static":
         raise InputError(f"unknown CPU INT8 method {method!r}; choose {', '.join(CPU_METHODS)}")
