@@ -245,7 +245,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_picture(item: Any) -> bool:
+def is_picture(item: Any) -> bool:
     """A numpy array or a PIL image (which has ``convert`` and ``mode``), not a path."""
     return isinstance(item, np.ndarray) or (hasattr(item, "convert") and hasattr(item, "mode"))
 
@@ -390,9 +390,9 @@ class PyAVReader:
             known_start = stream.start_time is not None and stream.time_base is not None
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
-            is_picture = any(tag in fmt for tag in _IMAGE_DEMUXERS)
+            picture_format = any(tag in fmt for tag in _IMAGE_DEMUXERS)
             self.live: bool = (
-                live if live is not None else (self._container.duration is None and not is_picture)
+                live if live is not None else (self._container.duration is None and not picture_format)
             )
             # seconds of video the file declares, from its first frame; whether that is the video's own
             # length or the container's, which an audio track may outlast the picture in
@@ -1149,10 +1149,10 @@ def open_source(
     """
     if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
         raise InputError(f"vid_stride must be a positive integer, got {vid_stride!r}")
-    if _is_picture(spec):
+    if is_picture(spec):
         return ArraySource(spec)
     if isinstance(spec, (list, tuple)):  # image files, and pictures from the Python API
-        items = [as_rgb_array(p) if _is_picture(p) else Path(p) for p in spec]
+        items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
             if isinstance(item, Path) and item.is_dir():
                 raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "

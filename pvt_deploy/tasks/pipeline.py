@@ -312,9 +312,9 @@ def _as_frames(items: Any) -> list[FrameLike]:
     """A batch for :meth:`Predictor.__call__`: frames as they are, pictures made frames (checked and
     converted as ``Model.predict`` does); a lone frame or picture (an array is one picture, not a
     list of rows) is a batch of one."""
-    from pvt_deploy.io.sources import Frame, as_rgb_array
+    from pvt_deploy.io.sources import Frame, as_rgb_array, is_picture
 
-    if isinstance(items, np.ndarray) or hasattr(items, "image") or hasattr(items, "convert"):
+    if is_picture(items) or hasattr(items, "image"):
         items = [items]
     try:
         items = list(items)
