@@ -467,6 +467,9 @@ def test_an_unquoted_glob_for_one_path_option_says_to_quote_it(
     assert "unexpected extra" not in message
     assert (f"{command[-1]} takes one folder, image or glob, and the shell gave it 3 files (imgs/a.jpg ...): quote "
             f"the glob, which the shell expands (as in {command[-1]} 'imgs/*.jpg'), or give the folder") in message, err
+    # other options keep Click's words: bench --model m.onnx a.jpg is no glob for --model
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", "imgs/a.jpg", "imgs/b.jpg", "imgs/c.jpg")
+    assert code == 2 and "unexpected extra argument" in _usage_error(err) and "glob" not in err, err
 
 
 def test_check_takes_a_file_of_an_export_as_its_folder(monkeypatch: pytest.MonkeyPatch,

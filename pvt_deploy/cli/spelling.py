@@ -157,6 +157,9 @@ def _hint(command: Any, name: str, args: list[str]) -> str | None:
     return f"Did you mean {ours}?" if ours.startswith("-") else ours
 
 
+_GLOB_OPTIONS = {"--calib", "--images"}  # the options that take a folder, an image or a glob
+
+
 def _expanded_glob(command: Any, args: list[str]) -> str | None:
     """What to say where an option that takes one path was followed by several files: an unquoted glob
     (``export --calib imgs/*.jpg``), which the shell expands, so Click said "Got unexpected extra
@@ -164,7 +167,7 @@ def _expanded_glob(command: Any, args: list[str]) -> str | None:
     options = _options(command)
     for i, token in enumerate(args):
         option = options.get(token)
-        if option is None or option.is_flag or option.count:
+        if option is None or not set(option.opts) & _GLOB_OPTIONS:
             continue
         files = list(itertools.takewhile(lambda t: not t.startswith("-") and os.path.isfile(t), args[i + 1:]))
         if len(files) < 2:
