@@ -795,6 +795,20 @@ def test_a_txt_list_of_image_files_runs_them(
     assert_one_line_error(err, "the list shots/list.txt names no files")
 
 
+@pytest.mark.parametrize("other", ["https://example.com/a.jpg", "rtsp://cam.local/stream", "0"])
+def test_a_url_or_camera_in_a_list_is_refused_by_name(
+        other: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A URL or a webcam among several sources (or in a .txt list) was 'no such file: https:/example.com/a.jpg',
+    the URL mangled by the path it was taken for. It is refused by name, as a video or a folder is."""
+    monkeypatch.chdir(tmp_path)
+    first = sample_images()[0]
+    (tmp_path / "list.txt").write_text(f"{first}\n{other}\n")
+    for sources in ([str(first), other], ["list.txt"]):
+        code, _, err = run(monkeypatch, capsys, "infer", *sources, "--model", "no_such_model")
+        assert code == 2
+        assert_one_line_error(err, f"{other} is a URL or a camera: a list takes image files")
+
+
 def test_a_txt_list_saved_with_a_byte_order_mark_or_crlf_runs(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A list saved by Windows Notepad (UTF-8 with a byte-order mark, CRLF line ends) was 'no such file:

@@ -1152,6 +1152,10 @@ def open_source(
     if is_picture(spec):
         return ArraySource(spec)
     if isinstance(spec, (list, tuple)):  # image files, and pictures from the Python API
+        for p in spec:  # before Path() turns https://host/a.jpg into "no such file: https:/host/a.jpg"
+            if isinstance(p, (str, int)) and not isinstance(p, bool) and is_live(str(p)) and not os.path.isfile(p):
+                raise InputError(f"{p} is a URL or a camera: a list takes image files (and pictures); give it "
+                                 "on its own")
         items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
             if isinstance(item, Path) and item.is_dir():
