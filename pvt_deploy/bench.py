@@ -258,9 +258,8 @@ def _load_runtimes(labels: Sequence[str]) -> None:
 
 
 def _absent_variants(target: str | os.PathLike[str], device: str | None) -> frozenset[str]:
-    """Labels of an export folder whose file it lacks (model.fp16.onnx, model.engine...). As in check,
-    only a variant asked for by name makes a run that nothing could do exit 2; in the default list it
-    stood for the real cause (``--device cuda`` where there is none: 3)."""
+    """Labels of an export folder whose not running is no cause of failure unless named
+    (:meth:`~pvt_deploy.runtimes.loader.Candidate.failure_code`: the variants it lacks), as in check."""
     from pvt_deploy.manifest import read_manifest
     from pvt_deploy.runtimes.loader import backend_candidates
 
@@ -271,7 +270,7 @@ def _absent_variants(target: str | os.PathLike[str], device: str | None) -> froz
         candidates = backend_candidates(folder, read_manifest(folder), device=device)
     except PvtDeployError:  # a damaged manifest: loading each label says so
         return frozenset()
-    return frozenset(c.label for c in candidates if not c.available and c.file is None)
+    return frozenset(c.label for c in candidates if not c.available and c.failure_code(named=False) is None)
 
 
 def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
@@ -464,10 +463,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         if wanted is not None and cand.label not in wanted:
             continue
         if not cand.available:
-            # a variant the export lacks is a cause of failure only where it was asked for by name
-            asked = wanted is not None or cand.file is not None
             report["results"].append({"backend": cand.label, "status": "skipped", "reason": cand.reason,
-                                      "exit_code": cand.exit_code if asked else None})
+                                      "exit_code": cand.failure_code(named=wanted is not None)})
             continue
         if progress is not None:
             progress(cand.label)

@@ -263,6 +263,12 @@ class Candidate:
     # not on this machine, a device that cannot run it), 3 a runtime missing here, 4 a foreign engine
     exit_code: int | None = None
 
+    def failure_code(self, named: bool) -> int | None:
+        """The exit code this candidate's not running stands for in a run that nothing could do: a
+        variant the export lacks (no file) only where it was ``named`` (``--backends``); in the
+        default list it would hide the real cause (``--device cuda`` where there is none: 3)."""
+        return self.exit_code if named or self.file is not None else None
+
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "backend": self.backend, "precision": self.precision, "file": self.file,
                 "available": self.available, "reason": self.reason}
