@@ -112,3 +112,27 @@ def test_int8_of_a_classifier_exported_without_simplification(tmp_path: Path) ->
     with Model(str(folder / "model.int8.onnx")) as model:
         result, = model.predict(np.full((40, 48, 3), 128, np.uint8), imgsz=32)
     assert result.probs is not None and result.probs.data.shape == (1000,)
+
+
+def test_export_given_a_file_of_an_export_a_lone_graph_or_a_triton_model(tmp_path: Path) -> None:
+    """trtexec's --onnx and ``polygraphy convert model.onnx --fp16`` habits (and the spelling answer to
+    ``export --onnx``, which is --model): ``export --model exports/x/model.onnx --half`` was 'corrupt or
+    truncated checkpoint'; it adds to the export that holds the file. A lone graph says what export takes,
+    and a Triton model folder, which was taken for an export folder whose re-export command (-o tri/NAME)
+    would have written over it, is refused by name."""
+    import shutil
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export import export
+    from pvt_deploy.export.triton import export_triton
+
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", imgsz=32, parity=False)
+    assert export(folder / "model.onnx", half=True, parity=False) == folder
+    assert (folder / "model.fp16.onnx").is_file()
+    model_dir = export_triton(folder, tmp_path / "tri")
+    for given in (model_dir, model_dir / "1" / "model.onnx"):
+        with pytest.raises(InputError, match=f"{model_dir} is a Triton model folder"):
+            export(given, half=True)
+    shutil.copy(folder / "model.onnx", tmp_path / "lone.onnx")
+    with pytest.raises(InputError, match="lone.onnx is an ONNX graph, not a model to export"):
+        export(tmp_path / "lone.onnx", half=True)

@@ -263,7 +263,7 @@ def export(
     from rich.console import Console
 
     from pvt_deploy.export import export as run_export
-    from pvt_deploy.export import format_name
+    from pvt_deploy.export import export_source, format_name
     from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
@@ -280,6 +280,7 @@ def export(
                                 ("opt", parse_shape(opt_shape, "--opt-shape")),
                                 ("max", parse_shape(max_shape, "--max-shape"))) if v is not None}
     t0 = time.perf_counter()
+    model = str(export_source(model))  # exports/x/model.onnx: exports/x, said first
     where = output if output is not None else Path(model) if Path(model).is_dir() else Path("exports")
     with write_errors(where), quiet_exporters(), progress_display(console) as progress:
         folder = run_export(

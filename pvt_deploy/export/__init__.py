@@ -99,6 +99,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     format = format_name(format)
     if format not in FORMATS:
         raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    model = export_source(model)
     triton_opts = dict(triton or {})
     backend = triton_opts.pop("backend", "onnx")
     if format == "triton" and backend not in ("onnx", "trt"):
@@ -151,6 +152,34 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         model_dir = export_triton(folder, repo, backend=backend, **triton_opts)
         log.info("Triton model: %s", model_dir)
     return folder
+
+
+def export_source(model: Any) -> Any:
+    """What ``model`` names for an export. A file of an export folder (``exports/x/model.onnx``: trtexec's
+    ``--onnx``, ``polygraphy convert model.onnx``) is that folder, whose variants it adds; a lone graph or
+    engine, and a Triton model folder, are refused in words (they were read as a checkpoint: "corrupt or
+    truncated checkpoint", or as an export folder whose re-export command wrote over the Triton model)."""
+    import logging
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
+
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    path = Path(model)
+    triton_dir = path if path.is_dir() else path.parent.parent if path.parent.name.isdigit() else None
+    if triton_dir is not None and (triton_dir / "config.pbtxt").is_file() and (triton_dir / MANIFEST_NAME).is_file():
+        raise InputError(f"{triton_dir} is a Triton model folder (export --format triton writes it): give the "
+                         "export folder it was made from (--model exports/NAME)")
+    if not path.is_file() or path.suffix.lower() not in (".onnx", ".engine", ".plan"):
+        return model
+    if (path.parent / MANIFEST_NAME).is_file() and path.name in (read_manifest(path.parent).get("files") or {}):
+        logging.getLogger("pvt_deploy.export").info("%s is a file of the export %s: adding to that export",
+                                                    path, path.parent)
+        return path.parent
+    raise InputError(f"{path} is {'a TensorRT engine' if path.suffix.lower() != '.onnx' else 'an ONNX graph'}, not a "
+                     "model to export: export builds from a zoo name or a .pth checkpoint, or adds variants to an "
+                     "export folder (--model exports/NAME); infer, check and bench run it as it is")
 
 
 def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
