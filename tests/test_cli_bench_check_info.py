@@ -437,6 +437,14 @@ def _usage_error(err: str) -> str:
     (["infer", "source=clip.mp4", "model=m", "save_txt=False", "show=False", "simplify=True"],
      "Did you mean: pvt-deploy infer clip.mp4 --model m (left out: simplify=True: no such option)$"),
     (["info", "model=exports/x"], "Did you mean: pvt-deploy info exports/x"),
+    # the model as an argument (polygraphy run model.onnx, which 'run' is answered with): Click said
+    # "Got unexpected extra argument(s) (model.onnx)"
+    (["check", "exports/x/model.onnx"],
+     "Did you mean pvt-deploy check --model exports/x/model.onnx (the model is an option, not an argument)?"),
+    (["bench", "--iters", "3", "exports/x"],
+     "Did you mean pvt-deploy bench --iters 3 --model exports/x (the model is an option, not an argument)?"),
+    (["export", "pvt_v2_b0", "--half"],
+     "Did you mean pvt-deploy export --model pvt_v2_b0 --half (the model is an option, not an argument)?"),
     # a value's spaces are its own (only a Python list's go): the path was shown as myclip.mp4
     (["infer", "source=my clip.mp4", "classes=[0, 2]"], "Did you mean: pvt-deploy infer 'my clip.mp4' --classes 0,2"),
 ])

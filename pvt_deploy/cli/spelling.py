@@ -114,9 +114,8 @@ class Command(TyperCommand):
                 e.possibilities = None
             raise
         except _exceptions.UsageError as e:
-            expanded = _expanded_glob(self, given) if "unexpected extra argument" in e.message else None
-            if expanded is not None:
-                e.message = expanded
+            if "unexpected extra argument" in e.message:
+                e.message = _expanded_glob(self, given) or _positional_model(self, given) or e.message
             raise
 
 
@@ -155,6 +154,31 @@ def _hint(command: Any, name: str, args: list[str]) -> str | None:
     if ours is None:
         return None
     return f"Did you mean {ours}?" if ours.startswith("-") else ours
+
+
+def _positional_model(command: Any, args: list[str]) -> str | None:
+    """What to say where a command that takes ``--model`` was given the model as an argument
+    (``check model.onnx``, as ``polygraphy run model.onnx``, which ``run`` is answered with;
+    ``export pvt_small``): Click said "Got unexpected extra argument(s) (model.onnx)". None where
+    ``--model`` was given or the command has no such option."""
+    options = _options(command)
+    model = options.get("--model")
+    if model is None or _arguments(command) or any(a.split("=")[0] in model.opts for a in args):
+        return None
+    i = 0
+    while i < len(args):
+        token = args[i]
+        option = options.get(token.split("=")[0]) if token.startswith("-") and token != "--" else None
+        if token.startswith("-") and token != "--":
+            i += 2 if option is not None and "=" not in token and not option.is_flag and not option.count else 1
+            continue
+        if token == "--":
+            i += 1
+            continue
+        words = [shlex.quote(a) for a in args]
+        words[i] = f"--model {words[i]}"
+        return f"Did you mean pvt-deploy {command.name} {' '.join(words)} (the model is an option, not an argument)?"
+    return None
 
 
 _GLOB_OPTIONS = {"--calib", "--images"}  # the options that take a folder, an image or a glob
