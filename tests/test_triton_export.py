@@ -416,3 +416,16 @@ def test_two_exports_of_one_triton_model_at_once_leave_a_whole_model(tmp_path: P
     assert json.loads((model_dir / "manifest.json").read_text())["task"] == "segment"  # the second swapped last
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "manifest.json"]
     assert sorted(p.name for p in repo.iterdir()) == ["pvt_v2_b0"]
+
+
+def test_a_triton_model_that_would_be_its_export_folder_is_refused(tmp_path: Path) -> None:
+    """``export -o exports/pvt_v2_b0 --format triton --triton-repo exports`` named the Triton model folder
+    after the model, which is the export folder itself: the Triton manifest replaced the export's (and the
+    swap dropped the export's other files). It is refused, and the export is left as it was."""
+    art = make_artifact(tmp_path / "pvt_v2_b0", CLASSIFY)
+    before = sorted((p.name, p.read_bytes()) for p in art.iterdir())
+    with pytest.raises(InputError, match="would replace the export folder"):
+        export_triton(art, tmp_path)
+    with pytest.raises(InputError, match="would replace the export folder"):
+        export_triton(art, tmp_path / "pvt_v2_b0" / "..", name="pvt_v2_b0")
+    assert sorted((p.name, p.read_bytes()) for p in art.iterdir()) == before

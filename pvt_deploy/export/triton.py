@@ -404,6 +404,11 @@ def export_triton(
 
     model_dir = Path(out_dir) / model_name
     check_repository(out_dir, model_name, version)
+    served_from = Path(os.path.realpath(folder))
+    if Path(os.path.realpath(model_dir)) in (served_from, *served_from.parents):  # -o exports/x --triton-repo exports
+        raise InputError(f"the Triton model {model_dir} would replace the export folder {folder} that it is made "
+                         "from (its manifest, its graphs)", hint="choose another --triton-repo (default: triton/ "
+                         "beside the export folder)")
 
     def fill(staging: Path) -> None:
         version_dir = staging / str(version)
