@@ -202,12 +202,17 @@ def test_info_on_a_triton_model_folder_checks_the_served_file(
               f"its graph runs here as --model {model_dir / '1' / 'model.onnx'}")
     assert facts["kind"] == "Triton model folder"
     assert [(b["label"], b["available"], b["reason"]) for b in facts["backends"]] == [("triton", False, served)]
-    for command in (("infer", "--model", str(model_dir), "--no-save"), ("check", "--model", str(model_dir)),
+    for command in (("infer", "--model", str(model_dir), "--no-save"),
                     ("bench", "--model", str(model_dir), "--backends", "onnx")):
         code, out, err = run(monkeypatch, capsys, *command)
         line = last_line(err)  # bench prefixes the backend it tried
         assert code == 2 and line.startswith("error: ") and line.endswith(f"{model_dir} is a Triton model folder: "
                                                                            f"{served}"), (command, line)
+    # check compares an export folder's backends: it points at the export the model was made from (712f29a)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(model_dir))
+    line = last_line(err)
+    assert code == 2 and line.startswith(f"error: {model_dir} is a Triton model folder: check compares"), line
+    assert "pvt-deploy bench --model triton://HOST:8000/pvt_v2_b0-cls" in line
 
     # the repository already holds the model: serving another precision replaces it, and says so
     export_triton(triton_source, repo, source="model.int8.onnx")
