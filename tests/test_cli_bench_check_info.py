@@ -447,6 +447,9 @@ def _usage_error(err: str) -> str:
      "Did you mean pvt-deploy export --model pvt_v2_b0 --half (the model is an option, not an argument)?"),
     # a value's spaces are its own (only a Python list's go): the path was shown as myclip.mp4
     (["infer", "source=my clip.mp4", "classes=[0, 2]"], "Did you mean: pvt-deploy infer 'my clip.mp4' --classes 0,2"),
+    # a class name in a Python list keeps its space and loses its quotes: it was --classes '"trafficlight",0'
+    (["infer", "source=a.jpg", 'classes=["traffic light", 0]'],
+     "Did you mean: pvt-deploy infer a.jpg --classes 'traffic light,0'"),
 ])
 def test_other_tools_spellings_are_answered_with_ours(
         argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

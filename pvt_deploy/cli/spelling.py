@@ -11,6 +11,7 @@ is accepted silently: the error teaches the spelling that ``--help`` and the REA
 
 from __future__ import annotations
 
+import ast
 import importlib
 import itertools
 import os
@@ -259,7 +260,10 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
     on = value.strip().lower() not in ("false", "0", "no", "off", "none", "")
     listed = re.fullmatch(r"\s*[\[(](.*)[\])]\s*", value, flags=re.S)
     if listed:  # a Python list: [0, 2] -> 0,2 (a path keeps its spaces: source="my clip.mp4")
-        value = listed.group(1).replace(" ", "")
+        try:  # names keep theirs, without their quotes: ["traffic light", 0] -> traffic light,0
+            value = ",".join(str(item) for item in ast.literal_eval(f"[{listed.group(1)}]"))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = listed.group(1).replace(" ", "")
     name = _option_name(key)
     foreign = _ours(command, name) or _ours(command, "--" + key)
     ours = foreign or name
