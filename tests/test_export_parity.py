@@ -103,13 +103,25 @@ def test_fresh_export_gate(tmp_path: Path) -> None:
     assert not m["parity"]["model.onnx"]["passed"] and (tmp_path / "a" / "model.onnx").is_file()
 
 
-def test_allow_parity_failure(cls_artifact, tmp_path: Path) -> None:
+def test_allow_parity_failure(cls_artifact, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from pvt_deploy.export import export_onnx
+    from pvt_deploy.runtimes.loader import load_backend
 
     folder = tmp_path / "allowed"
     shutil.copytree(cls_artifact.folder, folder)
     assert export_onnx(folder, half=True, parity_tolerance=1e-9, allow_parity_failure=True) == folder
     assert not read_manifest(folder)["parity"]["model.fp16.onnx"]["passed"]
+    # a file kept failed runs, but not without a word (infer, check and the API load it the same way)
+    caplog.clear()
+    for precision in ("fp16", "fp32"):
+        backend, _ = load_backend(folder, precision=precision, device="cpu")
+        backend.close()
+    warned = [r.getMessage() for r in caplog.records if "failed its parity gate" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("model.fp16.onnx failed its parity gate at export ("), warned
+    caplog.clear()
+    backend, _ = load_backend(folder / "model.fp16.onnx")
+    backend.close()
+    assert "model.fp16.onnx failed its parity gate" in caplog.text
 
 
 def test_tables_do_not_show_agreement_that_compared_nothing() -> None:

@@ -673,9 +673,21 @@ def _folder_manifest_listing(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _warn_failed_parity(name: str, manifest: Mapping[str, Any]) -> None:
+    """Say so when the file about to run failed its parity gate at export (kept with
+    ``--allow-parity-failure``): its results may differ from PyTorch's beyond its tolerance."""
+    entry = (manifest.get("parity") or {}).get(name) or {}
+    if entry.get("passed") is False:
+        first = "; ".join(str(f) for f in (entry.get("failures") or [])[:1])
+        log.warning("%s failed its parity gate at export%s: its results may differ from PyTorch's beyond its "
+                    "precision's tolerance", name, f" ({first})" if first else "")
+
+
 def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, device: str | None,
                   options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend, guess_precision
+
+    _warn_failed_parity(path.name, manifest)
 
     entry = (manifest.get("files") or {}).get(path.name) or {}
     file_precision = entry.get("precision") or guess_precision(path)
@@ -702,6 +714,7 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.runtimes.tensorrt import TensorRTBackend
 
+    _warn_failed_parity(path.name, manifest)
     if device is not None and device.lower() == "cpu":
         raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
                          hint="use --backend onnx for the CPU")
