@@ -418,6 +418,15 @@ def test_options_that_cannot_apply_are_warned_about_or_refused(
     assert code == 0, err
     assert "warning: --save-mask writes segmentation class maps; a detect model has none: ignored" in err
     assert sorted(p.name for p in (tmp_path / "det").iterdir()) == [photo.name]
+    # --draw-conf where it cannot act: nothing drawn, or a box threshold under what --conf keeps
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--draw-conf", "0.5",
+                       "--no-save", "--save-json", "-o", str(tmp_path / "nosave"))
+    assert code == 0 and "warning: --draw-conf sets the boxes drawn on the annotated output, which --no-save " \
+                         "turns off: ignored" in err, err
+    code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--conf", "0.3",
+                       "--draw-conf", "0.1", "-o", str(tmp_path / "below"))
+    assert code == 0 and "warning: --draw-conf 0.1 is below --conf 0.3, which keeps no box under it: boxes are " \
+                         "drawn from 0.3" in err, err
     code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--classes", "999")
     assert code == 2
     assert_one_line_error(err, "--classes: this model has no class 999 (ids 0-79)")

@@ -247,6 +247,12 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
     if given:
         out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "
                    "ignored")
+    if draw_conf is not None and task == "detect":
+        if not save:
+            out.append("--draw-conf sets the boxes drawn on the annotated output, which --no-save turns off: ignored")
+        elif conf is not None and draw_conf < conf:
+            out.append(f"--draw-conf {draw_conf:g} is below --conf {conf:g}, which keeps no box under it: boxes are "
+                       f"drawn from {conf:g}")
     if save_mask:
         if task != "segment":
             out.append(f"--save-mask writes segmentation class maps; a {task} model has none: ignored")
