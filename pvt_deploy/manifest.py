@@ -61,12 +61,27 @@ def cpu_int8_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return dict(((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {})
 
 
+def _triton_models_in(folder: Path) -> list[str]:
+    """The model folders ``export --format triton`` wrote in ``folder`` (a Triton repository), by name."""
+    try:
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file()
+                      and (p / MANIFEST_NAME).is_file())
+    except OSError:  # not a folder, or unreadable
+        return []
+
+
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of an export folder (or a manifest file given directly), checked."""
     path = Path(folder)
     if not path.is_file():
         path = path / MANIFEST_NAME
         if not path.is_file():
+            models = _triton_models_in(Path(folder))
+            if models:  # the repository, where one of its models was meant
+                names = ", ".join(models[:5]) + (f" (+{len(models) - 5} more)" if len(models) > 5 else "")
+                raise InputError(f"{folder} is a Triton model repository (models: {names}), not one model",
+                                 hint=f"serve it (tritonserver --model-repository {folder}) and run --model "
+                                      f"triton://HOST:8000/{models[0]}, or give one model's folder: {Path(folder) / models[0]}")
             graphs = sorted(Path(folder).glob("*.onnx")) if Path(folder).is_dir() else []
             hint = f"an .onnx that pvt-deploy exported runs on its own: --model {graphs[0]}" if graphs else None
             raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)", hint=hint)

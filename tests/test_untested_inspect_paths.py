@@ -208,6 +208,12 @@ def test_info_on_a_triton_model_folder_checks_the_served_file(
         line = last_line(err)  # bench prefixes the backend it tried
         assert code == 2 and line.startswith("error: ") and line.endswith(f"{model_dir} is a Triton model folder: "
                                                                            f"{served}"), (command, line)
+    # the repository itself, where one of its models was meant: named, not "no manifest.json"
+    for command in (("info", str(repo)), ("infer", "--model", str(repo), "--no-save"),
+                    ("bench", "--model", str(repo), "--backends", "onnx")):
+        code, out, err = run(monkeypatch, capsys, *command)
+        assert code == 2 and f"{repo} is a Triton model repository (models: pvt_v2_b0-cls), not one model" \
+            in last_line(err), (command, last_line(err))
     # check compares an export folder's backends: it points at the export the model was made from (712f29a)
     code, out, err = run(monkeypatch, capsys, "check", "--model", str(model_dir))
     line = last_line(err)
