@@ -317,6 +317,57 @@ def test_a_re_encoded_track_keeps_the_audio_that_starts_with_the_video(tmp_path:
     assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.parametrize(("source", "out", "tracks"), [
+    ("two.mkv", "out.mov", [("aac", 48000, "eng"), ("opus", 48000, "fra")]),  # mov takes Opus (and FLAC) only as AAC
+    ("two.mov", "out.mkv", [("aac", 48000, "eng"), ("pcm_mulaw", 8000, "fra")]),  # Matroska takes no A-law/mu-law
+])
+def test_a_track_the_container_refuses_as_it_is_is_re_encoded(tmp_path: Path, source: str, out: str,
+                                                               tracks: list[tuple[str, int, str]]) -> None:
+    """Which codecs were copied was a table written for mp4: mov refuses Opus and FLAC, Matroska mu-law
+    PCM, and one such track made the whole remux fail, so every track was lost (a silent video). The
+    muxer is asked: what it refuses as it is goes in as AAC, beside the track that is copied."""
+    got = tracks_of(annotate(clip_with_tracks(tmp_path / source, tracks), tmp_path / out))
+    assert [(codec, language) for codec, language, _, _ in got] == [("aac", "eng"), ("aac", "fra")]
+    for _, _, start, seconds in got:
+        assert abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+
+
+def clip_with_a_damaged_track(path: Path) -> Path:
+    """:func:`clip_with_tracks` with an AAC track (eng) and an MP2 track (fra) whose packets are noise."""
+    clip_with_tracks(path.with_name("good.mkv"), [("aac", 48000, "eng")])
+    with av.open(str(path.with_name("good.mkv"))) as good, av.open(str(path), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (good.streams.video[0], good.streams.audio[0])}
+        streams[good.streams.audio[0].index].metadata["language"] = "eng"
+        damaged = out.add_stream("mp2", rate=48000)
+        damaged.codec_context.layout = "mono"
+        damaged.metadata["language"] = "fra"
+        for packet in good.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+        noise = np.random.default_rng(0)
+        for k in range(40):
+            packet = av.Packet(noise.integers(0, 256, 576, dtype=np.uint8).tobytes())
+            packet.stream, packet.time_base = damaged, Fraction(1, 48000)
+            packet.pts = packet.dts = k * 1152
+            out.mux(packet)
+    return path
+
+
+def test_a_damaged_track_is_left_out_and_the_others_are_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One undecodable track (the second language of a damaged recording) failed the whole remux: the
+    video came out silent. That track is left out, the others are added, and one warning names it."""
+    src = clip_with_a_damaged_track(tmp_path / "damaged.mkv")
+    out = annotate(src, tmp_path / "out.mp4")
+    got = tracks_of(out)
+    assert [(codec, language) for codec, language, _, _ in got] == [("aac", "eng")]
+    assert got[0][3] == pytest.approx(1.0, abs=0.05) and decode(out)[0]["frames"] == 25
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{out}: audio of {src} left out: track 2 (mp2, fra), Invalid data found when processing "
+                        "input; the video has track 1 (aac, eng)"]
+    assert leftovers(tmp_path) == []
+
+
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio

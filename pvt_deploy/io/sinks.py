@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import itertools
 import json
 import logging
@@ -144,6 +145,14 @@ class _Stopped(Exception):
     """A stop request came while the audio was being added: the silent video is kept."""
 
 
+class _TrackFailed(Exception):
+    """One audio track failed while the audio was being added: the others are added without it."""
+
+    def __init__(self, track: _AudioCopy, error: BaseException) -> None:
+        super().__init__(track.name)
+        self.track, self.error = track, error
+
+
 class VideoWriter:
     """Encode RGB uint8 frames to an H.264 (yuv420p) file, atomically.
 
@@ -162,8 +171,8 @@ class VideoWriter:
 
     ``audio_from``: a video file whose audio tracks (every one: a second language, a commentary) are
     added when the video is finished, in step with the frames' timestamps (see :meth:`_add_audio`, :class:`_AudioCopy`); a file without
-    audio gives a silent video, audio that cannot be carried over a silent video and a warning,
-    never a failed one.
+    audio gives a silent video, a track that cannot be carried over is left out with a warning (the
+    others are added; none left: a silent video), never a failed one.
 
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
@@ -328,16 +337,48 @@ class VideoWriter:
         and exit 0 hid it until the next write, or for good.
 
         The video is complete before audio is touched, so a codec the container refuses, an encoder
-        that does not open or a damaged audio track cannot cost a frame. The remux copies the H.264
-        packets (no re-encoding) and is interleaved by time; it reads and writes the compressed
-        video once more (well under a second for minutes of 720p)."""
+        that does not open or a damaged audio track cannot cost a frame. Nor can one track cost the
+        others: a track that fails (one that cannot be read, refused by the container both as it is and
+        as AAC, or undecodable) is left out and the remux is done again with the rest; one warning names
+        the tracks left out and why. The remux copies the H.264 packets (no re-encoding) and is
+        interleaved by time; it reads and writes the compressed video once more (well under a second for
+        minutes of 720p)."""
         if _file_stamp(source) != self._audio_stamp:  # moved, deleted, replaced or re-linked during the run
             log.warning("%s: %s changed during the run, so its audio was not added; the video is silent",
                         self.path, source)
             return
-        tracks = _AudioCopy.open(source, self._fmt)
-        if not tracks:  # no audio track (most clips): nothing to remux
-            return
+        left_out: dict[int, str] = {}  # track number -> why it is not in the video
+        added: list[_AudioCopy] = []
+        while True:
+            tracks = _AudioCopy.open(source, self._fmt, left_out)
+            try:
+                if tracks:  # none: no audio (most clips), nothing to remux
+                    self._remux(tracks, stop)
+                    added = tracks
+                break
+            except _TrackFailed as e:  # that track goes; the others are remuxed again from the start
+                left_out[e.track.index] = f"{e.track.name}, {_reason(e.error)}"
+            except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
+                if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
+                    raise
+                log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path,
+                            source, ", ".join(audio.codec for audio in tracks), _reason(e))
+                return
+            except _Stopped:
+                log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
+                return
+            finally:
+                for audio in tracks:
+                    audio.close()
+        if left_out:  # once, for every track left out: "track 2 (mp2, fra), Invalid data found ..."
+            log.warning("%s: audio of %s left out: %s; %s", self.path, source,
+                        "; ".join(left_out[k] for k in sorted(left_out)),
+                        "the video has " + ", ".join(audio.name for audio in added) if added else
+                        "the video is silent")
+
+    def _remux(self, tracks: list[_AudioCopy], stop: Callable[[], bool]) -> None:
+        """The video with ``tracks`` in place of the silent one (see :meth:`_add_audio`). What a track
+        alone causes (its stream refused, its packets undecodable) raises :class:`_TrackFailed`."""
         mixed = self._tmp.with_name(self._tmp.stem + ".audio" + self._tmp.suffix)
         try:
             with av.open(str(self._tmp)) as silent, av.open(
@@ -346,7 +387,8 @@ class VideoWriter:
                 video_in = silent.streams.video[0]
                 video_out = out.add_stream_from_template(video_in)
                 for audio in tracks:
-                    audio.add_to(out)
+                    with audio.blamed():
+                        audio.add_to(out)
                 origin = self._t0 if self._t0 is not None else 0.0
                 for packet in silent.demux(video_in):
                     if stop():
@@ -356,23 +398,16 @@ class VideoWriter:
                     when = packet.dts if packet.dts is not None else packet.pts
                     if when is not None and packet.time_base:
                         for audio in tracks:
-                            audio.copy_until(out, origin, float(when * packet.time_base))
+                            with audio.blamed():
+                                audio.copy_until(out, origin, float(when * packet.time_base))
                     packet.stream = video_out
                     out.mux(packet)
                 end = float((self._last_pts + 1) * self._tick) + 1 / float(self.fps)
                 for audio in tracks:
-                    audio.copy_until(out, origin, end, last=True)
+                    with audio.blamed():
+                        audio.copy_until(out, origin, end, last=True)
             os.replace(mixed, self._tmp)
-        except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
-            if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
-                raise
-            log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path, source,
-                        ", ".join(audio.codec for audio in tracks), _reason(e))
-        except _Stopped:
-            log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
         finally:
-            for audio in tracks:
-                audio.close()
             with contextlib.suppress(OSError):
                 mixed.unlink()
 
@@ -402,6 +437,18 @@ class VideoWriter:
         self.close()
 
 
+def _muxer_takes(fmt: str, stream: Any) -> bool:
+    """Whether a ``fmt`` muxer takes a copy of ``stream`` as it is: asked of one that writes to memory
+    (the header, no packet), since a refusal met in the remux itself would cost every track."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+            probe.add_stream_from_template(stream)
+            probe.start_encoding()
+    except (av.error.FFmpegError, ValueError, TypeError, OSError):
+        return False
+    return True
+
+
 def _reason(error: BaseException) -> str:
     """What went wrong, without the name of the temporary file it went wrong in (PyAV's errors end in
     ``: '/…/.clip.mp4.x1y2.part.audio.mp4' returned 22``, a file the user never sees)."""
@@ -411,8 +458,9 @@ def _reason(error: BaseException) -> str:
 class _AudioCopy:
     """An audio track of a video file, carried into a :class:`VideoWriter`'s container.
 
-    Packets are copied as they are (no re-encoding) when the output container holds the codec, and
-    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4). Times follow the video: the source
+    Packets are copied as they are (no re-encoding) when the output container holds the codec (in mp4
+    and mov, one of those players read there) and its muxer takes the track (:func:`_muxer_takes`), and
+    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
     to each video packet in turn (``copy_until``), so the file is interleaved, memory stays flat,
@@ -424,6 +472,7 @@ class _AudioCopy:
 
     def __init__(self, source: str, container: Any, fmt: str, track: int = 0) -> None:
         self.source = source
+        self.index = track
         self._in = container
         self._stream = container.streams.audio[track]
         video = container.streams.video[0] if container.streams.video else None
@@ -431,16 +480,20 @@ class _AudioCopy:
         if video is not None and video.start_time is not None and video.time_base is not None:
             self._video_start = float(video.start_time * video.time_base)
         self.codec: str = self._stream.codec_context.codec.canonical_name  # "mp3", where the decoder is "mp3float"
-        self._copy = fmt == "matroska" or self.codec in self._MP4_COPY
+        language = self._stream.metadata.get("language")
+        self.name = f"track {track + 1} ({self.codec}{f', {language}' if language else ''})"
+        # copied where the container takes it as it is (mov refuses Opus and FLAC, Matroska A-law PCM),
+        # else re-encoded
+        self._copy = (fmt == "matroska" or self.codec in self._MP4_COPY) and _muxer_takes(fmt, self._stream)
         self._items = self._read(container.demux(self._stream))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
 
     @classmethod
-    def open(cls, source: str | os.PathLike[str], fmt: str) -> list[_AudioCopy]:
+    def open(cls, source: str | os.PathLike[str], fmt: str, left_out: dict[int, str]) -> list[_AudioCopy]:
         """The audio tracks of ``source``, each read through a demuxer of its own (so each is written up
-        to the video's time without holding another's packets); none for no audio, a file PyAV does
-        not read, or an AVI output (which takes no variable-rate audio here). A track that cannot be
-        read is left out with a warning: it does not cost the others."""
+        to the video's time without holding another's packets), but those in ``left_out``; none for no
+        audio, a file PyAV does not read, or an AVI output (which takes no variable-rate audio here). A
+        track that cannot be read is added to ``left_out``, with why: it does not cost the others."""
         if fmt == "avi":
             return []
         tracks: list[_AudioCopy] = []
@@ -452,12 +505,25 @@ class _AudioCopy:
             if track >= len(container.streams.audio):
                 container.close()
                 break
+            if track in left_out:
+                container.close()
+                continue
             try:
                 tracks.append(cls(str(source), container, fmt, track))
             except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
-                log.warning("%s: its audio track %d cannot be read (%s); it is left out", source, track + 1, e)
+                left_out[track] = f"track {track + 1}, cannot be read ({e})"
                 container.close()
         return tracks
+
+    @contextlib.contextmanager
+    def blamed(self) -> Iterator[None]:
+        """What fails in the block is this track's (:class:`_TrackFailed`), but a full disk."""
+        try:
+            yield
+        except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
+            if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
+                raise
+            raise _TrackFailed(self, e) from e
 
     def add_to(self, out: Any) -> None:
         """The output stream in ``out``: a copy of the track, or an AAC encoder (and the resampler
