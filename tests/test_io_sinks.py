@@ -332,6 +332,16 @@ def test_a_track_the_container_refuses_as_it_is_is_re_encoded(tmp_path: Path, so
         assert abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.parametrize(("codec", "out"), [("alac", "out.mp4"), ("wavpack", "out.mkv")])
+def test_a_track_whose_packets_have_no_length_keeps_its_start_and_end(tmp_path: Path, codec: str, out: str) -> None:
+    """Matroska stores no length for ALAC and WavPack packets: the first one, starting with the video and
+    taken for sound over before it began, was dropped (85 ms of ALAC; the whole of a WavPack track in one
+    packet: a track with no sound), and in mp4 the last one was cut (its length 0 ended the track)."""
+    src = clip_with_tracks(tmp_path / "lossless.mkv", [(codec, 48000, "eng")])
+    (got_codec, _, start, seconds), = tracks_of(annotate(src, tmp_path / out))
+    assert got_codec == codec and abs(start) < 1e-3 and seconds == pytest.approx(1.0, abs=1e-3)
+
+
 def clip_with_a_damaged_track(path: Path) -> Path:
     """:func:`clip_with_tracks` with an AAC track (eng) and an MP2 track (fra) whose packets are noise."""
     clip_with_tracks(path.with_name("good.mkv"), [("aac", 48000, "eng")])

@@ -562,8 +562,10 @@ class _AudioCopy:
                 length = float(item.duration * item.time_base) if item.duration else 0.0
             else:  # a decoded frame's length is its samples: one that starts with the video is kept
                 length = item.samples / item.sample_rate if item.sample_rate else 0.0
-            if t is None or t + length <= 0:
-                continue  # untimed, or over before the first frame (a packet across it is kept whole)
+            if t is None or (t + length <= 0 if length else t < 0):
+                # untimed, or over before the first frame (a packet across it is kept whole; one of unknown
+                # length, as ALAC and WavPack come from Matroska, is kept from the first frame on)
+                continue
             if self._copy:
                 delta = round(shift / item.time_base)
                 item.pts -= delta
@@ -582,14 +584,27 @@ class _AudioCopy:
             out.mux(self._out.encode(None))
 
     def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
-        """Source packets (copy) or decoded frames (re-encode), in order."""
+        """Source packets (copy) or decoded frames (re-encode), in order. A copied packet of unknown length
+        (ALAC and WavPack from Matroska) is given the time to the next one, the last one its
+        predecessor's: mp4 and mov take a track's length from its packets', and a length of 0 cut the
+        last packet's sound off."""
+        held, length = None, 0  # a copied packet waiting for the next one's time; the last length known
         for packet in packets:
             if packet.size == 0:  # the demuxer's end-of-stream packet
                 continue
-            if self._copy:
-                yield packet
-            else:
+            if not self._copy:
                 yield from packet.decode()
+                continue
+            if held is not None:
+                if not held.duration and held.pts is not None and packet.pts is not None and packet.pts > held.pts:
+                    held.duration = packet.pts - held.pts
+                length = held.duration or length
+                yield held
+            held = packet
+        if held is not None:
+            if not held.duration and length:
+                held.duration = length
+            yield held
 
     def close(self) -> None:
         with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
