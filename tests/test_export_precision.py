@@ -90,6 +90,23 @@ def test_int8_flavours(det_artifact) -> None:
     assert record["calibration"]["source"] == "bundled sample images" and record["calibration"]["images"] == 3
 
 
+def test_variants_keep_the_boundary_and_import_only_the_opsets_they_use(det_artifact) -> None:
+    """Netron and ``polygraphy inspect model`` showed model.int8.trt.onnx importing com.microsoft,
+    ai.onnx.training, org.pytorch.aten and five more domains it never uses, and outputs shaped
+    (batch, 'TopK_745_o0__d0 + TopK_756_o0__d0 + ...', 4) where model.onnx says num_boxes: both
+    came from ONNX Runtime's quantization pre-processing, whose graph the INT8 files are written from."""
+    ref = onnx.load(str(det_artifact.folder / "model.onnx"))
+    boundary = [(v.name, v.type) for v in (*ref.graph.input, *ref.graph.output)]
+    assert [d.dim_param for d in ref.graph.output[0].type.tensor_type.shape.dim] == ["batch", "num_boxes", ""]
+    for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"):
+        model = onnx.load(str(det_artifact.folder / name))
+        assert [(v.name, v.type) for v in (*model.graph.input, *model.graph.output)] == boundary, name
+        used = {n.domain for n in model.graph.node} - {"", "ai.onnx"}
+        declared = {o.domain for o in model.opset_import} - {"", "ai.onnx"}
+        assert declared == used, (name, sorted(declared - used))
+        onnx.checker.check_model(model, full_check=True)
+
+
 def test_parity_figures_in_manifest(det_artifact) -> None:
     parity = det_artifact.manifest["parity"]
     assert set(parity) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"}

@@ -66,7 +66,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -277,6 +277,44 @@ def prepare_for_quantization(src: str | os.PathLike[str], dst: str | os.PathLike
     except Exception as e:  # noqa: BLE001 - symbolic inference can fail on exotic graphs; plain one works
         log.debug("symbolic shape inference failed (%s); retrying without it", e)
         quant_pre_process(str(src), str(dst), skip_optimization=False, skip_symbolic_shape=True)
+    _restore_boundary(src, dst)
+
+
+def _restore_boundary(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Give the pre-processed graph ``dst`` the boundary of ``src`` again: its inputs' and outputs' types and
+    named dims, and the opset imports its nodes use. ONNX Runtime saves its optimizer's output, which
+    imports every domain ONNX Runtime knows (com.microsoft, ai.onnx.training, org.pytorch.aten, ...),
+    and its symbolic shape inference names the outputs' dims after inner nodes
+    (``TopK_745_o0__d0 + TopK_756_o0__d0 + ...`` for ``num_boxes``); the INT8 files are written from
+    this graph, so Netron and ``polygraphy inspect model`` showed both in ``model.int8.trt.onnx``."""
+    import onnx
+
+    face = onnx.load(str(src), load_external_data=False).graph
+    types = {v.name: v.type for v in (*face.input, *face.output)}
+    model = onnx.load(str(dst))
+    for v in (*model.graph.input, *model.graph.output):
+        if v.name in types:
+            v.type.CopyFrom(types[v.name])
+    used = {n.domain for n in _all_nodes(model)} | {o.domain for f in model.functions for o in f.opset_import}
+    keep = [o for o in model.opset_import if o.domain in ("", "ai.onnx") or o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    onnx.save_model(model, str(dst))
+
+
+def _all_nodes(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    """Every node of ``model``: its graph's, its subgraphs' (If/Loop/Scan bodies) and its functions'."""
+    import onnx
+
+    stack = [model.graph.node, *(f.node for f in model.functions)]
+    while stack:
+        for node in stack.pop():
+            yield node
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    stack.append(attr.g.node)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(g.node for g in attr.graphs)
 
 
 def int8_settings(flavour: str, method: str = "static") -> dict[str, Any]:
