@@ -396,6 +396,12 @@ def _usage_error(err: str) -> str:
     (["infer", "--source", "clip.mp4"],
      "No such option: --source. Did you mean pvt-deploy infer clip.mp4 (source is an argument, not an option)?"),
     (["infer", "--save-crop"], "No such option: --save-crop. No crops are written"),
+    # Ultralytics' data=coco8.yaml: a dataset YAML is export's --calib and check's --images, not infer's
+    (["infer", "source=clip.mp4", "data=coco8.yaml"], "Did you mean: pvt-deploy infer clip.mp4 (left out: "
+     "data=coco8.yaml: The class names come with the model; a dataset YAML gives export --calib and check "
+     "--images their images; infer runs a split given as its folder: pvt-deploy infer DATASET/images/val)"),
+    (["export", "data=coco8.yaml", "int8=True"], "Did you mean: pvt-deploy export --calib coco8.yaml --int8$"),
+    (["check", "data=coco8.yaml"], "Did you mean: pvt-deploy check --images coco8.yaml$"),
     (["infer", "--images", "shots/"],  # check's and export's --images; click offered --imgsz
      "No such option: --images. Did you mean pvt-deploy infer shots/ (source is an argument, not an option)?"),
     (["export", "--fp16"], "No such option: --fp16. Did you mean --half?"),
@@ -521,3 +527,30 @@ def test_check_ends_with_its_verdict(monkeypatch: pytest.MonkeyPatch, capsys: py
                          "--backends", "torch,onnx")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == "passed: onnx agrees with torch within tolerance", out
+
+
+def test_check_compares_on_a_dataset_yaml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          cls_export: Path, tmp_path: Path) -> None:
+    """``check --images data.yaml`` (``data=coco8.yaml``, which check's spelling answers with --images) said
+    "data.yaml is neither a readable image nor a video". It compares on the val split (train where there is
+    none: test_cli_export.py); a YAML that names no split is one line and exit 2."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("val", 2), ("train", 3)):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(tmp_path / "images" / split / f"{i}.jpg"), rng.integers(0, 255, (40, 56, 3), np.uint8))
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [person]\n")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", str(data),
+                         "--json", "--backends", "torch,onnx")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["images"] == 2 and report["passed"]  # val's 2, not train's 3
+    data.write_text("names: [person]\n")
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", str(data))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: {data} is not a dataset YAML: no val or train image split (its keys: names)")

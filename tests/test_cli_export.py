@@ -524,3 +524,88 @@ def test_cli_profile_shapes_in_trtexec_and_polygraphy_spelling(
     assert profiles == [{"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [2, 3, 64, 64]}]
     code, err = _run(["--model", str(folder), "--format", "trt", "--min-shape", "input:1x3x32x32"], monkeypatch, capsys)
     assert code == 2 and "--min-shape 'input:1x3x32x32': the graph's input is named images" in err, err
+
+
+def _dataset(root: Path, *, val: int = 2, train: int = 3, yaml: str | None = None) -> Path:
+    """An Ultralytics-layout data set: images/{val,train} beside labels/{val,train}, and its data.yaml."""
+    (root / "images").mkdir(parents=True)
+    for split, n in (("val", val), ("train", train)):
+        _jpgs(root / "images" / split, good=n, bad=0)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            (root / "labels" / split / f"good{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    data = root / "data.yaml"
+    data.write_text(yaml if yaml is not None else
+                    "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
+    return data
+
+
+def test_dataset_yaml_splits_resolve_as_ultralytics_resolves_them(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--calib / --images data.yaml (Ultralytics' data=): the val split's images, else train's; a split is a
+    folder (recursive), a .txt list or a list of those, relative to `path` (from the current folder, else
+    from the YAML's folder) or, without `path`, to the YAML's folder; Roboflow's `../train/images`."""
+    from pvt_deploy.export.calibration import usable_images
+
+    def names(data: Path, limit: int | None = None) -> list[str]:
+        return [str(p.relative_to(tmp_path)) for p in usable_images(data, limit, what="calibration")]
+
+    ds = tmp_path / "ds"
+    data = _dataset(ds)
+    _jpgs(ds / "images" / "val" / "night", good=1, bad=0)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `path: .` is not the current folder here: the YAML's folder is used
+    val = ["ds/images/val/good0.jpg", "ds/images/val/good1.jpg", "ds/images/val/night/good0.jpg"]
+    assert names(data) == val and names(data, 2) == val[:2]
+    data.write_text("train: images/train\nnames: [person]\n")  # no val, no path
+    assert names(data) == [f"ds/images/train/good{i}.jpg" for i in range(3)]
+    monkeypatch.chdir(tmp_path)  # a relative path is looked for from the current folder first
+    (tmp_path / "other.yaml").write_text("path: ds\nvalidation: images/val/night\n")
+    assert names(tmp_path / "other.yaml") == ["ds/images/val/night/good0.jpg"]
+    (ds / "val.txt").write_text("./images/train/good2.jpg\nimages/val/good1.jpg\n")
+    data.write_text("val: [val.txt, ../images/val/night]\ntrain: images/train\n")  # ../ as Roboflow writes it
+    assert names(data) == ["ds/images/train/good2.jpg", "ds/images/val/good1.jpg", "ds/images/val/night/good0.jpg"]
+
+
+@pytest.mark.parametrize("text, said", [
+    ("names: [person]\nnc: 1\n", "data.yaml is not a dataset YAML: no val or train image split (its keys: names, nc)"),
+    ("- images/val\n", "data.yaml is not a dataset YAML: no val or train image split (it holds a list)"),
+    ("path: nowhere\nval: images/val\n", "data.yaml: path: nowhere is not a folder (looked for "),
+    ("val: images/test\ndownload: https://example.com/ds.zip\n",
+     "data.yaml: val: images/test not found (looked for {ds}/images/test) (pvt-deploy downloads no dataset"),
+    ("val: labels/val\n", "data.yaml: val: labels/val holds no images"),
+    ("val: [images/val, 7]\n", "data.yaml: val: ['images/val', 7] is not a path or a list of paths"),
+    ("val: list.txt\n", "data.yaml: val: list.txt: no such file: gone.jpg"),
+    ("val: 'images/val\n", "data.yaml is not valid YAML (line 2)"),
+])
+def test_a_yaml_that_is_not_a_dataset_is_one_line_before_any_work(
+        text: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    ds = tmp_path / "ds"
+    data = _dataset(ds, yaml=text)
+    (ds / "list.txt").write_text("images/val/good0.jpg\ngone.jpg\n")
+    monkeypatch.chdir(tmp_path)
+    for option in ("--calib", "--images"):
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, str(data), "-o", str(tmp_path / "q")],
+                         monkeypatch, capsys)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        what = "calibration" if option == "--calib" else "parity"
+        assert lines[0].startswith(f"error: {what} images: {data}") and said.format(ds=ds) in lines[0], err
+    assert "RANDOMLY" not in caplog.text and not (tmp_path / "q").exists()  # refused before the model was built
+
+
+def test_cli_export_calibrates_on_a_dataset_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --int8 --calib data.yaml` said "data.yaml is neither a readable image nor a video"; it calibrates
+    on the val split (2 images here, not train's 3), which the parity gate then runs too."""
+    data = _dataset(tmp_path / "ds")
+    out = tmp_path / "q"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour", "trt",
+                      "--calib", str(data), "--no-simplify"], monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["precision"]["int8"]["calibration"] == {"source": str(data), "images": 2, "method": "minmax"}
+    assert m["export"]["parity_images"] == str(data) and m["parity"]["model.int8.trt.onnx"]["passed"]
+    assert m["parity"]["model.int8.trt.onnx"]["images"] == 2

@@ -168,6 +168,23 @@ def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monke
         open_source(listing)
 
 
+def test_a_dataset_yaml_is_not_an_infer_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``infer data.yaml`` (Ultralytics' dataset YAML) was tried as an image, then opened as a video, and said
+    "neither a readable image nor a video". infer runs pictures and videos, and a dataset YAML names splits
+    of a data set: it is said to be export --calib's and check --images', before the model loads."""
+    from cli_run import run
+
+    data = tmp_path / "coco8.yml"
+    data.write_text("path: .\nval: images/val\nnames: [person]\n")
+    with pytest.raises(InputError, match=r"coco8.yml is a YAML file, not images or a video: a dataset YAML gives "
+                                         r"the images of export --calib and check --images \(to run a split"):
+        open_source(data)
+    code, _, err = run(monkeypatch, capsys, "infer", str(data), "--model", "no_such_model")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: {data} is a YAML file"), err
+
+
 def test_array_source_takes_rgb_arrays() -> None:
     array = np.zeros((5, 7, 4), np.uint8)
     array[..., 0] = 9

@@ -201,7 +201,8 @@ def export(
                                        "in FP32).", rich_help_panel=PRECISION_PANEL)] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 Q/DQ graphs, calibrated on --calib.",
                                        rich_help_panel=PRECISION_PANEL)] = False,
-    calib: Annotated[Path | None, typer.Option(help="Calibration images: a folder, an image or a glob (default: the bundled samples).",
+    calib: Annotated[Path | None, typer.Option(help="Calibration images: a folder, an image, a glob, a .txt list or a "
+                                               "dataset YAML (its val split) (default: the bundled samples).",
                                                show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
     calib_size: Annotated[int | None, typer.Option(help="Calibration images used from --calib (default 8).",
                                                    show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
@@ -220,8 +221,8 @@ def export(
     allow_parity_failure: Annotated[bool, typer.Option("--allow-parity-failure", help="Keep going (exit 0) when parity fails; the manifest "
                                                        "marks the file failed. Off by default.", show_default=False,
                                                        rich_help_panel=PARITY_PANEL)] = False,
-    images: Annotated[Path | None, typer.Option(help="Parity images: a folder, an image or a glob (default: --calib or "
-                                                "the bundled samples).", show_default=False,
+    images: Annotated[Path | None, typer.Option(help="Parity images: a folder, an image, a glob, a .txt list or a dataset "
+                                                "YAML (default: --calib or the bundled samples).", show_default=False,
                                                 rich_help_panel=PARITY_PANEL)] = None,
     workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB.", show_default=False,
                                                     rich_help_panel=TRT_PANEL)] = None,

@@ -50,6 +50,8 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
         "--json": "--save-json", "--images": "source", "--input": "source", "--img-dir": "source",
         "--save-crop": "No crops are written: predictions.jsonl (--save-json) has every box to cut them from.",
+        "--data": "The class names come with the model; a dataset YAML gives export --calib and check --images "
+                  "their images; infer runs a split given as its folder: pvt-deploy infer DATASET/images/val.",
     },
     "export": {
         "--fp16": "--half", "--onnx": "--model", "--checkpoint": "--weights", "--ckpt": "--weights",

@@ -3,7 +3,8 @@
 Calibration ranges are only right for the inputs the graph will see, so calibration images go through
 the same :class:`~pvt_deploy.tasks.preprocess.Preprocessor` (same resize policy, size, padding) that
 every backend uses at inference. Without a folder the bundled sample photos are used, which is enough
-to produce a working graph but not a tuned one — the exporter says so.
+to produce a working graph but not a tuned one — the exporter says so. An Ultralytics dataset YAML
+(``data=coco8.yaml``) stands for the images of its ``val`` split (:func:`dataset_images`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ log = logging.getLogger("pvt_deploy.export")
 
 DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
 DEFAULT_PARITY_IMAGES = 4
+DATASET_SUFFIXES = frozenset({".yaml", ".yml"})
+# the split whose images calibrate and compare: val, else train (Ultralytics reads "validation" as val)
+DATASET_SPLITS = ("val", "validation", "train")
 
 
 @dataclass
@@ -37,21 +41,130 @@ class Batch:
 
 def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
     """The image files of ``folder`` as ``infer`` and ``check --images`` take them (:func:`open_source`):
-    a folder (not recursive), one image, a glob (``shots/**/*.jpg``) or a ``.txt`` list; in the order
-    they run, at most ``limit``."""
+    a folder (not recursive), one image, a glob (``shots/**/*.jpg``) or a ``.txt`` list; or an
+    Ultralytics dataset YAML (:func:`dataset_images`); in the order they run, at most ``limit``."""
     from pvt_deploy.io.sources import VIDEO_SUFFIXES, ImageSource, is_live, open_source
 
     text = os.fspath(folder)
     if is_live(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES:
         raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, not a video")
     try:
-        with open_source(text) as source:
-            if not isinstance(source, ImageSource):  # a video without a video's suffix
-                raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, not a video")
-            files = [p for p in source.items if isinstance(p, Path)]
+        if is_dataset_yaml(text):
+            files = dataset_images(text, what=what)
+        else:
+            with open_source(text) as source:
+                if not isinstance(source, ImageSource):  # a video without a video's suffix
+                    raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, "
+                                     "not a video")
+                files = [p for p in source.items if isinstance(p, Path)]
     except InputError as e:
         raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
     return files[:limit] if limit else files
+
+
+def is_dataset_yaml(spec: object) -> bool:
+    """Whether ``spec`` names a YAML file (not a folder), which is read as a dataset YAML."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return False
+    path = Path(os.fspath(spec)).expanduser()
+    return path.suffix.lower() in DATASET_SUFFIXES and not path.is_dir()
+
+
+def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") -> list[Path]:
+    """The image files of an Ultralytics dataset YAML's ``val`` split, or of its ``train`` split where it
+    has no ``val`` (``validation`` is read as ``val``, as Ultralytics reads it).
+
+    As in Ultralytics, a split is a folder (its images, recursively: ``images/val`` beside
+    ``labels/val``, or a folder holding both), a ``.txt`` list of image paths (one a line, as given or
+    beside the list) or a list of those, relative to the YAML's ``path``; without ``path``, relative to
+    the YAML's folder. A relative ``path`` is looked for from the current folder (where Ultralytics
+    looks first; its datasets folder is not searched), then from the YAML's folder; a split written
+    ``../x`` that is not there is also looked for as ``x`` (Roboflow's exports). Labels and class names
+    are not read. Anything that does not make a set of images is an :class:`InputError` naming the key
+    and the path at fault: no split key, a folder or list that is not there, a split without images.
+    """
+    import yaml
+
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _natural_key
+
+    text = os.fspath(yaml_file)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise InputError(f"no such file: {text}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise InputError(f"cannot read {text}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{text} is not a text file (a dataset YAML is wanted)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InputError(f"{text} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    key = next((k for k in DATASET_SPLITS if data.get(k) not in (None, "", [])), None) if isinstance(data, dict) else None
+    if key is None or not isinstance(data, dict):
+        kind = {dict: "no keys", list: "a list", str: "a line of text", type(None): "nothing"}
+        held = (f"its keys: {', '.join(str(k) for k in list(data)[:8])}" if isinstance(data, dict) and data
+                else f"it holds {kind.get(type(data), 'a ' + type(data).__name__)}")
+        raise InputError(f"{text} is not a dataset YAML: no val or train image split ({held})",
+                         hint="an Ultralytics data YAML names them, e.g. path: datasets/mine, val: images/val, "
+                              "train: images/train")
+    hint = "pvt-deploy downloads no dataset: run its download first" if data.get("download") else None
+    root_text = data.get("path")
+    if root_text in (None, ""):
+        roots = [path.parent.resolve()]
+    elif not isinstance(root_text, str):
+        raise InputError(f"{text}: path: {root_text!r} is not a folder name")
+    else:
+        root = Path(root_text).expanduser()
+        looked = list(dict.fromkeys(r.resolve() for r in ([root] if root.is_absolute()
+                                                          else [Path.cwd() / root, path.parent / root])))
+        roots = [r for r in looked if r.is_dir()]
+        if not roots:
+            raise InputError(f"{text}: path: {root_text} is not a folder (looked for "
+                             f"{' and '.join(str(r) for r in looked)})", hint=hint)
+    value = data[key]
+    entries = value if isinstance(value, list) else [value]
+    if not all(isinstance(e, str) and e.strip() for e in entries):
+        raise InputError(f"{text}: {key}: {value!r} is not a path or a list of paths")
+    files: list[Path] = []
+    for entry in entries:
+        tried = list(dict.fromkeys(Path(os.path.normpath(r / e)) for r in roots
+                                   for e in (entry, *([entry[3:]] if entry.startswith("../") else []))))
+        found = next((p for p in tried if p.exists()), None)
+        if found is None:
+            raise InputError(f"{text}: {key}: {entry} not found (looked for "
+                             f"{' and '.join(str(p) for p in tried)})", hint=hint)
+        if found.is_dir():
+            files += sorted((p for p in found.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                            key=_natural_key)
+        elif found.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(found)
+        else:
+            files += _listed_images(found, f"{text}: {key}: {entry}")
+    if not files:
+        raise InputError(f"{text}: {key}: {', '.join(entries)} holds no images",
+                         hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    log.info("%s images: %s, its %s split: %d image(s) (%s)", what, text, key, len(files),
+             ", ".join(entries) if len(entries) <= 3 else f"{entries[0]} and {len(entries) - 1} more")
+    return files
+
+
+def _listed_images(listing: Path, label: str) -> list[Path]:
+    """The image files a split's ``.txt`` list names (Ultralytics' ``train2017.txt``); one that is not
+    there is an error, as in a list given to ``infer``."""
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _listed_files
+
+    try:
+        listed = [Path(p) for p in _listed_files(listing)]
+    except InputError as e:
+        raise InputError(f"{label}: {e.args[0]}") from None
+    images = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise InputError(f"{label}: no such file: {missing[0]}"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return images
 
 
 def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:

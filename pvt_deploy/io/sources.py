@@ -1195,6 +1195,10 @@ def open_source(
             return VideoSource(path, vid_stride=vid_stride)
         if suffix == ".txt":  # Ultralytics' list source
             return open_source(_listed_files(path))
+        if suffix in (".yaml", ".yml"):  # Ultralytics' data=coco8.yaml: a data set's description, not pictures
+            raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
+                             "export --calib and check --images", hint="to run a split, give its folder: "
+                             "pvt-deploy infer DATASET/images/val")
         return _guess_file(path, vid_stride)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
