@@ -183,6 +183,12 @@ def test_a_dataset_yaml_is_not_an_infer_source(tmp_path: Path, monkeypatch: pyte
     code, _, err = run(monkeypatch, capsys, "infer", str(data), "--model", "no_such_model")
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"error: {data} is a YAML file"), err
+    # the data set's root, given as a folder of images, says which of its files is the YAML
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    with pytest.raises(InputError) as e:
+        open_source(tmp_path)
+    assert str(e.value) == (f"no images found in folder {tmp_path} (it holds coco8.yml: export --calib and check "
+                            f"--images take a dataset YAML, as in --calib {data}; infer takes a folder of its images)")
 
 
 def test_array_source_takes_rgb_arrays() -> None:
