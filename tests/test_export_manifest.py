@@ -179,7 +179,7 @@ def test_ctrl_c_during_the_swap_waits_for_it(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(os, "rename", interrupted_rename)
     try:
         with pytest.raises(KeyboardInterrupt):
-            export_onnx_module._swap_in(new, old, old)
+            export_onnx_module._export_folder(old).swap_in(new)
     finally:
         monkeypatch.setattr(os, "rename", rename)
         signal.signal(signal.SIGINT, previous)
@@ -357,8 +357,9 @@ def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> Non
     import sys
 
     from pvt_deploy.export import onnx as export_onnx_module
+    from pvt_deploy.export.swap import owner
 
-    host = export_onnx_module._owner().split("-")[0]
+    host = owner().split("-")[0]
     child = subprocess.Popen(["true"])  # noqa: S607
     child.wait()
     gone_pid = child.pid  # reaped: no such process any more
@@ -505,8 +506,9 @@ def test_export_recovers_the_old_export_a_killed_swap_left_aside(tmp_path: Path)
     import subprocess
 
     from pvt_deploy.export import onnx as export_onnx_module
+    from pvt_deploy.export.swap import owner
 
-    host = export_onnx_module._owner().split("-")[0]
+    host = owner().split("-")[0]
     child = subprocess.Popen(["true"])  # noqa: S607
     child.wait()
     for name, target_there in (("a", True), ("b", False)):
@@ -538,15 +540,16 @@ def test_concurrent_swaps_into_one_folder_take_turns(tmp_path: Path, monkeypatch
     target = tmp_path / "out"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
+    folder = export_onnx_module._export_folder(target)
     stagings = []
     for n in range(2):
-        stagings.append(export_onnx_module._new_sibling(target, "new", create=True))
+        stagings.append(folder.new_staging())
         (stagings[n] / "manifest.json").write_text(str(n))
     errors: list[BaseException] = []
 
     def second() -> None:
         try:
-            export_onnx_module._swap_in(stagings[1], target, target)
+            folder.swap_in(stagings[1])
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -560,7 +563,7 @@ def test_concurrent_swaps_into_one_folder_take_turns(tmp_path: Path, monkeypatch
             other.join(timeout=1.0)  # it runs to its end here unless it waits for this swap
 
     monkeypatch.setattr(os, "rename", rename_then_let_the_other_run)
-    export_onnx_module._swap_in(stagings[0], target, target)
+    folder.swap_in(stagings[0])
     other.join()
     assert not errors, errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -3,9 +3,10 @@
 :func:`export_onnx` writes an artifact folder (docs/ARCHITECTURE.md): ``model.onnx`` always,
 ``model.fp16.onnx`` / ``model.int8.onnx`` / ``model.int8.trt.onnx`` on request, and ``manifest.json``
 last. A new export is built in a hidden folder beside the output folder and renamed into its place
-only once complete, so a failed or interrupted export never leaves a half-written graph that later
-loads, nor touches the export that was there; variants added to an export folder are made in a
-hidden folder inside it and moved in, with the manifest that lists them, only once all of them exist.
+only once complete (export/swap.py), so a failed or interrupted export never leaves a half-written
+graph that later loads, nor touches the export that was there; variants added to an export folder are
+made in a hidden folder inside it and moved in, with the manifest that lists them, only once all of
+them exist.
 
 Exporters. The TorchScript exporter (``dynamo=False``) is the default: it is ~6x faster on PVT
 (7 s against 46 s for a pvt_tiny detector here) and one trace is generic over batch, height and width.
@@ -22,7 +23,7 @@ at ``imgsz``) run at sizes the trace never saw.
 from __future__ import annotations
 
 import contextlib
-import errno
+import functools
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError
+from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
@@ -49,7 +51,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import FULL_DISK_ERRNOS, lock, probe_writable, sha256_file
+from pvt_deploy.utils.files import WRITE_ERRNOS, probe_writable, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,54 +166,6 @@ def _listed_files(folder: Path) -> list[str]:
         return []
 
 
-def _owner() -> str:
-    """``<host>-<pid>`` of this process, host as a CRC of its name: who built a staging folder."""
-    import socket
-    import zlib
-
-    return f"{zlib.crc32(socket.gethostname().encode()):08x}-{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, but not ours to signal
-    return True
-
-
-def _new_hidden(parent: Path, prefix: str, *, create: bool) -> Path:
-    """A fresh name ``<prefix><host>-<pid>-<random>`` in ``parent`` (beside what it will replace or be
-    moved into, so that renames are atomic), naming the process that made it (:func:`_owner_gone`); made
-    an empty folder where ``create``."""
-    import secrets
-
-    while True:
-        path = parent / f"{prefix}{_owner()}-{secrets.token_hex(2)}"
-        if not create:
-            if not os.path.lexists(path):
-                return path
-            continue
-        try:
-            path.mkdir()  # 0777 & ~umask, like any folder the user makes
-            return path
-        except FileExistsError:
-            continue
-
-
-def _sibling_prefix(target: Path, tag: str) -> str:
-    """How ``target``'s hidden siblings are named: ``pvt-new``, a new export being built; ``pvt-old``, the
-    export it replaces, set aside during the swap."""
-    return f".{target.name}.pvt-{tag}-"
-
-
-def _new_sibling(target: Path, tag: str, *, create: bool) -> Path:
-    """A fresh hidden name beside ``target``, tagged ``new`` or ``old`` (:func:`_sibling_prefix`)."""
-    return _new_hidden(target.parent, _sibling_prefix(target, tag), create=create)
-
-
 def _output_target(out: Path) -> Path:
     """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
     if out.exists() and not out.is_dir():
@@ -227,179 +181,32 @@ def _output_target(out: Path) -> Path:
     return target
 
 
+def _export_folder(out: Path) -> SwappedFolder:
+    """The output folder ``out`` as :mod:`pvt_deploy.export.swap` replaces it: built in a hidden folder beside
+    it; its files that pvt-deploy did not make (notes, checkpoints, image folders) move into the new one."""
+    return SwappedFolder(_output_target(out), f"output folder {out}",
+                         lambda old: functools.partial(_ours, listed=_listed_files(old)))
+
+
 @contextlib.contextmanager
 def _replacing(out: Path) -> Iterator[Path]:
     """Yield an empty hidden folder beside ``out`` to build the new export in; swap it in for ``out``
     when the block succeeds, delete it when the block fails (``out`` untouched, byte for byte).
 
     A parity failure (:class:`ParityError`) swaps the new files in, marked failed, only where ``out``
-    held no export: a working export is never replaced by one that failed its gate. Files in ``out``
-    that pvt-deploy did not make (notes, checkpoints, image folders) move into the new folder.
+    held no export: a working export is never replaced by one that failed its gate.
     """
-    target = _output_target(out)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _swap_lock(target.parent):  # so that no sweep sees the new folder before it is locked
-            _sweep_abandoned(target)
-            staging = _new_sibling(target, "new", create=True)
-            alive = _hold(staging)
-    except OSError as e:
-        raise InputError(f"cannot write to output folder {out} ({e.strerror or e})") from e
-    try:
-        yield staging
-    except ParityError:
-        if _holds_export(target):
-            _discard(staging)
+    folder = _export_folder(out)
+
+    def swap_failed(e: BaseException) -> bool:
+        if isinstance(e, ParityError) and _holds_export(folder.target):
             log.warning("%s: kept the previous export unchanged, as the new one failed parity "
                         "(--allow-parity-failure writes it anyway)", out)
-        else:
-            _swap_in(staging, target, out)
-        raise
-    except BaseException:
-        _discard(staging)
-        raise
-    else:
-        _swap_in(staging, target, out)
-    finally:
-        if alive is not None:
-            os.close(alive)
+            return False
+        return isinstance(e, ParityError)
 
-
-def _sweep_abandoned(target: Path) -> None:
-    """Clear what earlier exports into ``target`` left when their process died (SIGKILL, out of memory, a
-    power cut; :func:`_owner_gone`): a staging folder (``pvt-new``) holds only generated files and is
-    deleted; a swapped-aside old export (``pvt-old``, killed in mid-swap) may hold the user's own files:
-    they move into ``target``, or the whole folder goes back to being ``target`` where that is missing.
-    A live export's folders are left alone. Call with :func:`_swap_lock` held (a swap in progress holds
-    it, so a ``pvt-old`` folder seen here is one whose swap was killed)."""
-    with contextlib.suppress(OSError):
-        for entry in sorted(target.parent.iterdir()):
-            for tag in ("new", "old"):
-                if _owner_gone(target.parent / entry.name, _sibling_prefix(target, tag)):
-                    if tag == "new" or not entry.is_dir():
-                        _discard(entry)
-                    elif os.path.lexists(target):
-                        _carry_over(entry, target, target)
-                    else:  # killed after moving the old export aside: it goes back, the user's files with it
-                        os.rename(entry, target)
-                    log.info("cleared %s, left by an export that was killed", entry)
-
-
-def _owner_gone(entry: Path, prefix: str) -> bool:
-    """Whether ``entry`` is ``<prefix><host>-<pid>-<random>`` (:func:`_new_hidden`) made by an export
-    that is gone. A live export holds a lock on its folder (:func:`_hold`), which the kernel drops when
-    the process dies, however it dies: a folder whose lock is free was left by a killed export, whatever
-    host, container or PID made it. (The name alone left every folder of a killed ``docker run`` export,
-    whose host name is new in each container and whose PID is often the next one's, for ever: hundreds of
-    MB each.) Where the file system has no locks, the name decides: made on this host by a process that
-    is not running."""
-    if not entry.name.startswith(prefix):
-        return False
-    try:
-        fd = lock(entry, wait=False)
-    except OSError:  # no locks here (or the entry went meanwhile)
-        owner = entry.name[len(prefix):].split("-")
-        return (len(owner) == 3 and owner[0] == _owner().split("-")[0] and owner[1].isdigit()
-                and not _alive(int(owner[1])))
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
-def _hold(folder: Path) -> int | None:
-    """Lock a new staging folder for the life of its export (see :func:`_owner_gone`): the descriptor to
-    close at the end, or None where the file system has no locks."""
-    try:
-        return lock(folder, wait=False)
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _swap_lock(parent: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the folder that holds the export while its entries are renamed:
-    two exports into one folder swap one after the other instead of renaming each other's folders
-    aside (which stranded one of them, with the user's files, in a hidden ``pvt-old`` folder). The lock
-    is on the folder itself, so it leaves no file behind; where ``flock`` is missing it is a no-op."""
-    try:
-        fd = lock(parent)
-    except OSError:  # a file system without locks: unlocked, as before
-        yield
-        return
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the lock
-
-
-def _discard(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _swap_in(staging: Path, target: Path, shown: Path) -> None:
-    """Rename ``target`` aside, ``staging`` into its place, carry the user's files over, delete the old
-    export. Ctrl-C waits until this is done; if the first renames fail, ``target`` is left as it was.
-    Concurrent exports into one folder take turns (:func:`_swap_lock`)."""
-    import stat
-
-    from pvt_deploy.utils.signals import interrupts_deferred
-
-    with interrupts_deferred(), _swap_lock(target.parent):
-        aside = None
-        if os.path.lexists(target):
-            with contextlib.suppress(OSError):
-                os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
-            aside = _new_sibling(target, "old", create=False)
-            try:
-                os.rename(target, aside)
-            except OSError as e:
-                _discard(staging)
-                raise PvtDeployError(f"cannot replace {shown} ({e.strerror or e}); it is unchanged") from e
-        try:
-            os.rename(staging, target)
-        except BaseException as e:
-            if aside is not None:
-                os.rename(aside, target)
-            _discard(staging)
-            if isinstance(e, OSError):
-                raise PvtDeployError(f"cannot replace {shown} ({e.strerror or e}); it is unchanged") from e
-            raise
-        if aside is not None:
-            _carry_over(aside, target, shown)
-
-
-def _carry_over(aside: Path, target: Path, shown: Path) -> None:
-    """Move the files pvt-deploy did not make from the old export ``aside`` into the new one at
-    ``target`` and delete the rest; what cannot move (a name the new export also has) stays in
-    ``aside``, which is then kept and named."""
-    import shutil
-
-    listed = _listed_files(aside)
-    replaced = sorted(p.name for p in aside.iterdir() if _ours(p.name, listed) and not p.name.startswith("."))
-    kept, stuck = [], []
-    for entry in sorted(aside.iterdir()):
-        if _ours(entry.name, listed):
-            continue
-        dest = target / entry.name
-        try:
-            if os.path.lexists(dest):
-                raise FileExistsError(dest)
-            os.rename(entry, dest)
-            kept.append(entry.name)
-        except OSError:
-            stuck.append(entry.name)
-    if replaced:
-        log.info("replaced the earlier export in %s (%s)", shown, ", ".join(replaced))
-    if kept:
-        log.info("kept in %s the files pvt-deploy did not make: %s", shown, ", ".join(kept))
-    if stuck:
-        log.warning("could not move %s into the new export; they are in %s", ", ".join(stuck), aside)
-    else:
-        shutil.rmtree(aside, ignore_errors=True)
+    with folder.replacing(swap_failed=swap_failed) as staging:
+        yield staging
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1010,20 +817,15 @@ def export_onnx(
     return out
 
 
-# A file system refusing a write (full, read-only, permissions, quota, a name too long): the user's
-# environment, which the CLI says in one line (exit 2), not a traceback.
-# a write the folder refused: no room (as everywhere: FULL_DISK_ERRNOS), no permission, a name too long
-_WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
-
-
 @contextlib.contextmanager
 def write_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn an :class:`OSError` of a refused write inside the block into a one-line :class:`InputError`
-    naming ``folder`` (the library itself raises the ``OSError``, as Python code expects)."""
+    """Turn an :class:`OSError` of a refused write inside the block (a file system full, read-only, without
+    permission: the user's environment) into a one-line :class:`InputError` naming ``folder``, which the
+    CLI says with exit 2 (the library itself raises the ``OSError``, as Python code expects)."""
     try:
         yield
     except OSError as e:
-        if e.errno not in _WRITE_ERRNOS:
+        if e.errno not in WRITE_ERRNOS:
             raise
         where = f" ({e.filename})" if e.filename else ""
         raise InputError(f"cannot write the export to {folder}: {e.strerror or e}{where}") from e
@@ -1195,7 +997,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
     # variant made again used to be moved aside first, and a kill then left the manifest listing a file
     # that was gone (with the 240 MB of INT8 scratch files left in the folder).
-    with _extension_staging(folder) as staging:
+    with scratch(folder, _EXTENSION_PREFIX) as staging:
         variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
                                   calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
         reports = _extend_parity(staging, manifest, variants, parity_paths, pre, static_batch, parity=parity,
@@ -1205,28 +1007,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     return folder
 
 
-_EXTENSION_PREFIX = ".pvt-ext-"
-
-
-@contextlib.contextmanager
-def _extension_staging(folder: Path) -> Iterator[Path]:
-    """A new hidden folder in the export folder ``folder`` to make variants in
-    (``.pvt-ext-<host>-<pid>-<random>``), locked while the block runs and deleted at its end; made after
-    deleting those that killed extensions left (:func:`_owner_gone`)."""
-    with _swap_lock(folder):  # so that no sweep sees the new folder before it is locked
-        with contextlib.suppress(OSError):
-            for entry in sorted(folder.iterdir()):
-                if _owner_gone(entry, _EXTENSION_PREFIX):
-                    _discard(entry)
-                    log.info("cleared %s, left by an export that was killed", entry)
-        path = _new_hidden(folder, _EXTENSION_PREFIX, create=True)
-        alive = _hold(path)
-    try:
-        yield path
-    finally:
-        _discard(path)
-        if alive is not None:
-            os.close(alive)
+_EXTENSION_PREFIX = ".pvt-ext-"  # a hidden scratch folder in the export folder (swap.scratch)
 
 
 def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], variants: _Variants,
@@ -1240,7 +1021,7 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
     from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME, adopt_cached_graphs
     from pvt_deploy.utils.signals import interrupts_deferred
 
-    with interrupts_deferred(), _swap_lock(folder):
+    with interrupts_deferred(), folder_lock(folder):
         manifest = read_manifest(folder)
         if not staging.is_dir() or ((manifest.get("files") or {}).get(FP32_FILE) or {}).get("sha256") != \
                 ((started.get("files") or {}).get(FP32_FILE) or {}).get("sha256"):  # the folder was replaced

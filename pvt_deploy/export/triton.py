@@ -28,7 +28,6 @@ so it is exported with ``max_batch_size: 0`` and full dims, and the config says 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -40,8 +39,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pvt_deploy.errors import InputError
+from pvt_deploy.export.swap import SwappedFolder
 from pvt_deploy.manifest import MANIFEST_NAME, ONNX_METADATA_KEY, essentials, read_manifest, verify_file
-from pvt_deploy.utils.files import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from pvt_deploy.utils.files import (
+    WRITE_ERRNOS,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -426,130 +432,30 @@ def export_triton(
                                                     "triton": triton_section})
         atomic_write_text(staging / CONFIG_NAME, text)
 
-    _replace_model_folder(model_dir, fill)
+    _replace_model_folder(model_dir, version, fill)
     return model_dir
 
 
-# --------------------------------------------------------------------------------------------------
-# The model folder is replaced as a whole. Its files are written into a hidden folder inside it (Triton
-# ignores a model folder's entries that are not numeric version folders, and tries to load, and fails
-# on, every folder of the repository itself: a staging folder beside it would stop a starting server),
-# then the model folder is renamed aside and the finished one renamed into its place. An export killed
-# while it wrote left the new model file beside the old config and manifest ('info': MISMATCH) until the
-# next export; now it leaves the previous model whole. As export/onnx.py does for export folders, the
-# repository's lock is held while the model folder is swapped (here from the sweep on: a staging folder
-# inside the model folder must not be swapped away by another export of the model), and the next export
-# clears what a killed one left (a staging folder; a model folder set aside mid-swap goes back).
+def _replace_model_folder(model_dir: Path, version: int, fill: Callable[[Path], None]) -> None:
+    """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once (an export
+    killed while it wrote left the new model file beside the old config and manifest, 'info': MISMATCH);
+    the entries of the previous model folder that are not pvt-deploy's (other version folders, the
+    user's notes) stay. The new folder is built hidden inside the model folder, under the repository's
+    lock (:mod:`pvt_deploy.export.swap`): tritonserver polls the repository and tries to load, and fails
+    on, every folder in it, while it ignores a model folder's entries that are not version folders."""
 
-_STAGING_PREFIX = ".pvt-triton-new-"
+    def ours(old: Path) -> Callable[[str], bool]:  # what a new model replaces: config, manifest, its version
+        replaced = (CONFIG_NAME, MANIFEST_NAME, str(version))
+        return lambda name: (name in replaced or name.startswith(".pvt-")
+                             or (".part" in name and name.startswith((f".{CONFIG_NAME}.", f".{MANIFEST_NAME}."))))
 
-
-def _aside_prefix(model_dir: Path) -> str:
-    return f".{model_dir.name}.pvt-triton-old-"
-
-
-def _replace_model_folder(model_dir: Path, fill: Callable[[Path], None]) -> None:
-    """Make ``model_dir`` hold what ``fill`` writes into the folder it is given, all at once; the entries
-    of the previous model folder that are not pvt-deploy's (other version folders, the user's notes) stay.
-
-    The repository's lock is held from the sweep to the swap: the staging folder is inside the model
-    folder, so a second export of the model swapping meanwhile would take it away half written (it is
-    quick: the model file is a hard link where it can be)."""
-    from pvt_deploy.export.onnx import _WRITE_ERRNOS, _discard, _hold, _new_hidden, _swap_lock
-
-    made = not model_dir.exists()
+    folder = SwappedFolder(model_dir, f"the Triton model {model_dir}", ours, tag="pvt-triton", inside=True)
+    existed = model_dir.is_dir()
     try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot write the Triton model {model_dir} ({e.strerror or e})") from e
-    with _swap_lock(model_dir.parent):
-        _sweep_abandoned(model_dir)
-        staging = _new_hidden(model_dir, _STAGING_PREFIX, create=False)
-        alive = None
-        try:
-            staging.mkdir()
-            alive = _hold(staging)
+        with folder.replacing() as staging:
             fill(staging)
-            _swap_in(staging, model_dir)
-        except BaseException as e:
-            _discard(staging)
-            if made:  # an empty model folder would stop a starting server ('could not determine backend')
-                with contextlib.suppress(OSError):
-                    model_dir.rmdir()
-            if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:  # a full disk: the CLI named the export folder
-                kept = "" if made else "; the previous one is unchanged"
-                raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:  # a full disk: the CLI would name the export folder
             raise
-        finally:
-            if alive is not None:
-                os.close(alive)
-
-
-def _swap_in(staging: Path, model_dir: Path) -> None:
-    """Rename ``model_dir`` aside and its finished ``staging`` folder into its place (the caller holds the
-    repository's lock); Ctrl-C waits until this is done."""
-    from pvt_deploy.errors import PvtDeployError
-    from pvt_deploy.export.onnx import _new_hidden
-    from pvt_deploy.utils.signals import interrupts_deferred
-
-    with interrupts_deferred():
-        aside = _new_hidden(model_dir.parent, _aside_prefix(model_dir), create=False)
-        try:
-            os.rename(model_dir, aside)  # the staging folder goes with it
-        except OSError as e:
-            raise PvtDeployError(f"cannot replace the Triton model {model_dir} ({e.strerror or e}); "
-                                 "it is unchanged") from e
-        try:
-            os.rename(aside / staging.name, model_dir)
-        except BaseException as e:
-            os.rename(aside, model_dir)
-            if isinstance(e, OSError):
-                raise PvtDeployError(f"cannot replace the Triton model {model_dir} ({e.strerror or e}); "
-                                     "it is unchanged") from e
-            raise
-        _carry_over(aside, model_dir)
-
-
-def _carry_over(aside: Path, model_dir: Path) -> None:
-    """Move the entries of the previous model folder ``aside`` that the new ``model_dir`` did not replace
-    (other version folders, the user's files) into it, then delete ``aside``; what cannot move stays
-    there, named in a warning. The config, the manifest, the version folder the new model has and
-    pvt-deploy's scratch are replaced."""
-    stuck = []
-    for entry in sorted(aside.iterdir()):
-        name = entry.name
-        if (name in (CONFIG_NAME, MANIFEST_NAME) or name.startswith(_STAGING_PREFIX)
-                or (".part" in name and name.startswith((f".{CONFIG_NAME}.", f".{MANIFEST_NAME}.")))
-                or os.path.lexists(model_dir / name)):
-            continue
-        try:
-            os.rename(entry, model_dir / name)
-        except OSError:
-            stuck.append(name)
-    if stuck:
-        log.warning("could not move %s into the new Triton model; they are in %s", ", ".join(stuck), aside)
-    else:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-def _sweep_abandoned(model_dir: Path) -> None:
-    """Clear what exports killed while writing ``model_dir`` left: a staging folder in it is deleted; the
-    previous model folder, set aside by a swap that was killed, goes back where the model folder is
-    missing, and otherwise gives the new one the entries that are not pvt-deploy's. Call with the
-    repository's swap lock held (a live swap holds it, so an aside folder seen here is a killed one's)."""
-    from pvt_deploy.export.onnx import _discard, _owner_gone
-
-    with contextlib.suppress(OSError):
-        for entry in sorted(model_dir.parent.iterdir()):
-            if _owner_gone(entry, _aside_prefix(model_dir)):
-                if not model_dir.is_dir() or not any(model_dir.iterdir()):
-                    with contextlib.suppress(OSError):
-                        model_dir.rmdir()
-                    os.rename(entry, model_dir)
-                else:
-                    _carry_over(entry, model_dir)
-                log.info("cleared %s, left by a Triton export that was killed", entry)
-        for entry in sorted(model_dir.iterdir()):
-            if _owner_gone(entry, _STAGING_PREFIX):
-                _discard(entry)
-                log.info("cleared %s, left by a Triton export that was killed", entry)
+        kept = "; the previous one is unchanged" if existed else ""
+        raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e

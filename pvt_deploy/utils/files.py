@@ -89,30 +89,33 @@ def lock(path: str | os.PathLike[str], *, wait: bool = True) -> int | None:
     return None
 
 
+def unheld(path: str | os.PathLike[str]) -> bool | None:
+    """Whether no process holds a :func:`flock` on ``path`` (a file's or a folder's): True for what a
+    killed writer left (the kernel dropped its lock when it died, however it died), False while its
+    writer runs, None where that cannot be told (no locks here, or ``path`` gone meanwhile)."""
+    try:
+        fd = lock(path, wait=False)
+    except OSError:
+        return None
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files that :func:`atomic_path` writes left in ``folder`` when their process
     was killed (``kill -9``, the OOM killer) and return them. A writer holds a lock on its temporary
-    file until it is renamed, which the kernel drops when the process dies, so one whose lock is free
-    is abandoned; one being written is left alone, and so is any where locks are not to be had. (Nothing
-    else ever removes them: a cached CPU graph killed while written left up to 260 MB in ``.ort-cache``.)"""
+    file until it is renamed, so one whose lock is free (:func:`unheld`) is abandoned; one being written
+    is left alone, and so is any where locks are not to be had. (Nothing else ever removes them: a cached
+    CPU graph killed while written left up to 260 MB in ``.ort-cache``.)"""
     removed: list[Path] = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
-            if not _TEMP_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                fd = lock(entry.path, wait=False)
-            except OSError:  # gone meanwhile, or no locks here
-                continue
-            if fd is None:  # being written
-                continue
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False) and unheld(entry.path):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed
 
 
@@ -200,6 +203,8 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 #: A write the file system refused for want of room: a full disk, a quota, a file size limit.
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: A write the folder refused: no room, a read-only file system, no permission, a name too long.
+WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
 
 
 @contextlib.contextmanager

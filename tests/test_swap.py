@@ -1,0 +1,115 @@
+"""The contract of export/swap.py, the one way export folders and Triton model folders are replaced
+(their end-to-end behaviour, kills and concurrent runs included, is in test_export_manifest.py and
+test_triton_export.py): built aside, swapped in whole, the user's entries kept, nothing hidden left."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pvt_deploy.export.swap import SwappedFolder, scratch
+
+
+def _ours(old: Path) -> Callable[[str], bool]:
+    return lambda name: name in ("manifest.json", "1") or name.startswith(".pvt-")
+
+
+def _folder(tmp_path: Path, inside: bool) -> SwappedFolder:
+    return SwappedFolder(tmp_path / "repo" / "m", "the folder m", _ours, inside=inside)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def _previous(folder: SwappedFolder) -> dict[str, bytes | None]:
+    target = folder.target
+    (target / "1").mkdir(parents=True)
+    (target / "1" / "model.onnx").write_bytes(b"old graph")
+    (target / "manifest.json").write_text("old")
+    (target / "notes.txt").write_text("the user's")
+    return _tree(target.parent)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_a_block_that_raises_leaves_the_previous_folder_as_it_was_and_nothing_hidden(
+        tmp_path: Path, inside: bool) -> None:
+    folder = _folder(tmp_path, inside)
+    before = _previous(folder)
+    with pytest.raises(RuntimeError, match="fill failed"), folder.replacing() as staging:
+        assert (staging.parent == folder.target) is inside  # a Triton model's is hidden inside it
+        (staging / "manifest.json").write_text("new")
+        raise RuntimeError("fill failed")
+    assert _tree(folder.target.parent) == before
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_a_first_folder_whose_block_raises_leaves_nothing(tmp_path: Path, inside: bool) -> None:
+    """Inside, the target is made to hold the staging folder: it goes again (an empty Triton model folder
+    stops a starting server)."""
+    folder = _folder(tmp_path, inside)
+    with pytest.raises(KeyboardInterrupt), folder.replacing() as staging:
+        (staging / "manifest.json").write_text("new")
+        raise KeyboardInterrupt
+    assert list(folder.target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_the_swap_replaces_what_is_ours_and_keeps_the_users_entries(tmp_path: Path, inside: bool) -> None:
+    folder = _folder(tmp_path, inside)
+    _previous(folder)
+    (folder.target / "2").mkdir()  # another version: not ours
+    with folder.replacing() as staging:
+        (staging / "1").mkdir()
+        (staging / "1" / "model.onnx").write_bytes(b"new graph")
+        (staging / "manifest.json").write_text("new")
+    assert _tree(folder.target.parent) == {"m": None, "m/1": None, "m/1/model.onnx": b"new graph", "m/2": None,
+                                           "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
+
+
+def test_a_users_entry_the_new_folder_also_has_is_kept_aside_and_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Never lost: the old folder stays, hidden, with the entry that could not move, and a warning says where."""
+    folder = _folder(tmp_path, inside=False)
+    _previous(folder)
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.export"), folder.replacing() as staging:
+        (staging / "notes.txt").write_text("generated")
+    assert (folder.target / "notes.txt").read_text() == "generated"
+    aside = [p for p in folder.target.parent.iterdir() if p != folder.target]
+    assert len(aside) == 1 and aside[0].name.startswith(folder.aside_prefix)
+    assert (aside[0] / "notes.txt").read_text() == "the user's"
+    assert "could not move notes.txt" in caplog.text and str(aside[0]) in caplog.text
+
+
+def test_swap_failed_swaps_the_folder_in_and_raises(tmp_path: Path) -> None:
+    """As a parity failure where no export was: the files are written, and the error still raised."""
+    folder = _folder(tmp_path, inside=False)
+    with pytest.raises(ValueError, match="gate"), \
+            folder.replacing(swap_failed=lambda e: isinstance(e, ValueError)) as staging:
+        (staging / "manifest.json").write_text("failed its gate")
+        raise ValueError("gate")
+    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"failed its gate"}
+
+
+def test_the_next_run_sweeps_a_staging_folder_no_run_holds(tmp_path: Path) -> None:
+    """A staging folder whose lock is free (its run was killed) goes; the target is untouched by that."""
+    for inside in (False, True):
+        folder = _folder(tmp_path / str(inside), inside)
+        before = _previous(folder)
+        left = folder.new_staging()  # made, never locked: as a killed run's, once the kernel dropped its lock
+        (left / "manifest.json").write_text("half")
+        folder.sweep()
+        assert _tree(folder.target.parent) == before
+
+
+def test_a_scratch_folder_goes_at_the_end_and_a_killed_ones_at_the_next_start(tmp_path: Path) -> None:
+    left = tmp_path / ".pvt-ext-0badf00d-1-ab12"  # a killed extension's: no run holds it
+    left.mkdir()
+    with pytest.raises(OSError), scratch(tmp_path, ".pvt-ext-") as path:
+        assert not left.exists() and path.parent == tmp_path
+        (path / "model.fp16.onnx").write_bytes(b"variant")
+        raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []
