@@ -113,3 +113,31 @@ def test_a_scratch_folder_goes_at_the_end_and_a_killed_ones_at_the_next_start(tm
         (path / "model.fp16.onnx").write_bytes(b"variant")
         raise OSError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_ctrl_c_between_the_renames_waits_for_the_swap(tmp_path: Path, inside: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C right after the old folder went aside is held until the new one is in place and the user's
+    entries are in it (a Triton model folder's staging folder goes aside with it, and is renamed from there)."""
+    import os
+    import signal
+
+    folder = _folder(tmp_path, inside)
+    _previous(folder)
+    rename = os.rename
+
+    def interrupted_rename(src: str, dst: str) -> None:
+        rename(src, dst)
+        if folder.aside_prefix in os.fspath(dst):
+            signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt), folder.replacing() as staging:
+            (staging / "manifest.json").write_text("new")
+            monkeypatch.setattr(os, "rename", interrupted_rename)
+    finally:
+        monkeypatch.setattr(os, "rename", rename)
+        signal.signal(signal.SIGINT, previous)
+    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
