@@ -874,6 +874,24 @@ def test_missing_webcam_raises_input_error() -> None:
         open_source(0)
 
 
+def test_a_camera_opens_on_an_opencv_without_cv2_utils_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenCV 4.10-4.12 (admitted by the requirements, the lowest that runs on NumPy 2) has its log
+    level at the top of ``cv2``, not in ``cv2.utils.logging`` (4.13+): opening a camera there was an
+    ImportError traceback instead of the one-line error, and no camera could ever be opened."""
+    import sys
+
+    import cv2.utils
+
+    levels: list[int] = [3]  # OpenCV's default, WARNING
+    monkeypatch.delattr(cv2.utils, "logging", raising=False)
+    monkeypatch.setitem(sys.modules, "cv2.utils.logging", None)  # `from cv2.utils import logging` fails
+    monkeypatch.setattr(cv2, "getLogLevel", lambda: levels[-1], raising=False)
+    monkeypatch.setattr(cv2, "setLogLevel", levels.append, raising=False)
+    with pytest.raises(InputError, match="webcam0"):
+        open_source(0)
+    assert levels == [3, 2, 3]  # quiet (ERROR) while the backends are tried, then as it was
+
+
 def test_redact_url() -> None:
     assert redact_url("rtsp://admin:pw@10.0.0.2:554/s1") == "rtsp://***@10.0.0.2:554/s1"
     assert redact_url("http://cam.local/video") == "http://cam.local/video"

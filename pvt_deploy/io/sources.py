@@ -576,6 +576,19 @@ class PyAVReader:
         self._container.close()
 
 
+_OPENCV_LOG_ERROR = 2  # cv::utils::logging::LOG_LEVEL_ERROR, the same number in every OpenCV 4 and 5
+
+
+def _opencv_log_level() -> tuple[Callable[[], int], Callable[[int], Any]]:
+    """OpenCV's (getLogLevel, setLogLevel): in ``cv2.utils.logging`` from OpenCV 4.13, at the top of
+    ``cv2`` before (4.10-4.12, which the project's requirements admit, have no ``cv2.utils.logging``)."""
+    try:
+        from cv2.utils import logging as cv_log
+    except ImportError:
+        return cv2.getLogLevel, cv2.setLogLevel
+    return cv_log.getLogLevel, cv_log.setLogLevel
+
+
 class CaptureReader:
     """A local camera through ``cv2.VideoCapture``: OpenCV knows each OS's camera API (V4L2,
     AVFoundation, Media Foundation), which FFmpeg would need per-platform device names for."""
@@ -584,14 +597,13 @@ class CaptureReader:
         self.live = True
         self.frames: int | None = None
         self.error: str | None = None
-        from cv2.utils import logging as cv_log
-
-        level = cv_log.getLogLevel()
-        cv_log.setLogLevel(cv_log.LOG_LEVEL_ERROR)  # each backend tried would warn on stderr; the error says it
+        get_level, set_level = _opencv_log_level()
+        level = get_level()
+        set_level(_OPENCV_LOG_ERROR)  # each backend tried would warn on stderr; the error says it
         try:
             self._cap = cv2.VideoCapture(device)
         finally:
-            cv_log.setLogLevel(level)
+            set_level(level)
         if not self._cap.isOpened():
             self._cap.release()
             raise ConnectionError(f"cannot open camera {device}")
