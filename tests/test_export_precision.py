@@ -9,6 +9,7 @@ import pytest
 from export_fixtures import images, ort_run
 from onnx import TensorProto, numpy_helper
 
+import pvt_deploy
 from pvt_deploy.export.parity import compare_outputs
 from pvt_deploy.tasks.preprocess import Letterbox
 from pvt_deploy.utils import onnx_model
@@ -90,7 +91,7 @@ def test_int8_flavours(det_artifact) -> None:
     assert record["calibration"]["source"] == "bundled sample images" and record["calibration"]["images"] == 3
 
 
-def test_variants_keep_the_boundary_and_import_only_the_opsets_they_use(det_artifact) -> None:
+def test_onnx_files_keep_the_boundary_import_only_used_opsets_and_name_their_producer(det_artifact) -> None:
     """Netron and ``polygraphy inspect model`` showed model.int8.trt.onnx importing com.microsoft,
     ai.onnx.training, org.pytorch.aten and five more domains it never uses, and outputs shaped
     (batch, 'TopK_745_o0__d0 + TopK_756_o0__d0 + ...', 4) where model.onnx says num_boxes: both
@@ -105,6 +106,10 @@ def test_variants_keep_the_boundary_and_import_only_the_opsets_they_use(det_arti
         declared = {o.domain for o in model.opset_import} - {"", "ai.onnx"}
         assert declared == used, (name, sorted(declared - used))
         onnx.checker.check_model(model, full_check=True)
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"):
+        # Netron and polygraphy showed "pvt-deploy 2.13.0": torch's version (quantize_dynamic's "0.1.0")
+        model = onnx.load(str(det_artifact.folder / name), load_external_data=False)
+        assert (model.producer_name, model.producer_version) == ("pvt-deploy", pvt_deploy.__version__), name
 
 
 def test_parity_figures_in_manifest(det_artifact) -> None:

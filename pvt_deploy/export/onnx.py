@@ -511,10 +511,13 @@ class _CheckSpec:
 
 
 def _with_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> onnx.ModelProto:
+    from pvt_deploy import __version__
     from pvt_deploy.export.graph import set_metadata
 
     set_metadata(model, ONNX_METADATA_KEY, dict(meta))
-    model.producer_name = "pvt-deploy"
+    # both: the exporter leaves torch's version ("pytorch 2.13.0"), quantize_dynamic "onnx.quantize 0.1.0",
+    # and Netron and polygraphy show the pair as the file's producer
+    model.producer_name, model.producer_version = "pvt-deploy", __version__
     return model
 
 
