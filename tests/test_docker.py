@@ -170,3 +170,95 @@ def test_make_targets() -> None:
         dry = subprocess.run([make, "-n", "docker", "docker-jetson"], cwd=REPO, capture_output=True, text=True, timeout=30)
         assert dry.returncode == 0, dry.stderr
         assert "-f docker/Dockerfile " in dry.stdout and "-f docker/Dockerfile.jetson" in dry.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# The build-time check of each image, run here against stand-in modules
+# --------------------------------------------------------------------------------------------------
+
+JETSON = REPO / "docker" / "Dockerfile.jetson"
+X86 = REPO / "docker" / "Dockerfile"
+
+
+def build_check(path: Path) -> str:
+    """The ``python3 -c "..."`` program of the last RUN step that has one: the image's self-check."""
+    programs = [p for k, a in instructions(path) if k == "RUN" for p in re.findall(r'python3 -c "([^"]*)"', a)]
+    assert programs, f"{path.name} has no python3 -c check"
+    return programs[-1]
+
+
+def stub_modules(root: Path, *, tensorrt_loads: bool = True, torch_cuda: str | None = "12.6",
+                 providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                               "CPUExecutionProvider")) -> Path:
+    """Packages named like the GPU stack, shadowing the real ones: each behaves as the case asks."""
+    stubs = {
+        "tensorrt": "__version__ = '10.3.0'\n" if tensorrt_loads else
+        "raise ImportError('libnvdla_compiler.so: cannot open shared object file: No such file or directory')\n",
+        "torch": f"__version__ = '2.8.0'\nclass version:\n    cuda = {torch_cuda!r}\n",
+        "onnxruntime": f"__version__ = '1.23.0'\ndef get_available_providers():\n    return {list(providers)!r}\n",
+        "av": "__version__ = '14.0.0'\n",
+    }
+    for name, body in stubs.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "__init__.py").write_text(body)
+    return root
+
+
+def run_check(program: str, stubs: Path) -> subprocess.CompletedProcess[str]:
+    # -S: no site-packages, so only the stand-ins (and the standard library) can be imported
+    return subprocess.run([sys.executable, "-S", "-c", program], env={"PYTHONPATH": str(stubs), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_jetson_check_runs_without_the_nvidia_runtime(tmp_path: Path) -> None:
+    """BuildKit, Docker's default builder, runs RUN steps without the NVIDIA runtime whatever the
+    daemon's default-runtime is (dusty-nv/jetson-containers#352), so the Tegra libraries that the runtime
+    mounts are missing while building (jetson-containers#1185) and libnvinfer, which links
+    libnvdla_compiler.so, does not load (jetson-containers#902, #699): `import tensorrt` failed the build
+    at its last step. The check must pass where the bindings are installed but cannot load."""
+    proc = run_check(build_check(JETSON), stub_modules(tmp_path, tensorrt_loads=False))
+    assert proc.returncode == 0, proc.stderr
+    assert "CUDAExecutionProvider" in proc.stdout and "CUDA 12.6" in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["absent", "type stubs only"])
+def test_jetson_check_needs_the_tensorrt_bindings(case: str, tmp_path: Path) -> None:
+    stubs = stub_modules(tmp_path)
+    shutil.rmtree(stubs / "tensorrt")
+    if case == "type stubs only":  # tensorrt-stubs leaves a namespace package: no module to load
+        (stubs / "tensorrt").mkdir()
+        (stubs / "tensorrt" / "__init__.pyi").write_text("")
+    proc = run_check(build_check(JETSON), stubs)
+    assert proc.returncode != 0 and "python3-libnvinfer" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("case", ["cpu torch", "cpu onnxruntime"])
+def test_check_fails_on_a_cpu_stack(path: Path, case: str, tmp_path: Path) -> None:
+    """A CPU torch (PyPI's, where the CUDA index was not used) or the CPU onnxruntime wheel coming back
+    over onnxruntime-gpu gives an image that builds but never uses the GPU: the build must stop there."""
+    if case == "cpu torch":
+        stubs, expected = stub_modules(tmp_path, torch_cuda=None), "is not a CUDA build"
+    else:
+        stubs, expected = stub_modules(tmp_path, providers=("AzureExecutionProvider", "CPUExecutionProvider")), \
+            "onnxruntime has no CUDA provider"
+    proc = run_check(build_check(path), stubs)
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stdout + proc.stderr
+    assert run_check(build_check(path), stub_modules(tmp_path / "gpu")).returncode == 0
+
+
+def test_jetson_installs_cudss_before_torch() -> None:
+    """The Jetson AI Lab torch 2.8 wheel for JetPack 6 (jp6/cu126) links libcudss.so.0, which JetPack
+    does not ship: `import torch` fails with "libcudss.so.0: cannot open shared object file"
+    (NVIDIA/Isaac-GR00T#343, fixed there with NVIDIA's CUDA repository for Jetson and `apt-get install
+    cudss`). It must be installed before torch, and that repository must not stay enabled."""
+    ins = instructions(JETSON)
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in ins if k == "ARG" and "=" in a}
+    assert args.get("CUDSS_PACKAGE", "").startswith("cudss")
+    runs = [(i, a) for i, (k, a) in enumerate(ins) if k == "RUN"]
+    cudss = next(i for i, a in runs if "${CUDSS_PACKAGE}" in a and "apt-get install" in a)
+    torch = next(i for i, a in runs if '"torch==${TORCH_VERSION}"' in a)
+    assert cudss < torch
+    step = ins[cudss][1]
+    assert "dpkg --purge cuda-keyring" in step and "python3-libnvinfer" not in step
+
