@@ -262,3 +262,17 @@ def test_jetson_installs_cudss_before_torch() -> None:
     step = ins[cudss][1]
     assert "dpkg --purge cuda-keyring" in step and "python3-libnvinfer" not in step
 
+
+def test_cuda_major_of_the_x86_stack() -> None:
+    """onnxruntime-gpu's PyPI wheels are CUDA 12 builds up to 1.26 and CUDA 13 builds from 1.27.0 on
+    (PyPI metadata: 1.26.0's [cuda] extra requires nvidia-cuda-runtime-cu12, 1.27.0's
+    nvidia-cuda-runtime-cu13), so the default must match the CUDA major of the torch index, and what the
+    Dockerfile and docs/docker.md say about moving to CUDA 13 must name 1.27."""
+    first_cuda13 = (1, 27)
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in instructions(X86) if k == "ARG" and "=" in a}
+    ort = tuple(int(x) for x in args["ONNXRUNTIME_GPU_VERSION"].split(".")[:2])
+    torch_cuda = re.search(r"/cu(\d\d)\d$", args["TORCH_INDEX_URL"])
+    assert torch_cuda, args["TORCH_INDEX_URL"]
+    assert (ort < first_cuda13) == (torch_cuda.group(1) == "12"), (ort, args["TORCH_INDEX_URL"])
+    assert "onnxruntime-gpu >= 1.27" in X86.read_text()
+    assert re.search(r"`ONNXRUNTIME_GPU_VERSION`\s+1\.27 or later", (REPO / "docs" / "docker.md").read_text())
