@@ -151,12 +151,12 @@ def _onnxruntime() -> list[Check]:
 
 def _tensorrt() -> list[Check]:
     from pvt_deploy.errors import BackendUnavailableError
-    from pvt_deploy.runtimes.tensorrt import TRT_INSTALL_HINT, create_trt, require_tensorrt, typing_support
+    from pvt_deploy.runtimes.tensorrt import create_trt, require_tensorrt, typing_support
 
     try:
         trt = require_tensorrt()
-    except BackendUnavailableError as e:
-        return [Check("tensorrt", "TensorRT", "missing", summary=str(e.args[0]), hint=TRT_INSTALL_HINT)]
+    except BackendUnavailableError as e:  # its hint: how to install it, or why an installed one does not load
+        return [Check("tensorrt", "TensorRT", "missing", summary=str(e.args[0]), hint=e.hint)]
     strongly, flags = typing_support(trt)  # as build_engine decides
     fp16_flag = "FP16" in flags
     info = {"strongly_typed": strongly, "builder_fp16_flag": fp16_flag,

@@ -292,6 +292,29 @@ def test_build_without_tensorrt_fails_first_with_one_line(monkeypatch: pytest.Mo
     assert e.value.exit_code == 3
 
 
+def test_tensorrt_whose_libraries_do_not_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The Jetson image run without ``--runtime nvidia``: TensorRT's bindings are installed, but libnvinfer
+    links Tegra driver libraries (libnvdla_compiler.so) that only the NVIDIA runtime mounts, so ``import
+    tensorrt`` raises ImportError for that library. It said "TensorRT is not installed" and, in the
+    image, to build the Docker image; it must say the libraries do not load and how to start the
+    container, in the error and in doctor's row."""
+    from pvt_deploy.doctor import _tensorrt
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.py").write_text(
+        "raise ImportError('libnvdla_compiler.so: cannot open shared object file: No such file or directory')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    with pytest.raises(BackendUnavailableError) as e:
+        require_tensorrt()
+    msg = str(e.value)
+    assert "\n" not in msg and e.value.exit_code == 3
+    assert msg.startswith("TensorRT is installed but its libraries do not load (libnvdla_compiler.so: cannot open")
+    assert "--runtime nvidia" in msg and "docker build" not in msg
+    (row,) = _tensorrt()
+    assert row.status == "missing" and row.summary == e.value.args[0] and row.hint == e.value.hint
+
+
 def test_type_stubs_alone_do_not_count_as_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     shell = types.ModuleType("tensorrt")
     shell.__path__ = ["/site-packages/tensorrt"]  # what tensorrt-stubs leaves behind

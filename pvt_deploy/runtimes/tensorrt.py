@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRT_INSTALL_HINT",
+    "TRT_LOAD_HINT",
     "TensorRTBackend",
     "check_engine_compatibility",
     "check_profile_shape",
@@ -60,7 +61,15 @@ log = logging.getLogger("pvt_deploy.tensorrt")
 ENGINE_NAME = "model.engine"
 TRT_INSTALL_HINT = (
     "to get it, build the Docker image: docker build -f docker/Dockerfile -t pvt-deploy . "
+    "(on a Jetson: -f docker/Dockerfile.jetson) "
     "- or, on a machine with an NVIDIA GPU and CUDA: pip install 'pvt-deploy[trt]' or pip install tensorrt"
+)
+# The bindings are there but a library under them is not: in a container, the driver libraries that the
+# NVIDIA runtime mounts (on a Jetson, libnvinfer links the Tegra ones, e.g. libnvdla_compiler.so).
+TRT_LOAD_HINT = (
+    "in a container, start it with the GPU: docker run --gpus all ... (on a Jetson: --runtime nvidia, which "
+    "mounts the Tegra driver libraries TensorRT links); elsewhere reinstall TensorRT so that its libraries "
+    "match its Python bindings"
 )
 # Hardware-compatible (AMPERE_PLUS) engines run on any GPU of compute capability 8.0 or newer.
 AMPERE_PLUS = (8, 0)
@@ -84,11 +93,14 @@ def require_tensorrt() -> ModuleType:
     """
     try:
         import tensorrt as trt
-    except ImportError as e:
+    except ModuleNotFoundError as e:  # no tensorrt package, or one it imports (a half-installed meta-package)
         raise BackendUnavailableError(f"TensorRT is not installed ({e.msg})", hint=TRT_INSTALL_HINT) from e
+    except ImportError as e:  # the package is there, its extension or a library that links is not
+        raise BackendUnavailableError(f"TensorRT is installed but its libraries do not load ({e.msg})",
+                                      hint=TRT_LOAD_HINT) from e
     except OSError as e:  # libnvinfer.so missing or for another CUDA
         raise BackendUnavailableError(f"TensorRT is installed but its libraries do not load ({e})",
-                                      hint=TRT_INSTALL_HINT) from e
+                                      hint=TRT_LOAD_HINT) from e
     if not all(hasattr(trt, attr) for attr in ("__version__", "Builder", "Runtime", "Logger")):
         where = next(iter(getattr(trt, "__path__", None) or []), None) or getattr(trt, "__file__", None) or "?"
         raise BackendUnavailableError(
