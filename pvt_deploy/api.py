@@ -21,13 +21,14 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, overload
+from typing import Any, Literal, NoReturn, SupportsIndex, TypeAlias, overload
 
 import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import Source, open_source
 from pvt_deploy.runtimes.base import Backend, flag
+from pvt_deploy.runtimes.torch import clear_of_fork
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
 from pvt_deploy.utils import is_integer, is_number, whole_number
@@ -70,9 +71,11 @@ class Model:
         self.imgsz = imgsz
         check_weights(weights, self.source, backend)
         self.backend: Backend
-        self.backend, self.manifest = load_backend(self.source, backend=backend, precision=precision,
-                                                   device=device, imgsz=imgsz, weights=weights, task=task,
-                                                   **options)
+        # building a PyTorch model runs parallel regions, which hang on the thread that forked a
+        # process whose parent had run PyTorch, as inference does (see runtimes/torch.py)
+        self.backend, self.manifest = clear_of_fork(load_backend, self.source, backend=backend, precision=precision,
+                                                    device=device, imgsz=imgsz, weights=weights, task=task,
+                                                    **options)
         self.last_summary = None
 
     @property
@@ -182,7 +185,7 @@ class Model:
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
         ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its
-        annotated mp4.
+        annotated mp4 (a local file's, or one read from an http(s) URL; a live feed has none to carry).
         """
         for name, value in {"stream": stream, "save": save, "save_json": save_json, "save_mask": save_mask,
                             "save_audio": save_audio}.items():
@@ -212,7 +215,7 @@ class Model:
                 assert save_dir is not None
                 writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
                                       fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
-                                      audio=save_audio)
+                                      audio=save_audio and not getattr(src, "live", False))  # no file to read again
         except BaseException:
             src.close()
             raise
@@ -276,6 +279,13 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # pickle's own error names an inner object ("cannot pickle 'InferenceSession' object"), deep in
+        # a multiprocessing traceback; reloading on unpickling would reload the model for every task
+        raise InputError(f"a Model ({self.source}) cannot be pickled or copied: it holds a loaded runtime",
+                         hint="load the model in each process, e.g. in the pool's initializer, and send it "
+                              "pictures or paths")
 
 
 #: The task each task-specific setting of :meth:`Model.predict` (and ``pvt-deploy infer``) is for.

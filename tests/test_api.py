@@ -530,6 +530,89 @@ def test_each_thread_sees_the_summary_of_its_own_run(det_model: Model) -> None:
     assert seen == {1: 1, 3: 3}
 
 
+
+# A server's master loads a model and forks its workers (gunicorn --preload, a multiprocessing fork
+# pool). The parent runs the model first, forks, and the child reports each step it gets through
+# on stdout; the parent kills a child that stops, so a hang fails the test instead of holding it.
+FORK_SCRIPT = """
+import os, sys, time
+import numpy as np
+from pvt_deploy import Model
+
+source, kind = sys.argv[1], sys.argv[2]
+picture = np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8)
+
+def numbers(results):
+    r = results[0]
+    return r.probs.data if kind == "torch" else np.concatenate([r.boxes.xyxy.ravel(), r.boxes.conf])
+
+if kind == "torch":
+    model = Model(source, imgsz=64)
+    run = lambda m: m.predict(picture)
+else:  # two threads, a batch of two: the batch runs as two shards on the shard pool's thread
+    model = Model(source, threads=2)
+    run = lambda m: m.predict([picture, picture], batch=2)
+reference = numbers(run(model))
+pid = os.fork()
+if pid == 0:
+    same = np.allclose(numbers(run(model)), reference, atol=1e-5)
+    print("predicted in the child", same, flush=True)
+    if kind == "torch":
+        again = Model(source, imgsz=64)
+        print("loaded in the child", np.allclose(numbers(run(again)), reference, atol=1e-5), flush=True)
+    model.close()
+    print("closed in the child", flush=True)
+    os._exit(0)
+deadline = time.monotonic() + 90
+while time.monotonic() < deadline:
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("the child hung", flush=True)
+"""
+
+
+def run_forked(tmp_path: Path, source: str, kind: str) -> list[str]:
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork_worker.py"
+    script.write_text(FORK_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), source, kind], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()
+
+
+def test_a_pytorch_model_runs_in_a_process_forked_after_it_ran(tmp_path: Path) -> None:
+    """A PyTorch model loaded and run, then the process forked (gunicorn --preload): the worker's first
+    call hung for ever (GNU OpenMP's team of the forking thread is its parent's), and so did loading
+    another model in the worker. Now both run, at the parent's thread count, with the parent's numbers."""
+    assert run_forked(tmp_path, "pvt_v2_b0-cls", "torch") == [
+        "predicted in the child True", "loaded in the child True", "closed in the child"]
+
+
+def test_an_onnx_runtime_model_runs_and_closes_in_a_forked_process(tmp_path: Path,
+                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An ONNX Runtime model used in a forked child: a batch split into shards waited for ever on the
+    parent's shard thread, and close() waited for ever on the parent's ORT worker threads."""
+    source = str(cached_export(tmp_path_factory, "det"))
+    assert run_forked(tmp_path, source, "onnx") == ["predicted in the child True", "closed in the child"]
+
+
+def test_a_model_sent_to_another_process_is_refused_in_one_line(det_model: Model) -> None:
+    """``ProcessPoolExecutor().submit(work, model)`` or a spawn Pool pickles its arguments: it failed
+    with "cannot pickle 'InferenceSession' object" deep in a multiprocessing traceback."""
+    import copy
+    import pickle
+
+    for send in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(InputError, match="cannot be pickled or copied.*load the model in each process"):
+            send(det_model)
+
+
 USER_SCRIPT = '''
 from __future__ import annotations
 import numpy as np

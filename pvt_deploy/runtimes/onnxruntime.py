@@ -42,6 +42,15 @@ Session choices and why:
   ``pvt_small`` detector FP32 1133 -> 1565 MiB, INT8 864 -> 1114 MiB; ``pvt_small-cls`` 462 -> 584
   MiB); without ORT's memory arena it would cost ~260 MiB less and run 8-10 % slower. Smaller
   batches and batch 1 use the multi-threaded session alone; ``shard=False`` turns it off.
+* After ``fork()`` (gunicorn ``--preload``, a ``multiprocessing`` fork pool) a child has none of its
+  parent's threads, but each session's thread pool and the shard pool still count on them: the
+  shard pool's tasks never ran, and destroying a session (``close()``, dropping the model) waited in
+  ORT's pool teardown for ever. So in a child every session it inherited is kept until the process
+  ends (its memory is the parent's, shared until written), the shard pool starts afresh, and each
+  run has the calling thread (and the shards) only: ORT's workers stayed in the parent. A model
+  loaded in the child has its own. Beyond our reach: a forked child of a process that imported
+  onnxruntime (1.32) waits for ever in ORT's own exit handlers when it exits normally, with or without
+  a session (``multiprocessing`` ends its workers with ``os._exit``, which skips them).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -236,6 +246,21 @@ def _folder_option(name: str, value: object, *, parent: bool = False) -> Path | 
     return path
 
 
+_backends: weakref.WeakSet[OnnxRuntimeBackend] = weakref.WeakSet()  # those this process made or inherited
+_inherited_sessions: list[Any] = []  # in a forked child: never destroyed (see the module docstring)
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_backends):
+        _inherited_sessions.extend(s for s in (backend._session, backend._shard_session) if s is not None)
+        backend._pool = None  # its threads are the parent's
+        backend._shard_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class OnnxRuntimeBackend(Backend):
     """Run an ``.onnx`` file with ONNX Runtime.
 
@@ -337,6 +362,7 @@ class OnnxRuntimeBackend(Backend):
         self._shard_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._output_names = [o.name for o in self._outputs]
+        _backends.add(self)
         used = list(self._session.get_providers())
         self._check_fallback(kind, names, used)
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
@@ -424,6 +450,7 @@ class OnnxRuntimeBackend(Backend):
                     self._shards = 1
                     self.info.details["batch_shards"] = 1
                     return None
+            if self._shard_session is not None and self._pool is None:  # the first shards, or the first after a fork
                 self._pool = ThreadPoolExecutor(self._shards - 1, thread_name_prefix="pvt-ort-shard")
             return self._shard_session
 

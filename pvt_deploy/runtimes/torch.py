@@ -18,14 +18,23 @@ Why the choices below:
   contention to GEMM-bound transformer blocks.
 * Outputs are always returned as float32/int32 numpy arrays so post-processing is identical for
   every backend and precision.
+* After ``fork()`` (gunicorn ``--preload``, a ``multiprocessing`` fork pool), PyTorch work asked for
+  on the thread that forked runs on a helper thread (:func:`clear_of_fork`): PyTorch's Linux wheels
+  use GNU OpenMP, which keeps, per thread, the team of worker threads it started; in the child that
+  thread still counts on its parent's workers, which the child does not have, and its next parallel
+  region waits for them for ever. A thread started in the child has no team yet and starts its own,
+  with the same thread count. (``torch.set_num_threads(1)`` in the child, as PyTorch's DataLoader
+  workers do, also avoids the wait, but at one thread, and raising the count again hangs.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -44,11 +53,40 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["TorchBackend", "cpu_per_core", "physical_cores"]
+__all__ = ["TorchBackend", "clear_of_fork", "cpu_per_core", "physical_cores"]
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_INPUT = TensorSpec("images", "float32", ("batch", 3, "height", "width"))
+
+_T = TypeVar("_T")
+_forked_thread: int | None = None  # in a forked child: the thread that called fork() (see the module docstring)
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _forked_thread, _helper, _helper_lock
+    _forked_thread = threading.get_ident()
+    _helper = None  # the parent's helper thread, if it had one, is not in this process
+    _helper_lock = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)``, run on a helper thread when called on the thread that forked this
+    process, whose OpenMP team is its parent's (see the module docstring); else right here."""
+    global _helper
+    if _forked_thread is None or threading.get_ident() != _forked_thread:
+        return fn(*args, **kwargs)
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(1, thread_name_prefix="pvt-deploy-after-fork")
+        helper = _helper
+    return helper.submit(fn, *args, **kwargs).result()
 
 
 def physical_cores() -> int:
@@ -184,16 +222,9 @@ class TorchBackend(Backend):
         return tensor.to(self._device) if self._device.type == "cuda" else tensor
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self._torch
         x = self._to_tensor(feed)
-        module = self.module
         try:
-            with torch.inference_mode():
-                if self.precision == "fp16":
-                    with torch.autocast("cuda", dtype=torch.float16):
-                        outs = module(x)
-                else:
-                    outs = module(x)
+            return clear_of_fork(self._forward, x)
         except RuntimeError as e:  # as the ONNX Runtime backend reports its run's errors: one line
             text = one_line(e)
             if "out of memory" in text.lower():  # CUDA's message mentions max_split_size_mb: not a shape error
@@ -202,6 +233,16 @@ class TorchBackend(Backend):
             if "size" in text.lower() or "shape" in text.lower():
                 raise ShapeError(f"PyTorch cannot run the input shape {list(x.shape)}: {text}") from e
             raise PvtDeployError(f"PyTorch failed: {text}") from e
+
+    def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        torch = self._torch
+        module = self.module
+        with torch.inference_mode():
+            if self.precision == "fp16":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    outs = module(x)
+            else:
+                outs = module(x)
         if isinstance(outs, torch.Tensor):
             outs = (outs,)
         result: dict[str, np.ndarray] = {}
