@@ -599,6 +599,56 @@ def test_a_clock_that_goes_back_carries_on_from_the_frame_before(tmp_path: Path)
     assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(20)], abs=1e-6)
 
 
+
+def mid_gop_ts(folder: Path, *, frames: int = 30, cut_at: int = 4, gop: int = 10, bframes: int = 0) -> Path:
+    """An MPEG-TS (keyframe every ``gop`` frames, grey levels STEP*i) whose bytes before frame ``cut_at``
+    are cut off at a 188-byte packet boundary, as a capture that began mid-broadcast or ``head -c`` /
+    ``dd`` on a recording: its video starts at frame ``cut_at``, and decodes from the next keyframe on."""
+    whole = folder / "whole.ts"
+    with av.open(str(whole), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={
+            "preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes)})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 96, 3), STEP * i, np.uint8), format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    with av.open(str(whole)) as container:
+        video = container.streams.video[0]
+        first = video.start_time
+        start = next(p.pos for p in container.demux(video)
+                     if p.pts is not None and round((p.pts - first) * video.time_base * FPS) == cut_at)
+    assert start % 188 == 0
+    cut = folder / "cut.ts"
+    cut.write_bytes(whole.read_bytes()[start:])
+    return cut
+
+
+def test_a_video_that_starts_mid_gop_numbers_its_frames_from_its_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An MPEG-TS cut mid-GOP: the frames before its first keyframe cannot be decoded, and the first
+    frame that can was numbered 0 while its timestamp said 0.24 s, without a word, so frame numbers in
+    the JSON, the timestamps and the frames before the keyframe all disagreed. Its frames now keep the
+    numbers their times give (as in an mp4 or mkv), and one warning says how many lead frames were lost."""
+    with caplog.at_level(logging.WARNING), open_source(mid_gop_ts(tmp_path)) as source:
+        frames = list(source)
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(10, 30))  # from the keyframe on
+    assert [f.index for f in frames] == list(range(6, 26))
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(6, 26)], abs=1e-6)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "the 6 frames before its first keyframe" in warnings[0], warnings
+    assert source.error is None
+
+
+@pytest.mark.parametrize("bframes", [0, 3])
+def test_a_video_cut_at_a_keyframe_loses_no_frame(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                  bframes: int) -> None:
+    with caplog.at_level(logging.WARNING), open_source(mid_gop_ts(tmp_path, cut_at=10, bframes=bframes)) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(20)) and caplog.text == ""
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
     with open_source(path) as source:
@@ -670,6 +720,29 @@ def mjpeg_camera() -> Iterator[http.server.ThreadingHTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+
+def test_a_video_file_over_http_that_starts_mid_gop_numbers_its_frames_from_its_start(
+        http_server: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A file that starts mid-GOP (above; an mp4 remuxed from a cut MPEG-TS, as ``ffmpeg -c copy``
+    does) served over HTTP: its frames were numbered from 0, and its count took in the lost ones.
+    (An MPEG-TS over HTTP declares no length: it is read as a live feed, which is timed as it comes.)"""
+    base, root = http_server
+    (root / "ts").mkdir()
+    with av.open(str(mid_gop_ts(root / "ts"))) as ts, av.open(str(root / "cut.mp4"), "w") as mp4:
+        video = mp4.add_stream_from_template(ts.streams.video[0])
+        for packet in ts.demux(ts.streams.video[0]):
+            if packet.dts is not None:  # not the demuxer's end-of-stream packet
+                packet.stream = video
+                mp4.mux(packet)
+    with caplog.at_level(logging.WARNING), open_source(f"{base}/cut.mp4", vid_stride=2) as source:
+        assert not source.live and source.frames == 10
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(6, 26, 2))
+    assert [round(grey_level(f) / STEP) for f in frames] == list(range(10, 30, 2))
+    assert [f.timestamp for f in frames] == pytest.approx([i / FPS for i in range(6, 26, 2)], abs=1e-6)
+    assert caplog.text.count("the 6 frames before its first keyframe") == 1 and "could not" not in caplog.text
 
 
 def test_http_video_file_is_read_to_the_end_without_reconnecting(http_server: tuple[str, Path]) -> None:

@@ -655,7 +655,10 @@ class VideoSource(Source):
         self._active: PyAVReader | None = None
         self.fps = self._reader.fps
         self.size = self._reader.size
+        self._lead = _lead_frames(self.spec, self._reader.timestamp(), self.fps)  # opening decoded the first frame
         total = self._reader.frames
+        if total and self._lead:
+            total = max(1, total - self._lead)
         self.frames = math.ceil(total / vid_stride) if total else None
 
     def _open(self) -> PyAVReader:
@@ -668,7 +671,8 @@ class VideoSource(Source):
     def _iter_frames(self) -> Iterator[Frame]:
         reader, self._reader = (self._reader or self._open()), None
         self._active = reader
-        index = -1  # the source frame number of the frame read last
+        lead = self._lead  # frames before the first that decoded, said when the file was opened
+        index = lead - 1  # the source frame number of the frame read last
         decoded = 0
         last: float | None = None
         step = 1.0 / reader.fps if reader.numbered_by_time and reader.fps else None
@@ -689,7 +693,8 @@ class VideoSource(Source):
             # the recorder dropped), and a variable-rate clip off the grid is numbered as it comes
             damaged = reader.decoded < reader.packets
             gaps = index + 1 - decoded if step is not None and damaged else 0
-            lost = expected - decoded if expected else gaps  # short of the count, or gaps in the frame numbers
+            # short of the count, or gaps in the frame numbers; those before the first keyframe were said
+            lost = (expected - decoded if expected else gaps) - lead
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
             elif cut := _cut_short(reader, decoded, last):
@@ -708,6 +713,21 @@ class VideoSource(Source):
                 reader.close()
         self._reader = None
         super().close()
+
+
+def _lead_frames(spec: str, first: float | None, fps: float | None) -> int:
+    """Frames of a video file before the first that decoded, whose time (from the video's start) is
+    ``first``, and one warning if there are any: a video cut mid-GOP (bytes cut off the front of an
+    MPEG-TS, a capture joined mid-broadcast, an mp4 remuxed from one) starts with frames that refer to
+    a keyframe it does not hold, and decoders, players' too, drop them. The frames after keep the
+    times, and where the rate is constant the numbers, of their place in the whole video."""
+    if first is None or not fps or first * fps < 0.5:
+        return 0
+    lead = round(first * fps)
+    log.warning("%s: the %d frame%s before its first keyframe (%.2f s) cannot be decoded: the video starts "
+                "mid-GOP (cut or captured mid-stream); frame numbers and times count from its start",
+                spec, lead, "" if lead == 1 else "s", first)
+    return lead
 
 
 def _cut_short(reader: Any, decoded: int, last: float | None) -> str | None:
@@ -795,7 +815,12 @@ class StreamSource(Source):
         self.fps = self._reader.fps
         self.size = self._reader.size
         self.live = self._reader.live
+        # a finite file's frames before its first keyframe (see VideoSource); a live feed joined
+        # mid-GOP, as most are, is timed from its first frame
+        self._lead = 0 if self.live else _lead_frames(spec, self._reader.timestamp(), self.fps)
         total = self._reader.frames
+        if total and self._lead:
+            total = max(1, total - self._lead)
         self.frames = math.ceil(total / vid_stride) if total and not self.live else None
         self.realtime = self.live if realtime is None else realtime
         self._thread: threading.Thread | None = None
@@ -835,13 +860,14 @@ class StreamSource(Source):
         last: float | None = None  # a finite file's last frame time, for its truncation check
         try:
             while not self._stop.is_set():
+                index = self._lead + read
                 try:
                     ok = reader.grab()
-                    image = reader.retrieve() if ok and read % self.vid_stride == 0 else None
+                    image = reader.retrieve() if ok and index % self.vid_stride == 0 else None
                 except _CONNECTION_ERRORS as e:
                     ok, reader.error = False, _short(e)
                 if ok:
-                    index, read = read, read + 1
+                    read += 1
                     if not self.live:
                         last = reader.timestamp()
                     if image is not None:
