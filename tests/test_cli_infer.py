@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from cli_run import run
-from test_io_sinks import audio_of, clip_with_audio, frame_times
+from test_io_sinks import audio_of, clip_with_audio, frame_times, served
 from test_runtime_artifacts import cached_export, decode_video, make_clip
 
 from pvt_deploy.assets import sample_images
@@ -105,6 +105,77 @@ def test_a_video_keeps_its_audio_unless_told_not_to(monkeypatch: pytest.MonkeyPa
     assert code == 0, err
     assert audio_of(tmp_path / "b" / "talk.mp4") is None
     assert decode_video(tmp_path / "b" / "talk.mp4")[1] == 10
+
+
+def test_a_video_read_over_http_keeps_its_audio(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                det_export: Path, tmp_path: Path) -> None:
+    """A clip given as an http(s) URL was annotated silent: the audio was taken only from local files.
+    The URL of a file is read again from its start once the video is done, as a local file is."""
+    site = tmp_path / "site"
+    site.mkdir()
+    clip_with_audio(site / "talk.mp4", "aac", frames=10)
+    with served(site) as base:
+        code, _, err = run(monkeypatch, capsys, "infer", f"{base}/talk.mp4", "--model", str(det_export),
+                           "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "audio" not in err  # no warning about it
+    codec, start, seconds, _ = audio_of(tmp_path / "out" / "talk.mp4")  # type: ignore[misc]
+    assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.05)
+    assert decode_video(tmp_path / "out" / "talk.mp4")[1] == 10
+
+
+def test_a_live_stream_over_http_is_written_silent_without_a_second_connection(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """An http(s) URL of a live feed (an MJPEG camera) cannot be read again from its start: its video is
+    silent, and the camera sees the one connection the source makes (one more, to look for audio to
+    carry over, could take a camera that serves one client at a time)."""
+    import http.server
+    import threading
+    import time
+
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    connections: list[str] = []
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            connections.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(250):  # 10 s at 25 fps; the run stops long before
+                    body = cv2.imencode(".jpg", np.full((48, 64, 3), (9 * i) % 255, np.uint8))[1].tobytes()
+                    self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                                     .encode() + body + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.04)
+            except ConnectionError:
+                pass
+
+    real_infer, calls = OnnxRuntimeBackend.infer, {"n": 0}
+
+    def stop_after_six(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise KeyboardInterrupt  # how a live stream ends: Ctrl-C
+        return real_infer(self, feed)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_six)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        code, _, err = run(monkeypatch, capsys, "infer", f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg",
+                           "--model", str(det_export), "--batch", "1", "-o", str(tmp_path / "out"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 130, err
+    assert connections == ["/cam.mjpg"] and "audio" not in err
+    assert audio_of(tmp_path / "out" / "cam.mp4") is None and decode_video(tmp_path / "out" / "cam.mp4")[1] >= 5
 
 
 def test_vid_stride_keeps_every_nth_frame(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -469,6 +474,53 @@ def test_a_source_that_changes_during_the_run_gives_no_audio_and_says_so(
         caplog.clear()
         if not link.exists():
             link.symlink_to(src)
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``folder`` served over HTTP on 127.0.0.1 (a clip behind a URL); yields the base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_audio_of_a_clip_served_over_http_is_read_again_only_if_it_is_the_same(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A clip read from an http(s) URL can be read again from its start, as a local file is: its audio is
+    carried over, unless the URL serves another file by the time the video is finished (its size,
+    duration or audio differ), which would have put another clip's sound under the frames."""
+    site = tmp_path / "site"
+    site.mkdir()
+    clip_with_audio(site / "talk.mp4", "aac")
+    with served(site) as base:
+        url = f"{base}/talk.mp4"
+        out = tmp_path / "out.mp4"
+        with VideoWriter(out, 25, (320, 240), audio_from=url) as writer:
+            for i in range(25):
+                writer.write(frame(i, (320, 240)), i / 25)
+        codec, start, seconds, _ = audio_of(out)  # type: ignore[misc]
+        assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+        assert "talk.mp4" not in caplog.text
+        changed = tmp_path / "changed.mp4"
+        with VideoWriter(changed, 25, (320, 240), audio_from=url) as writer:
+            for i in range(10):
+                writer.write(frame(i, (320, 240)), i / 25)
+            clip_with_audio(site / "talk.mp4", "aac", frames=20)  # another take put in its place meanwhile
+        assert audio_of(changed) is None and len(decode(changed)[1]) == 10
+        assert f"{url} changed during the run, so its audio was not added" in caplog.text
+        with VideoWriter(tmp_path / "gone.mp4", 25, (64, 48), audio_from=f"{base}/gone.mp4") as writer:
+            writer.write(frame(0))
+        assert audio_of(tmp_path / "gone.mp4") is None
+        assert f"{base}/gone.mp4 could not be read again from its start, so its audio was not added" in caplog.text
 
 
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import av
 import cv2
@@ -141,6 +142,55 @@ def _file_stamp(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
+_URL_TIMEOUT_S = 10.0  # per connect and per read, as a stream gets by default: a server gone quiet ends the wait
+
+
+def _is_url(source: str | os.PathLike[str]) -> bool:
+    return "://" in os.fspath(source)
+
+
+def audio_source(path: str) -> str | None:
+    """``path`` where a :class:`VideoWriter` can read its audio again once the video is finished (a
+    local file, or a plain ``http(s)://`` URL of one), else None (a camera; a URL of another scheme;
+    a URL whose user name or password was taken out of it, as every URL a source reports is). Whether
+    an http(s) URL is a file or a live feed is the source's to say: a live one gives no audio."""
+    if not _is_url(path):
+        return path if os.path.isfile(path) else None
+    try:
+        parts = urlsplit(path)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or "@" in parts.netloc:
+        return None
+    return path
+
+
+def _open_input(source: str | os.PathLike[str]) -> Any:
+    """``source`` opened for reading with PyAV; a URL with timeouts, so that a server that stops
+    answering ends the wait instead of the run."""
+    if _is_url(source):
+        return av.open(os.fspath(source), timeout=(_URL_TIMEOUT_S, _URL_TIMEOUT_S))
+    return av.open(os.fspath(source))
+
+
+def _source_stamp(source: str | os.PathLike[str]) -> tuple[Any, ...] | None:
+    """What identifies the content of ``source`` cheaply, or None if it cannot be read. A local file:
+    :func:`_file_stamp`. A URL, read once more: its size (an HTTP server's Content-Length), duration
+    and audio tracks (codec, rate, channels, length), which a different file there does not all
+    share; None also when it has no duration (a live feed, which cannot be read again from its start)."""
+    if not _is_url(source):
+        return _file_stamp(source)
+    try:
+        with _open_input(source) as container:
+            if container.duration is None:
+                return None
+            tracks = tuple((s.codec_context.name, s.codec_context.sample_rate, s.codec_context.channels,
+                            s.duration, s.frames) for s in container.streams.audio)
+            return container.size, container.duration, tracks
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+
+
 class _Stopped(Exception):
     """A stop request came while the audio was being added: the silent video is kept."""
 
@@ -169,7 +219,8 @@ class VideoWriter:
     it would if frames were laid at a fixed rate. Frames without a timestamp come one nominal frame
     after the previous one; AVI, which has no variable rate, always counts frames.
 
-    ``audio_from``: a video file whose audio tracks (every one: a second language, a commentary) are
+    ``audio_from``: a video file (or an http(s) URL of one, :func:`audio_source`) whose audio tracks (every
+    one: a second language, a commentary) are
     added when the video is finished, in step with the frames' timestamps (see :meth:`_add_audio`, :class:`_AudioCopy`); a file without
     audio gives a silent video, a track that cannot be carried over is left out with a warning (the
     others are added; none left: a silent video), never a failed one.
@@ -216,7 +267,7 @@ class VideoWriter:
         self._dropped = False  # the file was removed (an error, or discard()): close() returns None
         self._audio_from = audio_from
         # the audio is read when the video is finished: the file must still be the one decoded
-        self._audio_stamp = _file_stamp(audio_from) if audio_from is not None else None
+        self._audio_stamp = _source_stamp(audio_from) if audio_from is not None else None
         self._atomic = atomic_path(self.path)
         self._tmp = Path(self._atomic.__enter__())
         self._fmt = fmt
@@ -342,8 +393,17 @@ class VideoWriter:
         as AAC, or undecodable) is left out and the remux is done again with the rest; one warning names
         the tracks left out and why. The remux copies the H.264 packets (no re-encoding) and is
         interleaved by time; it reads and writes the compressed video once more (well under a second for
-        minutes of 720p)."""
-        if _file_stamp(source) != self._audio_stamp:  # moved, deleted, replaced or re-linked during the run
+        minutes of 720p). ``source`` may be an http(s) URL of a file (:func:`audio_source`): it is read
+        again from its start, and only if it still serves what it served when the writer was made."""
+        if stop():  # not even a server that may take its time to answer
+            log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
+            return
+        stamp = _source_stamp(source)
+        if stamp is None and self._audio_stamp is None and _is_url(source):
+            log.warning("%s: %s could not be read again from its start, so its audio was not added; the video is "
+                        "silent", self.path, source)
+            return
+        if stamp != self._audio_stamp:  # moved, deleted, replaced or re-linked (a URL: serves another file)
             log.warning("%s: %s changed during the run, so its audio was not added; the video is silent",
                         self.path, source)
             return
@@ -499,7 +559,7 @@ class _AudioCopy:
         tracks: list[_AudioCopy] = []
         for track in itertools.count():
             try:
-                container = av.open(str(source))
+                container = _open_input(source)
             except (av.error.FFmpegError, OSError, ValueError):
                 break
             if track >= len(container.streams.audio):

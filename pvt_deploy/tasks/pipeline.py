@@ -689,7 +689,8 @@ class ResultWriter:
 
     * ``save``: annotated images under their own names; videos and streams as annotated H.264
       ``<name>.mp4`` at the source's frame rate (divided by ``vid_stride``) and size, each frame at
-      its source time, with a video file's audio carried over (``audio=False``: silent);
+      its source time, with a video file's audio carried over, also one read from an http(s) URL
+      (``audio=False``: silent; ``predict`` gives it for a live feed, which cannot be read again);
     * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
       ``predictions_coco.json`` (COCO results format) for detection models.
 
@@ -812,7 +813,7 @@ class ResultWriter:
             self.outputs.append(result.save_mask(free_path(self.save_dir, path.stem + "_mask", ".png", self._taken)))
 
     def _write_video(self, result: Result) -> None:
-        from pvt_deploy.io.sinks import VideoWriter, free_path
+        from pvt_deploy.io.sinks import VideoWriter, audio_source, free_path
 
         key = result.path
         if self._video is None or key != self._video_key:
@@ -820,7 +821,7 @@ class ResultWriter:
             fps = (self.fps or 25.0) / self.vid_stride
             h, w = result.orig_shape
             target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
-            audio = result.path if self.audio and Path(result.path).is_file() else None
+            audio = audio_source(result.path) if self.audio else None  # a file, or an http(s) URL of one
             self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
             self._video_key = key
         self._video.write(result.plot(), result.timestamp)
