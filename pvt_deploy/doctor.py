@@ -12,6 +12,7 @@ import fractions
 import importlib
 import importlib.util
 import platform
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -252,6 +253,97 @@ def _packages() -> list[Check]:
     return rows
 
 
+#: A requirement another distribution of the same module meets (a user's opencv-python for our
+#: opencv-python-headless, onnxruntime-gpu for onnxruntime): the first one installed is compared.
+_ALTERNATIVES = {
+    "opencv-python-headless": ("opencv-python-headless", "opencv-python", "opencv-contrib-python",
+                               "opencv-contrib-python-headless"),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+}
+#: The table row a requirement belongs to; the others get a row of their own only when unmet.
+_ROW_OF = {"numpy": "numpy", "torch": "torch", "onnxruntime": "onnxruntime", "onnxruntime-gpu": "onnxruntime",
+           "tensorrt": "tensorrt", "av": "av", "opencv-python-headless": "opencv", "onnx": "onnx",
+           "onnxslim": "onnxslim", "onnxscript": "onnxscript", "tritonclient": "tritonclient"}
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(?:;\s*(.*))?$")
+_SPEC = re.compile(r"^(>=|<=|==|!=|~=|<|>)\s*([0-9][0-9A-Za-z.*+!-]*)$")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string (``2.13.0+cpu`` -> (2, 13, 0)), zeros trimmed."""
+    match = re.match(r"\d+(?:\.\d+)*", version.split("!")[-1].strip())
+    parts = [int(p) for p in match.group(0).split(".")] if match else []
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _meets(version: str, spec: str) -> bool:
+    """Whether ``version`` meets ``spec`` (``>=1.19,<12``), by release numbers (a pre-release counts as
+    its release: a doctor that flags what is close to right is worse than one that misses it)."""
+    have = _release(version)
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = _SPEC.match(part)
+        if match is None:
+            continue  # a form we do not read: not held against the installation
+        op, wanted = match.groups()
+        if wanted.endswith(".*"):  # ==1.2.*: the release starts with 1.2
+            prefix = _release(wanted[:-2])
+            if (have[:len(prefix)] == prefix) != (op == "=="):
+                return False
+            continue
+        want = _release(wanted)
+        if not {">=": have >= want, "<=": have <= want, "==": have == want, "!=": have != want,
+                "~=": have >= want, "<": have < want, ">": have > want}[op]:
+            return False
+    return True
+
+
+def _requirements() -> list[tuple[str, str, str | None]]:
+    """pvt-deploy's requirements as (distribution, specifier, version installed or None): the core
+    ones, and those of an extra whose package is installed (tensorrt, onnxruntime-gpu, tritonclient);
+    none when pvt-deploy runs uninstalled (no metadata to read)."""
+    try:
+        declared = metadata.requires("pvt-deploy") or []
+    except metadata.PackageNotFoundError:
+        return []
+    out = []
+    for line in declared:
+        match = _REQUIREMENT.match(line)
+        if match is None:
+            continue
+        dist, spec, marker = match.group(1).lower().replace("_", "-"), match.group(2), match.group(3)
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker or "")
+        if marker and (extra is None or extra.group(1) == "dev"):
+            continue  # a platform marker (none today) or a development tool
+        version = _dist_version(*_ALTERNATIVES.get(dist, (dist,)))
+        if extra is not None and version is None:
+            continue  # an extra that is not installed is not asked for
+        out.append((dist, spec, version))
+    return out
+
+
+def _check_requirements(checks: list[Check]) -> list[Check]:
+    """Mark the rows whose package is older (or newer) than pvt-deploy declares, or missing: an
+    install with ``--no-deps``, an editable install that a ``git pull`` moved past, a system package
+    found first. A requirement without a row of its own gets one only when it is not met."""
+    rows = {c.key: c for c in checks}
+    added = []
+    for dist, spec, version in _requirements():
+        if version is not None and _meets(version, spec):
+            continue
+        wanted = f"{dist}{spec}"
+        summary = (f"{dist} {version} installed; pvt-deploy needs {spec}" if version is not None
+                   else f"{dist} is not installed; pvt-deploy needs it ({spec or 'any version'})")
+        hint = f"pip install '{wanted}'"
+        row = rows.get(_ROW_OF.get(dist, ""))
+        if row is None:
+            added.append(Check(dist, dist, "missing" if version is None else "error", version, summary, hint=hint))
+        elif row.status != "missing":  # a row that already says the package is missing says enough
+            row.status, row.hint = "error", hint
+            row.summary = summary + (f"; {row.summary}" if row.summary else "")
+    return checks + added
+
+
 # --------------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +360,10 @@ def collect(*, probe_encoders: bool = True) -> list[Check]:
     checks += _guard("av", "PyAV", lambda: _pyav(probe_encoders))
     checks += _guard("opencv", "OpenCV", _opencv)
     checks += _guard("packages", "packages", _packages)
-    return checks
+    try:
+        return _check_requirements(checks)
+    except Exception as e:  # as a probe: never takes doctor down
+        return checks + [Check("requirements", "requirements", "error", summary=f"probe failed: {type(e).__name__}: {e}")]
 
 
 def to_json(checks: list[Check]) -> dict[str, Any]:

@@ -135,3 +135,53 @@ def test_a_listed_tensorrt_provider_without_tensorrt_is_marked_unused(monkeypatc
     assert row.info["tensorrt_provider_usable"] is loads
     assert ("Tensorrt (unused: no TensorRT libraries), CUDA, CPU" in row.summary) is not loads
     assert row.summary.endswith("providers: Tensorrt, CUDA, CPU") is loads
+
+
+@pytest.mark.parametrize(("version", "spec", "met"), [
+    ("2.13.0+cpu", ">=2.4", True), ("1.18.1", ">=1.19", False), ("1.19.0", ">=1.19", True),
+    ("12.0.1", "<12,>=10.0", False), ("10.3.0", "<12,>=10.0", True), ("4.10.0.82", ">=4.10.0.84", False),
+    ("0.17.6", "==0.17.6", True), ("1.2.9", "==1.2.*", True), ("1.3", "==1.2.*", False), ("1.20.0rc1", ">=1.19", True),
+])
+def test_versions_are_compared_by_release_numbers(version: str, spec: str, met: bool) -> None:
+    from pvt_deploy.doctor import _meets
+
+    assert _meets(version, spec) is met
+
+
+def test_a_package_older_or_newer_than_declared_is_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor said "ok" for any installed version: a NumPy under the floor (installed with --no-deps,
+    or an editable install a git pull moved past) read as fine until something failed far away."""
+    import numpy
+
+    from pvt_deploy import doctor
+
+    declared = ["numpy>=99", "pyyaml-not-a-real-dist>=6", 'tritonclient[grpc,http]<2; extra == "triton"',
+                'tensorrt-not-installed<12,>=10.0; extra == "trt"', 'pytest>=999; extra == "dev"', "rich>=13"]
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: declared if dist == "pvt-deploy" else None)
+    rows = {c.key: c for c in collect(probe_encoders=False)}
+    assert rows["numpy"].status == "error"
+    assert f"numpy {numpy.__version__} installed; pvt-deploy needs >=99" in rows["numpy"].summary
+    assert rows["numpy"].hint == "pip install 'numpy>=99'"
+    assert rows["pyyaml-not-a-real-dist"].status == "missing"
+    assert rows["pyyaml-not-a-real-dist"].hint == "pip install 'pyyaml-not-a-real-dist>=6'"
+    if "tritonclient" in rows and rows["tritonclient"].version:  # installed: its extra is held to its range
+        assert rows["tritonclient"].status == "error" and "needs <2" in rows["tritonclient"].summary
+    assert "tensorrt-not-installed" not in rows and "pytest" not in rows and "rich" not in rows
+    assert rows["onnx"].status == "ok"  # not declared in this list: not judged
+    table = render_table(list(rows.values()))
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(table)
+    assert "pvt-deploy needs >=99" in console.export_text()
+
+
+def test_an_uninstalled_pvt_deploy_judges_no_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy import doctor
+
+    def missing(dist: str) -> None:
+        raise doctor.metadata.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(doctor.metadata, "requires", missing)
+    assert doctor._requirements() == []
+    assert all(c.status != "error" for c in collect(probe_encoders=False) if c.key in ("numpy", "onnx", "av"))
