@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -575,6 +576,9 @@ else:
 """
 
 
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here (Windows)")
+
+
 def run_forked(tmp_path: Path, source: str, kind: str) -> list[str]:
     import subprocess
     import sys
@@ -586,6 +590,7 @@ def run_forked(tmp_path: Path, source: str, kind: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@needs_fork
 def test_a_pytorch_model_runs_in_a_process_forked_after_it_ran(tmp_path: Path) -> None:
     """A PyTorch model loaded and run, then the process forked (gunicorn --preload): the worker's first
     call hung for ever (GNU OpenMP's team of the forking thread is its parent's), and so did loading
@@ -594,6 +599,7 @@ def test_a_pytorch_model_runs_in_a_process_forked_after_it_ran(tmp_path: Path) -
         "predicted in the child True", "loaded in the child True", "closed in the child"]
 
 
+@needs_fork
 def test_an_onnx_runtime_model_runs_and_closes_in_a_forked_process(tmp_path: Path,
                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     """An ONNX Runtime model used in a forked child: a batch split into shards waited for ever on the
