@@ -268,13 +268,24 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s
 _SPEC = re.compile(r"^(>=|<=|==|!=|~=|<|>)\s*([0-9][0-9A-Za-z.*+!-]*)$")
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """The numeric release of a version string (``2.13.0+cpu`` -> (2, 13, 0)), zeros trimmed."""
+def _numbers(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string as written (``2.13.0+cpu`` -> (2, 13, 0))."""
     match = re.match(r"\d+(?:\.\d+)*", version.split("!")[-1].strip())
-    parts = [int(p) for p in match.group(0).split(".")] if match else []
+    return tuple(int(p) for p in match.group(0).split(".")) if match else ()
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """:func:`_numbers` with trailing zeros trimmed, so that 1.19 and 1.19.0 compare equal."""
+    parts = list(_numbers(version))
     while parts and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def _starts_with(version: str, prefix: tuple[int, ...]) -> bool:
+    """Whether the release of ``version`` begins with ``prefix`` (1.0 begins with (1, 0, 0) too)."""
+    numbers = _numbers(version) + (0,) * len(prefix)
+    return numbers[:len(prefix)] == prefix
 
 
 def _meets(version: str, spec: str) -> bool:
@@ -287,11 +298,12 @@ def _meets(version: str, spec: str) -> bool:
             continue  # a form we do not read: not held against the installation
         op, wanted = match.groups()
         if wanted.endswith(".*"):  # ==1.2.*: the release starts with 1.2
-            prefix = _release(wanted[:-2])
-            if (have[:len(prefix)] == prefix) != (op == "=="):
+            if _starts_with(version, _numbers(wanted[:-2])) != (op == "=="):
                 return False
             continue
         want = _release(wanted)
+        if op == "~=" and not _starts_with(version, _numbers(wanted)[:-1]):  # ~=1.4.2: >=1.4.2, ==1.4.*
+            return False
         if not {">=": have >= want, "<=": have <= want, "==": have == want, "!=": have != want,
                 "~=": have >= want, "<": have < want, ">": have > want}[op]:
             return False

@@ -141,6 +141,10 @@ def test_a_listed_tensorrt_provider_without_tensorrt_is_marked_unused(monkeypatc
     ("2.13.0+cpu", ">=2.4", True), ("1.18.1", ">=1.19", False), ("1.19.0", ">=1.19", True),
     ("12.0.1", "<12,>=10.0", False), ("10.3.0", "<12,>=10.0", True), ("4.10.0.82", ">=4.10.0.84", False),
     ("0.17.6", "==0.17.6", True), ("1.2.9", "==1.2.*", True), ("1.3", "==1.2.*", False), ("1.20.0rc1", ">=1.19", True),
+    # a zero in a prefix counts (==1.0.* is not ==1.*), and ~= caps at its prefix (~=1.4.2: >=1.4.2, ==1.4.*)
+    ("1.5.0", "==1.0.*", False), ("1", "==1.0.*", True), ("1.0.3", "!=1.0.*", False),
+    ("1.4.5", "~=1.4.2", True), ("1.5.0", "~=1.4.2", False), ("1.4.1", "~=1.4.2", False),
+    ("1.9", "~=1.4", True), ("2.0", "~=1.4", False), ("1.1", "~=1.0.0", False), ("1.0.7", "~=1.0.0", True),
 ])
 def test_versions_are_compared_by_release_numbers(version: str, spec: str, met: bool) -> None:
     from pvt_deploy.doctor import _meets
