@@ -25,7 +25,6 @@ log = logging.getLogger("pvt_deploy.export")
 
 DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
 DEFAULT_PARITY_IMAGES = 4
-DATASET_SUFFIXES = frozenset({".yaml", ".yml"})
 # the split whose images calibrate and compare: val, else train (Ultralytics reads "validation" as val)
 DATASET_SPLITS = ("val", "validation", "train")
 
@@ -64,6 +63,8 @@ def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, wha
 
 def is_dataset_yaml(spec: object) -> bool:
     """Whether ``spec`` names a YAML file (not a folder), which is read as a dataset YAML."""
+    from pvt_deploy.io.sources import DATASET_SUFFIXES
+
     if not isinstance(spec, (str, os.PathLike)):
         return False
     path = Path(os.fspath(spec)).expanduser()

@@ -59,6 +59,8 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
      ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".gif", ".h264", ".h265", ".hevc", ".y4m"}
 )  # fmt: skip
+# An Ultralytics dataset YAML (data=coco8.yaml): what export --calib and check --images read as a split's images
+DATASET_SUFFIXES = frozenset({".yaml", ".yml"})
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
 # Schemes that only ever carry live feeds: an end of data there is a drop, never the end of a file.
 _LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
@@ -1092,7 +1094,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
         if videos:
             raise InputError(f"no images found in {what} {spec}, only {left_out}",
                              hint="a folder or glob runs its images: give each video on its own")
-        described = sorted((p for p in candidates if p.suffix.lower() in (".yaml", ".yml") and p.is_file()),
+        described = sorted((p for p in candidates if p.suffix.lower() in DATASET_SUFFIXES and p.is_file()),
                            key=_natural_key)
         if what == "folder" and described:  # a data set's root (Ultralytics), its images in images/val ...
             raise InputError(f"no images found in {what} {spec}", hint=f"it holds {described[0].name}: export "
@@ -1239,7 +1241,7 @@ def open_source(
             return VideoSource(path, vid_stride=vid_stride)
         if suffix == ".txt":  # Ultralytics' list source
             return open_source(_listed_files(path))
-        if suffix in (".yaml", ".yml"):  # Ultralytics' data=coco8.yaml: a data set's description, not pictures
+        if suffix in DATASET_SUFFIXES:  # Ultralytics' data=coco8.yaml: a data set's description, not pictures
             raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
                              "export --calib and check --images", hint="to run a split, give its folder: "
                              "pvt-deploy infer DATASET/images/val")
