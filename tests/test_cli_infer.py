@@ -6,11 +6,13 @@ what a shell sees.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,42 @@ def det_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("cli") / "walk.mp4", frames=12, size=(320, 180), fps=12.0)
+
+
+@contextlib.contextmanager
+def paced_camera(on_connect: Callable[[str], object]) -> Iterator[str]:
+    """An MJPEG camera on 127.0.0.1 that sends 25 frames a second for 10 s to each connection (a run
+    stops long before), calling ``on_connect`` with the path asked for; yields its URL."""
+    import http.server
+    import threading
+    import time
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            on_connect(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(250):
+                    body = cv2.imencode(".jpg", np.full((48, 64, 3), (9 * i) % 255, np.uint8))[1].tobytes()
+                    self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+                                     .encode() + body + b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.04)
+            except ConnectionError:
+                pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def assert_one_line_error(err: str, needle: str) -> None:
@@ -129,33 +167,9 @@ def test_a_live_stream_over_http_is_written_silent_without_a_second_connection(
     """An http(s) URL of a live feed (an MJPEG camera) cannot be read again from its start: its video is
     silent, and the camera sees the one connection the source makes (one more, to look for audio to
     carry over, could take a camera that serves one client at a time)."""
-    import http.server
-    import threading
-    import time
-
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
     connections: list[str] = []
-
-    class Camera(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            connections.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                for i in range(250):  # 10 s at 25 fps; the run stops long before
-                    body = cv2.imencode(".jpg", np.full((48, 64, 3), (9 * i) % 255, np.uint8))[1].tobytes()
-                    self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
-                                     .encode() + body + b"\r\n")
-                    self.wfile.flush()
-                    time.sleep(0.04)
-            except ConnectionError:
-                pass
-
     real_infer, calls = OnnxRuntimeBackend.infer, {"n": 0}
 
     def stop_after_six(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -165,14 +179,9 @@ def test_a_live_stream_over_http_is_written_silent_without_a_second_connection(
         return real_infer(self, feed)
 
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_six)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        code, _, err = run(monkeypatch, capsys, "infer", f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg",
-                           "--model", str(det_export), "--batch", "1", "-o", str(tmp_path / "out"))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with paced_camera(lambda path: connections.append(path)) as url:
+        code, _, err = run(monkeypatch, capsys, "infer", url, "--model", str(det_export), "--batch", "1",
+                           "-o", str(tmp_path / "out"))
     assert code == 130, err
     assert connections == ["/cam.mjpg"] and "audio" not in err
     assert audio_of(tmp_path / "out" / "cam.mp4") is None and decode_video(tmp_path / "out" / "cam.mp4")[1] >= 5
@@ -643,36 +652,12 @@ def test_a_live_stream_is_connected_once_the_model_is_loaded(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     """A camera opened before the (slow) model load queues frames meanwhile; they would come out as one
     stale burst stamped a few ms apart. Connected after it, frames are timed as the camera sends them."""
-    import http.server
-    import threading
     import time
 
     from pvt_deploy import api
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
     connected: list[float] = []
-
-    class Camera(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            connected.append(time.monotonic())
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                for i in range(250):  # 10 s at 25 fps; the run stops long before
-                    body = cv2.imencode(".jpg", np.full((48, 64, 3), (9 * i) % 255, np.uint8))[1].tobytes()
-                    self.wfile.write(f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
-                                     .encode() + body + b"\r\n")
-                    self.wfile.flush()
-                    time.sleep(0.04)
-            except ConnectionError:
-                pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     loaded: list[float] = []
     real_init, real_infer = api.Model.__init__, OnnxRuntimeBackend.infer
 
@@ -691,13 +676,9 @@ def test_a_live_stream_is_connected_once_the_model_is_loaded(
 
     monkeypatch.setattr(api.Model, "__init__", slow_load)
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_twelve)
-    try:
-        code, _, err = run(monkeypatch, capsys, "infer", f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg",
-                           "--model", str(det_export), "--no-save", "--save-json", "--batch", "1",
-                           "-o", str(tmp_path / "out"))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with paced_camera(lambda path: connected.append(time.monotonic())) as url:
+        code, _, err = run(monkeypatch, capsys, "infer", url, "--model", str(det_export), "--no-save", "--save-json",
+                           "--batch", "1", "-o", str(tmp_path / "out"))
     assert code == 130, err
     assert connected and loaded and connected[0] >= loaded[0], (connected, loaded)
     times = [json.loads(line)["timestamp"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
