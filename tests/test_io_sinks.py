@@ -775,6 +775,20 @@ def test_jsonl_keeps_complete_lines_after_an_exception(tmp_path: Path) -> None:
     assert "café" in out.read_text(encoding="utf-8")
 
 
+def test_jsonl_writes_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """infer on caf\\xe9.jpg or v\\xe9.mp4 (Latin-1 names: old cameras, zips made on Windows) ended in a
+    UnicodeEncodeError traceback, exit 1, at the first line of predictions.jsonl: Python holds such a name
+    with lone surrogates, which UTF-8 cannot encode."""
+    source = os.fsdecode(b"/data/caf\xe9.jpg")
+    out = tmp_path / "preds.jsonl"
+    with JsonlWriter(out) as writer:
+        writer.write({"source": source, "class": "café", "frame": 0})
+    text = out.read_bytes().decode("utf-8")  # strict: the file is UTF-8 throughout
+    assert "café" in text and "\\udce9" in text  # readable text stays as it is
+    record = json.loads(text)
+    assert record["source"] == source and os.fsencode(record["source"]) == b"/data/caf\xe9.jpg"
+
+
 def test_jsonl_discard_removes_the_part_file(tmp_path: Path) -> None:
     out = tmp_path / "preds.jsonl"
     writer = JsonlWriter(out)

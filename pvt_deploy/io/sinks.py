@@ -786,6 +786,9 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only inside strings: JSON's own syntax is ASCII
+
+
 class JsonlWriter:
     """One JSON object per line, written to ``<path>.part`` and renamed to ``path`` on close.
 
@@ -806,8 +809,15 @@ class JsonlWriter:
         self._file = open(self.part, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed in close())
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record (numpy values allowed) as one line, flushed."""
+        """Append one record (numpy values allowed) as one line, flushed.
+
+        Text stays UTF-8 as it is (``"café"``), except the lone surrogates by which Python holds the
+        bytes of a file name that is not UTF-8 (``caf\\xe9.jpg`` from an old camera or a zip made on
+        Windows): UTF-8 cannot encode them, and writing the line failed with a traceback. They are
+        written as JSON escapes (``"caf\\udce9.jpg"``), as the COCO file writes them, which
+        ``json.loads`` reads back as the very string Python opened the file by."""
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        line = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
         self._file.write(line + "\n")
         self._file.flush()
         self.lines += 1
