@@ -625,6 +625,28 @@ def mid_gop_ts(folder: Path, *, frames: int = 30, cut_at: int = 4, gop: int = 10
     return cut
 
 
+def mid_gop_mp4(folder: Path) -> Path:
+    """``folder/cut.mp4``: :func:`mid_gop_ts`'s video remuxed into an mp4 (``ffmpeg -c copy``), which counts
+    its frames: 26 from the video's start, the first 6 before its first keyframe."""
+    (folder / "ts").mkdir()
+    with av.open(str(mid_gop_ts(folder / "ts"))) as ts, av.open(str(folder / "cut.mp4"), "w") as mp4:
+        video = mp4.add_stream_from_template(ts.streams.video[0])
+        for packet in ts.demux(ts.streams.video[0]):
+            if packet.dts is not None:  # not the demuxer's end-of-stream packet
+                packet.stream = video
+                mp4.mux(packet)
+    return folder / "cut.mp4"
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 9, 13])
+def test_the_count_of_a_video_that_starts_mid_gop_is_the_frames_its_stride_keeps(tmp_path: Path, stride: int) -> None:
+    """Its frames are numbered from the video's start (6 to 25) and a stride keeps the numbers it
+    divides: the count said ceil(20 / stride) (3 for a stride of 9, which keeps frames 9 and 18)."""
+    with open_source(mid_gop_mp4(tmp_path), vid_stride=stride) as source:
+        count = source.frames
+        assert count == len(list(source)) == len(range(6, 26)[(-6) % stride::stride])
+
+
 def test_a_video_that_starts_mid_gop_numbers_its_frames_from_its_start(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An MPEG-TS cut mid-GOP: the frames before its first keyframe cannot be decoded, and the first
@@ -729,13 +751,7 @@ def test_a_video_file_over_http_that_starts_mid_gop_numbers_its_frames_from_its_
     does) served over HTTP: its frames were numbered from 0, and its count took in the lost ones.
     (An MPEG-TS over HTTP declares no length: it is read as a live feed, which is timed as it comes.)"""
     base, root = http_server
-    (root / "ts").mkdir()
-    with av.open(str(mid_gop_ts(root / "ts"))) as ts, av.open(str(root / "cut.mp4"), "w") as mp4:
-        video = mp4.add_stream_from_template(ts.streams.video[0])
-        for packet in ts.demux(ts.streams.video[0]):
-            if packet.dts is not None:  # not the demuxer's end-of-stream packet
-                packet.stream = video
-                mp4.mux(packet)
+    mid_gop_mp4(root)
     with caplog.at_level(logging.WARNING), open_source(f"{base}/cut.mp4", vid_stride=2) as source:
         assert not source.live and source.frames == 10
         frames = list(source)

@@ -658,10 +658,7 @@ class VideoSource(Source):
         self.fps = self._reader.fps
         self.size = self._reader.size
         self._lead = _lead_frames(self.spec, self._reader.timestamp(), self.fps)  # opening decoded the first frame
-        total = self._reader.frames
-        if total and self._lead:
-            total = max(1, total - self._lead)
-        self.frames = math.ceil(total / vid_stride) if total else None
+        self.frames = _kept(self._reader.frames, self._lead, vid_stride)
 
     def _open(self) -> PyAVReader:
         try:
@@ -730,6 +727,16 @@ def _lead_frames(spec: str, first: float | None, fps: float | None) -> int:
                 "mid-GOP (cut or captured mid-stream); frame numbers and times count from its start",
                 spec, lead, "" if lead == 1 else "s", first)
     return lead
+
+
+def _kept(total: int | None, lead: int, stride: int) -> int | None:
+    """How many frames a ``vid_stride`` of ``stride`` keeps of a video counted ``total`` frames from its
+    start, the first ``lead`` of which do not decode (:func:`_lead_frames`): those numbered ``lead`` on
+    that ``stride`` divides; at least one. None where the count is not known."""
+    if not total:
+        return None
+    last = max(total, lead + 1) - 1  # the last frame's number
+    return max(1, last // stride - (lead - 1) // stride)
 
 
 def _cut_short(reader: Any, decoded: int, last: float | None) -> str | None:
@@ -820,10 +827,7 @@ class StreamSource(Source):
         # a finite file's frames before its first keyframe (see VideoSource); a live feed joined
         # mid-GOP, as most are, is timed from its first frame
         self._lead = 0 if self.live else _lead_frames(spec, self._reader.timestamp(), self.fps)
-        total = self._reader.frames
-        if total and self._lead:
-            total = max(1, total - self._lead)
-        self.frames = math.ceil(total / vid_stride) if total and not self.live else None
+        self.frames = None if self.live else _kept(self._reader.frames, self._lead, vid_stride)
         self.realtime = self.live if realtime is None else realtime
         self._thread: threading.Thread | None = None
 
