@@ -254,7 +254,8 @@ def _packages() -> list[Check]:
 
 
 #: A requirement another distribution of the same module meets (a user's opencv-python for our
-#: opencv-python-headless, onnxruntime-gpu for onnxruntime): the first one installed is compared.
+#: opencv-python-headless, onnxruntime-gpu for onnxruntime): the first one installed is compared, and
+#: named in the pip install that mends it (installing ours beside it would put two over one module).
 _ALTERNATIVES = {
     "opencv-python-headless": ("opencv-python-headless", "opencv-python", "opencv-contrib-python",
                                "opencv-contrib-python-headless"),
@@ -262,8 +263,8 @@ _ALTERNATIVES = {
 }
 #: The table row a requirement belongs to; the others get a row of their own only when unmet.
 _ROW_OF = {"numpy": "numpy", "torch": "torch", "onnxruntime": "onnxruntime", "onnxruntime-gpu": "onnxruntime",
-           "tensorrt": "tensorrt", "av": "av", "opencv-python-headless": "opencv", "onnx": "onnx",
-           "onnxslim": "onnxslim", "onnxscript": "onnxscript", "tritonclient": "tritonclient"}
+           "tensorrt": "tensorrt", "av": "av", "onnx": "onnx", "onnxslim": "onnxslim", "onnxscript": "onnxscript",
+           "tritonclient": "tritonclient", **dict.fromkeys(_ALTERNATIVES["opencv-python-headless"], "opencv")}
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(?:;\s*(.*))?$")
 _SPEC = re.compile(r"^(>=|<=|==|!=|~=|<|>)\s*([0-9][0-9A-Za-z.*+!-]*)$")
 
@@ -311,7 +312,8 @@ def _meets(version: str, spec: str) -> bool:
 
 
 def _requirements() -> list[tuple[str, str, str | None]]:
-    """pvt-deploy's requirements as (distribution, specifier, version installed or None): the core
+    """pvt-deploy's requirements as (distribution, specifier, version installed or None), the
+    distribution being the alternative installed where one stands in (:data:`_ALTERNATIVES`): the core
     ones, and those of an extra whose package is installed (tensorrt, onnxruntime-gpu, tritonclient);
     none when pvt-deploy runs uninstalled (no metadata to read)."""
     try:
@@ -327,10 +329,12 @@ def _requirements() -> list[tuple[str, str, str | None]]:
         extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker or "")
         if marker and (extra is None or extra.group(1) == "dev"):
             continue  # a platform marker (none today) or a development tool
-        version = _dist_version(*_ALTERNATIVES.get(dist, (dist,)))
-        if extra is not None and version is None:
+        found = next(((name, v) for name in _ALTERNATIVES.get(dist, (dist,)) if (v := _dist_version(name))), None)
+        if extra is not None and found is None:
             continue  # an extra that is not installed is not asked for
-        out.append((dist, spec, version))
+        installed, version = found or (dist, None)
+        if (installed, spec, version) not in out:  # onnxruntime-gpu, for onnxruntime and for the gpu extra
+            out.append((installed, spec, version))
     return out
 
 

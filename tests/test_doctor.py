@@ -189,3 +189,32 @@ def test_an_uninstalled_pvt_deploy_judges_no_version(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(doctor.metadata, "requires", missing)
     assert doctor._requirements() == []
     assert all(c.status != "error" for c in collect(probe_encoders=False) if c.key in ("numpy", "onnx", "av"))
+
+
+def test_the_mending_pip_install_names_the_distribution_that_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old opencv-python (not our -headless) or onnxruntime-gpu (not onnxruntime) meets the requirement in
+    their place; the hint said ``pip install 'opencv-python-headless>=...'`` / ``'onnxruntime>=1.19'``,
+    which installs a second package over the same module (the GPU build's providers then go missing).
+    It names the one installed, and a requirement that two declarations share is said once."""
+    from pvt_deploy import doctor
+
+    real_version = doctor.metadata.version
+    installed = {"opencv-python": "4.9.0.80", "onnxruntime-gpu": "1.18.1"}
+
+    def version(dist: str) -> str:
+        if dist in installed:
+            return installed[dist]
+        if dist in ("opencv-python-headless", "onnxruntime"):
+            raise doctor.metadata.PackageNotFoundError(dist)
+        return real_version(dist)
+
+    declared = ["opencv-python-headless>=4.10.0.84", "onnxruntime>=1.19", 'onnxruntime-gpu>=1.19; extra == "gpu"']
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: declared if dist == "pvt-deploy" else None)
+    monkeypatch.setattr(doctor.metadata, "version", version)
+    rows = {c.key: c for c in doctor._check_requirements([doctor.Check("opencv", "OpenCV", "ok"),
+                                                          doctor.Check("onnxruntime", "ONNX Runtime", "ok")])}
+    assert set(rows) == {"opencv", "onnxruntime"}
+    assert rows["opencv"].status == "error" and rows["opencv"].hint == "pip install 'opencv-python>=4.10.0.84'"
+    assert rows["opencv"].summary == "opencv-python 4.9.0.80 installed; pvt-deploy needs >=4.10.0.84"
+    assert rows["onnxruntime"].hint == "pip install 'onnxruntime-gpu>=1.19'"
+    assert rows["onnxruntime"].summary == "onnxruntime-gpu 1.18.1 installed; pvt-deploy needs >=1.19"
