@@ -267,9 +267,9 @@ def owner_gone(entry: Path, prefix: str) -> bool:
     """Whether ``entry`` is ``<prefix><host>-<pid>-<random>`` (:func:`new_hidden`) made by a run that is
     gone. A live run holds a lock on its folder (:func:`hold`), which the kernel drops when the process
     dies, however it dies: a folder whose lock is free was left by a killed run, whatever host, container
-    or PID made it. (The name alone left every folder of a killed ``docker run`` export, whose host name is
-    new in each container and whose PID is often the next one's, for ever: hundreds of MB each.) Where the
-    file system has no locks, the name decides: made on this host by a process that is not running."""
+    or PID made it (a name cannot tell: each ``docker run`` has a new host name, and often the PID of the
+    run before). Where the file system has no locks, the name decides: made on this host by a process that
+    is not running."""
     if not entry.name.startswith(prefix):
         return False
     gone = unheld(entry)
