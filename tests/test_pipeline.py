@@ -197,6 +197,46 @@ def test_threaded_pytorch_pipeline_shortens_the_gil_switch_interval_and_restores
     assert spy.seen == [before] * 2
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here (Windows)")
+def test_a_process_forked_while_a_pytorch_pipeline_runs_starts_at_the_normal_switch_interval() -> None:
+    """A fork while another thread runs a PyTorch pipeline (a fork pool started beside a running
+    predict): the child has not that thread, so nothing would restore the interval it shortened, and
+    the child ran at 0.2 ms for good, and counted a run that never ends (its own runs never restored
+    anything either). The child starts as a process that runs nothing: the interval before the run."""
+    before = sys.getswitchinterval()
+    spy, started, release = SwitchSpy(), threading.Event(), threading.Event()
+    real_infer = spy.infer
+
+    def held(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started.set()
+        release.wait(30)
+        return real_infer(feed)
+
+    spy.infer = held  # type: ignore[method-assign]
+    runner = threading.Thread(target=lambda: list(Pipeline(Predictor(spy, MANIFEST), ListSource(1), batch=1)))
+    runner.start()
+    try:
+        assert started.wait(30) and sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report, and leave at once (no test teardown in a forked copy of pytest)
+            try:
+                first = sys.getswitchinterval()
+                list(Pipeline(Predictor(SwitchSpy(), MANIFEST), ListSource(1), batch=1))
+                os.write(write, f"{first} {sys.getswitchinterval()}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            seen = [float(x) for x in pipe.read().split()]
+        os.waitpid(pid, 0)
+    finally:
+        release.set()
+        runner.join()
+    assert seen == [before, before]  # at the start, and after a run of its own
+    assert sys.getswitchinterval() == before
+
+
 def test_decoder_does_not_run_ahead_of_a_slow_consumer() -> None:
     """Bounded queues: a slow consumer holds back decoding instead of piling frames up in memory."""
     source = ListSource(200)

@@ -80,6 +80,20 @@ _switch_users = 0
 _switch_saved = 0.0
 
 
+def _after_fork_in_child() -> None:
+    """A fork while another thread ran in :func:`short_gil_switch`: that thread is not in the child, so
+    nothing would restore the interval; the child starts as a process that runs nothing does."""
+    global _switch_lock, _switch_users
+    _switch_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+    if _switch_users:
+        sys.setswitchinterval(_switch_saved)
+        _switch_users = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def short_gil_switch() -> Iterator[None]:
     """Run the block with Python's thread switch interval at most :data:`GIL_SWITCH_S` (or
