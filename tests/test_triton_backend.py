@@ -270,6 +270,37 @@ def test_end_to_end(server: Server, protocol: str) -> None:
             np.testing.assert_allclose(out["logits"], images.mean(axis=(2, 3)) @ w, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here (Windows)")
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_model_loaded_before_a_fork_runs_in_the_child(server: Server, protocol: str) -> None:
+    """A server's master loads the model and forks its workers (gunicorn --preload): over HTTP the
+    worker's first call waited for ever on the master's call thread, which the worker does not have."""
+    backend, _ = load_triton(url(server, protocol, "pvt_tiny"))
+    images = np.random.default_rng(0).uniform(0, 255, size=(2, 3, 32, 64)).astype(np.float32)
+    reference = backend.infer({"images": images})["logits"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and leave at once (no test teardown in a forked copy of pytest)
+        try:
+            same = np.allclose(backend.infer({"images": images})["logits"], reference, atol=1e-5)
+            backend.close()
+            os.write(write, f"predicted {same}, closed".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 30
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:  # hung: fail the test instead of holding it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.05)
+    with os.fdopen(read) as pipe:
+        assert pipe.read() == "predicted True, closed"
+    with backend:  # the parent's backend is untouched
+        np.testing.assert_allclose(backend.infer({"images": images})["logits"], reference, atol=1e-5)
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_int32_outputs(server: Server, protocol: str) -> None:
     backend, manifest = load_triton(url(server, protocol, "pvt_det"))

@@ -27,6 +27,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -122,6 +123,8 @@ class TritonBackend(Backend):
         self._clients: list[tuple[threading.Thread, Any]] = []
         self._clients_lock = threading.Lock()
         self._closed = False
+        if self._http_thread is not None:
+            _http_backends.add(self)
         try:
             if self.url.protocol == "http":
                 import tritonclient.http as client_mod
@@ -400,6 +403,15 @@ class TritonBackend(Backend):
         parts = [self._infer_once({k: v[i:i + step] for k, v in arrays.items()}) for i in range(0, n, step)]
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
 
+    def _after_fork_in_child(self) -> None:
+        """A forked child has none of its parent's threads: the HTTP thread, whose gevent hub the
+        clients run on, stayed in the parent, and every call waited for it for ever. The child gets a
+        thread of its own, which makes its own client; the parent's are left to the parent."""
+        self._clients_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+        self._clients = []
+        if self._http_thread is not None and not self._closed:
+            self._http_thread = _CallThread(f"pvt-deploy-triton {self.url.model}")
+
     def close(self) -> None:
         with self._clients_lock:
             self._closed = True
@@ -420,6 +432,18 @@ class TritonBackend(Backend):
             close_clients()
         else:  # on the thread that made the client (after a call in flight), with its gevent hub
             caller.close(close_on_client_thread)
+
+
+_http_backends: weakref.WeakSet[TritonBackend] = weakref.WeakSet()  # those whose calls run on a _CallThread
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_http_backends):
+        backend._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _CallThread:
