@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 from cli_run import run
-from test_io_sinks import audio_of, clip_with_audio, frame_times, served
+from test_io_sinks import audio_of, clip_with_audio, frame_times, served, serving
 from test_runtime_artifacts import cached_export, decode_video, make_clip
 
 from pvt_deploy.assets import sample_images
@@ -41,7 +41,6 @@ def paced_camera(on_connect: Callable[[str], object]) -> Iterator[str]:
     """An MJPEG camera on 127.0.0.1 that sends 25 frames a second for 10 s to each connection (a run
     stops long before), calling ``on_connect`` with the path asked for; yields its URL."""
     import http.server
-    import threading
     import time
 
     class Camera(http.server.BaseHTTPRequestHandler):
@@ -63,13 +62,8 @@ def paced_camera(on_connect: Callable[[str], object]) -> Iterator[str]:
             except ConnectionError:
                 pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Camera) as base:
+        yield f"{base}/cam.mjpg"
 
 
 def assert_one_line_error(err: str, needle: str) -> None:
