@@ -577,6 +577,7 @@ def test_dataset_yaml_splits_resolve_as_ultralytics_resolves_them(tmp_path: Path
     ("val: labels/val\n", "data.yaml: val: labels/val holds no images"),
     ("val: [images/val, 7]\n", "data.yaml: val: ['images/val', 7] is not a path or a list of paths"),
     ("val: list.txt\n", "data.yaml: val: list.txt: no such file: gone.jpg"),
+    ("val: talk.mp4\n", "data.yaml: val: talk.mp4 is a video: a split is a folder of images"),  # not read as a list
     ("val: 'images/val\n", "data.yaml is not valid YAML (line 2)"),
 ])
 def test_a_yaml_that_is_not_a_dataset_is_one_line_before_any_work(
@@ -585,6 +586,7 @@ def test_a_yaml_that_is_not_a_dataset_is_one_line_before_any_work(
     ds = tmp_path / "ds"
     data = _dataset(ds, yaml=text)
     (ds / "list.txt").write_text("images/val/good0.jpg\ngone.jpg\n")
+    (ds / "talk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))
     monkeypatch.chdir(tmp_path)
     for option in ("--calib", "--images"):
         code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, str(data), "-o", str(tmp_path / "q")],

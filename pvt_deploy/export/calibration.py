@@ -86,7 +86,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     """
     import yaml
 
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _natural_key
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, _natural_key
 
     text = os.fspath(yaml_file)
     path = Path(text).expanduser()
@@ -141,6 +141,9 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
                             key=_natural_key)
         elif found.suffix.lower() in IMAGE_SUFFIXES:
             files.append(found)
+        elif found.suffix.lower() in VIDEO_SUFFIXES:  # not read whole as a list, to fail on its bytes
+            raise InputError(f"{text}: {key}: {entry} is a video: a split is a folder of images or a .txt "
+                             "list of them")
         else:
             files += _listed_images(found, f"{text}: {key}: {entry}")
     if not files:
