@@ -387,15 +387,13 @@ def _cuda_peak(active: bool) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tuple[str, np.ndarray]]:
+    """The first ``limit`` pictures of ``check --images`` (:func:`~pvt_deploy.export.calibration.open_images`,
+    as export reads its images, and a video's frames too), else of the bundled sample photos."""
     from pvt_deploy.assets import sample_images
-    from pvt_deploy.export.calibration import dataset_images, is_dataset_yaml
-    from pvt_deploy.io.sources import open_source
+    from pvt_deploy.export.calibration import open_images
 
-    spec: Any = images if images is not None else [str(p) for p in sample_images()]
-    if is_dataset_yaml(spec):  # Ultralytics' data=coco8.yaml: its val split
-        spec = [str(p) for p in dataset_images(spec, what="check")]
     out = []
-    with open_source(spec) as src:
+    with open_images(images if images is not None else sample_images(), videos=True, what="check") as src:
         for frame in src:
             out.append((frame.path, frame.image))
             if len(out) >= limit:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import run
+from dataset_files import dataset
 from test_runtime_artifacts import cached_export
 
 from pvt_deploy.manifest import read_manifest, write_manifest
@@ -533,22 +534,19 @@ def test_check_compares_on_a_dataset_yaml(monkeypatch: pytest.MonkeyPatch, capsy
                                           cls_export: Path, tmp_path: Path) -> None:
     """``check --images data.yaml`` (``data=coco8.yaml``, which check's spelling answers with --images) said
     "data.yaml is neither a readable image nor a video". It compares on the val split (train where there is
-    none: test_cli_export.py); a YAML that names no split is one line and exit 2."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    for split, n in (("val", 2), ("train", 3)):
-        (tmp_path / "images" / split).mkdir(parents=True)
-        for i in range(n):
-            cv2.imwrite(str(tmp_path / "images" / split / f"{i}.jpg"), rng.integers(0, 255, (40, 56, 3), np.uint8))
-    data = tmp_path / "data.yaml"
-    data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [person]\n")
+    none: test_cli_export.py); a YAML that names no split is one line and exit 2, and so is a glob of YAML
+    files, which was taken for one YAML file ("no such file: ds/*.yaml"), as export takes them."""
+    data = dataset(tmp_path / "ds")  # val 2, train 3
     code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", str(data),
                          "--json", "--backends", "torch,onnx")
     assert code == 0, err
     report = json.loads(out)
     assert report["images"] == 2 and report["passed"]  # val's 2, not train's 3
+    pattern = str(tmp_path / "ds" / "*.yaml")
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", pattern)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and lines == [f"error: {pattern} matches a YAML file ({data}): a glob is read as images; name "
+                                   "one dataset YAML on its own"], err
     data.write_text("names: [person]\n")
     code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", str(data))
     lines = [ln for ln in err.splitlines() if ln.strip()]

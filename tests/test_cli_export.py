@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from cli_run import run
+from dataset_files import dataset as _dataset
+from dataset_files import jpgs as _jpgs
 from export_fixtures import Artifact
 
 from pvt_deploy.cli import main
@@ -182,19 +184,6 @@ def test_export_says_when_int8_is_slower_than_fp32_here(tmp_path: Path, monkeypa
 
     assert "0.76x the speed of model.onnx" in figures(0.76)
     assert "speed of model.onnx" not in figures(2.8)
-
-
-def _jpgs(folder: Path, good: int, bad: int) -> Path:
-    import cv2
-    import numpy as np
-
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(good):
-        cv2.imwrite(str(folder / f"good{i}.jpg"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    for i in range(bad):
-        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
-    return folder
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -526,20 +515,6 @@ def test_cli_profile_shapes_in_trtexec_and_polygraphy_spelling(
     assert code == 2 and "--min-shape 'input:1x3x32x32': the graph's input is named images" in err, err
 
 
-def _dataset(root: Path, *, val: int = 2, train: int = 3, yaml: str | None = None) -> Path:
-    """An Ultralytics-layout data set: images/{val,train} beside labels/{val,train}, and its data.yaml."""
-    (root / "images").mkdir(parents=True)
-    for split, n in (("val", val), ("train", train)):
-        _jpgs(root / "images" / split, good=n, bad=0)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(n):
-            (root / "labels" / split / f"good{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    data = root / "data.yaml"
-    data.write_text(yaml if yaml is not None else
-                    "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
-    return data
-
-
 def test_dataset_yaml_splits_resolve_as_ultralytics_resolves_them(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """--calib / --images data.yaml (Ultralytics' data=): the val split's images, else train's; a split is a
@@ -566,6 +541,69 @@ def test_dataset_yaml_splits_resolve_as_ultralytics_resolves_them(tmp_path: Path
     (ds / "val.txt").write_text("./images/train/good2.jpg\nimages/val/good1.jpg\n")
     data.write_text("val: [val.txt, ../images/val/night]\ntrain: images/train\n")  # ../ as Roboflow writes it
     assert names(data) == ["ds/images/train/good2.jpg", "ds/images/val/good1.jpg", "ds/images/val/night/good0.jpg"]
+
+
+def test_a_split_list_is_read_as_infer_reads_a_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A split's .txt list was checked apart from infer's lists: a line that is not an image (a video, a
+    label file) was dropped unsaid, and a URL was "no such file: https:/host/a.jpg". The lines that are not
+    images are still left out, as Ultralytics leaves them out, but a warning names them; the rest is read as
+    infer reads a list (a URL is refused by name, a missing file is "no such file")."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export.calibration import usable_images
+
+    ds = tmp_path / "ds"
+    data = _dataset(ds, yaml="val: val.txt\n")
+    monkeypatch.chdir(tmp_path)
+    (ds / "val.txt").write_text("images/val/good0.jpg\nclip.mp4\nlabels/val/good0.txt\nimages/val/good1.jpg\n")
+    with caplog.at_level("WARNING", logger="pvt_deploy.export"):
+        assert [p.name for p in usable_images(data, what="calibration")] == ["good0.jpg", "good1.jpg"]
+    assert f"{data}: val: val.txt: left out 2 line(s) that are not image files (clip.mp4, " in caplog.text
+    (ds / "val.txt").write_text("images/val/good0.jpg\nhttps://example.com/a.jpg\n")
+    with pytest.raises(InputError, match=r"val.txt: https://example.com/a.jpg is a URL or a camera: a list takes"):
+        usable_images(data, what="calibration")
+
+
+@pytest.mark.parametrize("yamls", [["data.yaml"], ["data.yaml", "more.yaml"]])
+def test_a_glob_of_yaml_files_is_refused_naming_them(yamls: list[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`--calib 'ds/*.yaml'` was taken for one YAML file and said "no such file: ds/*.yaml". A glob is a set
+    of images, so a glob that matches YAML files is refused in one line that names them (one match too: what
+    runs must not change when a second YAML appears), before any work."""
+    ds = tmp_path / "ds"
+    data = _dataset(ds)
+    for name in yamls[1:]:
+        (ds / name).write_text(data.read_text())
+    pattern = str(ds / "*.yaml")
+    for option in ("--calib", "--images"):
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, pattern, "-o", str(tmp_path / "q")],
+                         monkeypatch, capsys)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+        what = "calibration" if option == "--calib" else "parity"
+        which = "a YAML file" if len(yamls) == 1 else f"{len(yamls)} YAML files"
+        named = ", ".join(str(ds / n) for n in yamls)
+        assert lines[0] == (f"error: {what} images: {pattern} matches {which} ({named}): a glob is read as images; "
+                            "name one dataset YAML on its own"), err
+    assert not (tmp_path / "q").exists()
+
+
+def test_export_refuses_a_video_that_check_compares_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """export and check read their images one way (open_images); export's policy is no videos (its
+    calibration and parity run on image files), said in one line naming the clip, before any work."""
+    from pvt_deploy.assets import sample_video
+
+    clip = sample_video()
+    for option, what in (("--calib", "calibration"), ("--images", "parity")):
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, str(clip), "-o", str(tmp_path / "q")],
+                         monkeypatch, capsys)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0] == (f"error: {what} images: {clip}: a folder, an image file, a glob, a .txt list or a "
+                            "dataset YAML is wanted, not a video"), err
+    assert not (tmp_path / "q").exists()
 
 
 @pytest.mark.parametrize("text, said", [

@@ -9,17 +9,21 @@ to produce a working graph but not a tuned one — the exporter says so. An Ultr
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
+
+if TYPE_CHECKING:
+    from pvt_deploy.io.sources import Source
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -38,37 +42,67 @@ class Batch:
     names: list[str]
 
 
-def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """The image files of ``folder`` as ``infer`` and ``check --images`` take them (:func:`open_source`):
-    a folder (not recursive), one image, a glob (``shots/**/*.jpg``) or a ``.txt`` list; or an
-    Ultralytics dataset YAML (:func:`dataset_images`); in the order they run, at most ``limit``."""
-    from pvt_deploy.io.sources import VIDEO_SUFFIXES, ImageSource, is_live, open_source
+def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, videos: bool,
+                what: str = "image") -> Source:
+    """The pictures of ``export --calib`` / ``--images`` and ``check --images``, read one way: what
+    :func:`~pvt_deploy.io.sources.open_source` opens for ``infer`` (an image, a folder, not recursive, a glob
+    such as ``shots/**/*.jpg``, a ``.txt`` list, or a list of files), or an Ultralytics dataset YAML, which
+    stands for the images of its split (:func:`dataset_images`). ``videos``: whether a video file or a
+    stream may be given too (``check`` compares on its first frames); otherwise one is an
+    :class:`InputError`, as is a glob of YAML files (a glob is a set of images: the YAML is named on its
+    own, so that what runs does not depend on how many files the glob matches today)."""
+    from pvt_deploy.io.sources import (
+        _GLOB_CHARS,
+        DATASET_SUFFIXES,
+        VIDEO_SUFFIXES,
+        ImageSource,
+        is_live,
+        open_source,
+    )
 
-    text = os.fspath(folder)
-    if is_live(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES:
-        raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, not a video")
+    if not isinstance(spec, (str, os.PathLike)):
+        return open_source(spec)
+    text = os.fspath(spec)
+    not_video = f"{text}: a folder, an image file, a glob, a .txt list or a dataset YAML is wanted, not a video"
+    if not videos and (is_live(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES):
+        raise InputError(not_video)
+    if is_dataset_yaml(text):
+        return ImageSource(dataset_images(text, what=what), kind="images", spec=text)
+    path = Path(text).expanduser()
+    if path.suffix.lower() in DATASET_SUFFIXES and _GLOB_CHARS.search(text) and not path.exists():
+        yamls = sorted(p for p in glob.glob(str(path), recursive=True) if os.path.isfile(p))
+        if yamls:
+            named = ", ".join(yamls[:3]) + (" ..." if len(yamls) > 3 else "")
+            which = "a YAML file" if len(yamls) == 1 else f"{len(yamls)} YAML files"
+            raise InputError(f"{text} matches {which} ({named}): a glob is read as images; name one dataset "
+                             "YAML on its own")
+    source = open_source(text)
+    if not videos and not isinstance(source, ImageSource):  # a video without a video's suffix
+        source.close()
+        raise InputError(not_video)
+    return source
+
+
+def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
+    """The image files of ``folder`` as export takes them (:func:`open_images`, no videos), in the order
+    they run, at most ``limit``; an error says which option's images (``what``) it is about."""
     try:
-        if is_dataset_yaml(text):
-            files = dataset_images(text, what=what)
-        else:
-            with open_source(text) as source:
-                if not isinstance(source, ImageSource):  # a video without a video's suffix
-                    raise InputError(f"{what} images {folder}: a folder, an image file or a glob is wanted, "
-                                     "not a video")
-                files = [p for p in source.items if isinstance(p, Path)]
+        with open_images(folder, videos=False, what=what) as source:
+            files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
     except InputError as e:
         raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
     return files[:limit] if limit else files
 
 
 def is_dataset_yaml(spec: object) -> bool:
-    """Whether ``spec`` names a YAML file (not a folder), which is read as a dataset YAML."""
-    from pvt_deploy.io.sources import DATASET_SUFFIXES
+    """Whether ``spec`` names a YAML file (not a folder, not a glob), which is read as a dataset YAML."""
+    from pvt_deploy.io.sources import _GLOB_CHARS, DATASET_SUFFIXES
 
     if not isinstance(spec, (str, os.PathLike)):
         return False
     path = Path(os.fspath(spec)).expanduser()
-    return path.suffix.lower() in DATASET_SUFFIXES and not path.is_dir()
+    return (path.suffix.lower() in DATASET_SUFFIXES and not path.is_dir()
+            and (path.exists() or not _GLOB_CHARS.search(os.fspath(spec))))
 
 
 def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") -> list[Path]:
@@ -155,19 +189,20 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
 
 
 def _listed_images(listing: Path, label: str) -> list[Path]:
-    """The image files a split's ``.txt`` list names (Ultralytics' ``train2017.txt``); one that is not
-    there is an error, as in a list given to ``infer``."""
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _listed_files
+    """The image files a split's ``.txt`` list names (Ultralytics' ``train2017.txt``), read as ``infer``
+    reads a list (:func:`~pvt_deploy.io.sources.open_source`: one that is not there, or a URL, is an
+    error). As in Ultralytics, a line that is not an image file is left out: said in a warning."""
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _listed_files, open_source
 
     try:
-        listed = [Path(p) for p in _listed_files(listing)]
+        listed = _listed_files(listing)
+        with open_source([p for p in listed if Path(p).suffix.lower() in IMAGE_SUFFIXES]) as source:
+            images = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
     except InputError as e:
-        raise InputError(f"{label}: {e.args[0]}") from None
-    images = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
-    missing = [str(p) for p in images if not p.is_file()]
-    if missing:
-        raise InputError(f"{label}: no such file: {missing[0]}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise InputError(f"{label}: {e.args[0]}", hint=e.hint) from None
+    if others := [p for p in listed if Path(p).suffix.lower() not in IMAGE_SUFFIXES]:
+        log.warning("%s: left out %d line(s) that are not image files (%s)", label, len(others),
+                    ", ".join(others[:3]) + (" ..." if len(others) > 3 else ""))
     return images
 
 
