@@ -156,6 +156,30 @@ def test_a_video_read_over_http_keeps_its_audio(monkeypatch: pytest.MonkeyPatch,
     assert decode_video(tmp_path / "out" / "talk.mp4")[1] == 10
 
 
+def test_a_video_read_over_http_with_a_password_keeps_its_audio_and_shows_the_password_nowhere(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_export: Path, tmp_path: Path) -> None:
+    """infer http://user:pw@host/clip.mp4 wrote a silent mp4 without a word: the audio was looked for at the
+    URL the frames carry, whose password is taken out. It is now read with the password, which appears in
+    no line printed or logged, no output's name and no JSON."""
+    site = tmp_path / "site"
+    site.mkdir()
+    clip_with_audio(site / "talk.mp4", "aac", frames=10)
+    caplog.set_level(logging.DEBUG)
+    with served(site, login=("ann", "s3cr3t")) as base:
+        url = base.replace("http://", "http://ann:s3cr3t@") + "/talk.mp4"
+        code, out, err = run(monkeypatch, capsys, "infer", url, "--model", str(det_export), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    codec, start, seconds, _ = audio_of(tmp_path / "out" / "talk.mp4")  # type: ignore[misc]
+    assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.05)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.jsonl", "predictions_coco.json",
+                                                                    "talk.mp4"]
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 10 and json.loads(lines[0])["source"] == base.replace("http://", "http://***@") + "/talk.mp4"
+    written = "".join(p.read_text() for p in (tmp_path / "out").glob("*.json*"))
+    assert all("s3cr3t" not in text for text in (out, err, caplog.text, written))
+
+
 def test_a_live_stream_over_http_is_written_silent_without_a_second_connection(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     """An http(s) URL of a live feed (an MJPEG camera) cannot be read again from its start: its video is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import functools
@@ -28,6 +29,7 @@ from pvt_deploy.io.sinks import (
     ImageWriter,
     JsonlWriter,
     VideoWriter,
+    audio_source,
     available_h264_encoders,
     coco_category_ids,
     coco_image_id,
@@ -489,12 +491,23 @@ def serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Itera
 
 
 @contextlib.contextmanager
-def served(folder: Path) -> Iterator[str]:
-    """``folder`` served over HTTP on 127.0.0.1 (a clip behind a URL); yields the base URL."""
+def served(folder: Path, *, login: tuple[str, str] | None = None) -> Iterator[str]:
+    """``folder`` served over HTTP on 127.0.0.1 (a clip behind a URL); yields the base URL. With ``login``
+    (user, password), a request without them in HTTP Basic auth gets 401 and nothing else."""
+    expected = "Basic " + base64.b64encode(":".join(login).encode()).decode() if login else None
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
+
+        def send_head(self) -> object:
+            if expected is not None and self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="clips"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            return super().send_head()
 
     with serving(functools.partial(Quiet, directory=str(folder))) as base:
         yield base
@@ -528,6 +541,37 @@ def test_the_audio_of_a_clip_served_over_http_is_read_again_only_if_it_is_the_sa
             writer.write(frame(0))
         assert audio_of(tmp_path / "gone.mp4") is None
         assert f"{base}/gone.mp4 could not be read again from its start, so its audio was not added" in caplog.text
+
+
+def test_the_audio_of_a_clip_behind_a_password_is_read_with_it_and_the_password_is_never_shown(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A URL whose server asks for a login is read again with the user name and password it was given
+    (which audio_source refused: the video came out silent); every warning about it names the URL
+    without them."""
+    site = tmp_path / "site"
+    site.mkdir()
+    clip_with_audio(site / "talk.mp4", "aac")
+    with served(site, login=("ann", "s3cr3t")) as base:
+        url = base.replace("http://", "http://ann:s3cr3t@") + "/talk.mp4"
+        assert audio_source(url) == url
+        out = tmp_path / "out.mp4"
+        with VideoWriter(out, 25, (320, 240), audio_from=audio_source(url)) as writer:
+            for i in range(25):
+                writer.write(frame(i, (320, 240)), i / 25)
+        codec, start, seconds, _ = audio_of(out)  # type: ignore[misc]
+        assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+        with VideoWriter(tmp_path / "changed.mp4", 25, (320, 240), audio_from=url) as writer:
+            writer.write(frame(0, (320, 240)), 0.0)
+            clip_with_audio(site / "talk.mp4", "aac", frames=20)  # another take put in its place meanwhile
+        assert audio_of(tmp_path / "changed.mp4") is None
+        shown = base.replace("http://", "http://***@")
+        assert f"{shown}/talk.mp4 changed during the run, so its audio was not added" in caplog.text
+        wrong = url.replace("s3cr3t", "n0t1t")  # refused by the server: no audio, and said so
+        with VideoWriter(tmp_path / "refused.mp4", 25, (64, 48), audio_from=wrong) as writer:
+            writer.write(frame(0))
+        assert audio_of(tmp_path / "refused.mp4") is None
+        assert f"{shown}/talk.mp4 could not be read again from its start" in caplog.text
+    assert "s3cr3t" not in caplog.text and "n0t1t" not in caplog.text
 
 
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:

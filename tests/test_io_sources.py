@@ -19,7 +19,16 @@ import pytest
 from PIL import Image
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import Frame, Reconnect, StreamSource, is_live, open_source, read_image, redact_url
+from pvt_deploy.io.sources import (
+    Frame,
+    Reconnect,
+    StreamSource,
+    is_live,
+    is_url,
+    open_source,
+    read_image,
+    redact_url,
+)
 
 FPS = 25
 STEP = 6  # grey-level step between frames in make_video (40 frames fit in uint8)
@@ -990,6 +999,45 @@ def test_redact_url() -> None:
     with pytest.raises(InputError, match=r"bad stream URL rtsp://\*\*\*@\[::1:554/s1"):
         open_source("rtsp://admin:pw@[::1:554/s1")
     assert is_live("0") and is_live("rtsp://cam/s") and is_live("http://h/v.mjpg") and not is_live("clip.mp4")
+
+
+def test_one_test_tells_a_url_from_a_path() -> None:
+    """is_url is the one test of "a URL, not a file" (output names, where audio is read from, what open_source
+    opens as a stream): a scheme open_source reads, in any case; "://" somewhere in a path is not one."""
+    assert is_url("HTTPS://host/clip.mp4") and is_url(" rtsp://cam/s ")
+    assert is_url("rtsp://admin:pw@[::1:554/s1")  # too malformed to parse: the stream opener says why
+    assert not is_url("clips/take://2.mp4") and not is_url("C:\\clips\\a.mp4") and not is_url("mailto://a")
+    assert not is_url("0") and is_live("0")
+    assert Frame(np.zeros((2, 2, 3), np.uint8), 0, "clips/take://2.mp4").name == "2.mp4"
+
+
+class _OneFrame:
+    """A reader of one 2x2 frame, live or not (a finite file served over HTTP)."""
+
+    fps, size, frames, error = 25.0, (2, 2), 1, None
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+
+    def grab(self) -> bool:
+        return False
+
+    def retrieve(self) -> np.ndarray:
+        return np.zeros((2, 2, 3), np.uint8)
+
+    def timestamp(self) -> float | None:
+        return 0.0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_stream_offers_its_url_with_the_password_only_to_read_a_files_audio_again(live: bool) -> None:
+    url = "http://ann:s3cr3t@host/clip.mp4"
+    with StreamSource(lambda: _OneFrame(live), spec=redact_url(url), url=url) as source:
+        assert source.audio_url == (None if live else url)  # a live feed cannot be read again
+        assert "s3cr3t" not in repr(source) and source.spec == "http://***@host/clip.mp4"
 
 
 def test_a_clock_that_jumps_ahead_in_a_ts_file_carries_on_from_the_frame_before(tmp_path: Path) -> None:

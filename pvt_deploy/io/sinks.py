@@ -40,6 +40,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.io.sources import _short, is_url, redact_url
 from pvt_deploy.utils.files import FULL_DISK_ERRNOS, atomic_path, atomic_write_bytes, atomic_write_text
 from pvt_deploy.utils.signals import interrupts_deferred
 
@@ -145,30 +146,30 @@ def _file_stamp(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
 _URL_TIMEOUT_S = 10.0  # per connect and per read, as a stream gets by default: a server gone quiet ends the wait
 
 
-def _is_url(source: str | os.PathLike[str]) -> bool:
-    return "://" in os.fspath(source)
-
-
 def audio_source(path: str) -> str | None:
     """``path`` where a :class:`VideoWriter` can read its audio again once the video is finished (a
-    local file, or a plain ``http(s)://`` URL of one), else None (a camera; a URL of another scheme;
-    a URL whose user name or password was taken out of it, as every URL a source reports is). Whether
-    an http(s) URL is a file or a live feed is the source's to say: a live one gives no audio."""
-    if not _is_url(path):
+    local file, or an ``http(s)://`` URL of one, with the user name and password it needs: a stream
+    source's :attr:`~pvt_deploy.io.sources.StreamSource.audio_url`, not the frames' path, which leaves
+    them out), else None (a camera; a URL of another scheme). Whether an http(s) URL is a file or a live
+    feed is the source's to say: a live one gives no audio."""
+    if not is_url(path):
         return path if os.path.isfile(path) else None
     try:
-        parts = urlsplit(path)
+        scheme = urlsplit(path).scheme.lower()
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or "@" in parts.netloc:
-        return None
-    return path
+    return path if scheme in ("http", "https") else None
+
+
+def _shown(source: str | os.PathLike[str]) -> str:
+    """``source`` as a log line may name it: a URL without its user name and password."""
+    return redact_url(os.fspath(source)) if is_url(source) else os.fspath(source)
 
 
 def _open_input(source: str | os.PathLike[str]) -> Any:
     """``source`` opened for reading with PyAV; a URL with timeouts, so that a server that stops
     answering ends the wait instead of the run."""
-    if _is_url(source):
+    if is_url(source):
         return av.open(os.fspath(source), timeout=(_URL_TIMEOUT_S, _URL_TIMEOUT_S))
     return av.open(os.fspath(source))
 
@@ -178,7 +179,7 @@ def _source_stamp(source: str | os.PathLike[str]) -> tuple[Any, ...] | None:
     :func:`_file_stamp`. A URL, read once more: its size (an HTTP server's Content-Length), duration
     and audio tracks (codec, rate, channels, length), which a different file there does not all
     share; None also when it has no duration (a live feed, which cannot be read again from its start)."""
-    if not _is_url(source):
+    if not is_url(source):
         return _file_stamp(source)
     try:
         with _open_input(source) as container:
@@ -395,17 +396,18 @@ class VideoWriter:
         interleaved by time; it reads and writes the compressed video once more (well under a second for
         minutes of 720p). ``source`` may be an http(s) URL of a file (:func:`audio_source`): it is read
         again from its start, and only if it still serves what it served when the writer was made."""
+        shown = _shown(source)  # a URL's password is in no log line
         if stop():  # not even a server that may take its time to answer
-            log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
+            log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, shown)
             return
         stamp = _source_stamp(source)
-        if stamp is None and self._audio_stamp is None and _is_url(source):
+        if stamp is None and self._audio_stamp is None and is_url(source):
             log.warning("%s: %s could not be read again from its start, so its audio was not added; the video is "
-                        "silent", self.path, source)
+                        "silent", self.path, shown)
             return
         if stamp != self._audio_stamp:  # moved, deleted, replaced or re-linked (a URL: serves another file)
             log.warning("%s: %s changed during the run, so its audio was not added; the video is silent",
-                        self.path, source)
+                        self.path, shown)
             return
         left_out: dict[int, str] = {}  # track number -> why it is not in the video
         added: list[_AudioCopy] = []
@@ -422,16 +424,16 @@ class VideoWriter:
                 if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
                     raise
                 log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path,
-                            source, ", ".join(audio.codec for audio in tracks), _reason(e))
+                            shown, ", ".join(audio.codec for audio in tracks), _reason(e))
                 return
             except _Stopped:
-                log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, source)
+                log.warning("%s: stopped before the audio of %s was added; the video is silent", self.path, shown)
                 return
             finally:
                 for audio in tracks:
                     audio.close()
         if left_out:  # once, for every track left out: "track 2 (mp2, fra), Invalid data found ..."
-            log.warning("%s: audio of %s left out: %s; %s", self.path, source,
+            log.warning("%s: audio of %s left out: %s; %s", self.path, shown,
                         "; ".join(left_out[k] for k in sorted(left_out)),
                         "the video has " + ", ".join(audio.name for audio in added) if added else
                         "the video is silent")
@@ -510,9 +512,10 @@ def _muxer_takes(fmt: str, stream: Any) -> bool:
 
 
 def _reason(error: BaseException) -> str:
-    """What went wrong, without the name of the temporary file it went wrong in (PyAV's errors end in
-    ``: '/…/.clip.mp4.x1y2.part.audio.mp4' returned 22``, a file the user never sees)."""
-    return getattr(error, "strerror", None) or str(error)
+    """What went wrong, without the name of the file it went wrong in (PyAV's errors end in
+    ``: '/…/.clip.mp4.x1y2.part.audio.mp4' returned 22``, a file the user never sees, or in the URL the
+    audio is read from, password and all)."""
+    return _short(error)
 
 
 class _AudioCopy:
@@ -571,7 +574,7 @@ class _AudioCopy:
             try:
                 tracks.append(cls(str(source), container, fmt, track))
             except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
-                left_out[track] = f"track {track + 1}, cannot be read ({e})"
+                left_out[track] = f"track {track + 1}, cannot be read ({_reason(e)})"
                 container.close()
         return tracks
 

@@ -108,7 +108,7 @@ class Frame:
     @property
     def name(self) -> str:
         """Base name for output files: ``photo.jpg``, ``clip.mp4``, ``cam1`` (URL path), ``webcam0``."""
-        if "://" in self.path:
+        if is_url(self.path):
             parts = urlsplit(self.path)
             return Path(parts.path).name or (parts.hostname or "stream")
         return Path(self.path).name or self.path
@@ -806,8 +806,10 @@ class StreamSource(Source):
         realtime: bool | None = None,
         sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        url: str | None = None,
     ) -> None:
         self.spec = spec
+        self._url = url  # what ``spec`` names, credentials and all: never logged (see audio_url)
         self.vid_stride = vid_stride
         self.reconnect = reconnect or Reconnect()
         self.reconnects = 0
@@ -830,6 +832,14 @@ class StreamSource(Source):
         self.frames = None if self.live else _kept(self._reader.frames, self._lead, vid_stride)
         self.realtime = self.live if realtime is None else realtime
         self._thread: threading.Thread | None = None
+
+    @property
+    def audio_url(self) -> str | None:
+        """Where the audio of a file served over the network is read again once its video is done
+        (:class:`~pvt_deploy.io.sinks.VideoWriter`'s ``audio_from``): the URL as given, with the user name
+        and password that ``spec`` and every frame's ``path`` leave out. None for a live feed, which cannot
+        be read again from its start, and for a camera or an opener given without its URL."""
+        return None if self.live else self._url
 
     def _iter_frames(self) -> Iterator[Frame]:
         if self._reader is None:  # said now, before a reader thread starts (see _iter_frames_inline)
@@ -1142,7 +1152,7 @@ def _stream_source(
         return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live)
 
     return StreamSource(
-        opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime
+        opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, url=spec
     )
 
 
@@ -1165,16 +1175,21 @@ def check_stream_url(url: str) -> str:
     return parts.scheme.lower()
 
 
-def is_live(text: str) -> bool:
-    """Whether ``text`` names a live feed :func:`open_source` opens as a stream: a webcam index,
-    ``/dev/videoN``, or a URL of a streaming scheme (:data:`STREAM_SCHEMES`)."""
-    text = text.strip()
-    if is_webcam(text):
-        return True
+def is_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is a URL of a scheme :func:`open_source` reads (:data:`STREAM_SCHEMES`, in any
+    case: ``HTTPS://``), not a path: the one test of it wherever a URL and a file are told apart (the
+    name of an output, where audio is read from). A Windows path (``C:\\clips\\a.mp4``) is not one."""
+    text = os.fspath(text).strip()
     try:
         return urlsplit(text).scheme.lower() in STREAM_SCHEMES
     except ValueError:  # e.g. a bad IPv6 literal: not a path either, so the stream opener reports it
-        return "://" in text
+        return text.split("://", 1)[0].lower() in STREAM_SCHEMES
+
+
+def is_live(text: str) -> bool:
+    """Whether ``text`` names a live feed :func:`open_source` opens as a stream: a webcam index,
+    ``/dev/videoN``, or a URL (:func:`is_url`)."""
+    return is_webcam(text.strip()) or is_url(text)
 
 
 def open_source(
