@@ -562,6 +562,20 @@ def test_an_audio_only_file_says_it_has_no_video(tmp_path: Path, name: str) -> N
         open_source(path)
 
 
+def test_a_password_with_an_at_sign_is_hidden_whole(tmp_path: Path) -> None:
+    """Camera passwords often hold an '@' (rtsp://admin:P@ssw0rd@cam/), which FFmpeg and urlsplit read up to the
+    last '@'; the errors that name such a URL showed "***@ssw0rd@cam", half the password."""
+    from test_io_sinks import served
+
+    test_an_audio_only_file_says_it_has_no_video(tmp_path, "voice.mp4")
+    with served(tmp_path, login=("admin", "P@ssw0rd")) as base:
+        url = base.replace("http://", "http://admin:P@ssw0rd@") + "/voice.mp4"
+        with pytest.raises(InputError) as caught:
+            open_source(url)
+    assert str(caught.value) == f"cannot open stream {redact_url(url)}: {redact_url(url)} has no video stream"
+    assert redact_url(url) == base.replace("http://", "http://***@") + "/voice.mp4"
+
+
 def test_frames_cut_by_the_edit_list_are_neither_counted_nor_called_lost(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An mp4 whose edit list starts it past its first stored frames (``ffmpeg -ss 10 -c copy``, a trim

@@ -1044,7 +1044,7 @@ def _frame_number(previous: int, timestamp: float | None, step: float | None) ->
     return n if n > previous else previous + 1
 
 
-_CREDENTIALS = re.compile(r"://[^/\s@]+@")
+_CREDENTIALS = re.compile(r"://[^/\s]*@")  # to the last "@" before the path: a password may hold one
 _CLOCK = re.compile(r"^(\d+):([0-5]\d):(\d+(?:\.\d*)?)$")
 
 
