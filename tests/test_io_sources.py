@@ -198,6 +198,13 @@ def test_a_dataset_yaml_is_not_an_infer_source(tmp_path: Path, monkeypatch: pyte
         open_source(tmp_path)
     assert str(e.value) == (f"no images found in folder {tmp_path} (it holds coco8.yml: export --calib and check "
                             f"--images take a dataset YAML, as in --calib {data}; infer takes a folder of its images)")
+    # and a glob of YAML files names them (it said only "no images found in glob ... (image types: ...)")
+    (tmp_path / "other.yaml").write_text("val: images/val\n")
+    with pytest.raises(InputError) as e:
+        open_source(str(tmp_path / "*.y*ml"))
+    assert str(e.value) == (f"no images found in glob {tmp_path}/*.y*ml (it matches {data}, {tmp_path / 'other.yaml'}: "
+                            f"export --calib and check --images take a dataset YAML, as in --calib {data}; infer "
+                            "takes a folder of its images)")
 
 
 def test_array_source_takes_rgb_arrays() -> None:

@@ -1110,10 +1110,12 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
                              hint="a folder or glob runs its images: give each video on its own")
         described = sorted((p for p in candidates if p.suffix.lower() in DATASET_SUFFIXES and p.is_file()),
                            key=_natural_key)
-        if what == "folder" and described:  # a data set's root (Ultralytics), its images in images/val ...
-            raise InputError(f"no images found in {what} {spec}", hint=f"it holds {described[0].name}: export "
-                             "--calib and check --images take a dataset YAML, as in --calib "
-                             f"{described[0]}; infer takes a folder of its images")
+        if described:  # a data set's root (Ultralytics), its images in images/val ..., or a glob of its YAMLs
+            held = (f"it holds {described[0].name}" if what == "folder" else
+                    f"it matches {', '.join(str(p) for p in described[:3])}{', ...' if len(described) > 3 else ''}")
+            raise InputError(f"no images found in {what} {spec}", hint=f"{held}: export --calib and check "
+                             f"--images take a dataset YAML, as in --calib {described[0]}; infer takes a "
+                             "folder of its images")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
