@@ -349,6 +349,16 @@ def test_a_track_whose_packets_have_no_length_keeps_its_start_and_end(tmp_path: 
     assert got_codec == codec and abs(start) < 1e-3 and seconds == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_language_mov_writes_under_its_other_code_is_kept(tmp_path: Path) -> None:
+    """ISO 639-2 gives some languages two codes; mov keeps only one of them (ger, not deu; fra, not fre) and
+    wrote no language for the other: a German track from Matroska came out of .mov unlabelled."""
+    src = clip_with_tracks(tmp_path / "three.mkv", [("aac", 48000, "deu"), ("aac", 48000, "fre"), ("aac", 48000, "eng")])
+    got = tracks_of(annotate(src, tmp_path / "out.mov"))
+    assert [language for _, language, _, _ in got] == ["ger", "fra", "eng"]
+    got = tracks_of(annotate(src, tmp_path / "out.mp4"))  # mp4 keeps either: as it was
+    assert [language for _, language, _, _ in got] == ["deu", "fre", "eng"]
+
+
 def clip_with_a_damaged_track(path: Path) -> Path:
     """:func:`clip_with_tracks` with an AAC track (eng) and an MP2 track (fra) whose packets are noise."""
     clip_with_tracks(path.with_name("good.mkv"), [("aac", 48000, "eng")])
@@ -380,9 +390,69 @@ def test_a_damaged_track_is_left_out_and_the_others_are_kept(tmp_path: Path, cap
     assert [(codec, language) for codec, language, _, _ in got] == [("aac", "eng")]
     assert got[0][3] == pytest.approx(1.0, abs=0.05) and decode(out)[0]["frames"] == 25
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{out}: audio of {src} left out: track 2 (mp2, fra), Invalid data found when processing "
-                        "input; the video has track 1 (aac, eng)"]
+    assert warnings == [f"{out}: audio of {src} left out: track 2 (mp2, fra), 5 of 5 packets could not be decoded "
+                        "(Invalid data found when processing input); the video has track 1 (aac, eng)"]
     assert leftovers(tmp_path) == []
+
+
+def with_damaged_packets(src: Path, path: Path, damaged: set[int]) -> Path:
+    """``src`` with the payload of its audio packets number ``damaged`` (counted from 0) overwritten with
+    noise, in place, as a bit flip or a transmission error leaves it: timestamps and sizes as they were."""
+    with av.open(str(src)) as good, av.open(str(path), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in good.streams}
+        for s in good.streams.audio:
+            streams[s.index].metadata["language"] = s.metadata["language"]
+        noise, k = np.random.default_rng(0), 0
+        for packet in good.demux():
+            if not packet.size:
+                continue
+            stream = streams[packet.stream.index]
+            if packet.stream.type == "audio":
+                if k in damaged:
+                    bad = av.Packet(noise.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                    bad.pts, bad.dts, bad.duration, bad.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+                    packet = bad
+                k += 1
+            packet.stream = stream
+            out.mux(packet)
+    return path
+
+
+def samples_of(path: Path) -> np.ndarray:
+    """The first audio track's first channel, decoded."""
+    with av.open(str(path)) as container:
+        return np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+
+
+def test_a_packet_that_does_not_decode_is_silence_and_the_track_is_kept(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """One corrupt packet (24 ms of MP2, re-encoded to AAC) cost the whole track: an hour of sound lost for
+    one bit flip. The packet is now silence of its length, so the sound after it stays in step with the
+    frames, and one warning counts what was lost."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [("mp2", 48000, "eng")])
+    src = with_damaged_packets(good, tmp_path / "flipped.mkv", {20})  # 0.480 to 0.504 s
+    out = annotate(src, tmp_path / "out.mp4")
+    (codec, language, start, seconds), = tracks_of(out)
+    assert (codec, language) == ("aac", "eng") and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.01)
+    sound, reference = samples_of(out), samples_of(annotate(good, tmp_path / "reference.mp4"))
+    assert np.sqrt(np.mean(sound[23200:24000] ** 2)) < 0.02 < 0.2 < np.sqrt(np.mean(reference[23200:24000] ** 2))
+    after = slice(28800, 43200)  # 0.6 to 0.9 s: in phase with the undamaged clip's, not 24 ms early
+    assert np.corrcoef(sound[after], reference[after])[0, 1] > 0.95
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{out}: audio packets of {src} that could not be decoded are silence in the video: "
+                        "track 1 (mp2, eng): 1 of 41"]
+
+
+def test_a_copied_track_carries_a_damaged_packet_as_it_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A track copied as it is (AAC into mp4) is never decoded: a corrupt packet is carried as it is, for the
+    player to pass over as it does in the source, and costs neither the track nor a warning."""
+    src = with_damaged_packets(clip_with_tracks(tmp_path / "good.mkv", [("aac", 48000, "eng")]),
+                               tmp_path / "flipped.mkv", {20})
+    out = annotate(src, tmp_path / "out.mp4")
+    source, copied = ([bytes(p) for p in av.open(str(path)).demux(audio=0) if p.size] for path in (src, out))
+    start = source.index(copied[0])  # the encoder's priming packet, before the first frame, is not carried
+    assert copied == source[start:start + len(copied)] and source[20] in copied and len(copied) >= 46
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
 
 
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

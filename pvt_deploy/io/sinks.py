@@ -432,6 +432,10 @@ class VideoWriter:
             finally:
                 for audio in tracks:
                     audio.close()
+        damaged = [f"{audio.name}: {audio.skipped} of {audio.decoded + audio.skipped}" for audio in added if audio.skipped]
+        if damaged:  # once, for every track: "track 1 (mp2, eng): 1 of 41"
+            log.warning("%s: audio packets of %s that could not be decoded are silence in the video: %s", self.path,
+                        shown, "; ".join(damaged))
         if left_out:  # once, for every track left out: "track 2 (mp2, fra), Invalid data found ..."
             log.warning("%s: audio of %s left out: %s; %s", self.path, shown,
                         "; ".join(left_out[k] for k in sorted(left_out)),
@@ -511,6 +515,43 @@ def _muxer_takes(fmt: str, stream: Any) -> bool:
     return True
 
 
+# ISO 639-2 languages with two codes, bibliographic (B) and terminological (T): Matroska and mp4 keep either,
+# mov only the one its table of Macintosh languages lists, which is B for most (ger, not deu) but T for some
+# (fra, not fre); it writes no language for the other.
+_ISO639_B_T = dict(pair for b_t in (
+    ("alb", "sqi"), ("arm", "hye"), ("baq", "eus"), ("bur", "mya"), ("chi", "zho"), ("cze", "ces"), ("dut", "nld"),
+    ("fre", "fra"), ("geo", "kat"), ("ger", "deu"), ("gre", "ell"), ("ice", "isl"), ("mac", "mkd"), ("mao", "mri"),
+    ("may", "msa"), ("per", "fas"), ("rum", "ron"), ("slo", "slk"), ("tib", "bod"), ("wel", "cym"),
+) for pair in (b_t, b_t[::-1]))
+
+
+@functools.cache
+def _mov_keeps_language(code: str) -> bool:
+    """Whether the mov muxer writes ``code`` as a track's language: asked of one that writes to memory."""
+    try:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mov") as probe:
+            stream = probe.add_stream("pcm_s16be", rate=8000)
+            stream.codec_context.layout = "mono"
+            stream.metadata["language"] = code
+            packet = av.Packet(bytes(16))
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = stream, Fraction(1, 8000), 0, 0, 8
+            probe.mux(packet)
+        with av.open(io.BytesIO(buffer.getvalue())) as back:
+            return bool(back.streams.audio[0].metadata.get("language") == code)
+    except (av.error.FFmpegError, ValueError, TypeError, OSError, IndexError):
+        return False
+
+
+def _language_for(fmt: str, code: str) -> str:
+    """``code`` as a ``fmt`` container keeps it: in mov, the other ISO 639-2 code of the language where mov
+    keeps only that one (deu as ger, fre as fra); elsewhere, and for a code with no other, as it is."""
+    other = _ISO639_B_T.get(code.lower())
+    if fmt != "mov" or other is None or _mov_keeps_language(code):
+        return code
+    return other if _mov_keeps_language(other) else code
+
+
 def _reason(error: BaseException) -> str:
     """What went wrong, without the name of the file it went wrong in (PyAV's errors end in
     ``: '/…/.clip.mp4.x1y2.part.audio.mp4' returned 22``, a file the user never sees, or in the URL the
@@ -523,7 +564,11 @@ class _AudioCopy:
 
     Packets are copied as they are (no re-encoding) when the output container holds the codec (in mp4
     and mov, one of those players read there) and its muxer takes the track (:func:`_muxer_takes`), and
-    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). Times follow the video: the source
+    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). A packet that does not decode
+    (a bit flip in a long recording) costs only itself: it is silence of its length, so what follows stays
+    in step, and counted (:attr:`skipped`); a track with more than :attr:`_MOST_SKIPPED` of its packets so
+    is left out. A copied packet is never decoded: damage passes through as it is, for players to handle as
+    they do in the source. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
     to each video packet in turn (``copy_until``), so the file is interleaved, memory stays flat,
@@ -531,11 +576,13 @@ class _AudioCopy:
     """
 
     _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+    _MOST_SKIPPED = 0.1  # share of a re-encoded track's packets that may fail to decode
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
     def __init__(self, source: str, container: Any, fmt: str, track: int = 0) -> None:
         self.source = source
         self.index = track
+        self._fmt = fmt
         self._in = container
         self._stream = container.streams.audio[track]
         video = container.streams.video[0] if container.streams.video else None
@@ -550,6 +597,9 @@ class _AudioCopy:
         self._copy = (fmt == "matroska" or self.codec in self._MP4_COPY) and _muxer_takes(fmt, self._stream)
         self._items = self._read(container.demux(self._stream))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
+        self.decoded = self.skipped = 0  # re-encoding: source packets that decoded, and that did not
+        self._filled = 0  # ``skipped`` when silence last stood in for them
+        self._why: BaseException | None = None  # the last decoding error
 
     @classmethod
     def open(cls, source: str | os.PathLike[str], fmt: str, left_out: dict[int, str]) -> list[_AudioCopy]:
@@ -591,7 +641,7 @@ class _AudioCopy:
     def add_to(self, out: Any) -> None:
         """The output stream in ``out``: a copy of the track, or an AAC encoder (and the resampler
         that feeds it) at the track's rate where AAC takes it, else 48 kHz; with the track's language
-        and title, which tell two tracks apart."""
+        and title, which tell two tracks apart (a language as the container keeps it: :func:`_language_for`)."""
         if self._copy:
             self._out = out.add_stream_from_template(self._stream)
         else:
@@ -601,11 +651,13 @@ class _AudioCopy:
             self._out = out.add_stream("aac", rate=self._rate)
             layout = "mono" if ctx.channels == 1 else "stereo"
             self._out.codec_context.layout = layout
+            self._layout, self._channels = layout, 1 if layout == "mono" else 2
             self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self._rate)
             self._samples: int | None = None  # next output pts, in samples
-        for key in ("language", "title"):
-            if self._stream.metadata.get(key):
-                self._out.metadata[key] = self._stream.metadata[key]
+        if self._stream.metadata.get("title"):
+            self._out.metadata["title"] = self._stream.metadata["title"]
+        if self._stream.metadata.get("language"):  # mov keeps one of a language's two codes (ger, not deu)
+            self._out.metadata["language"] = _language_for(self._fmt, self._stream.metadata["language"])
 
     def copy_until(self, out: Any, origin: float, end: float, *, last: bool = False) -> None:
         """Write everything whose output time (source time - ``origin``) is before ``end`` seconds;
@@ -638,12 +690,24 @@ class _AudioCopy:
                 out.mux(item)
                 continue
             if self._samples is None:
-                self._samples = round(t * self._rate)
+                self._samples, self._filled = round(t * self._rate), self.skipped
+            elif self.skipped > self._filled:  # silence where the undecodable packets were, so the rest keeps step
+                self._filled = self.skipped
+                gap = round(t * self._rate) - self._samples
+                if gap > 0:
+                    silence = av.AudioFrame.from_ndarray(np.zeros((self._channels, gap), np.float32), format="fltp",
+                                                         layout=self._layout)
+                    silence.sample_rate, silence.pts, silence.time_base = self._rate, self._samples, Fraction(1, self._rate)
+                    self._samples += gap
+                    out.mux(self._out.encode(silence))
             for frame in self._resampler.resample(item):
                 frame.pts, frame.time_base = self._samples, Fraction(1, self._rate)
                 self._samples += frame.samples
                 out.mux(self._out.encode(frame))
         if last and not self._copy:
+            if self.skipped > self._MOST_SKIPPED * (self.decoded + self.skipped):
+                raise ValueError(f"{self.skipped} of {self.decoded + self.skipped} packets could not be decoded "
+                                 f"({_reason(self._why or ValueError('?'))})")
             out.mux(self._out.encode(None))
 
     def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
@@ -656,7 +720,13 @@ class _AudioCopy:
             if packet.size == 0:  # the demuxer's end-of-stream packet
                 continue
             if not self._copy:
-                yield from packet.decode()
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:  # this packet only: silence of its length (see copy_until)
+                    self.skipped, self._why = self.skipped + 1, e
+                    continue
+                self.decoded += 1
+                yield from frames
                 continue
             if held is not None:
                 if not held.duration and held.pts is not None and packet.pts is not None and packet.pts > held.pts:
