@@ -390,7 +390,7 @@ def test_a_damaged_track_is_left_out_and_the_others_are_kept(tmp_path: Path, cap
     assert [(codec, language) for codec, language, _, _ in got] == [("aac", "eng")]
     assert got[0][3] == pytest.approx(1.0, abs=0.05) and decode(out)[0]["frames"] == 25
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{out}: audio of {src} left out: track 2 (mp2, fra), 5 of 5 packets could not be decoded "
+    assert warnings == [f"{out}: audio of {src} left out: track 2 (mp2, fra), 5 of 5 packets are damaged "
                         "(Invalid data found when processing input); the video has track 1 (aac, eng)"]
     assert leftovers(tmp_path) == []
 
@@ -439,8 +439,8 @@ def test_a_packet_that_does_not_decode_is_silence_and_the_track_is_kept(tmp_path
     after = slice(28800, 43200)  # 0.6 to 0.9 s: in phase with the undamaged clip's, not 24 ms early
     assert np.corrcoef(sound[after], reference[after])[0, 1] > 0.95
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{out}: audio packets of {src} that could not be decoded are silence in the video: "
-                        "track 1 (mp2, eng): 1 of 41"]
+    assert warnings == [f"{out}: damaged audio packets of {src} were dropped (silence in their place where the track "
+                        "is re-encoded): track 1 (mp2, eng): 1 of 41"]
 
 
 def test_a_copied_track_carries_a_damaged_packet_as_it_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -453,6 +453,22 @@ def test_a_copied_track_carries_a_damaged_packet_as_it_is(tmp_path: Path, caplog
     start = source.index(copied[0])  # the encoder's priming packet, before the first frame, is not carried
     assert copied == source[start:start + len(copied)] and source[20] in copied and len(copied) >= 46
     assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_a_damaged_packet_a_copied_track_cannot_carry_costs_only_itself(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """AAC from MPEG-TS (a capture, where transmission errors happen) goes into mp4 through a filter that
+    reads each packet's ADTS header: one damaged packet was refused there and the whole track left out. That
+    packet alone is dropped now, and counted."""
+    src = with_damaged_packets(clip_with_tracks(tmp_path / "good.ts", [("aac", 48000, "eng")]),
+                               tmp_path / "flipped.ts", {20})
+    out = annotate(src, tmp_path / "out.mp4")
+    with av.open(str(out)) as container:
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+        assert len([p for p in container.demux(audio=0) if p.size]) >= 44
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{out}: damaged audio packets of {src} were dropped (silence in their place where the track "
+                        "is re-encoded): track 1 (aac, eng): 1 of 47"]
 
 
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

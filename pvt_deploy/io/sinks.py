@@ -432,10 +432,10 @@ class VideoWriter:
             finally:
                 for audio in tracks:
                     audio.close()
-        damaged = [f"{audio.name}: {audio.skipped} of {audio.decoded + audio.skipped}" for audio in added if audio.skipped]
+        damaged = [f"{audio.name}: {audio.skipped} of {audio.kept + audio.skipped}" for audio in added if audio.skipped]
         if damaged:  # once, for every track: "track 1 (mp2, eng): 1 of 41"
-            log.warning("%s: audio packets of %s that could not be decoded are silence in the video: %s", self.path,
-                        shown, "; ".join(damaged))
+            log.warning("%s: damaged audio packets of %s were dropped (silence in their place where the track is "
+                        "re-encoded): %s", self.path, shown, "; ".join(damaged))
         if left_out:  # once, for every track left out: "track 2 (mp2, fra), Invalid data found ..."
             log.warning("%s: audio of %s left out: %s; %s", self.path, shown,
                         "; ".join(left_out[k] for k in sorted(left_out)),
@@ -566,9 +566,10 @@ class _AudioCopy:
     and mov, one of those players read there) and its muxer takes the track (:func:`_muxer_takes`), and
     re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). A packet that does not decode
     (a bit flip in a long recording) costs only itself: it is silence of its length, so what follows stays
-    in step, and counted (:attr:`skipped`); a track with more than :attr:`_MOST_SKIPPED` of its packets so
-    is left out. A copied packet is never decoded: damage passes through as it is, for players to handle as
-    they do in the source. Times follow the video: the source
+    in step, and counted (:attr:`skipped`). A copied packet is never decoded: damage passes through as it
+    is, for players to handle as they do in the source, but where a bitstream filter reads it (ADTS AAC from
+    MPEG-TS) and refuses it, it alone is dropped and counted. A track with more than :attr:`_MOST_SKIPPED`
+    of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
     to each video packet in turn (``copy_until``), so the file is interleaved, memory stays flat,
@@ -597,7 +598,7 @@ class _AudioCopy:
         self._copy = (fmt == "matroska" or self.codec in self._MP4_COPY) and _muxer_takes(fmt, self._stream)
         self._items = self._read(container.demux(self._stream))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
-        self.decoded = self.skipped = 0  # re-encoding: source packets that decoded, and that did not
+        self.kept = self.skipped = 0  # source packets carried over (decoded, or copied), and damaged ones dropped
         self._filled = 0  # ``skipped`` when silence last stood in for them
         self._why: BaseException | None = None  # the last decoding error
 
@@ -687,7 +688,12 @@ class _AudioCopy:
                 if item.dts is not None:
                     item.dts -= delta
                 item.stream = self._out
-                out.mux(item)
+                try:
+                    out.mux(item)
+                except av.error.InvalidDataError as e:  # a damaged packet a bitstream filter reads (ADTS AAC from
+                    self.skipped, self._why = self.skipped + 1, e  # MPEG-TS into mp4 or Matroska): it alone is dropped
+                    continue
+                self.kept += 1
                 continue
             if self._samples is None:
                 self._samples, self._filled = round(t * self._rate), self.skipped
@@ -704,10 +710,10 @@ class _AudioCopy:
                 frame.pts, frame.time_base = self._samples, Fraction(1, self._rate)
                 self._samples += frame.samples
                 out.mux(self._out.encode(frame))
+        if last and self.skipped > self._MOST_SKIPPED * (self.kept + self.skipped):
+            raise ValueError(f"{self.skipped} of {self.kept + self.skipped} packets are damaged "
+                             f"({_reason(self._why or ValueError('?'))})")
         if last and not self._copy:
-            if self.skipped > self._MOST_SKIPPED * (self.decoded + self.skipped):
-                raise ValueError(f"{self.skipped} of {self.decoded + self.skipped} packets could not be decoded "
-                                 f"({_reason(self._why or ValueError('?'))})")
             out.mux(self._out.encode(None))
 
     def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
@@ -725,7 +731,7 @@ class _AudioCopy:
                 except av.error.FFmpegError as e:  # this packet only: silence of its length (see copy_until)
                     self.skipped, self._why = self.skipped + 1, e
                     continue
-                self.decoded += 1
+                self.kept += 1
                 yield from frames
                 continue
             if held is not None:
