@@ -369,6 +369,9 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
     return ids
 
 
+_FORKED_AWAY: list[Generator[Result, None, None]] = []  # runs of another process a forked child holds (_Results)
+
+
 class _Results(Generator[Result, None, None]):
     """``predict(stream=True)``'s generator, which also cleans up when it is closed (or collected)
     before its first result: a plain generator runs none of its code then, so the source would stay
@@ -377,25 +380,43 @@ class _Results(Generator[Result, None, None]):
     def __init__(self, gen: Generator[Result, None, None], never_started: Callable[[], None]) -> None:
         self._gen = gen
         self._never_started: Callable[[], None] | None = never_started
+        self._pid = os.getpid()
+
+    def _refuse_in_another_process(self) -> None:
+        """A forked process has a copy of the generator but none of the threads that run it (they
+        stayed in the process that started it); going on there failed with 'pipeline threads ended
+        without a result' after finishing that process's output files from the copy."""
+        if os.getpid() != self._pid:
+            raise InputError(f"this predict(stream=True) generator was started in process {self._pid} and "
+                             "cannot go on in another one (a forked child): call predict in this process")
 
     def send(self, value: None) -> Result:
+        self._refuse_in_another_process()
         self._never_started = None
         return self._gen.send(value)
 
     def throw(self, *args: Any) -> Result:
+        self._refuse_in_another_process()
         cleanup, self._never_started = self._never_started, None
         if cleanup is not None:  # not started: the error ends it before any of its code runs
             cleanup()
         return self._gen.throw(*args)
 
     def close(self) -> None:
+        if os.getpid() != self._pid:
+            # a forked child's copy: the run's source, threads and output files are the parent's. Closing
+            # or collecting the copy finished them (renamed the parent's unfinished mp4 and JSON, which
+            # then ended with 'cannot write outputs') or hung (a decoder copied from inside the decode
+            # thread), so the copy is kept, unfinished, for the rest of the child's life
+            _FORKED_AWAY.append(self._gen)
+            return
         cleanup, self._never_started = self._never_started, None
         self._gen.close()
         if cleanup is not None:
             cleanup()
 
     def __del__(self) -> None:
-        if self._never_started is not None:
+        if self._never_started is not None or os.getpid() != self._pid:
             self.close()
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -606,6 +607,61 @@ def test_an_onnx_runtime_model_runs_and_closes_in_a_forked_process(tmp_path: Pat
     parent's shard thread, and close() waited for ever on the parent's ORT worker threads."""
     source = str(cached_export(tmp_path_factory, "det"))
     assert run_forked(tmp_path, source, "onnx") == ["predicted in the child True", "closed in the child"]
+
+
+# A process forks while a predict(stream=True, save=True) generator is part way (a fork pool started
+# beside it): the child has a copy of the generator but none of its threads, nor any claim on the
+# parent's output files.
+FORKED_GENERATOR_SCRIPT = """
+import gc, json, os, sys
+from pvt_deploy import Model
+from pvt_deploy.errors import InputError
+
+clip, out = sys.argv[1], sys.argv[2]
+gen = Model("pvt_v2_b0-cls", imgsz=64).predict(clip, stream=True, save=True, save_json=True, save_dir=out)
+next(gen)
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(30)  # a child that hangs (closing its copy of the decoder did) ends, and the test goes on
+    try:
+        next(gen)
+    except InputError as e:
+        print("child:", e, flush=True)
+    except BaseException as e:
+        print("child:", type(e).__name__, e, flush=True)
+    gen.close()
+    del gen
+    gc.collect()  # the run's own generator is collected here, as at a child's exit
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent:", 1 + sum(1 for _ in gen), "frames", flush=True)
+print(sorted(os.listdir(out)), len(open(os.path.join(out, "predictions.jsonl")).read().splitlines()), flush=True)
+"""
+
+
+@needs_fork
+def test_a_stream_generator_forked_part_way_stays_the_parents(tmp_path: Path,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Going on in the child failed with 'pipeline threads ended without a result or an error', and its
+    copy, closed or collected there, finished the parent's files: its mp4 renamed with one frame, and
+    the parent then ended with 'cannot write outputs to ...: No such file or directory' (or the child
+    hung, closing its copy of the decoder the parent's decode thread was inside). The child is now told
+    in one line and keeps its copy unfinished; the parent writes every frame."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "forked_generator.py"
+    script.write_text(FORKED_GENERATOR_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(cached_clip(tmp_path_factory)), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    child, parent, files = done.stdout.splitlines()
+    assert "cannot go on in another one (a forked child): call predict in this process" in child
+    assert parent == "parent: 10 frames"
+    assert files == "['clip.mp4', 'predictions.jsonl'] 10"
+    with av.open(str(tmp_path / "out" / "clip.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 10
 
 
 def test_a_model_sent_to_another_process_is_refused_in_one_line(det_model: Model) -> None:
