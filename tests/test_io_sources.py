@@ -158,6 +158,24 @@ def test_glob_and_list_sources(tmp_path: Path) -> None:
         open_source(str(tmp_path / "*.bmp"))
 
 
+def test_a_list_naming_a_file_whose_name_is_not_utf8_opens_it(tmp_path: Path) -> None:
+    """``ls > list.txt`` among Latin-1 names (old cameras, zips made on Windows) writes caf\\xe9.jpg as its
+    byte: infer list.txt, and a dataset YAML whose split is that list, said "cannot read the list ...:
+    'utf-8' codec can't decode byte 0xe9" for the whole list. The name is read as the file system gives it."""
+    from pvt_deploy.export.calibration import open_images
+
+    name = os.fsdecode(b"caf\xe9.png")
+    write_png(tmp_path / name, np.full((6, 6, 3), 7, np.uint8))
+    write_png(tmp_path / "b.png", np.zeros((6, 6, 3), np.uint8))
+    (tmp_path / "list.txt").write_bytes(b"caf\xe9.png\nb.png\n")
+    with open_source(str(tmp_path / "list.txt")) as source:
+        frames = list(source)
+    assert [f.name for f in frames] == [name, "b.png"] and frames[0].image.max() == 7
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\nval: list.txt\nnames: {{0: person}}\n")
+    with open_images(tmp_path / "data.yaml", videos=False) as source:
+        assert sorted(f.name for f in source) == sorted([name, "b.png"])
+
+
 def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Model.predict("list.txt")`` (Ultralytics' list source) was "list.txt is neither a readable image nor a
     video": only ``pvt-deploy infer`` read the list. Its lines are image files, as given or else beside the

@@ -1278,8 +1278,11 @@ def _listed_files(listing: Path) -> list[str]:
     lines and ``#`` comments skipped."""
     try:
         # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which was read as part of
-        # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message)
-        lines = [line.strip() for line in listing.read_text(encoding="utf-8-sig").splitlines()]
+        # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message). surrogateescape:
+        # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file
+        # system gives it (os.fsdecode), so it opens; the whole list was refused for its one byte
+        lines = [line.strip() for line in
+                 listing.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the list {listing}: {e}") from None
     paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
