@@ -176,6 +176,42 @@ def test_a_list_naming_a_file_whose_name_is_not_utf8_opens_it(tmp_path: Path) ->
         assert sorted(f.name for f in source) == sorted([name, "b.png"])
 
 
+CALIBRATION_READ = """
+import sys
+import numpy as np
+from pvt_deploy.export.calibration import make_batches, usable_images
+from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+found = usable_images(sys.argv[1])
+spec = preprocess_spec("detect", (32, 32), dynamic=False, mean=(0, 0, 0), std=(1, 1, 1))
+batches = make_batches(found, Preprocessor(spec, dynamic=False))
+print(len(found), len(batches), *sorted(int(b.images.max() == 9) for b in batches))
+"""
+
+
+def test_calibration_reads_the_pictures_infer_reads(tmp_path: Path) -> None:
+    """export --int8 --calib on a folder (or dataset YAML) holding caf\\xe9.jpg ended in a segmentation
+    fault (cv2.imread on a name that is not UTF-8), and its pictures were read without their EXIF
+    orientation, so calibration saw phone pictures on their side; it now reads them as infer does."""
+    import subprocess
+    import sys
+
+    from pvt_deploy.export.calibration import read_rgb
+
+    write_png(tmp_path / os.fsdecode(b"caf\xe9.png"), np.full((6, 8, 3), 9, np.uint8))
+    write_png(tmp_path / "b.png", np.full((6, 8, 3), 9, np.uint8))
+    script = tmp_path / "calibrate.py"
+    script.write_text(CALIBRATION_READ)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["2", "2", "1", "1"], done.stderr[-1500:]
+    landscape = np.zeros((20, 40, 3), np.uint8)
+    landscape[:, :10] = 255
+    image = Image.fromarray(landscape)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    image.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    assert read_rgb(tmp_path / "phone.jpg").shape == read_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+
+
 def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Model.predict("list.txt")`` (Ultralytics' list source) was "list.txt is neither a readable image nor a
     video": only ``pvt-deploy infer`` read the list. Its lines are image files, as given or else beside the

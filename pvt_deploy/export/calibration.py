@@ -239,15 +239,12 @@ def bundled_images() -> list[Path]:
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    import cv2
+    """An image as ``infer`` reads it (:func:`~pvt_deploy.io.sources.read_image`: EXIF orientation applied,
+    16-bit scaled). cv2.imread crashed the process (a segmentation fault) on a file name that is not UTF-8
+    (caf\\xe9.jpg) and left a phone picture on its side, unlike what the graph then sees in ``infer``."""
+    from pvt_deploy.io.sources import read_image
 
-    try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None:
-        raise InputError(f"{path}: cannot read this image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_image(path)
 
 
 def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None = None) -> list[Batch]:
