@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import logging
 import os
 import threading
@@ -833,7 +834,7 @@ def test_a_video_file_over_http_that_starts_mid_gop_numbers_its_frames_from_its_
         http_server: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     """A file that starts mid-GOP (above; an mp4 remuxed from a cut MPEG-TS, as ``ffmpeg -c copy``
     does) served over HTTP: its frames were numbered from 0, and its count took in the lost ones.
-    (An MPEG-TS over HTTP declares no length: it is read as a live feed, which is timed as it comes.)"""
+    (An MPEG-TS over HTTP is tested below.)"""
     base, root = http_server
     mid_gop_mp4(root)
     with caplog.at_level(logging.WARNING), open_source(f"{base}/cut.mp4", vid_stride=2) as source:
@@ -856,6 +857,18 @@ def test_http_video_file_is_read_to_the_end_without_reconnecting(http_server: tu
     assert [round(grey_level(f) / STEP) for f in frames] == list(range(0, 20, 2))
     assert frames[0].name == "clip.mp4"
     assert source.reconnects == 0
+
+
+def test_an_mpeg_ts_file_over_http_without_range_requests_is_read_once(http_server: tuple[str, Path]) -> None:
+    """An MPEG-TS file from a server that does not take Range requests (Python's http.server, many simple
+    file servers) declares no duration (FFmpeg cannot seek to its end), so it was read as a live feed:
+    at its end the source reconnected and replayed it, for ever. Its known size says it is a file."""
+    base, root = http_server
+    make_video(root / "clip.ts", frames=20)
+    with open_source(f"{base}/clip.ts") as source:
+        assert not source.live
+        frames = list(itertools.islice(source, 60))  # bounded: the old code never ended
+    assert [f.index for f in frames] == list(range(20)) and source.reconnects == 0
 
 
 def test_http_404_fails_fast_with_input_error(http_server: tuple[str, Path]) -> None:

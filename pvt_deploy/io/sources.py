@@ -393,8 +393,12 @@ class PyAVReader:
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
             picture_format = any(tag in fmt for tag in _IMAGE_DEMUXERS)
+            # Undeclared, a feed is live where it has no duration, unless its size is known: an MPEG-TS
+            # file from a server without Range requests has none (FFmpeg cannot seek to its end to find
+            # it), but its Content-Length says it ends; read as live, it was replayed at every "reconnect"
+            sized = (self._container.size or 0) > 0
             self.live: bool = (
-                live if live is not None else (self._container.duration is None and not picture_format)
+                live if live is not None else (self._container.duration is None and not picture_format and not sized)
             )
             # seconds of video the file declares, from its first frame; whether that is the video's own
             # length or the container's, which an audio track may outlast the picture in
