@@ -298,9 +298,9 @@ def artifact(zoo_name: str, work: Path, *, imgsz: int | tuple[int, int], int8: b
 def bundled_photos() -> list[tuple[str, np.ndarray]]:
     """The bundled sample photos as RGB arrays."""
     from pvt_deploy.assets import sample_images
-    from pvt_deploy.export.calibration import read_rgb
+    from pvt_deploy.io.sources import read_image
 
-    return [(p.name, read_rgb(p)) for p in sample_images()]
+    return [(p.name, read_image(p)) for p in sample_images()]
 
 
 def eval_photos() -> list[tuple[str, np.ndarray]]:

@@ -196,7 +196,8 @@ def test_calibration_reads_the_pictures_infer_reads(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from pvt_deploy.export.calibration import read_rgb
+    from pvt_deploy.export.calibration import make_batches
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
 
     write_png(tmp_path / os.fsdecode(b"caf\xe9.png"), np.full((6, 8, 3), 9, np.uint8))
     write_png(tmp_path / "b.png", np.full((6, 8, 3), 9, np.uint8))
@@ -210,7 +211,10 @@ def test_calibration_reads_the_pictures_infer_reads(tmp_path: Path) -> None:
     exif = image.getexif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     image.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
-    assert read_rgb(tmp_path / "phone.jpg").shape == read_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+    assert read_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+    spec = preprocess_spec("detect", (32, 32), dynamic=False, mean=(0, 0, 0), std=(1, 1, 1))
+    (batch,) = make_batches([tmp_path / "phone.jpg"], Preprocessor(spec, dynamic=False))
+    assert batch.metas[0].orig_hw == (40, 20)  # calibration sees the picture upright, as infer does
 
 
 def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

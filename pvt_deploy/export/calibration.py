@@ -213,13 +213,15 @@ def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, w
     :class:`InputError` only when none decodes. Run before any slow export work, so a bad folder
     fails in a second rather than after tracing.
     """
+    from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
+
     good: list[Path] = []
     bad: list[str] = []
     for path in list_images(folder, what=what):
         if limit and len(good) >= limit:
             break
         try:
-            read_rgb(path)
+            read_image(path)
         except InputError:
             bad.append(path.name)
             continue
@@ -238,15 +240,6 @@ def bundled_images() -> list[Path]:
     return sample_images()
 
 
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image as ``infer`` reads it (:func:`~pvt_deploy.io.sources.read_image`: EXIF orientation applied,
-    16-bit scaled). cv2.imread crashed the process (a segmentation fault) on a file name that is not UTF-8
-    (caf\\xe9.jpg) and left a phone picture on its side, unlike what the graph then sees in ``infer``."""
-    from pvt_deploy.io.sources import read_image
-
-    return read_image(path)
-
-
 def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None = None) -> list[Batch]:
     """Preprocess ``paths`` into graph inputs.
 
@@ -254,7 +247,9 @@ def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None 
     image inference feeds. ``batch=B`` (static graphs): groups of exactly ``B``, the last one filled by
     repeating images, because a static graph accepts nothing else.
     """
-    images = [(p.name, read_rgb(p)) for p in paths]
+    from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
+
+    images = [(p.name, read_image(p)) for p in paths]
     if not images:
         raise InputError("no images to preprocess")
     groups: list[list[tuple[str, np.ndarray]]]
