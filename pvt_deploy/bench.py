@@ -420,21 +420,15 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     from dataclasses import asdict
 
     from pvt_deploy.export.parity import Comparison, check_tolerance, json_safe, resolve_tolerances
-    from pvt_deploy.manifest import read_manifest
-    from pvt_deploy.runtimes.loader import (
-        _triton_model_folder,
-        backend_candidates,
-        load_backend,
-        resolve_model,
-        shadows_zoo_name,
-    )
+    from pvt_deploy.manifest import is_triton_model_folder, read_manifest
+    from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model, shadows_zoo_name
     from pvt_deploy.tasks.pipeline import Predictor
 
     folder = Path(resolve_model(artifact))
     if not folder.is_dir() or shadows_zoo_name(str(folder)):
         raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
                          hint="pvt-deploy export --model NAME writes one under exports/")
-    if _triton_model_folder(folder):  # the loader's advice (run its 1/model.onnx) is infer's and bench's
+    if is_triton_model_folder(folder):  # the loader's advice (run its 1/model.onnx) is infer's and bench's
         raise InputError(f"{folder} is a Triton model folder: check compares the backends of an export folder; "
                          "check the export it was made from (pvt-deploy check --model exports/NAME)",
                          hint=f"to time the served model: pvt-deploy bench --model triton://HOST:8000/{folder.name}")

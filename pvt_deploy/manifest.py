@@ -61,11 +61,16 @@ def cpu_int8_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return dict(((manifest.get("precision") or {}).get("int8") or {}).get("cpu") or {})
 
 
+def is_triton_model_folder(folder: Path) -> bool:
+    """A model folder of a Triton repository that ``export --format triton`` wrote (config.pbtxt and the
+    manifest beside it, the graph under a version folder)."""
+    return (folder / "config.pbtxt").is_file() and (folder / MANIFEST_NAME).is_file()
+
+
 def _triton_models_in(folder: Path) -> list[str]:
     """The model folders ``export --format triton`` wrote in ``folder`` (a Triton repository), by name."""
     try:
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file()
-                      and (p / MANIFEST_NAME).is_file())
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and is_triton_model_folder(p))
     except OSError:  # not a folder, or unreadable
         return []
 

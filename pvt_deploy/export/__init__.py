@@ -162,13 +162,13 @@ def export_source(model: Any) -> Any:
     import logging
 
     from pvt_deploy.errors import InputError
-    from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
+    from pvt_deploy.manifest import MANIFEST_NAME, is_triton_model_folder, read_manifest
 
     if not isinstance(model, (str, os.PathLike)):
         return model
     path = Path(model)
     triton_dir = path if path.is_dir() else path.parent.parent if path.parent.name.isdigit() else None
-    if triton_dir is not None and (triton_dir / "config.pbtxt").is_file() and (triton_dir / MANIFEST_NAME).is_file():
+    if triton_dir is not None and is_triton_model_folder(triton_dir):
         raise InputError(f"{triton_dir} is a Triton model folder (export --format triton writes it): give the "
                          "export folder it was made from (--model exports/NAME)")
     if not path.is_file() or path.suffix.lower() not in (".onnx", ".engine", ".plan"):

@@ -39,6 +39,7 @@ from pvt_deploy.manifest import (
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
     is_export_folder,
+    is_triton_model_folder,
     read_manifest,
     verify_file,
 )
@@ -642,15 +643,9 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                      f"a .pth checkpoint)")
 
 
-def _triton_model_folder(folder: Path) -> bool:
-    """A model folder of a Triton repository that ``export --format triton`` wrote (config.pbtxt and the
-    manifest beside it, the graph under a version folder)."""
-    return (folder / "config.pbtxt").is_file() and (folder / MANIFEST_NAME).is_file()
-
-
 def _refuse_triton_model_folder(folder: Path) -> None:
     """Where an export folder is expected (infer, check, bench): a Triton model folder says how it runs."""
-    if _triton_model_folder(folder):
+    if is_triton_model_folder(folder):
         raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
 
 
@@ -841,7 +836,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
     shadowed = shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
-    if path.is_dir() and not shadowed and _triton_model_folder(path):
+    if path.is_dir() and not shadowed and is_triton_model_folder(path):
         manifest = read_manifest(path)
         files = [_file_status(path, name, entry) for name, entry in (manifest.get("files") or {}).items()]
         candidates = [Candidate("triton", "triton", (manifest.get("triton") or {}).get("precision"), None, False,
