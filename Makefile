@@ -45,7 +45,7 @@ lint:
 	$(BIN)/ruff check .
 
 typecheck:
-	$(BIN)/mypy --config-file mypy.ini
+	$(BIN)/mypy --config-file mypy.ini --show-traceback
 
 lint-docker:
 	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.jetson

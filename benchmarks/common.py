@@ -92,7 +92,7 @@ def machine() -> dict[str, Any]:
     info = host_info()
     flags: list[str] = []
     with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             line = next((x for x in f if x.startswith("flags")), "")
         have = set(line.split(":", 1)[-1].split())
         flags = [x for x in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")

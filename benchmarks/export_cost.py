@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             command = (f"export_onnx({args.model!r}, weights=..., imgsz={args.imgsz}, half=True, int8=True, "
                        f"int8_flavour={args.int8_flavour!r}, parity={not args.no_parity})")
         wall = time.perf_counter() - t0
-        manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
+        manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         sizes = {name: round((out / name).stat().st_size / 2**20, 1) for name in manifest.get("files", {})}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

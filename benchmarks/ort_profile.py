@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 session.run(None, feed)
         finally:
             profile = Path(session.end_profiling())
-        events: list[dict[str, Any]] = json.loads(profile.read_text())
+        events: list[dict[str, Any]] = json.loads(profile.read_text(encoding="utf-8"))
     runs_ = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     start = runs_[warmup - 1]["ts"] + runs_[warmup - 1]["dur"]  # node events of the warm-up runs are dropped
     events = [e for e in events if e.get("ts", 0) >= start]

@@ -247,7 +247,7 @@ class RssSampler:
         path = f"/proc/{self.pid}/status"
         while not self._stop.wait(self.interval):
             try:
-                with open(path) as f:
+                with open(path, encoding="utf-8") as f:
                     text = f.read()
             except OSError:
                 return

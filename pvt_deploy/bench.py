@@ -71,7 +71,7 @@ def parse_backends(text: str | Sequence[str] | None) -> list[str]:
 def rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; ru_maxrss elsewhere as a fallback)."""
     try:
-        with open("/proc/self/statm") as f:
+        with open("/proc/self/statm", encoding="utf-8") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         import resource
@@ -164,7 +164,7 @@ def host_info() -> dict[str, Any]:
 
     cpu = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
@@ -233,7 +233,7 @@ def _load_runtimes(labels: Sequence[str]) -> None:
     one-time costs (~60 MB) that the later ones share."""
     import cv2  # noqa: F401
 
-    import pvt_deploy.runtimes.loader
+    import pvt_deploy.runtimes.loader  # noqa: F401
     import pvt_deploy.tasks.pipeline  # noqa: F401
 
     if any(label.startswith("onnx") for label in labels):

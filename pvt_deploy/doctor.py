@@ -9,7 +9,6 @@ cannot use it without an NVIDIA driver. A probe never raises; a broken package i
 from __future__ import annotations
 
 import fractions
-import importlib
 import importlib.util
 import platform
 import re

@@ -91,7 +91,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             hint = f"an .onnx that pvt-deploy exported runs on its own: --model {graphs[0]}" if graphs else None
             raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder)", hint=hint)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: unreadable manifest ({e})") from e
     if not isinstance(data, dict) or "task" not in data:

@@ -167,7 +167,7 @@ def test_write_json_is_atomic_and_keeps_results_when_it_fails(common: ModuleType
     assert message.startswith("error: cannot write") and "saved to" in message
     rescue = Path(message.rsplit("saved to ", 1)[1])
     try:
-        assert json.loads(rescue.read_text()) == {"a": 3}
+        assert json.loads(rescue.read_text(encoding="utf-8")) == {"a": 3}
     finally:
         rescue.unlink()
 

@@ -21,7 +21,7 @@ def instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
     out: list[tuple[str, str]] = []
     buffer = ""
-    for raw in path.read_text().splitlines():
+    for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if not line or (line.startswith("#") and not buffer):
             continue
@@ -54,7 +54,7 @@ def test_hadolint_clean() -> None:
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_ignores_are_explained(path: Path) -> None:
     """Every inline hadolint ignore is preceded by a comment that names the rule and says why."""
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         if "hadolint ignore=" in line:
             window = [w for w in lines[max(0, i - 4):i] if w.lstrip().startswith("#")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,12 @@ def repair_stubs(out: Path = STUB_OUT) -> Path | None:
         dst = out / name
         dst.mkdir(parents=True, exist_ok=True)
         for pyi in src.glob("*.pyi"):
-            text = repair_stub_text(pyi.read_text())
+            text = repair_stub_text(pyi.read_text(encoding="utf-8"))
             target = dst / pyi.name
-            if not target.is_file() or target.read_text() != text:
-                target.write_text(text)
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, target)
     return out
 
 

@@ -191,7 +191,7 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
     script.write_text(SERVER_SCRIPT)
     log = tmp / "server.log"
     t0 = time.monotonic()
-    with open(log, "w") as log_file:
+    with open(log, "w", encoding="utf-8") as log_file:
         proc = subprocess.Popen([str(python), str(script), json.dumps(spec)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -43,7 +43,7 @@ def model_config_pb2() -> Any:
 def parse_config(path: Path) -> Any:
     from google.protobuf import text_format
 
-    return text_format.Parse(path.read_text(), model_config_pb2().ModelConfig())
+    return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2().ModelConfig())
 
 
 def make_graph(path: Path, outputs: list[Spec], *, input_shape: list[Any] | None = None,

@@ -121,7 +121,7 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
         target = folder / f"{src.stem}.{key}.onnx"
         record = folder / f"{src.stem}.{key}.json"
         if record.is_file():
-            info = json.loads(record.read_text())
+            info = json.loads(record.read_text(encoding="utf-8"))
             counts = {k: int(v) for k, v in (info.get("rewrites") or {}).items()}
             if not info.get("changed"):
                 return OptimizedGraph(src, src, counts, cached=True)
@@ -218,7 +218,7 @@ def _prune_stale(src: Path, keep: Path) -> None:
         if other == keep or not entry or entry.group(1) != src.stem:
             continue
         try:
-            if not beside and Path(json.loads(other.read_text()).get("source", "")).resolve() != me:
+            if not beside and Path(json.loads(other.read_text(encoding="utf-8")).get("source", "")).resolve() != me:
                 continue
             other.with_suffix(".onnx").unlink(missing_ok=True)
             other.unlink(missing_ok=True)

@@ -115,9 +115,9 @@ def cpu_per_core() -> list[int] | None:
     for cpu in cpus:
         base = f"/sys/devices/system/cpu/cpu{cpu}/topology"
         try:
-            with open(f"{base}/physical_package_id") as f:
+            with open(f"{base}/physical_package_id", encoding="utf-8") as f:
                 package = f.read().strip()
-            with open(f"{base}/core_id") as f:
+            with open(f"{base}/core_id", encoding="utf-8") as f:
                 core = f.read().strip()
         except OSError:
             return None

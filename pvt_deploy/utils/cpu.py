@@ -13,7 +13,7 @@ def cpu_flags() -> frozenset[str] | None:
     """The CPU's feature flags as Linux names them in ``/proc/cpuinfo`` (``avx512_vnni``,
     ``amx_int8``, ...); ``None`` where they cannot be read (another OS, a sandbox)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith(("flags", "Features")):
                     return frozenset(line.split(":", 1)[1].split())

@@ -166,8 +166,10 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool 
 
     ``sync``: fsync before the rename (against power cuts; off for the annotated images of a run, where
     an fsync per frame would dominate on the SD cards of edge boxes). Either way a write or the close
-    that the file system refuses (a full disk) raises and leaves ``target`` as it was."""
-    with atomic_path(target) as tmp, open(tmp, mode) as f:
+    that the file system refuses (a full disk) raises and leaves ``target`` as it was. Text is UTF-8,
+    whatever the locale, so an artifact reads back the same on another machine."""
+    encoding = None if "b" in mode else "utf-8"
+    with atomic_path(target) as tmp, open(tmp, mode, encoding=encoding) as f:
         yield f
         f.flush()
         if sync:
