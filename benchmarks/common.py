@@ -38,7 +38,6 @@ import contextlib
 import datetime as dt
 import difflib
 import gc
-import json
 import logging
 import math
 import os
@@ -453,7 +452,8 @@ def agreement(task: str, post: Mapping[str, Any], ref: Sequence[Mapping[str, np.
               test: Sequence[Mapping[str, np.ndarray]], metas: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Task agreement + cosine of ``test`` against ``ref`` (per-image outputs), with the export
     parity gate's own :class:`~pvt_deploy.export.parity.Comparison`."""
-    from pvt_deploy.export.parity import Comparison, json_safe
+    from pvt_deploy.export.parity import Comparison
+    from pvt_deploy.utils.files import json_safe
 
     comp = Comparison(task, post)
     for r, t, m in zip(ref, test, metas, strict=True):
@@ -509,10 +509,10 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically. Where that fails after all (the folder went away or
     the disk filled up during the run), the results go to a file in the temporary folder instead and
     the run ends with one ``error:`` line naming it (exit 1), rather than a traceback that loses them."""
-    from pvt_deploy.utils.files import atomic_write_text
+    from pvt_deploy.utils.files import atomic_write_text, json_dumps
 
     p = Path(path)
-    text = json.dumps(data, indent=2, default=str) + "\n"
+    text = json_dumps(data, indent=2, default=str) + "\n"
     try:
         atomic_write_text(p, text)  # the package's own writer: temp file beside it, fsync, rename
     except OSError as e:

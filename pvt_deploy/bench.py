@@ -419,10 +419,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     """
     from dataclasses import asdict
 
-    from pvt_deploy.export.parity import Comparison, check_tolerance, json_safe, resolve_tolerances
+    from pvt_deploy.export.parity import Comparison, check_tolerance, resolve_tolerances
     from pvt_deploy.manifest import is_triton_model_folder, read_manifest
     from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model, shadows_zoo_name
     from pvt_deploy.tasks.pipeline import Predictor
+    from pvt_deploy.utils.files import json_safe
 
     folder = Path(resolve_model(artifact))
     if not folder.is_dir() or shadows_zoo_name(str(folder)):

@@ -93,6 +93,24 @@ def test_check_fails_with_exit_5_outside_tolerance(monkeypatch: pytest.MonkeyPat
     assert last.startswith("error: onnx, onnx-int8 disagree with torch") and "max_rel" in last
 
 
+def test_check_json_is_strict_json_when_a_figure_is_infinite(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """``check --tolerance inf --json`` printed ``"max_rel": Infinity`` and ``"min_cosine": -Infinity``,
+    which are not JSON: jq and JavaScript refuse the whole report. Non-finite figures are the strings
+    "inf", "-inf", "nan", as in manifest.json."""
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--tolerance", "inf",
+                         "--backends", "torch,onnx", "--max-images", "1", "--json")
+    assert code == 0, err
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    report = json.loads(out, parse_constant=refuse)
+    onnx = next(r for r in report["results"] if r["backend"] == "onnx")
+    assert onnx["tolerance"] == {"min_cosine": "-inf", "max_rel": "inf", "min_agreement": "-inf"}
+    assert float(onnx["tolerance"]["max_rel"]) == float("inf") and onnx["passed"]
+
+
 def test_check_without_export_weights_uses_onnx_as_reference(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
     folder = tmp_path / "cls"

@@ -926,6 +926,29 @@ def test_jsonl_writes_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     assert record["source"] == source and os.fsencode(record["source"]) == b"/data/caf\xe9.jpg"
 
 
+def test_json_outputs_are_strict_json_when_a_number_is_not_finite(tmp_path: Path) -> None:
+    """A NaN or an infinity (a probability of a graph that overflowed in FP16, a box a caller built)
+    was written as ``NaN`` / ``Infinity``, which is not JSON: jq, JavaScript's JSON.parse and strict
+    readers refuse the whole file. Both result files write such a number as the string "nan", "inf"
+    or "-inf"; finite numbers are untouched."""
+
+    def strict(text: str) -> object:
+        def refuse(constant: str) -> None:
+            raise ValueError(f"{constant} is not JSON")
+        return json.loads(text, parse_constant=refuse)
+
+    with JsonlWriter(tmp_path / "preds.jsonl") as writer:
+        writer.write({"frame": 0, "top": [{"class_id": 1, "score": np.float32("nan")}], "speed": float("inf"),
+                      "boxes": np.array([[1.0, -np.inf, 3.0, 4.0]]), "ok": 0.5})
+    record = strict((tmp_path / "preds.jsonl").read_text(encoding="utf-8"))
+    assert record == {"frame": 0, "top": [{"class_id": 1, "score": "nan"}], "speed": "inf",
+                      "boxes": [[1.0, "-inf", 3.0, 4.0]], "ok": 0.5}
+    with CocoJsonWriter(tmp_path / "coco.json") as coco:
+        coco.add(1, np.array([[0.0, 0.0, np.inf, 5.0]]), [np.nan], [0])
+    assert strict((tmp_path / "coco.json").read_text()) == [
+        {"image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, "inf", 5.0], "score": "nan"}]
+
+
 def test_jsonl_discard_removes_the_part_file(tmp_path: Path) -> None:
     out = tmp_path / "preds.jsonl"
     writer = JsonlWriter(out)

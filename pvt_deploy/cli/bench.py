@@ -6,12 +6,12 @@ The measuring is :func:`pvt_deploy.bench.benchmark`; this module parses options 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils.files import json_dumps
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +45,7 @@ def bench(
         report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
                            device=device, progress=lambda label: status.update(f"benchmarking {label}"))
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_dumps(report, indent=2))
     else:
         render(report, Console(highlight=False))
     if not any(row["status"] == "ok" for row in report["results"]):

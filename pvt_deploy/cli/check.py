@@ -8,13 +8,13 @@ tolerance.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils.files import json_dumps
 
 
 def register(app: typer.Typer) -> None:
@@ -58,7 +58,7 @@ def check(
                              gate_agreement=gate_agreement,
                              progress=lambda label: status.update(f"running {label}"))
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json_dumps(report, indent=2))
     else:
         render(report, Console(highlight=False))
     if not report["passed"]:

@@ -20,13 +20,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show Python, PyTorch/CUDA/GPU, ONNX Runtime providers, TensorRT, PyAV encoders, OpenCV and
         export tools: what is installed, what is usable here, and how to get what is missing."""
-        import json
-
         from pvt_deploy.doctor import collect, render_table, to_json
+        from pvt_deploy.utils.files import json_dumps
 
         checks = collect(probe_encoders=encoders)
         if as_json:
-            typer.echo(json.dumps(to_json(checks), indent=2, default=str))
+            typer.echo(json_dumps(to_json(checks), indent=2, default=str))
         else:
             from rich.console import Console
 

@@ -5,13 +5,13 @@ The facts come from :func:`pvt_deploy.runtimes.loader.describe_artifact`; this m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils.files import json_dumps
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def info(
 
     facts = describe_artifact(artifact, device=device)
     if as_json:
-        typer.echo(json.dumps(facts, indent=2, default=str))
+        typer.echo(json_dumps(facts, indent=2, default=str))
         return
     render(facts, Console(highlight=False))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils.files import json_dumps
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +48,7 @@ def models(
                 "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
             })
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json_dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table

@@ -14,7 +14,6 @@ The checks encode what makes a PVT graph deployable, and the exporter refuses a 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import PvtDeployError
-from pvt_deploy.utils.files import atomic_path
+from pvt_deploy.utils.files import atomic_path, json_dumps
 
 if TYPE_CHECKING:
     import onnx
@@ -205,7 +204,7 @@ def replace_nodes(model: onnx.ModelProto, replacements: Mapping[str, Sequence[An
 
 def set_metadata(model: onnx.ModelProto, key: str, value: Any) -> None:
     """Set ``metadata_props[key]`` (JSON for non-strings), replacing an earlier value."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    text = value if isinstance(value, str) else json_dumps(value, separators=(",", ":"))
     for prop in model.metadata_props:
         if prop.key == key:
             prop.value = text

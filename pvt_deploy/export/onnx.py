@@ -51,7 +51,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import WRITE_ERRNOS, probe_writable, sha256_file
+from pvt_deploy.utils.files import WRITE_ERRNOS, json_safe, probe_writable, sha256_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -568,7 +568,7 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
 def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_name: str, folder: Path,
             files: Mapping[str, Mapping[str, Any]], batches: list[Batch], *, task: str, post: Mapping[str, Any],
             tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps) -> dict[str, Any]:
-    from pvt_deploy.export.parity import ParityCandidate, json_safe, parity_status, run_parity
+    from pvt_deploy.export.parity import ParityCandidate, parity_status, run_parity
     from pvt_deploy.export.precision import INT8_FILES
 
     with steps.phase("parity", len(batches) * (1 + len(files))):

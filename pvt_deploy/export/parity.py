@@ -505,16 +505,3 @@ def raise_on_failure(result: ParityResult) -> None:
                       hint="the parity lines above give every figure; --parity-tolerance to loosen, "
                            "--allow-parity-failure to accept them (exit 0; the manifest marks them failed)")
 
-
-def json_safe(obj: Any) -> Any:
-    """Reports as plain JSON (floats rounded, numpy scalars converted, inf as a string)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else str(v)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj

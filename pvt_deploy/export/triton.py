@@ -46,6 +46,7 @@ from pvt_deploy.utils.files import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    json_dumps,
     sha256_file,
 )
 
@@ -396,7 +397,7 @@ def export_triton(
                                                _Msg([("gpu_execution_accelerator", accel)]))])))
     fields.append(("parameters", _Msg([
         ("key", MANIFEST_PARAMETER),
-        ("value", _Msg([("string_value", json.dumps(embedded, separators=(",", ":")))])),
+        ("value", _Msg([("string_value", json_dumps(embedded, separators=(",", ":")))])),
     ])))
 
     header = [f"# Triton model configuration written by pvt-deploy from {served.name} ({graph.name} I/O).",

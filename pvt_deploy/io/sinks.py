@@ -23,7 +23,6 @@ import contextlib
 import functools
 import io
 import itertools
-import json
 import logging
 import os
 import re
@@ -41,7 +40,13 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 from pvt_deploy.io.sources import _short, is_url, redact_url
-from pvt_deploy.utils.files import FULL_DISK_ERRNOS, atomic_path, atomic_write_bytes, atomic_write_text
+from pvt_deploy.utils.files import (
+    FULL_DISK_ERRNOS,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    json_dumps,
+)
 from pvt_deploy.utils.signals import interrupts_deferred
 
 log = logging.getLogger(__name__)
@@ -895,7 +900,7 @@ class JsonlWriter:
         Windows): UTF-8 cannot encode them, and writing the line failed with a traceback. They are
         written as JSON escapes (``"caf\\udce9.jpg"``), as the COCO file writes them, which
         ``json.loads`` reads back as the very string Python opened the file by."""
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        line = json_dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         line = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
         self._file.write(line + "\n")
         self._file.flush()
@@ -1003,7 +1008,7 @@ class CocoJsonWriter:
             self._closed = True
             # One detection per line: compact (indent=2 would put every number on its own line)
             # yet still greppable and diffable.
-            rows = ",\n".join(json.dumps(r, separators=(",", ":")) for r in self.results)
+            rows = ",\n".join(json_dumps(r, separators=(",", ":")) for r in self.results)
             atomic_write_text(self.path, f"[\n{rows}\n]\n" if rows else "[]\n")
         return self.path
 

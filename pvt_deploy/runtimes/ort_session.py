@@ -163,7 +163,7 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     import onnx
 
     from pvt_deploy.export.optimize import optimize_for_ort
-    from pvt_deploy.utils.files import atomic_path, atomic_write_text, remove_abandoned_temps
+    from pvt_deploy.utils.files import atomic_path, atomic_write_text, json_dumps, remove_abandoned_temps
 
     for left in remove_abandoned_temps(target.parent):  # a build that was killed in mid-write
         log.info("removed %s, left by a process that was killed while writing it", left.name)
@@ -174,7 +174,7 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     if changed:
         with atomic_path(target) as tmp:
             onnx.save_model(optimized, str(tmp))
-    atomic_write_text(record, json.dumps({"source": str(src.resolve()), "changed": changed, **report.to_json()},
+    atomic_write_text(record, json_dumps({"source": str(src.resolve()), "changed": changed, **report.to_json()},
                                          indent=1))
     _prune_stale(src, record)
     if changed:

@@ -924,10 +924,8 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
     each row is appended to an anonymous temporary file as it comes and streamed into the same
     atomically written file at ``close``, so memory stays flat; the output is byte-identical.
     """
-    import json
-
     from pvt_deploy.io.sinks import CocoJsonWriter
-    from pvt_deploy.utils.files import atomic_open
+    from pvt_deploy.utils.files import atomic_open, json_dumps
 
     class SpooledCocoJsonWriter(CocoJsonWriter):
         def __init__(self) -> None:
@@ -938,7 +936,7 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
         def add(self, *args: Any, **kwargs: Any) -> None:
             super().add(*args, **kwargs)
             for row in self.results:
-                self._spool.write(json.dumps(row, separators=(",", ":")) + "\n")
+                self._spool.write(json_dumps(row, separators=(",", ":")) + "\n")
             self._rows += len(self.results)
             self.results.clear()
 

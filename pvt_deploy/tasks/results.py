@@ -15,7 +15,6 @@ Results are plain numpy: nothing here knows which backend produced them.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pvt_deploy.tasks.postprocess import (
 )
 from pvt_deploy.tasks.preprocess import Letterbox
 from pvt_deploy.utils import is_integer, is_number, whole_number
+from pvt_deploy.utils.files import json_dumps
 
 __all__ = ["Boxes", "FrameLike", "Probs", "Result", "make_results"]
 
@@ -298,7 +298,7 @@ class Result(_OnHost):
         return out
 
     def to_json(self, decimals: int = 2) -> str:
-        return json.dumps(self.to_dict(decimals), separators=(",", ":"))
+        return json_dumps(self.to_dict(decimals), separators=(",", ":"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``plot()`` as an image file (type from the suffix), atomically; returns the path."""

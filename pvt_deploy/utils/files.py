@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -191,8 +192,37 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
         f.write(text)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays as Python numbers and lists, and the
+    floats JSON has no literal for (infinities, NaN) as the strings ``"inf"``, ``"-inf"``, ``"nan"``,
+    which ``float()`` reads back. An infinite ``max_rel`` (an output whose reference is all zeros) or a
+    ``--tolerance inf`` limit keeps its meaning, where ``null`` would read as "not measured"."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy (torch) scalars and arrays
+        return json_safe(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    return obj
+
+
+def json_dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes strict JSON (RFC 8259) only, for every JSON text pvt-deploy writes.
+
+    ``json.dumps`` writes an infinity or a NaN as ``Infinity`` / ``NaN``, which are not JSON: jq,
+    JavaScript's ``JSON.parse`` and strict readers refuse the whole file. Such values are written as
+    :func:`json_safe` says (``"inf"``, ``"-inf"``, ``"nan"``); ``allow_nan=False`` proves that nothing
+    else slips through. The walk is only paid by a value that holds one."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:  # "Out of range float values are not JSON compliant"
+        return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(target, json_dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
