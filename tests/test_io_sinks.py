@@ -439,8 +439,8 @@ def test_a_packet_that_does_not_decode_is_silence_and_the_track_is_kept(tmp_path
     after = slice(28800, 43200)  # 0.6 to 0.9 s: in phase with the undamaged clip's, not 24 ms early
     assert np.corrcoef(sound[after], reference[after])[0, 1] > 0.95
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{out}: damaged audio packets of {src} were dropped (silence in their place where the track "
-                        "is re-encoded): track 1 (mp2, eng): 1 of 41"]
+    assert warnings == [f"{out}: damaged audio packets of {src} were dropped, silence in their place: "
+                        "track 1 (mp2, eng): 1 of 41"]
 
 
 def test_a_copied_track_carries_a_damaged_packet_as_it_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -467,8 +467,34 @@ def test_a_damaged_packet_a_copied_track_cannot_carry_costs_only_itself(tmp_path
         assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
         assert len([p for p in container.demux(audio=0) if p.size]) >= 44
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{out}: damaged audio packets of {src} were dropped (silence in their place where the track "
-                        "is re-encoded): track 1 (aac, eng): 1 of 47"]
+    assert warnings == [f"{out}: damaged audio packets of {src} were dropped, silence in their place: "
+                        "track 1 (aac, eng): 1 of 47, 1 left as a gap"]
+
+
+@pytest.mark.parametrize(("codec", "out"), [("ac3", "out.mp4"), ("eac3", "out.mov")])
+def test_a_damaged_packet_the_muxer_refuses_late_is_silence_and_the_track_is_kept(
+        tmp_path: Path, codec: str, out: str, caplog: pytest.LogCaptureFixture) -> None:
+    """mp4 and mov read the header of every AC-3 and E-AC-3 packet, and refuse a damaged one only when they
+    write it out of their interleaving queue, at a later packet or at the end: one bit flip in an AC-3 track
+    copied from Matroska made the whole remux fail, and the video came out silent. Each copied packet is now
+    tried first in a muxer of the same format that writes nowhere, so the one refused is found as it comes:
+    it alone is dropped, counted, and silence of its length (an AC-3 frame of silence, which stands alone)
+    takes its place, so the sound after it stays in step; the other packets are copied as they are."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [(codec, 48000, "eng")])
+    src = with_damaged_packets(good, tmp_path / "flipped.mkv", {16})  # 0.507 to 0.539 s
+    target = annotate(src, tmp_path / out)
+    (got, language, start, seconds), = tracks_of(target)
+    assert (got, language) == (codec, "eng") and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+    source, copied = ([bytes(p) for p in av.open(str(path)).demux(audio=0) if p.size] for path in (src, target))
+    assert len(copied) == len(source) and [p for p in copied if p not in source] == [copied[16]]
+    sound, reference = samples_of(target), samples_of(annotate(good, tmp_path / f"reference{Path(out).suffix}"))
+    hole = slice(24800, 25400)
+    assert np.sqrt(np.mean(sound[hole] ** 2)) < 0.02 < 0.2 < np.sqrt(np.mean(reference[hole] ** 2))
+    after = slice(28800, 43200)  # 0.6 to 0.9 s: in phase with the undamaged clip's
+    assert np.corrcoef(sound[after], reference[after])[0, 1] > 0.95
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{target}: damaged audio packets of {src} were dropped, silence in their place: "
+                        f"track 1 ({codec}, eng): 1 of 32"]
 
 
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -437,10 +437,11 @@ class VideoWriter:
             finally:
                 for audio in tracks:
                     audio.close()
-        damaged = [f"{audio.name}: {audio.skipped} of {audio.kept + audio.skipped}" for audio in added if audio.skipped]
+        damaged = [f"{audio.name}: {audio.skipped} of {audio.kept + audio.skipped}"
+                   f"{f', {audio.gaps} left as a gap' if audio.gaps else ''}" for audio in added if audio.skipped]
         if damaged:  # once, for every track: "track 1 (mp2, eng): 1 of 41"
-            log.warning("%s: damaged audio packets of %s were dropped (silence in their place where the track is "
-                        "re-encoded): %s", self.path, shown, "; ".join(damaged))
+            log.warning("%s: damaged audio packets of %s were dropped, silence in their place: %s", self.path, shown,
+                        "; ".join(damaged))
         if left_out:  # once, for every track left out: "track 2 (mp2, fra), Invalid data found ..."
             log.warning("%s: audio of %s left out: %s; %s", self.path, shown,
                         "; ".join(left_out[k] for k in sorted(left_out)),
@@ -508,16 +509,64 @@ class VideoWriter:
         self.close()
 
 
-def _muxer_takes(fmt: str, stream: Any) -> bool:
-    """Whether a ``fmt`` muxer takes a copy of ``stream`` as it is: asked of one that writes to memory
-    (the header, no packet), since a refusal met in the remux itself would cost every track."""
-    try:
-        with av.open(io.BytesIO(), "w", format=fmt) as probe:
-            probe.add_stream_from_template(stream)
-            probe.start_encoding()
-    except (av.error.FFmpegError, ValueError, TypeError, OSError):
-        return False
-    return True
+class _Nowhere(io.RawIOBase):
+    """A seekable file that keeps nothing (a muxer's writes are counted, not stored): what a
+    :class:`_MuxerProbe` writes costs no memory however long the track."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._at = self._end = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        self._at += size
+        self._end = max(self._end, self._at)
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._at = offset + (0 if whence == io.SEEK_SET else self._at if whence == io.SEEK_CUR else self._end)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+
+class _MuxerProbe:
+    """A ``fmt`` muxer that writes nowhere (:class:`_Nowhere`), holding a copy of one stream, to which each
+    packet of that stream goes before it goes to the real output: what it refuses, the output would. Made for
+    a track, it says whether the muxer takes the track as it is (it raises if not); fed each packet, it says
+    whether the muxer takes that packet, at that packet. The real output, which holds every track, refuses a
+    packet only when it writes it out of its interleaving queue, at a later packet of any track or at its end
+    (mp4 and mov read every AC-3 and E-AC-3 packet's header there): met so, the error named no packet, and
+    the whole audio was lost. Holding one stream, the probe writes each packet as it comes. It sees what the
+    output sees (and the packets it refused), so the state the muxer keeps (mp4 drops damaged packets at the
+    start of a track, refuses them after) is the same in both. It costs about 5 µs a packet (0.1 s for 10
+    minutes of AC-3) and no memory for the packets (a BytesIO would hold the whole track)."""
+
+    def __init__(self, fmt: str, stream: Any) -> None:
+        self._out = av.open(_Nowhere(), "w", format=fmt)
+        try:
+            self._stream = self._out.add_stream_from_template(stream)
+            self._out.start_encoding()
+        except BaseException:
+            self.close()
+            raise
+
+    def mux(self, packet: Any) -> None:
+        """Mux ``packet`` here, in its times: raises what the output would raise for it. The caller sets its
+        ``stream`` again before it goes to the output."""
+        packet.stream = self._stream
+        self._out.mux(packet)
+
+    def close(self) -> None:
+        with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):  # its trailer is nobody's
+            self._out.close()
 
 
 # ISO 639-2 languages with two codes, bibliographic (B) and terminological (T): Matroska and mp4 keep either,
@@ -568,13 +617,15 @@ class _AudioCopy:
     """An audio track of a video file, carried into a :class:`VideoWriter`'s container.
 
     Packets are copied as they are (no re-encoding) when the output container holds the codec (in mp4
-    and mov, one of those players read there) and its muxer takes the track (:func:`_muxer_takes`), and
-    re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). A packet that does not decode
-    (a bit flip in a long recording) costs only itself: it is silence of its length, so what follows stays
-    in step, and counted (:attr:`skipped`). A copied packet is never decoded: damage passes through as it
-    is, for players to handle as they do in the source, but where a bitstream filter reads it (ADTS AAC from
-    MPEG-TS) and refuses it, it alone is dropped and counted. A track with more than :attr:`_MOST_SKIPPED`
-    of its packets so is left out. Times follow the video: the source
+    and mov, one of those players read there) and its muxer takes the track (a :class:`_MuxerProbe` made for
+    it), and re-encoded to AAC otherwise (e.g. Vorbis or PCM into mp4, Opus into mov). A packet that does not
+    decode (a bit flip in a long recording) costs only itself: it is silence of its length, so what follows
+    stays in step, and counted (:attr:`skipped`). A copied packet is never decoded: damage passes through as
+    it is, for players to handle as they do in the source, but one the output refuses (mp4 and mov read the
+    header of each AC-3 and E-AC-3 packet, a bitstream filter that of ADTS AAC from MPEG-TS), found at that
+    packet by the track's probe, is dropped and counted, and silence stands in for it where the codec's frames
+    stand alone (:meth:`_silence`: AC-3, E-AC-3), else it leaves a gap (:attr:`gaps`). A track with more than
+    :attr:`_MOST_SKIPPED` of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
     to each video packet in turn (``copy_until``), so the file is interleaved, memory stays flat,
@@ -582,6 +633,7 @@ class _AudioCopy:
     """
 
     _MP4_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+    _SELF_DESCRIBED = frozenset({"ac3", "eac3", "mp2", "mp3"})  # a sync word, rate and channels in every frame
     _MOST_SKIPPED = 0.1  # share of a re-encoded track's packets that may fail to decode
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
@@ -598,12 +650,19 @@ class _AudioCopy:
         self.codec: str = self._stream.codec_context.codec.canonical_name  # "mp3", where the decoder is "mp3float"
         language = self._stream.metadata.get("language")
         self.name = f"track {track + 1} ({self.codec}{f', {language}' if language else ''})"
-        # copied where the container takes it as it is (mov refuses Opus and FLAC, Matroska A-law PCM),
-        # else re-encoded
-        self._copy = (fmt == "matroska" or self.codec in self._MP4_COPY) and _muxer_takes(fmt, self._stream)
         self._items = self._read(container.demux(self._stream))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
         self.kept = self.skipped = 0  # source packets carried over (decoded, or copied), and damaged ones dropped
+        self.gaps = 0  # of the ``skipped`` copied packets, those no silence stands in for
+        self._quiet: tuple[bytes, int] | None = None  # a copied track's frame of silence and its length, in samples
+        self._quiet_made = False
+        # copied where the container takes it as it is (mov refuses Opus and FLAC, Matroska A-law PCM),
+        # else re-encoded
+        self._probe: _MuxerProbe | None = None
+        if fmt == "matroska" or self.codec in self._MP4_COPY:
+            with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError):
+                self._probe = _MuxerProbe(fmt, self._stream)
+        self._copy = self._probe is not None
         self._filled = 0  # ``skipped`` when silence last stood in for them
         self._why: BaseException | None = None  # the last decoding error
 
@@ -692,13 +751,19 @@ class _AudioCopy:
                 item.pts -= delta
                 if item.dts is not None:
                     item.dts -= delta
-                item.stream = self._out
+                assert self._probe is not None
                 try:
-                    out.mux(item)
-                except av.error.InvalidDataError as e:  # a damaged packet a bitstream filter reads (ADTS AAC from
-                    self.skipped, self._why = self.skipped + 1, e  # MPEG-TS into mp4 or Matroska): it alone is dropped
-                    continue
-                self.kept += 1
+                    self._probe.mux(item)  # what the output refuses, only later and for every track: refused here
+                except av.error.InvalidDataError as e:  # a damaged packet the muxer or a bitstream filter reads
+                    self.skipped, self._why = self.skipped + 1, e
+                    item = self._silence(item)
+                    if item is None:
+                        self.gaps += 1
+                        continue
+                else:
+                    self.kept += 1
+                item.stream = self._out
+                out.mux(item)
                 continue
             if self._samples is None:
                 self._samples, self._filled = round(t * self._rate), self.skipped
@@ -750,7 +815,65 @@ class _AudioCopy:
                 held.duration = length
             yield held
 
+    def _silence(self, damaged: Any) -> Any | None:
+        """A packet of silence in the copied track's own codec, with the times of the ``damaged`` packet it
+        stands for, which the probe has taken; None where there is none of its length. Silence, not a gap,
+        as a track that is re-encoded has: players play a track's frames back to back, and the sound after
+        a gap would come early by its length. Made only for a codec whose every frame says all a decoder
+        needs (:attr:`_SELF_DESCRIBED`), so that this encoder's frame decodes in the source's stream; AAC,
+        Opus, FLAC and ALAC describe theirs out of band (in mp4, ADTS AAC's headers too), which an encoder's
+        frame need not match (HE-AAC, another profile). Encoded once per track, at the rate, channels and bit
+        rate of the source."""
+        if not self._quiet_made:
+            self._quiet_made = True
+            ctx = self._stream.codec_context
+            if self.codec in self._SELF_DESCRIBED and ctx.sample_rate:
+                with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError, AttributeError):
+                    encoder = cast("av.audio.codeccontext.AudioCodecContext", av.CodecContext.create(self.codec, "w"))
+                    encoder.sample_rate, encoder.layout = ctx.sample_rate, ctx.layout
+                    encoder.format = encoder.codec.audio_formats[0]
+                    encoder.time_base = Fraction(1, ctx.sample_rate)
+                    if ctx.bit_rate:
+                        encoder.bit_rate = ctx.bit_rate
+                    encoder.open()
+                    if encoder.frame_size:
+                        quiet = av.AudioFrame(format=encoder.format.name, layout=encoder.layout.name,
+                                              samples=encoder.frame_size)
+                        for plane in quiet.planes:
+                            plane.update(bytes(plane.buffer_size))
+                        quiet.sample_rate, quiet.pts, quiet.time_base = ctx.sample_rate, 0, encoder.time_base
+                        packets = [*encoder.encode(quiet), *encoder.encode(None)]
+                        self._quiet = bytes(packets[0]), encoder.frame_size
+                        self._try_quiet()
+        if self._quiet is None or not damaged.duration or not damaged.time_base:
+            return None
+        if round(damaged.duration * damaged.time_base * self._stream.codec_context.sample_rate) != self._quiet[1]:
+            return None
+        packet = av.Packet(self._quiet[0])
+        packet.pts, packet.dts, packet.duration, packet.time_base = (damaged.pts, damaged.dts, damaged.duration,
+                                                                     damaged.time_base)
+        return packet
+
+    def _try_quiet(self) -> None:
+        """Keep the frame of silence only if the output's muxer takes it, asked of a probe of its own (the
+        track's has taken the damaged packet's time): twice, since mp4 drops a damaged packet that starts a
+        track but refuses one after."""
+        assert self._quiet is not None
+        probe, (data, samples) = _MuxerProbe(self._fmt, self._stream), self._quiet
+        try:
+            for k in range(2):
+                packet = av.Packet(data)
+                packet.pts = packet.dts = k * samples
+                packet.duration, packet.time_base = samples, Fraction(1, self._stream.codec_context.sample_rate)
+                probe.mux(packet)
+        except av.error.FFmpegError:
+            self._quiet = None
+        finally:
+            probe.close()
+
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
         with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
             self._in.close()
 
