@@ -156,7 +156,7 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     default is left out, so the usual command stays short; one that shapes the graph (graph NMS, the
     segmentation output, batch, size range, opset, exporter) is kept, or the rebuilt graph would take
     other inputs or give other outputs than the one it replaces."""
-    import shlex
+    from pvt_deploy.utils import shell_quote
 
     export = manifest.get("export") or {}
     files = manifest.get("files") or {}
@@ -218,4 +218,4 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]
     parts += ["-o", str(folder)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return " ".join(shell_quote(p) for p in parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -484,6 +485,37 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     got, _, err = run(monkeypatch, capsys, *infer, "--no-save")
     assert got == 0 and "1 frame" in err and "on onnxruntime" in " ".join(err.split()), err
+
+
+@pytest.mark.skipif(sys.platform == "win32" or shutil.which("bash") is None,
+                    reason="a file name of bytes is POSIX's; bash reads the hint back")
+def test_cli_export_into_a_folder_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """An export into ``caf\\xe9/`` (a Latin-1 name: an old camera's card, a zip made on Windows) ended with
+    ``next: pvt-deploy infer SOURCE --model '.../caf\\udce9'``, a folder that does not exist; where stdout is
+    strict UTF-8 (an en_US.UTF-8 desktop, ``PYTHONIOENCODING=utf-8``) it ended, once the export was written,
+    with a UnicodeEncodeError traceback and exit 1. The hint now quotes the byte as bash reads it back
+    (``caf$'\\xe9'``), and stdout is the folder's bytes. A child process: its real stdout and stderr are
+    the point (pytest's capture encodes otherwise), which costs an import of torch."""
+    import os
+
+    from pvt_deploy.utils import shell_quote
+
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9 1")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.run([sys.executable, "-m", "pvt_deploy", "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                           "--no-parity", "--no-simplify", "-o", folder], capture_output=True, env=env, timeout=600,
+                          cwd=tmp_path, check=False)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert proc.stdout == os.fsencode(folder) + b"\n"
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("next: ") and "udc" not in line, line
+    words = [c.split(" --model ", 1)[1] for c in line.removeprefix("next: ").split(" · ")]
+    assert words == [shell_quote(folder)] * 3 and words[0].endswith("/caf$'\\xe9'' 1'"), words
+    odd = os.fsdecode(b"it's \xff\xfe/x")
+    for word, meant in ((words[0], folder), (shell_quote(odd), odd)):
+        said = subprocess.run(["bash", "-c", "printf %s " + word], capture_output=True, check=True).stdout
+        assert said == os.fsencode(meant), word
 
 
 def test_cli_profile_shapes_in_trtexec_and_polygraphy_spelling(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,14 +300,16 @@ def export(
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
     console.print(_next_steps(folder), soft_wrap=True, highlight=False, markup=False)
-    typer.echo(str(folder))
+    # the folder's own bytes, for $(pvt-deploy export ...): a name that is not UTF-8 stays the name it is,
+    # where a strict UTF-8 stdout (en_US.UTF-8, PYTHONIOENCODING=utf-8) failed to encode it (traceback, exit 1)
+    typer.echo(os.fsencode(folder) + b"\n", nl=False)
 
 
 def _next_steps(folder: Path) -> str:
     """What to run on the export, as Ultralytics' export ends with its predict command."""
-    import shlex
+    from pvt_deploy.utils import shell_quote
 
-    model = shlex.quote(str(folder))
+    model = shell_quote(str(folder))
     return (f"next: pvt-deploy infer SOURCE --model {model} · pvt-deploy check --model {model} · "
             f"pvt-deploy bench --model {model}")
 

@@ -266,11 +266,11 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
 def _export_tip(model: str | None, name: str, weights: Path | None) -> str:
     """What to run for ONNX Runtime instead of PyTorch on a CPU (faster for every zoo model in
     ``benchmarks/speed.py``), where infer fell back to PyTorch because no export was there."""
-    import shlex
+    from pvt_deploy.utils import shell_quote
 
-    export = f"pvt-deploy export --model {shlex.quote(model or name)}"
+    export = f"pvt-deploy export --model {shell_quote(model or name)}"
     if weights is not None:
-        export += f" --weights {shlex.quote(str(weights))}"
+        export += f" --weights {shell_quote(str(weights))}"
     picked_up = weights is None and model in (None, name)  # a zoo name runs exports/<name> when it exists
     then = f"then infer picks up exports/{name}" if picked_up else f"then infer with --model exports/{name}"
     return f"tip: PyTorch on the CPU here; ONNX Runtime runs this model faster: {export}, {then}"

@@ -16,11 +16,12 @@ import importlib
 import itertools
 import os
 import re
-import shlex
 from typing import Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+
+from pvt_deploy.utils import shell_quote
 
 # click's exceptions, wherever this Typer takes click from (its own copy since 0.2x, else click)
 _exceptions = importlib.import_module(typer.BadParameter.__module__)
@@ -152,7 +153,7 @@ def _hint(command: Any, name: str, args: list[str]) -> str | None:
     if argument is not None:  # --source for infer's SOURCE, --model for info's ARTIFACT
         at = args.index(name) if name in args else -1
         value = args[at + 1] if 0 <= at < len(args) - 1 and not args[at + 1].startswith("-") else None
-        return (f"Did you mean pvt-deploy {command.name} {shlex.quote(value) if value else argument.name.upper()} "
+        return (f"Did you mean pvt-deploy {command.name} {shell_quote(value) if value else argument.name.upper()} "
                 f"({argument.name} is an argument, not an option)?")
     if ours is None:
         return None
@@ -178,7 +179,7 @@ def _positional_model(command: Any, args: list[str]) -> str | None:
         if token == "--":
             i += 1
             continue
-        words = [shlex.quote(a) for a in args]
+        words = [shell_quote(a) for a in args]
         words[i] = f"--model {words[i]}"
         return f"Did you mean pvt-deploy {command.name} {' '.join(words)} (the model is an option, not an argument)?"
     return None
@@ -205,7 +206,7 @@ def _expanded_glob(command: Any, args: list[str]) -> str | None:
                 else None)
         return (f"{token} takes one folder, image or glob, and the shell gave it {len(files)} files ({files[0]} ...): "
                 "quote the glob, which the shell expands"
-                + (f" (as in {token} {shlex.quote(glob)}), or give the folder" if glob else ", or give the folder"))
+                + (f" (as in {token} {shell_quote(glob)}), or give the folder" if glob else ", or give the folder"))
     return None
 
 
@@ -229,7 +230,7 @@ def _refuse_key_values(command: Any, args: list[str]) -> None:
     left_out = []
     for i, token in enumerate(args):
         if i not in pairs:
-            words.append(shlex.quote(token))
+            words.append(shell_quote(token))
             continue
         key, _, value = token.partition("=")
         written = _with_options(command, key, value) if _known(command, key) else None
@@ -271,7 +272,7 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
     ours = foreign or name
     arguments = _arguments(command)
     if key.lower() in arguments or ours in arguments:
-        return shlex.quote(value)
+        return shell_quote(value)
     option = _options(command).get(ours)
     if option is None:  # a spelling with its value ("--precision fp16"): on, or left out; or a sentence
         return (ours if on else "") if ours.startswith("-") else None
@@ -281,4 +282,4 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
         if ours in option.secondary_opts:  # no_save=True -> --no-save
             return ours if on else option.opts[0]
         return ours if on else (option.secondary_opts[0] if option.secondary_opts else "")
-    return f"{ours} {shlex.quote(value)}"
+    return f"{ours} {shell_quote(value)}"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numbers
 import operator
 import re
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IR_VERSION", "is_integer", "is_number", "onnx_model", "size_pair"]
+__all__ = ["IR_VERSION", "is_integer", "is_number", "onnx_model", "shell_quote", "size_pair"]
 
 IR_VERSION = 8
 """IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
@@ -88,3 +89,25 @@ def is_number(v: object) -> bool:
 def count_of(n: int, noun: str) -> str:
     """``3 frames``, ``1 frame``: a count with its noun, plural but for one."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+_NOT_TEXT = re.compile("([\ud800-\udfff]+)")  # lone surrogates: bytes of a file name that are not UTF-8
+
+
+def shell_quote(word: str) -> str:
+    """``word`` as one word of a command to paste into a shell: :func:`shlex.quote`, also where it holds
+    bytes that are not UTF-8. Python keeps those of a file name as lone surrogates (``b"caf\\xe9"`` is
+    ``"caf\\udce9"``), which shlex.quote left in the text: the command said ``'caf\\udce9'``, a folder
+    that does not exist, or failed to print where the output is strict UTF-8. They are written in
+    ANSI-C quoting, ``caf$'\\xe9'`` (as GNU ls shows such a name), which bash, zsh, ksh and POSIX sh
+    (2024) read back as the very bytes; every other word is shlex.quote's."""
+    if not _NOT_TEXT.search(word):
+        return shlex.quote(word)
+    out = []
+    for i, part in enumerate(_NOT_TEXT.split(word)):
+        if i % 2:
+            out.append("$'" + "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                                      else f"\\u{ord(c):04x}" for c in part) + "'")
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out)
