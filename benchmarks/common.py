@@ -570,8 +570,10 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
 
     A signal the parent set to be ignored (SIGTERM under some supervisors) stays ignored.
     """
+    from pvt_deploy.utils.files import printable_streams
     from pvt_deploy.utils.signals import sigterm_raises
 
+    printable_streams()
     with contextlib.suppress(AttributeError, ValueError):  # progress shows line by line through a pipe (| tee)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     with sigterm_raises(Terminated, only_if_default=True):

@@ -60,3 +60,12 @@ def test_stub_repair_reads_the_tensorrt_stubs_under_an_ascii_locale(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     repaired = (tmp_path / "stubs" / "tensorrt_bindings" / "tensorrt.pyi").read_text(encoding="utf-8")
     assert any(ord(ch) > 127 for ch in repaired) and "builtins.bool" in repaired
+
+
+def test_cli_prints_under_an_ascii_locale(tmp_path: Path) -> None:
+    """`pvt-deploy models` prints a table with dashes; under an ASCII locale it was a UnicodeEncodeError
+    traceback and exit 1. A character the terminal cannot show is now written as its escape."""
+    code = "import sys; sys.argv = ['pvt-deploy', 'models']; from pvt_deploy.cli import main; main()"
+    proc = _run_ascii(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pvt_v2_b0" in proc.stdout and "\\u2014" in proc.stdout and "Traceback" not in proc.stderr

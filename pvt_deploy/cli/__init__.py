@@ -15,7 +15,7 @@ import typer
 
 from pvt_deploy.cli import spelling
 from pvt_deploy.errors import PvtDeployError
-from pvt_deploy.utils.files import FULL_DISK_ERRNOS, buffered_stdout
+from pvt_deploy.utils.files import FULL_DISK_ERRNOS, buffered_stdout, printable_streams
 from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
@@ -115,6 +115,7 @@ def main() -> None:
 
     An interrupt exits 130 after Ctrl-C and 143 after SIGTERM (128 + 15: what a shell reports for a
     process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
+    printable_streams()
     if len(sys.argv) < 2 or {"-h", "--help"} & set(sys.argv[1:]):
         _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
     # SIGTERM (kill, timeout, docker stop) stops a command as Ctrl-C does: the mp4 gets its trailer,

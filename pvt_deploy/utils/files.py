@@ -239,6 +239,18 @@ FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
 
 
+def printable_streams() -> None:
+    """Let stdout and stderr print any text where the locale cannot encode it (``LANG=en_US.ISO-8859-1``,
+    ``PYTHONUTF8=0`` with ``LC_ALL=C``): a character the terminal's codec lacks is written as its
+    ``\\u`` escape instead of ending the command with a ``UnicodeEncodeError`` (the tables' dashes and
+    arrows did, for every command that printed one). UTF-8 streams are left as they are."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if isinstance(stream, io.TextIOWrapper) and encoding != "utf8":
+            with contextlib.suppress(ValueError):  # closed, or already written to in a way that forbids it
+                stream.reconfigure(errors="backslashreplace")
+
+
 @contextlib.contextmanager
 def buffered_stdout() -> Iterator[None]:
     """Inside, ``sys.stdout`` writes all it is given or raises, also where Python runs unbuffered
