@@ -215,8 +215,7 @@ class Model:
                 assert save_dir is not None
                 writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
                                       fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
-                                      audio=save_audio and not getattr(src, "live", False),  # no file to read again
-                                      audio_url=getattr(src, "audio_url", None))  # the frames' path has no password
+                                      audio=save_audio and not getattr(src, "live", False))  # no file to read again
         except BaseException:
             src.close()
             raise

@@ -8,6 +8,7 @@ import errno
 import functools
 import http.server
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -684,6 +685,33 @@ def test_the_audio_of_a_clip_behind_a_password_is_read_with_it_and_the_password_
         assert audio_of(tmp_path / "refused.mp4") is None
         assert f"{shown}/talk.mp4 could not be read again from its start" in caplog.text
     assert "s3cr3t" not in caplog.text and "n0t1t" not in caplog.text
+
+
+def test_a_result_writer_of_ones_own_reads_the_audio_with_the_password_the_results_do_not_show(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Results of ``Model.predict("http://user:pw@host/clip.mp4")`` name the clip ``http://***@host/clip.mp4``,
+    for display; a ``ResultWriter`` of one's own opened that masked URL to read the audio again, the server
+    refused it (401) and the video came out silent. Results carry the URL as given (``location``, shown
+    nowhere), which the writer reads."""
+    from pvt_deploy import Model
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    site = tmp_path / "site"
+    site.mkdir()
+    clip_with_audio(site / "talk.mp4", "aac", frames=10)
+    caplog.set_level(logging.DEBUG)
+    with Model("pvt_v2_b0-cls", imgsz=64) as model, served(site, login=("ann", "s3cr3t")) as base:
+        url = base.replace("http://", "http://ann:s3cr3t@") + "/talk.mp4"
+        writer = ResultWriter(tmp_path / "out", task=model.task, names=model.names, save_json=True)
+        results = list(model.predict(url, stream=True))
+        for r in results:
+            writer.write(r)
+        writer.close()
+    assert len(results) == 10 and results[0].path == base.replace("http://", "http://***@") + "/talk.mp4"
+    codec, start, seconds, _ = audio_of(tmp_path / "out" / "talk.mp4")  # type: ignore[misc]
+    assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.05)
+    shown = [caplog.text, repr(results[0]), results[0].to_json(), (tmp_path / "out" / "predictions.jsonl").read_text()]
+    assert not any("s3cr3t" in text for text in shown)
 
 
 def test_frames_of_another_size_are_resized(tmp_path: Path) -> None:

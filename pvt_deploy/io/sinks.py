@@ -154,9 +154,10 @@ _URL_TIMEOUT_S = 10.0  # per connect and per read, as a stream gets by default: 
 def audio_source(path: str) -> str | None:
     """``path`` where a :class:`VideoWriter` can read its audio again once the video is finished (a
     local file, or an ``http(s)://`` URL of one, with the user name and password it needs: a stream
-    source's :attr:`~pvt_deploy.io.sources.StreamSource.audio_url`, not the frames' path, which leaves
-    them out), else None (a camera; a URL of another scheme). Whether an http(s) URL is a file or a live
-    feed is the source's to say: a live one gives no audio."""
+    source's :attr:`~pvt_deploy.io.sources.StreamSource.audio_url`, which its frames and results carry as
+    ``location``, not their ``path``, which leaves them out), else None (a camera; a URL of another
+    scheme). Whether an http(s) URL is a file or a live feed is the source's to say: a live one gives
+    no audio."""
     if not is_url(path):
         return path if os.path.isfile(path) else None
     try:

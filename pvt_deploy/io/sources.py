@@ -98,12 +98,17 @@ class Frame:
     numbers). ``path`` is the image file, the video file, the stream URL (credentials removed) or
     ``webcamN``. ``timestamp`` is seconds from the start of a video, seconds since opening for a
     live stream (spaced as the stream's own timestamps where it has them), ``None`` for still images.
+    ``location`` is what ``path`` names for display only: the URL as given, user name and password
+    included, of a file served over the network, which a writer reads again for its audio (None where
+    ``path`` is the place itself, or for a live feed, which cannot be read again). Never shown: not in
+    ``repr``, messages, output names or JSON.
     """
 
     image: np.ndarray
     index: int
     path: str
     timestamp: float | None = None
+    location: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -892,7 +897,7 @@ class StreamSource(Source):
                         last = reader.timestamp()
                     if image is not None:
                         ts = live_time(reader.timestamp(), self._clock()) if self.live else reader.timestamp()
-                        yield Frame(image, index, self.spec, ts)
+                        yield Frame(image, index, self.spec, ts, self.audio_url)
                     continue
                 if not self.live:  # a finite file: its end is the end (reconnecting would replay it)
                     self.error = reader.error or _cut_short(reader, read, last)

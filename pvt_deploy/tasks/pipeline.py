@@ -704,9 +704,9 @@ class ResultWriter:
     * ``save``: annotated images under their own names; videos and streams as annotated H.264
       ``<name>.mp4`` at the source's frame rate (divided by ``vid_stride``) and size, each frame at
       its source time, with a video file's audio carried over, also one read from an http(s) URL
-      (``audio_url``: that URL with the user name and password the frames' path leaves out, a stream
-      source's :attr:`~pvt_deploy.io.sources.StreamSource.audio_url`; ``audio=False``: silent;
-      ``predict`` gives it for a live feed, which cannot be read again);
+      (from the result's ``location``, the URL with the user name and password its ``path`` shows
+      without; ``audio=False``: silent; ``predict`` gives it for a live feed, which cannot be read
+      again);
     * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
       ``predictions_coco.json`` (COCO results format) for detection models.
 
@@ -724,7 +724,7 @@ class ResultWriter:
 
     def __init__(self, save_dir: str | os.PathLike[str], *, task: str, names: Sequence[str], save: bool = True,
                  save_json: bool = False, fps: float | None = None, vid_stride: int = 1, codec: str = "auto",
-                 mask_pngs: bool = False, audio: bool = True, audio_url: str | None = None) -> None:
+                 mask_pngs: bool = False, audio: bool = True) -> None:
         self.save_dir = Path(save_dir)
         self.task = task
         self.names = list(names)
@@ -734,7 +734,6 @@ class ResultWriter:
         self.vid_stride = max(1, vid_stride)
         self.codec = codec
         self.audio = audio
-        self._audio_url = audio_url  # never logged: it may hold a password
         self.mask_pngs = mask_pngs
         self.outputs: list[Path] = []
         self._images: Any = None
@@ -838,19 +837,11 @@ class ResultWriter:
             fps = (self.fps or 25.0) / self.vid_stride
             h, w = result.orig_shape
             target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
-            audio = audio_source(self._audio_location(result.path)) if self.audio else None
+            # location: the URL as given, password and all, which path shows without (display only)
+            audio = audio_source(result.location or result.path) if self.audio else None
             self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
             self._video_key = key
         self._video.write(result.plot(), result.timestamp)
-
-    def _audio_location(self, path: str) -> str:
-        """Where the audio of the video whose frames come from ``path`` is read: ``audio_url`` where
-        ``path`` is that URL as a frame names it (its password taken out, so it cannot be read), else
-        ``path`` itself (a local file)."""
-        from pvt_deploy.io.sources import redact_url
-
-        url = self._audio_url
-        return url if url is not None and redact_url(url) == path else path
 
     def _close_video(self) -> None:
         if self._video is not None:

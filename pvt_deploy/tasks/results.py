@@ -177,6 +177,8 @@ class Result(_OnHost):
     ``path``: the image file, video file or stream; ``frame``: the frame number in a video/stream
     (``None`` for still images); ``timestamp``: seconds into the video; ``speed``: milliseconds per
     image for ``preprocess``, ``inference`` and ``postprocess`` (batch time divided by batch size).
+    ``location``: the frame's :attr:`~pvt_deploy.io.sources.Frame.location`, the URL ``path`` shows
+    without its user name and password, as given (what a writer reads the audio from); never shown.
     """
 
     task: str
@@ -191,6 +193,7 @@ class Result(_OnHost):
     probs: Probs | None = None
     features: dict[str, np.ndarray] | None = None
     draw_conf: float | None = None  # boxes scoring below it are not drawn (None: every box)
+    location: str | None = field(default=None, repr=False)
     # the default drawing, and the picture and outputs (the objects) it was drawn from
     _plotted: tuple[tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
@@ -393,7 +396,8 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
     speed_ = dict(speed or {})
     common: list[dict[str, Any]] = [
         {"task": task, "orig_img": f.image, "path": f.path, "names": names,
-         "frame": f.index if video else None, "timestamp": f.timestamp, "speed": dict(speed_)}
+         "frame": f.index if video else None, "timestamp": f.timestamp, "speed": dict(speed_),
+         "location": getattr(f, "location", None)}
         for f in frames]
     if task == "detect":
         dets = postprocess_detect(outputs, list(records), post, conf=conf, iou=iou, max_det=max_det,
