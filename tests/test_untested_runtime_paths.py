@@ -294,6 +294,17 @@ def test_an_engine_in_the_folder_without_tensorrt(monkeypatch: pytest.MonkeyPatc
     assert info["kind"] == "TensorRT engine" and info["backends"][0]["reason"] == reason
 
 
+def test_a_hint_names_a_folder_with_a_space_as_one_shell_word(det_copy: Path, tmp_path: Path) -> None:
+    """The commands that hints suggest are pasted into a shell: "--model /x/my det --half" split there."""
+    spaced = det_copy.rename(tmp_path / "my det")
+    (spaced / "model.fp16.onnx").unlink()
+    rows = {b["label"]: b for b in describe_artifact(spaced)["backends"]}
+    assert rows["onnx-fp16"]["reason"] == f"no model.fp16.onnx in the folder (pvt-deploy export --model '{spaced}' --half)"
+    with pytest.raises(InputError) as caught:
+        load_backend(str(spaced), precision="fp16", device="cpu")
+    assert caught.value.hint == f"add it to this export: pvt-deploy export --model '{spaced}' --half"
+
+
 def test_info_on_each_kind_of_artifact(det_copy: Path, tmp_path: Path) -> None:
     lone = tmp_path / "lone.onnx"
     shutil.copyfile(det_copy / "model.onnx", lone)

@@ -43,6 +43,7 @@ from pvt_deploy.manifest import (
     read_manifest,
     verify_file,
 )
+from pvt_deploy.utils import shell_quote
 
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
@@ -360,7 +361,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
         if not (folder / name).is_file():
-            hint = f" (pvt-deploy export --model {folder}{EXPORT_FLAGS[precision]})" if precision != "fp32" else ""
+            hint = f" (pvt-deploy export --model {shell_quote(str(folder))}{EXPORT_FLAGS[precision]})" if precision != "fp32" else ""
             out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}",
                                  InputError.exit_code))
             continue
@@ -482,7 +483,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
             raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
-                                     f"--backend {backend}", hint=f"pvt-deploy export --model {text}")
+                                     f"--backend {backend}", hint=f"pvt-deploy export --model {shell_quote(str(text))}")
         result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
                            trust=trust, options=options)
     return _checked(*result, text, task=task, imgsz=imgsz)
@@ -565,7 +566,7 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
 
     entry = resolve_name(name, task)
-    _refuse_torch_int8(precision, entry.name, f"export it with INT8 and run that: pvt-deploy export --model {name} --int8")
+    _refuse_torch_int8(precision, entry.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(str(name))} --int8")
     if weights is not None and not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {weights} {what}")
@@ -630,10 +631,10 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
     if suffix in CHECKPOINT_SUFFIXES:
         if kind not in (None, "torch"):
             raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with --backend {kind}",
-                             hint=f"pvt-deploy export --model {path}")
+                             hint=f"pvt-deploy export --model {shell_quote(str(path))}")
         from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
-        _refuse_torch_int8(precision, path.name, f"export it with INT8 and run that: pvt-deploy export --model {path} --int8")
+        _refuse_torch_int8(precision, path.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(str(path))} --int8")
         model = create_model(str(path), task=task, trust=trust, seed=RANDOM_INIT_SEED)
         name = str(getattr(model, "zoo_name", path.stem))
         backbone = name.split("-")[0]
@@ -734,10 +735,10 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         manifest.get("tensorrt") or {}).get("precision")
     if kind == "trt":
         if not engine.is_file():
-            raise InputError(f"{folder}: no {ENGINE_FILE}", hint=f"pvt-deploy export --model {folder} --format trt")
+            raise InputError(f"{folder}: no {ENGINE_FILE}", hint=f"pvt-deploy export --model {shell_quote(str(folder))} --format trt")
         if precision is not None and engine_precision and precision != engine_precision:
             raise InputError(f"{engine} was built for {engine_precision}, not {precision}",
-                             hint=f"rebuild it: pvt-deploy export --model {folder} --format trt"
+                             hint=f"rebuild it: pvt-deploy export --model {shell_quote(str(folder))} --format trt"
                                   f"{EXPORT_FLAGS.get(precision, '')}")
         return _trt_backend(engine, manifest, device, options)
     if kind is None and engine.is_file() and not on_cpu and precision in (None, engine_precision):
@@ -754,7 +755,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
     path = folder / name
     if not path.is_file():
         flag = EXPORT_FLAGS.get(precision or "fp32", "")
-        raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {folder}{flag}")
+        raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {shell_quote(str(folder))}{flag}")
     if verify:
         verify_file(folder, manifest, name)
     if precision == "int8" and device is None and name != INT8_TRT_ONNX:

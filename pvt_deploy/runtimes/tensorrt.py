@@ -35,6 +35,7 @@ from pvt_deploy.errors import (
 )
 from pvt_deploy.manifest import EXPORT_FLAGS, MANIFEST_NAME, read_manifest
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, flag
+from pvt_deploy.utils import shell_quote
 from pvt_deploy.utils.files import sha256_file
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def rebuild_command(manifest: Mapping[str, Any], artifact_dir: str | Path | None
     engine = (manifest.get("files") or {}).get(ENGINE_NAME) or {}
     precision = section.get("precision") or engine.get("precision") or "fp32"
     target = str(artifact_dir) if artifact_dir is not None else f"exports/{manifest.get('model', 'MODEL')}"
-    return f"pvt-deploy export --model {target} --format trt{EXPORT_FLAGS.get(str(precision), '')}"
+    return f"pvt-deploy export --model {shell_quote(str(target))} --format trt{EXPORT_FLAGS.get(str(precision), '')}"
 
 
 def check_engine_compatibility(
