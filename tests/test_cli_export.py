@@ -146,10 +146,23 @@ def test_cli_export_that_cannot_write_is_one_line(tmp_path: Path, monkeypatch: p
 
 def test_cli_unwritable_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An -o below a file was found only once the model had loaded (its random-weights warnings first,
+    seconds of work for a big model), and said "(File exists)": now before the model, naming the file."""
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output folder was checked")
+
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(blocker / "sub")], monkeypatch, capsys)
-    assert rc == 2 and "cannot write to output folder" in err and "Traceback" not in err
+    with monkeypatch.context() as m:
+        m.setattr(export_onnx_module, "_load", not_reached)
+        rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(blocker / "sub" / "x")],
+                       monkeypatch, capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0] == f"error: cannot write to output folder {blocker / 'sub' / 'x'}: {blocker} is a file, not a folder"
+    assert blocker.read_text() == "not a folder"
     rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(blocker)], monkeypatch, capsys)
     assert rc == 2 and "is not a folder" in err
 

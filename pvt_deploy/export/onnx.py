@@ -170,6 +170,12 @@ def _output_target(out: Path) -> Path:
     """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder")
+    try:  # the export is built beside ``out`` and renamed into place: its parent must take new files
+        probe_writable(Path(os.path.abspath(out)).parent)
+    except NotADirectoryError as e:
+        raise InputError(f"cannot write to output folder {out}: {e.filename} is a file, not a folder") from None
+    except OSError as e:
+        raise InputError(f"cannot write to output folder {out}: {e.strerror or e}") from None
     target = Path(os.path.realpath(out))
     cwd = Path.cwd().resolve()
     if target == cwd or target in cwd.parents:
