@@ -236,6 +236,18 @@ def test_a_txt_list_is_a_list_source_in_the_python_api_too(tmp_path: Path, monke
         open_source(listing)
 
 
+def test_a_missing_file_in_a_txt_list_names_the_list(tmp_path: Path) -> None:
+    """``infer notes.txt`` (a text file that is not a list, or a list with a stale line) said only "no such
+    file: hello": which file the name came from was left to guess. The message names the list; export's
+    --calib and check --images read lists the same way."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((6, 6, 3), np.uint8))
+    listing = tmp_path / "notes.txt"
+    listing.write_text("a.png\nhello\ngone.jpg\n")
+    with pytest.raises(InputError) as e:
+        open_source(listing)
+    assert str(e.value) == f"{listing}: no such file: hello (and 1 more)"
+
+
 def test_a_dataset_yaml_is_not_an_infer_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """``infer data.yaml`` (Ultralytics' dataset YAML) was tried as an image, then opened as a video, and said

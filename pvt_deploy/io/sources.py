@@ -1270,7 +1270,11 @@ def open_source(
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride)
         if suffix == ".txt":  # Ultralytics' list source
-            return open_source(_listed_files(path))
+            listed = _listed_files(path)
+            try:
+                return open_source(listed)
+            except InputError as e:  # "no such file: hello" said nothing of where the name came from
+                raise InputError(f"{path}: {e.args[0]}", hint=e.hint) from None
         if suffix in DATASET_SUFFIXES:  # Ultralytics' data=coco8.yaml: a data set's description, not pictures
             raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
                              "export --calib and check --images", hint="to run a split, give its folder: "
