@@ -141,6 +141,8 @@ def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, c
         f.write(b"\0")
     code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--json")
     facts = json.loads(out)
+    # "everything as JSON": every class name (it gave the first 10 of 1000, for a script to take as the list)
+    assert facts["num_classes"] == 1000 and facts["classes"] == read_manifest(cls_export)["classes"]
     assert {f["name"]: f["check"] for f in facts["files"]} == {"model.onnx": "ok", "model.int8.onnx": "MISMATCH"}
     from pvt_deploy.utils.files import sha256_file
 
@@ -153,6 +155,7 @@ def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, c
     shutil.copyfile(cls_export / "model.onnx", lone)
     code, out, _ = run(monkeypatch, capsys, "info", str(lone), "--json")
     assert code == 0 and json.loads(out)["kind"] == "ONNX file (manifest from its metadata)"
+    assert json.loads(out)["classes"] == facts["classes"]
     code, _, err = run(monkeypatch, capsys, "info", str(tmp_path / "nothing.onnx"))
     assert code == 2 and err.strip().startswith("error: no such file")
 

@@ -889,7 +889,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     return {
         "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
-        "classes": list(manifest.get("classes") or [])[:10],
+        "classes": list(manifest.get("classes") or []),
         "weights": {"source": weights.get("source"), "random_init": weights.get("random_init"),
                     "seed": recorded_seed(manifest)},
         "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),
