@@ -325,6 +325,27 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
     assert helps["bench"] == helps["infer"]
 
 
+def test_top_level_help_lists_each_command_on_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``pvt-deploy --help``, a new user's first screen, broke export's and doctor's summaries where their
+    docstrings break a line ("optionally with FP16 and" / "INT8 variants, ..."), however wide the terminal:
+    Typer keeps single line breaks in its command list under Rich markup. Each summary is one line."""
+    import inspect
+
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, _ = run(monkeypatch, capsys, "--help")
+    assert code == 0
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    assert any("\n" in inspect.cleandoc(c.help or "").split("\n\n")[0] for c in commands.values())  # the case
+    for name, command in commands.items():
+        summary = " ".join(inspect.cleandoc(command.help or "").split("\n\n")[0].split())
+        assert any(summary in line for line in out.splitlines()), (name, summary)
+
+
 def test_check_rebuilds_a_seeded_random_export_in_pytorch(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """An export of a zoo name without weights is the seeded random init; with the seed in its manifest

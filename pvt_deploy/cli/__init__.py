@@ -9,6 +9,7 @@ stderr and a non-zero exit code.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 
 import typer
@@ -104,6 +105,12 @@ def _register() -> None:
 
     for module in (export, infer, bench, check, info, models, doctor):
         module.register(app)
+    for command in app.registered_commands:
+        # ``pvt-deploy --help`` lists each command by its docstring's first paragraph, where Typer (Rich
+        # markup) keeps the docstring's line breaks: "optionally with FP16 and" / "INT8 variants, ..."
+        if command.short_help is None and command.callback is not None:
+            first = (command.help or inspect.getdoc(command.callback) or "").split("\n\n")[0]
+            command.short_help = " ".join(first.split()) or None
     spelling.answer_foreign_options(app)
 
 
