@@ -156,6 +156,19 @@ def test_zoo_name_with_weights_of_another_variant_names_the_file_and_the_variant
     assert fresh.weights["random_init"] and fresh.weights["seed"] == 0
 
 
+def test_weights_of_another_task_name_the_model_they_are(seeded, tmp_path: Path) -> None:
+    """``--model pvt_v2_b0-seg --weights retinanet_b0.pth`` (same backbone, another task) listed dozens of
+    keys and no way out, where another variant's file says what it is: a detector's file names its model."""
+    path = tmp_path / "retinanet_b0.pth"
+    torch.save({"state_dict": seeded["pvt_v2_b0-detect"].state_dict(), "meta": {}}, path)
+    for asked in ("pvt_v2_b0-seg", "pvt_v2_b0-cls"):
+        with pytest.raises(CheckpointError) as err:
+            create_model(asked, weights=path)
+        msg = str(err.value)
+        assert msg.startswith(f"{path} (mmdet layout) does not fit {asked}") and "\n" not in msg
+        assert msg.endswith("(its tensors are those of pvt_v2_b0) (--model pvt_v2_b0)"), msg
+
+
 def test_arbitrary_pickle_is_refused_unless_trusted(seeded, tmp_path: Path) -> None:
     path = tmp_path / "pickled.pth"
     torch.save({"model": seeded["pvt_v2_b0-classify"].state_dict(), "args": Path("/some/where")}, path)

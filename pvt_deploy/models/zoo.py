@@ -200,7 +200,7 @@ def create_model(name: str, *, task: str | None = None,
         try:
             model.load_report = load_weights(model, weights, trust=trust, where=where)  # type: ignore[assignment]
         except CheckpointError as e:
-            if ckpt_entry is None or ckpt_entry.backbone == entry.backbone:
+            if ckpt_entry is None or ckpt_entry.name == entry.name:  # another variant or another task
                 raise
             raise CheckpointError(f"{e} (its tensors are those of {ckpt_entry.name})",
                                   hint=f"--model {ckpt_entry.name}") from e
