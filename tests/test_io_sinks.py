@@ -498,6 +498,25 @@ def test_a_damaged_packet_the_muxer_refuses_late_is_silence_and_the_track_is_kep
                         f"track 1 ({codec}, eng): 1 of 32"]
 
 
+def test_a_damaged_packet_that_starts_a_copied_track_is_silence_too(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """mp4 drops a damaged AC-3 packet that starts a track without an error (it refuses one after): the
+    track started 27 ms late, and nothing said so. The track's probe holds a frame before the first packet,
+    so that it refuses such a packet there as anywhere else: silence of its length takes its place, the
+    track starts with the video, and the one warning counts it."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [("ac3", 48000, "eng")])
+    src = with_damaged_packets(good, tmp_path / "flipped.mkv", {0})
+    target = annotate(src, tmp_path / "out.mp4")
+    (_, _, start, seconds), = tracks_of(target)
+    assert abs(start) < 0.01 and seconds == pytest.approx(1.0, abs=0.05)
+    source, copied = ([bytes(p) for p in av.open(str(path)).demux(audio=0) if p.size] for path in (src, target))
+    assert len(copied) == len(source) and copied[1:] == source[1:] and copied[0] != source[0]
+    assert np.sqrt(np.mean(samples_of(target)[:1000] ** 2)) < 0.02
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{target}: damaged audio packets of {src} were dropped, silence in their place: "
+                        "track 1 (ac3, eng): 1 of 32"]
+
+
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio

@@ -546,9 +546,10 @@ class _MuxerProbe:
     packet only when it writes it out of its interleaving queue, at a later packet of any track or at its end
     (mp4 and mov read every AC-3 and E-AC-3 packet's header there): met so, the error named no packet, and
     the whole audio was lost. Holding one stream, the probe writes each packet as it comes. It sees what the
-    output sees (and the packets it refused), so the state the muxer keeps (mp4 drops damaged packets at the
-    start of a track, refuses them after) is the same in both. It costs about 5 µs a packet (0.1 s for 10
-    minutes of AC-3) and no memory for the packets (a BytesIO would hold the whole track)."""
+    output sees (and the packets it refused), but for a frame of silence before the first (mp4 drops damaged
+    AC-3 packets at the start of a track without an error, and refuses them after: see
+    ``_AudioCopy._prime``). It costs about 5 µs a packet (0.1 s for 10 minutes of AC-3) and no memory for
+    the packets (a BytesIO would hold the whole track)."""
 
     def __init__(self, fmt: str, stream: Any) -> None:
         self._out = av.open(_Nowhere(), "w", format=fmt)
@@ -624,8 +625,9 @@ class _AudioCopy:
     stays in step, and counted (:attr:`skipped`). A copied packet is never decoded: damage passes through as
     it is, for players to handle as they do in the source, but one the output refuses (mp4 and mov read the
     header of each AC-3 and E-AC-3 packet, a bitstream filter that of ADTS AAC from MPEG-TS), found at that
-    packet by the track's probe, is dropped and counted, and silence stands in for it where the codec's frames
-    stand alone (:meth:`_silence`: AC-3, E-AC-3), else it leaves a gap (:attr:`gaps`). A track with more than
+    packet by the track's probe (:meth:`_carry`), is dropped and counted, and silence stands in for it where
+    the codec's frames stand alone (:meth:`_silence`: AC-3, E-AC-3, MP2, MP3), else it leaves a gap
+    (:attr:`gaps`). A track with more than
     :attr:`_MOST_SKIPPED` of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
@@ -657,6 +659,7 @@ class _AudioCopy:
         self.gaps = 0  # of the ``skipped`` copied packets, those no silence stands in for
         self._quiet: tuple[bytes, int] | None = None  # a copied track's frame of silence and its length, in samples
         self._quiet_made = False
+        self._primed = False  # whether the probe has been given its frame before the first packet (_prime)
         # copied where the container takes it as it is (mov refuses Opus and FLAC, Matroska A-law PCM),
         # else re-encoded
         self._probe: _MuxerProbe | None = None
@@ -752,19 +755,7 @@ class _AudioCopy:
                 item.pts -= delta
                 if item.dts is not None:
                     item.dts -= delta
-                assert self._probe is not None
-                try:
-                    self._probe.mux(item)  # what the output refuses, only later and for every track: refused here
-                except av.error.InvalidDataError as e:  # a damaged packet the muxer or a bitstream filter reads
-                    self.skipped, self._why = self.skipped + 1, e
-                    item = self._silence(item)
-                    if item is None:
-                        self.gaps += 1
-                        continue
-                else:
-                    self.kept += 1
-                item.stream = self._out
-                out.mux(item)
+                self._carry(out, item)
                 continue
             if self._samples is None:
                 self._samples, self._filled = round(t * self._rate), self.skipped
@@ -786,6 +777,46 @@ class _AudioCopy:
                              f"({_reason(self._why or ValueError('?'))})")
         if last and not self._copy:
             out.mux(self._out.encode(None))
+
+    def _carry(self, out: Any, packet: Any) -> None:
+        """Copy ``packet`` (in output times) into ``out``, by way of the track's probe: what the probe refuses,
+        the output would refuse only later, for every track. Refused (damaged, as the muxer or a bitstream
+        filter reads it), it alone is dropped and counted, and silence of its length takes its place where
+        the codec has silence (:meth:`_silence`), else it leaves a gap. Before the first packet the probe is given a frame of silence (:meth:`_prime`): mp4
+        drops a damaged AC-3 or E-AC-3 packet that starts a track without an error, and refuses one after."""
+        assert self._probe is not None
+        if not self._primed:
+            self._primed = True
+            self._prime(packet)
+        try:
+            self._probe.mux(packet)
+        except av.error.InvalidDataError as e:
+            self.skipped, self._why = self.skipped + 1, e
+            quiet = self._silence(packet)
+            if quiet is None:
+                self.gaps += 1
+                return
+            packet = quiet
+        else:
+            self.kept += 1
+        packet.stream = self._out
+        out.mux(packet)
+
+    def _prime(self, first: Any) -> None:
+        """Give the probe a frame of silence that ends where ``first`` starts, where the codec has one
+        (:meth:`_silence`): a muxer that lets a damaged packet pass unseen at a track's start (mp4, of AC-3)
+        then refuses it there as it would anywhere else, so that the track starts with silence and the packet
+        is counted. The output never sees this frame."""
+        quiet = self._quiet_frame()
+        if quiet is None or first.dts is None or not first.time_base:
+            return
+        assert self._probe is not None
+        length = round(Fraction(quiet[1], self._stream.codec_context.sample_rate) / first.time_base)
+        packet = av.Packet(quiet[0])
+        packet.pts = packet.dts = first.dts - length
+        packet.duration, packet.time_base = length, first.time_base
+        with contextlib.suppress(av.error.FFmpegError):
+            self._probe.mux(packet)
 
     def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
         """Source packets (copy) or decoded frames (re-encode), in order. A copied packet of unknown length
@@ -818,13 +849,25 @@ class _AudioCopy:
 
     def _silence(self, damaged: Any) -> Any | None:
         """A packet of silence in the copied track's own codec, with the times of the ``damaged`` packet it
-        stands for, which the probe has taken; None where there is none of its length. Silence, not a gap,
-        as a track that is re-encoded has: players play a track's frames back to back, and the sound after
-        a gap would come early by its length. Made only for a codec whose every frame says all a decoder
-        needs (:attr:`_SELF_DESCRIBED`), so that this encoder's frame decodes in the source's stream; AAC,
-        Opus, FLAC and ALAC describe theirs out of band (in mp4, ADTS AAC's headers too), which an encoder's
-        frame need not match (HE-AAC, another profile). Encoded once per track, at the rate, channels and bit
-        rate of the source."""
+        stands for; None where there is none of its length (:meth:`_quiet_frame`)."""
+        quiet = self._quiet_frame()
+        if quiet is None or not damaged.duration or not damaged.time_base:
+            return None
+        if round(damaged.duration * damaged.time_base * self._stream.codec_context.sample_rate) != quiet[1]:
+            return None
+        packet = av.Packet(quiet[0])
+        packet.pts, packet.dts, packet.duration, packet.time_base = (damaged.pts, damaged.dts, damaged.duration,
+                                                                     damaged.time_base)
+        return packet
+
+    def _quiet_frame(self) -> tuple[bytes, int] | None:
+        """A frame of silence in the copied track's own codec, and its length in samples; None where there
+        is none. Silence, not a gap, as a track that is re-encoded has: players play a track's frames back
+        to back, and the sound after a gap would come early by its length. Made only for a codec whose every
+        frame says all a decoder needs (:attr:`_SELF_DESCRIBED`), so that this encoder's frame decodes in the
+        source's stream; AAC, Opus, FLAC and ALAC describe theirs out of band (in mp4, ADTS AAC's headers
+        too), which an encoder's frame need not match (HE-AAC, another profile). Encoded once per track, at
+        the rate, channels and bit rate of the source, and kept only if the output's muxer takes it."""
         if not self._quiet_made:
             self._quiet_made = True
             ctx = self._stream.codec_context
@@ -846,14 +889,7 @@ class _AudioCopy:
                         packets = [*encoder.encode(quiet), *encoder.encode(None)]
                         self._quiet = bytes(packets[0]), encoder.frame_size
                         self._try_quiet()
-        if self._quiet is None or not damaged.duration or not damaged.time_base:
-            return None
-        if round(damaged.duration * damaged.time_base * self._stream.codec_context.sample_rate) != self._quiet[1]:
-            return None
-        packet = av.Packet(self._quiet[0])
-        packet.pts, packet.dts, packet.duration, packet.time_base = (damaged.pts, damaged.dts, damaged.duration,
-                                                                     damaged.time_base)
-        return packet
+        return self._quiet
 
     def _try_quiet(self) -> None:
         """Keep the frame of silence only if the output's muxer takes it, asked of a probe of its own (the
