@@ -517,6 +517,68 @@ def test_a_damaged_packet_that_starts_a_copied_track_is_silence_too(tmp_path: Pa
                         "track 1 (ac3, eng): 1 of 32"]
 
 
+def joined_ts(src: Path, path: Path, parts: list[tuple[int, int, int]]) -> Path:
+    """MPEG-TS files of ``src``'s audio packets ``first:stop``, each moved by ``ms`` milliseconds, joined byte
+    by byte (``cat a.ts b.ts``) as ``path``, for ``(first, stop, ms)`` in ``parts``: where one starts before
+    the last has ended, the packets' times go back, as in recordings joined into one file."""
+    with av.open(str(src)) as good:
+        stream = good.streams.audio[0]
+        packets = [p for p in good.demux(stream) if p.size]
+        joined = b""
+        for k, (first, stop, ms) in enumerate(parts):
+            with av.open(str(path.with_suffix(f".{k}.ts")), "w", format="mpegts") as out:
+                copy = out.add_stream_from_template(stream)
+                copy.metadata["language"] = "eng"
+                for packet in packets[first:stop]:
+                    moved = av.Packet(bytes(packet))
+                    moved.time_base, moved.duration = packet.time_base, packet.duration
+                    moved.pts = moved.dts = packet.pts + round(Fraction(ms, 1000) / packet.time_base)
+                    moved.stream = copy
+                    out.mux(moved)
+            joined += path.with_suffix(f".{k}.ts").read_bytes()
+    path.write_bytes(joined)
+    return path
+
+
+@pytest.mark.parametrize(("parts", "kept", "warned"), [
+    ([(0, 16, 5), (3, 4, 5), (16, 32, 5)], 32, "damaged audio packets of {src} were dropped, silence in their "
+                                               "place: track 1 (ac3, eng): 1 of 33, 1 left as a gap"),
+    ([(0, 16, 5), (15, 16, 5), (16, 32, 5)], 32, "damaged audio packets of {src} were dropped, silence in their "
+                                                 "place: track 1 (ac3, eng): 1 of 33, 1 left as a gap"),
+    ([(0, 16, 5), (0, 16, 5)], 32, None),
+    ([(0, 16, 5), (16, 32, 20005)], 32, None),
+], ids=["one-packet-back", "one-packet-again", "joined", "joined-later"])
+def test_a_copied_track_whose_clock_jumps_keeps_the_rest(tmp_path: Path, parts: list[tuple[int, int, int]], kept: int,
+                                                         warned: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """A copied track whose times went back (one packet out of place or repeated, or two recordings joined
+    into one MPEG-TS) was refused at that packet and left out whole; one whose clock jumped ahead 20 s (the
+    second recording made later) lost all after the jump, unsaid. The track now keeps one clock, as the
+    video's frames do: where it restarts (it goes back more than 0.1 s, or ahead more than 10 s in MPEG-TS,
+    and the next packet follows on), what follows comes after what came before; a lone packet off the clock
+    is dropped and counted, as a damaged one is, and so is one the muxer refuses for a smaller step back."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [("ac3", 48000, "eng")])
+    src = joined_ts(good, tmp_path / "joined.ts", parts)
+    target = annotate(src, tmp_path / "out.mp4")
+    (codec, _, start, seconds), = tracks_of(target)
+    assert codec == "ac3" and abs(start) < 0.01 and seconds == pytest.approx(kept * 0.032, abs=0.01)
+    with av.open(str(target)) as container:
+        times = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
+    assert np.diff(times) == pytest.approx([0.032] * (kept - 1), abs=1e-3)  # one after the other, in step
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ([f"{target}: " + warned.format(src=src)] if warned else [])
+
+
+def test_a_re_encoded_track_whose_clock_jumps_ahead_keeps_the_rest(tmp_path: Path) -> None:
+    """The same for a track re-encoded to AAC (Opus into mov): the half after a jump of 20 s, past the
+    video's end, was lost unsaid; it now follows the first half, as the frames do."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [("opus", 48000, "eng")])
+    src = joined_ts(good, tmp_path / "joined.ts", [(0, 25, 5), (25, 51, 20005)])
+    target = annotate(src, tmp_path / "out.mov")
+    (codec, _, start, seconds), = tracks_of(target)
+    assert codec == "aac" and abs(start) < 0.01 and seconds == pytest.approx(1.0, abs=0.01)
+    assert np.sqrt(np.mean(samples_of(target)[26400:45600] ** 2)) > 0.2  # 0.55 to 0.95 s: the second half
+
+
 def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio

@@ -39,7 +39,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
-from pvt_deploy.io.sources import _short, is_url, redact_url
+from pvt_deploy.io.sources import _AVFMT_TS_DISCONT, _JUMP_AHEAD_S, _short, is_url, redact_url
 from pvt_deploy.utils.files import (
     FULL_DISK_ERRNOS,
     atomic_path,
@@ -624,10 +624,11 @@ class _AudioCopy:
     decode (a bit flip in a long recording) costs only itself: it is silence of its length, so what follows
     stays in step, and counted (:attr:`skipped`). A copied packet is never decoded: damage passes through as
     it is, for players to handle as they do in the source, but one the output refuses (mp4 and mov read the
-    header of each AC-3 and E-AC-3 packet, a bitstream filter that of ADTS AAC from MPEG-TS), found at that
-    packet by the track's probe (:meth:`_carry`), is dropped and counted, and silence stands in for it where
-    the codec's frames stand alone (:meth:`_silence`: AC-3, E-AC-3, MP2, MP3), else it leaves a gap
-    (:attr:`gaps`). A track with more than
+    header of each AC-3 and E-AC-3 packet, a bitstream filter that of ADTS AAC from MPEG-TS; every muxer
+    refuses a packet timed before the one before), found at that packet by the track's probe
+    (:meth:`_carry`), is dropped and counted, and silence stands in for it where the codec's frames stand
+    alone (:meth:`_silence`: AC-3, E-AC-3, MP2, MP3), else it leaves a gap (:attr:`gaps`). The track keeps
+    one clock where the source's restarts (:meth:`_one_clock`: files joined into one). A track with more than
     :attr:`_MOST_SKIPPED` of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
@@ -653,7 +654,8 @@ class _AudioCopy:
         self.codec: str = self._stream.codec_context.codec.canonical_name  # "mp3", where the decoder is "mp3float"
         language = self._stream.metadata.get("language")
         self.name = f"track {track + 1} ({self.codec}{f', {language}' if language else ''})"
-        self._items = self._read(container.demux(self._stream))
+        self._jumpy = bool(container.format.flags & _AVFMT_TS_DISCONT)  # its clock may jump ahead (MPEG-TS, FLV)
+        self._items = self._read(self._one_clock(container.demux(self._stream)))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
         self.kept = self.skipped = 0  # source packets carried over (decoded, or copied), and damaged ones dropped
         self.gaps = 0  # of the ``skipped`` copied packets, those no silence stands in for
@@ -781,8 +783,9 @@ class _AudioCopy:
     def _carry(self, out: Any, packet: Any) -> None:
         """Copy ``packet`` (in output times) into ``out``, by way of the track's probe: what the probe refuses,
         the output would refuse only later, for every track. Refused (damaged, as the muxer or a bitstream
-        filter reads it), it alone is dropped and counted, and silence of its length takes its place where
-        the codec has silence (:meth:`_silence`), else it leaves a gap. Before the first packet the probe is given a frame of silence (:meth:`_prime`): mp4
+        filter reads it, or timed before the packet before), it alone is dropped and counted, and silence of
+        its length takes its place where it has one and the codec has silence (:meth:`_silence`), else it
+        leaves a gap. Before the first packet the probe is given a frame of silence (:meth:`_prime`): mp4
         drops a damaged AC-3 or E-AC-3 packet that starts a track without an error, and refuses one after."""
         assert self._probe is not None
         if not self._primed:
@@ -790,9 +793,10 @@ class _AudioCopy:
             self._prime(packet)
         try:
             self._probe.mux(packet)
-        except av.error.InvalidDataError as e:
+        except (av.error.InvalidDataError, av.error.ArgumentError) as e:
             self.skipped, self._why = self.skipped + 1, e
-            quiet = self._silence(packet)
+            # refused for its data, it has a place that silence can take; refused for its time, it has none
+            quiet = self._silence(packet) if isinstance(e, av.error.InvalidDataError) else None
             if quiet is None:
                 self.gaps += 1
                 return
@@ -817,6 +821,66 @@ class _AudioCopy:
         packet.duration, packet.time_base = length, first.time_base
         with contextlib.suppress(av.error.FFmpegError):
             self._probe.mux(packet)
+
+    def _one_clock(self, packets: Iterator[Any]) -> Iterator[Any]:
+        """The track's ``packets`` on one clock, as the source's video frames are (``_frame_time`` in
+        :mod:`pvt_deploy.io.sources`): where the clock restarts, going back more than 0.1 s (recordings
+        joined into one MPEG-TS) or, in a format whose clock may jump (MPEG-TS, FLV), ahead more than 10 s
+        (the second recorded later), what follows comes right after what came before, so it stays in step
+        with the frames. Going back, a copied track was refused at that packet and left out whole; going
+        ahead, all after the jump was past the video's end, and lost unsaid. A restart is a clock the next
+        packet follows on; a packet off the clock alone (a damaged time) is dropped and counted, as a
+        damaged packet is. A smaller step back is left to the probe, which refuses it (:meth:`_carry`)."""
+        shift = 0.0  # seconds added to the source's times, for the restarts so far
+        end: float | None = None  # where the last packet given ends, on the one clock
+        held: tuple[Any, float, float] | None = None  # a packet off the clock, with its time and length
+
+        def off(t: float) -> bool:
+            return end is not None and (t < end - 0.1 or self._jumpy and t > end + _JUMP_AHEAD_S)
+
+        for item in packets:
+            t, length = self._timing(item)
+            if t is None:
+                yield item
+                continue
+            t += shift
+            if held is not None:
+                first, start, span = held
+                held = None
+                if abs(t - (start + span)) <= 0.1 and off(t):  # the clock restarted at the held packet
+                    assert end is not None
+                    shift, t = shift + end - start, t + end - start
+                    self._move(first, shift)
+                    end = end + span
+                    yield first
+                else:  # the held packet's time alone was off: it goes
+                    self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
+                    self.gaps += self._copy
+            if off(t):
+                held = (item, t, length)
+                continue
+            self._move(item, shift)
+            end = t + length
+            yield item
+        if held is not None:  # the last packet: a restart or not, it is one packet
+            self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
+            self.gaps += self._copy
+
+    @staticmethod
+    def _timing(packet: Any) -> tuple[float | None, float]:
+        """A packet's time in the source, in seconds (None if it has none), and its length (0 if unknown)."""
+        if packet.pts is None or not packet.time_base:
+            return None, 0.0
+        return float(packet.pts * packet.time_base), float(packet.duration * packet.time_base)
+
+    @staticmethod
+    def _move(packet: Any, seconds: float) -> None:
+        """Add ``seconds`` to ``packet``'s times."""
+        if seconds:
+            delta = round(Fraction(seconds) / packet.time_base)
+            packet.pts += delta
+            if packet.dts is not None:
+                packet.dts += delta
 
     def _read(self, packets: Iterator[Any]) -> Iterator[Any]:
         """Source packets (copy) or decoded frames (re-encode), in order. A copied packet of unknown length
