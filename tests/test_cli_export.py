@@ -388,6 +388,11 @@ def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: py
     cfg = parse_config(model_dir / "config.pbtxt")
     assert cfg.backend == "onnxruntime" and cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU
     assert (model_dir / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    # where the Triton model went and how to run it were an INFO line among the trace's; the end says them
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("next: ") and lines[-2] == (
+        f"triton: {model_dir} · serve: tritonserver --model-repository={model_dir.parent} · "
+        "pvt-deploy infer SOURCE --model triton://127.0.0.1:8000/pvt_v2_b0-cls"), err
 
 
 def test_a_detector_from_a_backbone_checkpoint_says_its_head_is_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -265,7 +265,7 @@ def export(
     from rich.console import Console
 
     from pvt_deploy.export import export as run_export
-    from pvt_deploy.export import export_source, format_name
+    from pvt_deploy.export import export_source, format_name, triton_model_dir
     from pvt_deploy.export.onnx import write_errors
 
     console = Console(stderr=True)
@@ -299,6 +299,9 @@ def export(
             allow_parity_failure=allow_parity_failure, progress=progress)
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
+    if format == "triton":
+        console.print(_triton_steps(triton_model_dir(folder, triton_repo)), soft_wrap=True, highlight=False,
+                      markup=False)
     console.print(_next_steps(folder), soft_wrap=True, highlight=False, markup=False)
     # the folder's own bytes, for $(pvt-deploy export ...): a name that is not UTF-8 stays the name it is,
     # where a strict UTF-8 stdout (en_US.UTF-8, PYTHONIOENCODING=utf-8) failed to encode it (traceback, exit 1)
@@ -312,6 +315,16 @@ def _next_steps(folder: Path) -> str:
     model = shell_quote(str(folder))
     return (f"next: pvt-deploy infer SOURCE --model {model} · pvt-deploy check --model {model} · "
             f"pvt-deploy bench --model {model}")
+
+
+def _triton_steps(model_dir: Path) -> str:
+    """Where ``--format triton`` wrote the Triton model and how to serve and call it (the ``next:`` line is
+    about the export folder, which runs here)."""
+    from pvt_deploy.utils import shell_quote
+
+    return (f"triton: {shell_quote(str(model_dir))} · serve: tritonserver "
+            f"--model-repository={shell_quote(str(model_dir.parent))} · "
+            f"pvt-deploy infer SOURCE --model {shell_quote(f'triton://127.0.0.1:8000/{model_dir.name}')}")
 
 
 def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], triton: dict[str, bool]) -> list[str]:

@@ -74,6 +74,17 @@ def engine_precision(*, half: bool = False, int8: bool = False) -> str:
     return "int8" if int8 else "fp16" if half else "fp32"
 
 
+def triton_model_dir(folder: str | os.PathLike[str], triton_repo: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`export` with ``format="triton"`` writes the Triton model of the export ``folder``:
+    ``<triton_repo>/<model name>``, the repository being ``triton/`` beside the folder by default."""
+    from pvt_deploy.export.triton import triton_model_name
+    from pvt_deploy.manifest import read_manifest
+
+    folder = Path(folder)
+    repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
+    return repo / triton_model_name(read_manifest(folder), folder)
+
+
 def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format: str = "onnx",
            tensorrt: Mapping[str, Any] | None = None, triton: Mapping[str, Any] | None = None,
            triton_repo: str | os.PathLike[str] | None = None, **onnx_options: Any) -> Path:
@@ -148,8 +159,8 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
                 triton_opts["source"] = int8_file
             elif onnx_options.get("half"):
                 triton_opts["source"] = "model.fp16.onnx"
-        repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
-        model_dir = export_triton(folder, repo, backend=backend, **triton_opts)
+        model_dir = export_triton(folder, triton_model_dir(folder, triton_repo).parent, backend=backend,
+                                  **triton_opts)
         log.info("Triton model: %s", model_dir)
     return folder
 

@@ -159,6 +159,12 @@ def _render(fields: Sequence[Field], indent: int = 0) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def triton_model_name(manifest: dict[str, Any], folder: Path, name: str | None = None) -> str:
+    """The name a Triton model of the export ``folder`` is served under: ``name``, else the exported
+    model's, else the folder's."""
+    return name or str(manifest.get("model") or folder.name)
+
+
 def _load_source(artifact: Path, backend: str, source: str | None) -> tuple[Path, Path, dict[str, Any]]:
     """Resolve (artifact folder, file to serve, manifest). ``artifact`` may also be a lone ``.onnx``."""
     if artifact.is_file() and artifact.suffix == ".onnx":
@@ -333,7 +339,7 @@ def export_triton(
     check_settings(max_batch=max_batch, instances=instances, max_queue_delay_us=max_queue_delay_us, version=version)
 
     folder, served, manifest = _load_source(Path(artifact_dir), backend, source)
-    model_name = name or str(manifest.get("model") or folder.name)
+    model_name = triton_model_name(manifest, folder, name)
     if not _NAME_RE.match(model_name):
         raise InputError(f"Triton model name {model_name!r} must be letters, digits, '_', '.', '-'")
 
