@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import threading
@@ -353,7 +354,9 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
     for item in items:
         if isinstance(item, str):
             if item.strip().lower() not in lookup:
-                raise InputError(f"{what}: unknown class {item!r} (use ids or names of this model's classes)")
+                near = difflib.get_close_matches(item.strip().lower(), list(lookup), n=1, cutoff=0.75)
+                guess = f"; did you mean {names[lookup[near[0]]]!r}?" if near else ""
+                raise InputError(f"{what}: unknown class {item!r}{guess} (use ids or names of this model's classes)")
             ids.append(lookup[item.strip().lower()])
         elif not is_integer(item):
             raise InputError(f"{what} must be class ids or names, got {item!r}")

@@ -436,6 +436,24 @@ def test_an_empty_class_list_is_refused_as_an_unknown_class_is(det_model: Model)
         api.class_ids([], det_model.names, what="--classes")
 
 
+def test_a_mistyped_class_name_says_which_it_may_be() -> None:
+    """``--classes persn`` said only "unknown class 'persn'", as a mistyped model name no longer does: with
+    80 (or 1000) names to look through, the nearest is named. A name near none is said unknown as before."""
+    from pvt_deploy.data import class_names
+
+    coco = class_names("coco")
+    with pytest.raises(InputError) as e:
+        api.class_ids(["persn", "car"], coco, what="--classes")
+    assert str(e.value) == "--classes: unknown class 'persn'; did you mean 'person'? (use ids or names of this " \
+                           "model's classes)"
+    with pytest.raises(InputError) as e:
+        api.class_ids(["Traffic Lite"], coco)
+    assert "did you mean 'traffic light'?" in str(e.value)
+    with pytest.raises(InputError) as e:
+        api.class_ids(["unicorn"], coco)
+    assert str(e.value) == "classes: unknown class 'unicorn' (use ids or names of this model's classes)"
+
+
 def test_imgsz_follows_the_cli_rule_stride_first_then_the_range(tmp_path_factory: pytest.TempPathFactory,
                                                                det_model: Model) -> None:
     """Model(imgsz=...), predict(imgsz=...) and --imgsz: rounded up to the stride, then checked against the
