@@ -396,9 +396,11 @@ def test_a_damaged_track_is_left_out_and_the_others_are_kept(tmp_path: Path, cap
     assert leftovers(tmp_path) == []
 
 
-def with_damaged_packets(src: Path, path: Path, damaged: set[int]) -> Path:
+def with_damaged_packets(src: Path, path: Path, damaged: set[int],
+                         damage: Callable[[bytes], bytes] | None = None) -> Path:
     """``src`` with the payload of its audio packets number ``damaged`` (counted from 0) overwritten with
-    noise, in place, as a bit flip or a transmission error leaves it: timestamps and sizes as they were."""
+    noise, in place, as a transmission error leaves it, or changed by ``damage`` (a bit flip): timestamps
+    and sizes as they were."""
     with av.open(str(src)) as good, av.open(str(path), "w") as out:
         streams = {s.index: out.add_stream_from_template(s) for s in good.streams}
         for s in good.streams.audio:
@@ -410,7 +412,8 @@ def with_damaged_packets(src: Path, path: Path, damaged: set[int]) -> Path:
             stream = streams[packet.stream.index]
             if packet.stream.type == "audio":
                 if k in damaged:
-                    bad = av.Packet(noise.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                    bad = av.Packet(damage(bytes(packet)) if damage else
+                                    noise.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
                     bad.pts, bad.dts, bad.duration, bad.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
                     packet = bad
                 k += 1
@@ -515,6 +518,27 @@ def test_a_damaged_packet_that_starts_a_copied_track_is_silence_too(tmp_path: Pa
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [f"{target}: damaged audio packets of {src} were dropped, silence in their place: "
                         "track 1 (ac3, eng): 1 of 32"]
+
+
+def test_a_first_packet_whose_header_is_damaged_is_silence_too(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """One bit flipped in the header of an E-AC-3 track's first packet (its substream number): the demuxer
+    reads the track's channels from that packet, as a count with no layout ('1 channels'), no encoder of
+    silence opened on it, so the probe had no frame before the first packet, and mp4 dropped the packet
+    unsaid: the track started 32 ms late, without a warning. Silence is made for the channel count."""
+    def flip(data: bytes) -> bytes:
+        return data[:2] + bytes([data[2] | 0x08]) + data[3:]  # substreamid 0 -> 1
+
+    good = clip_with_tracks(tmp_path / "good.mkv", [("eac3", 48000, "eng")])
+    src = with_damaged_packets(good, tmp_path / "flipped.mkv", {0}, flip)
+    with av.open(str(src)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "1 channels"  # the premise
+    target = annotate(src, tmp_path / "out.mp4")
+    (_, _, start, seconds), = tracks_of(target)
+    assert abs(start) < 0.01 and seconds == pytest.approx(1.0, abs=0.05)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{target}: damaged audio packets of {src} were dropped, silence in their place: "
+                        "track 1 (eac3, eng): 1 of 32"]
 
 
 def joined_ts(src: Path, path: Path, parts: list[tuple[int, int, int]]) -> Path:

@@ -938,7 +938,7 @@ class _AudioCopy:
             if self.codec in self._SELF_DESCRIBED and ctx.sample_rate:
                 with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError, AttributeError):
                     encoder = cast("av.audio.codeccontext.AudioCodecContext", av.CodecContext.create(self.codec, "w"))
-                    encoder.sample_rate, encoder.layout = ctx.sample_rate, ctx.layout
+                    encoder.sample_rate, encoder.layout = ctx.sample_rate, self._named_layout(ctx.layout)
                     encoder.format = encoder.codec.audio_formats[0]
                     encoder.time_base = Fraction(1, ctx.sample_rate)
                     if ctx.bit_rate:
@@ -954,6 +954,15 @@ class _AudioCopy:
                         self._quiet = bytes(packets[0]), encoder.frame_size
                         self._try_quiet()
         return self._quiet
+
+    @staticmethod
+    def _named_layout(layout: Any) -> Any:
+        """``layout``, or where it is a channel count with no layout ('1 channels': the demuxer read the
+        track's parameters from a damaged first packet), the layout FFmpeg gives that count (mono,
+        stereo), which an encoder opens on; a frame says its own channels to a decoder."""
+        if layout.nb_channels in (1, 2) and all(channel.name == "NONE" for channel in layout.channels):
+            return "mono" if layout.nb_channels == 1 else "stereo"
+        return layout
 
     def _try_quiet(self) -> None:
         """Keep the frame of silence only if the output's muxer takes it, asked of a probe of its own (the
