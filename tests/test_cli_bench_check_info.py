@@ -325,6 +325,28 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
     assert helps["bench"] == helps["infer"]
 
 
+def test_help_says_each_options_default() -> None:
+    """An option whose help shows no default left the user to guess what runs without it: infer's --max-det
+    (100, from the export), --imgsz and --precision, check's --imgsz, export's TensorRT --workspace and
+    profile shapes. Each option with a value says its default, shown by Typer or in its text; the ones
+    left out here default to nothing (no weights, no cache, every class, every backend, every task)."""
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    nothing = {("export", "--weights"), ("export", "--timing-cache"), ("infer", "--classes"), ("infer", "--weights"),
+               ("check", "--backends"), ("models", "--task")}
+    silent = []
+    for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
+        for p in command.params:
+            if p.param_type_name != "option" or getattr(p, "is_flag", False) or p.name == "help":
+                continue
+            shown = p.show_default not in (False, None) and p.default is not None
+            if not shown and "default" not in (p.help or "").lower() and (name, p.opts[0]) not in nothing:
+                silent.append(f"{name} {p.opts[0]}")
+    assert silent == []
+
+
 def test_top_level_help_lists_each_command_on_one_line(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """``pvt-deploy --help``, a new user's first screen, broke export's and doctor's summaries where their

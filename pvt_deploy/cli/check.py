@@ -35,7 +35,7 @@ def check(
     backends: Annotated[str | None, typer.Option(help="Only these, comma-separated (at least two): torch, onnx, "
                                                 "onnx-fp16, onnx-int8, trt.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
-                                              "rounded up).")] = None,
+                                              "rounded up; default: the model's).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     max_images: Annotated[int, typer.Option(min=1, help="Compare on at most this many images.")] = 8,
     gate_agreement: Annotated[bool | None, typer.Option(

@@ -225,7 +225,7 @@ def export(
     images: Annotated[Path | None, typer.Option(help="Parity images: a folder, an image, a glob, a .txt list or a dataset "
                                                 "YAML (default: --calib or the bundled samples).", show_default=False,
                                                 rich_help_panel=PARITY_PANEL)] = None,
-    workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB.", show_default=False,
+    workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB (default: TensorRT's own, up to the GPU's memory).", show_default=False,
                                                     rich_help_panel=TRT_PANEL)] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read and updated).",
                                                       show_default=False, rich_help_panel=TRT_PANEL)] = None,
@@ -235,11 +235,11 @@ def export(
     hardware_compatible: Annotated[bool, typer.Option("--hardware-compatible", help="Engine loadable on any Ampere+ GPU. Off by "
                                                       "default.", show_default=False,
                                                       rich_help_panel=TRT_PANEL)] = False,
-    min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW.", show_default=False,
+    min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW (default: the export's smallest batch and size).", show_default=False,
                                                   rich_help_panel=TRT_PANEL)] = None,
-    opt_shape: Annotated[str | None, typer.Option(help="Profile optimum (kernels tuned for it), NxCxHxW.",
+    opt_shape: Annotated[str | None, typer.Option(help="Profile optimum (kernels tuned for it), NxCxHxW (default: the smallest batch at the export's size).",
                                                   show_default=False, rich_help_panel=TRT_PANEL)] = None,
-    max_shape: Annotated[str | None, typer.Option(help="Profile maximum, NxCxHxW.", show_default=False,
+    max_shape: Annotated[str | None, typer.Option(help="Profile maximum, NxCxHxW (default: the largest batch, both sides the larger side of the export's size).", show_default=False,
                                                   rich_help_panel=TRT_PANEL)] = None,
     triton_backend: Annotated[str, typer.Option(help="onnx (onnxruntime backend) or trt (TensorRT plan).",
                                                 rich_help_panel=TRITON_PANEL)] = "onnx",

@@ -75,17 +75,17 @@ def infer(
         "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
         "Default pvt_small (exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
-                                              "rounded up).")] = None,
+                                              "rounded up; default: the model's).")] = None,
     conf: Annotated[float | None, typer.Option(help="Detection score threshold of the results and JSON (default: "
                                                "manifest, 0.05).")] = None,
     draw_conf: Annotated[float | None, typer.Option(help="Score from which boxes are drawn on the annotated "
                                                     "output (default: --conf when given, else 0.25).")] = None,
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: manifest, 0.5).")] = None,
     classes: Annotated[str | None, typer.Option(help="Keep only these classes: ids or names, comma-separated.")] = None,
-    max_det: Annotated[int | None, typer.Option(help="Maximum detections per image.")] = None,
+    max_det: Annotated[int | None, typer.Option(help="Maximum detections per image (default: manifest, 100).")] = None,
     vid_stride: Annotated[int, typer.Option(min=1, help="Process every n-th video frame.")] = 1,
     batch: Annotated[int | None, typer.Option(
         min=1, help="Frames per inference call (default for a video file: 4 on a GPU, one per core on "
