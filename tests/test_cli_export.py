@@ -110,6 +110,18 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypa
     assert "Traceback" not in err
 
 
+def test_a_mistyped_int8_flavour_is_refused_without_int8_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--int8-flavour gpu`` without ``--int8`` exported (exit 0) and said nothing of the word, where a
+    mistyped ``--int8-cpu`` is refused with or without ``--int8``: a choice is checked whether used or not."""
+    out = tmp_path / "x"
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity", "--int8-flavour", "gpu", "-o", str(out)],
+                   monkeypatch, capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: --int8-flavour 'gpu': choose one of"), err
+    assert not out.exists()
+
+
 def test_cli_export_interrupted_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Typer turns a Ctrl-C inside a command into exit 130 without a word; the last line says it."""

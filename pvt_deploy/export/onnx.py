@@ -639,9 +639,9 @@ def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:
 
 
 def _int8_flavours(int8: bool, flavour: str) -> list[str]:
+    _choice("--int8-flavour", flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
     if not int8:
         return []
-    _choice("--int8-flavour", flavour, INT8_FLAVOUR_CHOICES)
     return ["cpu", "trt"] if flavour == "both" else [flavour]
 
 
