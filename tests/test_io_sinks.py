@@ -592,6 +592,24 @@ def test_a_copied_track_whose_clock_jumps_keeps_the_rest(tmp_path: Path, parts: 
     assert warnings == ([f"{target}: " + warned.format(src=src)] if warned else [])
 
 
+@pytest.mark.parametrize("ms", [505, 20005], ids=["half-a-second", "twenty-seconds"])
+def test_a_first_packet_off_the_clock_goes_alone(tmp_path: Path, ms: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A track whose first packet alone has a time off the clock (a damaged time, 0.5 s or 20 s ahead of the
+    rest): the packets after it were taken for a restart that follows it, so the whole track came 0.5 s
+    late, its second half past the video's end, or, 20 s ahead, was lost whole; neither said a word. A
+    clock is now one that the next packet follows: the first packet goes alone, counted, as a lone packet
+    off the clock anywhere else does, and the rest is in its place."""
+    good = clip_with_tracks(tmp_path / "good.mkv", [("ac3", 48000, "eng")])
+    src = joined_ts(good, tmp_path / "joined.ts", [(0, 1, ms), (1, 32, 5)])
+    target = annotate(src, tmp_path / "out.mp4")
+    (codec, _, start, seconds), = tracks_of(target)
+    assert codec == "ac3" and start == pytest.approx(0.032, abs=0.005)  # where the second packet starts
+    assert seconds == pytest.approx(31 * 0.032, abs=0.01)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{target}: damaged audio packets of {src} were dropped, silence in their place: "
+                        "track 1 (ac3, eng): 1 of 32, 1 left as a gap"]
+
+
 def test_a_re_encoded_track_whose_clock_jumps_ahead_keeps_the_rest(tmp_path: Path) -> None:
     """The same for a track re-encoded to AAC (Opus into mov): the half after a jump of 20 s, past the
     video's end, was lost unsaid; it now follows the first half, as the frames do."""

@@ -830,10 +830,16 @@ class _AudioCopy:
         with the frames. Going back, a copied track was refused at that packet and left out whole; going
         ahead, all after the jump was past the video's end, and lost unsaid. A restart is a clock the next
         packet follows on; a packet off the clock alone (a damaged time) is dropped and counted, as a
-        damaged packet is. A smaller step back is left to the probe, which refuses it (:meth:`_carry`)."""
+        damaged packet is: the first packet too, which is given only once the next is on its clock. A
+        smaller step back is left to the probe, which refuses it (:meth:`_carry`)."""
         shift = 0.0  # seconds added to the source's times, for the restarts so far
         end: float | None = None  # where the last packet given ends, on the one clock
         held: tuple[Any, float, float] | None = None  # a packet off the clock, with its time and length
+        lead: Any = None  # the first timed packet, until the next says whether its clock is the track's
+
+        def lone() -> None:  # a packet whose time alone was off: it goes, counted
+            self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
+            self.gaps += self._copy
 
         def off(t: float) -> bool:
             return end is not None and (t < end - 0.1 or self._jumpy and t > end + _JUMP_AHEAD_S)
@@ -841,9 +847,22 @@ class _AudioCopy:
         for item in packets:
             t, length = self._timing(item)
             if t is None:
+                if lead is not None:  # kept: nothing says its clock is off
+                    yield lead
+                    lead = None
                 yield item
                 continue
             t += shift
+            if end is None:  # the first timed packet
+                lead, end = item, t + length
+                continue
+            if lead is not None:  # the first packet's clock is the track's if this one follows it
+                if off(t):
+                    lone()
+                    end = None
+                else:
+                    yield lead
+                lead = None
             if held is not None:
                 first, start, span = held
                 held = None
@@ -853,18 +872,18 @@ class _AudioCopy:
                     self._move(first, shift)
                     end = end + span
                     yield first
-                else:  # the held packet's time alone was off: it goes
-                    self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
-                    self.gaps += self._copy
+                else:  # the held packet's time alone was off
+                    lone()
             if off(t):
                 held = (item, t, length)
                 continue
             self._move(item, shift)
             end = t + length
             yield item
+        if lead is not None:  # the track's one timed packet
+            yield lead
         if held is not None:  # the last packet: a restart or not, it is one packet
-            self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
-            self.gaps += self._copy
+            lone()
 
     @staticmethod
     def _timing(packet: Any) -> tuple[float | None, float]:
