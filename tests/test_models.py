@@ -54,6 +54,18 @@ def test_zoo_names_resolve() -> None:
         resolve_name("pvt_small-seg", "classify")
 
 
+def test_a_mistyped_name_lists_its_whole_family() -> None:
+    """``pvt_smal`` said "known backbones: pvt_small", as if PVT v1 had no other size: the list was the
+    names sharing the typo's first six characters. It is the family the name is of (v1 or v2)."""
+    with pytest.raises(ModelNotFoundError) as e:
+        resolve_name("pvt_smal")
+    assert "did you mean 'pvt_small'? known backbones: pvt_tiny, pvt_small, pvt_medium, pvt_large (" in str(e.value)
+    with pytest.raises(ModelNotFoundError) as e:
+        resolve_name("pvt_v2_b9-cls")
+    assert "known backbones: pvt_v2_b0, pvt_v2_b1, pvt_v2_b2, pvt_v2_b2_li, pvt_v2_b3, pvt_v2_b4, pvt_v2_b5 (" \
+        in str(e.value)
+
+
 def test_every_backbone_is_registered() -> None:
     assert set(BACKBONES) == set(CLASSIFIER_PARAMS_M)
 

@@ -95,7 +95,9 @@ def resolve_name(name: str, task: str | None = None) -> ZooEntry:
             base, suffix = name[: -len(sfx)], sfx
             break
     if base not in BACKBONES:
-        close = [b for b in BACKBONES if b.startswith(base[:6])] or list(BACKBONES)
+        v2 = base.lower().startswith("pvt_v2")  # the family the name is of: every size of it
+        close = [b for b in BACKBONES if b.startswith("pvt_v2") == v2] if base.lower().startswith("pvt_") \
+            else list(BACKBONES)
         guess = _closest_name(name)
         hint = f"did you mean {guess!r}? " if guess else ""
         raise ModelNotFoundError(f"unknown model {name!r}; {hint}known backbones: {', '.join(close)} "
