@@ -122,6 +122,25 @@ def test_a_mistyped_int8_flavour_is_refused_without_int8_too(tmp_path: Path, mon
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, text", [
+    (["--model", "pvt_v2_b0-cls", "--nms", "graph"], "--nms graph is for detection models; pvt_v2_b0-cls is a classify"),
+    (["--model", "pvt_v2_b0", "--seg-output", "argmax"], "--seg-output argmax is for segmentation models; pvt_v2_b0 is"),
+])
+def test_an_option_of_another_task_is_refused_before_the_model_is_built(
+        argv: list[str], text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model pvt_v2_b0-cls --nms graph`` built the model (its random-weights warning first, seconds for a
+    large one) before saying that graph NMS is for detectors, which the zoo name says already."""
+    import pvt_deploy.models
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was built before its task's options were checked")
+
+    monkeypatch.setattr(pvt_deploy.models, "create_model", not_reached)
+    rc, err = _run(argv, monkeypatch, capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and len(lines) == 1 and text in lines[0] and "WARNING" not in err, err
+
+
 def test_cli_export_interrupted_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Typer turns a Ctrl-C inside a command into exit 130 without a word; the last line says it."""

@@ -230,6 +230,14 @@ class LoadedModel:
     weights: dict[str, Any]
 
 
+def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> None:
+    """Refuse an output option of another task (graph NMS is the detector's, an argmax map the segmenter's)."""
+    if nms == "graph" and mtask != "detect":
+        raise InputError(f"--nms graph is for detection models; {name} is a {mtask} model")
+    if seg_output != "logits" and mtask != "segment":
+        raise InputError(f"--seg-output {seg_output} is for segmentation models; {name} is a {mtask} model")
+
+
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,
           nms: str, seg_output: str) -> LoadedModel:
     from torch import nn
@@ -247,16 +255,17 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         text = str(model)
         if weights is not None and isinstance(weights, (str, os.PathLike)) and not Path(weights).is_file():
             raise InputError(f"weights file {weights} does not exist")
+        if not Path(text).exists():  # a zoo name says its task before the model is built; a checkpoint's
+            with contextlib.suppress(ModelNotFoundError):  # is read from its tensors, below
+                named = resolve_name(text, task)
+                _check_task_options(named.name, named.task, nms, seg_output)
         core = create_model(text, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     name = getattr(core, "zoo_name", None)
     mtask = task or getattr(core, "zoo_task", None)
     if name is None or mtask is None:
         raise ModelNotFoundError("pass a model name, a checkpoint, or a model made by create_model")
     entry = resolve_name(name)
-    if nms == "graph" and mtask != "detect":
-        raise InputError(f"--nms graph is for detection models; {name} is a {mtask} model")
-    if seg_output != "logits" and mtask != "segment":
-        raise InputError(f"--seg-output {seg_output} is for segmentation models; {name} is a {mtask} model")
+    _check_task_options(name, mtask, nms, seg_output)
     deploy: Any = build_deploy_module(core, mtask, seg_output=seg_output)
     if nms == "graph":
         from pvt_deploy.export.nms import build_graph_nms
