@@ -347,6 +347,27 @@ def test_help_says_each_options_default() -> None:
     assert silent == []
 
 
+def test_help_examples_are_commands_that_parse() -> None:
+    """``export --help`` showed examples and ``infer --help`` (the command a new user runs first), ``bench``,
+    ``check`` and ``info`` none. Each command that takes an artifact shows at least one, and every example
+    is a command its parser takes as written (options, values and arguments)."""
+    import shlex
+
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    for name in ("export", "infer", "bench", "check", "info"):
+        examples = [line.strip() for line in (commands[name].help or "").splitlines()
+                    if line.strip().startswith("pvt-deploy ")]
+        assert examples, name
+        for example in examples:
+            words = shlex.split(example)
+            assert words[1] == name, example
+            commands[name].make_context(name, words[2:])  # raises on an unknown option or a bad value
+
+
 def test_top_level_help_lists_each_command_on_one_line(monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """``pvt-deploy --help``, a new user's first screen, broke export's and doctor's summaries where their

@@ -33,7 +33,12 @@ def bench(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend."""
+    """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend.
+
+    Examples:
+
+      pvt-deploy bench --model exports/pvt_small --backends torch,onnx,onnx-int8 --iters 20
+    """
     from rich.console import Console
 
     from pvt_deploy.bench import benchmark

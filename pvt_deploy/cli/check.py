@@ -43,7 +43,12 @@ def check(
         "weights; on random weights every prediction is a near-tie).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Run every available backend on the same inputs and report their agreement (exit 5 if outside tolerance)."""
+    """Run every available backend on the same inputs and report their agreement (exit 5 if outside tolerance).
+
+    Examples:
+
+      pvt-deploy check --model exports/pvt_small --images my_images/
+    """
     from rich.console import Console
 
     from pvt_deploy.bench import cross_check

@@ -109,7 +109,16 @@ def infer(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
     ] = False,
 ) -> None:
-    """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON."""
+    """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON.
+
+    Examples:
+
+      pvt-deploy infer street.mp4 --model exports/pvt_small --conf 0.3
+
+      pvt-deploy infer photos/ --model exports/pvt_small-seg --precision fp16 --save-mask
+
+      pvt-deploy infer rtsp://cam.local/stream --model exports/pvt_small --vid-stride 2
+    """
     from rich.markup import escape
 
     from pvt_deploy.api import Model, check_weights

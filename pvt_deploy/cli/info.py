@@ -25,7 +25,12 @@ def info(
                                                "GPU when usable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
 ) -> None:
-    """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, parity and backends."""
+    """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, parity and backends.
+
+    Examples:
+
+      pvt-deploy info exports/pvt_small --json
+    """
     from rich.console import Console
 
     from pvt_deploy.runtimes.loader import describe_artifact
