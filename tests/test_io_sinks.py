@@ -541,6 +541,30 @@ def test_a_first_packet_whose_header_is_damaged_is_silence_too(tmp_path: Path,
                         "track 1 (eac3, eng): 1 of 32"]
 
 
+@pytest.mark.parametrize(("codec", "packet", "byte", "bit"), [("eac3", 5, 4, 0x10), ("eac3", 0, 3, 0x01),
+                                                           ("ac3", 0, 5, 0x08)],
+                         ids=["eac3-blocks", "eac3-first-size", "ac3-first-mode"])
+def test_a_copied_track_the_output_refuses_unseen_by_its_probe_is_re_encoded(
+        tmp_path: Path, codec: str, packet: int, byte: int, bit: int, caplog: pytest.LogCaptureFixture) -> None:
+    """One bit flipped in an AC-3 or E-AC-3 header that the track's probe takes but the output refuses later,
+    out of its interleaving queue, where no track is named (E-AC-3's block count, which mp4 refuses at the
+    packet after; a first packet's frame size or mode, which mp4 reads its track's parameters from, while the
+    probe had a frame of silence before it): the remux failed and the video came out silent. A copied track
+    is then tried again re-encoded to AAC, which decodes each packet (what does not decode is silence), and a
+    warning says so."""
+    def flip(data: bytes) -> bytes:
+        return data[:byte] + bytes([data[byte] ^ bit]) + data[byte + 1:]
+
+    good = clip_with_tracks(tmp_path / "good.mkv", [(codec, 48000, "eng")])
+    src = with_damaged_packets(good, tmp_path / "flipped.mkv", {packet}, flip)
+    target = annotate(src, tmp_path / "out.mp4")
+    (got, language, start, seconds), = tracks_of(target)
+    assert (got, language) == ("aac", "eng") and abs(start) < 0.03 and seconds == pytest.approx(1.0, abs=0.05)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    said = f"{target}: audio of {src} re-encoded to AAC, the output refused it as it is: track 1 ({codec}, eng), "
+    assert [w for w in warnings if w.startswith(said)], warnings
+
+
 def joined_ts(src: Path, path: Path, parts: list[tuple[int, int, int]]) -> Path:
     """MPEG-TS files of ``src``'s audio packets ``first:stop``, each moved by ``ms`` milliseconds, joined byte
     by byte (``cat a.ts b.ts``) as ``path``, for ``(first, stop, ms)`` in ``parts``: where one starts before
@@ -621,23 +645,35 @@ def test_a_re_encoded_track_whose_clock_jumps_ahead_keeps_the_rest(tmp_path: Pat
     assert np.sqrt(np.mean(samples_of(target)[26400:45600] ** 2)) > 0.2  # 0.55 to 0.95 s: the second half
 
 
-def test_audio_the_container_refuses_leaves_the_silent_video(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
-    """Copying PCM into mp4 fails when the file is finalised; the video, finished before the audio
-    is touched, survives whole and silent, with a warning and no temporary file left."""
+def test_audio_the_container_refuses_as_it_is_is_re_encoded_else_the_video_is_silent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Copying PCM into mp4 fails when the file is finalised, where no track is named: the track is tried
+    again re-encoded to AAC, with a warning. Where that cannot be (no track was copied), the video,
+    finished before the audio is touched, survives whole and silent, with a warning; no temporary file
+    is left either way."""
     from pvt_deploy.io import sinks
 
     src = clip_with_audio(tmp_path / "src.mkv", "pcm_s16le")
     monkeypatch.setattr(sinks._AudioCopy, "_MP4_COPY", frozenset({"pcm_s16le"}))
     out = tmp_path / "out" / "video.mp4"
     out.parent.mkdir()
-    with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
-        for i in range(10):
-            writer.write(frame(i, (320, 240)), i / 25)
-    assert audio_of(out) is None and len(decode(out)[1]) == 10
-    assert "could not be added" in caplog.text and "the video is silent" in caplog.text
-    assert ".part" not in caplog.text  # the reason, not the temporary file it was met in
-    assert leftovers(out.parent) == []
+    for copied in (True, False):
+        monkeypatch.setattr(sinks._AudioCopy, "copied", property(lambda audio, copied=copied: copied))
+        caplog.clear()
+        with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
+            for i in range(10):
+                writer.write(frame(i, (320, 240)), i / 25)
+        assert len(decode(out)[1]) == 10
+        if copied:
+            codec, start, seconds, _ = audio_of(out)  # type: ignore[misc]
+            assert codec == "aac" and abs(start) < 0.03 and seconds == pytest.approx(0.4, abs=0.05)
+            assert f"{out}: audio of {src} re-encoded to AAC, the output refused it as it is: track 1 " in caplog.text
+        else:
+            assert audio_of(out) is None
+            assert "could not be added" in caplog.text and "the video is silent" in caplog.text
+        assert ".part" not in caplog.text  # the reason, not the temporary file it was met in
+        out.unlink()
+        assert leftovers(out.parent) == []
 
 
 FULL_DISK_AUDIO = """

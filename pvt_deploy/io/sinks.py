@@ -26,7 +26,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -398,7 +398,10 @@ class VideoWriter:
         that does not open or a damaged audio track cannot cost a frame. Nor can one track cost the
         others: a track that fails (one that cannot be read, refused by the container both as it is and
         as AAC, or undecodable) is left out and the remux is done again with the rest; one warning names
-        the tracks left out and why. The remux copies the H.264 packets (no re-encoding) and is
+        the tracks left out and why. A copied track that fails is first tried again re-encoded to AAC, and
+        so are all copied tracks where the output refuses a packet without naming its track (out of its
+        interleaving queue, or in its trailer: a packet that the track's probe took); one warning names
+        them. The remux copies the H.264 packets (no re-encoding) and is
         interleaved by time; it reads and writes the compressed video once more (well under a second for
         minutes of 720p). ``source`` may be an http(s) URL of a file (:func:`audio_source`): it is read
         again from its start, and only if it still serves what it served when the writer was made."""
@@ -416,19 +419,28 @@ class VideoWriter:
                         self.path, shown)
             return
         left_out: dict[int, str] = {}  # track number -> why it is not in the video
+        redone: dict[int, str] = {}  # track number -> why it is re-encoded, not copied as it is
         added: list[_AudioCopy] = []
         while True:
-            tracks = _AudioCopy.open(source, self._fmt, left_out)
+            tracks = _AudioCopy.open(source, self._fmt, left_out, redone)
             try:
                 if tracks:  # none: no audio (most clips), nothing to remux
                     self._remux(tracks, stop)
                     added = tracks
                 break
-            except _TrackFailed as e:  # that track goes; the others are remuxed again from the start
-                left_out[e.track.index] = f"{e.track.name}, {_reason(e.error)}"
+            except _TrackFailed as e:  # copied, it is tried again re-encoded, else it goes; all are remuxed again
+                failed = f"{e.track.name}, {_reason(e.error)}"
+                (redone if e.track.copied and e.track.index not in redone else left_out)[e.track.index] = failed
             except (av.error.FFmpegError, OSError, ValueError, TypeError) as e:
                 if isinstance(e, OSError) and e.errno in FULL_DISK_ERRNOS:
                     raise
+                # refused where no track is named (the output's interleaving queue, its trailer): a packet
+                # copied as it is that the track's probe took (mp4 reads an AC-3 track's parameters from its
+                # first packet, and refuses an E-AC-3 packet at the next): the copied tracks are re-encoded
+                copied = [audio for audio in tracks if audio.copied and audio.index not in redone]
+                if copied:
+                    redone.update((audio.index, f"{audio.name}, {_reason(e)}") for audio in copied)
+                    continue
                 log.warning("%s: the audio of %s (%s) could not be added (%s); the video is silent", self.path,
                             shown, ", ".join(audio.codec for audio in tracks), _reason(e))
                 return
@@ -438,6 +450,10 @@ class VideoWriter:
             finally:
                 for audio in tracks:
                     audio.close()
+        kept = {audio.index for audio in added}
+        if kept & redone.keys():  # once, for every track: "track 1 (eac3, eng), Invalid data found ..."
+            log.warning("%s: audio of %s re-encoded to AAC, the output refused it as it is: %s", self.path, shown,
+                        "; ".join(redone[k] for k in sorted(kept & redone.keys())))
         damaged = [f"{audio.name}: {audio.skipped} of {audio.kept + audio.skipped}"
                    f"{f', {audio.gaps} left as a gap' if audio.gaps else ''}" for audio in added if audio.skipped]
         if damaged:  # once, for every track: "track 1 (mp2, eng): 1 of 41"
@@ -641,7 +657,7 @@ class _AudioCopy:
     _MOST_SKIPPED = 0.1  # share of a re-encoded track's packets that may fail to decode
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
-    def __init__(self, source: str, container: Any, fmt: str, track: int = 0) -> None:
+    def __init__(self, source: str, container: Any, fmt: str, track: int = 0, *, copy: bool = True) -> None:
         self.source = source
         self.index = track
         self._fmt = fmt
@@ -665,7 +681,7 @@ class _AudioCopy:
         # copied where the container takes it as it is (mov refuses Opus and FLAC, Matroska A-law PCM),
         # else re-encoded
         self._probe: _MuxerProbe | None = None
-        if fmt == "matroska" or self.codec in self._MP4_COPY:
+        if copy and (fmt == "matroska" or self.codec in self._MP4_COPY):
             with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError):
                 self._probe = _MuxerProbe(fmt, self._stream)
         self._copy = self._probe is not None
@@ -673,11 +689,13 @@ class _AudioCopy:
         self._why: BaseException | None = None  # the last decoding error
 
     @classmethod
-    def open(cls, source: str | os.PathLike[str], fmt: str, left_out: dict[int, str]) -> list[_AudioCopy]:
+    def open(cls, source: str | os.PathLike[str], fmt: str, left_out: dict[int, str],
+             redone: Container[int] = ()) -> list[_AudioCopy]:
         """The audio tracks of ``source``, each read through a demuxer of its own (so each is written up
         to the video's time without holding another's packets), but those in ``left_out``; none for no
         audio, a file PyAV does not read, or an AVI output (which takes no variable-rate audio here). A
-        track that cannot be read is added to ``left_out``, with why: it does not cost the others."""
+        track that cannot be read is added to ``left_out``, with why: it does not cost the others. Those
+        in ``redone`` are re-encoded, where they could be copied."""
         if fmt == "avi":
             return []
         tracks: list[_AudioCopy] = []
@@ -693,11 +711,16 @@ class _AudioCopy:
                 container.close()
                 continue
             try:
-                tracks.append(cls(str(source), container, fmt, track))
+                tracks.append(cls(str(source), container, fmt, track, copy=track not in redone))
             except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
                 left_out[track] = f"track {track + 1}, cannot be read ({_reason(e)})"
                 container.close()
         return tracks
+
+    @property
+    def copied(self) -> bool:
+        """Whether the track's packets are copied as they are (else re-encoded to AAC)."""
+        return self._copy
 
     @contextlib.contextmanager
     def blamed(self) -> Iterator[None]:
