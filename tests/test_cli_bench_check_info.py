@@ -295,6 +295,21 @@ def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
 
 
+def test_infer_help_is_readable_at_80_columns() -> None:
+    """``infer --help`` held every option in one table whose columns were set by its widest flag, type
+    (``<int range> [x>=1]``) and --no- twin together: at 80 columns the help text had about 20, --model's
+    took nine lines, and --trust-checkpoint folded in two. Its options are grouped as export's are."""
+    import os
+    import subprocess
+
+    script = "import sys\nfrom pvt_deploy.cli import main\nsys.argv = ['pvt-deploy', 'infer', '--help']\nmain()\n"
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert "--trust-checkpoint" in out and "Export folder, .onnx, .engine, .pth, zoo" in out, out
+    for panel in ("Detection", "Videos, streams and batches", "Output"):
+        assert f"─ {panel} ─" in out, panel
+
+
 def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Help is rendered as Rich markup, where a ``[bracketed]`` part of a text is a style tag and

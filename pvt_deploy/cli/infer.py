@@ -66,6 +66,12 @@ def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
     return class_ids([int(s) if s.isdigit() else s for s in items], names, what="--classes")
 
 
+# --help groups the options, as export's does: in one table the widest flag (--trust-checkpoint), type
+# (<int range> [x>=1]) and --no- twin (--no-save-json) set the columns, which left the help text about
+# 20 columns of an 80-column terminal and folded --trust-checkpoint in two
+DETECTION_PANEL, FRAMES_PANEL, OUTPUT_PANEL = "Detection", "Videos, streams and batches", "Output"
+
+
 def infer(
     source: Annotated[list[str] | None, typer.Argument(
         help="Image, folder, glob, video, webcam index (0), rtsp/rtmp/http URL; or several image files (an "
@@ -79,29 +85,39 @@ def infer(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
                                               "rounded up; default: the model's).")] = None,
-    conf: Annotated[float | None, typer.Option(help="Detection score threshold of the results and JSON (default: "
-                                               "manifest, 0.05).")] = None,
-    draw_conf: Annotated[float | None, typer.Option(help="Score from which boxes are drawn on the annotated "
-                                                    "output (default: --conf when given, else 0.25).")] = None,
-    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: manifest, 0.5).")] = None,
-    classes: Annotated[str | None, typer.Option(help="Keep only these classes: ids or names, comma-separated.")] = None,
-    max_det: Annotated[int | None, typer.Option(help="Maximum detections per image (default: manifest, 100).")] = None,
-    vid_stride: Annotated[int, typer.Option(min=1, help="Process every n-th video frame.")] = 1,
+    conf: Annotated[float | None, typer.Option(
+        help="Detection score threshold of the results and JSON (default: manifest, 0.05).",
+        rich_help_panel=DETECTION_PANEL)] = None,
+    draw_conf: Annotated[float | None, typer.Option(
+        help="Score from which boxes are drawn on the annotated output (default: --conf when given, else 0.25).",
+        rich_help_panel=DETECTION_PANEL)] = None,
+    iou: Annotated[float | None, typer.Option(
+        help="NMS IoU threshold (default: manifest, 0.5).", rich_help_panel=DETECTION_PANEL)] = None,
+    classes: Annotated[str | None, typer.Option(
+        help="Keep only these classes: ids or names, comma-separated.", rich_help_panel=DETECTION_PANEL)] = None,
+    max_det: Annotated[int | None, typer.Option(
+        help="Maximum detections per image (default: manifest, 100).", rich_help_panel=DETECTION_PANEL)] = None,
+    vid_stride: Annotated[int, typer.Option(
+        min=1, help="Process every n-th video frame.", rich_help_panel=FRAMES_PANEL)] = 1,
     batch: Annotated[int | None, typer.Option(
         min=1, help="Frames per inference call (default for a video file: 4 on a GPU, one per core on "
-                    "ONNX Runtime's CPU; else 1).")] = None,
-    save: Annotated[bool, typer.Option("--save/--no-save", help="Write annotated images / videos.")] = True,
+                    "ONNX Runtime's CPU; else 1).", rich_help_panel=FRAMES_PANEL)] = None,
+    audio: Annotated[bool, typer.Option(
+        "--audio/--no-audio", help="Carry a video file's audio into the annotated mp4.",
+        rich_help_panel=FRAMES_PANEL)] = True,
+    show: Annotated[bool, typer.Option(
+        "--show", help="Show results in a window (needs a display).", rich_help_panel=FRAMES_PANEL)] = False,
+    save: Annotated[bool, typer.Option(
+        "--save/--no-save", help="Write annotated images / videos.", rich_help_panel=OUTPUT_PANEL)] = True,
     save_json: Annotated[bool | None, typer.Option(
         "--save-json/--no-save-json", help="Write predictions.jsonl (+ COCO JSON for detection). "
-        "Default: on for videos and streams, off for images.", show_default=False)] = None,
+        "Default: on for videos and streams, off for images.", show_default=False, rich_help_panel=OUTPUT_PANEL)] = None,
     save_mask: Annotated[bool, typer.Option(
-        "--save-mask", help="Segmentation: also write each image's class map as <name>_mask.png (uint8 class ids).")
-    ] = False,
-    audio: Annotated[bool, typer.Option(
-        "--audio/--no-audio", help="Carry a video file's audio into the annotated mp4.")] = True,
-    show: Annotated[bool, typer.Option("--show", help="Show results in a window (needs a display).")] = False,
+        "--save-mask", help="Segmentation: also write each image's class map as <name>_mask.png (uint8 class ids).",
+        rich_help_panel=OUTPUT_PANEL)] = False,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False)] = None,
+        "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False,
+        rich_help_panel=OUTPUT_PANEL)] = None,
     weights: Annotated[Path | None, typer.Option(
         "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")
     ] = None,
