@@ -21,6 +21,11 @@ def register(app: typer.Typer) -> None:
     app.command("check")(check)
 
 
+# --help: the pass/fail options in a table of their own, whose --no-gate-agreement twin would otherwise
+# set the columns of every option (at 80 columns "exports/pvt_smal" / "l", "--no-gate-agreem" / "ent")
+TOLERANCE_PANEL = "Pass or fail"
+
+
 def check(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Export folder, or a file in one (default exports/pvt_small).", show_default=False)
@@ -31,7 +36,7 @@ def check(
     tolerance: Annotated[float | None, typer.Option(
         help="Factor on the export parity gate's per-precision tolerances (0.5 = twice as strict, 2 = twice as "
         "loose). Defaults: fp32 cosine>=0.9999 max_rel<=1e-3 agreement>=0.99; fp16 0.999/0.02/0.95; "
-        "int8 0.98/0.25/0.80.", show_default=False)] = None,
+        "int8 0.98/0.25/0.80.", show_default=False, rich_help_panel=TOLERANCE_PANEL)] = None,
     backends: Annotated[str | None, typer.Option(help="Only these, comma-separated (at least two): torch, onnx, "
                                                 "onnx-fp16, onnx-int8, trt.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (dynamic graphs; multiples of 32, "
@@ -40,7 +45,8 @@ def check(
     max_images: Annotated[int, typer.Option(min=1, help="Compare on at most this many images.")] = 8,
     gate_agreement: Annotated[bool | None, typer.Option(
         "--gate-agreement/--no-gate-agreement", help="Fail on task agreement too (default: only for trained "
-        "weights; on random weights every prediction is a near-tie).", show_default=False)] = None,
+        "weights; on random weights every prediction is a near-tie).", show_default=False,
+        rich_help_panel=TOLERANCE_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run every available backend on the same inputs and report their agreement (exit 5 if outside tolerance).
