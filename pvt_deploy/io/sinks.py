@@ -39,7 +39,7 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
-from pvt_deploy.io.sources import _AVFMT_TS_DISCONT, _JUMP_AHEAD_S, _short, is_url, redact_url
+from pvt_deploy.io.sources import _AVFMT_TS_DISCONT, _short, clock_restarted, is_url, redact_url
 from pvt_deploy.utils.files import (
     FULL_DISK_ERRNOS,
     atomic_path,
@@ -847,10 +847,12 @@ class _AudioCopy:
 
     def _one_clock(self, packets: Iterator[Any]) -> Iterator[Any]:
         """The track's ``packets`` on one clock, as the source's video frames are (``_frame_time`` in
-        :mod:`pvt_deploy.io.sources`): where the clock restarts, going back more than 0.1 s (recordings
-        joined into one MPEG-TS) or, in a format whose clock may jump (MPEG-TS, FLV), ahead more than 10 s
-        (the second recorded later), what follows comes right after what came before, so it stays in step
-        with the frames. Going back, a copied track was refused at that packet and left out whole; going
+        :mod:`pvt_deploy.io.sources`, by the same rule: :func:`~pvt_deploy.io.sources.clock_restarted`):
+        where the clock restarts, going back more than 0.1 s (recordings joined into one MPEG-TS) or, in a
+        format whose clock may jump (MPEG-TS, FLV), ahead more than 10 s (the second recorded later), what
+        follows comes right after what came before, as the frames come one frame after the frame before.
+        The two shifts are each stream's own: where the track ended earlier or later than the video before
+        the restart, the sound after it is off the frames by that much (it adds up over several joins). Going back, a copied track was refused at that packet and left out whole; going
         ahead, all after the jump was past the video's end, and lost unsaid. A restart is a clock the next
         packet follows on; a packet off the clock alone (a damaged time) is dropped and counted, as a
         damaged packet is: the first packet too, which is given only once the next is on its clock. A
@@ -865,7 +867,7 @@ class _AudioCopy:
             self.gaps += self._copy
 
         def off(t: float) -> bool:
-            return end is not None and (t < end - 0.1 or self._jumpy and t > end + _JUMP_AHEAD_S)
+            return end is not None and clock_restarted(t, end, jumpy=self._jumpy)
 
         for item in packets:
             t, length = self._timing(item)

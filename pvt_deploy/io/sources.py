@@ -315,6 +315,16 @@ class ImageSource(Source):
 # ---------------------------------------------------------------------------------------------
 
 
+def clock_restarted(t: float, last: float, *, jumpy: bool) -> bool:
+    """Whether a time ``t`` (seconds) after ``last`` says the clock restarted rather than ran on: it went
+    back by more than 0.1 s (FFmpeg's own test of a discontinuity: recordings joined into one MPEG-TS, a
+    camera's clock reset), or, where the clock may jump (``jumpy``: a file of MPEG-TS or FLV), ahead by
+    more than 10 s (two clips joined, the second recorded later). The one rule of the frames' times
+    (:meth:`PyAVReader._frame_time`) and an audio track's (``_AudioCopy._one_clock`` in
+    :mod:`pvt_deploy.io.sinks`)."""
+    return t < last - 0.1 or jumpy and t > last + _JUMP_AHEAD_S
+
+
 class FrameReader(Protocol):
     """One open connection that produces frames until it ends or fails (a cv2-style grab/retrieve).
 
@@ -541,8 +551,7 @@ class PyAVReader:
         else:
             t = float(frame.time) - self._start + self._shift
         last = self._last_time
-        ahead = self._jumpy and not self.live and last is not None and t > last + _JUMP_AHEAD_S
-        if last is not None and (t < last - 0.1 or ahead):
+        if last is not None and clock_restarted(t, last, jumpy=self._jumpy and not self.live):
             step = 1.0 / self.fps if self.fps else 0.0
             self._shift += last + step - t
             t = last + step
