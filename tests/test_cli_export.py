@@ -409,21 +409,24 @@ def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: py
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """``--format triton`` writes exports/triton/<model>: a config that tritonclient parses, the export's
     graph (same bytes), and the instance kind asked for."""
+    from shlex import quote
+
     from test_triton_export import model_config_pb2, parse_config
 
-    out = tmp_path / "exports" / "b0"
+    out = tmp_path / "my exports" / "b0"
     rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-simplify", "--no-parity", "--format", "triton",
                     "--instance-kind", "cpu", "-o", str(out)], monkeypatch, capsys)
     assert rc == 0, err
-    model_dir = tmp_path / "exports" / "triton" / "pvt_v2_b0-cls"
+    model_dir = tmp_path / "my exports" / "triton" / "pvt_v2_b0-cls"
     cfg = parse_config(model_dir / "config.pbtxt")
     assert cfg.backend == "onnxruntime" and cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU
     assert (model_dir / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
     # where the Triton model went and how to run it were an INFO line among the trace's; the end says them
     lines = err.strip().splitlines()
     assert lines[-1].startswith("next: ") and lines[-2] == (
-        f"triton: {model_dir} · serve: tritonserver --model-repository={model_dir.parent} · "
-        "pvt-deploy infer SOURCE --model triton://127.0.0.1:8000/pvt_v2_b0-cls"), err
+        f"triton: {quote(str(model_dir))}: serve it (tritonserver --model-repository {quote(str(model_dir.parent))}) "
+        f"and run --model triton://HOST:8000/pvt_v2_b0-cls; its graph runs here as --model "
+        f"{quote(str(model_dir / '1' / 'model.onnx'))}"), err  # a path with a space is one shell word
 
 
 def test_a_detector_from_a_backbone_checkpoint_says_its_head_is_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

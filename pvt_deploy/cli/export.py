@@ -318,13 +318,12 @@ def _next_steps(folder: Path) -> str:
 
 
 def _triton_steps(model_dir: Path) -> str:
-    """Where ``--format triton`` wrote the Triton model and how to serve and call it (the ``next:`` line is
-    about the export folder, which runs here)."""
+    """Where ``--format triton`` wrote the Triton model and how it runs, in the words infer, check and bench
+    use for a Triton model folder (the ``next:`` line is about the export folder, which runs here)."""
+    from pvt_deploy.runtimes.loader import served_by_triton
     from pvt_deploy.utils import shell_quote
 
-    return (f"triton: {shell_quote(str(model_dir))} · serve: tritonserver "
-            f"--model-repository={shell_quote(str(model_dir.parent))} · "
-            f"pvt-deploy infer SOURCE --model {shell_quote(f'triton://127.0.0.1:8000/{model_dir.name}')}")
+    return f"triton: {shell_quote(str(model_dir))}: {served_by_triton(model_dir)}"
 
 
 def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], triton: dict[str, bool]) -> list[str]:

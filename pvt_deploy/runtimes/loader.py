@@ -647,13 +647,14 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
 def _refuse_triton_model_folder(folder: Path) -> None:
     """Where an export folder is expected (infer, check, bench): a Triton model folder says how it runs."""
     if is_triton_model_folder(folder):
-        raise InputError(f"{folder} is a Triton model folder: {_served_by_triton(folder)}")
+        raise InputError(f"{folder} is a Triton model folder: {served_by_triton(folder)}")
 
 
-def _served_by_triton(folder: Path) -> str:
+def served_by_triton(folder: Path) -> str:
+    """How the Triton model folder ``folder`` runs: served (its repository and URL), or its graph here."""
     versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file())
-    local = f"; its graph runs here as --model {versions[-1] / 'model.onnx'}" if versions else ""
-    return (f"serve it (tritonserver --model-repository {folder.parent}) and run --model "
+    local = f"; its graph runs here as --model {shell_quote(str(versions[-1] / 'model.onnx'))}" if versions else ""
+    return (f"serve it (tritonserver --model-repository {shell_quote(str(folder.parent))}) and run --model "
             f"triton://HOST:8000/{folder.name}{local}")
 
 
@@ -841,7 +842,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         manifest = read_manifest(path)
         files = [_file_status(path, name, entry) for name, entry in (manifest.get("files") or {}).items()]
         candidates = [Candidate("triton", "triton", (manifest.get("triton") or {}).get("precision"), None, False,
-                                _served_by_triton(path))]
+                                served_by_triton(path))]
         kind = "Triton model folder"
     elif path.is_dir() and not shadowed:
         manifest = read_manifest(path)
