@@ -172,8 +172,13 @@ def test_weights_of_another_task_name_the_model_they_are(seeded, tmp_path: Path)
 def test_arbitrary_pickle_is_refused_unless_trusted(seeded, tmp_path: Path) -> None:
     path = tmp_path / "pickled.pth"
     torch.save({"model": seeded["pvt_v2_b0-classify"].state_dict(), "args": Path("/some/where")}, path)
-    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+    with pytest.raises(CheckpointError) as err:
         create_model("pvt_v2_b0-cls", weights=path)
+    # it quoted torch's first line, "... to do so you have two options, do those steps only if ...", and not
+    # the options nor what the file holds; it names the object that is not a tensor
+    assert str(err.value) == (f"{path}: refusing to unpickle arbitrary objects from this checkpoint (it holds "
+                              f"{type(path).__module__}.{type(path).__name__}, not only tensors) (pass "
+                              "--trust-checkpoint (export, infer) or trust=True only if you trust its source)")
     model = create_model("pvt_v2_b0-cls", weights=path, trust=True)
     assert_same(run(model), run(seeded["pvt_v2_b0-classify"]))
 

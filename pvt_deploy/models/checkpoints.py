@@ -81,9 +81,11 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_one_line(e)})") from e
+        # torch's first line says "you have two options" and not what the file holds; its unpickler names it
+        held = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        why = f"it holds {held.group(1)}, not only tensors" if held else f"weights_only load failed: {_one_line(e)}"
         raise CheckpointError(
-            f"{p}: refusing to unpickle arbitrary objects from this checkpoint (weights_only load failed: "
-            f"{_one_line(e)})",
+            f"{p}: refusing to unpickle arbitrary objects from this checkpoint ({why})",
             hint="pass --trust-checkpoint (export, infer) or trust=True only if you trust its source") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
