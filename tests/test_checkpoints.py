@@ -183,6 +183,23 @@ def test_arbitrary_pickle_is_refused_unless_trusted(seeded, tmp_path: Path) -> N
     assert_same(run(model), run(seeded["pvt_v2_b0-classify"]))
 
 
+@pytest.mark.parametrize(("name", "said"), [
+    ("model.onnx", "is an ONNX graph, not a PyTorch checkpoint (it runs on its own: --model {path})"),
+    ("model.engine", "is a TensorRT engine, not a PyTorch checkpoint (it runs on its own: --model {path})"),
+    ("street.jpg", "is an image, not a PyTorch checkpoint"),
+    ("street.mp4", "is a video, not a PyTorch checkpoint"),
+])
+def test_weights_that_are_another_kind_of_file_say_what_they_are(name: str, said: str, tmp_path: Path) -> None:
+    """``--weights exports/x/model.onnx`` (or a picture, given in the wrong place) said "corrupt or truncated
+    checkpoint", sending the user to download a file that is fine. A file of a kind pvt-deploy knows by its
+    suffix is named as that kind; a .pth of unreadable bytes is still said to be damaged."""
+    path = tmp_path / name
+    path.write_bytes(b"\x08\x07\x12\x07pytorch" + bytes(64))
+    with pytest.raises(CheckpointError) as err:
+        create_model("pvt_v2_b0-cls", weights=path)
+    assert str(err.value) == f"{path} " + said.format(path=path)
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (None, "checkpoint file not found"),
     (b"not a checkpoint at all", "corrupt or truncated"),

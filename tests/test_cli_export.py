@@ -87,6 +87,8 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--model", "pvt_v2_b0-cls", "--nms", "graph"], 2, "--nms graph is for detection models"),
     (["--model", "pvt_v2_b0", "--exporter", "jit"], 2, "--exporter 'jit'"),
     (["--model", "pvt_v2_b0-cls", "--weights", "/nonexistent/w.pth"], 2, "does not exist"),
+    # a folder was "weights file tests does not exist", where infer says what it is
+    (["--model", "pvt_v2_b0-cls", "--weights", "tests"], 2, "weights tests is a folder, not a checkpoint file"),
     (["--model", "exports/definitely/missing.pth"], 2, "missing.pth"),
     (["--model", "pvt_v2_b0-cls", "--min-size", "256", "--max-size", "64"], 2,
      "--min-size 256 is larger than --max-size 64"),

@@ -253,8 +253,10 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
             core.random_init = False  # type: ignore[assignment]
     else:
         text = str(model)
-        if weights is not None and isinstance(weights, (str, os.PathLike)) and not Path(weights).is_file():
-            raise InputError(f"weights file {weights} does not exist")
+        if isinstance(weights, (str, os.PathLike)):
+            from pvt_deploy.models.checkpoints import require_checkpoint_file
+
+            require_checkpoint_file(weights)
         if not Path(text).exists():  # a zoo name says its task before the model is built; a checkpoint's
             with contextlib.suppress(ModelNotFoundError):  # is read from its tensors, below
                 named = resolve_name(text, task)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pvt_deploy.errors import CheckpointError
+from pvt_deploy.errors import CheckpointError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,28 @@ def _first(keys: list[str], n: int = SHOW) -> str:
     return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
+def require_checkpoint_file(weights: str | os.PathLike[str]) -> None:
+    """Before any work: a checkpoint path that names no file says whether it is a folder or not there."""
+    if not Path(weights).is_file():
+        what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
+        raise InputError(f"weights {os.fspath(weights)} {what}")
+
+
+def _refuse_other_kind(p: Path) -> None:
+    """A file of a kind pvt-deploy knows by its suffix (a graph, an engine, a picture, a video), given where a
+    checkpoint goes, is named as what it is rather than as a damaged checkpoint."""
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+    from pvt_deploy.utils import shell_quote
+
+    suffix = p.suffix.lower()
+    kind = {".onnx": "an ONNX graph", ".engine": "a TensorRT engine", ".plan": "a TensorRT engine"}.get(suffix)
+    if kind is not None:
+        raise CheckpointError(f"{p} is {kind}, not a PyTorch checkpoint", hint=f"it runs on its own: --model {shell_quote(str(p))}")
+    if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
+        raise CheckpointError(f"{p} is {'an image' if suffix in IMAGE_SUFFIXES else 'a video'}, not a PyTorch "
+                              "checkpoint")
+
+
 def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file and return its (unwrapped) state dict."""
     p = Path(path)
@@ -73,6 +95,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
         head = f.read(4)
     # torch.save writes a zip archive; very old files are a bare pickle (protocol 2+ starts with 0x80).
     if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):
+        _refuse_other_kind(p)
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint (neither a PyTorch zip archive nor a pickle)")
     if not head.startswith(b"\x80"):
         _check_crcs(p)

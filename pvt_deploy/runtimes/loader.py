@@ -564,12 +564,12 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
               device: str | None, imgsz: int | str | Sequence[int] | None, trust: bool,
               options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model, resolve_name
+    from pvt_deploy.models.checkpoints import require_checkpoint_file
 
     entry = resolve_name(name, task)
     _refuse_torch_int8(precision, entry.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(str(name))} --int8")
-    if weights is not None and not Path(weights).is_file():
-        what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
-        raise InputError(f"weights {weights} {what}")
+    if weights is not None:
+        require_checkpoint_file(weights)
     model = create_model(name, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
