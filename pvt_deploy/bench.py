@@ -205,6 +205,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     target = resolve_model(model)
     require_model(target)
     size = _pair(imgsz)
+    _refuse_size_outside(target, size)
     report: dict[str, Any] = {"model": str(target), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "results": []}
@@ -225,6 +226,17 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         else:
             row.setdefault("vs_torch", None)
     return report
+
+
+def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None) -> None:
+    """An export folder refuses an ``imgsz`` outside its graph's range before any backend loads, as
+    ``infer`` does (:func:`~pvt_deploy.runtimes.loader.check_imgsz`): each backend tried it in turn, after
+    loading, and bench tabled every one of them as skipped for that one reason."""
+    from pvt_deploy.manifest import is_export_folder, read_manifest
+    from pvt_deploy.runtimes.loader import check_imgsz
+
+    if size is not None and is_export_folder(Path(target)):
+        check_imgsz(read_manifest(Path(target)), size)
 
 
 def _load_runtimes(labels: Sequence[str]) -> None:
@@ -451,6 +463,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
                          "(or leave --backends out for every one that runs here)")
     inputs = _check_images(images, max_images)
     size = _pair(imgsz)
+    _refuse_size_outside(folder, size)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
                               "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True}
     runs: dict[str, list[dict[str, np.ndarray]]] = {}

@@ -128,6 +128,25 @@ def test_check_without_export_weights_uses_onnx_as_reference(
     assert code == 2 and "export folder" in err
 
 
+@pytest.mark.parametrize("command", [("bench", "--iters", "1"), ("check",)])
+def test_a_size_outside_the_graph_is_refused_before_any_backend_loads(
+        command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        cls_export: Path) -> None:
+    """``bench``/``check --imgsz`` outside an export's range loaded every backend (checkpoint, FP16 warning),
+    bench printed a table of rows all skipped for that one reason, and only then the error; ``infer`` says
+    it before loading anything. The export's range is checked first, as infer checks it."""
+    from pvt_deploy.runtimes import loader
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a backend was loaded before --imgsz was checked")
+
+    monkeypatch.setattr(loader, "load_backend", not_reached)
+    code, out, err = run(monkeypatch, capsys, command[0], "--model", str(cls_export), "--imgsz", "2000", *command[1:])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and out == "" and len(lines) == 1, err
+    assert lines[0].startswith("error: --imgsz 2000x2000") and "outside the graph's dynamic range" in lines[0], err
+
+
 def test_info_shows_files_ranges_and_backends(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                               cls_export: Path, tmp_path: Path) -> None:
     code, out, err = run(monkeypatch, capsys, "info", str(cls_export))
