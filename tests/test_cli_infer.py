@@ -768,14 +768,31 @@ def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: py
                                                                   tmp_path: Path) -> None:
     """The run's default folder (runs/infer/<model>, incremented) is made when it is chosen, so a run
     started at the same time takes the next one; a run that reads nothing leaves no empty folder that
-    would push the next run on to <model>2."""
+    would push the next run on to <model>2, nor the empty runs/ and runs/infer/ it made for it (they
+    were left in a folder that never had them), nor those of ``-o a/b/c``; a folder the user had stays."""
+    from pvt_deploy.runtimes.torch import TorchBackend
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pics").mkdir()
     (tmp_path / "pics" / "bad.jpg").write_bytes(b"not a picture")
     code, _, err = run(monkeypatch, capsys, "infer", "pics", "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 2 and "no frames could be read" in err
-    assert list((tmp_path / "runs" / "infer").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]
+    code, _, err = run(monkeypatch, capsys, "infer", "pics", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                       "-o", "out/a/b", "--save-json")
+    assert code == 2 and "no frames could be read" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]
+    (tmp_path / "runs").mkdir()  # the user's own
+
+    def interrupted(self: TorchBackend, feed: object) -> dict[str, np.ndarray]:
+        raise KeyboardInterrupt  # Ctrl-C before the first picture is done
+
     photo = str(sample_images()[0])
+    with monkeypatch.context() as patch:
+        patch.setattr(TorchBackend, "infer", interrupted)
+        code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pics", "runs"] and not any((tmp_path / "runs").iterdir())
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 0, err
     assert [p.name for p in (tmp_path / "runs" / "infer").iterdir()] == ["pvt_v2_b0-cls"]

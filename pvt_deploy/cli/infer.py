@@ -139,6 +139,7 @@ def infer(
 
     from pvt_deploy.api import Model, check_weights
     from pvt_deploy.tasks.pipeline import check_settings, check_writable, increment_dir
+    from pvt_deploy.utils.files import make_folders, remove_made_folders
 
     console = _console()
     # Bad options, and outputs that cannot be written, fail first: before a model loads or a frame decodes.
@@ -165,7 +166,7 @@ def infer(
         if src is not None:
             src.close()
         raise
-    reserved = False  # whether this run made its default output folder (see below)
+    made: list[Path] = []  # the folders this run made for its default output folder (see below)
     try:
         if batch is not None:  # a batch the graph cannot take fails before a stream is connected to
             m.predictor(imgsz=size).check_batch(batch)
@@ -182,9 +183,14 @@ def infer(
         ids = parse_classes(classes, m.names) if detect else None
         writes = save or json_on
         # the default folder is made now, so that a run started at the same time takes the next one;
-        # left empty (nothing read, an early error) it is removed below
-        reserved = output is None and writes
-        save_dir = output if output is not None else increment_dir(out_root / _safe(m.name), create=reserved)
+        # left empty (nothing read, an early error, Ctrl-C) it is removed below, and so are the runs/
+        # and runs/infer/ this run made for it
+        if output is None and writes:
+            made = make_folders(out_root)
+            save_dir = increment_dir(out_root / _safe(m.name), create=True)
+            made.append(save_dir)
+        else:
+            save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
@@ -214,9 +220,7 @@ def infer(
         if src is not None:
             src.close()
         m.close()
-        if reserved:
-            with contextlib.suppress(OSError):  # not empty: the run's outputs are in it
-                save_dir.rmdir()
+        remove_made_folders(made)  # those still empty: a folder with the run's outputs stays
 
 
 def _one_source(given: list[str] | None) -> str | list[str] | None:

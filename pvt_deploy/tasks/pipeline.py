@@ -746,11 +746,13 @@ class ResultWriter:
         self._taken: set[str] = set()  # names given out in this run (videos, masks, JSON)
         self._failed = False
         self._results = 0
-        # a folder this run makes and leaves empty (nothing read, or a write that failed) is removed,
-        # so that the next run is not moved on to <model>2 past an empty one
-        self._made_dir = not self.save_dir.exists()
+        # the folders this run makes and leaves empty (nothing read, or a write that failed) are removed,
+        # so that the next run is not moved on to <model>2 past an empty one, and -o a/b/c leaves no a/b
+        from pvt_deploy.utils.files import make_folders, remove_made_folders
+
+        self._made_dirs: list[Path] = []
         try:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
+            self._made_dirs = make_folders(self.save_dir)
             if save_json:
                 from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter, free_paths
 
@@ -764,6 +766,7 @@ class ResultWriter:
                     self._coco = _spooled_coco_writer(paths[1], category_ids=ids)
         except OSError as e:
             self._discard()
+            remove_made_folders(self._made_dirs)
             raise output_error(self.save_dir, e) from None
 
     @property
@@ -860,9 +863,10 @@ class ResultWriter:
                 self._discard()
                 raise output_error(self.save_dir, e) from None
         self._discard()  # after a failed write: drop what was still being written
-        if self._made_dir and not self.outputs:
-            with contextlib.suppress(OSError):  # not empty after all (a file another process put there)
-                self.save_dir.rmdir()
+        if not self.outputs:  # those still empty: not a file another process put there
+            from pvt_deploy.utils.files import remove_made_folders
+
+            remove_made_folders(self._made_dirs)
         return self.outputs
 
     def _finish(self, error: BaseException | None) -> None:

@@ -141,6 +141,41 @@ def being_written(target: str | os.PathLike[str], entries: Iterable[str]) -> boo
     return any(e.startswith(prefix) and e.endswith(tail) for e in entries)
 
 
+def make_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """``mkdir -p folder``, returning the folders this call made, outermost first (none when it
+    existed), for :func:`remove_made_folders`. Each level is made on its own, so a folder another
+    process made meanwhile is not counted as made here. Raises as :meth:`Path.mkdir` does."""
+    folder = Path(folder)
+    missing = []
+    level = folder
+    while not level.exists() and level.parent != level:
+        missing.append(level)
+        level = level.parent
+    made = []
+    for level in reversed(missing):
+        try:
+            level.mkdir()
+        except FileExistsError:
+            if not level.is_dir():
+                raise
+        else:
+            made.append(level)
+    return made
+
+
+def remove_made_folders(made: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove the folders of :func:`make_folders` (outermost first, as it lists them) that are still
+    empty, innermost first; one that holds anything (a file, another run's folder) stays, and so do
+    the folders around it."""
+    for folder in reversed(list(made)):
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
+
+
 def probe_writable(folder: str | os.PathLike[str]) -> Path:
     """Check, creating nothing that stays, that files can be made under ``folder`` (which need not exist
     yet) and return its nearest existing ancestor. Raises :class:`NotADirectoryError` when that
