@@ -29,6 +29,7 @@ from pvt_deploy.io.sources import (
     open_source,
     read_image,
     redact_url,
+    video_joins,
 )
 
 FPS = 25
@@ -1155,6 +1156,22 @@ def test_a_clock_that_jumps_ahead_in_a_ts_file_carries_on_from_the_frame_before(
     first = [i / FPS + (5.0 if i >= 5 else 0.0) for i in range(10)]
     assert [f.timestamp for f in frames] == pytest.approx(first + [first[-1] + (i + 1) / FPS for i in range(10)],
                                                           abs=1e-6)
+
+
+def test_the_packets_tell_the_restarts_of_the_clock_the_frames_are_on(tmp_path: Path) -> None:
+    """video_joins reads where a file's video clock restarts, and the shift after, from its packets alone
+    (an audio track copied beside the frames takes its own restarts' shifts from them): the same places
+    and times as the frames decoded, for a clock that goes back and one that jumps ahead."""
+    joined = joined_ts(tmp_path, [list(range(10)), list(range(5)), [600 * FPS + i for i in range(10)]])
+    with open_source(joined) as source:
+        times = [f.timestamp for f in source]
+    with av.open(str(joined)) as container:
+        stream = container.streams.video[0]
+        joins = video_joins(container)
+        start = float(stream.start_time * stream.time_base)
+    assert [join.start - start for join in joins] == pytest.approx([times[10], times[15]], abs=1e-6)
+    assert [join.time - start for join in joins] == pytest.approx([0.0, 600.0], abs=1e-6)
+    assert all(join.pos for join in joins)
 
 
 def test_non_square_pixels_are_widened_to_the_shape_a_player_shows(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ what players assume for HD video; untagged BT.601 output looks washed out or tin
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
@@ -26,7 +27,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +40,15 @@ import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
-from pvt_deploy.io.sources import _AVFMT_TS_DISCONT, _short, clock_restarted, is_url, redact_url
+from pvt_deploy.io.sources import (
+    _AVFMT_TS_DISCONT,
+    Join,
+    _short,
+    clock_restarted,
+    is_url,
+    redact_url,
+    video_joins,
+)
 from pvt_deploy.utils.files import (
     FULL_DISK_ERRNOS,
     atomic_path,
@@ -644,7 +653,8 @@ class _AudioCopy:
     refuses a packet timed before the one before), found at that packet by the track's probe
     (:meth:`_carry`), is dropped and counted, and silence stands in for it where the codec's frames stand
     alone (:meth:`_silence`: AC-3, E-AC-3, MP2, MP3), else it leaves a gap (:attr:`gaps`). The track keeps
-    one clock where the source's restarts (:meth:`_one_clock`: files joined into one). A track with more than
+    one clock where the source's restarts (:meth:`_one_clock`: files joined into one), the frames' one: each
+    recording's sound takes the shift of its own frames. A track with more than
     :attr:`_MOST_SKIPPED` of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
@@ -657,7 +667,8 @@ class _AudioCopy:
     _MOST_SKIPPED = 0.1  # share of a re-encoded track's packets that may fail to decode
     _AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
-    def __init__(self, source: str, container: Any, fmt: str, track: int = 0, *, copy: bool = True) -> None:
+    def __init__(self, source: str, container: Any, fmt: str, track: int = 0, *, copy: bool = True,
+                 joins: Sequence[Join] = ()) -> None:
         self.source = source
         self.index = track
         self._fmt = fmt
@@ -671,6 +682,11 @@ class _AudioCopy:
         language = self._stream.metadata.get("language")
         self.name = f"track {track + 1} ({self.codec}{f', {language}' if language else ''})"
         self._jumpy = bool(container.format.flags & _AVFMT_TS_DISCONT)  # its clock may jump ahead (MPEG-TS, FLV)
+        self._joins = joins  # where the video's clock restarts (video_joins): the track's restarts follow them
+        self._taken = -1  # the last of them a restart of the track's was matched to (_join_at)
+        self._starts: collections.deque[float] = collections.deque()  # where each recording's sound starts
+        self._fillers: set[int] = set()  # ids of the frames of silence between recordings (not source packets)
+        self._trim = 0  # samples to drop from the next re-encoded ones: a recording's sound that starts early
         self._items = self._read(self._one_clock(container.demux(self._stream)))
         self._pending: Any = None  # the next source packet (copy) or frame (re-encode) not yet written
         self.kept = self.skipped = 0  # source packets carried over (decoded, or copied), and damaged ones dropped
@@ -699,6 +715,7 @@ class _AudioCopy:
         if fmt == "avi":
             return []
         tracks: list[_AudioCopy] = []
+        joins: list[Join] | None = None  # where the video's clock restarts, read once for every track
         for track in itertools.count():
             try:
                 container = _open_input(source)
@@ -710,12 +727,27 @@ class _AudioCopy:
             if track in left_out:
                 container.close()
                 continue
+            if joins is None:
+                joins = cls._video_joins(source)
             try:
-                tracks.append(cls(str(source), container, fmt, track, copy=track not in redone))
+                tracks.append(cls(str(source), container, fmt, track, copy=track not in redone, joins=joins))
             except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
                 left_out[track] = f"track {track + 1}, cannot be read ({_reason(e)})"
                 container.close()
         return tracks
+
+    @staticmethod
+    def _video_joins(source: str | os.PathLike[str]) -> list[Join]:
+        """Where the clock of ``source``'s video restarts (:func:`~pvt_deploy.io.sources.video_joins`), read
+        from its packets by a demuxer of its own; none where it cannot be read."""
+        try:
+            container = _open_input(source)
+        except (av.error.FFmpegError, OSError, ValueError):
+            return []
+        try:
+            return video_joins(container)
+        finally:
+            container.close()
 
     @property
     def copied(self) -> bool:
@@ -782,11 +814,16 @@ class _AudioCopy:
                     item.dts -= delta
                 self._carry(out, item)
                 continue
+            joined = False  # the first frame of a recording joined after the first: it starts at its own time
+            while self._starts and t + shift >= self._starts[0] - 1e-3:
+                self._starts.popleft()
+                joined = True
             if self._samples is None:
                 self._samples, self._filled = round(t * self._rate), self.skipped
-            elif self.skipped > self._filled:  # silence where the undecodable packets were, so the rest keeps step
-                self._filled = self.skipped
+            elif self.skipped > self._filled or joined:  # silence where the undecodable packets were, or
+                self._filled = self.skipped  # where the recording before ended before its frames: the rest keeps step
                 gap = round(t * self._rate) - self._samples
+                self._trim = max(0, -gap) if joined else 0  # it starts before the sound before ends: its start goes
                 if gap > 0:
                     silence = av.AudioFrame.from_ndarray(np.zeros((self._channels, gap), np.float32), format="fltp",
                                                          layout=self._layout)
@@ -794,6 +831,13 @@ class _AudioCopy:
                     self._samples += gap
                     out.mux(self._out.encode(silence))
             for frame in self._resampler.resample(item):
+                if self._trim:
+                    cut, self._trim = min(self._trim, frame.samples), self._trim - min(self._trim, frame.samples)
+                    if cut == frame.samples:
+                        continue
+                    rest = np.ascontiguousarray(frame.to_ndarray()[:, cut:], dtype=np.float32)
+                    frame = av.AudioFrame.from_ndarray(rest, format="fltp", layout=self._layout)
+                    frame.sample_rate = self._rate
                 frame.pts, frame.time_base = self._samples, Fraction(1, self._rate)
                 self._samples += frame.samples
                 out.mux(self._out.encode(frame))
@@ -817,6 +861,7 @@ class _AudioCopy:
         try:
             self._probe.mux(packet)
         except (av.error.InvalidDataError, av.error.ArgumentError) as e:
+            self._fillers.discard(id(packet))
             self.skipped, self._why = self.skipped + 1, e
             # refused for its data, it has a place that silence can take; refused for its time, it has none
             quiet = self._silence(packet) if isinstance(e, av.error.InvalidDataError) else None
@@ -825,7 +870,10 @@ class _AudioCopy:
                 return
             packet = quiet
         else:
-            self.kept += 1
+            if id(packet) in self._fillers:  # silence between recordings, not a source packet
+                self._fillers.discard(id(packet))
+            else:
+                self.kept += 1
         packet.stream = self._out
         out.mux(packet)
 
@@ -846,21 +894,28 @@ class _AudioCopy:
             self._probe.mux(packet)
 
     def _one_clock(self, packets: Iterator[Any]) -> Iterator[Any]:
-        """The track's ``packets`` on one clock, as the source's video frames are (``_frame_time`` in
-        :mod:`pvt_deploy.io.sources`, by the same rule: :func:`~pvt_deploy.io.sources.clock_restarted`):
-        where the clock restarts, going back more than 0.1 s (recordings joined into one MPEG-TS) or, in a
-        format whose clock may jump (MPEG-TS, FLV), ahead more than 10 s (the second recorded later), what
-        follows comes right after what came before, as the frames come one frame after the frame before.
-        The two shifts are each stream's own: where the track ended earlier or later than the video before
-        the restart, the sound after it is off the frames by that much (it adds up over several joins). Going back, a copied track was refused at that packet and left out whole; going
-        ahead, all after the jump was past the video's end, and lost unsaid. A restart is a clock the next
-        packet follows on; a packet off the clock alone (a damaged time) is dropped and counted, as a
-        damaged packet is: the first packet too, which is given only once the next is on its clock. A
-        smaller step back is left to the probe, which refuses it (:meth:`_carry`)."""
+        """The track's ``packets`` on one clock, the frames' (:func:`~pvt_deploy.io.sources.video_joins`, the
+        rule of :func:`~pvt_deploy.io.sources.clock_restarted`): where the clock restarts, going back more than
+        0.1 s (recordings joined into one MPEG-TS) or, in a format whose clock may jump (MPEG-TS, FLV), ahead
+        more than 10 s (the second recorded later), the sound after the restart takes the shift of the frames
+        after the video's restart at that place in the file (the nearest in bytes whose time agrees), so each
+        recording's sound plays with its own frames, as it did in the recording: a recording's sound that
+        outlasts its frames is cut where the next recording starts (:meth:`_recording`), one that ends before
+        them is followed by silence up to the next one's sound (copied, in frames of silence of the track's
+        codec where it has them, :meth:`_quiet_frame`, else a gap; re-encoded, in :meth:`copy_until`). A
+        restart the video does not share (no video, or none there) carries on from the packet before. Going
+        back, a copied track was refused at that packet and left out whole; going ahead, all after the jump
+        was past the video's end, and lost unsaid. A restart is a clock the next packet follows on; a packet
+        off the clock alone (a damaged time) is dropped and counted, as a damaged packet is: the first packet
+        too, which is given only once the next is on its clock. A smaller step back is left to the probe,
+        which refuses it (:meth:`_carry`)."""
         shift = 0.0  # seconds added to the source's times, for the restarts so far
         end: float | None = None  # where the last packet given ends, on the one clock
         held: tuple[Any, float, float] | None = None  # a packet off the clock, with its time and length
-        lead: Any = None  # the first timed packet, until the next says whether its clock is the track's
+        lead: tuple[Any, float, float] | None = None  # the first timed packet, until the next says whether its
+        # clock is the track's
+        recording = self._recording()
+        next(recording)
 
         def lone() -> None:  # a packet whose time alone was off: it goes, counted
             self.skipped, self._why = self.skipped + 1, ValueError("a time off the track's clock")
@@ -873,30 +928,32 @@ class _AudioCopy:
             t, length = self._timing(item)
             if t is None:
                 if lead is not None:  # kept: nothing says its clock is off
-                    yield lead
+                    yield from recording.send(lead)
                     lead = None
                 yield item
                 continue
             t += shift
             if end is None:  # the first timed packet
-                lead, end = item, t + length
+                lead, end = (item, t, length), t + length
                 continue
             if lead is not None:  # the first packet's clock is the track's if this one follows it
                 if off(t):
                     lone()
                     end = None
                 else:
-                    yield lead
+                    yield from recording.send(lead)
                 lead = None
             if held is not None:
                 first, start, span = held
                 held = None
                 if abs(t - (start + span)) <= 0.1 and off(t):  # the clock restarted at the held packet
                     assert end is not None
-                    shift, t = shift + end - start, t + end - start
+                    join = self._join_at(start - shift, first.pos)
+                    moved = (join.shift if join is not None else shift + end - start) - shift
+                    shift, t, start = shift + moved, t + moved, start + moved
                     self._move(first, shift)
-                    end = end + span
-                    yield first
+                    end = start + span
+                    yield from recording.send((first, start, span, join))
                 else:  # the held packet's time alone was off
                     lone()
             if off(t):
@@ -904,11 +961,100 @@ class _AudioCopy:
                 continue
             self._move(item, shift)
             end = t + length
-            yield item
+            yield from recording.send((item, t, length))
         if lead is not None:  # the track's one timed packet
-            yield lead
+            yield from recording.send(lead)
         if held is not None:  # the last packet: a restart or not, it is one packet
             lone()
+        yield from recording.send(None)
+
+    _TAIL_S = 10.0  # the most sound past the next recording's start that is held to be cut there
+
+    def _join_at(self, t: float, pos: int | None) -> Join | None:
+        """The video's restart (``self._joins``) where the track's clock restarted at a packet of source time
+        ``t`` and byte position ``pos``: of those after the last one taken whose first frame's time is within
+        1 s of ``t``, the nearest in the file (the first, where positions are unknown); None if there is none."""
+        taken = self._taken
+        near = [k for k in range(taken + 1, len(self._joins)) if abs(self._joins[k].time - t) <= 1.0]
+        if not near:
+            return None
+        if pos is not None and pos >= 0 and all(self._joins[k].pos is not None for k in near):
+            near.sort(key=lambda k: abs(cast(int, self._joins[k].pos) - pos))
+        self._taken = near[0]
+        return self._joins[near[0]]
+
+    def _recording(self) -> Generator[list[Any], Any, None]:
+        """Packets on the one clock, sent as ``(packet, time, length)`` (``(..., join)`` for the first after a
+        restart of the video's, ``None`` at the end), placed as the recording they belong to plays: each send
+        answers with the packets to give. Where the next recording starts (the video's next restart), the
+        sound before it ends: packets that would play more than half past it (back to back, as players play
+        a track) are held (:attr:`_TAIL_S` at most, past that the sound did not end there) and dropped when
+        the track restarts there. A recording's sound starts where its packets say: those that would play
+        more than half before the sound before ends go, a gap before them is silence (copied: whole frames of
+        the track's codec where it has them; re-encoded: :meth:`copy_until`, told by :attr:`_starts`)."""
+        played: float | None = None  # where what was given ends, played back to back
+        last: float | None = None  # where the last packet given starts
+        tail: list[Any] = []  # packets past the next recording's start, until the track restarts there or not
+        fresh = False  # the start of a recording after a restart of the video's
+        passed = -1  # the last of the video's restarts that the sound went on past (none was its end)
+        give: list[Any] = []
+        while True:
+            sent = yield give
+            give = []
+            if sent is None:
+                give.extend(tail)
+                continue
+            item, t, length, *joined = sent
+            if joined:
+                if joined[0] is None:  # a restart of the track's alone: what was held is not past an end
+                    give.extend(tail)
+                else:
+                    fresh = True
+                tail = []
+            if fresh and played is not None and last is not None:
+                if t + length / 2 <= played or t <= last:  # it would play more than half before the sound before
+                    continue  # ends (or before the packet before starts: no muxer takes it)
+                fresh = False
+                if not self._copy:
+                    self._starts.append(t)
+                elif (fill := self._fill(item, played, t)) is None:  # no silence in its codec: a gap
+                    played = max(played, t)
+                else:
+                    give.extend(fill)
+                    played += sum(float(quiet.duration * quiet.time_base) for quiet in fill)
+            else:
+                fresh = False
+            cut = max(self._taken, passed) + 1  # the next recording's start: the video's restart
+            nxt = self._joins[cut].start if cut < len(self._joins) else None
+            if nxt is not None and (t if played is None else played) + length / 2 > nxt:
+                if not tail or t - nxt <= self._TAIL_S:
+                    tail.append(item)
+                    continue
+                passed = cut  # the sound went on past it: not a recording's end
+            give.extend(tail)
+            tail = []
+            give.append(item)
+            played = t + length if played is None or not length else played + length
+            last = t
+
+    def _fill(self, packet: Any, played: float, t: float) -> list[Any] | None:
+        """Frames of silence of the copied track's codec (:meth:`_quiet_frame`) from ``played`` to about ``t``
+        (to the nearest frame), where ``packet``, at ``t``, starts a recording after a gap; None where the
+        codec has none."""
+        quiet = self._quiet_frame()
+        if quiet is None or not packet.time_base:
+            return None
+        rate = self._stream.codec_context.sample_rate
+        frame = quiet[1] / rate
+        fill = []
+        for k in range(round((t - played) / frame)):
+            silence = av.Packet(quiet[0])
+            silence.time_base = packet.time_base
+            silence.pts = silence.dts = round(Fraction(played + k * frame) / packet.time_base)
+            silence.duration = round(Fraction(quiet[1], rate) / packet.time_base)
+            self._fillers.add(id(silence))
+            fill.append(silence)
+        return fill
 
     @staticmethod
     def _timing(packet: Any) -> tuple[float | None, float]:

@@ -21,6 +21,7 @@ Decoding choices and why:
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import heapq
 import logging
@@ -325,6 +326,82 @@ def clock_restarted(t: float, last: float, *, jumpy: bool) -> bool:
     return t < last - 0.1 or jumpy and t > last + _JUMP_AHEAD_S
 
 
+@dataclass(frozen=True)
+class Join:
+    """Where a video's clock restarted (:class:`OneClock`): recordings joined into one file."""
+
+    time: float  # the first frame's time on the restarted clock, in seconds of the source
+    shift: float  # seconds added to the source's times from that frame on
+    pos: int | None = None  # the byte position of its packet in the file, where known
+
+    @property
+    def start(self) -> float:
+        """The frame's time on the one clock: one frame after the frame before the restart."""
+        return self.time + self.shift
+
+
+class OneClock:
+    """A stream's times on one clock where its own restarts (:func:`clock_restarted`): from a restart on, a
+    time comes ``step`` after the time before (one frame, as players show the frames) and the shift that
+    puts it there is kept for the times that follow, each restart in :attr:`joins`. The frames' clock
+    (:meth:`PyAVReader._frame_time`), and the one an audio track copied beside them takes its restarts'
+    shifts from (:func:`video_joins`, read by ``_AudioCopy._one_clock`` in :mod:`pvt_deploy.io.sinks`)."""
+
+    def __init__(self, step: float, *, jumpy: bool) -> None:
+        self.step, self.jumpy = step, jumpy
+        self.shift = 0.0  # seconds added to the source's times, for the restarts so far
+        self.last: float | None = None  # the last time given, on the one clock
+        self.joins: list[Join] = []
+
+    def __call__(self, t: float, pos: int | None = None) -> float:
+        """The source time ``t`` (seconds) on the one clock; ``pos``: its packet's byte position."""
+        t += self.shift
+        if self.last is not None and clock_restarted(t, self.last, jumpy=self.jumpy):
+            source = t - self.shift
+            self.shift += self.last + self.step - t
+            t = self.last + self.step
+            self.joins.append(Join(source, self.shift, pos))
+        self.last = t
+        return t
+
+
+def _frame_rate(container: Any, stream: Any) -> float | None:
+    """The frame rate a video stream plays at: its mean rate, else the one FFmpeg guesses; in a raw stream
+    (.h264, .hevc) whose demuxer's rate is a fixed default (25), the one the bitstream signals (the guessed)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if container.format.flags & _AVFMT_NOTIMESTAMPS:
+        rate = stream.guessed_rate or rate
+    return float(rate) if rate else None
+
+
+def video_joins(container: Any) -> list[Join]:
+    """Where the clock of ``container``'s first video stream restarts, and the shift after each, as
+    :class:`PyAVReader` times its frames (the same :class:`OneClock`), read from its packets, not decoded:
+    each run of packets whose decode times do not restart is one recording, its frames shown in order of
+    their presentation times. A read that fails ends the list there; none for a file without video."""
+    if not container.streams.video:
+        return []
+    stream = container.streams.video[0]
+    fps = _frame_rate(container, stream)
+    clock = OneClock(1.0 / fps if fps else 0.0, jumpy=bool(container.format.flags & _AVFMT_TS_DISCONT))
+    run: list[tuple[float, int | None]] = []  # the recording's frames: presentation time, byte position
+    last: float | None = None  # the last packet's decode time
+    with contextlib.suppress(av.error.FFmpegError):
+        for packet in container.demux(stream):
+            if not packet.size or packet.pts is None or not packet.time_base:
+                continue
+            when = float((packet.dts if packet.dts is not None else packet.pts) * packet.time_base)
+            if last is not None and clock_restarted(when, last, jumpy=clock.jumpy):
+                for t, pos in sorted(run, key=lambda frame: frame[0]):
+                    clock(t, pos)
+                run = []
+            last = when
+            run.append((float(packet.pts * packet.time_base), packet.pos))
+    for t, pos in sorted(run, key=lambda frame: frame[0]):
+        clock(t, pos)
+    return clock.joins
+
+
 class FrameReader(Protocol):
     """One open connection that produces frames until it ends or fails (a cv2-style grab/retrieve).
 
@@ -371,8 +448,7 @@ class PyAVReader:
         self._frame: av.VideoFrame | None = None
         self._peeked = False
         self._time: float | None = None  # the grabbed frame's time (see timestamp())
-        self._shift = 0.0  # added to the source's times since its clock went back (see _frame_time)
-        self._last_time: float | None = None
+        self._clock: OneClock | None = None  # the frames' times on one clock (see _frame_time)
         self.packets = 0  # packets with data sent to the decoder, and the frames it gave back (see _decode)
         self.decoded = 0
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
@@ -394,11 +470,7 @@ class PyAVReader:
             sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
             self._sar = float(sar) if sar and sar > 0 and sar != 1 else None
             rate = stream.average_rate or stream.guessed_rate
-            if not self._clocked:
-                # a raw stream (.h264, .hevc): its demuxer's rate is a fixed default (25), the rate the
-                # bitstream itself signals (the SPS timing) is the guessed one
-                rate = stream.guessed_rate or rate
-            self.fps: float | None = float(rate) if rate else None
+            self.fps: float | None = _frame_rate(self._container, stream)
             # a constant rate (the mean rate is the one every time is on) in a container that times
             # every frame: a frame's time tells its number, also after frames lost to damaged packets
             # (until a time off that rate's grid shows a variable rate: mkv declares one for those too)
@@ -536,6 +608,9 @@ class PyAVReader:
         would otherwise hold one frame on screen for the whole gap. Frames from there on follow the
         frame before, one nominal frame after it, as players show them; a smaller step is a jittery
         or variable-rate clock and left as it is, and so is a live feed's (its gaps are real)."""
+        if self._clock is None:
+            self._clock = OneClock(1.0 / self.fps if self.fps else 0.0, jumpy=self._jumpy and not self.live)
+        clock = self._clock
         if self._pending:
             dts = heapq.heappop(self._pending)
             if self._first_dts is None:
@@ -547,16 +622,10 @@ class PyAVReader:
             # without times is timed by arrival instead (see timestamp())
             if self.live or not self.fps:
                 return None
-            t = self._last_time + 1.0 / self.fps if self._last_time is not None else 0.0
+            t = (clock.last + 1.0 / self.fps if clock.last is not None else 0.0) - clock.shift
         else:
-            t = float(frame.time) - self._start + self._shift
-        last = self._last_time
-        if last is not None and clock_restarted(t, last, jumpy=self._jumpy and not self.live):
-            step = 1.0 / self.fps if self.fps else 0.0
-            self._shift += last + step - t
-            t = last + step
-        self._last_time = t
-        return t
+            t = float(frame.time) - self._start
+        return clock(t)
 
     def _rotation_turns(self) -> int:
         rotation = self._frame.rotation if self._frame is not None else 0
