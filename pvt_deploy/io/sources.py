@@ -351,10 +351,12 @@ class OneClock:
         self.step, self.jumpy = step, jumpy
         self.shift = 0.0  # seconds added to the source's times, for the restarts so far
         self.last: float | None = None  # the last time given, on the one clock
+        self.furthest: float | None = None  # the latest source time given, on the source's own clock
         self.joins: list[Join] = []
 
     def __call__(self, t: float, pos: int | None = None) -> float:
         """The source time ``t`` (seconds) on the one clock; ``pos``: its packet's byte position."""
+        self.furthest = t if self.furthest is None else max(self.furthest, t)
         t += self.shift
         if self.last is not None and clock_restarted(t, self.last, jumpy=self.jumpy):
             source = t - self.shift
@@ -530,9 +532,13 @@ class PyAVReader:
         """Whether decoding whose last frame came at ``last`` seconds stopped short of the declared
         length: by more than two frames, which absorbs a length rounded in the header or a last frame
         held longer; by half a second more where the length is a container's that also holds audio,
-        which often outlasts the picture."""
+        which often outlasts the picture. The length is the span of the file's own clock: where that
+        restarted (recordings joined into one file), the furthest frame on it counts, not ``last``, whose
+        time is on the frames' one clock (a recording made later, its clock ahead, is no truncation)."""
         if self.duration is None or last is None:
             return False
+        if self._clock is not None and self._clock.joins and self._clock.furthest is not None:
+            last = self._clock.furthest
         frame = 1.0 / self.fps if self.fps else 0.1
         slack = 2.0 * frame + 1e-3 + (0.0 if self.duration_is_video else 0.5)
         return self.duration - (last + frame) > slack
