@@ -193,3 +193,20 @@ def test_best_latencies_take_turns_and_keep_the_best_call(monkeypatch: pytest.Mo
     calls.clear()
     _best_latencies({n: runner(n) for n in delays}, np.zeros(1), rounds=(3, 9), budget_s=0.105)
     assert len(calls) == 10
+
+
+def test_the_parity_log_line_says_what_the_summary_table_says(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A random-weights RetinaNet detects nothing on either side, so its F1 of 1.0 compared nothing: the
+    summary table said "no dets" while the parity log line said "agreement 1.0000"; both say "no dets"."""
+    import logging
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.export.parity import agreement_text
+
+    with caplog.at_level(logging.INFO, logger="pvt_deploy"):
+        export_onnx("pvt_v2_b0", tmp_path / "det", imgsz=32, simplify=False)
+    report = read_manifest(tmp_path / "det")["parity"]["model.onnx"]
+    assert report["agreement"] == 1.0 and report["task"]["ref_detections"] == 0  # the premise: nothing to compare
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("parity model.onnx")]
+    assert len(lines) == 1 and f"agreement {agreement_text(report, '.4f')} " in lines[0], lines
+    assert "agreement no dets " in lines[0]

@@ -585,7 +585,7 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
 def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_name: str, folder: Path,
             files: Mapping[str, Mapping[str, Any]], batches: list[Batch], *, task: str, post: Mapping[str, Any],
             tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps) -> dict[str, Any]:
-    from pvt_deploy.export.parity import ParityCandidate, parity_status, run_parity
+    from pvt_deploy.export.parity import ParityCandidate, agreement_text, parity_status, run_parity
     from pvt_deploy.export.precision import INT8_FILES
 
     with steps.phase("parity", len(batches) * (1 + len(files))):
@@ -600,11 +600,12 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
             for name, seconds in _best_latencies(runs, batches[0].images).items():
                 result.reports[name]["best_latency_s"] = round(seconds, 4)
     for name, report in result.reports.items():
-        agreement = report.get("agreement")
         worst = min((s["cosine"] for s in report["outputs"].values() if "cosine" in s), default=None)
+        # as the summary table says it: no detections on either side is "no dets", not an F1 of 1.0
+        agreement = agreement_text(report, ".4f")
         log.info("parity %-20s %s  cosine>=%s  agreement %s  %.3fs/batch", name,
                  parity_status(report), f"{worst:.6f}" if worst is not None else "n/a",
-                 f"{agreement:.4f}" if agreement is not None else "n/a", report["latency_s"])
+                 "n/a" if agreement == "-" else agreement, report["latency_s"])
     unchecked = [name for name, report in result.reports.items() if not report["checked"]]
     if unchecked:
         log.warning("parity could not check %s: with random weights, %s hold nothing to compare; "
