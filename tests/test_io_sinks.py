@@ -707,6 +707,23 @@ def test_each_joined_recordings_sound_plays_with_its_own_frames(tmp_path: Path, 
     assert np.subtract(clicks, white) == pytest.approx([0.02] * 3, abs=frame_s / 2 + 1e-3)
 
 
+def test_the_video_is_read_again_for_its_joins_only_where_a_file_can_be_joined(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding where the frames' clock restarts reads the whole video a second time (a second download of
+    an http(s) source): only a format whose recordings can be joined byte by byte (MPEG-TS) pays it; an mp4,
+    which cannot be, does not."""
+    import pvt_deploy.io.sinks as sinks
+
+    read: list[str] = []
+    real = sinks.video_joins
+    monkeypatch.setattr(sinks, "video_joins", lambda container: read.append(container.format.name) or real(container))
+    for src in (clip_with_audio(tmp_path / "take.mp4", "aac", frames=5), recordings_joined(tmp_path / "joined.ts", "ac3", 1.0)):
+        with VideoWriter(tmp_path / f"{src.stem}.out.mp4", 25, (64, 48), audio_from=src) as writer:
+            writer.write(frame(0), 0.0)
+        assert audio_of(tmp_path / f"{src.stem}.out.mp4") is not None
+    assert read == ["mpegts"]
+
+
 def test_audio_the_container_refuses_as_it_is_is_re_encoded_else_the_video_is_silent(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Copying PCM into mp4 fails when the file is finalised, where no track is named: the track is tried

@@ -739,12 +739,17 @@ class _AudioCopy:
     @staticmethod
     def _video_joins(source: str | os.PathLike[str]) -> list[Join]:
         """Where the clock of ``source``'s video restarts (:func:`~pvt_deploy.io.sources.video_joins`), read
-        from its packets by a demuxer of its own; none where it cannot be read."""
+        from its packets by a demuxer of its own; none where it cannot be read, and none asked of a format
+        whose files cannot be joined byte by byte (mp4, mov, Matroska, AVI: only formats whose clock may
+        jump, MPEG-TS and MPEG-PS, are recordings one after another), which would pay a second read of the
+        whole video for nothing (a second download of an http(s) source)."""
         try:
             container = _open_input(source)
         except (av.error.FFmpegError, OSError, ValueError):
             return []
         try:
+            if not container.format.flags & av.format.Flags.ts_discont.value:
+                return []
             return video_joins(container)
         finally:
             container.close()
