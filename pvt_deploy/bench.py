@@ -398,9 +398,10 @@ def _cuda_peak(active: bool) -> float | None:
 # Agreement
 # --------------------------------------------------------------------------------------------------
 
-def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tuple[str, np.ndarray]]:
+def _check_images(images: str | os.PathLike[str] | None, limit: int) -> tuple[list[tuple[str, np.ndarray]], str]:
     """The first ``limit`` pictures of ``check --images`` (:func:`~pvt_deploy.export.calibration.open_images`,
-    as export reads its images, and a video's frames too), else of the bundled sample photos."""
+    as export reads its images, and a video's frames too), else of the bundled sample photos; and the
+    source's kind (``images``, ``video``...), so that a video's are counted as frames."""
     from pvt_deploy.assets import sample_images
     from pvt_deploy.export.calibration import open_images
 
@@ -410,9 +411,10 @@ def _check_images(images: str | os.PathLike[str] | None, limit: int) -> list[tup
             out.append((frame.path, frame.image))
             if len(out) >= limit:
                 break
+        kind = str(src.kind)
     if not out:
         raise InputError(f"no readable images in {images}")
-    return out
+    return out, kind
 
 
 def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
@@ -461,10 +463,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     if wanted is not None and len(wanted) < 2:
         raise InputError(f"--backends {','.join(wanted)}: check compares backends, so name at least two "
                          "(or leave --backends out for every one that runs here)")
-    inputs = _check_images(images, max_images)
+    inputs, kind = _check_images(images, max_images)
     size = _pair(imgsz)
     _refuse_size_outside(folder, size)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
+                              "source_kind": kind,
                               "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True}
     runs: dict[str, list[dict[str, np.ndarray]]] = {}
     metas: list[Any] = []

@@ -89,6 +89,7 @@ def test_check_fails_with_exit_5_outside_tolerance(monkeypatch: pytest.MonkeyPat
                          "--max-images", "1")
     assert code == 5
     assert "FAIL" in out and "max_rel" in out and "Traceback" not in err
+    assert f"{cls_export}: 1 image vs torch" in " ".join(out.split())  # "1 images"; a video's are frames
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: onnx, onnx-int8 disagree with torch") and "max_rel" in last
 

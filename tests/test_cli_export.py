@@ -538,7 +538,7 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     infer = [str(sample_images()[0]) if word == "SOURCE" else word for word in commands[0][1:]]
     monkeypatch.chdir(tmp_path)
     got, _, err = run(monkeypatch, capsys, *infer, "--no-save")
-    assert got == 0 and "1 frame" in err and "on onnxruntime" in " ".join(err.split()), err
+    assert got == 0 and "1 image" in err and "on onnxruntime" in " ".join(err.split()), err
 
 
 @pytest.mark.skipif(sys.platform == "win32" or shutil.which("bash") is None,

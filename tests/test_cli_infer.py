@@ -80,7 +80,7 @@ def test_no_arguments_runs_the_default_model_on_the_bundled_sample(
     monkeypatch.chdir(tmp_path)
     code, _, err = run(monkeypatch, capsys, "infer")
     assert code == 0, err
-    assert "RANDOM WEIGHTS" in err and "3 frames" in err
+    assert "RANDOM WEIGHTS" in err and "source 3 images\n" in err and "\n3 images in " in err
     out = tmp_path / "runs" / "infer" / "pvt_v2_b0-cls"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in sample_images())
     code, _, err = run(monkeypatch, capsys, "infer", "--no-save", "--save-json")  # a second run never overwrites
@@ -102,7 +102,7 @@ def test_video_gives_h264_at_the_source_size_and_one_json_line_per_frame(
     code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "--batch", "2",
                        "-o", str(tmp_path / "out"))
     assert code == 0, err
-    assert "12 frames" in err and "FPS" in err and "encode" in err
+    assert "(video, 12 frames)" in err and "\n12 frames in " in err and "ms/frame" in err and "encode" in err
     codec, frames, size, fps = decode_video(tmp_path / "out" / "walk.mp4")
     assert (codec, frames, size) == ("h264", 12, (320, 180)) and fps == pytest.approx(12.0)
     lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
@@ -486,7 +486,7 @@ def test_a_folder_of_only_unreadable_images_leaves_no_predictions_file(
     code, _, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
                        "-o", str(tmp_path / "out"))
     assert code == 2, err
-    assert_one_line_error(err, "no frames could be read")
+    assert_one_line_error(err, "no images could be read")
     # the folder the run made is gone too (the next default run is not moved on to <model>2 past it);
     # one that was there before the run stays
     assert not (tmp_path / "out").exists()
@@ -753,7 +753,7 @@ def test_pytorch_on_the_cpu_says_how_to_get_onnx_runtime(monkeypatch: pytest.Mon
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-save")
     assert code == 0, err
     assert "pvt-deploy export --model pvt_v2_b0-cls, then infer picks up exports/pvt_v2_b0-cls" in err
-    assert "(image, 1 frame)" in err and "\n1 frame in " in err
+    assert f"{photo} (1 image)" in err and "\n1 image in " in err and "ms/image" in err
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-save",
                        "--backend", "torch")
     assert code == 0 and "tip:" not in err
@@ -776,11 +776,11 @@ def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: py
     (tmp_path / "pics").mkdir()
     (tmp_path / "pics" / "bad.jpg").write_bytes(b"not a picture")
     code, _, err = run(monkeypatch, capsys, "infer", "pics", "--model", "pvt_v2_b0-cls", "--imgsz", "64")
-    assert code == 2 and "no frames could be read" in err
+    assert code == 2 and "no images could be read" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]
     code, _, err = run(monkeypatch, capsys, "infer", "pics", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                        "-o", "out/a/b", "--save-json")
-    assert code == 2 and "no frames could be read" in err
+    assert code == 2 and "no images could be read" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pics"]
     (tmp_path / "runs").mkdir()  # the user's own
 
@@ -792,6 +792,7 @@ def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: py
         patch.setattr(TorchBackend, "infer", interrupted)
         code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert "the outputs above hold every image processed so far" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pics", "runs"] and not any((tmp_path / "runs").iterdir())
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 0, err
@@ -815,7 +816,7 @@ def test_key_value_arguments_get_the_command_with_options_and_a_file_so_named_st
     suggestion = said.split("Did you mean: ", 1)[1]
     assert suggestion == "pvt-deploy infer shots --model pvt_v2_b0-cls --imgsz 64 --no-save", said
     code, _, err = run(monkeypatch, capsys, *shlex.split(suggestion)[1:])
-    assert code == 0 and "1 frame" in err and "shots/a.jpg" in err, err
+    assert code == 0 and "1 image" in err and "shots/a.jpg" in err, err
     code, _, err = run(monkeypatch, capsys, "infer", "conf=0.3.jpg", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                        "--no-save")
     assert code == 0 and "1/1 conf=0.3.jpg" in err, err
@@ -844,7 +845,7 @@ def test_weights_has_the_short_name_export_gives_it(
     code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "-m", "pvt_v2_b0-cls", "-w", str(ckpt),
                        "--imgsz", "64", "--no-save")
     assert code == 0, err
-    assert "1 frame" in err and "RANDOM" not in err
+    assert "1 image" in err and "RANDOM" not in err
 
 
 def test_an_unquoted_glob_runs_the_files_the_shell_lists(

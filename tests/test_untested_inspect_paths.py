@@ -309,6 +309,13 @@ def test_check_of_a_detector_on_a_video_compares_its_frames(
     assert code == 0, err
     report = json.loads(out)
     assert report["task"] == "detect" and report["images"] == 2 and report["reference"] == "torch"
+    from rich.console import Console
+
+    from pvt_deploy.cli.check import render
+
+    console = Console(record=True, width=300)
+    render(report, console)  # the table's title counts a video's frames as frames (it said "2 images")
+    assert report["source_kind"] == "video" and f"{det}: 2 frames vs torch" in console.export_text()
     onnx = next(r for r in report["results"] if r["backend"] == "onnx")
     assert onnx["passed"] and onnx["task"]["metric"] == "detection_f1" and onnx["outputs"]["scores"]["cosine"] > 0.999
 

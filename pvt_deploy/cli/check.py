@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
 
 
@@ -111,7 +112,8 @@ def render(report: dict[str, Any], console: Any) -> None:
     metric = {"detect": "detection F1", "segment": "pixels equal", "classify": "top-1 equal"}.get(
         str(report.get("task")), "agreement")
     gated = "" if report.get("agreement_gated") else " (agreement not gated: random weights)"
-    table = Table(title=f"{report['artifact']}: {report['images']} images vs {report['reference']}{gated}",
+    noun = "frame" if report.get("source_kind") in ("video", "stream") else "image"
+    table = Table(title=f"{report['artifact']}: {count_of(report['images'], noun)} vs {report['reference']}{gated}",
                   title_justify="left")
     for col in ("backend", "prec", "device", metric, "max_rel", "cosine", "result"):
         table.add_column(col, justify="left" if col in ("backend", "prec", "device", "result") else "right",

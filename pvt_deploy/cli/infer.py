@@ -192,9 +192,12 @@ def infer(
         else:
             save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
+        noun = _noun(kind)
+        count = count_of(src.frames, noun) if src.frames else ""
+        detail = (count or kind) if noun == "image" else ", ".join(filter(None, (kind, count)))
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
-                      f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)} ({kind}"
-                      + (f", {count_of(src.frames, 'frame')}" if src.frames else "") + ")", soft_wrap=True)
+                      f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)}"
+                      + (f" ({detail})" if detail != src.spec else ""), soft_wrap=True)  # not "3 images (3 images)"
         results = m.predict(src, stream=True, conf=conf if detect else None, iou=iou if detect else None,
                             draw_conf=draw_conf if detect else None,
                             classes=ids, imgsz=size, batch=batch, vid_stride=vid_stride,
@@ -207,15 +210,15 @@ def infer(
         except KeyboardInterrupt:
             # say what was kept; main() then says "interrupted" or "terminated" as the last line
             if m.last_summary is not None:
-                _print_summary(console, m.last_summary, save_dir if writes else None)
-            console.print("[yellow]the outputs above hold every frame processed so far[/]")
+                _print_summary(console, m.last_summary, save_dir if writes else None, noun)
+            console.print(f"[yellow]the outputs above hold every {noun} processed so far[/]")
             raise
         summary = m.last_summary
         assert summary is not None
         if summary.frames == 0:
-            raise InputError(f"no frames could be read from {src.spec}"
+            raise InputError(f"no {noun}s could be read from {src.spec}"
                              + (f" ({summary.skipped} unreadable images skipped)" if summary.skipped else ""))
-        _print_summary(console, summary, save_dir if writes else None)
+        _print_summary(console, summary, save_dir if writes else None, noun)
     finally:
         if src is not None:
             src.close()
@@ -389,16 +392,21 @@ class _Viewer:
             cv2.destroyAllWindows()
 
 
-def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None) -> None:
+def _noun(kind: str) -> str:
+    """What the CLI counts of a source of ``kind``: images of pictures, frames of videos and streams."""
+    return "image" if kind in ("image", "images") else "frame"
+
+
+def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None, noun: str = "frame") -> None:
     from rich.markup import escape
     from rich.table import Table
 
     info = summary.to_json()
     model_fps = f", model-only {info['model_fps']:.2f} FPS" if info["model_fps"] else ""
-    console.print(f"{count_of(summary.frames, 'frame')} in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
+    console.print(f"{count_of(summary.frames, noun)} in {summary.seconds:.2f} s: [bold]{summary.fps:.2f} FPS[/] end to end"
                   f"{model_fps}")
     table = Table(title=None, show_edge=False, pad_edge=False)
-    for col in ("stage", "ms/frame", "FPS"):
+    for col in ("stage", f"ms/{noun}", "FPS"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     labels = {"decode": "decode", "preprocess": "pre", "inference": "infer", "postprocess": "post",
               "draw": "draw", "write": "encode/write"}
