@@ -173,7 +173,9 @@ class Model:
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL
         image, a list of image paths / arrays, or an opened :class:`pvt_deploy.io.Source`; ``None``
-        is the bundled sample photos. Videos and
+        is the bundled sample photos. An unreadable image in a list, folder or glob is skipped with a
+        warning (each result's ``path`` says which picture it is); when none can be read,
+        :class:`InputError`. Videos and
         streams should use ``stream=True`` (one result at a time, constant memory); a live stream
         with ``stream=False`` is refused, and so is a video longer than :data:`MAX_LIST_FRAMES`.
         ``conf``/``iou``/``classes``/``max_det``: detection filters (``classes``: ids or names, one or
@@ -258,6 +260,10 @@ class Model:
                     writer.write(result)
                     pipeline.times.add("write", time.perf_counter() - t0)
                 yield result
+            skipped = int(getattr(pipeline.source, "skipped", 0) or 0)
+            if skipped and not pipeline.frames_done:  # as one unreadable file is: [] would read as "no detections"
+                raise InputError(f"no images could be read from {pipeline.source.spec} ({skipped} unreadable "
+                                 "images skipped)")
         except BaseException as e:
             error = e
             raise

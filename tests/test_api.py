@@ -783,3 +783,21 @@ def test_a_source_given_twice_fails_instead_of_hanging(det_model: Model, clip: P
     assert not caller.is_alive(), "predict on a used source hung"
     assert isinstance(outcome[0], InputError) and "is closed" in str(outcome[0])
     assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-deploy")]
+
+
+def test_images_none_of_which_can_be_read_are_an_error_as_one_is(det_model: Model, tmp_path: Path) -> None:
+    """``predict("broken.jpg")`` raises, but ``predict(["broken.jpg"])`` (or a folder of broken files)
+    returned ``[]`` with only a log line: a server got "no detections" for pictures it never saw.
+    ``pvt-deploy infer`` exits 2 for it ("nothing decodable"); one unreadable file among others is still
+    skipped with a warning."""
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    broken = [str(tmp_path / "broken.jpg"), str(tmp_path / "empty.png")]
+    for source in (broken[:1], broken, str(tmp_path), str(tmp_path / "*.*")):
+        with pytest.raises(InputError, match=r"no images could be read from .* \([12] unreadable images skipped\)"):
+            det_model.predict(source)
+        with pytest.raises(InputError, match="no images could be read"):
+            list(det_model.predict(source, stream=True))
+    kept = det_model.predict([*broken, str(sample_image("coffee"))])
+    assert len(kept) == 1 and det_model.last_summary.skipped == 2
+    assert det_model.predict([]) == []  # nothing asked for is not a picture that could not be read
