@@ -785,6 +785,45 @@ def test_a_source_given_twice_fails_instead_of_hanging(det_model: Model, clip: P
     assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-deploy")]
 
 
+def test_an_empty_source_is_refused_instead_of_running_the_current_folder(det_model: Model, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``predict("")`` (an unset variable, a blank line of a config; ``pvt-deploy infer ""`` too) read
+    the empty path as the current folder (``Path("")`` is ``.``) and ran every image in it."""
+    (tmp_path / "coffee.jpg").write_bytes(sample_image("coffee").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", "  "):
+        with pytest.raises(InputError, match="the source is an empty name"):
+            det_model.predict(blank)
+    assert [r.path for r in det_model.predict(".")] == ["coffee.jpg"]  # the folder, when it is asked for
+
+
+def test_arrays_whose_values_are_not_pixels_are_refused(det_model: Model) -> None:
+    """A normalised tensor ((x/255 - mean) / std: -2.1..2.6), a centred one, NaN, or 16-bit values in
+    an int32 or float array were clipped into a picture without a word: a black or white one, and
+    detections of nothing. Pixels are 0..1 or 0..255 floats, 0..255 integers or uint16."""
+    image = read_image(sample_image("chelsea"))[::4, ::4]
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    nan = image.astype(np.float32)
+    nan[0, 0, 0] = np.nan
+    inf = image / 255.0
+    inf[1, 1, 1] = np.inf
+    noisy = image / 255.0
+    noisy[image == 0] = -1e-7  # rounding noise below 0 is still a pixel
+    for bad, says in [((image / 255.0 - mean) / std, r"values lie in -2\.\d+\.\.1\.\d+, not 0\.\.1 or 0\.\.255"),
+                      (image.astype(np.float32) - 128, r"values lie in -128\.\.87, not 0\.\.1 or 0\.\.255"),
+                      (image.astype(np.float32) * 257, r"values lie in 0\.\.55255, not 0\.\.1 or 0\.\.255"),
+                      (nan, "NaN or infinite values"), (inf, "NaN or infinite values"),
+                      (image.astype(np.int32) * 257, r"int32 picture's values lie in 0\.\.55255, not 0\.\.255"),
+                      (image.astype(np.int16) - 128, r"int16 picture's values lie in -128\.\.87, not 0\.\.255")]:
+        for given in (bad, [image, bad]):
+            with pytest.raises(InputError, match=says):
+                det_model.predict(given)
+    # pixels in every form the README names still give the uint8 picture
+    for same in (image / 255.0, image.astype(np.float32), image.astype(np.int64), image.astype(np.uint16) * 257,
+                 noisy):
+        assert np.abs(det_model.predict(same)[0].orig_img.astype(int) - image).max() <= 1
+
+
 def test_images_none_of_which_can_be_read_are_an_error_as_one_is(det_model: Model, tmp_path: Path) -> None:
     """``predict("broken.jpg")`` raises, but ``predict(["broken.jpg"])`` (or a folder of broken files)
     returned ``[]`` with only a log line: a server got "no detections" for pictures it never saw.

@@ -222,13 +222,37 @@ def as_rgb_array(image: Any) -> np.ndarray:
     given = image
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.size == 0:
         raise InputError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image, initial=0.0)) > 1.0:
-        image = np.clip(np.nan_to_num(image), 0.0, 255.0) / 255.0  # 0..255 floats, not 0..1
+    _check_pixel_values(image)
+    if np.issubdtype(image.dtype, np.floating) and float(np.max(image)) > 1.0:
+        image = np.clip(image, 0.0, 255.0) / 255.0  # 0..255 floats, not 0..1
     img = _to_uint8(image)
     if img.ndim == 2 or img.shape[2] == 1:
         img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
     out = np.ascontiguousarray(img[:, :, :3])
     return out.copy() if np.may_share_memory(out, given) else out
+
+
+def _check_pixel_values(image: np.ndarray) -> None:
+    """Refuse an array whose values are not pixels, which clipping would turn into a black or white
+    picture without a word: floats outside 0..1 and 0..255 (a normalised tensor, ``(x/255 - mean) / std``,
+    or one centred on 0), NaN or infinity, integers outside 0..255 (16-bit values in an int32 array);
+    uint8, uint16 (16-bit) and bool hold pixels whatever their values. Rounding noise (half an 8-bit
+    level) past either end is still a pixel."""
+    if image.dtype in (np.uint8, np.uint16, np.bool_):
+        return
+    lo, hi = image.min(), image.max()
+    if np.issubdtype(image.dtype, np.floating):
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError(f"the {image.dtype} picture ({image.shape}) has NaN or infinite values",
+                             hint="give pixels: 0..1 or 0..255 floats, or uint8")
+        level = 0.5 / 255 if hi <= 1.0 else 0.5
+        if lo < -level or hi > 255 + level:
+            raise InputError(f"the {image.dtype} picture's values lie in {float(lo):g}..{float(hi):g}, not 0..1 or 0..255 "
+                             "(a normalised tensor? pvt-deploy normalises the pixels itself)",
+                             hint="give the picture's pixels (uint8, or 0..1 / 0..255 floats)")
+    elif lo < 0 or hi > 255:
+        raise InputError(f"the {image.dtype} picture's values lie in {int(lo)}..{int(hi)}, not 0..255",
+                         hint="give 8-bit pixels, or uint16 for 16-bit ones")
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -1338,6 +1362,9 @@ def open_source(
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
         raise InputError(f"unsupported source type {type(spec).__name__}")
     text = str(spec) if isinstance(spec, int) else os.fspath(spec).strip()
+    if not text:  # Path("") is ".": an unset variable ran every image in the current folder
+        raise InputError(f"the source is an empty name ({spec!r})", hint="give a file, folder, glob, video or "
+                         "URL; the current folder is '.'")
     stream_kw: dict[str, Any] = dict(
         vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options
     )
