@@ -240,6 +240,33 @@ def test_a_float_tiff_and_a_float_array_are_read_as_0_to_1(tmp_path: Path) -> No
     assert a.image.tolist() == b.image.tolist() == image.tolist()
 
 
+def test_a_16_bit_or_float_pil_image_is_the_picture_its_file_is(tmp_path: Path) -> None:
+    """``Image.open`` of a 16-bit grey PNG (mode I;16) or a float TIFF (mode F) went through Pillow's
+    ``convert("RGB")``, which clips: the 16-bit picture came in almost all white, the 0..1 float one
+    black, where ``predict`` of the file's path reads both right."""
+    from PIL import Image
+
+    ramp = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "grey16.png"), ramp * 257)
+    ok, data = cv2.imencode(".tiff", (ramp / 255.0).astype(np.float32))
+    assert ok
+    data.tofile(str(tmp_path / "float.tiff"))
+    for name, mode in (("grey16.png", "I;16"), ("float.tiff", "F")):
+        with Image.open(tmp_path / name) as pil:
+            assert pil.mode == mode
+            [frame] = list(open_source(pil))
+        assert frame.image.tolist() == read_image(tmp_path / name).tolist()
+        assert np.abs(frame.image[..., 1].astype(int) - ramp).max() <= 1
+    as_int = Image.fromarray(ramp.astype(np.int32) * 257)  # mode I holding 16-bit values
+    eight = Image.fromarray(ramp.astype(np.int32))  # mode I holding 8-bit values
+    for pil in (as_int, eight):
+        assert pil.mode == "I"
+        [frame] = list(open_source(pil))
+        assert np.abs(frame.image[..., 0].astype(int) - ramp).max() <= 1
+    with pytest.raises(InputError, match=r"int32 picture's values lie in -5\.\."):
+        open_source(Image.fromarray(ramp.astype(np.int32) - 5))
+
+
 def test_gray_and_pil_pictures_become_rgb() -> None:
     from PIL import Image
 

@@ -214,7 +214,7 @@ def as_rgb_array(image: Any) -> np.ndarray:
     buffer cannot change a picture (``Result.orig_img``) after the fact.
     """
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
-        image = np.asarray(image.convert("RGB"))
+        image = _pil_pixels(image)
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy array or PIL image, got {type(image).__name__}")
     if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_) or np.iscomplexobj(image):
@@ -230,6 +230,22 @@ def as_rgb_array(image: Any) -> np.ndarray:
         img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
     out = np.ascontiguousarray(img[:, :, :3])
     return out.copy() if np.may_share_memory(out, given) else out
+
+
+def _pil_pixels(image: Any) -> np.ndarray:
+    """A PIL image's pixels: 16-bit (``I;16``), 32-bit integer (``I``) and float (``F``) pictures as
+    arrays that :func:`as_rgb_array` scales as it scales a file's (Pillow's ``convert("RGB")`` clips
+    them to 255: a 16-bit grey PNG came in white, a 0..1 float TIFF black); other modes through
+    ``convert("RGB")``. Mode ``I`` holds a 16-bit PNG's values in older Pillows: read as 16-bit where
+    they pass 255 and fit in 16 bits."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode in ("I", "F"):
+        pixels = np.asarray(image)
+        if image.mode == "I" and pixels.size and 255 < pixels.max() <= 65535 and pixels.min() >= 0:
+            return pixels.astype(np.uint16)
+        return pixels
+    return np.asarray(image.convert("RGB"))
 
 
 def _check_pixel_values(image: np.ndarray) -> None:
