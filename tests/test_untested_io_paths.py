@@ -215,6 +215,16 @@ def test_a_source_of_another_type_is_refused(spec: object) -> None:
         _model(FakeBackend()).predict(spec)
 
 
+def test_a_generator_of_pictures_is_refused_saying_what_to_give() -> None:
+    """``predict(frame for frame in frames)`` said only "unsupported source type generator", not that a
+    list of the same pictures runs."""
+    picture = np.zeros((8, 8, 3), np.uint8)
+    for spec in ((p for p in [picture]), iter([picture]), map(np.asarray, [picture]), {"a.jpg"}):
+        with pytest.raises(InputError, match=r"unsupported source type (\w+): .*a list of image paths and pictures; "
+                                             r"give list\(\.\.\.\) of a \1, or call predict on each picture"):
+            _model(FakeBackend()).predict(spec)
+
+
 def test_a_file_neither_image_nor_video_says_so(tmp_path: Path) -> None:
     notes = tmp_path / "notes.xyz"
     notes.write_text("shopping list\n" * 50)

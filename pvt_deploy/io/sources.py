@@ -1376,7 +1376,12 @@ def open_source(
             )
         return ImageSource(items, kind="images", spec=f"{len(items)} images")
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
-        raise InputError(f"unsupported source type {type(spec).__name__}")
+        wanted = ("give a path, folder, glob, video, URL, camera index, numpy array or PIL image, or a list of "
+                  "image paths and pictures")
+        if hasattr(spec, "__iter__") and not isinstance(spec, (bytes, dict)):  # a generator, iterator, set
+            raise InputError(f"unsupported source type {type(spec).__name__}: {wanted}; give list(...) of a "
+                             f"{type(spec).__name__}, or call predict on each picture")
+        raise InputError(f"unsupported source type {type(spec).__name__}: {wanted}")
     text = str(spec) if isinstance(spec, int) else os.fspath(spec).strip()
     if not text:  # Path("") is ".": an unset variable ran every image in the current folder
         raise InputError(f"the source is an empty name ({spec!r})", hint="give a file, folder, glob, video or "
