@@ -8,6 +8,29 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+_CLI_SPELLING = False  # True while a pvt-deploy command runs (cli_spelling)
+
+
+def option(name: str) -> str:
+    """A setting's name as the user gave it, for a message: the option (``--max-det``) while a
+    ``pvt-deploy`` command runs, else the Python argument (``max_det``)."""
+    return "--" + name.replace("_", "-") if _CLI_SPELLING else name
+
+
+@contextlib.contextmanager
+def cli_spelling() -> Iterator[None]:
+    """Within: :func:`option` names the CLI's options. The CLI's entry point runs its command inside,
+    so one error raised by code both serve (``Model``, the loader, the pipeline) names what was typed."""
+    global _CLI_SPELLING
+    before, _CLI_SPELLING = _CLI_SPELLING, True
+    try:
+        yield
+    finally:
+        _CLI_SPELLING = before
+
 
 class PvtDeployError(Exception):
     """An error with a message meant for the user. ``hint`` is an optional command or next step."""

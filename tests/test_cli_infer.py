@@ -282,11 +282,12 @@ def test_truncated_video_processes_the_prefix_and_stays_playable(
     (["infer", "--model", "exports/missing_model"], 2, "no such file or folder"),
     (["infer", "--model", "pvt_v2_b0", "--imgsz", "12x"], 2, "--imgsz"),
     (["infer", "--model", "pvt_v2_b0", "--backend", "trt"], 2, "export it first"),
-    (["infer", "--model", "pvt_v2_b0", "--max-det=-1"], 2, "max_det must be an integer >= 1, got -1"),
-    (["infer", "--model", "pvt_v2_b0", "--max-det", "0"], 2, "max_det must be an integer >= 1, got 0"),
-    (["infer", "--model", "pvt_v2_b0", "--conf", "1.5"], 2, "conf must be in [0, 1]"),
-    (["infer", "--model", "pvt_v2_b0", "--iou=-0.1"], 2, "iou must be in [0, 1]"),
-    (["infer", "--model", "pvt_v2_b0", "--draw-conf", "1.5"], 2, "draw_conf must be in [0, 1]"),
+    # the CLI's option names, not the Python API's (conf, max_det), which messages of code both share named
+    (["infer", "--model", "pvt_v2_b0", "--max-det=-1"], 2, "error: --max-det must be an integer >= 1, got -1"),
+    (["infer", "--model", "pvt_v2_b0", "--max-det", "0"], 2, "error: --max-det must be an integer >= 1, got 0"),
+    (["infer", "--model", "pvt_v2_b0", "--conf", "1.5"], 2, "error: --conf must be in [0, 1]"),
+    (["infer", "--model", "pvt_v2_b0", "--iou=-0.1"], 2, "error: --iou must be in [0, 1]"),
+    (["infer", "--model", "pvt_v2_b0", "--draw-conf", "1.5"], 2, "error: --draw-conf must be in [0, 1]"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path, args: list[str], code: int, needle: str) -> None:
@@ -632,7 +633,8 @@ def test_a_class_list_of_none_is_refused_not_a_filter_that_drops_everything(
 def test_imgsz_follows_the_same_rule_as_the_api(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     """Rounded up to the stride first, then checked against the graph's range [64, 320]: 40 runs at 64
-    (as Model.predict(imgsz=40) does) and 330 (352) is refused by both."""
+    (as Model.predict(imgsz=40) does) and 330 (352) is refused by both, each naming the setting as it
+    was given (the API said --imgsz too)."""
     from pvt_deploy import Model
     from pvt_deploy.errors import ShapeError
 
@@ -644,12 +646,12 @@ def test_imgsz_follows_the_same_rule_as_the_api(
     with Model(det_export) as model:
         api = json.loads(model.predict(str(photo), imgsz=40, conf=0)[0].to_json())
         assert model.predictor(imgsz=40).preprocessor.imgsz == (64, 64)
-        with pytest.raises(ShapeError, match=r"--imgsz 330x330 \(rounded up to the stride 32: 352x352\)"):
+        with pytest.raises(ShapeError, match=r"^imgsz 330x330 \(rounded up to the stride 32: 352x352\)"):
             model.predictor(imgsz=330)
     assert record["detections"] == api["detections"]
     code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--imgsz", "330")
     assert code == 2
-    assert_one_line_error(err, "--imgsz 330x330 (rounded up to the stride 32: 352x352): height 352 is outside")
+    assert_one_line_error(err, "error: --imgsz 330x330 (rounded up to the stride 32: 352x352): height 352 is outside")
 
 
 def test_a_camera_that_cannot_open_is_one_error_line(tmp_path: Path) -> None:

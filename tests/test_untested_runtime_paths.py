@@ -689,6 +689,6 @@ def test_a_batch_the_graph_cannot_take_fails_before_the_stream_is_opened(
         port = s.getsockname()[1]
     code, out, err = cli(monkeypatch, capsys, "infer", f"http://127.0.0.1:{port}/cam.mjpg", "--model", str(folder),
                          "--batch", "3", "--no-save")
-    assert code == 2 and one_line_error(err) == ("error: batch 3 is more than this graph takes (2) (lower --batch, "
+    assert code == 2 and one_line_error(err) == ("error: --batch 3 is more than this graph takes (2) (lower --batch, "
                                                  "or re-export with a larger batch range)")
     assert " on onnxruntime " not in err + out  # the run's header: nothing started

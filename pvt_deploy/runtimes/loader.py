@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError
+from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError, option
 from pvt_deploy.manifest import (
     EXPORT_FLAGS,
     FORMAT_VERSION,
@@ -545,8 +545,8 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
     if not dynamic:
         if exported and [h, w] != [int(v) for v in exported]:
             raise ShapeError(f"this graph was exported for a fixed {exported[0]}x{exported[1]} input; "
-                             f"--imgsz {h}x{w} cannot run on it",
-                             hint="drop --imgsz, or re-export with --dynamic or --imgsz")
+                             f"{option('imgsz')} {h}x{w} cannot run on it",
+                             hint=f"drop {option('imgsz')}, or re-export with --dynamic or --imgsz")
         return h, w
     stride = int(pre.get("stride", 32))
     # tasks.preprocess.Preprocessor's rounding, for every resize but the center crop
@@ -555,7 +555,7 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
     for name, v in (("height", fed[0]), ("width", fed[1])):
         lo, hi = (dynamic.get(name) or [1, 1 << 30])[:2]
         if v > hi or v < lo:
-            raise ShapeError(f"--imgsz {h}x{w}{rounded}: {name} {v} is outside the graph's dynamic range "
+            raise ShapeError(f"{option('imgsz')} {h}x{w}{rounded}: {name} {v} is outside the graph's dynamic range "
                              f"[{lo}, {hi}]", hint="pick a size inside the range, or re-export with a larger one")
     return fed
 

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from pvt_deploy.errors import InputError, ShapeError
+from pvt_deploy.errors import InputError, ShapeError, option
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 from pvt_deploy.tasks.results import FrameLike, Result, draw_threshold, make_results
@@ -198,15 +198,13 @@ class RunSummary:
 def check_settings(*, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                    draw_conf: float | None = None) -> None:
     """Refuse detection settings outside their range (``conf``/``iou``/``draw_conf`` in [0, 1], ``max_det``
-    >= 1: 0 would keep no detection, and a negative one would count from the end)."""
-    if conf is not None and not 0.0 <= conf <= 1.0:
-        raise InputError(f"conf must be in [0, 1], got {conf}")
-    if draw_conf is not None and not 0.0 <= draw_conf <= 1.0:
-        raise InputError(f"draw_conf must be in [0, 1], got {draw_conf}")
-    if iou is not None and not 0.0 <= iou <= 1.0:
-        raise InputError(f"iou must be in [0, 1], got {iou}")
+    >= 1: 0 would keep no detection, and a negative one would count from the end), named as the user
+    gave them (:func:`~pvt_deploy.errors.option`: ``--conf`` in ``pvt-deploy infer``, ``conf`` in Python)."""
+    for name, value in (("conf", conf), ("draw_conf", draw_conf), ("iou", iou)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InputError(f"{option(name)} must be in [0, 1], got {value}")
     if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
-        raise InputError(f"max_det must be an integer >= 1, got {max_det!r}")
+        raise InputError(f"{option('max_det')} must be an integer >= 1, got {max_det!r}")
 
 
 GPU_VIDEO_BATCH = 4
@@ -280,10 +278,10 @@ class Predictor:
 
     def check_batch(self, batch: int) -> None:
         if batch < 1:
-            raise InputError(f"batch must be >= 1, got {batch}")
+            raise InputError(f"{option('batch')} must be >= 1, got {batch}")
         if batch > self.max_batch:
-            raise ShapeError(f"batch {batch} is more than this graph takes ({self.max_batch})",
-                             hint="lower --batch, or re-export with a larger batch range")
+            raise ShapeError(f"{option('batch')} {batch} is more than this graph takes ({self.max_batch})",
+                             hint=f"lower {option('batch')}, or re-export with a larger batch range")
 
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], list[Letterbox]]:
         array, records = self.preprocessor.batch(images)

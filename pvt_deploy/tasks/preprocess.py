@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pvt_deploy.errors import InputError
+from pvt_deploy.errors import InputError, option
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Preprocessor:
             lo, hi = rng.get(name, (0, 1 << 30))
             if not lo <= v <= hi:
                 raise InputError(f"input {name} {v} is outside the graph's range [{lo}, {hi}]; "
-                                 "pass a smaller --imgsz or re-export with a larger range")
+                                 f"pass a smaller {option('imgsz')} or re-export with a larger range")
 
     # -- pixels ---------------------------------------------------------------------------------
     def resize(self, image: np.ndarray, box: Letterbox) -> np.ndarray:
