@@ -49,12 +49,17 @@ def test_a_block_that_raises_leaves_the_previous_folder_as_it_was_and_nothing_hi
 @pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
 def test_a_first_folder_whose_block_raises_leaves_nothing(tmp_path: Path, inside: bool) -> None:
     """Inside, the target is made to hold the staging folder: it goes again (an empty Triton model folder
-    stops a starting server)."""
+    stops a starting server). The parent folders made for it go too (an export Ctrl-C'd in its first
+    seconds left an empty exports/ in a folder that never had one); a parent that was there stays."""
     folder = _folder(tmp_path, inside)
     with pytest.raises(KeyboardInterrupt), folder.replacing() as staging:
         (staging / "manifest.json").write_text("new")
         raise KeyboardInterrupt
-    assert list(folder.target.parent.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
+    folder.target.parent.mkdir()
+    with pytest.raises(KeyboardInterrupt), folder.replacing():
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == [folder.target.parent] and list(folder.target.parent.iterdir()) == []
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])

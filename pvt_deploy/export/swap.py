@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pvt_deploy.errors import InputError, PvtDeployError
-from pvt_deploy.utils.files import lock, unheld
+from pvt_deploy.utils.files import lock, make_folders, remove_made_folders, unheld
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -77,11 +77,13 @@ class SwappedFolder:
         """Yield an empty staging folder; when the block succeeds, swap it in for :attr:`target`; when it
         raises, delete it (the target as it was, byte for byte), unless ``swap_failed`` of the exception
         says to swap it in anyway (then the exception is raised after the swap). A folder the setup cannot
-        make is an :class:`InputError`; what the block raises is raised as it is."""
+        make is an :class:`InputError`; what the block raises is raised as it is. The parent folders made
+        for the target (``exports/``) go with it where nothing was swapped in and they are still empty."""
         made = False
+        parents: list[Path] = []
         with contextlib.ExitStack() as locked:  # the parent's lock, from the sweep on (see the module's text)
             try:
-                self.target.parent.mkdir(parents=True, exist_ok=True)
+                parents = make_folders(self.target.parent)
                 locked.enter_context(folder_lock(self.target.parent))  # no sweep sees the new folder unlocked
                 self.sweep()
                 if self.inside:
@@ -90,6 +92,8 @@ class SwappedFolder:
                 staging = self.new_staging()
             except OSError as e:
                 self._unmake(made)
+                locked.close()
+                remove_made_folders(parents)
                 raise InputError(f"cannot write to {self.what} ({e.strerror or e})") from e
             alive = hold(staging)
             if not self.inside:
@@ -108,6 +112,8 @@ class SwappedFolder:
                 if not swapped:
                     discard(staging)
                     self._unmake(made)
+                    locked.close()
+                    remove_made_folders(parents)
                 raise
             finally:
                 if alive is not None:
