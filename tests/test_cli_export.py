@@ -112,6 +112,25 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypa
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("kwargs", "text"), [
+    ({"min_size": 512}, "min_size 512 is larger than imgsz 224x224 (the default; pass imgsz)"),
+    ({"imgsz": 256, "max_size": 128}, "max_size 128 is smaller than imgsz 256x256"),
+    ({"nms": "graph"}, "nms graph is for detection models"),
+    ({"imgsz": "224x"}, "imgsz '224x': a number is missing"),
+])
+def test_export_onnx_errors_name_its_arguments(kwargs: dict[str, object], text: str, tmp_path: Path) -> None:
+    """The checks ``export`` and ``export_onnx`` share named the CLI's options in Python too
+    (``export_onnx(..., min_size=512)``: "--min-size 512 is larger than --imgsz 224x224"); the CLI's
+    messages above still name its options."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export import export_onnx
+
+    with pytest.raises(InputError) as e:
+        export_onnx("pvt_v2_b0-cls", tmp_path / "x", **kwargs)
+    assert str(e.value).startswith(text), e.value
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_mistyped_int8_flavour_is_refused_without_int8_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """``--int8-flavour gpu`` without ``--int8`` exported (exit 0) and said nothing of the word, where a

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError
+from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError, option
 from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
@@ -96,9 +96,9 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int],
     Sizes that are not multiples of 32 are rounded up (the graph's stride) with a warning; sizes
     below 32 are refused.
     """
-    h, w = size_pair(value, what="--imgsz") or (int(default[0]), int(default[1]))
+    h, w = size_pair(value, what=option("imgsz")) or (int(default[0]), int(default[1]))
     if min(h, w) < STRIDE:
-        raise InputError(f"--imgsz {h}x{w}: each side must be at least {STRIDE}")
+        raise InputError(f"{option('imgsz')} {h}x{w}: each side must be at least {STRIDE}")
     rh, rw = _round_up(h, STRIDE), _round_up(w, STRIDE)
     if (rh, rw) != (h, w) and warn:
         log.warning("imgsz %dx%d is not a multiple of %d; using %dx%d", h, w, STRIDE, rh, rw)
@@ -120,23 +120,23 @@ def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] 
     """The H/W range (multiples of 32) a dynamic graph declares: ``min_size`` rounded up, ``max_size``
     rounded down, the default maximum grown to fit ``hw``. Refuses an empty range, or one that does
     not hold ``hw`` (the size preprocessing plans for, which inference would then be refused)."""
-    for flag, value in (("--min-size", min_size), ("--max-size", max_size)):
+    for flag, value in ((option("min_size"), min_size), (option("max_size"), max_size)):
         if value is not None and value < STRIDE:
             raise InputError(f"{flag} {value}: must be at least {STRIDE}")
     lo = _round_up(min_size or DEFAULT_MIN_SIZE, STRIDE)
     hi = max_size // STRIDE * STRIDE if max_size is not None else max(DEFAULT_MAX_SIZE, lo, *(hw or ()))
     if lo > hi:  # both given (the default maximum grows to fit)
-        raise InputError(f"--min-size {min_size} is larger than --max-size {max_size}"
+        raise InputError(f"{option('min_size')} {min_size} is larger than {option('max_size')} {max_size}"
                          if min_size is not None and max_size is not None and min_size > max_size else
                          f"--min-size {min_size} .. --max-size {max_size} holds no multiple of {STRIDE}")
     if hw is not None:
-        size = f"--imgsz {hw[0]}x{hw[1]}" + (" (the default; pass --imgsz)" if default_imgsz else "")
+        size = f"{option('imgsz')} {hw[0]}x{hw[1]}" + (f" (the default; pass {option('imgsz')})" if default_imgsz else "")
         if min(hw) < lo:  # the bound as the user gave it, and the multiple of 32 it was rounded to
             given = f"{min_size} (rounded up to {lo})" if min_size not in (None, lo) else str(lo)
-            raise InputError(f"--min-size {given} is larger than {size}")
+            raise InputError(f"{option('min_size')} {given} is larger than {size}")
         if max(hw) > hi:
             given = f"{max_size} (rounded down to {hi})" if max_size not in (None, hi) else str(hi)
-            raise InputError(f"--max-size {given} is smaller than {size}")
+            raise InputError(f"{option('max_size')} {given} is smaller than {size}")
     return lo, hi
 
 
@@ -233,9 +233,9 @@ class LoadedModel:
 def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> None:
     """Refuse an output option of another task (graph NMS is the detector's, an argmax map the segmenter's)."""
     if nms == "graph" and mtask != "detect":
-        raise InputError(f"--nms graph is for detection models; {name} is a {mtask} model")
+        raise InputError(f"{option('nms')} graph is for detection models; {name} is a {mtask} model")
     if seg_output != "logits" and mtask != "segment":
-        raise InputError(f"--seg-output {seg_output} is for segmentation models; {name} is a {mtask} model")
+        raise InputError(f"{option('seg_output')} {seg_output} is for segmentation models; {name} is a {mtask} model")
 
 
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,
@@ -651,7 +651,7 @@ def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:
 
 
 def _int8_flavours(int8: bool, flavour: str) -> list[str]:
-    _choice("--int8-flavour", flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
+    _choice(option("int8_flavour"), flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
     if not int8:
         return []
     return ["cpu", "trt"] if flavour == "both" else [flavour]
@@ -756,28 +756,28 @@ def export_onnx(
     are complete, so that a failure or a kill before that leaves every file as it was.
     """
     steps = _Steps(progress)
-    exporter = _choice("--exporter", exporter, EXPORTERS)
-    nms = _choice("--nms", nms, NMS_MODES)
-    seg_output = _choice("--seg-output", seg_output, SEG_OUTPUTS)
+    exporter = _choice(option("exporter"), exporter, EXPORTERS)
+    nms = _choice(option("nms"), nms, NMS_MODES)
+    seg_output = _choice(option("seg_output"), seg_output, SEG_OUTPUTS)
     from pvt_deploy.export.precision import CPU_METHODS
 
-    _choice("--int8-cpu", int8_cpu, CPU_METHODS)
+    _choice(option("int8_cpu"), int8_cpu, CPU_METHODS)
     flavours = _int8_flavours(int8, int8_flavour)
     if opset < MIN_OPSET:
-        raise InputError(f"--opset {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
+        raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
                          "per LayerNorm)")
     if batch is not None and batch < 1:
-        raise InputError(f"--batch {batch}: must be >= 1")
+        raise InputError(f"{option('batch')} {batch}: must be >= 1")
     if imgsz is not None:
         parse_imgsz(imgsz, (640, 640), warn=False)  # refuse a malformed size before any slow work
     if calib_size is not None and calib_size < 1:
-        raise InputError(f"--calib-size {calib_size}: must be >= 1")
+        raise InputError(f"{option('calib_size')} {calib_size}: must be >= 1")
     from pvt_deploy.export.parity import resolve_tolerances
 
     try:
         tolerances = resolve_tolerances(parity_tolerance)
     except (TypeError, ValueError) as e:
-        raise InputError(f"--parity-tolerance: {e}") from e
+        raise InputError(f"{option('parity_tolerance')}: {e}") from e
     if dynamic:
         _size_range(min_size, max_size)  # an empty range, before any slow work
     elif min_size is not None or max_size is not None:
