@@ -22,6 +22,7 @@ from test_io_sources import STEP, _MjpegHandler, _QuietHandler, grey_level, make
 from test_pipeline import FakeBackend, ListSource, _model
 from test_runtime_artifacts import decode_video
 
+from pvt_deploy.assets import sample_image
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import Reconnect, open_source, read_image
 
@@ -191,6 +192,32 @@ def test_stopping_during_a_reconnect_backoff_ends_at_once() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_picture_url_is_an_image_not_a_one_frame_video(http_root: tuple[str, Path], tmp_path: Path) -> None:
+    """``predict("https://host/bus.jpg", save=True)``, the first thing an Ultralytics user runs, gave a
+    result numbered frame 0 at 0.0 s and wrote ``bus.mp4``, a one-frame video, and a COCO image id 0:
+    the URL was read as a stream. It is now a picture, as the same file on disk is."""
+    base, root = http_root
+    (root / "coffee.jpg").write_bytes(sample_image("coffee").read_bytes())
+    with open_source(f"{base}/coffee.jpg") as source:
+        assert source.kind == "image" and source.frames == 1
+        [frame] = list(source)
+    # decoded by FFmpeg, as the stream was (OpenCV decodes the file on disk; chroma edges differ)
+    assert np.abs(frame.image.astype(int) - read_image(sample_image("coffee"))).mean() < 2
+    [r] = _model(FakeBackend()).predict(f"{base}/coffee.jpg", save=True, save_json=True, save_dir=tmp_path / "out")
+    assert r.frame is None and r.timestamp is None and r.path == f"{base}/coffee.jpg"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["coffee.jpg", "predictions.jsonl",
+                                                                     "predictions_coco.json"]
+    assert [d["image_id"] for d in json.loads((tmp_path / "out" / "predictions_coco.json").read_text())] == ["coffee"] * 2
+    with open_source(f"{base}/coffee.jpg?raw=true") as source:  # FFmpeg's jpeg_pipe, which counts no frames
+        assert source.kind == "image" and source.spec == f"{base}/coffee.jpg?raw=true"
+    (root / "two.jpg").write_bytes(sample_image("coffee").read_bytes() + sample_image("chelsea").read_bytes())
+    with open_source(f"{base}/two.jpg?raw=true") as source:  # a pipe of pictures stays a stream, whole
+        assert source.kind == "stream" and [f.image.shape for f in source] == [(400, 600, 3), (300, 451, 3)]
+    make_clip(root / "clip.mp4", "libx264")
+    with open_source(f"{base}/clip.mp4") as source:  # a video's URL stays a stream
+        assert source.kind == "stream"
 
 
 def test_a_finite_stream_in_batches_keeps_every_frame_in_order(http_root: tuple[str, Path]) -> None:

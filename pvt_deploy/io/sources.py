@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import glob as globlib
 import heapq
+import itertools
 import logging
 import math
 import os
@@ -522,6 +523,7 @@ class PyAVReader:
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
             picture_format = any(tag in fmt for tag in _IMAGE_DEMUXERS)
+            self.picture = picture_format  # a still image's file (a JPEG's URL), not a video
             # Undeclared, a feed is live where it has no duration, unless its size is known: an MPEG-TS
             # file from a server without Range requests has none (FFmpeg cannot seek to its end to find
             # it), but its Content-Length says it ends; read as live, it was replayed at every "reconnect"
@@ -1286,9 +1288,22 @@ def _stream_source(
     def opener() -> PyAVReader:
         return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live)
 
-    return StreamSource(
-        opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, url=spec
-    )
+    def stream() -> StreamSource:
+        return StreamSource(
+            opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, url=spec
+        )
+
+    source = stream()
+    if getattr(source._reader, "picture", False) and source.frames in (1, None):
+        # a picture's URL (https://host/bus.jpg) is an image, as the file on disk is: read as a stream, its
+        # result was frame 0 at 0.0 s and save=True wrote bus.mp4, a one-frame video. A pipe of pictures
+        # (jpeg_pipe, whose count is unknown) that holds more than one stays a stream, from its start
+        with source:
+            first = list(itertools.islice(source, 2))
+        if len(first) == 1:
+            return ArraySource(first[0].image, name=source.spec)
+        source = stream()
+    return source
 
 
 def is_webcam(text: str) -> bool:
