@@ -1268,7 +1268,7 @@ def _stream_source(
     realtime: bool | None,
     timeout: float,
     options: dict[str, str] | None,
-) -> StreamSource:
+) -> StreamSource | ArraySource:
     if is_webcam(spec):
         device: int | str = int(spec) if spec.isdigit() else spec
         name = f"webcam{device}" if isinstance(device, int) else device
