@@ -210,7 +210,9 @@ def as_rgb_array(image: Any) -> np.ndarray:
 
     Arrays are *not* channel-swapped: pvt-deploy is RGB end to end, so an array from
     ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``). A float array is read as
-    0..1 when no value exceeds 1, else as 0..255 (``img.astype(np.float32)`` of a uint8 picture).
+    0..1 when no value exceeds 1, else as 0..255 (``img.astype(np.float32)`` of a uint8 picture),
+    uint16 as 16-bit; values that are no pixels (NaN, a normalised tensor, 16-bit values in an int32
+    array: :func:`_check_pixel_values`) raise :class:`InputError`.
     The result never shares memory with the caller's array: a capture loop that reuses its frame
     buffer cannot change a picture (``Result.orig_img``) after the fact.
     """
