@@ -256,7 +256,8 @@ def _check_pixel_values(image: np.ndarray) -> None:
     picture without a word: floats outside 0..1 and 0..255 (a normalised tensor, ``(x/255 - mean) / std``,
     or one centred on 0), NaN or infinity, integers outside 0..255 (16-bit values in an int32 array);
     uint8, uint16 (16-bit) and bool hold pixels whatever their values. Rounding noise (half an 8-bit
-    level) past either end is still a pixel."""
+    level) past either end is still a pixel, and so is a 0..1 picture's dip to -0.05 (the ringing of a
+    bicubic resize); a normalised tensor reaches about -2."""
     if image.dtype in (np.uint8, np.uint16, np.bool_):
         return
     lo, hi = image.min(), image.max()
@@ -264,8 +265,7 @@ def _check_pixel_values(image: np.ndarray) -> None:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise InputError(f"the {image.dtype} picture ({image.shape}) has NaN or infinite values",
                              hint="give pixels: 0..1 or 0..255 floats, or uint8")
-        level = 0.5 / 255 if hi <= 1.0 else 0.5
-        if lo < -level or hi > 255 + level:
+        if lo < (-0.05 if hi <= 1.0 else -0.5) or hi > 255.5:
             raise InputError(f"the {image.dtype} picture's values lie in {float(lo):g}..{float(hi):g}, not 0..1 or 0..255 "
                              "(a normalised tensor? pvt-deploy normalises the pixels itself)",
                              hint="give the picture's pixels (uint8, or 0..1 / 0..255 floats)")
