@@ -677,9 +677,9 @@ def recordings_joined(path: Path, acodec: str, audio: float, count: int = 3) -> 
 
 @pytest.mark.parametrize(("acodec", "audio", "codec", "frame_s"), [
     ("ac3", 0.96, "ac3", 1536 / 48000), ("ac3", 1.04, "ac3", 1536 / 48000),
-    ("mp2", 0.96, "aac", 0.001), ("mp2", 1.04, "aac", 0.001),
+    ("mp2", 0.96, "aac", 0.001), ("mp2", 1.04, "aac", 0.001), ("aac", 0.96, "aac", 0.001),
 ], ids=["copied-sound-ends-first", "copied-sound-ends-last", "re-encoded-sound-ends-first",
-        "re-encoded-sound-ends-last"])
+        "re-encoded-sound-ends-last", "aac-sound-ends-first"])
 def test_each_joined_recordings_sound_plays_with_its_own_frames(tmp_path: Path, acodec: str, audio: float, codec: str,
                                                                frame_s: float) -> None:
     """Recordings joined into one file whose sound does not end with their frames (almost every recording):
@@ -705,6 +705,22 @@ def test_each_joined_recordings_sound_plays_with_its_own_frames(tmp_path: Path, 
     assert white == pytest.approx([0.48, 1.48, 2.48], abs=1e-3)
     # in step after every join: played back to back, a gap left at a join or sound kept past it would show
     assert np.subtract(clicks, white) == pytest.approx([0.02] * 3, abs=frame_s / 2 + 1e-3)
+
+
+def test_aac_of_a_recording_not_joined_is_copied_as_it_is(tmp_path: Path) -> None:
+    """Copied AAC has no frame of silence to fill a gap with, so recordings joined into one file have theirs
+    re-encoded (above); one recording alone in an MPEG-TS, which has no gap to fill, keeps its AAC packets
+    as they are (no loss), but the ADTS header that mp4 does without."""
+    src = recordings_joined(tmp_path / "one.ts", "aac", 0.96, count=1)
+    out = tmp_path / "out.mp4"
+    with VideoSource(str(src)) as source, VideoWriter(out, 25, (64, 48), audio_from=src) as writer:
+        for picture in source:
+            writer.write(picture.image, picture.timestamp)
+    with av.open(str(src)) as container:
+        recorded = [bytes(packet)[7:] for packet in container.demux(audio=0) if packet.size]
+    with av.open(str(out)) as container:
+        written = [bytes(packet) for packet in container.demux(audio=0) if packet.size]
+    assert len(written) > 40 and written == recorded[recorded.index(written[0]):][:len(written)]
 
 
 def test_the_video_is_read_again_for_its_joins_only_where_a_file_can_be_joined(

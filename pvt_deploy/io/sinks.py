@@ -654,7 +654,9 @@ class _AudioCopy:
     (:meth:`_carry`), is dropped and counted, and silence stands in for it where the codec's frames stand
     alone (:meth:`_silence`: AC-3, E-AC-3, MP2, MP3), else it leaves a gap (:attr:`gaps`). The track keeps
     one clock where the source's restarts (:meth:`_one_clock`: files joined into one), the frames' one: each
-    recording's sound takes the shift of its own frames. A track with more than
+    recording's sound takes the shift of its own frames, and silence fills what it lacks up to the next one,
+    so a track whose codec has no frame of silence (AAC) is re-encoded where the video has joins (``joins``,
+    :func:`~pvt_deploy.io.sources.video_joins`), copied where it has none. A track with more than
     :attr:`_MOST_SKIPPED` of its packets so is left out. Times follow the video: the source
     time of the output's first frame (relative to the source's video stream, as the sources report
     timestamps) is the output's zero; audio that ends before it is dropped, and audio is written up
@@ -700,6 +702,12 @@ class _AudioCopy:
         if copy and (fmt == "matroska" or self.codec in self._MP4_COPY):
             with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError):
                 self._probe = _MuxerProbe(fmt, self._stream)
+        if self._probe is not None and joins and self._quiet_frame() is None:
+            # recordings joined into one file: where one's sound ends before its frames, copied with no frame
+            # of silence in its codec (AAC) it would leave a gap, which players that play a track's frames
+            # back to back close, playing the later sound early; re-encoded, silence fills it to the sample
+            self._probe.close()
+            self._probe = None
         self._copy = self._probe is not None
         self._filled = 0  # ``skipped`` when silence last stood in for them
         self._why: BaseException | None = None  # the last decoding error
@@ -711,7 +719,8 @@ class _AudioCopy:
         to the video's time without holding another's packets), but those in ``left_out``; none for no
         audio, a file PyAV does not read, or an AVI output (which takes no variable-rate audio here). A
         track that cannot be read is added to ``left_out``, with why: it does not cost the others. Those
-        in ``redone`` are re-encoded, where they could be copied."""
+        in ``redone`` are re-encoded, where they could be copied, and so are those whose codec has no frame of
+        silence where the video's clock restarts (recordings joined: see the class)."""
         if fmt == "avi":
             return []
         tracks: list[_AudioCopy] = []
@@ -907,7 +916,8 @@ class _AudioCopy:
         recording's sound plays with its own frames, as it did in the recording: a recording's sound that
         outlasts its frames is cut where the next recording starts (:meth:`_recording`), one that ends before
         them is followed by silence up to the next one's sound (copied, in frames of silence of the track's
-        codec where it has them, :meth:`_quiet_frame`, else a gap; re-encoded, in :meth:`copy_until`). A
+        codec, :meth:`_quiet_frame`; one whose codec has none, AAC, is re-encoded where the video has joins,
+        see ``__init__``; re-encoded, in :meth:`copy_until`). A
         restart the video does not share (no video, or none there) carries on from the packet before. Going
         back, a copied track was refused at that packet and left out whole; going ahead, all after the jump
         was past the video's end, and lost unsaid. A restart is a clock the next packet follows on; a packet
@@ -1022,7 +1032,8 @@ class _AudioCopy:
                 fresh = False
                 if not self._copy:
                     self._starts.append(t)
-                elif (fill := self._fill(item, played, t)) is None:  # no silence in its codec: a gap
+                elif (fill := self._fill(item, played, t)) is None:  # no silence of its codec (re-encoded, if
+                    # __init__ knew), or the packet has no time base: a gap
                     played = max(played, t)
                 else:
                     give.extend(fill)
