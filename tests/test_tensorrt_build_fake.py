@@ -589,6 +589,32 @@ def test_fake_tensorrt_without_cuda_is_one_line_exit_3(use_fake: Any, tmp_path: 
         assert e.value.exit_code == 3
 
 
+def test_fake_backend_device_is_one_line_before_cuda_is_touched(use_fake: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """The TensorRT backend's device: torch.device("gpu") (the alias the other backends take), a bogus
+    name or ``cuda:x`` raised torch's RuntimeError, a traceback, and ``cuda:N`` past the GPUs there are
+    failed inside CUDA; each is one line now, before the engine is read (a one-GPU box is faked)."""
+    import torch
+
+    use_fake()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    engine = make_artifact(tmp_path / "art") / "model.engine"
+    for device, message in (
+            ("bogus", "TensorRT runs on a CUDA device (cuda, cuda:N or a GPU index N), not 'bogus'"),
+            ("cpu", "TensorRT runs on a CUDA device (cuda, cuda:N or a GPU index N), not 'cpu'"),
+            ("cuda:x", "unknown torch device 'cuda:x' (use cpu, cuda or cuda:N)"),
+            ("cuda:3", "device 'cuda:3': there is no CUDA device 3 here (1 visible, cuda:0)"),
+            (2, "device '2': there is no CUDA device 2 here (1 visible, cuda:0)")):
+        with pytest.raises(InputError) as e:
+            rt_mod.TensorRTBackend(engine, device=device)
+        assert e.value.args[0] == message
+    # the aliases the ONNX Runtime backend takes name the same devices here
+    for device in ("gpu", "GPU:0", "cuda", 0, "0"):
+        assert rt_mod._cuda_device(device) == torch.device("cuda", 0)
+
+
 def test_doctor_tensorrt_row_says_whether_tensorrt_can_start(use_fake: Any) -> None:
     """doctor's TensorRT row is 'ok' only where a Builder can be made (it said ok wherever the
     library imported), and calls a TensorRT 11 without the deprecated creation flag strongly typed,

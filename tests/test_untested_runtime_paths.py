@@ -637,6 +637,29 @@ def test_torch_backend_calls_a_user_can_get_wrong() -> None:
         b.infer({"images": x})
 
 
+def test_a_cuda_device_past_the_gpus_there_are_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device="cuda:2"`` on a box with one GPU: CUDA's 'invalid device ordinal' came up as a traceback
+    from the model's first copy to the device; it is one line naming the GPUs there are (a GPU is faked
+    here: is_available/device_count are what the check reads)."""
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    module = torch.nn.Identity()
+    module.output_names = ("logits",)  # type: ignore[assignment]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda:2", 2, "gpu:1"):
+        with pytest.raises(InputError) as caught:
+            TorchBackend(module, device=device)  # type: ignore[arg-type]
+        assert caught.value.args[0].endswith("here (1 visible, cuda:0)"), caught.value.args[0]
+        assert "CUDA_VISIBLE_DEVICES" in (caught.value.hint or "")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    with pytest.raises(InputError) as caught:
+        TorchBackend(module, device="cuda:4")
+    assert caught.value.args[0] == "device 'cuda:4': there is no CUDA device 4 here (4 visible, cuda:0 to cuda:3)"
+
+
 def test_int8_asked_of_pytorch_names_the_way_to_an_int8_model(monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str],
                                                               det_export: Path) -> None:

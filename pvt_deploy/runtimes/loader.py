@@ -715,9 +715,8 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
     if device is not None and device.lower() == "cpu":
         raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
                          hint="use --backend onnx for the CPU")
-    dev = 0 if device in (None, "auto", "cuda", "trt", "tensorrt") else device
-    if isinstance(dev, str) and dev.isdigit():  # --device 1, device=1: CUDA device 1 (torch.device("1") fails)
-        dev = int(dev)
+    kind, _, index = (device or "auto").lower().partition(":")  # tensorrt:1 is CUDA device 1, as for ONNX Runtime
+    dev = (index or 0) if kind in ("auto", "trt", "tensorrt") else device  # the backend checks the rest
     backend = _create(TensorRTBackend, "the TensorRT backend", options, path, manifest=manifest, device=dev)
     return backend, manifest
 

@@ -465,6 +465,22 @@ def check_profile_shape(name: str, shape: tuple[int, ...], lo: tuple[int, ...], 
                      hint="rebuild the engine with a profile covering it: build_engine(..., shapes=...)")
 
 
+def _cuda_device(device: object) -> torch.device:
+    """The CUDA device a TensorRT backend runs on: ``cuda[:N]``, ``gpu[:N]`` or a GPU index, checked as
+    the PyTorch backend checks its device (torch.device("gpu") and a bogus name raised RuntimeError,
+    and ``cuda:N`` past the GPUs there are failed deep inside CUDA)."""
+    import torch
+
+    from pvt_deploy.runtimes.base import device_text
+    from pvt_deploy.runtimes.torch import _resolve_device
+
+    text = (device_text(device) or "cuda").strip().lower()
+    if not (text.isdigit() or text.partition(":")[0] in ("cuda", "gpu")):
+        raise InputError(f"TensorRT runs on a CUDA device (cuda, cuda:N or a GPU index N), not {device!r}")
+    dev = _resolve_device(text)
+    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
 class TensorRTBackend(Backend):
     """Run a TensorRT engine on one CUDA device, with torch CUDA tensors as buffers.
 
@@ -494,12 +510,7 @@ class TensorRTBackend(Backend):
                 "the TensorRT backend needs a CUDA GPU and a CUDA build of PyTorch; torch.cuda.is_available() "
                 "is False here", hint=TRT_INSTALL_HINT)
         self._torch = torch
-        self._device = torch.device(device if isinstance(device, str) else f"cuda:{device}")
-        if self._device.type != "cuda":
-            raise InputError(f"TensorRT runs on CUDA devices, not {device!r}")
-        index: int | None = self._device.index  # None for plain "cuda"
-        if index is None:
-            self._device = torch.device("cuda", torch.cuda.current_device())
+        self._device = _cuda_device(device)
         path = Path(engine_path)
         if manifest is None and path.is_file():
             manifest = _manifest_for(path)

@@ -125,8 +125,10 @@ def cpu_per_core() -> list[int] | None:
     return sorted(first.values()) or None
 
 
-def _resolve_device(device: str | None) -> torch.device:
-    """``None``/``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
+def _resolve_device(device: str | int | None) -> torch.device:
+    """``None``/``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error, and so is
+    ``cuda:N`` past the GPUs there are (CUDA's 'invalid device ordinal' came up, as a traceback, from
+    deep inside the first copy to it). The TensorRT backend resolves its device here too."""
     import torch as torch_mod
 
     text = (device_text(device) or "auto").lower()
@@ -146,6 +148,10 @@ def _resolve_device(device: str | None) -> torch.device:
                                       hint="use --device cpu, or install a CUDA build of PyTorch")
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported torch device {device!r} (use cpu, cuda or cuda:N)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= (count := torch_mod.cuda.device_count()):
+        raise InputError(f"device {device!r}: there is no CUDA device {dev.index} here ({count} visible, "
+                         f"{'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'})",
+                         hint="nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0")
     return dev
 
 
