@@ -310,6 +310,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
     kind, precision = BENCH_BACKENDS[label]
     row: dict[str, Any] = {"backend": label, "status": "skipped"}
     cuda = _cuda_reset()
+    gpu_mb = None
     try:
         with PeakRSS() as mem:
             t0 = time.perf_counter()
@@ -336,6 +337,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                     pre.append(1000 * (t1 - t0))
                     inf.append(1000 * (t2 - t1))
                     post.append(1000 * (t3 - t2))
+                gpu_mb = _cuda_peak(backend.info, cuda)  # before close(): what the backend holds counts
             finally:
                 info = backend.info
                 backend.close()
@@ -357,7 +359,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
         throughput_fps=round(1000.0 * batch / latency["mean"], 3) if latency["mean"] > 0 else None,
         stages_ms={"preprocess": round(float(np.mean(pre)), 3), "inference": round(float(np.mean(inf)), 3),
                    "postprocess": round(float(np.mean(post)), 3)},
-        memory_mb={"rss_peak_delta": round(mem.delta_mb, 1), "cuda_peak": _cuda_peak(cuda)},
+        memory_mb={"rss_peak_delta": round(mem.delta_mb, 1), "cuda_peak": gpu_mb},
         random_weights=bool((manifest.get("weights") or {}).get("random_init")),
     )
     return row
@@ -374,24 +376,40 @@ class _BenchFrame:
         self.image = image
 
 
-def _cuda_reset() -> bool:
+def _cuda_reset() -> dict[int, int] | None:
+    """Before a row: torch's CUDA peak counters reset, and the bytes in use on each GPU now (None
+    without CUDA), from which a backend that allocates outside torch is measured."""
     try:
         import torch
     except ImportError:
-        return False
+        return None
     if not torch.cuda.is_available():
-        return False
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    return True
+        return None
+    used = {}
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.synchronize(index)
+        torch.cuda.reset_peak_memory_stats(index)
+        free, total = torch.cuda.mem_get_info(index)
+        used[index] = total - free
+    return used
 
 
-def _cuda_peak(active: bool) -> float | None:
-    if not active:
+def _cuda_peak(info: Any, used_before: Mapping[int, int] | None) -> float | None:
+    """A row's GPU memory in MiB, or None for a backend on the CPU (its row reads the RSS peak): for
+    PyTorch on CUDA its allocator's peak; for ONNX Runtime's CUDA or TensorRT provider and TensorRT,
+    which allocate outside torch's allocator (their arena, the engine and its context, so torch's peak
+    read ~0), what their GPU holds now beyond what it held before loading. (Every row read torch's
+    peak, the CPU ones too: 0 MB on a GPU machine.)"""
+    if not used_before or not info.on_gpu:
         return None
     import torch
 
-    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    device = str(info.device)
+    index = int(device.split(":")[1]) if device.startswith("cuda:") else torch.cuda.current_device()
+    if info.name == "torch":
+        return round(torch.cuda.max_memory_allocated(index) / 2**20, 1)
+    free, total = torch.cuda.mem_get_info(index)
+    return round(max(0, total - free - used_before.get(index, 0)) / 2**20, 1)
 
 
 # --------------------------------------------------------------------------------------------------

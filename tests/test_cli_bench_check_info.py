@@ -60,6 +60,38 @@ def test_bench_json_lists_backends_side_by_side(monkeypatch: pytest.MonkeyPatch,
     assert rows["trt"]["status"] == "skipped" and rows["trt"]["reason"]
 
 
+def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          cls_export: Path) -> None:
+    """On a machine with CUDA every row's memory was torch's CUDA peak: the CPU rows' too (0 MB in the
+    table instead of their RSS) and ONNX Runtime's CUDA rows' (its arena is not torch's). A CPU row
+    reads its RSS; a GPU row outside torch what the GPU holds beyond what it held before loading. A
+    GPU is faked: the counters below are what bench reads."""
+    import torch
+
+    from pvt_deploy import bench
+    from pvt_deploy.runtimes.base import BackendInfo
+
+    used = [1 << 30]
+    for name, fake in (("is_available", lambda: True), ("device_count", lambda: 1), ("current_device", lambda: 0),
+                       ("get_device_name", lambda device=None: "NVIDIA H100 (fake)"),
+                       ("synchronize", lambda device=None: None), ("reset_peak_memory_stats", lambda device=None: None),
+                       ("max_memory_allocated", lambda device=None: 77 << 20),
+                       ("mem_get_info", lambda device=None: ((80 << 30) - used[0], 80 << 30))):
+        monkeypatch.setattr(torch.cuda, name, fake)
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                         "--device", "cpu", "--warmup", "0", "--iters", "1", "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)["results"]
+    assert row["status"] == "ok" and row["memory_mb"]["cuda_peak"] is None
+    assert row["memory_mb"]["rss_peak_delta"] is not None
+    before = bench._cuda_reset()
+    used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took
+    assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 300.0
+    assert bench._cuda_peak(BackendInfo("tensorrt", "cuda:0", "fp16"), before) == 300.0
+    assert bench._cuda_peak(BackendInfo("torch", "cuda:0", "fp16"), before) == 77.0
+    assert bench._cuda_peak(BackendInfo("onnxruntime", "CPUExecutionProvider", "fp32"), before) is None
+
+
 def test_bench_table_and_a_zoo_model(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("COLUMNS", "160")
     code, out, err = run(monkeypatch, capsys, "bench", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
