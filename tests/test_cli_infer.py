@@ -940,3 +940,18 @@ def test_a_txt_list_among_other_sources_is_refused_by_name(
     assert_one_line_error(err, f"{listing} is a list of files")
     with Model("pvt_v2_b0-cls") as model, pytest.raises(InputError, match="list.txt is a list of files"):
         model.predict([np.zeros((32, 32, 3), np.uint8), str(listing)], imgsz=64)
+
+
+def test_a_size_pytorch_has_no_memory_for_is_bad_input(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """infer --model pvt_v2_b0-cls --imgsz 5000 ended 'error: PyTorch failed: ... you tried to allocate
+    152100000000 bytes', exit 1 (a tool failure); PyTorch's range admits 8192. A size whose attention needs
+    more memory than there is free is bad input (exit 2), refused before any frame is read, in one line
+    naming the options as typed and the size that fits."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", "pvt_v2_b0-cls",
+                       "--imgsz", "8192", "--no-save")
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err
+    assert re.fullmatch(r"error: --imgsz 8192x8192 at --batch 1 needs about 2,199 GB for PyTorch's largest attention, "
+                        r"more than the .* GB free in this machine's memory \(pass --imgsz \d+ or less\)", line), line

@@ -165,3 +165,37 @@ def test_random_init_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
         model = create_model("pvt_v2_b0")
     assert model.random_init is True
     assert "RANDOMLY INITIALISED" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "hw", "batch"), [
+    ("pvt_v2_b0-cls", (100, 70), 2),  # v2's overlapping patches round up
+    ("pvt_tiny-cls", (96, 130), 1),  # v1's stage 4 attends with its cls token
+    ("pvt_v2_b2_li-features", (97, 64), 1),  # linear SRA: 7x7 keys at every size
+    ("pvt_v2_b0-seg", (131, 99), 1),
+])
+def test_peak_bytes_counts_the_attention_the_forward_pass_makes(name: str, hw: tuple[int, int], batch: int) -> None:
+    """The memory estimate the PyTorch backend refuses a size by: its largest attention-score matrix is
+    the one a forward pass makes (queries and reduced keys read off a hook), at odd sizes too."""
+    from pvt_deploy.models.layers import SpatialReductionAttention
+
+    module = build_deploy_module(create_model(name, seed=0))
+    seen: list[int] = []
+
+    def hook(attn: SpatialReductionAttention, args: tuple, out: torch.Tensor) -> None:
+        x, h, w = args[:3]
+        seen.append(x.shape[0] * attn.num_heads * x.shape[1] * attn._reduce(x, h, w).shape[1])
+
+    for m in module.modules():
+        if isinstance(m, SpatialReductionAttention):
+            m.register_forward_hook(hook)
+    with torch.inference_mode():
+        module(torch.rand(batch, 3, *hw) * 255)
+    assert module.peak_bytes(batch, *hw) == 2 * 4 * max(seen)  # scores and softmax, float32
+
+
+def test_peak_bytes_at_5000_is_the_allocation_pytorch_failed_on() -> None:
+    """pvt_v2_b0-cls at 5000x5000 failed with 'you tried to allocate 152100000000 bytes': one score matrix."""
+    with torch.device("meta"):
+        module = build_deploy_module(build_model(resolve_name("pvt_v2_b0-cls")), "classify")
+    assert module.peak_bytes(1, 5000, 5000) == 2 * 152100000000
+    assert module.peak_bytes(3, 5000, 5000) == 3 * module.peak_bytes(1, 5000, 5000)

@@ -185,6 +185,10 @@ class GraphNMSModule(nn.Module):
         return pack_detections(boxes, scores, max_detections=self.max_detections,
                                iou_threshold=self.iou_threshold, score_threshold=self.score_threshold)
 
+    def peak_bytes(self, batch: int, height: int, width: int) -> int | None:
+        """The wrapped module's (:meth:`DeployModule.peak_bytes`): NMS adds little."""
+        return self.deploy.peak_bytes(batch, height, width)
+
     @property
     def postprocess(self) -> dict[str, Any]:
         return {**self.deploy.postprocess, "nms": "graph", "score_threshold": self.score_threshold,

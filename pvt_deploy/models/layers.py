@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 # Official PVT norms: blocks and stage/final norms use eps=1e-6; patch-embed and SRA norms use 1e-5.
 BLOCK_NORM_EPS = 1e-6
+LINEAR_SR_POOL = 7  # PVT v2 "li": keys and values come from a 7x7 pool, whatever the input size
 
 
 def adaptive_pool_matrix(size: Tensor | int, out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -102,7 +103,7 @@ class SpatialReductionAttention(nn.Module):
             return x
         feat = tokens_to_map(x, h, w)
         if self.linear:
-            feat = adaptive_avg_pool2d(feat, 7)
+            feat = adaptive_avg_pool2d(feat, LINEAR_SR_POOL)
         feat = self.sr(feat).flatten(2).transpose(1, 2)
         feat = self.norm(feat)
         return self.act(feat) if self.linear else feat
@@ -218,6 +219,27 @@ class PyramidTransformer(nn.Module):
     def _pool(self, tokens: Tensor) -> Tensor:
         """Stage-4 tokens -> the classifier's feature vector."""
         raise NotImplementedError
+
+    def attention_size(self, batch: int, height: int, width: int) -> int:
+        """Elements of the largest attention-score matrix (batch x heads x queries x keys) a forward pass
+        at a ``height`` x ``width`` input makes, counted from the layers (no tensor is made). It bounds
+        the memory of a large input: stage 1's queries grow with the pixels and its spatially reduced
+        keys too (pvt_v2_b0 at 5000x5000: 1250*1250 queries over 156*156 keys, 152 GB in float32)."""
+        most = 0
+        for i in range(4):
+            proj = getattr(self, f"patch_embed{i + 1}").proj
+            height, width = ((n + 2 * proj.padding[d] - proj.kernel_size[d]) // proj.stride[d] + 1
+                             for d, n in enumerate((height, width)))
+            attn = getattr(self, f"block{i + 1}")[0].attn
+            queries = height * width + (1 if i == 3 and getattr(self, "cls_token", None) is not None else 0)
+            if attn.linear:
+                keys = LINEAR_SR_POOL * LINEAR_SR_POOL
+            elif attn.sr_ratio > 1:
+                keys = (height // attn.sr_ratio) * (width // attn.sr_ratio)
+            else:
+                keys = queries
+            most = max(most, batch * attn.num_heads * queries * keys)
+        return most
 
     def forward_pyramid(self, x: Tensor) -> list[Tensor]:
         """The four feature maps (strides 4, 8, 16, 32) of the official detection backbone."""

@@ -151,6 +151,12 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions and device memory. Idempotent."""
 
+    def check_size(self, batch: int, height: int, width: int) -> None:  # noqa: B027 - optional hook
+        """Refuse, before anything runs, ``batch`` images of ``height`` x ``width`` that this backend
+        cannot run here (an :class:`~pvt_deploy.errors.InputError`). The graph's declared range is
+        checked by the caller; this is what the runtime knows beyond it (the PyTorch backend: the
+        memory the input needs)."""
+
     def warmup(self, feed: Mapping[str, np.ndarray], iters: int = 1) -> None:
         for _ in range(iters):
             self.infer(feed)

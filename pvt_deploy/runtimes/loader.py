@@ -68,7 +68,8 @@ ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.in
 INT8_TRT_ONNX = "model.int8.trt.onnx"
 ENGINE_FILE = "model.engine"
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
-# The PyTorch graph has no fixed range; these bounds only keep an absurd --imgsz from allocating 100 GB.
+# The PyTorch graph has no fixed range; these bounds only refuse an absurd size early. What fits in memory
+# is checked per input by TorchBackend.check_size (the attention grows with the square of the pixels).
 TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError, option
 from pvt_deploy.runtimes.base import (
     Backend,
     BackendInfo,
@@ -155,6 +155,10 @@ def _resolve_device(device: str | int | None) -> torch.device:
     return dev
 
 
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:.1f} GB"
+
+
 class TorchBackend(Backend):
     """Run a contract-following ``nn.Module`` (``DeployModule``) with PyTorch eager.
 
@@ -207,6 +211,7 @@ class TorchBackend(Backend):
         if self._device.type == "cuda":
             details["gpu"] = torch.cuda.get_device_name(self._device)
         self.info = BackendInfo(name="torch", device=str(self._device), precision=precision, details=details)
+        self._fits: tuple[int, ...] | None = None  # the last input shape check_size let through
 
     @property
     def device(self) -> torch.device:
@@ -226,8 +231,46 @@ class TorchBackend(Backend):
             array = array.astype(np.float32)
         return self._torch.from_numpy(np.ascontiguousarray(array))  # moved to the GPU in _forward
 
+    def check_size(self, batch: int, height: int, width: int) -> None:
+        """Refuse an input whose largest step needs more memory than the device has free: the module's
+        ``peak_bytes`` (:meth:`~pvt_deploy.models.DeployModule.peak_bytes`: an attention's scores, which
+        grow with the square of the pixels) against :func:`~pvt_deploy.utils.cpu.available_memory` on the
+        CPU, the free CUDA memory on a GPU. Such a size was bad input answered as a failure of the tool
+        (5000x5000: "PyTorch failed: ... you tried to allocate 152100000000 bytes", exit 1), or, where the
+        allocation was granted, a process the kernel killed."""
+        estimate = getattr(self.module, "peak_bytes", None)
+        need = estimate(batch, height, width) if callable(estimate) else None
+        free = self._free_memory() if need else None
+        if need is None or free is None or need <= free:
+            return
+        fits, lo, hi = None, 1, max(height, width) // 32  # the largest square multiple of 32 that fits
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if (estimate(batch, 32 * mid, 32 * mid) or 0) <= free:
+                fits, lo = 32 * mid, mid + 1
+            else:
+                hi = mid - 1
+        where = f"on {self._device}" if self._device.type == "cuda" else "in this machine's memory"
+        more = f" or a smaller {option('batch')}" if batch > 1 else ""
+        raise ShapeError(f"{option('imgsz')} {height}x{width} at {option('batch')} {batch} needs about "
+                         f"{_gb(need)} for PyTorch's largest attention, more than the {_gb(free)} free {where}",
+                         hint=f"pass {option('imgsz')} {fits} or less{more}" if fits else f"free some memory{more}")
+
+    def _free_memory(self) -> int | None:
+        """Bytes the device can still give this process (None: cannot tell)."""
+        if self._device.type != "cuda":
+            from pvt_deploy.utils.cpu import available_memory
+
+            return available_memory()
+        cuda = self._torch.cuda
+        free, _ = cuda.mem_get_info(self._device)  # what PyTorch's caching allocator holds unused is free too
+        return int(free + cuda.memory_reserved(self._device) - cuda.memory_allocated(self._device))
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = self._to_tensor(feed)
+        if tuple(x.shape) != self._fits:  # before the first step allocates
+            self.check_size(x.shape[0], x.shape[2], x.shape[3])
+            self._fits = tuple(x.shape)
         try:
             return clear_of_fork(self._forward, x)
         except RuntimeError as e:  # as the ONNX Runtime backend reports its run's errors: one line

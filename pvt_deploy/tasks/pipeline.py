@@ -277,11 +277,15 @@ class Predictor:
         return max(1, min(shards, self.max_batch))
 
     def check_batch(self, batch: int) -> None:
+        """Refuse a ``batch`` the graph cannot take, or that the backend cannot run at this size
+        (:meth:`Backend.check_size <pvt_deploy.runtimes.base.Backend.check_size>`: PyTorch's memory),
+        before any frame is read. The preprocessing's size bounds every input it feeds."""
         if batch < 1:
             raise InputError(f"{option('batch')} must be >= 1, got {batch}")
         if batch > self.max_batch:
             raise ShapeError(f"{option('batch')} {batch} is more than this graph takes ({self.max_batch})",
                              hint=f"lower {option('batch')}, or re-export with a larger batch range")
+        self.backend.check_size(max(batch, self.fixed_batch or 1), *self.preprocessor.imgsz)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], list[Letterbox]]:
         array, records = self.preprocessor.batch(images)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["INT8_PAYS", "cpu_amx_int8", "cpu_flags", "cpu_int8_dot_product", "int8_gemm_gain"]
+__all__ = ["INT8_PAYS", "available_memory", "cpu_amx_int8", "cpu_flags", "cpu_int8_dot_product", "int8_gemm_gain"]
 
 
 @functools.cache
@@ -20,6 +20,28 @@ def cpu_flags() -> frozenset[str] | None:
     except OSError:
         return None
     return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take without swapping or being killed: Linux's
+    ``MemAvailable``, or less where a cgroup (a container's ``--memory``) leaves less; ``None`` where
+    it cannot be read (another OS). Read anew on each call: it changes as processes come and go."""
+    free: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            free += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:  # cgroup v2, then v1 ("max" or a huge number: no limit)
+            with open(f"/sys/fs/cgroup/{limit}", encoding="utf-8") as f, open(f"/sys/fs/cgroup/{usage}", encoding="utf-8") as g:
+                text = f.read().strip()
+                if text != "max" and int(text) < 1 << 60:
+                    free.append(max(0, int(text) - int(g.read().strip())))
+                break
+        except (OSError, ValueError):
+            continue
+    return min(free) if free else None
 
 
 def cpu_amx_int8() -> bool:
