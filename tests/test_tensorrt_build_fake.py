@@ -24,7 +24,13 @@ from onnx import TensorProto, helper
 
 import pvt_deploy.export.tensorrt as build_mod
 import pvt_deploy.runtimes.tensorrt as rt_mod
-from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, InputError, PvtDeployError
+from pvt_deploy.errors import (
+    BackendUnavailableError,
+    EngineMismatchError,
+    InputError,
+    PvtDeployError,
+    ShapeError,
+)
 from pvt_deploy.export.tensorrt import build_engine, plan_build, require_tensorrt
 from pvt_deploy.manifest import file_entry, read_manifest, write_manifest
 from pvt_deploy.utils import onnx_model
@@ -613,6 +619,105 @@ def test_fake_backend_device_is_one_line_before_cuda_is_touched(use_fake: Any, m
     # the aliases the ONNX Runtime backend takes name the same devices here
     for device in ("gpu", "GPU:0", "cuda", 0, "0"):
         assert rt_mod._cuda_device(device) == torch.device("cuda", 0)
+
+
+def fake_engine(out_dtype: str) -> Any:
+    """A fake ICudaEngine, images (N,3,H,W) float32 -> logits (N,8) of ``out_dtype`` (a DataType name),
+    whose context computes logits[i, k] = images[i].mean() + k from the memory at the addresses bound
+    to it, as TensorRT reads and writes the buffers it is given (by address, nothing else)."""
+    import ctypes
+
+    names = ("images", "logits")
+    dtypes = {"images": "FLOAT", "logits": out_dtype}
+
+    class Context:
+        def __init__(self) -> None:
+            self.shape: tuple[int, ...] = ()
+            self.address: dict[str, int] = {}
+
+        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            self.shape = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return (self.shape[0], 8)
+
+        def set_tensor_address(self, name: str, address: int) -> bool:
+            self.address[name] = address
+            return True
+
+        def execute_async_v3(self, stream: int) -> bool:
+            count = int(np.prod(self.shape))
+            images = np.frombuffer((ctypes.c_float * count).from_address(self.address["images"]), np.float32)
+            logits = images.reshape(self.shape).mean(axis=(1, 2, 3))[:, None] + np.arange(8, dtype=np.float32)
+            size = 2 if out_dtype in ("HALF", "BF16") else 4
+            out = np.frombuffer((ctypes.c_byte * (logits.size * size)).from_address(self.address["logits"]),
+                                {"HALF": np.float16, "BF16": np.uint16, "FLOAT": np.float32}[out_dtype])
+            out[:] = ((logits.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16) if out_dtype == "BF16"
+                      else logits.astype(out.dtype)).ravel()
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i: int) -> str:
+            return names[i]
+
+        def get_tensor_dtype(self, name: str) -> Any:
+            return types.SimpleNamespace(name=dtypes[name])
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return (-1, 3, -1, -1) if name == "images" else (-1, 8)
+
+        def get_tensor_mode(self, name: str) -> str:
+            return "INPUT" if name == "images" else "OUTPUT"
+
+        def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple[int, ...]]:
+            return [(1, 3, 32, 32), (1, 3, 64, 96), (4, 3, 96, 96)]
+
+        def create_execution_context(self) -> Context:
+            return Context()
+
+    return Engine()
+
+
+@pytest.mark.parametrize("out_dtype", ["FLOAT", "HALF", "BF16"])
+def test_fake_backend_runs_on_the_buffers_it_binds(use_fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   out_dtype: str) -> None:
+    """TensorRTBackend.infer against a fake engine that computes from the memory at the bound addresses
+    (torch's CUDA calls faked, buffers in host memory): the answer is the feed's, in float32 whatever
+    the engine's output type. A BF16 output raised TypeError (numpy has no bfloat16), and a bad feed
+    was torch's TypeError or a silent cast, not the one line every other backend gives."""
+    import contextlib
+
+    import torch
+
+    trt = use_fake()
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    art = make_artifact(tmp_path / "art")
+    build_engine(art)
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: fake_engine(out_dtype))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "stream", contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: types.SimpleNamespace(
+        cuda_stream=0, synchronize=lambda: None))
+    monkeypatch.setattr(rt_mod, "_cuda_device", lambda device: torch.device("cpu"))  # buffers in host memory
+    backend = rt_mod.TensorRTBackend(art / "model.engine")
+    for batch, side in ((2, 64), (1, 96), (2, 64)):  # a new shape re-binds, the old one again too
+        images = np.stack([np.full((3, side, side), 3.0 + i, np.float32) for i in range(batch)])
+        logits = backend.infer({"images": images})["logits"]
+        assert logits.dtype == np.float32
+        np.testing.assert_array_equal(logits, 3.0 + np.arange(batch)[:, None] + np.arange(8))
+    for feed, error, message in (
+            (images, InputError, "a feed maps input names to arrays ({'images': array}), got ndarray"),
+            ({"images": images.astype(np.complex64)}, InputError, "input 'images' holds complex64 values, not real numbers"),
+            ({"images": np.array([None])}, InputError, "input 'images' holds object values, not real numbers"),
+            ({"images": images[:0]}, ShapeError, "input 'images' has shape [0, 3, 64, 64]: no values to run")):
+        with pytest.raises(error) as e:
+            backend.infer(feed)  # type: ignore[arg-type]
+        assert e.value.args[0] == message
+    backend.close()
 
 
 def test_doctor_tensorrt_row_says_whether_tensorrt_can_start(use_fake: Any) -> None:

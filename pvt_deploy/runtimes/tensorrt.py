@@ -34,7 +34,7 @@ from pvt_deploy.errors import (
     ShapeError,
 )
 from pvt_deploy.manifest import EXPORT_FLAGS, MANIFEST_NAME, read_manifest
-from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, flag
+from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, feed_array, flag
 from pvt_deploy.utils import shell_quote
 from pvt_deploy.utils.files import sha256_file
 
@@ -685,20 +685,20 @@ class TensorRTBackend(Backend):
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_open()
         torch = self._torch
-        missing = [n for n in self._input_names if n not in feed]
-        if missing:
-            raise InputError(f"missing input(s) {missing}; the engine takes {self._input_names}")
-        hosts = {n: torch.from_numpy(np.ascontiguousarray(feed[n])) for n in self._input_names}
+        # the feed checked as every backend checks it (a bare array, no values, object or complex values)
+        hosts = {n: torch.from_numpy(np.ascontiguousarray(feed_array(feed, n))) for n in self._input_names}
+        specs = {s.name: s.dtype for s in self._outputs}
+        host_dtypes = {n: _torch_dtype(torch, _host_dtype(self._engine_dtype[n], specs.get(n)))
+                       for n in self._output_names}
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             self._prepare({n: tuple(t.shape) for n, t in hosts.items()})
             for n, t in hosts.items():
                 self._owned_buffer(n, tuple(t.shape)).copy_(t)  # casts to the engine's dtype on the way
             self._execute()
-            out = {n: self._owned[n].cpu() for n in self._output_names}
+            # cast on the device: numpy has no bfloat16 (Tensor.numpy() raised TypeError on a BF16 output)
+            out = {n: self._owned[n].to(host_dtypes[n]).cpu() for n in self._output_names}
             self._stream.synchronize()
-        specs = {s.name: s.dtype for s in self._outputs}
-        return {n: t.numpy().astype(_host_dtype(self._engine_dtype[n], specs.get(n)), copy=False)
-                for n, t in out.items()}
+        return {n: t.numpy() for n, t in out.items()}
 
     def infer_torch(self, feed: Mapping[str, torch.Tensor], *, copy: bool = True) -> dict[str, torch.Tensor]:
         """Run on CUDA tensors, return CUDA tensors (the GPU-pipeline fast path).
