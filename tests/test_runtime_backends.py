@@ -141,6 +141,58 @@ def test_onnxruntime_pins_its_worker_thread_where_it_says(cls_export: Path) -> N
         assert np.array_equal(free.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})["logits"], out["logits"])
 
 
+def test_io_binding_binds_outputs_on_the_gpu_the_session_runs_on(monkeypatch: pytest.MonkeyPatch,
+                                                                  cls_export: Path) -> None:
+    """``providers=[("CUDAExecutionProvider", {"device_id": 1}), ...]`` without ``device``: the session
+    ran on GPU 1, but IO binding bound its outputs to GPU 0 (the ``device`` argument's, by default).
+    They go where the session's CUDA provider is registered. Faked: a real CPU session that reports
+    the CUDA provider on GPU 1, as onnxruntime-gpu's does, and hands bind_output's device over."""
+    import onnxruntime as ort
+
+    import pvt_deploy.runtimes.onnxruntime as ort_backend
+
+    real, bound = ort.InferenceSession, []
+
+    class Binding:
+        def __init__(self, binding: Any) -> None:
+            self._binding = binding
+
+        def bind_output(self, name: str, device_type: str = "cpu", device_id: int = 0) -> None:
+            bound.append((device_type, device_id))
+            self._binding.bind_output(name)  # this machine's memory stands in for the GPU's
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._binding, name)
+
+    class OnGpu1:
+        def __init__(self, path: str, sess_options: Any = None, providers: Any = None) -> None:
+            self._session = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self) -> list[str]:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def get_provider_options(self) -> dict[str, dict[str, str]]:
+            return {"CUDAExecutionProvider": {"device_id": "1"}, "CPUExecutionProvider": {}}
+
+        def io_binding(self) -> Binding:
+            return Binding(self._session.io_binding())
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 128, 128)).astype(np.float32)
+    with ort_backend.OnnxRuntimeBackend(cls_export / "model.onnx", device="cpu") as b:
+        reference = b.infer({"images": x})["logits"]
+    monkeypatch.setattr(ort, "InferenceSession", OnGpu1)
+    monkeypatch.setattr(ort_backend, "_preload_gpu_libraries", lambda ort: None)
+    with ort_backend.OnnxRuntimeBackend(cls_export / "model.onnx",
+                                        providers=[("CUDAExecutionProvider", {"device_id": 1}),
+                                                   "CPUExecutionProvider"]) as b:
+        assert b.info.details["io_binding"] is True
+        np.testing.assert_allclose(b.infer({"images": x})["logits"], reference, rtol=1e-5, atol=1e-5)
+    assert bound == [("cuda", 1)]
+
+
 def test_workers_spin_inside_a_run_unless_told_otherwise(cls_export: Path) -> None:
     from pvt_deploy.errors import InputError
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend

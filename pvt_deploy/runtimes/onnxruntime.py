@@ -228,6 +228,17 @@ def _parse_device(device: str | None) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def _provider_device_id(session: Any, provider: str, default: int) -> int:
+    """The GPU ``provider`` runs on in ``session``, as the session registered it: with ``providers=``
+    given, that list's ``device_id`` and not the ``device`` argument says where (IO binding bound the
+    outputs to ``device``'s GPU, another than the session's)."""
+    try:
+        value = (session.get_provider_options().get(provider) or {}).get("device_id")
+        return int(value) if value is not None else default
+    except (AttributeError, TypeError, ValueError):
+        return default
+
+
 def _folder_option(name: str, value: object, *, parent: bool = False) -> Path | None:
     """A path option (``cache_dir``, ``optimized_model_path``) with its folder made (``parent``: the
     folder the file goes in). Not a path, or a folder that cannot be made, is one InputError line,
@@ -366,7 +377,7 @@ class OnnxRuntimeBackend(Backend):
         used = list(self._session.get_providers())
         self._check_fallback(kind, names, used)
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
-        self._device_id = device_id
+        self._device_id = _provider_device_id(self._session, used[0], device_id) if self._on_gpu else 0
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self.precision = precision or guess_precision(self.path)
         if self.precision == "int8" and not self._on_gpu:
