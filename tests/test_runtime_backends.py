@@ -193,6 +193,32 @@ def test_io_binding_binds_outputs_on_the_gpu_the_session_runs_on(monkeypatch: py
     assert bound == [("cuda", 1)]
 
 
+def test_a_model_that_does_not_fit_the_gpu_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's move to the GPU failing (CUDA out of memory on a shared GPU, CUDA in a forked
+    worker) was PyTorch's RuntimeError, a traceback, where the same failure in a run is one line.
+    A GPU is faked: is_available/device_count say there is one, and the move fails as CUDA's does."""
+    import torch
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    class Model(torch.nn.Identity):
+        output_names = ("logits",)
+
+        def to(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of "
+                               "79.19 GiB of which 3.06 MiB is free.\nIf reserved but unallocated memory is large "
+                               "try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(PvtDeployError) as caught:
+        TorchBackend(Model(), device="cuda:0")
+    message = caught.value.args[0]
+    assert message.startswith("PyTorch cannot put the model on cuda:0: CUDA out of memory. Tried to allocate")
+    assert "\n" not in message and "nvidia-smi" in (caught.value.hint or "") and caught.value.exit_code == 1
+
+
 def test_workers_spin_inside_a_run_unless_told_otherwise(cls_export: Path) -> None:
     from pvt_deploy.errors import InputError
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend

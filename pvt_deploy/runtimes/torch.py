@@ -198,7 +198,13 @@ class TorchBackend(Backend):
         self._output_names = tuple(str(n) for n in names)
         input_names = tuple(getattr(module, "input_names", ("images",)))
         self._input_name = input_names[0]
-        self._module: nn.Module | None = module.to(self._device).eval()
+        try:
+            self._module: nn.Module | None = module.to(self._device).eval()
+        except RuntimeError as e:  # CUDA out of memory, CUDA in a forked child, a driver that fails: one line
+            text = one_line(e)
+            raise PvtDeployError(f"PyTorch cannot put the model on {self._device}: {text}",
+                                 hint="free GPU memory (nvidia-smi lists who holds it), or use --device cpu"
+                                 if "out of memory" in text.lower() else "use --device cpu") from e
         if outputs is not None:
             self._outputs = [s for s in outputs if s.name in self._output_names]
         else:
