@@ -29,7 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from pvt_deploy.errors import BackendUnavailableError, EngineMismatchError, InputError, PvtDeployError
+from pvt_deploy.errors import (
+    BackendUnavailableError,
+    EngineMismatchError,
+    InputError,
+    PvtDeployError,
+    renamed,
+)
 
 __all__ = ["BENCH_BACKENDS", "benchmark", "cross_check", "parse_backends"]
 
@@ -314,8 +320,9 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
     try:
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
-                                             imgsz=size, random_weights_ok=True)
+            with renamed(backend="backends"):  # the loader's errors name --backends onnx, which bench takes
+                backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
+                                                 imgsz=size, random_weights_ok=True)
             row["load_s"] = round(time.perf_counter() - t0, 3)
             try:
                 predictor = Predictor(backend, manifest, imgsz=size)
@@ -500,7 +507,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
             progress(cand.label)
         kind, precision = BENCH_BACKENDS[cand.label]
         try:
-            backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
+            with renamed(backend="backends"):  # as in bench
+                backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
         except PvtDeployError as e:
             report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e),
                                       "exit_code": e.exit_code})

@@ -12,12 +12,29 @@ import contextlib
 from collections.abc import Iterator
 
 _CLI_SPELLING = False  # True while a pvt-deploy command runs (cli_spelling)
+_RENAMED: dict[str, str] = {}  # a setting that the running command or function takes under another name (renamed)
 
 
 def option(name: str) -> str:
     """A setting's name as the user gave it, for a message: the option (``--max-det``) while a
-    ``pvt-deploy`` command runs, else the Python argument (``max_det``)."""
+    ``pvt-deploy`` command runs, else the Python argument (``max_det``); within :func:`renamed`, the
+    name given there (``backend`` is ``--backends`` in ``bench`` and ``check``)."""
+    name = _RENAMED.get(name, name)
     return "--" + name.replace("_", "-") if _CLI_SPELLING else name
+
+
+@contextlib.contextmanager
+def renamed(**names: str) -> Iterator[None]:
+    """Within: :func:`option` spells each setting ``key`` as ``names[key]``, for code shared with a
+    caller that takes it under another name (the loader's ``backend``, which ``bench`` and ``check``
+    take as ``--backends`` / ``backends=``, a list of labels that includes each backend's name)."""
+    before = dict(_RENAMED)
+    _RENAMED.update(names)
+    try:
+        yield
+    finally:
+        _RENAMED.clear()
+        _RENAMED.update(before)
 
 
 @contextlib.contextmanager

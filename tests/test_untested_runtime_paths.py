@@ -222,6 +222,48 @@ def test_wrong_files_given_to_model_are_one_line_errors(monkeypatch: pytest.Monk
         assert not out.exists()
 
 
+def test_the_loader_names_backend_device_and_precision_as_python_and_bench_take_them(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path) -> None:
+    """The loader's errors said ``--backend torch``, ``--precision``, ``--device`` in Python too
+    (``Model('model.onnx', backend='torch')``), and in ``bench``, whose option is ``--backends`` (labels:
+    ``onnx-fp16``...), '--backend torch ... or use --backend onnx', options bench has not. They are
+    named by errors.option: as the CLI command spells them, as Python's arguments, and as ``bench``
+    and ``check`` (``backends``) take them; the names of backends (torch, onnx) are bench labels too."""
+    from pvt_deploy.bench import benchmark
+    from pvt_deploy.errors import cli_spelling
+
+    onnx, weights = det_export / "model.onnx", det_export / "weights.pth"
+    for kwargs, line in (
+            ({"model": onnx, "backend": "torch"},
+             "model.onnx is an ONNX file; backend torch cannot run it directly (point at its export folder, or "
+             "use backend onnx)"),
+            ({"model": weights, "backend": "onnx"}, "weights.pth is a PyTorch checkpoint; export it to run it with "
+                                                    f"backend onnx (pvt-deploy export --model {weights})"),
+            ({"model": "triton://localhost:1/m", "backend": "onnx"},
+             "triton://localhost:1/m is a Triton URL; backend onnx cannot run it"),
+            ({"model": "pvt_v2_b0-cls", "backend": "onnx"}, "'pvt_v2_b0-cls' is a zoo name, which runs with "
+                                                           "PyTorch; export it first to use backend onnx "
+                                                           "(pvt-deploy export --model pvt_v2_b0-cls)"),
+            ({"model": det_export, "backend": "torch", "precision": "int8"},
+             f"{det_export}: PyTorch runs fp32 or fp16, not int8 (INT8 runs on ONNX Runtime or TensorRT: leave out "
+             "backend torch)")):
+        with pytest.raises(InputError) as refused:
+            Model(**kwargs)
+        assert str(refused.value) == line
+        with cli_spelling(), pytest.raises(InputError) as refused:  # as pvt-deploy infer names them
+            Model(**kwargs)
+        assert str(refused.value) == line.replace("backend ", "--backend ")
+    report = benchmark(onnx, backends="torch", iters=1, warmup=0)
+    assert report["results"][0]["reason"] == ("model.onnx is an ONNX file; backends torch cannot run it directly "
+                                              "(point at its export folder, or use backends onnx)")
+    code, _, err = cli(monkeypatch, capsys, "bench", "--model", str(onnx), "--backends", "torch", "--iters", "1")
+    assert (code, one_line_error(err)) == (2, "error: no backend could be benchmarked here: torch: model.onnx is an "
+                                              "ONNX file; --backends torch cannot run it directly (point at its "
+                                              "export folder, or use --backends onnx)")
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", str(onnx), "--backend", "torch", "--no-save")
+    assert "--backend torch cannot run it directly" in one_line_error(err)  # bench's spelling did not stay
+
+
 def test_a_file_listed_in_its_folder_is_checked_and_a_renamed_one_reads_its_metadata(
         det_copy: Path, tmp_path: Path) -> None:
     """``--model DIR/model.onnx`` takes the folder's manifest (and its sha256 check); a copy under
@@ -289,7 +331,7 @@ def test_an_engine_in_the_folder_without_tensorrt(monkeypatch: pytest.MonkeyPatc
     trt = next(b for b in info["backends"] if b["label"] == "trt")
     assert (trt["available"], trt["reason"], trt["precision"]) == (False, reason, "fp16")
     trt = next(b for b in describe_artifact(det_copy, device="cpu")["backends"] if b["label"] == "trt")
-    assert trt["reason"] == "--device cpu"
+    assert trt["reason"] == "device cpu"  # named as Python takes it (pvt-deploy info --device cpu: --device cpu)
     info = describe_artifact(det_copy / "model.engine")
     assert info["kind"] == "TensorRT engine" and info["backends"][0]["reason"] == reason
 

@@ -384,7 +384,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         from pvt_deploy.errors import EngineMismatchError
 
         reason, code = (tensorrt_unavailable_reason(), BackendUnavailableError.exit_code) if kind != "cpu" else (
-            "--device cpu", InputError.exit_code)
+            f"{option('device')} cpu", InputError.exit_code)
         if reason is None:
             reason, code = _engine_mismatch(folder, manifest), EngineMismatchError.exit_code
         out.append(Candidate("trt", "trt", engine_precision, ENGINE_FILE, reason is None, reason or "",
@@ -458,7 +458,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         text = resolve_model(path_or_name)
     if _is_triton(text):
         if kind not in (None, "triton"):
-            raise InputError(f"{text} is a Triton URL; --backend {backend} cannot run it")
+            raise InputError(f"{text} is a Triton URL; {option('backend')} {backend} cannot run it")
         from pvt_deploy.runtimes.triton import load_triton
 
         triton_backend, manifest = _create(load_triton, "the Triton backend", options, text)
@@ -468,12 +468,13 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         if prec is not None and prec != served:
             triton_backend.close()
             raise InputError(f"{text} serves a {served} model, not {prec}",
-                             hint=f"drop --precision, or serve the export's {prec} graph under another model name")
+                             hint=f"drop {option('precision')}, or serve the export's {prec} graph under another model name")
         if device not in (None, "auto"):
-            log.warning("%s: --device %s does not apply to a Triton model (the server places it)", text, device)
+            log.warning("%s: %s %s does not apply to a Triton model (the server places it)", text, option("device"),
+                        device)
         return _checked(triton_backend, dict(manifest), text, task=task, imgsz=None)
     if kind == "triton":
-        raise InputError(f"--backend triton needs a triton://host:port/model URL, not {text!r}")
+        raise InputError(f"{option('backend')} triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
     if path.is_dir() and not shadows_zoo_name(text):
         result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
@@ -484,7 +485,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
             raise ModelNotFoundError(f"{text!r} is a zoo name, which runs with PyTorch; export it first to use "
-                                     f"--backend {backend}", hint=f"pvt-deploy export --model {shell_quote(str(text))}")
+                                     f"{option('backend')} {backend}", hint=f"pvt-deploy export --model {shell_quote(str(text))}")
         result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
                            trust=trust, options=options)
     return _checked(*result, text, task=task, imgsz=imgsz)
@@ -613,8 +614,8 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if kind not in (None, "onnx"):
-            raise InputError(f"{path.name} is an ONNX file; --backend {kind} cannot run it directly",
-                             hint="point at its export folder, or use --backend onnx")
+            raise InputError(f"{path.name} is an ONNX file; {option('backend')} {kind} cannot run it directly",
+                             hint=f"point at its export folder, or use {option('backend')} onnx")
         manifest = _folder_manifest_listing(path)
         if manifest is not None and verify:
             verify_file(path.parent, manifest, path.name)
@@ -623,7 +624,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
         return _onnx_backend(path, manifest, precision, device, options)
     if suffix in (".engine", ".plan"):
         if kind not in (None, "trt"):
-            raise InputError(f"{path.name} is a TensorRT engine; --backend {kind} cannot run it")
+            raise InputError(f"{path.name} is a TensorRT engine; {option('backend')} {kind} cannot run it")
         manifest = _folder_manifest_listing(path) or _folder_manifest(path.parent)
         if manifest is None:
             raise InputError(f"{path}: a lone engine does not say how to preprocess or read its outputs; keep "
@@ -631,7 +632,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
         return _trt_backend(path, manifest, device, options)
     if suffix in CHECKPOINT_SUFFIXES:
         if kind not in (None, "torch"):
-            raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with --backend {kind}",
+            raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with {option('backend')} {kind}",
                              hint=f"pvt-deploy export --model {shell_quote(str(path))}")
         from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
@@ -714,8 +715,8 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
 
     _warn_failed_parity(path.name, manifest)
     if device is not None and device.lower() == "cpu":
-        raise InputError("TensorRT engines run on a GPU; --device cpu cannot run model.engine",
-                         hint="use --backend onnx for the CPU")
+        raise InputError(f"TensorRT engines run on a GPU; {option('device')} cpu cannot run model.engine",
+                         hint=f"use {option('backend')} onnx for the CPU")
     kind, _, index = (device or "auto").lower().partition(":")  # tensorrt:1 is CUDA device 1, as for ONNX Runtime
     dev = (index or 0) if kind in ("auto", "trt", "tensorrt") else device  # the backend checks the rest
     backend = _create(TensorRTBackend, "the TensorRT backend", options, path, manifest=manifest, device=dev)
@@ -770,14 +771,14 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     """PyTorch for an export folder: the same architecture and graph options, with the export's weights."""
     from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
-    _refuse_torch_int8(precision, str(folder), "INT8 runs on ONNX Runtime or TensorRT: leave out --backend torch")
+    _refuse_torch_int8(precision, str(folder), f"INT8 runs on ONNX Runtime or TensorRT: leave out {option('backend')} torch")
 
     source = os.fspath(weights) if weights is not None else None
     if source is None:
         source, _, why = _torch_weights(folder, manifest)
         if why and not random_weights_ok:
             raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
-                             hint="pass --weights CHECKPOINT (the file the export was made from)")
+                             hint=f"pass {option('weights')} CHECKPOINT (the file the export was made from)")
     model_name = str(manifest.get("model") or manifest.get("backbone"))
     task = manifest.get("task")
     classes = manifest.get("classes") or []
