@@ -621,10 +621,11 @@ def test_fake_backend_device_is_one_line_before_cuda_is_touched(use_fake: Any, m
         assert rt_mod._cuda_device(device) == torch.device("cuda", 0)
 
 
-def fake_engine(out_dtype: str) -> Any:
+def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
     """A fake ICudaEngine, images (N,3,H,W) float32 -> logits (N,8) of ``out_dtype`` (a DataType name),
     whose context computes logits[i, k] = images[i].mean() + k from the memory at the addresses bound
-    to it, as TensorRT reads and writes the buffers it is given (by address, nothing else)."""
+    to it, as TensorRT reads and writes the buffers it is given (by address, nothing else).
+    ``on_call("shape" | "execute")`` is told of each context call as it starts."""
     import ctypes
 
     names = ("images", "logits")
@@ -636,6 +637,8 @@ def fake_engine(out_dtype: str) -> Any:
             self.address: dict[str, int] = {}
 
         def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            if on_call is not None:
+                on_call("shape")
             self.shape = tuple(shape)
             return True
 
@@ -647,6 +650,8 @@ def fake_engine(out_dtype: str) -> Any:
             return True
 
         def execute_async_v3(self, stream: int) -> bool:
+            if on_call is not None:
+                on_call("execute")
             count = int(np.prod(self.shape))
             images = np.frombuffer((ctypes.c_float * count).from_address(self.address["images"]), np.float32)
             logits = images.reshape(self.shape).mean(axis=(1, 2, 3))[:, None] + np.arange(8, dtype=np.float32)
@@ -681,6 +686,31 @@ def fake_engine(out_dtype: str) -> Any:
     return Engine()
 
 
+def fake_backend(use_fake: Any, monkeypatch: pytest.MonkeyPatch, folder: Path, engine: Any) -> Any:
+    """A TensorRTBackend on ``engine`` (a :func:`fake_engine`), torch's CUDA calls faked and its
+    buffers in host memory."""
+    import contextlib
+
+    import torch
+
+    trt = use_fake()
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    art = make_artifact(folder)
+    build_engine(art)
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: engine)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device", contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "stream", contextlib.nullcontext)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: types.SimpleNamespace(
+        cuda_stream=0, synchronize=lambda: None))
+    monkeypatch.setattr(rt_mod, "_cuda_device", lambda device: torch.device("cpu"))
+    return rt_mod.TensorRTBackend(art / "model.engine")
+
+
+def constant_images(batch: int, side: int, first: float = 3.0) -> np.ndarray:
+    return np.stack([np.full((3, side, side), first + i, np.float32) for i in range(batch)])
+
+
 @pytest.mark.parametrize("out_dtype", ["FLOAT", "HALF", "BF16"])
 def test_fake_backend_runs_on_the_buffers_it_binds(use_fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                    out_dtype: str) -> None:
@@ -688,24 +718,9 @@ def test_fake_backend_runs_on_the_buffers_it_binds(use_fake: Any, monkeypatch: p
     (torch's CUDA calls faked, buffers in host memory): the answer is the feed's, in float32 whatever
     the engine's output type. A BF16 output raised TypeError (numpy has no bfloat16), and a bad feed
     was torch's TypeError or a silent cast, not the one line every other backend gives."""
-    import contextlib
-
-    import torch
-
-    trt = use_fake()
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-    art = make_artifact(tmp_path / "art")
-    build_engine(art)
-    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: fake_engine(out_dtype))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device", contextlib.nullcontext)
-    monkeypatch.setattr(torch.cuda, "stream", contextlib.nullcontext)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: types.SimpleNamespace(
-        cuda_stream=0, synchronize=lambda: None))
-    monkeypatch.setattr(rt_mod, "_cuda_device", lambda device: torch.device("cpu"))  # buffers in host memory
-    backend = rt_mod.TensorRTBackend(art / "model.engine")
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", fake_engine(out_dtype))
     for batch, side in ((2, 64), (1, 96), (2, 64)):  # a new shape re-binds, the old one again too
-        images = np.stack([np.full((3, side, side), 3.0 + i, np.float32) for i in range(batch)])
+        images = constant_images(batch, side)
         logits = backend.infer({"images": images})["logits"]
         assert logits.dtype == np.float32
         np.testing.assert_array_equal(logits, 3.0 + np.arange(batch)[:, None] + np.arange(8))
@@ -717,6 +732,46 @@ def test_fake_backend_runs_on_the_buffers_it_binds(use_fake: Any, monkeypatch: p
         with pytest.raises(error) as e:
             backend.infer(feed)  # type: ignore[arg-type]
         assert e.value.args[0] == message
+    backend.close()
+
+
+def test_fake_backend_runs_one_call_at_a_time(use_fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One Model shared by a server's threads (README: predict may be called from several at once):
+    two calls on one execution context set each other's input shapes and buffers while the other's
+    execute ran (TensorRT's context is not for concurrent use), so a call could answer with another's
+    results. Calls now take turns; here thread B's call starts while A's execute is running and must
+    not reach the context before A's is done."""
+    import threading
+
+    a_running, b_arrived, running, overlaps = threading.Event(), threading.Event(), [], []
+
+    def on_call(kind: str) -> None:
+        if running:
+            overlaps.append(kind)
+        if threading.current_thread().name == "B":
+            b_arrived.set()
+        elif kind == "execute" and threading.current_thread().name == "A":
+            running.append(kind)
+            a_running.set()
+            b_arrived.wait(0.5)  # B's call gets this long to come in during A's execute
+            running.clear()
+
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", fake_engine("FLOAT", on_call))
+    results: dict[str, np.ndarray] = {}
+
+    def call(name: str, images: np.ndarray) -> None:
+        results[name] = backend.infer({"images": images})["logits"]
+
+    a = threading.Thread(target=call, name="A", args=("A", constant_images(2, 64, first=3.0)))
+    b = threading.Thread(target=call, name="B", args=("B", constant_images(1, 96, first=7.0)))
+    a.start()
+    assert a_running.wait(10)
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert overlaps == []
+    np.testing.assert_array_equal(results["A"], 3.0 + np.arange(2)[:, None] + np.arange(8))
+    np.testing.assert_array_equal(results["B"], 7.0 + np.arange(8)[None, :])
     backend.close()
 
 

@@ -516,6 +516,10 @@ class TensorRTBackend(Backend):
             manifest = _manifest_for(path)
         self._manifest = dict(manifest) if manifest is not None else None
         self._closed = True  # until fully constructed: close() has nothing to release before that
+        # One call at a time: the execution context, its input shapes and the bound buffers are shared
+        # state (TensorRT: an execution context is not for concurrent use), and a Model may be shared
+        # by a server's threads; close() waits for a running call.
+        self._lock = threading.RLock()
         with torch.cuda.device(self._device):
             self._runtime, self._engine = load_engine(path, self._manifest, device_index=self._device.index or 0)
             context: tensorrt.IExecutionContext | None = self._engine.create_execution_context()
@@ -683,6 +687,10 @@ class TensorRTBackend(Backend):
         log.debug("captured a CUDA graph for input shapes %s", key)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._infer(feed)
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_open()
         torch = self._torch
         # the feed checked as every backend checks it (a bare array, no values, object or complex values)
@@ -708,6 +716,10 @@ class TensorRTBackend(Backend):
         caller's current stream and the caller's stream waits for the result. With ``copy=False``
         the returned tensors are the backend's own buffers: valid until the next call.
         """
+        with self._lock:
+            return self._infer_torch(feed, copy=copy)
+
+    def _infer_torch(self, feed: Mapping[str, torch.Tensor], *, copy: bool) -> dict[str, torch.Tensor]:
         self._check_open()
         torch = self._torch
         missing = [n for n in self._input_names if n not in feed]
@@ -744,11 +756,16 @@ class TensorRTBackend(Backend):
     def close(self) -> None:
         if getattr(self, "_closed", True):
             return
+        with self._lock:
+            if not self._closed:
+                self._release()
+
+    def _release(self) -> None:
         self._closed = True
         try:
             self._stream.synchronize()
         except Exception as e:  # a failed device must not stop the release
-            warnings.warn(f"TensorRT backend: synchronize on close failed: {e}", stacklevel=2)
+            warnings.warn(f"TensorRT backend: synchronize on close failed: {e}", stacklevel=3)
         # Release in dependency order: graph and buffers, then context, engine, runtime.
         self._graph = None
         self._bound.clear()
