@@ -21,6 +21,7 @@ import gc
 import logging
 import os
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -315,7 +316,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
 
     kind, precision = BENCH_BACKENDS[label]
     row: dict[str, Any] = {"backend": label, "status": "skipped"}
-    cuda = _cuda_reset()
+    cuda = _cuda_reset(device)
     gpu_mb = None
     try:
         with PeakRSS() as mem:
@@ -383,40 +384,44 @@ class _BenchFrame:
         self.image = image
 
 
-def _cuda_reset() -> dict[int, int] | None:
-    """Before a row: torch's CUDA peak counters reset, and the bytes in use on each GPU now (None
-    without CUDA), from which a backend that allocates outside torch is measured."""
+def _cuda_reset(device: str | None) -> tuple[int, int] | None:
+    """Before a row: the GPU ``device`` names (``cuda:N``, ``N``; else the current one), its torch
+    peak counter reset, and the bytes in use on it now, from which a backend that allocates outside
+    torch is measured; None without CUDA. Only that GPU: asking every GPU would start a CUDA
+    context (hundreds of MB) on each."""
     try:
         import torch
     except ImportError:
         return None
     if not torch.cuda.is_available():
         return None
-    used = {}
-    for index in range(torch.cuda.device_count()):
-        torch.cuda.synchronize(index)
-        torch.cuda.reset_peak_memory_stats(index)
-        free, total = torch.cuda.mem_get_info(index)
-        used[index] = total - free
-    return used
+    from pvt_deploy.runtimes.base import device_text
+
+    digits = re.search(r"(\d+)$", device_text(device) or "")
+    index = int(digits.group(1)) if digits else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        return None  # the row's load says so
+    torch.cuda.synchronize(index)
+    torch.cuda.reset_peak_memory_stats(index)
+    free, total = torch.cuda.mem_get_info(index)
+    return index, total - free
 
 
-def _cuda_peak(info: Any, used_before: Mapping[int, int] | None) -> float | None:
+def _cuda_peak(info: Any, before: tuple[int, int] | None) -> float | None:
     """A row's GPU memory in MiB, or None for a backend on the CPU (its row reads the RSS peak): for
     PyTorch on CUDA its allocator's peak; for ONNX Runtime's CUDA or TensorRT provider and TensorRT,
     which allocate outside torch's allocator (their arena, the engine and its context, so torch's peak
-    read ~0), what their GPU holds now beyond what it held before loading. (Every row read torch's
+    read ~0), what the GPU holds now beyond what it held before loading. (Every row read torch's
     peak, the CPU ones too: 0 MB on a GPU machine.)"""
-    if not used_before or not info.on_gpu:
+    if before is None or not info.on_gpu:
         return None
     import torch
 
-    device = str(info.device)
-    index = int(device.split(":")[1]) if device.startswith("cuda:") else torch.cuda.current_device()
+    index, used = before
     if info.name == "torch":
         return round(torch.cuda.max_memory_allocated(index) / 2**20, 1)
     free, total = torch.cuda.mem_get_info(index)
-    return round(max(0, total - free - used_before.get(index, 0)) / 2**20, 1)
+    return round(max(0, total - free - used) / 2**20, 1)
 
 
 # --------------------------------------------------------------------------------------------------

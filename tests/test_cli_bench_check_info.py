@@ -84,7 +84,7 @@ def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsy
     (row,) = json.loads(out)["results"]
     assert row["status"] == "ok" and row["memory_mb"]["cuda_peak"] is None
     assert row["memory_mb"]["rss_peak_delta"] is not None
-    before = bench._cuda_reset()
+    before = bench._cuda_reset(None)
     used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took
     assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 300.0
     assert bench._cuda_peak(BackendInfo("tensorrt", "cuda:0", "fp16"), before) == 300.0
