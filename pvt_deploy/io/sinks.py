@@ -736,8 +736,10 @@ class _AudioCopy:
             if track in left_out:
                 container.close()
                 continue
-            if joins is None:
-                joins = cls._video_joins(source)
+            if joins is None:  # only a format whose files can be joined byte by byte (MPEG-TS, MPEG-PS: its
+                # clock may jump) holds recordings one after another; asked of another (mp4, mov, Matroska),
+                # a second read of the whole video, a second download of an http(s) source, would be for nothing
+                joins = cls._video_joins(source) if container.format.flags & _AVFMT_TS_DISCONT else []
             try:
                 tracks.append(cls(str(source), container, fmt, track, copy=track not in redone, joins=joins))
             except (av.error.FFmpegError, ValueError, OSError, TypeError, AttributeError) as e:  # e.g. an unknown codec
@@ -748,17 +750,12 @@ class _AudioCopy:
     @staticmethod
     def _video_joins(source: str | os.PathLike[str]) -> list[Join]:
         """Where the clock of ``source``'s video restarts (:func:`~pvt_deploy.io.sources.video_joins`), read
-        from its packets by a demuxer of its own; none where it cannot be read, and none asked of a format
-        whose files cannot be joined byte by byte (mp4, mov, Matroska, AVI: only formats whose clock may
-        jump, MPEG-TS and MPEG-PS, are recordings one after another), which would pay a second read of the
-        whole video for nothing (a second download of an http(s) source)."""
+        from its packets by a demuxer of its own; none where it cannot be read."""
         try:
             container = _open_input(source)
         except (av.error.FFmpegError, OSError, ValueError):
             return []
         try:
-            if not container.format.flags & av.format.Flags.ts_discont.value:
-                return []
             return video_joins(container)
         finally:
             container.close()
