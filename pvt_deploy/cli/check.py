@@ -108,11 +108,12 @@ def render(report: dict[str, Any], console: Any) -> None:
 
     from pvt_deploy.cli.bench import short_device
     from pvt_deploy.export.parity import agreement_text
+    from pvt_deploy.io.sources import counted_as
 
     metric = {"detect": "detection F1", "segment": "pixels equal", "classify": "top-1 equal"}.get(
         str(report.get("task")), "agreement")
     gated = "" if report.get("agreement_gated") else " (agreement not gated: random weights)"
-    noun = "frame" if report.get("source_kind") in ("video", "stream") else "image"
+    noun = counted_as(report.get("source_kind"))
     table = Table(title=f"{report['artifact']}: {count_of(report['images'], noun)} vs {report['reference']}{gated}",
                   title_justify="left")
     for col in ("backend", "prec", "device", metric, "max_rel", "cosine", "result"):

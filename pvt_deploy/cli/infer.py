@@ -138,6 +138,7 @@ def infer(
     from rich.markup import escape
 
     from pvt_deploy.api import Model, check_weights
+    from pvt_deploy.io.sources import counted_as
     from pvt_deploy.tasks.pipeline import check_settings, check_writable, increment_dir
     from pvt_deploy.utils.files import make_folders, remove_made_folders
 
@@ -192,7 +193,7 @@ def infer(
         else:
             save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
-        noun = _noun(kind)
+        noun = counted_as(kind)
         count = count_of(src.frames, noun) if src.frames else ""
         detail = (count or kind) if noun == "image" else ", ".join(filter(None, (kind, count)))
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
@@ -390,11 +391,6 @@ class _Viewer:
             import cv2
 
             cv2.destroyAllWindows()
-
-
-def _noun(kind: str) -> str:
-    """What the CLI counts of a source of ``kind``: images of pictures, frames of videos and streams."""
-    return "image" if kind in ("image", "images") else "frame"
 
 
 def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None, noun: str = "frame") -> None:

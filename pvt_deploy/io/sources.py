@@ -53,6 +53,12 @@ class _NoVideoStream(InputError):
 
 SourceKind = Literal["image", "images", "video", "stream"]
 
+
+def counted_as(kind: str | None) -> str:
+    """What a count of a source of ``kind`` counts, in messages: frames of a video or a stream, images of
+    pictures ("3 images in 0.07 s", "ms/image", "1 image vs torch")."""
+    return "frame" if kind in ("video", "stream") else "image"
+
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff",
      ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic"}
