@@ -593,6 +593,9 @@ class TensorRTBackend(Backend):
 
         self._inputs = [spec(n) for n in self._input_names]
         self._outputs = [spec(n) for n in self._output_names]
+        # what each output is handed back as, cast on the device (see _infer): fixed by the engine and manifest
+        self._host_dtypes = {s.name: _torch_dtype(self._torch, _host_dtype(self._engine_dtype[s.name], s.dtype))
+                             for s in self._outputs}
 
     def _profiles_json(self) -> list[dict[str, Any]]:
         return [{"input": n, "min": list(lo), "opt": list(opt), "max": list(hi)}
@@ -695,16 +698,13 @@ class TensorRTBackend(Backend):
         torch = self._torch
         # the feed checked as every backend checks it (a bare array, no values, object or complex values)
         hosts = {n: torch.from_numpy(np.ascontiguousarray(feed_array(feed, n))) for n in self._input_names}
-        specs = {s.name: s.dtype for s in self._outputs}
-        host_dtypes = {n: _torch_dtype(torch, _host_dtype(self._engine_dtype[n], specs.get(n)))
-                       for n in self._output_names}
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             self._prepare({n: tuple(t.shape) for n, t in hosts.items()})
             for n, t in hosts.items():
                 self._owned_buffer(n, tuple(t.shape)).copy_(t)  # casts to the engine's dtype on the way
             self._execute()
             # cast on the device: numpy has no bfloat16 (Tensor.numpy() raised TypeError on a BF16 output)
-            out = {n: self._owned[n].to(host_dtypes[n]).cpu() for n in self._output_names}
+            out = {n: self._owned[n].to(self._host_dtypes[n]).cpu() for n in self._output_names}
             self._stream.synchronize()
         return {n: t.numpy() for n, t in out.items()}
 
