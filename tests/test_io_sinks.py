@@ -1257,6 +1257,25 @@ def test_json_outputs_are_strict_json_when_a_number_is_not_finite(tmp_path: Path
         {"image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, "inf", 5.0], "score": "nan"}]
 
 
+def test_every_json_writer_makes_numpy_torch_and_path_values_json_the_same_way(tmp_path: Path) -> None:
+    """One rule (utils.files) for values JSON has no type for: the JSON Lines writer had its own
+    ``default`` (numpy and paths, no torch tensor: TypeError mid-run), ``json_dumps`` and ``json_safe``
+    another (numpy and torch, no path: TypeError). Each now writes the same text for the same record."""
+    import torch
+
+    from pvt_deploy.utils.files import json_dumps, json_safe
+
+    record = {"source": Path("a") / "b.jpg", "score": np.float32(0.5), "box": np.array([1, 2]),
+              "t": torch.tensor([0.25, float("inf")]), "n": torch.tensor(3)}
+    plain = {"source": os.path.join("a", "b.jpg"), "score": 0.5, "box": [1, 2], "t": [0.25, "inf"], "n": 3}
+    with JsonlWriter(tmp_path / "p.jsonl") as writer:
+        writer.write(record)
+    assert json.loads((tmp_path / "p.jsonl").read_text(encoding="utf-8")) == plain
+    assert json.loads(json_dumps(record)) == json_safe(record) == plain
+    with pytest.raises(TypeError, match="object is not JSON serializable"):
+        json_dumps({"x": object()})
+
+
 def test_jsonl_discard_removes_the_part_file(tmp_path: Path) -> None:
     out = tmp_path / "preds.jsonl"
     writer = JsonlWriter(out)

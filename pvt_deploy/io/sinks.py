@@ -1295,17 +1295,6 @@ class ImageWriter:
 # ---------------------------------------------------------------------------------------------
 
 
-def _json_default(obj: Any) -> Any:
-    """numpy scalars and arrays as plain JSON numbers and lists."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only inside strings: JSON's own syntax is ASCII
 
 
@@ -1336,7 +1325,7 @@ class JsonlWriter:
         Windows): UTF-8 cannot encode them, and writing the line failed with a traceback. They are
         written as JSON escapes (``"caf\\udce9.jpg"``), as the COCO file writes them, which
         ``json.loads`` reads back as the very string Python opened the file by."""
-        line = json_dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        line = json_dumps(record, ensure_ascii=False, separators=(",", ":"))
         line = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
         self._file.write(line + "\n")
         self._file.flush()

@@ -227,29 +227,49 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
         f.write(text)
 
 
+def _as_json_value(obj: Any) -> Any:
+    """The one rule for a value that JSON has no type for: numpy (torch) scalars and arrays as Python
+    numbers and lists, paths as their text; anything else as it is."""
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default``: :func:`_as_json_value`, or the ``TypeError`` it expects."""
+    value = _as_json_value(obj)
+    if value is obj:
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    return value
+
+
 def json_safe(obj: Any) -> Any:
-    """``obj`` as plain JSON values: numpy scalars and arrays as Python numbers and lists, and the
-    floats JSON has no literal for (infinities, NaN) as the strings ``"inf"``, ``"-inf"``, ``"nan"``,
-    which ``float()`` reads back. An infinite ``max_rel`` (an output whose reference is all zeros) or a
-    ``--tolerance inf`` limit keeps its meaning, where ``null`` would read as "not measured"."""
+    """``obj`` as plain JSON values: numpy scalars and arrays as Python numbers and lists, paths as
+    text (:func:`_as_json_value`), and the floats JSON has no literal for (infinities, NaN) as the
+    strings ``"inf"``, ``"-inf"``, ``"nan"``, which ``float()`` reads back. An infinite ``max_rel`` (an
+    output whose reference is all zeros) or a ``--tolerance inf`` limit keeps its meaning, where
+    ``null`` would read as "not measured"."""
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy (torch) scalars and arrays
-        return json_safe(obj.tolist())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
-    return obj
+    value = _as_json_value(obj)
+    return obj if value is obj else json_safe(value)
 
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:
-    """``json.dumps`` that writes strict JSON (RFC 8259) only, for every JSON text pvt-deploy writes.
+    """``json.dumps`` that writes strict JSON (RFC 8259) only, for every JSON text pvt-deploy writes,
+    with numpy values and paths as :func:`json_safe` writes them (a ``default`` given overrides that).
 
     ``json.dumps`` writes an infinity or a NaN as ``Infinity`` / ``NaN``, which are not JSON: jq,
     JavaScript's ``JSON.parse`` and strict readers refuse the whole file. Such values are written as
     :func:`json_safe` says (``"inf"``, ``"-inf"``, ``"nan"``); ``allow_nan=False`` proves that nothing
     else slips through. The walk is only paid by a value that holds one."""
+    kwargs.setdefault("default", _json_default)
     try:
         return json.dumps(obj, allow_nan=False, **kwargs)
     except ValueError:  # "Out of range float values are not JSON compliant"
