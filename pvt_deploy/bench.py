@@ -21,7 +21,6 @@ import gc
 import logging
 import os
 import platform
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -385,7 +384,7 @@ class _BenchFrame:
 
 
 def _cuda_reset(device: str | None) -> tuple[int, int] | None:
-    """Before a row: the GPU ``device`` names (``cuda:N``, ``N``; else the current one), its torch
+    """Before a row: the GPU ``device`` names (``cuda:N``, ``N``; ``cuda``, none: the current one), its torch
     peak counter reset, and the bytes in use on it now, from which a backend that allocates outside
     torch is measured; None without CUDA. Only that GPU: asking every GPU would start a CUDA
     context (hundreds of MB) on each."""
@@ -395,12 +394,15 @@ def _cuda_reset(device: str | None) -> tuple[int, int] | None:
         return None
     if not torch.cuda.is_available():
         return None
-    from pvt_deploy.runtimes.base import device_text
+    from pvt_deploy.runtimes.torch import _resolve_device
 
-    digits = re.search(r"(\d+)$", device_text(device) or "")
-    index = int(digits.group(1)) if digits else torch.cuda.current_device()
-    if index >= torch.cuda.device_count():
-        return None  # the row's load says so
+    try:  # read as the backends read it: --device cpu is no GPU (it was read as the current one, whose
+        gpu = _resolve_device(device)  # counters were then reset, making a CUDA context for a CPU run)
+    except PvtDeployError:
+        return None  # the row's load says what is wrong with it (cuda:N past the GPUs there are)
+    if gpu.type != "cuda":
+        return None
+    index = gpu.index if gpu.index is not None else torch.cuda.current_device()
     torch.cuda.synchronize(index)
     torch.cuda.reset_peak_memory_stats(index)
     free, total = torch.cuda.mem_get_info(index)

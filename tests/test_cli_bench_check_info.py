@@ -72,9 +72,11 @@ def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsy
     from pvt_deploy.runtimes.base import BackendInfo
 
     used = [1 << 30]
+    touched: list[object] = []  # the GPUs whose counters were reset (each makes a CUDA context there)
     for name, fake in (("is_available", lambda: True), ("device_count", lambda: 1), ("current_device", lambda: 0),
                        ("get_device_name", lambda device=None: "NVIDIA H100 (fake)"),
-                       ("synchronize", lambda device=None: None), ("reset_peak_memory_stats", lambda device=None: None),
+                       ("synchronize", lambda device=None: None),
+                       ("reset_peak_memory_stats", lambda device=None: touched.append(device)),
                        ("max_memory_allocated", lambda device=None: 77 << 20),
                        ("mem_get_info", lambda device=None: ((80 << 30) - used[0], 80 << 30))):
         monkeypatch.setattr(torch.cuda, name, fake)
@@ -84,6 +86,10 @@ def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsy
     (row,) = json.loads(out)["results"]
     assert row["status"] == "ok" and row["memory_mb"]["cuda_peak"] is None
     assert row["memory_mb"]["rss_peak_delta"] is not None
+    # --device cpu touches no GPU (the device was read by a regex, for which "cpu" named the current GPU);
+    # the device is read as the backends read it: cuda and none are the current GPU, cuda:N past them none
+    assert touched == [] and bench._cuda_reset("cpu") is None and bench._cuda_reset("cuda:1") is None
+    assert bench._cuda_reset("cuda") == bench._cuda_reset(0) == (0, 1 << 30) and touched == [0, 0]
     before = bench._cuda_reset(None)
     used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took
     assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 300.0
