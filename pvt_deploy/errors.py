@@ -23,6 +23,12 @@ def option(name: str) -> str:
     return "--" + name.replace("_", "-") if _CLI_SPELLING else name
 
 
+def switched_on(name: str) -> str:
+    """A yes/no setting turned on, for a message: the flag (``--dynamic``) while a ``pvt-deploy``
+    command runs, else the Python argument with its value (``dynamic=True``)."""
+    return option(name) if _CLI_SPELLING else f"{option(name)}=True"
+
+
 @contextlib.contextmanager
 def renamed(**names: str) -> Iterator[None]:
     """Within: :func:`option` spells each setting ``key`` as ``names[key]``, for code shared with a

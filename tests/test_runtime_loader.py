@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -281,6 +282,32 @@ def test_imgsz_is_rounded_to_the_stride_before_the_range_check(det_export: Path)
     assert loader.check_imgsz(crop, 70) == (70, 70)
     with pytest.raises(ShapeError, match=r"^imgsz 40x40: height 40 is outside"):
         loader.check_imgsz(crop, 40)
+
+
+def test_imgsz_and_triton_hints_name_the_python_argument_or_the_cli_option(det_export: Path, tmp_path: Path) -> None:
+    """From Python the hints named CLI options: "re-export with --dynamic or --imgsz", "run --model
+    triton://...". They are spelled as the caller gave them: the option under a pvt-deploy command,
+    else the argument (``dynamic=True``, ``model``)."""
+    from pvt_deploy.errors import cli_spelling
+
+    static = {**read_manifest(det_export), "dynamic": None}
+    static["preprocess"] = {**static["preprocess"], "imgsz": [64, 64]}
+    model_dir = tmp_path / "repo" / "m"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1" / "model.onnx").write_bytes(b"")
+    graph = model_dir / "1" / "model.onnx"
+    for cli, imgsz, dynamic, model in ((False, "imgsz", "dynamic=True", "model"),
+                                       (True, "--imgsz", "--dynamic", "--model")):
+        with contextlib.ExitStack() as stack:
+            if cli:
+                stack.enter_context(cli_spelling())
+            with pytest.raises(ShapeError) as refused:
+                loader.check_imgsz(static, 96)
+            served = loader.served_by_triton(model_dir)
+        assert str(refused.value) == (f"this graph was exported for a fixed 64x64 input; {imgsz} 96x96 cannot run on "
+                                      f"it (drop {imgsz}, or re-export with {dynamic} or {imgsz})")
+        assert served == (f"serve it (tritonserver --model-repository {model_dir.parent}) and run {model} "
+                          f"triton://HOST:8000/m; its graph runs here as {model} {graph}")
 
 
 def test_load_backend_takes_weights_as_a_path_only() -> None:

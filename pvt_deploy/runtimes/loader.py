@@ -32,7 +32,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pvt_deploy.errors import BackendUnavailableError, InputError, ModelNotFoundError, ShapeError, option
+from pvt_deploy.errors import (
+    BackendUnavailableError,
+    InputError,
+    ModelNotFoundError,
+    ShapeError,
+    option,
+    switched_on,
+)
 from pvt_deploy.manifest import (
     EXPORT_FLAGS,
     FORMAT_VERSION,
@@ -477,10 +484,11 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         raise InputError(f"{option('backend')} triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
     if path.is_dir() and not shadows_zoo_name(text):
-        result = _load_folder(path, kind, prec, device, weights=weights, verify=verify,
+        result = _load_folder(path, kind, prec, device, weights=weights, verify=verify, imgsz=imgsz,
                               random_weights_ok=random_weights_ok, trust=trust, options=options)
     elif path.is_file():
-        result = _load_file(path, kind, prec, device, task=task, verify=verify, trust=trust, options=options)
+        result = _load_file(path, kind, prec, device, task=task, verify=verify, trust=trust, options=options,
+                            imgsz=imgsz)
     else:
         require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
@@ -548,7 +556,7 @@ def check_imgsz(manifest: Mapping[str, Any], imgsz: int | Sequence[int] | str | 
         if exported and [h, w] != [int(v) for v in exported]:
             raise ShapeError(f"this graph was exported for a fixed {exported[0]}x{exported[1]} input; "
                              f"{option('imgsz')} {h}x{w} cannot run on it",
-                             hint=f"drop {option('imgsz')}, or re-export with --dynamic or --imgsz")
+                             hint=f"drop {option('imgsz')}, or re-export with {switched_on('dynamic')} or {option('imgsz')}")
         return h, w
     stride = int(pre.get("stride", 32))
     # tasks.preprocess.Preprocessor's rounding, for every resize but the center crop
@@ -610,7 +618,8 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
 
 
 def _load_file(path: Path, kind: str | None, precision: str | None, device: str | None, *, task: str | None,
-               verify: bool, trust: bool, options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+               verify: bool, trust: bool, options: Mapping[str, Any],
+               imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if kind not in (None, "onnx"):
@@ -621,7 +630,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
             verify_file(path.parent, manifest, path.name)
         if manifest is None:
             manifest = read_onnx_manifest(path)
-        return _onnx_backend(path, manifest, precision, device, options)
+        return _onnx_backend(path, manifest, precision, device, options, imgsz)
     if suffix in (".engine", ".plan"):
         if kind not in (None, "trt"):
             raise InputError(f"{path.name} is a TensorRT engine; {option('backend')} {kind} cannot run it")
@@ -655,8 +664,9 @@ def _refuse_triton_model_folder(folder: Path) -> None:
 def served_by_triton(folder: Path) -> str:
     """How the Triton model folder ``folder`` runs: served (its repository and URL), or its graph here."""
     versions = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file())
-    local = f"; its graph runs here as --model {shell_quote(str(versions[-1] / 'model.onnx'))}" if versions else ""
-    return (f"serve it (tritonserver --model-repository {shell_quote(str(folder.parent))}) and run --model "
+    model = option("model")  # --model under the CLI, model from Python (Model, export, inspect)
+    local = f"; its graph runs here as {model} {shell_quote(str(versions[-1] / 'model.onnx'))}" if versions else ""
+    return (f"serve it (tritonserver --model-repository {shell_quote(str(folder.parent))}) and run {model} "
             f"triton://HOST:8000/{folder.name}{local}")
 
 
@@ -683,7 +693,7 @@ def _warn_failed_parity(name: str, manifest: Mapping[str, Any]) -> None:
 
 
 def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, device: str | None,
-                  options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+                  options: Mapping[str, Any], imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend, guess_precision
 
     _warn_failed_parity(path.name, manifest)
@@ -695,8 +705,11 @@ def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, d
                          hint=f"pick {ONNX_FILES.get(precision, 'the matching file')} from the export folder")
     if file_precision == "fp16" and _on_cpu_provider(device):
         log.warning("%s: an FP16 graph on the CPU runs through casts and is slower than FP32", path.name)
+    # the manifest at the size this run feeds: a TensorRT EP's optimisation profile is made from it
+    fed = check_imgsz(manifest, imgsz)
+    sized = {**manifest, "preprocess": {**(manifest.get("preprocess") or {}), "imgsz": list(fed)}} if fed else manifest
     backend = _create(OnnxRuntimeBackend, "the ONNX Runtime backend", options, path, device=device,
-                      precision=file_precision)
+                      precision=file_precision, manifest=sized)
     return backend, manifest
 
 
@@ -725,7 +738,7 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
 
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
                  weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool, trust: bool,
-                 options: Mapping[str, Any]) -> tuple[Backend, dict[str, Any]]:
+                 options: Mapping[str, Any], imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
     _refuse_triton_model_folder(folder)
     manifest = read_manifest(folder)
     if kind == "torch":
@@ -762,7 +775,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         verify_file(folder, manifest, name)
     if precision == "int8" and device is None and name != INT8_TRT_ONNX:
         device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's
-    return _onnx_backend(path, manifest, precision, device, options)
+    return _onnx_backend(path, manifest, precision, device, options, imgsz)
 
 
 def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os.PathLike[str] | None,
