@@ -646,6 +646,10 @@ def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
             return (self.shape[0], 8)
 
         def set_tensor_address(self, name: str, address: int) -> bool:
+            # IExecutionContext::setTensorAddress (TensorRT's NvInferRuntime.h): "The pointer must have
+            # at least 256-byte alignment"; TensorRT logs an API usage error and returns false.
+            if address % 256:
+                return False
             self.address[name] = address
             return True
 
@@ -688,7 +692,8 @@ def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
 
 def fake_backend(use_fake: Any, monkeypatch: pytest.MonkeyPatch, folder: Path, engine: Any) -> Any:
     """A TensorRTBackend on ``engine`` (a :func:`fake_engine`), torch's CUDA calls faked and its
-    buffers in host memory."""
+    buffers in host memory, allocated 256-byte aligned as cudaMalloc's are (CUDA C++ Programming
+    Guide: an address returned by the memory allocation routines is aligned to at least 256 bytes)."""
     import contextlib
 
     import torch
@@ -697,12 +702,25 @@ def fake_backend(use_fake: Any, monkeypatch: pytest.MonkeyPatch, folder: Path, e
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     art = make_artifact(folder)
     build_engine(art)
+    real_empty = torch.empty
+
+    def device_empty(*shape: Any, dtype: Any = None, device: Any = None, **kwargs: Any) -> torch.Tensor:
+        size = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape
+        dtype = dtype or torch.float32
+        nbytes = int(np.prod(size)) * torch.tensor([], dtype=dtype).element_size()
+        raw = real_empty(nbytes + 256, dtype=torch.uint8)
+        start = -raw.data_ptr() % 256
+        return raw[start:start + nbytes].view(dtype).view(size)
+
+    stream = types.SimpleNamespace(cuda_stream=0, synchronize=lambda: None, wait_stream=lambda other: None)
+    monkeypatch.setattr(torch, "empty", device_empty)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: None)
     monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data: engine)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device", contextlib.nullcontext)
     monkeypatch.setattr(torch.cuda, "stream", contextlib.nullcontext)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: types.SimpleNamespace(
-        cuda_stream=0, synchronize=lambda: None))
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: stream)
     monkeypatch.setattr(rt_mod, "_cuda_device", lambda device: torch.device("cpu"))
     return rt_mod.TensorRTBackend(art / "model.engine")
 
@@ -732,6 +750,31 @@ def test_fake_backend_runs_on_the_buffers_it_binds(use_fake: Any, monkeypatch: p
         with pytest.raises(error) as e:
             backend.infer(feed)  # type: ignore[arg-type]
         assert e.value.args[0] == message
+    backend.close()
+
+
+def test_fake_infer_torch_copies_an_input_tensorrt_cannot_take_in_place(
+        use_fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """infer_torch binds a caller's tensor in place when it is on the device, contiguous and of the
+    engine's dtype; TensorRT also needs its address 256-byte aligned (setTensorAddress). A contiguous
+    view at an offset into a larger buffer is not, and the call failed with "TensorRT refused the
+    buffer for 'images'"; it is copied into the backend's own buffer now, and an aligned tensor is
+    still used in place."""
+    import torch
+
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", fake_engine("FLOAT"))
+    images = torch.from_numpy(constant_images(2, 64))
+    want = 3.0 + np.arange(2)[:, None] + np.arange(8)
+    pool = torch.empty(images.numel() + 1, dtype=torch.float32)  # aligned, as a CUDA allocation is
+    view = pool[1:].view(images.shape)  # 4 bytes in: contiguous, right dtype, not 256-byte aligned
+    view.copy_(images)
+    assert view.is_contiguous() and view.data_ptr() % 256 == 4
+    np.testing.assert_array_equal(backend.infer_torch({"images": view})["logits"].numpy(), want)
+    assert backend._context.address["images"] != view.data_ptr()
+    aligned = torch.empty(tuple(images.shape), dtype=torch.float32)
+    aligned.copy_(images)
+    np.testing.assert_array_equal(backend.infer_torch({"images": aligned}, copy=False)["logits"].numpy(), want)
+    assert backend._context.address["images"] == aligned.data_ptr()  # no copy where none is needed
     backend.close()
 
 

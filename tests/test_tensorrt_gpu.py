@@ -173,6 +173,9 @@ def test_infer_torch_and_cuda_graph_replay(tiny: Path) -> None:
         x = torch.from_numpy(feed["images"]).cuda()
         out = plain.infer_torch({"images": x})["logits"]
         assert out.is_cuda and np.allclose(out.cpu().numpy(), ref, atol=1e-5)
+        pool = torch.empty(x.numel() + 1, device=x.device)
+        view = pool[1:].view(x.shape).copy_(x)  # contiguous, 4 bytes off TensorRT's 256-byte alignment
+        assert np.allclose(plain.infer_torch({"images": view})["logits"].cpu().numpy(), ref, atol=1e-5)
     with TensorRTBackend(engine, cuda_graph=True) as graphed:
         for _ in range(3):  # capture once, then replay
             assert np.allclose(graphed.infer(feed)["logits"], ref, atol=1e-5)

@@ -422,6 +422,9 @@ def load_engine(
 # --------------------------------------------------------------------------------------------------
 
 # TensorRT DataType name -> numpy dtype name (torch dtypes are looked up from these at run time).
+# IExecutionContext.setTensorAddress (NvInferRuntime.h): "The pointer must have at least 256-byte alignment".
+# cudaMalloc and torch's caching allocator hand out blocks aligned so; a view at an offset may not be.
+TENSOR_ALIGNMENT = 256
 _TRT_TO_NUMPY = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
                  "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
 
@@ -711,8 +714,9 @@ class TensorRTBackend(Backend):
     def infer_torch(self, feed: Mapping[str, torch.Tensor], *, copy: bool = True) -> dict[str, torch.Tensor]:
         """Run on CUDA tensors, return CUDA tensors (the GPU-pipeline fast path).
 
-        Inputs already on this device, contiguous and of the engine's dtype are used in place (no
-        copy) unless CUDA graphs are on (a graph needs fixed addresses). Work is ordered after the
+        Inputs already on this device, contiguous, of the engine's dtype and at an address TensorRT
+        takes (256-byte aligned) are used in place (no copy) unless CUDA graphs are on (a graph needs
+        fixed addresses); others are copied into the backend's own buffers. Work is ordered after the
         caller's current stream and the caller's stream waits for the result. With ``copy=False``
         the returned tensors are the backend's own buffers: valid until the next call.
         """
@@ -734,7 +738,7 @@ class TensorRTBackend(Backend):
                     t = feed[n]
                     want = _torch_dtype(torch, self._engine_dtype[n])
                     if (not self._cuda_graph and t.device == self._device and t.dtype == want
-                            and t.is_contiguous()):
+                            and t.is_contiguous() and t.data_ptr() % TENSOR_ALIGNMENT == 0):
                         t.record_stream(self._stream)  # the caller may free it before we are done
                         self._bind(n, t)
                     else:
