@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from test_io_sources import STEP, _MjpegHandler, _QuietHandler, grey_level, make_clip, make_video
+from test_io_sources import FPS, STEP, _MjpegHandler, _QuietHandler, grey_level, make_clip, make_video
 from test_pipeline import FakeBackend, ListSource, _model
 from test_runtime_artifacts import decode_video
 
@@ -39,6 +39,31 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+def test_a_damaged_video_over_http_is_numbered_as_the_file_on_disk(http_root: tuple[str, Path]) -> None:
+    """Frames after packets that do not decode kept their source numbers on disk (numbered by their
+    times) but not over HTTP, where they were numbered by how many frames had been read: the picture of
+    frame 22 was frame 20, and so were its JSON ``frame`` and COCO id, and ``vid_stride`` kept other
+    frames than from the same file on disk. Both now number, and keep, the same frames."""
+    base, root = http_root
+    path = make_clip(root / "clip.mp4", "mjpeg")  # every frame its own packet
+    with av.open(str(path)) as container:
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    for k in (20, 21, 35):  # the pictures are damaged, the container around them is not
+        pos = data.find(payloads[k])
+        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
+    (root / "damaged.mp4").write_bytes(bytes(data))
+    for stride in (1, 5):
+        numbered = []
+        for spec in (root / "damaged.mp4", f"{base}/damaged.mp4"):
+            with open_source(spec, vid_stride=stride) as source:
+                frames = list(source)
+            numbered.append([(f.index, round(f.timestamp * FPS)) for f in frames])
+        on_disk, over_http = numbered
+        assert over_http == on_disk and all(index == by_time for index, by_time in on_disk)
+        assert {20, 21, 35}.isdisjoint(index for index, _ in on_disk) and on_disk[-1][0] == 45 + 4 * (stride == 1)
 
 
 # --- video files and streams that end early ------------------------------------------------------

@@ -814,17 +814,14 @@ class VideoSource(Source):
         reader, self._reader = (self._reader or self._open()), None
         self._active = reader
         lead = self._lead  # frames before the first that decoded, said when the file was opened
-        index = lead - 1  # the source frame number of the frame read last
+        numbers = _FileNumbering(reader, lead)
         decoded = 0
         last: float | None = None
-        step = 1.0 / reader.fps if reader.numbered_by_time and reader.fps else None
         try:
             while reader.grab():
                 decoded += 1
                 last = reader.timestamp()
-                if step is not None and last is not None and not _on_grid(last, step):
-                    step = None  # a time off the declared rate's grid: a variable-rate clip, counted as it comes
-                index = _frame_number(index, last, step)
+                index = numbers.next(last)
                 if index % self.vid_stride:
                     continue
                 yield Frame(reader.retrieve(), index, self.spec, last)
@@ -834,7 +831,7 @@ class VideoSource(Source):
             # every packet decoded they are its own timing (a variable rate on the declared grid, frames
             # the recorder dropped), and a variable-rate clip off the grid is numbered as it comes
             damaged = reader.decoded < reader.packets
-            gaps = index + 1 - decoded if step is not None and damaged else 0
+            gaps = numbers.index + 1 - decoded if numbers.step is not None and damaged else 0
             # short of the count, or gaps in the frame numbers; those before the first keyframe were said
             lost = (expected - decoded if expected else gaps) - lead
             if reader.error:
@@ -1017,18 +1014,25 @@ class StreamSource(Source):
         live_time = _LiveTime(self._clock())
         read = 0
         last: float | None = None  # a finite file's last frame time, for its truncation check
+        # a file served over the network is numbered as the same file on disk (VideoSource): by its frames'
+        # times, so that frames lost to damaged packets leave their numbers unused (they were numbered by
+        # how many had been read: every later frame's JSON ``frame``, COCO id and vid_stride shifted)
+        numbers = None if self.live else _FileNumbering(reader, self._lead)
         try:
             while not self._stop.is_set():
                 index = self._lead + read
+                image = None
                 try:
                     ok = reader.grab()
-                    image = reader.retrieve() if ok and index % self.vid_stride == 0 else None
+                    if ok and numbers is not None:
+                        last = reader.timestamp()
+                        index = numbers.next(last)
+                    if ok and index % self.vid_stride == 0:
+                        image = reader.retrieve()
                 except _CONNECTION_ERRORS as e:
                     ok, reader.error = False, _short(e)
                 if ok:
                     read += 1
-                    if not self.live:
-                        last = reader.timestamp()
                     if image is not None:
                         ts = live_time(reader.timestamp(), self._clock()) if self.live else reader.timestamp()
                         yield Frame(image, index, self.spec, ts, self.audio_url)
@@ -1167,6 +1171,24 @@ class _LatestSlot:
             if frame is None and self._error is not None:
                 raise self._error
             return frame
+
+
+class _FileNumbering:
+    """The source frame numbers of a video file's decoded frames, one :meth:`next` per frame, from its
+    ``lead`` (:func:`_lead_frames`) on: on a constant-rate clip the number each frame's time says
+    (:func:`_frame_number`), until a time falls off the declared rate's grid (a variable-rate clip,
+    counted as it comes). A file on disk and one served over the network are numbered alike."""
+
+    def __init__(self, reader: FrameReader, lead: int) -> None:
+        self.index = lead - 1  # the number of the frame read last
+        fps = reader.fps
+        self.step = 1.0 / fps if getattr(reader, "numbered_by_time", False) and fps else None
+
+    def next(self, timestamp: float | None) -> int:
+        if self.step is not None and timestamp is not None and not _on_grid(timestamp, self.step):
+            self.step = None
+        self.index = _frame_number(self.index, timestamp, self.step)
+        return self.index
 
 
 def _on_grid(timestamp: float, step: float) -> bool:
