@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import platform
 import sys
 import types
 from pathlib import Path
@@ -399,6 +400,7 @@ def test_fake_trt10_fp16_build_writes_plain_plan_and_manifest(use_fake: Any, tmp
                                           "precision": "fp16", "source": "model.fp16.onnx"}
     t = m["tensorrt"]
     assert t["version"] == "10.13.0.35" and t["gpu"] == "NVIDIA A10 (fake)" and t["compute_capability"] == "8.6"
+    assert t["platform"] == f"{sys.platform}-{platform.machine().lower()}"  # plans do not cross platforms
     assert t["profiles"] == [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 96], "max": [4, 3, 96, 96]}]
     assert t["precision"] == "fp16" and t["strongly_typed"] is True
     assert t["version_compatible"] is False and t["hardware_compatible"] is False

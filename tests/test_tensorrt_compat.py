@@ -86,6 +86,22 @@ def test_same_capability_other_gpu_loads_with_a_warning(caplog: pytest.LogCaptur
     assert "RTX 3090" in caplog.text
 
 
+def test_engine_from_another_platform_is_refused_whatever_its_compatibility() -> None:
+    """TensorRT's support matrix: serialized engines are not portable across platforms. An export
+    built on an x86-64 A100 with --hardware-compatible (any GPU of compute capability >= 8.0) copied
+    to a Jetson Orin (aarch64, 8.7) passed every rule: check and bench listed its trt row as runnable,
+    and loading handed the plan to TensorRT's deserializer, whose refusal is a log line about the
+    plan. It is refused before loading now, naming both platforms, as a foreign GPU is."""
+    m = manifest(platform="linux-x86_64", gpu="NVIDIA A100", compute_capability="8.0", hardware_compatible=True,
+                 version_compatible=True)
+    orin = {"gpu_name": "Orin (nvgpu)", "compute_capability": "8.7"}
+    check_engine_compatibility(m, **{**HERE, **orin}, host="linux-x86_64")
+    msg = refuse(m, **orin, host="linux-aarch64")
+    assert "built on linux-x86_64 and this machine is linux-aarch64" in msg
+    assert "built on linux-x86_64" in refuse(m, **orin, host="linux-aarch64", trt_version="9.0.0")  # named first
+    check_engine_compatibility(manifest(), **HERE, host="linux-aarch64")  # an older manifest: rule skipped
+
+
 def test_engine_file_must_match_manifest_sha256_first() -> None:
     # Checked before versions: a replaced file makes the other fields meaningless.
     msg = refuse(manifest(), trt_version="9.0.0", engine_sha256="def")

@@ -16,7 +16,9 @@ import collections
 import contextlib
 import ctypes
 import logging
+import platform
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Mapping
@@ -50,6 +52,7 @@ __all__ = [
     "check_profile_shape",
     "create_trt",
     "cuda_device_info",
+    "host_platform",
     "load_engine",
     "rebuild_command",
     "require_tensorrt",
@@ -259,6 +262,13 @@ def create_trt(kind: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+def host_platform() -> str:
+    """This machine's platform as a TensorRT plan is tied to it: OS and CPU architecture
+    (``linux-x86_64``, ``linux-aarch64`` on a Jetson or Grace, ``win32-amd64``). TensorRT's support
+    matrix: serialized engines are not portable across platforms."""
+    return f"{sys.platform}-{platform.machine().lower()}"
+
+
 def _version_tuple(version: str) -> tuple[int, int, int]:
     """``"10.13.0.35"`` -> ``(10, 13, 0)``: TensorRT's plan compatibility is by major.minor.patch."""
     parts = [int(p) for p in re.findall(r"\d+", str(version))[:3]]
@@ -290,12 +300,16 @@ def check_engine_compatibility(
     engine_sha256: str | None = None,
     engine_name: str = ENGINE_NAME,
     artifact_dir: str | Path | None = None,
+    host: str | None = None,
 ) -> None:
     """Raise :class:`EngineMismatchError` if the engine described by ``manifest`` cannot run here.
 
     Rules, checked in this order so the message names the first thing to fix:
 
     * the engine file's sha256 must match the manifest (a changed or truncated file is never loaded);
+    * the platform (OS and CPU architecture, :func:`host_platform`; ``host`` overrides this machine's)
+      must be the build's: TensorRT plans are not portable across platforms, whatever the version or
+      hardware compatibility they were built with (an x86-64 engine copied to a Jetson);
     * TensorRT major.minor.patch must equal the build's, unless the engine was built
       version-compatible: then a runtime at least as new as the builder, of the same major or one
       that TensorRT lists as loading that major's version-compatible plans (10 -> 11);
@@ -318,6 +332,12 @@ def check_engine_compatibility(
         log.warning("%s: the manifest has no 'tensorrt' section, so the engine cannot be checked against "
                     "this GPU and TensorRT before loading", engine_name)
         return
+
+    built_on, here_on = section.get("platform"), host or host_platform()
+    if built_on and built_on != here_on:
+        raise EngineMismatchError(
+            f"{engine_name} was built on {built_on} and this machine is {here_on}; TensorRT plans do not move "
+            "between platforms (operating system and CPU architecture)", hint=hint)
 
     built_version = str(section.get("version") or "")
     if built_version:
