@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, available_providers, select_providers
 from pvt_deploy.utils import onnx_model
+
+pytest_plugins = ["export_fixtures"]
 
 GPU = [TENSORRT, CUDA, CPU]
 
@@ -97,3 +102,183 @@ def test_a_gpu_provider_that_falls_back_is_refused(tmp_path: object) -> None:
     assert backend.providers == [CPU]
     out = backend.infer({"images": np.full((1, 3, 4, 4), -1.0, np.float32)})
     assert float(out["out"].max()) == 0.0
+
+
+# --- the TensorRT EP as the loader and the CLI use it: engine cache, profile, device index ----------------
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def cls_onnx(cls_artifact: Any, tmp_path: Path) -> Path:
+    """The 64 px classifier export's model.onnx and manifest.json, copied (its folder is shared)."""
+    import shutil
+
+    folder = tmp_path / "pvt_tiny-cls"
+    folder.mkdir()
+    for name in ("model.onnx", "manifest.json"):
+        shutil.copy(cls_artifact.folder / name, folder / name)
+    return folder / "model.onnx"
+
+
+@pytest.fixture
+def tensorrt_here(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """onnxruntime-gpu with TensorRT, as far as provider selection can tell (this onnxruntime then runs
+    the session on its CPU provider); returns the ``providers`` each session was asked for."""
+    import onnxruntime
+
+    from pvt_deploy.runtimes import ort_providers
+
+    monkeypatch.setattr(ort_providers, "available_providers", lambda: list(GPU))
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: True)
+    monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.9.0", raising=False)
+    asked: list[list[Any]] = []
+    real = onnxruntime.InferenceSession
+
+    def session(*args: Any, **kwargs: Any) -> Any:
+        asked.append(list(kwargs.get("providers") or []))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    return asked
+
+
+def test_loader_gives_the_tensorrt_ep_an_engine_cache_and_the_exports_profile(
+        cls_onnx: Path, tensorrt_here: list[list[Any]]) -> None:
+    """Loaded as `infer`/`bench`/`check` load it, the TensorRT EP caches its engines beside the model
+    (without a cache every run rebuilt them: minutes) and builds them for the export's range (batch
+    1..8, 32 px up to the asked size), not for the first shape it meets."""
+    import json
+
+    from pvt_deploy.runtimes.loader import load_backend
+
+    backend, _ = load_backend(cls_onnx)
+    backend.close()
+    name, options = tensorrt_here[-1][0]
+    assert name == TENSORRT
+    folder = Path(options["trt_engine_cache_path"])
+    assert folder.parent == cls_onnx.parent / ".ort-cache" / "tensorrt" and folder.name.startswith("model.")
+    assert folder.is_dir() and options["trt_timing_cache_path"] == str(folder)
+    assert options["trt_engine_cache_enable"] is True and options["trt_timing_cache_enable"] is True
+    assert (options["trt_profile_min_shapes"], options["trt_profile_opt_shapes"], options["trt_profile_max_shapes"]) == (
+        "images:1x3x32x32", "images:1x3x64x64", "images:8x3x64x64")
+    record = json.loads((folder / "key.json").read_text())
+    assert record["model_sha256"] == _sha256(cls_onnx) and record["tensorrt"] == "10.9.0"
+    assert record["fp16"] is False and record["profile"] == {
+        "images": {"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [8, 3, 64, 64]}}
+
+    load_backend(cls_onnx)[0].close()  # the next run finds the same folder: its engines are reused
+    assert tensorrt_here[-1][0][1]["trt_engine_cache_path"] == str(folder)
+
+    load_backend(cls_onnx, imgsz=128)[0].close()  # a run at another size: a profile that covers it
+    other = tensorrt_here[-1][0][1]
+    assert (other["trt_profile_opt_shapes"], other["trt_profile_max_shapes"]) == (
+        "images:1x3x128x128", "images:8x3x128x128")
+    assert other["trt_engine_cache_path"] != str(folder)
+
+
+def test_tensorrt_engine_cache_key_follows_graph_fp16_and_tensorrt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes an engine unusable elsewhere names its folder: ONNX Runtime's own engine names hash the
+    file *name*, not its weights, so a re-exported model.onnx must not find the old engines."""
+    from pvt_deploy.runtimes import ort_providers
+    from pvt_deploy.runtimes.ort_providers import tensorrt_cache_dir, tensorrt_cache_key
+
+    facts: dict[str, Any] = {"model_sha256": "ab" * 32, "onnxruntime": "1.31.1", "tensorrt": "10.9.0",
+                             "gpu": "NVIDIA H100 (compute capability 9.0)", "fp16": False,
+                             "profile": {"images": {"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64],
+                                                    "max": [8, 3, 64, 64]}}}
+    key = tensorrt_cache_key(**facts)
+    assert key == tensorrt_cache_key(**facts) and len(key) == 20
+    changed = [{"fp16": True}, {"tensorrt": "10.10.0"}, {"tensorrt": None}, {"onnxruntime": "1.32.0"},
+               {"gpu": "NVIDIA L4 (compute capability 8.9)"}, {"model_sha256": "cd" * 32},
+               {"profile": {"images": {"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [16, 3, 64, 64]}}}]
+    keys = {tensorrt_cache_key(**{**facts, **change}) for change in changed}
+    assert len(keys) == len(changed) and key not in keys
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"graph one")
+    monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.9.0", raising=False)
+    first = tensorrt_cache_dir(path)
+    assert first is not None and first.parent == tmp_path / ".ort-cache" / "tensorrt"
+    assert tensorrt_cache_dir(path) == first
+    assert tensorrt_cache_dir(path, fp16=True) != first
+    monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.10.0")
+    assert tensorrt_cache_dir(path) != first
+    monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.9.0", raising=False)
+    path.write_bytes(b"graph two")  # re-exported: same name, new weights
+    assert tensorrt_cache_dir(path) != first
+    assert tensorrt_cache_dir(path, root=tmp_path / "elsewhere").parent == tmp_path / "elsewhere" / "tensorrt"
+    # an explicit cache_dir still wins, and no model means no default
+    options = select_providers("tensorrt", cache_dir=tmp_path / "mine", model=path, available=GPU)[0][1]
+    assert options["trt_engine_cache_path"] == str(tmp_path / "mine")
+    assert "trt_engine_cache_path" not in select_providers("tensorrt", available=GPU)[0][1]
+
+
+def test_a_shape_outside_the_tensorrt_ep_profile_is_refused_in_one_line(
+        cls_onnx: Path, tensorrt_here: list[list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the TensorRT EP the backend reports its profile as a TensorRT engine does (the pipeline
+    keeps a letterboxed size inside it) and refuses a feed outside it before the EP sees it."""
+    import numpy as np
+    import onnxruntime
+
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.runtimes.loader import load_backend
+
+    recording = onnxruntime.InferenceSession
+
+    class OnTensorRT:  # the session as onnxruntime-gpu with TensorRT reports it; it runs on the CPU here
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._session = recording(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+        def get_providers(self) -> list[str]:
+            return list(GPU)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", OnTensorRT)
+    backend, _ = load_backend(cls_onnx, io_binding=False)
+    try:
+        assert backend.info.device == TENSORRT
+        assert backend.profiles == [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 64],
+                                     "max": [8, 3, 64, 64]}]
+        assert backend.info.details["trt_profile"] == {"min": "images:1x3x32x32", "opt": "images:1x3x64x64",
+                                                       "max": "images:8x3x64x64"}
+        assert backend.info.details["trt_engine_cache"] == tensorrt_here[-1][0][1]["trt_engine_cache_path"]
+        assert backend.infer({"images": np.zeros((2, 3, 64, 64), np.float32)})["logits"].shape[0] == 2
+        for shape in ((1, 3, 128, 128), (9, 3, 64, 64)):
+            with pytest.raises(ShapeError, match=r"outside the engine's profile \(batch 1\.\.8, dim1 3, height 32\.\.64, "
+                                                 r"width 32\.\.64\).*imgsz") as e:
+                backend.infer({"images": np.zeros(shape, np.float32)})
+            assert "\n" not in str(e.value)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("device", ["cuda:3", "tensorrt:3"])
+def test_a_gpu_index_past_the_gpus_is_refused_before_onnx_runtime(
+        device: str, cls_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--device cuda:3` with one GPU: one line and exit 2, as the PyTorch and TensorRT backends say it
+    (ONNX Runtime failed with a CUDA error blamed on the model)."""
+    import cv2
+    import numpy as np
+    from cli_run import run
+
+    from pvt_deploy.runtimes import ort_providers
+
+    monkeypatch.setattr(ort_providers, "available_providers", lambda: list(GPU))
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: 1, raising=False)
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
+    code, _, err = run(monkeypatch, capsys, "infer", str(image), "--model", str(cls_onnx), "--device", device,
+                       "--no-save")
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "there is no CUDA device 3 here (1 visible, cuda:0)" in lines[-1], err
+    assert "Traceback" not in err
+

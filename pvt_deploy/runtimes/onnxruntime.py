@@ -26,7 +26,11 @@ Session choices and why:
   ``pvt_small-cls``) were the same either way: their long operators let the scheduler rebalance.
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
   ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
-  CPU provider. The providers the session *actually* got are reported in ``info``.
+  CPU provider. The providers the session *actually* got are reported in ``info``. The TensorRT EP
+  caches its engines (:func:`~pvt_deploy.runtimes.ort_providers.tensorrt_cache_dir`, or
+  ``cache_dir``) and, given the export's ``manifest``, builds them for the profile a TensorRT engine
+  of the export would have (:func:`pvt_deploy.export.tensorrt.compute_profile`), not for the first
+  shape it sees. ``cuda:N`` past the GPUs the CUDA driver sees is refused before a session is made.
 * On a GPU provider outputs are bound to device memory with IO binding and copied to the host once,
   instead of ORT allocating host outputs per run (``io_binding="auto"``).
 * The graph contract is float32 in and float32/int32 out; a graph with half-precision I/O is fed
@@ -67,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError, option
 from pvt_deploy.runtimes.base import (
     Backend,
     BackendInfo,
@@ -228,6 +232,52 @@ def _parse_device(device: str | None) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def _tensorrt_details(providers: Sequence[Any], used: Sequence[str]) -> dict[str, Any]:
+    """Where the session runs on the TensorRT EP: the engine cache folder and profile it was given."""
+    from pvt_deploy.runtimes.ort_providers import TENSORRT
+
+    options = next((p[1] for p in providers if not isinstance(p, str) and p[0] == TENSORRT), None)
+    if not used or used[0] != TENSORRT or not isinstance(options, Mapping):
+        return {}
+    return {"trt_engine_cache": options.get("trt_engine_cache_path"),
+            "trt_profile": {k: options[f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")
+                            if f"trt_profile_{k}_shapes" in options} or None}
+
+
+def _check_device_index(device: str | None, index: int) -> None:
+    """``cuda:N`` / ``tensorrt:N`` past the GPUs there, refused as the PyTorch and TensorRT backends
+    refuse it (ONNX Runtime's CUDA provider failed with a CUDA error blamed on the model). The count
+    comes from the CUDA driver; where it cannot be read (no driver) it is left to ONNX Runtime, whose
+    fallback to the CPU is then refused by ``_check_fallback``."""
+    from pvt_deploy.runtimes.ort_providers import cuda_device_count
+
+    count = cuda_device_count()
+    if count and index >= count:
+        raise InputError(f"device {device!r}: there is no CUDA device {index} here ({count} visible, "
+                         f"{'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'})",
+                         hint="nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0")
+
+
+def _trt_profile(manifest: Mapping[str, Any] | None, name: str) -> dict[str, dict[str, list[int]]] | None:
+    """The TensorRT EP's optimisation profile for the graph ``manifest`` describes: the profile an
+    engine of the export would be built with (:func:`pvt_deploy.export.tensorrt.compute_profile`),
+    for its dynamic inputs; None without a manifest, for a static graph, or where the manifest gives
+    no ranges (ONNX Runtime's default then: build for the first shape seen)."""
+    if not manifest or not manifest.get("dynamic"):
+        return None
+    from pvt_deploy.export.tensorrt import compute_profile
+
+    try:
+        profile = compute_profile(manifest)
+    except (InputError, KeyError, TypeError, ValueError) as e:
+        log.warning("%s: no TensorRT EP profile from the manifest (%s); ONNX Runtime builds for the first shape "
+                    "it is given", name, _one_line(e))
+        return None
+    dynamic = {str(s.get("name")) for s in manifest.get("inputs") or []
+               if any(not (isinstance(d, int) and d >= 0) for d in s.get("shape") or [])}
+    return {k: v for k, v in profile.items() if k in dynamic} or None
+
+
 def _provider_device_id(session: Any, provider: str, default: int) -> int:
     """The GPU ``provider`` runs on in ``session``, as the session registered it: with ``providers=``
     given, that list's ``device_id`` and not the ``device`` argument says where (IO binding bound the
@@ -280,7 +330,10 @@ class OnnxRuntimeBackend(Backend):
     workers busy-wait inside a run (``"run"``, the default), also after it (``True``) or never
     (``False``; see the module docstring). ``fp16`` lets the
     TensorRT EP pick FP16 kernels for an FP32 graph. ``cache_dir`` keeps TensorRT EP engines between
-    sessions. ``precision`` is what the file holds (read from the manifest by the loader; guessed
+    sessions (default: a folder of ``.ort-cache`` beside the file keyed by graph, versions, GPU, FP16
+    and profile, :func:`~pvt_deploy.runtimes.ort_providers.tensorrt_cache_dir`). ``manifest``: the
+    export's manifest, whose dynamic ranges give the TensorRT EP its optimisation profile (the loader
+    passes it). ``precision`` is what the file holds (read from the manifest by the loader; guessed
     from the file name otherwise). ``rewrite``: load the CPU-optimised copy of the graph
     (:mod:`pvt_deploy.runtimes.ort_session`; exact rewrites, cached beside the file); default on when
     the session runs on the CPU provider alone. ``shard``: on the CPU provider alone, split a batch
@@ -295,12 +348,12 @@ class OnnxRuntimeBackend(Backend):
                  optimized_model_path: str | os.PathLike[str] | None = None,
                  io_binding: bool | str = "auto", precision: str | None = None,
                  providers: Sequence[Any] | None = None, rewrite: bool | None = None,
-                 shard: bool = True, pin: bool = True) -> None:
+                 shard: bool = True, pin: bool = True, manifest: Mapping[str, Any] | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
-        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, select_providers
+        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, TENSORRT, select_providers
 
         threads = thread_count(threads)
         inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
@@ -317,8 +370,13 @@ class OnnxRuntimeBackend(Backend):
             optimized_model_path = _folder_option("optimized_model_path", optimized_model_path, parent=True)
         if isinstance(providers, str):  # one provider's name, not a list of one-letter names
             providers = [providers]
+        profile = None  # the TensorRT EP's, where select_providers gives it one
         if providers is None:
-            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
+            if kind in ("cuda", "tensorrt", "trt"):
+                _check_device_index(device, device_id)
+            profile = _trt_profile(manifest, self.path.name)
+            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id, profile=profile,
+                                         model=self.path)
         names = [p if isinstance(p, str) else p[0] for p in providers]
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
@@ -379,6 +437,7 @@ class OnnxRuntimeBackend(Backend):
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
         self._device_id = _provider_device_id(self._session, used[0], device_id) if self._on_gpu else 0
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
+        self._profile: dict[str, dict[str, list[int]]] | None = profile if used and used[0] == TENSORRT else None
         self.precision = precision or guess_precision(self.path)
         if self.precision == "int8" and not self._on_gpu:
             _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8")))
@@ -389,7 +448,8 @@ class OnnxRuntimeBackend(Backend):
                      "worker_cpus": [int(c) - 1 for c in affinities.split(";")] if affinities else None,
                      "io_binding": self._io_binding,
                      "graph_optimization": "all", "batch_shards": self._shards,
-                     "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None})
+                     "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None,
+                     **_tensorrt_details(providers, used)})
 
     def _check_fallback(self, kind: str, asked: list[str], used: list[str]) -> None:
         """ONNX Runtime drops a provider that fails to start (missing CUDA, cuDNN or TensorRT libraries)
@@ -421,6 +481,14 @@ class OnnxRuntimeBackend(Backend):
         """The providers the session got, first the one it runs on (as loaded: also after ``close``)."""
         return list(self.info.details["providers"])
 
+    @property
+    def profiles(self) -> list[dict[str, Any]]:
+        """On the TensorRT EP given a profile, the optimisation profile per input (``{"input", "min",
+        "opt", "max"}``, as :attr:`TensorRTBackend.profiles`): the pipeline keeps its sizes inside it, a
+        size outside being refused with one line rather than failing in the EP. Empty elsewhere."""
+        return [{"input": name, "min": list(p["min"]), "opt": list(p["opt"]), "max": list(p["max"])}
+                for name, p in (self._profile or {}).items()]
+
     def _prepare_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check names and fixed dims (ORT's own message is a paragraph) and cast dtypes to the graph's."""
         out: dict[str, np.ndarray] = {}
@@ -431,10 +499,24 @@ class OnnxRuntimeBackend(Backend):
                 raise ShapeError(f"input {spec.name!r} has shape {list(array.shape)} but {self.path.name} "
                                  f"takes {list(spec.shape)}",
                                  hint="use the exported --imgsz, or re-export with --dynamic")
+            if self._profile and spec.name in self._profile:
+                self._check_profile(spec, array.shape)
             if array.dtype != np.dtype(spec.dtype):
                 array = array.astype(spec.dtype)
             out[spec.name] = np.ascontiguousarray(array)
         return out
+
+    def _check_profile(self, spec: TensorSpec, shape: tuple[int, ...]) -> None:
+        """On the TensorRT EP, a shape outside the profile its engines were built for is refused here,
+        as the TensorRT backend refuses it, rather than failing inside the EP."""
+        from pvt_deploy.runtimes.tensorrt import check_profile_shape
+
+        profile = (self._profile or {})[spec.name]
+        try:
+            check_profile_shape(spec.name, tuple(shape), tuple(profile["min"]), tuple(profile["max"]), spec.shape)
+        except ShapeError as e:
+            raise ShapeError(str(e.args[0]), hint=f"the TensorRT EP builds its engines for the size the model is loaded "
+                                                  f"at: load it with {option('imgsz')} set to the size it runs at") from None
 
     def _batch_major(self) -> bool:
         """One input, and every output's first dim is that input's symbolic batch dim: only then do

@@ -4,19 +4,37 @@ Kept apart from the ONNX Runtime backend and pure (``available`` can be passed i
 unit-testable on a CPU-only machine. ``onnxruntime-gpu`` lists the TensorRT and CUDA providers even
 where their libraries are missing at run time; ONNX Runtime then falls back down the list given to
 the session, which is why the CPU provider always closes the list.
+
+The TensorRT EP builds a TensorRT engine per TensorRT subgraph when a session is made (minutes for a
+detector) and keeps it only where its engine cache is on. Without a ``cache_dir``, a session given
+the ``model`` it loads caches them in :func:`tensorrt_cache_dir`: a folder of the ``.ort-cache``
+beside the model (else the per-user cache, as :func:`pvt_deploy.runtimes.ort_session.cache_dir_for`)
+named by what makes an engine unusable elsewhere. ONNX Runtime names its engine files by a hash of
+the model's *file name*, its tensor names, its own, CUDA's and TensorRT's major.minor versions and
+the GPU's compute capability, not by the weights: a re-exported ``model.onnx`` (same architecture,
+new weights) would load the old engines. The folder's key therefore adds the file's sha256, the
+TensorRT library's full version, the GPU's name (engines built on a GPU with more memory may not load
+on a smaller one of the same compute capability), FP16 and the optimisation profile.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pvt_deploy.errors import BackendUnavailableError, InputError
 
-__all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "ProviderSpec", "available_providers", "select_providers",
-           "tensorrt_libraries_load"]
+__all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "Profile", "ProviderSpec", "available_providers",
+           "cuda_device_count", "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key",
+           "tensorrt_libraries_load", "tensorrt_library_version"]
+
+log = logging.getLogger(__name__)
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -26,6 +44,10 @@ GPU_PROVIDERS = (TENSORRT, CUDA)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 ProviderSpec = str | tuple[str, dict[str, Any]]
 """What ``onnxruntime.InferenceSession(providers=...)`` takes: a name, or (name, options)."""
+Profile = Mapping[str, Mapping[str, Sequence[int]]]
+"""An optimisation profile, as :func:`pvt_deploy.export.tensorrt.compute_profile` gives it:
+``{input: {"min": [...], "opt": [...], "max": [...]}}``."""
+TENSORRT_CACHE = "tensorrt"  # the sub-folder of the ONNX Runtime cache folder that holds TensorRT EP engines
 
 _GPU_HINT = ("pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU), "
              "or use the Docker image: docker build -f docker/Dockerfile -t pvt-deploy .")
@@ -40,28 +62,64 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+def _libnvinfer() -> Any:
+    """TensorRT's runtime library as ONNX Runtime's TensorRT EP loads it, or None where it does not load."""
+
+    def load() -> Any:
+        for name in ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
+            try:
+                return ctypes.CDLL(name)
+            except OSError:
+                continue
+        return None
+
+    if (lib := load()) is not None:
+        return lib
+    try:  # TensorRT's pip wheels keep libnvinfer outside the loader's path; importing tensorrt loads it
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or installed for another CUDA
+        return None
+    return load()
+
+
 def tensorrt_libraries_load() -> bool:
     """Whether TensorRT's runtime library loads in this process. ``onnxruntime-gpu`` lists its
     TensorRT provider whether or not TensorRT is installed; a session asked for it without
     ``libnvinfer`` prints an error and falls back, so ``auto`` leaves it out where this is False."""
-    import ctypes
+    return _libnvinfer() is not None
 
-    def loads() -> bool:
-        for name in ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
-            try:
-                ctypes.CDLL(name)
-            except OSError:
-                continue
-            return True
-        return False
 
-    if loads():
-        return True
-    try:  # TensorRT's pip wheels keep libnvinfer outside the loader's path; importing tensorrt loads it
-        import tensorrt  # noqa: F401
-    except Exception:  # noqa: BLE001 - not installed, or installed for another CUDA
-        return False
-    return loads()
+def tensorrt_library_version() -> str | None:
+    """The version of the ``libnvinfer`` the TensorRT EP runs on (``"10.9.0"``, from its
+    ``getInferLibVersion``), None where it does not load. Read from the library, not the
+    ``tensorrt`` Python module: the EP loads the library, and a system TensorRT has no module."""
+    lib = _libnvinfer()
+    try:
+        value = int(lib.getInferLibVersion()) if lib is not None else None
+    except (AttributeError, OSError):
+        return None
+    if value is None:
+        return None
+    major, rest = (value // 10000, value % 10000) if value >= 100000 else (value // 1000, value % 1000)  # 10+: MMmmpp
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def cuda_device_count() -> int | None:
+    """How many CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applied), from the CUDA
+    driver (``libcuda``, which ONNX Runtime's CUDA and TensorRT providers run on); None where there
+    is no driver or it does not answer. The driver rather than ``torch.cuda``: a CPU build of torch
+    (or none) beside onnxruntime-gpu is common, and importing torch costs seconds. ``cuInit`` and
+    ``cuDeviceGetCount`` make no CUDA context (no GPU memory)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            cuda = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int()
+        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return None
+        return int(count.value)
+    return None
 
 
 def select_providers(
@@ -71,6 +129,8 @@ def select_providers(
     cache_dir: str | os.PathLike[str] | None = None,
     device_id: int = 0,
     available: Sequence[str] | None = None,
+    profile: Profile | None = None,
+    model: str | os.PathLike[str] | None = None,
 ) -> list[ProviderSpec]:
     """Provider list for ``device``, best first, always ending with the CPU provider.
 
@@ -78,7 +138,10 @@ def select_providers(
     ``tensorrt`` where that provider is absent raises :class:`BackendUnavailableError` (a silent CPU
     run would be mistaken for a GPU measurement). ``fp16`` lets the TensorRT EP use FP16 kernels on an
     FP32 graph. ``cache_dir`` turns on the TensorRT EP's engine and timing caches there (the caller
-    creates the folder), without which every new session rebuilds its engines (minutes). ``available`` defaults to
+    creates the folder), without which every new session rebuilds its engines (minutes); without it,
+    ``model`` (the file the session loads) gives the default, :func:`tensorrt_cache_dir`. ``profile``
+    (the graph's dynamic inputs) is the TensorRT EP's optimisation profile: without one it builds for
+    the first shape it is given and rebuilds whenever a later one falls outside. ``available`` defaults to
     ``onnxruntime.get_available_providers()``, and then ``auto`` also leaves out a TensorRT provider
     whose libraries do not load (:func:`tensorrt_libraries_load`); an ``available`` passed in is taken
     as it is.
@@ -103,14 +166,17 @@ def select_providers(
 
     chosen: list[ProviderSpec] = []
     if device in ("auto", "tensorrt", "trt") and TENSORRT in have:
-        chosen.append((TENSORRT, _tensorrt_options(device_id, fp16, cache_dir)))
+        if cache_dir is None and model is not None:
+            cache_dir = tensorrt_cache_dir(model, fp16=fp16, profile=profile, device_id=device_id)
+        chosen.append((TENSORRT, _tensorrt_options(device_id, fp16, cache_dir, profile)))
     if CUDA in have:
         chosen.append((CUDA, {"device_id": device_id}))
     chosen.append(CPU)
     return chosen
 
 
-def _tensorrt_options(device_id: int, fp16: bool, cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+def _tensorrt_options(device_id: int, fp16: bool, cache_dir: str | os.PathLike[str] | None,
+                      profile: Profile | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"device_id": device_id}
     if fp16:  # only when asked: TensorRT 11 has no weak-typing FP16 switch for the EP to flip
         options["trt_fp16_enable"] = True
@@ -122,4 +188,67 @@ def _tensorrt_options(device_id: int, fp16: bool, cache_dir: str | os.PathLike[s
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": path,
         })
+    options.update(profile_options(profile))
     return options
+
+
+def profile_options(profile: Profile | None) -> dict[str, str]:
+    """The TensorRT EP's ``trt_profile_min_shapes`` / ``_opt_`` / ``_max_shapes`` for ``profile``:
+    ``"images:1x3x32x32"``, inputs joined by commas (trtexec's ``--minShapes`` syntax). The EP
+    takes an explicit profile only when every dynamic input of a TensorRT subgraph has one, so
+    ``profile`` should hold all of the graph's dynamic inputs; empty for no profile (ONNX Runtime's
+    default: build for the first shape seen)."""
+    if not profile:
+        return {}
+    return {f"trt_profile_{key}_shapes": ",".join(f"{name}:{'x'.join(str(int(d)) for d in shapes[key])}"
+                                                 for name, shapes in profile.items())
+            for key in ("min", "opt", "max")}
+
+
+def tensorrt_cache_key(*, model_sha256: str, onnxruntime: str, tensorrt: str | None, gpu: str | None,
+                       fp16: bool, profile: Profile | None) -> str:
+    """20 hex digits naming a TensorRT EP engine cache: one per graph content, onnxruntime and
+    TensorRT version, GPU, FP16 setting and optimisation profile (see the module docstring). An
+    unknown ``tensorrt`` or ``gpu`` (None) is a value of its own: engines cached under it are still
+    not shared with a known one, and ONNX Runtime's own file names carry the compute capability."""
+    text = json.dumps({"model": model_sha256, "onnxruntime": onnxruntime, "tensorrt": tensorrt, "gpu": gpu,
+                       "fp16": bool(fp16), "profile": _plain(profile)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _plain(profile: Profile | None) -> dict[str, dict[str, list[int]]]:
+    return {str(name): {k: [int(d) for d in v[k]] for k in ("min", "opt", "max")} for name, v in (profile or {}).items()}
+
+
+def tensorrt_cache_dir(model: str | os.PathLike[str], *, fp16: bool = False, profile: Profile | None = None,
+                       device_id: int = 0, root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder the TensorRT EP caches ``model``'s engines in, made if missing:
+    ``<root>/tensorrt/<model stem>.<key>`` (:func:`tensorrt_cache_key`), ``root`` defaulting to the
+    ``.ort-cache`` beside the model (the per-user cache where that is read-only). A ``key.json`` in it
+    says what the key was made of. Needs no CUDA at import: the GPU's name comes from the CUDA
+    driver, and is ``None`` in the key where the driver does not answer. None (engines not cached,
+    with a warning) where no folder can be made."""
+    import onnxruntime
+
+    from pvt_deploy.runtimes.ort_session import cache_dir_for
+    from pvt_deploy.runtimes.tensorrt import _driver_device_info
+    from pvt_deploy.utils.files import atomic_write_text, sha256_file
+
+    source = Path(model)
+    try:
+        name, capability = _driver_device_info(device_id)
+        facts: dict[str, Any] = {
+            "model_sha256": sha256_file(source), "onnxruntime": str(onnxruntime.__version__),
+            "tensorrt": tensorrt_library_version(), "gpu": f"{name} (compute capability {capability})" if name else None,
+            "fp16": bool(fp16), "profile": _plain(profile)}
+        folder = (Path(root) if root is not None else cache_dir_for(source)) / TENSORRT_CACHE / (
+            f"{source.stem}.{tensorrt_cache_key(**facts)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        record = folder / "key.json"
+        if not record.is_file():
+            atomic_write_text(record, json.dumps({"source": str(source.resolve()), **facts}, indent=1) + "\n")
+    except OSError as e:
+        log.warning("%s: TensorRT EP engines are not cached (%s): each session builds them again", source.name,
+                    e.strerror or e)
+        return None
+    return folder
