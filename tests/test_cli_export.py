@@ -694,20 +694,82 @@ def test_a_glob_of_yaml_files_is_refused_naming_them(yamls: list[str], tmp_path:
     assert not (tmp_path / "q").exists()
 
 
-def test_export_refuses_a_video_that_check_compares_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """export and check read their images one way (open_images); export's policy is no videos (its
-    calibration and parity run on image files), said in one line naming the clip, before any work."""
-    from pvt_deploy.assets import sample_video
+def _ramp_clip(path: Path, frames: int, *, fmt: str | None = None) -> Path:
+    """A 64x64 clip whose frame n is grey level 6n, so a decoded frame tells which one it is."""
+    import av
+    import numpy as np
 
-    clip = sample_video()
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for n in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 6 * n, np.uint8), format="rgb24")
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, fmt", [("clip.mp4", None), ("clip.mkv", None), ("clip.h264", "h264")])
+def test_a_videos_calibration_frames_are_spread_over_the_whole_clip(name: str, fmt: str | None,
+                                                                    tmp_path: Path) -> None:
+    """`export --calib clip.mp4` was refused ("... is wanted, not a video"); it takes --calib-size frames
+    spread over the clip, not its first ones: with the frame count an mp4 stores, with the length and rate
+    an mkv stores, and (a raw .h264 stores neither) thinned while the whole clip is decoded. Each frame is
+    the one its name says (its pixels are that frame's grey level)."""
+    from pvt_deploy.export.calibration import usable_images
+
+    clip = _ramp_clip(tmp_path / name, 40, fmt=fmt)
+    frames = usable_images(clip, 4, what="calibration")
+    numbers = [getattr(f, "index", None) for f in frames]
+    if fmt is None:
+        assert numbers == [0, 10, 20, 30], numbers
+    else:
+        assert len(numbers) == 4 and numbers == sorted(set(numbers)) and numbers[0] == 0 and numbers[-1] >= 30, numbers
+    assert [f.name for f in frames] == [f"{name}#frame={n}" for n in numbers]
+    for f, n in zip(frames, numbers, strict=True):
+        assert abs(float(getattr(f, "image").mean()) - 6 * n) < 4, f.name  # noqa: B009
+
+
+def test_cli_export_calibrates_and_compares_on_a_videos_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--calib and --images take a video file: the INT8 graph is calibrated on --calib-size frames spread over
+    the clip and parity runs on 4 frames spread over the other; the manifest names the frames used."""
+    calib = _ramp_clip(tmp_path / "calib.mp4", 40)
+    parity = _ramp_clip(tmp_path / "parity.mkv", 20)
+    out = tmp_path / "q"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour", "trt",
+                      "--calib", str(calib), "--calib-size", "4", "--images", str(parity), "--no-simplify"],
+                     monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["precision"]["int8"]["calibration"] == {
+        "source": str(calib), "images": 4, "method": "minmax",
+        "frames": ["calib.mp4#frame=0", "calib.mp4#frame=10", "calib.mp4#frame=20", "calib.mp4#frame=30"]}
+    assert m["export"]["parity_images"] == str(parity)
+    assert m["export"]["parity_frames"] == [f"parity.mkv#frame={n}" for n in (0, 5, 10, 15)]
+    assert m["parity"]["model.int8.trt.onnx"]["passed"] and m["parity"]["model.int8.trt.onnx"]["images"] == 4
+
+
+def test_export_refuses_a_stream_and_a_clip_that_does_not_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A stream or camera cannot calibrate an export (its frames differ from run to run), and a clip that does
+    not decode, or holds no frame, has no frames to give: each is one line naming what was given, exit 2,
+    before any work (check --images still takes a stream)."""
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(_ramp_clip(tmp_path / "whole.mp4", 10).read_bytes()[:300])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    cases = [("rtsp://cam.local/live", "is a stream or a camera, whose frames differ from run to run"),
+             ("http://cam.local/clip.mp4", "is a stream or a camera"), ("0", "is a stream or a camera"),
+             (str(corrupt), "cannot decode"), (str(empty), "cannot decode")]
     for option, what in (("--calib", "calibration"), ("--images", "parity")):
-        code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, str(clip), "-o", str(tmp_path / "q")],
-                         monkeypatch, capsys)
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert code == 2 and len(lines) == 1, err
-        assert lines[0] == (f"error: {what} images: {clip}: a folder, an image file, a glob, a .txt list or a "
-                            "dataset YAML is wanted, not a video"), err
+        for given, said in cases:
+            code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, given, "-o", str(tmp_path / "q")],
+                             monkeypatch, capsys)
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+            assert lines[0].startswith(f"error: {what} images: ") and given in lines[0] and said in lines[0], err
     assert not (tmp_path / "q").exists()
 
 

@@ -4,7 +4,8 @@ The command parses options and calls :func:`pvt_deploy.export.export` (the libra
 it adds a transient progress display, quiets the exporters' warnings, and prints a summary table.
 
 Exit codes: 0 done; 1 export failed; 2 bad input (unknown model, bad --imgsz or size range, missing
-folder, no readable calibration/parity image, unwritable output, -o/--weights with an export folder);
+folder, no readable calibration/parity image, a --calib/--images video that does not decode or a stream,
+unwritable output, -o/--weights with an export folder);
 3 TensorRT/runtime unavailable; 5 parity outside tolerance (files are written and marked failed in
 manifest.json, unless the output folder held an export, which is then kept; --allow-parity-failure
 turns this into a warning). A new export replaces its folder only once complete: a failure or Ctrl-C
@@ -202,11 +203,14 @@ def export(
                                        "in FP32).", rich_help_panel=PRECISION_PANEL)] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write INT8 Q/DQ graphs, calibrated on --calib.",
                                        rich_help_panel=PRECISION_PANEL)] = False,
-    calib: Annotated[Path | None, typer.Option(help="Calibration images: a folder, an image, a glob, a .txt list or a "
-                                               "dataset YAML (its val split) (default: the bundled samples).",
-                                               show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
-    calib_size: Annotated[int | None, typer.Option(help="Calibration images used from --calib (default 8).",
-                                                   show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
+    # str, not Path: Path("rtsp://cam/x") is rtsp:/cam/x, which the refusal of a stream then named
+    calib: Annotated[str | None, typer.Option(help="Calibration images: a folder, an image, a glob, a .txt list, a "
+                                              "dataset YAML (its val split) or a video file (--calib-size frames "
+                                              "spread over it; not a stream) (default: the bundled samples).",
+                                              show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
+    calib_size: Annotated[int | None, typer.Option(help="Calibration images used from --calib, or frames of a video "
+                                                   "(default 8).", show_default=False,
+                                                   rich_help_panel=PRECISION_PANEL)] = None,
     int8_flavour: Annotated[str, typer.Option(help="cpu (model.int8.onnx), trt (model.int8.trt.onnx, symmetric) "
                                               "or both.", rich_help_panel=PRECISION_PANEL)] = "both",
     int8_cpu: Annotated[str, typer.Option(
@@ -222,9 +226,10 @@ def export(
     allow_parity_failure: Annotated[bool, typer.Option("--allow-parity-failure", help="Keep going (exit 0) when parity fails; the manifest "
                                                        "marks the file failed. Off by default.", show_default=False,
                                                        rich_help_panel=PARITY_PANEL)] = False,
-    images: Annotated[Path | None, typer.Option(help="Parity images: a folder, an image, a glob, a .txt list or a dataset "
-                                                "YAML (default: --calib or the bundled samples).", show_default=False,
-                                                rich_help_panel=PARITY_PANEL)] = None,
+    images: Annotated[str | None, typer.Option(help="Parity images: a folder, an image, a glob, a .txt list, a dataset "
+                                               "YAML or a video file (4 frames spread over it; not a stream) "
+                                               "(default: 4 of --calib's, or the bundled samples).", show_default=False,
+                                               rich_help_panel=PARITY_PANEL)] = None,
     workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB (default: TensorRT's own, up to the GPU's memory).", show_default=False,
                                                     rich_help_panel=TRT_PANEL)] = None,
     timing_cache: Annotated[Path | None, typer.Option(help="TensorRT timing cache file (read and updated).",
@@ -259,6 +264,8 @@ def export(
     Examples:
 
       pvt-deploy export --model pvt_small --weights retinanet_pvt_s_fpn_1x_coco.pth --half --int8 --calib imgs/
+
+      pvt-deploy export --model pvt_small --weights ckpt.pth --int8 --calib clip.mp4 --calib-size 16
 
       pvt-deploy export --model exports/pvt_small --format trt --half
     """

@@ -4,7 +4,8 @@ Calibration ranges are only right for the inputs the graph will see, so calibrat
 the same :class:`~pvt_deploy.tasks.preprocess.Preprocessor` (same resize policy, size, padding) that
 every backend uses at inference. Without a folder the bundled sample photos are used, which is enough
 to produce a working graph but not a tuned one — the exporter says so. An Ultralytics dataset YAML
-(``data=coco8.yaml``) stands for the images of its ``val`` split (:func:`dataset_images`).
+(``data=coco8.yaml``) stands for the images of its ``val`` split (:func:`dataset_images`); a video file
+for frames spread over the whole clip (:func:`video_frames`), named ``clip.mp4#frame=120``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import glob
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from pvt_deploy.errors import InputError
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
 if TYPE_CHECKING:
-    from pvt_deploy.io.sources import Source
+    from pvt_deploy.io.sources import Source, VideoSource
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -31,6 +32,25 @@ DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images alread
 DEFAULT_PARITY_IMAGES = 4
 # the split whose images calibrate and compare: val, else train (Ultralytics reads "validation" as val)
 DATASET_SPLITS = ("val", "validation", "train")
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """A frame of a video given to ``export --calib`` / ``--images``, decoded when the frames were chosen
+    (:func:`video_frames`): its number in the video (as ``infer`` numbers them) and its pixels, RGB."""
+
+    path: Path
+    index: int
+    image: np.ndarray = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """Its stable name, ``clip.mp4#frame=120``: what the manifest records."""
+        return f"{self.path.name}#frame={self.index}"
+
+
+Picture = Path | VideoFrame  # an image file, read when batched, or a frame decoded already
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -48,8 +68,8 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     :func:`~pvt_deploy.io.sources.open_source` opens for ``infer`` (an image, a folder, not recursive, a glob
     such as ``shots/**/*.jpg``, a ``.txt`` list, or a list of files), or an Ultralytics dataset YAML, which
     stands for the images of its split (:func:`dataset_images`). ``videos``: whether a video file or a
-    stream may be given too (``check`` compares on its first frames); otherwise one is an
-    :class:`InputError`, as is a glob of YAML files (a glob is a set of images: the YAML is named on its
+    stream may be given too (``check`` compares on its first frames; export takes a video file's frames
+    spread over it and refuses a stream: :func:`usable_images`); otherwise one is an :class:`InputError`, as is a glob of YAML files (a glob is a set of images: the YAML is named on its
     own, so that what runs does not depend on how many files the glob matches today)."""
     from pvt_deploy.io.sources import (
         _GLOB_CHARS,
@@ -81,17 +101,6 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         source.close()
         raise InputError(not_video)
     return source
-
-
-def list_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """The image files of ``folder`` as export takes them (:func:`open_images`, no videos), in the order
-    they run, at most ``limit``; an error says which option's images (``what``) it is about."""
-    try:
-        with open_images(folder, videos=False, what=what) as source:
-            files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
-    except InputError as e:
-        raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
-    return files[:limit] if limit else files
 
 
 def is_dataset_yaml(spec: object) -> bool:
@@ -206,18 +215,36 @@ def _listed_images(listing: Path, label: str) -> list[Path]:
     return images
 
 
-def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, what: str = "image") -> list[Path]:
-    """The first ``limit`` image files of ``folder`` (:func:`list_images`, in that order) that decode.
+def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
+                  what: str = "image") -> list[Picture]:
+    """The pictures export calibrates or compares on: the first ``limit`` image files of ``spec``
+    (:func:`open_images`: a folder, an image, a glob, a .txt list, a dataset YAML; in that order) that
+    decode, or, where ``spec`` is a video file, ``limit`` of its frames spread over the whole clip
+    (:func:`video_frames`, default :data:`DEFAULT_CALIB_IMAGES`).
 
     Unreadable files are skipped with one warning naming them, as ``infer`` skips them; an
-    :class:`InputError` only when none decodes. Run before any slow export work, so a bad folder
-    fails in a second rather than after tracing.
+    :class:`InputError` only when none decodes. A live stream or a camera is an :class:`InputError`:
+    an export's calibration must be the same frames each time it is run. Run before any slow export
+    work, so a bad folder or clip fails in a second rather than after tracing.
     """
-    from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
+    from pvt_deploy.io.sources import VideoSource, is_live, read_image  # as infer reads pictures
 
-    good: list[Path] = []
+    text = os.fspath(spec)
+    if is_live(text):
+        raise InputError(f"{what} images: {text} is a stream or a camera, whose frames differ from run to run: an "
+                         "export calibrates and compares on the same pictures every time",
+                         hint="record a clip and give the file, or a folder of frames")
+    try:
+        with open_images(spec, videos=True, what=what) as source:
+            if isinstance(source, VideoSource):
+                frames: list[Picture] = list(video_frames(source, limit or DEFAULT_CALIB_IMAGES, what=what))
+                return frames
+            files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
+    except InputError as e:
+        raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
+    good: list[Picture] = []
     bad: list[str] = []
-    for path in list_images(folder, what=what):
+    for path in files:
         if limit and len(good) >= limit:
             break
         try:
@@ -229,9 +256,62 @@ def usable_images(folder: str | os.PathLike[str], limit: int | None = None, *, w
     if bad:
         names = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
         if not good:
-            raise InputError(f"{what} folder {folder}: none of its {len(bad)} image(s) can be read ({names})")
-        log.warning("%s folder %s: skipped %d unreadable image(s): %s", what, folder, len(bad), names)
+            raise InputError(f"{what} folder {spec}: none of its {len(bad)} image(s) can be read ({names})")
+        log.warning("%s folder %s: skipped %d unreadable image(s): %s", what, spec, len(bad), names)
     return good
+
+
+def spread(items: Sequence[_T], count: int) -> list[_T]:
+    """``count`` of ``items`` spread evenly over them, in order: the middle one of each of ``count`` equal
+    runs (all of them where there are no more than ``count``)."""
+    n = len(items)
+    if n <= count:
+        return list(items)
+    return [items[(2 * i + 1) * n // (2 * count)] for i in range(count)]
+
+
+def video_frames(source: VideoSource, count: int, *, what: str = "image") -> list[VideoFrame]:
+    """``count`` frames of the video file ``source`` (opened, not yet read), spread over the whole clip: the
+    first frames of a clip are often alike (one scene, a fade-in), and an INT8 graph calibrated on them
+    sees ranges narrower than the clip's.
+
+    One pass of decoding, with the stride that the clip's frame count (mp4, mov, avi) or its duration
+    times its rate (mkv, webm: an estimate) gives, ``frames // count``: only the frames on that stride
+    are converted to RGB and at most about twice ``count`` of them are held. Of those, :func:`spread`
+    keeps ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the clip
+    declares neither (a raw ``.h264``), every frame is decoded and the kept ones thinned to every
+    second one each time they pass twice ``count``, which spreads them as well. Frames are numbered
+    as ``infer`` numbers them. A clip that ends early (truncated, damaged) gives the frames that
+    decode, with ``infer``'s warning; one with none is an :class:`InputError`.
+    """
+    total = source.frames
+    if total is None:
+        log.info("%s declares no frame count or duration: decoding it whole to spread %d %s frames over it",
+                 source.spec, count, what)
+    # The stride the source keeps while it decodes (frames off it are not converted to RGB); set before
+    # it is read, its count (which that stride would change) already taken.
+    source.vid_stride = max(1, (total or 0) // count)
+    kept: list[Any] = []
+    every = 1  # of the frames on the stride, every n-th is kept: doubled each time they pass 2 * count
+    for n, frame in enumerate(source):
+        if n % every:
+            continue
+        kept.append(frame)
+        if len(kept) > 2 * count:
+            kept, every = kept[::2], every * 2
+    if not kept:
+        raise InputError(f"{source.spec}: no decodable video frames")
+    chosen = [VideoFrame(Path(source.spec), f.index, f.image) for f in spread(kept, count)]
+    numbers = [str(f.index) for f in chosen]
+    log.info("%s images: %s, %d frame(s) spread over %s: %s", what, source.spec, len(chosen),
+             f"its {total} frames" if total else "the clip",
+             ", ".join(numbers) if len(numbers) <= 12 else f"{', '.join(numbers[:12])} ...")
+    return chosen
+
+
+def frame_names(pictures: Sequence[Picture]) -> list[str]:
+    """The names of the video frames among ``pictures`` (``clip.mp4#frame=120``), for the manifest."""
+    return [p.name for p in pictures if isinstance(p, VideoFrame)]
 
 
 def bundled_images() -> list[Path]:
@@ -240,8 +320,8 @@ def bundled_images() -> list[Path]:
     return sample_images()
 
 
-def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None = None) -> list[Batch]:
-    """Preprocess ``paths`` into graph inputs.
+def make_batches(paths: Sequence[Picture], pre: Preprocessor, *, batch: int | None = None) -> list[Batch]:
+    """Preprocess ``paths`` (image files, or frames :func:`video_frames` decoded) into graph inputs.
 
     ``batch=None`` (dynamic graphs): one image per input, each at its own planned size — what single-
     image inference feeds. ``batch=B`` (static graphs): groups of exactly ``B``, the last one filled by
@@ -249,7 +329,7 @@ def make_batches(paths: Sequence[Path], pre: Preprocessor, *, batch: int | None 
     """
     from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
 
-    images = [(p.name, read_image(p)) for p in paths]
+    images = [(p.name, read_image(p) if isinstance(p, Path) else p.image) for p in paths]
     if not images:
         raise InputError("no images to preprocess")
     groups: list[list[tuple[str, np.ndarray]]]

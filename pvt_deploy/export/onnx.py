@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import onnx
     from torch import nn
 
-    from pvt_deploy.export.calibration import Batch
+    from pvt_deploy.export.calibration import Batch, Picture
     from pvt_deploy.export.parity import Tolerance
 
 log = logging.getLogger("pvt_deploy.export")
@@ -540,8 +540,9 @@ def _with_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> onnx.Mode
 
 def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any], *, half: bool,
                    int8_flavours: Sequence[str], int8_cpu: str, calib: list[Batch], calib_source: str,
-                   checks: _CheckSpec, steps: _Steps) -> _Variants:
-    """Write the FP16 / INT8 files asked for, each checked and carrying the metadata."""
+                   checks: _CheckSpec, steps: _Steps, calib_frames: Sequence[str] = ()) -> _Variants:
+    """Write the FP16 / INT8 files asked for, each checked and carrying the metadata; ``calib_frames``: the
+    names of the video frames calibrated on (``clip.mp4#frame=120``), recorded beside the source."""
     import onnx
 
     from pvt_deploy.export import precision as prec
@@ -559,6 +560,8 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
         return out
     int8: dict[str, Any] = {"calibration": {"source": calib_source, "images": sum(len(b.names) for b in calib),
                                             "method": "minmax"}}
+    if calib_frames:
+        int8["calibration"]["frames"] = list(calib_frames)
     with prec.temporary_dir(folder) as tmp_dir:
         tmp = Path(tmp_dir)
         src = tmp / "fp32.onnx"
@@ -657,12 +660,12 @@ def _int8_flavours(int8: bool, flavour: str) -> list[str]:
     return ["cpu", "trt"] if flavour == "both" else [flavour]
 
 
-def _image_paths(folder: str | os.PathLike[str] | None, limit: int | None, what: str) -> tuple[list[Path], str]:
+def _image_paths(folder: str | os.PathLike[str] | None, limit: int | None, what: str) -> tuple[list[Picture], str]:
     from pvt_deploy.export.calibration import bundled_images, usable_images
 
     if folder is not None:
         return usable_images(folder, limit, what=what), str(folder)
-    return bundled_images(), "bundled sample images"
+    return list(bundled_images()), "bundled sample images"
 
 
 def _finish(folder: Path, manifest: dict[str, Any], failures: list[str], allow_parity_failure: bool,
@@ -736,7 +739,8 @@ def export_onnx(
     ``imgsz`` (H, W; default per task) is the size preprocessing plans for. ``dynamic`` graphs accept
     batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in ``min_size``..``max_size``;
     static graphs take exactly (``batch`` or 1, 3, H, W). ``half``: ``model.fp16.onnx``. ``int8``:
-    Q/DQ graphs calibrated on ``calib`` (a folder; default the bundled sample images) —
+    Q/DQ graphs calibrated on ``calib`` (a folder, an image, a glob, a .txt list, a dataset YAML, or a video
+    file: ``calib_size`` frames spread over it; default the bundled sample images) —
     ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, static or dynamic), ``trt``
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
     ``seg_output="argmax"`` ends segmentation graphs in a class map.
@@ -797,7 +801,7 @@ def export_onnx(
     elif out_dir is not None:
         _output_target(Path(out_dir))
 
-    from pvt_deploy.export.calibration import DEFAULT_CALIB_IMAGES, DEFAULT_PARITY_IMAGES
+    from pvt_deploy.export.calibration import DEFAULT_CALIB_IMAGES, DEFAULT_PARITY_IMAGES, spread
 
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if int8 and calib is None:
@@ -805,8 +809,8 @@ def export_onnx(
                     "not tuned for your data)", len(calib_paths))
     if images is not None:
         parity_paths, parity_source = _image_paths(images, DEFAULT_PARITY_IMAGES, "parity")
-    elif calib is not None:
-        parity_paths, parity_source = calib_paths[:DEFAULT_PARITY_IMAGES], calib_source
+    elif calib is not None:  # spread over them, as a video's frames are over the clip
+        parity_paths, parity_source = spread(calib_paths, DEFAULT_PARITY_IMAGES), calib_source
     else:
         parity_paths, parity_source = _image_paths(None, None, "parity")
 
@@ -872,13 +876,13 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[
 
 def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: int | None, min_size: int | None,
            max_size: int | None, opset: int, half: bool, flavours: list[str], int8_cpu: str,
-           calib_paths: list[Path], calib_source: str, parity_paths: list[Path], parity_source: str,
+           calib_paths: list[Picture], calib_source: str, parity_paths: list[Picture], parity_source: str,
            exporter: str, simplify: bool, parity: bool, tolerances: Mapping[str, Tolerance],
            allow_parity_failure: bool, steps: _Steps) -> Path:
     import torch
 
     from pvt_deploy.export import graph as g
-    from pvt_deploy.export.calibration import make_batches
+    from pvt_deploy.export.calibration import frame_names, make_batches
     from pvt_deploy.models import resolve_name
     from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
 
@@ -935,7 +939,8 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     static_batch = None if dynamic else max_batch
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if flavours else []
     variants = _make_variants(out, proto, meta, half=half, int8_flavours=flavours, int8_cpu=int8_cpu,
-                              calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
+                              calib=calib_batches, calib_source=calib_source, calib_frames=frame_names(calib_paths),
+                              checks=checks, steps=steps)
     files = {FP32_FILE: file_entry(out / FP32_FILE, "fp32"), **variants.files}
     parity_reports: dict[str, Any] = {}
     failures: list[str] = []
@@ -946,6 +951,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
                                  steps=steps)
         failures = [f for f, r in parity_reports.items() if not r["passed"]]
         _speedups(variants.precision, parity_reports)
+    parity_frames = frame_names(parity_paths) if parity else []  # a video's, by name (clip.mp4#frame=120)
     manifest.update({
         "files": files,
         "precision": variants.precision,
@@ -953,14 +959,15 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
         "export": {"exporter": exporter, "opset": g.opset_of(proto), "nodes_before": nodes_before,
                    "nodes_after": nodes_after, "simplified": simplify, "imgsz": list(hw),
                    "trace_size": [trace_batch, 3, *trace_hw], "graph": graph_record,
-                   "parity_images": parity_source if parity else None, "seconds": steps.seconds},
+                   "parity_images": parity_source if parity else None,
+                   **({"parity_frames": parity_frames} if parity_frames else {}), "seconds": steps.seconds},
         "versions": tool_versions("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "numpy"),
     })
     return _finish(out, manifest, failures, allow_parity_failure, parity_reports)
 
 
-def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Path],
-            calib_source: str, parity_paths: list[Path], parity_source: str, parity: bool,
+def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Picture],
+            calib_source: str, parity_paths: list[Picture], parity_source: str, parity: bool,
             tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps) -> Path:
     """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx``.
 
@@ -971,7 +978,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     """
     import onnx
 
-    from pvt_deploy.export.calibration import make_batches
+    from pvt_deploy.export.calibration import frame_names, make_batches
     from pvt_deploy.export.graph import get_metadata, shape_constants
     from pvt_deploy.export.precision import INT8_FILES
     from pvt_deploy.tasks.preprocess import Preprocessor
@@ -1020,7 +1027,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     # that was gone (with the 240 MB of INT8 scratch files left in the folder).
     with scratch(folder, _EXTENSION_PREFIX) as staging:
         variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
-                                  calib=calib_batches, calib_source=calib_source, checks=checks, steps=steps)
+                                  calib=calib_batches, calib_source=calib_source,
+                                  calib_frames=frame_names(calib_paths), checks=checks, steps=steps)
         reports = _extend_parity(staging, manifest, variants, parity_paths, pre, static_batch, parity=parity,
                                  tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)
         _commit_extension(folder, staging, manifest, variants, reports if parity else None, steps.seconds)
@@ -1083,7 +1091,7 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
     adopt_cached_graphs(staging / CACHE_DIRNAME, folder / CACHE_DIRNAME)  # what the parity gate built
 
 
-def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Path],
+def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Picture],
                    pre: Any, static_batch: int | None, *, parity: bool, tolerances: Mapping[str, Tolerance],
                    steps: _Steps, reference: Path) -> dict[str, Any]:
     """Gate the added variants (in ``folder``) against the export's FP32 graph ``reference`` in ONNX Runtime."""
