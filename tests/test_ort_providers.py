@@ -209,8 +209,18 @@ def test_tensorrt_engine_cache_key_follows_graph_fp16_and_tensorrt(
     monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.10.0")
     assert tensorrt_cache_dir(path) != first
     monkeypatch.setattr(ort_providers, "tensorrt_library_version", lambda: "10.9.0", raising=False)
+    others = [tensorrt_cache_dir(path, fp16=True), tensorrt_cache_dir(path, root=tmp_path / "shared")]
+    neighbour = tmp_path / "other" / "model.onnx"  # another export's model.onnx in the same per-user cache
+    neighbour.parent.mkdir()
+    neighbour.write_bytes(b"graph three")
+    kept = tensorrt_cache_dir(neighbour, root=tmp_path / "shared")
     path.write_bytes(b"graph two")  # re-exported: same name, new weights
-    assert tensorrt_cache_dir(path) != first
+    second = tensorrt_cache_dir(path)
+    assert second is not None and second != first and second.is_dir()
+    assert not first.exists() and others[0] is not None and not others[0].exists()  # its old engines are gone
+    assert others[1] is not None and others[1].exists()  # another cache folder: not looked at
+    assert kept is not None and tensorrt_cache_dir(path, root=tmp_path / "shared") != others[1] and kept.exists()
+    assert not others[1].exists()
     assert tensorrt_cache_dir(path, root=tmp_path / "elsewhere").parent == tmp_path / "elsewhere" / "tensorrt"
     # an explicit cache_dir still wins, and no model means no default
     options = select_providers("tensorrt", cache_dir=tmp_path / "mine", model=path, available=GPU)[0][1]

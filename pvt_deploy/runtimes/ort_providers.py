@@ -216,6 +216,26 @@ def tensorrt_cache_key(*, model_sha256: str, onnxruntime: str, tensorrt: str | N
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _prune_replaced(keep: Path, source: Path, sha256: str) -> None:
+    """Delete the engine folders beside ``keep`` that were built for an earlier content of ``source``
+    (a re-export: a detector's engines are hundreds of MB, and nothing can load them again). Folders of
+    the same content for another GPU, TensorRT or FP16 setting, and those of other files sharing the
+    folder, are kept."""
+    import shutil
+
+    me = str(source.resolve())
+    for other in keep.parent.glob(f"{source.stem}.*"):
+        if other == keep or not other.is_dir():
+            continue
+        try:
+            facts = json.loads((other / "key.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours, or being written by another process: leave it
+        if isinstance(facts, dict) and facts.get("source") == me and facts.get("model_sha256") != sha256:
+            shutil.rmtree(other, ignore_errors=True)
+            log.info("%s: removed the TensorRT EP engines of its earlier content (%s)", source.name, other.name)
+
+
 def _plain(profile: Profile | None) -> dict[str, dict[str, list[int]]]:
     return {str(name): {k: [int(d) for d in v[k]] for k in ("min", "opt", "max")} for name, v in (profile or {}).items()}
 
@@ -225,7 +245,8 @@ def tensorrt_cache_dir(model: str | os.PathLike[str], *, fp16: bool = False, pro
     """The folder the TensorRT EP caches ``model``'s engines in, made if missing:
     ``<root>/tensorrt/<model stem>.<key>`` (:func:`tensorrt_cache_key`), ``root`` defaulting to the
     ``.ort-cache`` beside the model (the per-user cache where that is read-only). A ``key.json`` in it
-    says what the key was made of. Needs no CUDA at import: the GPU's name comes from the CUDA
+    says what the key was made of; making a folder deletes those built for an earlier content of the
+    same file. Needs no CUDA at import: the GPU's name comes from the CUDA
     driver, and is ``None`` in the key where the driver does not answer. None (engines not cached,
     with a warning) where no folder can be made."""
     import onnxruntime
@@ -247,6 +268,7 @@ def tensorrt_cache_dir(model: str | os.PathLike[str], *, fp16: bool = False, pro
         record = folder / "key.json"
         if not record.is_file():
             atomic_write_text(record, json.dumps({"source": str(source.resolve()), **facts}, indent=1) + "\n")
+            _prune_replaced(folder, source, facts["model_sha256"])
     except OSError as e:
         log.warning("%s: TensorRT EP engines are not cached (%s): each session builds them again", source.name,
                     e.strerror or e)
