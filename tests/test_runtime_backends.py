@@ -376,6 +376,45 @@ def test_a_bad_feed_is_one_error_line_on_either_backend(cls_export: Path) -> Non
         torch_backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})  # closed
 
 
+def test_pytorch_on_an_integrated_gpu_counts_the_memory_the_os_frees_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Jetson's GPU shares the machine's memory, and cudaMemGetInfo's free figure there leaves out the
+    page cache and swap the OS gives back on demand (CUDA driver API, cuMemGetInfo: the integrated GPU on
+    Tegra). After reading a video it can say 0.3 GB with 3 GB available, and the size check refused
+    an input that fits (exit 2). On an integrated GPU the memory is judged as on the CPU; a discrete
+    GPU's own memory is still what CUDA reports. (No GPU here: a one-GPU box is faked.)"""
+    import types
+
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+    from pvt_deploy.utils import cpu
+
+    class Net(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (x.mean((2, 3)),)
+
+        def peak_bytes(self, batch: int, height: int, width: int) -> int:
+            return batch * height * width * 1000  # 1024x1024: 1.05 GB
+
+    backend = TorchBackend(Net(), device="cpu")
+    backend._device = torch.device("cuda", 0)
+    integrated = [1]
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device=None: types.SimpleNamespace(is_integrated=integrated[0]))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (300 << 20, 8 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    monkeypatch.setattr(cpu, "available_memory", lambda: 3 << 30)
+    backend.check_size(1, 1024, 1024)  # fits in the 3 GB the OS has for it
+    with pytest.raises(ShapeError, match=r"1024x1024 at \S*batch 4 needs about 4.2 GB .* more than the 3.2 GB free on cuda:0"):
+        backend.check_size(4, 1024, 1024)  # what does not fit there is still refused
+    integrated[0] = 0  # a discrete GPU: its own memory, as CUDA reports it
+    with pytest.raises(ShapeError, match=r"needs about 1.0 GB .* more than the 0.3 GB free on cuda:0"):
+        backend.check_size(1, 1024, 1024)
+
+
 def test_pytorch_out_of_memory_is_not_called_a_shape_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """CUDA's out-of-memory message mentions ``max_split_size_mb``; its "size" made the run's error a
     ShapeError ("cannot run the input shape", exit 2) where the input was fine and memory short."""

@@ -241,9 +241,10 @@ class TorchBackend(Backend):
         """Refuse an input whose largest step needs more memory than the device has free: the module's
         ``peak_bytes`` (:meth:`~pvt_deploy.models.DeployModule.peak_bytes`: an attention's scores, which
         grow with the square of the pixels) against :func:`~pvt_deploy.utils.cpu.available_memory` on the
-        CPU, the free CUDA memory on a GPU. Such a size was bad input answered as a failure of the tool
-        (5000x5000: "PyTorch failed: ... you tried to allocate 152100000000 bytes", exit 1), or, where the
-        allocation was granted, a process the kernel killed."""
+        CPU and on an integrated GPU (a Jetson's is the machine's memory), the free CUDA memory on a
+        discrete GPU. Such a size was bad input answered as a failure of the tool (5000x5000: "PyTorch
+        failed: ... you tried to allocate 152100000000 bytes", exit 1), or, where the allocation was
+        granted, a process the kernel killed."""
         estimate = getattr(self.module, "peak_bytes", None)
         need = estimate(batch, height, width) if callable(estimate) else None
         free = self._free_memory() if need else None
@@ -268,9 +269,19 @@ class TorchBackend(Backend):
             from pvt_deploy.utils.cpu import available_memory
 
             return available_memory()
+        from pvt_deploy.utils.cpu import available_memory
+
         cuda = self._torch.cuda
-        free, _ = cuda.mem_get_info(self._device)  # what PyTorch's caching allocator holds unused is free too
-        return int(free + cuda.memory_reserved(self._device) - cuda.memory_allocated(self._device))
+        cached = cuda.memory_reserved(self._device) - cuda.memory_allocated(self._device)  # PyTorch's, unused: free
+        if cuda.get_device_properties(self._device).is_integrated:
+            # A Jetson's GPU takes the machine's memory, and CUDA's free figure there leaves out what the OS
+            # frees on demand (page cache, swap; cuMemGetInfo's note on Tegra): hundreds of MB with GBs to
+            # spare refused sizes that fit. Judged as on the CPU (MemAvailable, a container's limit).
+            available = available_memory()
+            if available is not None:
+                return int(available + cached)
+        free, _ = cuda.mem_get_info(self._device)
+        return int(free + cached)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = self._to_tensor(feed)
