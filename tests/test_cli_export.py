@@ -724,6 +724,8 @@ def test_a_videos_calibration_frames_are_spread_over_the_whole_clip(name: str, f
     numbers = [getattr(f, "index", None) for f in frames]
     if fmt is None:
         assert numbers == [0, 10, 20, 30], numbers
+        # evenly spaced when the count does not divide the clip: every 14th, not 3 of every 13th (0, 26, 39)
+        assert [getattr(f, "index", None) for f in usable_images(clip, 3, what="calibration")] == [0, 14, 28]
     else:
         assert len(numbers) == 4 and numbers == sorted(set(numbers)) and numbers[0] == 0 and numbers[-1] >= 30, numbers
     assert [f.name for f in frames] == [f"{name}#frame={n}" for n in numbers]

@@ -276,9 +276,9 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     sees ranges narrower than the clip's.
 
     One pass of decoding, with the stride that the clip's frame count (mp4, mov, avi) or its duration
-    times its rate (mkv, webm: an estimate) gives, ``frames // count``: only the frames on that stride
-    are converted to RGB and at most about twice ``count`` of them are held. Of those, :func:`spread`
-    keeps ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the clip
+    times its rate (mkv, webm: an estimate) gives, about ``frames / count``: only the frames on that
+    stride are converted to RGB and at most about twice ``count`` of them are held. Of those,
+    :func:`spread` keeps ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the clip
     declares neither (a raw ``.h264``), every frame is decoded and the kept ones thinned to every
     second one each time they pass twice ``count``, which spreads them as well. Frames are numbered
     as ``infer`` numbers them. A clip that ends early (truncated, damaged) gives the frames that
@@ -288,9 +288,16 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     if total is None:
         log.info("%s declares no frame count or duration: decoding it whole to spread %d %s frames over it",
                  source.spec, count, what)
-    # The stride the source keeps while it decodes (frames off it are not converted to RGB); set before
-    # it is read, its count (which that stride would change) already taken.
-    source.vid_stride = max(1, (total or 0) // count)
+    # The stride the source keeps while it decodes (frames off it are not converted to RGB): the widest that
+    # still gives ``count`` frames, so that they are evenly spaced (150 frames, 8 wanted: every 19th; every
+    # 18th gave 9, and one of them had to go, leaving a gap twice as wide); set before the source is read,
+    # its count (which the stride would change) already taken.
+    step = 1
+    if total:
+        step = -(-total // count)
+        if -(-total // step) < count:  # a short clip (5 frames, 4 wanted): every 2nd gives 3
+            step = max(1, total // count)
+    source.vid_stride = step
     kept: list[Any] = []
     every = 1  # of the frames on the stride, every n-th is kept: doubled each time they pass 2 * count
     for n, frame in enumerate(source):
