@@ -6,6 +6,7 @@ backends are exercised by the runtime, API and CLI tests.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -451,9 +452,11 @@ def test_a_write_failure_while_finishing_removes_what_was_unfinished(
     assert decode_video(tmp_path / "memory.mp4")[1] == 6
 
 
-def test_coco_ids_of_two_videos_never_merge_and_cost_nothing_per_frame(tmp_path: Path) -> None:
-    """Frame numbers are the ids of the first video; a second video's frames are named by its file,
-    so COCOeval keeps them apart. The writer remembers sources, not frames (a stream runs for days)."""
+def test_coco_ids_of_two_videos_never_merge_and_cost_nothing_per_frame(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A video's frames are named by its file (frame numbers alone are the ids of a lone video), a
+    second video of the same name by its path, so COCOeval keeps them apart. The writer remembers
+    sources, not frames (a stream runs for days)."""
     import json
 
     from pvt_deploy.tasks.pipeline import ResultWriter
@@ -465,10 +468,40 @@ def test_coco_ids_of_two_videos_never_merge_and_cost_nothing_per_frame(tmp_path:
     for path in ("a/cam.mp4", "b/cam.mp4", "b/other.mp4"):
         for frame in range(3):
             writer.write(Result("detect", np.zeros((32, 32, 3), np.uint8), path, names, frame=frame, boxes=boxes))
-    assert len(writer._coco_ids) == 3  # one per video, not per frame
-    writer.close()
+    assert len(writer._coco_sources) == len(writer._coco_videos) == 3  # one per video, not per frame
+    with caplog.at_level(logging.WARNING):
+        writer.close()
     ids = [d["image_id"] for d in json.loads((tmp_path / "predictions_coco.json").read_text())]
-    assert ids == [0, 1, 2, "cam.mp4:0", "cam.mp4:1", "cam.mp4:2", "other.mp4:0", "other.mp4:1", "other.mp4:2"]
+    assert ids == [f"{name}:{frame}" for name in ("cam.mp4", "b/cam.mp4", "other.mp4") for frame in range(3)]
+    assert "COCO image ids of b/cam.mp4 would be those of a/cam.mp4; using 'b/cam.mp4:<frame>'" in caplog.text
+
+
+@pytest.mark.parametrize(("sources", "expected"), [
+    # COCO's own file names: its ground truth's integer ids
+    ([("000000000139.jpg", None), ("000000000285.jpg", None)], [139, 285]),
+    ([("clip.mp4", 0), ("clip.mp4", 1)], [0, 1]),  # a lone video or stream: its frame numbers
+    # any other mix: one string per image (its name without the extension) and per frame; they were
+    # ints and strings in one file, and frame 12 of a video shared 12.jpg's id 12
+    ([("000000000139.jpg", None), ("astronaut.jpg", None)], ["000000000139", "astronaut"]),
+    ([("12.jpg", None), ("clip.mp4", 11), ("clip.mp4", 12)], ["12", "clip.mp4:11", "clip.mp4:12"]),
+    ([("001.jpg", None), ("1.jpg", None)], ["001", "1"]),  # both read as 1: strings keep them apart
+])
+def test_coco_image_ids_have_one_type_per_file(tmp_path: Path, sources: list[tuple[str, int | None]],
+                                               expected: list[object]) -> None:
+    """pycocotools matches results to the ground truth's image ids and sorts them: a file that held
+    ints and strings (numbered and named images, images and a video, two videos) could be neither
+    matched nor sorted. Ids are integers where every source gives one, else all strings."""
+    import json
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    names = [f"c{i}" for i in range(80)]
+    boxes = Boxes(np.array([[1, 2, 11, 22]], np.float32), np.array([0.9], np.float32), np.array([3]), names, (32, 32))
+    with ResultWriter(tmp_path, task="detect", names=names, save=False, save_json=True) as writer:
+        for path, frame in sources:
+            writer.write(Result("detect", np.zeros((32, 32, 3), np.uint8), path, names, frame=frame, boxes=boxes))
+    assert [d["image_id"] for d in json.loads((tmp_path / "predictions_coco.json").read_text())] == expected
 
 
 def test_increment_dir_reserves_the_folder_it_gives(tmp_path: Path) -> None:

@@ -743,8 +743,8 @@ class ResultWriter:
         self._video_key: str | None = None
         self._jsonl: Any = None
         self._coco: Any = None
-        self._coco_ids: dict[int | str, str] = {}  # COCO image_id (or a video's id prefix) -> its source
-        self._coco_keys: dict[str, int | str] = {}  # source -> that id or prefix
+        self._coco_sources: dict[str, int] = {}  # each source with detections -> its number (COCO ids at close)
+        self._coco_videos: list[bool] = []  # by that number: whether the source has frames
         self._taken: set[str] = set()  # names given out in this run (videos, masks, JSON)
         self._failed = False
         self._results = 0
@@ -765,7 +765,7 @@ class ResultWriter:
                 self._jsonl = JsonlWriter(paths[0])
                 if task == "detect":
                     ids = COCO80_TO_91 if _is_coco(self.names) else None
-                    self._coco = _spooled_coco_writer(paths[1], category_ids=ids)
+                    self._coco = _spooled_coco_writer(paths[1], category_ids=ids, image_ids=self._coco_ids)
         except OSError as e:
             self._discard()
             remove_made_folders(self._made_dirs)
@@ -785,7 +785,7 @@ class ResultWriter:
             if self._jsonl is not None:
                 self._jsonl.write(result.to_dict())
             if self._coco is not None and result.boxes is not None:
-                self._coco.add(self._coco_image_id(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+                self._coco.add(self._coco_source(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
         except OSError as e:  # av.error.OSError too: a full disk, a folder made read-only mid-run
             self._failed = True
             raise output_error(self.save_dir, e) from None
@@ -796,31 +796,54 @@ class ResultWriter:
         """Results whose outputs were all written (a write that failed or was interrupted is not one)."""
         return self._results
 
-    def _coco_image_id(self, result: Result) -> int | str:
-        """COCO's id for a result: the frame number in a video, else from the file name
-        (``000000397133.jpg`` -> 397133). Two sources that would share ids (``001.jpg`` and ``1.jpg``,
-        ``a.jpg`` and ``a.png``, the frames of two videos) would have their detections merged by
-        ``COCOeval``, so a later one is named by its file name (``1.jpg``, ``b.mp4:0``), or its full
-        path, with a warning. One entry per image or video, none per frame (streams run for days)."""
+    def _coco_source(self, result: Result) -> tuple[int, int | None]:
+        """Where a result's COCO image_id comes from: its source's number and its frame (None for an
+        image); the ids themselves are given at close (:meth:`_coco_ids`), when every source is known.
+        One entry per image or video, none per frame (streams run for days)."""
+        number = self._coco_sources.setdefault(result.path, len(self._coco_sources))
+        if number == len(self._coco_videos):
+            self._coco_videos.append(result.frame is not None)
+        return number, result.frame
+
+    def _coco_ids(self) -> Callable[[int, int | None], int | str]:
+        """The COCO image_id of frame ``frame`` (None: an image) of source number ``n``, one type per file.
+
+        Integers where every source gives one: images whose file names are numbers
+        (``000000397133.jpg`` -> 397133, as COCO's own ground truth numbers them), or the frames of a
+        lone video or stream (its frame numbers). Otherwise every id is a string: an image's file name
+        without its extension (``"astronaut"``, ``"000000397133"``), a video's frame ``"<name>:<frame>"``
+        (``"cam.mp4:12"``). A run that mixed them wrote both (pycocotools sorts ids, and ``1`` and
+        ``"a"`` do not sort), and the frames of a video shared the ids of images named by numbers.
+        Two sources that would share ids (``001.jpg`` and ``1.jpg``, ``a.jpg`` and ``a.png``, two
+        ``cam.mp4``) would have their detections merged by ``COCOeval``: a later one is named by its
+        file name or its full path, with a warning."""
         from pvt_deploy.io.sinks import coco_image_id
 
-        path, frame = result.path, result.frame
-        key: int | str = "" if frame is not None else coco_image_id(path)  # "": the bare frame numbers
-        prefix = self._coco_keys.get(path)
-        if prefix is None:
-            for candidate in (key, Path(path).name, path):
-                owner = self._coco_ids.setdefault(candidate, path)
-                if owner == path:
-                    break
-            else:
-                raise InputError(f"{path}: no unique COCO image_id (its path is used twice in one run)")
-            if candidate != key:
-                log.warning("COCO image ids of %s would be those of %s; using %r", path, self._coco_ids[key],
-                            f"{candidate}:<frame>" if frame is not None else candidate)
-            prefix = self._coco_keys[path] = candidate
-        if frame is None:
-            return prefix
-        return frame if prefix == "" else f"{prefix}:{frame}"
+        paths = list(self._coco_sources)
+        numbers = [coco_image_id(p) for p in paths]
+        prefixes: list[int | str]
+        if not any(self._coco_videos) and all(isinstance(n, int) for n in numbers) and len(set(numbers)) == len(numbers):
+            prefixes = list(numbers)
+        elif self._coco_videos == [True]:
+            prefixes = [""]  # "": the bare frame numbers
+        else:
+            owners: dict[str, str] = {}
+            prefixes = []
+            for path, video in zip(paths, self._coco_videos, strict=True):
+                candidates = (Path(path).name, path) if video else (Path(path).stem, Path(path).name, path)
+                chosen = next((c for c in candidates if owners.setdefault(c, path) == path), path)
+                if chosen != candidates[0]:
+                    log.warning("COCO image ids of %s would be those of %s; using %r", path, owners[candidates[0]],
+                                f"{chosen}:<frame>" if video else chosen)
+                prefixes.append(chosen)
+
+        def image_id(n: int, frame: int | None) -> int | str:
+            prefix = prefixes[n]
+            if frame is None:
+                return prefix
+            return frame if prefix == "" else f"{prefix}:{frame}"
+
+        return image_id
 
     def _write_image(self, result: Result) -> None:
         from pvt_deploy.io.sinks import ImageWriter, free_path
@@ -912,7 +935,8 @@ class ResultWriter:
         self.close(exc)
 
 
-def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> Any:
+def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
+                         image_ids: Callable[[], Callable[[int, int | None], int | str]] | None = None) -> Any:
     """A :class:`~pvt_deploy.io.sinks.CocoJsonWriter` that keeps its rows in a temporary file.
 
     The COCO results format is one JSON list written at the end, and ``CocoJsonWriter`` holds every
@@ -920,7 +944,12 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
     720p video (``benchmarks/video_overhead.py``) and would reach gigabytes over hours of video. Here
     each row is appended to an anonymous temporary file as it comes and streamed into the same
     atomically written file at ``close``, so memory stays flat; the output is byte-identical.
+
+    ``image_ids``: ``add`` takes ``(source number, frame)`` for an image id, and at ``close`` the id each
+    row gets is what the function ``image_ids()`` returns says, once every source of the run is known.
     """
+    import json
+
     from pvt_deploy.io.sinks import CocoJsonWriter
     from pvt_deploy.utils.files import atomic_open, json_dumps
 
@@ -932,8 +961,9 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
 
         def add(self, *args: Any, **kwargs: Any) -> None:
             super().add(*args, **kwargs)
-            for row in self.results:
-                self._spool.write(json_dumps(row, separators=(",", ":")) + "\n")
+            for row in self.results:  # the image id, a tab, the rest of the row
+                rest = json_dumps({k: v for k, v in row.items() if k != "image_id"}, separators=(",", ":"))
+                self._spool.write(f"{json_dumps(row['image_id'], separators=(',', ':'))}\t{rest}\n")
             self._rows += len(self.results)
             self.results.clear()
 
@@ -951,10 +981,14 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None) -> A
                 self._closed = True
                 try:
                     self._spool.seek(0)
+                    final = image_ids() if image_ids is not None else None
                     with atomic_open(self.path, "w") as f:
                         f.write("[\n" if self._rows else "[]\n")
                         for i, line in enumerate(self._spool):
-                            f.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
+                            given, _, rest = line.rstrip("\n").partition("\t")
+                            if final is not None:
+                                given = json_dumps(final(*json.loads(given)))
+                            f.write(("" if i == 0 else ",\n") + '{"image_id":' + given + "," + rest[1:])
                         if self._rows:
                             f.write("\n]\n")
                 finally:
