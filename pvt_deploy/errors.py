@@ -92,7 +92,7 @@ class BackendUnavailableError(PvtDeployError):
 
 
 class EngineMismatchError(PvtDeployError):
-    """A TensorRT engine was built for another GPU or TensorRT version, or its file changed."""
+    """A TensorRT engine was built for another GPU, TensorRT version or platform, or its file changed."""
 
     exit_code = 4
 

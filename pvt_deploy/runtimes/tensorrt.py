@@ -1,4 +1,4 @@
-"""TensorRT runtime: load a ``model.engine`` (refusing one built for another GPU or TensorRT) and run it.
+"""TensorRT runtime: load a ``model.engine`` (refusing one built for another GPU, TensorRT or platform) and run it.
 
 The engine is a plain TensorRT plan; everything known about how it was built lives in the manifest's
 ``tensorrt`` section. Before deserialising, :func:`check_engine_compatibility` compares that section
