@@ -196,6 +196,39 @@ def test_cli_export_that_cannot_write_is_one_line(tmp_path: Path, monkeypatch: p
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left
 
 
+def test_export_and_infer_say_why_a_folder_is_unwritable_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One probe and one reason (utils.files.unwritable_reason) behind export's output folder, infer's
+    outputs and a Triton repository: a file in the path, or the system's refusal of a new file."""
+    import errno
+    import tempfile
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export import export
+    from pvt_deploy.tasks.pipeline import check_writable
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    for reason in (f"{blocker} is a file, not a folder", "Read-only file system"):
+        if reason.startswith("Read-only"):
+            def refuse(*args: object, **kwargs: object) -> None:
+                raise OSError(errno.EROFS, "Read-only file system")
+            monkeypatch.setattr(tempfile, "mkstemp", refuse)
+            target = tmp_path / "out" / "x"
+        else:
+            target = blocker / "out" / "x"
+        with pytest.raises(InputError) as infer_refused:
+            check_writable(target)
+        with pytest.raises(InputError) as export_refused:
+            export("pvt_v2_b0-cls", target, imgsz=32, parity=False)
+        with pytest.raises(InputError) as triton_refused:
+            export("pvt_v2_b0-cls", tmp_path / "ok", format="triton", triton_repo=target, imgsz=32, parity=False)
+        assert str(infer_refused.value) == f"cannot write outputs to {target}: {reason}"
+        assert str(export_refused.value) == f"cannot write to output folder {target}: {reason}"
+        if reason.startswith("Read-only"):  # a file in its path is check_repository's to say
+            assert str(triton_refused.value) == (f"cannot write a Triton model repository at {target} ({reason}) "
+                                                 "(choose another triton_repo)")  # from Python: not --triton-repo
+
+
 def test_cli_unwritable_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
     """An -o below a file was found only once the model had loaded (its random-weights warnings first,

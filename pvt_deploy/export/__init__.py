@@ -197,10 +197,10 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
                        triton_repo: str | os.PathLike[str] | None) -> None:
     """Refuse a Triton repository that cannot be written before the export: the Triton model is written
     after the new export has replaced the old one, which a failure there would not give back."""
-    from pvt_deploy.errors import InputError
+    from pvt_deploy.errors import InputError, option
     from pvt_deploy.export.onnx import reuses_folder
     from pvt_deploy.export.triton import check_repository
-    from pvt_deploy.utils.files import probe_writable
+    from pvt_deploy.utils.files import unwritable_reason
 
     if triton_repo is not None:
         repo = Path(triton_repo)
@@ -208,8 +208,6 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
         folder = Path(str(model)) if reuses_folder(model) else Path(out_dir) if out_dir is not None else None
         repo = (folder.parent if folder is not None else Path("exports")) / "triton"
     check_repository(repo)  # a file in its path
-    try:
-        probe_writable(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"
-    except OSError as e:
-        raise InputError(f"cannot write a Triton model repository at {repo} ({e.strerror or e})",
-                         hint="choose another --triton-repo") from e
+    reason = unwritable_reason(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"
+    if reason is not None:
+        raise InputError(f"cannot write a Triton model repository at {repo} ({reason})", hint=f"choose another {option('triton_repo')}")

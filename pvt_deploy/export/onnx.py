@@ -51,7 +51,7 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import WRITE_ERRNOS, json_safe, probe_writable, sha256_file
+from pvt_deploy.utils.files import WRITE_ERRNOS, json_safe, probe_writable, sha256_file, unwritable_reason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -170,12 +170,10 @@ def _output_target(out: Path) -> Path:
     """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder")
-    try:  # the export is built beside ``out`` and renamed into place: its parent must take new files
-        probe_writable(Path(os.path.abspath(out)).parent)
-    except NotADirectoryError as e:
-        raise InputError(f"cannot write to output folder {out}: {e.filename} is a file, not a folder") from None
-    except OSError as e:
-        raise InputError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    # the export is built beside ``out`` and renamed into place: its parent must take new files
+    reason = unwritable_reason(Path(os.path.abspath(out)).parent)
+    if reason is not None:
+        raise InputError(f"cannot write to output folder {out}: {reason}")
     target = Path(os.path.realpath(out))
     cwd = Path.cwd().resolve()
     if target == cwd or target in cwd.parents:

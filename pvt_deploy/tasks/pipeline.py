@@ -686,14 +686,11 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
     """Raise :func:`output_error` now, before a model loads or a frame decodes, when files cannot be
     written to ``folder``: it or an ancestor is a file, or its nearest existing ancestor refuses a new
     file (read-only file system, permissions). Creates nothing: a probe file is made and removed."""
-    from pvt_deploy.utils.files import probe_writable
+    from pvt_deploy.utils.files import unwritable_reason
 
-    try:
-        probe_writable(folder)
-    except NotADirectoryError as e:
-        raise output_error(folder, f"{e.filename} is a file, not a folder") from None
-    except OSError as e:
-        raise output_error(folder, e) from None
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise output_error(folder, reason)
 
 
 def _is_coco(names: Sequence[str]) -> bool:

@@ -196,6 +196,19 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
     return existing
 
 
+def unwritable_reason(folder: str | os.PathLike[str]) -> str | None:
+    """Why files cannot be made under ``folder`` (:func:`probe_writable`), worded to end a one-line
+    error: ``"<ancestor> is a file, not a folder"`` or the system's reason (``"Read-only file
+    system"``); None when they can. The one wording of every "cannot write to FOLDER: why" error."""
+    try:
+        probe_writable(folder)
+    except NotADirectoryError as e:
+        return f"{e.filename} is a file, not a folder"
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; renamed onto ``target`` when the block exits cleanly.
