@@ -863,3 +863,24 @@ def test_engine_from_the_cpu_int8_flavour_is_refused_before_the_export(
                        "-o", str(tmp_path / "x"), "--triton-repo", str(tmp_path / "repo"), *fmt)
     assert code == 2 and "--int8-flavour trt" in err and "Traceback" not in err, err
     assert not (tmp_path / "x").exists() and not (tmp_path / "repo").exists()
+
+
+def test_fake_infer_waits_for_the_callers_stream_before_it_rewrites_its_buffers(
+        use_fake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """infer() writes the backend's own buffers, which an earlier infer_torch(copy=False) handed to the caller
+    ("valid until the next call"): work the caller queued on its stream to read them must come before they are
+    written again. infer_torch ordered itself after the caller's stream; infer did not wait at all."""
+    import torch
+
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", fake_engine("FLOAT"))
+    caller = types.SimpleNamespace(name="the caller's stream")
+    order: list[str] = []
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: caller)
+    monkeypatch.setattr(backend._stream, "wait_stream",
+                        lambda other: order.append("wait for caller" if other is caller else "wait"))
+    prepare = backend._prepare
+    monkeypatch.setattr(backend, "_prepare", lambda shapes: (order.append("write buffers"), prepare(shapes))[1])
+    logits = backend.infer({"images": constant_images(1, 64)})["logits"]
+    np.testing.assert_array_equal(logits, 3.0 + np.arange(8)[None])
+    assert order == ["wait for caller", "write buffers"]
+    backend.close()

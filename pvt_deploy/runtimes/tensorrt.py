@@ -721,6 +721,10 @@ class TensorRTBackend(Backend):
         torch = self._torch
         # the feed checked as every backend checks it (a bare array, no values, object or complex values)
         hosts = {n: torch.from_numpy(np.ascontiguousarray(feed_array(feed, n))) for n in self._input_names}
+        with torch.cuda.device(self._device):
+            # the buffers written below may be those an infer_torch(copy=False) returned, still being read
+            # by work the caller queued on its own stream: that work comes first (as in infer_torch)
+            self._stream.wait_stream(torch.cuda.current_stream(self._device))
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             self._prepare({n: tuple(t.shape) for n, t in hosts.items()})
             for n, t in hosts.items():
