@@ -226,6 +226,8 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
                 monitor.phase_start("Building engine", None, 2)
                 for step in range(2):
                     if not monitor.step_complete("Building engine", step):
+                        # TensorRT still finishes the phase it was in (IProgressMonitor's documentation)
+                        monitor.phase_finish("Building engine")
                         self.logger.log(Severity.ERROR, "build cancelled by the progress monitor")
                         return None
                 monitor.phase_finish("Building engine")
@@ -526,6 +528,14 @@ def test_fake_progress_callback_sees_phases_and_can_cancel(use_fake: Any, tmp_pa
     (art / "model.engine").unlink()
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C inside TensorRT's callback cancels and re-raises
         build_engine(art, progress=interrupt)
+    assert not (art / "model.engine").exists()
+
+    # returning False cancels: an error that says so (it said TensorRT "could not build"), and no more calls
+    # (TensorRT's closing phase_finish drew the bar to its end, as if the build had completed)
+    seen.clear()
+    with pytest.raises(PvtDeployError, match="was cancelled: the progress callback returned False"):
+        build_engine(art, progress=lambda phase, step, total: seen.append((phase, step, total)) or step < 1)
+    assert seen == [("Building engine", 0, 2), ("Building engine", 1, 2)]
     assert not (art / "model.engine").exists()
 
 

@@ -70,7 +70,8 @@ PRECISION_SOURCES: dict[str, tuple[str, ...]] = {
 
 ProgressCallback = Callable[[str, int, int], "bool | None"]
 """``progress(phase, step, total)``: called with step 0 when a build phase starts, after each step,
-and with ``step == total`` when it ends. Returning ``False`` cancels the build."""
+and with ``step == total`` when it ends. Returning ``False`` cancels the build
+(:class:`~pvt_deploy.errors.PvtDeployError`, no engine written; the callback is not called again)."""
 
 _DIM_NAMES = {0: "batch", 2: "height", 3: "width"}
 
@@ -295,16 +296,17 @@ def _make_progress_monitor(callback: ProgressCallback) -> tensorrt.IProgressMoni
             self.totals: dict[str, int] = {}
             self.reported: dict[str, int] = {}
             self.interrupted: BaseException | None = None
+            self.cancelled = False  # the callback returned False
 
         def _call(self, phase: str, step: int, total: int) -> bool:
-            if self.interrupted is not None:
+            if self.interrupted is not None or self.cancelled:  # TensorRT still ends its phases: not news
                 return False
             self.reported[phase] = step
             try:
-                return callback(phase, step, total) is not False
+                self.cancelled = callback(phase, step, total) is False
             except BaseException as e:  # noqa: BLE001 - raising into TensorRT's C++ would abort
                 self.interrupted = e
-                return False
+            return not (self.cancelled or self.interrupted)
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             self.totals[phase_name] = num_steps
@@ -497,6 +499,8 @@ def build_engine(
     interrupted = getattr(monitor, "interrupted", None)
     if isinstance(interrupted, BaseException):  # e.g. Ctrl-C while TensorRT was building
         raise interrupted
+    if getattr(monitor, "cancelled", False):
+        raise PvtDeployError(f"the TensorRT build of {plan.source} was cancelled: the progress callback returned False")
     if serialized is None:
         raise PvtDeployError(f"TensorRT could not build {plan.source} ({last_trt_error()})")
     log.info("engine built in %.1f s", time.perf_counter() - started)
