@@ -728,3 +728,15 @@ def test_check_compares_on_a_dataset_yaml(monkeypatch: pytest.MonkeyPatch, capsy
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"error: {data} is not a dataset YAML: no val or train image split (its keys: names)")
+
+
+def test_check_keeps_a_stream_url_as_typed(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                           cls_export: Path) -> None:
+    """``check --images rtsp://host/...`` (README: check compares on a stream's first frames) was read as a path,
+    which folds ``//`` into ``/``: "bad stream URL rtsp:/127.0.0.1:1/live: no host". The URL now reaches the
+    stream reader as typed; nothing listens on port 1, so it is the connection that fails, in one line."""
+    url = "rtsp://127.0.0.1:1/live"
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--images", url)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert url in lines[0] and "no host" not in lines[0], lines[0]

@@ -31,7 +31,7 @@ def check(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Export folder, or a file in one (default exports/pvt_small).", show_default=False)
     ] = None,
-    images: Annotated[Path | None, typer.Option(
+    images: Annotated[str | None, typer.Option(
         help="Image, folder, glob, .txt list, dataset YAML (its val split) or video (its first frames) to compare "
         "on (default: the bundled sample photos).", show_default=False)] = None,
     tolerance: Annotated[float | None, typer.Option(
