@@ -147,6 +147,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
 
         log.info("TensorRT %s engine: %s", precision, folder / ENGINE_NAME)
     if format == "triton":
+        from pvt_deploy.errors import renamed
         from pvt_deploy.export.triton import export_triton
 
         if backend == "onnx" and "source" not in triton_opts:
@@ -159,8 +160,9 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
                 triton_opts["source"] = int8_file
             elif onnx_options.get("half"):
                 triton_opts["source"] = "model.fp16.onnx"
-        model_dir = export_triton(folder, triton_model_dir(folder, triton_repo).parent, backend=backend,
-                                  **triton_opts)
+        with renamed(out_dir="triton_repo"):  # export_triton's out_dir is this function's triton_repo
+            model_dir = export_triton(folder, triton_model_dir(folder, triton_repo).parent, backend=backend,
+                                      **triton_opts)
         log.info("Triton model: %s", model_dir)
     return folder
 
@@ -197,7 +199,7 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
                        triton_repo: str | os.PathLike[str] | None) -> None:
     """Refuse a Triton repository that cannot be written before the export: the Triton model is written
     after the new export has replaced the old one, which a failure there would not give back."""
-    from pvt_deploy.errors import InputError, option
+    from pvt_deploy.errors import InputError, option, renamed
     from pvt_deploy.export.onnx import reuses_folder
     from pvt_deploy.export.triton import check_repository
     from pvt_deploy.utils.files import unwritable_reason
@@ -207,7 +209,8 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
     else:  # beside export_onnx's folder: the export folder extended in place, -o, or exports/<name>
         folder = Path(str(model)) if reuses_folder(model) else Path(out_dir) if out_dir is not None else None
         repo = (folder.parent if folder is not None else Path("exports")) / "triton"
-    check_repository(repo)  # a file in its path
+    with renamed(out_dir="triton_repo"):
+        check_repository(repo)  # a file in its path
     reason = unwritable_reason(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"
     if reason is not None:
         raise InputError(f"cannot write a Triton model repository at {repo} ({reason})", hint=f"choose another {option('triton_repo')}")

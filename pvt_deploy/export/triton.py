@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pvt_deploy.errors import InputError
+from pvt_deploy.errors import InputError, option
 from pvt_deploy.export.swap import SwappedFolder
 from pvt_deploy.manifest import MANIFEST_NAME, ONNX_METADATA_KEY, essentials, read_manifest, verify_file
 from pvt_deploy.utils.files import (
@@ -293,7 +293,7 @@ def check_repository(repo: str | os.PathLike[str], model_name: str | None = None
     if blocker is not None:
         what = f"the Triton model {model_name} to {target}" if model_name else f"a Triton model repository at {target}"
         raise InputError(f"{blocker} is a file, not a folder: cannot write {what}",
-                         hint="move the file, or choose another --triton-repo")
+                         hint=f"move the file, or choose another {option('out_dir')}")
     return target
 
 
@@ -420,8 +420,8 @@ def export_triton(
     served_from = Path(os.path.realpath(folder))
     if Path(os.path.realpath(model_dir)) in (served_from, *served_from.parents):  # -o exports/x --triton-repo exports
         raise InputError(f"the Triton model {model_dir} would replace the export folder {folder} that it is made "
-                         "from (its manifest, its graphs)", hint="choose another --triton-repo (default: triton/ "
-                         "beside the export folder)")
+                         "from (its manifest, its graphs)", hint=f"choose another {option('out_dir')} (default: "
+                         "triton/ beside the export folder)")
 
     def fill(staging: Path) -> None:
         version_dir = staging / str(version)
