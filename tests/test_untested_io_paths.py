@@ -41,20 +41,27 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     thread.join(5)
 
 
+def damage_clip(root: Path) -> Path:
+    """``root/damaged.mp4``: 50 MJPEG frames (every frame its own packet) whose pictures 20, 21 and 35 are
+    zeroed, the container around them intact."""
+    path = make_clip(root / "clip.mp4", "mjpeg")
+    with av.open(str(path)) as container:
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    for k in (20, 21, 35):
+        pos = data.find(payloads[k])
+        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
+    (root / "damaged.mp4").write_bytes(bytes(data))
+    return root / "damaged.mp4"
+
+
 def test_a_damaged_video_over_http_is_numbered_as_the_file_on_disk(http_root: tuple[str, Path]) -> None:
     """Frames after packets that do not decode kept their source numbers on disk (numbered by their
     times) but not over HTTP, where they were numbered by how many frames had been read: the picture of
     frame 22 was frame 20, and so were its JSON ``frame`` and COCO id, and ``vid_stride`` kept other
     frames than from the same file on disk. Both now number, and keep, the same frames."""
     base, root = http_root
-    path = make_clip(root / "clip.mp4", "mjpeg")  # every frame its own packet
-    with av.open(str(path)) as container:
-        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
-    data = bytearray(path.read_bytes())
-    for k in (20, 21, 35):  # the pictures are damaged, the container around them is not
-        pos = data.find(payloads[k])
-        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
-    (root / "damaged.mp4").write_bytes(bytes(data))
+    damage_clip(root)
     for stride in (1, 5):
         numbered = []
         for spec in (root / "damaged.mp4", f"{base}/damaged.mp4"):
@@ -64,6 +71,21 @@ def test_a_damaged_video_over_http_is_numbered_as_the_file_on_disk(http_root: tu
         on_disk, over_http = numbered
         assert over_http == on_disk and all(index == by_time for index, by_time in on_disk)
         assert {20, 21, 35}.isdisjoint(index for index, _ in on_disk) and on_disk[-1][0] == 45 + 4 * (stride == 1)
+
+
+def test_a_damaged_video_over_http_says_what_it_lost_as_on_disk(
+        http_root: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """The same damaged file warned "3 of 50 frames could not be decoded (damaged file?)" on disk and said
+    nothing over HTTP: the frames were gone without a word."""
+    base, root = http_root
+    damage_clip(root)
+    said = []
+    for spec in (root / "damaged.mp4", f"{base}/damaged.mp4"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), open_source(spec) as source:
+            assert len(list(source)) == 47
+        said.append([r.getMessage().replace(str(spec), "SPEC") for r in caplog.records if r.levelno >= logging.WARNING])
+    assert said[0] == said[1] == ["SPEC: 3 of 50 frames could not be decoded (damaged file?)"], said
 
 
 # --- video files and streams that end early ------------------------------------------------------

@@ -826,14 +826,7 @@ class VideoSource(Source):
                     continue
                 yield Frame(reader.retrieve(), index, self.spec, last)
             self.error = reader.error
-            expected = reader.frames if reader.frames_exact else None
-            # gaps in the frame numbers are frames lost where packets gave no picture; in a clip whose
-            # every packet decoded they are its own timing (a variable rate on the declared grid, frames
-            # the recorder dropped), and a variable-rate clip off the grid is numbered as it comes
-            damaged = reader.decoded < reader.packets
-            gaps = numbers.index + 1 - decoded if numbers.step is not None and damaged else 0
-            # short of the count, or gaps in the frame numbers; those before the first keyframe were said
-            lost = (expected - decoded if expected else gaps) - lead
+            lost = _lost_frames(reader, decoded, numbers, lead)
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
             elif cut := _cut_short(reader, decoded, last):
@@ -1037,10 +1030,13 @@ class StreamSource(Source):
                         ts = live_time(reader.timestamp(), self._clock()) if self.live else reader.timestamp()
                         yield Frame(image, index, self.spec, ts, self.audio_url)
                     continue
-                if not self.live:  # a finite file: its end is the end (reconnecting would replay it)
+                if numbers is not None:  # a finite file (not live): its end is the end (reconnecting would replay it)
                     self.error = reader.error or _cut_short(reader, read, last)
                     if self.error:
                         log.warning("%s: stream ended early after %d frames: %s", self.spec, read, self.error)
+                    elif (lost := _lost_frames(reader, read, numbers, self._lead)) > 0:  # as VideoSource says it
+                        log.warning("%s: %d of %d frames could not be decoded (damaged file?)", self.spec, lost,
+                                    read + lost)
                     return
                 reason = reader.error or "end of data"
                 log.warning("%s: stream dropped after %d frames (%s); reconnecting", self.spec, read, reason)
@@ -1171,6 +1167,18 @@ class _LatestSlot:
             if frame is None and self._error is not None:
                 raise self._error
             return frame
+
+
+def _lost_frames(reader: FrameReader, decoded: int, numbers: _FileNumbering, lead: int) -> int:
+    """Frames of a video file, read to its end, that gave no picture (damaged packets), after its first
+    keyframe (those before it were said when it opened): short of the count the container holds exactly,
+    else the gaps in the frame numbers. In a clip whose every packet decoded, gaps are its own timing (a
+    variable rate on the declared grid, frames the recorder dropped), and a variable-rate clip off the
+    grid is numbered as it comes, so neither counts."""
+    expected = reader.frames if getattr(reader, "frames_exact", False) else None
+    damaged = getattr(reader, "decoded", 0) < getattr(reader, "packets", 0)
+    gaps = numbers.index + 1 - decoded if numbers.step is not None and damaged else 0
+    return (expected - decoded if expected else gaps) - lead
 
 
 class _FileNumbering:
