@@ -84,9 +84,9 @@ def _torch() -> list[Check]:
         return [Check("torch", "PyTorch", "missing", summary="not installed",
                       hint="pip install torch (CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu)"),
                 Check("cuda", "CUDA (torch)", "missing", summary="needs PyTorch")]
-    rows = [Check("torch", "PyTorch", "ok", torch.__version__,
-                  f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build",
-                  info={"cuda_build": torch.version.cuda})]
+    build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
+    rows = [_torch_numpy(torch) or Check("torch", "PyTorch", "ok", torch.__version__, build,
+                                         info={"cuda_build": torch.version.cuda})]
     if not torch.cuda.is_available():
         rows.append(Check("cuda", "CUDA (torch)", "missing",
                           summary="no usable CUDA device" + ("" if torch.version.cuda else " (CPU build of torch)"),
@@ -106,6 +106,26 @@ def _torch() -> list[Check]:
     rows.append(Check("cuda", "CUDA (torch)", "ok", torch.version.cuda, summary,
                       info={"available": True, "devices": devices, "cudnn": cudnn}))
     return rows
+
+
+def _torch_numpy(torch: Any) -> Check | None:
+    """The PyTorch row when torch cannot exchange arrays with this NumPy, else None.
+
+    A torch built against NumPy 1.x (the Jetson AI Lab wheels for CUDA <= 12.6) imports under NumPy 2 with
+    a warning only, and then every ``torch.from_numpy`` / ``Tensor.numpy`` raises "Numpy is not
+    available": the TensorRT and PyTorch backends and export's parity check all fail."""
+    import numpy
+
+    try:
+        torch.from_numpy(numpy.zeros(1))
+        return None
+    except Exception as e:
+        newer = int(numpy.__version__.split(".")[0]) >= 2
+        return Check("torch", "PyTorch", "error", torch.__version__,
+                     f"cannot exchange arrays with NumPy {numpy.__version__} ({type(e).__name__}: {e})",
+                     hint="pip install 'numpy<2' (this torch was built against NumPy 1.x)" if newer
+                     else "pip install -U numpy (this torch was built against a newer NumPy)",
+                     info={"cuda_build": torch.version.cuda, "numpy": numpy.__version__})
 
 
 def _onnxruntime() -> list[Check]:

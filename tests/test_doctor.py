@@ -110,6 +110,35 @@ def test_a_broken_package_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch
     assert "error" in row and "probe failed" in row, row  # the table shows it too, on the component's row
 
 
+@pytest.mark.parametrize(("numpy_version", "hint"), [("2.2.6", "numpy<2"), ("1.26.4", "pip install -U numpy")])
+def test_a_torch_that_cannot_use_this_numpy_is_an_error(monkeypatch: pytest.MonkeyPatch, numpy_version: str,
+                                                        hint: str) -> None:
+    """A torch built against NumPy 1.x (the Jetson AI Lab wheels for CUDA <= 12.6) imports under NumPy 2
+    with a warning only; every torch.from_numpy then raises "Numpy is not available", which fails the
+    TensorRT and PyTorch backends. doctor said PyTorch ok."""
+    import numpy
+    import torch
+
+    def from_numpy(array: object) -> None:
+        raise RuntimeError("Numpy is not available")
+
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    monkeypatch.setattr(numpy, "__version__", numpy_version)
+    checks = {c.key: c for c in collect(probe_encoders=False)}
+    row = checks["torch"]
+    assert row.status == "error" and row.version == torch.__version__, row
+    assert f"cannot exchange arrays with NumPy {numpy_version}" in row.summary and "Numpy is not available" in row.summary
+    assert hint in (row.hint or ""), row.hint
+    assert checks["cuda"].status in ("ok", "missing")  # the CUDA row is still probed
+
+
+def test_a_torch_that_uses_this_numpy_is_ok() -> None:
+    from pvt_deploy import doctor
+
+    row = doctor._torch()[0]
+    assert row.key == "torch" and row.status == "ok", row
+
+
 def test_console_entry_point_exits_zero() -> None:
     import subprocess
 
