@@ -188,13 +188,17 @@ def build_check(path: Path) -> str:
 
 
 def stub_modules(root: Path, *, tensorrt_loads: bool = True, torch_cuda: str | None = "12.6",
+                 torch_takes_numpy: bool = True,
                  providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                                                "CPUExecutionProvider")) -> Path:
     """Packages named like the GPU stack, shadowing the real ones: each behaves as the case asks."""
+    # A torch built against NumPy 1.x, under NumPy 2: it imports, then every array exchange raises.
+    from_numpy = "    return array\n" if torch_takes_numpy else "    raise RuntimeError('Numpy is not available')\n"
     stubs = {
         "tensorrt": "__version__ = '10.3.0'\n" if tensorrt_loads else
         "raise ImportError('libnvdla_compiler.so: cannot open shared object file: No such file or directory')\n",
-        "torch": f"__version__ = '2.8.0'\nclass version:\n    cuda = {torch_cuda!r}\n",
+        "torch": f"__version__ = '2.8.0'\nclass version:\n    cuda = {torch_cuda!r}\ndef from_numpy(array):\n{from_numpy}",
+        "numpy": "__version__ = '2.2.6'\ndef zeros(n):\n    return [0.0] * n\n",
         "onnxruntime": f"__version__ = '1.23.0'\ndef get_available_providers():\n    return {list(providers)!r}\n",
         "av": "__version__ = '14.0.0'\n",
     }
@@ -247,16 +251,33 @@ def test_check_fails_on_a_cpu_stack(path: Path, case: str, tmp_path: Path) -> No
     assert run_check(build_check(path), stub_modules(tmp_path / "gpu")).returncode == 0
 
 
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_check_fails_when_torch_cannot_use_numpy(path: Path, tmp_path: Path) -> None:
+    """A torch built against NumPy 1.x imports under NumPy 2 with a warning only, and then every
+    torch.from_numpy / Tensor.numpy raises "Numpy is not available": the TensorRT and PyTorch backends and
+    export's parity check fail in an image whose build said nothing. The Jetson AI Lab wheels for
+    CUDA <= 12.6 (torch 2.8 for JetPack 6) were built against NumPy 1 (jetson-containers' numpy
+    config: "numpy<2" for CUDA <= 12.6, 2025-02-07 to 2025-08-30), and pip, left alone, installs NumPy
+    2.2.6 for that image's Python 3.10. The build must stop there, naming the cause."""
+    proc = run_check(build_check(path), stub_modules(tmp_path, torch_takes_numpy=False))
+    assert proc.returncode != 0 and "Numpy is not available" in proc.stderr, proc.stdout + proc.stderr
+
+
 def test_jetson_installs_cudss_before_torch() -> None:
     """The Jetson AI Lab torch 2.8 wheel for JetPack 6 (jp6/cu126) links libcudss.so.0, which JetPack
     does not ship: `import torch` fails with "libcudss.so.0: cannot open shared object file"
     (NVIDIA/Isaac-GR00T#343, fixed there with NVIDIA's CUDA repository for Jetson and `apt-get install
-    cudss`). It must be installed before torch, and that repository must not stay enabled."""
+    cudss`). Those wheels are built with USE_CUDSS=1 and USE_CUSPARSELT=1 (jetson-containers'
+    packages/pytorch/build.sh), so libcusparseLt.so.0 (libcusparselt0, from the same repository, as
+    Ultralytics' l4t-jetpack:r36.4.0 image installs it) is needed too. Both must be installed before
+    torch, and that repository must not stay enabled."""
     ins = instructions(JETSON)
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in ins if k == "ARG" and "=" in a}
     assert args.get("CUDSS_PACKAGE", "").startswith("cudss")
+    assert args.get("CUSPARSELT_PACKAGE", "").startswith("libcusparselt")
     runs = [(i, a) for i, (k, a) in enumerate(ins) if k == "RUN"]
-    cudss = next(i for i, a in runs if "${CUDSS_PACKAGE}" in a and "apt-get install" in a)
+    cudss = next(i for i, a in runs if "${CUDSS_PACKAGE}" in a and "${CUSPARSELT_PACKAGE}" in a
+                 and "apt-get install" in a)
     torch = next(i for i, a in runs if '"torch==${TORCH_VERSION}"' in a)
     assert cudss < torch
     step = ins[cudss][1]
