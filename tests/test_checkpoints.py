@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -222,3 +226,190 @@ def test_non_pvt_state_dict_is_rejected() -> None:
         infer_architecture({"conv1.weight": torch.zeros(64, 3, 7, 7)})
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights(create_model("pvt_v2_b0-cls"), {"conv1.weight": torch.zeros(64, 3, 7, 7)})
+
+
+# --------------------------------------------------------------------------------------------------
+# --weights https://...: downloaded once into the per-user cache, then loaded as the file
+# --------------------------------------------------------------------------------------------------
+
+
+class Site:
+    """A web server on 127.0.0.1 for checkpoint URLs, counting the requests of each path: ``/v2/NAME`` the
+    checkpoint (as a GitHub release asset), ``/moved/NAME`` a redirect to it, ``/short/NAME`` a body cut
+    short of its Content-Length, ``/stall/NAME`` one that stops sending, ``/drive/uc?id=1`` a web page;
+    anything else 404."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.hits: dict[str, int] = {}
+
+    def handler(self) -> type:
+        import http.server
+
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                with contextlib.suppress(ConnectionError):  # a client that gave up (the Ctrl-C, the timeout)
+                    self.answer()
+
+            def answer(self) -> None:
+                path = self.path.split("?")[0]
+                site.hits[path] = site.hits.get(path, 0) + 1
+                kind = path.split("/")[1]
+                if kind == "moved":
+                    self.send_response(302)
+                    self.send_header("Location", "/v2/" + path.rsplit("/", 1)[-1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif kind == "drive":
+                    page = b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                elif kind in ("v2", "short", "stall"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(site.payload)))
+                    self.end_headers()
+                    if kind == "v2":
+                        self.wfile.write(site.payload)
+                        return
+                    self.wfile.write(site.payload[: len(site.payload) // 2])
+                    self.wfile.flush()
+                    if kind == "stall":
+                        time.sleep(2)
+                    self.close_connection = True
+                else:
+                    self.send_error(404, "Not Found")
+
+        return Handler
+
+
+@pytest.fixture(scope="module")
+def official_b0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pvt_v2_b0's ImageNet classifier in the official file's layout (flat keys), seeded weights."""
+    model = create_model("pvt_v2_b0-cls")
+    path = tmp_path_factory.mktemp("release") / "pvt_v2_b0.pth"
+    torch.save(seeded_state_dict(model, seed=3), path)
+    return path
+
+
+@pytest.fixture
+def site(official_b0: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Site, str]]:
+    from test_io_sinks import serving
+
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    s = Site(official_b0.read_bytes())
+    with serving(s.handler()) as base:
+        yield s, base
+
+
+def cached(tmp_path: Path) -> list[str]:
+    """Every file in the weights cache (temporary ones included)."""
+    folder = tmp_path / "cache" / "weights"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_weights_url_is_downloaded_once_and_loads_as_the_file(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The official checkpoints are URLs (GitHub release assets); --weights took only a file, and Typer's
+    Path folded http:// into http:/. Now the URL is downloaded into the per-user cache (following GitHub's
+    redirect to its CDN), loaded as the file would be, and a second run reads the cached file."""
+    from cli_run import run as cli
+
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.export.onnx import _load
+    from pvt_deploy.utils.files import sha256_file
+
+    s, base = site
+    photo = str(sample_images()[0])
+    url = f"{base}/moved/pvt_v2_b0.pth"  # as github.com/.../releases/download/... redirects
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--weights", url,
+                       "--imgsz", "64", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}
+    assert cached(tmp_path) == ["pvt_v2_b0.pth"]
+    file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
+    assert file.read_bytes() == official_b0.read_bytes()
+    with Model("pvt_v2_b0-cls", weights=url, imgsz=64) as by_url, Model("pvt_v2_b0-cls", weights=official_b0,
+                                                                          imgsz=64) as by_file:
+        assert not by_url.random_weights
+        np.testing.assert_array_equal(by_url.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
+    loaded = _load("pvt_v2_b0-cls", task=None, weights=url, trust=False, nms="host", seg_output="logits")
+    assert loaded.weights["source"] == str(file.resolve()) and loaded.weights["sha256"] == sha256_file(official_b0)
+    assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # the later loads: no network
+
+
+def test_a_download_cut_short_or_stalled_leaves_nothing_a_later_run_loads(
+        site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body shorter than its Content-Length (the server closed), one that stops coming, or a Ctrl-C
+    mid-download: an error (or the interrupt), and no file, temporary or final, in the cache."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils import download
+
+    s, base = site
+    with pytest.raises(InputError, match=r"could not download .*/short/pvt_v2_b0.pth: the connection closed "
+                                         r"after 7\.\d MB of 14\.\d MB"):
+        create_model("pvt_v2_b0-cls", weights=f"{base}/short/pvt_v2_b0.pth")
+    assert cached(tmp_path) == []
+    monkeypatch.setattr(download, "TIMEOUT_S", 0.5)
+    with pytest.raises(InputError, match=r"could not download .*/stall/pvt_v2_b0.pth: no data for 0.5 s after"):
+        create_model("pvt_v2_b0-cls", weights=f"{base}/stall/pvt_v2_b0.pth")
+    assert cached(tmp_path) == []
+    monkeypatch.setattr(download, "TIMEOUT_S", 30.0)
+
+    @contextlib.contextmanager
+    def ctrl_c_midway(name: str, total: int | None) -> Iterator[object]:
+        def advance(n: int) -> None:
+            raise KeyboardInterrupt
+        yield advance
+
+    monkeypatch.setattr(download, "_progress", ctrl_c_midway)
+    with pytest.raises(KeyboardInterrupt):
+        create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth")
+    assert cached(tmp_path) == []
+
+
+def test_weights_url_that_is_missing_or_a_web_page_is_bad_input_in_one_line(
+        site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A 404 and a Google Drive link (which answers with a web page, not the file) end in one line, exit 2,
+    and cache nothing."""
+    from cli_run import run as cli
+
+    _, base = site
+    for url, said in ((f"{base}/releases/download/v2/pvt_v2_b9.pth", "HTTP 404 Not Found"),
+                      (f"{base}/drive/uc?id=1&export=download", "this URL gave a web page, not a checkpoint "
+                                                                "(download it in a browser and pass the file")):
+        code, _, err = cli(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--weights", url,
+                           "-o", str(tmp_path / "out"))
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert code == 2 and lines[-1].startswith("error: ") and said in lines[-1], err
+        assert "Traceback" not in err
+    assert cached(tmp_path) == [] and not (tmp_path / "out").exists()
+
+
+def test_a_hash_in_the_name_or_fragment_is_checked(site: tuple[Site, str], official_b0: Path,
+                                                   tmp_path: Path) -> None:
+    """torch hub's name-<sha256 prefix>.pth, or a #sha256= fragment: a download that does not match is
+    refused and not kept; one that matches loads."""
+    from pvt_deploy.utils.files import sha256_file
+
+    _, base = site
+    digest = sha256_file(official_b0)
+    with pytest.raises(CheckpointError, match=r"sha256 is [0-9a-f]{8}\.\.\., not the deadbeef its name gives"):
+        create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0-deadbeef.pth")
+    with pytest.raises(CheckpointError, match=r"not the 0123456789abcdef its fragment gives"):
+        create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth#sha256=0123456789abcdef")
+    assert cached(tmp_path) == []
+    model = create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0-{digest[:10]}.pth")
+    assert not model.random_init
+    assert cached(tmp_path) == [f"pvt_v2_b0-{digest[:10]}.pth"]

@@ -167,9 +167,10 @@ def export(
     ] = "pvt_small",
     task: Annotated[str | None, typer.Option(help="detect, segment, classify or features (default: from the name "
                                              "or checkpoint).", show_default=False)] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
-                                                 "mmseg, timm names). Without it the model is RANDOM.",
-                                                 show_default=False)] = None,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
+                                                "mmseg, timm names), a file or an http(s):// URL (downloaded "
+                                                "once, cached). Without it the model is RANDOM.",
+                                                show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine; engine and tensorrt "

@@ -118,8 +118,9 @@ def infer(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False,
         rich_help_panel=OUTPUT_PANEL)] = None,
-    weights: Annotated[Path | None, typer.Option(
-        "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch).")
+    weights: Annotated[str | None, typer.Option(  # str: a Path folds https:// into https:/
+        "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch): "
+        "a file or an http(s):// URL (downloaded once, cached).")
     ] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
@@ -296,7 +297,7 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
     return out
 
 
-def _export_tip(model: str | None, name: str, weights: Path | None) -> str:
+def _export_tip(model: str | None, name: str, weights: str | None) -> str:
     """What to run for ONNX Runtime instead of PyTorch on a CPU (faster for every zoo model in
     ``benchmarks/speed.py``), where infer fell back to PyTorch because no export was there."""
     from pvt_deploy.utils import shell_quote

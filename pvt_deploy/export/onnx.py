@@ -254,7 +254,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         if isinstance(weights, (str, os.PathLike)):
             from pvt_deploy.models.checkpoints import require_checkpoint_file
 
-            require_checkpoint_file(weights)
+            weights = require_checkpoint_file(weights)  # a URL: its downloaded file
         if not Path(text).exists():  # a zoo name says its task before the model is built; a checkpoint's
             with contextlib.suppress(ModelNotFoundError):  # is read from its tensors, below
                 named = resolve_name(text, task)

@@ -11,7 +11,8 @@ One mapping function (:func:`to_official_names`) turns any supported naming into
 * timm-named PVT v2 checkpoints (``patch_embed.``, ``stages.{s}.downsample/blocks/norm``, ``mlp.dwconv``).
 
 Anything else fails with a :class:`CheckpointError` listing missing, unexpected and mis-shaped keys.
-Files are read with ``weights_only=True``; a file that needs arbitrary unpickling is refused unless
+A checkpoint may be an ``http(s)://`` URL: :func:`resolve_weights` downloads it once into the per-user cache
+(:mod:`pvt_deploy.utils.download`) and it is read as that file. Files are read with ``weights_only=True``; a file that needs arbitrary unpickling is refused unless
 the caller passes ``trust=True``.
 """
 
@@ -64,11 +65,22 @@ def _first(keys: list[str], n: int = SHOW) -> str:
     return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
-def require_checkpoint_file(weights: str | os.PathLike[str]) -> None:
-    """Before any work: a checkpoint path that names no file says whether it is a folder or not there."""
+def resolve_weights(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """The local file of a checkpoint: an ``http(s)://`` URL is downloaded into the per-user cache (once:
+    :func:`pvt_deploy.utils.download.fetch`) and its cached file returned; a path is returned as given."""
+    from pvt_deploy.utils.download import fetch, is_url
+
+    return fetch(weights) if is_url(weights) else weights
+
+
+def require_checkpoint_file(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """Before any work: the checkpoint's local file (a URL downloaded, :func:`resolve_weights`); a path that
+    names no file says whether it is a folder or not there."""
+    weights = resolve_weights(weights)
     if not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {os.fspath(weights)} {what}")
+    return weights
 
 
 def _refuse_other_kind(p: Path) -> None:
@@ -87,8 +99,9 @@ def _refuse_other_kind(p: Path) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its (unwrapped) state dict."""
-    p = Path(path)
+    """Read a checkpoint file (or an ``http(s)://`` URL's, downloaded once: :func:`resolve_weights`) and
+    return its (unwrapped) state dict."""
+    p = Path(resolve_weights(path))
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
     with open(p, "rb") as f:

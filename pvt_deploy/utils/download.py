@@ -1,0 +1,236 @@
+"""Checkpoints given as URLs (``--weights https://.../pvt_v2_b0.pth``): downloaded once into the per-user
+cache, then read as the local file they became.
+
+The official PVT checkpoints are published as URLs (GitHub release assets, which redirect to
+objects.githubusercontent.com). :func:`fetch` keeps each under ``$PVT_DEPLOY_CACHE/weights/<file name>``
+(default ``~/.cache/pvt-deploy``, the ONNX Runtime graph cache's root), so a second run reads the file
+without the network, as torch hub and Ultralytics do. A download is streamed to a temporary file beside
+its target and renamed only once it is whole: a short body (fewer bytes than ``Content-Length``), a
+dropped connection, 30 s without data, a web page where a checkpoint was expected, a hash that does not
+match or a Ctrl-C leaves nothing a later run would load.
+
+Integrity: a file name in torch hub's ``name-<sha256 prefix>.pth`` form (8 or more lower-case hex digits,
+at least one of them a letter, so a date such as ``-20210101`` is not taken for one) or a
+``#sha256=<hex>`` fragment on the URL is checked against the download; otherwise nothing is checked
+beyond the checks every checkpoint gets (zip CRCs, ``weights_only``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from pvt_deploy.errors import CheckpointError, InputError
+
+__all__ = ["TIMEOUT_S", "cache_dir", "fetch", "is_url"]
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("http://", "https://")
+TIMEOUT_S = 30.0  # seconds without a byte (connecting, or between reads) before a download is given up
+PROGRESS_AFTER_S = 1.0  # a download that is over sooner draws no bar
+_CHUNK = 1 << 20
+_HUB_HASH = re.compile(r".+-([0-9a-f]{8,64})\.[^.]+")  # torch hub: resnet18-f37072fd.pth
+_FRAGMENT_HASH = re.compile(r"sha256=([0-9a-fA-F]{8,64})")
+_HTML = re.compile(rb"\s*(<!doctype\s+html|<html|<head|<!--)", re.IGNORECASE)
+
+
+def is_url(value: Any) -> TypeGuard[str]:
+    """Whether ``value`` (a ``weights`` argument) is an ``http(s)://`` URL rather than a path."""
+    return isinstance(value, str) and value[:8].lower().startswith(SCHEMES)
+
+
+def cache_dir() -> Path:
+    """Where downloaded checkpoints are kept: ``$PVT_DEPLOY_CACHE/weights`` (default ``~/.cache/pvt-deploy``)."""
+    return Path(os.environ.get("PVT_DEPLOY_CACHE") or Path.home() / ".cache" / "pvt-deploy") / "weights"
+
+
+def _parse(url: str) -> tuple[str, str, str | None]:
+    """(the URL to request, without its fragment; the cache file's name; the sha256 (prefix) it must have)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError as e:  # a bad port, an unbalanced IPv6 bracket
+        raise InputError(f"bad weights URL {url}: {e}") from None
+    if not host:
+        raise InputError(f"bad weights URL {url}: no host")
+    name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise InputError(f"weights URL {url} names no file (expected https://HOST/.../NAME.pth)")
+    if parts.query:  # ...?id=1 and ...?id=2 share a path's name, not a file: keep them apart
+        name = f"{hashlib.sha256(url.split('#')[0].encode()).hexdigest()[:12]}.{name}"
+    expected = None
+    if parts.fragment:
+        m = _FRAGMENT_HASH.fullmatch(parts.fragment)
+        if m is None:
+            raise InputError(f"weights URL {url}: unknown fragment #{parts.fragment} (only #sha256=HEX is understood)")
+        expected = m.group(1).lower()
+    else:
+        hub = _HUB_HASH.fullmatch(name)
+        if hub is not None and re.search("[a-f]", hub.group(1)):
+            expected = hub.group(1)
+    return urllib.parse.urlunsplit(parts._replace(fragment="")), name, expected
+
+
+def _sha256(path: Path) -> str:
+    from pvt_deploy.utils.files import sha256_file
+
+    return sha256_file(path)
+
+
+def fetch(url: str) -> Path:
+    """The local file of the checkpoint at ``url``: the cached one, or a fresh download (see the module
+    docstring). Raises :class:`InputError` (could not download) or :class:`CheckpointError` (what came
+    was not the checkpoint: a web page, another kind of file, a hash that does not match)."""
+    request_url, name, expected = _parse(url)
+    folder = cache_dir()
+    target = folder / name
+    if target.is_file():
+        if expected is None or _sha256(target).startswith(expected):
+            log.debug("%s: using the cached %s", url, target)
+            return target
+        log.warning("%s: the cached %s does not have sha256 %s; downloading it again", url, target, expected)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write the weights cache {folder}: {e.strerror or e}",
+                         hint="set PVT_DEPLOY_CACHE to a writable folder") from None
+    from pvt_deploy.utils.files import remove_abandoned_temps
+
+    remove_abandoned_temps(folder)  # what a killed download left
+    log.info("downloading %s to %s", url, target)
+    _download(request_url, url, target, expected)
+    return target
+
+
+def _open(request_url: str, url: str) -> Any:
+    from pvt_deploy import __version__
+
+    request = urllib.request.Request(request_url, headers={"User-Agent": f"pvt-deploy/{__version__}"})
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT_S)  # follows redirects (GitHub's to its CDN)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise InputError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise InputError(f"could not download {url} ({_why(e.reason)})") from None
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise InputError(f"could not download {url} ({_why(e)})") from None
+
+
+def _why(reason: Any) -> str:
+    if isinstance(reason, TimeoutError):
+        return f"no answer for {TIMEOUT_S:g} s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return str(reason.strerror)
+    text = str(reason).strip().splitlines()
+    return text[0][:200] if text else type(reason).__name__
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+def _download(request_url: str, url: str, target: Path, expected: str | None) -> None:
+    from pvt_deploy.utils.files import atomic_open
+
+    with contextlib.closing(_open(request_url, url)) as response:
+        length = response.headers.get("Content-Length", "")
+        total = int(length) if length.strip().isdigit() else None
+        kind = response.headers.get_content_type()
+        got = 0
+        digest = hashlib.sha256()
+
+        def read() -> bytes:
+            try:
+                data: bytes = response.read(_CHUNK)
+                return data
+            except TimeoutError:
+                raise InputError(f"could not download {url}: no data for {TIMEOUT_S:g} s after "
+                                 f"{_size(got)}") from None
+            except (OSError, http.client.HTTPException) as e:  # a reset, a broken chunked body
+                raise InputError(f"could not download {url}: the connection dropped after {_size(got)} "
+                                 f"({_why(e)})") from None
+
+        first = read()
+        if not first.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip archive, or a pickle (old files)
+            if kind == "text/html" or _HTML.match(first[:512]):  # Google Drive's "can't scan for viruses" page
+                raise CheckpointError(f"{url}: this URL gave a web page, not a checkpoint",
+                                      hint="download it in a browser and pass the file")
+            raise CheckpointError(f"{url}: the download is not a PyTorch checkpoint (it is {kind}"
+                                  f"{', empty' if not first else ''})")
+        try:
+            with atomic_open(target, "wb") as f, _progress(target.name, total) as advance:
+                chunk = first
+                while chunk:
+                    f.write(chunk)
+                    digest.update(chunk)
+                    got += len(chunk)
+                    advance(len(chunk))
+                    chunk = read()
+                if total is not None and got != total:
+                    raise InputError(f"could not download {url}: the connection closed after {_size(got)} of "
+                                     f"{_size(total)}")
+                if expected is not None and not digest.hexdigest().startswith(expected):
+                    raise CheckpointError(f"{url}: the download's sha256 is {digest.hexdigest()[:len(expected)]}..., "
+                                          f"not the {expected} its {'fragment' if '#' in url else 'name'} "
+                                          "gives; refusing it", hint="the file changed or was damaged on the way")
+                f.flush()
+                if first.startswith(b"PK") and not zipfile.is_zipfile(f.name):
+                    raise CheckpointError(f"{url}: the download is cut short (its zip archive has no end)")
+        except OSError as e:  # the cache's disk: full, read-only
+            raise InputError(f"cannot write the weights cache {target.parent}: {e.strerror or e}",
+                             hint="set PVT_DEPLOY_CACHE to a folder with room") from None
+
+
+@contextlib.contextmanager
+def _progress(name: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """``advance(bytes)`` for a transient Rich bar on stderr, drawn once a download has taken
+    :data:`PROGRESS_AFTER_S` (a fast one draws nothing), and only where stderr is a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    start = time.monotonic()
+    state: dict[str, Any] = {"done": 0, "bar": None, "task": None}
+
+    def advance(n: int) -> None:
+        state["done"] += n
+        if state["bar"] is None:
+            if time.monotonic() - start < PROGRESS_AFTER_S:
+                return
+            bar = state["bar"] = Progress(TextColumn("download {task.description}"), BarColumn(), DownloadColumn(),
+                                          TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                                          transient=True)
+            bar.start()
+            state["task"] = bar.add_task(name, total=total)
+        state["bar"].update(state["task"], completed=state["done"])
+
+    try:
+        yield advance
+    finally:
+        if state["bar"] is not None:
+            state["bar"].stop()
