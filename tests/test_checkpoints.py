@@ -345,6 +345,7 @@ def test_weights_url_is_downloaded_once_and_loads_as_the_file(
         np.testing.assert_array_equal(by_url.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
     loaded = _load("pvt_v2_b0-cls", task=None, weights=url, trust=False, nms="host", seg_output="logits")
     assert loaded.weights["source"] == str(file.resolve()) and loaded.weights["sha256"] == sha256_file(official_b0)
+    assert loaded.weights["url"] == url  # where the file came from, which the cache path does not say
     assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # the later loads: no network
 
 
@@ -413,3 +414,19 @@ def test_a_hash_in_the_name_or_fragment_is_checked(site: tuple[Site, str], offic
     model = create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0-{digest[:10]}.pth")
     assert not model.random_init
     assert cached(tmp_path) == [f"pvt_v2_b0-{digest[:10]}.pth"]
+
+
+def test_an_export_from_a_weights_url_can_be_extended_with_the_same_url(
+        site: tuple[Site, str], tmp_path: Path) -> None:
+    """``export --model exports/x --weights URL --half`` on an export made from that URL was refused as "made
+    from other weights": the reuse check looked for a file named like the URL. It compares the downloaded
+    file's sha256 with the manifest's, as for a file given, and the manifest names the URL."""
+    from pvt_deploy.export import export
+    from pvt_deploy.manifest import read_manifest
+
+    s, base = site
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    assert read_manifest(folder)["weights"]["url"] == url
+    export(folder, weights=url, half=True, parity=False)
+    assert (folder / "model.fp16.onnx").is_file() and s.hits == {"/v2/pvt_v2_b0.pth": 1}

@@ -241,7 +241,13 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     from torch import nn
 
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
+    from pvt_deploy.utils.download import is_url
 
+    url = weights if is_url(weights) else None  # recorded beside the file it was downloaded to
+    if isinstance(weights, (str, os.PathLike)):
+        from pvt_deploy.models.checkpoints import require_checkpoint_file
+
+        weights = require_checkpoint_file(weights)  # a URL: its downloaded file
     if isinstance(model, nn.Module):
         core = model
         if weights is not None:
@@ -251,10 +257,6 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
             core.random_init = False  # type: ignore[assignment]
     else:
         text = str(model)
-        if isinstance(weights, (str, os.PathLike)):
-            from pvt_deploy.models.checkpoints import require_checkpoint_file
-
-            weights = require_checkpoint_file(weights)  # a URL: its downloaded file
         if not Path(text).exists():  # a zoo name says its task before the model is built; a checkpoint's
             with contextlib.suppress(ModelNotFoundError):  # is read from its tensors, below
                 named = resolve_name(text, task)
@@ -284,6 +286,8 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     report = getattr(core, "load_report", None)
     record: dict[str, Any] = {"source": source, "sha256": sha256_file(source) if source else None,
                               "random_init": random_init}
+    if url is not None:
+        record["url"] = url
     if random_init and not isinstance(model, nn.Module):
         record["seed"] = RANDOM_INIT_SEED  # create_model(name, seed=...) rebuilds these weights
     if report is not None:
@@ -862,6 +866,10 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[
                          "export from the model name to write a new folder")
     if weights is not None:
         recorded = (read_manifest(folder).get("weights") or {}).get("sha256")
+        if isinstance(weights, (str, os.PathLike)):
+            from pvt_deploy.models.checkpoints import resolve_weights
+
+            weights = resolve_weights(weights)  # a URL: its downloaded file, compared as a file given
         same = (isinstance(weights, (str, os.PathLike)) and Path(weights).is_file() and recorded is not None
                 and sha256_file(weights) == recorded)
         if not same:
