@@ -313,7 +313,7 @@ def test_weights_task_and_lists_that_cannot_apply_are_refused(tmp_path_factory: 
         Model(123)
     # weights=3 was a TypeError from pathlib; "" read as the current folder ("weights  is a folder")
     for weights in (3, "", b"w.pth"):
-        with pytest.raises(InputError, match="weights= must be a checkpoint file's path"):
+        with pytest.raises(InputError, match=r"weights= must be a checkpoint file's path or an http\(s\) URL"):
             Model("pvt_v2_b0-cls", weights=weights)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="is a video: a list takes image files"):
         det_model.predict([str(sample_image("coffee")), clip])  # was skipped with a warning: []

@@ -314,5 +314,5 @@ def test_load_backend_takes_weights_as_a_path_only() -> None:
     """``load_backend("pvt_v2_b0-cls", weights=3)`` raised TypeError from pathlib, and ``weights=""``
     was taken for the current folder; each is one InputError line, as through ``Model``."""
     for bad in (3, "", "  ", b"ckpt.pth"):
-        with pytest.raises(InputError, match="weights= must be a checkpoint file's path"):
+        with pytest.raises(InputError, match=r"weights= must be a checkpoint file's path or an http\(s\) URL"):
             load_backend("pvt_v2_b0-cls", weights=bad)  # type: ignore[arg-type]

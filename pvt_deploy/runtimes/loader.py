@@ -81,10 +81,10 @@ TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
 
 
 def check_weights_path(weights: Any, option: str = "weights=") -> None:
-    """``weights`` is None or a checkpoint file's path: not a TypeError from pathlib (``weights=3``),
+    """``weights`` is None or a checkpoint file's path or URL: not a TypeError from pathlib (``weights=3``),
     nor "is a folder" for ``""`` (read as the current folder)."""
     if weights is not None and (not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights).strip()):
-        raise InputError(f"{option} must be a checkpoint file's path, got {weights!r}")
+        raise InputError(f"{option} must be a checkpoint file's path or an http(s) URL, got {weights!r}")
 
 
 def canonical_backend(name: str | None) -> str | None:
