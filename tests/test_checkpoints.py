@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -430,3 +431,40 @@ def test_an_export_from_a_weights_url_can_be_extended_with_the_same_url(
     assert read_manifest(folder)["weights"]["url"] == url
     export(folder, weights=url, half=True, parity=False)
     assert (folder / "model.fp16.onnx").is_file() and s.hits == {"/v2/pvt_v2_b0.pth": 1}
+
+
+def test_a_weights_cache_it_cannot_use_is_named_as_such(
+        site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache under a HOME this user cannot enter (the Docker image run with another --user) made the cached
+    file's check raise PermissionError, which export reported as "cannot write the export to <out>"; a full disk
+    while downloading is the cache's too. Both are one line naming the cache and PVT_DEPLOY_CACHE."""
+    import errno
+    import pathlib
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils import download, files
+
+    s, base = site
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    cache = tmp_path / "cache" / "weights"
+    is_file = pathlib.Path.is_file
+
+    def no_entry(self: pathlib.Path, *args: Any, **kwargs: Any) -> bool:
+        if cache in self.parents:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return is_file(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(pathlib.Path, "is_file", no_entry)
+        with pytest.raises(InputError) as e:
+            download.fetch(url)
+    assert str(e.value) == (f"cannot use the weights cache {cache}: Permission denied (set PVT_DEPLOY_CACHE to a "
+                            "folder this user can write, with room)")
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "atomic_open", disk_full)
+    with pytest.raises(InputError, match=f"cannot use the weights cache {cache}: No space left on device"):
+        download.fetch(url)
+    assert cached(tmp_path) == [] and s.hits == {"/v2/pvt_v2_b0.pth": 1}

@@ -97,21 +97,22 @@ def fetch(url: str) -> Path:
     request_url, name, expected = _parse(url)
     folder = cache_dir()
     target = folder / name
-    if target.is_file():
-        if expected is None or _sha256(target).startswith(expected):
-            log.debug("%s: using the cached %s", url, target)
-            return target
-        log.warning("%s: the cached %s does not have sha256 %s; downloading it again", url, target, expected)
-    try:
+    try:  # a cache folder that cannot be read or written (a HOME this user cannot enter, a full disk) is
+        # said as such, not as the export's or the run's output folder failing
+        if target.is_file():
+            if expected is None or _sha256(target).startswith(expected):
+                log.debug("%s: using the cached %s", url, target)
+                return target
+            log.warning("%s: the cached %s does not have sha256 %s; downloading it again", url, target, expected)
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot write the weights cache {folder}: {e.strerror or e}",
-                         hint="set PVT_DEPLOY_CACHE to a writable folder") from None
-    from pvt_deploy.utils.files import remove_abandoned_temps
+        from pvt_deploy.utils.files import remove_abandoned_temps
 
-    remove_abandoned_temps(folder)  # what a killed download left
-    log.info("downloading %s to %s", url, target)
-    _download(request_url, url, target, expected)
+        remove_abandoned_temps(folder)  # what a killed download left
+        log.info("downloading %s to %s", url, target)
+        _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
+    except OSError as e:
+        raise InputError(f"cannot use the weights cache {folder}: {e.strerror or e}",
+                         hint="set PVT_DEPLOY_CACHE to a folder this user can write, with room") from None
     return target
 
 
@@ -171,28 +172,24 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                                       hint="download it in a browser and pass the file")
             raise CheckpointError(f"{url}: the download is not a PyTorch checkpoint (it is {kind}"
                                   f"{', empty' if not first else ''})")
-        try:
-            with atomic_open(target, "wb") as f, _progress(target.name, total) as advance:
-                chunk = first
-                while chunk:
-                    f.write(chunk)
-                    digest.update(chunk)
-                    got += len(chunk)
-                    advance(len(chunk))
-                    chunk = read()
-                if total is not None and got != total:
-                    raise InputError(f"could not download {url}: the connection closed after {_size(got)} of "
-                                     f"{_size(total)}")
-                if expected is not None and not digest.hexdigest().startswith(expected):
-                    raise CheckpointError(f"{url}: the download's sha256 is {digest.hexdigest()[:len(expected)]}..., "
-                                          f"not the {expected} its {'fragment' if '#' in url else 'name'} "
-                                          "gives; refusing it", hint="the file changed or was damaged on the way")
-                f.flush()
-                if first.startswith(b"PK") and not zipfile.is_zipfile(f.name):
-                    raise CheckpointError(f"{url}: the download is cut short (its zip archive has no end)")
-        except OSError as e:  # the cache's disk: full, read-only
-            raise InputError(f"cannot write the weights cache {target.parent}: {e.strerror or e}",
-                             hint="set PVT_DEPLOY_CACHE to a folder with room") from None
+        with atomic_open(target, "wb") as f, _progress(target.name, total) as advance:
+            chunk = first
+            while chunk:
+                f.write(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+                advance(len(chunk))
+                chunk = read()
+            if total is not None and got != total:
+                raise InputError(f"could not download {url}: the connection closed after {_size(got)} of "
+                                 f"{_size(total)}")
+            if expected is not None and not digest.hexdigest().startswith(expected):
+                raise CheckpointError(f"{url}: the download's sha256 is {digest.hexdigest()[:len(expected)]}..., "
+                                      f"not the {expected} its {'fragment' if '#' in url else 'name'} "
+                                      "gives; refusing it", hint="the file changed or was damaged on the way")
+            f.flush()
+            if first.startswith(b"PK") and not zipfile.is_zipfile(f.name):
+                raise CheckpointError(f"{url}: the download is cut short (its zip archive has no end)")
 
 
 @contextlib.contextmanager
