@@ -85,7 +85,7 @@ def _torch() -> list[Check]:
                       hint="pip install torch (CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu)"),
                 Check("cuda", "CUDA (torch)", "missing", summary="needs PyTorch")]
     build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
-    rows = [_torch_numpy(torch) or Check("torch", "PyTorch", "ok", torch.__version__, build,
+    rows = [torch_numpy(torch) or Check("torch", "PyTorch", "ok", torch.__version__, build,
                                          info={"cuda_build": torch.version.cuda})]
     if not torch.cuda.is_available():
         rows.append(Check("cuda", "CUDA (torch)", "missing",
@@ -108,7 +108,7 @@ def _torch() -> list[Check]:
     return rows
 
 
-def _torch_numpy(torch: Any) -> Check | None:
+def torch_numpy(torch: Any) -> Check | None:
     """The PyTorch row when torch cannot exchange arrays with this NumPy, else None.
 
     A torch built against NumPy 1.x (the Jetson AI Lab wheels for CUDA <= 12.6) imports under NumPy 2 with

@@ -247,3 +247,26 @@ def test_the_mending_pip_install_names_the_distribution_that_is_installed(monkey
     assert rows["opencv"].summary == "opencv-python 4.9.0.80 installed; pvt-deploy needs >=4.10.0.84"
     assert rows["onnxruntime"].hint == "pip install 'onnxruntime-gpu>=1.19'"
     assert rows["onnxruntime"].summary == "onnxruntime-gpu 1.18.1 installed; pvt-deploy needs >=1.19"
+
+
+def test_a_command_under_a_torch_that_cannot_use_this_numpy_ends_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same broken pair made ``infer`` (PyTorch backend) end in a traceback, exit 1; it is one line saying
+    what doctor's PyTorch row says, with its mend, and the exit code of a runtime not available here."""
+    import numpy
+    import torch
+    from cli_run import run
+
+    from pvt_deploy.assets import sample_images
+
+    def from_numpy(array: object) -> None:
+        raise RuntimeError("Numpy is not available")
+
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    monkeypatch.setattr(numpy, "__version__", "2.2.6")
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", "pvt_v2_b0-cls",
+                       "--backend", "torch", "--imgsz", "32", "--no-save")
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:") or "Traceback" in ln]
+    assert code == 3 and lines == [
+        f"error: PyTorch {torch.__version__} cannot exchange arrays with NumPy 2.2.6 (RuntimeError: Numpy is not "
+        "available) (pip install 'numpy<2' (this torch was built against NumPy 1.x))"], err

@@ -15,7 +15,7 @@ import sys
 import typer
 
 from pvt_deploy.cli import spelling
-from pvt_deploy.errors import PvtDeployError, cli_spelling
+from pvt_deploy.errors import BackendUnavailableError, PvtDeployError, cli_spelling
 from pvt_deploy.utils.files import FULL_DISK_ERRNOS, buffered_stdout, printable_streams
 from pvt_deploy.utils.signals import sigterm_raises
 
@@ -133,6 +133,18 @@ def main() -> None:
         except PvtDeployError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             sys.exit(e.exit_code)
+        except RuntimeError as e:  # a torch built against another NumPy major: every array it is handed
+            if "Numpy is not available" not in str(e):  # fails so (the Jetson wheels for CUDA <= 12.6 under NumPy 2)
+                raise
+            import torch
+
+            from pvt_deploy.doctor import torch_numpy
+
+            check = torch_numpy(torch)  # doctor's PyTorch row, which says which NumPy mends it
+            why = f"PyTorch {torch.__version__} {check.summary}" if check else str(e)
+            typer.secho(f"error: {why} ({check.hint if check else 'pvt-deploy doctor'})", fg=typer.colors.RED,
+                        err=True)
+            sys.exit(BackendUnavailableError.exit_code)
         except OSError as e:  # what the commands write to stdout (--json > FILE) on a full disk
             if e.errno not in FULL_DISK_ERRNOS:
                 raise
