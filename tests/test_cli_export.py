@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -766,6 +767,64 @@ def test_a_videos_calibration_frames_are_spread_over_the_whole_clip(name: str, f
     assert [f.name for f in frames] == [f"{name}#frame={n}" for n in numbers]
     for f, n in zip(frames, numbers, strict=True):
         assert abs(float(getattr(f, "image").mean()) - 6 * n) < 4, f.name  # noqa: B009
+
+
+def _gop_clip(path: Path, *, frames: int = 200, gop: int = 25, fmt: str | None = None) -> Path:
+    """A 320x240 H.264 clip with B-frames and a keyframe every ``gop`` frames, whose frame n is grey level
+    37n mod 256 (neighbours 37 levels apart) with a square moving over it: each frame tells its number."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=25, options={
+            "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2", "crf": "18", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for n in range(frames):
+            image = np.full((240, 320, 3), 37 * n % 256, np.uint8)
+            image[100:140, 3 * n % 280:3 * n % 280 + 40] = 255 - 37 * n % 256
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, fmt", [("gop.mp4", None), ("gop.mkv", None), ("gop.h264", "h264")])
+def test_a_videos_calibration_frames_are_found_by_seeking_to_them(name: str, fmt: str | None, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """`export --calib clip.mp4` decoded the whole clip to pick its frames (80 s of a 20-minute 720p recording
+    before the export began). Where the file can seek (mp4, mkv) each frame is now found from the keyframe
+    before it: the same frames, bit for bit, that reading the clip whole gives them, and their numbers, for
+    far fewer frames decoded; a raw .h264 (no index, numbered by its decode order) is still read whole."""
+    import numpy as np
+
+    from pvt_deploy.export.calibration import usable_images
+    from pvt_deploy.io import sources
+
+    clip = _gop_clip(tmp_path / name, fmt=fmt)
+    with sources.open_source(clip) as whole:
+        reference = {f.index: f.image for f in whole}
+    assert len(reference) == 200
+    grabs = 0
+    grab = sources.PyAVReader.grab
+
+    def counted(self: sources.PyAVReader) -> bool:
+        nonlocal grabs
+        grabs += 1
+        return grab(self)
+
+    monkeypatch.setattr(sources.PyAVReader, "grab", counted)
+    with caplog.at_level(logging.DEBUG, logger="pvt_deploy"):
+        frames = usable_images(clip, 5, what="calibration")
+    numbers = [getattr(f, "index", None) for f in frames]
+    if fmt is None:
+        assert numbers == [0, 40, 80, 120, 160], numbers  # 4 of them mid-GOP, after B-frames
+    for f in frames:
+        n = getattr(f, "index")  # noqa: B009
+        assert np.array_equal(getattr(f, "image"), reference[n]), f.name  # noqa: B009
+        assert abs(float(np.median(reference[n])) - 37 * n % 256) <= 3, f.name
+    sought = f"{clip}: 5 frame(s) found by seeking: 0, 40, 80, 120, 160" in caplog.text
+    assert sought == (fmt is None) and ("decoding the whole clip" in caplog.text) == (fmt is not None), caplog.text
+    assert grabs < 100 if fmt is None else grabs >= 200, grabs  # a GOP a frame and the last one, not 200
 
 
 def test_cli_export_calibrates_and_compares_on_a_videos_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

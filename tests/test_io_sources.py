@@ -773,6 +773,64 @@ def test_a_video_cut_at_a_keyframe_loses_no_frame(tmp_path: Path, caplog: pytest
     assert [f.index for f in frames] == list(range(20)) and caplog.text == ""
 
 
+def _damaged_mkv(path: Path) -> Path:
+    """:func:`make_clip`'s mjpeg mkv, frames 20, 21 and 35 zeroed in place (their packets do not decode)."""
+    clip = make_clip(path.with_name("whole.mkv"), "mjpeg")
+    with av.open(str(clip)) as container:
+        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
+    data = bytearray(clip.read_bytes())
+    for k in (20, 21, 35):
+        pos = data.find(payloads[k])
+        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _cut_mp4(path: Path) -> Path:
+    whole = make_clip(path.with_name("whole.mp4"), "libx264")
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 5])
+    return path
+
+
+_SEEK_CLIPS = {  # clip maker, why seeking is refused (None: frames found by seeking); every frame is asked for
+    "late.mkv": (lambda p: make_clip(p, "libx264", start=10 * FPS, audio=True), None),
+    "sound.mp4": (lambda p: make_clip(p, "libx264", start=3, audio=True), None),
+    "portrait.mp4": (lambda p: make_video(p, frames=12, size=(64, 32), rotation=90), None),
+    "midgop.mp4": (lambda p: mid_gop_mp4(p.parent), None),
+    "trimmed.mp4": (lambda p: make_video(p, frames=40, trim=10), "landed off a keyframe"),
+    "vfr.mkv": (lambda p: make_clip(p, "libx264", frames=4, times=[0.0, 0.04, 0.05, 0.2]), "off its rate's grid"),
+    "gaps.mkv": (lambda p: make_clip(p, "libx264", frames=4, times=[n / FPS for n in (0, 1, 5, 6)]), "frame 2 is missing"),
+    "b.avi": (lambda p: make_avi(p, "libx264"), "it cannot seek"),
+    "cut.ts": (lambda p: mid_gop_ts(p.parent), "numbered in decode order"),
+    "damaged.mkv": (_damaged_mkv, "it has undecodable packets"),
+    "damaged.mkv#frame=20": (_damaged_mkv, "a seek to frame 20 landed after it (on frame 22)"),  # that frame only
+    "cut.mp4": (_cut_mp4, "short of the 2.00 s it declares"),
+}
+
+
+@pytest.mark.parametrize("name", list(_SEEK_CLIPS))
+def test_frames_found_by_seeking_are_the_frames_a_whole_read_gives(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str) -> None:
+    """``VideoSource.seek_frames`` (export's calibration frames of a long clip, without decoding it whole) gives
+    each frame from the keyframe before it, with the number and the pixels the whole read gives it — or
+    nothing, and says why in a debug log, where the file cannot promise that: an edit list, a variable rate
+    (off the grid, or gaps on it), AVI (timed by decode order), MPEG-TS, damaged packets, a truncated file."""
+    make, refused = _SEEK_CLIPS[name]
+    path = make(tmp_path / name.split("#")[0])
+    wanted = [int(name.split("=")[1])] if "#" in name else None
+    with open_source(path) as source:
+        whole = {f.index: f.image for f in source}
+    with open_source(path) as source, caplog.at_level(logging.DEBUG, logger="pvt_deploy.io.sources"):
+        asked: list[range] = []
+        found = source.seek_frames(lambda numbers: asked.append(numbers) or wanted or list(numbers))  # type: ignore[attr-defined]
+    if refused is None:
+        assert found is not None, caplog.text
+        assert asked == [range(min(whole), max(whole) + 1)] and [f.index for f in found] == sorted(whole)
+        assert all(np.array_equal(f.image, whole[f.index]) for f in found)
+    else:
+        assert found is None and f"{path}: not seeking to its frames: " in caplog.text and refused in caplog.text
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
     with open_source(path) as source:

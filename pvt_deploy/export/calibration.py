@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -275,14 +275,17 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     first frames of a clip are often alike (one scene, a fade-in), and an INT8 graph calibrated on them
     sees ranges narrower than the clip's.
 
-    One pass of decoding, with the stride that the clip's frame count (mp4, mov, avi) or its duration
-    times its rate (mkv, webm: an estimate) gives, about ``frames / count``: only the frames on that
-    stride are converted to RGB and at most about twice ``count`` of them are held. Of those,
-    :func:`spread` keeps ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the clip
-    declares neither (a raw ``.h264``), every frame is decoded and the kept ones thinned to every
-    second one each time they pass twice ``count``, which spreads them as well. Frames are numbered
-    as ``infer`` numbers them. A clip that ends early (truncated, damaged) gives the frames that
-    decode, with ``infer``'s warning; one with none is an :class:`InputError`.
+    The frames on a stride that the clip's frame count (mp4, mov, avi) or its duration times its rate (mkv,
+    webm: an estimate) gives, about ``frames / count``, thinned (:func:`_thinned`) and then :func:`spread`
+    to ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the file allows it
+    (:meth:`~pvt_deploy.io.sources.VideoSource.seek_frames`: frames numbered by their times, an index to
+    seek by, every seek landing on a keyframe before its frame) each is found by seeking to the keyframe
+    before it and decoding forward to it, which costs a GOP a frame rather than the whole clip; else one
+    pass decodes the clip, converting only the frames on the stride to RGB. Both give the same frames,
+    numbered as ``infer`` numbers them; a debug log says which way was taken. Where the clip declares
+    neither a count nor a length (a raw ``.h264``), every frame is decoded and the kept ones thinned as
+    they come. A clip that ends early (truncated, damaged) gives the frames that decode, with ``infer``'s
+    warning; one with none is an :class:`InputError`.
     """
     total = source.frames
     if total is None:
@@ -297,23 +300,37 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
         step = -(-total // count)
         if -(-total // step) < count:  # a short clip (5 frames, 4 wanted): every 2nd gives 3
             step = max(1, total // count)
-    source.vid_stride = step
-    kept: list[Any] = []
-    every = 1  # of the frames on the stride, every n-th is kept: doubled each time they pass 2 * count
-    for n, frame in enumerate(source):
-        if n % every:
-            continue
-        kept.append(frame)
-        if len(kept) > 2 * count:
-            kept, every = kept[::2], every * 2
-    if not kept:
+
+    def pick(numbers: range) -> list[int]:  # the numbers a whole read keeps (a number on the stride kept)
+        return spread(_thinned(range(numbers.start + -numbers.start % step, numbers.stop, step), count), count)
+
+    found = source.seek_frames(pick) if total else None
+    if found is None:
+        log.debug("%s: decoding the whole clip to pick its %s frames", source.spec, what)
+        source.vid_stride = step
+        found = spread(_thinned(source, count), count)
+    if not found:
         raise InputError(f"{source.spec}: no decodable video frames")
-    chosen = [VideoFrame(Path(source.spec), f.index, f.image) for f in spread(kept, count)]
+    chosen = [VideoFrame(Path(source.spec), f.index, f.image) for f in found]
     numbers = [str(f.index) for f in chosen]
     log.info("%s images: %s, %d frame(s) spread over %s: %s", what, source.spec, len(chosen),
              f"its {total} frames" if total else "the clip",
              ", ".join(numbers) if len(numbers) <= 12 else f"{', '.join(numbers[:12])} ...")
     return chosen
+
+
+def _thinned(items: Iterable[_T], count: int) -> list[_T]:
+    """``items``, read once, thinned to between ``count`` and twice ``count`` of them spread over them: every
+    second one dropped each time they pass twice ``count`` (then every 4th kept, and so on)."""
+    kept: list[_T] = []
+    every = 1
+    for n, item in enumerate(items):
+        if n % every:
+            continue
+        kept.append(item)
+        if len(kept) > 2 * count:
+            kept, every = kept[::2], every * 2
+    return kept
 
 
 def frame_names(pictures: Sequence[Picture]) -> list[str]:

@@ -502,6 +502,7 @@ class PyAVReader:
         self._clock: OneClock | None = None  # the frames' times on one clock (see _frame_time)
         self.packets = 0  # packets with data sent to the decoder, and the frames it gave back (see _decode)
         self.decoded = 0
+        self.skipped = 0  # undecodable packets skipped (see _decode)
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
         self._first_dts: float | None = None
         self._container = av.open(target, options=options or {}, timeout=timeout)
@@ -631,6 +632,7 @@ class PyAVReader:
                     frames = self._stream.decode(packet)
                 except av.error.InvalidDataError as e:  # damaged packet: skip it like a player
                     bad += 1
+                    self.skipped += 1
                     if bad > _MAX_BAD_PACKETS:
                         raise
                     log.debug("skipping undecodable packet: %s", e)
@@ -644,6 +646,32 @@ class PyAVReader:
                     yield frame
         except av.error.FFmpegError as e:  # truncated file, dropped connection, read timeout
             self.error = _short(e)
+
+    def seek(self, seconds: float) -> bool:
+        """Go to the keyframe at or before ``seconds`` from the first frame (as :meth:`timestamp` counts): the
+        next :meth:`grab` decodes from there, and times its frames afresh (a clock restart before that point
+        is not known: seek only files whose clock does not jump). False where the file cannot seek there (a
+        demuxer without an index or a seek, a file whose frames are timed by their decode order, a live
+        feed), the reader then of no further use. Whether the frame it lands on is the keyframe asked for
+        is the caller's to check (:attr:`at_keyframe`, the frames' times): some files' indexes are wrong."""
+        stream = self._stream
+        if self.live or self._pending is not None or self._jumpy or not self._clocked or not stream.time_base:
+            return False
+        self._decoded.close()
+        self._frame, self._peeked, self._time, self._clock = None, False, None, None
+        try:
+            self._container.seek(math.floor((seconds + self._start) / stream.time_base), stream=stream,
+                                 backward=True)
+        except (av.error.FFmpegError, OverflowError) as e:
+            log.debug("seek to %.3f s failed: %s", seconds, _short(e))
+            return False
+        self._decoded = self._decode()
+        return True
+
+    @property
+    def at_keyframe(self) -> bool:
+        """Whether the grabbed frame is a keyframe (decodes without the frames before it)."""
+        return self._frame is not None and bool(self._frame.key_frame)
 
     def grab(self) -> bool:
         if self._peeked:
@@ -838,6 +866,96 @@ class VideoSource(Source):
         finally:
             reader.close()
             self._active = None
+
+    def seek_frames(self, pick: Callable[[range], Sequence[int]]) -> list[Frame] | None:
+        """The frames numbered ``pick(numbers)``, ``numbers`` those of the clip's decodable frames (from its
+        first keyframe to its last frame, found by seeking near the end), without decoding the whole clip:
+        each is found by seeking to the keyframe at or before it and decoding forward to it, so that it is
+        the picture, and has the number, that reading the clip (:meth:`__iter__`) gives it. None where seeking
+        cannot promise that, the reason in a debug log: frames not numbered by their times (a raw .h264, AVI,
+        a variable rate), a file that cannot seek, a seek that lands past its frame or off a keyframe, a
+        frame missing, damaged packets, an end short of the length declared (those the whole read warns
+        of). Reads with a reader of its own: the source is left as it was, to be read whole instead."""
+        reader = self._open()
+        try:
+            chosen = self._seek_frames(reader, pick)
+        finally:
+            reader.close()
+        if isinstance(chosen, str):
+            log.debug("%s: not seeking to its frames: %s", self.spec, chosen)
+            return None
+        log.debug("%s: %d frame(s) found by seeking: %s", self.spec, len(chosen),
+                  ", ".join(str(f.index) for f in chosen))
+        return chosen
+
+    def _seek_frames(self, reader: PyAVReader, pick: Callable[[range], Sequence[int]]) -> list[Frame] | str:
+        """:meth:`seek_frames`' frames, or why seeking is not reliable on this file."""
+        if not reader.numbered_by_time or not reader.fps:
+            return "its frames are numbered in decode order, not by their times"
+        duration = reader.duration
+        if duration is None:
+            return "it declares no length"
+        step = 1.0 / reader.fps
+        numbers = _FileNumbering(reader, 0)
+        position: int | None = None  # the number of the frame decoded last (None: none, or the end was reached)
+        # The most frames a seek has decoded before its frame (about a GOP): a frame less than half that far
+        # ahead of the frame decoded last is decoded to from there, which costs no more than a seek would
+        reach = 2
+
+        def decode_to(target: int | None) -> tuple[int, float] | str:
+            """The number and time of frame ``target`` (grabbed, to retrieve), or (None) of the last frame,
+            from the keyframe before it (or from the frame decoded last, where that is nearer); or why they
+            cannot be trusted."""
+            nonlocal numbers, position, reach
+            sought = target is None or position is None or not position < target <= position + reach // 2
+            seconds = 0.0
+            if sought:
+                seconds = duration if target is None else (target + 0.25) * step
+                if not reader.seek(seconds):
+                    return f"it cannot seek to {seconds:.2f} s"
+                numbers, position = _FileNumbering(reader, 0), None
+            skipped, landed, got = reader.skipped, None, None
+            while reader.grab():
+                t = reader.timestamp()
+                index = numbers.next(t)
+                if landed is None and sought and not reader.at_keyframe:
+                    return f"a seek to {seconds:.2f} s landed off a keyframe"
+                if t is None or numbers.step is None or index != round(t / step):
+                    return f"a frame's time ({t}) is off its rate's grid"
+                if landed is None and sought and target is not None and index > target:
+                    return f"a seek to frame {target} landed after it (on frame {index})"
+                if reader.skipped != skipped:
+                    return "it has undecodable packets"
+                landed = index if landed is None else landed
+                got, position = (index, t), index
+                if target is not None and index == target:
+                    if sought:
+                        reach = max(reach, target - landed)
+                    return got
+                if target is not None and index > target:
+                    return f"frame {target} is missing"
+            if reader.error or reader.skipped != skipped:
+                return f"decoding failed ({reader.error or 'undecodable packets'})"
+            position = None
+            if target is not None:
+                return f"frame {target} is past its end"
+            return got if got is not None else "no frame decodes at its end"
+
+        end = decode_to(None)
+        if isinstance(end, str):
+            return end
+        last, last_time = end
+        if reader.ends_short(last_time):
+            return f"it ends at {last_time:.2f} s, short of the {duration:.2f} s it declares"
+        if reader.frames_exact and reader.frames is not None and last != reader.frames - 1:
+            return f"its last frame is number {last}, not {reader.frames - 1} as its frame count says"
+        chosen: list[Frame] = []
+        for target in sorted(set(pick(range(self._lead, last + 1)))):
+            found = decode_to(target)
+            if isinstance(found, str):
+                return found
+            chosen.append(Frame(reader.retrieve(), target, self.spec, found[1]))
+        return chosen
 
     def close(self) -> None:
         for reader in (self._reader, getattr(self, "_active", None)):
