@@ -55,7 +55,9 @@ _T = TypeVar("_T")
 
 @dataclass
 class Batch:
-    """One graph input (N, 3, H, W) float32 and the letterbox record of each image in it."""
+    """One graph input (N, 3, H, W) float32 and the letterbox record and name of each picture in it: of a
+    static graph's last batch, the rows past them are copies that fill it (:func:`make_batches`), counted
+    and compared as no picture (the manifest's ``calibration.images`` and parity ``images``)."""
 
     images: np.ndarray
     metas: list[Letterbox]
@@ -349,7 +351,8 @@ def make_batches(paths: Sequence[Picture], pre: Preprocessor, *, batch: int | No
 
     ``batch=None`` (dynamic graphs): one image per input, each at its own planned size — what single-
     image inference feeds. ``batch=B`` (static graphs): groups of exactly ``B``, the last one filled by
-    repeating images, because a static graph accepts nothing else.
+    repeating images, because a static graph accepts nothing else; those copies have no ``metas`` or
+    ``names`` (5 pictures at ``B`` 3 are 5, not 6: parity leaves their rows out, as ``check`` does).
     """
     from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
 
@@ -361,13 +364,11 @@ def make_batches(paths: Sequence[Picture], pre: Preprocessor, *, batch: int | No
         groups = [[im] for im in images]
     else:
         groups = [images[i:i + batch] for i in range(0, len(images), batch)]
-        last = groups[-1]
-        while len(last) < batch:
-            last.append(images[len(last) % len(images)])
     out = []
     for group in groups:
-        arr, metas = pre.batch([im for _, im in group])
-        out.append(Batch(arr, metas, [name for name, _ in group]))
+        filled = group + [images[k % len(images)] for k in range(len(group), batch or len(group))]
+        arr, metas = pre.batch([im for _, im in filled])
+        out.append(Batch(arr, metas[:len(group)], [name for name, _ in group]))
     return out
 
 
