@@ -51,8 +51,9 @@ MAX_LIST_FRAMES = 300
 class Model:
     """A model ready to predict, on whichever runtime its artifact calls for.
 
-    ``model``: an export folder, ``.onnx``, ``.engine``, ``.pth`` checkpoint, zoo name (PyTorch,
-    ``exports/<name>`` when that export exists) or ``triton://host:8000/name``. ``backend``,
+    ``model``: an export folder, ``.onnx``, ``.engine``, ``.pth`` checkpoint or its ``https://`` URL
+    (downloaded once into the cache), zoo name (PyTorch, ``exports/<name>`` when that export exists) or
+    ``triton://host:8000/name``. ``backend``,
     ``precision``, ``device``, ``imgsz``, ``weights`` and ``trust`` (a checkpoint that needs full
     unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
     even where ``exports/<name>`` exists; ``device`` also takes a GPU index (``0`` is ``cuda:0``).
@@ -67,7 +68,8 @@ class Model:
         from pvt_deploy.runtimes.loader import DEFAULT_MODEL, load_backend
 
         if model is not None and (not isinstance(model, (str, os.PathLike)) or not os.fspath(model).strip()):
-            raise InputError(f"model must be an export folder, model file, zoo name or triton:// URL, got {model!r}")
+            raise InputError(f"model must be an export folder, model file, zoo name, checkpoint URL or triton:// URL, "
+                             f"got {model!r}")
         self.source = os.fspath(model) if model is not None else DEFAULT_MODEL
         self.imgsz = imgsz
         check_weights(weights, self.source, backend)
@@ -311,7 +313,12 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     if weights is None:
         return
     from pvt_deploy.manifest import is_export_folder
-    from pvt_deploy.runtimes.loader import DEFAULT_MODEL, canonical_backend, check_weights_path
+    from pvt_deploy.runtimes.loader import (
+        DEFAULT_MODEL,
+        canonical_backend,
+        check_weights_path,
+        is_checkpoint_url,
+    )
     from pvt_deploy.runtimes.triton import is_triton_url
 
     option, torch_backend = ("--weights", "--backend torch") if cli else ("weights=", "backend='torch'")
@@ -321,7 +328,7 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     path = Path(text).expanduser()
     if is_triton_url(text):
         raise InputError(f"{option} does not apply to a Triton model ({text}): the server holds its weights")
-    if path.is_file():
+    if path.is_file() or is_checkpoint_url(text):
         raise InputError(f"{option} does not apply to {text}: a model file runs with its own weights")
     if is_export_folder(path) and kind != "torch":
         raise InputError(f"{option} does not apply to the export {text}: it runs with the weights it was "

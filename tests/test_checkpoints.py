@@ -468,3 +468,84 @@ def test_a_weights_cache_it_cannot_use_is_named_as_such(
     with pytest.raises(InputError, match=f"cannot use the weights cache {cache}: No space left on device"):
         download.fetch(url)
     assert cached(tmp_path) == [] and s.hits == {"/v2/pvt_v2_b0.pth": 1}
+
+
+def test_a_checkpoint_url_as_the_model_runs_and_exports_as_its_file(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """README: ``--model`` takes a checkpoint file instead of a name. Its URL (where the official ones are)
+    was "no such checkpoint file or export folder" (export) or "no such file or folder" (infer, Model): it is
+    downloaded once into the cache and runs and exports as that file; the export's manifest names the URL.
+    An http(s) URL that names no checkpoint (a Triton server's HTTP port) is refused in one line."""
+    from cli_run import run as cli
+
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.utils.files import sha256_file
+
+    s, base = site
+    photo = str(sample_images()[0])
+    url = f"{base}/moved/pvt_v2_b0.pth"
+    file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", url, "--imgsz", "64", "-o",
+                       str(tmp_path / "out"))
+    assert code == 0, err
+    assert cached(tmp_path) == ["pvt_v2_b0.pth"] and file.read_bytes() == official_b0.read_bytes()
+    with Model(url, imgsz=64) as by_url, Model(official_b0, imgsz=64) as by_file:
+        assert by_url.name == "pvt_v2_b0-cls" and not by_url.random_weights
+        np.testing.assert_array_equal(by_url.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
+    with pytest.raises(InputError, match="weights= does not apply to .*: a model file runs with its own weights"):
+        Model(url, weights=official_b0)
+    code, _, err = cli(monkeypatch, capsys, "export", "--model", url, "--imgsz", "32", "--no-parity", "-o",
+                       str(tmp_path / "x"))
+    assert code == 0, err
+    weights = read_manifest(tmp_path / "x")["weights"]
+    assert weights["url"] == url and weights["source"] == str(file.resolve())
+    assert weights["sha256"] == sha256_file(official_b0) and not weights["random_init"]
+    assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # downloaded once, for all of these
+    for command in (["infer", photo], ["export"]):
+        code, _, err = cli(monkeypatch, capsys, *command, "--model", f"{base}/v2/models/pvt_small", "-o",
+                           str(tmp_path / "y"))
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert code == 2 and "Traceback" not in err, err
+        assert lines[-1].startswith("error: ") and "an http(s) URL as a model must name a checkpoint file" in err
+
+
+def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """PyTorch rebuilds an export from the checkpoint it was made from. Made from a URL, that is the download
+    cache's file; once the cache was cleaned, --backend torch failed ("weights ... are not on this machine").
+    It downloads the manifest's weights.url again, and refuses in one line (exit 2) what no longer has the
+    manifest's sha256 (the URL now serving other weights)."""
+    from cli_run import run as cli
+
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.export import export
+
+    s, base = site
+    photo = str(sample_images()[0])
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
+    file.unlink()
+    with Model(folder, backend="torch", imgsz=32) as again, Model(official_b0, imgsz=32) as by_file:
+        assert not again.random_weights
+        np.testing.assert_array_equal(again.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
+    assert s.hits == {"/v2/pvt_v2_b0.pth": 2} and file.read_bytes() == official_b0.read_bytes()
+    other = tmp_path / "other.pth"
+    torch.save(seeded_state_dict(create_model("pvt_v2_b0-cls"), seed=4), other)
+    s.payload = other.read_bytes()  # the URL serves other weights now
+    file.unlink()
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", str(folder), "--backend", "torch",
+                       "-o", str(tmp_path / "out"))
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith(f"error: {folder}: cannot rebuild the PyTorch model: {url} now serves a file "
+                                "with sha256 "), err
+    assert "the export was made from" in lines[-1]
+    with pytest.raises(CheckpointError, match="now holds weights with sha256"):  # and the next run, from the cache
+        Model(folder, backend="torch")

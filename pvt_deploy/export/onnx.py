@@ -237,13 +237,17 @@ def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> Non
 
 
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,
-          nms: str, seg_output: str) -> LoadedModel:
+          nms: str, seg_output: str, url: str | None = None) -> LoadedModel:
+    """``url``: the checkpoint URL ``model`` (the file) was downloaded from (``--model https://...``)."""
     from torch import nn
 
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
     from pvt_deploy.utils.download import is_url
 
-    url = weights if is_url(weights) else None  # recorded beside the file it was downloaded to
+    if isinstance(weights, (str, os.PathLike)) or isinstance(model, nn.Module):
+        url = None  # the weights are --weights', not the model file's
+    if is_url(weights):
+        url = weights  # recorded beside the file it was downloaded to
     if isinstance(weights, (str, os.PathLike)):
         from pvt_deploy.models.checkpoints import require_checkpoint_file
 
@@ -788,6 +792,12 @@ def export_onnx(
         _size_range(min_size, max_size)  # an empty range, before any slow work
     elif min_size is not None or max_size is not None:
         log.warning("--min-size/--max-size apply to dynamic graphs; ignored with --static")
+    model_url = None
+    if isinstance(model, str):
+        from pvt_deploy.runtimes.loader import is_checkpoint_url, local_model
+
+        model_url = model if is_checkpoint_url(model) else None
+        model = local_model(model)  # a checkpoint URL: its downloaded file, exported as that file given
     reuse = reuses_folder(model)
     if reuse:
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=[
@@ -828,7 +838,8 @@ def export_onnx(
         return folder
 
     with steps.phase("load"):
-        loaded = _load(model, task=task, weights=weights, trust=trust_checkpoint, nms=nms, seg_output=seg_output)
+        loaded = _load(model, task=task, weights=weights, trust=trust_checkpoint, nms=nms, seg_output=seg_output,
+                       url=model_url)
     if loaded.weights["random_init"]:
         log.warning("EXPORTING A RANDOMLY INITIALISED %s: outputs are meaningless; pass --weights FILE for a "
                     "usable model (manifest weights.random_init = true)", loaded.name)

@@ -11,6 +11,7 @@ chain of ``if format == ...``):
                                  from the graph's ``metadata_props["pvt_deploy"]``
 ``model.engine``                 TensorRT; manifest from its folder (required)
 ``weights.pth``                  PyTorch; architecture read from the checkpoint
+``https://.../weights.pth``      the same, on the file downloaded into the cache (:func:`local_model`)
 ``pvt_small``, ``pvt_v2_b0-seg``  ``exports/<name>/`` when it exists, else PyTorch (random weights
                                  unless ``weights=`` — said loudly)
 ``triton://host:8000/model``     Triton (:func:`pvt_deploy.runtimes.triton.load_triton`)
@@ -57,7 +58,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "ONNX_FILES", "Candidate", "backend_candidates", "canonical_backend",
-    "load_backend", "read_onnx_manifest", "recorded_seed", "resolve_model", "torch_manifest",
+    "is_checkpoint_url", "load_backend", "local_model", "read_onnx_manifest", "recorded_seed", "resolve_model",
+    "torch_manifest",
 ]
 
 _T = TypeVar("_T")
@@ -116,13 +118,52 @@ def _is_triton(text: str) -> bool:
     return is_triton_url(text)
 
 
+def _is_http_url(value: Any) -> bool:
+    """Whether ``value`` is an ``http(s)://`` URL (:func:`pvt_deploy.utils.download.is_url`, imported when asked:
+    urllib.request is not needed to run a local model)."""
+    from pvt_deploy.utils.download import is_url
+
+    return is_url(value)
+
+
+def is_checkpoint_url(text: Any) -> bool:
+    """Whether ``text`` (a ``--model``) is an ``http(s)://`` URL of a checkpoint file: its path (query and
+    fragment aside) ends in one of :data:`CHECKPOINT_SUFFIXES` (``https://.../pvt_v2_b0.pth``)."""
+    from urllib.parse import unquote, urlsplit
+
+    if not _is_http_url(text):
+        return False
+    try:
+        path = urlsplit(text).path
+    except ValueError:  # an unbalanced IPv6 bracket: the download says what is wrong with it
+        path = text.split("?")[0].split("#")[0]
+    return unquote(path).lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def local_model(text: str) -> str:
+    """The one place an ``http(s)://`` ``--model`` is resolved: a checkpoint URL (:func:`is_checkpoint_url`)
+    becomes its file in the download cache (fetched once, as ``--weights URL`` is), so it runs and exports
+    exactly as that file given as the model; another http(s) URL names no model pvt-deploy runs (a Triton
+    server's model is ``triton://``) and is refused in one line. Anything else is returned as given."""
+    if not _is_http_url(text):
+        return text
+    if not is_checkpoint_url(text):
+        raise ModelNotFoundError(
+            f"{text}: an http(s) URL as a model must name a checkpoint file ({', '.join(CHECKPOINT_SUFFIXES)})",
+            hint="a model served by Triton is triton://HOST:8000/NAME; an export folder or .onnx must be on this "
+                 "machine")
+    from pvt_deploy.models.checkpoints import require_checkpoint_file
+
+    return os.fspath(require_checkpoint_file(text))
+
+
 def resolve_model(name: str | os.PathLike[str] | None = None) -> str:
     """Map the ``--model`` argument to what is loaded: a zoo name with an export folder under
-    ``exports/<name>`` (what ``pvt-deploy export`` writes) becomes that folder; anything else is
-    returned as given. ``None`` means :data:`DEFAULT_MODEL`. A folder in the current directory that
-    is named like a zoo model but holds no export (:func:`~pvt_deploy.manifest.is_export_folder`)
-    does not take the name over."""
-    text = os.fspath(name) if name is not None else DEFAULT_MODEL
+    ``exports/<name>`` (what ``pvt-deploy export`` writes) becomes that folder, a checkpoint URL its
+    downloaded file (:func:`local_model`); anything else is returned as given. ``None`` means
+    :data:`DEFAULT_MODEL`. A folder in the current directory that is named like a zoo model but holds
+    no export (:func:`~pvt_deploy.manifest.is_export_folder`) does not take the name over."""
+    text = local_model(os.fspath(name)) if name is not None else DEFAULT_MODEL
     if _is_triton(text) or (Path(text).exists() and not shadows_zoo_name(text)):
         return text
     folder = Path(EXPORTS_DIR) / text
@@ -313,9 +354,10 @@ def recorded_seed(manifest: Mapping[str, Any]) -> int | None:
 
 
 def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | None, int | None, str]:
-    """How PyTorch rebuilds the export's weights: (checkpoint path, or None; seed of the random
-    initialisation, or None; why it cannot, or "" when it can). An export made from a zoo name without
-    weights is rebuilt from its recorded seed: ``create_model`` with that seed draws the same model."""
+    """How PyTorch rebuilds the export's weights: (checkpoint path, or the URL it was downloaded from when
+    the file has left the download cache, or None; seed of the random initialisation, or None; why it
+    cannot, or "" when it can). An export made from a zoo name without weights is rebuilt from its
+    recorded seed: ``create_model`` with that seed draws the same model."""
     weights = manifest.get("weights") or {}
     seed = recorded_seed(manifest)
     source = weights.get("source")
@@ -324,6 +366,9 @@ def _torch_weights(folder: Path, manifest: Mapping[str, Any]) -> tuple[str | Non
         for path in candidates:
             if path.is_file():
                 return str(path), seed, ""
+        url = weights.get("url")
+        if _is_http_url(url):  # the download cache was cleaned: downloaded again when PyTorch runs it
+            return url, seed, ""
         return None, seed, f"the export's weights {source} are not on this machine"
     if weights.get("random_init", True):
         if seed is not None:
@@ -460,7 +505,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     imgsz = size_pair(imgsz)  # "128" is a size, also where a zoo model's manifest is made from it
     if weights is not None or (kind == "torch" and path_or_name is not None):
         # a zoo name given weights is that model with those weights, not its export under exports/
-        text = os.fspath(path_or_name) if path_or_name is not None else DEFAULT_MODEL
+        text = local_model(os.fspath(path_or_name)) if path_or_name is not None else DEFAULT_MODEL
     else:
         text = resolve_model(path_or_name)
     if _is_triton(text):
@@ -488,7 +533,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                               random_weights_ok=random_weights_ok, trust=trust, options=options)
     elif path.is_file():
         result = _load_file(path, kind, prec, device, task=task, verify=verify, trust=trust, options=options,
-                            imgsz=imgsz)
+                            imgsz=imgsz, given=os.fspath(path_or_name) if path_or_name is not None else None)
     else:
         require_model(text)  # a missing path, or a name not in the zoo, says so whatever the backend
         if kind not in (None, "torch"):
@@ -618,8 +663,10 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
 
 
 def _load_file(path: Path, kind: str | None, precision: str | None, device: str | None, *, task: str | None,
-               verify: bool, trust: bool, options: Mapping[str, Any],
-               imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
+               verify: bool, trust: bool, options: Mapping[str, Any], imgsz: tuple[int, int] | None = None,
+               given: str | None = None) -> tuple[Backend, dict[str, Any]]:
+    """``given``: the ``--model`` as the user gave it (a checkpoint URL ``path`` was downloaded from is
+    what the export commands in the hints name, so that the export records the URL)."""
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if kind not in (None, "onnx"):
@@ -640,12 +687,13 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                              f"the export's {MANIFEST_NAME} beside it")
         return _trt_backend(path, manifest, device, options)
     if suffix in CHECKPOINT_SUFFIXES:
+        shown = given if given is not None and is_checkpoint_url(given) else str(path)
         if kind not in (None, "torch"):
             raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with {option('backend')} {kind}",
-                             hint=f"pvt-deploy export --model {shell_quote(str(path))}")
+                             hint=f"pvt-deploy export --model {shell_quote(shown)}")
         from pvt_deploy.models import RANDOM_INIT_SEED, create_model
 
-        _refuse_torch_int8(precision, path.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(str(path))} --int8")
+        _refuse_torch_int8(precision, path.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(shown)} --int8")
         model = create_model(str(path), task=task, trust=trust, seed=RANDOM_INIT_SEED)
         name = str(getattr(model, "zoo_name", path.stem))
         backbone = name.split("-")[0]
@@ -792,6 +840,8 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
         if why and not random_weights_ok:
             raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
                              hint=f"pass {option('weights')} CHECKPOINT (the file the export was made from)")
+        if source is not None:
+            source = _export_checkpoint(folder, manifest, source)
     model_name = str(manifest.get("model") or manifest.get("backbone"))
     task = manifest.get("task")
     classes = manifest.get("classes") or []
@@ -818,6 +868,31 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     return _torch_backend(model, model_name=model_name, backbone=str(manifest.get("backbone", model_name)),
                           weights=source, precision=precision, device=device, imgsz=None, options=options,
                           deploy_kwargs=deploy_kwargs, manifest=torch_manifest_)
+
+
+def _export_checkpoint(folder: Path, manifest: Mapping[str, Any], source: str) -> str:
+    """The local file of the checkpoint an export was made from (``source``, from :func:`_torch_weights`),
+    once its sha256 is the manifest's ``weights.sha256``. A URL (its ``weights.url``: the cached file it
+    was made from left the download cache) is downloaded again; what it serves now, or a file changed
+    since the export, is refused rather than run as the export's model."""
+    from pvt_deploy.errors import CheckpointError
+    from pvt_deploy.models.checkpoints import require_checkpoint_file
+    from pvt_deploy.utils.files import sha256_file
+
+    weights = manifest.get("weights") or {}
+    url = source if _is_http_url(source) else None
+    if url is not None:
+        log.info("%s: its weights %s are no longer in the download cache; downloading them again from %s",
+                 folder, weights.get("source"), url)
+        source = os.fspath(require_checkpoint_file(url))
+    recorded = weights.get("sha256")
+    digest = sha256_file(source) if isinstance(recorded, str) and recorded else None
+    if digest is not None and digest != recorded:
+        what = f"{url} now serves a file" if url is not None else f"{source} now holds weights"
+        raise CheckpointError(f"{folder}: cannot rebuild the PyTorch model: {what} with sha256 {digest[:12]}..., "
+                              f"not the {str(recorded)[:12]}... the export was made from",
+                              hint=f"pass {option('weights')} CHECKPOINT (the file the export was made from)")
+    return source
 
 
 # --------------------------------------------------------------------------------------------------
