@@ -525,6 +525,7 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     from pvt_deploy import Model
     from pvt_deploy.assets import sample_images
     from pvt_deploy.export import export
+    from pvt_deploy.runtimes.loader import backend_candidates
 
     s, base = site
     photo = str(sample_images()[0])
@@ -532,6 +533,9 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
     file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
     file.unlink()
+    torch_row = backend_candidates(folder)[0]  # info, check and bench: PyTorch can run it
+    assert torch_row.available and torch_row.file == url and "downloaded again" in torch_row.reason
+    assert s.hits == {"/v2/pvt_v2_b0.pth": 1}  # saying so downloads nothing
     with Model(folder, backend="torch", imgsz=32) as again, Model(official_b0, imgsz=32) as by_file:
         assert not again.random_weights
         np.testing.assert_array_equal(again.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)

@@ -409,6 +409,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         except BackendUnavailableError as e:
             why, torch_code = str(e), e.exit_code
     note = f"random weights, rebuilt from their seed {seed}" if weights is None and not why else ""
+    if _is_http_url(weights):
+        note = "its checkpoint left the download cache: downloaded again from this URL when run"
     out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note,
                          (torch_code or InputError.exit_code) if why else None))
     for precision, name in ONNX_FILES.items():
@@ -840,7 +842,9 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
         if why and not random_weights_ok:
             raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
                              hint=f"pass {option('weights')} CHECKPOINT (the file the export was made from)")
-        if source is not None:
+        if random_weights_ok:  # a benchmark: timing does not depend on the weights, not worth a download
+            source = None if _is_http_url(source) else source
+        elif source is not None:
             source = _export_checkpoint(folder, manifest, source)
     model_name = str(manifest.get("model") or manifest.get("backbone"))
     task = manifest.get("task")
