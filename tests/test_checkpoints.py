@@ -553,3 +553,42 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     assert "the export was made from" in lines[-1]
     with pytest.raises(CheckpointError, match="now holds weights with sha256"):  # and the next run, from the cache
         Model(folder, backend="torch")
+
+
+@pytest.mark.parametrize("wrap", [lambda sd: sd, to_timm_names], ids=["official-v2", "timm"])
+def test_a_safetensors_checkpoint_loads_as_its_torch_save_twin(
+        wrap: Any, seeded: dict[str, torch.nn.Module], tmp_path: Path) -> None:
+    """timm's PVT v2 weights on the Hugging Face hub are model.safetensors files; torch.load took them for a
+    damaged checkpoint ("neither a PyTorch zip archive nor a pickle"). They load by their first bytes, as the
+    torch.save file of the same tensors would, given as --weights or as the model; a cut file is one line."""
+    from safetensors.torch import save_file
+
+    src = seeded["pvt_v2_b0-classify"]
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in wrap(src.state_dict()).items()}, str(path))
+    loaded = create_model("pvt_v2_b0", task="classify", weights=path)
+    assert loaded.random_init is False
+    assert_same(run(loaded), run(src))
+    named = create_model(str(path))  # the architecture read from its tensors
+    assert named.zoo_name == "pvt_v2_b0-cls" and named.zoo_task == "classify"
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"cut.safetensors: corrupt or truncated safetensors checkpoint \("):
+        create_model("pvt_v2_b0", task="classify", weights=cut)
+
+
+def test_a_safetensors_url_downloads_and_loads(seeded: dict[str, torch.nn.Module], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download is checked to be a checkpoint by its first bytes: a safetensors file was refused as "not a
+    PyTorch checkpoint"."""
+    from safetensors.torch import save_file
+    from test_io_sinks import served
+
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    src = seeded["pvt_v2_b0-classify"]
+    (tmp_path / "hub").mkdir()
+    save_file(src.state_dict(), str(tmp_path / "hub" / "model.safetensors"))
+    with served(tmp_path / "hub") as base:
+        loaded = create_model("pvt_v2_b0", task="classify", weights=f"{base}/model.safetensors")
+    assert_same(run(loaded), run(src))
+    assert cached(tmp_path) == ["model.safetensors"]

@@ -10,6 +10,9 @@ One mapping function (:func:`to_official_names`) turns any supported naming into
 * mmdet RetinaNet / mmseg Semantic FPN files (``{"state_dict": ..., "meta": ...}``);
 * timm-named PVT v2 checkpoints (``patch_embed.``, ``stages.{s}.downsample/blocks/norm``, ``mlp.dwconv``).
 
+Any of them as a ``torch.save`` file (a zip archive, or a bare pickle for very old ones) or a
+``.safetensors`` file (timm's format on the Hugging Face hub), told apart by their first bytes.
+
 Anything else fails with a :class:`CheckpointError` listing missing, unexpected and mis-shaped keys.
 A checkpoint may be an ``http(s)://`` URL: :func:`resolve_weights` downloads it once into the per-user cache
 (:mod:`pvt_deploy.utils.download`) and it is read as that file. Files are read with ``weights_only=True``; a file that needs arbitrary unpickling is refused unless
@@ -98,6 +101,27 @@ def _refuse_other_kind(p: Path) -> None:
                               "checkpoint")
 
 
+def is_safetensors(head: bytes) -> bool:
+    """Whether a file's first bytes (at least 9) open a safetensors file: the header's length as a little-endian
+    64-bit number, then the header, a JSON object."""
+    return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= _SAFETENSORS_HEADER_MAX
+
+
+_SAFETENSORS_HEADER_MAX = 100_000_000  # the format's own limit on the JSON header
+
+
+def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:  # a dependency: an environment that lost it
+        raise CheckpointError(f"{p} is a safetensors file, and the safetensors package is not installed",
+                              hint="pip install safetensors") from e
+    try:
+        return load_file(p, device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError
+        raise CheckpointError(f"{p}: corrupt or truncated safetensors checkpoint ({_one_line(e)})") from e
+
+
 def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file (or an ``http(s)://`` URL's, downloaded once: :func:`resolve_weights`) and
     return its (unwrapped) state dict."""
@@ -105,7 +129,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
     with open(p, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if is_safetensors(head):  # tensors only, no pickle: nothing for weights_only to guard
+        return unwrap_state_dict(_read_safetensors(p), str(p))
     # torch.save writes a zip archive; very old files are a bare pickle (protocol 2+ starts with 0x80).
     if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):
         _refuse_other_kind(p)
