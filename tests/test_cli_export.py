@@ -787,20 +787,22 @@ def _gop_clip(path: Path, *, frames: int = 200, gop: int = 25, fmt: str | None =
     return path
 
 
-@pytest.mark.parametrize("name, fmt", [("gop.mp4", None), ("gop.mkv", None), ("gop.h264", "h264")])
-def test_a_videos_calibration_frames_are_found_by_seeking_to_them(name: str, fmt: str | None, tmp_path: Path,
+@pytest.mark.parametrize("name, fmt, gop", [("gop.mp4", None, 25), ("gop.mkv", None, 25), ("gop.h264", "h264", 25),
+                                           ("onegop.mkv", None, 250)])
+def test_a_videos_calibration_frames_are_found_by_seeking_to_them(name: str, fmt: str | None, gop: int, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """`export --calib clip.mp4` decoded the whole clip to pick its frames (80 s of a 20-minute 720p recording
     before the export began). Where the file can seek (mp4, mkv) each frame is now found from the keyframe
     before it: the same frames, bit for bit, that reading the clip whole gives them, and their numbers, for
-    far fewer frames decoded; a raw .h264 (no index, numbered by its decode order) is still read whole."""
+    far fewer frames decoded. A raw .h264 (no index, numbered by its decode order) is still read whole, and
+    so is a clip whose keyframes lie so far apart that seeking would decode as many frames."""
     import numpy as np
 
     from pvt_deploy.export.calibration import usable_images
     from pvt_deploy.io import sources
 
-    clip = _gop_clip(tmp_path / name, fmt=fmt)
+    clip = _gop_clip(tmp_path / name, fmt=fmt, gop=gop)
     with sources.open_source(clip) as whole:
         reference = {f.index: f.image for f in whole}
     assert len(reference) == 200
@@ -816,15 +818,17 @@ def test_a_videos_calibration_frames_are_found_by_seeking_to_them(name: str, fmt
     with caplog.at_level(logging.DEBUG, logger="pvt_deploy"):
         frames = usable_images(clip, 5, what="calibration")
     numbers = [getattr(f, "index", None) for f in frames]
+    sought = fmt is None and gop < 200
     if fmt is None:
         assert numbers == [0, 40, 80, 120, 160], numbers  # 4 of them mid-GOP, after B-frames
     for f in frames:
         n = getattr(f, "index")  # noqa: B009
         assert np.array_equal(getattr(f, "image"), reference[n]), f.name  # noqa: B009
         assert abs(float(np.median(reference[n])) - 37 * n % 256) <= 3, f.name
-    sought = f"{clip}: 5 frame(s) found by seeking: 0, 40, 80, 120, 160" in caplog.text
-    assert sought == (fmt is None) and ("decoding the whole clip" in caplog.text) == (fmt is not None), caplog.text
-    assert grabs < 100 if fmt is None else grabs >= 200, grabs  # a GOP a frame and the last one, not 200
+    assert (f"{clip}: 5 frame(s) found by seeking: 0, 40, 80, 120, 160" in caplog.text) == sought, caplog.text
+    assert ("decoding the whole clip" in caplog.text) != sought, caplog.text
+    assert ("seeking would decode about" in caplog.text) == (gop > 200), caplog.text
+    assert grabs < 100 if sought else grabs >= 200, grabs  # up to a GOP a frame and the last GOP, not 200
 
 
 def test_cli_export_calibrates_and_compares_on_a_videos_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

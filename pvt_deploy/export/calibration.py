@@ -281,9 +281,10 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     webm: an estimate) gives, about ``frames / count``, thinned (:func:`_thinned`) and then :func:`spread`
     to ``count`` — on a 40-frame clip and ``count`` 4, frames 0, 10, 20 and 30. Where the file allows it
     (:meth:`~pvt_deploy.io.sources.VideoSource.seek_frames`: frames numbered by their times, an index to
-    seek by, every seek landing on a keyframe before its frame) each is found by seeking to the keyframe
-    before it and decoding forward to it, which costs a GOP a frame rather than the whole clip; else one
-    pass decodes the clip, converting only the frames on the stride to RGB. Both give the same frames,
+    seek by, every seek landing on a keyframe before its frame, and fewer frames to decode than the whole
+    clip's) each is found by seeking to the keyframe before it and decoding forward to it, which costs at
+    most a GOP a frame rather than the whole clip; else one pass decodes the clip, converting only the
+    frames on the stride to RGB. Both give the same frames,
     numbered as ``infer`` numbers them; a debug log says which way was taken. Where the clip declares
     neither a count nor a length (a raw ``.h264``), every frame is decoded and the kept ones thinned as
     they come. A clip that ends early (truncated, damaged) gives the frames that decode, with ``infer``'s

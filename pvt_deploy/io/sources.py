@@ -21,6 +21,7 @@ Decoding choices and why:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import glob as globlib
 import heapq
@@ -668,6 +669,17 @@ class PyAVReader:
         self._decoded = self._decode()
         return True
 
+    def keyframe_times(self) -> list[float]:
+        """The times (seconds from the first frame, as :meth:`timestamp` counts) of the keyframes the file's
+        index lists, sorted; empty where it lists none. An mp4's sample table lists them from the start (by
+        decode time: a frame or two early where frames are reordered), an mkv's cues once a seek read them."""
+        stream = self._stream
+        entries = getattr(stream, "index_entries", None) or []  # absent from older PyAV
+        tb = stream.time_base
+        if not tb:
+            return []
+        return sorted({float(e.timestamp * tb) - self._start for e in entries if e.is_keyframe})
+
     @property
     def at_keyframe(self) -> bool:
         """Whether the grabbed frame is a keyframe (decodes without the frames before it)."""
@@ -867,18 +879,21 @@ class VideoSource(Source):
             reader.close()
             self._active = None
 
-    def seek_frames(self, pick: Callable[[range], Sequence[int]]) -> list[Frame] | None:
+    def seek_frames(self, pick: Callable[[range], Sequence[int]], *, always: bool = False) -> list[Frame] | None:
         """The frames numbered ``pick(numbers)``, ``numbers`` those of the clip's decodable frames (from its
         first keyframe to its last frame, found by seeking near the end), without decoding the whole clip:
-        each is found by seeking to the keyframe at or before it and decoding forward to it, so that it is
-        the picture, and has the number, that reading the clip (:meth:`__iter__`) gives it. None where seeking
+        each is found by seeking to the keyframe at or before it and decoding forward to it (or decoding on
+        from the frame found before, where no keyframe lies between them), so that it is the picture, and
+        has the number, that reading the clip (:meth:`__iter__`) gives it. None where seeking
         cannot promise that, the reason in a debug log: frames not numbered by their times (a raw .h264, AVI,
         a variable rate), a file that cannot seek, a seek that lands past its frame or off a keyframe, a
         frame missing, damaged packets, an end short of the length declared (those the whole read warns
-        of). Reads with a reader of its own: the source is left as it was, to be read whole instead."""
+        of); also where the keyframes its index lists say that seeking would decode as many frames as
+        reading it whole (keyframes far apart, frames close together), unless ``always``. Reads with a
+        reader of its own: the source is left as it was, to be read whole instead."""
         reader = self._open()
         try:
-            chosen = self._seek_frames(reader, pick)
+            chosen = self._seek_frames(reader, pick, always=always)
         finally:
             reader.close()
         if isinstance(chosen, str):
@@ -888,18 +903,27 @@ class VideoSource(Source):
                   ", ".join(str(f.index) for f in chosen))
         return chosen
 
-    def _seek_frames(self, reader: PyAVReader, pick: Callable[[range], Sequence[int]]) -> list[Frame] | str:
-        """:meth:`seek_frames`' frames, or why seeking is not reliable on this file."""
+    def _seek_frames(self, reader: PyAVReader, pick: Callable[[range], Sequence[int]], *,
+                     always: bool) -> list[Frame] | str:
+        """:meth:`seek_frames`' frames, or why seeking is not reliable (or would not pay) on this file."""
         if not reader.numbered_by_time or not reader.fps:
             return "its frames are numbered in decode order, not by their times"
         duration = reader.duration
         if duration is None:
             return "it declares no length"
         step = 1.0 / reader.fps
+        if not reader.seek(duration):  # also reads an mkv's cues, which list its keyframes
+            return f"it cannot seek to {duration:.2f} s"
+        keys = sorted({max(0, round(t / step)) for t in reader.keyframe_times()})  # their frame numbers
+        total = reader.frames
+        if keys and total and not always:
+            cost = _seek_cost(keys, pick(range(self._lead, total)), total - 1)
+            if cost >= total:
+                return (f"seeking would decode about {cost} of its {total} frames ({len(keys)} keyframe(s) listed)")
         numbers = _FileNumbering(reader, 0)
         position: int | None = None  # the number of the frame decoded last (None: none, or the end was reached)
-        # The most frames a seek has decoded before its frame (about a GOP): a frame less than half that far
-        # ahead of the frame decoded last is decoded to from there, which costs no more than a seek would
+        # Where the index lists no keyframes, the most frames a seek has decoded before its frame (about a
+        # GOP): a frame less than half that far ahead of the frame decoded last is decoded to from there
         reach = 2
 
         def decode_to(target: int | None) -> tuple[int, float] | str:
@@ -907,7 +931,12 @@ class VideoSource(Source):
             from the keyframe before it (or from the frame decoded last, where that is nearer); or why they
             cannot be trusted."""
             nonlocal numbers, position, reach
-            sought = target is None or position is None or not position < target <= position + reach // 2
+            if target is None or position is None or not position < target:
+                sought = True
+            elif keys:  # a seek would land on the keyframe before the target: not past the frame decoded last
+                sought = _key_before(keys, target) > position
+            else:
+                sought = target > position + reach // 2
             seconds = 0.0
             if sought:
                 seconds = duration if target is None else (target + 0.25) * step
@@ -963,6 +992,24 @@ class VideoSource(Source):
                 reader.close()
         self._reader = None
         super().close()
+
+
+def _key_before(keys: Sequence[int], number: int) -> int:
+    """The last of the keyframe numbers ``keys`` (sorted) at or before frame ``number``; 0 before them all."""
+    i = bisect.bisect_right(keys, number)
+    return keys[i - 1] if i else 0
+
+
+def _seek_cost(keys: Sequence[int], targets: Sequence[int], last: int) -> int:
+    """About how many frames :meth:`VideoSource.seek_frames` decodes for frames ``targets`` of a clip whose
+    keyframes are ``keys`` and whose last frame is ``last``: from the last keyframe to the end, then to each
+    frame from the keyframe before it, or from the frame before where no keyframe lies between them."""
+    cost, position = last - _key_before(keys, last) + 1, None
+    for target in sorted(set(targets)):
+        key = _key_before(keys, target)
+        start = position + 1 if position is not None and key <= position < target else key
+        cost, position = cost + target - start + 1, target
+    return cost
 
 
 def _lead_frames(spec: str, first: float | None, fps: float | None) -> int:
