@@ -16,9 +16,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pvt_deploy.errors import InputError
 
 
 def device_text(device: object) -> str | None:
@@ -35,6 +38,17 @@ def device_text(device: object) -> str | None:
     from pvt_deploy.errors import InputError
 
     raise InputError(f"device must be 'cpu', 'cuda', 'cuda:N' or a GPU index N, got {device!r}")
+
+
+def no_such_gpu(device: object, index: int, count: int) -> InputError:
+    """The one-line :class:`~pvt_deploy.errors.InputError` for ``device`` asking for CUDA device ``index``
+    where ``count`` are visible: the PyTorch, TensorRT and ONNX Runtime backends refuse it alike (CUDA's own
+    failure, 'invalid device ordinal', is a traceback blamed on the model)."""
+    from pvt_deploy.errors import InputError
+
+    return InputError(f"device {device!r}: there is no CUDA device {index} here ({count} visible, "
+                      f"{'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'})",
+                      hint="nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0")
 
 
 def thread_count(threads: object, what: str = "threads") -> int | None:

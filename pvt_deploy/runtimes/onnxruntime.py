@@ -79,6 +79,7 @@ from pvt_deploy.runtimes.base import (
     device_text,
     feed_array,
     flag,
+    no_such_gpu,
     one_line,
     thread_count,
 )
@@ -253,9 +254,7 @@ def _check_device_index(device: str | None, index: int) -> None:
 
     count = cuda_device_count()
     if count and index >= count:
-        raise InputError(f"device {device!r}: there is no CUDA device {index} here ({count} visible, "
-                         f"{'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'})",
-                         hint="nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0")
+        raise no_such_gpu(device, index, count)
 
 
 def _trt_profile(manifest: Mapping[str, Any] | None, name: str) -> dict[str, dict[str, list[int]]] | None:

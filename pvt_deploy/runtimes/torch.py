@@ -45,6 +45,7 @@ from pvt_deploy.runtimes.base import (
     TensorSpec,
     device_text,
     feed_array,
+    no_such_gpu,
     one_line,
     thread_count,
 )
@@ -149,9 +150,7 @@ def _resolve_device(device: str | int | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"unsupported torch device {device!r} (use cpu, cuda or cuda:N)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= (count := torch_mod.cuda.device_count()):
-        raise InputError(f"device {device!r}: there is no CUDA device {dev.index} here ({count} visible, "
-                         f"{'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'})",
-                         hint="nvidia-smi lists the GPUs; CUDA_VISIBLE_DEVICES renumbers them from 0")
+        raise no_such_gpu(device, dev.index, count)
     return dev
 
 
