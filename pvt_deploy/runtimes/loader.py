@@ -119,8 +119,7 @@ def _is_triton(text: str) -> bool:
 
 
 def _is_http_url(value: Any) -> bool:
-    """Whether ``value`` is an ``http(s)://`` URL (:func:`pvt_deploy.utils.download.is_url`, imported when asked:
-    urllib.request is not needed to run a local model)."""
+    """Whether ``value`` is an ``http(s)://`` URL (:func:`pvt_deploy.utils.download.is_url`)."""
     from pvt_deploy.utils.download import is_url
 
     return is_url(value)
