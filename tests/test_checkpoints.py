@@ -312,9 +312,9 @@ def site(official_b0: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 def cached(tmp_path: Path) -> list[str]:
-    """Every file in the weights cache (temporary ones included)."""
+    """Every file in the weights cache (temporary ones included), less the records of the URLs they came from."""
     folder = tmp_path / "cache" / "weights"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".url")) if folder.is_dir() else []
 
 
 def test_weights_url_is_downloaded_once_and_loads_as_the_file(
@@ -592,3 +592,30 @@ def test_a_safetensors_url_downloads_and_loads(seeded: dict[str, torch.nn.Module
         loaded = create_model("pvt_v2_b0", task="classify", weights=f"{base}/model.safetensors")
     assert_same(run(loaded), run(src))
     assert cached(tmp_path) == ["model.safetensors"]
+
+
+def test_urls_that_share_a_file_name_are_cached_apart(site: tuple[Site, str], official_b0: Path,
+                                                     tmp_path: Path) -> None:
+    """The cache went by file name alone, and hubs give every model the same one (timm's on the Hugging Face
+    hub are all .../resolve/main/model.safetensors): the second model's URL loaded the first one's cached
+    weights, unsaid. The cache records the URL each name was downloaded from; another URL of that name is
+    kept under its own (the URL's hash before the name), and each URL keeps loading its own file."""
+    s, base = site
+    first, second = f"{base}/v2/timm/pvt_v2_b0.a/model.pth", f"{base}/v2/timm/pvt_v2_b0.b/model.pth"
+    other = seeded_state_dict(create_model("pvt_v2_b0-cls"), seed=4)
+    weights = torch.load(official_b0, weights_only=True)
+    key = "head.weight"
+    assert torch.equal(create_model(first).state_dict()[key], weights[key])
+    s.payload = _saved(other, tmp_path / "other.pth")  # the second URL serves other weights
+    assert torch.equal(create_model(second).state_dict()[key], other[key])
+    s.payload = b"not served again"
+    assert torch.equal(create_model(first).state_dict()[key], weights[key])  # both from the cache now
+    with_login = second.replace("http://", "http://user:pw@")  # a login in the URL does not make another file
+    assert torch.equal(create_model(with_login).state_dict()[key], other[key])
+    assert s.hits == {"/v2/timm/pvt_v2_b0.a/model.pth": 1, "/v2/timm/pvt_v2_b0.b/model.pth": 1}
+    assert len(cached(tmp_path)) == 2 and "model.pth" in cached(tmp_path)
+
+
+def _saved(state: dict[str, torch.Tensor], path: Path) -> bytes:
+    torch.save(state, path)
+    return path.read_bytes()

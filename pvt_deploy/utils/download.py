@@ -4,7 +4,9 @@ cache, then read as the local file they became.
 The official PVT checkpoints are published as URLs (GitHub release assets, which redirect to
 objects.githubusercontent.com). :func:`fetch` keeps each under ``$PVT_DEPLOY_CACHE/weights/<file name>``
 (default ``~/.cache/pvt-deploy``, the ONNX Runtime graph cache's root), so a second run reads the file
-without the network, as torch hub and Ultralytics do. A download is streamed to a temporary file beside
+without the network, as torch hub and Ultralytics do. Beside it ``.<file name>.url`` records the URL it
+came from: hubs give every model one name (timm's on the Hugging Face hub are all ``model.safetensors``),
+so another URL of a name already taken is kept as ``<sha256 of the URL, 12 digits>.<file name>``. A download is streamed to a temporary file beside
 its target and renamed only once it is whole: a short body (fewer bytes than ``Content-Length``), a
 dropped connection, 30 s without data, a web page where a checkpoint was expected, a hash that does not
 match or a Ctrl-C leaves nothing a later run would load.
@@ -84,6 +86,19 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(fragment="")), name, expected
 
 
+def _origin(request_url: str) -> str:
+    """The URL a cached file is recorded as coming from: without its fragment and login (a password is not
+    written to the cache, and another login to the same URL is the same file)."""
+    parts = urllib.parse.urlsplit(request_url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], fragment=""))
+
+
+def _record(target: Path) -> Path:
+    """Where the URL that ``target`` was downloaded from is recorded: ``.<name>.url`` beside it. A file cached
+    before records were kept has none and is taken for any URL of its name, as it was."""
+    return target.with_name(f".{target.name}.url")
+
+
 def _sha256(path: Path) -> str:
     from pvt_deploy.utils.files import sha256_file
 
@@ -99,6 +114,11 @@ def fetch(url: str) -> Path:
     target = folder / name
     try:  # a cache folder that cannot be read or written (a HOME this user cannot enter, a full disk) is
         # said as such, not as the export's or the run's output folder failing
+        origin, record = _origin(request_url), _record(target)
+        kept = record.read_text(encoding="utf-8").strip() if record.is_file() else origin
+        if kept != origin:  # the name holds another URL's download (hubs give every model one name)
+            target = folder / f"{hashlib.sha256(origin.encode()).hexdigest()[:12]}.{name}"
+            record = _record(target)
         if target.is_file():
             if expected is None or _sha256(target).startswith(expected):
                 log.debug("%s: using the cached %s", url, target)
@@ -110,6 +130,9 @@ def fetch(url: str) -> Path:
         remove_abandoned_temps(folder)  # what a killed download left
         log.info("downloading %s to %s", url, target)
         _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
+        from pvt_deploy.utils.files import atomic_write_text
+
+        atomic_write_text(record, origin + "\n")
     except OSError as e:
         raise InputError(f"cannot use the weights cache {folder}: {e.strerror or e}",
                          hint="set PVT_DEPLOY_CACHE to a folder this user can write, with room") from None
