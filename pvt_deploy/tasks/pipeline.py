@@ -932,6 +932,9 @@ class ResultWriter:
         self.close(exc)
 
 
+_PLACEHOLDER = '{"image_id":0,'  # how a spooled row made with the id 0 begins (CocoJsonWriter.add)
+
+
 def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
                          image_ids: Callable[[], Callable[[int, int | None], int | str]] | None = None) -> Any:
     """A :class:`~pvt_deploy.io.sinks.CocoJsonWriter` that keeps its rows in a temporary file.
@@ -956,11 +959,13 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
             self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - open until close()
             self._rows = 0
 
-        def add(self, *args: Any, **kwargs: Any) -> None:
-            super().add(*args, **kwargs)
-            for row in self.results:  # the image id, a tab, the rest of the row
-                rest = json_dumps({k: v for k, v in row.items() if k != "image_id"}, separators=(",", ":"))
-                self._spool.write(f"{json_dumps(row['image_id'], separators=(',', ':'))}\t{rest}\n")
+        def add(self, image_id: Any, *args: Any, **kwargs: Any) -> None:
+            # a spool line: the image id, a tab, the rest of the row. The rows are made with the id 0 and each
+            # written as one JSON text less its first field (a row per detection: no second dump per row)
+            super().add(0, *args, **kwargs)
+            given = json_dumps(image_id, separators=(",", ":"))
+            for row in self.results:
+                self._spool.write(f"{given}\t{json_dumps(row, separators=(',', ':'))[len(_PLACEHOLDER):]}\n")
             self._rows += len(self.results)
             self.results.clear()
 
@@ -979,13 +984,15 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
                 try:
                     self._spool.seek(0)
                     final = image_ids() if image_ids is not None else None
+                    spooled, shown = "", ""  # the rows of an image share its id: mapped once for them all
                     with atomic_open(self.path, "w") as f:
                         f.write("[\n" if self._rows else "[]\n")
                         for i, line in enumerate(self._spool):
                             given, _, rest = line.rstrip("\n").partition("\t")
-                            if final is not None:
-                                given = json_dumps(final(*json.loads(given)))
-                            f.write(("" if i == 0 else ",\n") + '{"image_id":' + given + "," + rest[1:])
+                            if given != spooled:
+                                spooled = given
+                                shown = given if final is None else json_dumps(final(*json.loads(given)))
+                            f.write(("" if i == 0 else ",\n") + '{"image_id":' + shown + "," + rest)
                         if self._rows:
                             f.write("\n]\n")
                 finally:
