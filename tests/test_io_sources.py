@@ -773,17 +773,22 @@ def test_a_video_cut_at_a_keyframe_loses_no_frame(tmp_path: Path, caplog: pytest
     assert [f.index for f in frames] == list(range(20)) and caplog.text == ""
 
 
-def _damaged_mkv(path: Path) -> Path:
-    """:func:`make_clip`'s mjpeg mkv, frames 20, 21 and 35 zeroed in place (their packets do not decode)."""
-    clip = make_clip(path.with_name("whole.mkv"), "mjpeg")
+def zero_frames(clip: Path, path: Path, frames: tuple[int, ...] = (20, 21, 35)) -> Path:
+    """``path``: the MJPEG ``clip`` (every frame its own packet) with the pictures of ``frames`` zeroed in
+    place, the container around them intact: their packets do not decode."""
     with av.open(str(clip)) as container:
         payloads = [bytes(p) for p in container.demux(video=0) if p.size]
     data = bytearray(clip.read_bytes())
-    for k in (20, 21, 35):
+    for k in frames:
         pos = data.find(payloads[k])
         data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
     path.write_bytes(bytes(data))
     return path
+
+
+def _damaged_mkv(path: Path) -> Path:
+    """:func:`make_clip`'s mjpeg mkv, frames 20, 21 and 35 zeroed in place (their packets do not decode)."""
+    return zero_frames(make_clip(path.with_name("whole.mkv"), "mjpeg"), path)
 
 
 def _cut_mp4(path: Path) -> Path:

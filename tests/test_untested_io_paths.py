@@ -18,7 +18,16 @@ import av
 import cv2
 import numpy as np
 import pytest
-from test_io_sources import FPS, STEP, _MjpegHandler, _QuietHandler, grey_level, make_clip, make_video
+from test_io_sources import (
+    FPS,
+    STEP,
+    _MjpegHandler,
+    _QuietHandler,
+    grey_level,
+    make_clip,
+    make_video,
+    zero_frames,
+)
 from test_pipeline import FakeBackend, ListSource, _model
 from test_runtime_artifacts import decode_video
 
@@ -44,15 +53,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def damage_clip(root: Path) -> Path:
     """``root/damaged.mp4``: 50 MJPEG frames (every frame its own packet) whose pictures 20, 21 and 35 are
     zeroed, the container around them intact."""
-    path = make_clip(root / "clip.mp4", "mjpeg")
-    with av.open(str(path)) as container:
-        payloads = [bytes(p) for p in container.demux(video=0) if p.size]
-    data = bytearray(path.read_bytes())
-    for k in (20, 21, 35):
-        pos = data.find(payloads[k])
-        data[pos : pos + len(payloads[k])] = bytes(len(payloads[k]))
-    (root / "damaged.mp4").write_bytes(bytes(data))
-    return root / "damaged.mp4"
+    return zero_frames(make_clip(root / "clip.mp4", "mjpeg"), root / "damaged.mp4")
 
 
 def test_a_damaged_video_over_http_is_numbered_as_the_file_on_disk(http_root: tuple[str, Path]) -> None:
