@@ -412,6 +412,11 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
     helps = {name: next(p.help for p in command.params if p.name == "model")
              for name, command in get_command(app).commands.items() if name in ("infer", "bench")}  # type: ignore[attr-defined]
     assert helps["bench"] == helps["infer"]
+    # a checkpoint's URL is a model (loader.local_model) since --model https://.../x.pth came; no help said so
+    for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
+        text = next((p.help for p in command.params if p.name in ("model", "artifact")), None)
+        if name in ("export", "infer", "bench", "info"):
+            assert text is not None and "checkpoint file (.pth, .safetensors) or its http(s):// URL" in text, name
 
 
 def test_help_says_each_options_default() -> None:

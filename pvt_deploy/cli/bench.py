@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
 
 def bench(
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
+        "--model", "-m", help="Export folder, .onnx, .engine, checkpoint file (.pth, .safetensors) or its http(s):// URL, "
+        "zoo name or triton:// URL. "
         "Default pvt_small (exports/pvt_small when it exists, else PyTorch).",
         show_default=False)] = None,
     backends: Annotated[str | None, typer.Option(

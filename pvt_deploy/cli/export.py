@@ -163,7 +163,7 @@ def summary_table(folder: Path) -> Any:
 def export(
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Zoo name (pvt_small, pvt_v2_b0-seg, pvt_tiny-cls, pvt_v2_b2_li-features), checkpoint "
-        "file, or an export folder (reuses its model.onnx, adds --half/--int8 variants, builds --format trt).")
+        "file (.pth, .safetensors) or its http(s):// URL, or an export folder (reuses its model.onnx, adds --half/--int8 variants, builds --format trt).")
     ] = "pvt_small",
     task: Annotated[str | None, typer.Option(help="detect, segment, classify or features (default: from the name "
                                              "or checkpoint).", show_default=False)] = None,

@@ -78,7 +78,8 @@ def infer(
         "unquoted glob, as the shell expands it, or a .txt list, one a line). Default: the bundled sample photos.",
         show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Export folder, .onnx, .engine, .pth, zoo name or triton:// URL. "
+        "--model", "-m", help="Export folder, .onnx, .engine, checkpoint file (.pth, .safetensors) or its http(s):// URL, "
+        "zoo name or triton:// URL. "
         "Default pvt_small (exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32).")] = None,

@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
 
 def info(
     artifact: Annotated[str, typer.Argument(
-        help="Export folder, .onnx, .engine, .pth checkpoint, zoo name or triton:// URL.")] = "pvt_small",
+        help="Export folder, .onnx, .engine, checkpoint file (.pth, .safetensors) or its http(s):// URL, zoo "
+        "name or triton:// URL.")] = "pvt_small",
     device: Annotated[str | None, typer.Option(help="Say what runs on this device: cpu, cuda, cuda:N (default: "
                                                "GPU when usable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
