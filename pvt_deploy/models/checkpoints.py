@@ -108,6 +108,15 @@ def is_safetensors(head: bytes) -> bool:
 
 
 _SAFETENSORS_HEADER_MAX = 100_000_000  # the format's own limit on the JSON header
+_ZIP = b"PK\x03\x04"  # torch.save's zip archive: its first local file header
+_PICKLE = b"\x80"  # a bare pickle (very old torch.save files), protocol 2 or later
+
+
+def is_checkpoint_head(head: bytes) -> bool:
+    """Whether a file's first bytes (at least 9) open a checkpoint :func:`read_checkpoint` reads: a
+    ``torch.save`` zip archive or bare pickle, or a safetensors file. What a download is checked by before
+    the rest of it is fetched (:mod:`pvt_deploy.utils.download`)."""
+    return head.startswith((_ZIP, _PICKLE)) or is_safetensors(head)
 
 
 def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
@@ -133,10 +142,10 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
     if is_safetensors(head):  # tensors only, no pickle: nothing for weights_only to guard
         return unwrap_state_dict(_read_safetensors(p), str(p))
     # torch.save writes a zip archive; very old files are a bare pickle (protocol 2+ starts with 0x80).
-    if not zipfile.is_zipfile(p) and not head.startswith(b"\x80"):
+    if not zipfile.is_zipfile(p) and not head.startswith(_PICKLE):
         _refuse_other_kind(p)
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint (neither a PyTorch zip archive nor a pickle)")
-    if not head.startswith(b"\x80"):
+    if not head.startswith(_PICKLE):
         _check_crcs(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not trust)

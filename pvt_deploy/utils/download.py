@@ -189,10 +189,9 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                                  f"({_why(e)})") from None
 
         first = read()
-        from pvt_deploy.models.checkpoints import is_safetensors
+        from pvt_deploy.models.checkpoints import is_checkpoint_head
 
-        # torch.save: a zip archive, or a pickle (old files); or a safetensors file
-        if not first.startswith((b"PK\x03\x04", b"\x80")) and not is_safetensors(first):
+        if not is_checkpoint_head(first):  # torch.save's zip or pickle, or safetensors
             if kind == "text/html" or _HTML.match(first[:512]):  # Google Drive's "can't scan for viruses" page
                 raise CheckpointError(f"{url}: this URL gave a web page, not a checkpoint",
                                       hint="download it in a browser and pass the file")
