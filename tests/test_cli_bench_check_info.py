@@ -417,6 +417,9 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
         text = next((p.help for p in command.params if p.name in ("model", "artifact")), None)
         if name in ("export", "infer", "bench", "info"):
             assert text is not None and "checkpoint file (.pth, .safetensors) or its http(s):// URL" in text, name
+    # check --images reads a stream or a camera as a video (README); its help listed a video file only
+    images = next(p.help for p in get_command(app).commands["check"].params if p.name == "images")  # type: ignore[attr-defined]
+    assert "stream URL or webcam index" in images
 
 
 def test_help_says_each_options_default() -> None:

@@ -32,8 +32,8 @@ def check(
         "--model", "-m", help="Export folder, or a file in one (default exports/pvt_small).", show_default=False)
     ] = None,
     images: Annotated[str | None, typer.Option(
-        help="Image, folder, glob, .txt list, dataset YAML (its val split) or video (its first frames) to compare "
-        "on (default: the bundled sample photos).", show_default=False)] = None,
+        help="Image, folder, glob, .txt list, dataset YAML (its val split), or a video, stream URL or webcam index "
+        "(its first frames) to compare on (default: the bundled sample photos).", show_default=False)] = None,
     tolerance: Annotated[float | None, typer.Option(
         help="Factor on the export parity gate's per-precision tolerances (0.5 = twice as strict, 2 = twice as "
         "loose). Defaults: fp32 cosine>=0.9999 max_rel<=1e-3 agreement>=0.99; fp16 0.999/0.02/0.95; "
