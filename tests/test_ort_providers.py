@@ -292,3 +292,18 @@ def test_a_gpu_index_past_the_gpus_is_refused_before_onnx_runtime(
     assert lines[-1].startswith("error: ") and "there is no CUDA device 3 here (1 visible, cuda:0)" in lines[-1], err
     assert "Traceback" not in err
 
+
+
+def test_a_gpu_index_past_the_gpus_is_named_as_the_other_backends_name_it(
+        cls_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Model(x.onnx, device=2)`` (a GPU index, as Ultralytics takes it) with one GPU: the PyTorch and TensorRT
+    backends say ``device '2'``; ONNX Runtime's said ``device 2``, the int's repr."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.runtimes import ort_providers
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    monkeypatch.setattr(ort_providers, "available_providers", lambda: list(GPU))
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: 1, raising=False)
+    with pytest.raises(InputError) as refused:
+        OnnxRuntimeBackend(cls_onnx, device=2)  # type: ignore[arg-type]
+    assert refused.value.args[0] == "device '2': there is no CUDA device 2 here (1 visible, cuda:0)"

@@ -254,7 +254,7 @@ def _check_device_index(device: str | None, index: int) -> None:
 
     count = cuda_device_count()
     if count and index >= count:
-        raise no_such_gpu(device, index, count)
+        raise no_such_gpu(device_text(device), index, count)  # device=2 is '2', as the other backends say
 
 
 def _trt_profile(manifest: Mapping[str, Any] | None, name: str) -> dict[str, dict[str, list[int]]] | None:
