@@ -384,20 +384,23 @@ class _BenchFrame:
 
 
 def _cuda_reset(device: str | None) -> tuple[int, int] | None:
-    """Before a row: the GPU ``device`` names (``cuda:N``, ``N``; ``cuda``, none: the current one), its torch
-    peak counter reset, and the bytes in use on it now, from which a backend that allocates outside
-    torch is measured; None without CUDA. Only that GPU: asking every GPU would start a CUDA
-    context (hundreds of MB) on each."""
+    """Before a row: the GPU ``device`` names (``cuda:N``, ``N``, ONNX Runtime's ``tensorrt:N``; ``cuda``,
+    ``tensorrt``, none: the current one), its torch peak counter reset, and the bytes in use on it now, from
+    which a backend that allocates outside torch is measured; None without CUDA. Only that GPU: asking
+    every GPU would start a CUDA context (hundreds of MB) on each."""
     try:
         import torch
     except ImportError:
         return None
     if not torch.cuda.is_available():
         return None
+    from pvt_deploy.runtimes.base import device_text
     from pvt_deploy.runtimes.torch import _resolve_device
 
     try:  # read as the backends read it: --device cpu is no GPU (it was read as the current one, whose
-        gpu = _resolve_device(device)  # counters were then reset, making a CUDA context for a CPU run)
+        # counters were then reset, making a CUDA context for a CPU run); the TensorRT EP's is a CUDA device
+        kind, colon, index = (device_text(device) or "").lower().partition(":")
+        gpu = _resolve_device("cuda" + colon + index if kind in ("tensorrt", "trt") else device)
     except PvtDeployError:
         return None  # the row's load says what is wrong with it (cuda:N past the GPUs there are)
     if gpu.type != "cuda":

@@ -90,6 +90,10 @@ def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsy
     # the device is read as the backends read it: cuda and none are the current GPU, cuda:N past them none
     assert touched == [] and bench._cuda_reset("cpu") is None and bench._cuda_reset("cuda:1") is None
     assert bench._cuda_reset("cuda") == bench._cuda_reset(0) == (0, 1 << 30) and touched == [0, 0]
+    # ONNX Runtime's TensorRT EP (--backends onnx --device tensorrt[:N]) runs on that GPU too: read as none
+    # since the device was read as torch reads it, so its row had no GPU memory
+    assert bench._cuda_reset("tensorrt") == bench._cuda_reset("trt:0") == (0, 1 << 30)
+    assert bench._cuda_reset("tensorrt:1") is None and touched == [0, 0, 0, 0]
     before = bench._cuda_reset(None)
     used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took
     assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 300.0
