@@ -330,15 +330,46 @@ def _meets(version: str, spec: str) -> bool:
     return True
 
 
+def _editable_requirements() -> list[str] | None:
+    """An editable install's requirements as its source's ``pyproject.toml`` declares them now, in the
+    metadata's form (``name>=1; extra == "gpu"``): the install's own metadata was written when it was
+    installed, so a dependency that a ``git pull`` added since (safetensors) went unsaid. None for an
+    install from a wheel, a source that cannot be read, or a Python without ``tomllib`` (3.10)."""
+    import json
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    try:
+        tomllib = importlib.import_module("tomllib")  # by name: mypy checks this module as Python 3.10's
+    except ImportError:  # Python 3.10
+        return None
+    try:
+        direct = json.loads(metadata.distribution("pvt-deploy").read_text("direct_url.json") or "{}")
+        if not (isinstance(direct, dict) and direct.get("dir_info", {}).get("editable")
+                and str(direct.get("url", "")).startswith("file://")):
+            return None
+        root = Path(urllib.request.url2pathname(urllib.parse.urlsplit(direct["url"]).path))
+        project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        declared = [str(r) for r in project.get("dependencies", [])]
+        for extra, requirements in project.get("optional-dependencies", {}).items():
+            declared += [f'{r}{" and" if ";" in r else ";"} extra == "{extra}"' for r in requirements]
+    except (metadata.PackageNotFoundError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return declared
+
+
 def _requirements() -> list[tuple[str, str, str | None]]:
     """pvt-deploy's requirements as (distribution, specifier, version installed or None), the
     distribution being the alternative installed where one stands in (:data:`_ALTERNATIVES`): the core
-    ones, and those of an extra whose package is installed (tensorrt, onnxruntime-gpu, tritonclient);
-    none when pvt-deploy runs uninstalled (no metadata to read)."""
+    ones, and those of an extra whose package is installed (tensorrt, onnxruntime-gpu, tritonclient), as the
+    install's metadata and, for an editable install, its source's pyproject.toml declare them; none when
+    pvt-deploy runs uninstalled (no metadata to read)."""
     try:
         declared = metadata.requires("pvt-deploy") or []
     except metadata.PackageNotFoundError:
         return []
+    declared += [r for r in _editable_requirements() or [] if r not in declared]  # what a git pull brought
     out = []
     for line in declared:
         match = _REQUIREMENT.match(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -207,6 +208,35 @@ def test_a_package_older_or_newer_than_declared_is_an_error_row(monkeypatch: pyt
     console = Console(width=200, record=True)
     console.print(table)
     assert "pvt-deploy needs >=99" in console.export_text()
+
+
+def test_an_editable_install_is_judged_by_its_sources_requirements(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """An editable install's metadata is written when it is installed: after a git pull that added a dependency
+    (safetensors, today), doctor read the old list and said nothing of the new one, missing. The requirements
+    of an editable install are its source's pyproject.toml, extras included as the metadata writes them."""
+    import json
+
+    from pvt_deploy import doctor
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "pvt-deploy"\ndependencies = ["rich>=13", "safetensors-not-a-real-dist>=0.4"]\n'
+        '[project.optional-dependencies]\ntrt = ["tensorrt-not-installed<12,>=10.0"]\n', encoding="utf-8")
+
+    class Editable:
+        def read_text(self, name: str) -> str | None:
+            return json.dumps({"dir_info": {"editable": True}, "url": tmp_path.as_uri()}) \
+                if name == "direct_url.json" else None
+
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: ["rich>=13"] if dist == "pvt-deploy" else None)
+    real = doctor.metadata.distribution
+    monkeypatch.setattr(doctor.metadata, "distribution", lambda dist: Editable() if dist == "pvt-deploy" else real(dist))
+    rows = {c.key: c for c in doctor._check_requirements([])}
+    assert rows["safetensors-not-a-real-dist"].status == "missing"
+    assert rows["safetensors-not-a-real-dist"].hint == "pip install 'safetensors-not-a-real-dist>=0.4'"
+    assert set(rows) == {"safetensors-not-a-real-dist"}  # an extra not installed is not asked for
+    (tmp_path / "pyproject.toml").write_text("not toml [", encoding="utf-8")
+    assert doctor._check_requirements([]) == []  # a source it cannot read: the install's metadata
 
 
 def test_an_uninstalled_pvt_deploy_judges_no_version(monkeypatch: pytest.MonkeyPatch) -> None:
