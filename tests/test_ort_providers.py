@@ -307,3 +307,22 @@ def test_a_gpu_index_past_the_gpus_is_named_as_the_other_backends_name_it(
     with pytest.raises(InputError) as refused:
         OnnxRuntimeBackend(cls_onnx, device=2)  # type: ignore[arg-type]
     assert refused.value.args[0] == "device '2': there is no CUDA device 2 here (1 visible, cuda:0)"
+
+
+def test_no_tensorrt_ep_profile_is_worked_out_where_its_libraries_do_not_load(
+        cls_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime-gpu lists its TensorRT EP where TensorRT is not installed, and ``auto`` then leaves it out:
+    the profile was still worked out from the manifest (importing the TensorRT exporter, ~40 ms a session)
+    and a manifest it cannot read warned about a profile no session would use."""
+    import logging
+
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.runtimes import ort_providers
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    unreadable = {**read_manifest(cls_onnx.parent), "dynamic": {"batch": [1, 8]}}  # no height/width ranges
+    monkeypatch.setattr(ort_providers, "available_providers", lambda: list(GPU))
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        OnnxRuntimeBackend(cls_onnx, manifest=unreadable, providers=None).close()
+    assert "no TensorRT EP profile" not in caplog.text

@@ -352,12 +352,7 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
-        from pvt_deploy.runtimes.ort_providers import (
-            GPU_PROVIDERS,
-            TENSORRT,
-            available_providers,
-            select_providers,
-        )
+        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, TENSORRT, select_providers
 
         threads = thread_count(threads)
         inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
@@ -378,10 +373,12 @@ class OnnxRuntimeBackend(Backend):
         if providers is None:
             if kind in ("cuda", "tensorrt", "trt"):
                 _check_device_index(device, device_id)
-            if kind in ("auto", "tensorrt", "trt") and TENSORRT in available_providers():
+            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
+            chosen = [p if isinstance(p, str) else p[0] for p in providers]
+            if chosen[0] == TENSORRT:  # only then: onnxruntime-gpu lists it where TensorRT does not load
                 profile = _trt_profile(manifest, self.path.name)
-            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id, profile=profile,
-                                         model=self.path)
+                providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id,
+                                             available=chosen, profile=profile, model=self.path)
         names = [p if isinstance(p, str) else p[0] for p in providers]
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
