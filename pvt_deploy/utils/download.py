@@ -6,7 +6,8 @@ objects.githubusercontent.com). :func:`fetch` keeps each under ``$PVT_DEPLOY_CAC
 (default ``~/.cache/pvt-deploy``, the ONNX Runtime graph cache's root), so a second run reads the file
 without the network, as torch hub and Ultralytics do. Beside it ``.<file name>.url`` records the URL it
 came from: hubs give every model one name (timm's on the Hugging Face hub are all ``model.safetensors``),
-so another URL of a name already taken is kept as ``<sha256 of the URL, 12 digits>.<file name>``. A download is streamed to a temporary file beside
+so another URL of a name already taken is kept as ``<sha256 of the URL, 12 digits>.<file name>``, and a
+cached file with no record (cached before records were kept) is downloaded again. A download is streamed to a temporary file beside
 its target and renamed only once it is whole: a short body (fewer bytes than ``Content-Length``), a
 dropped connection, 30 s without data, a web page where a checkpoint was expected, a hash that does not
 match or a Ctrl-C leaves nothing a later run would load.
@@ -94,9 +95,14 @@ def _origin(request_url: str) -> str:
 
 
 def _record(target: Path) -> Path:
-    """Where the URL that ``target`` was downloaded from is recorded: ``.<name>.url`` beside it. A file cached
-    before records were kept has none and is taken for any URL of its name, as it was."""
+    """Where the URL that ``target`` was downloaded from is recorded: ``.<name>.url`` beside it."""
     return target.with_name(f".{target.name}.url")
+
+
+def _recorded(target: Path) -> str | None:
+    """The URL that ``target`` was downloaded from, or None where none is recorded."""
+    record = _record(target)
+    return record.read_text(encoding="utf-8").strip() if record.is_file() else None
 
 
 def _sha256(path: Path) -> str:
@@ -114,12 +120,12 @@ def fetch(url: str) -> Path:
     target = folder / name
     try:  # a cache folder that cannot be read or written (a HOME this user cannot enter, a full disk) is
         # said as such, not as the export's or the run's output folder failing
-        origin, record = _origin(request_url), _record(target)
-        kept = record.read_text(encoding="utf-8").strip() if record.is_file() else origin
-        if kept != origin:  # the name holds another URL's download (hubs give every model one name)
+        origin = _origin(request_url)
+        if _recorded(target) not in (None, origin):  # the name holds another URL's download (hubs give
+            # every model one name)
             target = folder / f"{hashlib.sha256(origin.encode()).hexdigest()[:12]}.{name}"
-            record = _record(target)
-        if target.is_file():
+        if target.is_file() and _recorded(target) == origin:  # one with no record (a download cut off
+            # before its record, or from before records were kept) may be another URL's: fetched again
             if expected is None or _sha256(target).startswith(expected):
                 log.debug("%s: using the cached %s", url, target)
                 return target
@@ -132,7 +138,7 @@ def fetch(url: str) -> Path:
         _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
         from pvt_deploy.utils.files import atomic_write_text
 
-        atomic_write_text(record, origin + "\n")
+        atomic_write_text(_record(target), origin + "\n")
     except OSError as e:
         raise InputError(f"cannot use the weights cache {folder}: {e.strerror or e}",
                          hint="set PVT_DEPLOY_CACHE to a folder this user can write, with room") from None
