@@ -66,7 +66,10 @@ def _parse(url: str) -> tuple[str, str, str | None]:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
     except ValueError as e:  # a bad port, an unbalanced IPv6 bracket
-        raise InputError(f"bad weights URL {url}: {e}") from None
+        raise InputError(f"bad weights URL {_shown(url)}: {e}") from None
+    if "@" in parts.netloc:  # urllib took user:password@host for the host's name ("Name or service not known")
+        raise InputError(f"weights URL {_shown(url)}: a user name or password in the URL is not supported",
+                         hint="download the file and pass its path")
     if not host:
         raise InputError(f"bad weights URL {url}: no host")
     name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
@@ -87,11 +90,13 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(fragment="")), name, expected
 
 
-def _origin(request_url: str) -> str:
-    """The URL a cached file is recorded as coming from: without its fragment and login (a password is not
-    written to the cache, and another login to the same URL is the same file)."""
-    parts = urllib.parse.urlsplit(request_url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], fragment=""))
+def _shown(url: str) -> str:
+    """``url`` without a ``user:password@`` (io.sources.redact_url, imported only for such a URL)."""
+    if "@" not in url:
+        return url
+    from pvt_deploy.io.sources import redact_url
+
+    return redact_url(url)
 
 
 def _record(target: Path) -> Path:
@@ -120,7 +125,7 @@ def fetch(url: str) -> Path:
     target = folder / name
     try:  # a cache folder that cannot be read or written (a HOME this user cannot enter, a full disk) is
         # said as such, not as the export's or the run's output folder failing
-        origin = _origin(request_url)
+        origin = request_url  # the URL without its fragment
         if _recorded(target) not in (None, origin):  # the name holds another URL's download (hubs give
             # every model one name)
             target = folder / f"{hashlib.sha256(origin.encode()).hexdigest()[:12]}.{name}"
