@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -638,6 +639,26 @@ def test_a_weights_url_with_a_password_is_refused_without_showing_it(
             "/v2/pvt_v2_b0.pth: a user name or password in the URL is not supported (download the file and pass "
             "its path)"), err
     assert s.hits == {} and cached(tmp_path) == []
+
+
+def test_info_says_which_url_an_export_was_downloaded_from(
+        site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The manifest records weights.url beside the cached file, but info showed only the file
+    (~/.cache/pvt-deploy/weights/model.safetensors), which does not say which model's weights those are."""
+    from cli_run import run as cli
+
+    from pvt_deploy.export import export
+
+    _, base = site
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, err = cli(monkeypatch, capsys, "info", str(folder))
+    file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
+    assert code == 0 and f"weights: {file.resolve()} (downloaded from {url})\n" in out, out + err
+    code, out, err = cli(monkeypatch, capsys, "info", str(folder), "--json")
+    assert code == 0 and json.loads(out)["weights"]["url"] == url
 
 
 def _saved(state: dict[str, torch.Tensor], path: Path) -> bytes:

@@ -67,6 +67,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
 
     weights = facts["weights"]
     wtext = str(weights.get("source") or "unknown")
+    if weights.get("url"):  # the source is then the download cache's file, which does not say where it came from
+        wtext += f" (downloaded from {weights['url']})"
     if weights.get("random_init"):
         seed = weights.get("seed")
         wtext = "RANDOM (outputs meaningless" + (f"; seed {seed}, so PyTorch rebuilds them)" if seed is not None

@@ -984,7 +984,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
         "classes": list(manifest.get("classes") or []),
         "weights": {"source": weights.get("source"), "random_init": weights.get("random_init"),
-                    "seed": recorded_seed(manifest)},
+                    "seed": recorded_seed(manifest), **({"url": weights["url"]} if weights.get("url") else {})},
         "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),
         "preprocess": manifest.get("preprocess"), "postprocess": manifest.get("postprocess"),
         "dynamic": manifest.get("dynamic"), "files": files, "tensorrt": manifest.get("tensorrt"),
