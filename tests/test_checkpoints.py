@@ -468,7 +468,7 @@ def test_a_weights_cache_it_cannot_use_is_named_as_such(
     monkeypatch.setattr(files, "atomic_open", disk_full)
     with pytest.raises(InputError, match=f"cannot use the weights cache {cache}: No space left on device"):
         download.fetch(url)
-    assert cached(tmp_path) == [] and s.hits == {"/v2/pvt_v2_b0.pth": 1}
+    assert cached(tmp_path) == [] and s.hits == {}  # the URL record is written first: nothing was requested
 
 
 def test_a_checkpoint_url_as_the_model_runs_and_exports_as_its_file(
@@ -613,12 +613,21 @@ def test_urls_that_share_a_file_name_are_cached_apart(site: tuple[Site, str], of
     assert torch.equal(create_model(first).state_dict()[key], weights[key])  # both from the cache now
     assert s.hits == {"/v2/timm/pvt_v2_b0.a/model.pth": 1, "/v2/timm/pvt_v2_b0.b/model.pth": 1}
     assert len(cached(tmp_path)) == 2 and "model.pth" in cached(tmp_path)
-    # a file cached with no record (before records were kept) may be any URL's: it is downloaded again, once
-    (tmp_path / "cache" / "weights" / ".model.pth.url").unlink()
-    s.payload = (tmp_path / "other.pth").read_bytes()
+    # a download's record is written before its file lands, so a file without one was put there by hand (an
+    # air-gapped machine): the first URL of its name takes it without the network (it was downloaded again,
+    # which offline is an error), and keeps it
+    cache = tmp_path / "cache" / "weights"
+    for p in cache.iterdir():
+        p.unlink()
+    (cache / "model.pth").write_bytes((tmp_path / "other.pth").read_bytes())
+    s.payload = b"not served"
     for _ in range(2):
         assert torch.equal(create_model(second).state_dict()[key], other[key])
-    assert s.hits["/v2/timm/pvt_v2_b0.b/model.pth"] == 2
+    assert (cache / ".model.pth.url").read_text(encoding="utf-8").strip() == second
+    assert s.hits["/v2/timm/pvt_v2_b0.b/model.pth"] == 1
+    with pytest.raises(CheckpointError):  # the first URL is another's now: downloaded under its own name
+        create_model(first)
+    assert s.hits["/v2/timm/pvt_v2_b0.a/model.pth"] == 2
 
 
 def test_a_weights_url_with_a_password_is_refused_without_showing_it(

@@ -6,8 +6,9 @@ objects.githubusercontent.com). :func:`fetch` keeps each under ``$PVT_DEPLOY_CAC
 (default ``~/.cache/pvt-deploy``, the ONNX Runtime graph cache's root), so a second run reads the file
 without the network, as torch hub and Ultralytics do. Beside it ``.<file name>.url`` records the URL it
 came from: hubs give every model one name (timm's on the Hugging Face hub are all ``model.safetensors``),
-so another URL of a name already taken is kept as ``<sha256 of the URL, 12 digits>.<file name>``, and a
-cached file with no record (cached before records were kept) is downloaded again. A download is streamed to a temporary file beside
+so another URL of a name already taken is kept as ``<sha256 of the URL, 12 digits>.<file name>``. The record
+is written before its download lands, so a file without one was put in the cache by hand (an air-gapped
+machine): the first URL of its name takes it, as torch hub would. A download is streamed to a temporary file beside
 its target and renamed only once it is whole: a short body (fewer bytes than ``Content-Length``), a
 dropped connection, 30 s without data, a web page where a checkpoint was expected, a hash that does not
 match or a Ctrl-C leaves nothing a later run would load.
@@ -129,21 +130,21 @@ def fetch(url: str) -> Path:
         if _recorded(target) not in (None, origin):  # the name holds another URL's download (hubs give
             # every model one name)
             target = folder / f"{hashlib.sha256(origin.encode()).hexdigest()[:12]}.{name}"
-        if target.is_file() and _recorded(target) == origin:  # one with no record (a download cut off
-            # before its record, or from before records were kept) may be another URL's: fetched again
+        from pvt_deploy.utils.files import atomic_write_text, remove_abandoned_temps
+
+        if target.is_file():  # this URL's, or put there by hand (a download's record lands before it does)
             if expected is None or _sha256(target).startswith(expected):
+                if _recorded(target) is None:
+                    log.info("%s: using %s, put in the cache by hand", url, target)
+                    atomic_write_text(_record(target), origin + "\n")  # no other URL of its name takes it now
                 log.debug("%s: using the cached %s", url, target)
                 return target
             log.warning("%s: the cached %s does not have sha256 %s; downloading it again", url, target, expected)
         folder.mkdir(parents=True, exist_ok=True)
-        from pvt_deploy.utils.files import remove_abandoned_temps
-
         remove_abandoned_temps(folder)  # what a killed download left
+        atomic_write_text(_record(target), origin + "\n")  # first: a file without a record was not downloaded
         log.info("downloading %s to %s", url, target)
         _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
-        from pvt_deploy.utils.files import atomic_write_text
-
-        atomic_write_text(_record(target), origin + "\n")
     except OSError as e:
         raise InputError(f"cannot use the weights cache {folder}: {e.strerror or e}",
                          hint="set PVT_DEPLOY_CACHE to a folder this user can write, with room") from None
