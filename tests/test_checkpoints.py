@@ -673,3 +673,15 @@ def test_info_says_which_url_an_export_was_downloaded_from(
 def _saved(state: dict[str, torch.Tensor], path: Path) -> bytes:
     torch.save(state, path)
     return path.read_bytes()
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/pvt_v2_b0.pth", "s3://bucket/pvt_v2_b0.pth",
+                                 "hf://timm/pvt_v2_b0.in1k/model.safetensors"])
+def test_a_weights_url_of_another_scheme_is_named_as_such(url: str) -> None:
+    """``--weights ftp://...`` said "does not exist", as if a file of that name were missing; only http(s)
+    URLs are downloaded, and the refusal says so."""
+    from pvt_deploy.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        create_model("pvt_v2_b0-cls", weights=url)
+    assert str(e.value) == f"weights {url}: only http(s):// URLs are downloaded (download it yourself and pass the file)"

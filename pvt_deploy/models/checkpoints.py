@@ -73,7 +73,15 @@ def resolve_weights(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
     :func:`pvt_deploy.utils.download.fetch`) and its cached file returned; a path is returned as given."""
     from pvt_deploy.utils.download import fetch, is_url
 
-    return fetch(weights) if is_url(weights) else weights
+    if is_url(weights):
+        return fetch(weights)
+    if isinstance(weights, str) and _OTHER_URL.match(weights):  # ftp://, s3://, hf://: no file of that name
+        raise InputError(f"weights {weights}: only http(s):// URLs are downloaded",
+                         hint="download it yourself and pass the file")
+    return weights
+
+
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def require_checkpoint_file(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
