@@ -552,8 +552,32 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     assert lines[-1].startswith(f"error: {folder}: cannot rebuild the PyTorch model: {url} now serves a file "
                                 "with sha256 "), err
     assert "the export was made from" in lines[-1]
-    with pytest.raises(CheckpointError, match="now holds weights with sha256"):  # and the next run, from the cache
+    with pytest.raises(CheckpointError, match="now serves a file with sha256"):  # and the next run, from the cache
         Model(folder, backend="torch")
+
+
+def test_an_export_whose_cached_name_another_url_took_downloads_its_own(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path) -> None:
+    """The cache was cleaned, then another URL of the same file name (hubs give every model one) was
+    downloaded: PyTorch on the export made from the first URL found the name's file, another model's, and
+    refused the export ("now holds weights with sha256 ..."). It downloads its own URL's file instead."""
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.export import export
+
+    s, base = site
+    photo = str(sample_images()[0])
+    first, second = f"{base}/v2/a/model.pth", f"{base}/v2/b/model.pth"
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=first, imgsz=32, parity=False)
+    cache = tmp_path / "cache" / "weights"
+    for p in cache.iterdir():
+        p.unlink()
+    s.payload = _saved(seeded_state_dict(create_model("pvt_v2_b0-cls"), seed=4), tmp_path / "other.pth")
+    create_model(second)  # takes the name model.pth
+    s.payload = official_b0.read_bytes()
+    with Model(folder, backend="torch", imgsz=32) as again, Model(official_b0, imgsz=32) as by_file:
+        np.testing.assert_array_equal(again.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
+    assert s.hits == {"/v2/a/model.pth": 2, "/v2/b/model.pth": 1} and len(cached(tmp_path)) == 2
 
 
 @pytest.mark.parametrize("wrap", [lambda sd: sd, to_timm_names], ids=["official-v2", "timm"])

@@ -890,6 +890,11 @@ def _export_checkpoint(folder: Path, manifest: Mapping[str, Any], source: str) -
         source = os.fspath(require_checkpoint_file(url))
     recorded = weights.get("sha256")
     digest = sha256_file(source) if isinstance(recorded, str) and recorded else None
+    if digest is not None and digest != recorded and url is None and _is_http_url(weights.get("url")):
+        # the cache was cleaned and its name taken by another URL's download: this URL's own file
+        url = str(weights["url"])
+        source = os.fspath(require_checkpoint_file(url))
+        digest = sha256_file(source)
     if digest is not None and digest != recorded:
         what = f"{url} now serves a file" if url is not None else f"{source} now holds weights"
         raise CheckpointError(f"{folder}: cannot rebuild the PyTorch model: {what} with sha256 {digest[:12]}..., "
