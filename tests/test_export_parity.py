@@ -54,7 +54,14 @@ def test_agreement_segmentation_and_classification() -> None:
     ra = (np.array([1, 2, 3, 4, 5]), np.linspace(0.5, 0.1, 5))
     rb = (np.array([2, 1, 3, 4, 9]), np.linspace(0.5, 0.1, 5))
     r = agreement_classification([ra, ra], [ra, rb])
-    assert r["top1_agreement"] == 0.5 and r["top5_overlap"] == pytest.approx(0.9)
+    assert r["top1_agreement"] == 0.5 and r["top5_overlap"] == pytest.approx(0.9) and r["top1_ties"] == 0
+    # a near-tie (the reference's two best 0.01 apart) flipped by rounding agrees, as a detection at a cut may
+    # flip: one such image was top-1 agreement 0.0 with a cosine of 0.9997; the margin is the detections' 0.02
+    close = (np.array([1, 2, 3]), np.array([0.310, 0.300, 0.1]))
+    flipped = (np.array([2, 1, 3]), np.array([0.309, 0.301, 0.1]))
+    r = agreement_classification([close, ra], [flipped, rb])
+    assert r["top1_agreement"] == 0.5 and r["top1_ties"] == 1
+    assert agreement_classification([close], [flipped], margin=0.005)["top1_agreement"] == 0.0
 
 
 def test_compare_outputs_and_tolerance() -> None:
