@@ -290,12 +290,19 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)  # bytes first: unicode-safe on Windows
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
+    img = _imdecode(data)
+    if img is None:
+        raise InputError(f"cannot decode image {path} (corrupt or not an image)")
+    return img
+
+
+def _imdecode(data: np.ndarray) -> np.ndarray | None:
+    """An image file's bytes decoded as :func:`read_image` decodes them (RGB, EXIF orientation applied), or
+    None where OpenCV cannot."""
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
     # the EXIF orientation.
     img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
-    if img is None:
-        raise InputError(f"cannot decode image {path} (corrupt or not an image)")
-    return _decoded_to_rgb(img)
+    return None if img is None else _decoded_to_rgb(img)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,6 +509,7 @@ class PyAVReader:
         self._time: float | None = None  # the grabbed frame's time (see timestamp())
         self._clock: OneClock | None = None  # the frames' times on one clock (see _frame_time)
         self.packets = 0  # packets with data sent to the decoder, and the frames it gave back (see _decode)
+        self.picture_data: bytes | None = None  # a still image's first packet: the picture file's bytes
         self.decoded = 0
         self.skipped = 0  # undecodable packets skipped (see _decode)
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
@@ -625,6 +633,8 @@ class PyAVReader:
         try:
             for packet in self._container.demux(self._stream):
                 self.packets += 1 if packet.size else 0
+                if self.picture and self.picture_data is None and packet.size:
+                    self.picture_data = bytes(packet)
                 when = None  # this packet's decode time, where frames are timed by those (AVI)
                 if pending is not None and packet.size and packet.dts is not None and packet.time_base is not None:
                     when = float(packet.dts * packet.time_base)
@@ -1497,14 +1507,20 @@ def _stream_source(
         )
 
     source = stream()
-    if getattr(source._reader, "picture", False) and source.frames in (1, None):
+    reader = source._reader
+    if getattr(reader, "picture", False) and source.frames in (1, None):
         # a picture's URL (https://host/bus.jpg) is an image, as the file on disk is: read as a stream, its
         # result was frame 0 at 0.0 s and save=True wrote bus.mp4, a one-frame video. A pipe of pictures
         # (jpeg_pipe, whose count is unknown) that holds more than one stays a stream, from its start
         with source:
             first = list(itertools.islice(source, 2))
         if len(first) == 1:
-            return ArraySource(first[0].image, name=source.spec)
+            # and decoded as that file is: its bytes (the picture demuxer's one packet) by OpenCV, whose chroma
+            # upsampling and EXIF rotation FFmpeg's decode did not share (pixels off at colour edges, a
+            # phone's portrait photo on its side); FFmpeg's picture where OpenCV cannot decode the format
+            data = getattr(reader, "picture_data", None)
+            image = _imdecode(np.frombuffer(data, np.uint8)) if data else None
+            return ArraySource(first[0].image if image is None else image, name=source.spec)
         source = stream()
     return source
 
