@@ -861,7 +861,7 @@ def test_export_refuses_a_stream_and_a_clip_that_does_not_decode(tmp_path: Path,
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     cases = [("rtsp://cam.local/live", "is a stream or a camera, whose frames differ from run to run"),
-             ("http://cam.local/clip.mp4", "is a stream or a camera"), ("0", "is a stream or a camera"),
+             ("rtmp://cam.local/app/key", "is a stream or a camera"), ("0", "is a stream or a camera"),
              (str(corrupt), "cannot decode"), (str(empty), "cannot decode")]
     for option, what in (("--calib", "calibration"), ("--images", "parity")):
         for given, said in cases:
@@ -871,6 +871,101 @@ def test_export_refuses_a_stream_and_a_clip_that_does_not_decode(tmp_path: Path,
             assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
             assert lines[0].startswith(f"error: {what} images: ") and given in lines[0] and said in lines[0], err
     assert not (tmp_path / "q").exists()
+
+
+def test_cli_export_calibrates_on_a_picture_or_a_video_file_served_over_http(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --int8 --calib http://host/chelsea.jpg` (or clip.mp4) was refused as "a stream or a camera, whose
+    frames differ from run to run", though infer runs the same URL as a picture, or as a finite video. A
+    picture's URL is that picture, read as infer reads it; a video file's is --calib-size frames spread over the
+    clip, decoded in one pass, named by the URL without its login (which the manifest never holds)."""
+    import numpy as np
+    from test_io_sinks import served
+
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.export.calibration import usable_images
+    from pvt_deploy.io.sources import open_source, read_image
+
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(sample_image("chelsea"), site / "chelsea.jpg")
+    _ramp_clip(site / "calib.mp4", 40)
+    with served(site, login=("user", "secret")) as base:
+        secret = base.replace("http://", "http://user:secret@")
+        shown = base.replace("http://", "http://***@")
+        [picture] = usable_images(f"{secret}/chelsea.jpg", what="calibration")
+        assert picture.name == f"{shown}/chelsea.jpg"
+        image = getattr(picture, "image")  # noqa: B009
+        with open_source(f"{secret}/chelsea.jpg") as source:  # what infer runs (FFmpeg's JPEG decoder)
+            assert np.array_equal(image, next(iter(source)).image)
+        assert np.abs(image.astype(int) - read_image(site / "chelsea.jpg")).mean() < 1  # the file's picture
+        out = tmp_path / "q"
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--int8", "--int8-flavour",
+                          "trt", "--calib", f"{secret}/calib.mp4", "--calib-size", "4", "--images",
+                          f"{secret}/chelsea.jpg", "--no-simplify"], monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["precision"]["int8"]["calibration"] == {
+        "source": f"{shown}/calib.mp4", "images": 4, "method": "minmax",
+        "frames": [f"{shown}/calib.mp4#frame={n}" for n in (0, 10, 20, 30)]}
+    assert m["export"]["parity_images"] == f"{shown}/chelsea.jpg" and "parity_frames" not in m["export"]
+    assert m["parity"]["model.int8.trt.onnx"]["passed"] and m["parity"]["model.int8.trt.onnx"]["images"] == 1
+    assert "secret" not in (out / "manifest.json").read_text() and "secret" not in err
+
+
+def test_export_refuses_a_live_feed_over_http_once_opened_and_a_url_that_does_not_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An http(s) URL is live or not by what opening it says (an MJPEG camera is; a file is not), not by its
+    scheme: the camera is refused in one line, exit 2, its login not shown (the refusal printed the URL as
+    given, password and all); a URL that does not answer is infer's one line. Nothing is written."""
+    import socket
+
+    from test_cli_infer import paced_camera
+
+    asked: list[str] = []
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/clip.mp4"
+    with paced_camera(asked.append) as camera:
+        secret = camera.replace("http://", "http://user:secret@")
+        for option, what in (("--calib", "calibration"), ("--images", "parity")):
+            for given, said in ((secret, f"{camera.replace('http://', 'http://***@')} is a stream or a camera"),
+                                (closed, f"cannot open stream {closed}: ")):
+                code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", option, given, "-o", str(tmp_path / "q")],
+                                 monkeypatch, capsys)
+                lines = [ln for ln in err.splitlines() if ln.strip()]
+                assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+                assert lines[0].startswith(f"error: {what} images: {said}") and "secret" not in err, err
+    assert asked == ["/cam.mjpg"] * 2  # opened, as infer opens it, to learn that it is live
+    assert not (tmp_path / "q").exists()
+
+
+def test_an_unused_calib_is_said_and_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """`export --calib clip.mp4 --images cat.jpg` without --int8 decoded the clip and used none of it, without a
+    word: a user believed the export calibrated on it. It is said in one warning and not read (without
+    --images, parity runs on it: no warning, as the other calibration tests show)."""
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.export import calibration
+
+    clip = _ramp_clip(tmp_path / "calib.mp4", 10)
+    picture = tmp_path / "cat.jpg"
+    shutil.copy(sample_image("chelsea"), picture)
+    read: list[str] = []
+    usable = calibration.usable_images
+    monkeypatch.setattr(calibration, "usable_images",
+                        lambda spec, *a, **k: (read.append(str(spec)), usable(spec, *a, **k))[1])
+    out = tmp_path / "e"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out), "--calib", str(clip),
+                      "--images", str(picture), "--no-simplify"], monkeypatch, capsys)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "--calib" in r.getMessage()]
+    assert warnings == ["--calib is not used: it calibrates INT8 (--int8) and is what parity runs on without "
+                        "--images"], warnings
+    assert read == [str(picture)], read
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["export"]["parity_images"] == str(picture) and "int8" not in m["precision"]
 
 
 @pytest.mark.parametrize("text, said", [

@@ -4,7 +4,7 @@ The command parses options and calls :func:`pvt_deploy.export.export` (the libra
 it adds a transient progress display, quiets the exporters' warnings, and prints a summary table.
 
 Exit codes: 0 done; 1 export failed; 2 bad input (unknown model, bad --imgsz or size range, missing
-folder, no readable calibration/parity image, a --calib/--images video that does not decode or a stream,
+folder, no readable calibration/parity image, a --calib/--images video that does not decode or a live stream,
 unwritable output, -o/--weights with an export folder);
 3 TensorRT/runtime unavailable; 5 parity outside tolerance (files are written and marked failed in
 manifest.json, unless the output folder held an export, which is then kept; --allow-parity-failure
@@ -206,8 +206,10 @@ def export(
                                        rich_help_panel=PRECISION_PANEL)] = False,
     # str, not Path: Path("rtsp://cam/x") is rtsp:/cam/x, which the refusal of a stream then named
     calib: Annotated[str | None, typer.Option(help="Calibration images: a folder, an image, a glob, a .txt list, a "
-                                              "dataset YAML (its val split) or a video file (--calib-size frames "
-                                              "spread over it; not a stream) (default: the bundled samples).",
+                                              "dataset YAML (its val split), a video file (--calib-size frames "
+                                              "spread over it) or the http(s) URL of an image or a video file; not a "
+                                              "live stream; used with --int8, and by parity without --images "
+                                              "(default: the bundled samples).",
                                               show_default=False, rich_help_panel=PRECISION_PANEL)] = None,
     calib_size: Annotated[int | None, typer.Option(help="Calibration images used from --calib, or frames of a video "
                                                    "(default 8).", show_default=False,
@@ -228,8 +230,9 @@ def export(
                                                        "marks the file failed. Off by default.", show_default=False,
                                                        rich_help_panel=PARITY_PANEL)] = False,
     images: Annotated[str | None, typer.Option(help="Parity images: a folder, an image, a glob, a .txt list, a dataset "
-                                               "YAML or a video file (4 frames spread over it; not a stream) "
-                                               "(default: 4 of --calib's, or the bundled samples).", show_default=False,
+                                               "YAML, a video file (4 frames spread over it) or the http(s) URL of an "
+                                               "image or a video file; not a live stream (default: 4 of --calib's, or "
+                                               "the bundled samples).", show_default=False,
                                                rich_help_panel=PARITY_PANEL)] = None,
     workspace: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB (default: TensorRT's own, up to the GPU's memory).", show_default=False,
                                                     rich_help_panel=TRT_PANEL)] = None,

@@ -5,7 +5,8 @@ the same :class:`~pvt_deploy.tasks.preprocess.Preprocessor` (same resize policy,
 every backend uses at inference. Without a folder the bundled sample photos are used, which is enough
 to produce a working graph but not a tuned one — the exporter says so. An Ultralytics dataset YAML
 (``data=coco8.yaml``) stands for the images of its ``val`` split (:func:`dataset_images`); a video file
-for frames spread over the whole clip (:func:`video_frames`), named ``clip.mp4#frame=120``.
+for frames spread over the whole clip (:func:`video_frames`), named ``clip.mp4#frame=120``; an http(s)
+URL for the picture or the video file it serves (``https://host/clip.mp4#frame=120``), not a live feed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pvt_deploy.errors import InputError
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
 if TYPE_CHECKING:
-    from pvt_deploy.io.sources import Source, VideoSource
+    from pvt_deploy.io.sources import Source, StreamSource, VideoSource
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -37,19 +38,31 @@ DATASET_SPLITS = ("val", "validation", "train")
 @dataclass(frozen=True, eq=False)
 class VideoFrame:
     """A frame of a video given to ``export --calib`` / ``--images``, decoded when the frames were chosen
-    (:func:`video_frames`): its number in the video (as ``infer`` numbers them) and its pixels, RGB."""
+    (:func:`video_frames`): the clip's name (a file's name, or its URL without a login), the frame's
+    number in it (as ``infer`` numbers them) and its pixels, RGB."""
 
-    path: Path
+    clip: str
     index: int
     image: np.ndarray = field(repr=False)
 
     @property
     def name(self) -> str:
         """Its stable name, ``clip.mp4#frame=120``: what the manifest records."""
-        return f"{self.path.name}#frame={self.index}"
+        return f"{self.clip}#frame={self.index}"
 
 
-Picture = Path | VideoFrame  # an image file, read when batched, or a frame decoded already
+@dataclass(frozen=True, eq=False)
+class UrlPicture:
+    """The picture an http(s) URL given to ``export --calib`` / ``--images`` serves, read as ``infer`` reads
+    it (:func:`~pvt_deploy.io.sources.open_source`) when the pictures were chosen; named by its URL without
+    a login (:func:`~pvt_deploy.io.sources.redact_url`)."""
+
+    name: str
+    image: np.ndarray = field(repr=False)
+
+
+# an image file, read when batched, or a picture decoded already (a video's frame, a URL's picture)
+Picture = Path | VideoFrame | UrlPicture
 _T = TypeVar("_T")
 
 
@@ -222,27 +235,48 @@ def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
     """The pictures export calibrates or compares on: the first ``limit`` image files of ``spec``
     (:func:`open_images`: a folder, an image, a glob, a .txt list, a dataset YAML; in that order) that
     decode, or, where ``spec`` is a video file, ``limit`` of its frames spread over the whole clip
-    (:func:`video_frames`, default :data:`DEFAULT_CALIB_IMAGES`).
+    (:func:`video_frames`, default :data:`DEFAULT_CALIB_IMAGES`). An http(s) URL is opened as ``infer``
+    opens it: a picture is that picture (:class:`UrlPicture`), a video file (not live) gives its frames
+    as a clip on disk does, decoded in one pass.
 
     Unreadable files are skipped with one warning naming them, as ``infer`` skips them; an
-    :class:`InputError` only when none decodes. A live stream or a camera is an :class:`InputError`:
-    an export's calibration must be the same frames each time it is run. Run before any slow export
-    work, so a bad folder or clip fails in a second rather than after tracing.
+    :class:`InputError` only when none decodes. A live feed is an :class:`InputError` (an export's
+    calibration must be the same frames each time it is run): a camera, a URL of a scheme that only
+    carries live feeds (rtsp, rtmp, ...) before connecting, an http(s) URL once opening it says it is
+    live; so is a URL that does not answer, in ``infer``'s words. Run before any slow export work, so a
+    bad folder or clip fails in a second rather than after tracing.
     """
-    from pvt_deploy.io.sources import VideoSource, is_live, read_image  # as infer reads pictures
+    from pvt_deploy.io.sources import (  # as infer reads pictures
+        _LIVE_SCHEMES,
+        ArraySource,
+        StreamSource,
+        VideoSource,
+        check_stream_url,
+        is_url,
+        is_webcam,
+        read_image,
+        redact_url,
+    )
 
     text = os.fspath(spec)
-    if is_live(text):
-        raise InputError(f"{what} images: {text} is a stream or a camera, whose frames differ from run to run: an "
-                         "export calibrates and compares on the same pictures every time",
-                         hint="record a clip and give the file, or a folder of frames")
+    live = InputError(f"{what} images: {redact_url(text.strip())} is a stream or a camera, whose frames differ "
+                      "from run to run: an export calibrates and compares on the same pictures every time",
+                      hint="record a clip and give the file, or a folder of frames")
     try:
+        if is_webcam(text.strip()) or (is_url(text) and check_stream_url(text.strip()) in _LIVE_SCHEMES):
+            raise live  # said before connecting: these only ever carry live feeds
         with open_images(spec, videos=True, what=what) as source:
-            if isinstance(source, VideoSource):
+            if isinstance(source, StreamSource) and source.live:  # an http(s) feed: what opening it said
+                raise live
+            if isinstance(source, ArraySource):  # a picture's URL: its picture, read as infer reads it
+                return [UrlPicture(f.path, f.image) for f in source]
+            if isinstance(source, (VideoSource, StreamSource)):  # a video file, on disk or served
                 frames: list[Picture] = list(video_frames(source, limit or DEFAULT_CALIB_IMAGES, what=what))
                 return frames
             files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
     except InputError as e:
+        if e is live:
+            raise
         raise InputError(f"{what} images: {e.args[0]}", hint=e.hint) from None
     good: list[Picture] = []
     bad: list[str] = []
@@ -272,8 +306,9 @@ def spread(items: Sequence[_T], count: int) -> list[_T]:
     return [items[(2 * i + 1) * n // (2 * count)] for i in range(count)]
 
 
-def video_frames(source: VideoSource, count: int, *, what: str = "image") -> list[VideoFrame]:
-    """``count`` frames of the video file ``source`` (opened, not yet read), spread over the whole clip: the
+def video_frames(source: VideoSource | StreamSource, count: int, *, what: str = "image") -> list[VideoFrame]:
+    """``count`` frames of the video file ``source`` (opened, not yet read; on disk, or served over http(s)
+    and not live), spread over the whole clip: the
     first frames of a clip are often alike (one scene, a fade-in), and an INT8 graph calibrated on them
     sees ranges narrower than the clip's.
 
@@ -283,8 +318,9 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     (:meth:`~pvt_deploy.io.sources.VideoSource.seek_frames`: frames numbered by their times, an index to
     seek by, every seek landing on a keyframe before its frame, and fewer frames to decode than the whole
     clip's) each is found by seeking to the keyframe before it and decoding forward to it, which costs at
-    most a GOP a frame rather than the whole clip; else one pass decodes the clip, converting only the
-    frames on the stride to RGB. Both give the same frames,
+    most a GOP a frame rather than the whole clip; else (and always over the network, where each seek would
+    be a request) one pass decodes the clip, converting only the frames on the stride to RGB. Both give the
+    same frames,
     numbered as ``infer`` numbers them; a debug log says which way was taken. Where the clip declares
     neither a count nor a length (a raw ``.h264``), every frame is decoded and the kept ones thinned as
     they come. A clip that ends early (truncated, damaged) gives the frames that decode, with ``infer``'s
@@ -307,14 +343,19 @@ def video_frames(source: VideoSource, count: int, *, what: str = "image") -> lis
     def pick(numbers: range) -> list[int]:  # the numbers a whole read keeps (a number on the stride kept)
         return spread(_thinned(range(numbers.start + -numbers.start % step, numbers.stop, step), count), count)
 
-    found = source.seek_frames(pick) if total else None
+    from pvt_deploy.io.sources import VideoSource
+
+    on_disk = isinstance(source, VideoSource)
+    found = source.seek_frames(pick) if total and isinstance(source, VideoSource) else None
     if found is None:
-        log.debug("%s: decoding the whole clip to pick its %s frames", source.spec, what)
+        log.debug("%s: decoding the whole clip to pick its %s frames%s", source.spec, what,
+                  "" if on_disk else " (served over the network: a seek would be a request)")
         source.vid_stride = step
         found = spread(_thinned(source, count), count)
     if not found:
         raise InputError(f"{source.spec}: no decodable video frames")
-    chosen = [VideoFrame(Path(source.spec), f.index, f.image) for f in found]
+    clip = Path(source.spec).name if on_disk else source.spec  # a URL's spec has no login (redact_url)
+    chosen = [VideoFrame(clip, f.index, f.image) for f in found]
     numbers = [str(f.index) for f in chosen]
     log.info("%s images: %s, %d frame(s) spread over %s: %s", what, source.spec, len(chosen),
              f"its {total} frames" if total else "the clip",

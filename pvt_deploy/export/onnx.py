@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError, option
+from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError, option, switched_on
 from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
@@ -668,9 +668,10 @@ def _int8_flavours(int8: bool, flavour: str) -> list[str]:
 
 def _image_paths(folder: str | os.PathLike[str] | None, limit: int | None, what: str) -> tuple[list[Picture], str]:
     from pvt_deploy.export.calibration import bundled_images, usable_images
+    from pvt_deploy.io.sources import redact_url
 
-    if folder is not None:
-        return usable_images(folder, limit, what=what), str(folder)
+    if folder is not None:  # named in the manifest: a URL without its user:password@
+        return usable_images(folder, limit, what=what), redact_url(os.fspath(folder))
     return list(bundled_images()), "bundled sample images"
 
 
@@ -745,8 +746,9 @@ def export_onnx(
     ``imgsz`` (H, W; default per task) is the size preprocessing plans for. ``dynamic`` graphs accept
     batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in ``min_size``..``max_size``;
     static graphs take exactly (``batch`` or 1, 3, H, W). ``half``: ``model.fp16.onnx``. ``int8``:
-    Q/DQ graphs calibrated on ``calib`` (a folder, an image, a glob, a .txt list, a dataset YAML, or a video
-    file: ``calib_size`` frames spread over it; default the bundled sample images) —
+    Q/DQ graphs calibrated on ``calib`` (a folder, an image, a glob, a .txt list, a dataset YAML, a video
+    file: ``calib_size`` frames spread over it, or the http(s) URL of an image or a video file; default the
+    bundled sample images; unused without ``int8`` unless parity runs on it, which a warning says) —
     ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, static or dynamic), ``trt``
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
     ``seg_output="argmax"`` ends segmentation graphs in a class map.
@@ -815,6 +817,11 @@ def export_onnx(
 
     from pvt_deploy.export.calibration import DEFAULT_CALIB_IMAGES, DEFAULT_PARITY_IMAGES, spread
 
+    if calib is not None and not flavours and (images is not None or not parity):
+        # read for nothing (a clip decoded, a URL fetched) and not said: the user believed it calibrated something
+        log.warning("%s is not used: it calibrates INT8 (%s)%s", option("calib"), switched_on("int8"),
+                    f" and is what parity runs on without {option('images')}" if parity else "")
+        calib = None
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if int8 and calib is None:
         log.warning("no --calib folder: calibrating INT8 on the %d bundled sample images (fine for a test, "
