@@ -937,6 +937,10 @@ def test_export_refuses_a_live_feed_over_http_once_opened_and_a_url_that_does_no
                 assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
                 assert lines[0].startswith(f"error: {what} images: {said}") and "secret" not in err, err
     assert asked == ["/cam.mjpg"] * 2  # opened, as infer opens it, to learn that it is live
+    # a URL ending .yaml is no dataset YAML on disk: it was "no such file: http://user:secret@..."
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", "--calib", closed.replace("http://", "http://u:secret@")
+                      .replace("clip.mp4", "data.yaml"), "-o", str(tmp_path / "q")], monkeypatch, capsys)
+    assert code == 2 and "error: calibration images: cannot open stream http://***@" in err and "secret" not in err, err
     assert not (tmp_path / "q").exists()
 
 

@@ -119,10 +119,11 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 
 
 def is_dataset_yaml(spec: object) -> bool:
-    """Whether ``spec`` names a YAML file (not a folder, not a glob), which is read as a dataset YAML."""
-    from pvt_deploy.io.sources import _GLOB_CHARS, DATASET_SUFFIXES
+    """Whether ``spec`` names a YAML file (not a folder, not a glob, not a URL: pvt-deploy downloads no
+    dataset), which is read as a dataset YAML."""
+    from pvt_deploy.io.sources import _GLOB_CHARS, DATASET_SUFFIXES, is_url
 
-    if not isinstance(spec, (str, os.PathLike)):
+    if not isinstance(spec, (str, os.PathLike)) or is_url(spec):
         return False
     path = Path(os.fspath(spec)).expanduser()
     return (path.suffix.lower() in DATASET_SUFFIXES and not path.is_dir()
