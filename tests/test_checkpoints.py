@@ -709,3 +709,66 @@ def test_a_weights_url_of_another_scheme_is_named_as_such(url: str) -> None:
     with pytest.raises(InputError) as e:
         create_model("pvt_v2_b0-cls", weights=url)
     assert str(e.value) == f"weights {url}: only http(s):// URLs are downloaded (download it yourself and pass the file)"
+
+
+# --weights official: the zoo entry's official checkpoint, by its URL
+# --------------------------------------------------------------------------------------------------
+
+
+def test_weights_official_downloads_the_entrys_url_once_and_loads_as_the_file(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A user who knows the model's name had to hunt for its checkpoint's URL (``--weights official`` was read
+    as a file named "official": "does not exist"). It is the zoo entry's official URL, downloaded once through
+    the weights cache and loaded as that file: by the CLI, by ``Model``, and by ``export``, whose manifest
+    names the URL."""
+    from cli_run import run as cli
+
+    from pvt_deploy import Model
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.export import export
+    from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.models import zoo
+
+    s, base = site
+    url = f"{base}/moved/pvt_v2_b0.pth"  # as github.com/.../releases/download/... redirects
+    monkeypatch.setitem(zoo.OFFICIAL_WEIGHTS, "pvt_v2_b0", url)
+    photo = str(sample_images()[0])
+    code, _, err = cli(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--weights", "official",
+                       "--imgsz", "64", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}
+    assert cached(tmp_path) == ["pvt_v2_b0.pth"]
+    with Model("pvt_v2_b0-cls", weights="official", imgsz=64) as official, \
+            Model("pvt_v2_b0-cls", weights=official_b0, imgsz=64) as by_file:
+        assert not official.random_weights
+        np.testing.assert_array_equal(official.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights="official", imgsz=32, parity=False)
+    assert read_manifest(folder)["weights"]["url"] == url
+    assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # the later loads: the cached file
+    # a detector built on that backbone loads the same file as its backbone (neck and head random, reported)
+    detector = create_model("pvt_v2_b0", weights="official")
+    report = detector.load_report
+    assert report.loaded and report.random and not [k for k in report.random if k.startswith("backbone.")]
+
+
+def test_weights_official_without_a_direct_download_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An entry whose official weights are no direct download (a Google Drive link), and a model that is no
+    zoo name, are refused in one line, exit 2, saying where the official weights are listed and to pass the
+    file; nothing is downloaded."""
+    from cli_run import run as cli
+
+    from pvt_deploy.models import zoo
+
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delitem(zoo.OFFICIAL_WEIGHTS, "pvt_v2_b0")
+    code, _, err = cli(monkeypatch, capsys, "infer", "--model", "pvt_v2_b0", "--weights", "official")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: pvt_v2_b0: its official weights are no direct download; they are linked from "
+        "https://github.com/whai362/PVT (detection/README.md) (download the file and pass it as the weights)"]
+    code, _, err = cli(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-seg", "--weights", "official",
+                       "-o", str(tmp_path / "x"))
+    assert code == 2 and "(segmentation/README.md)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists() and cached(tmp_path) == []

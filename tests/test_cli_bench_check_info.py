@@ -308,6 +308,27 @@ def test_models_lists_the_bare_backbones_too(monkeypatch: pytest.MonkeyPatch,
     assert code == 2 and "features" in err
 
 
+def test_models_says_which_entries_have_official_weights_by_url(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``pvt-deploy models`` listed no URLs: a user had to find the official checkpoints in the official
+    READMEs. ``--json`` gives each entry's official URL (the GitHub release asset of its ImageNet classifier,
+    as whai362/PVT's classification/README.md links it) and what of the entry it holds; the table marks it."""
+    code, out, err = run(monkeypatch, capsys, "models", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0, err
+    release = "https://github.com/whai362/PVT/releases/download/v2/"
+    assert rows["pvt_v2_b0-cls"]["official_weights"] == release + "pvt_v2_b0.pth"
+    assert rows["pvt_v2_b2_li-cls"]["official_weights"] == release + "pvt_v2_b2_li.pth"
+    assert rows["pvt_small-cls"]["official_part"] == "model"
+    assert rows["pvt_small"]["official_weights"] == release + "pvt_small.pth"  # the detector: its backbone
+    assert rows["pvt_small"]["official_part"] == rows["pvt_small-seg"]["official_part"] == "backbone"
+    assert all(r["official_weights"] for r in rows.values())
+    code, out, err = run(monkeypatch, capsys, "models", "--task", "classify")
+    lines = out.splitlines()
+    assert code == 0 and "official" in lines[2] and all(len(line) <= 100 for line in lines if "│" in line)
+    assert "model" in next(line for line in lines if "pvt_v2_b0-cls" in line)
+
+
 @pytest.mark.parametrize("unbuffered", [True, False])
 def test_json_on_stdout_to_a_full_disk_is_one_line_and_exit_2(tmp_path: Path, unbuffered: bool) -> None:
     """``pvt-deploy models --json > FILE`` where the file system takes only the first KiB (a full disk, a

@@ -121,7 +121,8 @@ def infer(
         rich_help_panel=OUTPUT_PANEL)] = None,
     weights: Annotated[str | None, typer.Option(  # str: a Path folds https:// into https:/
         "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch (PyTorch): "
-        "a file or an http(s):// URL (downloaded once, cached).")
+        "a file, an http(s):// URL (downloaded once, cached), or 'official': the zoo model's official file (the "
+        "ImageNet classifier, or a detector's/segmenter's backbone: pvt-deploy models).")
     ] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
@@ -315,7 +316,8 @@ def _warn_random(console: Console, name: str, *, zoo: bool) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
-    fix = ("Pass --weights CHECKPOINT (official .pth), or an export made from real weights." if zoo else
+    fix = ("Pass --weights official (its official ImageNet file, by URL), --weights CHECKPOINT, or an export "
+           "made from real weights." if zoo else
            "This export was made without --weights: re-export it with --weights CHECKPOINT (official .pth).")
     console.print(Panel(f"[bold]{escape(name)} has RANDOM WEIGHTS[/]: its outputs are meaningless.\n{fix}",
                         title="warning", border_style="yellow", expand=False))

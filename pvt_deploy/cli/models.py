@@ -19,7 +19,7 @@ def models(
         help="Only this task: detect, segment, classify or features (the bare backbones).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List the model zoo: name, task, parameters, default input size and published metric."""
+    """List the model zoo: name, task, parameters, default input size, published metric and official weights."""
     import torch
 
     from pvt_deploy.models.zoo import (
@@ -46,6 +46,7 @@ def models(
                 "params_m": round(count_parameters(build_model(entry)) / 1e6, 2),
                 "imgsz": list(entry.imgsz), "official_size": OFFICIAL_SIZE[entry.task],
                 "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
+                "official_weights": entry.official_url, "official_part": entry.official_part,
             })
     if as_json:
         typer.echo(json_dumps(rows, indent=2))
@@ -54,13 +55,17 @@ def models(
     from rich.table import Table
 
     table = Table(title="pvt-deploy model zoo (published metrics of the official weights)")
-    for col in ("name", "task", "params", "imgsz", "published"):
+    for col in ("name", "task", "params", "imgsz", "published", "official"):
         table.add_column(col, justify="right" if col in ("params", "published") else "left", no_wrap=True)
     for r in rows:
         short = {"COCO box AP": "AP", "ADE20K mIoU": "mIoU", "ImageNet top-1": "top-1", None: ""}[r["metric"]]
         value = "—" if not short else f"{short} {r['value']}" if r["value"] is not None else f"{short} —"
-        table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value)
+        table.add_row(r["name"], r["task"], f"{r['params_m']:.2f}M", "x".join(map(str, r["imgsz"])), value,
+                      r["official_part"] or "—")
     print_table(Console(), table)
     typer.echo("AP: COCO box AP (RetinaNet 1x); mIoU: ADE20K (Semantic FPN); top-1: ImageNet. "
                "Official test sizes: detect 1333x800, segment 2048x512 (keep ratio), classify 224.\n"
-               "Every backbone also exports alone as <backbone>-features (its 4 feature maps, strides 4-32).")
+               "Every backbone also exports alone as <backbone>-features (its 4 feature maps, strides 4-32).\n"
+               "official: what --weights official downloads (the URL: --json) — the model, or its ImageNet "
+               "backbone (neck and head random: the official detectors and segmenters are Google Drive links, "
+               "pass the file).")

@@ -68,11 +68,16 @@ def _first(keys: list[str], n: int = SHOW) -> str:
     return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
 
 
-def resolve_weights(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """The local file of a checkpoint: an ``http(s)://`` URL is downloaded into the per-user cache (once:
-    :func:`pvt_deploy.utils.download.fetch`) and its cached file returned; a path is returned as given."""
+def resolve_weights(weights: str | os.PathLike[str], *, model: Any = None,
+                    task: str | None = None) -> str | os.PathLike[str]:
+    """The local file of a checkpoint: ``"official"`` is the URL of ``model``'s official checkpoint
+    (:func:`pvt_deploy.models.zoo.official_weights`); an ``http(s)://`` URL is downloaded into the per-user
+    cache (once: :func:`pvt_deploy.utils.download.fetch`) and its cached file returned; a path is returned as
+    given."""
+    from pvt_deploy.models.zoo import official_weights
     from pvt_deploy.utils.download import fetch, is_url
 
+    weights = official_weights(weights, model, task)
     if is_url(weights):
         return fetch(weights)
     if isinstance(weights, str) and _OTHER_URL.match(weights):  # ftp://, s3://, hf://: no file of that name
@@ -84,10 +89,11 @@ def resolve_weights(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
 _OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def require_checkpoint_file(weights: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """Before any work: the checkpoint's local file (a URL downloaded, :func:`resolve_weights`); a path that
-    names no file says whether it is a folder or not there."""
-    weights = resolve_weights(weights)
+def require_checkpoint_file(weights: str | os.PathLike[str], *, model: Any = None,
+                            task: str | None = None) -> str | os.PathLike[str]:
+    """Before any work: the checkpoint's local file (a URL, ``"official"`` for ``model``, downloaded:
+    :func:`resolve_weights`); a path that names no file says whether it is a folder or not there."""
+    weights = resolve_weights(weights, model=model, task=task)
     if not Path(weights).is_file():
         what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
         raise InputError(f"weights {os.fspath(weights)} {what}")

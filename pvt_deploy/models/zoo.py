@@ -14,12 +14,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pvt_deploy.data import class_names
-from pvt_deploy.errors import CheckpointError, ModelNotFoundError
+from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
 from pvt_deploy.models.retinanet import RetinaNet
@@ -52,6 +53,33 @@ PUBLISHED: dict[str, dict[str, float]] = {
                 "pvt_v2_b4": 47.9, "pvt_v2_b5": 48.7},
 }
 
+# The official checkpoints that are direct downloads: the ImageNet-1K classifiers, GitHub release assets of
+# whai362/PVT, each URL as the "[GitHub]" link of the Model Zoo table in that repository's
+# classification/README.md (read 2026-12-05; not downloaded here). ``--weights official`` loads a
+# classifier's own file, and into a detector or segmenter its backbone (neck and head stay random, as the
+# load report says): the official RetinaNet and Semantic FPN files are Google Drive links (detection/ and
+# segmentation/README.md), which a tool cannot download.
+OFFICIAL_WEIGHTS: dict[str, str] = {
+    "pvt_tiny": "https://github.com/whai362/PVT/releases/download/v2/pvt_tiny.pth",
+    "pvt_small": "https://github.com/whai362/PVT/releases/download/v2/pvt_small.pth",
+    "pvt_medium": "https://github.com/whai362/PVT/releases/download/v2/pvt_medium.pth",
+    "pvt_large": "https://github.com/whai362/PVT/releases/download/v2/pvt_large.pth",
+    "pvt_v2_b0": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth",
+    "pvt_v2_b1": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b1.pth",
+    "pvt_v2_b2_li": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2_li.pth",
+    "pvt_v2_b2": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth",
+    "pvt_v2_b3": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b3.pth",
+    "pvt_v2_b4": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b4.pth",
+    "pvt_v2_b5": "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b5.pth",
+}
+#: Where a task's official weights are listed (for the one who downloads them by hand).
+OFFICIAL_README = {"classify": "https://github.com/whai362/PVT (classification/README.md)",
+                   "features": "https://github.com/whai362/PVT (classification/README.md)",
+                   "detect": "https://github.com/whai362/PVT (detection/README.md)",
+                   "segment": "https://github.com/whai362/PVT (segmentation/README.md)"}
+#: ``--weights official`` / ``weights="official"``: the zoo entry's official checkpoint (:func:`official_weights`).
+OFFICIAL = "official"
+
 
 @dataclass(frozen=True)
 class ZooEntry:
@@ -73,6 +101,18 @@ class ZooEntry:
     @property
     def imgsz(self) -> tuple[int, int]:
         return DEFAULT_IMGSZ[self.task]
+
+    @property
+    def official_url(self) -> str | None:
+        """The URL ``--weights official`` downloads for this entry (:data:`OFFICIAL_WEIGHTS`), or None."""
+        return OFFICIAL_WEIGHTS.get(self.backbone)
+
+    @property
+    def official_part(self) -> str | None:
+        """What :attr:`official_url` holds of this entry: ``"model"`` (the whole of it), ``"backbone"``."""
+        if self.official_url is None:
+            return None
+        return "model" if self.task in ("classify", "features") else "backbone"
 
     @property
     def metric(self) -> tuple[str, float | None] | None:
@@ -119,6 +159,26 @@ def _closest_name(name: str) -> str | None:
         return fixed
     guess = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
     return guess[0] if guess else None
+
+
+def official_weights(weights: Any, model: Any, task: str | None = None) -> Any:
+    """What ``weights`` names for ``model``: ``"official"`` is the URL of the zoo entry's official checkpoint
+    (:attr:`ZooEntry.official_url`); anything else is returned as given. A model that is no zoo name, or an
+    entry whose official weights are no direct download, is an :class:`InputError` saying what to pass."""
+    if not (isinstance(weights, str) and weights == OFFICIAL):
+        return weights
+    try:
+        entry = resolve_name(os.fspath(model), task) if isinstance(model, (str, os.PathLike)) else None
+    except ModelNotFoundError:
+        entry = None
+    if entry is None:
+        shown = f" {os.fspath(model)}" if isinstance(model, (str, os.PathLike)) else ""
+        raise InputError(f"weights 'official' are a zoo model's; the model{shown} is not a zoo name",
+                         hint="pass the checkpoint file or its URL")
+    if entry.official_url is None:
+        raise InputError(f"{entry.name}: its official weights are no direct download; they are linked from "
+                         f"{OFFICIAL_README[entry.task]}", hint="download the file and pass it as the weights")
+    return entry.official_url
 
 
 def build_backbone(backbone: str, num_classes: int = 0) -> nn.Module:
@@ -178,6 +238,8 @@ def create_model(name: str, *, task: str | None = None,
         weights, where = state, name
     else:
         entry = resolve_name(name, task)
+        weights = official_weights(weights, name, task)  # "official": its URL, downloaded below
+        where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
         if weights is not None and num_classes is None:
             sd = read_checkpoint(weights, trust=trust) if isinstance(weights, (str, os.PathLike)) else weights
             try:

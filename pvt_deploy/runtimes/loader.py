@@ -625,7 +625,7 @@ def _load_zoo(name: str, *, task: str | None, weights: str | os.PathLike[str] | 
     entry = resolve_name(name, task)
     _refuse_torch_int8(precision, entry.name, f"export it with INT8 and run that: pvt-deploy export --model {shell_quote(str(name))} --int8")
     if weights is not None:
-        weights = require_checkpoint_file(weights)  # a URL: its downloaded file
+        weights = require_checkpoint_file(weights, model=name, task=task)  # a URL, "official": its downloaded file
     model = create_model(name, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     return _torch_backend(model, model_name=entry.name, backbone=entry.backbone,
                           weights=os.fspath(weights) if weights is not None else None, precision=precision,
