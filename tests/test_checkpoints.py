@@ -720,13 +720,15 @@ def test_weights_official_downloads_the_entrys_url_once_and_loads_as_the_file(
         capsys: pytest.CaptureFixture[str]) -> None:
     """A user who knows the model's name had to hunt for its checkpoint's URL (``--weights official`` was read
     as a file named "official": "does not exist"). It is the zoo entry's official URL, downloaded once through
-    the weights cache and loaded as that file: by the CLI, by ``Model``, and by ``export``, whose manifest
+    the weights cache and loaded as that file: by the CLI, by ``Model``, and by ``export_onnx``, whose manifest
     names the URL."""
     from cli_run import run as cli
 
     from pvt_deploy import Model
     from pvt_deploy.assets import sample_images
+    from pvt_deploy.errors import InputError
     from pvt_deploy.export import export
+    from pvt_deploy.export.onnx import export_onnx
     from pvt_deploy.manifest import read_manifest
     from pvt_deploy.models import zoo
 
@@ -743,8 +745,12 @@ def test_weights_official_downloads_the_entrys_url_once_and_loads_as_the_file(
             Model("pvt_v2_b0-cls", weights=official_b0, imgsz=64) as by_file:
         assert not official.random_weights
         np.testing.assert_array_equal(official.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
-    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights="official", imgsz=32, parity=False)
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "x", weights="official", imgsz=32, parity=False)
     assert read_manifest(folder)["weights"]["url"] == url
+    with pytest.raises(InputError) as e:  # an export folder has its weights: 'official' names a zoo model's
+        export(folder, weights="official", half=True, parity=False)
+    assert str(e.value) == (f"weights 'official' are a zoo model's; the model {folder} is not a zoo name "
+                            "(pass the checkpoint file or its URL)")
     assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # the later loads: the cached file
     # a detector built on that backbone loads the same file as its backbone (neck and head random, reported)
     detector = create_model("pvt_v2_b0", weights="official")

@@ -169,7 +169,8 @@ def export(
                                              "or checkpoint).", show_default=False)] = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
                                                 "mmseg, timm names), a file or an http(s):// URL (downloaded "
-                                                "once, cached). Without it the model is RANDOM.",
+                                                "once, cached), or 'official': the zoo model's official file "
+                                                "(see pvt-deploy models). Without it the model is RANDOM.",
                                                 show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,

@@ -111,11 +111,6 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     if format not in FORMATS:
         raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     model = export_source(model)
-    if isinstance(model, (str, os.PathLike)) and onnx_options.get("weights") is not None:
-        from pvt_deploy.models.zoo import official_weights
-
-        # "official": the zoo entry's URL, downloaded and recorded in the manifest as --weights URL is
-        onnx_options["weights"] = official_weights(onnx_options["weights"], model, onnx_options.get("task"))
     triton_opts = dict(triton or {})
     backend = triton_opts.pop("backend", "onnx")
     if format == "triton" and backend not in ("onnx", "trt"):

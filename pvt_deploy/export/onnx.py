@@ -246,6 +246,10 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
 
     if isinstance(weights, (str, os.PathLike)) or isinstance(model, nn.Module):
         url = None  # the weights are --weights', not the model file's
+    if not isinstance(model, nn.Module):
+        from pvt_deploy.models.zoo import official_weights
+
+        weights = official_weights(weights, str(model), task)  # "official": the zoo entry's URL, recorded below
     if is_url(weights):
         url = weights  # recorded beside the file it was downloaded to
     if isinstance(weights, (str, os.PathLike)):
@@ -887,7 +891,7 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[
         if isinstance(weights, (str, os.PathLike)):
             from pvt_deploy.models.checkpoints import resolve_weights
 
-            weights = resolve_weights(weights)  # a URL: its downloaded file, compared as a file given
+            weights = resolve_weights(weights, model=folder)  # a URL: its downloaded file, compared as a file given
         same = (isinstance(weights, (str, os.PathLike)) and Path(weights).is_file() and recorded is not None
                 and sha256_file(weights) == recorded)
         if not same:
