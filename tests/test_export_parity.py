@@ -79,6 +79,17 @@ def test_compare_outputs_and_tolerance() -> None:
     assert e["max_abs"] == 0.5 and e["max_rel"] == 0.25
 
 
+def test_compare_outputs_margin_is_the_classifiers_near_tie_margin_too() -> None:
+    """``compare_outputs(margin=)`` (and ``Comparison``) gave the margin to the detections only: a classifier's
+    near-tie was judged at the default 0.02 whatever the caller asked."""
+    metas = [Letterbox((224, 224), (224, 224), (224, 224))]
+    ref = np.array([[2.0, 1.99, -5.0, -5.0, -5.0, -5.0]], np.float32)  # its two best ~0.005 apart
+    flipped = ref[:, [1, 0, 2, 3, 4, 5]]
+    assert compare_outputs("classify", {"logits": ref}, {"logits": flipped}, metas, {})["agreement"] == 1.0
+    strict = compare_outputs("classify", {"logits": ref}, {"logits": flipped}, metas, {}, margin=0.0)
+    assert strict["agreement"] == 0.0 and strict["task"]["top1_ties"] == 0
+
+
 def test_gate_fails_with_one_clear_line_and_keeps_marked_files(cls_artifact, tmp_path: Path) -> None:
     from pvt_deploy.export import export_onnx
 

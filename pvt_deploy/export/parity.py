@@ -321,6 +321,7 @@ class Comparison:
         self.task = task
         self.post = dict(post)
         self.iou = iou
+        self.margin = margin  # of the detections' cuts and of a classifier's near-tie (agreement_classification)
         self.numeric: dict[str, NumericStats] = {}
         self.det = DetectionAgreement(float(self.post.get("score_threshold", 0.05)),
                                       self.post.get("max_detections", 100), margin)
@@ -374,7 +375,7 @@ class Comparison:
             agreement = self.seg_same / self.seg_total if self.seg_total else 1.0
             task = {"metric": "pixel_agreement", "pixel_agreement": agreement, "pixels": self.seg_total}
         elif self.task == "classify":
-            task = agreement_classification(self.cls_ref, self.cls_test)
+            task = agreement_classification(self.cls_ref, self.cls_test, margin=self.margin)
             agreement = task["top1_agreement"]
         else:
             task, agreement = None, None
