@@ -778,3 +778,16 @@ def test_weights_official_without_a_direct_download_is_refused_in_one_line(
                        "-o", str(tmp_path / "x"))
     assert code == 2 and "(segmentation/README.md)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() and cached(tmp_path) == []
+
+
+def test_weights_with_a_checkpoint_as_the_model_are_refused(seeded: dict[str, torch.nn.Module], tmp_path: Path) -> None:
+    """``create_model("a.pth", weights=other)`` loaded a.pth and dropped ``weights`` without a word (Model and
+    the CLI refuse the pair already): it is refused, naming the model file."""
+    from pvt_deploy.errors import InputError
+
+    path = tmp_path / "a.pth"
+    torch.save(seeded["pvt_v2_b0-classify"].state_dict(), path)
+    with pytest.raises(InputError) as e:
+        create_model(str(path), weights=tmp_path / "other.pth")
+    assert str(e.value) == f"weights does not apply to {path}: a model file runs with its own weights"
+    assert create_model(str(path)).random_init is False

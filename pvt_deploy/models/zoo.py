@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pvt_deploy.data import class_names
-from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError
+from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
 from pvt_deploy.models.retinanet import RetinaNet
@@ -227,6 +227,8 @@ def create_model(name: str, *, task: str | None = None,
     where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
     ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
     if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
+        if weights is not None:  # they were dropped without a word: the file's own tensors were loaded
+            raise InputError(f"{option('weights')} does not apply to {name}: a model file runs with its own weights")
         state = read_checkpoint(name, trust=trust)
         try:
             backbone, ckpt_task, ckpt_classes = infer_architecture(state)
