@@ -203,16 +203,19 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
     are ``skipped`` with the ``reason``.
     """
-    from pvt_deploy.runtimes.loader import require_model, resolve_model
+    from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
     labels = parse_backends(backends)
     if batch < 1 or iters < 1 or warmup < 0:
         raise InputError("batch and iters must be >= 1 and warmup >= 0")
     target = resolve_model(model)
     require_model(target)
+    # a checkpoint's URL is loaded as given (from the cache it was just downloaded to), so that the rows'
+    # hints ("export --model ...") and the report name the URL, not the cache's file
+    given = os.fspath(model) if model is not None and is_checkpoint_url(os.fspath(model)) else target
     size = _pair(imgsz)
     _refuse_size_outside(target, size)
-    report: dict[str, Any] = {"model": str(target), "task": None, "imgsz": list(size) if size else None,
+    report: dict[str, Any] = {"model": str(given), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "results": []}
     _load_runtimes(labels)
@@ -220,7 +223,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     for label in labels:
         if progress is not None:
             progress(label)
-        row = _bench_one(label, target, size, batch, warmup, iters, device, report)
+        row = _bench_one(label, given, size, batch, warmup, iters, device, report)
         if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
             row["exit_code"] = None
         report["results"].append(row)

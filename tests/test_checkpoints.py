@@ -791,3 +791,17 @@ def test_weights_with_a_checkpoint_as_the_model_are_refused(seeded: dict[str, to
         create_model(str(path), weights=tmp_path / "other.pth")
     assert str(e.value) == f"weights does not apply to {path}: a model file runs with its own weights"
     assert create_model(str(path)).random_init is False
+
+
+def test_bench_on_a_checkpoint_url_names_the_url(site: tuple[Site, str]) -> None:
+    """``bench --model URL``: the onnx row's hint said "export --model ~/.cache/pvt-deploy/weights/x.pth", a path
+    whose export would not record where the weights came from, and the report named the cache's file."""
+    from pvt_deploy.bench import benchmark
+
+    s, base = site
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    report = benchmark(url, backends="torch,onnx", imgsz=32, warmup=0, iters=1)
+    torch_row, onnx_row = report["results"]
+    assert report["model"] == url and torch_row["status"] == "ok" and onnx_row["status"] == "skipped"
+    assert f"pvt-deploy export --model {url}" in onnx_row["reason"], onnx_row
+    assert s.hits == {"/v2/pvt_v2_b0.pth": 1}
