@@ -1516,8 +1516,8 @@ def _stream_source(
             first = list(itertools.islice(source, 2))
         if len(first) == 1:
             # and decoded as that file is: its bytes (the picture demuxer's one packet) by OpenCV, whose chroma
-            # upsampling and EXIF rotation FFmpeg's decode did not share (pixels off at colour edges, a
-            # phone's portrait photo on its side); FFmpeg's picture where OpenCV cannot decode the format
+            # upsampling FFmpeg's decode did not share (pixels off at colour edges; both apply the EXIF
+            # orientation); FFmpeg's picture where OpenCV cannot decode the format
             data = getattr(reader, "picture_data", None)
             image = _imdecode(np.frombuffer(data, np.uint8)) if data else None
             return ArraySource(first[0].image if image is None else image, name=source.spec)
