@@ -371,6 +371,7 @@ def _requirements() -> list[tuple[str, str, str | None]]:
         return []
     declared += [r for r in _editable_requirements() or [] if r not in declared]  # what a git pull brought
     out = []
+    seen = set()
     for line in declared:
         match = _REQUIREMENT.match(line)
         if match is None:
@@ -383,7 +384,11 @@ def _requirements() -> list[tuple[str, str, str | None]]:
         if extra is not None and found is None:
             continue  # an extra that is not installed is not asked for
         installed, version = found or (dist, None)
-        if (installed, spec, version) not in out:  # onnxruntime-gpu, for onnxruntime and for the gpu extra
+        # one requirement however it is spelled: onnxruntime-gpu, for onnxruntime and for the gpu extra; the
+        # metadata's "<12,>=10.0" for pyproject.toml's ">=10.0,<12" (an editable install reads both)
+        key = (installed, frozenset(c.replace(" ", "") for c in spec.split(",") if c.strip()), version)
+        if key not in seen:
+            seen.add(key)
             out.append((installed, spec, version))
     return out
 

@@ -239,6 +239,30 @@ def test_an_editable_install_is_judged_by_its_sources_requirements(monkeypatch: 
     assert doctor._check_requirements([]) == []  # a source it cannot read: the install's metadata
 
 
+def test_an_editable_install_says_an_unmet_requirement_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The install's metadata writes a requirement as its own normal form ("rich<1,>=0.1", extras sorted),
+    pyproject.toml as its author did (">=0.1,<1"): an editable install read both as two requirements, so one
+    unmet package got two rows (or one summary said twice)."""
+    import json
+
+    from pvt_deploy import doctor
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "pvt-deploy"\ndependencies = ["rich>=0.1,<1"]\n', encoding="utf-8")
+
+    class Editable:
+        def read_text(self, name: str) -> str | None:
+            return json.dumps({"dir_info": {"editable": True}, "url": tmp_path.as_uri()}) \
+                if name == "direct_url.json" else None
+
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: ["rich<1,>=0.1"] if dist == "pvt-deploy" else None)
+    real = doctor.metadata.distribution
+    monkeypatch.setattr(doctor.metadata, "distribution", lambda dist: Editable() if dist == "pvt-deploy" else real(dist))
+    rows = doctor._check_requirements([])
+    assert [(c.key, c.status) for c in rows] == [("rich", "error")]
+    assert rows[0].summary.endswith("installed; pvt-deploy needs <1,>=0.1")
+
+
 def test_an_uninstalled_pvt_deploy_judges_no_version(monkeypatch: pytest.MonkeyPatch) -> None:
     from pvt_deploy import doctor
 
