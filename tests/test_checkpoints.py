@@ -654,6 +654,27 @@ def test_urls_that_share_a_file_name_are_cached_apart(site: tuple[Site, str], of
     assert s.hits["/v2/timm/pvt_v2_b0.a/model.pth"] == 2
 
 
+def test_a_failed_download_leaves_no_record_of_its_url(site: tuple[Site, str], tmp_path: Path) -> None:
+    """A URL's record is written before its download; one that failed (a 404, a web page) left the record
+    behind with no file, so the name stayed that URL's: a file then copied in by hand under it was not taken
+    by the URL that serves it (README: the first URL of its name takes it), which downloaded it again under
+    another name, an error offline. A failed download leaves nothing, record included."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils.download import fetch
+
+    s, base = site
+    cache = tmp_path / "cache" / "weights"
+    with pytest.raises(InputError):
+        fetch(f"{base}/missing/model.pth")  # a typo: 404
+    with pytest.raises(CheckpointError):
+        fetch(f"{base}/drive/model.pth")  # a web page
+    assert sorted(p.name for p in cache.iterdir()) == []
+    (cache / "model.pth").write_bytes(s.payload)  # copied by hand
+    s.payload = b"not served"
+    assert fetch(f"{base}/v2/b0/model.pth") == cache / "model.pth"
+    assert "/v2/b0/model.pth" not in s.hits
+
+
 def test_a_weights_url_with_a_password_is_refused_without_showing_it(
         site: tuple[Site, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

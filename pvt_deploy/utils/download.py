@@ -144,7 +144,13 @@ def fetch(url: str) -> Path:
         remove_abandoned_temps(folder)  # what a killed download left
         atomic_write_text(_record(target), origin + "\n")  # first: a file without a record was not downloaded
         log.info("downloading %s to %s", url, target)
-        _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
+        try:
+            _download(request_url, url, target, expected)  # network errors are InputErrors: OSErrors here are the cache's
+        except BaseException:
+            if not target.is_file():  # nothing landed (a 404, a web page, Ctrl-C): the name is not this URL's
+                with contextlib.suppress(OSError):
+                    _record(target).unlink()
+            raise
     except OSError as e:
         raise InputError(f"cannot use the weights cache {folder}: {e.strerror or e}",
                          hint="set PVT_DEPLOY_CACHE to a folder this user can write, with room") from None
