@@ -891,10 +891,10 @@ def _export_checkpoint(folder: Path, manifest: Mapping[str, Any], source: str) -
     recorded = weights.get("sha256")
     digest = sha256_file(source) if isinstance(recorded, str) and recorded else None
     if digest is not None and digest != recorded and url is None and _is_http_url(weights.get("url")):
-        # the cache was cleaned and its name taken by another URL's download: this URL's own file
-        url = str(weights["url"])
-        source = os.fspath(require_checkpoint_file(url))
-        digest = sha256_file(source)
+        own = os.fspath(require_checkpoint_file(str(weights["url"])))
+        if own != source:  # the cache was cleaned and its name taken by another URL's download: this URL's file
+            url, source, digest = str(weights["url"]), own, sha256_file(own)
+        # else the URL's own cached file changed (by hand, or a download since): that file is named, not the URL
     if digest is not None and digest != recorded:
         what = f"{url} now serves a file" if url is not None else f"{source} now holds weights"
         raise CheckpointError(f"{folder}: cannot rebuild the PyTorch model: {what} with sha256 {digest[:12]}..., "
