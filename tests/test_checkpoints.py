@@ -774,7 +774,7 @@ def test_weights_official_downloads_the_entrys_url_once_and_loads_as_the_file(
     assert read_manifest(folder)["weights"]["url"] == url
     with pytest.raises(InputError) as e:  # an export folder has its weights: 'official' names a zoo model's
         export(folder, weights="official", half=True, parity=False)
-    assert str(e.value) == (f"weights 'official' are a zoo model's; the model {folder} is not a zoo name "
+    assert str(e.value) == (f"weights='official': the official weights are a zoo model's; the model {folder} is not a zoo name "
                             "(pass the checkpoint file or its URL)")
     assert s.hits == {"/moved/pvt_v2_b0.pth": 1, "/v2/pvt_v2_b0.pth": 1}  # the later loads: the cached file
     # a detector built on that backbone loads the same file as its backbone (neck and head random, reported)

@@ -173,7 +173,8 @@ def official_weights(weights: Any, model: Any, task: str | None = None) -> Any:
         entry = None
     if entry is None:
         shown = f" {os.fspath(model)}" if isinstance(model, (str, os.PathLike)) else ""
-        raise InputError(f"weights 'official' are a zoo model's; the model{shown} is not a zoo name",
+        given = f"{option('weights')} official" if option("weights").startswith("--") else "weights='official'"
+        raise InputError(f"{given}: the official weights are a zoo model's; the model{shown} is not a zoo name",
                          hint="pass the checkpoint file or its URL")
     if entry.official_url is None:
         raise InputError(f"{entry.name}: its official weights are no direct download; they are linked from "
