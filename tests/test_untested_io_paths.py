@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -34,6 +35,8 @@ from test_runtime_artifacts import decode_video
 from pvt_deploy.assets import sample_image
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import Reconnect, open_source, read_image
+
+pytest_plugins = ["export_fixtures"]
 
 
 @pytest.fixture
@@ -284,6 +287,23 @@ def test_a_picture_url_is_an_image_not_a_one_frame_video(http_root: tuple[str, P
     make_clip(root / "clip.mp4", "libx264")
     with open_source(f"{base}/clip.mp4") as source:  # a video's URL stays a stream
         assert source.kind == "stream"
+
+
+def test_cli_infer_on_a_picture_url_writes_what_the_file_on_disk_writes(
+        http_root: tuple[str, Path], seg_artifact: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``pvt-deploy infer https://host/x.jpg`` took the URL for a stream until it was opened: it wrote
+    ``predictions.jsonl`` unasked (a picture on disk writes it only with ``--save-json``) and left out
+    ``--save-mask`` (images only). It now writes what the same file on disk writes."""
+    from cli_run import run as cli
+
+    base, root = http_root
+    (root / "coffee.jpg").write_bytes(sample_image("coffee").read_bytes())
+    for spec, out in ((f"{base}/coffee.jpg", tmp_path / "url"), (str(root / "coffee.jpg"), tmp_path / "disk")):
+        code, _, err = cli(monkeypatch, capsys, "infer", spec, "--model", str(seg_artifact.folder), "--imgsz", "64",
+                           "--save-mask", "-o", str(out))
+        assert code == 0, err
+        assert sorted(p.name for p in out.iterdir()) == ["coffee.jpg", "coffee_mask.png"], err
 
 
 def test_a_finite_stream_in_batches_keeps_every_frame_in_order(http_root: tuple[str, Path]) -> None:

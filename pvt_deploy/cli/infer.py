@@ -176,6 +176,8 @@ def infer(
             m.predictor(imgsz=size).check_batch(batch)
         if src is None:
             src = _open(spec, vid_stride)
+            kind = src.kind  # an http(s) URL of one picture is an image once opened, as the file on disk is
+            json_on = save_json if save_json is not None else kind in ("video", "stream")
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
