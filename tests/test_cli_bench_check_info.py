@@ -442,6 +442,13 @@ def test_help_shows_every_option_help_as_written(monkeypatch: pytest.MonkeyPatch
         text = next((p.help for p in command.params if p.name in ("model", "artifact")), None)
         if name in ("export", "infer", "bench", "info"):
             assert text is not None and "checkpoint file (.pth, .safetensors) or its http(s):// URL" in text, name
+    # export's --weights said "(official, mmdet/mmseg, timm names) ... or 'official'": two meanings of one word,
+    # and not what 'official' loads into a detector; it says what infer's does
+    for name in ("export", "infer"):
+        weights = next(p.help for p in get_command(app).commands[name].params if p.name == "weights")  # type: ignore[attr-defined]
+        assert ("'official': the zoo model's official file (the ImageNet classifier, or a detector's/segmenter's "
+                "backbone: pvt-deploy models)") in " ".join(weights.split()), name
+        assert "(official," not in weights, name
     # check --images reads a stream or a camera as a video (README); its help listed a video file only
     images = next(p.help for p in get_command(app).commands["check"].params if p.name == "images")  # type: ignore[attr-defined]
     assert "stream URL or webcam index" in images

@@ -167,10 +167,11 @@ def export(
     ] = "pvt_small",
     task: Annotated[str | None, typer.Option(help="detect, segment, classify or features (default: from the name "
                                              "or checkpoint).", show_default=False)] = None,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Checkpoint to load (official, mmdet/"
-                                                "mmseg, timm names), a file or an http(s):// URL (downloaded "
-                                                "once, cached), or 'official': the zoo model's official file "
-                                                "(see pvt-deploy models). Without it the model is RANDOM.",
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Checkpoint to load (official PVT, "
+                                                "mmdet/mmseg or timm key names): a file, an http(s):// URL "
+                                                "(downloaded once, cached), or 'official': the zoo model's official "
+                                                "file (the ImageNet classifier, or a detector's/segmenter's "
+                                                "backbone: pvt-deploy models). Without it the model is RANDOM.",
                                                 show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
