@@ -369,7 +369,7 @@ def _requirements() -> list[tuple[str, str, str | None]]:
         declared = metadata.requires("pvt-deploy") or []
     except metadata.PackageNotFoundError:
         return []
-    declared += [r for r in _editable_requirements() or [] if r not in declared]  # what a git pull brought
+    declared = declared + [r for r in _editable_requirements() or [] if r not in declared]  # what a git pull brought
     out = []
     seen = set()
     for line in declared:
