@@ -210,27 +210,35 @@ def test_a_package_older_or_newer_than_declared_is_an_error_row(monkeypatch: pyt
     assert "pvt-deploy needs >=99" in console.export_text()
 
 
+def editable_install(monkeypatch: pytest.MonkeyPatch, source: Path, installed: list[str], project: str) -> None:
+    """pvt-deploy as an editable install of ``source``, whose pyproject.toml's ``[project]`` table holds
+    ``project`` after its name, while the install's metadata lists the requirements ``installed``."""
+    import json
+
+    from pvt_deploy import doctor
+
+    (source / "pyproject.toml").write_text('[project]\nname = "pvt-deploy"\n' + project, encoding="utf-8")
+
+    class Editable:
+        def read_text(self, name: str) -> str | None:
+            return json.dumps({"dir_info": {"editable": True}, "url": source.as_uri()}) \
+                if name == "direct_url.json" else None
+
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: installed if dist == "pvt-deploy" else None)
+    real = doctor.metadata.distribution
+    monkeypatch.setattr(doctor.metadata, "distribution", lambda dist: Editable() if dist == "pvt-deploy" else real(dist))
+
+
 def test_an_editable_install_is_judged_by_its_sources_requirements(monkeypatch: pytest.MonkeyPatch,
                                                                      tmp_path: Path) -> None:
     """An editable install's metadata is written when it is installed: after a git pull that added a dependency
     (safetensors, today), doctor read the old list and said nothing of the new one, missing. The requirements
     of an editable install are its source's pyproject.toml, extras included as the metadata writes them."""
-    import json
-
     from pvt_deploy import doctor
 
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "pvt-deploy"\ndependencies = ["rich>=13", "safetensors-not-a-real-dist>=0.4"]\n'
-        '[project.optional-dependencies]\ntrt = ["tensorrt-not-installed<12,>=10.0"]\n', encoding="utf-8")
-
-    class Editable:
-        def read_text(self, name: str) -> str | None:
-            return json.dumps({"dir_info": {"editable": True}, "url": tmp_path.as_uri()}) \
-                if name == "direct_url.json" else None
-
-    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: ["rich>=13"] if dist == "pvt-deploy" else None)
-    real = doctor.metadata.distribution
-    monkeypatch.setattr(doctor.metadata, "distribution", lambda dist: Editable() if dist == "pvt-deploy" else real(dist))
+    editable_install(monkeypatch, tmp_path, ["rich>=13"],
+                     'dependencies = ["rich>=13", "safetensors-not-a-real-dist>=0.4"]\n'
+                     '[project.optional-dependencies]\ntrt = ["tensorrt-not-installed<12,>=10.0"]\n')
     rows = {c.key: c for c in doctor._check_requirements([])}
     assert rows["safetensors-not-a-real-dist"].status == "missing"
     assert rows["safetensors-not-a-real-dist"].hint == "pip install 'safetensors-not-a-real-dist>=0.4'"
@@ -243,21 +251,9 @@ def test_an_editable_install_says_an_unmet_requirement_once(monkeypatch: pytest.
     """The install's metadata writes a requirement as its own normal form ("rich<1,>=0.1", extras sorted),
     pyproject.toml as its author did (">=0.1,<1"): an editable install read both as two requirements, so one
     unmet package got two rows (or one summary said twice)."""
-    import json
-
     from pvt_deploy import doctor
 
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "pvt-deploy"\ndependencies = ["rich>=0.1,<1"]\n', encoding="utf-8")
-
-    class Editable:
-        def read_text(self, name: str) -> str | None:
-            return json.dumps({"dir_info": {"editable": True}, "url": tmp_path.as_uri()}) \
-                if name == "direct_url.json" else None
-
-    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: ["rich<1,>=0.1"] if dist == "pvt-deploy" else None)
-    real = doctor.metadata.distribution
-    monkeypatch.setattr(doctor.metadata, "distribution", lambda dist: Editable() if dist == "pvt-deploy" else real(dist))
+    editable_install(monkeypatch, tmp_path, ["rich<1,>=0.1"], 'dependencies = ["rich>=0.1,<1"]\n')
     rows = doctor._check_requirements([])
     assert [(c.key, c.status) for c in rows] == [("rich", "error")]
     assert rows[0].summary.endswith("installed; pvt-deploy needs <1,>=0.1")
