@@ -76,8 +76,9 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
     if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise InputError(f"weights URL {url} names no file (expected https://HOST/.../NAME.pth)")
+    request_url = urllib.parse.urlunsplit(parts._replace(fragment=""))
     if parts.query:  # ...?id=1 and ...?id=2 share a path's name, not a file: keep them apart
-        name = f"{hashlib.sha256(url.split('#')[0].encode()).hexdigest()[:12]}.{name}"
+        name = _own_name(request_url, name)
     expected = None
     if parts.fragment:
         m = _FRAGMENT_HASH.fullmatch(parts.fragment)
@@ -88,7 +89,12 @@ def _parse(url: str) -> tuple[str, str, str | None]:
         hub = _HUB_HASH.fullmatch(name)
         if hub is not None and re.search("[a-f]", hub.group(1)):
             expected = hub.group(1)
-    return urllib.parse.urlunsplit(parts._replace(fragment="")), name, expected
+    return request_url, name, expected
+
+
+def _own_name(url: str, name: str) -> str:
+    """``name`` as the cache keeps it for ``url`` alone: ``<sha256 of the URL, 12 digits>.<name>``."""
+    return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}.{name}"
 
 
 def _shown(url: str) -> str:
@@ -129,7 +135,7 @@ def fetch(url: str) -> Path:
         origin = request_url  # the URL without its fragment
         if _recorded(target) not in (None, origin):  # the name holds another URL's download (hubs give
             # every model one name)
-            target = folder / f"{hashlib.sha256(origin.encode()).hexdigest()[:12]}.{name}"
+            target = folder / _own_name(origin, name)
         from pvt_deploy.utils.files import atomic_write_text, remove_abandoned_temps
 
         if target.is_file():  # this URL's, or put there by hand (a download's record lands before it does)
