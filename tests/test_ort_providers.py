@@ -326,3 +326,50 @@ def test_no_tensorrt_ep_profile_is_worked_out_where_its_libraries_do_not_load(
     with caplog.at_level(logging.WARNING):
         OnnxRuntimeBackend(cls_onnx, manifest=unreadable, providers=None).close()
     assert "no TensorRT EP profile" not in caplog.text
+
+
+def _hashes_of(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each time ``path`` is hashed whole from now on: a sha256 whose digest is the file's."""
+    import hashlib
+
+    real, whole, seen = hashlib.sha256, _sha256(path), []
+
+    class Counting:
+        def __init__(self, *args: Any) -> None:
+            self._h = real(*args)
+
+        def update(self, data: bytes) -> None:
+            self._h.update(data)
+
+        def hexdigest(self) -> str:
+            digest = self._h.hexdigest()
+            if digest == whole:
+                seen.append(digest)
+            return digest
+
+    monkeypatch.setattr(hashlib, "sha256", Counting)
+    return seen
+
+
+@pytest.mark.parametrize("where", ["tensorrt", "cpu"])
+def test_one_load_reads_the_model_once_to_hash_it(where: str, cls_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  request: pytest.FixtureRequest) -> None:
+    """A load checked the file's sha256 against the manifest, then hashed it again for the TensorRT EP's
+    engine-cache key (on the CPU: for the rewritten graph's cache key): two full reads of a 100-250 MB
+    graph before the session even opened it. One load reads it once to hash it, and still checks it."""
+    from pvt_deploy.runtimes.loader import load_backend
+
+    if where == "tensorrt":
+        request.getfixturevalue("tensorrt_here")
+    hashed = _hashes_of(cls_onnx, monkeypatch)
+    for model in (cls_onnx.parent, cls_onnx):  # the export folder, and its model.onnx named
+        hashed.clear()
+        load_backend(model, device="auto" if where == "tensorrt" else "cpu")[0].close()
+        assert len(hashed) == 1
+    with open(cls_onnx, "r+b") as f:  # the check still reads the file: a changed one is refused
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.raises(InputError, match="sha256 differs"):
+        load_backend(cls_onnx.parent)

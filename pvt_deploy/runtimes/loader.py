@@ -52,6 +52,7 @@ from pvt_deploy.manifest import (
     verify_file,
 )
 from pvt_deploy.utils import shell_quote
+from pvt_deploy.utils.files import hashing_once
 
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
@@ -478,6 +479,7 @@ def _create(factory: Callable[..., _T], what: str, options: Mapping[str, Any], /
     return factory(*args, **fixed, **options)
 
 
+@hashing_once()  # the manifest check and the caches' keys read a 100-250 MB graph once
 def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend: str | None = None,
                  precision: str | None = None, device: str | int | None = None,
                  imgsz: int | str | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,

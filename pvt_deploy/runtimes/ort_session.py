@@ -67,14 +67,6 @@ class OptimizedGraph:
                 **({"error": self.error} if self.error else {})}
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _writable(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -99,8 +91,9 @@ def _key(source: Path, rewrites: Sequence[str]) -> str:
     except metadata.PackageNotFoundError:
         version = "0"
     from pvt_deploy.export.optimize import RECIPE
+    from pvt_deploy.utils.files import sha256_file
 
-    text = json.dumps([_sha256(source), sorted(rewrites), RECIPE, version, onnxruntime.__version__])
+    text = json.dumps([sha256_file(source), sorted(rewrites), RECIPE, version, onnxruntime.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

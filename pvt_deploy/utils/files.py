@@ -7,6 +7,7 @@ artifact is written to a temporary file in the same folder and renamed over the 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import io
@@ -293,12 +294,43 @@ def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(target, json_dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+#: The digests :func:`sha256_file` took inside :func:`hashing_once`, by the file's identity; None outside.
+_HASHED: contextvars.ContextVar[dict[tuple[int, ...], str] | None] = contextvars.ContextVar("pvt_deploy_hashed",
+                                                                                            default=None)
+
+
+@contextlib.contextmanager
+def hashing_once() -> Iterator[None]:
+    """Inside this block (one model load), :func:`sha256_file` reads a file once: a second hash of it
+    (the manifest check, then a cache key made of its content) is the first one's digest. A file is
+    known by its device, inode, size, mtime and ctime, so one replaced or written to meanwhile is read
+    again. Usable as a decorator; a nested block shares the outer one's digests. Outside any block
+    every call reads the file, as a check of a file that may have changed since must."""
+    if _HASHED.get() is not None:
+        yield
+        return
+    token = _HASHED.set({})
+    try:
+        yield
+    finally:
+        _HASHED.reset(token)
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+    memo = _HASHED.get()
     with open(path, "rb") as f:
+        if memo is not None:
+            st = os.fstat(f.fileno())
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if key in memo:
+                return memo[key]
+        h = hashlib.sha256()
         while block := f.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if memo is not None:
+        memo[key] = digest
+    return digest
 
 
 #: A write the file system refused for want of room: a full disk, a quota, a file size limit.
