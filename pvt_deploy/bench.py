@@ -214,7 +214,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     # hints ("export --model ...") and the report name the URL, not the cache's file
     given = os.fspath(model) if model is not None and is_checkpoint_url(os.fspath(model)) else target
     size = _pair(imgsz)
-    _refuse_size_outside(target, size)
+    _refuse_size_outside(target, size, batch)
     report: dict[str, Any] = {"model": str(given), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "results": []}
@@ -237,15 +237,26 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     return report
 
 
-def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None) -> None:
-    """An export folder refuses an ``imgsz`` outside its graph's range before any backend loads, as
-    ``infer`` does (:func:`~pvt_deploy.runtimes.loader.check_imgsz`): each backend tried it in turn, after
-    loading, and bench tabled every one of them as skipped for that one reason."""
+def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None, batch: int = 1) -> None:
+    """An export folder refuses an ``imgsz`` outside its graph's range, or a ``batch`` larger than its graph
+    takes, before any backend loads, as ``infer`` does (:func:`~pvt_deploy.runtimes.loader.check_imgsz`,
+    :meth:`~pvt_deploy.tasks.pipeline.Predictor.check_batch`): each backend tried it in turn, after loading,
+    and bench tabled every one of them as skipped for that one reason under an empty table."""
+    from pvt_deploy.errors import ShapeError, option
     from pvt_deploy.manifest import is_export_folder, read_manifest
     from pvt_deploy.runtimes.loader import check_imgsz
 
-    if size is not None and is_export_folder(Path(target)):
-        check_imgsz(read_manifest(Path(target)), size)
+    if (size is None and batch <= 1) or not is_export_folder(Path(target)):
+        return
+    manifest = read_manifest(Path(target))
+    if size is not None:
+        check_imgsz(manifest, size)
+    dynamic = manifest.get("dynamic")
+    shape = ((manifest.get("inputs") or [{}])[0].get("shape") or [None])[0]
+    most = int((dynamic.get("batch") or [1, batch])[1]) if dynamic else shape if isinstance(shape, int) else batch
+    if batch > most:  # the Predictor's words
+        raise ShapeError(f"{option('batch')} {batch} is more than this graph takes ({most})",
+                         hint=f"lower {option('batch')}, or re-export with a larger batch range")
 
 
 def _load_runtimes(labels: Sequence[str]) -> None:

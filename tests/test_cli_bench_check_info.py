@@ -238,6 +238,23 @@ def test_bench_fails_fast_on_an_unknown_model_and_when_nothing_runs(
 
 
 @no_ort_cuda
+def test_bench_refuses_a_batch_the_graph_cannot_take_before_any_backend_loads(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """``bench --batch 9`` on an export of batch 1-4 loaded every backend (checkpoint, FP16 warning), printed
+    an empty table titled "(?) input ?" above one "skipped" line per backend, then the error. Refused
+    first in one line, as an --imgsz outside the graph's range is."""
+    from pvt_deploy.runtimes import loader
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a backend was loaded before --batch was checked")
+
+    monkeypatch.setattr(loader, "load_backend", not_reached)
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--batch", "9", "--iters", "1")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and out == "" and len(lines) == 1, err
+    assert lines[0].startswith("error: --batch 9 is more than this graph takes (4)"), err
+
+
 def test_bench_exit_code_says_why_nothing_ran(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                              cls_export: Path) -> None:
     code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
