@@ -353,7 +353,10 @@ def _editable_requirements() -> list[str] | None:
         project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
         declared = [str(r) for r in project.get("dependencies", [])]
         for extra, requirements in project.get("optional-dependencies", {}).items():
-            declared += [f'{r}{" and" if ";" in r else ";"} extra == "{extra}"' for r in requirements]
+            for line in requirements:  # its own marker bracketed: "a or b and extra" is "a or (b and extra)"
+                requirement, _, marker = str(line).partition(";")
+                declared.append(f'{requirement.strip()}; {f"({marker.strip()}) and " if marker.strip() else ""}'
+                                f'extra == "{extra}"')
     except (metadata.PackageNotFoundError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return declared

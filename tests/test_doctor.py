@@ -259,6 +259,27 @@ def test_an_editable_install_says_an_unmet_requirement_once(monkeypatch: pytest.
     assert rows[0].summary.endswith("installed; pvt-deploy needs <1,>=0.1")
 
 
+def test_an_editable_installs_extra_keeps_its_own_marker_apart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An extra's requirement with a marker of its own was joined to ``extra == "gpu"`` without brackets:
+    ``a or b and extra == "gpu"`` reads ``a or (b and ...)``, a requirement of every install where ``a``
+    holds. Read as pip reads markers, it belongs to the extra alone, where its own marker holds."""
+    from packaging.requirements import Requirement
+
+    from pvt_deploy import doctor
+
+    editable_install(monkeypatch, tmp_path, [],
+                     '[project.optional-dependencies]\ngpu = [\'foo>=1; python_version < "3.12" or sys_platform == "win32"\', '
+                     '"bar>=2"]\n')
+    foo, bar = (Requirement(r) for r in doctor._editable_requirements() or [])
+    assert (foo.name, str(foo.specifier), bar.name, str(bar.specifier)) == ("foo", ">=1", "bar", ">=2")
+    old = {"python_version": "3.11", "sys_platform": "linux"}
+    assert foo.marker is not None and bar.marker is not None
+    assert not foo.marker.evaluate({**old, "extra": ""}) and foo.marker.evaluate({**old, "extra": "gpu"})
+    assert not foo.marker.evaluate({"python_version": "3.13", "sys_platform": "linux", "extra": "gpu"})
+    assert foo.marker.evaluate({"python_version": "3.13", "sys_platform": "win32", "extra": "gpu"})
+    assert bar.marker.evaluate({"extra": "gpu"}) and not bar.marker.evaluate({"extra": ""})
+
+
 def test_an_uninstalled_pvt_deploy_judges_no_version(monkeypatch: pytest.MonkeyPatch) -> None:
     from pvt_deploy import doctor
 
