@@ -2,7 +2,7 @@
 
     from pvt_deploy import Model
 
-    model = Model("exports/pvt_small")            # export folder, .onnx, .engine, .pth, zoo name, triton://
+    model = Model("exports/pvt_small")            # export folder, .onnx, .engine, .pth/.safetensors, zoo name, triton://
     results = model.predict("photo.jpg")          # a list with one Result
     for r in model.predict("video.mp4", stream=True):
         r.boxes.xyxy, r.boxes.conf, r.boxes.cls   # original-image pixels
@@ -51,7 +51,7 @@ MAX_LIST_FRAMES = 300
 class Model:
     """A model ready to predict, on whichever runtime its artifact calls for.
 
-    ``model``: an export folder, ``.onnx``, ``.engine``, ``.pth`` checkpoint or its ``https://`` URL
+    ``model``: an export folder, ``.onnx``, ``.engine``, checkpoint file (``.pth``, ``.safetensors``, ...) or its ``https://`` URL
     (downloaded once into the cache), zoo name (PyTorch, ``exports/<name>`` when that export exists) or
     ``triton://host:8000/name``. ``backend``,
     ``precision``, ``device``, ``imgsz``, ``weights`` and ``trust`` (a checkpoint that needs full

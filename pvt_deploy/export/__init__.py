@@ -191,7 +191,7 @@ def export_source(model: Any) -> Any:
                                                     path, path.parent)
         return path.parent
     raise InputError(f"{path} is {'a TensorRT engine' if path.suffix.lower() != '.onnx' else 'an ONNX graph'}, not a "
-                     "model to export: export builds from a zoo name or a .pth checkpoint, or adds variants to an "
+                     "model to export: export builds from a zoo name or a checkpoint (.pth, .safetensors), or adds variants to an "
                      "export folder (--model exports/NAME); infer, check and bench run it as it is")
 
 

@@ -703,7 +703,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
         return _torch_backend(model, model_name=name, backbone=backbone, weights=str(path), precision=precision,
                               device=device, imgsz=None, options=options)
     raise InputError(f"{path}: not a model pvt-deploy can run (expected an export folder, .onnx, .engine or "
-                     f"a .pth checkpoint)")
+                     f"a checkpoint file: {', '.join(CHECKPOINT_SUFFIXES)})")
 
 
 def _refuse_triton_model_folder(folder: Path) -> None:
@@ -984,7 +984,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
                                 backend.info.precision, None, True, "")]
         kind = "Triton model" if _is_triton(text) else ("PyTorch checkpoint" if path.is_file() else "zoo model (PyTorch)")
     else:
-        raise InputError(f"{path}: not an artifact pvt-deploy knows (export folder, .onnx, .engine, .pth)")
+        raise InputError(f"{path}: not an artifact pvt-deploy knows (export folder, .onnx, .engine, a checkpoint file: "
+                         f"{', '.join(CHECKPOINT_SUFFIXES)})")
     weights = manifest.get("weights") or {}
     return {
         "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
