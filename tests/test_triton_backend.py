@@ -137,8 +137,9 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def embedded_manifest(tmp: Path) -> str:
-    """The manifest JSON that export_triton puts in config.pbtxt, from a tiny classify artifact."""
+def embedded_manifest(tmp: Path, **triton_options: Any) -> str:
+    """The manifest JSON that export_triton (with ``triton_options``) puts in config.pbtxt, from a tiny
+    classify artifact."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
@@ -159,13 +160,13 @@ def embedded_manifest(tmp: Path) -> str:
         "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", NUM_CLASSES]}],
         "preprocess": {"resize": "resize_crop", "imgsz": [64, 64], "normalize_in_graph": True},
-        "postprocess": {}, "dynamic": {"batch": [1, 8]}, "files": {"model.onnx": file_entry(art / "model.onnx", "fp32")},
+        "postprocess": {}, "dynamic": {"batch": [1, 8], "height": [32, 256], "width": [32, 256]}, "files": {"model.onnx": file_entry(art / "model.onnx", "fp32")},
     })
     pytest.importorskip("tritonclient.grpc")
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    model_dir = export_triton(art, tmp / "repo", max_batch=4)
+    model_dir = export_triton(art, tmp / "repo", **{"max_batch": 4, **triton_options})
     config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     return str(config.parameters[MANIFEST_PARAMETER].string_value)
 
@@ -185,8 +186,12 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
         _skip_or_fail(why)
     manifest = embedded_manifest(tmp)
     http, grpc, metrics = free_ports(3)
+    manifests = {True: manifest}
+    if any(m.get("manifest") == "trt_fp16_accelerator" for m in models):
+        manifests["trt_fp16_accelerator"] = embedded_manifest(tmp / "accelerated", trt_fp16_accelerator=True)
     spec = {"http": http, "grpc": grpc, "metrics": metrics, "max_batch": 4, "weights": WEIGHTS,
-            "models": [dict(m, manifest=manifest) if m.get("manifest") is True else m for m in models]}
+            "models": [dict(m, manifest=manifests[m["manifest"]]) if m.get("manifest") in manifests else m
+                       for m in models]}
     script = tmp / "serve.py"
     script.write_text(SERVER_SCRIPT)
     log = tmp / "server.log"
@@ -238,7 +243,8 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     models = [{"name": "pvt_tiny", "kind": "classify", "manifest": True},
               {"name": "pvt_det", "kind": "detect", "manifest": json.dumps({"task": "detect"})},
-              {"name": "plain", "kind": "classify"}]
+              {"name": "plain", "kind": "classify"},
+              {"name": "pvt_accelerated", "kind": "classify", "manifest": "trt_fp16_accelerator"}]
     with serving(tmp_path_factory.mktemp("triton"), models) as (srv, _):
         yield srv
 
@@ -268,6 +274,28 @@ def test_end_to_end(server: Server, protocol: str) -> None:
             out = backend.infer({"images": images})
             assert set(out) == {"logits"} and out["logits"].shape == (n, NUM_CLASSES)
             np.testing.assert_allclose(out["logits"], images.mean(axis=(2, 3)) @ w, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_the_accelerators_tensorrt_profile_bounds_the_input_sizes(server: Server, protocol: str) -> None:
+    """A model exported with the onnxruntime backend's TensorRT accelerator runs in the profile written to
+    its config (up to imgsz 64 here): the client reads it from the embedded manifest and refuses a larger
+    input in one line before sending it, as the local TensorRT backends do, rather than the server's
+    TensorRT EP failing on it. A model without one has no profile."""
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    backend, manifest = load_triton(url(server, protocol, "pvt_accelerated"))
+    with backend:
+        assert backend.profiles == [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 64],
+                                     "max": [4, 3, 64, 64]}]
+        letterbox = {**manifest, "preprocess": {**manifest["preprocess"], "resize": "letterbox"}}
+        feed, _ = Predictor(backend, letterbox).preprocess([np.zeros((48, 64, 3), np.uint8)])
+        assert backend.infer(feed)["logits"].shape == (1, NUM_CLASSES)
+        with pytest.raises(InputError, match=r"input height 128 is outside the graph's range \[32, 64\]"):
+            Predictor(backend, letterbox, imgsz=128).preprocess([np.zeros((128, 128, 3), np.uint8)])
+    backend, _ = load_triton(url(server, protocol, "pvt_tiny"))
+    with backend:
+        assert backend.profiles == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here (Windows)")

@@ -174,11 +174,28 @@ def test_fp16_accelerator_and_cpu_kind(tmp_path: Path) -> None:
                        / "config.pbtxt")
     accel = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert len(accel) == 1 and accel[0].name == "tensorrt"
-    assert dict(accel[0].parameters) == {"precision_mode": "FP16"}
+    # One TensorRT profile covering every batch the dynamic batcher forms (1..max_batch_size) and the sizes
+    # the preprocessing makes (the export's range up to imgsz 224), as the local TensorRT EP gets: without
+    # it the EP built an engine for the first request's shape and rebuilt it for each larger batch.
+    assert dict(accel[0].parameters) == {"precision_mode": "FP16", "trt_profile_min_shapes": "images:1x3x32x32",
+                                         "trt_profile_opt_shapes": "images:1x3x224x224",
+                                         "trt_profile_max_shapes": "images:8x3x224x224"}
     assert list(cfg.dynamic_batching.preferred_batch_size) == [2, 4]  # sizes above max_batch dropped
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
     assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_AUTO
-    assert json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)["triton"]["precision"] == "fp16"
+    triton = json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)["triton"]
+    assert triton["precision"] == "fp16"
+    # the client keeps its input sizes inside the profile (the triton:// backend's `profiles`)
+    assert triton["tensorrt_profiles"] == [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 224, 224],
+                                            "max": [8, 3, 224, 224]}]
+    cfg = parse_config(export_triton(art, tmp_path / "mb4", trt_fp16_accelerator=True, max_batch=4) / "config.pbtxt")
+    params = dict(cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters)
+    assert params["trt_profile_max_shapes"] == "images:4x3x224x224"  # Triton's max_batch_size, not the graph's 8
+    cfg = parse_config(export_triton(art, tmp_path / "mb0", trt_fp16_accelerator=True, max_batch=0) / "config.pbtxt")
+    params = dict(cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters)
+    assert params["trt_profile_max_shapes"] == "images:8x3x224x224"  # unbatched: the client sends the graph's range
+    assert "tensorrt_profiles" not in json.loads(parse_config(export_triton(art, tmp_path / "plain") / "config.pbtxt")
+                                                 .parameters[MANIFEST_PARAMETER].string_value)["triton"]
 
     cfg = parse_config(export_triton(art, tmp_path / "cpu", kind="CPU", dynamic_batching=False) / "config.pbtxt")
     assert cfg.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_CPU

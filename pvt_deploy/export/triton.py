@@ -263,6 +263,23 @@ def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -
     return "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
 
 
+def _accelerator_profile(manifest: dict[str, Any], batch: int, name: str) -> dict[str, dict[str, list[int]]] | None:
+    """The optimisation profile of the onnxruntime backend's TensorRT accelerator: the one the local
+    TensorRT EP gets (:func:`pvt_deploy.runtimes.onnxruntime._trt_profile`, from the manifest), its batch
+    up to Triton's ``max_batch_size`` where Triton batches (the dynamic batcher forms any batch up to it).
+    Without a profile the EP builds an engine for the first request's shape, on that request, and
+    again for each larger batch; None where the manifest gives no ranges (a static graph)."""
+    from pvt_deploy.runtimes.onnxruntime import _trt_profile
+
+    profile = _trt_profile(manifest, name)
+    if profile and batch > 0:  # every input's first dim is the dynamic batch (else batch would be 0)
+        for shapes in profile.values():
+            shapes["min"][0] = 1
+            shapes["opt"][0] = min(shapes["opt"][0], batch)
+            shapes["max"][0] = batch
+    return profile
+
+
 def instance_kind(kind: str | None, backend: str, *, option: str = "instance kind") -> str:
     """``AUTO``, ``GPU`` or ``CPU`` for ``kind`` (None: ``AUTO`` for ``onnx``, ``GPU`` for ``trt``);
     :class:`InputError` naming ``option`` for any other value, or a CPU kind for an engine."""
@@ -362,7 +379,8 @@ def export_triton(
         log.warning("%s: %s", model_name, note)
 
     precision = _precision(manifest, served, trt_fp16_accelerator)
-    triton_section = {
+    profile = _accelerator_profile(manifest, batch, model_name) if trt_fp16_accelerator else None
+    triton_section: dict[str, Any] = {
         "backend": _TRITON_BACKENDS[backend],
         "model_file": _MODEL_FILES[backend],
         "source": served.name,
@@ -373,6 +391,8 @@ def export_triton(
         "kind": _KINDS[kind_u],
         "version": version,
     }
+    if profile:  # what the triton:// client keeps its input sizes inside (its `profiles`)
+        triton_section["tensorrt_profiles"] = [{"input": inp, **p} for inp, p in profile.items()]
     embedded = {**essentials(manifest), "files": {served.name: (manifest.get("files") or {}).get(served.name, {})},
                 "triton": triton_section}
     if backend == "trt" and manifest.get("tensorrt"):
@@ -397,8 +417,11 @@ def export_triton(
         db.append(("max_queue_delay_microseconds", max_queue_delay_us))
         fields.append(("dynamic_batching", _Msg(db)))
     if trt_fp16_accelerator:
+        from pvt_deploy.runtimes.ort_providers import profile_options
+
+        params = {"precision_mode": "FP16", **profile_options(profile)}
         accel = _Msg([("name", "tensorrt"),
-                      ("parameters", _Msg([("key", "precision_mode"), ("value", "FP16")]))])
+                      *(("parameters", _Msg([("key", k), ("value", v)])) for k, v in params.items())])
         fields.append(("optimization", _Msg([("execution_accelerators",
                                                _Msg([("gpu_execution_accelerator", accel)]))])))
     fields.append(("parameters", _Msg([

@@ -162,6 +162,19 @@ class TritonBackend(Backend):
         )
 
     @property
+    def profiles(self) -> list[dict[str, Any]]:
+        """The TensorRT optimisation profile the served model runs in (``{"input", "min", "opt", "max"}``
+        per input, as :attr:`TensorRTBackend.profiles`): the onnxruntime backend's TensorRT accelerator
+        profile ``export_triton`` wrote, or a served engine's. The pipeline keeps its input sizes inside it
+        (a size outside is refused in one line before it is sent); empty where the manifest names none."""
+        ref = self.manifest or {}
+        triton = ref.get("triton") or {}
+        profiles = triton.get("tensorrt_profiles")
+        if not profiles and (self.config.get("backend") == "tensorrt" or self.config.get("platform") == "tensorrt_plan"):
+            profiles = (ref.get("tensorrt") or {}).get("profiles")
+        return [dict(p) for p in profiles or [] if isinstance(p, Mapping) and {"min", "max"} <= set(p)]
+
+    @property
     def _client(self) -> Any:
         """This thread's client, made on its first call here."""
         client = getattr(self._local, "client", None)
