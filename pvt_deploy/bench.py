@@ -478,7 +478,9 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     with the same class, segmentation pixels, classification top-1), judged against the gate's
     per-precision tolerances scaled by ``tolerance`` (``0.5``: twice as strict). As in the gate,
     agreement is only gated for trained weights (``gate_agreement=None``): a random network is all
-    near-ties. ``report["passed"]`` is False when any backend that ran is outside tolerance.
+    near-ties. ``report["passed"]`` is False when any backend that ran is outside tolerance. A row with
+    nothing to compare (only integer or post-NMS outputs, agreement not gated) is ``checked: False``, and
+    ``report["checked"]`` is False when no row was checked: it passed without judging anything.
     """
     from dataclasses import asdict
 
@@ -517,7 +519,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     _refuse_size_outside(folder, size)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
                               "source_kind": kind,
-                              "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True}
+                              "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True,
+                              "checked": False}
     runs: dict[str, list[dict[str, np.ndarray]]] = {}
     metas: list[Any] = []
     for cand in backend_candidates(folder, manifest, device=device):
@@ -568,7 +571,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         result = comparison.result()
         tol = tolerances.get(row["precision"], tolerances["fp32"])
         failures = check_tolerance(result, tol, gate_agreement=gate_agreement)
+        # as the export's gate says it (run_parity): no float output to compare (graph NMS, argmax masks)
+        # and an agreement that is not gated (random weights) judged nothing, so the row is not "ok"
+        checked = bool(result["outputs"]) or gate_agreement
         row.update(json_safe(result))
-        row.update(tolerance=asdict(tol), passed=not failures, failures=failures)
+        row.update(tolerance=asdict(tol), passed=not failures, checked=checked, failures=failures)
         report["passed"] = report["passed"] and not failures
+        report["checked"] = report["checked"] or checked
     return report

@@ -763,6 +763,32 @@ def test_check_ends_with_its_verdict(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert out.strip().splitlines()[-1] == "passed: onnx agrees with torch within tolerance", out
 
 
+def test_check_that_compared_nothing_says_unchecked_not_passed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An argmax (or graph-NMS) export of random weights has no float output to compare and its agreement is
+    not gated, so nothing about the ONNX graph was judged; the export's gate lists it "unchecked", but check
+    tabled it "ok" and ended "passed: onnx agrees with torch within tolerance". Now the row and the JSON say
+    unchecked, and the last line says that nothing was compared and how to compare it."""
+    from test_runtime_artifacts import make_export
+
+    folder = make_export(tmp_path / "argmax", "pvt_v2_b0-seg", imgsz=(64, 64), extra=(), seg_output="argmax")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "1")
+    assert code == 0, err
+    onnx_row = next(ln for ln in out.splitlines() if "ort-cpu" in ln)
+    assert "unchecked" in onnx_row and " ok " not in onnx_row, out
+    last = " ".join(out.strip().splitlines()[-1].split())
+    assert not last.startswith("passed") and last.startswith("unchecked: onnx"), out
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "1", "--json")
+    report = json.loads(out)
+    row = next(r for r in report["results"] if r["backend"] == "onnx")
+    assert code == 0 and row["checked"] is False and report["checked"] is False, err
+    # gated agreement (--gate-agreement) compares the class maps: checked
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "1", "--json",
+                         "--gate-agreement", "--tolerance", "inf")
+    report = json.loads(out)
+    assert code == 0 and report["checked"] is True and report["results"][1]["checked"] is True, err
+
+
 def test_check_compares_on_a_dataset_yaml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                           cls_export: Path, tmp_path: Path) -> None:
     """``check --images data.yaml`` (``data=coco8.yaml``, which check's spelling answers with --images) said

@@ -80,9 +80,25 @@ def check(
         raise ParityError(f"{', '.join(r['backend'] for r in failed)} {verb} with {report['reference']} beyond "
                           f"tolerance ({first['backend']}: {'; '.join(first['failures'][:2])})")
     if not as_json:  # the verdict last, as polygraphy run ends with PASSED
-        agreed = [r["backend"] for r in report["results"] if r.get("passed") and not r.get("reference")]
-        Console(highlight=False).print(f"passed: {', '.join(agreed)} {'agrees' if len(agreed) == 1 else 'agree'} "
-                                       f"with {report['reference']} within tolerance", soft_wrap=True)
+        Console(highlight=False).print(verdict(report), soft_wrap=True)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The last line of a check that passed: the backends that agreed, and those with nothing compared
+    (the export gate's "unchecked": only post-NMS or argmax outputs, agreement not gated on random weights),
+    which must not read as agreeing."""
+    compared = [r for r in report["results"] if r.get("passed") and not r.get("reference")]
+    agreed = [r["backend"] for r in compared if r.get("checked", True)]
+    unchecked = [r["backend"] for r in compared if not r.get("checked", True)]
+    parts = []
+    if agreed:
+        parts.append(f"passed: {', '.join(agreed)} {'agrees' if len(agreed) == 1 else 'agree'} "
+                     f"with {report['reference']} within tolerance")
+    if unchecked:
+        what = "post-NMS detections" if report.get("task") == "detect" else "class maps"
+        parts.append(f"unchecked: {', '.join(unchecked)} (only {what} to compare, random weights: "
+                     "--gate-agreement compares them)")
+    return "; ".join(parts)
 
 
 def _export_folder_of(model: str, console: Any) -> str:
@@ -131,7 +147,8 @@ def render(report: dict[str, Any], console: Any) -> None:
         outs = row.get("outputs") or {}
         max_rel = max((float(o["max_rel"]) for o in outs.values()), default=None)
         cosine = min((float(o["cosine"]) for o in outs.values()), default=None)
-        result = "[green]ok[/]" if row["passed"] else "[red]FAIL[/]"
+        result = ("[yellow]unchecked[/]" if not row.get("checked", True) else "[green]ok[/]") if row["passed"] \
+            else "[red]FAIL[/]"
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
                       escape(agreement_text(row, ".2%")),
                       f"{max_rel:.1e}" if max_rel is not None else "-",
