@@ -31,6 +31,8 @@ ESSENTIAL_KEYS = ("format_version", "model", "backbone", "task", "classes", "inp
 ESSENTIAL_WEIGHTS_KEYS = ("source", "sha256", "random_init", "randomly_initialised_tensors", "seed")
 # Files that make a folder an export (see is_export_folder).
 _GRAPH_SUFFIXES = (".onnx", ".engine", ".plan")
+#: What a checkpoint file (or URL) is named: a model given so runs with PyTorch, its architecture read from it.
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
 # ``pvt-deploy export``'s defaults for the options that shape the graph (pvt_deploy/export/onnx.py,
 # pvt_deploy/cli/export.py), repeated here so a runtime-only install (no torch) can name the command
 # that rebuilds an export. reexport_command leaves an option out when the export used its default.

@@ -223,6 +223,16 @@ def test_unreadable_files_fail_in_one_line(content, message: str, seeded, tmp_pa
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["missing.pth", "missing.safetensors", "MISSING.PT"])
+def test_a_missing_checkpoint_given_as_the_model_is_a_missing_file(name: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export --model missing.safetensors`` said "unknown model 'missing.safetensors'; known backbones: ..."
+    (the zoo's own list of checkpoint suffixes lacked .safetensors), where missing.pth said the file is missing."""
+    monkeypatch.chdir(tmp_path)  # a bare name, as typed: no folder in it says it is a path
+    with pytest.raises(CheckpointError, match=f"{name}: checkpoint file not found"):
+        create_model(name)
+
+
 def test_non_pvt_state_dict_is_rejected() -> None:
     with pytest.raises(CheckpointError, match="not a PVT model"):
         infer_architecture({"conv1.weight": torch.zeros(64, 3, 7, 7)})

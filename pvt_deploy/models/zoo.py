@@ -21,6 +21,7 @@ from torch import nn
 
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
+from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
 from pvt_deploy.models.retinanet import RetinaNet
@@ -204,7 +205,7 @@ def build_model(entry: ZooEntry, num_classes: int | None = None) -> nn.Module:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.endswith((".pth", ".pt", ".bin", ".ckpt", ".tar")) or os.sep in name or Path(name).is_file()
+    return name.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in name or Path(name).is_file()
 
 
 #: The seed of the CLI's and ``Model``'s random initialisation (see :func:`create_model`).

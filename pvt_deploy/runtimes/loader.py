@@ -42,6 +42,7 @@ from pvt_deploy.errors import (
     switched_on,
 )
 from pvt_deploy.manifest import (
+    CHECKPOINT_SUFFIXES,
     EXPORT_FLAGS,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -77,7 +78,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 INT8_TRT_ONNX = "model.int8.trt.onnx"
 ENGINE_FILE = "model.engine"
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
 # The PyTorch graph has no fixed range; these bounds only refuse an absurd size early. What fits in memory
 # is checked per input by TorchBackend.check_size (the attention grows with the square of the pixels).
 TORCH_DYNAMIC = {"batch": [1, 256], "height": [32, 8192], "width": [32, 8192]}
