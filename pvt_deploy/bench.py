@@ -210,6 +210,9 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         raise InputError("batch and iters must be >= 1 and warmup >= 0")
     target = resolve_model(model)
     require_model(target)
+    own = _lone_file_backend(target) if backends is None else None
+    if own is not None:  # trtexec --onnx=x.onnx: the backend that runs the file, not five rows of which four skip
+        labels = [own]
     # a checkpoint's URL is loaded as given (from the cache it was just downloaded to), so that the rows'
     # hints ("export --model ...") and the report name the URL, not the cache's file
     given = os.fspath(model) if model is not None and is_checkpoint_url(os.fspath(model)) else target
@@ -223,7 +226,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     for label in labels:
         if progress is not None:
             progress(label)
-        row = _bench_one(label, given, size, batch, warmup, iters, device, report)
+        row = _bench_one(label, given, size, batch, warmup, iters, device, report, own_precision=own is not None)
         if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
             row["exit_code"] = None
         report["results"].append(row)
@@ -235,6 +238,22 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         else:
             row.setdefault("vs_torch", None)
     return report
+
+
+def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:
+    """The one backend label that runs ``target`` when it is a file of its own (an ``.onnx``, an engine, a
+    checkpoint), else None (an export folder, a zoo name, a URL: every default label)."""
+    from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+
+    path = Path(target)
+    if not path.is_file():
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"  # at the file's own precision (_bench_one's own_precision)
+    if suffix in (".engine", ".plan"):
+        return "trt"
+    return "torch" if suffix in CHECKPOINT_SUFFIXES else None
 
 
 def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None, batch: int = 1) -> None:
@@ -323,11 +342,15 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
 
 
 def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
-               device: str | None, report: dict[str, Any]) -> dict[str, Any]:
+               device: str | None, report: dict[str, Any], *, own_precision: bool = False) -> dict[str, Any]:
+    """One row. ``own_precision``: load ``target`` (a lone file) at the precision it holds, the row then
+    labelled by it (``onnx-int8`` for a ``model.int8.onnx``)."""
     from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
 
     kind, precision = BENCH_BACKENDS[label]
+    if own_precision:
+        precision = None
     row: dict[str, Any] = {"backend": label, "status": "skipped"}
     cuda = _cuda_reset(device)
     gpu_mb = None
@@ -369,6 +392,8 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
         log.debug("benchmark of %s failed", label, exc_info=True)
         row.update(status="failed", reason=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
         return row
+    if own_precision:
+        row["backend"] = next((k for k, v in BENCH_BACKENDS.items() if v == (kind, info.precision)), label)
     report["task"] = report["task"] or manifest.get("task")
     report["input_shape"] = report["input_shape"] or list(feed[predictor.input_name].shape)
     e2e = [a + b + c for a, b, c in zip(pre, inf, post, strict=True)]

@@ -255,6 +255,34 @@ def test_bench_refuses_a_batch_the_graph_cannot_take_before_any_backend_loads(
     assert lines[0].startswith("error: --batch 9 is more than this graph takes (4)"), err
 
 
+def test_bench_of_a_lone_file_times_the_backend_that_runs_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """``bench --model x.onnx`` (as ``trtexec --onnx=x.onnx``) tried all five default backends on the one file:
+    four rows skipped ("model.int8.onnx holds a int8 graph, not fp32", "--backends torch cannot run it
+    directly"), and an ONNX file pvt-deploy did not make failed with "torch: foreign.onnx is an ONNX file;
+    --backends torch cannot run it", not with what is wrong with it, under an empty table titled "(?) input
+    ?". A lone file's default is the backend that runs it, at the file's own precision; when nothing ran,
+    no table."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export / "model.int8.onnx"),
+                         "--warmup", "0", "--iters", "1", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    assert [(r["backend"], r["status"], r["precision"]) for r in rows] == [("onnx-int8", "ok", "int8")], rows
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "foreign",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "foreign.onnx"))
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(tmp_path / "foreign.onnx"), "--iters", "1")
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err
+    assert last.startswith("error: no backend could be benchmarked here: onnx:") and "no pvt-deploy metadata" in last
+    assert "torch:" not in out + err and "trt:" not in out + err, out + err
+    assert "input ?" not in out, out  # no empty table when nothing ran: the reasons and the error
+
+
 def test_bench_exit_code_says_why_nothing_ran(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                              cls_export: Path) -> None:
     code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",

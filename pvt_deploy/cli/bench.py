@@ -26,7 +26,8 @@ def bench(
         show_default=False)] = None,
     backends: Annotated[str | None, typer.Option(
         help="Comma-separated: torch, onnx, onnx-fp16, onnx-int8, trt, torch-fp16, triton. "
-        "Default: torch,onnx,onnx-fp16,onnx-int8,trt.", show_default=False)] = None,
+        "Default: torch,onnx,onnx-fp16,onnx-int8,trt; for a lone .onnx, engine or checkpoint the backend that "
+        "runs it.", show_default=False)] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
@@ -84,10 +85,14 @@ def render(report: dict[str, Any], console: Any) -> None:
     for col in columns:
         # fold, never "…": a narrower terminal must not hide digits of a measurement
         table.add_column(col, justify="left" if col in ("backend", "prec", "device") else "right", overflow="fold")
-    notes = []
+    notes = [f"{row['backend']}: {row['status']}: {row.get('reason', '')}"
+             for row in report["results"] if row["status"] != "ok"]
+    if len(notes) == len(report["results"]):  # nothing ran: the reasons, then the error; no empty "(?) input ?"
+        for note in notes:
+            console.print(escape(note), style="dim")
+        return
     for row in report["results"]:
         if row["status"] != "ok":
-            notes.append(f"{row['backend']}: {row['status']}: {row.get('reason', '')}")
             continue
         lat, st, mem = row["latency_ms"], row["stages_ms"], row["memory_mb"]
         peak = mem["cuda_peak"] if mem.get("cuda_peak") is not None else mem["rss_peak_delta"]
