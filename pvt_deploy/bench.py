@@ -242,9 +242,13 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
 
 def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:
     """The one backend label that runs ``target`` when it is a file of its own (an ``.onnx``, an engine, a
-    checkpoint), else None (an export folder, a zoo name, a URL: every default label)."""
+    checkpoint) or a Triton model (``triton://``: every other label 'cannot run' it), else None (an export
+    folder, a zoo name, a checkpoint's http(s) URL: every default label)."""
     from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+    from pvt_deploy.runtimes.triton import is_triton_url
 
+    if is_triton_url(os.fspath(target)):
+        return "triton"
     path = Path(target)
     if not path.is_file():
         return None

@@ -441,6 +441,30 @@ def test_unreachable_server_is_backend_unavailable() -> None:
             load_triton(u, retries=1, timeout_s=2)
 
 
+def test_bench_of_a_triton_url_times_the_triton_backend(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``pvt-deploy bench --model triton://...`` (what ``check`` on a Triton model folder advises) ran the
+    default backends (torch, onnx, onnx-fp16, onnx-int8, trt), each of which 'cannot run' a Triton URL,
+    and ended 'no backend could be benchmarked' (exit 2) without ever asking the server. A Triton URL's
+    default backend is triton: here, with no server on the port, the one-line 'not reachable' (exit 3)."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    from cli_run import run
+
+    (port,) = free_ports(1)
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", f"triton://127.0.0.1:{port}/m", "--iters", "1",
+                         "--warmup", "0")
+    assert code == 3, out + err
+    assert "not reachable" in err and "cannot run it" not in out + err
+
+
+def test_bench_times_the_served_model(server: Server) -> None:
+    from pvt_deploy.bench import benchmark
+
+    report = benchmark(url(server, "grpc", "pvt_tiny"), warmup=0, iters=2)
+    assert [(r["backend"], r["status"]) for r in report["results"]] == [("triton", "ok")], report["results"]
+    assert report["task"] == "classify" and report["input_shape"] == [1, 3, 64, 64]
+
+
 def test_url_parsing() -> None:
     u = parse_triton_url("triton://10.0.0.5/pvt_small")
     assert (u.protocol, u.host, u.port, u.model, u.version, u.ssl) == ("http", "10.0.0.5", 8000, "pvt_small", "", False)

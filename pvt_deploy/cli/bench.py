@@ -27,7 +27,7 @@ def bench(
     backends: Annotated[str | None, typer.Option(
         help="Comma-separated: torch, onnx, onnx-fp16, onnx-int8, trt, torch-fp16, triton. "
         "Default: torch,onnx,onnx-fp16,onnx-int8,trt; for a lone .onnx, engine or checkpoint the backend that "
-        "runs it.", show_default=False)] = None,
+        "runs it; triton for a triton:// URL.", show_default=False)] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's).")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
