@@ -85,6 +85,9 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--model", "pvt_v2_b0-cls", "--imgsz", "224x"], 2, "'224x': a number is missing"),
     (["--model", "pvt_v2_b0-cls", "--int8", "--calib", "/nonexistent/calib"], 2, "calibration images: no such file or folder: /nonexistent/calib"),
     (["--model", "pvt_v2_b0-cls", "--opset", "13"], 2, "opset >= 17"),
+    # past what torch's exporters write: was a RuntimeError traceback (exit 1) after the model loaded
+    (["--model", "pvt_v2_b0-cls", "--opset", "24"], 2, "--opset 24: torch"),
+    (["--model", "pvt_v2_b0-cls", "--opset", "99", "--exporter", "dynamo"], 2, "--opset 99: torch"),
     (["--model", "pvt_v2_b0-cls", "--nms", "graph"], 2, "--nms graph is for detection models"),
     (["--model", "pvt_v2_b0", "--exporter", "jit"], 2, "--exporter 'jit'"),
     (["--model", "pvt_v2_b0-cls", "--weights", "/nonexistent/w.pth"], 2, "does not exist"),

@@ -105,6 +105,14 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int],
     return rh, rw
 
 
+def max_opset() -> int:
+    """The highest opset torch's exporters write: above it the TorchScript exporter failed deep in the trace
+    (``RuntimeError: Unsupported onnx_opset_version``) and the dynamo one wrote graphs the checker refused."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_MAX_OPSET", 23))
+
+
 def _round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
 
@@ -782,6 +790,11 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
                          "per LayerNorm)")
+    if opset > MIN_OPSET and opset > (highest := max_opset()):  # torch needs not be imported for the default
+        import torch
+
+        raise InputError(f"{option('opset')} {opset}: torch {torch.__version__.split('+')[0]}'s ONNX exporters write "
+                         f"opsets up to {highest}", hint=f"choose {option('opset')} {MIN_OPSET}..{highest}")
     if batch is not None and batch < 1:
         raise InputError(f"{option('batch')} {batch}: must be >= 1")
     if imgsz is not None:
