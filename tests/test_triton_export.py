@@ -205,6 +205,24 @@ def test_fp16_accelerator_and_cpu_kind(tmp_path: Path) -> None:
         export_triton(art, tmp_path / "x", kind="CPU", trt_fp16_accelerator=True)
 
 
+def test_the_accelerator_builds_an_int8_graph_in_int8(tmp_path: Path) -> None:
+    """``trt_fp16_accelerator`` on an INT8 Q/DQ graph (``export(..., int8=True, triton={"trt_fp16_accelerator":
+    True})``) wrote precision_mode FP16 and labelled the model fp16: TensorRT builds a network with Q/DQ
+    layers only in INT8 mode ('Int8 precision has been set for a layer ... but int8 is not configured in the
+    builder'), so the model failed to load, and ``--precision int8`` against it was refused as 'serves a
+    fp16 model'. An INT8 graph gets precision_mode INT8 (trt_int8_enable) and stays int8."""
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    make_graph(art / "model.int8.trt.onnx", CLASSIFY)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.int8.trt.onnx"] = file_entry(art / "model.int8.trt.onnx", "int8", flavour="trt")
+    write_manifest(art, manifest)
+    cfg = parse_config(export_triton(art, tmp_path / "repo", source="model.int8.trt.onnx", trt_fp16_accelerator=True)
+                       / "config.pbtxt")
+    params = dict(cfg.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters)
+    assert params["precision_mode"] == "INT8" and "trt_profile_max_shapes" in params
+    assert json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)["triton"]["precision"] == "int8"
+
+
 def test_tensorrt_plan(tmp_path: Path) -> None:
     art = make_artifact(tmp_path / "art", DETECT_GRAPH, task="detect")
     make_graph(art / "model.fp16.onnx", DETECT_GRAPH)

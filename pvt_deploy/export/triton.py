@@ -253,14 +253,16 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -> str:
-    if fp16_accelerator:
-        return "fp16"
+    """The served model's precision: the file's, and fp16 for a float graph under the TensorRT FP16
+    accelerator (an INT8 graph stays int8: the accelerator builds it in INT8, see :func:`export_triton`)."""
     entry = (manifest.get("files") or {}).get(served.name) or {}
     if "precision" in entry:
-        return str(entry["precision"])
-    if served.suffix in (".engine", ".plan"):
-        return str((manifest.get("tensorrt") or {}).get("precision", "fp32"))
-    return "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
+        precision = str(entry["precision"])
+    elif served.suffix in (".engine", ".plan"):
+        precision = str((manifest.get("tensorrt") or {}).get("precision", "fp32"))
+    else:
+        precision = "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
+    return "fp16" if fp16_accelerator and precision != "int8" else precision
 
 
 def _accelerator_profile(manifest: dict[str, Any], batch: int, name: str) -> dict[str, dict[str, list[int]]] | None:
@@ -334,7 +336,8 @@ def export_triton(
 
     ``backend="onnx"`` serves ``source`` (default ``model.onnx``; ``model.fp16.onnx``/``model.int8.onnx``
     work too) with Triton's onnxruntime backend, optionally with ONNX Runtime's TensorRT execution
-    accelerator in FP16 (``trt_fp16_accelerator``). ``backend="trt"`` serves ``model.engine`` as
+    accelerator in FP16 (``trt_fp16_accelerator``; in INT8 for an INT8 Q/DQ graph, which TensorRT builds
+    only in INT8 mode), with the optimisation profile the local TensorRT EP gets. ``backend="trt"`` serves ``model.engine`` as
     ``model.plan``; the engine only loads in a Triton whose TensorRT version and GPU match the build, so
     export engines on the serving box with the same container release.
 
@@ -419,7 +422,9 @@ def export_triton(
     if trt_fp16_accelerator:
         from pvt_deploy.runtimes.ort_providers import profile_options
 
-        params = {"precision_mode": "FP16", **profile_options(profile)}
+        # TensorRT builds a network with Q/DQ layers only in INT8 mode ("Int8 precision has been set for a
+        # layer ... but int8 is not configured in the builder"): an INT8 graph is built in INT8
+        params = {"precision_mode": "INT8" if precision == "int8" else "FP16", **profile_options(profile)}
         accel = _Msg([("name", "tensorrt"),
                       *(("parameters", _Msg([("key", k), ("value", v)])) for k, v in params.items())])
         fields.append(("optimization", _Msg([("execution_accelerators",
