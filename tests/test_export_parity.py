@@ -160,11 +160,15 @@ def test_tables_do_not_show_agreement_that_compared_nothing() -> None:
     assert failures == ["logits: cosine 0.99999900 < 0.9999998"]
 
 
-def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Argmax class maps (or post-NMS detections) of random weights: no float output to measure and an
     agreement that is not gated, so the gate passes the file without checking it — and says so
-    instead of printing ``ok``."""
+    instead of printing ``ok``. ``pvt-deploy info`` said "parity at export, model.onnx: passed" for it,
+    where the export's table said unchecked; it says unchecked too."""
+    from cli_run import run
+
     from pvt_deploy.export import export_onnx
     from pvt_deploy.export.parity import parity_status
 
@@ -173,6 +177,10 @@ def test_gate_says_when_it_had_nothing_to_compare(cls_artifact, tmp_path: Path,
     assert report["passed"] and not report["checked"] and not report["outputs"]
     assert parity_status(report) == "unchecked"
     assert "parity could not check model.onnx" in caplog.text and "--seg-output logits" in caplog.text
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "argmax"))
+    said = " ".join(out.split())
+    assert code == 0 and "parity at export, model.onnx: unchecked (nothing compared)" in said, out
+    assert "model.onnx: passed" not in said, out
     # logits are compared number by number: checked, random weights or not
     logits = read_manifest(cls_artifact.folder)["parity"]["model.onnx"]
     assert logits["checked"] and parity_status(logits) == "ok"
