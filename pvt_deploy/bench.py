@@ -514,12 +514,25 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     from dataclasses import asdict
 
     from pvt_deploy.export.parity import Comparison, check_tolerance, resolve_tolerances
-    from pvt_deploy.manifest import is_triton_model_folder, read_manifest
-    from pvt_deploy.runtimes.loader import backend_candidates, load_backend, resolve_model, shadows_zoo_name
+    from pvt_deploy.manifest import MANIFEST_NAME, is_triton_model_folder, read_manifest
+    from pvt_deploy.runtimes.loader import (
+        backend_candidates,
+        load_backend,
+        require_model,
+        resolve_model,
+        shadows_zoo_name,
+    )
     from pvt_deploy.tasks.pipeline import Predictor
+    from pvt_deploy.utils import shell_quote
     from pvt_deploy.utils.files import json_safe
 
     folder = Path(resolve_model(artifact))
+    require_model(str(folder))  # a path that is not there: "no such file or folder", as in bench and infer
+    graphs = sorted(folder.glob("*.onnx")) if folder.is_dir() and not (folder / MANIFEST_NAME).is_file() else []
+    if graphs and not shadows_zoo_name(str(folder)):  # read_manifest's advice, --model its .onnx, is infer's
+        raise InputError(f"{folder}: no {MANIFEST_NAME} (not a pvt-deploy export folder): check compares the "
+                         "backends of an export folder, its manifest naming the model and weights",
+                         hint=f"to time the graph alone: pvt-deploy bench --model {shell_quote(str(graphs[0]))}")
     if not folder.is_dir() or shadows_zoo_name(str(folder)):
         raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
                          hint="pvt-deploy export --model NAME writes one under exports/")

@@ -313,6 +313,24 @@ def test_check_says_why_no_backend_can_run(monkeypatch: pytest.MonkeyPatch, caps
     assert code == 2 and "name at least two" in err
 
 
+def test_check_of_no_export_says_so_and_points_where_it_leads(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """``check --model graphs/`` (an .onnx, no manifest.json) answered with infer's advice, "an .onnx that
+    pvt-deploy exported runs on its own: --model graphs/model.onnx", and check given that file refused it
+    ("check needs an export folder"); a path that does not exist was "check needs an export folder" too,
+    not "no such file". Each now says what it is and where to go (bench times a lone graph)."""
+    lone = tmp_path / "graphs"
+    lone.mkdir()
+    shutil.copyfile(cls_export / "model.onnx", lone / "model.onnx")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(lone))
+    message = " ".join(err.split())
+    assert (code, out) == (2, "") and len(err.strip().splitlines()) == 1, err
+    assert f"{lone}: no manifest.json" in message and f"pvt-deploy bench --model {lone / 'model.onnx'}" in message
+    assert "runs on its own" not in message, message
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(tmp_path / "gone" / "model.onnx"))
+    assert (code, out) == (2, "") and f"no such file or folder: {tmp_path / 'gone' / 'model.onnx'}" in err, err
+
+
 def test_check_refuses_a_bench_backend_that_an_export_folder_has_not(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """bench's torch-fp16 and triton were accepted by check, never run, and then reported as "only
