@@ -248,11 +248,13 @@ def test_non_pvt_state_dict_is_rejected() -> None:
 class Site:
     """A web server on 127.0.0.1 for checkpoint URLs, counting the requests of each path: ``/v2/NAME`` the
     checkpoint (as a GitHub release asset), ``/moved/NAME`` a redirect to it, ``/short/NAME`` a body cut
-    short of its Content-Length, ``/stall/NAME`` one that stops sending, ``/drive/uc?id=1`` a web page;
-    anything else 404."""
+    short of its Content-Length, ``/stall/NAME`` one that stops sending, ``/drive/uc?id=1`` a web page,
+    ``/nolength/NAME`` the bytes of ``bodies[NAME]`` with no Content-Length (the body ends as the connection
+    closes, as a chunked or HTTP/1.0 answer may); anything else 404."""
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
+        self.bodies: dict[str, bytes] = {}
         self.hits: dict[str, int] = {}
 
     def handler(self) -> type:
@@ -284,6 +286,12 @@ class Site:
                     self.send_header("Content-Length", str(len(page)))
                     self.end_headers()
                     self.wfile.write(page)
+                elif kind == "nolength" and path.rsplit("/", 1)[-1] in site.bodies:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.end_headers()
+                    self.wfile.write(site.bodies[path.rsplit("/", 1)[-1]])
+                    self.close_connection = True
                 elif kind in ("v2", "short", "stall"):
                     self.send_response(200)
                     self.send_header("Content-Type", "application/octet-stream")
@@ -389,6 +397,45 @@ def test_a_download_cut_short_or_stalled_leaves_nothing_a_later_run_loads(
     with pytest.raises(KeyboardInterrupt):
         create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth")
     assert cached(tmp_path) == []
+
+
+def test_a_download_without_a_length_is_cached_only_when_its_own_records_say_it_is_whole(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path) -> None:
+    """A body without a Content-Length ends when the connection closes, cut short or not: it was cached when
+    the close was clean, and a cut safetensors file or legacy torch pickle then failed every later load (or
+    loaded cut). A zip archive is whole by its end record, a safetensors file by the length its header
+    gives; a legacy pickle records none, so it is refused (one line) unless the URL gives its hash."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from pvt_deploy.utils.download import fetch
+
+    s, base = site
+    state = {k: v.contiguous() for k, v in torch.load(official_b0, weights_only=True).items()
+             if k.startswith(("norm.", "head.bias"))}  # a few KB: the lengths said in bytes
+    save_file(state, str(tmp_path / "whole.safetensors"))
+    tensors = (tmp_path / "whole.safetensors").read_bytes()
+    legacy = tmp_path / "legacy.pth"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    s.bodies = {"whole.safetensors": tensors, "cut.safetensors": tensors[:-100], "long.safetensors": tensors + b"\0",
+                "header.safetensors": tensors[:20], "legacy.pth": legacy.read_bytes(),
+                "zip.pth": official_b0.read_bytes(), "cutzip.pth": official_b0.read_bytes()[:-100]}
+    refused = {"cut.safetensors": rf"cut short \({len(tensors) - 100} bytes of the {len(tensors)} bytes its safetensors header gives\)",
+               "header.safetensors": r"cut short \(its safetensors header is incomplete\)",
+               "long.safetensors": r"not a safetensors file \(1 bytes after the data its header gives\)",
+               "cutzip.pth": r"cut short \(its zip archive has no end\)",
+               "legacy.pth": r"the server gave no length and a legacy \(non-zip\) torch checkpoint records none"}
+    for name, said in refused.items():
+        with pytest.raises(CheckpointError, match=rf"^{base}/nolength/{re.escape(name)}: .*{said}") as err:
+            fetch(f"{base}/nolength/{name}")
+        assert "\n" not in str(err.value)
+        assert cached(tmp_path) == [], name
+    assert fetch(f"{base}/nolength/whole.safetensors").read_bytes() == tensors
+    assert fetch(f"{base}/nolength/zip.pth").read_bytes() == official_b0.read_bytes()
+    digest = hashlib.sha256(legacy.read_bytes()).hexdigest()
+    assert fetch(f"{base}/nolength/legacy.pth#sha256={digest}").read_bytes() == legacy.read_bytes()
+    assert cached(tmp_path) == ["legacy.pth", "whole.safetensors", "zip.pth"]
 
 
 def test_weights_url_that_is_missing_or_a_web_page_is_bad_input_in_one_line(

@@ -122,6 +122,32 @@ def is_safetensors(head: bytes) -> bool:
 
 
 _SAFETENSORS_HEADER_MAX = 100_000_000  # the format's own limit on the JSON header
+
+
+def safetensors_length(path: str | os.PathLike[str]) -> int | None:
+    """The length of the safetensors file at ``path`` as its header gives it: 8 bytes, the header, then the
+    tensors' data, which ends at the largest ``data_offsets`` end (the format leaves no holes and no tail).
+    None where the header is cut short or is not the format's."""
+    import json
+
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        raw = f.read(size) if 2 <= size <= _SAFETENSORS_HEADER_MAX else b""
+    try:
+        header = json.loads(raw) if len(raw) == size else None
+    except ValueError:  # JSON, or its text's UTF-8
+        return None
+    if not isinstance(header, dict):
+        return None
+    end = 0
+    for name, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if name == "__metadata__":
+            continue
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            return None
+        end = max(end, offsets[1])
+    return 8 + size + end
 _ZIP = b"PK\x03\x04"  # torch.save's zip archive: its first local file header
 _PICKLE = b"\x80"  # a bare pickle (very old torch.save files), protocol 2 or later
 

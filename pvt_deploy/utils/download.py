@@ -15,8 +15,11 @@ match or a Ctrl-C leaves nothing a later run would load.
 
 Integrity: a file name in torch hub's ``name-<sha256 prefix>.pth`` form (8 or more lower-case hex digits,
 at least one of them a letter, so a date such as ``-20210101`` is not taken for one) or a
-``#sha256=<hex>`` fragment on the URL is checked against the download; otherwise nothing is checked
-beyond the checks every checkpoint gets (zip CRCs, ``weights_only``).
+``#sha256=<hex>`` fragment on the URL is checked against the download. Without a ``Content-Length`` a
+download is whole by its own records: a zip archive's end record, the length a safetensors header
+gives; a legacy (bare pickle) ``torch.save`` file has none, and is refused unless its hash is given
+(:func:`_check_whole`). Nothing else is checked beyond the checks every checkpoint gets (zip CRCs,
+``weights_only``).
 """
 
 from __future__ import annotations
@@ -237,8 +240,33 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                                       f"not the {expected} its {'fragment' if '#' in url else 'name'} "
                                       "gives; refusing it", hint="the file changed or was damaged on the way")
             f.flush()
-            if first.startswith(b"PK") and not zipfile.is_zipfile(f.name):
-                raise CheckpointError(f"{url}: the download is cut short (its zip archive has no end)")
+            _check_whole(url, Path(f.name), first, confirmed=total is not None or expected is not None)
+
+
+def _check_whole(url: str, path: Path, first: bytes, *, confirmed: bool) -> None:
+    """Refuse a download that its own records say is cut short, before it is cached: a zip archive (a
+    ``torch.save`` file) by its end record, a safetensors file by the length its header gives. A legacy
+    (bare pickle) ``torch.save`` file records no length: with none from the server (``Content-Length``)
+    and no hash to match (``confirmed`` false) a cut one could not be told from a whole one, and a
+    cached file is loaded for good, so it is refused."""
+    from pvt_deploy.models.checkpoints import is_safetensors, safetensors_length
+
+    if first.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{url}: the download is cut short (its zip archive has no end)")
+    elif is_safetensors(first):
+        want, got = safetensors_length(path), path.stat().st_size
+        if want is None or want > got:
+            raise CheckpointError(f"{url}: the download is cut short (" + (
+                "its safetensors header is incomplete)" if want is None
+                else f"{_size(got)} of the {_size(want)} its safetensors header gives)"))
+        if want < got:
+            raise CheckpointError(f"{url}: the download is not a safetensors file ({_size(got - want)} after the "
+                                  "data its header gives)")
+    elif not confirmed:
+        raise CheckpointError(f"{url}: the server gave no length and a legacy (non-zip) torch checkpoint records "
+                              "none, so a download cut short could not be told from a whole one; not caching it",
+                              hint="add #sha256=<its sha256> to the URL, or download the file and pass its path")
 
 
 @contextlib.contextmanager
