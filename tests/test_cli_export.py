@@ -589,6 +589,9 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity", "--no-simplify", "-o", str(folder)],
                      monkeypatch, capsys)
     assert code == 0, err
+    # --no-simplify: the graph line said "1112 -> 1112 nodes after simplification", of a step that never ran
+    said = " ".join(err.split())
+    assert "nodes after simplification" not in said and "nodes (not simplified: --no-simplify)" in said, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("next: "), err
     commands = [shlex.split(c) for c in line.removeprefix("next: ").split(" · ")]

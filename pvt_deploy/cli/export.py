@@ -361,8 +361,9 @@ def _print_export_figures(console: Console, folder: Path, seconds: float) -> Non
         dyn = m.get("dynamic")
         shape = (f"batch {dyn['batch'][0]}-{dyn['batch'][1]}, H/W {dyn['height'][0]}-{dyn['height'][1]} (x32)"
                  if dyn else "static " + "x".join(str(d) for d in m["inputs"][0]["shape"]))
-        console.print(f"graph: {e.get('exporter')}, opset {e.get('opset')}, {e.get('nodes_before')} -> "
-                      f"{e.get('nodes_after')} nodes after simplification; {shape}")
+        counts = (f"{e.get('nodes_before')} -> {e.get('nodes_after')} nodes after simplification"
+                  if e.get("simplified", True) else f"{e.get('nodes_before')} nodes (not simplified: --no-simplify)")
+        console.print(f"graph: {e.get('exporter')}, opset {e.get('opset')}, {counts}; {shape}")
     weights = m.get("weights") or {}
     if weights.get("random_init"):
         console.print("[bold red]weights: RANDOM (no --weights given) — for pipeline tests only[/]")
