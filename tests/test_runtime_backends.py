@@ -408,11 +408,46 @@ def test_pytorch_on_an_integrated_gpu_counts_the_memory_the_os_frees_on_demand(m
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
     monkeypatch.setattr(cpu, "available_memory", lambda: 3 << 30)
     backend.check_size(1, 1024, 1024)  # fits in the 3 GB the OS has for it
-    with pytest.raises(ShapeError, match=r"1024x1024 at \S*batch 4 needs about 4.2 GB .* more than the 3.2 GB free on cuda:0"):
+    with pytest.raises(ShapeError, match=r"1024x1024 at \S*batch 4 needs about 4.8 GB .* more than the 3.2 GB free on cuda:0"):
         backend.check_size(4, 1024, 1024)  # what does not fit there is still refused
     integrated[0] = 0  # a discrete GPU: its own memory, as CUDA reports it
-    with pytest.raises(ShapeError, match=r"needs about 1.0 GB .* more than the 0.3 GB free on cuda:0"):
+    with pytest.raises(ShapeError, match=r"needs about 1.2 GB .* more than the 0.3 GB free on cuda:0"):
         backend.check_size(1, 1024, 1024)
+
+
+def test_a_size_whose_attention_alone_takes_all_the_free_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size check let through an input whose largest attention needed exactly the free memory; the
+    rest of the forward pass (the other activations, the allocator's room: measured at 1.05-1.3x the
+    attention at 1024-1536 px) then ran out or swapped. It is counted now, and the boundary is exact."""
+    import torch
+
+    from pvt_deploy.runtimes import torch as torch_runtime
+    from pvt_deploy.runtimes.torch import TorchBackend
+    from pvt_deploy.utils import cpu
+
+    class Net(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (x.mean((2, 3)),)
+
+        def peak_bytes(self, batch: int, height: int, width: int) -> int:
+            return batch * height * width * 1000  # 1024x1024: 1.05 GB
+
+    backend = TorchBackend(Net(), device="cpu")
+    attention = 1024 * 1024 * 1000
+    free = [attention]
+    monkeypatch.setattr(cpu, "available_memory", lambda: free[0])
+    with pytest.raises(ShapeError, match=r"needs about 1.2 GB for PyTorch's largest attention and the rest of its "
+                                         r"forward pass, more than the 1.0 GB free .* \(pass \S*imgsz 928 or less\)"):
+        backend.infer({"images": np.zeros((1, 3, 1024, 1024), np.float32)})
+    need = attention + torch_runtime.REST_FIXED + torch_runtime.REST_PER_PIXEL * 1024 * 1024
+    assert backend.memory_needed(1, 1024, 1024) == need
+    free[0] = need - 1
+    with pytest.raises(ShapeError):
+        backend.check_size(1, 1024, 1024)
+    free[0] = need
+    assert backend.infer({"images": np.zeros((1, 3, 1024, 1024), np.float32)})["logits"].shape == (1, 3)
 
 
 def test_pytorch_out_of_memory_is_not_called_a_shape_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -154,6 +154,17 @@ def _resolve_device(device: str | int | None) -> torch.device:
     return dev
 
 
+#: What a forward pass needs beside its largest attention (``peak_bytes``): its other activations, which grow
+#: with the pixels (stage 1's MLP, 8x its channels at 1/4 scale; a detector's or segmenter's maps), and the
+#: allocator's room. Measured on the CPU (2 threads) as the peak resident memory a forward pass adds over a
+#: 64 px one, less ``peak_bytes``: pvt_tiny (RetinaNet) 77 MB at 512 and 162 MB at 1024, pvt_v2_b2-cls 130 MB
+#: at 1024, pvt_v2_b0-cls 62 / 63 / 145 MB at 512 / 1024 / 1536 and 72 MB at 2x768, pvt_v2_b0-seg 70 MB at
+#: 1024 (all within 48 MB + 108 bytes per input pixel): a pass peaks at 1.05-1.3x ``peak_bytes`` at 1024-1536 px,
+#: so an input whose attention alone took all the free memory did not fit.
+REST_PER_PIXEL = 128
+REST_FIXED = 64 << 20
+
+
 def _gb(n: int) -> str:
     return f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:.1f} GB"
 
@@ -236,16 +247,24 @@ class TorchBackend(Backend):
             array = array.astype(np.float32)
         return self._torch.from_numpy(np.ascontiguousarray(array))  # moved to the GPU in _forward
 
+    def memory_needed(self, batch: int, height: int, width: int) -> int | None:
+        """Bytes a forward pass on ``batch`` images of ``height`` x ``width`` needs at its peak: the module's
+        ``peak_bytes`` (its largest attention) and the rest of the pass (:data:`REST_PER_PIXEL`,
+        :data:`REST_FIXED`). None for a module that cannot say (no ``peak_bytes``, or not a PVT)."""
+        attention = getattr(self.module, "peak_bytes", None)
+        largest = attention(batch, height, width) if callable(attention) else None
+        return None if largest is None else int(largest) + REST_FIXED + REST_PER_PIXEL * batch * height * width
+
     def check_size(self, batch: int, height: int, width: int) -> None:
-        """Refuse an input whose largest step needs more memory than the device has free: the module's
+        """Refuse an input whose forward pass needs more memory than the device has free: the module's
         ``peak_bytes`` (:meth:`~pvt_deploy.models.DeployModule.peak_bytes`: an attention's scores, which
-        grow with the square of the pixels) against :func:`~pvt_deploy.utils.cpu.available_memory` on the
+        grow with the square of the pixels) and the rest of the pass (:meth:`memory_needed`) against :func:`~pvt_deploy.utils.cpu.available_memory` on the
         CPU and on an integrated GPU (a Jetson's is the machine's memory), the free CUDA memory on a
         discrete GPU. Such a size was bad input answered as a failure of the tool (5000x5000: "PyTorch
         failed: ... you tried to allocate 152100000000 bytes", exit 1), or, where the allocation was
         granted, a process the kernel killed."""
-        estimate = getattr(self.module, "peak_bytes", None)
-        need = estimate(batch, height, width) if callable(estimate) else None
+        estimate = self.memory_needed
+        need = estimate(batch, height, width)
         free = self._free_memory() if need else None
         if need is None or free is None or need <= free:
             return
@@ -259,7 +278,8 @@ class TorchBackend(Backend):
         where = f"on {self._device}" if self._device.type == "cuda" else "in this machine's memory"
         more = f" or a smaller {option('batch')}" if batch > 1 else ""
         raise ShapeError(f"{option('imgsz')} {height}x{width} at {option('batch')} {batch} needs about "
-                         f"{_gb(need)} for PyTorch's largest attention, more than the {_gb(free)} free {where}",
+                         f"{_gb(need)} for PyTorch's largest attention and the rest of its forward pass, more than "
+                         f"the {_gb(free)} free {where}",
                          hint=f"pass {option('imgsz')} {fits} or less{more}" if fits else f"free some memory{more}")
 
     def _free_memory(self) -> int | None:
