@@ -464,3 +464,17 @@ def test_a_triton_model_that_would_be_its_export_folder_is_refused(tmp_path: Pat
     with pytest.raises(InputError, match="would replace the export folder"):
         export_triton(art, tmp_path / "pvt_v2_b0" / "..", name="pvt_v2_b0")
     assert sorted((p.name, p.read_bytes()) for p in art.iterdir()) == before
+
+
+def test_one_export_reads_the_served_graph_once_to_hash_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exporting a Triton model checked the served file's sha256 against the manifest, then hashed it again
+    for ``triton.source_sha256``: two full reads of a 100-250 MB graph. One export reads it once (a changed
+    file is still refused: test_errors_are_one_line_input_errors)."""
+    from test_ort_providers import _hashes_of
+
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    hashed = _hashes_of(art / "model.onnx", monkeypatch)
+    model_dir = export_triton(art, tmp_path / "repo")
+    assert len(hashed) == 1
+    embedded = json.loads(parse_config(model_dir / "config.pbtxt").parameters[MANIFEST_PARAMETER].string_value)
+    assert embedded["triton"]["source_sha256"] == hashed[0]

@@ -46,6 +46,7 @@ from pvt_deploy.utils.files import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    hashing_once,
     json_dumps,
     sha256_file,
 )
@@ -316,6 +317,7 @@ def check_repository(repo: str | os.PathLike[str], model_name: str | None = None
     return target
 
 
+@hashing_once()  # the manifest check, source_sha256 and the copy's entry read the graph once
 def export_triton(
     artifact_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
