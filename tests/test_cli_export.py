@@ -855,6 +855,16 @@ def test_cli_export_calibrates_and_compares_on_a_videos_frames(tmp_path: Path, m
     assert m["export"]["parity_images"] == str(parity)
     assert m["export"]["parity_frames"] == [f"parity.mkv#frame={n}" for n in (0, 5, 10, 15)]
     assert m["parity"]["model.int8.trt.onnx"]["passed"] and m["parity"]["model.int8.trt.onnx"]["images"] == 4
+    assert m["parity"]["model.int8.trt.onnx"]["image_source"] == str(parity)
+    # a variant added later is gated on its own pictures: its report names them (the manifest said only the
+    # first export's parity.mkv, for an FP16 file compared on calib.mp4's frames)
+    code, err = _run(["--model", str(out), "--half", "--images", str(calib)], monkeypatch, capsys)
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    fp16 = m["parity"]["model.fp16.onnx"]
+    assert fp16["image_source"] == str(calib) and fp16["images"] == 4, fp16
+    assert fp16["frames"] == [f"calib.mp4#frame={n}" for n in (0, 10, 20, 30)], fp16
+    assert m["parity"]["model.int8.trt.onnx"]["image_source"] == str(parity)
 
 
 def test_export_refuses_a_stream_and_a_clip_that_does_not_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -610,7 +610,11 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
 
 def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_name: str, folder: Path,
             files: Mapping[str, Mapping[str, Any]], batches: list[Batch], *, task: str, post: Mapping[str, Any],
-            tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps) -> dict[str, Any]:
+            tolerances: Mapping[str, Tolerance], gate_agreement: bool, steps: _Steps,
+            pictures: Sequence[Picture], source: str) -> dict[str, Any]:
+    """Gate ``files`` against ``reference`` on ``batches`` (made from ``pictures``, of ``source``); each
+    report names its pictures (``image_source``, a video's ``frames``): an extension's gate runs on its own."""
+    from pvt_deploy.export.calibration import frame_names
     from pvt_deploy.export.parity import ParityCandidate, agreement_text, parity_status, run_parity
     from pvt_deploy.export.precision import INT8_FILES
 
@@ -638,6 +642,9 @@ def _parity(reference: Callable[[np.ndarray], dict[str, np.ndarray]], reference_
                     "export with --weights, or with %s, to gate them", ", ".join(unchecked),
                     "post-NMS detections" if task == "detect" else "argmax class maps",
                     "host NMS" if task == "detect" else "--seg-output logits")
+    frames = frame_names(pictures)
+    for report in result.reports.values():
+        report.update({"image_source": source, **({"frames": frames} if frames else {})})
     reports: dict[str, Any] = json_safe(result.reports)
     return reports
 
@@ -994,7 +1001,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
         batches = make_batches(parity_paths, pre, batch=static_batch)
         parity_reports = _parity(torch_runner(module), "pytorch", out, files, batches, task=loaded.task, post=post,
                                  tolerances=tolerances, gate_agreement=not loaded.weights["random_init"],
-                                 steps=steps)
+                                 steps=steps, pictures=parity_paths, source=parity_source)
         failures = [f for f, r in parity_reports.items() if not r["passed"]]
         _speedups(variants.precision, parity_reports)
     parity_frames = frame_names(parity_paths) if parity else []  # a video's, by name (clip.mp4#frame=120)
@@ -1075,8 +1082,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
                                   calib=calib_batches, calib_source=calib_source,
                                   calib_frames=frame_names(calib_paths), checks=checks, steps=steps)
-        reports = _extend_parity(staging, manifest, variants, parity_paths, pre, static_batch, parity=parity,
-                                 tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)
+        reports = _extend_parity(staging, manifest, variants, parity_paths, parity_source, pre, static_batch,
+                                 parity=parity, tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)
         _commit_extension(folder, staging, manifest, variants, reports if parity else None, steps.seconds)
     _gate([f for f, r in reports.items() if not r["passed"]], allow_parity_failure, reports)
     return folder
@@ -1138,7 +1145,8 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
 
 
 def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, parity_paths: list[Picture],
-                   pre: Any, static_batch: int | None, *, parity: bool, tolerances: Mapping[str, Tolerance],
+                   parity_source: str, pre: Any, static_batch: int | None, *, parity: bool,
+                   tolerances: Mapping[str, Tolerance],
                    steps: _Steps, reference: Path) -> dict[str, Any]:
     """Gate the added variants (in ``folder``) against the export's FP32 graph ``reference`` in ONNX Runtime."""
     from pvt_deploy.export.calibration import make_batches
@@ -1149,4 +1157,5 @@ def _extend_parity(folder: Path, manifest: dict[str, Any], variants: _Variants, 
     random_init = bool(manifest.get("weights", {}).get("random_init", True))
     return _parity(ort_runner(reference), f"{FP32_FILE} (onnxruntime)", folder, variants.files,
                    batches, task=manifest["task"], post=manifest.get("postprocess", {}),
-                   tolerances=tolerances, gate_agreement=not random_init, steps=steps)
+                   tolerances=tolerances, gate_agreement=not random_init, steps=steps, pictures=parity_paths,
+                   source=parity_source)
