@@ -79,6 +79,35 @@ def test_compare_outputs_and_tolerance() -> None:
     assert e["max_abs"] == 0.5 and e["max_rel"] == 0.25
 
 
+def test_a_failure_says_where_the_largest_error_is_and_how_many_elements_are_over() -> None:
+    """``check`` (and the export's gate) said "logits: max_rel 0.0157 > 0.0025" and no more; Polygraphy says
+    the largest error's size and place and how many elements are over. Each output now reports max_abs_at
+    (image, index), its element count and, against the tolerance's max_rel, how many are over it, counted
+    on the whole run's scale (the reference's largest magnitude over every batch)."""
+    from pvt_deploy.export.parity import Comparison, Tolerance
+
+    metas = [Letterbox((32, 32), (32, 32), (32, 32))] * 2
+    comp = Comparison("classify", {}, max_rel=0.05)
+    ref_a = np.zeros((2, 10), np.float32)
+    ref_a[0, 0] = 1.0
+    test_a = ref_a.copy()
+    test_a[1, 4] += 0.15  # over 0.05 x 1.0 (this batch's scale), not over 0.05 x 4.0 (the run's)
+    comp.add({"logits": ref_a}, {"logits": test_a}, metas)
+    ref_b = np.zeros((2, 10), np.float32)
+    ref_b[1, 2] = 4.0
+    test_b = ref_b.copy()
+    test_b[1, 7] += 0.5
+    test_b[0, 3] += 0.3
+    test_b[0, 5] += 0.1
+    comp.add({"logits": ref_b}, {"logits": test_b}, metas)
+    report = comp.result()
+    out = report["outputs"]["logits"]
+    assert out["max_abs_at"] == {"image": 3, "index": [7]} and out["elements"] == 40
+    assert out["over"] == 2 and out["over_max_rel"] == 0.05, out  # 0.5 and 0.3 > 0.05 x 4.0; 0.15, 0.1 not
+    (failure,) = check_tolerance(report, Tolerance(min_cosine=-1.0, max_rel=0.05, min_agreement=0.0))
+    assert failure == "logits: max_rel 0.125 > 0.05 (max_abs 0.5 at image 3 [7]; 2 of 40 elements over)", failure
+
+
 def test_compare_outputs_margin_is_the_classifiers_near_tie_margin_too() -> None:
     """``compare_outputs(margin=)`` (and ``Comparison``) gave the margin to the detections only: a classifier's
     near-tie was judged at the default 0.02 whatever the caller asked."""

@@ -112,20 +112,37 @@ class NumericStats:
     # Smallest magnitude max_rel is measured against. Probabilities live on a [0, 1] scale: an
     # untrained detector's scores all sit near 0.01, and relative to that FP16 rounding looks huge.
     scale_floor: float = 0.0
+    # A tolerance's max_rel, to count the elements over it (as Polygraphy does): over the whole run's
+    # scale, which only grows, so each batch keeps the errors over its scale so far and result() counts
+    # those still over the final one.
+    over_max_rel: float | None = None
+    max_abs_at: dict[str, Any] | None = None  # where max_abs is: image, index within that image's tensor
+    _over: list[np.ndarray] = field(default_factory=list, repr=False)
 
-    def add(self, ref: np.ndarray, test: np.ndarray) -> None:
+    def add(self, ref: np.ndarray, test: np.ndarray, *, first_image: int = 0, batched: bool = False) -> None:
+        """``batched``: axis 0 of the arrays is the image (``first_image`` the first's number); else the
+        arrays are image ``first_image``'s."""
+        shape = np.shape(ref)
         r = np.asarray(ref, dtype=np.float64).reshape(-1)
         t = np.asarray(test, dtype=np.float64).reshape(-1)
         if r.shape != t.shape:
             raise ValueError(f"shape mismatch {np.shape(ref)} vs {np.shape(test)}")
         finite = np.isfinite(t) & np.isfinite(r)
         self.nonfinite += int((~finite).sum())
+        kept = np.flatnonzero(finite)
         r, t = r[finite], t[finite]
         if r.size == 0:
             return
         d = np.abs(r - t)
+        worst = int(np.argmax(d))
+        if self.max_abs_at is None or float(d[worst]) > self.max_abs:
+            at = [int(i) for i in np.unravel_index(int(kept[worst]), shape)] if shape else []
+            image, index = (first_image + at[0], at[1:]) if batched and at else (first_image, at)
+            self.max_abs_at = {"image": image, "index": index}
         self.max_abs = max(self.max_abs, float(d.max()))
         self.ref_max = max(self.ref_max, float(np.abs(r).max()))
+        if self.over_max_rel is not None:
+            self._over.append(d[d > self.over_max_rel * max(self.ref_max, self.scale_floor)].astype(np.float64))
         self.dot += float(r @ t)
         self.ref_sq += float(r @ r)
         self.test_sq += float(t @ t)
@@ -142,6 +159,13 @@ class NumericStats:
             "mean_abs": self.abs_sum / self.count if self.count else 0.0,
             "cosine": cosine,
         }
+        if self.max_abs_at is not None:
+            out["max_abs_at"] = self.max_abs_at
+        out["elements"] = self.count
+        if self.over_max_rel is not None:
+            limit = self.over_max_rel * max(self.ref_max, self.scale_floor)
+            out["over"] = sum(int((d > limit).sum()) for d in self._over)
+            out["over_max_rel"] = self.over_max_rel
         if self.nonfinite:
             out["nonfinite"] = self.nonfinite
         return out
@@ -317,7 +341,10 @@ def _is_float(a: np.ndarray) -> bool:
 class Comparison:
     """Accumulates the comparison of reference and candidate outputs over several batches."""
 
-    def __init__(self, task: str, post: Mapping[str, Any], *, iou: float = 0.5, margin: float = 0.02) -> None:
+    def __init__(self, task: str, post: Mapping[str, Any], *, iou: float = 0.5, margin: float = 0.02,
+                 max_rel: float | None = None) -> None:
+        """``max_rel``: the tolerance's, to count each output's elements over it (``over``)."""
+        self.max_rel = max_rel
         self.task = task
         self.post = dict(post)
         self.iou = iou
@@ -331,9 +358,10 @@ class Comparison:
         self.cls_test: list[tuple[np.ndarray, np.ndarray]] = []
         self.images = 0
 
-    def _num(self, name: str, ref: np.ndarray, test: np.ndarray) -> None:
+    def _num(self, name: str, ref: np.ndarray, test: np.ndarray, *, first_image: int, batched: bool) -> None:
         floor = 1.0 if name in PROBABILITY_OUTPUTS else 0.0
-        self.numeric.setdefault(name, NumericStats(scale_floor=floor)).add(ref, test)
+        stats = self.numeric.setdefault(name, NumericStats(scale_floor=floor, over_max_rel=self.max_rel))
+        stats.add(ref, test, first_image=first_image, batched=batched)
 
     def add(self, ref: Outputs, test: Outputs, metas: Sequence[Letterbox]) -> None:
         """Compare the outputs of the ``len(metas)`` images of one batch; rows past them (the copies a
@@ -341,20 +369,21 @@ class Comparison:
         n = len(metas)
         ref = {k: v[:n] for k, v in ref.items()}
         test = {k: v[:n] for k, v in test.items()}
+        first = self.images
         self.images += n
         if self.task == "detect":
             if "scores" in ref and "scores" in test:
-                # Order-free: each box's best class score, sorted, per image.
-                for r, t in zip(ref["scores"], test["scores"], strict=True):
+                # Order-free: each box's best class score, sorted, per image (its index is the rank).
+                for i, (r, t) in enumerate(zip(ref["scores"], test["scores"], strict=True)):
                     rs, ts = np.sort(r.max(axis=-1))[::-1], np.sort(t.max(axis=-1))[::-1]
                     if rs.shape == ts.shape:
-                        self._num("scores", rs, ts)
+                        self._num("scores", rs, ts, first_image=first + i, batched=False)
             self.det.add(postprocess_detect(ref, list(metas), self.post),
                          postprocess_detect(test, list(metas), self.post), self.iou)
             return
         for name, r in ref.items():
             if name in test and _is_float(r) and _is_float(test[name]):
-                self._num(name, r, test[name])
+                self._num(name, r, test[name], first_image=first, batched=True)
         if self.task == "segment":
             for a, b in zip(postprocess_segment(ref, list(metas), self.post),
                             postprocess_segment(test, list(metas), self.post), strict=True):
@@ -414,6 +443,18 @@ def compare_outputs(task: str, ref_outputs: Outputs, test_outputs: Outputs, meta
     return comp.result()
 
 
+def _where(stats: Mapping[str, Any], max_rel: float) -> str:
+    """`` (max_abs 0.5 at image 3 [7]; 2 of 40 elements over)``: the largest error, where it is and, when
+    counted against this ``max_rel``, how many elements are over it; empty when the report has none."""
+    parts = []
+    at = stats.get("max_abs_at")
+    if at is not None:
+        parts.append(f"max_abs {stats['max_abs']:.3g} at image {at['image']} {at['index']}")
+    if stats.get("over") is not None and stats.get("over_max_rel") == max_rel:
+        parts.append(f"{stats['over']} of {stats['elements']} elements over")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement: bool = True) -> list[str]:
     """What in ``report`` (from :func:`compare_outputs`) is outside ``tol``; empty when it passes."""
     failures = []
@@ -423,7 +464,7 @@ def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement
         if "cosine" in s and s["cosine"] < tol.min_cosine:
             failures.append(f"{name}: cosine {s['cosine']:.8f} < {tol.min_cosine:.10g}")
         if s.get("max_rel", 0.0) > tol.max_rel:
-            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:.10g}")
+            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:.10g}{_where(s, tol.max_rel)}")
     agreement = report.get("agreement")
     if gate_agreement and agreement is not None and agreement < tol.min_agreement:
         metric = (report.get("task") or {}).get("metric", "agreement")
@@ -485,7 +526,8 @@ def run_parity(reference: Runner, candidates: Sequence[ParityCandidate], batches
             progress("parity", step, total)
     result = ParityResult()
     for cand in candidates:
-        comp = Comparison(task, post)
+        tol = tols[cand.precision]
+        comp = Comparison(task, post, max_rel=tol.max_rel)
         times = []
         for b, ref in zip(batches, refs, strict=True):
             out, dt = _timed(cand.run, b.images)
@@ -495,7 +537,6 @@ def run_parity(reference: Runner, candidates: Sequence[ParityCandidate], batches
             if progress:
                 progress("parity", step, total)
         report = comp.result()
-        tol = tols[cand.precision]
         failures = check_tolerance(report, tol, gate_agreement=gate_agreement)
         # Nothing numeric to compare (graph NMS, argmax masks) and an agreement that is not gated
         # (random weights): the gate passed the file without checking it, which the report says.
