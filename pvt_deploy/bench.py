@@ -560,7 +560,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     size = _pair(imgsz)
     _refuse_size_outside(folder, size)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
-                              "source_kind": kind,
+                              "source_kind": kind, "imgsz": list(size) if size else None, "input_shape": None,
                               "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True,
                               "checked": False}
     runs: dict[str, list[dict[str, np.ndarray]]] = {}
@@ -587,6 +587,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
             outs, metas = [], []
             for _, image in inputs:
                 feed, records = predictor.preprocess([image])
+                report["input_shape"] = report["input_shape"] or list(feed[predictor.input_name].shape)
                 outs.append(predictor.infer(feed))
                 metas.append(records)
             runs[cand.label] = outs

@@ -125,6 +125,20 @@ def test_check_passes_when_backends_agree(monkeypatch: pytest.MonkeyPatch, capsy
     assert any(r["status"] == "skipped" and r["backend"] == "trt" for r in report["results"])
 
 
+def test_check_says_the_input_shape_it_compared_at(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """``check --imgsz 100x150`` (or the model's default) compared at a size that neither its table nor its
+    JSON gave, where bench's give ``input_shape``; a CI job could not tell what size had passed. Both say it."""
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--imgsz", "100x150",
+                         "--backends", "torch,onnx", "--max-images", "1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["imgsz"] == [100, 150] and report["input_shape"] == [1, 3, 100, 150], report
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--imgsz", "100x150",
+                         "--backends", "torch,onnx", "--max-images", "1")
+    assert code == 0 and "input 1x3x100x150" in " ".join(out.split()), out
+
+
 def test_check_fails_with_exit_5_outside_tolerance(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--tolerance", "1e-6",

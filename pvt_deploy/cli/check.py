@@ -130,8 +130,9 @@ def render(report: dict[str, Any], console: Any) -> None:
         str(report.get("task")), "agreement")
     gated = "" if report.get("agreement_gated") else " (agreement not gated: random weights)"
     noun = counted_as(report.get("source_kind"))
-    table = Table(title=f"{report['artifact']}: {count_of(report['images'], noun)} vs {report['reference']}{gated}",
-                  title_justify="left")
+    shape = f", input {'x'.join(map(str, report['input_shape']))}" if report.get("input_shape") else ""
+    table = Table(title=f"{report['artifact']}: {count_of(report['images'], noun)} vs {report['reference']}{shape}"
+                        f"{gated}", title_justify="left")
     for col in ("backend", "prec", "device", metric, "max_rel", "cosine", "result"):
         table.add_column(col, justify="left" if col in ("backend", "prec", "device", "result") else "right",
                          overflow="fold")
