@@ -53,6 +53,39 @@ def test_random_weights_are_recorded_loudly(cls_artifact) -> None:
     assert m["parity"]["model.onnx"]["passed"] and not m["parity"]["model.onnx"]["agreement_gated"]
 
 
+def test_one_export_reads_each_graph_once_to_hash_it(cls_artifact, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding --half to an export hashed model.onnx twice (its manifest check, then the parity session's
+    cache key) and model.fp16.onnx twice (its manifest entry, then that key): two full reads of each
+    100-250 MB graph. One export reads each once."""
+    import hashlib
+
+    from pvt_deploy.export import export
+
+    real, digests = hashlib.sha256, []
+
+    class Counting:  # every digest taken during the export
+        def __init__(self, *args: bytes) -> None:
+            self._h = real(*args)
+
+        def update(self, data: bytes) -> None:
+            self._h.update(data)
+
+        def hexdigest(self) -> str:
+            digests.append(self._h.hexdigest())
+            return digests[-1]
+
+    folder = tmp_path / "reuse"
+    shutil.copytree(cls_artifact.folder, folder)
+    monkeypatch.setattr(hashlib, "sha256", Counting)
+    assert export(folder, half=True) == folder
+    monkeypatch.undo()
+    files = read_manifest(folder)["files"]
+    for name in ("model.onnx", "model.fp16.onnx"):
+        assert files[name]["sha256"] == sha256_file(folder / name)
+        assert digests.count(files[name]["sha256"]) == 1, name
+
+
 def test_reusing_an_export_folder_adds_variants(cls_artifact, tmp_path: Path) -> None:
     from pvt_deploy.export import export_onnx
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pvt_deploy.utils.files import hashing_once
+
 if TYPE_CHECKING:
     from pvt_deploy.export.onnx import export_onnx
     from pvt_deploy.export.parity import (
@@ -85,6 +87,7 @@ def triton_model_dir(folder: str | os.PathLike[str], triton_repo: str | os.PathL
     return repo / triton_model_name(read_manifest(folder), folder)
 
 
+@hashing_once()  # a graph is hashed for its manifest entry, its check and the parity session's cache key: read once
 def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format: str = "onnx",
            tensorrt: Mapping[str, Any] | None = None, triton: Mapping[str, Any] | None = None,
            triton_repo: str | os.PathLike[str] | None = None, **onnx_options: Any) -> Path:
