@@ -10,7 +10,8 @@ chain of ``if format == ...``):
 ``model.onnx`` (a file)          ONNX Runtime; manifest from the folder if it lists the file, else
                                  from the graph's ``metadata_props["pvt_deploy"]``
 ``model.engine``                 TensorRT; manifest from its folder (required)
-``weights.pth``                  PyTorch; architecture read from the checkpoint
+``weights.pth``                  PyTorch; architecture read from the checkpoint (any of
+                                 ``CHECKPOINT_SUFFIXES``: ``.safetensors``, ``.pt``, ...)
 ``https://.../weights.pth``      the same, on the file downloaded into the cache (:func:`local_model`)
 ``pvt_small``, ``pvt_v2_b0-seg``  ``exports/<name>/`` when it exists, else PyTorch (random weights
                                  unless ``weights=`` — said loudly)
