@@ -830,6 +830,23 @@ def test_fake_backend_runs_one_call_at_a_time(use_fake: Any, monkeypatch: pytest
     backend.close()
 
 
+def test_fake_backend_closed_is_an_input_error_as_every_backend_says(use_fake: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """README: after ``close()`` a call raises ``InputError`` ("… is closed"), as the ONNX Runtime and
+    PyTorch backends do. The TensorRT backend raised a bare PvtDeployError ("was closed"), a failure
+    of the tool (exit 1) that a server catching InputError for a closed model did not catch."""
+    import torch
+
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", fake_engine("FLOAT"))
+    images = constant_images(1, 64)
+    backend.close()
+    backend.close()  # twice is once
+    with pytest.raises(InputError, match="^this TensorRTBackend is closed$"):
+        backend.infer({"images": images})
+    with pytest.raises(InputError, match="^this TensorRTBackend is closed$"):
+        backend.infer_torch({"images": torch.from_numpy(images)})
+
+
 def test_doctor_tensorrt_row_says_whether_tensorrt_can_start(use_fake: Any) -> None:
     """doctor's TensorRT row is 'ok' only where a Builder can be made (it said ok wherever the
     library imported), and calls a TensorRT 11 without the deprecated creation flag strongly typed,

@@ -779,7 +779,7 @@ class TensorRTBackend(Backend):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise PvtDeployError("this TensorRT backend was closed")
+            raise InputError("this TensorRTBackend is closed")  # as every backend says (README, Python API)
 
     def close(self) -> None:
         if getattr(self, "_closed", True):
