@@ -180,6 +180,22 @@ def test_loader_gives_the_tensorrt_ep_an_engine_cache_and_the_exports_profile(
     assert other["trt_engine_cache_path"] != str(folder)
 
 
+def test_the_tensorrt_ep_builds_the_int8_graph_with_int8_enabled(det_artifact: Any,
+                                                               tensorrt_here: list[list[Any]]) -> None:
+    """`--precision int8` where ONNX Runtime has the TensorRT EP loads the symmetric Q/DQ graph, which
+    TensorRT builds only with INT8 on ("int8 is not configured in the builder", onnxruntime#13381):
+    the EP is asked for it there, and only there."""
+    from pvt_deploy.runtimes.loader import load_backend
+
+    backend, _ = load_backend(det_artifact.folder, precision="int8")
+    backend.close()
+    name, options = tensorrt_here[-1][0]
+    assert name == TENSORRT and Path(backend.info.details["file"]).name == "model.int8.trt.onnx"
+    assert options["trt_int8_enable"] is True and "trt_fp16_enable" not in options
+    load_backend(det_artifact.folder)[0].close()
+    assert "trt_int8_enable" not in tensorrt_here[-1][0][1]
+
+
 def test_tensorrt_engine_cache_key_follows_graph_fp16_and_tensorrt(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What makes an engine unusable elsewhere names its folder: ONNX Runtime's own engine names hash the

@@ -370,15 +370,17 @@ class OnnxRuntimeBackend(Backend):
         if isinstance(providers, str):  # one provider's name, not a list of one-letter names
             providers = [providers]
         profile = None  # the TensorRT EP's, where select_providers gives it one
+        self.precision = precision or guess_precision(self.path)
         if providers is None:
             if kind in ("cuda", "tensorrt", "trt"):
                 _check_device_index(device, device_id)
-            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id)
+            int8 = self.precision == "int8"
+            providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id, int8=int8)
             chosen = [p if isinstance(p, str) else p[0] for p in providers]
             if chosen[0] == TENSORRT:  # only then: onnxruntime-gpu lists it where TensorRT does not load
                 profile = _trt_profile(manifest, self.path.name)
                 providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id,
-                                             available=chosen, profile=profile, model=self.path)
+                                             available=chosen, profile=profile, model=self.path, int8=int8)
         names = [p if isinstance(p, str) else p[0] for p in providers]
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
@@ -440,7 +442,6 @@ class OnnxRuntimeBackend(Backend):
         self._device_id = _provider_device_id(self._session, used[0], device_id) if self._on_gpu else 0
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self._profile: dict[str, dict[str, list[int]]] | None = profile if used and used[0] == TENSORRT else None
-        self.precision = precision or guess_precision(self.path)
         if self.precision == "int8" and not self._on_gpu:
             _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8")))
         self.info = BackendInfo(

@@ -131,13 +131,16 @@ def select_providers(
     available: Sequence[str] | None = None,
     profile: Profile | None = None,
     model: str | os.PathLike[str] | None = None,
+    int8: bool = False,
 ) -> list[ProviderSpec]:
     """Provider list for ``device``, best first, always ending with the CPU provider.
 
     ``auto`` takes TensorRT EP > CUDA EP > CPU from what is available. Asking for ``cuda`` or
     ``tensorrt`` where that provider is absent raises :class:`BackendUnavailableError` (a silent CPU
     run would be mistaken for a GPU measurement). ``fp16`` lets the TensorRT EP use FP16 kernels on an
-    FP32 graph. ``cache_dir`` turns on the TensorRT EP's engine and timing caches there (the caller
+    FP32 graph. ``int8``: the graph is a Q/DQ INT8 graph, which TensorRT builds only with INT8 enabled
+    (``trt_int8_enable``; without it the build fails, "int8 is not configured in the builder"); the EP
+    then takes the Q/DQ scales, no calibration table. ``cache_dir`` turns on the TensorRT EP's engine and timing caches there (the caller
     creates the folder), without which every new session rebuilds its engines (minutes); without it,
     ``model`` (the file the session loads) gives the default, :func:`tensorrt_cache_dir`. ``profile``
     (the graph's dynamic inputs) is the TensorRT EP's optimisation profile: without one it builds for
@@ -168,7 +171,7 @@ def select_providers(
     if device in ("auto", "tensorrt", "trt") and TENSORRT in have:
         if cache_dir is None and model is not None:
             cache_dir = tensorrt_cache_dir(model, fp16=fp16, profile=profile, device_id=device_id)
-        chosen.append((TENSORRT, _tensorrt_options(device_id, fp16, cache_dir, profile)))
+        chosen.append((TENSORRT, _tensorrt_options(device_id, fp16, cache_dir, profile, int8)))
     if CUDA in have:
         chosen.append((CUDA, {"device_id": device_id}))
     chosen.append(CPU)
@@ -176,10 +179,12 @@ def select_providers(
 
 
 def _tensorrt_options(device_id: int, fp16: bool, cache_dir: str | os.PathLike[str] | None,
-                      profile: Profile | None = None) -> dict[str, Any]:
+                      profile: Profile | None = None, int8: bool = False) -> dict[str, Any]:
     options: dict[str, Any] = {"device_id": device_id}
     if fp16:  # only when asked: TensorRT 11 has no weak-typing FP16 switch for the EP to flip
         options["trt_fp16_enable"] = True
+    if int8:
+        options["trt_int8_enable"] = True
     if cache_dir is not None:
         path = str(Path(cache_dir))
         options.update({
