@@ -137,6 +137,14 @@ def test_check_says_the_input_shape_it_compared_at(monkeypatch: pytest.MonkeyPat
     code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--imgsz", "100x150",
                          "--backends", "torch,onnx", "--max-images", "1")
     assert code == 0 and "input 1x3x100x150" in " ".join(out.split()), out
+    # and its --help said "(dynamic graphs; multiples of 32, rounded up ...)": a classifier's centre crop is fed
+    # as asked, as above; only a letterbox (detectors, segmenters) is rounded up to the stride
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    text = next(p.help for p in get_command(app).commands["check"].params if p.name == "imgsz")  # type: ignore[attr-defined]
+    assert "multiples of 32, rounded up" not in text and "classifier" in text, text
 
 
 def test_check_fails_with_exit_5_outside_tolerance(monkeypatch: pytest.MonkeyPatch,
