@@ -130,6 +130,7 @@ class Model:
         """
         from pvt_deploy.runtimes.loader import check_imgsz
 
+        self._check_open()
         size = imgsz if imgsz is not None else self.imgsz
         check_imgsz(self.manifest, size)  # the rule --imgsz follows (stride first, then the range), before any frame
         return Predictor(self.backend, self.manifest, imgsz=size,
@@ -281,7 +282,14 @@ class Model:
 
     # -- lifetime -----------------------------------------------------------------------------------
     def close(self) -> None:
+        self._closed = True
         self.backend.close()
+
+    def _check_open(self) -> None:
+        """Refuse a closed model before a source is opened or an output folder made (the runtime's own
+        'is closed' came from the first batch, after the video's decoder and the writer had started)."""
+        if self.__dict__.get("_closed"):
+            raise InputError(f"Model({self.name!r}) is closed: load it again to predict")
 
     def __enter__(self) -> Model:
         return self

@@ -786,6 +786,27 @@ def test_a_source_given_twice_fails_instead_of_hanging(det_model: Model, clip: P
     assert not [t.name for t in set(threading.enumerate()) - before if t.name.startswith("pvt-deploy")]
 
 
+def test_a_closed_model_refuses_before_it_opens_the_source_or_the_outputs(tmp_path_factory: pytest.TempPathFactory,
+                                                                         clip: Path, tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """After ``close()`` a call raises InputError ("… is closed", README). It did, but only from the
+    runtime's first batch: the source was opened first (a video's decode thread started, a stream
+    connected; a missing file said 'no such file', not that the model was closed), the output folder
+    made, and the writer warned 'predictions_coco.json: not written (the run did not complete)'."""
+    with Model(cached_export(tmp_path_factory, "det")) as m:
+        pass
+    caplog.clear()  # the export's own warnings, where this test made it
+    out = tmp_path / "out"
+    for source in (str(clip), str(tmp_path / "missing.jpg"), np.zeros((32, 32, 3), np.uint8)):
+        with pytest.raises(InputError, match=r"^Model\('pvt_v2_b0'\) is closed"):
+            m.predict(source, save=True, save_json=True, save_dir=out)
+        with pytest.raises(InputError, match="is closed"):
+            next(iter(m.predict(source, stream=True)))
+    with pytest.raises(InputError, match="is closed"):
+        m.predictor()
+    assert not out.exists() and not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_an_empty_source_is_refused_instead_of_running_the_current_folder(det_model: Model, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """``predict("")`` (an unset variable, a blank line of a config; ``pvt-deploy infer ""`` too) read
