@@ -374,6 +374,19 @@ def test_cli_reusing_an_export_folder_refuses_what_it_cannot_honour(cls_artifact
     assert code == 0, err
     assert "ignoring --opset, --exporter (export from the model name" in caplog.text
     assert "model.fp16.onnx" in json.loads((folder / "manifest.json").read_text())["files"]
+    # nothing to add: a bare `export --model exports/NAME` (meant as a re-export) did nothing, in silence
+    before = _snapshot(folder)
+    caplog.clear()
+    code, err = _run(["--model", str(folder), "--imgsz", "96"], monkeypatch, capsys)
+    said = " ".join(caplog.text.split())
+    assert code == 0 and _snapshot(folder) == before, err
+    assert f"{folder} is an export folder, extended in place: nothing to add without --half or --int8" in said, said
+    assert f"give the model name: pvt-deploy export --model pvt_tiny-cls --imgsz 64 --half -o {folder}" in said, said
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pvt_deploy.export"):
+        code, err = _run(["--model", str(folder), "--half"], monkeypatch, capsys)
+    assert code == 0 and _snapshot(folder) == before, err
+    assert "model.fp16.onnx already there (parity passed or not run): nothing to add" in caplog.text, caplog.text
 
 
 def test_cli_info_and_infer_on_a_lone_onnx_of_random_weights(cls_artifact: Artifact, tmp_path: Path,

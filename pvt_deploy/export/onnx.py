@@ -1057,7 +1057,14 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
     want_half = half and not present(FP16_FILE)
     want_int8 = [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
-    if not want_half and not want_int8:
+    if not want_half and not want_int8:  # said: a bare `export --model exports/NAME` did nothing, in silence
+        asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
+        if asked:
+            log.info("%s: %s already there (parity passed or not run): nothing to add", folder, ", ".join(asked))
+        else:
+            log.warning("%s is an export folder, extended in place: nothing to add without %s or %s; to export it "
+                        "again, give the model name: %s", folder, switched_on("half"), switched_on("int8"),
+                        reexport_command(folder, manifest))
         return folder
     fp32 = onnx.load(str(folder / FP32_FILE))
     text = get_metadata(fp32, ONNX_METADATA_KEY)
