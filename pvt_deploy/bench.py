@@ -507,7 +507,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     with the same class, segmentation pixels, classification top-1), judged against the gate's
     per-precision tolerances scaled by ``tolerance`` (``0.5``: twice as strict). As in the gate,
     agreement is only gated for trained weights (``gate_agreement=None``): a random network is all
-    near-ties. ``report["passed"]`` is False when any backend that ran is outside tolerance. A row with
+    near-ties. ``report["passed"]`` is False when any backend that ran is outside tolerance, or failed to
+    run (its row ``failed``, with the ``reason`` and ``exit_code``, the others compared). A row with
     nothing to compare (only integer or post-NMS outputs, agreement not gated) is ``checked: False``, and
     ``report["checked"]`` is False when no row was checked: it passed without judging anything.
     """
@@ -584,17 +585,23 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
             continue
         try:
             predictor = Predictor(backend, loaded, imgsz=size)
-            outs, metas = [], []
+            outs, records_of = [], []
             for _, image in inputs:
                 feed, records = predictor.preprocess([image])
                 report["input_shape"] = report["input_shape"] or list(feed[predictor.input_name].shape)
                 outs.append(predictor.infer(feed))
-                metas.append(records)
-            runs[cand.label] = outs
-            report["results"].append({"backend": cand.label, "status": "ok", "precision": backend.info.precision,
-                                      "device": backend.info.device})
+                records_of.append(records)
+        except Exception as e:  # as in bench: one backend failing to run must not take the others' rows with it
+            log.debug("check of %s failed", cand.label, exc_info=True)
+            code = e.exit_code if isinstance(e, PvtDeployError) else PvtDeployError.exit_code
+            reason = str(e) if isinstance(e, PvtDeployError) else f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            report["results"].append({"backend": cand.label, "status": "failed", "reason": reason, "exit_code": code})
+            continue
         finally:
             backend.close()
+        runs[cand.label], metas = outs, records_of
+        report["results"].append({"backend": cand.label, "status": "ok", "precision": backend.info.precision,
+                                  "device": backend.info.device})
     if len(runs) < 2:  # a check that compared nothing must not pass
         what = (f"{folder}: only {next(iter(runs))} can run this artifact here, so there is nothing to compare "
                 "it with" if runs else f"{folder}: no backend can run this artifact here")
@@ -621,4 +628,6 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         row.update(tolerance=asdict(tol), passed=not failures, checked=checked, failures=failures)
         report["passed"] = report["passed"] and not failures
         report["checked"] = report["checked"] or checked
+    if any(row["status"] == "failed" for row in report["results"]):
+        report["passed"] = False  # a backend that could not run has not agreed
     return report

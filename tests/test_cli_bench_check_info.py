@@ -353,6 +353,38 @@ def test_check_of_no_export_says_so_and_points_where_it_leads(
     assert (code, out) == (2, "") and f"no such file or folder: {tmp_path / 'gone' / 'model.onnx'}" in err, err
 
 
+def test_check_tables_the_others_when_one_backend_fails_to_run(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """A graph ONNX Runtime loads but cannot run (here a model.int8.onnx whose Reshape fails; a GPU provider
+    out of memory) ended check at once with that one error: no table, no JSON for the backends that had run
+    and agreed. As bench does, the row is "failed" with its reason, the others are compared and tabled,
+    and the exit code is the failure's."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pvt_deploy.manifest import file_entry
+
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_export, folder)
+    source = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    graph = helper.make_graph([helper.make_node("Reshape", ["images", "shape"], ["logits"])], "broken",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
+                              [numpy_helper.from_array(np.array([-1, 1000], np.int64), "shape")])
+    broken = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=source.ir_version)
+    broken.metadata_props.extend(source.metadata_props)
+    onnx.save(broken, str(folder / "model.int8.onnx"))
+    manifest = read_manifest(folder)
+    manifest["files"]["model.int8.onnx"] = file_entry(folder / "model.int8.onnx", "int8")
+    write_manifest(folder, manifest)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "1", "--json")
+    rows = {r["backend"]: r for r in json.loads(out)["results"]}
+    assert code == 2 and "Traceback" not in err, err
+    assert rows["onnx"]["passed"] and rows["onnx-int8"]["status"] == "failed", rows
+    assert "onnx-int8:" in err.strip().splitlines()[-1], err
+
+
 def test_check_refuses_a_bench_backend_that_an_export_folder_has_not(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """bench's torch-fp16 and triton were accepted by check, never run, and then reported as "only

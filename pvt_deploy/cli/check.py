@@ -76,6 +76,10 @@ def check(
         render(report, Console(highlight=False))
     if not report["passed"]:
         failed = [r for r in report["results"] if r.get("passed") is False]
+        if not failed:  # no comparison failed: a backend failed to run (bench's rule for its exit code)
+            from pvt_deploy.bench import nothing_ran
+
+            raise nothing_ran([r for r in report["results"] if r["status"] == "failed"], "check could not run")
         first = failed[0]
         verb = "disagrees" if len(failed) == 1 else "disagree"
         raise ParityError(f"{', '.join(r['backend'] for r in failed)} {verb} with {report['reference']} beyond "
@@ -140,7 +144,7 @@ def render(report: dict[str, Any], console: Any) -> None:
     notes = []
     for row in report["results"]:
         if row["status"] != "ok":
-            notes.append(f"{row['backend']}: skipped: {row.get('reason', '')}")
+            notes.append(f"{row['backend']}: {row['status']}: {row.get('reason', '')}")
             continue
         if row.get("reference"):
             table.add_row(row["backend"], row["precision"], short_device(str(row["device"])), "-", "-", "-",
