@@ -121,6 +121,40 @@ def test_a_thread_count_is_what_the_session_gets(det_export: Path) -> None:
         Model(det_export, inter_op_threads=-2)
 
 
+def test_a_torch_thread_count_reaches_server_threads_that_ran_a_model_before() -> None:
+    """PyTorch's ``threads=`` is process-wide (README), but ``torch.set_num_threads`` reaches only the
+    thread that calls it and threads that have not run PyTorch yet (GNU OpenMP keeps a count per
+    thread): a server's worker thread that had served one model ran a second, loaded with
+    ``threads=1``, at the first one's count while its ``info`` said 1."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    seen: list[int] = []
+
+    class Probe(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            seen.append(torch.get_num_threads())
+            return (x.mean((2, 3)),)
+
+    feed = {"images": np.zeros((1, 3, 8, 8), np.float32)}
+    before = torch.get_num_threads()
+    with ThreadPoolExecutor(1) as worker:  # one long-lived server thread
+        try:
+            first = worker.submit(TorchBackend, Probe(), threads=2).result()
+            worker.submit(first.infer, feed).result()
+            second = TorchBackend(Probe(), threads=1)  # loaded by another thread
+            worker.submit(second.infer, feed).result()
+            worker.submit(first.infer, feed).result()  # the process's count, as README says
+            assert second.info.details["threads"] == 1 and seen == [2, 1, 1]
+        finally:
+            TorchBackend(Probe(), threads=before)  # the count the rest of the session runs at
+
+
 # ---------------------------------------------------------------------------------------------------
 # A TensorRT engine in the folder (this machine has no TensorRT: what runs instead, and what is said)
 # ---------------------------------------------------------------------------------------------------

@@ -76,6 +76,38 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
+# torch.set_num_threads sets the count of the calling thread and of threads that have not run PyTorch
+# yet; a thread that has keeps its own (GNU OpenMP's count is per thread). A TorchBackend's thread
+# count is the process's (README), so a thread that ran a model before the last count was set takes
+# it on its next run: a server's worker thread ran a model loaded with threads=1 at the count of the
+# one it had served before.
+_threads_setting: tuple[int, int] = (0, 0)  # (generation, count) of the last count a TorchBackend set
+_threads_lock = threading.Lock()
+_thread_generation = threading.local()  # .value: the generation this thread's count is from
+
+
+def _set_threads(torch_mod: Any, count: int) -> None:
+    """Make ``count`` the process's PyTorch thread count (see :data:`_threads_setting`)."""
+    global _threads_setting
+    with _threads_lock:
+        generation = _threads_setting[0] + 1
+        _threads_setting = (generation, count)
+    if torch_mod.get_num_threads() != count:
+        torch_mod.set_num_threads(count)
+    _thread_generation.value = generation
+
+
+def _follow_threads(torch_mod: Any) -> None:
+    """Before a run: a thread that ran PyTorch before the last :func:`_set_threads` takes its count. A
+    thread new to it starts at the process's count anyway, or at one set by the caller since."""
+    generation, count = _threads_setting
+    seen = getattr(_thread_generation, "value", None)
+    if seen == generation:
+        return
+    _thread_generation.value = generation
+    if seen is not None and torch_mod.get_num_threads() != count:
+        torch_mod.set_num_threads(count)
+
 
 def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     """``fn(*args, **kwargs)``, run on a helper thread when called on the thread that forked this
@@ -174,7 +206,8 @@ class TorchBackend(Backend):
 
     ``module`` must expose ``output_names`` (and optionally ``input_names``) and return a tuple in
     that order. ``precision`` is ``fp32`` or ``fp16`` (autocast, CUDA only). ``threads`` sets
-    ``torch.set_num_threads`` (default: physical cores; the setting is process-wide, as in PyTorch).
+    ``torch.set_num_threads`` (default: physical cores; the setting is the process's: each thread that runs
+    a model takes the last one set, see :func:`_follow_threads`).
     ``outputs`` may describe the output specs (names, dtypes, symbolic shapes) for ``info``.
     """
 
@@ -197,11 +230,9 @@ class TorchBackend(Backend):
                                           "slower than fp32)", hint="use --precision fp32 on CPU")
         self.precision = precision
         if self._device.type == "cpu":
-            wanted = threads or physical_cores()
-            if torch.get_num_threads() != wanted:
-                torch.set_num_threads(wanted)
+            _set_threads(torch, threads or physical_cores())
         elif threads:
-            torch.set_num_threads(threads)
+            _set_threads(torch, threads)
         names = getattr(module, "output_names", None)
         if not names:
             raise InputError("the module passed to TorchBackend has no output_names")
@@ -321,6 +352,7 @@ class TorchBackend(Backend):
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         torch = self._torch
         module = self.module
+        _follow_threads(torch)
         if self._device.type == "cuda":  # inside infer's error mapping: a CUDA failure is one line too
             x = x.to(self._device)
         with torch.inference_mode():
