@@ -851,6 +851,9 @@ def export_onnx(
         log.warning("%s is not used: it calibrates INT8 (%s)%s", option("calib"), switched_on("int8"),
                     f" and is what parity runs on without {option('images')}" if parity else "")
         calib = None
+    if images is not None and not parity:  # as --calib above: decoded (a clip, a URL fetched) for nothing, unsaid
+        log.warning("%s is not used: it names the pictures parity runs on, and parity is off", option("images"))
+        images = None
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if int8 and calib is None:
         log.warning("no --calib folder: calibrating INT8 on the %d bundled sample images (fine for a test, "
