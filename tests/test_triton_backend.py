@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, ShapeError
-from pvt_deploy.runtimes.triton import is_triton_url, load_triton, parse_triton_url
+from pvt_deploy.runtimes.triton import TritonBackend, is_triton_url, load_triton, parse_triton_url
 from pvt_deploy.utils import onnx_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -529,3 +529,158 @@ def _export_helpers() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# -- a stub server: answers a real server cannot be made to give on demand (503 / UNAVAILABLE, BF16) ------
+
+class _Unavailable(Exception):
+    """Raised by a stub's infer function: the server answers 'unavailable' (Triton's full queue)."""
+
+
+@contextlib.contextmanager
+def stub_triton(protocol: str, manifest: str, infer: Any, datatype: str = "FP32") -> Iterator[tuple[str, list[int]]]:
+    """A loopback server speaking Triton's HTTP or gRPC protocol for one model ``m`` (``images`` in,
+    ``logits`` out, both ``datatype``, the manifest embedded as export_triton does). ``infer(images)``
+    gets the request's raw bytes and shape and returns the output's raw bytes, or raises
+    :class:`_Unavailable`. Yields the URL and the list of infer requests seen (their input shapes)."""
+    from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+    seen: list[Any] = []
+    inputs = [{"name": "images", "datatype": datatype, "shape": [-1, 3, -1, -1]}]
+    outputs = [{"name": "logits", "datatype": datatype, "shape": [-1, NUM_CLASSES]}]
+    if protocol == "http":
+        import http.server
+
+        config = {"name": "m", "max_batch_size": 4, "parameters": {"pvt_deploy_manifest": {"string_value": manifest}}}
+        answers = {"/v2/health/live": {}, "/v2": {"name": "stub", "version": "0"}, "/v2/models/m/ready": {},
+                   "/v2/models/m": {"name": "m", "versions": ["1"], "platform": "stub", "inputs": inputs,
+                                    "outputs": outputs},
+                   "/v2/models/m/config": config}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path in answers:
+                    self._send(200, json.dumps(answers[path]).encode())
+                else:
+                    self._send(400, json.dumps({"error": f"unknown {path}"}).encode())
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                n = int(self.headers.get("Inference-Header-Content-Length", len(body)))
+                request = json.loads(body[:n])
+                shape = request["inputs"][0]["shape"]
+                seen.append((request["inputs"][0]["datatype"], shape))
+                try:
+                    raw = infer(body[n:], shape)
+                except _Unavailable as e:
+                    self._send(503, json.dumps({"error": str(e)}).encode())
+                    return
+                header = json.dumps({"model_name": "m", "outputs": [
+                    {"name": "logits", "datatype": datatype, "shape": [shape[0], NUM_CLASSES],
+                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+                self._send(200, header + raw, {"Inference-Header-Content-Length": str(len(header)),
+                                               "Content-Type": "application/octet-stream"})
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"triton://127.0.0.1:{httpd.server_address[1]}/m", seen
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        return
+
+    from concurrent import futures
+
+    import grpc
+
+    tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+
+    class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+        def ServerLive(self, request: Any, context: Any) -> Any:
+            return service_pb2.ServerLiveResponse(live=True)
+
+        def ServerMetadata(self, request: Any, context: Any) -> Any:
+            return service_pb2.ServerMetadataResponse(name="stub", version="0")
+
+        def ModelReady(self, request: Any, context: Any) -> Any:
+            return service_pb2.ModelReadyResponse(ready=True)
+
+        def ModelMetadata(self, request: Any, context: Any) -> Any:
+            return service_pb2.ModelMetadataResponse(name="m", versions=["1"], platform="stub",
+                                                     inputs=[tensor(**t) for t in inputs],
+                                                     outputs=[tensor(**t) for t in outputs])
+
+        def ModelConfig(self, request: Any, context: Any) -> Any:
+            config = model_config_pb2.ModelConfig(name="m", max_batch_size=4)
+            config.parameters["pvt_deploy_manifest"].string_value = manifest
+            return service_pb2.ModelConfigResponse(config=config)
+
+        def ModelInfer(self, request: Any, context: Any) -> Any:
+            shape = list(request.inputs[0].shape)
+            seen.append((request.inputs[0].datatype, shape))
+            try:
+                raw = infer(request.raw_input_contents[0], shape)
+            except _Unavailable as e:
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            out = service_pb2.ModelInferResponse.InferOutputTensor(name="logits", datatype=datatype,
+                                                                   shape=[shape[0], NUM_CLASSES])
+            return service_pb2.ModelInferResponse(model_name="m", outputs=[out], raw_output_contents=[raw])
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"triton+grpc://127.0.0.1:{port}/m", seen
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_that_answers_unavailable_is_told_from_one_that_is_down(
+        protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Triton answers 'unavailable' (HTTP 503, gRPC UNAVAILABLE) when a model's queue is full or it is
+    rate limited. gRPC retried it and then said 'not reachable' as for a server that is down; HTTP did
+    not retry and ended 'inference failed' (exit 1). Both now retry it (it asks for a retry) and then
+    say the server answered 'unavailable' (exit 3); a server that is down is still 'not reachable'."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    from cli_run import run
+    from PIL import Image
+
+    assert TritonBackend.__init__.__kwdefaults__ is not None
+    monkeypatch.setitem(TritonBackend.__init__.__kwdefaults__, "backoff_s", 0.05)  # the retries' waits
+
+    def full_queue(raw: bytes, shape: list[int]) -> bytes:
+        raise _Unavailable("Exceeds maximum queue size")
+
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(image)
+    with stub_triton(protocol, embedded_manifest(tmp_path), full_queue) as (stub_url, seen):
+        code, out, err = run(monkeypatch, capsys, "infer", str(image), "--model", stub_url,
+                             "--output", str(tmp_path / "runs"))
+        assert code == 3, out + err
+        message = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(message) == 1, err
+        assert "answered 'unavailable'" in message[0] and "Exceeds maximum queue size" in message[0], err
+        assert "not reachable" not in err and "Traceback" not in err
+        assert len(seen) == 3  # the request and its two retries, over either protocol
+    code, out, err = run(monkeypatch, capsys, "infer", str(image), "--model", stub_url,
+                         "--output", str(tmp_path / "runs"))
+    assert code == 3 and "not reachable" in err and "answered" not in err, out + err
+

@@ -14,7 +14,10 @@ Failure modes map onto the project's errors with one line each: tritonclient mis
 unreachable -> :class:`BackendUnavailableError`; model unknown, not ready or without a manifest ->
 :class:`InputError`; a request the server rejects -> :class:`InputError` (bad shape/dtype) or
 :class:`PvtDeployError`. Connection-level failures are retried with a short backoff (a server that is
-restarting, a dropped keep-alive); requests the server answered are never retried.
+restarting, a dropped keep-alive); requests the server answered are not retried, except its answer
+'unavailable' (HTTP 503, gRPC UNAVAILABLE: a full queue, a rate limit), which asks for a retry. Both end
+as :class:`BackendUnavailableError`, saying which: 'not reachable' (nothing answered) or "answered
+'unavailable'" (the server is up: overloaded or the model not ready).
 """
 
 from __future__ import annotations
@@ -91,6 +94,10 @@ def parse_triton_url(url: str) -> TritonURL:
     if not host or not segments or len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
         raise InputError(f"{url}: expected {scheme}://host:port/model_name[/version]")
     return TritonURL(protocol, ssl, host, port, segments[0], segments[1] if len(segments) == 2 else "")
+
+
+class ServerUnavailableError(BackendUnavailableError):
+    """The Triton server is up but answered 'unavailable' (HTTP 503, gRPC UNAVAILABLE) to every try."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -250,15 +257,41 @@ class TritonBackend(Backend):
         return (isinstance(e, OSError | TimeoutError | http.client.HTTPException)
                 or type(e).__name__ == "Timeout")  # gevent.Timeout
 
+    def _answered_unavailable(self, e: BaseException) -> bool:
+        """``e`` is the server's own answer 'unavailable' (a full queue, a rate limit, a model not ready):
+        HTTP's 503; for gRPC, UNAVAILABLE is also what the client reports when nothing answered (connection
+        refused, a dropped connection), so there it is the server's answer where the server answers a
+        liveness call now."""
+        if not isinstance(e, self._server_error):
+            return False
+        status = str(e.status() or "")
+        if status == "503":
+            return True
+        if "UNAVAILABLE" not in status:
+            return False
+        try:
+            return bool(self._on_client_thread(lambda: self._client.is_server_live(**self._kw())))
+        except Exception:
+            return False
+
     def _call(self, fn: Callable[[], _T]) -> _T:
-        """Run ``fn`` with connection-level retries; a server answer (even an error) is final."""
+        """Run ``fn`` with connection-level retries; a server answer (even an error) is final, except
+        'unavailable' (HTTP 503, gRPC UNAVAILABLE), which asks for a retry and is retried the same way
+        over both protocols."""
         for attempt in range(self.retries + 1):
             try:
                 return self._on_client_thread(fn)
             except Exception as e:
-                if not self._is_connection_error(e):
+                is_503 = isinstance(e, self._server_error) and str(e.status() or "") == "503"
+                if not (is_503 or self._is_connection_error(e)):
                     raise
                 if attempt == self.retries:
+                    if self._answered_unavailable(e):
+                        raise ServerUnavailableError(
+                            f"{self.url}: the Triton server at {self.url.address} answered 'unavailable' "
+                            f"after {self.retries + 1} tries ({_one_line(e)})",
+                            hint="it is up but overloaded (queue full, rate limited) or the model is not "
+                                 "ready: retry later, see the tritonserver log") from e
                     raise BackendUnavailableError(
                         f"{self.url}: Triton server not reachable at {self.url.address} ({_one_line(e)})",
                         hint="is tritonserver running and the port published?") from e
@@ -303,6 +336,8 @@ class TritonBackend(Backend):
                 # No index to consult: the metadata call says whether the model exists at all.
                 try:
                     self._call(self._get_metadata)
+                except ServerUnavailableError:
+                    pass  # up, the model not ready yet: wait for it as below
                 except self._server_error as e:
                     message = _one_line(e)
                     if "unknown model" in message.lower() or "not found" in message.lower():
