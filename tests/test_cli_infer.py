@@ -955,3 +955,17 @@ def test_a_size_pytorch_has_no_memory_for_is_bad_input(monkeypatch: pytest.Monke
     assert code == 2 and "Traceback" not in err, err
     assert re.fullmatch(r"error: --imgsz 8192x8192 at --batch 1 needs about 2,208 GB for PyTorch's largest attention "
                         r"and the rest of its forward pass, more than the .* GB free in this machine's memory \(pass --imgsz \d+ or less\)", line), line
+
+
+def test_infers_imgsz_help_says_a_classifier_runs_at_the_size_given() -> None:
+    """infer --help said --imgsz is "(dynamic graphs; multiples of 32, rounded up ...)", but a classifier's
+    centre crop runs at the size asked (100x150 stays 100x150); only a letterbox is rounded up. check says
+    so too: the two commands take the option the same way."""
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    infer_help, check_help = (next(p.help for p in commands[c].params if p.name == "imgsz") for c in ("infer", "check"))
+    assert "multiples of 32, rounded up" not in infer_help and "classifier" in infer_help, infer_help
+    assert infer_help == check_help
