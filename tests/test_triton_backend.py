@@ -684,3 +684,28 @@ def test_a_server_that_answers_unavailable_is_told_from_one_that_is_down(
                          "--output", str(tmp_path / "runs"))
     assert code == 3 and "not reachable" in err and "answered" not in err, out + err
 
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_bf16_model_takes_and_gives_float32(protocol: str, tmp_path: Path) -> None:
+    """export --format triton maps an ONNX bfloat16 tensor to TYPE_BF16, but the client's dtype table
+    had no BF16: loading such a model made the spec dtype 'bf16' and the first infer raised a raw
+    TypeError (np.dtype('bf16')). As TensorRT does for a BF16 engine, the caller feeds and gets float32;
+    the wire carries BF16 (numpy has no bfloat16: ml_dtypes', which tritonclient uses)."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    w = np.asarray(WEIGHTS, dtype=np.float32)
+
+    def classify(raw: bytes, shape: list[int]) -> bytes:
+        images = np.frombuffer(raw, dtype=ml_dtypes.bfloat16).reshape(shape).astype(np.float32)
+        return (images.mean(axis=(2, 3)) @ w).astype(ml_dtypes.bfloat16).tobytes()
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, 3, 8, 8)).astype(np.float32)
+    with stub_triton(protocol, embedded_manifest(tmp_path), classify, datatype="BF16") as (stub_url, seen):
+        backend, _ = load_triton(stub_url)
+        with backend:
+            assert [s.dtype for s in (*backend.inputs, *backend.outputs)] == ["float32", "float32"]
+            out = backend.infer({"images": images})["logits"]
+    assert seen == [("BF16", [2, 3, 8, 8])]
+    assert out.dtype == np.float32 and out.shape == (2, NUM_CLASSES)
+    reference = images.astype(ml_dtypes.bfloat16).astype(np.float32).mean(axis=(2, 3)) @ w
+    np.testing.assert_allclose(out, reference, rtol=1e-2)  # bfloat16 keeps 8 significant bits

@@ -50,6 +50,9 @@ _TRITON_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT3
                     "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
                     "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object"}
 _NUMPY_TO_TRITON = {v: k for k, v in _TRITON_TO_NUMPY.items()}
+# numpy has no bfloat16: a BF16 tensor is float32 to the caller, as a BF16 TensorRT engine's is, and BF16
+# on the wire (tritonclient's own bfloat16 dtype, ml_dtypes', is what it sends and decodes)
+_WIDENED = {"BF16": "float32"}
 _T = TypeVar("_T")
 
 
@@ -157,6 +160,8 @@ class TritonBackend(Backend):
         ref = self.manifest or {}
         self._inputs = [self._spec(t, ref.get("inputs")) for t in metadata.get("inputs", [])]
         self._outputs = [self._spec(t, ref.get("outputs")) for t in metadata.get("outputs", [])]
+        self._widened = {str(t["name"]): str(t.get("datatype")) for t in (*metadata.get("inputs", []),
+                         *metadata.get("outputs", [])) if str(t.get("datatype")) in _WIDENED}
         triton = ref.get("triton") or {}
         self.info = BackendInfo(
             name="triton",
@@ -379,7 +384,8 @@ class TritonBackend(Backend):
                 dims.append(ref_shape[i])
             else:
                 dims.append("batch" if i == 0 and self.max_batch_size > 0 else f"dim{i}")
-        return TensorSpec(name=name, dtype=_TRITON_TO_NUMPY.get(datatype, datatype.lower()), shape=tuple(dims))
+        dtype = _WIDENED.get(datatype) or _TRITON_TO_NUMPY.get(datatype, datatype.lower())
+        return TensorSpec(name=name, dtype=dtype, shape=tuple(dims))
 
     # -- inference -----------------------------------------------------------------------------------
 
@@ -411,7 +417,11 @@ class TritonBackend(Backend):
         mod, u = self._mod, self.url
         inputs = []
         for name, a in arrays.items():
-            datatype = _NUMPY_TO_TRITON.get(a.dtype.name, "BYTES")
+            datatype = self._widened.get(name) or _NUMPY_TO_TRITON.get(a.dtype.name, "BYTES")
+            if datatype in _WIDENED:
+                from tritonclient.utils import triton_to_np_dtype
+
+                a = a.astype(triton_to_np_dtype(datatype))
             inp = mod.InferInput(name, list(a.shape), datatype)
             if u.protocol == "http":
                 inp.set_data_from_numpy(a, binary_data=True)
@@ -436,7 +446,7 @@ class TritonBackend(Backend):
             value = result.as_numpy(spec.name)
             if value is None:
                 raise PvtDeployError(f"{u}: Triton returned no output {spec.name!r}")
-            out[spec.name] = value
+            out[spec.name] = value.astype(spec.dtype) if spec.name in self._widened else value
         return out
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
