@@ -346,7 +346,9 @@ def export_triton(
     ``max_batch`` is Triton's ``max_batch_size`` (0 disables Triton batching). For engines it is clamped
     to the optimization profile's maximum batch, which Triton would otherwise reject at load time.
     ``dynamic_batching`` lets Triton merge concurrent requests (many video streams) into one batch,
-    waiting at most ``max_queue_delay_us``. ``instances`` model instances of ``kind`` run in parallel;
+    waiting at most ``max_queue_delay_us``; ``preferred_batch_sizes`` (unset by default: Triton's batcher
+    guide advises one only for a size measured to run much faster, since the batcher already forms the
+    largest batch it can) are written where given, those above ``max_batch`` dropped. ``instances`` model instances of ``kind`` run in parallel;
     the default is ``AUTO`` for ``onnx`` (on the server's GPUs, or on its CPU where it has none, so one
     repository loads on either) and ``GPU`` for ``trt``.
     """
@@ -417,7 +419,7 @@ def export_triton(
     fields += [("output", tensor_fields(t)) for t in outputs]
     fields.append(("instance_group", _Msg([("count", instances), ("kind", _Enum(_KINDS[kind_u]))])))
     if batch > 0 and dynamic_batching:
-        sizes = sorted({int(s) for s in (preferred_batch_sizes or [batch]) if 0 < int(s) <= batch})
+        sizes = sorted({int(s) for s in (preferred_batch_sizes or []) if 0 < int(s) <= batch})
         db: list[Field] = [("preferred_batch_size", sizes)] if sizes else []
         db.append(("max_queue_delay_microseconds", max_queue_delay_us))
         fields.append(("dynamic_batching", _Msg(db)))
