@@ -362,12 +362,29 @@ def _editable_requirements() -> list[str] | None:
     return declared
 
 
-def _requirements() -> list[tuple[str, str, str | None]]:
-    """pvt-deploy's requirements as (distribution, specifier, version installed or None), the
-    distribution being the alternative installed where one stands in (:data:`_ALTERNATIVES`): the core
-    ones, and those of an extra whose package is installed (tensorrt, onnxruntime-gpu, tritonclient), as the
-    install's metadata and, for an editable install, its source's pyproject.toml declare them; none when
-    pvt-deploy runs uninstalled (no metadata to read)."""
+def _marker_applies(marker: str, extra: str) -> bool | str:
+    """Whether a requirement's environment marker holds here, judged as pip judges it, ``extra`` being the
+    extra taken as installed ("" for a core requirement); where it cannot be judged, why not: ``packaging``
+    (which onnxruntime requires, pvt-deploy does not, and :mod:`importlib.metadata` does not evaluate
+    markers) is not importable and the marker says more than ``extra == "..."``, or it does not parse."""
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        only_extra = re.fullmatch(r"""\s*\(?\s*extra\s*==\s*["'][^"']+["']\s*\)?\s*""", marker)
+        return True if only_extra else "the packaging module that reads markers is not importable"
+    try:
+        return bool(Marker(marker).evaluate({"extra": extra}))
+    except Exception as e:  # InvalidMarker, UndefinedComparison...: a marker this packaging does not read
+        return f"packaging cannot read it ({type(e).__name__})"
+
+
+def _requirements() -> list[tuple[str, str, str | None, str | None]]:
+    """pvt-deploy's requirements as (distribution, specifier, version installed or None, marker not
+    not judged, with why, or None), the distribution being the alternative installed where one stands in
+    (:data:`_ALTERNATIVES`): the core ones, and those of an extra whose package is installed (tensorrt,
+    onnxruntime-gpu, tritonclient), whose environment marker holds here (:func:`_marker_applies`; one that
+    cannot be judged is kept, and says so), as the install's metadata and, for an editable install,
+    its source's pyproject.toml declare them; none when pvt-deploy runs uninstalled (no metadata to read)."""
     try:
         declared = metadata.requires("pvt-deploy") or []
     except metadata.PackageNotFoundError:
@@ -381,18 +398,22 @@ def _requirements() -> list[tuple[str, str, str | None]]:
             continue
         dist, spec, marker = match.group(1).lower().replace("_", "-"), match.group(2), match.group(3)
         extra = re.search(r"extra\s*==\s*[\"']([^\"']+)", marker or "")
-        if marker and (extra is None or extra.group(1) == "dev"):
-            continue  # a platform marker (none today) or a development tool
+        if extra is not None and extra.group(1) == "dev":
+            continue  # a development tool
         found = next(((name, v) for name in _ALTERNATIVES.get(dist, (dist,)) if (v := _dist_version(name))), None)
         if extra is not None and found is None:
             continue  # an extra that is not installed is not asked for
+        applies = _marker_applies(marker, extra.group(1) if extra else "") if marker else True
+        if applies is False:
+            continue  # a pin for another Python, platform or machine
         installed, version = found or (dist, None)
         # one requirement however it is spelled: onnxruntime-gpu, for onnxruntime and for the gpu extra; the
         # metadata's "<12,>=10.0" for pyproject.toml's ">=10.0,<12" (an editable install reads both)
         key = (installed, frozenset(c.replace(" ", "") for c in spec.split(",") if c.strip()), version)
         if key not in seen:
             seen.add(key)
-            out.append((installed, spec, version))
+            unjudged = f"{marker}: not judged here, {applies}" if isinstance(applies, str) else None
+            out.append((installed, spec, version, unjudged))
     return out
 
 
@@ -402,12 +423,14 @@ def _check_requirements(checks: list[Check]) -> list[Check]:
     found first. A requirement without a row of its own gets one only when it is not met."""
     rows = {c.key: c for c in checks}
     added = []
-    for dist, spec, version in _requirements():
+    for dist, spec, version, unjudged in _requirements():
         if version is not None and _meets(version, spec):
             continue
         wanted = f"{dist}{spec}"
         summary = (f"{dist} {version} installed; pvt-deploy needs {spec}" if version is not None
                    else f"{dist} is not installed; pvt-deploy needs it ({spec or 'any version'})")
+        if unjudged:
+            summary += f" (where {unjudged})"
         hint = f"pip install '{wanted}'"
         row = rows.get(_ROW_OF.get(dist, ""))
         if row is None:

@@ -341,3 +341,36 @@ def test_a_command_under_a_torch_that_cannot_use_this_numpy_ends_in_one_line(
     assert code == 3 and lines == [
         f"error: PyTorch {torch.__version__} cannot exchange arrays with NumPy 2.2.6 (RuntimeError: Numpy is not "
         "available) (pip install 'numpy<2' (this torch was built against NumPy 1.x))"], err
+
+
+def test_a_requirements_marker_is_judged_beyond_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requirement marked ``extra == "gpu"`` counted whenever the extra's package was installed, whatever
+    the rest of its marker said (``python_version``, ``platform_machine``: pins that differ by machine), so
+    doctor flagged a pin meant for another Python or machine. Markers are judged as pip judges them (with
+    ``packaging``, which onnxruntime requires); where ``packaging`` cannot be imported, a marker beyond the
+    extra is not judged, and a requirement it leaves unmet says so."""
+    from pvt_deploy import doctor
+
+    real_version = doctor.metadata.version
+
+    def version(dist: str) -> str:
+        return "1.18.1" if dist == "onnxruntime-gpu" else real_version(dist)
+
+    declared = ['onnxruntime-gpu>=99; python_version < "3" and extra == "gpu"',  # another machine's pin
+                'onnxruntime-gpu>=98; python_version >= "3" and extra == "gpu"',  # this one's
+                'rich>=999; platform_machine == "no-such-machine"']
+    monkeypatch.setattr(doctor.metadata, "requires", lambda dist: declared if dist == "pvt-deploy" else None)
+    monkeypatch.setattr(doctor.metadata, "version", version)
+    monkeypatch.setattr(doctor, "_editable_requirements", lambda: None)
+    rows = {c.key: c for c in doctor._check_requirements([doctor.Check("onnxruntime", "ONNX Runtime", "ok")])}
+    assert set(rows) == {"onnxruntime"}, rows
+    assert rows["onnxruntime"].summary == "onnxruntime-gpu 1.18.1 installed; pvt-deploy needs >=98"
+
+    for name in ("packaging", "packaging.markers"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails: as where packaging is not installed
+    rows = {c.key: c for c in doctor._check_requirements([doctor.Check("onnxruntime", "ONNX Runtime", "ok")])}
+    assert set(rows) == {"onnxruntime", "rich"}, rows
+    summary = rows["onnxruntime"].summary
+    assert "needs >=99 (where python_version < \"3\"" in summary and "not judged" in summary, summary
+    assert "needs >=98" in summary and "packaging" in summary
+    assert "not judged" in rows["rich"].summary and rows["rich"].status == "error"
