@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,23 @@ def test_predict_a_video_as_a_stream(det_model: Model, clip: Path) -> None:
     assert results[1].timestamp == pytest.approx(0.2, abs=0.01)
     summary = det_model.last_summary
     assert summary is not None and summary.frames == 5 and summary.stages["inference"]["frames"] == 5
+
+
+def test_a_caller_that_stops_reading_a_stream_is_not_warned_about(det_model: Model, clip: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A service that takes the first frames of predict(stream=True, save=True) and breaks out was warned
+    on every request, 'clip.mp4: stopped by GeneratorExit; keeping the 4 frames written' (Python's name for
+    its own choice), and with save_json 'predictions_coco.json: not written'. Info lines now; the frames
+    written are kept, and decode."""
+    caplog.set_level(logging.INFO, logger="pvt_deploy")
+    for i, _ in enumerate(det_model.predict(clip, stream=True, save=True, save_json=True, save_dir=tmp_path / "out")):
+        if i == 3:
+            break
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+    assert any("the caller stopped after" in r.getMessage() for r in caplog.records)
+    (video,) = (tmp_path / "out").glob("*.mp4")
+    with av.open(str(video)) as f:
+        assert sum(1 for _ in f.decode(video=0)) >= 4
 
 
 def test_long_videos_and_streams_need_stream_true(det_model: Model, clip: Path,

@@ -894,8 +894,12 @@ class ResultWriter:
     def _finish(self, error: BaseException | None) -> None:
         try:
             if error is not None and self._video is not None:
-                log.warning("%s: stopped by %s; keeping the %d frames written", self._video.path,
-                            type(error).__name__, self._video.frames_written)
+                done = self._video.frames_written
+                if isinstance(error, GeneratorExit):  # the caller stopped reading: its choice, not a fault
+                    log.info("%s: the caller stopped after %d frames; keeping them", self._video.path, done)
+                else:
+                    why = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped by {type(error).__name__}"
+                    log.warning("%s: %s; keeping the %d frames written", self._video.path, why, done)
             self._close_video()
         finally:  # a sink stays in place until it is done with, so that a failed close is discarded
             if self._jsonl is not None:
@@ -909,8 +913,9 @@ class ResultWriter:
                     self.outputs.append(self._coco.close())
                 else:
                     self._coco.discard()
-                    if error is not None:
-                        log.warning("%s: not written (the run did not complete)", self._coco.path)
+                    if error is not None:  # the caller's own stop (GeneratorExit) is not a fault
+                        log.log(logging.INFO if isinstance(error, GeneratorExit) else logging.WARNING,
+                                "%s: not written (the run did not complete)", self._coco.path)
                 self._coco = None
 
     def _discard(self) -> None:
