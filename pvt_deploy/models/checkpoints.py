@@ -278,7 +278,7 @@ def to_official_names(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     return dict(sd), "backbone"
 
 
-def _fit_to_model(sd: dict[str, torch.Tensor], model: nn.Module, layout: str) -> tuple[dict, list[str]]:
+def _fit_to_model(sd: dict[str, torch.Tensor], model: nn.Module, layout: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Place keys where ``model`` expects them; return (state dict, ignored keys)."""
     has_backbone = hasattr(model, "backbone")
     ignored: list[str] = [k for k in sd if IGNORABLE.search(k)]

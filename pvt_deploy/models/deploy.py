@@ -41,6 +41,8 @@ OUTPUT_NAMES = {
 
 class DeployModule(nn.Module):
     input_names = ("images",)
+    mean: Tensor  # buffers registered in __init__
+    inv_std: Tensor
 
     def __init__(self, model: nn.Module, task: str, *, seg_output: str = "logits",
                  pre_nms_topk: int = PRE_NMS_TOPK, mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -68,7 +70,9 @@ class DeployModule(nn.Module):
         if self.task == "classify":
             return (self.model(x),)
         if self.task == "features":
-            feats = self.model.backbone(x) if hasattr(self.model, "backbone") else self.model.forward_pyramid(x)
+            if isinstance(self.model, PyramidTransformer):
+                return tuple(self.model.forward_pyramid(x))
+            feats: list[Tensor] = self.model.get_submodule("backbone")(x)
             return tuple(feats)
         if self.task == "detect":
             cls_scores, bbox_preds = self.model(x)

@@ -11,6 +11,8 @@ fixed ``AveragePool``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,7 +29,8 @@ def adaptive_pool_matrix(size: Tensor | int, out: int, dtype: torch.dtype, devic
     ``size`` may be a traced/symbolic size, so the graph builds the matrix at run time (ONNX Range,
     integer Div, comparisons) and stays exact for every input size.
     """
-    j = torch.arange(size, device=device).unsqueeze(0)  # (1, size)
+    # A traced size is a 0-d Tensor, which arange takes; torch's stub lists only Python numbers.
+    j = torch.arange(size, device=device).unsqueeze(0)  # type: ignore[arg-type]  # (1, size)
     i = torch.arange(out, device=device).unsqueeze(1)  # (out, 1)
     start = torch.div(i * size, out, rounding_mode="floor")
     end = torch.div((i + 1) * size + (out - 1), out, rounding_mode="floor")
@@ -40,7 +43,8 @@ def is_exporting() -> bool:
     compiler = getattr(torch, "compiler", None)
     if compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting():
         return True
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+    # torch.jit exports is_tracing without listing it in __all__ or annotating it.
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())  # type: ignore[attr-defined,no-untyped-call]
 
 
 def adaptive_avg_pool2d(x: Tensor, out: int) -> Tensor:
@@ -66,7 +70,8 @@ def adaptive_avg_pool2d_matmul(x: Tensor, out: int) -> Tensor:
 
 def tokens_to_map(x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
     """(B, N, C) tokens -> (B, C, H, W) map."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+    # reshape takes traced 0-d Tensor sizes; torch's stub lists only int/SymInt.
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)  # type: ignore[arg-type]
 
 
 class SpatialReductionAttention(nn.Module):
@@ -106,7 +111,8 @@ class SpatialReductionAttention(nn.Module):
             feat = adaptive_avg_pool2d(feat, LINEAR_SR_POOL)
         feat = self.sr(feat).flatten(2).transpose(1, 2)
         feat = self.norm(feat)
-        return self.act(feat) if self.linear else feat
+        out: Tensor = self.act(feat) if self.linear else feat
+        return out
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor, queries: Tensor | None = None) -> Tensor:
         """Attention of every token of ``x`` (or of ``queries``, tokens of the same sequence, when
@@ -118,8 +124,8 @@ class SpatialReductionAttention(nn.Module):
         k, v = kv[0], kv[1]
         # Same order as the official code ((q @ k^T) * scale) so outputs match it bit for bit.
         attn = (torch.matmul(q, k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(out)
+        out: Tensor = self.proj(torch.matmul(attn, v).transpose(1, 2).reshape(b, n, c))
+        return out
 
 
 class Mlp(nn.Module):
@@ -132,7 +138,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        out: Tensor = self.fc2(self.act(self.fc1(x)))
+        return out
 
 
 class DWConv(nn.Module):
@@ -143,7 +150,8 @@ class DWConv(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim)
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
-        return self.dwconv(tokens_to_map(x, h, w)).flatten(2).transpose(1, 2)
+        feat: Tensor = self.dwconv(tokens_to_map(x, h, w))
+        return feat.flatten(2).transpose(1, 2)
 
 
 class ConvMlp(nn.Module):
@@ -159,7 +167,8 @@ class ConvMlp(nn.Module):
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
         x = self.relu(self.fc1(x))
-        return self.fc2(self.act(self.dwconv(x, h, w)))
+        out: Tensor = self.fc2(self.act(self.dwconv(x, h, w)))
+        return out
 
 
 class Block(nn.Module):
@@ -176,7 +185,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x), h, w)
-        return x + self.mlp(self.norm2(x), h, w)
+        out: Tensor = x + self.mlp(self.norm2(x), h, w)
+        return out
 
     def forward_first(self, x: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
         """Row 0 of :meth:`forward`, (B, 1, C), computed alone: the keys and values still come from
@@ -186,7 +196,8 @@ class Block(nn.Module):
             raise TypeError("forward_first needs a token-wise MLP (PVT v1 blocks)")
         y = self.norm1(x)
         x = x[:, :1] + self.attn(y, h, w, queries=y[:, :1])
-        return x + self.mlp(self.norm2(x), h, w)
+        out: Tensor = x + self.mlp(self.norm2(x), h, w)
+        return out
 
 
 class PatchEmbed(nn.Module):
@@ -212,6 +223,8 @@ class PyramidTransformer(nn.Module):
     classifier path (stage-4 tokens pooled, then ``head``). Subclasses define ``_stage`` and ``_pool``."""
 
     num_classes: int
+    out_channels: list[int]  # channels of the four pyramid levels
+    head: nn.Module  # classifiers only (num_classes > 0)
 
     def _stage(self, i: int, x: Tensor, with_cls: bool = False) -> tuple[Tensor, int | Tensor, int | Tensor]:
         raise NotImplementedError
@@ -259,7 +272,8 @@ class PyramidTransformer(nn.Module):
         return self._pool(x)
 
     def forward_head(self, feats: Tensor) -> Tensor:
-        return self.head(feats)
+        logits: Tensor = self.head(feats)
+        return logits
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         if self.num_classes > 0:
@@ -286,5 +300,7 @@ class ConvModule(nn.Module):
         return x
 
 
-def resize_bilinear(x: Tensor, size: tuple[int | Tensor, int | Tensor] | list) -> Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def resize_bilinear(x: Tensor, size: Sequence[int | Tensor]) -> Tensor:
+    """Bilinear resize (align_corners=False) to ``size`` (height, width); traced sizes stay symbolic."""
+    # interpolate takes traced 0-d Tensor sizes; torch's stub lists only ints.
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)  # type: ignore[arg-type]

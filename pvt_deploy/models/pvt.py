@@ -119,4 +119,5 @@ class PyramidVisionTransformer(PyramidTransformer):
 
     def _pool(self, tokens: Tensor) -> Tensor:
         """The normalised cls token."""
-        return self.norm(tokens)[:, 0]
+        normed: Tensor = self.norm(tokens)
+        return normed[:, 0]

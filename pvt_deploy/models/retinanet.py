@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pvt_deploy.models.layers import ConvModule
+from pvt_deploy.models.layers import ConvModule, PyramidTransformer
 from pvt_deploy.models.necks import FPN
 
 STRIDES = (8, 16, 32, 64, 128)
@@ -50,8 +50,9 @@ def base_anchors(stride: int) -> Tensor:
 
 def grid_anchors(base: Tensor, h: int | Tensor, w: int | Tensor, stride: int) -> Tensor:
     """(H*W*9, 4) anchors of one level for a feature map of runtime size (h, w)."""
-    xs = torch.arange(w, device=base.device).to(base.dtype) * stride
-    ys = torch.arange(h, device=base.device).to(base.dtype) * stride
+    # A traced size is a 0-d Tensor, which arange takes; torch's stub lists only Python numbers.
+    xs = torch.arange(w, device=base.device).to(base.dtype) * stride  # type: ignore[arg-type]
+    ys = torch.arange(h, device=base.device).to(base.dtype) * stride  # type: ignore[arg-type]
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     shifts = torch.stack([xx, yy, xx, yy], dim=-1).reshape(-1, 1, 4)
     return (shifts + base.reshape(1, -1, 4)).reshape(-1, 4)
@@ -99,8 +100,10 @@ class RetinaNetHead(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         # Focal-loss prior: initial foreground probability 0.01.
+        assert self.retina_cls.bias is not None  # built with a bias above
         nn.init.constant_(self.retina_cls.bias, -math.log((1 - 0.01) / 0.01))
 
     def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -109,7 +112,9 @@ class RetinaNetHead(nn.Module):
             cls_feat = conv(cls_feat)
         for conv in self.reg_convs:
             reg_feat = conv(reg_feat)
-        return self.retina_cls(cls_feat), self.retina_reg(reg_feat)
+        cls: Tensor = self.retina_cls(cls_feat)
+        reg: Tensor = self.retina_reg(reg_feat)
+        return cls, reg
 
     def forward(self, feats: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         outs = [self.forward_single(f) for f in feats]
@@ -123,7 +128,7 @@ class RetinaNet(nn.Module):
 
     task = "detect"
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 80) -> None:
+    def __init__(self, backbone: PyramidTransformer, num_classes: int = 80) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = FPN(backbone.out_channels, 256, start_level=1, num_outs=5, extra_on_input=True)
@@ -131,16 +136,18 @@ class RetinaNet(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        return self.bbox_head(self.neck(self.backbone(x)))
+        outs: tuple[list[Tensor], list[Tensor]] = self.bbox_head(self.neck(self.backbone(x)))
+        return outs
 
 
-def topk_count(n: int | Tensor, k: int) -> int | Tensor:
+def topk_count(n: int | Tensor | torch.SymInt, k: int) -> int | Tensor | torch.SymInt:
     """``min(n, k)`` that stays symbolic when ``n`` is a traced/exported size."""
     if isinstance(n, Tensor):
         return torch.clamp(n, max=k)
     if isinstance(n, int):
         return min(n, k)
-    return torch.sym_min(n, k)  # SymInt under torch.export
+    count: torch.SymInt = torch.sym_min(n, k)  # SymInt under torch.export
+    return count
 
 
 def decode_detections(cls_scores: list[Tensor], bbox_preds: list[Tensor], height: int | Tensor,
@@ -158,7 +165,8 @@ def decode_detections(cls_scores: list[Tensor], bbox_preds: list[Tensor], height
         deltas = reg.permute(0, 2, 3, 1).reshape(n, -1, 4)
         anchors = grid_anchors(base_anchors(stride).to(cls.device, cls.dtype), h, w, stride)
         k = topk_count(scores.shape[1], pre_nms_topk)
-        _, idx = scores.max(dim=-1).values.topk(k, dim=1)
+        # topk takes a traced 0-d Tensor k; torch's stub lists only int/SymInt.
+        _, idx = scores.max(dim=-1).values.topk(k, dim=1)  # type: ignore[arg-type]
         scores = torch.gather(scores, 1, idx.unsqueeze(-1).expand(-1, -1, num_classes))
         deltas = torch.gather(deltas, 1, idx.unsqueeze(-1).expand(-1, -1, 4))
         all_boxes.append(decode_deltas(anchors[idx], deltas, height, width))

@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor, nn
 
-from pvt_deploy.models.layers import ConvModule, resize_bilinear
+from pvt_deploy.models.layers import ConvModule, PyramidTransformer, resize_bilinear
 from pvt_deploy.models.necks import FPN
 
 FEATURE_STRIDES = (4, 8, 16, 32)
@@ -40,13 +40,15 @@ class SemanticFPNHead(nn.Module):
             self.scale_heads.append(nn.Sequential(*layers))
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
         nn.init.normal_(self.conv_seg.weight, std=0.01)
+        assert self.conv_seg.bias is not None  # built with a bias above
         nn.init.zeros_(self.conv_seg.bias)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
-        out = self.scale_heads[0](feats[0])
+        out: Tensor = self.scale_heads[0](feats[0])
         for i in range(1, len(FEATURE_STRIDES)):
             out = out + resize_bilinear(self.scale_heads[i](feats[i]), out.shape[2:])
-        return self.conv_seg(out)  # dropout is the identity at inference
+        logits: Tensor = self.conv_seg(out)  # dropout is the identity at inference
+        return logits
 
 
 class SemanticFPN(nn.Module):
@@ -54,7 +56,7 @@ class SemanticFPN(nn.Module):
 
     task = "segment"
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 150) -> None:
+    def __init__(self, backbone: PyramidTransformer, num_classes: int = 150) -> None:
         super().__init__()
         self.backbone = backbone
         self.neck = FPN(backbone.out_channels, 256, start_level=0, num_outs=4)
@@ -62,4 +64,5 @@ class SemanticFPN(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.decode_head(self.neck(self.backbone(x)))
+        logits: Tensor = self.decode_head(self.neck(self.backbone(x)))
+        return logits

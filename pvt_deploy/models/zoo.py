@@ -24,6 +24,7 @@ from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, o
 from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
+from pvt_deploy.models.layers import PyramidTransformer
 from pvt_deploy.models.retinanet import RetinaNet
 from pvt_deploy.models.semantic_fpn import SemanticFPN
 
@@ -183,7 +184,7 @@ def official_weights(weights: Any, model: Any, task: str | None = None) -> Any:
     return entry.official_url
 
 
-def build_backbone(backbone: str, num_classes: int = 0) -> nn.Module:
+def build_backbone(backbone: str, num_classes: int = 0) -> PyramidTransformer:
     cfg = BACKBONES[backbone]
     cls = pvt_v2.PyramidVisionTransformerV2 if backbone.startswith("pvt_v2") else pvt.PyramidVisionTransformer
     return cls(cfg, num_classes=num_classes)
