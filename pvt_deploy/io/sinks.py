@@ -1142,7 +1142,10 @@ class _AudioCopy:
                 with contextlib.suppress(av.error.FFmpegError, ValueError, TypeError, OSError, AttributeError):
                     encoder = cast("av.audio.codeccontext.AudioCodecContext", av.CodecContext.create(self.codec, "w"))
                     encoder.sample_rate, encoder.layout = ctx.sample_rate, self._named_layout(ctx.layout)
-                    encoder.format = encoder.codec.audio_formats[0]
+                    formats = encoder.codec.audio_formats
+                    if not formats:  # the encoder names no sample format: no frame of silence
+                        return None
+                    encoder.format = formats[0]
                     encoder.time_base = Fraction(1, ctx.sample_rate)
                     if ctx.bit_rate:
                         encoder.bit_rate = ctx.bit_rate
@@ -1276,7 +1279,7 @@ class ImageWriter:
             raise InputError(f"cannot encode image as {target.suffix}")
         # without fsync: safe against crashes of this process, and an fsync per frame would dominate
         # on the SD cards of edge boxes
-        atomic_write_bytes(target, memoryview(data), sync=False)
+        atomic_write_bytes(target, data.data, sync=False)  # the array's buffer, as memoryview(data)
         self.written.append(target)
         return target
 

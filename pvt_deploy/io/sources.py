@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -717,12 +717,14 @@ class PyAVReader:
         if self._clock is None:
             self._clock = OneClock(1.0 / self.fps if self.fps else 0.0, jumpy=self._jumpy and not self.live)
         clock = self._clock
+        # PyAV's stub types VideoFrame.time as float, but a frame without a pts has None
+        frame_time = cast("float | None", frame.time)
         if self._pending:
             dts = heapq.heappop(self._pending)
             if self._first_dts is None:
                 self._first_dts = dts
             t = dts - self._first_dts
-        elif frame.time is None:
+        elif frame_time is None:
             # a file without times (a raw .h264 or .hevc from a camera or a Raspberry Pi) plays at its
             # rate: a frame comes one frame after the one before, as players show it; a live feed
             # without times is timed by arrival instead (see timestamp())
@@ -730,7 +732,7 @@ class PyAVReader:
                 return None
             t = (clock.last + 1.0 / self.fps if clock.last is not None else 0.0) - clock.shift
         else:
-            t = float(frame.time) - self._start
+            t = float(frame_time) - self._start
         return clock(t)
 
     def _rotation_turns(self) -> int:
@@ -780,7 +782,8 @@ def _opencv_log_level() -> tuple[Callable[[], int], Callable[[int], Any]]:
     try:
         from cv2.utils import logging as cv_log
     except ImportError:
-        return cv2.getLogLevel, cv2.setLogLevel
+        # OpenCV 4.10-4.12 have them here; the stubs of the OpenCV installed to check types (5.x) do not.
+        return cv2.getLogLevel, cv2.setLogLevel  # type: ignore[attr-defined]
     return cv_log.getLogLevel, cv_log.setLogLevel
 
 
@@ -1433,8 +1436,9 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 _NATURAL_SPLIT = re.compile(r"(\d+)")
 
 
-def _natural_key(path: str | os.PathLike[str]) -> list[Any]:
-    """Sort key so ``frame_2.jpg`` precedes ``frame_10.jpg``."""
+def _natural_key(path: str | os.PathLike[str]) -> list[int | str]:
+    """Sort key so ``frame_2.jpg`` precedes ``frame_10.jpg``: text and numbers alternate, text first, so
+    two keys only ever compare text with text and numbers with numbers."""
     return [int(t) if t.isdigit() else t.lower() for t in _NATURAL_SPLIT.split(os.fspath(path))]
 
 
@@ -1470,7 +1474,8 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     if videos:
         log.warning("%s: running its %s; %s left out (give each video on its own)", spec,
                     count_of(len(paths), "image"), left_out)
-    return ImageSource(sorted(paths, key=_natural_key), kind="images", spec=spec)
+    ordered: list[Path] = sorted(paths, key=_natural_key)
+    return ImageSource(ordered, kind="images", spec=spec)
 
 
 def _stream_source(

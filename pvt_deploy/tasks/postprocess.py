@@ -73,8 +73,9 @@ def multiclass_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: fl
     kept = []
     for c in np.unique(cls_idx):
         members = np.flatnonzero(cls_idx == c)
-        k = cv2.dnn.NMSBoxes(xywh[members], cand_scores[members].astype(np.float64), float(score_threshold),
-                             float(iou_threshold))
+        # NMSBoxes takes numpy arrays; cv2's stub names only nested sequences of floats.
+        k = cv2.dnn.NMSBoxes(xywh[members], cand_scores[members].astype(np.float64),  # type: ignore[arg-type]
+                             float(score_threshold), float(iou_threshold))
         kept.append(members[np.asarray(k, dtype=np.int64).reshape(-1)])
     keep = np.concatenate(kept)
     if keep.size == 0:
@@ -197,7 +198,7 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     def low_row(weights: np.ndarray) -> np.ndarray:
         """sum_s weights[s] * src[s]: one row of logits resized along y, still at source width (w, C)."""
         nz = np.flatnonzero(weights)
-        acc = src[nz[0]] * weights[nz[0]]
+        acc: np.ndarray = src[nz[0]] * weights[nz[0]]
         for s in nz[1:].tolist():
             acc += src[s] * weights[s]
         return acc
@@ -205,17 +206,18 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     def values(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
         """Logits (len(pick), C) at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
         idx, wts = sparse[0][pick], sparse[1][pick]
-        acc = np.take(row, idx[:, 0], axis=0) * wts[:, :1]  # take: numpy's fast row gather
+        acc: np.ndarray = np.take(row, idx[:, 0], axis=0) * wts[:, :1]  # take: numpy's fast row gather
         for k in range(1, idx.shape[1]):
             acc += np.take(row, idx[:, k], axis=0) * wts[:, k:k + 1]
         return acc
 
     def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
-        return values(row, sparse, pick).argmax(-1)  # numpy's SIMD argmax; first index on ties
+        best: np.ndarray = values(row, sparse, pick).argmax(-1)  # numpy's SIMD argmax; first index on ties
+        return best
 
     def full_row(row: np.ndarray) -> np.ndarray:
         at = classes(row, x_first, x_anchors)  # at the anchor columns of the first resize
-        out_row = at[x_left].astype(np.int32)
+        out_row: np.ndarray = at[x_left].astype(np.int32)
         cols = np.flatnonzero(out_row != at[x_right])
         if cols.size:
             out_row[cols] = classes(row, x_out, cols)
@@ -363,7 +365,8 @@ def _sparse_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=axis, keepdims=True)
+    return probs
 
 
 def postprocess_classify(outputs: Mapping[str, np.ndarray], k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -364,7 +364,7 @@ def _write_file(target: Path, data: np.ndarray) -> None:
 
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a folder (give a file name, e.g. {target / 'result.jpg'})")
-    atomic_write_bytes(target, memoryview(data), sync=False)
+    atomic_write_bytes(target, data.data, sync=False)  # the array's buffer, as memoryview(data)
 
 
 class FrameLike(Protocol):
