@@ -56,6 +56,23 @@ def failed_variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_info_says_why_a_file_failed_its_gate(failed_variants: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``pvt-deploy info`` said "parity at export, model.fp16.onnx: FAILED, agreement 1.000; logits max_abs
+    1.1e-05": a figure the gate never judged, and not the limit the file missed. It now gives the gate's
+    failure lines, as the export's error and ``check`` do."""
+    from cli_run import run
+
+    from pvt_deploy.manifest import read_manifest
+
+    code, out, err = run(monkeypatch, capsys, "info", str(failed_variants))
+    said = " ".join(out.split())
+    failures = read_manifest(failed_variants)["parity"]["model.fp16.onnx"]["failures"]
+    assert code == 0 and failures and any("max_rel" in f for f in failures), (err, failures)
+    assert f"parity at export, model.fp16.onnx: FAILED ({'; '.join(failures)})" in said, said
+    assert "parity at export, model.onnx: passed, agreement" in said, said
+
+
 def test_interrupted_extension_leaves_a_remade_variant_as_it_was(failed_variants: Path, tmp_path: Path) -> None:
     """Re-making a failed INT8 file with other calibration images and pressing Ctrl-C in its parity
     gate overwrote the file while the manifest kept the old sha256: the export's INT8 file then failed

@@ -110,6 +110,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
         outs = ", ".join(f"{k} max_abs {v.get('max_abs', 0):.1e}" for k, v in (p.get("outputs") or {}).items())
         # the gate passed a file with nothing to compare (graph NMS, argmax maps; random weights) unjudged
         verdict = {"ok": "passed", "FAILED": "FAILED"}.get(parity_status(p), "unchecked (nothing compared)")
+        if verdict == "FAILED" and p.get("failures"):  # the limits the file missed, as the export's error said them
+            verdict += f" ({'; '.join(map(str, p['failures']))})"
         say(f"parity at export, {name}: {verdict}, agreement {agreement_text(p)}" + (f"; {outs}" if outs else ""))
     table = Table(title="backends here", title_justify="left")
     for col in ("backend", "precision", "file", "runs here"):
