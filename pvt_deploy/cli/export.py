@@ -191,7 +191,7 @@ def export(
                                                  "32).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest height/width a dynamic graph declares (default "
                                                  "1344).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17, up to what torch's exporters write: 23 in torch 2.13; dynamo uses >= 18).",
+    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17; torchscript up to torch's maximum, 23 in torch 2.13; dynamo >= 18, newer ones converted).",
                                        rich_help_panel=ONNX_PANEL)] = 17,
     exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
                                           rich_help_panel=ONNX_PANEL)] = "torchscript",

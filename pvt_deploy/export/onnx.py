@@ -105,12 +105,19 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int],
     return rh, rw
 
 
-def max_opset() -> int:
-    """The highest opset torch's exporters write: above it the TorchScript exporter failed deep in the trace
-    (``RuntimeError: Unsupported onnx_opset_version``) and the dynamo one wrote graphs the checker refused."""
+def max_opset(exporter: str = "torchscript") -> tuple[int, str]:
+    """The highest opset ``exporter`` can write, and whose limit it is. The TorchScript exporter stops at
+    torch's ``ONNX_MAX_OPSET`` (above it: ``RuntimeError: Unsupported onnx_opset_version`` deep in the
+    trace); the dynamo one converts to newer opsets (24 and 25 pass the parity gate with torch 2.13),
+    up to what the installed onnx package defines."""
+    if exporter == "dynamo":
+        import onnx
+
+        return int(onnx.defs.onnx_opset_version()), f"onnx {onnx.__version__} defines"
+    import torch
     from torch.onnx import _constants
 
-    return int(getattr(_constants, "ONNX_MAX_OPSET", 23))
+    return int(getattr(_constants, "ONNX_MAX_OPSET", 23)), f"torch {torch.__version__.split('+')[0]}'s TorchScript exporter writes"
 
 
 def _node_counts(before: Any, after: Any, simplified: bool) -> str:
@@ -802,11 +809,12 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
                          "per LayerNorm)")
-    if opset > MIN_OPSET and opset > (highest := max_opset()):  # torch needs not be imported for the default
-        import torch
-
-        raise InputError(f"{option('opset')} {opset}: torch {torch.__version__.split('+')[0]}'s ONNX exporters write "
-                         f"opsets up to {highest}", hint=f"choose {option('opset')} {MIN_OPSET}..{highest}")
+    if opset > MIN_OPSET:  # torch needs not be imported for the default
+        highest, whose = max_opset(exporter)
+        if opset > highest:
+            raise InputError(f"{option('opset')} {opset}: {whose} opsets up to {highest}",
+                             hint=f"choose {option('opset')} {MIN_OPSET}..{highest}"
+                                  + (f", or {option('exporter')} dynamo for newer ones" if exporter != "dynamo" else ""))
     if batch is not None and batch < 1:
         raise InputError(f"{option('batch')} {batch}: must be >= 1")
     if imgsz is not None:
