@@ -503,7 +503,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
 
     The reference is PyTorch when the export's weights are available, else ``model.onnx``. The
     comparison is the export parity gate's (:mod:`pvt_deploy.export.parity`): per float output
-    max_abs / max_rel / cosine, and task agreement on final results (detections matched at IoU 0.5
+    max_abs / max_rel / cosine (a detector's candidates order-free: its sorted best-class scores, and
+    each candidate clear of its level's top-k cut against the nearest, box and scores), and task agreement on final results (detections matched at IoU 0.5
     with the same class, segmentation pixels, classification top-1), judged against the gate's
     per-precision tolerances scaled by ``tolerance`` (``0.5``: twice as strict). As in the gate,
     agreement is only gated for trained weights (``gate_agreement=None``): a random network is all

@@ -920,3 +920,36 @@ def test_check_keeps_a_stream_url_as_typed(monkeypatch: pytest.MonkeyPatch, caps
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert url in lines[0] and "no host" not in lines[0], lines[0]
+
+
+def test_check_compares_a_detectors_boxes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                          tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """An export whose graph returned every box x1.5 passed check ("ok", "passed", exit 0): only a
+    detector's sorted best-class scores were compared, and on random weights detections are not gated.
+    Boxes are compared now (each candidate clear of its level's top-k cut against the nearest in the
+    other run), so it fails with exit 5 and says so; the export it was made from passes."""
+    import numpy as np
+    import onnx
+
+    from pvt_deploy.manifest import file_entry
+
+    folder = tmp_path / "det"
+    shutil.copytree(cached_export(tmp_path_factory, "det"), folder)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "torch,onnx",
+                         "--max-images", "1", "--json")
+    onnx_row = next(r for r in json.loads(out)["results"] if r["backend"] == "onnx")
+    assert code == 0 and onnx_row["passed"] and onnx_row["outputs"]["boxes"]["elements"] > 0, err
+    assert onnx_row["outputs"]["boxes"]["max_abs"] < 1e-2, onnx_row["outputs"]["boxes"]
+    model = onnx.load(str(folder / "model.onnx"))
+    producer = next(n for n in model.graph.node if "boxes" in n.output)
+    producer.output[list(producer.output).index("boxes")] = "boxes_unscaled"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1.5, np.float32), "one_and_a_half"))
+    model.graph.node.append(onnx.helper.make_node("Mul", ["boxes_unscaled", "one_and_a_half"], ["boxes"]))
+    onnx.save(model, str(folder / "model.onnx"))
+    manifest = read_manifest(folder)
+    manifest["files"]["model.onnx"] = file_entry(folder / "model.onnx", "fp32")
+    write_manifest(folder, manifest)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "torch,onnx",
+                         "--max-images", "1")
+    assert code == 5 and "FAIL" in out and "Traceback" not in err, (out, err)
+    assert "error: onnx disagrees with torch beyond tolerance (onnx: boxes: max_rel" in " ".join(err.split()), err

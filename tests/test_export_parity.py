@@ -265,3 +265,47 @@ def test_the_parity_log_line_says_what_the_summary_table_says(tmp_path: Path, ca
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("parity model.onnx")]
     assert len(lines) == 1 and f"agreement {agreement_text(report, '.4f')} " in lines[0], lines
     assert "agreement no dets " in lines[0]
+
+
+def test_a_detectors_boxes_are_compared_order_free(det_artifact) -> None:
+    """``check`` and the export's gate compared a detector's sorted best-class scores only: an export whose
+    ``boxes`` were all x1.5 said "ok" (on random weights, where detections are not gated, boxes went
+    wholly unchecked). Each reference candidate clear of its level's top-k cut must now have one in the
+    other run with nearly the same class scores and box: x1.5, x/y swapped and a 1-pixel shift fail at
+    FP32; the FP16 and INT8 files pass, as do reordered candidates and a different one at the cut."""
+    from export_fixtures import images, ort_run
+
+    from pvt_deploy.export.parity import Comparison, candidate_levels
+
+    manifest = det_artifact.manifest
+    for name, report in manifest["parity"].items():  # the export's gate, against PyTorch, at each precision
+        boxes = report["outputs"]["boxes"]
+        assert report["passed"] and boxes["elements"] > 1000 and boxes["over"] == 0, (name, boxes)
+    assert manifest["parity"]["model.onnx"]["outputs"]["boxes"]["max_abs"] < 1e-3
+    post = manifest["postprocess"]
+    x = images(1, 160, 128, seed=5)
+    metas = [Letterbox((160, 128), (160, 128), (160, 128))]
+    fp32 = ort_run(det_artifact.folder / "model.onnx", x)
+
+    def judged(test: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
+        tol = DEFAULT_TOLERANCES["fp32"]
+        comp = Comparison("detect", post, max_rel=tol.max_rel)
+        comp.add(fp32, test, metas)
+        report = comp.result()
+        return report["outputs"]["boxes"], check_tolerance(report, tol, gate_agreement=False)
+
+    for label, bad in (("x1.5", fp32["boxes"] * 1.5), ("x/y swapped", fp32["boxes"][..., [1, 0, 3, 2]]),
+                       ("1 px", fp32["boxes"] + np.float32([1, 0, 1, 0]))):
+        boxes, failures = judged({**fp32, "boxes": bad})
+        assert [f for f in failures if f.startswith("boxes: max_rel ")], (label, failures)
+        assert boxes["max_abs"] >= 1.0 - 1e-4 and boxes["over"] > 0, (label, boxes)
+    # top-k order swaps near-ties, and a candidate at a level's cut may be another anchor's
+    levels = candidate_levels(fp32["boxes"].shape[1], (160, 128), post)
+    assert levels is not None and levels[0][2] and not levels[-1][2]  # level 0 (20x16x9 anchors) is cut at 1000
+    shuffled = {k: np.concatenate([v[:, s:e][:, ::-1] for s, e, _ in levels], axis=1) for k, v in fp32.items()}
+    weakest = levels[0][1] - 1  # level 0's k-th, first once reversed
+    assert shuffled["scores"][0, 0].max() == fp32["scores"][0, weakest].max()
+    shuffled["boxes"][0, 0] = [3.0, 5.0, 40.0, 60.0]
+    shuffled["scores"][0, 0] -= 1e-4
+    boxes, failures = judged(shuffled)
+    assert failures == [] and boxes["max_abs"] == 0.0 and boxes["elements"] > 1000, (failures, boxes)

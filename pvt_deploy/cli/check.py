@@ -152,7 +152,7 @@ def render(report: dict[str, Any], console: Any) -> None:
             continue
         outs = row.get("outputs") or {}
         max_rel = max((float(o["max_rel"]) for o in outs.values()), default=None)
-        cosine = min((float(o["cosine"]) for o in outs.values()), default=None)
+        cosine = min((float(o["cosine"]) for o in outs.values() if "cosine" in o), default=None)
         result = ("[yellow]unchecked[/]" if not row.get("checked", True) else "[green]ok[/]") if row["passed"] \
             else "[red]FAIL[/]"
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),

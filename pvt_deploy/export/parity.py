@@ -12,8 +12,11 @@ candidate for the same preprocessed batch, and it measures
   the reference's two best within the same margin, may flip) and top-5 overlap.
 
 Raw detection ``boxes``/``scores`` are never compared index by index: per-level top-k may order
-near-ties differently between runtimes. What is compared numerically is order-free: each box's best
-class score, sorted (``scores``); errors of matched detections are reported, not gated.
+near-ties differently between runtimes, and a candidate near a level's cut may be kept by one and not
+the other. What is compared numerically is order-free: each box's best class score, sorted
+(``scores``), and every candidate clear of its level's cut against its nearest counterpart, box and
+class scores (``boxes``, see :class:`CandidateBoxes`), gated whatever the weights; errors of matched
+final detections are reported, not gated (NMS may keep a near-tied neighbour).
 
 The export's gate (:func:`run_parity`) runs every ONNX file it wrote in ONNX Runtime against PyTorch
 on real images and fails past :data:`DEFAULT_TOLERANCES`, chosen per precision:
@@ -149,10 +152,10 @@ class NumericStats:
         self.abs_sum += float(d.sum())
         self.count += r.size
 
-    def result(self) -> dict[str, float | int]:
+    def result(self) -> dict[str, Any]:
         denom = np.sqrt(self.ref_sq * self.test_sq)
         cosine = float(self.dot / denom) if denom > 0 else (1.0 if self.ref_sq == self.test_sq else 0.0)
-        out: dict[str, float | int] = {
+        out: dict[str, Any] = {
             "max_abs": self.max_abs,
             "max_rel": self.max_abs / scale if (scale := max(self.ref_max, self.scale_floor)) > 0
             else (0.0 if self.max_abs == 0 else np.inf),
@@ -176,6 +179,118 @@ def numeric_errors(ref: np.ndarray, test: np.ndarray) -> dict[str, float | int]:
     stats = NumericStats()
     stats.add(ref, test)
     return stats.result()
+
+
+def candidate_levels(count: int, input_hw: Sequence[int], post: Mapping[str, Any]) -> list[tuple[int, int, bool]] | None:
+    """Where each pyramid level's candidates sit in a RetinaNet graph's ``boxes``/``scores`` (K axis):
+    ``(start, end, cut)`` per level, ``cut`` when the level had more anchors than ``pre_nms_topk`` (its
+    weakest kept candidate marks where top-k cut it). None when ``count`` is not what the model's strides
+    and anchors give for this input (a graph of another layout): then its candidates are not compared."""
+    from pvt_deploy.models.retinanet import NUM_ANCHORS, PRE_NMS_TOPK, STRIDES
+
+    topk = int(post.get("pre_nms_topk", PRE_NMS_TOPK))
+    h, w = int(input_hw[0]), int(input_hw[1])
+    levels, start = [], 0
+    for stride in STRIDES:  # every level's map is the input's size / stride, rounded up (stride-2 convs, padding 1)
+        anchors = NUM_ANCHORS * -(-h // stride) * -(-w // stride)
+        kept = min(anchors, topk)
+        levels.append((start, start + kept, anchors > kept))
+        start += kept
+    return levels if start == count else None
+
+
+@dataclass
+class CandidateBoxes:
+    """Order-free comparison of a detector's raw candidates (``boxes`` (N, K, 4), ``scores`` (N, K, C)).
+
+    Per-level top-k emits candidates in score order, so near-ties swap places and a candidate near a level's
+    cut (its k-th score) may be in one run's list and not the other's. A reference candidate whose best
+    class score is clear of its level's cut by twice ``score_tolerance`` is in any faithful run's list (each
+    score, and so the k-th, moves by at most the tolerance): it is *required*, and its error is the distance
+    to the nearest candidate of the same level in the other run, the larger of the box error relative to
+    the input's longer side and the largest class-score error (so the same class, nearly the same score).
+    ``result()`` gives the largest such error as ``max_rel`` (gated as any output's), the largest box error
+    of a nearest counterpart in input pixels as ``max_abs`` (where it is: ``max_abs_at``, its index the
+    level and the candidate's place in it) and the largest class-score error as ``score_max_abs``.
+    """
+
+    score_tolerance: float = 0.02
+    candidates_seen: int = 0
+    required: int = 0
+    max_rel: float = 0.0  # the largest error (box relative to the input's side, or class score)
+    max_abs: float = 0.0  # the largest box error of a nearest counterpart, input pixels
+    score_abs: float = 0.0  # the largest class-score error of a nearest counterpart
+    max_abs_at: dict[str, Any] | None = None
+    unlaid: int = 0  # images whose K axis is not the model's level layout
+    _errors: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def add(self, ref: Outputs, test: Outputs, metas: Sequence[Letterbox], post: Mapping[str, Any], *,
+            first_image: int = 0) -> None:
+        for i, meta in enumerate(metas):
+            rb, tb = np.asarray(ref["boxes"][i], np.float64), np.asarray(test["boxes"][i], np.float64)
+            rs, ts = np.asarray(ref["scores"][i], np.float64), np.asarray(test["scores"][i], np.float64)
+            levels = candidate_levels(rb.shape[0], meta.input_hw, post)
+            if levels is None or rb.shape != tb.shape or rs.shape != ts.shape:
+                self.unlaid += 1
+                continue
+            size = float(max(meta.input_hw))
+            for level, (start, end, cut) in enumerate(levels):
+                self._level(rb[start:end], rs[start:end], tb[start:end], ts[start:end], size, cut,
+                            image=first_image + i, level=level)
+
+    def _level(self, rb: np.ndarray, rs: np.ndarray, tb: np.ndarray, ts: np.ndarray, size: float, cut: bool, *,
+               image: int, level: int) -> None:
+        self.candidates_seen += len(rb)
+        best_r, best_t = rs.max(axis=-1), ts.max(axis=-1)
+        finite = np.isfinite(rb).all(axis=1) & np.isfinite(rs).all(axis=1)
+        floor = best_r[finite].min() + 2 * self.score_tolerance if cut and finite.any() else -np.inf
+        rows = np.flatnonzero(finite & (best_r > floor))
+        if rows.size == 0 or len(tb) == 0:
+            return
+        # box distance to every candidate of the level, and a lower bound of the score distance (the best
+        # class score moves at most as much as any class's): exact distances only for the nearest few
+        box = np.abs(rb[rows, None, :] - tb[None, :, :]).max(axis=-1) / size
+        box = np.where(np.isnan(box), np.inf, box)
+        bound = np.maximum(box, np.abs(best_r[rows, None] - best_t[None, :]))
+        bound = np.where(np.isnan(bound), np.inf, bound)
+        few = min(8, len(tb))
+        near = np.argpartition(bound, few - 1, axis=1)[:, :few]
+
+        def score_dist(r: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            d = np.abs(rs[r][:, None, :] - ts[cols]).max(axis=-1)
+            return np.asarray(np.where(np.isnan(d), np.inf, d))
+
+        score = score_dist(rows, near)
+        dist = np.maximum(np.take_along_axis(box, near, axis=1), score)
+        pick = np.argmin(dist, axis=1)
+        nearest, err = near[np.arange(len(rows)), pick], dist[np.arange(len(rows)), pick]
+        if few < len(tb):  # rows whose nearest few may miss a closer one: every candidate, exactly
+            next_bound = np.partition(bound, few, axis=1)[:, few]
+            for r in np.flatnonzero(err > next_bound):
+                full = np.maximum(box[r], score_dist(rows[r:r + 1], np.arange(len(tb))[None, :])[0])
+                nearest[r], err[r] = int(np.argmin(full)), float(full.min())
+        self.required += len(rows)
+        self._errors.append(err)
+        self.max_rel = max(self.max_rel, float(err.max()))
+        box_px = np.abs(rb[rows] - tb[nearest]).max(axis=-1)
+        self.score_abs = max(self.score_abs, float(np.abs(rs[rows] - ts[nearest]).max()))
+        worst = int(np.argmax(box_px))
+        if self.max_abs_at is None or box_px[worst] > self.max_abs:
+            self.max_abs = float(box_px[worst])
+            self.max_abs_at = {"image": image, "index": [level, int(rows[worst])]}
+
+    def result(self, max_rel: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_abs": self.max_abs, "max_rel": self.max_rel, "score_max_abs": self.score_abs,
+                               "elements": self.required, "candidates": self.candidates_seen,
+                               "score_tolerance": self.score_tolerance}
+        if self.max_abs_at is not None:
+            out["max_abs_at"] = self.max_abs_at
+        if max_rel is not None:
+            out["over"] = sum(int((e > max_rel).sum()) for e in self._errors)
+            out["over_max_rel"] = max_rel
+        if self.unlaid:
+            out["images_not_compared"] = self.unlaid
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,7 +335,7 @@ def _required(det: Detections, score_threshold: float, max_detections: int | Non
     if max_detections and len(det) >= max_detections:
         floor = max(floor, float(det.scores.min()))
     has_area = np.all(det.boxes[:, 2:] > det.boxes[:, :2], axis=1)
-    return (det.scores >= floor + margin) & has_area
+    return np.asarray((det.scores >= floor + margin) & has_area)
 
 
 @dataclass
@@ -357,6 +472,7 @@ class Comparison:
         self.cls_ref: list[tuple[np.ndarray, np.ndarray]] = []
         self.cls_test: list[tuple[np.ndarray, np.ndarray]] = []
         self.images = 0
+        self.boxes = CandidateBoxes(score_tolerance=max_rel if max_rel is not None else margin)
 
     def _num(self, name: str, ref: np.ndarray, test: np.ndarray, *, first_image: int, batched: bool) -> None:
         floor = 1.0 if name in PROBABILITY_OUTPUTS else 0.0
@@ -378,6 +494,8 @@ class Comparison:
                     rs, ts = np.sort(r.max(axis=-1))[::-1], np.sort(t.max(axis=-1))[::-1]
                     if rs.shape == ts.shape:
                         self._num("scores", rs, ts, first_image=first + i, batched=False)
+            if {"boxes", "scores"} <= ref.keys() & test.keys():
+                self.boxes.add(ref, test, metas, self.post, first_image=first)
             self.det.add(postprocess_detect(ref, list(metas), self.post),
                          postprocess_detect(test, list(metas), self.post), self.iou)
             return
@@ -395,6 +513,8 @@ class Comparison:
 
     def result(self) -> dict[str, Any]:
         outputs = {name: s.result() for name, s in self.numeric.items()}
+        if self.boxes.candidates_seen:
+            outputs["boxes"] = self.boxes.result(self.max_rel)
         task: dict[str, Any] | None
         agreement: float | None
         if self.task == "detect":
