@@ -953,3 +953,22 @@ def test_check_compares_a_detectors_boxes(monkeypatch: pytest.MonkeyPatch, capsy
                          "--max-images", "1")
     assert code == 5 and "FAIL" in out and "Traceback" not in err, (out, err)
     assert "error: onnx disagrees with torch beyond tolerance (onnx: boxes: max_rel" in " ".join(err.split()), err
+
+
+@pytest.mark.skipif(torch_cuda(), reason="PyTorch has CUDA here: torch-fp16 runs")
+def test_torch_fp16_on_a_cpu_says_how_to_ask_for_fp32_in_each_command(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path,
+        tmp_path: Path) -> None:
+    """``bench --backends torch-fp16`` on a CPU was skipped with "(use --precision fp32 on CPU)": bench has no
+    --precision (its precision is the --backends label). Each command now names its own way."""
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "torch-fp16",
+                         "--iters", "1")
+    said = " ".join((out + err).split())
+    assert code != 0 and "(use --backends torch on a CPU)" in said and "--precision" not in said, said
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    code, out, err = run(monkeypatch, capsys, "infer", str(tmp_path / "a.png"), "--model", str(cls_export), "--backend",
+                         "torch", "--precision", "fp16", "--device", "cpu")
+    assert code != 0 and "(use --precision fp32 on a CPU)" in " ".join(err.split()), err

@@ -226,8 +226,11 @@ class TorchBackend(Backend):
             raise InputError(f"PyTorch eager runs fp32 or fp16, not {precision}",
                              hint="int8 runs with ONNX Runtime (model.int8.onnx) or TensorRT")
         if precision == "fp16" and self._device.type != "cuda":
+            # bench and check have no --precision: a backend's label (--backends torch) picks it
+            fp32 = (f"{option('backend')} torch" if option("backend").lstrip("-") == "backends"
+                    else f"{option('precision')} fp32")
             raise BackendUnavailableError("PyTorch fp16 needs a CUDA device (half precision on a CPU is "
-                                          "slower than fp32)", hint="use --precision fp32 on CPU")
+                                          "slower than fp32)", hint=f"use {fp32} on a CPU")
         self.precision = precision
         if self._device.type == "cpu":
             _set_threads(torch, threads or physical_cores())
