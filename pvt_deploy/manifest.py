@@ -38,6 +38,11 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
 # that rebuilds an export. reexport_command leaves an option out when the export used its default.
 _EXPORT_DEFAULTS = {"exporter": "torchscript", "opset": 17, "dynamo_opset": 18, "max_batch": 8, "min_size": 32,
                     "max_size": 1344, "nms": "host", "seg_output": "logits"}
+#: What the manifest names as the pictures calibrated or compared on when the export was given none.
+BUNDLED_IMAGES = "bundled sample images"
+#: The pictures ``--calib`` gives when ``--calib-size`` is not given (frames spread over a video): a
+#: handful, as MinMax calibration of a few images already gives usable ranges.
+DEFAULT_CALIB_IMAGES = 8
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 
 
@@ -219,5 +224,28 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         auto = "static" if task in ("detect", "segment") else "dynamic"
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]
+    parts += _picture_options(manifest, calibrated=bool(int8))
     parts += ["-o", str(folder)]
     return " ".join(shell_quote(p) for p in parts)
+
+
+def _picture_options(manifest: Mapping[str, Any], *, calibrated: bool) -> list[str]:
+    """``--calib``/``--calib-size``/``--images`` as the export recorded them (the sources as the user
+    gave them): the INT8 graphs rebuilt on other pictures (the bundled photos) are other graphs, and
+    their gate runs on other pictures. ``--calib``'s pictures are what parity runs on without
+    ``--images``, so a parity source that is the calibration's own is left out."""
+    calibration = ((manifest.get("precision") or {}).get("int8") or {}).get("calibration") or {}
+    calib = calibration.get("source") if calibrated else None
+    parts: list[str] = []
+    if calib and calib != BUNDLED_IMAGES:
+        parts += ["--calib", str(calib)]
+        count = calibration.get("images")  # what --calib gave: fewer than asked where it held fewer
+        if isinstance(count, int) and count != DEFAULT_CALIB_IMAGES:
+            parts += ["--calib-size", str(count)]
+    else:
+        calib = None
+    images = (manifest.get("export") or {}).get("parity_images")
+    if images and images != BUNDLED_IMAGES and images != calib:
+        parts += ["--images", str(images)]
+    return parts
+

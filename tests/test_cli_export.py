@@ -897,6 +897,43 @@ def test_cli_export_calibrates_and_compares_on_a_videos_frames(tmp_path: Path, m
     assert m["parity"]["model.int8.trt.onnx"]["image_source"] == str(parity)
 
 
+def test_the_rebuild_command_keeps_the_calibration_and_the_parity_pictures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The command that rebuilds an export (a changed file's error, extend's hint) said `--int8` for an
+    export calibrated with `--calib 'my clips/calib.mp4' --calib-size 4 --int8-flavour trt` and gated on
+    `--images`: following it calibrated on the bundled photos, a different model, and gated it on other
+    pictures. It now gives them back, each path as the user gave it (relative here), shell-quoted."""
+    import shlex
+
+    import typer
+
+    from pvt_deploy.cli import app
+    from pvt_deploy.manifest import read_manifest, reexport_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my clips").mkdir()
+    _ramp_clip(tmp_path / "my clips" / "calib.mp4", 12)
+    _ramp_clip(tmp_path / "parity.mkv", 8)
+    calib, parity = str(Path("my clips") / "calib.mp4"), "parity.mkv"
+    code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", "q", "--int8", "--int8-flavour", "trt",
+                      "--calib", calib, "--calib-size", "4", "--images", parity, "--no-simplify"], monkeypatch, capsys)
+    assert code == 0, err
+    export = typer.main.get_command(app).commands["export"]  # type: ignore[attr-defined]
+
+    def params_of(command: str) -> dict[str, object]:
+        return dict(export.make_context("export", shlex.split(command)[2:]).params)
+
+    rebuilt = params_of(reexport_command("q", read_manifest("q")))
+    assert {k: rebuilt[k] for k in ("int8", "int8_flavour", "calib", "calib_size", "images")} == {
+        "int8": True, "int8_flavour": "trt", "calib": calib, "calib_size": 4, "images": parity}, rebuilt
+    # the defaults stay out: calibrated on 8 of --calib's pictures, gated on 4 of them (as that export records)
+    manifest = read_manifest("q")
+    manifest["precision"]["int8"]["calibration"]["images"] = 8
+    manifest["export"]["parity_images"] = calib
+    rebuilt = params_of(reexport_command("q", manifest))
+    assert (rebuilt["calib"], rebuilt["calib_size"], rebuilt["images"]) == (calib, None, None), rebuilt
+
+
 def test_export_refuses_a_stream_and_a_clip_that_does_not_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A stream or camera cannot calibrate an export (its frames differ from run to run), and a clip that does

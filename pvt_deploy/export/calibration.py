@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from pvt_deploy.errors import InputError
+from pvt_deploy.manifest import DEFAULT_CALIB_IMAGES  # there: reexport_command leaves it out without torch
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pvt_deploy.export")
 
-DEFAULT_CALIB_IMAGES = 8  # a handful: MinMax calibration of a few images already gives usable ranges
 DEFAULT_PARITY_IMAGES = 4
 # the split whose images calibrate and compare: val, else train (Ultralytics reads "validation" as val)
 DATASET_SPLITS = ("val", "validation", "train")

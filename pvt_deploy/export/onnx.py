@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError, option, switched_on
 from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
+    BUNDLED_IMAGES,
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
     cpu_int8_record,
@@ -703,7 +704,7 @@ def _image_paths(folder: str | os.PathLike[str] | None, limit: int | None, what:
 
     if folder is not None:  # named in the manifest: a URL without its user:password@
         return usable_images(folder, limit, what=what), redact_url(os.fspath(folder))
-    return list(bundled_images()), "bundled sample images"
+    return list(bundled_images()), BUNDLED_IMAGES
 
 
 def _finish(folder: Path, manifest: dict[str, Any], failures: list[str], allow_parity_failure: bool,
