@@ -199,7 +199,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
 
     Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "results": [...]}``;
     each result has ``backend``, ``status`` (``ok``/``skipped``/``failed``), and when ok
-    ``latency_ms`` (p50/p90/p99...), ``throughput_fps``, ``stages_ms`` (preprocess/inference/postprocess
+    ``latency_ms`` (p50/p90/p99...), ``throughput_fps`` (batch x 1000 / mean ms), ``stages_ms`` (preprocess/inference/postprocess
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
     are ``skipped`` with the ``reason``.
     """

@@ -972,3 +972,26 @@ def test_torch_fp16_on_a_cpu_says_how_to_ask_for_fp32_in_each_command(
     code, out, err = run(monkeypatch, capsys, "infer", str(tmp_path / "a.png"), "--model", str(cls_export), "--backend",
                          "torch", "--precision", "fp16", "--device", "cpu")
     assert code != 0 and "(use --precision fp32 on a CPU)" in " ".join(err.split()), err
+
+
+def test_bench_says_its_fps_is_of_the_mean_as_the_json_holds_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """The table's FPS (batch / mean ms, --json's throughput_fps) stood beside p50 with nothing saying which:
+    read as 1000 / p50 it disagreed with the p50 column. The footer says it is of the mean, and the cell
+    is --json's figure."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.bench import render
+
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                         "--warmup", "0", "--iters", "3", "--batch", "2", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    row = report["results"][0]
+    assert row["throughput_fps"] == pytest.approx(2000 / row["latency_ms"]["mean"], rel=1e-3)
+    console = Console(record=True, width=80)
+    render(report, console)
+    text = console.export_text()
+    cells = next(ln for ln in text.splitlines() if ln.lstrip().startswith("onnx")).split()
+    assert f"{row['throughput_fps']:.1f}" in cells, text
+    assert "FPS = batch x 1000 / mean ms (throughput_fps in --json)" in " ".join(text.split()), text

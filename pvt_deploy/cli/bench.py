@@ -104,7 +104,8 @@ def render(report: dict[str, Any], console: Any) -> None:
     host = report["host"]
     console.print(f"host: {host['cpu']}, {host['physical_cores']} physical cores"
                   + (f", {host['gpu']}" if host.get("gpu") else "")
-                  + "; ms = the inference call, pre/post = host pre- and post-processing ms per call; peak MB ="
+                  + "; ms = the inference call, FPS = batch x 1000 / mean ms (throughput_fps in --json), "
+                  "pre/post = host pre- and post-processing ms per call; peak MB ="
                   " resident memory the backend added (CPU) or torch.cuda.max_memory_allocated (GPU)")
     if any(r.get("random_weights") for r in report["results"] if r["status"] == "ok"):
         console.print("[yellow]random weights: timings are valid, outputs are not[/]")
