@@ -107,6 +107,10 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
      "--max-size 300 (rounded down to 288) is smaller than --imgsz 320x320"),
     (["--model", "pvt_v2_b0-cls", "-o", "."], 2, "is (or holds) the current folder"),
     (["--model", "pvt_v2_b0-cls", "--format", "triton", "--instance-kind", "tpu"], 2, "--instance-kind 'tpu'"),
+    # was "... but task='detect' was asked", the Python spelling
+    (["--model", "pvt_v2_b0-cls", "--task", "detect"], 2,
+     "--task 'detect': 'pvt_v2_b0-cls' is a classify model (drop --task, or give the backbone, pvt_v2_b0, with it)"),
+    (["--model", "pvt_v2_b0", "--task", "bogus"], 2, "--task 'bogus': choose one of detect, segment, classify"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,6 +139,7 @@ def test_the_dynamo_exporter_may_write_opsets_past_torchscripts(tmp_path: Path) 
     ({"imgsz": 256, "max_size": 128}, "max_size 128 is smaller than imgsz 256x256"),
     ({"nms": "graph"}, "nms graph is for detection models"),
     ({"imgsz": "224x"}, "imgsz '224x': a number is missing"),
+    ({"task": "segment"}, "task 'segment': 'pvt_v2_b0-cls' is a classify model (drop task, or give the backbone"),
 ])
 def test_export_onnx_errors_name_its_arguments(kwargs: dict[str, object], text: str, tmp_path: Path) -> None:
     """The checks ``export`` and ``export_onnx`` share named the CLI's options in Python too

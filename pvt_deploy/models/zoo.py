@@ -130,7 +130,7 @@ def zoo_entries() -> list[ZooEntry]:
 def resolve_name(name: str, task: str | None = None) -> ZooEntry:
     """Map a zoo name (``pvt_small-seg``) or backbone name + task to a :class:`ZooEntry`."""
     if task is not None and task not in TASKS:
-        raise ModelNotFoundError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        raise ModelNotFoundError(f"{option('task')} {task!r}: choose one of {', '.join(TASKS)}")
     base, suffix = name, ""
     for sfx in sorted(SUFFIX_TO_TASK, key=len, reverse=True):
         if sfx and name.endswith(sfx):
@@ -146,7 +146,8 @@ def resolve_name(name: str, task: str | None = None) -> ZooEntry:
                                  "(suffix -seg, -cls or -features for other tasks)")
     named_task = SUFFIX_TO_TASK[suffix]
     if task is not None and suffix and task != named_task:
-        raise ModelNotFoundError(f"model {name!r} is a {named_task} model but task={task!r} was asked")
+        raise ModelNotFoundError(f"{option('task')} {task!r}: {name!r} is a {named_task} model",
+                                 hint=f"drop {option('task')}, or give the backbone, {base}, with it")
     return ZooEntry(base, task or named_task)
 
 
