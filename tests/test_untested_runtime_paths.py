@@ -155,6 +155,39 @@ def test_a_torch_thread_count_reaches_server_threads_that_ran_a_model_before() -
             TorchBackend(Probe(), threads=before)  # the count the rest of the session runs at
 
 
+def test_a_callers_own_torch_thread_count_is_kept_in_its_thread() -> None:
+    """The process's count reaches a thread that ran a model before, but a count the caller set there
+    itself (``torch.set_num_threads`` in that thread since its last run) is the caller's choice: a model
+    loaded elsewhere meanwhile did not put it back to the model's count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    seen: list[int] = []
+
+    class Probe(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            seen.append(torch.get_num_threads())
+            return (x.mean((2, 3)),)
+
+    feed = {"images": np.zeros((1, 3, 8, 8), np.float32)}
+    before = torch.get_num_threads()
+    with ThreadPoolExecutor(1) as worker:
+        try:
+            first = worker.submit(TorchBackend, Probe(), threads=2).result()
+            worker.submit(first.infer, feed).result()
+            TorchBackend(Probe(), threads=1)  # loaded by another thread
+            worker.submit(torch.set_num_threads, 3).result()  # the caller's own choice, in its thread
+            worker.submit(first.infer, feed).result()
+            assert seen == [2, 3]
+        finally:
+            TorchBackend(Probe(), threads=before)
+
+
 # ---------------------------------------------------------------------------------------------------
 # A TensorRT engine in the folder (this machine has no TensorRT: what runs instead, and what is said)
 # ---------------------------------------------------------------------------------------------------

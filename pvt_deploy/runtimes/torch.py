@@ -80,10 +80,11 @@ if hasattr(os, "register_at_fork"):  # POSIX
 # yet; a thread that has keeps its own (GNU OpenMP's count is per thread). A TorchBackend's thread
 # count is the process's (README), so a thread that ran a model before the last count was set takes
 # it on its next run: a server's worker thread ran a model loaded with threads=1 at the count of the
-# one it had served before.
+# one it had served before. A count the caller set in that thread itself (torch.set_num_threads since the
+# thread's last run) is the caller's, and kept.
 _threads_setting: tuple[int, int] = (0, 0)  # (generation, count) of the last count a TorchBackend set
 _threads_lock = threading.Lock()
-_thread_generation = threading.local()  # .value: the generation this thread's count is from
+_thread_generation = threading.local()  # .value: (generation, count) this thread's count was left at
 
 
 def _set_threads(torch_mod: Any, count: int) -> None:
@@ -94,19 +95,22 @@ def _set_threads(torch_mod: Any, count: int) -> None:
         _threads_setting = (generation, count)
     if torch_mod.get_num_threads() != count:
         torch_mod.set_num_threads(count)
-    _thread_generation.value = generation
+    _thread_generation.value = (generation, count)
 
 
 def _follow_threads(torch_mod: Any) -> None:
-    """Before a run: a thread that ran PyTorch before the last :func:`_set_threads` takes its count. A
-    thread new to it starts at the process's count anyway, or at one set by the caller since."""
+    """Before a run: a thread that ran PyTorch before the last :func:`_set_threads` takes its count, unless
+    the caller set the thread's count itself since its last run (it no longer reads what it was left at).
+    A thread new to it starts at the process's count anyway, or at one set by the caller since."""
     generation, count = _threads_setting
     seen = getattr(_thread_generation, "value", None)
-    if seen == generation:
+    if seen is not None and seen[0] == generation:
         return
-    _thread_generation.value = generation
-    if seen is not None and torch_mod.get_num_threads() != count:
+    current = torch_mod.get_num_threads()
+    if seen is not None and current == seen[1] and current != count:
         torch_mod.set_num_threads(count)
+        current = count
+    _thread_generation.value = (generation, current)
 
 
 def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
