@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.infer import IMGSZ_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
@@ -40,9 +41,7 @@ def check(
         "int8 0.98/0.25/0.80.", show_default=False, rich_help_panel=TOLERANCE_PANEL)] = None,
     backends: Annotated[str | None, typer.Option(help="Only these, comma-separated (at least two): torch, onnx, "
                                                 "onnx-fp16, onnx-int8, trt.")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's): a "
-                                              "detector's or segmenter's rounded up to a multiple of 32, a "
-                                              "classifier's as given; a static graph's only its own.")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     max_images: Annotated[int, typer.Option(min=1, help="Compare on at most this many images.")] = 8,
     gate_agreement: Annotated[bool | None, typer.Option(

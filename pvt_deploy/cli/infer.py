@@ -44,6 +44,11 @@ def register(app: typer.Typer) -> None:
     app.command("infer")(infer)
 
 
+#: --imgsz as infer and check take it (parse_imgsz, then the pipeline: a letterbox rounds up, a centre crop does not)
+IMGSZ_HELP = ("Input size N, HxW or H,W (default: the model's): a detector's or segmenter's rounded up to a multiple "
+              "of 32, a classifier's as given; a static graph's only its own.")
+
+
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
     """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640) as (height, width)."""
     from pvt_deploy.utils import size_pair
@@ -84,9 +89,7 @@ def infer(
     backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's): a "
-                                              "detector's or segmenter's rounded up to a multiple of 32, a "
-                                              "classifier's as given; a static graph's only its own.")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     conf: Annotated[float | None, typer.Option(
         help="Detection score threshold of the results and JSON (default: manifest, 0.05).",
         rich_help_panel=DETECTION_PANEL)] = None,
