@@ -244,20 +244,13 @@ def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:
     """The one backend label that runs ``target`` when it is a file of its own (an ``.onnx``, an engine, a
     checkpoint) or a Triton model (``triton://``: every other label 'cannot run' it), else None (an export
     folder, a zoo name, a checkpoint's http(s) URL: every default label)."""
-    from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+    from pvt_deploy.runtimes.loader import file_backend
     from pvt_deploy.runtimes.triton import is_triton_url
 
     if is_triton_url(os.fspath(target)):
         return "triton"
-    path = Path(target)
-    if not path.is_file():
-        return None
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"  # at the file's own precision (_bench_one's own_precision)
-    if suffix in (".engine", ".plan"):
-        return "trt"
-    return "torch" if suffix in CHECKPOINT_SUFFIXES else None
+    # the loader's own rule; an .onnx at the file's own precision (_bench_one's own_precision)
+    return file_backend(target) if Path(target).is_file() else None
 
 
 def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None, batch: int = 1) -> None:

@@ -666,13 +666,25 @@ def _torch_backend(model: Any, *, model_name: str, backbone: str, weights: str |
     return backend, dict(manifest)
 
 
+def file_backend(path: str | os.PathLike[str]) -> str | None:
+    """The backend that runs a model file of its own, by its suffix: ``onnx`` for an ``.onnx``, ``trt`` for an
+    engine (``.engine``, ``.plan``), ``torch`` for a checkpoint (:data:`CHECKPOINT_SUFFIXES`); None for
+    another name. What :func:`load_backend` runs a lone file with, and so what ``bench`` times it on."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".engine", ".plan"):
+        return "trt"
+    return "torch" if suffix in CHECKPOINT_SUFFIXES else None
+
+
 def _load_file(path: Path, kind: str | None, precision: str | None, device: str | None, *, task: str | None,
                verify: bool, trust: bool, options: Mapping[str, Any], imgsz: tuple[int, int] | None = None,
                given: str | None = None) -> tuple[Backend, dict[str, Any]]:
     """``given``: the ``--model`` as the user gave it (a checkpoint URL ``path`` was downloaded from is
     what the export commands in the hints name, so that the export records the URL)."""
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    owner = file_backend(path)
+    if owner == "onnx":
         if kind not in (None, "onnx"):
             raise InputError(f"{path.name} is an ONNX file; {option('backend')} {kind} cannot run it directly",
                              hint=f"point at its export folder, or use {option('backend')} onnx")
@@ -682,7 +694,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
         if manifest is None:
             manifest = read_onnx_manifest(path)
         return _onnx_backend(path, manifest, precision, device, options, imgsz)
-    if suffix in (".engine", ".plan"):
+    if owner == "trt":
         if kind not in (None, "trt"):
             raise InputError(f"{path.name} is a TensorRT engine; {option('backend')} {kind} cannot run it")
         manifest = _folder_manifest_listing(path) or _folder_manifest(path.parent)
@@ -690,7 +702,7 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
             raise InputError(f"{path}: a lone engine does not say how to preprocess or read its outputs; keep "
                              f"the export's {MANIFEST_NAME} beside it")
         return _trt_backend(path, manifest, device, options)
-    if suffix in CHECKPOINT_SUFFIXES:
+    if owner == "torch":
         shown = given if given is not None and is_checkpoint_url(given) else str(path)
         if kind not in (None, "torch"):
             raise InputError(f"{path.name} is a PyTorch checkpoint; export it to run it with {option('backend')} {kind}",
@@ -954,7 +966,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
                                           "mismatch); restore it or re-export")
                       if c.file in changed else c for c in backend_candidates(path, manifest, device=device)]
         kind = "export folder"
-    elif path.is_file() and path.suffix.lower() == ".onnx":
+    elif path.is_file() and file_backend(path) == "onnx":
         listing = _folder_manifest_listing(path)
         manifest = listing if listing is not None else read_onnx_manifest(path)
         files = [_file_status(path.parent, path.name, (manifest.get("files") or {}).get(path.name))]
@@ -966,7 +978,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         candidates = [Candidate("onnx", "onnx", files[0]["precision"], path.name, ok,
                                 "" if ok else "onnxruntime is not installed")]
         kind = "ONNX file" + (" (manifest from its folder)" if listing is not None else " (manifest from its metadata)")
-    elif path.is_file() and path.suffix.lower() in (".engine", ".plan"):
+    elif path.is_file() and file_backend(path) == "trt":
         found = _folder_manifest(path.parent)
         if found is None:
             raise InputError(f"{path}: a lone engine has no manifest to describe")
@@ -975,7 +987,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         reason = tensorrt_unavailable_reason()
         candidates = [Candidate("trt", "trt", files[0]["precision"], path.name, reason is None, reason or "")]
         kind = "TensorRT engine"
-    elif (_is_triton(text) or (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or not path.exists()
+    elif (_is_triton(text) or (path.is_file() and file_backend(path) == "torch") or not path.exists()
           or shadowed):
         if _looks_like_path(text) and not path.exists() and not _is_triton(text):
             raise ModelNotFoundError(f"no such file or folder: {text}")
