@@ -249,12 +249,13 @@ class CandidateBoxes:
             return
         # box distance to every candidate of the level, and a lower bound of the score distance (the best
         # class score moves at most as much as any class's): exact distances only for the nearest few
-        box = np.abs(rb[rows, None, :] - tb[None, :, :]).max(axis=-1) / size
-        box = np.where(np.isnan(box), np.inf, box)
-        bound = np.maximum(box, np.abs(best_r[rows, None] - best_t[None, :]))
+        box = np.abs(rb[rows, None, :].astype(np.float32) - tb[None, :, :].astype(np.float32)).max(axis=-1)
+        box = np.where(np.isnan(box), np.inf, box / np.float32(size))
+        bound = np.maximum(box, np.abs(best_r[rows, None] - best_t[None, :]).astype(np.float32))
         bound = np.where(np.isnan(bound), np.inf, bound)
         few = min(8, len(tb))
-        near = np.argpartition(bound, few - 1, axis=1)[:, :few]
+        order = np.argpartition(bound, min(few, len(tb) - 1), axis=1)
+        near = order[:, :few]
 
         def score_dist(r: np.ndarray, cols: np.ndarray) -> np.ndarray:
             d = np.abs(rs[r][:, None, :] - ts[cols]).max(axis=-1)
@@ -265,7 +266,7 @@ class CandidateBoxes:
         pick = np.argmin(dist, axis=1)
         nearest, err = near[np.arange(len(rows)), pick], dist[np.arange(len(rows)), pick]
         if few < len(tb):  # rows whose nearest few may miss a closer one: every candidate, exactly
-            next_bound = np.partition(bound, few, axis=1)[:, few]
+            next_bound = np.take_along_axis(bound, order[:, few:few + 1], axis=1)[:, 0]
             for r in np.flatnonzero(err > next_bound):
                 full = np.maximum(box[r], score_dist(rows[r:r + 1], np.arange(len(tb))[None, :])[0])
                 nearest[r], err[r] = int(np.argmin(full)), float(full.min())
