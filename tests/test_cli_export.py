@@ -408,6 +408,29 @@ def test_cli_reusing_an_export_folder_refuses_what_it_cannot_honour(cls_artifact
     assert "model.fp16.onnx already there (parity passed or not run): nothing to add" in caplog.text, caplog.text
 
 
+def test_cli_info_says_which_int8_flavour_each_file_is(det_artifact: Artifact, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`info` showed "int8" for both INT8 files: model.int8.onnx (the CPU's asymmetric uint8 Q/DQ) and
+    model.int8.trt.onnx (TensorRT's symmetric int8), two different graphs. The precision says which, as the
+    manifest does, in the files table, the backends table and --json."""
+    from cli_run import run
+
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder))
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines()
+            if line.startswith("│") and ".onnx" in line}
+    assert rows["model.int8.onnx"] == "int8 (cpu)" and rows["model.int8.trt.onnx"] == "int8 (trt)", out
+    assert rows["model.onnx"] == "fp32" and rows["model.fp16.onnx"] == "fp16", out
+    backends = [line for line in out.splitlines() if "onnx-int8" in line]
+    assert len(backends) == 1 and "int8 (cpu)" in backends[0], out
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    files = {f["name"]: f for f in json.loads(out)["files"]}
+    assert {name: (f["precision"], f.get("flavour")) for name, f in files.items()} == {
+        "model.onnx": ("fp32", None), "model.fp16.onnx": ("fp16", None),
+        "model.int8.onnx": ("int8", "cpu"), "model.int8.trt.onnx": ("int8", "trt")}, files
+
+
 def test_cli_info_and_infer_on_a_lone_onnx_of_random_weights(cls_artifact: Artifact, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,6 +58,13 @@ def _size(n: int | None) -> str:
     return f"{n:.1f} GB"
 
 
+def _precision(precision: Any, flavour: Any) -> str:
+    """``int8 (cpu)`` / ``int8 (trt)``: the two INT8 graphs differ (uint8 asymmetric for ONNX Runtime's CPU
+    kernels, symmetric int8 for TensorRT), so the precision alone does not say which a file is."""
+    text = str(precision or "-")
+    return f"{text} ({flavour})" if precision and flavour else text
+
+
 def render(facts: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -96,7 +103,7 @@ def render(facts: dict[str, Any], console: Any) -> None:
             table.add_column(col)
         for f in facts["files"]:
             status = {"ok": "[green]ok[/]", "MISMATCH": "[red]MISMATCH[/]"}.get(f["check"], f["check"])
-            table.add_row(f["name"], str(f.get("precision") or "-"), _size(f.get("bytes")),
+            table.add_row(f["name"], _precision(f.get("precision"), f.get("flavour")), _size(f.get("bytes")),
                           f["sha256"][:16] if f["sha256"] else "-", status)
         print_table(console, table)
     trt = facts.get("tensorrt")
@@ -116,8 +123,10 @@ def render(facts: dict[str, Any], console: Any) -> None:
     table = Table(title="backends here", title_justify="left")
     for col in ("backend", "precision", "file", "runs here"):
         table.add_column(col)
+    flavours = {f["name"]: f.get("flavour") for f in facts["files"]}
     for c in facts["backends"]:
         ok = "[green]yes[/]" + escape(f" ({c['reason']})" if c["reason"] else "") if c["available"] else escape(
             f"no: {c['reason']}")
-        table.add_row(c["label"], str(c.get("precision") or "-"), escape(Path(str(c.get("file") or "-")).name), ok)
+        name = Path(str(c.get("file") or "-")).name
+        table.add_row(c["label"], _precision(c.get("precision"), flavours.get(name)), escape(name), ok)
     print_table(console, table)

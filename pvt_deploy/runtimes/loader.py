@@ -936,6 +936,8 @@ def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> di
         row["check"] = "unlisted"
     else:
         row["check"] = "ok" if row["sha256"] == entry["sha256"] else "MISMATCH"
+    if entry and entry.get("flavour"):  # which INT8 graph: the CPU's (uint8, asymmetric) or TensorRT's (int8)
+        row["flavour"] = entry["flavour"]
     if entry and entry.get("source"):
         row["source"] = entry["source"]
     return row
