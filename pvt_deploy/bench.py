@@ -242,8 +242,9 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
 
 def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:
     """The one backend label that runs ``target`` when it is a file of its own (an ``.onnx``, an engine, a
-    checkpoint) or a Triton model (``triton://``: every other label 'cannot run' it), else None (an export
-    folder, a zoo name, a checkpoint's http(s) URL: every default label)."""
+    checkpoint, a checkpoint URL's file in the download cache, as :func:`resolve_model` gives it) or a Triton
+    model (``triton://``: every other label 'cannot run' it), else None (an export folder, a zoo name: every
+    default label)."""
     from pvt_deploy.runtimes.loader import file_backend
     from pvt_deploy.runtimes.triton import is_triton_url
 
