@@ -157,12 +157,15 @@ def is_export_folder(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]) -> str:
+def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any],
+                     given: Mapping[str, Any] | None = None) -> str:
     """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights, size,
     shapes, graph options and precisions, into the same folder. An option the export left at its
     default is left out, so the usual command stays short; one that shapes the graph (graph NMS, the
     segmentation output, batch, size range, opset, exporter) is kept, or the rebuilt graph would take
-    other inputs or give other outputs than the one it replaces."""
+    other inputs or give other outputs than the one it replaces. ``given``: graph options the user asked
+    for (``{"--imgsz": "96", "--static": False}``), which replace the export's own: the line that exports
+    it again as asked (``export --model exports/NAME --imgsz 96`` cannot: it reuses the folder's graph)."""
     from pvt_deploy.utils import shell_quote
 
     export = manifest.get("export") or {}
@@ -225,6 +228,15 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]
     parts += _picture_options(manifest, calibrated=bool(int8))
+    for flag, value in (given or {}).items():
+        if flag in ("--static", "--no-simplify"):  # switches, given as the value they turned off
+            parts += [flag] if flag not in parts else []
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        if flag in parts:  # in its place
+            parts[parts.index(flag) + 1] = shown
+        else:
+            parts += [flag, shown]
     parts += ["-o", str(folder)]
     return " ".join(shell_quote(p) for p in parts)
 

@@ -400,7 +400,8 @@ def test_cli_reusing_an_export_folder_refuses_what_it_cannot_honour(cls_artifact
     said = " ".join(caplog.text.split())
     assert code == 0 and _snapshot(folder) == before, err
     assert f"{folder} is an export folder, extended in place: nothing to add without --half or --int8" in said, said
-    assert f"give the model name: pvt-deploy export --model pvt_tiny-cls --imgsz 64 --half -o {folder}" in said, said
+    # with the --imgsz asked for, which the folder's graph was not made at
+    assert f"give the model name: pvt-deploy export --model pvt_tiny-cls --imgsz 96 --half -o {folder}" in said, said
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="pvt_deploy.export"):
         code, err = _run(["--model", str(folder), "--half"], monkeypatch, capsys)

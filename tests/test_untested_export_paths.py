@@ -56,6 +56,25 @@ def failed_variants(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_reusing_an_export_folder_advises_the_options_given_not_the_old_ones(
+        failed_variants: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``export --model exports/NAME --imgsz 96`` reuses the folder's 64 px graph: it said "ignoring
+    --imgsz (export from the model name to change them)" and then advised "to export it again, give the
+    model name: pvt-deploy export --model pvt_v2_b0-cls --imgsz 64 ...", the size the user had just asked
+    to leave. The command given now carries the options asked for."""
+    folder = tmp_path / "pvt_v2_b0-cls"
+    shutil.copytree(failed_variants, folder)
+    before = _snapshot(folder)
+    code, err = _cli(["--model", str(folder), "--imgsz", "96", "--static"], monkeypatch, capsys)
+    said = " ".join(caplog.text.split())
+    assert code == 0 and _snapshot(folder) == before, err
+    again = f"pvt-deploy export --model pvt_v2_b0-cls --imgsz 96 --half --int8 --int8-flavour cpu --static -o {folder}"
+    assert f"ignoring --imgsz, --static (export from the model name to change them: {again})" in said, said
+    assert f"to export it again, give the model name: {again}" in said, said
+    assert "--imgsz 64" not in said, said
+
+
 def test_info_says_why_a_file_failed_its_gate(failed_variants: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """``pvt-deploy info`` said "parity at export, model.fp16.onnx: FAILED, agreement 1.000; logits max_abs

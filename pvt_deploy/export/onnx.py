@@ -839,14 +839,16 @@ def export_onnx(
         model_url = model if is_checkpoint_url(model) else None
         model = local_model(model)  # a checkpoint URL: its downloaded file, exported as that file given
     reuse = reuses_folder(model)
+    ignored: dict[str, Any] = {}
     if reuse:
-        _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=[
-            flag for flag, value, default in (
+        ignored = {  # the graph options given, which the folder's graph was not made with
+            flag: value for flag, value, default in (
                 ("--task", task, None), ("--imgsz", imgsz, None), ("--batch", batch, None),
                 ("--min-size", min_size, None), ("--max-size", max_size, None), ("--static", dynamic, True),
                 ("--opset", opset, MIN_OPSET), ("--exporter", exporter, "torchscript"), ("--nms", nms, "host"),
                 ("--seg-output", seg_output, "logits"), ("--no-simplify", simplify, True))
-            if value != default])
+            if value != default}
+        _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored)
     elif isinstance(model, (str, os.PathLike)) and Path(str(model)).suffix and not Path(str(model)).exists() \
             and os.sep in str(model):
         raise ModelNotFoundError(f"{model}: no such checkpoint file or export folder")
@@ -880,7 +882,7 @@ def export_onnx(
         folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
                          calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
                          parity_source=parity_source, parity=parity, tolerances=tolerances,
-                         allow_parity_failure=allow_parity_failure, steps=steps)
+                         allow_parity_failure=allow_parity_failure, steps=steps, given=ignored)
         if finish is not None:
             finish(folder)
         return folder
@@ -917,9 +919,10 @@ def write_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
         raise InputError(f"cannot write the export to {folder}: {e.strerror or e}{where}") from e
 
 
-def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[str]) -> None:
+def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[str, Any]) -> None:
     """Extending an export folder reuses its model.onnx in place: refuse what that cannot honour, and
-    say which graph options it ignores."""
+    say which graph options it ignores (``ignored``: by flag, as given), with the command that exports the
+    folder again with them."""
     if out_dir is not None and os.path.realpath(out_dir) != os.path.realpath(folder):
         raise InputError(f"-o {out_dir}: --model {folder} is an export folder, extended in place; drop -o, or "
                          "export from the model name to write a new folder")
@@ -935,8 +938,8 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Sequence[
             raise InputError(f"--weights: --model {folder} is an export folder whose model.onnx is reused (made "
                              "from other weights); export from the model name to use these")
     if ignored:
-        log.warning("%s: reusing its model.onnx; ignoring %s (export from the model name to change them)",
-                    folder, ", ".join(ignored))
+        log.warning("%s: reusing its model.onnx; ignoring %s (export from the model name to change them: %s)",
+                    folder, ", ".join(ignored), reexport_command(folder, read_manifest(folder), ignored))
 
 
 def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: int | None, min_size: int | None,
@@ -1033,8 +1036,10 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
 
 def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Picture],
             calib_source: str, parity_paths: list[Picture], parity_source: str, parity: bool,
-            tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps) -> Path:
-    """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx``.
+            tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps,
+            given: Mapping[str, Any] | None = None) -> Path:
+    """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx`` (``given``: the graph
+    options asked for, which it ignores; the command that exports the folder again carries them).
 
     The parity reference is then the FP32 graph in ONNX Runtime (the PyTorch model is not rebuilt).
     Variants already listed in the manifest with a matching sha256 are kept, unless their parity gate
@@ -1076,7 +1081,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         else:
             log.warning("%s is an export folder, extended in place: nothing to add without %s or %s; to export it "
                         "again, give the model name: %s", folder, switched_on("half"), switched_on("int8"),
-                        reexport_command(folder, manifest))
+                        reexport_command(folder, manifest, given))
         return folder
     fp32 = onnx.load(str(folder / FP32_FILE))
     text = get_metadata(fp32, ONNX_METADATA_KEY)
