@@ -432,6 +432,31 @@ def test_cli_info_says_which_int8_flavour_each_file_is(det_artifact: Artifact, m
         "model.int8.onnx": ("int8", "cpu"), "model.int8.trt.onnx": ("int8", "trt")}, files
 
 
+def test_a_renamed_graph_without_its_manifest_runs_as_the_precision_it_holds(
+        det_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """`cp model.fp16.onnx half.onnx; pvt-deploy bench --model half.onnx` timed "onnx fp32": a lone file's
+    precision was guessed from its name. It is read from the graph (float16 weights, quantization nodes)
+    where the loader already has it parsed for its metadata, so a name says nothing either way."""
+    from cli_run import run
+
+    from pvt_deploy.runtimes.loader import describe_artifact, load_backend
+
+    copies = {"half.onnx": ("model.fp16.onnx", "fp16"), "q.onnx": ("model.int8.onnx", "int8"),
+              "t.onnx": ("model.int8.trt.onnx", "int8"), "mine.fp16.onnx": ("model.onnx", "fp32")}
+    for name, (source, precision) in copies.items():
+        shutil.copyfile(det_artifact.folder / source, tmp_path / name)
+        backend, manifest = load_backend(tmp_path / name, device="cpu")
+        with backend:
+            assert backend.info.precision == precision, (name, backend.info.precision)
+        assert describe_artifact(tmp_path / name)["files"][0]["precision"] == precision, name
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(tmp_path / "half.onnx"), "--iters", "1",
+                         "--warmup", "0")
+    assert code == 0, err
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith("onnx")] == [["onnx-fp16", "fp16"]], out
+    assert "half.onnx: an FP16 graph on the CPU runs through casts" in caplog.text  # FP16's warning comes too
+
+
 def test_cli_info_and_infer_on_a_lone_onnx_of_random_weights(cls_artifact: Artifact, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

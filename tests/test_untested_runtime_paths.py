@@ -334,7 +334,8 @@ def test_the_loader_names_backend_device_and_precision_as_python_and_bench_take_
 def test_a_file_listed_in_its_folder_is_checked_and_a_renamed_one_reads_its_metadata(
         det_copy: Path, tmp_path: Path) -> None:
     """``--model DIR/model.onnx`` takes the folder's manifest (and its sha256 check); a copy under
-    another name is a lone file, described by its own metadata, its precision read from its name."""
+    another name is a lone file, described by its own metadata, its precision read from its graph (an FP32
+    graph named like an FP16 one is FP32)."""
     backend, manifest = load_backend(det_copy / "model.onnx")
     backend.close()
     assert manifest == read_manifest(det_copy)
@@ -342,7 +343,8 @@ def test_a_file_listed_in_its_folder_is_checked_and_a_renamed_one_reads_its_meta
     shutil.copyfile(det_copy / "model.onnx", renamed)
     backend, manifest = load_backend(renamed)
     with backend:
-        assert backend.info.precision == "fp16" and manifest["files"] == {} and manifest["task"] == "detect"
+        assert backend.info.precision == "fp32" and manifest["task"] == "detect"
+        assert manifest["files"] == {"mine.fp16.onnx": {"precision": "fp32"}}  # no sha256: nothing to check
         assert "parity" not in manifest  # the metadata carries the essentials, not the export records
     with (det_copy / "model.onnx").open("r+b") as f:  # a truncated copy fails the check, not protobuf
         f.truncate(1000)

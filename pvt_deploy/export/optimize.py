@@ -1270,17 +1270,24 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Ma
               "QLinearConv", "QLinearMatMul"}
 
 
+def graph_precision(model: onnx.ModelProto) -> str:
+    """What a graph holds, read from the graph itself: ``int8`` (quantization nodes: Q/DQ, dynamic
+    MatMulInteger), ``fp16`` (float16 weights), else ``fp32``. One pass over its nodes and initializers'
+    headers: cheap where the graph is parsed already; a file's name says nothing of it."""
+    from onnx import TensorProto
+
+    if any(n.op_type in _QUANT_OPS for n in model.graph.node):
+        return "int8"
+    if any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
 def _unsupported(model: onnx.ModelProto) -> str | None:
     """Graphs the float rewrites leave alone: quantized ones (the INT8 layout already fused what pays
     there, :func:`int8_cpu_layout`; they get the :data:`QUANTIZED_REWRITES`) and float16 ones (the
     new weights are float32)."""
-    from onnx import TensorProto
-
-    if any(n.op_type in _QUANT_OPS for n in model.graph.node):
-        return "quantized graph"
-    if any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer):
-        return "float16 graph"
-    return None
+    return {"int8": "quantized graph", "fp16": "float16 graph"}.get(graph_precision(model))
 
 
 #: Rewrites of float graphs, then of quantized ones (each kind leaves the other alone).

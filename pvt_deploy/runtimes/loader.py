@@ -196,8 +196,11 @@ def shadows_zoo_name(text: str) -> bool:
 
 
 def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest essentials stored in an ONNX file's ``metadata_props["pvt_deploy"]``."""
+    """The manifest essentials stored in an ONNX file's ``metadata_props["pvt_deploy"]``, listing the file
+    with the precision its graph holds (read from the graph, parsed here anyway: a renamed
+    ``model.fp16.onnx`` is still FP16; without the onnx package, guessed from the name)."""
     path = Path(path)
+    precision = None
     try:
         import onnx
 
@@ -205,6 +208,9 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not model.ir_version or not model.graph.node:  # an empty file parses as an empty model
             raise ValueError("empty file" if path.stat().st_size == 0 else "no graph in it")
         props = {p.key: p.value for p in model.metadata_props}
+        from pvt_deploy.export.optimize import graph_precision
+
+        precision = graph_precision(model)
     except ImportError:  # onnx is a dependency, but a slim runtime image may only have onnxruntime
         from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
@@ -226,6 +232,8 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: the pvt-deploy metadata has no task")
     manifest.setdefault("format_version", FORMAT_VERSION)
     manifest.setdefault("files", {})
+    if precision is not None:  # no sha256: nothing recorded to check the file against
+        manifest["files"][path.name] = {"precision": precision}
     return manifest
 
 
