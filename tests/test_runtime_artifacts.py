@@ -176,6 +176,27 @@ def test_torch_manifest_has_the_export_keys(cls_artifact: Any) -> None:
     assert manifest["weights"]["random_init"] is exported["weights"]["random_init"] is True
 
 
+def test_torch_manifest_reads_imgsz_as_load_backend_does() -> None:
+    """torch_manifest (public in pvt_deploy.runtimes.loader) read imgsz="64" digit by digit: a manifest for
+    6x4 pictures; "96x64" was a ValueError traceback. It now parses imgsz as load_backend, predict(imgsz=)
+    and --imgsz do, and refuses what they refuse."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.models import build_deploy_module, create_model
+    from pvt_deploy.runtimes.loader import torch_manifest
+
+    module = build_deploy_module(create_model("pvt_v2_b0-cls", seed=0))
+
+    def fed(imgsz: Any) -> list[int]:
+        manifest = torch_manifest(module, model="pvt_v2_b0-cls", backbone="pvt_v2_b0", imgsz=imgsz, weights=None,
+                                  random_init=True)
+        return list(manifest["preprocess"]["imgsz"])
+
+    assert fed("64") == fed(64) == [64, 64]
+    assert fed("96x64") == fed((96, 64)) == [96, 64]
+    with pytest.raises(InputError, match="imgsz"):
+        fed("64x")
+
+
 def test_a_real_export_runs_on_every_backend_and_agrees(tmp_path: Path) -> None:
     """The exporter's own folder (not this module's stand-in) through the loader, check and info."""
     pytest.importorskip("pvt_deploy.export.onnx", reason="the ONNX exporter is not in this checkout")

@@ -53,7 +53,7 @@ from pvt_deploy.manifest import (
     read_manifest,
     verify_file,
 )
-from pvt_deploy.utils import shell_quote
+from pvt_deploy.utils import shell_quote, size_pair
 from pvt_deploy.utils.files import hashing_once
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | str |
     from pvt_deploy.tasks.preprocess import preprocess_spec
 
     task = module.task
-    size = _pair(imgsz) if imgsz else DEFAULT_IMGSZ[task]
+    size = size_pair(imgsz) or DEFAULT_IMGSZ[task]
     classes = _zoo_classes(model, task, module)
     pre = preprocess_spec(task, size, dynamic=True, mean=module.mean_values, std=module.std_values)
     return {
@@ -290,17 +290,6 @@ def _num_classes(module: Any) -> int | None:
     """Class count of a DeployModule's model (every zoo model carries ``num_classes``)."""
     value = getattr(module.model, "num_classes", None)
     return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    values = [int(v) for v in size]
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) != 2:
-        raise InputError(f"imgsz must be one or two integers, got {list(size)}")
-    return values[0], values[1]
 
 
 # --------------------------------------------------------------------------------------------------
