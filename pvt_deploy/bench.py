@@ -436,8 +436,8 @@ def _cuda_reset(device: str | None) -> tuple[int, int] | None:
 
     try:  # read as the backends read it: --device cpu is no GPU (it was read as the current one, whose
         # counters were then reset, making a CUDA context for a CPU run); the TensorRT EP's is a CUDA device
-        kind, colon, index = (device_text(device) or "").lower().partition(":")
-        gpu = _resolve_device("cuda" + colon + index if kind in ("tensorrt", "trt") else device)
+        kind, colon, number = (device_text(device) or "").lower().partition(":")
+        gpu = _resolve_device("cuda" + colon + number if kind in ("tensorrt", "trt") else device)
     except PvtDeployError:
         return None  # the row's load says what is wrong with it (cuda:N past the GPUs there are)
     if gpu.type != "cuda":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pvt_deploy.utils.files import hashing_once
 
@@ -56,7 +56,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def format_name(format: str) -> str:
+_T = TypeVar("_T")
+
+
+@overload
+def format_name(format: str) -> str: ...
+@overload
+def format_name(format: _T) -> _T: ...
+def format_name(format: object) -> object:
     """``format``: ``engine`` and ``tensorrt`` (Ultralytics' and trtexec's words) are ``trt``, in any
     case, as a backend's names are; anything else goes on as given, for :func:`export` to refuse."""
     import contextlib

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.manifest import DEFAULT_CALIB_IMAGES  # there: reexport_command leaves it out without torch
+from pvt_deploy.manifest import DEFAULT_CALIB_IMAGES as DEFAULT_CALIB_IMAGES  # re-exported; see manifest
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
 if TYPE_CHECKING:

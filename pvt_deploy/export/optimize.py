@@ -1204,11 +1204,12 @@ def unsigned_int8(model: onnx.ModelProto) -> int:
     g = _Graph(model)
     twins: dict[str, str] = {}
 
-    def unsigned_twin(name: str) -> str:
-        """A uint8 initializer equal to the int8 one ``name`` plus 128 (made once per name)."""
+    def unsigned_twin(name: str, value: np.ndarray) -> str:
+        """A uint8 initializer equal to the int8 one ``name`` (whose ``value`` it is) plus 128, made once
+        per name."""
         if name not in twins:
             twin = g.unique(f"{name}_u8")
-            g.graph.initializer.append(numpy_helper.from_array(plus_128(g.const(name)), twin))
+            g.graph.initializer.append(numpy_helper.from_array(plus_128(value), twin))
             twins[name] = twin
         return twins[name]
 
@@ -1221,7 +1222,7 @@ def unsigned_int8(model: onnx.ModelProto) -> int:
         if (zero is None or zero.dtype != np.int8 or not readers or q.output[0] in g.outputs
                 or any(r.op_type != "DequantizeLinear" or list(r.input[1:3]) != list(q.input[1:3]) for r in readers)):
             continue
-        twin = unsigned_twin(q.input[2])
+        twin = unsigned_twin(q.input[2], zero)
         for node in (q, *readers):
             node.input[2] = twin
         changed += 1
@@ -1249,7 +1250,7 @@ def unsigned_int8(model: onnx.ModelProto) -> int:
                 or len(g.consumers.get(weight_name, [])) != 1):
             continue
         g.inits[weight_name].CopyFrom(numpy_helper.from_array(plus_128(weight), weight_name))
-        node.input[zero_index] = unsigned_twin(zero_name)
+        node.input[zero_index] = unsigned_twin(zero_name, zero)
         changed += 1
     used = {x for n in g.graph.node for x in n.input}
     for init in [i for i in g.graph.initializer if i.name in twins and i.name not in used]:
