@@ -309,3 +309,32 @@ def test_a_detectors_boxes_are_compared_order_free(det_artifact) -> None:
     shuffled["scores"][0, 0] -= 1e-4
     boxes, failures = judged(shuffled)
     assert failures == [] and boxes["max_abs"] == 0.0 and boxes["elements"] > 1000, (failures, boxes)
+
+
+def test_a_candidates_class_scores_moving_within_int8s_window_do_not_fail_its_box(det_artifact) -> None:
+    """The box comparison's gated error was the larger of a counterpart's box error and its class-score
+    error, so an INT8 graph whose score logits moved by more than the tolerance on one class of one
+    candidate (its box exact, its best score unchanged) failed on 'boxes': `python benchmarks/export_cost.py`
+    (the pvt_small detector with both INT8 flavours) failed its gate on model.int8.trt.onnx ('boxes: max_rel
+    0.253 > 0.25 (max_abs 25.5 ...)'), its worst box 25.5 px off on 640, 0.04 of the side. The gated error is the box's; the class scores are reported (score_max_abs)
+    and judged as the sorted ``scores``."""
+    from export_fixtures import images, ort_run
+
+    from pvt_deploy.export.parity import Comparison
+
+    post = det_artifact.manifest["postprocess"]
+    ref = ort_run(det_artifact.folder / "model.onnx", images(1, 160, 128, seed=5))
+    ref["scores"][0, 0, :2] = [0.9, 0.1]  # one strong candidate: best class 0.9, another 0.1
+    test = {k: v.copy() for k, v in ref.items()}
+    test["scores"][0, 0, 1] = 0.4  # that other class moves by 0.3; the box and the best score do not
+    tol = DEFAULT_TOLERANCES["int8"]
+    comp = Comparison("detect", post, max_rel=tol.max_rel)
+    comp.add(ref, test, [Letterbox((160, 128), (160, 128), (160, 128))])
+    report = comp.result()
+    boxes = report["outputs"]["boxes"]
+    assert boxes["max_rel"] == 0.0 and boxes["score_max_abs"] == pytest.approx(0.3, abs=1e-6), boxes
+    assert check_tolerance(report, tol, gate_agreement=False) == []
+    test["boxes"][0, 0] *= 1.5  # while a box that is off still fails
+    comp = Comparison("detect", post, max_rel=tol.max_rel)
+    comp.add(ref, test, [Letterbox((160, 128), (160, 128), (160, 128))])
+    assert [f for f in check_tolerance(comp.result(), tol, gate_agreement=False) if f.startswith("boxes: ")]

@@ -206,12 +206,13 @@ class CandidateBoxes:
     Per-level top-k emits candidates in score order, so near-ties swap places and a candidate near a level's
     cut (its k-th score) may be in one run's list and not the other's. A reference candidate whose best
     class score is clear of its level's cut by twice ``score_tolerance`` is in any faithful run's list (each
-    score, and so the k-th, moves by at most the tolerance): it is *required*, and its error is the distance
-    to the nearest candidate of the same level in the other run, the larger of the box error relative to
-    the input's longer side and the largest class-score error (so the same class, nearly the same score).
-    ``result()`` gives the largest such error as ``max_rel`` (gated as any output's), the largest box error
-    of a nearest counterpart in input pixels as ``max_abs`` (where it is: ``max_abs_at``, its index the
-    level and the candidate's place in it) and the largest class-score error as ``score_max_abs``.
+    score, and so the k-th, moves by at most the tolerance): it is *required*, and its counterpart is the
+    nearest candidate of the same level in the other run, by the larger of the box error relative to the
+    input's longer side and the largest class-score error (so the same class, nearly the same score).
+    ``result()`` gives the largest box error of a counterpart relative to the input's side as ``max_rel``
+    (gated as any output's), in input pixels as ``max_abs`` (where it is: ``max_abs_at``, its index the
+    level and the candidate's place in it), and the largest class-score error as ``score_max_abs``
+    (reported: the scores are gated as the sorted ``scores``).
     """
 
     score_tolerance: float = 0.02
@@ -271,8 +272,11 @@ class CandidateBoxes:
                 full = np.maximum(box[r], score_dist(rows[r:r + 1], np.arange(len(tb))[None, :])[0])
                 nearest[r], err[r] = int(np.argmin(full)), float(full.min())
         self.required += len(rows)
-        self._errors.append(err)
-        self.max_rel = max(self.max_rel, float(err.max()))
+        # gated: the box error of each one's counterpart (its scores are judged as the sorted ``scores``;
+        # an INT8 graph's score logits, rounded over a window, move by up to the tolerance themselves)
+        box_rel = box[np.arange(len(rows)), nearest]
+        self._errors.append(box_rel)
+        self.max_rel = max(self.max_rel, float(box_rel.max()))
         box_px = np.abs(rb[rows] - tb[nearest]).max(axis=-1)
         self.score_abs = max(self.score_abs, float(np.abs(rs[rows] - ts[nearest]).max()))
         worst = int(np.argmax(box_px))
