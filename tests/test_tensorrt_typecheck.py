@@ -121,7 +121,8 @@ import pytest  # noqa: E402
 
 @pytest.mark.slow
 def test_tensorrt_modules_typecheck_against_tensorrt_stubs() -> None:
-    """mypy --config-file mypy.ini passes: the TensorRT code matches the TensorRT 10.13 API stubs."""
+    """mypy --config-file mypy.ini passes: the package is strictly typed, and the TensorRT code matches the
+    TensorRT 10.13 API stubs."""
     api = pytest.importorskip("mypy.api")
     if _package_dir("tensorrt_bindings") is None:
         pytest.skip("tensorrt-stubs not installed (pip install --no-deps tensorrt-stubs)")
