@@ -52,7 +52,14 @@ from pvt_deploy.manifest import (
     write_manifest,
 )
 from pvt_deploy.utils import size_pair
-from pvt_deploy.utils.files import WRITE_ERRNOS, json_safe, probe_writable, sha256_file, unwritable_reason
+from pvt_deploy.utils.files import (
+    WRITE_ERRNOS,
+    hashing_once,
+    json_safe,
+    probe_writable,
+    sha256_file,
+    unwritable_reason,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -738,6 +745,7 @@ def reuses_folder(model: Any) -> bool:
     return isinstance(model, (str, os.PathLike)) and Path(model).is_dir() and not shadows_zoo_name(os.fspath(model))
 
 
+@hashing_once()  # a graph is hashed for its manifest entry, its check and the parity session's cache key: read once
 def export_onnx(
     model: str | os.PathLike[str] | nn.Module,
     out_dir: str | os.PathLike[str] | None = None,
