@@ -121,6 +121,20 @@ def test_a_thread_count_is_what_the_session_gets(det_export: Path) -> None:
         Model(det_export, inter_op_threads=-2)
 
 
+def _thread_count_probe(seen: list[int]) -> type:
+    """A module class for TorchBackend whose forward records the PyTorch thread count it runs at."""
+    import torch
+
+    class Probe(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            seen.append(torch.get_num_threads())
+            return (x.mean((2, 3)),)
+
+    return Probe
+
+
 def test_a_torch_thread_count_reaches_server_threads_that_ran_a_model_before() -> None:
     """PyTorch's ``threads=`` is process-wide (README), but ``torch.set_num_threads`` reaches only the
     thread that calls it and threads that have not run PyTorch yet (GNU OpenMP keeps a count per
@@ -133,13 +147,7 @@ def test_a_torch_thread_count_reaches_server_threads_that_ran_a_model_before() -
     from pvt_deploy.runtimes.torch import TorchBackend
 
     seen: list[int] = []
-
-    class Probe(torch.nn.Module):
-        output_names = ("logits",)
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-            seen.append(torch.get_num_threads())
-            return (x.mean((2, 3)),)
+    Probe = _thread_count_probe(seen)
 
     feed = {"images": np.zeros((1, 3, 8, 8), np.float32)}
     before = torch.get_num_threads()
@@ -166,13 +174,7 @@ def test_a_callers_own_torch_thread_count_is_kept_in_its_thread() -> None:
     from pvt_deploy.runtimes.torch import TorchBackend
 
     seen: list[int] = []
-
-    class Probe(torch.nn.Module):
-        output_names = ("logits",)
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-            seen.append(torch.get_num_threads())
-            return (x.mean((2, 3)),)
+    Probe = _thread_count_probe(seen)
 
     feed = {"images": np.zeros((1, 3, 8, 8), np.float32)}
     before = torch.get_num_threads()
