@@ -376,6 +376,22 @@ def test_a_bad_feed_is_one_error_line_on_either_backend(cls_export: Path) -> Non
         torch_backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})  # closed
 
 
+def _attention_net() -> Any:
+    """A module for TorchBackend whose largest attention takes 1000 bytes per input pixel (1024x1024: 1.05 GB)."""
+    import torch
+
+    class Net(torch.nn.Module):
+        output_names = ("logits",)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            return (x.mean((2, 3)),)
+
+        def peak_bytes(self, batch: int, height: int, width: int) -> int:
+            return batch * height * width * 1000
+
+    return Net()
+
+
 def test_pytorch_on_an_integrated_gpu_counts_the_memory_the_os_frees_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Jetson's GPU shares the machine's memory, and cudaMemGetInfo's free figure there leaves out the
     page cache and swap the OS gives back on demand (CUDA driver API, cuMemGetInfo: the integrated GPU on
@@ -389,16 +405,7 @@ def test_pytorch_on_an_integrated_gpu_counts_the_memory_the_os_frees_on_demand(m
     from pvt_deploy.runtimes.torch import TorchBackend
     from pvt_deploy.utils import cpu
 
-    class Net(torch.nn.Module):
-        output_names = ("logits",)
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-            return (x.mean((2, 3)),)
-
-        def peak_bytes(self, batch: int, height: int, width: int) -> int:
-            return batch * height * width * 1000  # 1024x1024: 1.05 GB
-
-    backend = TorchBackend(Net(), device="cpu")
+    backend = TorchBackend(_attention_net(), device="cpu")
     backend._device = torch.device("cuda", 0)
     integrated = [1]
     monkeypatch.setattr(torch.cuda, "get_device_properties",
@@ -419,22 +426,12 @@ def test_a_size_whose_attention_alone_takes_all_the_free_memory_is_refused(monke
     """The size check let through an input whose largest attention needed exactly the free memory; the
     rest of the forward pass (the other activations, the allocator's room: measured at 1.05-1.3x the
     attention at 1024-1536 px) then ran out or swapped. It is counted now, and the boundary is exact."""
-    import torch
 
     from pvt_deploy.runtimes import torch as torch_runtime
     from pvt_deploy.runtimes.torch import TorchBackend
     from pvt_deploy.utils import cpu
 
-    class Net(torch.nn.Module):
-        output_names = ("logits",)
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-            return (x.mean((2, 3)),)
-
-        def peak_bytes(self, batch: int, height: int, width: int) -> int:
-            return batch * height * width * 1000  # 1024x1024: 1.05 GB
-
-    backend = TorchBackend(Net(), device="cpu")
+    backend = TorchBackend(_attention_net(), device="cpu")
     attention = 1024 * 1024 * 1000
     free = [attention]
     monkeypatch.setattr(cpu, "available_memory", lambda: free[0])
