@@ -529,8 +529,11 @@ def test_cli_trt_engine_is_built_before_the_export_replaces_the_old_one(
         assert (folder / "model.engine").read_bytes() == b"plan"
 
 
-def test_summary_table_shows_every_digit_in_80_columns(cls_artifact: Artifact) -> None:
-    """Logs and CI consoles are 80 columns wide: no figure of the summary may be cut to '…'."""
+def test_summary_table_shows_every_digit_in_80_columns(cls_artifact: Artifact, det_artifact: Artifact,
+                                                       tmp_path: Path) -> None:
+    """Logs and CI consoles are 80 columns wide: no figure of the summary may be cut to '…', nor folded onto
+    a second line (export --model pvt_small --half --int8: 'model.int8.trt.onnx', 'int8/cpu', '137.0' MB and
+    'no dets' made the table 81 wide, its cosine printed as '0.99990' with the last '8' alone on the next line)."""
     import io
     import re
 
@@ -538,12 +541,24 @@ def test_summary_table_shows_every_digit_in_80_columns(cls_artifact: Artifact) -
 
     from pvt_deploy.cli.export import summary_table
 
-    console = Console(width=80, record=True, file=io.StringIO())
-    console.print(summary_table(cls_artifact.folder))
-    text = console.export_text()
-    row = next(line for line in text.splitlines() if line.startswith("model.onnx"))
-    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
-    assert re.search(r"\bfp32\b.*\d\.\d{6}\s+\d\.\de[-+]\d\d\s", row), row
+    big = tmp_path / "big"  # the detector's manifest as pvt_small's: files over 100 MB, no detection clear
+    big.mkdir()
+    manifest = json.loads((det_artifact.folder / "manifest.json").read_text())
+    for entry in manifest["files"].values():
+        entry["bytes"] = 137_000_000
+    for report in manifest["parity"].values():
+        report["task"].update(required_ref=0, required_test=0)  # agreement 'none clear', its widest
+    (big / "manifest.json").write_text(json.dumps(manifest))
+    for folder, files in ((cls_artifact.folder, 1), (big, 4)):
+        console = Console(width=80, record=True, file=io.StringIO())
+        console.print(summary_table(folder))
+        lines = console.export_text().splitlines()
+        assert "…" not in "".join(lines) and max(len(line.rstrip()) for line in lines) <= 80
+        rows = [line for line in lines if line.startswith("model.")]
+        assert len(rows) == files, lines
+        assert not [line for line in lines if line.startswith(" ") and line.strip()], lines  # nothing folded under
+        for row in rows:
+            assert re.search(r"\b(fp32|fp16|int8/cpu|int8/trt)\b.*\d\.\d{6}\s+\d\.\de[-+]\d\d\s", row), row
 
 
 def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -129,10 +129,11 @@ def summary_table(folder: Path) -> Any:
 
     m = read_manifest(folder)
     table = Table(title=f"{folder}  ({m.get('model')}, {m.get('task')})", title_justify="left",
-                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+                  box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
     table.add_column("file", no_wrap=True, min_width=19)
-    # 79 columns in all, so an 80-column terminal or a log file shows every digit; folded, never "…",
-    # where a terminal is narrower still
+    # columns one space apart (the box's): at most 77 wide ('model.int8.trt.onnx', 'int8/cpu', 'unchecked'),
+    # so an 80-column terminal or a log file shows every digit on one line; folded, never "…", where a
+    # terminal is narrower still
     for col in ("prec", "MB", "parity", "cosine", "max rel", "agree", "s/batch"):
         table.add_column(col, justify="left" if col in ("prec", "parity") else "right", overflow="fold")
     parity = m.get("parity") or {}
