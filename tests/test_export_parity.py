@@ -297,7 +297,7 @@ def test_a_detectors_boxes_are_compared_order_free(det_artifact) -> None:
     for label, bad in (("x1.5", fp32["boxes"] * 1.5), ("x/y swapped", fp32["boxes"][..., [1, 0, 3, 2]]),
                        ("1 px", fp32["boxes"] + np.float32([1, 0, 1, 0]))):
         boxes, failures = judged({**fp32, "boxes": bad})
-        assert [f for f in failures if f.startswith("boxes: max_rel ")], (label, failures)
+        assert [f for f in failures if f.startswith("boxes: mean_rel ")], (label, failures)
         assert boxes["max_abs"] >= 1.0 - 1e-4 and boxes["over"] > 0, (label, boxes)
     # top-k order swaps near-ties, and a candidate at a level's cut may be another anchor's
     levels = candidate_levels(fp32["boxes"].shape[1], (160, 128), post)
@@ -334,7 +334,12 @@ def test_a_candidates_class_scores_moving_within_int8s_window_do_not_fail_its_bo
     boxes = report["outputs"]["boxes"]
     assert boxes["max_rel"] == 0.0 and boxes["score_max_abs"] == pytest.approx(0.3, abs=1e-6), boxes
     assert check_tolerance(report, tol, gate_agreement=False) == []
-    test["boxes"][0, 0] *= 1.5  # while a box that is off still fails
+    test["boxes"][0, 0] *= 4  # one box far off (as an INT8 graph's widest anchors may be): reported, not failed
     comp = Comparison("detect", post, max_rel=tol.max_rel)
     comp.add(ref, test, [Letterbox((160, 128), (160, 128), (160, 128))])
-    assert [f for f in check_tolerance(comp.result(), tol, gate_agreement=False) if f.startswith("boxes: ")]
+    report = comp.result()
+    assert report["outputs"]["boxes"]["max_rel"] > tol.max_rel and check_tolerance(report, tol, gate_agreement=False) == []
+    test["boxes"] = ref["boxes"] + np.float32([80, 0, 80, 0])  # every box half the side off: fails at INT8 too
+    comp = Comparison("detect", post, max_rel=tol.max_rel)
+    comp.add(ref, test, [Letterbox((160, 128), (160, 128), (160, 128))])
+    assert [f for f in check_tolerance(comp.result(), tol, gate_agreement=False) if f.startswith("boxes: mean_rel ")]

@@ -127,7 +127,7 @@ def render(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     from pvt_deploy.cli.bench import short_device
-    from pvt_deploy.export.parity import agreement_text
+    from pvt_deploy.export.parity import agreement_text, gated_rel
     from pvt_deploy.io.sources import counted_as
 
     metric = {"detect": "detection F1", "segment": "pixels equal", "classify": "top-1 equal"}.get(
@@ -150,7 +150,7 @@ def render(report: dict[str, Any], console: Any) -> None:
                           "reference")
             continue
         outs = row.get("outputs") or {}
-        max_rel = max((float(o["max_rel"]) for o in outs.values()), default=None)
+        max_rel = max((float(gated_rel(o)) for o in outs.values()), default=None)
         cosine = min((float(o["cosine"]) for o in outs.values() if "cosine" in o), default=None)
         result = ("[yellow]unchecked[/]" if not row.get("checked", True) else "[green]ok[/]") if row["passed"] \
             else "[red]FAIL[/]"

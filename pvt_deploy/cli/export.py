@@ -124,7 +124,7 @@ def summary_table(folder: Path) -> Any:
     from rich import box
     from rich.table import Table
 
-    from pvt_deploy.export.parity import agreement_text, parity_status
+    from pvt_deploy.export.parity import agreement_text, gated_rel, parity_status
     from pvt_deploy.manifest import read_manifest
 
     m = read_manifest(folder)
@@ -144,7 +144,7 @@ def summary_table(folder: Path) -> Any:
         if p:
             outs = p.get("outputs", {}).values()
             cosines = [o["cosine"] for o in outs if isinstance(o.get("cosine"), float)]
-            rels = [o["max_rel"] for o in outs if isinstance(o.get("max_rel"), float)]
+            rels = [r for o in outs if isinstance(r := gated_rel(o), float)]
             cos = f"{min(cosines):.6f}" if cosines else "-"
             rel = f"{max(rels):.1e}" if rels else "-"
             agr = agreement_text(p)

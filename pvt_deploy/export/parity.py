@@ -209,10 +209,14 @@ class CandidateBoxes:
     score, and so the k-th, moves by at most the tolerance): it is *required*, and its counterpart is the
     nearest candidate of the same level in the other run, by the larger of the box error relative to the
     input's longer side and the largest class-score error (so the same class, nearly the same score).
-    ``result()`` gives the largest box error of a counterpart relative to the input's side as ``max_rel``
-    (gated as any output's), in input pixels as ``max_abs`` (where it is: ``max_abs_at``, its index the
-    level and the candidate's place in it), and the largest class-score error as ``score_max_abs``
-    (reported: the scores are gated as the sorted ``scores``).
+    ``result()`` gives the mean box error of the counterparts relative to the input's side as ``mean_rel``
+    (gated against the tolerance's ``max_rel``: a wrong decode, scale, order or shift moves every box, while
+    a faithful INT8 graph's or a TF32 GPU's error is largest on the few candidates of the widest anchors,
+    whose boxes move by the anchor's size times the regression's error: a seeded ``pvt_v2_b0`` INT8 export
+    had 5 of 2745 candidates 0.25-0.47 of the side off, all on P6/P7, with F1 1.0), the largest as
+    ``max_rel`` and in input pixels as ``max_abs`` (where it is: ``max_abs_at``, its index the level and
+    the candidate's place in it), and the largest class-score error as ``score_max_abs`` (reported: the
+    scores are gated as the sorted ``scores``).
     """
 
     score_tolerance: float = 0.02
@@ -285,9 +289,10 @@ class CandidateBoxes:
             self.max_abs_at = {"image": image, "index": [level, int(rows[worst])]}
 
     def result(self, max_rel: float | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"max_abs": self.max_abs, "max_rel": self.max_rel, "score_max_abs": self.score_abs,
-                               "elements": self.required, "candidates": self.candidates_seen,
-                               "score_tolerance": self.score_tolerance}
+        mean = float(np.concatenate(self._errors).mean()) if self._errors else 0.0
+        out: dict[str, Any] = {"max_abs": self.max_abs, "max_rel": self.max_rel, "mean_rel": mean, "gated": "mean_rel",
+                               "score_max_abs": self.score_abs, "elements": self.required,
+                               "candidates": self.candidates_seen, "score_tolerance": self.score_tolerance}
         if self.max_abs_at is not None:
             out["max_abs_at"] = self.max_abs_at
         if max_rel is not None:
@@ -580,6 +585,12 @@ def _where(stats: Mapping[str, Any], max_rel: float) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def gated_rel(stats: Mapping[str, Any]) -> Any:
+    """The relative error an output is judged by (and tabled with): its ``max_rel``, or what it names as
+    ``gated`` (a detector's candidate boxes: their ``mean_rel``, see :class:`CandidateBoxes`)."""
+    return stats.get(stats.get("gated", "max_rel"))
+
+
 def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement: bool = True) -> list[str]:
     """What in ``report`` (from :func:`compare_outputs`) is outside ``tol``; empty when it passes."""
     failures = []
@@ -588,8 +599,8 @@ def check_tolerance(report: Mapping[str, Any], tol: Tolerance, *, gate_agreement
             failures.append(f"{name}: {s['nonfinite']} non-finite values")
         if "cosine" in s and s["cosine"] < tol.min_cosine:
             failures.append(f"{name}: cosine {s['cosine']:.8f} < {tol.min_cosine:.10g}")
-        if s.get("max_rel", 0.0) > tol.max_rel:
-            failures.append(f"{name}: max_rel {s['max_rel']:.3g} > {tol.max_rel:.10g}{_where(s, tol.max_rel)}")
+        if (rel := gated_rel(s) or 0.0) > tol.max_rel:
+            failures.append(f"{name}: {s.get('gated', 'max_rel')} {rel:.3g} > {tol.max_rel:.10g}{_where(s, tol.max_rel)}")
     agreement = report.get("agreement")
     if gate_agreement and agreement is not None and agreement < tol.min_agreement:
         metric = (report.get("task") or {}).get("metric", "agreement")
