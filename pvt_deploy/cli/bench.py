@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.infer import IMGSZ_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils.files import json_dumps
 
@@ -28,7 +29,7 @@ def bench(
         help="Comma-separated: torch, onnx, onnx-fp16, onnx-int8, trt, torch-fp16, triton. "
         "Default: torch,onnx,onnx-fp16,onnx-int8,trt; for a lone .onnx, engine or checkpoint the backend that "
         "runs it; triton for a triton:// URL.", show_default=False)] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (default: the model's).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
     iters: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 20,

@@ -122,12 +122,15 @@ def _export_folder_of(model: str, console: Any) -> str:
     return str(path.parent)
 
 
+_RESULT_MARKUP = {"ok": "[green]ok[/]", "unchecked": "[yellow]unchecked[/]", "FAILED": "[red]FAIL[/]"}
+
+
 def render(report: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from pvt_deploy.cli.bench import short_device
-    from pvt_deploy.export.parity import agreement_text, gated_rel
+    from pvt_deploy.export.parity import agreement_text, gated_rel, parity_status
     from pvt_deploy.io.sources import counted_as
 
     metric = {"detect": "detection F1", "segment": "pixels equal", "classify": "top-1 equal"}.get(
@@ -152,8 +155,7 @@ def render(report: dict[str, Any], console: Any) -> None:
         outs = row.get("outputs") or {}
         max_rel = max((float(gated_rel(o)) for o in outs.values()), default=None)
         cosine = min((float(o["cosine"]) for o in outs.values() if "cosine" in o), default=None)
-        result = ("[yellow]unchecked[/]" if not row.get("checked", True) else "[green]ok[/]") if row["passed"] \
-            else "[red]FAIL[/]"
+        result = _RESULT_MARKUP[parity_status(row)]  # the export gate's words for a file: ok, unchecked, failed
         table.add_row(row["backend"], row["precision"], short_device(str(row["device"])),
                       escape(agreement_text(row, ".2%")),
                       f"{max_rel:.1e}" if max_rel is not None else "-",

@@ -222,7 +222,7 @@ class CandidateBoxes:
     score_tolerance: float = 0.02
     candidates_seen: int = 0
     required: int = 0
-    max_rel: float = 0.0  # the largest error (box relative to the input's side, or class score)
+    max_rel: float = 0.0  # the largest box error of a counterpart, relative to the input's side (reported)
     max_abs: float = 0.0  # the largest box error of a nearest counterpart, input pixels
     score_abs: float = 0.0  # the largest class-score error of a nearest counterpart
     max_abs_at: dict[str, Any] | None = None
