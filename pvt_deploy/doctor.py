@@ -379,8 +379,8 @@ def _marker_applies(marker: str, extra: str) -> bool | str:
 
 
 def _requirements() -> list[tuple[str, str, str | None, str | None]]:
-    """pvt-deploy's requirements as (distribution, specifier, version installed or None, marker not
-    not judged, with why, or None), the distribution being the alternative installed where one stands in
+    """pvt-deploy's requirements as (distribution, specifier, version installed or None, its marker and why
+    it could not be judged here, or None), the distribution being the alternative installed where one stands in
     (:data:`_ALTERNATIVES`): the core ones, and those of an extra whose package is installed (tensorrt,
     onnxruntime-gpu, tritonclient), whose environment marker holds here (:func:`_marker_applies`; one that
     cannot be judged is kept, and says so), as the install's metadata and, for an editable install,

@@ -260,4 +260,3 @@ def _picture_options(manifest: Mapping[str, Any], *, calibrated: bool) -> list[s
     if images and images != BUNDLED_IMAGES and images != calib:
         parts += ["--images", str(images)]
     return parts
-

@@ -148,6 +148,8 @@ def safetensors_length(path: str | os.PathLike[str]) -> int | None:
             return None
         end = max(end, offsets[1])
     return 8 + size + end
+
+
 _ZIP = b"PK\x03\x04"  # torch.save's zip archive: its first local file header
 _PICKLE = b"\x80"  # a bare pickle (very old torch.save files), protocol 2 or later
 
