@@ -709,3 +709,25 @@ def test_a_bf16_model_takes_and_gives_float32(protocol: str, tmp_path: Path) -> 
     assert out.dtype == np.float32 and out.shape == (2, NUM_CLASSES)
     reference = images.astype(ml_dtypes.bfloat16).astype(np.float32).mean(axis=(2, 3)) @ w
     np.testing.assert_allclose(out, reference, rtol=1e-2)  # bfloat16 keeps 8 significant bits
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_closed_backend_raises_input_error(protocol: str, tmp_path: Path) -> None:
+    """README: after ``close()`` a call raises ``InputError`` ("… is closed"), as the ONNX Runtime,
+    PyTorch and TensorRT backends do. A closed TritonBackend raised a plain PvtDeployError (exit 1, not
+    the input error's 2), whether the call found it closed itself or on its HTTP thread."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+
+    def classify(raw: bytes, shape: list[int]) -> bytes:
+        return np.zeros((shape[0], NUM_CLASSES), np.float32).tobytes()
+
+    images = np.zeros((1, 3, 8, 8), np.float32)
+    with stub_triton(protocol, embedded_manifest(tmp_path), classify) as (stub_url, seen):
+        backend, _ = load_triton(stub_url)
+        assert backend.infer({"images": images})["logits"].shape == (1, NUM_CLASSES)
+        backend.close()
+        with pytest.raises(InputError, match=r"this TritonBackend is closed$"):
+            backend.infer({"images": images})
+        with pytest.raises(InputError, match=r"this TritonBackend is closed$"):  # a call that asks the server
+            backend._call(backend._get_metadata)
+    assert len(seen) == 1

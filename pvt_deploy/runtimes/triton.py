@@ -218,8 +218,12 @@ class TritonBackend(Backend):
         if closed:  # close() ran while this one was being made
             with contextlib.suppress(Exception):
                 client.close()
-            raise PvtDeployError(f"{self.url}: backend is closed")
+            raise self._closed_error()
         return client
+
+    def _closed_error(self) -> InputError:
+        """What a call on a closed backend raises: an InputError ("... is closed"), as every backend's (README)."""
+        return InputError(f"{self.url}: this TritonBackend is closed")
 
     # -- protocol-specific calls (HTTP returns dicts; gRPC returns protobufs unless as_json) ----------
 
@@ -307,10 +311,10 @@ class TritonBackend(Backend):
         """``fn()``, run on the backend's HTTP thread (see ``__init__``); for gRPC, here."""
         caller = self._http_thread
         if caller is None:
-            if self.url.protocol == "http":
-                raise PvtDeployError(f"{self.url}: backend is closed")
+            if self._closed or self.url.protocol == "http":  # gRPC's closed client would raise a bare ValueError
+                raise self._closed_error()
             return fn()
-        return caller.run(fn, closed=lambda: PvtDeployError(f"{self.url}: backend is closed"))
+        return caller.run(fn, closed=self._closed_error)
 
     def _wait_server(self) -> dict[str, Any]:
         live = self._call(lambda: self._client.is_server_live(**self._kw()))
@@ -451,7 +455,7 @@ class TritonBackend(Backend):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._closed:
-            raise PvtDeployError(f"{self.url}: backend is closed")
+            raise self._closed_error()
         arrays = self._check_feed(feed)
         n = next(iter(arrays.values())).shape[0] if arrays else 0
         step = self.max_batch_size
