@@ -266,17 +266,18 @@ class TritonBackend(Backend):
         return (isinstance(e, OSError | TimeoutError | http.client.HTTPException)
                 or type(e).__name__ == "Timeout")  # gevent.Timeout
 
+    def _is_503(self, e: BaseException) -> bool:
+        """HTTP's 503 Service Unavailable: the server answered, and asks for a retry."""
+        return isinstance(e, self._server_error) and str(e.status() or "") == "503"
+
     def _answered_unavailable(self, e: BaseException) -> bool:
         """``e`` is the server's own answer 'unavailable' (a full queue, a rate limit, a model not ready):
         HTTP's 503; for gRPC, UNAVAILABLE is also what the client reports when nothing answered (connection
         refused, a dropped connection), so there it is the server's answer where the server answers a
         liveness call now."""
-        if not isinstance(e, self._server_error):
-            return False
-        status = str(e.status() or "")
-        if status == "503":
+        if self._is_503(e):
             return True
-        if "UNAVAILABLE" not in status:
+        if not isinstance(e, self._server_error) or "UNAVAILABLE" not in str(e.status() or ""):
             return False
         try:
             return bool(self._on_client_thread(lambda: self._client.is_server_live(**self._kw())))
@@ -291,8 +292,7 @@ class TritonBackend(Backend):
             try:
                 return self._on_client_thread(fn)
             except Exception as e:
-                is_503 = isinstance(e, self._server_error) and str(e.status() or "") == "503"
-                if not (is_503 or self._is_connection_error(e)):
+                if not (self._is_503(e) or self._is_connection_error(e)):
                     raise
                 if attempt == self.retries:
                     if self._answered_unavailable(e):
