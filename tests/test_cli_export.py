@@ -1167,3 +1167,22 @@ def test_cli_export_calibrates_on_a_dataset_yaml(tmp_path: Path, monkeypatch: py
     assert m["precision"]["int8"]["calibration"] == {"source": str(data), "images": 2, "method": "minmax"}
     assert m["export"]["parity_images"] == str(data) and m["parity"]["model.int8.trt.onnx"]["passed"]
     assert m["parity"]["model.int8.trt.onnx"]["images"] == 2
+
+
+def test_the_opset_help_names_the_maxima_the_option_is_checked_against(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --help`` said "torchscript up to torch's maximum, 23 in torch 2.13" whatever torch was
+    installed: a number written by hand. It now names what ``max_opset`` (the limit ``--opset`` is
+    refused past) gives for each exporter, here and now."""
+    import pvt_deploy.export.onnx as onnx_export
+
+    def help_text() -> str:
+        code, out, err = run(monkeypatch, capsys, "export", "--help")
+        assert code == 0, out + err
+        return " ".join(out.replace("│", " ").split())
+
+    real = help_text()
+    assert f"torchscript up to {onnx_export.max_opset('torchscript')[0]};" in real, real
+    assert f"dynamo >= 18 up to {onnx_export.max_opset('dynamo')[0]}," in real, real
+    monkeypatch.setattr(onnx_export, "max_opset", lambda exporter="torchscript": (41 if exporter == "torchscript" else 42, ""))
+    assert "ONNX opset (>= 17; torchscript up to 41; dynamo >= 18 up to 42, newer ones converted)." in help_text()

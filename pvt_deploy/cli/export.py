@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.spelling import Command
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
 
@@ -52,9 +53,31 @@ TRT_PANEL = "TensorRT (--format trt)"
 TRITON_PANEL = "Triton (--format triton)"
 
 
+# The maxima are the installed torch's and onnx's (export.onnx.max_opset, the limit --opset is checked
+# against), filled in when the help is shown: importing torch for every command would cost seconds.
+OPSET_HELP = "ONNX opset (>= {low}; torchscript up to {torchscript}; dynamo >= {dynamo_low} up to {dynamo}, newer ones converted)."
+
+
+class ExportCommand(Command):
+    """``export``, whose ``--opset`` help names the highest opset each exporter writes here."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        try:
+            from pvt_deploy.export.onnx import DYNAMO_MIN_OPSET, MIN_OPSET, max_opset
+
+            text = OPSET_HELP.format(low=MIN_OPSET, torchscript=max_opset("torchscript")[0],
+                                     dynamo_low=DYNAMO_MIN_OPSET, dynamo=max_opset("dynamo")[0])
+        except ImportError:  # a runtime-only install (no torch / onnx): no export to run either
+            text = None
+        for param in self.params:
+            if text is not None and param.name == "opset":
+                param.help = text
+        super().format_help(ctx, formatter)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the app."""
-    app.command("export")(export)
+    app.command("export", cls=ExportCommand)(export)
 
 
 def parse_shape(text: str | None, option: str) -> list[int] | None:
@@ -126,6 +149,7 @@ def summary_table(folder: Path) -> Any:
 
     from pvt_deploy.export.parity import agreement_text, gated_rel, parity_status
     from pvt_deploy.manifest import read_manifest
+    from pvt_deploy.runtimes.tensorrt import ENGINE_NAME, engine_precision
 
     m = read_manifest(folder)
     table = Table(title=f"{folder}  ({m.get('model')}, {m.get('task')})", title_justify="left",
@@ -153,7 +177,10 @@ def summary_table(folder: Path) -> Any:
             lat = f"{p.get('latency_s', 0):.3f}"
             status = {"ok": "[green]ok[/]", "FAILED": "[red]FAILED[/]"}.get(parity_status(p), "[yellow]unchecked[/]")
         flavour = f"/{entry['flavour']}" if entry.get("flavour") else ""
-        table.add_row(name, f"{entry.get('precision', '?')}{flavour}", f"{entry.get('bytes', 0) / 1e6:.1f}",
+        precision = entry.get("precision", "?")
+        if name == ENGINE_NAME and m.get("tensorrt"):  # tf32 where TensorRT was let use it (--tf32)
+            precision = engine_precision(m["tensorrt"])
+        table.add_row(name, f"{precision}{flavour}", f"{entry.get('bytes', 0) / 1e6:.1f}",
                       status, cos, rel, agr, lat)
     if ungated:
         table.caption = "* task agreement reported, not gated: random weights"
@@ -192,7 +219,8 @@ def export(
                                                  "32).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest height/width a dynamic graph declares (default "
                                                  "1344).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (>= 17; torchscript up to torch's maximum, 23 in torch 2.13; dynamo >= 18, newer ones converted).",
+    opset: Annotated[int, typer.Option(help=OPSET_HELP.format(low=17, torchscript="torch's maximum", dynamo_low=18,
+                                                                 dynamo="what onnx defines"),
                                        rich_help_panel=ONNX_PANEL)] = 17,
     exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
                                           rich_help_panel=ONNX_PANEL)] = "torchscript",
@@ -247,6 +275,9 @@ def export(
     hardware_compatible: Annotated[bool, typer.Option("--hardware-compatible", help="Engine loadable on any Ampere+ GPU. Off by "
                                                       "default.", show_default=False,
                                                       rich_help_panel=TRT_PANEL)] = False,
+    tf32: Annotated[bool, typer.Option("--tf32", help="Let TensorRT run FP32 layers in TF32 on Ampere+ GPUs (faster; "
+                                       "10-bit mantissa, judged with fp16's tolerance). Off by default: FP32 is "
+                                       "IEEE FP32.", show_default=False, rich_help_panel=TRT_PANEL)] = False,
     min_shape: Annotated[str | None, typer.Option(help="Profile minimum, NxCxHxW (default: the export's smallest batch and size).", show_default=False,
                                                   rich_help_panel=TRT_PANEL)] = None,
     opt_shape: Annotated[str | None, typer.Option(help="Profile optimum (kernels tuned for it), NxCxHxW (default: the smallest batch at the export's size).",
@@ -287,7 +318,7 @@ def export(
     for warning in _unused_options(format, triton_backend, trt={
             "--workspace": workspace is not None, "--timing-cache": timing_cache is not None,
             "--version-compatible": version_compatible, "--hardware-compatible": hardware_compatible,
-            "--min-shape": min_shape is not None, "--opt-shape": opt_shape is not None,
+            "--tf32": tf32, "--min-shape": min_shape is not None, "--opt-shape": opt_shape is not None,
             "--max-shape": max_shape is not None}, triton={
             "--triton-backend": triton_backend != "onnx", "--triton-repo": triton_repo is not None,
             "--max-batch": max_batch != 8, "--instances": instances != 1, "--instance-kind": instance_kind is not None}):
@@ -303,7 +334,7 @@ def export(
             model, output, format=format, triton_repo=triton_repo,
             tensorrt={"shapes": shapes or None, "workspace_gib": workspace, "timing_cache": timing_cache,
                       "version_compatible": version_compatible, "hardware_compatible": hardware_compatible,
-                      "progress": progress},
+                      "tf32": tf32, "progress": progress},
             triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances,
                     "kind": instance_kind.upper() if instance_kind else None},
             task=task, weights=weights, trust_checkpoint=trust_checkpoint, imgsz=imgsz, dynamic=dynamic, batch=batch,
