@@ -25,6 +25,12 @@ on real images and fails past :data:`DEFAULT_TOLERANCES`, chosen per precision:
 * fp16: cosine >= 0.999, max_rel <= 0.02, agreement >= 0.95 (10-bit mantissa; decoding kept in fp32);
 * int8: cosine >= 0.98, max_rel <= 0.25, agreement >= 0.80 (8-bit, calibrated on a handful of images).
 
+A fourth, ``tf32``, is fp16's limits: it judges what computes FP32 graphs with TensorFloat-32 (float32
+range, inputs of matmuls and convolutions rounded to fp16's 10-bit mantissa) on an Ampere or newer GPU,
+a TensorRT engine built with ``--tf32`` and ONNX Runtime's TensorRT EP, which has no switch for it. FP32
+elsewhere is IEEE FP32 on a GPU too: engines are built without TF32, the CUDA EP runs with
+``use_tf32=0`` and the PyTorch backend turns PyTorch's TF32 switches off while it runs.
+
 Task agreement is gated only when the model carries trained weights: on a randomly initialised
 network, top-1 classes and segmentation argmaxes are near-ties everywhere and detections sit below
 the score threshold, so agreement says nothing about the export (it is still reported). A graph whose
@@ -73,6 +79,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(min_cosine=0.9999, max_rel=1e-3, min_agreement=0.99),
     "fp16": Tolerance(min_cosine=0.999, max_rel=0.02, min_agreement=0.95),
     "int8": Tolerance(min_cosine=0.98, max_rel=0.25, min_agreement=0.80),
+    "tf32": Tolerance(min_cosine=0.999, max_rel=0.02, min_agreement=0.95),  # fp16's mantissa in matmuls and convs
 }
 
 

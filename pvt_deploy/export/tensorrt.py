@@ -6,6 +6,12 @@ and calibrators, and a strongly typed network builds the same on TensorRT 10 and
 ``model.int8.trt.onnx``. Only on a TensorRT without strong typing, or for an FP16 build on TensorRT 10
 when no FP16 graph was exported, do the old builder flags serve (and the manifest says so).
 
+FP32 is IEEE FP32: TensorRT's ``TF32`` builder flag, on by default (TensorRT 10 and 11, typed or not), lets
+it round the inputs of FP32 matmuls and convolutions to a 10-bit mantissa on Ampere and newer GPUs, and
+an engine so built misses the FP32 parity tolerance (max_rel 1e-3). It is cleared, as Polygraphy does,
+unless ``tf32=True`` (``--tf32``) asks for it; the manifest records which (``tensorrt.tf32``), and the
+runtime then reports and is judged as ``tf32``.
+
 The plan is written as TensorRT serialises it (trtexec and Triton load it as is); what is known about
 the build goes into the manifest's ``tensorrt`` section, which the runtime checks before loading.
 """
@@ -24,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError
 from pvt_deploy.manifest import EXPORT_FLAGS, file_entry, read_manifest, verify_file, write_manifest
+from pvt_deploy.runtimes.base import flag
 from pvt_deploy.runtimes.tensorrt import (
     AMPERE_PLUS,
     ENGINE_NAME,
@@ -396,6 +403,7 @@ def build_engine(
     hardware_compatible: bool = False,
     builder_optimization_level: int | None = None,
     progress: ProgressCallback | None = None,
+    tf32: bool = False,
 ) -> Path:
     """Build ``model.engine`` in ``artifact_dir`` and record it in the manifest. Returns the engine path.
 
@@ -404,7 +412,9 @@ def build_engine(
     memory; ``timing_cache`` is a file loaded if present and saved after the build (rebuilds then
     skip kernel timing). ``version_compatible`` makes a plan later TensorRT versions of the same
     major load; ``hardware_compatible`` one that any Ampere-or-newer GPU loads (both run a little
-    slower). ``progress`` receives build phases (:data:`ProgressCallback`).
+    slower). ``progress`` receives build phases (:data:`ProgressCallback`). ``tf32`` lets TensorRT
+    compute FP32 layers in TF32 on Ampere and newer GPUs (faster, a 10-bit mantissa in matmul and
+    convolution inputs); off by default, so FP32 is IEEE FP32.
 
     Without TensorRT this raises a one-line :class:`BackendUnavailableError` before reading anything.
     """
@@ -414,6 +424,7 @@ def build_engine(
         raise InputError(f"builder optimisation level must be 0..5, not {builder_optimization_level}")
     if workspace_gib is not None and workspace_gib <= 0:
         raise InputError(f"workspace must be positive, not {workspace_gib} GiB")
+    tf32 = flag("tf32", tf32)
     require_tensorrt()
     import tensorrt as trt
 
@@ -461,6 +472,8 @@ def build_engine(
     config = builder.create_builder_config()
     for name in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
+    if hasattr(trt.BuilderFlag, "TF32"):  # on in a new config: FP32 layers would round to TF32 on Ampere+
+        (config.set_flag if tf32 else config.clear_flag)(trt.BuilderFlag.TF32)
     if workspace_gib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if builder_optimization_level is not None:
@@ -521,6 +534,7 @@ def build_engine(
         "precision": precision,
         "strongly_typed": plan.strongly_typed,
         "builder_flags": list(plan.flags),
+        "tf32": tf32,
         "version_compatible": version_compatible,
         "hardware_compatible": hardware_compatible,
         "source": plan.source,

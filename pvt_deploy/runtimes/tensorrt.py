@@ -52,11 +52,13 @@ __all__ = [
     "check_profile_shape",
     "create_trt",
     "cuda_device_info",
+    "engine_precision",
     "host_platform",
     "load_engine",
     "rebuild_command",
     "require_tensorrt",
     "tensorrt_version",
+    "tf32_capable",
     "trt_logger",
 ]
 
@@ -282,13 +284,33 @@ def _cc_tuple(cc: str | None) -> tuple[int, int] | None:
     return (nums[0], nums[1] if len(nums) > 1 else 0) if nums else None
 
 
+def tf32_capable(compute_capability: str | None) -> bool:
+    """Whether a GPU of this compute capability (``"8.6"``) has TF32 tensor cores: Ampere (8.0) and newer;
+    True where it is not known."""
+    cc = _cc_tuple(compute_capability)
+    return cc is None or cc >= AMPERE_PLUS
+
+
+def engine_precision(section: Mapping[str, Any]) -> str:
+    """What an engine computes in, by its manifest's ``tensorrt`` section: its graph's precision, except
+    ``tf32`` for an fp32 engine that TensorRT was let use TF32 in (``--tf32``; and every engine built
+    before pvt-deploy cleared TensorRT's TF32 flag, on by default, so one whose section does not say)
+    on an Ampere or newer GPU."""
+    precision = str(section.get("precision") or "unknown")
+    if precision == "fp32" and section.get("tf32", True) and tf32_capable(section.get("compute_capability")):
+        return "tf32"
+    return precision
+
+
 def rebuild_command(manifest: Mapping[str, Any], artifact_dir: str | Path | None = None) -> str:
     """The command that rebuilds this artifact's engine on the current machine."""
     section = manifest.get("tensorrt") or {}
     engine = (manifest.get("files") or {}).get(ENGINE_NAME) or {}
     precision = section.get("precision") or engine.get("precision") or "fp32"
     target = str(artifact_dir) if artifact_dir is not None else f"exports/{manifest.get('model', 'MODEL')}"
-    return f"pvt-deploy export --model {shell_quote(str(target))} --format trt{EXPORT_FLAGS.get(str(precision), '')}"
+    tf32 = " --tf32" if section.get("tf32") else ""
+    return (f"pvt-deploy export --model {shell_quote(str(target))} --format trt"
+            f"{EXPORT_FLAGS.get(str(precision), '')}{tf32}")
 
 
 def check_engine_compatibility(
@@ -561,8 +583,7 @@ class TensorRTBackend(Backend):
         gpu_name, cc = cuda_device_info(self._device.index or 0)
         section = (self._manifest or {}).get("tensorrt") or {}
         self.info = BackendInfo(
-            name="tensorrt", device=str(self._device),
-            precision=str(section.get("precision") or "unknown"),
+            name="tensorrt", device=str(self._device), precision=engine_precision(section),
             details={"tensorrt": trt.__version__, "gpu": gpu_name, "compute_capability": cc,
                      "engine": str(path), "profiles": self._profiles_json(), "cuda_graph": cuda_graph,
                      "strongly_typed": section.get("strongly_typed")})
