@@ -99,7 +99,7 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
         def __init__(self) -> None:
             pass
 
-    flag_names = ["VERSION_COMPATIBLE"] + (["FP16", "INT8"] if weak_flags else [])
+    flag_names = ["VERSION_COMPATIBLE", "TF32"] + (["FP16", "INT8"] if weak_flags else [])  # TF32: 10 and 11
     BuilderFlag = enum.IntEnum("BuilderFlag", flag_names)  # noqa: N806
     NDCF = enum.IntEnum("NetworkDefinitionCreationFlag",  # noqa: N806
                         {"EXPLICIT_BATCH": 0, **({"STRONGLY_TYPED": 1} if strongly_typed else {})})
@@ -171,7 +171,8 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
 
     class Config:
         def __init__(self) -> None:
-            self.flags, self.pools, self.profiles = set(), {}, []
+            # TensorRT's BuilderFlag::kTF32, "Enabled by default" (NvInfer.h, TensorRT 10 and 11)
+            self.flags, self.pools, self.profiles = {"TF32"}, {}, []
             self.progress_monitor = None
             self.builder_optimization_level = 3
             self.hardware_compatibility_level = 0
@@ -179,6 +180,9 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
 
         def set_flag(self, flag: Any) -> None:
             self.flags.add(flag.name)
+
+        def clear_flag(self, flag: Any) -> None:
+            self.flags.discard(flag.name)
 
         def set_memory_pool_limit(self, pool: Any, size: int) -> None:
             self.pools[pool] = size
@@ -436,6 +440,42 @@ def test_fake_trt10_fp16_flag_fallback_is_recorded(use_fake: Any, tmp_path: Path
     assert built(trt)["builder_flags"] == ["FP16"] and built(trt)["flags"] == 0
     t = read_manifest(art)["tensorrt"]
     assert t["strongly_typed"] is False and t["builder_flags"] == ["FP16"] and t["source"] == "model.onnx"
+
+
+def test_fake_fp32_engine_is_built_without_tf32_unless_asked(use_fake: Any, tmp_path: Path) -> None:
+    """TensorRT's TF32 flag is on in a new builder config: an "fp32" engine rounded matmul and conv inputs
+    to a 10-bit mantissa on Ampere+ GPUs and missed the FP32 tolerance it is checked with (max_rel 1e-3).
+    It is cleared (as Polygraphy does) unless --tf32 asks for it; the manifest says which, and an engine
+    TensorRT could run in TF32 is reported and judged as tf32."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.export import summary_table
+    from pvt_deploy.runtimes.tensorrt import engine_precision, rebuild_command
+
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art")
+    build_engine(art)
+    assert built(trt)["builder_flags"] == []
+    section = read_manifest(art)["tensorrt"]
+    assert section["tf32"] is False and engine_precision(section) == "fp32"
+    assert rebuild_command(read_manifest(art), art).endswith("--format trt")
+
+    trt.calls.clear()
+    build_engine(art, tf32=True)
+    assert built(trt)["builder_flags"] == ["TF32"]
+    manifest = read_manifest(art)
+    section = manifest["tensorrt"]
+    assert section["tf32"] is True and engine_precision(section) == "tf32"  # the fake GPU: an A10, 8.6
+    assert manifest["files"]["model.engine"]["precision"] == "fp32"  # the graph's: the loader picks it by that
+    assert rebuild_command(manifest, art).endswith("--format trt --tf32")
+    console = Console(record=True, width=100)
+    console.print(summary_table(art))
+    assert [line.split()[1] for line in console.export_text().splitlines() if "model.engine" in line] == ["tf32"]
+    assert engine_precision({**section, "compute_capability": "7.5"}) == "fp32"  # no TF32 before Ampere
+    old = {k: v for k, v in section.items() if k != "tf32"}  # built before the flag was cleared: TensorRT's default
+    assert engine_precision(old) == "tf32" and engine_precision({**section, "precision": "fp16"}) == "fp16"
+    with pytest.raises(InputError, match="tf32 must be True or False, got 'no'"):
+        build_engine(art, tf32="no")  # type: ignore[arg-type]
 
 
 def test_fake_int8_export_with_cpu_flavour_only_is_refused_before_parsing(use_fake: Any, tmp_path: Path) -> None:
