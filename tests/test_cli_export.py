@@ -35,7 +35,7 @@ def test_cli_export_end_to_end(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["weights"]["random_init"] and manifest["parity"]["model.fp16.onnx"]["passed"]
     assert "RANDOM" in proc.stderr and "Traceback" not in proc.stderr
-    assert "nodes after simplification" in proc.stderr  # node counts reported on the console
+    assert "after simplification" in proc.stderr  # node counts reported on the console
     # Without weights every command initialises from the same seed: the zoo name run by PyTorch in this
     # process gives what the export made in another process gives, and torch's global RNG is left alone.
     import numpy as np
@@ -683,6 +683,7 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     from pvt_deploy.assets import sample_images
 
     folder = tmp_path / "my cls"
+    caplog.set_level(logging.INFO, logger="pvt_deploy")
     # --images with --no-parity was opened for nothing (a clip decoded; a missing one refused, exit 2), unsaid
     code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity", "--no-simplify", "-o", str(folder),
                       "--images", str(tmp_path / "gone.mp4")], monkeypatch, capsys)
@@ -690,7 +691,11 @@ def test_cli_export_ends_with_the_commands_that_run_it(tmp_path: Path, monkeypat
     assert "--images is not used: it names the pictures parity runs on, and parity is off" in caplog.text, caplog.text
     # --no-simplify: the graph line said "1112 -> 1112 nodes after simplification", of a step that never ran
     said = " ".join(err.split())
-    assert "nodes after simplification" not in said and "nodes (not simplified: --no-simplify)" in said, err
+    assert "after simplification" not in said and "nodes (not simplified)" in said, err
+    # the figures say the node counts in the words of the export's log ("1112 nodes (not simplified)"), not
+    # their own ("1112 nodes (not simplified: --no-simplify)"; "1112 -> 507 nodes after simplification")
+    logged = [r.getMessage().rsplit("; ", 1)[1] for r in caplog.records if " traced with " in r.getMessage()]
+    assert len(logged) == 1 and f"opset 17, {logged[0]}; batch" in said, (logged, err)
     line = err.strip().splitlines()[-1]
     assert line.startswith("next: "), err
     commands = [shlex.split(c) for c in line.removeprefix("next: ").split(" · ")]
@@ -1186,3 +1191,25 @@ def test_the_opset_help_names_the_maxima_the_option_is_checked_against(monkeypat
     assert f"dynamo >= 18 up to {onnx_export.max_opset('dynamo')[0]}," in real, real
     monkeypatch.setattr(onnx_export, "max_opset", lambda exporter="torchscript": (41 if exporter == "torchscript" else 42, ""))
     assert "ONNX opset (>= 17; torchscript up to 41; dynamo >= 18 up to 42, newer ones converted)." in help_text()
+
+
+def test_the_figures_count_nodes_in_the_logs_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One export printed "1112 nodes, 507 after simplification" in its log and "1112 -> 507 nodes after
+    simplification" in the figures under it (and "(not simplified)" against "(not simplified:
+    --no-simplify)"). The figures now use the log's words."""
+    from rich.console import Console
+
+    import pvt_deploy.manifest
+    from pvt_deploy.cli.export import _print_export_figures
+
+    def figures(simplified: bool) -> str:
+        manifest = {"export": {"exporter": "torchscript", "opset": 17, "nodes_before": 1112, "nodes_after": 507 if simplified else 1112,
+                               "simplified": simplified},
+                    "dynamic": {"batch": [1, 8], "height": [32, 1344], "width": [32, 1344]}}
+        monkeypatch.setattr(pvt_deploy.manifest, "read_manifest", lambda folder: manifest)
+        console = Console(record=True, width=200)
+        _print_export_figures(console, tmp_path, 1.0)
+        return console.export_text()
+
+    assert "graph: torchscript, opset 17, 1112 nodes, 507 after simplification; batch 1-8" in figures(True)
+    assert "graph: torchscript, opset 17, 1112 nodes (not simplified); batch 1-8" in figures(False)

@@ -385,6 +385,7 @@ def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], trit
 
 
 def _print_export_figures(console: Console, folder: Path, seconds: float) -> None:
+    from pvt_deploy.export.onnx import node_counts
     from pvt_deploy.manifest import cpu_int8_record, read_manifest
 
     m = read_manifest(folder)
@@ -393,8 +394,7 @@ def _print_export_figures(console: Console, folder: Path, seconds: float) -> Non
         dyn = m.get("dynamic")
         shape = (f"batch {dyn['batch'][0]}-{dyn['batch'][1]}, H/W {dyn['height'][0]}-{dyn['height'][1]} (x32)"
                  if dyn else "static " + "x".join(str(d) for d in m["inputs"][0]["shape"]))
-        counts = (f"{e.get('nodes_before')} -> {e.get('nodes_after')} nodes after simplification"
-                  if e.get("simplified", True) else f"{e.get('nodes_before')} nodes (not simplified: --no-simplify)")
+        counts = node_counts(e.get("nodes_before"), e.get("nodes_after"), e.get("simplified", True))
         console.print(f"graph: {e.get('exporter')}, opset {e.get('opset')}, {counts}; {shape}")
     weights = m.get("weights") or {}
     if weights.get("random_init"):

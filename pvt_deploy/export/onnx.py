@@ -128,8 +128,9 @@ def max_opset(exporter: str = "torchscript") -> tuple[int, str]:
     return int(getattr(_constants, "ONNX_MAX_OPSET", 23)), f"torch {torch.__version__.split('+')[0]}'s TorchScript exporter writes"
 
 
-def _node_counts(before: Any, after: Any, simplified: bool) -> str:
-    """``2157 nodes, 1066 after simplification``; with ``--no-simplify``, no count "after" a step that never ran."""
+def node_counts(before: Any, after: Any, simplified: bool) -> str:
+    """``2157 nodes, 1066 after simplification``; with ``--no-simplify``, no count "after" a step that never ran.
+    The export's log and the CLI's figures (the manifest's ``export`` record) both say it so."""
     return f"{before} nodes, {after} after simplification" if simplified else f"{before} nodes (not simplified)"
 
 
@@ -994,7 +995,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
             g.name_dims(proto, module_dim_names(module))  # onnxslim renames some of them
     nodes_after = g.node_count(proto)
     log.info("%s: traced with %s (opset %d) in %.1f s; %s", loaded.name, exporter, g.opset_of(proto),
-             steps.seconds["trace"], _node_counts(nodes_before, nodes_after, simplify))
+             steps.seconds["trace"], node_counts(nodes_before, nodes_after, simplify))
     checks = _CheckSpec(list(module.input_names), list(module.output_names), dynamic,
                         trace_hw if dynamic else None, g.count_layernorm_modules(module, small), allowed,
                         pre_nms_topk)
