@@ -14,11 +14,12 @@ from pvt_deploy.utils import onnx_model
 pytest_plugins = ["export_fixtures"]
 
 GPU = [TENSORRT, CUDA, CPU]
+CUDA_OPTIONS = {"device_id": 0, "use_tf32": 0}  # FP32 as IEEE FP32: the CUDA EP's use_tf32 is on by default
 
 
 def test_auto_prefers_tensorrt_then_cuda_then_cpu() -> None:
-    assert select_providers(available=GPU) == [(TENSORRT, {"device_id": 0}), (CUDA, {"device_id": 0}), CPU]
-    assert select_providers(available=[CUDA, CPU]) == [(CUDA, {"device_id": 0}), CPU]
+    assert select_providers(available=GPU) == [(TENSORRT, {"device_id": 0}), (CUDA, CUDA_OPTIONS), CPU]
+    assert select_providers(available=[CUDA, CPU]) == [(CUDA, CUDA_OPTIONS), CPU]
     assert select_providers(available=[CPU]) == [CPU]
 
 
@@ -27,7 +28,7 @@ def test_cpu_request_ignores_gpus() -> None:
 
 
 def test_cuda_request_skips_tensorrt() -> None:
-    assert select_providers("cuda", available=GPU, device_id=1) == [(CUDA, {"device_id": 1}), CPU]
+    assert select_providers("cuda", available=GPU, device_id=1) == [(CUDA, {**CUDA_OPTIONS, "device_id": 1}), CPU]
 
 
 def test_tensorrt_options_fp16_and_caches(tmp_path: object) -> None:
@@ -37,7 +38,7 @@ def test_tensorrt_options_fp16_and_caches(tmp_path: object) -> None:
     assert options == {"device_id": 0, "trt_fp16_enable": True,
                        "trt_engine_cache_enable": True, "trt_engine_cache_path": "/cache/trt",
                        "trt_timing_cache_enable": True, "trt_timing_cache_path": "/cache/trt"}
-    assert providers[1:] == [(CUDA, {"device_id": 0}), CPU]
+    assert providers[1:] == [(CUDA, CUDA_OPTIONS), CPU]
 
 
 @pytest.mark.parametrize("device, match", [("tensorrt", "TensorRT execution provider"),
@@ -67,7 +68,7 @@ def test_auto_leaves_out_a_tensorrt_provider_whose_libraries_do_not_load(monkeyp
 
     monkeypatch.setattr(ort_providers, "available_providers", lambda: list(GPU))
     monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
-    assert select_providers() == [(CUDA, {"device_id": 0}), CPU]
+    assert select_providers() == [(CUDA, CUDA_OPTIONS), CPU]
     assert select_providers("tensorrt")[0][0] == TENSORRT  # asked by name: tried, and refused if it falls back
     monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: True)
     assert [p[0] for p in select_providers()[:2]] == [TENSORRT, CUDA]
@@ -283,6 +284,43 @@ def test_a_shape_outside_the_tensorrt_ep_profile_is_refused_in_one_line(
             assert "\n" not in str(e.value)
     finally:
         backend.close()
+
+
+def test_fp32_on_the_tensorrt_ep_is_reported_as_tf32(cls_onnx: Path, tensorrt_here: list[list[Any]],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """FP32 on a GPU is IEEE FP32 where ONNX Runtime lets it: the CUDA EP is asked for use_tf32=0 (its
+    default lets cuBLAS and cuDNN round float32 to TF32 on Ampere+), also as the TensorRT EP's fallback.
+    The TensorRT EP has no such option and builds with TensorRT's TF32 flag on: an fp32 graph there is
+    reported as tf32 (and `check` judges it with that tolerance), on the CUDA EP as fp32."""
+    import onnxruntime
+
+    from pvt_deploy.runtimes import tensorrt as rt_tensorrt
+    from pvt_deploy.runtimes.loader import load_backend
+
+    recording, first = onnxruntime.InferenceSession, {"provider": TENSORRT}
+
+    class OnGpu:  # the session as onnxruntime-gpu reports it; it runs on the CPU here
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._session = recording(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+        def get_providers(self) -> list[str]:
+            return [first["provider"], *(p for p in GPU if p != first["provider"])]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", OnGpu)
+    monkeypatch.setattr(rt_tensorrt, "_driver_device_info", lambda index: ("NVIDIA A10", "8.6"))  # Ampere: TF32
+    backend, _ = load_backend(cls_onnx, io_binding=False)
+    backend.close()
+    assert tensorrt_here[-1][1] == (CUDA, CUDA_OPTIONS)  # the TensorRT EP's fallback for what it does not take
+    assert "use_tf32" not in tensorrt_here[-1][0][1]  # not an option of the TensorRT EP: ONNX Runtime would refuse it
+    assert (backend.info.device, backend.info.precision) == (TENSORRT, "tf32")
+    first["provider"] = CUDA
+    backend, _ = load_backend(cls_onnx, device="cuda", io_binding=False)
+    backend.close()
+    assert tensorrt_here[-1] == [(CUDA, CUDA_OPTIONS), CPU]
+    assert (backend.info.device, backend.info.precision) == (CUDA, "fp32")
 
 
 @pytest.mark.parametrize("device", ["cuda:3", "tensorrt:3"])

@@ -352,7 +352,12 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
-        from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, TENSORRT, select_providers
+        from pvt_deploy.runtimes.ort_providers import (
+            GPU_PROVIDERS,
+            TENSORRT,
+            computed_precision,
+            select_providers,
+        )
 
         threads = thread_count(threads)
         inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
@@ -444,8 +449,9 @@ class OnnxRuntimeBackend(Backend):
         self._profile: dict[str, dict[str, list[int]]] | None = profile if used and used[0] == TENSORRT else None
         if self.precision == "int8" and not self._on_gpu:
             _warn_int8_without_vnni(self.path, bool(rewrites and rewrites.rewrites.get("unsigned_int8")))
+        computes = self.precision if fp16 or not used else computed_precision(self.precision, used[0], self._device_id)
         self.info = BackendInfo(
-            name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=self.precision,
+            name="onnxruntime", device=used[0] if used else "CPUExecutionProvider", precision=computes,
             details={"onnxruntime": ort.__version__, "providers": used, "file": str(self.path),
                      "intra_op_threads": options.intra_op_num_threads, "spin": spin,
                      "worker_cpus": [int(c) - 1 for c in affinities.split(";")] if affinities else None,

@@ -15,6 +15,12 @@ the GPU's compute capability, not by the weights: a re-exported ``model.onnx`` (
 new weights) would load the old engines. The folder's key therefore adds the file's sha256, the
 TensorRT library's full version, the GPU's name (engines built on a GPU with more memory may not load
 on a smaller one of the same compute capability), FP16 and the optimisation profile.
+
+FP32 stays IEEE FP32 where ONNX Runtime lets it: the CUDA EP's ``use_tf32`` (on by default: cuBLAS
+GEMMs and cuDNN convolutions of float32 round their inputs to TF32's 10-bit mantissa on Ampere and newer
+GPUs) is turned off. The TensorRT EP has no such option (onnxruntime#26029) and builds with TensorRT's
+TF32 flag on, so an FP32 graph there is reported as computing in ``tf32`` (:func:`computed_precision`)
+and judged as such.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any, Literal
 from pvt_deploy.errors import BackendUnavailableError, InputError
 
 __all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "Profile", "ProviderSpec", "available_providers",
-           "cuda_device_count", "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key",
+           "computed_precision", "cuda_device_count", "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key",
            "tensorrt_libraries_load", "tensorrt_library_version"]
 
 log = logging.getLogger(__name__)
@@ -135,7 +141,8 @@ def select_providers(
 ) -> list[ProviderSpec]:
     """Provider list for ``device``, best first, always ending with the CPU provider.
 
-    ``auto`` takes TensorRT EP > CUDA EP > CPU from what is available. Asking for ``cuda`` or
+    ``auto`` takes TensorRT EP > CUDA EP > CPU from what is available. The CUDA EP runs with
+    ``use_tf32=0`` (FP32 as IEEE FP32, see the module docstring). Asking for ``cuda`` or
     ``tensorrt`` where that provider is absent raises :class:`BackendUnavailableError` (a silent CPU
     run would be mistaken for a GPU measurement). ``fp16`` lets the TensorRT EP use FP16 kernels on an
     FP32 graph. ``int8``: the graph is a Q/DQ INT8 graph, which TensorRT builds only with INT8 enabled
@@ -172,10 +179,21 @@ def select_providers(
         if cache_dir is None and model is not None:
             cache_dir = tensorrt_cache_dir(model, fp16=fp16, profile=profile, device_id=device_id)
         chosen.append((TENSORRT, _tensorrt_options(device_id, fp16, cache_dir, profile, int8)))
-    if CUDA in have:
-        chosen.append((CUDA, {"device_id": device_id}))
+    if CUDA in have:  # FP32 as IEEE FP32 (the EP's default lets cuBLAS and cuDNN round to TF32 on Ampere+)
+        chosen.append((CUDA, {"device_id": device_id, "use_tf32": 0}))
     chosen.append(CPU)
     return chosen
+
+
+def computed_precision(precision: str, provider: str, device_id: int = 0) -> str:
+    """What a session of a ``precision`` graph computes in on ``provider``: ``tf32`` for an fp32 graph on
+    the TensorRT EP of an Ampere or newer GPU (or one whose capability the CUDA driver does not tell),
+    whose engines TensorRT builds with its TF32 flag on; else ``precision``."""
+    if precision != "fp32" or provider != TENSORRT:
+        return precision
+    from pvt_deploy.runtimes.tensorrt import _driver_device_info, tf32_capable
+
+    return "tf32" if tf32_capable(_driver_device_info(device_id)[1]) else precision
 
 
 def _tensorrt_options(device_id: int, fp16: bool, cache_dir: str | os.PathLike[str] | None,
