@@ -190,6 +190,77 @@ def test_a_callers_own_torch_thread_count_is_kept_in_its_thread() -> None:
             TorchBackend(Probe(), threads=before)
 
 
+def _tf32_switches() -> list[tuple[Any, str]]:
+    """PyTorch's TF32 switches of CUDA matmuls and cuDNN convolutions, as (object, attribute): the
+    per-operator fp32_precision of PyTorch 2.9+, else the allow_tf32 flags."""
+    import torch
+
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return [(torch.backends.cuda.matmul, "fp32_precision"), (conv, "fp32_precision")]
+    return [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")]
+
+
+def test_pytorch_fp32_on_a_gpu_runs_without_tf32_and_leaves_the_callers_settings() -> None:
+    """The reference FP32 run on a GPU computed in TF32 where PyTorch allows it: cuDNN convolutions by
+    default, matmuls after ``torch.set_float32_matmul_precision("high")``, so `check` on a GPU measured its
+    exports against a 10-bit-mantissa reference. A run turns PyTorch's TF32 switches off and puts the
+    caller's back when the last run in flight ends (the switches are the process's). A device other than
+    the CPU (here ``meta``, which this CPU build of PyTorch has) stands in for CUDA."""
+    import threading
+
+    import torch
+
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    switches = _tf32_switches()
+    state = lambda: [getattr(obj, name) for obj, name in switches]  # noqa: E731
+    ieee = ["ieee", "ieee"] if switches[0][1] == "fp32_precision" else [False, False]
+    original = state()
+    seen: list[tuple[str, list[Any]]] = []
+    in_flight, other_done = threading.Event(), threading.Event()
+
+    class Probe(torch.nn.Module):
+        output_names = ("logits",)
+
+        def __init__(self, name: str, wait: bool = False) -> None:
+            super().__init__()
+            self.name, self.wait = name, wait
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            seen.append((self.name, state()))
+            if self.wait:  # stay in flight while another model runs and ends
+                in_flight.set()
+                assert other_done.wait(30)
+                seen.append((self.name, state()))
+            return (torch.zeros(x.shape[0], 8),)
+
+    feed = {"images": np.zeros((1, 3, 8, 8), np.float32)}
+    try:
+        torch.set_float32_matmul_precision("high")  # the caller's choice: TF32 matmuls
+        torch.backends.cudnn.allow_tf32 = True  # PyTorch's default for convolutions
+        callers = state()
+        assert callers != ieee
+        models = {}
+        for name in ("slow", "quick", "cpu"):
+            models[name] = TorchBackend(Probe(name, wait=name == "slow"), device="cpu")
+            if name != "cpu":
+                models[name]._device = torch.device("meta")
+        slow = threading.Thread(target=models["slow"].infer, args=(feed,))
+        slow.start()
+        assert in_flight.wait(30)
+        models["quick"].infer(feed)
+        other_done.set()
+        slow.join(30)
+        after_gpu = state()
+        models["cpu"].infer(feed)
+        assert seen == [("slow", ieee), ("quick", ieee), ("slow", ieee), ("cpu", callers)]
+        assert after_gpu == callers  # put back when the last run ended, not when the first did
+    finally:
+        for (obj, name), value in zip(switches, original, strict=True):
+            setattr(obj, name, value)
+
+
 # ---------------------------------------------------------------------------------------------------
 # A TensorRT engine in the folder (this machine has no TensorRT: what runs instead, and what is said)
 # ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ Why the choices below:
   than silently slow. On a GPU it pays only where the arithmetic dominates: on an H200 (2026-12-04,
   ``benchmarks/speed.py --device cuda``) autocast FP16 ran at 1.16-1.37x FP32 for the detectors at
   batch 8 but 0.75-0.86x at batch 1, where these graphs wait on kernel launches.
+* FP32 on a GPU is IEEE FP32, as the reference must be: PyTorch lets cuDNN convolutions round their
+  inputs to TF32 (a 10-bit mantissa) on Ampere and newer GPUs by default, and cuBLAS matmuls where the
+  caller asked (``torch.set_float32_matmul_precision("high")``). A run turns those switches off
+  (:func:`_ieee_fp32`) and puts back what the process had when the last concurrent run ends: they are
+  the process's, not a thread's, so while a run is in flight another thread's CUDA work reads them off.
 * Intra-op threads default to the physical cores: hyper-threads share one FPU and only add
   contention to GEMM-bound transformer blocks.
 * Outputs are always returned as float32/int32 numpy arrays so post-processing is identical for
@@ -29,10 +34,11 @@ Why the choices below:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -111,6 +117,50 @@ def _follow_threads(torch_mod: Any) -> None:
         torch_mod.set_num_threads(count)
         current = count
     _thread_generation.value = (generation, current)
+
+
+# TF32 (see the module docstring). Runs in flight count, so that concurrent runs of FP32 models leave the
+# switches as the first found them, whichever ends last.
+_ieee_lock = threading.Lock()
+_ieee_runs = 0
+_ieee_saved: list[Any] = []  # the switches' values before the first run in flight
+
+
+def _tf32_switches(torch_mod: Any) -> list[tuple[Any, str, Any]]:
+    """``(object, attribute, IEEE value)`` for PyTorch's TF32 switches of CUDA matmuls and cuDNN: the
+    per-operator ``fp32_precision`` of PyTorch 2.9+ (whose older ``allow_tf32`` flags it deprecates, and
+    mixed with which its ``cudnn.allow_tf32`` getter raises), else the ``allow_tf32`` flags."""
+    cuda, cudnn = torch_mod.backends.cuda.matmul, torch_mod.backends.cudnn
+    conv, rnn = getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return [(cuda, "fp32_precision", "ieee"), (conv, "fp32_precision", "ieee")] + (
+            [(rnn, "fp32_precision", "ieee")] if rnn is not None else [])  # conv and rnn alike: no mixed state
+    return [(cuda, "allow_tf32", False), (cudnn, "allow_tf32", False)]
+
+
+@contextlib.contextmanager
+def _ieee_fp32(torch_mod: Any) -> Iterator[None]:
+    """PyTorch's TF32 switches off for the block. When the last block in flight ends, each is put back
+    to what the process had before the first began, unless something changed it meanwhile (the caller's
+    own setting then stands)."""
+    global _ieee_runs, _ieee_saved
+    switches = _tf32_switches(torch_mod)
+    with _ieee_lock:
+        if _ieee_runs == 0:
+            _ieee_saved = [getattr(obj, name) for obj, name, _ in switches]
+            for obj, name, value in switches:
+                setattr(obj, name, value)
+        _ieee_runs += 1
+    try:
+        yield
+    finally:
+        with _ieee_lock:
+            _ieee_runs -= 1
+            if _ieee_runs == 0:
+                for (obj, name, value), before in zip(switches, _ieee_saved, strict=True):
+                    if getattr(obj, name) == value:
+                        setattr(obj, name, before)
+                _ieee_saved = []
 
 
 def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
@@ -360,9 +410,11 @@ class TorchBackend(Backend):
         torch = self._torch
         module = self.module
         _follow_threads(torch)
-        if self._device.type == "cuda":  # inside infer's error mapping: a CUDA failure is one line too
+        on_gpu = self._device.type != "cpu"
+        if on_gpu:  # inside infer's error mapping: a CUDA failure is one line too
             x = x.to(self._device)
-        with torch.inference_mode():
+        exact = _ieee_fp32(torch) if on_gpu and self.precision == "fp32" else contextlib.nullcontext()
+        with torch.inference_mode(), exact:
             if self.precision == "fp16":
                 with torch.autocast("cuda", dtype=torch.float16):
                     outs = module(x)
