@@ -63,6 +63,8 @@ class ExportCommand(Command):
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         try:
+            from typer.core import TyperOption
+
             from pvt_deploy.export.onnx import DYNAMO_MIN_OPSET, MIN_OPSET, max_opset
 
             text = OPSET_HELP.format(low=MIN_OPSET, torchscript=max_opset("torchscript")[0],
@@ -70,7 +72,7 @@ class ExportCommand(Command):
         except ImportError:  # a runtime-only install (no torch / onnx): no export to run either
             text = None
         for param in self.params:
-            if text is not None and param.name == "opset":
+            if text is not None and param.name == "opset" and isinstance(param, TyperOption):
                 param.help = text
         super().format_help(ctx, formatter)
 
