@@ -748,6 +748,8 @@ def _usage_error(err: str) -> str:
     (["export", "--trt-opt-shapes", "images:[1,3,640,640]"], "No such option: --trt-opt-shapes. Did you mean --opt-shape?"),
     (["export", "--hardwareCompatibilityLevel=ampere+"],
      "No such option: --hardwareCompatibilityLevel. Did you mean --hardware-compatible?"),
+    (["export", "--noTF32"], "No such option: --noTF32. TF32 is off unless asked for: an FP32 engine is built "
+     "without it (--tf32 lets TensorRT use it)."),
     # Polygraphy's --atol is absolute, --tolerance a factor: written as --tolerance 1e-3 it made every
     # tolerance a thousand times stricter and failed a sound export
     (["check", "--atol", "1e-3"], "No such option: --atol. pvt-deploy check --tolerance scales the per-precision tolerances (0.5 = "

@@ -80,6 +80,25 @@ def test_torch_cuda_fp32_and_fp16_match_the_cpu(det: Path) -> None:
     assert s16["cosine"] > 0.999 and s16["max_abs"] < 3e-2, s16
 
 
+@pytest.mark.parametrize("backend", ["torch", pytest.param("onnx", marks=ORT_CUDA)])
+def test_fp32_on_the_gpu_meets_the_fp32_tolerance(det: Path, backend: str) -> None:
+    """FP32 on a GPU is IEEE FP32: PyTorch's cuDNN convolutions and the CUDA EP's GEMMs and convolutions
+    used TF32 (a 10-bit mantissa) on Ampere+ by default, outside the FP32 tolerance `check` judges with.
+    Not run where this was written (no GPU): written to be run on one."""
+    import torch
+
+    from pvt_deploy.export.parity import DEFAULT_TOLERANCES, check_tolerance, compare_outputs
+    from pvt_deploy.manifest import read_manifest
+
+    before = (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    ref, _, records = _run(det, backend=backend, device="cpu")
+    out, info, _ = _run(det, backend=backend, device="cuda")
+    assert info.precision == "fp32" and not info.device.startswith("CPU"), info
+    report = compare_outputs("detect", ref, out, records, read_manifest(det)["postprocess"])
+    assert check_tolerance(report, DEFAULT_TOLERANCES["fp32"], gate_agreement=False) == [], report["outputs"]
+    assert (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()) == before  # the caller's
+
+
 @ORT_CUDA
 def test_onnxruntime_cuda_matches_the_cpu_and_binds_io(det: Path) -> None:
     ref, _, records = _run(det, backend="onnx", device="cpu")

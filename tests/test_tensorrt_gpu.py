@@ -238,3 +238,37 @@ def test_pvt_engine_matches_onnxruntime(pvt_artifact: Path, precision: str, min_
     print(json.dumps({"precision": precision, "cosine": {n: _cosine(got[n], r) for n, r in ref.items()
                                                          if r.dtype == np.float32}}))
 
+
+def test_pvt_fp32_engine_meets_the_fp32_tolerance_against_pytorch_on_the_cpu(pvt_artifact: Path) -> None:
+    """TensorRT's TF32 flag is on by default: an "fp32" engine rounded matmul and conv inputs to a 10-bit
+    mantissa on Ampere+ and missed the FP32 tolerance. Built without it, the engine meets the tolerance the
+    export gate and `check` judge FP32 by, against PyTorch FP32 on the CPU; built with --tf32 it is
+    reported as tf32 and meets that tolerance. Not run where this was written (no GPU)."""
+    from pvt_deploy.export.parity import DEFAULT_TOLERANCES, check_tolerance, compare_outputs
+    from pvt_deploy.export.tensorrt import build_engine
+    from pvt_deploy.io.sources import read_image
+    from pvt_deploy.runtimes.loader import load_backend
+    from pvt_deploy.runtimes.tensorrt import tf32_capable
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    assets = Path(__file__).resolve().parents[1] / "pvt_deploy" / "assets"
+    photos = [read_image(assets / name) for name in ("astronaut.jpg", "coffee.jpg")]
+    reference, manifest = load_backend(pvt_artifact, backend="torch", device="cpu")
+    with reference:
+        feed, records = Predictor(reference, manifest, imgsz=128).preprocess(photos)
+        ref = reference.infer(feed)
+    for tf32 in (False, True):
+        build_engine(pvt_artifact, precision="fp32", tf32=tf32)
+        section = read_manifest(pvt_artifact)["tensorrt"]
+        assert section["tf32"] is tf32
+        backend, manifest = load_backend(pvt_artifact, backend="trt")
+        with backend:
+            got = backend.infer(feed)
+        computes = "tf32" if tf32 and tf32_capable(section["compute_capability"]) else "fp32"
+        assert backend.info.precision == computes
+        report = compare_outputs(manifest["task"], ref, got, records, manifest.get("postprocess") or {})
+        failures = check_tolerance(report, DEFAULT_TOLERANCES[computes], gate_agreement=False)
+        assert failures == [], (computes, failures)
+        print(json.dumps({"tf32": tf32, "outputs": {n: {k: o.get(k) for k in ("max_rel", "cosine", "gated")}
+                                                    for n, o in report["outputs"].items()}}, default=str))
+    build_engine(pvt_artifact, precision="fp32")  # as the other tests found it

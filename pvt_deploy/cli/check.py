@@ -38,7 +38,8 @@ def check(
     tolerance: Annotated[float | None, typer.Option(
         help="Factor on the export parity gate's per-precision tolerances (0.5 = twice as strict, 2 = twice as "
         "loose). Defaults: fp32 cosine>=0.9999 max_rel<=1e-3 agreement>=0.99; fp16 0.999/0.02/0.95; "
-        "int8 0.98/0.25/0.80.", show_default=False, rich_help_panel=TOLERANCE_PANEL)] = None,
+        "int8 0.98/0.25/0.80; tf32 (a TensorRT engine built with --tf32, ONNX Runtime's TensorRT EP) as fp16.",
+        show_default=False, rich_help_panel=TOLERANCE_PANEL)] = None,
     backends: Annotated[str | None, typer.Option(help="Only these, comma-separated (at least two): torch, onnx, "
                                                 "onnx-fp16, onnx-int8, trt.")] = None,
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,

@@ -33,6 +33,7 @@ COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "
 _OUTPUT = "--output"
 _BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, trt{}."
 _TO_JSON = "The report goes to the terminal; --json prints it as JSON, for > report.json."
+_NO_TF32 = "TF32 is off unless asked for: an FP32 engine is built without it (--tf32 lets TensorRT use it)."
 # Polygraphy's --atol 1e-3 is an absolute tolerance; --tolerance is a factor (as --tolerance 1e-3, it
 # made every tolerance a thousand times stricter: a sound export failed its check)
 _FACTOR = ("pvt-deploy check --tolerance scales the per-precision tolerances (0.5 = twice as strict, 2 = twice as loose); "
@@ -65,6 +66,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--trt-min-shapes": "--min-shape", "--trt-opt-shapes": "--opt-shape", "--trt-max-shapes": "--max-shape",
         "--pool-limit": "--workspace", "--load-timing-cache": "--timing-cache", "--save-timing-cache": "--timing-cache",
         "--versionCompatible": "--version-compatible", "--hardwareCompatibilityLevel": "--hardware-compatible",
+        "--noTF32": _NO_TF32, "--no-tf32": _NO_TF32,
         "--work-dir": _OUTPUT, "--out-dir": _OUTPUT, "--save-dir": _OUTPUT, "--project": _OUTPUT,
         "--device": "The export traces on the CPU, and --format trt builds on the first GPU it sees "
                     "(CUDA_VISIBLE_DEVICES=N pvt-deploy export ... picks one).",
