@@ -442,11 +442,14 @@ def test_fake_trt10_fp16_flag_fallback_is_recorded(use_fake: Any, tmp_path: Path
     assert t["strongly_typed"] is False and t["builder_flags"] == ["FP16"] and t["source"] == "model.onnx"
 
 
-def test_fake_fp32_engine_is_built_without_tf32_unless_asked(use_fake: Any, tmp_path: Path) -> None:
+def test_fake_fp32_engine_is_built_without_tf32_unless_asked(use_fake: Any, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """TensorRT's TF32 flag is on in a new builder config: an "fp32" engine rounded matmul and conv inputs
     to a 10-bit mantissa on Ampere+ GPUs and missed the FP32 tolerance it is checked with (max_rel 1e-3).
     It is cleared (as Polygraphy does) unless --tf32 asks for it; the manifest says which, and an engine
     TensorRT could run in TF32 is reported and judged as tf32."""
+    from cli_run import run
     from rich.console import Console
 
     from pvt_deploy.cli.export import summary_table
@@ -471,6 +474,8 @@ def test_fake_fp32_engine_is_built_without_tf32_unless_asked(use_fake: Any, tmp_
     console = Console(record=True, width=100)
     console.print(summary_table(art))
     assert [line.split()[1] for line in console.export_text().splitlines() if "model.engine" in line] == ["tf32"]
+    code, out, err = run(monkeypatch, capsys, "info", str(art))
+    assert code == 0 and "on NVIDIA A10 (fake) (cc 8.6), tf32, profiles" in out + err, out + err
     assert engine_precision({**section, "compute_capability": "7.5"}) == "fp32"  # no TF32 before Ampere
     old = {k: v for k, v in section.items() if k != "tf32"}  # built before the flag was cleared: TensorRT's default
     assert engine_precision(old) == "tf32" and engine_precision({**section, "precision": "fp16"}) == "fp16"

@@ -108,8 +108,10 @@ def render(facts: dict[str, Any], console: Any) -> None:
         print_table(console, table)
     trt = facts.get("tensorrt")
     if trt:
+        from pvt_deploy.runtimes.tensorrt import engine_precision
+
         say(f"tensorrt: {trt.get('version')} on {trt.get('gpu')} (cc {trt.get('compute_capability')}), "
-                      f"{trt.get('precision')}, profiles {trt.get('profiles')}")
+                      f"{engine_precision(trt)}, profiles {trt.get('profiles')}")  # tf32 where TensorRT may use it
     parity = facts.get("parity") or {}
     from pvt_deploy.export.parity import agreement_text, parity_status
 
