@@ -260,7 +260,7 @@ def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] |
     :meth:`~pvt_deploy.tasks.pipeline.Predictor.check_batch`): each backend tried it in turn, after loading,
     and bench tabled every one of them as skipped for that one reason under an empty table."""
     from pvt_deploy.errors import ShapeError, option
-    from pvt_deploy.manifest import is_export_folder, read_manifest
+    from pvt_deploy.manifest import batch_limit, is_export_folder, read_manifest
     from pvt_deploy.runtimes.loader import check_imgsz
 
     if (size is None and batch <= 1) or not is_export_folder(Path(target)):
@@ -268,10 +268,8 @@ def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] |
     manifest = read_manifest(Path(target))
     if size is not None:
         check_imgsz(manifest, size)
-    dynamic = manifest.get("dynamic")
-    shape = ((manifest.get("inputs") or [{}])[0].get("shape") or [None])[0]
-    most = int((dynamic.get("batch") or [1, batch])[1]) if dynamic else shape if isinstance(shape, int) else batch
-    if batch > most:  # the Predictor's words
+    most = batch_limit(manifest)  # what the Predictor of every backend will judge (before an engine's own profile)
+    if most is not None and batch > most:  # the Predictor's words
         raise ShapeError(f"{option('batch')} {batch} is more than this graph takes ({most})",
                          hint=f"lower {option('batch')}, or re-export with a larger batch range")
 

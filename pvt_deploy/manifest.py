@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,36 @@ def is_export_folder(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def batch_limit(manifest: Mapping[str, Any], profiles: Sequence[Mapping[str, Any]] | None = None) -> int | None:
+    """The largest batch the export's graph takes, as every reader judges it (``bench`` before it loads
+    anything, the :class:`~pvt_deploy.tasks.pipeline.Predictor`, :func:`reexport_command`):
+
+    - a graph whose input's first dimension is a number (every static export) takes that batch;
+    - a dynamic one, the top of its ``dynamic.batch`` range;
+    - a static manifest that records no input shape, 1: the batch a static export is made at;
+    - a dynamic manifest with no batch range, None: its batch dimension is named, and nothing bounds it
+      (the export always writes the range; a hand-made manifest may not).
+
+    ``profiles`` (a TensorRT engine's, ``[{"input", "min", "opt", "max"}]``) bound it further by the
+    first profile's largest batch: the engine refuses a larger one."""
+    shape = ((manifest.get("inputs") or [{}])[0] or {}).get("shape") or [None]
+    dynamic = manifest.get("dynamic")
+    if isinstance(shape[0], int) and shape[0] > 0:
+        limit: int | None = shape[0]
+    elif not dynamic:
+        limit = 1
+    else:
+        batch = dynamic.get("batch") if isinstance(dynamic, Mapping) else None
+        limit = int(batch[1]) if batch else None
+    try:
+        top = int(profiles[0]["max"][0]) if profiles else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        top = None
+    if top is not None and top > 0:
+        limit = top if limit is None else min(limit, top)
+    return limit
+
+
 def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any],
                      given: Mapping[str, Any] | None = None) -> str:
     """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights, size,
@@ -185,16 +215,14 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         parts += ["--imgsz", str(size[0]) if size[0] == size[1] else f"{size[0]},{size[1]}"]
     dynamic = manifest.get("dynamic")
     d = _EXPORT_DEFAULTS
+    most = batch_limit(manifest)  # None: no bound recorded, which no --batch can ask for; the default's
     if dynamic is None:
         parts.append("--static")
-        shape = (manifest.get("inputs") or [{}])[0].get("shape") or []
-        batch = shape[0] if shape and isinstance(shape[0], int) else 1
-        if batch != 1:
-            parts += ["--batch", str(batch)]
+        if most is not None and most != 1:
+            parts += ["--batch", str(most)]
     elif isinstance(dynamic, Mapping):
-        max_batch = (dynamic.get("batch") or [1, d["max_batch"]])[1]
-        if max_batch != d["max_batch"]:
-            parts += ["--batch", str(max_batch)]
+        if most is not None and most != d["max_batch"]:
+            parts += ["--batch", str(most)]
         lo, hi = (dynamic.get("height") or [d["min_size"], d["max_size"]])[:2]
         hw = [int(v) for v in size] if isinstance(size, list) and len(size) == 2 else []
         if lo != d["min_size"]:

@@ -605,3 +605,95 @@ def test_concurrent_swaps_into_one_folder_take_turns(tmp_path: Path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "notes.txt"]
     assert (target / "manifest.json").read_text() == "1" and (target / "notes.txt").read_text() == "mine"
+
+
+def test_bench_the_predictor_and_the_rebuild_command_read_one_batch_limit(tmp_path: Path) -> None:
+    """The largest batch an export takes was read from its manifest in three places, each with a fallback
+    of its own: bench (before loading) put no bound on a static manifest that records no input shape, which
+    the Predictor then refused above 1 and the rebuild command rebuilt at batch 1. All three read
+    ``batch_limit`` now: a fixed input batch, else the dynamic range's top, else 1 for a static export,
+    else (a dynamic manifest with no batch range) no bound, for which the rebuild command leaves ``--batch``
+    to the export's default."""
+    from collections.abc import Mapping
+    from typing import Any
+
+    import numpy as np
+
+    from pvt_deploy.bench import _refuse_size_outside
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.manifest import batch_limit, reexport_command, write_manifest
+    from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec
+    from pvt_deploy.tasks.pipeline import Predictor
+
+    class Graph(Backend):
+        """A loaded graph as the manifest declares it, with a TensorRT engine's profile where given."""
+
+        def __init__(self, manifest: Mapping[str, Any], profiles: list[dict[str, Any]] | None = None,
+                     max_batch_size: int = 0) -> None:
+            self._inputs = [TensorSpec.from_json(t) for t in manifest["inputs"]]
+            self.info = BackendInfo("tensorrt" if profiles else "onnxruntime", "cpu", "fp32")
+            if profiles is not None:
+                self.profiles = profiles
+            if max_batch_size:  # a Triton model's: it sends a larger batch in pieces
+                self.max_batch_size = max_batch_size
+
+        @property
+        def inputs(self) -> list[TensorSpec]:
+            return self._inputs
+
+        @property
+        def outputs(self) -> list[TensorSpec]:
+            return []
+
+        def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            raise AssertionError("not run")
+
+    def bench_most(manifest: dict[str, Any], name: str) -> int | None:
+        folder = tmp_path / name
+        folder.mkdir()
+        write_manifest(folder, manifest)
+        for batch in range(2, 40):
+            try:
+                _refuse_size_outside(folder, None, batch)
+            except ShapeError:
+                return batch - 1
+        return None
+
+    def predictor_most(backend: Backend, manifest: dict[str, Any]) -> int | None:
+        most = Predictor(backend, manifest).max_batch
+        return None if most == 1 << 20 else most
+
+    symbolic = [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}]
+    base = {"model": "pvt_v2_b0-cls", "task": "classify", "classes": ["a", "b"], "inputs": symbolic,
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}],
+            "preprocess": preprocess_spec("classify", (64, 64), dynamic=True, mean=(0, 0, 0), std=(1, 1, 1)),
+            "postprocess": {}, "export": {"imgsz": [64, 64]},
+            "dynamic": {"batch": [1, 4], "height": [32, 1344], "width": [32, 1344]}}
+    static_pre = preprocess_spec("classify", (64, 64), dynamic=False, mean=(0, 0, 0), std=(1, 1, 1))
+    cases = {
+        "ranged": (base, 4),
+        "no batch range": ({**base, "dynamic": {"height": [32, 1344], "width": [32, 1344]}}, None),
+        "static": ({**base, "dynamic": None, "preprocess": static_pre,
+                    "inputs": [{"name": "images", "dtype": "float32", "shape": [2, 3, 64, 64]}]}, 2),
+        "static, no shape": ({**base, "dynamic": None, "preprocess": static_pre}, 1),
+    }
+    for name, (manifest, expected) in cases.items():
+        command = reexport_command(tmp_path, manifest)
+        rebuilt = _reexport_params(command)["batch"] if "--batch" in command else None
+        got = {"batch_limit": batch_limit(manifest), "bench": bench_most(manifest, name),
+               "predictor": predictor_most(Graph(manifest), manifest), "rebuild": rebuilt}
+        default = 1 if manifest["dynamic"] is None else 8  # the export's, which the command leaves out
+        want = {"batch_limit": expected, "bench": expected, "predictor": expected,
+                "rebuild": None if expected in (None, default) else expected}
+        assert got == want, name
+
+    # A TensorRT engine (built with --shapes max batch 2) runs no larger batch than its profile: the
+    # Predictor refused --batch 4 only when the engine did, on the first batch, and a video on the GPU
+    # ran in batches of 4. A Triton model sends a batch larger than its max_batch_size in pieces.
+    profile = [{"input": "images", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [2, 3, 640, 640]}]
+    engine = Predictor(Graph(base, profile), base)
+    assert engine.max_batch == 2 and engine.auto_batch("video") == 2
+    with pytest.raises(ShapeError, match=r"batch 4 is more than this graph takes \(2\)"):
+        engine.check_batch(4)
+    assert batch_limit(base, profile) == 2 and batch_limit(base, [{"input": "images"}]) == 4
+    assert Predictor(Graph(base, profile, max_batch_size=2), base).max_batch == 4

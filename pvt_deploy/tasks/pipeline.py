@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from pvt_deploy.errors import InputError, ShapeError, option
+from pvt_deploy.manifest import batch_limit
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 from pvt_deploy.tasks.results import FrameLike, Result, draw_threshold, make_results
@@ -246,7 +247,11 @@ class Predictor:
         self.input_name = backend.inputs[0].name if backend.inputs else "images"
         batch_dim = backend.inputs[0].shape[0] if backend.inputs and backend.inputs[0].shape else "batch"
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-        self.max_batch = int(dynamic.get("batch", [1, 1 << 20])[1]) if dynamic else (self.fixed_batch or 1)
+        # A Triton model sends a larger batch in pieces of its max_batch_size (its profile's batch): only a
+        # backend that runs a batch in one go (a TensorRT engine) is bound by its profile's batch
+        profiles = None if getattr(backend, "max_batch_size", 0) else getattr(backend, "profiles", None)
+        most = batch_limit(manifest, profiles)
+        self.max_batch = self.fixed_batch or (most if most is not None else 1 << 20)
 
     def _dynamic_range(self, dynamic: Mapping[str, Any] | None) -> dict[str, list[int]] | None:
         """The manifest's range, narrowed to a TensorRT engine's profile when that is what runs."""
