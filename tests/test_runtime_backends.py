@@ -510,3 +510,41 @@ def test_path_options_are_paths_and_get_their_folders(cls_export: Path, tmp_path
     blocker.write_text("")
     with pytest.raises(InputError, match="cannot make the folder .*a-file"):
         load_backend(cls_export, backend="onnx", optimized_model_path=blocker / "x.onnx")
+
+
+def test_a_directly_built_backend_reads_the_precision_from_the_graph_not_its_name(tmp_path: Path) -> None:
+    """``OnnxRuntimeBackend(path)`` built without the loader (no manifest to read the precision from)
+    guessed it from the file's name: a ``model.fp16.onnx`` copied to ``x.onnx`` ran as FP32, an FP32 graph
+    named ``y.fp16.onnx`` as FP16 (and one named ``z_int8.onnx`` as INT8, with the VNNI warning), as
+    ``info`` and ``bench`` then said. It now reads it from the graph, as the loader does for a lone file."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    def graph(path: Path, half: bool) -> Path:
+        w = np.arange(8, dtype=np.float16 if half else np.float32).reshape(4, 2)
+        nodes = ([helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16),
+                  helper.make_node("MatMul", ["xh", "W"], ["yh"]),
+                  helper.make_node("Cast", ["yh"], ["y"], to=TensorProto.FLOAT)] if half
+                 else [helper.make_node("MatMul", ["x", "W"], ["y"])])
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              initializer=[numpy_helper.from_array(w, "W")])
+        onnx.save(onnx_model(g), path)
+        return path
+
+    fp16 = graph(tmp_path / "model.fp16.onnx", half=True)
+    fp32 = graph(tmp_path / "model.onnx", half=False)
+    cases = {shutil.copy(fp16, tmp_path / "x.onnx"): "fp16", fp16: "fp16",
+             shutil.copy(fp32, tmp_path / "half.onnx"): "fp32", shutil.copy(fp32, tmp_path / "y.fp16.onnx"): "fp32",
+             shutil.copy(fp32, tmp_path / "z_int8.onnx"): "fp32"}
+    for path, precision in cases.items():
+        with OnnxRuntimeBackend(path, device="cpu", threads=1) as backend:
+            assert backend.precision == precision, path
+            out = backend.infer({"x": np.ones((1, 4), np.float32)})["y"]
+            np.testing.assert_array_equal(out, [[12, 16]])
+    with OnnxRuntimeBackend(tmp_path / "x.onnx", device="cpu", threads=1, precision="fp16") as given:
+        assert given.precision == "fp16"  # what the loader passes from the manifest is taken as it is

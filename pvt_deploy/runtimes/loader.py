@@ -755,12 +755,12 @@ def _warn_failed_parity(name: str, manifest: Mapping[str, Any]) -> None:
 
 def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, device: str | None,
                   options: Mapping[str, Any], imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
-    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend, guess_precision
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend, graph_file_precision
 
     _warn_failed_parity(path.name, manifest)
 
     entry = (manifest.get("files") or {}).get(path.name) or {}
-    file_precision = entry.get("precision") or guess_precision(path)
+    file_precision = entry.get("precision") or graph_file_precision(path)
     if precision is not None and precision != file_precision:
         raise InputError(f"{path.name} holds a {file_precision} graph, not {precision}",
                          hint=f"pick {ONNX_FILES.get(precision, 'the matching file')} from the export folder")
@@ -969,10 +969,10 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         listing = _folder_manifest_listing(path)
         manifest = listing if listing is not None else read_onnx_manifest(path)
         files = [_file_status(path.parent, path.name, (manifest.get("files") or {}).get(path.name))]
-        from pvt_deploy.runtimes.onnxruntime import guess_precision
+        from pvt_deploy.runtimes.onnxruntime import graph_file_precision
         from pvt_deploy.runtimes.ort_providers import available_providers
 
-        files[0]["precision"] = files[0]["precision"] or guess_precision(path)
+        files[0]["precision"] = files[0]["precision"] or graph_file_precision(path)
         ok = bool(available_providers())
         candidates = [Candidate("onnx", "onnx", files[0]["precision"], path.name, ok,
                                 "" if ok else "onnxruntime is not installed")]

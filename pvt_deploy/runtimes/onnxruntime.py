@@ -86,7 +86,7 @@ from pvt_deploy.runtimes.base import (
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
-__all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "guess_precision", "ort_dtype", "session_options", "spin_mode",
+__all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "graph_file_precision", "guess_precision", "ort_dtype", "session_options", "spin_mode",
            "worker_affinities"]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,24 @@ def guess_precision(path: str | os.PathLike[str]) -> str:
     if ".int8" in name or name.endswith("_int8.onnx"):
         return "int8"
     return "fp32"
+
+
+def graph_file_precision(path: str | os.PathLike[str]) -> str:
+    """What the graph in ``path`` holds, read from the graph (:func:`pvt_deploy.export.optimize.graph_precision`,
+    as :func:`~pvt_deploy.runtimes.loader.read_onnx_manifest` lists a lone file): a renamed ``model.fp16.onnx``
+    is still FP16, an FP32 graph named ``half.fp16.onnx`` still FP32. Guessed from the name only where the
+    onnx package is missing (a slim runtime image) or cannot parse the file (ONNX Runtime then says why)."""
+    try:
+        import onnx
+
+        from pvt_deploy.export.optimize import graph_precision
+    except ImportError:
+        return guess_precision(path)
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a model: the session's own load reports it
+        return guess_precision(path)
+    return graph_precision(model)
 
 
 _warned_vnni = False
@@ -332,8 +350,8 @@ class OnnxRuntimeBackend(Backend):
     sessions (default: a folder of ``.ort-cache`` beside the file keyed by graph, versions, GPU, FP16
     and profile, :func:`~pvt_deploy.runtimes.ort_providers.tensorrt_cache_dir`). ``manifest``: the
     export's manifest, whose dynamic ranges give the TensorRT EP its optimisation profile (the loader
-    passes it). ``precision`` is what the file holds (read from the manifest by the loader; guessed
-    from the file name otherwise). ``rewrite``: load the CPU-optimised copy of the graph
+    passes it). ``precision`` is what the file holds (read from the manifest by the loader; read from
+    the graph otherwise, :func:`graph_file_precision`). ``rewrite``: load the CPU-optimised copy of the graph
     (:mod:`pvt_deploy.runtimes.ort_session`; exact rewrites, cached beside the file); default on when
     the session runs on the CPU provider alone. ``shard``: on the CPU provider alone, split a batch
     of at least ``threads`` images across the threads (see the module docstring) when the graph's
@@ -375,7 +393,7 @@ class OnnxRuntimeBackend(Backend):
         if isinstance(providers, str):  # one provider's name, not a list of one-letter names
             providers = [providers]
         profile = None  # the TensorRT EP's, where select_providers gives it one
-        self.precision = precision or guess_precision(self.path)
+        self.precision = precision or graph_file_precision(self.path)
         if providers is None:
             if kind in ("cuda", "tensorrt", "trt"):
                 _check_device_index(device, device_id)
