@@ -579,6 +579,57 @@ def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tm
     assert abs(len(lines) - frames) <= 1  # the signal may land between a frame's video and JSON writes
 
 
+STOPPED_MID_CALL = """
+import sys, torch
+from pvt_deploy.cli import main
+from pvt_deploy.tasks import pipeline
+pipeline._JOIN_S = 0.0  # leave the call in flight at once, as a forward longer than the 5 s join is left
+real = pipeline.Pipeline._infer
+def _infer(self, batch, calls=[]):
+    calls.append(1)
+    if len(calls) > 1:  # a long call inside torch, as a PyTorch forward at 1344 px is on a small CPU
+        x = torch.randn(1024, 1024)
+        for _ in range(2000):
+            x = (x @ x).clamp(-1, 1)
+    return real(self, batch)
+pipeline.Pipeline._infer = _infer
+sys.argv = ["pvt-deploy", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_stop_while_a_call_is_in_flight_still_exits_143(det_export: Path, tmp_path: Path) -> None:
+    """A run stopped while its inference thread was inside a long native call (a PyTorch forward at a
+    large size, past the 5 s the pipeline waits for it) finished its outputs, said "terminated", and
+    then aborted at the interpreter's exit: "terminate called without an active exception", exit 134
+    (SIGABRT) instead of 143. The call left running is abandoned, as the pipeline meant to."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(96, 64), fps=25.0)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_MID_CALL, "infer", str(clip), "--model", str(det_export),
+                             "--batch", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        part = out / "predictions.jsonl.part"
+        deadline = time.monotonic() + 120
+        while not (part.is_file() and part.read_text().count("\n") >= 1):  # the second call is under way
+            assert proc.poll() is None and time.monotonic() < deadline, "infer ended before it could be stopped"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminate called" not in err and err.strip().splitlines()[-1] == "terminated"
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "predictions.jsonl"]
+    assert decode_video(out / "clip.mp4")[1] >= 1
+
+
 SIGTERM_CHILD = """
 import os, signal, sys, time
 from pvt_deploy.utils import signals

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import sys
+import threading
 
 import typer
 
@@ -122,6 +124,36 @@ def main() -> None:
 
     An interrupt exits 130 after Ctrl-C and 143 after SIGTERM (128 + 15: what a shell reports for a
     process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
+    try:
+        _main()
+    except SystemExit as e:
+        _leave_calls_in_flight(e.code)
+        raise
+    _leave_calls_in_flight(0)
+
+
+def _leave_calls_in_flight(code: int | str | None) -> None:
+    """Exit at once, outputs already finished, when a pipeline thread is still inside a call.
+
+    A stopped run waits a few seconds for the inference call in flight (``tasks.pipeline._JOIN_S``),
+    then leaves it: a PyTorch forward at a large size runs for longer. Python's own exit would then
+    end that daemon thread as the call returns into the interpreter, which unwinds it through
+    PyTorch's or ONNX Runtime's C++ frames: "terminate called without an active exception", SIGABRT,
+    exit 134 instead of 130 / 143. Nothing is left to do by then (the main thread has finalised the
+    outputs and printed the summary), so the process ends without the interpreter's teardown."""
+    if not any(t.daemon and t.name.startswith("pvt-deploy-") for t in threading.enumerate()):
+        return
+    if not isinstance(code, int):  # as Python's exit treats them: None is success, a message is printed
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _main() -> None:
     printable_streams()
     if len(sys.argv) < 2 or {"-h", "--help"} & set(sys.argv[1:]):
         _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
