@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,6 +78,34 @@ def test_compare_outputs_and_tolerance() -> None:
     assert any("cosine" in f for f in failures) and any("max_rel" in f for f in failures)
     e = numeric_errors(np.array([1.0, -2.0]), np.array([1.5, -2.0]))
     assert e["max_abs"] == 0.5 and e["max_rel"] == 0.25
+
+
+def test_tf32_arithmetic_fails_the_fp32_tolerance_and_meets_its_own() -> None:
+    """What TF32 does to a network (the inputs of each float32 matmul rounded to a 10-bit mantissa, the
+    products summed in float32), here eight residual blocks, is outside the FP32 tolerance: FP32 on a GPU
+    must be IEEE FP32 to pass it, and what runs in TF32 (an engine built with --tf32, ONNX Runtime's
+    TensorRT EP) is judged with a tolerance of its own."""
+    rng = np.random.default_rng(0)
+
+    def tf32(a: np.ndarray) -> np.ndarray:  # rounded to nearest, 10 of float32's 23 mantissa bits kept
+        bits = a.astype(np.float32).view(np.uint32)
+        return ((bits + np.uint32(1 << 12)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+    weights = [(rng.normal(size=(128, 128)) / 64 * np.sqrt(128)).astype(np.float32) for _ in range(8)]
+
+    def net(x: np.ndarray, matmul: Any) -> np.ndarray:
+        for w in weights:
+            x = x + np.tanh(matmul(x, w))
+            x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+        return x.astype(np.float32)
+
+    x = rng.normal(size=(32, 128)).astype(np.float32)
+    exact = net(x.astype(np.float64), np.matmul)
+    metas = [Letterbox((224, 224), (224, 224), (224, 224))] * len(x)
+    for matmul, fp32_ok in ((np.matmul, True), (lambda a, b: tf32(a) @ tf32(b), False)):
+        report = compare_outputs("classify", {"logits": exact}, {"logits": net(x, matmul)}, metas, {})
+        assert (check_tolerance(report, DEFAULT_TOLERANCES["fp32"], gate_agreement=False) == []) is fp32_ok, report
+        assert check_tolerance(report, DEFAULT_TOLERANCES["tf32"], gate_agreement=False) == [], report
 
 
 def test_a_failure_says_where_the_largest_error_is_and_how_many_elements_are_over() -> None:
