@@ -124,12 +124,16 @@ def main() -> None:
 
     An interrupt exits 130 after Ctrl-C and 143 after SIGTERM (128 + 15: what a shell reports for a
     process SIGTERM ended, so a supervisor sees the stop it asked for, not a user's Ctrl-C)."""
+    # the process's own entry (the console script, python -m pvt_deploy), not a caller that goes on
+    entry = sys._getframe(1).f_globals.get("__name__") == "__main__"
     try:
         _main()
     except SystemExit as e:
-        _leave_calls_in_flight(e.code)
+        if entry:
+            _leave_calls_in_flight(e.code)
         raise
-    _leave_calls_in_flight(0)
+    if entry:
+        _leave_calls_in_flight(0)
 
 
 def _leave_calls_in_flight(code: int | str | None) -> None:
@@ -140,7 +144,8 @@ def _leave_calls_in_flight(code: int | str | None) -> None:
     end that daemon thread as the call returns into the interpreter, which unwinds it through
     PyTorch's or ONNX Runtime's C++ frames: "terminate called without an active exception", SIGABRT,
     exit 134 instead of 130 / 143. Nothing is left to do by then (the main thread has finalised the
-    outputs and printed the summary), so the process ends without the interpreter's teardown."""
+    outputs and printed the summary), so the process ends without the interpreter's teardown. Only
+    where ``main`` is the process's entry point: a program (a test) that calls it in-process goes on."""
     if not any(t.daemon and t.name.startswith("pvt-deploy-") for t in threading.enumerate()):
         return
     if not isinstance(code, int):  # as Python's exit treats them: None is success, a message is printed
