@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pvt_deploy.errors import CheckpointError
+from pvt_deploy.errors import CheckpointError, InputError
 from pvt_deploy.models import create_model, infer_architecture, load_weights
 from pvt_deploy.models.synthetic import seeded_state_dict
 
@@ -470,6 +470,9 @@ def test_a_hash_in_the_name_or_fragment_is_checked(site: tuple[Site, str], offic
     with pytest.raises(CheckpointError, match=r"not the 0123456789abcdef its fragment gives"):
         create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth#sha256=0123456789abcdef")
     assert cached(tmp_path) == []
+    for fragment in ("sha256=00ff", "sha256=" + "0" * 65, "md5=00ff00ff"):  # too short or long, not a sha256
+        with pytest.raises(InputError, match=r"unknown fragment #.*\(#sha256= takes 8 to 64 hex digits"):
+            create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth#{fragment}")
     model = create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0-{digest[:10]}.pth")
     assert not model.random_init
     assert cached(tmp_path) == [f"pvt_v2_b0-{digest[:10]}.pth"]

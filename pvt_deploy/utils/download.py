@@ -85,8 +85,9 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     expected = None
     if parts.fragment:
         m = _FRAGMENT_HASH.fullmatch(parts.fragment)
-        if m is None:
-            raise InputError(f"weights URL {url}: unknown fragment #{parts.fragment} (only #sha256=HEX is understood)")
+        if m is None:  # "#sha256=00ff" was "unknown" too, "only #sha256=HEX is understood", though it is hex
+            raise InputError(f"weights URL {url}: unknown fragment #{parts.fragment} (#sha256= takes 8 to 64 hex "
+                             "digits of the file's sha256; no other fragment is understood)")
         expected = m.group(1).lower()
     else:
         hub = _HUB_HASH.fullmatch(name)
