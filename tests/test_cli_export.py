@@ -1187,10 +1187,11 @@ def test_the_opset_help_names_the_maxima_the_option_is_checked_against(monkeypat
         return " ".join(out.replace("│", " ").split())
 
     real = help_text()
-    assert f"torchscript up to {onnx_export.max_opset('torchscript')[0]};" in real, real
-    assert f"dynamo >= 18 up to {onnx_export.max_opset('dynamo')[0]}," in real, real
+    here = f"Here: up to {onnx_export.max_opset('torchscript')[0]} with torchscript, {onnx_export.max_opset('dynamo')[0]} with dynamo."
+    assert here in real, real
     monkeypatch.setattr(onnx_export, "max_opset", lambda exporter="torchscript": (41 if exporter == "torchscript" else 42, ""))
-    assert "ONNX opset (>= 17; torchscript up to 41; dynamo >= 18 up to 42, newer ones converted)." in help_text()
+    assert ("ONNX opset (>= 17; torchscript up to torch's maximum; dynamo >= 18, newer ones converted). "
+            "Here: up to 41 with torchscript, 42 with dynamo.") in help_text()
 
 
 def test_the_figures_count_nodes_in_the_logs_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,8 +54,9 @@ TRITON_PANEL = "Triton (--format triton)"
 
 
 # The maxima are the installed torch's and onnx's (export.onnx.max_opset, the limit --opset is checked
-# against), filled in when the help is shown: importing torch for every command would cost seconds.
-OPSET_HELP = "ONNX opset (>= {low}; torchscript up to {torchscript}; dynamo >= {dynamo_low} up to {dynamo}, newer ones converted)."
+# against), added when the help is shown: importing torch for every command would cost seconds.
+OPSET_HELP = "ONNX opset (>= 17; torchscript up to torch's maximum; dynamo >= 18, newer ones converted)."
+OPSET_MAXIMA = " Here: up to {torchscript} with torchscript, {dynamo} with dynamo."
 
 
 class ExportCommand(Command):
@@ -65,10 +66,10 @@ class ExportCommand(Command):
         try:
             from typer.core import TyperOption
 
-            from pvt_deploy.export.onnx import DYNAMO_MIN_OPSET, MIN_OPSET, max_opset
+            from pvt_deploy.export.onnx import max_opset
 
-            text = OPSET_HELP.format(low=MIN_OPSET, torchscript=max_opset("torchscript")[0],
-                                     dynamo_low=DYNAMO_MIN_OPSET, dynamo=max_opset("dynamo")[0])
+            text = OPSET_HELP + OPSET_MAXIMA.format(torchscript=max_opset("torchscript")[0],
+                                                    dynamo=max_opset("dynamo")[0])
         except ImportError:  # a runtime-only install (no torch / onnx): no export to run either
             text = None
         for param in self.params:
@@ -221,9 +222,7 @@ def export(
                                                  "32).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest height/width a dynamic graph declares (default "
                                                  "1344).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
-    opset: Annotated[int, typer.Option(help=OPSET_HELP.format(low=17, torchscript="torch's maximum", dynamo_low=18,
-                                                                 dynamo="what onnx defines"),
-                                       rich_help_panel=ONNX_PANEL)] = 17,
+    opset: Annotated[int, typer.Option(help=OPSET_HELP, rich_help_panel=ONNX_PANEL)] = 17,
     exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
                                           rich_help_panel=ONNX_PANEL)] = "torchscript",
     nms: Annotated[str, typer.Option(help="Detection NMS on the host, or in the graph (EfficientNMS layout: "
