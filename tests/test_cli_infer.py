@@ -846,7 +846,10 @@ def test_the_default_folder_is_reserved_and_an_empty_one_removed(monkeypatch: py
         patch.setattr(TorchBackend, "infer", interrupted)
         code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
-    assert "the outputs above hold every image processed so far" in err
+    # it said "results saved to runs/infer/pvt_v2_b0-cls" and "the outputs above hold every image processed
+    # so far", of a folder it then removed as empty
+    assert "stopped before the first image was done: nothing written" in err
+    assert "results saved to" not in err and "the outputs above" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pics", "runs"] and not any((tmp_path / "runs").iterdir())
     code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", "pvt_v2_b0-cls", "--imgsz", "64")
     assert code == 0, err

@@ -221,7 +221,10 @@ def infer(
             # say what was kept; main() then says "interrupted" or "terminated" as the last line
             if m.last_summary is not None:
                 _print_summary(console, m.last_summary, save_dir if writes else None, noun)
-            console.print(f"[yellow]the outputs above hold every {noun} processed so far[/]")
+            if m.last_summary is not None and m.last_summary.outputs:
+                console.print(f"[yellow]the outputs above hold every {noun} processed so far[/]")
+            elif writes:  # not "results saved to" a folder that is removed as empty, nor "the outputs above"
+                console.print(f"[yellow]stopped before the first {noun} was done: nothing written[/]")
             raise
         summary = m.last_summary
         assert summary is not None
@@ -427,7 +430,7 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None,
         console.print(f"[yellow]{summary.dropped} live frame(s) dropped to keep up with the stream[/]")
     if summary.source_error:
         console.print(f"[yellow]source ended early: {escape(summary.source_error)}; the frames read were processed[/]")
-    if save_dir is not None:
+    if save_dir is not None and summary.outputs:
         console.print(f"results saved to [bold]{escape(str(save_dir))}[/]", soft_wrap=True)
         media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl"))]
         for path in media[:5]:
