@@ -91,13 +91,26 @@ def test_triton_repo_blocked_by_a_file_leaves_the_previous_export(tmp_path: Path
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_extending_with_another_int8_cpu_method_makes_that_method(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cls_int8_cpu_auto(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pvt_v2_b0 classifier at 64 px with the CPU INT8 flavour by --int8-cpu auto: dynamic for a classifier.
+    Read-only: a test that extends it works on a copy."""
+    from pvt_deploy.manifest import read_manifest
+
+    out = tmp_path_factory.mktemp("combo") / "cls_int8_auto"
+    folder = export_onnx("pvt_v2_b0-cls", out, imgsz=64, int8=True, int8_flavour="cpu", parity=False)
+    assert read_manifest(folder)["precision"]["int8"]["cpu"]["method"] == "dynamic"
+    return folder
+
+
+def test_extending_with_another_int8_cpu_method_makes_that_method(cls_int8_cpu_auto: Path, tmp_path: Path) -> None:
     """`export --model FOLDER --int8 --int8-cpu static` on a folder whose model.int8.onnx is dynamic
     makes the static one: it kept the dynamic file and said nothing (exit 0, the option lost)."""
     import json
+    import shutil
 
-    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, int8=True, int8_flavour="cpu",
-                         int8_cpu="dynamic", parity=False)
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_int8_cpu_auto, folder)
     first = (folder / "model.int8.onnx").read_bytes()
     export_onnx(folder, int8=True, int8_flavour="cpu", int8_cpu="static", parity=False)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -110,14 +123,17 @@ def test_extending_with_another_int8_cpu_method_makes_that_method(tmp_path: Path
     assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
 
 
-def test_reexport_hint_keeps_the_int8_cpu_method(tmp_path: Path) -> None:
+def test_reexport_hint_keeps_the_int8_cpu_method(cls_int8_cpu_auto: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The command a changed file's error gives (`re-export it (pvt-deploy export ...)`) rebuilds the
     CPU INT8 graph by the method it was made with: for a classifier exported --int8-cpu static it
-    left the option out, so following it made a dynamic graph instead."""
+    left the option out, so following it made a dynamic graph instead. The command runs through the
+    CLI's entry point in this process (tests/cli_run.py): its arguments are the point, not a new process."""
     import json
     import shlex
-    import subprocess
-    import sys
+
+    from cli_run import run
 
     from pvt_deploy.manifest import read_manifest, reexport_command
 
@@ -125,12 +141,12 @@ def test_reexport_hint_keeps_the_int8_cpu_method(tmp_path: Path) -> None:
                          int8_cpu="static", parity=False)
     command = reexport_command(folder, read_manifest(folder))
     assert "--int8-cpu static" in command
-    args = shlex.split(command)[1:] + ["--no-parity"]
-    done = subprocess.run([sys.executable, "-m", "pvt_deploy", *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    words = shlex.split(command)
+    assert words[0] == "pvt-deploy"
+    code, _, err = run(monkeypatch, capsys, *words[1:], "--no-parity")
+    assert code == 0, err[-2000:]
     assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
-    auto = export_onnx("pvt_v2_b0-cls", tmp_path / "auto", imgsz=64, int8=True, int8_flavour="cpu", parity=False)
-    assert "--int8-cpu" not in reexport_command(auto, read_manifest(auto))
+    assert "--int8-cpu" not in reexport_command(cls_int8_cpu_auto, read_manifest(cls_int8_cpu_auto))
 
 
 def test_triton_serves_the_int8_graph_of_an_int8_flavour_trt_export(tmp_path: Path) -> None:
