@@ -1001,3 +1001,43 @@ def test_bench_says_its_fps_is_of_the_mean_as_the_json_holds_it(
     cells = next(ln for ln in text.splitlines() if ln.lstrip().startswith("onnx")).split()
     assert f"{row['throughput_fps']:.1f}" in cells, text
     assert "FPS = batch x 1000 / mean ms (throughput_fps in --json)" in " ".join(text.split()), text
+
+
+def test_check_compares_an_int8_export_of_the_tensorrt_flavour_alone(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """``export --int8 --int8-flavour trt`` writes model.int8.trt.onnx only. ``check`` then skipped INT8
+    ("onnx-int8: no model.int8.onnx in the folder (pvt-deploy export ... --int8)", a flag the export had),
+    and ``check --backends torch,onnx-int8`` ended "only torch can run this artifact", though ONNX
+    Runtime's CPU provider runs TensorRT's symmetric Q/DQ (the export's parity gate ran it). The onnx-int8
+    row now runs the flavour the folder has, judged at the INT8 tolerance, and info says where it runs."""
+    import numpy as np
+
+    from pvt_deploy.export.calibration import Batch
+    from pvt_deploy.export.precision import prepare_for_quantization, quantize_int8
+    from pvt_deploy.manifest import file_entry
+
+    folder = tmp_path / "trt-int8"
+    shutil.copytree(cls_export, folder, ignore=shutil.ignore_patterns("model.int8.onnx", ".ort-cache"))
+    prepared = tmp_path / "prepared.onnx"
+    prepare_for_quantization(folder / "model.onnx", prepared)
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, 3, 128, 128)).astype(np.float32)
+    model8, _ = quantize_int8(prepared, tmp_path / "scratch.onnx", flavour="trt",
+                              batches=[Batch(images=pixels, metas=[], names=["a"])], source=folder / "model.onnx")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model8.graph.node}
+    import onnx
+
+    onnx.save_model(model8, str(folder / "model.int8.trt.onnx"))
+    manifest = read_manifest(folder)
+    files = {k: v for k, v in manifest["files"].items() if k != "model.int8.onnx"}
+    files["model.int8.trt.onnx"] = file_entry(folder / "model.int8.trt.onnx", "int8")
+    write_manifest(folder, {**manifest, "files": files})
+
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--backends", "torch,onnx-int8", "--json")
+    assert code == 0, out + err
+    rows = {r["backend"]: r for r in json.loads(out)["results"]}
+    assert rows["onnx-int8"]["status"] == "ok" and rows["onnx-int8"]["precision"] == "int8", rows["onnx-int8"]
+    assert rows["onnx-int8"]["passed"] is True and rows["onnx-int8"]["checked"] is True
+    assert rows["onnx-int8"]["tolerance"]["min_cosine"] == 0.98 and rows["onnx-int8"]["outputs"]["logits"]["cosine"] > 0.98
+    code, out, err = run(monkeypatch, capsys, "info", str(folder))
+    said = " ".join(out.split())
+    assert code == 0 and "on ONNX Runtime's CPU provider (the export has no model.int8.onnx)" in said.replace("│ ", ""), out

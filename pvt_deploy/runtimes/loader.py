@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKENDS", "DEFAULT_MODEL", "ONNX_FILES", "Candidate", "backend_candidates", "canonical_backend",
-    "is_checkpoint_url", "load_backend", "local_model", "read_onnx_manifest", "recorded_seed", "resolve_model",
+    "int8_onnx_file", "is_checkpoint_url", "load_backend", "local_model", "read_onnx_manifest", "recorded_seed", "resolve_model",
     "torch_manifest",
 ]
 
@@ -413,6 +413,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
                          (torch_code or InputError.exit_code) if why else None))
     for precision, name in ONNX_FILES.items():
         label = "onnx" if precision == "fp32" else f"onnx-{precision}"
+        name = int8_onnx_file(folder, device) if precision == "int8" else name
         if not (folder / name).is_file():
             hint = f" (pvt-deploy export --model {shell_quote(str(folder))}{EXPORT_FLAGS[precision]})" if precision != "fp32" else ""
             out.append(Candidate(label, "onnx", precision, None, False, f"no {name} in the folder{hint}",
@@ -425,6 +426,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         note = ""
         if precision == "fp16" and _on_cpu_provider(device):
             note = "CPU only: FP16 runs through casts and is slower than FP32 here"
+        if name == INT8_TRT_ONNX and not (kind != "cpu" and _tensorrt_ep()):
+            note = f"on ONNX Runtime's CPU provider (the export has no {ONNX_FILES['int8']})"
         out.append(Candidate(label, "onnx", precision, name, True, note))
     engine_precision = (files.get(ENGINE_FILE) or {}).get("precision") or (manifest.get("tensorrt") or {}).get(
         "precision")
@@ -797,6 +800,26 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
     return backend, manifest
 
 
+def _tensorrt_ep() -> bool:
+    from pvt_deploy.runtimes.ort_providers import TENSORRT, available_providers
+
+    return TENSORRT in available_providers()
+
+
+def int8_onnx_file(folder: str | os.PathLike[str], device: str | None = None) -> str:
+    """The INT8 graph of an export folder that ONNX Runtime runs for ``device``: TensorRT's flavour
+    (``model.int8.trt.onnx``, symmetric S8S8 Q/DQ) off the CPU where the TensorRT EP is there to build it,
+    else the CPU flavour (``model.int8.onnx``); where the folder has only one flavour, that one (ONNX
+    Runtime's CPU provider runs TensorRT's Q/DQ too, as the export's parity gate did)."""
+    folder = Path(folder)
+    cpu, trt = ONNX_FILES["int8"], INT8_TRT_ONNX
+    if not (folder / trt).is_file():
+        return cpu
+    if not (folder / cpu).is_file():
+        return trt
+    return trt if (device or "auto").lower() != "cpu" and _tensorrt_ep() else cpu
+
+
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
                  weights: str | os.PathLike[str] | None, verify: bool, random_weights_ok: bool, trust: bool,
                  options: Mapping[str, Any], imgsz: tuple[int, int] | None = None) -> tuple[Backend, dict[str, Any]]:
@@ -822,20 +845,15 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         if reason is None:
             return _trt_backend(engine, manifest, device, options)
         log.info("%s: not using %s (%s); using ONNX Runtime", folder, ENGINE_FILE, reason)
-    name = ONNX_FILES[precision or "fp32"]
-    if precision == "int8" and not on_cpu and (folder / INT8_TRT_ONNX).is_file():
-        from pvt_deploy.runtimes.ort_providers import TENSORRT, available_providers
-
-        if TENSORRT in available_providers():  # symmetric S8S8 Q/DQ is TensorRT's flavour
-            name = INT8_TRT_ONNX
+    name = int8_onnx_file(folder, device) if precision == "int8" else ONNX_FILES[precision or "fp32"]
     path = folder / name
     if not path.is_file():
         flag = EXPORT_FLAGS.get(precision or "fp32", "")
         raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {shell_quote(str(folder))}{flag}")
     if verify:
         verify_file(folder, manifest, name)
-    if precision == "int8" and device is None and name != INT8_TRT_ONNX:
-        device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's
+    if precision == "int8" and device is None and not (name == INT8_TRT_ONNX and _tensorrt_ep()):
+        device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's, else run on the CPU
     return _onnx_backend(path, manifest, precision, device, options, imgsz)
 
 
