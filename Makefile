@@ -52,7 +52,7 @@ lint-docker:
 
 test: install-dev .venv-pytriton
 	$(MAKE) lint typecheck lint-docker
-	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q
+	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q --durations=25
 
 # Not part of CI (it takes longer than the tests): lines no test runs are where this project's bugs hid.
 coverage: install-dev .venv-pytriton
