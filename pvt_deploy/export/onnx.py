@@ -22,13 +22,16 @@ at ``imgsz``) run at sizes the trace never saw.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
+import importlib.util
 import io
 import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -122,10 +125,27 @@ def max_opset(exporter: str = "torchscript") -> tuple[int, str]:
         import onnx
 
         return int(onnx.defs.onnx_opset_version()), f"onnx {onnx.__version__} defines"
-    import torch
-    from torch.onnx import _constants
+    from importlib.metadata import version
 
-    return int(getattr(_constants, "ONNX_MAX_OPSET", 23)), f"torch {torch.__version__.split('+')[0]}'s TorchScript exporter writes"
+    return _torch_max_opset(), f"torch {version('torch').split('+')[0]}'s TorchScript exporter writes"
+
+
+def _torch_max_opset() -> int:
+    """torch's ``ONNX_MAX_OPSET``. Read from its source where torch is not imported yet: importing it
+    costs seconds, which ``export --help`` (it names this limit) would pay for one number."""
+    loaded = sys.modules.get("torch.onnx._constants")
+    if loaded is None:
+        spec = importlib.util.find_spec("torch")  # a top-level spec: torch itself is not run
+        if spec is not None and spec.origin is not None:
+            with contextlib.suppress(OSError, SyntaxError, ValueError):
+                tree = ast.parse(Path(spec.origin).with_name("onnx").joinpath("_constants.py").read_text("utf-8"))
+                for node in tree.body:
+                    if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                            and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "ONNX_MAX_OPSET"
+                            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, int)):
+                        return node.value.value
+        from torch.onnx import _constants as loaded
+    return int(getattr(loaded, "ONNX_MAX_OPSET", 23))
 
 
 def node_counts(before: Any, after: Any, simplified: bool) -> str:
