@@ -18,6 +18,7 @@ Tiny variants at small sizes keep the whole export suite within a few minutes on
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,11 +120,23 @@ def feat_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 
 def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = _ort_session(str(path), *_file_key(path))
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {"images": x}), strict=True))
+
+
+def _file_key(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=1)
+def _ort_session(path: str, *file_key: int) -> Any:
+    """One session for consecutive runs of the same file (a loop over sizes or batches), as a backend
+    holds one; a file written again (another inode, size or mtime) gets a new session."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
 
 def torch_run(module: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
