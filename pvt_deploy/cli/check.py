@@ -64,7 +64,7 @@ def check(
     from pvt_deploy.errors import ParityError
 
     err = Console(stderr=True, highlight=False)
-    artifact = _export_folder_of(model if model is not None else "pvt_small", err)
+    artifact = _export_folder_of(model if model is not None else "pvt_small", err, backends)
     with err.status("checking") as status:
         report = cross_check(artifact, images=images, backends=backends,
                              tolerance=tolerance, imgsz=parse_imgsz(imgsz), device=device, max_images=max_images,
@@ -106,7 +106,7 @@ def verdict(report: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _export_folder_of(model: str, console: Any) -> str:
+def _export_folder_of(model: str, console: Any, backends: str | None = None) -> str:
     """A file of an export (``exports/x/model.onnx``, as ``polygraphy run model.onnx`` takes it) is checked
     as the export folder that holds it, whose manifest says how to run and compare it; said first."""
     from rich.markup import escape
@@ -118,8 +118,8 @@ def _export_folder_of(model: str, console: Any) -> str:
         return str(path.parent.parent)  # a file of a Triton model (tri/NAME/1/model.onnx): said as its folder
     if not path.is_file() or not (path.parent / MANIFEST_NAME).is_file():
         return model
-    console.print(escape(f"{model} is a file of the export {path.parent}: checking every backend of the export "
-                         "that runs here"), soft_wrap=True)
+    what = f"checking its {backends}" if backends else "checking every backend of the export that runs here"
+    console.print(escape(f"{model} is a file of the export {path.parent}: {what}"), soft_wrap=True)
     return str(path.parent)
 
 
