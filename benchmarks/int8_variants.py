@@ -25,11 +25,11 @@ activations, S8 per-channel weights):
                       ``MatMulIntegerToFloat``);
 * ``qdq``           — onnxruntime's plain static QDQ on every Conv/MatMul/Gemm, outputs quantized;
 * ``dynamic``       — weights-only INT8 on MatMul/Gemm, activations quantized per call, on the export's
-                      CPU INT8 layout (patch/SR convs as MatMuls, channels-last depthwise convs, fused
-                      attention and GELU: ``optimize.int8_cpu_layout``), depthwise convs static INT8 —
-                      the classifiers' export flavour;
-* ``float-depthwise`` — the same with v2's depthwise convs left float (calibrated static INT8 in
-                      ``dynamic``, which ONNX Runtime runs channels-last without reorders);
+                      CPU INT8 layout (patch/SR convs as MatMuls, channels-last depthwise convs,
+                      attention as plain operators, fused GELU: ``optimize.int8_cpu_layout``), depthwise
+                      convs and v2's overlapping patch convs static INT8 — the classifiers' export flavour;
+* ``float-depthwise`` — the same with v2's depthwise and overlapping patch convs left float (calibrated
+                      static INT8 in ``dynamic``, which ONNX Runtime runs channels-last without reorders);
 * ``dynamic-plain`` — ``float-depthwise`` on the graph as exported (patch/SR convs stay float convs);
 * ``head-7bit``     — detectors: the RetinaNet head's stacked 3x3 convs only, 7-bit weights (what the
                       export shipped before, on a CPU without VNNI).
@@ -84,6 +84,7 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
                                   method="dynamic", source=folder / "model.onnx")
         return {"ops": ["MatMul", "Gemm"], "dynamic": True, "layout": record["layout"],
                 "static_depthwise": record.get("static_depthwise", {}).get("convs", 0),
+                "static_patch_convs": record.get("static_patch_convs", {}).get("convs", 0),
                 "build_s": round(time.perf_counter() - t0, 1)}
     if flavour == "dynamic-plain":
         quantize_dynamic(str(prepared), str(out), **int8_settings("cpu", "dynamic")["kwargs"])

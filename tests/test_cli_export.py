@@ -66,10 +66,13 @@ def test_cli_int8_default_is_the_api_default(tmp_path: Path, monkeypatch: pytest
     assert code == 0, err
     record = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["cpu"]
     assert record["method"] == "dynamic" and record["ops"] == ["MatMul", "Gemm"]
-    # quantized on the CPU INT8 layout: SR convs as MatMuls, channels-last depthwise MLP convs, fused attention
-    # and GELU; the depthwise convs static INT8, calibrated on the bundled images
-    assert record["layout"] == {"patch_matmuls": 6, "depthwise_channels_last": 8, "sra_attention": 8, "gelu": 8}
+    # quantized on the CPU INT8 layout: SR convs as MatMuls, channels-last depthwise MLP convs, attention as
+    # plain operators, fused GELU; the depthwise convs and the patch convs of stages 2-4 static INT8,
+    # calibrated on the bundled images
+    assert record["layout"] == {"patch_matmuls": 6, "depthwise_channels_last": 8, "sra_attention": 8, "gelu": 8,
+                                "plain_attention": 8}
     assert record["static_depthwise"]["convs"] == 8 and record["static_depthwise"]["calibration"]["images"] >= 1
+    assert record["static_patch_convs"]["convs"] == 3
 
 
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

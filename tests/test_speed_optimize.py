@@ -835,11 +835,13 @@ def test_int8_layout_matches_every_block_and_is_exact(graphs: dict, name: str, p
     path, _ = graphs[name]
     model = onnx.load(str(path))
     convs_before = sum(n.op_type == "Conv" for n in model.graph.node)
+    # every fused attention then written back as plain operators (attention_as_matmuls)
     assert int8_cpu_layout(model) == {"patch_matmuls": patches, "depthwise_channels_last": depthwise,
-                                      "sra_attention": attention, "gelu": gelus}
+                                      "sra_attention": attention, "gelu": gelus, "plain_attention": attention}
     onnx.checker.check_model(model)
     assert sum(n.op_type == "Conv" for n in model.graph.node) == convs_before - patches
-    assert {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} == {"MultiHeadAttention", "Gelu"}
+    assert {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} == {"FusedMatMul", "Gelu"}
+    assert sum(n.op_type == "FusedMatMul" for n in model.graph.node) == attention
     assert not any(n.op_type == "Erf" for n in model.graph.node)
     out = tmp_path / "layout.onnx"
     onnx.save_model(model, str(out))
@@ -851,6 +853,37 @@ def test_int8_layout_matches_every_block_and_is_exact(graphs: dict, name: str, p
             assert ra.shape == rb.shape
             scale = max(1.0, float(np.abs(ra).max()))
             assert float(np.abs(ra - rb).max()) <= 2e-5 * scale, (name, n, h, w)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 5])
+def test_attention_as_matmuls_equals_multihead_attention(heads: int, tmp_path: Path) -> None:
+    """The INT8 layout writes each fused attention back as FusedMatMul/Softmax/MatMul (with the head
+    split for several heads): the same outputs, at any batch and sequence lengths."""
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.export.optimize import attention_as_matmuls
+
+    width = 32 * heads
+    graph = helper.make_graph(
+        [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], name="attn", domain="com.microsoft",
+                          num_heads=heads, scale=0.17)], "attention",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", seq, width])
+         for name, seq in (("q", "queries"), ("k", "keys"), ("v", "keys"))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = onnx_model(graph)
+    model.opset_import.add(domain="com.microsoft", version=1)
+    src, dst = tmp_path / "mha.onnx", tmp_path / "plain.onnx"
+    onnx.save_model(model, str(src))
+    assert attention_as_matmuls(model) == 1
+    assert not any(n.op_type == "MultiHeadAttention" for n in model.graph.node)
+    onnx.save_model(model, str(dst))
+    rng = np.random.default_rng(heads)
+    for batch, queries, keys in ((1, 49, 49), (3, 100, 7)):
+        feed = {"q": rng.standard_normal((batch, queries, width), dtype=np.float32),
+                **{n: rng.standard_normal((batch, keys, width), dtype=np.float32) for n in ("k", "v")}}
+        (want,), (got,) = _session(src).run(None, feed), _session(dst).run(None, feed)
+        assert got.shape == want.shape == (batch, queries, width)
+        np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_onnxruntime_folds_the_depthwise_transposes(graphs: dict, tmp_path: Path) -> None:
@@ -879,8 +912,9 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
 
     path, _ = graphs["pvt_tiny-cls"]
     model8, record = quantize_int8(path, tmp_path / "cls.int8.onnx", flavour="cpu", batches=[], method="dynamic")
-    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0, "sra_attention": 8, "gelu": 8}
-    assert "static_depthwise" not in record  # v1 has no depthwise convs
+    assert record["layout"] == {"patch_matmuls": 9, "depthwise_channels_last": 0, "sra_attention": 8, "gelu": 8,
+                                "plain_attention": 8}
+    assert "static_depthwise" not in record and "static_patch_convs" not in record  # v1: none of either
     ops = [n.op_type for n in model8.graph.node]
     assert ops.count("Conv") == 1  # only the image's 4x4 patch embedding stays float
     assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 8 * 4 + 9
@@ -895,7 +929,8 @@ def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Pa
 def test_dynamic_cpu_int8_runs_depthwise_convs_as_channels_last_qlinearconv(graphs: dict, tmp_path: Path) -> None:
     """v2's depthwise convs get calibrated static INT8: ONNX Runtime then runs them as channels-last
     QLinearConv on the token layout, without the float conv's NCHWc reorders, and the GELU after the
-    dequantized output stays one node."""
+    dequantized output stays one node. So do the overlapping patch embeddings of stages 2-4; the first,
+    on the image's 3 channels, stays a float conv."""
     from pvt_deploy.export.calibration import Batch
     from pvt_deploy.export.precision import quantize_int8
 
@@ -906,6 +941,8 @@ def test_dynamic_cpu_int8_runs_depthwise_convs_as_channels_last_qlinearconv(grap
     model8, record = quantize_int8(path, tmp_path / "scratch.onnx", flavour="cpu", batches=batches, method="dynamic")
     assert record["static_depthwise"]["convs"] == 8
     assert record["static_depthwise"]["calibration"] == {"method": "minmax", "batches": 2, "images": 3}
+    assert record["static_patch_convs"]["convs"] == 3
+    assert record["static_patch_convs"]["calibration"] == record["static_depthwise"]["calibration"]
     onnx.save_model(model8, str(out))
 
     def reorders(nodes: list[onnx.NodeProto]) -> int:
@@ -913,7 +950,10 @@ def test_dynamic_cpu_int8_runs_depthwise_convs_as_channels_last_qlinearconv(grap
 
     ran = _ort_ops(out, tmp_path / "static.ort.onnx")
     qconvs = [n for n in ran if n.op_type == "QLinearConv"]
-    assert len(qconvs) == 8 and all(any(a.name == "channels_last" and a.i == 1 for a in n.attribute) for n in qconvs)
+    assert len(qconvs) == 8 + 3 and all(any(a.name == "channels_last" and a.i == 1 for a in n.attribute) for n in qconvs)
+    assert sum("patch_embed" in n.name for n in qconvs) == 3
+    assert [n.input[1] for n in ran if n.op_type == "Conv"] and all(  # the image's patch conv stays float
+        "patch_embed1" in n.name for n in ran if n.op_type == "Conv")
     assert sum(n.op_type == "Gelu" for n in ran) == 8 and not any(n.op_type == "Erf" for n in ran)
     plain, _ = quantize_int8(path, tmp_path / "scratch2.onnx", flavour="cpu", batches=[], method="dynamic")
     onnx.save_model(plain, str(tmp_path / "plain.onnx"))

@@ -44,6 +44,9 @@ quantization, so the export's parity gate measures the graph that runs:
   has its layout changes folded into ONNX Runtime's NCHWc reorders, so the two copies of the block's
   widest tensor disappear (the FP32 graph uses ``mlp_convs`` instead, which needs fc1/fc2 as float
   convs).
+* **Attention as plain operators** (classifiers): the fused ``MultiHeadAttention`` written back as
+  ``FusedMatMul`` (scale and K transpose folded in), ``Softmax`` and ``MatMul``
+  (:func:`attention_as_matmuls`), which a single-threaded batch shard runs faster.
 
 Quantized graphs get their own rewrites, each on the CPUs it is for (the export's parity gate runs
 INT8 files with the same ones, :func:`pvt_deploy.export.onnx.ort_runner`):
@@ -370,6 +373,55 @@ def fuse_sra_attention(model: onnx.ModelProto) -> int:
         replace_nodes(model, new_nodes)
     return fused
 
+
+
+def attention_as_matmuls(model: onnx.ModelProto) -> int:
+    """Write each ``MultiHeadAttention`` (Q, K, V as (B, S, C), from :func:`fuse_sra_attention`) back
+    as plain operators; return how many: the heads split by a reshape and a transpose (none for one
+    head), ``FusedMatMul`` (Q times K transposed, times the scale), ``Softmax`` and ``MatMul``, then
+    the heads joined back. The same arithmetic to float summation order. On one core ONNX Runtime's
+    CPU ``MultiHeadAttention`` kernel runs PVT's attention shapes slower than these operators (a
+    single-threaded shard of ``pvt_v2_b0-cls``: stage 1's attention 1.56 -> 1.21 ms at batch 4);
+    used by the classifiers' dynamic INT8 layout (:func:`int8_cpu_layout`).
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    found = [n for n in g.graph.node if n.op_type == "MultiHeadAttention" and n.domain == MS_DOMAIN
+             and len(n.input) == 3 and all(n.input) and attr(n, "num_heads") and attr(n, "scale") is not None]
+    if not found:
+        return 0
+    new_nodes: dict[str, list[Any]] = {}
+    for n in found:
+        heads, base, out = int(attr(n, "num_heads")), n.name or n.output[0], n.output[0]
+        q, k, v = n.input
+        nodes: list[Any] = []
+        if heads > 1:  # (B, S, C) -> (B, heads, S, C / heads)
+            split = g.add_init(f"{base}/heads_shape", np.array([0, 0, heads, -1], dtype=np.int64))
+            per_head = []
+            for role, tensor in (("q", q), ("k", k), ("v", v)):
+                four, heads_first = g.unique(f"{base}/{role}_4d"), g.unique(f"{base}/{role}_heads")
+                nodes += [helper.make_node("Reshape", [tensor, split], [four], name=g.unique(f"{base}/{role}_Reshape")),
+                          helper.make_node("Transpose", [four], [heads_first], name=g.unique(f"{base}/{role}_Transpose"),
+                                           perm=[0, 2, 1, 3])]
+                per_head.append(heads_first)
+            q, k, v = per_head
+        scores, probs = g.unique(f"{base}/scores"), g.unique(f"{base}/probs")
+        nodes += [helper.make_node("FusedMatMul", [q, k], [scores], name=g.unique(f"{base}/QK"), domain=MS_DOMAIN,
+                                   alpha=float(attr(n, "scale")), transA=0, transB=1),
+                  helper.make_node("Softmax", [scores], [probs], name=g.unique(f"{base}/Softmax"), axis=-1)]
+        if heads == 1:
+            nodes.append(helper.make_node("MatMul", [probs, v], [out], name=g.unique(f"{base}/AV")))
+        else:  # (B, heads, S, C / heads) -> (B, S, C)
+            merged = g.add_init(f"{base}/tokens_shape", np.array([0, 0, -1], dtype=np.int64))
+            av, tokens = g.unique(f"{base}/av"), g.unique(f"{base}/av_tokens")
+            nodes += [helper.make_node("MatMul", [probs, v], [av], name=g.unique(f"{base}/AV")),
+                      helper.make_node("Transpose", [av], [tokens], name=g.unique(f"{base}/av_Transpose"),
+                                       perm=[0, 2, 1, 3]),
+                      helper.make_node("Reshape", [tokens, merged], [out], name=g.unique(f"{base}/av_Reshape"))]
+        new_nodes[out] = nodes
+    replace_nodes(model, new_nodes)
+    return len(found)
 
 def _shape_probe(model: onnx.ModelProto, max_values: int = 1024) -> onnx.ModelProto:
     """A copy of ``model`` for ONNX shape inference: nodes, inputs, outputs and small constants as
@@ -1098,12 +1150,17 @@ def int8_cpu_layout(model: onnx.ModelProto, *, method: str = "dynamic") -> dict[
       its transposes took 13-15 % of a detector's INT8 time (``benchmarks/ort_profile.py``).
     * ``gelu``: each exact GELU as one node (:func:`fuse_gelu`), so it stays one kernel after an
       INT8 conv.
+    * ``plain_attention`` (``method="dynamic"`` only): each fused attention then written back as
+      plain operators (:func:`attention_as_matmuls`), which the classifiers' batch shards run faster
+      (measured there only; the static method keeps ``MultiHeadAttention``).
     """
     if method not in ("dynamic", "static"):
         raise ValueError(f"unknown INT8 method {method!r}")
     counts = {"patch_matmuls": patch_convs_as_matmuls(model) if method == "dynamic" else 0,
               "depthwise_channels_last": depthwise_channels_last(model),
               "sra_attention": fuse_sra_attention(model), "gelu": fuse_gelu(model)}
+    if method == "dynamic":
+        counts["plain_attention"] = attention_as_matmuls(model)
     if any(counts.values()):
         toposort(model)
         produced = {x for n in model.graph.node for x in n.output}

@@ -29,13 +29,15 @@ which changes with the input size, so a scale calibrated at one size would clip 
   quantized over a fixed score window instead of their calibrated range. ``method="dynamic"``:
   weights-only INT8 on MatMul/Gemm, activations quantized per call, on a graph whose patch and
   spatial-reduction convs were first rewritten as MatMuls (so they are quantized too); v2's
-  depthwise convs get calibrated static INT8, which ONNX Runtime runs as channels-last
-  ``QLinearConv`` (``benchmarks/int8_variants.py --flavours export,dynamic-plain``: pvt_small
-  classifier batch 1 30.2 -> 26.6 ms, batch 8 248.1 -> 226.8 ms; ``--model pvt_v2_b0-cls --batch 8
-  --flavours export,float-depthwise``: 71.9 -> 63.5 ms). Both methods quantize the float export
-  after :func:`pvt_deploy.export.optimize.int8_cpu_layout` (attention as ``MultiHeadAttention``,
-  GELU as one node, depthwise convs channels-last; ``--flavours export,no-layout``: pvt_v2_b0
-  RetinaNet 296.5 -> 264.7 ms), so the export's parity gate measures the graph that runs.
+  depthwise convs and its overlapping patch convs of stages 2-4 get calibrated static INT8, which
+  ONNX Runtime runs as channels-last ``QLinearConv`` (``benchmarks/int8_variants.py --flavours
+  export,dynamic-plain``: pvt_small classifier batch 1 30.2 -> 26.6 ms, batch 8 248.1 -> 226.8 ms;
+  ``--model pvt_v2_b0-cls --batch 8 --flavours export,float-depthwise``: 71.9 -> 63.5 ms; the patch
+  convs with the plain attention below: 8.8-10.3 % less CPU per batch-8 shard, docs/PERFORMANCE.md).
+  Both methods quantize the float export after :func:`pvt_deploy.export.optimize.int8_cpu_layout`
+  (attention as ``MultiHeadAttention``, for the dynamic method written back as plain operators; GELU
+  as one node, depthwise convs channels-last; ``--flavours export,no-layout``: pvt_v2_b0 RetinaNet
+  296.5 -> 264.7 ms), so the export's parity gate measures the graph that runs.
   ``method="auto"`` (the default):
   static where the graph has Conv chains (detectors, segmenters), dynamic otherwise (classifiers:
   same speed as static here, better top-5 agreement).
@@ -496,14 +498,17 @@ def write_int8(job: Int8Job, scratch: str | os.PathLike[str], batches: Sequence[
             graph = job.graph
             if job.flavour == "cpu":
                 graph, record["layout"] = write_cpu_layout(graph, Path(scratch).with_suffix(".layout.onnx"))
-                graph, depthwise = _static_depthwise(graph, Path(scratch).with_suffix(".depthwise.onnx"),
-                                                     batches, input_name)
-                if depthwise:
-                    record["static_depthwise"] = {
-                        "convs": depthwise, "format": "QDQ", "activations": "uint8 asymmetric (MinMax)",
-                        "weights": "int8 symmetric per-channel",
-                        "calibration": {"method": "minmax", "batches": len(batches),
-                                        "images": sum(len(b.names) for b in batches)}}
+                graph, depthwise, patches = _static_convs(graph, Path(scratch).with_suffix(".depthwise.onnx"),
+                                                          batches, input_name)
+                if depthwise or patches:
+                    static = {"format": "QDQ", "activations": "uint8 asymmetric (MinMax)",
+                              "weights": "int8 symmetric per-channel",
+                              "calibration": {"method": "minmax", "batches": len(batches),
+                                              "images": sum(len(b.names) for b in batches)}}
+                    if depthwise:
+                        record["static_depthwise"] = {"convs": depthwise, **static}
+                    if patches:
+                        record["static_patch_convs"] = {"convs": patches, **static}
             quantize_dynamic(str(graph), str(scratch), **int8_settings(job.flavour, "dynamic")["kwargs"])
             model = onnx.load(str(scratch))
         else:
@@ -538,7 +543,8 @@ def write_cpu_layout(src: str | os.PathLike[str], dst: Path, method: str = "dyna
     """Write ``src`` with :func:`pvt_deploy.export.optimize.int8_cpu_layout` applied to ``dst``:
     (dynamic method only) patch and spatial-reduction convs as MatMuls, so they are quantized like the
     other linear layers; the depthwise MLP convs' transposes in a form ONNX Runtime folds away; each
-    attention as one ``MultiHeadAttention`` and each GELU as one node."""
+    attention as one ``MultiHeadAttention`` (dynamic method: then as plain operators) and each GELU as
+    one node."""
     import onnx
 
     from pvt_deploy.export.optimize import int8_cpu_layout
@@ -549,15 +555,50 @@ def write_cpu_layout(src: str | os.PathLike[str], dst: Path, method: str = "dyna
     return dst, counts
 
 
-def _static_depthwise(src: Path, dst: Path, batches: Sequence[Batch], input_name: str) -> tuple[Path, int]:
-    """Quantize the depthwise convs of ``src`` (PVT v2's MLP conv) with calibrated static INT8, input
-    and output, and write the graph to ``dst``; return it and how many. Nothing is written (``src``
-    and 0) when there are none or no calibration batches.
+def _patch_embedding_convs(graph: onnx.GraphProto) -> list[str]:
+    """The overlapping patch embeddings of PVT v2 (``proj`` -> flatten -> transpose -> ``norm``: a Conv
+    whose output is reshaped to tokens, transposed and layer-normalised) but the first, which reads the
+    normalised image: on its 3 channels INT8 gains nothing and costs agreement."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    image_channels = {d.dim_value for i in graph.input for d in i.type.tensor_type.shape.dim[1:2] if d.dim_value}
 
-    ONNX Runtime runs such a conv as a channels-last ``QLinearConv`` straight on the token layout: the
-    float conv needed a reorder of the block's widest tensor on each side, and those reorders took
-    more time than the conv (``benchmarks/ort_profile.py --model pvt_v2_b0-cls``). The quantized
-    output is dequantized once, into the GELU (:func:`pvt_deploy.export.optimize.fuse_gelu`).
+    def only(tensor: str, op: str) -> onnx.NodeProto | None:
+        readers = [r for r in consumers.get(tensor, []) if r.op_type != "Shape"]
+        return readers[0] if len(readers) == 1 and readers[0].op_type == op else None
+
+    found = []
+    for n in graph.node:
+        dims = weights.get(n.input[1], []) if n.op_type == "Conv" and len(n.input) > 1 else []
+        if not n.name or len(dims) != 4 or dims[1] in image_channels:
+            continue
+        if next((a.i for a in n.attribute if a.name == "group"), 1) != 1:
+            continue
+        reshape = only(n.output[0], "Reshape")
+        transpose = only(reshape.output[0], "Transpose") if reshape is not None else None
+        if transpose is None or next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None) != [0, 2, 1]:
+            continue
+        if only(transpose.output[0], "LayerNormalization") is not None:
+            found.append(n.name)
+    return found
+
+
+def _static_convs(src: Path, dst: Path, batches: Sequence[Batch], input_name: str) -> tuple[Path, int, int]:
+    """Quantize the depthwise convs of ``src`` (PVT v2's MLP conv) and its overlapping patch embeddings
+    (:func:`_patch_embedding_convs`) with calibrated static INT8, input and output, and write the graph
+    to ``dst``; return it and how many of each. Nothing is written (``src``, 0, 0) when there are none
+    or no calibration batches.
+
+    ONNX Runtime runs such a depthwise conv as a channels-last ``QLinearConv`` straight on the token
+    layout: the float conv needed a reorder of the block's widest tensor on each side, and those
+    reorders took more time than the conv (``benchmarks/ort_profile.py --model pvt_v2_b0-cls``). The
+    quantized output is dequantized once, into the GELU (:func:`pvt_deploy.export.optimize.fuse_gelu`).
+    The patch embeddings of stages 2-4 (3x3, stride 2) run as ``QLinearConv`` in 0.3-0.4 ms instead of
+    1.0-1.3 ms each (``pvt_v2_b0-cls``, batch 4, one thread); their outputs are dequantized into the
+    LayerNorm.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -569,13 +610,14 @@ def _static_depthwise(src: Path, dst: Path, batches: Sequence[Batch], input_name
     depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
                  and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
                  and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
-    if not depthwise or not batches:
-        return src, 0
+    patches = _patch_embedding_convs(graph)
+    if not (depthwise or patches) or not batches:
+        return src, 0, 0
     quantize_static(str(src), str(dst), calibration_reader(batches, input_name), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    reduce_range=False, op_types_to_quantize=["Conv"], nodes_to_quantize=depthwise,
+                    reduce_range=False, op_types_to_quantize=["Conv"], nodes_to_quantize=depthwise + patches,
                     calibrate_method=CalibrationMethod.MinMax)
-    return dst, len(depthwise)
+    return dst, len(depthwise), len(patches)
 
 
 def score_window_overrides(scores: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

@@ -71,7 +71,7 @@ PRECISION_SOURCES: dict[str, tuple[str, ...]] = {
     "fp16": ("model.fp16.onnx",),
     # The TensorRT flavour (symmetric S8 Q/DQ). Never the CPU flavour model.int8.onnx: its uint8
     # asymmetric Q/DQ, MatMulInteger/DynamicQuantizeLinear and ONNX Runtime contrib ops
-    # (MultiHeadAttention, Gelu) are not in TensorRT's ONNX parser.
+    # (MultiHeadAttention or FusedMatMul, Gelu) are not in TensorRT's ONNX parser.
     "int8": ("model.int8.trt.onnx",),
 }
 
