@@ -199,3 +199,81 @@ def test_peak_bytes_at_5000_is_the_allocation_pytorch_failed_on() -> None:
         module = build_deploy_module(build_model(resolve_name("pvt_v2_b0-cls")), "classify")
     assert module.peak_bytes(1, 5000, 5000) == 2 * 152100000000
     assert module.peak_bytes(3, 5000, 5000) == 3 * module.peak_bytes(1, 5000, 5000)
+
+
+# --- RetinaNet anchors and box coder against mmdet's numbers (no test compared them before: a wrong
+# ratio, octave scale, shift order or decode moved every box identically in PyTorch and ONNX Runtime) ---
+
+def test_retinanet_base_anchors_are_mmdets() -> None:
+    """mmdet's AnchorGenerator(octave_base_scale=4, scales_per_octave=3, ratios=[0.5, 1, 2], center_offset=0):
+    stride 8's first anchor is the one its own tests list, [-22.6274, -11.3137, 22.6274, 11.3137]; the rest
+    follow w = stride * scale / sqrt(ratio), h = stride * scale * sqrt(ratio), ratio-major."""
+    from pvt_deploy.models.retinanet import base_anchors
+
+    got = base_anchors(8).double().numpy()
+    assert got.shape == (9, 4)
+    np.testing.assert_allclose(got[0], [-22.6274, -11.3137, 22.6274, 11.3137], atol=1e-4)
+    expect = []
+    for ratio in (0.5, 1.0, 2.0):
+        for octave in (0, 1, 2):
+            scale = 4 * 2 ** (octave / 3)
+            w, h = 16 * scale / np.sqrt(ratio), 16 * scale * np.sqrt(ratio)
+            expect.append([-w / 2, -h / 2, w / 2, h / 2])
+    np.testing.assert_allclose(base_anchors(16).double().numpy(), expect, rtol=1e-5)
+
+
+def test_retinanet_grid_anchors_shift_x_along_width_row_major() -> None:
+    from pvt_deploy.models.retinanet import base_anchors, grid_anchors
+
+    base = base_anchors(8)
+    got = grid_anchors(base, 2, 3, 8).numpy()  # h=2, w=3: (y * 3 + x) * 9 + anchor
+    assert got.shape == (2 * 3 * 9, 4)
+    for y in range(2):
+        for x in range(3):
+            np.testing.assert_allclose(got[(y * 3 + x) * 9:(y * 3 + x + 1) * 9],
+                                       base.numpy() + np.array([8 * x, 8 * y, 8 * x, 8 * y]), rtol=0, atol=1e-5)
+
+
+def _delta2bbox(anchors: np.ndarray, deltas: np.ndarray, h: float, w: float) -> np.ndarray:
+    """mmdet 2.x delta2bbox (means 0, stds 1, wh_ratio_clip 16/1000, max_shape (h, w)) in numpy."""
+    clip = abs(np.log(16 / 1000))
+    px, py = (anchors[:, 0] + anchors[:, 2]) / 2, (anchors[:, 1] + anchors[:, 3]) / 2
+    pw, ph = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    dx, dy = deltas[:, 0], deltas[:, 1]
+    dw, dh = np.clip(deltas[:, 2], -clip, clip), np.clip(deltas[:, 3], -clip, clip)
+    gx, gy, gw, gh = px + pw * dx, py + ph * dy, pw * np.exp(dw), ph * np.exp(dh)
+    return np.stack([np.clip(gx - gw / 2, 0, w), np.clip(gy - gh / 2, 0, h),
+                     np.clip(gx + gw / 2, 0, w), np.clip(gy + gh / 2, 0, h)], axis=1)
+
+
+def test_retinanet_decode_is_mmdets_delta2bbox() -> None:
+    from pvt_deploy.models.retinanet import decode_deltas
+
+    anchors = np.array([[10, 20, 50, 40], [30, 5, 40, 65], [0, 0, 8, 8], [60, 30, 90, 50]], np.float64)
+    deltas = np.array([[0.1, -0.2, 0.3, -0.1],  # inside the picture
+                       [-0.3, 0.25, -0.5, 0.4],
+                       [0.0, 0.0, 9.0, -9.0],  # dw/dh clamped at |log(16/1000)|
+                       [0.5, 0.1, 0.7, 0.2]], np.float64)  # past the right edge: clipped to the width
+    h, w = 70, 100  # not square: clipping x to the height or y to the width shows
+    got = decode_deltas(torch.from_numpy(anchors), torch.from_numpy(deltas), h, w).numpy()
+    np.testing.assert_allclose(got, _delta2bbox(anchors, deltas, h, w), rtol=1e-6, atol=1e-6)
+    assert got[3, 2] == w  # the clip is exercised
+
+
+def test_retinanet_scores_and_boxes_come_from_the_same_anchor() -> None:
+    """The head's (A*C, H, W) and (A*4, H, W) maps flatten to (H, W, A) rows: a single confident logit at
+    (anchor a, class c, y, x) is the row whose box is anchor a at (x, y), decoded with its deltas."""
+    from pvt_deploy.models.retinanet import NUM_ANCHORS, STRIDES, base_anchors, decode_detections
+
+    num_classes, h, w, a, c, y, x = 3, 2, 4, 5, 2, 1, 2  # (y, x) is another row if x were major
+    cls = [torch.full((1, NUM_ANCHORS * num_classes, -(-h // (s // 8)), -(-w // (s // 8))), -10.0) for s in STRIDES]
+    reg = [torch.zeros(1, NUM_ANCHORS * 4, *t.shape[2:]) for t in cls]
+    cls[0][0, a * num_classes + c, y, x] = 5.0
+    reg[0][0, a * 4:a * 4 + 4, y, x] = torch.tensor([0.1, -0.2, 0.3, 0.05])
+    boxes, scores = decode_detections(cls, reg, 8 * h * 4, 8 * w * 4)
+    best = int(scores[0].max(dim=-1).values.argmax())
+    assert int(scores[0, best].argmax()) == c
+    assert float(scores[0, best, c]) == pytest.approx(1 / (1 + np.exp(-5.0)), rel=1e-6)
+    anchor = base_anchors(8)[a].double().numpy() + np.array([8 * x, 8 * y, 8 * x, 8 * y])
+    expect = _delta2bbox(anchor[None], np.array([[0.1, -0.2, 0.3, 0.05]]), 8 * h * 4, 8 * w * 4)[0]
+    np.testing.assert_allclose(boxes[0, best].double().numpy(), expect, rtol=1e-5, atol=1e-4)
