@@ -223,3 +223,70 @@ def test_a_detection_wholly_in_the_letterbox_padding_is_dropped() -> None:
     for det in (host, graph):
         assert det.class_ids.tolist() == [0] and det.scores.tolist() == pytest.approx([0.9])
         np.testing.assert_allclose(det.boxes, [[8.0, 8.0, 60.0, 80.0]])  # x2 to the 96x128 picture
+
+
+# --- Preprocessing geometry and pixels against the official pipelines (mmcv / timm), by hand ---
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def _pre(task: str, imgsz: tuple[int, int], *, dynamic: bool):  # noqa: ANN202 - a Preprocessor
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+
+    return Preprocessor(preprocess_spec(task, imgsz, dynamic=dynamic, mean=MEAN, std=STD), dynamic=dynamic,
+                        imgsz=imgsz)
+
+
+def test_keep_ratio_size_is_mmcvs_rescale() -> None:
+    """mmcv.rescale_size: scale = min(long / long side, short / short side), sides int(x * scale + 0.5)."""
+    from pvt_deploy.tasks.preprocess import fit_box_size, keep_ratio_size
+
+    assert keep_ratio_size(480, 640, 1333, 800) == (800, 1067)  # 640 * 5/3 = 1066.67: rounded, not cut to 1066
+    assert keep_ratio_size(640, 480, 1333, 800) == (1067, 800)
+    assert keep_ratio_size(100, 1000, 1333, 800) == (133, 1333)  # the long side binds
+    # a static graph's box has an orientation: 480x640 into 256x512 is bound by its height, 256/480
+    assert fit_box_size(480, 640, 256, 512) == (256, 341)
+    assert fit_box_size(640, 480, 512, 256) == (341, 256)
+
+
+def test_letterbox_pixels_sit_top_left_and_the_padding_is_the_mean() -> None:
+    """mmdet: bilinear resize, content at the top-left, the rest padded with 0 after normalising -- the
+    mean in raw pixels (the graph normalises). Channels stay RGB, planes in NCHW order."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    for hw, resized in (((40, 80), (32, 64)), ((80, 40), (64, 32))):  # padding below, then on the right
+        rgb = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        rgb[..., 0] //= 4  # R, G and B from different ranges: a swapped plane shows
+        out, box = _pre("detect", (64, 64), dynamic=False)(rgb)
+        assert box.resized_hw == resized and box.input_hw == (64, 64) and out.shape == (3, 64, 64)
+        want = cv2.resize(rgb, resized[::-1], interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        for c in range(3):
+            np.testing.assert_array_equal(out[c, :resized[0], :resized[1]], want[..., c])
+            assert (out[c, resized[0]:, :] == np.float32(MEAN[c])).all()
+            assert (out[c, :, resized[1]:] == np.float32(MEAN[c])).all()
+
+
+def test_resize_crop_is_timms_eval_transform() -> None:
+    """timm/DeiT eval: resize the short side to int(size / 0.875) (PIL bicubic), then a centre crop with
+    torchvision's int(round((side - crop) / 2)) offsets. A non-square input size crops each side to its own."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(4).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    pre = _pre("classify", (64, 96), dynamic=False)
+    box = pre.plan(90, 120)
+    # short = int(64 / 0.875) = 73; 120 * 73 / 90 = 97.3 -> 97; top round(4.5) = 4, left round(0.5) = 0
+    assert (box.resized_hw, box.input_hw, box.offset) == ((73, 97), (64, 96), (-4, 0))
+    assert _pre("classify", (224, 224), dynamic=False).plan(300, 400).offset == (-16, -58)  # 256x341
+    out, _ = pre(rgb)
+    want = np.asarray(Image.fromarray(rgb).resize((97, 73), Image.Resampling.BICUBIC))[4:68, 0:96]
+    np.testing.assert_array_equal(out, want.transpose(2, 0, 1).astype(np.float32))
+
+
+def test_a_batchs_records_name_the_batchs_input_size() -> None:
+    """Pictures of different sizes share one padded (N, 3, H, W) batch: each record's input_hw is (H, W),
+    which segmentation post-processing crops and resizes by."""
+    pre = _pre("detect", (64, 128), dynamic=True)
+    batch, records = pre.batch([np.zeros((40, 100, 3), np.uint8), np.zeros((60, 100, 3), np.uint8)])
+    assert batch.shape == (2, 3, 64, 128)
+    assert [r.input_hw for r in records] == [(64, 128), (64, 128)]
+    assert [r.resized_hw for r in records] == [(51, 128), (64, 107)]
