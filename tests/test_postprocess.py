@@ -290,3 +290,44 @@ def test_a_batchs_records_name_the_batchs_input_size() -> None:
     assert batch.shape == (2, 3, 64, 128)
     assert [r.input_hw for r in records] == [(64, 128), (64, 128)]
     assert [r.resized_hw for r in records] == [(51, 128), (64, 107)]
+
+
+def test_host_and_graph_nms_agree_on_the_score_cut_class_filter_and_padding() -> None:
+    """Hand-computed: a 100x300 picture letterboxed to 21x64 in a 64x64 input (sy = 0.21, sx = 64/300, not
+    equal), padding below and on the right. mmdet keeps scores > the threshold (one exactly at it is
+    dropped), clips boxes to the picture before NMS and drops those clipped to a line; ``classes=[0]``
+    keeps class 0. Both NMS paths give the same detections."""
+    from pvt_deploy.tasks.postprocess import postprocess_detect
+
+    meta = Letterbox(orig_hw=(100, 300), resized_hw=(21, 64), input_hw=(64, 64))
+    boxes = np.array([[[32.0, 0.0, 60.0, 21.0],  # class 0, on the picture
+                       [10.0, 2.0, 40.0, 12.0],  # class 1 only
+                       [40.0, 30.0, 60.0, 60.0],  # below the picture: clipped to y = 21, a line
+                       [64.0, 2.0, 64.0, 12.0],  # x1 = x2 on the right edge: no width
+                       [2.0, 2.0, 20.0, 12.0]]], np.float32)  # class 0 exactly at the threshold
+    scores = np.zeros((1, 5, 2), np.float32)
+    scores[0, :, 0] = [0.75, 0.0, 0.9, 0.9, 0.5]
+    scores[0, 1, 1] = 0.625
+    post = {"score_threshold": 0.05, "iou_threshold": 0.5, "max_detections": 100}
+    order = np.argsort(-scores[0].max(1), kind="stable")
+    graph_out = {"num_dets": np.array([[5]], np.int32), "det_boxes": boxes[:, order],
+                 "det_scores": scores[0].max(1)[order][None], "det_classes": scores[0].argmax(1)[order][None]}
+    for out, extra in (({"boxes": boxes, "scores": scores}, {}), (graph_out, {"nms": "graph"})):
+        (det,) = postprocess_detect(out, [meta], {**post, **extra}, conf=0.5)
+        assert det.scores.tolist() == [0.75, 0.625] and det.class_ids.tolist() == [0, 1]
+        np.testing.assert_allclose(det.boxes, [[150, 0, 281.25, 100], [46.875, 2 / 0.21, 187.5, 12 / 0.21]],
+                                   rtol=1e-6)
+        (only0,) = postprocess_detect(out, [meta], {**post, **extra}, conf=0.5, classes=[0])
+        assert only0.class_ids.tolist() == [0] and only0.scores.tolist() == [0.75]
+
+
+def test_a_graph_argmax_mask_is_cropped_to_the_picture_then_resized() -> None:
+    """``seg_mask`` (argmax in the graph): the resized picture's rows and columns (21 x 32 of a 32x32
+    input, not 32 x 21), then nearest-neighbour to the original size (exactly 2x here)."""
+    from pvt_deploy.tasks.postprocess import postprocess_segment
+
+    mask = np.arange(32 * 32, dtype=np.int64).reshape(1, 32, 32) % 7
+    meta = Letterbox(orig_hw=(42, 64), resized_hw=(21, 32), input_hw=(32, 32))
+    (got,) = postprocess_segment({"seg_mask": mask}, [meta], {})
+    assert got.shape == (42, 64)
+    np.testing.assert_array_equal(got, mask[0][:21, :32].repeat(2, 0).repeat(2, 1))
