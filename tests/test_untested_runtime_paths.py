@@ -216,7 +216,12 @@ def test_pytorch_fp32_on_a_gpu_runs_without_tf32_and_leaves_the_callers_settings
     switches = _tf32_switches()
     state = lambda: [getattr(obj, name) for obj, name in switches]  # noqa: E731
     ieee = ["ieee", "ieee"] if switches[0][1] == "fp32_precision" else [False, False]
-    original = state()
+    # set_float32_matmul_precision also sets switches the run does not touch (oneDNN's CPU matmuls):
+    # put them back too, or every later test in this process runs with "high"
+    original_matmul = torch.get_float32_matmul_precision()
+    cpu_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    cpu_switch = [(cpu_matmul, "fp32_precision")] if hasattr(cpu_matmul, "fp32_precision") else []
+    original = [getattr(obj, name) for obj, name in [*switches, *cpu_switch]]
     seen: list[tuple[str, list[Any]]] = []
     in_flight, other_done = threading.Event(), threading.Event()
 
@@ -257,7 +262,8 @@ def test_pytorch_fp32_on_a_gpu_runs_without_tf32_and_leaves_the_callers_settings
         assert seen == [("slow", ieee), ("quick", ieee), ("slow", ieee), ("cpu", callers)]
         assert after_gpu == callers  # put back when the last run ended, not when the first did
     finally:
-        for (obj, name), value in zip(switches, original, strict=True):
+        torch.set_float32_matmul_precision(original_matmul)
+        for (obj, name), value in zip([*switches, *cpu_switch], original, strict=True):
             setattr(obj, name, value)
 
 
