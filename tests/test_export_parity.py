@@ -372,3 +372,26 @@ def test_a_candidates_class_scores_moving_within_int8s_window_do_not_fail_its_bo
     comp = Comparison("detect", post, max_rel=tol.max_rel)
     comp.add(ref, test, [Letterbox((160, 128), (160, 128), (160, 128))])
     assert [f for f in check_tolerance(comp.result(), tol, gate_agreement=False) if f.startswith("boxes: mean_rel ")]
+
+
+def test_the_limits_are_inclusive_and_measured_against_the_reference() -> None:
+    """Hand-computed boundaries of what the docs state (max_rel <= limit, agreement >= limit, IoU >= 0.5,
+    a near-tie within the margin): a figure exactly at its limit passes. max_rel's denominator is the
+    reference's largest magnitude, not the candidate's."""
+    from pvt_deploy.export.parity import Tolerance, match_detections
+
+    e = numeric_errors(np.array([1.0, 2.0]), np.array([1.0, 4.0]))
+    assert e["max_abs"] == 2.0 and e["max_rel"] == 1.0  # 2 / max|ref| = 2 / 2, not 2 / max|test|
+    tol = Tolerance(min_cosine=0.5, max_rel=0.25, min_agreement=0.75)
+    at_limit = {"outputs": {"x": {"cosine": 0.5, "max_rel": 0.25}}, "agreement": 0.75}
+    assert check_tolerance(at_limit, tol) == []
+    over = {"outputs": {"x": {"cosine": 0.5, "max_rel": 0.375}}, "agreement": 0.625}
+    assert len(check_tolerance(over, tol)) == 2
+    loose = tol.scaled(2.0)  # twice the error and disagreement allowed
+    assert (loose.min_cosine, loose.max_rel, loose.min_agreement) == (0.0, 0.5, 0.5)
+    half = _dets([[0, 0, 10, 5]], [0.9], [0])  # IoU with [0, 0, 10, 10] is 50 / 100 = 0.5 exactly
+    assert match_detections(_dets([[0, 0, 10, 10]], [0.9], [0]), half, 0.5) == [(0, 0)]
+    ref = (np.array([1, 2, 3]), np.array([0.5, 0.25, 0.25]))
+    swapped = (np.array([2, 1, 3]), np.array([0.5, 0.25, 0.25]))  # top-1 0.25 behind: a tie at margin 0.25
+    assert agreement_classification([ref], [swapped], margin=0.25)["top1_agreement"] == 1.0
+    assert agreement_classification([ref], [swapped], margin=0.125)["top1_agreement"] == 0.0
