@@ -475,6 +475,34 @@ def test_json_on_stdout_to_a_full_disk_is_one_line_and_exit_2(tmp_path: Path, un
     assert done.stderr.strip().splitlines()[-1] == "error: cannot write the output: File too large"
 
 
+def closed_pipe_run(*args: str, stderr_too: bool = False, timeout: float = 120) -> tuple[int, str]:
+    """``pvt-deploy ARGS | head -1`` (``2>&1 | head -1`` with ``stderr_too``), its reader gone before the
+    first write: (exit code, what stderr said where it is not the pipe)."""
+    import os
+    import subprocess
+    import tempfile
+
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    with tempfile.TemporaryFile() as log:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+        code = subprocess.run([sys.executable, "-m", "pvt_deploy", *args], stdout=write,
+                              stderr=write if stderr_too else log, env=env, timeout=timeout).returncode
+        os.close(write)
+        log.seek(0)
+        return code, log.read().decode(errors="replace")
+
+
+def test_a_reader_that_stops_reading_stdout_leaves_the_exit_code_the_commands() -> None:
+    """``pvt-deploy models | head -1`` exited 1 with nothing on stderr (Click's answer to a closed pipe),
+    which README keeps for the tool's own failures and which fails a ``set -o pipefail`` script. What the
+    reader did not take is dropped; the command ends as it would have: 0 here, 2 for a bad input."""
+    code, err = closed_pipe_run("models")
+    assert code == 0 and err == "", err
+    code, err = closed_pipe_run("info", "no/such/export", "--json")
+    assert code == 2 and err.strip() == "error: no such file or folder: no/such/export", err
+
+
 def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
     """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
     (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""

@@ -719,6 +719,27 @@ def test_a_camera_that_cannot_open_is_one_error_line(tmp_path: Path) -> None:
     assert "[ WARN" not in proc.stderr and "VIDEOIO" not in proc.stderr, proc.stderr
 
 
+def test_infer_with_its_output_piped_to_a_reader_that_stopped_writes_every_output(det_export: Path,
+                                                                                  tmp_path: Path) -> None:
+    """``pvt-deploy infer photos/ … 2>&1 | head -1`` exited 1 at its first line, with no output written (a
+    closed pipe raised wherever it was printed to). The files are the job: all of them are written,
+    whole, under their own names, and the run exits 0 as it would have."""
+    from test_cli_bench_check_info import closed_pipe_run
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, picture in enumerate(sample_images()):
+        cv2.imwrite(str(photos / f"{i}.jpg"), cv2.resize(cv2.imread(str(picture)), (96, 64)))
+    code, _ = closed_pipe_run("infer", str(photos), "--model", str(det_export), "--save-json", "-o",
+                              str(tmp_path / "out"), stderr_too=True, timeout=300)
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["0.jpg", "1.jpg", "2.jpg", "predictions.jsonl", "predictions_coco.json"]
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["source"] for line in lines) == [str(photos / f"{i}.jpg") for i in range(3)]
+    assert all(cv2.imread(str(tmp_path / "out" / f"{i}.jpg")).shape == (64, 96, 3) for i in range(3))
+
+
 def test_a_live_stream_is_connected_once_the_model_is_loaded(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
     """A camera opened before the (slow) model load queues frames meanwhile; they would come out as one

@@ -18,7 +18,7 @@ import typer
 
 from pvt_deploy.cli import spelling
 from pvt_deploy.errors import BackendUnavailableError, PvtDeployError, cli_spelling
-from pvt_deploy.utils.files import FULL_DISK_ERRNOS, buffered_stdout, printable_streams
+from pvt_deploy.utils.files import FULL_DISK_ERRNOS, command_streams, printable_streams
 from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
@@ -164,7 +164,7 @@ def _main() -> None:
         _fold_option_names()  # only for help: importing Typer's rich help costs every command ~0.14 s
     # SIGTERM (kill, timeout, docker stop) stops a command as Ctrl-C does: the mp4 gets its trailer,
     # the JSON Lines its name, instead of the default action leaving .part files
-    with sigterm_raises(KeyboardInterrupt) as sigterm, buffered_stdout(), cli_spelling():
+    with sigterm_raises(KeyboardInterrupt) as sigterm, command_streams(), cli_spelling():
         try:
             app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
         except PvtDeployError as e:

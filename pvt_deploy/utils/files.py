@@ -351,26 +351,64 @@ def printable_streams() -> None:
                 stream.reconfigure(errors="backslashreplace")
 
 
+class _ReaderGone(io.FileIO):
+    """A descriptor whose reader may leave (``pvt-deploy models | head -1``): from the first write that
+    meets a closed pipe on, what is written is dropped, and the descriptor the process had for the stream
+    is pointed at ``/dev/null``, so other writers to it (Python's own stream, native code) go quiet too.
+    Every other failure (a full disk) still raises."""
+
+    def __init__(self, fd: int, stream_fd: int) -> None:
+        super().__init__(fd, "w")
+        self.stream_fd = stream_fd
+        self.gone = False
+
+    def write(self, data: Any) -> int:
+        if not self.gone:
+            try:
+                return super().write(data)
+            except BrokenPipeError:
+                self.gone = True
+                with contextlib.suppress(OSError):
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, self.stream_fd)
+                    os.close(null)
+        return len(memoryview(data))
+
+
 @contextlib.contextmanager
-def buffered_stdout() -> Iterator[None]:
-    """Inside, ``sys.stdout`` writes all it is given or raises, also where Python runs unbuffered
-    (``PYTHONUNBUFFERED=1`` or ``-u``, which the Docker images set). Unbuffered, its text layer writes
-    straight to the file and drops whatever a short write leaves (CPython does not retry), so
-    ``pvt-deploy info --json > report.json`` on a full disk kept the first 1024 bytes and exited 0. Here
-    a line-buffered writer on a copy of the descriptor takes its place (lines still go out as they are
-    printed), which writes the rest or raises the ``OSError``."""
-    stream = sys.stdout
-    raw = getattr(stream, "buffer", None)
-    if not isinstance(stream, io.TextIOWrapper) or not isinstance(raw, io.RawIOBase):
-        yield  # buffered already, or not a file (a test's capture)
-        return
-    stream.flush()
-    fd = os.dup(raw.fileno())
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w")), encoding=stream.encoding,
-                                  errors=stream.errors, line_buffering=True)
+def command_streams() -> Iterator[None]:
+    """Inside, ``sys.stdout`` and ``sys.stderr`` write all they are given or raise, and a reader that
+    goes away costs only what it would have read.
+
+    * Unbuffered (``PYTHONUNBUFFERED=1`` or ``-u``, which the Docker images set), Python's text layer
+      writes straight to the file and drops whatever a short write leaves (CPython does not retry), so
+      ``pvt-deploy info --json > report.json`` on a full disk kept the first 1024 bytes and exited 0.
+      Here a line-buffered writer on a copy of the descriptor takes each stream's place (lines still go
+      out as they are printed), which writes the rest or raises the ``OSError``.
+    * A pipe whose reader has closed it (``| head -1``) made the first write raise ``BrokenPipeError``
+      wherever it came: Click's answer is exit 1, which README keeps for the tool's own failures, and
+      ``infer … 2>&1 | head -1`` ended before writing a single output. The rest of that stream's text
+      is dropped instead (:class:`_ReaderGone`); the command does its work and exits with its own code.
+    """
+    saved = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        raw = getattr(getattr(stream, "buffer", None), "raw", getattr(stream, "buffer", None))
+        if not isinstance(stream, io.TextIOWrapper) or not isinstance(raw, io.FileIO):
+            continue  # not a file (a test's capture)
+        try:
+            stream.flush()
+            fd = os.dup(raw.fileno())
+        except (OSError, ValueError):  # closed: left as it is
+            continue
+        saved.append((name, stream))
+        setattr(sys, name, io.TextIOWrapper(io.BufferedWriter(_ReaderGone(fd, raw.fileno())), encoding=stream.encoding,
+                                            errors=stream.errors, line_buffering=True))
     try:
         yield
     finally:
-        replaced, sys.stdout = sys.stdout, stream
-        with contextlib.suppress(OSError, ValueError):  # a failed flush raised where it was printed
-            replaced.close()
+        for name, stream in saved:
+            replaced = getattr(sys, name)
+            setattr(sys, name, stream)
+            with contextlib.suppress(OSError, ValueError):  # a failed flush raised where it was printed
+                replaced.close()
