@@ -910,3 +910,16 @@ def test_a_size_pytorch_has_no_memory_for_is_refused_before_it_runs(monkeypatch:
     assert model.predict(picture, imgsz=fits)[0].probs is not None  # the size it names runs
     with pytest.raises(ShapeError, match="1024x1024 at batch 1 needs"):  # the backend itself, fed directly
         model.backend.infer({"images": np.zeros((1, 3, 1024, 1024), np.float32)})
+
+
+def test_boxes_forms_are_ultralytics_by_hand() -> None:
+    """xywh is (centre x, centre y, width, height); the normalised forms divide x by the width and y by
+    the height of orig_shape (H, W) -- a 100x200 picture, so a swap shows."""
+    from pvt_deploy.tasks.results import Boxes
+
+    b = Boxes(np.array([[10, 20, 50, 80]], np.float32), np.array([0.9], np.float32), np.array([3]),
+              ("a",) * 4, (100, 200))
+    np.testing.assert_allclose(b.xywh, [[30, 50, 40, 60]])
+    np.testing.assert_allclose(b.xyxyn, [[0.05, 0.2, 0.25, 0.8]], rtol=1e-6)
+    np.testing.assert_allclose(b.xywhn, [[0.15, 0.5, 0.2, 0.6]], rtol=1e-6)
+    np.testing.assert_allclose(b.data, [[10, 20, 50, 80, 0.9, 3]], rtol=1e-6)
