@@ -22,6 +22,7 @@ from PIL import Image
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import (
     Frame,
+    PyAVReader,
     Reconnect,
     StreamSource,
     is_live,
@@ -1268,3 +1269,31 @@ def test_non_square_pixels_are_widened_to_the_shape_a_player_shows(tmp_path: Pat
     rows, cols = np.nonzero(frames[0].image[..., 1] > 127)
     width, height = cols.max() - cols.min() + 1, rows.max() - rows.min() + 1
     assert abs(width - height) <= 2, (width, height)
+
+
+def test_closing_a_reader_while_another_thread_decodes_leaves_that_decode_whole(tmp_path: Path) -> None:
+    """A stopped ``infer`` closes its source while the pipeline's decode thread, left after the join's
+    timeout on a loaded machine, may still be inside ``grab()``: ``close()`` raised "ValueError: generator
+    already executing", a traceback where exit 143 was due. Closing now leaves the container to the
+    decode in flight (closing it under FFmpeg could crash), and a later close finishes the job."""
+    reader = PyAVReader(str(make_clip(tmp_path / "a.mp4", "libx264", frames=5)))
+    inside, release = threading.Event(), threading.Event()
+    decoded = reader._decoded
+
+    def slow() -> Iterator[av.VideoFrame]:
+        inside.set()
+        release.wait(10)
+        yield from decoded
+
+    reader._decoded = slow()
+    reader._peeked = False
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(reader.grab()))
+    t.start()
+    assert inside.wait(10)
+    reader.close()  # raised ValueError before
+    release.set()
+    t.join(10)
+    assert got == [True] and reader.retrieve().shape == (64, 96, 3)  # the decode in flight was not cut off
+    reader.close()
+    assert not reader.grab()

@@ -769,7 +769,14 @@ class PyAVReader:
         return self._time
 
     def close(self) -> None:
-        self._decoded.close()  # stop the generator before its container goes away
+        try:
+            self._decoded.close()  # stop the generator before its container goes away
+        except ValueError:
+            # "generator already executing": another thread is inside grab() (a stopped pipeline's decode
+            # thread, left after its join timed out). Closing the container under that decode could crash
+            # FFmpeg; it is left to the decode, and closed with the reader or by a later close().
+            log.debug("video reader closed while a frame is being decoded; its container is left open")
+            return
         self._container.close()
 
 
