@@ -244,3 +244,17 @@ def test_scales_match_onnxruntime() -> None:
             _, expect = compute_scale_zp(np.array(chan.min()), np.array(chan.max()), *get_qmin_qmax_for_qType(
                 TensorProto.INT8, symmetric=True), symmetric=True)
             assert scales[i] == expect
+
+
+def test_a_scale_exactly_at_float32s_tiny_is_kept_as_onnxruntime_keeps_it() -> None:
+    """ONNX Runtime replaces a scale *below* float32's smallest normal by 1.0; one exactly at it
+    (a range of 127 * 2**-126, exact in float32) stays, for weights and activations alike."""
+    from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
+
+    tiny = np.finfo(np.float32).tiny
+    edge = np.float32(127) * tiny
+    qmin, qmax = get_qmin_qmax_for_qType(TensorProto.INT8, symmetric=True)
+    _, expect = compute_scale_zp(np.array(-edge), np.array(edge), qmin, qmax, symmetric=True)
+    assert expect == tiny
+    assert qdq.weight_scales(np.array([[edge, -edge / 2]], np.float32), 0)[0] == expect
+    assert qdq.activation_params(np.float32(-edge), np.float32(edge), unsigned=False)[1] == expect
