@@ -258,6 +258,26 @@ def test_tensorrt_plan(tmp_path: Path) -> None:
         export_triton(art, repo, backend="trt", trt_fp16_accelerator=True)
 
 
+@pytest.mark.parametrize(("tf32", "cc", "served_as"), [(True, "8.9", "tf32"), (None, "8.0", "tf32"), (False, "8.9", "fp32"),
+                                                       (True, "7.5", "fp32")])
+def test_a_served_fp32_engine_says_what_it_computes_in(tmp_path: Path, tf32: bool | None, cc: str,
+                                                       served_as: str) -> None:
+    """An FP32 engine TensorRT was let use TF32 in (``export --tf32``, or an older build whose manifest does
+    not say) computes in TF32 on an Ampere+ GPU: the runtime, ``info`` and the export table report it as
+    ``tf32`` (runtimes.tensorrt.engine_precision), but the same engine served by Triton (``--format triton
+    --triton-backend trt``) declared "fp32" in its model's manifest, which the triton:// client reports."""
+    art = make_artifact(tmp_path / "art", DETECT_GRAPH, task="detect")
+    (art / "model.engine").write_bytes(b"not a real plan, only copied")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.engine"] = file_entry(art / "model.engine", "fp32", source="model.onnx")
+    manifest["tensorrt"] = {"version": "10.13.0", "gpu": "NVIDIA L4", "compute_capability": cc, "precision": "fp32",
+                            "source": "model.onnx", **({"tf32": tf32} if tf32 is not None else {})}
+    write_manifest(art, manifest)
+    model_dir = export_triton(art, tmp_path / "repo", backend="trt", name="det")
+    embedded = json.loads(parse_config(model_dir / "config.pbtxt").parameters[MANIFEST_PARAMETER].string_value)
+    assert embedded["triton"]["precision"] == served_as
+
+
 def test_default_onnx_model_loads_on_any_server_and_shares_the_exports_bytes(tmp_path: Path) -> None:
     """An onnxruntime model defaults to KIND_AUTO (a CPU-only tritonserver refuses KIND_GPU); its file is
     a hard link to the export's, which keeps the served bytes when the export is replaced by rename."""

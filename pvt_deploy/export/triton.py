@@ -255,12 +255,19 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _precision(manifest: dict[str, Any], served: Path, fp16_accelerator: bool) -> str:
     """The served model's precision: the file's, and fp16 for a float graph under the TensorRT FP16
-    accelerator (an INT8 graph stays int8: the accelerator builds it in INT8, see :func:`export_triton`)."""
+    accelerator (an INT8 graph stays int8: the accelerator builds it in INT8, see :func:`export_triton`).
+    An engine's is what it computes in, as the local TensorRT backend reports it
+    (:func:`~pvt_deploy.runtimes.tensorrt.engine_precision`: tf32 for an fp32 engine let use TF32)."""
     entry = (manifest.get("files") or {}).get(served.name) or {}
-    if "precision" in entry:
+    if served.suffix in (".engine", ".plan") and manifest.get("tensorrt"):
+        from pvt_deploy.runtimes.tensorrt import engine_precision
+
+        section = manifest["tensorrt"]
+        precision = engine_precision({**section, "precision": entry.get("precision") or section.get("precision") or "fp32"})
+    elif "precision" in entry:
         precision = str(entry["precision"])
     elif served.suffix in (".engine", ".plan"):
-        precision = str((manifest.get("tensorrt") or {}).get("precision", "fp32"))
+        precision = "fp32"
     else:
         precision = "fp16" if ".fp16." in served.name else "int8" if ".int8." in served.name else "fp32"
     return "fp16" if fp16_accelerator and precision != "int8" else precision
