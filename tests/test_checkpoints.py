@@ -576,15 +576,17 @@ def test_a_checkpoint_url_as_the_model_runs_and_exports_as_its_file(
 
 def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
         site: tuple[Site, str], official_b0: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     """PyTorch rebuilds an export from the checkpoint it was made from. Made from a URL, that is the download
     cache's file; once the cache was cleaned, --backend torch failed ("weights ... are not on this machine").
     It downloads the manifest's weights.url again, and refuses in one line (exit 2) what no longer has the
-    manifest's sha256 (the URL now serving other weights)."""
+    manifest's sha256 (the URL now serving other weights). ``bench`` times random weights instead of
+    downloading: it warned "no weights given", as if the export had none; it says which file left the cache."""
     from cli_run import run as cli
 
     from pvt_deploy import Model
     from pvt_deploy.assets import sample_images
+    from pvt_deploy.bench import benchmark
     from pvt_deploy.export import export
     from pvt_deploy.runtimes.loader import backend_candidates
 
@@ -597,6 +599,14 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     torch_row = backend_candidates(folder)[0]  # info, check and bench: PyTorch can run it
     assert torch_row.available and torch_row.file == url and "downloaded again" in torch_row.reason
     assert s.hits == {"/v2/pvt_v2_b0.pth": 1}  # saying so downloads nothing
+    with caplog.at_level("WARNING"):
+        report = benchmark(folder, backends="torch", imgsz=32, warmup=0, iters=1)
+    assert report["results"][0]["status"] == "ok" and report["results"][0]["random_weights"]
+    assert s.hits == {"/v2/pvt_v2_b0.pth": 1} and not file.exists()  # timing is not worth a download
+    warning = next(r.getMessage() for r in caplog.records if "RANDOMLY INITIALISED" in r.getMessage())
+    assert "no weights given" not in warning, warning
+    assert (f"{folder}: its weights, downloaded from {url}, are no longer in the download cache ({file.resolve()}); "
+            "bench times the architecture rather than download them again") in warning, warning
     with Model(folder, backend="torch", imgsz=32) as again, Model(official_b0, imgsz=32) as by_file:
         assert not again.random_weights
         np.testing.assert_array_equal(again.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)

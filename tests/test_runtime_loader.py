@@ -62,15 +62,21 @@ def test_backend_torch_rebuilds_the_export_weights(det_export: Path) -> None:
     assert manifest["weights"]["source"].endswith("weights.pth")
 
 
-def test_torch_refuses_an_export_without_weights(det_copy: Path) -> None:
+def test_torch_refuses_an_export_without_weights(det_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """bench (``random_weights_ok``) times the architecture with random weights instead, and says why: it
+    warned "no weights given", as if the export had been made without any."""
     manifest = read_manifest(det_copy)
     manifest["weights"]["source"] = "/nowhere/weights.pth"
     write_manifest(det_copy, manifest)
     (det_copy / "weights.pth").unlink()
     with pytest.raises(InputError, match="cannot rebuild the PyTorch model"):
         load_backend(det_copy, backend="torch")
-    name, *_ = _loaded(det_copy, backend="torch", random_weights_ok=True)  # what bench uses
+    with caplog.at_level("WARNING"):
+        name, *_ = _loaded(det_copy, backend="torch", random_weights_ok=True)  # what bench uses
     assert name == "torch"
+    warning = next(r.getMessage() for r in caplog.records if "RANDOMLY INITIALISED" in r.getMessage())
+    assert (f"{det_copy}: the export's weights /nowhere/weights.pth are not on this machine; bench times the "
+            "architecture without them") in warning, warning
 
 
 def test_engine_is_skipped_where_tensorrt_cannot_run(det_copy: Path) -> None:

@@ -216,7 +216,8 @@ RANDOM_INIT_SEED = 0
 
 def create_model(name: str, *, task: str | None = None,
                  weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
-                 num_classes: int | None = None, trust: bool = False, seed: int | None = None) -> nn.Module:
+                 num_classes: int | None = None, trust: bool = False, seed: int | None = None,
+                 random_why: str | None = None) -> nn.Module:
     """Build a zoo model in eval mode, optionally loading ``weights`` (see :func:`load_weights`).
 
     ``name`` is a backbone name (``pvt_v2_b2_li``), a zoo name (``pvt_small-seg``) or the path of a
@@ -225,7 +226,8 @@ def create_model(name: str, *, task: str | None = None,
     of any layer a checkpoint leaves out) the same in every run, leaving torch's global random state
     as it was; the CLI and ``Model`` pass :data:`RANDOM_INIT_SEED`, so a zoo name without weights
     gives the same outputs each time, and the same as an export made from it. ``None`` draws from
-    torch's global generator.
+    torch's global generator. ``random_why`` says why there are no weights, in the warning, where that
+    is not that none were given (an export whose checkpoint left the download cache, timed by ``bench``).
     """
     state = None
     where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
@@ -263,8 +265,8 @@ def create_model(name: str, *, task: str | None = None,
             torch.manual_seed(seed)
             model = build_model(entry, num_classes)
     if weights is None:
-        log.warning("%s: no weights given — the model is RANDOMLY INITIALISED (outputs are meaningless)",
-                    entry.name)
+        log.warning("%s: %s — the model is RANDOMLY INITIALISED (outputs are meaningless)", entry.name,
+                    random_why or "no weights given")
         model.random_init = True  # type: ignore[assignment]
     else:
         try:

@@ -408,7 +408,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
             why, torch_code = str(e), e.exit_code
     note = f"random weights, rebuilt from their seed {seed}" if weights is None and not why else ""
     if _is_http_url(weights):
-        note = "its checkpoint left the download cache: downloaded again from this URL when run"
+        note = ("its checkpoint left the download cache: downloaded again from this URL by check and --backend torch "
+                "(bench times random weights instead)")
     out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note,
                          (torch_code or InputError.exit_code) if why else None))
     for precision, name in ONNX_FILES.items():
@@ -866,14 +867,17 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     _refuse_torch_int8(precision, str(folder), f"INT8 runs on ONNX Runtime or TensorRT: leave out {option('backend')} torch")
 
     source = os.fspath(weights) if weights is not None else None
+    random_why = None
     if source is None:
         source, _, why = _torch_weights(folder, manifest)
         if why and not random_weights_ok:
             raise InputError(f"{folder}: cannot rebuild the PyTorch model: {why}",
                              hint=f"pass {option('weights')} CHECKPOINT (the file the export was made from)")
-        if random_weights_ok:  # a benchmark: timing does not depend on the weights, not worth a download
-            source = None if _is_http_url(source) else source
-        elif source is not None:
+        if random_weights_ok and (why or _is_http_url(source)):
+            # a benchmark: timing does not depend on the weights, not worth a download
+            random_why = _timed_without_weights(folder, manifest, source, why)
+            source = None
+        elif source is not None and not random_weights_ok:
             source = _export_checkpoint(folder, manifest, source)
     model_name = str(manifest.get("model") or manifest.get("backbone"))
     task = manifest.get("task")
@@ -883,7 +887,7 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     # again; without one (bench, random_weights_ok) any seed times the same architecture.
     seed = recorded_seed(manifest)
     model = create_model(model_name, task=task, weights=source, num_classes=num_classes, trust=trust,
-                         seed=RANDOM_INIT_SEED if seed is None else seed)
+                         seed=RANDOM_INIT_SEED if seed is None else seed, random_why=random_why)
     post = manifest.get("postprocess") or {}
     deploy_kwargs: dict[str, Any] = {}
     if task == "segment" and post.get("seg_output"):
@@ -901,6 +905,20 @@ def _torch_from_folder(folder: Path, manifest: dict[str, Any], weights: str | os
     return _torch_backend(model, model_name=model_name, backbone=str(manifest.get("backbone", model_name)),
                           weights=source, precision=precision, device=device, imgsz=None, options=options,
                           deploy_kwargs=deploy_kwargs, manifest=torch_manifest_)
+
+
+def _timed_without_weights(folder: Path, manifest: Mapping[str, Any], source: str | None, why: str) -> str:
+    """Why ``bench`` times an export's architecture with random weights: its checkpoint left the download
+    cache (``source`` is then the URL: timing is not worth a download, which check and infer make) or is not
+    on this machine (``why``), or the export's own random weights cannot be drawn again."""
+    weights = manifest.get("weights") or {}
+    if why and weights.get("random_init", True) and not weights.get("source"):
+        return f"{folder}: {why} (bench times other random weights of the same architecture)"
+    if _is_http_url(source):
+        return (f"{folder}: its weights, downloaded from {source}, are no longer in the download cache "
+                f"({weights.get('source')}); bench times the architecture rather than download them again "
+                f"(check and --backend torch download them)")
+    return f"{folder}: {why}; bench times the architecture without them"
 
 
 def _export_checkpoint(folder: Path, manifest: Mapping[str, Any], source: str) -> str:
