@@ -218,6 +218,33 @@ def test_a_cpu_graph_killed_while_written_is_removed_by_the_next_build(graphs: d
     assert live.returncode == 0 and (cache / "model.fedcba9876543210fedc.onnx").read_bytes() == b"being written"
 
 
+def test_the_user_cache_is_pvt_deploy_cache_as_set_when_used(graphs: dict, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``.ort-cache`` cannot be made beside a model, its CPU graph goes to the per-user cache's
+    ``ort/``. That folder was read once at import (a ``PVT_DEPLOY_CACHE`` set later was not used), and
+    ``PVT_DEPLOY_CACHE=`` (empty) made it ``./ort`` in the current folder, where the weights cache took
+    an empty value for unset. Both caches now share one root, read when used."""
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+    from pvt_deploy.utils.download import cache_dir
+
+    src = tmp_path / "ro" / "model.onnx"
+    src.parent.mkdir()
+    src.write_bytes(graphs["pvt_tiny-cls"][0].read_bytes())
+    (src.parent / ".ort-cache").write_bytes(b"")  # a file: no cache folder can be made beside the model
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", "")
+    graph = optimized_graph(src)
+    assert graph.changed and graph.path.parent == home / ".cache" / "pvt-deploy" / "ort"
+    assert cache_dir() == home / ".cache" / "pvt-deploy" / "weights" and not list(work.iterdir())
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "later"))  # set after pvt_deploy was imported
+    graph = optimized_graph(src)
+    assert graph.changed and not graph.cached and graph.path.parent == tmp_path / "later" / "ort"
+    assert cache_dir() == tmp_path / "later" / "weights"
+
+
 def test_new_recipe_replaces_only_its_own_sources_copy(graphs: dict, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from pvt_deploy.export import optimize

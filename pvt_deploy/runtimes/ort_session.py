@@ -43,7 +43,6 @@ __all__ = ["OptimizedGraph", "cache_dir_for", "default_rewrites", "discard", "op
 log = logging.getLogger(__name__)
 
 CACHE_DIRNAME = ".ort-cache"
-USER_CACHE = Path(os.environ.get("PVT_DEPLOY_CACHE", Path.home() / ".cache" / "pvt-deploy")) / "ort"
 # a cache entry: <source stem>.<key>.json, the record, and <source stem>.<key>.onnx, the graph (_key)
 _ENTRY = re.compile(r"(.+)\.[0-9a-f]{20}\.(json|onnx)")
 
@@ -76,9 +75,11 @@ def _writable(folder: Path) -> bool:
 
 
 def cache_dir_for(source: Path) -> Path:
-    """``.ort-cache`` beside ``source`` when writable, else the per-user cache."""
+    """``.ort-cache`` beside ``source`` when writable, else the per-user cache's ``ort/``."""
+    from pvt_deploy.utils.files import cache_root
+
     local = source.parent / CACHE_DIRNAME
-    return local if _writable(local) else USER_CACHE
+    return local if _writable(local) else cache_root() / "ort"
 
 
 def _key(source: Path, rewrites: Sequence[str]) -> str:

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import http.client
 import logging
-import os
 import re
 import time
 import urllib.error
@@ -61,7 +60,9 @@ def is_url(value: Any) -> TypeGuard[str]:
 
 def cache_dir() -> Path:
     """Where downloaded checkpoints are kept: ``$PVT_DEPLOY_CACHE/weights`` (default ``~/.cache/pvt-deploy``)."""
-    return Path(os.environ.get("PVT_DEPLOY_CACHE") or Path.home() / ".cache" / "pvt-deploy") / "weights"
+    from pvt_deploy.utils.files import cache_root
+
+    return cache_root() / "weights"
 
 
 def _parse(url: str) -> tuple[str, str, str | None]:

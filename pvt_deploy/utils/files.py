@@ -26,6 +26,16 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def cache_root() -> Path:
+    """pvt-deploy's per-user cache folder (downloaded checkpoints in ``weights/``, graphs ONNX Runtime
+    cannot keep beside a read-only model in ``ort/``): ``$PVT_DEPLOY_CACHE`` (``~`` expanded), else
+    ``~/.cache/pvt-deploy``. An empty value is unset, as for most such variables (``PVT_DEPLOY_CACHE=``
+    is no folder: it made ``./ort`` of the current one). Read at each call, so a variable set after
+    pvt_deploy was imported (a test, a server's start-up code) is the one used."""
+    value = os.environ.get("PVT_DEPLOY_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "pvt-deploy"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
