@@ -78,8 +78,9 @@ def format_name(format: object) -> object:
     return format
 
 
-def engine_precision(*, half: bool = False, int8: bool = False) -> str:
-    """The TensorRT build precision that matches the ONNX variants asked for (INT8 wins)."""
+def build_precision(*, half: bool = False, int8: bool = False) -> str:
+    """The TensorRT build precision that matches the ONNX variants asked for (INT8 wins); what the engine
+    then computes in is :func:`pvt_deploy.runtimes.tensorrt.engine_precision`'s to say (tf32)."""
     return "int8" if int8 else "fp16" if half else "fp32"
 
 
@@ -144,7 +145,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     from pvt_deploy.export.onnx import export_onnx
 
     log = logging.getLogger("pvt_deploy.export")
-    precision = engine_precision(half=bool(onnx_options.get("half")), int8=bool(onnx_options.get("int8")))
+    precision = build_precision(half=bool(onnx_options.get("half")), int8=bool(onnx_options.get("int8")))
 
     def engine(artifact: Path) -> None:  # in the new export before it replaces the old one
         from pvt_deploy.export.tensorrt import build_engine
