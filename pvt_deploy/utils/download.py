@@ -86,7 +86,7 @@ def _parse(url: str) -> tuple[str, str, str | None]:
     expected = None
     if parts.fragment:
         m = _FRAGMENT_HASH.fullmatch(parts.fragment)
-        if m is None:  # "#sha256=00ff" was "unknown" too, "only #sha256=HEX is understood", though it is hex
+        if m is None:  # a short hash (#sha256=00ff) is told how many digits it needs
             raise InputError(f"weights URL {url}: unknown fragment #{parts.fragment} (#sha256= takes 8 to 64 hex "
                              "digits of the file's sha256; no other fragment is understood)")
         expected = m.group(1).lower()
