@@ -26,7 +26,7 @@ model, size and the pvt-deploy version, so a second run skips the exports.
   clean-up (temporary folders, export staging folders, child processes) runs, then exits 143; an
   error meant for the user (``PvtDeployError``) is one ``error: ...`` line, not a traceback.
   Arguments are checked before any model work (:func:`int_at_least`, :func:`parse_choices`,
-  :func:`check_models`, :func:`check_output_file`, :func:`check_work`): a bad one is one argparse
+  :func:`check_models`, :func:`check_output_file`, :func:`check_work`): a bad one is one :class:`ArgumentParser`
   error line and exit 2, and ``--json`` is known to be writable before a long run starts; it is
   written atomically (:func:`write_json`).
 """
@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -607,6 +607,15 @@ def _user_error(e: Exception) -> int | None:
         return None
     _say(f"error: {' '.join(str(e).split()) or type(e).__name__}")
     return int(getattr(e, "exit_code", 1) or 1)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Every script's parser: a bad argument is one line, ``speed.py: error: ...``, and exit 2, as README
+    says; argparse's own printed its usage (four lines of options for ``speed.py``) above it, where the
+    error was hard to find. ``--help`` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

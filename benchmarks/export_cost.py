@@ -14,7 +14,6 @@ user passes one) so the parity gate sees real detections. The target is < 2 minu
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -33,7 +32,7 @@ TARGET_S = 120.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", default="pvt_small")
     ap.add_argument("--imgsz", type=common.imgsz_arg, default=640)
     ap.add_argument("--int8-flavour", default="both", choices=("cpu", "trt", "both"))

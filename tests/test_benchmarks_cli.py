@@ -31,11 +31,11 @@ def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedPr
 
 def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *snippets: str) -> None:
     """Exit 2, nothing on stdout (no work started: the machine header is the first thing printed),
-    no traceback, and the last stderr line is argparse's one-line error with ``snippets``."""
+    and on stderr one line, the error with ``snippets`` (argparse printed its usage lines above it)."""
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+    (last,) = done.stderr.strip().splitlines()
     assert last.startswith(f"{script}: error: "), done.stderr
     for s in snippets:
         assert s in last, (s, last)
@@ -70,6 +70,13 @@ def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *sn
 ])
 def test_bad_argument_is_one_line_exit_2(script: str, args: list[str], snippets: list[str]) -> None:
     _assert_usage_error(_run(script, *args), script, *snippets)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if p.name != "common.py"))
+def test_every_script_answers_an_unknown_option_in_one_line(script: str) -> None:
+    """README: a bad argument of a benchmark script is one line and exit 2 (every script, new ones too)."""
+    _assert_usage_error(_run(script, "--bogus", "1"), script, "unrecognized arguments: --bogus 1")
+    assert "usage:" in _run(script, "--help").stdout  # --help still shows it
 
 
 def test_unknown_model_suggests_the_zoo_name() -> None:
