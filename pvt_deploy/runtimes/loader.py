@@ -408,8 +408,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
             why, torch_code = str(e), e.exit_code
     note = f"random weights, rebuilt from their seed {seed}" if weights is None and not why else ""
     if _is_http_url(weights):
-        note = ("its checkpoint left the download cache: downloaded again from this URL by check and --backend torch "
-                "(bench times random weights instead)")
+        note = ("its checkpoint left the download cache: downloaded again from this URL by check and --backend torch; "
+                "bench times random weights instead")
     out.append(Candidate("torch", "torch", "fp32", weights, not why, why or note,
                          (torch_code or InputError.exit_code) if why else None))
     for precision, name in ONNX_FILES.items():
