@@ -395,3 +395,21 @@ def test_the_limits_are_inclusive_and_measured_against_the_reference() -> None:
     swapped = (np.array([2, 1, 3]), np.array([0.5, 0.25, 0.25]))  # top-1 0.25 behind: a tie at margin 0.25
     assert agreement_classification([ref], [swapped], margin=0.25)["top1_agreement"] == 1.0
     assert agreement_classification([ref], [swapped], margin=0.125)["top1_agreement"] == 0.0
+
+
+def test_a_candidates_counterpart_is_the_nearest_even_past_the_first_few() -> None:
+    """Nine test candidates on the reference box with the classes swapped (box and best score equal, so
+    their cheap lower bound is 0) hide the true counterpart (same classes, 0.64 px off) from the nearest
+    eight: the exact search must still find it -- 0.64 px, 0.01 of the 64 px side -- not a swapped one."""
+    from pvt_deploy.export.parity import CandidateBoxes
+
+    box, swapped, right = [10.0, 10.0, 30.0, 30.0], [0.1, 0.9], [0.9, 0.1]
+    rb = np.array([box] * 10)
+    rs = np.array([right] + [swapped] * 9)  # reference rows 1..9 are the swapped ones themselves
+    tb = np.array([[10.64, 10.0, 30.64, 30.0]] + [box] * 9)
+    ts = np.array([right] + [swapped] * 9)
+    cands = CandidateBoxes()
+    cands._level(rb, rs, tb, ts, 64.0, False, image=0, level=0)
+    r = cands.result()
+    assert r["max_rel"] == pytest.approx(0.01) and r["max_abs"] == pytest.approx(0.64)
+    assert r["max_abs_at"] == {"image": 0, "index": [0, 0]}
