@@ -546,23 +546,21 @@ def test_max_det_limits_the_detections_of_each_image(
     assert len(record["detections"]) == 3  # random weights at conf 0: far more candidates than 3
 
 
-def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tmp_path: Path) -> None:
-    """``kill``/``timeout``/``docker stop`` send SIGTERM: a real process gets it mid-video and, as after
-    Ctrl-C, leaves a playable mp4 and the JSON lines of the frames it processed (exit 143 = 128 + 15)."""
+def _sigterm_after(python_args: list[str], clip: Path, model: Path, out: Path, *, lines: int) -> tuple[int, str]:
+    """Run ``infer clip`` in a child Python (``python_args``: how it starts the CLI), send it SIGTERM once
+    ``lines`` JSON lines are written, and return its exit code and stderr."""
     import os
     import signal
     import subprocess
     import time
 
-    clip = make_clip(tmp_path / "long.mp4", frames=600, size=(96, 64), fps=25.0)
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "pvt_deploy", "infer", str(clip), "--model", str(det_export),
-                             "--batch", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen([sys.executable, *python_args, "infer", str(clip), "--model", str(model), "--batch", "1",
+                             "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
     try:
         part = out / "predictions.jsonl.part"
         deadline = time.monotonic() + 120
-        while not (part.is_file() and part.read_text().count("\n") >= 3):  # some frames are done
+        while not (part.is_file() and part.read_text().count("\n") >= lines):
             assert proc.poll() is None and time.monotonic() < deadline, "infer ended before it could be stopped"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
@@ -570,7 +568,17 @@ def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tm
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, err
+    return proc.returncode, err
+
+
+def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tmp_path: Path) -> None:
+    """``kill``/``timeout``/``docker stop`` send SIGTERM: a real process gets it mid-video and, as after
+    Ctrl-C, leaves a playable mp4 and the JSON lines of the frames it processed (exit 143 = 128 + 15)."""
+
+    clip = make_clip(tmp_path / "long.mp4", frames=600, size=(96, 64), fps=25.0)
+    out = tmp_path / "out"
+    code, err = _sigterm_after(["-m", "pvt_deploy"], clip, det_export, out, lines=3)  # some frames are done
+    assert code == 143, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "terminated"  # said "interrupted"
     assert sorted(p.name for p in out.iterdir()) == ["long.mp4", "predictions.jsonl"]  # no .part litter
     codec, frames, size, _ = decode_video(out / "long.mp4")
@@ -603,28 +611,11 @@ def test_a_stop_while_a_call_is_in_flight_still_exits_143(det_export: Path, tmp_
     large size, past the 5 s the pipeline waits for it) finished its outputs, said "terminated", and
     then aborted at the interpreter's exit: "terminate called without an active exception", exit 134
     (SIGABRT) instead of 143. The call left running is abandoned, as the pipeline meant to."""
-    import os
-    import signal
-    import subprocess
-    import time
 
     clip = make_clip(tmp_path / "clip.mp4", frames=8, size=(96, 64), fps=25.0)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", STOPPED_MID_CALL, "infer", str(clip), "--model", str(det_export),
-                             "--batch", "1", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": "200"})
-    try:
-        part = out / "predictions.jsonl.part"
-        deadline = time.monotonic() + 120
-        while not (part.is_file() and part.read_text().count("\n") >= 1):  # the second call is under way
-            assert proc.poll() is None and time.monotonic() < deadline, "infer ended before it could be stopped"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = _sigterm_after(["-c", STOPPED_MID_CALL], clip, det_export, out, lines=1)  # the 2nd call is under way
+    assert code == 143, err
     assert "terminate called" not in err and err.strip().splitlines()[-1] == "terminated"
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "predictions.jsonl"]
     assert decode_video(out / "clip.mp4")[1] >= 1
