@@ -167,8 +167,8 @@ def batch_limit(manifest: Mapping[str, Any], profiles: Sequence[Mapping[str, Any
     - a dynamic manifest with no batch range, None: its batch dimension is named, and nothing bounds it
       (the export always writes the range; a hand-made manifest may not).
 
-    ``profiles`` (a TensorRT engine's, ``[{"input", "min", "opt", "max"}]``) bound it further by the
-    first profile's largest batch: the engine refuses a larger one."""
+    ``profiles`` (a TensorRT engine's, ``[{"input", "min", "opt", "max"}]``) bound it further by their
+    largest batch (:func:`profile_batch`): the engine refuses a larger one."""
     shape = ((manifest.get("inputs") or [{}])[0] or {}).get("shape") or [None]
     dynamic = manifest.get("dynamic")
     if isinstance(shape[0], int) and shape[0] > 0:
@@ -178,13 +178,25 @@ def batch_limit(manifest: Mapping[str, Any], profiles: Sequence[Mapping[str, Any
     else:
         batch = dynamic.get("batch") if isinstance(dynamic, Mapping) else None
         limit = int(batch[1]) if batch else None
-    try:
-        top = int(profiles[0]["max"][0]) if profiles else None
-    except (KeyError, IndexError, TypeError, ValueError):
-        top = None
-    if top is not None and top > 0:
+    top = profile_batch(profiles or [])
+    if top is not None:
         limit = top if limit is None else min(limit, top)
     return limit
+
+
+def profile_batch(profiles: Sequence[Mapping[str, Any]]) -> int | None:
+    """The largest batch a TensorRT engine's optimisation profile takes (``[{"input", "min", "opt",
+    "max"}]``, one entry per input): the smallest of its inputs' largest batches; None where no entry
+    says one."""
+    tops = []
+    for entry in profiles:
+        try:
+            top = int(entry["max"][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if top > 0:
+            tops.append(top)
+    return min(tops) if tops else None
 
 
 def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any],

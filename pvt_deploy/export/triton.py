@@ -40,7 +40,14 @@ from typing import Any, Literal
 
 from pvt_deploy.errors import InputError, option
 from pvt_deploy.export.swap import SwappedFolder
-from pvt_deploy.manifest import MANIFEST_NAME, ONNX_METADATA_KEY, essentials, read_manifest, verify_file
+from pvt_deploy.manifest import (
+    MANIFEST_NAME,
+    ONNX_METADATA_KEY,
+    essentials,
+    profile_batch,
+    read_manifest,
+    verify_file,
+)
 from pvt_deploy.utils.files import (
     WRITE_ERRNOS,
     atomic_path,
@@ -221,12 +228,6 @@ def _io_graph(folder: Path, served: Path, backend: str, manifest: dict[str, Any]
                      hint="keep the model.onnx the engine was built from in the export folder")
 
 
-def _engine_max_batch(manifest: dict[str, Any]) -> int | None:
-    profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
-    maxima = [int(p["max"][0]) for p in profiles if p.get("max")]
-    return min(maxima) if maxima else None
-
-
 def _external_data_files(path: Path) -> list[str]:
     """Relative paths of external-data files an ONNX model references (copied along with it)."""
     import onnx
@@ -385,7 +386,7 @@ def export_triton(
             notes.append(f"max_batch_size 0: the graph's first dim is not a dynamic batch for {', '.join(static)}")
             batch = 0
     if batch > 0 and backend == "trt":
-        engine_max = _engine_max_batch(manifest)
+        engine_max = profile_batch((manifest.get("tensorrt") or {}).get("profiles") or [])
         if engine_max is not None and batch > engine_max:
             notes.append(f"max_batch_size clamped from {batch} to the engine profile's max batch {engine_max}")
             batch = engine_max
