@@ -555,24 +555,23 @@ def write_cpu_layout(src: str | os.PathLike[str], dst: Path, method: str = "dyna
     return dst, counts
 
 
-def _patch_embedding_convs(graph: onnx.GraphProto) -> list[str]:
+def _patch_embedding_convs(model: onnx.ModelProto) -> list[str]:
     """The overlapping patch embeddings of PVT v2 (``proj`` -> flatten -> transpose -> ``norm``: a Conv
     whose output is reshaped to tokens, transposed and layer-normalised) but the first, which reads the
     normalised image: on its 3 channels INT8 gains nothing and costs agreement."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for x in n.input:
-            consumers.setdefault(x, []).append(n)
-    weights = {i.name: list(i.dims) for i in graph.initializer}
-    image_channels = {d.dim_value for i in graph.input for d in i.type.tensor_type.shape.dim[1:2] if d.dim_value}
+    from pvt_deploy.export.optimize import _Graph
+
+    g = _Graph(model)
+    image_channels = {d.dim_value for i in g.graph.input for d in i.type.tensor_type.shape.dim[1:2] if d.dim_value}
 
     def only(tensor: str, op: str) -> onnx.NodeProto | None:
-        readers = [r for r in consumers.get(tensor, []) if r.op_type != "Shape"]
-        return readers[0] if len(readers) == 1 and readers[0].op_type == op else None
+        reader = g.data_consumer(tensor)
+        return reader if reader is not None and reader.op_type == op else None
 
     found = []
-    for n in graph.node:
-        dims = weights.get(n.input[1], []) if n.op_type == "Conv" and len(n.input) > 1 else []
+    for n in g.graph.node:
+        weight = g.inits.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+        dims = list(weight.dims) if weight is not None else []
         if not n.name or len(dims) != 4 or dims[1] in image_channels:
             continue
         if next((a.i for a in n.attribute if a.name == "group"), 1) != 1:
@@ -605,12 +604,13 @@ def _static_convs(src: Path, dst: Path, batches: Sequence[Batch], input_name: st
 
     from pvt_deploy.export.calibration import calibration_reader
 
-    graph = onnx.load(str(src), load_external_data=False).graph
+    model = onnx.load(str(src), load_external_data=False)
+    graph = model.graph
     weights = {i.name: list(i.dims) for i in graph.initializer}
     depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
                  and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
                  and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
-    patches = _patch_embedding_convs(graph)
+    patches = _patch_embedding_convs(model)
     if not (depthwise or patches) or not batches:
         return src, 0, 0
     quantize_static(str(src), str(dst), calibration_reader(batches, input_name), quant_format=QuantFormat.QDQ,
