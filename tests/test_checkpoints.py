@@ -129,6 +129,27 @@ def test_class_count_read_from_checkpoint(tmp_path: Path) -> None:
         create_model("pvt_v2_b0-cls", weights=path, num_classes=1000)
 
 
+def test_float_weights_stored_as_other_numbers_do_not_fit(tmp_path: Path) -> None:
+    """A checkpoint whose float tensors are integers, booleans or complex numbers (a quantized or foreign
+    file) of the right names and shapes was loaded by casting: other weights, said by nothing (complex
+    numbers: a UserWarning). It does not fit, as a mis-shaped one does not; half and double are casts of
+    the same weights and load."""
+    from safetensors.torch import save_file
+
+    model = create_model("pvt_v2_b0", task="classify", num_classes=10)
+    for dtype in (torch.int32, torch.bool, torch.complex64, torch.float16, torch.float64):
+        name = str(dtype).removeprefix("torch.")
+        path = tmp_path / f"{name}.safetensors"
+        save_file({k: v.to(dtype) for k, v in model.state_dict().items()}, str(path))
+        if dtype.is_floating_point:
+            loaded = create_model("pvt_v2_b0-cls", weights=path)
+            assert torch.equal(loaded.head.weight, model.head.weight.to(dtype).float())
+            continue
+        with pytest.raises(CheckpointError, match=rf"does not fit pvt_v2_b0-cls: \d+ not floating point \[\S+: "
+                                                  rf"checkpoint {name} vs model float32"):
+            create_model("pvt_v2_b0-cls", weights=path)
+
+
 def test_wrong_variant_lists_missing_unexpected_and_counts(seeded, tmp_path: Path) -> None:
     path = tmp_path / "tiny.pth"
     torch.save(seeded["pvt_tiny-classify"].state_dict(), path)

@@ -321,14 +321,18 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     unexpected = [k for k in sd if k not in target]
     mis_shaped = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
                   for k in sd if k in target and sd[k].shape != target[k].shape]
+    # a float weight stored as integers, booleans or complex numbers (a quantized or foreign file) would be
+    # cast by the copy below into other numbers, silently (complex: with a warning)
+    mis_typed = [f"{k}: checkpoint {_dtype(sd[k])} vs model {_dtype(target[k])}" for k in sd
+                 if k in target and target[k].is_floating_point() and not sd[k].is_floating_point()]
     missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
     random_ok: list[str] = []
     if layout in ("backbone", "classifier", "timm") and hasattr(model, "backbone"):
         # Backbone init: only the backbone must be complete; neck/head stay random.
         random_ok = [k for k in missing if not k.startswith("backbone.")]
         missing = [k for k in missing if k.startswith("backbone.")]
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(_mismatch_message(where, model, layout, missing, unexpected, mis_shaped))
+    if missing or unexpected or mis_shaped or mis_typed:
+        raise CheckpointError(_mismatch_message(where, model, layout, missing, unexpected, mis_shaped, mis_typed))
 
     with torch.no_grad():
         for k, v in sd.items():
@@ -341,8 +345,12 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     return report
 
 
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
 def _mismatch_message(where: str, model: nn.Module, layout: str, missing: list[str],
-                      unexpected: list[str], mis_shaped: list[str]) -> str:
+                      unexpected: list[str], mis_shaped: list[str], mis_typed: list[str]) -> str:
     name = getattr(model, "zoo_name", type(model).__name__)
     parts = []
     if missing:
@@ -351,6 +359,8 @@ def _mismatch_message(where: str, model: nn.Module, layout: str, missing: list[s
         parts.append(f"{len(unexpected)} unexpected [{_first(unexpected)}]")
     if mis_shaped:
         parts.append(f"{len(mis_shaped)} mis-shaped [{_first(mis_shaped, 3)}]")
+    if mis_typed:
+        parts.append(f"{len(mis_typed)} not floating point [{_first(mis_typed, 3)}]")
     return f"{where} ({layout} layout) does not fit {name}: " + "; ".join(parts)
 
 
