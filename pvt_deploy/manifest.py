@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ BUNDLED_IMAGES = "bundled sample images"
 #: The pictures ``--calib`` gives when ``--calib-size`` is not given (frames spread over a video): a
 #: handful, as MinMax calibration of a few images already gives usable ranges.
 DEFAULT_CALIB_IMAGES = 8
+#: The tasks a model (and an export) is made for.
+TASKS = ("detect", "segment", "classify", "features")
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 
 
@@ -104,10 +106,117 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or "task" not in data:
         raise InputError(f"{path}: not a pvt-deploy manifest")
     version = data.get("format_version", 0)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise InputError(f"{path}: manifest format {version} is newer than this pvt-deploy understands "
                          f"({FORMAT_VERSION})", hint="pip install -U pvt-deploy")
+    check_fields(data, path)
     return data
+
+
+# What the fields of a manifest hold, as its readers take them (a field left out takes its default).
+# A check gives None for a value that fits, else where in it the misfit is, that part and what it should be.
+_Misfit = tuple[str, Any, str]
+_Check = Callable[[Any], _Misfit | None]
+
+
+def _of(*types: type, what: str, test: Callable[[Any], bool] = lambda v: True) -> _Check:
+    """A value of one of ``types`` (a bool is no number) for which ``test`` holds."""
+    def check(value: Any) -> _Misfit | None:
+        fits = isinstance(value, types) and (bool in types or not isinstance(value, bool)) and test(value)
+        return None if fits else ("", value, what)
+    return check
+
+
+def _list(item: _Check, what: str, length: int | None = None) -> _Check:
+    """A list (of ``length``) of items that fit ``item``."""
+    def check(value: Any) -> _Misfit | None:
+        fits = isinstance(value, list) and length in (None, len(value)) and all(item(v) is None for v in value)
+        return None if fits else ("", value, what)
+    return check
+
+
+def _either(first: _Check, second: _Check) -> _Check:
+    return lambda value: None if first(value) is None else second(value)
+
+
+def _or_null(check: _Check) -> _Check:
+    return lambda value: None if value is None else check(value)
+
+
+def _fields(**fields: _Check) -> _Check:
+    """A JSON object; each of ``fields`` that it holds checked."""
+    def check(value: Any) -> _Misfit | None:
+        if not isinstance(value, dict):
+            return "", value, "an object"
+        for key, field in fields.items():
+            if key in value and (misfit := field(value[key])) is not None:
+                return f".{key}{misfit[0]}", misfit[1], misfit[2]
+        return None
+    return check
+
+
+def _entries(entry: _Check) -> _Check:
+    """A JSON object of named entries (``files``: file name -> record), each checked."""
+    def check(value: Any) -> _Misfit | None:
+        if not isinstance(value, dict):
+            return "", value, "an object"
+        for key, item in value.items():
+            if (misfit := entry(item)) is not None:
+                return f"[{json.dumps(key)}]{misfit[0]}", misfit[1], misfit[2]
+        return None
+    return check
+
+
+_OBJECT = _of(dict, what="an object")
+_TEXT = _of(str, what="a string")
+_INTEGER = _of(int, what="an integer")
+_COUNT = _of(int, what="a positive integer", test=lambda v: v > 0)
+_NUMBER = _of(int, float, what="a number")
+_RGB = _list(_NUMBER, "3 numbers", 3)
+_RANGE = _list(_COUNT, "[lowest, highest] positive integers", 2)
+_TENSORS = _list(_fields(name=_TEXT, dtype=_TEXT, shape=_list(_of(int, str, what=""), "a list of sizes and names")),
+                 "a list of tensors ({name, dtype, shape})")
+_MANIFEST = _fields(
+    format_version=_INTEGER, model=_TEXT, backbone=_TEXT,
+    task=_of(str, what=f"one of {', '.join(TASKS)}", test=lambda v: v in TASKS),
+    classes=_list(_TEXT, "a list of class names"),
+    weights=_or_null(_fields(source=_or_null(_TEXT), sha256=_or_null(_TEXT), url=_or_null(_TEXT))),
+    inputs=_TENSORS, outputs=_TENSORS,
+    preprocess=_fields(
+        imgsz=_either(_COUNT, _list(_COUNT, "[height, width] positive integers", 2)),
+        mean=_RGB, std=_list(_of(int, float, what="", test=lambda v: v != 0), "3 non-zero numbers", 3),
+        pad_value=_RGB, stride=_COUNT, resize=_TEXT, interpolation=_TEXT,
+        crop_ratio=_of(int, float, what="a number in (0, 1]", test=lambda v: 0 < v <= 1)),
+    postprocess=_fields(topk=_COUNT, score_threshold=_NUMBER, iou_threshold=_NUMBER, max_detections=_COUNT,
+                        pre_nms_topk=_COUNT, nms=_TEXT, seg_output=_TEXT, output_stride=_COUNT),
+    dynamic=_or_null(_fields(batch=_RANGE, height=_RANGE, width=_RANGE)),
+    files=_entries(_fields(sha256=_TEXT, bytes=_INTEGER, precision=_TEXT, flavour=_TEXT, source=_TEXT)),
+    parity=_entries(_OBJECT), precision=_OBJECT, export=_OBJECT, versions=_OBJECT,
+    tensorrt=_fields(profiles=_list(_OBJECT, "a list of objects")),
+)
+
+
+_CLASS_AXIS = {"logits": 1, "scores": 2, "seg_logits": 1}  # the axis of an output's shape that counts classes
+
+
+def check_fields(manifest: Mapping[str, Any], where: str | os.PathLike[str], record: str = "manifest") -> None:
+    """Refuse, in one line naming the field, a manifest (or a graph's pvt-deploy metadata) whose fields do
+    not hold what its readers take: a hand edit, a damaged or foreign file. Each reader would otherwise
+    fail its own way, with a traceback, or run on a default in the value's place."""
+    hint = "re-export it, or restore the file"
+    misfit = _MANIFEST(manifest)
+    if misfit is not None:
+        field, value, what = misfit
+        shown = json.dumps(value, default=str)
+        raise InputError(f"{where}: damaged {record}: {field.lstrip('.')} is "
+                         f"{shown if len(shown) <= 40 else shown[:37] + '...'}, not {what}", hint=hint)
+    classes = manifest.get("classes") or []
+    outputs = (manifest.get("outputs") or []) if classes else []
+    for output in outputs:  # PyTorch rebuilds the model with a head of len(classes)
+        axis, shape = _CLASS_AXIS.get(output.get("name")), output.get("shape") or []
+        if axis is not None and len(shape) > axis and isinstance(shape[axis], int) and shape[axis] != len(classes):
+            raise InputError(f"{where}: damaged {record}: classes lists {len(classes)} names, but the output "
+                             f"{output['name']} has {shape[axis]} classes", hint=hint)
 
 
 def write_manifest(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:

@@ -25,7 +25,7 @@ Spec = tuple[str, int, list[Any]]  # (name, onnx elem type, shape with str for s
 
 CLASSIFY: list[Spec] = [("logits", TensorProto.FLOAT, ["batch", 5])]
 DETECT_HOST: list[Spec] = [("boxes", TensorProto.FLOAT, ["batch", "num_boxes", 4]),
-                           ("scores", TensorProto.FLOAT, ["batch", "num_boxes", 80])]
+                           ("scores", TensorProto.FLOAT, ["batch", "num_boxes", 5])]
 DETECT_GRAPH: list[Spec] = [("num_dets", TensorProto.INT32, ["batch", 1]),
                             ("det_boxes", TensorProto.FLOAT, ["batch", 100, 4]),
                             ("det_scores", TensorProto.FLOAT, ["batch", 100]),

@@ -446,7 +446,9 @@ def with_metadata(source: Path, target: Path, text: str) -> Path:
     ("{not json", "corrupt pvt-deploy metadata (Expecting property name enclosed in double quotes"),
     ('{"model": "pvt_v2_b0"}', "the pvt-deploy metadata has no task"),
     ('["task"]', "the pvt-deploy metadata has no task"),
-], ids=["not-json", "no-task", "not-a-dict"])
+    ('{"task": "detect", "preprocess": {"imgsz": "big"}}',
+     'damaged pvt-deploy metadata: preprocess.imgsz is "big", not [height, width] positive integers'),
+], ids=["not-json", "no-task", "not-a-dict", "wrong-type"])
 def test_a_lone_onnx_with_damaged_metadata_is_refused(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str], det_export: Path,
                                                       tmp_path: Path, text: str, needle: str) -> None:
@@ -456,6 +458,37 @@ def test_a_lone_onnx_with_damaged_metadata_is_refused(monkeypatch: pytest.Monkey
     assert not (tmp_path / "out").exists()
     code, _, err = cli(monkeypatch, capsys, "info", str(lone))
     assert code == 2 and one_line_error(err).startswith(f"error: {lone}: {needle}")
+
+
+@pytest.mark.parametrize(("damage", "needle"), [
+    ({"weights": "x"}, 'weights is "x", not an object'),
+    ({"files": ["model.onnx"]}, 'files is ["model.onnx"], not an object'),
+    ({"preprocess": {"imgsz": None}}, "preprocess.imgsz is null, not [height, width] positive integers"),
+    ({"dynamic": {"batch": "x"}}, 'dynamic.batch is "x", not [lowest, highest] positive integers'),
+    ({"task": "zzz"}, 'task is "zzz", not one of detect, segment, classify, features'),
+    ({"format_version": "1"}, 'format_version is "1", not an integer'),
+    ({"classes": ["a", "b"]}, "classes lists 2 names, but the output logits has 1000 classes"),
+], ids=["weights", "files", "imgsz", "dynamic", "task", "version", "classes"])
+def test_a_manifest_with_a_field_of_the_wrong_shape_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path,
+        damage: dict[str, Any], needle: str) -> None:
+    """A manifest edited by hand or damaged into valid JSON of the wrong shape was read field by field
+    where each was used: tracebacks (a list for ``files``, a null ``imgsz``), a run on a wrong default (an
+    unknown task) or, with a short class list, PyTorch building another head than the graph's (check's
+    traceback). Every reader gets the same one line naming the field, exit 2, and nothing is written."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(cls_export, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = read_manifest(folder)
+    for key, value in damage.items():
+        manifest[key] = {**manifest[key], **value} if isinstance(value, dict) else value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    image = tmp_path / "a.png"
+    shutil.copy(Path(__file__).parent.parent / "pvt_deploy" / "assets" / "chelsea.jpg", image)
+    for args in (["infer", str(image), "--model", str(folder), "-o", str(tmp_path / "out")], ["info", str(folder)]):
+        code, _, err = cli(monkeypatch, capsys, *args)
+        assert code == 2 and one_line_error(err) == (f"error: {folder / 'manifest.json'}: damaged manifest: {needle} "
+                                                     "(re-export it, or restore the file)"), args
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_engine_in_the_folder_without_tensorrt(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

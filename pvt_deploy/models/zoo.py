@@ -21,7 +21,7 @@ from torch import nn
 
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
-from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+from pvt_deploy.manifest import CHECKPOINT_SUFFIXES, TASKS
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
 from pvt_deploy.models.layers import PyramidTransformer
@@ -30,7 +30,6 @@ from pvt_deploy.models.semantic_fpn import SemanticFPN
 
 log = logging.getLogger(__name__)
 
-TASKS = ("detect", "segment", "classify", "features")
 SUFFIX_TO_TASK = {"": "detect", "-det": "detect", "-seg": "segment", "-cls": "classify", "-features": "features"}
 TASK_TO_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls", "features": "-features"}
 DATASET = {"detect": "coco", "segment": "ade20k", "classify": "imagenet", "features": None}

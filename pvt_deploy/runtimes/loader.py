@@ -48,6 +48,7 @@ from pvt_deploy.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
+    check_fields,
     is_export_folder,
     is_triton_model_folder,
     read_manifest,
@@ -230,6 +231,7 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: corrupt pvt-deploy metadata ({e})") from e
     if not isinstance(manifest, dict) or "task" not in manifest:
         raise InputError(f"{path}: the pvt-deploy metadata has no task")
+    check_fields(manifest, path, "pvt-deploy metadata")
     manifest.setdefault("format_version", FORMAT_VERSION)
     manifest.setdefault("files", {})
     if precision is not None:  # no sha256: nothing recorded to check the file against
