@@ -573,7 +573,11 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
             with renamed(backend="backends"):  # as in bench
                 backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
         except PvtDeployError as e:
-            report["results"].append({"backend": cand.label, "status": "skipped", "reason": str(e),
+            # a runtime missing here (3) or an engine for another GPU (4) is no fault of the export, but a file
+            # of it that is refused (truncated, changed since the export, the weights PyTorch rebuilds it from
+            # changed: 2) fails the check, as a graph that loads and cannot run does
+            status = "failed" if e.exit_code == InputError.exit_code else "skipped"
+            report["results"].append({"backend": cand.label, "status": status, "reason": str(e),
                                       "exit_code": e.exit_code})
             continue
         try:

@@ -389,6 +389,22 @@ def test_check_tables_the_others_when_one_backend_fails_to_run(
     assert "onnx-int8:" in err.strip().splitlines()[-1], err
 
 
+def test_check_fails_on_a_file_of_the_export_that_was_truncated(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """A model.int8.onnx cut short (its sha256 no longer the manifest's) was "skipped" as a backend that
+    cannot run here, and check passed (exit 0) on the others, where a whole int8 graph that ONNX Runtime
+    cannot run fails it (above). The export is damaged: the row is "failed", the others are tabled, exit 2."""
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_export, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    with (folder / "model.int8.onnx").open("r+b") as f:
+        f.truncate(1000)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "1", "--json")
+    rows = {r["backend"]: r for r in json.loads(out)["results"]}
+    assert code == 2 and "Traceback" not in err, err
+    assert rows["onnx"]["passed"] and rows["onnx-int8"]["status"] == "failed", rows
+    assert "model.int8.onnx: sha256 differs from the manifest" in err.strip().splitlines()[-1], err
+
+
 def test_check_refuses_a_bench_backend_that_an_export_folder_has_not(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """bench's torch-fp16 and triton were accepted by check, never run, and then reported as "only
