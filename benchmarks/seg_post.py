@@ -2,6 +2,7 @@
 
     python benchmarks/seg_post.py
     python benchmarks/seg_post.py --sizes 720x1280,1080x1920 --classes 150 --imgsz 512
+    python benchmarks/seg_post.py --ab HEAD~1 --rounds 12   # against the code of another commit
 
 mmseg's definition: resize the stride-4 logits to the input size (bilinear, align_corners=False),
 crop the letterboxed content, resize to the original image, argmax over classes. ``reference`` runs
@@ -10,13 +11,17 @@ classes at 4K fit in memory); ``pvt-deploy`` is ``tasks.postprocess.seg_logits_t
 composed into one sparse map per axis, one output row at a time, single-threaded numpy). Prints
 median wall and CPU milliseconds per frame, the speed-up, and the share of pixels whose class agrees
 with the reference (only near-ties can differ: one composed resize rounds differently from two).
+``--ab REV`` times ``seg_logits_to_map`` as it was at git revision REV in the same rounds, and
+counts the pixels where the two maps differ (a faster version should change none).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,18 @@ def reference_map(logits: Any, meta: Any, chunk: int = 16) -> Any:
     return best_idx.numpy()
 
 
+def at_revision(ap: argparse.ArgumentParser, rev: str) -> Any:
+    """``seg_logits_to_map`` as ``pvt_deploy/tasks/postprocess.py`` was at git revision ``rev``."""
+    done = subprocess.run(["git", "show", f"{rev}:pvt_deploy/tasks/postprocess.py"], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    if done.returncode:
+        ap.error(f"--ab {rev}: {done.stderr.strip()}")
+    module = types.ModuleType(f"postprocess_at_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(done.stdout, f"{rev}:pvt_deploy/tasks/postprocess.py", "exec"), module.__dict__)
+    return module.seg_logits_to_map
+
+
 def with_cpu_time(log: list[float], fn: Any) -> Any:
     """``fn``, appending the process CPU seconds of each call to ``log``."""
     def call() -> Any:
@@ -71,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", type=common.int_at_least(1), default=150, help="ADE20K: 150")
     ap.add_argument("--imgsz", type=common.int_at_least(4), default=512, help="square letterboxed input")
     ap.add_argument("--rounds", type=common.int_at_least(1), default=6)
+    ap.add_argument("--ab", metavar="REV", help="also time the code of this git revision (e.g. HEAD~1)")
     args = ap.parse_args(argv)
     sizes = parse_sizes(ap, args.sizes)
+    before = at_revision(ap, args.ab) if args.ab else None
 
     import numpy as np
     import torch
@@ -94,23 +113,28 @@ def main(argv: list[str] | None = None) -> int:
         logits = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None], size=(s // 4, s // 4),
                                                  mode="bicubic", align_corners=False)[0].numpy()
         logits += rng.standard_normal(logits.shape).astype(np.float32) * 0.5
-        cpu: dict[str, list[float]] = {"reference": [], "pvt-deploy": []}
+        variants = {"reference": reference_map, "pvt-deploy": seg_logits_to_map}
+        if before is not None:
+            variants[args.ab] = before
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         ref = reference_map(logits, meta)
         ours = seg_logits_to_map(logits, meta)
         agree = float((ref == ours).mean())
-        t = common.interleaved({"reference": with_cpu_time(cpu["reference"], lambda m=meta, lg=logits: reference_map(lg, m)),
-                                "pvt-deploy": with_cpu_time(cpu["pvt-deploy"],
-                                                            lambda m=meta, lg=logits: seg_logits_to_map(lg, m))},
-                               rounds=args.rounds, warmup=1, gap_s=0.0)
-        tr, to = common.median_s(t["reference"]), common.median_s(t["pvt-deploy"])
-        cr = float(np.median(cpu["reference"][-len(t["reference"].seconds):]))
-        co = float(np.median(cpu["pvt-deploy"][-len(t["pvt-deploy"].seconds):]))
+        t = common.interleaved({name: with_cpu_time(cpu[name], lambda f=fn, m=meta, lg=logits: f(lg, m))
+                                for name, fn in variants.items()}, rounds=args.rounds, warmup=1, gap_s=0.0)
+        wall = {name: common.median_s(t[name]) for name in variants}
+        c = {name: float(np.median(cpu[name][-len(t[name].seconds):])) for name in variants}
+        tr, to, cr, co = wall["reference"], wall["pvt-deploy"], c["reference"], c["pvt-deploy"]
         rows.append([f"{h0}x{w0}", f"{tr * 1e3:.1f}", f"{cr * 1e3:.1f}", f"{to * 1e3:.1f}", f"{co * 1e3:.1f}",
                      f"{tr / to:.2f}x", f"{cr / co:.2f}x", f"{agree:.6f}"])
+        if before is not None:
+            rows[-1] += [f"{c[args.ab] * 1e3:.1f}", f"{c[args.ab] / co:.2f}x",
+                         str(int((before(logits, meta) != ours).sum()))]
     print(f"\n{args.classes} classes, logits {s // 4}x{s // 4} (input {s}x{s}), {args.rounds} interleaved rounds, "
           f"PyTorch on {physical_cores()} threads")
     common.print_table(rows, ["original", "reference ms", "cpu ms", "pvt-deploy ms", "cpu ms", "wall speed-up",
-                              "cpu speed-up", "pixels agree"])
+                              "cpu speed-up", "pixels agree"]
+                       + ([f"{args.ab} cpu ms", f"cpu vs {args.ab}", "pixels differ"] if args.ab else []))
     return 0
 
 

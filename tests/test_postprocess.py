@@ -146,11 +146,40 @@ def test_segmentation_rows_computed_one_by_one_agree_too(monkeypatch: pytest.Mon
     meta = Letterbox(orig_hw=(150, 230), resized_hw=(84, 128), input_hw=(96, 128))
     blended = seg_logits_to_map(logits, meta)
     plan = postprocess._seg_plan(24, 32, meta.input_hw, meta.resized_hw, meta.orig_hw)
-    assert all(group[3] is not None for group in plan.row_groups)
-    unblended = dataclasses.replace(plan, row_groups=[(*group[:3], None) for group in plan.row_groups])
+    assert plan.blended.all()
+    unblended = dataclasses.replace(plan, blended=np.zeros_like(plan.blended))
     monkeypatch.setattr(postprocess, "_seg_plan", lambda *a: unblended)
     one_by_one = seg_logits_to_map(logits, meta)
     assert np.mean(one_by_one == blended) > 0.999  # only near-ties may round differently
+
+
+@pytest.mark.parametrize("orig_hw", [(150, 230), (400, 700), (84, 128)])
+def test_segmentation_class_winning_only_between_anchors(orig_hw: tuple[int, int]) -> None:
+    """Between anchors that disagree only the classes that can win there are evaluated: one that wins
+    at no anchor, only between them (along y, along x, in a cell whose four corners all differ), is
+    one of those; of two that tie, the lower wins."""
+    y, x = np.mgrid[:24, :32] % 2
+    logits = np.full((8, 24, 32), -4.0, np.float32)
+    top, bottom, right = np.s_[:, :12, :16], np.s_[:, 12:, :16], np.s_[:, :, 16:]
+    logits[top][:2] = np.where([y == 0, y == 1], 2.0, -4.0)[top]  # rows of classes 0 and 1 ...
+    logits[top][2] = 1.2  # ... and class 2 above both halfway between them
+    logits[bottom][3:5] = np.where([x == 0, x == 1], 2.0, -4.0)[bottom]  # the same along x: 3, 4 and 5
+    logits[bottom][5] = 1.2
+    logits[right][:4] = np.where([2 * y + x == c for c in range(4)], 2.0, 0.0)[right]  # a checkerboard ...
+    logits[right][7] = 0.9  # ... and class 7 above all four in each cell's middle
+    logits[6] = logits[2]  # ties keep the lower class
+    meta = Letterbox(orig_hw=orig_hw, resized_hw=(84, 128), input_hw=(96, 128))
+    full = F.interpolate(torch.from_numpy(logits)[None], size=(96, 128), mode="bilinear",
+                         align_corners=False)[:, :, :84, :128]
+    if orig_hw != (84, 128):
+        full = F.interpolate(full, size=orig_hw, mode="bilinear", align_corners=False)
+    ref = full[0].argmax(0).numpy()
+    top2 = full[0].topk(2, dim=0).values.numpy()
+    assert all((ref == c).mean() > 0.02 for c in (2, 5, 7)), [(ref == c).mean() for c in range(8)]
+    got = seg_logits_to_map(logits, meta)
+    differ = got != ref
+    assert differ.mean() < 1e-3 and np.all(top2[0][differ] - top2[1][differ] < 1e-5)
+    assert not (got == 6).any()
 
 
 def test_seg_post_benchmark_runs_and_agrees() -> None:

@@ -10,8 +10,8 @@ the original image (bilinear, align_corners=False — mmseg's two resizes) and a
 are linear along each axis, so they compose into one sparse map per axis (2–3 source rows or
 columns per output pixel), ``F.interpolate``'s weights computed in numpy (:func:`_resize_matrix`);
 the class map is then computed only at the rows and columns where the blended source rows or columns
-change, and between them only where those disagree (see :func:`seg_logits_to_map`), so the
-full-resolution logits (553 MB for 150 classes at 720p) never exist.
+change, and between them only where those disagree, for the few classes that can win there (see
+:func:`seg_logits_to_map`), so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
 
 Classification: softmax and top-k.
 """
@@ -176,6 +176,13 @@ def postprocess_segment(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lett
     return maps
 
 
+# Classes evaluated at a pixel between anchors that disagree: the narrowest of these widths that holds
+# every class that can win there (padded with one of them), or all classes where more can.
+_SEG_WIDTHS = (2, 4, 8)
+# The anchor rows are computed in blocks of at most this many logits at the anchor columns (4 MiB).
+_SEG_BLOCK = 1 << 20
+
+
 def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     """(C, h, w) stride-4 logits -> (H0, W0) argmax map of mmseg's two bilinear resizes.
 
@@ -188,68 +195,159 @@ def seg_logits_to_map(logits: np.ndarray, meta: Letterbox) -> np.ndarray:
     and a class that wins at both anchors wins there too. So only anchor rows are computed, and in
     them only anchor columns plus the columns between two anchors that disagree; another row takes
     the anchor rows' class where they agree and, where they disagree, blends their logits with its own
-    share of each. Single-threaded numpy: in a video the model has the other cores.
+    share of each. There only the classes that can win somewhere in the cell of anchor rows and
+    columns are evaluated (:func:`_candidates`, usually 2-4 of them). Single-threaded numpy, a block
+    of anchor rows at a time: in a video the model has the other cores.
     """
     _, h, w = logits.shape
     plan = _seg_plan(h, w, meta.input_hw, meta.resized_hw, meta.orig_hw)
     src = np.ascontiguousarray(logits[:, plan.r0:plan.r1].transpose(1, 2, 0), dtype=np.float32)  # (r, w, C)
-    x_first, x_out, x_anchors, x_left, x_right = plan.x_first, plan.x_out, plan.x_anchors, plan.x_left, plan.x_right
-
-    def low_row(weights: np.ndarray) -> np.ndarray:
-        """sum_s weights[s] * src[s]: one row of logits resized along y, still at source width (w, C)."""
-        nz = np.flatnonzero(weights)
-        acc: np.ndarray = src[nz[0]] * weights[nz[0]]
-        for s in nz[1:].tolist():
-            acc += src[s] * weights[s]
-        return acc
-
-    def values(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
-        """Logits (len(pick), C) at output columns ``pick`` of a (w, C) row resized with ``sparse``."""
-        idx, wts = sparse[0][pick], sparse[1][pick]
-        acc: np.ndarray = np.take(row, idx[:, 0], axis=0) * wts[:, :1]  # take: numpy's fast row gather
-        for k in range(1, idx.shape[1]):
-            acc += np.take(row, idx[:, k], axis=0) * wts[:, k:k + 1]
-        return acc
-
-    def classes(row: np.ndarray, sparse: tuple[np.ndarray, np.ndarray], pick: np.ndarray) -> np.ndarray:
-        best: np.ndarray = values(row, sparse, pick).argmax(-1)  # numpy's SIMD argmax; first index on ties
-        return best
-
-    def full_row(row: np.ndarray) -> np.ndarray:
-        at = classes(row, x_first, x_anchors)  # at the anchor columns of the first resize
-        out_row: np.ndarray = at[x_left].astype(np.int32)
-        cols = np.flatnonzero(out_row != at[x_right])
-        if cols.size:
-            out_row[cols] = classes(row, x_out, cols)
-        return out_row
-
-    # The groups come in anchor order and share their anchors with their neighbours: keeping the last
-    # two anchor rows computes each once, without holding all of them.
-    @functools.lru_cache(maxsize=2)
-    def anchor_row(a: int) -> np.ndarray:
-        return low_row(plan.first[a])
-
-    @functools.lru_cache(maxsize=2)
-    def anchor_classes(a: int) -> np.ndarray:
-        return full_row(anchor_row(a))
-
+    # Each logit here is a convex combination of src's, a few float32 roundings (each 2**-24 of the
+    # largest |src| at most) from the exact one: the candidates' bound allows ~170 of those.
+    slack = 1e-5 * float(max(src.max(), -src.min()))
     out = np.empty(meta.orig_hw, np.int32)
-    for upper, lower, rows, shares in plan.row_groups:
-        out[rows] = anchor_classes(upper)
-        cols = np.flatnonzero(anchor_classes(upper) != anchor_classes(lower))
-        if not cols.size:
-            continue
-        if shares is None:  # not a blend of the two anchors (never seen): compute each row
-            for y in rows.tolist():
-                out[y, cols] = classes(low_row(plan.composite[y]), x_out, cols)
-            continue
-        # each row is (1 - t) * upper + t * lower: blend the anchors' logits at these columns
-        top = values(anchor_row(upper), x_out, cols)
-        step = values(anchor_row(lower), x_out, cols)
-        step -= top
-        for y, t in zip(rows.tolist(), shares.tolist(), strict=True):
-            out[y, cols] = (top + step * t).argmax(-1)
+    per = max(1, _SEG_BLOCK // (len(plan.x_anchors) * src.shape[2]) - 1)  # row groups per block
+    for g0 in range(0, len(plan.group_anchors), per):
+        block = slice(g0, g0 + per)
+        a0 = int(plan.group_anchors[g0, 0])
+        upper, lower = (plan.group_anchors[block] - a0).T
+        n = int(lower[-1]) + 1
+        rows = np.empty((n, *src.shape[1:]), np.float32)  # the block's anchor rows resized along y
+        at = np.empty((n, len(plan.x_anchors), src.shape[2]), np.float32)  # and at the anchor columns
+        best = np.empty(at.shape[:2], np.intp)
+        for i in range(n):  # one row at a time, in cache
+            _taps(src, 0, plan.y_taps[a0 + i], out=rows[i:i + 1])
+            _taps(rows[i], 0, plan.x_first, out=at[i])
+            best[i] = at[i].argmax(-1)  # numpy's SIMD argmax; first index on ties
+        classes = best[:, plan.x_left].astype(np.int32)  # of the anchor rows (n, W0)
+        r, x = np.nonzero(classes != best[:, plan.x_right])
+        if r.size:
+            classes[r, x] = _winners(plan, rows, at, best, slack, x, r)[0]
+        ys = plan.group_rows[block]  # each group's output rows, -1 padded
+        valid = ys >= 0
+        out[ys[valid]] = classes[np.repeat(upper, valid.sum(1))]
+        g, x = np.nonzero(classes[upper] != classes[lower])
+        blend = plan.blended[block][g]
+        if blend.any():  # each row is (1 - t) * upper + t * lower: blend the anchors' logits
+            g_, x_ = g[blend], x[blend]
+            got = _winners(plan, rows, at, best, slack, x_, upper[g_], lower[g_], plan.group_shares[block][g_])
+            y_ = ys[g_]
+            ok = y_ >= 0
+            out[y_[ok], np.broadcast_to(x_[:, None], y_.shape)[ok]] = got.T[ok]
+        for gi in np.unique(g[~blend]).tolist():  # rows that are not such a blend (never seen): each
+            cols = x[g == gi]
+            for yi in ys[gi][valid[gi]].tolist():
+                nz = np.flatnonzero(plan.composite[yi])
+                row = _taps(src, 0, (nz[None], plan.composite[yi, nz][None]))[0]
+                out[yi, cols] = _taps(row, 0, (plan.x_out[0][cols], plan.x_out[1][cols])).argmax(-1)
     return out
+
+
+def _taps(a: np.ndarray, axis: int, sparse: tuple[np.ndarray, np.ndarray],
+          out: np.ndarray | None = None) -> np.ndarray:
+    """``a`` resized along ``axis`` by a sparse map (:func:`_sparse_rows`), the taps added in order."""
+    idx, wts = sparse
+    shape = (-1,) + (1,) * (a.ndim - 1 - axis)
+    # take: numpy's fast gather; "clip" (the indices are in range) writes to out without a buffer
+    acc: np.ndarray = np.take(a, idx[:, 0], axis=axis, out=out, mode="clip")
+    acc *= wts[:, 0].reshape(shape)
+    tap = np.empty_like(acc)
+    for k in range(1, idx.shape[1]):
+        np.take(a, idx[:, k], axis=axis, out=tap, mode="clip")
+        tap *= wts[:, k].reshape(shape)
+        acc += tap
+    return acc
+
+
+def _winners(plan: _SegPlan, rows: np.ndarray, at: np.ndarray, best: np.ndarray, slack: float, x: np.ndarray,
+             top: np.ndarray, bottom: np.ndarray | None = None, shares: np.ndarray | None = None) -> np.ndarray:
+    """Classes (m, n) at output columns ``x`` (n,) of the anchor rows ``rows[top]``, or (m shares t in
+    each row of ``shares`` (n, m)) of the rows ``top + (bottom - top) * t``, pairs sorted by (top, x).
+    ``at`` (n, A, C): the anchor rows' logits at the anchor columns, the corners of the pairs' cells;
+    ``best``: their classes (n, A)."""
+    left = plan.x_left[x]
+    new = np.ones(len(x), bool)  # each cell's first pair
+    new[1:] = (left[1:] != left[:-1]) | (top[1:] != top[:-1])
+    cell = np.flatnonzero(new)
+    n_anchors, n_classes = at.shape[1:]
+    corners = [r[cell] * n_anchors + side[x[cell]] for r in (top, top if bottom is None else bottom)
+               for side in (plan.x_left, plan.x_right)]
+    cand, count = (a[np.cumsum(new) - 1] for a in _candidates(at, best, corners, slack, _SEG_WIDTHS[-1]))
+    flat = rows.reshape(-1, n_classes)
+    out = np.empty((1 if shares is None else shares.shape[1], len(x)), np.int32)
+    width_of = np.searchsorted(_SEG_WIDTHS, count)  # the narrowest that holds them; past the end: all
+    for bucket, width in enumerate((*_SEG_WIDTHS, n_classes)):
+        part = np.flatnonzero(width_of == bucket)
+        if not part.size:
+            continue
+        only = cand[part, :width] if width < n_classes else None
+        idx, wts = plan.x_out[0][x[part]], plan.x_out[1][x[part]]
+
+        def logits_at(r: np.ndarray, idx: np.ndarray = idx, wts: np.ndarray = wts,
+                      only: np.ndarray | None = only) -> np.ndarray:
+            """The rows' logits at these columns (n, C), or at the classes ``only`` (n, K) of each:
+            the taps as :func:`_taps` adds them."""
+            def tap(k: int) -> np.ndarray:
+                pos = r * rows.shape[1] + idx[:, k]  # take: numpy's fast gather
+                got: np.ndarray = (np.take(flat, pos, axis=0) if only is None
+                                   else np.take(flat, pos[:, None] * n_classes + only))
+                got *= wts[:, k:k + 1]
+                return got
+
+            acc = tap(0)
+            for k in range(1, idx.shape[1]):
+                acc += tap(k)
+            return acc
+
+        value = logits_at(top[part])
+        if bottom is None or shares is None:
+            won = _first_max(value)[None]
+        else:
+            step = logits_at(bottom[part])
+            step -= value
+            won = np.stack([_first_max(value + step * t[:, None]) for t in shares[part].T])
+        out[:, part] = won if only is None else np.take_along_axis(only, won.T, 1).T
+    return out
+
+
+def _first_max(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(-1)`` (the first on ties), for a few columns as one comparison per column:
+    numpy's argmax spends ~20 ns on each short row."""
+    if values.shape[1] > 4:
+        won: np.ndarray = values.argmax(-1)
+        return won
+    top, won = values[:, 0].copy(), np.zeros(len(values), np.intp)
+    for k in range(1, values.shape[1]):
+        won[values[:, k] > top] = k
+        np.maximum(top, values[:, k], out=top)
+    return won
+
+
+def _candidates(at: np.ndarray, best: np.ndarray, corners: list[np.ndarray], slack: float,
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells with corners at ``corners`` (positions in ``at`` (n, A, C) with classes ``best`` (n, A))
+    -> the classes that can win inside each, ascending: the first k (cells, k), padded with the
+    first, and how many (cells,).
+
+    A logit inside a cell is a convex combination of its corners', so each pixel has a class at least
+    as high as that class's lowest corner logit, whichever class: a class j whose highest corner logit
+    is below the best of those (for the corners' own classes, less ``slack`` for float rounding) never
+    wins there. Ascending order keeps the lower class on ties."""
+    points = np.stack(corners, 1)  # (cells, corners)
+    logits = np.take(at.reshape(-1, at.shape[2]), points, axis=0)  # (cells, corners, C)
+    high = logits.max(1)
+    # the best guaranteed logit, of the corners' own classes
+    floor = np.take_along_axis(logits, np.take(best, points)[:, None], 2).min(1).max(1)
+    n, n_classes = high.shape
+    # dropped only where provably below (a NaN or inf logit, in the floor or the slack, keeps them all)
+    cell, cls = np.divmod(np.flatnonzero(~(high < (floor - slack)[:, None])), n_classes)  # by cell, ascending
+    count = np.bincount(cell, minlength=n)
+    start = np.cumsum(count) - count
+    slot = np.arange(len(cell)) - start[cell]
+    out = np.repeat(cls[start][:, None], k, 1)  # every cell has one: the class its floor comes from
+    fits = slot < k
+    out[cell[fits], slot[fits]] = cls[fits]
+    return out, count
 
 
 @dataclass(frozen=True)
@@ -258,13 +356,16 @@ class _SegPlan:
 
     r0: int  # source rows used: r0..r1
     r1: int
-    first: np.ndarray  # (rh, r1 - r0): input rows from source rows, cropped
     composite: np.ndarray  # (H0, r1 - r0): output rows from source rows
-    anchors: np.ndarray  # anchor rows of `first`
-    # (upper anchor, lower anchor, the output rows between them, each row's share t of the lower
-    # anchor — None where the rows are not such a blend)
-    row_groups: list[tuple[int, int, np.ndarray, np.ndarray | None]]
-    x_first: tuple[np.ndarray, np.ndarray]  # input columns from source columns (sparse)
+    y_taps: list[tuple[np.ndarray, np.ndarray]]  # each anchor row of the first resize: its source rows, weights
+    # Output rows grouped by the two anchor rows around them: their positions (G, 2) upper, lower;
+    # the rows (G, m), -1 padded; each one's share t of the lower (float32); whether the rows are such
+    # blends at all (never seen otherwise).
+    group_anchors: np.ndarray
+    group_rows: np.ndarray
+    group_shares: np.ndarray
+    blended: np.ndarray
+    x_first: tuple[np.ndarray, np.ndarray]  # the anchor columns of the first resize from source columns (sparse)
     x_out: tuple[np.ndarray, np.ndarray]  # output columns from source columns (sparse)
     x_anchors: np.ndarray  # anchor columns of the first resize
     x_left: np.ndarray  # per output column: its two anchors' positions in x_anchors
@@ -281,13 +382,19 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     r0, r1 = int(used[0]), int(used[-1]) + 1
     first, composite = first[:, r0:r1], composite[:, r0:r1]
     anchors = _anchor_rows(first)
-    row_groups: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []
-    for upper, lower, rows in _rows_between_anchors(_resize_matrix(rh, rh, rh, h0), anchors):
+    groups = _rows_between_anchors(_resize_matrix(rh, rh, rh, h0), anchors)
+    group_anchors = np.searchsorted(anchors, [(upper, lower) for upper, lower, _ in groups])
+    group_rows = np.full((len(groups), max(len(rows) for *_, rows in groups)), -1, np.intp)
+    group_shares = np.zeros(group_rows.shape, np.float32)
+    blended = np.zeros(len(groups), bool)
+    for i, (upper, lower, rows) in enumerate(groups):
         d = first[lower] - first[upper]  # composite[y] = (1 - t) first[upper] + t first[lower]
         dd = float(d @ d)
         t = (composite[rows] - first[upper]) @ d / dd if dd else np.zeros(len(rows))
         blend = first[upper] + t[:, None] * d
-        row_groups.append((upper, lower, rows, t if np.abs(composite[rows] - blend).max() < 1e-5 else None))
+        group_rows[i, :len(rows)] = rows
+        group_shares[i, :len(rows)] = t  # the float32 share a Python float multiplies by
+        blended[i] = np.abs(composite[rows] - blend).max() < 1e-5
     x_matrix = _resize_matrix(w, iw, rw, rw)
     x_anchors = _anchor_rows(x_matrix)
     x_left = np.empty(w0, np.intp)
@@ -295,7 +402,10 @@ def _seg_plan(h: int, w: int, input_hw: tuple[int, int], resized_hw: tuple[int, 
     position = {int(a): i for i, a in enumerate(x_anchors.tolist())}
     for left, right, cols in _rows_between_anchors(_resize_matrix(rw, rw, rw, w0), x_anchors):
         x_left[cols], x_right[cols] = position[left], position[right]
-    return _SegPlan(r0, r1, first, composite, anchors, row_groups, _sparse_rows(x_matrix),
+    y_taps = [(np.flatnonzero(first[a])[None], first[a][first[a] != 0][None]) for a in anchors.tolist()]
+    x_taps = _sparse_rows(x_matrix)
+    return _SegPlan(r0, r1, composite, y_taps, group_anchors, group_rows, group_shares, blended,
+                    (x_taps[0][x_anchors], x_taps[1][x_anchors]),
                     _sparse_rows(_resize_matrix(w, iw, rw, w0)), x_anchors, x_left, x_right)
 
 
