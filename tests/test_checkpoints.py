@@ -150,6 +150,25 @@ def test_float_weights_stored_as_other_numbers_do_not_fit(tmp_path: Path) -> Non
             create_model("pvt_v2_b0-cls", weights=path)
 
 
+def test_a_checkpoint_holding_nan_or_inf_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A diverged run's checkpoint (NaN in a tensor) loaded: infer wrote NaN probabilities with exit 0, and
+    export wrote the folder marked failed, exit 5, blaming the graph ("model.onnx disagrees with pytorch:
+    logits: 3000 non-finite values"). It is refused when it loads, naming the tensors, exit 2, nothing written."""
+    from cli_run import run as cli
+
+    sd = create_model("pvt_v2_b0", task="classify", num_classes=10).state_dict()
+    sd["head.weight"][0, 0] = float("nan")
+    sd["norm4.bias"][1] = float("-inf")
+    path = tmp_path / "diverged.pth"
+    torch.save(sd, path)
+    code, out, err = cli(monkeypatch, capsys, "export", "--model", str(path), "--imgsz", "32", "-o", str(tmp_path / "x"))
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (f"error: {path}: 2 tensor(s) hold NaN or infinite values [norm4.bias, "
+                                            "head.weight]: a diverged or damaged checkpoint"), err
+    assert not (tmp_path / "x").exists()
+
+
 def test_wrong_variant_lists_missing_unexpected_and_counts(seeded, tmp_path: Path) -> None:
     path = tmp_path / "tiny.pth"
     torch.save(seeded["pvt_tiny-classify"].state_dict(), path)

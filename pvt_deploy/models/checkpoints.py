@@ -333,6 +333,12 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
         missing = [k for k in missing if k.startswith("backbone.")]
     if missing or unexpected or mis_shaped or mis_typed:
         raise CheckpointError(_mismatch_message(where, model, layout, missing, unexpected, mis_shaped, mis_typed))
+    # a diverged training run's file, or one damaged inside a tensor: every output would be NaN, which infer
+    # wrote as probabilities and scores and the export's parity gate blamed on the graph ("non-finite values")
+    non_finite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        raise CheckpointError(f"{where}: {len(non_finite)} tensor(s) hold NaN or infinite values "
+                              f"[{_first(non_finite)}]: a diverged or damaged checkpoint")
 
     with torch.no_grad():
         for k, v in sd.items():
