@@ -731,3 +731,34 @@ def test_a_closed_backend_raises_input_error(protocol: str, tmp_path: Path) -> N
         with pytest.raises(InputError, match=r"this TritonBackend is closed$"):  # a call that asks the server
             backend._call(backend._get_metadata)
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_damaged_manifest_in_the_triton_config_is_one_line(protocol: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The manifest a Triton model's config carries went around check_fields, which manifest.json and a
+    lone .onnx's metadata go through: a field of the wrong shape failed later its own way (a traceback,
+    or a run on a default). It is now refused in one line naming the field, exit 2, nothing written."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
+    from cli_run import run
+    from PIL import Image
+
+    def classify(raw: bytes, shape: list[int]) -> bytes:
+        return np.zeros((shape[0], NUM_CLASSES), np.float32).tobytes()
+
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(image)
+    good = json.loads(embedded_manifest(tmp_path))
+    for text, field in [(json.dumps({**good, "preprocess": {**good["preprocess"], "imgsz": None}}),
+                         ": preprocess.imgsz is null"),
+                        (json.dumps({**good, "inputs": "images"}), ': inputs is "images"'),
+                        (json.dumps({**good, "classes": good["classes"][:2]}), ": classes lists 2 names"),
+                        (json.dumps(good)[:-9], " (parameter 'pvt_deploy_manifest': ")]:  # cut short: was 'no manifest'
+        with stub_triton(protocol, text, classify) as (stub_url, seen):
+            code, out, err = run(monkeypatch, capsys, "infer", str(image), "--model", stub_url,
+                                 "--output", str(tmp_path / "runs"))
+        message = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(message) == 1, out + err
+        assert f"{stub_url}: damaged manifest in its Triton config{field}" in message[0], err
+        assert "Traceback" not in err and not seen and not (tmp_path / "runs").exists()

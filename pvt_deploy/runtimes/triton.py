@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, ShapeError
+from pvt_deploy.manifest import check_fields
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, one_line
 
 MANIFEST_PARAMETER = "pvt_deploy_manifest"  # same key as pvt_deploy.export.triton (kept import-free)
@@ -151,12 +152,13 @@ class TritonBackend(Backend):
             self._wait_model(ready_timeout_s)
             metadata = self._call(self._get_metadata)
             config = self._call(self._get_config)
+            self.manifest: dict[str, Any] | None = (dict(manifest) if manifest is not None
+                                                    else _embedded_manifest(config, str(self.url)))
         except BaseException:
             self.close()
             raise
         self.config = config
         self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
-        self.manifest: dict[str, Any] | None = dict(manifest) if manifest is not None else _embedded_manifest(config)
         ref = self.manifest or {}
         self._inputs = [self._spec(t, ref.get("inputs")) for t in metadata.get("inputs", [])]
         self._outputs = [self._spec(t, ref.get("outputs")) for t in metadata.get("outputs", [])]
@@ -553,17 +555,23 @@ def _close_gevent_hub() -> None:
             hub().destroy(destroy_loop=True)
 
 
-def _embedded_manifest(config: Mapping[str, Any]) -> dict[str, Any] | None:
+def _embedded_manifest(config: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """The manifest ``export_triton`` put in the model's config, None where there is none; one that
+    is not a manifest, or whose fields do not hold what its readers take, is refused as manifest.json is."""
     params = config.get("parameters") or {}
     entry = params.get(MANIFEST_PARAMETER) if isinstance(params, Mapping) else None
     if not entry:
         return None
     text = entry.get("string_value") if isinstance(entry, Mapping) else entry
+    record = "manifest in its Triton config"
     try:
         data = json.loads(str(text))
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where}: damaged {record} (parameter {MANIFEST_PARAMETER!r}: {e})") from e
+    if not isinstance(data, dict) or "task" not in data:
+        raise InputError(f"{where}: the {record} (parameter {MANIFEST_PARAMETER!r}) is not a pvt-deploy manifest")
+    check_fields(data, where, record)
+    return data
 
 
 def _read_manifest_arg(manifest: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
