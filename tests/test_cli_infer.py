@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -295,6 +296,22 @@ def test_bad_input_is_one_line_and_an_exit_code(monkeypatch: pytest.MonkeyPatch,
     got, _, err = run(monkeypatch, capsys, *args)
     assert got == code, err
     assert_one_line_error(err, needle)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_as_the_source_is_said_to_be_one(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``infer pipe.jpg`` on a named pipe said 'no such file or folder: pipe.jpg', of a path that is there
+    (in a list too: 'no such file'). It now says what the path is, one line, exit 2, before any model loads."""
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("pipe.jpg")
+    (tmp_path / "list.txt").write_text("pipe.jpg\n")
+    for source, needle in [("pipe.jpg", "pipe.jpg is a named pipe, not a regular file or folder"),
+                           ("list.txt", "list.txt: pipe.jpg is a named pipe, not a regular file")]:
+        got, _, err = run(monkeypatch, capsys, "infer", source, "--model", "pvt_v2_b0", "--no-save")
+        assert got == 2, err
+        assert_one_line_error(err, needle)
+        assert "no such file" not in err
 
 
 def test_corrupt_or_mismatched_checkpoint_is_bad_input(monkeypatch: pytest.MonkeyPatch,

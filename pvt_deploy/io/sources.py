@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -1604,6 +1605,8 @@ def open_source(
                                  "on its own")
         items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
+            if isinstance(item, Path) and (special := _special_file(item)) is not None:
+                raise InputError(f"{item} is {special}, not a regular file: a list takes image files (and pictures)")
             if isinstance(item, Path) and item.is_dir():
                 raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
                                  "itself, or run each folder on its own")
@@ -1661,7 +1664,24 @@ def open_source(
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
         return _images_source(matches, text, "glob")
+    if (special := _special_file(path)) is not None:  # it is there: "no such file" said otherwise
+        raise InputError(f"{text} is {special}, not a regular file or folder",
+                         hint="give an image or video file, a folder, a glob, a URL or a camera")
     raise InputError(f"no such file or folder: {text}")
+
+
+def _special_file(path: Path) -> str | None:
+    """What ``path`` is where it is there but neither a regular file nor a folder (a named pipe, a socket,
+    a device), else None."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = [(stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device")]
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _listed_files(listing: Path) -> list[str]:
