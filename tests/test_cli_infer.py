@@ -314,6 +314,20 @@ def test_a_named_pipe_as_the_source_is_said_to_be_one(monkeypatch: pytest.Monkey
         assert "no such file" not in err
 
 
+def test_a_lone_picture_bigger_than_the_memory_free_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A decompression bomb (a small file declaring 20000x20000) was decoded whole and the OOM killer ended
+    infer without a word; weighed against the memory free (faked small here) it is one line, exit 2."""
+    from pvt_deploy.utils import cpu
+
+    monkeypatch.setattr(cpu, "available_memory", lambda: 2_000_000)
+    cv2.imwrite(str(tmp_path / "big.png"), np.full((480, 640, 3), 90, np.uint8))
+    got, _, err = run(monkeypatch, capsys, "infer", str(tmp_path / "big.png"), "--model", "pvt_v2_b0", "--no-save")
+    assert got == 2, err
+    assert_one_line_error(err, f"{tmp_path / 'big.png'}: a 640x480 image needs about 6 MB of memory to decode "
+                               "and run, more than the 2 MB free")
+
+
 def test_corrupt_or_mismatched_checkpoint_is_bad_input(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import torch

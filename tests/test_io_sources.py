@@ -139,6 +139,34 @@ def test_folder_skips_corrupt_image_sorts_naturally_and_ignores_other_files(
     assert "frame_3.jpg" in caplog.text and "frame_4.jpg" in caplog.text
 
 
+def test_a_picture_bigger_than_the_memory_free_is_refused_before_it_is_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 1 MB PNG declaring 20000x20000 was decoded whole (GBs): on a small box the OOM killer ended the
+    run with no word. Its header's size is now weighed against the memory free first (faked small here)."""
+    from pvt_deploy.io import sources
+    from pvt_deploy.utils import cpu
+
+    write_png(tmp_path / "a.png", np.full((48, 64, 3), 90, np.uint8))  # 61 kB to run: fits
+    write_png(tmp_path / "b.png", np.full((480, 640, 3), 90, np.uint8))  # 6.1 MB to run: does not
+    decoded: list[int] = []
+    imdecode = sources._imdecode
+    monkeypatch.setattr(sources, "_imdecode", lambda data: decoded.append(data.size) or imdecode(data))
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)
+    with pytest.raises(InputError) as e:
+        read_image(tmp_path / "b.png")
+    assert str(e.value) == (f"{tmp_path / 'b.png'}: a 640x480 image needs about 6 MB of memory to decode and run, "
+                            "more than the 1 MB free (free some memory, or scale it down)")
+    assert decoded == []
+    with caplog.at_level(logging.WARNING), open_source(tmp_path) as source:  # a folder skips it, as a bad image
+        frames = list(source)
+    assert [Path(f.path).name for f in frames] == ["a.png"] and source.skipped == 1
+    assert f"skipping {tmp_path / 'b.png'}: a 640x480 image needs about 6 MB" in caplog.text
+    for free in (7_000_000, None):  # enough free, or not known: decoded
+        monkeypatch.setattr(cpu, "available_memory", lambda free=free: free)
+        assert read_image(tmp_path / "b.png").shape == (480, 640, 3)
+
+
 def test_single_corrupt_image_raises(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
