@@ -74,13 +74,14 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
     return (np.random.default_rng(h * w + n).random((n, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
 
 
-@pytest.mark.parametrize(("name", "attention", "mlp"), [
-    ("pvt_v2_b0-cls", 8, 8), ("pvt_tiny-cls", 8, 0), ("tiny_li-features", 4, 4)])
-def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int) -> None:
+@pytest.mark.parametrize(("name", "attention", "mlp", "convs"), [
+    ("pvt_v2_b0-cls", 8, 8, 10), ("pvt_tiny-cls", 8, 0, 10), ("tiny_li-features", 4, 4, 8)])
+def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int, convs: int) -> None:
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
-                               "amx_conv_weights": 0, "winograd_int8_convs": 0, "unsigned_int8": 0}
+                               "channels_last_convs": convs, "amx_conv_weights": 0, "winograd_int8_convs": 0,
+                               "unsigned_int8": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -133,8 +134,8 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     # convs and the 720-channel score conv qualify there; the 36-channel box conv and P4-P7 do not.
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
     optimized, report = optimize_for_ort(model)
-    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "amx_conv_weights": 0,
-                               "winograd_int8_convs": 0, "unsigned_int8": 0}
+    assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "channels_last_convs": 10,
+                               "amx_conv_weights": 0, "winograd_int8_convs": 0, "unsigned_int8": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -148,7 +149,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
 def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
-    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "amx_conv_weights",
+    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "channels_last_convs", "amx_conv_weights",
                              "winograd_int8_convs", "unsigned_int8"}
 
 
@@ -321,7 +322,8 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     fast = OnnxRuntimeBackend(src, device="cpu")
     plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
     quantized = {r: 0 for r in default_rewrites() if r in QUANTIZED_REWRITES}  # this CPU's set
-    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8} | quantized
+    assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8,
+                                                   "channels_last_convs": 10} | quantized
     assert plain.info.details["graph_rewrites"] is None
     x = _images(2, 128, 96)
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
@@ -932,6 +934,22 @@ def test_onnxruntime_folds_the_depthwise_transposes(graphs: dict, tmp_path: Path
     after = ort_ops(model, "nhwc")
     assert after[0] == before[0] - 16
     assert after[1] >= before[1] + 8
+
+
+def test_onnxruntime_folds_every_token_transpose_of_the_cpu_graph(graphs: dict, tmp_path: Path) -> None:
+    """The point of channels_last_convs and of mlp_convs' NHWC form: every layout change between tokens
+    and a conv's map becomes a channels-last NCHWc reorder, so ONNX Runtime runs no Transpose in
+    pvt_v2_b0-cls (35 before: two per MLP, SR conv and patch conv of stages 2-4, one after the first)."""
+    optimized, report = optimize_for_ort(onnx.load(str(graphs["pvt_v2_b0-cls"][0])))
+    src = tmp_path / "opt.onnx"
+    onnx.save_model(optimized, str(src))
+    nodes = _ort_ops(src, tmp_path / "opt.ort.onnx")
+    channels_last = [n.op_type for n in nodes if n.op_type in ("ReorderInput", "ReorderOutput")
+                     and any(a.name == "channels_last" and a.i == 1 for a in n.attribute)]
+    assert [n.name for n in nodes if n.op_type == "Transpose"] == []
+    # in and out of 8 MLPs and 6 SR convs, in and out of 3 patch convs, out of the first
+    assert (channels_last.count("ReorderInput"), channels_last.count("ReorderOutput")) == (17, 18)
+    assert report.rewrites["channels_last_convs"] == 10
 
 
 def test_dynamic_cpu_int8_quantizes_the_patch_matmuls(graphs: dict, tmp_path: Path) -> None:
