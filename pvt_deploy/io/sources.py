@@ -339,9 +339,9 @@ def _declared_size(data: np.ndarray) -> tuple[int, int] | None:
         for name in [n for n in Image.ID if n not in tried]:
             tried.add(name)
             factory, accept = Image.OPEN[name]
-            if accept is not None and accept(head) is not True:
-                continue
-            try:
+            try:  # a check may itself fail on a short file (BMP's reads 4 bytes of a zero-byte one)
+                if accept is not None and accept(head) is not True:
+                    continue
                 stream.seek(0)
                 width, height = factory(stream, "").size
             except Exception:  # noqa: BLE001 - not this format, or a damaged header: OpenCV says which
