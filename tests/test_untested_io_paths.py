@@ -289,6 +289,37 @@ def test_a_picture_url_is_an_image_not_a_one_frame_video(http_root: tuple[str, P
         assert source.kind == "stream"
 
 
+def test_a_picture_url_bigger_than_the_memory_free_is_refused_before_it_is_decoded(
+        http_root: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A picture's URL went past read_image's decompression-bomb check: FFmpeg decoded its first frame on
+    opening (a 1 MB PNG declaring 20000x20000 served over HTTP took GBs). Its downloaded bytes are now
+    weighed against the memory free (faked small here) before FFmpeg or OpenCV decode them, as a file's are."""
+    from cli_run import run as cli
+
+    from pvt_deploy.io import sources
+    from pvt_deploy.utils import cpu
+
+    base, root = http_root
+    cv2.imwrite(str(root / "big.png"), np.full((480, 640, 3), 90, np.uint8))  # 6.1 MB to run
+    decoded: list[int] = []
+    imdecode = sources._imdecode
+    monkeypatch.setattr(sources, "_imdecode", lambda data: decoded.append(data.size) or imdecode(data))
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)
+    with pytest.raises(InputError) as e:
+        open_source(f"{base}/big.png")
+    assert str(e.value) == (f"{base}/big.png: a 640x480 image needs about 6 MB of memory to decode and run, "
+                            "more than the 1 MB free (free some memory, or scale it down)")
+    assert decoded == []
+    code, _, err = cli(monkeypatch, capsys, "infer", f"{base}/big.png", "--model", "pvt_v2_b0", "--no-save")
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"error: {base}/big.png: a 640x480 image needs about 6 MB of memory to decode and run, "
+                     "more than the 1 MB free (free some memory, or scale it down)"], err
+    monkeypatch.setattr(cpu, "available_memory", lambda: 7_000_000)  # enough free: read as before
+    with open_source(f"{base}/big.png") as source:
+        assert source.kind == "image" and next(iter(source)).image.shape == (480, 640, 3)
+
+
 def test_cli_infer_on_a_picture_url_writes_what_the_file_on_disk_writes(
         http_root: tuple[str, Path], seg_artifact: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

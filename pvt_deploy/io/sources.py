@@ -54,6 +54,11 @@ class _NoVideoStream(InputError):
     """A container PyAV opens that holds no video (an audio file, a subtitle track)."""
 
 
+class _TooBigToDecode(InputError):
+    """A picture whose header declares more pixels than the memory free can decode (see
+    :func:`_check_memory_to_decode`): said as it is, not as an unreadable file or a stream that failed."""
+
+
 SourceKind = Literal["image", "images", "video", "stream"]
 
 
@@ -320,8 +325,9 @@ def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> N
     need = width * height * DECODE_BYTES_PER_PIXEL
     free = cpu.available_memory() if need > 0 else None
     if free is not None and need > free:
-        raise InputError(f"{path}: a {width}x{height} image needs about {_in_bytes(need)} of memory to decode "
-                         f"and run, more than the {_in_bytes(free)} free", hint="free some memory, or scale it down")
+        raise _TooBigToDecode(f"{path}: a {width}x{height} image needs about {_in_bytes(need)} of memory to "
+                              f"decode and run, more than the {_in_bytes(free)} free",
+                              hint="free some memory, or scale it down")
 
 
 def _declared_size(data: np.ndarray) -> tuple[int, int] | None:
@@ -572,6 +578,7 @@ class PyAVReader:
         self.skipped = 0  # undecodable packets skipped (see _decode)
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
         self._first_dts: float | None = None
+        self._name = redact_url(target)  # for an error message: a URL without its password
         self._container = av.open(target, options=options or {}, timeout=timeout)
         try:
             if not self._container.streams.video:
@@ -691,8 +698,11 @@ class PyAVReader:
         try:
             for packet in self._container.demux(self._stream):
                 self.packets += 1 if packet.size else 0
-                if self.picture and self.picture_data is None and packet.size:
-                    self.picture_data = bytes(packet)
+                if self.picture and packet.size:  # a picture's file (a PNG's URL): weighed before FFmpeg decodes it
+                    data = bytes(packet)
+                    _check_memory_to_decode(np.frombuffer(data, np.uint8), self._name)
+                    if self.picture_data is None:
+                        self.picture_data = data
                 when = None  # this packet's decode time, where frames are timed by those (AVI)
                 if pending is not None and packet.size and packet.dts is not None and packet.time_base is not None:
                     when = float(packet.dts * packet.time_base)
@@ -1197,6 +1207,8 @@ class StreamSource(Source):
         self._sleep = sleep if sleep is not None else self._stop.wait
         try:  # first connection: fail fast, a wrong URL should not sit through backoff
             self._reader: FrameReader | None = opener()
+        except _TooBigToDecode:
+            raise  # a picture's URL too big for the memory free: one line naming it, as its file would say
         except _CONNECTION_ERRORS as e:
             raise InputError(f"cannot open stream {spec}: {_short(e)}") from e
         self.fps = self._reader.fps
