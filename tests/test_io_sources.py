@@ -167,6 +167,22 @@ def test_a_picture_bigger_than_the_memory_free_is_refused_before_it_is_decoded(
         assert read_image(tmp_path / "b.png").shape == (480, 640, 3)
 
 
+def test_a_picture_of_an_unknown_suffix_bigger_than_the_memory_free_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of no known suffix is tried as an image, then as a video: a PNG too big for the memory free,
+    refused as an image, went on to FFmpeg (which decoded it) and is refused there too, but was then called
+    "neither a readable image nor a video". It says why, as the same file named .png does."""
+    from pvt_deploy.utils import cpu
+
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)
+    for name in ("big.dat", "big"):
+        write_png(tmp_path / name, np.full((480, 640, 3), 90, np.uint8))
+        with pytest.raises(InputError) as e:
+            open_source(tmp_path / name)
+        assert str(e.value) == (f"{tmp_path / name}: a 640x480 image needs about 6 MB of memory to decode and run, "
+                                "more than the 1 MB free (free some memory, or scale it down)")
+
+
 def test_single_corrupt_image_raises(tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")

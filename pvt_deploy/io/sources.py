@@ -1776,6 +1776,8 @@ def _guess_file(path: Path, vid_stride: int) -> Source:
     """A file with an unknown suffix: try it as an image, then as a video."""
     try:
         return ImageSource([path], kind="image", spec=str(path))
+    except _TooBigToDecode:
+        raise  # an image, too big for the memory free: say that, and FFmpeg must not decode it either
     except InputError:
         pass
     try:
