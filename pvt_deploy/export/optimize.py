@@ -723,6 +723,36 @@ def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
                     out=fc2_add.output[0], name=dw.name or dw.output[0], relu=relu is not None)
 
 
+def _tokens_to_nchw(g: _Graph, p: str, tokens: str, height: str | int, width: str | int, channels: int,
+                    map_out: str) -> list[Any]:
+    """Nodes that write (B, H*W, C) ``tokens`` as the NCHW map ``map_out``: a free reshape to NHWC and a 4-D
+    transpose, which ONNX Runtime's NCHWc pass folds into its ``ReorderInput`` (see the module docstring)."""
+    from onnx import helper
+
+    shape, nhwc = g.unique(f"{p}/nhwc_shape"), g.unique(f"{p}/nhwc_in")
+    keep_b = g.add_init(f"{p}/keep_b", np.array([0], dtype=np.int64))
+    c = g.add_init(f"{p}/channels", np.array([channels], dtype=np.int64))
+    return [
+        helper.make_node("Concat", [keep_b, _dim(g, height, f"{p}/height"), _dim(g, width, f"{p}/width"), c],
+                         [shape], name=g.unique(f"{p}/nhwc_Concat"), axis=0),
+        helper.make_node("Reshape", [tokens, shape], [nhwc], name=g.unique(f"{p}/nhwc_Reshape")),
+        helper.make_node("Transpose", [nhwc], [map_out], name=g.unique(f"{p}/to_nchw"), perm=[0, 3, 1, 2]),
+    ]
+
+
+def _nchw_to_tokens(g: _Graph, p: str, map_in: str, channels: int, tokens_out: str) -> list[Any]:
+    """Nodes that write the NCHW map ``map_in`` of ``channels`` as (B, H*W, C) ``tokens_out``: a 4-D
+    transpose to NHWC (folded into ONNX Runtime's ``ReorderOutput``) and a free reshape."""
+    from onnx import helper
+
+    nhwc = g.unique(f"{p}/nhwc_out")
+    flat = g.add_init(f"{p}/tokens_shape", np.array([0, -1, channels], dtype=np.int64))
+    return [
+        helper.make_node("Transpose", [map_in], [nhwc], name=g.unique(f"{p}/to_nhwc"), perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", [nhwc, flat], [tokens_out], name=g.unique(f"{p}/tokens_Reshape")),
+    ]
+
+
 def mlp_as_convs(model: onnx.ModelProto) -> int:
     """Run every PVT v2 token MLP on the NCHW map with 1x1 convs (see the module docstring).
 
@@ -741,11 +771,7 @@ def mlp_as_convs(model: onnx.ModelProto) -> int:
     for m in found:
         p = m.name
         channels = m.w1.shape[0]
-        zero1 = g.add_init(f"{p}/keep_b", np.array([0], dtype=np.int64))
-        c1 = g.add_init(f"{p}/channels", np.array([channels], dtype=np.int64))
-        flat = g.add_init(f"{p}/tokens_shape", np.array([0, -1, channels], dtype=np.int64))
-        shape4 = g.unique(f"{p}/nhwc_shape")
-        x_nhwc, x_map, h2_nhwc = g.unique(f"{p}/x_nhwc"), g.unique(f"{p}/x_map"), g.unique(f"{p}/fc2_nhwc")
+        x_map = g.unique(f"{p}/x_map")
         h1, dw_out, act = g.unique(f"{p}/fc1_conv"), g.unique(f"{p}/dw_out"), g.unique(f"{p}/gelu")
         h2 = g.unique(f"{p}/fc2_conv")
         w1 = g.add_init(f"{p}/fc1_w", np.ascontiguousarray(m.w1.T)[:, :, None, None].astype(np.float32))
@@ -758,17 +784,13 @@ def mlp_as_convs(model: onnx.ModelProto) -> int:
         new_dw.attribute.extend(dw.attribute)
         relu = [helper.make_node("Relu", [h1], [dw_in], name=g.unique(f"{p}/Relu"))] if m.relu else []
         nodes = [
-            helper.make_node("Concat", [zero1, _dim(g, m.height, f"{p}/height"), _dim(g, m.width, f"{p}/width"), c1],
-                             [shape4], name=g.unique(f"{p}/shape"), axis=0),
-            helper.make_node("Reshape", [m.x, shape4], [x_nhwc], name=g.unique(f"{p}/to_nhwc")),
-            helper.make_node("Transpose", [x_nhwc], [x_map], name=g.unique(f"{p}/to_nchw"), perm=[0, 3, 1, 2]),
+            *_tokens_to_nchw(g, p, m.x, m.height, m.width, channels, x_map),
             helper.make_node("Conv", [x_map, w1, b1], [h1], name=g.unique(f"{p}/fc1"), kernel_shape=[1, 1]),
             *relu,
             new_dw,
             helper.make_node("Gelu", [dw_out], [act], name=g.unique(f"{p}/Gelu"), domain=MS_DOMAIN),
             helper.make_node("Conv", [act, w2, b2], [h2], name=g.unique(f"{p}/fc2"), kernel_shape=[1, 1]),
-            helper.make_node("Transpose", [h2], [h2_nhwc], name=g.unique(f"{p}/out_nhwc"), perm=[0, 2, 3, 1]),
-            helper.make_node("Reshape", [h2_nhwc, flat], [m.out], name=g.unique(f"{p}/to_tokens")),
+            *_nchw_to_tokens(g, p, h2, channels, m.out),
         ]
         replace[m.out] = nodes
     replace_nodes(model, replace)
@@ -787,8 +809,6 @@ def convs_channels_last(model: onnx.ModelProto) -> int:
     conv's output, for the stage's H and W, still costs an NCHW ``ReorderOutput``: ONNX Runtime moves a
     ``Shape`` of the NHWC transpose back onto the conv.)
     """
-    from onnx import helper
-
     from pvt_deploy.export.graph import toposort
 
     g = _Graph(model)
@@ -802,22 +822,10 @@ def convs_channels_last(model: onnx.ModelProto) -> int:
         p = conv.name or conv.output[0]
         if found_in is not None:
             tokens, map_in, height, width = found_in
-            shape, nhwc = g.unique(f"{p}/nhwc_shape"), g.unique(f"{p}/nhwc_in")
-            c_in = g.add_init(f"{p}/in_channels", np.array([weight.shape[1] * attr(conv, "group", 1)], dtype=np.int64))
-            replace[map_in] = [
-                helper.make_node("Concat", [g.add_init(f"{p}/keep_b", np.array([0], dtype=np.int64)),
-                                            _dim(g, height, f"{p}/height"), _dim(g, width, f"{p}/width"), c_in],
-                                 [shape], name=g.unique(f"{p}/nhwc_Concat"), axis=0),
-                helper.make_node("Reshape", [tokens, shape], [nhwc], name=g.unique(f"{p}/nhwc_Reshape")),
-                helper.make_node("Transpose", [nhwc], [map_in], name=g.unique(f"{p}/to_nchw"), perm=[0, 3, 1, 2]),
-            ]
+            replace[map_in] = _tokens_to_nchw(g, p, tokens, height, width, weight.shape[1] * attr(conv, "group", 1),
+                                              map_in)
         if out is not None:
-            out_nhwc = g.unique(f"{p}/nhwc_out")
-            flat = g.add_init(f"{p}/tokens_shape", np.array([0, -1, weight.shape[0]], dtype=np.int64))
-            replace[out] = [
-                helper.make_node("Transpose", [conv.output[0]], [out_nhwc], name=g.unique(f"{p}/to_nhwc"), perm=[0, 2, 3, 1]),
-                helper.make_node("Reshape", [out_nhwc, flat], [out], name=g.unique(f"{p}/tokens_Reshape")),
-            ]
+            replace[out] = _nchw_to_tokens(g, p, conv.output[0], weight.shape[0], out)
         changed += found_in is not None or out is not None
     if replace:
         replace_nodes(model, replace)
