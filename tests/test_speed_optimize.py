@@ -38,17 +38,21 @@ def _tiny_linear_backbone() -> torch.nn.Module:
 
 
 def _export(name: str, hw: tuple[int, int], tmp: Path, *, dynamic: bool = True) -> tuple[Path, torch.nn.Module]:
+    """``name`` ending in ``/random``: the model as initialised (``export`` without ``--weights``),
+    whose zero biases the exporter drops; otherwise synthetic weights, every bias non-zero."""
     from pvt_deploy.export import graph as g
 
-    model = _tiny_linear_backbone() if name == "tiny_li-features" else create_model(name)
-    model.load_state_dict(seeded_state_dict(model, 3))
+    zoo, _, init = name.partition("/")
+    model = _tiny_linear_backbone() if zoo == "tiny_li-features" else create_model(zoo)
+    if init != "random":
+        model.load_state_dict(seeded_state_dict(model, 3))
     deploy = build_deploy_module(model)
     example = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0)) * 255
     proto = trace_to_onnx(deploy, example, exporter="torchscript", dynamic=dynamic, opset=17, max_batch=4,
                           size_range=(32, 512))
     proto = g.simplify(proto)
     g.name_dims(proto, module_dim_names(deploy))
-    path = tmp / f"{name}{'' if dynamic else '-static'}.onnx"
+    path = tmp / f"{name.replace('/', '-')}{'' if dynamic else '-static'}.onnx"
     onnx.save_model(proto, str(path))
     return path, deploy
 
@@ -60,6 +64,9 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, to
         "pvt_v2_b0-cls": _export("pvt_v2_b0-cls", (64, 96), tmp),  # v2: SRA + conv MLP
         "pvt_tiny-cls": _export("pvt_tiny-cls", (64, 96), tmp),  # v1: SRA (sr 8/4/2/1), plain MLP
         "tiny_li-features": _export("tiny_li-features", (64, 96), tmp),  # linear SRA (b2_li's blocks)
+        # as initialised: the Linear biases are zero, so the graph has bare MatMuls where the others
+        # have MatMul + Add
+        "pvt_v2_b0-cls/random": _export("pvt_v2_b0-cls/random", (64, 96), tmp),
     }
 
 
@@ -75,7 +82,8 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("name", "attention", "mlp", "convs"), [
-    ("pvt_v2_b0-cls", 8, 8, 10), ("pvt_tiny-cls", 8, 0, 10), ("tiny_li-features", 4, 4, 8)])
+    ("pvt_v2_b0-cls", 8, 8, 10), ("pvt_tiny-cls", 8, 0, 10), ("tiny_li-features", 4, 4, 8),
+    ("pvt_v2_b0-cls/random", 8, 8, 10)])
 def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int, convs: int) -> None:
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
@@ -110,7 +118,7 @@ def test_v1_classifier_graph_runs_its_last_block_for_the_cls_row_alone(graphs: d
     np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features"])
+@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features", "pvt_v2_b0-cls/random"])
 def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path) -> None:
     path, _ = graphs[name]
     optimized, _ = optimize_for_ort(onnx.load(str(path)))

@@ -602,13 +602,20 @@ class _ConvMlp:
 
 
 def _linear(g: _Graph, out_name: str) -> tuple[str, np.ndarray, np.ndarray, list[Any]] | None:
-    """``Add(MatMul(x, W), b)`` (either Add input order) producing ``out_name``: (x, W, b, nodes)."""
-    add = g.producer.get(out_name)
-    if add is None or add.op_type != "Add":
+    """``Add(MatMul(x, W), b)`` (either Add input order) producing ``out_name``: (x, W, b, nodes); or a
+    bare ``MatMul(x, W)`` (a layer whose bias is zero: the export drops the Add of zeros, as in a
+    randomly initialised model), with ``b`` zeros."""
+    node = g.producer.get(out_name)
+    if node is not None and node.op_type == "MatMul":
+        weight = g.const(node.input[1])
+        if weight is None or weight.ndim != 2:
+            return None
+        return node.input[0], weight, np.zeros(weight.shape[1], weight.dtype), [node]
+    if node is None or node.op_type != "Add":
         return None
     for i in (0, 1):
-        mm = g.parent(add, i, "MatMul")
-        bias = g.const(add.input[1 - i])
+        mm = g.parent(node, i, "MatMul")
+        bias = g.const(node.input[1 - i])
         if mm is None or bias is None:
             continue
         weight = g.const(mm.input[1])
@@ -616,7 +623,7 @@ def _linear(g: _Graph, out_name: str) -> tuple[str, np.ndarray, np.ndarray, list
             return None
         if g.only_consumer(mm.output[0]) is None:
             return None
-        return mm.input[0], weight, bias, [mm, add]
+        return mm.input[0], weight, bias, [mm, node]
     return None
 
 
@@ -708,10 +715,12 @@ def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
                 frontier.append(user.output[0])
     if fc2_mm is None or _gelu_input(g, fc2_mm.input[0]) != t_out.output[0]:
         return None
-    fc2_add = g.only_consumer(fc2_mm.output[0])
-    if fc2_add is None:
-        return None
-    fc2 = _linear(g, fc2_add.output[0])
+    # fc2's bias Add, or (a zero bias dropped) the MatMul alone: its output then goes to the residual Add
+    out = fc2_mm.output[0]
+    after = g.only_consumer(out)
+    if after is not None and (biased := _linear(g, after.output[0])) is not None and biased[3][0].output[0] == out:
+        out = after.output[0]
+    fc2 = _linear(g, out)
     if fc2 is None or fc2[1].shape[0] != channels or fc2[0] != fc2_mm.input[0]:
         return None
     x, w1, b1, _ = fc1
@@ -720,7 +729,7 @@ def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
     # Intermediates must not be read elsewhere (the fc1 output also feeds a Shape node for the batch
     # size of the reshape; that reader is rewired to the new conv output, which has the same batch).
     return _ConvMlp(x=x, w1=w1, b1=b1, w2=fc2[1], b2=fc2[2], dwconv=dw, height=tc.height, width=tc.width,
-                    out=fc2_add.output[0], name=dw.name or dw.output[0], relu=relu is not None)
+                    out=out, name=dw.name or dw.output[0], relu=relu is not None)
 
 
 def _tokens_to_nchw(g: _Graph, p: str, tokens: str, height: str | int, width: str | int, channels: int,
@@ -1443,7 +1452,7 @@ QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
 #: (``runtimes.ort_session``), so a cached graph from an earlier recipe is never loaded.
-RECIPE = 9
+RECIPE = 10
 
 
 def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES) -> tuple[onnx.ModelProto, OptimizeReport]:
