@@ -67,6 +67,7 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, to
         # as initialised: the Linear biases are zero, so the graph has bare MatMuls where the others
         # have MatMul + Add
         "pvt_v2_b0-cls/random": _export("pvt_v2_b0-cls/random", (64, 96), tmp),
+        "pvt_tiny-cls/random": _export("pvt_tiny-cls/random", (64, 96), tmp),
     }
 
 
@@ -81,15 +82,16 @@ def _images(n: int, h: int, w: int) -> np.ndarray:
     return (np.random.default_rng(h * w + n).random((n, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
 
 
-@pytest.mark.parametrize(("name", "attention", "mlp", "convs"), [
-    ("pvt_v2_b0-cls", 8, 8, 10), ("pvt_tiny-cls", 8, 0, 10), ("tiny_li-features", 4, 4, 8),
-    ("pvt_v2_b0-cls/random", 8, 8, 10)])
-def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int, convs: int) -> None:
+@pytest.mark.parametrize(("name", "attention", "mlp", "convs", "gelu_bias"), [
+    ("pvt_v2_b0-cls", 8, 8, 10, 0), ("pvt_tiny-cls", 8, 0, 10, 8), ("tiny_li-features", 4, 4, 8, 0),
+    ("pvt_v2_b0-cls/random", 8, 8, 10, 0), ("pvt_tiny-cls/random", 8, 0, 10, 0)])
+def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp: int, convs: int,
+                                    gelu_bias: int) -> None:
     model = onnx.load(str(graphs[name][0]))
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
-                               "channels_last_convs": convs, "amx_conv_weights": 0, "winograd_int8_convs": 0,
-                               "unsigned_int8": 0}
+                               "channels_last_convs": convs, "gelu_bias_matmuls": gelu_bias, "amx_conv_weights": 0,
+                               "winograd_int8_convs": 0, "unsigned_int8": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -118,7 +120,8 @@ def test_v1_classifier_graph_runs_its_last_block_for_the_cls_row_alone(graphs: d
     np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features", "pvt_v2_b0-cls/random"])
+@pytest.mark.parametrize("name", ["pvt_v2_b0-cls", "pvt_tiny-cls", "tiny_li-features", "pvt_v2_b0-cls/random",
+                                  "pvt_tiny-cls/random"])
 def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path) -> None:
     path, _ = graphs[name]
     optimized, _ = optimize_for_ort(onnx.load(str(path)))
@@ -143,7 +146,8 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "channels_last_convs": 10,
-                               "amx_conv_weights": 0, "winograd_int8_convs": 0, "unsigned_int8": 0}
+                               "gelu_bias_matmuls": 0, "amx_conv_weights": 0, "winograd_int8_convs": 0,
+                               "unsigned_int8": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -157,8 +161,8 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
 def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
-    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "channels_last_convs", "amx_conv_weights",
-                             "winograd_int8_convs", "unsigned_int8"}
+    assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "channels_last_convs", "gelu_bias_matmuls",
+                             "amx_conv_weights", "winograd_int8_convs", "unsigned_int8"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -331,7 +335,7 @@ def test_backend_loads_the_optimised_copy_and_agrees(graphs: dict, tmp_path: Pat
     plain = OnnxRuntimeBackend(src, device="cpu", rewrite=False)
     quantized = {r: 0 for r in default_rewrites() if r in QUANTIZED_REWRITES}  # this CPU's set
     assert fast.info.details["graph_rewrites"] == {"winograd_convs": 0, "sra_attention": 8, "mlp_convs": 8,
-                                                   "channels_last_convs": 10} | quantized
+                                                   "channels_last_convs": 10, "gelu_bias_matmuls": 0} | quantized
     assert plain.info.details["graph_rewrites"] is None
     x = _images(2, 128, 96)
     np.testing.assert_allclose(fast.infer({"images": x})["logits"], plain.infer({"images": x})["logits"],
@@ -1039,3 +1043,23 @@ def test_static_export_rewrites_still_load_and_match(name: str, tmp_path: Path) 
         onnx.save_model(model, str(out))
         (got,) = _session(out).run(None, {"images": x})
         assert float(np.abs(ref - got).max()) <= 2e-5 * max(1.0, float(np.abs(ref).max())), tag
+
+
+def test_onnxruntime_runs_v1_gelus_without_their_bias(graphs: dict, tmp_path: Path) -> None:
+    """The point of gelu_bias_matmuls: ONNX Runtime fuses fc1's bias Add into the GELU as BiasGelu,
+    ~1.6x a plain Gelu on the block's widest tensor; with the bias inside fc1's MatMul it runs plain
+    Gelus, and no bias Add is left in front of one."""
+    path = graphs["pvt_tiny-cls"][0]
+    plain = _ort_ops(path, tmp_path / "plain.ort.onnx")
+    assert sum(n.op_type == "BiasGelu" for n in plain) == 8  # what the rewrite is for
+    optimized, report = optimize_for_ort(onnx.load(str(path)))
+    assert report.rewrites["gelu_bias_matmuls"] == 8
+    src = tmp_path / "opt.onnx"
+    onnx.save_model(optimized, str(src))
+    nodes = _ort_ops(src, tmp_path / "opt.ort.onnx")
+    assert [n.op_type for n in nodes if n.op_type in ("BiasGelu", "FastGelu")] == []
+    assert sum(n.op_type == "Gelu" for n in nodes) == 8
+    fc1 = [n for n in optimized.graph.node if n.op_type == "MatMul" and n.name.endswith("fc1/MatMul/MatMul")]
+    assert len(fc1) == 8  # each reads its input with the ones column: K + 1 weight rows
+    weights = {i.name: i for i in optimized.graph.initializer}
+    assert all(weights[n.input[1]].dims[0] == 1 + 64 * (1, 2, 5, 8)[i // 2] for i, n in enumerate(fc1))
