@@ -10,7 +10,7 @@ activations, S8 per-channel weights):
 * ``export``        — what ``export_onnx(int8=True)`` writes as ``model.int8.onnx`` (the CPU flavour of
                       ``pvt_deploy.export.precision``: static on MatMuls and Conv chains, see
                       ``cpu_int8_plan``), and the ablations of its choices:
-* ``no-amx``        — the export loaded as written, without the load-time rewrite that CPUs with
+* ``no-amx``        — the export without the load-time rewrite that CPUs with
                       AMX get (``optimize.amx_conv_weights``: conv weights re-based so ``QLinearConv``
                       runs on the AMX GEMM; bit-identical outputs). On other CPUs it equals ``export``;
 * ``no-layout``     — the same on the pre-processed export instead of its CPU INT8 layout (attention
@@ -72,11 +72,18 @@ def build_flavour(flavour: str, folder: Path, prepared: Path, out: Path, batches
     )
 
     t0 = time.perf_counter()
-    if flavour in ("export", "no-amx"):
+    if flavour == "export":
         import shutil
 
         shutil.copyfile(folder / "model.int8.onnx", out)
         return {"source": "export_onnx(int8=True, int8_flavour='cpu')"}
+    if flavour == "no-amx":  # this CPU's other load-time rewrites applied here, the session then adds none
+        from pvt_deploy.export.optimize import optimize_for_ort
+        from pvt_deploy.runtimes.ort_session import default_rewrites
+
+        others = [r for r in default_rewrites() if r != "amx_conv_weights"]
+        onnx.save_model(optimize_for_ort(onnx.load(str(folder / "model.int8.onnx")), others)[0], str(out))
+        return {"source": "export_onnx(int8=True, int8_flavour='cpu')", "load_time_rewrites": others}
     if flavour in ("dynamic", "float-depthwise"):
         # the dynamic graph is returned as the quantizer wrote it to ``out``: nothing to save again
         _, record = quantize_int8(prepared, out, flavour="cpu", batches=batches if flavour == "dynamic" else [],

@@ -91,7 +91,7 @@ def test_rewrites_match_every_block(graphs: dict, name: str, attention: int, mlp
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 0, "sra_attention": attention, "mlp_convs": mlp,
                                "channels_last_convs": convs, "gelu_bias_matmuls": gelu_bias, "amx_conv_weights": 0,
-                               "winograd_int8_convs": 0, "unsigned_int8": 0}
+                               "winograd_int8_convs": 0, "unsigned_int8": 0, "int8_gelu_bias": 0}
     assert report.nodes_after < report.nodes_before
     assert len(model.graph.node) == report.nodes_before  # the input is not modified
     ops = {n.op_type for n in optimized.graph.node}
@@ -147,7 +147,7 @@ def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
     optimized, report = optimize_for_ort(model)
     assert report.rewrites == {"winograd_convs": 10, "sra_attention": 8, "mlp_convs": 8, "channels_last_convs": 10,
                                "gelu_bias_matmuls": 0, "amx_conv_weights": 0, "winograd_int8_convs": 0,
-                               "unsigned_int8": 0}
+                               "unsigned_int8": 0, "int8_gelu_bias": 0}
     out = tmp_path / "opt.onnx"
     onnx.save_model(optimized, str(out))
     a, b = _session(path), _session(out)
@@ -162,7 +162,7 @@ def test_unknown_rewrite_is_refused(graphs: dict) -> None:
     with pytest.raises(ValueError, match="unknown rewrite"):
         optimize_for_ort(onnx.load(str(graphs["pvt_tiny-cls"][0])), ["nope"])
     assert set(REWRITES) == {"winograd_convs", "sra_attention", "mlp_convs", "channels_last_convs", "gelu_bias_matmuls",
-                             "amx_conv_weights", "winograd_int8_convs", "unsigned_int8"}
+                             "amx_conv_weights", "winograd_int8_convs", "unsigned_int8", "int8_gelu_bias"}
 
 
 def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
@@ -653,24 +653,33 @@ def test_winograd_int8_convs_keep_the_int8_grid(tmp_path: Path) -> None:
                 assert moved.max() <= 3 and np.sqrt(np.mean((ra - rb) ** 2)) <= 0.02 * np.sqrt(np.mean(ra ** 2)), (n, h, w)
 
 
-def test_int8_detector_head_runs_as_float_winograd(tmp_path: Path) -> None:
-    """The CPU INT8 flavour of a RetinaNet: its graph holds ONNX Runtime's own attention and GELU
-    nodes, which ONNX's shape inference cannot follow (the head's sizes are read through stand-ins);
-    the same convs as in the float graph qualify, and detections stay."""
+@pytest.fixture(scope="module")
+def tiny_int8_detector(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
+    """The CPU INT8 flavour (static Q/DQ) of a pvt_tiny RetinaNet, calibrated on two 160x160 images."""
     from pvt_deploy.export.calibration import Batch
     from pvt_deploy.export.graph import set_metadata
     from pvt_deploy.export.precision import prepare_for_quantization, quantize_int8
 
-    path, _ = _export("pvt_tiny", (96, 128), tmp_path)
+    tmp = tmp_path_factory.mktemp("int8det")
+    path, _ = _export("pvt_tiny", (96, 128), tmp)
     model = onnx.load(str(path))
     set_metadata(model, "pvt_deploy", {"preprocess": {"imgsz": [160, 160]}})  # P3 20x20: see the float test
     onnx.save_model(model, str(path))
-    prepared = tmp_path / "prepared.onnx"
+    prepared = tmp / "prepared.onnx"
     prepare_for_quantization(path, prepared)
     batches = [Batch(images=_images(2, 160, 160), metas=[], names=["a", "b"])]
-    model8, record = quantize_int8(prepared, tmp_path / "scratch.onnx", flavour="cpu", batches=batches,
+    model8, record = quantize_int8(prepared, tmp / "scratch.onnx", flavour="cpu", batches=batches,
                                    method="static", source=path)
-    assert record["method"] == "static" and any(n.domain == "com.microsoft" for n in model8.graph.node)
+    assert record["method"] == "static"
+    return model8
+
+
+def test_int8_detector_head_runs_as_float_winograd(tiny_int8_detector: onnx.ModelProto, tmp_path: Path) -> None:
+    """The CPU INT8 flavour of a RetinaNet: its graph holds ONNX Runtime's own attention and GELU
+    nodes, which ONNX's shape inference cannot follow (the head's sizes are read through stand-ins);
+    the same convs as in the float graph qualify, and detections stay."""
+    model8 = tiny_int8_detector
+    assert any(n.domain == "com.microsoft" for n in model8.graph.node)
     exact, _ = optimize_for_ort(model8, ["unsigned_int8"])
     fast, report = optimize_for_ort(model8, ["winograd_int8_convs", "unsigned_int8"])
     assert report.rewrites["winograd_int8_convs"] == 10
@@ -684,6 +693,28 @@ def test_int8_detector_head_runs_as_float_winograd(tmp_path: Path) -> None:
     np.testing.assert_allclose(sa, sb, atol=1e-3)  # scores span 0.16-0.9999 here; measured gap 9e-6
 
 
+@pytest.mark.parametrize("rebase", [[], ["unsigned_int8"]])
+def test_int8_gelus_run_without_their_bias(tiny_int8_detector: onnx.ModelProto, rebase: list[str],
+                                           tmp_path: Path) -> None:
+    """The point of int8_gelu_bias: in the Q/DQ graph ONNX Runtime fuses fc1's bias Add into the GELU
+    as BiasGelu; with the bias in fc1's MatMulIntegerToFloat it runs plain Gelus, and the outputs are
+    the same (also on int8 weights re-based to uint8, as on CPUs without VNNI)."""
+    before, _ = optimize_for_ort(tiny_int8_detector, rebase)
+    after, report = optimize_for_ort(tiny_int8_detector, [*rebase, "int8_gelu_bias"])
+    assert report.rewrites["int8_gelu_bias"] == 8  # pvt_tiny: 2 blocks in each of 4 stages
+    ops = []
+    for tag, m in (("before", before), ("after", after)):
+        onnx.save_model(m, str(tmp_path / f"{tag}.onnx"))
+        ops.append([n.op_type for n in _ort_ops(tmp_path / f"{tag}.onnx", tmp_path / f"{tag}.ort.onnx")])
+    assert (ops[0].count("BiasGelu"), ops[0].count("Gelu")) == (8, 0)  # what the rewrite is for
+    assert (ops[1].count("BiasGelu"), ops[1].count("Gelu")) == (0, 8)
+    assert ops[1].count("MatMulIntegerToFloat") == ops[0].count("MatMulIntegerToFloat")  # none left as float
+    x = _images(2, 160, 160)
+    ra, rb = (_session(tmp_path / f"{tag}.onnx").run(None, {"images": x}) for tag in ("before", "after"))
+    for a, b in zip(ra, rb, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(a).max()))
+
+
 def test_quantized_rewrites_are_on_only_where_the_cpu_needs_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import pvt_deploy.utils.cpu as cpu
     from pvt_deploy.runtimes.ort_session import default_rewrites
@@ -691,16 +722,16 @@ def test_quantized_rewrites_are_on_only_where_the_cpu_needs_them(monkeypatch: py
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     amx_cpu = frozenset({"avx512f", "avx512_vnni", "amx_tile", "amx_int8"})
     monkeypatch.setattr(cpu, "cpu_flags", lambda: amx_cpu)
-    assert default_rewrites() == (*FLOAT_REWRITES, "amx_conv_weights")
+    assert default_rewrites() == (*FLOAT_REWRITES, "amx_conv_weights", "int8_gelu_bias")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
-    assert default_rewrites() == FLOAT_REWRITES
+    assert default_rewrites() == (*FLOAT_REWRITES, "int8_gelu_bias")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))  # x86 without VNNI
-    assert default_rewrites() == (*FLOAT_REWRITES, "winograd_int8_convs", "unsigned_int8")
+    assert default_rewrites() == (*FLOAT_REWRITES, "winograd_int8_convs", "unsigned_int8", "int8_gelu_bias")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: None)  # unknown: neither
-    assert default_rewrites() == FLOAT_REWRITES
+    assert default_rewrites() == (*FLOAT_REWRITES, "int8_gelu_bias")
     monkeypatch.setattr("platform.machine", lambda: "aarch64")  # ARM's dot-product path does not saturate
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"asimd", "asimddp"}))
-    assert default_rewrites() == FLOAT_REWRITES
+    assert default_rewrites() == (*FLOAT_REWRITES, "int8_gelu_bias")  # every CPU: ONNX Runtime's own fusion
 
 
 def _positive_linear_graph(tmp: Path, x: str = "x") -> Path:

@@ -65,6 +65,9 @@ INT8 files with the same ones, :func:`pvt_deploy.export.onnx.ort_runner`):
 * **x86 without VNNI** (:func:`unsigned_int8`): the int8 weights and activations of the integer
   products re-based to uint8 (zero point plus 128), so ONNX Runtime multiplies U8U8 (exact) instead
   of U8S8 or S8S8, whose pre-VNNI kernels saturate 16-bit pair sums. Bit-exact, like the AMX one.
+* **Every CPU** (:func:`int8_gelu_bias`): fc1 as ``MatMulIntegerToFloat`` with its bias, so that
+  ONNX Runtime does not fuse the bias into the GELU as ``BiasGelu`` (as :func:`gelu_bias_in_matmul`
+  does for float graphs).
 * **x86 without VNNI** (:func:`winograd_int8_convs`): there 8-bit products run at 1-2x the FP32
   rate (Zen 1 to Zen 3), short of Winograd's 4x fewer multiplies, so
   the wide 3x3 convs of the INT8 FPN/head run as float Winograd on the dequantized values, between
@@ -1456,6 +1459,58 @@ def unsigned_int8(model: onnx.ModelProto) -> int:
     return changed
 
 
+def int8_gelu_bias(model: onnx.ModelProto) -> int:
+    """In a Q/DQ graph, write each linear layer that feeds an exact GELU (PVT v1's fc1) as one
+    ``com.microsoft`` ``MatMulIntegerToFloat`` that adds its bias; return how many.
+
+    ONNX Runtime turns ``DequantizeLinear`` x2 -> ``MatMul`` into ``MatMulIntegerToFloat`` itself, but
+    leaves the bias ``Add`` out of it and fuses that into the GELU as ``BiasGelu``, ~1.6x the time of a
+    plain ``Gelu`` on the block's widest tensor (the float graph's case, :func:`gelu_bias_in_matmul`).
+    Here the bias goes into the integer GEMM's float epilogue (``acc * scale + bias``, the same
+    arithmetic), and the GELU runs plain. Only per-tensor activations and per-tensor or per-column
+    (``axis=1``) weights of a constant 2-D ``DequantizeLinear`` are taken, as that op defines them.
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    replace: dict[str, list[Any]] = {}
+    for n in list(g.graph.node):
+        x = _gelu_input(g, n.output[0]) if n.op_type in ("Gelu", "Mul") else None
+        if x is None or x in replace:
+            continue
+        add = g.producer.get(x)
+        if add is None or add.op_type != "Add":
+            continue
+        for i in (0, 1):
+            mm, bias = g.parent(add, i, "MatMul"), g.const(add.input[1 - i])
+            if mm is not None and bias is not None:
+                break
+        else:
+            continue
+        dq_a, dq_w = g.parent(mm, 0, "DequantizeLinear"), g.parent(mm, 1, "DequantizeLinear")
+        if dq_a is None or dq_w is None or len(dq_a.input) < 3 or len(dq_w.input) < 3 or g.only_consumer(mm.output[0]) is None:
+            continue
+        a_scale, a_zero = g.const(dq_a.input[1]), g.const(dq_a.input[2])
+        weight, w_scale, w_zero = (g.const(v) for v in dq_w.input[:3])
+        if (a_scale is None or a_zero is None or a_scale.size != 1 or a_zero.size != 1 or weight is None
+                or weight.ndim != 2 or w_scale is None or w_zero is None or w_zero.shape != w_scale.shape
+                or bias.shape != (weight.shape[1],) or bias.dtype != np.float32
+                or {a_scale.dtype, w_scale.dtype} != {np.dtype(np.float32)} or weight.dtype != w_zero.dtype
+                or {weight.dtype, a_zero.dtype} - {np.dtype(np.int8), np.dtype(np.uint8)}):
+            continue
+        per_column = w_scale.ndim == 1 and w_scale.size == weight.shape[1] and attr(dq_w, "axis", 1) in (1, -1)
+        if w_scale.size != 1 and not per_column:
+            continue
+        replace[x] = [helper.make_node(
+            "MatMulIntegerToFloat",
+            [dq_a.input[0], dq_w.input[0], dq_a.input[1], dq_w.input[1], dq_a.input[2], dq_w.input[2], add.input[1 - i]],
+            [x], name=g.unique(f"{mm.name or x}/MatMulIntegerToFloat"), domain=MS_DOMAIN)]
+    if replace:
+        _ensure_ms_opset(model)
+        replace_nodes(model, replace)
+    return len(replace)
+
+
 def _uint8_activation(g: _Graph, conv: Any) -> bool:
     """Is the node's first input a ``DequantizeLinear`` of a uint8 tensor (the U8S8 case measured)?"""
     dq = g.parent(conv, 0, "DequantizeLinear")
@@ -1492,7 +1547,7 @@ def _unsupported(model: onnx.ModelProto) -> str | None:
 #: Rewrites of float graphs, then of quantized ones (each kind leaves the other alone).
 FLOAT_REWRITES = ("winograd_convs", "sra_attention", "mlp_convs", "channels_last_convs", "gelu_bias_matmuls")
 _QUANTIZED = {"amx_conv_weights": amx_conv_weights, "winograd_int8_convs": winograd_int8_convs,
-              "unsigned_int8": unsigned_int8}
+              "unsigned_int8": unsigned_int8, "int8_gelu_bias": int8_gelu_bias}  # in this order
 QUANTIZED_REWRITES = tuple(_QUANTIZED)
 REWRITES = FLOAT_REWRITES + QUANTIZED_REWRITES
 #: Bumped whenever a rewrite changes what it produces: part of the session cache's key
@@ -1517,10 +1572,10 @@ def optimize_for_ort(model: onnx.ModelProto, rewrites: Iterable[str] = REWRITES)
     if skip:
         report.skipped = skip
         if skip == "quantized graph":
-            for name in wanted:
-                if name in _QUANTIZED:
-                    report.rewrites[name] = _QUANTIZED[name](out)
-        report.nodes_after = report.nodes_before
+            for name, rewrite in _QUANTIZED.items():  # their own order, whatever the caller's
+                if name in wanted:
+                    report.rewrites[name] = rewrite(out)
+        report.nodes_after = len(out.graph.node)
         return out, report
     if "winograd_convs" in wanted:  # first: it reads shapes by ONNX shape inference (no contrib ops)
         report.rewrites["winograd_convs"] = winograd_convs(out)
