@@ -483,6 +483,23 @@ def test_fake_fp32_engine_is_built_without_tf32_unless_asked(use_fake: Any, tmp_
         build_engine(art, tf32="no")  # type: ignore[arg-type]
 
 
+def test_fake_engine_from_an_export_folder_is_not_warned_about(use_fake: Any, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """``export --model exports/NAME --format trt`` (the --model help: an export folder "builds --format trt")
+    builds the FP32 engine from the folder's model.onnx; it warned "nothing to add without --half or --int8; to
+    export it again, give the model name" first, as if the command had done nothing."""
+    import logging
+
+    from pvt_deploy.export import export
+
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art")
+    with caplog.at_level(logging.INFO, logger="pvt_deploy"):
+        export(art, format="trt", parity=False)
+    assert built(trt) and (art / "model.engine").is_file()
+    assert "nothing to add" not in caplog.text, caplog.text
+
+
 def test_fake_int8_export_with_cpu_flavour_only_is_refused_before_parsing(use_fake: Any, tmp_path: Path) -> None:
     """The CPU flavour of a real export, as ``pvt-deploy export --int8 --int8-flavour cpu`` writes it,
     holds operators TensorRT's ONNX parser has no importer for; the build refuses it without parsing."""

@@ -501,3 +501,23 @@ def test_one_export_reads_the_served_graph_once_to_hash_it(tmp_path: Path, monke
     assert len(hashed) == 1
     embedded = json.loads(parse_config(model_dir / "config.pbtxt").parameters[MANIFEST_PARAMETER].string_value)
     assert embedded["triton"]["source_sha256"] == hashed[0]
+
+
+def test_an_export_folder_given_only_a_format_is_not_warned_about(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """``export --model exports/NAME --format triton`` serves the export's files as they are; it warned
+    "nothing to add without --half or --int8; to export it again, give the model name", as if the command
+    had done nothing, then wrote the Triton model. That warning is for a bare ``export --model exports/NAME``."""
+    import logging
+
+    from pvt_deploy.export import export
+
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    with caplog.at_level(logging.INFO, logger="pvt_deploy"):
+        export(art, format="triton", triton_repo=tmp_path / "repo", parity=False)
+    assert (tmp_path / "repo" / "pvt_v2_b0" / "config.pbtxt").is_file()
+    assert "nothing to add" not in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pvt_deploy"):
+        export(art, parity=False)  # a bare one still is
+    assert "is an export folder, extended in place: nothing to add without" in caplog.text, caplog.text

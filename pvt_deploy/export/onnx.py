@@ -796,6 +796,7 @@ def export_onnx(
     allow_parity_failure: bool = False,
     progress: ProgressCallback | None = None,
     finish: Callable[[Path], Any] | None = None,
+    builds: bool = False,
 ) -> Path:
     """Export a PVT model to an ONNX artifact folder and return the folder.
 
@@ -826,7 +827,10 @@ def export_onnx(
     when ``out_dir`` held an export. Files in ``out_dir`` that pvt-deploy did not make are kept (moved
     into the new folder); earlier pvt-deploy files (variants, engine) go. Extending an export folder
     makes the variants in a hidden folder inside it and moves them in with the new manifest once they
-    are complete, so that a failure or a kill before that leaves every file as it was.
+    are complete, so that a failure or a kill before that leaves every file as it was. An export folder
+    given with no variant to add is warned about (a bare ``export --model exports/NAME``, meant as a
+    re-export, did nothing), unless ``finish`` or the caller builds from it (``builds``: :func:`export`'s
+    Triton model).
     """
     steps = _Steps(progress)
     exporter = _choice(option("exporter"), exporter, EXPORTERS)
@@ -911,7 +915,8 @@ def export_onnx(
         folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
                          calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
                          parity_source=parity_source, parity=parity, tolerances=tolerances,
-                         allow_parity_failure=allow_parity_failure, steps=steps, given=ignored)
+                         allow_parity_failure=allow_parity_failure, steps=steps, given=ignored,
+                         builds=builds or finish is not None)
         if finish is not None:
             finish(folder)
         return folder
@@ -1066,9 +1071,10 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
 def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Picture],
             calib_source: str, parity_paths: list[Picture], parity_source: str, parity: bool,
             tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps,
-            given: Mapping[str, Any] | None = None) -> Path:
+            given: Mapping[str, Any] | None = None, builds: bool = False) -> Path:
     """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx`` (``given``: the graph
-    options asked for, which it ignores; the command that exports the folder again carries them).
+    options asked for, which it ignores; the command that exports the folder again carries them;
+    ``builds``: an engine or a Triton model is made from the folder next, so no variant is no mistake).
 
     The parity reference is then the FP32 graph in ONNX Runtime (the PyTorch model is not rebuilt).
     Variants already listed in the manifest with a matching sha256 are kept, unless their parity gate
@@ -1107,7 +1113,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
         if asked:
             log.info("%s: %s already there (parity passed or not run): nothing to add", folder, ", ".join(asked))
-        else:
+        elif not builds:
             log.warning("%s is an export folder, extended in place: nothing to add without %s or %s; to export it "
                         "again, give the model name: %s", folder, switched_on("half"), switched_on("int8"),
                         reexport_command(folder, manifest, given))
