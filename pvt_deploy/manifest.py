@@ -310,8 +310,8 @@ def profile_batch(profiles: Sequence[Mapping[str, Any]]) -> int | None:
 
 def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any],
                      given: Mapping[str, Any] | None = None) -> str:
-    """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights, size,
-    shapes, graph options and precisions, into the same folder. An option the export left at its
+    """The ``pvt-deploy export`` line that rebuilds this export in place: same model, weights (a download
+    by its URL), size, shapes, graph options and precisions, into the same folder. An option the export left at its
     default is left out, so the usual command stays short; one that shapes the graph (graph NMS, the
     segmentation output, batch, size range, opset, exporter) is kept, or the rebuilt graph would take
     other inputs or give other outputs than the one it replaces. ``given``: graph options the user asked
@@ -328,7 +328,8 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     named = next((t for sfx, t in _SUFFIX_TASKS.items() if model.endswith(sfx)), "detect")
     if task and task != named:
         parts += ["--task", str(task)]
-    source = (manifest.get("weights") or {}).get("source")
+    weights = manifest.get("weights") or {}
+    source = weights.get("url") or weights.get("source")  # a download by its URL: the cached file may have gone
     if source:
         parts += ["--weights", str(source)]
     size = export.get("imgsz")

@@ -535,6 +535,22 @@ def test_the_rebuild_command_keeps_the_options_that_shape_the_graph(cls_artifact
     assert "--max-size" not in reexport_command(tmp_path, grown)
 
 
+def test_the_rebuild_command_names_a_downloaded_checkpoint_by_its_url(cls_artifact: Artifact, tmp_path: Path) -> None:
+    """An export made from a URL (``--weights official`` too) records the cached file and the URL. The line that
+    exports it again (``export --model exports/NAME`` with nothing to add, a folder without model.onnx, graph
+    options it ignores) gave the cache's path, ``--weights ~/.cache/pvt-deploy/weights/pvt_v2_b0.pth``, which
+    fails once the file has left the cache (or on another machine), where the URL fetches it again."""
+    from pvt_deploy.manifest import reexport_command
+
+    base = read_manifest(cls_artifact.folder)
+    url = "https://github.com/whai362/PVT/releases/download/v2/pvt_tiny.pth"
+    weights = {**base["weights"], "random_init": False, "sha256": "0" * 64}
+    cached = {**base, "weights": {**weights, "source": str(tmp_path / "cache" / "pvt_tiny.pth"), "url": url}}
+    assert _reexport_params(reexport_command(tmp_path, cached))["weights"] == url
+    local = {**base, "weights": {**weights, "source": "ckpt.pth"}}
+    assert _reexport_params(reexport_command(tmp_path, local))["weights"] == "ckpt.pth"
+
+
 def test_export_recovers_the_old_export_a_killed_swap_left_aside(tmp_path: Path) -> None:
     """Killed between the renames of a swap, an export leaves the previous one in a hidden ``pvt-old``
     folder with the user's files in it. The next export gets them back: into the folder it replaces,
