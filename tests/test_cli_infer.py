@@ -328,6 +328,33 @@ def test_a_lone_picture_bigger_than_the_memory_free_is_one_line(
                                "and run, more than the 2 MB free")
 
 
+def test_a_video_bigger_than_the_memory_free_is_one_line_and_writes_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """A clip, or a URL of one, whose frames need more than the memory free (faked small here) was decoded
+    frame after frame until the OOM killer ended infer without a word, leaving a hidden .part.mp4 and
+    predictions.jsonl.part. It is one line, exit 2, before a frame is decoded, and nothing is written; with
+    enough memory free it runs (and with none known: test_io_sources)."""
+    from pvt_deploy.utils import cpu
+
+    site = tmp_path / "site"
+    site.mkdir()
+    clip = make_clip(site / "walk.mp4", frames=3, size=(160, 96))  # 160 x 96 x 260 B: 4 MB to run
+    monkeypatch.chdir(tmp_path)  # the default output folder, runs/infer/<model>, would be made here
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)
+    with served(site) as base:
+        for given in (str(clip), f"{base}/walk.mp4"):
+            code, _, err = run(monkeypatch, capsys, "infer", given, "--model", str(det_export))
+            assert code == 2, err
+            assert [line for line in err.splitlines() if line.strip()][-1] == (
+                f"error: {given}: a 160x96 video needs about 4 MB of memory to decode and run, more than the "
+                "1 MB free (free some memory, or scale it down)"), err
+            assert "Traceback" not in err and not (tmp_path / "runs").exists()
+    monkeypatch.setattr(cpu, "available_memory", lambda: 5_000_000)  # enough free: run as before
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--imgsz", "128", "-o", "out")
+    assert code == 0, err
+    assert decode_video(tmp_path / "out" / "walk.mp4")[1:3] == (3, (160, 96))
+
+
 def test_corrupt_or_mismatched_checkpoint_is_bad_input(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import torch

@@ -1005,6 +1005,73 @@ def test_http_404_fails_fast_with_input_error(http_server: tuple[str, Path]) -> 
         open_source(f"{base}/missing.mp4", timeout=5)
 
 
+def too_big(name: object, size: str, need: str, free: str = "1 MB") -> str:
+    return (f"{name}: a {size} video needs about {need} of memory to decode and run, more than the {free} free "
+            "(free some memory, or scale it down)")
+
+
+def test_a_video_bigger_than_the_memory_free_is_refused_before_a_frame_is_decoded(
+        http_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clip or stream declaring huge frames (HEVC at 16384x16384: 1.2 GB a frame, many in flight) was
+    decoded frame after frame until the OOM killer ended infer without a word. The size its stream declares
+    is now weighed against the memory free (faked small here) before its first frame is decoded, for a file,
+    a file of no known suffix and a URL (named without its password), as a picture's header is."""
+    from pvt_deploy.utils import cpu
+
+    base, root = http_server
+    make_video(root / "big.mp4", frames=3, size=(160, 96))  # 160 x 96 x 260 B: 4 MB to run
+    (root / "big").write_bytes((root / "big.mp4").read_bytes())
+    decoded: list[str] = []
+    decode = PyAVReader._decode
+    monkeypatch.setattr(PyAVReader, "_decode", lambda self: decoded.append(self._name) or decode(self))
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)
+    url = base.replace("http://", "http://ann:s3cr3t@") + "/big.mp4"
+    for given, name in [(root / "big.mp4", root / "big.mp4"), (root / "big", root / "big"),
+                        (url, base.replace("http://", "http://***@") + "/big.mp4")]:
+        with pytest.raises(InputError) as e:
+            open_source(given)
+        assert str(e.value) == too_big(name, "160x96", "4 MB")
+    assert decoded == []
+    for free in (5_000_000, None):  # enough free, or not known: read as before
+        monkeypatch.setattr(cpu, "available_memory", lambda free=free: free)
+        for given in (root / "big.mp4", url):
+            with open_source(given) as source:
+                assert [f.image.shape for f in source] == [(96, 160, 3)] * 3
+
+
+def switching_clip(path: Path, sizes: list[tuple[int, int]]) -> Path:
+    """An MJPEG mkv whose frames come at ``sizes`` (width, height), its stream declaring the first: a
+    resolution switch, as a camera or an adaptive stream makes one."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = sizes[0][0], sizes[0][1], "yuvj420p"
+        for i, (w, h) in enumerate(sizes):
+            packet = av.Packet(cv2.imencode(".jpg", np.full((h, w, 3), 9 * i, np.uint8))[1].tobytes())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, FPS)
+            packet.is_keyframe = True
+            container.mux(packet)
+    return path
+
+
+def test_a_video_that_switches_to_frames_bigger_than_the_memory_free_stops_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size a stream declares at its start is not the only one: a clip or feed that switches to bigger
+    frames midway was decoded at the new size. A frame that comes at another size is weighed again: the
+    frames before it are read, and the read ends with the one line where the memory free cannot run it."""
+    from pvt_deploy.utils import cpu
+
+    clip = switching_clip(tmp_path / "switch.mkv", [(64, 48)] * 2 + [(640, 480)] + [(64, 48)])
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)  # 64x48: 0.8 MB to run; 640x480: 80 MB
+    frames: list[Frame] = []
+    with open_source(clip) as source, pytest.raises(InputError) as e:  # noqa: PT012 - the frames before it
+        frames.extend(itertools.islice(source, 20))
+    assert str(e.value) == too_big(clip, "640x480", "80 MB")
+    assert [f.image.shape for f in frames] == [(48, 64, 3)] * 2
+    monkeypatch.setattr(cpu, "available_memory", lambda: 100_000_000)
+    with open_source(clip) as source:
+        assert [f.image.shape[:2] for f in source] == [(48, 64)] * 2 + [(480, 640), (48, 64)]
+
+
 def test_dropping_camera_reconnects_with_backoff_then_ends_cleanly(
     mjpeg_camera: http.server.ThreadingHTTPServer, caplog: pytest.LogCaptureFixture
 ) -> None:

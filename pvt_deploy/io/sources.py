@@ -55,8 +55,9 @@ class _NoVideoStream(InputError):
 
 
 class _TooBigToDecode(InputError):
-    """A picture whose header declares more pixels than the memory free can decode (see
-    :func:`_check_memory_to_decode`): said as it is, not as an unreadable file or a stream that failed."""
+    """A picture whose header, or a video whose stream, declares more pixels than the memory free can decode
+    and run (see :func:`_check_memory_to_run`): said as it is, not as an unreadable file or a stream that
+    failed."""
 
 
 SourceKind = Literal["image", "images", "video", "stream"]
@@ -309,6 +310,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 # of `infer IMAGE --model EXPORT` at 4000x4000 and 8000x8000 less that at 256x256 (ONNX Runtime, outputs
 # saved): detect 13.6, classify 14, segment 18.6 bytes; without saving 4, 6 and 15.
 DECODE_BYTES_PER_PIXEL = 20
+# The same for a frame of a video or a stream: many are alive at once (the decoder's threads, the pipeline's
+# queue of max(4, 2 x batch) frames, the batch, the drawn results waiting to be written) and the H.264
+# encoder of the annotated mp4 holds its own (lookahead, references, threads). Peak RSS of `infer CLIP
+# --model EXPORT --imgsz 128` on 40-frame H.264 clips at 1280x720 and 3840x2160 less that at 64x64
+# (ONNX Runtime, 2 cores, annotated mp4 saved; a 150-frame clip peaks no higher): detect 219 and 210 B/px
+# (batch 1: 170, 173; batch 4: 255, 205), classify 196 and 205, segment 247 and 254; without saving, detect 93 and 78.
+VIDEO_BYTES_PER_PIXEL = 260
 
 
 def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> None:
@@ -317,15 +325,20 @@ def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> N
     process with no word, the rest of a folder lost). Only the memory free limits it: a real 400 MP photo
     runs where there is room. Nothing is refused where the header or the free memory cannot be read."""
     size = _declared_size(data)
-    if size is None:
-        return
+    if size is not None:
+        _check_memory_to_run(path, "image", *size, DECODE_BYTES_PER_PIXEL)
+
+
+def _check_memory_to_run(name: str | os.PathLike[str], what: str, width: int, height: int, per_pixel: int) -> None:
+    """Raise :class:`_TooBigToDecode` where ``width`` x ``height`` pixels at ``per_pixel`` bytes each need more
+    than the memory free: one line naming ``name`` (a URL without its password), the ``what`` ("image",
+    "video"), its size, need and free. Nothing is refused where the size (0) or the free memory is unknown."""
     from pvt_deploy.utils import cpu
 
-    width, height = size
-    need = width * height * DECODE_BYTES_PER_PIXEL
+    need = max(0, width) * max(0, height) * per_pixel
     free = cpu.available_memory() if need > 0 else None
     if free is not None and need > free:
-        raise _TooBigToDecode(f"{path}: a {width}x{height} image needs about {_in_bytes(need)} of memory to "
+        raise _TooBigToDecode(f"{name}: a {width}x{height} {what} needs about {_in_bytes(need)} of memory to "
                               f"decode and run, more than the {_in_bytes(free)} free",
                               hint="free some memory, or scale it down")
 
@@ -621,6 +634,13 @@ class PyAVReader:
             if not self.live:
                 self.duration, self.duration_is_video = self._declared_length(stream)
             self.frames: int | None = None if self.live else self._count_frames(stream)
+            # the frame size weighed against the memory free: before the first frame is decoded, the one the
+            # stream declares (its codec parameters); again in grab() where a frame comes at another (a
+            # resolution switch, or a size not declared). A picture's packet is weighed as its file is (_decode)
+            codec = stream.codec_context
+            self._weighed = (codec.width, codec.height)
+            if not picture_format:
+                _check_memory_to_run(self._name, "video", *self._weighed, VIDEO_BYTES_PER_PIXEL)
             self._decoded = self._decode()
             if not self.grab():
                 raise InputError(f"{target} has no decodable video frames ({self.error or 'empty'})")
@@ -770,6 +790,10 @@ class PyAVReader:
         self._frame = next(self._decoded, None)
         if self._frame is None:
             return False
+        size = (self._frame.width, self._frame.height)
+        if size != self._weighed and not self.picture:
+            self._weighed = size
+            _check_memory_to_run(self._name, "video", *size, VIDEO_BYTES_PER_PIXEL)
         self._time = self._frame_time(self._frame)
         return True
 
@@ -1782,7 +1806,7 @@ def _guess_file(path: Path, vid_stride: int) -> Source:
         pass
     try:
         return VideoSource(path, vid_stride=vid_stride)
-    except _NoVideoStream:
-        raise  # a media file, but audio only: say that, not "unreadable"
+    except (_NoVideoStream, _TooBigToDecode):
+        raise  # a media file, but audio only, or a video too big for the memory free: say that, not "unreadable"
     except InputError:
         raise InputError(f"{path} is neither a readable image nor a video") from None
