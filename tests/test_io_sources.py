@@ -1057,19 +1057,51 @@ def test_a_video_that_switches_to_frames_bigger_than_the_memory_free_stops_there
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The size a stream declares at its start is not the only one: a clip or feed that switches to bigger
     frames midway was decoded at the new size. A frame that comes at another size is weighed again: the
-    frames before it are read, and the read ends with the one line where the memory free cannot run it."""
+    frames before it are read, and the read ends with the one line where the memory free cannot run it (a
+    live feed too: not reconnected to, which read it again from its start, for ever)."""
     from pvt_deploy.utils import cpu
 
     clip = switching_clip(tmp_path / "switch.mkv", [(64, 48)] * 2 + [(640, 480)] + [(64, 48)])
     monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)  # 64x48: 0.8 MB to run; 640x480: 80 MB
-    frames: list[Frame] = []
-    with open_source(clip) as source, pytest.raises(InputError) as e:  # noqa: PT012 - the frames before it
-        frames.extend(itertools.islice(source, 20))
-    assert str(e.value) == too_big(clip, "640x480", "80 MB")
-    assert [f.image.shape for f in frames] == [(48, 64, 3)] * 2
+    live = StreamSource(lambda: PyAVReader(str(clip), live=True), spec="rtsp://cam/live",
+                        reconnect=Reconnect(3, 0.0, 0.0), sleep=lambda _: None, realtime=False)
+    for source in (open_source(clip), live):
+        frames: list[Frame] = []
+        with source, pytest.raises(InputError) as e:  # noqa: PT012 - the frames before it
+            frames.extend(itertools.islice(source, 20))
+        assert str(e.value) == too_big(clip, "640x480", "80 MB")
+        assert [f.image.shape for f in frames] == [(48, 64, 3)] * 2
+    assert live.reconnects == 0
     monkeypatch.setattr(cpu, "available_memory", lambda: 100_000_000)
     with open_source(clip) as source:
         assert [f.image.shape[:2] for f in source] == [(48, 64)] * 2 + [(480, 640), (48, 64)]
+
+
+def test_a_stream_back_at_a_size_the_memory_free_cannot_run_is_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal for memory is no dropped connection: a feed that came back, after a drop, at a size too big
+    for the memory free was retried with backoff until the retries ran out, and then ended as a lost stream
+    does, the refusal only in the retries' warnings. It now ends at once with the one line."""
+    from pvt_deploy.utils import cpu
+
+    clip = make_video(tmp_path / "cam.mp4", frames=3, size=(160, 96))  # 4 MB to run
+    free: list[int | None] = [None]
+    monkeypatch.setattr(cpu, "available_memory", lambda: free[0])
+    opened: list[int] = []
+
+    def opener() -> PyAVReader:
+        opened.append(1)
+        return PyAVReader(str(clip), live=True)  # its end is a drop: reconnected to
+
+    waits: list[float] = []
+    source = StreamSource(opener, spec="rtsp://cam/live", reconnect=Reconnect(3, 1.0, 5.0), sleep=waits.append,
+                          realtime=False)
+    free[0] = 1_000_000  # after the first connection
+    frames: list[Frame] = []
+    with source, pytest.raises(InputError) as e:  # noqa: PT012 - the frames before the drop
+        frames.extend(itertools.islice(source, 20))
+    assert str(e.value) == too_big(clip, "160x96", "4 MB")
+    assert len(frames) == 3 and len(opened) == 2 and waits == [1.0]
 
 
 def test_dropping_camera_reconnects_with_backoff_then_ends_cleanly(

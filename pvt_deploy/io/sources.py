@@ -57,7 +57,7 @@ class _NoVideoStream(InputError):
 class _TooBigToDecode(InputError):
     """A picture whose header, or a video whose stream, declares more pixels than the memory free can decode
     and run (see :func:`_check_memory_to_run`): said as it is, not as an unreadable file or a stream that
-    failed."""
+    failed, and not retried as a dropped connection."""
 
 
 SourceKind = Literal["image", "images", "video", "stream"]
@@ -1267,6 +1267,8 @@ class StreamSource(Source):
                 break
             try:
                 reader = self._opener()
+            except _TooBigToDecode:
+                raise  # not a drop: the stream came back at a size the memory free cannot run; said at once
             except _CONNECTION_ERRORS as e:
                 limit = self.reconnect.max_retries if self.reconnect.max_retries is not None else "inf"
                 log.warning("%s: reconnect attempt %d/%s failed: %s", self.spec, attempt, limit, _short(e))
@@ -1301,6 +1303,8 @@ class StreamSource(Source):
                         index = numbers.next(last)
                     if ok and index % self.vid_stride == 0:
                         image = reader.retrieve()
+                except _TooBigToDecode:
+                    raise  # a frame too big for the memory free (a resolution switch, a pipe's picture): no drop
                 except _CONNECTION_ERRORS as e:
                     ok, reader.error = False, _short(e)
                 if ok:
