@@ -69,6 +69,17 @@ class PvtDeployError(Exception):
         return f"{msg} ({self.hint})" if self.hint else msg
 
 
+def stop_reason(error: BaseException | None) -> str:
+    """Why a run that keeps its partial output stopped, for a warning: a user error's own message
+    (``"...: a 3840x2160 video needs about 2.0 GiB ..."``), ``"interrupted"`` for Ctrl-C, else the
+    exception's type (an unexpected failure, whose traceback the CLI reports itself)."""
+    if isinstance(error, PvtDeployError):
+        return " ".join(str(error).split())
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"stopped by {type(error).__name__}"
+
+
 class InputError(PvtDeployError):
     """A file, folder, stream or argument given by the user cannot be used."""
 

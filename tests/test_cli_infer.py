@@ -355,6 +355,27 @@ def test_a_video_bigger_than_the_memory_free_is_one_line_and_writes_nothing(
     assert decode_video(tmp_path / "out" / "walk.mp4")[1:3] == (3, (160, 96))
 
 
+def test_a_video_stopped_midway_by_frames_too_big_says_why(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_export: Path, tmp_path: Path) -> None:
+    """A clip that switches midway to frames the memory free cannot run keeps the frames before them, and
+    the warning says why in words: it said 'stopped by _TooBigToDecode' (a private class's name) of the
+    annotated video and of the COCO file."""
+    from test_io_sources import switching_clip
+
+    from pvt_deploy.utils import cpu
+
+    clip = switching_clip(tmp_path / "switch.mkv", [(64, 48)] * 2 + [(640, 480)] + [(64, 48)])
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1_000_000)  # 64x48 runs, 640x480 does not
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--imgsz", "64",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2, err
+    warned = "\n".join(r.getMessage() for r in caplog.records)
+    assert "_TooBigToDecode" not in warned and "stopped by" not in warned, warned
+    assert re.search(r"switch\.mp4: .*a 640x480 video needs about 80 MB .*; keeping the 2 frames written", warned), warned
+    assert decode_video(tmp_path / "out" / "switch.mp4")[1] == 2
+
+
 def test_corrupt_or_mismatched_checkpoint_is_bad_input(monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     import torch

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.errors import BackendUnavailableError, InputError, stop_reason
 from pvt_deploy.io.sources import (
     _AVFMT_TS_DISCONT,
     Join,
@@ -531,7 +531,7 @@ class VideoWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is not None:
-            log.warning("%s: stopped by %s; keeping the frames written", self.path, exc_type.__name__)
+            log.warning("%s: %s; keeping the frames written", self.path, stop_reason(exc))
         self.close()
 
 
@@ -1443,9 +1443,9 @@ class CocoJsonWriter:
     def __enter__(self) -> CocoJsonWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
             self.close()
         else:
             self._closed = True
-            log.warning("%s: not written (stopped by %s)", self.path, exc_type.__name__)
+            log.warning("%s: not written (%s)", self.path, stop_reason(exc))

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from pvt_deploy.errors import InputError, ShapeError, option
+from pvt_deploy.errors import InputError, ShapeError, option, stop_reason
 from pvt_deploy.manifest import batch_limit
 from pvt_deploy.runtimes.base import Backend
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
@@ -903,8 +903,7 @@ class ResultWriter:
                 if isinstance(error, GeneratorExit):  # the caller stopped reading: its choice, not a fault
                     log.info("%s: the caller stopped after %d frames; keeping them", self._video.path, done)
                 else:
-                    why = "interrupted" if isinstance(error, KeyboardInterrupt) else f"stopped by {type(error).__name__}"
-                    log.warning("%s: %s; keeping the %d frames written", self._video.path, why, done)
+                    log.warning("%s: %s; keeping the %d frames written", self._video.path, stop_reason(error), done)
             self._close_video()
         finally:  # a sink stays in place until it is done with, so that a failed close is discarded
             if self._jsonl is not None:
