@@ -211,7 +211,7 @@ class Model:
         vid_stride = stride
         self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask,
                            draw_conf=draw_conf)
-        src = _as_source(source, vid_stride)
+        src = _as_source(source, vid_stride, save=save)
         if not stream:
             _refuse_long(src)
         writer = None
@@ -443,20 +443,24 @@ class _Results(Generator[Result, None, None]):
             self.close()
 
 
-def _as_source(source: Any, vid_stride: int) -> Source:
+def _as_source(source: Any, vid_stride: int, *, save: bool) -> Source:
     """An opened :class:`~pvt_deploy.io.Source` for whatever ``predict`` was given."""
     if isinstance(source, Source):
         return source
-    return open_source_for(source, vid_stride=vid_stride)
+    return open_source_for(source, vid_stride=vid_stride, save=save)
 
 
-def open_source_for(source: Any, *, vid_stride: int = 1) -> Source:
-    """``open_source`` with the bundled sample photos for ``None``."""
+def open_source_for(source: Any, *, vid_stride: int = 1, save: bool = True) -> Source:
+    """``open_source`` with the bundled sample photos for ``None``; ``save``: whether the run saves an
+    annotated video, which sets the memory a video's frames are weighed at before they are decoded."""
+    from pvt_deploy.io.sources import VIDEO_BYTES_PER_PIXEL, VIDEO_BYTES_PER_PIXEL_UNSAVED
+
     if source is None:
         from pvt_deploy.assets import sample_images
 
         return open_source([str(p) for p in sample_images()], vid_stride=vid_stride)
-    return open_source(source, vid_stride=vid_stride)
+    return open_source(source, vid_stride=vid_stride,
+                       bytes_per_pixel=VIDEO_BYTES_PER_PIXEL if save else VIDEO_BYTES_PER_PIXEL_UNSAVED)
 
 
 def _refuse_long(source: Any) -> None:

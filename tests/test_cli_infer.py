@@ -355,6 +355,33 @@ def test_a_video_bigger_than_the_memory_free_is_one_line_and_writes_nothing(
     assert decode_video(tmp_path / "out" / "walk.mp4")[1:3] == (3, (160, 96))
 
 
+def test_a_video_is_weighed_at_what_the_run_keeps_in_memory(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """A run that saves no annotated video holds no drawn frames and no encoder: it needs less than half the
+    memory a frame's pixel needs otherwise (120 against 260 bytes, measured), and was refused at the saving
+    run's figure: a 4K camera watched with --no-save on an edge box with 1.5 GB free."""
+    from pvt_deploy.api import Model
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils import cpu
+
+    clip = make_clip(tmp_path / "walk.mp4", frames=3, size=(160, 96))  # 160 x 96: 4.0 MB saved, 1.8 MB not
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cpu, "available_memory", lambda: 3_000_000)
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--imgsz", "64")
+    assert code == 2 and "a 160x96 video needs about 4 MB" in err, err
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--imgsz", "64",
+                       "--no-save", "-o", "json")
+    assert code == 0, err
+    assert len((tmp_path / "json" / "predictions.jsonl").read_text().splitlines()) == 3
+    model = Model(str(det_export), imgsz=64)
+    try:
+        assert len(model.predict(str(clip))) == 3  # the API's default: nothing saved
+        with pytest.raises(InputError, match="needs about 4 MB"):
+            model.predict(str(clip), save=True, save_dir=tmp_path / "api")
+    finally:
+        model.close()
+
+
 def test_a_video_stopped_midway_by_frames_too_big_says_why(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
         det_export: Path, tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def infer(
     # arrive as one stale burst, stamped a few ms apart, and play in a rush in the annotated video.
     spec = _one_source(source)
     live = _live_spec(spec)
-    src = None if live else _open(spec, vid_stride)
+    src = None if live else _open(spec, vid_stride, save)
     kind = "stream" if src is None else src.kind
     json_on = save_json if save_json is not None else kind in ("video", "stream")
     try:
@@ -179,7 +179,7 @@ def infer(
         if batch is not None:  # a batch the graph cannot take fails before a stream is connected to
             m.predictor(imgsz=size).check_batch(batch)
         if src is None:
-            src = _open(spec, vid_stride)
+            src = _open(spec, vid_stride, save)
             kind = src.kind  # an http(s) URL of one picture is an image once opened, as the file on disk is
             json_on = save_json if save_json is not None else kind in ("video", "stream")
         if m.random_weights:
@@ -247,10 +247,11 @@ def _one_source(given: list[str] | None) -> str | list[str] | None:
     return given[0] if len(given) == 1 else list(given)
 
 
-def _open(source: str | list[str] | None, vid_stride: int) -> Any:
+def _open(source: str | list[str] | None, vid_stride: int, save: bool) -> Any:
     from pvt_deploy.api import open_source_for
 
-    return open_source_for(source, vid_stride=vid_stride)  # a list: image files; a folder or video is refused
+    # a list: image files; a folder or video is refused
+    return open_source_for(source, vid_stride=vid_stride, save=save)
 
 
 def _live_spec(source: str | list[str] | None) -> bool:

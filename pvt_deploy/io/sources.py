@@ -317,6 +317,10 @@ DECODE_BYTES_PER_PIXEL = 20
 # (ONNX Runtime, 2 cores, annotated mp4 saved; a 150-frame clip peaks no higher): detect 219 and 210 B/px
 # (batch 1: 170, 173; batch 4: 255, 205), classify 196 and 205, segment 247 and 254; without saving, detect 93 and 78.
 VIDEO_BYTES_PER_PIXEL = 260
+# The same for a run that saves no annotated video (infer --no-save, predict(save=False)): no drawn frames
+# waiting for the encoder, nor the encoder's own. Measured the same way at 3840x2160 (30 frames, --imgsz 128):
+# segment 110, detect 59 (78 and 93 in 40-frame runs at 4K and 720p), classify 54 B/px.
+VIDEO_BYTES_PER_PIXEL_UNSAVED = 120
 
 
 def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> None:
@@ -578,9 +582,11 @@ class PyAVReader:
         options: dict[str, str] | None = None,
         timeout: float | tuple[float, float] | None = None,
         live: bool | None = None,
+        bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
     ) -> None:
         self.error: str | None = None
         self.frames_exact = False
+        self._per_pixel = bytes_per_pixel  # the memory a frame's pixel needs in this run (_check_memory_to_run)
         self._frame: av.VideoFrame | None = None
         self._peeked = False
         self._time: float | None = None  # the grabbed frame's time (see timestamp())
@@ -640,7 +646,7 @@ class PyAVReader:
             codec = stream.codec_context
             self._weighed = (codec.width, codec.height)
             if not picture_format:
-                _check_memory_to_run(self._name, "video", *self._weighed, VIDEO_BYTES_PER_PIXEL)
+                _check_memory_to_run(self._name, "video", *self._weighed, self._per_pixel)
             self._decoded = self._decode()
             if not self.grab():
                 raise InputError(f"{target} has no decodable video frames ({self.error or 'empty'})")
@@ -793,7 +799,7 @@ class PyAVReader:
         size = (self._frame.width, self._frame.height)
         if size != self._weighed and not self.picture:
             self._weighed = size
-            _check_memory_to_run(self._name, "video", *size, VIDEO_BYTES_PER_PIXEL)
+            _check_memory_to_run(self._name, "video", *size, self._per_pixel)
         self._time = self._frame_time(self._frame)
         return True
 
@@ -943,10 +949,12 @@ class VideoSource(Source):
 
     kind: SourceKind = "video"
 
-    def __init__(self, path: str | os.PathLike[str], *, vid_stride: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, vid_stride: int = 1,
+                 bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL) -> None:
         self.path = Path(path)
         self.spec = str(path)
         self.vid_stride = vid_stride
+        self._per_pixel = bytes_per_pixel
         self.error: str | None = None
         self._reader: PyAVReader | None = self._open()
         self._active: PyAVReader | None = None
@@ -957,7 +965,7 @@ class VideoSource(Source):
 
     def _open(self) -> PyAVReader:
         try:
-            return PyAVReader(str(self.path), live=False)
+            return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel)
         except av.error.FFmpegError as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise InputError(f"cannot decode {self.path} as a video ({reason})") from e
@@ -1591,6 +1599,7 @@ def _stream_source(
     realtime: bool | None,
     timeout: float,
     options: dict[str, str] | None,
+    bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
 ) -> StreamSource | ArraySource:
     if is_webcam(spec):
         device: int | str = int(spec) if spec.isdigit() else spec
@@ -1609,7 +1618,7 @@ def _stream_source(
     live = True if scheme in _LIVE_SCHEMES else None
 
     def opener() -> PyAVReader:
-        return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live)
+        return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live, bytes_per_pixel=bytes_per_pixel)
 
     def stream() -> StreamSource:
         return StreamSource(
@@ -1679,6 +1688,7 @@ def open_source(
     realtime: bool | None = None,
     timeout: float = 10.0,
     options: dict[str, str] | None = None,
+    bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
 ) -> Source:
     """Open anything a user can point ``infer`` at and return a :class:`Source`.
 
@@ -1688,6 +1698,9 @@ def open_source(
     URL, or an in-memory RGB numpy array / PIL image. ``vid_stride`` keeps every n-th frame of videos
     and streams. ``reconnect``, ``realtime``, ``timeout`` (seconds, per connect and per read) and
     ``options`` (FFmpeg options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
+    ``bytes_per_pixel``: the memory a video frame's pixel needs in this run, weighed against the memory
+    free before a video or stream is decoded (:data:`VIDEO_BYTES_PER_PIXEL` where the annotated video is
+    saved, :data:`VIDEO_BYTES_PER_PIXEL_UNSAVED` where it is not).
 
     Raises :class:`InputError` for anything that does not exist or cannot be decoded.
     """
@@ -1733,7 +1746,8 @@ def open_source(
         raise InputError(f"the source is an empty name ({spec!r})", hint="give a file, folder, glob, video or "
                          "URL; the current folder is '.'")
     stream_kw: dict[str, Any] = dict(
-        vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options
+        vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options,
+        bytes_per_pixel=bytes_per_pixel,
     )
     if is_live(text):
         return _stream_source(text, **stream_kw)
@@ -1746,7 +1760,7 @@ def open_source(
         if suffix in IMAGE_SUFFIXES:
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in VIDEO_SUFFIXES:
-            return VideoSource(path, vid_stride=vid_stride)
+            return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
         if suffix == ".txt":  # Ultralytics' list source
             listed = _listed_files(path)
             try:
@@ -1757,7 +1771,7 @@ def open_source(
             raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
                              "export --calib and check --images", hint="to run a split, give its folder: "
                              "pvt-deploy infer DATASET/images/val")
-        return _guess_file(path, vid_stride)
+        return _guess_file(path, vid_stride, bytes_per_pixel)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
         return _images_source(matches, text, "glob")
@@ -1800,7 +1814,7 @@ def _listed_files(listing: Path) -> list[str]:
     return paths
 
 
-def _guess_file(path: Path, vid_stride: int) -> Source:
+def _guess_file(path: Path, vid_stride: int, bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL) -> Source:
     """A file with an unknown suffix: try it as an image, then as a video."""
     try:
         return ImageSource([path], kind="image", spec=str(path))
@@ -1809,7 +1823,7 @@ def _guess_file(path: Path, vid_stride: int) -> Source:
     except InputError:
         pass
     try:
-        return VideoSource(path, vid_stride=vid_stride)
+        return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
     except (_NoVideoStream, _TooBigToDecode):
         raise  # a media file, but audio only, or a video too big for the memory free: say that, not "unreadable"
     except InputError:
