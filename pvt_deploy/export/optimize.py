@@ -618,20 +618,34 @@ def _linear(g: _Graph, out_name: str) -> tuple[str, np.ndarray, np.ndarray, list
         if weight is None or weight.ndim != 2:
             return None
         return node.input[0], weight, np.zeros(weight.shape[1], weight.dtype), [node]
-    if node is None or node.op_type != "Add":
+    biased = _biased_matmul(g, node) if node is not None else None
+    if biased is None:
+        return None
+    mm, _, bias = biased
+    weight = g.const(mm.input[1])
+    if weight is None or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+        return None
+    if g.only_consumer(mm.output[0]) is None:
+        return None
+    return mm.input[0], weight, bias, [mm, node]
+
+
+def _biased_matmul(g: _Graph, add: Any) -> tuple[Any, str, np.ndarray] | None:
+    """``add`` as ``Add(MatMul(...), constant)``, either input order: (the MatMul, the constant's name and
+    value)."""
+    if add.op_type != "Add":
         return None
     for i in (0, 1):
-        mm = g.parent(node, i, "MatMul")
-        bias = g.const(node.input[1 - i])
-        if mm is None or bias is None:
-            continue
-        weight = g.const(mm.input[1])
-        if weight is None or weight.ndim != 2 or bias.shape != (weight.shape[1],):
-            return None
-        if g.only_consumer(mm.output[0]) is None:
-            return None
-        return mm.input[0], weight, bias, [mm, node]
+        mm, bias = g.parent(add, i, "MatMul"), g.const(add.input[1 - i])
+        if mm is not None and bias is not None:
+            return mm, str(add.input[1 - i]), bias
     return None
+
+
+def _gelu_inputs(g: _Graph) -> list[str]:
+    """The input of every exact GELU in the graph (:func:`_gelu_input`), once each."""
+    found = (_gelu_input(g, n.output[0]) for n in g.graph.node if n.op_type in ("Gelu", "Mul"))
+    return list(dict.fromkeys(x for x in found if x is not None))
 
 
 def _gelu_input(g: _Graph, out_name: str) -> str | None:
@@ -725,7 +739,7 @@ def _match_conv_mlp(g: _Graph, dw: Any) -> _ConvMlp | None:
     # fc2's bias Add, or (a zero bias dropped) the MatMul alone: its output then goes to the residual Add
     out = fc2_mm.output[0]
     after = g.only_consumer(out)
-    if after is not None and (biased := _linear(g, after.output[0])) is not None and biased[3][0].output[0] == out:
+    if after is not None and (biased := _biased_matmul(g, after)) is not None and biased[0].output[0] == out:
         out = after.output[0]
     fc2 = _linear(g, out)
     if fc2 is None or fc2[1].shape[0] != channels or fc2[0] != fc2_mm.input[0]:
@@ -827,14 +841,8 @@ def gelu_bias_in_matmul(model: onnx.ModelProto) -> int:
     from onnx import helper
 
     g = _Graph(model)
-    found: dict[str, tuple[str, np.ndarray, np.ndarray, list[Any]]] = {}
-    for n in list(g.graph.node):
-        x = _gelu_input(g, n.output[0]) if n.op_type in ("Gelu", "Mul") else None
-        if x is None or x in found:
-            continue
-        fc = _linear(g, x)
-        if fc is not None and len(fc[3]) == 2:  # a bare MatMul (zero bias) has no Add to save
-            found[x] = fc
+    found = {out: fc for out in _gelu_inputs(g)
+             if (fc := _linear(g, out)) is not None and len(fc[3]) == 2}  # a bare MatMul (zero bias): no Add to save
     replace: dict[str, list[Any]] = {}
     for out, (x, weight, bias, (mm, _add)) in found.items():
         p = mm.name or out
@@ -1474,19 +1482,12 @@ def int8_gelu_bias(model: onnx.ModelProto) -> int:
 
     g = _Graph(model)
     replace: dict[str, list[Any]] = {}
-    for n in list(g.graph.node):
-        x = _gelu_input(g, n.output[0]) if n.op_type in ("Gelu", "Mul") else None
-        if x is None or x in replace:
-            continue
+    for x in _gelu_inputs(g):
         add = g.producer.get(x)
-        if add is None or add.op_type != "Add":
+        biased = _biased_matmul(g, add) if add is not None else None
+        if biased is None:
             continue
-        for i in (0, 1):
-            mm, bias = g.parent(add, i, "MatMul"), g.const(add.input[1 - i])
-            if mm is not None and bias is not None:
-                break
-        else:
-            continue
+        mm, bias_name, bias = biased
         dq_a, dq_w = g.parent(mm, 0, "DequantizeLinear"), g.parent(mm, 1, "DequantizeLinear")
         if dq_a is None or dq_w is None or len(dq_a.input) < 3 or len(dq_w.input) < 3 or g.only_consumer(mm.output[0]) is None:
             continue
@@ -1503,7 +1504,7 @@ def int8_gelu_bias(model: onnx.ModelProto) -> int:
             continue
         replace[x] = [helper.make_node(
             "MatMulIntegerToFloat",
-            [dq_a.input[0], dq_w.input[0], dq_a.input[1], dq_w.input[1], dq_a.input[2], dq_w.input[2], add.input[1 - i]],
+            [dq_a.input[0], dq_w.input[0], dq_a.input[1], dq_w.input[1], dq_a.input[2], dq_w.input[2], bias_name],
             [x], name=g.unique(f"{mm.name or x}/MatMulIntegerToFloat"), domain=MS_DOMAIN)]
     if replace:
         _ensure_ms_opset(model)
