@@ -10,6 +10,7 @@ Compares, on the same input and in one process (interleaved rounds):
                          physical cores, each worker pinned to a core of its own, workers spinning
                          only inside a run, the exact CPU rewrites (``export.optimize``), a batch of
                          >= threads images split into one shard per thread;
+* ``whole-shards``     — the same with each shard's images in one call instead of one call each;
 * ``no-shards``        — the same with the whole batch in one multi-threaded call;
 * ``no-pin``           — the same with the worker threads free to run on any core (not pinned);
 * ``no-rewrites``      — the same (unsharded) on the graph as exported;
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-SETTINGS = ("default", "no-shards", "no-pin", "no-rewrites", "spin", "no-spin", "extended", "basic", "threads-1", "transformers-opt")
+SETTINGS = ("default", "whole-shards", "no-shards", "no-pin", "no-rewrites", "spin", "no-spin", "extended", "basic", "threads-1", "transformers-opt")
 
 
 def transformers_optimized(src: Path, dst: Path) -> Path:
@@ -57,10 +58,11 @@ def transformers_optimized(src: Path, dst: Path) -> Path:
 class _BackendSession:
     """``OnnxRuntimeBackend`` behind an ``InferenceSession``-like ``run(None, feed)``."""
 
-    def __init__(self, path: Path, *, shard: bool = True, pin: bool = True) -> None:
+    def __init__(self, path: Path, *, shard: bool = True, pin: bool = True, per_image: bool = True) -> None:
         from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
         self.backend = OnnxRuntimeBackend(path, device="cpu", shard=shard, pin=pin)
+        self.backend._shard_per_image = per_image
 
     def run(self, names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         return list(self.backend.infer(feed).values())
@@ -103,8 +105,9 @@ def measure(args: argparse.Namespace, wanted: list[str], info: dict[str, Any], m
     sessions: dict[str, Any] = {}
     for name in wanted:
         try:
-            if name in ("default", "no-shards", "no-pin"):
-                sessions[name] = _BackendSession(src, shard=name != "no-shards", pin=name != "no-pin")
+            if name in ("default", "whole-shards", "no-shards", "no-pin"):
+                sessions[name] = _BackendSession(src, shard=name != "no-shards", pin=name != "no-pin",
+                                                 per_image=name != "whole-shards")
             elif name == "no-rewrites":
                 sessions[name] = common.ort_cpu_session(src)
             elif name in ("spin", "no-spin"):
