@@ -24,6 +24,11 @@ Session choices and why:
   ms at best) with floating workers and 12.4-14.8 ms pinned; its CPU INT8 graph 12.9-13.2 ms against
   9.8-10.3 (scratch loops, three processes each). Large graphs (a detector at 640,
   ``pvt_small-cls``) were the same either way: their long operators let the scheduler rebalance.
+  One such session at a time is pinned in a process: a second model loaded while the pinned one is
+  alive (a detector and a classifier in one server) would pin its workers to the same cores, and
+  the two running at once would pile them there with the first core left to the callers alone; its
+  workers float (``worker_cpus`` None, a debug log line says why). Once the pinned model is closed
+  or dropped, the next one loaded pins again.
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
   ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
   CPU provider. The providers the session *actually* got are reported in ``info``. The TensorRT EP
@@ -332,9 +337,34 @@ def _folder_option(name: str, value: object, *, parent: bool = False) -> Path | 
 
 _backends: weakref.WeakSet[OnnxRuntimeBackend] = weakref.WeakSet()  # those this process made or inherited
 _inherited_sessions: list[Any] = []  # in a forked child: never destroyed (see the module docstring)
+_pinned: weakref.ref[OnnxRuntimeBackend] | None = None  # the one backend whose workers are pinned
+_pinned_lock = threading.Lock()
+
+
+def _claim_pinning(backend: OnnxRuntimeBackend) -> OnnxRuntimeBackend | None:
+    """Give ``backend`` the process's one pinned session (see the module docstring), or return the
+    backend that holds it: one not closed (``close`` gives it back) and not garbage-collected (the
+    slot is a weak reference, so a dropped model does not keep it)."""
+    global _pinned
+    with _pinned_lock:
+        holder = _pinned() if _pinned is not None else None
+        if holder is not None and holder is not backend:
+            return holder
+        _pinned = weakref.ref(backend)
+        return None
+
+
+def _release_pinning(backend: OnnxRuntimeBackend) -> None:
+    """``backend`` closed, or its session did not load: the next model loaded may pin."""
+    global _pinned
+    with _pinned_lock:
+        if _pinned is not None and _pinned() is backend:
+            _pinned = None
 
 
 def _after_fork_in_child() -> None:
+    global _pinned, _pinned_lock
+    _pinned, _pinned_lock = None, threading.Lock()  # an inherited session's workers stayed in the parent
     for backend in list(_backends):
         _inherited_sessions.extend(s for s in (backend._session, backend._shard_session) if s is not None)
         backend._pool = None  # its threads are the parent's
@@ -417,6 +447,11 @@ class OnnxRuntimeBackend(Backend):
         cpu_only = names == ["CPUExecutionProvider"]
         intra = int(threads or cores)
         affinities = worker_affinities(intra) if pin and cpu_only else None
+        holder = _claim_pinning(self) if affinities else None
+        if holder is not None:
+            log.debug("%s: its worker threads float: %s, loaded earlier in this process and not closed, has "
+                      "them pinned to the same cores", self.path.name, holder.path.name)
+            affinities = None
         spin = spin_mode(spin)
         options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
         if optimized_model_path is not None:
@@ -583,7 +618,8 @@ class OnnxRuntimeBackend(Backend):
 
     def _run(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One call: bound on a GPU; on the CPU the batch's first ``shards * k`` images as ``shards``
-        concurrent shards of ``k`` on the single-threaded session, the rest on the main session."""
+        concurrent shards of ``k`` on the single-threaded session, the rest on the main session, one
+        image a call (``_shard_per_image``, see the module docstring)."""
         if self._io_binding:
             return self._run_bound(arrays)
         name, array = next(iter(arrays.items()))
