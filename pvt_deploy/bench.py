@@ -476,7 +476,8 @@ def _check_images(images: str | os.PathLike[str] | None, limit: int) -> tuple[li
     from pvt_deploy.export.calibration import open_images
 
     out = []
-    with open_images(images if images is not None else sample_images(), videos=True, what="check") as src:
+    with open_images(images if images is not None else sample_images(), videos=True, what="check",
+                     keep=limit) as src:
         for frame in src:
             out.append((frame.path, frame.image))
             if len(out) >= limit:

@@ -1039,6 +1039,24 @@ def test_a_video_bigger_than_the_memory_free_is_refused_before_a_frame_is_decode
                 assert [f.image.shape for f in source] == [(96, 160, 3)] * 3
 
 
+def test_a_clip_read_to_calibrate_or_compare_on_is_weighed_at_the_frames_it_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export --calib clip.mp4` and `check --images clip.mp4` decode a clip and keep a few of its frames;
+    they draw and encode nothing, yet the clip was weighed at what `infer` needs to draw and save a video
+    (260 bytes a pixel): refused at 4.0 MB for a 160x96 clip where 2 MB runs it. Now: the decoding of a run
+    that saves nothing (120) and 3 bytes for each frame kept."""
+    from pvt_deploy.bench import _check_images
+    from pvt_deploy.export.calibration import usable_images
+    from pvt_deploy.utils import cpu
+
+    clip = make_video(tmp_path / "calib.mp4", frames=6, size=(160, 96))  # 15 360 pixels
+    monkeypatch.setattr(cpu, "available_memory", lambda: 2_500_000)  # (120 + 3 x 8) x 15 360 = 2.2 MB
+    assert len(usable_images(clip, 4)) == 4
+    assert len(_check_images(clip, 8)[0]) == 6
+    with pytest.raises(InputError, match="needs about 5 MB"):  # 64 frames kept: (120 + 192) x 15 360 = 4.8 MB
+        usable_images(clip, 64)
+
+
 def switching_clip(path: Path, sizes: list[tuple[int, int]]) -> Path:
     """An MJPEG mkv whose frames come at ``sizes`` (width, height), its stream declaring the first: a
     resolution switch, as a camera or an adaptive stream makes one."""

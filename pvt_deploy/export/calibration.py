@@ -78,17 +78,23 @@ class Batch:
 
 
 def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, videos: bool,
-                what: str = "image") -> Source:
+                what: str = "image", keep: int = DEFAULT_CALIB_IMAGES) -> Source:
     """The pictures of ``export --calib`` / ``--images`` and ``check --images``, read one way: what
     :func:`~pvt_deploy.io.sources.open_source` opens for ``infer`` (an image, a folder, not recursive, a glob
     such as ``shots/**/*.jpg``, a ``.txt`` list, or a list of files), or an Ultralytics dataset YAML, which
     stands for the images of its split (:func:`dataset_images`). ``videos``: whether a video file or a
     stream may be given too (``check`` compares on its first frames; export takes a video file's frames
     spread over it and refuses a stream: :func:`usable_images`); otherwise one is an :class:`InputError`, as is a glob of YAML files (a glob is a set of images: the YAML is named on its
-    own, so that what runs does not depend on how many files the glob matches today)."""
+    own, so that what runs does not depend on how many files the glob matches today). ``keep``: how many of
+    a video's frames are kept, which with the decoding sets the memory a frame's pixel needs before the
+    video is decoded: what a run that saves no video needs (the decoder's frames and threads,
+    :data:`~pvt_deploy.io.sources.VIDEO_BYTES_PER_PIXEL_UNSAVED`) and 3 bytes (RGB) for each frame kept.
+    A 4K clip of which 8 frames are kept is so weighed at ~1.2 GB; it was weighed as ``infer`` weighs a
+    video it draws and saves (260 bytes a pixel, ~2.2 GB)."""
     from pvt_deploy.io.sources import (
         _GLOB_CHARS,
         DATASET_SUFFIXES,
+        VIDEO_BYTES_PER_PIXEL_UNSAVED,
         VIDEO_SUFFIXES,
         ImageSource,
         is_live,
@@ -111,7 +117,7 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             which = "a YAML file" if len(yamls) == 1 else f"{len(yamls)} YAML files"
             raise InputError(f"{text} matches {which} ({named}): a glob is read as images; name one dataset "
                              "YAML on its own")
-    source = open_source(text)
+    source = open_source(text, bytes_per_pixel=VIDEO_BYTES_PER_PIXEL_UNSAVED + 3 * max(1, keep))
     if not videos and not isinstance(source, ImageSource):  # a video without a video's suffix
         source.close()
         raise InputError(not_video)
@@ -266,7 +272,7 @@ def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
     try:
         if is_webcam(text.strip()) or (is_url(text) and check_stream_url(text.strip()) in _LIVE_SCHEMES):
             raise live  # said before connecting: these only ever carry live feeds
-        with open_images(spec, videos=True, what=what) as source:
+        with open_images(spec, videos=True, what=what, keep=limit or DEFAULT_CALIB_IMAGES) as source:
             if isinstance(source, StreamSource) and source.live:  # an http(s) feed: what opening it said
                 raise live
             if isinstance(source, ArraySource):  # a picture's URL: its picture, read as infer reads it
