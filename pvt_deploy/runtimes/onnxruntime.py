@@ -392,7 +392,7 @@ class OnnxRuntimeBackend(Backend):
     the session runs on the CPU provider alone. ``shard``: on the CPU provider alone, split a batch
     of at least ``threads`` images across the threads (see the module docstring) when the graph's
     outputs are batch-major. ``pin``: on the CPU provider alone, give each intra-op worker a core of
-    its own (see the module docstring).
+    its own (see the module docstring; one session at a time in a process).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
@@ -446,22 +446,22 @@ class OnnxRuntimeBackend(Backend):
         cores = physical_cores()
         cpu_only = names == ["CPUExecutionProvider"]
         intra = int(threads or cores)
-        affinities = worker_affinities(intra) if pin and cpu_only else None
-        holder = _claim_pinning(self) if affinities else None
-        if holder is not None:
-            log.debug("%s: its worker threads float: %s, loaded earlier in this process and not closed, has "
-                      "them pinned to the same cores", self.path.name, holder.path.name)
-            affinities = None
         spin = spin_mode(spin)
-        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
-        if optimized_model_path is not None:
-            options.optimized_model_filepath = str(optimized_model_path)
         load_path, rewrites = self.path, None
         if rewrite or (rewrite is None and cpu_only):
             from pvt_deploy.runtimes.ort_session import optimized_graph
 
             rewrites = optimized_graph(self.path)
             load_path = rewrites.path
+        affinities = worker_affinities(intra) if pin and cpu_only else None
+        holder = _claim_pinning(self) if affinities else None
+        if holder is not None:
+            log.debug("%s: its worker threads float: %s, loaded earlier in this process and not closed, has "
+                      "them pinned to the same cores", self.path.name, holder.path.name)
+            affinities = None
+        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = str(optimized_model_path)
 
         def session_for(graph: Path) -> Any:
             try:
@@ -470,24 +470,28 @@ class OnnxRuntimeBackend(Backend):
                 raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
 
         try:
-            self._session: Any = session_for(load_path)
-        except InputError as e:
-            if rewrites is None or not rewrites.changed:
-                raise
-            # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
-            # source, and if even that will not load, run the graph as exported.
-            from pvt_deploy.runtimes.ort_session import discard, optimized_graph
-
-            log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
-                        rewrites.path.name, _one_line(e.__cause__ or e))
-            discard(rewrites)
-            rewrites = optimized_graph(self.path)
-            load_path = rewrites.path
             try:
-                self._session = session_for(load_path)
-            except InputError:  # the source's own error is the one to report
-                load_path, rewrites = self.path, None
-                self._session = session_for(load_path)
+                self._session: Any = session_for(load_path)
+            except InputError as e:
+                if rewrites is None or not rewrites.changed:
+                    raise
+                # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
+                # source, and if even that will not load, run the graph as exported.
+                from pvt_deploy.runtimes.ort_session import discard, optimized_graph
+
+                log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
+                            rewrites.path.name, _one_line(e.__cause__ or e))
+                discard(rewrites)
+                rewrites = optimized_graph(self.path)
+                load_path = rewrites.path
+                try:
+                    self._session = session_for(load_path)
+                except InputError:  # the source's own error is the one to report
+                    load_path, rewrites = self.path, None
+                    self._session = session_for(load_path)
+        except BaseException:
+            _release_pinning(self)  # no session: the next model loaded may pin
+            raise
         self._ort = ort
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
@@ -686,6 +690,7 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._session = None  # first: a batch that has not made the shard session yet will not make it
+        _release_pinning(self)
         with self._shard_lock:
             self._shard_session = None
             pool, self._pool = self._pool, None
