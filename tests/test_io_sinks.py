@@ -35,6 +35,7 @@ from pvt_deploy.io.sinks import (
     coco_category_ids,
     coco_image_id,
     free_path,
+    free_paths,
     resolve_codec,
 )
 from pvt_deploy.io.sources import VideoSource
@@ -1359,3 +1360,67 @@ def test_two_runs_writing_into_one_folder_do_not_take_the_same_name(tmp_path: Pa
     assert len(decode(first)[1]) == 3 and len(decode(second)[1]) == 5
     assert free_path(tmp_path, "clip", ".mp4", set()).name == "clip_2.mp4"
     assert leftovers(tmp_path) == []
+
+
+KILLED_VIDEO = """
+import os, signal, sys
+import numpy as np
+from pvt_deploy.io.sinks import VideoWriter
+writer = VideoWriter(sys.argv[1], 25, (64, 48))
+for i in range(30):
+    writer.write(np.full((48, 64, 3), 6 * i, np.uint8), i / 25)
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9, the OOM killer, a crash in native code: no handler runs
+"""
+
+
+def test_a_run_killed_while_writing_its_video_gives_the_name_back(tmp_path: Path) -> None:
+    """``kill -9`` of ``infer clip.mp4 -o out/`` left the hidden ``.clip.mp4.XXXXXXXX.part.mp4`` in the
+    folder for ever, and every later run into it counted it as another run writing ``clip.mp4``: it wrote
+    ``clip_1.mp4``, for ever. Now a temporary file whose writer is gone (its lock free) takes no name, and
+    the next run into the folder removes it; one changed in the last seconds is still left alone (its
+    writer may not hold its lock yet). A killed run's ``predictions.jsonl.part`` stays and keeps its name."""
+    from pvt_deploy.utils.files import TEMP_GRACE_S
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_VIDEO, str(tmp_path / "clip.mp4")], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".clip.mp4.") and left.name.endswith(".part.mp4") and left.stat().st_size > 0
+    (tmp_path / "predictions.jsonl.part").write_text('{"frame": 0}\n')  # a killed run's complete lines
+    assert free_path(tmp_path, "clip", ".mp4", set()).name == "clip_1.mp4"  # just killed: within the grace
+    assert left.exists()
+    old = left.stat().st_mtime - TEMP_GRACE_S - 1
+    for path in tmp_path.iterdir():
+        os.utime(path, (old, old))
+    assert free_path(tmp_path, "clip", ".mp4", set()).name == "clip.mp4"
+    assert not left.exists()
+    names = free_paths(tmp_path, [("predictions", ".jsonl")], set(), partial=JsonlWriter.PART)
+    assert [p.name for p in names] == ["predictions_1.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl.part"]
+
+
+def test_only_temporary_files_whose_writer_is_gone_are_removed(tmp_path: Path) -> None:
+    """The sweep removes a temporary file that is unlocked and unchanged for TEMP_GRACE_S, and leaves one
+    just made (``atomic_path`` makes it a moment before it takes its lock), one whose lock is held (being
+    written, however old), and a user's file that only looks like one (its suffix is not its name's)."""
+    from pvt_deploy.utils.files import TEMP_GRACE_S, being_written, flock, remove_abandoned_temps
+
+    fresh = tmp_path / ".fresh.mp4.abcd1234.part.mp4"
+    old = tmp_path / ".old.mp4.abcd1234.part.mp4"
+    locked = tmp_path / ".locked.json.ab_d1234.part.json"
+    lookalike = tmp_path / ".backup.20240101.part.tar"  # not named after a .tar file: not atomic_path's
+    for path in (fresh, old, locked, lookalike):
+        path.write_bytes(b"x")
+    then = old.stat().st_mtime - TEMP_GRACE_S - 1
+    for path in (old, locked, lookalike):
+        os.utime(path, (then, then))
+    fd = os.open(locked, os.O_RDONLY)  # a writer's descriptor: another open file, as another process's
+    try:
+        assert flock(fd, wait=False)
+        entries = os.listdir(tmp_path)
+        assert [being_written(tmp_path / n, entries) for n in ("fresh.mp4", "old.mp4", "locked.json")] == [
+            True, False, True]
+        assert remove_abandoned_temps(tmp_path) == [old]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (fresh, locked, lookalike))
+    finally:
+        os.close(fd)
+    assert remove_abandoned_temps(tmp_path) == [locked]  # its writer is gone now

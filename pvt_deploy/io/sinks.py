@@ -1218,14 +1218,19 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
     they share it. With ``partial``, a ``<name><partial>`` left by a killed writer also takes a name
     (its complete lines are worth keeping). So does a name another run is writing at the moment (its
     temporary file is there, :func:`~pvt_deploy.utils.files.being_written`): two runs into one folder
-    used to pick the same ``clip.mp4``, and the one that finished last replaced the other's."""
-    from pvt_deploy.utils.files import being_written
+    used to pick the same ``clip.mp4``, and the one that finished last replaced the other's. The
+    temporary files that killed runs left in the folder (``kill -9`` of ``infer``, a crash in OpenCV or
+    PyAV: up to gigabytes of video, hidden) take no name and are removed here, where every file of a
+    run gets its name (:func:`~pvt_deploy.utils.files.remove_abandoned_temps`)."""
+    from pvt_deploy.utils.files import being_written, remove_abandoned_temps
 
     folder = Path(directory)
     try:
         entries = os.listdir(folder)
     except OSError:  # not made yet
         entries = []
+    swept = {p.name for p in remove_abandoned_temps(folder, entries)}
+    entries = [e for e in entries if e not in swept]
     n = 0
     while True:
         tail = f"_{n}" if n else ""

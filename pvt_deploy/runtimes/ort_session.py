@@ -159,8 +159,7 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     from pvt_deploy.export.optimize import optimize_for_ort
     from pvt_deploy.utils.files import atomic_path, atomic_write_text, json_dumps, remove_abandoned_temps
 
-    for left in remove_abandoned_temps(target.parent):  # a build that was killed in mid-write
-        log.info("removed %s, left by a process that was killed while writing it", left.name)
+    remove_abandoned_temps(target.parent)  # a build that was killed in mid-write
     model = onnx.load(str(src))
     optimized, report = optimize_for_ort(model, names)
     changed = any(report.rewrites.values())

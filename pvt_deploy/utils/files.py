@@ -12,14 +12,19 @@ import errno
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later on.
 _UMASK = os.umask(0o022)
@@ -41,7 +46,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
 
     For writers that want a path (onnx.save, cv2.imwrite, PyAV). On any exception the temporary
-    file is removed and ``target`` is left as it was.
+    file is removed and ``target`` is left as it was. The temporary file, ``.<name>.XXXXXXXX.part<suffix>``,
+    is locked (:func:`flock`) until it is renamed or removed, which tells one being written from one a
+    killed writer left (:func:`remove_abandoned_temps`); the lock is taken a moment after the file is
+    made, so for :data:`TEMP_GRACE_S` after its last change a temporary file counts as being written
+    whatever its lock.
     """
     target = Path(target)
     if target.is_symlink():  # write through the link, as open() does, instead of replacing it with a file
@@ -68,7 +77,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
 
 
-_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_path names its temporary files
+_TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_path names its temporary files
+
+#: Seconds after its last change for which a temporary file of :func:`atomic_path` counts as being
+#: written even with its lock free: ``mkstemp`` makes it a moment before its writer takes the lock, and a
+#: sweep in between would delete a live file. Longer than a file system's mtime step (FAT's 2 s).
+TEMP_GRACE_S = 5.0
 
 
 def flock(fd: int, *, wait: bool = True) -> bool:
@@ -115,20 +129,47 @@ def unheld(path: str | os.PathLike[str]) -> bool | None:
     return True
 
 
-def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_abandoned_temps(folder: str | os.PathLike[str], entries: Iterable[str] | None = None) -> list[Path]:
     """Delete the temporary files that :func:`atomic_path` writes left in ``folder`` when their process
-    was killed (``kill -9``, the OOM killer) and return them. A writer holds a lock on its temporary
-    file until it is renamed, so one whose lock is free (:func:`unheld`) is abandoned; one being written
-    is left alone, and so is any where locks are not to be had. (Nothing else ever removes them: a cached
-    CPU graph killed while written left up to 260 MB in ``.ort-cache``.)"""
+    was killed (``kill -9``, the OOM killer, a crash in native code) and return them. A writer holds a
+    lock on its temporary file until it is renamed, so one whose lock is free (:func:`unheld`) is
+    abandoned; one being written is left alone, and so is any where locks are not to be had, and any
+    changed in the last :data:`TEMP_GRACE_S` (made by a writer that has not taken its lock yet).
+    ``entries``: the listing of ``folder``, where the caller has one. (Nothing else ever removes them: a
+    cached CPU graph killed while written left up to 260 MB in ``.ort-cache``, a killed ``infer`` the
+    hidden start of its video in the output folder.)"""
     removed: list[Path] = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False) and unheld(entry.path):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+    try:
+        names = os.listdir(folder) if entries is None else entries
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith(".") and _is_temp(name) and _abandoned(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(Path(path))
+                log.info("removed %s, left by a process that was killed while writing it", name)
     return removed
+
+
+def _is_temp(name: str) -> bool:
+    """Whether ``name`` is one that :func:`atomic_path` gives its temporary files: ``.<name>.XXXXXXXX.part``
+    and the name's own suffix (a ``.backup.20240101.part.tar`` is not one), or cut to 255 bytes
+    (:func:`_temp_prefix`: the suffix may then be cut off the name)."""
+    m = _TEMP_NAME.fullmatch(name)
+    return m is not None and (m[1].endswith(m[2] or "") or len(os.fsencode(name)) > 255 - 4)
+
+
+def _abandoned(path: str | os.PathLike[str]) -> bool:
+    """Whether the temporary file ``path`` of :func:`atomic_path` was left by a writer that is gone: a
+    file unchanged for :data:`TEMP_GRACE_S` whose lock is free. False while it may be written, where that
+    cannot be told (no locks here), and once it is gone (renamed onto its target meanwhile)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime >= TEMP_GRACE_S and unheld(path) is True
 
 
 def _temp_prefix(target: Path, limit: int = 255) -> str:
@@ -144,12 +185,14 @@ def _temp_prefix(target: Path, limit: int = 255) -> str:
 
 def being_written(target: str | os.PathLike[str], entries: Iterable[str]) -> bool:
     """Whether an :func:`atomic_path` write of ``target`` is under way (its temporary file is beside
-    it): a name another process is about to publish is taken, though nothing has that name yet.
+    it): a name another process is about to publish is taken, though nothing has that name yet. A
+    temporary file that a killed writer left (:func:`_abandoned`) is not a write under way: it took the
+    name from every later run into the folder (``clip_1.mp4`` for ever after a killed ``clip.mp4``).
     ``entries``: the listing of ``target``'s folder (listed once for many names)."""
     target = Path(target)
     prefix = _temp_prefix(target)
     tail = ".part" + target.suffix
-    return any(e.startswith(prefix) and e.endswith(tail) for e in entries)
+    return any(e.startswith(prefix) and e.endswith(tail) and not _abandoned(target.parent / e) for e in entries)
 
 
 def make_folders(folder: str | os.PathLike[str]) -> list[Path]:
