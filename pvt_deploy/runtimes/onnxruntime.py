@@ -24,11 +24,12 @@ Session choices and why:
   ms at best) with floating workers and 12.4-14.8 ms pinned; its CPU INT8 graph 12.9-13.2 ms against
   9.8-10.3 (scratch loops, three processes each). Large graphs (a detector at 640,
   ``pvt_small-cls``) were the same either way: their long operators let the scheduler rebalance.
-  One such session at a time is pinned in a process: a second model loaded while the pinned one is
-  alive (a detector and a classifier in one server) would pin its workers to the same cores, and
-  the two running at once would pile them there with the first core left to the callers alone; its
-  workers float (``worker_cpus`` None, a debug log line says why). Once the pinned model is closed
-  or dropped, the next one loaded pins again.
+  Two models in one process (a detector and a classifier in one server) both pin: called in turn,
+  each keeps that gain; called at once from two threads, every core runs two threads (the callers
+  on the first), as balanced as floating. Letting the second float instead exposes it to the
+  turn-taking above, and measured the same here (``pvt_v2_b0`` classifier FP32 beside its INT8 graph,
+  Xeon, 60 alternating calls 30 ms apart: 6.9-7.3 ms and 7.8-8.3 ms either way; 53-57 calls/s each
+  run at once either way; scratch script).
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
   ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
   CPU provider. The providers the session *actually* got are reported in ``info``. The TensorRT EP
@@ -337,34 +338,9 @@ def _folder_option(name: str, value: object, *, parent: bool = False) -> Path | 
 
 _backends: weakref.WeakSet[OnnxRuntimeBackend] = weakref.WeakSet()  # those this process made or inherited
 _inherited_sessions: list[Any] = []  # in a forked child: never destroyed (see the module docstring)
-_pinned: weakref.ref[OnnxRuntimeBackend] | None = None  # the one backend whose workers are pinned
-_pinned_lock = threading.Lock()
-
-
-def _claim_pinning(backend: OnnxRuntimeBackend) -> OnnxRuntimeBackend | None:
-    """Give ``backend`` the process's one pinned session (see the module docstring), or return the
-    backend that holds it: one not closed (``close`` gives it back) and not garbage-collected (the
-    slot is a weak reference, so a dropped model does not keep it)."""
-    global _pinned
-    with _pinned_lock:
-        holder = _pinned() if _pinned is not None else None
-        if holder is not None and holder is not backend:
-            return holder
-        _pinned = weakref.ref(backend)
-        return None
-
-
-def _release_pinning(backend: OnnxRuntimeBackend) -> None:
-    """``backend`` closed, or its session did not load: the next model loaded may pin."""
-    global _pinned
-    with _pinned_lock:
-        if _pinned is not None and _pinned() is backend:
-            _pinned = None
 
 
 def _after_fork_in_child() -> None:
-    global _pinned, _pinned_lock
-    _pinned, _pinned_lock = None, threading.Lock()  # an inherited session's workers stayed in the parent
     for backend in list(_backends):
         _inherited_sessions.extend(s for s in (backend._session, backend._shard_session) if s is not None)
         backend._pool = None  # its threads are the parent's
@@ -392,7 +368,7 @@ class OnnxRuntimeBackend(Backend):
     the session runs on the CPU provider alone. ``shard``: on the CPU provider alone, split a batch
     of at least ``threads`` images across the threads (see the module docstring) when the graph's
     outputs are batch-major. ``pin``: on the CPU provider alone, give each intra-op worker a core of
-    its own (see the module docstring; one session at a time in a process).
+    its own (see the module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, device: str | None = None, threads: int | None = None,
@@ -446,22 +422,17 @@ class OnnxRuntimeBackend(Backend):
         cores = physical_cores()
         cpu_only = names == ["CPUExecutionProvider"]
         intra = int(threads or cores)
+        affinities = worker_affinities(intra) if pin and cpu_only else None
         spin = spin_mode(spin)
+        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = str(optimized_model_path)
         load_path, rewrites = self.path, None
         if rewrite or (rewrite is None and cpu_only):
             from pvt_deploy.runtimes.ort_session import optimized_graph
 
             rewrites = optimized_graph(self.path)
             load_path = rewrites.path
-        affinities = worker_affinities(intra) if pin and cpu_only else None
-        holder = _claim_pinning(self) if affinities else None
-        if holder is not None:
-            log.debug("%s: its worker threads float: %s, loaded earlier in this process and not closed, has "
-                      "them pinned to the same cores", self.path.name, holder.path.name)
-            affinities = None
-        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
-        if optimized_model_path is not None:
-            options.optimized_model_filepath = str(optimized_model_path)
 
         def session_for(graph: Path) -> Any:
             try:
@@ -470,28 +441,24 @@ class OnnxRuntimeBackend(Backend):
                 raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
 
         try:
-            try:
-                self._session: Any = session_for(load_path)
-            except InputError as e:
-                if rewrites is None or not rewrites.changed:
-                    raise
-                # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
-                # source, and if even that will not load, run the graph as exported.
-                from pvt_deploy.runtimes.ort_session import discard, optimized_graph
+            self._session: Any = session_for(load_path)
+        except InputError as e:
+            if rewrites is None or not rewrites.changed:
+                raise
+            # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
+            # source, and if even that will not load, run the graph as exported.
+            from pvt_deploy.runtimes.ort_session import discard, optimized_graph
 
-                log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
-                            rewrites.path.name, _one_line(e.__cause__ or e))
-                discard(rewrites)
-                rewrites = optimized_graph(self.path)
-                load_path = rewrites.path
-                try:
-                    self._session = session_for(load_path)
-                except InputError:  # the source's own error is the one to report
-                    load_path, rewrites = self.path, None
-                    self._session = session_for(load_path)
-        except BaseException:
-            _release_pinning(self)  # no session: the next model loaded may pin
-            raise
+            log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
+                        rewrites.path.name, _one_line(e.__cause__ or e))
+            discard(rewrites)
+            rewrites = optimized_graph(self.path)
+            load_path = rewrites.path
+            try:
+                self._session = session_for(load_path)
+            except InputError:  # the source's own error is the one to report
+                load_path, rewrites = self.path, None
+                self._session = session_for(load_path)
         self._ort = ort
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
@@ -690,7 +657,6 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._session = None  # first: a batch that has not made the shard session yet will not make it
-        _release_pinning(self)
         with self._shard_lock:
             self._shard_session = None
             pool, self._pool = self._pool, None
