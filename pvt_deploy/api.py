@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, SupportsIndex, TypeAlias, overload
@@ -393,6 +395,24 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
 
 
 _FORKED_AWAY: list[Generator[Result, None, None]] = []  # runs of another process a forked child holds (_Results)
+_OPEN_RUNS: weakref.WeakSet[_Results] = weakref.WeakSet()  # stream generators not yet used up, closed or collected
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    """At exit, finish the stream runs still open, as a dropped generator is finished: a generator that
+    a (daemon) server thread or a module global still held was never closed, so its annotated video
+    stayed a hidden, unplayable temporary file and its JSON ``.part`` files, or Python's own teardown
+    later aborted the process ('terminate called without an active exception'). atexit runs after
+    the non-daemon threads have ended and before daemon threads are stopped, so the run's own threads
+    can still finish their work and be joined."""
+    for run in list(_OPEN_RUNS):
+        try:
+            run.close()
+        except ValueError:  # running in another thread this moment: it cannot be closed from here
+            log.debug("a predict(stream=True) run is being iterated at exit: left as it is")
+        except Exception as e:  # noqa: BLE001 - one run's failure must not leave the others unfinished
+            log.warning("closing a predict(stream=True) run at exit: %s", e)
 
 
 class _Results(Generator[Result, None, None]):
@@ -404,6 +424,7 @@ class _Results(Generator[Result, None, None]):
         self._gen = gen
         self._never_started: Callable[[], None] | None = never_started
         self._pid = os.getpid()
+        _OPEN_RUNS.add(self)
 
     def _refuse_in_another_process(self) -> None:
         """A forked process has a copy of the generator but none of the threads that run it (they

@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from test_runtime_artifacts import cached_clip, cached_export
+from test_runtime_artifacts import cached_clip, cached_export, decode_video
 
 from pvt_deploy import Model, api
 from pvt_deploy.assets import sample_image, sample_images_dir
@@ -318,6 +318,49 @@ def test_a_stream_closed_before_its_first_result_leaves_nothing_open(det_model: 
     with pytest.raises(InputError, match="cannot write outputs"):
         det_model.predict(src, stream=True, save_json=True, save_dir=tmp_path / "file" / "out")
     assert closed
+
+
+# A server thread (daemon, as anyio's and most pools' are) streaming a video to a client that stalls,
+# and a generator kept in a global: both still open when the process exits after their second frame.
+EXIT_SCRIPT = """
+import sys, threading
+from pvt_deploy import Model
+
+model, clip, held_out, global_out = sys.argv[1:]
+started, stalled = threading.Event(), threading.Event()
+
+def client(results):
+    for i, _ in enumerate(results):
+        if i == 1:
+            started.set()
+            stalled.wait()
+
+model_ = Model(model)
+threading.Thread(target=client, daemon=True,
+                 args=(model_.predict(clip, stream=True, save=True, save_json=True, save_dir=held_out),)).start()
+started.wait(30)
+kept = model_.predict(clip, stream=True, save=True, save_json=True, save_dir=global_out)
+next(kept), next(kept)
+"""
+
+
+def test_stream_runs_still_open_at_exit_leave_finished_outputs(tmp_path_factory: pytest.TempPathFactory,
+                                                              clip: Path, tmp_path: Path) -> None:
+    """A process that exits while a ``predict(stream=True, save=True)`` generator is still open (held by
+    a daemon server thread, or a global): the run was never closed, so its annotated video stayed a
+    hidden, unplayable temporary file beside ``predictions.jsonl.part`` (the daemon thread's run, every
+    time), or Python's teardown aborted the process ('terminate called without an active exception',
+    exit 134, about one run in six). Both now end as a dropped generator does: outputs finished."""
+    script = tmp_path / "exit_worker.py"
+    script.write_text(EXIT_SCRIPT)
+    outs = [tmp_path / "held", tmp_path / "global"]
+    done = subprocess.run([sys.executable, str(script), str(cached_export(tmp_path_factory, "det")), str(clip),
+                           *map(str, outs)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for out in outs:
+        assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "predictions.jsonl"], out.name
+        assert decode_video(out / "clip.mp4")[1] == 2
+        assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
 
 
 def test_weights_task_and_lists_that_cannot_apply_are_refused(tmp_path_factory: pytest.TempPathFactory,
