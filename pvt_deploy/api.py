@@ -202,15 +202,15 @@ class Model:
             flag("threaded", threaded)
         if (save or save_json) and save_dir is None:
             raise InputError("save=True / save_json=True need save_dir=")
+        if save_dir is not None and not isinstance(save_dir, (str, os.PathLike)):  # Path() raised a TypeError
+            raise InputError(f"save_dir must be a folder path, got {save_dir!r}")
         if save_mask and not save:
             raise InputError("save_mask=True needs save=True")
         # settings first: a wrong one fails before a file is opened
         predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk,
                                    draw_conf=draw_conf)
         batch = _whole("batch", batch)
-        stride = _whole("vid_stride", vid_stride)
-        assert stride is not None
-        vid_stride = stride
+        vid_stride = whole_number("vid_stride", vid_stride)  # no default in None: it has its own, 1
         self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask,
                            draw_conf=draw_conf)
         src = _as_source(source, vid_stride, save=save)

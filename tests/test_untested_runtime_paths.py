@@ -723,6 +723,15 @@ def test_odd_predict_arguments_are_one_line_errors(cls_model: Any, tmp_path: Pat
     with pytest.raises(InputError, match=r"^weights= does not apply to a Triton model \(triton://localhost:1/m\): "
                                          r"the server holds its weights$"):
         Model("triton://localhost:1/m", weights=tmp_path / "w.pth")
+    # these three were an AssertionError and TypeErrors from pathlib, not one line naming the argument
+    with pytest.raises(InputError, match=r"^vid_stride must be an integer >= 1, got None$"):
+        cls_model.predict(None, vid_stride=None)
+    with pytest.raises(InputError, match=r"^save_dir must be a folder path, got 123$"):
+        cls_model.predict(None, save=True, save_dir=123)
+    for item in ([], None, b"a.jpg"):  # a nested list of pixels, a missing picture, undecoded bytes
+        with pytest.raises(InputError, match=rf"^item 1 of the list is a {type(item).__name__}: a list takes image "
+                                             "paths, numpy arrays and PIL images"):
+            cls_model.predict([np.zeros((8, 8, 3), np.uint8), item])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1713,6 +1713,10 @@ def open_source(
             if isinstance(p, (str, int)) and not isinstance(p, bool) and is_live(str(p)) and not os.path.isfile(p):
                 raise InputError(f"{p} is a URL or a camera: a list takes image files (and pictures); give it "
                                  "on its own")
+        for i, p in enumerate(spec):  # Path() would raise a TypeError: a nested list, None, bytes, a tensor
+            if not is_picture(p) and (isinstance(p, bool) or not isinstance(p, (str, os.PathLike))):
+                raise InputError(f"item {i} of the list is a {type(p).__name__}: a list takes image paths, numpy "
+                                 "arrays and PIL images")
         items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
             if isinstance(item, Path) and (special := _special_file(item)) is not None:
