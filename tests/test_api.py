@@ -591,6 +591,54 @@ def test_a_run_that_ends_early_frees_its_pictures_without_the_garbage_collector(
             gc.enable()
 
 
+@pytest.mark.parametrize("kind", ["det", "seg", "cls"])
+def test_threads_sharing_a_model_get_the_results_a_sequential_run_gets(tmp_path_factory: pytest.TempPathFactory,
+                                                                       kind: str) -> None:
+    """README: one Model may be shared by server threads, each call returning its own results, checked
+    against sequential runs result by result. Six calls at once (pictures of six sizes, alone, as a
+    list and as batches of two and three, which run as two shards on the ONNX Runtime shard pool
+    beside the other calls' shards): every result's numbers, path and shape are its own picture's."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    sizes = [(96, 128), (128, 96), (64, 64), (100, 150), (120, 80), (72, 200)]
+    pictures = [rng.integers(0, 255, (*hw, 3), np.uint8) for hw in sizes]
+    calls: list[tuple[Any, dict[str, int]]] = [
+        (pictures[i], {}) if i % 3 == 0 else (pictures[i:i + 2], {"batch": 2}) if i % 3 == 1
+        else (pictures[i - 2:i + 1], {"batch": 3}) for i in range(6)]
+
+    def numbers(results: list[Any]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for r in results:
+            values = ((r.boxes.xyxy, r.boxes.conf, r.boxes.cls) if r.task == "detect" else
+                      (r.mask,) if r.task == "segment" else (r.probs.data,))
+            out.append((r.path, r.orig_shape, *values))
+        return out
+
+    with Model(cached_export(tmp_path_factory, kind), threads=2) as model:
+        sequential = [numbers(model.predict(source, imgsz=128, **kw)) for source, kw in calls]
+        together: list[Any] = [None] * len(calls)
+        start = threading.Barrier(len(calls), timeout=60)
+
+        def call(i: int) -> None:
+            source, kw = calls[i]
+            start.wait()
+            together[i] = numbers(model.predict(source, imgsz=128, **kw))
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    for i, (got, want) in enumerate(zip(together, sequential, strict=True)):
+        assert got is not None and len(got) == len(want), f"call {i}"
+        for g, w in zip(got, want, strict=True):
+            assert g[:2] == w[:2], f"call {i}"
+            for a, b in zip(g[2:], w[2:], strict=True):
+                assert a.shape == b.shape and np.allclose(a, b, atol=1e-4), f"call {i}: {w[:2]}"
+    assert {w[1] for n in sequential for w in n} == set(sizes)  # six shapes: a picture's result in another call shows
+
+
 def test_each_thread_sees_the_summary_of_its_own_run(det_model: Model) -> None:
     """Server threads sharing one Model: ``last_summary`` is the calling thread's last run (it was
     whichever run finished last, so a thread read another's frame count and times)."""
