@@ -113,6 +113,31 @@ def test_segmentation_argmax_output_matches_logits() -> None:
     assert torch.equal(mask, full.argmax(1).to(torch.int32))
 
 
+def test_seeded_models_built_at_once_in_threads_are_their_seeds_models() -> None:
+    """A server loading its models in threads (``Model("pvt_v2_b0-cls")`` without weights is seeded,
+    so that it matches its export): each build reseeded and drew from torch's one global generator,
+    so two at once, or one beside an unseeded build, took each other's draws and got other weights."""
+    import threading
+
+    specs = [("pvt_v2_b0-cls", 5), ("pvt_v2_b0-seg", 6), ("pvt_v2_b0-cls", None)]
+    alone = [create_model(name, seed=seed).state_dict() for name, seed in specs[:2]]
+    for _ in range(2):
+        built: dict[int, dict[str, torch.Tensor]] = {}
+        start = threading.Barrier(len(specs), timeout=60)
+
+        def build(i: int, start: threading.Barrier, built: dict[int, dict[str, torch.Tensor]]) -> None:
+            start.wait()
+            built[i] = create_model(specs[i][0], seed=specs[i][1]).state_dict()
+
+        threads = [threading.Thread(target=build, args=(i, start, built)) for i in range(len(specs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        for i, reference in enumerate(alone):
+            assert all(torch.equal(built[i][k], v) for k, v in reference.items()), specs[i]
+
+
 def test_block_forward_first_is_row_zero_of_forward() -> None:
     """What the exported v1 classifier computes for its last block: row 0 of the full forward."""
     from pvt_deploy.models.layers import Block

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,22 @@ def _looks_like_path(name: str) -> bool:
 #: The seed of the CLI's and ``Model``'s random initialisation (see :func:`create_model`).
 RANDOM_INIT_SEED = 0
 
+# Building a model draws its initial weights from torch's global generator: two builds at once (a
+# server loading its models in threads) took each other's draws and reset each other's seed, so a
+# seeded model was not the one its seed gives. One build at a time.
+_BUILD_LOCK = threading.Lock()
+
+
+def _new_build_lock_in_child() -> None:
+    """A fork while another thread was building: that thread is not in the child, so nothing would
+    release the lock it held."""
+    global _BUILD_LOCK
+    _BUILD_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_build_lock_in_child)
+
 
 def create_model(name: str, *, task: str | None = None,
                  weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
@@ -257,12 +274,13 @@ def create_model(name: str, *, task: str | None = None,
             if ckpt_task == entry.task:
                 num_classes = ckpt_classes
             weights = sd
-    if seed is None:
-        model = build_model(entry, num_classes)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+    with _BUILD_LOCK:
+        if seed is None:
             model = build_model(entry, num_classes)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = build_model(entry, num_classes)
     if weights is None:
         log.warning("%s: %s — the model is RANDOMLY INITIALISED (outputs are meaningless)", entry.name,
                     random_why or "no weights given")
