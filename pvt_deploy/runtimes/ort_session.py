@@ -141,7 +141,7 @@ def discard(graph: OptimizedGraph) -> None:
 
 def default_rewrites() -> tuple[str, ...]:
     """The rewrites of :data:`pvt_deploy.export.optimize.REWRITES` that pay on this CPU: every float
-    rewrite and ``int8_gelu_bias``; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
+    rewrite, ``int8_channels_last_convs`` and ``int8_gelu_bias``; ``amx_conv_weights`` where the CPU reports AMX-INT8 (without AMX, ONNX Runtime's
     symmetric-weight conv kernels are the faster ones); ``winograd_int8_convs`` and
     ``unsigned_int8`` on x86 without VNNI (where 8-bit products run at 1-2x the FP32 rate, short of
     Winograd's 4x, U8S8 ones saturate and U8U8 ones are exact)."""
