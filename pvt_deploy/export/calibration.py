@@ -266,19 +266,20 @@ def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
     )
 
     text = os.fspath(spec)
+    frames_wanted = limit or DEFAULT_CALIB_IMAGES  # of a video: what it is weighed at, and what is taken
     live = InputError(f"{what} images: {redact_url(text.strip())} is a stream or a camera, whose frames differ "
                       "from run to run: an export calibrates and compares on the same pictures every time",
                       hint="record a clip and give the file, or a folder of frames")
     try:
         if is_webcam(text.strip()) or (is_url(text) and check_stream_url(text.strip()) in _LIVE_SCHEMES):
             raise live  # said before connecting: these only ever carry live feeds
-        with open_images(spec, videos=True, what=what, keep=limit or DEFAULT_CALIB_IMAGES) as source:
+        with open_images(spec, videos=True, what=what, keep=frames_wanted) as source:
             if isinstance(source, StreamSource) and source.live:  # an http(s) feed: what opening it said
                 raise live
             if isinstance(source, ArraySource):  # a picture's URL: its picture, read as infer reads it
                 return [UrlPicture(f.path, f.image) for f in source]
             if isinstance(source, (VideoSource, StreamSource)):  # a video file, on disk or served
-                frames: list[Picture] = list(video_frames(source, limit or DEFAULT_CALIB_IMAGES, what=what))
+                frames: list[Picture] = list(video_frames(source, frames_wanted, what=what))
                 return frames
             files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
     except InputError as e:
