@@ -10,6 +10,7 @@ TensorRT itself; ``test_tensorrt_gpu.py`` does that where TensorRT and a GPU exi
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import platform
@@ -101,8 +102,14 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
 
     flag_names = ["VERSION_COMPATIBLE", "TF32"] + (["FP16", "INT8"] if weak_flags else [])  # TF32: 10 and 11
     BuilderFlag = enum.IntEnum("BuilderFlag", flag_names)  # noqa: N806
+    # NetworkDefinitionCreationFlag as NvInfer.h numbers it: TensorRT 10 kEXPLICIT_BATCH = 0 (ignored),
+    # kSTRONGLY_TYPED = 1, kPREFER_JIT/AOT_PYTHON_PLUGINS = 2/3; TensorRT 11 dropped kEXPLICIT_BATCH, so
+    # kSTRONGLY_TYPED = 0 (deprecated, ignored) and bit 1 is kPREFER_JIT_PYTHON_PLUGINS.
+    ndcf = ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS", "PREFER_AOT_PYTHON_PLUGINS"]
+    if int(version.split(".")[0]) < 11:
+        ndcf.insert(0, "EXPLICIT_BATCH")
     NDCF = enum.IntEnum("NetworkDefinitionCreationFlag",  # noqa: N806
-                        {"EXPLICIT_BATCH": 0, **({"STRONGLY_TYPED": 1} if strongly_typed else {})})
+                        {n: i for i, n in enumerate(ndcf) if strongly_typed or n != "STRONGLY_TYPED"})
 
     class Tensor:
         def __init__(self, name: str, shape: tuple[int, ...]) -> None:
@@ -167,7 +174,13 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
             self.shapes = {}
 
         def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
-            self.shapes[name] = (list(lo), list(opt), list(hi))
+            # IOptimizationProfile::setDimensions: same rank, 0 <= min <= opt <= max per dimension; the
+            # binding raises RuntimeError when that fails
+            lo, opt, hi = list(lo), list(opt), list(hi)
+            if len({len(lo), len(opt), len(hi)}) > 1 or any(
+                    not 0 <= a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
+                raise RuntimeError("Shape provided for min is inconsistent with other shapes.")
+            self.shapes[name] = (lo, opt, hi)
 
     class Config:
         def __init__(self) -> None:
@@ -235,7 +248,8 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
                         self.logger.log(Severity.ERROR, "build cancelled by the progress monitor")
                         return None
                 monitor.phase_finish("Building engine")
-            record = {"flags": network.flags, "builder_flags": sorted(config.flags), "pools": len(config.pools),
+            record = {"flags": network.flags, "network_flags": [f.name for f in NDCF if network.flags >> f.value & 1],
+                      "builder_flags": sorted(config.flags), "pools": len(config.pools),
                       "profiles": [p.shapes for p in config.profiles], "level": config.builder_optimization_level,
                       "hw": str(config.hardware_compatibility_level)}
             trt.calls.append(("build", record))
@@ -256,6 +270,14 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
                 self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
                                 "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG failed.)")
                 return None
+            # a version-compatible plan embeds the lean runtime (host code), which a runtime deserialises only
+            # where engine_host_code_allowed was set (IRuntime::setEngineHostCodeAllowed, default false)
+            with contextlib.suppress(ValueError):
+                if "VERSION_COMPATIBLE" in json.loads(data[4:]).get("builder_flags", []) \
+                        and not self.engine_host_code_allowed:
+                    self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: the plan holds host code "
+                                    "and engine_host_code_allowed is False")
+                    return None
             return Engine()
 
     ILogger.Severity = Severity  # type: ignore[attr-defined]
@@ -398,6 +420,7 @@ def test_fake_trt10_fp16_build_writes_plain_plan_and_manifest(use_fake: Any, tmp
     assert ("parse", "model.fp16.onnx") in trt.calls
     rec = built(trt)
     assert rec["flags"] == 1 << 1 and rec["builder_flags"] == []  # strongly typed, no precision flags
+    assert rec["network_flags"] == ["STRONGLY_TYPED"]
     assert rec["pools"] == 1 and rec["level"] == 4
     assert rec["profiles"] == [{"images": ([1, 3, 32, 32], [1, 3, 64, 96], [4, 3, 96, 96])}]
 
@@ -423,6 +446,9 @@ def test_fake_trt11_without_fp16_graph_refuses_and_with_it_builds(use_fake: Any,
     make_artifact(art, "model.fp16.onnx")
     build_engine(art, precision="fp16")
     assert built(trt)["builder_flags"] == []
+    # TensorRT 11 numbers kSTRONGLY_TYPED 0 (kEXPLICIT_BATCH is gone): the flag is read from the enum, not
+    # assumed to be TensorRT 10's bit 1, which TensorRT 11 gives to kPREFER_JIT_PYTHON_PLUGINS
+    assert built(trt)["flags"] == 1 and built(trt)["network_flags"] == ["STRONGLY_TYPED"]
 
 
 def test_fake_trt11_without_strongly_typed_flag_is_still_strongly_typed(use_fake: Any, tmp_path: Path) -> None:
