@@ -174,8 +174,9 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
             self.shapes = {}
 
         def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
-            # IOptimizationProfile::setDimensions: same rank, 0 <= min <= opt <= max per dimension; the
-            # binding raises RuntimeError when that fails
+            # IOptimizationProfile::setDimensions wants the same rank and 0 <= min <= opt <= max per dimension;
+            # TensorRT may find a violation here (the binding raises RuntimeError) or only at build time, so the
+            # fake refuses it at the first point either way
             lo, opt, hi = list(lo), list(opt), list(hi)
             if len({len(lo), len(opt), len(hi)}) > 1 or any(
                     not 0 <= a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
