@@ -716,6 +716,22 @@ def test_a_safetensors_checkpoint_loads_as_its_torch_save_twin(
         create_model("pvt_v2_b0", task="classify", weights=cut)
 
 
+def test_a_torch_save_file_named_safetensors_loads_by_its_first_bytes(
+        seeded: dict[str, torch.nn.Module], tmp_path: Path) -> None:
+    """torch.load takes a path ending in .safetensors for a safetensors file: a torch.save checkpoint so
+    named (renamed, or a URL's name) ended in a traceback ("header too large", exit 1). A checkpoint is told
+    apart by its first bytes, whatever its name, as the README says: a zip archive or an old bare pickle."""
+    from pvt_deploy.models.checkpoints import read_checkpoint
+
+    sd = seeded["pvt_v2_b0-classify"].state_dict()
+    for zipped in (True, False):
+        path = tmp_path / f"renamed{int(zipped)}.safetensors"
+        torch.save(sd, path, _use_new_zipfile_serialization=zipped)
+        read = read_checkpoint(path)
+        assert read.keys() == sd.keys() and all(torch.equal(read[k], v) for k, v in sd.items())
+    assert create_model(str(path)).zoo_name == "pvt_v2_b0-cls"  # the architecture read from its tensors
+
+
 def test_a_safetensors_url_downloads_and_loads(seeded: dict[str, torch.nn.Module], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A download is checked to be a checkpoint by its first bytes: a safetensors file was refused as "not a

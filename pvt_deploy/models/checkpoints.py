@@ -190,7 +190,10 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dic
     if not head.startswith(_PICKLE):
         _check_crcs(p)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=not trust)
+        # the open file, not its path: torch.load reads a path ending in .safetensors as safetensors, whatever
+        # its bytes (a torch.save file so named failed in a traceback); these are a torch.save file's
+        with open(p, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_one_line(e)})") from e
