@@ -643,7 +643,8 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
       input comes from such a Conv. These are the FPN and RetinaNet head towers, which run as
       ``QLinearConv`` with INT8 outputs, plus the head's two output convs at the end of the towers.
     * Convs that read the image or a token sequence and write into a LayerNorm or an Add stay FP32:
-      patch embeddings, spatial-reduction convs, v2's depthwise MLP conv and the FPN laterals.
+      patch embeddings, spatial-reduction convs, v2's depthwise MLP conv and the FPN laterals, but the
+      top one, which writes straight into its FPN conv (no top-down Add) and so is in a chain.
       Quantizing them rounds twice and saves little: they are under 3 % of a detector's multiply-adds.
     * Score tensors: outputs of the classification convs (``retina_cls``, by node or weight name).
       Their INT8 range is the score window (:data:`SCORE_LOGIT_WINDOW`), not the calibrated min/max.
