@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,65 @@ def test_a_source_error_arrives_after_the_frames_before_it() -> None:
         for r in Pipeline(Predictor(FakeBackend(), MANIFEST), ListSource(10, fail_after=6)):
             seen.append(r.frame)
     assert seen == [0, 1, 2, 3, 4, 5]
+
+
+class QueuedBackend(FakeBackend):
+    """Runs a call on a thread of its own, as ONNX Runtime's CPU shards run a batch of at least one
+    frame a core: ``submit`` returns at once. Logs each batch's submit and wait."""
+
+    background_batch = 2
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.events: list[tuple[str, int]] = []
+        self.pool = ThreadPoolExecutor(1)
+
+    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+        index = sum(1 for event, _ in self.events if event == "submit")
+        self.events.append(("submit", index))
+        call = self.pool.submit(self.infer, feed)
+
+        def wait() -> dict[str, np.ndarray]:
+            self.events.append(("wait", index))
+            return call.result()
+
+        return wait
+
+
+class SlowSource(ListSource):
+    """A frame every ``gap`` seconds, as a camera or a slow decoder gives them."""
+
+    def __init__(self, n: int, gap: float) -> None:
+        super().__init__(n)
+        self.gap = gap
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for frame in super()._iter_frames():
+            time.sleep(self.gap)
+            yield frame
+
+
+def test_a_batch_run_in_the_background_has_the_next_queued_behind_it() -> None:
+    """On a backend whose calls run in the background (ONNX Runtime's CPU shards) the next batch is
+    begun before the one in front is waited for, so a core that ends its frame takes the next one
+    instead of waiting at the batch's end for the other. With nothing ready behind it a batch is handed
+    on at once (a camera's frame does not wait for the next), and an error still comes after the frames
+    before it. Before, each batch was begun only once the one before had ended."""
+    backend = QueuedBackend(delay=0.2)
+    results = list(Pipeline(Predictor(backend, MANIFEST), ListSource(6), batch=2))
+    assert _levels(results) == list(range(6))
+    assert backend.events.index(("submit", 2)) < backend.events.index(("wait", 1))
+    assert backend.batches == [2, 2, 2]
+
+    slow = QueuedBackend()
+    assert _levels(list(Pipeline(Predictor(slow, MANIFEST), SlowSource(4, 0.15), batch=2))) == list(range(4))
+    assert slow.events == [("submit", 0), ("wait", 0), ("submit", 1), ("wait", 1)]
+
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        for r in Pipeline(Predictor(QueuedBackend(delay=0.05, fail_at=3), MANIFEST), ListSource(10), batch=2):
+            seen.append(r.frame)
+    assert seen == [0, 1, 2, 3]
 
 
 def test_stage_errors_stop_every_thread() -> None:

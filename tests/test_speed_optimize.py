@@ -9,6 +9,8 @@ same onnxslim pass), so the patterns seen here are the ones real artifacts have.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import onnx
 import pytest
 import torch
 
+from pvt_deploy.errors import InputError
 from pvt_deploy.export.onnx import module_dim_names, trace_to_onnx
 from pvt_deploy.export.optimize import FLOAT_REWRITES, QUANTIZED_REWRITES, REWRITES, optimize_for_ort
 from pvt_deploy.models import build_deploy_module, create_model
@@ -417,6 +420,48 @@ def test_a_sharded_batch_runs_one_image_per_call(graphs: dict, tmp_path: Path) -
     assert calls == [1, 1, 1, 1]
     alone = np.concatenate([backend.infer({"images": x[i:i + 1]})["logits"] for i in range(5)])
     np.testing.assert_array_equal(batch, alone)
+
+
+def test_a_sharded_batch_is_queued_and_a_free_thread_takes_the_next_batchs_images(graphs: dict,
+                                                                                 tmp_path: Path) -> None:
+    """``submit`` queues a sharded batch on the shard threads and returns before it ends, so the video
+    pipeline queues the next batch behind it: a thread that ends its image takes the next one queued,
+    the next batch's too, instead of waiting at its own batch's end for the other thread. Here the first
+    image holds its thread, and the other thread runs the three images after it."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    src = tmp_path / "model.onnx"
+    src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
+    backend = OnnxRuntimeBackend(src, device="cpu", threads=2)
+    assert backend.background_batch == 2
+    x = _images(4, 64, 96)
+    expected = [backend.infer({"images": x[:2]})["logits"], backend.infer({"images": x[2:]})["logits"]]
+    run, gate, started = backend._shard_session.run, threading.Event(), []
+
+    def held(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        started.append(threading.current_thread().name)
+        if len(started) == 1:
+            assert gate.wait(30)
+        return run(names, feed)
+
+    backend._shard_session = type("Held", (), {"run": staticmethod(held)})()
+    try:
+        first = backend.submit({"images": x[:2]})  # returns while its first image is held
+        second = backend.submit({"images": x[2:]})
+        deadline = time.monotonic() + 30
+        while len(started) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(started) == 4 and len(set(started[1:])) == 1 and started[0] != started[1]
+    finally:
+        gate.set()
+    np.testing.assert_array_equal(first()["logits"], expected[0])
+    np.testing.assert_array_equal(second()["logits"], expected[1])
+    one = backend.submit({"images": x[:1]})  # smaller than a shard a thread: run before submit returns
+    assert len(started) == 4
+    np.testing.assert_allclose(one()["logits"], expected[0][:1], atol=2e-5, rtol=1e-5)
+    backend.close()
+    with pytest.raises(InputError, match="closed"):
+        backend.submit({"images": x[:2]})
 
 
 def test_a_shard_session_that_cannot_load_leaves_batches_whole(graphs: dict, tmp_path: Path,

@@ -14,7 +14,7 @@ Contract (all backends):
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +150,10 @@ class Backend(abc.ABC):
     # True where one ``infer`` takes the GIL back many times (PyTorch eager: once per operator), so a
     # threaded pipeline shortens Python's switch interval for it (see pvt_deploy.tasks.pipeline).
     gil_per_operator: bool = False
+    # The smallest batch that :meth:`submit` runs in the background, returning before the call ends (the
+    # ONNX Runtime CPU backend's batch shards; 0: none), so a pipeline begins the next batch before it
+    # waits for this one.
+    background_batch: int = 0
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -161,6 +165,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+        """``infer(feed)`` begun; the function returned waits for its outputs (and raises its error). A
+        backend that can run a call while its caller prepares the next returns at once (the ONNX Runtime
+        CPU backend's batch shards), so a pipeline can queue the next batch behind it; this default runs
+        the call before it returns."""
+        outputs = self.infer(feed)
+        return lambda: outputs
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions and device memory. Idempotent."""

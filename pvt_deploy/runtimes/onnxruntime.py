@@ -57,7 +57,10 @@ Session choices and why:
   Xeon (``--settings default,whole-shards``, batch 8: ``pvt_small-cls`` 128.8 -> 112.4 ms,
   ``pvt_v2_b0-cls`` 50.8 -> 43.3 ms; FP32 within 3 % either way), and dynamic INT8, which
   quantizes each call's activations on their own range, gives an image the same outputs whatever
-  batch it comes in.
+  batch it comes in. :meth:`OnnxRuntimeBackend.submit` queues a sharded batch's images on the shard
+  threads and returns, and the threaded pipeline queues the next batch before it waits (a thread that
+  ends its image takes the next one queued, instead of waiting at its batch's end for the other): on the
+  2-core Xeon the 720p video benchmark ran 2-3 % faster end to end (docs/PERFORMANCE.md).
 * After ``fork()`` (gunicorn ``--preload``, a ``multiprocessing`` fork pool) a child has none of its
   parent's threads, but each session's thread pool and the shard pool still count on them: the
   shard pool's tasks never ran, and destroying a session (``close()``, dropping the model) waited in
@@ -76,7 +79,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -584,58 +587,86 @@ class OnnxRuntimeBackend(Backend):
                     self.info.details["batch_shards"] = 1
                     return None
             if self._shard_session is not None and self._pool is None:  # the first shards, or the first after a fork
-                self._pool = ThreadPoolExecutor(self._shards - 1, thread_name_prefix="pvt-ort-shard")
+                self._pool = ThreadPoolExecutor(self._shards, thread_name_prefix="pvt-ort-shard")
             return self._shard_session
 
-    def _run(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One call: bound on a GPU; on the CPU the batch's first ``shards * k`` images as ``shards``
-        concurrent shards of ``k`` on the single-threaded session, the rest on the main session, one
-        image a call (``_shard_per_image``, see the module docstring)."""
+    def _start(self, arrays: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """Begin one call and return the function that waits for its outputs. Bound on a GPU; on the CPU
+        a batch of ``shards * k + r`` images (``k`` >= 1, ``r`` < ``shards``) queues its first ``shards * k``
+        on the ``shards`` threads of the single-threaded session, one task an image (a shard's ``k`` a task
+        without ``_shard_per_image``, see the module docstring), and returns at once: a thread that ends
+        its task takes the next one queued, this batch's or, where the caller has queued it meanwhile, the
+        next batch's, so no core waits at a batch's end for the others. The last ``r`` run one a call on
+        the main session once the rest are done, when the outputs are waited for. Anything else runs
+        before this returns."""
         if self._io_binding:
-            return self._run_bound(arrays)
+            bound = self._run_bound(arrays)
+            return lambda: bound
         name, array = next(iter(arrays.items()))
         whole = len(arrays) != 1 or array.shape[0] < self._shards
         session = None if self._shards < 2 or whole else self._shard_runner()
-        if session is None or self._pool is None:
+        pool = self._pool
+        if session is None or pool is None:
             outputs: list[np.ndarray] = self._session.run(self._output_names, arrays)
-            return outputs
-        k = array.shape[0] // self._shards
+            return lambda: outputs
+        n = array.shape[0]
+        sharded = n // self._shards * self._shards
+        step = 1 if self._shard_per_image else sharded // self._shards
         names = self._output_names
+        tasks = [pool.submit(session.run, names, {name: array[j:j + step]}) for j in range(0, sharded, step)]
 
-        def calls(runner: Any, part: np.ndarray) -> list[list[np.ndarray]]:
-            step = 1 if self._shard_per_image else len(part)
-            return [runner.run(names, {name: part[j:j + step]}) for j in range(0, len(part), step)]
+        def wait() -> list[np.ndarray]:
+            results = [task.result() for task in tasks]
+            rest = 1 if self._shard_per_image else max(1, n - sharded)
+            results += [self._session.run(names, {name: array[j:j + rest]}) for j in range(sharded, n, rest)]
+            return [np.concatenate([r[i] for r in results]) for i in range(len(names))]
 
-        parts = [array[i * k:(i + 1) * k] for i in range(self._shards)]
-        futures = [self._pool.submit(calls, session, p) for p in parts[1:]]
-        results = calls(session, parts[0])
-        for f in futures:
-            results += f.result()
-        if array.shape[0] > k * self._shards:  # fewer images than shards left: on the main session
-            results += calls(self._session, array[k * self._shards:])
-        return [np.concatenate([r[i] for r in results]) for i in range(len(names))]
+        return wait
+
+    @property
+    def background_batch(self) -> int:  # type: ignore[override]
+        """The smallest batch that runs in shards, which :meth:`submit` queues and returns (0: none)."""
+        return self._shards if self._shards > 1 else 0
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.submit(feed)()
+
+    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+        """``infer`` begun: on the CPU a batch that runs in shards is queued on the shard threads and this
+        returns at once (see :meth:`_start`); the function returned waits for the outputs."""
         if self._session is None:
             raise InputError("this OnnxRuntimeBackend is closed")
         arrays = self._prepare_feed(feed)
         try:
-            values = self._run(arrays)
+            wait = self._start(arrays)
         except Exception as e:
-            if self._session is None:  # another thread closed the backend during this call
-                raise InputError("this OnnxRuntimeBackend is closed") from e
-            text = _one_line(e)
-            if "dimension" in text.lower() or "shape" in text.lower():
-                raise ShapeError(f"{self.path.name}: ONNX Runtime rejected the input shape "
-                                 f"{[list(a.shape) for a in arrays.values()]}: {text}") from e
-            raise PvtDeployError(f"{self.path.name}: ONNX Runtime failed: {text}") from e
-        result: dict[str, np.ndarray] = {}
-        for name, value in zip(self._output_names, values, strict=True):
-            array = np.asarray(value)
-            if array.dtype in (np.float16, np.float64):
-                array = array.astype(np.float32)
-            result[name] = array
-        return result
+            raise self._failure(e, arrays) from e
+
+        def outputs() -> dict[str, np.ndarray]:
+            try:
+                values = wait()
+            except Exception as e:
+                raise self._failure(e, arrays) from e
+            result: dict[str, np.ndarray] = {}
+            for name, value in zip(self._output_names, values, strict=True):
+                array = np.asarray(value)
+                if array.dtype in (np.float16, np.float64):
+                    array = array.astype(np.float32)
+                result[name] = array
+            return result
+
+        return outputs
+
+    def _failure(self, error: Exception, arrays: Mapping[str, np.ndarray]) -> PvtDeployError:
+        """What a failed call raises: closed meanwhile (by another thread), a shape ONNX Runtime refused,
+        or anything else it said."""
+        if self._session is None:
+            return InputError("this OnnxRuntimeBackend is closed")
+        text = _one_line(error)
+        if "dimension" in text.lower() or "shape" in text.lower():
+            return ShapeError(f"{self.path.name}: ONNX Runtime rejected the input shape "
+                              f"{[list(a.shape) for a in arrays.values()]}: {text}")
+        return PvtDeployError(f"{self.path.name}: ONNX Runtime failed: {text}")
 
     def _run_bound(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One host->device copy per input, outputs left on the device until one copy back."""

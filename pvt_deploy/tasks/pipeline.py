@@ -39,7 +39,9 @@ else one frame at a time: on the 2-core dev VM a 720p clip through ``pvt_v2_b0``
 4.11, 4.21 and 4.16 end-to-end FPS against 3.86, 3.66 and 3.93 with ``--batch 1`` (three
 alternating runs of ``python benchmarks/video_overhead.py --part fps``), since a single-threaded
 shard loses less to the decode, draw and encode threads than two threads that synchronise at
-every operator.
+every operator. The next batch is queued behind a batch that runs on those shards (``submit``; see
+``Pipeline._infer_loop``), so a core that ends its frame takes the next one rather than waiting for
+the other core's (2-3 % more end-to-end FPS on the 2-core Xeon, docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -302,6 +304,11 @@ class Predictor:
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.backend.infer(feed)
 
+    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+        """``infer`` begun (:meth:`~pvt_deploy.runtimes.base.Backend.submit`); the function returned waits
+        for the outputs."""
+        return self.backend.submit(feed)
+
     def postprocess(self, outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox],
                     frames: Sequence[FrameLike], *, video: bool = False,
                     speed: Mapping[str, float] | None = None) -> list[Result]:
@@ -535,7 +542,7 @@ class Pipeline:
         stages: list[tuple[str, Callable[[], None]]] = [
             ("decode", lambda: self._decode_loop(q_frames, stop)),
             ("preprocess", lambda: self._batch_loop(q_frames, q_batches, stop)),
-            ("inference", lambda: self._map_loop(q_batches, q_outputs, stop, self._infer)),
+            ("inference", lambda: self._infer_loop(q_batches, q_outputs, stop)),
             ("postprocess", lambda: self._map_loop(q_outputs, q_results, stop, self._post, many=True)),
         ]
         threads = [threading.Thread(target=fn, name=f"pvt-deploy-{name}", daemon=True) for name, fn in stages]
@@ -626,6 +633,65 @@ class Pipeline:
         except BaseException as e:  # noqa: BLE001
             _put_quietly(out, _Failure(e), stop)
 
+    def _infer_loop(self, inp: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+        """The inference stage. Where the backend runs a batch in the background
+        (:attr:`~pvt_deploy.runtimes.base.Backend.background_batch`: ONNX Runtime's CPU shards, where a
+        thread that ends its frame takes the next one queued) the next batch, where it is ready, is begun
+        (:meth:`Predictor.submit`) before the one in front of it is waited for, so it is queued when a
+        core comes free and no core waits at a batch's end for the others; with nothing ready behind it
+        a batch is handed on as soon as it ends (a live feed's frame never waits for the next). A smaller
+        batch (a clip's last, a live feed's) runs as :meth:`Predictor.infer` once the one in front has ended,
+        as every batch of any other backend does. A batch's
+        inference time is the wall time from its start, or from the end of the batch before it where
+        that is later, to its end: the stage's times add up to its wall time."""
+        running: list[tuple[_Batch, Callable[[], dict[str, np.ndarray]], float]] = []
+        last = 0.0
+
+        def finish() -> None:
+            nonlocal last
+            batch, wait, started = running.pop(0)
+            batch.outputs = wait()
+            now = time.perf_counter()
+            batch.infer_s = now - max(started, last)
+            last = now
+            batch.feed = {}  # the input tensor is not needed any more: free it before post-processing
+            self.times.add("inference", batch.infer_s, len(batch.frames))
+            _put(out, batch, stop)
+
+        try:
+            while True:
+                if running and inp.empty():
+                    finish()
+                    continue
+                item = _get(inp, stop)
+                if isinstance(item, (_End, _Failure)):
+                    while running:
+                        finish()
+                    _put(out, item, stop)
+                    return
+                size = next(iter(item.feed.values())).shape[0] if item.feed else 0
+                background = int(getattr(self.predictor.backend, "background_batch", 0) or 0)  # 0 once shards fail
+                queued = 0 < background <= size
+                started = time.perf_counter()
+                try:
+                    if queued:
+                        wait = self.predictor.submit(item.feed)
+                    else:  # run now, as ``infer`` (after the batch in front, so never two at once)
+                        while running:
+                            finish()
+                        wait = _ready(self.predictor.infer(item.feed))
+                except BaseException:
+                    while running:  # the batches before it first: an error comes after their frames
+                        finish()
+                    raise
+                running.append((item, wait, started))
+                while len(running) > (1 if queued else 0):
+                    finish()
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - after the batches before it, like any stage's error
+            _put_quietly(out, _Failure(e), stop)
+
     def _map_loop(self, inp: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event,
                   fn: Callable[[Any], Any], many: bool = False) -> None:
         try:
@@ -644,6 +710,11 @@ class Pipeline:
             pass
         except BaseException as e:  # noqa: BLE001
             _put_quietly(out, _Failure(e), stop)
+
+
+def _ready(outputs: dict[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+    """A call's outputs, already there, in the form :meth:`Predictor.submit` gives them."""
+    return lambda: outputs
 
 
 def _put_quietly(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
