@@ -818,6 +818,32 @@ def test_a_split_list_is_read_as_infer_reads_a_list(tmp_path: Path, monkeypatch:
         usable_images(data, what="calibration")
 
 
+def test_unreadable_pictures_are_said_of_what_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The warning for unreadable calibration / parity pictures, and the error when none reads, said
+    "calibration folder X" of whatever X was: a glob, a .txt list, a dataset YAML. They name what was given."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export.calibration import usable_images
+
+    monkeypatch.chdir(tmp_path)
+    _jpgs(tmp_path / "mixed", good=2, bad=1)
+    _jpgs(tmp_path / "allbad", good=0, bad=2)
+    (tmp_path / "mixed.txt").write_text("mixed/good0.jpg\nmixed/bad0.jpg\n")
+    (tmp_path / "allbad.txt").write_text("allbad/bad0.jpg\nallbad/bad1.jpg\n")
+    _dataset(tmp_path / "ds", yaml="val: ../mixed\n")
+    _dataset(tmp_path / "dsbad", yaml="val: ../allbad\n")
+    cases = [("mixed", "allbad", "folder"), ("mixed/*.jpg", "allbad/*.jpg", "glob"),
+             ("mixed.txt", "allbad.txt", "list"), ("ds/data.yaml", "dsbad/data.yaml", "dataset YAML")]
+    for mixed, allbad, word in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pvt_deploy.export"):
+            assert [p.name for p in usable_images(mixed, what="calibration")][0] == "good0.jpg"
+        assert f"calibration {word} {mixed}: skipped 1 unreadable image(s): bad0.jpg" in caplog.text, caplog.text
+        with pytest.raises(InputError) as e:
+            usable_images(allbad, what="parity")
+        assert e.value.args[0] == f"parity {word} {allbad}: none of its 2 image(s) can be read (bad0.jpg, bad1.jpg)"
+
+
 @pytest.mark.parametrize("yamls", [["data.yaml"], ["data.yaml", "more.yaml"]])
 def test_a_glob_of_yaml_files_is_refused_naming_them(yamls: list[str], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,

@@ -108,7 +108,7 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     if not videos and (is_live(text) or Path(text).suffix.lower() in VIDEO_SUFFIXES):
         raise InputError(not_video)
     if is_dataset_yaml(text):
-        return ImageSource(dataset_images(text, what=what), kind="images", spec=text)
+        return ImageSource(dataset_images(text, what=what), kind="images", spec=text, origin="dataset YAML")
     path = Path(text).expanduser()
     if path.suffix.lower() in DATASET_SUFFIXES and _GLOB_CHARS.search(text) and not path.exists():
         yamls = sorted(p for p in glob.glob(str(path), recursive=True) if os.path.isfile(p))
@@ -282,6 +282,7 @@ def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
                 frames: list[Picture] = list(video_frames(source, frames_wanted, what=what))
                 return frames
             files = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
+            given_as = source.origin  # type: ignore[attr-defined]  # folder, glob, list, dataset YAML, image
     except InputError as e:
         if e is live:
             raise
@@ -300,8 +301,8 @@ def usable_images(spec: str | os.PathLike[str], limit: int | None = None, *,
     if bad:
         names = ", ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
         if not good:
-            raise InputError(f"{what} folder {spec}: none of its {len(bad)} image(s) can be read ({names})")
-        log.warning("%s folder %s: skipped %d unreadable image(s): %s", what, spec, len(bad), names)
+            raise InputError(f"{what} {given_as} {spec}: none of its {len(bad)} image(s) can be read ({names})")
+        log.warning("%s %s %s: skipped %d unreadable image(s): %s", what, given_as, spec, len(bad), names)
     return good
 
 

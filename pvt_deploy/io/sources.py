@@ -418,12 +418,18 @@ class ImageSource(Source):
     A single unreadable image raises :class:`InputError` up front. In a list, each file is read when
     its turn comes, and an unreadable one is skipped with a warning and counted in ``skipped``: one
     bad JPEG must not stop a 10 000-image run.
+
+    ``origin``: what the opener was given, for messages about ``spec`` ("calibration glob shots/*.jpg:
+    ..."): ``"folder"``, ``"glob"``, ``"dataset YAML"``, ``"list"`` (a ``.txt`` list or a list of files;
+    the default of ``kind="images"``) or ``"image"`` (the default of ``kind="image"``).
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike[str] | np.ndarray], *, kind: SourceKind, spec: str) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike[str] | np.ndarray], *, kind: SourceKind, spec: str,
+                 origin: str | None = None) -> None:
         self.items: list[Path | np.ndarray] = [p if isinstance(p, np.ndarray) else Path(p) for p in paths]
         self.kind = kind
         self.spec = spec
+        self.origin = origin or ("image" if kind == "image" else "list")
         self.frames = len(self.items)
         self._first: np.ndarray | None = None
         if kind == "image":
@@ -1588,7 +1594,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
         log.warning("%s: running its %s; %s left out (give each video on its own)", spec,
                     count_of(len(paths), "image"), left_out)
     ordered: list[Path] = sorted(paths, key=_natural_key)
-    return ImageSource(ordered, kind="images", spec=spec)
+    return ImageSource(ordered, kind="images", spec=spec, origin=what)
 
 
 def _stream_source(
