@@ -46,6 +46,10 @@ DEFAULT_CALIB_IMAGES = 8
 #: The tasks a model (and an export) is made for.
 TASKS = ("detect", "segment", "classify", "features")
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
+# The graph options that one task's export takes, other than at their default: graph NMS the detector's, an
+# argmax class map the segmenter's (export refuses them for a model of another task): flag, postprocess key,
+# task, its models' name in a message.
+_TASK_OPTIONS = (("--nms", "nms", "detect", "detection"), ("--seg-output", "seg_output", "segment", "segmentation"))
 
 
 def tool_versions(*names: str) -> dict[str, str]:
@@ -322,12 +326,12 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     export = manifest.get("export") or {}
     files = manifest.get("files") or {}
     post = manifest.get("postprocess") or {}
-    model = str(manifest.get("model") or "NAME")
-    parts = ["pvt-deploy", "export", "--model", model]
+    given = dict(given or {})
     task = manifest.get("task")
-    named = next((t for sfx, t in _SUFFIX_TASKS.items() if model.endswith(sfx)), "detect")
-    if task and task != named:
-        parts += ["--task", str(task)]
+    model, target = _reexported_model(manifest, given.pop("--task", None))
+    parts = ["pvt-deploy", "export", "--model", model]
+    if target != _named_task(model):
+        parts += ["--task", target]
     weights = manifest.get("weights") or {}
     source = weights.get("url") or weights.get("source")  # a download by its URL: the cached file may have gone
     if source:
@@ -359,10 +363,9 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         parts += ["--opset", str(opset)]
     if export.get("simplified") is False:
         parts.append("--no-simplify")
-    if post.get("nms", d["nms"]) != d["nms"]:
-        parts += ["--nms", str(post["nms"])]
-    if post.get("seg_output", d["seg_output"]) != d["seg_output"]:
-        parts += ["--seg-output", str(post["seg_output"])]
+    for flag, key, owner, _ in _TASK_OPTIONS:  # kept where the graph rebuilt is of the task that takes them
+        if post.get(key, d[key]) != d[key] and owner == target:
+            parts += [flag, str(post[key])]
     if "model.fp16.onnx" in files:
         parts.append("--half")
     int8 = [name for name in files if ".int8." in name]
@@ -378,7 +381,7 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]
     parts += _picture_options(manifest, calibrated=bool(int8))
-    for flag, value in (given or {}).items():
+    for flag, value in given.items():
         if flag in ("--static", "--no-simplify"):  # switches, given as the value they turned off
             parts += [flag] if flag not in parts else []
             continue
@@ -389,6 +392,37 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
             parts += [flag, shown]
     parts += ["-o", str(folder)]
     return " ".join(shell_quote(p) for p in parts)
+
+
+def _named_task(model: str) -> str:
+    """The task a zoo name's suffix names (none: the detector)."""
+    return next((t for sfx, t in _SUFFIX_TASKS.items() if model.endswith(sfx)), "detect")
+
+
+def _reexported_model(manifest: Mapping[str, Any], task: Any = None) -> tuple[str, str]:
+    """The ``--model`` that exports ``manifest``'s model again as a ``task`` model (default: its own task), and
+    that task. A zoo name takes no other task than its suffix names (``pvt_v2_b0-cls --task features`` is
+    refused): its backbone is given, with ``--task``."""
+    model = str(manifest.get("model") or "NAME")
+    named = _named_task(model)
+    target = str(task or manifest.get("task") or named)
+    if target != named:
+        sfx = next((s for s in _SUFFIX_TASKS if model.endswith(s)), "")
+        model = str(manifest.get("backbone") or model[: len(model) - len(sfx)])
+    return model, target
+
+
+def out_of_reach(manifest: Mapping[str, Any], given: Mapping[str, Any]) -> str | None:
+    """Why no export of ``manifest``'s model gives the graph options ``given`` (by flag, as
+    :func:`reexport_command` takes them), or None where the command that function gives does: an unknown
+    ``--task``, or an option of another task's graphs (``--seg-output argmax`` of a classifier)."""
+    _, target = _reexported_model(manifest, given.get("--task"))
+    if target not in TASKS:
+        return f"--task {target} is none of {', '.join(TASKS)}"
+    for flag, key, owner, models in _TASK_OPTIONS:
+        if flag in given and given[flag] != _EXPORT_DEFAULTS[key] and owner != target:
+            return f"{flag} {given[flag]} is for {models} models, not a {target} model"
+    return None
 
 
 def _picture_options(manifest: Mapping[str, Any], *, calibrated: bool) -> list[str]:

@@ -412,6 +412,56 @@ def test_cli_reusing_an_export_folder_refuses_what_it_cannot_honour(cls_artifact
     assert "model.fp16.onnx already there (parity passed or not run): nothing to add" in caplog.text, caplog.text
 
 
+def test_the_hint_of_an_extended_export_is_a_command_that_runs(cls_artifact: Artifact, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """`export --model exports/NAME` ignores the graph options given, naming the command that exports the folder
+    again with them. For a classifier given --task features that was `--model pvt_tiny-cls --task features`,
+    which export refuses (a -cls name takes no other task), and a segmenter's --seg-output argmax stayed in a
+    command for another task. The command now gives the backbone with --task and leaves out the options of the
+    task it leaves; where no export gives what was asked (--seg-output argmax of a classifier), it says so."""
+    import shlex
+    import shutil
+
+    import typer
+
+    from pvt_deploy.cli import app
+    from pvt_deploy.export.onnx import _check_task_options
+    from pvt_deploy.manifest import read_manifest, reexport_command
+    from pvt_deploy.models import resolve_name
+
+    export = typer.main.get_command(app).commands["export"]  # type: ignore[attr-defined]
+
+    def runs_as(command: str) -> str:  # parsed by the CLI, then the checks export makes of a zoo name's task
+        params = export.make_context("export", shlex.split(command)[2:]).params
+        entry = resolve_name(params["model"], params["task"])
+        _check_task_options(entry.name, entry.task, params["nms"], params["seg_output"])
+        return f"{entry.name} {params['nms']} {params['seg_output']}"
+
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_artifact.folder, folder)
+    before = _snapshot(folder)
+
+    def ignoring(args: list[str]) -> str:
+        caplog.clear()
+        code, err = _run(["--model", str(folder), *args], monkeypatch, capsys)
+        assert code == 0 and _snapshot(folder) == before, err
+        return next(r.getMessage() for r in caplog.records if "ignoring" in r.getMessage())
+
+    for args, rebuilt in ((["--task", "features"], "pvt_tiny-features host logits"),
+                          (["--task", "segment", "--seg-output", "argmax"], "pvt_tiny-seg host argmax")):
+        said = ignoring(args)
+        assert runs_as(said.split("change them: ", 1)[1].removesuffix(")")) == rebuilt, said
+    said = ignoring(["--seg-output", "argmax"])
+    assert said.endswith("ignoring --seg-output (--seg-output argmax is for segmentation models, not a classify "
+                         "model: no export of pvt_tiny-cls gives that)"), said
+    said = ignoring(["--task", "detection"])
+    assert "(--task detection is none of detect, segment, classify, features: no export" in said, said
+    seg = {**read_manifest(folder), "model": "pvt_tiny-seg", "task": "segment", "postprocess": {"seg_output": "argmax"}}
+    assert runs_as(reexport_command(folder, seg, {"--task": "classify"})) == "pvt_tiny-cls host logits"
+
+
 def test_cli_info_says_which_int8_flavour_each_file_is(det_artifact: Artifact, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """`info` showed "int8" for both INT8 files: model.int8.onnx (the CPU's asymmetric uint8 Q/DQ) and

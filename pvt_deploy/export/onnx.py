@@ -48,6 +48,7 @@ from pvt_deploy.manifest import (
     cpu_int8_record,
     essentials,
     file_entry,
+    out_of_reach,
     read_manifest,
     reexport_command,
     tool_versions,
@@ -956,7 +957,7 @@ def write_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
 def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[str, Any]) -> None:
     """Extending an export folder reuses its model.onnx in place: refuse what that cannot honour, and
     say which graph options it ignores (``ignored``: by flag, as given), with the command that exports the
-    folder again with them."""
+    folder again with them, or why no export of its model gives them (``--seg-output argmax`` of a classifier)."""
     if out_dir is not None and os.path.realpath(out_dir) != os.path.realpath(folder):
         raise InputError(f"-o {out_dir}: --model {folder} is an export folder, extended in place; drop -o, or "
                          "export from the model name to write a new folder")
@@ -972,8 +973,11 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[s
             raise InputError(f"--weights: --model {folder} is an export folder whose model.onnx is reused (made "
                              "from other weights); export from the model name to use these")
     if ignored:
-        log.warning("%s: reusing its model.onnx; ignoring %s (export from the model name to change them: %s)",
-                    folder, ", ".join(ignored), reexport_command(folder, read_manifest(folder), ignored))
+        manifest = read_manifest(folder)
+        why = out_of_reach(manifest, ignored)  # a command that would fail is no hint
+        log.warning("%s: reusing its model.onnx; ignoring %s (%s)", folder, ", ".join(ignored),
+                    f"{why}: no export of {manifest.get('model')} gives that" if why else
+                    f"export from the model name to change them: {reexport_command(folder, manifest, ignored)}")
 
 
 def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: int | None, min_size: int | None,
@@ -1113,10 +1117,10 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
         if asked:
             log.info("%s: %s already there (parity passed or not run): nothing to add", folder, ", ".join(asked))
-        elif not builds:
+        elif not builds:  # graph options that no export gives are left out (_check_reuse said why)
             log.warning("%s is an export folder, extended in place: nothing to add without %s or %s; to export it "
                         "again, give the model name: %s", folder, switched_on("half"), switched_on("int8"),
-                        reexport_command(folder, manifest, given))
+                        reexport_command(folder, manifest, None if out_of_reach(manifest, given or {}) else given))
         return folder
     fp32 = onnx.load(str(folder / FP32_FILE))
     text = get_metadata(fp32, ONNX_METADATA_KEY)
