@@ -48,7 +48,7 @@ TASKS = ("detect", "segment", "classify", "features")
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 # The graph options that one task's export takes, other than at their default: graph NMS the detector's, an
 # argmax class map the segmenter's (export refuses them for a model of another task): flag, postprocess key,
-# task, its models' name in a message.
+# task, its models' name in a message. The exporter refuses by it (export.onnx._check_task_options).
 _TASK_OPTIONS = (("--nms", "nms", "detect", "detection"), ("--seg-output", "seg_output", "segment", "segmentation"))
 
 
