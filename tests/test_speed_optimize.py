@@ -459,6 +459,19 @@ def test_a_sharded_batch_is_queued_and_a_free_thread_takes_the_next_batchs_image
     one = backend.submit({"images": x[:1]})  # smaller than a shard a thread: run before submit returns
     assert len(started) == 4
     np.testing.assert_allclose(one()["logits"], expected[0][:1], atol=2e-5, rtol=1e-5)
+    gate.clear()
+    started.clear()
+    try:  # lane: one picture a call, each on a shard thread of its own (a folder's pictures)
+        first = backend.submit({"images": x[:1]}, lane=True)  # returns while held
+        second = backend.submit({"images": x[1:2]}, lane=True)
+        deadline = time.monotonic() + 30
+        while len(started) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(started) == 2 and started[0] != started[1]
+    finally:
+        gate.set()
+    np.testing.assert_array_equal(first()["logits"], expected[0][:1])
+    np.testing.assert_array_equal(second()["logits"], expected[0][1:])
     backend.close()
     with pytest.raises(InputError, match="closed"):
         backend.submit({"images": x[:2]})

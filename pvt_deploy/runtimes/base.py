@@ -166,11 +166,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
+    def submit(self, feed: Mapping[str, np.ndarray], *, lane: bool = False) -> Callable[[], dict[str, np.ndarray]]:
         """``infer(feed)`` begun; the function returned waits for its outputs (and raises its error). A
         backend that can run a call while its caller prepares the next returns at once (the ONNX Runtime
         CPU backend's batch shards), so a pipeline can queue the next batch behind it; this default runs
-        the call before it returns."""
+        the call before it returns. ``lane``: run a batch smaller than :attr:`background_batch` in the
+        background too, on one thread of its own (the ONNX Runtime CPU backend's shard threads): several
+        calls in flight then give more pictures a second, each slower alone (for many pictures, not for a
+        live feed's latency). The outputs are ``infer``'s, to float rounding."""
         outputs = self.infer(feed)
         return lambda: outputs
 

@@ -60,7 +60,9 @@ Session choices and why:
   batch it comes in. :meth:`OnnxRuntimeBackend.submit` queues a sharded batch's images on the shard
   threads and returns, and the threaded pipeline queues the next batch before it waits (a thread that
   ends its image takes the next one queued, instead of waiting at its batch's end for the other): on the
-  2-core Xeon the 720p video benchmark ran 2-3 % faster end to end (docs/PERFORMANCE.md).
+  2-core Xeon the 720p video benchmark ran 2-3 % faster end to end (docs/PERFORMANCE.md). ``submit(...,
+  lane=True)`` queues a batch smaller than that there too, which the pipeline does for pictures (a folder):
+  a picture alone takes longer on one thread, but the threads together run more of them.
 * After ``fork()`` (gunicorn ``--preload``, a ``multiprocessing`` fork pool) a child has none of its
   parent's threads, but each session's thread pool and the shard pool still count on them: the
   shard pool's tasks never ran, and destroying a session (``close()``, dropping the model) waited in
@@ -590,28 +592,28 @@ class OnnxRuntimeBackend(Backend):
                 self._pool = ThreadPoolExecutor(self._shards, thread_name_prefix="pvt-ort-shard")
             return self._shard_session
 
-    def _start(self, arrays: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+    def _start(self, arrays: dict[str, np.ndarray], lane: bool = False) -> Callable[[], list[np.ndarray]]:
         """Begin one call and return the function that waits for its outputs. Bound on a GPU; on the CPU
         a batch of ``shards * k + r`` images (``k`` >= 1, ``r`` < ``shards``) queues its first ``shards * k``
         on the ``shards`` threads of the single-threaded session, one task an image (a shard's ``k`` a task
         without ``_shard_per_image``, see the module docstring), and returns at once: a thread that ends
         its task takes the next one queued, this batch's or, where the caller has queued it meanwhile, the
         next batch's, so no core waits at a batch's end for the others. The last ``r`` run one a call on
-        the main session once the rest are done, when the outputs are waited for. Anything else runs
-        before this returns."""
+        the main session once the rest are done, when the outputs are waited for; with ``lane`` every image
+        is a task, a batch smaller than ``shards`` too. Anything else runs before this returns."""
         if self._io_binding:
             bound = self._run_bound(arrays)
             return lambda: bound
         name, array = next(iter(arrays.items()))
-        whole = len(arrays) != 1 or array.shape[0] < self._shards
+        whole = len(arrays) != 1 or (array.shape[0] < self._shards and not lane)
         session = None if self._shards < 2 or whole else self._shard_runner()
         pool = self._pool
         if session is None or pool is None:
             outputs: list[np.ndarray] = self._session.run(self._output_names, arrays)
             return lambda: outputs
         n = array.shape[0]
-        sharded = n // self._shards * self._shards
-        step = 1 if self._shard_per_image else sharded // self._shards
+        sharded = n if lane else n // self._shards * self._shards
+        step = 1 if self._shard_per_image else max(1, sharded // self._shards)
         names = self._output_names
         tasks = [pool.submit(session.run, names, {name: array[j:j + step]}) for j in range(0, sharded, step)]
 
@@ -631,14 +633,15 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.submit(feed)()
 
-    def submit(self, feed: Mapping[str, np.ndarray]) -> Callable[[], dict[str, np.ndarray]]:
-        """``infer`` begun: on the CPU a batch that runs in shards is queued on the shard threads and this
-        returns at once (see :meth:`_start`); the function returned waits for the outputs."""
+    def submit(self, feed: Mapping[str, np.ndarray], *, lane: bool = False) -> Callable[[], dict[str, np.ndarray]]:
+        """``infer`` begun: on the CPU a batch that runs in shards, or any batch with ``lane``, is queued on
+        the shard threads and this returns at once (see :meth:`_start`); the function returned waits for
+        the outputs."""
         if self._session is None:
             raise InputError("this OnnxRuntimeBackend is closed")
         arrays = self._prepare_feed(feed)
         try:
-            wait = self._start(arrays)
+            wait = self._start(arrays, lane)
         except Exception as e:
             raise self._failure(e, arrays) from e
 
