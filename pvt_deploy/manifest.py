@@ -48,7 +48,7 @@ TASKS = ("detect", "segment", "classify", "features")
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 # The graph options that one task's export takes, other than at their default: graph NMS the detector's, an
 # argmax class map the segmenter's (export refuses them for a model of another task): flag, postprocess key,
-# task, its models' name in a message. The exporter refuses by it (export.onnx._check_task_options).
+# task, its models' name in a message (see foreign_option).
 _TASK_OPTIONS = (("--nms", "nms", "detect", "detection"), ("--seg-output", "seg_output", "segment", "segmentation"))
 
 
@@ -412,6 +412,17 @@ def _reexported_model(manifest: Mapping[str, Any], task: Any = None) -> tuple[st
     return model, target
 
 
+def foreign_option(task: str, values: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+    """The first graph option of another task than ``task`` that ``values`` (by postprocess key: ``nms``,
+    ``seg_output``) sets away from its default, as its key, value and the models it is for; else None. The
+    export refuses one (``export.onnx._check_task_options``), and a re-export hint is none where one is asked
+    (:func:`out_of_reach`)."""
+    for _, key, owner, models in _TASK_OPTIONS:
+        if key in values and values[key] != _EXPORT_DEFAULTS[key] and owner != task:
+            return key, values[key], models
+    return None
+
+
 def out_of_reach(manifest: Mapping[str, Any], given: Mapping[str, Any]) -> str | None:
     """Why no export of ``manifest``'s model gives the graph options ``given`` (by flag, as
     :func:`reexport_command` takes them), or None where the command that function gives does: an unknown
@@ -419,9 +430,11 @@ def out_of_reach(manifest: Mapping[str, Any], given: Mapping[str, Any]) -> str |
     _, target = _reexported_model(manifest, given.get("--task"))
     if target not in TASKS:
         return f"--task {target} is none of {', '.join(TASKS)}"
-    for flag, key, owner, models in _TASK_OPTIONS:
-        if flag in given and given[flag] != _EXPORT_DEFAULTS[key] and owner != target:
-            return f"{flag} {given[flag]} is for {models} models, not a {target} model"
+    flags = {key: flag for flag, key, _, _ in _TASK_OPTIONS}
+    foreign = foreign_option(target, {key: given[flag] for key, flag in flags.items() if flag in given})
+    if foreign is not None:
+        key, value, models = foreign
+        return f"{flags[key]} {value} is for {models} models, not a {target} model"
     return None
 
 

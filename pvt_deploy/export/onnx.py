@@ -281,12 +281,12 @@ class LoadedModel:
 def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> None:
     """Refuse an output option of another task (graph NMS is the detector's, an argmax map the segmenter's):
     the manifest's table of them, which its re-export hints follow too."""
-    from pvt_deploy.manifest import _EXPORT_DEFAULTS, _TASK_OPTIONS
+    from pvt_deploy.manifest import foreign_option
 
-    given = {"nms": nms, "seg_output": seg_output}
-    for _, key, owner, models in _TASK_OPTIONS:
-        if given[key] != _EXPORT_DEFAULTS[key] and mtask != owner:
-            raise InputError(f"{option(key)} {given[key]} is for {models} models; {name} is a {mtask} model")
+    foreign = foreign_option(mtask, {"nms": nms, "seg_output": seg_output})
+    if foreign is not None:
+        key, value, models = foreign
+        raise InputError(f"{option(key)} {value} is for {models} models; {name} is a {mtask} model")
 
 
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,

@@ -679,10 +679,11 @@ class Pipeline:
                 size = next(iter(item.feed.values())).shape[0] if item.feed else 0
                 background = int(getattr(self.predictor.backend, "background_batch", 0) or 0)  # 0 once shards fail
                 lanes = background > 0 and self.pictures  # each call on a shard thread of its own
-                queued = lanes or 0 < background <= size
+                # batches in flight behind the one waited for: none where a batch runs before submit returns
+                ahead = background if lanes else 1 if 0 < background <= size else 0
                 started = time.perf_counter()
                 try:
-                    if queued:
+                    if ahead:
                         wait = self.predictor.submit(item.feed, lane=lanes)
                     else:  # run now, as ``infer`` (after the batch in front, so never two at once)
                         while running:
@@ -693,7 +694,7 @@ class Pipeline:
                         finish()
                     raise
                 running.append((item, wait, started))
-                while len(running) > ((background if lanes else 1) if queued else 0):
+                while len(running) > ahead:
                     finish()
         except _Stopped:
             pass
