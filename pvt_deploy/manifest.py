@@ -327,7 +327,6 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     files = manifest.get("files") or {}
     post = manifest.get("postprocess") or {}
     given = dict(given or {})
-    task = manifest.get("task")
     model, target = _reexported_model(manifest, given.pop("--task", None))
     parts = ["pvt-deploy", "export", "--model", model]
     if target != _named_task(model):
@@ -375,9 +374,10 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
         present = sorted(flavours[name] for name in int8 if name in flavours)
         if len(present) == 1:
             parts += ["--int8-flavour", present[0]]
-        # --int8-cpu auto is static for the graphs with FPN/head Conv chains, dynamic for the others
+        # --int8-cpu auto is static for the graphs with FPN/head Conv chains, dynamic for the others: the
+        # rule of the task rebuilt, which a changed --task makes another than the recorded one
         method = cpu_int8_record(manifest).get("method")
-        auto = "static" if task in ("detect", "segment") else "dynamic"
+        auto = "static" if target in ("detect", "segment") else "dynamic"
         if "model.int8.onnx" in files and method in ("static", "dynamic") and method != auto:
             parts += ["--int8-cpu", str(method)]
     parts += _picture_options(manifest, calibrated=bool(int8))

@@ -535,6 +535,32 @@ def test_the_rebuild_command_keeps_the_options_that_shape_the_graph(cls_artifact
     assert "--max-size" not in reexport_command(tmp_path, grown)
 
 
+def test_the_rebuild_command_keeps_the_int8_method_where_the_task_changes(cls_artifact: Artifact,
+                                                                        tmp_path: Path) -> None:
+    """``--int8-cpu auto`` is static for detectors and segmenters, dynamic for the others; the rebuild line
+    names the method where auto would give another one. It judged that by the recorded task, not the one
+    rebuilt: a detector's static INT8 rebuilt with ``--task features`` left the option out, and the
+    features export made a dynamic graph; a classifier's dynamic one rebuilt as a detector got no option
+    and a static graph."""
+    from pvt_deploy.manifest import reexport_command
+
+    base = read_manifest(cls_artifact.folder)
+    files = {**(base.get("files") or {}), "model.int8.onnx": {}}
+
+    def method(task: str, recorded: str, given: dict[str, str]) -> str:
+        model = {"detect": "pvt_v2_b0", "classify": "pvt_v2_b0-cls"}[task]
+        manifest = {**base, "model": model, "task": task, "files": files,
+                    "precision": {"int8": {"cpu": {"method": recorded}}}}
+        params = _reexport_params(reexport_command(tmp_path, manifest, given))
+        return str(params["int8_cpu"])
+
+    assert method("detect", "static", {}) == "auto"  # auto gives it again
+    assert method("detect", "static", {"--task": "features"}) == "static"
+    assert method("classify", "dynamic", {}) == "auto"
+    assert method("classify", "dynamic", {"--task": "detect"}) == "dynamic"
+    assert method("detect", "dynamic", {"--task": "segment"}) == "dynamic"
+
+
 def test_the_rebuild_command_names_a_downloaded_checkpoint_by_its_url(cls_artifact: Artifact, tmp_path: Path) -> None:
     """An export made from a URL (``--weights official`` too) records the cached file and the URL. The line that
     exports it again (``export --model exports/NAME`` with nothing to add, a folder without model.onnx, graph
