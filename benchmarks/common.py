@@ -612,7 +612,17 @@ def _user_error(e: Exception) -> int | None:
 class ArgumentParser(argparse.ArgumentParser):
     """Every script's parser: a bad argument is one line, ``speed.py: error: ...``, and exit 2, as README
     says; argparse's own printed its usage (four lines of options for ``speed.py``) above it, where the
-    error was hard to find. ``--help`` still prints the usage."""
+    error was hard to find. ``--help`` still prints the usage.
+
+    ``description`` is the script's docstring: ``--help`` shows its first line above the options and the
+    rest, as written, below them. It showed the first line only, so ``speed.py --help`` did not say what
+    is timed (the inference call, interleaved), what "vs torch" divides, or ``export_cost.py --help`` what
+    its target is, which someone running the scripts on their own machine needs to read the figures."""
+
+    def __init__(self, *, description: str | None = None, **kwargs: Any) -> None:
+        summary, _, details = (description or "").strip().partition("\n")
+        super().__init__(description=summary or None, epilog=details.strip("\n") or None,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -32,14 +32,17 @@ TARGET_S = 120.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--model", default="pvt_small")
-    ap.add_argument("--imgsz", type=common.imgsz_arg, default=640)
-    ap.add_argument("--int8-flavour", default="both", choices=("cpu", "trt", "both"))
+    ap = common.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="pvt_small",
+                    help="zoo name, synthetic weights (default pvt_small, the model the target is set for)")
+    ap.add_argument("--imgsz", type=common.imgsz_arg, default=640, help="input side of the export (default 640)")
+    ap.add_argument("--int8-flavour", default="both", choices=("cpu", "trt", "both"),
+                    help="the INT8 graphs calibrated and written (default both, as the target counts)")
     ap.add_argument("--no-parity", action="store_true", help="skip the parity gate (not the default export)")
     ap.add_argument("--cli", action="store_true", help="time `pvt-deploy export` as a subprocess instead")
-    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK,
+                    help="cache of the synthetic weights (the export itself goes to a fresh temporary folder)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here (checked before the run)")
     args = ap.parse_args(argv)
     common.check_output_file(ap, "--json", args.json)
     common.check_work(ap, args.work)

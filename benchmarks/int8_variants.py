@@ -144,7 +144,7 @@ def ort_runner(path: Path, threads: int | None, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     common.add_model_options(ap, model="pvt_v2_b0", batch=1)
     ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
     ap.add_argument("--flavours", default=",".join(FLAVOURS), help=f"comma-separated subset of {', '.join(FLAVOURS)}")

@@ -69,7 +69,7 @@ class _BackendSession:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     common.add_model_options(ap, model="pvt_v2_b0-cls", batch=8)
     ap.add_argument("--rounds", type=common.int_at_least(1), default=10)
     ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,

@@ -117,7 +117,7 @@ def _int8_gemm_rates(threads: int) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     common.add_model_options(ap, model="pvt_small-cls", batch=8)
     ap.add_argument("--file", default="model.onnx", choices=common.GRAPH_FILES,
                     help="graph of the export to profile (the benchmark's cached export is extended with it)")

@@ -83,7 +83,7 @@ def parse_sizes(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="720x1280,1080x1920,480x640", help="original image sizes, HxW")
     ap.add_argument("--classes", type=common.int_at_least(1), default=150, help="ADE20K: 150")
     ap.add_argument("--imgsz", type=common.int_at_least(4), default=512, help="square letterboxed input")

@@ -248,7 +248,7 @@ def parse_models(ap: argparse.ArgumentParser, text: str) -> list[tuple[str, int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="two models, fewer rounds and images (~2 min)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="cpu: CPU variants; cuda: CPU reference + GPU variants; auto: cuda when a GPU is usable")

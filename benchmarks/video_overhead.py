@@ -492,7 +492,7 @@ def _join_infer_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     ap.add_argument("--part", choices=("fps", "memory", "both"), default="both")
     ap.add_argument("--model", default="pvt_v2_b0", help="zoo model (synthetic weights) for the fps part")
     ap.add_argument("--imgsz", default="640", help="inference size for the fps part (H or H,W)")

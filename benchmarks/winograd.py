@@ -67,7 +67,7 @@ def parse_sizes(ap: argparse.ArgumentParser, text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = common.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap = common.ArgumentParser(description=__doc__)
     ap.add_argument("--channels", default="256:256,256:720,256:36,512:256,128:128,64:64",
                     help="comma-separated in:out channel pairs")
     ap.add_argument("--sizes", default="80,40,20,10,5", help="comma-separated square map sizes")
