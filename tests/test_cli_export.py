@@ -638,6 +638,36 @@ def test_cli_triton_repository_beside_the_export(tmp_path: Path, monkeypatch: py
         f"{quote(str(model_dir / '1' / 'model.onnx'))}"), err  # a path with a space is one shell word
 
 
+def test_two_exports_of_one_model_are_served_side_by_side_under_their_own_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Triton model is named after the exported model, not its export folder, and the CLI had no way to
+    name it otherwise: a second export of pvt_v2_b0-cls (another -o, --half, other weights) into the
+    repository replaced the first, and one tritonserver cannot serve two models of one name (two
+    repositories holding it make it unavailable). --triton-name names it; a name Triton cannot serve is
+    refused before the export, in one line."""
+    from test_triton_export import parse_config
+
+    first = tmp_path / "exports" / "a"
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-simplify", "--no-parity", "--format", "triton",
+                    "-o", str(first)], monkeypatch, capsys)
+    assert rc == 0, err
+    repo = tmp_path / "exports" / "triton"
+    config = (repo / "pvt_v2_b0-cls" / "config.pbtxt").read_bytes()
+
+    rc, err = _run(["--model", str(first), "--no-parity", "--format", "triton", "--triton-name", "b0-second"],
+                   monkeypatch, capsys)
+    assert rc == 0, err
+    assert (repo / "pvt_v2_b0-cls" / "config.pbtxt").read_bytes() == config  # the first model is as it was
+    assert parse_config(repo / "b0-second" / "config.pbtxt").name == "b0-second"
+    assert (repo / "b0-second" / "1" / "model.onnx").read_bytes() == (first / "model.onnx").read_bytes()
+    assert "run --model triton://HOST:8000/b0-second;" in err.strip().splitlines()[-2], err
+
+    rc, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--format", "triton", "--triton-name", ".hidden",
+                    "-o", str(tmp_path / "exports" / "c")], monkeypatch, capsys)
+    assert rc == 2 and err.strip() == "error: Triton model name '.hidden' must be letters, digits, '_', '.', '-'", err
+    assert not (tmp_path / "exports" / "c").exists()  # refused before the export
+
+
 def test_a_detector_from_a_backbone_checkpoint_says_its_head_is_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A classifier's checkpoint into a detector loads the backbone only: the summary at the end of the

@@ -289,6 +289,10 @@ def export(
                                                 rich_help_panel=TRITON_PANEL)] = "onnx",
     triton_repo: Annotated[Path | None, typer.Option(help="Model repository (default: triton/ beside the artifact folder, i.e. exports/triton).",
                                                      show_default=False, rich_help_panel=TRITON_PANEL)] = None,
+    triton_name: Annotated[str | None, typer.Option(
+        help="Triton model name, in its triton:// URL (default: the exported model's, e.g. pvt_small; two exports "
+             "of one model under one name are one Triton model, the later replacing the earlier).",
+        show_default=False, rich_help_panel=TRITON_PANEL)] = None,
     max_batch: Annotated[int, typer.Option(help="Triton max_batch_size (0 = no batching).",
                                            rich_help_panel=TRITON_PANEL)] = 8,
     instances: Annotated[int, typer.Option(help="Triton model instances.", rich_help_panel=TRITON_PANEL)] = 1,
@@ -322,6 +326,7 @@ def export(
             "--tf32": tf32, "--min-shape": min_shape is not None, "--opt-shape": opt_shape is not None,
             "--max-shape": max_shape is not None}, triton={
             "--triton-backend": triton_backend != "onnx", "--triton-repo": triton_repo is not None,
+            "--triton-name": triton_name is not None,
             "--max-batch": max_batch != 8, "--instances": instances != 1, "--instance-kind": instance_kind is not None}):
         console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
     shapes = {k: v for k, v in (("min", parse_shape(min_shape, "--min-shape")),
@@ -337,7 +342,7 @@ def export(
                       "version_compatible": version_compatible, "hardware_compatible": hardware_compatible,
                       "tf32": tf32, "progress": progress},
             triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances,
-                    "kind": instance_kind.upper() if instance_kind else None},
+                    "kind": instance_kind.upper() if instance_kind else None, "name": triton_name},
             task=task, weights=weights, trust_checkpoint=trust_checkpoint, imgsz=imgsz, dynamic=dynamic, batch=batch,
             min_size=min_size, max_size=max_size, opset=opset, half=half, int8=int8, int8_flavour=int8_flavour,
             int8_cpu=int8_cpu, calib=calib, calib_size=calib_size, images=images, nms=nms, seg_output=seg_output,
@@ -346,7 +351,7 @@ def export(
     print_table(console, summary_table(folder))
     _print_export_figures(console, folder, time.perf_counter() - t0)
     if format == "triton":
-        console.print(_triton_steps(triton_model_dir(folder, triton_repo)), soft_wrap=True, highlight=False,
+        console.print(_triton_steps(triton_model_dir(folder, triton_repo, triton_name)), soft_wrap=True, highlight=False,
                       markup=False)
     console.print(_next_steps(folder), soft_wrap=True, highlight=False, markup=False)
     # the folder's own bytes, for $(pvt-deploy export ...): a name that is not UTF-8 stays the name it is,

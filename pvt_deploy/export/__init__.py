@@ -84,15 +84,17 @@ def build_precision(*, half: bool = False, int8: bool = False) -> str:
     return "int8" if int8 else "fp16" if half else "fp32"
 
 
-def triton_model_dir(folder: str | os.PathLike[str], triton_repo: str | os.PathLike[str] | None = None) -> Path:
+def triton_model_dir(folder: str | os.PathLike[str], triton_repo: str | os.PathLike[str] | None = None,
+                     name: str | None = None) -> Path:
     """Where :func:`export` with ``format="triton"`` writes the Triton model of the export ``folder``:
-    ``<triton_repo>/<model name>``, the repository being ``triton/`` beside the folder by default."""
+    ``<triton_repo>/<name>``, the repository being ``triton/`` beside the folder and the name the exported
+    model's by default."""
     from pvt_deploy.export.triton import triton_model_name
     from pvt_deploy.manifest import read_manifest
 
     folder = Path(folder)
     repo = Path(triton_repo) if triton_repo is not None else folder.parent / "triton"
-    return repo / triton_model_name(read_manifest(folder), folder)
+    return repo / triton_model_name(read_manifest(folder), folder, name)
 
 
 @hashing_once()  # a graph is hashed for its manifest entry, its check and the parity session's cache key: read once
@@ -106,7 +108,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     ``hardware_compatible``...); precision follows ``half``/``int8``. ``format="triton"``: a model of
     the Triton repository ``triton_repo`` (default ``exports/triton``) via
     :func:`pvt_deploy.export.triton.export_triton` with ``triton`` options (``backend``,
-    ``max_batch``, ``instances``...); ``backend="trt"`` builds the engine first.
+    ``max_batch``, ``instances``, ``name``...); ``backend="trt"`` builds the engine first.
 
     TensorRT is checked before any export work, so a machine without it fails in a second with a
     one-line :class:`~pvt_deploy.errors.BackendUnavailableError`. The engine is built inside the new
@@ -127,9 +129,11 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     if format == "triton" and backend not in ("onnx", "trt"):
         raise InputError(f"--triton-backend {backend!r}: choose onnx or trt")
     if format == "triton":  # before the slow export
-        from pvt_deploy.export.triton import check_settings, instance_kind
+        from pvt_deploy.export.triton import check_model_name, check_settings, instance_kind
 
         instance_kind(triton_opts.get("kind"), backend, option="--instance-kind")
+        if triton_opts.get("name") is not None:
+            check_model_name(triton_opts["name"])
         check_settings(**{k: v for k, v in triton_opts.items() if k in ("max_batch", "instances")})
         _check_triton_repo(model, out_dir, triton_repo)
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")

@@ -169,8 +169,16 @@ def _render(fields: Sequence[Field], indent: int = 0) -> str:
 
 def triton_model_name(manifest: dict[str, Any], folder: Path, name: str | None = None) -> str:
     """The name a Triton model of the export ``folder`` is served under: ``name``, else the exported
-    model's, else the folder's."""
-    return name or str(manifest.get("model") or folder.name)
+    model's, else the folder's (:func:`check_model_name`)."""
+    return check_model_name(name or str(manifest.get("model") or folder.name))
+
+
+def check_model_name(name: str) -> str:
+    """``name``, where Triton can serve a model under it (a folder of the repository, its URL's path);
+    else :class:`InputError`."""
+    if not _NAME_RE.match(name):
+        raise InputError(f"Triton model name {name!r} must be letters, digits, '_', '.', '-'")
+    return name
 
 
 def _load_source(artifact: Path, backend: str, source: str | None) -> tuple[Path, Path, dict[str, Any]]:
@@ -372,8 +380,6 @@ def export_triton(
 
     folder, served, manifest = _load_source(Path(artifact_dir), backend, source)
     model_name = triton_model_name(manifest, folder, name)
-    if not _NAME_RE.match(model_name):
-        raise InputError(f"Triton model name {model_name!r} must be letters, digits, '_', '.', '-'")
 
     graph = _io_graph(folder, served, backend, manifest)
     inputs, outputs = read_onnx_io(graph)
