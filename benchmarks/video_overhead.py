@@ -498,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", default="640", help="inference size for the fps part (H or H,W)")
     ap.add_argument("--clip", type=Path, default=None,
                     help="your own video for both parts (default: a 1280x720 clip made from the bundled photos)")
-    ap.add_argument("--frames", type=common.int_at_least(1), default=150, help="clip length for the fps part (with --clip the whole clip runs)")
+    ap.add_argument("--frames", type=common.int_at_least(1), default=None,
+                    help="length of the clip made for the fps part (default 150; not with --clip: its whole clip runs)")
     ap.add_argument("--memory-model", default="pvt_v2_b0")
     ap.add_argument("--memory-imgsz", default="128")
     ap.add_argument("--memory-frames", type=common.int_at_least(1), default=3000,
@@ -517,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(_join_infer_args(sys.argv[1:] if argv is None else argv))
     if args.clip is not None and not args.clip.is_file():
         ap.error(f"--clip {args.clip}: " + ("is a folder; give a video file" if args.clip.is_dir() else "no such file"))
+    if args.clip is not None and args.frames is not None:  # it was ignored: a long clip ran whole, unasked
+        ap.error("--frames is the length of the clip the script makes; with --clip the whole clip runs "
+                 "(cut it to length first)")
+    args.frames = args.frames or 150
     fps_part, memory_part = args.part in ("fps", "both"), args.part in ("memory", "both")
     try:
         size = common.imgsz_pair(args.imgsz)

@@ -65,6 +65,7 @@ def _assert_usage_error(done: subprocess.CompletedProcess[str], script: str, *sn
     ("video_overhead.py", ["--frames", "0"], ["--frames", "at least 1"]),
     ("video_overhead.py", ["--clip", "benchmarks"], ["--clip benchmarks", "is a folder; give a video file"]),
     ("video_overhead.py", ["--clip", "no-such.mp4"], ["--clip no-such.mp4", "no such file"]),
+    ("video_overhead.py", ["--clip", "README.md", "--frames", "60"], ["--frames", "with --clip the whole clip runs"]),
     ("video_overhead.py", ["--infer-args", "--batch 0"], ["--infer-args", "--batch"]),
     ("video_overhead.py", ["--backend", "torch", "--precision", "int8"], ["--precision int8", "--backend onnx"]),
 ])
