@@ -904,8 +904,8 @@ def export_onnx(
         images = None
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if int8 and calib is None:
-        log.warning("no --calib folder: calibrating INT8 on the %d bundled sample images (fine for a test, "
-                    "not tuned for your data)", len(calib_paths))
+        log.warning("no %s given: calibrating INT8 on the %d bundled sample images (fine for a test, "
+                    "not tuned for your data)", option("calib"), len(calib_paths))
     if images is not None:
         parity_paths, parity_source = _image_paths(images, DEFAULT_PARITY_IMAGES, "parity")
     elif calib is not None:  # spread over them, as a video's frames are over the clip
