@@ -19,6 +19,15 @@ run whose model-only FPS moved by more than 10% from before to after the CLI run
 (something else took the cores: run it again); a clip that ends before the end its file declares
 (truncated), with the number of frames decoded up to there, which the figures are of.
 
+The fps part also runs the CLI once more with an *instant model*: every inference call answered at once
+with the outputs the model gave for the clip's first frame (cached), so decode, letterbox, NMS,
+drawing, encode and JSON Lines do all their work. Its FPS is the most this host's stages allow
+around any model (what a fast GPU meets), and with the CPU time of each run per frame (the CLI's, the
+instant run's, the model-only loop's) it says where a ratio under 1 goes: the stages' own work, or
+the stages and the model slowing each other down on shared cores. The CLI runs through its own entry
+point (``pvt_deploy.cli.main``, what the ``pvt-deploy`` command calls) in a child process of this
+script, which also prints the CPU time of the run from its first frame to its last.
+
 Part ``memory``: the CLI on a long clip with a small, fast graph (so thousands of frames finish in
 minutes), its resident set size sampled every 0.25 s from /proc. After warm-up (the first 10% of
 the run) RSS must not grow: the script prints the RSS at each tenth of the run and the growth from
@@ -229,9 +238,56 @@ class Runtime:
             f" {self.precision.upper()}" if self.precision else "")
 
 
-def _cli() -> list[str]:
-    exe = shutil.which("pvt-deploy")
-    return [exe] if exe else [sys.executable, "-m", "pvt_deploy"]
+def _cli(instant: bool = False) -> list[str]:
+    """The command that runs ``pvt-deploy``: its own entry point (:func:`pvt_deploy.cli.main`), called by
+    this script in its child role (:func:`cli_child`), which also says the CPU time of the run itself."""
+    return [sys.executable, str(Path(__file__).resolve()), CLI_CHILD, "instant" if instant else "model"]
+
+
+CLI_CHILD = "--cli-child"  # the script's first argument in its child role (not for users)
+_CPU_LINE = re.compile(r"\[video_overhead\] run cpu ([\d.]+) s")
+
+
+def cli_child(argv: list[str]) -> None:
+    """``pvt-deploy argv[1:]``, as the console script runs it, printing at the end the CPU time (user +
+    system, every thread of the process) from the first frame asked for to the last one written (start-up
+    and model loading left out, which are most of a short fast run). ``argv[0]`` ``instant``: with an
+    instant model, every inference call (``Predictor.infer`` and ``submit``, which the pipeline's inference
+    stage makes) returning at once, for each image of the batch, the outputs the model gave for the first
+    image of that input size (computed once, by the backend); everything else runs as in a real run, on
+    real outputs: decode, letterbox, NMS, drawing, encode, JSON. ``model``: the real run."""
+    from pvt_deploy import cli
+    from pvt_deploy.tasks import pipeline
+
+    if argv[0] == "instant":
+        first: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
+        submit = pipeline.Predictor.submit
+
+        def outputs(self: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            batch = next(iter(feed.values()))
+            key = tuple(batch.shape[1:])
+            if key not in first:
+                first[key] = {k: v[:1].copy() for k, v in submit(self, feed)().items()}
+            return {k: np.repeat(v, batch.shape[0], axis=0) for k, v in first[key].items()}
+
+        def submit_instant(self: Any, feed: dict[str, np.ndarray], *, lane: bool = False) -> Any:
+            ready = outputs(self, feed)
+            return lambda: ready
+
+        pipeline.Predictor.infer = outputs  # type: ignore[method-assign]
+        pipeline.Predictor.submit = submit_instant  # type: ignore[method-assign]
+    iterate = pipeline.Pipeline.__iter__
+
+    def timed(self: Any) -> Any:
+        start = time.process_time()
+        try:
+            yield from iterate(self)
+        finally:
+            print(f"[video_overhead] run cpu {time.process_time() - start:.3f} s", flush=True)
+
+    pipeline.Pipeline.__iter__ = timed  # type: ignore[method-assign]
+    sys.argv = ["pvt-deploy", *argv[1:]]
+    cli.main()
 
 
 class RssSampler:
@@ -269,9 +325,12 @@ class RssSampler:
 _SUMMARY = re.compile(r"(\d+) frames? in ([\d.]+) s: ([\d.]+) FPS end to end(?:, model-only ([\d.]+) FPS)?")
 
 
-def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], runtime: Runtime) -> dict[str, Any]:
-    """``pvt-deploy infer`` as a user runs it; returns its printed summary, wall time and RSS samples."""
-    cmd = [*_cli(), "infer", str(clip), "--model", str(folder), *runtime.cli_args(), "--imgsz", imgsz,
+def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], runtime: Runtime,
+            instant: bool = False) -> dict[str, Any]:
+    """``pvt-deploy infer`` as a user runs it (``instant``: with an instant model, :func:`cli_child`);
+    returns its printed summary, wall time, the CPU time of the run (``cpu_s``: from its first frame to its
+    last) and RSS samples."""
+    cmd = [*_cli(instant), "infer", str(clip), "--model", str(folder), *runtime.cli_args(), "--imgsz", imgsz,
            "-o", str(out), *extra]
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     t0 = time.perf_counter()
@@ -285,7 +344,9 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], r
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"pvt-deploy infer failed ({proc.returncode}):\n{output[-2000:]}")
-    return {"command": " ".join(cmd), **read_summary(output), "wall_s": round(wall, 2), "rss": rss.samples}
+    cpu = _CPU_LINE.search(output)
+    return {"command": " ".join(cmd), **read_summary(output), "wall_s": round(wall, 2),
+            "cpu_s": float(cpu.group(1)) if cpu else None, "rss": rss.samples}
 
 
 # infer's line when decoding stopped before the end the file declares (a truncated or damaged clip),
@@ -355,16 +416,18 @@ def model_only_fps(folder: Path, imgsz: tuple[int, int], seconds: float, runtime
         for _ in range(3):
             backend.infer(feed)
         times: list[float] = []
+        cpu0 = time.process_time()
         t_end = time.perf_counter() + seconds
         while time.perf_counter() < t_end or len(times) < 10:
             t0 = time.perf_counter()
             backend.infer(feed)
             times.append(time.perf_counter() - t0)
+        cpu = time.process_time() - cpu0  # this process's threads: the runtime's included
     finally:
         backend.close()
     med = float(np.median(times)) / batch
     return {"fps": round(1.0 / med, 3), "median_ms": round(1000 * med, 2), "calls": len(times),
-            "input": list(feed["images"].shape)}
+            "cpu_ms_per_frame": round(1000 * cpu / (len(times) * batch), 1), "input": list(feed["images"].shape)}
 
 
 def cli_batch(folder: Path, infer_args: list[str], runtime: Runtime) -> int:
@@ -491,7 +554,25 @@ def _join_infer_args(argv: list[str]) -> list[str]:
     return out
 
 
+def cpu_line(run: dict[str, Any], alone: dict[str, Any], model_cpu: float, batch: int) -> str:
+    """CPU time per frame of the CLI run, of the instant-model run and of the model-only loop (in the
+    CLI's batch), and what the CLI run spent beyond the other two: the model and the stages slowing
+    each other down where they share cores (caches, switches), or running on more of them."""
+    per = {k: 1000 * r["cpu_s"] / r["frames"] for k, r in (("cli", run), ("alone", alone))
+           if r["frames"] and r["cpu_s"] is not None}
+    if len(per) < 2:
+        return "  CPU ms/frame:     not measured (no frames)"
+    rest = per["cli"] - per["alone"] - model_cpu
+    said = "beyond the two apart: they slow each other down on shared cores" if rest >= 0 else "less than the two apart"
+    return (f"  CPU ms/frame:     pvt-deploy infer {per['cli']:.1f} = model only {model_cpu:.1f} (batch {batch}) "
+            f"+ pipeline alone {per['alone']:.1f} {'+' if rest >= 0 else '-'} {abs(rest):.1f} ({said})")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [CLI_CHILD]:
+        cli_child(argv[1:])
+        return 0
     ap = common.ArgumentParser(description=__doc__)
     ap.add_argument("--part", choices=("fps", "memory", "both"), default="both")
     ap.add_argument("--model", default="pvt_v2_b0", help="zoo model (synthetic weights) for the fps part")
@@ -515,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=common.DEFAULT_WORK)
     ap.add_argument("--keep", action="store_true", help="keep the annotated outputs")
     ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(_join_infer_args(sys.argv[1:] if argv is None else argv))
+    args = ap.parse_args(_join_infer_args(argv))
     if args.clip is not None and not args.clip.is_file():
         ap.error(f"--clip {args.clip}: " + ("is a folder; give a video file" if args.clip.is_dir() else "no such file"))
     if args.clip is not None and args.frames is not None:  # it was ignored: a long clip ran whole, unasked
@@ -562,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
             after_b = model_only_fps(folder, size, 8.0, runtime, batch, frame=image) if batch > 1 else None
             after = model_only_fps(folder, size, 15.0 if batch == 1 else 8.0, runtime, frame=image)
             after_b = after_b or after
+            alone = run_cli(clip, folder, args.imgsz, out_root / "alone", infer_args, runtime, instant=True)
+            model_cpu = (before_b["cpu_ms_per_frame"] + after_b["cpu_ms_per_frame"]) / 2
             model_fps = (before["fps"] + after["fps"]) / 2
             model_fps_b = (before_b["fps"] + after_b["fps"]) / 2
             ratio = run["fps"] / model_fps
@@ -570,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
                              "cli_batch": batch, "model_only_fps_cli_batch": model_fps_b,
                              "cli": {k: v for k, v in run.items() if k != "rss"}, "ratio": round(ratio, 3),
                              "ratio_same_batch": round(run["fps"] / model_fps_b, 3),
+                             "pipeline_alone": {k: v for k, v in alone.items() if k != "rss"},
+                             "model_only_cpu_ms_per_frame_cli_batch": round(model_cpu, 1),
                              "load_average": common.load_average()}
             shape = image.shape if image is not None else (HEIGHT, WIDTH)
             print(f"\n{clip.name}: {shape[1]}x{shape[0]}, {count_of(run['frames'], 'frame')}, {args.model} {runtime} at --imgsz {args.imgsz} "
@@ -586,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
                      if batch > 1 else "")
                   + "\n  stages ms/frame:  "
                   + ", ".join(f"{k} {v['ms_per_frame']:.1f}" for k, v in run["stages"].items()))
+            print(f"  pipeline alone    {alone['fps']:.2f} FPS end to end with an instant model (each inference "
+                  "call answered with cached outputs): the most these stages allow on this host")
+            print(cpu_line(run, alone, model_cpu, batch))
             ended_early(run)
             if note := short_run_note(run["frames"]):
                 report["fps"]["note"] = note

@@ -23,6 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 
+pytest_plugins = ["export_fixtures"]
+
 
 def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
@@ -534,9 +536,11 @@ def test_an_fps_run_says_when_the_machine_was_unsteady_or_the_clip_ended_early(
     monkeypatch.setattr(video_overhead.common, "artifact", lambda *a, **k: tmp_path)
     monkeypatch.setattr(video_overhead, "cli_batch", lambda *a: 2)
     monkeypatch.setattr(video_overhead, "model_only_fps", lambda *a, **k: {
-        "fps": fps[a[4] if len(a) > 4 else 1].pop(0), "median_ms": 1.0, "calls": 10, "input": [1, 3, 384, 640]})
-    monkeypatch.setattr(video_overhead, "run_cli", lambda *a: {
-        "command": "infer", **video_overhead.read_summary(infer_output), "wall_s": 19.0, "rss": []})
+        "fps": fps[a[4] if len(a) > 4 else 1].pop(0), "median_ms": 1.0, "calls": 10, "cpu_ms_per_frame": 270.0,
+        "input": [1, 3, 384, 640]})
+    monkeypatch.setattr(video_overhead, "run_cli", lambda *a, instant=False: {  # the instant model: 50 FPS
+        "command": "infer", **video_overhead.read_summary(infer_output), **({"fps": 50.0} if instant else {}),
+        "wall_s": 19.0, "cpu_s": 3.0 if instant else 40.0, "rss": []})
     out_json = tmp_path / "report.json"
     assert video_overhead.main(["--part", "fps", "--clip", str(clip), "--work", str(tmp_path / "work"),
                                 "--json", str(out_json)]) == 0
@@ -545,8 +549,46 @@ def test_an_fps_run_says_when_the_machine_was_unsteady_or_the_clip_ended_early(
     assert ("unsteady: the model-only FPS moved by more than 10% from before to after the CLI run "
             "(batch 1 6.68 -> 2.25)") in printed
     assert f"the clip ended early ({error}): the figures are of the 120 frames decoded before that" in printed
+    assert "pipeline alone    50.00 FPS end to end with an instant model" in printed
+    assert ("CPU ms/frame:     pvt-deploy infer 333.3 = model only 270.0 (batch 2) + pipeline alone 25.0 + 38.3 "
+            "(beyond the two apart") in printed  # 40 s and 3 s over 120 frames
     report = json.loads(out_json.read_text())["fps"]
     assert report["cli"]["source_error"] == error and report["unsteady"].startswith("unsteady: ")
     # steady figures (3.6 % apart, the same run's batch 2: 1.9 %) say nothing of the kind
     assert video_overhead.unsteady_note({"batch 1": (7.0, 6.75), "batch 2": (7.58, 7.44)}) is None
     assert "batch 2 6.40 -> 7.29" in video_overhead.unsteady_note({"batch 1": (6.63, 6.49), "batch 2": (6.40, 7.29)})
+
+
+def test_the_cli_child_runs_infer_with_an_instant_model_or_the_real_one(det_artifact: Any, tmp_path: Path) -> None:
+    """``video_overhead.py`` runs ``pvt-deploy infer`` through its own child role: with ``instant`` every
+    inference call is answered with the outputs of the first frame (the "pipeline alone" figure: what the
+    stages allow around any model), with ``model`` the model runs; both print the CPU time of the run.
+    On a clip of different photos the real model finds different boxes in different frames, the
+    instant one the first frame's in every frame; both write a video of every frame."""
+    import av
+    import cv2
+
+    from pvt_deploy.assets import sample_images
+    from pvt_deploy.io.sinks import VideoWriter
+    from pvt_deploy.io.sources import read_image
+
+    photos = [cv2.resize(read_image(p), (320, 240)) for p in sample_images()]
+    clip = tmp_path / "photos.mp4"
+    with VideoWriter(clip, 10, (320, 240)) as writer:
+        for i in range(9):
+            writer.write(photos[i % len(photos)])
+    boxes: dict[str, list[str]] = {}
+    for role in ("instant", "model"):
+        out = tmp_path / role
+        done = _run("video_overhead.py", "--cli-child", role, "infer", str(clip), "--model", str(det_artifact.folder),
+                    "--imgsz", "160", "-o", str(out), timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        cpu = [line for line in done.stdout.splitlines() if line.startswith("[video_overhead] run cpu ")]
+        assert len(cpu) == 1 and float(cpu[0].split()[3]) > 0, done.stdout[-2000:]
+        with av.open(str(out / "photos.mp4")) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 9
+        lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert len(lines) == 9 and all(line["detections"] for line in lines)
+        boxes[role] = [json.dumps(line["detections"]) for line in lines]
+    assert set(boxes["instant"]) == {boxes["model"][0]}  # every frame: what the model found in the first
+    assert len(set(boxes["model"][:3])) == 3  # three different photos, three different answers
