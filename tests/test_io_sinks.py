@@ -1424,3 +1424,28 @@ def test_only_temporary_files_whose_writer_is_gone_are_removed(tmp_path: Path) -
     finally:
         os.close(fd)
     assert remove_abandoned_temps(tmp_path) == [locked]  # its writer is gone now
+
+
+def test_the_default_h264_encode_searches_sub_pixel_motion_in_one_pass(tmp_path: Path) -> None:
+    """The annotated video's libx264 runs ``veryfast`` with ``subme=1`` (superfast's sub-pixel search),
+    21-40 % less CPU per frame at the same size and PSNR to half a dB (measured in sinks._encoder_options):
+    the encoder shares the cores with the model. A preset asked for is that preset as x264 defines it.
+    x264 writes its settings into the stream (an SEI message), which is what is read here."""
+    from pvt_deploy.io.sinks import VideoWriter
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(3)]
+    settings = {}
+    for preset in (None, "veryfast"):
+        path = tmp_path / f"{preset}.mp4"
+        with VideoWriter(path, 10, (96, 64), codec="libx264", preset=preset) as writer:
+            for frame in frames:
+                writer.write(frame)
+        data = path.read_bytes()
+        start = data.index(b"options: ")
+        settings[preset] = data[start:data.index(b"\0", start)].decode().split()
+        with av.open(str(path)) as video:
+            assert sum(1 for _ in video.decode(video=0)) == 3
+    assert "subme=1" in settings[None] and "subme=2" in settings["veryfast"]
+    assert {s for s in settings[None] if not s.startswith("subme=")} == {
+        s for s in settings["veryfast"] if not s.startswith("subme=")}  # veryfast otherwise
