@@ -226,6 +226,24 @@ def test_the_accelerator_builds_an_int8_graph_in_int8(tmp_path: Path) -> None:
     assert json.loads(cfg.parameters[MANIFEST_PARAMETER].string_value)["triton"]["precision"] == "int8"
 
 
+def test_the_accelerator_is_refused_the_cpu_flavour_of_int8(tmp_path: Path) -> None:
+    """``trt_fp16_accelerator`` on model.int8.onnx, the CPU flavour (uint8 asymmetric Q/DQ, MatMulInteger and
+    DynamicQuantizeLinear), wrote precision_mode INT8 for a graph TensorRT's parser does not take, which the
+    server would only find out at load. It is refused at export, as a TensorRT engine build of that file is;
+    served without the accelerator it is fine."""
+    art = make_artifact(tmp_path / "art", CLASSIFY)
+    make_graph(art / "model.int8.onnx", CLASSIFY)
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["files"]["model.int8.onnx"] = file_entry(art / "model.int8.onnx", "int8", flavour="cpu")
+    write_manifest(art, manifest)
+    with pytest.raises(InputError, match="cannot build model.int8.onnx, the CPU flavour of INT8") as raised:
+        export_triton(art, tmp_path / "repo", source="model.int8.onnx", trt_fp16_accelerator=True)
+    assert "model.int8.trt.onnx" in str(raised.value.hint)
+    assert not (tmp_path / "repo").exists()
+    cfg = parse_config(export_triton(art, tmp_path / "repo", source="model.int8.onnx") / "config.pbtxt")
+    assert not cfg.optimization.execution_accelerators.gpu_execution_accelerator
+
+
 def test_tensorrt_plan(tmp_path: Path) -> None:
     art = make_artifact(tmp_path / "art", DETECT_GRAPH, task="detect")
     make_graph(art / "model.fp16.onnx", DETECT_GRAPH)

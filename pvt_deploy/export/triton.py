@@ -380,6 +380,13 @@ def export_triton(
 
     folder, served, manifest = _load_source(Path(artifact_dir), backend, source)
     model_name = triton_model_name(manifest, folder, name)
+    flavour = ((manifest.get("files") or {}).get(served.name) or {}).get(
+        "flavour", "cpu" if served.name == "model.int8.onnx" else None)
+    if trt_fp16_accelerator and flavour == "cpu":  # as a TensorRT engine build refuses it
+        raise InputError(f"the TensorRT accelerator cannot build {served.name}, the CPU flavour of INT8 (uint8 "
+                         "asymmetric Q/DQ and ONNX Runtime operators that TensorRT's ONNX parser does not take)",
+                         hint="serve model.int8.trt.onnx with it (pvt-deploy export --int8 --int8-flavour trt), "
+                              "or this file without the accelerator")
 
     graph = _io_graph(folder, served, backend, manifest)
     inputs, outputs = read_onnx_io(graph)
