@@ -344,6 +344,23 @@ class Timing:
                 "images_per_s": round(1000.0 * batch / med, 2) if med > 0 else 0.0}
 
 
+def round_orders(n: int) -> list[list[int]]:
+    """The orders in which :func:`interleaved` runs ``n`` variants (indices), one per round, repeated: a
+    Williams design. Over one cycle (``n`` rounds, ``2n`` for an odd ``n``) each variant runs once a
+    round, as often in each place as the others, and right after each of the others equally often.
+
+    Rotating one order (ABCD, BCDA, CDAB, DABC), as this did before, keeps each variant's predecessor:
+    the variant listed after PyTorch ran right after it in every round but the one it opened."""
+    if n == 0:
+        return [[]]
+    # 0, 1, n-1, 2, n-2, ...: steps of +1, -2, +3, -4 ..., all different mod an even n
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    orders = [[(i + shift) % n for i in first] for shift in range(n)]
+    if n % 2:  # mod an odd n they pair up (+1 = -4 mod 5); the orders reversed add the steps back
+        orders += [order[::-1] for order in orders]
+    return orders
+
+
 # Idle time before each timed call in :func:`interleaved` (see there).
 GAP_S = 0.05
 
@@ -351,8 +368,8 @@ GAP_S = 0.05
 def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: int = 2,
                 budget_s: float | None = None, sync: Callable[[], None] | None = None,
                 gap_s: float = GAP_S) -> dict[str, Timing]:
-    """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn (the
-    order rotates from round to round), with ``gap_s`` of idle time before each timed call.
+    """Run every callable ``warmup`` times, then ``rounds`` rounds of one call each, in turn (a new
+    order each round, see :func:`round_orders`), with ``gap_s`` of idle time before each timed call.
 
     The gap lets the previous variant's worker threads go idle first: PyTorch's OpenMP workers keep
     spinning for milliseconds after a forward pass, and on two cores the call that starts right
@@ -374,12 +391,13 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, rounds: int, warmup: i
     gc.disable()  # a collection inside one timed call would charge it to whichever variant ran
     try:
         names = list(runs)
+        orders = round_orders(len(names))
         for r in range(rounds):
-            # Rotate the order each round so every variant follows every other one equally often:
-            # the variant that runs right after PyTorch inherits its cold caches and its OpenMP
+            # A new order each round so that every variant runs right after every other one equally
+            # often: the variant that runs right after PyTorch inherits its cold caches and its OpenMP
             # workers still spinning down.
-            k = r % len(names)
-            for name in names[k:] + names[:k]:
+            for i in orders[r % len(orders)]:
+                name = names[i]
                 fn = runs[name]
                 if sync is not None:
                     sync()
