@@ -483,7 +483,8 @@ def agreement(task: str, post: Mapping[str, Any], ref: Sequence[Mapping[str, np.
     if task == "detect":
         summary.update(detection_f1=round(t.get("f1", 0.0), 4), precision=round(t.get("precision", 0.0), 4),
                        recall=round(t.get("recall", 0.0), 4), ref_detections=t.get("ref_detections"),
-                       required=t.get("required_ref"))
+                       required=t.get("required_ref"), test_detections=t.get("test_detections"),
+                       required_test=t.get("required_test"))
     elif task == "classify":
         summary.update(top1=round(t.get("top1_agreement", 0.0), 4), top5=round(t.get("top5_overlap", 0.0), 4))
     elif task == "segment":
@@ -493,13 +494,19 @@ def agreement(task: str, post: Mapping[str, Any], ref: Sequence[Mapping[str, np.
 
 
 def agreement_text(a: Mapping[str, Any] | None) -> str:
-    """One short cell: ``F1 0.98 cos 0.9991`` / ``top1 1.00 top5 0.96 cos 0.9990``."""
+    """One short cell: ``F1 0.980 cos 0.9991`` / ``top1 1.00 top5 0.96 cos 0.9990``. An F1 where neither
+    side had a detection it must reproduce compared nothing: ``F1 no dets`` / ``F1 none clear``, as the
+    export's and ``check``'s tables say it (:func:`pvt_deploy.export.parity.agreement_text`)."""
     if not a:
         return "-"
     cos = a.get("cosine")
     tail = f" cos {cos:.4f}" if isinstance(cos, float) else ""
     if "detection_f1" in a:
-        return f"F1 {a['detection_f1']:.3f}{tail}"
+        from pvt_deploy.export.parity import agreement_text as task_agreement_text
+
+        task = {"metric": "detection_f1", "required_ref": a.get("required"), "required_test": a.get("required_test"),
+                "ref_detections": a.get("ref_detections"), "test_detections": a.get("test_detections")}
+        return f"F1 {task_agreement_text({'agreement': float(a['detection_f1']), 'task': task})}{tail}"
     if "top1" in a:
         return f"top1 {a['top1']:.2f} top5 {a['top5']:.2f}{tail}"
     if "pixel_agreement" in a:

@@ -1,5 +1,5 @@
 """The figures ``benchmarks/speed.py`` prints, checked on hand-made inputs (no model runs): the order the
-variants are timed in."""
+variants are timed in, and the agreement cell."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -47,3 +48,33 @@ def test_interleaved_runs_each_variant_right_after_each_other_equally_often(comm
     assert len(set(after.values())) == 1, after  # each right after each other one equally often
     places = Counter((name, r.index(name)) for r in rounds for name in r)
     assert len(places) == n * n and len(set(places.values())) == 1, places
+
+
+def _detector_outputs(scores: list[float], boxes: list[list[float]]) -> dict[str, np.ndarray]:
+    """Raw outputs of a one-image, two-class detector: one candidate per box, class 0 scoring ``scores``."""
+    s = np.zeros((1, len(scores), 2), np.float32)
+    s[0, :, 0] = scores
+    return {"boxes": np.asarray([boxes], np.float32).reshape(1, -1, 4), "scores": s}
+
+
+def test_speed_prints_no_f1_where_no_detection_was_compared(common: ModuleType) -> None:
+    """speed.py printed ``F1 1.000`` where neither run had a detection it must reproduce (every score
+    under 0.05 + margin): an F1 of 1.0 that compared nothing. The export's and check's tables say
+    ``no dets`` there; speed.py now says it too, and the figures that did compare something are kept."""
+    from pvt_deploy.tasks.preprocess import Letterbox
+
+    metas = [[Letterbox((64, 64), (64, 64), (64, 64))]]
+    post = {"score_threshold": 0.05, "iou_threshold": 0.5, "max_detections": 100}
+    box, moved = [8.0, 8.0, 28.0, 28.0], [16.6, 8.0, 36.6, 28.0]  # moved: IoU 0.40 with box
+    quiet = _detector_outputs([0.01, 0.06], [box, [40.0, 40.0, 60.0, 60.0]])
+    nothing = common.agreement("detect", post, [quiet], [quiet], metas)
+    assert common.agreement_text(nothing) == "F1 none clear cos 1.0000"  # the 0.06 one is within the margin
+    assert nothing["detection_f1"] == 1.0 and nothing["required"] == 0 == nothing["required_test"]
+    silent = _detector_outputs([0.01], [box])
+    assert common.agreement_text(common.agreement("detect", post, [silent], [silent], metas)).startswith("F1 no dets")
+    found = _detector_outputs([0.9], [box])
+    assert common.agreement_text(common.agreement("detect", post, [found], [found], metas)).startswith("F1 1.000 ")
+    off = common.agreement("detect", post, [found], [_detector_outputs([0.9], [moved])], metas)
+    assert off["detection_f1"] == 0.0 and common.agreement_text(off).startswith("F1 0.000 ")
+    lost = common.agreement("detect", post, [found], [silent], metas)  # the candidate found nothing
+    assert lost["recall"] == 0.0 and common.agreement_text(lost).startswith("F1 0.000 ")
