@@ -78,3 +78,22 @@ def test_speed_prints_no_f1_where_no_detection_was_compared(common: ModuleType) 
     assert off["detection_f1"] == 0.0 and common.agreement_text(off).startswith("F1 0.000 ")
     lost = common.agreement("detect", post, [found], [silent], metas)  # the candidate found nothing
     assert lost["recall"] == 0.0 and common.agreement_text(lost).startswith("F1 0.000 ")
+
+
+def test_classifier_top1_is_the_same_best_class(common: ModuleType) -> None:
+    """speed.py's ``top1`` was the parity gate's, which passes a candidate whose best class is within 0.02
+    probability of the reference's best. The benchmarks' seeded classifiers spread 1000 classes thin
+    (on the twelve pictures, 2026-12-06, the best class at 0.010-0.035; for pvt_small-cls all of the top 5
+    within 0.02 of it): a candidate picking the reference's second class, 0.006 below its best, printed
+    ``top1 1.00``. Now it is 0.50 over these two pictures, the near-tie counted beside it."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.0, 0.3, (2, 1000)).astype(np.float32)
+    base[:, 7], base[:, 3] = 3.0, 2.6  # best class 7, class 3 next (probabilities 0.019 and 0.013)
+    ref = {"logits": base}
+    swapped = base.copy()
+    swapped[1, 3] = 3.05  # the second picture: class 3 now just over class 7
+    agreement = common.agreement("classify", {}, [ref], [{"logits": swapped}], [[None, None]])
+    assert agreement["top1"] == 0.5 and agreement["top1_near_ties"] == 1 and agreement["top5"] == 1.0
+    assert common.agreement_text(agreement).startswith("top1 0.50 (1 near-tie) top5 1.00 cos 0.99")
+    same = common.agreement("classify", {}, [ref], [ref], [[None, None]])
+    assert common.agreement_text(same) == "top1 1.00 top5 1.00 cos 1.0000"
