@@ -10,6 +10,18 @@ prints the median and p90 latency of the inference call, images/s, the ratio to 
 latency, and the agreement of that variant with PyTorch FP32 on real photos (detection F1 at IoU 0.5
 on final detections, or top-1/top-5 agreement; cosine of the outputs).
 
+How each figure is made. Latency: one ``infer`` call on the case's batch of real photos (the same
+preprocessed array for every variant, host arrays in and out), timed after ``--warmup`` untimed calls
+of each variant; median and p90 over the rounds (``--rounds``; at least 3 when ``--budget`` runs out).
+img/s: batch / median. "vs torch": PyTorch's median / the variant's, both of the same interleaved run.
+Agreement (once per model, one picture per call, ``--images``): detection F1 as the export's parity gate
+counts it (final detections matched one-to-one, same class, IoU >= 0.5, greedily by reference score; a
+detection within 0.02 of the score threshold or of the top-100 cut may flip, so it need not match;
+"F1 no dets" where nothing was left to compare); top1: the fraction of pictures with the same best
+class (near-ties, within 0.02 probability, are counted beside it); top5: the mean overlap of the two
+top-5 sets; cos: the lowest cosine of an output over all the pictures (a classifier's logits; a
+detector's best class score of each candidate, sorted, without its boxes).
+
 Variants. CPU: ``torch`` (eager FP32, ``inference_mode``, threads = physical cores — the
 reference), ``onnx`` (ONNX Runtime FP32 as the backend loads it: level-ALL optimisations plus the
 exact CPU rewrites of ``pvt_deploy.export.optimize``), ``onnx-plain`` (the exported graph without
