@@ -1142,3 +1142,38 @@ def test_infers_imgsz_help_says_a_classifier_runs_at_the_size_given() -> None:
     infer_help, check_help = (next(p.help for p in commands[c].params if p.name == "imgsz") for c in ("infer", "check"))
     assert "multiples of 32, rounded up" not in infer_help and "classifier" in infer_help, infer_help
     assert infer_help == check_help
+
+
+def test_a_frame_count_estimated_from_a_clips_length_says_about(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """An mkv stores no frame count: the source estimates it as length times rate, which a variable-rate
+    clip misses (here 12 frames read as 18: its header's 30 fps against 20 on average), and infer's first
+    line gave the estimate as the count. It says "about" there; an mp4's stored count is given as it is."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from pvt_deploy.io.sources import VideoSource
+
+    clip = tmp_path / "vfr.mkv"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        t = 0
+        for i in range(12):  # 33 and 67 ms apart in turn: 20 frames a second on average
+            frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, stream.time_base
+            t += 33 if i % 2 else 67
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with VideoSource(clip) as source:
+        assert not source.frames_exact and source.frames is not None and source.frames != 12
+        estimate = source.frames
+    code, _, err = run(monkeypatch, capsys, "infer", str(clip), "--model", str(det_export), "--no-save", "-o",
+                       str(tmp_path / "out"))
+    assert code == 0, err
+    assert f"(video, about {estimate} frames)" in err and "\n12 frames in " in err, err
+    with VideoSource(make_clip(tmp_path / "cfr.mp4", frames=5, size=(96, 64), fps=10.0)) as source:
+        assert source.frames_exact and source.frames == 5

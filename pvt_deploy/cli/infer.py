@@ -203,7 +203,8 @@ def infer(
             save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
         viewer = _Viewer(console) if show else None
         noun = counted_as(kind)
-        count = count_of(src.frames, noun) if src.frames else ""
+        # "about": a length times a rate (mkv, webm), which a variable-rate clip can miss by half
+        count = ("" if src.frames_exact else "about ") + count_of(src.frames, noun) if src.frames else ""
         detail = (count or kind) if noun == "image" else ", ".join(filter(None, (kind, count)))
         console.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{m.backend.info.name}[/] "
                       f"{m.backend.info.device} {m.backend.info.precision} · source {escape(src.spec)}"

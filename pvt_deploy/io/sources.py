@@ -140,7 +140,8 @@ class Source(ABC):
     """An iterable of :class:`Frame` with metadata; close it (or use ``with``) to free decoders.
 
     ``frames`` is how many frames iteration will yield (after ``vid_stride``) where that is known
-    up front, for progress bars; it can be an estimate for containers that store only a duration.
+    up front, for progress bars; it can be an estimate for containers that store only a duration
+    (mkv, webm: their length times their rate), which ``frames_exact`` False says.
     ``skipped`` counts unreadable images skipped in a folder or glob; ``dropped`` counts live frames
     discarded because the consumer was slower than the stream (``realtime`` mode).
     """
@@ -150,6 +151,7 @@ class Source(ABC):
     fps: float | None = None
     size: tuple[int, int] | None = None  # (width, height)
     frames: int | None = None
+    frames_exact: bool = True
     skipped: int = 0
     dropped: int = 0
     _closed: bool = False
@@ -968,6 +970,7 @@ class VideoSource(Source):
         self.size = self._reader.size
         self._lead = _lead_frames(self.spec, self._reader.timestamp(), self.fps)  # opening decoded the first frame
         self.frames = _kept(self._reader.frames, self._lead, vid_stride)
+        self.frames_exact = self._reader.frames_exact
 
     def _open(self) -> PyAVReader:
         try:
@@ -1256,6 +1259,7 @@ class StreamSource(Source):
         # mid-GOP, as most are, is timed from its first frame
         self._lead = 0 if self.live else _lead_frames(spec, self._reader.timestamp(), self.fps)
         self.frames = None if self.live else _kept(self._reader.frames, self._lead, vid_stride)
+        self.frames_exact = bool(getattr(self._reader, "frames_exact", False))
         self.realtime = self.live if realtime is None else realtime
         self._thread: threading.Thread | None = None
 
