@@ -115,6 +115,38 @@ def test_a_one_pixel_side_is_padded_like_any_odd_size(tmp_path: Path, size: tupl
     assert info["size"] == padded and len(images) == 3
 
 
+GUARDED_FRAME = """
+import ctypes, mmap, sys
+import numpy as np
+from pvt_deploy.io.sinks import VideoWriter
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+for width, height in ((34, 18), (642, 360)):
+    n = width * height * 3
+    pages = -(-n // mmap.PAGESIZE) + 1
+    memory = mmap.mmap(-1, pages * mmap.PAGESIZE)
+    buffer = np.frombuffer(memory, np.uint8)
+    assert libc.mprotect(buffer.ctypes.data + (pages - 1) * mmap.PAGESIZE, mmap.PAGESIZE, 0) == 0
+    image = buffer[(pages - 1) * mmap.PAGESIZE - n:(pages - 1) * mmap.PAGESIZE].reshape(height, width, 3)
+    image[:] = (200, 40, 90)
+    with VideoWriter(f"{sys.argv[1]}/{width}.mp4", 25, (width, height)) as writer:
+        writer.write(image)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through libc")
+def test_a_frame_that_ends_at_the_end_of_its_memory_is_encoded(tmp_path: Path) -> None:
+    """swscale's SIMD reads up to 64 bytes past the last row of an RGB picture: a frame whose memory ends
+    at an unreadable page (here one made so; a large malloc can end one byte short of the next mapping)
+    crashed the process (SIGSEGV) when the writer gave the encoder the caller's own array."""
+    done = subprocess.run([sys.executable, "-c", GUARDED_FRAME, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for width in (34, 642):
+        _, images = decode(tmp_path / f"{width}.mp4")
+        assert len(images) == 1 and np.abs(images[0][9, 17].astype(int) - (200, 40, 90)).max() <= 4
+
+
 def test_ntsc_rates_are_exact(tmp_path: Path) -> None:
     out = tmp_path / "ntsc.mp4"
     with VideoWriter(out, 29.97, (32, 32)) as writer:
