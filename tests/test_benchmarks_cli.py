@@ -6,7 +6,6 @@ Every case here fails in argument checking (or is interrupted at once), so no be
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import bench_scripts
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,14 +160,7 @@ def test_work_that_is_a_file_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def common() -> ModuleType:
     """``benchmarks/common.py``, loaded under a name of its own (no clash with any other ``common``)."""
-    name = "pvt_benchmarks_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH / "common.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return bench_scripts.load("common", keep=True)
 
 
 def test_write_json_is_atomic_and_keeps_results_when_it_fails(common: ModuleType, tmp_path: Path) -> None:
@@ -295,15 +288,7 @@ def test_an_interrupted_suite_keeps_the_cases_it_finished(tmp_path: Path) -> Non
 
 
 def _video_overhead() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pvt_benchmarks_video_overhead", BENCH / "video_overhead.py")
-    assert spec is not None and spec.loader is not None
-    video_overhead = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = video_overhead  # as an import does: its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(video_overhead)
-    finally:
-        del sys.modules[spec.name]
-    return video_overhead
+    return bench_scripts.load("video_overhead")
 
 
 def test_a_short_clip_is_repeated_for_the_memory_run(tmp_path: Path) -> None:
@@ -462,15 +447,7 @@ def test_an_fps_run_on_a_short_clip_is_not_judged() -> None:
 def test_speed_table_adds_the_ratio_to_torch_cuda_when_gpu_variants_ran(capsys: pytest.CaptureFixture[str]) -> None:
     """With GPU variants the table also compares each with PyTorch FP32 on the same GPU; a skipped
     variant keeps its reason in the last column (figures from the H200 run, 2026-12-04)."""
-    name = "pvt_benchmarks_speed"
-    spec = importlib.util.spec_from_file_location(name, BENCH / "speed.py")
-    assert spec is not None and spec.loader is not None
-    speed = importlib.util.module_from_spec(spec)
-    sys.modules[name] = speed
-    try:
-        spec.loader.exec_module(speed)
-    finally:
-        del sys.modules[name]
+    speed = bench_scripts.load("speed")
 
     def ok(median: float, vs: float, vs_cuda: float | None = None) -> dict[str, Any]:
         return {"status": "ok", "latency": {"median_ms": median, "p90_ms": median, "images_per_s": 1000 / median},

@@ -3,29 +3,18 @@ variants are timed in, and the agreement cell."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
 from types import ModuleType
 
+import bench_scripts
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def common() -> ModuleType:
     """``benchmarks/common.py``, loaded under a name of its own (as in test_benchmarks_cli)."""
-    name = "pvt_benchmarks_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH / "common.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return bench_scripts.load("common", keep=True)
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 9])
