@@ -221,17 +221,21 @@ def test_corrupt_image_in_a_folder_is_skipped_with_a_warning(
         det_export: Path, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copyfile(sample_images()[2], folder / "a.jpg")
-    (folder / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    shutil.copyfile(sample_images()[2], folder / "b.jpg")
+    shutil.copyfile(sample_images()[1], folder / "c.jpg")
     with caplog.at_level(logging.WARNING):
-        code, _, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
-                           "--classes", "person,cat", "-o", str(tmp_path / "out"))
+        code, out, err = run(monkeypatch, capsys, "infer", str(folder), "--model", str(det_export), "--save-json",
+                             "--classes", "person,cat", "-o", str(tmp_path / "out"))
     assert code == 0, err
-    assert "b.jpg" in caplog.text and "1 unreadable image(s) skipped" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "predictions.jsonl",
+    assert "a.jpg" in caplog.text and "1 unreadable image(s) skipped" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.jpg", "c.jpg", "predictions.jsonl",
                                                                   "predictions_coco.json"]
-    record = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
-    assert {d["class"] for d in record["detections"]} <= {"person", "cat"}
+    # the count runs over the pictures that could be read: 1/2, 2/2 (it was 1/3, 2/3, never reaching the end)
+    lines = [line.split()[:2] for line in (out + err).splitlines() if "b.jpg " in line or "c.jpg " in line]
+    assert [count for count, _ in lines] == ["1/2", "2/2"], out + err
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and {d["class"] for r in records for d in r["detections"]} <= {"person", "cat"}
 
 
 def test_coco_image_ids_stay_unique_when_file_names_collide(

@@ -348,7 +348,9 @@ def _consume(results: Any, src: Any, console: Console, viewer: _Viewer | None, k
         t0 = time.perf_counter()
         for done, result in enumerate(results, 1):
             elapsed = time.perf_counter() - t0
-            progress.update(task, advance=1, fps=f"{done / elapsed:.1f} FPS" if elapsed > 0 else "")
+            if kind == "images" and total is not None:  # an unreadable file leaves the count, not a gap
+                total = src.frames - src.skipped
+            progress.update(task, advance=1, total=total, fps=f"{done / elapsed:.1f} FPS" if elapsed > 0 else "")
             if viewer is not None:
                 viewer.show(result)
             if kind in ("image", "images"):  # one line per picture, above the bar (as Ultralytics does)
