@@ -24,7 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, SupportsIndex, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeAlias, overload
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from pvt_deploy.runtimes.torch import clear_of_fork
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
 from pvt_deploy.tasks.results import Result
 from pvt_deploy.utils import is_integer, is_number, whole_number
+
+if TYPE_CHECKING:
+    from pvt_deploy.evaluate import ValReport
 
 __all__ = ["MAX_LIST_FRAMES", "Model"]
 
@@ -238,6 +241,22 @@ class Model:
         return gen if stream else _bounded_list(gen, str(getattr(src, "spec", source)))
 
     __call__ = predict
+
+    def val(self, data: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
+            masks: str | os.PathLike[str] | None = None, limit: int | None = None, imgsz: ImageSize | None = None,
+            batch: int | None = None, conf: float | None = None, iou: float | None = None,
+            max_det: int | None = None, reduce_zero_label: bool = True) -> ValReport:
+        """Accuracy on the labelled dataset ``data`` (``pvt-deploy val``): COCO box AP for a detector (a
+        COCO instances JSON; ``images`` its picture folder when it is not COCO's ``val2017/`` beside
+        ``annotations/``), top-1/top-5 for a classifier (a folder of class folders), mIoU for a segmenter
+        (ADE20K's root, or the pictures' folder and ``masks``). ``limit``: the first N pictures only.
+        See :mod:`pvt_deploy.evaluate`."""
+        from pvt_deploy.evaluate import evaluate
+
+        self._check_open()
+        flag("reduce_zero_label", reduce_zero_label)
+        return evaluate(self, data, images=images, masks=masks, limit=_whole("limit", limit), imgsz=imgsz,
+                        batch=batch, conf=conf, iou=iou, max_det=max_det, reduce_zero_label=reduce_zero_label)
 
     def _warn_ignored(self, **settings: Any) -> None:
         """Say which settings cannot apply to this model's task (as ``pvt-deploy infer`` does), or to

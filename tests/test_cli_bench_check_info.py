@@ -629,7 +629,7 @@ def test_help_says_each_options_default() -> None:
     from pvt_deploy.cli import app
 
     nothing = {("export", "--weights"), ("export", "--timing-cache"), ("infer", "--classes"), ("infer", "--weights"),
-               ("check", "--backends"), ("models", "--task")}
+               ("check", "--backends"), ("models", "--task"), ("val", "--weights")}
     silent = []
     for name, command in get_command(app).commands.items():  # type: ignore[attr-defined]
         for p in command.params:

@@ -103,9 +103,9 @@ def _root(
 
 def _register() -> None:
     # Each module adds its commands to ``app``; order here is the order in --help.
-    from pvt_deploy.cli import bench, check, doctor, export, infer, info, models
+    from pvt_deploy.cli import bench, check, doctor, export, infer, info, models, val
 
-    for module in (export, infer, bench, check, info, models, doctor):
+    for module in (export, infer, val, bench, check, info, models, doctor):
         module.register(app)
     for command in app.registered_commands:
         # ``pvt-deploy --help`` lists each command by its docstring's first paragraph, where Typer (Rich

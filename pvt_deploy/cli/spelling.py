@@ -28,7 +28,8 @@ _exceptions = importlib.import_module(typer.BadParameter.__module__)
 
 COMMANDS = {"predict": "infer", "detect": "infer", "demo": "infer", "convert": "export", "deploy": "export",
             "inspect": "info", "run": "check", "compare": "check", "version": "--version", "help": "--help",
-            "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models"}
+            "profile": "bench", "profiler": "bench", "benchmark": "bench", "list": "models", "test": "val",
+            "eval": "val", "evaluate": "val", "validate": "val"}
 
 _OUTPUT = "--output"
 _BY_BACKENDS = "A precision is picked with --backends: onnx, onnx-fp16, onnx-int8, trt{}."
@@ -86,6 +87,15 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--shape": "--imgsz", "--backend": "--backends", "--precision": _BY_BACKENDS.format(", torch-fp16"), "--output": _TO_JSON,
         "-o": _TO_JSON,
         "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
+    },
+    "val": {
+        "--data": "data", "--ann-file": "data", "--annotations": "data", "--img-dir": "--images",
+        "--half": "--precision fp16", "--fp16": "--precision fp16", "--int8": "--precision int8",
+        "--conf-thres": "--conf", "--score-thr": "--conf", "--iou-thres": "--iou", "--nms-thr": "--iou",
+        "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch", "--max-dets": "--max-det",
+        "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model", "--fraction": "--limit",
+        "--save-json": "--json", "--out": "--json", "--eval": "The metric follows the model's task: COCO box AP, "
+        "top-1/top-5 or mIoU.",
     },
     "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact",
              "--format": "--json"},

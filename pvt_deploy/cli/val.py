@@ -1,0 +1,167 @@
+"""``pvt-deploy val``: a model's accuracy on a labelled dataset, on whichever backend runs it.
+
+COCO box AP for detectors (pycocotools), top-1/top-5 for classifiers, mIoU for segmenters: see
+:mod:`pvt_deploy.evaluate` for the dataset layouts. What to run after an FP16 or INT8 export, on the
+pictures the model will see: ``--precision int8`` against ``--precision fp32`` says what the smaller
+graph costs in the metric users quote.
+
+Exit codes: 0 measured; 2 bad input (missing dataset, a layout or classes that do not fit the model,
+an option out of range); 3 runtime (or pycocotools) unavailable; 4 engine mismatch; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP
+from pvt_deploy.cli.tables import print_table
+from pvt_deploy.errors import InputError
+from pvt_deploy.utils.files import json_dumps
+
+
+def register(app: typer.Typer) -> None:
+    app.command("val")(val)
+
+
+DATASET_PANEL = "Dataset"
+LABELS_PANEL = "Segmenter labels"  # its --no- twin in a table of its own (see check's TOLERANCE_PANEL)
+
+
+def val(
+    data: Annotated[str, typer.Argument(
+        help="Detector: a COCO instances JSON (annotations/instances_val2017.json; its pictures in val2017/ beside "
+        "annotations/, or --images). Classifier: a folder of class folders (val/n01440764/*.JPEG). Segmenter: "
+        "the dataset root holding images/ and annotations/ (ADE20K), or the pictures' folder with --masks.",
+        show_default=False)],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Export folder, .onnx, .engine, checkpoint, zoo name or triton:// URL "
+        "(default pvt_small: exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Pictures per inference call (default 1).")] = None,
+    images: Annotated[Path | None, typer.Option(
+        help="Folder of the pictures (default: COCO's val2017 beside annotations, ADE20K's images/validation).",
+        show_default=False, rich_help_panel=DATASET_PANEL)] = None,
+    masks: Annotated[Path | None, typer.Option(
+        help="Segmenter: label PNGs named as the pictures (default: ADE20K's annotations/validation).",
+        show_default=False,
+        rich_help_panel=DATASET_PANEL)] = None,
+    reduce_zero_label: Annotated[bool, typer.Option(
+        "--reduce-zero-label/--no-reduce-zero-label", help="Segmenter: label 0 is 'other' and ignored, the others "
+        "shift down by one (ADE20K's PNGs, as MMSegmentation reads them).", rich_help_panel=LABELS_PANEL)] = True,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Evaluate the first N pictures only (default: every picture).", show_default=False,
+        rich_help_panel=DATASET_PANEL)] = None,
+    conf: Annotated[float | None, typer.Option(
+        help="Detection score threshold (default: manifest, 0.05, as COCO figures are measured).",
+        rich_help_panel=DETECTION_PANEL)] = None,
+    iou: Annotated[float | None, typer.Option(
+        help="NMS IoU threshold (default: manifest, 0.5).", rich_help_panel=DETECTION_PANEL)] = None,
+    max_det: Annotated[int | None, typer.Option(
+        help="Maximum detections per image (default: manifest, 100).", rich_help_panel=DETECTION_PANEL)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", "-w", help="Checkpoint for a zoo model (a file, an http(s):// URL or 'official').")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
+    ] = False,
+) -> None:
+    """Measure a model's accuracy on a labelled dataset: COCO box AP, top-1/top-5 or mIoU.
+
+    Examples:
+
+      pvt-deploy val coco/annotations/instances_val2017.json --model exports/pvt_small --precision int8
+
+      pvt-deploy val imagenet/val --model exports/pvt_v2_b2-cls --limit 5000
+
+      pvt-deploy val ADEChallengeData2016 --model exports/pvt_small-seg --json > miou.json
+    """
+    import contextlib
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pvt_deploy.api import Model, check_weights
+    from pvt_deploy.cli.infer import _warn_random, parse_imgsz
+    from pvt_deploy.evaluate import evaluate
+    from pvt_deploy.tasks.pipeline import check_settings
+
+    err = Console(stderr=True, highlight=False)
+    size = parse_imgsz(imgsz)
+    check_settings(conf=conf, iou=iou, max_det=max_det)
+    check_weights(weights, model, backend, cli=True)
+    if not Path(data).expanduser().exists():  # before the model loads
+        raise InputError(f"dataset {data}: no such file or folder")
+    m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights,
+              trust=trust_checkpoint)
+    with contextlib.closing(m):
+        if m.random_weights:
+            _warn_random(err, m.name, zoo=m.backend.info.name == "torch")
+        if m.task != "detect":
+            given = [f"--{k.replace('_', '-')}" for k, v in (("conf", conf), ("iou", iou), ("max_det", max_det))
+                     if v is not None]
+            if given:
+                err.print(f"[yellow]warning: {', '.join(given)}: detection settings; a {m.task} model has none: "
+                          "ignored[/]")
+            conf = iou = max_det = None
+        info = m.backend.info
+        err.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{info.name}[/] {info.device} {info.precision}",
+                  soft_wrap=True)
+        columns = [TextColumn("val"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("val", total=None)
+            report = evaluate(m, data, images=images, masks=masks, limit=limit, imgsz=size, batch=batch, conf=conf,
+                              iou=iou, max_det=max_det, reduce_zero_label=reduce_zero_label,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        result = report.to_dict()
+        result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision)
+    if as_json:
+        typer.echo(json_dumps(_finite(result), indent=2))
+        return
+    render(result, Console(highlight=False))
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a metric with nothing to measure: no small objects, say) as JSON's null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+_LABELS = {"AP": "AP @ IoU 0.50:0.95", "AP50": "AP @ IoU 0.50", "AP75": "AP @ IoU 0.75", "APs": "AP small",
+           "APm": "AP medium", "APl": "AP large", "AR1": "AR, 1 detection", "AR10": "AR, 10 detections",
+           "AR100": "AR, 100 detections", "ARs": "AR small", "ARm": "AR medium", "ARl": "AR large",
+           "top1": "top-1 accuracy", "top5": "top-5 accuracy", "mIoU": "mean IoU", "mAcc": "mean class accuracy",
+           "aAcc": "pixel accuracy"}
+
+
+def render(report: dict[str, Any], console: Any) -> None:
+    """The metrics as a table (percent), then the dataset line."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(f"{escape(report['model'])} ({report['task']}) · {report['backend']} {report['device']} "
+                  f"{report['precision']}", soft_wrap=True)
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in report["metrics"].items():
+        table.add_row(_LABELS.get(key, key), "—" if math.isnan(value) else f"{100 * value:.2f}")
+    print_table(console, table)
+    skipped = f", {report['skipped']} unreadable skipped" if report["skipped"] else ""
+    speed = f" at {report['fps']:.1f} pictures/s" if report.get("fps") else ""
+    console.print(f"{report['images']} pictures of {escape(report['dataset'])}{skipped}{speed}", soft_wrap=True)
+    if report["per_class"] and report["task"] == "segment":
+        worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
+        console.print("lowest IoU: " + ", ".join(f"{escape(k)} {100 * v:.1f}" for v, k in worst), soft_wrap=True)

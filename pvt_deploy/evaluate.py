@@ -1,0 +1,413 @@
+"""Accuracy on a labelled dataset: ``pvt-deploy val`` and :meth:`pvt_deploy.api.Model.val`.
+
+What a deployment is checked with after an FP16 or INT8 build, on the user's own labelled pictures:
+
+* **detect**: COCO box AP (``AP`` over IoU 0.50:0.95, ``AP50``, ``AP75``, by object size, and AR), computed
+  by pycocotools' ``COCOeval``, the reference every published COCO figure comes from. The dataset is a COCO
+  instances JSON (``annotations/instances_val2017.json``) and its image folder (found beside it as COCO lays
+  it out, ``val2017/``, or given). Categories are matched to the model's classes by name, else, where
+  the counts agree, in the order of their ids (as MMDetection does).
+* **classify**: top-1 and top-5 accuracy on a folder of class folders (ImageNet's validation layout,
+  ``val/n01440764/*.JPEG``): folders named after the model's classes are those classes; otherwise there
+  must be one folder per class, taken in sorted order (the class index of torchvision's ``ImageFolder``).
+* **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
+  PNGs of the same names (ADE20K's ``images/validation`` and ``annotations/validation``; the dataset
+  root finds both). Label 0 is "other" in ADE20K and is ignored, the others shift down by one
+  (``reduce_zero_label``, MMSegmentation's setting for ADE20K); 255 is ignored always.
+
+Predictions go through the model's own pre- and post-processing, on whichever backend it runs, with
+the model's settings (a detector's score threshold 0.05 and 100 detections an image, the COCO protocol
+of the published RetinaNet figures) unless given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pvt_deploy.errors import InputError
+
+if TYPE_CHECKING:
+    from pvt_deploy.api import Model
+    from pvt_deploy.tasks.results import Result
+
+log = logging.getLogger("pvt_deploy.evaluate")
+
+#: COCOeval's ``stats``, in its order
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+IGNORE_LABEL = 255
+
+
+@dataclass
+class Dataset:
+    """Labelled pictures of one task: ``images`` in evaluation order and, per picture path (as a string),
+    its label: a COCO image id (``detect``), a class index (``classify``) or a label PNG (``segment``)."""
+
+    task: str
+    images: list[Path]
+    description: str
+    labels: dict[str, Any] = field(default_factory=dict)
+    coco: dict[str, Any] | None = None  # detect: the instances JSON
+    category_ids: list[int] = field(default_factory=list)  # detect: class index -> category id (-1: none)
+    reduce_zero_label: bool = True  # segment
+
+
+@dataclass
+class ValReport:
+    """What :func:`evaluate` measured: ``metrics`` (name -> value, fractions in [0, 1]), ``images`` the
+    pictures evaluated, ``skipped`` the unreadable ones left out, ``per_class`` (segment: IoU of each
+    class present; detect: AP of each category), ``settings`` the detection settings given, ``fps``
+    pictures a second end to end (decode, pre-processing, inference, post-processing)."""
+
+    task: str
+    dataset: str
+    metrics: dict[str, float]
+    images: int
+    skipped: int = 0
+    per_class: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    fps: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "dataset": self.dataset, "images": self.images, "skipped": self.skipped,
+                "metrics": self.metrics, "per_class": self.per_class, "settings": self.settings, "fps": self.fps}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
+
+
+def _name_index(names: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Class name (case, spaces, ``_`` and ``-`` folded) -> class index, for the names that name one class
+    only; and how many classes each name that names several does (ImageNet has two "crane", two "maillot")."""
+    seen: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        seen.setdefault(_norm(n), []).append(i)
+    return ({k: v[0] for k, v in seen.items() if len(v) == 1},
+            {k: len(v) for k, v in seen.items() if len(v) > 1})
+
+
+def _unmatched(given: Sequence[str], index: dict[str, int], ambiguous: dict[str, int]) -> str:
+    """``(zebra, crane (names 2 classes), ...)``: the first given names that match no single class."""
+    out = [f"{g} (names {ambiguous[_norm(g)]} classes)" if _norm(g) in ambiguous else g
+           for g in given if _norm(g) not in index]
+    return f"({', '.join(out[:3])}{', ...' if len(out) > 3 else ''})"
+
+
+def _limited(paths: list[Path], limit: int | None) -> list[Path]:
+    return paths if limit is None else paths[:limit]
+
+
+# -- datasets ---------------------------------------------------------------------------------------------
+def open_dataset(data: str | os.PathLike[str], task: str, names: Sequence[str], *,
+                 images: str | os.PathLike[str] | None = None, masks: str | os.PathLike[str] | None = None,
+                 limit: int | None = None, reduce_zero_label: bool = True) -> Dataset:
+    """The labelled pictures ``data`` names for a ``task`` model with classes ``names`` (see the module
+    docstring for the layouts); :class:`InputError` when it is missing, of another layout, or its
+    classes cannot be matched to the model's."""
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise InputError(f"dataset {data}: no such file or folder")
+    if task == "detect":
+        return _coco_dataset(path, names, images, limit)
+    if task == "classify":
+        return _folder_dataset(path, names, limit)
+    if task == "segment":
+        return _mask_dataset(path, images, masks, limit, reduce_zero_label)
+    raise InputError(f"val: no metric for a {task} model")
+
+
+def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[str] | None,
+                  limit: int | None) -> Dataset:
+    if path.is_dir() or path.suffix.lower() != ".json":
+        raise InputError(f"dataset {path}: a detector is evaluated on a COCO instances JSON "
+                         "(annotations/instances_val2017.json), with --images its picture folder")
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"dataset {path}: not a readable JSON file ({e})") from None
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
+                                                                                      "categories")):
+        raise InputError(f"dataset {path}: not a COCO instances file (it needs 'images', 'annotations' and "
+                         "'categories' lists)")
+    entries = [im for im in coco["images"] if isinstance(im, dict) and "id" in im and "file_name" in im]
+    if not entries:
+        raise InputError(f"dataset {path}: lists no images")
+    folder = Path(images).expanduser() if images is not None else _coco_image_folder(path, entries[0]["file_name"])
+    if not folder.is_dir():
+        raise InputError(f"--images {folder}: no such folder")
+    if not any((folder / e["file_name"]).is_file() for e in entries[:50]):
+        raise InputError(f"--images {folder}: none of the JSON's first pictures ({entries[0]['file_name']}, ...) "
+                         "is in it")
+    entries = entries[:limit] if limit is not None else entries
+    labels = {str(folder / e["file_name"]): int(e["id"]) for e in entries}
+    return Dataset("detect", [folder / e["file_name"] for e in entries], f"{path} ({folder})", labels, coco,
+                   _category_ids(coco["categories"], names, path))
+
+
+def _coco_image_folder(path: Path, first: str) -> Path:
+    """COCO's layout: ``annotations/instances_val2017.json`` beside ``val2017/``; else a folder named
+    after the JSON's split, ``images/``, or the JSON's own folder, whichever holds its first picture."""
+    split = path.stem.rsplit("_", 1)[-1]
+    candidates = [path.parent.parent / split, path.parent / split, path.parent / "images",
+                  path.parent.parent / "images", path.parent]
+    for folder in candidates:
+        if (folder / first).is_file():
+            return folder
+    raise InputError(f"dataset {path}: its pictures ({first}, ...) are not in {split}/ beside it or in images/: "
+                     "give their folder with --images")
+
+
+def _category_ids(categories: list[Any], names: Sequence[str], path: Path) -> list[int]:
+    """Class index -> category id: by name where every category's name is one of the model's classes,
+    else by the categories' id order where there is one per class; -1 for a class with no category."""
+    cats = sorted((c for c in categories if isinstance(c, dict) and "id" in c), key=lambda c: int(c["id"]))
+    if not cats:
+        raise InputError(f"dataset {path}: lists no categories")
+    index, ambiguous = _name_index(names)
+    if all(_norm(str(c.get("name", ""))) in index for c in cats):
+        ids = [-1] * len(names)
+        for c in cats:
+            ids[index[_norm(str(c["name"]))]] = int(c["id"])
+        return ids
+    if len(cats) == len(names):
+        log.warning("dataset %s: category names differ from the model's classes; matched in id order "
+                    "(%s -> %s, ...)", path, cats[0].get("name"), names[0])
+        return [int(c["id"]) for c in cats]
+    given = [str(c.get("name")) for c in cats]
+    unknown = sum(1 for g in given if _norm(g) not in index)
+    raise InputError(f"dataset {path}: {len(cats)} categories, {unknown} of them not among the model's "
+                     f"{len(names)} classes {_unmatched(given, index, ambiguous)}")
+
+
+def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES
+
+    if not path.is_dir():
+        raise InputError(f"dataset {path}: a classifier is evaluated on a folder of class folders "
+                         "(val/n01440764/*.JPEG, ...)")
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise InputError(f"dataset {path}: no class folders in it (val/<class>/*.jpg)")
+    index, ambiguous = _name_index(names)
+    if all(_norm(c.name) in index for c in classes):
+        ids = [index[_norm(c.name)] for c in classes]
+    elif len(classes) == len(names):
+        ids = list(range(len(classes)))
+    else:
+        raise InputError(f"dataset {path}: {len(classes)} class folders for a model of {len(names)} classes, "
+                         f"some not named after one of its classes {_unmatched([c.name for c in classes], index, ambiguous)}: "
+                         "name each after its class, or give one folder per class (sorted order is the class index, "
+                         "as ImageNet's n01440764, ...)")
+    items = [(p, i) for c, i in zip(classes, ids, strict=True)
+             for p in sorted(c.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not items:
+        raise InputError(f"dataset {path}: no pictures in its class folders")
+    paths = _limited([p for p, _ in items], limit)
+    labels = {str(p): i for p, i in items}
+    return Dataset("classify", paths, f"{path} ({len(classes)} classes)", labels)
+
+
+def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str | os.PathLike[str] | None,
+                  limit: int | None, reduce_zero_label: bool) -> Dataset:
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES
+
+    if images is None and masks is None and (path / "images").is_dir() and (path / "annotations").is_dir():
+        split = next((s for s in ("validation", "val") if (path / "images" / s).is_dir()), None)
+        image_dir = path / "images" / split if split else path / "images"
+        mask_dir = path / "annotations" / split if split else path / "annotations"
+    else:
+        image_dir = Path(images).expanduser() if images is not None else path
+        if masks is None:
+            raise InputError(f"dataset {path}: a segmenter is evaluated on pictures and label PNGs: give the "
+                             "dataset root (images/ and annotations/ in it, as ADE20K) or --masks FOLDER")
+        mask_dir = Path(masks).expanduser()
+    for what, folder in (("pictures", image_dir), ("labels", mask_dir)):
+        if not folder.is_dir():
+            raise InputError(f"dataset {path}: {what} folder {folder} does not exist")
+    label_of = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
+    pictures = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paired = [p for p in pictures if p.stem in label_of]
+    if not paired:
+        raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG of its name in {mask_dir}")
+    if len(paired) < len(pictures):
+        log.warning("dataset %s: %d of %d pictures have no label PNG and are left out", path,
+                    len(pictures) - len(paired), len(pictures))
+    paired = _limited(paired, limit)
+    return Dataset("segment", paired, f"{image_dir} ({mask_dir})", {str(p): label_of[p.stem] for p in paired},
+                   reduce_zero_label=reduce_zero_label)
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+def coco_detections(result: Result, image_id: int, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """One picture's detections as COCO results (``bbox`` as x, y, width, height in its pixels)."""
+    boxes = result.boxes
+    if boxes is None or not len(boxes):
+        return []
+    out = []
+    for (x1, y1, x2, y2), score, cls in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(),
+                                            strict=True):
+        category = category_ids[int(cls)] if 0 <= int(cls) < len(category_ids) else -1
+        if category >= 0:
+            out.append({"image_id": image_id, "category_id": category, "score": float(score),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    return out
+
+
+def coco_metrics(coco: dict[str, Any], detections: list[dict[str, Any]], image_ids: Sequence[int]
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """COCOeval's box metrics over ``image_ids`` (``COCO_METRICS``) and each category's AP (NaN where the
+    images hold none of it), from the ground truth ``coco`` and the ``detections``."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        from pvt_deploy.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("COCO metrics need pycocotools: pip install pycocotools") from None
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        truth = COCO()
+        truth.dataset = {"images": coco["images"], "categories": coco["categories"],
+                         "annotations": _annotations(coco["annotations"])}
+        truth.dataset.setdefault("info", {})
+        truth.createIndex()
+        if not detections:
+            return dict.fromkeys(COCO_METRICS, 0.0), {}
+        found = truth.loadRes(detections)
+        ev = COCOeval(truth, found, "bbox")
+        ev.params.imgIds = list(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # stats are -1 where no ground truth of that kind exists (no small objects, say): reported as NaN
+    metrics = {k: (float(v) if v >= 0 else float("nan")) for k, v in zip(COCO_METRICS, ev.stats, strict=True)}
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # IoU x recall x category, all areas, 100 detections
+    per_class = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = precision[:, :, k]
+        p = p[p > -1]
+        per_class[str(truth.cats[cat].get("name", cat))] = float(p.mean()) if p.size else float("nan")
+    return metrics, per_class
+
+
+def _annotations(annotations: list[Any]) -> list[dict[str, Any]]:
+    """The ground-truth boxes as COCOeval reads them: ``iscrowd`` 0 and ``area`` the box's where a tool's
+    export left them out (COCOeval needs both); entries without a 4-number ``bbox`` (a caption, a
+    keypoint-only record) are left out, and ``id`` numbers them where it is missing."""
+    out = []
+    for a in annotations:
+        box = a.get("bbox") if isinstance(a, dict) else None
+        if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
+            out.append({"iscrowd": 0, "area": float(box[2]) * float(box[3]), **a})
+    taken = [a["id"] for a in out if isinstance(a.get("id"), int)]
+    free = max(taken, default=0) + 1
+    for a in out:
+        if not isinstance(a.get("id"), int):
+            a["id"], free = free, free + 1
+    return out
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, *, reduce_zero_label: bool) -> np.ndarray:
+    """``classes x classes`` pixel counts (rows: truth, columns: prediction) of one picture. ``truth``
+    is the label PNG's values: with ``reduce_zero_label`` 0 is ignored and the others shift down by one;
+    255 and values past the last class are ignored."""
+    t = truth.astype(np.int64)
+    if reduce_zero_label:
+        t = np.where(t == 0, IGNORE_LABEL, t - 1)
+    if pred.shape != t.shape:
+        raise InputError(f"a label PNG of {t.shape[1]}x{t.shape[0]} for a picture of {pred.shape[1]}x{pred.shape[0]}")
+    keep = (t >= 0) & (t < classes)
+    return np.bincount(classes * t[keep] + pred.astype(np.int64)[keep],
+                       minlength=classes * classes).reshape(classes, classes)
+
+
+def segmentation_metrics(matrix: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """mIoU, mAcc (means over the classes present in the labels or predicted) and aAcc from a
+    confusion matrix, and each such class's IoU."""
+    matrix = matrix.astype(np.float64)
+    hit = np.diag(matrix)
+    truth = matrix.sum(1)
+    union = truth + matrix.sum(0) - hit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, hit / union, np.nan)
+        acc = np.where(truth > 0, hit / truth, np.nan)
+    total = matrix.sum()
+    metrics = {"mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+               "mAcc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
+               "aAcc": float(hit.sum() / total) if total else float("nan")}
+    per_class = {str(names[i]) if i < len(names) else str(i): float(iou[i]) for i in np.flatnonzero(union > 0).tolist()}
+    return metrics, per_class
+
+
+def _read_label(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise InputError(f"label {path}: a {im.mode} picture, not one channel of class ids")
+            return np.asarray(im)
+    except (OSError, UnidentifiedImageError) as e:
+        raise InputError(f"label {path}: cannot read it ({e})") from None
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
+             masks: str | os.PathLike[str] | None = None, limit: int | None = None, imgsz: Any = None,
+             batch: int | None = None, conf: float | None = None, iou: float | None = None,
+             max_det: int | None = None, reduce_zero_label: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> ValReport:
+    """Run ``model`` over the labelled dataset ``data`` and measure it (see the module docstring).
+    ``progress(done, total)`` is called after each picture."""
+    dataset = open_dataset(data, model.task, model.names, images=images, masks=masks, limit=limit,
+                           reduce_zero_label=reduce_zero_label)
+    settings: dict[str, Any] = {k: v for k, v in (("conf", conf), ("iou", iou), ("max_det", max_det)) if v is not None}
+    results = model.predict([str(p) for p in dataset.images], stream=True, imgsz=imgsz, batch=batch, conf=conf,
+                            iou=iou, max_det=max_det, topk=5 if model.task == "classify" else None)
+    total = len(dataset.images)
+    detections: list[dict[str, Any]] = []
+    matrix = np.zeros((len(model.names),) * 2, np.int64) if model.task == "segment" else None
+    top1 = top5 = done = 0
+    evaluated: list[int] = []
+    with contextlib.closing(results):
+        for result in results:
+            label = dataset.labels[str(result.path)]
+            if model.task == "detect":
+                evaluated.append(label)
+                detections += coco_detections(result, label, dataset.category_ids)
+            elif model.task == "classify":
+                assert result.probs is not None
+                top = result.probs.top5
+                top1 += int(top[0] == label)
+                top5 += int(label in top)
+            else:
+                assert matrix is not None and result.mask is not None
+                matrix += confusion(result.mask, _read_label(label), len(model.names),
+                                    reduce_zero_label=dataset.reduce_zero_label)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    skipped = total - done
+    per_class: dict[str, float] = {}
+    if model.task == "detect":
+        assert dataset.coco is not None
+        metrics, per_class = coco_metrics(dataset.coco, detections, evaluated)
+    elif model.task == "classify":
+        metrics = {"top1": top1 / done, "top5": top5 / done}
+    else:
+        assert matrix is not None
+        metrics, per_class = segmentation_metrics(matrix, model.names)
+    summary = model.last_summary
+    fps = round(float(summary.fps), 2) if summary is not None else None
+    return ValReport(model.task, dataset.description, metrics, done, skipped, per_class, settings, fps)

@@ -1,0 +1,210 @@
+"""``pvt-deploy val`` and ``Model.val``: COCO box AP, top-1/top-5 and mIoU on labelled datasets on disk.
+
+The labels are made from the export's own predictions, so the exact metric is known: a model scored
+against its own confident boxes has AP 1.0, and each change to the labels moves the metric by an amount
+worked out here by hand (a missed box lowers that category's recall by one of its boxes; a picture in
+another class folder costs one top-1 hit; relabelled pixels cost exactly their share of pixel accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cli_run import run
+from PIL import Image
+
+from pvt_deploy.api import Model
+from pvt_deploy.assets import sample_images
+from pvt_deploy.errors import InputError
+from pvt_deploy.evaluate import _category_ids, segmentation_metrics
+
+pytest_plugins = ["export_fixtures"]
+
+TRUTH_SCORE = 0.15  # the perturbed detector's top boxes on the sample photos score 0.15-0.3 at 160 px
+
+
+def _coco_dataset(root: Path, results: list[Any], names: list[str]) -> tuple[Path, dict[int, int]]:
+    """COCO's layout under ``root``: val2017/ (the sample photos) and annotations/instances_val2017.json
+    whose boxes are the results' boxes scoring >= TRUTH_SCORE. Returns (the JSON, boxes per category)."""
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, annotations, per_category = [], [], {}
+    for image_id, r in enumerate(results, 1):
+        name = Path(r.path).name
+        shutil.copyfile(r.path, root / "val2017" / name)
+        h, w = r.orig_shape
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for (x1, y1, x2, y2), score, cls in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist(),
+                                                strict=True):
+            if score >= TRUTH_SCORE:
+                category = int(cls) + 1
+                per_category[category] = per_category.get(category, 0) + 1
+                # no "iscrowd", "area" or "id": as some labelling tools export them (COCOeval needs the first two)
+                annotations.append({"image_id": image_id, "category_id": category, "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path, per_category
+
+
+@pytest.fixture(scope="module")
+def det_model(det_artifact: Any) -> Model:
+    with Model(str(det_artifact.folder)) as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def coco(det_model: Model, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, int]]:
+    results = det_model.predict(sample_images())
+    path, per_category = _coco_dataset(tmp_path_factory.mktemp("coco"), results, det_model.names)
+    assert sum(per_category.values()) >= 3, per_category  # the test needs boxes to find
+    return path, per_category
+
+
+def test_a_detector_scored_against_its_own_confident_boxes_has_ap_one(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any,
+        coco: tuple[Path, dict[int, int]]) -> None:
+    path, _ = coco
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["task"] == "detect" and report["images"] == 3 and report["backend"] == "onnxruntime"
+    assert report["metrics"]["AP"] == 1.0 and report["metrics"]["AP50"] == 1.0 and report["metrics"]["AR100"] == 1.0
+    assert "val2017" in report["dataset"]  # found beside annotations/, as COCO lays it out
+    # INT8 moves scores and boxes: below 1, above 0, and the table in percent
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder),
+                         "--precision", "int8")
+    assert code == 0, err
+    line = next(row for row in out.splitlines() if "AP @ IoU 0.50:0.95" in row)
+    ap = float(line.split()[-2 if line.rstrip().endswith("│") else -1])
+    assert 0 < ap <= 100, out
+    assert "int8" in out and "3 pictures of" in out
+
+
+def test_a_missed_box_costs_its_category_one_box_of_recall(
+        det_model: Model, coco: tuple[Path, dict[int, int]], tmp_path: Path) -> None:
+    path, per_category = coco
+    data = json.loads(path.read_text())
+    moved = data["annotations"][0]
+    moved["bbox"] = [0.0, 0.0, 1.0, 1.0]  # a box no detection overlaps
+    root = tmp_path / "moved"
+    shutil.copytree(path.parent.parent, root)
+    (root / "annotations" / path.name).write_text(json.dumps(data))
+    report = det_model.val(root / "annotations" / path.name)
+    # AR100: the mean over categories of the recall at each IoU threshold; the moved box's category
+    # finds n-1 of its n boxes at every threshold, the others all of theirs
+    n = per_category[moved["category_id"]]
+    expected = (len(per_category) - 1 + (n - 1) / n) / len(per_category)
+    assert report.metrics["AR100"] == pytest.approx(expected, abs=1e-9)
+    assert report.metrics["AP"] < 1.0 and report.images == 3 and report.fps > 0
+    assert det_model.val(root / "annotations" / path.name, limit=1).images == 1
+
+
+def test_categories_match_by_name_else_by_id_order_else_refused() -> None:
+    names = ["person", "bicycle", "car"]
+    by_name = [{"id": 7, "name": "Car"}, {"id": 3, "name": "person"}]
+    assert _category_ids(by_name, names, Path("x.json")) == [3, -1, 7]
+    by_order = [{"id": 9, "name": "c"}, {"id": 2, "name": "a"}, {"id": 5, "name": "b"}]
+    assert _category_ids(by_order, names, Path("x.json")) == [2, 5, 9]
+    with pytest.raises(InputError, match="2 categories, 1 of them not among the model's 3 classes"):
+        _category_ids([{"id": 1, "name": "person"}, {"id": 2, "name": "zebra"}], names, Path("x.json"))
+
+
+def test_a_class_folder_named_after_two_classes_is_refused_by_name(tmp_path: Path) -> None:
+    from pvt_deploy.evaluate import open_dataset
+    from pvt_deploy.models import resolve_name
+
+    names = list(resolve_name("pvt_v2_b0-cls").classes)  # ImageNet: two classes are called "crane"
+    for folder in ("crane", "tench"):
+        (tmp_path / folder).mkdir()
+        shutil.copyfile(sample_images()[0], tmp_path / folder / "a.jpg")
+    with pytest.raises(InputError, match=r"2 class folders for a model of 1000 classes, some not named after one "
+                                         r"of its classes \(crane \(names 2 classes\)\)"):
+        open_dataset(tmp_path, "classify", names)
+    (tmp_path / "crane").rename(tmp_path / "goldfish")
+    dataset = open_dataset(tmp_path, "classify", names)
+    assert sorted(dataset.labels.values()) == [0, 1]  # tench 0, goldfish 1
+
+
+def test_a_classifier_loses_one_hit_of_top1_per_picture_filed_under_another_class(
+        cls_artifact: Any, tmp_path: Path) -> None:
+    with Model(str(cls_artifact.folder)) as model:
+        results = model.predict(sample_images(), topk=10)
+        root = tmp_path / "val"
+        for r in results:
+            folder = root / r.probs.labels[0]
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(r.path, folder / Path(r.path).name)
+        report = model.val(root)
+        assert report.metrics == {"top1": 1.0, "top5": 1.0} and report.images == 3
+        # one picture under its third-ranked class: a top-5 hit, not a top-1 one; another under its
+        # tenth-ranked: neither
+        for r, rank in zip(results[:2], (2, 9), strict=True):
+            name = Path(r.path).name
+            target = root / r.probs.labels[rank]
+            target.mkdir(exist_ok=True)
+            (root / r.probs.labels[0] / name).rename(target / name)
+        report = model.val(root)
+        assert report.metrics == {"top1": pytest.approx(1 / 3), "top5": pytest.approx(2 / 3)}
+
+
+def test_a_segmenter_loses_exactly_the_relabelled_pixels(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], seg_artifact: Any,
+        tmp_path: Path) -> None:
+    root = tmp_path / "ade"
+    (root / "images" / "validation").mkdir(parents=True)
+    (root / "annotations" / "validation").mkdir(parents=True)
+    with Model(str(seg_artifact.folder)) as model:
+        results = model.predict(sample_images())
+    labels = {}
+    for r in results:
+        stem = Path(r.path).stem
+        shutil.copyfile(r.path, root / "images" / "validation" / Path(r.path).name)
+        labels[stem] = (r.mask + 1).astype(np.uint8)  # ADE20K's PNGs: 0 is "other", class k is k + 1
+    # the first picture's top rows are "other" (ignored); a block of the second gets another class
+    first, second = sorted(labels)[:2]
+    labels[first][:40] = 0
+    block = labels[second][:30, :50]
+    wrong = (block.astype(np.int64) % 150) + 1  # k + 1 -> the next class (wrapping), never the predicted one
+    labels[second][:30, :50] = wrong
+    for stem, label in labels.items():
+        Image.fromarray(label).save(root / "annotations" / "validation" / f"{stem}.png")
+    code, out, err = run(monkeypatch, capsys, "val", str(root), "--model", str(seg_artifact.folder), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    counted = sum(label.size for label in labels.values()) - labels[first][:40].size
+    assert report["metrics"]["aAcc"] == pytest.approx((counted - block.size) / counted, abs=1e-6)
+    assert report["metrics"]["mIoU"] < 1.0 and report["images"] == 3
+
+
+def test_segmentation_metrics_by_hand() -> None:
+    # truth rows, prediction columns: class 0 has 3 pixels, 2 found; class 1 has 1, found, plus 1 false
+    matrix = np.array([[2, 1, 0], [0, 1, 0], [0, 0, 0]])
+    metrics, per_class = segmentation_metrics(matrix, ["a", "b", "c"])
+    assert per_class == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 2)}  # c: in neither, left out
+    assert metrics["mIoU"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert metrics["mAcc"] == pytest.approx((2 / 3 + 1) / 2) and metrics["aAcc"] == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("layout", ["missing", "folder-for-detector", "json-for-classifier", "no-images"])
+def test_a_dataset_that_does_not_fit_is_one_line_and_exit_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any,
+        cls_artifact: Any, coco: tuple[Path, dict[int, int]], tmp_path: Path, layout: str) -> None:
+    path, _ = coco
+    model, data, message = {
+        "missing": (det_artifact.folder, tmp_path / "nope.json", "no such file or folder"),
+        "folder-for-detector": (det_artifact.folder, path.parent.parent, "COCO instances JSON"),
+        "json-for-classifier": (cls_artifact.folder, path, "folder of class folders"),
+        "no-images": (det_artifact.folder, path, "none of the JSON's first pictures"),
+    }[layout]
+    args = ["val", str(data), "--model", str(model)]
+    if layout == "no-images":
+        args += ["--images", str(tmp_path)]
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
