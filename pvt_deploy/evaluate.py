@@ -5,8 +5,10 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
 * **detect**: COCO box AP (``AP`` over IoU 0.50:0.95, ``AP50``, ``AP75``, by object size, and AR), computed
   by pycocotools' ``COCOeval``, the reference every published COCO figure comes from. The dataset is a COCO
   instances JSON (``annotations/instances_val2017.json``) and its image folder (found beside it as COCO lays
-  it out, ``val2017/``, or given). Categories are matched to the model's classes by name, else, where
-  the counts agree, in the order of their ids (as MMDetection does).
+  it out, ``val2017/``, or given), or an Ultralytics dataset YAML (``coco8.yaml``: its ``val`` split, each
+  picture's YOLO label file in ``labels/`` beside ``images/``; polygon labels count as their bounding
+  boxes, as Ultralytics reads them for detection). Categories are matched to the model's classes by
+  name, else, where the counts agree, in the order of their ids (as MMDetection does).
 * **classify**: top-1 and top-5 accuracy on a folder of class folders (ImageNet's validation layout,
   ``val/n01440764/*.JPEG``): folders named after the model's classes are those classes; otherwise there
   must be one folder per class, taken in sorted order (the class index of torchvision's ``ImageFolder``).
@@ -57,9 +59,10 @@ class Dataset:
     images: list[Path]
     description: str
     labels: dict[str, Any] = field(default_factory=dict)
-    coco: dict[str, Any] | None = None  # detect: the instances JSON
+    coco: dict[str, Any] | None = None  # detect: the instances JSON (a YOLO dataset's: images, annotations filled in)
     category_ids: list[int] = field(default_factory=list)  # detect: class index -> category id (-1: none)
     reduce_zero_label: bool = True  # segment
+    yolo: bool = False  # detect: labels are YOLO label files (None: a picture without objects), read as it runs
 
 
 @dataclass
@@ -119,6 +122,10 @@ def open_dataset(data: str | os.PathLike[str], task: str, names: Sequence[str], 
     if not path.exists():
         raise InputError(f"dataset {data}: no such file or folder")
     if task == "detect":
+        from pvt_deploy.export.calibration import is_dataset_yaml
+
+        if is_dataset_yaml(path):
+            return _yolo_dataset(path, names, limit)
         return _coco_dataset(path, names, images, limit)
     if task == "classify":
         return _folder_dataset(path, names, limit)
@@ -131,7 +138,8 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
                   limit: int | None) -> Dataset:
     if path.is_dir() or path.suffix.lower() != ".json":
         raise InputError(f"dataset {path}: a detector is evaluated on a COCO instances JSON "
-                         "(annotations/instances_val2017.json), with --images its picture folder")
+                         "(annotations/instances_val2017.json), with --images its picture folder, or an "
+                         "Ultralytics dataset YAML")
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -153,6 +161,82 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     labels = {str(folder / e["file_name"]): int(e["id"]) for e in entries}
     return Dataset("detect", [folder / e["file_name"] for e in entries], f"{path} ({folder})", labels, coco,
                    _category_ids(coco["categories"], names, path))
+
+
+def _yolo_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
+    """An Ultralytics dataset YAML: its val split's pictures, each with the YOLO label file Ultralytics
+    reads for it (``.../images/x.jpg`` -> ``.../labels/x.txt``; none: no objects), and its ``names``."""
+    import yaml
+
+    from pvt_deploy.export.calibration import dataset_images
+
+    pictures = _limited(dataset_images(path, what="val"), limit)
+    given = yaml.safe_load(path.read_text(encoding="utf-8-sig")).get("names")  # read whole by dataset_images
+    if isinstance(given, dict) and all(isinstance(k, int) for k in given):
+        classes = {int(k): str(v) for k, v in given.items()}
+    elif isinstance(given, list):
+        classes = dict(enumerate(str(v) for v in given))
+    else:
+        raise InputError(f"dataset {path}: names: the class names are missing (a list, or ids to names)")
+    categories = [{"id": k + 1, "name": v} for k, v in sorted(classes.items())]
+    labels = {}
+    for p in pictures:
+        label = _yolo_label_path(p)
+        labels[str(p)] = label if label.is_file() else None
+    if not any(labels.values()):
+        raise InputError(f"dataset {path}: none of its pictures has a label file (looked for "
+                         f"{_yolo_label_path(pictures[0])}, ...)")
+    coco = {"images": [], "annotations": [], "categories": categories}
+    return Dataset("detect", pictures, str(path), labels, coco, _category_ids(categories, names, path), yolo=True)
+
+
+def _yolo_label_path(picture: Path) -> Path:
+    """Ultralytics' label file of a picture: the last ``images`` folder of its path made ``labels``, the
+    suffix ``.txt`` (beside the picture where its path has no ``images`` folder)."""
+    parts = list(picture.parts)
+    where = max((i for i, part in enumerate(parts[:-1]) if part == "images"), default=None)
+    if where is not None:
+        parts[where] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int]) -> list[dict[str, Any]]:
+    """A YOLO label file's objects as COCO annotations in the picture's pixels (``size``: height, width):
+    ``class cx cy w h`` normalised, or ``class x1 y1 x2 y2 ...`` (a polygon: its bounding box). A line
+    of another form is left out with a warning."""
+    if label is None:
+        return []
+    h, w = size
+    out = []
+    try:
+        lines = label.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"label {label}: cannot read it ({e})") from None
+    for n, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            values = []
+        if len(values) == 5:
+            _, cx, cy, bw, bh = values
+            x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+        elif len(values) >= 7 and len(values) % 2 == 1:
+            xs, ys = values[1::2], values[2::2]
+            x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        else:
+            log.warning("label %s line %d: %r is neither 'class cx cy w h' nor a polygon: left out", label, n, line)
+            continue
+        cls = values[0]
+        if cls != int(cls) or cls < 0:
+            log.warning("label %s line %d: class %s is not a class id: left out", label, n, fields[0])
+            continue
+        box = [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
+        out.append({"image_id": image_id, "category_id": int(cls) + 1, "bbox": box, "area": box[2] * box[3],
+                    "iscrowd": 0})
+    return out
 
 
 def _coco_image_folder(path: Path, first: str) -> Path:
@@ -383,6 +467,14 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
+            if dataset.yolo:  # the truth in this picture's pixels, as it was read (EXIF orientation applied)
+                assert dataset.coco is not None
+                image_id = len(dataset.coco["images"]) + 1
+                h, w = result.orig_shape
+                dataset.coco["images"].append({"id": image_id, "file_name": str(result.path), "height": h,
+                                               "width": w})
+                dataset.coco["annotations"] += yolo_annotations(label, image_id, (h, w))
+                label = image_id
             if model.task == "detect":
                 evaluated.append(label)
                 detections += coco_detections(result, label, dataset.category_ids)

@@ -105,6 +105,45 @@ def test_a_missed_box_costs_its_category_one_box_of_recall(
     assert det_model.val(root / "annotations" / path.name, limit=1).images == 1
 
 
+def test_an_ultralytics_dataset_yaml_with_yolo_labels_scores_as_its_coco_twin(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, det_model: Model, tmp_path: Path) -> None:
+    """coco8.yaml's layout: images/val beside labels/val, one ``class cx cy w h`` line an object (or a
+    polygon, read as its bounding box), class names in the YAML. The same confident boxes as above:
+    AP 1.0; a line of neither form is left out with a warning."""
+    import logging
+
+    results = det_model.predict(sample_images())
+    for split in ("images", "labels"):
+        (tmp_path / split / "val").mkdir(parents=True)
+    for k, r in enumerate(results):
+        shutil.copyfile(r.path, tmp_path / "images" / "val" / Path(r.path).name)
+        h, w = r.orig_shape
+        lines = []
+        for (x1, y1, x2, y2), score, cls in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist(),
+                                                strict=True):
+            if score < TRUTH_SCORE:
+                continue
+            if k == 0:  # a polygon: the box's corners
+                corners = [x1 / w, y1 / h, x2 / w, y1 / h, x2 / w, y2 / h, x1 / w, y2 / h]
+                lines.append(" ".join([str(int(cls)), *map(repr, corners)]))
+            else:
+                lines.append(f"{int(cls)} {(x1 + x2) / 2 / w!r} {(y1 + y2) / 2 / h!r} {(x2 - x1) / w!r} "
+                             f"{(y2 - y1) / h!r}")
+        if k == 1:
+            lines.append("3 0.5 0.5")
+        (tmp_path / "labels" / "val" / (Path(r.path).stem + ".txt")).write_text("\n".join(lines) + "\n")
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(det_model.names))
+    data = tmp_path / "data.yaml"
+    data.write_text(f"path: {tmp_path}\nval: images/val\nnames:\n{names}\n")
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["images"] == 3 and report["metrics"]["AP"] == 1.0 and report["metrics"]["AR100"] == 1.0
+    assert "'3 0.5 0.5' is neither 'class cx cy w h' nor a polygon: left out" in caplog.text
+
+
 def test_categories_match_by_name_else_by_id_order_else_refused() -> None:
     names = ["person", "bicycle", "car"]
     by_name = [{"id": 7, "name": "Car"}, {"id": 3, "name": "person"}]

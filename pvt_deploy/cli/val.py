@@ -34,7 +34,7 @@ LABELS_PANEL = "Segmenter labels"  # its --no- twin in a table of its own (see c
 def val(
     data: Annotated[str, typer.Argument(
         help="Detector: a COCO instances JSON (annotations/instances_val2017.json; its pictures in val2017/ beside "
-        "annotations/, or --images). Classifier: a folder of class folders (val/n01440764/*.JPEG). Segmenter: "
+        "annotations/, or --images), or an Ultralytics dataset YAML (its val split, YOLO labels). Classifier: a folder of class folders (val/n01440764/*.JPEG). Segmenter: "
         "the dataset root holding images/ and annotations/ (ADE20K), or the pictures' folder with --masks.",
         show_default=False)],
     model: Annotated[str | None, typer.Option(
@@ -79,6 +79,8 @@ def val(
     Examples:
 
       pvt-deploy val coco/annotations/instances_val2017.json --model exports/pvt_small --precision int8
+
+      pvt-deploy val coco8.yaml --model exports/pvt_v2_b0
 
       pvt-deploy val imagenet/val --model exports/pvt_v2_b2-cls --limit 5000
 
