@@ -157,10 +157,45 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     if not any((folder / e["file_name"]).is_file() for e in entries[:50]):
         raise InputError(f"--images {folder}: none of the JSON's first pictures ({entries[0]['file_name']}, ...) "
                          "is in it")
-    entries = entries[:limit] if limit is not None else entries
-    labels = {str(folder / e["file_name"]): int(e["id"]) for e in entries}
-    return Dataset("detect", [folder / e["file_name"] for e in entries], f"{path} ({folder})", labels, coco,
+    coco = _numbered(coco, entries, path)
+    present = [e for e in coco["images"] if (folder / e["file_name"]).is_file()]
+    if len(present) < len(entries):
+        missing = [e["file_name"] for e in coco["images"] if not (folder / e["file_name"]).is_file()]
+        log.warning("dataset %s: %d of the %d pictures it lists are not in %s (%s%s): left out", path, len(missing),
+                    len(entries), folder, ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
+    present = present[:limit] if limit is not None else present
+    labels = {str(folder / e["file_name"]): e["id"] for e in present}
+    return Dataset("detect", [folder / e["file_name"] for e in present], f"{path} ({folder})", labels, coco,
                    _category_ids(coco["categories"], names, path))
+
+
+def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+    """The instances file with its ``entries`` numbered 1, 2, ... (and each annotation's ``image_id`` so):
+    ids as tools write them (strings, say) are as good as COCO's numbers, but pycocotools sorts and
+    ``np.unique``-s them. An id or a file listed twice is refused (COCO's index would keep one of the
+    pictures and give it both's boxes); annotations of an id no picture has are left out with a warning."""
+    number: dict[Any, int] = {}
+    files: dict[str, Any] = {}
+    for k, e in enumerate(entries, 1):
+        key, name = e["id"], e["file_name"]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise InputError(f"dataset {path}: image id {key!r} of {name} is neither a number nor a string")
+        if key in number:
+            raise InputError(f"dataset {path}: image id {key!r} is listed twice "
+                             f"({entries[number[key] - 1]['file_name']} and {name})")
+        if name in files:
+            raise InputError(f"dataset {path}: {name} is listed twice (image ids {files[name]!r} and {key!r})")
+        number[key], files[name] = k, key
+    annotations, orphans = [], 0
+    for a in coco["annotations"]:
+        image = a.get("image_id") if isinstance(a, dict) else None
+        if isinstance(image, (int, str)) and image in number:
+            annotations.append({**a, "image_id": number[image]})
+        else:
+            orphans += 1
+    if orphans:
+        log.warning("dataset %s: %d annotations name no image it lists: left out", path, orphans)
+    return {**coco, "images": [{**e, "id": k} for k, e in enumerate(entries, 1)], "annotations": annotations}
 
 
 def _yolo_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
@@ -366,9 +401,12 @@ def coco_metrics(coco: dict[str, Any], detections: list[dict[str, Any]], image_i
                          "annotations": _annotations(coco["annotations"])}
         truth.dataset.setdefault("info", {})
         truth.createIndex()
-        if not detections:
-            return dict.fromkeys(COCO_METRICS, 0.0), {}
-        found = truth.loadRes(detections)
+        if detections:
+            found = truth.loadRes(detections)
+        else:  # loadRes reads its first entry: no detections is an empty result set, AP 0 where boxes exist
+            found = COCO()
+            found.dataset = {**truth.dataset, "annotations": []}
+            found.createIndex()
         ev = COCOeval(truth, found, "bbox")
         ev.params.imgIds = list(image_ids)
         ev.evaluate()

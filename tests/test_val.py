@@ -247,3 +247,74 @@ def test_a_dataset_that_does_not_fit_is_one_line_and_exit_2(
     code, out, err = run(monkeypatch, capsys, *args)
     assert code == 2 and message in err and "Traceback" not in err, err
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+def _pycocotools(truth: Path, detections: list[dict[str, Any]], image_ids: list[int] | None = None) -> list[float]:
+    """COCOeval's 12 stats run directly on the files (not through pvt_deploy.evaluate), NaN for -1."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(truth))
+        ev = COCOeval(gt, gt.loadRes(detections), "bbox")
+        if image_ids is not None:
+            ev.params.imgIds = image_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(v) if v >= 0 else float("nan") for v in ev.stats]
+
+
+def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
+        det_model: Model, coco: tuple[Path, dict[int, int]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """String image ids (CVAT, Label Studio), pictures in subfolders, a picture the JSON lists that is not
+    on disk (left out, with a warning), ids or files listed twice (refused), no detections at all."""
+    import logging
+
+    path, _ = coco
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"][0] += 0.2 * data["annotations"][0]["bbox"][2]  # overlaps its box by 2/3: AP < 1
+    for k, a in enumerate(data["annotations"], 1):  # what pycocotools' own COCO() needs of a file
+        a.update(id=k, iscrowd=0, area=a["bbox"][2] * a["bbox"][3])
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(data))
+    results = det_model.predict([str(path.parent.parent / "val2017" / im["file_name"]) for im in data["images"]])
+    detections = [{"image_id": im["id"], "category_id": int(c) + 1, "score": s, "bbox": [x1, y1, x2 - x1, y2 - y1]}
+                  for im, r in zip(data["images"], results, strict=True)
+                  for (x1, y1, x2, y2), s, c in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist(),
+                                                    strict=True)]
+    expected = _pycocotools(reference, detections)
+    assert 0 < expected[0] < 1
+    # the same file as a labelling tool writes it: ids "frame-1", ..., pictures under val2017/sub/
+    (tmp_path / "val2017" / "sub").mkdir(parents=True)
+    for im in data["images"]:
+        shutil.copyfile(path.parent.parent / "val2017" / im["file_name"], tmp_path / "val2017" / "sub" / im["file_name"])
+        im["file_name"] = f"sub/{im['file_name']}"
+        im["id"] = f"frame-{im['id']}"
+    for a in data["annotations"]:
+        a["image_id"] = f"frame-{a['image_id']}"
+    tool = tmp_path / "annotations" / "instances_val2017.json"
+    tool.parent.mkdir()
+    tool.write_text(json.dumps(data))
+    report = det_model.val(tool)
+    assert report.images == 3
+    np.testing.assert_allclose(list(report.metrics.values()), expected, atol=1e-9)
+    # a picture missing on disk: the others are measured, as COCOeval over their ids
+    (tmp_path / "val2017" / data["images"][2]["file_name"]).unlink()
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(tool)
+    assert report.images == 2 and "1 of the 3 pictures it lists are not in" in caplog.text
+    np.testing.assert_allclose(list(report.metrics.values()), _pycocotools(reference, detections, [1, 2]), atol=1e-9)
+    # no detection above the threshold: AP 0 where there are boxes, none (NaN) for sizes there are none of
+    report = det_model.val(tool, conf=0.99)
+    assert report.metrics["AP"] == 0.0 and report.metrics["AR100"] == 0.0
+    assert [np.isnan(v) for v in report.metrics.values()] == [np.isnan(v) for v in expected]
+    # an id or a file listed twice: COCO's index would give one picture both's boxes
+    for twice, message in ((dict(data["images"][0], file_name=data["images"][1]["file_name"]), "listed twice"),
+                           (dict(data["images"][0], id=data["images"][1]["id"]), "image id 'frame-2' is listed twice")):
+        tool.write_text(json.dumps({**data, "images": [twice, *data["images"][1:]]}))
+        with pytest.raises(InputError, match=message):
+            det_model.val(tool)
