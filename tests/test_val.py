@@ -150,6 +150,11 @@ def test_categories_match_by_name_else_by_id_order_else_refused() -> None:
     assert _category_ids(by_name, names, Path("x.json")) == [3, -1, 7]
     by_order = [{"id": 9, "name": "c"}, {"id": 2, "name": "a"}, {"id": 5, "name": "b"}]
     assert _category_ids(by_order, names, Path("x.json")) == [2, 5, 9]
+    # in id order "car" would be scored as person: one name misspelt must not shuffle the others
+    shuffled = [{"id": 1, "name": "car"}, {"id": 2, "name": "bike"}, {"id": 3, "name": "person"}]
+    with pytest.raises(InputError, match=r"its categories in order would make car class 0 \(person\), but it "
+                                         r"names class 2"):
+        _category_ids(shuffled, names, Path("x.json"))
     with pytest.raises(InputError, match="2 categories, 1 of them not among the model's 3 classes"):
         _category_ids([{"id": 1, "name": "person"}, {"id": 2, "name": "zebra"}], names, Path("x.json"))
 
@@ -318,3 +323,27 @@ def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
         tool.write_text(json.dumps({**data, "images": [twice, *data["images"][1:]]}))
         with pytest.raises(InputError, match=message):
             det_model.val(tool)
+
+
+def test_class_folders_taken_in_sorted_order_must_not_contradict_their_names(cls_artifact: Any, tmp_path: Path) -> None:
+    """ImageNet's 1000 folders named after its classes: the two "crane" folders cannot both be called so,
+    hence not all names match, and sorted (alphabetical) order made "abacus" class 0 (tench): every
+    picture scored against another class, silently. Refused; wnid folders (no name a class) are in order."""
+    from pvt_deploy.evaluate import open_dataset
+
+    with Model(str(cls_artifact.folder)) as model:
+        names = list(model.names)
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            folder = n if n.lower() not in seen else f"{n} {i}"  # crane, crane 134; Cardigan, cardigan 474
+            seen.add(n.lower())
+            (tmp_path / "named" / folder).mkdir(parents=True)
+            (tmp_path / "wnid" / f"n{i:08d}").mkdir(parents=True)
+        with pytest.raises(InputError, match=r"its class folders in order would make .* class 0 \(tench\), but "
+                                             r"it names class"):
+            open_dataset(tmp_path / "named", "classify", names)
+        results = model.predict(sample_images(), topk=5)
+        for r in results:
+            shutil.copyfile(r.path, tmp_path / "wnid" / f"n{r.probs.top1:08d}" / Path(r.path).name)
+        report = model.val(tmp_path / "wnid")
+        assert report.metrics == {"top1": 1.0, "top5": 1.0} and report.images == 3
