@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,10 +246,11 @@ def _yolo_label_path(picture: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int]) -> list[dict[str, Any]]:
+def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], classes: Container[int]
+                     ) -> list[dict[str, Any]]:
     """A YOLO label file's objects as COCO annotations in the picture's pixels (``size``: height, width):
     ``class cx cy w h`` normalised, or ``class x1 y1 x2 y2 ...`` (a polygon: its bounding box). A line
-    of another form is left out with a warning."""
+    of another form, or of a class not in ``classes`` (the YAML's names), is left out with a warning."""
     if label is None:
         return []
     h, w = size
@@ -278,6 +279,9 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int]) -
         cls = values[0]
         if cls != int(cls) or cls < 0:
             log.warning("label %s line %d: class %s is not a class id: left out", label, n, fields[0])
+            continue
+        if int(cls) not in classes:  # COCOeval would drop it silently: a box nobody has to find
+            log.warning("label %s line %d: class %d is not among the dataset's names: left out", label, n, int(cls))
             continue
         box = [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
         out.append({"image_id": image_id, "category_id": int(cls) + 1, "bbox": box, "area": box[2] * box[3],
@@ -515,6 +519,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     matrix = np.zeros((len(model.names),) * 2, np.int64) if model.task == "segment" else None
     top1 = top5 = done = 0
     evaluated: list[int] = []
+    classes = {c["id"] - 1 for c in dataset.coco["categories"]} if dataset.yolo and dataset.coco else set()
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
@@ -524,7 +529,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 h, w = result.orig_shape
                 dataset.coco["images"].append({"id": image_id, "file_name": str(result.path), "height": h,
                                                "width": w})
-                dataset.coco["annotations"] += yolo_annotations(label, image_id, (h, w))
+                dataset.coco["annotations"] += yolo_annotations(label, image_id, (h, w), classes)
                 label = image_id
             if model.task == "detect":
                 evaluated.append(label)

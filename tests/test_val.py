@@ -347,3 +347,43 @@ def test_class_folders_taken_in_sorted_order_must_not_contradict_their_names(cls
             shutil.copyfile(r.path, tmp_path / "wnid" / f"n{r.probs.top1:08d}" / Path(r.path).name)
         report = model.val(tmp_path / "wnid")
         assert report.metrics == {"top1": 1.0, "top5": 1.0} and report.images == 3
+
+
+def test_yolo_background_pictures_count_and_a_class_past_the_names_is_said(
+        det_model: Model, coco: tuple[Path, dict[int, int]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A picture without a label file is a background picture (Ultralytics): its detections are false
+    positives, as COCOeval counts them over the same pictures. A label line of a class the YAML does not
+    name was dropped by COCOeval without a word; it is left out with a warning."""
+    import logging
+
+    path, _ = coco
+    data = json.loads(path.read_text())
+    for k, a in enumerate(data["annotations"], 1):
+        a.update(id=k, iscrowd=0, area=a["bbox"][2] * a["bbox"][3])
+    background = max(data["images"], key=lambda im: sum(a["image_id"] == im["id"] for a in data["annotations"]))
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != background["id"]]
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(data))
+    for split in ("images", "labels"):
+        (tmp_path / split / "val").mkdir(parents=True)
+    for im in data["images"]:
+        shutil.copyfile(path.parent.parent / "val2017" / im["file_name"], tmp_path / "images" / "val" / im["file_name"])
+        w, h = im["width"], im["height"]
+        lines = [f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / w!r} {(a['bbox'][1] + a['bbox'][3] / 2) / h!r} "
+                 f"{a['bbox'][2] / w!r} {a['bbox'][3] / h!r}" for a in data["annotations"] if a["image_id"] == im["id"]]
+        if im is not background:
+            lines.append(f"{len(det_model.names)} 0.5 0.5 0.2 0.2")  # class 80 of an 80-name YAML
+            (tmp_path / "labels" / "val" / f"{Path(im['file_name']).stem}.txt").write_text("\n".join(lines) + "\n")
+    yaml_file = tmp_path / "data.yaml"
+    yaml_file.write_text(f"path: {tmp_path}\nval: images/val\nnames: {json.dumps(list(det_model.names))}\n")
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(yaml_file)
+    assert "class 80 is not among the dataset's names: left out" in caplog.text
+    results = det_model.predict([str(tmp_path / "images" / "val" / im["file_name"]) for im in data["images"]])
+    detections = [{"image_id": im["id"], "category_id": int(c) + 1, "score": s, "bbox": [x1, y1, x2 - x1, y2 - y1]}
+                  for im, r in zip(data["images"], results, strict=True)
+                  for (x1, y1, x2, y2), s, c in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist(),
+                                                    strict=True)]
+    expected = _pycocotools(reference, detections)
+    assert report.images == 3 and expected[0] < 1
+    np.testing.assert_allclose(list(report.metrics.values()), expected, atol=1e-6)
