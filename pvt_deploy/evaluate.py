@@ -457,15 +457,17 @@ def _annotations(annotations: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, *, reduce_zero_label: bool) -> np.ndarray:
+def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, *, reduce_zero_label: bool,
+              label: str = "a label PNG") -> np.ndarray:
     """``classes x classes`` pixel counts (rows: truth, columns: prediction) of one picture. ``truth``
     is the label PNG's values: with ``reduce_zero_label`` 0 is ignored and the others shift down by one;
-    255 and values past the last class are ignored."""
+    255 and values past the last class are ignored. ``label`` names it where its size is not the picture's."""
     t = truth.astype(np.int64)
     if reduce_zero_label:
         t = np.where(t == 0, IGNORE_LABEL, t - 1)
     if pred.shape != t.shape:
-        raise InputError(f"a label PNG of {t.shape[1]}x{t.shape[0]} for a picture of {pred.shape[1]}x{pred.shape[0]}")
+        raise InputError(f"{label}: {t.shape[1]}x{t.shape[0]} for a picture of {pred.shape[1]}x{pred.shape[0]} (a "
+                         "label PNG has its picture's size, as MMSegmentation reads them)")
     keep = (t >= 0) & (t < classes)
     return np.bincount(classes * t[keep] + pred.astype(np.int64)[keep],
                        minlength=classes * classes).reshape(classes, classes)
@@ -542,7 +544,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
             else:
                 assert matrix is not None and result.mask is not None
                 matrix += confusion(result.mask, _read_label(label), len(model.names),
-                                    reduce_zero_label=dataset.reduce_zero_label)
+                                    reduce_zero_label=dataset.reduce_zero_label, label=f"label {label}")
             done += 1
             if progress is not None:
                 progress(done, total)

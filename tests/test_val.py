@@ -387,3 +387,23 @@ def test_yolo_background_pictures_count_and_a_class_past_the_names_is_said(
     expected = _pycocotools(reference, detections)
     assert report.images == 3 and expected[0] < 1
     np.testing.assert_allclose(list(report.metrics.values()), expected, atol=1e-6)
+
+
+def test_a_label_png_of_another_size_than_its_picture_is_named_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], seg_artifact: Any, tmp_path: Path) -> None:
+    """MMSegmentation compares a label with the prediction at its picture's size: another size is refused,
+    naming the file (it said 'a label PNG of 320x256 for a picture of 640x512', of 2000 files)."""
+    picture = sample_images()[0]
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    shutil.copyfile(picture, tmp_path / "images" / Path(picture).name)
+    with Image.open(picture) as im:
+        w, h = im.size
+    png = tmp_path / "masks" / f"{Path(picture).stem}.png"
+    Image.fromarray(np.ones((h // 2, w // 2), np.uint8)).save(png)
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+                         "--model", str(seg_artifact.folder))
+    assert code == 2 and "Traceback" not in err and out == "", err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    message = f"error: label {png}: {w // 2}x{h // 2} for a picture of {w}x{h}"
+    assert message in " ".join(err.split()), err  # as one line, however the terminal wraps it
