@@ -12,6 +12,7 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
 * **classify**: top-1 and top-5 accuracy on a folder of class folders (ImageNet's validation layout,
   ``val/n01440764/*.JPEG``): folders named after the model's classes are those classes; otherwise there
   must be one folder per class, taken in sorted order (the class index of torchvision's ``ImageFolder``).
+  Pictures are taken from the classes in turn, so that ``limit`` samples every class alike.
 * **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
   PNGs of the same names (ADE20K's ``images/validation`` and ``annotations/validation``; the dataset
   root finds both). Label 0 is "other" in ADE20K and is ignored, the others shift down by one
@@ -345,8 +346,12 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
                          f"some not named after one of its classes {_unmatched([c.name for c in classes], index, ambiguous)}: "
                          "name each after its class, or give one folder per class (sorted order is the class index, "
                          "as ImageNet's n01440764, ...)")
-    items = [(p, i) for c, i in zip(classes, ids, strict=True)
-             for p in sorted(c.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    # the classes in turn (each one's first picture, then each one's second, ...): --limit 5000 of ImageNet's
+    # val is 5 pictures of every class, not the 50 of the first 100 classes (fish, birds and amphibians)
+    files = [sorted(p for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes]
+    ranked = [((rank, k), p, i) for k, (pictures, i) in enumerate(zip(files, ids, strict=True))
+              for rank, p in enumerate(pictures)]
+    items = [(p, i) for _, p, i in sorted(ranked, key=lambda item: item[0])]
     if not items:
         raise InputError(f"dataset {path}: no pictures in its class folders")
     paths = _limited([p for p, _ in items], limit)

@@ -407,3 +407,20 @@ def test_a_label_png_of_another_size_than_its_picture_is_named_in_one_line(
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     message = f"error: label {png}: {w // 2}x{h // 2} for a picture of {w}x{h}"
     assert message in " ".join(err.split()), err  # as one line, however the terminal wraps it
+
+
+def test_limit_takes_a_classifiers_classes_in_turn(tmp_path: Path) -> None:
+    """--limit 5000 of ImageNet's val (50 a class, sorted) took the first 100 classes whole: a top-1 of
+    fish, birds and amphibians. The classes are taken in turn, so every one is sampled alike."""
+    from pvt_deploy.evaluate import open_dataset
+    from pvt_deploy.models import resolve_name
+
+    names = list(resolve_name("pvt_v2_b0-cls").classes)
+    for folder in ("tench", "goldfish", "great white shark"):
+        (tmp_path / folder).mkdir()
+        for k in range(3):
+            shutil.copyfile(sample_images()[0], tmp_path / folder / f"{k}.jpg")
+    dataset = open_dataset(tmp_path, "classify", names, limit=4)
+    assert [dataset.labels[str(p)] for p in dataset.images] == [1, 2, 0, 1]  # goldfish, great white shark, tench
+    assert [p.name for p in dataset.images] == ["0.jpg", "0.jpg", "0.jpg", "1.jpg"]
+    assert len(open_dataset(tmp_path, "classify", names).images) == 9

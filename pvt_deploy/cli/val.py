@@ -58,7 +58,8 @@ def val(
         "--reduce-zero-label/--no-reduce-zero-label", help="Segmenter: label 0 is 'other' and ignored, the others "
         "shift down by one (ADE20K's PNGs, as MMSegmentation reads them).", rich_help_panel=LABELS_PANEL)] = True,
     limit: Annotated[int | None, typer.Option(
-        min=1, help="Evaluate the first N pictures only (default: every picture).", show_default=False,
+        min=1, help="Evaluate the first N pictures only (a classifier's: from each class in turn; default: every "
+        "picture).", show_default=False,
         rich_help_panel=DATASET_PANEL)] = None,
     conf: Annotated[float | None, typer.Option(
         help="Detection score threshold (default: manifest, 0.05, as COCO figures are measured).",
