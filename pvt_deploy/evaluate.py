@@ -527,6 +527,10 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     top1 = top5 = done = 0
     evaluated: list[int] = []
     classes = {c["id"] - 1 for c in dataset.coco["categories"]} if dataset.yolo and dataset.coco else set()
+    # a COCO file's boxes are in the pixels of the pictures it was made on, whose size it gives
+    sizes = {im["id"]: (im.get("height"), im.get("width")) for im in dataset.coco["images"]
+             } if dataset.coco and not dataset.yolo else {}
+    misfits: list[str] = []
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
@@ -540,6 +544,10 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 label = image_id
             if model.task == "detect":
                 evaluated.append(label)
+                given = sizes.get(label)
+                if given and all(given) and given != tuple(result.orig_shape):
+                    misfits.append(f"{Path(result.path).name} {result.orig_shape[1]}x{result.orig_shape[0]}, "
+                                   f"{given[1]}x{given[0]} in the file")
                 detections += coco_detections(result, label, dataset.category_ids)
             elif model.task == "classify":
                 assert result.probs is not None
@@ -554,6 +562,9 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
             if progress is not None:
                 progress(done, total)
     skipped = total - done
+    if misfits:
+        log.warning("dataset %s: %d of %d pictures are not of the size it gives them (%s): its boxes will not fit "
+                    "them (a resized copy of the pictures? EXIF rotation?)", data, len(misfits), done, misfits[0])
     per_class: dict[str, float] = {}
     if model.task == "detect":
         assert dataset.coco is not None
