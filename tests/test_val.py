@@ -359,7 +359,8 @@ def test_yolo_background_pictures_count_and_a_class_past_the_names_is_said(
         det_model: Model, coco: tuple[Path, dict[int, int]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A picture without a label file is a background picture (Ultralytics): its detections are false
     positives, as COCOeval counts them over the same pictures. A label line of a class the YAML does not
-    name was dropped by COCOeval without a word; it is left out with a warning."""
+    name was dropped by COCOeval without a word, one in pixels scaled to a box far off the picture; each
+    is left out with a warning (Ultralytics refuses both)."""
     import logging
 
     path, _ = coco
@@ -379,12 +380,14 @@ def test_yolo_background_pictures_count_and_a_class_past_the_names_is_said(
                  f"{a['bbox'][2] / w!r} {a['bbox'][3] / h!r}" for a in data["annotations"] if a["image_id"] == im["id"]]
         if im is not background:
             lines.append(f"{len(det_model.names)} 0.5 0.5 0.2 0.2")  # class 80 of an 80-name YAML
+            lines.append("0 320 240 50 60")  # pixels: a person box no detection could ever match
             (tmp_path / "labels" / "val" / f"{Path(im['file_name']).stem}.txt").write_text("\n".join(lines) + "\n")
     yaml_file = tmp_path / "data.yaml"
     yaml_file.write_text(f"path: {tmp_path}\nval: images/val\nnames: {json.dumps(list(det_model.names))}\n")
     with caplog.at_level(logging.WARNING):
         report = det_model.val(yaml_file)
     assert "class 80 is not among the dataset's names: left out" in caplog.text
+    assert "coordinates past 0..1 (YOLO's are fractions of the picture's width and height, not pixels)" in caplog.text
     results = det_model.predict([str(tmp_path / "images" / "val" / im["file_name"]) for im in data["images"]])
     detections = [{"image_id": im["id"], "category_id": int(c) + 1, "score": s, "bbox": [x1, y1, x2 - x1, y2 - y1]}
                   for im, r in zip(data["images"], results, strict=True)
