@@ -219,7 +219,8 @@ def _yolo_dataset(path: Path, names: Sequence[str], limit: int | None) -> Datase
 
     pictures = _limited(dataset_images(path, what="val"), limit)
     given = yaml.safe_load(path.read_text(encoding="utf-8-sig")).get("names")  # read whole by dataset_images
-    if isinstance(given, dict) and all(isinstance(k, int) for k in given):
+    if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
+                                       for k in given):  # '"0": person' as Ultralytics reads it too
         classes = {int(k): str(v) for k, v in given.items()}
     elif isinstance(given, list):
         classes = dict(enumerate(str(v) for v in given))

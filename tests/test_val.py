@@ -433,3 +433,17 @@ def test_limit_takes_a_classifiers_classes_in_turn(tmp_path: Path) -> None:
     assert [dataset.labels[str(p)] for p in dataset.images] == [1, 2, 0, 1]  # goldfish, great white shark, tench
     assert [p.name for p in dataset.images] == ["0.jpg", "0.jpg", "0.jpg", "1.jpg"]
     assert len(open_dataset(tmp_path, "classify", names).images) == 9
+
+
+def test_yolo_names_as_a_list_or_ids_to_names_quoted_or_not(tmp_path: Path) -> None:
+    """``names: {"0": person}`` (a YAML written from JSON) is read as Ultralytics reads it: class ids."""
+    from pvt_deploy.evaluate import open_dataset
+
+    for split in ("images", "labels"):
+        (tmp_path / split / "val").mkdir(parents=True)
+    shutil.copyfile(sample_images()[0], tmp_path / "images" / "val" / "a.jpg")
+    (tmp_path / "labels" / "val" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    names = ["person", "bicycle", "car"]
+    for written in ("[person, bicycle, car]", "{0: person, 1: bicycle, 2: car}", '{"0": person, "1": bicycle, "2": car}'):
+        (tmp_path / "data.yaml").write_text(f"val: images/val\nnames: {written}\n")
+        assert open_dataset(tmp_path / "data.yaml", "detect", names).category_ids == [1, 2, 3], written
