@@ -247,9 +247,10 @@ class Model:
             batch: int | None = None, conf: float | None = None, iou: float | None = None,
             max_det: int | None = None, reduce_zero_label: bool = True) -> ValReport:
         """Accuracy on the labelled dataset ``data`` (``pvt-deploy val``): COCO box AP for a detector (a
-        COCO instances JSON; ``images`` its picture folder when it is not COCO's ``val2017/`` beside
-        ``annotations/``), top-1/top-5 for a classifier (a folder of class folders), mIoU for a segmenter
-        (ADE20K's root, or the pictures' folder and ``masks``). ``limit``: the first N pictures only.
+        COCO instances JSON, ``images`` its picture folder when it is not COCO's ``val2017/`` beside
+        ``annotations/``; or an Ultralytics dataset YAML), top-1/top-5 for a classifier (a folder of
+        class folders), mIoU for a segmenter (ADE20K's root, or the pictures' folder and ``masks``).
+        ``limit``: the first N pictures only (a classifier's from each class in turn).
         See :mod:`pvt_deploy.evaluate`."""
         from pvt_deploy.evaluate import evaluate
 
