@@ -153,7 +153,7 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
                          "(annotations/instances_val2017.json), with --images its picture folder, or an "
                          "Ultralytics dataset YAML")
     try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
+        coco = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark, as Windows tools write
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"dataset {path}: not a readable JSON file ({e})") from None
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",

@@ -447,3 +447,15 @@ def test_yolo_names_as_a_list_or_ids_to_names_quoted_or_not(tmp_path: Path) -> N
     for written in ("[person, bicycle, car]", "{0: person, 1: bicycle, 2: car}", '{"0": person, "1": bicycle, "2": car}'):
         (tmp_path / "data.yaml").write_text(f"val: images/val\nnames: {written}\n")
         assert open_dataset(tmp_path / "data.yaml", "detect", names).category_ids == [1, 2, 3], written
+
+
+def test_a_coco_file_with_a_byte_order_mark_is_read(coco: tuple[Path, dict[int, int]], tmp_path: Path) -> None:
+    """Windows tools write UTF-8 with a BOM; json.loads refused it ('Unexpected UTF-8 BOM')."""
+    from pvt_deploy.evaluate import open_dataset
+
+    path, _ = coco
+    marked = tmp_path / "instances_val.json"
+    marked.write_text(path.read_text(), encoding="utf-8-sig")
+    names = [c["name"] for c in json.loads(path.read_text())["categories"]]
+    dataset = open_dataset(marked, "detect", names, images=path.parent.parent / "val2017")
+    assert len(dataset.images) == 3 and dataset.category_ids == list(range(1, len(names) + 1))
