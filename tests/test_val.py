@@ -459,3 +459,13 @@ def test_a_coco_file_with_a_byte_order_mark_is_read(coco: tuple[Path, dict[int, 
     names = [c["name"] for c in json.loads(path.read_text())["categories"]]
     dataset = open_dataset(marked, "detect", names, images=path.parent.parent / "val2017")
     assert len(dataset.images) == 3 and dataset.category_ids == list(range(1, len(names) + 1))
+
+
+def test_dataset_options_a_dataset_does_not_read_are_said(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    (tmp_path / "val" / "tench").mkdir(parents=True)
+    shutil.copyfile(sample_images()[0], tmp_path / "val" / "tench" / "a.jpg")
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "val"), "--model", str(cls_artifact.folder),
+                         "--masks", str(tmp_path), "--no-reduce-zero-label", "--json")
+    assert code == 0 and json.loads(out)["images"] == 1, err
+    assert "warning: --masks, --no-reduce-zero-label: not read for this classify model's dataset" in err

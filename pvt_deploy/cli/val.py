@@ -96,6 +96,7 @@ def val(
     from pvt_deploy.api import Model, check_weights
     from pvt_deploy.cli.infer import _warn_random, parse_imgsz
     from pvt_deploy.evaluate import evaluate
+    from pvt_deploy.export.calibration import is_dataset_yaml
     from pvt_deploy.tasks.pipeline import check_settings
 
     err = Console(stderr=True, highlight=False)
@@ -116,6 +117,14 @@ def val(
                 err.print(f"[yellow]warning: {', '.join(given)}: detection settings; a {m.task} model has none: "
                           "ignored[/]")
             conf = iou = max_det = None
+        # dataset options this dataset does not read (a YAML names its own pictures): said, not silently dropped
+        unread = [flag for flag, read in (
+            ("--images", images is None or (m.task != "classify" and not is_dataset_yaml(data))),
+            ("--masks", masks is None or m.task == "segment"),
+            ("--no-reduce-zero-label", reduce_zero_label or m.task == "segment")) if not read]
+        if unread:
+            err.print(f"[yellow]warning: {', '.join(unread)}: not read for this {m.task} model's dataset "
+                      f"{escape(data)}: ignored[/]", soft_wrap=True)
         info = m.backend.info
         err.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{info.name}[/] {info.device} {info.precision}",
                   soft_wrap=True)
