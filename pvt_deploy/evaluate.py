@@ -575,6 +575,9 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     if model.task == "detect":
         assert dataset.coco is not None
         metrics, per_class = coco_metrics(dataset.coco, detections, evaluated)
+        if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
+            log.warning("dataset %s: no box of its categories in the %d pictures evaluated: AP and AR measure "
+                        "nothing", data, done)
     elif model.task == "classify":
         metrics = {"top1": top1 / done, "top5": top5 / done}
     else:

@@ -323,6 +323,11 @@ def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
     report = det_model.val(tool, conf=0.99)
     assert report.metrics["AP"] == 0.0 and report.metrics["AR100"] == 0.0
     assert [np.isnan(v) for v in report.metrics.values()] == [np.isnan(v) for v in expected]
+    # no box at all among the pictures: nothing to measure, said (the table was all dashes)
+    tool.write_text(json.dumps({**data, "annotations": []}))
+    with caplog.at_level(logging.WARNING):
+        assert all(np.isnan(v) for v in det_model.val(tool).metrics.values())
+    assert "no box of its categories in the 2 pictures evaluated: AP and AR measure nothing" in caplog.text
     # an id or a file listed twice: COCO's index would give one picture both's boxes
     for twice, message in ((dict(data["images"][0], file_name=data["images"][1]["file_name"]), "listed twice"),
                            (dict(data["images"][0], id=data["images"][1]["id"]), "image id 'frame-2' is listed twice")):
