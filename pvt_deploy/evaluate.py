@@ -163,16 +163,17 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     entries = [im for im in coco["images"] if isinstance(im, dict) and "id" in im and "file_name" in im]
     if not entries:
         raise InputError(f"dataset {path}: lists no images")
-    folder = Path(images).expanduser() if images is not None else _coco_image_folder(path, entries[0]["file_name"])
+    first = [e["file_name"] for e in entries[:50]]  # a folder that holds none of them is not the pictures' folder
+    folder = Path(images).expanduser() if images is not None else _coco_image_folder(path, first)
     if not folder.is_dir():
         raise InputError(f"--images {folder}: no such folder")
-    if not any((folder / e["file_name"]).is_file() for e in entries[:50]):
-        raise InputError(f"--images {folder}: none of the JSON's first pictures ({entries[0]['file_name']}, ...) "
-                         "is in it")
+    if not any((folder / name).is_file() for name in first):
+        raise InputError(f"--images {folder}: none of the JSON's first pictures ({first[0]}, ...) is in it")
     coco = _numbered(coco, entries, path)
-    present = [e for e in coco["images"] if (folder / e["file_name"]).is_file()]
+    there = {e["file_name"]: (folder / e["file_name"]).is_file() for e in coco["images"]}
+    present = [e for e in coco["images"] if there[e["file_name"]]]
     if len(present) < len(entries):
-        missing = [e["file_name"] for e in coco["images"] if not (folder / e["file_name"]).is_file()]
+        missing = [name for name, found in there.items() if not found]
         log.warning("dataset %s: %d of the %d pictures it lists are not in %s (%s%s): left out", path, len(missing),
                     len(entries), folder, ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
     present = present[:limit] if limit is not None else present
@@ -296,16 +297,17 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
     return out
 
 
-def _coco_image_folder(path: Path, first: str) -> Path:
+def _coco_image_folder(path: Path, first: Sequence[str]) -> Path:
     """COCO's layout: ``annotations/instances_val2017.json`` beside ``val2017/``; else a folder named
-    after the JSON's split, ``images/``, or the JSON's own folder, whichever holds its first picture."""
+    after the JSON's split, ``images/``, or the JSON's own folder, whichever holds one of its ``first``
+    pictures (the first may be one missing from a partial download)."""
     split = path.stem.rsplit("_", 1)[-1]
     candidates = [path.parent.parent / split, path.parent / split, path.parent / "images",
                   path.parent.parent / "images", path.parent]
     for folder in candidates:
-        if (folder / first).is_file():
+        if any((folder / name).is_file() for name in first):
             return folder
-    raise InputError(f"dataset {path}: its pictures ({first}, ...) are not in {split}/ beside it or in images/: "
+    raise InputError(f"dataset {path}: its pictures ({first[0]}, ...) are not in {split}/ beside it or in images/: "
                      "give their folder with --images")
 
 

@@ -308,17 +308,18 @@ def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
     assert report.images == 3
     np.testing.assert_allclose(list(report.metrics.values()), expected, atol=1e-9)
     # a picture missing on disk: the others are measured, as COCOeval over their ids; a picture of another
-    # size than the file gives it (its boxes are in other pixels) is said
-    (tmp_path / "val2017" / data["images"][2]["file_name"]).unlink()
-    w, h = data["images"][0]["width"], data["images"][0]["height"]
-    data["images"][0]["width"] = 2 * w
+    # size than the file gives it (its boxes are in other pixels) is said. The first one missing: the
+    # folder is still found beside annotations/
+    (tmp_path / "val2017" / data["images"][0]["file_name"]).unlink()
+    w, h = data["images"][1]["width"], data["images"][1]["height"]
+    data["images"][1]["width"] = 2 * w
     tool.write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING):
         report = det_model.val(tool)
     assert report.images == 2 and "1 of the 3 pictures it lists are not in" in caplog.text
-    assert (f"1 of 2 pictures are not of the size it gives them ({Path(data['images'][0]['file_name']).name} {w}x{h}, "
+    assert (f"1 of 2 pictures are not of the size it gives them ({Path(data['images'][1]['file_name']).name} {w}x{h}, "
             f"{2 * w}x{h} in the file)") in caplog.text
-    np.testing.assert_allclose(list(report.metrics.values()), _pycocotools(reference, detections, [1, 2]), atol=1e-9)
+    np.testing.assert_allclose(list(report.metrics.values()), _pycocotools(reference, detections, [2, 3]), atol=1e-9)
     # no detection above the threshold: AP 0 where there are boxes, none (NaN) for sizes there are none of
     report = det_model.val(tool, conf=0.99)
     assert report.metrics["AP"] == 0.0 and report.metrics["AR100"] == 0.0
