@@ -179,7 +179,8 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     present = present[:limit] if limit is not None else present
     labels = {str(folder / e["file_name"]): e["id"] for e in present}
     return Dataset("detect", [folder / e["file_name"] for e in present], f"{path} ({folder})", labels, coco,
-                   _category_ids(coco["categories"], names, path))
+                   _category_ids(coco["categories"], names, path, {a.get("category_id") for a in coco["annotations"]
+                                                                   if isinstance(a.get("category_id"), int)}))
 
 
 def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -> dict[str, Any]:
@@ -311,16 +312,24 @@ def _coco_image_folder(path: Path, first: Sequence[str]) -> Path:
                      "give their folder with --images")
 
 
-def _category_ids(categories: list[Any], names: Sequence[str], path: Path) -> list[int]:
-    """Class index -> category id: by name where every category's name is one of the model's classes,
-    else by the categories' id order where there is one per class; -1 for a class with no category."""
-    cats = sorted((c for c in categories if isinstance(c, dict) and "id" in c), key=lambda c: int(c["id"]))
+def _category_ids(categories: list[Any], names: Sequence[str], path: Path, used: Container[Any] | None = None
+                  ) -> list[int]:
+    """Class index -> category id: by name where every category's name is one of the model's classes
+    (of those ``used`` by an annotation, where given: Roboflow's exports list their dataset's name as a
+    category no box has), else by the categories' id order where there is one per class; -1 for a class
+    with no category."""
+    cats = [c for c in categories if isinstance(c, dict) and "id" in c]
     if not cats:
         raise InputError(f"dataset {path}: lists no categories")
+    odd = next((c for c in cats if not isinstance(c["id"], int) or isinstance(c["id"], bool)), None)
+    if odd is not None:  # its boxes would never meet a detection's category (a number)
+        raise InputError(f"dataset {path}: category {odd.get('name')!r} has the id {odd['id']!r}, not a number")
+    cats.sort(key=lambda c: int(c["id"]))
     index, ambiguous = _name_index(names)
-    if all(_norm(str(c.get("name", ""))) in index for c in cats):
+    named = [c for c in cats if used is None or c["id"] in used or _norm(str(c.get("name", ""))) in index]
+    if all(_norm(str(c.get("name", ""))) in index for c in named):
         ids = [-1] * len(names)
-        for c in cats:
+        for c in named:
             ids[index[_norm(str(c["name"]))]] = int(c["id"])
         return ids
     if len(cats) == len(names):

@@ -455,16 +455,26 @@ def test_yolo_names_as_a_list_or_ids_to_names_quoted_or_not(tmp_path: Path) -> N
         assert open_dataset(tmp_path / "data.yaml", "detect", names).category_ids == [1, 2, 3], written
 
 
-def test_a_coco_file_with_a_byte_order_mark_is_read(coco: tuple[Path, dict[int, int]], tmp_path: Path) -> None:
-    """Windows tools write UTF-8 with a BOM; json.loads refused it ('Unexpected UTF-8 BOM')."""
+def test_coco_files_of_windows_tools_and_roboflow_are_read(coco: tuple[Path, dict[int, int]], tmp_path: Path) -> None:
+    """Windows tools write UTF-8 with a BOM (json.loads refused it: 'Unexpected UTF-8 BOM'); Roboflow lists
+    its dataset's name as category 0, which no box has (it was refused as a category the model lacks).
+    A category whose id is not a number is refused: its boxes could never meet a detection's."""
     from pvt_deploy.evaluate import open_dataset
 
     path, _ = coco
-    marked = tmp_path / "instances_val.json"
-    marked.write_text(path.read_text(), encoding="utf-8-sig")
-    names = [c["name"] for c in json.loads(path.read_text())["categories"]]
+    data = json.loads(path.read_text())
+    names = [c["name"] for c in data["categories"]]
+    data["categories"].insert(0, {"id": 0, "name": "pets-and-forks", "supercategory": "none"})
+    for c in data["categories"][1:]:
+        c["supercategory"] = "pets-and-forks"
+    marked = tmp_path / "_annotations.coco.json"
+    marked.write_text(json.dumps(data), encoding="utf-8-sig")
     dataset = open_dataset(marked, "detect", names, images=path.parent.parent / "val2017")
     assert len(dataset.images) == 3 and dataset.category_ids == list(range(1, len(names) + 1))
+    data["categories"][5]["id"] = "5"
+    marked.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=f"category '{names[4]}' has the id '5', not a number"):
+        open_dataset(marked, "detect", names, images=path.parent.parent / "val2017")
 
 
 def test_dataset_options_a_dataset_does_not_read_are_said(
