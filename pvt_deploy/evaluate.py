@@ -486,11 +486,11 @@ def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, *, reduce_zero_
     255 and values past the last class are ignored. ``label`` names it where its size is not the picture's."""
     t = truth.astype(np.int64)
     if reduce_zero_label:
-        t = np.where(t == 0, IGNORE_LABEL, t - 1)
+        t = np.where((t == 0) | (t == IGNORE_LABEL), IGNORE_LABEL, t - 1)  # 255 stays ignored, as in MMSegmentation
     if pred.shape != t.shape:
         raise InputError(f"{label}: {t.shape[1]}x{t.shape[0]} for a picture of {pred.shape[1]}x{pred.shape[0]} (a "
                          "label PNG has its picture's size, as MMSegmentation reads them)")
-    keep = (t >= 0) & (t < classes)
+    keep = (t >= 0) & (t < classes) & (t != IGNORE_LABEL)
     return np.bincount(classes * t[keep] + pred.astype(np.int64)[keep],
                        minlength=classes * classes).reshape(classes, classes)
 

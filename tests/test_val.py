@@ -235,6 +235,16 @@ def test_segmentation_metrics_by_hand() -> None:
     assert metrics["mAcc"] == pytest.approx((2 / 3 + 1) / 2) and metrics["aAcc"] == pytest.approx(3 / 4)
 
 
+def test_255_is_ignored_with_reduce_zero_label_whatever_the_class_count() -> None:
+    """MMSegmentation's reduce_zero_label: 0 -> 255, k -> k - 1, and 255 stays 255 (ignored). 255 became
+    254, ignored only while the model has fewer than 255 classes."""
+    from pvt_deploy.evaluate import confusion
+
+    truth = np.array([[0, 1, 255, 255]])
+    matrix = confusion(np.array([[7, 0, 254, 254]]), truth, 300, reduce_zero_label=True)
+    assert matrix.sum() == 1 and matrix[0, 0] == 1
+
+
 @pytest.mark.parametrize("layout", ["missing", "folder-for-detector", "json-for-classifier", "no-images"])
 def test_a_dataset_that_does_not_fit_is_one_line_and_exit_2(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any,
