@@ -285,8 +285,9 @@ def _pycocotools(truth: Path, detections: list[dict[str, Any]], image_ids: list[
 
 def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
         det_model: Model, coco: tuple[Path, dict[int, int]], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """String image ids (CVAT, Label Studio), pictures in subfolders, a picture the JSON lists that is not
-    on disk (left out, with a warning), ids or files listed twice (refused), no detections at all."""
+    """String image ids (as hand-written converters write them), pictures in subfolders, a picture the JSON
+    lists that is not on disk (left out, with a warning; the first one too), one not of the size the JSON
+    gives it (said), no detections at all, no boxes at all (said), ids or files listed twice (refused)."""
     import logging
 
     path, _ = coco
