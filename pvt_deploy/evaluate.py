@@ -108,15 +108,18 @@ def _unmatched(given: Sequence[str], index: dict[str, int], ambiguous: dict[str,
     return f"({', '.join(out[:3])}{', ...' if len(out) > 3 else ''})"
 
 
-def _in_order(given: Sequence[str], names: Sequence[str], index: dict[str, int], what: str) -> None:
+def _in_order(given: Sequence[str], names: Sequence[str], index: dict[str, int], ambiguous: dict[str, int],
+              what: str) -> None:
     """Refuse to take ``given`` in order as the model's classes where one of them is the name of another
     class than its place's (a misspelt folder, an ambiguous "crane" among names in sorted order): in
-    order, every one would be scored against another class, silently."""
+    order, every one would be scored against another class, silently. The error names those that
+    name no single class, which are why the names were not used."""
     for i, g in enumerate(given):
         j = index.get(_norm(g), i)
         if j != i:
-            raise InputError(f"{what} in order would make {g} class {i} ({names[i]}), but it names class {j}: "
-                             "name each after its class, or none")
+            raise InputError(f"{what} in order would make {g} class {i} ({names[i]}), but it names class {j}; "
+                             f"{_unmatched(given, index, ambiguous)} name no single class: name each after its "
+                             "class, or none")
 
 
 def _limited(paths: list[Path], limit: int | None) -> list[Path]:
@@ -333,7 +336,7 @@ def _category_ids(categories: list[Any], names: Sequence[str], path: Path, used:
             ids[index[_norm(str(c["name"]))]] = int(c["id"])
         return ids
     if len(cats) == len(names):
-        _in_order([str(c.get("name", "")) for c in cats], names, index, f"dataset {path}: its categories")
+        _in_order([str(c.get("name", "")) for c in cats], names, index, ambiguous, f"dataset {path}: its categories")
         log.warning("dataset %s: category names differ from the model's classes; matched in id order "
                     "(%s -> %s, ...)", path, cats[0].get("name"), names[0])
         return [int(c["id"]) for c in cats]
@@ -356,7 +359,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
     if all(_norm(c.name) in index for c in classes):
         ids = [index[_norm(c.name)] for c in classes]
     elif len(classes) == len(names):
-        _in_order([c.name for c in classes], names, index, f"dataset {path}: its class folders")
+        _in_order([c.name for c in classes], names, index, ambiguous, f"dataset {path}: its class folders")
         ids = list(range(len(classes)))
     else:
         raise InputError(f"dataset {path}: {len(classes)} class folders for a model of {len(names)} classes, "
