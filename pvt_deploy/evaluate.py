@@ -10,8 +10,10 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
   boxes, as Ultralytics reads them for detection). Categories are matched to the model's classes by
   name, else, where the counts agree, in the order of their ids (as MMDetection does).
 * **classify**: top-1 and top-5 accuracy on a folder of class folders (ImageNet's validation layout,
-  ``val/n01440764/*.JPEG``): folders named after the model's classes are those classes; otherwise there
-  must be one folder per class, taken in sorted order (the class index of torchvision's ``ImageFolder``).
+  ``val/n01440764/*.JPEG``): for an ImageNet-1k model, folders named by WordNet id are those classes (all
+  1000 or a subset, as Imagenette's 10); folders named after the model's classes are those classes;
+  otherwise there must be one folder per class, taken in sorted order (the class index of torchvision's
+  ``ImageFolder``).
   Pictures are taken from the classes in turn, so that ``limit`` samples every class alike.
 * **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
   PNGs of the same names (ADE20K's ``images/validation`` and ``annotations/validation``; the dataset
@@ -346,6 +348,16 @@ def _category_ids(categories: list[Any], names: Sequence[str], path: Path, used:
                      f"{len(names)} classes {_unmatched(given, index, ambiguous)}")
 
 
+def _imagenet_wnids(names: Sequence[str]) -> dict[str, int]:
+    """WordNet id -> class index for a model of ImageNet-1k's classes (its names are the bundled ones);
+    empty for any other model."""
+    from pvt_deploy.data import class_names, imagenet_wnids
+
+    if tuple(names) != class_names("imagenet"):
+        return {}
+    return {w: i for i, w in enumerate(imagenet_wnids())}
+
+
 def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
     from pvt_deploy.io.sources import IMAGE_SUFFIXES
 
@@ -356,7 +368,10 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
     if not classes:
         raise InputError(f"dataset {path}: no class folders in it (val/<class>/*.jpg)")
     index, ambiguous = _name_index(names)
-    if all(_norm(c.name) in index for c in classes):
+    wnids = _imagenet_wnids(names)
+    if wnids and all(c.name in wnids for c in classes):  # ImageNet's folders, all 1000 or a subset (Imagenette)
+        ids = [wnids[c.name] for c in classes]
+    elif all(_norm(c.name) in index for c in classes):
         ids = [index[_norm(c.name)] for c in classes]
     elif len(classes) == len(names):
         _in_order([c.name for c in classes], names, index, ambiguous, f"dataset {path}: its class folders")

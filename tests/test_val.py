@@ -76,6 +76,9 @@ def test_a_detector_scored_against_its_own_confident_boxes_has_ap_one(
     assert report["task"] == "detect" and report["images"] == 3 and report["backend"] == "onnxruntime"
     assert report["metrics"]["AP"] == 1.0 and report["metrics"]["AP50"] == 1.0 and report["metrics"]["AR100"] == 1.0
     assert "val2017" in report["dataset"]  # found beside annotations/, as COCO lays it out
+    # beside it, the zoo's published figure for the model and the --imgsz of its official test size
+    assert report["imgsz"] == [160, 160] and report["published"] == {
+        "metric": "COCO box AP", "value": 0.372, "size": "1333x800 (keep ratio)", "imgsz": "800,1333"}
     # INT8 moves scores and boxes: below 1, above 0, and the table in percent
     code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder),
                          "--precision", "int8")
@@ -84,6 +87,8 @@ def test_a_detector_scored_against_its_own_confident_boxes_has_ap_one(
     ap = float(line.split()[-2 if line.rstrip().endswith("│") else -1])
     assert 0 < ap <= 100, out
     assert "int8" in out and "3 pictures of" in out
+    assert "published for pvt_v2_b0 (official weights): COCO box AP 37.2 at 1333x800 (keep ratio), --imgsz 800,1333; " \
+           "measured here at 160x160" in " ".join(out.split())
 
 
 def test_a_missed_box_costs_its_category_one_box_of_recall(
@@ -371,6 +376,23 @@ def test_class_folders_taken_in_sorted_order_must_not_contradict_their_names(cls
             shutil.copyfile(r.path, tmp_path / "wnid" / f"n{r.probs.top1:08d}" / Path(r.path).name)
         report = model.val(tmp_path / "wnid")
         assert report.metrics == {"top1": 1.0, "top5": 1.0} and report.images == 3
+
+
+def test_imagenet_wnid_folders_of_a_subset_are_their_classes(cls_artifact: Any, tmp_path: Path) -> None:
+    """Imagenette's layout: a few of ImageNet's class folders, named by WordNet id (n01440764, ...). Not
+    one per class and no class names, they were refused; each is its ImageNet class."""
+    from pvt_deploy.data import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    assert wnids[0] == "n01440764" and wnids[999] == "n15075141"  # tench ... toilet tissue
+    with Model(str(cls_artifact.folder)) as model:
+        results = model.predict(sample_images(), topk=5)
+        for r in results:
+            folder = tmp_path / wnids[r.probs.top1]
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(r.path, folder / Path(r.path).name)
+        report = model.val(tmp_path)
+    assert report.metrics == {"top1": 1.0, "top5": 1.0} and report.images == 3
 
 
 def test_yolo_background_pictures_count_and_a_class_past_the_names_is_said(

@@ -137,11 +137,33 @@ def val(
                               iou=iou, max_det=max_det, reduce_zero_label=reduce_zero_label,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
         result = report.to_dict()
-        result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision)
+        pre = m.predictor(imgsz=size).preprocessor
+        result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision,
+                      imgsz=list(pre.imgsz), published=_published(m.name, m.task))
     if as_json:
         typer.echo(json_dumps(_finite(result), indent=2))
         return
     render(result, Console(highlight=False))
+
+
+#: the --imgsz of each task's official test size (pvt-deploy models): a keep-ratio fit, as mmdet and mmseg test
+OFFICIAL_IMGSZ = {"detect": "800,1333", "segment": "512,2048", "classify": "224"}
+
+
+def _published(name: str, task: str) -> dict[str, Any] | None:
+    """The zoo model's published figure (official weights, the official test size) for the report to stand
+    beside: which metric, its value as a fraction, and the --imgsz that tests at that size."""
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.models.zoo import OFFICIAL_SIZE, resolve_name
+
+    try:
+        entry = resolve_name(name)
+    except PvtDeployError:  # an export of a model outside the zoo
+        return None
+    metric = entry.metric
+    if entry.task != task or metric is None or metric[1] is None:
+        return None
+    return {"metric": metric[0], "value": metric[1] / 100, "size": OFFICIAL_SIZE[task], "imgsz": OFFICIAL_IMGSZ[task]}
 
 
 def _finite(value: Any) -> Any:
@@ -176,6 +198,12 @@ def render(report: dict[str, Any], console: Any) -> None:
     skipped = f", {report['skipped']} unreadable skipped" if report["skipped"] else ""
     speed = f" at {report['fps']:.1f} pictures/s" if report.get("fps") else ""
     console.print(f"{report['images']} pictures of {escape(report['dataset'])}{skipped}{speed}", soft_wrap=True)
+    published = report.get("published")
+    if published:
+        size = "x".join(str(v) for v in report["imgsz"])
+        console.print(f"published for {escape(report['model'])} (official weights): {published['metric']} "
+                      f"{100 * published['value']:.1f} at {published['size']}, --imgsz {published['imgsz']}; "
+                      f"measured here at {size}", soft_wrap=True)
     if report["per_class"] and report["task"] == "segment":
         worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
         console.print("lowest IoU: " + ", ".join(f"{escape(k)} {100 * v:.1f}" for v, k in worst), soft_wrap=True)
