@@ -79,16 +79,33 @@ def test_a_detector_scored_against_its_own_confident_boxes_has_ap_one(
     # beside it, the zoo's published figure for the model and the --imgsz of its official test size
     assert report["imgsz"] == [160, 160] and report["published"] == {
         "metric": "COCO box AP", "value": 0.372, "size": "1333x800 (keep ratio)", "imgsz": "800,1333"}
-    # INT8 moves scores and boxes: below 1, above 0, and the table in percent
+    # INT8 moves scores and boxes: below 1, above 0; side by side with FP32 in one table, in percent, and
+    # its difference in points
     code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder),
-                         "--precision", "int8")
+                         "--precision", "fp32,int8")
     assert code == 0, err
     line = next(row for row in out.splitlines() if "AP @ IoU 0.50:0.95" in row)
-    ap = float(line.split()[-2 if line.rstrip().endswith("│") else -1])
-    assert 0 < ap <= 100, out
-    assert "int8" in out and "3 pictures of" in out
+    fp32, int8, delta = (float(v) for v in line.replace("│", " ").split()[-3:])
+    assert fp32 == 100.0 and 0 < int8 <= 100 and delta == pytest.approx(int8 - fp32, abs=0.011), out
+    assert "int8 − fp32" in out and "3 pictures of" in out and err.count("(detect) on onnxruntime") == 2
     assert "published for pvt_v2_b0 (official weights): COCO box AP 37.2 at 1333x800 (keep ratio), --imgsz 800,1333; " \
            "measured here at 160x160" in " ".join(out.split())
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder),
+                         "--precision", "int8,fp32", "--json")
+    runs = json.loads(out)["runs"]
+    assert code == 0 and [r["precision"] for r in runs] == ["int8", "fp32"] and runs[1]["metrics"]["AP"] == 1.0
+    assert runs[1]["published"]["value"] == 0.372  # rounded as in a single report
+    assert runs[0]["metrics"]["AP"] == pytest.approx(int8 / 100, abs=1e-4)
+
+
+def test_a_precision_the_export_lacks_fails_before_any_is_measured(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    for k, picture in enumerate(sample_images()):
+        (tmp_path / f"class{k}").mkdir()
+        shutil.copyfile(picture, tmp_path / f"class{k}" / picture.name)
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path), "--model", str(cls_artifact.folder),
+                         "--precision", "fp32,fp16")
+    assert code == 2 and "no model.fp16.onnx" in err and "on onnxruntime" not in err and out == "", err
 
 
 def test_a_missed_box_costs_its_category_one_box_of_recall(

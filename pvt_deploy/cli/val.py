@@ -11,6 +11,7 @@ an option out of range); 3 runtime (or pycocotools) unavailable; 4 engine mismat
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,7 +43,8 @@ def val(
         "(default pvt_small: exports/pvt_small when it exists, else PyTorch).", show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(help="torch, onnx, trt or triton (default: by artifact).")] = None,
     precision: Annotated[str | None, typer.Option(
-        help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32).")
+        help="fp32, fp16 or int8 (picks model.fp16/int8.onnx; default: the engine where TensorRT runs, else fp32); "
+        "several, comma-separated (fp32,int8), are measured in turn and tabled side by side.")
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
@@ -107,43 +109,72 @@ def val(
     check_weights(weights, model, backend, cli=True)
     if not Path(data).expanduser().exists():  # before the model loads
         raise InputError(f"dataset {data}: no such file or folder")
-    m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights,
-              trust=trust_checkpoint)
-    with contextlib.closing(m):
-        if m.random_weights:
-            _warn_random(err, m.name, zoo=m.backend.info.name == "torch")
-        if m.task != "detect":
-            given = [f"--{k.replace('_', '-')}" for k, v in (("conf", conf), ("iou", iou), ("max_det", max_det))
-                     if v is not None]
-            if given:
-                err.print(f"[yellow]warning: {', '.join(given)}: detection settings; a {m.task} model has none: "
-                          "ignored[/]")
-            conf = iou = max_det = None
-        # dataset options this dataset does not read (a YAML names its own pictures): said, not silently dropped
-        unread = [flag for flag, read in (
-            ("--images", images is None or (m.task != "classify" and not is_dataset_yaml(data))),
-            ("--masks", masks is None or m.task == "segment"),
-            ("--no-reduce-zero-label", reduce_zero_label or m.task == "segment")) if not read]
-        if unread:
-            err.print(f"[yellow]warning: {', '.join(unread)}: not read for this {m.task} model's dataset "
-                      f"{escape(data)}: ignored[/]", soft_wrap=True)
-        info = m.backend.info
-        err.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{info.name}[/] {info.device} {info.precision}",
-                  soft_wrap=True)
-        columns = [TextColumn("val"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task("val", total=None)
-            report = evaluate(m, data, images=images, masks=masks, limit=limit, imgsz=size, batch=batch, conf=conf,
-                              iou=iou, max_det=max_det, reduce_zero_label=reduce_zero_label,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
-        result = report.to_dict()
-        pre = m.predictor(imgsz=size).preprocessor
-        result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision,
-                      imgsz=list(pre.imgsz), published=_published(m.name, m.task))
+    results = []
+    with contextlib.ExitStack() as stack:
+        # every precision loads before the first is measured: one the export lacks fails now, not after an hour
+        models = []
+        for one in _precisions(precision):
+            models.append(Model(model, backend=backend, precision=one, device=device, imgsz=size, weights=weights,
+                                trust=trust_checkpoint))
+            stack.callback(models[-1].close)
+        for k, m in enumerate(models):
+            if k == 0:  # said once, not for each precision
+                if m.random_weights:
+                    _warn_random(err, m.name, zoo=m.backend.info.name == "torch")
+                if m.task != "detect":
+                    given = [f"--{key.replace('_', '-')}" for key, value in (("conf", conf), ("iou", iou),
+                                                                              ("max_det", max_det)) if value is not None]
+                    if given:
+                        err.print(f"[yellow]warning: {', '.join(given)}: detection settings; a {m.task} model has "
+                                  "none: ignored[/]")
+                # dataset options this dataset does not read (a YAML names its own pictures): said, not dropped
+                unread = [flag for flag, read in (
+                    ("--images", images is None or (m.task != "classify" and not is_dataset_yaml(data))),
+                    ("--masks", masks is None or m.task == "segment"),
+                    ("--no-reduce-zero-label", reduce_zero_label or m.task == "segment")) if not read]
+                if unread:
+                    err.print(f"[yellow]warning: {', '.join(unread)}: not read for this {m.task} model's dataset "
+                              f"{escape(data)}: ignored[/]", soft_wrap=True)
+            if m.task != "detect":
+                conf = iou = max_det = None
+            info = m.backend.info
+            err.print(f"[bold]{escape(m.name)}[/] ({m.task}) on [bold]{info.name}[/] {info.device} "
+                      f"{info.precision}", soft_wrap=True)
+            columns = [TextColumn("val"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+            with Progress(*columns, console=err, transient=True) as bar:
+                report = evaluate(m, data, images=images, masks=masks, limit=limit, imgsz=size, batch=batch,
+                                  conf=conf, iou=iou, max_det=max_det, reduce_zero_label=reduce_zero_label,
+                                  progress=functools.partial(_advance, bar, bar.add_task("val", total=None)))
+            result = report.to_dict()
+            pre = m.predictor(imgsz=size).preprocessor
+            result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision,
+                          imgsz=list(pre.imgsz), published=_published(m.name, m.task))
+            results.append(result)
+    if len(results) > 1:
+        if as_json:
+            typer.echo(json_dumps(_finite({"runs": results}), indent=2))
+        else:
+            render_side_by_side(results, Console(highlight=False))
+        return
+    result = results[0]
     if as_json:
         typer.echo(json_dumps(_finite(result), indent=2))
         return
     render(result, Console(highlight=False))
+
+
+def _advance(bar: Any, task: Any, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
+
+
+def _precisions(text: str | None) -> list[str | None]:
+    """``--precision``: one precision, several comma-separated (each once, in the order given), or None."""
+    if text is None:
+        return [None]
+    parts = [p.strip().lower() for p in text.split(",")]
+    if not all(parts):
+        raise InputError(f"--precision {text!r}: give fp32, fp16 or int8, or several comma-separated (fp32,int8)")
+    return list(dict.fromkeys(parts))
 
 
 #: the --imgsz of each task's official test size (pvt-deploy models): a keep-ratio fit, as mmdet and mmseg test
@@ -172,6 +203,8 @@ def _finite(value: Any) -> Any:
         return None if math.isnan(value) else round(value, 6)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
     return value
 
 
@@ -180,6 +213,32 @@ _LABELS = {"AP": "AP @ IoU 0.50:0.95", "AP50": "AP @ IoU 0.50", "AP75": "AP @ Io
            "AR100": "AR, 100 detections", "ARs": "AR small", "ARm": "AR medium", "ARl": "AR large",
            "top1": "top-1 accuracy", "top5": "top-5 accuracy", "mIoU": "mean IoU", "mAcc": "mean class accuracy",
            "aAcc": "pixel accuracy"}
+
+
+def render_side_by_side(reports: list[dict[str, Any]], console: Any) -> None:
+    """Several precisions' metrics in one table (percent), each against the first in points."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    first = reports[0]
+    console.print(f"{escape(first['model'])} ({first['task']}) · {first['backend']} {first['device']}", soft_wrap=True)
+    table = Table()
+    table.add_column("metric")
+    for r in reports:
+        table.add_column(r["precision"], justify="right")
+    for r in reports[1:]:
+        table.add_column(f"{r['precision']} − {first['precision']}", justify="right")
+    for key in first["metrics"]:
+        values = [r["metrics"].get(key, float("nan")) for r in reports]
+        cells = ["—" if math.isnan(v) else f"{100 * v:.2f}" for v in values]
+        deltas = ["—" if math.isnan(v) or math.isnan(values[0]) else f"{100 * (v - values[0]):+.2f}"
+                  for v in values[1:]]
+        table.add_row(_LABELS.get(key, key), *cells, *deltas)
+    print_table(console, table)
+    speeds = ", ".join(f"{r['precision']} {r['fps']:.1f}" for r in reports if r.get("fps"))
+    console.print(f"{first['images']} pictures of {escape(first['dataset'])}"
+                  + (f"; pictures/s: {speeds}" if speeds else ""), soft_wrap=True)
+    _print_published(first, console)
 
 
 def render(report: dict[str, Any], console: Any) -> None:
@@ -198,12 +257,19 @@ def render(report: dict[str, Any], console: Any) -> None:
     skipped = f", {report['skipped']} unreadable skipped" if report["skipped"] else ""
     speed = f" at {report['fps']:.1f} pictures/s" if report.get("fps") else ""
     console.print(f"{report['images']} pictures of {escape(report['dataset'])}{skipped}{speed}", soft_wrap=True)
+    _print_published(report, console)
+    if report["per_class"] and report["task"] == "segment":
+        worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
+        console.print("lowest IoU: " + ", ".join(f"{escape(k)} {100 * v:.1f}" for v, k in worst), soft_wrap=True)
+
+
+def _print_published(report: dict[str, Any], console: Any) -> None:
+    """The zoo model's published figure, the --imgsz of its official test size and the size measured at."""
+    from rich.markup import escape
+
     published = report.get("published")
     if published:
         size = "x".join(str(v) for v in report["imgsz"])
         console.print(f"published for {escape(report['model'])} (official weights): {published['metric']} "
                       f"{100 * published['value']:.1f} at {published['size']}, --imgsz {published['imgsz']}; "
                       f"measured here at {size}", soft_wrap=True)
-    if report["per_class"] and report["task"] == "segment":
-        worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
-        console.print("lowest IoU: " + ", ".join(f"{escape(k)} {100 * v:.1f}" for v, k in worst), soft_wrap=True)
