@@ -28,6 +28,7 @@ from pvt_deploy.io.sources import (
     is_live,
     is_url,
     open_source,
+    picture_size,
     read_image,
     redact_url,
     video_joins,
@@ -165,6 +166,22 @@ def test_a_picture_bigger_than_the_memory_free_is_refused_before_it_is_decoded(
     for free in (7_000_000, None):  # enough free, or not known: decoded
         monkeypatch.setattr(cpu, "available_memory", lambda free=free: free)
         assert read_image(tmp_path / "b.png").shape == (480, 640, 3)
+
+
+def test_picture_size_from_the_header_is_the_decoded_size_exif_orientation_applied(tmp_path: Path) -> None:
+    """``val --batch`` orders pictures by the input size each will get before decoding any: the header's
+    size, turned as OpenCV turns the decoded picture for an EXIF orientation of 5-8 (a phone's portrait)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 40, 3), np.uint8)
+    for orientation, ext, options in ((6, "jpg", {}), (3, "jpg", {}), (8, "png", {}), (5, "webp", {"lossless": True}),
+                                      (6, "tif", {}), (6, "bmp", None)):
+        path = tmp_path / f"o{orientation}.{ext}"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(pixels).save(path, **({"exif": exif, **options} if options is not None else {}))
+        expected = (40, 20) if orientation >= 5 and options is not None else (20, 40)  # BMP keeps no EXIF
+        assert picture_size(path) == read_image(path).shape[:2] == expected, path.name
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    assert picture_size(tmp_path / "notes.jpg") is None and picture_size(tmp_path / "missing.jpg") is None
 
 
 def test_a_picture_of_an_unknown_suffix_bigger_than_the_memory_free_says_so(

@@ -38,7 +38,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, BinaryIO, Literal, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -350,14 +350,20 @@ def _check_memory_to_run(name: str | os.PathLike[str], what: str, width: int, he
 
 
 def _declared_size(data: np.ndarray) -> tuple[int, int] | None:
-    """The (width, height) an image file's header declares, read by Pillow's openers without decoding
-    the pixels; None where none of them reads it (a format only OpenCV knows). Not through Image.open,
-    whose own decompression-bomb limit (an error above 179 MP) would refuse a real 400 MP photo on a
-    server with the memory for it."""
+    """The (width, height) an image file's header declares (see :func:`_header`); None where none of
+    Pillow's openers reads it (a format only OpenCV knows)."""
+    header = _header(io.BytesIO(data.tobytes()))
+    return header[0] if header is not None else None
+
+
+def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any] | None:
+    """The (width, height) and the EXIF block (bytes, or None) of the picture in ``stream``, read by
+    Pillow's openers without decoding the pixels; None where none of them reads it (a format only OpenCV
+    knows). Not through Image.open, whose own decompression-bomb limit (an error above 179 MP) would
+    refuse a real 400 MP photo on a server with the memory for it."""
     from PIL import Image
 
-    head = bytes(data[:16])
-    stream = io.BytesIO(data.tobytes())
+    head = stream.read(16)
     tried: set[str] = set()
     for load in (Image.preinit, Image.init):  # the common formats' openers first, then all of them
         load()
@@ -368,11 +374,39 @@ def _declared_size(data: np.ndarray) -> tuple[int, int] | None:
                 if accept is not None and accept(head) is not True:
                     continue
                 stream.seek(0)
-                width, height = factory(stream, "").size
+                image = factory(stream, "")
+                width, height = image.size
             except Exception:  # noqa: BLE001 - not this format, or a damaged header: OpenCV says which
                 continue
-            return int(width), int(height)
+            return (int(width), int(height)), image.info.get("exif")
     return None
+
+
+def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The (height, width) :func:`read_image` gives the picture file ``path``, from its header alone:
+    an EXIF orientation of 5 to 8, which OpenCV applies, swaps them (Pillow's TIFF opener has already).
+    None where the file or its header cannot be read; a PNG whose EXIF follows its pixels is read as
+    unturned."""
+    from PIL import Image
+
+    try:
+        with open(os.fspath(path), "rb") as f:
+            header = _header(f)
+    except OSError:
+        return None
+    if header is None:
+        return None
+    (width, height), exif = header
+    if isinstance(exif, bytes):
+        try:
+            tags = Image.Exif()
+            tags.load(exif)
+            turned = tags.get(0x0112) in (5, 6, 7, 8)  # Orientation: transposed, or turned a quarter
+        except Exception:  # noqa: BLE001 - a damaged EXIF block: read as unturned
+            turned = False
+        if turned:
+            return width, height
+    return height, width
 
 
 def _in_bytes(n: int) -> str:
