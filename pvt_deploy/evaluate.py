@@ -44,6 +44,7 @@ from pvt_deploy.errors import InputError
 
 if TYPE_CHECKING:
     from pvt_deploy.api import Model
+    from pvt_deploy.tasks.pipeline import Predictor
     from pvt_deploy.tasks.results import Result
 
 log = logging.getLogger("pvt_deploy.evaluate")
@@ -544,18 +545,45 @@ def _read_label(path: Path) -> np.ndarray:
 
 
 # -- the run ----------------------------------------------------------------------------------------------
+def _by_input_size(pictures: list[Path], predictor: Predictor) -> list[Path]:
+    """``pictures`` in order of the input size the predictor's preprocessing gives each, read from its
+    file's header (one read a picture; none where every picture gets one size), those of no known size
+    last: batches of one size are then full. The pipeline's ``same_size`` keeps them so where a header
+    is wrong."""
+    from pvt_deploy.io.sources import picture_size
+
+    pre = predictor.preprocessor
+    if pre.one_size:
+        return pictures
+    unknown = (1 << 30, 1 << 30)
+
+    def key(path: Path) -> tuple[int, int]:
+        size = picture_size(path)
+        try:
+            return pre.plan(*size).input_hw if size is not None else unknown
+        except InputError:  # outside the graph's range: refused as it runs
+            return unknown
+
+    return sorted(pictures, key=key)
+
+
 def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
              masks: str | os.PathLike[str] | None = None, limit: int | None = None, imgsz: Any = None,
              batch: int | None = None, conf: float | None = None, iou: float | None = None,
              max_det: int | None = None, reduce_zero_label: bool = True,
              progress: Callable[[int, int], None] | None = None) -> ValReport:
     """Run ``model`` over the labelled dataset ``data`` and measure it (see the module docstring).
-    ``progress(done, total)`` is called after each picture."""
+    ``progress(done, total)`` is called after each picture. A ``batch`` of several pictures holds pictures
+    of one input size only (taken in order of size): none is padded to another's, which attention would
+    see, so the metric is ``batch=1``'s."""
     dataset = open_dataset(data, model.task, model.names, images=images, masks=masks, limit=limit,
                            reduce_zero_label=reduce_zero_label)
     settings: dict[str, Any] = {k: v for k, v in (("conf", conf), ("iou", iou), ("max_det", max_det)) if v is not None}
-    results = model.predict([str(p) for p in dataset.images], stream=True, imgsz=imgsz, batch=batch, conf=conf,
-                            iou=iou, max_det=max_det, topk=5 if model.task == "classify" else None)
+    pictures = dataset.images
+    if isinstance(batch, int) and batch > 1:
+        pictures = _by_input_size(pictures, model.predictor(imgsz=imgsz, conf=conf, iou=iou, max_det=max_det))
+    results = model.predict([str(p) for p in pictures], stream=True, imgsz=imgsz, batch=batch, conf=conf,
+                            iou=iou, max_det=max_det, topk=5 if model.task == "classify" else None, same_size=True)
     total = len(dataset.images)
     detections: list[dict[str, Any]] = []
     matrix = np.zeros((len(model.names),) * 2, np.int64) if model.task == "segment" else None

@@ -48,9 +48,9 @@ def val(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
-    batch: Annotated[int | None, typer.Option(min=1, help="Pictures per inference call (default 1). Pictures of "
-        "different sizes in one are padded to the largest, which attention sees: the metric moves (published "
-        "figures are one picture a call).")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Pictures per inference call (default 1), of one input "
+        "size each (taken in order of size): none is padded to another's, which attention would see, so the "
+        "metric is batch 1's.")] = None,
     images: Annotated[Path | None, typer.Option(
         help="Folder of the pictures (default: COCO's val2017 beside annotations, ADE20K's images/validation).",
         show_default=False, rich_help_panel=DATASET_PANEL)] = None,

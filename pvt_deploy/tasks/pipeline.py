@@ -418,11 +418,15 @@ class Pipeline:
     (default: for videos, streams and image folders) runs each stage in its own thread with bounded
     queues; otherwise stages run inline.
     ``draw`` renders ``result.plot()`` in the post-processing thread (for writers and ``--show``).
+    ``same_size``: a batch holds frames of one input size only, ending early where the next frame's
+    differs, so none is padded to another's size: the results are ``batch=1``'s (to the backend's
+    float rounding; ``pvt-deploy val``, which gives the pictures in order of size).
     The source is closed when iteration ends. ``summary()`` reports frames, FPS and stage times.
     """
 
     def __init__(self, predictor: Predictor, source: Any, *, batch: int | None = None,
-                 threaded: bool | None = None, draw: bool = False, queue_frames: int | None = None) -> None:
+                 threaded: bool | None = None, draw: bool = False, queue_frames: int | None = None,
+                 same_size: bool = False) -> None:
         kind = getattr(source, "kind", "images")
         if batch is None:
             batch = predictor.auto_batch(kind)
@@ -436,6 +440,7 @@ class Pipeline:
         # several pictures (a folder, a glob, a list of more than one): the backend's shard threads take one each
         self.pictures = not self.video and getattr(source, "frames", None) != 1
         self.draw = draw
+        self.same_size = same_size
         self.queue_frames = queue_frames or max(4, 2 * batch)
         self.times = StageTimes()
         self.frames_done = 0
@@ -489,6 +494,9 @@ class Pipeline:
                 frame = next(frames, None)
                 if frame is not None:
                     self.times.add("decode", time.perf_counter() - t0)
+                    if not self._fits(pending, frame):
+                        batch, pending = pending, []
+                        yield from self._post(self._infer(self._pre(batch)))
                     pending.append(frame)
                 if pending and (frame is None or len(pending) >= self.batch):
                     batch, pending = pending, []
@@ -499,6 +507,14 @@ class Pipeline:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()
+
+    def _fits(self, pending: list[Any], frame: Any) -> bool:
+        """Whether ``frame`` may join the batch ``pending``: always, but with ``same_size`` only where its
+        input is of their size."""
+        if not self.same_size or not pending:
+            return True
+        plan = self.predictor.preprocessor.plan
+        return plan(*frame.image.shape[:2]).input_hw == plan(*pending[0].image.shape[:2]).input_hw
 
     def _pre(self, frames: list[Any]) -> _Batch:
         t0 = time.perf_counter()
@@ -615,6 +631,9 @@ class Pipeline:
                         _put(out, self._pre(pending), stop)
                     _put(out, item, stop)
                     return
+                if not self._fits(pending, item):
+                    batch, pending = pending, []
+                    _put(out, self._pre(batch), stop)
                 pending.append(item)
                 if self.live:  # take what has arrived; never wait for a full batch on a live feed
                     while len(pending) < self.batch:
@@ -626,6 +645,9 @@ class Pipeline:
                             _put(out, self._pre(pending), stop)
                             _put(out, nxt, stop)
                             return
+                        if not self._fits(pending, nxt):
+                            batch, pending = pending, []
+                            _put(out, self._pre(batch), stop)
                         pending.append(nxt)
                 if self.live or len(pending) >= self.batch:
                     batch, pending = pending, []

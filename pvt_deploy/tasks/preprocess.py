@@ -95,6 +95,11 @@ class Preprocessor:
         self.crop_ratio = float(spec.get("crop_ratio", 0.875))
 
     # -- geometry -------------------------------------------------------------------------------
+    @property
+    def one_size(self) -> bool:
+        """Whether every picture's input is ``imgsz`` (a fixed-size graph, a centre crop)."""
+        return not self.dynamic or self.policy == "resize_crop"
+
     def plan(self, h: int, w: int) -> Letterbox:
         """Compute the resize/pad geometry for an (h, w) image without touching pixels."""
         if h <= 0 or w <= 0:
