@@ -150,7 +150,7 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = False) -> list[Result]: ...
+                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result]: ...
 
     @overload
     def predict(self, source: Any = None, *, stream: Literal[True], conf: float | None = None,
@@ -159,7 +159,7 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = False) -> Generator[Result, None, None]: ...
+                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> Generator[Result, None, None]: ...
 
     @overload
     def predict(self, source: Any = None, *, stream: bool, conf: float | None = None,
@@ -168,7 +168,7 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = False) -> list[Result] | Generator[Result, None, None]: ...
+                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]: ...
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
@@ -176,7 +176,7 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = False) -> list[Result] | Generator[Result, None, None]:
+                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL
@@ -192,9 +192,10 @@ class Model:
         drawn (default ``conf`` when given, else 0.25: every detection is in the results and the JSON,
         the picture shows the confident ones; each result's ``draw_conf``); ``imgsz``: input size of a
         dynamic graph; ``batch``: frames per inference call (default for a video file: 4 on a GPU, one
-        per core on ONNX Runtime's CPU provider; else 1); ``same_size``: a batch ends early where the next
-        picture's input size differs, so none is padded to another's (the results of ``batch=1``; pictures
-        given in order of size keep the batches full); ``vid_stride``: every n-th video frame.
+        per core on ONNX Runtime's CPU provider; else 1); ``same_size`` (default): a batch ends early where the
+        next picture's input size differs, so none is padded to another's and ``batch`` never changes a
+        result (``batch=1``'s; pictures given in order of size keep the batches full); ``False`` pads them
+        to the largest, as :meth:`predictor` does, and attention sees the padding; ``vid_stride``: every n-th video frame.
         ``save``/``save_json`` write annotated media / JSON Lines (+ COCO JSON) to ``save_dir``;
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
         ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its

@@ -863,7 +863,7 @@ def test_the_predictor_runs_pictures_as_one_batch(det_model: Model) -> None:
     pictures = [coffee[::2, ::2], Image.fromarray(astronaut)]
     predictor = det_model.predictor(conf=0.06)
     batch = predictor(pictures)
-    expected = det_model.predict(pictures, conf=0.06, batch=2)  # one batch too: padded alike
+    expected = det_model.predict(pictures, conf=0.06, batch=2, same_size=False)  # one batch too: padded alike
     assert [r.orig_shape for r in batch] == [(200, 300), astronaut.shape[:2]] and [r.path for r in batch] == [
         "image0.jpg", "image1.jpg"]
     for got, want in zip(batch, expected, strict=True):

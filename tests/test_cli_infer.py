@@ -491,6 +491,25 @@ def test_save_mask_writes_class_maps_that_match_the_api(
     assert code == 0 and not list((tmp_path / "o2").glob("*_mask.png"))  # only when asked
 
 
+def test_batch_changes_no_result_on_pictures_of_mixed_sizes(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
+        tmp_path: Path) -> None:
+    """The sample photos plan to three input sizes. In one call of --batch 3 they were padded to the
+    largest, which attention sees: the class maps differed from one picture a call. A batch now ends
+    where the size changes, so --batch is a speed setting only."""
+    import cv2
+
+    seg = cached_export(tmp_path_factory, "seg")
+    masks = {}
+    for batch in ("1", "3"):
+        code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0].parent), "--model", str(seg),
+                           "--batch", batch, "--save-mask", "-o", str(tmp_path / batch))
+        assert code == 0, err
+        masks[batch] = {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in (tmp_path / batch).glob("*_mask.png")}
+    assert len(masks["1"]) == 3 and masks["1"].keys() == masks["3"].keys()
+    assert all(np.array_equal(masks["1"][k], masks["3"][k]) for k in masks["1"])
+
+
 def md5s(folder: Path) -> dict[str, str]:
     import hashlib
 

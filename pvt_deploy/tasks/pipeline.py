@@ -418,15 +418,16 @@ class Pipeline:
     (default: for videos, streams and image folders) runs each stage in its own thread with bounded
     queues; otherwise stages run inline.
     ``draw`` renders ``result.plot()`` in the post-processing thread (for writers and ``--show``).
-    ``same_size``: a batch holds frames of one input size only, ending early where the next frame's
-    differs, so none is padded to another's size: the results are ``batch=1``'s (to the backend's
-    float rounding; ``pvt-deploy val``, which gives the pictures in order of size).
+    ``same_size`` (default): a batch holds frames of one input size only, ending early where the next
+    frame's differs, so none is padded to another's size and ``batch`` changes no result: they are
+    ``batch=1``'s (to the backend's float rounding; ``pvt-deploy val`` gives the pictures in order of
+    size to keep the batches full). ``False`` pads a batch's pictures to the largest.
     The source is closed when iteration ends. ``summary()`` reports frames, FPS and stage times.
     """
 
     def __init__(self, predictor: Predictor, source: Any, *, batch: int | None = None,
                  threaded: bool | None = None, draw: bool = False, queue_frames: int | None = None,
-                 same_size: bool = False) -> None:
+                 same_size: bool = True) -> None:
         kind = getattr(source, "kind", "images")
         if batch is None:
             batch = predictor.auto_batch(kind)
