@@ -355,6 +355,71 @@ def test_stage_errors_stop_every_thread() -> None:
     assert source.produced < 50  # the decoder stopped too, rather than reading the video to its end
 
 
+class SizedSource(ListSource):
+    """Frames of the (height, width) sizes given, in order: a clip whose resolution changes midway (two
+    encodings in one MPEG-TS), or a live feed (``kind="stream"``) that does."""
+
+    def __init__(self, sizes: list[tuple[int, int]], kind: Any = "video") -> None:
+        super().__init__(len(sizes))
+        self.sizes, self.kind = sizes, kind
+        self.handed_out = threading.Event()  # every frame taken (and queued) by the one reading them
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for i, (h, w) in enumerate(self.sizes):
+            yield Frame(np.full((h, w, 3), 100, np.uint8), i, self.spec, i / 10)
+        self.handed_out.set()
+
+
+class SizeSpy(Predictor):
+    """Records the picture sizes of each batch. Threaded (a decode thread of its own), its first batch waits
+    until ``source`` has handed out every frame, so a live feed's next batches take all of it, up to ``batch``."""
+
+    def __init__(self, manifest: dict[str, Any], source: SizedSource) -> None:
+        super().__init__(FakeBackend(), manifest)
+        self.source = source
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def preprocess(self, images: Any) -> Any:
+        if not self.batches and threading.current_thread().name == "pvt-deploy-preprocess":
+            assert self.source.handed_out.wait(10)
+        self.batches.append([im.shape[:2] for im in images])
+        return super().preprocess(images)
+
+
+def test_a_batch_ends_where_a_clips_or_a_live_feeds_frame_size_changes() -> None:
+    """``same_size`` (the default): frames of a clip whose resolution changes midway run in batches of one
+    input size, each frame once and in order, inline and threaded, and a live feed's batch of the frames
+    that have arrived ends at the change too; ``same_size=False`` pads them into full batches."""
+    a, b = (48, 64), (20, 400)  # inputs 64x64 and 32x64
+    sizes = [a] * 3 + [b] * 2 + [a] * 4
+    for kind, threaded, same_size in [("video", False, True), ("video", True, True), ("stream", True, True),
+                                      ("video", True, False)]:
+        source = SizedSource(sizes, kind)
+        spy = SizeSpy(MANIFEST, source)
+        results = list(Pipeline(spy, source, batch=4, threaded=threaded, same_size=same_size))
+        assert [r.frame for r in results] == list(range(9)) and [r.orig_shape for r in results] == sizes
+        assert [size for batch in spy.batches for size in batch] == sizes
+        if kind == "stream":  # what had arrived, up to 4, never two sizes
+            assert all(len(set(batch)) == 1 for batch in spy.batches) and max(map(len, spy.batches)) == 4
+        else:
+            assert spy.batches == ([[a] * 3, [b] * 2, [a] * 4] if same_size else [sizes[:4], sizes[4:8], [a]])
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_frame_outside_the_graphs_range_comes_after_every_frame_before_it_at_any_batch(threaded: bool) -> None:
+    """A picture the graph cannot take (a 10x640 strip plans to a height of 32, under the range's 64) ends
+    the run with its error after the frames before it, at any ``batch``: at ``batch=4`` the two before it
+    were dropped, as planning it to see whether it joined their batch raised the error first."""
+    manifest = {**MANIFEST, "dynamic": {**MANIFEST["dynamic"], "height": [64, 640]}}
+    for batch in (1, 4):
+        done = []
+        with pytest.raises(InputError, match="outside the graph's range"):
+            for r in Pipeline(Predictor(FakeBackend(), manifest), SizedSource([(48, 64), (48, 64), (10, 640), (48, 64)]),
+                              batch=batch, threaded=threaded):
+                done.append(r.frame)
+        assert done == [0, 1], batch
+
+
 def test_keyboard_interrupt_mid_video_leaves_a_playable_mp4(tmp_path: Path) -> None:
     """Ctrl-C raised inside the pipeline (here: in the inference thread at the 5th call) propagates,
     and the H.264 file holds every frame written before it."""

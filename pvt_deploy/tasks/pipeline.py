@@ -511,11 +511,17 @@ class Pipeline:
 
     def _fits(self, pending: list[Any], frame: Any) -> bool:
         """Whether ``frame`` may join the batch ``pending``: always, but with ``same_size`` only where its
-        input is of their size."""
+        input is of their size. A frame of no input size (outside the graph's range) joins no batch: the
+        one before it runs first, then the frame's error is raised, so the frames before it are all
+        processed, as at ``batch=1``."""
         if not self.same_size or not pending:
             return True
         plan = self.predictor.preprocessor.plan
-        return plan(*frame.image.shape[:2]).input_hw == plan(*pending[0].image.shape[:2]).input_hw
+        try:
+            size = plan(*frame.image.shape[:2]).input_hw
+        except InputError:
+            return False
+        return size == plan(*pending[0].image.shape[:2]).input_hw
 
     def _pre(self, frames: list[Any]) -> _Batch:
         t0 = time.perf_counter()
