@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pvt_deploy.tasks.results import Result
 
 log = logging.getLogger("pvt_deploy.evaluate")
+_T = TypeVar("_T")
 
 #: COCOeval's ``stats``, in its order
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -125,8 +126,8 @@ def _in_order(given: Sequence[str], names: Sequence[str], index: dict[str, int],
                              "class, or none")
 
 
-def _limited(paths: list[Path], limit: int | None) -> list[Path]:
-    return paths if limit is None else paths[:limit]
+def _limited(items: list[_T], limit: int | None) -> list[_T]:
+    return items if limit is None else items[:limit]
 
 
 # -- datasets ---------------------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
         missing = [name for name, found in there.items() if not found]
         log.warning("dataset %s: %d of the %d pictures it lists are not in %s (%s%s): left out", path, len(missing),
                     len(entries), folder, ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
-    present = present[:limit] if limit is not None else present
+    present = _limited(present, limit)
     labels = {str(folder / e["file_name"]): e["id"] for e in present}
     return Dataset("detect", [folder / e["file_name"] for e in present], f"{path} ({folder})", labels, coco,
                    _category_ids(coco["categories"], names, path, {a.get("category_id") for a in coco["annotations"]

@@ -591,6 +591,7 @@ def test_dataset_options_a_dataset_does_not_read_are_said(
     (tmp_path / "val" / "tench").mkdir(parents=True)
     shutil.copyfile(sample_images()[0], tmp_path / "val" / "tench" / "a.jpg")
     code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "val"), "--model", str(cls_artifact.folder),
-                         "--masks", str(tmp_path), "--no-reduce-zero-label", "--json")
+                         "--masks", str(tmp_path), "--no-reduce-zero-label", "--conf", "0.3", "--json")
     assert code == 0 and json.loads(out)["images"] == 1, err
     assert "warning: --masks, --no-reduce-zero-label: not read for this classify model's dataset" in err
+    assert "warning: --conf filters detections; a classify model has none: ignored" in err  # as infer says it

@@ -98,7 +98,7 @@ def val(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pvt_deploy.api import Model, check_weights
-    from pvt_deploy.cli.infer import _warn_random, parse_imgsz
+    from pvt_deploy.cli.infer import _ignored, _warn_random, parse_imgsz
     from pvt_deploy.evaluate import evaluate
     from pvt_deploy.export.calibration import is_dataset_yaml
     from pvt_deploy.tasks.pipeline import check_settings
@@ -121,12 +121,10 @@ def val(
             if k == 0:  # said once, not for each precision
                 if m.random_weights:
                     _warn_random(err, m.name, zoo=m.backend.info.name == "torch")
-                if m.task != "detect":
-                    given = [f"--{key.replace('_', '-')}" for key, value in (("conf", conf), ("iou", iou),
-                                                                              ("max_det", max_det)) if value is not None]
-                    if given:
-                        err.print(f"[yellow]warning: {', '.join(given)}: detection settings; a {m.task} model has "
-                                  "none: ignored[/]")
+                # detection settings a classifier or segmenter has no use for, in infer's words
+                for warning in _ignored(m.task, "images", save=True, save_mask=False, classes=None, conf=conf,
+                                        iou=iou, max_det=max_det):
+                    err.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
                 # dataset options this dataset does not read (a YAML names its own pictures): said, not dropped
                 unread = [flag for flag, read in (
                     ("--images", images is None or (m.task != "classify" and not is_dataset_yaml(data))),
