@@ -250,6 +250,10 @@ class BuildPlan:
     note: str | None = None  # why the plan is not the usual one (logged as a warning)
 
 
+#: why TensorRT builds no engine from model.int8.onnx (the engine build and Triton's TensorRT accelerator say so)
+CPU_INT8_GRAPH = "uint8 asymmetric Q/DQ and ONNX Runtime operators that TensorRT's ONNX parser does not take"
+
+
 def plan_build(precision: str, available: set[str] | frozenset[str], *, strongly_typed: bool,
                builder_flags: set[str] | frozenset[str]) -> BuildPlan:
     """Choose the ONNX file and the typing mode for ``precision`` given what TensorRT offers.
@@ -263,9 +267,8 @@ def plan_build(precision: str, available: set[str] | frozenset[str], *, strongly
     source = next((f for f in PRECISION_SOURCES[precision] if f in available), None)
     note = None
     if source is None and precision == "int8" and "model.int8.onnx" in available:
-        raise InputError("this export has only the CPU flavour of INT8 (model.int8.onnx: uint8 asymmetric Q/DQ "
-                         "and ONNX Runtime operators that TensorRT's ONNX parser does not take); TensorRT builds "
-                         "the TensorRT flavour, model.int8.trt.onnx",
+        raise InputError(f"this export has only the CPU flavour of INT8 (model.int8.onnx: {CPU_INT8_GRAPH}); "
+                         "TensorRT builds the TensorRT flavour, model.int8.trt.onnx",
                          hint="pvt-deploy export --model NAME --int8 --int8-flavour trt")
     if source is None:
         if precision == "fp16" and "model.onnx" in available and "FP16" in builder_flags:

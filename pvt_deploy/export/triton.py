@@ -383,8 +383,10 @@ def export_triton(
     flavour = ((manifest.get("files") or {}).get(served.name) or {}).get(
         "flavour", "cpu" if served.name == "model.int8.onnx" else None)
     if trt_fp16_accelerator and flavour == "cpu":  # as a TensorRT engine build refuses it
-        raise InputError(f"the TensorRT accelerator cannot build {served.name}, the CPU flavour of INT8 (uint8 "
-                         "asymmetric Q/DQ and ONNX Runtime operators that TensorRT's ONNX parser does not take)",
+        from pvt_deploy.export.tensorrt import CPU_INT8_GRAPH
+
+        raise InputError(f"the TensorRT accelerator cannot build {served.name}, the CPU flavour of INT8 "
+                         f"({CPU_INT8_GRAPH})",
                          hint="serve model.int8.trt.onnx with it (pvt-deploy export --int8 --int8-flavour trt), "
                               "or this file without the accelerator")
 
