@@ -514,7 +514,7 @@ class Pipeline:
         input is of their size. A frame of no input size (outside the graph's range) joins no batch: the
         one before it runs first, then the frame's error is raised, so the frames before it are all
         processed, as at ``batch=1``."""
-        if not self.same_size or not pending:
+        if not self.same_size or not pending or self.predictor.preprocessor.one_size:  # one size: nothing to plan
             return True
         plan = self.predictor.preprocessor.plan
         try:
