@@ -103,6 +103,25 @@ def test_odd_sizes_are_padded_to_even(tmp_path: Path) -> None:
     assert info["size"] == (64, 36) and len(images) == 5
 
 
+def test_frames_of_another_shape_are_fitted_not_stretched(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A stream that switches from 4:3 to 16:9 (or back) midway: the new frames are scaled into the first one's
+    picture with their aspect ratio kept, on black bars, and a warning says so once."""
+    out = tmp_path / "switch.mp4"
+    wide, tall = np.full((72, 128, 3), 200, np.uint8), np.full((96, 48, 3), 200, np.uint8)  # 16:9, 1:2
+    with caplog.at_level(logging.WARNING), VideoWriter(out, 25, (64, 48)) as writer:
+        writer.write(frame(30))
+        for _ in range(2):
+            writer.write(wide)  # 64x36 at rows 6..41
+        writer.write(tall)  # 24x48 at columns 20..43
+    _, images = decode(out)
+    assert len(images) == 4
+    grey = images[1].mean(axis=(1, 2))  # each row's level
+    assert grey[:4].max() < 30 and grey[-4:].max() < 30 and grey[8:40].min() > 180
+    grey = images[3].mean(axis=(0, 2))  # each column's level
+    assert grey[:17].max() < 30 and grey[-17:].max() < 30 and grey[22:42].min() > 180
+    assert sum("aspect ratio kept" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.parametrize(("size", "padded"), [((1, 1), (2, 2)), ((3, 1), (4, 2)), ((1, 5), (2, 6))])
 def test_a_one_pixel_side_is_padded_like_any_odd_size(tmp_path: Path, size: tuple[int, int],
                                                       padded: tuple[int, int]) -> None:

@@ -213,6 +213,19 @@ def _source_stamp(source: str | os.PathLike[str]) -> tuple[Any, ...] | None:
         return None
 
 
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit a ``size`` (width, height) picture with its aspect ratio kept, centred on black:
+    a stream that switches from 4:3 to 16:9 midway is not stretched into the first one's frame."""
+    (w, h), (iw, ih) = size, (image.shape[1], image.shape[0])
+    scale = min(w / iw, h / ih)
+    sw, sh = min(w, max(1, round(iw * scale))), min(h, max(1, round(ih * scale)))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - sw) // 2, (h - sh) // 2
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out[y:y + sh, x:x + sw] = cv2.resize(image, (sw, sh), interpolation=interpolation)
+    return out
+
+
 class _Stopped(Exception):
     """A stop request came while the audio was being added: the silent video is kept."""
 
@@ -337,14 +350,15 @@ class VideoWriter:
         if (image.shape[1], image.shape[0]) != self.size:
             if not self._warned_resize:
                 log.warning(
-                    "%s: resizing %dx%d frames to %dx%d",
+                    "%s: frames of %dx%d in a %dx%d video (the source's resolution changed): scaled to fit, "
+                    "aspect ratio kept, black bars",
                     self.path,
                     image.shape[1],
                     image.shape[0],
                     *self.size,
                 )
                 self._warned_resize = True
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            image = _fit(image, self.size)
         # into the writer's own padded picture (one memcpy, 0.35 ms at 720p; from_ndarray's fresh AVFrame per
         # frame cost 2-3 ms), which the conversion below has read before write() returns
         if any(self._pad):
