@@ -320,7 +320,8 @@ def assert_logits_match(folder: Path, module: Any, shape: tuple[int, ...], *, se
 
 def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
     """export_onnx(module, weights=FILE): a create_model module of 10 classes loads the checkpoint,
-    the manifest names the classes class0..9 and records the file; ONNX Runtime gives PyTorch's logits."""
+    the manifest names the classes 0..9 (as PyTorch runs name them) and records the file; ONNX Runtime gives
+    PyTorch's logits."""
     import torch
 
     from pvt_deploy.export import export_onnx
@@ -333,7 +334,7 @@ def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
     module = create_model("pvt_v2_b0-cls", num_classes=10, seed=1)  # other weights until the file loads
     out = export_onnx(module, tmp_path / "ten", weights=ckpt, imgsz=64, parity=False)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["classes"] == [f"class{i}" for i in range(10)]
+    assert m["classes"] == [str(i) for i in range(10)]
     assert m["weights"]["source"] == str(ckpt.resolve()) and m["weights"]["sha256"] == sha256_file(ckpt)
     assert m["weights"]["random_init"] is False and "seed" not in m["weights"]
     assert_logits_match(out, trained, (1, 3, 96, 64), seed=1)

@@ -295,6 +295,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     from torch import nn
 
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
+    from pvt_deploy.models.zoo import model_classes
     from pvt_deploy.utils.download import is_url
 
     if isinstance(weights, (str, os.PathLike)) or isinstance(model, nn.Module):
@@ -334,10 +335,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         from pvt_deploy.export.nms import build_graph_nms
 
         deploy = build_graph_nms(deploy)
-    n_classes = getattr(core, "num_classes", 0) or 0
-    classes = list(entry.classes)
-    if mtask != "features" and n_classes and len(classes) != n_classes:
-        classes = [f"class{i}" for i in range(n_classes)]
+    classes = model_classes(core, entry.classes)
     source = None  # absolute, so that the PyTorch backend finds the file from any folder
     if isinstance(weights, (str, os.PathLike)):
         source = str(Path(weights).resolve())

@@ -7,7 +7,9 @@ One mapping function (:func:`to_official_names`) turns any supported naming into
 * backbone-only checkpoints into a detector/segmenter — the official way to initialise them: keys
   get the ``backbone.`` prefix, the classifier-only ``cls_token``/``norm``/``head`` are reported as
   ignored, and the neck/head stay randomly initialised (reported loudly);
-* mmdet RetinaNet / mmseg Semantic FPN files (``{"state_dict": ..., "meta": ...}``);
+* mmdet RetinaNet / mmseg Semantic FPN files (``{"state_dict": ..., "meta": ...}``), whose class names
+  (mmcv's ``meta["CLASSES"]``, mmengine's ``meta["dataset_meta"]["classes"]``) name the loaded model's
+  classes (:func:`meta_classes`);
 * timm-named PVT v2 checkpoints (``patch_embed.``, ``stages.{s}.downsample/blocks/norm``, ``mlp.dwconv``).
 
 Any of them as a ``torch.save`` file (a zip archive, or a bare pickle for very old ones) or a
@@ -173,9 +175,9 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{p}: corrupt or truncated safetensors checkpoint ({_one_line(e)})") from e
 
 
-def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> StateDict:
     """Read a checkpoint file (or an ``http(s)://`` URL's, downloaded once: :func:`resolve_weights`) and
-    return its (unwrapped) state dict."""
+    return its (unwrapped) state dict, with the class names it records (:func:`meta_classes`)."""
     p = Path(resolve_weights(path))
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
@@ -233,10 +235,35 @@ def _one_line(e: BaseException) -> str:
     return text[0][:200] if text else type(e).__name__
 
 
-def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Tensor]:
+class StateDict(dict[str, torch.Tensor]):
+    """A checkpoint's tensors, with the class names its training framework recorded beside them
+    (``classes``: :func:`meta_classes`; None where it names none)."""
+
+    classes: tuple[str, ...] | None = None
+
+
+def meta_classes(obj: Any) -> tuple[str, ...] | None:
+    """The class names an mmdet/mmseg checkpoint records in its ``meta``: ``meta["CLASSES"]`` (mmcv: mmdet
+    2.x, mmseg 0.x) or ``meta["dataset_meta"]["classes"]`` (mmengine: mmdet 3.x, mmseg 1.x). None where
+    there are none, or they are not a list of strings."""
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    dataset = meta.get("dataset_meta")
+    names = dataset.get("classes") if isinstance(dataset, Mapping) else meta.get("CLASSES")
+    if isinstance(names, str):  # mmcv wrote a one-class dataset's name bare at times
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
+def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
     """Accept a bare state dict or one wrapped as ``state_dict`` (mmcv), ``model`` (DeiT/PVT
     training) or ``module``, or a module (a whole pickled model, also under those keys); strip a DDP
-    ``module.`` prefix."""
+    ``module.`` prefix. The class names of the checkpoint's ``meta`` (:func:`meta_classes`), or of the
+    :class:`StateDict` given, come along."""
+    classes = obj.classes if isinstance(obj, StateDict) else meta_classes(obj)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     for key in ("state_dict", "model", "module"):
@@ -245,7 +272,8 @@ def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Te
             break
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{where}: does not contain a state dict")
-    out: dict[str, torch.Tensor] = {}
+    out = StateDict()
+    out.classes = classes
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
             continue
@@ -312,12 +340,13 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     initialising from a backbone checkpoint) are reported in ``LoadReport.random`` and logged.
     """
     if isinstance(source, (str, os.PathLike)):
-        sd = read_checkpoint(source, trust=trust)
+        read = read_checkpoint(source, trust=trust)
         where = str(source)
     else:
         where = where or "state dict"
-        sd = unwrap_state_dict(source, where)
-    sd, layout = to_official_names(sd)
+        read = unwrap_state_dict(source, where)
+    classes = read.classes
+    sd, layout = to_official_names(read)
     sd, ignored = _fit_to_model(sd, model, layout)
 
     target = model.state_dict()
@@ -330,7 +359,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
                  if k in target and target[k].is_floating_point() and not sd[k].is_floating_point()]
     missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
     random_ok: list[str] = []
-    if layout in ("backbone", "classifier", "timm") and hasattr(model, "backbone"):
+    if layout in BACKBONE_INIT and hasattr(model, "backbone"):
         # Backbone init: only the backbone must be complete; neck/head stay random.
         random_ok = [k for k in missing if not k.startswith("backbone.")]
         missing = [k for k in missing if k.startswith("backbone.")]
@@ -348,10 +377,29 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
             target[k].copy_(v.to(target[k].dtype))
     report = LoadReport(layout=layout, loaded=len(sd), ignored=ignored, random=random_ok)
     log.info("%s: %s", where, report.summary())
+    head = not random_ok and not (hasattr(model, "backbone") and layout in BACKBONE_INIT)  # filled by the file
+    model.class_names = _own_classes(model, classes, where) if head else None  # type: ignore[assignment]
     if random_ok:
         log.warning("%s holds only backbone weights: %d neck/head tensors stay RANDOMLY INITIALISED",
                     where, len(random_ok))
     return report
+
+
+BACKBONE_INIT = ("backbone", "classifier", "timm")  # layouts that only initialise a detector's/segmenter's backbone
+
+
+def _own_classes(model: nn.Module, classes: tuple[str, ...] | None, where: str) -> tuple[str, ...] | None:
+    """The class names a checkpoint records, for the ``model`` whose head it filled: ``model.class_names``,
+    which its manifest lists. None where it records none, or ``model`` has no classes (a bare backbone);
+    also where its head has another number of classes, which is said."""
+    n = getattr(model, "num_classes", 0)
+    if classes is None or not isinstance(n, int) or n <= 0:
+        return None
+    if len(classes) != n:
+        log.warning("%s: its meta names %d classes, but its head has %d: they are numbered instead", where,
+                    len(classes), n)
+        return None
+    return classes
 
 
 def _dtype(tensor: torch.Tensor) -> str:

@@ -12,7 +12,7 @@ import difflib
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,6 +295,20 @@ def create_model(name: str, *, task: str | None = None,
                                   hint=f"--model {ckpt_entry.name}") from e
         model.random_init = False  # type: ignore[assignment]
     return model
+
+
+def model_classes(model: nn.Module, default: Sequence[str]) -> list[str]:
+    """The class names of a model made by :func:`create_model`: those its checkpoint records (``class_names``,
+    set by :func:`~pvt_deploy.models.checkpoints.load_weights`), else ``default`` (its zoo entry's dataset's)
+    where its head has that many classes, else their numbers ``"0"``, ``"1"``, ... (a checkpoint fine-tuned
+    on other classes that it does not name). A model without classes (a bare backbone): ``default``."""
+    own = getattr(model, "class_names", None)
+    if own:
+        return list(own)
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) and n > 0 and len(default) != n:
+        return [str(i) for i in range(n)]
+    return list(default)
 
 
 def count_parameters(model: nn.Module) -> int:

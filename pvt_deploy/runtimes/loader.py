@@ -276,22 +276,15 @@ def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | str |
 
 
 def _zoo_classes(model: str, task: str, module: Any) -> list[str]:
+    """The class names of a DeployModule's model (:func:`~pvt_deploy.models.zoo.model_classes`)."""
     from pvt_deploy.models import resolve_name
+    from pvt_deploy.models.zoo import model_classes
 
     try:
-        classes = list(resolve_name(model, task).classes)
+        classes: tuple[str, ...] = resolve_name(model, task).classes
     except InputError:
-        classes = []
-    n = _num_classes(module)
-    if n is not None and len(classes) != n:  # a checkpoint fine-tuned on another dataset
-        classes = [str(i) for i in range(n)]
-    return classes
-
-
-def _num_classes(module: Any) -> int | None:
-    """Class count of a DeployModule's model (every zoo model carries ``num_classes``)."""
-    value = getattr(module.model, "num_classes", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
+        classes = ()
+    return model_classes(module.model, classes)
 
 
 # --------------------------------------------------------------------------------------------------

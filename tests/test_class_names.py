@@ -1,0 +1,109 @@
+"""A checkpoint fine-tuned on other classes: the names its mmdet/mmseg meta records (mmcv's ``meta.CLASSES``,
+mmengine's ``meta.dataset_meta.classes``) name its classes wherever they are shown: the export's manifest
+and graph metadata, a checkpoint run under PyTorch, ``infer``'s JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from cli_run import run
+
+from pvt_deploy import Model
+from pvt_deploy.assets import sample_images
+from pvt_deploy.errors import CheckpointError
+
+NAMES = ["car", "truck", "bus"]
+PALETTE = [[220, 20, 60], [0, 0, 142], [0, 60, 100]]
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One seeded 3-class pvt_v2_b0 RetinaNet (class biases at 0: every anchor scores ~0.5, so boxes exist),
+    saved as mmdet 2.x writes it, as mmengine (mmdet 3.x) does, bare, and with meta names of a wrong count."""
+    from pvt_deploy.models import create_model
+
+    model = create_model("pvt_v2_b0", num_classes=3, seed=0)
+    with torch.no_grad():
+        model.bbox_head.retina_cls.bias.zero_()
+    sd = model.state_dict()
+    root = tmp_path_factory.mktemp("named")
+    files = {
+        "mmdet2": {"state_dict": sd, "meta": {"CLASSES": tuple(NAMES), "PALETTE": PALETTE, "mmdet_version": "2.28.2",
+                                              "config": "model = dict(type='RetinaNet')", "epoch": 12}},
+        "mmengine": {"meta": {"dataset_meta": {"classes": tuple(NAMES), "palette": PALETTE},
+                              "mmengine_version": "0.10.4", "epoch": 12, "iter": 3000},
+                     "state_dict": sd, "message_hub": {"log_scalars": {}, "runtime_info": {"epoch": 12}},
+                     "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}},
+        "bare": sd,
+        "four": {"state_dict": sd, "meta": {"CLASSES": (*NAMES, "bike")}},
+    }
+    out = {}
+    for name, obj in files.items():
+        torch.save(obj, root / f"{name}.pth")
+        out[name] = root / f"{name}.pth"
+    return out
+
+
+def _labels(folder: Path) -> set[str]:
+    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    return {d["class"] for r in records for d in r["detections"]}
+
+
+@pytest.fixture(scope="module")
+def named_export(ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx(ckpts["mmdet2"], tmp_path_factory.mktemp("named_export") / "det", imgsz=64, parity=False,
+                       simplify=False)
+
+
+def test_mmdet2_meta_names_the_export_and_its_graph(named_export: Path) -> None:
+    from pvt_deploy.runtimes.loader import read_onnx_manifest
+
+    assert json.loads((named_export / "manifest.json").read_text())["classes"] == NAMES
+    assert read_onnx_manifest(named_export / "model.onnx")["classes"] == NAMES
+
+
+@pytest.mark.parametrize("layout", ["mmdet2", "mmengine"])
+def test_meta_names_name_a_checkpoint_run_directly(ckpts: dict[str, Path], layout: str) -> None:
+    """Both as the model (its architecture read from it) and as --weights of the zoo name."""
+    with Model(ckpts[layout]) as m:
+        assert m.names == NAMES
+    with Model("pvt_v2_b0", weights=ckpts[layout]) as m:
+        assert m.names == NAMES
+
+
+def test_infer_json_labels_are_the_checkpoint_names(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", str(ckpts["mmdet2"]),
+                       "--imgsz", "64", "--no-save", "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    labels = _labels(tmp_path / "out")
+    assert labels and labels <= set(NAMES), labels
+
+
+def test_a_trusted_mmengine_file_with_objects_still_gives_its_names(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """mmengine's message_hub holds its own objects (HistoryBuffer), which weights_only refuses: such a file
+    needs trust, and then names its classes as well (an importable non-tensor object stands in for them)."""
+    obj: dict[str, Any] = torch.load(ckpts["mmengine"], weights_only=True)
+    obj["message_hub"] = argparse.Namespace(log_scalars={}, runtime_info={"epoch": 12})
+    path = tmp_path / "mmengine_objects.pth"
+    torch.save(obj, path)
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        Model(path)
+    with Model(path, trust=True) as m:
+        assert m.names == NAMES
+
+
+def test_meta_names_of_another_count_are_warned_about_and_numbered(ckpts: dict[str, Path],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING), Model(ckpts["four"]) as m:
+        assert m.names == ["0", "1", "2"]
+    assert "its meta names 4 classes, but its head has 3: they are numbered instead" in caplog.text
