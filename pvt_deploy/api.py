@@ -62,6 +62,9 @@ class Model:
     ``precision``, ``device``, ``imgsz``, ``weights`` and ``trust`` (a checkpoint that needs full
     unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
     even where ``exports/<name>`` exists; ``device`` also takes a GPU index (``0`` is ``cuda:0``).
+    ``names`` names the model's classes, where it has none of its own (a checkpoint fine-tuned on other
+    classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list, a ``.txt`` file (one a line)
+    or a dataset YAML (its ``names:``), as many as the model has classes.
     Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, else a
     whole number >= 1; ``spin=``, ``cuda_graph=``).
     """
@@ -69,7 +72,8 @@ class Model:
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,
                  precision: str | None = None, device: str | int | None = None,
                  imgsz: ImageSize | None = None, weights: str | os.PathLike[str] | None = None,
-                 task: str | None = None, **options: Any) -> None:
+                 task: str | None = None, names: str | os.PathLike[str] | Sequence[str] | None = None,
+                 **options: Any) -> None:
         from pvt_deploy.runtimes.loader import DEFAULT_MODEL, load_backend
 
         if model is not None and (not isinstance(model, (str, os.PathLike)) or not os.fspath(model).strip()):
@@ -83,7 +87,7 @@ class Model:
         # process whose parent had run PyTorch, as inference does (see runtimes/torch.py)
         self.backend, self.manifest = clear_of_fork(load_backend, self.source, backend=backend, precision=precision,
                                                     device=device, imgsz=imgsz, weights=weights, task=task,
-                                                    **options)
+                                                    names=names, **options)
         self.last_summary = None
 
     @property

@@ -222,19 +222,11 @@ def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -
 def _yolo_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
     """An Ultralytics dataset YAML: its val split's pictures, each with the YOLO label file Ultralytics
     reads for it (``.../images/x.jpg`` -> ``.../labels/x.txt``; none: no objects), and its ``names``."""
-    import yaml
-
+    from pvt_deploy.data import yaml_names
     from pvt_deploy.export.calibration import dataset_images
 
     pictures = _limited(dataset_images(path, what="val"), limit)
-    given = yaml.safe_load(path.read_text(encoding="utf-8-sig")).get("names")  # read whole by dataset_images
-    if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
-                                       for k in given):  # '"0": person' as Ultralytics reads it too
-        classes = {int(k): str(v) for k, v in given.items()}
-    elif isinstance(given, list):
-        classes = dict(enumerate(str(v) for v in given))
-    else:
-        raise InputError(f"dataset {path}: names: the class names are missing (a list, or ids to names)")
+    classes = yaml_names(path)  # read whole by dataset_images
     categories = [{"id": k + 1, "name": v} for k, v in sorted(classes.items())]
     labels = {}
     for p in pictures:

@@ -1,6 +1,6 @@
 """A checkpoint fine-tuned on other classes: the names its mmdet/mmseg meta records (mmcv's ``meta.CLASSES``,
-mmengine's ``meta.dataset_meta.classes``) name its classes wherever they are shown: the export's manifest
-and graph metadata, a checkpoint run under PyTorch, ``infer``'s JSON."""
+mmengine's ``meta.dataset_meta.classes``), or those ``--names`` gives, name its classes wherever they are
+shown: the export's manifest and graph metadata, a checkpoint run under PyTorch, ``infer``'s JSON."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cli_run import run
 
 from pvt_deploy import Model
 from pvt_deploy.assets import sample_images
-from pvt_deploy.errors import CheckpointError
+from pvt_deploy.errors import CheckpointError, InputError
 
 NAMES = ["car", "truck", "bus"]
 PALETTE = [[220, 20, 60], [0, 0, 142], [0, 60, 100]]
@@ -107,3 +107,78 @@ def test_meta_names_of_another_count_are_warned_about_and_numbered(ckpts: dict[s
     with caplog.at_level(logging.WARNING), Model(ckpts["four"]) as m:
         assert m.names == ["0", "1", "2"]
     assert "its meta names 4 classes, but its head has 3: they are numbered instead" in caplog.text
+
+
+@pytest.mark.parametrize("form", ["commas", "txt", "yaml-ids", "yaml-list", "list"])
+def test_names_name_a_bare_checkpoint(ckpts: dict[str, Path], tmp_path: Path, form: str) -> None:
+    given: Any = {"commas": "car, truck,bus", "list": NAMES}.get(form)
+    if form == "txt":
+        given = tmp_path / "names.txt"
+        given.write_text("car\ntruck\n\nbus\n")
+    elif form.startswith("yaml"):
+        given = tmp_path / "data.yaml"
+        body = "{0: car, 1: truck, 2: bus}" if form == "yaml-ids" else "[car, truck, bus]"
+        given.write_text(f"path: .\nval: images\nnames: {body}\n")
+        given = str(given)
+    with Model(ckpts["bare"], names=given) as m:
+        assert m.names == NAMES
+
+
+def test_names_on_infer_label_the_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                       ckpts: dict[str, Path], tmp_path: Path) -> None:
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", "pvt_v2_b0",
+                       "--weights", str(ckpts["bare"]), "--names", "cat,dog,fox", "--imgsz", "64", "--no-save",
+                       "--save-json", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    labels = _labels(tmp_path / "out")
+    assert labels and labels <= {"cat", "dog", "fox"}, labels
+
+
+def _one_line_error(err: str, needle: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and needle in lines[-1], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["infer", "export"])
+def test_a_wrong_number_of_names_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path],
+                                                     tmp_path: Path, command: str) -> None:
+    args = [str(sample_images()[0]), "--save-json"] if command == "infer" else ["--no-parity"]
+    code, _, err = run(monkeypatch, capsys, command, *args, "--model", str(ckpts["bare"]), "--names", "car,truck",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2
+    _one_line_error(err, "--names gives 2 names, but ")
+    assert "has 3 classes" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_writes_the_names_given(tmp_path: Path) -> None:
+    """A bare 3-class classifier checkpoint (a classifier exports in a second) named by a dataset YAML."""
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "cls.pth"
+    torch.save(create_model("pvt_v2_b0-cls", num_classes=3, seed=0).state_dict(), ckpt)
+    data = tmp_path / "data.yaml"
+    data.write_text("names:\n  0: car\n  1: truck\n  2: bus\n")
+    out = export_onnx(ckpt, tmp_path / "cls", imgsz=64, parity=False, simplify=False, names=data)
+    assert json.loads((out / "manifest.json").read_text())["classes"] == NAMES
+    lone = tmp_path / "lone.onnx"  # the graph's metadata, read without the manifest
+    lone.write_bytes((out / "model.onnx").read_bytes())
+    with Model(lone) as m:
+        assert m.names == NAMES
+
+
+def test_names_rename_an_export_for_a_run_and_an_extension_keeps_its_own(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], named_export: Path,
+        tmp_path: Path) -> None:
+    with Model(named_export, names="van,lorry,coach") as m:
+        assert m.names == ["van", "lorry", "coach"]
+    with pytest.raises(InputError, match="names gives 4 names"):
+        Model(named_export, names="a,b,c,d")
+    before = (named_export / "manifest.json").read_bytes()
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(named_export), "--half", "--names", "a,b,c")
+    assert code == 2
+    _one_line_error(err, "is an export folder whose model.onnx is reused")
+    assert (named_export / "manifest.json").read_bytes() == before and not (named_export / "model.fp16.onnx").exists()

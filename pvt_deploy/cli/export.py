@@ -206,6 +206,11 @@ def export(
                                                 show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
+    names: Annotated[str | None, typer.Option(
+        help="Class names written into the export: a,b,c, a .txt file (one a line) or a dataset YAML (its "
+             "names:), as many as the model has classes. Default: the checkpoint's own (an mmdet/mmseg file's, "
+             "when as many as its head's classes), else its dataset's if as many, else numbers (0, 1, ...).",
+        show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, trt (TensorRT engine; engine and tensorrt "
                                         "say the same) or triton (model repository).")] = "onnx",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact folder (default exports/<model>).",
@@ -343,7 +348,7 @@ def export(
                       "tf32": tf32, "progress": progress},
             triton={"backend": triton_backend, "max_batch": max_batch, "instances": instances,
                     "kind": instance_kind.upper() if instance_kind else None, "name": triton_name},
-            task=task, weights=weights, trust_checkpoint=trust_checkpoint, imgsz=imgsz, dynamic=dynamic, batch=batch,
+            task=task, weights=weights, trust_checkpoint=trust_checkpoint, names=names, imgsz=imgsz, dynamic=dynamic, batch=batch,
             min_size=min_size, max_size=max_size, opset=opset, half=half, int8=int8, int8_flavour=int8_flavour,
             int8_cpu=int8_cpu, calib=calib, calib_size=calib_size, images=images, nms=nms, seg_output=seg_output,
             exporter=exporter, simplify=simplify, parity=parity, parity_tolerance=parity_tolerance,

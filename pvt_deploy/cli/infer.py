@@ -48,6 +48,11 @@ def register(app: typer.Typer) -> None:
 IMGSZ_HELP = ("Input size N, HxW or H,W (default: the model's): a detector's or segmenter's rounded up to a multiple "
               "of 32, a classifier's as given; a static graph's only its own.")
 
+#: --names as infer and val take it (load_backend's names: any model, for this run)
+NAMES_HELP = ("Class names: a,b,c, a .txt file (one a line) or a dataset YAML (its names:), as many as the model has "
+              "classes; on an export, for this run (export --names writes them into it). Default: the model's own "
+              "(an mmdet/mmseg checkpoint's, else its dataset's if as many, else numbers 0, 1, ...).")
+
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:
     """``640`` -> (640, 640); ``480,640`` or ``480x640`` -> (480, 640) as (height, width)."""
@@ -131,6 +136,7 @@ def infer(
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
     ] = False,
+    names: Annotated[str | None, typer.Option(help=NAMES_HELP, show_default=False)] = None,
 ) -> None:
     """Run a model on images, folders, videos, webcams or streams; write annotated media and JSON.
 
@@ -169,7 +175,7 @@ def infer(
         if json_on and not save:  # --no-save on a video or stream: JSON only, by default
             check_writable(out_root)
         m = Model(model, backend=backend, precision=precision, device=device, imgsz=size, weights=weights,
-                  trust=trust_checkpoint)
+                  trust=trust_checkpoint, names=names)
     except BaseException:
         if src is not None:
             src.close()

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP
+from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP, NAMES_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils.files import json_dumps
@@ -78,6 +78,7 @@ def val(
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
     ] = False,
+    names: Annotated[str | None, typer.Option(help=NAMES_HELP, show_default=False)] = None,
 ) -> None:
     """Measure a model's accuracy on a labelled dataset: COCO box AP, top-1/top-5 or mIoU.
 
@@ -115,7 +116,7 @@ def val(
         models = []
         for one in _precisions(precision):
             models.append(Model(model, backend=backend, precision=one, device=device, imgsz=size, weights=weights,
-                                trust=trust_checkpoint))
+                                trust=trust_checkpoint, names=names))
             stack.callback(models[-1].close)
         for k, m in enumerate(models):
             if k == 0:  # said once, not for each precision

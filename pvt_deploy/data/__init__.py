@@ -1,10 +1,16 @@
 """Class names shipped with the package: ImageNet-1k, COCO (80, mmdet order), ADE20K (150); and ImageNet-1k's
-WordNet ids (``n01440764``, ...) in class order, the names of its class folders."""
+WordNet ids (``n01440764``, ...) in class order, the names of its class folders. Also the class names a user
+gives (``--names``: :func:`given_names`) and those of an Ultralytics dataset YAML (:func:`yaml_names`)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
+
+from pvt_deploy.errors import InputError, option
 
 DATASETS = {"imagenet": 1000, "coco": 80, "ade20k": 150}
 
@@ -29,3 +35,65 @@ def imagenet_wnids() -> tuple[str, ...]:
     if len(wnids) != DATASETS["imagenet"] or list(wnids) != sorted(wnids):
         raise RuntimeError(f"imagenet_wnids.txt has {len(wnids)} ids, expected 1000 in sorted order")
     return wnids
+
+
+def yaml_names(path: str | os.PathLike[str]) -> dict[int, str]:
+    """Class id -> name of an Ultralytics dataset YAML's ``names:``, a list or a mapping of ids (``0: person``,
+    or ``"0": person`` as Ultralytics reads it too)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InputError(f"dataset {path}: cannot read it ({' '.join(str(e).split())[:200]})") from e
+    given = data.get("names") if isinstance(data, dict) else None
+    if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
+                                       for k in given):
+        return {int(k): str(v) for k, v in given.items()}
+    if isinstance(given, list):
+        return dict(enumerate(str(v) for v in given))
+    raise InputError(f"dataset {path}: names: the class names are missing (a list, or ids to names)")
+
+
+NAME_FILES = (".txt", ".yaml", ".yml")
+
+
+def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what: str) -> list[str]:
+    """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
+    (``car,truck,bus``), a list of them (Python), a ``.txt`` file (one a line) or a dataset YAML (its ``names:``,
+    ids 0..N-1). A number of names other than ``count`` is bad input, as is any name for a model with no classes."""
+    if isinstance(names, os.PathLike) or (isinstance(names, str) and names.strip().lower().endswith(NAME_FILES)):
+        out = _names_file(Path(names))
+    elif isinstance(names, str):
+        out = [n.strip() for n in names.split(",")]
+    elif isinstance(names, Sequence) and all(isinstance(n, str) for n in names):
+        out = [n.strip() for n in names]
+    else:
+        raise InputError(f"{option('names')} must be names separated by commas, a list of them, or a .txt or dataset "
+                         f"YAML file, got {names!r}")
+    if not all(out):
+        raise InputError(f"{option('names')} {', '.join(out)}: an empty name")
+    if count == 0:
+        raise InputError(f"{option('names')}: {what} has no classes to name")
+    if len(out) != count:
+        raise InputError(f"{option('names')} gives {len(out)} name{'s' * (len(out) != 1)}, but {what} has {count} "
+                         "classes")
+    return out
+
+
+def _names_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{option('names')} {path}: no such file")
+    if path.suffix.lower() not in NAME_FILES:
+        raise InputError(f"{option('names')} {path}: a file of names is a .txt (one a line) or a dataset YAML")
+    if path.suffix.lower() == ".txt":
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{option('names')} {path}: cannot read it ({e})") from e
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    ids = yaml_names(path)
+    if sorted(ids) != list(range(len(ids))):
+        raise InputError(f"{option('names')} {path}: its names: have ids {sorted(ids)[:5]}..., not 0..{len(ids) - 1}")
+    return [ids[i] for i in range(len(ids))]

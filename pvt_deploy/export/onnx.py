@@ -290,8 +290,9 @@ def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> Non
 
 
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,
-          nms: str, seg_output: str, url: str | None = None) -> LoadedModel:
-    """``url``: the checkpoint URL ``model`` (the file) was downloaded from (``--model https://...``)."""
+          nms: str, seg_output: str, url: str | None = None, names: Any = None) -> LoadedModel:
+    """``url``: the checkpoint URL ``model`` (the file) was downloaded from (``--model https://...``).
+    ``names``: the class names given (:func:`~pvt_deploy.data.given_names`), in place of the model's own."""
     from torch import nn
 
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
@@ -336,6 +337,10 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
 
         deploy = build_graph_nms(deploy)
     classes = model_classes(core, entry.classes)
+    if names is not None:
+        from pvt_deploy.data import given_names
+
+        classes = given_names(names, len(classes) if mtask != "features" else 0, f"{name} ({mtask})")
     source = None  # absolute, so that the PyTorch backend finds the file from any folder
     if isinstance(weights, (str, os.PathLike)):
         source = str(Path(weights).resolve())
@@ -799,6 +804,7 @@ def export_onnx(
     progress: ProgressCallback | None = None,
     finish: Callable[[Path], Any] | None = None,
     builds: bool = False,
+    names: str | os.PathLike[str] | Sequence[str] | None = None,
 ) -> Path:
     """Export a PVT model to an ONNX artifact folder and return the folder.
 
@@ -815,7 +821,10 @@ def export_onnx(
     bundled sample images; unused without ``int8`` unless parity runs on it, which a warning says) —
     ``int8_flavour`` ``cpu`` (``model.int8.onnx``, ``int8_cpu`` auto, static or dynamic), ``trt``
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
-    ``seg_output="argmax"`` ends segmentation graphs in a class map.
+    ``seg_output="argmax"`` ends segmentation graphs in a class map. ``names`` are the class names the
+    manifest lists (and the graph's metadata), for a checkpoint that does not name its classes (mmdet/mmseg
+    files name theirs) or names them wrongly: ``"a,b,c"``, a list, a ``.txt`` file (one a line) or a dataset
+    YAML (its ``names:``), as many as the model has classes.
 
     Parity: every file is run in ONNX Runtime against PyTorch on ``images`` (default: ``calib`` or the
     bundled samples); outside tolerance (``parity_tolerance``: a factor on the defaults, or
@@ -883,7 +892,7 @@ def export_onnx(
                 ("--opset", opset, MIN_OPSET), ("--exporter", exporter, "torchscript"), ("--nms", nms, "host"),
                 ("--seg-output", seg_output, "logits"), ("--no-simplify", simplify, True))
             if value != default}
-        _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored)
+        _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
     elif isinstance(model, (str, os.PathLike)) and Path(str(model)).suffix and not Path(str(model)).exists() \
             and os.sep in str(model):
         raise ModelNotFoundError(f"{model}: no such checkpoint file or export folder")
@@ -925,7 +934,7 @@ def export_onnx(
 
     with steps.phase("load"):
         loaded = _load(model, task=task, weights=weights, trust=trust_checkpoint, nms=nms, seg_output=seg_output,
-                       url=model_url)
+                       url=model_url, names=names)
     if loaded.weights["random_init"]:
         log.warning("EXPORTING A RANDOMLY INITIALISED %s: outputs are meaningless; pass --weights FILE for a "
                     "usable model (manifest weights.random_init = true)", loaded.name)
@@ -955,8 +964,9 @@ def write_errors(folder: str | os.PathLike[str]) -> Iterator[None]:
         raise InputError(f"cannot write the export to {folder}: {e.strerror or e}{where}") from e
 
 
-def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[str, Any]) -> None:
-    """Extending an export folder reuses its model.onnx in place: refuse what that cannot honour, and
+def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[str, Any], names: Any = None) -> None:
+    """Extending an export folder reuses its model.onnx in place (whose metadata lists its class names, as
+    its manifest does): refuse what that cannot honour (other weights, other ``names``), and
     say which graph options it ignores (``ignored``: by flag, as given), with the command that exports the
     folder again with them, or why no export of its model gives them (``--seg-output argmax`` of a classifier)."""
     if out_dir is not None and os.path.realpath(out_dir) != os.path.realpath(folder):
@@ -973,6 +983,14 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[s
         if not same:
             raise InputError(f"--weights: --model {folder} is an export folder whose model.onnx is reused (made "
                              "from other weights); export from the model name to use these")
+    if names is not None:
+        from pvt_deploy.data import given_names
+
+        recorded_names = read_manifest(folder).get("classes") or []
+        if given_names(names, len(recorded_names), str(folder)) != recorded_names:
+            raise InputError(f"{option('names')}: --model {folder} is an export folder whose model.onnx is reused "
+                             "(its metadata names other classes); export from the checkpoint to name them",
+                             hint=f"infer and val take {option('names')} too, to rename them for one run")
     if ignored:
         manifest = read_manifest(folder)
         why = out_of_reach(manifest, ignored)  # a command that would fail is no hint

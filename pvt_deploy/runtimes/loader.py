@@ -481,7 +481,8 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                  precision: str | None = None, device: str | int | None = None,
                  imgsz: int | str | Sequence[int] | None = None, weights: str | os.PathLike[str] | None = None,
                  task: str | None = None, verify: bool = True, random_weights_ok: bool = False,
-                 trust: bool = False, **options: Any) -> tuple[Backend, dict[str, Any]]:
+                 trust: bool = False, names: str | os.PathLike[str] | Sequence[str] | None = None,
+                 **options: Any) -> tuple[Backend, dict[str, Any]]:
     """Load whatever ``path_or_name`` is (see the module docstring) and return ``(backend, manifest)``.
 
     ``backend``: ``torch``, ``onnx``, ``trt``, ``triton`` or None (pick by artifact). ``precision``:
@@ -493,6 +494,9 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     equally random model of the same architecture (benchmarks: timing does not depend on weights).
     ``trust`` lets a checkpoint PyTorch loads be fully unpickled (``--trust-checkpoint``: only for
     files from a source you trust; see :func:`~pvt_deploy.models.read_checkpoint`).
+    ``names`` (``--names``) renames the model's classes in the manifest returned, whatever runs it: names
+    separated by commas, a list, a ``.txt`` file or a dataset YAML (:func:`~pvt_deploy.data.given_names`),
+    as many as the model has classes.
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
     """
     from pvt_deploy.runtimes.base import device_text
@@ -524,7 +528,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
         if device not in (None, "auto"):
             log.warning("%s: %s %s does not apply to a Triton model (the server places it)", text, option("device"),
                         device)
-        return _checked(triton_backend, dict(manifest), text, task=task, imgsz=None)
+        return _checked(triton_backend, dict(manifest), text, task=task, imgsz=None, names=names)
     if kind == "triton":
         raise InputError(f"{option('backend')} triton needs a triton://host:port/model URL, not {text!r}")
     path = Path(text).expanduser()
@@ -541,18 +545,24 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
                                      f"{option('backend')} {backend}", hint=f"pvt-deploy export --model {shell_quote(str(text))}")
         result = _load_zoo(text, task=task, weights=weights, precision=prec, device=device, imgsz=imgsz,
                            trust=trust, options=options)
-    return _checked(*result, text, task=task, imgsz=imgsz)
+    return _checked(*result, text, task=task, imgsz=imgsz, names=names)
 
 
 def _checked(backend: Backend, manifest: dict[str, Any], text: str, *, task: str | None,
-             imgsz: int | str | Sequence[int] | None) -> tuple[Backend, dict[str, Any]]:
+             imgsz: int | str | Sequence[int] | None,
+             names: str | os.PathLike[str] | Sequence[str] | None = None) -> tuple[Backend, dict[str, Any]]:
     """``(backend, manifest)`` once the loaded model is of the asked ``task`` (an export, ONNX file or
-    Triton model is the task it was made for) and takes ``imgsz``; else the backend is closed and the
-    error raised."""
+    Triton model is the task it was made for) and takes ``imgsz``, its classes renamed by ``names``; else
+    the backend is closed and the error raised."""
+    from pvt_deploy.data import given_names
+
     try:
         if task is not None and manifest.get("task") != task:
             raise InputError(f"{text} is a {manifest.get('task')} model, not {task!r}")
         check_imgsz(manifest, imgsz)
+        if names is not None:
+            count = len(manifest.get("classes") or []) if manifest.get("task") != "features" else 0
+            manifest = {**manifest, "classes": given_names(names, count, text)}
     except BaseException:
         backend.close()
         raise
