@@ -63,7 +63,7 @@ class Model:
     unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
     even where ``exports/<name>`` exists; ``device`` also takes a GPU index (``0`` is ``cuda:0``).
     ``names`` names the model's classes, where it has none of its own (a checkpoint fine-tuned on other
-    classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list, a ``.txt`` file (one a line)
+    classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list or array, a ``.txt`` file (one a line)
     or a dataset YAML (its ``names:``), as many as the model has classes.
     Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, else a
     whole number >= 1; ``spin=``, ``cuda_graph=``).
@@ -389,7 +389,8 @@ def _whole(name: str, value: Any, *, minimum: int = 1) -> int | None:
 
 def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> list[int] | None:
     """``classes=`` (and ``--classes``, split at commas): one class id or name, or a sequence/array of
-    them -> ids this model has; an unknown name or id is an :class:`InputError` naming ``what``, and
+    them -> ids this model has (a name that several classes share, as ``--names car,car,bus`` gives, is
+    all of them); an unknown name or id is an :class:`InputError` naming ``what``, and
     so is an empty list: as a filter it would drop every detection without a word, and nobody asks
     for that on purpose (``None``, or leaving ``--classes`` out, keeps every class)."""
     if classes is None:
@@ -399,15 +400,17 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
         items = list(items.tolist() if hasattr(items, "tolist") else items)
     except TypeError:
         raise InputError(f"{what} must be class ids or names, got {classes!r}") from None
-    lookup = {n.lower(): i for i, n in enumerate(names)}
+    lookup: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        lookup.setdefault(n.lower(), []).append(i)
     ids = []
     for item in items:
         if isinstance(item, str):
             if item.strip().lower() not in lookup:
                 near = difflib.get_close_matches(item.strip().lower(), list(lookup), n=1, cutoff=0.75)
-                guess = f"; did you mean {names[lookup[near[0]]]!r}?" if near else ""
+                guess = f"; did you mean {names[lookup[near[0]][0]]!r}?" if near else ""
                 raise InputError(f"{what}: unknown class {item!r}{guess} (use ids or names of this model's classes)")
-            ids.append(lookup[item.strip().lower()])
+            ids += lookup[item.strip().lower()]
         elif not is_integer(item):
             raise InputError(f"{what} must be class ids or names, got {item!r}")
         elif int(item) < 0 or (names and int(item) >= len(names)):

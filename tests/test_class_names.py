@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from cli_run import run
@@ -109,9 +110,9 @@ def test_meta_names_of_another_count_are_warned_about_and_numbered(ckpts: dict[s
     assert "its meta names 4 classes, but its head has 3: they are numbered instead" in caplog.text
 
 
-@pytest.mark.parametrize("form", ["commas", "txt", "yaml-ids", "yaml-list", "list"])
+@pytest.mark.parametrize("form", ["commas", "txt", "yaml-ids", "yaml-list", "list", "array"])
 def test_names_name_a_bare_checkpoint(ckpts: dict[str, Path], tmp_path: Path, form: str) -> None:
-    given: Any = {"commas": "car, truck,bus", "list": NAMES}.get(form)
+    given: Any = {"commas": "car, truck,bus", "list": NAMES, "array": np.array(NAMES)}.get(form)
     if form == "txt":
         given = tmp_path / "names.txt"
         given.write_text("car\ntruck\n\nbus\n")
@@ -182,3 +183,47 @@ def test_names_rename_an_export_for_a_run_and_an_extension_keeps_its_own(
     assert code == 2
     _one_line_error(err, "is an export folder whose model.onnx is reused")
     assert (named_export / "manifest.json").read_bytes() == before and not (named_export / "model.fp16.onnx").exists()
+
+
+def test_names_of_a_wrong_type_or_left_blank_are_one_line_errors(tmp_path: Path) -> None:
+    """A blank name in a dataset YAML (YAML's null) was the class "None"; a wrong type's error printed the
+    whole object (a 1000-name array: pages)."""
+    from pvt_deploy.data import given_names
+
+    data = tmp_path / "data.yaml"
+    data.write_text("names:\n  0: car\n  1:\n  2: bus\n")
+    with pytest.raises(InputError, match="an empty name"):
+        given_names(str(data), 3, "m")
+    for wrong in (3, list(range(1000)), np.arange(1000), {0: "car"}):
+        with pytest.raises(InputError, match="must be names separated by commas") as e:
+            given_names(wrong, 3, "m")  # type: ignore[arg-type]
+        assert "\n" not in str(e.value) and len(str(e.value)) < 200, str(e.value)
+
+
+def test_a_class_name_several_classes_share_selects_them_all() -> None:
+    """--names car,car,bus: --classes car kept class 1 only, dropping class 0's cars without a word."""
+    from pvt_deploy.api import class_ids
+    from pvt_deploy.cli.infer import parse_classes
+
+    assert parse_classes("car", ["car", "Car", "bus"]) == [0, 1]
+    assert class_ids(["bus", "CAR"], ["car", "car", "bus"]) == [2, 0, 1]
+    assert class_ids(1, ["1", "0", "2"]) == [1]  # a number is an id, as ever (the class named "0")
+
+
+def test_mmseg_names_are_read_without_their_spaces(tmp_path: Path) -> None:
+    """mmseg's ADE20K names say 'bed ' (a space after it): its 150 names are the zoo's, and a 3-class
+    mmengine segmenter is named by its own."""
+    from pvt_deploy.data import class_names
+    from pvt_deploy.models import create_model
+
+    ade = list(class_names("ade20k"))
+    path = tmp_path / "ade.pth"
+    torch.save({"state_dict": create_model("pvt_v2_b0-seg", seed=0).state_dict(),
+                "meta": {"CLASSES": tuple(n + " " * (n == "bed") for n in ade), "PALETTE": [[0, 0, 0]] * 150}}, path)
+    with Model(path) as m:
+        assert m.names == ade
+    torch.save({"state_dict": create_model("pvt_v2_b0-seg", num_classes=3, seed=0).state_dict(),
+                "meta": {"dataset_meta": {"classes": [" sky", "road", "tree "]}}}, path)
+    with Model(path) as m:
+        assert m.names == ["sky", "road", "tree"]
+

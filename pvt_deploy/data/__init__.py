@@ -5,6 +5,7 @@ gives (``--names``: :func:`given_names`) and those of an Ultralytics dataset YAM
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -39,7 +40,7 @@ def imagenet_wnids() -> tuple[str, ...]:
 
 def yaml_names(path: str | os.PathLike[str]) -> dict[int, str]:
     """Class id -> name of an Ultralytics dataset YAML's ``names:``, a list or a mapping of ids (``0: person``,
-    or ``"0": person`` as Ultralytics reads it too)."""
+    or ``"0": person`` as Ultralytics reads it too). A name left blank (YAML's null) is ``""``, not ``"None"``."""
     import yaml
 
     path = Path(path)
@@ -50,10 +51,14 @@ def yaml_names(path: str | os.PathLike[str]) -> dict[int, str]:
     given = data.get("names") if isinstance(data, dict) else None
     if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
                                        for k in given):
-        return {int(k): str(v) for k, v in given.items()}
+        return {int(k): _text(v) for k, v in given.items()}
     if isinstance(given, list):
-        return dict(enumerate(str(v) for v in given))
+        return dict(enumerate(_text(v) for v in given))
     raise InputError(f"dataset {path}: names: the class names are missing (a list, or ids to names)")
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 NAME_FILES = (".txt", ".yaml", ".yml")
@@ -61,8 +66,10 @@ NAME_FILES = (".txt", ".yaml", ".yml")
 
 def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what: str) -> list[str]:
     """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
-    (``car,truck,bus``), a list of them (Python), a ``.txt`` file (one a line) or a dataset YAML (its ``names:``,
+    (``car,truck,bus``), a list or array of them (Python), a ``.txt`` file (one a line) or a dataset YAML (its ``names:``,
     ids 0..N-1). A number of names other than ``count`` is bad input, as is any name for a model with no classes."""
+    if hasattr(names, "tolist") and not isinstance(names, (str, os.PathLike)):  # a numpy array of names
+        names = names.tolist()
     if isinstance(names, os.PathLike) or (isinstance(names, str) and names.strip().lower().endswith(NAME_FILES)):
         out = _names_file(Path(names))
     elif isinstance(names, str):
@@ -71,7 +78,7 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
         out = [n.strip() for n in names]
     else:
         raise InputError(f"{option('names')} must be names separated by commas, a list of them, or a .txt or dataset "
-                         f"YAML file, got {names!r}")
+                         f"YAML file, got {' '.join(reprlib.repr(names).split())}")
     if not all(out):
         raise InputError(f"{option('names')} {', '.join(out)}: an empty name")
     if count == 0:

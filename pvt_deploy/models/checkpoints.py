@@ -244,8 +244,9 @@ class StateDict(dict[str, torch.Tensor]):
 
 def meta_classes(obj: Any) -> tuple[str, ...] | None:
     """The class names an mmdet/mmseg checkpoint records in its ``meta``: ``meta["CLASSES"]`` (mmcv: mmdet
-    2.x, mmseg 0.x) or ``meta["dataset_meta"]["classes"]`` (mmengine: mmdet 3.x, mmseg 1.x). None where
-    there are none, or they are not a list of strings."""
+    2.x, mmseg 0.x) or ``meta["dataset_meta"]["classes"]`` (mmengine: mmdet 3.x, mmseg 1.x), without the
+    spaces around them (mmseg's ADE20K writes ``'bed '``, the zoo's ``bed``), as ``--names`` takes them. None
+    where there are none, or they are not a list of strings, or one is empty."""
     meta = obj.get("meta") if isinstance(obj, Mapping) else None
     if not isinstance(meta, Mapping):
         return None
@@ -253,9 +254,9 @@ def meta_classes(obj: Any) -> tuple[str, ...] | None:
     names = dataset.get("classes") if isinstance(dataset, Mapping) else meta.get("CLASSES")
     if isinstance(names, str):  # mmcv wrote a one-class dataset's name bare at times
         names = [names]
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
         return None
-    return tuple(names)
+    return tuple(n.strip() for n in names)
 
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
