@@ -335,6 +335,9 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     source = weights.get("url") or weights.get("source")  # a download by its URL: the cached file may have gone
     if source:
         parts += ["--weights", str(source)]
+    names = _names_option(manifest)
+    if names:
+        parts += ["--names", names]
     size = export.get("imgsz")
     if isinstance(size, list) and len(size) == 2:
         parts += ["--imgsz", str(size[0]) if size[0] == size[1] else f"{size[0]},{size[1]}"]
@@ -392,6 +395,23 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
             parts += [flag, shown]
     parts += ["-o", str(folder)]
     return " ".join(shell_quote(p) for p in parts)
+
+
+def _names_option(manifest: Mapping[str, Any]) -> str | None:
+    """The ``--names`` that gives an export its classes again (an export made with ``--names``): none where
+    they are numbers or a bundled dataset's (ImageNet, COCO, ADE20K), which the weights give alone, and
+    none where a name holds a comma, which ``--names a,b,c`` cannot say. Classes an mmdet/mmseg file names
+    are given too, as they are."""
+    from pvt_deploy.data import DATASETS, class_names
+
+    classes = manifest.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and "," not in c for c in classes):
+        return None
+    if classes == [str(i) for i in range(len(classes))]:
+        return None
+    if any(len(classes) == n and tuple(classes) == class_names(d) for d, n in DATASETS.items()):
+        return None
+    return ",".join(classes)
 
 
 def _named_task(model: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -154,21 +155,31 @@ def test_a_wrong_number_of_names_is_a_one_line_error(monkeypatch: pytest.MonkeyP
     assert not (tmp_path / "out").exists()
 
 
-def test_export_writes_the_names_given(tmp_path: Path) -> None:
-    """A bare 3-class classifier checkpoint (a classifier exports in a second) named by a dataset YAML."""
+def test_export_writes_the_names_given(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    """A bare 3-class classifier checkpoint (a classifier exports in a second) named by a dataset YAML; the
+    command the export's hints give to export it again (reexport_command) gives them too: it left --names
+    out, and run as told, it numbered the classes 0, 1, 2."""
     from pvt_deploy.export import export_onnx
+    from pvt_deploy.manifest import reexport_command
     from pvt_deploy.models import create_model
 
     ckpt = tmp_path / "cls.pth"
     torch.save(create_model("pvt_v2_b0-cls", num_classes=3, seed=0).state_dict(), ckpt)
     data = tmp_path / "data.yaml"
-    data.write_text("names:\n  0: car\n  1: truck\n  2: bus\n")
+    data.write_text("names:\n  0: x y\n  1: \"'z'\"\n  2: ü\n")
+    names = ["x y", "'z'", "ü"]
     out = export_onnx(ckpt, tmp_path / "cls", imgsz=64, parity=False, simplify=False, names=data)
-    assert json.loads((out / "manifest.json").read_text())["classes"] == NAMES
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["classes"] == names
     lone = tmp_path / "lone.onnx"  # the graph's metadata, read without the manifest
     lone.write_bytes((out / "model.onnx").read_bytes())
     with Model(lone) as m:
-        assert m.names == NAMES
+        assert m.names == names
+    (out / "manifest.json").unlink()  # made again from nothing
+    code, _, err = run(monkeypatch, capsys, *shlex.split(reexport_command(out, manifest))[1:], "--no-parity")
+    assert code == 0, err
+    assert json.loads((out / "manifest.json").read_text())["classes"] == names
 
 
 def test_names_rename_an_export_for_a_run_and_an_extension_keeps_its_own(
