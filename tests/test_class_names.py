@@ -238,3 +238,36 @@ def test_mmseg_names_are_read_without_their_spaces(tmp_path: Path) -> None:
     with Model(path) as m:
         assert m.names == ["sky", "road", "tree"]
 
+
+def test_info_lists_the_names_without_an_ellipsis_when_all_are_shown(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], named_export: Path) -> None:
+    code, out, err = run(monkeypatch, capsys, "info", str(named_export))
+    assert code == 0, err
+    line = next(s for s in " ".join(out.split()).split(" weights:") if "classes" in s)
+    assert line.endswith("3 classes: car, truck, bus"), out
+
+
+def test_val_matches_categories_by_the_names_given_and_states_no_published_figure(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        named_export: Path, tmp_path: Path) -> None:
+    """A COCO JSON of the renamed classes, in another order: matched by name (no id-order warning); the zoo
+    model's COCO AP is no figure for a 3-class model to stand beside (it was printed)."""
+    picture = sample_images()[0]
+    names = ["coach", "van", "lorry"]
+    coco = {"images": [{"id": 1, "file_name": picture.name, "width": 512, "height": 512}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [0, 240, 512, 272], "area": 139264,
+                             "iscrowd": 0}],
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "coco.json"), "--images",
+                             str(picture.parent), "--model", str(named_export), "--names", "van,lorry,coach", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["images"] == 1 and report["published"] is None
+    assert "matched in id order" not in caplog.text
+    with caplog.at_level(logging.WARNING):  # car, truck, bus: in id order
+        code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "coco.json"), "--images",
+                             str(picture.parent), "--model", str(named_export), "--json")
+    assert code == 0 and "matched in id order (coach -> car" in caplog.text, err
+

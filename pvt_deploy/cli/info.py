@@ -82,7 +82,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
                                                  else ")")
     say(f"{facts['path']} — {facts['kind']}")
     say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
-                  f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}, ..." if facts['classes'] else ""))
+                  f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}" if facts['classes'] else "")
+                  + (", ..." if len(facts['classes']) > 5 else ""))
     say(f"weights: {wtext}")
     for spec in facts.get("inputs") or []:
         say(f"input   {_shape(spec)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,7 +148,7 @@ def val(
             result = report.to_dict()
             pre = m.predictor(imgsz=size).preprocessor
             result.update(model=m.name, backend=info.name, device=info.device, precision=info.precision,
-                          imgsz=list(pre.imgsz), published=_published(m.name, m.task))
+                          imgsz=list(pre.imgsz), published=_published(m.name, m.task, m.names))
             results.append(result)
     if len(results) > 1:
         if as_json:
@@ -180,9 +181,10 @@ def _precisions(text: str | None) -> list[str | None]:
 OFFICIAL_IMGSZ = {"detect": "800,1333", "segment": "512,2048", "classify": "224"}
 
 
-def _published(name: str, task: str) -> dict[str, Any] | None:
+def _published(name: str, task: str, names: Sequence[str]) -> dict[str, Any] | None:
     """The zoo model's published figure (official weights, the official test size) for the report to stand
-    beside: which metric, its value as a fraction, and the --imgsz that tests at that size."""
+    beside: which metric, its value as a fraction, and the --imgsz that tests at that size. None for a model
+    of other classes than the zoo model's (fine-tuned, or named by --names): the figure is not of its task."""
     from pvt_deploy.errors import PvtDeployError
     from pvt_deploy.models.zoo import OFFICIAL_SIZE, resolve_name
 
@@ -191,7 +193,7 @@ def _published(name: str, task: str) -> dict[str, Any] | None:
     except PvtDeployError:  # an export of a model outside the zoo
         return None
     metric = entry.metric
-    if entry.task != task or metric is None or metric[1] is None:
+    if entry.task != task or metric is None or metric[1] is None or tuple(names) != entry.classes:
         return None
     return {"metric": metric[0], "value": metric[1] / 100, "size": OFFICIAL_SIZE[task], "imgsz": OFFICIAL_IMGSZ[task]}
 
