@@ -521,7 +521,10 @@ def segmentation_metrics(matrix: np.ndarray, names: Sequence[str]) -> tuple[dict
     metrics = {"mIoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
                "mAcc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
                "aAcc": float(hit.sum() / total) if total else float("nan")}
-    per_class = {str(names[i]) if i < len(names) else str(i): float(iou[i]) for i in np.flatnonzero(union > 0).tolist()}
+    keys = [str(names[i]) if i < len(names) else str(i) for i in range(len(iou))]
+    shared = {k for k in keys if keys.count(k) > 1}  # a name several classes share (--names car,car,bus): each its own
+    per_class = {f"{keys[i]} ({i})" if keys[i] in shared else keys[i]: float(iou[i])
+                 for i in np.flatnonzero(union > 0).tolist()}
     return metrics, per_class
 
 

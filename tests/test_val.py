@@ -315,6 +315,13 @@ def test_segmentation_metrics_by_hand() -> None:
     assert metrics["mAcc"] == pytest.approx((2 / 3 + 1) / 2) and metrics["aAcc"] == pytest.approx(3 / 4)
 
 
+def test_classes_that_share_a_name_keep_an_iou_each() -> None:
+    """--names car,car,bus: two classes named car each keep their IoU (one overwrote the other's)."""
+    matrix = np.array([[2, 1, 0], [0, 1, 0], [0, 0, 3]])
+    _, per_class = segmentation_metrics(matrix, ["car", "car", "bus"])
+    assert per_class == {"car (0)": pytest.approx(2 / 3), "car (1)": pytest.approx(1 / 2), "bus": 1.0}
+
+
 def test_255_is_ignored_with_reduce_zero_label_whatever_the_class_count() -> None:
     """MMSegmentation's reduce_zero_label: 0 -> 255, k -> k - 1, and 255 stays 255 (ignored). 255 became
     254, ignored only while the model has fewer than 255 classes."""
