@@ -111,11 +111,11 @@ def test_meta_names_of_another_count_are_warned_about_and_numbered(ckpts: dict[s
     assert "its meta names 4 classes, but its head has 3: they are numbered instead" in caplog.text
 
 
-@pytest.mark.parametrize("form", ["commas", "txt", "yaml-ids", "yaml-list", "list", "array"])
+@pytest.mark.parametrize("form", ["commas", "txt", "names", "yaml-ids", "yaml-list", "list", "array"])
 def test_names_name_a_bare_checkpoint(ckpts: dict[str, Path], tmp_path: Path, form: str) -> None:
     given: Any = {"commas": "car, truck,bus", "list": NAMES, "array": np.array(NAMES)}.get(form)
-    if form == "txt":
-        given = tmp_path / "names.txt"
+    if form in ("txt", "names"):  # names: Darknet's coco.names, one a line as a .txt
+        given = tmp_path / f"classes.{form}"
         given.write_text("car\ntruck\n\nbus\n")
     elif form.startswith("yaml"):
         given = tmp_path / "data.yaml"

@@ -61,12 +61,12 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-NAME_FILES = (".txt", ".yaml", ".yml")
+NAME_FILES = (".txt", ".names", ".yaml", ".yml")  # .names: Darknet's, one a line as a .txt
 
 
 def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what: str) -> list[str]:
     """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
-    (``car,truck,bus``), a list or array of them (Python), a ``.txt`` file (one a line) or a dataset YAML (its ``names:``,
+    (``car,truck,bus``), a list or array of them (Python), a ``.txt`` or Darknet ``.names`` file (one a line) or a dataset YAML (its ``names:``,
     ids 0..N-1). A number of names other than ``count`` is bad input, as is any name for a model with no classes."""
     if hasattr(names, "tolist") and not isinstance(names, (str, os.PathLike)):  # a numpy array of names
         names = names.tolist()
@@ -93,8 +93,8 @@ def _names_file(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{option('names')} {path}: no such file")
     if path.suffix.lower() not in NAME_FILES:
-        raise InputError(f"{option('names')} {path}: a file of names is a .txt (one a line) or a dataset YAML")
-    if path.suffix.lower() == ".txt":
+        raise InputError(f"{option('names')} {path}: a file of names is a .txt or .names (one a line) or a dataset YAML")
+    if path.suffix.lower() in (".txt", ".names"):
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
