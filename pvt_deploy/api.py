@@ -63,7 +63,7 @@ class Model:
     unpickling) are as in :func:`load_backend`; a zoo name given ``weights`` is that model with them,
     even where ``exports/<name>`` exists; ``device`` also takes a GPU index (``0`` is ``cuda:0``).
     ``names`` names the model's classes, where it has none of its own (a checkpoint fine-tuned on other
-    classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list or array, a ``.txt`` file (one a line)
+    classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list or array, a ``.txt`` or ``.names`` file (one a line)
     or a dataset YAML (its ``names:``), as many as the model has classes.
     Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, else a
     whole number >= 1; ``spin=``, ``cuda_graph=``).
