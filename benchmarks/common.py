@@ -84,6 +84,40 @@ def load_average() -> float:
         return 0.0
 
 
+def _busy_and_own() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine spent busy, counting time the hypervisor gave other VMs; CPU seconds
+    of this process and of its children it has waited for), or None where ``/proc/stat`` is not there."""
+    import resource
+
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return (user + nice + system + irq + softirq + steal) / tick, own
+
+
+@contextlib.contextmanager
+def others_cpu() -> Iterator[dict[str, float | None]]:
+    """How much of the machine's CPU went to other processes (and other VMs) during the block: ``share`` (set on
+    leaving it; None where the OS does not say) is their CPU time over the block's wall time times the CPUs.
+    This process and the children it waited for inside the block (a CLI run) are not "other". A share of
+    the cores taken by something else slows what is timed without a trace in its own figures."""
+    result: dict[str, float | None] = {"share": None}
+    start, t0 = _busy_and_own(), time.perf_counter()
+    try:
+        yield result
+    finally:
+        end, wall = _busy_and_own(), time.perf_counter() - t0
+        if start is not None and end is not None and wall > 0:
+            others = (end[0] - start[0]) - (end[1] - start[1])
+            result["share"] = round(max(0.0, others) / (wall * (os.cpu_count() or 1)), 3)
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, versions, GPU and the date: what every figure was measured on."""
     from pvt_deploy.bench import host_info

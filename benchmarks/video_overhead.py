@@ -15,7 +15,8 @@ target is >= 0.9 against one frame per call. Where the CLI runs the clip in batc
 ONNX Runtime's CPU: one frame per core, see ``pvt_deploy.tasks.pipeline``), the model-only FPS in
 those batches is measured too and the second ratio is printed against it. A clip of fewer than 100
 frames is reported as too short to judge: filling and draining the pipeline weigh on its ratio; a
-run whose model-only FPS moved by more than 10% from before to after the CLI run, as unsteady
+run whose model-only FPS moved by more than 10% from before to after the CLI run, or during whose CLI run
+other processes took more than 10% of the machine's CPU (``/proc/stat`` against the CLI's own), as unsteady
 (something else took the cores: run it again); a clip that ends before the end its file declares
 (truncated), with the number of frames decoded up to there, which the figures are of.
 
@@ -340,19 +341,20 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], r
            "-o", str(out), *extra]
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        with RssSampler(proc.pid) as rss:
-            output, _ = proc.communicate()
-    except BaseException:  # Ctrl-C, SIGTERM: stop the child too, before its output folder is removed
-        _stop(proc)
-        raise
+    with common.others_cpu() as others:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            with RssSampler(proc.pid) as rss:
+                output, _ = proc.communicate()
+        except BaseException:  # Ctrl-C, SIGTERM: stop the child too, before its output folder is removed
+            _stop(proc)
+            raise
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"pvt-deploy infer failed ({proc.returncode}):\n{output[-2000:]}")
     cpu = _CPU_LINE.search(output)
     return {"command": " ".join(cmd), **read_summary(output), "wall_s": round(wall, 2),
-            "cpu_s": float(cpu.group(1)) if cpu else None, "rss": rss.samples}
+            "cpu_s": float(cpu.group(1)) if cpu else None, "others_cpu_share": others["share"], "rss": rss.samples}
 
 
 # infer's line when decoding stopped before the end the file declares (a truncated or damaged clip),
@@ -509,18 +511,26 @@ def ended_early(run: dict[str, Any]) -> None:
 UNSTEADY = 0.10  # model-only FPS before and after the CLI run further apart than this, of the higher
 
 
-def unsteady_note(pairs: dict[str, tuple[float, float]]) -> str | None:
+def unsteady_note(pairs: dict[str, tuple[float, float]], others: float | None = None) -> str | None:
     """What to say of an fps run whose model-only FPS (label -> (before, after) the CLI run) moved by
-    more than :data:`UNSTEADY` (None: steady). The ratios divide by the mean of the two, so a burst of
-    load from another process during one of them moves the ratio as much as the pipeline does: on the
-    shared 2-core Xeon one run measured 6.68 FPS before and 2.25 after and printed a ratio of 1.481. The
-    target is 0.9: a spread of more than 10 % can decide it either way."""
+    more than :data:`UNSTEADY`, or during whose CLI run other processes took more than :data:`UNSTEADY` of the
+    machine's CPU (``others``: :func:`common.others_cpu`'s share); None: steady. The ratios divide by the mean of
+    the two model-only runs, so a burst of load from another process during one of them moves the ratio as much
+    as the pipeline does: on the shared 2-core Xeon one run measured 6.68 FPS before and 2.25 after and printed
+    a ratio of 1.481. Load during the CLI run alone leaves the model-only FPS as they were and lowers the
+    ratio: 0.868 there with a helper's tests beside it, 1.021 on the quiet machine next. The target is 0.9: a
+    spread of more than 10 % can decide it either way."""
     moved = [f"{label} {a:.2f} -> {b:.2f}" for label, (a, b) in pairs.items() if abs(a - b) > UNSTEADY * max(a, b)]
-    if not moved:
+    why = []
+    if moved:
+        why.append(f"the model-only FPS moved by more than {UNSTEADY:.0%} from before to after the CLI run "
+                   f"({', '.join(moved)})")
+    if others is not None and others > UNSTEADY:
+        why.append(f"other processes used {others:.0%} of the machine's CPU while the CLI ran")
+    if not why:
         return None
-    return (f"unsteady: the model-only FPS moved by more than {UNSTEADY:.0%} from before to after the CLI run "
-            f"({', '.join(moved)}): something else took the cores, and the ratios above measure that, not the "
-            "pipeline; run again on a quiet machine")
+    return (f"unsteady: {' and '.join(why)}: something else took the cores, and the ratios above measure that, not "
+            "the pipeline; run again on a quiet machine")
 
 
 def batch_arg(infer_args: list[str]) -> int | None:
@@ -687,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
             steady = {"batch 1": (before["fps"], after["fps"])}
             if batch > 1:
                 steady[f"batch {batch}"] = (before_b["fps"], after_b["fps"])
-            if unsteady := unsteady_note(steady):
+            if unsteady := unsteady_note(steady, run.get("others_cpu_share")):
                 report["fps"]["unsteady"] = unsteady
                 print(f"  {unsteady} (load average now {report['fps']['load_average']})")
         if memory_part:

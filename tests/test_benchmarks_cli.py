@@ -534,6 +534,28 @@ def test_an_fps_run_says_when_the_machine_was_unsteady_or_the_clip_ended_early(
     # steady figures (3.6 % apart, the same run's batch 2: 1.9 %) say nothing of the kind
     assert video_overhead.unsteady_note({"batch 1": (7.0, 6.75), "batch 2": (7.58, 7.44)}) is None
     assert "batch 2 6.40 -> 7.29" in video_overhead.unsteady_note({"batch 1": (6.63, 6.49), "batch 2": (6.40, 7.29)})
+    # steady model-only figures, but other processes took the cores while the CLI ran (0.868 where 1.021 was next)
+    assert video_overhead.unsteady_note({"batch 1": (4.0, 4.14)}, 0.04) is None
+    assert ("unsteady: other processes used 18% of the machine's CPU while the CLI ran"
+            in video_overhead.unsteady_note({"batch 1": (4.0, 4.14)}, 0.18))
+
+
+def test_others_cpu_counts_what_other_processes_used_not_the_children_waited_for(common: ModuleType) -> None:
+    """``common.others_cpu``: a child that spins for ~0.6 s of CPU and is waited for inside the block is the
+    caller's own (a CLI run); the same child left unwaited until after the block is another process."""
+    import subprocess
+
+    if common._busy_and_own() is None:
+        pytest.skip("no /proc/stat here")
+    spin = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"]
+    with common.others_cpu() as own:
+        subprocess.run(spin, check=True)
+    with common.others_cpu() as other:
+        child = subprocess.Popen(spin)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped: reaping makes it ours
+    child.wait()
+    assert own["share"] is not None and other["share"] is not None
+    assert other["share"] - own["share"] > 0.15, (own, other)
 
 
 def test_the_cli_child_runs_infer_with_an_instant_model_or_the_real_one(det_artifact: Any, tmp_path: Path) -> None:
