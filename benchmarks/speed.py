@@ -167,8 +167,9 @@ def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str
         pre_s = common.median_call(partial(predictor.preprocess, images))
         runnable = {k: v for k, v in loaded.items() if v.infer is not None}
         load_before = common.load_average()
-        timings = common.interleaved({k: partial(v.infer, feed) for k, v in runnable.items() if v.infer},
-                                     rounds=args.rounds, warmup=args.warmup, budget_s=args.budget)
+        with common.others_cpu() as others:
+            timings = common.interleaved({k: partial(v.infer, feed) for k, v in runnable.items() if v.infer},
+                                         rounds=args.rounds, warmup=args.warmup, budget_s=args.budget)
         outputs = torch_variant.infer(feed)
         frames = [_Frame(im) for im in images]
         post_s = common.median_call(partial(predictor.postprocess, outputs, records, frames))
@@ -177,6 +178,7 @@ def _measure(model: str, size: int, batches: tuple[int, ...], variants: list[str
         gpu_median = common.median_s(gpu_ref) if gpu_ref is not None and gpu_ref.seconds else None
         case = {"model": model, "task": task, "input": list(feed["images"].shape), "batch": batch,
                 "rounds": len(timings["torch"].seconds), "load_average": [load_before, common.load_average()],
+                "others_cpu_share": others["share"],
                 "preprocess_ms": round(1000 * pre_s, 2), "postprocess_ms": round(1000 * post_s, 2),
                 "export_s": round(export_s, 1), "variants": {}}
         for name in ["torch", *[v for v in variants if v != "torch"]]:
@@ -214,7 +216,10 @@ class _Frame:
 def _print_case(case: dict[str, Any]) -> None:
     shape = "x".join(str(d) for d in case["input"])
     print(f"\n{case['model']} ({case['task']}) input {shape}, {case['rounds']} interleaved rounds, "
-          f"load {case['load_average'][0]} -> {case['load_average'][1]}; host preprocess "
+          f"load {case['load_average'][0]} -> {case['load_average'][1]}"
+          + (f", other processes {case['others_cpu_share']:.0%} of the CPU" if case.get("others_cpu_share") is not None
+             else "")
+          + "; host preprocess "
           f"{case['preprocess_ms']:.1f} ms, postprocess {case['postprocess_ms']:.1f} ms per batch")
     gpu = any("vs_torch_cuda" in v for v in case["variants"].values())
     rows = []
