@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
+from pvt_deploy.tasks import visualize
+from pvt_deploy.tasks.results import Probs, Result
 from pvt_deploy.tasks.visualize import ade20k_palette, draw_boxes, draw_topk, overlay_mask, palette
 
 GREY = 128
@@ -131,3 +139,125 @@ def test_100_boxes_on_720p_are_all_drawn_and_nothing_else() -> None:
     colour = palette(80)[ids[top]]
     left_edge = out[y1[top]:y2[top] + 1, x1[top]]
     assert (left_edge == colour).all()  # drawn last: no other outline crosses it
+
+
+# -- class names in any script ---------------------------------------------------------------------
+# A test-only font situation: DejaVu Sans has Greek, which OpenCV's built-in font draws as "?".
+DEJAVU = next((p for p in ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf",
+                           "/usr/share/fonts/dejavu/DejaVuSans.ttf") if os.path.isfile(p)), None)
+needs_dejavu = pytest.mark.skipif(DEJAVU is None, reason="DejaVu Sans is not installed")
+BOX = [[100, 120, 200, 200]]
+
+
+@pytest.fixture(autouse=True)
+def _fonts_searched_afresh() -> Iterator[None]:
+    visualize._forget_fonts()
+    yield
+    visualize._forget_fonts()
+
+
+@pytest.fixture(params=["opencv", "pillow"])
+def renderer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Font files drawn by OpenCV 5's FontFace, and by Pillow (an OpenCV without FontFace)."""
+    if request.param == "opencv" and not hasattr(cv2, "FontFace"):
+        pytest.skip("this OpenCV has no FontFace")
+    if request.param == "pillow":
+        monkeypatch.delattr(cv2, "FontFace", raising=False)
+    return str(request.param)
+
+
+def test_labels_the_built_in_font_has_are_drawn_exactly_as_before() -> None:
+    """ASCII (and in OpenCV 5 Cyrillic, which its built-in font has) keep the drawing they had: the
+    same cv2 calls, so the same bytes, and the same speed."""
+    lw, scale, thickness, pad = 2, 2 / 3, 1, 1
+    colour = tuple(int(c) for c in palette(2)[1])
+    names = ["person"] + (["Жук"] if visualize._BUILT_IN.draws("Ж") else [])
+    for name in names:
+        out = draw_boxes(grey(), BOX, [0.87], [1], ["x", name], line_width=lw)
+        expected = grey()
+        cv2.rectangle(expected, (100, 120), (200, 200), colour, lw)
+        text = f"{name} 0.87"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        x0, y0 = 100 - lw // 2, 120 - lw // 2 - (th + base + 2 * pad)
+        cv2.rectangle(expected, (x0, y0), (x0 + tw + 2 * pad - 1, y0 + th + base + 2 * pad - 1), colour, -1)
+        cv2.putText(expected, text, (x0 + pad, y0 + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thickness, cv2.LINE_AA)
+        assert np.array_equal(out, expected), name
+
+
+@needs_dejavu
+def test_names_the_built_in_font_lacks_are_drawn_with_a_font_that_has_them(
+        renderer: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(visualize.FONT_ENV, str(DEJAVU))
+
+    def boxes(name: str) -> np.ndarray:
+        return draw_boxes(grey(), BOX, [0.87], [0], [name], line_width=2)
+
+    greek, other, questions = boxes("αβγ"), boxes("αβδ"), boxes("???")  # "???": what "αβγ" came out as
+    assert not np.array_equal(greek, other)  # each letter has its own glyph: none is a "?"
+    assert not np.array_equal(greek, questions)
+    label = changed(grey(), greek)[:118]  # above the box: the label and nothing else
+    rows, cols = np.nonzero(label)
+    assert rows.min() >= 95 and cols.min() >= 98 and cols.max() < 200  # sits on the box's top edge
+    text = greek[:118][label & (greek[:118].min(axis=2) > 200)]  # white text on class 0's red
+    assert len(text) > 20
+    panel = draw_topk(grey(), [("αβγ", 0.5)], class_ids=[0])
+    assert not np.array_equal(panel, draw_topk(grey(), [("αβδ", 0.5)]))
+    assert not caplog.records
+
+
+@needs_dejavu
+def test_fonts_are_found_by_fontconfig_or_else_in_the_font_folders(
+        renderer: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(visualize.FONT_ENV, raising=False)
+    expected = draw_boxes(grey(), BOX, [0.87], [0], ["αβγ"], line_width=2) if shutil.which("fc-list") else None
+    visualize._forget_fonts()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "broken.ttf").write_bytes(b"not a font")
+    (tmp_path / "sub" / "DejaVuSans.ttf").symlink_to(str(DEJAVU))
+    monkeypatch.setattr(visualize.shutil, "which", lambda name: None)  # no fontconfig
+    monkeypatch.setattr(visualize, "_FONT_DIRS", (str(tmp_path),))
+    found = draw_boxes(grey(), BOX, [0.87], [0], ["αβγ"], line_width=2)
+    assert not np.array_equal(found, draw_boxes(grey(), BOX, [0.87], [0], ["???"], line_width=2))
+    if expected is not None:  # fontconfig found a font with Greek too (not necessarily DejaVu Sans)
+        assert not np.array_equal(expected, draw_boxes(grey(), BOX, [0.87], [0], ["???"], line_width=2))
+
+
+def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(visualize.FONT_ENV, raising=False)
+    monkeypatch.setattr(visualize, "_font_files", lambda chars: [])  # no font file anywhere
+    names = ["person", "bus", "truck", "汽车", "가나"]
+    two = [[100, 120, 200, 200], [20, 60, 80, 230]]
+    out = draw_boxes(grey(), two, [0.87, 0.5], [3, 4], names, line_width=2)
+    assert np.array_equal(out, draw_boxes(grey(), two, [0.87, 0.5], [3, 4], ["", "", "", "#3", "#4"], line_width=2))
+    panel = draw_topk(grey(), [("汽车", 0.5), ("person", 0.25)], class_ids=[3, 0])
+    assert np.array_equal(panel, draw_topk(grey(), [("#3", 0.5), ("person", 0.25)]))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # one a run, however many names and pictures (the first drawn: 가나)
+    assert "Hangul" in warnings[0] and "fonts-noto-cjk" in warnings[0] and visualize.FONT_ENV in warnings[0]
+
+
+def test_a_font_setting_that_is_no_font_falls_back_to_class_ids(
+        renderer: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    fake = tmp_path / "font.ttf"
+    fake.write_bytes(b"not a font")
+    monkeypatch.setenv(visualize.FONT_ENV, str(fake))
+    out = draw_boxes(grey(), BOX, [0.87], [2], ["a", "b", "αβγ"], line_width=2)
+    assert np.array_equal(out, draw_boxes(grey(), BOX, [0.87], [2], ["a", "b", "#2"], line_width=2))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Greek" in warnings[0] and f"{visualize.FONT_ENV}={fake}" in warnings[0]
+
+
+def test_classification_and_legend_panels_show_class_ids_for_names_no_font_has(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(visualize, "_font_files", lambda chars: [])
+    names = ["猫", "狗"]
+    probs = Probs(top=np.array([1, 0]), conf=np.array([0.75, 0.25]), names=names)
+    shown = Result(task="classify", orig_img=grey(), names=names, probs=probs).plot()
+    assert np.array_equal(shown, draw_topk(grey(), [("#1", 0.75), ("#0", 0.25)]))
+    mask = np.zeros((240, 320), np.int64)
+    mask[:, 200:] = 1
+    legend = Result(task="segment", orig_img=grey(), names=names, mask=mask).plot()
+    expected = draw_topk(overlay_mask(grey(), mask), [("#0", 0.625), ("#1", 0.375)])
+    assert np.array_equal(legend, expected)

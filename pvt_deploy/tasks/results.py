@@ -260,7 +260,9 @@ class Result(_OnHost):
         if self.mask is not None:
             image = visualize.overlay_mask(image, self.mask, alpha=alpha)
             if legend:
-                image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in self.areas()[:int(legend)]])
+                shown = self.areas()[:int(legend)]
+                image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in shown],
+                                            class_ids=[a["class_id"] for a in shown])
         if self.boxes is not None:
             b = self.boxes
             if self.draw_conf is not None:
@@ -268,7 +270,8 @@ class Result(_OnHost):
             image = visualize.draw_boxes(image, b.xyxy, b.conf if conf else None, b.cls, self.names,
                                          line_width=None if line_width is None else int(line_width), labels=labels)
         if self.probs is not None:
-            image = visualize.draw_topk(image, list(zip(self.probs.labels, self.probs.conf.tolist(), strict=True)))
+            image = visualize.draw_topk(image, list(zip(self.probs.labels, self.probs.conf.tolist(), strict=True)),
+                                        class_ids=self.probs.top.tolist())
         if image is self.orig_img:
             image = image.copy()
         if default:

@@ -7,18 +7,40 @@ keeps a 720p frame with 100 boxes to a few milliseconds, well under a video fram
 
 Colours come from :func:`palette`, a fixed function of the class index: the same class has the
 same colour in every frame, every run and every image size, which matters when watching a video.
+
+Text is drawn with OpenCV's built-in font (FONT_HERSHEY_SIMPLEX) wherever it has every character of a
+label (ASCII; in OpenCV 5 also Latin-1, Cyrillic, Hebrew, Arabic). Other labels (Chinese, Japanese,
+Korean, Greek, Thai, ...), which it draws as "??", are drawn with a font file that has their characters:
+``PVT_DEPLOY_FONT`` when set, else one found by fontconfig or in the usual font folders; by OpenCV
+5's ``FontFace`` (a few microseconds a label), or by Pillow where OpenCV cannot load the file. Where
+no font has them, a box is labelled with its class id (``#3 0.87``) and one warning says so.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
+import os
+import shutil
+import subprocess
+import threading
+import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    from PIL import ImageFont
+
+log = logging.getLogger(__name__)
+
 ADE20K_NUM_CLASSES = 150
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT_ENV = "PVT_DEPLOY_FONT"
 
 
 def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -97,6 +119,275 @@ def _auto_line_width(image: np.ndarray) -> int:
     return max(2, round(0.0021 * (int(image.shape[0]) + int(image.shape[1]))))
 
 
+class _Face:
+    """A font that labels are drawn with. ``size`` and ``put`` take the ``scale`` and ``thickness``
+    of OpenCV's built-in font, which labels are sized by, and mean what ``cv2.getTextSize`` and
+    ``cv2.putText`` mean: ``((width, height above the baseline), depth below it)``; ``org`` is the
+    left end of the baseline.
+    """
+
+    missing_mark = "?"  # what the font draws for a character it does not have
+
+    def __init__(self) -> None:
+        self._draws: dict[str, bool] = {}
+
+    def size(self, text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
+        raise NotImplementedError
+
+    def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+            scale: float, thickness: int) -> None:
+        raise NotImplementedError
+
+    def draws(self, ch: str) -> bool:
+        """Whether ``ch`` comes out as itself rather than as the mark for a missing character (the
+        renderer's own answer, so it holds for whatever the installed OpenCV or font file covers)."""
+        known = self._draws.get(ch)
+        if known is None:
+            known = self._draws[ch] = ch == self.missing_mark or not np.array_equal(
+                self._probe(ch), self._probe(self.missing_mark))
+        return known
+
+    def _probe(self, ch: str) -> np.ndarray:
+        canvas = np.zeros((64, 64, 3), np.uint8)
+        self.put(canvas, ch, (8, 44), (255, 255, 255), 1.0, 1)
+        return canvas
+
+
+class _BuiltIn(_Face):
+    """OpenCV's built-in font (FONT_HERSHEY_SIMPLEX): the fastest, and what every label it has all
+    the characters of is drawn with, exactly as before fonts could be chosen."""
+
+    def size(self, text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
+        (width, height), depth = cv2.getTextSize(text, _FONT, scale, thickness)
+        return (width, height), depth
+
+    def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+            scale: float, thickness: int) -> None:
+        cv2.putText(canvas, text, org, _FONT, scale, color, thickness, cv2.LINE_AA)
+
+
+_BUILT_IN = _BuiltIn()
+
+
+class _FontFile(_Face):
+    """A TrueType/OpenType font file, sized so that its capitals are as tall as the built-in font's
+    at the same scale (the two may share a picture)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        canvas = np.zeros((160, 160, 3), np.uint8)
+        self._put_px(canvas, "H", (10, 130), (255, 255, 255), 100)
+        rows = np.flatnonzero(canvas[:, :, 0].max(axis=1) > 127)
+        self.cap = (rows[-1] - rows[0] + 1) / 100 if len(rows) else 0.7  # capital height per pixel of size
+
+    def _px(self, scale: float, thickness: int) -> int:
+        (_, height), _ = _BUILT_IN.size("H", scale, thickness)  # ~0.75 of it is ink, the rest the stroke
+        return max(6, round(0.75 * height / self.cap))
+
+    def size(self, text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
+        return self._size_px(text, self._px(scale, thickness))
+
+    def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+            scale: float, thickness: int) -> None:
+        self._put_px(canvas, text, org, color, self._px(scale, thickness))
+
+    def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
+        raise NotImplementedError
+
+    def _put_px(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+                px: int) -> None:
+        raise NotImplementedError
+
+
+class _OpenCVFont(_FontFile):
+    """A font file drawn by OpenCV 5's ``FontFace``: anti-aliased, ~6 us a label, so nothing is cached."""
+
+    def __init__(self, face: cv2.FontFace) -> None:
+        self.face = face
+        self.lock = threading.Lock()  # pictures may be drawn in several threads; the FontFace is shared
+        super().__init__()
+
+    def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
+        x, top, width, height = cv2.getTextSize((0, 0), text, (0, 0), self.face, px)
+        return (x + width, -top), top + height
+
+    def _put_px(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+                px: int) -> None:
+        with self.lock:
+            cv2.putText(canvas, text, org, color, self.face, px)
+
+
+class _PillowFont(_FontFile):
+    """A font file drawn by Pillow (FreeType), for an OpenCV without ``FontFace`` (OpenCV 4) or one
+    that cannot load the file. Rendered labels are cached by (text, size): a video pays once a label."""
+
+    missing_mark = "\uffff"  # a noncharacter: no font has it, so it comes out as the font's .notdef
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__()
+
+    def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
+        alpha, ascent = _pillow_text(self.path, px, text)
+        return (alpha.shape[1], ascent), alpha.shape[0] - ascent
+
+    def _put_px(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+                px: int) -> None:
+        alpha, ascent = _pillow_text(self.path, px, text)
+        x, y = org[0], org[1] - ascent
+        height, width = canvas.shape[:2]
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + alpha.shape[1], width), min(y + alpha.shape[0], height)
+        if x1 <= x0 or y1 <= y0:
+            return
+        region = canvas[y0:y1, x0:x1]
+        ink = np.empty_like(region)
+        ink[:] = color
+        a = np.ascontiguousarray(alpha[y0 - y:y1 - y, x0 - x:x1 - x])
+        region[:] = cv2.blendLinear(region, ink, 1.0 - a, a)  # ~1.5x numpy's blend
+
+
+@functools.lru_cache(maxsize=64)
+def _pillow_font(path: str, pixels: int) -> ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, pixels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pillow_text(path: str, pixels: int, text: str) -> tuple[np.ndarray, int]:
+    """``text`` rendered as coverage in [0, 1], ``(ascent + descent, width)`` float32, and the ascent."""
+    from PIL import Image, ImageDraw
+
+    font = _pillow_font(path, pixels)
+    ascent, descent = font.getmetrics()
+    image = Image.new("L", (max(math.ceil(font.getlength(text)), 1), ascent + descent))
+    ImageDraw.Draw(image).text((0, ascent), text, fill=255, font=font, anchor="ls")
+    coverage: np.ndarray = np.asarray(image, np.float32) / 255.0
+    return coverage, ascent
+
+
+_ASCII = frozenset(map(chr, range(0x20, 0x7F)))  # a label font draws these too: the score, Latin in names
+_FONT_SUFFIXES = (".ttf", ".ttc", ".otf")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
+              "/System/Library/Fonts", "/Library/Fonts", "~/Library/Fonts")
+_fonts_lock = threading.Lock()
+_found: list[_Face] = []  # fonts already chosen: tried first for the next names, before another search
+_warned: list[str] = []  # the one warning of a run about names no font draws
+
+
+def _font_files(chars: frozenset[str]) -> list[str]:
+    """Font files to try for ``chars``, regular sans first: PVT_DEPLOY_FONT alone when it is set,
+    else those that fontconfig says have every character, else every font in the usual folders."""
+    chosen = os.environ.get(FONT_ENV)
+    if chosen:
+        return [chosen]
+    fc_list = shutil.which("fc-list")
+    files: list[str] = []
+    if fc_list:
+        charset = " ".join(f"{ord(c):x}" for c in sorted(chars))
+        try:
+            listed = subprocess.run([fc_list, "--format", "%{file}\n", f":charset={charset}"],
+                                    capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            fc_list = None  # look in the folders instead
+        else:
+            files = [line for line in listed.splitlines() if line]
+    if not fc_list:
+        for folder in _FONT_DIRS:
+            root = Path(folder).expanduser()
+            if root.is_dir():
+                files += [str(p) for p in root.rglob("*") if p.suffix.lower() in _FONT_SUFFIXES]
+
+    def rank(path: str) -> tuple[bool, bool, bool, str]:
+        name = Path(path).name.lower()
+        styled = any(s in name for s in ("bold", "italic", "oblique", "light", "thin", "black", "medium"))
+        return styled, "mono" in name, "sans" not in name, name
+
+    return sorted(set(files), key=rank)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_faces(path: str) -> tuple[_Face, ...]:
+    """The font file as OpenCV 5's FontFace, then as a Pillow font: what each renderer can load. (A
+    FontFace accepts any file, drawing its built-in font for one it cannot read: whether it drew the
+    characters is checked by drawing them, and Pillow gets its turn where it did not.)"""
+    faces: list[_Face] = []
+    if hasattr(cv2, "FontFace"):
+        face = cv2.FontFace()
+        if face.set(path):
+            faces.append(_OpenCVFont(face))
+    try:
+        _pillow_font(path, 16)
+    except (OSError, ValueError):
+        return tuple(faces)
+    return (*faces, _PillowFont(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _face_for(chars: frozenset[str]) -> _Face | None:
+    """The font for labels made of ``chars`` (their non-ASCII characters) and ASCII: the built-in
+    font where it has them all, else a font file that has them; None where no font here has them."""
+    if all(_BUILT_IN.draws(c) for c in chars):
+        return _BUILT_IN
+    needed = sorted(chars) + sorted(_ASCII)  # the rare characters first: most fonts fail on the first
+    with _fonts_lock:
+        for known in _found:
+            if all(known.draws(c) for c in needed):
+                return known
+        for path in _font_files(frozenset(needed)):
+            for face in _load_faces(path):
+                if all(face.draws(c) for c in needed):
+                    _found.append(face)
+                    return face
+    return None
+
+
+def _face_of(text: str) -> _Face | None:
+    """The font ``text`` is drawn with (see :func:`_face_for`)."""
+    if text.isascii():
+        return _BUILT_IN
+    return _face_for(frozenset(c for c in text if not c.isascii()))
+
+
+def _script(ch: str) -> str:
+    """A reader's name for the writing system of ``ch``, from its Unicode name."""
+    name = unicodedata.name(ch, "")
+    if not name or unicodedata.category(ch).startswith("S"):
+        return "emoji/symbol"
+    word = name.split(" ")[0]
+    known = {"CJK": "CJK", "HIRAGANA": "Japanese kana", "KATAKANA": "Japanese kana", "HANGUL": "Korean Hangul"}
+    return known.get(word, word.title())
+
+
+def _drawable(name: str, class_id: int | None) -> str:
+    """``name``, or ``#class_id`` where no font here has its characters (the built-in font would
+    draw "??"); the first such name of a run logs a warning: which script, and how to get a font."""
+    if _face_of(name) is not None:
+        return name
+    shown = name if class_id is None else f"#{class_id}"
+    with _fonts_lock:
+        if not _warned:
+            _warned.append(name)
+            missing = "".join(sorted({c for c in name if not c.isascii() and not _BUILT_IN.draws(c)}))
+            chosen = os.environ.get(FONT_ENV)
+            log.warning("class name %r: its %s characters (%s) cannot be drawn (%s), so the pictures show %s; "
+                        "install a font that has them (e.g. `apt install fonts-noto-cjk` for Chinese, Japanese, "
+                        "Korean) or set %s=/path/to/font.ttf", name, ", ".join(sorted({_script(c) for c in missing})),
+                        missing, f"{FONT_ENV}={chosen} lacks them or is no font" if chosen else "no font here has them",
+                        "'?' for them" if class_id is None else f"the class id ({shown})", FONT_ENV)
+    return shown
+
+
+def _forget_fonts() -> None:
+    """Search again for fonts, and warn again (after PVT_DEPLOY_FONT changed; tests)."""
+    with _fonts_lock:
+        _face_for.cache_clear()
+        _load_faces.cache_clear()
+        _found.clear()
+        _warned.clear()
+
+
 def _draw_label(
     canvas: np.ndarray,
     text: str,
@@ -108,7 +399,8 @@ def _draw_label(
     """Draw a filled label on the box's top edge; moves inside the box, then into the image,
     when there is no room above, so labels never leave the picture."""
     height, width = canvas.shape[:2]
-    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+    face = _face_of(text) or _BUILT_IN
+    (tw, th), base = face.size(text, scale, thickness)
     pad = max(1, thickness)
     lw, lh = tw + 2 * pad, th + base + 2 * pad
     x0 = min(max(anchor[0], 0), max(width - lw, 0))
@@ -117,9 +409,7 @@ def _draw_label(
         y0 = anchor[1]
     y0 = min(max(y0, 0), max(height - lh, 0))
     cv2.rectangle(canvas, (x0, y0), (x0 + lw - 1, y0 + lh - 1), color, thickness=-1)
-    cv2.putText(
-        canvas, text, (x0 + pad, y0 + pad + th), _FONT, scale, _text_color(color), thickness, cv2.LINE_AA
-    )
+    face.put(canvas, text, (x0 + pad, y0 + pad + th), _text_color(color), scale, thickness)
 
 
 def draw_boxes(
@@ -175,6 +465,7 @@ def draw_boxes(
         if not labels:
             continue
         name = class_names[cid] if class_names is not None and 0 <= cid < len(class_names) else str(cid)
+        name = _drawable(name, cid)
         label = name if score_arr is None else f"{name} {score_arr[j]:.2f}"
         _draw_label(canvas, label, (x1 - lw // 2, y1 - lw // 2), color, scale, text_thickness)
     return canvas
@@ -236,9 +527,11 @@ def draw_topk(
     predictions: Sequence[tuple[str, float]],
     *,
     font_scale: float | None = None,
+    class_ids: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Return a copy with ``"1. name 87.3%"`` lines in the top-left corner on a dimmed panel,
-    readable over bright and dark pictures alike."""
+    readable over bright and dark pictures alike. ``class_ids`` (one per prediction) stand in for
+    names that no font here can draw (``"1. #281 87.3%"``)."""
     canvas = np.array(image_rgb, dtype=np.uint8, copy=True, order="C")
     if not predictions:
         return canvas
@@ -246,15 +539,17 @@ def draw_topk(
     lw = _auto_line_width(canvas)
     scale = font_scale if font_scale else max(0.4, lw / 3.0)
     thickness = max(lw - 1, 1)
-    lines = [f"{rank}. {name} {prob:.1%}" for rank, (name, prob) in enumerate(predictions, 1)]
-    sizes = [cv2.getTextSize(text, _FONT, scale, thickness) for text in lines]
+    ids: Sequence[int | None] = [None] * len(predictions) if class_ids is None else class_ids
+    lines = [f"{rank}. {_drawable(name, cid)} {prob:.1%}"
+             for rank, ((name, prob), cid) in enumerate(zip(predictions, ids, strict=True), 1)]
+    faces = [_face_of(text) or _BUILT_IN for text in lines]
+    sizes = [face.size(text, scale, thickness) for face, text in zip(faces, lines, strict=True)]
     pad = 2 * lw
     line_h = max(th + base for (_, th), base in sizes) + lw
     panel_w = min(width, max(tw for (tw, _), _ in sizes) + 2 * pad)
     panel_h = min(height, line_h * len(lines) + 2 * pad - lw)
     region = canvas[:panel_h, :panel_w]
     region[:] = (region.astype(np.uint16) * 2 // 5).astype(np.uint8)  # dim to 40 %
-    for row, (text, ((_, th), _)) in enumerate(zip(lines, sizes, strict=True)):
-        y = pad + row * line_h + th
-        cv2.putText(canvas, text, (pad, y), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    for row, (face, text, ((_, th), _)) in enumerate(zip(faces, lines, sizes, strict=True)):
+        face.put(canvas, text, (pad, pad + row * line_h + th), (255, 255, 255), scale, thickness)
     return canvas
