@@ -185,6 +185,21 @@ def test_labels_the_built_in_font_has_are_drawn_exactly_as_before() -> None:
         assert np.array_equal(out, expected), name
 
 
+def test_the_built_in_fonts_question_marks_are_told_from_characters_in_opencv_4_too() -> None:
+    """OpenCV 4 (4.11, as the Jetson image's NumPy 1 gets) draws a "?" for each UTF-8 byte of a
+    character its built-in font lacks ("é" as "??", "汽" as "???"), OpenCV 5 one "?" a character."""
+
+    class OpenCV4(visualize._BuiltIn):
+        def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+                scale: float, thickness: int) -> None:
+            as_drawn = "".join(c if c.isascii() else "?" * len(c.encode()) for c in text)
+            super().put(canvas, as_drawn, org, color, scale, thickness)
+
+    opencv4 = OpenCV4()
+    assert opencv4.draws("A") and opencv4.draws("?")
+    assert not any(opencv4.draws(c) for c in "éЖ汽🚗")
+
+
 @needs_dejavu
 def test_names_the_built_in_font_lacks_are_drawn_with_a_font_that_has_them(
         renderer: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -126,8 +126,6 @@ class _Face:
     left end of the baseline.
     """
 
-    missing_mark = "?"  # what the font draws for a character it does not have
-
     def __init__(self) -> None:
         self._draws: dict[str, bool] = {}
 
@@ -138,24 +136,32 @@ class _Face:
             scale: float, thickness: int) -> None:
         raise NotImplementedError
 
+    def missing(self, ch: str) -> tuple[str, ...]:
+        """What ``ch`` comes out as where the font does not have it."""
+        return ("?",)
+
     def draws(self, ch: str) -> bool:
-        """Whether ``ch`` comes out as itself rather than as the mark for a missing character (the
+        """Whether ``ch`` comes out as itself rather than as the marks for a missing character (the
         renderer's own answer, so it holds for whatever the installed OpenCV or font file covers)."""
         known = self._draws.get(ch)
         if known is None:
-            known = self._draws[ch] = ch == self.missing_mark or not np.array_equal(
-                self._probe(ch), self._probe(self.missing_mark))
+            marks = self.missing(ch)
+            known = self._draws[ch] = ch in marks or not any(
+                np.array_equal(self._probe(ch), self._probe(mark)) for mark in marks)
         return known
 
-    def _probe(self, ch: str) -> np.ndarray:
-        canvas = np.zeros((64, 64, 3), np.uint8)
-        self.put(canvas, ch, (8, 44), (255, 255, 255), 1.0, 1)
+    def _probe(self, text: str) -> np.ndarray:
+        canvas = np.zeros((64, 160, 3), np.uint8)
+        self.put(canvas, text, (8, 44), (255, 255, 255), 1.0, 1)
         return canvas
 
 
 class _BuiltIn(_Face):
     """OpenCV's built-in font (FONT_HERSHEY_SIMPLEX): the fastest, and what every label it has all
     the characters of is drawn with, exactly as before fonts could be chosen."""
+
+    def missing(self, ch: str) -> tuple[str, ...]:
+        return "?", "?" * len(ch.encode())  # OpenCV 5 draws a "?" a character, OpenCV 4 one a UTF-8 byte
 
     def size(self, text: str, scale: float, thickness: int) -> tuple[tuple[int, int], int]:
         (width, height), depth = cv2.getTextSize(text, _FONT, scale, thickness)
@@ -221,7 +227,8 @@ class _PillowFont(_FontFile):
     """A font file drawn by Pillow (FreeType), for an OpenCV without ``FontFace`` (OpenCV 4) or one
     that cannot load the file. Rendered labels are cached by (text, size): a video pays once a label."""
 
-    missing_mark = "\uffff"  # a noncharacter: no font has it, so it comes out as the font's .notdef
+    def missing(self, ch: str) -> tuple[str, ...]:
+        return ("\uffff",)  # a noncharacter: no font has it, so it comes out as the font's .notdef
 
     def __init__(self, path: str) -> None:
         self.path = path
