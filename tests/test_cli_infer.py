@@ -1200,3 +1200,35 @@ def test_a_frame_count_estimated_from_a_clips_length_says_about(
     assert f"(video, about {estimate} frames)" in err and "\n12 frames in " in err, err
     with VideoSource(make_clip(tmp_path / "cfr.mp4", frames=5, size=(96, 64), fps=10.0)) as source:
         assert source.frames_exact and source.frames == 5
+
+
+def test_a_frame_count_estimate_that_falls_short_turns_the_bar_into_a_count_without_total(tmp_path: Path) -> None:
+    """Two MPEG-TS recordings joined end to end (``cat a.ts b.ts``): the container's length, read from its first
+    and last times, is the second's alone, so the bar said 25/15 with an ETA of 0 for the rest of the run. Past
+    an estimate, it now counts without a total ("25/?"); an exact count (mp4) is shown as it was."""
+    import io
+
+    import av
+    from rich.console import Console
+
+    from pvt_deploy.cli.infer import _consume
+    from pvt_deploy.io.sources import open_source
+
+    parts = []
+    for n, level in ((10, 60), (15, 180)):
+        part = tmp_path / f"{n}.ts"
+        with av.open(str(part), "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            for _ in range(n):
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), level, np.uint8), "rgb24")))
+            out.mux(stream.encode(None))
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    shown = io.StringIO()
+    with open_source(str(joined)) as src:
+        assert not src.frames_exact and src.frames is not None and src.frames < 25  # the estimate falls short
+        _consume((frame for frame in src), src, Console(file=shown, force_terminal=True, width=100), None, "video")
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", shown.getvalue())
+    assert "25/?" in text and f"25/{src.frames}" not in text, text

@@ -356,6 +356,12 @@ def _consume(results: Any, src: Any, console: Console, viewer: _Viewer | None, k
             elapsed = time.perf_counter() - t0
             if kind == "images" and total is not None:  # an unreadable file leaves the count, not a gap
                 total = src.frames - src.skipped
+            elif total is not None and done > total and not src.frames_exact:
+                # an estimate that fell short (MPEG-TS files joined end to end): no count, no ETA from here (a task's
+                # total cannot be unset, so it is replaced)
+                total = None
+                progress.remove_task(task)
+                task = progress.add_task("infer", total=None, completed=done - 1, fps="")
             progress.update(task, advance=1, total=total, fps=f"{done / elapsed:.1f} FPS" if elapsed > 0 else "")
             if viewer is not None:
                 viewer.show(result)
