@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,31 @@ def test_classification_and_legend_panels_show_class_ids_for_names_no_font_has(
     legend = Result(task="segment", orig_img=grey(), names=names, mask=mask).plot()
     expected = draw_topk(overlay_mask(grey(), mask), [("#0", 0.625), ("#1", 0.375)])
     assert np.array_equal(legend, expected)
+
+
+@needs_dejavu
+def test_a_font_face_shared_by_threads_measures_and_draws_each_label_at_its_own_size() -> None:
+    """Result.plot() may run in several threads at once (a web service): OpenCV 5's FontFace keeps the size
+    it last drew or measured at, so measuring a label while another thread draws one must not mix the two."""
+    if not hasattr(cv2, "FontFace"):
+        pytest.skip("this OpenCV has no FontFace")
+    face = next(f for f in visualize._load_faces(str(DEJAVU)) if isinstance(f, visualize._OpenCVFont))
+    expected = face.size("αβγ 0.87", 0.5, 1)
+    started, stop = threading.Event(), threading.Event()
+
+    def draw_big() -> None:
+        canvas = np.zeros((200, 600, 3), np.uint8)
+        while not stop.is_set():
+            started.set()
+            face.size("αβγ 0.87", 4.0, 3)
+            face.put(canvas, "α", (0, 150), (255, 255, 255), 4.0, 3)
+
+    other = threading.Thread(target=draw_big)
+    other.start()
+    try:
+        started.wait()
+        sizes = {face.size("αβγ 0.87", 0.5, 1) for _ in range(20000)}
+    finally:
+        stop.set()
+        other.join()
+    assert sizes == {expected}

@@ -214,7 +214,8 @@ class _OpenCVFont(_FontFile):
         super().__init__()
 
     def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
-        x, top, width, height = cv2.getTextSize((0, 0), text, (0, 0), self.face, px)
+        with self.lock:  # measuring sets the FontFace's size too: unlocked, a label drawn meanwhile got the wrong size
+            x, top, width, height = cv2.getTextSize((0, 0), text, (0, 0), self.face, px)
         return (x + width, -top), top + height
 
     def _put_px(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
