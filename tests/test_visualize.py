@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -263,6 +264,39 @@ def test_a_font_setting_that_is_no_font_falls_back_to_class_ids(
     assert np.array_equal(out, draw_boxes(grey(), BOX, [0.87], [2], ["a", "b", "#2"], line_width=2))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Greek" in warnings[0] and f"{visualize.FONT_ENV}={fake}" in warnings[0]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_font_setting_that_is_no_file_falls_back_to_class_ids_at_once(
+        kind: str, renderer: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        tmp_path: Path) -> None:
+    """PVT_DEPLOY_FONT=/usr/share/fonts (a folder) crashed the run in FontFace; a FIFO blocked it for ever."""
+    if kind == "fifo" and renderer == "pillow":
+        pytest.skip("Pillow waits for a FIFO's writer holding the GIL: were this to fail, the whole run would hang")
+    path = tmp_path / "font.ttf"
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    monkeypatch.setenv(visualize.FONT_ENV, str(path))
+    drawn: list[np.ndarray | BaseException] = []
+
+    def draw() -> None:
+        try:
+            drawn.append(draw_boxes(grey(), BOX, [0.87], [2], ["a", "b", "αβγ"], line_width=2))
+        except BaseException as e:  # noqa: BLE001 - the test reports it
+            drawn.append(e)
+
+    worker = threading.Thread(target=draw, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # blocked opening the FIFO: writers that close at once let it go on
+        drawn.insert(0, TimeoutError("drawing blocked on the font setting"))
+        while worker.is_alive():
+            with contextlib.suppress(OSError):  # ENXIO: nobody has it open for reading at the moment
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            worker.join(0.1)
+    assert len(drawn) == 1 and isinstance(drawn[0], np.ndarray), drawn
+    assert np.array_equal(drawn[0], draw_boxes(grey(), BOX, [0.87], [2], ["a", "b", "#2"], line_width=2))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"{visualize.FONT_ENV}={path}" in warnings[0]
 
 
 def test_classification_and_legend_panels_show_class_ids_for_names_no_font_has(

@@ -321,9 +321,15 @@ def _load_faces(path: str) -> tuple[_Face, ...]:
     FontFace accepts any file, drawing its built-in font for one it cannot read: whether it drew the
     characters is checked by drawing them, and Pillow gets its turn where it did not.)"""
     faces: list[_Face] = []
+    if not os.path.isfile(path):  # both read a FIFO or device until it ends (never); a folder crashed FontFace
+        return ()
     if hasattr(cv2, "FontFace"):
         face = cv2.FontFace()
-        if face.set(path):
+        try:
+            loaded = face.set(path)
+        except cv2.error:  # e.g. std::bad_alloc for a file too big
+            loaded = False
+        if loaded:
             faces.append(_OpenCVFont(face))
     try:
         _pillow_font(path, 16)
