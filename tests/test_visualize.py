@@ -240,6 +240,18 @@ def test_fonts_are_found_by_fontconfig_or_else_in_the_font_folders(
         assert not np.array_equal(expected, draw_boxes(grey(), BOX, [0.87], [0], ["???"], line_width=2))
 
 
+def test_line_breaks_and_control_characters_in_names_are_drawn_as_spaces(
+        renderer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name from a YAML file may hold a "\\n": the built-in font drew the rest of it under the label, on the
+    picture; Pillow (OpenCV 4) failed with "raqm_layout() failed" and ended the run."""
+    if DEJAVU is not None:
+        monkeypatch.setenv(visualize.FONT_ENV, str(DEJAVU))
+    for name, spaced in [("a\nb", "a b"), ("a\tb\r", "a b "), ("αβ\nγ\u2028δ", "αβ γ δ")]:
+        assert np.array_equal(draw_boxes(grey(), BOX, [0.87], [0], [name], line_width=2),
+                              draw_boxes(grey(), BOX, [0.87], [0], [spaced], line_width=2)), name
+        assert np.array_equal(draw_topk(grey(), [(name, 0.5)]), draw_topk(grey(), [(spaced, 0.5)])), name
+
+
 def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv(visualize.FONT_ENV, raising=False)

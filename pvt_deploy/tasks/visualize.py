@@ -376,7 +376,10 @@ def _script(ch: str) -> str:
 
 def _drawable(name: str, class_id: int | None) -> str:
     """``name``, or ``#class_id`` where no font here has its characters (the built-in font would
-    draw "??"); the first such name of a run logs a warning: which script, and how to get a font."""
+    draw "??"); the first such name of a run logs a warning: which script, and how to get a font. Line
+    breaks and other control characters are drawn as spaces: a label is one line."""
+    if not name.isprintable():  # a "\n" drew the rest below the label (built-in font), or failed (Pillow)
+        name = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in name)
     if _face_of(name) is not None:
         return name
     shown = name if class_id is None else f"#{class_id}"
