@@ -252,6 +252,19 @@ def test_line_breaks_and_control_characters_in_names_are_drawn_as_spaces(
         assert np.array_equal(draw_topk(grey(), [(name, 0.5)]), draw_topk(grey(), [(spaced, 0.5)])), name
 
 
+@needs_dejavu
+def test_names_in_a_font_file_are_drawn_on_grey_and_rgba_pictures_too(
+        renderer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cv2 draws on any channel count; Pillow's labels ended the run on a grey picture (could not broadcast)."""
+    monkeypatch.setenv(visualize.FONT_ENV, str(DEJAVU))
+    rgb = draw_boxes(grey(), BOX, [0.87], [0], ["αβγ"], line_width=2)
+    for image in (grey()[:, :, 0], grey()[:, :, :1]):
+        out = draw_boxes(image, BOX, [0.87], [0], ["αβγ"], line_width=2)
+        assert out.shape == image.shape and np.array_equal(out.reshape(rgb.shape[:2]), rgb[:, :, 0])
+    rgba = draw_boxes(np.dstack([grey(), np.full((240, 320), 255, np.uint8)]), BOX, [0.87], [0], ["αβγ"], line_width=2)
+    assert np.array_equal(rgba[:, :, :3], rgb)
+
+
 def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv(visualize.FONT_ENV, raising=False)

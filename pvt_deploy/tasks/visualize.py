@@ -249,10 +249,11 @@ class _PillowFont(_FontFile):
         if x1 <= x0 or y1 <= y0:
             return
         region = canvas[y0:y1, x0:x1]
+        channels = region.shape[2] if region.ndim == 3 else 1
         ink = np.empty_like(region)
-        ink[:] = color
+        ink.reshape(-1, channels)[:] = (*color, 0)[:channels]  # what cv2 draws on grey and RGBA pictures
         a = np.ascontiguousarray(alpha[y0 - y:y1 - y, x0 - x:x1 - x])
-        region[:] = cv2.blendLinear(region, ink, 1.0 - a, a)  # ~1.5x numpy's blend
+        region[:] = cv2.blendLinear(region, ink, 1.0 - a, a).reshape(region.shape)  # ~1.5x numpy's blend
 
 
 @functools.lru_cache(maxsize=64)
