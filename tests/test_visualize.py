@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,6 +264,24 @@ def test_names_in_a_font_file_are_drawn_on_grey_and_rgba_pictures_too(
         assert out.shape == image.shape and np.array_equal(out.reshape(rgb.shape[:2]), rgb[:, :, 0])
     rgba = draw_boxes(np.dstack([grey(), np.full((240, 320), 255, np.uint8)]), BOX, [0.87], [0], ["αβγ"], line_width=2)
     assert np.array_equal(rgba[:, :, :3], rgb)
+
+
+def test_fontconfig_that_fails_is_asked_once_a_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """fc-list that ran past its 30 s (a fontconfig cache being built) was asked again for each name: minutes
+    of a run stopped, every drawing thread waiting on the font search."""
+    monkeypatch.delenv(visualize.FONT_ENV, raising=False)
+    monkeypatch.setattr(visualize.shutil, "which", lambda name: "/usr/bin/fc-list")
+    monkeypatch.setattr(visualize, "_FONT_DIRS", (str(tmp_path),))  # no font there
+    calls = []
+
+    def slow_fc_list(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise subprocess.TimeoutExpired("fc-list", 30)
+
+    monkeypatch.setattr(visualize.subprocess, "run", slow_fc_list)
+    out = draw_boxes(grey(), BOX * 3, [0.5, 0.6, 0.7], [0, 1, 2], ["汽车", "가나", "ሰላም"], line_width=2)
+    assert np.array_equal(out, draw_boxes(grey(), BOX * 3, [0.5, 0.6, 0.7], [0, 1, 2], ["#0", "#1", "#2"], line_width=2))
+    assert len(calls) == 1
 
 
 def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(

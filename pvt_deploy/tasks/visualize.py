@@ -283,6 +283,7 @@ _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/font
 _fonts_lock = threading.Lock()
 _found: list[_Face] = []  # fonts already chosen: tried first for the next names, before another search
 _warned: list[str] = []  # the one warning of a run about names no font draws
+_fc_list_failed: list[str] = []  # fontconfig failed (or ran past its time) once: the font folders from then on
 
 
 def _font_files(chars: frozenset[str]) -> list[str]:
@@ -291,15 +292,16 @@ def _font_files(chars: frozenset[str]) -> list[str]:
     chosen = os.environ.get(FONT_ENV)
     if chosen:
         return [chosen]
-    fc_list = shutil.which("fc-list")
+    fc_list = None if _fc_list_failed else shutil.which("fc-list")
     files: list[str] = []
     if fc_list:
         charset = " ".join(f"{ord(c):x}" for c in sorted(chars))
         try:
             listed = subprocess.run([fc_list, "--format", "%{file}\n", f":charset={charset}"],
                                     capture_output=True, text=True, timeout=30, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
-            fc_list = None  # look in the folders instead
+        except (OSError, subprocess.SubprocessError) as e:  # look in the folders, for the next names too
+            _fc_list_failed.append(str(e))
+            fc_list = None
         else:
             files = [line for line in listed.splitlines() if line]
     if not fc_list:
@@ -404,6 +406,7 @@ def _forget_fonts() -> None:
         _load_faces.cache_clear()
         _found.clear()
         _warned.clear()
+        _fc_list_failed.clear()
 
 
 def _draw_label(
