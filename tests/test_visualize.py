@@ -284,6 +284,19 @@ def test_fontconfig_that_fails_is_asked_once_a_run(monkeypatch: pytest.MonkeyPat
     assert len(calls) == 1
 
 
+@needs_dejavu
+def test_labels_pillow_draws_are_cached_in_bounded_memory_at_4k(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each label ("name 0.87") of a video is rendered once and kept: at 4K that must not add up to gigabytes."""
+    monkeypatch.delattr(cv2, "FontFace", raising=False)
+    monkeypatch.setenv(visualize.FONT_ENV, str(DEJAVU))
+    uhd = np.zeros((2160, 3840, 3), np.uint8)
+    draw_boxes(uhd, [[100, 300, 900, 900]], [0.87], [0], ["αβγδε"])
+    (font,) = visualize._found
+    lw = visualize._auto_line_width(uhd)
+    coverage, _ = visualize._pillow_text(str(DEJAVU), font._px(lw / 3, lw - 1), "αβγδε 0.87")
+    assert coverage.nbytes * visualize._pillow_text.cache_info().maxsize < 256 * 2**20
+
+
 def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv(visualize.FONT_ENV, raising=False)
