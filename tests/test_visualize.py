@@ -169,6 +169,15 @@ def renderer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return str(request.param)
 
 
+class _OpenCV4(visualize._BuiltIn):
+    """OpenCV 4's built-in font, simulated on OpenCV 5: a "?" for each UTF-8 byte of a character not in ASCII."""
+
+    def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
+            scale: float, thickness: int) -> None:
+        super().put(canvas, "".join(c if c.isascii() else "?" * len(c.encode()) for c in text), org, color, scale,
+                    thickness)
+
+
 def test_labels_the_built_in_font_has_are_drawn_exactly_as_before() -> None:
     """ASCII (and in OpenCV 5 Cyrillic, which its built-in font has) keep the drawing they had: the
     same cv2 calls, so the same bytes, and the same speed."""
@@ -191,14 +200,7 @@ def test_labels_the_built_in_font_has_are_drawn_exactly_as_before() -> None:
 def test_the_built_in_fonts_question_marks_are_told_from_characters_in_opencv_4_too() -> None:
     """OpenCV 4 (4.11, as the Jetson image's NumPy 1 gets) draws a "?" for each UTF-8 byte of a
     character its built-in font lacks ("é" as "??", "汽" as "???"), OpenCV 5 one "?" a character."""
-
-    class OpenCV4(visualize._BuiltIn):
-        def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
-                scale: float, thickness: int) -> None:
-            as_drawn = "".join(c if c.isascii() else "?" * len(c.encode()) for c in text)
-            super().put(canvas, as_drawn, org, color, scale, thickness)
-
-    opencv4 = OpenCV4()
+    opencv4 = _OpenCV4()
     assert opencv4.draws("A") and opencv4.draws("?")
     assert not any(opencv4.draws(c) for c in "éЖ汽🚗")
 
@@ -295,6 +297,33 @@ def test_labels_pillow_draws_are_cached_in_bounded_memory_at_4k(monkeypatch: pyt
     lw = visualize._auto_line_width(uhd)
     coverage, _ = visualize._pillow_text(str(DEJAVU), font._px(lw / 3, lw - 1), "αβγδε 0.87")
     assert coverage.nbytes * visualize._pillow_text.cache_info().maxsize < 256 * 2**20
+
+
+
+@needs_dejavu
+def test_right_to_left_names_are_drawn_in_reading_order_or_as_class_ids(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """OpenCV 5's built-in font lays Hebrew and Arabic out right to left, its FontFace with a font file does not,
+    nor does Pillow without libraqm (libfribidi): they drew "שלום" backwards and Arabic's letters unjoined."""
+    monkeypatch.setenv(visualize.FONT_ENV, str(DEJAVU))
+
+    def boxes(name: str) -> np.ndarray:
+        return draw_boxes(grey(), BOX, [0.87], [0], [name], line_width=2)
+
+    if hasattr(cv2, "FontFace") and visualize._pillow_lays_out_rtl():  # a name FontFace would draw backwards
+        drawn = boxes("αβ שלום")
+        visualize._forget_fonts()
+        monkeypatch.delattr(cv2, "FontFace")
+        assert np.array_equal(drawn, boxes("αβ שלום"))  # as Pillow lays it out
+    visualize._forget_fonts()
+    monkeypatch.delattr(cv2, "FontFace", raising=False)
+    monkeypatch.setattr(visualize, "_BUILT_IN", _OpenCV4())  # Hebrew and Arabic come to the font file
+    monkeypatch.setattr(visualize, "_pillow_lays_out_rtl", lambda: False)
+    assert not np.array_equal(boxes("αβγ"), boxes("#0"))  # Greek is drawn (by Pillow)
+    for name in ("שלום", "كلب"):
+        assert np.array_equal(boxes(name), boxes("#0")), name
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Hebrew" in warnings[0] and "libfribidi0" in warnings[0]
 
 
 def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(

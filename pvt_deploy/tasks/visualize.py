@@ -13,7 +13,8 @@ label (ASCII; in OpenCV 5 also Latin-1, Cyrillic, Hebrew, Arabic). Other labels 
 Korean, Greek, Thai, ...), which it draws as "??", are drawn with a font file that has their characters:
 ``PVT_DEPLOY_FONT`` when set, else one found by fontconfig or in the usual font folders; by OpenCV
 5's ``FontFace`` (a few microseconds a label), or by Pillow where OpenCV cannot load the file. Where
-no font has them, a box is labelled with its class id (``#3 0.87``) and one warning says so.
+no font has them, a box is labelled with its class id (``#3 0.87``) and one warning says so. Right-to-left
+scripts in a font file are drawn by Pillow with libraqm alone (FontFace and Pillow without it draw them backwards).
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class _FontFile(_Face):
     """A TrueType/OpenType font file, sized so that its capitals are as tall as the built-in font's
     at the same scale (the two may share a picture)."""
 
+    rtl = False  # lays right-to-left scripts out in reading order (Arabic's letters joined); else they come out backwards
+
     def __init__(self) -> None:
         super().__init__()
         canvas = np.zeros((160, 160, 3), np.uint8)
@@ -196,6 +199,9 @@ class _FontFile(_Face):
     def put(self, canvas: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int],
             scale: float, thickness: int) -> None:
         self._put_px(canvas, text, org, color, self._px(scale, thickness))
+
+    def draws(self, ch: str) -> bool:
+        return (self.rtl or unicodedata.bidirectional(ch) not in _RTL) and super().draws(ch)
 
     def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
         raise NotImplementedError
@@ -233,6 +239,7 @@ class _PillowFont(_FontFile):
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.rtl = _pillow_lays_out_rtl()
         super().__init__()
 
     def _size_px(self, text: str, px: int) -> tuple[tuple[int, int], int]:
@@ -256,6 +263,14 @@ class _PillowFont(_FontFile):
         region[:] = cv2.blendLinear(region, ink, 1.0 - a, a).reshape(region.shape)  # ~1.5x numpy's blend
 
 
+@functools.cache
+def _pillow_lays_out_rtl() -> bool:
+    """Whether Pillow has libraqm (with libfribidi, which it loads when there): its layout of right-to-left text."""
+    from PIL import features
+
+    return bool(features.check("raqm"))
+
+
 @functools.lru_cache(maxsize=64)
 def _pillow_font(path: str, pixels: int) -> ImageFont.FreeTypeFont:
     from PIL import ImageFont
@@ -277,6 +292,7 @@ def _pillow_text(path: str, pixels: int, text: str) -> tuple[np.ndarray, int]:
     return coverage, ascent
 
 
+_RTL = ("R", "AL")  # Unicode's bidirectional classes of right-to-left letters (Hebrew; Arabic, Syriac, Thaana, ...)
 _ASCII = frozenset(map(chr, range(0x20, 0x7F)))  # a label font draws these too: the score, Latin in names
 _FONT_SUFFIXES = (".ttf", ".ttc", ".otf")
 _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
@@ -392,10 +408,13 @@ def _drawable(name: str, class_id: int | None) -> str:
             _warned.append(name)
             missing = "".join(sorted({c for c in name if not c.isascii() and not _BUILT_IN.draws(c)}))
             chosen = os.environ.get(FONT_ENV)
+            reason = f"{FONT_ENV}={chosen} lacks them or is no font" if chosen else "no font here has them"
+            if any(unicodedata.bidirectional(c) in _RTL for c in missing) and not _pillow_lays_out_rtl():
+                reason += " or can lay them out right to left: Pillow needs libfribidi (`apt install libfribidi0`)"
             log.warning("class name %r: its %s characters (%s) cannot be drawn (%s), so the pictures show %s; "
                         "install a font that has them (e.g. `apt install fonts-noto-cjk` for Chinese, Japanese, "
                         "Korean) or set %s=/path/to/font.ttf", name, ", ".join(sorted({_script(c) for c in missing})),
-                        missing, f"{FONT_ENV}={chosen} lacks them or is no font" if chosen else "no font here has them",
+                        missing, reason,
                         "'?' for them" if class_id is None else f"the class id ({shown})", FONT_ENV)
     return shown
 
