@@ -411,11 +411,13 @@ def _drawable(name: str, class_id: int | None) -> str:
             reason = f"{FONT_ENV}={chosen} lacks them or is no font" if chosen else "no font here has them"
             if any(unicodedata.bidirectional(c) in _RTL for c in missing) and not _pillow_lays_out_rtl():
                 reason += " or can lay them out right to left: Pillow needs libfribidi (`apt install libfribidi0`)"
+            scripts = sorted({_script(c) for c in missing})
+            fonts = "fonts-noto-cjk` for Chinese, Japanese, Korean" if {"CJK", "Japanese kana", "Korean Hangul"} & {
+                *scripts} else "fonts-noto-core` for Greek, Thai, Indic and most other scripts"
             log.warning("class name %r: its %s characters (%s) cannot be drawn (%s), so the pictures show %s; "
-                        "install a font that has them (e.g. `apt install fonts-noto-cjk` for Chinese, Japanese, "
-                        "Korean) or set %s=/path/to/font.ttf", name, ", ".join(sorted({_script(c) for c in missing})),
-                        missing, reason,
-                        "'?' for them" if class_id is None else f"the class id ({shown})", FONT_ENV)
+                        "install a font that has them (e.g. `apt install %s) or set %s=/path/to/font.ttf", name,
+                        ", ".join(scripts), missing, reason,
+                        "'?' for them" if class_id is None else f"the class id ({shown})", fonts, FONT_ENV)
     return shown
 
 
