@@ -341,14 +341,16 @@ def test_names_no_font_has_are_drawn_as_class_ids_with_one_warning(
     assert "Hangul" in warnings[0] and "fonts-noto-cjk" in warnings[0] and visualize.FONT_ENV in warnings[0]
 
 
-def test_the_warning_names_a_font_package_for_the_script(monkeypatch: pytest.MonkeyPatch,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """A Thai name was told to `apt install fonts-noto-cjk`, which has no Thai."""
+@pytest.mark.parametrize(("name", "script", "package"), [
+    ("รถยนต์", "Thai", "fonts-noto-core"), ("car 🚗", "emoji/symbol", "fonts-symbola"), ("汽车", "CJK", "fonts-noto-cjk")])
+def test_the_warning_names_a_font_package_for_the_script(
+        name: str, script: str, package: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A Thai name (or an emoji) was told to `apt install fonts-noto-cjk`, which has none."""
     monkeypatch.delenv(visualize.FONT_ENV, raising=False)
     monkeypatch.setattr(visualize, "_font_files", lambda chars: [])
-    draw_boxes(grey(), BOX, [0.87], [0], ["รถยนต์"], line_width=2)
+    draw_boxes(grey(), BOX, [0.87], [0], [name], line_width=2)
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "Thai" in warning and "fonts-noto-core" in warning and "fonts-noto-cjk" not in warning
+    assert f"its {script} characters" in warning and f"apt install {package}`" in warning
 
 
 def test_a_font_setting_that_is_no_font_falls_back_to_class_ids(

@@ -412,8 +412,9 @@ def _drawable(name: str, class_id: int | None) -> str:
             if any(unicodedata.bidirectional(c) in _RTL for c in missing) and not _pillow_lays_out_rtl():
                 reason += " or can lay them out right to left: Pillow needs libfribidi (`apt install libfribidi0`)"
             scripts = sorted({_script(c) for c in missing})
-            fonts = "fonts-noto-cjk` for Chinese, Japanese, Korean" if {"CJK", "Japanese kana", "Korean Hangul"} & {
-                *scripts} else "fonts-noto-core` for Greek, Thai, Indic and most other scripts"
+            fonts = ("fonts-noto-cjk` for Chinese, Japanese, Korean" if {"CJK", "Japanese kana", "Korean Hangul"} & {
+                *scripts} else "fonts-symbola` for emoji" if scripts == ["emoji/symbol"]
+                else "fonts-noto-core` for Greek, Thai, Indic and most other scripts")
             log.warning("class name %r: its %s characters (%s) cannot be drawn (%s), so the pictures show %s; "
                         "install a font that has them (e.g. `apt install %s) or set %s=/path/to/font.ttf", name,
                         ", ".join(scripts), missing, reason,
