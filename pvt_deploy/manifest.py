@@ -24,7 +24,7 @@ MANIFEST_NAME = "manifest.json"
 ONNX_METADATA_KEY = "pvt_deploy"
 # Keys copied into the ONNX metadata: enough to preprocess, run and postprocess without the folder,
 # and where the weights came from (a lone .onnx of a random-weights export still says so).
-ESSENTIAL_KEYS = ("format_version", "model", "backbone", "task", "classes", "inputs", "outputs",
+ESSENTIAL_KEYS = ("format_version", "model", "backbone", "task", "classes", "palette", "inputs", "outputs",
                   "preprocess", "postprocess", "dynamic", "weights")
 # The part of the weights record copied: provenance, not the checkpoint's load report. ``seed`` is
 # the seed of the random initialisation, with which PyTorch rebuilds a random-weights export.
@@ -184,6 +184,7 @@ _MANIFEST = _fields(
     format_version=_INTEGER, model=_TEXT, backbone=_TEXT,
     task=_of(str, what=f"one of {', '.join(TASKS)}", test=lambda v: v in TASKS),
     classes=_list(_TEXT, "a list of class names"),
+    palette=_list(_list(_of(int, what="", test=lambda v: 0 <= v <= 255), "", 3), "a list of [r, g, b] of 0..255"),
     weights=_or_null(_fields(source=_or_null(_TEXT), sha256=_or_null(_TEXT), url=_or_null(_TEXT))),
     inputs=_TENSORS, outputs=_TENSORS,
     preprocess=_fields(
@@ -215,6 +216,10 @@ def check_fields(manifest: Mapping[str, Any], where: str | os.PathLike[str], rec
         raise InputError(f"{where}: damaged {record}: {field.lstrip('.')} is "
                          f"{shown if len(shown) <= 40 else shown[:37] + '...'}, not {what}", hint=hint)
     classes = manifest.get("classes") or []
+    palette = manifest.get("palette")
+    if palette is not None and len(palette) != len(classes):  # the overlay colours class i with palette[i]
+        raise InputError(f"{where}: damaged {record}: palette has {len(palette)} colours, but classes lists "
+                         f"{len(classes)} names", hint=hint)
     outputs = (manifest.get("outputs") or []) if classes else []
     for output in outputs:  # PyTorch rebuilds the model with a head of len(classes)
         axis, shape = _CLASS_AXIS.get(output.get("name")), output.get("shape") or []

@@ -271,3 +271,138 @@ def test_val_matches_categories_by_the_names_given_and_states_no_published_figur
                              str(picture.parent), "--model", str(named_export), "--json")
     assert code == 0 and "matched in id order (coach -> car" in caplog.text, err
 
+
+
+# -- a segmenter's own colours (mmseg meta.PALETTE, mmengine meta.dataset_meta.palette) --------------------------
+
+SEG_NAMES = ["sky", "road", "tree"]
+
+
+@pytest.fixture(scope="module")
+def seg_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One seeded 3-class pvt_v2_b0 Semantic FPN, saved as mmseg 0.x writes it (CLASSES, PALETTE), as mmengine
+    does (its palette a list of tuples), and with palettes that do not fit its head."""
+    from pvt_deploy.models import create_model
+
+    sd = create_model("pvt_v2_b0-seg", num_classes=3, seed=0).state_dict()
+    root = tmp_path_factory.mktemp("palette")
+    palettes: dict[str, Any] = {"mmseg": PALETTE, "two": PALETTE[:2], "over": [[0, 0, 300], *PALETTE[1:]],
+                                "text": ["red", "green", "blue"]}
+    files: dict[str, Any] = {name: {"state_dict": sd, "meta": {"CLASSES": tuple(SEG_NAMES), "PALETTE": p}}
+                             for name, p in palettes.items()}
+    files["mmengine"] = {"state_dict": sd, "meta": {"dataset_meta": {"classes": tuple(SEG_NAMES),
+                                                                     "palette": [tuple(c) for c in PALETTE]}}}
+    out = {}
+    for name, obj in files.items():
+        torch.save(obj, root / f"{name}.pth")
+        out[name] = root / f"{name}.pth"
+    return out
+
+
+@pytest.fixture(scope="module")
+def seg_export(seg_ckpts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx(seg_ckpts["mmseg"], tmp_path_factory.mktemp("palette_export") / "seg", imgsz=64,
+                       parity=False, simplify=False)
+
+
+def _blend(image: np.ndarray, mask: np.ndarray, colours: Any) -> np.ndarray:
+    """The overlay of plot()'s default alpha 0.5: half the picture, half the class's colour."""
+    return (image.astype(np.float64) + np.asarray(colours, dtype=np.float64)[mask]) / 2
+
+
+def test_a_segmenters_palette_is_in_the_export_its_lone_graph_and_a_pytorch_run(
+        seg_ckpts: dict[str, Path], seg_export: Path, ckpts: dict[str, Path], named_export: Path,
+        tmp_path: Path) -> None:
+    """In the manifest, the graph's metadata (a lone copy of model.onnx, whose overlay is drawn in it) and the
+    manifest of a checkpoint run under PyTorch (mmcv and mmengine files); --names renames, colours stay. An
+    mmdet file's PALETTE is left out (its boxes keep pvt-deploy's colours)."""
+    from pvt_deploy.tasks.visualize import palette
+
+    assert json.loads((seg_export / "manifest.json").read_text())["palette"] == PALETTE
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes((seg_export / "model.onnx").read_bytes())
+    picture = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with Model(lone) as m:
+        assert m.manifest["palette"] == PALETTE and m.names == SEG_NAMES
+        r = m.predict(picture, imgsz=64)[0]
+    assert r.mask is not None
+    drawn = r.plot(legend=0).astype(np.float64)
+    assert np.abs(drawn - _blend(picture, r.mask, PALETTE)).max() <= 1
+    assert np.abs(drawn - _blend(picture, r.mask, palette(3))).max() > 50  # pvt-deploy's colours are others
+    for layout in ("mmseg", "mmengine"):
+        with Model(seg_ckpts[layout]) as m:
+            assert m.manifest["palette"] == PALETTE, layout
+    with Model(seg_export, names="a,b,c") as m:
+        assert m.names == ["a", "b", "c"] and m.manifest["palette"] == PALETTE
+    assert "palette" not in json.loads((named_export / "manifest.json").read_text())
+    with Model(ckpts["mmengine"]) as m:
+        assert "palette" not in m.manifest
+
+
+def test_infer_draws_the_overlay_in_the_checkpoints_colours(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           seg_ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """The annotated picture (a PNG: no JPEG loss) is the picture blended with PALETTE[class] at each pixel's class
+    in the --save-mask map (below the legend panel, in the top-left corner), not with pvt-deploy's colours."""
+    import cv2
+
+    from pvt_deploy.tasks.visualize import palette
+
+    picture = cv2.imread(str(sample_images()[0]))
+    cv2.imwrite(str(tmp_path / "photo.png"), picture)
+    code, _, err = run(monkeypatch, capsys, "infer", str(tmp_path / "photo.png"), "--model", str(seg_ckpts["mmseg"]),
+                       "--imgsz", "64", "--save-mask", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    mask = cv2.imread(str(tmp_path / "out" / "photo_mask.png"), cv2.IMREAD_UNCHANGED)
+    drawn = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "photo.png")), cv2.COLOR_BGR2RGB).astype(np.float64)
+    rgb = cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+    below = slice(mask.shape[0] // 2, None)
+    assert len(np.unique(mask[below])) > 1  # more than one class's colour is checked
+    assert np.abs(drawn[below] - _blend(rgb, mask, PALETTE)[below]).max() <= 1
+    assert np.abs(drawn[below] - _blend(rgb, mask, palette(3))[below]).max() > 50
+
+
+@pytest.mark.parametrize("kind", ["two", "over", "text"])
+def test_a_palette_that_does_not_fit_is_warned_about_and_left_out(seg_ckpts: dict[str, Path], kind: str,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING), Model(seg_ckpts[kind]) as m:
+        assert "palette" not in m.manifest and m.names == SEG_NAMES
+    why = ("its meta palette has 2 colours, but its head has 3 classes" if kind == "two"
+           else "its meta palette is not a list of [r, g, b] colours of 0..255")
+    assert f"{why}: pvt-deploy's colours are used" in caplog.text
+
+
+@pytest.mark.parametrize("damage", [[[220, 20, 60], [0, 0, 142]], [[220, 20], [0, 0, 142], [0, 60, 100]],
+                                    [[220, 20, 60], [0, 0, 256], [0, 60, 100]], "red"])
+def test_a_damaged_manifest_palette_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str], seg_export: Path,
+                                                        tmp_path: Path, damage: Any) -> None:
+    folder = tmp_path / "seg"
+    folder.mkdir()
+    manifest = json.loads((seg_export / "manifest.json").read_text())
+    (folder / "model.onnx").write_bytes((seg_export / "model.onnx").read_bytes())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "palette": damage}))
+    code, _, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", str(folder), "--imgsz", "64",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2
+    _one_line_error(err, "damaged manifest: palette ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_info_and_triton_carry_the_palette(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                           seg_export: Path, tmp_path: Path) -> None:
+    """info says where the colours come from; a Triton model's config embeds them for its remote clients."""
+    from pvt_deploy.export.triton import MANIFEST_PARAMETER, export_triton
+
+    code, out, err = run(monkeypatch, capsys, "info", str(seg_export))
+    assert code == 0, err
+    assert "palette: from the checkpoint (3 colours)" in " ".join(out.split())
+    model_dir = export_triton(seg_export, tmp_path / "repo")
+    pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from google.protobuf import text_format
+
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(encoding="utf-8"), pb2.ModelConfig())
+    assert json.loads(config.parameters[MANIFEST_PARAMETER].string_value)["palette"] == PALETTE
+    assert json.loads((model_dir / "manifest.json").read_text())["palette"] == PALETTE

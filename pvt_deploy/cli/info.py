@@ -84,6 +84,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
     say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
                   f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}" if facts['classes'] else "")
                   + (", ..." if len(facts['classes']) > 5 else ""))
+    if facts.get("palette"):  # a segmenter's checkpoint's colours, which its overlays are drawn with
+        say(f"palette: from the checkpoint ({len(facts['palette'])} colours)")
     say(f"weights: {wtext}")
     for spec in facts.get("inputs") or []:
         say(f"input   {_shape(spec)}")

@@ -276,6 +276,7 @@ class LoadedModel:
     task: str
     classes: list[str]
     weights: dict[str, Any]
+    palette: dict[str, Any] = field(default_factory=dict)  # the manifest's "palette" (zoo.model_palette), or none
 
 
 def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> None:
@@ -296,7 +297,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     from torch import nn
 
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model, resolve_name
-    from pvt_deploy.models.zoo import model_classes
+    from pvt_deploy.models.zoo import model_classes, model_palette
     from pvt_deploy.utils.download import is_url
 
     if isinstance(weights, (str, os.PathLike)) or isinstance(model, nn.Module):
@@ -358,7 +359,7 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
         record["load_report"] = report.summary()
         if report.random:
             record["randomly_initialised_tensors"] = len(report.random)
-    return LoadedModel(deploy.eval(), entry.name, entry.backbone, mtask, classes, record)
+    return LoadedModel(deploy.eval(), entry.name, entry.backbone, mtask, classes, record, model_palette(core))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1052,7 +1053,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     inputs, outputs = g.io_spec(proto)
     manifest: dict[str, Any] = {
         "model": loaded.name, "backbone": loaded.backbone, "task": loaded.task, "classes": loaded.classes,
-        "weights": loaded.weights, "inputs": inputs, "outputs": outputs,
+        **loaded.palette, "weights": loaded.weights, "inputs": inputs, "outputs": outputs,
         "preprocess": preprocess_spec(loaded.task, hw, dynamic=dynamic, mean=module.mean_values,
                                       std=module.std_values),
         "postprocess": post, "dynamic": dynamic_rec,

@@ -9,7 +9,8 @@ One mapping function (:func:`to_official_names`) turns any supported naming into
   ignored, and the neck/head stay randomly initialised (reported loudly);
 * mmdet RetinaNet / mmseg Semantic FPN files (``{"state_dict": ..., "meta": ...}``), whose class names
   (mmcv's ``meta["CLASSES"]``, mmengine's ``meta["dataset_meta"]["classes"]``) name the loaded model's
-  classes (:func:`meta_classes`);
+  classes (:func:`meta_classes`), and whose colours (``meta["PALETTE"]``, ``meta["dataset_meta"]["palette"]``)
+  colour a segmenter's classes (:func:`meta_palette`);
 * timm-named PVT v2 checkpoints (``patch_embed.``, ``stages.{s}.downsample/blocks/norm``, ``mlp.dwconv``).
 
 Any of them as a ``torch.save`` file (a zip archive, or a bare pickle for very old ones) or a
@@ -177,7 +178,8 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
 
 def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> StateDict:
     """Read a checkpoint file (or an ``http(s)://`` URL's, downloaded once: :func:`resolve_weights`) and
-    return its (unwrapped) state dict, with the class names it records (:func:`meta_classes`)."""
+    return its (unwrapped) state dict, with the class names and colours it records (:func:`meta_classes`,
+    :func:`meta_palette`)."""
     p = Path(resolve_weights(path))
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
@@ -236,10 +238,21 @@ def _one_line(e: BaseException) -> str:
 
 
 class StateDict(dict[str, torch.Tensor]):
-    """A checkpoint's tensors, with the class names its training framework recorded beside them
-    (``classes``: :func:`meta_classes`; None where it names none)."""
+    """A checkpoint's tensors, with the class names and colours its training framework recorded beside them
+    (``classes``: :func:`meta_classes`, ``palette``: :func:`meta_palette`; None where it records none)."""
 
     classes: tuple[str, ...] | None = None
+    palette: Any = None
+
+
+def _meta_field(obj: Any, mmcv: str, mmengine: str) -> Any:
+    """``meta[mmcv]`` (mmcv: mmdet 2.x, mmseg 0.x) or ``meta["dataset_meta"][mmengine]`` (mmengine: mmdet 3.x,
+    mmseg 1.x) of a checkpoint; None where it has none."""
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return None
+    dataset = meta.get("dataset_meta")
+    return dataset.get(mmengine) if isinstance(dataset, Mapping) else meta.get(mmcv)
 
 
 def meta_classes(obj: Any) -> tuple[str, ...] | None:
@@ -247,11 +260,7 @@ def meta_classes(obj: Any) -> tuple[str, ...] | None:
     2.x, mmseg 0.x) or ``meta["dataset_meta"]["classes"]`` (mmengine: mmdet 3.x, mmseg 1.x), without the
     spaces around them (mmseg's ADE20K writes ``'bed '``, the zoo's ``bed``), as ``--names`` takes them. None
     where there are none, or they are not a list of strings, or one is empty."""
-    meta = obj.get("meta") if isinstance(obj, Mapping) else None
-    if not isinstance(meta, Mapping):
-        return None
-    dataset = meta.get("dataset_meta")
-    names = dataset.get("classes") if isinstance(dataset, Mapping) else meta.get("CLASSES")
+    names = _meta_field(obj, "CLASSES", "classes")
     if isinstance(names, str):  # mmcv wrote a one-class dataset's name bare at times
         names = [names]
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
@@ -259,12 +268,20 @@ def meta_classes(obj: Any) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in names)
 
 
+def meta_palette(obj: Any) -> Any:
+    """The class colours an mmseg (or mmdet) checkpoint records in its ``meta``, as recorded: ``meta["PALETTE"]``
+    (mmcv) or ``meta["dataset_meta"]["palette"]`` (mmengine), ``[[r, g, b], ...]`` one a class; None where there
+    are none. Checked against the model they colour by :func:`load_weights` (:func:`_own_palette`)."""
+    return _meta_field(obj, "PALETTE", "palette")
+
+
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
     """Accept a bare state dict or one wrapped as ``state_dict`` (mmcv), ``model`` (DeiT/PVT
     training) or ``module``, or a module (a whole pickled model, also under those keys); strip a DDP
     ``module.`` prefix. The class names of the checkpoint's ``meta`` (:func:`meta_classes`), or of the
-    :class:`StateDict` given, come along."""
+    :class:`StateDict` given, come along, with its colours (:func:`meta_palette`)."""
     classes = obj.classes if isinstance(obj, StateDict) else meta_classes(obj)
+    palette = obj.palette if isinstance(obj, StateDict) else meta_palette(obj)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     for key in ("state_dict", "model", "module"):
@@ -274,7 +291,7 @@ def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> StateDict:
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{where}: does not contain a state dict")
     out = StateDict()
-    out.classes = classes
+    out.classes, out.palette = classes, palette
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
             continue
@@ -346,7 +363,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     else:
         where = where or "state dict"
         read = unwrap_state_dict(source, where)
-    classes = read.classes
+    classes, palette = read.classes, read.palette
     sd, layout = to_official_names(read)
     sd, ignored = _fit_to_model(sd, model, layout)
 
@@ -380,6 +397,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike[str] | Mapping[str,
     log.info("%s: %s", where, report.summary())
     head = not random_ok and not (hasattr(model, "backbone") and layout in BACKBONE_INIT)  # filled by the file
     model.class_names = _own_classes(model, classes, where) if head else None  # type: ignore[assignment]
+    model.class_palette = _own_palette(model, palette, where) if head else None  # type: ignore[assignment]
     if random_ok:
         log.warning("%s holds only backbone weights: %d neck/head tensors stay RANDOMLY INITIALISED",
                     where, len(random_ok))
@@ -401,6 +419,27 @@ def _own_classes(model: nn.Module, classes: tuple[str, ...] | None, where: str) 
                     len(classes), n)
         return None
     return classes
+
+
+def _own_palette(model: nn.Module, palette: Any, where: str) -> list[list[int]] | None:
+    """The class colours a checkpoint records (:func:`meta_palette`), for the segmenter whose head it filled:
+    ``model.class_palette``, which its manifest lists (``palette``) and its overlays are drawn with. None where
+    it records none, or ``model`` is no segmenter (a detector's boxes keep pvt-deploy's colours); also where they
+    are not ``[r, g, b]`` of 0..255 or not one a class of its head, which is said (pvt-deploy's colours then)."""
+    n = getattr(model, "num_classes", 0)
+    if palette is None or not hasattr(model, "decode_head") or not isinstance(n, int) or n <= 0:
+        return None
+    if not (isinstance(palette, (list, tuple)) and all(
+            isinstance(c, (list, tuple)) and len(c) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in palette)):
+        log.warning("%s: its meta palette is not a list of [r, g, b] colours of 0..255: pvt-deploy's colours are "
+                    "used", where)
+        return None
+    if len(palette) != n:
+        log.warning("%s: its meta palette has %d colours, but its head has %d classes: pvt-deploy's colours are "
+                    "used", where, len(palette), n)
+        return None
+    return [[int(v) for v in c] for c in palette]
 
 
 def _dtype(tensor: torch.Tensor) -> str:

@@ -311,5 +311,13 @@ def model_classes(model: nn.Module, default: Sequence[str]) -> list[str]:
     return list(default)
 
 
+def model_palette(model: nn.Module) -> dict[str, list[list[int]]]:
+    """The manifest's ``palette`` of a model made by :func:`create_model`: the colours of a segmenter's classes
+    that its checkpoint records (``class_palette``, set by :func:`~pvt_deploy.models.checkpoints.load_weights`),
+    which its overlays are drawn with; empty (no such field) where it records none."""
+    own = getattr(model, "class_palette", None)
+    return {"palette": [list(c) for c in own]} if own else {}
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

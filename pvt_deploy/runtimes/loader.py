@@ -258,7 +258,7 @@ def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | str |
                    weights: str | None, random_init: bool) -> dict[str, Any]:
     """The manifest of a PyTorch ``DeployModule``, with the same keys as an export's."""
     from pvt_deploy.manifest import tool_versions
-    from pvt_deploy.models.zoo import DEFAULT_IMGSZ
+    from pvt_deploy.models.zoo import DEFAULT_IMGSZ, model_palette
     from pvt_deploy.tasks.preprocess import preprocess_spec
 
     task = module.task
@@ -267,7 +267,7 @@ def torch_manifest(module: Any, *, model: str, backbone: str, imgsz: int | str |
     pre = preprocess_spec(task, size, dynamic=True, mean=module.mean_values, std=module.std_values)
     return {
         "format_version": FORMAT_VERSION, "model": model, "backbone": backbone, "task": task, "classes": classes,
-        "weights": {"source": weights, "sha256": None, "random_init": random_init},
+        **model_palette(module.model), "weights": {"source": weights, "sha256": None, "random_init": random_init},
         "inputs": [{"name": "images", "dtype": "float32", "shape": ["batch", 3, "height", "width"]}],
         "outputs": _output_shapes(task, module.output_names, len(classes)),
         "preprocess": pre, "postprocess": module.postprocess, "dynamic": dict(TORCH_DYNAMIC),
@@ -1043,7 +1043,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     return {
         "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
-        "classes": list(manifest.get("classes") or []),
+        "classes": list(manifest.get("classes") or []), "palette": manifest.get("palette"),
         "weights": {"source": weights.get("source"), "random_init": weights.get("random_init"),
                     "seed": recorded_seed(manifest), **({"url": weights["url"]} if weights.get("url") else {})},
         "inputs": manifest.get("inputs"), "outputs": manifest.get("outputs"),

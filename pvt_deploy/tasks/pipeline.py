@@ -233,6 +233,7 @@ class Predictor:
         self.manifest = manifest
         self.task = str(manifest["task"])
         self.names: list[str] = [str(n) for n in manifest.get("classes") or []]
+        self.palette: list[list[int]] | None = manifest.get("palette")  # a segmenter's checkpoint's colours
         self.post = dict(manifest.get("postprocess") or {})
         self.conf, self.iou, self.max_det, self.topk = conf, iou, max_det, topk
         self.classes = list(classes) if classes is not None else None
@@ -315,8 +316,8 @@ class Predictor:
         n = len(frames)
         if self.fixed_batch and n < self.fixed_batch:
             outputs = {k: v[:n] for k, v in outputs.items()}
-        return make_results(outputs, records, frames, task=self.task, names=self.names, post=self.post,
-                            video=video, conf=self.conf, iou=self.iou, classes=self.classes,
+        return make_results(outputs, records, frames, task=self.task, names=self.names, palette=self.palette,
+                            post=self.post, video=video, conf=self.conf, iou=self.iou, classes=self.classes,
                             max_det=self.max_det, topk=self.topk, draw_conf=self.draw_conf, speed=speed)
 
     def __call__(self, frames: Sequence[FrameLike] | Sequence[Any] | Any, *, video: bool = False) -> list[Result]:

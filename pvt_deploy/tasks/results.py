@@ -193,6 +193,7 @@ class Result(_OnHost):
     probs: Probs | None = None
     features: dict[str, np.ndarray] | None = None
     draw_conf: float | None = None  # boxes scoring below it are not drawn (None: every box)
+    palette: Sequence[Sequence[int]] | None = field(default=None, repr=False)  # mask colours (None: pvt-deploy's)
     location: str | None = field(default=None, repr=False)
     # the default drawing, and the picture and outputs (the objects) it was drawn from
     _plotted: tuple[tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -242,14 +243,15 @@ class Result(_OnHost):
 
         Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text),
         those scoring at least ``draw_conf`` (see :data:`DRAW_CONF`; ``None`` draws every box);
-        segmentation as a colour overlay (``alpha``) with the ``legend`` largest classes listed;
+        segmentation as a colour overlay (``alpha``; ``palette``'s colours: a checkpoint's own, else
+        pvt-deploy's) with the ``legend`` largest classes listed;
         classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
         post-processing thread and the writer reuses the picture; outputs replaced since (a filtered
         ``r.boxes = r.boxes[r.boxes.conf > 0.5]``) are drawn afresh.
         """
         _check_plot_settings(line_width, alpha, legend)
         default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
-        drawn_from = (self.orig_img, self.boxes, self.mask, self.probs, self.draw_conf)
+        drawn_from = (self.orig_img, self.boxes, self.mask, self.probs, self.draw_conf, self.palette)
         if default and self._plotted is not None and all(
                 a is b for a, b in zip(self._plotted[0], drawn_from, strict=True)):
             cached: np.ndarray = self._plotted[1].copy()  # a new array, as promised: the caller may draw on it
@@ -258,7 +260,7 @@ class Result(_OnHost):
 
         image = self.orig_img
         if self.mask is not None:
-            image = visualize.overlay_mask(image, self.mask, alpha=alpha)
+            image = visualize.overlay_mask(image, self.mask, alpha=alpha, palette=self.palette)
             if legend:
                 shown = self.areas()[:int(legend)]
                 image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in shown],
@@ -388,13 +390,15 @@ class FrameLike(Protocol):
 
 def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox], frames: Sequence[FrameLike], *,
                  task: str, names: Sequence[str], post: Mapping[str, Any], video: bool = False,
+                 palette: Sequence[Sequence[int]] | None = None,
                  conf: float | None = None, iou: float | None = None, classes: Sequence[int] | None = None,
                  max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                  speed: Mapping[str, float] | None = None) -> list[Result]:
     """One batch of graph outputs -> one :class:`Result` per frame, via the shared post-processing.
 
     ``classes`` keeps only those class ids (detection); ``video`` says frames carry frame numbers;
-    ``draw_conf`` is each detection result's drawing threshold.
+    ``draw_conf`` is each detection result's drawing threshold; ``palette`` the colours of a segmentation's
+    classes (the manifest's, from the checkpoint; None: pvt-deploy's).
     """
     speed_ = dict(speed or {})
     common: list[dict[str, Any]] = [
@@ -409,7 +413,7 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
                 for c, d, r in zip(common, dets, records, strict=True)]
     if task == "segment":
         maps = postprocess_segment(outputs, list(records), post)
-        return [Result(**c, mask=m) for c, m in zip(common, maps, strict=True)]
+        return [Result(**c, mask=m, palette=palette) for c, m in zip(common, maps, strict=True)]
     if task == "classify":
         k = int(topk or post.get("topk", 5))
         every = softmax(np.asarray(outputs["logits"], dtype=np.float32))  # probs.data, and the top-k from it
