@@ -456,3 +456,20 @@ def test_a_font_face_shared_by_threads_measures_and_draws_each_label_at_its_own_
         stop.set()
         other.join()
     assert sizes == {expected}
+
+
+@needs_dejavu
+def test_fonts_a_search_rejects_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FontFace holds its whole font file in memory: the fonts a search loaded and rejected (64 were kept, which
+    with CJK collections of tens of MB each is hundreds of MB) are let go; the chosen one is kept."""
+    import gc
+
+    monkeypatch.delenv(visualize.FONT_ENV, raising=False)
+    monkeypatch.setattr(visualize, "_font_files", lambda chars: [str(DEJAVU)])
+    draw_boxes(grey(), BOX, [0.87], [0], ["汽车"], line_width=2)  # DejaVu has no CJK: loaded, rejected
+    gc.collect()
+    assert not [o for o in gc.get_objects() if issubclass(type(o), visualize._FontFile)]
+    draw_boxes(grey(), BOX, [0.87], [0], ["αβγ"], line_width=2)  # DejaVu has Greek: chosen, kept
+    gc.collect()
+    kept = [o for o in gc.get_objects() if issubclass(type(o), visualize._FontFile)]
+    assert kept and all(any(k is f for f in visualize._found) for k in kept)

@@ -335,9 +335,11 @@ def _font_files(chars: frozenset[str]) -> list[str]:
     return sorted(set(files), key=rank)
 
 
-@functools.lru_cache(maxsize=64)
 def _load_faces(path: str) -> tuple[_Face, ...]:
-    """The font file as OpenCV 5's FontFace, then as a Pillow font: what each renderer can load. (A
+    """The font file as OpenCV 5's FontFace, then as a Pillow font: what each renderer can load. Not cached:
+    a FontFace holds its whole file in memory, and those a search rejects (a folder of CJK collections, tens of
+    MB each) would stay; the one chosen stays in ``_found``, and :func:`_face_for` searches once a set of
+    characters. (A
     FontFace accepts any file, drawing its built-in font for one it cannot read: whether it drew the
     characters is checked by drawing them, and Pillow gets its turn where it did not.)"""
     faces: list[_Face] = []
@@ -426,7 +428,6 @@ def _forget_fonts() -> None:
     """Search again for fonts, and warn again (after PVT_DEPLOY_FONT changed; tests)."""
     with _fonts_lock:
         _face_for.cache_clear()
-        _load_faces.cache_clear()
         _found.clear()
         _warned.clear()
         _fc_list_failed.clear()
