@@ -49,6 +49,7 @@ from pvt_deploy.io.sources import (
     redact_url,
     video_joins,
 )
+from pvt_deploy.tasks.preprocess import fit_box_size
 from pvt_deploy.utils.files import (
     FULL_DISK_ERRNOS,
     atomic_path,
@@ -217,11 +218,10 @@ def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` scaled to fit a ``size`` (width, height) picture with its aspect ratio kept, centred on black:
     a stream that switches from 4:3 to 16:9 midway is not stretched into the first one's frame."""
     (w, h), (iw, ih) = size, (image.shape[1], image.shape[0])
-    scale = min(w / iw, h / ih)
-    sw, sh = min(w, max(1, round(iw * scale))), min(h, max(1, round(ih * scale)))
+    sh, sw = fit_box_size(ih, iw, h, w)
     out = np.zeros((h, w, 3), np.uint8)
     x, y = (w - sw) // 2, (h - sh) // 2
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if sw < iw else cv2.INTER_LINEAR
     out[y:y + sh, x:x + sw] = cv2.resize(image, (sw, sh), interpolation=interpolation)
     return out
 
