@@ -77,8 +77,8 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
     elif isinstance(names, Sequence) and all(isinstance(n, str) for n in names):
         out = [n.strip() for n in names]
     else:
-        raise InputError(f"{option('names')} must be names separated by commas, a list of them, or a .txt or dataset "
-                         f"YAML file, got {' '.join(reprlib.repr(names).split())}")
+        raise InputError(f"{option('names')} must be names separated by commas, a list of them, or a .txt, .names or "
+                         f"dataset YAML file, got {' '.join(reprlib.repr(names).split())}")
     if not all(out):
         raise InputError(f"{option('names')} {', '.join(out)}: an empty name")
     if count == 0:

@@ -824,7 +824,7 @@ def export_onnx(
     (``model.int8.trt.onnx``) or ``both``. ``nms="graph"`` appends NMS (detection);
     ``seg_output="argmax"`` ends segmentation graphs in a class map. ``names`` are the class names the
     manifest lists (and the graph's metadata), for a checkpoint that does not name its classes (mmdet/mmseg
-    files name theirs) or names them wrongly: ``"a,b,c"``, a list, a ``.txt`` file (one a line) or a dataset
+    files name theirs) or names them wrongly: ``"a,b,c"``, a list, a ``.txt`` or ``.names`` file (one a line) or a dataset
     YAML (its ``names:``), as many as the model has classes.
 
     Parity: every file is run in ONNX Runtime against PyTorch on ``images`` (default: ``calib`` or the
@@ -973,8 +973,9 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[s
     if out_dir is not None and os.path.realpath(out_dir) != os.path.realpath(folder):
         raise InputError(f"-o {out_dir}: --model {folder} is an export folder, extended in place; drop -o, or "
                          "export from the model name to write a new folder")
+    manifest = read_manifest(folder) if weights is not None or names is not None or ignored else {}
     if weights is not None:
-        recorded = (read_manifest(folder).get("weights") or {}).get("sha256")
+        recorded = (manifest.get("weights") or {}).get("sha256")
         if isinstance(weights, (str, os.PathLike)):
             from pvt_deploy.models.checkpoints import resolve_weights
 
@@ -987,13 +988,12 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[s
     if names is not None:
         from pvt_deploy.data import given_names
 
-        recorded_names = read_manifest(folder).get("classes") or []
+        recorded_names = manifest.get("classes") or []
         if given_names(names, len(recorded_names), str(folder)) != recorded_names:
             raise InputError(f"{option('names')}: --model {folder} is an export folder whose model.onnx is reused "
                              "(its metadata names other classes); export from the checkpoint to name them",
                              hint=f"infer and val take {option('names')} too, to rename them for one run")
     if ignored:
-        manifest = read_manifest(folder)
         why = out_of_reach(manifest, ignored)  # a command that would fail is no hint
         log.warning("%s: reusing its model.onnx; ignoring %s (%s)", folder, ", ".join(ignored),
                     f"{why}: no export of {manifest.get('model')} gives that" if why else

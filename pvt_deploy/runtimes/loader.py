@@ -495,7 +495,7 @@ def load_backend(path_or_name: str | os.PathLike[str] | None = None, *, backend:
     ``trust`` lets a checkpoint PyTorch loads be fully unpickled (``--trust-checkpoint``: only for
     files from a source you trust; see :func:`~pvt_deploy.models.read_checkpoint`).
     ``names`` (``--names``) renames the model's classes in the manifest returned, whatever runs it: names
-    separated by commas, a list, a ``.txt`` file or a dataset YAML (:func:`~pvt_deploy.data.given_names`),
+    separated by commas, a list, a ``.txt`` or ``.names`` file or a dataset YAML (:func:`~pvt_deploy.data.given_names`),
     as many as the model has classes.
     Extra ``options`` go to the backend's constructor (e.g. ``threads``, ``spin``, ``cuda_graph``).
     """

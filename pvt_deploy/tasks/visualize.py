@@ -336,12 +336,11 @@ def _font_files(chars: frozenset[str]) -> list[str]:
 
 
 def _load_faces(path: str) -> tuple[_Face, ...]:
-    """The font file as OpenCV 5's FontFace, then as a Pillow font: what each renderer can load. Not cached:
-    a FontFace holds its whole file in memory, and those a search rejects (a folder of CJK collections, tens of
-    MB each) would stay; the one chosen stays in ``_found``, and :func:`_face_for` searches once a set of
-    characters. (A
-    FontFace accepts any file, drawing its built-in font for one it cannot read: whether it drew the
-    characters is checked by drawing them, and Pillow gets its turn where it did not.)"""
+    """The font file as OpenCV 5's FontFace, then as a Pillow font: what each renderer can load. (A FontFace
+    accepts any file, drawing its built-in font for one it cannot read: whether it drew the characters is
+    checked by drawing them, and Pillow gets its turn where it did not.) Not cached: a FontFace holds its whole
+    file in memory, and those a search rejects (a folder of CJK collections, tens of MB each) would stay; the
+    one chosen stays in ``_found``, and :func:`_face_for` searches once a set of characters."""
     faces: list[_Face] = []
     if not os.path.isfile(path):  # both read a FIFO or device until it ends (never); a folder crashed FontFace
         return ()
