@@ -404,19 +404,22 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
 
 def _names_option(manifest: Mapping[str, Any]) -> str | None:
     """The ``--names`` that gives an export its classes again (an export made with ``--names``): none where
-    they are numbers or a bundled dataset's (ImageNet, COCO, ADE20K), which the weights give alone, and
-    none where a name holds a comma, which ``--names a,b,c`` cannot say. Classes an mmdet/mmseg file names
-    are given too, as they are."""
+    they are numbers or a bundled dataset's (ImageNet, COCO, ADE20K), which the weights give alone. Classes an
+    mmdet/mmseg file names are given too, as they are. ``a,b,c``, or a JSON list where a name holds a comma or
+    would be read as a list (``["car, red", "bus"]``, which ``--names`` reads as YAML)."""
     from pvt_deploy.data import DATASETS, class_names
 
     classes = manifest.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and "," not in c for c in classes):
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         return None
     if classes == [str(i) for i in range(len(classes))]:
         return None
     if any(len(classes) == n and tuple(classes) == class_names(d) for d, n in DATASETS.items()):
         return None
-    return ",".join(classes)
+    joined = ",".join(classes)
+    if any("," in c for c in classes) or (joined.startswith("[") and joined.endswith("]")):
+        return json.dumps(classes, ensure_ascii=False)
+    return joined
 
 
 def _named_task(model: str) -> str:

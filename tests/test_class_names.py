@@ -111,9 +111,11 @@ def test_meta_names_of_another_count_are_warned_about_and_numbered(ckpts: dict[s
     assert "its meta names 4 classes, but its head has 3: they are numbered instead" in caplog.text
 
 
-@pytest.mark.parametrize("form", ["commas", "txt", "names", "yaml-ids", "yaml-list", "list", "array"])
+@pytest.mark.parametrize("form", ["commas", "brackets", "json", "txt", "names", "yaml-ids", "yaml-list", "list",
+                                  "array"])
 def test_names_name_a_bare_checkpoint(ckpts: dict[str, Path], tmp_path: Path, form: str) -> None:
-    given: Any = {"commas": "car, truck,bus", "list": NAMES, "array": np.array(NAMES)}.get(form)
+    given: Any = {"commas": "car, truck,bus", "brackets": " [car, truck , bus]", "json": json.dumps(NAMES),
+                  "list": NAMES, "array": np.array(NAMES)}.get(form)
     if form in ("txt", "names"):  # names: Darknet's coco.names, one a line as a .txt
         given = tmp_path / f"classes.{form}"
         given.write_text("car\ntruck\n\nbus\n")
@@ -167,8 +169,8 @@ def test_export_writes_the_names_given(monkeypatch: pytest.MonkeyPatch, capsys: 
     ckpt = tmp_path / "cls.pth"
     torch.save(create_model("pvt_v2_b0-cls", num_classes=3, seed=0).state_dict(), ckpt)
     data = tmp_path / "data.yaml"
-    data.write_text("names:\n  0: x y\n  1: \"'z'\"\n  2: ü\n")
-    names = ["x y", "'z'", "ü"]
+    data.write_text("names:\n  0: x y\n  1: \"'z', \\\"z\\\"\"\n  2: ü\n")
+    names = ["x y", "'z', \"z\"", "ü"]  # a comma: the hint gives them as a list in brackets
     out = export_onnx(ckpt, tmp_path / "cls", imgsz=64, parity=False, simplify=False, names=data)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["classes"] == names
@@ -205,6 +207,10 @@ def test_names_of_a_wrong_type_or_left_blank_are_one_line_errors(tmp_path: Path)
     data.write_text("names:\n  0: car\n  1:\n  2: bus\n")
     with pytest.raises(InputError, match="an empty name"):
         given_names(str(data), 3, "m")
+    for text in ("[car, [truck]]", "[car, {a: 1}]", "[car, 'truck]"):  # not a list of names: one line, no repr
+        with pytest.raises(InputError, match="not a list of names") as e:
+            given_names(text, 2, "m")
+        assert "\n" not in str(e.value) and '["car, red", "bus"]' in str(e.value)
     for wrong in (3, list(range(1000)), np.arange(1000), {0: "car"}):
         with pytest.raises(InputError, match="must be names separated by commas") as e:
             given_names(wrong, 3, "m")  # type: ignore[arg-type]

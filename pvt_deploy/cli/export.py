@@ -207,7 +207,8 @@ def export(
     trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow checkpoints that need full unpickling (runs code "
                                                    "from the file).")] = False,
     names: Annotated[str | None, typer.Option(
-        help="Class names written into the export: a,b,c, a .txt or .names file (one a line) or a dataset YAML (its "
+        help="Class names written into the export: a,b,c, a list in brackets ([\"car, red\", \"bus\"]: a name "
+             "with a comma), a .txt or .names file (one a line) or a dataset YAML (its "
              "names:), as many as the model has classes. Default: the checkpoint's own (an mmdet/mmseg file's, "
              "when as many as its head's classes), else its dataset's if as many, else numbers (0, 1, ...).",
         show_default=False)] = None,

@@ -49,8 +49,9 @@ IMGSZ_HELP = ("Input size N, HxW or H,W (default: the model's): a detector's or 
               "of 32, a classifier's as given; a static graph's only its own.")
 
 #: --names as infer and val take it (load_backend's names: any model, for this run)
-NAMES_HELP = ("Class names: a,b,c, a .txt or .names file (one a line) or a dataset YAML (its names:), as many as the model has "
-              "classes; on an export, for this run (export --names writes them into it). Default: the model's own "
+NAMES_HELP = ("Class names: a,b,c, a list in brackets ([\"car, red\", \"bus\"]: a name with a comma), a .txt or "
+              ".names file (one a line) or a dataset YAML (its names:), as many as the model has classes; on an "
+              "export, for this run (export --names writes them into it). Default: the model's own "
               "(an mmdet/mmseg checkpoint's, else its dataset's if as many, else numbers 0, 1, ...).")
 
 

@@ -66,12 +66,16 @@ NAME_FILES = (".txt", ".names", ".yaml", ".yml")  # .names: Darknet's, one a lin
 
 def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what: str) -> list[str]:
     """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
-    (``car,truck,bus``), a list or array of them (Python), a ``.txt`` or Darknet ``.names`` file (one a line) or a dataset YAML (its ``names:``,
-    ids 0..N-1). A number of names other than ``count`` is bad input, as is any name for a model with no classes."""
+    (``car,truck,bus``), a list in brackets (``["car, red", "bus"]``, YAML's or JSON's: the one way to give a name
+    holding a comma on a command line), a list or array of them (Python), a ``.txt`` or Darknet ``.names`` file
+    (one a line) or a dataset YAML (its ``names:``, ids 0..N-1). A number of names other than ``count`` is bad
+    input, as is any name for a model with no classes."""
     if hasattr(names, "tolist") and not isinstance(names, (str, os.PathLike)):  # a numpy array of names
         names = names.tolist()
     if isinstance(names, os.PathLike) or (isinstance(names, str) and names.strip().lower().endswith(NAME_FILES)):
         out = _names_file(Path(names))
+    elif isinstance(names, str) and names.strip().startswith("[") and names.strip().endswith("]"):
+        out = [n.strip() for n in _bracketed(names)]
     elif isinstance(names, str):
         out = [n.strip() for n in names.split(",")]
     elif isinstance(names, Sequence) and all(isinstance(n, str) for n in names):
@@ -87,6 +91,21 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
         raise InputError(f"{option('names')} gives {len(out)} name{'s' * (len(out) != 1)}, but {what} has {count} "
                          "classes")
     return out
+
+
+def _bracketed(text: str) -> list[str]:
+    """The names of a list in brackets, read as YAML (JSON is YAML): ``[car, "car, red"]``."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names ({' '.join(str(e).split())[:160]}); "
+                         'quote a name that holds a comma: ["car, red", "bus"]') from None
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) or v is None for v in value):
+        raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names; "
+                         'quote a name that holds a comma: ["car, red", "bus"]')
+    return [_text(v) for v in value]
 
 
 def _names_file(path: Path) -> list[str]:
