@@ -178,6 +178,9 @@ def test_export_writes_the_names_given(monkeypatch: pytest.MonkeyPatch, capsys: 
     lone.write_bytes((out / "model.onnx").read_bytes())
     with Model(lone) as m:
         assert m.names == names
+    code, text, err = run(monkeypatch, capsys, "info", str(out))  # the names as --names takes them
+    assert code == 0, err
+    assert '3 classes: "x y", "\'z\', \\"z\\"", "ü"' in " ".join(text.split()), text
     (out / "manifest.json").unlink()  # made again from nothing
     code, _, err = run(monkeypatch, capsys, *shlex.split(reexport_command(out, manifest))[1:], "--no-parity")
     assert code == 0, err

@@ -5,6 +5,7 @@ The facts come from :func:`pvt_deploy.runtimes.loader.describe_artifact`; this m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,9 +82,12 @@ def render(facts: dict[str, Any], console: Any) -> None:
         wtext = "RANDOM (outputs meaningless" + (f"; seed {seed}, so PyTorch rebuilds them)" if seed is not None
                                                  else ")")
     say(f"{facts['path']} — {facts['kind']}")
+    classes = list(facts["classes"] or [])
+    if any("," in c for c in classes):  # quoted, as --names takes them: "car, red", bus
+        classes = [json.dumps(c, ensure_ascii=False) for c in classes]
     say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
-                  f"{facts['num_classes']} classes" + (f": {', '.join(facts['classes'][:5])}" if facts['classes'] else "")
-                  + (", ..." if len(facts['classes']) > 5 else ""))
+        f"{facts['num_classes']} classes" + (f": {', '.join(classes[:5])}" if classes else "")
+        + (", ..." if len(classes) > 5 else ""))
     if facts.get("palette"):  # a segmenter's checkpoint's colours, which its overlays are drawn with
         say(f"palette: from the checkpoint ({len(facts['palette'])} colours)")
     say(f"weights: {wtext}")
