@@ -1021,3 +1021,70 @@ def test_boxes_forms_are_ultralytics_by_hand() -> None:
     np.testing.assert_allclose(b.xyxyn, [[0.05, 0.2, 0.25, 0.8]], rtol=1e-6)
     np.testing.assert_allclose(b.xywhn, [[0.15, 0.5, 0.2, 0.6]], rtol=1e-6)
     np.testing.assert_allclose(b.data, [[10, 20, 50, 80, 0.9, 3]], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Result.save_txt / save_crop: YOLO label files and crops (Ultralytics' names)
+# --------------------------------------------------------------------------------------------------
+
+
+def _three_boxes(image: np.ndarray, names: list[str]) -> Any:
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    xyxy = np.array([[10.4, 20.6, 50.2, 80.9], [-5.5, 150.2, 40.0, 230.0], [100, 100, 120, 130],
+                     [310, 10, 330, 20]], np.float32)
+    boxes = Boxes(xyxy, np.array([0.9, 0.8, 0.1, 0.7], np.float32), np.array([1, 1, 0, 2]), names,
+                  image.shape[:2])
+    return Result("detect", image, names=names, boxes=boxes, draw_conf=0.25)  # the 0.1 box is not drawn
+
+
+def test_save_txt_writes_yolo_lines_of_the_drawn_boxes_normalised_by_the_original_size(tmp_path: Path) -> None:
+    r = _three_boxes(np.zeros((200, 300, 3), np.uint8), ["cat", "traffic light", "dog"])
+    rows = [line.split() for line in r.save_txt(tmp_path / "a.txt").read_text().splitlines()]
+    kept = r.boxes[r.boxes.conf >= 0.25]
+    assert [int(row[0]) for row in rows] == [1, 1, 2] and all(len(row) == 5 for row in rows)
+    for row, (x1, y1, x2, y2) in zip(rows, kept.xyxy.tolist(), strict=True):
+        expected = [(x1 + x2) / 2 / 300, (y1 + y2) / 2 / 200, (x2 - x1) / 300, (y2 - y1) / 200]
+        assert [float(v) for v in row[1:]] == pytest.approx(expected, abs=1e-6)
+        assert all(len(v.split(".")[1]) == 6 for v in row[1:])
+    scored = [line.split() for line in r.save_txt(tmp_path / "b.txt", save_conf=True).read_text().splitlines()]
+    assert [row[:5] for row in scored] == rows and [float(row[5]) for row in scored] == pytest.approx([0.9, 0.8, 0.7])
+    r.boxes = r.boxes[r.boxes.conf > 0.95]  # nothing: an empty file, a YOLO dataset's background picture
+    assert r.save_txt(tmp_path / "c.txt").read_bytes() == b""
+    from pvt_deploy.tasks.results import Probs, Result
+
+    every = np.array([0.05, 0.4, 0.1, 0.2, 0.15, 0.02, 0.08], np.float32)
+    top = np.argsort(-every)[:6]
+    names = [f"class {i}" for i in range(7)]  # a name with a space: the rest of the line
+    probs = Result("classify", np.zeros((8, 8, 3), np.uint8), names=names,
+                   probs=Probs(top, every[top], names, every))
+    lines = probs.save_txt(tmp_path / "p.txt").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [names[i] for i in top[:5]]
+    values = [float(line.split(" ", 1)[0]) for line in lines]
+    assert values == sorted(values, reverse=True) and sum(values) <= 1 and values[0] == pytest.approx(0.4)
+    seg = Result("segment", np.zeros((4, 4, 3), np.uint8), names=["a"], mask=np.zeros((4, 4), np.int32))
+    with pytest.raises(InputError, match="save_mask"):
+        seg.save_txt(tmp_path / "s.txt")
+    assert not (tmp_path / "s.txt").exists()
+
+
+def test_save_crop_cuts_each_drawn_box_from_the_original_rounded_out_and_clipped(tmp_path: Path) -> None:
+    picture = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    r = _three_boxes(picture, ["cat", "a/../b", "dog"])
+    r.plot(line_width=4)  # drawing makes no difference: crops are of the original picture
+    written = r.save_crop(tmp_path / "crops", "shot.png")
+    # the box outside the picture has no pixel left: skipped; the two of class 1 are shot and shot_1
+    assert written == [tmp_path / "crops" / "a_.._b" / "shot.png", tmp_path / "crops" / "a_.._b" / "shot_1.png"]
+    for path, (y1, y2, x1, x2) in zip(written, [(20, 81, 10, 51), (150, 200, 0, 40)], strict=True):
+        crop = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(crop, picture[y1:y2, x1:x2])
+    again = r.save_crop(tmp_path / "crops", "shot.png")  # an earlier call's files are not replaced
+    assert [p.name for p in again] == ["shot_2.png", "shot_3.png"]
+    jpg = r.save_crop(tmp_path / "j", "frame.mp4")  # no picture type: JPEG
+    assert [p.name for p in jpg] == ["frame.jpg", "frame_1.jpg"] and cv2.imread(str(jpg[0])).shape == (61, 41, 3)
+    from pvt_deploy.tasks.results import Result
+
+    for task, kwargs in (("classify", {}), ("segment", {"mask": np.zeros((4, 4), np.int32)})):
+        with pytest.raises(InputError, match="no boxes"):
+            Result(task, np.zeros((4, 4, 3), np.uint8), **kwargs).save_crop(tmp_path / "x")
+

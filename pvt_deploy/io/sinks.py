@@ -1275,6 +1275,35 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
         n += 1
 
 
+def safe_name(text: str, default: str) -> str:
+    """``text`` as one file or folder name: runs of anything but letters, digits, ``.``, ``-`` and ``_``
+    (slashes, spaces, control characters) become ``_``, leading and trailing dots and ``_`` go (no
+    ``..``, no hidden file); ``default`` where nothing is left."""
+    return _UNSAFE_NAME.sub("_", text).strip("._") or default
+
+
+class FreeNames:
+    """:func:`free_path` for a run that writes many files into folders that grow (a label file per
+    video frame): the first name asked for in a folder gets the full check (the folder listed, a killed
+    run's temporary files removed); later ones only whether the name is given out already or exists,
+    falling back to the full check where it is, so a file is not listed again per name (quadratic in
+    the frames of an hour of video). A run that starts writing the same name in the same folder at the
+    same moment is the one case the full check sees and this one does not."""
+
+    def __init__(self) -> None:
+        self._taken: dict[Path, set[str]] = {}
+
+    def __call__(self, directory: str | os.PathLike[str], stem: str, suffix: str) -> Path:
+        folder = Path(directory)
+        taken = self._taken.get(folder)
+        if taken is None:
+            taken = self._taken[folder] = set()
+        elif (name := f"{stem}{suffix}") not in taken and not os.path.lexists(folder / name):
+            taken.add(name)
+            return folder / name
+        return free_path(folder, stem, suffix, taken)
+
+
 class ImageWriter:
     """Save annotated RGB images into ``directory``, each written atomically.
 
@@ -1298,7 +1327,7 @@ class ImageWriter:
     def _target(self, name: str) -> Path:
         base = Path(name.replace("\\", "/")).name
         stem, suffix = os.path.splitext(base)
-        stem = _UNSAFE_NAME.sub("_", stem).strip("._") or "image"
+        stem = safe_name(stem, "image")
         suffix = (self.suffix or suffix).lower()
         if suffix not in _IMAGE_WRITE_SUFFIXES:
             suffix = ".jpg"

@@ -69,8 +69,8 @@ from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 from pvt_deploy.tasks.results import FrameLike, Result, draw_threshold, make_results
 from pvt_deploy.utils import size_pair
 
-__all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "check_settings",
-           "check_writable", "increment_dir", "output_error"]
+__all__ = ["STAGES", "Pipeline", "Predictor", "ResultWriter", "RunSummary", "StageTimes", "check_outputs",
+           "check_settings", "check_writable", "increment_dir", "output_error"]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,17 @@ def check_settings(*, conf: float | None = None, iou: float | None = None, max_d
             raise InputError(f"{option(name)} must be in [0, 1], got {value}")
     if max_det is not None and (isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1):
         raise InputError(f"{option('max_det')} must be an integer >= 1, got {max_det!r}")
+
+
+def check_outputs(task: str, *, save_txt: bool = False, save_crop: bool = False) -> None:
+    """Refuse outputs the model's ``task`` has nothing for, named as the user gave them: YOLO label files
+    (``save_txt``) are a detector's boxes or a classifier's top-5, and crops (``save_crop``) a detector's."""
+    if save_txt and task not in ("detect", "classify"):
+        also = f"; its class maps are {option('save_mask')}'s" if task == "segment" else ""
+        raise InputError(f"{option('save_txt')} writes YOLO labels of detections or classes; a {task} model has "
+                         f"none{also}")
+    if save_crop and task != "detect":
+        raise InputError(f"{option('save_crop')} cuts out detected boxes; a {task} model has none")
 
 
 GPU_VIDEO_BATCH = 4
@@ -418,7 +429,8 @@ class Pipeline:
     ``batch`` frames per inference call (``None``: :meth:`Predictor.auto_batch`). ``threaded``
     (default: for videos, streams and image folders) runs each stage in its own thread with bounded
     queues; otherwise stages run inline.
-    ``draw`` renders ``result.plot()`` in the post-processing thread (for writers and ``--show``).
+    ``draw`` renders ``result.plot(**plot)`` in the post-processing thread (for writers and ``--show``,
+    which draw with the same settings and so take that picture).
     ``same_size`` (default): a batch holds frames of one input size only, ending early where the next
     frame's differs, so none is padded to another's size and ``batch`` changes no result: they are
     ``batch=1``'s (to the backend's float rounding; ``pvt-deploy val`` gives the pictures in order of
@@ -428,7 +440,7 @@ class Pipeline:
 
     def __init__(self, predictor: Predictor, source: Any, *, batch: int | None = None,
                  threaded: bool | None = None, draw: bool = False, queue_frames: int | None = None,
-                 same_size: bool = True) -> None:
+                 same_size: bool = True, plot: Mapping[str, Any] | None = None) -> None:
         kind = getattr(source, "kind", "images")
         if batch is None:
             batch = predictor.auto_batch(kind)
@@ -442,6 +454,7 @@ class Pipeline:
         # several pictures (a folder, a glob, a list of more than one): the backend's shard threads take one each
         self.pictures = not self.video and getattr(source, "frames", None) != 1
         self.draw = draw
+        self.plot: dict[str, Any] = dict(plot or {})
         self.same_size = same_size
         self.queue_frames = queue_frames or max(4, 2 * batch)
         self.times = StageTimes()
@@ -549,7 +562,7 @@ class Pipeline:
         if self.draw:
             t1 = time.perf_counter()
             for r in results:
-                r.plot()
+                r.plot(**self.plot)
             self.times.add("draw", time.perf_counter() - t1, len(results))
         return results
 
@@ -822,7 +835,14 @@ class ResultWriter:
       without; ``audio=False``: silent; ``predict`` gives it for a live feed, which cannot be read
       again);
     * ``save_json``: ``predictions.jsonl``, one line per processed frame or image, plus
-      ``predictions_coco.json`` (COCO results format) for detection models.
+      ``predictions_coco.json`` (COCO results format) for detection models;
+    * ``save_txt``: a YOLO label file per image or frame, ``labels/<name>.txt`` (a frame's
+      ``<name>_<frame>.txt``, the frame number of its JSON line; :meth:`Result.save_txt`; ``save_conf``:
+      with scores); ``save_crop``: each drawn box cut from the original picture,
+      ``crops/<class>/<name>.jpg`` (:meth:`Result.save_crop`).
+
+    ``plot``: the settings of :meth:`Result.plot` (``line_width``, ``labels``, ``conf``) the annotated
+    images and videos are drawn with.
 
     No file that exists before the run is replaced: a name already taken (the input itself when
     ``save_dir`` is its folder, an earlier run's output) gets ``_1``, ``_2``...
@@ -838,12 +858,21 @@ class ResultWriter:
 
     def __init__(self, save_dir: str | os.PathLike[str], *, task: str, names: Sequence[str], save: bool = True,
                  save_json: bool = False, fps: float | None = None, vid_stride: int = 1, codec: str = "auto",
-                 mask_pngs: bool = False, audio: bool = True) -> None:
+                 mask_pngs: bool = False, audio: bool = True, save_txt: bool = False, save_conf: bool = False,
+                 save_crop: bool = False, plot: Mapping[str, Any] | None = None) -> None:
+        from pvt_deploy.io.sinks import FreeNames
+
+        check_outputs(task, save_txt=save_txt, save_crop=save_crop)
         self.save_dir = Path(save_dir)
         self.task = task
         self.names = list(names)
         self.save = save
         self.save_json = save_json
+        self.save_txt = save_txt
+        self.save_conf = save_conf
+        self.save_crop = save_crop
+        self.plot: dict[str, Any] = dict(plot or {})
+        self._free_names = FreeNames()  # labels/ and crops/<class>/: a name per frame, no listing per name
         self.fps = fps
         self.vid_stride = max(1, vid_stride)
         self.codec = codec
@@ -894,6 +923,13 @@ class ResultWriter:
                     self._write_video(result)
                 else:
                     self._write_image(result)
+            if self.save_txt or self.save_crop:
+                stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
+                if self.save_txt:
+                    path = self._free_names(self.save_dir / "labels", stem, ".txt")
+                    self.outputs.append(result.save_txt(path, self.save_conf))
+                if self.save_crop:
+                    self.outputs.extend(result.save_crop(self.save_dir / "crops", stem + ".jpg", namer=self._free_names))
             if self._jsonl is not None:
                 self._jsonl.write(result.to_dict())
             if self._coco is not None and result.boxes is not None:
@@ -963,7 +999,7 @@ class ResultWriter:
         if self._images is None:
             self._images = ImageWriter(self.save_dir)
         name = Path(result.path.replace("\\", "/")).name or "image.jpg"
-        path = self._images.write(result.plot(), name)
+        path = self._images.write(result.plot(**self.plot), name)
         self.outputs.append(path)
         if self.mask_pngs and result.mask is not None:
             self.outputs.append(result.save_mask(free_path(self.save_dir, path.stem + "_mask", ".png", self._taken)))
@@ -981,7 +1017,7 @@ class ResultWriter:
             audio = audio_source(result.location or result.path) if self.audio else None
             self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
             self._video_key = key
-        self._video.write(result.plot(), result.timestamp)
+        self._video.write(result.plot(**self.plot), result.timestamp)
 
     def _close_video(self) -> None:
         if self._video is not None:
@@ -1124,8 +1160,8 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
 _UNSAFE = re.compile(r"[^\w.\-]+")
 
 
-def _safe_stem(path: str) -> str:
-    """An output file stem for a video path, stream URL or ``webcam0``."""
+def _safe_stem(path: str, default: str = "video") -> str:
+    """An output file stem for a video path, stream URL or ``webcam0`` (or a picture's file or URL)."""
     from pvt_deploy.io.sources import is_url
 
     if is_url(path):
@@ -1134,5 +1170,5 @@ def _safe_stem(path: str) -> str:
         parts = urlsplit(path)
         text = Path(parts.path).stem or parts.hostname or "stream"
     else:
-        text = Path(path.replace("\\", "/")).stem or "video"
-    return _UNSAFE.sub("_", text).strip("._") or "video"
+        text = Path(path.replace("\\", "/")).stem or default
+    return _UNSAFE.sub("_", text).strip("._") or default

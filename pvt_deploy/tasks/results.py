@@ -16,7 +16,7 @@ Results are plain numpy: nothing here knows which backend produced them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -195,8 +195,8 @@ class Result(_OnHost):
     draw_conf: float | None = None  # boxes scoring below it are not drawn (None: every box)
     palette: Sequence[Sequence[int]] | None = field(default=None, repr=False)  # mask colours (None: pvt-deploy's)
     location: str | None = field(default=None, repr=False)
-    # the default drawing, and the picture and outputs (the objects) it was drawn from
-    _plotted: tuple[tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # the last drawing: the picture and outputs (the objects) it was drawn from, its settings, the drawing
+    _plotted: tuple[tuple[Any, ...], tuple[Any, ...], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def orig_shape(self) -> tuple[int, int]:
@@ -245,16 +245,17 @@ class Result(_OnHost):
         those scoring at least ``draw_conf`` (see :data:`DRAW_CONF`; ``None`` draws every box);
         segmentation as a colour overlay (``alpha``; ``palette``'s colours: a checkpoint's own, else
         pvt-deploy's) with the ``legend`` largest classes listed;
-        classification as a top-k panel. The default drawing is cached, so a pipeline can draw in its
-        post-processing thread and the writer reuses the picture; outputs replaced since (a filtered
-        ``r.boxes = r.boxes[r.boxes.conf > 0.5]``) are drawn afresh.
+        classification as a top-k panel. The last drawing is cached with its settings, so a pipeline
+        can draw in its post-processing thread and the writer reuses the picture; other settings, or
+        outputs replaced since (a filtered ``r.boxes = r.boxes[r.boxes.conf > 0.5]``), are drawn afresh.
         """
         _check_plot_settings(line_width, alpha, legend)
-        default = conf and labels and line_width is None and alpha == 0.5 and legend == 5
+        width = None if line_width is None else int(line_width)
+        settings = (bool(conf), bool(labels), width, float(alpha), int(legend))
         drawn_from = (self.orig_img, self.boxes, self.mask, self.probs, self.draw_conf, self.palette)
-        if default and self._plotted is not None and all(
+        if self._plotted is not None and self._plotted[1] == settings and all(
                 a is b for a, b in zip(self._plotted[0], drawn_from, strict=True)):
-            cached: np.ndarray = self._plotted[1].copy()  # a new array, as promised: the caller may draw on it
+            cached: np.ndarray = self._plotted[2].copy()  # a new array, as promised: the caller may draw on it
             return cached
         from pvt_deploy.tasks import visualize
 
@@ -266,9 +267,7 @@ class Result(_OnHost):
                 image = visualize.draw_topk(image, [(a["class"], a["fraction"]) for a in shown],
                                             class_ids=[a["class_id"] for a in shown])
         if self.boxes is not None:
-            b = self.boxes
-            if self.draw_conf is not None:
-                b = b[b.conf >= self.draw_conf]
+            b = self.shown_boxes()
             image = visualize.draw_boxes(image, b.xyxy, b.conf if conf else None, b.cls, self.names,
                                          line_width=None if line_width is None else int(line_width), labels=labels)
         if self.probs is not None:
@@ -276,11 +275,19 @@ class Result(_OnHost):
                                         class_ids=self.probs.top.tolist())
         if image is self.orig_img:
             image = image.copy()
-        if default:
-            self._plotted = (drawn_from, image)
-            fresh: np.ndarray = image.copy()
-            return fresh
-        return image
+        self._plotted = (drawn_from, settings, image)
+        fresh: np.ndarray = image.copy()
+        return fresh
+
+    def shown_boxes(self) -> Boxes:
+        """The boxes ``plot()`` draws, :meth:`save_txt` lists and :meth:`save_crop` cuts out: those
+        scoring at least ``draw_conf`` (every box where it is None)."""
+        if self.boxes is None:
+            from pvt_deploy.errors import InputError
+
+            raise InputError(f"a {self.task} result has no boxes")
+        b = self.boxes
+        return b if self.draw_conf is None else b[b.conf >= self.draw_conf]
 
     # -- serialisation ------------------------------------------------------------------------------
     def to_dict(self, decimals: int = 2) -> dict[str, Any]:
@@ -342,6 +349,76 @@ class Result(_OnHost):
         _write_file(target, data)
         return target
 
+    def save_txt(self, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
+        """Write the result as a YOLO label file, atomically (Ultralytics' ``save_txt``, one file per
+        picture): for a detector a line ``class cx cy w h`` per box :meth:`shown_boxes` gives, the centre
+        and size divided by the original picture's width and height, 6 decimals, class ids from 0
+        (``save_conf``: the score as a sixth column); for a classifier the top-5 as ``prob name``,
+        best first. No box: an empty file (a YOLO dataset's background picture). A segmenter's result
+        has no such file: its class map is :meth:`save_mask`'s."""
+        from pvt_deploy.errors import InputError
+
+        lines: list[str] = []
+        if self.boxes is not None:
+            b = self.shown_boxes()
+            h, w = self.orig_shape
+            xywhn = b.xywh.astype(np.float64) / np.array([w, h, w, h], dtype=np.float64)
+            for c, row, score in zip(b.cls.tolist(), xywhn, b.conf.tolist(), strict=True):
+                scored = f" {score:.6f}" if save_conf else ""
+                lines.append(" ".join([str(int(c)), *(f"{v:.6f}" for v in row)]) + scored)
+        elif self.probs is not None:
+            lines = [f"{float(p):.6f} {_name(self.names, int(i))}"
+                     for i, p in zip(self.probs.top5, self.probs.top5conf.tolist(), strict=False)]
+        else:
+            what = "a class map: save_mask" if self.mask is not None else "nothing to label"
+            raise InputError(f"a {self.task} result has no YOLO label file ({what})")
+        _write_file(Path(path), "".join(line + "\n" for line in lines).encode())
+        return Path(path)
+
+    def save_crop(self, save_dir: str | os.PathLike[str], file_name: str | os.PathLike[str] = "im.jpg", *,
+                  namer: Callable[[Path, str, str], Path] | None = None) -> list[Path]:
+        """Cut each box of :meth:`shown_boxes` out of the original picture (not the drawing), its edges
+        rounded outward to whole pixels and clipped to the picture, and write it as
+        ``save_dir/<class name>/<file_name>`` (Ultralytics' ``save_crop``), atomically; a further box
+        of that class gets ``_1``, ``_2``... and so does a name already there. The class name is made one
+        safe folder name; the picture type is ``file_name``'s suffix (``.jpg`` where OpenCV writes no
+        such type). A box with no pixel left inside the picture is skipped. ``namer(folder, stem,
+        suffix)`` gives each file's path (default :func:`~pvt_deploy.io.sinks.free_path`). Returns the
+        files written, in box order."""
+        import cv2
+
+        from pvt_deploy.errors import InputError
+        from pvt_deploy.io.sinks import _IMAGE_WRITE_SUFFIXES, free_path, safe_name
+
+        if self.boxes is None:
+            raise InputError(f"a {self.task} result has no boxes to crop")
+        base = Path(os.fspath(file_name).replace("\\", "/")).name
+        stem, suffix = os.path.splitext(base)
+        stem, suffix = safe_name(stem, "im"), suffix.lower() if suffix.lower() in _IMAGE_WRITE_SUFFIXES else ".jpg"
+        if namer is None:
+            taken: set[str] = set()
+
+            def namer(folder: Path, stem: str, suffix: str) -> Path:
+                return free_path(folder, stem, suffix, taken)
+
+        b = self.shown_boxes()
+        h, w = self.orig_shape
+        written = []
+        for box, c in zip(b.xyxy.tolist(), b.cls.tolist(), strict=True):
+            x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+            x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            crop = np.ascontiguousarray(self.orig_img[y1:y2, x1:x2, :3])
+            ok, data = cv2.imencode(suffix, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise InputError(f"cannot encode a crop as {suffix}")
+            folder = Path(save_dir) / safe_name(_name(self.names, int(c)), str(int(c)))
+            target = namer(folder, stem, suffix)
+            _write_file(target, data)
+            written.append(target)
+        return written
+
     def __repr__(self) -> str:
         h, w = self.orig_shape
         where = f"{self.path}" + (f"#{self.frame}" if self.frame is not None else "")
@@ -360,7 +437,7 @@ def _check_plot_settings(line_width: Any, alpha: Any, legend: Any) -> None:
         raise InputError(f"legend must be an integer >= 0, got {legend!r}")
 
 
-def _write_file(target: Path, data: np.ndarray) -> None:
+def _write_file(target: Path, data: np.ndarray | bytes) -> None:
     """Write encoded bytes to ``target`` atomically. A folder is refused as bad input; any other
     failed write stays the ``OSError`` it is, which ``ResultWriter`` turns into its one-line error
     (and which a full disk mid-run must remain)."""
@@ -369,7 +446,8 @@ def _write_file(target: Path, data: np.ndarray) -> None:
 
     if target.is_dir():
         raise InputError(f"cannot write {target}: it is a folder (give a file name, e.g. {target / 'result.jpg'})")
-    atomic_write_bytes(target, data.data, sync=False)  # the array's buffer, as memoryview(data)
+    # an array's buffer, as memoryview(data)
+    atomic_write_bytes(target, data.data if isinstance(data, np.ndarray) else data, sync=False)
 
 
 class FrameLike(Protocol):
