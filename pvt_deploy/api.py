@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeAli
 
 import numpy as np
 
-from pvt_deploy.errors import InputError
+from pvt_deploy.errors import InputError, option
 from pvt_deploy.io.sources import Source, open_source
 from pvt_deploy.runtimes.base import Backend, flag
 from pvt_deploy.runtimes.torch import clear_of_fork
-from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary
+from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary, check_outputs
 from pvt_deploy.tasks.results import Result
 from pvt_deploy.utils import is_integer, is_number, whole_number
 
@@ -154,7 +154,9 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result]: ...
+                save_audio: bool = True, save_txt: bool = False, save_conf: bool = False, save_crop: bool = False,
+                line_width: int | None = None, show_labels: bool = True, show_conf: bool = True,
+                threaded: bool | None = None, same_size: bool = True) -> list[Result]: ...
 
     @overload
     def predict(self, source: Any = None, *, stream: Literal[True], conf: float | None = None,
@@ -163,7 +165,9 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> Generator[Result, None, None]: ...
+                save_audio: bool = True, save_txt: bool = False, save_conf: bool = False, save_crop: bool = False,
+                line_width: int | None = None, show_labels: bool = True, show_conf: bool = True,
+                threaded: bool | None = None, same_size: bool = True) -> Generator[Result, None, None]: ...
 
     @overload
     def predict(self, source: Any = None, *, stream: bool, conf: float | None = None,
@@ -172,7 +176,9 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]: ...
+                save_audio: bool = True, save_txt: bool = False, save_conf: bool = False, save_crop: bool = False,
+                line_width: int | None = None, show_labels: bool = True, show_conf: bool = True,
+                threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]: ...
 
     def predict(self, source: Any = None, *, stream: bool = False, conf: float | None = None,
                 iou: float | None = None, classes: ClassFilter | None = None,
@@ -180,7 +186,9 @@ class Model:
                 max_det: int | None = None, topk: int | None = None, draw_conf: float | None = None,
                 save: bool = False,
                 save_json: bool = False, save_mask: bool = False, save_dir: str | os.PathLike[str] | None = None,
-                save_audio: bool = True, threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]:
+                save_audio: bool = True, save_txt: bool = False, save_conf: bool = False, save_crop: bool = False,
+                line_width: int | None = None, show_labels: bool = True, show_conf: bool = True,
+                threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL
@@ -204,14 +212,25 @@ class Model:
         ``save_mask`` (segmentation, with ``save``) also writes each image's class map as
         ``<name>_mask.png`` (uint8 class ids); ``save_audio`` carries a video file's audio into its
         annotated mp4 (a local file's, or one read from an http(s) URL; a live feed has none to carry).
+        ``save_txt`` writes a YOLO label file per picture or frame to ``save_dir/labels/``
+        (:meth:`Result.save_txt`: a detector's drawn boxes, a classifier's top-5; ``save_conf``: with
+        the scores, and implies ``save_txt``); ``save_crop`` (detector) each drawn box cut from the
+        original picture to ``save_dir/crops/<class>/`` (:meth:`Result.save_crop`). ``line_width``,
+        ``show_labels`` and ``show_conf``: how the saved pictures' boxes are drawn (:meth:`Result.plot`'s
+        ``line_width``, ``labels``, ``conf``).
         """
         for name, value in {"stream": stream, "save": save, "save_json": save_json, "save_mask": save_mask,
-                            "save_audio": save_audio, "same_size": same_size}.items():
+                            "save_audio": save_audio, "same_size": same_size, "save_txt": save_txt,
+                            "save_conf": save_conf, "save_crop": save_crop, "show_labels": show_labels,
+                            "show_conf": show_conf}.items():
             flag(name, value)
+        save_txt = save_txt or save_conf
+        plot = {"line_width": _whole(option("line_width"), line_width), "labels": show_labels, "conf": show_conf}
         if threaded is not None:  # None: the pipeline's default
             flag("threaded", threaded)
-        if (save or save_json) and save_dir is None:
-            raise InputError("save=True / save_json=True need save_dir=")
+        writes = save or save_json or save_txt or save_crop
+        if writes and save_dir is None:
+            raise InputError("save=True / save_json=True / save_txt=True / save_crop=True need save_dir=")
         if save_dir is not None and not isinstance(save_dir, (str, os.PathLike)):  # Path() raised a TypeError
             raise InputError(f"save_dir must be a folder path, got {save_dir!r}")
         if save_mask and not save:
@@ -219,6 +238,7 @@ class Model:
         # settings first: a wrong one fails before a file is opened
         predictor = self.predictor(imgsz=imgsz, conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk,
                                    draw_conf=draw_conf)
+        check_outputs(self.task, save_txt=save_txt, save_crop=save_crop)
         batch = _whole("batch", batch)
         vid_stride = whole_number("vid_stride", vid_stride)  # no default in None: it has its own, 1
         self._warn_ignored(conf=conf, iou=iou, classes=classes, max_det=max_det, topk=topk, save_mask=save_mask,
@@ -228,12 +248,14 @@ class Model:
             _refuse_long(src)
         writer = None
         try:
-            pipeline = Pipeline(predictor, src, batch=batch, threaded=threaded, draw=save, same_size=same_size)
-            if save or save_json:
+            pipeline = Pipeline(predictor, src, batch=batch, threaded=threaded, draw=save, same_size=same_size,
+                                plot=plot)
+            if writes:
                 assert save_dir is not None
                 writer = ResultWriter(save_dir, task=self.task, names=self.names, save=save, save_json=save_json,
                                       fps=getattr(src, "fps", None), vid_stride=vid_stride, mask_pngs=save_mask,
-                                      audio=save_audio and not getattr(src, "live", False))  # no file to read again
+                                      audio=save_audio and not getattr(src, "live", False),  # no file to read again
+                                      save_txt=save_txt, save_conf=save_conf, save_crop=save_crop, plot=plot)
         except BaseException:
             src.close()
             raise

@@ -1088,3 +1088,21 @@ def test_save_crop_cuts_each_drawn_box_from_the_original_rounded_out_and_clipped
         with pytest.raises(InputError, match="no boxes"):
             Result(task, np.zeros((4, 4, 3), np.uint8), **kwargs).save_crop(tmp_path / "x")
 
+
+def test_predict_writes_labels_and_crops_and_refuses_them_where_the_task_has_none(
+        det_model: Model, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    picture = read_image(sample_image("coffee"))
+    (r,) = det_model.predict(picture, conf=0.07, save_dir=tmp_path, save_conf=True, save_crop=True, line_width=2)
+    assert (tmp_path / "labels" / "image0.txt").read_text() == r.save_txt(tmp_path / "x.txt", save_conf=True).read_text()
+    assert len(r.shown_boxes()) > 0 and len(list((tmp_path / "crops").rglob("*.jpg"))) == len(r.shown_boxes())
+    assert not (tmp_path / "image0.jpg").exists()  # save=False: labels and crops only
+    with pytest.raises(InputError, match="line_width must be an integer >= 1"):
+        det_model.predict(picture, line_width=0)
+    with pytest.raises(InputError, match="need save_dir"):
+        det_model.predict(picture, save_txt=True)
+    with Model(cached_export(tmp_path_factory, "seg")) as seg:
+        with pytest.raises(InputError, match="save_txt writes YOLO labels .* class maps are save_mask's"):
+            seg.predict(picture, save_txt=True, save_dir=tmp_path / "seg")
+        with pytest.raises(InputError, match="save_crop cuts out detected boxes; a segment model has none"):
+            seg.predict(picture, save_crop=True, save_dir=tmp_path / "seg")
+    assert not (tmp_path / "seg").exists()

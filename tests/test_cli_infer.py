@@ -1232,3 +1232,122 @@ def test_a_frame_count_estimate_that_falls_short_turns_the_bar_into_a_count_with
         _consume((frame for frame in src), src, Console(file=shown, force_terminal=True, width=100), None, "video")
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", shown.getvalue())
     assert "25/?" in text and f"25/{src.frames}" not in text, text
+
+
+# --------------------------------------------------------------------------------------------------
+# --save-txt / --save-conf / --save-crop / --line-width / --hide-labels / --hide-conf (yolo predict's)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_save_txt_and_crop_write_the_drawn_boxes_and_a_second_run_replaces_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    from pvt_deploy import Model
+
+    out = tmp_path / "out"
+    photos = [str(p) for p in sample_images()]
+    code, _, err = run(monkeypatch, capsys, "infer", *photos, "--model", str(det_export), "--conf", "0.07",
+                       "--save-conf", "--save-crop", "--no-save", "-o", str(out))
+    assert code == 0, err
+    assert f"{out / 'labels'}{os.sep} (3 files)" in err and "crops" in err  # counted, not listed one by one
+    with Model(det_export) as m:
+        results = m.predict(photos, conf=0.07)
+    crops = 0
+    for r in results:
+        h, w = r.orig_shape
+        rows = [[float(v) for v in line.split()] for line in
+                (out / "labels" / f"{Path(r.path).stem}.txt").read_text().splitlines()]
+        b = r.shown_boxes()
+        assert len(rows) == len(b) > 0
+        for row, (x1, y1, x2, y2), c, s in zip(rows, b.xyxy.tolist(), b.cls.tolist(), b.conf.tolist(), strict=True):
+            assert row == pytest.approx([c, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h, s],
+                                        abs=1.5e-6)
+        original = cv2.cvtColor(r.orig_img, cv2.COLOR_RGB2BGR)
+        stem = Path(r.path).stem
+        for n, ((x1, y1, x2, y2), c) in enumerate(zip(b.xyxy.tolist(), b.cls.tolist(), strict=True)):
+            folder = out / "crops" / r.names[c].replace(" ", "_")
+            earlier = sum(1 for k in range(n) if b.cls[k] == c)  # the boxes of its class before it
+            crop = cv2.imread(str(folder / (f"{stem}_{earlier}.jpg" if earlier else f"{stem}.jpg")))
+            top, left = max(0, int(np.floor(y1))), max(0, int(np.floor(x1)))
+            bottom, right = min(h, int(np.ceil(y2))), min(w, int(np.ceil(x2)))
+            assert crop is not None and crop.shape == (bottom - top, right - left, 3)
+            assert np.abs(crop.astype(int) - original[top:bottom, left:right]).mean() < 4  # JPEG's loss only
+            crops += 1
+    assert crops == len(list((out / "crops").rglob("*.jpg")))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = run(monkeypatch, capsys, "infer", *photos, "--model", str(det_export), "--conf", "0.5",
+                       "--save-txt", "--no-save", "-o", str(out))  # nothing scores 0.5: empty files
+    assert code == 0, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in (out / "labels").iterdir()) == sorted(
+        [f"{Path(p).stem}{n}.txt" for p in photos for n in ("", "_1")])
+    assert all((out / "labels" / f"{Path(p).stem}_1.txt").read_bytes() == b"" for p in photos)
+
+
+def test_save_txt_of_a_video_names_each_frame_as_its_json_line_and_drawing_options_reach_the_video(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
+        tmp_path: Path) -> None:
+    import av
+
+    from pvt_deploy import Model
+
+    code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "--vid-stride", "4",
+                       "--conf", "0.07", "--save-txt", "--line-width", "7", "--hide-labels", "-o", str(tmp_path))
+    assert code == 0, err
+    frames = [json.loads(line)["frame"] for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert frames == [0, 4, 8]
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == sorted(f"walk_{f}.txt" for f in frames)
+    with Model(det_export) as m:
+        results = list(m.predict(str(long_clip), stream=True, vid_stride=4, conf=0.07))
+    for r in results:
+        assert (tmp_path / "labels" / f"walk_{r.frame}.txt").read_text() == r.save_txt(tmp_path / "x.txt").read_text()
+    with av.open(str(tmp_path / "walk.mp4")) as container:
+        decoded = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert len(decoded) == 3 and any(len(r.shown_boxes()) for r in results)
+    for frame, r in zip(decoded, results, strict=True):
+        asked, default = r.plot(line_width=7, labels=False).astype(int), r.plot().astype(int)
+        if len(r.shown_boxes()):  # the pipeline thread's drawing is the one asked for, not the default
+            assert np.abs(frame - asked).mean() < np.abs(frame - default).mean() / 2
+
+
+def test_line_width_and_hide_labels_change_the_saved_picture_as_plot_draws_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    from pvt_deploy import Model
+
+    photo = tmp_path / "coffee.png"  # PNG: the saved picture is compared pixel for pixel
+    cv2.imwrite(str(photo), cv2.imread(str(sample_images()[1])))
+    drawn = {}
+    for name, flags in {"thin": ["--line-width", "1"], "thick": ["--line-width", "6"],
+                        "bare": ["--line-width", "6", "--hide-labels"], "noconf": ["--line-width", "6", "--hide-conf"]
+                        }.items():
+        code, _, err = run(monkeypatch, capsys, "infer", str(photo), "--model", str(det_export), "--conf", "0.07",
+                           *flags, "-o", str(tmp_path / name))
+        assert code == 0, err
+        drawn[name] = cv2.cvtColor(cv2.imread(str(tmp_path / name / "coffee.png")), cv2.COLOR_BGR2RGB)
+    with Model(det_export) as m:
+        (r,) = m.predict(str(photo), conf=0.07)
+    assert len(r.shown_boxes()) > 0
+    assert np.array_equal(drawn["thin"], r.plot(line_width=1)) and np.array_equal(drawn["thick"], r.plot(line_width=6))
+    assert np.array_equal(drawn["bare"], r.plot(line_width=6, labels=False))
+    assert np.array_equal(drawn["noconf"], r.plot(line_width=6, conf=False))
+    assert len({drawn[k].tobytes() for k in drawn}) == 4
+
+
+def test_save_txt_and_crop_where_the_task_has_none_and_line_width_0_are_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
+        tmp_path: Path) -> None:
+    seg, cls = cached_export(tmp_path_factory, "seg"), cached_export(tmp_path_factory, "cls")
+    photo = str(sample_images()[0])
+    for model, flag, said in ((seg, "--save-txt", "--save-txt writes YOLO labels of detections or classes; a segment "
+                               "model has none; its class maps are --save-mask's"),
+                              (seg, "--save-crop", "--save-crop cuts out detected boxes; a segment model has none"),
+                              (cls, "--save-crop", "--save-crop cuts out detected boxes; a classify model has none"),
+                              (cls, "--line-width=0", "--line-width must be an integer >= 1, got 0")):
+        code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", str(model), flag, "-o", str(tmp_path / "o"))
+        assert code == 2, err
+        assert_one_line_error(err, said)
+        assert not (tmp_path / "o").exists()
+    code, _, err = run(monkeypatch, capsys, "infer", photo, "--model", str(cls), "--save-txt", "-o", str(tmp_path / "c"))
+    assert code == 0, err
+    lines = (tmp_path / "c" / "labels" / f"{Path(photo).stem}.txt").read_text().splitlines()
+    probs = [float(line.split(" ", 1)[0]) for line in lines]
+    assert len(lines) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5

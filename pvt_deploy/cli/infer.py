@@ -4,7 +4,8 @@ Outputs go to ``-o DIR`` (default ``runs/infer/<model>``, then ``<model>2``, ``<
 run never overwrites another): annotated images under their own names, annotated H.264 ``.mp4`` per
 video or stream (source frame rate / ``--vid-stride``, source size), ``predictions.jsonl`` (one line
 per processed frame or image) and, for detection, ``predictions_coco.json``. JSON is on by default
-for videos and streams, off for images (``--save-json/--no-save-json`` decide). An annotated image,
+for videos and streams, off for images (``--save-json/--no-save-json`` decide); ``--save-txt`` YOLO label
+files under ``labels/`` and ``--save-crop`` box crops under ``crops/<class>/``. An annotated image,
 mask or video whose name is already taken in ``DIR`` (the input itself when ``-o`` is its folder)
 gets ``_1``, ``_2``...: no existing file is replaced.
 
@@ -30,7 +31,7 @@ import typer
 
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
-from pvt_deploy.utils import count_of
+from pvt_deploy.utils import count_of, whole_number
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -126,6 +127,24 @@ def infer(
     save_mask: Annotated[bool, typer.Option(
         "--save-mask", help="Segmentation: also write each image's class map as <name>_mask.png (uint8 class ids).",
         rich_help_panel=OUTPUT_PANEL)] = False,
+    save_txt: Annotated[bool, typer.Option(
+        "--save-txt", help="Write a YOLO label file per image or frame to labels/: a detector's drawn boxes (class cx cy w h, "
+        "normalised; empty: none), a classifier's top 5 (prob name).", rich_help_panel=OUTPUT_PANEL)] = False,
+    save_conf: Annotated[bool, typer.Option(
+        "--save-conf", help="Add each box's score to the label files (implies --save-txt).",
+        rich_help_panel=OUTPUT_PANEL)] = False,
+    save_crop: Annotated[bool, typer.Option(
+        "--save-crop", help="Detection: cut each drawn box from the original picture into crops/<class>/<name>.jpg.",
+        rich_help_panel=OUTPUT_PANEL)] = False,
+    line_width: Annotated[int | None, typer.Option(
+        help="Box line width in pixels (>= 1) of the annotated output (default: by picture size).",
+        show_default=False, rich_help_panel=OUTPUT_PANEL)] = None,
+    show_labels: Annotated[bool, typer.Option(
+        "--show-labels/--hide-labels", help="Draw each box's class name and score.",
+        rich_help_panel=OUTPUT_PANEL)] = True,
+    show_conf: Annotated[bool, typer.Option(
+        "--show-conf/--hide-conf", help="Draw each box's score after its class name.",
+        rich_help_panel=OUTPUT_PANEL)] = True,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Output folder (default runs/infer/<model>, incremented).", show_default=False,
         rich_help_panel=OUTPUT_PANEL)] = None,
@@ -153,16 +172,20 @@ def infer(
 
     from pvt_deploy.api import Model, check_weights
     from pvt_deploy.io.sources import counted_as
-    from pvt_deploy.tasks.pipeline import check_settings, check_writable, increment_dir
+    from pvt_deploy.tasks.pipeline import check_outputs, check_settings, check_writable, increment_dir
     from pvt_deploy.utils.files import make_folders, remove_made_folders
 
     console = _console()
     # Bad options, and outputs that cannot be written, fail first: before a model loads or a frame decodes.
     size = parse_imgsz(imgsz)
     check_settings(conf=conf, iou=iou, max_det=max_det, draw_conf=draw_conf)
+    if line_width is not None:
+        whole_number("--line-width", line_width)  # N >= 1, in one line (not Click's usage box)
     check_weights(weights, model, backend, cli=True)
     out_root = output if output is not None else Path("runs") / "infer"
-    if save or save_json:
+    save_txt = save_txt or save_conf
+    files = save_txt or save_crop  # written whatever --save says
+    if save or save_json or files:
         check_writable(out_root)
     # Files before the model: a missing one should not wait for it to load. A live feed (stream URL,
     # webcam) is connected once the model is loaded: what it sends meanwhile would queue up and
@@ -183,6 +206,7 @@ def infer(
         raise
     made: list[Path] = []  # the folders this run made for its default output folder (see below)
     try:
+        check_outputs(m.task, save_txt=save_txt, save_crop=save_crop)
         if batch is not None:  # a batch the graph cannot take fails before a stream is connected to
             m.predictor(imgsz=size).check_batch(batch)
         if src is None:
@@ -192,13 +216,13 @@ def infer(
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
-                                iou=iou, max_det=max_det, draw_conf=draw_conf):
+                                iou=iou, max_det=max_det, draw_conf=draw_conf, files=files):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
         if backend is None and m.backend.info.name == "torch" and m.backend.info.device == "cpu":
             console.print(f"[dim]{escape(_export_tip(model, m.name, weights))}[/]", soft_wrap=True)
         detect = m.task == "detect"  # the task of every detection filter (api.SETTING_TASKS)
         ids = parse_classes(classes, m.names) if detect else None
-        writes = save or json_on
+        writes = save or json_on or files
         # the default folder is made now, so that a run started at the same time takes the next one;
         # left empty (nothing read, an early error, Ctrl-C) it is removed below, and so are the runs/
         # and runs/infer/ this run made for it
@@ -208,7 +232,8 @@ def infer(
             made.append(save_dir)
         else:
             save_dir = output if output is not None else increment_dir(out_root / _safe(m.name))
-        viewer = _Viewer(console) if show else None
+        plot = {"line_width": line_width, "labels": show_labels, "conf": show_conf}
+        viewer = _Viewer(console, plot) if show else None
         noun = counted_as(kind)
         # "about": a length times a rate (mkv, webm), which a variable-rate clip can miss by half
         count = ("" if src.frames_exact else "about ") + count_of(src.frames, noun) if src.frames else ""
@@ -222,7 +247,8 @@ def infer(
                             max_det=max_det if detect else None, save=save, save_json=json_on,
                             save_mask=save_mask and save and m.task == "segment" and kind in ("image", "images"),
                             save_dir=save_dir if writes else None,
-                            save_audio=audio)
+                            save_audio=audio, save_txt=save_txt, save_conf=save_conf, save_crop=save_crop,
+                            line_width=line_width, show_labels=show_labels, show_conf=show_conf)
         try:
             _consume(results, src, console, viewer, kind)
         except KeyboardInterrupt:
@@ -287,9 +313,11 @@ def _console() -> Console:
 
 
 def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None, conf: float | None = None,
-             iou: float | None = None, max_det: int | None = None, draw_conf: float | None = None) -> list[str]:
+             iou: float | None = None, max_det: int | None = None, draw_conf: float | None = None,
+             files: bool = False) -> list[str]:
     """One-line warnings for options that cannot apply to this model or source (in the CLI's words;
-    those options are then not passed on, so the API does not warn again in its own)."""
+    those options are then not passed on, so the API does not warn again in its own). ``files``: label
+    files or crops are written, which hold the drawn boxes."""
     out = []
     if classes and classes.strip() and task != "detect":
         out.append(f"--classes filters detections; a {task} model has none: ignored")
@@ -302,7 +330,7 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
         out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "
                    "ignored")
     if draw_conf is not None and task == "detect":
-        if not save:
+        if not save and not files:
             out.append("--draw-conf sets the boxes drawn on the annotated output, which --no-save turns off: ignored")
         elif conf is not None and draw_conf < conf:
             out.append(f"--draw-conf {draw_conf:g} is below --conf {conf:g}, which keeps no box under it: boxes are "
@@ -387,8 +415,9 @@ class _Viewer:
     """``--show``: an OpenCV window when there is a display and a GUI build of OpenCV; otherwise
     one clear message and the run continues (headless servers, opencv-python-headless)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, plot: dict[str, Any] | None = None) -> None:
         self.enabled = False
+        self.plot = dict(plot or {})  # Result.plot's settings: those of the saved pictures
         reason = self._unavailable()
         if reason:
             console.print(f"[yellow]--show: {reason}; continuing without a window[/]")
@@ -412,7 +441,7 @@ class _Viewer:
             return
         import cv2
 
-        cv2.imshow("pvt-deploy", cv2.cvtColor(result.plot(), cv2.COLOR_RGB2BGR))
+        cv2.imshow("pvt-deploy", cv2.cvtColor(result.plot(**self.plot), cv2.COLOR_RGB2BGR))
         if cv2.waitKey(1) & 0xFF == ord("q"):
             raise KeyboardInterrupt
 
@@ -449,11 +478,18 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None,
         console.print(f"[yellow]source ended early: {escape(summary.source_error)}; the frames read were processed[/]")
     if save_dir is not None and summary.outputs:
         console.print(f"results saved to [bold]{escape(str(save_dir))}[/]", soft_wrap=True)
-        media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl"))]
+        # label files and crops (one a frame, or more) as a count per folder
+        folders = {name: os.path.join(str(save_dir), name) + os.sep for name in ("labels", "crops")}
+        counted = {name: sum(p.startswith(f) for p in summary.outputs) for name, f in folders.items()}
+        media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl"))
+                 and not any(p.startswith(f) for f in folders.values())]
         for path in media[:5]:
             console.print(f"  {escape(path)}", soft_wrap=True)
         if len(media) > 5:
             console.print(f"  ... and {len(media) - 5} more")
+        for name, n in counted.items():
+            if n:
+                console.print(f"  {escape(folders[name])} ({count_of(n, 'file')})", soft_wrap=True)
         for path in summary.outputs:
-            if path not in media:
+            if path.endswith((".json", ".jsonl")):
                 console.print(f"  {escape(path)}", soft_wrap=True)
