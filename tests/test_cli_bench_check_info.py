@@ -777,7 +777,6 @@ def _usage_error(err: str) -> str:
     (["infer", "--project", "runs/x"], "No such option: --project. Did you mean --output?"),
     (["infer", "--source", "clip.mp4"],
      "No such option: --source. Did you mean pvt-deploy infer clip.mp4 (source is an argument, not an option)?"),
-    (["infer", "--save-crop"], "No such option: --save-crop. No crops are written"),
     # Ultralytics' data=coco8.yaml: a dataset YAML is export's --calib and check's --images, not infer's
     (["infer", "source=clip.mp4", "data=coco8.yaml"], "Did you mean: pvt-deploy infer clip.mp4 (left out: "
      "data=coco8.yaml: The class names come with the model; a dataset YAML gives export --calib and check "
@@ -819,11 +818,15 @@ def _usage_error(err: str) -> str:
     (["export", "model=pvt_v2_b0", "format=engine", "half=True", "simplify=False", "imgsz=640", "device=0"],
      "Did you mean: pvt-deploy export --model pvt_v2_b0 --format engine --half --no-simplify --imgsz 640 "
      "(left out: device=0: The export traces on the CPU"),
-    (["infer", "source=clip.mp4", "model=m", "conf=0.3", "classes=[0,2]", "half=True", "line_width=2"],
+    (["infer", "source=clip.mp4", "model=m", "conf=0.3", "classes=[0,2]", "half=True", "augment=True"],
      "pvt-deploy takes options, not key=value arguments. Did you mean: pvt-deploy infer clip.mp4 --model m "
-     "--conf 0.3 --classes 0,2 --precision fp16 (left out: line_width=2: no such option)"),
+     "--conf 0.3 --classes 0,2 --precision fp16 (left out: augment=True: no such option)"),
+    # yolo predict's output options are infer's own (show_labels=False is --hide-labels)
+    (["infer", "source=a.jpg", "save_txt=True", "save_conf=True", "save_crop=True", "show_labels=False",
+      "show_conf=False", "line_width=2"],
+     "Did you mean: pvt-deploy infer a.jpg --save-txt --save-conf --save-crop --hide-labels --hide-conf --line-width 2$"),
     (["bench", "model=exports/x", "iterations=5"], "Did you mean: pvt-deploy bench --model exports/x --iters 5"),
-    # yolo's defaults written out: save_txt=False says nothing of --save-json, show=False is --show's default
+    # yolo's defaults written out: save_txt=False and show=False are --save-txt's and --show's defaults
     (["infer", "source=clip.mp4", "model=m", "save_txt=False", "show=False", "simplify=True"],
      "Did you mean: pvt-deploy infer clip.mp4 --model m (left out: simplify=True: no such option)$"),
     (["info", "model=exports/x"], "Did you mean: pvt-deploy info exports/x"),

@@ -49,10 +49,9 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--img": "--imgsz", "--img-size": "--imgsz", "--batch-size": "--batch", "--max-dets": "--max-det",
         "--project": _OUTPUT, "--name": _OUTPUT, "--save-dir": _OUTPUT, "--out-dir": _OUTPUT,
         "--show-dir": _OUTPUT, "--work-dir": _OUTPUT, "--output-file": _OUTPUT, "--exist-ok": _OUTPUT,
-        "--save-txt": "--save-json", "--save-conf": "--save-json", "--view-img": "--show",
+        "--view-img": "--show",
         "--nosave": "--no-save", "--checkpoint": "--weights", "--engine": "--model", "--onnx": "--model",
         "--json": "--save-json", "--images": "source", "--input": "source", "--img-dir": "source",
-        "--save-crop": "No crops are written: predictions.jsonl (--save-json) has every box to cut them from.",
         "--data": "The class names come with the model; a dataset YAML gives export --calib and check --images "
                   "their images; infer runs a split given as its folder: pvt-deploy infer DATASET/images/val.",
     },
