@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -1106,3 +1107,10 @@ def test_predict_writes_labels_and_crops_and_refuses_them_where_the_task_has_non
         with pytest.raises(InputError, match="save_crop cuts out detected boxes; a segment model has none"):
             seg.predict(picture, save_crop=True, save_dir=tmp_path / "seg")
     assert not (tmp_path / "seg").exists()
+
+
+def test_a_label_file_that_cannot_be_written_is_the_writers_one_line_error(det_model: Model, tmp_path: Path) -> None:
+    (tmp_path / "labels").write_text("a file where the labels folder goes")
+    with pytest.raises(InputError, match=f"^cannot write outputs to {re.escape(str(tmp_path))}: File exists$"):
+        det_model.predict(read_image(sample_image("coffee")), save_dir=tmp_path, save_txt=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels"]  # nothing else, nothing partial
