@@ -325,7 +325,8 @@ class Model:
             try:
                 outputs = writer.close(error) if writer is not None else []
                 self.last_summary = pipeline.summary(outputs,
-                                                     frames=writer.results_written if writer is not None else None)
+                                                     frames=writer.results_written if writer is not None else None,
+                                                     files_in=writer.files_in if writer is not None else None)
             finally:
                 # the error's traceback holds this frame: keeping the error here would make a cycle that
                 # holds the run (its source's pictures, the last result) until the cyclic GC runs

@@ -1114,3 +1114,30 @@ def test_a_label_file_that_cannot_be_written_is_the_writers_one_line_error(det_m
     with pytest.raises(InputError, match=f"^cannot write outputs to {re.escape(str(tmp_path))}: File exists$"):
         det_model.predict(read_image(sample_image("coffee")), save_dir=tmp_path, save_txt=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels"]  # nothing else, nothing partial
+
+
+def test_label_and_crop_files_of_a_long_stream_are_counted_per_folder_not_kept(tmp_path: Path) -> None:
+    """A stream labelled for days: the writer listed every label and crop file in its outputs, and its
+    name picker kept every name given out (~250 bytes a frame, hundreds of MB a day). Now the outputs name
+    labels/ and crops/ once, files_in counts their files, and the names given out are not kept."""
+    import pickle
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    frames = 60
+    writer = ResultWriter(tmp_path / "run", task="detect", names=["cat", "traffic light", "dog"], save=False,
+                          save_txt=True, save_crop=True)
+    with writer:
+        for i in range(frames):
+            r = _three_boxes(np.full((200, 300, 3), i, np.uint8), ["cat", "traffic light", "dog"])
+            r.path, r.frame = "cam.mp4", i
+            writer.write(r)
+            if i == 1:
+                held = len(pickle.dumps(writer._free_names.__dict__))  # what the name picker holds
+    labels, crops = tmp_path / "run" / "labels", tmp_path / "run" / "crops"
+    assert writer.outputs == [labels, crops]
+    assert writer.files_in == {labels: frames, crops: 2 * frames}  # 3 drawn boxes a frame, one outside it
+    assert len(list(labels.iterdir())) == frames and sum(1 for _ in crops.rglob("*.jpg")) == 2 * frames
+    assert sorted(p.name for p in (crops / "traffic_light").iterdir())[:3] == ["cam_0.jpg", "cam_0_1.jpg", "cam_1.jpg"]
+    now = len(pickle.dumps(writer._free_names.__dict__))
+    assert now == held, (held, now)  # the name picker holds no more after 60 frames than after 2

@@ -478,18 +478,14 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None,
         console.print(f"[yellow]source ended early: {escape(summary.source_error)}; the frames read were processed[/]")
     if save_dir is not None and summary.outputs:
         console.print(f"results saved to [bold]{escape(str(save_dir))}[/]", soft_wrap=True)
-        # label files and crops (one a frame, or more) as a count per folder
-        folders = {name: os.path.join(str(save_dir), name) + os.sep for name in ("labels", "crops")}
-        counted = {name: sum(p.startswith(f) for p in summary.outputs) for name, f in folders.items()}
-        media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl"))
-                 and not any(p.startswith(f) for f in folders.values())]
+        # label files and crops (one a frame, or more): their folders, with a count
+        media = [p for p in summary.outputs if not p.endswith((".json", ".jsonl")) and p not in summary.files_in]
         for path in media[:5]:
             console.print(f"  {escape(path)}", soft_wrap=True)
         if len(media) > 5:
             console.print(f"  ... and {len(media) - 5} more")
-        for name, n in counted.items():
-            if n:
-                console.print(f"  {escape(folders[name])} ({count_of(n, 'file')})", soft_wrap=True)
+        for folder, n in summary.files_in.items():
+            console.print(f"  {escape(folder + os.sep)} ({count_of(n, 'file')})", soft_wrap=True)
         for path in summary.outputs:
             if path.endswith((".json", ".jsonl")):
                 console.print(f"  {escape(path)}", soft_wrap=True)

@@ -1284,24 +1284,24 @@ def safe_name(text: str, default: str) -> str:
 
 class FreeNames:
     """:func:`free_path` for a run that writes many files into folders that grow (a label file per
-    video frame): the first name asked for in a folder gets the full check (the folder listed, a killed
-    run's temporary files removed); later ones only whether the name is given out already or exists,
-    falling back to the full check where it is, so a file is not listed again per name (quadratic in
-    the frames of an hour of video). A run that starts writing the same name in the same folder at the
-    same moment is the one case the full check sees and this one does not."""
+    video frame), each file written before the next name is asked for: the first name asked for in a
+    folder gets the full check (the folder listed, a killed run's temporary files removed); later ones
+    only whether the name exists, falling back to the full check where it does, so a folder is not
+    listed again per name (quadratic in the frames of an hour of video), and the names given out are
+    not kept (the files on disk say them: a stream labelled for days would keep millions). A run that
+    starts writing the same name in the same folder at the same moment is the one case the full check
+    sees and this one does not."""
 
     def __init__(self) -> None:
-        self._taken: dict[Path, set[str]] = {}
+        self._checked: set[Path] = set()  # folders listed once
 
     def __call__(self, directory: str | os.PathLike[str], stem: str, suffix: str) -> Path:
         folder = Path(directory)
-        taken = self._taken.get(folder)
-        if taken is None:
-            taken = self._taken[folder] = set()
-        elif (name := f"{stem}{suffix}") not in taken and not os.path.lexists(folder / name):
-            taken.add(name)
+        name = f"{stem}{suffix}"
+        if folder in self._checked and not os.path.lexists(folder / name):
             return folder / name
-        return free_path(folder, stem, suffix, taken)
+        self._checked.add(folder)
+        return free_path(folder, stem, suffix, set())
 
 
 class ImageWriter:

@@ -174,6 +174,9 @@ class RunSummary:
     source_error: str | None = None
     interrupted: bool = False
     outputs: list[str] = field(default_factory=list)
+    #: the folders of ``outputs`` that get a file per picture or frame (``labels``, ``crops``) -> files written
+    #: there: a stream labelled for days would list millions of paths, and they would stay in memory
+    files_in: dict[str, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -190,7 +193,8 @@ class RunSummary:
                 "model_fps": round(model_fps, 3) if model_fps else None,
                 "pipeline_efficiency": round(self.fps / model_fps, 3) if model_fps else None,
                 "stages": self.stages, "skipped": self.skipped, "dropped": self.dropped,
-                "source_error": self.source_error, "interrupted": self.interrupted, "outputs": self.outputs}
+                "source_error": self.source_error, "interrupted": self.interrupted, "outputs": self.outputs,
+                "files_in": self.files_in}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -471,16 +475,19 @@ class Pipeline:
         self._used = True
         return self._run()
 
-    def summary(self, outputs: Sequence[str | os.PathLike[str]] = (), frames: int | None = None) -> RunSummary:
+    def summary(self, outputs: Sequence[str | os.PathLike[str]] = (), frames: int | None = None,
+                files_in: Mapping[Path, int] | None = None) -> RunSummary:
         """The run so far. ``frames``: the count to report instead of the results handed out (those a
-        writer completed: a Ctrl-C inside a write stops one result short of the outputs)."""
+        writer completed: a Ctrl-C inside a write stops one result short of the outputs); ``files_in``:
+        files written into each folder ``outputs`` names (:attr:`ResultWriter.files_in`)."""
         end = self._t1 if self._t1 is not None else time.perf_counter()
         seconds = end - self._t0 if self._t0 is not None else 0.0
         return RunSummary(frames=self.frames_done if frames is None else frames, seconds=seconds, stages=self.times.to_json(),
                           skipped=int(getattr(self.source, "skipped", 0) or 0),
                           dropped=int(getattr(self.source, "dropped", 0) or 0),
                           source_error=getattr(self.source, "error", None), interrupted=self.interrupted,
-                          outputs=[str(p) for p in outputs])
+                          outputs=[str(p) for p in outputs],
+                          files_in={str(k): n for k, n in (files_in or {}).items()})
 
     # -- driver -------------------------------------------------------------------------------------
     def _run(self) -> Iterator[Result]:
@@ -839,7 +846,8 @@ class ResultWriter:
     * ``save_txt``: a YOLO label file per image or frame, ``labels/<name>.txt`` (a frame's
       ``<name>_<frame>.txt``, the frame number of its JSON line; :meth:`Result.save_txt`; ``save_conf``:
       with scores); ``save_crop``: each drawn box cut from the original picture,
-      ``crops/<class>/<name>.jpg`` (:meth:`Result.save_crop`).
+      ``crops/<class>/<name>.jpg`` (:meth:`Result.save_crop`). ``outputs`` names those two folders, not
+      each file (a stream labelled for days makes millions), and :attr:`files_in` counts the files in each.
 
     ``plot``: the settings of :meth:`Result.plot` (``line_width``, ``labels``, ``conf``) the annotated
     images and videos are drawn with.
@@ -873,6 +881,7 @@ class ResultWriter:
         self.save_crop = save_crop
         self.plot: dict[str, Any] = dict(plot or {})
         self._free_names = FreeNames()  # labels/ and crops/<class>/: a name per frame, no listing per name
+        self.files_in: dict[Path, int] = {}  # labels/ and crops/ (in outputs) -> files written there
         self.fps = fps
         self.vid_stride = max(1, vid_stride)
         self.codec = codec
@@ -926,10 +935,12 @@ class ResultWriter:
             if self.save_txt or self.save_crop:
                 stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
                 if self.save_txt:
-                    path = self._free_names(self.save_dir / "labels", stem, ".txt")
-                    self.outputs.append(result.save_txt(path, self.save_conf))
+                    labels = self.save_dir / "labels"
+                    result.save_txt(self._free_names(labels, stem, ".txt"), self.save_conf)
+                    self._count(labels, 1)
                 if self.save_crop:
-                    self.outputs.extend(result.save_crop(self.save_dir / "crops", stem + ".jpg", namer=self._free_names))
+                    crops = self.save_dir / "crops"
+                    self._count(crops, len(result.save_crop(crops, stem + ".jpg", namer=self._free_names)))
             if self._jsonl is not None:
                 self._jsonl.write(result.to_dict())
             if self._coco is not None and result.boxes is not None:
@@ -938,6 +949,13 @@ class ResultWriter:
             self._failed = True
             raise output_error(self.save_dir, e) from None
         self._results += 1
+
+    def _count(self, folder: Path, files: int) -> None:
+        if files:
+            if folder not in self.files_in:
+                self.files_in[folder] = 0
+                self.outputs.append(folder)
+            self.files_in[folder] += files
 
     @property
     def results_written(self) -> int:
