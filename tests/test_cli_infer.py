@@ -685,7 +685,9 @@ def _sigterm_after(python_args: list[str], clip: Path, model: Path, out: Path, *
 
     proc = subprocess.Popen([sys.executable, *python_args, "infer", str(clip), "--model", str(model), "--batch", "1",
                              "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+                            # faulthandler: a child that crashes (one SIGSEGV in CI, not reproduced in 15 runs
+                            # since) prints every thread's stack into the stderr the assertions show
+                            env={**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"})
     try:
         part = out / "predictions.jsonl.part"
         deadline = time.monotonic() + 120
