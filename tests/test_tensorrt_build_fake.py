@@ -100,6 +100,10 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
         def __init__(self) -> None:
             pass
 
+    class IProfiler:  # IExecutionContext.profiler: report_layer_time(layer_name, ms) per layer per enqueue
+        def __init__(self) -> None:
+            pass
+
     flag_names = ["VERSION_COMPATIBLE", "TF32"] + (["FP16", "INT8"] if weak_flags else [])  # TF32: 10 and 11
     BuilderFlag = enum.IntEnum("BuilderFlag", flag_names)  # noqa: N806
     # NetworkDefinitionCreationFlag as NvInfer.h numbers it: TensorRT 10 kEXPLICIT_BATCH = 0 (ignored),
@@ -283,6 +287,8 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
 
     ILogger.Severity = Severity  # type: ignore[attr-defined]
     trt.ILogger, trt.Logger, trt.IProgressMonitor = ILogger, ILogger, IProgressMonitor  # type: ignore[attr-defined]
+    trt.IProfiler = IProfiler  # type: ignore[attr-defined]
+    trt.LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"], start=0)  # type: ignore[attr-defined]
     if not progress:
         del trt.IProgressMonitor
     trt.BuilderFlag, trt.NetworkDefinitionCreationFlag = BuilderFlag, NDCF  # type: ignore[attr-defined]
@@ -722,11 +728,13 @@ def test_fake_backend_device_is_one_line_before_cuda_is_touched(use_fake: Any, m
         assert rt_mod._cuda_device(device) == torch.device("cuda", 0)
 
 
-def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
+def fake_engine(out_dtype: str, on_call: Any = None, layers: Any = (), inspected: Any = None) -> Any:
     """A fake ICudaEngine, images (N,3,H,W) float32 -> logits (N,8) of ``out_dtype`` (a DataType name),
     whose context computes logits[i, k] = images[i].mean() + k from the memory at the addresses bound
     to it, as TensorRT reads and writes the buffers it is given (by address, nothing else).
-    ``on_call("shape" | "execute")`` is told of each context call as it starts."""
+    ``on_call("shape" | "execute")`` is told of each context call as it starts. Each execute reports
+    ``layers`` (``(name, ms)``) to the context's ``profiler`` where one is set; the engine inspector's
+    JSON has ``inspected`` as its ``"Layers"`` (an exception: raised by the inspector)."""
     import ctypes
 
     names = ("images", "logits")
@@ -736,6 +744,7 @@ def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
         def __init__(self) -> None:
             self.shape: tuple[int, ...] = ()
             self.address: dict[str, int] = {}
+            self.profiler: Any = None
 
         def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
             if on_call is not None:
@@ -765,7 +774,19 @@ def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
                                 {"HALF": np.float16, "BF16": np.uint16, "FLOAT": np.float32}[out_dtype])
             out[:] = ((logits.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16) if out_dtype == "BF16"
                       else logits.astype(out.dtype)).ravel()
+            for name, ms in layers if self.profiler is not None else ():
+                self.profiler.report_layer_time(name, ms)
             return True
+
+    class Inspector:
+        execution_context: Any = None
+
+        def get_engine_information(self, fmt: Any) -> str:
+            assert fmt.name == "JSON"
+            if isinstance(inspected, Exception):
+                raise inspected
+            return json.dumps({"Layers": inspected if inspected is not None else [n for n, _ in layers],
+                               "Bindings": list(names)})
 
     class Engine:
         num_io_tensors = 2
@@ -787,6 +808,9 @@ def fake_engine(out_dtype: str, on_call: Any = None) -> Any:
 
         def create_execution_context(self) -> Context:
             return Context()
+
+        def create_engine_inspector(self) -> Inspector:
+            return Inspector()
 
     return Engine()
 
@@ -934,6 +958,37 @@ def test_fake_backend_closed_is_an_input_error_as_every_backend_says(use_fake: A
         backend.infer({"images": images})
     with pytest.raises(InputError, match="^this TensorRTBackend is closed$"):
         backend.infer_torch({"images": torch.from_numpy(images)})
+
+
+_LAYERS = [("conv1 + relu1", 0.5), ("{ForeignNode[/blocks.0/attn/MatMul.../blocks.3/Add]}", 2.0), ("conv2", 0.25),
+           ("Reformatting CopyNode for Input Tensor 0 to conv1 + relu1", 0.05)]
+
+
+@pytest.mark.parametrize("inspected", [
+    [{"Name": "conv1 + relu1", "LayerType": "CaskConvolution"}, {"Name": "conv2", "LayerType": "CaskConvolution"},
+     {"Name": _LAYERS[1][0], "LayerType": "Myelin"}],  # built with detailed profiling verbosity: layer types
+    None,  # the default verbosity: names only
+    RuntimeError("no inspector"),
+])
+def test_fake_profile_is_the_layer_times_tensorrt_reports(use_fake: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, inspected: Any) -> None:
+    """``bench --profile`` on an engine: an IProfiler on the execution context for the profiled calls (not the
+    untimed one before them), taken off after; each layer's reported ms summed and given per call, grouped by
+    the layer type where the engine inspector gives it, else each layer by its name."""
+    engine = fake_engine("FLOAT", layers=_LAYERS, inspected=inspected)
+    backend = fake_backend(use_fake, monkeypatch, tmp_path / "art", engine)
+    profile = backend.profile({"images": constant_images(1, 64)}, 3)
+    assert backend._context.profiler is None
+    total = sum(ms for _, ms in _LAYERS)
+    if isinstance(inspected, list):
+        want = [("Myelin", 1, 2.0), ("CaskConvolution", 2, 0.75), (_LAYERS[3][0], 1, 0.05)]
+    else:
+        want = [(name, 1, ms) for name, ms in sorted(_LAYERS, key=lambda x: -x[1])]
+    assert profile["calls"] == 3 and profile["total_ms"] == pytest.approx(total)
+    assert [(op["op"], op["nodes"], op["ms"]) for op in profile["ops"]] == want
+    assert [op["share"] for op in profile["ops"]] == pytest.approx([ms / total for _, _, ms in want])
+    assert backend.infer({"images": constant_images(1, 64)})["logits"].shape == (1, 8)  # still runs, unprofiled
+    backend.close()
 
 
 def test_doctor_tensorrt_row_says_whether_tensorrt_can_start(use_fake: Any) -> None:

@@ -9,12 +9,14 @@ Contract (all backends):
   * ``infer(feed)``: ``feed`` maps input names to numpy arrays (C-contiguous, dtype as in the spec);
     returns a dict mapping every output name to a numpy array on the host.
   * ``close()`` frees sessions, engines and device memory; backends are context managers.
+  * ``profile(feed, calls)``: where a call's time goes, per operator type (``bench --profile``), from
+    a run of its own; a backend that cannot say raises, saying why.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +110,35 @@ def feed_array(feed: object, name: str) -> np.ndarray:
     return array
 
 
+def operator_profile(records: Iterable[tuple[str, str | None, float, str | None]], calls: int) -> dict[str, Any]:
+    """What :meth:`Backend.profile` returns, from ``(op, node, ms, provider)`` records of ``calls`` profiled
+    calls, one per run of a node (``node`` its name, or None where nodes have none, as PyTorch's operators):
+    ``{"calls", "total_ms", "ops"}``, ``total_ms`` the operators' time per call and ``ops`` one entry per
+    operator type and provider, slowest first: ``op``, ``nodes`` (distinct nodes of the type, or runs per
+    call of unnamed ones), ``ms`` per call, ``share`` of ``total_ms`` (the shares add up to 1), and
+    ``provider`` where the records name one."""
+    times: dict[tuple[str, str | None], float] = {}
+    names: dict[tuple[str, str | None], set[str]] = {}
+    unnamed: dict[tuple[str, str | None], int] = {}
+    for op, node, ms, provider in records:
+        key = (op, provider)
+        times[key] = times.get(key, 0.0) + float(ms)
+        if node is None:
+            unnamed[key] = unnamed.get(key, 0) + 1
+        else:
+            names.setdefault(key, set()).add(node)
+    total = sum(times.values())
+    ops = []
+    for key, ms in sorted(times.items(), key=lambda kv: (-kv[1], kv[0][0])):
+        nodes = len(names.get(key, ())) + round(unnamed.get(key, 0) / calls)
+        entry: dict[str, Any] = {"op": key[0], "nodes": nodes, "ms": round(ms / calls, 4),
+                                 "share": ms / total if total > 0 else 0.0}
+        if key[1] is not None:
+            entry["provider"] = key[1]
+        ops.append(entry)
+    return {"calls": calls, "total_ms": round(total / calls, 4), "ops": ops}
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -189,6 +220,15 @@ class Backend(abc.ABC):
     def warmup(self, feed: Mapping[str, np.ndarray], iters: int = 1) -> None:
         for _ in range(iters):
             self.infer(feed)
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int = 10) -> dict[str, Any]:
+        """Where the time of ``infer(feed)`` goes, per operator type: one untimed call, then ``calls``
+        profiled ones (:func:`operator_profile`'s dict). Profiling slows a run, so this is a run of its
+        own, apart from any that is timed (``bench --profile``, as trtexec's ``--separateProfileRun``).
+        This default: the backend cannot say (a :class:`~pvt_deploy.errors.BackendUnavailableError`)."""
+        from pvt_deploy.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"the {self.info.name} backend cannot time its operators")
 
     def __enter__(self) -> Backend:
         return self

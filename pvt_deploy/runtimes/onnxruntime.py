@@ -76,6 +76,7 @@ Session choices and why:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -98,6 +99,7 @@ from pvt_deploy.runtimes.base import (
     flag,
     no_such_gpu,
     one_line,
+    operator_profile,
     thread_count,
 )
 from pvt_deploy.runtimes.torch import physical_cores
@@ -468,6 +470,8 @@ class OnnxRuntimeBackend(Backend):
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
         self._load = (str(load_path), list(providers), spin)  # what the shard session loads
+        # the main session's settings, for a session of the same graph that profiles (profile())
+        self._settings = (intra, int(inter_op_threads or cores), spin, affinities)
         self._shards = options.intra_op_num_threads if shard and cpu_only else 1
         if self._shards > 1 and not self._batch_major():
             self._shards = 1
@@ -682,6 +686,57 @@ class OnnxRuntimeBackend(Backend):
         self._session.run_with_iobinding(binding)
         outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
         return outputs
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int = 10) -> dict[str, Any]:
+        """Time per operator type and execution provider (see :meth:`Backend.profile`), from ONNX Runtime's
+        own profiler: a second session of the graph this backend runs (the cached CPU copy where it runs
+        that), with its providers and settings and profiling on, runs ``feed`` once untimed and ``calls``
+        times; its trace (``cat == "Node"`` events named ``*_kernel_time``: ``args.op_name``,
+        ``args.provider``, ``dur`` in µs) is read from a temporary folder, which is then removed. A batch
+        runs as one call, not in shards. On a GPU provider a node's time is what ONNX Runtime records
+        for it."""
+        import json
+        import shutil
+        import tempfile
+
+        if self._session is None:
+            raise InputError("this OnnxRuntimeBackend is closed")
+        arrays = self._prepare_feed(feed)
+        path, providers, _ = self._load
+        options = session_options(self._ort, *self._settings)
+        folder = tempfile.mkdtemp(prefix="pvt-deploy-profile-")
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(folder, "ort")
+        session: Any = None
+        ended = False
+        try:
+            session = self._ort.InferenceSession(path, sess_options=options, providers=providers)
+            for _ in range(calls + 1):
+                session.run(self._output_names, arrays)
+            trace = session.end_profiling()
+            ended = True
+            with open(trace, encoding="utf-8") as f:
+                events = json.load(f)
+        except Exception as e:
+            raise PvtDeployError(f"{self.path.name}: ONNX Runtime's profiler failed: {_one_line(e)}") from e
+        finally:
+            if session is not None and not ended:  # else its trace would be written as the session goes
+                with contextlib.suppress(Exception):
+                    session.end_profiling()
+            session = None
+            shutil.rmtree(folder, ignore_errors=True)
+        runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                      key=lambda e: e["ts"])
+        if len(runs) != calls + 1:
+            raise PvtDeployError(f"{self.path.name}: ONNX Runtime's profile holds {len(runs)} runs, not the "
+                                 f"{calls + 1} made")
+        start = runs[0]["ts"] + runs[0]["dur"]  # the untimed call's nodes are left out
+        nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+                 and e.get("ts", 0) >= start]
+        if not nodes:
+            raise PvtDeployError(f"{self.path.name}: ONNX Runtime's profile holds no operator times")
+        return operator_profile(((str(e["args"].get("op_name", "?")), str(e["name"]).removesuffix("_kernel_time"),
+                                  float(e["dur"]) / 1000, e["args"].get("provider")) for e in nodes), calls)
 
     def metadata(self) -> dict[str, str]:
         """The graph's ``metadata_props`` (where a lone ``.onnx`` keeps its pvt-deploy manifest)."""

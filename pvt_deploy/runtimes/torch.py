@@ -37,6 +37,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +56,7 @@ from pvt_deploy.runtimes.base import (
     feed_array,
     no_such_gpu,
     one_line,
+    operator_profile,
     thread_count,
 )
 
@@ -174,6 +178,38 @@ def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
             _helper = ThreadPoolExecutor(1, thread_name_prefix="pvt-deploy-after-fork")
         helper = _helper
     return helper.submit(fn, *args, **kwargs).result()
+
+
+# what PyTorch's profiler (Kineto) prints on stderr as it starts and stops, whatever the log level:
+# "USDT:2026-12-06 17:00:35 4839:4839 SyncActivityProfilerHandler.cpp:52] profiler_start"
+_KINETO_NOTE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\] ")
+
+
+@contextlib.contextmanager
+def _kineto_notes_hidden() -> Iterator[None]:
+    """Inside, what is written to the process's stderr (file descriptor 2) is held back, and written
+    after the block without :data:`_KINETO_NOTE`'s lines: ``bench --profile`` printed them through its
+    progress line. Where descriptor 2 cannot be copied, nothing is held back."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        saved = None
+    if saved is None:
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            rest = "".join(line for line in lines if not _KINETO_NOTE.match(line))
+            if rest:
+                sys.stderr.write(rest)
 
 
 def physical_cores() -> int:
@@ -428,6 +464,33 @@ class TorchBackend(Backend):
                 t = t.float()
             result[name] = t.detach().cpu().numpy()
         return result
+
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int = 10) -> dict[str, Any]:
+        """Time per ATen operator (see :meth:`Backend.profile`), from ``torch.profiler``: one untimed call, then
+        ``calls`` profiled ones; each operator's *self* time (its children's left out, so that ``aten::linear``
+        and the ``aten::addmm`` under it are not counted twice): CPU time on the CPU, the time of the CUDA
+        kernels it launched on a GPU."""
+        from torch.profiler import DeviceType, ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        self.infer(feed)
+        on_gpu = self._device.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+        with _kineto_notes_hidden(), profiler(activities=activities) as prof:
+            for _ in range(calls):
+                self.infer(feed)
+        records = []
+        for event in prof.events():
+            if event.device_type != DeviceType.CPU:  # a kernel: counted in the self time of the operator that launched it
+                continue
+            # self_device_time_total since PyTorch 2.4, self_cuda_time_total before
+            us = float((getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+                        if on_gpu else event.self_cpu_time_total) or 0)
+            if us > 0:
+                records.append((str(event.name), None, us / 1000, None))
+        if not records:
+            raise PvtDeployError("torch.profiler recorded no operator times")
+        return operator_profile(records, calls)
 
     def close(self) -> None:
         if self._module is None:

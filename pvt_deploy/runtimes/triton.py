@@ -467,6 +467,12 @@ class TritonBackend(Backend):
         parts = [self._infer_once({k: v[i:i + step] for k, v in arrays.items()}) for i in range(0, n, step)]
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
 
+    def profile(self, feed: Mapping[str, np.ndarray], calls: int = 10) -> dict[str, Any]:
+        """The model runs on the server, whose runtime alone sees its operators (:meth:`Backend.profile`)."""
+        raise BackendUnavailableError(
+            "the Triton server runs the model, so its times are the server's own metrics (its :8002/metrics); "
+            "to see its operators, bench the model's file here with --profile")
+
     def _after_fork_in_child(self) -> None:
         """A forked child has none of its parent's threads: the HTTP thread, whose gevent hub the
         clients run on, stayed in the parent, and every call waited for it for ever. The child gets a
