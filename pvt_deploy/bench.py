@@ -12,6 +12,10 @@ realistic score maps), ``warmup`` untimed runs, then ``iters`` timed runs of pre
 Latency percentiles are of the inference call; the stage split is the mean of each stage.
 Memory is the peak resident set size above the level before the backend was loaded (sampled every
 5 ms in a thread), plus ``torch.cuda.max_memory_allocated`` on CUDA.
+
+With ``profile``, each backend that ran then has a run of its own that times its operators
+(:meth:`~pvt_deploy.runtimes.base.Backend.profile`, as trtexec's ``--dumpProfile --separateProfileRun``):
+profiling slows a run, so the latency and memory figures are those of the unprofiled runs before it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +40,9 @@ from pvt_deploy.errors import (
     PvtDeployError,
     renamed,
 )
+
+if TYPE_CHECKING:
+    from pvt_deploy.runtimes.base import Backend
 
 __all__ = ["BENCH_BACKENDS", "benchmark", "cross_check", "parse_backends"]
 
@@ -119,6 +126,12 @@ class PeakRSS:
             self.peak = max(self.peak, rss_bytes())
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the sampling here (what the block does after this is not counted); once."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -194,14 +207,15 @@ def host_info() -> dict[str, Any]:
 
 def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Sequence[str] | None = None,
               imgsz: int | Sequence[int] | None = None, batch: int = 1, warmup: int = 3, iters: int = 20,
-              device: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+              device: str | None = None, progress: Progress | None = None, profile: bool = False) -> dict[str, Any]:
     """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
 
     Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "results": [...]}``;
     each result has ``backend``, ``status`` (``ok``/``skipped``/``failed``), and when ok
     ``latency_ms`` (p50/p90/p99...), ``throughput_fps`` (batch x 1000 / mean ms), ``stages_ms`` (preprocess/inference/postprocess
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
-    are ``skipped`` with the ``reason``.
+    are ``skipped`` with the ``reason``. With ``profile`` each ``ok`` row has a ``profile``: its operators
+    timed in a run of their own after the timed ones (:func:`_profile`), or why they could not be.
     """
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
@@ -226,7 +240,8 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     for label in labels:
         if progress is not None:
             progress(label)
-        row = _bench_one(label, given, size, batch, warmup, iters, device, report, own_precision=own is not None)
+        row = _bench_one(label, given, size, batch, warmup, iters, device, report, own_precision=own is not None,
+                         profile=profile)
         if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
             row["exit_code"] = None
         report["results"].append(row)
@@ -338,9 +353,11 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
 
 
 def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
-               device: str | None, report: dict[str, Any], *, own_precision: bool = False) -> dict[str, Any]:
+               device: str | None, report: dict[str, Any], *, own_precision: bool = False,
+               profile: bool = False) -> dict[str, Any]:
     """One row. ``own_precision``: load ``target`` (a lone file) at the precision it holds, the row then
-    labelled by it (``onnx-int8`` for a ``model.int8.onnx``)."""
+    labelled by it (``onnx-int8`` for a ``model.int8.onnx``). ``profile``: then time the backend's
+    operators (:func:`_profile`), after the memory is measured."""
     from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
 
@@ -350,6 +367,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
     row: dict[str, Any] = {"backend": label, "status": "skipped"}
     cuda = _cuda_reset(device)
     gpu_mb = None
+    operators = None
     try:
         with PeakRSS() as mem:
             t0 = time.perf_counter()
@@ -378,6 +396,9 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                     inf.append(1000 * (t2 - t1))
                     post.append(1000 * (t3 - t2))
                 gpu_mb = _cuda_peak(backend.info, cuda)  # before close(): what the backend holds counts
+                if profile:
+                    mem.stop()
+                    operators = _profile(backend, feed, min(iters, PROFILE_CALLS))
             finally:
                 info = backend.info
                 backend.close()
@@ -404,7 +425,26 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
         memory_mb={"rss_peak_delta": round(mem.delta_mb, 1), "cuda_peak": gpu_mb},
         random_weights=bool((manifest.get("weights") or {}).get("random_init")),
     )
+    if operators is not None:
+        row["profile"] = operators
     return row
+
+
+PROFILE_CALLS = 10  # the most calls a profile times (fewer where --iters is less)
+
+
+def _profile(backend: Backend, feed: Mapping[str, np.ndarray], calls: int) -> dict[str, Any]:
+    """The backend's operator times (:meth:`~pvt_deploy.runtimes.base.Backend.profile`), or, where it cannot
+    give them or fails, ``{"calls": 0, "total_ms": None, "ops": [], "error": why}``: the row's timings
+    stand either way."""
+    from pvt_deploy.runtimes.base import one_line
+
+    try:
+        return dict(backend.profile(feed, calls))
+    except Exception as e:  # a profile that fails must not cost the row its timings
+        log.debug("profile of %s failed", backend.info.name, exc_info=True)
+        why = str(e) if isinstance(e, PvtDeployError) else f"{type(e).__name__}: {one_line(e)}"
+        return {"calls": 0, "total_ms": None, "ops": [], "error": why}
 
 
 class _BenchFrame:

@@ -35,12 +35,19 @@ def bench(
     iters: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 20,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: GPU when usable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Then time each backend's operators, in a run of their own (min(iters, 10) calls; "
+        "profiling slows a run, so the latency table is of the unprofiled runs): a table per backend.")] = False,
+    top: Annotated[int, typer.Option(
+        min=1, help="Operator types a --profile table lists, the rest summed as 'other' (--json has them all).")] = 12,
 ) -> None:
     """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend.
 
     Examples:
 
       pvt-deploy bench --model exports/pvt_small --backends torch,onnx,onnx-int8 --iters 20
+
+      pvt-deploy bench --model exports/pvt_small/model.engine --profile
     """
     from rich.console import Console
 
@@ -51,11 +58,12 @@ def bench(
     size = parse_imgsz(imgsz)
     with err.status("benchmarking") as status:
         report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
-                           device=device, progress=lambda label: status.update(f"benchmarking {label}"))
+                           device=device, progress=lambda label: status.update(f"benchmarking {label}"),
+                           profile=profile)
     if as_json:
         typer.echo(json_dumps(report, indent=2))
     else:
-        render(report, Console(highlight=False))
+        render(report, Console(highlight=False), top=top)
     if not any(row["status"] == "ok" for row in report["results"]):
         from pvt_deploy.bench import nothing_ran
 
@@ -71,9 +79,10 @@ def short_device(device: str) -> str:
     return _DEVICES.get(device, device)
 
 
-def render(report: dict[str, Any], console: Any) -> None:
+def render(report: dict[str, Any], console: Any, *, top: int = 12) -> None:
     """The benchmark table (one row per backend; skipped ones with their reason), 80 columns wide for
-    every backend name, so no figure is split or cut on a common terminal or in a log."""
+    every backend name, so no figure is split or cut on a common terminal or in a log; then, where the
+    rows have a ``profile``, a table of each one's operators (:func:`render_profile`)."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table
@@ -112,3 +121,52 @@ def render(report: dict[str, Any], console: Any) -> None:
         console.print("[yellow]random weights: timings are valid, outputs are not[/]")
     for note in notes:
         console.print(escape(note), style="dim")
+    profiled = [row for row in report["results"] if row["status"] == "ok" and "profile" in row]
+    for row in profiled:
+        render_profile(row["backend"], row["profile"], console, top=top)
+    if any(row["profile"]["ops"] for row in profiled):
+        console.print("ms = each operator type's time per call in a profiled run of its own, after the timed "
+                      "ones (whose figures are above); share = of all the operators' time; nodes = of that "
+                      "type (PyTorch: runs per call)")
+
+
+_OP_WIDTH = 40  # an operator's name in a profile table, so that the table keeps within 80 columns
+
+
+def _op_name(name: str) -> str:
+    """A layer or operator name cut to :data:`_OP_WIDTH` in the middle (TensorRT's fused layers are named
+    after all they hold; their ends tell them apart)."""
+    if len(name) <= _OP_WIDTH:
+        return name
+    head = (_OP_WIDTH - 1) // 2
+    return name[:head] + "…" + name[-(_OP_WIDTH - 1 - head):]
+
+
+def render_profile(backend: str, profile: dict[str, Any], console: Any, *, top: int = 12) -> None:
+    """One backend's operator table: its ``top`` slowest operator types (the rest as one 'other' row), their
+    nodes, ms per call, share and provider; or the one line saying why there is none."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    if profile.get("error") or not profile.get("ops"):
+        console.print(escape(f"{backend} profile: {profile.get('error') or 'no operator times'}"), style="dim")
+        return
+    ops = profile["ops"]
+    providers = any(op.get("provider") for op in ops)
+    calls = profile["calls"]
+    title = f"{backend}: {profile['total_ms']:.2f} ms of operators per call, {calls} profiled call{'s' if calls != 1 else ''}"
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    for col in ("op", "nodes", "ms", "share") + (("provider",) if providers else ()):
+        table.add_column(col, justify="left" if col in ("op", "provider") else "right", overflow="fold")
+    shown, rest = ops[:top], ops[top:]
+    for op in shown:
+        table.add_row(escape(_op_name(str(op["op"]))), str(op["nodes"]), f"{op['ms']:.3f}", f"{op['share']:.1%}",
+                      *((short_device(str(op.get("provider") or "")),) if providers else ()))
+    if rest:
+        table.add_row(f"other ({len(rest)} type{'s' if len(rest) != 1 else ''})", str(sum(op["nodes"] for op in rest)),
+                      f"{sum(op['ms'] for op in rest):.3f}", f"{sum(op['share'] for op in rest):.1%}",
+                      *(("",) if providers else ()))
+    console.print()
+    console.print(escape(title))
+    print_table(console, table)

@@ -86,6 +86,8 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "--shape": "--imgsz", "--backend": "--backends", "--precision": _BY_BACKENDS.format(", torch-fp16"), "--output": _TO_JSON,
         "-o": _TO_JSON,
         "--shapes": "Give the input shape as --imgsz H,W and --batch N.", "--batch-size": "--batch",
+        "--dumpProfile": "--profile", "--exportProfile": "--profile --json",
+        "--separateProfileRun": "Profiling (--profile) is always a run of its own, after the timed runs.",
     },
     "val": {
         "--data": "data", "--ann-file": "data", "--annotations": "data", "--img-dir": "--images",
