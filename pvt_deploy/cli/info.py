@@ -26,18 +26,23 @@ def info(
     device: Annotated[str | None, typer.Option(help="Say what runs on this device: cpu, cuda, cuda:N (default: "
                                                "GPU when usable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    graph: Annotated[bool, typer.Option("--graph", help="Also show what is inside each graph: opsets, "
+                                        "initializers, operators and the type each computes in, what INT8 "
+                                        "quantized; an engine's layers.")] = False,
 ) -> None:
     """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, parity and backends.
 
     Examples:
 
       pvt-deploy info exports/pvt_small --json
+
+      pvt-deploy info exports/pvt_small --graph
     """
     from rich.console import Console
 
     from pvt_deploy.runtimes.loader import describe_artifact
 
-    facts = describe_artifact(artifact, device=device)
+    facts = describe_artifact(artifact, device=device, graph=graph)
     if as_json:
         typer.echo(json_dumps(facts, indent=2, default=str))
         return
@@ -139,3 +144,106 @@ def render(facts: dict[str, Any], console: Any) -> None:
         name = Path(str(c.get("file") or "-")).name
         table.add_row(c["label"], _precision(c.get("precision"), flavours.get(name)), escape(name), ok)
     print_table(console, table)
+    if "graph" in facts:
+        render_graphs(facts, console)
+
+
+MAX_OP_ROWS = 40  # an operator table's rows before the rest fold into one (--json lists every type)
+
+
+def _most(counts: dict[str, int], limit: int = 6) -> str:
+    text = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:limit])
+    return text + (", ..." if len(counts) > limit else "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def graph_line(row: dict[str, Any], flavour: Any = None) -> str:
+    """One line for one graph of ``info --graph``: an ONNX file's nodes and the types they compute in (an
+    INT8 file's quantized Conv/MatMul/Gemm nodes and Q/DQ pairs instead), an engine's layers."""
+    if row["format"] == "engine":
+        head = f"{row['file']} (TensorRT engine): "
+        if row.get("error"):
+            return head + str(row["error"])
+        types = row.get("types")
+        return head + _plural(row["layers"], "layer") + (f": {_most(types, 12)}" if types else
+                                                        f" ({row['note']})" if row.get("note") else "")
+    head = f"{row['file']} ({row.get('precision') or '?'}{f', {flavour}' if flavour else ''}): "
+    if row.get("error"):
+        return head + str(row["error"])
+    from pvt_deploy.export.graph import CAST_OPS, QDQ_OPS
+
+    parts = [_plural(row["nodes"], "node")]
+    if row.get("precision") == "int8":
+        quantized = [f"{q['quantized']} of {_plural(q['nodes'], op)}" for op, q in row["quantized"].items()]
+        parts.append((" and ".join(quantized) + " quantized" if quantized else "no Conv/MatMul/Gemm")
+                     + f"; {row['qdq']} Q/DQ")
+    else:
+        for i, (dtype, n) in enumerate(row["compute"].items()):
+            ops = {op: by.get(dtype, 0) for op, by in row["types_by_op"].items()
+                   if op not in CAST_OPS and op not in QDQ_OPS and by.get(dtype)}
+            ops = dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+            parts.append(f"{n} compute in {dtype}" if i == 0 else f"{n} in {dtype} ({_most(ops)})")
+        if row["casts"]:
+            parts.append(f"{row['casts']} Cast/Identity")
+    if row["unknown"]:
+        parts.append(f"{row['unknown']} of unknown type")
+    return head + ", ".join(parts)
+
+
+def render_graphs(facts: dict[str, Any], console: Any) -> None:
+    """``info --graph``: for each graph its line (:func:`graph_line`), then for an ONNX file its opsets,
+    IR version, producer and initializers, and its operators, most first, with the types they compute in."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = facts["graph"]
+    if not rows:
+        target = facts.get("model") if str(facts.get("kind", "")).startswith("Triton") else (
+            (facts.get("weights") or {}).get("url") or facts["path"])
+        from pvt_deploy.utils import shell_quote
+
+        console.print(escape(f"graph: no ONNX graph here (export it: pvt-deploy export --model "
+                             f"{shell_quote(str(target))})"))
+        return
+    flavours = {f["name"]: f.get("flavour") for f in facts["files"]}
+    for row in rows:
+        console.print(escape("graph " + graph_line(row, flavours.get(row["file"]))))
+        if row.get("error"):
+            continue
+        if row["format"] == "engine":
+            counts = row.get("types") or {}
+            kind = "layer type"
+        else:
+            init = row["initializers"]
+            producer = " ".join(v for v in (row["producer"].get("name"), row["producer"].get("version")) if v)
+            by_dtype = ", ".join(f"{d} {_size(e['bytes'])}" for d, e in init["by_dtype"].items())
+            facts_line = [
+                "opset " + ", ".join(f"{d} {v}" for d, v in row["opsets"].items()), f"IR {row['ir_version']}",
+                *([f"producer {producer}"] if producer else []),
+                f"{_plural(init['count'], 'initializer')}, {_size(init['bytes'])}" + (f" ({by_dtype})" if by_dtype else "")
+                + f", {row['parameters']:,} parameters"]
+            console.print(escape("  " + "; ".join(facts_line)))
+            if row.get("note"):
+                console.print(escape(f"  {row['note']}"))
+            counts = row["ops"]
+            kind = "op"
+        if not counts:
+            continue
+        table = Table(title=row["file"], title_justify="left")
+        for col in (kind, "nodes" if kind == "op" else "layers", *(("computes in",) if kind == "op" else ())):
+            table.add_column(col)
+        shown = list(counts.items())
+        if len(shown) > MAX_OP_ROWS:
+            shown = shown[:MAX_OP_ROWS - 1]
+        for op, n in shown:
+            types = row["types_by_op"].get(op, {}) if kind == "op" else {}
+            table.add_row(escape(op), str(n), *((escape(", ".join(f"{t} {c}" for t, c in types.items())),)
+                                                if kind == "op" else ()))
+        rest = list(counts.items())[len(shown):]
+        if rest:
+            table.add_row(f"{len(rest)} more types", str(sum(n for _, n in rest)),
+                          *(("--json lists them",) if kind == "op" else ()))
+        print_table(console, table)

@@ -38,6 +38,7 @@ from pvt_deploy.errors import (
     BackendUnavailableError,
     InputError,
     ModelNotFoundError,
+    PvtDeployError,
     ShapeError,
     option,
     switched_on,
@@ -981,11 +982,15 @@ def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> di
     return row
 
 
-def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | None = None) -> dict[str, Any]:
+def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | None = None,
+                      graph: bool = False) -> dict[str, Any]:
     """Everything ``pvt-deploy info`` shows: manifest summary, I/O, files with sha256 status,
-    precision, dynamic ranges, export parity, and which backends can run it here (and why not)."""
+    precision, dynamic ranges, export parity, and which backends can run it here (and why not);
+    with ``graph``, what is inside each of its graphs (``"graph"``, :func:`describe_graphs`; only then
+    are the graphs of a folder read)."""
     text = resolve_model(path_or_name)
     path = Path(text)
+    folder = path if path.is_dir() else path.parent  # where the files listed below are
     manifest: dict[str, Any]
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
@@ -1040,7 +1045,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         raise InputError(f"{path}: not an artifact pvt-deploy knows (export folder, .onnx, .engine, a checkpoint file: "
                          f"{', '.join(CHECKPOINT_SUFFIXES)})")
     weights = manifest.get("weights") or {}
-    return {
+    facts = {
         "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
         "classes": list(manifest.get("classes") or []), "palette": manifest.get("palette"),
@@ -1052,3 +1057,47 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         "parity": manifest.get("parity"), "export": manifest.get("export"), "versions": manifest.get("versions"),
         "backends": [c.to_json() for c in candidates],
     }
+    if graph:
+        facts["graph"] = describe_graphs(folder, [f["name"] for f in files])
+    return facts
+
+
+def describe_graphs(folder: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+    """What is inside each graph among the files ``names`` of ``folder`` (``pvt-deploy info --graph``): an
+    ONNX file's :func:`pvt_deploy.export.graph.graph_summary` (read without its external data), an
+    engine's layers (:func:`pvt_deploy.runtimes.tensorrt.engine_layers`). A file that cannot be read says
+    why in ``error``; other files (checkpoints) are not listed."""
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        path = folder / name
+        kind = file_backend(path)
+        if kind not in ("onnx", "trt"):
+            continue
+        row: dict[str, Any] = {"file": name, "format": "onnx" if kind == "onnx" else "engine"}
+        rows.append(row)
+        if not path.is_file():
+            row["error"] = "no such file"
+        elif kind == "onnx":
+            try:
+                import onnx
+
+                from pvt_deploy.export.graph import graph_summary
+
+                row.update(graph_summary(onnx.load(str(path), load_external_data=False)))
+            except ImportError:
+                row["error"] = "needs the onnx package (pip install onnx)"
+            except Exception as e:  # noqa: BLE001 - onnx raises DecodeError & co for a file that is not a model
+                row["error"] = f"not a readable ONNX model ({' '.join(str(e).split())[:200]})"
+        else:
+            from pvt_deploy.runtimes.tensorrt import engine_layers, require_tensorrt
+
+            try:
+                require_tensorrt()
+            except BackendUnavailableError as e:
+                row["error"] = f"needs TensorRT ({str(e).split(' (')[0]})"
+                continue
+            try:
+                row.update(engine_layers(path))
+            except PvtDeployError as e:
+                row["error"] = str(e)
+    return rows

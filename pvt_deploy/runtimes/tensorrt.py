@@ -459,6 +459,46 @@ def load_engine(
     return runtime, engine
 
 
+def inspected_layers(engine: tensorrt.ICudaEngine, context: tensorrt.IExecutionContext | None = None) -> list[Any]:
+    """The ``"Layers"`` of TensorRT's engine inspector's JSON for ``engine`` (with ``context``, dynamic
+    shapes get their values): dicts (``"Name"``, ``"LayerType"``, ...) where the engine was built with
+    detailed profiling verbosity, names (strings) at the default ``LAYER_NAMES_ONLY``, none at ``NONE``."""
+    import json
+
+    import tensorrt as trt
+
+    inspector = engine.create_engine_inspector()
+    if context is not None:
+        inspector.execution_context = context
+    return list(json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON)).get("Layers") or [])
+
+
+def engine_layers(engine_path: str | Path) -> dict[str, Any]:
+    """What is inside the engine at ``engine_path`` (``pvt-deploy info --graph``): its layers in all and,
+    where the engine inspector gives their types, how many of each, most first (``types``; None where it
+    gives names only). Raises :class:`BackendUnavailableError` without TensorRT or a GPU to load it on,
+    :class:`EngineMismatchError` for an engine this TensorRT and GPU cannot load (:func:`load_engine`)."""
+    runtime, engine = load_engine(engine_path)
+    try:
+        layers = inspected_layers(engine)
+    except Exception as e:  # noqa: BLE001 - the bindings raise their own types
+        raise PvtDeployError(f"TensorRT's engine inspector failed ({' '.join(str(e).split())[:200]})") from e
+    finally:
+        del engine, runtime
+    types = collections.Counter(str(layer["LayerType"]) for layer in layers
+                                if isinstance(layer, dict) and layer.get("LayerType"))
+    if not layers:
+        note = "the engine lists no layers (built with profiling verbosity NONE)"
+    elif len(types) == 0:
+        note = ("names only: the engine was built without detailed profiling verbosity, so its layers' types "
+                "are not in it")
+    else:
+        note = None
+    return {"layers": len(layers),
+            "types": dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))) if types else None,
+            **({"note": note} if note else {})}
+
+
 # --------------------------------------------------------------------------------------------------
 # The backend
 # --------------------------------------------------------------------------------------------------
@@ -836,14 +876,8 @@ class TensorRTBackend(Backend):
         """Layer name -> type, from the engine inspector's JSON where the engine was built with detailed
         profiling verbosity (``{"Layers": [{"Name", "LayerType", ...}]}``); empty where it gives names
         only (the default verbosity) or cannot say."""
-        import json
-
-        import tensorrt as trt
-
         try:
-            inspector = self._engine.create_engine_inspector()
-            inspector.execution_context = self._context
-            layers = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON)).get("Layers") or []
+            layers = inspected_layers(self._engine, self._context)
         except Exception as e:  # noqa: BLE001 - no types: the layers go by their names
             log.debug("engine inspector: %s", e)
             return {}

@@ -1,0 +1,209 @@
+"""``pvt-deploy info --graph``: what is inside each graph of an artifact (as ``polygraphy inspect model
+--show layers``), checked against counts made here with the onnx package and against what the FP16 and
+INT8 writers record in the manifest; an engine's layers from TensorRT's engine inspector (a fake one)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from cli_run import run
+from export_fixtures import Artifact
+from onnx import TensorProto, helper, numpy_helper
+from test_tensorrt_build_fake import fake_engine, make_artifact, use_fake  # noqa: F401 - use_fake: a fixture
+
+from pvt_deploy.export.graph import graph_summary
+from pvt_deploy.export.precision import HEAVY_OPS
+from pvt_deploy.export.qdq import QUANT_OPS
+from pvt_deploy.export.tensorrt import build_engine
+
+pytest_plugins = ["export_fixtures"]
+
+VARIANTS = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx")
+
+
+def _graph_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], artifact: Path | str
+                ) -> dict[str, dict[str, Any]]:
+    code, out, err = run(monkeypatch, capsys, "info", str(artifact), "--graph", "--json")
+    assert code == 0, err
+    return {row["file"]: row for row in json.loads(out)["graph"]}
+
+
+def _quantized_here(model: onnx.ModelProto) -> Counter[str]:
+    """Conv/MatMul/Gemm nodes of a Q/DQ graph that read a DequantizeLinear output, counted here."""
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return Counter(n.op_type for n in model.graph.node if n.op_type in QUANT_OPS and set(n.input[:2]) & dq)
+
+
+def test_graph_counts_what_each_variant_holds(det_artifact: Artifact, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    graphs = _graph_json(monkeypatch, capsys, det_artifact.folder)
+    assert list(graphs) == list(VARIANTS)
+    record = det_artifact.manifest["precision"]
+    for name in VARIANTS:
+        model = onnx.load(str(det_artifact.folder / name))
+        row = graphs[name]
+        ops = Counter(n.op_type for n in model.graph.node)
+        assert row["ops"] == dict(ops) and list(row["ops"].values()) == sorted(ops.values(), reverse=True)
+        assert row["nodes"] == len(model.graph.node)
+        assert sum(row["compute"].values()) + row["casts"] + row["qdq"] + row["non_float"] + row["unknown"] == row["nodes"]
+        assert {op: sum(by.values()) for op, by in row["types_by_op"].items()} == dict(ops)
+        assert row["opsets"] == {o.domain or "ai.onnx": o.version for o in model.opset_import}
+        assert row["ir_version"] == model.ir_version and row["producer"]["name"] == model.producer_name == "pvt-deploy"
+        arrays = [numpy_helper.to_array(i) for i in model.graph.initializer]
+        assert row["initializers"]["count"] == len(arrays)
+        assert row["initializers"]["bytes"] == sum(a.nbytes for a in arrays)
+        assert row["parameters"] == sum(a.size for a in arrays)
+        assert row["qdq"] == ops["QuantizeLinear"] + ops["DequantizeLinear"]
+    # FP16: what precision.py keeps in float32 computes in float32, the heavy ops in float16
+    fp16 = graphs["model.fp16.onnx"]
+    assert fp16["precision"] == "fp16" and set(fp16["compute"]) == {"float16", "float32"}
+    for op in record["fp16"]["fp32_ops"]:
+        assert "float16" not in fp16["types_by_op"][op], op
+    for op in ("LayerNormalization", "Softmax", "Sigmoid", "Exp", "TopK"):
+        assert fp16["types_by_op"][op] == {"float32": fp16["ops"][op]}, op
+    for op in HEAVY_OPS:
+        if op in fp16["ops"]:
+            assert fp16["types_by_op"][op] == {"float16": fp16["ops"][op]}, op
+    assert graphs["model.onnx"]["compute"] == {"float32": sum(graphs["model.onnx"]["compute"].values())}
+    # INT8: the quantized Conv/MatMul nodes are those that read a DequantizeLinear; the CPU flavour's
+    # are the nodes its plan quantized (the manifest's count)
+    for name in ("model.int8.onnx", "model.int8.trt.onnx"):
+        model = onnx.load(str(det_artifact.folder / name), load_external_data=False)
+        here = _quantized_here(model)
+        ops = Counter(n.op_type for n in model.graph.node)
+        assert graphs[name]["quantized"] == {op: {"quantized": here[op], "nodes": ops[op]} for op in QUANT_OPS if ops[op]}
+        assert here["Conv"] and here["MatMul"]
+    assert sum(q["quantized"] for q in graphs["model.int8.onnx"]["quantized"].values()) == record["int8"]["cpu"]["nodes"]
+    assert graphs["model.int8.trt.onnx"]["quantized"]["Conv"]["quantized"] == graphs["model.int8.trt.onnx"]["ops"]["Conv"]
+    # the text: one line per file saying the same
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder), "--graph")
+    assert code == 0, err
+    text = " ".join(out.split())
+    f16, f32 = fp16["compute"]["float16"], fp16["compute"]["float32"]
+    assert f"graph model.fp16.onnx (fp16): {fp16['nodes']} nodes, {f16} compute in float16, {f32} in float32 (" in text
+    q = graphs["model.int8.onnx"]["quantized"]
+    assert (f"graph model.int8.onnx (int8, cpu): {graphs['model.int8.onnx']['nodes']} nodes, "
+            f"{q['Conv']['quantized']} of {q['Conv']['nodes']} Convs and {q['MatMul']['quantized']} of "
+            f"{q['MatMul']['nodes']} MatMuls quantized; {graphs['model.int8.onnx']['qdq']} Q/DQ") in text
+    assert "│ LayerNormalization │ 30 │ float32 30 │" in " ".join(out.split())
+
+
+def test_plain_info_reads_no_graph(det_artifact: Artifact, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --graph, info of an export folder stays as fast as it was: no graph is parsed."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("onnx.load called by plain info")
+
+    monkeypatch.setattr(onnx, "load", refuse)
+    monkeypatch.setattr(onnx, "load_model", refuse)
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    assert "graph" not in json.loads(out)
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder))
+    assert code == 0 and "graph " not in out and "Traceback" not in err
+
+
+def test_graph_sizes_come_from_dims_without_the_external_data(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A graph whose weights are in an external file is summarised without reading that file: the
+    initializers' bytes are their dims times their type's size (the file is deleted here)."""
+    folder = make_artifact(tmp_path / "art")
+    model = onnx.load(str(folder / "model.onnx"))
+    (w,) = model.graph.initializer
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w), w.name))  # raw bytes, which go to the file
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)
+    (folder / "weights.bin").unlink()
+    row = _graph_json(monkeypatch, capsys, folder)["model.onnx"]
+    assert row["initializers"] == {"count": 1, "bytes": 8 * 3 * 3 * 3 * 4,
+                                   "by_dtype": {"float32": {"count": 1, "bytes": 864, "values": 216}}}
+    assert row["ops"] == {"Conv": 1, "Flatten": 1, "GlobalAveragePool": 1} and row["compute"] == {"float32": 3}
+
+
+def test_integer_kernels_and_unknown_types() -> None:
+    """ONNX Runtime's integer kernels count as the quantized form of their float op; a node of an op that
+    shape inference does not know has type "?" (and so may every node after it)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    wq = numpy_helper.from_array(np.ones((4, 4), np.int8), "wq")
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "s", "z"]),
+             helper.make_node("MatMulInteger", ["xq", "wq"], ["acc"]),
+             helper.make_node("MatMul", ["x", "w"], ["y"]),
+             helper.make_node("Mystery", ["y"], ["m"], domain="example.custom")]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, wq])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    summary = graph_summary(model)
+    assert summary["quantized"] == {"MatMul": {"quantized": 1, "nodes": 2}} and summary["qdq"] == 1
+    assert summary["types_by_op"]["MatMulInteger"] == {"int32": 1} and summary["types_by_op"]["MatMul"] == {"float32": 1}
+    assert summary["precision"] == "int8" and summary["opsets"] == {"ai.onnx": 17, "example.custom": 1}
+    assert summary["types_by_op"]["Mystery"] == {"?": 1} and summary["unknown"] == 1
+    assert summary["initializers"]["by_dtype"] == {"float32": {"count": 1, "bytes": 64, "values": 16},
+                                                   "int8": {"count": 1, "bytes": 16, "values": 16}}
+
+
+def test_no_graph_says_what_to_export(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(monkeypatch, capsys, "info", "pvt_v2_b0-cls", "--graph")
+    assert code == 0, err
+    assert out.count("no ONNX graph here") == 1
+    assert "graph: no ONNX graph here (export it: pvt-deploy export --model pvt_v2_b0-cls)" in out
+    code, out, err = run(monkeypatch, capsys, "info", "pvt_v2_b0-cls", "--graph", "--json")
+    assert code == 0 and json.loads(out)["graph"] == []
+
+
+def test_an_engines_layers_come_from_the_engine_inspector(use_fake: Any, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trt = use_fake()
+    folder = make_artifact(tmp_path / "art")
+    build_engine(folder)
+    layers = [{"Name": "conv1 + relu1", "LayerType": "CaskConvolution"}, {"Name": "conv2", "LayerType": "CaskConvolution"},
+              {"Name": "{ForeignNode[/pool.../flatten]}", "LayerType": "Myelin"}]
+    for inspected, want in ((layers, {"layers": 3, "types": {"CaskConvolution": 2, "Myelin": 1}}),
+                            (None, {"layers": 2, "types": None})):  # the default verbosity: names only
+        engine = fake_engine("FLOAT", layers=[("conv1 + relu1", 0.5), ("conv2", 0.25)], inspected=inspected)
+        monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", lambda self, data, e=engine: e)
+        row = _graph_json(monkeypatch, capsys, folder)["model.engine"]
+        assert {k: row[k] for k in want} == want and row["format"] == "engine"
+        code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--graph")
+        text = " ".join(out.split())
+        assert code == 0 and ("graph model.engine (TensorRT engine): 3 layers: CaskConvolution 2, Myelin 1" in text
+                              if inspected else "2 layers (names only: the engine was built without detailed" in text)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # no TensorRT: the row says so, exit 0
+    row = _graph_json(monkeypatch, capsys, folder)["model.engine"]
+    assert row["error"] == "needs TensorRT (TensorRT is not installed)"
+    code, out, _ = run(monkeypatch, capsys, "info", str(folder), "--graph")
+    assert code == 0 and "graph model.engine (TensorRT engine): needs TensorRT (TensorRT is not installed)" in " ".join(out.split())
+    assert "graph model.onnx (fp32): 3 nodes, 3 compute in float32" in " ".join(out.split())
+
+
+
+def test_a_long_operator_table_folds_its_tail_in_text_only() -> None:
+    """Up to MAX_OP_ROWS rows per table; the rarest types beyond them are one row (JSON keeps them all)."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.info import MAX_OP_ROWS, render_graphs
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    count = MAX_OP_ROWS + 5
+    # Op0 has count nodes, Op1 count - 1, ...: the fold keeps the most frequent
+    nodes = [helper.make_node(f"Op{i}", ["x"], [f"y{i}_{j}"], domain="example.custom")
+             for i in range(count) for j in range(count - i)]
+    graph = helper.make_graph(nodes, "g", [x], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)])
+    summary = graph_summary(model)
+    assert len(summary["ops"]) == count and summary["unknown"] == len(nodes)
+    console = Console(record=True, width=100)
+    render_graphs({"graph": [{"file": "m.onnx", "format": "onnx", **summary}], "files": []}, console)
+    text = console.export_text()
+    shown = MAX_OP_ROWS - 1
+    assert f"│ Op{shown - 1} " in text and f"│ Op{shown} " not in text
+    rest = sum(count - i for i in range(shown, count))
+    assert f"│ {count - shown} more types │ {rest} │ --json lists them │" in " ".join(text.split())
+    assert f"m.onnx (fp32): {len(nodes)} nodes, {len(nodes)} of unknown type" in " ".join(text.split())
