@@ -804,6 +804,9 @@ def _usage_error(err: str) -> str:
     (["bench", "--shape", "224x224", "--num-iter", "100"], "No such option: --shape. Did you mean --imgsz?"),
     (["info", "--model", "exports/x"],
      "No such option: --model. Did you mean pvt-deploy info exports/x (artifact is an argument, not an option)?"),
+    # polygraphy inspect model x.onnx --show layers (inspect: info), trtexec --dumpLayerInfo
+    (["info", "x.onnx", "--show", "layers"], "No such option: --show. Did you mean --graph?"),
+    (["info", "--dumpLayerInfo"], "No such option: --dumpLayerInfo. Did you mean --graph?"),
     # one command's option given to another
     (["bench", "--precision", "int8"], "No such option: --precision. A precision is picked with --backends"),
     (["check", "-o", "report.json"], "No such option: -o. The report goes to the terminal; --json prints it"),

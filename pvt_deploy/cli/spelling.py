@@ -99,7 +99,7 @@ _OPTIONS: dict[str, dict[str, str]] = {
         "top-1/top-5 or mIoU.",
     },
     "info": {"--model": "artifact", "-m": "artifact", "--onnx": "artifact", "--engine": "artifact",
-             "--format": "--json"},
+             "--format": "--json", "--show": "--graph", "--dumpLayerInfo": "--graph"},
 }
 
 
