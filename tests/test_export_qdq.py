@@ -102,6 +102,21 @@ def test_writer_equals_onnxruntime_quantize_static(det_jobs, flavour: str, tmp_p
     _assert_same_graph(ours, ref)
     quantized = {n.op_type for n in ours.graph.node if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}
     assert {"Conv", "MatMul"} <= quantized and record["float_inputs_restored"] > 0
+    # MatMuls with a stored weight only, as the record says ("weights only"): the TensorRT flavour quantized
+    # attention's activation-by-activation MatMuls too (ONNX Runtime's QDQ quantizer ignores MatMulConstBOnly)
+    assert record["matmul"].startswith("weights only")
+    producer = {o: n for n in ours.graph.node for o in n.output}
+    inits = {i.name for i in ours.graph.initializer}
+
+    def weight(n: onnx.NodeProto) -> bool:
+        b = producer.get(n.input[1])
+        return n.input[1] in inits or (b is not None and b.op_type == "DequantizeLinear" and b.input[0] in inits)
+
+    matmuls = [n for n in ours.graph.node if n.op_type == "MatMul"]
+    read_dq = [n for n in matmuls if any(i.endswith("_DequantizeLinear_Output") for i in n.input)]
+    assert read_dq and all(weight(n) for n in read_dq), [n.name for n in read_dq if not weight(n)]
+    if flavour == "trt":  # the CPU flavour's attention is MultiHeadAttention
+        assert any(not weight(n) for n in matmuls)  # attention's are in the graph, in float
 
 
 @pytest.mark.parametrize("model", ["det_jobs", "seg_jobs"])

@@ -429,7 +429,7 @@ def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str],
     pre-processing reorders the attention's transposes beyond what the attention fusion
     recognises), written beside ``scratch``; without it the static CPU flavour quantizes ``prepared``.
     """
-    nodes: list[str] | None = None  # None: every Conv/MatMul/Gemm (the TensorRT flavour)
+    nodes: list[str] | None = None
     scores: list[str] = []
     layout: dict[str, int] | None = None
     graph = Path(prepared)
@@ -440,6 +440,8 @@ def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str],
             graph, layout = write_cpu_layout(source, Path(scratch).with_suffix(".layout.onnx"), method="static")
             plan = cpu_int8_plan(graph)
         nodes, scores = plan.nodes, plan.scores
+    if flavour == "trt":
+        nodes = trt_int8_nodes(prepared)
     if flavour == "cpu" and method == "dynamic":
         graph = Path(source or prepared)  # write_int8 applies the dynamic layout to it
     record = dict(int8_settings(flavour, method)["record"])
@@ -652,7 +654,7 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    stored = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    stored = _stored(graph)
     producer = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
@@ -671,10 +673,32 @@ def cpu_int8_plan(path: str | os.PathLike[str]) -> Int8Plan:
     feeding = {c.name for c in convs if any(m.op_type == "Conv" for m in after_relu(c.output[0]))}
     chained = [c for c in convs if c.name in feeding or getattr(before_relu(c.input[0]), "name", None) in feeding]
     chained_names = {c.name for c in chained}
-    nodes = [n.name for n in graph.node
-             if n.name in chained_names or (n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in stored)]
+    nodes = [n.name for n in graph.node if n.name in chained_names or _weight_product(n, stored)]
     scores = [c.output[0] for c in chained if SCORE_CONV_MARKER in c.name or SCORE_CONV_MARKER in c.input[1]]
     return Int8Plan(nodes, [c.name for c in chained], scores)
+
+
+def trt_int8_nodes(path: str | os.PathLike[str]) -> list[str]:
+    """What the TensorRT INT8 graph quantizes (node names): every Conv, and every MatMul/Gemm with a stored
+    weight. The activation-by-activation MatMuls (attention's, and the size-generic adaptive pooling's,
+    whose matrix of 1/bin-size changes with the input size, so a scale calibrated at one size would clip
+    it at another) stay float: ONNX Runtime's ``quantize_static`` writes Q/DQ on them in QDQ format,
+    where its ``MatMulConstBOnly`` does not apply, so they are left out by name."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = _stored(graph)
+    return [n.name for n in graph.node if n.op_type == "Conv" or _weight_product(n, stored)]
+
+
+def _stored(graph: onnx.GraphProto) -> set[str]:
+    """The graph's stored tensors: initializers and Constant outputs."""
+    return {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+
+
+def _weight_product(node: onnx.NodeProto, stored: set[str]) -> bool:
+    """A MatMul or Gemm whose second input (the weight) is stored."""
+    return node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in stored
 
 
 def temporary_dir(parent: str | os.PathLike[str]) -> tempfile.TemporaryDirectory[str]:
