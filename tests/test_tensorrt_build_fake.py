@@ -194,6 +194,7 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
             self.progress_monitor = None
             self.builder_optimization_level = 3
             self.hardware_compatibility_level = 0
+            self.profiling_verbosity = None  # TensorRT's default: layer names only
             self.cache: TimingCache | None = None
 
         def set_flag(self, flag: Any) -> None:
@@ -256,7 +257,8 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
             record = {"flags": network.flags, "network_flags": [f.name for f in NDCF if network.flags >> f.value & 1],
                       "builder_flags": sorted(config.flags), "pools": len(config.pools),
                       "profiles": [p.shapes for p in config.profiles], "level": config.builder_optimization_level,
-                      "hw": str(config.hardware_compatibility_level)}
+                      "hw": str(config.hardware_compatibility_level),
+                      "verbosity": getattr(config.profiling_verbosity, "name", None)}
             trt.calls.append(("build", record))
             return b"PLAN" + json.dumps(record).encode()
 
@@ -294,6 +296,7 @@ def fake_tensorrt(*, version: str = "10.13.0.35", strongly_typed: bool = True, w
     trt.BuilderFlag, trt.NetworkDefinitionCreationFlag = BuilderFlag, NDCF  # type: ignore[attr-defined]
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE"])  # type: ignore[attr-defined]
     trt.HardwareCompatibilityLevel = enum.Enum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS"])  # type: ignore[attr-defined]
+    trt.ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0)  # type: ignore[attr-defined]
     trt.Dims = tuple  # type: ignore[attr-defined]
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime  # type: ignore[attr-defined]
     return trt
@@ -430,6 +433,8 @@ def test_fake_trt10_fp16_build_writes_plain_plan_and_manifest(use_fake: Any, tmp
     assert rec["network_flags"] == ["STRONGLY_TYPED"]
     assert rec["pools"] == 1 and rec["level"] == 4
     assert rec["profiles"] == [{"images": ([1, 3, 32, 32], [1, 3, 64, 96], [4, 3, 96, 96])}]
+    # layer types and tensors in the plan's inspector: info --graph and bench --profile group layers by type
+    assert rec["verbosity"] == "DETAILED"
 
     m = read_manifest(art)
     assert m["files"]["model.engine"] == {"sha256": sha256_file(engine), "bytes": engine.stat().st_size,

@@ -485,6 +485,10 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatible:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    # layer names and parameters (type, tensors, tactic) in the plan, as trtexec --profilingVerbosity=detailed
+    # keeps them: the engine inspector gives them to info --graph and bench --profile (names only otherwise)
+    if hasattr(trt, "ProfilingVerbosity"):
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     cache_path = Path(timing_cache) if timing_cache is not None else None
     cache = _load_timing_cache(config, cache_path)
     monitor = None
