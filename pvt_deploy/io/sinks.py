@@ -1284,24 +1284,31 @@ def safe_name(text: str, default: str) -> str:
 
 class FreeNames:
     """:func:`free_path` for a run that writes many files into folders that grow (a label file per
-    video frame), each file written before the next name is asked for: the first name asked for in a
-    folder gets the full check (the folder listed, a killed run's temporary files removed); later ones
-    only whether the name exists, falling back to the full check where it does, so a folder is not
-    listed again per name (quadratic in the frames of an hour of video), and the names given out are
-    not kept (the files on disk say them: a stream labelled for days would keep millions). A run that
-    starts writing the same name in the same folder at the same moment is the one case the full check
-    sees and this one does not."""
+    video frame, a crop per box), each file written before the next name is asked for: the first name
+    asked for in a folder gets the full check (the folder listed, a killed run's temporary files
+    removed); later ones only whether ``stem``, ``stem_1``, ``stem_2``... exist, so a folder is not
+    listed again per name (quadratic in the frames of an hour of video, and in the crops of a crowded
+    frame), and the names given out are not kept (the files on disk say them: a stream labelled for
+    days would keep millions). A run that starts writing the same name in the same folder at the same
+    moment is the one case the full check sees and this one does not."""
 
     def __init__(self) -> None:
         self._checked: set[Path] = set()  # folders listed once
+        self._last: dict[Path, tuple[str, int]] = {}  # folder -> the stem last named there and its _N
 
     def __call__(self, directory: str | os.PathLike[str], stem: str, suffix: str) -> Path:
         folder = Path(directory)
-        name = f"{stem}{suffix}"
-        if folder in self._checked and not os.path.lexists(folder / name):
-            return folder / name
-        self._checked.add(folder)
-        return free_path(folder, stem, suffix, set())
+        if folder not in self._checked:
+            self._checked.add(folder)
+            path = free_path(folder, stem, suffix, set())
+            self._last[folder] = (stem, 0)
+            return path
+        last, n = self._last.get(folder, ("", 0))
+        n = n if last == stem else 0  # the 5th crop of a class in a frame starts from the 4th's _N
+        while os.path.lexists(folder / f"{stem}{f'_{n}' if n else ''}{suffix}"):
+            n += 1
+        self._last[folder] = (stem, n)
+        return folder / f"{stem}{f'_{n}' if n else ''}{suffix}"
 
 
 class ImageWriter:
