@@ -406,8 +406,9 @@ def _names_option(manifest: Mapping[str, Any]) -> str | None:
     """The ``--names`` that gives an export its classes again (an export made with ``--names``): none where
     they are numbers or a bundled dataset's (ImageNet, COCO, ADE20K), which the weights give alone. Classes an
     mmdet/mmseg file names are given too, as they are. ``a,b,c``, or a JSON list where a name holds a comma or
-    would be read as a list (``["car, red", "bus"]``, which ``--names`` reads as YAML)."""
-    from pvt_deploy.data import DATASETS, class_names
+    ``a,b,c`` would be read as a list or a file (``["car, red", "bus"]``, ``["cat", "dog.txt"]``; ``--names``
+    reads a list in brackets as YAML)."""
+    from pvt_deploy.data import DATASETS, NAME_FILES, class_names
 
     classes = manifest.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -417,7 +418,8 @@ def _names_option(manifest: Mapping[str, Any]) -> str | None:
     if any(len(classes) == n and tuple(classes) == class_names(d) for d, n in DATASETS.items()):
         return None
     joined = ",".join(classes)
-    if any("," in c for c in classes) or (joined.startswith("[") and joined.endswith("]")):
+    if (any("," in c for c in classes) or (joined.startswith("[") and joined.endswith("]"))
+            or joined.lower().endswith(NAME_FILES)):
         return json.dumps(classes, ensure_ascii=False)
     return joined
 

@@ -220,6 +220,24 @@ def test_names_of_a_wrong_type_or_left_blank_are_one_line_errors(tmp_path: Path)
         assert "\n" not in str(e.value) and len(str(e.value)) < 200, str(e.value)
 
 
+def test_names_in_brackets_are_the_text_as_typed() -> None:
+    """YAML's safe loader made --names '[cat, dog, on]' the classes cat, dog and True, and [007, 1.50] 7 and 1.5."""
+    from pvt_deploy.data import given_names
+
+    assert given_names("[cat, dog, on]", 3, "m") == ["cat", "dog", "on"]
+    assert given_names('[007, 1.50, null, "\\u00fc, x"]', 4, "m") == ["007", "1.50", "null", "ü, x"]
+
+
+@pytest.mark.parametrize("classes", [["cat", "dog.txt"], ["a", "b.YAML"], ["car, red", "bus"], ["[a", "b]"]])
+def test_the_reexport_hints_names_read_back_as_the_classes(classes: list[str]) -> None:
+    """--names cat,dog.txt, as the hint gave it, was read as a names file ("no such file")."""
+    from pvt_deploy.data import given_names
+    from pvt_deploy.manifest import reexport_command
+
+    args = shlex.split(reexport_command("exports/x", {"model": "pvt_v2_b0-cls", "classes": classes}))
+    assert given_names(args[args.index("--names") + 1], len(classes), "m") == classes
+
+
 def test_a_class_name_several_classes_share_selects_them_all() -> None:
     """--names car,car,bus: --classes car kept class 1 only, dropping class 0's cars without a word."""
     from pvt_deploy.api import class_ids

@@ -94,15 +94,17 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
 
 
 def _bracketed(text: str) -> list[str]:
-    """The names of a list in brackets, read as YAML (JSON is YAML): ``[car, "car, red"]``."""
+    """The names of a list in brackets, read as YAML (JSON is YAML): ``[car, "car, red"]``. Every name is the
+    text as typed (YAML's base loader): ``[cat, dog, on]`` names a class ``on``, not ``True``, and ``[007, 1.50]``
+    names ``007`` and ``1.50``, not ``7`` and ``1.5``."""
     import yaml
 
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=yaml.BaseLoader)  # makes only str, list and dict: no code
     except yaml.YAMLError as e:
         raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names ({' '.join(str(e).split())[:160]}); "
                          'quote a name that holds a comma: ["car, red", "bus"]') from None
-    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) or v is None for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names; "
                          'quote a name that holds a comma: ["car, red", "bus"]')
     return [_text(v) for v in value]
