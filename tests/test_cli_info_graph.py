@@ -128,6 +128,16 @@ def test_graph_sizes_come_from_dims_without_the_external_data(monkeypatch: pytes
     assert row["ops"] == {"Conv": 1, "Flatten": 1, "GlobalAveragePool": 1} and row["compute"] == {"float32": 3}
 
 
+def test_a_file_that_parses_as_an_empty_model_is_no_graph(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Two stray bytes parse as an empty ModelProto (an unknown field): its row said '(fp32): 0 nodes'."""
+    folder = make_artifact(tmp_path / "art")
+    (folder / "model.onnx").write_bytes(b"xx")
+    assert not onnx.load(str(folder / "model.onnx")).graph.node  # what onnx makes of it
+    row = _graph_json(monkeypatch, capsys, folder)["model.onnx"]
+    assert row == {"file": "model.onnx", "format": "onnx", "error": "not a readable ONNX model (no graph in it)"}
+
+
 def test_integer_kernels_and_unknown_types() -> None:
     """ONNX Runtime's integer kernels count as the quantized form of their float op; a node of an op that
     shape inference does not know has type "?" (and so may every node after it)."""

@@ -197,6 +197,18 @@ def shadows_zoo_name(text: str) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
+def load_onnx_graph(path: Path) -> Any:
+    """The ``onnx.ModelProto`` in ``path``, without its external data. A file that parses as a model with no
+    graph (protobuf reads an empty file, or a few stray bytes, as an empty message) raises ``ValueError``: it
+    is no more a model than one that does not parse."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if not model.ir_version or not model.graph.node:
+        raise ValueError("empty file" if path.stat().st_size == 0 else "no graph in it")
+    return model
+
+
 def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest essentials stored in an ONNX file's ``metadata_props["pvt_deploy"]``, listing the file
     with the precision its graph holds (read from the graph, parsed here anyway: a renamed
@@ -204,11 +216,7 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     precision = None
     try:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-        if not model.ir_version or not model.graph.node:  # an empty file parses as an empty model
-            raise ValueError("empty file" if path.stat().st_size == 0 else "no graph in it")
+        model = load_onnx_graph(path)
         props = {p.key: p.value for p in model.metadata_props}
         from pvt_deploy.export.optimize import graph_precision
 
@@ -1079,11 +1087,9 @@ def describe_graphs(folder: Path, names: Sequence[str]) -> list[dict[str, Any]]:
             row["error"] = "no such file"
         elif kind == "onnx":
             try:
-                import onnx
-
                 from pvt_deploy.export.graph import graph_summary
 
-                row.update(graph_summary(onnx.load(str(path), load_external_data=False)))
+                row.update(graph_summary(load_onnx_graph(path)))
             except ImportError:
                 row["error"] = "needs the onnx package (pip install onnx)"
             except Exception as e:  # noqa: BLE001 - onnx raises DecodeError & co for a file that is not a model
