@@ -1090,6 +1090,15 @@ def test_save_crop_cuts_each_drawn_box_from_the_original_rounded_out_and_clipped
             Result(task, np.zeros((4, 4, 3), np.uint8), **kwargs).save_crop(tmp_path / "x")
 
 
+def test_save_crop_numbers_the_crops_of_each_class_folder_on_their_own(tmp_path: Path) -> None:
+    """The first crop of a class was named shot_2.png when two crops of another class came before it: the
+    names given out were shared by every class folder."""
+    r = _three_boxes(np.zeros((200, 300, 3), np.uint8), ["cat", "dog", "bird"])
+    r.draw_conf = None  # the 0.1 box of class 0 too
+    written = r.save_crop(tmp_path, "shot.png")
+    assert [str(p.relative_to(tmp_path)) for p in written] == ["dog/shot.png", "dog/shot_1.png", "cat/shot.png"]
+
+
 def test_predict_writes_labels_and_crops_and_refuses_them_where_the_task_has_none(
         det_model: Model, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     picture = read_image(sample_image("coffee"))

@@ -395,11 +395,10 @@ class Result(_OnHost):
         base = Path(os.fspath(file_name).replace("\\", "/")).name
         stem, suffix = os.path.splitext(base)
         stem, suffix = safe_name(stem, "im"), suffix.lower() if suffix.lower() in _IMAGE_WRITE_SUFFIXES else ".jpg"
-        if namer is None:
-            taken: set[str] = set()
+        if namer is None:  # each crop is written before the next is named: the folder says what is taken
 
             def namer(folder: Path, stem: str, suffix: str) -> Path:
-                return free_path(folder, stem, suffix, taken)
+                return free_path(folder, stem, suffix, set())
 
         b = self.shown_boxes()
         h, w = self.orig_shape
