@@ -1178,3 +1178,27 @@ def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_
     assert len([p for p in listed if p.endswith("person")]) == 1, listed  # the class folder, once
     crops = sorted(p.name for p in (tmp_path / "run" / "crops" / "person").iterdir())
     assert len(crops) == 3 * n and "cam_2_29.jpg" in crops and "cam_0.jpg" in crops
+
+
+def test_outputs_of_a_very_long_source_name_fit_the_file_systems_limit(tmp_path: Path) -> None:
+    """A 244-byte picture or video name (ext4 takes 255) plus _<frame>, _1 and .txt went past 255 bytes:
+    "File name too long" stopped the run. Names are cut to 200 bytes, a whole character at a time."""
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    long_stems = ["a" * 240, "é" * 120, "x" * 199 + "é"]  # 240 bytes, 240 bytes (2 each), 201 (é cut whole)
+    names = ["cat", "traffic light", "dog"]
+    for save, source, frame in ((True, ".jpg", None), (False, ".mp4", 123456)):  # pictures; a video's frames
+        with ResultWriter(tmp_path / "run", task="detect", names=names, save=save, save_txt=True,
+                          save_crop=True) as writer:
+            for stem in long_stems:
+                for _ in range(2):  # the same names again: _1
+                    r = _three_boxes(np.full((200, 300, 3), 40, np.uint8), names)
+                    r.path, r.frame = str(tmp_path / f"{stem}{source}"), frame
+                    writer.write(r)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    # per name and write: a picture (pictures only), a label file and 2 crops (one box is outside the picture)
+    assert len(files) == 3 * 2 * (1 + 1 + 2) + 3 * 2 * (1 + 2), sorted(p.name[-20:] for p in files)
+    assert max(len(p.name.encode()) for p in files) <= 255
+    assert any(p.name == "x" * 199 + ".jpg" for p in files)  # the é that did not fit is left out whole
+    for p in files:
+        p.name.encode().decode()  # whole characters

@@ -1275,11 +1275,21 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
         n += 1
 
 
+#: the longest name safe_name gives, in UTF-8 bytes: file systems take 255, and an output adds ``_<frame>``,
+#: ``_<N>``, its suffix and, while written, a temporary file's prefix and suffix
+MAX_NAME_BYTES = 200
+
+
 def safe_name(text: str, default: str) -> str:
     """``text`` as one file or folder name: runs of anything but letters, digits, ``.``, ``-`` and ``_``
     (slashes, spaces, control characters) become ``_``, leading and trailing dots and ``_`` go (no
-    ``..``, no hidden file); ``default`` where nothing is left."""
-    return _UNSAFE_NAME.sub("_", text).strip("._") or default
+    ``..``, no hidden file), and a name longer than :data:`MAX_NAME_BYTES` is cut there (a whole
+    character at a time: a 251-character video name stopped the run, "File name too long", once its
+    outputs added ``_N.txt``); ``default`` where nothing is left."""
+    name = _UNSAFE_NAME.sub("_", text).strip("._")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").rstrip("._")
+    return name or default
 
 
 class FreeNames:

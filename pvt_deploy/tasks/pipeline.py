@@ -50,7 +50,6 @@ import contextlib
 import logging
 import os
 import queue
-import re
 import sys
 import tempfile
 import threading
@@ -1175,9 +1174,6 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
     return SpooledCocoJsonWriter()
 
 
-_UNSAFE = re.compile(r"[^\w.\-]+")
-
-
 def _safe_stem(path: str, default: str = "video") -> str:
     """An output file stem for a video path, stream URL or ``webcam0`` (or a picture's file or URL)."""
     from pvt_deploy.io.sources import is_url
@@ -1189,4 +1185,6 @@ def _safe_stem(path: str, default: str = "video") -> str:
         text = Path(parts.path).stem or parts.hostname or "stream"
     else:
         text = Path(path.replace("\\", "/")).stem or default
-    return _UNSAFE.sub("_", text).strip("._") or default
+    from pvt_deploy.io.sinks import safe_name
+
+    return safe_name(text, default)
