@@ -833,6 +833,9 @@ def _usage_error(err: str) -> str:
     (["infer", "source=clip.mp4", "model=m", "save_txt=False", "show=False", "simplify=True"],
      "Did you mean: pvt-deploy infer clip.mp4 --model m (left out: simplify=True: no such option)$"),
     (["info", "model=exports/x"], "Did you mean: pvt-deploy info exports/x"),
+    # None is the default (yolo's line_width=None, classes=None): left out, not --line-width None
+    (["infer", "source=a.jpg", "line_width=None", "classes=None", "conf=0.3"],
+     "Did you mean: pvt-deploy infer a.jpg --conf 0.3$"),
     # the model as an argument (polygraphy run model.onnx, which 'run' is answered with): Click said
     # "Got unexpected extra argument(s) (model.onnx)"
     (["check", "exports/x/model.onnx"],

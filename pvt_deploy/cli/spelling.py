@@ -289,6 +289,8 @@ def _with_options(command: Any, key: str, value: str) -> str | None:
     option = _options(command).get(ours)
     if option is None:  # a spelling with its value ("--precision fp16"): on, or left out; or a sentence
         return (ours if on else "") if ours.startswith("-") else None
+    if not option.is_flag and value.strip() in ("None", "null", ""):  # Python's None: the default, left out
+        return ""
     if option.is_flag:
         if foreign and not on:
             return ""
