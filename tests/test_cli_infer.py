@@ -1353,3 +1353,13 @@ def test_save_txt_and_crop_where_the_task_has_none_and_line_width_0_are_one_line
     lines = (tmp_path / "c" / "labels" / f"{Path(photo).stem}.txt").read_text().splitlines()
     probs = [float(line.split(" ", 1)[0]) for line in lines]
     assert len(lines) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
+
+
+def test_draw_conf_with_no_save_is_not_called_ignored_when_a_window_shows_the_boxes() -> None:
+    """--no-save --show --draw-conf 0.5: the window draws from 0.5, but the warning said it was ignored."""
+    from pvt_deploy.cli.infer import _ignored
+
+    said = _ignored("detect", "video", save=False, save_mask=False, classes=None, draw_conf=0.5, show=True)
+    assert not any("--draw-conf" in line for line in said), said
+    said = _ignored("detect", "video", save=False, save_mask=False, classes=None, draw_conf=0.5)
+    assert any("which --no-save turns off: ignored" in line for line in said), said

@@ -216,7 +216,7 @@ def infer(
         if m.random_weights:
             _warn_random(console, m.name, zoo=m.backend.info.name == "torch")
         for warning in _ignored(m.task, kind, save=save, save_mask=save_mask, classes=classes, conf=conf,
-                                iou=iou, max_det=max_det, draw_conf=draw_conf, files=files):
+                                iou=iou, max_det=max_det, draw_conf=draw_conf, files=files, show=show):
             console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
         if backend is None and m.backend.info.name == "torch" and m.backend.info.device == "cpu":
             console.print(f"[dim]{escape(_export_tip(model, m.name, weights))}[/]", soft_wrap=True)
@@ -314,10 +314,10 @@ def _console() -> Console:
 
 def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str | None, conf: float | None = None,
              iou: float | None = None, max_det: int | None = None, draw_conf: float | None = None,
-             files: bool = False) -> list[str]:
+             files: bool = False, show: bool = False) -> list[str]:
     """One-line warnings for options that cannot apply to this model or source (in the CLI's words;
     those options are then not passed on, so the API does not warn again in its own). ``files``: label
-    files or crops are written, which hold the drawn boxes."""
+    files or crops are written, which hold the drawn boxes; ``show``: a window shows them."""
     out = []
     if classes and classes.strip() and task != "detect":
         out.append(f"--classes filters detections; a {task} model has none: ignored")
@@ -330,7 +330,7 @@ def _ignored(task: str, kind: str, *, save: bool, save_mask: bool, classes: str 
         out.append(f"{', '.join(given)} filter{'s' if len(given) == 1 else ''} detections; a {task} model has none: "
                    "ignored")
     if draw_conf is not None and task == "detect":
-        if not save and not files:
+        if not save and not files and not show:
             out.append("--draw-conf sets the boxes drawn on the annotated output, which --no-save turns off: ignored")
         elif conf is not None and draw_conf < conf:
             out.append(f"--draw-conf {draw_conf:g} is below --conf {conf:g}, which keeps no box under it: boxes are "
