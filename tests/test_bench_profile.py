@@ -132,9 +132,8 @@ def test_bench_profile_tables_and_a_profile_that_fails_costs_the_row_nothing(
         raise RuntimeError("profiler\nexploded")
 
     monkeypatch.setattr(TorchBackend, "profile", Backend.profile)
-    args = ("bench", "--model", str(cls_export), "--backends", "torch,onnx", "--warmup", "0", "--iters", "1",
-            "--profile")
-    code, out, err = run(monkeypatch, capsys, *args, "--top", "3")
+    args = ("bench", "--model", str(cls_export), "--backends", "torch,onnx", "--warmup", "0", "--iters", "1")
+    code, out, err = run(monkeypatch, capsys, *args, "--top", "3")  # --top alone: it asks for the tables
     assert code == 0, err
     assert "torch profile: the torch backend cannot time its operators" in out
     table = out[out.index("onnx: "):]
@@ -145,7 +144,7 @@ def test_bench_profile_tables_and_a_profile_that_fails_costs_the_row_nothing(
     assert re.search(r"^other \(\d+ types\) +\d+ +\d+\.\d{3} +\d+\.\d%", table, re.M), table
     assert max(len(line) for line in out.splitlines()) <= 80
     monkeypatch.setattr(TorchBackend, "profile", broken)
-    code, out, err = run(monkeypatch, capsys, *args, "--json")
+    code, out, err = run(monkeypatch, capsys, *args, "--profile", "--json")
     assert code == 0, err
     rows = {row["backend"]: row for row in json.loads(out)["results"]}
     assert rows["torch"]["status"] == "ok" and rows["torch"]["latency_ms"]["p50"] > 0

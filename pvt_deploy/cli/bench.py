@@ -38,8 +38,9 @@ def bench(
     profile: Annotated[bool, typer.Option(
         "--profile", help="Then time each backend's operators, in a run of their own (min(iters, 10) calls; "
         "profiling slows a run, so the latency table is of the unprofiled runs): a table per backend.")] = False,
-    top: Annotated[int, typer.Option(
-        min=1, help="Operator types a --profile table lists, the rest summed as 'other' (--json has them all).")] = 12,
+    top: Annotated[int | None, typer.Option(
+        min=1, help="Operator types a --profile table lists, the rest summed as 'other' (--json has them all); "
+        "implies --profile. Default 12.", show_default=False)] = None,
 ) -> None:
     """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend.
 
@@ -56,6 +57,7 @@ def bench(
 
     err = Console(stderr=True, highlight=False)
     size = parse_imgsz(imgsz)
+    profile = profile or top is not None  # --top alone asks for the tables it sizes
     with err.status("benchmarking") as status:
         report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
                            device=device, progress=lambda label: status.update(f"benchmarking {label}"),
@@ -63,7 +65,7 @@ def bench(
     if as_json:
         typer.echo(json_dumps(report, indent=2))
     else:
-        render(report, Console(highlight=False), top=top)
+        render(report, Console(highlight=False), top=top or 12)
     if not any(row["status"] == "ok" for row in report["results"]):
         from pvt_deploy.bench import nothing_ran
 
