@@ -1083,6 +1083,9 @@ def test_save_crop_cuts_each_drawn_box_from_the_original_rounded_out_and_clipped
     assert [p.name for p in again] == ["shot_2.png", "shot_3.png"]
     jpg = r.save_crop(tmp_path / "j", "frame.mp4")  # no picture type: JPEG
     assert [p.name for p in jpg] == ["frame.jpg", "frame_1.jpg"] and cv2.imread(str(jpg[0])).shape == (61, 41, 3)
+    grey = _three_boxes(picture[..., 0].copy(), ["cat", "b", "dog"])  # a grey picture (IndexError before)
+    written = grey.save_crop(tmp_path / "grey", "g.png")
+    assert np.array_equal(cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED), picture[20:81, 10:51, 0])
     from pvt_deploy.tasks.results import Result
 
     for task, kwargs in (("classify", {}), ("segment", {"mask": np.zeros((4, 4), np.int32)})):

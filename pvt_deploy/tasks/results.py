@@ -408,8 +408,10 @@ class Result(_OnHost):
             x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
             if x2 <= x1 or y2 <= y1:
                 continue
-            crop = np.ascontiguousarray(self.orig_img[y1:y2, x1:x2, :3])
-            ok, data = cv2.imencode(suffix, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            crop = self.orig_img[y1:y2, x1:x2]
+            if crop.ndim == 3:  # RGB (RGBA: its colour); a grey picture is written as it is
+                crop = cv2.cvtColor(np.ascontiguousarray(crop[..., :3]), cv2.COLOR_RGB2BGR)
+            ok, data = cv2.imencode(suffix, np.ascontiguousarray(crop))
             if not ok:
                 raise InputError(f"cannot encode a crop as {suffix}")
             folder = Path(save_dir) / safe_name(_name(self.names, int(c)), str(int(c)))
