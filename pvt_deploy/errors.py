@@ -96,6 +96,11 @@ class ModelNotFoundError(InputError):
     """Unknown model / zoo name or artifact path."""
 
 
+class ForeignOnnxError(InputError):
+    """An ONNX model that pvt-deploy did not make (no pvt-deploy metadata, no manifest listing it): nothing
+    says its preprocessing or classes, so it cannot run as a model; ``info`` describes it all the same."""
+
+
 class BackendUnavailableError(PvtDeployError):
     """A runtime library (TensorRT, CUDA, onnxruntime-gpu, tritonclient) is not installed or usable here."""
 

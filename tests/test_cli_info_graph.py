@@ -217,3 +217,102 @@ def test_a_long_operator_table_folds_its_tail_in_text_only() -> None:
     rest = sum(count - i for i in range(shown, count))
     assert f"│ {count - shown} more types │ {rest} │ --json lists them │" in " ".join(text.split())
     assert f"m.onnx (fp32): {len(nodes)} nodes, {len(nodes)} of unknown type" in " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def toy_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A graph pvt-deploy did not make: a plain torch.onnx.export of a Conv+Relu+GlobalAveragePool+Gemm net
+    with a dynamic batch, no pvt-deploy metadata in it and no manifest.json beside it."""
+    import torch
+    from torch import nn
+
+    class Toy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 1).flatten(1))
+
+    path = tmp_path_factory.mktemp("foreign") / "toy.onnx"
+    torch.onnx.export(Toy().eval(), (torch.zeros(1, 3, 16, 16),), str(path), input_names=["images"],
+                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=17, dynamo=False)
+    return path
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_info_describes_an_onnx_file_another_tool_made(toy_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """It exited 2 ('no pvt-deploy metadata'): it shows what the file says of itself, and what cannot use it."""
+    import hashlib
+
+    model = onnx.load(str(toy_onnx))
+    code, out, err = run(monkeypatch, capsys, "info", str(toy_onnx), "--json")
+    assert code == 0, err
+    facts = _strict_json(out)
+    assert facts["kind"] == "ONNX file (not made by pvt-deploy)" and facts["model"] is None and "graph" not in facts
+    assert facts["inputs"] == [{"name": "images", "dtype": "float32", "shape": ["batch", 3, 16, 16]}]
+    assert facts["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 4]}]
+    foreign = facts["foreign"]
+    assert foreign["opsets"] == {"ai.onnx": 17} and foreign["ir_version"] == model.ir_version
+    assert foreign["producer"] == {"name": "pytorch", "version": model.producer_version}
+    (row,) = facts["files"]
+    assert row["bytes"] == toy_onnx.stat().st_size and row["precision"] == "fp32"
+    assert row["sha256"] == hashlib.sha256(toy_onnx.read_bytes()).hexdigest()
+    assert [(b["backend"], b["available"]) for b in facts["backends"]] == [("onnx", False)]
+    code, out, err = run(monkeypatch, capsys, "info", str(toy_onnx))
+    text = " ".join(out.split())
+    assert code == 0 and "Traceback" not in err
+    assert "input images float32 [batch, 3, 16, 16]" in text and "output logits float32 [batch, 4]" in text
+    assert f"opset ai.onnx 17; IR {model.ir_version}; producer pytorch {model.producer_version}" in text
+    assert "so infer, val, bench and check cannot run it and export cannot convert it" in text
+    assert "model None" not in text and "weights:" not in text and "dynamic:" not in text and "graph toy.onnx" not in text
+
+
+def test_info_graph_of_an_onnx_file_another_tool_made(toy_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    model = onnx.load(str(toy_onnx))
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert set(ops) == {"Conv", "Relu", "GlobalAveragePool", "Flatten", "Gemm"}
+    row = _graph_json(monkeypatch, capsys, toy_onnx)["toy.onnx"]
+    assert row["ops"] == dict(ops) and row["nodes"] == len(model.graph.node) == 5
+    assert row["producer"]["name"] == "pytorch" and row["compute"] == {"float32": 5}
+    assert row["parameters"] == 8 * 3 * 3 * 3 + 8 + 8 * 4 + 4
+    code, out, err = run(monkeypatch, capsys, "info", str(toy_onnx), "--graph")
+    text = " ".join(out.split())
+    assert code == 0, err
+    assert "graph toy.onnx (fp32): 5 nodes, 5 compute in float32" in text and "│ Gemm │ 1 │ float32 1 │" in text
+
+
+def test_info_of_a_truncated_onnx_file_is_one_line(toy_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(toy_onnx.read_bytes()[: toy_onnx.stat().st_size // 2])
+    for extra in ((), ("--graph",), ("--json",)):
+        code, out, err = run(monkeypatch, capsys, "info", str(cut), *extra)
+        assert code == 2 and out == "" and err.startswith(f"error: {cut}: not a readable ONNX model (")
+        assert err.count("\n") == 1
+
+
+def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A value that is not a tensor (sklearn-onnx's ZipMap writes a sequence of maps) has no element type:
+    its dtype is its kind ('sequence'), not a KeyError out of numpy's type table."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["y"], ["s"])]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2]),
+                                                helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "seq.onnx"))
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"), "--json")
+    assert code == 0, err
+    assert _strict_json(out)["outputs"] == [{"name": "y", "dtype": "float32", "shape": ["n", 2]},
+                                            {"name": "s", "dtype": "sequence", "shape": []}]
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"))
+    assert code == 0 and "output  s sequence []" in out, err

@@ -87,15 +87,23 @@ def render(facts: dict[str, Any], console: Any) -> None:
         wtext = "RANDOM (outputs meaningless" + (f"; seed {seed}, so PyTorch rebuilds them)" if seed is not None
                                                  else ")")
     say(f"{facts['path']} — {facts['kind']}")
+    foreign = facts.get("foreign")  # an ONNX file another tool made: no model, task, classes or weights to show
     classes = list(facts["classes"] or [])
     if any("," in c for c in classes):  # quoted, as --names takes them: "car, red", bus
         classes = [json.dumps(c, ensure_ascii=False) for c in classes]
-    say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
-        f"{facts['num_classes']} classes" + (f": {', '.join(classes[:5])}" if classes else "")
-        + (", ..." if len(classes) > 5 else ""))
+    if foreign:
+        producer = " ".join(v for v in (foreign["producer"].get("name"), foreign["producer"].get("version")) if v)
+        say(foreign["note"])
+        say("opset " + ", ".join(f"{d} {v}" for d, v in foreign["opsets"].items()) + f"; IR {foreign['ir_version']}"
+            + (f"; producer {producer}" if producer else ""))
+    else:
+        say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
+            f"{facts['num_classes']} classes" + (f": {', '.join(classes[:5])}" if classes else "")
+            + (", ..." if len(classes) > 5 else ""))
     if facts.get("palette"):  # a segmenter's checkpoint's colours, which its overlays are drawn with
         say(f"palette: from the checkpoint ({len(facts['palette'])} colours)")
-    say(f"weights: {wtext}")
+    if not foreign:
+        say(f"weights: {wtext}")
     for spec in facts.get("inputs") or []:
         say(f"input   {_shape(spec)}")
     for spec in facts.get("outputs") or []:
@@ -106,7 +114,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
                       f"({pre.get('interpolation')}), {pre.get('color', 'RGB')} 0..255, normalised in graph: "
                       f"{pre.get('normalize_in_graph')}")
     dyn = facts.get("dynamic")
-    say("dynamic: " + (", ".join(f"{k} {v[0]}..{v[1]}" for k, v in dyn.items()) if dyn else "no (static shapes)"))
+    if not foreign:  # its dynamic dims are the named ones in its shapes above; no ranges are recorded
+        say("dynamic: " + (", ".join(f"{k} {v[0]}..{v[1]}" for k, v in dyn.items()) if dyn else "no (static shapes)"))
     if facts.get("postprocess"):
         say("postprocess: " + ", ".join(f"{k}={v}" for k, v in facts["postprocess"].items()))
     if facts["files"]:

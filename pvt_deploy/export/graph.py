@@ -84,12 +84,16 @@ def _dims(value: Any) -> list[int | str]:
 
 
 def io_spec(model: onnx.ModelProto) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The manifest's ``inputs`` and ``outputs``: name, dtype and shape (symbolic dims as strings)."""
+    """The manifest's ``inputs`` and ``outputs``: name, dtype and shape (symbolic dims as strings). A value
+    that is not a tensor (another tool's graph: a sequence, a map) has its kind as dtype and no shape."""
     init = {i.name for i in model.graph.initializer}
 
+    def dtype(v: Any) -> str:
+        kind = str(v.type.WhichOneof("value") or "tensor_type")
+        return _type_name(v.type.tensor_type.elem_type) if kind == "tensor_type" else kind.removesuffix("_type")
+
     def spec(values: Iterable[Any]) -> list[dict[str, Any]]:
-        return [{"name": v.name, "dtype": dtype_name(v.type.tensor_type.elem_type), "shape": _dims(v)}
-                for v in values if v.name not in init]
+        return [{"name": v.name, "dtype": dtype(v), "shape": _dims(v)} for v in values if v.name not in init]
 
     return spec(model.graph.input), spec(model.graph.output)
 
@@ -184,6 +188,13 @@ def _stored_bytes(tensor: onnx.TensorProto) -> int:
         return 0
 
 
+def model_header(model: onnx.ModelProto) -> dict[str, Any]:
+    """What a model file says of itself before its graph: IR version, opsets by domain, producer."""
+    return {"ir_version": int(model.ir_version),
+            "opsets": {o.domain or "ai.onnx": int(o.version) for o in model.opset_import},
+            "producer": {"name": model.producer_name, "version": model.producer_version}}
+
+
 def graph_summary(model: onnx.ModelProto) -> dict[str, Any]:
     """What is inside ``model`` (``pvt-deploy info --graph``, as ``polygraphy inspect model --show layers``):
     IR version, opsets, producer, nodes, initializers by dtype (sizes from their dims, so a graph loaded
@@ -249,9 +260,7 @@ def graph_summary(model: onnx.ModelProto) -> dict[str, Any]:
 
     ops = most_first(op_counts(model))
     return {
-        "precision": graph_precision(model), "ir_version": int(model.ir_version),
-        "opsets": {o.domain or "ai.onnx": int(o.version) for o in model.opset_import},
-        "producer": {"name": model.producer_name, "version": model.producer_version},
+        "precision": graph_precision(model), **model_header(model),
         "nodes": node_count(model), "parameters": sum(e["values"] for e in initializers.values()),
         "initializers": {"count": len(g.initializer), "bytes": sum(e["bytes"] for e in initializers.values()),
                          "by_dtype": dict(sorted(initializers.items(), key=lambda kv: -kv[1]["bytes"]))},

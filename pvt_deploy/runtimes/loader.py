@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pvt_deploy.errors import (
     BackendUnavailableError,
+    ForeignOnnxError,
     InputError,
     ModelNotFoundError,
     PvtDeployError,
@@ -231,9 +232,9 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from e
     text = props.get(ONNX_METADATA_KEY)
     if not text:
-        raise InputError(f"{path}: this ONNX file has no pvt-deploy metadata (metadata_props[{ONNX_METADATA_KEY!r}]), "
-                         "so its preprocessing and classes are unknown",
-                         hint="export it with pvt-deploy export, or keep manifest.json beside it")
+        raise ForeignOnnxError(f"{path}: this ONNX file has no pvt-deploy metadata (metadata_props"
+                               f"[{ONNX_METADATA_KEY!r}]), so its preprocessing and classes are unknown",
+                               hint="export it with pvt-deploy export, or keep manifest.json beside it")
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as e:
@@ -1002,6 +1003,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     manifest: dict[str, Any]
     files: list[dict[str, Any]] = []
     candidates: list[Candidate] = []
+    foreign: dict[str, Any] | None = None  # what an ONNX file pvt-deploy did not make says of itself
     shadowed = shadows_zoo_name(text)  # a zoo name, although a folder of that name is here
     if path.is_dir() and not shadowed and is_triton_model_folder(path):
         manifest = read_manifest(path)
@@ -1021,16 +1023,22 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         kind = "export folder"
     elif path.is_file() and file_backend(path) == "onnx":
         listing = _folder_manifest_listing(path)
-        manifest = listing if listing is not None else read_onnx_manifest(path)
+        try:
+            manifest = listing if listing is not None else read_onnx_manifest(path)
+        except ForeignOnnxError as e:
+            manifest, foreign = _foreign_onnx(path, e)
         files = [_file_status(path.parent, path.name, (manifest.get("files") or {}).get(path.name))]
         from pvt_deploy.runtimes.onnxruntime import graph_file_precision
         from pvt_deploy.runtimes.ort_providers import available_providers
 
         files[0]["precision"] = files[0]["precision"] or graph_file_precision(path)
-        ok = bool(available_providers())
-        candidates = [Candidate("onnx", "onnx", files[0]["precision"], path.name, ok,
-                                "" if ok else "onnxruntime is not installed")]
-        kind = "ONNX file" + (" (manifest from its folder)" if listing is not None else " (manifest from its metadata)")
+        ok = bool(available_providers()) and foreign is None
+        why = ("onnxruntime is not installed" if foreign is None
+               else "not made by pvt-deploy: its preprocessing and classes are unknown")
+        candidates = [Candidate("onnx", "onnx", files[0]["precision"], path.name, ok, "" if ok else why)]
+        origin = ("not made by pvt-deploy" if foreign is not None
+                  else "manifest from its folder" if listing is not None else "manifest from its metadata")
+        kind = f"ONNX file ({origin})"
     elif path.is_file() and file_backend(path) == "trt":
         found = _folder_manifest(path.parent)
         if found is None:
@@ -1065,9 +1073,32 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         "parity": manifest.get("parity"), "export": manifest.get("export"), "versions": manifest.get("versions"),
         "backends": [c.to_json() for c in candidates],
     }
+    if foreign is not None:
+        facts["foreign"] = foreign
     if graph:
         facts["graph"] = describe_graphs(folder, [f["name"] for f in files])
     return facts
+
+
+def _foreign_onnx(path: Path, error: ForeignOnnxError) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What an ONNX file that pvt-deploy did not make says of itself, for ``info``: a manifest of its inputs
+    and outputs (symbolic dims by name) and the precision its graph holds, and the ``foreign`` facts: its
+    opsets, IR version, producer and what pvt-deploy can do with it. Without the onnx package, ``error``."""
+    try:
+        model = load_onnx_graph(path)
+    except ImportError:
+        raise error from None
+    from pvt_deploy.export.graph import io_spec, model_header
+    from pvt_deploy.export.optimize import graph_precision
+
+    inputs, outputs = io_spec(model)
+    manifest = {"inputs": inputs, "outputs": outputs, "files": {path.name: {"precision": graph_precision(model)}}}
+    return manifest, {
+        **model_header(model),
+        "note": f"no {ONNX_METADATA_KEY!r} metadata in it and no {MANIFEST_NAME} beside it that lists it: "
+                "its preprocessing and classes are unknown, so infer, val, bench and check cannot "
+                "run it and export cannot convert it; info --graph shows what is inside it",
+    }
 
 
 def describe_graphs(folder: Path, names: Sequence[str]) -> list[dict[str, Any]]:
