@@ -316,3 +316,12 @@ def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.
                                             {"name": "s", "dtype": "sequence", "shape": []}]
     code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"))
     assert code == 0 and "output  s sequence []" in out, err
+
+
+def test_export_of_another_tools_onnx_does_not_say_infer_runs_it(toy_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """export --model toy.onnx ended "infer, check and bench run it as it is", which all three refuse."""
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(toy_onnx))
+    assert code == 2 and "Traceback" not in err
+    text = " ".join(err.split())
+    assert "not made by pvt-deploy" in text and "infer, check and bench run it" not in text, err

@@ -206,9 +206,20 @@ def export_source(model: Any) -> Any:
         logging.getLogger("pvt_deploy.export").info("%s is a file of the export %s: adding to that export",
                                                     path, path.parent)
         return path.parent
+    runs = "infer, check and bench run it as it is"
+    if path.suffix.lower() == ".onnx":
+        from pvt_deploy.errors import ForeignOnnxError
+        from pvt_deploy.runtimes.loader import read_onnx_manifest
+
+        try:
+            read_onnx_manifest(path)
+        except ForeignOnnxError:  # another tool's graph: nothing here runs it (info describes it)
+            runs = "it was not made by pvt-deploy (no pvt-deploy metadata), so nothing here runs it; info shows what is in it"
+        except InputError:  # not a readable model: that error is the commands' own to give
+            pass
     raise InputError(f"{path} is {'a TensorRT engine' if path.suffix.lower() != '.onnx' else 'an ONNX graph'}, not a "
                      "model to export: export builds from a zoo name or a checkpoint (.pth, .safetensors), or adds variants to an "
-                     "export folder (--model exports/NAME); infer, check and bench run it as it is")
+                     f"export folder (--model exports/NAME); {runs}")
 
 
 def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
