@@ -18,7 +18,8 @@ frames is reported as too short to judge: filling and draining the pipeline weig
 run whose model-only FPS moved by more than 10% from before to after the CLI run, or during whose CLI run
 other processes took more than 10% of the machine's CPU (``/proc/stat`` against the CLI's own), as unsteady
 (something else took the cores: run it again); a clip that ends before the end its file declares
-(truncated), with the number of frames decoded up to there, which the figures are of.
+(truncated), with the number of frames decoded up to there, which the figures are of; one with frames
+that could not be decoded (damaged packets skipped), with how many.
 
 The fps part also runs the CLI once more with an *instant model*: every inference call answered at once
 with the outputs the model gave for the clip's first frame (cached), so decode, letterbox, NMS,
@@ -360,12 +361,15 @@ def run_cli(clip: Path, folder: Path, imgsz: str, out: Path, extra: list[str], r
 # infer's line when decoding stopped before the end the file declares (a truncated or damaged clip),
 # searched in the output with its whitespace made single spaces: rich may wrap the line
 _ENDED_EARLY = re.compile(r"source ended early: (.*?); the frames read were processed")
+# the source's warning when decoding reached the end past damaged packets (not an early end)
+_LOST = re.compile(r"(\d+) of (\d+) frames could not be decoded")
 
 
 def read_summary(output: str) -> dict[str, Any]:
     """What ``pvt-deploy infer`` printed at the end: frames, seconds, FPS, the stages' ms per frame, and
     ``source_error`` when the clip ended early (None: read to its end): a truncated --clip ran only its
-    frames up to the damage, which the figures must say, as infer did."""
+    frames up to the damage, which the figures must say, as infer did; ``frames_lost`` (lost, of how
+    many; None: none) when damaged packets in the middle were skipped, which infer's warning said."""
     m = _SUMMARY.search(output)
     if m is None:
         raise SystemExit(f"could not read the infer summary:\n{output[-2000:]}")
@@ -374,10 +378,13 @@ def read_summary(output: str) -> dict[str, Any]:
         parts = line.replace("\u2502", " ").replace("|", " ").split()  # rich's table column separator
         if len(parts) == 3 and parts[0] in ("decode", "pre", "infer", "post", "draw", "encode/write"):
             stages[parts[0]] = {"ms_per_frame": float(parts[1])}
-    early = _ENDED_EARLY.search(" ".join(output.split()))
+    flat = " ".join(output.split())
+    early = _ENDED_EARLY.search(flat)
+    lost = _LOST.search(flat)
     return {"frames": int(m.group(1)), "seconds": float(m.group(2)), "fps": float(m.group(3)),
             "pipeline_model_fps": float(m.group(4)) if m.group(4) else None, "stages": stages,
-            "source_error": early.group(1) if early else None}
+            "source_error": early.group(1) if early else None,
+            "frames_lost": [int(lost.group(1)), int(lost.group(2))] if lost else None}
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -501,11 +508,15 @@ def short_run_note(frames: int) -> str | None:
 
 
 def ended_early(run: dict[str, Any]) -> None:
-    """Say so where ``run``'s clip ended before the end its file declares (infer said so; the figures are
-    of the frames decoded up to there)."""
+    """Say so where ``run``'s clip ended before the end its file declares, or where frames of it could not
+    be decoded (infer said so; the figures are of the frames decoded)."""
     if run["source_error"]:
         print(f"  the clip ended early ({run['source_error']}): the figures are of the "
               f"{count_of(run['frames'], 'frame')} decoded before that")
+    if run.get("frames_lost"):
+        lost, of = run["frames_lost"]
+        print(f"  {lost} of the clip's {of} frames could not be decoded (damaged file?): the figures are of the "
+              f"{count_of(run['frames'], 'frame')} decoded")
 
 
 UNSTEADY = 0.10  # model-only FPS before and after the CLI run further apart than this, of the higher

@@ -542,6 +542,54 @@ def test_an_fps_run_says_when_the_machine_was_unsteady_or_the_clip_ended_early(
             in video_overhead.unsteady_note({"batch 1": (4.0, 4.14)}, 0.18))
 
 
+def test_an_fps_run_says_how_many_frames_of_a_damaged_clip_could_not_be_decoded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """A clip with damaged packets in the middle (not truncated: decoding goes on to its end) ran 197 of its
+    200 frames; infer warned of the 3, but the benchmark printed "197 frames" with no word of why, and its
+    memory run "591 frames" for --memory-frames 600 (the damage repeated by each pass). The warning is the
+    source's own, from a real damaged clip; the summary is infer's printing."""
+    import textwrap
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+    from rich.console import Console
+
+    from pvt_deploy.cli.infer import _print_summary
+    from pvt_deploy.tasks.pipeline import RunSummary
+
+    clip = tmp_path / "damaged.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(25), options={"preset": "ultrafast", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        rng = np.random.default_rng(0)
+        for i in range(40):
+            picture = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
+            picture.pts = i
+            out.mux(stream.encode(picture))
+        out.mux(stream.encode(None))
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 3000] = bytes(3000)
+    clip.write_bytes(bytes(data))
+    source, got = _read_as_infer_does(clip, caplog)
+    assert source.error is None and 0 < len(got) < 40  # damaged, read to its end
+    warning = "WARNING  " + caplog.records[-1].getMessage()
+    _print_summary(Console(width=60, no_color=True),
+                   RunSummary(frames=len(got), seconds=2.0, stages={"inference": {"ms_per_frame": 50.0, "fps": 20}}),
+                   None)
+    summary = capsys.readouterr().out
+    infer_output = "\n".join(textwrap.wrap(warning, 40)) + "\n" + summary  # wrapped, as rich may
+    video_overhead = _video_overhead()
+    run = video_overhead.read_summary(infer_output)
+    assert run["frames"] == len(got) and run["source_error"] is None
+    assert run["frames_lost"] == [40 - len(got), 40]
+    video_overhead.ended_early(run)
+    assert capsys.readouterr().out == (f"  {40 - len(got)} of the clip's 40 frames could not be decoded (damaged "
+                                       f"file?): the figures are of the {len(got)} frames decoded\n")
+    video_overhead.ended_early(video_overhead.read_summary(summary))  # an undamaged clip: nothing said
+    assert capsys.readouterr().out == ""
+
+
 def test_others_cpu_counts_what_other_processes_used_not_the_children_waited_for(common: ModuleType) -> None:
     """``common.others_cpu``: a child that spins for ~0.6 s of CPU and is waited for inside the block is the
     caller's own (a CLI run); the same child left unwaited until after the block is another process."""
