@@ -910,6 +910,19 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
     assert frame.image[-10:].mean() > 200  # 90 deg counter-clockwise: the left band is at the bottom
 
 
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_each_display_rotation_is_the_decoded_picture_turned(tmp_path: Path, rotation: int) -> None:
+    """The turn (cv2.rotate since it was found 7x faster than a copy of np.rot90's view) is np.rot90's, exactly."""
+    import av
+
+    path = make_video(tmp_path / f"r{rotation}.mp4", frames=2, size=(64, 32), rotation=rotation)
+    with av.open(str(path)) as container:
+        raw = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    with open_source(path) as source:
+        frame = next(iter(source))
+    assert np.array_equal(frame.image, np.rot90(raw, rotation // 90)) and frame.image.flags.c_contiguous
+
+
 # --- network streams ------------------------------------------------------------------------
 
 
