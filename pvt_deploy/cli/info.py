@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from pvt_deploy.cli.tables import print_table
+from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
 
 
@@ -92,10 +93,8 @@ def render(facts: dict[str, Any], console: Any) -> None:
     if any("," in c for c in classes):  # quoted, as --names takes them: "car, red", bus
         classes = [json.dumps(c, ensure_ascii=False) for c in classes]
     if foreign:
-        producer = " ".join(v for v in (foreign["producer"].get("name"), foreign["producer"].get("version")) if v)
         say(foreign["note"])
-        say("opset " + ", ".join(f"{d} {v}" for d, v in foreign["opsets"].items()) + f"; IR {foreign['ir_version']}"
-            + (f"; producer {producer}" if producer else ""))
+        say(model_header_line(foreign))
     else:
         say(f"model {facts['model']} (backbone {facts['backbone']}), task {facts['task']}, "
             f"{facts['num_classes']} classes" + (f": {', '.join(classes[:5])}" if classes else "")
@@ -165,8 +164,12 @@ def _most(counts: dict[str, int], limit: int = 6) -> str:
     return text + (", ..." if len(counts) > limit else "")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def model_header_line(header: dict[str, Any]) -> str:
+    """``opset ai.onnx 17; IR 8; producer pytorch 2.13.0``: what a model file says of itself
+    (:func:`pvt_deploy.export.graph.model_header`)."""
+    producer = " ".join(v for v in (header["producer"].get("name"), header["producer"].get("version")) if v)
+    return "; ".join(["opset " + ", ".join(f"{d} {v}" for d, v in header["opsets"].items()),
+                      f"IR {header['ir_version']}", *([f"producer {producer}"] if producer else [])])
 
 
 def graph_line(row: dict[str, Any], flavour: Any = None) -> str:
@@ -177,16 +180,16 @@ def graph_line(row: dict[str, Any], flavour: Any = None) -> str:
         if row.get("error"):
             return head + str(row["error"])
         types = row.get("types")
-        return head + _plural(row["layers"], "layer") + (f": {_most(types, 12)}" if types else
+        return head + count_of(row["layers"], "layer") + (f": {_most(types, 12)}" if types else
                                                         f" ({row['note']})" if row.get("note") else "")
     head = f"{row['file']} ({row.get('precision') or '?'}{f', {flavour}' if flavour else ''}): "
     if row.get("error"):
         return head + str(row["error"])
     from pvt_deploy.export.graph import CAST_OPS, QDQ_OPS
 
-    parts = [_plural(row["nodes"], "node")]
+    parts = [count_of(row["nodes"], "node")]
     if row.get("precision") == "int8":
-        quantized = [f"{q['quantized']} of {_plural(q['nodes'], op)}" for op, q in row["quantized"].items()]
+        quantized = [f"{q['quantized']} of {count_of(q['nodes'], op)}" for op, q in row["quantized"].items()]
         parts.append((" and ".join(quantized) + " quantized" if quantized else "no Conv/MatMul/Gemm")
                      + f"; {row['qdq']} Q/DQ")
     else:
@@ -227,14 +230,10 @@ def render_graphs(facts: dict[str, Any], console: Any) -> None:
             kind = "layer type"
         else:
             init = row["initializers"]
-            producer = " ".join(v for v in (row["producer"].get("name"), row["producer"].get("version")) if v)
             by_dtype = ", ".join(f"{d} {_size(e['bytes'])}" for d, e in init["by_dtype"].items())
-            facts_line = [
-                "opset " + ", ".join(f"{d} {v}" for d, v in row["opsets"].items()), f"IR {row['ir_version']}",
-                *([f"producer {producer}"] if producer else []),
-                f"{_plural(init['count'], 'initializer')}, {_size(init['bytes'])}" + (f" ({by_dtype})" if by_dtype else "")
-                + f", {row['parameters']:,} parameters"]
-            console.print(escape("  " + "; ".join(facts_line)))
+            stored = (f"{count_of(init['count'], 'initializer')}, {_size(init['bytes'])}"
+                      + (f" ({by_dtype})" if by_dtype else "") + f", {row['parameters']:,} parameters")
+            console.print(escape(f"  {model_header_line(row)}; {stored}"))
             if row.get("note"):
                 console.print(escape(f"  {row['note']}"))
             counts = row["ops"]
