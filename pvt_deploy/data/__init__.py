@@ -107,7 +107,7 @@ def _bracketed(text: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names; "
                          'quote a name that holds a comma: ["car, red", "bus"]')
-    return [_text(v) for v in value]
+    return value
 
 
 def _names_file(path: Path) -> list[str]:

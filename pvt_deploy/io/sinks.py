@@ -1303,17 +1303,14 @@ class FreeNames:
     moment is the one case the full check sees and this one does not."""
 
     def __init__(self) -> None:
-        self._checked: set[Path] = set()  # folders listed once
-        self._last: dict[Path, tuple[str, int]] = {}  # folder -> the stem last named there and its _N
+        self._last: dict[Path, tuple[str, int]] = {}  # each folder listed once -> the stem last named there, its _N
 
     def __call__(self, directory: str | os.PathLike[str], stem: str, suffix: str) -> Path:
         folder = Path(directory)
-        if folder not in self._checked:
-            self._checked.add(folder)
-            path = free_path(folder, stem, suffix, set())
+        if folder not in self._last:
             self._last[folder] = (stem, 0)
-            return path
-        last, n = self._last.get(folder, ("", 0))
+            return free_path(folder, stem, suffix, set())
+        last, n = self._last[folder]
         n = n if last == stem else 0  # the 5th crop of a class in a frame starts from the 4th's _N
         while os.path.lexists(folder / f"{stem}{f'_{n}' if n else ''}{suffix}"):
             n += 1

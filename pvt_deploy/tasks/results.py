@@ -269,7 +269,7 @@ class Result(_OnHost):
         if self.boxes is not None:
             b = self.shown_boxes()
             image = visualize.draw_boxes(image, b.xyxy, b.conf if conf else None, b.cls, self.names,
-                                         line_width=None if line_width is None else int(line_width), labels=labels)
+                                         line_width=width, labels=labels)
         if self.probs is not None:
             image = visualize.draw_topk(image, list(zip(self.probs.labels, self.probs.conf.tolist(), strict=True)),
                                         class_ids=self.probs.top.tolist())
