@@ -1079,6 +1079,40 @@ def test_ctrl_c_while_the_video_is_finalised_waits_for_the_file(tmp_path: Path, 
     assert audio_of(out) is None
 
 
+class _CtrlCAfterEncoding:
+    """A writer's video stream that sends this process SIGINT once the encoder has handed out its first
+    packets (the key frame among them), before the writer has muxed them."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+        self.sent = False
+
+    def encode(self, frame: object = None) -> object:
+        packets = self._stream.encode(frame)  # type: ignore[attr-defined]
+        if packets and not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)  # to this thread, synchronously
+        return packets
+
+
+def test_ctrl_c_between_the_encoder_and_the_muxer_loses_no_packet(tmp_path: Path) -> None:
+    """Ctrl-C that came after encode() and before mux() lost the packets encode() had made: with the
+    first, the key frame, no frame of the video decoded (seen in a real run stopped with SIGINT). Now
+    it waits until the frame is muxed, and the video holds every frame written."""
+    out = tmp_path / "cut.mp4"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt), VideoWriter(out, 25, (64, 48)) as writer:
+            writer._stream = _CtrlCAfterEncoding(writer._stream)  # type: ignore[assignment]
+            for i in range(60):
+                writer.write(frame(i), i / 25)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _, images = decode(out)
+    assert writer.frames_written == len(images) > 1 and leftovers(tmp_path) == []
+    assert [round(float(np.median(im)) / 6) for im in images] == list(range(len(images)))
+
+
 SECOND_CTRL_C = """
 import signal, sys, time
 import numpy as np

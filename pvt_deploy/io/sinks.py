@@ -266,7 +266,8 @@ class VideoWriter:
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
     so far; a writer that received no frame leaves no file. A Ctrl-C or SIGTERM that comes while
-    the file is being finalised waits until it is in place (see :meth:`close`).
+    a frame is encoded waits until its packets are in the file, and one that comes while the file is
+    being finalised until it is in place (see :meth:`close`).
     """
 
     def __init__(
@@ -373,10 +374,13 @@ class VideoWriter:
             dst_color_trc=ColorTrc.BT709,
             dst_color_primaries=ColorPrimaries.BT709,
         )
-        frame.pts = self._next_pts(timestamp)
-        frame.time_base = self._tick
-        self._container.mux(self._stream.encode(frame))
-        self.frames_written += 1
+        # a stop request waits until the encoder's packets are in the file: one raised between encode() and
+        # mux() lost them, and with the first (the key frame) the whole video, where no frame then decodes
+        with interrupts_deferred():
+            frame.pts = self._next_pts(timestamp)
+            frame.time_base = self._tick
+            self._container.mux(self._stream.encode(frame))
+            self.frames_written += 1
 
     def _next_pts(self, timestamp: float | None) -> int:
         """The frame's pts in ticks: its source time from the first timestamped frame, or one
