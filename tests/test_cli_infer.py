@@ -471,6 +471,39 @@ def test_ctrl_c_mid_video_exits_130_and_leaves_a_playable_mp4(
     assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 5
 
 
+def test_a_stop_inside_a_frames_writes_records_the_frame_in_every_output_or_none(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
+        tmp_path: Path) -> None:
+    """A Ctrl-C or SIGTERM that came between a frame's outputs (its video frame, label file and crops
+    written, its JSON line not yet) left the video and labels/ one frame ahead of predictions.jsonl. The
+    frame's outputs are now written as one step, which a stop request waits for."""
+    import signal
+
+    from pvt_deploy.io.sinks import JsonlWriter
+
+    real = JsonlWriter.write
+
+    def stopped_at_the_fifth_line(self: JsonlWriter, record: dict[str, object]) -> None:
+        if self.lines == 4:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, to this thread, synchronously
+        real(self, record)
+
+    monkeypatch.setattr(JsonlWriter, "write", stopped_at_the_fifth_line)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    try:
+        code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "--conf", "0.07",
+                           "--save-txt", "--save-crop", "-o", str(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    frames = [json.loads(line)["frame"] for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert frames == [0, 1, 2, 3, 4] and decode_video(tmp_path / "walk.mp4")[1] == 5
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == [f"walk_{f}.txt" for f in frames]
+    crops = {p.stem.split("_")[1] for p in (tmp_path / "crops").rglob("*.jpg")}
+    assert crops and crops <= {str(f) for f in frames}
+    assert "5 frames in" in err
+
+
 def test_save_mask_writes_class_maps_that_match_the_api(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
         tmp_path: Path) -> None:
@@ -715,7 +748,7 @@ def test_sigterm_mid_video_finishes_the_outputs_like_ctrl_c(det_export: Path, tm
     codec, frames, size, _ = decode_video(out / "long.mp4")
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert codec == "h264" and size == (96, 64) and 3 <= frames < 600
-    assert abs(len(lines) - frames) <= 1  # the signal may land between a frame's video and JSON writes
+    assert len(lines) == frames  # a stop waits for the frame being written to reach every output
 
 
 STOPPED_MID_CALL = """

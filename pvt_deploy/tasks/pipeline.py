@@ -857,7 +857,8 @@ class ResultWriter:
     run's JSON makes this run's ``predictions_1.jsonl`` and ``predictions_coco_1.json``.
 
     ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
-    written stays valid and playable); the COCO file is only written by a run that completed, and
+    written stays valid and playable, and holds the same frames: :meth:`write` records a result in
+    every output or, stopped before it began, in none); the COCO file is only written by a run that completed, and
     a run that processed nothing leaves no JSON file at all. A failed write (full disk,
     permissions) raises :func:`output_error` and drops the files still being written, so no
     final-named file is partial.
@@ -925,29 +926,46 @@ class ResultWriter:
         return int(getattr(self._video, "frames_written", 0) or 0)
 
     def write(self, result: Result) -> None:
+        """Record ``result`` in every output, or in none: Ctrl-C and SIGTERM wait until its picture or
+        video frame, label file, crops, JSON line and COCO rows are all written. A stop that came between
+        two of them left a frame in the video, or a picture, label file and crops, that predictions.jsonl
+        does not have. A new video is opened before that step: checking its audio source (a URL) can take
+        seconds, and a stop there records nothing of the frame."""
+        from pvt_deploy.utils.signals import interrupts_deferred
+
         try:
-            if self.save:
-                if result.frame is not None:
-                    self._write_video(result)
-                else:
-                    self._write_image(result)
-            if self.save_txt or self.save_crop:
-                stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
-                if self.save_txt:
-                    labels = self.save_dir / "labels"
-                    result.save_txt(self._free_names(labels, stem, ".txt"), self.save_conf)
-                    self._count(labels, 1)
-                if self.save_crop:
-                    crops = self.save_dir / "crops"
-                    self._count(crops, len(result.save_crop(crops, stem + ".jpg", namer=self._free_names)))
-            if self._jsonl is not None:
-                self._jsonl.write(result.to_dict())
-            if self._coco is not None and result.boxes is not None:
-                self._coco.add(self._coco_source(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+            if self.save and result.frame is not None and (self._video is None or result.path != self._video_key):
+                self._open_video(result)
+            with interrupts_deferred():
+                try:
+                    self._write_all(result)
+                except OSError:
+                    self._failed = True  # before a stop held meanwhile raises: the outputs are dropped all the same
+                    raise
+                self._results += 1
         except OSError as e:  # av.error.OSError too: a full disk, a folder made read-only mid-run
             self._failed = True
             raise output_error(self.save_dir, e) from None
-        self._results += 1
+
+    def _write_all(self, result: Result) -> None:
+        if self.save:
+            if result.frame is not None:
+                self._video.write(result.plot(**self.plot), result.timestamp)
+            else:
+                self._write_image(result)
+        if self.save_txt or self.save_crop:
+            stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
+            if self.save_txt:
+                labels = self.save_dir / "labels"
+                result.save_txt(self._free_names(labels, stem, ".txt"), self.save_conf)
+                self._count(labels, 1)
+            if self.save_crop:
+                crops = self.save_dir / "crops"
+                self._count(crops, len(result.save_crop(crops, stem + ".jpg", namer=self._free_names)))
+        if self._jsonl is not None:
+            self._jsonl.write(result.to_dict())
+        if self._coco is not None and result.boxes is not None:
+            self._coco.add(self._coco_source(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
 
     def _count(self, folder: Path, files: int) -> None:
         if files:
@@ -1021,20 +1039,18 @@ class ResultWriter:
         if self.mask_pngs and result.mask is not None:
             self.outputs.append(result.save_mask(free_path(self.save_dir, path.stem + "_mask", ".png", self._taken)))
 
-    def _write_video(self, result: Result) -> None:
+    def _open_video(self, result: Result) -> None:
+        """Finish the video being written and start the one of ``result``'s source."""
         from pvt_deploy.io.sinks import VideoWriter, audio_source, free_path
 
-        key = result.path
-        if self._video is None or key != self._video_key:
-            self._close_video()
-            fps = (self.fps or 25.0) / self.vid_stride
-            h, w = result.orig_shape
-            target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
-            # location: the URL as given, password and all, which path shows without (display only)
-            audio = audio_source(result.location or result.path) if self.audio else None
-            self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
-            self._video_key = key
-        self._video.write(result.plot(**self.plot), result.timestamp)
+        self._close_video()
+        fps = (self.fps or 25.0) / self.vid_stride
+        h, w = result.orig_shape
+        target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
+        # location: the URL as given, password and all, which path shows without (display only)
+        audio = audio_source(result.location or result.path) if self.audio else None
+        self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
+        self._video_key = result.path
 
     def _close_video(self) -> None:
         if self._video is not None:
