@@ -1121,9 +1121,18 @@ def test_predict_writes_labels_and_crops_and_refuses_them_where_the_task_has_non
     assert not (tmp_path / "seg").exists()
 
 
-def test_a_label_file_that_cannot_be_written_is_the_writers_one_line_error(det_model: Model, tmp_path: Path) -> None:
-    (tmp_path / "labels").write_text("a file where the labels folder goes")
-    with pytest.raises(InputError, match=f"^cannot write outputs to {re.escape(str(tmp_path))}: File exists$"):
+def test_a_label_file_that_cannot_be_written_is_the_writers_one_line_error(
+        det_model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pvt_deploy.utils import files
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    (tmp_path / "labels").write_text("a file where the labels folder goes: a name taken, the run's is labels_1")
+    monkeypatch.setattr(files, "atomic_write_bytes", read_only)
+    with pytest.raises(InputError, match=f"^cannot write outputs to {re.escape(str(tmp_path))}: Read-only file system$"):
         det_model.predict(read_image(sample_image("coffee")), save_dir=tmp_path, save_txt=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels"]  # nothing else, nothing partial
 

@@ -1313,9 +1313,45 @@ def test_save_txt_and_crop_write_the_drawn_boxes_and_a_second_run_replaces_nothi
                        "--save-txt", "--no-save", "-o", str(out))  # nothing scores 0.5: empty files
     assert code == 0, err
     assert {p: p.read_bytes() for p in before} == before
-    assert sorted(p.name for p in (out / "labels").iterdir()) == sorted(
-        [f"{Path(p).stem}{n}.txt" for p in photos for n in ("", "_1")])
-    assert all((out / "labels" / f"{Path(p).stem}_1.txt").read_bytes() == b"" for p in photos)
+    assert sorted(p.name for p in (out / "labels").iterdir()) == sorted(f"{Path(p).stem}.txt" for p in photos)
+    assert sorted(p.name for p in (out / "labels_1").iterdir()) == sorted(f"{Path(p).stem}.txt" for p in photos)
+    assert all((out / "labels_1" / f"{Path(p).stem}.txt").read_bytes() == b"" for p in photos)
+
+
+def test_a_run_again_into_the_folder_of_a_stopped_one_keeps_its_labels_and_crops_apart(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
+        tmp_path: Path) -> None:
+    """A run stopped at frame 3 and run again into its folder: the second run's label files of frames 0-2
+    were labels/walk_0_1.txt ... (names taken), those of frames 3 on labels/walk_3.txt ..., one folder
+    with two runs' frames under the first run's names and no way to tell them apart. Now the second run's
+    labels/ and crops/ take the _N of its predictions_N.jsonl."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    real = OnnxRuntimeBackend.infer
+    calls = {"n": 0}
+
+    def interrupted(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, feed)
+
+    args = ["infer", str(long_clip), "--model", str(det_export), "--conf", "0.07", "--save-txt", "--save-crop",
+            "--vid-stride", "2", "--batch", "1", "-o", str(tmp_path)]  # one frame per call: stopped at frame 6
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", interrupted)
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 130, err
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", real)
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 0, err
+    for run_n, (jsonl, labels, crops) in enumerate([("predictions.jsonl", "labels", "crops"),
+                                                    ("predictions_1.jsonl", "labels_1", "crops_1")]):
+        frames = [json.loads(line)["frame"] for line in (tmp_path / jsonl).read_text().splitlines()]
+        assert frames == ([0, 2, 4] if run_n == 0 else [0, 2, 4, 6, 8, 10])
+        assert sorted(p.name for p in (tmp_path / labels).iterdir()) == sorted(f"walk_{f}.txt" for f in frames)
+        cropped = {p.stem.split("_")[1] for p in (tmp_path / crops).rglob("*.jpg")}
+        assert cropped and cropped <= {str(f) for f in frames}
+    assert f"{tmp_path / 'labels_1'}{os.sep} (6 files)" in err
 
 
 def test_save_txt_of_a_video_names_each_frame_as_its_json_line_and_drawing_options_reach_the_video(

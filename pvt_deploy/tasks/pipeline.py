@@ -854,7 +854,9 @@ class ResultWriter:
     No file that exists before the run is replaced: a name already taken (the input itself when
     ``save_dir`` is its folder, an earlier run's output) gets ``_1``, ``_2``...
     (:func:`~pvt_deploy.io.sinks.free_path`), for images, masks and videos alike, and an earlier
-    run's JSON makes this run's ``predictions_1.jsonl`` and ``predictions_coco_1.json``.
+    run's JSON, ``labels/`` or ``crops/`` makes this run's ``predictions_1.jsonl``,
+    ``predictions_coco_1.json``, ``labels_1/`` and ``crops_1/`` (one ``_N`` for them all), so that the
+    label files and crops of two runs never mix in one folder.
 
     ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
     written stays valid and playable, and holds the same frames: :meth:`write` records a result in
@@ -903,19 +905,28 @@ class ResultWriter:
         from pvt_deploy.utils.files import make_folders, remove_made_folders
 
         self._made_dirs: list[Path] = []
+        self._labels, self._crops = self.save_dir / "labels", self.save_dir / "crops"
         try:
             self._made_dirs = make_folders(self.save_dir)
-            if save_json:
-                from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter, free_paths
+            # an earlier run's JSON, labels/ and crops/ in the folder are kept, like its images: this run's
+            # share the next free _N (a killed run's predictions.jsonl.part counts as taken), so that its
+            # label files and crops never mix with another run's (a run stopped at frame 5 and run again
+            # wrote labels/clip_0_1.txt ... clip_4_1.txt, then clip_5.txt on, beside the first run's clip_0.txt)
+            from pvt_deploy.io.sinks import COCO80_TO_91, JsonlWriter, free_paths
 
-                # an earlier run's JSON in the folder is kept, like its images: this run's files
-                # share the next free _N (a killed run's predictions.jsonl.part counts as taken)
-                files = [("predictions", ".jsonl")] + ([("predictions_coco", ".json")] if task == "detect" else [])
-                paths = free_paths(self.save_dir, files, self._taken, partial=JsonlWriter.PART)
-                self._jsonl = JsonlWriter(paths[0])
+            files = [("predictions", ".jsonl")] + ([("predictions_coco", ".json")] if task == "detect" else [])
+            wanted = [*files] if save_json else []
+            wanted += [("labels", "")] if save_txt else []
+            wanted += [("crops", "")] if save_crop else []
+            free = free_paths(self.save_dir, wanted, self._taken, partial=JsonlWriter.PART) if wanted else []
+            paths = dict(zip(wanted, free, strict=True))
+            self._labels = paths.get(("labels", ""), self._labels)
+            self._crops = paths.get(("crops", ""), self._crops)
+            if save_json:
+                self._jsonl = JsonlWriter(paths[files[0]])
                 if task == "detect":
                     ids = COCO80_TO_91 if _is_coco(self.names) else None
-                    self._coco = _spooled_coco_writer(paths[1], category_ids=ids, image_ids=self._coco_ids)
+                    self._coco = _spooled_coco_writer(paths[files[1]], category_ids=ids, image_ids=self._coco_ids)
         except OSError as e:
             self._discard()
             remove_made_folders(self._made_dirs)
@@ -956,12 +967,10 @@ class ResultWriter:
         if self.save_txt or self.save_crop:
             stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
             if self.save_txt:
-                labels = self.save_dir / "labels"
-                result.save_txt(self._free_names(labels, stem, ".txt"), self.save_conf)
-                self._count(labels, 1)
+                result.save_txt(self._free_names(self._labels, stem, ".txt"), self.save_conf)
+                self._count(self._labels, 1)
             if self.save_crop:
-                crops = self.save_dir / "crops"
-                self._count(crops, len(result.save_crop(crops, stem + ".jpg", namer=self._free_names)))
+                self._count(self._crops, len(result.save_crop(self._crops, stem + ".jpg", namer=self._free_names)))
         if self._jsonl is not None:
             self._jsonl.write(result.to_dict())
         if self._coco is not None and result.boxes is not None:
