@@ -1165,6 +1165,38 @@ def test_label_and_crop_files_of_a_long_stream_are_counted_per_folder_not_kept(t
     assert now <= held + 8, (held, now)
 
 
+def test_a_full_disk_mid_frame_leaves_no_file_of_that_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills at a frame's second crop: its picture, label file and first crop were left, under
+    final names, beside the whole frames before it, as if it had been recorded with one box. The failed
+    frame's files go; the frames before keep theirs."""
+    import errno
+
+    from pvt_deploy.tasks import results
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real, crops_written = results._write_file, []
+
+    def full_at_the_fifth_crop(target: Path, data: Any) -> None:
+        if target.parent.parent.name == "crops":
+            if len(crops_written) == 4:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            crops_written.append(target)
+        real(target, data)
+
+    monkeypatch.setattr(results, "_write_file", full_at_the_fifth_crop)
+    names = ["cat", "traffic light", "dog"]
+    writer = ResultWriter(tmp_path, task="detect", names=names, save_txt=True, save_crop=True)
+    with pytest.raises(InputError, match="No space left on device"), writer:
+        for i in range(5):  # 2 crops a picture (3 drawn boxes, one outside it): the 5th is picture 2's first
+            r = _three_boxes(np.full((200, 300, 3), 40 * i, np.uint8), names)
+            r.path = str(tmp_path / "in" / f"p{i}.png")
+            writer.write(r)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["p0.png", "p1.png"]
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["p0.txt", "p1.txt"]
+    assert sorted(p.name for p in (tmp_path / "crops").rglob("*.jpg")) == ["p0.jpg", "p0_1.jpg", "p1.jpg", "p1_1.jpg"]
+    assert writer.files_in == {tmp_path / "labels": 2, tmp_path / "crops": 4} and writer.results_written == 2
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

@@ -941,40 +941,69 @@ class ResultWriter:
         video frame, label file, crops, JSON line and COCO rows are all written. A stop that came between
         two of them left a frame in the video, or a picture, label file and crops, that predictions.jsonl
         does not have. A new video is opened before that step: checking its audio source (a URL) can take
-        seconds, and a stop there records nothing of the frame."""
+        seconds, and a stop there records nothing of the frame.
+
+        A write that fails (a full disk) removes the files this result had got so far (its picture, mask,
+        label file, crops): the run ends with :func:`output_error`, which drops the video and JSON being
+        written, and the pictures, labels and crops it keeps are those of whole results, not also the label
+        file of a frame whose crops the disk could not take."""
         from pvt_deploy.utils.signals import interrupts_deferred
 
         try:
             if self.save and result.frame is not None and (self._video is None or result.path != self._video_key):
                 self._open_video(result)
             with interrupts_deferred():
+                written: list[Path] = []
                 try:
-                    self._write_all(result)
+                    self._write_all(result, written)
                 except OSError:
                     self._failed = True  # before a stop held meanwhile raises: the outputs are dropped all the same
+                    self._unwrite(written)
                     raise
                 self._results += 1
         except OSError as e:  # av.error.OSError too: a full disk, a folder made read-only mid-run
             self._failed = True
             raise output_error(self.save_dir, e) from None
 
-    def _write_all(self, result: Result) -> None:
+    def _write_all(self, result: Result, written: list[Path]) -> None:
+        """Write ``result`` into every output; ``written`` gets each file as it is named (see :meth:`write`)."""
+
+        def named(folder: Path, stem: str, suffix: str) -> Path:
+            written.append(self._free_names(folder, stem, suffix))
+            return written[-1]
+
         if self.save:
             if result.frame is not None:
                 self._video.write(result.plot(**self.plot), result.timestamp)
             else:
-                self._write_image(result)
+                self._write_image(result, written)
+        pictures = list(written)  # the annotated picture and its mask
+        labels = crops = 0
         if self.save_txt or self.save_crop:
             stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
             if self.save_txt:
-                result.save_txt(self._free_names(self._labels, stem, ".txt"), self.save_conf)
-                self._count(self._labels, 1)
+                result.save_txt(named(self._labels, stem, ".txt"), self.save_conf)
+                labels = 1
             if self.save_crop:
-                self._count(self._crops, len(result.save_crop(self._crops, stem + ".jpg", namer=self._free_names)))
+                crops = len(result.save_crop(self._crops, stem + ".jpg", namer=named))
         if self._jsonl is not None:
             self._jsonl.write(result.to_dict())
         if self._coco is not None and result.boxes is not None:
             self._coco.add(self._coco_source(result), result.boxes.xyxy, result.boxes.conf, result.boxes.cls)
+        self.outputs += pictures
+        self._count(self._labels, labels)
+        self._count(self._crops, crops)
+
+    def _unwrite(self, written: list[Path]) -> None:
+        """Remove the files of a result whose write failed, and the label and crop folders of this run
+        (its own names: :func:`~pvt_deploy.io.sinks.free_paths`) that this leaves empty."""
+        for path in reversed(written):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            for folder in (path.parent, path.parent.parent):  # labels_N/; crops_N/<class>/, crops_N/
+                if folder in (self._labels, self._crops) or folder.parent == self._crops:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only if empty
 
     def _count(self, folder: Path, files: int) -> None:
         if files:
@@ -1037,16 +1066,16 @@ class ResultWriter:
 
         return image_id
 
-    def _write_image(self, result: Result) -> None:
+    def _write_image(self, result: Result, written: list[Path]) -> None:
         from pvt_deploy.io.sinks import ImageWriter, free_path
 
         if self._images is None:
             self._images = ImageWriter(self.save_dir)
         name = Path(result.path.replace("\\", "/")).name or "image.jpg"
-        path = self._images.write(result.plot(**self.plot), name)
-        self.outputs.append(path)
+        written.append(self._images.write(result.plot(**self.plot), name))
         if self.mask_pngs and result.mask is not None:
-            self.outputs.append(result.save_mask(free_path(self.save_dir, path.stem + "_mask", ".png", self._taken)))
+            written.append(free_path(self.save_dir, written[-1].stem + "_mask", ".png", self._taken))
+            result.save_mask(written[-1])
 
     def _open_video(self, result: Result) -> None:
         """Finish the video being written and start the one of ``result``'s source."""
