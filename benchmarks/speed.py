@@ -25,7 +25,10 @@ detector's best class score of each candidate, sorted, without its boxes).
 Variants. CPU: ``torch`` (eager FP32, ``inference_mode``, threads = physical cores — the
 reference), ``onnx`` (ONNX Runtime FP32 as the backend loads it: level-ALL optimisations plus the
 exact CPU rewrites of ``pvt_deploy.export.optimize``), ``onnx-plain`` (the exported graph without
-those rewrites), ``onnx-int8`` (the export's CPU INT8 graph, ``model.int8.onnx``). GPU
+those rewrites), ``onnx-int8`` (the export's CPU INT8 graph, ``model.int8.onnx``). Asked for by name
+(``--variants``), what your own ONNX Runtime code gets from the export: ``onnx-session`` (a plain
+``onnxruntime.InferenceSession`` with default options on ``model.onnx``) and ``onnx-session-cpu`` (the same
+on the CPU graph, ``pvt_deploy.runtimes.ort_session.optimized_graph``). GPU
 (``--device cuda``, or ``auto`` with a GPU): ``torch-cuda`` (FP32), ``torch-cuda-fp16`` (autocast),
 ``onnx-cuda`` (onnxruntime-gpu's CUDA provider, ``model.onnx``), ``onnx-cuda-fp16`` (the same on
 ``model.fp16.onnx``), ``trt-fp16`` (a TensorRT engine built from ``model.fp16.onnx``). A variant that
@@ -59,6 +62,7 @@ FULL: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1, 2)), ("pv
         ("pvt_small-cls", 224, (1, 8))]
 QUICK: list[tuple[str, int, tuple[int, ...]]] = [("pvt_v2_b0", 640, (1,)), ("pvt_v2_b0-cls", 224, (1, 8))]
 CPU_VARIANTS = ("torch", "onnx", "onnx-plain", "onnx-int8")
+OWN_VARIANTS = ("onnx-session", "onnx-session-cpu")  # only when named in --variants
 GPU_VARIANTS = ("torch-cuda", "torch-cuda-fp16", "onnx-cuda", "onnx-cuda-fp16", "trt-fp16")
 
 
@@ -89,6 +93,8 @@ def load_variant(name: str, folder: Path, threads: int | None) -> Variant:
         elif name == "onnx-plain":
             backend = OnnxRuntimeBackend(folder / "model.onnx", device="cpu", threads=threads, precision="fp32",
                                          rewrite=False)
+        elif name in OWN_VARIANTS:
+            return _own_session(name, folder, threads)
         elif name == "onnx-int8":
             if not (folder / "model.int8.onnx").is_file():
                 return _skip(name, "no model.int8.onnx")
@@ -122,6 +128,29 @@ def load_variant(name: str, folder: Path, threads: int | None) -> Variant:
                **{k: v for k, v in backend.info.details.items() if k in ("graph_rewrites", "threads",
                                                                         "intra_op_threads", "spin", "gpu")}}
     return Variant(name, backend.infer, backend.close, details)
+
+
+def _own_session(name: str, folder: Path, threads: int | None) -> Variant:
+    """A plain ONNX Runtime session, as a user's own code makes one: default session options (``threads``
+    when given), no shards, no pinning; ``onnx-session-cpu`` loads the CPU graph the backend would."""
+    import onnxruntime as ort
+
+    from pvt_deploy.runtimes.ort_session import optimized_graph
+
+    graph = folder / "model.onnx"
+    if name == "onnx-session-cpu":
+        graph = optimized_graph(graph).path
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+
+    def infer(feed: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(outputs, session.run(outputs, feed), strict=True))
+
+    return Variant(name, infer, lambda: None, {"device": "cpu", "precision": "fp32", "graph": graph.name,
+                                                "session": "onnxruntime defaults"})
 
 
 def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str],
@@ -272,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=None,
                     help="comma-separated model[:size[:batches]], e.g. pvt_v2_b0:640:1/2 (size default: the "
                          "zoo's, batches default: 1)")
-    ap.add_argument("--variants", default=None, help=f"subset of {', '.join(CPU_VARIANTS + GPU_VARIANTS)}")
+    ap.add_argument("--variants", default=None, help=f"subset of {', '.join(CPU_VARIANTS + OWN_VARIANTS + GPU_VARIANTS)}")
     ap.add_argument("--rounds", type=common.int_at_least(1), default=None,
                     help="interleaved timing rounds (default 10, --quick 5)")
     ap.add_argument("--warmup", type=common.int_at_least(0), default=2)
@@ -286,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.images is not None and args.images > 12:
         ap.error(f"argument --images: at most 12 (the real pictures there are), got {args.images}")
-    variants_asked = (None if args.variants is None
-                      else common.parse_choices(ap, "--variants", args.variants, CPU_VARIANTS + GPU_VARIANTS))
+    variants_asked = (None if args.variants is None else common.parse_choices(
+        ap, "--variants", args.variants, CPU_VARIANTS + OWN_VARIANTS + GPU_VARIANTS))
     common.check_output_file(ap, "--json", args.json)
     common.check_work(ap, args.work)
     cases: list[tuple[str, int, tuple[int, ...]]] = list(QUICK if args.quick else FULL)
