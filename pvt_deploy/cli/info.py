@@ -126,6 +126,7 @@ def render(facts: dict[str, Any], console: Any) -> None:
             table.add_row(f["name"], _precision(f.get("precision"), f.get("flavour")), _size(f.get("bytes")),
                           f["sha256"][:16] if f["sha256"] else "-", status)
         print_table(console, table)
+    _say_cpu_graphs(facts, say)
     trt = facts.get("tensorrt")
     if trt:
         from pvt_deploy.runtimes.tensorrt import engine_precision
@@ -154,6 +155,24 @@ def render(facts: dict[str, Any], console: Any) -> None:
     print_table(console, table)
     if "graph" in facts:
         render_graphs(facts, console)
+
+
+def _say_cpu_graphs(facts: dict[str, Any], say: Any) -> None:
+    """Where each ONNX file's CPU graph is: what ONNX Runtime's CPU sessions here load, and your own can."""
+    rows = [f for f in facts["files"] if "cpu_graph" in f]
+    if not rows:
+        return
+    say("ONNX Runtime CPU graphs (exact rewrites for this CPU; your own sessions can load them):")
+    for f in rows:
+        graph = f["cpu_graph"]
+        if graph is None:
+            first = facts["path"] if Path(str(facts["path"])).is_dir() else f["name"]
+            say(f"  {f['name']}: not built here yet (the first run builds it: pvt-deploy bench --model {first})")
+        elif graph["path"] == f["name"]:
+            say(f"  {f['name']}: as exported (no rewrite pays on this CPU)")
+        else:
+            done = ", ".join(f"{k} {v}" for k, v in graph["rewrites"].items())
+            say(f"  {f['name']} -> {graph['path']}" + (f" ({done})" if done else ""))
 
 
 MAX_OP_ROWS = 40  # an operator table's rows before the rest fold into one (--json lists every type)

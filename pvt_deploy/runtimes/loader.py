@@ -1075,9 +1075,29 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     }
     if foreign is not None:
         facts["foreign"] = foreign
+    else:
+        _add_cpu_graphs(folder, files)
     if graph:
         facts["graph"] = describe_graphs(folder, [f["name"] for f in files])
     return facts
+
+
+def _add_cpu_graphs(folder: Path, files: list[dict[str, Any]]) -> None:
+    """Each intact ONNX file's ``cpu_graph``: the copy with this CPU's rewrites that ONNX Runtime's CPU sessions
+    load (:mod:`pvt_deploy.runtimes.ort_session`), where an earlier session here built it: its ``path``
+    (relative to ``folder`` when inside it; the file itself where no rewrite applied) and ``rewrites`` (those
+    that changed something); None where none is built yet. Another program's own session can load it too."""
+    from pvt_deploy.runtimes.ort_session import built_graph
+
+    for row in files:
+        if not row["name"].endswith(".onnx") or row["check"] in ("missing", "MISMATCH"):
+            continue
+        found = built_graph(folder / row["name"], sha256=row["sha256"])
+        if found is None:
+            row["cpu_graph"] = None
+            continue
+        shown = found.path.relative_to(folder) if found.path.is_relative_to(folder) else found.path
+        row["cpu_graph"] = {"path": str(shown), "rewrites": {k: v for k, v in found.rewrites.items() if v}}
 
 
 def _foreign_onnx(path: Path, error: ForeignOnnxError) -> tuple[dict[str, Any], dict[str, Any]]:

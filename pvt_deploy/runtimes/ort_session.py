@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OptimizedGraph", "cache_dir_for", "default_rewrites", "discard", "optimized_graph"]
+__all__ = ["OptimizedGraph", "built_graph", "cache_dir_for", "default_rewrites", "discard", "optimized_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,12 @@ def _writable(folder: Path) -> bool:
 
 def cache_dir_for(source: Path) -> Path:
     """``.ort-cache`` beside ``source`` when writable, else the per-user cache's ``ort/``."""
-    from pvt_deploy.utils.files import cache_root
-
     local = source.parent / CACHE_DIRNAME
-    return local if _writable(local) else cache_root() / "ort"
+    return local if _writable(local) else _user_cache()
 
 
-def _key(source: Path, rewrites: Sequence[str]) -> str:
+def _key(source: Path, rewrites: Sequence[str], sha256: str | None = None) -> str:
+    """The cache key of ``source`` (whose sha256, when the caller has it, is ``sha256``) with ``rewrites``."""
     from importlib import metadata
 
     import onnxruntime
@@ -94,7 +93,7 @@ def _key(source: Path, rewrites: Sequence[str]) -> str:
     from pvt_deploy.export.optimize import RECIPE
     from pvt_deploy.utils.files import sha256_file
 
-    text = json.dumps([sha256_file(source), sorted(rewrites), RECIPE, version, onnxruntime.__version__])
+    text = json.dumps([sha256 or sha256_file(source), sorted(rewrites), RECIPE, version, onnxruntime.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -114,18 +113,45 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
         key = _key(src, names)
         target = folder / f"{src.stem}.{key}.onnx"
         record = folder / f"{src.stem}.{key}.json"
-        if record.is_file():
-            info = json.loads(record.read_text(encoding="utf-8"))
-            counts = {k: int(v) for k, v in (info.get("rewrites") or {}).items()}
-            if not info.get("changed"):
-                return OptimizedGraph(src, src, counts, cached=True)
-            if target.is_file():
-                return OptimizedGraph(target, src, counts, cached=True)
-        return _build(src, names, target, record)
+        return _cached(src, target, record) or _build(src, names, target, record)
     except Exception as e:  # noqa: BLE001 - never let an optimisation stop inference
         text = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         log.warning("%s: CPU graph rewrites skipped (%s); loading the graph as exported", src.name, text)
         return OptimizedGraph(src, src, error=text)
+
+
+def _cached(src: Path, target: Path, record: Path) -> OptimizedGraph | None:
+    """The entry an earlier session built (``record`` says whether anything changed), or None."""
+    if not record.is_file():
+        return None
+    info = json.loads(record.read_text(encoding="utf-8"))
+    counts = {k: int(v) for k, v in (info.get("rewrites") or {}).items()}
+    if not info.get("changed"):
+        return OptimizedGraph(src, src, counts, cached=True)
+    return OptimizedGraph(target, src, counts, cached=True) if target.is_file() else None
+
+
+def built_graph(source: str | os.PathLike[str], *, sha256: str | None = None) -> OptimizedGraph | None:
+    """What :func:`optimized_graph` would give ``source`` on this CPU where an earlier session has built it,
+    without building it (``pvt-deploy info``; ``sha256``: the source's, where the caller has it); None where
+    nothing is cached, or the cache cannot be read."""
+    src = Path(source)
+    names = default_rewrites()
+    if not names:
+        return OptimizedGraph(src, src)
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, ImportError):
+        key = _key(src, names, sha256)
+        for folder in (src.parent / CACHE_DIRNAME, _user_cache()):
+            found = _cached(src, folder / f"{src.stem}.{key}.onnx", folder / f"{src.stem}.{key}.json")
+            if found is not None:
+                return found
+    return None
+
+
+def _user_cache() -> Path:
+    from pvt_deploy.utils.files import cache_root
+
+    return cache_root() / "ort"
 
 
 def discard(graph: OptimizedGraph) -> None:

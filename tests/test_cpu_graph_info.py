@@ -1,0 +1,64 @@
+"""``pvt-deploy info`` names each ONNX file's CPU graph: the copy with this CPU's exact rewrites that
+ONNX Runtime's CPU sessions load (``.ort-cache/``), so that a program's own ONNX Runtime session can load it
+too; before any session here has built it, info says so and builds nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from cli_run import run
+from export_fixtures import Artifact, images
+
+from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME, optimized_graph
+
+pytest_plugins = ["export_fixtures"]
+
+
+def _files(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], folder: Path) -> dict[str, Any]:
+    code, out, err = run(monkeypatch, capsys, "info", str(folder), "--json")
+    assert code == 0, err
+    return {f["name"]: f for f in json.loads(out)["files"]}
+
+
+def test_info_names_the_cpu_graph_a_plain_session_loads_with_the_same_outputs(
+        cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(CACHE_DIRNAME))
+    assert _files(monkeypatch, capsys, folder)["model.onnx"]["cpu_graph"] is None
+    assert not (folder / CACHE_DIRNAME).exists()  # info built nothing
+    code, out, _ = run(monkeypatch, capsys, "info", str(folder))
+    assert code == 0 and "model.onnx: not built here yet" in out
+
+    built = optimized_graph(folder / "model.onnx")
+    assert built.changed
+    graph = _files(monkeypatch, capsys, folder)["model.onnx"]["cpu_graph"]
+    assert (folder / graph["path"]) == built.path and graph["path"].startswith(CACHE_DIRNAME)
+    assert graph["rewrites"] and all(v > 0 for v in graph["rewrites"].values())
+    code, out, _ = run(monkeypatch, capsys, "info", str(folder))
+    assert code == 0 and f"model.onnx -> {graph['path']}" in " ".join(out.split())
+
+    x = images(2, 64, 64)
+    outputs = []
+    for path in (folder / "model.onnx", folder / graph["path"]):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {"images": x})[0])
+    scale = float(np.abs(outputs[0]).max())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-4 * scale)
+
+
+def test_a_changed_file_gets_no_cpu_graph_line(cls_artifact: Artifact, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(CACHE_DIRNAME))
+    with (folder / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    row = _files(monkeypatch, capsys, folder)["model.onnx"]
+    assert row["check"] == "MISMATCH" and "cpu_graph" not in row
