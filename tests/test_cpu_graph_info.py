@@ -62,3 +62,26 @@ def test_a_changed_file_gets_no_cpu_graph_line(cls_artifact: Artifact, tmp_path:
         f.write(b"\0")
     row = _files(monkeypatch, capsys, folder)["model.onnx"]
     assert row["check"] == "MISMATCH" and "cpu_graph" not in row
+
+
+def test_speed_own_session_variants_run_the_export_and_its_cpu_graph_as_the_backend(cls_artifact: Artifact) -> None:
+    """``benchmarks/speed.py``'s ``onnx-session`` / ``onnx-session-cpu``: plain sessions on model.onnx and on
+    the CPU graph, giving the backend's outputs (what the benchmark's agreement column then compares)."""
+    import bench_scripts
+
+    speed = bench_scripts.load("speed", keep=True)
+    feed = {"images": images(2, 64, 64)}
+    loaded = {name: speed.load_variant(name, cls_artifact.folder, 1)
+              for name in ("onnx", "onnx-session", "onnx-session-cpu")}
+    try:
+        assert loaded["onnx-session"].details["graph"] == "model.onnx"
+        assert loaded["onnx-session-cpu"].details["graph"] != "model.onnx"  # the rewritten copy
+        ref = loaded["onnx"].infer(feed)
+        for name in ("onnx-session", "onnx-session-cpu"):
+            out = loaded[name].infer(feed)
+            assert out.keys() == ref.keys(), name
+            for key, value in ref.items():
+                np.testing.assert_allclose(out[key], value, rtol=0, atol=1e-4 * float(np.abs(value).max()))
+    finally:
+        for v in loaded.values():
+            v.close()
