@@ -53,6 +53,17 @@ def test_info_names_the_cpu_graph_a_plain_session_loads_with_the_same_outputs(
     np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-4 * scale)
 
 
+def test_a_lone_files_hint_names_the_file_as_given(cls_artifact: Artifact, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    lone = tmp_path / "lone" / "model.onnx"
+    lone.parent.mkdir()
+    shutil.copy(cls_artifact.folder / "model.onnx", lone)
+    monkeypatch.setenv("COLUMNS", "300")  # a long temporary path stays on one line
+    code, out, _ = run(monkeypatch, capsys, "info", str(lone))
+    assert code == 0 and f"pvt-deploy bench --model {lone}" in " ".join(out.split())
+
+
 def test_a_changed_file_gets_no_cpu_graph_line(cls_artifact: Artifact, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

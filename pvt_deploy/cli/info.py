@@ -166,8 +166,7 @@ def _say_cpu_graphs(facts: dict[str, Any], say: Any) -> None:
     for f in rows:
         graph = f["cpu_graph"]
         if graph is None:
-            first = facts["path"] if Path(str(facts["path"])).is_dir() else f["name"]
-            say(f"  {f['name']}: not built here yet (the first run builds it: pvt-deploy bench --model {first})")
+            say(f"  {f['name']}: not built here yet (the first run builds it: pvt-deploy bench --model {facts['path']})")
         elif graph["path"] == f["name"]:
             say(f"  {f['name']}: as exported (no rewrite pays on this CPU)")
         else:
