@@ -215,7 +215,8 @@ class Model:
         ``save_txt`` writes a YOLO label file per picture or frame to ``save_dir/labels/``
         (:meth:`Result.save_txt`: a detector's drawn boxes, a classifier's top-5; ``save_conf``: with
         the scores, and implies ``save_txt``); ``save_crop`` (detector) each drawn box cut from the
-        original picture to ``save_dir/crops/<class>/`` (:meth:`Result.save_crop`). ``line_width``,
+        original picture to ``save_dir/crops/<class>/`` (:meth:`Result.save_crop`); where an earlier run's
+        JSON, ``labels/`` or ``crops/`` are, to ``labels_1/`` and ``crops_1/`` beside ``predictions_1.jsonl``. ``line_width``,
         ``show_labels`` and ``show_conf``: how the saved pictures' boxes are drawn (:meth:`Result.plot`'s
         ``line_width``, ``labels``, ``conf``).
         """

@@ -7,7 +7,8 @@ per processed frame or image) and, for detection, ``predictions_coco.json``. JSO
 for videos and streams, off for images (``--save-json/--no-save-json`` decide); ``--save-txt`` YOLO label
 files under ``labels/`` and ``--save-crop`` box crops under ``crops/<class>/``. An annotated image,
 mask or video whose name is already taken in ``DIR`` (the input itself when ``-o`` is its folder)
-gets ``_1``, ``_2``...: no existing file is replaced.
+gets ``_1``, ``_2``...: no existing file is replaced; an earlier run's JSON, ``labels/`` or ``crops/`` in
+``DIR`` make this run's ``predictions_1.jsonl``, ``labels_1/`` and ``crops_1/``.
 
 Exit codes: 0 done (also when a video was truncated or a stream was lost for good: the frames read
 are processed, the outputs are valid, and a warning says so; likewise unreadable images in a folder
