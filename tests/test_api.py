@@ -1197,6 +1197,30 @@ def test_a_full_disk_mid_frame_leaves_no_file_of_that_frame(tmp_path: Path, monk
     assert writer.files_in == {tmp_path / "labels": 2, tmp_path / "crops": 4} and writer.results_written == 2
 
 
+def test_a_run_into_a_folder_with_an_earlier_runs_labels_removes_what_a_killed_one_left_there(tmp_path: Path) -> None:
+    """``kill -9`` mid-write leaves a hidden temporary label file or crop in labels/ or crops/<class>/. The
+    next run wrote into those folders and so removed it; writing labels_1/ and crops_1/ it no longer
+    listed them. It removes such files from every earlier run's labels*/ and crops*/<class>/ it finds."""
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.utils.files import TEMP_GRACE_S
+
+    torn = [tmp_path / "labels" / ".cam_7.txt.abcd1234.part.txt", tmp_path / "crops" / "dog" / ".cam_7.jpg.abcd1234.part.jpg"]
+    kept = [tmp_path / "labels" / "cam_6.txt", tmp_path / "crops" / "dog" / "cam_6.jpg"]
+    for path in torn + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"0 0.5")
+    old = torn[0].stat().st_mtime - TEMP_GRACE_S - 1
+    for path in torn:
+        os.utime(path, (old, old))
+    names = ["cat", "traffic light", "dog"]
+    with ResultWriter(tmp_path, task="detect", names=names, save=False, save_txt=True, save_crop=True) as writer:
+        r = _three_boxes(np.zeros((200, 300, 3), np.uint8), names)
+        r.path, r.frame = "cam.mp4", 0
+        writer.write(r)
+    assert [p.exists() for p in torn + kept] == [False, False, True, True]
+    assert sorted(p.name for p in (tmp_path / "labels_1").iterdir()) == ["cam_0.txt"]
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

@@ -922,6 +922,8 @@ class ResultWriter:
             paths = dict(zip(wanted, free, strict=True))
             self._labels = paths.get(("labels", ""), self._labels)
             self._crops = paths.get(("crops", ""), self._crops)
+            if save_txt or save_crop:
+                self._sweep_earlier_runs()
             if save_json:
                 self._jsonl = JsonlWriter(paths[files[0]])
                 if task == "detect":
@@ -931,6 +933,24 @@ class ResultWriter:
             self._discard()
             remove_made_folders(self._made_dirs)
             raise output_error(self.save_dir, e) from None
+
+    def _sweep_earlier_runs(self) -> None:
+        """Remove the temporary files that killed runs left in the folder's ``labels*/`` and
+        ``crops*/<class>/`` (:func:`~pvt_deploy.utils.files.remove_abandoned_temps`), as the next run into the
+        folder does for its other files: this run writes its own ``labels_N/`` and ``crops_N/`` and would not
+        list the earlier ones, where a label file or crop torn by ``kill -9`` stayed, hidden, for good."""
+        import re
+
+        from pvt_deploy.utils.files import remove_abandoned_temps
+
+        def folders(parent: Path, name: str = r".+") -> list[Path]:
+            with contextlib.suppress(OSError), os.scandir(parent) as entries:
+                return [Path(e.path) for e in entries if re.fullmatch(name, e.name) and e.is_dir(follow_symlinks=False)]
+            return []
+
+        for earlier in folders(self.save_dir, r"(labels|crops)(_\d+)?"):
+            for folder in [earlier, *(folders(earlier) if earlier.name.startswith("crops") else [])]:
+                remove_abandoned_temps(folder)
 
     @property
     def frames_written(self) -> int:
