@@ -1,0 +1,374 @@
+"""Paths no other test ran (found with ``make coverage`` in session 43), driven as a user reaches them:
+``val`` on datasets that are damaged or laid out wrong and its text report, ``--names`` files that cannot
+be used, weights URLs that cannot be fetched, an export from a newer pvt-deploy, the operator table of
+``bench --profile``. Each asserts what the user sees: the one-line error and exit code 2, the warning,
+the figures of the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cli_run import run
+from PIL import Image
+
+from pvt_deploy.assets import sample_images
+
+pytest_plugins = ["export_fixtures"]
+
+
+def one_line_error(err: str) -> str:
+    """The last line of stderr, which must be the one ``error: `` line, without a traceback."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err and sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
+
+
+def flat(text: str) -> str:
+    """Text with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------------
+# val: the text report of one precision (only --json and the side-by-side table had a test)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _table(out: str) -> dict[str, str]:
+    """The rows of the metric table: label -> value as printed."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 2 and cells[0] and cells[0] != "metric":
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_val_prints_a_classifiers_metrics_as_a_table_in_percent(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    from pvt_deploy.api import Model
+
+    with Model(str(cls_artifact.folder)) as model:  # each picture under its own top class, one under its 3rd
+        results = model.predict(sample_images(), topk=5)
+    for k, r in enumerate(results):
+        folder = tmp_path / r.probs.labels[2 if k == 0 else 0]
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(r.path, folder / Path(r.path).name)
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path), "--model", str(cls_artifact.folder))
+    assert code == 0, err
+    assert _table(out) == {"top-1 accuracy": "66.67", "top-5 accuracy": "100.00"}, out
+    text = flat(out)
+    assert "pvt_tiny-cls (classify) · onnxruntime CPUExecutionProvider fp32" in text
+    assert f"3 pictures of {tmp_path} ({len(list(tmp_path.iterdir()))} classes) at " in text
+    # the zoo's published figure beside the one measured here, at another size
+    assert "published for pvt_tiny-cls (official weights): ImageNet top-1" in text and "measured here at 64x64" in text
+
+
+def test_val_prints_a_segmenters_metrics_and_its_lowest_classes(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], seg_artifact: Any, tmp_path: Path) -> None:
+    from pvt_deploy.api import Model
+
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "labels").mkdir()
+    with Model(str(seg_artifact.folder)) as model:
+        results = model.predict(sample_images(), batch=1)
+    for r in results:  # ADE20K's PNGs: class k is k + 1 (0 is "other", left out)
+        shutil.copyfile(r.path, tmp_path / "pics" / Path(r.path).name)
+        Image.fromarray((r.mask + 1).astype(np.uint8)).save(tmp_path / "labels" / f"{Path(r.path).stem}.png")
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "pics"), "--masks", str(tmp_path / "labels"),
+                         "--model", str(seg_artifact.folder))
+    assert code == 0, err
+    assert _table(out) == {"mean IoU": "100.00", "mean class accuracy": "100.00", "pixel accuracy": "100.00"}, out
+    # the five lowest IoUs: every class the masks hold scores 100 (the classes absent are left out)
+    lowest = next(line for line in out.splitlines() if line.startswith("lowest IoU: "))
+    shown = lowest.removeprefix("lowest IoU: ").split(", ")
+    present = {seg_artifact.manifest["classes"][c] for r in results for c in np.unique(r.mask)}
+    assert len(shown) == min(5, len(present)) and all(s.endswith(" 100.0") for s in shown), lowest
+    assert {s.rsplit(" ", 1)[0] for s in shown} <= present
+
+
+# ---------------------------------------------------------------------------------------------------
+# val: datasets that cannot be measured, each one line and exit 2 once the model has loaded
+# ---------------------------------------------------------------------------------------------------
+
+
+def _coco(root: Path, **changes: Any) -> Path:
+    """``root/val2017`` (the sample photos) and ``root/annotations/instances_val2017.json`` with one box,
+    its lists replaced by ``changes``."""
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for picture in sample_images():
+        shutil.copyfile(picture, root / "val2017" / picture.name)
+    data = {"images": [{"id": 1, "file_name": "coffee.jpg", "width": 600, "height": 400}],
+            "annotations": [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}], **changes}
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("truncated", "not a readable JSON file (Expecting value"),
+    ("utf-16", "not a readable JSON file ('utf-8' codec can't decode"),
+    ("no-lists", "not a COCO instances file (it needs 'images', 'annotations' and 'categories' lists)"),
+    ("no-images", "lists no images"),
+    ("no-categories", "lists no categories"),
+    ("odd-image-id", "image id [1] of coffee.jpg is neither a number nor a string"),
+    ("images-folder-missing", "no such folder"),
+])
+def test_a_coco_file_that_cannot_be_measured_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any, tmp_path: Path,
+        case: str, message: str) -> None:
+    path = _coco(tmp_path, **{
+        "no-images": {"images": [{"file_name": "coffee.jpg"}]},  # no id: not a picture entry
+        "no-categories": {"categories": [{"name": "person"}]},
+        "odd-image-id": {"images": [{"id": [1], "file_name": "coffee.jpg"}]},
+    }.get(case, {}))
+    if case == "truncated":
+        path.write_text('{"images": [')
+    elif case == "utf-16":
+        path.write_text(path.read_text(), encoding="utf-16")  # a byte-order mark UTF-8 does not read
+    elif case == "no-lists":
+        path.write_text('{"images": []}')
+    args = ["--images", str(tmp_path / "nope")] if case == "images-folder-missing" else []
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder), *args)
+    assert code == 2 and out == "" and message in one_line_error(err), err
+
+
+def test_coco_annotations_of_pictures_it_does_not_list_are_left_out_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, tmp_path: Path) -> None:
+    path = _coco(tmp_path, annotations=[
+        {"image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0},
+        {"image_id": 7, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0},
+        {"image_id": {"id": 1}, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500, "iscrowd": 0}])
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    assert f"dataset {path}: 2 annotations name no image it lists: left out" in caplog.text
+    assert json.loads(out)["images"] == 1
+
+
+def _yolo(root: Path, labels: dict[str, bytes]) -> Path:
+    """An Ultralytics dataset: images/val (the sample photos), labels/val/<stem>.txt, data.yaml (2 names)."""
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    for picture in sample_images():
+        shutil.copyfile(picture, root / "images" / "val" / picture.name)
+    for stem, data in labels.items():
+        (root / "labels" / "val" / f"{stem}.txt").write_bytes(data)
+    (root / "data.yaml").write_text("path: .\nval: images/val\nnames: [person, bicycle]\n")
+    return root / "data.yaml"
+
+
+def test_a_yolo_dataset_without_labels_or_with_an_unreadable_one_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any, tmp_path: Path) -> None:
+    data = _yolo(tmp_path / "bare", {})
+    code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder))
+    assert code == 2 and out == ""
+    assert "none of its pictures has a label file (looked for " in one_line_error(err)
+    data = _yolo(tmp_path / "utf16", {"coffee": "0 0.5 0.5 0.2 0.2\n".encode("utf-16")})
+    code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder))
+    line = one_line_error(err)
+    assert code == 2 and out == "" and "coffee.txt: cannot read it ('utf-8' codec can't decode" in line
+
+
+def test_yolo_label_lines_that_name_no_class_id_are_left_out_one_warning_each(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, tmp_path: Path) -> None:
+    label = b"0 0.5 0.5 0.2 0.2\n\n   \nperson 0.5 0.5 0.1 0.1\n1.5 0.5 0.5 0.1 0.1\n-1 0.5 0.5 0.1 0.1\n"
+    data = _yolo(tmp_path, {"coffee": label})
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    text = caplog.text
+    assert "line 4: 'person 0.5 0.5 0.1 0.1' is neither 'class cx cy w h' nor a polygon: left out" in text
+    assert "line 5: class 1.5 is not a class id: left out" in text and "line 6: class -1 is not a class id" in text
+    assert "line 2" not in text and "line 3" not in text  # blank lines are no boxes, not malformed ones
+    # the one good box is the truth: recall is measured (a number), not NaN for a dataset with no box
+    assert json.loads(out)["metrics"]["AR100"] is not None
+
+
+@pytest.mark.parametrize(("layout", "message"), [
+    ("empty", "no class folders in it (val/<class>/*.jpg)"),
+    ("no-pictures", "no pictures in its class folders"),
+])
+def test_class_folders_without_pictures_are_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path,
+        layout: str, message: str) -> None:
+    if layout == "no-pictures":
+        (tmp_path / "tench").mkdir()
+        (tmp_path / "tench" / "notes.txt").write_text("to do")
+        (tmp_path / "goldfish").mkdir()
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path), "--model", str(cls_artifact.folder))
+    assert code == 2 and out == "" and one_line_error(err) == f"error: dataset {tmp_path}: {message}"
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("no-masks", "a segmenter is evaluated on pictures and label PNGs: give the dataset root"),
+    ("masks-missing", "labels folder {masks} does not exist"),
+    ("no-pairs", "no picture in {pics} has a label PNG of its name in {masks}"),
+    ("rgb-label", "label {masks}/coffee.png: a RGB picture, not one channel of class ids"),
+    ("not-a-png", "label {masks}/coffee.png: cannot read it (cannot identify image file"),
+])
+def test_a_segmentation_dataset_that_cannot_be_measured_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        seg_artifact: Any, tmp_path: Path, case: str, message: str) -> None:
+    pics, masks = tmp_path / "pics", tmp_path / "masks"
+    pics.mkdir()
+    for picture in sample_images():
+        shutil.copyfile(picture, pics / picture.name)
+    if case != "masks-missing":
+        masks.mkdir()
+    if case == "rgb-label":
+        Image.new("RGB", (600, 400)).save(masks / "coffee.png")
+    elif case == "not-a-png":
+        (masks / "coffee.png").write_bytes(b"not a png")
+    args = [] if case == "no-masks" else ["--masks", str(masks)]
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "val", str(pics), "--model", str(seg_artifact.folder), *args)
+    assert code == 2 and out == "" and message.format(pics=pics, masks=masks) in one_line_error(err), err
+    if case in ("rgb-label", "not-a-png"):  # the pictures without a label are said before
+        assert "2 of 3 pictures have no label PNG and are left out" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------
+# --names files that cannot be used: one line naming the file, before any picture is read
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("file", "data", "message"), [
+    ("nope.txt", None, "--names {path}: no such file"),
+    ("utf16.txt", "tench\n".encode("utf-16"), "--names {path}: cannot read it ('utf-8' codec can't decode"),
+    ("ids.yaml", b"names: {1: tench, 2: goldfish}\n", "--names {path}: its names: have ids [1, 2]..., not 0..1"),
+    ("broken.yaml", b"names: [tench\n", "dataset {path}: cannot read it (while parsing a flow sequence"),
+    ("count.yaml", b"nc: 2\n", "dataset {path}: names: the class names are missing (a list, or ids to names)"),
+])
+def test_a_names_file_that_cannot_be_used_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path,
+        file: str, data: bytes | None, message: str) -> None:
+    path = tmp_path / file
+    if data is not None:
+        path.write_bytes(data)
+    code, out, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", str(cls_artifact.folder),
+                         "--names", str(path), "-o", str(tmp_path / "out"))
+    assert code == 2 and out == "" and message.format(path=path) in one_line_error(err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_names_path_of_another_kind_is_refused_by_the_api(cls_artifact: Any, tmp_path: Path) -> None:
+    """A path (not a string) is a file of names whatever its suffix: a .csv is refused by name, not read
+    as one class called 'classes.csv' (as a string without a names-file suffix is)."""
+    from pvt_deploy.api import Model
+    from pvt_deploy.errors import InputError
+
+    path = tmp_path / "classes.csv"
+    path.write_text("tench,goldfish\n")
+    with pytest.raises(InputError, match=r"names .*classes\.csv: a file of names is a \.txt or \.names"):
+        Model(str(cls_artifact.folder), names=path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# weights URLs that cannot be fetched: one line, exit 2, nothing left in the cache
+# ---------------------------------------------------------------------------------------------------
+
+
+def _refused_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then let go)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://127.0.0.1:{port}/pvt_v2_b0.pth", "could not download {url} (Connection refused)"),
+    ("http://[::1/pvt_v2_b0.pth", "bad weights URL {url}: Invalid IPv6 URL"),
+    ("http:///pvt_v2_b0.pth", "bad weights URL {url}: no host"),
+    ("http://127.0.0.1:{port}/", "weights URL {url} names no file (expected https://HOST/.../NAME.pth)"),
+])
+def test_a_weights_url_that_cannot_be_fetched_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str,
+        message: str) -> None:
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    url = url.format(port=_refused_port())
+    code, out, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--weights", url,
+                         "--output", str(tmp_path / "out"))
+    assert code == 2 and message.format(url=url) in one_line_error(err), err
+    assert not (tmp_path / "out").exists()
+    cache = tmp_path / "cache" / "weights"
+    assert not cache.exists() or list(cache.iterdir()) == []  # no record of a download that never came
+
+
+def test_a_cached_file_whose_hash_differs_is_fetched_again(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A hub-style name carries the first digits of its sha256: a cached file of that name with other
+    bytes (a copy put there by hand, a disk error) is not used; here the server is gone, so the
+    download's own error follows the warning."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.utils.download import fetch
+
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    url = f"http://127.0.0.1:{_refused_port()}/pvt_v2_b0-0a1b2c3d.pth"
+    (tmp_path / "cache" / "weights").mkdir(parents=True)
+    (tmp_path / "cache" / "weights" / "pvt_v2_b0-0a1b2c3d.pth").write_bytes(b"something else")
+    with caplog.at_level(logging.WARNING), pytest.raises(InputError, match=r"\(Connection refused\)$"):
+        fetch(url)
+    assert "does not have sha256 0a1b2c3d; downloading it again" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------
+# an export written by a newer pvt-deploy
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_an_export_from_a_newer_pvt_deploy_is_one_line_with_the_upgrade(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    from pvt_deploy.manifest import FORMAT_VERSION
+
+    folder = tmp_path / "newer"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for args in (["info", str(folder)], ["infer", str(sample_images()[0]), "--model", str(folder), "--no-save"],
+                 ["check", "--model", str(folder)]):
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 2 and out == "", (args, err)
+        assert one_line_error(err) == (f"error: {folder / 'manifest.json'}: manifest format {FORMAT_VERSION + 1} is "
+                                       f"newer than this pvt-deploy understands ({FORMAT_VERSION}) "
+                                       "(pip install -U pvt-deploy)"), args
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench --profile: an operator name longer than its column
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_a_long_operator_name_keeps_both_ends_and_the_table_its_80_columns() -> None:
+    """PyTorch's ATen names run past the op column (aten::_scaled_dot_product_flash_attention_for_cpu is 48
+    characters); two of them may share their first 20: each keeps its start and its end."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.bench import render_profile
+
+    names = ["aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_efficient_attention",
+             "aten::linear"]
+    ops = [{"op": n, "nodes": 4, "ms": 1.0 - 0.25 * k, "share": (1.0 - 0.25 * k) / 2.25} for k, n in enumerate(names)]
+    console = Console(width=80, record=True, highlight=False)
+    render_profile("torch", {"ops": ops, "calls": 10, "total_ms": 2.25}, console)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.strip().startswith("aten::")}
+    # 19 characters, an ellipsis, the last 20: the column's 40
+    assert set(rows) == {"aten::_scaled_dot_p…sh_attention_for_cpu", "aten::_scaled_dot_p…_efficient_attention",
+                         "aten::linear"}, lines
+    assert rows["aten::linear"] == ["4", "0.500", "22.2%"]
+
