@@ -372,3 +372,21 @@ def test_a_long_operator_name_keeps_both_ends_and_the_table_its_80_columns() -> 
                          "aten::linear"}, lines
     assert rows["aten::linear"] == ["4", "0.500", "22.2%"]
 
+
+def test_names_naming_a_file_of_another_kind_is_refused_as_a_file_not_read_as_one_class(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    """``--names classes.csv`` (a file that is there) said '--names gives 1 name, but ... has 1000 classes':
+    the file's name taken for the one class name, with no word that the file was not read."""
+    path = tmp_path / "classes.csv"
+    path.write_text("tench\ngoldfish\n")
+    code, out, err = run(monkeypatch, capsys, "infer", str(sample_images()[0]), "--model", str(cls_artifact.folder),
+                         "--names", str(path), "--no-save")
+    assert code == 2 and out == ""
+    assert one_line_error(err) == (f"error: --names {path}: a file of names is a .txt or .names (one a line) or a "
+                                   "dataset YAML")
+    # a name with a dot that is no file here is still a name (a one-class model is named so); --names of
+    # the right count read as names
+    from pvt_deploy.data import given_names
+
+    assert given_names("e.coli", 1, "the model") == ["e.coli"]
+    assert given_names(f"{path},b", 2, "the model") == [str(path), "b"]

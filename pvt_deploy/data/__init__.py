@@ -68,11 +68,13 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
     """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
     (``car,truck,bus``), a list in brackets (``["car, red", "bus"]``, YAML's or JSON's: the one way to give a name
     holding a comma on a command line), a list or array of them (Python), a ``.txt`` or Darknet ``.names`` file
-    (one a line) or a dataset YAML (its ``names:``, ids 0..N-1). A number of names other than ``count`` is bad
-    input, as is any name for a model with no classes."""
+    (one a line) or a dataset YAML (its ``names:``, ids 0..N-1); an existing file of another kind (``classes.csv``)
+    is refused as such. A number of names other than ``count`` is bad input, as is any name for a model with no
+    classes."""
     if hasattr(names, "tolist") and not isinstance(names, (str, os.PathLike)):  # a numpy array of names
         names = names.tolist()
-    if isinstance(names, os.PathLike) or (isinstance(names, str) and names.strip().lower().endswith(NAME_FILES)):
+    if isinstance(names, os.PathLike) or (isinstance(names, str) and (names.strip().lower().endswith(NAME_FILES) or
+                                                                      _a_file(names))):
         out = _names_file(Path(names))
     elif isinstance(names, str) and names.strip().startswith("[") and names.strip().endswith("]"):
         out = [n.strip() for n in _bracketed(names)]
@@ -91,6 +93,12 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
         raise InputError(f"{option('names')} gives {len(out)} name{'s' * (len(out) != 1)}, but {what} has {count} "
                          "classes")
     return out
+
+
+def _a_file(text: str) -> bool:
+    """Whether ``text`` is the path of an existing file with a suffix (``classes.csv``): a file of names of
+    another kind, which is refused by name, not taken for one class called so."""
+    return "," not in text and bool(Path(text).suffix) and os.path.isfile(text)
 
 
 def _bracketed(text: str) -> list[str]:
