@@ -318,6 +318,29 @@ def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.
     assert code == 0 and "output  s sequence []" in out, err
 
 
+def test_info_of_another_tools_graph_of_strings_says_string(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A text model's string input and vocabulary (a tokenizer graph): ONNX's 'string', not numpy's 'object'
+    for their Python-object array, and the vocabulary's bytes, not 8 bytes (a pointer) a word."""
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])
+    vocab = helper.make_tensor("vocab", TensorProto.STRING, [3], [b"cat", b"dog", b"bird"])
+    nodes = [helper.make_node("Concat", ["vocab", "text"], ["all"], axis=0)]
+    graph = helper.make_graph(nodes, "g", [text], [helper.make_tensor_value_info("all", TensorProto.STRING, ["m"])],
+                              initializer=[vocab])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "words.onnx"))
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "words.onnx"), "--graph", "--json")
+    assert code == 0, err
+    report = _strict_json(out)
+    assert report["inputs"] == [{"name": "text", "dtype": "string", "shape": ["n"]}]
+    assert report["outputs"] == [{"name": "all", "dtype": "string", "shape": ["m"]}]
+    row = report["graph"][0]
+    assert row["initializers"]["by_dtype"] == {"string": {"count": 1, "bytes": 10, "values": 3}}
+    assert row["types_by_op"] == {"Concat": {"string": 1}}
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "words.onnx"), "--graph")
+    assert code == 0 and "input   text string [n]" in out and "1 initializer, 10 B (string 10 B)" in out, err
+    assert "object" not in out
+
+
 def test_export_of_another_tools_onnx_does_not_say_infer_runs_it(toy_onnx: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """export --model toy.onnx ended "infer, check and bench run it as it is", which all three refuse."""

@@ -168,10 +168,12 @@ def value_types(model: onnx.ModelProto) -> tuple[dict[str, int], set[str]]:
 def _type_name(elem_type: int) -> str:
     from onnx import TensorProto
 
-    try:
-        return dtype_name(elem_type)
-    except (KeyError, TypeError, ValueError):  # a type numpy has no name for (string, a newer float)
-        return str(TensorProto.DataType.Name(elem_type)).lower()
+    if elem_type != TensorProto.STRING:  # numpy holds strings as Python objects: ONNX's name, not 'object'
+        try:
+            return dtype_name(elem_type)
+        except (KeyError, TypeError, ValueError):  # a type numpy has no name for (a newer float, undefined)
+            pass
+    return str(TensorProto.DataType.Name(elem_type)).lower()
 
 
 def _stored_bytes(tensor: onnx.TensorProto) -> int:
@@ -182,9 +184,11 @@ def _stored_bytes(tensor: onnx.TensorProto) -> int:
     count = int(math.prod(tensor.dims))
     if tensor.data_type in {getattr(TensorProto, n) for n in _FOUR_BIT_TYPE_NAMES if hasattr(TensorProto, n)}:
         return (count + 1) // 2
+    if tensor.data_type == TensorProto.STRING:  # no fixed size (numpy's 8-byte object pointers are not theirs):
+        return sum(len(s) for s in tensor.string_data)  # their bytes, which ONNX never stores externally
     try:
         return count * int(np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize)
-    except (KeyError, TypeError, ValueError):  # strings: no fixed size
+    except (KeyError, TypeError, ValueError):  # a type numpy has no name for
         return 0
 
 
