@@ -390,3 +390,56 @@ def test_names_naming_a_file_of_another_kind_is_refused_as_a_file_not_read_as_on
 
     assert given_names("e.coli", 1, "the model") == ["e.coli"]
     assert given_names(f"{path},b", 2, "the model") == [str(path), "b"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# a feature extractor (a backbone export): no test predicted with one
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_a_backbones_results_hold_each_pictures_own_feature_maps(feat_artifact: Any) -> None:
+    """Two pictures in one batch: each result's maps are its own row of the graph's outputs (not the
+    first picture's, not the batch's), named and shaped as the manifest's outputs; the summary line, the
+    JSON record and len() say so."""
+    from pvt_deploy.api import Model
+
+    pictures = [np.asarray(Image.open(p).convert("RGB").resize((96, 96))) for p in sample_images()[:2]]
+    with Model(str(feat_artifact.folder)) as model:
+        results = model.predict(pictures, batch=2)
+        feed, _ = model.predictor().preprocess(pictures)
+        raw = model.backend.infer(feed)
+    names = [o["name"] for o in feat_artifact.manifest["outputs"]]
+    assert len(results) == 2 and list(raw) == names
+    for i, r in enumerate(results):
+        assert r.task == "features" and list(r.features) == names and len(r) == 0
+        for name in names:
+            np.testing.assert_array_equal(r.features[name], raw[name][i])
+        assert r.verbose() == ", ".join(f"{n} {list(raw[n].shape[1:])}" for n in names)
+        assert json.loads(r.to_json())["features"] == {n: list(raw[n].shape[1:]) for n in names}
+    assert not np.array_equal(results[0].features[names[0]], results[1].features[names[0]])
+    # nothing to draw: infer --save writes the picture as it is, a copy (the caller may draw on it)
+    drawn = results[0].plot()
+    np.testing.assert_array_equal(drawn, pictures[0])
+    drawn[:] = 0
+    np.testing.assert_array_equal(results[0].plot(), pictures[0])
+
+
+def test_len_of_a_classifiers_and_a_segmenters_result_and_boxes_asked_of_them(
+        cls_artifact: Any, seg_artifact: Any, tmp_path: Path) -> None:
+    """len(): a classifier's top-k classes, a segmenter's classes present (as len() of a detector's result is
+    its boxes); the boxes of a result that has none are one InputError naming the task."""
+    from pvt_deploy.api import Model
+    from pvt_deploy.errors import InputError
+
+    picture = sample_images()[0]
+    with Model(str(cls_artifact.folder)) as model:
+        top = model.predict(picture, topk=3)[0]
+    with Model(str(seg_artifact.folder)) as model:
+        seg = model.predict(picture)[0]
+    assert len(top) == 3 and len(seg) == len(np.unique(seg.mask)) == len(seg.areas())
+    for result, task in ((top, "classify"), (seg, "segment")):
+        with pytest.raises(InputError, match=f"^a {task} result has no boxes$"):
+            result.shown_boxes()
+        with pytest.raises(InputError, match=f"^a {task} result has no boxes to crop$"):
+            result.save_crop(tmp_path / task)
+        assert not (tmp_path / task).exists()
