@@ -443,3 +443,46 @@ def test_len_of_a_classifiers_and_a_segmenters_result_and_boxes_asked_of_them(
         with pytest.raises(InputError, match=f"^a {task} result has no boxes to crop$"):
             result.save_crop(tmp_path / task)
         assert not (tmp_path / task).exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# dataset YAMLs as export --calib reads them
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "calibration images: no such file: {path}"),
+    (b"\xff\xfe\x00v\x00a\x00l", "calibration images: {path} is not a text file (a dataset YAML is wanted)"),
+    (b"path: 5\nval: coffee.jpg\n", "calibration images: {path}: path: 5 is not a folder name"),
+    (b"val: sample.mp4\n", "calibration images: {path}: val: sample.mp4 is a video: a split is a folder of images"),
+])
+def test_a_calibration_yaml_that_gives_no_images_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path,
+        text: bytes | None, message: str) -> None:
+    from pvt_deploy.assets import sample_video
+
+    folder = tmp_path / "export"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    shutil.copyfile(sample_video(), tmp_path / "sample.mp4")
+    path = tmp_path / "data.yaml"
+    if text is not None:
+        path.write_bytes(text)
+    before = sorted(p.name for p in folder.iterdir())
+    code, out, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--int8", "--calib", str(path))
+    assert code == 2 and message.format(path=path) in one_line_error(err), err
+    assert sorted(p.name for p in folder.iterdir()) == before  # no INT8 file, no leftovers
+
+
+def test_a_split_naming_one_picture_is_that_picture(tmp_path: Path) -> None:
+    """``val: photo.jpg`` (a split of one picture, beside the YAML) gives that picture, as a folder gives its
+    pictures; ``val: [a.jpg, more/]`` both."""
+    from pvt_deploy.export.calibration import dataset_images
+
+    one, two = sample_images()[:2]
+    shutil.copyfile(one, tmp_path / one.name)
+    (tmp_path / "more").mkdir()
+    shutil.copyfile(two, tmp_path / "more" / two.name)
+    (tmp_path / "one.yaml").write_text(f"val: {one.name}\n")
+    (tmp_path / "both.yaml").write_text(f"val: [{one.name}, more]\n")
+    assert dataset_images(tmp_path / "one.yaml") == [tmp_path / one.name]
+    assert dataset_images(tmp_path / "both.yaml") == [tmp_path / one.name, tmp_path / "more" / two.name]
