@@ -45,6 +45,8 @@ BUNDLED_IMAGES = "bundled sample images"
 DEFAULT_CALIB_IMAGES = 8
 #: The tasks a model (and an export) is made for.
 TASKS = ("detect", "segment", "classify", "features")
+#: How the preprocessing fits a picture to the graph's input (tasks.preprocess.Preprocessor).
+RESIZE_POLICIES = ("letterbox", "align", "resize_crop")
 _SUFFIX_TASKS = {"-seg": "segment", "-cls": "classify", "-features": "features", "-det": "detect"}
 # The graph options that one task's export takes, other than at their default: graph NMS the detector's, an
 # argmax class map the segmenter's (export refuses them for a model of another task): flag, postprocess key,
@@ -190,7 +192,8 @@ _MANIFEST = _fields(
     preprocess=_fields(
         imgsz=_either(_COUNT, _list(_COUNT, "[height, width] positive integers", 2)),
         mean=_RGB, std=_list(_of(int, float, what="", test=lambda v: v != 0), "3 non-zero numbers", 3),
-        pad_value=_RGB, stride=_COUNT, resize=_TEXT, interpolation=_TEXT,
+        pad_value=_RGB, stride=_COUNT, interpolation=_TEXT,
+        resize=_of(str, what=f"one of {', '.join(RESIZE_POLICIES)}", test=lambda v: v in RESIZE_POLICIES),
         crop_ratio=_of(int, float, what="a number in (0, 1]", test=lambda v: 0 < v <= 1)),
     postprocess=_fields(topk=_COUNT, score_threshold=_NUMBER, iou_threshold=_NUMBER, max_detections=_COUNT,
                         pre_nms_topk=_COUNT, nms=_TEXT, seg_output=_TEXT, output_stride=_COUNT),

@@ -486,3 +486,25 @@ def test_a_split_naming_one_picture_is_that_picture(tmp_path: Path) -> None:
     (tmp_path / "both.yaml").write_text(f"val: [{one.name}, more]\n")
     assert dataset_images(tmp_path / "one.yaml") == [tmp_path / one.name]
     assert dataset_images(tmp_path / "both.yaml") == [tmp_path / one.name, tmp_path / "more" / two.name]
+
+
+# ---------------------------------------------------------------------------------------------------
+# a manifest whose preprocessing names no resize policy
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_a_manifest_with_an_unknown_resize_policy_is_refused_by_name_as_a_damaged_field(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    """preprocess.resize "stretch" (a hand edit): info showed 'preprocess: stretch to 64x64' and exited 0, and
+    infer opened the source, printed its header, then said 'unknown resize policy' without naming the file;
+    every other damaged field is refused where the manifest is read, in one line naming file and field."""
+    folder = tmp_path / "edited"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["preprocess"]["resize"] = "stretch"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    expected = (f'error: {folder / "manifest.json"}: damaged manifest: preprocess.resize is "stretch", not one of '
+                "letterbox, align, resize_crop (re-export it, or restore the file)")
+    for args in (["info", str(folder)], ["infer", str(sample_images()[0]), "--model", str(folder), "--no-save"]):
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 2 and out == "" and one_line_error(err) == expected, (args, err)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from pvt_deploy.errors import InputError, option
+from pvt_deploy.manifest import RESIZE_POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Preprocessor:
                  dynamic_range: Mapping[str, Sequence[int]] | None = None) -> None:
         self.spec = dict(spec)
         self.policy = spec.get("resize", "letterbox")
-        if self.policy not in ("letterbox", "align", "resize_crop"):
+        if self.policy not in RESIZE_POLICIES:  # read_manifest refuses it first; a spec given here is not read
             raise InputError(f"unknown resize policy {self.policy!r} in the manifest")
         size = imgsz if imgsz is not None else spec.get("imgsz", (640, 640))
         if isinstance(size, int):
