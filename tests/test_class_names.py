@@ -72,6 +72,17 @@ def test_mmdet2_meta_names_the_export_and_its_graph(named_export: Path) -> None:
     assert read_onnx_manifest(named_export / "model.onnx")["classes"] == NAMES
 
 
+def test_a_one_class_checkpoint_whose_mmcv_meta_names_it_bare_is_named(tmp_path: Path) -> None:
+    """mmcv wrote a one-class dataset's CLASSES as a bare string ('person', not ('person',)) at times: the
+    checkpoint's one class is that name (trimmed, as mmseg's names are), not the letters of it."""
+    from pvt_deploy.models.checkpoints import read_checkpoint
+
+    path = tmp_path / "one.pth"
+    torch.save({"state_dict": {"bbox_head.retina_cls.bias": torch.zeros(9)},
+                "meta": {"CLASSES": "person ", "mmdet_version": "2.28.2"}}, path)
+    assert read_checkpoint(path).classes == ("person",)
+
+
 @pytest.mark.parametrize("layout", ["mmdet2", "mmengine"])
 def test_meta_names_name_a_checkpoint_run_directly(ckpts: dict[str, Path], layout: str) -> None:
     """Both as the model (its architecture read from it) and as --weights of the zoo name."""
