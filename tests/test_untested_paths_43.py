@@ -508,3 +508,42 @@ def test_a_manifest_with_an_unknown_resize_policy_is_refused_by_name_as_a_damage
     for args in (["info", str(folder)], ["infer", str(sample_images()[0]), "--model", str(folder), "--no-save"]):
         code, out, err = run(monkeypatch, capsys, *args)
         assert code == 2 and out == "" and one_line_error(err) == expected, (args, err)
+
+
+def test_a_download_that_takes_a_while_draws_a_bar_on_a_terminal_and_lands_whole(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The progress bar of a download on a terminal (drawn once it has taken PROGRESS_AFTER_S; no test had
+    drawn one): the bar shows the file's name and size, and the cached file is the server's bytes."""
+    import http.server
+
+    import torch
+    from test_io_sinks import serving
+
+    from pvt_deploy.utils import download
+
+    source = tmp_path / "weights.pth"
+    torch.save({"w": torch.arange(20_000, dtype=torch.float32)}, source)
+    payload = source.read_bytes()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            for k in range(0, len(payload), 16_384):
+                self.wfile.write(payload[k:k + 16_384])
+                self.wfile.flush()
+
+    monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # Rich's word for a terminal
+    monkeypatch.setattr(download, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(download, "_CHUNK", 16_384)
+    with serving(Slow) as base:
+        path = download.fetch(f"{base}/pvt_v2_b0_mine.pth")
+    assert path.read_bytes() == payload and path.name == "pvt_v2_b0_mine.pth"
+    err = capsys.readouterr().err
+    assert "download pvt_v2_b0_mine.pth" in err and f"{len(payload) / 1e3:.1f}" in err, err
