@@ -844,6 +844,10 @@ def _usage_error(err: str) -> str:
      "Did you mean pvt-deploy bench --iters 3 --model exports/x (the model is an option, not an argument)?"),
     (["export", "pvt_v2_b0", "--half"],
      "Did you mean pvt-deploy export --model pvt_v2_b0 --half (the model is an option, not an argument)?"),
+    # after a '--' (the end of the options) the model too: the suggestion was 'check -- --model ...', which
+    # Click then refused ("Got unexpected extra argument(s) (--model ...)")
+    (["check", "--imgsz", "64", "--", "exports/x/model.onnx"],
+     "Did you mean pvt-deploy check --imgsz 64 --model exports/x/model.onnx (the model is an option, not an argument)?"),
     # a value's spaces are its own (only a Python list's go): the path was shown as myclip.mp4
     (["infer", "source=my clip.mp4", "classes=[0, 2]"], "Did you mean: pvt-deploy infer 'my clip.mp4' --classes 0,2"),
     # a class name in a Python list keeps its space and loses its quotes: it was --classes '"trafficlight",0'

@@ -194,6 +194,8 @@ def _positional_model(command: Any, args: list[str]) -> str | None:
             continue
         words = [shell_quote(a) for a in args]
         words[i] = f"--model {words[i]}"
+        # without the '--' that ended the options: after it, --model would be one more argument
+        words = [w for w, a in zip(words, args, strict=True) if a != "--"]
         return f"Did you mean pvt-deploy {command.name} {' '.join(words)} (the model is an option, not an argument)?"
     return None
 
