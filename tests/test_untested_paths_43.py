@@ -493,6 +493,20 @@ def test_a_split_naming_one_picture_is_that_picture(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+def test_a_damaged_file_record_is_named_by_its_file(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    """A record of ``files`` whose field holds the wrong kind of value: the line names the file's entry."""
+    folder = tmp_path / "edited"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["model.onnx"]["sha256"] = 5
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run(monkeypatch, capsys, "info", str(folder))
+    assert code == 2 and out == "" and one_line_error(err) == (
+        f'error: {folder / "manifest.json"}: damaged manifest: files["model.onnx"].sha256 is 5, not a string '
+        "(re-export it, or restore the file)")
+
+
 def test_a_manifest_with_an_unknown_resize_policy_is_refused_by_name_as_a_damaged_field(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
     """preprocess.resize "stretch" (a hand edit): info showed 'preprocess: stretch to 64x64' and exited 0, and
