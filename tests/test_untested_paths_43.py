@@ -576,3 +576,20 @@ def test_info_graph_of_an_export_whose_graph_file_is_gone_says_so_in_its_row(
     code, out, err = run(monkeypatch, capsys, "info", str(folder), "--graph")
     line = next(line for line in out.splitlines() if line.startswith("graph model.onnx"))
     assert code == 0 and line.endswith(": no such file"), out
+
+
+def test_a_mask_of_more_than_256_classes_is_coloured_by_each_class_own_colour() -> None:
+    """A segmenter of 300 classes (a custom 16-bit label set): ids past 255 take numpy's lookup instead of
+    cv2.LUT's 256 entries; each pixel is still its class's colour blended at alpha, as for id 5."""
+    from pvt_deploy.tasks.visualize import overlay_mask
+
+    image = np.full((2, 3, 3), 100, np.uint8)
+    mask = np.array([[5, 256, 299], [0, 280, 5]], np.uint16)
+    table = np.random.default_rng(0).integers(0, 256, (300, 3), dtype=np.uint8)  # a checkpoint's own palette
+    table[[0, 24]] = 0  # what ids 256 and 280 would take if wrapped into a byte
+    out = overlay_mask(image, mask, alpha=0.5, palette=table.tolist())
+    expected = 0.5 * image + 0.5 * table[mask]
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    # the default palette (ADE20K's, extended past 149) colours 256 and 280 apart from 0 and 24 too
+    out = overlay_mask(image, mask, alpha=1.0)
+    assert len({tuple(out[0, 1]), tuple(out[1, 1]), tuple(out[1, 0])}) == 3
