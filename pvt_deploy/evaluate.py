@@ -385,7 +385,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         raise InputError(f"dataset {path}: no pictures in its class folders")
     paths = _limited([p for p, _ in items], limit)
     labels = {str(p): i for p, i in items}
-    return Dataset("classify", paths, f"{path} ({len(classes)} classes)", labels)
+    return Dataset("classify", paths, f"{path} ({len(classes)} class{'es' * (len(classes) != 1)})", labels)
 
 
 def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str | os.PathLike[str] | None,

@@ -593,3 +593,33 @@ def test_a_mask_of_more_than_256_classes_is_coloured_by_each_class_own_colour() 
     # the default palette (ADE20K's, extended past 149) colours 256 and 280 apart from 0 and 24 too
     out = overlay_mask(image, mask, alpha=1.0)
     assert len({tuple(out[0, 1]), tuple(out[1, 1]), tuple(out[1, 0])}) == 3
+
+
+@pytest.mark.parametrize("given", [",", "fp32,,int8", " , "])
+def test_val_precision_with_an_empty_part_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path,
+        given: str) -> None:
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path), "--model", str(cls_artifact.folder),
+                         "--precision", given)
+    assert code == 2 and out == "" and one_line_error(err) == (
+        f"error: --precision {given!r}: give fp32, fp16 or int8, or several comma-separated (fp32,int8)")
+
+
+def test_val_of_a_model_outside_the_zoo_shows_no_published_figure(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
+    """An export of a fine-tuned model under its own name: no zoo entry, so no published figure to set beside
+    the measured one (none is made up from the backbone's)."""
+    folder = tmp_path / "mine"
+    shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model"] = "my-finetune"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    data = tmp_path / "val" / "tench"
+    data.mkdir(parents=True)
+    shutil.copyfile(sample_images()[0], data / "a.jpg")
+    code, out, err = run(monkeypatch, capsys, "val", str(data.parent), "--model", str(folder), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["model"] == "my-finetune" and report["published"] is None, err
+    code, out, err = run(monkeypatch, capsys, "val", str(data.parent), "--model", str(folder))
+    assert code == 0 and "published" not in out, out
+    assert f"1 picture of {data.parent} (1 class) at " in out, out  # was '1 pictures of ... (1 classes)'

@@ -22,6 +22,7 @@ import typer
 from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP, NAMES_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
+from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
 
 
@@ -237,7 +238,7 @@ def render_side_by_side(reports: list[dict[str, Any]], console: Any) -> None:
         table.add_row(_LABELS.get(key, key), *cells, *deltas)
     print_table(console, table)
     speeds = ", ".join(f"{r['precision']} {r['fps']:.1f}" for r in reports if r.get("fps"))
-    console.print(f"{first['images']} pictures of {escape(first['dataset'])}"
+    console.print(f"{count_of(first['images'], 'picture')} of {escape(first['dataset'])}"
                   + (f"; pictures/s: {speeds}" if speeds else ""), soft_wrap=True)
     _print_published(first, console)
 
@@ -257,7 +258,8 @@ def render(report: dict[str, Any], console: Any) -> None:
     print_table(console, table)
     skipped = f", {report['skipped']} unreadable skipped" if report["skipped"] else ""
     speed = f" at {report['fps']:.1f} pictures/s" if report.get("fps") else ""
-    console.print(f"{report['images']} pictures of {escape(report['dataset'])}{skipped}{speed}", soft_wrap=True)
+    console.print(f"{count_of(report['images'], 'picture')} of {escape(report['dataset'])}{skipped}{speed}",
+                  soft_wrap=True)
     _print_published(report, console)
     if report["per_class"] and report["task"] == "segment":
         worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
