@@ -1,8 +1,9 @@
 """Paths no other test ran (found with ``make coverage`` in session 43), driven as a user reaches them:
-``val`` on datasets that are damaged or laid out wrong and its text report, ``--names`` files that cannot
-be used, weights URLs that cannot be fetched, an export from a newer pvt-deploy, the operator table of
-``bench --profile``. Each asserts what the user sees: the one-line error and exit code 2, the warning,
-the figures of the report."""
+``val`` on datasets that are damaged or laid out wrong, and its text report; ``--names`` files that cannot
+be used; weights URLs that cannot be fetched, and a download's progress bar; manifests from a newer
+pvt-deploy or with a damaged field; dataset YAMLs for ``--calib``; a backbone's results; ``info --graph``
+of a missing file; the operator table of ``bench --profile``; masks of more than 256 classes. Each asserts
+what the user sees: the one-line error and exit code 2, the warning, the figures, the files."""
 
 from __future__ import annotations
 
