@@ -624,3 +624,34 @@ def test_val_of_a_model_outside_the_zoo_shows_no_published_figure(
     code, out, err = run(monkeypatch, capsys, "val", str(data.parent), "--model", str(folder))
     assert code == 0 and "published" not in out, out
     assert f"1 picture of {data.parent} (1 class) at " in out, out  # was '1 pictures of ... (1 classes)'
+
+
+def test_calib_given_for_int8_files_already_there_is_said_to_be_unused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, tmp_path: Path) -> None:
+    """export --model EXPORT --int8 --calib MINE where the INT8 files exist kept them, calibrated on other
+    pictures, and said only 'already there: nothing to add': the pictures given were read and never used,
+    without a word. The files are still kept (their parity passed); the warning says so and how to redo them."""
+    folder = tmp_path / "det"
+    shutil.copytree(det_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    before = {name: (folder / name).read_bytes() for name in ("model.int8.onnx", "model.int8.trt.onnx")}
+    recorded = json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["calibration"]["source"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for picture in sample_images()[:2]:
+        shutil.copyfile(picture, mine / picture.name)
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--int8", "--calib", str(mine))
+    assert code == 0, err
+    assert (f"{folder}: --calib {mine} is not used: model.int8.onnx, model.int8.trt.onnx are already there, "
+            f"calibrated on {recorded} (delete them to calibrate on the pictures given)") in caplog.text
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    # no --calib, or the pictures they were calibrated on (named another way): nothing to say
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["precision"]["int8"]["calibration"]["source"] = str(mine)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for args in ([], ["--calib", str(mine)], ["--calib", f"{mine}/../{mine.name}"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--int8", *args)
+        assert code == 0 and "is not used" not in caplog.text, (args, caplog.text)
