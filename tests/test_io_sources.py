@@ -108,6 +108,26 @@ def test_grey_alpha_and_16bit_images_become_rgb8(tmp_path: Path) -> None:
     assert deep.dtype == np.uint8 and (deep == 127).all()  # 32767/257 = 127.5 -> scaled, not truncated
 
 
+def test_a_half_transparent_tiff_reads_as_the_same_png_and_webp_do(tmp_path: Path) -> None:
+    """An RGBA TIFF with an unassociated alpha (as Pillow and editors write it) read darkened by its alpha
+    through OpenCV (200 at alpha 128 read 100); PNG and WebP give the stored colour, and so must TIFF,
+    turned by its orientation tag as OpenCV turns it."""
+    rgba = np.zeros((2, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = 200, 100, 50
+    rgba[0, :, 3] = (0, 1, 128, 255)  # transparent to opaque
+    rgba[1, :, 3] = 128
+    rgba[1, 0, :3] = 255  # a mark at the bottom left, to see the turn
+    picture = Image.fromarray(rgba, "RGBA")
+    picture.save(tmp_path / "a.png")
+    picture.save(tmp_path / "a.webp", lossless=True, exact=True)  # keeps a transparent pixel's colour
+    picture.save(tmp_path / "a.tiff")
+    expected = rgba[..., :3]
+    for name in ("a.png", "a.webp", "a.tiff"):
+        assert (read_image(tmp_path / name) == expected).all(), name
+    picture.save(tmp_path / "turned.tiff", tiffinfo={0x0112: 6})  # "rotate 90 CW to display"
+    assert (read_image(tmp_path / "turned.tiff") == np.rot90(expected, -1)).all()
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     landscape = np.zeros((20, 40, 3), np.uint8)
     landscape[:, :10] = 255  # white band on the left

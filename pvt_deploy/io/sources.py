@@ -416,10 +416,36 @@ def _in_bytes(n: int) -> str:
 def _imdecode(data: np.ndarray) -> np.ndarray | None:
     """An image file's bytes decoded as :func:`read_image` decodes them (RGB, EXIF orientation applied), or
     None where OpenCV cannot."""
+    if bytes(data[:4]) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # TIFF, BigTIFF
+        stored = _tiff_stored_colour(data)
+        if stored is not None:
+            return stored
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
     # the EXIF orientation.
     img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     return None if img is None else _decoded_to_rgb(img)
+
+
+def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
+    """An 8-bit RGBA TIFF with an unassociated alpha (ExtraSamples 2, what Pillow and most editors write)
+    decoded to its stored colour, alpha dropped, EXIF orientation applied; None for any other TIFF or
+    one Pillow cannot decode. OpenCV reads such a TIFF through libtiff's RGBA reader, which multiplies
+    the colour by the alpha (a pixel 200 at alpha 128 read 100), where PNG and WebP give the colour
+    as stored: a picture must read the same whatever its format."""
+    import warnings
+
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():  # the pixels were checked against the memory free already
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                extra = image.tag_v2.get(338)  # ExtraSamples
+                if 2 not in (extra if isinstance(extra, tuple) else (extra,)) or image.mode != "RGBA":
+                    return None
+                return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    except Exception:  # noqa: BLE001 - a TIFF Pillow cannot read (a bomb past its limit): OpenCV's decode
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
