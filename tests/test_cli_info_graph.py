@@ -304,18 +304,28 @@ def test_info_of_a_truncated_onnx_file_is_one_line(toy_onnx: Path, monkeypatch: 
 def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A value that is not a tensor (sklearn-onnx's ZipMap writes a sequence of maps) has no element type:
-    its dtype is its kind ('sequence'), not a KeyError out of numpy's type table."""
+    its dtype is its kind ('sequence'), not a KeyError out of numpy's type table. It has no shape, nor has
+    a tensor of unknown rank: shape null and '(shape not declared)', not [], which is a scalar's (and
+    read as one in the text and the JSON)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])
-    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["y"], ["s"])]
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["y"], ["s"]),
+             helper.make_node("Identity", ["y"], ["u"]), helper.make_node("ReduceMax", ["y"], ["m"], keepdims=0)]
     graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2]),
-                                                helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)])
+                                                helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None),
+                                                helper.make_tensor_value_info("u", TensorProto.FLOAT, None),
+                                                helper.make_tensor_value_info("m", TensorProto.FLOAT, [])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "seq.onnx"))
     code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"), "--json")
     assert code == 0, err
     assert _strict_json(out)["outputs"] == [{"name": "y", "dtype": "float32", "shape": ["n", 2]},
-                                            {"name": "s", "dtype": "sequence", "shape": []}]
+                                            {"name": "s", "dtype": "sequence", "shape": None},
+                                            {"name": "u", "dtype": "float32", "shape": None},
+                                            {"name": "m", "dtype": "float32", "shape": []}]
     code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"))
-    assert code == 0 and "output  s sequence []" in out, err
+    assert code == 0, err
+    for line in ("output  s sequence (shape not declared)", "output  u float32 (shape not declared)",
+                 "output  m float32 []"):
+        assert line in out, out
 
 
 def test_info_of_another_tools_graph_of_strings_says_string(monkeypatch: pytest.MonkeyPatch,

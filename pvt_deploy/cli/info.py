@@ -51,7 +51,9 @@ def info(
 
 
 def _shape(spec: dict[str, Any]) -> str:
-    return f"{spec['name']} {spec.get('dtype', '?')} [{', '.join(str(d) for d in spec.get('shape', []))}]"
+    shape = spec.get("shape")  # None: the graph declares none (unknown rank, a sequence); [] is a scalar's
+    dims = "(shape not declared)" if shape is None else f"[{', '.join(str(d) for d in shape)}]"
+    return f"{spec['name']} {spec.get('dtype', '?')} {dims}"
 
 
 def _size(n: int | None) -> str:

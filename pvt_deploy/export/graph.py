@@ -73,7 +73,12 @@ def dtype_name(elem_type: int) -> str:
     return str(np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)))
 
 
-def _dims(value: Any) -> list[int | str]:
+def _dims(value: Any) -> list[int | str] | None:
+    """A graph input's or output's dims (a symbolic one by its name, an unnamed one as "?"); None where the
+    graph declares no shape: a tensor of unknown rank, or a value that is no tensor (a sequence, a map).
+    Not [], which is a scalar's."""
+    if value.type.WhichOneof("value") != "tensor_type" or not value.type.tensor_type.HasField("shape"):
+        return None
     dims: list[int | str] = []
     for d in value.type.tensor_type.shape.dim:
         if d.HasField("dim_value"):
@@ -84,8 +89,9 @@ def _dims(value: Any) -> list[int | str]:
 
 
 def io_spec(model: onnx.ModelProto) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The manifest's ``inputs`` and ``outputs``: name, dtype and shape (symbolic dims as strings). A value
-    that is not a tensor (another tool's graph: a sequence, a map) has its kind as dtype and no shape."""
+    """The manifest's ``inputs`` and ``outputs``: name, dtype and shape (symbolic dims as strings; None where
+    the graph declares none, :func:`_dims`). A value that is not a tensor (another tool's graph: a sequence,
+    a map) has its kind as dtype and shape None."""
     init = {i.name for i in model.graph.initializer}
 
     def dtype(v: Any) -> str:
