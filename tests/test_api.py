@@ -1221,6 +1221,31 @@ def test_a_run_into_a_folder_with_an_earlier_runs_labels_removes_what_a_killed_o
     assert sorted(p.name for p in (tmp_path / "labels_1").iterdir()) == ["cam_0.txt"]
 
 
+def test_two_runs_started_together_into_one_folder_keep_their_labels_and_crops_apart(tmp_path: Path) -> None:
+    """Two runs on pictures (no JSON) started together with -o out --save-txt --save-crop: each found no
+    labels/ yet (a run made it at its first label file), so both wrote labels/ and crops/, mixed. A run's
+    labels_N/ and crops_N/ are made as their names are chosen; those left empty go at the end."""
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    names = ["cat", "traffic light", "dog"]
+    first = ResultWriter(tmp_path, task="detect", names=names, save=False, save_txt=True, save_crop=True)
+    second = ResultWriter(tmp_path, task="detect", names=names, save=False, save_txt=True, save_crop=True)
+    empty = ResultWriter(tmp_path, task="detect", names=names, save=False, save_txt=True, save_crop=True)
+    for writer, picture in ((first, "a.png"), (second, "b.png")):
+        with writer:
+            r = _three_boxes(np.zeros((200, 300, 3), np.uint8), names)
+            r.path = str(tmp_path / "in" / picture)
+            writer.write(r)
+    empty.close()  # wrote nothing: its folders go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crops", "crops_1", "labels", "labels_1"]
+    assert [p.name for p in (tmp_path / "labels").iterdir()] == ["a.txt"]
+    assert [p.name for p in (tmp_path / "labels_1").iterdir()] == ["b.txt"]
+    assert sorted(p.name for p in (tmp_path / "crops").rglob("*.jpg")) == ["a.jpg", "a_1.jpg"]
+    assert sorted(p.name for p in (tmp_path / "crops_1").rglob("*.jpg")) == ["b.jpg", "b_1.jpg"]
+    assert first.files_in == {tmp_path / "labels": 1, tmp_path / "crops": 2}
+    assert second.files_in == {tmp_path / "labels_1": 1, tmp_path / "crops_1": 2}
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

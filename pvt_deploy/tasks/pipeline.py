@@ -856,7 +856,9 @@ class ResultWriter:
     (:func:`~pvt_deploy.io.sinks.free_path`), for images, masks and videos alike, and an earlier
     run's JSON, ``labels/`` or ``crops/`` makes this run's ``predictions_1.jsonl``,
     ``predictions_coco_1.json``, ``labels_1/`` and ``crops_1/`` (one ``_N`` for them all), so that the
-    label files and crops of two runs never mix in one folder.
+    label files and crops of two runs never mix in one folder (``labels_N/`` and ``crops_N/`` are made as
+    their names are chosen, so a run started beside this one takes the next; :meth:`close` removes them
+    where they stayed empty).
 
     ``close(error)``: videos and JSON Lines are finalised even after an error or Ctrl-C (what was
     written stays valid and playable, and holds the same frames: :meth:`write` records a result in
@@ -905,6 +907,7 @@ class ResultWriter:
         from pvt_deploy.utils.files import make_folders, remove_made_folders
 
         self._made_dirs: list[Path] = []
+        self._run_dirs: list[Path] = []  # labels_N/, crops_N/: made at once, removed at close if left empty
         self._labels, self._crops = self.save_dir / "labels", self.save_dir / "crops"
         try:
             self._made_dirs = make_folders(self.save_dir)
@@ -918,8 +921,12 @@ class ResultWriter:
             wanted = [*files] if save_json else []
             wanted += [("labels", "")] if save_txt else []
             wanted += [("crops", "")] if save_crop else []
-            free = free_paths(self.save_dir, wanted, self._taken, partial=JsonlWriter.PART) if wanted else []
-            paths = dict(zip(wanted, free, strict=True))
+            while True:  # labels_N/ and crops_N/ are made as they are chosen: a run started beside this one
+                # into the folder found them free too, and wrote its labels into the same folder (no JSON there)
+                free = free_paths(self.save_dir, wanted, self._taken, partial=JsonlWriter.PART) if wanted else []
+                paths = dict(zip(wanted, free, strict=True))
+                if self._make_run_folders([paths[k] for k in (("labels", ""), ("crops", "")) if k in paths]):
+                    break
             self._labels = paths.get(("labels", ""), self._labels)
             self._crops = paths.get(("crops", ""), self._crops)
             if save_txt or save_crop:
@@ -931,8 +938,27 @@ class ResultWriter:
                     self._coco = _spooled_coco_writer(paths[files[1]], category_ids=ids, image_ids=self._coco_ids)
         except OSError as e:
             self._discard()
+            self._remove_empty_run_folders()
             remove_made_folders(self._made_dirs)
             raise output_error(self.save_dir, e) from None
+
+    def _make_run_folders(self, folders: list[Path]) -> bool:
+        """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`); False, none made, where another
+        run made one first."""
+        for i, folder in enumerate(folders):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                for made in folders[:i]:
+                    made.rmdir()
+                return False
+        self._run_dirs = folders
+        return True
+
+    def _remove_empty_run_folders(self) -> None:
+        for folder in self._run_dirs:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
 
     def _sweep_earlier_runs(self) -> None:
         """Remove the temporary files that killed runs left in the folder's ``labels*/`` and
@@ -1015,15 +1041,14 @@ class ResultWriter:
         self._count(self._crops, crops)
 
     def _unwrite(self, written: list[Path]) -> None:
-        """Remove the files of a result whose write failed, and the label and crop folders of this run
-        (its own names: :func:`~pvt_deploy.io.sinks.free_paths`) that this leaves empty."""
+        """Remove the files of a result whose write failed, and the class folders of this run's crops that
+        this leaves empty (its labels_N/ and crops_N/ left empty go at :meth:`close`)."""
         for path in reversed(written):
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-            for folder in (path.parent, path.parent.parent):  # labels_N/; crops_N/<class>/, crops_N/
-                if folder in (self._labels, self._crops) or folder.parent == self._crops:
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()  # only if empty
+            if path.parent.parent == self._crops:
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # only if empty
 
     def _count(self, folder: Path, files: int) -> None:
         if files:
@@ -1119,6 +1144,7 @@ class ResultWriter:
 
     def close(self, error: BaseException | None = None) -> list[Path]:
         """Finalise every output (see the class docstring); returns the files written."""
+        self._remove_empty_run_folders()  # their files are all written by write()
         if not self._failed:
             try:
                 self._finish(error)
