@@ -135,7 +135,8 @@ def test_a_file_that_parses_as_an_empty_model_is_no_graph(monkeypatch: pytest.Mo
     (folder / "model.onnx").write_bytes(b"xx")
     assert not onnx.load(str(folder / "model.onnx")).graph.node  # what onnx makes of it
     row = _graph_json(monkeypatch, capsys, folder)["model.onnx"]
-    assert row == {"file": "model.onnx", "format": "onnx", "error": "not a readable ONNX model (no graph in it)"}
+    assert row == {"file": "model.onnx", "format": "onnx", "precision": "fp32",  # the manifest's
+                   "error": "not a readable ONNX model (no graph in it)"}
 
 
 def test_integer_kernels_and_unknown_types() -> None:

@@ -1078,7 +1078,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     else:
         _add_cpu_graphs(folder, files)
     if graph:
-        facts["graph"] = describe_graphs(folder, [f["name"] for f in files])
+        facts["graph"] = describe_graphs(folder, [f["name"] for f in files],
+                                         precisions={f["name"]: f.get("precision") for f in files})
     return facts
 
 
@@ -1121,11 +1122,13 @@ def _foreign_onnx(path: Path, error: ForeignOnnxError) -> tuple[dict[str, Any], 
     }
 
 
-def describe_graphs(folder: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+def describe_graphs(folder: Path, names: Sequence[str], *,
+                    precisions: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
     """What is inside each graph among the files ``names`` of ``folder`` (``pvt-deploy info --graph``): an
     ONNX file's :func:`pvt_deploy.export.graph.graph_summary` (read without its external data), an
     engine's layers (:func:`pvt_deploy.runtimes.tensorrt.engine_layers`). A file that cannot be read says
-    why in ``error``; other files (checkpoints) are not listed."""
+    why in ``error``, and keeps the precision ``precisions`` gives it (the manifest's; a graph read has
+    its own); other files (checkpoints) are not listed."""
     rows: list[dict[str, Any]] = []
     for name in names:
         path = folder / name
@@ -1133,6 +1136,8 @@ def describe_graphs(folder: Path, names: Sequence[str]) -> list[dict[str, Any]]:
         if kind not in ("onnx", "trt"):
             continue
         row: dict[str, Any] = {"file": name, "format": "onnx" if kind == "onnx" else "engine"}
+        if given := (precisions or {}).get(name):
+            row["precision"] = given
         rows.append(row)
         if not path.is_file():
             row["error"] = "no such file"
