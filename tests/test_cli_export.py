@@ -1323,3 +1323,29 @@ def test_the_figures_count_nodes_in_the_logs_words(tmp_path: Path, monkeypatch: 
 
     assert "graph: torchscript, opset 17, 1112 nodes, 507 after simplification; batch 1-8" in figures(True)
     assert "graph: torchscript, opset 17, 1112 nodes (not simplified); batch 1-8" in figures(False)
+
+
+def test_calib_given_for_a_dynamic_int8_file_already_there_is_not_said_to_be_unused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Artifact, tmp_path: Path) -> None:
+    """A dynamic INT8 file (--int8-cpu dynamic; a classifier's by default) reads no calibration pictures, made
+    again neither: the warning called it 'calibrated on bundled sample images' and said to delete it to
+    calibrate on the pictures given. Only the calibrated (static) files are named."""
+    folder = tmp_path / "det"
+    shutil.copytree(det_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["precision"]["int8"]["cpu"]["method"] = "dynamic"  # as --int8-cpu dynamic records it
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    mine = _jpgs(tmp_path / "mine", 1, 0)
+
+    def unused(flavour: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--int8", "--int8-flavour",
+                               flavour, "--calib", str(mine))
+        assert code == 0, err
+        return [r.getMessage() for r in caplog.records if "is not used" in r.getMessage()]
+
+    (warned,) = unused("both")  # was: model.int8.onnx, model.int8.trt.onnx are already there
+    assert ": model.int8.trt.onnx is already there, calibrated on " in warned and "model.int8.onnx" not in warned
+    assert unused("cpu") == []  # was: model.int8.onnx is already there, calibrated on bundled sample images

@@ -1092,12 +1092,17 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     return _finish(out, manifest, failures, allow_parity_failure, parity_reports)
 
 
-def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], kept: list[str], calib_source: str) -> None:
-    """Warn that ``--calib`` (``calib_source``, where one was given) calibrates none of the INT8 files ``kept``
-    (already there): they were calibrated on the pictures the manifest names, and stay so."""
+def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:
+    """Warn that ``--calib`` (``calib_source``, where one was given) calibrates none of the INT8 files of
+    ``flavours`` (already there): those calibrated (static; a dynamic file reads no pictures, and made again
+    would not either) were calibrated on the pictures the manifest names, and stay so."""
+    from pvt_deploy.export.precision import INT8_FILES
+
+    int8 = (manifest.get("precision") or {}).get("int8") or {}
+    kept = [INT8_FILES[f] for f in flavours if (int8.get(f) or {}).get("method") != "dynamic"]
     if not kept or calib_source == BUNDLED_IMAGES:
         return
-    before = str(((manifest.get("precision") or {}).get("int8") or {}).get("calibration", {}).get("source") or "?")
+    before = str(int8.get("calibration", {}).get("source") or "?")
     with contextlib.suppress(OSError, ValueError):  # the same pictures, named another way: nothing to say
         if before == calib_source or Path(before).resolve() == Path(calib_source).resolve():
             return
@@ -1147,7 +1152,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
     want_half = half and not present(FP16_FILE)
     want_int8 = [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
-    _say_calib_unused(folder, manifest, [INT8_FILES[f] for f in flavours if f not in want_int8], calib_source)
+    _say_calib_unused(folder, manifest, [f for f in flavours if f not in want_int8], calib_source)
     if not want_half and not want_int8:  # said: a bare `export --model exports/NAME` did nothing, in silence
         asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
         if asked:
