@@ -202,6 +202,24 @@ def test_zoo_name_with_weights_of_another_variant_names_the_file_and_the_variant
     assert fresh.weights["random_init"] and fresh.weights["seed"] == 0
 
 
+def test_weights_of_no_known_variant_say_so_where_no_model_is_named(seeded, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --weights odd.pth`` (no --model: pvt_small) of a PVT whose depths are no variant's listed 100+
+    keys pvt_small lacks, where ``info odd.pth`` says it matches no known variant: export says that too."""
+    from cli_run import run as cli
+
+    path = tmp_path / "odd.pth"
+    torch.save({k: v for k, v in seeded["pvt_tiny-classify"].state_dict().items()  # depths 1, 2, 2, 2
+                if not k.startswith("block1.1.")}, path)
+    said = f"{path}: checkpoint is a PVT v1 with depths [1, 2, 2, 2] and widths [64, 128, 320, 512], which matches no known variant"
+    code, out, err = cli(monkeypatch, capsys, "info", str(path))
+    assert (code, err.strip()) == (2, f"error: {said}"), err
+    code, out, err = cli(monkeypatch, capsys, "export", "--weights", str(path), "-o", str(tmp_path / "x"))
+    assert (code, out, err.strip().splitlines()[-1]) == (2, "", f"error: {said}"), err
+    assert not (tmp_path / "x").exists()
+
+
 def test_weights_of_another_task_name_the_model_they_are(seeded, tmp_path: Path) -> None:
     """``--model pvt_v2_b0-seg --weights retinanet_b0.pth`` (same backbone, another task) listed dozens of
     keys and no way out, where another variant's file says what it is: a detector's file names its model."""

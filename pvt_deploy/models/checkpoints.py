@@ -463,6 +463,10 @@ def _mismatch_message(where: str, model: nn.Module, layout: str, missing: list[s
 
 # --- Architecture inference: which zoo backbone and task a state dict belongs to ---------------------
 
+class UnknownVariantError(CheckpointError):
+    """A whole PVT checkpoint whose depths and widths are those of no zoo variant: no zoo model loads it."""
+
+
 def infer_architecture(sd: Mapping[str, torch.Tensor]) -> tuple[str, str | None, int | None]:
     """Return ``(backbone_name, task or None, num_classes or None)`` for a state dict in any
     supported layout, by matching depths, widths and layer shapes against the known configs."""
@@ -495,8 +499,8 @@ def infer_architecture(sd: Mapping[str, torch.Tensor]) -> tuple[str, str | None,
             name = n
             break
     if name is None:
-        raise CheckpointError(f"checkpoint is a PVT {'v2' if v2 else 'v1'} with depths {depths} and widths "
-                              f"{list(dims)}, which matches no known variant")
+        raise UnknownVariantError(f"checkpoint is a PVT {'v2' if v2 else 'v1'} with depths {depths} and widths "
+                                  f"{list(dims)}, which matches no known variant")
     task, num_classes = None, None
     if "bbox_head.retina_cls.weight" in sd:
         task, num_classes = "detect", int(sd["bbox_head.retina_cls.weight"].shape[0]) // 9

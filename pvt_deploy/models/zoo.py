@@ -24,7 +24,12 @@ from pvt_deploy.data import class_names
 from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
 from pvt_deploy.manifest import CHECKPOINT_SUFFIXES, TASKS
 from pvt_deploy.models import pvt, pvt_v2
-from pvt_deploy.models.checkpoints import infer_architecture, load_weights, read_checkpoint
+from pvt_deploy.models.checkpoints import (
+    UnknownVariantError,
+    infer_architecture,
+    load_weights,
+    read_checkpoint,
+)
 from pvt_deploy.models.layers import PyramidTransformer
 from pvt_deploy.models.retinanet import RetinaNet
 from pvt_deploy.models.semantic_fpn import SemanticFPN
@@ -248,6 +253,7 @@ def create_model(name: str, *, task: str | None = None,
     state = None
     where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
     ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
+    unknown: UnknownVariantError | None = None  # or that they are no zoo variant's, to say instead of one
     if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
         if weights is not None:  # they were dropped without a word: the file's own tensors were loaded
             raise InputError(f"{option('weights')} does not apply to {name}: a model file runs with its own weights")
@@ -269,6 +275,8 @@ def create_model(name: str, *, task: str | None = None,
             try:
                 ckpt_backbone, ckpt_task, ckpt_classes = infer_architecture(sd)
                 ckpt_entry = resolve_name(ckpt_backbone, ckpt_task or entry.task)
+            except UnknownVariantError as e:
+                ckpt_task, ckpt_classes, unknown = None, None, e
             except Exception:  # noqa: BLE001 - load_weights reports the real mismatch
                 ckpt_task, ckpt_classes = None, None
             if ckpt_task == entry.task:
@@ -289,6 +297,8 @@ def create_model(name: str, *, task: str | None = None,
         try:
             model.load_report = load_weights(model, weights, trust=trust, where=where)  # type: ignore[assignment]
         except CheckpointError as e:
+            if unknown is not None:  # not the keys the model named (pvt_small by default) lacks: no zoo model fits
+                raise CheckpointError(f"{where}: {unknown.args[0]}" if where else unknown.args[0]) from e
             if ckpt_entry is None or ckpt_entry.name == entry.name:  # another variant or another task
                 raise
             raise CheckpointError(f"{e} (its tensors are those of {ckpt_entry.name})",
