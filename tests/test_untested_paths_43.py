@@ -248,12 +248,13 @@ def test_a_segmentation_dataset_that_cannot_be_measured_is_one_line(
     ("nope.txt", None, "--names {path}: no such file"),
     ("utf16.txt", "tench\n".encode("utf-16"), "--names {path}: cannot read it ('utf-8' codec can't decode"),
     ("ids.yaml", b"names: {1: tench, 2: goldfish}\n", "--names {path}: its names: have ids [1, 2]..., not 0..1"),
-    ("broken.yaml", b"names: [tench\n", "dataset {path}: cannot read it (while parsing a flow sequence"),
-    ("count.yaml", b"nc: 2\n", "dataset {path}: names: the class names are missing (a list, or ids to names)"),
+    ("broken.yaml", b"names: [tench\n", "--names {path}: cannot read it (while parsing a flow sequence"),
+    ("count.yaml", b"nc: 2\n", "--names {path}: names: the class names are missing (a list, or ids to names)"),
 ])
 def test_a_names_file_that_cannot_be_used_is_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path,
         file: str, data: bytes | None, message: str) -> None:
+    """Each names the file as --names, a YAML too: it was 'dataset broken.yaml' (the reader val shares)."""
     path = tmp_path / file
     if data is not None:
         path.write_bytes(data)

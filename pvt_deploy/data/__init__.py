@@ -38,23 +38,24 @@ def imagenet_wnids() -> tuple[str, ...]:
     return wnids
 
 
-def yaml_names(path: str | os.PathLike[str]) -> dict[int, str]:
+def yaml_names(path: str | os.PathLike[str], *, given_as: str = "dataset") -> dict[int, str]:
     """Class id -> name of an Ultralytics dataset YAML's ``names:``, a list or a mapping of ids (``0: person``,
-    or ``"0": person`` as Ultralytics reads it too). A name left blank (YAML's null) is ``""``, not ``"None"``."""
+    or ``"0": person`` as Ultralytics reads it too). A name left blank (YAML's null) is ``""``, not ``"None"``.
+    ``given_as``: what the user gave the file as, which its errors name it by (``dataset``; ``--names``)."""
     import yaml
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"dataset {path}: cannot read it ({' '.join(str(e).split())[:200]})") from e
+        raise InputError(f"{given_as} {path}: cannot read it ({' '.join(str(e).split())[:200]})") from e
     given = data.get("names") if isinstance(data, dict) else None
     if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
                                        for k in given):
         return {int(k): _text(v) for k, v in given.items()}
     if isinstance(given, list):
         return dict(enumerate(_text(v) for v in given))
-    raise InputError(f"dataset {path}: names: the class names are missing (a list, or ids to names)")
+    raise InputError(f"{given_as} {path}: names: the class names are missing (a list, or ids to names)")
 
 
 def _text(value: object) -> str:
@@ -129,7 +130,7 @@ def _names_file(path: Path) -> list[str]:
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"{option('names')} {path}: cannot read it ({e})") from e
         return [line.strip() for line in text.splitlines() if line.strip()]
-    ids = yaml_names(path)
+    ids = yaml_names(path, given_as=option("names"))
     if sorted(ids) != list(range(len(ids))):
         raise InputError(f"{option('names')} {path}: its names: have ids {sorted(ids)[:5]}..., not 0..{len(ids) - 1}")
     return [ids[i] for i in range(len(ids))]
