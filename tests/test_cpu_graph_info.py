@@ -96,3 +96,21 @@ def test_speed_own_session_variants_run_the_export_and_its_cpu_graph_as_the_back
     finally:
         for v in loaded.values():
             v.close()
+
+
+def test_the_not_built_hint_is_a_command_that_builds_each_files_cpu_graph(
+        det_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """'pvt-deploy bench --model FOLDER' built nothing on a GPU machine (its default device is the GPU) and never
+    model.int8.trt.onnx's CPU graph beside model.int8.onnx (the folder's INT8 backend loads that): info then
+    still said 'not built here yet'. The hint runs on the CPU, naming that file itself."""
+    folder = tmp_path / "export"
+    shutil.copytree(det_artifact.folder, folder, ignore=shutil.ignore_patterns(CACHE_DIRNAME))
+    monkeypatch.setenv("COLUMNS", "300")
+    code, out, _ = run(monkeypatch, capsys, "info", str(folder))
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if "not built here yet" in line}
+    assert code == 0 and sorted(lines) == ["model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx", "model.onnx"]
+    for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
+        assert lines[name].endswith(f"pvt-deploy bench --model {folder} --device cpu)"), lines[name]
+    trt = lines["model.int8.trt.onnx"]
+    assert trt.endswith(f"pvt-deploy bench --model {folder / 'model.int8.trt.onnx'} --device cpu)"), trt

@@ -164,11 +164,21 @@ def _say_cpu_graphs(facts: dict[str, Any], say: Any) -> None:
     rows = [f for f in facts["files"] if "cpu_graph" in f]
     if not rows:
         return
+    from pvt_deploy.runtimes.loader import ONNX_FILES, int8_onnx_file
+    from pvt_deploy.utils import shell_quote
+
     say("ONNX Runtime CPU graphs (exact rewrites for this CPU; your own sessions can load them):")
+    given = str(facts["path"])
+    folder = Path(given).is_dir()
+    # a CPU run of a file builds its graph (bench's default device on a GPU machine is the GPU): bench --model
+    # FOLDER --device cpu runs the folder's ONNX files but one INT8 flavour, the other is named itself
+    loaded = {ONNX_FILES["fp32"], ONNX_FILES["fp16"], int8_onnx_file(given, "cpu")} if folder else set()
     for f in rows:
         graph = f["cpu_graph"]
         if graph is None:
-            say(f"  {f['name']}: not built here yet (the first run builds it: pvt-deploy bench --model {facts['path']})")
+            model = given if f["name"] in loaded or not folder else str(Path(given) / f["name"])
+            say(f"  {f['name']}: not built here yet (the first CPU run builds it: pvt-deploy bench --model "
+                f"{shell_quote(model)} --device cpu)")
         elif graph["path"] == f["name"]:
             say(f"  {f['name']}: as exported (no rewrite pays on this CPU)")
         else:
