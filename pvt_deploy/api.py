@@ -310,11 +310,26 @@ class Model:
         error: BaseException | None = None
         try:
             for result in pipeline:
+                stop: BaseException | None = None
                 if writer is not None:
                     t0 = time.perf_counter()
-                    writer.write(result)
+                    written = writer.results_written
+                    try:
+                        writer.write(result)
+                    except BaseException as e:
+                        # a stop (Ctrl-C, SIGTERM) held while the result's outputs were written raises once
+                        # they are all there: the result is counted in the summary, so it is handed back
+                        # too (the CLI's line for it), and the stop raised at the next one
+                        if writer.results_written == written:
+                            raise
+                        stop = e
                     pipeline.times.add("write", time.perf_counter() - t0)
                 yield result
+                if stop is not None:
+                    try:
+                        raise stop
+                    finally:
+                        stop = None  # no cycle through this frame (see below)
             skipped = int(getattr(pipeline.source, "skipped", 0) or 0)
             if skipped and not pipeline.frames_done:  # as one unreadable file is: [] would read as "no detections"
                 raise InputError(f"no images could be read from {pipeline.source.spec} ({skipped} unreadable "

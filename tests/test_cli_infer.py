@@ -504,6 +504,35 @@ def test_a_stop_inside_a_frames_writes_records_the_frame_in_every_output_or_none
     assert "5 frames in" in err
 
 
+def test_a_stop_while_a_picture_is_written_still_prints_its_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, tmp_path: Path) -> None:
+    """A Ctrl-C held while the second picture's outputs were written raised once they were all there: the
+    picture was saved and counted ('2 images'), but predict did not hand it back, so its line was missing."""
+    import signal
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real = ResultWriter._write_all
+
+    def stopped_in_the_second(self: ResultWriter, result: object, written: list[Path]) -> None:
+        if self.results_written == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, to this thread, synchronously: held until written
+        real(self, result, written)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResultWriter, "_write_all", stopped_in_the_second)
+    pictures = [str(p) for p in sample_images()[:3]]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    try:
+        code, out, err = run(monkeypatch, capsys, "infer", *pictures, "--model", str(det_export), "-o", str(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    saved = sorted(p.name for p in tmp_path.glob("*.jpg"))
+    lines = [line for line in (out + err).splitlines() if re.match(r"\d+/3 ", line)]
+    assert len(saved) == 2 and "2 images in" in err, (saved, err)
+    assert [line.split()[0] for line in lines] == ["1/3", "2/3"], out + err
+
+
 def test_save_mask_writes_class_maps_that_match_the_api(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
         tmp_path: Path) -> None:
