@@ -440,8 +440,9 @@ def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
         with warnings.catch_warnings():  # the pixels were checked against the memory free already
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data.tobytes())) as image:
-                extra = image.tag_v2.get(338)  # ExtraSamples
-                if 2 not in (extra if isinstance(extra, tuple) else (extra,)) or image.mode != "RGBA":
+                extra, bits = image.tag_v2.get(338), image.tag_v2.get(258)  # ExtraSamples, BitsPerSample
+                if (2 not in (extra if isinstance(extra, tuple) else (extra,)) or image.mode != "RGBA"
+                        or set(bits if isinstance(bits, tuple) else (bits,)) != {8}):  # Pillow cuts 16 bits to their top 8
                     return None
                 return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
     except Exception:  # noqa: BLE001 - a TIFF Pillow cannot read (a bomb past its limit): OpenCV's decode
