@@ -149,8 +149,10 @@ def _own_session(name: str, folder: Path, threads: int | None) -> Variant:
     def infer(feed: dict[str, Any]) -> dict[str, Any]:
         return dict(zip(outputs, session.run(outputs, feed), strict=True))
 
-    return Variant(name, infer, lambda: None, {"device": "cpu", "precision": "fp32", "graph": graph.name,
-                                                "session": "onnxruntime defaults"})
+    details: dict[str, Any] = {"device": "cpu", "precision": "fp32", "graph": graph.name, "session": "onnxruntime defaults"}
+    if threads:  # the one option set (--threads): recorded, as the backend variants record theirs
+        details.update(session=f"onnxruntime defaults, intra_op_num_threads {threads}", intra_op_threads=threads)
+    return Variant(name, infer, lambda: None, details)
 
 
 def run_case(model: str, size: int, batches: tuple[int, ...], variants: list[str],

@@ -87,6 +87,9 @@ def test_speed_own_session_variants_run_the_export_and_its_cpu_graph_as_the_back
     try:
         assert loaded["onnx-session"].details["graph"] == "model.onnx"
         assert loaded["onnx-session-cpu"].details["graph"] != "model.onnx"  # the rewritten copy
+        # threads=1 (--threads 1): recorded, as the backend's are; the record said 'onnxruntime defaults' alone
+        assert loaded["onnx"].details["intra_op_threads"] == loaded["onnx-session"].details["intra_op_threads"] == 1
+        assert loaded["onnx-session"].details["session"] == "onnxruntime defaults, intra_op_num_threads 1"
         ref = loaded["onnx"].infer(feed)
         for name in ("onnx-session", "onnx-session-cpu"):
             out = loaded[name].infer(feed)
