@@ -1246,6 +1246,27 @@ def test_two_runs_started_together_into_one_folder_keep_their_labels_and_crops_a
     assert second.files_in == {tmp_path / "labels_1": 1, tmp_path / "crops_1": 2}
 
 
+def test_a_run_whose_crops_folder_cannot_be_made_leaves_no_labels_folder(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """labels/ is made, then crops/ fails (a full disk: no inode left): the run ends with its one-line error,
+    and the labels/ it had just made went with it, not left empty for the next run to step past."""
+    import errno
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real = Path.mkdir
+
+    def no_room_for_crops(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name == "crops":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", no_room_for_crops)
+    with pytest.raises(InputError, match="No space left on device"):
+        ResultWriter(tmp_path, task="detect", names=["cat"], save=False, save_txt=True, save_crop=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

@@ -943,16 +943,16 @@ class ResultWriter:
             raise output_error(self.save_dir, e) from None
 
     def _make_run_folders(self, folders: list[Path]) -> bool:
-        """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`); False, none made, where another
+        """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`); False, none kept, where another
         run made one first."""
-        for i, folder in enumerate(folders):
+        for folder in folders:
             try:
                 folder.mkdir()
             except FileExistsError:
-                for made in folders[:i]:
-                    made.rmdir()
+                self._remove_empty_run_folders()
+                self._run_dirs = []
                 return False
-        self._run_dirs = folders
+            self._run_dirs.append(folder)  # made: removed at close, or where a later one fails here
         return True
 
     def _remove_empty_run_folders(self) -> None:
