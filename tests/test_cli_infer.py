@@ -67,6 +67,24 @@ def paced_camera(on_connect: Callable[[str], object]) -> Iterator[str]:
         yield f"{base}/cam.mjpg"
 
 
+def _ctrl_c_from_call(monkeypatch: pytest.MonkeyPatch, n: int) -> Callable[..., dict[str, np.ndarray]]:
+    """ONNX Runtime's ``infer`` raises KeyboardInterrupt (a Ctrl-C there: how a live stream ends) from its
+    ``n``-th call on; returns the real ``infer``."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    real = OnnxRuntimeBackend.infer
+    calls = {"n": 0}
+
+    def interrupted(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls["n"] += 1
+        if calls["n"] >= n:
+            raise KeyboardInterrupt
+        return real(self, feed)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", interrupted)
+    return real
+
+
 def assert_one_line_error(err: str, needle: str) -> None:
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and needle in lines[-1], err
@@ -186,18 +204,8 @@ def test_a_live_stream_over_http_is_written_silent_without_a_second_connection(
     """An http(s) URL of a live feed (an MJPEG camera) cannot be read again from its start: its video is
     silent, and the camera sees the one connection the source makes (one more, to look for audio to
     carry over, could take a camera that serves one client at a time)."""
-    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
-
     connections: list[str] = []
-    real_infer, calls = OnnxRuntimeBackend.infer, {"n": 0}
-
-    def stop_after_six(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] > 6:
-            raise KeyboardInterrupt  # how a live stream ends: Ctrl-C
-        return real_infer(self, feed)
-
-    monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_six)
+    _ctrl_c_from_call(monkeypatch, 7)
     with paced_camera(lambda path: connections.append(path)) as url:
         code, _, err = run(monkeypatch, capsys, "infer", url, "--model", str(det_export), "--batch", "1",
                            "-o", str(tmp_path / "out"))
@@ -450,18 +458,7 @@ def test_show_without_a_display_says_so_and_continues(
 def test_ctrl_c_mid_video_exits_130_and_leaves_a_playable_mp4(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_export: Path, long_clip: Path,
         tmp_path: Path) -> None:
-    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
-
-    real = OnnxRuntimeBackend.infer
-    calls = {"n": 0}
-
-    def interrupted(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real(self, feed)
-
-    monkeypatch.setattr(OnnxRuntimeBackend, "infer", interrupted)
+    _ctrl_c_from_call(monkeypatch, 6)
     code, _, err = run(monkeypatch, capsys, "infer", str(long_clip), "--model", str(det_export), "-o", str(tmp_path),
                        "--batch", "1")  # one frame per call: the 6th call is the 6th frame
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
@@ -931,27 +928,18 @@ def test_a_live_stream_is_connected_once_the_model_is_loaded(
     import time
 
     from pvt_deploy import api
-    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
     connected: list[float] = []
     loaded: list[float] = []
-    real_init, real_infer = api.Model.__init__, OnnxRuntimeBackend.infer
+    real_init = api.Model.__init__
 
     def slow_load(self: api.Model, *args: object, **kwargs: object) -> None:
         real_init(self, *args, **kwargs)  # type: ignore[arg-type]
         time.sleep(0.6)  # a real model takes seconds to load; the camera keeps sending meanwhile
         loaded.append(time.monotonic())
 
-    calls = {"n": 0}
-
-    def stop_after_twelve(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] > 12:
-            raise KeyboardInterrupt  # how a live stream ends: Ctrl-C
-        return real_infer(self, feed)
-
     monkeypatch.setattr(api.Model, "__init__", slow_load)
-    monkeypatch.setattr(OnnxRuntimeBackend, "infer", stop_after_twelve)
+    _ctrl_c_from_call(monkeypatch, 13)
     with paced_camera(lambda path: connected.append(time.monotonic())) as url:
         code, _, err = run(monkeypatch, capsys, "infer", url, "--model", str(det_export), "--no-save", "--save-json",
                            "--batch", "1", "-o", str(tmp_path / "out"))
@@ -1356,18 +1344,9 @@ def test_a_run_again_into_the_folder_of_a_stopped_one_keeps_its_labels_and_crops
     labels/ and crops/ take the _N of its predictions_N.jsonl."""
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
-    real = OnnxRuntimeBackend.infer
-    calls = {"n": 0}
-
-    def interrupted(self: OnnxRuntimeBackend, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(self, feed)
-
     args = ["infer", str(long_clip), "--model", str(det_export), "--conf", "0.07", "--save-txt", "--save-crop",
             "--vid-stride", "2", "--batch", "1", "-o", str(tmp_path)]  # one frame per call: stopped at frame 6
-    monkeypatch.setattr(OnnxRuntimeBackend, "infer", interrupted)
+    real = _ctrl_c_from_call(monkeypatch, 4)
     code, _, err = run(monkeypatch, capsys, *args)
     assert code == 130, err
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", real)
