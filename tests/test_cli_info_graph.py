@@ -22,6 +22,7 @@ from pvt_deploy.export.graph import graph_summary
 from pvt_deploy.export.precision import HEAVY_OPS
 from pvt_deploy.export.qdq import QUANT_OPS
 from pvt_deploy.export.tensorrt import build_engine
+from pvt_deploy.runtimes.base import TensorSpec
 
 pytest_plugins = ["export_fixtures"]
 
@@ -302,12 +303,9 @@ def test_info_of_a_truncated_onnx_file_is_one_line(toy_onnx: Path, monkeypatch: 
         assert err.count("\n") == 1
 
 
-def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A value that is not a tensor (sklearn-onnx's ZipMap writes a sequence of maps) has no element type:
-    its dtype is its kind ('sequence'), not a KeyError out of numpy's type table. It has no shape, nor has
-    a tensor of unknown rank: shape null and '(shape not declared)', not [], which is a scalar's (and
-    read as one in the text and the JSON)."""
+def _save_graph_with_undeclared_shapes(path: Path) -> None:
+    """Another tool's graph whose outputs are a tensor of named dims y, a sequence s, a tensor of unknown
+    rank u and a scalar m."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])
     nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["y"], ["s"]),
              helper.make_node("Identity", ["y"], ["u"]), helper.make_node("ReduceMax", ["y"], ["m"], keepdims=0)]
@@ -315,7 +313,16 @@ def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.
                                                 helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None),
                                                 helper.make_tensor_value_info("u", TensorProto.FLOAT, None),
                                                 helper.make_tensor_value_info("m", TensorProto.FLOAT, [])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "seq.onnx"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A value that is not a tensor (sklearn-onnx's ZipMap writes a sequence of maps) has no element type:
+    its dtype is its kind ('sequence'), not a KeyError out of numpy's type table. It has no shape, nor has
+    a tensor of unknown rank: shape null and '(shape not declared)', not [], which is a scalar's (and
+    read as one in the text and the JSON)."""
+    _save_graph_with_undeclared_shapes(tmp_path / "seq.onnx")
     code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"), "--json")
     assert code == 0, err
     assert _strict_json(out)["outputs"] == [{"name": "y", "dtype": "float32", "shape": ["n", 2]},
@@ -327,6 +334,29 @@ def test_info_of_another_tools_graph_with_a_sequence_output(monkeypatch: pytest.
     for line in ("output  s sequence (shape not declared)", "output  u float32 (shape not declared)",
                  "output  m float32 []"):
         assert line in out, out
+
+
+def test_tensor_specs_in_the_json_read_back(det_artifact: Artifact, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Each input and output pvt-deploy writes as JSON reads back as a TensorSpec that writes it again:
+    info --json of another tool's graph (shape null for a sequence and an unknown rank: from_json raised
+    TypeError on it; a scalar's [] stays ()), an export's manifest.json, and its info --json. (bench --json
+    writes no tensor spec: its input_shape is the array's.)"""
+    _save_graph_with_undeclared_shapes(tmp_path / "seq.onnx")
+    code, out, err = run(monkeypatch, capsys, "info", str(tmp_path / "seq.onnx"), "--json")
+    assert code == 0, err
+    foreign = _strict_json(out)
+    code, out, err = run(monkeypatch, capsys, "info", str(det_artifact.folder), "--json")
+    assert code == 0, err
+    export = _strict_json(out)
+    manifest = json.loads((det_artifact.folder / "manifest.json").read_text())
+    written = [s for facts in (foreign, export, manifest) for key in ("inputs", "outputs") for s in facts[key]]
+    assert len(written) == 1 + 4 + 2 * (1 + 2)
+    for spec in written:
+        read = TensorSpec.from_json(spec)
+        assert read.to_json() == spec and json.loads(json.dumps(read.to_json())) == spec
+    shapes = {s["name"]: TensorSpec.from_json(s).shape for s in foreign["outputs"]}
+    assert shapes == {"y": ("n", 2), "s": None, "u": None, "m": ()}
 
 
 def test_info_of_another_tools_graph_of_strings_says_string(monkeypatch: pytest.MonkeyPatch,

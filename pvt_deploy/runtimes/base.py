@@ -141,16 +141,21 @@ def operator_profile(records: Iterable[tuple[str, str | None, float, str | None]
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A graph input's or output's name, dtype and shape (symbolic dims by name), as the manifest and
+    ``info --json`` write it. ``shape`` None: the graph declares none (another tool's output of unknown
+    rank, or one that is no tensor: a sequence), ``null`` in the JSON; ``()`` is a scalar's."""
+
     name: str
     dtype: str  # numpy dtype name: "float32", "float16", "int64", ...
-    shape: tuple[int | str, ...]
+    shape: tuple[int | str, ...] | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        return {"name": self.name, "dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=tuple(d["shape"]))
+        shape = d["shape"]
+        return cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=None if shape is None else tuple(shape))
 
 
 @dataclass

@@ -543,8 +543,8 @@ class OnnxRuntimeBackend(Backend):
         out: dict[str, np.ndarray] = {}
         for spec in self._inputs:
             array = feed_array(feed, spec.name)
-            if len(spec.shape) != array.ndim or any(
-                    isinstance(d, int) and d != s for d, s in zip(spec.shape, array.shape, strict=False)):
+            if spec.shape is not None and (len(spec.shape) != array.ndim or any(  # None: no rank declared
+                    isinstance(d, int) and d != s for d, s in zip(spec.shape, array.shape, strict=False))):
                 raise ShapeError(f"input {spec.name!r} has shape {list(array.shape)} but {self.path.name} "
                                  f"takes {list(spec.shape)}",
                                  hint="use the exported --imgsz, or re-export with --dynamic")
@@ -562,7 +562,8 @@ class OnnxRuntimeBackend(Backend):
 
         profile = (self._profile or {})[spec.name]
         try:
-            check_profile_shape(spec.name, tuple(shape), tuple(profile["min"]), tuple(profile["max"]), spec.shape)
+            check_profile_shape(spec.name, tuple(shape), tuple(profile["min"]), tuple(profile["max"]),
+                                spec.shape or ())
         except ShapeError as e:
             raise ShapeError(str(e.args[0]), hint=f"the TensorRT EP builds its engines for the size the model is loaded "
                                                   f"at: load it with {option('imgsz')} set to the size it runs at") from None

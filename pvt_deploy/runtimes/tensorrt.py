@@ -695,7 +695,7 @@ class TensorRTBackend(Backend):
     def _check_shape(self, name: str, shape: tuple[int, ...]) -> None:
         lo, _, hi = self._profile[name]
         spec = next(s for s in self._inputs if s.name == name)
-        check_profile_shape(name, shape, lo, hi, spec.shape)
+        check_profile_shape(name, shape, lo, hi, spec.shape or ())
 
     def _bind(self, name: str, tensor: torch.Tensor) -> None:
         """Point the context at ``tensor`` (kept referenced until another tensor is bound)."""

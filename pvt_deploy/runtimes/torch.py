@@ -343,7 +343,7 @@ class TorchBackend(Backend):
             self._outputs = [s for s in outputs if s.name in self._output_names]
         else:
             self._outputs = [TensorSpec(n, "int32" if n in ("seg_mask", "num_dets", "det_classes") else "float32",
-                                        ()) for n in self._output_names]
+                                        None) for n in self._output_names]  # shapes not known here
         self._inputs = [TensorSpec(self._input_name, "float32", _DEFAULT_INPUT.shape)]
         details: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
         if name:

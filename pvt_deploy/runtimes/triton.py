@@ -404,10 +404,11 @@ class TritonBackend(Backend):
         batch = None
         for spec in self._inputs:
             a = np.asarray(feed[spec.name])
-            fixed_ok = all(isinstance(d, str) or d == n for d, n in zip(spec.shape, a.shape, strict=False))
-            if a.ndim != len(spec.shape) or not fixed_ok:
-                raise ShapeError(f"{self.url}: input {spec.name!r} needs shape {spec.shape} "
-                                 f"(rank {len(spec.shape)}), got {a.shape}")
+            dims = a.shape if spec.shape is None else spec.shape  # None: no rank declared
+            fixed_ok = all(isinstance(d, str) or d == n for d, n in zip(dims, a.shape, strict=False))
+            if a.ndim != len(dims) or not fixed_ok:
+                raise ShapeError(f"{self.url}: input {spec.name!r} needs shape {dims} "
+                                 f"(rank {len(dims)}), got {a.shape}")
             if spec.dtype != "object" and a.dtype != np.dtype(spec.dtype):
                 if not np.can_cast(a.dtype, spec.dtype, casting="same_kind"):
                     raise InputError(f"{self.url}: input {spec.name!r} needs {spec.dtype}, got {a.dtype}")
