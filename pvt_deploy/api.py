@@ -24,7 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, SupportsIndex, TypeAlias, cast, overload
 
 import numpy as np
 
@@ -303,7 +303,7 @@ class Model:
                                          iou=settings.get("iou"), max_det=settings.get("max_det")):
                 log.warning("%s", line)
 
-    def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Generator[Result, None, None]:
+    def _run(self, pipeline: Pipeline, writer: ResultWriter | None) -> Generator[Result | _Held, None, None]:
         """Drive the pipeline, writing each result; finalise outputs however the run ends."""
         import time
 
@@ -319,17 +319,16 @@ class Model:
                     except BaseException as e:
                         # a stop (Ctrl-C, SIGTERM) held while the result's outputs were written raises once
                         # they are all there: the result is counted in the summary, so it is handed back
-                        # too (the CLI's line for it), and the stop raised at the next one
+                        # too (the CLI's line for it), and _Results raises the stop at the caller's next
+                        # step or close(), by throwing it in here
                         if writer.results_written == written:
                             raise
                         stop = e
                     pipeline.times.add("write", time.perf_counter() - t0)
-                yield result
-                if stop is not None:
-                    try:
-                        raise stop
-                    finally:
-                        stop = None  # no cycle through this frame (see below)
+                try:
+                    yield result if stop is None else _Held(result, stop)
+                finally:
+                    stop = None  # no cycle through this frame once the stop is thrown in (see below)
             skipped = int(getattr(pipeline.source, "skipped", 0) or 0)
             if skipped and not pipeline.frames_done:  # as one unreadable file is: [] would read as "no detections"
                 raise InputError(f"no images could be read from {pipeline.source.spec} ({skipped} unreadable "
@@ -463,7 +462,7 @@ def class_ids(classes: Any, names: Sequence[str], *, what: str = "classes") -> l
     return ids
 
 
-_FORKED_AWAY: list[Generator[Result, None, None]] = []  # runs of another process a forked child holds (_Results)
+_FORKED_AWAY: list[Generator[Result | _Held, None, None]] = []  # runs of another process a forked child holds (_Results)
 _OPEN_RUNS: weakref.WeakSet[_Results] = weakref.WeakSet()  # stream generators not yet used up, closed or collected
 
 
@@ -476,22 +475,41 @@ def _close_open_runs() -> None:
     the non-daemon threads have ended and before daemon threads are stopped, so the run's own threads
     can still finish their work and be joined."""
     for run in list(_OPEN_RUNS):
+        held = id(run._stop)  # a stop held for the run's next step (close raises it): the process is ending anyway
         try:
             run.close()
         except ValueError:  # running in another thread this moment: it cannot be closed from here
             log.debug("a predict(stream=True) run is being iterated at exit: left as it is")
         except Exception as e:  # noqa: BLE001 - one run's failure must not leave the others unfinished
             log.warning("closing a predict(stream=True) run at exit: %s", e)
+        except BaseException as e:
+            if id(e) != held:
+                raise
+
+
+class _Held(NamedTuple):
+    """A result whose outputs were all written when a stop (Ctrl-C, SIGTERM) came: :class:`_Results` hands
+    the result back and raises the stop at the caller's next step."""
+
+    result: Result
+    stop: BaseException
 
 
 class _Results(Generator[Result, None, None]):
     """``predict(stream=True)``'s generator, which also cleans up when it is closed (or collected)
     before its first result: a plain generator runs none of its code then, so the source would stay
-    open and the output folder would keep unfinished ``.part`` files."""
+    open and the output folder would keep unfinished ``.part`` files.
 
-    def __init__(self, gen: Generator[Result, None, None], never_started: Callable[[], None]) -> None:
+    A stop (Ctrl-C, SIGTERM) that came while a result's outputs were written is held until they are
+    whole; the result is handed back, and the stop raised at the next step, ``close()`` included: a
+    loop that breaks on that result and closes the generator (``contextlib.closing``) gets the
+    KeyboardInterrupt. One collected without a next step or close cannot raise it (Python prints and
+    drops what a collected object raises): its run ends as a stopped one and a warning says so."""
+
+    def __init__(self, gen: Generator[Result | _Held, None, None], never_started: Callable[[], None]) -> None:
         self._gen = gen
         self._never_started: Callable[[], None] | None = never_started
+        self._stop: BaseException | None = None
         self._pid = os.getpid()
         _OPEN_RUNS.add(self)
 
@@ -503,17 +521,32 @@ class _Results(Generator[Result, None, None]):
             raise InputError(f"this predict(stream=True) generator was started in process {self._pid} and "
                              "cannot go on in another one (a forked child): call predict in this process")
 
+    def _step(self, step: Callable[[], Result | _Held]) -> Result:
+        """``step`` of the run, or, where a stop is held, :meth:`_throw_held`."""
+        item = self._throw_held() if self._stop is not None else step()
+        if isinstance(item, _Held):
+            self._stop = item.stop
+            return item.result
+        return item
+
+    def _throw_held(self) -> Result | _Held:
+        """The stop held thrown into the run: it finishes its outputs as a stopped run, and the stop comes out."""
+        try:
+            return self._gen.throw(cast(BaseException, self._stop))
+        finally:
+            self._stop = None  # not kept where the stop's traceback leads (no cycle)
+
     def send(self, value: None) -> Result:
         self._refuse_in_another_process()
         self._never_started = None
-        return self._gen.send(value)
+        return self._step(lambda: self._gen.send(value))
 
     def throw(self, *args: Any) -> Result:
         self._refuse_in_another_process()
         cleanup, self._never_started = self._never_started, None
         if cleanup is not None:  # not started: the error ends it before any of its code runs
             cleanup()
-        return self._gen.throw(*args)
+        return self._step(lambda: self._gen.throw(*args))
 
     def close(self) -> None:
         if os.getpid() != self._pid:
@@ -524,12 +557,25 @@ class _Results(Generator[Result, None, None]):
             _FORKED_AWAY.append(self._gen)
             return
         cleanup, self._never_started = self._never_started, None
+        if self._stop is not None:  # raised to the caller
+            self._throw_held()
         self._gen.close()
         if cleanup is not None:
             cleanup()
 
     def __del__(self) -> None:
-        if self._never_started is not None or os.getpid() != self._pid:
+        if self._stop is not None and os.getpid() == self._pid:
+            held = id(self._stop)
+            what = "a Ctrl-C" if isinstance(self._stop, KeyboardInterrupt) else f"a stop ({type(self._stop).__name__})"
+            try:
+                self.close()
+            except BaseException as e:
+                if id(e) != held:
+                    raise
+            log.warning("predict(stream=True): %s came while its last result was written, and the generator was "
+                        "dropped without a next step or close(), which would have raised it: close it "
+                        "(contextlib.closing) to get the stop", what)
+        elif self._never_started is not None or os.getpid() != self._pid:
             self.close()
 
 

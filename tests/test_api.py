@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,82 @@ def test_a_caller_that_stops_reading_a_stream_is_not_warned_about(det_model: Mod
     (video,) = (tmp_path / "out").glob("*.mp4")
     with av.open(str(video)) as f:
         assert sum(1 for _ in f.decode(video=0)) >= 4
+
+
+@contextlib.contextmanager
+def _ctrl_c_while_the_second_result_is_written(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A real Ctrl-C (SIGINT to this thread, Python's own handler, as under a terminal) while the second
+    result's outputs are written: the writer holds it until they are all there."""
+    import signal
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real = ResultWriter._write_all
+
+    def stopped_in_the_second(self: ResultWriter, result: Any, written: list[Path]) -> None:
+        if self.results_written == 1:
+            signal.raise_signal(signal.SIGINT)
+        real(self, result, written)
+
+    monkeypatch.setattr(ResultWriter, "_write_all", stopped_in_the_second)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _two_pictures_kept(model: Model, out: Path, pictures: list[str]) -> None:
+    assert model.last_summary is not None and model.last_summary.frames == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in pictures[:2])
+
+
+def test_a_ctrl_c_held_for_the_result_a_loop_breaks_on_is_raised_at_close(
+        det_model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that came while the second picture was written is held, that result handed back, and the
+    stop raised at the next step: a loop that broke on that result and closed the generator never got it
+    (close() returned: the user's Ctrl-C was swallowed). close() raises it now, after the outputs are
+    finished, as does closing such a run at exit (quietly: the process is ending)."""
+    pictures = [str(p) for p in sorted(sample_images_dir().glob("*.jpg"))[:3]]
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    got: list[str] = []
+    with _ctrl_c_while_the_second_result_is_written(monkeypatch), pytest.raises(KeyboardInterrupt), \
+            contextlib.closing(det_model.predict(pictures, stream=True, save=True, save_dir=tmp_path / "a")) as results:
+        for r in results:
+            got.append(str(r.path))
+            if len(got) == 2:
+                break
+    assert got == pictures[:2] and not unraisable
+    _two_pictures_kept(det_model, tmp_path / "a", pictures)
+    with _ctrl_c_while_the_second_result_is_written(monkeypatch):  # still open at exit
+        run = det_model.predict(pictures, stream=True, save=True, save_dir=tmp_path / "b")
+        assert [next(run).path, next(run).path] == pictures[:2]
+        api._close_open_runs()
+    assert not unraisable
+    with pytest.raises(StopIteration):  # closed
+        next(run)
+    _two_pictures_kept(det_model, tmp_path / "b", pictures)
+
+
+def test_a_ctrl_c_held_for_a_result_whose_generator_is_dropped_is_a_warning(
+        det_model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A loop over predict(stream=True) that breaks on the result a Ctrl-C came with drops the generator
+    without a step or close(): Python cannot raise from an object it collects (it prints 'Exception ignored
+    in' and goes on), so the run ends as a stopped one and a warning says the Ctrl-C was not raised and
+    how to get it; the stop went by without a word before."""
+    pictures = [str(p) for p in sorted(sample_images_dir().glob("*.jpg"))[:3]]
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with _ctrl_c_while_the_second_result_is_written(monkeypatch):
+        for i, _ in enumerate(det_model.predict(pictures, stream=True, save=True, save_dir=tmp_path)):
+            if i == 1:
+                break
+    assert not unraisable
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "a Ctrl-C came while its last result was written" in warnings[0], warnings
+    assert "contextlib.closing" in warnings[0]
+    _two_pictures_kept(det_model, tmp_path, pictures)
 
 
 def test_long_videos_and_streams_need_stream_true(det_model: Model, clip: Path,
