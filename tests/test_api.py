@@ -1299,6 +1299,52 @@ def test_a_run_into_a_folder_with_an_earlier_runs_labels_removes_what_a_killed_o
     assert sorted(p.name for p in (tmp_path / "labels_1").iterdir()) == ["cam_0.txt"]
 
 
+def test_a_killed_runs_empty_labels_and_crops_go_at_the_next_run_and_a_running_ones_stay(tmp_path: Path) -> None:
+    """A run makes its labels_N/ and crops_N/ as it starts and close() removes them where they stay empty;
+    one killed (kill -9) before it wrote a label left them, and each later run moved on past them to the
+    next _N, for good. A run holds a lock on its folders while it lasts: the next run removes a killed run's
+    (with the torn crop and the class folder inside) before it picks its own, and keeps a running one's."""
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.utils.files import TEMP_GRACE_S
+
+    script = ("import sys, time\nfrom pvt_deploy.tasks.pipeline import ResultWriter\n"
+              "ResultWriter(sys.argv[1], task='detect', names=['cat'], save=False, save_txt=True, save_crop=True)\n"
+              "print('made', flush=True)\ntime.sleep(300)\n")
+
+    def run_started() -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stdout.readline() == "made\n"
+        return process
+
+    killed = run_started()
+    killed.kill()
+    killed.wait()
+    running = run_started()
+    try:
+        torn = tmp_path / "crops" / "dog" / ".cam_7.jpg.abcd1234.part.jpg"  # the killed run's crop, half written
+        torn.parent.mkdir()
+        torn.write_bytes(b"\xff\xd8")
+        folders = ["crops", "crops_1", "labels", "labels_1"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == folders
+        old = torn.stat().st_mtime - TEMP_GRACE_S - 1  # made long enough ago to be locked by a running run
+        for path in [torn, torn.parent, *(tmp_path / name for name in folders)]:
+            os.utime(path, (old, old))
+        names = ["cat", "traffic light", "dog"]
+        with ResultWriter(tmp_path, task="detect", names=names, save=False, save_txt=True, save_crop=True) as writer:
+            r = _three_boxes(np.zeros((200, 300, 3), np.uint8), names)
+            r.path = str(tmp_path / "in" / "a.png")
+            writer.write(r)
+        assert sorted(p.name for p in tmp_path.iterdir()) == folders
+        assert writer.files_in == {tmp_path / "labels": 1, tmp_path / "crops": 2}
+        assert [p.name for p in (tmp_path / "labels").iterdir()] == ["a.txt"] and not torn.exists()
+        assert sorted(p.relative_to(tmp_path / "crops").as_posix() for p in (tmp_path / "crops").rglob("*")) == \
+            ["traffic_light", "traffic_light/a.jpg", "traffic_light/a_1.jpg"]  # no dog/: the killed run's
+        assert not any((tmp_path / "labels_1").iterdir()) and not any((tmp_path / "crops_1").iterdir())  # running
+    finally:
+        running.kill()
+        running.wait()
+
+
 def test_two_runs_started_together_into_one_folder_keep_their_labels_and_crops_apart(tmp_path: Path) -> None:
     """Two runs on pictures (no JSON) started together with -o out --save-txt --save-crop: each found no
     labels/ yet (a run made it at its first label file), so both wrote labels/ and crops/, mixed. A run's

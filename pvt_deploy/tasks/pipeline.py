@@ -908,6 +908,7 @@ class ResultWriter:
 
         self._made_dirs: list[Path] = []
         self._run_dirs: list[Path] = []  # labels_N/, crops_N/: made at once, removed at close if left empty
+        self._run_locks: list[int] = []  # held on them while the run lasts (a later run removes them once free)
         self._labels, self._crops = self.save_dir / "labels", self.save_dir / "crops"
         try:
             self._made_dirs = make_folders(self.save_dir)
@@ -921,6 +922,8 @@ class ResultWriter:
             wanted = [*files] if save_json else []
             wanted += [("labels", "")] if save_txt else []
             wanted += [("crops", "")] if save_crop else []
+            if save_txt or save_crop:
+                self._sweep_earlier_runs()
             while True:  # labels_N/ and crops_N/ are made as they are chosen: a run started beside this one
                 # into the folder found them free too, and wrote its labels into the same folder (no JSON there)
                 free = free_paths(self.save_dir, wanted, self._taken, partial=JsonlWriter.PART) if wanted else []
@@ -929,8 +932,6 @@ class ResultWriter:
                     break
             self._labels = paths.get(("labels", ""), self._labels)
             self._crops = paths.get(("crops", ""), self._crops)
-            if save_txt or save_crop:
-                self._sweep_earlier_runs()
             if save_json:
                 self._jsonl = JsonlWriter(paths[files[0]])
                 if task == "detect":
@@ -943,31 +944,49 @@ class ResultWriter:
             raise output_error(self.save_dir, e) from None
 
     def _make_run_folders(self, folders: list[Path]) -> bool:
-        """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`); False, none kept, where another
-        run made one first."""
+        """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`), each locked as it is made, for
+        as long as the run lasts: a run killed before it wrote into them leaves them unlocked, and a later run
+        removes them (:meth:`_sweep_earlier_runs`). False, none kept, where another run made one first."""
+        from pvt_deploy.utils.files import lock
+
         for folder in folders:
             try:
                 folder.mkdir()
             except FileExistsError:
                 self._remove_empty_run_folders()
-                self._run_dirs = []
                 return False
             self._run_dirs.append(folder)  # made: removed at close, or where a later one fails here
+            try:
+                fd = lock(folder, wait=False)
+            except OSError:  # no locks on this file system: no run can tell it abandoned either
+                continue
+            if fd is None:  # a run looking whether it is a killed run's, this moment: made again as the next _N
+                self._remove_empty_run_folders()
+                return False
+            self._run_locks.append(fd)
         return True
 
     def _remove_empty_run_folders(self) -> None:
+        """Remove this run's ``labels_N/`` and ``crops_N/`` where they are empty, and release them."""
         for folder in self._run_dirs:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty
+        for fd in self._run_locks:
+            os.close(fd)
+        self._run_dirs, self._run_locks = [], []
 
     def _sweep_earlier_runs(self) -> None:
         """Remove the temporary files that killed runs left in the folder's ``labels*/`` and
         ``crops*/<class>/`` (:func:`~pvt_deploy.utils.files.remove_abandoned_temps`), as the next run into the
         folder does for its other files: this run writes its own ``labels_N/`` and ``crops_N/`` and would not
-        list the earlier ones, where a label file or crop torn by ``kill -9`` stayed, hidden, for good."""
+        list the earlier ones, where a label file or crop torn by ``kill -9`` stayed, hidden, for good. Such
+        a folder that a killed run left empty (or with those files alone) is removed, before this run picks
+        its own, where its lock says its run is gone (:func:`~pvt_deploy.utils.files.abandoned_folder`): a
+        run's close() removes its own when they stay empty, and one killed left them for good, each moving
+        every later run on to the next ``_N``. A run at work keeps its folders locked, written into or not."""
         import re
 
-        from pvt_deploy.utils.files import remove_abandoned_temps
+        from pvt_deploy.utils.files import abandoned_folder, remove_abandoned_temps
 
         def folders(parent: Path, name: str = r".+") -> list[Path]:
             with contextlib.suppress(OSError), os.scandir(parent) as entries:
@@ -975,8 +994,14 @@ class ResultWriter:
             return []
 
         for earlier in folders(self.save_dir, r"(labels|crops)(_\d+)?"):
-            for folder in [earlier, *(folders(earlier) if earlier.name.startswith("crops") else [])]:
-                remove_abandoned_temps(folder)
+            inside = folders(earlier) if earlier.name.startswith("crops") else []  # crops_N/<class>/
+            with abandoned_folder(earlier) as gone:
+                for folder in [earlier, *inside]:
+                    remove_abandoned_temps(folder)
+                for folder in [*inside, earlier] if gone else []:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only if empty
+                        log.info("removed %s, left empty by a run that was killed", folder)
 
     @property
     def frames_written(self) -> int:

@@ -129,6 +129,34 @@ def unheld(path: str | os.PathLike[str]) -> bool | None:
     return True
 
 
+@contextlib.contextmanager
+def abandoned_folder(folder: str | os.PathLike[str]) -> Iterator[bool]:
+    """Whether ``folder`` is an empty-handed leftover of a run that was killed, its lock held meanwhile. A
+    run holds a :func:`lock` on each folder it makes for its own files until it ends (``infer``'s
+    ``labels_N/`` and ``crops_N/``), so one whose lock is free and that has not changed for
+    :data:`TEMP_GRACE_S` (a run that made it a moment ago may not have its lock yet) was left by a run
+    that is gone. Inside, no other process can take that lock: what is inside may be swept and the folder
+    removed without a run starting beside this one losing it. False where locks are not to be had and
+    where the folder is another's or gone."""
+    try:
+        fd = lock(folder, wait=False)
+    except OSError:
+        fd = None
+    if fd is None:
+        yield False
+        return
+    try:
+        held = os.fstat(fd)
+        try:
+            now = os.lstat(folder)
+        except OSError:
+            now = None
+        yield (now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev)
+               and time.time() - held.st_mtime >= TEMP_GRACE_S)
+    finally:
+        os.close(fd)
+
+
 def remove_abandoned_temps(folder: str | os.PathLike[str], entries: Iterable[str] | None = None) -> list[Path]:
     """Delete the temporary files that :func:`atomic_path` writes left in ``folder`` when their process
     was killed (``kill -9``, the OOM killer, a crash in native code) and return them. A writer holds a
