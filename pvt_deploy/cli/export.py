@@ -231,8 +231,8 @@ def export(
     opset: Annotated[int, typer.Option(help=OPSET_HELP, rich_help_panel=ONNX_PANEL)] = 17,
     exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
                                           rich_help_panel=ONNX_PANEL)] = "torchscript",
-    nms: Annotated[str, typer.Option(help="Detection NMS on the host, or in the graph (EfficientNMS layout: "
-                                     "num_dets, det_boxes, det_scores, det_classes).",
+    nms: Annotated[str, typer.Option(help="Detection NMS: host (after the graph), or graph (in it, EfficientNMS "
+                                     "layout: num_dets, det_boxes, det_scores, det_classes).",
                                      rich_help_panel=ONNX_PANEL)] = "host",
     seg_output: Annotated[str, typer.Option(help="Segmentation output: logits (stride 4) or argmax (class map at "
                                             "input size).", rich_help_panel=ONNX_PANEL)] = "logits",

@@ -31,7 +31,7 @@ def info(
                                         "initializers, operators and the type each computes in, what INT8 "
                                         "quantized; an engine's layers.")] = False,
 ) -> None:
-    """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, parity and backends.
+    """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, CPU graphs, parity and backends.
 
     Examples:
 
