@@ -207,7 +207,8 @@ def host_info() -> dict[str, Any]:
 
 def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Sequence[str] | None = None,
               imgsz: int | Sequence[int] | None = None, batch: int = 1, warmup: int = 3, iters: int = 20,
-              device: str | None = None, progress: Progress | None = None, profile: bool = False) -> dict[str, Any]:
+              device: str | None = None, progress: Progress | None = None, profile: bool = False,
+              trust: bool = False) -> dict[str, Any]:
     """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
 
     Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "results": [...]}``;
@@ -216,6 +217,8 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
     are ``skipped`` with the ``reason``. With ``profile`` each ``ok`` row has a ``profile``: its operators
     timed in a run of their own after the timed ones (:func:`_profile`), or why they could not be.
+    ``trust`` lets the checkpoint PyTorch loads (``model``, or the one an export was made from) be fully
+    unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``).
     """
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
@@ -241,7 +244,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         if progress is not None:
             progress(label)
         row = _bench_one(label, given, size, batch, warmup, iters, device, report, own_precision=own is not None,
-                         profile=profile)
+                         profile=profile, trust=trust)
         if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
             row["exit_code"] = None
         report["results"].append(row)
@@ -354,7 +357,7 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
 
 def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
                device: str | None, report: dict[str, Any], *, own_precision: bool = False,
-               profile: bool = False) -> dict[str, Any]:
+               profile: bool = False, trust: bool = False) -> dict[str, Any]:
     """One row. ``own_precision``: load ``target`` (a lone file) at the precision it holds, the row then
     labelled by it (``onnx-int8`` for a ``model.int8.onnx``). ``profile``: then time the backend's
     operators (:func:`_profile`), after the memory is measured."""
@@ -373,7 +376,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
             t0 = time.perf_counter()
             with renamed(backend="backends"):  # the loader's errors name --backends onnx, which bench takes
                 backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
-                                                 imgsz=size, random_weights_ok=True)
+                                                 imgsz=size, random_weights_ok=True, trust=trust)
             row["load_s"] = round(time.perf_counter() - t0, 3)
             try:
                 predictor = Predictor(backend, manifest, imgsz=size)
@@ -531,7 +534,8 @@ def _check_images(images: str | os.PathLike[str] | None, limit: int) -> tuple[li
 def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
                 backends: str | Sequence[str] | None = None, tolerance: float | None = None,
                 imgsz: int | Sequence[int] | None = None, device: str | None = None, max_images: int = 8,
-                gate_agreement: bool | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                gate_agreement: bool | None = None, progress: Progress | None = None,
+                trust: bool = False) -> dict[str, Any]:
     """Run every backend that can run ``artifact`` here on the same inputs and compare with a reference.
 
     The reference is PyTorch when the export's weights are available, else ``model.onnx``. The
@@ -545,6 +549,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     run (its row ``failed``, with the ``reason`` and ``exit_code``, the others compared). A row with
     nothing to compare (only integer or post-NMS outputs, agreement not gated) is ``checked: False``, and
     ``report["checked"]`` is False when no row was checked: it passed without judging anything.
+    ``trust``: the checkpoint PyTorch rebuilds the export from may be fully unpickled (an mmengine training
+    file the export was made from with ``--trust-checkpoint``), as in :func:`benchmark`.
     """
     from dataclasses import asdict
 
@@ -612,7 +618,8 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         kind, precision = BENCH_BACKENDS[cand.label]
         try:
             with renamed(backend="backends"):  # as in bench
-                backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size)
+                backend, loaded = load_backend(folder, backend=kind, precision=precision, device=device, imgsz=size,
+                                               trust=trust)
         except PvtDeployError as e:
             # a runtime missing here (3) or an engine for another GPU (4) is no fault of the export, but a file
             # of it that is refused (truncated, changed since the export, the weights PyTorch rebuilds it from

@@ -242,7 +242,7 @@ def test_arbitrary_pickle_is_refused_unless_trusted(seeded, tmp_path: Path) -> N
     # the options nor what the file holds; it names the object that is not a tensor
     assert str(err.value) == (f"{path}: refusing to unpickle arbitrary objects from this checkpoint (it holds "
                               f"{type(path).__module__}.{type(path).__name__}, not only tensors) (pass "
-                              "--trust-checkpoint (export, infer) or trust=True only if you trust its source)")
+                              "--trust-checkpoint (trust=True in Python) only if you trust its source)")
     model = create_model("pvt_v2_b0-cls", weights=path, trust=True)
     assert_same(run(model), run(seeded["pvt_v2_b0-classify"]))
 

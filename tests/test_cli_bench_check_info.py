@@ -1099,3 +1099,33 @@ def test_check_compares_an_int8_export_of_the_tensorrt_flavour_alone(
     code, out, err = run(monkeypatch, capsys, "info", str(folder))
     said = " ".join(out.split())
     assert code == 0 and "on ONNX Runtime's CPU provider (the export has no model.int8.onnx)" in said.replace("│ ", ""), out
+
+
+def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A checkpoint that needs full unpickling (an mmengine training file, here one holding a Path beside its
+    weights) exports with --trust-checkpoint, and the export's next: line says check and bench it; but check
+    and bench, which rebuild it in PyTorch, and info of the checkpoint refused it with 'pass
+    --trust-checkpoint (export, infer)' and had no such option (Click: 'No such option'). Now each takes it."""
+    import torch
+
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "trained.pth"
+    torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
+    folder = export_onnx(str(ckpt), tmp_path / "cls", imgsz=64, max_size=128, parity=False, trust_checkpoint=True)
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "2")
+    assert code == 2 and "refusing to unpickle" in err and "pass --trust-checkpoint (trust=True in Python)" in err
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "2",
+                         "--trust-checkpoint", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["reference"] == "torch" and report["passed"] and report["checked"]
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
+                         "--warmup", "0", "--iters", "1", "--json")
+    assert code == 0, err
+    assert [(r["backend"], r["status"]) for r in json.loads(out)["results"]] == [("torch", "ok")]
+    code, out, err = run(monkeypatch, capsys, "info", str(ckpt), "--trust-checkpoint", "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["kind"] == "PyTorch checkpoint" and facts["model"] == "pvt_v2_b0-cls", err

@@ -18,6 +18,10 @@ from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
 
+# --help: --trust-checkpoint in a table of its own, as infer groups its options, so that its width does not
+# narrow the other options' help at 80 columns (bench's --backends list was folded mid-word)
+CHECKPOINT_PANEL = "Checkpoint"
+
 
 def register(app: typer.Typer) -> None:
     app.command("check")(check)
@@ -50,6 +54,9 @@ def check(
         "weights; on random weights every prediction is a near-tie).", show_default=False,
         rich_help_panel=TOLERANCE_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow the checkpoint PyTorch rebuilds the export from to be fully unpickled, "
+        "as export --trust-checkpoint did (runs code from the file).", rich_help_panel=CHECKPOINT_PANEL)] = False,
 ) -> None:
     """Run every available backend on the same inputs and report their agreement (exit 5 if outside tolerance).
 
@@ -68,7 +75,7 @@ def check(
     with err.status("checking") as status:
         report = cross_check(artifact, images=images, backends=backends,
                              tolerance=tolerance, imgsz=parse_imgsz(imgsz), device=device, max_images=max_images,
-                             gate_agreement=gate_agreement,
+                             gate_agreement=gate_agreement, trust=trust_checkpoint,
                              progress=lambda label: status.update(f"running {label}"))
     if as_json:
         typer.echo(json_dumps(report, indent=2))

@@ -15,6 +15,10 @@ from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
 
+# --help: --trust-checkpoint in a table of its own, as infer groups its options, so that its width does not
+# narrow the other options' help at 80 columns (bench's --backends list was folded mid-word)
+CHECKPOINT_PANEL = "Checkpoint"
+
 
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
@@ -30,6 +34,9 @@ def info(
     graph: Annotated[bool, typer.Option("--graph", help="Also show what is inside each graph: opsets, "
                                         "initializers, operators and the type each computes in, what INT8 "
                                         "quantized; an engine's layers.")] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).",
+        rich_help_panel=CHECKPOINT_PANEL)] = False,
 ) -> None:
     """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, CPU graphs, parity and backends.
 
@@ -43,7 +50,7 @@ def info(
 
     from pvt_deploy.runtimes.loader import describe_artifact
 
-    facts = describe_artifact(artifact, device=device, graph=graph)
+    facts = describe_artifact(artifact, device=device, graph=graph, trust=trust_checkpoint)
     if as_json:
         typer.echo(json_dumps(facts, indent=2, default=str))
         return

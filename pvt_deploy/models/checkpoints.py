@@ -206,7 +206,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Sta
         why = f"it holds {held.group(1)}, not only tensors" if held else f"weights_only load failed: {_one_line(e)}"
         raise CheckpointError(
             f"{p}: refusing to unpickle arbitrary objects from this checkpoint ({why})",
-            hint="pass --trust-checkpoint (export, infer) or trust=True only if you trust its source") from e
+            hint="pass --trust-checkpoint (trust=True in Python) only if you trust its source") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
     except (ImportError, AttributeError) as e:  # trusted: objects of code that is not importable here

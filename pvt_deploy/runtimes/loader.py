@@ -992,11 +992,12 @@ def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> di
 
 
 def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | None = None,
-                      graph: bool = False) -> dict[str, Any]:
+                      graph: bool = False, trust: bool = False) -> dict[str, Any]:
     """Everything ``pvt-deploy info`` shows: manifest summary, I/O, files with sha256 status,
     precision, dynamic ranges, export parity, and which backends can run it here (and why not);
     with ``graph``, what is inside each of its graphs (``"graph"``, :func:`describe_graphs`; only then
-    are the graphs of a folder read)."""
+    are the graphs of a folder read). ``trust``: a checkpoint described may be fully unpickled, as
+    :func:`load_backend`'s."""
     text = resolve_model(path_or_name)
     path = Path(text)
     folder = path if path.is_dir() else path.parent  # where the files listed below are
@@ -1052,7 +1053,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
           or shadowed):
         if _looks_like_path(text) and not path.exists() and not _is_triton(text):
             raise ModelNotFoundError(f"no such file or folder: {text}")
-        backend, manifest = load_backend(text, device=device)
+        backend, manifest = load_backend(text, device=device, trust=trust)
         backend.close()
         candidates = [Candidate(canonical_backend(backend.info.name) or backend.info.name, backend.info.name,
                                 backend.info.precision, None, True, "")]
