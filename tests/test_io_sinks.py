@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -821,6 +822,147 @@ def test_audio_the_container_refuses_as_it_is_is_re_encoded_else_the_video_is_si
         assert ".part" not in caplog.text  # the reason, not the temporary file it was met in
         out.unlink()
         assert leftovers(out.parent) == []
+
+
+def clip_in(path: Path, vcodec: str, acodec: str, *, audio: tuple[float, float] = (0.0, 1.0),
+            title: str | None = None) -> Path:
+    """A 1 s 320x240 clip (25 frames) in ``vcodec`` with a 440 Hz stereo tone in ``acodec`` from ``audio[0]`` to
+    ``audio[1]`` seconds (the track titled ``title``), in the sample format its encoder takes; the container
+    by the suffix of ``path`` (WebM: VP8/VP9 and Opus only)."""
+    rate = 48000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(vcodec, rate=25)
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        sound = out.add_stream(acodec, rate=rate)
+        sound.codec_context.layout = "stereo"
+        if title is not None:
+            sound.metadata["title"] = title
+        for i in range(25):
+            picture = av.VideoFrame.from_ndarray(frame(i, (320, 240)), format="rgb24").reformat(format="yuv420p")
+            picture.pts = i
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        first, last = round(audio[0] * rate), round(audio[1] * rate)
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(first, last) / rate)).astype(np.float32)
+        wave = av.AudioFrame.from_ndarray(np.tile(tone, (2, 1)), format="fltp", layout="stereo")
+        wave.sample_rate, wave.pts, wave.time_base = rate, first, Fraction(1, rate)
+        resampler = av.AudioResampler(format=sound.codec_context.codec.audio_formats[0].name, layout="stereo", rate=rate)
+        for part in resampler.resample(wave):
+            out.mux(sound.encode(part))
+        out.mux(sound.encode(None))
+    return path
+
+
+def annotate_320(src: Path, out: Path, frames: int = 25) -> Path:
+    with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
+        for i in range(frames):
+            writer.write(frame(i, (320, 240)), i / 25)
+    return out
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+@pytest.mark.parametrize(("source", "vcodec", "acodec", "codec"), [
+    ("src.webm", "libvpx-vp9", "libopus", "opus"),  # a WebM's Opus, which mp4 holds as it is
+    ("src.mkv", "libx264", "libmp3lame", "mp3"),
+    ("src.mp4", "libx264", "ac3", "ac3"),
+])
+def test_opus_mp3_and_ac3_are_copied_into_the_mp4_as_they_are_and_in_step(tmp_path: Path, source: str, vcodec: str,
+                                                                         acodec: str, codec: str) -> None:
+    """Opus from WebM, MP3 from Matroska and AC-3 from mp4 (the tests had AAC, PCM, MP2 and Opus into mov):
+    the mp4 gets the source's own packets, byte for byte, from the first frame to the last, sounding as the
+    source does. Passes unchanged."""
+    src = clip_in(tmp_path / source, vcodec, acodec)
+    out = annotate_320(src, tmp_path / "out.mp4")
+    got, want = audio_of(out), audio_of(src)
+    assert got is not None and want is not None
+    assert got[0] == want[0] == codec and abs(got[1]) < 0.03 and got[2] == pytest.approx(1.0, abs=0.03)
+    assert got[3] == pytest.approx(want[3], rel=0.02)
+    packets, source_packets = audio_packets(out), audio_packets(src)
+    assert len(packets) >= len(source_packets) - 1 and set(packets) <= set(source_packets)
+    assert len(decode(out)[1]) == 25
+
+
+@pytest.mark.parametrize("audio", [(0.0, 0.5), (0.3, 1.0)])
+def test_audio_shorter_than_the_video_keeps_its_place(tmp_path: Path, audio: tuple[float, float]) -> None:
+    """A track that ends half way, or starts 0.3 s in: the video keeps every frame, and the sound starts and
+    ends where it does in the source (its first sample's time and its length, to the millisecond). Passes
+    unchanged."""
+    src = clip_in(tmp_path / "src.mp4", "libx264", "aac", audio=audio)
+    got, want = audio_of(annotate_320(src, tmp_path / "out.mp4")), audio_of(src)
+    assert got is not None and want is not None and got[0] == want[0] == "aac"
+    assert got[1] == pytest.approx(want[1], abs=1e-3) and got[2] == pytest.approx(want[2], abs=1e-3)
+    assert want[1] == pytest.approx(audio[0], abs=0.025) and want[2] == pytest.approx(audio[1] - audio[0], abs=0.03)
+    assert len(decode(tmp_path / "out.mp4")[1]) == 25
+
+
+def test_a_tracks_title_comes_along_into_matroska(tmp_path: Path) -> None:
+    """A track's title (a commentary, a second language's name) is what tells two tracks apart in a player;
+    no test had one (the mp4 and mov muxers write none). Passes unchanged."""
+    out = annotate_320(clip_in(tmp_path / "src.mkv", "libx264", "aac", title="commentary"), tmp_path / "out.mkv")
+    with av.open(str(out)) as container:
+        assert [s.metadata.get("title") for s in container.streams.audio] == ["commentary"]
+
+
+def test_an_avi_output_is_silent_and_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """AVI takes no variable-rate audio here: the video is written without it, every frame there, and no
+    warning. Passes unchanged."""
+    src = clip_with_audio(tmp_path / "src.mp4", "aac")
+    with VideoWriter(tmp_path / "out.avi", 25, (320, 240), audio_from=src) as writer:
+        for i in range(10):
+            writer.write(frame(i, (320, 240)), i / 25)
+    assert audio_of(tmp_path / "out.avi") is None and len(decode(tmp_path / "out.avi")[1]) == 10
+    assert "audio" not in caplog.text
+
+
+def test_a_track_whose_codec_ffmpeg_does_not_know_is_left_out_in_words(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A track in a codec FFmpeg does not know (a Matroska codec id of another tool) is left out and the
+    other kept, as a track that cannot be read is; the warning gave the reason as PyAV's None met in Python,
+    "'NoneType' object has no attribute 'codec'"."""
+    src = clip_with_tracks(tmp_path / "two.mkv", [("aac", 48000, "eng"), ("mp2", 48000, "fra")])
+    data = src.read_bytes()
+    assert data.count(b"A_MPEG/L2") == 1
+    unknown = tmp_path / "unknown.mkv"
+    unknown.write_bytes(data.replace(b"A_MPEG/L2", b"A_QQQQ/L2"))
+    out = annotate(unknown, tmp_path / "out.mp4")
+    assert [(codec, language) for codec, language, _, _ in tracks_of(out)] == [("aac", "eng")]
+    assert (f"{out}: audio of {unknown} left out: track 2, cannot be read (its codec is not one FFmpeg knows); "
+            "the video has track 1 (aac, eng)") in caplog.text
+
+
+def test_ctrl_c_while_the_audio_is_added_keeps_the_video_silent_and_then_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The audio remux, the one step of finishing a video that can take long, gives up at its next video
+    packet when a Ctrl-C waits (which no test ran: the Ctrl-C tests came before it began): the video is
+    kept whole and silent, with a warning, no temporary file stays, and the Ctrl-C is raised once the file
+    is in place. Passes unchanged."""
+    from pvt_deploy.io import sinks
+
+    src = clip_with_audio(tmp_path / "src.mp4", "aac")
+    real = sinks._AudioCopy.add_to
+
+    def ctrl_c_as_added(self: Any, out: Any) -> None:
+        signal.raise_signal(signal.SIGINT)  # to this thread, synchronously: held until the file is in place
+        real(self, out)
+
+    monkeypatch.setattr(sinks._AudioCopy, "add_to", ctrl_c_as_added)
+    out = tmp_path / "out" / "cut.mp4"
+    out.parent.mkdir()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
+    try:
+        writer = VideoWriter(out, 25, (320, 240), audio_from=src)
+        for i in range(10):
+            writer.write(frame(i, (320, 240)), i / 25)
+        with pytest.raises(KeyboardInterrupt):
+            writer.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert audio_of(out) is None and len(decode(out)[1]) == 10 and leftovers(out.parent) == []
+    assert f"{out}: stopped before the audio of {src} was added; the video is silent" in caplog.text
 
 
 FULL_DISK_AUDIO = """

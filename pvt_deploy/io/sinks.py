@@ -713,6 +713,8 @@ class _AudioCopy:
         self._fmt = fmt
         self._in = container
         self._stream = container.streams.audio[track]
+        if self._stream.codec_context is None:  # PyAV's None, met as "'NoneType' object has no attribute 'codec'"
+            raise ValueError("its codec is not one FFmpeg knows")
         video = container.streams.video[0] if container.streams.video else None
         self._video_start = 0.0  # the source's video start: its frames' timestamps count from it
         if video is not None and video.start_time is not None and video.time_base is not None:
