@@ -907,6 +907,29 @@ def test_a_tracks_title_comes_along_into_matroska(tmp_path: Path) -> None:
         assert [s.metadata.get("title") for s in container.streams.audio] == ["commentary"]
 
 
+@pytest.mark.parametrize("start", [0, 10])
+def test_a_copied_track_keeps_the_packets_its_codec_delay_needs(tmp_path: Path, start: int) -> None:
+    """A Matroska AAC track declares its encoder's delay (CodecDelay: 1024 samples, its first packet the
+    priming, timed -21 ms to 0), which a decoder skips at the track's start, and a copy into Matroska keeps
+    that declaration. The copy dropped each packet that ended by the first frame, the priming one too, so
+    the decoder skipped 1024 samples of real sound: it started 21 ms late, out of step with the 440 Hz tone
+    by a third of a millisecond (and so from a run started at frame 10, 5 ms late). The packets that delay
+    covers before the first frame are kept now, and the sound starts with the first frame, in step."""
+    src = clip_in(tmp_path / "src.mkv", "libx264", "aac")
+    out = tmp_path / "out.mkv"
+    with VideoWriter(out, 25, (320, 240), audio_from=src) as writer:
+        for i in range(start, 25):
+            writer.write(frame(i, (320, 240)), i / 25)
+    with av.open(str(out)) as container:
+        frames = list(container.decode(audio=0))
+    rate, first = frames[0].sample_rate, float(frames[0].time)
+    sound = np.concatenate([f.to_ndarray()[0].astype(np.float64) for f in frames])
+    times = first + start / 25 + np.arange(len(sound)) / rate  # the source's times: its tone is 0.3 sin(2 pi 440 t)
+    middle = slice(len(sound) // 4, 3 * len(sound) // 4)
+    off = float(np.sqrt(np.mean((sound[middle] - 0.3 * np.sin(2 * np.pi * 440 * times[middle])) ** 2)))
+    assert abs(first) < 1e-3 and len(sound) / rate >= (25 - start) / 25 - 1e-3 and off < 0.1, (first, off)
+
+
 def test_an_avi_output_is_silent_and_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """AVI takes no variable-rate audio here: the video is written without it, every frame there, and no
     warning. Passes unchanged."""

@@ -849,13 +849,19 @@ class _AudioCopy:
             if t is not None and t >= end:
                 break
             self._pending = None
+            lead = 0.0  # how long before the first frame a packet is still needed
             if self._copy:
                 length = float(item.duration * item.time_base) if item.duration else 0.0
+                # the codec's delay (Matroska's CodecDelay: AAC's 1024 samples of priming), which the output
+                # declares as the source does and a decoder skips at the start: the packets it covers stay
+                rate = self._stream.codec_context.sample_rate
+                lead = self._stream.codec_context.delay / rate if rate else 0.0
             else:  # a decoded frame's length is its samples: one that starts with the video is kept
                 length = item.samples / item.sample_rate if item.sample_rate else 0.0
-            if t is None or (t + length <= 0 if length else t < 0):
+            if t is None or (t + length <= -lead if length else t < -lead):
                 # untimed, or over before the first frame (a packet across it is kept whole; one of unknown
-                # length, as ALAC and WavPack come from Matroska, is kept from the first frame on)
+                # length, as ALAC and WavPack come from Matroska, is kept from the first frame on), and, copied,
+                # before the codec's delay
                 continue
             if self._copy:
                 delta = round(shift / item.time_base)
