@@ -1106,19 +1106,27 @@ def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
     """A checkpoint that needs full unpickling (an mmengine training file, here one holding a Path beside its
     weights) exports with --trust-checkpoint, and the export's next: line says check and bench it; but check
     and bench, which rebuild it in PyTorch, and info of the checkpoint refused it with 'pass
-    --trust-checkpoint (export, infer)' and had no such option (Click: 'No such option'). Now each takes it."""
+    --trust-checkpoint (export, infer)' and had no such option (Click: 'No such option'). Now each takes it,
+    and the next: line gives it to check and bench."""
+    import shlex
+
     import torch
 
-    from pvt_deploy.export import export_onnx
     from pvt_deploy.models import create_model
 
     ckpt = tmp_path / "trained.pth"
     torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
-    folder = export_onnx(str(ckpt), tmp_path / "cls", imgsz=64, max_size=128, parity=False, trust_checkpoint=True)
+    folder = tmp_path / "cls"
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
+                       "--max-size", "128", "--no-parity", "-o", str(folder))
+    assert code == 0, err
+    steps = next(line for line in err.splitlines() if line.startswith("next: "))[len("next: "):].split(" · ")
+    check_command = next(shlex.split(s)[1:] for s in steps if s.startswith("pvt-deploy check "))
+    assert check_command == ["check", "--model", str(folder), "--trust-checkpoint"], steps
+    assert steps[2] == f"pvt-deploy bench --model {folder} --trust-checkpoint" and "--trust" not in steps[0]
     code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "2")
     assert code == 2 and "refusing to unpickle" in err and "pass --trust-checkpoint (trust=True in Python)" in err
-    code, out, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--max-images", "2",
-                         "--trust-checkpoint", "--json")
+    code, out, err = run(monkeypatch, capsys, *check_command, "--max-images", "2", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["reference"] == "torch" and report["passed"] and report["checked"]
