@@ -899,12 +899,14 @@ def test_audio_shorter_than_the_video_keeps_its_place(tmp_path: Path, audio: tup
     assert len(decode(tmp_path / "out.mp4")[1]) == 25
 
 
-def test_a_tracks_title_comes_along_into_matroska(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("out", "key"), [("out.mkv", "title"), ("out.mp4", "name"), ("out.mov", "name")])
+def test_a_tracks_title_comes_along(tmp_path: Path, out: str, key: str) -> None:
     """A track's title (a commentary, a second language's name) is what tells two tracks apart in a player;
-    no test had one (the mp4 and mov muxers write none). Passes unchanged."""
-    out = annotate_320(clip_in(tmp_path / "src.mkv", "libx264", "aac", title="commentary"), tmp_path / "out.mkv")
-    with av.open(str(out)) as container:
-        assert [s.metadata.get("title") for s in container.streams.audio] == ["commentary"]
+    no test had one. mp4 and mov keep it in the track's name atom, which FFmpeg reads back as 'name'.
+    Passes unchanged."""
+    src = clip_in(tmp_path / "src.mkv", "libx264", "aac", title="commentary")
+    with av.open(str(annotate_320(src, tmp_path / out))) as container:
+        assert [s.metadata.get(key) for s in container.streams.audio] == ["commentary"]
 
 
 @pytest.mark.parametrize("start", [0, 10])
