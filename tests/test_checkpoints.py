@@ -863,6 +863,30 @@ def test_info_says_which_url_an_export_was_downloaded_from(
     assert code == 0 and json.loads(out)["weights"]["url"] == url
 
 
+def test_info_of_a_checkpoint_url_names_the_url(site: tuple[Site, str], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """README: info takes a checkpoint file "or its http(s):// URL". It described the download cache's file
+    instead, as if given that path: the URL was in none of its lines nor its JSON, and the hint to export it
+    named the cache's file, where bench of the same URL names the URL. Now the URL is the artifact and
+    the weights' url, the cached file their source, as info of an export made from it says."""
+    from cli_run import run as cli
+
+    _, base = site
+    url = f"{base}/v2/pvt_v2_b0.pth"
+    file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
+    monkeypatch.setenv("COLUMNS", "1000")
+    code, out, err = cli(monkeypatch, capsys, "info", url, "--graph")
+    assert code == 0, err
+    assert out.startswith(f"{url} — PyTorch checkpoint\n")
+    assert f"weights: {file.resolve()} (downloaded from {url})\n" in out
+    assert f"graph: no ONNX graph here (export it: pvt-deploy export --model {url})" in out, out
+    code, out, err = cli(monkeypatch, capsys, "info", url, "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["path"] == url and facts["weights"]["url"] == url
+    assert facts["weights"]["source"] == str(file.resolve()) and facts["model"] == "pvt_v2_b0-cls"
+
+
 def _saved(state: dict[str, torch.Tensor], path: Path) -> bytes:
     torch.save(state, path)
     return path.read_bytes()

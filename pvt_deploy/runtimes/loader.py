@@ -997,7 +997,10 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     precision, dynamic ranges, export parity, and which backends can run it here (and why not);
     with ``graph``, what is inside each of its graphs (``"graph"``, :func:`describe_graphs`; only then
     are the graphs of a folder read). ``trust``: a checkpoint described may be fully unpickled, as
-    :func:`load_backend`'s."""
+    :func:`load_backend`'s. A checkpoint's URL is described as given, its file in the download cache
+    as its weights (``weights.url``, as an export made from it records), as ``bench`` names it."""
+    given = os.fspath(path_or_name) if path_or_name is not None else None
+    url = given if given is not None and is_checkpoint_url(given) else None
     text = resolve_model(path_or_name)
     path = Path(text)
     folder = path if path.is_dir() else path.parent  # where the files listed below are
@@ -1062,8 +1065,11 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
         raise InputError(f"{path}: not an artifact pvt-deploy knows (export folder, .onnx, .engine, a checkpoint file: "
                          f"{', '.join(CHECKPOINT_SUFFIXES)})")
     weights = manifest.get("weights") or {}
+    if url is not None:
+        weights = {**weights, "url": url}
     facts = {
-        "path": text, "kind": kind, "model": manifest.get("model"), "backbone": manifest.get("backbone"),
+        "path": url or text, "kind": kind, "model": manifest.get("model"),
+        "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
         "classes": list(manifest.get("classes") or []), "palette": manifest.get("palette"),
         "weights": {"source": weights.get("source"), "random_init": weights.get("random_init"),
