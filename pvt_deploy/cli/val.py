@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
     app.command("val")(val)
 
 
-DATASET_PANEL = "Dataset"
+# --batch beside --limit, whose type column (<int range> [x>=1]) in the first table left its help about 29 of
+# 80 columns (--names took 16 lines)
+DATASET_PANEL = "Dataset and batches"
 LABELS_PANEL = "Segmenter labels"  # its --no- twin in a table of its own (see check's TOLERANCE_PANEL)
 
 
@@ -52,7 +54,7 @@ def val(
     imgsz: Annotated[str | None, typer.Option(help=IMGSZ_HELP)] = None,
     batch: Annotated[int | None, typer.Option(min=1, help="Pictures per inference call (default 1), of one input "
         "size each (taken in order of size): none is padded to another's, which attention would see, so the "
-        "metric is batch 1's.")] = None,
+        "metric is batch 1's.", rich_help_panel=DATASET_PANEL)] = None,
     images: Annotated[Path | None, typer.Option(
         help="Folder of the pictures (default: COCO's val2017 beside annotations, ADE20K's images/validation).",
         show_default=False, rich_help_panel=DATASET_PANEL)] = None,
