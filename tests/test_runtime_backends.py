@@ -280,6 +280,32 @@ def test_static_graph_refuses_other_sizes(tmp_path: Path) -> None:
         load_backend(folder, imgsz=160)
 
 
+def test_onnxruntime_runs_an_input_whose_graph_declares_no_shape(tmp_path: Path) -> None:
+    """ONNX Runtime lists a shape of [] for a scalar and for a value whose graph declares no shape (another
+    tool's tensor of unknown rank) alike, and the backend took it for a scalar's: such an input refused every
+    feed ('takes []'), and such an output read as a scalar, although TensorSpec.shape None is what says
+    'not declared' (58005b1; info --json writes it null). The graph says which: u None, the scalar m ()."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["u"]), helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("u", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("m", TensorProto.FLOAT, [])])
+    onnx.save(onnx_model(graph), str(tmp_path / "other.onnx"))
+    x = np.linspace(-1, 2, 48, dtype=np.float32).reshape(1, 3, 4, 4)
+    with OnnxRuntimeBackend(tmp_path / "other.onnx", device="cpu") as backend:
+        assert [(s.name, s.shape) for s in (*backend.inputs, *backend.outputs)] == [("x", None), ("u", None),
+                                                                                   ("m", ())]
+        out = backend.infer({"x": x})
+        np.testing.assert_array_equal(out["u"], np.maximum(x, 0))
+        assert out["m"].shape == () and float(out["m"]) == 2.0
+        assert backend.infer({"x": x[0, 0]})["u"].shape == (4, 4)  # any rank
+
+
 def test_torch_fp16_needs_cuda() -> None:
     import torch
 

@@ -130,6 +130,21 @@ def guess_precision(path: str | os.PathLike[str]) -> str:
     return "fp32"
 
 
+def _undeclared_shapes(path: str | os.PathLike[str]) -> set[str]:
+    """The inputs and outputs of the graph in ``path`` that it declares no shape for (a tensor of unknown rank,
+    a sequence: :func:`pvt_deploy.export.graph.io_spec`'s None); none where the onnx package is missing or
+    cannot read the file (ONNX Runtime could: their [] then stays a scalar's)."""
+    try:
+        import onnx
+
+        from pvt_deploy.export.graph import io_spec
+
+        inputs, outputs = io_spec(onnx.load(os.fspath(path), load_external_data=False))
+    except Exception:  # noqa: BLE001 - ImportError, or a file onnx cannot parse
+        return set()
+    return {str(s["name"]) for s in (*inputs, *outputs) if s["shape"] is None}
+
+
 def graph_file_precision(path: str | os.PathLike[str]) -> str:
     """What the graph in ``path`` holds, read from the graph (:func:`pvt_deploy.export.optimize.graph_precision`,
     as :func:`~pvt_deploy.runtimes.loader.read_onnx_manifest` lists a lone file): a renamed ``model.fp16.onnx``
@@ -467,8 +482,12 @@ class OnnxRuntimeBackend(Backend):
                 load_path, rewrites = self.path, None
                 self._session = session_for(load_path)
         self._ort = ort
-        self._inputs = [self._spec(i) for i in self._session.get_inputs()]
-        self._outputs = [self._spec(o) for o in self._session.get_outputs()]
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        # ONNX Runtime lists [] for a scalar and for a value whose graph declares no shape alike (another tool's
+        # of unknown rank): only then is the graph read, so that such an input takes any feed, not only a scalar
+        undeclared = _undeclared_shapes(self.path) if any(not a.shape for a in (*inputs, *outputs)) else set()
+        self._inputs = [self._spec(i, i.name in undeclared) for i in inputs]
+        self._outputs = [self._spec(o, o.name in undeclared) for o in outputs]
         self._load = (str(load_path), list(providers), spin)  # what the shard session loads
         # the main session's settings, for a session of the same graph that profiles (profile())
         self._settings = (intra, int(inter_op_threads or cores), spin, affinities)
@@ -521,7 +540,10 @@ class OnnxRuntimeBackend(Backend):
             log.warning("%s: ONNX Runtime could not start %s; running on %s", self.path.name, asked[0], used[0])
 
     @staticmethod
-    def _spec(arg: Any) -> TensorSpec:
+    def _spec(arg: Any, undeclared: bool = False) -> TensorSpec:
+        """``arg``'s spec; ``undeclared``: its graph declares no shape, which is None (a scalar's is ())."""
+        if undeclared:
+            return TensorSpec(arg.name, ort_dtype(arg.type), None)
         shape = tuple(d if isinstance(d, int) else (str(d) if d else "?") for d in (arg.shape or ()))
         return TensorSpec(arg.name, ort_dtype(arg.type), shape)
 
