@@ -546,7 +546,12 @@ class _Results(Generator[Result, None, None]):
         cleanup, self._never_started = self._never_started, None
         if cleanup is not None:  # not started: the error ends it before any of its code runs
             cleanup()
-        return self._step(lambda: self._gen.throw(*args))
+        try:
+            return self._step(lambda: self._gen.throw(*args))
+        finally:
+            # the error raised holds this frame (its traceback), and this frame the error (args): a cycle that
+            # held the run (its source's pictures, the last result) until the cyclic GC ran
+            args = ()
 
     def close(self) -> None:
         if os.getpid() != self._pid:

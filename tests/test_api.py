@@ -647,6 +647,14 @@ def test_a_run_that_ends_early_frees_its_pictures_without_the_garbage_collector(
         gen.close()  # type: ignore[union-attr]
         return [weakref.ref(src), weakref.ref(result)]
 
+    def thrown(threaded: bool) -> list[weakref.ref[Any]]:  # an error thrown in by the caller ends the run
+        src = Pictures()
+        gen = det_model.predict(src, stream=True, threaded=threaded)
+        result = next(iter(gen))
+        with pytest.raises(ValueError, match="client went away"):
+            gen.throw(ValueError("client went away"))  # type: ignore[union-attr]
+        return [weakref.ref(src), weakref.ref(result)]
+
     def failed(threaded: bool) -> list[weakref.ref[Any]]:
         src = Pictures(fail=True)
         try:
@@ -661,7 +669,7 @@ def test_a_run_that_ends_early_frees_its_pictures_without_the_garbage_collector(
     gc.collect()
     gc.disable()
     try:
-        for run in (abandoned, closed, failed):
+        for run in (abandoned, closed, thrown, failed):
             for threaded in (False, True):
                 refs = run(threaded)
                 assert all(ref() is None for ref in refs), f"{run.__name__}, threaded={threaded}: still alive"
