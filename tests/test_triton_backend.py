@@ -762,3 +762,18 @@ def test_a_damaged_manifest_in_the_triton_config_is_one_line(protocol: str, tmp_
         assert code == 2 and len(message) == 1, out + err
         assert f"{stub_url}: damaged manifest in its Triton config{field}" in message[0], err
         assert "Traceback" not in err and not seen and not (tmp_path / "runs").exists()
+
+
+def test_a_manifest_spec_without_a_shape_leaves_the_servers_dims() -> None:
+    """A manifest whose tensor says ``"shape": null`` (TensorSpec.to_json of a shape the graph does not declare)
+    gives the server's dims as they are: its symbolic names are read only from a reference of the same rank."""
+    from types import SimpleNamespace
+
+    spec = TritonBackend._spec(SimpleNamespace(max_batch_size=0),  # type: ignore[arg-type]
+                               {"name": "scores", "datatype": "FP32", "shape": ["-1", "100"]},
+                               [{"name": "scores", "dtype": "float32", "shape": None}])
+    assert spec.shape == ("dim0", 100) and spec.dtype == "float32"
+    named = TritonBackend._spec(SimpleNamespace(max_batch_size=0),  # type: ignore[arg-type]
+                                {"name": "scores", "datatype": "FP32", "shape": [-1, 100]},
+                                [{"name": "scores", "dtype": "float32", "shape": ["num", 100]}])
+    assert named.shape == ("num", 100)

@@ -380,7 +380,7 @@ class TritonBackend(Backend):
         ref_shape: list[Any] = []
         if isinstance(reference, list):
             for r in reference:
-                if isinstance(r, Mapping) and r.get("name") == name and len(r.get("shape", [])) == len(shape):
+                if isinstance(r, Mapping) and r.get("name") == name and len(r.get("shape") or []) == len(shape):
                     ref_shape = list(r["shape"])
         dims: list[int | str] = []
         for i, d in enumerate(shape):
