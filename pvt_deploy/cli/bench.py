@@ -10,13 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pvt_deploy.cli.infer import IMGSZ_HELP
+from pvt_deploy.cli.infer import CHECKPOINT_PANEL, IMGSZ_HELP, TRUST_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils.files import json_dumps
-
-# --help: --trust-checkpoint in a table of its own, as infer groups its options, so that its width does not
-# narrow the other options' help at 80 columns (bench's --backends list was folded mid-word)
-CHECKPOINT_PANEL = "Checkpoint"
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +42,7 @@ def bench(
         min=1, help="Operator types a --profile table lists, the rest summed as 'other' (--json has them all); "
         "implies --profile. Default 12.", show_default=False)] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).",
+        "--trust-checkpoint", help=TRUST_HELP,
         rich_help_panel=CHECKPOINT_PANEL)] = False,
 ) -> None:
     """Benchmark latency (p50/p90/p99), throughput, stage split and memory per backend.

@@ -13,14 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from pvt_deploy.cli.infer import IMGSZ_HELP
+from pvt_deploy.cli.infer import CHECKPOINT_PANEL, IMGSZ_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
-
-# --help: --trust-checkpoint in a table of its own, as infer groups its options, so that its width does not
-# narrow the other options' help at 80 columns (bench's --backends list was folded mid-word)
-CHECKPOINT_PANEL = "Checkpoint"
 
 
 def register(app: typer.Typer) -> None:

@@ -83,6 +83,10 @@ def parse_classes(text: str | None, names: list[str]) -> list[int] | None:
 # (<int range> [x>=1]) and --no- twin (--no-save-json) set the columns, which left the help text about
 # 20 columns of an 80-column terminal and folded --trust-checkpoint in two
 DETECTION_PANEL, FRAMES_PANEL, OUTPUT_PANEL = "Detection", "Videos, streams and batches", "Output"
+TRUST_HELP = "Allow a checkpoint that needs full unpickling (runs code from the file)."
+# bench, check and info: --trust-checkpoint in a table of its own, so that its width does not narrow the other
+# options' help at 80 columns (bench's --backends list was folded mid-word)
+CHECKPOINT_PANEL = "Checkpoint"
 
 
 def infer(
@@ -155,7 +159,7 @@ def infer(
         "ImageNet classifier, or a detector's/segmenter's backbone: pvt-deploy models).")
     ] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
+        "--trust-checkpoint", help=TRUST_HELP)
     ] = False,
     names: Annotated[str | None, typer.Option(help=NAMES_HELP, show_default=False)] = None,
 ) -> None:

@@ -11,13 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from pvt_deploy.cli.infer import CHECKPOINT_PANEL, TRUST_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils import count_of
 from pvt_deploy.utils.files import json_dumps
-
-# --help: --trust-checkpoint in a table of its own, as infer groups its options, so that its width does not
-# narrow the other options' help at 80 columns (bench's --backends list was folded mid-word)
-CHECKPOINT_PANEL = "Checkpoint"
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +32,7 @@ def info(
                                         "initializers, operators and the type each computes in, what INT8 "
                                         "quantized; an engine's layers.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).",
+        "--trust-checkpoint", help=TRUST_HELP,
         rich_help_panel=CHECKPOINT_PANEL)] = False,
 ) -> None:
     """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, CPU graphs, parity and backends.

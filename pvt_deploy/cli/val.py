@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP, NAMES_HELP
+from pvt_deploy.cli.infer import DETECTION_PANEL, IMGSZ_HELP, NAMES_HELP, TRUST_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of
@@ -80,7 +80,7 @@ def val(
     weights: Annotated[str | None, typer.Option(
         "--weights", "-w", help="Checkpoint for a zoo model (a file, an http(s):// URL or 'official').")] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow a checkpoint that needs full unpickling (runs code from the file).")
+        "--trust-checkpoint", help=TRUST_HELP)
     ] = False,
     names: Annotated[str | None, typer.Option(help=NAMES_HELP, show_default=False)] = None,
 ) -> None:
