@@ -748,6 +748,11 @@ class _AudioCopy:
             self._probe.close()
             self._probe = None
         self._copy = self._probe is not None
+        # copied, the codec's delay (Matroska's CodecDelay: AAC's 1024 samples of priming), which the output
+        # declares as the source does and a decoder skips at the start: the packets it covers before the first
+        # frame stay (copy_until)
+        rate = self._stream.codec_context.sample_rate
+        self._lead = self._stream.codec_context.delay / rate if self._copy and rate else 0.0
         self._filled = 0  # ``skipped`` when silence last stood in for them
         self._why: BaseException | None = None  # the last decoding error
 
@@ -849,13 +854,9 @@ class _AudioCopy:
             if t is not None and t >= end:
                 break
             self._pending = None
-            lead = 0.0  # how long before the first frame a packet is still needed
+            lead = self._lead  # how long before the first frame a packet is still needed
             if self._copy:
                 length = float(item.duration * item.time_base) if item.duration else 0.0
-                # the codec's delay (Matroska's CodecDelay: AAC's 1024 samples of priming), which the output
-                # declares as the source does and a decoder skips at the start: the packets it covers stay
-                rate = self._stream.codec_context.sample_rate
-                lead = self._stream.codec_context.delay / rate if rate else 0.0
             else:  # a decoded frame's length is its samples: one that starts with the video is kept
                 length = item.samples / item.sample_rate if item.sample_rate else 0.0
             if t is None or (t + length <= -lead if length else t < -lead):
