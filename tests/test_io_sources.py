@@ -921,6 +921,19 @@ def test_frames_found_by_seeking_are_the_frames_a_whole_read_gives(
         assert all(np.array_equal(f.image, whole[f.index]) for f in found)
 
 
+def test_seeking_refused_as_too_costly_says_how_many_frames_each_way_decodes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A clip of one GOP: seeking to its frames decodes the GOP to find the end, then from the keyframe to
+    each frame, more frames than the clip has, so the whole read is taken. The debug line read "about 11
+    of its 6 frames"; it says the two counts for what they are."""
+    path = make_video(tmp_path / "six.mp4", frames=6)
+    with open_source(path) as source, caplog.at_level(logging.DEBUG, logger="pvt_deploy.io.sources"):
+        assert source.seek_frames(lambda numbers: list(numbers)[::2]) is None  # type: ignore[attr-defined]
+    # the end's GOP (frames 0-5), then frame 0 from the keyframe and 1-2, 3-4 on from the one before: 6 + 1 + 2 + 2
+    assert (f"{path}: not seeking to its frames: seeking would decode about 11 frames, more than reading "
+            "its 6 whole (1 keyframe(s) listed)") in caplog.text, caplog.text
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "portrait.mp4", frames=3, size=(64, 32), rotation=90)
     with open_source(path) as source:

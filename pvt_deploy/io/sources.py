@@ -1111,8 +1111,10 @@ class VideoSource(Source):
         total = reader.frames
         if keys and total and not always:
             cost = _seek_cost(keys, pick(range(self._lead, total)), total - 1)
-            if cost >= total:
-                return (f"seeking would decode about {cost} of its {total} frames ({len(keys)} keyframe(s) listed)")
+            if cost >= total:  # a frame decoded twice (the last GOP, then a frame in it) counts twice
+                than = "more than" if cost > total else "as many as"
+                return (f"seeking would decode about {cost} frames, {than} reading its {total} whole "
+                        f"({len(keys)} keyframe(s) listed)")
         numbers = _FileNumbering(reader, 0)
         position: int | None = None  # the number of the frame decoded last (None: none, or the end was reached)
         # Where the index lists no keyframes, the most frames a seek has decoded before its frame (about a
