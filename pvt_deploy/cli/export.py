@@ -55,7 +55,7 @@ TRITON_PANEL = "Triton (--format triton)"
 
 # The maxima are the installed torch's and onnx's (export.onnx.max_opset, the limit --opset is checked
 # against), added when the help is shown: importing torch for every command would cost seconds.
-OPSET_HELP = "ONNX opset (>= 17; torchscript up to torch's maximum; dynamo >= 18, newer ones converted)."
+OPSET_HELP = "ONNX opset: torchscript 17 (default) up to torch's maximum; dynamo 18 (default) or newer, converted."
 OPSET_MAXIMA = " Here: up to {torchscript} with torchscript, {dynamo} with dynamo."
 
 
@@ -228,7 +228,8 @@ def export(
                                                  "32).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
     max_size: Annotated[int | None, typer.Option(help="Largest height/width a dynamic graph declares (default "
                                                  "1344).", show_default=False, rich_help_panel=ONNX_PANEL)] = None,
-    opset: Annotated[int, typer.Option(help=OPSET_HELP, rich_help_panel=ONNX_PANEL)] = 17,
+    opset: Annotated[int | None, typer.Option(help=OPSET_HELP, show_default=False,
+                                              rich_help_panel=ONNX_PANEL)] = None,
     exporter: Annotated[str, typer.Option(help="torchscript (fast, default) or dynamo.",
                                           rich_help_panel=ONNX_PANEL)] = "torchscript",
     nms: Annotated[str, typer.Option(help="Detection NMS: host (after the graph), or graph (in it, EfficientNMS "

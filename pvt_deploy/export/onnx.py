@@ -787,7 +787,7 @@ def export_onnx(
     batch: int | None = None,
     min_size: int | None = None,
     max_size: int | None = None,
-    opset: int = MIN_OPSET,
+    opset: int | None = None,
     half: bool = False,
     int8: bool = False,
     int8_flavour: str = "both",
@@ -814,9 +814,11 @@ def export_onnx(
     reused and only the variants asked for (``half``/``int8``) are added. ``out_dir`` defaults to
     ``exports/<zoo name>``.
 
-    ``imgsz`` (H, W; default per task) is the size preprocessing plans for. ``dynamic`` graphs accept
-    batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in ``min_size``..``max_size``;
-    static graphs take exactly (``batch`` or 1, 3, H, W). ``half``: ``model.fp16.onnx``. ``int8``:
+    ``imgsz`` (H, W; default per task) is the size preprocessing plans for. ``opset``: default the lowest
+    the exporter writes, 17 (18 with dynamo, which writes 18 where 17 is asked for, with a warning).
+    ``dynamic`` graphs accept batch 1..``batch`` (default 8) and any H, W that are multiples of 32 in
+    ``min_size``..``max_size``; static graphs take exactly (``batch`` or 1, 3, H, W). ``half``:
+    ``model.fp16.onnx``. ``int8``:
     Q/DQ graphs calibrated on ``calib`` (a folder, an image, a glob, a .txt list, a dataset YAML, a video
     file: ``calib_size`` frames spread over it, or the http(s) URL of an image or a video file; default the
     bundled sample images; unused without ``int8`` unless parity runs on it, which a warning says) —
@@ -852,10 +854,10 @@ def export_onnx(
 
     _choice(option("int8_cpu"), int8_cpu, CPU_METHODS)
     flavours = _int8_flavours(int8, int8_flavour)
-    if opset < MIN_OPSET:
+    if opset is not None and opset < MIN_OPSET:
         raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
                          "per LayerNorm)")
-    if opset > MIN_OPSET:  # torch needs not be imported for the default
+    if opset is not None and opset > MIN_OPSET:  # torch needs not be imported for the default
         highest, whose = max_opset(exporter)
         if opset > highest:
             raise InputError(f"{option('opset')} {opset}: {whose} opsets up to {highest}",
@@ -890,7 +892,7 @@ def export_onnx(
             flag: value for flag, value, default in (
                 ("--task", task, None), ("--imgsz", imgsz, None), ("--batch", batch, None),
                 ("--min-size", min_size, None), ("--max-size", max_size, None), ("--static", dynamic, True),
-                ("--opset", opset, MIN_OPSET), ("--exporter", exporter, "torchscript"), ("--nms", nms, "host"),
+                ("--opset", opset, None), ("--exporter", exporter, "torchscript"), ("--nms", nms, "host"),
                 ("--seg-output", seg_output, "logits"), ("--no-simplify", simplify, True))
             if value != default}
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
@@ -1001,7 +1003,7 @@ def _check_reuse(folder: Path, *, out_dir: Any, weights: Any, ignored: Mapping[s
 
 
 def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: int | None, min_size: int | None,
-           max_size: int | None, opset: int, half: bool, flavours: list[str], int8_cpu: str,
+           max_size: int | None, opset: int | None, half: bool, flavours: list[str], int8_cpu: str,
            calib_paths: list[Picture], calib_source: str, parity_paths: list[Picture], parity_source: str,
            exporter: str, simplify: bool, parity: bool, tolerances: Mapping[str, Tolerance],
            allow_parity_failure: bool, steps: _Steps) -> Path:
@@ -1014,9 +1016,13 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
 
     module = loaded.module
     hw = parse_imgsz(imgsz, resolve_name(loaded.name).imgsz)
-    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
-        log.info("the dynamo exporter emits opset >= %d; using opset %d", DYNAMO_MIN_OPSET, DYNAMO_MIN_OPSET)
-        opset = DYNAMO_MIN_OPSET
+    lowest = DYNAMO_MIN_OPSET if exporter == "dynamo" else MIN_OPSET
+    if opset is None:
+        opset = lowest
+    elif opset < lowest:  # asked for (the default is not): a file of another opset than asked is no detail
+        log.warning("%s %d: the dynamo exporter writes opset %d and newer; writing opset %d (%s torchscript "
+                    "writes %d)", option("opset"), opset, lowest, lowest, option("exporter"), opset)
+        opset = lowest
     post = dict(module.postprocess)
     pre_nms_topk = post.get("pre_nms_topk")
     allowed = g.module_constants(module) | {int(v) for v in post.values() if isinstance(v, int)}
