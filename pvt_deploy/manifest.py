@@ -343,6 +343,8 @@ def reexport_command(folder: str | os.PathLike[str], manifest: Mapping[str, Any]
     source = weights.get("url") or weights.get("source")  # a download by its URL: the cached file may have gone
     if source:
         parts += ["--weights", str(source)]
+        if weights.get("trust_checkpoint"):  # the file needs full unpickling (export_onnx records it)
+            parts.append("--trust-checkpoint")
     names = _names_option(manifest)
     if names:
         parts += ["--names", names]

@@ -1137,3 +1137,42 @@ def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
     code, out, err = run(monkeypatch, capsys, "info", str(ckpt), "--trust-checkpoint", "--json")
     facts = json.loads(out)
     assert code == 0 and facts["kind"] == "PyTorch checkpoint" and facts["model"] == "pvt_v2_b0-cls", err
+
+
+def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_need_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        tmp_path: Path) -> None:
+    """An export made with --trust-checkpoint, extended later by an export into its folder (which reuses its
+    graph and loads no checkpoint, so is given no flag): its next: line left --trust-checkpoint off check
+    and bench, which then refused the checkpoint they rebuild the export from; and the command that
+    exports the folder again (said where there is nothing to add) left it off export. The manifest records
+    that the export was loaded so (weights.trust_checkpoint), and each command, run as written, works."""
+    import logging
+    import shlex
+
+    import torch
+
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "trained.pth"
+    torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
+    folder = tmp_path / "cls"
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
+                       "--max-size", "128", "--no-parity", "-o", str(folder))
+    assert code == 0, err
+    assert read_manifest(folder)["weights"]["trust_checkpoint"] is True
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--half", "--no-parity")
+    assert code == 0 and "model.fp16.onnx" in read_manifest(folder)["files"], err
+    steps = next(line for line in err.splitlines() if line.startswith("next: "))[len("next: "):].split(" · ")
+    assert steps[1:] == [f"pvt-deploy check --model {folder} --trust-checkpoint",
+                         f"pvt-deploy bench --model {folder} --trust-checkpoint"], steps
+    code, out, err = run(monkeypatch, capsys, *shlex.split(steps[1])[1:], "--max-images", "2", "--json")
+    assert code == 0 and json.loads(out)["reference"] == "torch", err
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+        code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder))
+    assert code == 0, err
+    again = shlex.split(caplog.text.split("give the model name: ", 1)[1].splitlines()[0])
+    assert again[:6] == ["pvt-deploy", "export", "--model", "pvt_v2_b0-cls", "--weights", str(ckpt)], again
+    assert "--trust-checkpoint" in again, again
+    code, _, err = run(monkeypatch, capsys, *again[1:], "--no-parity")
+    assert code == 0 and read_manifest(folder)["weights"]["trust_checkpoint"] is True, err

@@ -360,19 +360,22 @@ def export(
     if format == "triton":
         console.print(_triton_steps(triton_model_dir(folder, triton_repo, triton_name)), soft_wrap=True, highlight=False,
                       markup=False)
-    console.print(_next_steps(folder, trust=trust_checkpoint), soft_wrap=True, highlight=False, markup=False)
+    console.print(_next_steps(folder), soft_wrap=True, highlight=False, markup=False)
     # the folder's own bytes, for $(pvt-deploy export ...): a name that is not UTF-8 stays the name it is,
     # where a strict UTF-8 stdout (en_US.UTF-8, PYTHONIOENCODING=utf-8) failed to encode it (traceback, exit 1)
     typer.echo(os.fsencode(folder) + b"\n", nl=False)
 
 
-def _next_steps(folder: Path, *, trust: bool = False) -> str:
-    """What to run on the export, as Ultralytics' export ends with its predict command. ``trust``: the
-    export was made with --trust-checkpoint, which check and bench need to rebuild it in PyTorch from that
-    checkpoint (infer runs the export's ONNX)."""
+def _next_steps(folder: Path) -> str:
+    """What to run on the export, as Ultralytics' export ends with its predict command. Where its checkpoint
+    was loaded with --trust-checkpoint (the manifest's ``weights.trust_checkpoint``: a later export into the
+    folder reuses its graph, loads no checkpoint and is given no flag), check and bench get it too: they
+    rebuild the export in PyTorch from that checkpoint (infer runs the export's ONNX)."""
+    from pvt_deploy.manifest import read_manifest
     from pvt_deploy.utils import shell_quote
 
     model = shell_quote(str(folder))
+    trust = bool((read_manifest(folder).get("weights") or {}).get("trust_checkpoint"))
     trusted = " --trust-checkpoint" if trust else ""
     return (f"next: pvt-deploy infer SOURCE --model {model} · pvt-deploy check --model {model}{trusted} · "
             f"pvt-deploy bench --model {model}{trusted}")

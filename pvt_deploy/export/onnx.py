@@ -353,6 +353,8 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
                               "random_init": random_init}
     if url is not None:
         record["url"] = url
+    if trust and source is not None:  # what rebuilds it from the file (check, bench) needs, however it is exported
+        record["trust_checkpoint"] = True
     if random_init and not isinstance(model, nn.Module):
         record["seed"] = RANDOM_INIT_SEED  # create_model(name, seed=...) rebuilds these weights
     if report is not None:
