@@ -1399,6 +1399,65 @@ def test_a_run_whose_crops_folder_cannot_be_made_leaves_no_labels_folder(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts file descriptors in /proc")
+@pytest.mark.parametrize("error", [ValueError("a later step"), KeyboardInterrupt()])
+def test_a_writer_that_fails_as_it_starts_lets_go_of_its_folders_and_their_locks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """A ResultWriter locks its labels_N/ and crops_N/ as it makes them; a failure after that other than an
+    OSError (a ValueError of a later step, a Ctrl-C) left both descriptors open until the process ended (a
+    server calling predict() again and again piled them up) and the two empty folders behind, each run
+    after moving on to the next _N. Now the error comes through, and nothing the writer took is left."""
+    from pvt_deploy.io import sinks
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    def fails(self: Any, path: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(sinks.JsonlWriter, "__init__", fails)  # the step after the folders
+    before = _open_fds()
+    for _ in range(3):
+        with pytest.raises(type(error)):
+            ResultWriter(tmp_path, task="detect", names=["cat"], save=False, save_json=True, save_txt=True,
+                         save_crop=True)
+    assert _open_fds() == before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts file descriptors in /proc")
+def test_a_writer_goes_on_without_locks_only_where_the_file_system_has_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError of the lock on labels_N/ read as 'this file system has no locks', and the run went on
+    without one, where a later run may take its folder for a killed run's. Only the errors that say so
+    (ENOLCK: NFS without its lock service; EOPNOTSUPP, ENOSYS) let it go on unlocked; another (EIO) is the
+    one-line output error, and what the writer made and opened is gone."""
+    import errno
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.utils import files
+
+    def no_lock(code: int) -> Any:
+        def flock(fd: int, *, wait: bool = True) -> bool:
+            raise OSError(code, os.strerror(code))
+        return flock
+
+    names = ["cat", "traffic light", "dog"]
+    monkeypatch.setattr(files, "flock", no_lock(errno.ENOLCK))
+    with ResultWriter(tmp_path / "nfs", task="detect", names=names, save=False, save_txt=True) as writer:
+        r = _three_boxes(np.zeros((200, 300, 3), np.uint8), names)
+        r.path = "a.png"
+        writer.write(r)
+    assert [p.name for p in (tmp_path / "nfs" / "labels").iterdir()] == ["a.txt"]
+    monkeypatch.setattr(files, "flock", no_lock(errno.EIO))
+    before = _open_fds()
+    with pytest.raises(InputError, match=r"^cannot write outputs to .*: Input/output error$"):
+        ResultWriter(tmp_path / "io", task="detect", names=names, save=False, save_txt=True, save_crop=True)
+    assert _open_fds() == before and not (tmp_path / "io").exists()
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

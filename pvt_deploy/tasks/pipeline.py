@@ -937,17 +937,19 @@ class ResultWriter:
                 if task == "detect":
                     ids = COCO80_TO_91 if _is_coco(self.names) else None
                     self._coco = _spooled_coco_writer(paths[files[1]], category_ids=ids, image_ids=self._coco_ids)
-        except OSError as e:
+        except BaseException as e:  # whatever it is (a Ctrl-C too), what was taken goes: the run's locks with it
             self._discard()
             self._remove_empty_run_folders()
             remove_made_folders(self._made_dirs)
-            raise output_error(self.save_dir, e) from None
+            if isinstance(e, OSError):
+                raise output_error(self.save_dir, e) from None
+            raise
 
     def _make_run_folders(self, folders: list[Path]) -> bool:
         """Make this run's ``labels_N/`` and ``crops_N/`` (:attr:`_run_dirs`), each locked as it is made, for
         as long as the run lasts: a run killed before it wrote into them leaves them unlocked, and a later run
         removes them (:meth:`_sweep_earlier_runs`). False, none kept, where another run made one first."""
-        from pvt_deploy.utils.files import lock
+        from pvt_deploy.utils.files import lacks_locks, lock
 
         for folder in folders:
             try:
@@ -958,8 +960,10 @@ class ResultWriter:
             self._run_dirs.append(folder)  # made: removed at close, or where a later one fails here
             try:
                 fd = lock(folder, wait=False)
-            except OSError:  # no locks on this file system: no run can tell it abandoned either
-                continue
+            except OSError as e:
+                if not lacks_locks(e):  # not for want of locks (the folder gone meanwhile): no run without one
+                    raise
+                continue  # no locks on this file system: no run can tell it abandoned either
             if fd is None:  # a run looking whether it is a killed run's, this moment: made again as the next _N
                 self._remove_empty_run_folders()
                 return False

@@ -85,6 +85,17 @@ _TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_
 TEMP_GRACE_S = 5.0
 
 
+#: The errors by which flock() says the platform or the file system has no such locks (NFS without its lock
+#: service: ENOLCK; Windows: :func:`flock`'s ENOTSUP), as opposed to a failure of this one call.
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+
+
+def lacks_locks(error: OSError) -> bool:
+    """Whether ``error`` (of :func:`flock` or :func:`lock`) says that there are no locks to be had here, which
+    a caller may go on without, rather than that this one failed (a path gone, a descriptor closed)."""
+    return error.errno in _NO_LOCKS
+
+
 def flock(fd: int, *, wait: bool = True) -> bool:
     """Take an exclusive ``flock`` on ``fd`` (a file's or a folder's), which the kernel drops when the
     descriptor is closed or the process dies, however it dies: False where ``wait`` is false and another
