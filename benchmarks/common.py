@@ -104,18 +104,21 @@ def _busy_and_own() -> tuple[float, float] | None:
 @contextlib.contextmanager
 def others_cpu() -> Iterator[dict[str, float | None]]:
     """How much of the machine's CPU went to other processes (and other VMs) during the block: ``share`` (set on
-    leaving it; None where the OS does not say) is their CPU time over the block's wall time times the CPUs.
-    This process and the children it waited for inside the block (a CLI run) are not "other". A share of
-    the cores taken by something else slows what is timed without a trace in its own figures."""
-    result: dict[str, float | None] = {"share": None}
+    leaving it; None where the OS does not say) is their CPU time over the block's wall time times the CPUs;
+    ``seconds`` their CPU time and ``own_seconds`` this process's. This process and the children it waited for
+    inside the block (a CLI run) are not "other". A share of the cores taken by something else slows what is
+    timed without a trace in its own figures."""
+    result: dict[str, float | None] = {"share": None, "seconds": None, "own_seconds": None}
     start, t0 = _busy_and_own(), time.perf_counter()
     try:
         yield result
     finally:
         end, wall = _busy_and_own(), time.perf_counter() - t0
         if start is not None and end is not None and wall > 0:
-            others = (end[0] - start[0]) - (end[1] - start[1])
-            result["share"] = round(max(0.0, others) / (wall * (os.cpu_count() or 1)), 3)
+            own = end[1] - start[1]
+            others = max(0.0, (end[0] - start[0]) - own)
+            result.update(share=round(others / (wall * (os.cpu_count() or 1)), 3), seconds=round(others, 3),
+                          own_seconds=round(own, 3))
 
 
 def machine() -> dict[str, Any]:
