@@ -4,11 +4,15 @@ the export size, named I/O, onnx.checker, simplification, metadata for a lone .o
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnx
 import pytest
 import torch
+from export_fixtures import images, ort_run
 
 from pvt_deploy.export.graph import (
     count_layernorm_modules,
@@ -79,3 +83,71 @@ def test_static_export_bakes_sizes_and_checker_sees_it(tmp_path: Path) -> None:
     model = onnx.load(str(folder / "model.onnx"))
     baked, _ = find_baked_shapes(model, 96, 160, allowed={32, 64, 160, 256, 1, 2, 5, 8, 1000, 7, 9})
     assert baked, "a static export should contain sizes derived from 96x160"
+
+
+@pytest.fixture(scope="module")
+def b0_traced_at_128(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0 classifier exported for 32..128 px: below the trace sizes, so it is traced at 128x128,
+    where stage 1's 32 channels are also its stride-4 height (a size the checker cannot tell from a channel
+    count) and its stride-8 height, 16, is no constant of the model."""
+    from pvt_deploy.export import export_onnx
+
+    torch.manual_seed(0)
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("b0") / "b0", imgsz=64, max_size=128)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export"]["trace_size"] == [1, 3, 128, 128]
+    unverifiable = manifest["export"]["graph"]["unverifiable_sizes"]
+    assert 32 in unverifiable and 16 not in unverifiable, unverifiable
+    return folder
+
+
+def test_int8_added_to_an_export_folder_is_checked_as_when_exported_with_it(b0_traced_at_128: Path,
+                                                                            tmp_path: Path) -> None:
+    """The CPU INT8 layout writes the model's channel counts as shape constants (the K/V Split's [32, 32],
+    the MLP's [0, -1, 256]) that the FP32 graph computes at run time. Added to the folder later, the INT8
+    graph was checked against the FP32 graph's own constants ([0, 2]) and refused ('Split ... kv_Split
+    input 1 = [32, 32]'), where one export with --int8 passed: both now allow the export-size values the
+    FP32 check found to be the model's (the manifest's unverifiable_sizes)."""
+    from pvt_deploy.export import export_onnx
+
+    folder = tmp_path / "b0"
+    shutil.copytree(b0_traced_at_128, folder)
+    assert export_onnx(folder, int8=True, int8_flavour="cpu") == folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parity"]["model.int8.onnx"]["passed"]
+    fp32_graph = manifest["export"]["graph"]
+    assert manifest["precision"]["int8"]["cpu"]["graph"]["unverifiable_sizes"] == fp32_graph["unverifiable_sizes"]
+    x = images(2, 96, 64, seed=1)  # a size neither the trace (128x128) nor the parity gate (64x64) ran
+    fp32, int8 = ort_run(folder / "model.onnx", x)["logits"], ort_run(folder / "model.int8.onnx", x)["logits"]
+    assert int8.shape == fp32.shape == (2, 1000)
+    cosine = (fp32 * int8).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(int8, axis=1)
+    assert cosine.min() > 0.99, cosine
+    assert (fp32.argmax(1) == int8.argmax(1)).all()
+
+
+def test_a_variant_added_to_an_export_folder_that_bakes_a_size_is_refused(
+        b0_traced_at_128: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the check of an added variant still refuses: a Reshape to the trace's stride-8 height (16 at
+    128x128), which is no constant of the model; nothing is added to the folder."""
+    from onnx import helper, numpy_helper
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.export import export_onnx, precision
+
+    real = precision.convert_fp16
+
+    def baking(model: onnx.ModelProto, **kwargs: Any) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        model16, record = real(model, **kwargs)
+        model16.graph.initializer.append(numpy_helper.from_array(np.array([0, 3, 16, -1], np.int64), "rows"))
+        model16.graph.node.append(helper.make_node("Reshape", ["images", "rows"], ["by_rows"], name="baked"))
+        return model16, record
+
+    monkeypatch.setattr(precision, "convert_fp16", baking)
+    folder = tmp_path / "b0"
+    shutil.copytree(b0_traced_at_128, folder)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(PvtDeployError, match=r"model\.fp16\.onnx: graph check failed: 1 shape constant\(s\) "
+                                             r"baked from the export size, e\.g\. Reshape 'baked' .*\[16\]"):
+        export_onnx(folder, half=True)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert "model.fp16.onnx" not in json.loads((folder / "manifest.json").read_text())["files"]

@@ -464,20 +464,6 @@ def module_constants(module: nn.Module) -> set[int]:
     return values
 
 
-def shape_constants(model: onnx.ModelProto) -> set[int]:
-    """Every integer held by a constant shape operand of ``model``. For a graph that passed
-    :func:`find_baked_shapes`, these are the legitimate ones — the reference for checking graphs
-    derived from it (FP16, INT8) when the PyTorch module is not at hand."""
-    consts = constant_values(model)
-    values: set[int] = set()
-    for n in model.graph.node:
-        for k in SHAPE_OPERANDS.get(n.op_type, ()):
-            if k < len(n.input) and n.input[k] in consts:
-                arr = np.asarray(consts[n.input[k]]).reshape(-1)
-                values.update(int(v) for v in arr.tolist() if float(v).is_integer())
-    return values
-
-
 def _is_power_of_two_scale(x: float) -> bool:
     if x <= 0:
         return False

@@ -35,7 +35,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -596,6 +596,16 @@ class _CheckSpec:
                 "baked_shapes": 0, "unverifiable_sizes": report.unverifiable}
 
 
+def _variant_sizes(fp32_graph: Mapping[str, Any]) -> set[int]:
+    """The export-size values that a graph made from the FP32 one (FP16, INT8) may hold as constants: those
+    the FP32 graph's check allowed as the model's own (a channel or head count that the trace size also
+    gives: its record's ``unverifiable_sizes``). One rule for an export that makes the variants and one
+    that adds them to its folder later, where the PyTorch model is not at hand: the FP32 graph's own shape
+    constants are not enough, as the CPU INT8 layout writes channel counts that it computes at run time
+    (the K/V Split's [C, C], the MLP's [0, -1, 4C])."""
+    return {int(v) for v in fp32_graph.get("unverifiable_sizes") or ()}
+
+
 def _with_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> onnx.ModelProto:
     from pvt_deploy import __version__
     from pvt_deploy.export.graph import set_metadata
@@ -1074,7 +1084,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if flavours else []
     variants = _make_variants(out, proto, meta, half=half, int8_flavours=flavours, int8_cpu=int8_cpu,
                               calib=calib_batches, calib_source=calib_source, calib_frames=frame_names(calib_paths),
-                              checks=checks, steps=steps)
+                              checks=replace(checks, allowed=_variant_sizes(graph_record)), steps=steps)
     files = {FP32_FILE: file_entry(out / FP32_FILE, "fp32"), **variants.files}
     parity_reports: dict[str, Any] = {}
     failures: list[str] = []
@@ -1135,7 +1145,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     import onnx
 
     from pvt_deploy.export.calibration import frame_names, make_batches
-    from pvt_deploy.export.graph import get_metadata, shape_constants
+    from pvt_deploy.export.graph import get_metadata
     from pvt_deploy.export.precision import INT8_FILES
     from pvt_deploy.tasks.preprocess import Preprocessor
 
@@ -1182,7 +1192,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     trace = manifest.get("export", {}).get("trace_size")
     checks = _CheckSpec([i["name"] for i in manifest["inputs"]], [o["name"] for o in manifest["outputs"]],
                         dynamic, tuple(trace[2:]) if dynamic and trace else None,
-                        graph.get("layernorm_nodes"), shape_constants(fp32),
+                        graph.get("layernorm_nodes"), _variant_sizes(graph),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
     # The variants are made and gated in a hidden folder inside the export and moved in with the new
