@@ -1458,6 +1458,42 @@ def test_a_writer_goes_on_without_locks_only_where_the_file_system_has_none(
     assert _open_fds() == before and not (tmp_path / "io").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names locked files through /proc")
+def test_a_picture_whose_temporary_file_cannot_be_locked_is_not_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary file of an atomic write (.a.XXXXXXXX.part.png) was written unlocked after any OSError of
+    its lock, where another run's sweep (remove_abandoned_temps) may take it for a killed writer's and
+    delete it mid-write. Only the errors that say there are no locks (ENOLCK) let it be written unlocked;
+    another (EIO) is the one-line output error, and no temporary file is left."""
+    import errno
+    import fcntl
+
+    from pvt_deploy.tasks.pipeline import ResultWriter
+
+    real = fcntl.flock
+
+    def temporary_files_fail(code: int) -> Any:
+        def flock(fd: int, operation: int) -> None:
+            if ".part" in os.readlink(f"/proc/self/fd/{fd}"):
+                raise OSError(code, os.strerror(code))
+            real(fd, operation)
+        return flock
+
+    names = ["cat", "traffic light", "dog"]
+    r = _three_boxes(np.zeros((200, 300, 3), np.uint8), names)
+    r.path = "a.png"
+    monkeypatch.setattr(fcntl, "flock", temporary_files_fail(errno.ENOLCK))
+    with ResultWriter(tmp_path / "nfs", task="detect", names=names, save=True) as writer:
+        writer.write(r)
+    assert [p.name for p in (tmp_path / "nfs").iterdir()] == ["a.png"]
+    assert read_image(tmp_path / "nfs" / "a.png").shape == (200, 300, 3)
+    monkeypatch.setattr(fcntl, "flock", temporary_files_fail(errno.EIO))
+    with pytest.raises(InputError, match=r"^cannot write outputs to .*: Input/output error$"), \
+            ResultWriter(tmp_path / "io", task="detect", names=names, save=True) as writer:
+        writer.write(r)
+    assert not (tmp_path / "io").exists(), list((tmp_path / "io").rglob("*"))
+
+
 def test_many_crops_of_one_class_in_a_frame_do_not_list_the_folder_per_crop(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A crowded frame (30 people): each crop after the first in a class folder listed that folder again

@@ -320,6 +320,43 @@ def test_an_extension_whose_folder_is_exported_again_meanwhile_adds_nothing(
     assert "model.fp16.onnx" not in read_manifest(folder)["files"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names locked files through /proc")
+@pytest.mark.parametrize("lock", [1, 2], ids=["to-make-the-variants", "to-move-them-in"])
+def test_an_extension_whose_folder_cannot_be_locked_adds_nothing(
+        lock: int, cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError of the export folder's lock read as 'no locks on this file system', and the extension went
+    on unlocked, where another extension of the folder may list its variants in the manifest at the same
+    time and one of them lose the other's. Another error than no locks (EIO) of the lock taken to make the
+    variants' build folder, or of the one to move them in, is one line saying so, and the folder is as it was."""
+    import errno
+    import fcntl
+    import os
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.export import export_onnx
+
+    folder = tmp_path / "ext"
+    shutil.copytree(cls_artifact.folder, folder)
+    before = _snapshot(folder)
+    real, times = fcntl.flock, [0]
+
+    def flock(fd: int, operation: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")) == folder:
+            times[0] += 1
+            if times[0] == lock:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    error = (f"cannot write to {folder} (Input/output error)" if lock == 1 else
+             f"{folder}: cannot lock it to add the variants (Input/output error); nothing was added")
+    with pytest.raises(PvtDeployError) as refused:
+        export_onnx(folder, half=True, parity=False)
+    assert str(refused.value) == error
+    assert _snapshot(folder) == before and sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in cls_artifact.folder.iterdir())
+
+
 def test_an_extension_whose_manifest_cannot_be_written_puts_every_file_back(
         cls_artifact: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk when the extension's manifest is written, after its variants were moved in: the files

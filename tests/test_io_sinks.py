@@ -1569,6 +1569,37 @@ def test_a_legal_long_file_name_still_gets_its_temporary_file(tmp_path: Path) ->
     assert target.read_bytes() == b"picture" and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts file descriptors in /proc")
+@pytest.mark.parametrize(("code", "unlocked"), [(errno.ENOLCK, True), (errno.EOPNOTSUPP, True), (errno.ENOSYS, True),
+                                                (errno.EIO, False), (errno.EBADF, False)])
+def test_an_atomic_write_goes_on_unlocked_only_where_there_are_no_locks(
+        tmp_path: Path, code: int, unlocked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError of the temporary file's flock() was taken for 'no locks on this file system'. Where there
+    are none the file is written unlocked; another error is raised before the block runs, the temporary
+    file removed and its descriptor closed, the target as it was."""
+    import fcntl
+
+    from pvt_deploy.utils.files import atomic_path
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    target = tmp_path / "results.json"
+    target.write_text("before")
+    monkeypatch.setattr(fcntl, "flock", flock)
+    fds = len(os.listdir("/proc/self/fd"))
+    if unlocked:
+        with atomic_path(target) as tmp:
+            tmp.write_text("after")
+    else:
+        with pytest.raises(OSError) as refused, atomic_path(target) as tmp:
+            tmp.write_text("after")
+        assert refused.value.errno == code
+    assert target.read_text() == ("after" if unlocked else "before")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
 def test_coco_json_has_xywh_boxes_and_coco_ids(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     with CocoJsonWriter(out) as writer:

@@ -146,3 +146,95 @@ def test_ctrl_c_between_the_renames_waits_for_the_swap(tmp_path: Path, inside: b
         monkeypatch.setattr(os, "rename", rename)
         signal.signal(signal.SIGINT, previous)
     assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
+
+
+def _flock_failing(monkeypatch: pytest.MonkeyPatch, code: int, fails: Callable[[Path, int], bool]) -> None:
+    """fcntl.flock raises OSError(``code``) where ``fails`` of the locked path and how many times it was
+    locked so far (1 the first) says so; elsewhere it locks."""
+    import collections
+    import fcntl
+    import os
+
+    real, times = fcntl.flock, collections.Counter[Path]()
+
+    def flock(fd: int, operation: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        times[path] += 1
+        if fails(path, times[path]):
+            raise OSError(code, os.strerror(code))
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names locked files through /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_a_file_system_without_locks_swaps_unlocked(tmp_path: Path, inside: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOLCK (NFS without its lock service) and the like say there are no locks here: the swap goes on."""
+    import errno
+
+    folder = _folder(tmp_path, inside)
+    _previous(folder)
+    _flock_failing(monkeypatch, errno.ENOLCK, lambda path, n: True)
+    with folder.replacing() as staging:
+        (staging / "manifest.json").write_text("new")
+    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
+    with scratch(tmp_path, ".pvt-ext-") as path:
+        (path / "model.fp16.onnx").write_bytes(b"variant")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+@needs_proc
+@pytest.mark.parametrize(("inside", "lock", "error"), [
+    (False, "parent", "cannot write to the folder m (Input/output error)"),
+    (False, "staging", "cannot write to the folder m (Input/output error)"),
+    (False, "swap", "cannot replace the folder m (Input/output error); it is unchanged"),
+    (True, "parent", "cannot write to the folder m (Input/output error)"),
+    (True, "staging", "cannot write to the folder m (Input/output error)"),
+], ids=["beside-parent", "beside-staging", "beside-swap", "inside-parent", "inside-staging"])
+def test_another_lock_error_is_an_error_and_the_folder_stays_as_it_was(
+        tmp_path: Path, inside: bool, lock: str, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError of flock() read as 'no locks on this file system': the swap went on unlocked, where
+    another run's sweep takes an unlocked staging folder for a killed run's and deletes it mid-build, and
+    two swaps into one folder no longer take turns. Only the errors that say so (files.lacks_locks) go on
+    unlocked; another (EIO) of the parent's lock, the staging folder's or the parent's again for the swap
+    is the one-line error, and nothing is left."""
+    import errno
+
+    from pvt_deploy.errors import PvtDeployError
+
+    folder = _folder(tmp_path, inside)
+    before = _previous(folder)
+    parent = folder.target.parent
+    fails = {"parent": lambda path, n: path == parent and n == 1,
+             "staging": lambda path, n: path.name.startswith(folder.staging_prefix),
+             "swap": lambda path, n: path == parent and n == 2}[lock]
+    _flock_failing(monkeypatch, errno.EIO, fails)
+    ran = False
+    with pytest.raises(PvtDeployError) as refused, folder.replacing() as staging:
+        ran = True
+        (staging / "manifest.json").write_text("new")
+    assert str(refused.value) == error
+    assert ran is (lock == "swap")
+    assert _tree(parent) == before
+
+
+@needs_proc
+@pytest.mark.parametrize("lock", ["parent", "scratch"])
+def test_a_scratch_folder_that_cannot_be_locked_is_an_error_and_leaves_nothing(
+        tmp_path: Path, lock: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pvt_deploy.errors import InputError
+
+    fails = {"parent": lambda path, n: path == tmp_path,
+             "scratch": lambda path, n: path.name.startswith(".pvt-ext-")}[lock]
+    _flock_failing(monkeypatch, errno.EIO, fails)
+    with pytest.raises(InputError, match=rf"^cannot write to {tmp_path} \(Input/output error\)$"), \
+            scratch(tmp_path, ".pvt-ext-"):
+        pytest.fail("the block ran without its lock")
+    assert list(tmp_path.iterdir()) == []

@@ -1224,7 +1224,12 @@ def _commit_extension(folder: Path, staging: Path, started: Mapping[str, Any], v
     from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME, adopt_cached_graphs
     from pvt_deploy.utils.signals import interrupts_deferred
 
-    with interrupts_deferred(), folder_lock(folder):
+    with interrupts_deferred(), contextlib.ExitStack() as turn:
+        try:
+            turn.enter_context(folder_lock(folder))
+        except OSError as e:
+            raise PvtDeployError(f"{folder}: cannot lock it to add the variants ({e.strerror or e}); nothing was "
+                                 "added") from e
         manifest = read_manifest(folder)
         if not staging.is_dir() or ((manifest.get("files") or {}).get(FP32_FILE) or {}).get("sha256") != \
                 ((started.get("files") or {}).get(FP32_FILE) or {}).get("sha256"):  # the folder was replaced

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pvt_deploy.errors import InputError, PvtDeployError
-from pvt_deploy.utils.files import lock, make_folders, remove_made_folders, unheld
+from pvt_deploy.utils.files import lacks_locks, lock, make_folders, remove_made_folders, unheld
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -81,6 +81,7 @@ class SwappedFolder:
         for the target (``exports/``) go with it where nothing was swapped in and they are still empty."""
         made = False
         parents: list[Path] = []
+        staging: Path | None = None
         with contextlib.ExitStack() as locked:  # the parent's lock, from the sweep on (see the module's text)
             try:
                 parents = make_folders(self.target.parent)
@@ -90,12 +91,14 @@ class SwappedFolder:
                     made = not self.target.exists()
                     self.target.mkdir(exist_ok=True)
                 staging = self.new_staging()
+                alive = hold(staging)
             except OSError as e:
+                if staging is not None:
+                    discard(staging)
                 self._unmake(made)
                 locked.close()
                 remove_made_folders(parents)
                 raise InputError(f"cannot write to {self.what} ({e.strerror or e})") from e
-            alive = hold(staging)
             if not self.inside:
                 locked.close()  # built unlocked; the swap takes the lock again
             swapped = False
@@ -134,7 +137,12 @@ class SwappedFolder:
         from pvt_deploy.utils.signals import interrupts_deferred
 
         target = self.target
-        with interrupts_deferred(), contextlib.nullcontext() if locked else folder_lock(target.parent):
+        with interrupts_deferred(), contextlib.ExitStack() as turn:
+            if not locked:
+                try:
+                    turn.enter_context(folder_lock(target.parent))
+                except OSError as e:
+                    raise PvtDeployError(f"cannot replace {self.what} ({e.strerror or e}); it is unchanged") from e
             aside = None
             if os.path.lexists(target):
                 with contextlib.suppress(OSError):
@@ -210,11 +218,18 @@ class SwappedFolder:
 @contextlib.contextmanager
 def scratch(parent: Path, prefix: str) -> Iterator[Path]:
     """A new hidden folder ``<prefix>…`` in ``parent`` to work in, locked while the block runs and deleted
-    at its end; made (under ``parent``'s lock) after deleting those that killed runs left."""
-    with folder_lock(parent):
-        sweep_scratch(parent, prefix)
-        path = new_hidden(parent, prefix, create=True)
-        alive = hold(path)
+    at its end; made (under ``parent``'s lock) after deleting those that killed runs left. One that cannot
+    be made or locked is an :class:`InputError`, and nothing is left."""
+    path: Path | None = None
+    try:
+        with folder_lock(parent):
+            sweep_scratch(parent, prefix)
+            path = new_hidden(parent, prefix, create=True)
+            alive = hold(path)
+    except OSError as e:
+        if path is not None:
+            discard(path)
+        raise InputError(f"cannot write to {parent} ({e.strerror or e})") from e
     try:
         yield path
     finally:
@@ -288,11 +303,14 @@ def owner_gone(entry: Path, prefix: str) -> bool:
 
 def hold(folder: Path) -> int | None:
     """Lock a new hidden folder for the life of its run (see :func:`owner_gone`): the descriptor to close
-    at the end, or None where the file system has no locks."""
+    at the end, or None where the file system has no locks (:func:`lacks_locks`). Another error of the lock
+    is raised: a run that went on without it would have its folder deleted under it, as a killed run's."""
     try:
         return lock(folder, wait=False)
-    except OSError:
-        return None
+    except OSError as e:
+        if lacks_locks(e):
+            return None
+        raise
 
 
 @contextlib.contextmanager
@@ -300,12 +318,14 @@ def folder_lock(parent: Path) -> Iterator[None]:
     """Hold an exclusive lock on the folder whose entries are renamed: two runs swapping into one folder
     take turns instead of renaming each other's folders aside (which stranded one of them, with the
     user's files, in a hidden ``-old-`` folder). The lock is on the folder itself, so it leaves no file
-    behind; where ``flock`` is missing it is a no-op."""
+    behind; where the file system has no locks (:func:`lacks_locks`) it is a no-op, and another error of
+    the lock is raised (:class:`OSError`), as the runs would no longer take turns."""
+    fd: int | None = None
     try:
         fd = lock(parent)
-    except OSError:  # a file system without locks: unlocked
-        yield
-        return
+    except OSError as e:
+        if not lacks_locks(e):
+            raise
     try:
         yield
     finally:

@@ -50,7 +50,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     is locked (:func:`flock`) until it is renamed or removed, which tells one being written from one a
     killed writer left (:func:`remove_abandoned_temps`); the lock is taken a moment after the file is
     made, so for :data:`TEMP_GRACE_S` after its last change a temporary file counts as being written
-    whatever its lock.
+    whatever its lock. Where the file system has no locks (:func:`lacks_locks`) it is written unlocked;
+    another error of the lock is raised, as a write's is.
     """
     target = Path(target)
     if target.is_symlink():  # write through the link, as open() does, instead of replacing it with a file
@@ -60,10 +61,14 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
                       str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".part" + target.suffix, dir=target.parent)
-    with contextlib.suppress(OSError):  # where there are no locks, the temporary file is simply never swept
-        flock(fd, wait=False)  # held until the file is renamed or removed: see remove_abandoned_temps
     tmp_path = Path(tmp)
     try:
+        try:
+            flock(fd, wait=False)  # held until the file is renamed or removed: see remove_abandoned_temps
+        except OSError as e:
+            if not lacks_locks(e):  # not for want of locks: unlocked, another run would sweep it mid-write
+                raise
+            # no locks on this file system: the temporary file is simply never swept
         # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 & ~umask),
         # so outputs written in a container are readable by the host user.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
