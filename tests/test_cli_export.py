@@ -202,23 +202,24 @@ def test_cli_export_interrupted_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("code_, reason", [("ENOSPC", "No space left on device"), ("EIO", "Input/output error")])
 def test_cli_export_that_cannot_write_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str], code_: str, reason: str) -> None:
     """A full disk while the graph is saved was a traceback and exit 1; the staging folder goes, the
-    message is one line, exit 2."""
+    message is one line, exit 2. So is a disk failing (EIO), which was still a traceback."""
     import errno
 
     from pvt_deploy.export import graph
 
     def full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x" / "model.onnx"))
+        raise OSError(getattr(errno, code_), reason, str(tmp_path / "x" / "model.onnx"))
 
     monkeypatch.setattr(graph, "save_model", full)
     code, err = _run(["--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity", "-o", str(tmp_path / "x")],
                      monkeypatch, capsys)
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith(f"error: cannot write the export to {tmp_path / 'x'}: No space left on device")
+    assert lines[0].startswith(f"error: cannot write the export to {tmp_path / 'x'}: {reason}")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left
 
 
