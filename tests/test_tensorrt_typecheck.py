@@ -12,22 +12,28 @@ what catches a misspelt API or a wrong argument there. Two wrinkles, handled her
   ``.mypy_cache/tensorrt-stubs``, which ``mypy_path`` puts ahead of site-packages. Nothing else in
   the stubs changes, so the check is still against NVIDIA's API as published.
 
-Run ``mypy --config-file mypy.ini``; the test below does the same (slow: ~15 s on a cold cache).
+Run ``mypy --config-file mypy.ini``; the test below does the same (slow: ~17 s, mypy keeps no cache), unless
+``make typecheck`` has already passed on the same files: it records the key of what it checked (package,
+config, plugin, installed distributions) in ``.mypy_cache/typecheck-passed``, as CI runs it before the tests.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB_OUT = ROOT / ".mypy_cache" / "tensorrt-stubs"
+PASSED = ROOT / ".mypy_cache" / "typecheck-passed"
 PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 
@@ -116,6 +122,29 @@ def plugin(version: str) -> Any:
     return Plugin
 
 
+# --- what `make typecheck` checked: its key, taken before mypy runs, written once it passed ----------------
+
+def typecheck_key(root: Path = ROOT) -> str:
+    """A digest of everything a run of ``mypy --config-file mypy.ini`` in ``root`` depends on: the package's
+    sources, the config, this plugin, and the Python and distributions installed (mypy and its typeshed, the
+    stubs and the typed libraries it follows). The same key, the same result."""
+    h = hashlib.sha256(f"{sys.version}\0{sys.prefix}\0{os.environ.get('MYPYPATH', '')}\0".encode())
+    site = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})  # not the sys.path of the caller
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=site)):
+        h.update(dist.encode() + b"\0")
+    sources = [p for p in (root / "pvt_deploy").rglob("*") if p.suffix in (".py", ".pyi") or p.name == "py.typed"]
+    for path in sorted([root / "mypy.ini", root / "tests" / Path(__file__).name, *sources]):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def record_pass(key: str) -> None:
+    tmp = PASSED.with_name(f".{PASSED.name}.{os.getpid()}.tmp")
+    PASSED.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(key + "\n", encoding="utf-8")
+    os.replace(tmp, PASSED)
+
+
 # --- the test ----------------------------------------------------------------------------------------
 
 import pytest  # noqa: E402
@@ -124,11 +153,15 @@ import pytest  # noqa: E402
 @pytest.mark.slow
 def test_tensorrt_modules_typecheck_against_tensorrt_stubs() -> None:
     """The TensorRT code matches the TensorRT 10.13 API stubs (mypy --strict with mypy.ini's settings). The
-    whole package is `make typecheck`'s, which CI runs before the tests: here only the two TensorRT modules,
-    so that a plain pytest run still checks them without typing the package a second time."""
+    whole package is `make typecheck`'s, which CI runs before the tests: where it passed on these very files
+    (and config, plugin and installed packages: the same key), so did these modules, and mypy is not run a
+    second time for the same answer. Otherwise (a plain pytest run, files changed since) mypy checks the two
+    TensorRT modules here, without typing the whole package."""
     pytest.importorskip("mypy")
     if _package_dir("tensorrt_bindings") is None:
         pytest.skip("tensorrt-stubs not installed (pip install --no-deps tensorrt-stubs)")
+    if PASSED.is_file() and PASSED.read_text(encoding="utf-8").strip() == typecheck_key():
+        return
     # a child process, as test_api's mypy run: mypy in-process leaves millions of objects behind that
     # slow every later gc.collect() of the test session
     done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "mypy.ini"),
@@ -136,6 +169,34 @@ def test_tensorrt_modules_typecheck_against_tensorrt_stubs() -> None:
                            str(ROOT / "pvt_deploy" / "runtimes" / "tensorrt.py")],
                           capture_output=True, text=True, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_key_of_a_typecheck_follows_every_file_mypy_reads(tmp_path: Path) -> None:
+    """The test above trusts a recorded `make typecheck` pass only under the same key: any change to a
+    source of the package (a new one included), to mypy.ini or to the plugin gives another key; a file
+    mypy does not read (compiled bytecode, data) does not."""
+    import shutil
+
+    (tmp_path / "tests").mkdir()
+    shutil.copy2(ROOT / "mypy.ini", tmp_path / "mypy.ini")
+    shutil.copy2(Path(__file__), tmp_path / "tests" / Path(__file__).name)
+    (tmp_path / "pvt_deploy" / "runtimes" / "__pycache__").mkdir(parents=True)
+    for name in ("__init__.py", "py.typed", "runtimes/__init__.py", "runtimes/tensorrt.py"):
+        shutil.copy2(ROOT / "pvt_deploy" / name, tmp_path / "pvt_deploy" / name)
+    keys = [typecheck_key(tmp_path)]
+    assert typecheck_key(tmp_path) == keys[0]
+    for name, data in (("pvt_deploy/runtimes/__pycache__/tensorrt.cpython-311.pyc", b"\0"),
+                       ("pvt_deploy/assets.json", b"{}")):
+        (tmp_path / name).write_bytes(data)
+        assert typecheck_key(tmp_path) == keys[0], name
+    for name, data in (("pvt_deploy/runtimes/tensorrt.py", b"\n"), ("pvt_deploy/runtimes/new.py", b""),
+                       ("pvt_deploy/stub.pyi", b""), ("mypy.ini", b"\n"), (f"tests/{Path(__file__).name}", b"\n")):
+        with open(tmp_path / name, "ab") as f:
+            f.write(data)
+        keys.append(typecheck_key(tmp_path))
+        assert keys[-1] not in keys[:-1], name
+    (tmp_path / "pvt_deploy" / "py.typed").unlink()
+    assert typecheck_key(tmp_path) not in keys
 
 
 def test_stub_repair_fixes_keyword_and_default_order() -> None:
@@ -159,3 +220,12 @@ def test_stub_repair_unshadows_builtin_bool() -> None:
     assert "def parse(self) -> builtins.bool" in fixed
     assert "def __bool__(self) -> builtins.bool" in fixed
     assert "\nbool: DataType" in fixed and fixed.startswith("import builtins\n")
+
+
+if __name__ == "__main__":  # `make typecheck`: `key` before its mypy run, `passed KEY` after it succeeded
+    if sys.argv[1:] == ["key"]:
+        print(typecheck_key())
+    elif len(sys.argv) == 3 and sys.argv[1] == "passed":
+        record_pass(sys.argv[2])
+    else:
+        sys.exit(f"usage: {sys.argv[0]} key | passed KEY")
