@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,6 +181,35 @@ def test_a_file_system_without_locks_swaps_unlocked(tmp_path: Path, inside: bool
     folder = _folder(tmp_path, inside)
     _previous(folder)
     _flock_failing(monkeypatch, errno.ENOLCK, lambda path, n: True)
+    with folder.replacing() as staging:
+        (staging / "manifest.json").write_text("new")
+    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
+    with scratch(tmp_path, ".pvt-ext-") as path:
+        (path / "model.fp16.onnx").write_bytes(b"variant")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
+def test_a_platform_without_flock_swaps_unlocked(tmp_path: Path, inside: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no fcntl, and no folder opens there (os.open of one is EACCES): a folder's lock opened
+    the folder before finding that there are no locks, and its EACCES, no 'no locks' error, failed every
+    export there ('cannot write to the folder m (Permission denied)'). No locks: nothing is opened."""
+    import errno
+    import os
+    import sys
+
+    real_open = os.open
+
+    def windows_open(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.path.isdir(path) and sys._getframe(1).f_globals["__name__"].startswith("pvt_deploy."):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)  # not shutil's (rmtree)
+        return real_open(path, flags, *args, **kwargs)
+
+    folder = _folder(tmp_path, inside)
+    _previous(folder)
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl: ImportError, as on Windows
+    monkeypatch.setattr(os, "open", windows_open)
     with folder.replacing() as staging:
         (staging / "manifest.json").write_text("new")
     assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}

@@ -101,14 +101,20 @@ def lacks_locks(error: OSError) -> bool:
     return error.errno in _NO_LOCKS
 
 
-def flock(fd: int, *, wait: bool = True) -> bool:
-    """Take an exclusive ``flock`` on ``fd`` (a file's or a folder's), which the kernel drops when the
-    descriptor is closed or the process dies, however it dies: False where ``wait`` is false and another
-    process holds it. :class:`OSError` where the platform or the file system has no such locks."""
+def _fcntl() -> Any:
+    """The ``fcntl`` module; :class:`OSError` ENOTSUP (:func:`lacks_locks`) where the platform has none."""
     try:
         import fcntl
     except ImportError as e:  # Windows
         raise OSError(errno.ENOTSUP, "no flock here") from e
+    return fcntl
+
+
+def flock(fd: int, *, wait: bool = True) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` (a file's or a folder's), which the kernel drops when the
+    descriptor is closed or the process dies, however it dies: False where ``wait`` is false and another
+    process holds it. :class:`OSError` where the platform or the file system has no such locks."""
+    fcntl = _fcntl()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -119,7 +125,9 @@ def flock(fd: int, *, wait: bool = True) -> bool:
 def lock(path: str | os.PathLike[str], *, wait: bool = True) -> int | None:
     """A descriptor of ``path`` (a file or a folder) that holds an exclusive :func:`flock` on it until it
     is closed, or None where ``wait`` is false and another process holds it. :class:`OSError` where
-    ``path`` cannot be opened or has no such locks."""
+    ``path`` cannot be opened or has no such locks (where the platform has none, before opening it: Windows
+    opens no folder, and its EACCES is no 'no locks' error)."""
+    _fcntl()
     fd = os.open(path, os.O_RDONLY)
     try:
         if flock(fd, wait=wait):
