@@ -581,6 +581,28 @@ def test_fake_compat_options_and_timing_cache_roundtrip(use_fake: Any, tmp_path:
     assert t["version_compatible"] is True and t["hardware_compatible"] is True
 
 
+def test_fake_timing_cache_that_cannot_be_saved_keeps_the_engine(use_fake: Any, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The timing cache was saved after the engine, and a cache that could not be written (--timing-cache
+    naming a folder: EISDIR; a full or failing disk) failed the export after the whole build, a traceback for
+    any error but a few, the engine thrown away with it. The cache only speeds up the next build: a warning
+    says it was not saved, and the engine and its manifest entry are the export's."""
+    import logging
+
+    use_fake()
+    art = make_artifact(tmp_path / "art")
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+        engine = build_engine(art, timing_cache=folder)
+    assert engine == art / "model.engine" and engine.read_bytes()
+    assert read_manifest(art)["files"]["model.engine"]["sha256"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"timing cache {folder} not saved (exists and is not a regular file): the next build "
+                        "times its layers again"], warnings
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in art.iterdir() if p.name.startswith(".")) == []
+
+
 def test_fake_hardware_compatible_needs_ampere_to_build(use_fake: Any, monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:
     use_fake()

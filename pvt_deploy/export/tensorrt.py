@@ -380,6 +380,16 @@ def _load_timing_cache(config: tensorrt.IBuilderConfig, path: Path | None) -> te
     return cache
 
 
+def _save_timing_cache(config: tensorrt.IBuilderConfig, path: Path) -> None:
+    """Write the builder's timing cache to ``path``, after the engine. One that cannot be written (a folder of
+    that name, a full or failing disk) is a warning: the cache only speeds up the next build, and the engine
+    built is the export."""
+    try:
+        atomic_write_bytes(path, bytes(memoryview(config.get_timing_cache().serialize())))
+    except OSError as e:
+        log.warning("timing cache %s not saved (%s): the next build times its layers again", path, e.strerror or e)
+
+
 def _parser_errors(parser: tensorrt.OnnxParser) -> list[str]:
     lines = []
     for i in range(parser.num_errors):
@@ -529,7 +539,7 @@ def build_engine(
     with atomic_open(engine_path, "wb") as f:
         f.write(memoryview(serialized))
     if cache_path is not None and cache is not None:
-        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        _save_timing_cache(config, cache_path)
 
     manifest.setdefault("files", {})[ENGINE_NAME] = file_entry(engine_path, precision, source=plan.source)
     manifest["tensorrt"] = {
