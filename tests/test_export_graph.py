@@ -151,3 +151,24 @@ def test_a_variant_added_to_an_export_folder_that_bakes_a_size_is_refused(
         export_onnx(folder, half=True)
     assert sorted(p.name for p in folder.iterdir()) == before
     assert "model.fp16.onnx" not in json.loads((folder / "manifest.json").read_text())["files"]
+
+
+def test_a_v1_int8_export_traced_at_128_is_not_refused_for_its_patch_rows(tmp_path: Path) -> None:
+    """The CPU INT8 layout runs PVT v1's patch and SR convs as MatMuls on patch rows, reshaped to the constant
+    (0, -1, k*k*C): 4096 for stage 1's SR conv (64 channels, 8x8), which a trace at 128x128 (an export up to
+    --max-size 128) also gives as the stride-2 token count, so ``export pvt_tiny-cls --max-size 128 --int8``
+    was refused ('Reshape .../sr/Conv/patch_matmul_11_Reshape input 1 = [0, -1, 4096]'). The rows now take
+    their shape from the patch grid; the graph still runs at sizes the trace did not see."""
+    from pvt_deploy.export import export_onnx
+
+    torch.manual_seed(0)
+    folder = export_onnx("pvt_tiny-cls", tmp_path / "v1", imgsz=64, max_size=128, int8=True, int8_flavour="cpu")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export"]["trace_size"] == [1, 3, 128, 128]
+    assert manifest["parity"]["model.int8.onnx"]["passed"]
+    assert manifest["precision"]["int8"]["cpu"]["layout"]["patch_matmuls"] > 0
+    x = images(2, 96, 64, seed=1)  # neither the trace's size (128x128) nor the parity gate's (64x64)
+    fp32, int8 = ort_run(folder / "model.onnx", x)["logits"], ort_run(folder / "model.int8.onnx", x)["logits"]
+    assert int8.shape == fp32.shape == (2, 1000)
+    cosine = (fp32 * int8).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(int8, axis=1)
+    assert cosine.min() > 0.99, cosine

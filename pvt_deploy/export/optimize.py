@@ -1200,11 +1200,14 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
         zero1 = g.add_init(f"{p}/zero", np.array([0], dtype=np.int64))
         zero2 = g.add_init(f"{p}/zeros", np.array([0, 0], dtype=np.int64))
         hw_axes = g.add_init(f"{p}/hw_axes", np.array([1, 2], dtype=np.int64))
-        rows = g.add_init(f"{p}/rows_shape", np.array([0, -1, k * k * channels], dtype=np.int64))
+        # the rows' shape from the patch grid, (0, H/k * W/k, -1): a constant k*k*C (4096 for v1's first SR conv)
+        # is also a size a trace at 128 gives (64 * 64 tokens at stride 2), which the graph check refuses
+        minus1 = g.add_init(f"{p}/minus_one", np.array([-1], dtype=np.int64))
         weight = g.add_init(f"{p}/weight_matrix",
                             np.ascontiguousarray(m.weight.transpose(2, 3, 1, 0).reshape(k * k * channels, kernel)))
         t = {n: g.unique(f"{p}/{n}") for n in ("h_out", "w_out", "h_crop", "w_crop", "map_shape", "map", "crop_end",
-                                               "cropped", "patch_shape", "patches", "patches_t", "rows", "product")}
+                                               "cropped", "patch_shape", "patches", "patches_t", "grid", "rows_shape",
+                                               "rows", "product")}
         nodes = [
             helper.make_node("Div", [height, k1], [t["h_out"]]),
             helper.make_node("Div", [width, k1], [t["w_out"]]),
@@ -1217,7 +1220,9 @@ def patch_convs_as_matmuls(model: onnx.ModelProto) -> int:
             helper.make_node("Concat", [zero1, t["h_out"], k1, t["w_out"], k1, c1], [t["patch_shape"]], axis=0),
             helper.make_node("Reshape", [t["cropped"], t["patch_shape"]], [t["patches"]]),
             helper.make_node("Transpose", [t["patches"]], [t["patches_t"]], perm=[0, 1, 3, 2, 4, 5]),
-            helper.make_node("Reshape", [t["patches_t"], rows], [t["rows"]]),
+            helper.make_node("Mul", [t["h_out"], t["w_out"]], [t["grid"]]),
+            helper.make_node("Concat", [zero1, t["grid"], minus1], [t["rows_shape"]], axis=0),
+            helper.make_node("Reshape", [t["patches_t"], t["rows_shape"]], [t["rows"]]),
         ]
         bias = g.const(m.conv.input[2]) if len(m.conv.input) > 2 and m.conv.input[2] else None
         if bias is None:
