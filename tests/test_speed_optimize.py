@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,6 +27,7 @@ from pvt_deploy.models.synthetic import seeded_state_dict
 from pvt_deploy.utils import onnx_model
 
 ort = pytest.importorskip("onnxruntime")
+pytest_plugins = ["export_fixtures"]
 
 
 def _tiny_linear_backbone() -> torch.nn.Module:
@@ -140,10 +142,12 @@ def test_rewritten_graph_equals_original(graphs: dict, name: str, tmp_path: Path
             assert float(np.abs(ra - rb).max()) <= 2e-5 * scale, (name, n, h, w)
 
 
-def test_detector_rewrite_keeps_detections(tmp_path: Path) -> None:
+def test_detector_rewrite_keeps_detections(det_artifact: Any, tmp_path: Path) -> None:
+    """On the session's pvt_v2_b0 RetinaNet (export_fixtures: an export_onnx graph at 160 px, its head
+    perturbed so that boxes are found), read only."""
     from pvt_deploy.export.graph import set_metadata
 
-    path, _ = _export("pvt_v2_b0", (96, 128), tmp_path)
+    path = det_artifact.folder / "model.onnx"
     model = onnx.load(str(path))
     # At a 160x160 input P3 is 20x20 (25 Winograd tiles): the FPN output conv, the 4+4 stacked head
     # convs and the 720-channel score conv qualify there; the 36-channel box conv and P4-P7 do not.
