@@ -13,13 +13,16 @@ Tiny variants at small sizes keep the whole export suite within a few minutes on
   RetinaNet head scores everything at the 0.01 focal prior, below the 0.05 threshold);
 * ``seg_artifact``: pvt_tiny (v1, positional embeddings) Semantic FPN, 128 px;
 * ``cls_artifact``: pvt_tiny (v1, cls token) classifier, 64 px;
-* ``feat_artifact``: pvt_v2_b2_li (linear SRA, adaptive pooling) backbone, 96 px.
+* ``feat_artifact``: pvt_v2_b2_li (linear SRA, adaptive pooling) backbone, 224 px, with the seeded weights
+  tests/data/official_reference.npz was recorded from: one of ``official_export``'s, which
+  test_official_reference checks against the official model's outputs.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ import pytest
 import torch
 
 from pvt_deploy.models import build_deploy_module, create_model
+from pvt_deploy.models.synthetic import seeded_state_dict
+
+OFFICIAL_REFERENCE = Path(__file__).parent / "data" / "official_reference.npz"
 
 
 @dataclass
@@ -112,11 +118,43 @@ def cls_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 
 
 @pytest.fixture(scope="session")
-def feat_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    torch.manual_seed(3)
-    model = create_model("pvt_v2_b2_li-features")
-    folder = _export(tmp_path_factory.mktemp("feat") / "pvt_v2_b2_li-features", model, imgsz=96)
-    return Artifact(folder, build_deploy_module(model))
+def official_weights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``get(backbone)``: the checkpoint file of its classifier with the seeded weights (in the official flat
+    layout) that scripts/record_official_reference.py ran the official model definitions on; written once."""
+    folder = tmp_path_factory.mktemp("official_ckpt")
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            with np.load(OFFICIAL_REFERENCE) as data:
+                seed = int(data["meta/seed"])
+            torch.save(seeded_state_dict(create_model(name, task="classify"), seed), folder / f"{name}.pth")
+            made[name] = folder / f"{name}.pth"
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def official_export(official_weights: Callable[[str], Path],
+                    tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Artifact]:
+    """``get(backbone, task)``: its dynamic export at 224 px with ``official_weights``; made once, read only."""
+    root = tmp_path_factory.mktemp("official")
+    made: dict[tuple[str, str], Artifact] = {}
+
+    def get(name: str, task: str) -> Artifact:
+        if (name, task) not in made:
+            model = create_model(name, task=task, weights=official_weights(name))
+            folder = _export(root / f"{name}-{task}", model, imgsz=224, dynamic=True)
+            made[name, task] = Artifact(folder, build_deploy_module(model), official_weights(name))
+        return made[name, task]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def feat_artifact(official_export: Callable[[str, str], Artifact]) -> Artifact:
+    return official_export("pvt_v2_b2_li", "features")
 
 
 def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:

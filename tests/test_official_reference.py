@@ -12,17 +12,20 @@ at every other recorded size (v1 positional embeddings and b2_li's adaptive pool
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from export_fixtures import OFFICIAL_REFERENCE, Artifact
 
 from pvt_deploy.models import create_model
-from pvt_deploy.models.synthetic import seeded_state_dict
+
+pytest_plugins = ["export_fixtures"]
 
 ROOT = Path(__file__).parents[1]
-DATA = np.load(ROOT / "tests/data/official_reference.npz")
+DATA = np.load(OFFICIAL_REFERENCE)
 _spec = importlib.util.spec_from_file_location("record_ref", ROOT / "scripts/record_official_reference.py")
 assert _spec and _spec.loader
 record = importlib.util.module_from_spec(_spec)
@@ -36,27 +39,15 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Seeded classification checkpoints written to disk in the official (flat) layout."""
-    out = {}
-    folder = tmp_path_factory.mktemp("official_ckpt")
-    for name in record.CASES:
-        sd = seeded_state_dict(create_model(name, task="classify"), int(DATA["meta/seed"]))
-        path = folder / f"{name}.pth"
-        torch.save(sd, path)
-        out[name] = path
-    return out
-
-
 @pytest.mark.parametrize(("name", "task", "hw"), CASES, ids=[f"{n}-{t}-{h[0]}x{h[1]}" for n, t, h in CASES])
-def test_matches_official(name: str, task: str, hw: tuple[int, int], checkpoints: dict[str, Path]) -> None:
+def test_matches_official(name: str, task: str, hw: tuple[int, int], official_weights: Callable[[str], Path]) -> None:
+    # official_weights (export_fixtures): the seeded classification checkpoints, in the official (flat) layout
     if task == "features":
         # The official way to initialise a detector: a classification checkpoint into its backbone.
-        model = create_model(name, task="detect", weights=checkpoints[name])
+        model = create_model(name, task="detect", weights=official_weights(name))
         run = model.backbone
     else:
-        run = create_model(name, task="classify", weights=checkpoints[name])
+        run = create_model(name, task="classify", weights=official_weights(name))
     with torch.no_grad():
         outs = run(record.input_for(name, hw))
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
@@ -73,15 +64,14 @@ ONNX_CASES = [("pvt_tiny", "features"), ("pvt_v2_b2_li", "features"), ("pvt_v2_b
 
 
 @pytest.mark.parametrize(("name", "task"), ONNX_CASES, ids=[f"{n}-{t}" for n, t in ONNX_CASES])
-def test_onnx_runtime_matches_official_at_unseen_sizes(name: str, task: str, checkpoints: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+def test_onnx_runtime_matches_official_at_unseen_sizes(name: str, task: str,
+                                                       official_export: Callable[[str, str], Artifact]) -> None:
     import onnxruntime as ort
 
-    from pvt_deploy.export import export_onnx
     from pvt_deploy.manifest import read_manifest
 
-    folder = export_onnx(name, tmp_path / "export", task=task, weights=checkpoints[name], imgsz=224, dynamic=True,
-                         parity=False)
+    # the session's export (export_fixtures; b2_li's is feat_artifact too), made at 224 with these weights
+    folder = official_export(name, task).folder
     manifest = read_manifest(folder)
     pre = manifest["preprocess"]
     assert pre["normalize_in_graph"] and pre["color"] == "RGB"
