@@ -546,7 +546,7 @@ def test_an_export_from_a_weights_url_can_be_extended_with_the_same_url(
 
     s, base = site
     url = f"{base}/v2/pvt_v2_b0.pth"
-    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, simplify=False, parity=False)
     assert read_manifest(folder)["weights"]["url"] == url
     export(folder, weights=url, half=True, parity=False)
     assert (folder / "model.fp16.onnx").is_file() and s.hits == {"/v2/pvt_v2_b0.pth": 1}
@@ -617,7 +617,7 @@ def test_a_checkpoint_url_as_the_model_runs_and_exports_as_its_file(
         np.testing.assert_array_equal(by_url.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
     with pytest.raises(InputError, match="weights= does not apply to .*: a model file runs with its own weights"):
         Model(url, weights=official_b0)
-    code, _, err = cli(monkeypatch, capsys, "export", "--model", url, "--imgsz", "32", "--no-parity", "-o",
+    code, _, err = cli(monkeypatch, capsys, "export", "--model", url, "--imgsz", "32", "--no-parity", "--no-simplify", "-o",
                        str(tmp_path / "x"))
     assert code == 0, err
     weights = read_manifest(tmp_path / "x")["weights"]
@@ -651,7 +651,7 @@ def test_an_export_whose_downloaded_weights_left_the_cache_downloads_them_again(
     s, base = site
     photo = str(sample_images()[0])
     url = f"{base}/v2/pvt_v2_b0.pth"
-    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, simplify=False, parity=False)
     file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
     file.unlink()
     torch_row = backend_candidates(folder)[0]  # info, check and bench: PyTorch can run it
@@ -700,7 +700,7 @@ def test_an_export_whose_cached_name_another_url_took_downloads_its_own(
     s, base = site
     photo = str(sample_images()[0])
     first, second = f"{base}/v2/a/model.pth", f"{base}/v2/b/model.pth"
-    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=first, imgsz=32, parity=False)
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=first, imgsz=32, simplify=False, parity=False)
     cache = tmp_path / "cache" / "weights"
     for p in cache.iterdir():
         p.unlink()
@@ -854,7 +854,7 @@ def test_info_says_which_url_an_export_was_downloaded_from(
 
     _, base = site
     url = f"{base}/v2/pvt_v2_b0.pth"
-    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, parity=False)
+    folder = export("pvt_v2_b0-cls", tmp_path / "x", weights=url, imgsz=32, simplify=False, parity=False)
     monkeypatch.setenv("COLUMNS", "1000")
     code, out, err = cli(monkeypatch, capsys, "info", str(folder))
     file = tmp_path / "cache" / "weights" / "pvt_v2_b0.pth"
@@ -938,7 +938,7 @@ def test_weights_official_downloads_the_entrys_url_once_and_loads_as_the_file(
             Model("pvt_v2_b0-cls", weights=official_b0, imgsz=64) as by_file:
         assert not official.random_weights
         np.testing.assert_array_equal(official.predict(photo)[0].probs.data, by_file.predict(photo)[0].probs.data)
-    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "x", weights="official", imgsz=32, parity=False)
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "x", weights="official", imgsz=32, simplify=False, parity=False)
     assert read_manifest(folder)["weights"]["url"] == url
     with pytest.raises(InputError) as e:  # an export folder has its weights: 'official' names a zoo model's
         export(folder, weights="official", half=True, parity=False)
