@@ -694,7 +694,7 @@ def test_check_rebuilds_a_seeded_random_export_in_pytorch(
     from pvt_deploy.models import RANDOM_INIT_SEED, build_deploy_module, create_model
     from pvt_deploy.runtimes.loader import load_backend
 
-    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, max_size=128, parity=False)
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, max_size=128, simplify=False, parity=False)
     manifest = read_manifest(folder)
     assert manifest["weights"]["random_init"] is True and manifest["weights"]["source"] is None
     manifest["weights"].setdefault("seed", RANDOM_INIT_SEED)  # what export/onnx.py records for a zoo name
@@ -739,7 +739,7 @@ def test_a_folder_named_like_a_zoo_model_does_not_take_the_name_over(
     code, _, err = run(monkeypatch, capsys, "check", "--model", "pvt_v2_b0-cls")
     assert code == 2 and "check needs an export folder" in err
     code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
-                       "-o", str(tmp_path / "out"))
+                       "--no-simplify", "-o", str(tmp_path / "out"))
     assert code == 0, err  # exported from the zoo, not refused as "an export folder" to reuse
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"] == "pvt_v2_b0-cls"
 
@@ -1118,7 +1118,7 @@ def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
     torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
     folder = tmp_path / "cls"
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
-                       "--max-size", "128", "--no-parity", "-o", str(folder))
+                       "--max-size", "128", "--no-parity", "--no-simplify", "-o", str(folder))
     assert code == 0, err
     steps = next(line for line in err.splitlines() if line.startswith("next: "))[len("next: "):].split(" · ")
     check_command = next(shlex.split(s)[1:] for s in steps if s.startswith("pvt-deploy check "))
@@ -1158,7 +1158,7 @@ def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_
     torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
     folder = tmp_path / "cls"
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
-                       "--max-size", "128", "--no-parity", "-o", str(folder))
+                       "--max-size", "128", "--no-parity", "--no-simplify", "-o", str(folder))
     assert code == 0, err
     assert read_manifest(folder)["weights"]["trust_checkpoint"] is True
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--half", "--no-parity")
