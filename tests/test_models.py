@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -11,7 +13,7 @@ from torch import nn
 from pvt_deploy.errors import ModelNotFoundError
 from pvt_deploy.models import build_deploy_module, count_parameters, create_model, resolve_name
 from pvt_deploy.models.layers import adaptive_avg_pool2d, adaptive_avg_pool2d_matmul
-from pvt_deploy.models.zoo import BACKBONES, build_model
+from pvt_deploy.models.zoo import BACKBONES, build_model, parameter_count, zoo_entries
 
 # Published parameter counts (millions) of the official ImageNet classifiers.
 CLASSIFIER_PARAMS_M = {
@@ -26,18 +28,43 @@ SEGMENTER_PARAMS_M = {"pvt_tiny": 17.0, "pvt_small": 28.2, "pvt_medium": 48.0, "
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIER_PARAMS_M))
 def test_classifier_parameter_counts(name: str) -> None:
-    with torch.device("meta"):
-        model = build_model(resolve_name(name, "classify"))
-    assert round(count_parameters(model) / 1e6, 2) == CLASSIFIER_PARAMS_M[name]
+    assert round(parameter_count(resolve_name(name, "classify")) / 1e6, 2) == CLASSIFIER_PARAMS_M[name]
 
 
 @pytest.mark.parametrize("name", sorted(DETECTOR_PARAMS_M))
 def test_detector_and_segmenter_parameter_counts(name: str) -> None:
-    with torch.device("meta"):
-        det = build_model(resolve_name(name, "detect"))
-        seg = build_model(resolve_name(name, "segment"))
-    assert round(count_parameters(det) / 1e6, 1) == DETECTOR_PARAMS_M[name]
-    assert round(count_parameters(seg) / 1e6, 1) == SEGMENTER_PARAMS_M[name]
+    assert round(parameter_count(resolve_name(name, "detect")) / 1e6, 1) == DETECTOR_PARAMS_M[name]
+    assert round(parameter_count(resolve_name(name, "segment")) / 1e6, 1) == SEGMENTER_PARAMS_M[name]
+
+
+def test_parameters_counted_without_weights_are_the_built_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pvt-deploy models`` counts on the meta device and skips the weights' initialisation there (which
+    took 5 s for the zoo, through torch's reference implementations and an import of torch._dynamo): the
+    counts and shapes are those of the models built for real, and no random initialisation is run."""
+    for name, task in (("pvt_v2_b0", "detect"), ("pvt_v2_b0", "segment"), ("pvt_tiny", "classify")):
+        entry = resolve_name(name, task)
+        built = build_model(entry)
+        assert parameter_count(entry) == count_parameters(built), (name, task)
+        with torch.device("meta"):
+            shapes = [(n, p.shape) for n, p in build_model(entry).named_parameters()]
+        assert shapes == [(n, p.shape) for n, p in built.named_parameters()]
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Writes(TorchDispatchMode):  # the in-place operators that reach a tensor
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[str] = set()
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if func._schema.name.endswith("_"):
+                self.seen.add(func._schema.name)
+            return func(*args, **(kwargs or {}))
+
+    with Writes() as skipped:
+        assert sum(parameter_count(e) for e in zoo_entries()) > 0
+    with Writes() as plain, torch.device("meta"):
+        build_model(resolve_name("pvt_v2_b0", "detect"))  # what it sees where nothing is skipped
+    assert skipped.seen == set() and {"aten::normal_", "aten::uniform_"} <= plain.seen, (skipped.seen, plain.seen)
 
 
 def test_zoo_names_resolve() -> None:

@@ -20,14 +20,11 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the model zoo: name, task, parameters, default input size, published metric and official weights."""
-    import torch
-
     from pvt_deploy.models.zoo import (
         BACKBONES,
         OFFICIAL_SIZE,
         ZooEntry,
-        build_model,
-        count_parameters,
+        parameter_count,
         resolve_name,
         zoo_entries,
     )
@@ -35,19 +32,18 @@ def models(
     if task is not None:
         resolve_name("pvt_tiny", task)  # validates the task name with a one-line error
     rows: list[dict[str, Any]] = []
-    with torch.device("meta"):  # parameter counts without allocating weights
-        entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
-        for entry in entries:
-            if task and entry.task != task:
-                continue
-            metric = entry.metric
-            rows.append({
-                "name": entry.name, "task": entry.task, "backbone": entry.backbone,
-                "params_m": round(count_parameters(build_model(entry)) / 1e6, 2),
-                "imgsz": list(entry.imgsz), "official_size": OFFICIAL_SIZE[entry.task],
-                "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
-                "official_weights": entry.official_url, "official_part": entry.official_part,
-            })
+    entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
+    for entry in entries:
+        if task and entry.task != task:
+            continue
+        metric = entry.metric
+        rows.append({
+            "name": entry.name, "task": entry.task, "backbone": entry.backbone,
+            "params_m": round(parameter_count(entry) / 1e6, 2),
+            "imgsz": list(entry.imgsz), "official_size": OFFICIAL_SIZE[entry.task],
+            "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
+            "official_weights": entry.official_url, "official_part": entry.official_part,
+        })
     if as_json:
         typer.echo(json_dumps(rows, indent=2))
         return
