@@ -1101,15 +1101,10 @@ def test_check_compares_an_int8_export_of_the_tensorrt_flavour_alone(
     assert code == 0 and "on ONNX Runtime's CPU provider (the export has no model.int8.onnx)" in said.replace("│ ", ""), out
 
 
-def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A checkpoint that needs full unpickling (an mmengine training file, here one holding a Path beside its
-    weights) exports with --trust-checkpoint, and the export's next: line says check and bench it; but check
-    and bench, which rebuild it in PyTorch, and info of the checkpoint refused it with 'pass
-    --trust-checkpoint (export, infer)' and had no such option (Click: 'No such option'). Now each takes it,
-    and the next: line gives it to check and bench."""
-    import shlex
-
+def _trusted_export(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                    tmp_path: Path) -> tuple[Path, Path, str]:
+    """(checkpoint, export folder, export's stderr): a checkpoint that needs full unpickling (an mmengine
+    training file, here one holding a Path beside its weights), exported with --trust-checkpoint."""
     import torch
 
     from pvt_deploy.models import create_model
@@ -1120,6 +1115,19 @@ def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
                        "--max-size", "128", "--no-parity", "--no-simplify", "-o", str(folder))
     assert code == 0, err
+    return ckpt, folder, err
+
+
+def test_check_bench_and_info_take_trust_checkpoint_as_export_and_infer_do(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A checkpoint that needs full unpickling (an mmengine training file, here one holding a Path beside its
+    weights) exports with --trust-checkpoint, and the export's next: line says check and bench it; but check
+    and bench, which rebuild it in PyTorch, and info of the checkpoint refused it with 'pass
+    --trust-checkpoint (export, infer)' and had no such option (Click: 'No such option'). Now each takes it,
+    and the next: line gives it to check and bench."""
+    import shlex
+
+    ckpt, folder, err = _trusted_export(monkeypatch, capsys, tmp_path)
     steps = next(line for line in err.splitlines() if line.startswith("next: "))[len("next: "):].split(" · ")
     check_command = next(shlex.split(s)[1:] for s in steps if s.startswith("pvt-deploy check "))
     assert check_command == ["check", "--model", str(folder), "--trust-checkpoint"], steps
@@ -1150,16 +1158,7 @@ def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_
     import logging
     import shlex
 
-    import torch
-
-    from pvt_deploy.models import create_model
-
-    ckpt = tmp_path / "trained.pth"
-    torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
-    folder = tmp_path / "cls"
-    code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
-                       "--max-size", "128", "--no-parity", "--no-simplify", "-o", str(folder))
-    assert code == 0, err
+    ckpt, folder, err = _trusted_export(monkeypatch, capsys, tmp_path)
     assert read_manifest(folder)["weights"]["trust_checkpoint"] is True
     code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--half", "--no-parity")
     assert code == 0 and "model.fp16.onnx" in read_manifest(folder)["files"], err

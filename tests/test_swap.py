@@ -172,6 +172,17 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="name
 
 
 @needs_proc
+def _swaps_and_scratches(folder: SwappedFolder, tmp_path: Path) -> None:
+    """``folder`` (with ``_previous``'s files) is swapped for a new manifest, keeping the user's file, and a
+    scratch folder is made and goes: what an export does where its locks are not to be had."""
+    with folder.replacing() as staging:
+        (staging / "manifest.json").write_text("new")
+    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
+    with scratch(tmp_path, ".pvt-ext-") as path:
+        (path / "model.fp16.onnx").write_bytes(b"variant")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
 @pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
 def test_a_file_system_without_locks_swaps_unlocked(tmp_path: Path, inside: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,12 +192,7 @@ def test_a_file_system_without_locks_swaps_unlocked(tmp_path: Path, inside: bool
     folder = _folder(tmp_path, inside)
     _previous(folder)
     _flock_failing(monkeypatch, errno.ENOLCK, lambda path, n: True)
-    with folder.replacing() as staging:
-        (staging / "manifest.json").write_text("new")
-    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
-    with scratch(tmp_path, ".pvt-ext-") as path:
-        (path / "model.fp16.onnx").write_bytes(b"variant")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    _swaps_and_scratches(folder, tmp_path)
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["beside", "inside"])
@@ -210,12 +216,7 @@ def test_a_platform_without_flock_swaps_unlocked(tmp_path: Path, inside: bool,
     _previous(folder)
     monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl: ImportError, as on Windows
     monkeypatch.setattr(os, "open", windows_open)
-    with folder.replacing() as staging:
-        (staging / "manifest.json").write_text("new")
-    assert _tree(folder.target.parent) == {"m": None, "m/manifest.json": b"new", "m/notes.txt": b"the user's"}
-    with scratch(tmp_path, ".pvt-ext-") as path:
-        (path / "model.fp16.onnx").write_bytes(b"variant")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    _swaps_and_scratches(folder, tmp_path)
 
 
 @needs_proc
