@@ -1175,3 +1175,24 @@ def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_
     assert "--trust-checkpoint" in again, again
     code, _, err = run(monkeypatch, capsys, *again[1:], "--no-parity")
     assert code == 0 and read_manifest(folder)["weights"]["trust_checkpoint"] is True, err
+
+
+def test_a_safetensors_checkpoint_exported_with_trust_checkpoint_passes_no_flag_on(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--trust-checkpoint given with a safetensors file (tensors only: nothing to unpickle, never needs it) was
+    recorded in the manifest all the same, and every next: line and re-export command after asked for the
+    flag. Only a file that may need it is recorded so; the next: line of this one has no flag."""
+    from safetensors.torch import save_file
+
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "trained.safetensors"
+    save_file(create_model("pvt_v2_b0-cls", seed=7).state_dict(), str(ckpt))
+    folder = tmp_path / "cls"
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
+                       "--max-size", "128", "--no-parity", "--no-simplify", "-o", str(folder))
+    assert code == 0, err
+    weights = read_manifest(folder)["weights"]
+    assert weights["source"] == str(ckpt.resolve()) and "trust_checkpoint" not in weights, weights
+    steps = next(line for line in err.splitlines() if line.startswith("next: "))
+    assert "--trust-checkpoint" not in steps and f"pvt-deploy check --model {folder}" in steps, steps

@@ -354,7 +354,10 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
     if url is not None:
         record["url"] = url
     if trust and source is not None:  # what rebuilds it from the file (check, bench) needs, however it is exported
-        record["trust_checkpoint"] = True
+        from pvt_deploy.models.checkpoints import holds_tensors_only
+
+        if not holds_tensors_only(source):  # a safetensors file loads without it: no flag to pass on
+            record["trust_checkpoint"] = True
     if random_init and not isinstance(model, nn.Module):
         record["seed"] = RANDOM_INIT_SEED  # create_model(name, seed=...) rebuilds these weights
     if report is not None:

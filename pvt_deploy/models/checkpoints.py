@@ -127,6 +127,16 @@ def is_safetensors(head: bytes) -> bool:
 _SAFETENSORS_HEADER_MAX = 100_000_000  # the format's own limit on the JSON header
 
 
+def holds_tensors_only(path: str | os.PathLike[str]) -> bool:
+    """Whether the checkpoint file at ``path`` is a safetensors file: tensors only, nothing to unpickle, so
+    that it never needs ``trust`` (which is then not recorded, nor asked for again)."""
+    try:
+        with open(path, "rb") as f:
+            return is_safetensors(f.read(9))
+    except OSError:
+        return False
+
+
 def safetensors_length(path: str | os.PathLike[str]) -> int | None:
     """The length of the safetensors file at ``path`` as its header gives it: 8 bytes, the header, then the
     tensors' data, which ends at the largest ``data_offsets`` end (the format leaves no holes and no tail).
