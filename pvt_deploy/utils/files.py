@@ -126,9 +126,15 @@ def lock(path: str | os.PathLike[str], *, wait: bool = True) -> int | None:
     """A descriptor of ``path`` (a file or a folder) that holds an exclusive :func:`flock` on it until it
     is closed, or None where ``wait`` is false and another process holds it. :class:`OSError` where
     ``path`` cannot be opened or has no such locks (where the platform has none, before opening it: Windows
-    opens no folder, and its EACCES is no 'no locks' error)."""
+    opens no folder, and its EACCES is no 'no locks' error). A folder this user may write to but not read
+    (mode 0300, 0733) opens for none of its runs: no locks to be had there either (ENOTSUP, :func:`lacks_locks`)."""
     _fcntl()
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except PermissionError as e:
+        if not os.path.isdir(path):
+            raise
+        raise OSError(errno.ENOTSUP, f"cannot open the folder to lock it ({e.strerror})", os.fspath(path)) from e
     try:
         if flock(fd, wait=wait):
             return fd
