@@ -197,7 +197,10 @@ def test_a_stream_iterated_a_second_time_says_so_at_once(http_root: tuple[str, P
     base, root = http_root
     make_video(root / "clip.mp4", frames=6)
     with open_source(f"{base}/clip.mp4", realtime=realtime) as source:
-        assert len(list(source)) == 6
+        indices = [f.index for f in source]
+        # realtime hands over the newest frame only: one the consumer was not scheduled in time for is dropped
+        # (a CI run on two busy cores got 5), the last one never
+        assert indices == list(range(6)) if not realtime else (indices == sorted(set(indices)) and indices[-1] == 5)
         threads = threading.active_count()
         with pytest.raises(InputError, match="can be iterated only once"):
             iter(source)
