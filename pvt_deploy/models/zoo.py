@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
@@ -333,22 +334,22 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class _SkipMetaWrites(TorchFunctionMode):
+    """In-place operators on meta tensors (the weights' initialisation) skipped: they hold no data to write."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init's functions pass tensor=
+        if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
 def parameter_count(entry: ZooEntry) -> int:
     """The parameters of ``entry``'s model, counted without making its weights: built on the meta device, with
     the in-place writes of its initialisation skipped (meta tensors hold no data). Initialising meta tensors
     is not free: torch runs ``normal_`` there through its reference implementations, which import
-    ``torch._dynamo`` (1.5 s) and take ~2 ms a call; ``pvt-deploy models`` took 5 s for the zoo, 2 s without."""
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    class SkipWrites(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            kwargs = kwargs or {}
-            name = getattr(func, "__name__", "")
-            target = args[0] if args else kwargs.get("tensor")  # torch.nn.init's functions pass tensor=
-            if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
-                return target
-            return func(*args, **kwargs)
-
-    with torch.device("meta"), SkipWrites():
+    ``torch._dynamo`` (1.5 s) and take ~2 ms a call; ``pvt-deploy models`` took 5 s for the zoo, 3 s without."""
+    with torch.device("meta"), _SkipMetaWrites():
         return count_parameters(build_model(entry))
