@@ -1012,6 +1012,33 @@ class CaptureReader:
 # ---------------------------------------------------------------------------------------------
 
 
+def _lacks_its_index(path: Path) -> bool:
+    """Whether ``path`` is an mp4/mov file (its first box ftyp) with no whole moov box among its top-level boxes.
+    The moov box is the index (where each frame is, and how to decode it), and a recording writes it when
+    it stops, after its frames: a recording cut off, or a copy or download stopped half way, has frames
+    but no index, and FFmpeg only says 'Invalid data found when processing input'."""
+    try:
+        size = path.stat().st_size
+        kinds: list[bytes] = []
+        with path.open("rb") as f:
+            start = 0
+            while len(kinds) < 64 and len(head := f.read(8)) == 8:
+                length, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if length == 1:  # a 64-bit size follows the type
+                    length = int.from_bytes(f.read(8), "big")
+                if not kind.isalnum() or 0 < length < 8:
+                    return False  # not a box: not an mp4 as this reads it
+                if length == 0 or start + length >= size:  # the last box (size 0: up to the end of the file)
+                    if length == 0 or start + length == size:  # one that runs past the end is cut
+                        kinds.append(kind)
+                    break
+                kinds.append(kind)
+                start = f.seek(start + length)
+    except OSError:
+        return False
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
+
+
 class VideoSource(Source):
     """A local video file decoded with PyAV; ``vid_stride`` keeps every n-th frame.
 
@@ -1040,6 +1067,10 @@ class VideoSource(Source):
         try:
             return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel)
         except av.error.FFmpegError as e:
+            if _lacks_its_index(self.path):
+                raise InputError(f"{self.path} is cut short: it holds frames but not the index (moov box) that "
+                                 "an mp4 gets when its recording stops", hint="copy or download it again; a "
+                                 "recording stopped by a crash or a flat battery has no index") from e
             reason = getattr(e, "strerror", None) or str(e)
             raise InputError(f"cannot decode {self.path} as a video ({reason})") from e
 

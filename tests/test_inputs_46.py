@@ -1,0 +1,52 @@
+"""Inputs users really have, made for real in tmp_path: recordings cut short, and what infer says of them."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from cli_run import run
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import open_source
+
+
+def recording(path: Path, frames: int = 30) -> Path:
+    """An H.264 mp4 as a camera writes it: frames first, the index (moov box) last, written when it stops."""
+    with av.open(str(path), "w") as container:  # no +faststart: the moov box after the frames
+        stream = container.add_stream("libx264", rate=Fraction(25), options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 96, 3), 6 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.9])
+def test_a_recording_cut_before_its_index_says_it_is_cut_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kept: float) -> None:
+    whole = recording(tmp_path / "whole.mp4")
+    with open_source(whole) as source:  # the file whole opens, and its moov box is after its frames
+        assert len(list(source)) == 30
+    data = whole.read_bytes()
+    assert data.index(b"moov") > data.index(b"mdat")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    with pytest.raises(InputError, match=r"cut\.mp4 is cut short: it holds frames but not the index \(moov box\)"):
+        open_source(cut)
+    code, out, err = run(monkeypatch, capsys, "infer", str(cut), "--model", "pvt_v2_b0-cls", "--no-save")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {cut} is cut short") and err.count("\n") == 1, err
+
+
+def test_a_file_that_is_no_mp4_is_still_said_undecodable(tmp_path: Path) -> None:
+    for name, content in [("text.mp4", b"this is plain text, not a video at all" * 20),
+                          ("zeros.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(InputError, match=f"cannot decode {tmp_path / name} as a video"):
+            open_source(tmp_path / name)
