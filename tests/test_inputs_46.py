@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -50,3 +55,36 @@ def test_a_file_that_is_no_mp4_is_still_said_undecodable(tmp_path: Path) -> None
         (tmp_path / name).write_bytes(content)
         with pytest.raises(InputError, match=f"cannot decode {tmp_path / name} as a video"):
             open_source(tmp_path / name)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that takes connections and never says a word (a wrong port, a hung camera)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    done.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http", "rtmp"])
+def test_a_stream_that_never_answers_says_so_in_its_time(silent_server: int, scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{silent_server}/cam"
+    started = time.monotonic()
+    with pytest.raises(InputError) as caught:
+        open_source(url, timeout=1.0)
+    assert str(caught.value) == f"cannot open stream {url}: no answer within 1 s"
+    assert time.monotonic() - started < 5

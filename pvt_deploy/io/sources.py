@@ -667,7 +667,17 @@ class PyAVReader:
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
         self._first_dts: float | None = None
         self._name = redact_url(target)  # for an error message: a URL without its password
-        self._container = av.open(target, options=options or {}, timeout=timeout)
+        opening = time.monotonic()
+        try:
+            self._container = av.open(target, options=options or {}, timeout=timeout)
+        except av.error.FFmpegError as e:
+            # a server that takes the connection and then says nothing: PyAV's timeout interrupts FFmpeg, which
+            # then says 'Immediate exit requested' (http, rtmp) or 'Invalid data found' (rtsp). Any failure once
+            # the time to open is up is that interrupt
+            wait = timeout[0] if isinstance(timeout, tuple) else timeout
+            if wait is not None and time.monotonic() - opening >= wait:
+                raise TimeoutError(f"no answer within {wait:g} s") from e
+            raise
         try:
             if not self._container.streams.video:
                 raise _NoVideoStream(f"{target} has no video stream")
