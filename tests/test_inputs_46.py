@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import av
 import numpy as np
 import pytest
 from cli_run import run
+from PIL import Image
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source
@@ -88,3 +90,21 @@ def test_a_stream_that_never_answers_says_so_in_its_time(silent_server: int, sch
         open_source(url, timeout=1.0)
     assert str(caught.value) == f"cannot open stream {url}: no answer within 1 s"
     assert time.monotonic() - started < 5
+
+
+def test_a_folder_runs_the_pictures_ls_shows_not_its_hidden_files(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Mac copying photos to a USB stick or a share writes ._NAME beside each (its metadata, no picture)."""
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[:, :32] = 200
+    folder = tmp_path / "from a mac"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "IMG_0001.jpg")
+    (folder / "._IMG_0001.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 4000)
+    Image.fromarray(photo).save(folder / ".thumbnail.png")
+    with caplog.at_level(logging.WARNING), open_source(folder) as source:
+        assert source.frames == 1
+        frames = list(source)
+    assert [f.name for f in frames] == ["IMG_0001.jpg"]
+    assert np.abs(frames[0].image.astype(int) - photo).max() < 10
+    assert caplog.text == ""

@@ -1874,8 +1874,11 @@ def open_source(
         return _stream_source(text, **stream_kw)
 
     path = Path(text).expanduser()
-    if path.is_dir():
-        return _images_source(list(path.iterdir()), str(path), "folder")
+    if path.is_dir():  # its entries as ls and a glob's * list them: hidden ones left out, such as the ._IMG_0001.jpg
+        # a Mac writes beside each photo it copies to a USB stick or a network share (its metadata, no picture),
+        # each of which was a warning that it could not be decoded, and a count of images twice the folder's
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        return _images_source(entries, str(path), "folder")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
