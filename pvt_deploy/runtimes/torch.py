@@ -367,7 +367,8 @@ class TorchBackend(Backend):
         array = feed_array(feed, self._input_name)
         if array.ndim != 4 or array.shape[1] != 3:
             raise ShapeError(f"input {self._input_name!r} must be (N, 3, H, W), got {list(array.shape)}")
-        if array.dtype != np.float32:
+        if array.dtype != np.float32 or not array.flags.writeable:
+            # a copy: PyTorch warns of 'undefined behavior' on read-only memory (np.frombuffer of a request's bytes)
             array = array.astype(np.float32)
         return self._torch.from_numpy(np.ascontiguousarray(array))  # moved to the GPU in _forward
 
