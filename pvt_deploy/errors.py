@@ -2,8 +2,9 @@
 
 Every error a user can cause (bad path, wrong checkpoint, missing library, engine for another GPU)
 is raised as a :class:`PvtDeployError`. The CLI prints its message as one line and exits with
-``exit_code``; Python callers catch it like any exception. Anything else escaping the CLI is a bug
-and keeps its traceback.
+``exit_code``; Python callers catch it like any exception. An :class:`OSError` (the machine's files,
+disks and network failing) escaping the CLI is one line naming its file too, exit 2, its traceback only
+with ``--verbose``; anything else escaping the CLI is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Thin by design: each command module parses options, calls the library and prints. Command modules
 import heavy libraries (torch, onnxruntime, tensorrt) inside the command functions so that
 ``pvt-deploy --help`` stays fast. Errors meant for users (:class:`PvtDeployError`) become one line on
-stderr and a non-zero exit code.
+stderr and a non-zero exit code; so does an :class:`OSError`, the machine's files, disks and network failing
+(``--verbose`` adds its traceback).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import inspect
 import os
 import sys
 import threading
+import traceback
 
 import typer
 
 from pvt_deploy.cli import spelling
-from pvt_deploy.errors import BackendUnavailableError, PvtDeployError, cli_spelling
-from pvt_deploy.utils.files import FULL_DISK_ERRNOS, command_streams, printable_streams
+from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, cli_spelling
+from pvt_deploy.utils.files import OutputError, command_streams, printable_streams, said
 from pvt_deploy.utils.signals import sigterm_raises
 
 app = typer.Typer(
@@ -77,6 +79,9 @@ def _no_type_for_flags() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+_verbose = False  # --verbose given to the command running (_root)
+
+
 def _print_version(value: bool) -> None:
     if value:
         from pvt_deploy import __version__
@@ -93,6 +98,9 @@ def _root(
 ) -> None:
     """Export, optimise and run Pyramid Vision Transformer models (PVT v1/v2)."""
     import logging
+
+    global _verbose
+    _verbose = verbose
 
     from rich.logging import RichHandler
 
@@ -182,11 +190,17 @@ def _main() -> None:
             typer.secho(f"error: {why} ({check.hint if check else 'pvt-deploy doctor'})", fg=typer.colors.RED,
                         err=True)
             sys.exit(BackendUnavailableError.exit_code)
-        except OSError as e:  # what the commands write to stdout (--json > FILE) on a full disk
-            if e.errno not in FULL_DISK_ERRNOS:
-                raise
-            typer.secho(f"error: cannot write the output: {e.strerror}", fg=typer.colors.RED, err=True)
-            sys.exit(2)
+        except OSError as e:
+            # the machine's files, disks and network: a name too long, a disk or a network mount failing, a
+            # folder gone mid-run, the output (--json > FILE) on a full disk. The error names the file, which
+            # the user can mend; the traceback only says where in pvt-deploy, for --verbose
+            if _verbose:
+                traceback.print_exception(e)
+            why = f"cannot write the output: {said(e)}" if isinstance(e, OutputError) else said(e)
+            if e.filename is None and not isinstance(e, OutputError):
+                why += " (pvt-deploy --verbose COMMAND ... shows where)"
+            typer.secho(f"error: {why}", fg=typer.colors.RED, err=True)
+            sys.exit(InputError.exit_code)
         except (KeyboardInterrupt, SystemExit) as e:
             # SystemExit 130: Typer's answer to an interrupt inside a command, which says nothing
             if isinstance(e, SystemExit) and e.code != 130:

@@ -451,6 +451,20 @@ FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.EIO}
 
 
+class OutputError(OSError):
+    """A write to the command's own output (its stdout or stderr: ``--json > FILE`` on a full disk or a failing
+    one) that the system refused, as the :class:`OSError` it raised (:func:`command_streams`)."""
+
+
+def said(error: OSError) -> str:
+    """An :class:`OSError` in one line: what the system said, after the file or files it names
+    (``exports/x/model.onnx: Stale file handle``; ``a -> b: ...`` for a rename)."""
+    why = error.strerror or str(error) or type(error).__name__
+    names = [os.fsdecode(n) if isinstance(n, (str, bytes)) else str(n)
+             for n in (error.filename, error.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {why}" if names else why
+
+
 def printable_streams() -> None:
     """Let stdout and stderr print any text where the locale cannot encode it (``LANG=en_US.ISO-8859-1``,
     ``PYTHONUTF8=0`` with ``LC_ALL=C``): a character the terminal's codec lacks is written as its
@@ -467,7 +481,8 @@ class _ReaderGone(io.FileIO):
     """A descriptor whose reader may leave (``pvt-deploy models | head -1``): from the first write that
     meets a closed pipe on, what is written is dropped, and the descriptor the process had for the stream
     is pointed at ``/dev/null``, so other writers to it (Python's own stream, native code) go quiet too.
-    Every other failure (a full disk) still raises."""
+    Every other failure (a full disk, a failing one) raises, as an :class:`OutputError`: the error of the
+    command's output, whatever wrote to it."""
 
     def __init__(self, fd: int, stream_fd: int) -> None:
         super().__init__(fd, "w")
@@ -484,6 +499,8 @@ class _ReaderGone(io.FileIO):
                     null = os.open(os.devnull, os.O_WRONLY)
                     os.dup2(null, self.stream_fd)
                     os.close(null)
+            except OSError as e:
+                raise OutputError(e.errno, e.strerror) from e
         return len(memoryview(data))
 
 

@@ -1,0 +1,74 @@
+"""The machine's files failing under a command (session 46): an ``OSError`` of the file system, a disk or a
+network mount (a name too long, a read or write that fails with EIO, a network file system gone: ESTALE,
+ENOTCONN, ETIMEDOUT) reaching the CLI was a traceback and exit 1, and a read failing inside ``export`` was
+said as a write. Each is driven as a user meets it, with real files where the system can make the error
+(a 300-character name, ``/proc/self/mem``, whose first page no process maps: reading or writing it at
+offset 0 fails with EIO), and asserts what the user sees: one ``error:`` line naming what failed, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_run import run
+
+pytest_plugins = ["export_fixtures"]
+
+LONG = "a" * 300  # over NAME_MAX (255) of every Linux and macOS file system: ENAMETOOLONG
+
+
+def one_line_error(err: str) -> str:
+    """The last line of stderr, which must be the one ``error: `` line, without a traceback."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err and sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize("command", ["export", "infer", "val", "bench", "check", "info"])
+def test_a_name_too_long_is_one_line_in_every_command(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path with a component longer than the file system takes: Path.exists/is_dir raise ENAMETOOLONG
+    (only ENOENT, ENOTDIR and ELOOP read as 'not there'), which was a traceback, exit 1, in all six."""
+    path = str(tmp_path / f"{LONG}.pth")
+    args = {"export": ["export", "--model", path, "-o", str(tmp_path / "x")],
+            "infer": ["infer", path, "--model", "pvt_v2_b0-cls"],
+            "val": ["val", path, "--model", "pvt_v2_b0-cls"],
+            "bench": ["bench", "--model", path],
+            "check": ["check", "--model", path],
+            "info": ["info", path]}[command]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert one_line_error(err) == f"error: {path}: File name too long"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_verbose_adds_the_traceback_of_an_environment_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The one line is for the user; ``pvt-deploy --verbose`` (its switch for debug output) shows where in
+    pvt-deploy the error came from as well, above the same line and exit code."""
+    path = str(tmp_path / LONG)
+    code, _, err = run(monkeypatch, capsys, "--verbose", "info", path)
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[-1] == f"error: {path}: File name too long"
+    assert lines[0] == "Traceback (most recent call last):" and "OSError: [Errno 36]" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem is Linux's")
+def test_json_to_a_failing_disk_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """``pvt-deploy models --json > FILE`` where the disk fails the write (EIO): a full disk was one line
+    ('cannot write the output'), any other refusal a traceback, exit 1. Every failure of the command's own
+    output is said so. The output here is this test's /proc/self/mem at offset 0, which fails every write
+    with EIO and changes nothing (no process maps the first page)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    fd = os.open("/proc/self/mem", os.O_WRONLY)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pvt_deploy", "models", "--json"], stdout=fd,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(fd)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done.stderr) == "error: cannot write the output: Input/output error"
