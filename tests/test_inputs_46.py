@@ -108,3 +108,18 @@ def test_a_folder_runs_the_pictures_ls_shows_not_its_hidden_files(
     assert [f.name for f in frames] == ["IMG_0001.jpg"]
     assert np.abs(frames[0].image.astype(int) - photo).max() < 10
     assert caplog.text == ""
+
+
+def test_a_folder_of_folders_of_photos_says_so_and_the_glob_it_gives_runs_them(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    for day in ("2026-12-01", "2026-12-02"):
+        (photos / day).mkdir(parents=True)
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photos / day / "IMG_0001.jpg")
+    with pytest.raises(InputError) as caught:
+        open_source(photos)
+    first = photos / "2026-12-01" / "IMG_0001.jpg"
+    assert caught.value.args[0] == f"no images found in folder {photos}, only in folders in it (such as {first})"
+    glob = f"{photos}/**/*"
+    assert caught.value.hint == f"a folder runs its own images; for those of its folders too, give a glob: '{glob}'"
+    with open_source(glob) as source:
+        assert [Path(f.path).parent.name for f in source] == ["2026-12-01", "2026-12-02"]

@@ -1698,6 +1698,13 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
             raise InputError(f"no images found in {what} {spec}", hint=f"{held}: export --calib and check "
                              f"--images take a dataset YAML, as in --calib {described[0]}; infer takes a "
                              "folder of its images")
+        # photos sorted into folders (by day, by camera): a folder runs its own pictures, not its folders'
+        below = Path(spec) / "**" / "*"
+        found = what == "folder" and next((p for p in globlib.iglob(str(Path(globlib.escape(spec)) / "**" / "*"),
+                                                                    recursive=True) if _is_image(Path(p))), None)
+        if found:
+            raise InputError(f"no images found in folder {spec}, only in folders in it (such as {found})",
+                             hint=f"a folder runs its own images; for those of its folders too, give a glob: '{below}'")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
         )
