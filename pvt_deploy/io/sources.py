@@ -87,6 +87,8 @@ _IMAGE_DEMUXERS = ("_pipe", "image2")
 # so that on a constant-rate clip a frame's time tells its number. MPEG-PS/TS carry one every few
 # frames at most and FFmpeg fills in the rest, which goes wrong around damage.
 _TIMED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")
+# why a file of 0 bytes does not decode: a copy or download that never started, or a name touched
+_EMPTY = "the file is empty: 0 bytes"
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
 _STOP_POLL_S = 0.1  # how often a wait for a live frame looks at the stop flag
 # How long stopping waits for a stream's reader thread. It can sit in a network read for the whole read
@@ -303,7 +305,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     _check_memory_to_decode(data, path)
     img = _imdecode(data)
     if img is None:
-        raise InputError(f"cannot decode image {path} (corrupt or not an image)")
+        raise InputError(f"cannot decode image {path} ({_EMPTY if data.size == 0 else 'corrupt or not an image'})")
     return img
 
 
@@ -1077,6 +1079,9 @@ class VideoSource(Source):
         try:
             return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel)
         except av.error.FFmpegError as e:
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size == 0:
+                    raise InputError(f"cannot decode {self.path} as a video ({_EMPTY})") from e
             if _lacks_its_index(self.path):
                 raise InputError(f"{self.path} is cut short: it holds frames but not the index (moov box) that "
                                  "an mp4 gets when its recording stops", hint="copy or download it again; a "
