@@ -140,3 +140,14 @@ def test_an_empty_file_says_it_is_empty(tmp_path: Path, caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING), open_source(folder) as source:
         assert [f.name for f in source] == ["IMG_0001.jpg"]
     assert f"skipping cannot decode image {folder / 'IMG_0002.jpg'} (the file is empty: 0 bytes)" in caplog.text
+
+
+def test_standard_input_is_said_not_read_and_a_file_named_dash_is(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as caught:
+        open_source("-")
+    assert caught.value.args[0] == "'-' (standard input) is not a source: pictures and videos are read from files"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(tmp_path / "-", format="PNG")
+    with open_source("-") as source:
+        assert [f.image.shape for f in source] == [(32, 48, 3)]

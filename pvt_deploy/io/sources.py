@@ -1914,6 +1914,9 @@ def open_source(
     if (special := _special_file(path)) is not None:  # it is there: "no such file" said otherwise
         raise InputError(f"{text} is {special}, not a regular file or folder",
                          hint="give an image or video file, a folder, a glob, a URL or a camera")
+    if text == "-":  # the shell's name for standard input, which is not read (nor is a named pipe: see above)
+        raise InputError("'-' (standard input) is not a source: pictures and videos are read from files",
+                         hint="save the data to a file and give its name, or give a folder, glob, URL or camera")
     raise InputError(f"no such file or folder: {text}")
 
 
