@@ -72,3 +72,45 @@ def test_json_to_a_failing_disk_is_one_line_and_exit_2(tmp_path: Path) -> None:
         os.close(fd)
     assert done.returncode == 2, done.stderr
     assert one_line_error(done.stderr) == "error: cannot write the output: Input/output error"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/mem is Linux's")
+@pytest.mark.parametrize("command", ["export", "info"])
+def test_a_checkpoint_the_disk_fails_to_read_is_said_as_a_read(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint whose read fails with EIO (a failing disk; here a link to /proc/self/mem, a regular file
+    that no read at offset 0 gets a byte of): export said 'cannot write the export to X', a write it never
+    began, and info was a traceback. Both say the read that failed, and export leaves no folder."""
+    checkpoint = tmp_path / "ckpt.pth"
+    checkpoint.symlink_to("/proc/self/mem")
+    args = {"export": ["export", "--model", "pvt_v2_b0-cls", "--weights", str(checkpoint), "--imgsz", "32",
+                       "--no-parity", "--no-simplify", "-o", str(tmp_path / "x")],
+            "info": ["info", str(checkpoint)]}[command]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert one_line_error(err) == f"error: cannot read the checkpoint {checkpoint}: Input/output error"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]
+
+
+@pytest.mark.parametrize("name", ["ESTALE", "ENOTCONN", "ETIMEDOUT"])
+def test_an_export_onto_a_network_mount_gone_is_one_line(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An export folder on an NFS mount whose server restarted (ESTALE), an sshfs mount whose process ended
+    (ENOTCONN), a server that stopped answering (ETIMEDOUT): the graph's write failed outside the errnos
+    export took as the folder's refusal, a traceback. It is that folder's write, said so, and the half-built
+    export goes. (The file system is faked where the graph's file is written: graph.save_model raises.)"""
+    import errno
+
+    from pvt_deploy.export import graph
+
+    code_ = getattr(errno, name)
+
+    def gone(*args: object, **kwargs: object) -> None:
+        raise OSError(code_, os.strerror(code_), str(tmp_path / "x" / "model.onnx"))
+
+    monkeypatch.setattr(graph, "save_model", gone)
+    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity",
+                       "--no-simplify", "-o", str(tmp_path / "x"))
+    assert code == 2
+    assert one_line_error(err).startswith(f"error: cannot write the export to {tmp_path / 'x'}: {os.strerror(code_)}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left

@@ -183,6 +183,7 @@ def _read_safetensors(p: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(p, device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError, ValueError
+        _refuse_unreadable(p, e)
         raise CheckpointError(f"{p}: corrupt or truncated safetensors checkpoint ({_one_line(e)})") from e
 
 
@@ -193,8 +194,12 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Sta
     p = Path(resolve_weights(path))
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint file not found")
-    with open(p, "rb") as f:
-        head = f.read(9)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        _refuse_unreadable(p, e)
+        raise
     if is_safetensors(head):  # tensors only, no pickle: nothing for weights_only to guard
         return unwrap_state_dict(_read_safetensors(p), str(p))
     # torch.save writes a zip archive; very old files are a bare pickle (protocol 2+ starts with 0x80).
@@ -218,6 +223,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Sta
             f"{p}: refusing to unpickle arbitrary objects from this checkpoint ({why})",
             hint="pass --trust-checkpoint (trust=True in Python) only if you trust its source") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        _refuse_unreadable(p, e)
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
     except (ImportError, AttributeError) as e:  # trusted: objects of code that is not importable here
         raise CheckpointError(f"{p}: cannot unpickle it here ({_one_line(e)}): it holds objects of code that "
@@ -235,10 +241,18 @@ def _check_crcs(p: Path) -> None:
         with zipfile.ZipFile(p) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as e:
+        _refuse_unreadable(p, e)
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({_one_line(e)})") from e
     if damaged is not None:
         raise CheckpointError(f"{p}: corrupt checkpoint ({damaged} fails its CRC check)",
                               hint="copy or download it again")
+
+
+def _refuse_unreadable(p: Path, e: BaseException) -> None:
+    """A read of the checkpoint that the system failed (a failing disk or network mount: EIO, ESTALE) is said as
+    that read, not as a damaged file, nor (inside an export) as the export's write."""
+    if isinstance(e, OSError) and e.errno is not None:
+        raise CheckpointError(f"cannot read the checkpoint {p}: {e.strerror or e}") from e
 
 
 def _one_line(e: BaseException) -> str:

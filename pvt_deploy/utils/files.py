@@ -446,9 +446,14 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 #: A write the file system refused for want of room: a full disk, a quota, a file size limit.
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-#: A write the folder refused: no room, a read-only file system, no permission, a name too long, a disk (or a
-#: network file system) failing: the user's machine, said in one line, not a bug of this program's.
-WRITE_ERRNOS = FULL_DISK_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.EIO}
+#: A network file system (NFS, SMB, sshfs and other FUSE mounts) gone or out of reach under a file: its server
+#: restarted (ESTALE), the mount's process ended (ENOTCONN), the server stopped answering (ETIMEDOUT, EREMOTEIO).
+NETWORK_FS_ERRNOS = frozenset(getattr(errno, name) for name in ("ESTALE", "ENOTCONN", "ETIMEDOUT", "EREMOTEIO")
+                              if hasattr(errno, name))
+#: A write the folder refused: no room, a read-only file system, no permission, a name too long, a disk or a
+#: network file system failing: the user's machine, said in one line, not a bug of this program's.
+WRITE_ERRNOS = FULL_DISK_ERRNOS | NETWORK_FS_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                                                      errno.EIO}
 
 
 class OutputError(OSError):
