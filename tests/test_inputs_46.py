@@ -18,7 +18,7 @@ from cli_run import run
 from PIL import Image
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import open_source
+from pvt_deploy.io.sources import open_source, picture_size, read_image
 
 
 def recording(path: Path, frames: int = 30) -> Path:
@@ -151,3 +151,24 @@ def test_standard_input_is_said_not_read_and_a_file_named_dash_is(tmp_path: Path
     Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(tmp_path / "-", format="PNG")
     with open_source("-") as source:
         assert [f.image.shape for f in source] == [(32, 48, 3)]
+
+
+def test_an_avif_photo_is_read_upright_as_its_jpeg_is_and_a_folder_runs_it(tmp_path: Path) -> None:
+    """An AVIF says its turn in its irot/imir properties (Pillow writes an EXIF orientation as those)."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow cannot write AVIF")
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[:24, :16] = (250, 30, 30)  # a red corner shows which way it turned
+    turned = Image.Exif()
+    turned[0x0112] = 6  # turn a quarter clockwise to show: a phone held upright
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "IMG_0001.avif", exif=turned.tobytes(), quality=95)
+    Image.fromarray(photo).save(tmp_path / "IMG_0001.jpg", exif=turned.tobytes(), quality=95)
+    avif, jpeg = read_image(folder / "IMG_0001.avif"), read_image(tmp_path / "IMG_0001.jpg")
+    assert avif.shape == jpeg.shape == (64, 48, 3) and picture_size(folder / "IMG_0001.avif") == (64, 48)
+    assert np.abs(avif.astype(int) - jpeg).max(axis=-1).mean() < 2  # the same picture, the same way up
+    with open_source(folder) as source:
+        assert [(f.name, f.image.shape) for f in source] == [("IMG_0001.avif", (64, 48, 3))]

@@ -69,7 +69,7 @@ def counted_as(kind: str | None) -> str:
     return "frame" if kind in ("video", "stream") else "image"
 
 IMAGE_SUFFIXES = frozenset(
-    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff",
+    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff", ".avif",
      ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic"}
 )  # fmt: skip
 VIDEO_SUFFIXES = frozenset(
@@ -422,6 +422,10 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
         stored = _tiff_stored_colour(data)
         if stored is not None:
             return stored
+    if bytes(data[4:8]) == b"ftyp" and b"avif" in bytes(data[8:int.from_bytes(bytes(data[:4]), "big")]):
+        upright = _avif_upright(data)
+        if upright is not None:
+            return upright
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
     # the EXIF orientation.
     img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
@@ -448,6 +452,25 @@ def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
                     return None
                 return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
     except Exception:  # noqa: BLE001 - a TIFF Pillow cannot read (a bomb past its limit): OpenCV's decode
+        return None
+
+
+def _avif_upright(data: np.ndarray) -> np.ndarray | None:
+    """An AVIF picture (a brand of its ftyp box avif) decoded by Pillow and turned upright, or None where
+    Pillow cannot decode it. An AVIF says its turn in its irot/imir properties, not in EXIF, and OpenCV's
+    decode leaves the picture as stored: a phone's portrait photo ran on its side, and its boxes were
+    drawn on it so, where picture_size (Pillow's header, which gives that turn as the EXIF orientation)
+    and every viewer have it upright."""
+    import warnings
+
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():  # the pixels were checked against the memory free already
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    except Exception:  # noqa: BLE001 - a Pillow without AVIF, or a file it cannot read: OpenCV's decode
         return None
 
 
