@@ -38,3 +38,26 @@ def test_an_imgsz_whose_pytorch_run_cannot_fit_in_memory_is_refused_before_the_t
     assert ("--no-parity" in line) == (runs == "the parity gate")  # the one way to keep the size, where there is one
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left beside it
+
+
+def test_an_infinite_parity_tolerance_is_refused_by_export_and_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--parity-tolerance inf (and check --tolerance inf) scaled every limit to infinity (min cosine -inf,
+    max_rel inf): the gate passed any output, the manifest and check's table said 'ok', and check exited 0 on
+    files it had not judged. Refused as 0 and nan are, before any work; a large finite factor still loosens."""
+    from pvt_deploy.export import export_onnx
+
+    out = tmp_path / "out"
+    code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                            "--parity-tolerance", "inf", "-o", str(out))
+    assert code == 2 and stdout == "" and not out.exists(), err[-2000:]
+    assert err.strip().splitlines()[-1] == ("error: --parity-tolerance: parity tolerance factor must be finite, "
+                                            "not inf (it would pass any output)")
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=32, parity=False, simplify=False)
+    code, stdout, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--tolerance", "inf")
+    assert code == 2 and stdout == "", err[-2000:]
+    assert err.strip().splitlines()[-1] == ("error: --tolerance: parity tolerance factor must be finite, not inf "
+                                            "(it would pass any output)")
+    code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--tolerance", "1e6",
+                       "--max-images", "1")
+    assert code == 0, err[-2000:]

@@ -91,6 +91,8 @@ def resolve_tolerances(spec: float | Mapping[str, Tolerance | Mapping[str, float
     if isinstance(spec, (int, float)):
         if not spec > 0:  # nan too: no figure compares as failing against a NaN limit
             raise ValueError(f"parity tolerance factor must be positive, not {spec}")
+        if spec == float("inf"):  # every limit unbounded: each file passed, unchecked, and was recorded 'ok'
+            raise ValueError(f"parity tolerance factor must be finite, not {spec} (it would pass any output)")
         return {k: t.scaled(float(spec)) for k, t in DEFAULT_TOLERANCES.items()}
     out = dict(DEFAULT_TOLERANCES)
     for precision, tol in spec.items():
