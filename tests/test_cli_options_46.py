@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_run import run
+from test_tensorrt_build_fake import make_artifact, use_fake  # noqa: F401 - use_fake: a fixture
 
 
 @pytest.mark.parametrize("args, runs", [
@@ -61,3 +63,36 @@ def test_an_infinite_parity_tolerance_is_refused_by_export_and_check(tmp_path: P
     code, _, err = run(monkeypatch, capsys, "check", "--model", str(folder), "--tolerance", "1e6",
                        "--max-images", "1")
     assert code == 0, err[-2000:]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_a_tensorrt_workspace_that_is_no_size_is_refused_before_the_export(
+        value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workspace nan passed the build's check (nan <= 0 is false) and inf was taken too: on a machine with
+    TensorRT each failed in int(workspace * 2**30) with a traceback after the whole ONNX export (minutes of
+    trace, calibration and parity), and -1 or 0 was refused only then. Refused before the export, where TensorRT
+    is missing too (the value is the user's to fix either way)."""
+    def no_export(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("exported before refusing")
+
+    monkeypatch.setattr("pvt_deploy.export.onnx.export_onnx", no_export)
+    code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--format", "trt",
+                            "--workspace", value, "-o", str(tmp_path / "x"))
+    assert code == 2 and stdout == "" and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"error: TensorRT workspace_gib (--workspace) {float(value)}: must be a "
+                                            "positive, finite number of GiB")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_build_engine_refuses_a_workspace_that_is_no_size_in_one_line(value: float, use_fake: Any,  # noqa: F811
+                                                                       tmp_path: Path) -> None:
+    """build_engine(workspace_gib=nan / inf) went on to int(workspace_gib * 2**30): ValueError / OverflowError."""
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export.tensorrt import build_engine
+
+    trt = use_fake()
+    art = make_artifact(tmp_path / "art")
+    with pytest.raises(InputError, match=r"^TensorRT workspace_gib \(--workspace\) (nan|inf): must be a positive"):
+        build_engine(art, workspace_gib=value)
+    assert not any(kind == "build" for kind, _ in trt.calls) and not (art / "model.engine").exists()

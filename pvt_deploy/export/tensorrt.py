@@ -405,6 +405,15 @@ def _parser_errors(parser: tensorrt.OnnxParser) -> list[str]:
     return lines
 
 
+def check_workspace(workspace_gib: float | None) -> None:
+    """:class:`InputError` for a TensorRT workspace limit that is not a positive, finite number of GiB. NaN passed
+    a check of ``<= 0`` and inf was taken too: both failed in ``int()`` with a traceback (ValueError,
+    OverflowError) once the export they were given with was made. :func:`pvt_deploy.export.export` checks it
+    before the export, :func:`build_engine` before reading anything."""
+    if workspace_gib is not None and not 0 < workspace_gib < math.inf:
+        raise InputError(f"TensorRT workspace_gib (--workspace) {workspace_gib}: must be a positive, finite number of GiB")
+
+
 def build_engine(
     artifact_dir: str | Path,
     *,
@@ -435,8 +444,7 @@ def build_engine(
         raise InputError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     if builder_optimization_level is not None and not 0 <= builder_optimization_level <= 5:
         raise InputError(f"builder optimisation level must be 0..5, not {builder_optimization_level}")
-    if workspace_gib is not None and workspace_gib <= 0:
-        raise InputError(f"workspace must be positive, not {workspace_gib} GiB")
+    check_workspace(workspace_gib)
     tf32 = flag("tf32", tf32)
     require_tensorrt()
     import tensorrt as trt
