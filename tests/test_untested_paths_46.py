@@ -7,6 +7,7 @@ offset 0 fails with EIO), and asserts what the user sees: one ``error:`` line na
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -99,7 +100,6 @@ def test_an_export_onto_a_network_mount_gone_is_one_line(
     (ENOTCONN), a server that stopped answering (ETIMEDOUT): the graph's write failed outside the errnos
     export took as the folder's refusal, a traceback. It is that folder's write, said so, and the half-built
     export goes. (The file system is faked where the graph's file is written: graph.save_model raises.)"""
-    import errno
 
     from pvt_deploy.export import graph
 
@@ -114,3 +114,30 @@ def test_an_export_onto_a_network_mount_gone_is_one_line(
     assert code == 2
     assert one_line_error(err).startswith(f"error: cannot write the export to {tmp_path / 'x'}: {os.strerror(code_)}")
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left
+
+
+@pytest.mark.parametrize("link", ["loop", "dangling"])
+@pytest.mark.parametrize("command", ["export", "infer"])
+def test_an_output_folder_under_a_link_to_nowhere_says_so(
+        command: str, link: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o out/x`` where ``out`` is a loop of links, or a link to a folder that is gone: the output check took
+    the link for missing and passed, and making the folder then said 'File exists' of a path that exists for no
+    command. Both commands name the link and what is wrong with it before the model loads."""
+    from pvt_deploy.assets import sample_image
+
+    if link == "loop":
+        (tmp_path / "out").symlink_to("back")
+        (tmp_path / "back").symlink_to("out")
+        why = os.strerror(errno.ELOOP)  # Too many levels of symbolic links
+    else:
+        (tmp_path / "out").symlink_to(tmp_path / "gone")
+        why = "No such file or directory"
+    out = tmp_path / "out" / "x"
+    args = {"export": ["export", "--model", "pvt_v2_b0-cls", "--imgsz", "32", "-o", str(out)],
+            "infer": ["infer", str(sample_image()), "--model", "pvt_v2_b0-cls", "-o", str(out)]}[command]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    line = one_line_error(err)
+    assert line.endswith(f": {tmp_path / 'out'} is a link that leads nowhere ({why})"), line
+    assert line.startswith(f"error: cannot write {'to output folder' if command == 'export' else 'outputs to'} {out}")

@@ -292,9 +292,16 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
     """Check, creating nothing that stays, that files can be made under ``folder`` (which need not exist
     yet) and return its nearest existing ancestor. Raises :class:`NotADirectoryError` when that
     ancestor is a file, or the :class:`OSError` of a probe file it refuses (read-only file system,
-    permissions), each with ``filename`` the ancestor."""
+    permissions), each with ``filename`` the ancestor. A link on the way that leads nowhere (a loop of links,
+    a link to what is gone) cannot be made a folder: its own error (ELOOP, ENOENT) naming it, not the 'File
+    exists' that making the folder there said."""
     existing = Path(folder)
     while not existing.exists() and existing.parent != existing:
+        if existing.is_symlink():
+            try:
+                os.stat(existing)
+            except OSError as e:
+                raise OSError(e.errno, f"{existing} is a link that leads nowhere ({e.strerror})", str(existing)) from e
         existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
