@@ -65,8 +65,8 @@ class Model:
     ``names`` names the model's classes, where it has none of its own (a checkpoint fine-tuned on other
     classes: ``"0"``, ``"1"``, ...) or wrong ones: ``"car,truck,bus"``, a list or array, a ``.txt`` or ``.names`` file (one a line)
     or a dataset YAML (its ``names:``), as many as the model has classes.
-    Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, else a
-    whole number >= 1; ``spin=``, ``cuda_graph=``).
+    Extra keywords go to the backend (``threads=``: ``None`` or ``0`` for one per physical core, no more
+    than a container's CPU quota allows, else a whole number >= 1; ``spin=``, ``cuda_graph=``).
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, backend: str | None = None,

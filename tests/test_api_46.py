@@ -41,3 +41,84 @@ def test_pytorch_takes_a_read_only_array_without_pytorchs_warning(cls_export: Pa
         want = backend.infer({name: x.copy()})
         got = backend.infer({name: read_only})
     assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+
+
+QUOTA_SCRIPT = """
+import os, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
+    f.write(str(os.getpid()))
+from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+from pvt_deploy.runtimes.torch import cpu_per_core, physical_cores
+backend = OnnxRuntimeBackend(sys.argv[2])
+print(len(cpu_per_core() or []), physical_cores(), backend.info.details["intra_op_threads"],
+      backend.info.details["worker_cpus"])
+"""
+
+
+def _quota_cgroup() -> tuple[Path, str, str] | None:
+    """A fresh cgroup of this machine's CPU controller (v1 or v2) and how its quota of one CPU is
+    written: (folder, file, value); None where this process may not make one (not root, no cgroupfs)."""
+    import uuid
+
+    root = Path("/sys/fs/cgroup")
+    for mount, file, value in ((root / "cpu", "cpu.cfs_quota_us", "100000"), (root, "cpu.max", "100000 100000")):
+        if not (mount / file).exists() and not (mount / "cgroup.controllers").exists():
+            continue
+        folder = mount / f"pvt-deploy-test-{uuid.uuid4().hex[:8]}"
+        try:
+            folder.mkdir()
+            (folder / file).write_text(value)
+            if file == "cpu.cfs_quota_us":
+                (folder / "cpu.cfs_period_us").write_text("100000")
+            return folder, file, value
+        except OSError:
+            if folder.is_dir():
+                folder.rmdir()
+    return None
+
+
+def test_a_cpu_quota_sets_the_default_threads(cls_export: Path) -> None:
+    """In a container given a CPU quota (``docker run --cpus 1``, a Kubernetes CPU limit) every CPU of the
+    host is still in the affinity mask, and a backend ran a thread per host core on the CPU time the quota
+    allows (ONNX Runtime's workers spinning between operators). The default thread count is now no more
+    than the quota, and such a session's workers are not pinned (it has not every core). A real cgroup of
+    one CPU, with a real session in a process inside it; where no cgroup can be made (not root) the fake
+    tree below checks the reading."""
+    import os
+    import subprocess
+    import sys
+
+    from pvt_deploy.runtimes.torch import cpu_per_core
+
+    if len(cpu_per_core() or []) < 2:
+        pytest.skip("one core: a quota of one CPU changes nothing")
+    made = _quota_cgroup()
+    if made is None:
+        pytest.skip("cannot make a cgroup here (not root, or no cgroup file system)")
+    folder = made[0]
+    try:
+        run = subprocess.run([sys.executable, "-c", QUOTA_SCRIPT, str(folder), str(cls_export / "model.onnx")],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    finally:
+        folder.rmdir()  # empty again: the process has ended
+    assert run.returncode == 0, run.stderr[-2000:]
+    cores, counted, intra, pinned = run.stdout.split(maxsplit=3)
+    assert int(cores) >= 2 and (counted, intra, pinned.strip()) == ("1", "1", "None")
+
+
+@pytest.mark.parametrize(("cpu_max", "want"), [("150000 100000", 2), ("100000 100000", 1), ("50000 100000", 1),
+                                                ("max 100000", None)])
+def test_the_cgroup_v2_quota_is_read_up_to_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     cpu_max: str, want: int | None) -> None:
+    """cgroup v2's ``cpu.max`` (the process's own cgroup, or one above it: here the root of a tree standing
+    for /sys/fs/cgroup), rounded up to whole CPUs; ``max`` is no quota."""
+    from pvt_deploy.runtimes import torch as runtime
+
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        if not any(line.startswith("0::") for line in f):
+            pytest.skip("no cgroup v2 line for this process")
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    monkeypatch.setattr(runtime, "CGROUP_ROOT", str(tmp_path))
+    assert runtime.cpu_quota() == want
+    cores = len(runtime.cpu_per_core() or [None])
+    assert runtime.physical_cores() == min(cores, want or cores)

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["TorchBackend", "clear_of_fork", "cpu_per_core", "physical_cores"]
+__all__ = ["TorchBackend", "clear_of_fork", "cpu_per_core", "cpu_quota", "physical_cores"]
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +216,65 @@ def physical_cores() -> int:
     """Physical cores this process may run on (hyper-threads counted once).
 
     Linux: the distinct (package, core) pairs of the CPUs in our affinity mask, so a container
-    limited to 4 CPUs of a 64-core host answers 4. Elsewhere ``os.cpu_count()``.
+    limited to 4 CPUs of a 64-core host answers 4 (``--cpuset-cpus``), and no more than its CPU
+    quota allows (``docker run --cpus 4``, a Kubernetes CPU limit: :func:`cpu_quota`). Elsewhere
+    ``os.cpu_count()``.
     """
     cpus = cpu_per_core()
     if cpus is None:
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            count = len(os.sched_getaffinity(0))
         except AttributeError:  # macOS, Windows
-            return max(1, os.cpu_count() or 1)
-    return max(1, len(cpus))
+            count = os.cpu_count() or 1
+    else:
+        count = len(cpus)
+    return max(1, min(count, cpu_quota() or count))
+
+
+#: Where Linux mounts the cgroup file systems (a test points it at a tree of its own).
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def cpu_quota() -> int | None:
+    """The CPUs this process's cgroup CPU quota gives it, rounded up (``docker run --cpus 1.5``: 2), the
+    smallest along its cgroup's path; ``None`` where none is set or it cannot be read (another OS). A
+    quota leaves every CPU of the host in the affinity mask, so a 2-CPU container on a 64-core host ran
+    a thread per host core (ONNX Runtime's spinning between operators) on the CPU time of two."""
+    import math
+
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    files: tuple[str, ...]
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # cgroup v2: cpu.max holds "max 100000" (no quota) or "200000 100000"
+            mount, files = CGROUP_ROOT, ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # cgroup v1: cpu.cfs_quota_us (-1: none), cpu.cfs_period_us
+            mount, files = os.path.join(CGROUP_ROOT, controllers), ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+            if not os.path.isdir(mount):  # "cpu,cpuacct" mounted as cpu
+                mount = os.path.join(CGROUP_ROOT, "cpu")
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        # the process's cgroup and each one above it (in a container, the mount's root is its own)
+        for depth in range(len(parts), -1, -1):
+            values: list[str] = []
+            try:
+                for name in files:
+                    with open(os.path.join(mount, *parts[:depth], name), encoding="utf-8") as f:
+                        values += f.read().split()
+                quota, period = float(values[0]), float(values[1])
+            except (OSError, ValueError, IndexError):  # not there, or "max": no quota
+                continue
+            if quota > 0 and period > 0:
+                quotas.append(quota / period)
+    return max(1, math.ceil(min(quotas) - 1e-9)) if quotas else None
 
 
 def cpu_per_core() -> list[int] | None:
