@@ -332,7 +332,7 @@ def test_module_with_other_class_count_and_weights(tmp_path: Path) -> None:
     ckpt = tmp_path / "ten.pth"
     torch.save(trained.state_dict(), ckpt)
     module = create_model("pvt_v2_b0-cls", num_classes=10, seed=1)  # other weights until the file loads
-    out = export_onnx(module, tmp_path / "ten", weights=ckpt, imgsz=64, parity=False)
+    out = export_onnx(module, tmp_path / "ten", weights=ckpt, imgsz=64, parity=False, simplify=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["classes"] == [str(i) for i in range(10)]
     assert m["weights"]["source"] == str(ckpt.resolve()) and m["weights"]["sha256"] == sha256_file(ckpt)
@@ -359,7 +359,8 @@ def test_checkpoint_as_model_records_its_file(cls_state: dict, tmp_path: Path, m
     ckpt = tmp_path / "b0_cls.pth"
     torch.save(cls_state, ckpt)
     out = tmp_path / "fromfile"
-    code, err = _cli(["--model", str(ckpt), "-o", str(out), "--imgsz", "64", "--no-parity"], monkeypatch, capsys)
+    code, err = _cli(["--model", str(ckpt), "-o", str(out), "--imgsz", "64", "--no-parity", "--no-simplify"],
+                     monkeypatch, capsys)
     assert code == 0, err
     m = json.loads((out / "manifest.json").read_text())
     assert (m["model"], m["task"], len(m["classes"])) == ("pvt_v2_b0-cls", "classify", 1000)
@@ -370,8 +371,8 @@ def test_checkpoint_as_model_records_its_file(cls_state: dict, tmp_path: Path, m
 def test_triton_serves_the_fp16_graph_with_half(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exports" / "b0"
-    code, err = _cli(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity", "--half", "--format", "triton",
-                      "--instance-kind", "cpu", "-o", str(out)], monkeypatch, capsys)
+    code, err = _cli(["--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity", "--no-simplify", "--half",
+                      "--format", "triton", "--instance-kind", "cpu", "-o", str(out)], monkeypatch, capsys)
     assert code == 0, err
     served = tmp_path / "exports" / "triton" / "pvt_v2_b0-cls" / "1" / "model.onnx"
     assert served.read_bytes() == (out / "model.fp16.onnx").read_bytes()
@@ -447,7 +448,7 @@ def test_trusted_training_checkpoint_holding_the_model_object(tmp_path: Path, mo
     torch.save({"model": trained, "epoch": 3}, ckpt)
     out = tmp_path / "out"
     code, err = _cli(["--model", "pvt_v2_b0-cls", "--weights", str(ckpt), "--trust-checkpoint", "-o", str(out),
-                      "--imgsz", "64", "--no-parity"], monkeypatch, capsys)
+                      "--imgsz", "64", "--no-parity", "--no-simplify"], monkeypatch, capsys)
     assert code == 0, err
     assert json.loads((out / "manifest.json").read_text())["weights"]["random_init"] is False
     assert_logits_match(out, trained, (1, 3, 64, 64), seed=2)
