@@ -172,3 +172,48 @@ def test_an_avif_photo_is_read_upright_as_its_jpeg_is_and_a_folder_runs_it(tmp_p
     assert np.abs(avif.astype(int) - jpeg).max(axis=-1).mean() < 2  # the same picture, the same way up
     with open_source(folder) as source:
         assert [(f.name, f.image.shape) for f in source] == [("IMG_0001.avif", (64, 48, 3))]
+
+
+def gif(path: Path, colours: list[tuple[int, int, int]]) -> Path:
+    """A GIF of one frame a colour each, a red band across its top."""
+    frames = []
+    for colour in colours:
+        picture = np.full((48, 64, 3), colour, np.uint8)
+        picture[:8] = (255, 0, 0)
+        frames.append(Image.fromarray(picture))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+def test_a_still_gif_is_an_image_and_an_animated_one_a_video(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GIF of one picture (a logo, a chart) was read as a video: infer wrote logo.mp4, one frame, and a
+    folder left it out as a video."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    still, animated = gif(folder / "logo.gif", [(0, 0, 255)]), gif(folder / "spinner.gif", [(0, 0, 255), (0, 255, 0)])
+    with open_source(still) as source:
+        assert source.kind == "image"
+        [frame] = list(source)
+    assert frame.image.shape == (48, 64, 3) and frame.timestamp is None
+    assert frame.image[0, 0].tolist() == [255, 0, 0] and frame.image[40, 30].tolist() == [0, 0, 255]
+    with open_source(animated) as source:
+        assert source.kind == "video" and len(list(source)) == 2
+    with open_source(folder) as source:  # the animated one left out as a video, as ever
+        assert [f.name for f in source] == ["logo.gif"]
+    with pytest.raises(InputError, match="spinner.gif is a video"):
+        open_source([still, animated])
+    code, _, err = run(monkeypatch, capsys, "infer", str(still), "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                       "-o", str(tmp_path / "out"), "--save-json")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logo.jpg", "predictions.jsonl"]
+    assert Image.open(tmp_path / "out" / "logo.jpg").size == (64, 48)
+
+
+def test_a_still_gif_reads_where_opencv_has_no_gif_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    still = gif(tmp_path / "logo.gif", [(0, 0, 255)])
+    with_opencv = read_image(still)
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: None)  # OpenCV before 4.11
+    assert np.array_equal(read_image(still), with_opencv)

@@ -423,12 +423,14 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
         if stored is not None:
             return stored
     if bytes(data[4:8]) == b"ftyp" and b"avif" in bytes(data[8:int.from_bytes(bytes(data[:4]), "big")]):
-        upright = _avif_upright(data)
+        upright = _pillow_upright(data)
         if upright is not None:
             return upright
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
     # the EXIF orientation.
     img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if img is None and bytes(data[:4]) == b"GIF8":  # an OpenCV before 4.11 has no GIF decoder
+        return _pillow_upright(data)
     return None if img is None else _decoded_to_rgb(img)
 
 
@@ -455,12 +457,12 @@ def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _avif_upright(data: np.ndarray) -> np.ndarray | None:
-    """An AVIF picture (a brand of its ftyp box avif) decoded by Pillow and turned upright, or None where
-    Pillow cannot decode it. An AVIF says its turn in its irot/imir properties, not in EXIF, and OpenCV's
-    decode leaves the picture as stored: a phone's portrait photo ran on its side, and its boxes were
-    drawn on it so, where picture_size (Pillow's header, which gives that turn as the EXIF orientation)
-    and every viewer have it upright."""
+def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
+    """A picture file's bytes decoded by Pillow (its first frame) and turned upright, or None where Pillow
+    cannot decode them. For an AVIF (a brand of its ftyp box avif): it says its turn in its irot/imir
+    properties, not in EXIF, and OpenCV's decode leaves the picture as stored, so a phone's portrait photo
+    ran on its side, and its boxes were drawn on it so, where picture_size (Pillow's header, which gives
+    that turn as the EXIF orientation) and every viewer have it upright."""
     import warnings
 
     from PIL import Image, ImageOps
@@ -1703,7 +1705,32 @@ def _natural_key(path: str | os.PathLike[str]) -> list[int | str]:
 def _is_image(path: Path) -> bool:
     """An image file by its suffix; a dangling link named like one counts too, so that reading it
     fails with the "skipping" warning every unreadable picture gets, instead of passing unmentioned."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or (path.is_symlink() and not path.exists()))
+    return ((path.suffix.lower() in IMAGE_SUFFIXES or _still_gif(path))
+            and (path.is_file() or (path.is_symlink() and not path.exists())))
+
+
+def _is_video(path: Path) -> bool:
+    """A video file by its suffix, save a GIF of one picture, which is an image (:func:`_still_gif`)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES and not _still_gif(path)
+
+
+def _still_gif(path: Path) -> bool:
+    """A .gif file of one picture (a logo, a chart, a photo saved as GIF): an image, as the same picture as
+    PNG is, where read as a video it was written as a one-frame NAME.mp4 (and left out of a folder as a
+    video). An animated GIF is a video. Pillow's header tells them apart: a second frame, or none."""
+    if path.suffix.lower() != ".gif":
+        return False
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return not getattr(image, "is_animated", False)
+    except Exception:  # noqa: BLE001 - no GIF Pillow reads (too big, damaged): a video, as FFmpeg then says
+        return False
 
 
 def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
@@ -1711,7 +1738,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
     is nothing else, instead of passing unmentioned."""
     paths = [p for p in candidates if _is_image(p)]
-    videos = sorted((p for p in candidates if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()), key=_natural_key)
+    videos = sorted((p for p in candidates if _is_video(p) and p.is_file()), key=_natural_key)
     names = [p.name if what == "folder" else str(p) for p in videos[:3]] + (["..."] if len(videos) > 3 else [])
     left_out = f"{count_of(len(videos), 'video')} ({', '.join(names)})"
     if not paths:
@@ -1876,7 +1903,7 @@ def open_source(
             if isinstance(item, Path) and item.is_dir():
                 raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
                                  "itself, or run each folder on its own")
-            if isinstance(item, Path) and item.suffix.lower() in VIDEO_SUFFIXES:
+            if isinstance(item, Path) and _is_video(item):
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
             if isinstance(item, Path) and item.suffix.lower() == ".txt" and item.is_file():  # read as a picture,
@@ -1916,7 +1943,7 @@ def open_source(
         return _images_source(entries, str(path), "folder")
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
+        if suffix in IMAGE_SUFFIXES or _still_gif(path):
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
