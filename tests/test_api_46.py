@@ -122,3 +122,28 @@ def test_the_cgroup_v2_quota_is_read_up_to_the_root(tmp_path: Path, monkeypatch:
     assert runtime.cpu_quota() == want
     cores = len(runtime.cpu_per_core() or [None])
     assert runtime.physical_cores() == min(cores, want or cores)
+
+
+@pytest.fixture(scope="module")
+def det_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from pvt_deploy import Model
+
+    with Model(cached_export(tmp_path_factory, "det")) as model:
+        yield model
+
+
+def test_a_result_pickles_without_its_cached_drawing(det_model: Any, tmp_path: Path) -> None:
+    """A result sent to another process (a multiprocessing pool's return value) carried the drawing
+    ``plot()`` caches beside the picture, which every result of ``predict(save=True)`` holds (drawn in
+    the pipeline): twice the picture's bytes through the pipe. Pickled, it is the picture and the
+    outputs; the other process's ``plot()`` draws the same picture afresh."""
+    import pickle
+
+    picture = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    result = det_model.predict(picture, save=True, save_dir=tmp_path / "out")[0]
+    drawn = result.plot()
+    data = pickle.dumps(result)
+    assert len(data) < picture.nbytes * 1.1, (len(data), picture.nbytes)
+    copy = pickle.loads(data)
+    assert np.array_equal(copy.orig_img, picture) and np.array_equal(copy.boxes.data, result.boxes.data)
+    assert copy.draw_conf == result.draw_conf and np.array_equal(copy.plot(), drawn)

@@ -202,6 +202,11 @@ class Result(_OnHost):
     def orig_shape(self) -> tuple[int, int]:
         return int(self.orig_img.shape[0]), int(self.orig_img.shape[1])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (sent to another process, deep-copied) without the drawing :meth:`plot` caches, as
+        large again as the picture; the copy draws afresh."""
+        return {**self.__dict__, "_plotted": None}
+
     def __len__(self) -> int:
         if self.boxes is not None:
             return len(self.boxes)
