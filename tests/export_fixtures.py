@@ -138,14 +138,19 @@ def official_weights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str]
 @pytest.fixture(scope="session")
 def official_export(official_weights: Callable[[str], Path],
                     tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Artifact]:
-    """``get(backbone, task)``: its dynamic export at 224 px with ``official_weights``; made once, read only."""
+    """``get(backbone, task)``: its dynamic export at 224 px with ``official_weights``; made once, read only.
+
+    Without the export's parity gate: its users compare these graphs in ONNX Runtime with more than the
+    gate would (the official model's recorded outputs at every other recorded size, to 1e-4; PyTorch at
+    four unseen batches and sizes), and the gate's PyTorch and ONNX Runtime runs at 224 were ~a third of
+    each export's time."""
     root = tmp_path_factory.mktemp("official")
     made: dict[tuple[str, str], Artifact] = {}
 
     def get(name: str, task: str) -> Artifact:
         if (name, task) not in made:
             model = create_model(name, task=task, weights=official_weights(name))
-            folder = _export(root / f"{name}-{task}", model, imgsz=224, dynamic=True)
+            folder = _export(root / f"{name}-{task}", model, imgsz=224, dynamic=True, parity=False)
             made[name, task] = Artifact(folder, build_deploy_module(model), official_weights(name))
         return made[name, task]
 
