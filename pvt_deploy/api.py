@@ -191,7 +191,8 @@ class Model:
                 threaded: bool | None = None, same_size: bool = True) -> list[Result] | Generator[Result, None, None]:
         """Predict on ``source`` and return a list of :class:`Result` (``stream=False``) or a generator.
 
-        ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image, PIL
+        ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image (OpenCV's
+        ``imread`` and ``VideoCapture`` give BGR, which Ultralytics takes: pass ``frame[..., ::-1]``), PIL
         image, a list of image paths / arrays, or an opened :class:`pvt_deploy.io.Source`; ``None``
         is the bundled sample photos. An unreadable image in a list, folder or glob is skipped with a
         warning (each result's ``path`` says which picture it is); when none can be read,

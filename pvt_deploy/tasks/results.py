@@ -244,7 +244,8 @@ class Result(_OnHost):
     # -- drawing ------------------------------------------------------------------------------------
     def plot(self, *, conf: bool = True, labels: bool = True, line_width: int | None = None,
              alpha: float = 0.5, legend: int = 5) -> np.ndarray:
-        """The original picture with this result drawn on it (a new RGB uint8 array).
+        """The original picture with this result drawn on it (a new RGB uint8 array: ``cv2.imwrite`` and
+        ``cv2.imshow`` want ``[..., ::-1]`` of it, where Ultralytics' ``plot()`` gives BGR).
 
         Boxes with ``"name 0.87"`` labels (``conf=False`` drops the score, ``labels=False`` the text),
         those scoring at least ``draw_conf`` (see :data:`DRAW_CONF`; ``None`` draws every box);
