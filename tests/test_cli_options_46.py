@@ -96,3 +96,31 @@ def test_build_engine_refuses_a_workspace_that_is_no_size_in_one_line(value: flo
     with pytest.raises(InputError, match=r"^TensorRT workspace_gib \(--workspace\) (nan|inf): must be a positive"):
         build_engine(art, workspace_gib=value)
     assert not any(kind == "build" for kind, _ in trt.calls) and not (art / "model.engine").exists()
+
+
+def test_an_opset_past_the_dynamo_exporters_converter_is_refused_before_the_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--exporter dynamo --opset 26 (export --help said 'up to 28 with dynamo': what onnx defines) traced for a
+    minute, then failed the graph check (exit 1, "No Op registered for Gelu with domain_version of 18"): torch
+    writes opset 18 and converts it with onnxscript's version converter, which stops at its
+    SUPPORTED_MAX_ONNX_OPSET (25), and past it torch kept opset 18 with opset-20 operators in it. The limit
+    --opset is checked against, and the help's, is the converter's; the highest it gives is still taken."""
+    from onnxscript.version_converter import _version_converter
+
+    from pvt_deploy.export import onnx as onnx_export
+
+    converts = _version_converter.SUPPORTED_MAX_ONNX_OPSET
+    assert onnx_export.max_opset("dynamo")[0] == converts
+
+    def no_trace(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("traced before refusing")
+
+    monkeypatch.setattr(onnx_export, "trace_to_onnx", no_trace)
+    out = tmp_path / "x"
+    code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                            "--exporter", "dynamo", "--opset", str(converts + 1), "-o", str(out))
+    assert code == 2 and stdout == "" and not out.exists(), err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: --opset {converts + 1}: onnxscript ") and f"up to {converts} (" in line, line
+    code, stdout, _ = run(monkeypatch, capsys, "export", "--help")
+    assert code == 0 and f"{converts} with dynamo." in " ".join(stdout.replace("│", " ").split())

@@ -120,33 +120,55 @@ def parse_imgsz(value: int | str | Sequence[int] | None, default: Sequence[int],
 def max_opset(exporter: str = "torchscript") -> tuple[int, str]:
     """The highest opset ``exporter`` can write, and whose limit it is. The TorchScript exporter stops at
     torch's ``ONNX_MAX_OPSET`` (above it: ``RuntimeError: Unsupported onnx_opset_version`` deep in the
-    trace); the dynamo one converts to newer opsets (24 and 25 pass the parity gate with torch 2.13),
-    up to what the installed onnx package defines."""
+    trace); the dynamo one writes opset 18 and converts it to newer opsets (24 and 25 pass the parity gate
+    with torch 2.13) with onnxscript's version converter, up to its ``SUPPORTED_MAX_ONNX_OPSET`` and what the
+    installed onnx package defines. Past the converter's limit torch kept opset 18 with newer operators in it
+    (Gelu): the graph check failed after the trace (exit 1, "No Op registered for Gelu with domain_version of
+    18")."""
+    from importlib.metadata import version
+
     if exporter == "dynamo":
         import onnx
 
-        return int(onnx.defs.onnx_opset_version()), f"onnx {onnx.__version__} defines"
-    from importlib.metadata import version
-
+        defined = int(onnx.defs.onnx_opset_version())
+        converts = _constant_in_source("onnxscript.version_converter._version_converter", "SUPPORTED_MAX_ONNX_OPSET")
+        if converts is not None and converts < defined:
+            return converts, (f"onnxscript {version('onnxscript')}'s version converter (the dynamo exporter's) "
+                              "converts to")
+        return defined, f"onnx {onnx.__version__} defines"
     return _torch_max_opset(), f"torch {version('torch').split('+')[0]}'s TorchScript exporter writes"
 
 
 def _torch_max_opset() -> int:
-    """torch's ``ONNX_MAX_OPSET``. Read from its source where torch is not imported yet: importing it
-    costs seconds, which ``export --help`` (it names this limit) would pay for one number."""
-    loaded = sys.modules.get("torch.onnx._constants")
-    if loaded is None:
-        spec = importlib.util.find_spec("torch")  # a top-level spec: torch itself is not run
-        if spec is not None and spec.origin is not None:
-            with contextlib.suppress(OSError, SyntaxError, ValueError):
-                tree = ast.parse(Path(spec.origin).with_name("onnx").joinpath("_constants.py").read_text("utf-8"))
-                for node in tree.body:
-                    if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                            and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "ONNX_MAX_OPSET"
-                            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, int)):
-                        return node.value.value
-        from torch.onnx import _constants as loaded
-    return int(getattr(loaded, "ONNX_MAX_OPSET", 23))
+    """torch's ``ONNX_MAX_OPSET``."""
+    found = _constant_in_source("torch.onnx._constants", "ONNX_MAX_OPSET")
+    if found is None:
+        from torch.onnx import _constants
+
+        return int(getattr(_constants, "ONNX_MAX_OPSET", 23))
+    return found
+
+
+def _constant_in_source(module: str, name: str) -> int | None:
+    """The whole number ``module`` (dotted) binds ``name`` to at its top level: the loaded module's, else read
+    from its source without running it, as importing torch (or onnxscript) costs seconds, which ``export
+    --help`` (it names these limits) would pay for one number. None where neither says (not installed)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        value = getattr(loaded, name, None)
+        return value if isinstance(value, int) else None
+    top, *inner = module.split(".")
+    spec = importlib.util.find_spec(top)  # a top-level spec: the package itself is not run
+    if spec is None or spec.origin is None:
+        return None
+    with contextlib.suppress(OSError, SyntaxError, ValueError):
+        tree = ast.parse(Path(spec.origin).parent.joinpath(*inner).with_suffix(".py").read_text("utf-8"))
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id == name and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, int)):
+                return node.value.value
+    return None
 
 
 def node_counts(before: Any, after: Any, simplified: bool) -> str:
