@@ -141,3 +141,18 @@ def test_an_output_folder_under_a_link_to_nowhere_says_so(
     line = one_line_error(err)
     assert line.endswith(f": {tmp_path / 'out'} is a link that leads nowhere ({why})"), line
     assert line.startswith(f"error: cannot write {'to output folder' if command == 'export' else 'outputs to'} {out}")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
+def test_weights_that_are_a_named_pipe_are_named_as_such(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--weights <(curl ...)`` (a named pipe) said 'weights /dev/fd/63 does not exist' of a path that exists:
+    a checkpoint is read more than once (its head, its CRCs, the tensors), which a pipe cannot give."""
+    fifo = tmp_path / "ckpt.pth"
+    os.mkfifo(fifo)
+    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--weights", str(fifo), "-o",
+                       str(tmp_path / "x"))
+    assert code == 2
+    assert one_line_error(err) == (f"error: weights {fifo} is not a regular file (a pipe, socket or device): give "
+                                   "the checkpoint file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]

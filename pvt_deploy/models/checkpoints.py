@@ -98,7 +98,10 @@ def require_checkpoint_file(weights: str | os.PathLike[str], *, model: Any = Non
     :func:`resolve_weights`); a path that names no file says whether it is a folder or not there."""
     weights = resolve_weights(weights, model=model, task=task)
     if not Path(weights).is_file():
-        what = "is a folder, not a checkpoint file" if Path(weights).is_dir() else "does not exist"
+        what = ("is a folder, not a checkpoint file" if Path(weights).is_dir() else
+                # a named pipe (--weights <(curl ...)), socket or device: torch.load reads a file twice
+                "is not a regular file (a pipe, socket or device): give the checkpoint file"
+                if os.path.exists(weights) else "does not exist")
         raise InputError(f"weights {os.fspath(weights)} {what}")
     return weights
 
