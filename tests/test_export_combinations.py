@@ -14,9 +14,10 @@ from pvt_deploy.export.onnx import export_onnx
 
 @pytest.fixture(scope="module")
 def cls_static_batch2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pvt_v2_b0 classifier, --static --batch 2 at a non-square 64x96."""
+    """pvt_v2_b0 classifier, --static --batch 2 at a non-square 64x96 (not simplified: check compares the
+    graph as traced with PyTorch as closely)."""
     out = tmp_path_factory.mktemp("combo") / "cls_static_b2"
-    return export_onnx("pvt_v2_b0-cls", out, dynamic=False, batch=2, imgsz=(64, 96), parity=False)
+    return export_onnx("pvt_v2_b0-cls", out, dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
 
 
 def test_check_runs_on_a_static_batch_export(cls_static_batch2: Path) -> None:
@@ -94,11 +95,12 @@ def test_triton_repo_blocked_by_a_file_leaves_the_previous_export(tmp_path: Path
 @pytest.fixture(scope="module")
 def cls_int8_cpu_auto(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pvt_v2_b0 classifier at 64 px with the CPU INT8 flavour by --int8-cpu auto: dynamic for a classifier.
-    Read-only: a test that extends it works on a copy."""
+    Read-only: a test that extends it works on a copy. Not simplified: the method is chosen by the task
+    and recorded in the manifest, apart from the graph."""
     from pvt_deploy.manifest import read_manifest
 
     out = tmp_path_factory.mktemp("combo") / "cls_int8_auto"
-    folder = export_onnx("pvt_v2_b0-cls", out, imgsz=64, int8=True, int8_flavour="cpu", parity=False)
+    folder = export_onnx("pvt_v2_b0-cls", out, imgsz=64, int8=True, int8_flavour="cpu", parity=False, simplify=False)
     assert read_manifest(folder)["precision"]["int8"]["cpu"]["method"] == "dynamic"
     return folder
 
@@ -135,7 +137,8 @@ def test_reexport_hint_keeps_the_int8_cpu_method(cls_int8_cpu_auto: Path, tmp_pa
     """The command a changed file's error gives (`re-export it (pvt-deploy export ...)`) rebuilds the
     CPU INT8 graph by the method it was made with: for a classifier exported --int8-cpu static it
     left the option out, so following it made a dynamic graph instead. The command runs through the
-    CLI's entry point in this process (tests/cli_run.py): its arguments are the point, not a new process."""
+    CLI's entry point in this process (tests/cli_run.py): its arguments are the point, not a new process;
+    nor the graph, so neither export is simplified (the INT8 method is chosen and recorded apart from it)."""
     import json
     import shlex
 
@@ -144,12 +147,12 @@ def test_reexport_hint_keeps_the_int8_cpu_method(cls_int8_cpu_auto: Path, tmp_pa
     from pvt_deploy.manifest import read_manifest, reexport_command
 
     folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=64, int8=True, int8_flavour="cpu",
-                         int8_cpu="static", parity=False)
+                         int8_cpu="static", parity=False, simplify=False)
     command = reexport_command(folder, read_manifest(folder))
     assert "--int8-cpu static" in command
     words = shlex.split(command)
     assert words[0] == "pvt-deploy"
-    code, _, err = run(monkeypatch, capsys, *words[1:], "--no-parity")
+    code, _, err = run(monkeypatch, capsys, *words[1:], "--no-parity", "--no-simplify")
     assert code == 0, err[-2000:]
     assert json.loads((folder / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "static"
     assert "--int8-cpu" not in reexport_command(cls_int8_cpu_auto, read_manifest(cls_int8_cpu_auto))
@@ -157,13 +160,14 @@ def test_reexport_hint_keeps_the_int8_cpu_method(cls_int8_cpu_auto: Path, tmp_pa
 
 def test_triton_serves_the_int8_graph_of_an_int8_flavour_trt_export(tmp_path: Path) -> None:
     """`export --int8 --int8-flavour trt --format triton` serves the INT8 graph it made (the TensorRT
-    flavour, which ONNX Runtime runs too): it served model.onnx, FP32, without a word."""
+    flavour, which ONNX Runtime runs too): it served model.onnx, FP32, without a word. (Which file is
+    served is the point, not its graph: not simplified.)"""
     import json
 
     from pvt_deploy.export import export
 
     export("pvt_v2_b0-cls", tmp_path / "cls", format="triton", triton_repo=tmp_path / "repo", imgsz=64,
-           int8=True, int8_flavour="trt", parity=False)
+           int8=True, int8_flavour="trt", parity=False, simplify=False)
     served = json.loads((tmp_path / "repo" / "pvt_v2_b0-cls" / "manifest.json").read_text())["triton"]
     assert served["source"] == "model.int8.trt.onnx"
     assert served["precision"] == "int8"
