@@ -497,6 +497,23 @@ def test_json_on_stdout_to_a_full_disk_is_one_line_and_exit_2(tmp_path: Path, un
     assert done.stderr.strip().splitlines()[-1] == "error: cannot write the output: File too large"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/PID/mem is Linux's")
+def test_json_to_an_output_that_takes_nothing_ends(tmp_path: Path) -> None:
+    """``pvt-deploy models --json > /proc/self/mem`` from a shell: the shell opens its own memory file and then
+    becomes pvt-deploy, whose writes to it take 0 bytes and say no error (that memory is gone). Python's
+    buffered writer retried such a write forever at exit, a process spinning until killed; a write that
+    takes nothing is a failed output, one line and exit 2."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    done = subprocess.run(["sh", "-c", 'exec "$0" -m pvt_deploy models --json > /proc/self/mem', sys.executable],
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: cannot write the output: Input/output error"
+
+
 def closed_pipe_run(*args: str, stderr_too: bool = False, timeout: float = 120) -> tuple[int, str]:
     """``pvt-deploy ARGS | head -1`` (``2>&1 | head -1`` with ``stderr_too``), its reader gone before the
     first write: (exit code, what stderr said where it is not the pipe)."""

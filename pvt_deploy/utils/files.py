@@ -504,7 +504,12 @@ class _ReaderGone(io.FileIO):
     def write(self, data: Any) -> int:
         if not self.gone:
             try:
-                return super().write(data)
+                written = super().write(data)
+                if written == 0 and len(memoryview(data)):
+                    # a descriptor that takes nothing and says no error (the /proc/PID/mem of a process that
+                    # has gone, given by a shell's '> /proc/self/mem'): Python's buffer would retry it forever
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                return written
             except BrokenPipeError:
                 self.gone = True
                 with contextlib.suppress(OSError):
