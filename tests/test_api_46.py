@@ -147,3 +147,20 @@ def test_a_result_pickles_without_its_cached_drawing(det_model: Any, tmp_path: P
     copy = pickle.loads(data)
     assert np.array_equal(copy.orig_img, picture) and np.array_equal(copy.boxes.data, result.boxes.data)
     assert copy.draw_conf == result.draw_conf and np.array_equal(copy.plot(), drawn)
+
+
+def test_a_results_repr_stays_short_however_many_classes_it_found() -> None:
+    """``repr`` (a log line, a debugger) listed every class a detector found: 80 classes made over a
+    thousand characters. It names the five most frequent and counts the rest; ``verbose()`` (the CLI's
+    line) still names every class."""
+    from pvt_deploy.models import resolve_name
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    names = list(resolve_name("pvt_v2_b0").classes)
+    cls = np.repeat(np.arange(80), [3 if c < 5 else 1 for c in range(80)])
+    boxes = Boxes(np.tile(np.array([[1, 2, 30, 40]], np.float32), (len(cls), 1)), np.full(len(cls), 0.5, np.float32),
+                  cls.astype(np.int64), names, (48, 64))
+    result = Result("detect", np.zeros((48, 64, 3), np.uint8), names=names, boxes=boxes)
+    assert len(repr(result)) < 200, repr(result)
+    assert repr(result).endswith("3 person, 3 bicycle, 3 car, 3 motorcycle, 3 airplane and 75 more classes)")
+    assert result.verbose().count(", ") == 79 and "toothbrush" in result.verbose()

@@ -227,12 +227,18 @@ class Result(_OnHost):
 
     def verbose(self) -> str:
         """One short line: ``"2 person, 1 cup"``, ``"wall 41%, floor 20%"``, ``"tabby 71.2%"``."""
+        return self._summary()
+
+    def _summary(self, classes: int | None = None) -> str:
+        """:meth:`verbose`; ``classes``: a detector's most frequent classes only, and how many more."""
         if self.boxes is not None:
             if not len(self.boxes):
                 return "no detections"
             labels, counts = np.unique(self.boxes.cls, return_counts=True)
             order = np.argsort(-counts, kind="stable")
-            return ", ".join(f"{counts[i]} {_name(self.names, int(labels[i]))}" for i in order)
+            shown = ", ".join(f"{counts[i]} {_name(self.names, int(labels[i]))}" for i in order[:classes])
+            more = len(order) - len(order[:classes])
+            return shown + (f" and {more} more classes" if more else "")
         if self.mask is not None:
             return ", ".join(f"{a['class']} {a['fraction']:.0%}" for a in self.areas()[:3])
         if self.probs is not None:
@@ -429,7 +435,8 @@ class Result(_OnHost):
     def __repr__(self) -> str:
         h, w = self.orig_shape
         where = f"{self.path}" + (f"#{self.frame}" if self.frame is not None else "")
-        return f"Result(task={self.task!r}, source={where!r}, size={w}x{h}, {self.verbose() or 'empty'})"
+        # a crowded detector's every class made a repr of a thousand characters in a log line
+        return f"Result(task={self.task!r}, source={where!r}, size={w}x{h}, {self._summary(5) or 'empty'})"
 
 
 def _check_plot_settings(line_width: Any, alpha: Any, legend: Any) -> None:
