@@ -247,7 +247,7 @@ def test_cli_calibration_folder_without_pictures(tmp_path: Path, monkeypatch: py
     code, err = _cli(["--model", "pvt_v2_b0-cls", "-o", str(tmp_path / "out"), "--int8", "--calib", str(calib)],
                      monkeypatch, capsys)
     assert code == 2
-    assert f"calibration images: no images found in folder {calib} (image types: .bmp" in _error_line(err)
+    assert f"calibration images: no images found in folder {calib} (image types: .avif, .bmp" in _error_line(err)
     assert not (tmp_path / "out").exists()
 
 
