@@ -217,3 +217,32 @@ def test_a_still_gif_reads_where_opencv_has_no_gif_decoder(tmp_path: Path, monke
     with_opencv = read_image(still)
     monkeypatch.setattr(cv2, "imdecode", lambda *args: None)  # OpenCV before 4.11
     assert np.array_equal(read_image(still), with_opencv)
+
+
+def test_a_dataset_split_folder_is_the_set_of_pictures_infer_runs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """export --calib data.yaml listed its split folder with its own rglob and suffix test: a Mac's ._NAME
+    files were 'unreadable images' and a still GIF was left out, where infer runs the photo and the GIF."""
+    from pvt_deploy.export.calibration import usable_images
+
+    val = tmp_path / "images" / "val"
+    (val / "day2").mkdir(parents=True)
+    (val / ".cache").mkdir()
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[:, :32] = 200
+    for name in ("IMG_0001.jpg", "day2/IMG_0002.jpg", ".cache/IMG_0001.jpg", ".thumbnail.png"):
+        Image.fromarray(photo).save(val / name)
+    (val / "._IMG_0001.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 4000)
+    gif(val / "logo.gif", [(0, 0, 255)])
+    gif(val / "spinner.gif", [(0, 0, 255), (0, 255, 0)])  # a video, left out
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\nval: images/val\n")
+    (tmp_path / "val.txt").write_text("images/val/IMG_0001.jpg\nimages/val/logo.gif\n")
+    (tmp_path / "listed.yaml").write_text(f"path: {tmp_path}\nval: val.txt\n")
+    with caplog.at_level(logging.WARNING):
+        split = usable_images(tmp_path / "data.yaml")
+        listed = usable_images(tmp_path / "listed.yaml")
+    assert [p.relative_to(val).as_posix() for p in split] == ["day2/IMG_0002.jpg", "IMG_0001.jpg", "logo.gif"]
+    assert [p.name for p in listed] == ["IMG_0001.jpg", "logo.gif"]
+    assert caplog.text == ""
+    with open_source(val) as source:  # infer's listing of the folder's own pictures: the same ones
+        assert [p.name for p in source.items] == ["IMG_0001.jpg", "logo.gif"]  # type: ignore[attr-defined]

@@ -151,7 +151,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     """
     import yaml
 
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, _natural_key
+    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _is_video, _named_image, image_files
 
     text = os.fspath(yaml_file)
     path = Path(text).expanduser()
@@ -201,12 +201,11 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
         if found is None:
             raise InputError(f"{text}: {key}: {entry} not found (looked for "
                              f"{' and '.join(str(p) for p in tried)})", hint=hint)
-        if found.is_dir():
-            files += sorted((p for p in found.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                            key=_natural_key)
-        elif found.suffix.lower() in IMAGE_SUFFIXES:
+        if found.is_dir():  # its images and those of its folders, as infer lists a folder's (hidden ones left out)
+            files += image_files(found, recursive=True)
+        elif _named_image(found):
             files.append(found)
-        elif found.suffix.lower() in VIDEO_SUFFIXES:  # not read whole as a list, to fail on its bytes
+        elif _is_video(found):  # not read whole as a list, to fail on its bytes
             raise InputError(f"{text}: {key}: {entry} is a video: a split is a folder of images or a .txt "
                              "list of them")
         else:
@@ -223,15 +222,15 @@ def _listed_images(listing: Path, label: str) -> list[Path]:
     """The image files a split's ``.txt`` list names (Ultralytics' ``train2017.txt``), read as ``infer``
     reads a list (:func:`~pvt_deploy.io.sources.open_source`: one that is not there, or a URL, is an
     error). As in Ultralytics, a line that is not an image file is left out: said in a warning."""
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _listed_files, open_source
+    from pvt_deploy.io.sources import _listed_files, _named_image, open_source
 
     try:
         listed = _listed_files(listing)
-        with open_source([p for p in listed if Path(p).suffix.lower() in IMAGE_SUFFIXES]) as source:
+        with open_source([p for p in listed if _named_image(Path(p))]) as source:
             images = [p for p in source.items if isinstance(p, Path)]  # type: ignore[attr-defined]
     except InputError as e:
         raise InputError(f"{label}: {e.args[0]}", hint=e.hint) from None
-    if others := [p for p in listed if Path(p).suffix.lower() not in IMAGE_SUFFIXES]:
+    if others := [p for p in listed if not _named_image(Path(p))]:
         log.warning("%s: left out %d line(s) that are not image files (%s)", label, len(others),
                     ", ".join(others[:3]) + (" ..." if len(others) > 3 else ""))
     return images

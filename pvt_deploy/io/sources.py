@@ -1702,11 +1702,33 @@ def _natural_key(path: str | os.PathLike[str]) -> list[int | str]:
     return [int(t) if t.isdigit() else t.lower() for t in _NATURAL_SPLIT.split(os.fspath(path))]
 
 
+def _named_image(path: Path) -> bool:
+    """The rule a file is read as an image by, wherever a file is told to be one or not (a lone file, a
+    folder, a glob, a list, a dataset YAML's split): its suffix, or a GIF of one picture (:func:`_still_gif`)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or _still_gif(path)
+
+
 def _is_image(path: Path) -> bool:
-    """An image file by its suffix; a dangling link named like one counts too, so that reading it
-    fails with the "skipping" warning every unreadable picture gets, instead of passing unmentioned."""
-    return ((path.suffix.lower() in IMAGE_SUFFIXES or _still_gif(path))
-            and (path.is_file() or (path.is_symlink() and not path.exists())))
+    """An image file by its name (:func:`_named_image`); a dangling link named like one counts too, so that
+    reading it fails with the "skipping" warning every unreadable picture gets, instead of passing unmentioned."""
+    return _named_image(path) and (path.is_file() or (path.is_symlink() and not path.exists()))
+
+
+def _folder_entries(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """A folder's entries as ls and a glob's * list them: hidden ones left out, such as the ._IMG_0001.jpg a Mac
+    writes beside each photo it copies to a USB stick or a network share (its metadata, no picture), each of
+    which was a warning that it could not be decoded, and a count of images twice the folder's. ``recursive``:
+    those of the folders in it too, as the glob FOLDER/**/* gives them (hidden folders left out as well)."""
+    if not recursive:
+        return [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return [Path(p) for p in globlib.glob(str(Path(globlib.escape(str(folder))) / "**" / "*"), recursive=True)]
+
+
+def image_files(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
+    """The image files ``infer`` runs of ``folder`` (:func:`_folder_entries`, :func:`_is_image`), naturally
+    sorted; ``recursive``: those of the folders in it too (a dataset YAML's split folder, as Ultralytics reads
+    it). One listing, so that a folder is the same set of pictures to infer, export --calib and check --images."""
+    return sorted((p for p in _folder_entries(Path(folder), recursive=recursive) if _is_image(p)), key=_natural_key)
 
 
 def _is_video(path: Path) -> bool:
@@ -1936,14 +1958,11 @@ def open_source(
         return _stream_source(text, **stream_kw)
 
     path = Path(text).expanduser()
-    if path.is_dir():  # its entries as ls and a glob's * list them: hidden ones left out, such as the ._IMG_0001.jpg
-        # a Mac writes beside each photo it copies to a USB stick or a network share (its metadata, no picture),
-        # each of which was a warning that it could not be decoded, and a count of images twice the folder's
-        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-        return _images_source(entries, str(path), "folder")
+    if path.is_dir():  # its entries as ls and a glob's * list them (hidden ones left out)
+        return _images_source(_folder_entries(path), str(path), "folder")
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES or _still_gif(path):
+        if _named_image(path):
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
