@@ -164,3 +164,28 @@ def test_a_results_repr_stays_short_however_many_classes_it_found() -> None:
     assert len(repr(result)) < 200, repr(result)
     assert repr(result).endswith("3 person, 3 bicycle, 3 car, 3 motorcycle, 3 airplane and 75 more classes)")
     assert result.verbose().count(", ") == 79 and "toothbrush" in result.verbose()
+
+
+def test_more_onnx_runtime_threads_than_cores_do_not_spin(cls_export: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """ONNX Runtime's workers spin while they wait (pvt-deploy's default: inside a run), each holding a
+    core: given more threads than the process has cores (``threads=`` copied from a larger server, a
+    container's quota) they took the cores the working threads needed, so that a session of 128 threads
+    on 2 cores took 13 s to load and 2000 did not load in two minutes. Such a session's workers wait
+    without spinning, and a warning says why; up to the cores they spin as before."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+    from pvt_deploy.runtimes.torch import physical_cores
+
+    cores = physical_cores()
+    many = cores * 32
+    with caplog.at_level("WARNING"), OnnxRuntimeBackend(cls_export / "model.onnx", threads=many,
+                                                         rewrite=False) as backend:
+        options = backend._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert backend.info.details["spin"] == "never" and backend.info.details["intra_op_threads"] == many
+        x = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 96)).astype(np.float32)
+        assert backend.infer({backend.inputs[0].name: x})["logits"].shape == (1, 1000)
+    assert f"threads={many} is more than the {cores} core(s)" in caplog.text
+    caplog.clear()
+    with OnnxRuntimeBackend(cls_export / "model.onnx", threads=cores, rewrite=False) as backend:
+        assert backend.info.details["spin"] == "run"
+    assert "more than" not in caplog.text

@@ -379,7 +379,7 @@ class OnnxRuntimeBackend(Backend):
     ``device``: ``auto`` (TensorRT EP > CUDA EP > CPU from what is installed), ``cpu``, ``cuda[:N]`` or
     ``tensorrt[:N]``. ``threads``: intra-op threads (default physical cores); ``spin``: let idle
     workers busy-wait inside a run (``"run"``, the default), also after it (``True``) or never
-    (``False``; see the module docstring). ``fp16`` lets the
+    (``False``, and whatever it says where ``threads`` is more than the cores; see the module docstring). ``fp16`` lets the
     TensorRT EP pick FP16 kernels for an FP32 graph. ``cache_dir`` keeps TensorRT EP engines between
     sessions (default: a folder of ``.ort-cache`` beside the file keyed by graph, versions, GPU, FP16
     and profile, :func:`~pvt_deploy.runtimes.ort_providers.tensorrt_cache_dir`). ``manifest``: the
@@ -446,6 +446,12 @@ class OnnxRuntimeBackend(Backend):
         intra = int(threads or cores)
         affinities = worker_affinities(intra) if pin and cpu_only else None
         spin = spin_mode(spin)
+        if intra > cores and spin != "never":
+            # a spinning worker holds a core while it waits: with more of them than cores they took the cores
+            # the working ones needed (threads=128 on 2 cores: 13 s to load, 0.17 s never spinning)
+            log.warning("%s: threads=%d is more than the %d core(s) this process may use: its workers wait "
+                        "without spinning", self.path.name, intra, cores)
+            spin = "never"
         options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
         if optimized_model_path is not None:
             options.optimized_model_filepath = str(optimized_model_path)
