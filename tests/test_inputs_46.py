@@ -246,3 +246,19 @@ def test_a_dataset_split_folder_is_the_set_of_pictures_infer_runs(
     assert caplog.text == ""
     with open_source(val) as source:  # infer's listing of the folder's own pictures: the same ones
         assert [p.name for p in source.items] == ["IMG_0001.jpg", "logo.gif"]  # type: ignore[attr-defined]
+
+
+def test_calibration_frames_asked_past_a_clips_length_are_weighed_as_the_frames_it_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """export --calib clip.mp4 --calib-size 100000 on a 75-frame clip was refused as needing 69.1 GB: the
+    memory check weighed the frames asked for, where the 75 the clip holds are all that are read."""
+    from pvt_deploy.export.calibration import usable_images
+    from pvt_deploy.utils import cpu
+
+    clip = recording(tmp_path / "clip.mp4", frames=30)  # 96x64: 100000 frames kept would be 1.8 GB
+    monkeypatch.setattr(cpu, "available_memory", lambda: 1 << 30)
+    frames = usable_images(clip, 100000)
+    assert [f.index for f in frames] == list(range(30))  # type: ignore[union-attr]
+    monkeypatch.setattr(cpu, "available_memory", lambda: 500_000)  # less than the 1.3 MB of 30 frames kept: weighed
+    with pytest.raises(InputError, match=r"clip.mp4: a 96x64 video needs about 1 MB of memory"):
+        usable_images(clip, 100000)

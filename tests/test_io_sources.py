@@ -1116,8 +1116,10 @@ def test_a_clip_read_to_calibrate_or_compare_on_is_weighed_at_the_frames_it_keep
     monkeypatch.setattr(cpu, "available_memory", lambda: 2_500_000)  # (120 + 3 x 8) x 15 360 = 2.2 MB
     assert len(usable_images(clip, 4)) == 4
     assert len(_check_images(clip, 8)[0]) == 6
-    with pytest.raises(InputError, match="needs about 5 MB"):  # 64 frames kept: (120 + 192) x 15 360 = 4.8 MB
-        usable_images(clip, 64)
+    assert len(usable_images(clip, 64)) == 6  # no more than its 6 frames are kept: weighed so
+    longer = make_video(tmp_path / "longer.mp4", frames=40, size=(160, 96))
+    with pytest.raises(InputError, match="needs about 4 MB"):  # its 40 frames kept: (120 + 120) x 15 360 = 3.7 MB
+        usable_images(longer, 64)
 
 
 def switching_clip(path: Path, sizes: list[tuple[int, int]]) -> Path:

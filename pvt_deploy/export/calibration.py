@@ -88,7 +88,8 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     own, so that what runs does not depend on how many files the glob matches today). ``keep``: how many of
     a video's frames are kept, which with the decoding sets the memory a frame's pixel needs before the
     video is decoded: what a run that saves no video needs (the decoder's frames and threads,
-    :data:`~pvt_deploy.io.sources.VIDEO_BYTES_PER_PIXEL_UNSAVED`) and 3 bytes (RGB) for each frame kept.
+    :data:`~pvt_deploy.io.sources.VIDEO_BYTES_PER_PIXEL_UNSAVED`) and 3 bytes (RGB) for each frame kept, of
+    no more frames than the clip holds (``kept_frames``: --calib-size 100000 on a 75-frame clip reads 75).
     A 4K clip of which 8 frames are kept is so weighed at ~1.2 GB; it was weighed as ``infer`` weighs a
     video it draws and saves (260 bytes a pixel, ~2.2 GB)."""
     from pvt_deploy.io.sources import (
@@ -117,7 +118,7 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             which = "a YAML file" if len(yamls) == 1 else f"{len(yamls)} YAML files"
             raise InputError(f"{text} matches {which} ({named}): a glob is read as images; name one dataset "
                              "YAML on its own")
-    source = open_source(text, bytes_per_pixel=VIDEO_BYTES_PER_PIXEL_UNSAVED + 3 * max(1, keep))
+    source = open_source(text, bytes_per_pixel=VIDEO_BYTES_PER_PIXEL_UNSAVED, kept_frames=max(1, keep))
     if not videos and not isinstance(source, ImageSource):  # a video without a video's suffix
         source.close()
         raise InputError(not_video)

@@ -679,6 +679,7 @@ class PyAVReader:
         timeout: float | tuple[float, float] | None = None,
         live: bool | None = None,
         bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
+        kept_frames: int = 0,
     ) -> None:
         self.error: str | None = None
         self.frames_exact = False
@@ -746,6 +747,10 @@ class PyAVReader:
             if not self.live:
                 self.duration, self.duration_is_video = self._declared_length(stream)
             self.frames: int | None = None if self.live else self._count_frames(stream)
+            # frames the caller keeps (export's calibration frames, RGB): no more than the clip holds, so that
+            # --calib-size 100000 on a 75-frame clip is weighed at the 75 it reads, not refused for 100000
+            kept = min(kept_frames, self.frames) if self.frames else kept_frames
+            self._per_pixel = bytes_per_pixel + 3 * max(0, kept)
             # the frame size weighed against the memory free: before the first frame is decoded, the one the
             # stream declares (its codec parameters); again in grab() where a frame comes at another (a
             # resolution switch, or a size not declared). A picture's packet is weighed as its file is (_decode)
@@ -1086,11 +1091,12 @@ class VideoSource(Source):
     kind: SourceKind = "video"
 
     def __init__(self, path: str | os.PathLike[str], *, vid_stride: int = 1,
-                 bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL) -> None:
+                 bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL, kept_frames: int = 0) -> None:
         self.path = Path(path)
         self.spec = str(path)
         self.vid_stride = vid_stride
         self._per_pixel = bytes_per_pixel
+        self._kept_frames = kept_frames
         self.error: str | None = None
         self._reader: PyAVReader | None = self._open()
         self._active: PyAVReader | None = None
@@ -1102,7 +1108,8 @@ class VideoSource(Source):
 
     def _open(self) -> PyAVReader:
         try:
-            return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel)
+            return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel,
+                              kept_frames=self._kept_frames)
         except av.error.FFmpegError as e:
             with contextlib.suppress(OSError):
                 if self.path.stat().st_size == 0:
@@ -1801,6 +1808,7 @@ def _stream_source(
     timeout: float,
     options: dict[str, str] | None,
     bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
+    kept_frames: int = 0,
 ) -> StreamSource | ArraySource:
     if is_webcam(spec):
         device: int | str = int(spec) if spec.isdigit() else spec
@@ -1819,7 +1827,8 @@ def _stream_source(
     live = True if scheme in _LIVE_SCHEMES else None
 
     def opener() -> PyAVReader:
-        return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live, bytes_per_pixel=bytes_per_pixel)
+        return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live, bytes_per_pixel=bytes_per_pixel,
+                          kept_frames=kept_frames)
 
     def stream() -> StreamSource:
         return StreamSource(
@@ -1890,6 +1899,7 @@ def open_source(
     timeout: float = 10.0,
     options: dict[str, str] | None = None,
     bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
+    kept_frames: int = 0,
 ) -> Source:
     """Open anything a user can point ``infer`` at and return a :class:`Source`.
 
@@ -1901,7 +1911,8 @@ def open_source(
     ``options`` (FFmpeg options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
     ``bytes_per_pixel``: the memory a video frame's pixel needs in this run, weighed against the memory
     free before a video or stream is decoded (:data:`VIDEO_BYTES_PER_PIXEL` where the annotated video is
-    saved, :data:`VIDEO_BYTES_PER_PIXEL_UNSAVED` where it is not).
+    saved, :data:`VIDEO_BYTES_PER_PIXEL_UNSAVED` where it is not); ``kept_frames``: how many of a video's frames
+    the caller keeps besides (RGB, 3 bytes a pixel each), weighed as no more than the video holds.
 
     Raises :class:`InputError` for anything that does not exist or cannot be decoded.
     """
@@ -1952,7 +1963,7 @@ def open_source(
                          "URL; the current folder is '.'")
     stream_kw: dict[str, Any] = dict(
         vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, timeout=timeout, options=options,
-        bytes_per_pixel=bytes_per_pixel,
+        bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames,
     )
     if is_live(text):
         return _stream_source(text, **stream_kw)
@@ -1965,7 +1976,7 @@ def open_source(
         if _named_image(path):
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in VIDEO_SUFFIXES:
-            return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
+            return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
         if suffix == ".txt":  # Ultralytics' list source
             listed = _listed_files(path)
             try:
@@ -1976,7 +1987,7 @@ def open_source(
             raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
                              "export --calib and check --images", hint="to run a split, give its folder: "
                              "pvt-deploy infer DATASET/images/val")
-        return _guess_file(path, vid_stride, bytes_per_pixel)
+        return _guess_file(path, vid_stride, bytes_per_pixel, kept_frames)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
         return _images_source(matches, text, "glob")
@@ -2022,7 +2033,8 @@ def _listed_files(listing: Path) -> list[str]:
     return paths
 
 
-def _guess_file(path: Path, vid_stride: int, bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL) -> Source:
+def _guess_file(path: Path, vid_stride: int, bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
+                kept_frames: int = 0) -> Source:
     """A file with an unknown suffix: try it as an image, then as a video."""
     try:
         return ImageSource([path], kind="image", spec=str(path))
@@ -2031,7 +2043,7 @@ def _guess_file(path: Path, vid_stride: int, bytes_per_pixel: int = VIDEO_BYTES_
     except InputError:
         pass
     try:
-        return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel)
+        return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
     except (_NoVideoStream, _TooBigToDecode):
         raise  # a media file, but audio only, or a video too big for the memory free: say that, not "unreadable"
     except InputError:
