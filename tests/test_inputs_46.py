@@ -262,3 +262,19 @@ def test_calibration_frames_asked_past_a_clips_length_are_weighed_as_the_frames_
     monkeypatch.setattr(cpu, "available_memory", lambda: 500_000)  # less than the 1.3 MB of 30 frames kept: weighed
     with pytest.raises(InputError, match=r"clip.mp4: a 96x64 video needs about 1 MB of memory"):
         usable_images(clip, 100000)
+
+
+def test_the_image_types_a_folder_is_searched_for_name_a_still_gif(tmp_path: Path) -> None:
+    """A still GIF is an image (0c73a69), but 'no images found' listed the image types without .gif."""
+    from pvt_deploy.export.calibration import dataset_images
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "notes.txt").write_text("not a picture\n")
+    (tmp_path / "data.yaml").write_text("val: val\n")
+    with pytest.raises(InputError) as infer_says:
+        open_source(tmp_path / "val")
+    with pytest.raises(InputError) as calib_says:
+        dataset_images(tmp_path / "data.yaml")
+    for caught in (infer_says, calib_says):
+        assert caught.value.hint is not None and caught.value.hint.startswith("image types: .avif, .bmp")
+        assert ", .gif (one picture), " in caught.value.hint and ".png" in caught.value.hint

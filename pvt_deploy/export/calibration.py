@@ -152,7 +152,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     """
     import yaml
 
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES, _is_video, _named_image, image_files
+    from pvt_deploy.io.sources import _is_video, _named_image, image_files, image_types
 
     text = os.fspath(yaml_file)
     path = Path(text).expanduser()
@@ -213,7 +213,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
             files += _listed_images(found, f"{text}: {key}: {entry}")
     if not files:
         raise InputError(f"{text}: {key}: {', '.join(entries)} holds no images",
-                         hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}")
+                         hint=f"image types: {image_types()}")
     log.info("%s images: %s, its %s split: %d image(s) (%s)", what, text, key, len(files),
              ", ".join(entries) if len(entries) <= 3 else f"{entries[0]} and {len(entries) - 1} more")
     return files

@@ -1715,6 +1715,12 @@ def _named_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or _still_gif(path)
 
 
+def image_types() -> str:
+    """The file types :func:`_named_image` reads as images, for a hint where none was found: its suffixes, and
+    .gif where it is one picture (an animated GIF is a video)."""
+    return ", ".join(sorted([*IMAGE_SUFFIXES, ".gif (one picture)"]))
+
+
 def _is_image(path: Path) -> bool:
     """An image file by its name (:func:`_named_image`); a dangling link named like one counts too, so that
     reading it fails with the "skipping" warning every unreadable picture gets, instead of passing unmentioned."""
@@ -1790,7 +1796,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
             raise InputError(f"no images found in folder {spec}, only in folders in it (such as {found})",
                              hint=f"a folder runs its own images; for those of its folders too, give a glob: '{below}'")
         raise InputError(
-            f"no images found in {what} {spec}", hint=f"image types: {', '.join(sorted(IMAGE_SUFFIXES))}"
+            f"no images found in {what} {spec}", hint=f"image types: {image_types()}"
         )
     if videos:
         log.warning("%s: running its %s; %s left out (give each video on its own)", spec,
