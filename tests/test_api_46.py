@@ -189,3 +189,61 @@ def test_more_onnx_runtime_threads_than_cores_do_not_spin(cls_export: Path, capl
     with OnnxRuntimeBackend(cls_export / "model.onnx", threads=cores, rewrite=False) as backend:
         assert backend.info.details["spin"] == "run"
     assert "more than" not in caplog.text
+
+
+def _letterboxed(picture: np.ndarray, content_hw: tuple[int, int], input_hw: tuple[int, int],
+                 pad: list[float]) -> np.ndarray:
+    """The graph input built by hand: ``picture`` resized (bilinear) to ``content_hw`` at the top left of an
+    ``input_hw`` input of the pad colour."""
+    import cv2
+
+    x = np.empty((1, 3, *input_hw), np.float32)
+    x[0] = np.asarray(pad, np.float32)[:, None, None]
+    h, w = content_hw
+    x[0, :, :h, :w] = cv2.resize(picture, (w, h), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    return x
+
+
+def test_a_strip_under_the_graphs_minimum_is_padded_up_to_it(det_model: Any, tmp_path_factory: pytest.TempPathFactory,
+                                                              tmp_path: Path) -> None:
+    """A wide strip letterboxes to less than a dynamic graph's smallest height (these exports take 64..320;
+    101x999 at imgsz 128 is 13x128 of picture, 32 rows after the stride): the whole run failed, saying
+    'pass a smaller imgsz', where the letterbox pads it up to the minimum as it pads to the stride. The
+    detector's boxes come back in the picture's pixels (the graph's own boxes for that padded input, scaled
+    by 999/128 and 101/13); the segmenter's (align: 13 rows resized to 32, padded to 64) class map is the
+    picture's size and mmseg's two resizes of the graph's logits for that input. A 2x2000 strip runs too."""
+    import torch
+    import torch.nn.functional as F
+
+    from pvt_deploy import Model
+    from pvt_deploy.tasks.postprocess import multiclass_nms
+
+    picture = np.random.default_rng(7).integers(0, 256, (101, 999, 3), np.uint8)
+    pad = det_model.manifest["preprocess"]["pad_value"]
+    (r,) = det_model.predict(picture, imgsz=128)
+    assert r.orig_shape == (101, 999) and len(r.boxes)
+    out = det_model.backend.infer({"images": _letterboxed(picture, (13, 128), (64, 128), pad)})
+    boxes = out["boxes"][0].copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, 128)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, 13)
+    real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    post = det_model.manifest["postprocess"]
+    want = multiclass_nms(boxes[real], out["scores"][0][real], score_threshold=post["score_threshold"],
+                          iou_threshold=post["iou_threshold"], max_detections=post["max_detections"]).boxes
+    want = (want / np.array([128 / 999, 13 / 101] * 2, np.float32)).clip(0, [999, 101, 999, 101])
+    np.testing.assert_allclose(r.boxes.xyxy, want, atol=1e-3)
+    (strip,) = det_model.predict(np.full((2, 2000, 3), 90, np.uint8), imgsz=128)
+    assert strip.orig_shape == (2, 2000)
+    assert np.all(strip.boxes.xyxy >= 0) and np.all(strip.boxes.xyxy <= [2000, 2, 2000, 2])
+
+    with Model(cached_export(tmp_path_factory, "seg")) as seg:
+        assert seg.manifest["preprocess"]["resize"] == "align"
+        (m,) = seg.predict(picture, imgsz=128)
+        logits = seg.backend.infer({"images": _letterboxed(picture, (32, 128), (64, 128), pad)})["seg_logits"]
+        full = F.interpolate(torch.from_numpy(logits), size=(64, 128), mode="bilinear", align_corners=False)
+        full = F.interpolate(full[:, :, :32, :128], size=(101, 999), mode="bilinear", align_corners=False)[0]
+        assert m.mask.shape == (101, 999)
+        differ = m.mask != full.argmax(0).numpy()
+        top2 = full.topk(2, dim=0).values.numpy()
+        assert differ.mean() < 1e-3 and np.all(top2[0][differ] - top2[1][differ] < 1e-5)  # only near-ties
+        assert seg.predict(np.full((2, 2000, 3), 90, np.uint8), imgsz=128)[0].mask.shape == (2, 2000)

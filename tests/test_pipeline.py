@@ -407,14 +407,15 @@ def test_a_batch_ends_where_a_clips_or_a_live_feeds_frame_size_changes() -> None
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_a_frame_outside_the_graphs_range_comes_after_every_frame_before_it_at_any_batch(threaded: bool) -> None:
-    """A picture the graph cannot take (a 10x640 strip plans to a height of 32, under the range's 64) ends
-    the run with its error after the frames before it, at any ``batch``: at ``batch=4`` the two before it
-    were dropped, as planning it to see whether it joined their batch raised the error first."""
-    manifest = {**MANIFEST, "dynamic": {**MANIFEST["dynamic"], "height": [64, 640]}}
+    """A picture the graph cannot take (a portrait 64x48 frame in a landscape clip plans to a height of 64,
+    over the range's 32) ends the run with its error after the frames before it, at any ``batch``: at
+    ``batch=4`` the two before it were dropped, as planning it to see whether it joined their batch raised
+    the error first."""
+    manifest = {**MANIFEST, "dynamic": {**MANIFEST["dynamic"], "height": [32, 32]}}
     for batch in (1, 4):
         done = []
-        with pytest.raises(InputError, match="outside the graph's range"):
-            for r in Pipeline(Predictor(FakeBackend(), manifest), SizedSource([(48, 64), (48, 64), (10, 640), (48, 64)]),
+        with pytest.raises(InputError, match=r"input height 64 is outside the graph's range \[32, 32\]"):
+            for r in Pipeline(Predictor(FakeBackend(), manifest), SizedSource([(24, 64), (24, 64), (64, 48), (24, 64)]),
                               batch=batch, threaded=threaded):
                 done.append(r.frame)
         assert done == [0, 1], batch

@@ -121,21 +121,25 @@ class Preprocessor:
         rh, rw = keep_ratio_size(h, w, max(th, tw), min(th, tw))
         if self.policy == "align":
             rh, rw = ceil_to(rh, self.stride), ceil_to(rw, self.stride)
-            ih, iw = rh, rw
-        else:
-            ih, iw = ceil_to(rh, self.stride), ceil_to(rw, self.stride)
-        self._check_range(ih, iw)
-        return Letterbox((h, w), (rh, rw), (ih, iw))
+        return Letterbox((h, w), (rh, rw), self._in_range(ceil_to(rh, self.stride), ceil_to(rw, self.stride)))
 
-    def _check_range(self, ih: int, iw: int) -> None:
+    def _in_range(self, ih: int, iw: int) -> tuple[int, int]:
+        """The input size of content that fills (ih, iw): padded up to the graph's minimum where a side is
+        under it (a wide strip: 2x2000 letterboxes to a height of 32), as a batch pads a picture to the
+        largest in it; post-processing maps results back through the record's ``resized_hw`` whatever the
+        padding. A side over the graph's maximum is refused."""
         rng = self.dynamic_range
         if not rng:
-            return
+            return ih, iw
+        fed = []
         for name, v in (("height", ih), ("width", iw)):
             lo, hi = rng.get(name, (0, 1 << 30))
-            if not lo <= v <= hi:
-                raise InputError(f"input {name} {v} is outside the graph's range [{lo}, {hi}]; "
-                                 f"pass a smaller {option('imgsz')} or re-export with a larger range")
+            v = max(v, ceil_to(int(lo), self.stride))
+            if v > hi:
+                raise InputError(f"input {name} {v} is outside the graph's range [{lo}, {hi}]; pass a smaller "
+                                 f"{option('imgsz')}, or re-export with a larger {option('max_size')}")
+            fed.append(v)
+        return fed[0], fed[1]
 
     # -- pixels ---------------------------------------------------------------------------------
     def resize(self, image: np.ndarray, box: Letterbox) -> np.ndarray:
