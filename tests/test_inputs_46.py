@@ -278,3 +278,32 @@ def test_the_image_types_a_folder_is_searched_for_name_a_still_gif(tmp_path: Pat
     for caught in (infer_says, calib_says):
         assert caught.value.hint is not None and caught.value.hint.startswith("image types: .avif, .bmp")
         assert ", .gif (one picture), " in caught.value.hint and ".png" in caught.value.hint
+
+
+def test_an_animated_webp_or_a_tiff_of_pages_says_it_runs_its_first_frame_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An animated WebP and a multi-page TIFF ran their first frame only, unsaid, where an animated GIF runs
+    as a video (FFmpeg decodes no animated WebP; a TIFF's pages are no clip): a warning, once a file."""
+    from pvt_deploy.export.calibration import usable_images
+
+    frames = [Image.fromarray(np.full((48, 64, 3), c, np.uint8)) for c in (30, 120, 240)]
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(folder / "scan.tif", save_all=True, append_images=frames[1:2])
+    frames[0].save(folder / "still.webp")
+    frames[0].save(folder / "still.tif")
+    with caplog.at_level(logging.WARNING), open_source(folder) as source:
+        read = {f.name: f.image for f in source}
+    assert sorted(read) == ["anim.webp", "scan.tif", "still.tif", "still.webp"]
+    assert np.abs(read["anim.webp"].astype(int) - 30).max() < 8 and np.abs(read["scan.tif"].astype(int) - 30).max() == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"{folder / 'anim.webp'} holds 3 frames (an animated picture, or pages): running its first only; "
+                    "save its frames as images to run each",
+                    f"{folder / 'scan.tif'} holds 2 frames (an animated picture, or pages): running its first only; "
+                    "save its frames as images to run each"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # export reads each twice (checked, then batched): said once a file
+        for picture in usable_images(folder):
+            read_image(picture)  # type: ignore[arg-type]
+    assert caplog.text == ""

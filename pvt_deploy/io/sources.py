@@ -236,7 +236,14 @@ def as_rgb_array(image: Any) -> np.ndarray:
     buffer cannot change a picture (``Result.orig_img``) after the fact.
     """
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
-        image = _pil_pixels(image)
+        try:
+            image = _pil_pixels(image)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - closed, its file closed or cut short: Pillow's own errors
+            raise InputError(f"cannot read the PIL image's pixels ({str(e) or type(e).__name__})",
+                             hint="read them before the image or its file is closed: image.load() or "
+                             "image.copy() inside 'with Image.open(...)'") from e
     if not isinstance(image, np.ndarray):
         raise InputError(f"expected a numpy array or PIL image, got {type(image).__name__}")
     if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_) or np.iscomplexobj(image):
@@ -302,11 +309,27 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)  # bytes first: unicode-safe on Windows
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
-    _check_memory_to_decode(data, path)
+    frames = _check_memory_to_decode(data, path)
     img = _imdecode(data)
     if img is None:
         raise InputError(f"cannot decode image {path} ({_EMPTY if data.size == 0 else 'corrupt or not an image'})")
+    if frames > 1:
+        _say_first_frame_only(path, frames)
     return img
+
+
+_said_first_frame_only: set[str] = set()
+
+
+def _say_first_frame_only(path: str | os.PathLike[str], frames: int) -> None:
+    """Warn, once a file, that an image file of several frames runs its first only: an animated WebP or PNG,
+    a TIFF of several pages (a scan's, a microscope's stack). These passed unsaid, where an animated GIF runs
+    as a video; they are not run so: FFmpeg does not decode an animated WebP, and a TIFF's pages are no clip."""
+    key = os.path.abspath(path)
+    if key not in _said_first_frame_only:
+        _said_first_frame_only.add(key)
+        log.warning("%s holds %d frames (an animated picture, or pages): running its first only; save its frames "
+                    "as images to run each", path, frames)
 
 
 # Peak memory of infer per pixel of a picture, over what the loaded model holds: the decoded BGR and RGB
@@ -327,14 +350,17 @@ VIDEO_BYTES_PER_PIXEL = 260
 VIDEO_BYTES_PER_PIXEL_UNSAVED = 120
 
 
-def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> None:
+def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> int:
     """Refuse, before decoding, a picture whose header declares more pixels than the memory free can
     decode and run (a decompression bomb: a 1 MB PNG of 20000x20000 takes GBs, and the OOM killer ends the
     process with no word, the rest of a folder lost). Only the memory free limits it: a real 400 MP photo
-    runs where there is room. Nothing is refused where the header or the free memory cannot be read."""
-    size = _declared_size(data)
-    if size is not None:
-        _check_memory_to_run(path, "image", *size, DECODE_BYTES_PER_PIXEL)
+    runs where there is room. Nothing is refused where the header or the free memory cannot be read.
+    Returns the frames (pages) the header declares: 1 where it says none, or cannot be read."""
+    header = _header(io.BytesIO(data.tobytes()))
+    if header is None:
+        return 1
+    _check_memory_to_run(path, "image", *header[0], DECODE_BYTES_PER_PIXEL)
+    return header[2]
 
 
 def _check_memory_to_run(name: str | os.PathLike[str], what: str, width: int, height: int, per_pixel: int) -> None:
@@ -351,15 +377,9 @@ def _check_memory_to_run(name: str | os.PathLike[str], what: str, width: int, he
                               hint="free some memory, or scale it down")
 
 
-def _declared_size(data: np.ndarray) -> tuple[int, int] | None:
-    """The (width, height) an image file's header declares (see :func:`_header`); None where none of
-    Pillow's openers reads it (a format only OpenCV knows)."""
-    header = _header(io.BytesIO(data.tobytes()))
-    return header[0] if header is not None else None
-
-
-def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any] | None:
-    """The (width, height) and the EXIF block (bytes, or None) of the picture in ``stream``, read by
+def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
+    """The (width, height), the EXIF block (bytes, or None) and the frames (pages; 1 where it says none) of
+    the picture in ``stream``, read by
     Pillow's openers without decoding the pixels; None where none of them reads it (a format only OpenCV
     knows). Not through Image.open, whose own decompression-bomb limit (an error above 179 MP) would
     refuse a real 400 MP photo on a server with the memory for it."""
@@ -380,7 +400,11 @@ def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any] | None:
                 width, height = image.size
             except Exception:  # noqa: BLE001 - not this format, or a damaged header: OpenCV says which
                 continue
-            return (int(width), int(height)), image.info.get("exif")
+            try:
+                frames = int(getattr(image, "n_frames", 1))
+            except Exception:  # noqa: BLE001 - a damaged list of pages: the first one is what decodes
+                frames = 1
+            return (int(width), int(height)), image.info.get("exif"), max(1, frames)
     return None
 
 
@@ -398,7 +422,7 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
     if header is None:
         return None
-    (width, height), exif = header
+    (width, height), exif, _ = header
     if isinstance(exif, bytes):
         try:
             tags = Image.Exif()
