@@ -247,3 +247,32 @@ def test_a_strip_under_the_graphs_minimum_is_padded_up_to_it(det_model: Any, tmp
         top2 = full.topk(2, dim=0).values.numpy()
         assert differ.mean() < 1e-3 and np.all(top2[0][differ] - top2[1][differ] < 1e-5)  # only near-ties
         assert seg.predict(np.full((2, 2000, 3), 90, np.uint8), imgsz=128)[0].mask.shape == (2, 2000)
+
+
+
+def test_a_closed_pil_image_is_one_input_error(det_model: Any, tmp_path: Path) -> None:
+    """A PIL image closed (``close()``), or opened lazily and used after its ``with Image.open(...)`` block,
+    raised Pillow's own error from deep in the pipeline (``ValueError: Operation on closed image``, or a bare
+    AssertionError). It is one line of :class:`InputError` saying how to keep the pixels, alone or in a list;
+    what it says to do (``load()`` inside the block) runs."""
+    from PIL import Image
+
+    from pvt_deploy.errors import InputError
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(path)
+    closed = Image.open(path)
+    closed.load()
+    closed.close()
+    with Image.open(path) as lazy:
+        pass
+    with Image.open(path) as loaded:
+        loaded.load()
+    for image, why in ((closed, "Operation on closed image"), (lazy, "AssertionError")):
+        for source in (image, [path, image]):
+            with pytest.raises(InputError) as e:
+                det_model.predict(source)
+            assert str(e.value) == (f"cannot read the PIL image's pixels ({why}) (read them before the image or its "
+                                    "file is closed: image.load() or image.copy() inside 'with Image.open(...)')")
+    (r,) = det_model.predict(loaded)
+    assert np.array_equal(r.orig_img, np.asarray(Image.open(path).convert("RGB")))
