@@ -193,7 +193,10 @@ class Model:
 
         ``source``: an image, folder, glob, video, webcam index, stream URL, numpy RGB image (OpenCV's
         ``imread`` and ``VideoCapture`` give BGR, which Ultralytics takes: pass ``frame[..., ::-1]``), PIL
-        image, a list of image paths / arrays, or an opened :class:`pvt_deploy.io.Source`; ``None``
+        image, an encoded picture in memory (an upload's ``bytes``, ``bytearray``, ``memoryview`` or binary
+        file object such as ``io.BytesIO``, read from where it stands and decoded as its file is: EXIF
+        orientation applied, RGB), a list of image paths / pictures, or an opened
+        :class:`pvt_deploy.io.Source`; ``None``
         is the bundled sample photos. An unreadable image in a list, folder or glob is skipped with a
         warning (each result's ``path`` says which picture it is); when none can be read,
         :class:`InputError`. Videos and

@@ -249,7 +249,6 @@ def test_a_strip_under_the_graphs_minimum_is_padded_up_to_it(det_model: Any, tmp
         assert seg.predict(np.full((2, 2000, 3), 90, np.uint8), imgsz=128)[0].mask.shape == (2, 2000)
 
 
-
 def test_a_closed_pil_image_is_one_input_error(det_model: Any, tmp_path: Path) -> None:
     """A PIL image closed (``close()``), or opened lazily and used after its ``with Image.open(...)`` block,
     raised Pillow's own error from deep in the pipeline (``ValueError: Operation on closed image``, or a bare
@@ -276,3 +275,45 @@ def test_a_closed_pil_image_is_one_input_error(det_model: Any, tmp_path: Path) -
                                     "file is closed: image.load() or image.copy() inside 'with Image.open(...)')")
     (r,) = det_model.predict(loaded)
     assert np.array_equal(r.orig_img, np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_an_encoded_picture_in_memory_runs_as_its_file_does(det_model: Any, tmp_path: Path) -> None:
+    """What a web service gets from an upload, an encoded picture as bytes, a bytearray, a memoryview or a
+    binary file object (BytesIO, an open file), was refused ('unsupported source type bytes'; for a BytesIO
+    'give list(...) of a BytesIO', which iterates its lines). It runs as the picture's file does: a JPEG
+    turned by its EXIF orientation comes upright, in RGB, with the file's boxes, alone or in a list. What is
+    not a picture is one line: text-mode file, a file object read to its end, a path given as bytes."""
+    import io
+
+    from PIL import Image
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.io.sources import read_image
+
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:24, :, 0] = 250  # red on top, green below: upright only if the orientation is applied
+    pixels[24:, :, 1] = 250
+    path = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turned a quarter clockwise
+    Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    data = path.read_bytes()
+    want = read_image(path)
+    assert want.shape == (64, 48, 3)
+    (ref,) = det_model.predict(path)
+    with open(path, "rb") as opened:
+        given = [data, bytearray(data), memoryview(data), io.BytesIO(data), opened]
+        for source in given:
+            (r,) = det_model.predict(source)
+            assert np.array_equal(r.orig_img, want), type(source)
+            np.testing.assert_array_equal(r.boxes.data, ref.boxes.data)
+    results = det_model.predict([path, data, io.BytesIO(data)])
+    assert all(np.array_equal(r.orig_img, want) for r in results)
+    refused = {io.StringIO("x"): r"the file object <StringIO> is open as text, not bytes \(open the picture with "
+                                 r"open\(path, 'rb'\)\)$",
+               io.BytesIO(): r"the file object <BytesIO> gave no bytes \(read to its end already\? seek\(0\) first\)$",
+               b"clip.mp4": r"cannot decode image <bytes> \(corrupt or not an image\) \(bytes and file objects are "
+                            r"decoded as an image file's contents; give a video, or a path, by its name \(a str\)\)$"}
+    for source, message in refused.items():
+        with pytest.raises(InputError, match=message):
+            det_model.predict(source)

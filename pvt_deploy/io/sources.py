@@ -225,7 +225,8 @@ def _decoded_to_rgb(img: np.ndarray) -> np.ndarray:
 
 
 def as_rgb_array(image: Any) -> np.ndarray:
-    """An in-memory picture (numpy array assumed RGB, or a PIL image) -> HxWx3 uint8 RGB.
+    """An in-memory picture (numpy array assumed RGB, a PIL image, or an encoded picture: see
+    :func:`read_encoded`) -> HxWx3 uint8 RGB.
 
     Arrays are *not* channel-swapped: pvt-deploy is RGB end to end, so an array from
     ``cv2.imread`` must be converted by the caller (``img[..., ::-1]``). A float array is read as
@@ -235,6 +236,8 @@ def as_rgb_array(image: Any) -> np.ndarray:
     The result never shares memory with the caller's array: a capture loop that reuses its frame
     buffer cannot change a picture (``Result.orig_img``) after the fact.
     """
+    if _is_encoded(image):
+        return read_encoded(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # PIL.Image without importing PIL
         try:
             image = _pil_pixels(image)
@@ -309,6 +312,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)  # bytes first: unicode-safe on Windows
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
+    return _decode_file(data, path)
+
+
+def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file's bytes, named ``path`` in messages, decoded as :func:`read_image` decodes them."""
     frames = _check_memory_to_decode(data, path)
     img = _imdecode(data)
     if img is None:
@@ -316,6 +324,44 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if frames > 1:
         _say_first_frame_only(path, frames)
     return img
+
+
+def _is_encoded(item: Any) -> bool:
+    """Bytes, a bytearray or memoryview, or a file object (``read`` and ``seek``: BytesIO, an open file, an
+    upload's stream), which :func:`read_encoded` decodes as a picture file."""
+    return isinstance(item, (bytes, bytearray, memoryview)) or (
+        callable(getattr(item, "read", None)) and callable(getattr(item, "seek", None)))
+
+
+def read_encoded(item: Any) -> np.ndarray:
+    """An encoded picture in memory (what a web service gets from an upload: ``bytes``, ``bytearray``,
+    ``memoryview``, or a binary file object read from where it stands) decoded as :func:`read_image`
+    decodes that picture's file: HxWx3 uint8 RGB, EXIF orientation applied. Raises :class:`InputError`
+    where it cannot be read or decoded (a video must be given as a file)."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        name, raw = f"<{type(item).__name__}>", item
+    else:
+        given = getattr(item, "name", None)
+        name = given if isinstance(given, str) else f"<{type(item).__name__}>"
+        try:
+            raw = item.read()
+        except (OSError, ValueError) as e:  # a closed file, one opened for writing
+            raise InputError(f"cannot read the file object {name}: {e}") from e
+        if isinstance(raw, str):
+            raise InputError(f"the file object {name} is open as text, not bytes", hint="open the picture with "
+                             "open(path, 'rb')")
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise InputError(f"the {type(item).__name__}'s read() gave a {type(raw).__name__}, not a picture's bytes")
+        if not len(raw):
+            raise InputError(f"the file object {name} gave no bytes", hint="read to its end already? seek(0) first")
+    data = np.frombuffer(raw.tobytes() if isinstance(raw, memoryview) else raw, np.uint8)
+    try:
+        return _decode_file(data, name)
+    except InputError as e:
+        if e.hint is not None:
+            raise
+        raise InputError(e.args[0], hint="bytes and file objects are decoded as an image file's contents; give a "
+                         "video, or a path, by its name (a str)") from None
 
 
 _said_first_frame_only: set[str] = set()
@@ -506,12 +552,14 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
 
 
 def is_picture(item: Any) -> bool:
-    """A numpy array or a PIL image (which has ``convert`` and ``mode``), not a path."""
-    return isinstance(item, np.ndarray) or (hasattr(item, "convert") and hasattr(item, "mode"))
+    """A numpy array, a PIL image (which has ``convert`` and ``mode``) or an encoded picture (bytes, a
+    file object: :func:`read_encoded`), not a path."""
+    return isinstance(item, np.ndarray) or (hasattr(item, "convert") and hasattr(item, "mode")) or _is_encoded(item)
 
 
 class ArraySource(Source):
-    """A single in-memory picture (numpy RGB array or PIL image), for the Python API."""
+    """A single in-memory picture (numpy RGB array, PIL image, or an encoded picture's bytes or file
+    object), for the Python API."""
 
     kind: SourceKind = "image"
 
@@ -1936,7 +1984,8 @@ def open_source(
     ``spec`` may be an image file, a folder (its images, naturally sorted, not recursive), a glob
     (``"data/**/*.jpg"``), a list of image paths (or a ``.txt`` file of them, one a line), a video
     file, a webcam index (``0`` or ``"0"``) or ``/dev/videoN``, an ``rtsp://``/``rtmp://``/``http(s)://``
-    URL, or an in-memory RGB numpy array / PIL image. ``vid_stride`` keeps every n-th frame of videos
+    URL, an in-memory RGB numpy array / PIL image, or an encoded picture's bytes or binary file object
+    (:func:`read_encoded`). ``vid_stride`` keeps every n-th frame of videos
     and streams. ``reconnect``, ``realtime``, ``timeout`` (seconds, per connect and per read) and
     ``options`` (FFmpeg options, e.g. ``{"rtsp_transport": "udp"}``) apply to streams.
     ``bytes_per_pixel``: the memory a video frame's pixel needs in this run, weighed against the memory
@@ -1958,7 +2007,7 @@ def open_source(
         for i, p in enumerate(spec):  # Path() would raise a TypeError: a nested list, None, bytes, a tensor
             if not is_picture(p) and (isinstance(p, bool) or not isinstance(p, (str, os.PathLike))):
                 raise InputError(f"item {i} of the list is a {type(p).__name__}: a list takes image paths, numpy "
-                                 "arrays and PIL images")
+                                 "arrays, PIL images and encoded pictures (bytes, binary file objects)")
         items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
             if isinstance(item, Path) and (special := _special_file(item)) is not None:
@@ -1981,8 +2030,8 @@ def open_source(
             )
         return ImageSource(items, kind="images", spec=f"{len(items)} images")
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
-        wanted = ("give a path, folder, glob, video, URL, camera index, numpy array or PIL image, or a list of "
-                  "image paths and pictures")
+        wanted = ("give a path, folder, glob, video, URL, camera index, numpy array, PIL image or encoded "
+                  "picture (bytes, a binary file object), or a list of image paths and pictures")
         if hasattr(spec, "__iter__") and not isinstance(spec, (bytes, dict)):  # a generator, iterator, set
             raise InputError(f"unsupported source type {type(spec).__name__}: {wanted}; give list(...) of a "
                              f"{type(spec).__name__}, or call predict on each picture")
