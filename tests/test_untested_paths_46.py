@@ -156,3 +156,16 @@ def test_weights_that_are_a_named_pipe_are_named_as_such(
     assert one_line_error(err) == (f"error: weights {fifo} is not a regular file (a pipe, socket or device): give "
                                    "the checkpoint file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("args", [["info", "{tmp}/missing.onnx"], ["models", "--json"]])
+def test_a_failing_stderr_keeps_the_exit_code(tmp_path: Path, args: list[str]) -> None:
+    """``2> FILE`` on a full disk (/dev/full: every write fails with ENOSPC) loses the error line, not the exit
+    code: writing the line raised inside the CLI's handler, and Python's exit for that is 1, a failure of the
+    tool. A missing file (info) stays exit 2, as does the output failing too (models --json > /dev/full)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "pvt_deploy", *(a.format(tmp=tmp_path) for a in args)],
+                              stdout=full, stderr=full, env=env, timeout=120)
+    assert done.returncode == 2

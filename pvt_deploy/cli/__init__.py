@@ -176,7 +176,7 @@ def _main() -> None:
         try:
             app()  # standalone mode: usage errors print and exit 2 inside, an interrupt exits 130
         except PvtDeployError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            _say(f"error: {e}", typer.colors.RED)
             sys.exit(e.exit_code)
         except RuntimeError as e:  # a torch built against another NumPy major: every array it is handed
             if "Numpy is not available" not in str(e):  # fails so (the Jetson wheels for CUDA <= 12.6 under NumPy 2)
@@ -187,26 +187,35 @@ def _main() -> None:
 
             check = torch_numpy(torch)  # doctor's PyTorch row, which says which NumPy mends it
             why = f"PyTorch {torch.__version__} {check.summary}" if check else str(e)
-            typer.secho(f"error: {why} ({check.hint if check else 'pvt-deploy doctor'})", fg=typer.colors.RED,
-                        err=True)
+            _say(f"error: {why} ({check.hint if check else 'pvt-deploy doctor'})", typer.colors.RED)
             sys.exit(BackendUnavailableError.exit_code)
         except OSError as e:
             # the machine's files, disks and network: a name too long, a disk or a network mount failing, a
             # folder gone mid-run, the output (--json > FILE) on a full disk. The error names the file, which
             # the user can mend; the traceback only says where in pvt-deploy, for --verbose
             if _verbose:
-                traceback.print_exception(e)
+                with contextlib.suppress(OSError):  # stderr failing too: the exit code says it
+                    traceback.print_exception(e)
             why = f"cannot write the output: {said(e)}" if isinstance(e, OutputError) else said(e)
             if e.filename is None and not isinstance(e, OutputError):
                 why += " (pvt-deploy --verbose COMMAND ... shows where)"
-            typer.secho(f"error: {why}", fg=typer.colors.RED, err=True)
+            _say(f"error: {why}", typer.colors.RED)
             sys.exit(InputError.exit_code)
         except (KeyboardInterrupt, SystemExit) as e:
             # SystemExit 130: Typer's answer to an interrupt inside a command, which says nothing
             if isinstance(e, SystemExit) and e.code != 130:
                 raise
-            typer.secho("terminated" if sigterm.is_set() else "interrupted", fg=typer.colors.YELLOW, err=True)
+            _say("terminated" if sigterm.is_set() else "interrupted", typer.colors.YELLOW)
             sys.exit(143 if sigterm.is_set() else 130)
+
+
+def _say(line: str, colour: str) -> None:
+    """The command's last line on stderr (its error, or that it was stopped), which is all the failure said there.
+    Where stderr itself fails (``2> FILE`` on a full or failing disk) the line is lost, not the exit code: writing
+    it raised from inside the handler, Python's answer to which is exit 1 (a failure of the tool), so that
+    ``pvt-deploy info missing.onnx 2> log`` on a full disk exited 1, not 2, and an interrupt 1, not 130."""
+    with contextlib.suppress(OSError):  # an OutputError (utils.files.command_streams)
+        typer.secho(line, fg=colour, err=True)
 
 
 if __name__ == "__main__":
