@@ -124,3 +124,52 @@ def test_an_opset_past_the_dynamo_exporters_converter_is_refused_before_the_trac
     assert line.startswith(f"error: --opset {converts + 1}: onnxscript ") and f"up to {converts} (" in line, line
     code, stdout, _ = run(monkeypatch, capsys, "export", "--help")
     assert code == 0 and f"{converts} with dynamo." in " ".join(stdout.replace("│", " ").split())
+
+
+@pytest.fixture(scope="module")
+def cls_int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph runs attention as plain MatMuls (its
+    scores held whole: (H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560)."""
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("big") / "cls", imgsz=64, max_size=4096,
+                       int8=True, int8_flavour="cpu", parity=False, simplify=False)
+
+
+@pytest.mark.parametrize("command", ["bench", "infer", "check"])
+def test_a_size_whose_onnx_runtime_run_cannot_get_its_memory_is_the_users_input(
+        command: str, cls_int8_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """bench --imgsz 5000 --backends onnx (an export whose range takes it) exited 3, 'no backend could be
+    benchmarked here', with ONNX Runtime's 'Failed to allocate memory for requested buffer of size ...' cut off
+    mid-sentence, and ONNX Runtime's own coloured log of that error spilled onto the terminal; infer exited 1,
+    'ONNX Runtime failed'. The size is the user's to change: one line, exit 2, naming it, what ONNX Runtime asked
+    for and the memory free, as PyTorch's refusal does. The process's address space is capped a few GB above
+    what it holds, so that the 10.5 GB of scores cannot be had on any machine."""
+    import resource
+
+    from pvt_deploy.assets import sample_image
+
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: 8 << 30)  # PyTorch refuses it too (check)
+    with open("/proc/self/statm", encoding="utf-8") as f:
+        held = int(f.read().split()[0]) * resource.getpagesize()
+    args = {"bench": ["bench", "--model", str(cls_int8_export), "--backends", "onnx-int8", "--iters", "1",
+                      "--warmup", "0"],
+            "infer": ["infer", str(sample_image("astronaut")), "--model", str(cls_int8_export), "--backend", "onnx",
+                      "--precision", "int8", "-o", str(tmp_path / "out")],
+            "check": ["check", "--model", str(cls_int8_export), "--backends", "torch,onnx-int8",
+                      "--max-images", "1"]}[command]
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (held + (4 << 30), hard))
+    try:
+        code, stdout, err = run(monkeypatch, capfd, *args, "--imgsz", "2560")  # fd 2: ONNX Runtime logs there
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert code == 2, err[-2000:]
+    assert "ExecuteKernel" not in err and "Failed to allocate" not in err and "Traceback" not in err, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "--imgsz 2560x2560" in line, line
+    if command != "check":  # check's line is PyTorch's refusal, the first row's (ONNX Runtime's is the second)
+        assert ("model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than ONNX Runtime could get: "
+                "it asked for 10 GB at once, more than the 8.6 GB free in this machine's memory "
+                "(pass a smaller --imgsz)") in line, line

@@ -223,6 +223,30 @@ def _one_line(e: BaseException) -> str:
     return one_line(re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split())))
 
 
+# ONNX Runtime's words for memory it could not get: its arena's (CPU and CUDA alike, with the size asked
+# for), a C++ bad_alloc, CUDA's own
+_NO_MEMORY = re.compile(r"Failed to allocate memory for requested buffer of size (\d+)|bad_alloc|out of memory",
+                        re.IGNORECASE)
+
+
+def _failed_allocation(text: str) -> int | None:
+    """The bytes ONNX Runtime could not allocate, said in a run's error ``text`` (0 where it names no size);
+    None where ``text`` is no failure to allocate."""
+    found = _NO_MEMORY.search(text)
+    if found is None:
+        return None
+    return int(found.group(1)) if found.group(1) else 0
+
+
+def _quiet_run_options(ort: Any) -> Any:
+    """``RunOptions`` for every run: ONNX Runtime logs a failed run's error itself, in colour and on lines of
+    its own, before raising it with the same words (which :meth:`OnnxRuntimeBackend._failure` makes one
+    line of); below FATAL that log spilled onto the terminal around the tool's own message."""
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    return options
+
+
 def worker_affinities(threads: int) -> str | None:
     """ONNX Runtime's ``session.intra_op_thread_affinities`` value that gives each of a session's
     ``threads - 1`` intra-op workers a physical core of its own, leaving the first core to the thread
@@ -488,6 +512,7 @@ class OnnxRuntimeBackend(Backend):
                 load_path, rewrites = self.path, None
                 self._session = session_for(load_path)
         self._ort = ort
+        self._run_options = _quiet_run_options(ort)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         # ONNX Runtime lists [] for a scalar and for a value whose graph declares no shape alike (another tool's
         # of unknown rank): only then is the graph read, so that such an input takes any feed, not only a scalar
@@ -642,18 +667,19 @@ class OnnxRuntimeBackend(Backend):
         session = None if self._shards < 2 or whole else self._shard_runner()
         pool = self._pool
         if session is None or pool is None:
-            outputs: list[np.ndarray] = self._session.run(self._output_names, arrays)
+            outputs: list[np.ndarray] = self._session.run(self._output_names, arrays, self._run_options)
             return lambda: outputs
         n = array.shape[0]
         sharded = n if lane else n // self._shards * self._shards
         step = 1 if self._shard_per_image else max(1, sharded // self._shards)
         names = self._output_names
-        tasks = [pool.submit(session.run, names, {name: array[j:j + step]}) for j in range(0, sharded, step)]
+        quiet = self._run_options
+        tasks = [pool.submit(session.run, names, {name: array[j:j + step]}, quiet) for j in range(0, sharded, step)]
 
         def wait() -> list[np.ndarray]:
             results = [task.result() for task in tasks]
             rest = 1 if self._shard_per_image else max(1, n - sharded)
-            results += [self._session.run(names, {name: array[j:j + rest]}) for j in range(sharded, n, rest)]
+            results += [self._session.run(names, {name: array[j:j + rest]}, quiet) for j in range(sharded, n, rest)]
             return [np.concatenate([r[i] for r in results]) for i in range(len(names))]
 
         return wait
@@ -694,15 +720,44 @@ class OnnxRuntimeBackend(Backend):
         return outputs
 
     def _failure(self, error: Exception, arrays: Mapping[str, np.ndarray]) -> PvtDeployError:
-        """What a failed call raises: closed meanwhile (by another thread), a shape ONNX Runtime refused,
-        or anything else it said."""
+        """What a failed call raises: closed meanwhile (by another thread), an input too large for the memory
+        ONNX Runtime could get (:meth:`_too_large`), a shape it refused, or anything else it said."""
         if self._session is None:
             return InputError("this OnnxRuntimeBackend is closed")
         text = _one_line(error)
+        wanted = _failed_allocation(" ".join(str(error).split()))  # the whole text: one_line may cut the size off
+        if wanted is not None:
+            return self._too_large(arrays, wanted)
         if "dimension" in text.lower() or "shape" in text.lower():
             return ShapeError(f"{self.path.name}: ONNX Runtime rejected the input shape "
                               f"{[list(a.shape) for a in arrays.values()]}: {text}")
         return PvtDeployError(f"{self.path.name}: ONNX Runtime failed: {text}")
+
+    def _too_large(self, arrays: Mapping[str, np.ndarray], wanted: int) -> ShapeError:
+        """A run that failed to allocate: the input's size is more than this machine (or GPU) holds for this
+        graph, which is the user's to change (exit 2, as PyTorch's refusal, :meth:`TorchBackend.check_size
+        <pvt_deploy.runtimes.torch.TorchBackend.check_size>`), not ONNX Runtime failing. Said of the size
+        (``--imgsz HxW at --batch N`` for an image batch), with what ONNX Runtime asked for at once and, on the
+        CPU, the memory free. Caught, not foretold: how much a run needs depends on the graph ONNX Runtime runs
+        (the CPU copy's fused attention takes a fraction of the scores PyTorch holds: ``pvt_v2_b0-cls`` ran
+        5000x5000 in 5 GB, where its INT8 graph's plain MatMuls asked for 69 GB at 4096x4096), so a size that
+        runs is never refused and no size that fits is named."""
+        from pvt_deploy.runtimes.torch import _gb
+        from pvt_deploy.utils.cpu import available_memory
+
+        shapes = [list(a.shape) for a in arrays.values()]
+        images = len(shapes) == 1 and len(shapes[0]) == 4
+        what = (f"{option('imgsz')} {shapes[0][2]}x{shapes[0][3]} at {option('batch')} {shapes[0][0]}" if images
+                else f"the input shape {shapes[0] if len(shapes) == 1 else shapes}")
+        asked = f": it asked for {_gb(wanted)} at once" if wanted else ""
+        free = None if self._on_gpu else available_memory()
+        where = (" on the GPU" if self._on_gpu else "" if free is None
+                 else f", more than the {_gb(free)} free in this machine's memory" if wanted > free
+                 else f", with {_gb(free)} free in this machine's memory")
+        smaller = (f"a smaller {option('imgsz')}" if images else "a smaller input") + (
+            f" or {option('batch')}" if images and shapes[0][0] > 1 else "")
+        return ShapeError(f"{self.path.name}: {what} needs more memory than ONNX Runtime could get{asked}{where}",
+                          hint=f"pass {smaller}")
 
     def _run_bound(self, arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One host->device copy per input, outputs left on the device until one copy back."""
@@ -712,7 +767,7 @@ class OnnxRuntimeBackend(Backend):
         device = "cuda" if self._on_gpu else "cpu"
         for name in self._output_names:
             binding.bind_output(name, device, self._device_id if self._on_gpu else 0)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, self._run_options)
         outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
         return outputs
 
@@ -741,7 +796,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = self._ort.InferenceSession(path, sess_options=options, providers=providers)
             for _ in range(calls + 1):
-                session.run(self._output_names, arrays)
+                session.run(self._output_names, arrays, self._run_options)
             trace = session.end_profiling()
             ended = True
             with open(trace, encoding="utf-8") as f:
