@@ -169,3 +169,23 @@ def test_a_failing_stderr_keeps_the_exit_code(tmp_path: Path, args: list[str]) -
         done = subprocess.run([sys.executable, "-m", "pvt_deploy", *(a.format(tmp=tmp_path) for a in args)],
                               stdout=full, stderr=full, env=env, timeout=120)
     assert done.returncode == 2
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["info", "{tmp}/x.onnx", "--verbose"], "No such option: --verbose. Did you mean pvt-deploy --verbose info "
+                                            "{tmp}/x.onnx (--verbose is pvt-deploy's own option, given before the "
+                                            "command)?"),
+    (["infer", "-v", "photos/"], "No such option: -v. Did you mean pvt-deploy -v infer photos/ (-v is pvt-deploy's "
+                                 "own option, given before the command)?"),
+    (["check", "--version"], "No such option: --version. Did you mean pvt-deploy --version?"),
+])
+def test_the_apps_own_option_after_the_command_says_where_it_goes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
+        said: str) -> None:
+    """The error line of a failing file says ``pvt-deploy --verbose COMMAND`` shows where; given after the
+    command's name (``info x.onnx --verbose``, as most tools take it) it was 'No such option: --verbose' alone,
+    which reads as if there were none. The answer is the command with it in its place (exit 2, nothing run)."""
+    monkeypatch.setenv("COLUMNS", "1000")  # the whole message on one line of Rich's box
+    code, out, err = run(monkeypatch, capsys, *(a.format(tmp=tmp_path) for a in args))
+    assert code == 2 and out == ""
+    assert said.format(tmp=tmp_path) in err, err

@@ -125,7 +125,7 @@ class Command(TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except _exceptions.NoSuchOption as e:
-            hint = _hint(self, e.option_name, given)
+            hint = _hint(self, e.option_name, given) or _root_option(ctx, self, e.option_name, given)
             if hint is not None:
                 e.message = f"No such option: {e.option_name}. {hint}"
                 e.possibilities = None
@@ -171,6 +171,21 @@ def _hint(command: Any, name: str, args: list[str]) -> str | None:
     if ours is None:
         return None
     return f"Did you mean {ours}?" if ours.startswith("-") else ours
+
+
+def _root_option(ctx: Any, command: Any, name: str, args: list[str]) -> str | None:
+    """What to say of pvt-deploy's own option given after the command's name (``infer photos/ --verbose``,
+    ``-v``), which Click answered with "No such option: --verbose" alone, where the error line of a failing
+    file says to add ``--verbose`` for the traceback: the command with it before the command's name. None
+    where ``name`` is not one of the app's own options."""
+    app = getattr(getattr(ctx, "parent", None), "command", None)
+    if app is None or name not in _options(app):
+        return None
+    if name == "--version":
+        return "Did you mean pvt-deploy --version?"
+    rest = " ".join(shell_quote(a) for a in args if a != name)
+    return (f"Did you mean pvt-deploy {name} {command.name}{' ' + rest if rest else ''} ({name} is pvt-deploy's own "
+            "option, given before the command)?")
 
 
 def _positional_model(command: Any, args: list[str]) -> str | None:
