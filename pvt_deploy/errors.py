@@ -87,6 +87,16 @@ class InputError(PvtDeployError):
     exit_code = 2
 
 
+def one_of(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``value`` of a setting that takes a fixed set of words, as the choice it names in any case (``--task
+    Detect`` is ``detect``, as a backend's and a format's names are); a word that names none is an InputError
+    naming ``name`` (:func:`option`'s spelling) and the choices."""
+    folded = {c.lower(): c for c in choices}
+    if not isinstance(value, str) or value.lower() not in folded:
+        raise InputError(f"{name} {value!r}: choose one of {', '.join(choices)}")
+    return folded[value.lower()]
+
+
 class CheckpointError(PvtDeployError):
     """A checkpoint does not fit the model it is loaded into, or cannot be read safely (bad input: exit 2)."""
 

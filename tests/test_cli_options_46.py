@@ -173,3 +173,33 @@ def test_a_size_whose_onnx_runtime_run_cannot_get_its_memory_is_the_users_input(
         assert ("model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than ONNX Runtime could get: "
                 "it asked for 10 GB at once, more than the 8.6 GB free in this machine's memory "
                 "(pass a smaller --imgsz)") in line, line
+
+
+def test_words_of_a_fixed_set_are_taken_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--task Detect, --exporter TorchScript, --nms Host (a capital from a README, a shell's history) were
+    refused ('choose one of detect, ...') where --format ONNX and --backends ONNX were taken. Every fixed set of
+    words is now taken in any case, as the word it names (the manifest records 'classify'); a word that names
+    none is still refused, as given."""
+    import json
+
+    out = tmp_path / "cls"
+    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--task", "Classify",
+                       "--exporter", "TorchScript", "--nms", "HOST", "--seg-output", "Logits", "--int8-flavour",
+                       "Both", "--int8-cpu", "Auto", "--format", "ONNX", "--imgsz", "32", "--no-parity",
+                       "--no-simplify", "-o", str(out))
+    assert code == 0, err[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["task"], manifest["export"]["exporter"]) == ("classify", "torchscript")
+    code, stdout, err = run(monkeypatch, capsys, "models", "--task", "Segment", "--json")
+    assert code == 0, err[-2000:]
+    assert {row["task"] for row in json.loads(stdout)} == {"segment"}
+    for args, line in ((["export", "--model", "pvt_v2_b0-cls", "--task", "Bogus", "-o", str(tmp_path / "x")],
+                        "error: --task 'Bogus': choose one of detect, segment, classify, features"),
+                       (["export", "--model", "pvt_v2_b0-cls", "--exporter", "Onnx", "-o", str(tmp_path / "x")],
+                        "error: --exporter 'Onnx': choose one of torchscript, dynamo"),
+                       (["models", "--task", "Bogus"],
+                        "error: --task 'Bogus': choose one of detect, segment, classify, features")):
+        code, stdout, err = run(monkeypatch, capsys, *args)
+        assert code == 2 and stdout == "" and err.strip().splitlines()[-1] == line, err[-2000:]
+    assert not (tmp_path / "x").exists()

@@ -25,12 +25,14 @@ def models(
         OFFICIAL_SIZE,
         ZooEntry,
         parameter_count,
-        resolve_name,
         zoo_entries,
     )
 
     if task is not None:
-        resolve_name("pvt_tiny", task)  # validates the task name with a one-line error
+        from pvt_deploy.errors import one_of, option
+        from pvt_deploy.manifest import TASKS
+
+        task = one_of(option("task"), task, TASKS)  # Detect is detect; a word that names no task, one line
     rows: list[dict[str, Any]] = []
     entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
     for entry in entries:

@@ -125,7 +125,8 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     model = export_source(model)
     triton_opts = dict(triton or {})
-    backend = triton_opts.pop("backend", "onnx")
+    backend: Any = triton_opts.pop("backend", "onnx")
+    backend = backend.lower() if isinstance(backend, str) else backend  # in any case, as --format's words
     if format == "triton" and backend not in ("onnx", "trt"):
         raise InputError(f"--triton-backend {backend!r}: choose onnx or trt")
     if format == "triton":  # before the slow export

@@ -182,9 +182,9 @@ def _round_up(x: int, m: int) -> int:
 
 
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise InputError(f"{name} {value!r}: choose one of {', '.join(choices)}")
-    return value
+    from pvt_deploy.errors import one_of
+
+    return one_of(name, value, list(choices))
 
 
 def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] | None = None,
@@ -765,7 +765,7 @@ def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:
 
 
 def _int8_flavours(int8: bool, flavour: str) -> list[str]:
-    _choice(option("int8_flavour"), flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
+    flavour = _choice(option("int8_flavour"), flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
     if not int8:
         return []
     return ["cpu", "trt"] if flavour == "both" else [flavour]
@@ -889,7 +889,11 @@ def export_onnx(
     seg_output = _choice(option("seg_output"), seg_output, SEG_OUTPUTS)
     from pvt_deploy.export.precision import CPU_METHODS
 
-    _choice(option("int8_cpu"), int8_cpu, CPU_METHODS)
+    int8_cpu = _choice(option("int8_cpu"), int8_cpu, CPU_METHODS)
+    if task is not None:
+        from pvt_deploy.manifest import TASKS
+
+        task = _choice(option("task"), task, TASKS)
     flavours = _int8_flavours(int8, int8_flavour)
     if opset is not None and opset < MIN_OPSET:
         raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
