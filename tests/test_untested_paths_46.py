@@ -189,3 +189,44 @@ def test_the_apps_own_option_after_the_command_says_where_it_goes(
     code, out, err = run(monkeypatch, capsys, *(a.format(tmp=tmp_path) for a in args))
     assert code == 2 and out == ""
     assert said.format(tmp=tmp_path) in err, err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ and FIONREAD as Linux has them")
+def test_json_to_a_non_blocking_pipe_waits_for_its_reader() -> None:
+    """A pipe in non-blocking mode (O_NONBLOCK: set by the parent that made it, or left on a terminal by another
+    program, and shared by every writer) answers a write to it when full with EAGAIN, on which Python's buffered
+    writer gives up: ``pvt-deploy models --json`` to a reader that was behind wrote the first 4096 bytes and ended
+    'write could not complete without blocking', exit 2. It waits for room as on a blocking pipe: the whole JSON,
+    exit 0. The pipe here holds 4096 bytes and is read only once it is full."""
+    import fcntl
+    import json
+    import termios
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ: the smallest a pipe holds (a page)
+        os.set_blocking(w, False)
+        done = subprocess.Popen([sys.executable, "-m", "pvt_deploy", "models", "--json"], stdout=w,
+                                stderr=subprocess.PIPE, env=env)
+        os.close(w)
+        w = -1
+        waited = time.monotonic()
+        held = bytearray(4)
+        while done.poll() is None and time.monotonic() - waited < 120:  # until the pipe is full, or it has ended
+            fcntl.ioctl(r, termios.FIONREAD, held)
+            if int.from_bytes(held, sys.byteorder) >= 4096:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the write past the full pipe, which ended the command
+        with os.fdopen(r, "rb") as reader:
+            r = -1
+            out = reader.read()
+        _, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    assert len(out) > 4096 and json.loads(out), out[-200:]

@@ -505,6 +505,9 @@ class _ReaderGone(io.FileIO):
         if not self.gone:
             try:
                 written = super().write(data)
+                while written is None:  # a descriptor in non-blocking mode whose reader is behind (see _wait_for_room)
+                    _wait_for_room(self.fileno())
+                    written = super().write(data)
                 if written == 0 and len(memoryview(data)):
                     # a descriptor that takes nothing and says no error (the /proc/PID/mem of a process that
                     # has gone, given by a shell's '> /proc/self/mem'): Python's buffer would retry it forever
@@ -519,6 +522,22 @@ class _ReaderGone(io.FileIO):
             except OSError as e:
                 raise OutputError(e.errno, e.strerror) from e
         return len(memoryview(data))
+
+
+def _wait_for_room(fd: int) -> None:
+    """Wait until ``fd`` takes a write, as a write to a blocking descriptor waits. A descriptor in non-blocking mode
+    (O_NONBLOCK: set by a parent on the pipe it gave, or left on a terminal by a program before, and shared by every
+    process writing there) answers a full pipe with EAGAIN, on which Python's buffered writer gave up: 'pvt-deploy
+    models --json' to a reader that was behind wrote its first 4096 bytes and ended 'write could not complete
+    without blocking', exit 2. A reader that has gone wakes the wait too (the write then meets a closed pipe)."""
+    import select
+
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        poller.poll()
+    else:  # Windows: no poll (nor non-blocking pipes FileIO writes to)
+        select.select([], [fd], [])
 
 
 @contextlib.contextmanager
