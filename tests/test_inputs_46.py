@@ -307,3 +307,39 @@ def test_an_animated_webp_or_a_tiff_of_pages_says_it_runs_its_first_frame_only(
         for picture in usable_images(folder):
             read_image(picture)  # type: ignore[arg-type]
     assert caplog.text == ""
+
+
+def heic(path: Path) -> Path:
+    """A file as an iPhone's HEIC photo begins (its ftyp box, brand heic, then its meta box), which neither
+    OpenCV nor the FFmpeg PyAV brings decodes."""
+    ftyp = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+    path.write_bytes(ftyp + b"\x00\x00\x00\x20meta" + b"\x00" * 24 + bytes(range(256)) * 8)
+    return path
+
+
+def test_heic_photos_are_said_not_read_with_what_to_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A folder of an iPhone's .heic photos said 'no images found', as if it were empty, and a lone one that
+    it was 'neither a readable image nor a video'."""
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    lone = heic(folder / "IMG_0001.HEIC")
+    heic(folder / "IMG_0002.heic")
+    with pytest.raises(InputError) as caught:
+        open_source(folder)
+    assert caught.value.args[0] == (f"no images found in folder {folder}, only 2 HEIC photos (IMG_0001.HEIC, "
+                                    "IMG_0002.heic), a format pvt-deploy does not read")
+    assert caught.value.hint is not None and caught.value.hint.startswith("convert to JPEG (macOS: sips")
+    for given in (lone, [lone]):
+        with pytest.raises(InputError) as caught:
+            open_source(given)
+        assert caught.value.args[0] == f"{lone} is a HEIC photo (an iPhone's format), which pvt-deploy does not read"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(folder / "IMG_0003.jpg")
+    with caplog.at_level(logging.WARNING), open_source(folder) as source:
+        assert [f.name for f in source] == ["IMG_0003.jpg"]
+    assert "running its 1 image; 2 HEIC photos (IMG_0001.HEIC, IMG_0002.heic) left out" in caplog.text
+    code, _, err = run(monkeypatch, capsys, "infer", str(lone), "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                       "-o", str(tmp_path / "out"))
+    assert code == 2 and "is a HEIC photo (an iPhone's format), which pvt-deploy does not read" in err
+    assert not (tmp_path / "out").exists()

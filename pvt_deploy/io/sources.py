@@ -76,6 +76,11 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
      ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".gif", ".h264", ".h265", ".hevc", ".y4m"}
 )  # fmt: skip
+# HEIC/HEIF, an iPhone's photos: neither OpenCV nor the FFmpeg PyAV brings decodes them (nor Pillow without a
+# plugin), and no dependency is taken for them: said as such, with how to convert them (_heic_not_read)
+HEIC_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+_HEIC_HINT = ("convert to JPEG (macOS: sips -s format jpeg NAME.heic --out NAME.jpg; Linux: heif-convert NAME.heic "
+              "NAME.jpg), or have the iPhone save JPEG: Settings > Camera > Formats > Most Compatible")
 # An Ultralytics dataset YAML (data=coco8.yaml): what export --calib and check --images read as a split's images
 DATASET_SUFFIXES = frozenset({".yaml", ".yml"})
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
@@ -1840,6 +1845,12 @@ def _still_gif(path: Path) -> bool:
         return False
 
 
+def _heic_not_read(path: Path) -> InputError:
+    """What a lone HEIC photo, or one in a list, is told: a folder of them said 'no images found', a lone one
+    that it could not be decoded, neither of which says why, nor what to do."""
+    return InputError(f"{path} is a HEIC photo (an iPhone's format), which pvt-deploy does not read", hint=_HEIC_HINT)
+
+
 def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     """The images among ``candidates`` (a folder's entries, a glob's matches). Videos among them are
     not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
@@ -1848,7 +1859,13 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     videos = sorted((p for p in candidates if _is_video(p) and p.is_file()), key=_natural_key)
     names = [p.name if what == "folder" else str(p) for p in videos[:3]] + (["..."] if len(videos) > 3 else [])
     left_out = f"{count_of(len(videos), 'video')} ({', '.join(names)})"
+    heics = sorted((p for p in candidates if p.suffix.lower() in HEIC_SUFFIXES and p.is_file()), key=_natural_key)
+    heic_names = [p.name if what == "folder" else str(p) for p in heics[:3]] + (["..."] if len(heics) > 3 else [])
+    heic_left_out = f"{count_of(len(heics), 'HEIC photo')} ({', '.join(heic_names)})"
     if not paths:
+        if heics:
+            raise InputError(f"no images found in {what} {spec}, only {heic_left_out}, a format pvt-deploy does not "
+                             "read", hint=_HEIC_HINT)
         if videos:
             raise InputError(f"no images found in {what} {spec}, only {left_out}",
                              hint="a folder or glob runs its images: give each video on its own")
@@ -1873,6 +1890,9 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     if videos:
         log.warning("%s: running its %s; %s left out (give each video on its own)", spec,
                     count_of(len(paths), "image"), left_out)
+    if heics:
+        log.warning("%s: running its %s; %s left out, a format pvt-deploy does not read (%s)", spec,
+                    count_of(len(paths), "image"), heic_left_out, _HEIC_HINT)
     ordered: list[Path] = sorted(paths, key=_natural_key)
     return ImageSource(ordered, kind="images", spec=spec, origin=what)
 
@@ -2015,6 +2035,8 @@ def open_source(
             if isinstance(item, Path) and item.is_dir():
                 raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
                                  "itself, or run each folder on its own")
+            if isinstance(item, Path) and item.suffix.lower() in HEIC_SUFFIXES and item.is_file():
+                raise _heic_not_read(item)
             if isinstance(item, Path) and _is_video(item):
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
@@ -2054,6 +2076,8 @@ def open_source(
         suffix = path.suffix.lower()
         if _named_image(path):
             return ImageSource([path], kind="image", spec=str(path))
+        if suffix in HEIC_SUFFIXES:
+            raise _heic_not_read(path)
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
         if suffix == ".txt":  # Ultralytics' list source
