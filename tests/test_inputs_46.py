@@ -18,7 +18,7 @@ from cli_run import run
 from PIL import Image
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import open_source, picture_size, read_image
+from pvt_deploy.io.sources import as_rgb_array, open_source, picture_size, read_image
 
 
 def recording(path: Path, frames: int = 30) -> Path:
@@ -307,6 +307,10 @@ def test_an_animated_webp_or_a_tiff_of_pages_says_it_runs_its_first_frame_only(
         for picture in usable_images(folder):
             read_image(picture)  # type: ignore[arg-type]
     assert caplog.text == ""
+    with caplog.at_level(logging.WARNING):  # pictures' bytes (an upload each): each said
+        for _ in range(2):
+            as_rgb_array((folder / "anim.webp").read_bytes())
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["<bytes> holds 3 frames"] * 2
 
 
 def heic(path: Path) -> Path:

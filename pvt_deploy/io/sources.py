@@ -375,10 +375,13 @@ _said_first_frame_only: set[str] = set()
 def _say_first_frame_only(path: str | os.PathLike[str], frames: int) -> None:
     """Warn, once a file, that an image file of several frames runs its first only: an animated WebP or PNG,
     a TIFF of several pages (a scan's, a microscope's stack). These passed unsaid, where an animated GIF runs
-    as a video; they are not run so: FFmpeg does not decode an animated WebP, and a TIFF's pages are no clip."""
-    key = os.path.abspath(path)
-    if key not in _said_first_frame_only:
-        _said_first_frame_only.add(key)
+    as a video; they are not run so: FFmpeg does not decode an animated WebP, and a TIFF's pages are no clip.
+    A picture's bytes in memory (:func:`read_encoded`, named ``<bytes>``, or a file object's name) are each
+    another picture: said each time, where a name kept once silenced every later upload."""
+    key = os.path.abspath(path) if os.path.isfile(path) else None
+    if key is None or key not in _said_first_frame_only:
+        if key is not None:
+            _said_first_frame_only.add(key)
         log.warning("%s holds %d frames (an animated picture, or pages): running its first only; save its frames "
                     "as images to run each", path, frames)
 
