@@ -313,6 +313,22 @@ def test_an_animated_webp_or_a_tiff_of_pages_says_it_runs_its_first_frame_only(
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["<bytes> holds 3 frames"] * 2
 
 
+def test_a_jpeg_with_a_second_picture_in_it_is_one_photo_without_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A JPEG carrying a second picture after the first (MPO: an Android Ultra HDR photo's gain map, a 3D
+    camera's other eye), which Pillow counts as 2 frames, was warned of as 'holds 2 frames (an animated
+    picture, or pages)' on every such photo. It is one photo, the first picture, said nothing of."""
+    first, second = (Image.fromarray(np.full((48, 64, 3), c, np.uint8)) for c in (40, 200))
+    photo = tmp_path / "PXL_0001.jpg"
+    first.save(photo, "MPO", save_all=True, append_images=[second])
+    with Image.open(photo) as opened:
+        assert opened.format == "MPO" and opened.n_frames == 2  # what the phone's file is, as Pillow reads it
+    with caplog.at_level(logging.WARNING), open_source(tmp_path) as source:
+        read = [f.image for f in source]
+    assert len(read) == 1 and np.abs(read[0].astype(int) - 40).max() < 8
+    assert caplog.text == ""
+
+
 def heic(path: Path) -> Path:
     """A file as an iPhone's HEIC photo begins (its ftyp box, brand heic, then its meta box), which neither
     OpenCV nor the FFmpeg PyAV brings decodes."""

@@ -455,7 +455,9 @@ def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
             except Exception:  # noqa: BLE001 - not this format, or a damaged header: OpenCV says which
                 continue
             try:
-                frames = int(getattr(image, "n_frames", 1))
+                # an MPO (a JPEG with a second picture after it: an Android Ultra HDR photo's gain map, a 3D
+                # camera's other eye) is one photo to look at, which is the first picture
+                frames = 1 if image.format == "MPO" else int(getattr(image, "n_frames", 1))
             except Exception:  # noqa: BLE001 - a damaged list of pages: the first one is what decodes
                 frames = 1
             return (int(width), int(height)), image.info.get("exif"), max(1, frames)
