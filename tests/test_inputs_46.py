@@ -110,8 +110,14 @@ def test_a_folder_runs_the_pictures_ls_shows_not_its_hidden_files(
     assert caplog.text == ""
 
 
-def test_a_folder_of_folders_of_photos_says_so_and_the_glob_it_gives_runs_them(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
+@pytest.mark.parametrize("name", ["photos", "trip [2024]", "it's"])
+def test_a_folder_of_folders_of_photos_says_so_and_the_glob_it_gives_runs_them(tmp_path: Path, name: str) -> None:
+    """The glob given runs those photos when pasted into a shell, also for a folder whose name has a glob's
+    brackets (before, 'trip [2024]/**/*' matched nothing) or a quote."""
+    import shlex
+    import subprocess
+
+    photos = tmp_path / name
     for day in ("2026-12-01", "2026-12-02"):
         (photos / day).mkdir(parents=True)
         Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photos / day / "IMG_0001.jpg")
@@ -119,8 +125,10 @@ def test_a_folder_of_folders_of_photos_says_so_and_the_glob_it_gives_runs_them(t
         open_source(photos)
     first = photos / "2026-12-01" / "IMG_0001.jpg"
     assert caught.value.args[0] == f"no images found in folder {photos}, only in folders in it (such as {first})"
-    glob = f"{photos}/**/*"
-    assert caught.value.hint == f"a folder runs its own images; for those of its folders too, give a glob: '{glob}'"
+    given = caught.value.hint.split("give a glob: ", 1)[1]
+    assert caught.value.hint == f"a folder runs its own images; for those of its folders too, give a glob: {given}"
+    glob = subprocess.run(["sh", "-c", f"printf %s {given}"], capture_output=True, text=True, check=True).stdout
+    assert shlex.split(given) == [glob] and glob.endswith("/**/*")  # one word, as the shell reads it
     with open_source(glob) as source:
         assert [Path(f.path).parent.name for f in source] == ["2026-12-01", "2026-12-02"]
 

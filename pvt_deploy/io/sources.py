@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.utils import count_of
+from pvt_deploy.utils import count_of, shell_quote
 
 log = logging.getLogger(__name__)
 
@@ -1883,12 +1883,13 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
                              f"--images take a dataset YAML, as in --calib {described[0]}; infer takes a "
                              "folder of its images")
         # photos sorted into folders (by day, by camera): a folder runs its own pictures, not its folders'
-        below = Path(spec) / "**" / "*"
-        found = what == "folder" and next((p for p in globlib.iglob(str(Path(globlib.escape(spec)) / "**" / "*"),
-                                                                    recursive=True) if _is_image(Path(p))), None)
+        below = str(Path(globlib.escape(spec)) / "**" / "*")  # 'trip [2024]': its brackets as they are
+        found = what == "folder" and next((p for p in globlib.iglob(below, recursive=True) if _is_image(Path(p))),
+                                          None)
         if found:
             raise InputError(f"no images found in folder {spec}, only in folders in it (such as {found})",
-                             hint=f"a folder runs its own images; for those of its folders too, give a glob: '{below}'")
+                             hint="a folder runs its own images; for those of its folders too, give a glob: "
+                             f"{shell_quote(below)}")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {image_types()}"
         )
