@@ -353,7 +353,7 @@ def _imagenet_wnids(names: Sequence[str]) -> dict[str, int]:
 
 
 def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES
+    from pvt_deploy.io.sources import image_files
 
     if not path.is_dir():
         raise InputError(f"dataset {path}: a classifier is evaluated on a folder of class folders "
@@ -377,7 +377,8 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
                          "as ImageNet's n01440764, ...)")
     # the classes in turn (each one's first picture, then each one's second, ...): --limit 5000 of ImageNet's
     # val is 5 pictures of every class, not the 50 of the first 100 classes (fish, birds and amphibians)
-    files = [sorted(p for p in c.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes]
+    # infer's listing (image_files): a Mac's ._NAME.jpg beside each photo is no picture, a still GIF is one
+    files = [sorted(p for p in image_files(c, recursive=True) if p.is_file()) for c in classes]
     ranked = [((rank, k), p, i) for k, (pictures, i) in enumerate(zip(files, ids, strict=True))
               for rank, p in enumerate(pictures)]
     items = [(p, i) for _, p, i in sorted(ranked, key=lambda item: item[0])]
@@ -390,7 +391,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
 
 def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str | os.PathLike[str] | None,
                   limit: int | None, reduce_zero_label: bool) -> Dataset:
-    from pvt_deploy.io.sources import IMAGE_SUFFIXES
+    from pvt_deploy.io.sources import image_files
 
     if images is None and masks is None and (path / "images").is_dir() and (path / "annotations").is_dir():
         split = next((s for s in ("validation", "val") if (path / "images" / s).is_dir()), None)
@@ -406,7 +407,7 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
         if not folder.is_dir():
             raise InputError(f"dataset {path}: {what} folder {folder} does not exist")
     label_of = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
-    pictures = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    pictures = sorted(p for p in image_files(image_dir) if p.is_file())
     paired = [p for p in pictures if p.stem in label_of]
     if not paired:
         raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG of its name in {mask_dir}")

@@ -557,6 +557,34 @@ def test_limit_takes_a_classifiers_classes_in_turn(tmp_path: Path) -> None:
     assert len(open_dataset(tmp_path, "classify", names).images) == 9
 
 
+def test_a_dataset_copied_by_a_mac_counts_its_pictures_as_infer_does(tmp_path: Path) -> None:
+    """A Mac copying a dataset to a USB stick or a share writes ._NAME beside each file (its metadata, no
+    picture): val counted each as a picture of its class folder (or of the segmenter's picture folder),
+    a failed read and a count twice the dataset's, where infer leaves hidden files out (08990eb). A still
+    GIF, which infer reads as a picture (0c73a69), was left out. val lists a folder as infer does."""
+    from pvt_deploy.evaluate import open_dataset
+    from pvt_deploy.models import resolve_name
+
+    junk = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 200
+    names = list(resolve_name("pvt_v2_b0-cls").classes)
+    for folder in ("tench", "goldfish"):
+        (tmp_path / "cls" / folder).mkdir(parents=True)
+        shutil.copyfile(sample_images()[0], tmp_path / "cls" / folder / "0.jpg")
+        (tmp_path / "cls" / folder / "._0.jpg").write_bytes(junk)
+    Image.open(sample_images()[0]).convert("P").save(tmp_path / "cls" / "tench" / "logo.gif")
+    dataset = open_dataset(tmp_path / "cls", "classify", names)
+    assert sorted(f"{p.parent.name}/{p.name}" for p in dataset.images) == [
+        "goldfish/0.jpg", "tench/0.jpg", "tench/logo.gif"]
+    for sub in ("pictures", "labels"):
+        (tmp_path / "seg" / sub).mkdir(parents=True)
+    shutil.copyfile(sample_images()[0], tmp_path / "seg" / "pictures" / "a.jpg")
+    (tmp_path / "seg" / "pictures" / "._a.jpg").write_bytes(junk)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "seg" / "labels" / "a.png")
+    seg = open_dataset(tmp_path / "seg", "segment", ["x"], images=tmp_path / "seg" / "pictures",
+                       masks=tmp_path / "seg" / "labels")
+    assert [p.name for p in seg.images] == ["a.jpg"]
+
+
 def test_yolo_names_as_a_list_or_ids_to_names_quoted_or_not(tmp_path: Path) -> None:
     """``names: {"0": person}`` (a YAML written from JSON) is read as Ultralytics reads it: class ids."""
     from pvt_deploy.evaluate import open_dataset
