@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -371,3 +372,54 @@ def test_heic_photos_are_said_not_read_with_what_to_do(
                        "-o", str(tmp_path / "out"))
     assert code == 2 and "is a HEIC photo (an iPhone's format), which pvt-deploy does not read" in err
     assert not (tmp_path / "out").exists()
+
+
+def camera_clip(path: Path, movflags: str) -> Path:
+    """60 frames of noise (of about the same size, as a camera's are), a keyframe every 10th, in an mp4 of
+    ``movflags``: frag_keyframe+empty_moov is a fragmented mp4 as cameras, OBS and a browser's MediaRecorder
+    write it, an empty index (moov) first, then a moof box (the fragment's index) and an mdat box (its
+    frames) for every keyframe; +faststart an mp4 whose index is before its frames."""
+    rng = np.random.default_rng(46)
+    with av.open(str(path), "w", options={"movflags": movflags}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(25), options={"preset": "ultrafast", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("movflags", "kept"), [("frag_keyframe+empty_moov", 0.5),
+                                                ("frag_keyframe+empty_moov", 0.999), ("+faststart", 0.999)])
+def test_a_fragmented_recording_cut_short_says_so_and_runs_the_frames_before_the_cut(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture, movflags: str, kept: float) -> None:
+    """A fragmented mp4 declares the fragments it holds: one cut in a fragment's frames (mdat) lost a frame or
+    two of what it declares, and ran 29 (at 50%) or 59 (at 99.9%) of its 60 frames with no word of the cut;
+    a faststart mp4 cut in its last frame said that frame could not be decoded (damaged file?). Either file's
+    last box runs past its end: it was cut, and says so as a truncated file does."""
+    whole = camera_clip(tmp_path / "whole.mp4", movflags)
+    with caplog.at_level(logging.WARNING), open_source(whole) as source:
+        pictures = [f.image for f in source]
+    assert len(pictures) == 60 and source.error is None and caplog.text == ""  # type: ignore[attr-defined]
+    data = whole.read_bytes()
+    end = int(len(data) * kept)
+    with av.open(str(whole)) as container:  # the frames whose bytes all lie before the cut
+        before = sum(1 for p in container.demux(video=0) if p.size and p.pos is not None and p.pos + p.size <= end)
+    assert 0 < before < 60
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:end])
+    with caplog.at_level(logging.WARNING), open_source(cut) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(before))
+    assert all(np.array_equal(f.image, picture) for f, picture in zip(frames, pictures, strict=False))
+    error = source.error  # type: ignore[attr-defined]
+    assert re.fullmatch(r"the file ends inside its last box \(mdat\), \d+ of \d+ bytes \(truncated file\?\)", error), error
+    assert f"cut.mp4: {error}" in caplog.text and "damaged" not in caplog.text
+    code, out, err = run(monkeypatch, capsys, "infer", str(cut), "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                         "-o", str(tmp_path / "out"), "--save-json")
+    assert code == 0, err
+    assert f"source ended early: {error}" in " ".join((out + err).split()), out + err
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == before

@@ -91,7 +91,8 @@ _IMAGE_DEMUXERS = ("_pipe", "image2")
 # Demuxers that store a time for every frame (mp4/mov's sample table, mkv/webm's blocks, AVI's index),
 # so that on a constant-rate clip a frame's time tells its number. MPEG-PS/TS carry one every few
 # frames at most and FFmpeg fills in the rest, which goes wrong around damage.
-_TIMED_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi")
+_MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for the demuxer of mp4, mov and their kin
+_TIMED_DEMUXERS = (_MP4_DEMUXER, "matroska,webm", "avi")
 # why a file of 0 bytes does not decode: a copy or download that never started, or a name touched
 _EMPTY = "the file is empty: 0 bytes"
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
@@ -813,6 +814,7 @@ class PyAVReader:
             known_start = stream.start_time is not None and stream.time_base is not None
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
+            self.demuxer: str = fmt
             picture_format = any(tag in fmt for tag in _IMAGE_DEMUXERS)
             self.picture = picture_format  # a still image's file (a JPEG's URL), not a video
             # Undeclared, a feed is live where it has no duration, unless its size is known: an MPEG-TS
@@ -1136,31 +1138,53 @@ class CaptureReader:
 # ---------------------------------------------------------------------------------------------
 
 
+def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
+    """The kinds of the whole top-level boxes of an mp4/mov file (ISO boxes: a size, then a kind), each once in
+    the order first seen (a fragmented mp4 has a moof and an mdat box for every fragment), and where the file
+    ends inside its last box, how far (None where it ends where its last box does); None where ``path`` does
+    not read as boxes. A box that runs past the end of the file was cut off: a recording stopped by a crash,
+    a copy or download stopped part way."""
+    try:
+        if not path.is_file():  # a named pipe (read by FFmpeg already, and opening it could wait for a writer)
+            return None
+        size = path.stat().st_size
+        kinds: list[bytes] = []
+        with path.open("rb") as f:
+            start = 0
+            while start < size:
+                head = f.read(8)
+                if len(head) < 8:
+                    return kinds, f"the file ends inside its last box's header, {len(head)} of 8 bytes"
+                length, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if not kind.isalnum() or 1 < length < 8:
+                    return None  # not a box: not an mp4 as this reads it
+                if length == 1:  # a 64-bit size follows the type
+                    wide = f.read(8)
+                    if len(wide) < 8:
+                        return kinds, f"the file ends inside its last box's header, {8 + len(wide)} of 16 bytes"
+                    length = int.from_bytes(wide, "big")
+                    if length < 16:
+                        return None
+                if length == 0:  # the last box, up to the end of the file
+                    length = size - start
+                if start + length > size:
+                    return kinds, (f"the file ends inside its last box ({kind.decode()}), {size - start} of "
+                                   f"{length} bytes")
+                if kind not in kinds:
+                    kinds.append(kind)
+                start = f.seek(start + length)
+    except OSError:
+        return None
+    return kinds, None
+
+
 def _lacks_its_index(path: Path) -> bool:
     """Whether ``path`` is an mp4/mov file (its first box ftyp) with no whole moov box among its top-level boxes.
     The moov box is the index (where each frame is, and how to decode it), and a recording writes it when
     it stops, after its frames: a recording cut off, or a copy or download stopped half way, has frames
     but no index, and FFmpeg only says 'Invalid data found when processing input'."""
-    try:
-        size = path.stat().st_size
-        kinds: list[bytes] = []
-        with path.open("rb") as f:
-            start = 0
-            while len(kinds) < 64 and len(head := f.read(8)) == 8:
-                length, kind = int.from_bytes(head[:4], "big"), head[4:]
-                if length == 1:  # a 64-bit size follows the type
-                    length = int.from_bytes(f.read(8), "big")
-                if not kind.isalnum() or 0 < length < 8:
-                    return False  # not a box: not an mp4 as this reads it
-                if length == 0 or start + length >= size:  # the last box (size 0: up to the end of the file)
-                    if length == 0 or start + length == size:  # one that runs past the end is cut
-                        kinds.append(kind)
-                    break
-                kinds.append(kind)
-                start = f.seek(start + length)
-    except OSError:
-        return False
-    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
+    boxes = _top_level_boxes(path)
+    return boxes is not None and bool(boxes[0]) and boxes[0][0] == b"ftyp" and b"moov" not in boxes[0]
 
 
 class VideoSource(Source):
@@ -1187,6 +1211,11 @@ class VideoSource(Source):
         self._lead = _lead_frames(self.spec, self._reader.timestamp(), self.fps)  # opening decoded the first frame
         self.frames = _kept(self._reader.frames, self._lead, vid_stride)
         self.frames_exact = self._reader.frames_exact
+        # an mp4/mov whose last box runs past the end of the file was cut off, whether or not what FFmpeg
+        # reads of it shows a shortfall: a fragmented mp4 (a camera's, OBS's, a browser's recording) declares
+        # only the fragments it holds, and a cut in a faststart mp4's frames reads as a damaged last frame
+        boxes = _top_level_boxes(self.path) if self._reader.demuxer == _MP4_DEMUXER else None
+        self._cut_off = f"{boxes[1]} (truncated file?)" if boxes and boxes[1] else None
 
     def _open(self) -> PyAVReader:
         try:
@@ -1222,7 +1251,7 @@ class VideoSource(Source):
             lost = _lost_frames(reader, decoded, numbers, lead)
             if reader.error:
                 log.warning("%s: decoding stopped after %d frames: %s", self.spec, decoded, reader.error)
-            elif cut := _cut_short(reader, decoded, last):
+            elif cut := _cut_short(reader, decoded, last) or self._cut_off:
                 self.error = cut
                 log.warning("%s: %s", self.spec, self.error)
             elif lost > 0:  # decoding reached the end, past damaged packets: not an early end (``error``)
@@ -1333,6 +1362,8 @@ class VideoSource(Source):
             return f"it ends at {last_time:.2f} s, short of the {duration:.2f} s it declares"
         if reader.frames_exact and reader.frames is not None and last != reader.frames - 1:
             return f"its last frame is number {last}, not {reader.frames - 1} as its frame count says"
+        if self._cut_off:  # cut where its frames and length do not show it: the whole read warns of the cut
+            return self._cut_off
         chosen: list[Frame] = []
         for target in sorted(set(pick(range(self._lead, last + 1)))):
             found = decode_to(target)
