@@ -418,8 +418,8 @@ def test_a_sharded_batch_runs_one_image_per_call(graphs: dict, tmp_path: Path) -
     x = _images(5, 64, 96)  # two shards of 2, the fifth image on the main session
     batch = backend.infer({"images": x})["logits"]
     run = backend._shard_session.run
-    backend._shard_session = type("Counted", (), {"run": lambda self, names, feed: (
-        calls.append(len(next(iter(feed.values())))), run(names, feed))[1]})()
+    backend._shard_session = type("Counted", (), {"run": lambda self, names, feed, *options: (
+        calls.append(len(next(iter(feed.values())))), run(names, feed, *options))[1]})()
     np.testing.assert_array_equal(backend.infer({"images": x})["logits"], batch)
     assert calls == [1, 1, 1, 1]
     alone = np.concatenate([backend.infer({"images": x[i:i + 1]})["logits"] for i in range(5)])
@@ -442,11 +442,11 @@ def test_a_sharded_batch_is_queued_and_a_free_thread_takes_the_next_batchs_image
     expected = [backend.infer({"images": x[:2]})["logits"], backend.infer({"images": x[2:]})["logits"]]
     run, gate, started = backend._shard_session.run, threading.Event(), []
 
-    def held(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def held(names: list[str], feed: dict[str, np.ndarray], *options: Any) -> list[np.ndarray]:
         started.append(threading.current_thread().name)
         if len(started) == 1:
             assert gate.wait(30)
-        return run(names, feed)
+        return run(names, feed, *options)
 
     backend._shard_session = type("Held", (), {"run": staticmethod(held)})()
     try:

@@ -728,10 +728,14 @@ def test_odd_predict_arguments_are_one_line_errors(cls_model: Any, tmp_path: Pat
         cls_model.predict(None, vid_stride=None)
     with pytest.raises(InputError, match=r"^save_dir must be a folder path, got 123$"):
         cls_model.predict(None, save=True, save_dir=123)
-    for item in ([], None, b"a.jpg"):  # a nested list of pixels, a missing picture, undecoded bytes
+    for item in ([], None):  # a nested list of pixels, a missing picture
         with pytest.raises(InputError, match=rf"^item 1 of the list is a {type(item).__name__}: a list takes image "
-                                             "paths, numpy arrays and PIL images"):
+                                             r"paths, numpy arrays, PIL images and encoded pictures \(bytes"):
             cls_model.predict([np.zeros((8, 8, 3), np.uint8), item])
+    # bytes are an encoded picture since b969c0f: a path given as bytes is said not to decode, with what to give
+    with pytest.raises(InputError, match=r"^cannot decode image <bytes> \(corrupt or not an image\)") as caught:
+        cls_model.predict([np.zeros((8, 8, 3), np.uint8), b"a.jpg"])
+    assert "give a video, or a path, by its name (a str)" in str(caught.value.hint)
     assert list(tmp_path.iterdir()) == []
 
 
