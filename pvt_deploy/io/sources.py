@@ -1848,7 +1848,13 @@ def _folder_entries(folder: Path, *, recursive: bool = False) -> list[Path]:
     those of the folders in it too, as the glob FOLDER/**/* gives them (hidden folders left out as well)."""
     if not recursive:
         return [p for p in folder.iterdir() if not p.name.startswith(".")]
-    return [Path(p) for p in globlib.glob(str(Path(globlib.escape(str(folder))) / "**" / "*"), recursive=True)]
+    return [Path(p) for p in globlib.glob(_glob_below(folder), recursive=True)]
+
+
+def _glob_below(folder: str | os.PathLike[str]) -> str:
+    """The recursive glob of everything under ``folder`` (FOLDER/**/*), its name escaped: 'trip [2024]' is
+    those characters, not a set of them."""
+    return str(Path(globlib.escape(os.fspath(folder))) / "**" / "*")
 
 
 def image_files(folder: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
@@ -1905,12 +1911,15 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
     is nothing else, instead of passing unmentioned."""
     paths = [p for p in candidates if _is_image(p)]
+
+    def named(files: list[Path], kind: str) -> str:  # "2 videos (a.mp4, b.mp4)": the first three by name
+        shown = [p.name if what == "folder" else str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
+        return f"{count_of(len(files), kind)} ({', '.join(shown)})"
+
     videos = sorted((p for p in candidates if _is_video(p) and p.is_file()), key=_natural_key)
-    names = [p.name if what == "folder" else str(p) for p in videos[:3]] + (["..."] if len(videos) > 3 else [])
-    left_out = f"{count_of(len(videos), 'video')} ({', '.join(names)})"
+    left_out = named(videos, "video")
     heics = sorted((p for p in candidates if p.suffix.lower() in HEIC_SUFFIXES and p.is_file()), key=_natural_key)
-    heic_names = [p.name if what == "folder" else str(p) for p in heics[:3]] + (["..."] if len(heics) > 3 else [])
-    heic_left_out = f"{count_of(len(heics), 'HEIC photo')} ({', '.join(heic_names)})"
+    heic_left_out = named(heics, "HEIC photo")
     if not paths:
         if heics:
             raise InputError(f"no images found in {what} {spec}, only {heic_left_out}, a format pvt-deploy does not "
@@ -1927,7 +1936,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
                              f"--images take a dataset YAML, as in --calib {described[0]}; infer takes a "
                              "folder of its images")
         # photos sorted into folders (by day, by camera): a folder runs its own pictures, not its folders'
-        below = str(Path(globlib.escape(spec)) / "**" / "*")  # 'trip [2024]': its brackets as they are
+        below = _glob_below(spec)
         found = what == "folder" and next((p for p in globlib.iglob(below, recursive=True) if _is_image(Path(p))),
                                           None)
         if found:
