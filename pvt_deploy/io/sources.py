@@ -1139,12 +1139,19 @@ class CaptureReader:
 # ---------------------------------------------------------------------------------------------
 
 
+# Top-level mp4 boxes written after every frame, which hold none: a fragmented mp4's random-access index (mfra,
+# the last box, the fragments' keyframes for seeking; optional, FFmpeg writes none where its output cannot seek).
+# A file cut in one holds every frame, and decodes whole. (Not free or skip: a faststart mp4's comes before its
+# frames, and a cut in it loses them all.)
+_BOXES_WITHOUT_FRAMES = frozenset({b"mfra"})
+
+
 def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
     """The kinds of the whole top-level boxes of an mp4/mov file (ISO boxes: a size, then a kind), each once in
     the order first seen (a fragmented mp4 has a moof and an mdat box for every fragment), and where the file
-    ends inside its last box, how far (None where it ends where its last box does); None where ``path`` does
-    not read as boxes. A box that runs past the end of the file was cut off: a recording stopped by a crash,
-    a copy or download stopped part way."""
+    ends inside its last box, how far (None where it ends where its last box does, or inside a box that holds
+    no frame: :data:`_BOXES_WITHOUT_FRAMES`); None where ``path`` does not read as boxes. A box that runs past
+    the end of the file was cut off: a recording stopped by a crash, a copy or download stopped part way."""
     try:
         if not path.is_file():  # a named pipe (read by FFmpeg already, and opening it could wait for a writer)
             return None
@@ -1169,6 +1176,10 @@ def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
                 if length == 0:  # the last box, up to the end of the file
                     length = size - start
                 if start + length > size:
+                    if kind in _BOXES_WITHOUT_FRAMES:  # every frame is in the whole boxes before it
+                        log.debug("%s: the file ends inside its last box (%s), which holds no frame", path,
+                                  kind.decode())
+                        return kinds, None
                     return kinds, (f"the file ends inside its last box ({kind.decode()}), {size - start} of "
                                    f"{length} bytes")
                 if kind not in kinds:

@@ -1,0 +1,58 @@
+"""Folders and files as users have them, made for real in tmp_path: what a folder of hidden or empty files says,
+a fragmented mp4 cut in its trailing index, an ONNX file the disk fails to read."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pvt_deploy.io.sources import open_source
+
+
+def fragmented_clip(path: Path, frames: int = 20) -> Path:
+    """An mp4 as cameras, OBS and a browser's MediaRecorder write it (frag_keyframe+empty_moov): an empty index
+    (moov) first, a moof and an mdat box a fragment, and last the fragments' random-access index (mfra)."""
+    rng = np.random.default_rng(47)
+    with av.open(str(path), "w", options={"movflags": "frag_keyframe+empty_moov"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(25), options={"preset": "ultrafast", "g": "5"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_fragmented_mp4_cut_in_its_trailing_index_runs_every_frame_without_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The mfra box lists the fragments' keyframes, for seeking; it is optional (FFmpeg writes none where its
+    output cannot seek) and holds no frame. A file cut in it holds every frame, and warned 'truncated file?'."""
+    whole = fragmented_clip(tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    mfra = data.rindex(b"mfra") - 4
+    assert int.from_bytes(data[mfra:mfra + 4], "big") == len(data) - mfra  # the last box, to the end
+    with open_source(whole) as source:
+        pictures = [f.image for f in source]
+    assert len(pictures) == 20
+    cut = tmp_path / "cut.mp4"
+    for end in (len(data) - 1, mfra + 8 + (len(data) - mfra - 8) // 2, mfra + 8):
+        cut.write_bytes(data[:end])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), open_source(cut) as source:
+            frames = list(source)
+        assert len(frames) == 20 and all(np.array_equal(f.image, p) for f, p in zip(frames, pictures, strict=True))
+        assert source.error is None and caplog.text == "", (end, caplog.text)  # type: ignore[attr-defined]
+        with open_source(cut) as source:  # and seeking to frames (export --calib of a clip) finds them too
+            found = source.seek_frames(lambda numbers: [numbers[3], numbers[-1]], always=True)  # type: ignore[attr-defined]
+        assert found is not None and [f.index for f in found] == [3, 19]
+        assert all(np.array_equal(f.image, pictures[f.index]) for f in found)
+    cut.write_bytes(data[:mfra - 4])  # in the last fragment's frames: still a cut that lost frames
+    with caplog.at_level(logging.WARNING), open_source(cut) as source:
+        assert len(list(source)) < 20
+    assert "the file ends inside its last box (mdat)" in caplog.text
