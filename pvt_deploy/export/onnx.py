@@ -39,7 +39,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pvt_deploy.errors import InputError, ModelNotFoundError, ParityError, PvtDeployError, option, switched_on
+from pvt_deploy.errors import (
+    InputError,
+    ModelNotFoundError,
+    ParityError,
+    PvtDeployError,
+    one_of,
+    option,
+    switched_on,
+)
 from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     BUNDLED_IMAGES,
@@ -179,12 +187,6 @@ def node_counts(before: Any, after: Any, simplified: bool) -> str:
 
 def _round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
-
-
-def _choice(name: str, value: str, choices: Sequence[str]) -> str:
-    from pvt_deploy.errors import one_of
-
-    return one_of(name, value, list(choices))
 
 
 def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] | None = None,
@@ -765,7 +767,7 @@ def _speedups(precision: dict[str, Any], parity: Mapping[str, Any]) -> None:
 
 
 def _int8_flavours(int8: bool, flavour: str) -> list[str]:
-    flavour = _choice(option("int8_flavour"), flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
+    flavour = one_of(option("int8_flavour"), flavour, INT8_FLAVOUR_CHOICES)  # a mistyped word is refused, used or not
     if not int8:
         return []
     return ["cpu", "trt"] if flavour == "both" else [flavour]
@@ -884,16 +886,16 @@ def export_onnx(
     Triton model).
     """
     steps = _Steps(progress)
-    exporter = _choice(option("exporter"), exporter, EXPORTERS)
-    nms = _choice(option("nms"), nms, NMS_MODES)
-    seg_output = _choice(option("seg_output"), seg_output, SEG_OUTPUTS)
+    exporter = one_of(option("exporter"), exporter, EXPORTERS)
+    nms = one_of(option("nms"), nms, NMS_MODES)
+    seg_output = one_of(option("seg_output"), seg_output, SEG_OUTPUTS)
     from pvt_deploy.export.precision import CPU_METHODS
 
-    int8_cpu = _choice(option("int8_cpu"), int8_cpu, CPU_METHODS)
+    int8_cpu = one_of(option("int8_cpu"), int8_cpu, CPU_METHODS)
     if task is not None:
         from pvt_deploy.manifest import TASKS
 
-        task = _choice(option("task"), task, TASKS)
+        task = one_of(option("task"), task, TASKS)
     flavours = _int8_flavours(int8, int8_flavour)
     if opset is not None and opset < MIN_OPSET:
         raise InputError(f"{option('opset')} {opset}: PVT graphs need opset >= {MIN_OPSET} (one LayerNormalization node "
