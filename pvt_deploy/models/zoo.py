@@ -22,7 +22,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from pvt_deploy.data import class_names
-from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, option
+from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, one_of, option
 from pvt_deploy.manifest import CHECKPOINT_SUFFIXES, TASKS
 from pvt_deploy.models import pvt, pvt_v2
 from pvt_deploy.models.checkpoints import (
@@ -134,9 +134,10 @@ def zoo_entries() -> list[ZooEntry]:
 
 
 def resolve_name(name: str, task: str | None = None) -> ZooEntry:
-    """Map a zoo name (``pvt_small-seg``) or backbone name + task to a :class:`ZooEntry`."""
-    if task is not None and task not in TASKS:
-        raise ModelNotFoundError(f"{option('task')} {task!r}: choose one of {', '.join(TASKS)}")
+    """Map a zoo name (``pvt_small-seg``) or backbone name + task to a :class:`ZooEntry`. ``task`` is
+    :func:`~pvt_deploy.errors.one_of` the tasks, as export's and models' ``--task`` are (``Detect`` is detect)."""
+    if task is not None:
+        task = one_of(option("task"), task, TASKS)
     base, suffix = name, ""
     for sfx in sorted(SUFFIX_TO_TASK, key=len, reverse=True):
         if sfx and name.endswith(sfx):
