@@ -742,18 +742,18 @@ class OnnxRuntimeBackend(Backend):
         (the CPU copy's fused attention takes a fraction of the scores PyTorch holds: ``pvt_v2_b0-cls`` ran
         5000x5000 in 5 GB, where its INT8 graph's plain MatMuls asked for 69 GB at 4096x4096), so a size that
         runs is never refused and no size that fits is named."""
-        from pvt_deploy.runtimes.torch import _gb
+        from pvt_deploy.utils import gigabytes
         from pvt_deploy.utils.cpu import available_memory
 
         shapes = [list(a.shape) for a in arrays.values()]
         images = len(shapes) == 1 and len(shapes[0]) == 4
         what = (f"{option('imgsz')} {shapes[0][2]}x{shapes[0][3]} at {option('batch')} {shapes[0][0]}" if images
                 else f"the input shape {shapes[0] if len(shapes) == 1 else shapes}")
-        asked = f": it asked for {_gb(wanted)} at once" if wanted else ""
+        asked = f": it asked for {gigabytes(wanted)} at once" if wanted else ""
         free = None if self._on_gpu else available_memory()
         where = (" on the GPU" if self._on_gpu else "" if free is None
-                 else f", more than the {_gb(free)} free in this machine's memory" if wanted > free
-                 else f", with {_gb(free)} free in this machine's memory")
+                 else f", more than the {gigabytes(free)} free in this machine's memory" if wanted > free
+                 else f", with {gigabytes(free)} free in this machine's memory")
         smaller = (f"a smaller {option('imgsz')}" if images else "a smaller input") + (
             f" or {option('batch')}" if images and shapes[0][0] > 1 else "")
         return ShapeError(f"{self.path.name}: {what} needs more memory than ONNX Runtime could get{asked}{where}",

@@ -59,6 +59,7 @@ from pvt_deploy.runtimes.base import (
     operator_profile,
     thread_count,
 )
+from pvt_deploy.utils import gigabytes
 
 if TYPE_CHECKING:
     import torch
@@ -337,10 +338,6 @@ REST_PER_PIXEL = 128
 REST_FIXED = 64 << 20
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:.1f} GB"
-
-
 class TorchBackend(Backend):
     """Run a contract-following ``nn.Module`` (``DeployModule``) with PyTorch eager.
 
@@ -453,8 +450,8 @@ class TorchBackend(Backend):
         where = f"on {self._device}" if self._device.type == "cuda" else "in this machine's memory"
         more = f" or a smaller {option('batch')}" if batch > 1 else ""
         raise ShapeError(f"{option('imgsz')} {height}x{width} at {option('batch')} {batch} needs about "
-                         f"{_gb(need)} for PyTorch's largest attention and the rest of its forward pass, more than "
-                         f"the {_gb(free)} free {where}",
+                         f"{gigabytes(need)} for PyTorch's largest attention and the rest of its forward pass, more than "
+                         f"the {gigabytes(free)} free {where}",
                          hint=f"pass {option('imgsz')} {fits} or less{more}" if fits else f"free some memory{more}")
 
     def _free_memory(self) -> int | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IR_VERSION", "is_integer", "is_number", "onnx_model", "shell_quote", "size_pair"]
+__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "onnx_model", "shell_quote", "size_pair"]
 
 IR_VERSION = 8
 """IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
@@ -84,6 +84,11 @@ def whole_number(name: str, value: object, *, minimum: int = 1) -> int:
 def is_number(v: object) -> bool:
     """A real number (Python's or NumPy's), not a bool: what a threshold or a fraction may be."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def gigabytes(n: float) -> str:
+    """A byte count for a message: ``2.4 GB`` (one decimal), ``155 GB`` and ``1,555 GB`` from 10 GB up."""
+    return f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:.1f} GB"
 
 
 def count_of(n: int, noun: str) -> str:
