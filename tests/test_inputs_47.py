@@ -10,7 +10,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
+from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source
 
 
@@ -56,3 +58,31 @@ def test_a_fragmented_mp4_cut_in_its_trailing_index_runs_every_frame_without_a_w
     with caplog.at_level(logging.WARNING), open_source(cut) as source:
         assert len(list(source)) < 20
     assert "the file ends inside its last box (mdat)" in caplog.text
+
+
+def test_an_empty_gif_or_clip_in_a_folder_is_said_empty_not_a_video(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A copy or download that never started leaves 0 bytes: an empty .gif (no picture, so not a still GIF) was
+    listed among the videos left out, as an empty .mp4 was; neither is a video."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "logo.gif").touch()
+    with pytest.raises(InputError) as caught:
+        open_source(folder)
+    assert caught.value.args[0] == f"no images found in folder {folder}, only 1 empty file (logo.gif): 0 bytes"
+    assert caught.value.hint == "a copy or download that never started: copy or download it again"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(folder / "IMG_0001.jpg")
+    (folder / "VID_0001.mp4").touch()
+    with av.open(str(folder / "VID_0002.mp4"), "w") as container:  # a real clip beside them is still a video
+        stream = container.add_stream("mpeg4", rate=Fraction(10))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with caplog.at_level(logging.WARNING), open_source(folder) as source:
+        assert [f.name for f in source] == ["IMG_0001.jpg"]
+    assert (f"{folder}: running its 1 image; 1 video (VID_0002.mp4) left out (give each video on its own)"
+            in caplog.text)
+    assert f"{folder}: running its 1 image; 2 empty files (logo.gif, VID_0001.mp4) left out: 0 bytes" in caplog.text
+    assert caplog.text.count("left out") == 2

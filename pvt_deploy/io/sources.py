@@ -96,6 +96,7 @@ _MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for the demuxer of mp4
 _TIMED_DEMUXERS = (_MP4_DEMUXER, "matroska,webm", "avi")
 # why a file of 0 bytes does not decode: a copy or download that never started, or a name touched
 _EMPTY = "the file is empty: 0 bytes"
+_EMPTY_HINT = "a copy or download that never started: copy or download it again"
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
 _STOP_POLL_S = 0.1  # how often a wait for a live frame looks at the stop flag
 # How long stopping waits for a stream's reader thread. It can sit in a network read for the whole read
@@ -1927,9 +1928,13 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
         shown = [p.name if what == "folder" else str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
         return f"{count_of(len(files), kind)} ({', '.join(shown)})"
 
-    videos = sorted((p for p in candidates if _is_video(p) and p.is_file()), key=_natural_key)
+    # a file named as a video or a HEIC photo holding 0 bytes (a copy or download that never started) is
+    # neither, and is said to be empty: an empty .gif, no picture and so no still GIF, was one of the videos
+    left = [p for p in candidates if (_is_video(p) or p.suffix.lower() in HEIC_SUFFIXES) and p.is_file()]
+    empties = sorted((p for p in left if p.stat().st_size == 0), key=_natural_key)
+    videos = sorted((p for p in left if _is_video(p) and p not in empties), key=_natural_key)
     left_out = named(videos, "video")
-    heics = sorted((p for p in candidates if p.suffix.lower() in HEIC_SUFFIXES and p.is_file()), key=_natural_key)
+    heics = sorted((p for p in left if p.suffix.lower() in HEIC_SUFFIXES and p not in empties), key=_natural_key)
     heic_left_out = named(heics, "HEIC photo")
     if not paths:
         if heics:
@@ -1938,6 +1943,9 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
         if videos:
             raise InputError(f"no images found in {what} {spec}, only {left_out}",
                              hint="a folder or glob runs its images: give each video on its own")
+        if empties:
+            raise InputError(f"no images found in {what} {spec}, only {named(empties, 'empty file')}: 0 bytes",
+                             hint=_EMPTY_HINT)
         described = sorted((p for p in candidates if p.suffix.lower() in DATASET_SUFFIXES and p.is_file()),
                            key=_natural_key)
         if described:  # a data set's root (Ultralytics), its images in images/val ..., or a glob of its YAMLs
@@ -1963,6 +1971,9 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     if heics:
         log.warning("%s: running its %s; %s left out, a format pvt-deploy does not read (%s)", spec,
                     count_of(len(paths), "image"), heic_left_out, _HEIC_HINT)
+    if empties:
+        log.warning("%s: running its %s; %s left out: 0 bytes (%s)", spec, count_of(len(paths), "image"),
+                    named(empties, "empty file"), _EMPTY_HINT)
     ordered: list[Path] = sorted(paths, key=_natural_key)
     return ImageSource(ordered, kind="images", spec=spec, origin=what)
 
