@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from cli_run import run
 from PIL import Image
 
 from pvt_deploy.errors import InputError
@@ -86,3 +87,36 @@ def test_an_empty_gif_or_clip_in_a_folder_is_said_empty_not_a_video(
             in caplog.text)
     assert f"{folder}: running its 1 image; 2 empty files (logo.gif, VID_0001.mp4) left out: 0 bytes" in caplog.text
     assert caplog.text.count("left out") == 2
+
+
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 4000  # a Mac's ._NAME: no picture
+
+
+def test_a_folder_of_hidden_pictures_only_says_they_are_hidden_not_that_it_holds_no_jpg(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """It said 'no images found' with the image types it looked for, .jpg among them, beside two .jpg files."""
+    folder = tmp_path / "from a mac"
+    folder.mkdir()
+    (folder / "._IMG_0001.jpg").write_bytes(APPLE_DOUBLE)
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(folder / ".hidden.jpg")
+    (folder / "notes.txt").write_text("not a picture\n")
+    with pytest.raises(InputError) as caught:
+        open_source(folder)
+    assert caught.value.args[0] == (f"no images found in folder {folder}, only 2 hidden files (._IMG_0001.jpg, "
+                                    ".hidden.jpg), which a folder leaves out as ls does")
+    assert caught.value.hint == ("a Mac writes a ._NAME beside each photo it copies (its metadata, no picture); "
+                                 "to run a hidden picture, give it by name")
+    with open_source(folder / ".hidden.jpg") as source:  # as the hint says
+        assert [f.image.shape for f in source] == [(32, 48, 3)]
+    code, out, err = run(monkeypatch, capsys, "infer", str(folder), "--model", "pvt_v2_b0-cls", "--no-save")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "2 hidden files" in err and ".jpg, .jpeg" not in err
+
+
+def test_a_folder_without_hidden_pictures_still_lists_the_image_types(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a picture\n")
+    (tmp_path / ".notes.txt").write_text("hidden, and not a picture\n")
+    with pytest.raises(InputError) as caught:
+        open_source(tmp_path)
+    assert caught.value.args[0] == f"no images found in folder {tmp_path}"
+    assert caught.value.hint.startswith("image types: .avif, .bmp")

@@ -1962,6 +1962,13 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
             raise InputError(f"no images found in folder {spec}, only in folders in it (such as {found})",
                              hint="a folder runs its own images; for those of its folders too, give a glob: "
                              f"{shell_quote(below)}")
+        # pictures that are all hidden files (a Mac's ._ files, a .NAME.jpg): the image types were no answer
+        hidden = what == "folder" and sorted((p for p in Path(spec).iterdir() if p.name.startswith(".")
+                                              and _is_image(p)), key=_natural_key)
+        if hidden:
+            raise InputError(f"no images found in folder {spec}, only {named(hidden, 'hidden file')}, which a "
+                             "folder leaves out as ls does", hint="a Mac writes a ._NAME beside each photo it "
+                             "copies (its metadata, no picture); to run a hidden picture, give it by name")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {image_types()}"
         )
