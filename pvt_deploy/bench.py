@@ -342,12 +342,13 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
     """The error for a run that could not do its job, given the rows of the backends that could not
     run: the exit code is that of the most telling cause, a bad input (a size outside the graph's
     range: 2) before a changed or foreign engine (4) before a backend that crashed (1) before a
-    missing runtime (3)."""
+    missing runtime (3). Every backend of that cause is named, in the rows' order: where PyTorch and ONNX
+    Runtime both refused a size, the first alone (PyTorch's estimate) left out what the export's graph said."""
     reasons = [(row.get("exit_code"), f"{row['backend']}: {row.get('reason', row['status'])}") for row in rows]
     for code, kind in ((InputError.exit_code, InputError), (EngineMismatchError.exit_code, EngineMismatchError)):
-        first = next((text for c, text in reasons if c == code), None)
-        if first is not None:
-            return kind(f"{what}: {first}")
+        said = [text for c, text in reasons if c == code]
+        if said:
+            return kind(f"{what}: {'; '.join(said)}")
     crashed = next((text for row, (_, text) in zip(rows, reasons, strict=True) if row.get("status") == "failed"), None)
     if crashed is not None:  # not "unavailable here" (3): it was there, and it failed
         return PvtDeployError(f"{what}: {crashed}")

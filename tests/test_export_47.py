@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from cli_run import run
 
 from pvt_deploy.errors import InputError
 
@@ -19,3 +22,39 @@ def test_a_task_given_to_the_python_api_is_taken_in_any_case_as_the_cli_takes_it
     with pytest.raises(InputError) as refused:
         resolve_name("pvt_small", "segmentation")
     assert str(refused.value) == "task 'segmentation': choose one of detect, segment, classify, features"
+
+
+@pytest.fixture(scope="module")
+def big_cls_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph holds its attention scores whole (10.5 GB at
+    2560x2560)."""
+    from pvt_deploy.export import export_onnx
+
+    return export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("big") / "cls", imgsz=64, max_size=4096,
+                       int8=True, int8_flavour="cpu", parity=False, simplify=False)
+
+
+def test_check_names_onnx_runtimes_refusal_of_a_size_beside_pytorchs(
+        big_cls_int8: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """check --backends torch,onnx-int8 --imgsz 2560, where PyTorch's estimate and ONNX Runtime's run both
+    refuse the size, ended on PyTorch's refusal alone (the first row's): what the export's INT8 graph, the
+    backend asked about, needed was left out. Both are named, in the rows' order, one line, exit 2. The address
+    space is capped a few GB above what the process holds, so the scores cannot be had on any machine."""
+    import resource
+
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: 8 << 30)  # PyTorch's estimate refuses
+    with open("/proc/self/statm", encoding="utf-8") as f:
+        held = int(f.read().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (held + (4 << 30), hard))
+    try:
+        code, stdout, err = run(monkeypatch, capfd, "check", "--model", str(big_cls_int8), "--backends",
+                                "torch,onnx-int8", "--max-images", "1", "--imgsz", "2560")
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    torch_said = line.index("torch: --imgsz 2560x2560 at --batch 1 needs about ")
+    ort_said = line.index("; onnx-int8: model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than "
+                          "ONNX Runtime could get: it asked for 10 GB at once, more than the 8.6 GB free")
+    assert line.startswith(f"error: {big_cls_int8}: no backend can run this artifact here: ") and torch_said < ort_said, line
