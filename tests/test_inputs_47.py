@@ -3,7 +3,9 @@ a fragmented mp4 cut in its trailing index, an ONNX file the disk fails to read.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,9 +14,11 @@ import numpy as np
 import pytest
 from cli_run import run
 from PIL import Image
+from test_tensorrt_build_fake import make_artifact
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source
+from pvt_deploy.runtimes.loader import describe_graphs
 
 
 def fragmented_clip(path: Path, frames: int = 20) -> Path:
@@ -120,3 +124,38 @@ def test_a_folder_without_hidden_pictures_still_lists_the_image_types(tmp_path: 
         open_source(tmp_path)
     assert caught.value.args[0] == f"no images found in folder {tmp_path}"
     assert caught.value.hint.startswith("image types: .avif, .bmp")
+
+
+@pytest.fixture
+def failing_disk_onnx(tmp_path: Path) -> Path:
+    """An .onnx whose read fails with EIO, as a failing disk's does: Linux's /proc/self/mem read from offset 0
+    (no memory mapped there) is a regular file whose read says 'Input/output error'."""
+    path = tmp_path / "model.onnx"
+    path.symlink_to("/proc/self/mem")
+    with pytest.raises(OSError) as caught, path.open("rb") as f:
+        f.read()
+    assert caught.value.errno == errno.EIO
+    return path
+
+
+def test_an_onnx_file_the_disk_fails_to_read_is_said_unreadable_not_malformed(
+        failing_disk_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """It said 'not a readable ONNX model ([Errno 5] Input/output error)': the disk failed, not the model."""
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photo)
+    for args in (("info", str(failing_disk_onnx)), ("infer", str(photo), "--model", str(failing_disk_onnx))):
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert (code, out, err) == (2, "", f"error: cannot read {failing_disk_onnx}: Input/output error\n")
+    malformed = tmp_path / "malformed.onnx"
+    malformed.write_bytes(b"\x08\x07" + b"\xff" * 64)
+    code, out, err = run(monkeypatch, capsys, "info", str(malformed))
+    assert code == 2 and out == "" and err.startswith(f"error: {malformed}: not a readable ONNX model (")
+
+
+def test_info_graph_says_a_file_the_disk_fails_to_read_cannot_be_read(failing_disk_onnx: Path,
+                                                                        tmp_path: Path) -> None:
+    folder = make_artifact(tmp_path / "art")
+    os.replace(failing_disk_onnx, folder / "model.onnx")
+    (row,) = describe_graphs(folder, ["model.onnx"])
+    assert row == {"file": "model.onnx", "format": "onnx", "error": "cannot read it: Input/output error"}

@@ -228,6 +228,8 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         backend = OnnxRuntimeBackend(path, device="cpu")
         props = backend.metadata()
         backend.close()
+    except OSError as e:  # the disk failed (EIO), not the model: said as other files' OSErrors are
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
     except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
         raise InputError(f"{path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from e
     text = props.get(ONNX_METADATA_KEY)
@@ -1155,6 +1157,8 @@ def describe_graphs(folder: Path, names: Sequence[str], *,
                 row.update(graph_summary(load_onnx_graph(path)))
             except ImportError:
                 row["error"] = "needs the onnx package (pip install onnx)"
+            except OSError as e:  # the disk failed (EIO), not the model
+                row["error"] = f"cannot read it: {e.strerror or e}"
             except Exception as e:  # noqa: BLE001 - onnx raises DecodeError & co for a file that is not a model
                 row["error"] = f"not a readable ONNX model ({' '.join(str(e).split())[:200]})"
         else:
