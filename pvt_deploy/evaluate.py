@@ -478,17 +478,14 @@ def coco_metrics(coco: dict[str, Any], detections: list[dict[str, Any]], image_i
 def _annotations(annotations: list[Any]) -> list[dict[str, Any]]:
     """The ground-truth boxes as COCOeval reads them: ``iscrowd`` 0 and ``area`` the box's where a tool's
     export left them out (COCOeval needs both); entries without a 4-number ``bbox`` (a caption, a
-    keypoint-only record) are left out, and ``id`` numbers them where it is missing."""
-    out = []
+    keypoint-only record) are left out. Each is numbered 1, 2, ... whatever its ``id``: COCOeval keys
+    its boxes by id (two of one id are one box) and takes a match with id 0 for none, and Label
+    Studio's exports number them from 0."""
+    out: list[dict[str, Any]] = []
     for a in annotations:
         box = a.get("bbox") if isinstance(a, dict) else None
         if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
-            out.append({"iscrowd": 0, "area": float(box[2]) * float(box[3]), **a})
-    taken = [a["id"] for a in out if isinstance(a.get("id"), int)]
-    free = max(taken, default=0) + 1
-    for a in out:
-        if not isinstance(a.get("id"), int):
-            a["id"], free = free, free + 1
+            out.append({"iscrowd": 0, "area": float(box[2]) * float(box[3]), **a, "id": len(out) + 1})
     return out
 
 

@@ -1,0 +1,76 @@
+"""``pvt-deploy val`` on datasets as users bring them (session 47's review): COCO files of labelling tools,
+YOLO labels, class folders and label PNGs with the faults such exports have.
+
+As in test_val, the truth is made from the export's own confident boxes (or masks), so a model scored
+against it has AP (mIoU) 1.0 and each change moves the figure by an amount known here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvt_deploy.api import Model
+from pvt_deploy.assets import sample_images
+
+pytest_plugins = ["export_fixtures"]
+
+TRUTH_SCORE = 0.15  # as test_val: the perturbed detector's top boxes on the sample photos score 0.15-0.3
+
+
+@pytest.fixture(scope="module")
+def det_model(det_artifact: Any) -> Model:
+    with Model(str(det_artifact.folder)) as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def truth(det_model: Model) -> dict[str, Any]:
+    """A COCO instances file (as a dict) of the sample photos whose boxes are the detector's confident ones,
+    ids 1, 2, ... as COCO's own; the photos' paths under ``"paths"``."""
+    images, annotations = [], []
+    results = det_model.predict(sample_images())
+    for image_id, r in enumerate(results, 1):
+        h, w = r.orig_shape
+        images.append({"id": image_id, "file_name": Path(r.path).name, "width": w, "height": h})
+        for (x1, y1, x2, y2), score, cls in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist(),
+                                                strict=True):
+            if score >= TRUTH_SCORE:
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(cls) + 1,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    assert len(annotations) >= 3 and len({a["category_id"] for a in annotations}) >= 2, annotations
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(det_model.names)]
+    return {"images": images, "annotations": annotations, "categories": categories,
+            "paths": [str(r.path) for r in results]}
+
+
+def _coco(root: Path, truth: dict[str, Any], **changes: Any) -> Path:
+    """COCO's layout under ``root`` (val2017/ beside annotations/) of ``truth`` with ``changes`` to its lists."""
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for p in truth["paths"]:
+        shutil.copyfile(p, root / "val2017" / Path(p).name)
+    data = {k: json.loads(json.dumps(v)) for k, v in truth.items() if k != "paths"}
+    data.update(changes)
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_annotation_ids_from_0_or_repeated_score_as_numbered_ones(
+        det_model: Model, truth: dict[str, Any], tmp_path: Path) -> None:
+    """COCOeval keys the boxes by annotation id and takes a match with id 0 for none: Label Studio's
+    exports number annotations from 0 (AP 0.91 of the truth's own boxes), a converter that numbers each
+    picture's from 1, or merges two files, repeats ids (AP 0.01). The ids are the file's to name, not
+    to score by."""
+    from_0 = [{**a, "id": k} for k, a in enumerate(truth["annotations"])]
+    repeated = [{**a, "id": 1} for a in truth["annotations"]]
+    missing = [{k: v for k, v in a.items() if k != "id"} for a in truth["annotations"]]
+    for name, boxes in (("from_0", from_0), ("repeated", repeated), ("missing", missing)):
+        report = det_model.val(_coco(tmp_path / name, truth, annotations=boxes))
+        assert report.images == 3
+        assert report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, (name, report.metrics)
