@@ -159,3 +159,28 @@ def test_info_graph_says_a_file_the_disk_fails_to_read_cannot_be_read(failing_di
     os.replace(failing_disk_onnx, folder / "model.onnx")
     (row,) = describe_graphs(folder, ["model.onnx"])
     assert row == {"file": "model.onnx", "format": "onnx", "error": "cannot read it: Input/output error"}
+
+
+def test_a_picture_saved_under_txt_is_read_as_the_picture_not_as_a_list_of_files(tmp_path: Path) -> None:
+    """A .txt is a list of files, one a line (Ultralytics' list source); a JPEG saved as photo.txt (a browser's
+    'save as', a renamed attachment) was read as one, and refused naming its bytes: 'no such file: \\xff\\xd8...
+    JFIF (and 14 more)'. Text has no NUL byte; a file with one is no list, and is read as any other file whose
+    name does not say what it is: by its content."""
+    photo = np.zeros((32, 48, 3), np.uint8)
+    photo[:, :24] = 200
+    misnamed = tmp_path / "photo.txt"
+    Image.fromarray(photo).save(misnamed, format="JPEG", quality=95)
+    with open_source(misnamed) as source:
+        (frame,) = list(source)
+    assert np.abs(frame.image.astype(int) - photo).max() < 10
+    with open_source([misnamed]) as source:  # in a list of files, a picture, not a list given in a list
+        assert [f.image.shape for f in source] == [(32, 48, 3)]
+    binary = tmp_path / "data.txt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError) as caught:
+        open_source(binary)
+    assert str(caught.value) == f"{binary} is neither a readable image nor a video"
+    listed = tmp_path / "list.txt"  # a list still is one
+    listed.write_text(f"{misnamed}\n")
+    with pytest.raises(InputError, match="is a list of files: a list takes image files"):
+        open_source([listed])

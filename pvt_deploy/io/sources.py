@@ -2128,8 +2128,8 @@ def open_source(
             if isinstance(item, Path) and _is_video(item):
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
-            if isinstance(item, Path) and item.suffix.lower() == ".txt" and item.is_file():  # read as a picture,
-                # it was skipped as undecodable and the files it names never ran
+            if isinstance(item, Path) and _file_list(item):  # read as a picture, it was skipped as
+                # undecodable and the files it names never ran
                 raise InputError(f"{item} is a list of files: a list takes image files (and pictures); give the "
                                  "list on its own")
         missing = [str(p) for p in items if isinstance(p, Path) and not p.is_file()]
@@ -2168,7 +2168,7 @@ def open_source(
             raise _heic_not_read(path)
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
-        if suffix == ".txt":  # Ultralytics' list source
+        if _file_list(path):  # Ultralytics' list source
             listed = _listed_files(path)
             try:
                 return open_source(listed)
@@ -2203,6 +2203,20 @@ def _special_file(path: Path) -> str | None:
     kinds = [(stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device")]
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _file_list(path: Path) -> bool:
+    """Whether ``path`` is a list of files, one a line (Ultralytics' list source): a ``.txt`` file of text. A
+    picture saved under .txt (a browser's 'save as', a renamed attachment) was read as one, and refused with
+    its bytes for names; text holds no NUL byte, and a file with one is read by its content, as a file whose
+    name says nothing is (:func:`_guess_file`)."""
+    if path.suffix.lower() != ".txt" or not path.is_file():
+        return False
+    try:
+        with path.open("rb") as f:
+            return b"\x00" not in f.read(4096)
+    except OSError:
+        return True  # the list's reader says why it cannot be read
 
 
 def _listed_files(listing: Path) -> list[str]:
