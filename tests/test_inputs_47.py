@@ -184,3 +184,19 @@ def test_a_picture_saved_under_txt_is_read_as_the_picture_not_as_a_list_of_files
     listed.write_text(f"{misnamed}\n")
     with pytest.raises(InputError, match="is a list of files: a list takes image files"):
         open_source([listed])
+
+
+def test_a_list_of_files_windows_powershell_wrote_in_utf16_runs_the_files_it_names(tmp_path: Path) -> None:
+    """Windows PowerShell 5's 'dir -Name > list.txt' writes UTF-16 (a byte-order mark, then two bytes a letter,
+    CRLF): each name was read with a NUL between its letters, 'no such file: \\xff\\xfea\\x00.\\x00j...'."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for name in ("IMG_0001.jpg", "café.jpg"):
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(shots / name)
+    for encoding in ("utf-16", "utf-16-be"):
+        listing = shots / "list.txt"
+        mark = "\ufeff" if encoding == "utf-16-be" else ""  # utf-16 writes its own (little-endian here)
+        listing.write_bytes(f"{mark}IMG_0001.jpg\r\ncafé.jpg\r\n".encode(encoding))
+        assert listing.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+        with open_source(listing) as source:
+            assert [f.name for f in source] == ["IMG_0001.jpg", "café.jpg"]

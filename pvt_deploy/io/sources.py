@@ -22,6 +22,7 @@ Decoding choices and why:
 from __future__ import annotations
 
 import bisect
+import codecs
 import contextlib
 import functools
 import glob as globlib
@@ -2205,6 +2206,9 @@ def _special_file(path: Path) -> str | None:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the byte-order marks a UTF-16 text file starts with
+
+
 def _file_list(path: Path) -> bool:
     """Whether ``path`` is a list of files, one a line (Ultralytics' list source): a ``.txt`` file of text. A
     picture saved under .txt (a browser's 'save as', a renamed attachment) was read as one, and refused with
@@ -2214,9 +2218,10 @@ def _file_list(path: Path) -> bool:
         return False
     try:
         with path.open("rb") as f:
-            return b"\x00" not in f.read(4096)
+            head = f.read(4096)
     except OSError:
         return True  # the list's reader says why it cannot be read
+    return head.startswith(_UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
 
 
 def _listed_files(listing: Path) -> list[str]:
@@ -2227,8 +2232,11 @@ def _listed_files(listing: Path) -> list[str]:
         # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message). surrogateescape:
         # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file
         # system gives it (os.fsdecode), so it opens; the whole list was refused for its one byte
-        lines = [line.strip() for line in
-                 listing.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()]
+        # UTF-16 (its byte-order mark first): what Windows PowerShell 5's 'dir -Name > list.txt' writes
+        data = listing.read_bytes()
+        text = (data.decode("utf-16") if data.startswith(_UTF16_MARKS) else
+                data.decode("utf-8-sig", errors="surrogateescape"))
+        lines = [line.strip() for line in text.splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the list {listing}: {e}") from None
     paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
