@@ -200,3 +200,15 @@ def test_a_list_of_files_windows_powershell_wrote_in_utf16_runs_the_files_it_nam
         assert listing.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
         with open_source(listing) as source:
             assert [f.name for f in source] == ["IMG_0001.jpg", "café.jpg"]
+
+
+def test_info_of_an_export_whose_onnx_the_disk_fails_to_read_names_the_file(
+        failing_disk_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An export folder's files are hashed (to check them against its manifest) before their graphs are read: a
+    read that failed there said 'error: Input/output error (pvt-deploy --verbose COMMAND ... shows where)',
+    naming no file, as a file object's read raises its OSError without the file's name."""
+    folder = make_artifact(tmp_path / "art")
+    os.replace(failing_disk_onnx, folder / "model.onnx")
+    code, out, err = run(monkeypatch, capsys, "info", str(folder))
+    assert (code, out, err) == (2, "", f"error: {folder / 'model.onnx'}: Input/output error\n")

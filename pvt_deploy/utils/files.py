@@ -443,8 +443,13 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
             if key in memo:
                 return memo[key]
         h = hashlib.sha256()
-        while block := f.read(chunk):
-            h.update(block)
+        try:
+            while block := f.read(chunk):
+                h.update(block)
+        except OSError as e:  # a file object's read names no file (EIO from a failing disk): say which
+            if e.filename is None:
+                e.filename = os.fspath(path)
+            raise
     digest = h.hexdigest()
     if memo is not None:
         memo[key] = digest
