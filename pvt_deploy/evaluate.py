@@ -176,7 +176,7 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
         raise InputError(f"--images {folder}: no such folder")
     if not any((folder / name).is_file() for name in first):
         raise InputError(f"--images {folder}: none of the JSON's first pictures ({first[0]}, ...) is in it")
-    coco = _numbered(coco, entries, path)
+    coco = _boxes(_numbered(coco, entries, path), path)
     there = {e["file_name"]: (folder / e["file_name"]).is_file() for e in coco["images"]}
     present = [e for e in coco["images"] if there[e["file_name"]]]
     if len(present) < len(entries):
@@ -217,6 +217,63 @@ def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -
     if orphans:
         log.warning("dataset %s: %d annotations name no image it lists: left out", path, orphans)
     return {**coco, "images": [{**e, "id": k} for k, e in enumerate(entries, 1)], "annotations": annotations}
+
+
+def _boxes(coco: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The instances file with each annotation's box as COCOeval scores it: its ``bbox`` (x, y, width,
+    height), else its ``segmentation``'s extent (a polygon or RLE without one, as some converters write
+    them). An annotation COCOeval cannot score is left out with one warning that counts each kind and
+    names the first: a ``category_id`` the file does not list (COCOeval drops its box without a word:
+    one nobody has to find) or none (a KeyError in pycocotools), no box of four finite numbers, a
+    box of no width or height (no detection overlaps it: a box nobody can find)."""
+    listed = {c["id"] for c in coco["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int)}
+    files = {e["id"]: e["file_name"] for e in coco["images"]}
+    kept: list[dict[str, Any]] = []
+    faults: dict[str, list[dict[str, Any]]] = {}
+    for a in coco["annotations"]:
+        category, box = a.get("category_id"), _box(a)
+        if not isinstance(category, int) or isinstance(category, bool) or category not in listed:
+            fault = "of no category it lists" if category is not None else "without a category_id"
+        elif box is None:
+            fault = "without a box (a bbox of 4 numbers, or a segmentation)"
+        elif box[2] <= 0 or box[3] <= 0:
+            fault = "of no width or height (no detection can overlap one)"
+        else:
+            kept.append({**a, "bbox": box})
+            continue
+        faults.setdefault(fault, []).append(a)
+    if faults:
+        said = "; ".join(f"{len(of)} {fault} (annotation {of[0].get('id', '?')!r} of {files[of[0]['image_id']]}"
+                         f"{', category ' + repr(of[0].get('category_id')) if fault.startswith('of no category') else ''})"
+                         for fault, of in faults.items())
+        log.warning("dataset %s: %d of its %d annotations are left out: %s", path, len(coco["annotations"]) - len(kept),
+                    len(coco["annotations"]), said)
+    return {**coco, "annotations": kept}
+
+
+def _box(annotation: dict[str, Any]) -> list[float] | None:
+    """An annotation's ``bbox`` where it is 4 finite numbers, else its ``segmentation``'s extent (polygons'
+    points, or an RLE's pixels by pycocotools); None where neither gives one."""
+    import math
+
+    box = annotation.get("bbox")
+    if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                       and math.isfinite(v) for v in box):
+        return [float(v) for v in box]
+    shape = annotation.get("segmentation")
+    try:
+        if isinstance(shape, list) and shape and all(isinstance(p, list) and len(p) >= 6 for p in shape):
+            xs = [float(v) for p in shape for v in p[0::2]]
+            ys = [float(v) for p in shape for v in p[1::2]]
+            return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        if isinstance(shape, dict) and isinstance(shape.get("size"), list) and "counts" in shape:
+            from pycocotools import mask
+
+            rle = mask.frPyObjects(shape, *shape["size"]) if isinstance(shape["counts"], list) else shape
+            return [float(v) for v in mask.toBbox(rle)]
+    except (ImportError, TypeError, ValueError):  # not numbers, or no pycocotools (said as the metric runs)
+        return None
+    return None
 
 
 def _yolo_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:

@@ -8,6 +8,7 @@ against it has AP (mIoU) 1.0 and each change moves the figure by an amount known
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,34 @@ def test_annotation_ids_from_0_or_repeated_score_as_numbered_ones(
         report = det_model.val(_coco(tmp_path / name, truth, annotations=boxes))
         assert report.images == 3
         assert report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, (name, report.metrics)
+
+
+def test_annotations_cocoeval_cannot_score_are_said_and_a_segmentation_gives_its_box(
+        det_model: Model, truth: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An annotation without a category_id was a KeyError traceback from pycocotools; one of a category the
+    file does not list, or whose bbox is not 4 numbers, was dropped without a word (a box nobody has to
+    find); one of no width could never be found; one with a segmentation but no bbox (polygon or RLE, as
+    some converters write them) was dropped, though it is an object to find. Now: the segmentation's
+    extent is its box, the others are left out with one warning that counts them."""
+    c = truth["annotations"][0]["category_id"]
+    n = sum(a["category_id"] == c for a in truth["annotations"])
+    k = len({a["category_id"] for a in truth["annotations"]})
+    coffee = 2  # the photo with no box: nothing found there
+    odd = [{"image_id": 1, "bbox": [10, 10, 30, 30]},
+           {"image_id": 1, "category_id": 500, "bbox": [10, 10, 30, 30]},
+           {"image_id": 1, "category_id": c, "bbox": ["10", "10", "30", "30"]},
+           {"image_id": 1, "category_id": c, "bbox": [10, 10, 0, 30]}]
+    polygon = {"image_id": coffee, "category_id": c, "iscrowd": 0, "segmentation": [[10, 10, 50, 10, 50, 60, 10, 60]]}
+    path = _coco(tmp_path / "polygon", truth, annotations=truth["annotations"] + odd + [polygon])
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(path)
+    # the polygon is one more box of category c, which no detection finds: c's recall n/(n+1) at every IoU
+    assert report.metrics["AR100"] == pytest.approx((k - 1 + n / (n + 1)) / k, abs=1e-9)
+    assert (f"4 of its {len(truth['annotations']) + 5} annotations are left out: 1 without a category_id "
+            "(annotation '?' of astronaut.jpg); 1 of no category it lists (annotation '?' of astronaut.jpg, "
+            "category 500); 1 without a box (a bbox of 4 numbers, or a segmentation) (annotation '?' of "
+            "astronaut.jpg); 1 of no width or height") in " ".join(caplog.text.split())
+    # an RLE's (uncompressed, as crowd regions are written) extent is its box as the polygon's is
+    rle = {**polygon, "segmentation": {"size": [400, 600], "counts": [10 * 400 + 10, 50, 350, 50, 350]}}
+    path = _coco(tmp_path / "rle", truth, annotations=truth["annotations"] + [rle])
+    assert det_model.val(path).metrics["AR100"] == pytest.approx((k - 1 + n / (n + 1)) / k, abs=1e-9)
