@@ -212,3 +212,17 @@ def test_info_of_an_export_whose_onnx_the_disk_fails_to_read_names_the_file(
     os.replace(failing_disk_onnx, folder / "model.onnx")
     code, out, err = run(monkeypatch, capsys, "info", str(folder))
     assert (code, out, err) == (2, "", f"error: {folder / 'model.onnx'}: Input/output error\n")
+
+
+def test_an_empty_gif_in_a_list_of_files_is_said_empty_not_a_video(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The whole list was refused: 'logo.gif is a video: a list takes image files'. Now as an empty .jpg in it."""
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photo)
+    (tmp_path / "logo.gif").touch()
+    (tmp_path / "logo.jpg").touch()
+    for empty in ("logo.gif", "logo.jpg"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), open_source([photo, tmp_path / empty]) as source:
+            assert [f.name for f in source] == ["IMG_0001.jpg"]
+        assert f"skipping cannot decode image {tmp_path / empty} (the file is empty: 0 bytes)" in caplog.text

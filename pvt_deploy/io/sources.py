@@ -1913,6 +1913,15 @@ def _gif_of_one_picture(path: str, mtime_ns: int, size: int) -> bool:
         return False
 
 
+def _empty_file(path: Path) -> bool:
+    """Whether ``path`` is a file of 0 bytes (a copy or download that never started): no picture, no video,
+    whatever its name says, and said to be empty (:data:`_EMPTY`) where a picture or a video would be named."""
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def _heic_not_read(path: Path) -> InputError:
     """What a lone HEIC photo, or one in a list, is told: a folder of them said 'no images found', a lone one
     that it could not be decoded, neither of which says why, nor what to do."""
@@ -1932,7 +1941,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     # a file named as a video or a HEIC photo holding 0 bytes (a copy or download that never started) is
     # neither, and is said to be empty: an empty .gif, no picture and so no still GIF, was one of the videos
     left = [p for p in candidates if (_is_video(p) or p.suffix.lower() in HEIC_SUFFIXES) and p.is_file()]
-    empties = sorted((p for p in left if p.stat().st_size == 0), key=_natural_key)
+    empties = sorted((p for p in left if _empty_file(p)), key=_natural_key)
     videos = sorted((p for p in left if _is_video(p) and p not in empties), key=_natural_key)
     left_out = named(videos, "video")
     heics = sorted((p for p in left if p.suffix.lower() in HEIC_SUFFIXES and p not in empties), key=_natural_key)
@@ -2126,7 +2135,8 @@ def open_source(
                                  "itself, or run each folder on its own")
             if isinstance(item, Path) and item.suffix.lower() in HEIC_SUFFIXES and item.is_file():
                 raise _heic_not_read(item)
-            if isinstance(item, Path) and _is_video(item):
+            if isinstance(item, Path) and _is_video(item) and not _empty_file(item):  # an empty one: skipped,
+                # said empty, as an empty picture is
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
             if isinstance(item, Path) and _file_list(item):  # read as a picture, it was skipped as
