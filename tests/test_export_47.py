@@ -58,3 +58,34 @@ def test_check_names_onnx_runtimes_refusal_of_a_size_beside_pytorchs(
     ort_said = line.index("; onnx-int8: model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than "
                           "ONNX Runtime could get: it asked for 10 GB at once, more than the 8.6 GB free")
     assert line.startswith(f"error: {big_cls_int8}: no backend can run this artifact here: ") and torch_said < ort_said, line
+
+
+def test_a_dynamic_int8_export_that_calibrates_nothing_does_not_say_it_calibrates(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--int8-cpu dynamic of a PVT v1 graph quantizes MatMul weights only and reads no picture (v2's depthwise
+    and patch convs are calibrated; v1 has none), yet the export warned 'calibrating INT8 on the 3 bundled
+    sample images', showed 'calibrating INT8' and recorded a calibration on N images in the manifest, and a
+    --calib given was read for nothing, unsaid. Said as it is: no calibration phase, record or warning of one,
+    and a --calib given is said to calibrate nothing."""
+    import json
+    import logging
+
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.export import export_onnx
+
+    calib = str(sample_image("coffee"))
+    for given in (None, calib):
+        phases: list[str] = []
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+            folder = export_onnx("pvt_tiny-cls", tmp_path / f"cls{given is None}", imgsz=64, int8=True,
+                                 int8_flavour="cpu", int8_cpu="dynamic", calib=given, parity=False, simplify=False,
+                                 progress=lambda phase, step, total, seen=phases: seen.append(phase))
+        int8 = json.loads((folder / "manifest.json").read_text())["precision"]["int8"]
+        assert list(int8) == ["cpu"] and int8["cpu"]["method"] == "dynamic", int8  # no "calibration" record
+        assert "int8-calibrate" not in phases and "int8-cpu" in phases, phases
+        said = [r.getMessage() for r in caplog.records if "calib" in r.getMessage()]
+        assert said == ([] if given is None else [
+            f"calib {calib} calibrates nothing: model.int8.onnx is dynamic INT8 (weights only), and pvt_tiny-cls "
+            "has no convolution that it quantizes static"]), said
+

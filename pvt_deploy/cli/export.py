@@ -258,7 +258,7 @@ def export(
     int8_cpu: Annotated[str, typer.Option(
         help="CPU flavour: auto (static where the graph has Conv chains, i.e. detectors and segmenters; "
         "dynamic for classifiers), static (MatMuls + FPN/head Conv chains, 8-bit weights for VNNI CPUs) or "
-        "dynamic (MatMul weights only, no calibration).",
+        "dynamic (MatMul weights only; calibrates only PVT v2's depthwise and patch convs).",
         rich_help_panel=PRECISION_PANEL)] = "auto",
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Run every ONNX against PyTorch on real "
                                          "images.", rich_help_panel=PARITY_PANEL)] = True,

@@ -664,10 +664,7 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
         out.precision["fp16"] = record
     if not int8_flavours:
         return out
-    int8: dict[str, Any] = {"calibration": {"source": calib_source, "images": sum(len(b.names) for b in calib),
-                                            "method": "minmax"}}
-    if calib_frames:
-        int8["calibration"]["frames"] = list(calib_frames)
+    int8: dict[str, Any] = {}
     with prec.temporary_dir(folder) as tmp_dir:
         tmp = Path(tmp_dir)
         src = tmp / "fp32.onnx"
@@ -677,8 +674,22 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
             prec.prepare_for_quantization(src, prepared)
             jobs = [prec.plan_int8(prepared, tmp / f"{flavour}.onnx", flavour=flavour, source=src,
                                    method=int8_cpu if flavour == "cpu" else "static") for flavour in int8_flavours]
-        with steps.phase("int8-calibrate"):  # one pass of the images for every static flavour
-            ranges = prec.calibrate_jobs(src, jobs, calib)
+        ranges: dict[str, Any] = {}
+        if any(job.calibrates() for job in jobs):  # a dynamic file of a PVT v1 graph (weights only) reads none
+            int8["calibration"] = {"source": calib_source, "images": sum(len(b.names) for b in calib),
+                                   "method": "minmax"}
+            if calib_frames:
+                int8["calibration"]["frames"] = list(calib_frames)
+            if calib_source == BUNDLED_IMAGES:
+                log.warning("no %s given: calibrating INT8 on the %d bundled sample images (fine for a test, "
+                            "not tuned for your data)", option("calib"), int8["calibration"]["images"])
+        elif calib_source != BUNDLED_IMAGES:  # given, and read (parity runs on it without --images)
+            log.warning("%s %s calibrates nothing: %s is dynamic INT8 (weights only), and %s has no convolution "
+                        "that it quantizes static", option("calib"), calib_source, prec.INT8_FILES["cpu"],
+                        meta.get("model", "the model"))
+        if any(job.record["method"] == "static" for job in jobs):
+            with steps.phase("int8-calibrate"):  # one pass of the images for every static flavour
+                ranges = prec.calibrate_jobs(src, jobs, calib)
         for job in jobs:
             name = prec.INT8_FILES[job.flavour]
             with steps.phase(f"int8-{job.flavour}"):
@@ -956,9 +967,6 @@ def export_onnx(
         log.warning("%s is not used: it names the pictures parity runs on, and parity is off", option("images"))
         images = None
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
-    if int8 and calib is None:
-        log.warning("no %s given: calibrating INT8 on the %d bundled sample images (fine for a test, "
-                    "not tuned for your data)", option("calib"), len(calib_paths))
     if images is not None:
         parity_paths, parity_source = _image_paths(images, DEFAULT_PARITY_IMAGES, "parity")
     elif calib is not None:  # spread over them, as a video's frames are over the clip
@@ -1171,12 +1179,14 @@ def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[s
 
 def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:
     """Warn that ``--calib`` (``calib_source``, where one was given) calibrates none of the INT8 files of
-    ``flavours`` (already there): those calibrated (static; a dynamic file reads no pictures, and made again
-    would not either) were calibrated on the pictures the manifest names, and stay so."""
+    ``flavours`` (already there): those calibrated (static, or dynamic with convs quantized static: PVT v2's;
+    a dynamic file of v1 reads no pictures, and made again would not either) were calibrated on the pictures
+    the manifest names, and stay so."""
     from pvt_deploy.export.precision import INT8_FILES
 
     int8 = (manifest.get("precision") or {}).get("int8") or {}
-    kept = [INT8_FILES[f] for f in flavours if (int8.get(f) or {}).get("method") != "dynamic"]
+    kept = [INT8_FILES[f] for f in flavours if (rec := int8.get(f) or {}).get("method") != "dynamic"
+            or "static_depthwise" in rec or "static_patch_convs" in rec]
     if not kept or calib_source == BUNDLED_IMAGES:
         return
     before = str(int8.get("calibration", {}).get("source") or "?")

@@ -405,8 +405,15 @@ class Int8Job(NamedTuple):
     flavour: str
     graph: Path  # the float graph to quantize
     record: dict[str, Any]  # the manifest's description so far ("method": "static" or "dynamic")
-    nodes: list[str] | None  # static: the nodes to quantize (None: every Conv/MatMul/Gemm)
+    # static: the nodes to quantize (None: every Conv/MatMul/Gemm); dynamic: the convs quantized static,
+    # calibrated (PVT v2's depthwise and patch convs: _static_conv_nodes)
+    nodes: list[str] | None
     scores: list[str]  # static: score-logit tensors, over SCORE_LOGIT_WINDOW
+
+    def calibrates(self) -> bool:
+        """Whether the job reads the calibration pictures: a static one does; a dynamic one (weights only)
+        only for the convs it quantizes static, which a PVT v1 graph has none of."""
+        return self.record["method"] == "static" or bool(self.nodes)
 
     def tensors(self) -> list[str]:
         """The activations a static job needs calibration ranges for (none for a dynamic one)."""
@@ -429,6 +436,8 @@ def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str],
     pre-processing reorders the attention's transposes beyond what the attention fusion
     recognises), written beside ``scratch``; without it the static CPU flavour quantizes ``prepared``.
     """
+    import onnx
+
     nodes: list[str] | None = None
     scores: list[str] = []
     layout: dict[str, int] | None = None
@@ -442,8 +451,9 @@ def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str],
         nodes, scores = plan.nodes, plan.scores
     if flavour == "trt":
         nodes = trt_int8_nodes(prepared)
-    if flavour == "cpu" and method == "dynamic":
-        graph = Path(source or prepared)  # write_int8 applies the dynamic layout to it
+    if flavour == "cpu" and method == "dynamic":  # the dynamic layout, and which of its convs are calibrated
+        graph, layout = write_cpu_layout(source or prepared, Path(scratch).with_suffix(".layout.onnx"))
+        nodes = sum(_static_conv_nodes(onnx.load(str(graph), load_external_data=False)), [])
     record = dict(int8_settings(flavour, method)["record"])
     if layout is not None:
         record["layout"] = layout
@@ -497,9 +507,8 @@ def write_int8(job: Int8Job, scratch: str | os.PathLike[str], batches: Sequence[
         q.setLevel(max(q.level, logging.ERROR))
     try:
         if record["method"] == "dynamic":
-            graph = job.graph
+            graph = job.graph  # the dynamic layout (plan_int8)
             if job.flavour == "cpu":
-                graph, record["layout"] = write_cpu_layout(graph, Path(scratch).with_suffix(".layout.onnx"))
                 graph, depthwise, patches = _static_convs(graph, Path(scratch).with_suffix(".depthwise.onnx"),
                                                           batches, input_name)
                 if depthwise or patches:
@@ -587,6 +596,17 @@ def _patch_embedding_convs(model: onnx.ModelProto) -> list[str]:
     return found
 
 
+def _static_conv_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """The depthwise convs (PVT v2's MLP conv) and the overlapping patch embeddings
+    (:func:`_patch_embedding_convs`) of ``model``, which the dynamic method quantizes static."""
+    graph = model.graph
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
+                 and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
+                 and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
+    return depthwise, _patch_embedding_convs(model)
+
+
 def _static_convs(src: Path, dst: Path, batches: Sequence[Batch], input_name: str) -> tuple[Path, int, int]:
     """Quantize the depthwise convs of ``src`` (PVT v2's MLP conv) and its overlapping patch embeddings
     (:func:`_patch_embedding_convs`) with calibrated static INT8, input and output, and write the graph
@@ -606,13 +626,7 @@ def _static_convs(src: Path, dst: Path, batches: Sequence[Batch], input_name: st
 
     from pvt_deploy.export.calibration import calibration_reader
 
-    model = onnx.load(str(src), load_external_data=False)
-    graph = model.graph
-    weights = {i.name: list(i.dims) for i in graph.initializer}
-    depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
-                 and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
-                 and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
-    patches = _patch_embedding_convs(model)
+    depthwise, patches = _static_conv_nodes(onnx.load(str(src), load_external_data=False))
     if not (depthwise or patches) or not batches:
         return src, 0, 0
     quantize_static(str(src), str(dst), calibration_reader(batches, input_name), quant_format=QuantFormat.QDQ,
