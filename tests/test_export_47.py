@@ -89,3 +89,34 @@ def test_a_dynamic_int8_export_that_calibrates_nothing_does_not_say_it_calibrate
             f"calib {calib} calibrates nothing: model.int8.onnx is dynamic INT8 (weights only), and pvt_tiny-cls "
             "has no convolution that it quantizes static"]), said
 
+
+def test_a_backbones_maps_of_a_padded_picture_are_cropped_to_the_pictures_share(tmp_path: Path) -> None:
+    """A features export of a wide strip, padded up to the graph's minimum height (9c99f6e), returned maps
+    whose rows were mostly the pad: a 20x200 picture letterboxed to 6x64 and padded to 64x64 gave stride-4
+    maps of 16 rows, 14 of them padding, and a picture's maps were of another size in each batch it was in.
+    Each stage's map is cropped to the cells of the picture's content at that stage's stride, rounded up; a
+    picture that fills its input keeps its whole maps."""
+    import numpy as np
+
+    from pvt_deploy.api import Model
+    from pvt_deploy.export import export_onnx
+
+    folder = export_onnx("pvt_v2_b0-features", tmp_path / "feat", imgsz=64, min_size=64, max_size=128, parity=False,
+                         simplify=False)
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 256, (20, 200, 3), dtype=np.uint8)
+    square = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with Model(str(folder)) as model:
+        (alone,) = model.predict(strip)
+        feed, records = model.predictor().preprocess([strip])
+        raw = model.backend.infer(feed)
+        together = model.predict([square, strip], batch=2)
+    assert (records[0].resized_hw, records[0].input_hw) == ((6, 64), (64, 64))
+    assert len(raw) == 4
+    for name, value in raw.items():
+        stride = 64 // value.shape[-1]
+        rows = -(-6 // stride)  # 2 at stride 4, 1 at 8, 16 and 32
+        assert alone.features[name].shape == (value.shape[1], rows, 64 // stride), (name, stride)
+        np.testing.assert_array_equal(alone.features[name], value[0][:, :rows])
+        assert together[1].features[name].shape == alone.features[name].shape
+        assert together[0].features[name].shape == value.shape[1:]  # the square fills its input: whole

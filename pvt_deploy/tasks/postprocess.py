@@ -14,11 +14,15 @@ change, and between them only where those disagree, for the few classes that can
 :func:`seg_logits_to_map`), so the full-resolution logits (553 MB for 150 classes at 720p) never exist.
 
 Classification: softmax and top-k.
+
+Features (a backbone export): each picture's row of every stage's map, cropped to the cells its content
+covers (:func:`postprocess_features`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +178,29 @@ def postprocess_segment(outputs: Mapping[str, np.ndarray], boxes_meta: list[Lett
     for i, meta in enumerate(boxes_meta):
         maps.append(seg_logits_to_map(np.asarray(outputs["seg_logits"][i]), meta))
     return maps
+
+
+def postprocess_features(outputs: Mapping[str, np.ndarray], boxes_meta: list[Letterbox]) -> list[dict[str, np.ndarray]]:
+    """Batch of a backbone's outputs -> per-image feature maps, each cropped to the picture's share: the cells
+    of the content (``resized_hw`` at ``offset``) at the map's stride (the input's size over the map's),
+    rounded up, as a segmentation's logits are cropped to the content. The padding (a letterbox's, a batch's
+    up to its largest picture, a wide strip's up to the graph's minimum) is no part of the picture: kept, a
+    user pooling the maps or reading a cell's place took it for the picture, and a picture's maps were of
+    another size in each batch it was in. An output that is no map (fewer than 3 dims) is the picture's row."""
+    out = []
+    for i, meta in enumerate(boxes_meta):
+        ih, iw = meta.input_hw
+        (oy, ox), (rh, rw) = meta.offset, meta.resized_hw
+        top, left, bottom, right = max(0, oy), max(0, ox), min(ih, oy + rh), min(iw, ox + rw)
+        maps = {}
+        for name, value in outputs.items():
+            row = np.asarray(value[i])
+            if row.ndim >= 3 and row.shape[-2] and row.shape[-1]:
+                sy, sx = ih / row.shape[-2], iw / row.shape[-1]
+                row = row[..., math.floor(top / sy):math.ceil(bottom / sy), math.floor(left / sx):math.ceil(right / sx)]
+            maps[name] = row
+        out.append(maps)
+    return out
 
 
 # Classes evaluated at a pixel between anchors that disagree: the narrowest of these widths that holds

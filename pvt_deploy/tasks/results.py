@@ -26,6 +26,7 @@ import numpy as np
 from pvt_deploy.tasks.postprocess import (
     Detections,
     postprocess_detect,
+    postprocess_features,
     postprocess_segment,
     softmax,
     top_k,
@@ -512,4 +513,5 @@ def make_results(outputs: Mapping[str, np.ndarray], records: Sequence[Letterbox]
         tops = top_k(every, k)
         return [Result(**c, probs=Probs(ids, p.astype(np.float32), names, every[i]))
                 for i, (c, (ids, p)) in enumerate(zip(common, tops, strict=True))]
-    return [Result(**c, features={k: np.asarray(v[i]) for k, v in outputs.items()}) for i, c in enumerate(common)]
+    shares = postprocess_features(outputs, list(records))
+    return [Result(**c, features=f) for c, f in zip(common, shares, strict=True)]
