@@ -310,8 +310,8 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
                      ) -> list[dict[str, Any]]:
     """A YOLO label file's objects as COCO annotations in the picture's pixels (``size``: height, width):
     ``class cx cy w h`` normalised, or ``class x1 y1 x2 y2 ...`` (a polygon: its bounding box). A line
-    of another form, of a class not in ``classes`` (the YAML's names), or of coordinates past 0..1 (pixels)
-    is left out with a warning."""
+    of another form, of a class not in ``classes`` (the YAML's names), of coordinates past 0..1 (pixels)
+    or of a box of no width or height is left out with a warning."""
     if label is None:
         return []
     h, w = size
@@ -347,6 +347,10 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
         if not all(-0.01 <= v <= 1.01 for v in values[1:]):  # as Ultralytics refuses them, with rounding's slack
             log.warning("label %s line %d: coordinates past 0..1 (YOLO's are fractions of the picture's width "
                         "and height, not pixels): left out", label, n)
+            continue
+        if x2 <= x1 or y2 <= y1:  # as a COCO file's (_boxes): a box no detection can overlap
+            log.warning("label %s line %d: a box of no width or height (no detection can overlap one): left out",
+                        label, n)
             continue
         box = [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
         out.append({"image_id": image_id, "category_id": int(cls) + 1, "bbox": box, "area": box[2] * box[3],

@@ -106,3 +106,26 @@ def test_annotations_cocoeval_cannot_score_are_said_and_a_segmentation_gives_its
     rle = {**polygon, "segmentation": {"size": [400, 600], "counts": [10 * 400 + 10, 50, 350, 50, 350]}}
     path = _coco(tmp_path / "rle", truth, annotations=truth["annotations"] + [rle])
     assert det_model.val(path).metrics["AR100"] == pytest.approx((k - 1 + n / (n + 1)) / k, abs=1e-9)
+
+
+def test_a_yolo_box_of_no_width_is_left_out_with_a_warning(
+        det_model: Model, truth: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A YOLO line of width or height 0 (a click in the labelling tool) is a box no detection can overlap:
+    it cost recall (AP 0.92 of the truth's own boxes) without a word. Left out, said, as a COCO file's."""
+    for split in ("images", "labels"):
+        (tmp_path / split / "val").mkdir(parents=True)
+    shapes = {im["id"]: (im["width"], im["height"]) for im in truth["images"]}
+    for image_id, p in enumerate(truth["paths"], 1):
+        shutil.copyfile(p, tmp_path / "images" / "val" / Path(p).name)
+        w, h = shapes[image_id]
+        lines = [f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / w!r} {(a['bbox'][1] + a['bbox'][3] / 2) / h!r} "
+                 f"{a['bbox'][2] / w!r} {a['bbox'][3] / h!r}" for a in truth["annotations"] if a["image_id"] == image_id]
+        if image_id == 2:  # the photo with no box
+            lines += ["42 0.5 0.5 0 0.1", "42 0.5 0.5 0.1 0.0"]
+        (tmp_path / "labels" / "val" / (Path(p).stem + ".txt")).write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data.yaml"
+    data.write_text(f"val: images/val\nnames: {json.dumps(list(det_model.names))}\n")
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(data)
+    assert report.images == 3 and report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, report.metrics
+    assert caplog.text.count("a box of no width or height (no detection can overlap one): left out") == 2
