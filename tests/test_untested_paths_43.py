@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,13 +282,16 @@ def test_a_names_path_of_another_kind_is_refused_by_the_api(cls_artifact: Any, t
 # ---------------------------------------------------------------------------------------------------
 
 
-def _refused_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (bound, then let go)."""
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections: bound and never listening, and held for the test. Let go
+    at once, it was free for any socket to take meanwhile: a server's, or the client's own local port (a
+    connection to itself, which answers)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -298,9 +302,9 @@ def _refused_port() -> int:
 ])
 def test_a_weights_url_that_cannot_be_fetched_is_one_line(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str,
-        message: str) -> None:
+        message: str, refused_port: int) -> None:
     monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
-    url = url.format(port=_refused_port())
+    url = url.format(port=refused_port)
     code, out, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--weights", url,
                          "--output", str(tmp_path / "out"))
     assert code == 2 and message.format(url=url) in one_line_error(err), err
@@ -310,7 +314,7 @@ def test_a_weights_url_that_cannot_be_fetched_is_one_line(
 
 
 def test_a_cached_file_whose_hash_differs_is_fetched_again(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refused_port: int) -> None:
     """A hub-style name carries the first digits of its sha256: a cached file of that name with other
     bytes (a copy put there by hand, a disk error) is not used; here the server is gone, so the
     download's own error follows the warning."""
@@ -318,7 +322,7 @@ def test_a_cached_file_whose_hash_differs_is_fetched_again(
     from pvt_deploy.utils.download import fetch
 
     monkeypatch.setenv("PVT_DEPLOY_CACHE", str(tmp_path / "cache"))
-    url = f"http://127.0.0.1:{_refused_port()}/pvt_v2_b0-0a1b2c3d.pth"
+    url = f"http://127.0.0.1:{refused_port}/pvt_v2_b0-0a1b2c3d.pth"
     (tmp_path / "cache" / "weights").mkdir(parents=True)
     (tmp_path / "cache" / "weights" / "pvt_v2_b0-0a1b2c3d.pth").write_bytes(b"something else")
     with caplog.at_level(logging.WARNING), pytest.raises(InputError, match=r"\(Connection refused\)$"):
