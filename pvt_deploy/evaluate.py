@@ -176,7 +176,7 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
         raise InputError(f"--images {folder}: no such folder")
     if not any((folder / name).is_file() for name in first):
         raise InputError(f"--images {folder}: none of the JSON's first pictures ({first[0]}, ...) is in it")
-    coco = _boxes(_numbered(coco, entries, path), path)
+    coco = _boxes(_merged(_numbered(coco, entries, path), names, path), path)
     there = {e["file_name"]: (folder / e["file_name"]).is_file() for e in coco["images"]}
     present = [e for e in coco["images"] if there[e["file_name"]]]
     if len(present) < len(entries):
@@ -217,6 +217,39 @@ def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -
     if orphans:
         log.warning("dataset %s: %d annotations name no image it lists: left out", path, orphans)
     return {**coco, "images": [{**e, "id": k} for k, e in enumerate(entries, 1)], "annotations": annotations}
+
+
+def _merged(coco: dict[str, Any], names: Sequence[str], path: Path) -> dict[str, Any]:
+    """The instances file with the categories that name one of the model's classes alike (``fork`` twice,
+    or ``Fork`` and ``fork``, as a labelling tool keeps a label made twice) made one, the first by id:
+    the class's detections are of one category, so the boxes of the others were never matched. Said
+    with a warning."""
+    index, _ = _name_index(names)
+    first: dict[int, dict[str, Any]] = {}  # class index -> its first category
+    into: dict[int, int] = {}  # category id -> the id of the first of its class
+    seen: dict[int, Any] = {}
+    for c in sorted((c for c in coco["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int)),
+                    key=lambda c: int(c["id"])):
+        if c["id"] in seen:  # which of the two its boxes are of, the file does not say
+            raise InputError(f"dataset {path}: category id {c['id']} is listed twice ({seen[c['id']]} and "
+                             f"{c.get('name')})")
+        seen[c["id"]] = c.get("name")
+        k = index.get(_norm(str(c.get("name", ""))))
+        if k is None:
+            continue
+        if k in first:
+            into[c["id"]] = first[k]["id"]
+        else:
+            first[k] = c
+    if not into:
+        return coco
+    groups = [f"{names[k]}: {', '.join(str(i) for i in [c['id'], *(o for o, t in into.items() if t == c['id'])])}"
+              for k, c in first.items() if c["id"] in into.values()]
+    log.warning("dataset %s: categories of one name are scored as one, the model's class (%s)", path,
+                "; ".join(groups))
+    return {**coco, "categories": [c for c in coco["categories"] if not (isinstance(c, dict) and c.get("id") in into)],
+            "annotations": [{**a, "category_id": into[a["category_id"]]} if a.get("category_id") in into else a
+                            for a in coco["annotations"]]}
 
 
 def _boxes(coco: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import run
 
 from pvt_deploy.api import Model
 from pvt_deploy.assets import sample_images
@@ -129,3 +130,26 @@ def test_a_yolo_box_of_no_width_is_left_out_with_a_warning(
         report = det_model.val(data)
     assert report.images == 3 and report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, report.metrics
     assert caplog.text.count("a box of no width or height (no detection can overlap one): left out") == 2
+
+
+def test_categories_of_one_name_score_as_the_one_class_and_an_id_twice_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, det_model: Model, truth: dict[str, Any], tmp_path: Path) -> None:
+    """A label made twice in a labelling tool (fork and Fork) is two categories of one of the model's classes:
+    the class's detections were of the last, so the first's boxes were never matched (AP 0.38 of the truth's
+    own boxes, 0.47 here). They are scored as one, said; a category id listed twice (whose boxes are which?) is refused."""
+    c = truth["annotations"][0]["category_id"]
+    name = det_model.names[c - 1]
+    twin = {"id": 500, "name": name.upper()}
+    moved = [{**a, "category_id": 500} if a["category_id"] == c and k % 2 else a
+             for k, a in enumerate(truth["annotations"])]
+    assert any(a["category_id"] == 500 for a in moved) and any(a["category_id"] == c for a in moved)
+    path = _coco(tmp_path / "twin", truth, annotations=moved, categories=truth["categories"] + [twin])
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(path)
+    assert report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, report.metrics
+    assert f"categories of one name are scored as one, the model's class ({name}: {c}, 500)" in caplog.text
+    path = _coco(tmp_path / "twice", truth, categories=truth["categories"] + [{"id": c, "name": "spoon"}])
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"category id {c} is listed twice ({name} and spoon)" in " ".join(err.split())
