@@ -120,3 +120,29 @@ def test_a_backbones_maps_of_a_padded_picture_are_cropped_to_the_pictures_share(
         np.testing.assert_array_equal(alone.features[name], value[0][:, :rows])
         assert together[1].features[name].shape == alone.features[name].shape
         assert together[0].features[name].shape == value.shape[1:]  # the square fills its input: whole
+
+
+def test_the_memory_check_of_an_export_counts_the_pictures_it_preprocesses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """export's memory check before the trace (632b9af) counted one PyTorch pass at --imgsz, but calibration and
+    parity preprocess all their pictures first and hold them while the model runs (float32 RGB, 12 bytes a
+    pixel: 64 calibration pictures at 4096x4096 are 12.9 GB more). They are counted, and the refusal says so,
+    before the trace; nothing is written."""
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import build_deploy_module, build_model, resolve_name
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    entry = resolve_name("pvt_v2_b0-cls")
+    with TorchBackend(build_deploy_module(build_model(entry), entry.task), device="cpu") as backend:
+        one_pass = backend.memory_needed(1, 1024, 1024)  # what the check counted
+    assert one_pass is not None
+    pictures = 12 * 1024 * 1024 * 6  # the 3 bundled photos, for calibration and for parity
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: one_pass + pictures // 2)
+    with pytest.raises(ShapeError) as refused:
+        export_onnx("pvt_v2_b0-cls", tmp_path / "fresh", imgsz=1024, int8=True, int8_flavour="trt", simplify=False)
+    said = str(refused.value)
+    assert "imgsz 1024x1024 at batch 1 needs about " in said, said
+    assert ("for PyTorch's largest attention, the rest of its forward pass and the 6 pictures it preprocesses at "
+            "that size, more than the ") in said and "the parity gate and INT8 calibration run" in said, said
+    assert not (tmp_path / "fresh").exists()

@@ -1090,9 +1090,9 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     runs = ["tracing a static graph"] if not dynamic else []
     runs += ["the parity gate"] * parity + ["INT8 calibration"] * bool(flavours)
     if runs:  # the export runs the model at --imgsz itself: refused before the trace where that cannot fit
+        held = [calib_paths] * bool(flavours) + [parity_paths] * parity  # preprocessed, all at once
         _check_memory(module, 1 if dynamic else max_batch, hw, runs,
-                      way_out=("--no-parity" if option("parity").startswith("--") else "parity=False")
-                      if runs == ["the parity gate"] else None)
+                      pictures=sum(len(p) if dynamic else -(-len(p) // max_batch) * max_batch for p in held))
     gen = torch.Generator().manual_seed(0)
     example = torch.rand((trace_batch, 3, *trace_hw), generator=gen) * 255.0
     small = torch.rand((1, 3, 64, 64), generator=gen) * 255.0
@@ -1155,26 +1155,29 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     return _finish(out, manifest, failures, allow_parity_failure, parity_reports)
 
 
-def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[str], way_out: str | None) -> None:
+def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[str], *, pictures: int = 0) -> None:
     """Refuse a size at which the export's own runs of the model (``runs``: the static trace, parity, INT8
     calibration; on ``batch`` pictures of ``hw``) need more memory than this machine has free, as infer refuses it
-    (:meth:`TorchBackend.check_size <pvt_deploy.runtimes.torch.TorchBackend.check_size>`: the module's largest
-    attention and the rest of its pass). ``--imgsz 100000`` failed deep in NumPy (a traceback: "Unable to allocate
-    112. GiB"), 5000 in PyTorch ("you tried to allocate 155538739456 bytes"), or the kernel killed the export.
-    ``way_out``: the option that keeps the size (``--no-parity``, where parity alone runs at it)."""
-    import torch
-
+    (:func:`~pvt_deploy.runtimes.torch.refuse_size`: the module's largest attention and the rest of its pass),
+    with the ``pictures`` that calibration and parity preprocess at ``hw`` held beside it (float32 RGB: 12 bytes a
+    pixel each; 64 calibration pictures at 4096x4096 are 12.9 GB). ``--imgsz 100000`` failed deep in NumPy (a
+    traceback: "Unable to allocate 112. GiB"), 5000 in PyTorch ("you tried to allocate 155538739456 bytes"), or the
+    kernel killed the export. Where parity alone runs at it, ``--no-parity`` is the way to keep the size."""
     from pvt_deploy.errors import ShapeError
-    from pvt_deploy.runtimes.torch import TorchBackend
+    from pvt_deploy.runtimes.torch import refuse_size
+    from pvt_deploy.utils import count_of
+    from pvt_deploy.utils.cpu import available_memory
 
-    backend = TorchBackend(module, device="cpu", threads=torch.get_num_threads())  # the thread count as it was
+    way_out = ("--no-parity" if option("parity").startswith("--") else "parity=False") \
+        if runs == ["the parity gate"] else None
     try:
-        backend.check_size(batch, *hw)
+        refuse_size(module, batch, *hw, available_memory,
+                    held=(12 * pictures, f"the {count_of(pictures, 'picture')} it preprocesses at that size")
+                    if pictures else None)
     except ShapeError as e:
         raise ShapeError(f"{e.args[0]}; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at that size",
                          hint=", or ".join(h for h in (e.hint, way_out) if h)) from None
-    finally:
-        backend.close()
+
 
 
 def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:

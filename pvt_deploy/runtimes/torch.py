@@ -338,6 +338,47 @@ REST_PER_PIXEL = 128
 REST_FIXED = 64 << 20
 
 
+def forward_bytes(module: Any, batch: int, height: int, width: int) -> int | None:
+    """Bytes a forward pass of ``module`` on ``batch`` images of ``height`` x ``width`` needs at its peak: its
+    ``peak_bytes`` (its largest attention) and the rest of the pass (:data:`REST_PER_PIXEL`,
+    :data:`REST_FIXED`). None for a module that cannot say (no ``peak_bytes``, or not a PVT). Counted from
+    its layers' settings, so a module built on PyTorch's ``meta`` device (no weights) answers too."""
+    attention = getattr(module, "peak_bytes", None)
+    largest = attention(batch, height, width) if callable(attention) else None
+    return None if largest is None else int(largest) + REST_FIXED + REST_PER_PIXEL * batch * height * width
+
+
+def refuse_size(module: Any, batch: int, height: int, width: int, free_memory: Callable[[], int | None], *,
+                where: str = "in this machine's memory", held: tuple[int, str] | None = None) -> None:
+    """Refuse (a :class:`ShapeError`) ``batch`` pictures of ``height`` x ``width`` where a forward pass of
+    ``module`` (:func:`forward_bytes`) needs more than ``free_memory()``, naming the largest square size that
+    fits. ``held``: bytes per input pixel held beside the pass, and what holds them (the export's pictures
+    preprocessed at that size)."""
+    per_pixel, what = held or (0, "")
+
+    def estimate(h: int, w: int) -> int | None:
+        need = forward_bytes(module, batch, h, w)
+        return None if need is None else need + per_pixel * h * w
+
+    need = estimate(height, width)
+    free = free_memory() if need else None
+    if need is None or free is None or need <= free:
+        return
+    fits, lo, hi = None, 1, max(height, width) // 32  # the largest square multiple of 32 that fits
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if (estimate(32 * mid, 32 * mid) or 0) <= free:
+            fits, lo = 32 * mid, mid + 1
+        else:
+            hi = mid - 1
+    more = f" or a smaller {option('batch')}" if batch > 1 else ""
+    holds = (f"PyTorch's largest attention, the rest of its forward pass and {what}" if what
+             else "PyTorch's largest attention and the rest of its forward pass")
+    raise ShapeError(f"{option('imgsz')} {height}x{width} at {option('batch')} {batch} needs about "
+                     f"{gigabytes(need)} for {holds}, more than the {gigabytes(free)} free {where}",
+                     hint=f"pass {option('imgsz')} {fits} or less{more}" if fits else f"free some memory{more}")
+
+
 class TorchBackend(Backend):
     """Run a contract-following ``nn.Module`` (``DeployModule``) with PyTorch eager.
 
@@ -423,9 +464,7 @@ class TorchBackend(Backend):
         """Bytes a forward pass on ``batch`` images of ``height`` x ``width`` needs at its peak: the module's
         ``peak_bytes`` (its largest attention) and the rest of the pass (:data:`REST_PER_PIXEL`,
         :data:`REST_FIXED`). None for a module that cannot say (no ``peak_bytes``, or not a PVT)."""
-        attention = getattr(self.module, "peak_bytes", None)
-        largest = attention(batch, height, width) if callable(attention) else None
-        return None if largest is None else int(largest) + REST_FIXED + REST_PER_PIXEL * batch * height * width
+        return forward_bytes(self.module, batch, height, width)
 
     def check_size(self, batch: int, height: int, width: int) -> None:
         """Refuse an input whose forward pass needs more memory than the device has free: the module's
@@ -435,24 +474,8 @@ class TorchBackend(Backend):
         discrete GPU. Such a size was bad input answered as a failure of the tool (5000x5000: "PyTorch
         failed: ... you tried to allocate 152100000000 bytes", exit 1), or, where the allocation was
         granted, a process the kernel killed."""
-        estimate = self.memory_needed
-        need = estimate(batch, height, width)
-        free = self._free_memory() if need else None
-        if need is None or free is None or need <= free:
-            return
-        fits, lo, hi = None, 1, max(height, width) // 32  # the largest square multiple of 32 that fits
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            if (estimate(batch, 32 * mid, 32 * mid) or 0) <= free:
-                fits, lo = 32 * mid, mid + 1
-            else:
-                hi = mid - 1
-        where = f"on {self._device}" if self._device.type == "cuda" else "in this machine's memory"
-        more = f" or a smaller {option('batch')}" if batch > 1 else ""
-        raise ShapeError(f"{option('imgsz')} {height}x{width} at {option('batch')} {batch} needs about "
-                         f"{gigabytes(need)} for PyTorch's largest attention and the rest of its forward pass, more than "
-                         f"the {gigabytes(free)} free {where}",
-                         hint=f"pass {option('imgsz')} {fits} or less{more}" if fits else f"free some memory{more}")
+        refuse_size(self.module, batch, height, width, self._free_memory,
+                    where=f"on {self._device}" if self._device.type == "cuda" else "in this machine's memory")
 
     def _free_memory(self) -> int | None:
         """Bytes the device can still give this process (None: cannot tell)."""
