@@ -20,6 +20,7 @@ import typer
 
 from pvt_deploy.cli import spelling
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError, cli_spelling
+from pvt_deploy.utils import one_line
 from pvt_deploy.utils.files import OutputError, command_streams, printable_streams, said
 from pvt_deploy.utils.signals import sigterm_raises
 
@@ -213,9 +214,10 @@ def _say(line: str, colour: str) -> None:
     """The command's last line on stderr (its error, or that it was stopped), which is all the failure said there.
     Where stderr itself fails (``2> FILE`` on a full or failing disk) the line is lost, not the exit code: writing
     it raised from inside the handler, Python's answer to which is exit 1 (a failure of the tool), so that
-    ``pvt-deploy info missing.onnx 2> log`` on a full disk exited 1, not 2, and an interrupt 1, not 130."""
+    ``pvt-deploy info missing.onnx 2> log`` on a full disk exited 1, not 2, and an interrupt 1, not 130.
+    One line: a file's name in it that holds a newline is written ``new\\nline.mp4`` (utils.one_line)."""
     with contextlib.suppress(OSError):  # an OutputError (utils.files.command_streams)
-        typer.secho(line, fg=colour, err=True)
+        typer.secho(one_line(line), fg=colour, err=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import typer
 
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.errors import InputError
-from pvt_deploy.utils import count_of, whole_number
+from pvt_deploy.utils import count_of, one_line, whole_number
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -406,14 +406,15 @@ def _consume(results: Any, src: Any, console: Console, viewer: _Viewer | None, k
 
 
 def _image_line(result: Any, done: int, total: int | None) -> str:
-    """``2/3 photos/chelsea.jpg 451x300: 1 cat, 2 person (61.5 ms)``: what one picture gave."""
+    """``2/3 photos/chelsea.jpg 451x300: 1 cat, 2 person (61.5 ms)``: what one picture gave, on one line (a
+    name that holds a newline written ``new\\nline.jpg``)."""
     from rich.markup import escape
 
     h, w = result.orig_shape
     count = f"{done}/{total}" if total else f"{done}"
     ms = result.speed.get("inference")
     took = f" ({ms:.1f} ms)" if ms is not None else ""
-    return f"{count} {escape(str(result.path))} {w}x{h}: {escape(result.verbose() or 'nothing')}{took}"
+    return one_line(f"{count} {escape(str(result.path))} {w}x{h}: {escape(result.verbose() or 'nothing')}{took}")
 
 
 class _Viewer:

@@ -6,13 +6,14 @@ import numbers
 import operator
 import re
 import shlex
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "onnx_model", "shell_quote", "size_pair"]
+__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "one_line", "onnx_model", "shell_quote", "size_pair"]
 
 IR_VERSION = 8
 """IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
@@ -94,6 +95,13 @@ def gigabytes(n: float) -> str:
 def count_of(n: int, noun: str) -> str:
     """``3 frames``, ``1 frame``: a count with its noun, plural but for one."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def one_line(text: str) -> str:
+    """``text`` as the one line it is meant to be on a terminal: a character that breaks or moves the
+    line (a newline, a carriage return, a tab, a terminal's escape code), which a file's name may hold,
+    is written as Python's repr writes it (``new\\nline.mp4``); every other character as it is."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
 _NOT_TEXT = re.compile("([\ud800-\udfff]+)")  # lone surrogates: bytes of a file name that are not UTF-8
