@@ -446,6 +446,10 @@ def _imagenet_wnids(names: Sequence[str]) -> dict[str, int]:
     return {w: i for i, w in enumerate(imagenet_wnids())}
 
 
+#: a dataset's split folders, the one to measure on first: a root of them is not a folder of class folders
+_SPLITS = ("val", "validation", "valid", "test", "testing", "train", "training")
+
+
 def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Dataset:
     from pvt_deploy.io.sources import image_files
 
@@ -461,8 +465,14 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         ids = [wnids[c.name] for c in classes]
     elif all(_norm(c.name) in index for c in classes):
         ids = [index[_norm(c.name)] for c in classes]
+    elif splits := [c for c in classes if c.name.lower() in _SPLITS]:  # a dataset's root: train/ was class 0
+        pick = min(splits, key=lambda c: _SPLITS.index(c.name.lower()))
+        raise InputError(f"dataset {path}: {', '.join(c.name for c in splits)} are a dataset's splits, not class "
+                         f"folders: give the split to measure on ({pick}), whose class folders hold the pictures")
     elif len(classes) == len(names):
         _in_order([c.name for c in classes], names, index, ambiguous, f"dataset {path}: its class folders")
+        log.warning("dataset %s: class folder names differ from the model's classes; taken in sorted order "
+                    "(%s -> %s, ...)", path, classes[0].name, names[0])
         ids = list(range(len(classes)))
     else:
         raise InputError(f"dataset {path}: {len(classes)} class folders for a model of {len(names)} classes, "

@@ -153,3 +153,34 @@ def test_categories_of_one_name_score_as_the_one_class_and_an_id_twice_is_refuse
     code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder))
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"category id {c} is listed twice ({name} and spoon)" in " ".join(err.split())
+
+
+def test_a_datasets_split_folders_are_not_taken_for_its_classes(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                ) -> None:
+    """A classifier of two classes given the dataset's root (train/ and val/, each of class folders) took
+    train as class 0 and val as class 1, every picture of both splits scored so, exit 0, no word. The split
+    folders are refused, naming the split to give; folders of other names taken in sorted order are said."""
+    import torch
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "two.pth"
+    torch.save(create_model("pvt_tiny-cls", num_classes=2, seed=0).state_dict(), ckpt)
+    photos = sample_images()
+    root = tmp_path / "pets"
+    for split in ("train", "val"):
+        for k, name in enumerate(("cat", "dog")):
+            (root / split / name).mkdir(parents=True)
+            shutil.copyfile(photos[k], root / split / name / photos[k].name)
+    with Model(str(ckpt), names=["cat", "dog"], imgsz=64) as model:
+        with pytest.raises(InputError, match=r"train, val are a dataset's splits, not class folders: give the split "
+                                             rf"to measure on \({root / 'val'}\)"):
+            model.val(root)
+        assert model.val(root / "val").images == 2  # the split itself: its folders are the classes by name
+        (root / "val" / "cat").rename(root / "val" / "kitty")
+        (root / "val" / "dog").rename(root / "val" / "puppy")
+        with caplog.at_level(logging.WARNING):
+            assert model.val(root / "val").images == 2
+    assert "class folder names differ from the model's classes; taken in sorted order (kitty -> cat, ...)" in \
+        " ".join(caplog.text.split())
