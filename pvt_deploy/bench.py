@@ -376,8 +376,12 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             with renamed(backend="backends"):  # the loader's errors name --backends onnx, which bench takes
-                backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
-                                                 imgsz=size, random_weights_ok=True, trust=trust)
+                try:
+                    backend, manifest = load_backend(target, backend=kind, precision=precision, device=device,
+                                                     imgsz=size, random_weights_ok=True, trust=trust)
+                except OSError as e:  # the disk failed (EIO) under the model's files: a bad input, not a crash
+                    name = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes)) else target
+                    raise InputError(f"cannot read {name}: {e.strerror or e}") from e
             row["load_s"] = round(time.perf_counter() - t0, 3)
             try:
                 predictor = Predictor(backend, manifest, imgsz=size)
