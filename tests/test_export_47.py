@@ -146,3 +146,38 @@ def test_the_memory_check_of_an_export_counts_the_pictures_it_preprocesses(
     assert ("for PyTorch's largest attention, the rest of its forward pass and the 6 pictures it preprocesses at "
             "that size, more than the ") in said and "the parity gate and INT8 calibration run" in said, said
     assert not (tmp_path / "fresh").exists()
+
+
+def test_an_extension_is_refused_where_its_runs_at_the_exports_size_cannot_fit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export extended with --int8 (its folder's model.onnx reused) calibrates at the export's size, which
+    an export made with --no-parity never had checked, and the extension did not check it at all: at a size
+    that cannot fit, ONNX Runtime failed to allocate (exit 1) or the kernel killed it. The export records a
+    pass's bytes; the extension weighs them with its pictures, as a fresh export does, and refuses before any
+    picture is preprocessed; the folder is left as it was."""
+    import json
+
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.export import export_onnx
+    from pvt_deploy.models import build_deploy_module, build_model, resolve_name
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    entry = resolve_name("pvt_v2_b0-cls")
+    with TorchBackend(build_deploy_module(build_model(entry), entry.task), device="cpu") as backend:
+        one_pass = backend.memory_needed(1, 1024, 1024)  # what a fresh export's check counts
+    assert one_pass is not None
+    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "cls", imgsz=1024, parity=False, simplify=False)
+    before = json.loads((folder / "manifest.json").read_text())
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: one_pass // 2)
+    with pytest.raises(ShapeError) as refused:
+        export_onnx(folder, int8=True, int8_flavour="trt", parity=False)
+    need = one_pass + 12 * 1024 * 1024 * 3
+    assert str(refused.value) == (
+        f"{folder}: its size 1024x1024 needs about {need / 1e9:.1f} GB for a pass of the model and the 3 pictures it "
+        f"preprocesses at that size, more than the {one_pass / 2e9:.1f} GB free in this machine's memory; INT8 "
+        "calibration runs the model at that size (free some memory, or export the model again with a smaller imgsz)")
+    assert json.loads((folder / "manifest.json").read_text()) == before and before["export"]["pass_bytes"] == one_pass
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["manifest.json", "model.onnx"]
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: need + 1)  # as much as it needs: made
+    export_onnx(folder, int8=True, int8_flavour="trt", parity=False)
+    assert (folder / "model.int8.trt.onnx").is_file()

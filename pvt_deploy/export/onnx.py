@@ -1063,6 +1063,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     from pvt_deploy.export import graph as g
     from pvt_deploy.export.calibration import frame_names, make_batches
     from pvt_deploy.models import resolve_name
+    from pvt_deploy.runtimes.torch import forward_bytes
     from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
 
     module = loaded.module
@@ -1149,7 +1150,8 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
                    "nodes_after": nodes_after, "simplified": simplify, "imgsz": list(hw),
                    "trace_size": [trace_batch, 3, *trace_hw], "graph": graph_record,
                    "parity_images": parity_source if parity else None,
-                   **({"parity_frames": parity_frames} if parity_frames else {}), "seconds": steps.seconds},
+                   **({"parity_frames": parity_frames} if parity_frames else {}), "seconds": steps.seconds,
+                   **({"pass_bytes": one_pass} if (one_pass := forward_bytes(module, static_batch or 1, *hw)) else {})},
         "versions": tool_versions("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "numpy"),
     })
     return _finish(out, manifest, failures, allow_parity_failure, parity_reports)
@@ -1178,6 +1180,31 @@ def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[s
         raise ShapeError(f"{e.args[0]}; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at that size",
                          hint=", or ".join(h for h in (e.hint, way_out) if h)) from None
 
+
+
+def _check_extension_memory(folder: Path, manifest: Mapping[str, Any], runs: Sequence[str], pictures: int) -> None:
+    """Refuse an extension whose runs (``runs``: calibration, parity, in ONNX Runtime at the export's size) need
+    more memory than this machine has free, as :func:`_check_memory` refuses a fresh export's: the bytes of a
+    pass that the export recorded (``export.pass_bytes``: PyTorch's estimate, near which ONNX Runtime's
+    calibration session peaks) and the ``pictures`` preprocessed at that size. The PyTorch model is not built
+    for it (2-27 s; torch is not otherwise imported here), so an export made before the figure was recorded is
+    not checked."""
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.utils import count_of, gigabytes
+    from pvt_deploy.utils.cpu import available_memory
+
+    one_pass = (manifest.get("export") or {}).get("pass_bytes")
+    if not runs or not isinstance(one_pass, int):
+        return
+    h, w = manifest["preprocess"]["imgsz"]
+    need = one_pass + 12 * pictures * h * w
+    free = available_memory()
+    if free is None or need <= free:
+        return
+    raise ShapeError(f"{folder}: its size {h}x{w} needs about {gigabytes(need)} for a pass of the model and the "
+                     f"{count_of(pictures, 'picture')} it preprocesses at that size, more than the {gigabytes(free)} "
+                     f"free in this machine's memory; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at "
+                     "that size", hint=f"free some memory, or export the model again with a smaller {option('imgsz')}")
 
 
 def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:
@@ -1266,6 +1293,10 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         dynamic, tuple(trace[2:]) if dynamic and trace else None,
                         graph.get("layernorm_nodes"), _variant_sizes(graph),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
+    held = [calib_paths] * bool(want_int8) + [parity_paths] * parity
+    _check_extension_memory(folder, manifest, ["INT8 calibration"] * bool(want_int8) + ["the parity gate"] * parity,
+                            sum(len(p) if static_batch is None else -(-len(p) // static_batch) * static_batch
+                                for p in held))
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
     # The variants are made and gated in a hidden folder inside the export and moved in with the new
     # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
