@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pytest
 from cli_run import run
 from PIL import Image
 from test_tensorrt_build_fake import make_artifact
+
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import open_source
 
 
 def test_a_file_name_holding_a_newline_stays_on_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -46,3 +50,26 @@ def test_bench_says_a_model_file_the_disk_fails_to_read_cannot_be_read(
         assert code == 2
         assert err.splitlines()[-1] == f"error: no backend could be benchmarked here: onnx: cannot read {onnx}: " \
                                        "Input/output error"
+
+
+@pytest.mark.parametrize("name", ["logo.gif", "VID_0001.mp4", "IMG_0001.heic", "IMG_0002.jpg", "list.txt", "notes"])
+def test_a_file_of_0_bytes_is_said_empty_whatever_its_name(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A copy or download that never started: a lone .gif said 'cannot decode X as a video', an .mp4 in a list
+    'cannot decode image X', a .heic that it is an iPhone's photo, a .txt that the list names no files, a name of
+    no suffix 'neither a readable image nor a video'. No picture, video or list: one line, one way."""
+    empty = tmp_path / name
+    empty.touch()
+    with pytest.raises(InputError) as caught:
+        open_source(empty)
+    assert caught.value.args[0] == f"empty file {empty}: 0 bytes"
+    assert caught.value.hint == "a copy or download that never started: copy or download it again"
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photo)
+    with caplog.at_level(logging.WARNING), open_source([photo, empty]) as source:
+        assert [f.name for f in source] == ["IMG_0001.jpg"]  # the photo runs, the empty file is skipped
+    assert f"skipping empty file {empty}: 0 bytes (a copy or download" in caplog.text
+    code, out, err = run(monkeypatch, capsys, "infer", str(empty), "--model", str(make_artifact(tmp_path / "art")))
+    assert (code, err) == (2, f"error: empty file {empty}: 0 bytes (a copy or download that never started: copy or "
+                              "download it again)\n")

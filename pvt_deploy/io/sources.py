@@ -95,8 +95,7 @@ _IMAGE_DEMUXERS = ("_pipe", "image2")
 # frames at most and FFmpeg fills in the rest, which goes wrong around damage.
 _MP4_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for the demuxer of mp4, mov and their kin
 _TIMED_DEMUXERS = (_MP4_DEMUXER, "matroska,webm", "avi")
-# why a file of 0 bytes does not decode: a copy or download that never started, or a name touched
-_EMPTY = "the file is empty: 0 bytes"
+# why a file has 0 bytes and what to do: a copy or download that never started (or a name touched)
 _EMPTY_HINT = "a copy or download that never started: copy or download it again"
 _MAX_BAD_PACKETS = 50  # consecutive undecodable packets before a video is given up on
 _STOP_POLL_S = 0.1  # how often a wait for a live frame looks at the stop flag
@@ -327,9 +326,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     """An image file's bytes, named ``path`` in messages, decoded as :func:`read_image` decodes them."""
     frames = _check_memory_to_decode(data, path)
+    if data.size == 0:
+        raise _said_empty(path)
     img = _imdecode(data)
     if img is None:
-        raise InputError(f"cannot decode image {path} ({_EMPTY if data.size == 0 else 'corrupt or not an image'})")
+        raise InputError(f"cannot decode image {path} (corrupt or not an image)")
     if frames > 1:
         _say_first_frame_only(path, frames)
     return img
@@ -1238,7 +1239,7 @@ class VideoSource(Source):
         except av.error.FFmpegError as e:
             with contextlib.suppress(OSError):
                 if self.path.stat().st_size == 0:
-                    raise InputError(f"cannot decode {self.path} as a video ({_EMPTY})") from e
+                    raise _said_empty(self.path) from e
             if _lacks_its_index(self.path):
                 raise InputError(f"{self.path} is cut short: it holds frames but not the index (moov box) that "
                                  "an mp4 gets when its recording stops", hint="copy or download it again; a "
@@ -1915,11 +1916,17 @@ def _gif_of_one_picture(path: str, mtime_ns: int, size: int) -> bool:
 
 def _empty_file(path: Path) -> bool:
     """Whether ``path`` is a file of 0 bytes (a copy or download that never started): no picture, no video,
-    whatever its name says, and said to be empty (:data:`_EMPTY`) where a picture or a video would be named."""
+    no list, whatever its name says, and said to be empty (:func:`_said_empty`) where one would be named."""
     try:
         return path.is_file() and path.stat().st_size == 0
     except OSError:
         return False
+
+
+def _said_empty(path: str | os.PathLike[str]) -> InputError:
+    """What a file of 0 bytes is told, on its own or skipped in a list, whatever its name: an empty .gif was
+    'cannot decode X as a video', an empty .mp4 in a list 'cannot decode image X', an empty .heic a HEIC photo."""
+    return InputError(f"empty file {path}: 0 bytes", hint=_EMPTY_HINT)  # as a folder's summary names them
 
 
 def _heic_not_read(path: Path) -> InputError:
@@ -2128,6 +2135,8 @@ def open_source(
                                  "arrays, PIL images and encoded pictures (bytes, binary file objects)")
         items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
         for item in items:  # say what is wrong with the list, not "no such file" or a skip
+            if isinstance(item, Path) and _empty_file(item):  # whatever its name: skipped when read, said empty
+                continue
             if isinstance(item, Path) and (special := _special_file(item)) is not None:
                 raise InputError(f"{item} is {special}, not a regular file: a list takes image files (and pictures)")
             if isinstance(item, Path) and item.is_dir():
@@ -2135,8 +2144,7 @@ def open_source(
                                  "itself, or run each folder on its own")
             if isinstance(item, Path) and item.suffix.lower() in HEIC_SUFFIXES and item.is_file():
                 raise _heic_not_read(item)
-            if isinstance(item, Path) and _is_video(item) and not _empty_file(item):  # an empty one: skipped,
-                # said empty, as an empty picture is
+            if isinstance(item, Path) and _is_video(item):
                 raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
                                  "on its own (Python: predict(video, stream=True))")
             if isinstance(item, Path) and _file_list(item):  # read as a picture, it was skipped as
@@ -2173,6 +2181,8 @@ def open_source(
         return _images_source(_folder_entries(path), str(path), "folder")
     if path.is_file():
         suffix = path.suffix.lower()
+        if _empty_file(path):  # no picture, video or list, whatever its name says
+            raise _said_empty(path)
         if _named_image(path):
             return ImageSource([path], kind="image", spec=str(path))
         if suffix in HEIC_SUFFIXES:
