@@ -8,6 +8,13 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+# Typer and Rich draw for a terminal (colour and escape codes, Typer's width) where the environment says so,
+# whatever the output is: GitHub Actions (GITHUB_ACTIONS), FORCE_COLOR or PY_COLORS (many CI configurations,
+# tox), TTY_COMPATIBLE, TERMINAL_WIDTH. The tests read the plain text a pipe gets; a test that wants a terminal
+# or a width sets it itself. Before Typer is imported: it reads them once.
+for _name in ("GITHUB_ACTIONS", "FORCE_COLOR", "PY_COLORS", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERMINAL_WIDTH"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _torch_threads() -> None:
