@@ -692,6 +692,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     sizes = {im["id"]: (im.get("height"), im.get("width")) for im in dataset.coco["images"]
              } if dataset.coco and not dataset.yolo else {}
     misfits: list[str] = []
+    beyond: list[str] = []  # segment: label PNGs holding values past the model's classes (not 255)
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
@@ -717,8 +718,14 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 top5 += int(label in top)
             else:
                 assert matrix is not None and result.mask is not None
-                matrix += confusion(result.mask, _read_label(label), len(model.names),
+                truth = _read_label(label)
+                matrix += confusion(result.mask, truth, len(model.names),
                                     reduce_zero_label=dataset.reduce_zero_label, label=f"label {label}")
+                # values past the classes are ignored as 255 is: labels of another class list are said, not
+                # scored on what is left of them
+                past = truth[(truth >= len(model.names) + dataset.reduce_zero_label) & (truth != IGNORE_LABEL)]
+                if past.size:
+                    beyond.append(f"{Path(label).name}: {int(past.max())}")
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -738,6 +745,15 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     else:
         assert matrix is not None
         metrics, per_class = segmentation_metrics(matrix, model.names)
+        if beyond:
+            n = len(model.names)
+            ids = f"1-{n}, 0 ignored: --reduce-zero-label" if dataset.reduce_zero_label else f"0-{n - 1}"
+            log.warning("dataset %s: %d of %d label PNGs hold values past the model's %d classes (%s; its ids are "
+                        "%s): those pixels are ignored, as 255 is (labels of another class list?)", data, len(beyond),
+                        done, n, beyond[0], ids)
+        if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
+            log.warning("dataset %s: no pixel of the model's classes in the %d label PNGs evaluated: mIoU measures "
+                        "nothing", data, done)
     summary = model.last_summary
     fps = round(float(summary.fps), 2) if summary is not None else None
     return ValReport(model.task, dataset.description, metrics, done, skipped, per_class, settings, fps)

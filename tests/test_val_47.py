@@ -184,3 +184,36 @@ def test_a_datasets_split_folders_are_not_taken_for_its_classes(tmp_path: Path, 
             assert model.val(root / "val").images == 2
     assert "class folder names differ from the model's classes; taken in sorted order (kitty -> cat, ...)" in \
         " ".join(caplog.text.split())
+
+
+def test_label_values_past_the_segmenters_classes_are_said(seg_artifact: Any, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Values past the model's classes (not 255) are ignored as 255 is: label PNGs of another class list
+    (16-bit ids, a dataset of more classes) were scored on what was left of them, or on nothing (every
+    metric a dash), without a word. Said, with the first file and value and the ids the model takes."""
+    import numpy as np
+    from PIL import Image
+
+    with Model(str(seg_artifact.folder)) as model:
+        n = len(model.names)
+        (tmp_path / "images").mkdir()
+        (tmp_path / "labels").mkdir()
+        for r in model.predict(sample_images()):
+            shutil.copyfile(r.path, tmp_path / "images" / Path(r.path).name)
+            label = (r.mask + 1).astype(np.uint16)  # as ADE20K's: 0 is other, class k is k + 1
+            label[:8] = n + 50  # past the classes: ignored, as 255
+            Image.fromarray(label).save(tmp_path / "labels" / (Path(r.path).stem + ".png"))
+        with caplog.at_level(logging.WARNING):
+            report = model.val(tmp_path / "images", masks=tmp_path / "labels")
+        assert report.metrics["mIoU"] == 1.0 and report.metrics["aAcc"] == 1.0
+        assert (f"3 of 3 label PNGs hold values past the model's {n} classes (astronaut.png: {n + 50}; its ids are "
+                f"1-{n}, 0 ignored: --reduce-zero-label): those pixels are ignored") in " ".join(caplog.text.split())
+        for p in (tmp_path / "labels").iterdir():  # every value past them: nothing measured
+            Image.fromarray(np.full(Image.open(p).size[::-1], 1000, np.uint16)).save(p)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            report = model.val(tmp_path / "images", masks=tmp_path / "labels", reduce_zero_label=False)
+        assert all(np.isnan(v) for v in report.metrics.values())
+        text = " ".join(caplog.text.split())
+        assert f"(astronaut.png: 1000; its ids are 0-{n - 1})" in text
+        assert "no pixel of the model's classes in the 3 label PNGs evaluated: mIoU measures nothing" in text
