@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,11 @@ def test_a_file_name_holding_a_newline_stays_on_one_line(tmp_path: Path, monkeyp
     assert line.startswith(f"1/1 {folder}/new\\nphoto.jpg 48x32: ")
     code, out, err = run(monkeypatch, capsys, "infer", str(folder / "new\nline.mp4"), "--model", str(art))
     assert (code, err) == (2, f"error: no such file or folder: {folder}/new\\nline.mp4\n")
+    (folder / "new\nline.mp4").touch()  # and a warning: the folder's summary of the files it leaves out
+    done = subprocess.run([sys.executable, "-m", "pvt_deploy", "infer", str(folder), "--model", str(art), "--no-save"],
+                          capture_output=True, text=True, timeout=300)  # the CLI's own logging, not pytest's
+    assert done.returncode == 0 and "1 empty file (new\\nline.mp4) left out" in " ".join(done.stderr.split())
+    assert not any(line.startswith(("line.mp4", "photo.jpg")) for line in done.stderr.splitlines()), done.stderr
 
 
 def test_bench_says_a_model_file_the_disk_fails_to_read_cannot_be_read(

@@ -105,9 +105,14 @@ def _root(
 
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_time=False, show_path=False, markup=False,
-                                              console=__import__("rich.console").console.Console(stderr=True))])
+    class OneLine(logging.Formatter):  # a warning's file name that holds a newline: written new\nline.jpg
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            return one_line(super().formatMessage(record))
+
+    handler = RichHandler(show_time=False, show_path=False, markup=False,
+                          console=__import__("rich.console").console.Console(stderr=True))
+    handler.setFormatter(OneLine("%(message)s"))  # a --verbose traceback keeps its lines (formatException)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _register() -> None:
