@@ -170,6 +170,12 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     entries = [im for im in coco["images"] if isinstance(im, dict) and "id" in im and "file_name" in im]
     if not entries:
         raise InputError(f"dataset {path}: lists no images")
+    odd = next((im for im in entries if not isinstance(im["file_name"], str) or not im["file_name"]), None)
+    if odd is not None:
+        raise InputError(f"dataset {path}: image id {odd['id']!r} has the file_name {odd['file_name']!r}, not a file's "
+                         "name")
+    if os.sep == "/":  # a tool on Windows writes sub\\x.jpg; a backslash in a file's name is all but unheard of
+        entries = [{**im, "file_name": im["file_name"].replace("\\", "/")} for im in entries]
     first = [e["file_name"] for e in entries[:50]]  # a folder that holds none of them is not the pictures' folder
     folder = Path(images).expanduser() if images is not None else _coco_image_folder(path, first)
     if not folder.is_dir():

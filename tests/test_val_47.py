@@ -217,3 +217,22 @@ def test_label_values_past_the_segmenters_classes_are_said(seg_artifact: Any, tm
         text = " ".join(caplog.text.split())
         assert f"(astronaut.png: 1000; its ids are 0-{n - 1})" in text
         assert "no pixel of the model's classes in the 3 label PNGs evaluated: mIoU measures nothing" in text
+
+
+def test_a_coco_file_written_on_windows_finds_its_pictures_in_subfolders(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], det_artifact: Any,
+        det_model: Model, truth: dict[str, Any], tmp_path: Path) -> None:
+    """A converter run on Windows writes file_name sub\\x.jpg: on Linux or a Mac its pictures were 'not in
+    val2017/ beside it', exit 2. The backslash is the separator it is. A file_name that is no name (a number,
+    empty) is one line, exit 2."""
+    images = [{**im, "file_name": "set1\\" + im["file_name"]} for im in truth["images"]]
+    path = _coco(tmp_path / "windows", truth, images=images)
+    (path.parent.parent / "val2017" / "set1").mkdir()
+    for p in truth["paths"]:
+        (path.parent.parent / "val2017" / Path(p).name).rename(path.parent.parent / "val2017" / "set1" / Path(p).name)
+    report = det_model.val(path)
+    assert report.images == 3 and report.metrics["AP"] == 1.0
+    path = _coco(tmp_path / "number", truth, images=[{**truth["images"][0], "file_name": 17}, *truth["images"][1:]])
+    code, out, err = run(monkeypatch, capsys, "val", str(path), "--model", str(det_artifact.folder))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "image id 1 has the file_name 17, not a file's name" in " ".join(err.split())
