@@ -169,10 +169,10 @@ def test_a_size_whose_onnx_runtime_run_cannot_get_its_memory_is_the_users_input(
     assert "ExecuteKernel" not in err and "Failed to allocate" not in err and "Traceback" not in err, err[-2000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: ") and "--imgsz 2560x2560" in line, line
-    if command != "check":  # check's line is PyTorch's refusal, the first row's (ONNX Runtime's is the second)
-        assert ("model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than ONNX Runtime could get: "
-                "it asked for 10 GB at once, more than the 8.6 GB free in this machine's memory "
-                "(pass a smaller --imgsz)") in line, line
+    # check's line names PyTorch's refusal and ONNX Runtime's, the rows' order (31b73c1)
+    assert ("model.int8.onnx: --imgsz 2560x2560 at --batch 1 needs more memory than ONNX Runtime could get: "
+            "it asked for 10 GB at once, more than the 8.6 GB free in this machine's memory "
+            "(pass a smaller --imgsz)") in line, line
 
 
 def test_words_of_a_fixed_set_are_taken_in_any_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
