@@ -189,6 +189,12 @@ def _round_up(x: int, m: int) -> int:
     return int(math.ceil(x / m) * m)
 
 
+def _preprocessed(lists: Sequence[Sequence[Any]], static_batch: int | None) -> int:
+    """How many pictures the lists of pictures make once preprocessed, all held at once (``make_batches``):
+    each list's, padded up to whole batches where the graph's batch is static."""
+    return sum(len(p) if static_batch is None else _round_up(len(p), static_batch) for p in lists)
+
+
 def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] | None = None,
                 *, default_imgsz: bool = False) -> tuple[int, int]:
     """The H/W range (multiples of 32) a dynamic graph declares: ``min_size`` rounded up, ``max_size``
@@ -1091,9 +1097,9 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     runs = ["tracing a static graph"] if not dynamic else []
     runs += ["the parity gate"] * parity + ["INT8 calibration"] * bool(flavours)
     if runs:  # the export runs the model at --imgsz itself: refused before the trace where that cannot fit
-        held = [calib_paths] * bool(flavours) + [parity_paths] * parity  # preprocessed, all at once
         _check_memory(module, 1 if dynamic else max_batch, hw, runs,
-                      pictures=sum(len(p) if dynamic else -(-len(p) // max_batch) * max_batch for p in held))
+                      pictures=_preprocessed([calib_paths] * bool(flavours) + [parity_paths] * parity,
+                                             None if dynamic else max_batch))
     gen = torch.Generator().manual_seed(0)
     example = torch.rand((trace_batch, 3, *trace_hw), generator=gen) * 255.0
     small = torch.rand((1, 3, 64, 64), generator=gen) * 255.0
@@ -1179,7 +1185,6 @@ def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[s
     except ShapeError as e:
         raise ShapeError(f"{e.args[0]}; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at that size",
                          hint=", or ".join(h for h in (e.hint, way_out) if h)) from None
-
 
 
 def _check_extension_memory(folder: Path, manifest: Mapping[str, Any], runs: Sequence[str], pictures: int) -> None:
@@ -1293,10 +1298,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         dynamic, tuple(trace[2:]) if dynamic and trace else None,
                         graph.get("layernorm_nodes"), _variant_sizes(graph),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
-    held = [calib_paths] * bool(want_int8) + [parity_paths] * parity
     _check_extension_memory(folder, manifest, ["INT8 calibration"] * bool(want_int8) + ["the parity gate"] * parity,
-                            sum(len(p) if static_batch is None else -(-len(p) // static_batch) * static_batch
-                                for p in held))
+                            _preprocessed([calib_paths] * bool(want_int8) + [parity_paths] * parity, static_batch))
     calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
     # The variants are made and gated in a hidden folder inside the export and moved in with the new
     # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
