@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from pvt_deploy.errors import InputError
+from pvt_deploy.utils import count_of
 
 if TYPE_CHECKING:
     from pvt_deploy.api import Model
@@ -463,8 +464,13 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         raise InputError(f"dataset {path}: a classifier is evaluated on a folder of class folders "
                          "(val/n01440764/*.JPEG, ...)")
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # pictures beside the class folders are of no class (val/x.jpg next to val/cat/): said, not silently dropped
+    loose = [p for p in image_files(path) if p.is_file()]
+    stray = f"{count_of(len(loose), 'picture')} ({loose[0].name}{', ...' if len(loose) > 1 else ''}) " \
+        f"{'is' if len(loose) == 1 else 'are'}" if loose else ""
     if not classes:
-        raise InputError(f"dataset {path}: no class folders in it (val/<class>/*.jpg)")
+        raise InputError(f"dataset {path}: no class folders in it (val/<class>/*.jpg)"
+                         + (f"; its {stray} in no class folder: sort them into one folder per class" if loose else ""))
     index, ambiguous = _name_index(names)
     wnids = _imagenet_wnids(names)
     if wnids and all(c.name in wnids for c in classes):  # ImageNet's folders, all 1000 or a subset (Imagenette)
@@ -494,6 +500,8 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
     items = [(p, i) for _, p, i in sorted(ranked, key=lambda item: item[0])]
     if not items:
         raise InputError(f"dataset {path}: no pictures in its class folders")
+    if loose:
+        log.warning("dataset %s: %s beside its class folders, of no class: left out", path, stray)
     paths = _limited([p for p, _ in items], limit)
     labels = {str(p): i for p, i in items}
     return Dataset("classify", paths, f"{path} ({len(classes)} class{'es' * (len(classes) != 1)})", labels)

@@ -1,0 +1,56 @@
+"""``pvt-deploy val`` on datasets as people give them (session 48's review): pictures beside the class
+folders, COCO sizes written as strings, YOLO prediction files given as labels, label maps saved as JPEG,
+TIFF or 1-bit PNG.
+
+As in test_val, the truth is made from the model's own output, so a model scored against it has a known
+figure (top-1, AP or mIoU 1.0) and each change moves it by an amount known here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_run import run
+
+from pvt_deploy.api import Model
+from pvt_deploy.assets import sample_images
+
+pytest_plugins = ["export_fixtures"]
+
+
+def _said(text: str) -> str:
+    """``text`` on one line, as a terminal's wrapping is undone: the words, one space apart."""
+    return " ".join(text.split())
+
+
+def test_pictures_beside_the_class_folders_are_said_left_out(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        cls_artifact: Any, tmp_path: Path) -> None:
+    """val/x.jpg next to val/cat/ and val/dog/ is of no class: it was left out without a word, the figure
+    on fewer pictures than the folder holds. Said with a count; a folder of pictures and no class folders
+    (ImageNet's val as downloaded, before it is sorted) says it holds them in its one line."""
+    photos = sample_images()
+    with Model(str(cls_artifact.folder)) as model:
+        results = model.predict(photos[:2])
+        root = tmp_path / "val"
+        for r in results:
+            (root / r.probs.labels[0]).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(r.path, root / r.probs.labels[0] / Path(r.path).name)
+        shutil.copyfile(photos[2], root / photos[2].name)
+        with caplog.at_level(logging.WARNING):
+            report = model.val(root)
+    assert report.images == 2 and report.metrics["top1"] == 1.0
+    assert f"dataset {root}: 1 picture ({photos[2].name}) is beside its class folders, of no class: left out" in \
+        _said(caplog.text)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in photos:
+        shutil.copyfile(p, flat / p.name)
+    code, out, err = run(monkeypatch, capsys, "val", str(flat), "--model", str(cls_artifact.folder))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert (f"error: dataset {flat}: no class folders in it (val/<class>/*.jpg); its 3 pictures ({photos[0].name}, "
+            "...) are in no class folder: sort them into one folder per class") in _said(err)
