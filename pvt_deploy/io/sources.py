@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import contextlib
+import fnmatch
 import functools
 import glob as globlib
 import heapq
@@ -1980,12 +1981,14 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
                              hint="a folder runs its own images; for those of its folders too, give a glob: "
                              f"{shell_quote(below)}")
         # pictures that are all hidden files (a Mac's ._ files, a .NAME.jpg): the image types were no answer
-        hidden = what == "folder" and sorted((p for p in Path(spec).iterdir() if p.name.startswith(".")
-                                              and _is_image(p)), key=_natural_key)
+        hidden = sorted(_hidden_images(spec, what), key=_natural_key)
         if hidden:
-            raise InputError(f"no images found in folder {spec}, only {named(hidden, 'hidden file')}, which a "
-                             "folder leaves out as ls does", hint="a Mac writes a ._NAME beside each photo it "
-                             "copies (its metadata, no picture); to run a hidden picture, give it by name")
+            lister, dotted = ("ls", "") if what == "folder" else ("the shell's", f" or a glob whose name starts "
+                                                                 f"with a dot ({_dotted_glob(spec)})")
+            raise InputError(f"no images found in {what} {spec}, only {named(hidden, 'hidden file')}, which a "
+                             f"{what} leaves out as {lister} does", hint="a Mac writes a ._NAME beside each "
+                             "photo it copies (its metadata, no picture); to run a hidden picture, give it by "
+                             f"name{dotted}")
         raise InputError(
             f"no images found in {what} {spec}", hint=f"image types: {image_types()}"
         )
@@ -2000,6 +2003,29 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
                     named(empties, "empty file"), _EMPTY_HINT)
     ordered: list[Path] = sorted(paths, key=_natural_key)
     return ImageSource(ordered, kind="images", spec=spec, origin=what)
+
+
+def _hidden_images(spec: str, what: str) -> list[Path]:
+    """The hidden image files (named .NAME) that the folder ``spec``, or the glob ``spec`` (``what``), leaves out
+    as ls and the shell do: a folder's; a glob's, those its last part matches in the folders the rest matches.
+    Python's glob has no way to list them before 3.11 (include_hidden), and that one also enters hidden folders,
+    which a folder's listing and a glob leave out (:func:`_folder_entries`). None for a glob whose last part
+    starts with a dot, which asks for hidden files and has its matches already."""
+    if what == "folder":
+        return [p for p in Path(spec).iterdir() if p.name.startswith(".") and _is_image(p)]
+    head, tail = os.path.split(os.path.expanduser(spec))
+    if what != "glob" or not tail or tail.startswith("."):
+        return []
+    folders = dict.fromkeys(os.path.normpath(f) for f in globlib.glob(head, recursive=True)) if head else [os.curdir]
+    return [entry for folder in folders if os.path.isdir(folder) for entry in Path(folder).iterdir()
+            if entry.name.startswith(".") and fnmatch.fnmatch(entry.name, tail) and _is_image(entry)]
+
+
+def _dotted_glob(spec: str) -> str:
+    """A glob that matches the hidden files ``spec``'s last part leaves out, to paste into a shell: dir/*.jpg ->
+    dir/.*.jpg (the name after the dot as the glob wrote it), else dir/.* (every hidden file in its folders)."""
+    head, tail = os.path.split(spec)
+    return shell_quote(os.path.join(head, "." + tail if tail.startswith("*") else ".*"))
 
 
 def _stream_source(
