@@ -12,8 +12,9 @@ Attributes are imported lazily: ``import pvt_deploy.export.tensorrt`` must not p
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -66,8 +67,6 @@ def format_name(format: _T) -> _T: ...
 def format_name(format: object) -> object:
     """``format``: ``engine`` and ``tensorrt`` (Ultralytics' and trtexec's words) are ``trt``, in any
     case, as a backend's names are; anything else goes on as given, for :func:`export` to refuse."""
-    import contextlib
-
     from pvt_deploy.errors import InputError
     from pvt_deploy.runtimes.loader import canonical_backend
 
@@ -76,6 +75,20 @@ def format_name(format: object) -> object:
     with contextlib.suppress(InputError):
         return canonical_backend(format.strip()) or format
     return format
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Where the export reads a file it was given (the graph it extends, an engine or a Triton model is made
+    from: hashed against the manifest, loaded), an :class:`OSError` inside the block (the disk failing the read:
+    EIO) says the file cannot be read, as info, infer and bench say it; as an OSError it was taken, by
+    :func:`pvt_deploy.export.onnx.write_errors`, for the export failing to write."""
+    from pvt_deploy.errors import InputError
+
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
 
 
 def build_precision(*, half: bool = False, int8: bool = False) -> str:

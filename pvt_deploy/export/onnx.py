@@ -48,6 +48,7 @@ from pvt_deploy.errors import (
     option,
     switched_on,
 )
+from pvt_deploy.export import reading
 from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     BUNDLED_IMAGES,
@@ -1256,7 +1257,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     manifest = read_manifest(folder)
     if not (folder / FP32_FILE).is_file():
         raise InputError(f"{folder}: no {FP32_FILE} to reuse", hint=reexport_command(folder, manifest))
-    verify_file(folder, manifest, FP32_FILE)
+    with reading(folder / FP32_FILE):
+        verify_file(folder, manifest, FP32_FILE)
 
     def present(name: str) -> bool:
         if name not in manifest.get("files", {}) or not (folder / name).is_file():
@@ -1264,7 +1266,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
         if manifest.get("parity", {}).get(name, {}).get("passed") is False:
             return False
         try:
-            verify_file(folder, manifest, name)
+            with reading(folder / name):  # a variant the disk fails to read is made again, as a changed one is
+                verify_file(folder, manifest, name)
         except InputError:
             return False
         return True
@@ -1284,7 +1287,8 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         "again, give the model name: %s", folder, switched_on("half"), switched_on("int8"),
                         reexport_command(folder, manifest, None if out_of_reach(manifest, given or {}) else given))
         return folder
-    fp32 = onnx.load(str(folder / FP32_FILE))
+    with reading(folder / FP32_FILE):
+        fp32 = onnx.load(str(folder / FP32_FILE))
     text = get_metadata(fp32, ONNX_METADATA_KEY)
     meta = {**essentials(manifest), **json.loads(text)} if text else essentials(manifest)
     dynamic_rec = manifest.get("dynamic")

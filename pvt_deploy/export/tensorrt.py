@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.errors import BackendUnavailableError, InputError, PvtDeployError
+from pvt_deploy.export import reading
 from pvt_deploy.manifest import EXPORT_FLAGS, file_entry, read_manifest, verify_file, write_manifest
 from pvt_deploy.runtimes.base import flag
 from pvt_deploy.runtimes.tensorrt import (
@@ -458,7 +459,8 @@ def build_engine(
     if plan.note:
         log.warning("%s", plan.note)
     source = folder / plan.source
-    verify_file(folder, manifest, plan.source)
+    with reading(source):
+        verify_file(folder, manifest, plan.source)
     profiles = compute_profile(manifest, _resolve_unnamed(shapes))
 
     gpu_name, cc = cuda_device_info()

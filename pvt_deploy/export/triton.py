@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pvt_deploy.errors import InputError, option
+from pvt_deploy.export import reading
 from pvt_deploy.export.swap import SwappedFolder
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
@@ -96,7 +97,9 @@ def read_onnx_io(path: str | os.PathLike[str]) -> tuple[list[GraphTensor], list[
 
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, OSError, ...
+    except OSError as e:  # the disk failed (EIO), not the model: said as info, infer and bench say it
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
         raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
@@ -203,14 +206,16 @@ def _load_source(artifact: Path, backend: str, source: str | None) -> tuple[Path
     if not path.is_file():
         hint = "pvt-deploy export --format trt" if backend == "trt" else "pvt-deploy export --format onnx"
         raise InputError(f"{path}: missing, cannot build a Triton {backend} model from {folder}", hint=hint)
-    verify_file(folder, manifest, path.name)
+    with reading(path):
+        verify_file(folder, manifest, path.name)
     return folder, path, manifest
 
 
 def _manifest_from_onnx_metadata(path: Path) -> dict[str, Any]:
     import onnx
 
-    model = onnx.load(os.fspath(path), load_external_data=False)
+    with reading(path):
+        model = onnx.load(os.fspath(path), load_external_data=False)
     for prop in model.metadata_props:
         if prop.key == ONNX_METADATA_KEY:
             try:
