@@ -1150,6 +1150,14 @@ class CaptureReader:
 _BOXES_WITHOUT_FRAMES = frozenset({b"mfra"})
 
 
+def _holds_no_frame(kind: bytes) -> bool:
+    """Whether a top-level box whose kind begins ``kind`` (a header cut after its first 2 or 3 letters) holds no
+    frame (:data:`_BOXES_WITHOUT_FRAMES`): of the boxes an mp4 has at its top level, only mfra's kind begins "mf".
+    One letter ("m") is as much the next fragment's moof, whose frames the cut lost, and a header cut before it
+    (its 4 size bytes) tells nothing: those still say the file was cut."""
+    return len(kind) >= 2 and any(whole.startswith(kind) for whole in _BOXES_WITHOUT_FRAMES)
+
+
 def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
     """The kinds of the whole top-level boxes of an mp4/mov file (ISO boxes: a size, then a kind), each once in
     the order first seen (a fragmented mp4 has a moof and an mdat box for every fragment), and where the file
@@ -1166,6 +1174,10 @@ def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
             while start < size:
                 head = f.read(8)
                 if len(head) < 8:
+                    if _holds_no_frame(head[4:]):
+                        log.debug("%s: the file ends inside its last box's header (%s...), which holds no frame",
+                                  path, head[4:].decode())
+                        return kinds, None
                     return kinds, f"the file ends inside its last box's header, {len(head)} of 8 bytes"
                 length, kind = int.from_bytes(head[:4], "big"), head[4:]
                 if not kind.isalnum() or 1 < length < 8:
@@ -1173,6 +1185,10 @@ def _top_level_boxes(path: Path) -> tuple[list[bytes], str | None] | None:
                 if length == 1:  # a 64-bit size follows the type
                     wide = f.read(8)
                     if len(wide) < 8:
+                        if _holds_no_frame(kind):
+                            log.debug("%s: the file ends inside its last box's header (%s), which holds no frame",
+                                      path, kind.decode())
+                            return kinds, None
                         return kinds, f"the file ends inside its last box's header, {8 + len(wide)} of 16 bytes"
                     length = int.from_bytes(wide, "big")
                     if length < 16:
