@@ -31,6 +31,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Container, Sequence
@@ -175,6 +176,7 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     if odd is not None:
         raise InputError(f"dataset {path}: image id {odd['id']!r} has the file_name {odd['file_name']!r}, not a file's "
                          "name")
+    entries = [_sized(im, path) for im in entries]
     if os.sep == "/":  # a tool on Windows writes sub\\x.jpg; a backslash in a file's name is all but unheard of
         entries = [{**im, "file_name": im["file_name"].replace("\\", "/")} for im in entries]
     first = [e["file_name"] for e in entries[:50]]  # a folder that holds none of them is not the pictures' folder
@@ -195,6 +197,26 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     return Dataset("detect", [folder / e["file_name"] for e in present], f"{path} ({folder})", labels, coco,
                    _category_ids(coco["categories"], names, path, {a.get("category_id") for a in coco["annotations"]
                                                                    if isinstance(a.get("category_id"), int)}))
+
+
+def _sized(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    """An image entry with its ``width`` and ``height`` as numbers: tools write them as strings too
+    (``"640"``), which were taken for a size other than the picture's. One that is no number of pixels
+    (``"abc"``, -1, 640.5) is refused: the file is not what it seems. None or 0: not given, as missing."""
+    sized = dict(entry)
+    for key in ("width", "height"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        try:
+            number = -1.0 if isinstance(value, bool) else float(value)  # float() reads " 640 " and "640.0" too
+        except (TypeError, ValueError):
+            number = -1.0
+        if not (math.isfinite(number) and number >= 0 and number.is_integer()):
+            raise InputError(f"dataset {path}: image id {entry['id']!r} ({entry['file_name']}) has the {key} "
+                             f"{value!r}, not a number of pixels")
+        sized[key] = int(number) or None
+    return sized
 
 
 def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -> dict[str, Any]:
@@ -294,8 +316,6 @@ def _boxes(coco: dict[str, Any], path: Path) -> dict[str, Any]:
 def _box(annotation: dict[str, Any]) -> list[float] | None:
     """An annotation's ``bbox`` where it is 4 finite numbers, else its ``segmentation``'s extent (polygons'
     points, or an RLE's pixels by pycocotools); None where neither gives one."""
-    import math
-
     box = annotation.get("bbox")
     if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                        and math.isfinite(v) for v in box):

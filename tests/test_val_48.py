@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cli_run import run
+from test_val_47 import _coco, det_model, truth  # noqa: F401 - det_model, truth: fixtures
 
 from pvt_deploy.api import Model
 from pvt_deploy.assets import sample_images
@@ -54,3 +55,28 @@ def test_pictures_beside_the_class_folders_are_said_left_out(
     assert code == 2 and out == "" and "Traceback" not in err
     assert (f"error: dataset {flat}: no class folders in it (val/<class>/*.jpg); its 3 pictures ({photos[0].name}, "
             "...) are in no class folder: sort them into one folder per class") in _said(err)
+
+
+def test_coco_sizes_written_as_strings_are_read_and_garbage_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        det_artifact: Any, det_model: Model, truth: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    """A tool that writes "width": "640" (as strings) made every picture 'not of the size it gives them
+    (astronaut.jpg 512x512, 512x512 in the file)', a warning of boxes that would not fit, for a figure
+    that was right. Sizes written as strings are the numbers they spell (a wrong one is still said);
+    one that is no number of pixels is refused in one line, exit 2."""
+    strings = [{**im, "width": str(im["width"]), "height": f" {im['height']}.0"} for im in truth["images"]]
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(_coco(tmp_path / "strings", truth, images=strings))
+    assert report.images == 3 and report.metrics["AP"] == 1.0
+    assert "not of the size it gives them" not in caplog.text
+    first = truth["images"][0]
+    wrong = [{**strings[0], "width": "100"}, *strings[1:]]  # read as a number: a size the picture is not
+    with caplog.at_level(logging.WARNING):
+        det_model.val(_coco(tmp_path / "wrong", truth, images=wrong))
+    assert (f"1 of 3 pictures are not of the size it gives them ({first['file_name']} {first['width']}x"
+            f"{first['height']}, 100x{first['height']} in the file)") in _said(caplog.text)
+    garbage = [{**truth["images"][0], "height": "480px"}, *truth["images"][1:]]
+    code, out, err = run(monkeypatch, capsys, "val", str(_coco(tmp_path / "garbage", truth, images=garbage)),
+                         "--model", str(det_artifact.folder))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"image id 1 ({first['file_name']}) has the height '480px', not a number of pixels" in _said(err)
