@@ -12,6 +12,7 @@ import pytest
 from cli_run import run
 from PIL import Image
 from test_inputs_47 import fragmented_clip
+from test_tensorrt_build_fake import make_artifact
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source
@@ -94,3 +95,42 @@ def test_a_fragmented_mp4_cut_in_its_trailing_index_header_runs_without_a_warnin
         frames, error, said = read(moof + header)
         assert frames == 15 and error == f"the file ends inside its last box's header, {header} of 8 bytes " \
             "(truncated file?)" and error in said
+
+
+COCO = ('{"info": {"description": "mine"}, "licenses": [], "images": [{"id": 1, "file_name": "a.jpg", "width": 48, '
+        '"height": 32}], "annotations": [], "categories": [{"id": 1, "name": "person"}]}')
+
+
+def test_a_coco_annotation_file_given_as_pictures_says_what_it_is_and_what_takes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``check --images instances.json`` (and infer, export --calib) said 'neither a readable image nor a video',
+    after reading the file whole as a picture and probing it as a video. It is a COCO annotation file, which val
+    takes; its pictures are in the folder beside, as COCO lays them out. Any other JSON is said to be JSON."""
+    coco = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    coco.parent.mkdir(parents=True)
+    coco.write_text(COCO)
+    wanted = (f"{coco} looks like a COCO annotation file (JSON), not pictures or a video (pvt-deploy val takes it: "
+              f"pvt-deploy val {coco} --model EXPORT; to run or compare on its pictures, {{}})")
+    with pytest.raises(InputError) as caught:
+        open_source(coco)
+    assert str(caught.value) == wanted.format("give the folder they are in")
+    picture(tmp_path / "coco" / "val2017" / "a.jpg")
+    with pytest.raises(InputError) as caught:
+        open_source(coco)
+    assert str(caught.value) == wanted.format(f"give their folder ({tmp_path / 'coco' / 'val2017'})")
+    export = make_artifact(tmp_path / "export")
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(export), "--images", str(coco))
+    assert code == 2 and out == "" and err == f"error: {wanted.format(f'give their folder ({coco.parents[1]}/val2017)')}\n"
+    roboflow = tmp_path / "_annotations.coco.json"  # a BOM, and categories first, as exporters write them
+    roboflow.write_bytes(b"\xef\xbb\xbf" + b'\n{"categories": [], "images": [], "annotations": []}')
+    with pytest.raises(InputError, match="looks like a COCO annotation file"):
+        open_source(roboflow)
+    results = tmp_path / "predictions.json"  # a COCO results list, or any other JSON: JSON, and what to give
+    results.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9}]')
+    with pytest.raises(InputError) as caught:
+        open_source(results)
+    assert str(caught.value) == (f"{results} is a JSON file, not pictures or a video (give an image or video file, a "
+                                 "folder or glob of images, a .txt list, a URL or a camera)")
+    misnamed = picture(tmp_path / "photo.jpg").rename(tmp_path / "photo.json")  # a picture's bytes still run
+    with open_source(misnamed) as source:
+        assert [f.image.shape for f in source] == [(32, 48, 3)]

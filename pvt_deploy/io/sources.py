@@ -2241,6 +2241,8 @@ def open_source(
             raise InputError(f"{path} is a YAML file, not images or a video: a dataset YAML gives the images of "
                              "export --calib and check --images", hint="to run a split, give its folder: "
                              "pvt-deploy infer DATASET/images/val")
+        if (json_file := _json_file(path)) is not None:  # no picture or video begins as JSON text does
+            raise json_file
         return _guess_file(path, vid_stride, bytes_per_pixel, kept_frames)
     if _GLOB_CHARS.search(text):
         matches = [Path(p) for p in globlib.glob(str(path), recursive=True)]
@@ -2306,6 +2308,38 @@ def _listed_files(listing: Path) -> list[str]:
     if not paths:
         raise InputError(f"the list {listing} names no files (one image path a line)")
     return paths
+
+
+# The start of a JSON file: its text (after a byte-order mark, as Windows tools write, and white space) opens an
+# object or a list; and of a COCO annotation file (instances_val2017.json, a Roboflow or CVAT export), an object
+# whose keys near its start include images, annotations or categories (COCO's own begins with info and licenses).
+_JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*([{\[])")
+_COCO_KEYS = re.compile(rb'"(?:images|annotations|categories)"\s*:')
+
+
+def _json_file(path: Path) -> InputError | None:
+    """What a JSON file given where pictures are wanted is told, or None where ``path`` does not begin as JSON
+    text: a COCO annotation file (``check --images instances.json``), which ``val`` takes, was 'neither a
+    readable image nor a video', as was any other JSON, after being read whole as a picture and probed as a
+    video (an instances_train2017.json is 448 MB). Read from its first 64 KB."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return None  # the picture's or the video's reader says why it cannot be read
+    start = _JSON_START.match(head)
+    if start is None:
+        return None
+    if start.group(1) == b"{" and _COCO_KEYS.search(head):
+        split = path.stem.rsplit("_", 1)[-1]  # COCO's layout: annotations/instances_val2017.json beside val2017/
+        folder = next((f for f in (path.parent.parent / split, path.parent / split, path.parent / "images")
+                       if f.is_dir()), None)
+        pictures = f"give their folder ({folder})" if folder else "give the folder they are in"
+        return InputError(f"{path} looks like a COCO annotation file (JSON), not pictures or a video",
+                          hint=f"pvt-deploy val takes it: pvt-deploy val {shell_quote(str(path))} --model EXPORT; "
+                          f"to run or compare on its pictures, {pictures}")
+    return InputError(f"{path} is a JSON file, not pictures or a video",
+                      hint="give an image or video file, a folder or glob of images, a .txt list, a URL or a camera")
 
 
 def _guess_file(path: Path, vid_stride: int, bytes_per_pixel: int = VIDEO_BYTES_PER_PIXEL,
