@@ -134,3 +134,29 @@ def test_a_coco_annotation_file_given_as_pictures_says_what_it_is_and_what_takes
     misnamed = picture(tmp_path / "photo.jpg").rename(tmp_path / "photo.json")  # a picture's bytes still run
     with open_source(misnamed) as source:
         assert [f.image.shape for f in source] == [(32, 48, 3)]
+
+
+def test_a_list_replaced_as_it_is_opened_is_read_as_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .txt list was told a list by one read of it and listed by another: replaced in between (a script that
+    writes it anew and renames it into place, as safe writers do), its new bytes were read for names. Here it is
+    replaced by a picture the moment it is first opened: the list as it was is read, its two pictures run,
+    where the picture's bytes were read for names ('no such file: ...')."""
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{picture(tmp_path / 'a.jpg', 10)}\n{picture(tmp_path / 'b.jpg', 20)}\n")
+    replacement = picture(tmp_path / "new.jpg", 30).rename(tmp_path / "new.txt")  # a picture under .txt
+    real_open = Path.open
+    opened: list[Path] = []
+
+    def open_then_replaced(self: Path, *args: object, **kwargs: object) -> object:
+        handle = real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+        if self == listing and not opened:
+            opened.append(self)
+            replacement.replace(listing)  # the open file still reads the list that was there
+        return handle
+
+    monkeypatch.setattr(Path, "open", open_then_replaced)
+    with open_source(listing) as source:
+        assert [Path(f.path).name for f in source] == ["a.jpg", "b.jpg"]
+    assert opened == [listing]
+    with open_source(listing) as source:  # opened again, it is the picture it is now
+        assert [f.image[0, 0, 0] for f in source] == [30]

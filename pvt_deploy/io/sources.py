@@ -2231,8 +2231,7 @@ def open_source(
             raise _heic_not_read(path)
         if suffix in VIDEO_SUFFIXES:
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
-        if _file_list(path):  # Ultralytics' list source
-            listed = _listed_files(path)
+        if (listed := _read_list(path)) is not None:  # Ultralytics' list source
             try:
                 return open_source(listed)
             except InputError as e:  # "no such file: hello" said nothing of where the name came from
@@ -2282,22 +2281,45 @@ def _file_list(path: Path) -> bool:
         return False
     try:
         with path.open("rb") as f:
-            head = f.read(4096)
+            return _text(f.read(4096))
     except OSError:
         return True  # the list's reader says why it cannot be read
+
+
+def _text(head: bytes) -> bool:
+    """Whether a file that begins ``head`` is text (:func:`_file_list`)."""
     return head.startswith(_UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
 
 
-def _listed_files(listing: Path) -> list[str]:
-    """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
-    lines and ``#`` comments skipped."""
+def _read_list(path: Path) -> list[str] | None:
+    """The files a list (:func:`_file_list`) names (:func:`_listed_files`), or None where ``path`` is not one: told
+    and read from one reading of the file. Told by one read and listed by another, a list replaced between them
+    (a script writing it anew, renamed into place) was told a list as it was and listed as it is now: a picture's
+    bytes read for names ('no such file: ...'), or the names of another list."""
+    if path.suffix.lower() != ".txt" or not path.is_file():
+        return None
     try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+            if not _text(head):
+                return None
+            data = head + f.read()
+    except OSError as e:
+        raise InputError(f"cannot read the list {path}: {e}") from None
+    return _listed_files(path, data)
+
+
+def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
+    """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
+    lines and ``#`` comments skipped. ``data``: the list's bytes, where they were read already."""
+    try:
+        if data is None:
+            data = listing.read_bytes()
         # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which was read as part of
         # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message). surrogateescape:
         # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file
         # system gives it (os.fsdecode), so it opens; the whole list was refused for its one byte
         # UTF-16 (its byte-order mark first): what Windows PowerShell 5's 'dir -Name > list.txt' writes
-        data = listing.read_bytes()
         text = (data.decode("utf-16") if data.startswith(_UTF16_MARKS) else
                 data.decode("utf-8-sig", errors="surrogateescape"))
         lines = [line.strip() for line in text.splitlines()]
