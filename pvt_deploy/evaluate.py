@@ -366,12 +366,14 @@ def _yolo_label_path(picture: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], classes: Container[int]
-                     ) -> list[dict[str, Any]]:
+def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], classes: Container[int],
+                     left_out: dict[str, list[str]]) -> list[dict[str, Any]]:
     """A YOLO label file's objects as COCO annotations in the picture's pixels (``size``: height, width):
     ``class cx cy w h`` normalised, or ``class x1 y1 x2 y2 ...`` (a polygon: its bounding box). A line
-    of another form, of a class not in ``classes`` (the YAML's names), of coordinates past 0..1 (pixels)
-    or of a box of no width or height is left out with a warning."""
+    of another form (a prediction file's, with a confidence after the box, among them), of a class not in
+    ``classes`` (the YAML's names), of coordinates past 0..1 (pixels) or of a box of no width or height is
+    left out: ``left_out`` gathers where, by why, for the run's one warning (a dataset of prediction files or
+    of pixel coordinates has the fault on every line)."""
     if label is None:
         return []
     h, w = size
@@ -388,29 +390,30 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
             values = [float(v) for v in fields]
         except ValueError:
             values = []
+        fault = None
         if len(values) == 5:
             _, cx, cy, bw, bh = values
             x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
         elif len(values) >= 7 and len(values) % 2 == 1:
             xs, ys = values[1::2], values[2::2]
             x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        elif len(values) == 6:  # Ultralytics' save_conf: class cx cy w h conf (it refuses such files as labels)
+            fault = "with a 6th column (class cx cy w h and a confidence, as a prediction file's lines: predictions, " \
+                    "not labels?)"
         else:
-            log.warning("label %s line %d: %r is neither 'class cx cy w h' nor a polygon: left out", label, n, line)
-            continue
-        cls = values[0]
-        if cls != int(cls) or cls < 0:
-            log.warning("label %s line %d: class %s is not a class id: left out", label, n, fields[0])
-            continue
-        if int(cls) not in classes:  # COCOeval would drop it silently: a box nobody has to find
-            log.warning("label %s line %d: class %d is not among the dataset's names: left out", label, n, int(cls))
-            continue
-        if not all(-0.01 <= v <= 1.01 for v in values[1:]):  # as Ultralytics refuses them, with rounding's slack
-            log.warning("label %s line %d: coordinates past 0..1 (YOLO's are fractions of the picture's width "
-                        "and height, not pixels): left out", label, n)
-            continue
-        if x2 <= x1 or y2 <= y1:  # as a COCO file's (_boxes): a box no detection can overlap
-            log.warning("label %s line %d: a box of no width or height (no detection can overlap one): left out",
-                        label, n)
+            fault = "neither 'class cx cy w h' nor a polygon"
+        if fault is None:
+            cls = values[0]
+            if cls != int(cls) or cls < 0:
+                fault = "of a class that is not a class id"
+            elif int(cls) not in classes:  # COCOeval would drop it silently: a box nobody has to find
+                fault = "of a class not among the dataset's names"
+            elif not all(-0.01 <= v <= 1.01 for v in values[1:]):  # as Ultralytics refuses them, with rounding's slack
+                fault = "of coordinates past 0..1 (YOLO's are fractions of the picture's width and height, not pixels)"
+            elif x2 <= x1 or y2 <= y1:  # as a COCO file's (_boxes): a box no detection can overlap
+                fault = "of a box of no width or height (no detection can overlap one)"
+        if fault is not None:
+            left_out.setdefault(fault, []).append(f"{label} line {n}: {line.strip()!r}")
             continue
         box = [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
         out.append({"image_id": image_id, "category_id": int(cls) + 1, "bbox": box, "area": box[2] * box[3],
@@ -726,6 +729,8 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     sizes = {im["id"]: (im.get("height"), im.get("width")) for im in dataset.coco["images"]
              } if dataset.coco and not dataset.yolo else {}
     misfits: list[str] = []
+    left_out: dict[str, list[str]] = {}  # detect, YOLO: label lines left out, by why
+    lines = 0  # detect, YOLO: label lines read as boxes
     beyond: list[str] = []  # segment: label PNGs holding values past the model's classes (not 255)
     with contextlib.closing(results):
         for result in results:
@@ -736,7 +741,9 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 h, w = result.orig_shape
                 dataset.coco["images"].append({"id": image_id, "file_name": str(result.path), "height": h,
                                                "width": w})
-                dataset.coco["annotations"] += yolo_annotations(label, image_id, (h, w), classes)
+                boxes = yolo_annotations(label, image_id, (h, w), classes, left_out)
+                dataset.coco["annotations"] += boxes
+                lines += len(boxes)
                 label = image_id
             if model.task == "detect":
                 evaluated.append(label)
@@ -764,6 +771,11 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
             if progress is not None:
                 progress(done, total)
     skipped = total - done
+    if left_out:
+        faults = sum(len(v) for v in left_out.values())
+        log.warning("dataset %s: %d of the %d lines of its label files are left out: %s", data, faults, lines + faults,
+                    "; ".join(f"{len(v)} {fault} ({v[0]}{', ...' if len(v) > 1 else ''})"
+                              for fault, v in left_out.items()))
     if misfits:
         log.warning("dataset %s: %d of %d pictures are not of the size it gives them (%s): its boxes will not fit "
                     "them (a resized copy of the pictures? EXIF rotation?)", data, len(misfits), done, misfits[0])

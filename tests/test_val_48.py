@@ -8,6 +8,7 @@ figure (top-1, AP or mIoU 1.0) and each change moves it by an amount known here.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -80,3 +81,35 @@ def test_coco_sizes_written_as_strings_are_read_and_garbage_is_refused(
                          "--model", str(det_artifact.folder))
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"image id 1 ({first['file_name']}) has the height '480px', not a number of pixels" in _said(err)
+
+
+def test_yolo_prediction_lines_given_as_labels_are_one_warning_with_a_count(
+        det_model: Model, truth: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """A label line with a 6th column (class cx cy w h conf: a prediction file's, as Ultralytics' save_conf
+    writes them) is no label, and was left out with a warning of its own, one a line: a dataset of such files
+    is thousands. One warning for the run says how many lines were left out and why, naming the first."""
+    for split in ("images", "labels"):
+        (tmp_path / split / "val").mkdir(parents=True)
+    shapes = {im["id"]: (im["width"], im["height"]) for im in truth["images"]}
+    first = None
+    for image_id, p in enumerate(truth["paths"], 1):
+        shutil.copyfile(p, tmp_path / "images" / "val" / Path(p).name)
+        w, h = shapes[image_id]
+        lines = [f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / w!r} "
+                 f"{(a['bbox'][1] + a['bbox'][3] / 2) / h!r} {a['bbox'][2] / w!r} {a['bbox'][3] / h!r}"
+                 for a in truth["annotations"] if a["image_id"] == image_id]
+        label = tmp_path / "labels" / "val" / (Path(p).stem + ".txt")
+        # each box again, as a prediction file has it: left out, so the truth is as it was
+        label.write_text("\n".join(lines + [f"{line} 0.87" for line in lines]) + "\n")
+        if lines and first is None:
+            first = f"{label} line {len(lines) + 1}: '{lines[0]} 0.87'"
+    data = tmp_path / "data.yaml"
+    data.write_text(f"val: images/val\nnames: {json.dumps(list(det_model.names))}\n")
+    with caplog.at_level(logging.WARNING):
+        report = det_model.val(data)
+    assert report.images == 3 and report.metrics["AP"] == 1.0 and report.metrics["AR100"] == 1.0, report.metrics
+    n = len(truth["annotations"])
+    assert len(caplog.records) == 1, caplog.text
+    assert (f"dataset {data}: {n} of the {2 * n} lines of its label files are left out: {n} with a 6th column "
+            "(class cx cy w h and a confidence, as a prediction file's lines: predictions, not labels?) "
+            f"({first}, ...)") == _said(caplog.records[0].getMessage())
