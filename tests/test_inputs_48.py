@@ -12,6 +12,7 @@ import pytest
 from cli_run import run
 from PIL import Image
 from test_inputs_47 import fragmented_clip
+from test_io_sources import http_server  # noqa: F401 - the fixture
 from test_tensorrt_build_fake import make_artifact
 
 from pvt_deploy.errors import InputError
@@ -160,3 +161,32 @@ def test_a_list_replaced_as_it_is_opened_is_read_as_one_file(tmp_path: Path, mon
     assert opened == [listing]
     with open_source(listing) as source:  # opened again, it is the picture it is now
         assert [f.image[0, 0, 0] for f in source] == [30]
+
+
+def test_a_picture_past_opencvs_size_limits_is_said_in_one_line_not_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], http_server: tuple[str, Path]) -> None:  # noqa: F811
+    """OpenCV raises for a picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama),
+    where it returns nothing for a file it cannot decode: its error, two lines ('... in function
+    'validateInputImageSize'\\n'), ended infer of a folder in a traceback, the rest of its pictures lost. It is the
+    picture's skip warning, OpenCV's words on one line (not a '\\n' written into it), and what raises the limits."""
+    folder = tmp_path / "scans"
+    strip = folder / "strip.bmp"
+    folder.mkdir()
+    Image.fromarray(np.zeros((1, 1100000), np.uint8)).save(strip)  # 1.1 MB; Pillow and FFmpeg read it
+    picture(folder / "photo.jpg")
+    with caplog.at_level(logging.WARNING), open_source(folder) as source:
+        assert [Path(f.path).name for f in source] == ["photo.jpg"]
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert message.startswith(f"skipping cannot decode image {strip} (OpenCV(") and "CV_IO_MAX_IMAGE_WIDTH" in message
+    assert message.endswith(") (past OpenCV's size limits, 1048576 pixels a side and 1073741824 in all: the "
+                            "environment variables OPENCV_IO_MAX_IMAGE_WIDTH, OPENCV_IO_MAX_IMAGE_HEIGHT and "
+                            "OPENCV_IO_MAX_IMAGE_PIXELS raise them)")
+    assert "\n" not in message and "  " not in message
+    code, out, err = run(monkeypatch, capsys, "infer", str(strip), "--model", "pvt_v2_b0-cls", "--no-save")
+    assert code == 2 and out == "" and err.startswith(f"error: cannot decode image {strip} (OpenCV(")
+    assert err.count("\n") == 1 and "\\n" not in err
+    url, served = http_server  # the same file at a URL: FFmpeg's picture, as where OpenCV cannot decode a format
+    strip.rename(served / "strip.bmp")
+    with open_source(f"{url}/strip.bmp") as source:
+        assert [f.image.shape for f in source] == [(1, 1100000, 3)]

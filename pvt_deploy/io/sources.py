@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.utils import count_of, shell_quote
+from pvt_deploy.utils import count_of, joined_lines, shell_quote
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def as_rgb_array(image: Any) -> np.ndarray:
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - closed, its file closed or cut short: Pillow's own errors
-            raise InputError(f"cannot read the PIL image's pixels ({str(e) or type(e).__name__})",
+            raise InputError(f"cannot read the PIL image's pixels ({joined_lines(e) or type(e).__name__})",
                              hint="read them before the image or its file is closed: image.load() or "
                              "image.copy() inside 'with Image.open(...)'") from e
     if not isinstance(image, np.ndarray):
@@ -320,7 +320,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         data = np.fromfile(os.fspath(path), dtype=np.uint8)  # bytes first: unicode-safe on Windows
     except OSError as e:
-        raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
+        raise InputError(f"cannot read image {path}: {joined_lines(e.strerror or e)}") from e
     return _decode_file(data, path)
 
 
@@ -329,12 +329,22 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     frames = _check_memory_to_decode(data, path)
     if data.size == 0:
         raise _said_empty(path)
-    img = _imdecode(data)
+    try:
+        img = _imdecode(data)
+    except cv2.error as e:  # which OpenCV raises, rather than fails to decode, for a picture past its size limits
+        raise InputError(f"cannot decode image {path} ({joined_lines(e)})",
+                         hint=_OPENCV_LIMITS if "CV_IO_MAX_IMAGE" in str(e) else None) from None
     if img is None:
         raise InputError(f"cannot decode image {path} (corrupt or not an image)")
     if frames > 1:
         _say_first_frame_only(path, frames)
     return img
+
+
+# OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
+# more than 2^30 in all, unless the environment says otherwise when it loads
+_OPENCV_LIMITS = ("past OpenCV's size limits, 1048576 pixels a side and 1073741824 in all: the environment variables "
+                  "OPENCV_IO_MAX_IMAGE_WIDTH, OPENCV_IO_MAX_IMAGE_HEIGHT and OPENCV_IO_MAX_IMAGE_PIXELS raise them")
 
 
 def _is_encoded(item: Any) -> bool:
@@ -1261,7 +1271,7 @@ class VideoSource(Source):
                 raise InputError(f"{self.path} is cut short: it holds frames but not the index (moov box) that "
                                  "an mp4 gets when its recording stops", hint="copy or download it again; a "
                                  "recording stopped by a crash or a flat battery has no index") from e
-            reason = getattr(e, "strerror", None) or str(e)
+            reason = joined_lines(getattr(e, "strerror", None) or e)
             raise InputError(f"cannot decode {self.path} as a video ({reason})") from e
 
     def _iter_frames(self) -> Iterator[Frame]:
@@ -1823,7 +1833,7 @@ def _clock_seconds(text: Any) -> float | None:
 def _short(error: BaseException) -> str:
     """FFmpeg's reason without the file name it appends (which may be a URL with a password)."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return _CREDENTIALS.sub("://***@", text).strip()
+    return _CREDENTIALS.sub("://***@", text if isinstance(error, InputError) else joined_lines(text)).strip()
 
 
 def redact_url(url: str) -> str:
@@ -2093,7 +2103,10 @@ def _stream_source(
             # upsampling FFmpeg's decode did not share (pixels off at colour edges; both apply the EXIF
             # orientation); FFmpeg's picture where OpenCV cannot decode the format
             data = getattr(reader, "picture_data", None)
-            image = _imdecode(np.frombuffer(data, np.uint8)) if data else None
+            try:
+                image = _imdecode(np.frombuffer(data, np.uint8)) if data else None
+            except cv2.error:  # past OpenCV's size limits (_OPENCV_LIMITS): FFmpeg's picture
+                image = None
             return ArraySource(first[0].image if image is None else image, name=source.spec)
         source = stream()
     return source
@@ -2324,7 +2337,7 @@ def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
                 data.decode("utf-8-sig", errors="surrogateescape"))
         lines = [line.strip() for line in text.splitlines()]
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read the list {listing}: {e}") from None
+        raise InputError(f"cannot read the list {listing}: {joined_lines(e)}") from None
     paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
              for p in lines if p and not p.startswith("#")]
     if not paths:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "one_line", "onnx_model", "shell_quote", "size_pair"]
+__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "joined_lines", "one_line", "onnx_model", "shell_quote",
+           "size_pair"]
 
 IR_VERSION = 8
 """IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
@@ -102,6 +103,14 @@ def one_line(text: str) -> str:
     line (a newline, a carriage return, a tab, a terminal's escape code), which a file's name may hold,
     is written as Python's repr writes it (``new\\nline.mp4``); every other character as it is."""
     return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
+def joined_lines(text: object) -> str:
+    """A library's message (OpenCV's, FFmpeg's, Pillow's, the system's) as words of one line of ours: its lines,
+    and every run of white space, made one space. OpenCV's errors end in a newline, and a warning or an error
+    that quoted one as it was came out with a ``\\n`` written in it (:func:`one_line`, the CLI's, which keeps
+    the newline a file's name holds, since it is part of the name), or as two lines in a log of its own."""
+    return " ".join(str(text).split())
 
 
 _NOT_TEXT = re.compile("([\ud800-\udfff]+)")  # lone surrogates: bytes of a file name that are not UTF-8
