@@ -367,7 +367,7 @@ def read_encoded(item: Any) -> np.ndarray:
         try:
             raw = item.read()
         except (OSError, ValueError) as e:  # a closed file, one opened for writing
-            raise InputError(f"cannot read the file object {name}: {e}") from e
+            raise InputError(f"cannot read the file object {name}: {joined_lines(e)}") from e
         if isinstance(raw, str):
             raise InputError(f"the file object {name} is open as text, not bytes", hint="open the picture with "
                              "open(path, 'rb')")
@@ -2035,8 +2035,8 @@ def _hidden_images(spec: str, what: str) -> list[Path]:
     """The hidden image files (named .NAME) that the folder ``spec``, or the glob ``spec`` (``what``), leaves out
     as ls and the shell do: a folder's; a glob's, those its last part matches in the folders the rest matches.
     Python's glob has no way to list them before 3.11 (include_hidden), and that one also enters hidden folders,
-    which a folder's listing and a glob leave out (:func:`_folder_entries`). None for a glob whose last part
-    starts with a dot, which asks for hidden files and has its matches already."""
+    which a folder's listing and a glob leave out (:func:`_folder_entries`). None of a glob whose last part
+    starts with a dot, which asks for hidden files and has them among its matches already."""
     if what == "folder":
         return [p for p in Path(spec).iterdir() if p.name.startswith(".") and _is_image(p)]
     head, tail = os.path.split(os.path.expanduser(spec))
@@ -2318,7 +2318,7 @@ def _read_list(path: Path) -> list[str] | None:
                 return None
             data = head + f.read()
     except OSError as e:
-        raise InputError(f"cannot read the list {path}: {e}") from None
+        raise InputError(f"cannot read the list {path}: {joined_lines(e)}") from None
     return _listed_files(path, data)
 
 
