@@ -16,8 +16,8 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
   ``ImageFolder``).
   Pictures are taken from the classes in turn, so that ``limit`` samples every class alike.
 * **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
-  PNGs of the same names (ADE20K's ``images/validation`` and ``annotations/validation``; the dataset
-  root finds both). Label 0 is "other" in ADE20K and is ignored, the others shift down by one
+  PNGs (or lossless TIFFs; JPEGs are refused) of the same names (ADE20K's ``images/validation`` and
+  ``annotations/validation``; the dataset root finds both). Label 0 is "other" in ADE20K and is ignored, the others shift down by one
   (``reduce_zero_label``, MMSegmentation's setting for ADE20K); 255 is ignored always.
 
 Predictions go through the model's own pre- and post-processing, on whichever backend it runs, with
@@ -55,6 +55,10 @@ _T = TypeVar("_T")
 #: COCOeval's ``stats``, in its order
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IGNORE_LABEL = 255
+#: label maps read as class ids, in order of preference: lossless files (PNG as ADE20K's, TIFF as GIS tools write them)
+LABEL_SUFFIXES = (".png", ".tif", ".tiff")
+#: label maps saved lossy: refused, their compression having changed the ids along every edge
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
 @dataclass
@@ -547,14 +551,30 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     for what, folder in (("pictures", image_dir), ("labels", mask_dir)):
         if not folder.is_dir():
             raise InputError(f"dataset {path}: {what} folder {folder} does not exist")
-    label_of = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
+    # a picture's label: the first of its name by LABEL_SUFFIXES' order; a JPEG of its name is one saved lossy
+    # (where the labels have a folder of their own: beside the pictures, a JPEG is one of them)
+    kinds = LABEL_SUFFIXES + (LOSSY_SUFFIXES if mask_dir.resolve() != image_dir.resolve() else ())
+    label_of: dict[str, Path] = {}
+    for p in sorted((p for p in mask_dir.iterdir() if p.suffix.lower() in kinds and p.is_file()),
+                    key=lambda p: kinds.index(p.suffix.lower())):
+        label_of.setdefault(p.stem, p)
     pictures = sorted(p for p in image_files(image_dir) if p.is_file())
-    paired = [p for p in pictures if p.stem in label_of]
+    lossy = [label_of[p.stem] for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in
+             LOSSY_SUFFIXES]
+    paired = [p for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in LABEL_SUFFIXES]
+    jpeg = ("JPEG's compression changes the class ids along every edge, so no figure measured on them is right: "
+            "save the label maps as PNG") if lossy else ""
+    if not paired and lossy:
+        raise InputError(f"dataset {path}: its labels in {mask_dir} are JPEG files ({lossy[0].name}"
+                         f"{', ...' if len(lossy) > 1 else ''}): {jpeg}")
     if not paired:
         raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG of its name in {mask_dir}")
-    if len(paired) < len(pictures):
+    if lossy:
+        log.warning("dataset %s: %d of %d pictures have a JPEG label (%s%s), left out: %s", path, len(lossy),
+                    len(pictures), lossy[0].name, ", ..." if len(lossy) > 1 else "", jpeg)
+    if len(paired) + len(lossy) < len(pictures):
         log.warning("dataset %s: %d of %d pictures have no label PNG and are left out", path,
-                    len(pictures) - len(paired), len(pictures))
+                    len(pictures) - len(paired) - len(lossy), len(pictures))
     paired = _limited(paired, limit)
     return Dataset("segment", paired, f"{image_dir} ({mask_dir})", {str(p): label_of[p.stem] for p in paired},
                    reduce_zero_label=reduce_zero_label)
@@ -668,11 +688,16 @@ def segmentation_metrics(matrix: np.ndarray, names: Sequence[str]) -> tuple[dict
 
 
 def _read_label(path: Path) -> np.ndarray:
+    """A label map's class ids. A label compressed lossy (a JPEG named .png, a JPEG-compressed TIFF) is
+    refused: its ids are changed along every edge."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
+            if im.format == "JPEG" or str(im.info.get("compression", "")).endswith("jpeg"):
+                raise InputError(f"label {path}: JPEG-compressed, which changes the class ids along every edge: save "
+                                 "it as PNG")
+            if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise InputError(f"label {path}: a {im.mode} picture, not one channel of class ids")
             return np.asarray(im)
     except (OSError, UnidentifiedImageError) as e:

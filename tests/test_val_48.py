@@ -113,3 +113,58 @@ def test_yolo_prediction_lines_given_as_labels_are_one_warning_with_a_count(
     assert (f"dataset {data}: {n} of the {2 * n} lines of its label files are left out: {n} with a 6th column "
             "(class cx cy w h and a confidence, as a prediction file's lines: predictions, not labels?) "
             f"({first}, ...)") == _said(caplog.records[0].getMessage())
+
+
+def _segmentation_set(model: Model, root: Path, save: Any) -> tuple[Path, Path, dict[str, Any]]:
+    """root/images (the sample photos) and root/labels, each photo's label ``save(mask + 1, folder, stem)``
+    made from the segmenter's own mask (ADE20K's ids: 0 is other, class k is k + 1). Returns the two
+    folders and each photo's mask by stem."""
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    masks = {}
+    for r in model.predict(sample_images()):
+        shutil.copyfile(r.path, root / "images" / Path(r.path).name)
+        masks[Path(r.path).stem] = r.mask
+        save((r.mask + 1).astype(np.uint8), root / "labels", Path(r.path).stem)
+    return root / "images", root / "labels", masks
+
+
+def test_label_maps_saved_as_jpeg_are_refused_and_as_tiff_read(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        seg_artifact: Any, tmp_path: Path) -> None:
+    """Label maps saved as JPEG were 'no picture ... has a label PNG of its name', the why left to guess,
+    and the compression of a JPEG changes the class ids along every edge: refused, saying so (beside label
+    PNGs: left out, said). Lossless TIFFs (as GIS tools write label maps) were not read at all: they are
+    read as PNGs are, mIoU 1.0 on the model's own masks; a JPEG-compressed one is refused."""
+    from PIL import Image
+
+    with Model(str(seg_artifact.folder)) as model:
+        photos, tiffs, _ = _segmentation_set(model, tmp_path / "tiff", lambda a, folder, stem: Image.fromarray(a).save(
+            folder / f"{stem}.tif", compression="tiff_lzw"))
+        report = model.val(photos, masks=tiffs)
+        assert report.images == 3 and report.metrics["mIoU"] == 1.0 and report.metrics["aAcc"] == 1.0
+        pictures, jpegs, _ = _segmentation_set(model, tmp_path / "jpeg", lambda a, folder, stem: Image.fromarray(a).save(
+            folder / f"{stem}.jpg", quality=95))
+        (jpegs / "astronaut.jpg").rename(jpegs / "astronaut.JPEG")
+        code, out, err = run(monkeypatch, capsys, "val", str(pictures), "--masks", str(jpegs), "--model",
+                             str(seg_artifact.folder))
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert (f"error: dataset {pictures}: its labels in {jpegs} are JPEG files (astronaut.JPEG, ...): JPEG's "
+                "compression changes the class ids along every edge, so no figure measured on them is right: save "
+                "the label maps as PNG") in _said(err)
+        for p in sample_images()[1:]:  # beside label PNGs: the pictures of a JPEG label are left out, said
+            Image.open(jpegs / f"{p.stem}.jpg").save(jpegs / f"{p.stem}.png")  # (wrong ids, but no figure is asserted)
+        with caplog.at_level(logging.WARNING):
+            assert model.val(pictures, masks=jpegs).images == 2
+        assert (f"dataset {pictures}: 1 of 3 pictures have a JPEG label (astronaut.JPEG), left out: JPEG's "
+                "compression changes the class ids") in _said(caplog.text)
+        assert "have no label PNG" not in caplog.text
+        Image.open(tiffs / "chelsea.tif").save(tiffs / "chelsea.tif", compression="jpeg")
+        code, out, err = run(monkeypatch, capsys, "val", str(photos), "--masks", str(tiffs), "--model",
+                             str(seg_artifact.folder))
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert (f"error: label {tiffs / 'chelsea.tif'}: JPEG-compressed, which changes the class ids along every "
+                "edge: save it as PNG") in _said(err)
+

@@ -59,7 +59,8 @@ def val(
         help="Folder of the pictures (default: COCO's val2017 beside annotations, ADE20K's images/validation).",
         show_default=False, rich_help_panel=DATASET_PANEL)] = None,
     masks: Annotated[Path | None, typer.Option(
-        help="Segmenter: label PNGs named as the pictures (default: ADE20K's annotations/validation).",
+        help="Segmenter: label PNGs (or lossless TIFFs) named as the pictures (default: ADE20K's "
+        "annotations/validation).",
         show_default=False,
         rich_help_panel=DATASET_PANEL)] = None,
     reduce_zero_label: Annotated[bool, typer.Option(
