@@ -51,3 +51,79 @@ def test_an_export_whose_model_onnx_the_disk_fails_to_read_says_it_cannot_be_rea
         export_triton(folder, tmp_path / "repo")
     assert str(caught.value) == f"cannot read {onnx}: Input/output error"
     assert not (tmp_path / "repo").exists()
+
+
+
+def _one_pass(name: str) -> int:
+    """The bytes of a PyTorch pass of ``name`` at 1024x1024, batch 1: what the export's memory check counts."""
+    from pvt_deploy.models import build_deploy_module, build_model, resolve_name
+    from pvt_deploy.runtimes.torch import TorchBackend
+
+    entry = resolve_name(name)
+    with TorchBackend(build_deploy_module(build_model(entry), entry.task), device="cpu") as backend:
+        needed = backend.memory_needed(1, 1024, 1024)
+    assert needed is not None
+    return needed
+
+
+@pytest.fixture
+def preprocessed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many pictures each preprocessing of the export's calibration or parity pictures was given."""
+    from pvt_deploy.export import calibration
+
+    given: list[int] = []
+    make_batches = calibration.make_batches
+    monkeypatch.setattr(calibration, "make_batches",
+                        lambda pictures, *a, **k: given.append(len(pictures)) or make_batches(pictures, *a, **k))
+    return given
+
+
+def test_a_dynamic_int8_export_of_a_pvt_v1_classifier_preprocesses_no_calibration_picture(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preprocessed: list[int]) -> None:
+    """A dynamic CPU INT8 file of a PVT v1 classifier (MatMul weights only; none of v2's depthwise and patch convs
+    that the dynamic method calibrates) reads no calibration picture since 909e4ac, yet a fresh export and an
+    extension still preprocessed them all and counted them, with 'INT8 calibration' among its runs, in the memory
+    check: at a size whose pictures could not be held, its INT8 export was refused for a calibration it does not
+    run. Neither is done now, and the manifest records no calibration. A v2 classifier's dynamic file, which
+    calibrates its depthwise convs, is still counted and refused before the trace."""
+    import json
+
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.export import export_onnx
+
+    v1 = _one_pass("pvt_tiny-cls")
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: v1 // 2)  # a pass fits no more
+    folder = export_onnx("pvt_tiny-cls", tmp_path / "cls", imgsz=1024, int8=True, int8_flavour="cpu",
+                         int8_cpu="dynamic", parity=False, simplify=False)
+    fresh = json.loads((folder / "manifest.json").read_text())["precision"]["int8"]
+    (folder / "model.int8.onnx").unlink()  # made again by an extension
+    export_onnx(folder, int8=True, int8_flavour="cpu", parity=False)  # auto: dynamic for a classifier
+    extended = json.loads((folder / "manifest.json").read_text())["precision"]["int8"]
+    assert preprocessed == []
+    for int8 in (fresh, extended):
+        assert list(int8) == ["cpu"] and int8["cpu"]["method"] == "dynamic", int8  # no calibration record
+    assert (folder / "model.int8.onnx").is_file()
+
+    v2 = _one_pass("pvt_v2_b0-cls")
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: v2 // 2)
+    with pytest.raises(ShapeError, match="INT8 calibration runs the model at that size"):
+        export_onnx("pvt_v2_b0-cls", tmp_path / "v2", imgsz=1024, int8=True, int8_flavour="cpu",
+                    int8_cpu="dynamic", parity=False, simplify=False)
+    assert not (tmp_path / "v2").exists() and preprocessed == []
+
+
+def test_a_dynamic_int8_export_of_a_pvt_v1_detector_is_memory_checked_before_it_calibrates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preprocessed: list[int]) -> None:
+    """A v1 detector's dynamic INT8 file does calibrate (the patch convs of stages 3-4 stay convs in its layout,
+    which the dynamic method quantizes static), which its plan, made after the trace, says: its pictures are
+    counted then, before they are preprocessed, as the check before the trace counts a calibration known there."""
+    from pvt_deploy.errors import ShapeError
+    from pvt_deploy.export import export_onnx
+
+    detector = _one_pass("pvt_tiny")
+    monkeypatch.setattr("pvt_deploy.utils.cpu.available_memory", lambda: detector // 2)
+    with pytest.raises(ShapeError, match="INT8 calibration runs the model at that size"):
+        export_onnx("pvt_tiny", tmp_path / "det", imgsz=1024, int8=True, int8_flavour="cpu", int8_cpu="dynamic",
+                    parity=False, simplify=False)
+    assert not (tmp_path / "det").exists() and preprocessed == []
+

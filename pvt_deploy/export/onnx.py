@@ -652,10 +652,11 @@ def _with_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> onnx.Mode
 
 
 def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any], *, half: bool,
-                   int8_flavours: Sequence[str], int8_cpu: str, calib: list[Batch], calib_source: str,
-                   checks: _CheckSpec, steps: _Steps, calib_frames: Sequence[str] = ()) -> _Variants:
-    """Write the FP16 / INT8 files asked for, each checked and carrying the metadata; ``calib_frames``: the
-    names of the video frames calibrated on (``clip.mp4#frame=120``), recorded beside the source."""
+                   int8_flavours: Sequence[str], int8_cpu: str, calib: Callable[[], list[Batch]],
+                   calib_source: str, checks: _CheckSpec, steps: _Steps, calib_frames: Sequence[str] = ()) -> _Variants:
+    """Write the FP16 / INT8 files asked for, each checked and carrying the metadata. ``calib``: the calibration
+    pictures preprocessed, called where a file calibrates (a dynamic file of a PVT v1 classifier reads none); ``calib_frames``:
+    the names of the video frames calibrated on (``clip.mp4#frame=120``), recorded beside the source."""
     import onnx
 
     from pvt_deploy.export import precision as prec
@@ -682,8 +683,10 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
             jobs = [prec.plan_int8(prepared, tmp / f"{flavour}.onnx", flavour=flavour, source=src,
                                    method=int8_cpu if flavour == "cpu" else "static") for flavour in int8_flavours]
         ranges: dict[str, Any] = {}
-        if any(job.calibrates() for job in jobs):  # a dynamic file of a PVT v1 graph (weights only) reads none
-            int8["calibration"] = {"source": calib_source, "images": sum(len(b.names) for b in calib),
+        batches: list[Batch] = []
+        if any(job.calibrates() for job in jobs):  # a dynamic file of a PVT v1 classifier (weights only) reads none
+            batches = calib()
+            int8["calibration"] = {"source": calib_source, "images": sum(len(b.names) for b in batches),
                                    "method": "minmax"}
             if calib_frames:
                 int8["calibration"]["frames"] = list(calib_frames)
@@ -696,11 +699,11 @@ def _make_variants(folder: Path, fp32: onnx.ModelProto, meta: Mapping[str, Any],
                         meta.get("model", "the model"))
         if any(job.record["method"] == "static" for job in jobs):
             with steps.phase("int8-calibrate"):  # one pass of the images for every static flavour
-                ranges = prec.calibrate_jobs(src, jobs, calib)
+                ranges = prec.calibrate_jobs(src, jobs, batches)
         for job in jobs:
             name = prec.INT8_FILES[job.flavour]
             with steps.phase(f"int8-{job.flavour}"):
-                model8, record = prec.write_int8(job, tmp / f"{job.flavour}.onnx", calib, ranges)
+                model8, record = prec.write_int8(job, tmp / f"{job.flavour}.onnx", batches, ranges)
                 record["graph"] = checks.run(model8, name)
                 save_model(_with_metadata(model8, meta), folder / name)
             out.files[name] = file_entry(folder / name, "int8", flavour=job.flavour)
@@ -1069,6 +1072,7 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
 
     from pvt_deploy.export import graph as g
     from pvt_deploy.export.calibration import frame_names, make_batches
+    from pvt_deploy.export.precision import surely_calibrates
     from pvt_deploy.models import resolve_name
     from pvt_deploy.runtimes.torch import forward_bytes
     from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
@@ -1095,12 +1099,14 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
         max_batch = batch or 1
         size_range = (min(hw), max(hw))
         trace_hw, trace_batch, dynamic_rec = hw, max_batch, None
+    calibrates = surely_calibrates(flavours, int8_cpu, task=loaded.task, depthwise=any(
+        isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in module.modules()))
+    static_batch = None if dynamic else max_batch
     runs = ["tracing a static graph"] if not dynamic else []
-    runs += ["the parity gate"] * parity + ["INT8 calibration"] * bool(flavours)
+    runs += ["the parity gate"] * parity + ["INT8 calibration"] * calibrates
     if runs:  # the export runs the model at --imgsz itself: refused before the trace where that cannot fit
         _check_memory(module, 1 if dynamic else max_batch, hw, runs,
-                      pictures=_preprocessed([calib_paths] * bool(flavours) + [parity_paths] * parity,
-                                             None if dynamic else max_batch))
+                      pictures=_preprocessed([calib_paths] * calibrates + [parity_paths] * parity, static_batch))
     gen = torch.Generator().manual_seed(0)
     example = torch.rand((trace_batch, 3, *trace_hw), generator=gen) * 255.0
     small = torch.rand((1, 3, 64, 64), generator=gen) * 255.0
@@ -1133,10 +1139,15 @@ def _fresh(loaded: LoadedModel, out: Path, *, imgsz: Any, dynamic: bool, batch: 
     g.save_model(_with_metadata(proto, meta), out / FP32_FILE)
 
     pre = Preprocessor(manifest["preprocess"], dynamic=dynamic, dynamic_range=dynamic_rec)
-    static_batch = None if dynamic else max_batch
-    calib_batches = make_batches(calib_paths, pre, batch=static_batch) if flavours else []
+
+    def calibration() -> list[Batch]:
+        if not calibrates:  # a dynamic file whose plan calibrates a v1 detector's patch convs: checked as above
+            _check_memory(module, 1 if dynamic else max_batch, hw, ["INT8 calibration"],
+                          pictures=_preprocessed([calib_paths], static_batch))
+        return make_batches(calib_paths, pre, batch=static_batch)
+
     variants = _make_variants(out, proto, meta, half=half, int8_flavours=flavours, int8_cpu=int8_cpu,
-                              calib=calib_batches, calib_source=calib_source, calib_frames=frame_names(calib_paths),
+                              calib=calibration, calib_source=calib_source, calib_frames=frame_names(calib_paths),
                               checks=replace(checks, allowed=_variant_sizes(graph_record)), steps=steps)
     files = {FP32_FILE: file_entry(out / FP32_FILE, "fp32"), **variants.files}
     parity_reports: dict[str, Any] = {}
@@ -1251,7 +1262,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
 
     from pvt_deploy.export.calibration import frame_names, make_batches
     from pvt_deploy.export.graph import get_metadata
-    from pvt_deploy.export.precision import INT8_FILES
+    from pvt_deploy.export.precision import INT8_FILES, depthwise_convs, surely_calibrates
     from pvt_deploy.tasks.preprocess import Preprocessor
 
     manifest = read_manifest(folder)
@@ -1302,16 +1313,22 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
                         dynamic, tuple(trace[2:]) if dynamic and trace else None,
                         graph.get("layernorm_nodes"), _variant_sizes(graph),
                         manifest.get("postprocess", {}).get("pre_nms_topk"))
-    _check_extension_memory(folder, manifest, ["INT8 calibration"] * bool(want_int8) + ["the parity gate"] * parity,
-                            _preprocessed([calib_paths] * bool(want_int8) + [parity_paths] * parity, static_batch))
-    calib_batches = make_batches(calib_paths, pre, batch=static_batch) if want_int8 else []
+    calibrates = surely_calibrates(want_int8, int8_cpu, task=manifest["task"], depthwise=bool(depthwise_convs(fp32)))
+    _check_extension_memory(folder, manifest, ["INT8 calibration"] * calibrates + ["the parity gate"] * parity,
+                            _preprocessed([calib_paths] * calibrates + [parity_paths] * parity, static_batch))
+
+    def calibration() -> list[Batch]:
+        if not calibrates:  # a dynamic file whose plan calibrates a v1 detector's patch convs: checked as above
+            _check_extension_memory(folder, manifest, ["INT8 calibration"], _preprocessed([calib_paths], static_batch))
+        return make_batches(calib_paths, pre, batch=static_batch)
+
     # The variants are made and gated in a hidden folder inside the export and moved in with the new
     # manifest when complete, so that until then every file is as it was, even after a SIGKILL: a
     # variant made again used to be moved aside first, and a kill then left the manifest listing a file
     # that was gone (with the 240 MB of INT8 scratch files left in the folder).
     with scratch(folder, _EXTENSION_PREFIX) as staging:
         variants = _make_variants(staging, fp32, meta, half=want_half, int8_flavours=want_int8, int8_cpu=int8_cpu,
-                                  calib=calib_batches, calib_source=calib_source,
+                                  calib=calibration, calib_source=calib_source,
                                   calib_frames=frame_names(calib_paths), checks=checks, steps=steps)
         reports = _extend_parity(staging, manifest, variants, parity_paths, parity_source, pre, static_batch,
                                  parity=parity, tolerances=tolerances, steps=steps, reference=folder / FP32_FILE)

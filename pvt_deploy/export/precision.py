@@ -427,6 +427,28 @@ class Int8Job(NamedTuple):
         return qdq.to_quantize(onnx.load(str(self.graph)), spec, self.nodes)
 
 
+def surely_calibrates(flavours: Sequence[str], int8_cpu: str, *, task: str, depthwise: bool) -> bool:
+    """Whether the INT8 files of ``flavours`` surely read the calibration pictures, told before their graph is
+    planned (the export's memory check comes first): every static file does (TensorRT's, and the CPU flavour's
+    static, as ``auto`` is for a detector's or a segmenter's conv chains), and a dynamic one for PVT v2's
+    depthwise convs (``depthwise``: v2 has them in every block, v1 nowhere). A dynamic file of v1 calibrates
+    only the patch convs that its layout keeps (a detector's, not a classifier's), which its plan says
+    (:meth:`Int8Job.calibrates`)."""
+    if not flavours:
+        return False
+    return (any(f != "cpu" for f in flavours) or int8_cpu == "static" or depthwise
+            or (int8_cpu == "auto" and task in ("detect", "segment")))
+
+
+def depthwise_convs(model: onnx.ModelProto) -> list[str]:
+    """The depthwise convs of ``model`` (PVT v2's MLP conv), which the dynamic method quantizes static."""
+    graph = model.graph
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
+            and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
+            and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
+
+
 def plan_int8(prepared: str | os.PathLike[str], scratch: str | os.PathLike[str], *, flavour: str,
               method: str = "static", source: str | os.PathLike[str] | None = None) -> Int8Job:
     """Decide how ``flavour`` quantizes ``prepared`` (see :func:`prepare_for_quantization`).
@@ -599,12 +621,7 @@ def _patch_embedding_convs(model: onnx.ModelProto) -> list[str]:
 def _static_conv_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """The depthwise convs (PVT v2's MLP conv) and the overlapping patch embeddings
     (:func:`_patch_embedding_convs`) of ``model``, which the dynamic method quantizes static."""
-    graph = model.graph
-    weights = {i.name: list(i.dims) for i in graph.initializer}
-    depthwise = [n.name for n in graph.node if n.op_type == "Conv" and n.name and len(n.input) > 1
-                 and len(dims := weights.get(n.input[1], [])) == 4 and dims[1] == 1
-                 and next((a.i for a in n.attribute if a.name == "group"), 1) == dims[0] > 1]
-    return depthwise, _patch_embedding_convs(model)
+    return depthwise_convs(model), _patch_embedding_convs(model)
 
 
 def _static_convs(src: Path, dst: Path, batches: Sequence[Batch], input_name: str) -> tuple[Path, int, int]:
