@@ -17,8 +17,9 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
   Pictures are taken from the classes in turn, so that ``limit`` samples every class alike.
 * **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
   PNGs (or lossless TIFFs; JPEGs are refused) of the same names (ADE20K's ``images/validation`` and
-  ``annotations/validation``; the dataset root finds both). Label 0 is "other" in ADE20K and is ignored, the others shift down by one
-  (``reduce_zero_label``, MMSegmentation's setting for ADE20K); 255 is ignored always.
+  ``annotations/validation``; the dataset root finds both); a 1-bit PNG's ids are 0 and 1. Label 0 is
+  "other" in ADE20K and is ignored, the others shift down by one (``reduce_zero_label``, MMSegmentation's
+  setting for ADE20K); 255 is ignored always.
 
 Predictions go through the model's own pre- and post-processing, on whichever backend it runs, with
 the model's settings (a detector's score threshold 0.05 and 100 detections an image, the COCO protocol
@@ -687,9 +688,10 @@ def segmentation_metrics(matrix: np.ndarray, names: Sequence[str]) -> tuple[dict
     return metrics, per_class
 
 
-def _read_label(path: Path) -> np.ndarray:
-    """A label map's class ids. A label compressed lossy (a JPEG named .png, a JPEG-compressed TIFF) is
-    refused: its ids are changed along every edge."""
+def _read_label(path: Path) -> tuple[np.ndarray, bool]:
+    """A label map's class ids, and whether it is 1-bit (mode ``1``: ids 0 and 1, as MMSegmentation's Pillow
+    reading gives them; a viewer shows 1 as white, OpenCV reads it as 255). A label compressed lossy (a
+    JPEG named .png, a JPEG-compressed TIFF) is refused: its ids are changed along every edge."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -697,9 +699,11 @@ def _read_label(path: Path) -> np.ndarray:
             if im.format == "JPEG" or str(im.info.get("compression", "")).endswith("jpeg"):
                 raise InputError(f"label {path}: JPEG-compressed, which changes the class ids along every edge: save "
                                  "it as PNG")
+            if im.mode == "1":
+                return np.asarray(im).astype(np.uint8), True
             if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise InputError(f"label {path}: a {im.mode} picture, not one channel of class ids")
-            return np.asarray(im)
+            return np.asarray(im), False
     except (OSError, UnidentifiedImageError) as e:
         raise InputError(f"label {path}: cannot read it ({e})") from None
 
@@ -757,6 +761,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     left_out: dict[str, list[str]] = {}  # detect, YOLO: label lines left out, by why
     lines = 0  # detect, YOLO: label lines read as boxes
     beyond: list[str] = []  # segment: label PNGs holding values past the model's classes (not 255)
+    bits: list[str] = []  # segment: 1-bit label PNGs
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
@@ -784,7 +789,9 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 top5 += int(label in top)
             else:
                 assert matrix is not None and result.mask is not None
-                truth = _read_label(label)
+                truth, one_bit = _read_label(label)
+                if one_bit:
+                    bits.append(Path(label).name)
                 matrix += confusion(result.mask, truth, len(model.names),
                                     reduce_zero_label=dataset.reduce_zero_label, label=f"label {label}")
                 # values past the classes are ignored as 255 is: labels of another class list are said, not
@@ -822,6 +829,10 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
             log.warning("dataset %s: %d of %d label PNGs hold values past the model's %d classes (%s; its ids are "
                         "%s): those pixels are ignored, as 255 is (labels of another class list?)", data, len(beyond),
                         done, n, beyond[0], ids)
+        if bits and dataset.reduce_zero_label:  # a mask of 0 and 1 (background, object) is scored as class 0 only
+            log.warning("dataset %s: %d of %d label PNGs are 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: "
+                        "0 is ignored and 1 is class 0 (%s); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1",
+                        data, len(bits), done, bits[0], model.names[0])
         if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
             log.warning("dataset %s: no pixel of the model's classes in the %d label PNGs evaluated: mIoU measures "
                         "nothing", data, done)

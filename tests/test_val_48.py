@@ -168,3 +168,33 @@ def test_label_maps_saved_as_jpeg_are_refused_and_as_tiff_read(
         assert (f"error: label {tiffs / 'chelsea.tif'}: JPEG-compressed, which changes the class ids along every "
                 "edge: save it as PNG") in _said(err)
 
+
+def test_a_1_bit_label_png_is_read_as_ids_0_and_1(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 1-bit PNG (mode 1: a binary mask, as an image editor saves one) holds 0 and 1 only, one channel of
+    class ids: it was refused as 'a 1 picture, not one channel of class ids'. Read as ids 0 and 1 (as
+    MMSegmentation's Pillow reading gives them): a two-class segmenter's own masks so saved score mIoU 1.0.
+    With --reduce-zero-label, ADE20K's setting and the default, their 0 is ignored and 1 is class 0, every
+    pixel a miss: said, naming --no-reduce-zero-label."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "two.pth"
+    torch.save(create_model("pvt_tiny-seg", num_classes=2, seed=0).state_dict(), ckpt)
+    with Model(str(ckpt), names=["background", "object"], imgsz=64) as model:
+        pictures, labels, masks = _segmentation_set(model, tmp_path / "set", lambda a, folder, stem: Image.fromarray(
+            a == 2).convert("1").save(folder / f"{stem}.png"))  # a: mask + 1, so 2 is the object
+        assert all(Image.open(labels / f"{stem}.png").mode == "1" for stem in masks)
+        assert all(set(np.unique(m).tolist()) == {0, 1} for m in masks.values())  # both classes, in each
+        with caplog.at_level(logging.WARNING):
+            report = model.val(pictures, masks=labels, reduce_zero_label=False)
+        assert report.images == 3 and report.metrics == {"mIoU": 1.0, "mAcc": 1.0, "aAcc": 1.0}
+        assert "1-bit" not in caplog.text
+        with caplog.at_level(logging.WARNING):
+            report = model.val(pictures, masks=labels)
+        assert report.metrics == {"mIoU": 0.0, "mAcc": 0.0, "aAcc": 0.0}  # 0 ignored; the object's 1 as class 0
+    assert ("3 of 3 label PNGs are 1-bit (astronaut.png: ids 0 and 1 only), read with --reduce-zero-label: 0 is "
+            "ignored and 1 is class 0 (background); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1") in \
+        _said(caplog.text)
