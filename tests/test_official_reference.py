@@ -39,15 +39,30 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+@pytest.fixture(scope="module")
+def official_model(official_weights: Callable[[str], Path]) -> Callable[[str, str], torch.nn.Module]:
+    """``get(backbone, task)``: the model that runs the recorded inputs, loaded from ``official_weights``
+    (export_fixtures: the seeded classification checkpoints, in the official flat layout) once for all of
+    its sizes: a build (weight init, then the checkpoint) took as long as a run at 224, and the outputs
+    are of the loaded weights, whatever size ran before."""
+    made: dict[tuple[str, str], torch.nn.Module] = {}
+
+    def get(name: str, task: str) -> torch.nn.Module:
+        if (name, task) not in made:
+            if task == "features":
+                # The official way to initialise a detector: a classification checkpoint into its backbone.
+                made[name, task] = create_model(name, task="detect", weights=official_weights(name)).backbone
+            else:
+                made[name, task] = create_model(name, task="classify", weights=official_weights(name))
+        return made[name, task]
+
+    return get
+
+
 @pytest.mark.parametrize(("name", "task", "hw"), CASES, ids=[f"{n}-{t}-{h[0]}x{h[1]}" for n, t, h in CASES])
-def test_matches_official(name: str, task: str, hw: tuple[int, int], official_weights: Callable[[str], Path]) -> None:
-    # official_weights (export_fixtures): the seeded classification checkpoints, in the official (flat) layout
-    if task == "features":
-        # The official way to initialise a detector: a classification checkpoint into its backbone.
-        model = create_model(name, task="detect", weights=official_weights(name))
-        run = model.backbone
-    else:
-        run = create_model(name, task="classify", weights=official_weights(name))
+def test_matches_official(name: str, task: str, hw: tuple[int, int],
+                          official_model: Callable[[str, str], torch.nn.Module]) -> None:
+    run = official_model(name, task)
     with torch.no_grad():
         outs = run(record.input_for(name, hw))
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
