@@ -162,6 +162,19 @@ def feat_artifact(official_export: Callable[[str, str], Artifact]) -> Artifact:
     return official_export("pvt_v2_b2_li", "features")
 
 
+def cached_big_cls_int8(factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph holds its attention scores whole
+    ((H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560), exported once a session under its base temp, as
+    runtime_artifacts.cached_export's are (a session fixture imported into two modules is made in each).
+    Read only: test_cli_options_46 and test_export_47 run sizes it cannot take."""
+    folder = factory.getbasetemp() / "exports" / "big-cls-int8"
+    if not (folder / "manifest.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _export(folder, "pvt_v2_b0-cls", imgsz=64, max_size=4096, int8=True, int8_flavour="cpu", parity=False,
+                simplify=False)
+    return folder
+
+
 def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     session = _ort_session(str(path), *_file_key(path))
     names = [o.name for o in session.get_outputs()]

@@ -129,11 +129,10 @@ def test_an_opset_past_the_dynamo_exporters_converter_is_refused_before_the_trac
 @pytest.fixture(scope="module")
 def cls_int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph runs attention as plain MatMuls (its
-    scores held whole: (H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560)."""
-    from pvt_deploy.export import export_onnx
+    scores held whole: (H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560); the session's, as test_export_47's."""
+    from export_fixtures import cached_big_cls_int8
 
-    return export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("big") / "cls", imgsz=64, max_size=4096,
-                       int8=True, int8_flavour="cpu", parity=False, simplify=False)
+    return cached_big_cls_int8(tmp_path_factory)
 
 
 @pytest.mark.parametrize("command", ["bench", "infer", "check"])

@@ -27,11 +27,10 @@ def test_a_task_given_to_the_python_api_is_taken_in_any_case_as_the_cli_takes_it
 @pytest.fixture(scope="module")
 def big_cls_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph holds its attention scores whole (10.5 GB at
-    2560x2560)."""
-    from pvt_deploy.export import export_onnx
+    2560x2560); the session's, as test_cli_options_46's."""
+    from export_fixtures import cached_big_cls_int8
 
-    return export_onnx("pvt_v2_b0-cls", tmp_path_factory.mktemp("big") / "cls", imgsz=64, max_size=4096,
-                       int8=True, int8_flavour="cpu", parity=False, simplify=False)
+    return cached_big_cls_int8(tmp_path_factory)
 
 
 def test_check_names_onnx_runtimes_refusal_of_a_size_beside_pytorchs(
