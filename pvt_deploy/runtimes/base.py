@@ -71,7 +71,9 @@ def thread_count(threads: object, what: str = "threads") -> int | None:
 def one_line(text: object, limit: int = 300) -> str:
     """A runtime's error message for one line of ours: whitespace and newlines collapsed, cut to ``limit``
     characters (ONNX Runtime's, PyTorch's and Triton's run to paragraphs)."""
-    line = " ".join(str(text).split())
+    from pvt_deploy.utils import joined_lines
+
+    line = joined_lines(text)
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
