@@ -127,3 +127,25 @@ def test_a_dynamic_int8_export_of_a_pvt_v1_detector_is_memory_checked_before_it_
                     parity=False, simplify=False)
     assert not (tmp_path / "det").exists() and preprocessed == []
 
+
+def test_the_zoos_parameter_table_is_the_models_own_count_and_models_imports_no_torch() -> None:
+    """``pvt-deploy models`` built the 33 models on the meta device to count their parameters (and imported torch
+    for it): 3.7 s. It reads the zoo's table, which is each model's count exactly, every task's; and it imports
+    no torch."""
+    import json
+    import subprocess
+    import sys
+
+    from pvt_deploy.models.zoo import BACKBONE_NAMES, BACKBONES, PARAMETERS, ZooEntry, parameter_count
+
+    assert tuple(BACKBONES) == BACKBONE_NAMES  # the configs' names and order, as the listing had them
+    counted = {b: {t: parameter_count(ZooEntry(b, t)) for t in ("detect", "segment", "classify", "features")}
+               for b in BACKBONES}
+    assert counted == PARAMETERS
+    listing = ("import json, sys\nfrom pvt_deploy.cli import main\nsys.argv = ['pvt-deploy', 'models', '--json']\n"
+               "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+               "print('torch' in sys.modules, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+    rows = {r["name"]: r["params_m"] for r in json.loads(done.stdout)}
+    assert len(rows) == 33 and rows["pvt_v2_b2_li-cls"] == 22.55 and rows["pvt_small"] == 34.22, rows

@@ -20,13 +20,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the model zoo: name, task, parameters, default input size, published metric and official weights."""
-    from pvt_deploy.models.zoo import (
-        BACKBONES,
-        OFFICIAL_SIZE,
-        ZooEntry,
-        parameter_count,
-        zoo_entries,
-    )
+    from pvt_deploy.models.zoo import BACKBONE_NAMES, OFFICIAL_SIZE, ZooEntry, zoo_entries
 
     if task is not None:
         from pvt_deploy.errors import one_of, option
@@ -34,14 +28,14 @@ def models(
 
         task = one_of(option("task"), task, TASKS)  # Detect is detect; a word that names no task, one line
     rows: list[dict[str, Any]] = []
-    entries = [ZooEntry(b, "features") for b in BACKBONES] if task == "features" else zoo_entries()
+    entries = [ZooEntry(b, "features") for b in BACKBONE_NAMES] if task == "features" else zoo_entries()
     for entry in entries:
         if task and entry.task != task:
             continue
         metric = entry.metric
         rows.append({
             "name": entry.name, "task": entry.task, "backbone": entry.backbone,
-            "params_m": round(parameter_count(entry) / 1e6, 2),
+            "params_m": round(entry.parameters / 1e6, 2),
             "imgsz": list(entry.imgsz), "official_size": OFFICIAL_SIZE[entry.task],
             "metric": metric[0] if metric else None, "value": metric[1] if metric else None,
             "official_weights": entry.official_url, "official_part": entry.official_part,

@@ -15,25 +15,22 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
-from torch.overrides import TorchFunctionMode
+from typing import TYPE_CHECKING, Any
 
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import CheckpointError, InputError, ModelNotFoundError, one_of, option
 from pvt_deploy.manifest import CHECKPOINT_SUFFIXES, TASKS
-from pvt_deploy.models import pvt, pvt_v2
-from pvt_deploy.models.checkpoints import (
-    UnknownVariantError,
-    infer_architecture,
-    load_weights,
-    read_checkpoint,
-)
-from pvt_deploy.models.layers import PyramidTransformer
-from pvt_deploy.models.retinanet import RetinaNet
-from pvt_deploy.models.semantic_fpn import SemanticFPN
+
+if TYPE_CHECKING:  # the models themselves, and torch, are imported where a model is built
+    import torch
+    from torch import nn
+
+    from pvt_deploy.models.layers import PyramidTransformer
+    from pvt_deploy.models.pvt import PVTConfig
+
+    #: Each backbone's architecture (:mod:`pvt_deploy.models.pvt`, :mod:`~pvt_deploy.models.pvt_v2`), by name
+    #: (:data:`BACKBONE_NAMES`); read from those modules, which import torch, where first asked for.
+    BACKBONES: dict[str, PVTConfig]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,38 @@ DEFAULT_IMGSZ = {"detect": (640, 640), "segment": (512, 512), "classify": (224, 
 OFFICIAL_SIZE = {"detect": "1333x800 (keep ratio)", "segment": "2048x512 (keep ratio)",
                  "classify": "224 (resize 256, crop)", "features": "any multiple of 32"}
 
-BACKBONES: dict[str, pvt.PVTConfig] = {**pvt.CONFIGS, **pvt_v2.CONFIGS}
+#: The parameters of each backbone's model for each task, exact: counted on the models themselves
+#: (:func:`parameter_count`, which a test runs on every entry, so that the table cannot drift from them), written
+#: here so that ``pvt-deploy models`` imports no torch: building the 33 models, if only on the meta device, and
+#: importing torch took it 3.7 s. Its keys are the zoo's backbones, in the zoo's order.
+PARAMETERS: dict[str, dict[str, int]] = {
+    "pvt_tiny": {"detect": 22964724, "segment": 16981398, "classify": 13229288, "features": 12714752},
+    "pvt_small": {"detect": 34221300, "segment": 28237974, "classify": 24485864, "features": 23971328},
+    "pvt_medium": {"detect": 53943540, "segment": 47960214, "classify": 44208104, "features": 43693568},
+    "pvt_large": {"detect": 71104756, "segment": 65121430, "classify": 61369320, "features": 60854784},
+    "pvt_v2_b0": {"detect": 12947028, "segment": 7545334, "classify": 3666760, "features": 3409760},
+    "pvt_v2_b1": {"detect": 23745972, "segment": 17762646, "classify": 14009000, "features": 13496000},
+    "pvt_v2_b2": {"detect": 35099828, "segment": 29116502, "classify": 25362856, "features": 24849856},
+    "pvt_v2_b2_li": {"detect": 32290484, "segment": 26307158, "classify": 22553512, "features": 22040512},
+    "pvt_v2_b3": {"detect": 54975668, "segment": 48992342, "classify": 45238696, "features": 44725696},
+    "pvt_v2_b4": {"detect": 72293044, "segment": 66309718, "classify": 62556072, "features": 62043072},
+    "pvt_v2_b5": {"detect": 91692980, "segment": 85709654, "classify": 81956008, "features": 81443008},
+}
+#: The zoo's backbones, v1 then v2 (those of :data:`BACKBONES`, without importing their models).
+BACKBONE_NAMES: tuple[str, ...] = tuple(PARAMETERS)
+
+
+def _backbones() -> dict[str, PVTConfig]:
+    from pvt_deploy.models import pvt, pvt_v2
+
+    return {**pvt.CONFIGS, **pvt_v2.CONFIGS}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BACKBONES":
+        return _backbones()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Published results of the official models (PVT / PVTv2 papers and the official repository).
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -123,6 +151,11 @@ class ZooEntry:
         return "model" if self.task in ("classify", "features") else "backbone"
 
     @property
+    def parameters(self) -> int:
+        """The parameters of this entry's model (:data:`PARAMETERS`), with its dataset's classes."""
+        return PARAMETERS[self.backbone][self.task]
+
+    @property
     def metric(self) -> tuple[str, float | None] | None:
         if self.task not in METRIC_NAME:
             return None
@@ -130,7 +163,7 @@ class ZooEntry:
 
 
 def zoo_entries() -> list[ZooEntry]:
-    return [ZooEntry(b, t) for b in BACKBONES for t in ("detect", "segment", "classify")]
+    return [ZooEntry(b, t) for b in BACKBONE_NAMES for t in ("detect", "segment", "classify")]
 
 
 def resolve_name(name: str, task: str | None = None) -> ZooEntry:
@@ -143,10 +176,10 @@ def resolve_name(name: str, task: str | None = None) -> ZooEntry:
         if sfx and name.endswith(sfx):
             base, suffix = name[: -len(sfx)], sfx
             break
-    if base not in BACKBONES:
+    if base not in BACKBONE_NAMES:
         v2 = base.lower().startswith("pvt_v2")  # the family the name is of: every size of it
-        close = [b for b in BACKBONES if b.startswith("pvt_v2") == v2] if base.lower().startswith("pvt_") \
-            else list(BACKBONES)
+        close = [b for b in BACKBONE_NAMES if b.startswith("pvt_v2") == v2] if base.lower().startswith("pvt_") \
+            else list(BACKBONE_NAMES)
         guess = _closest_name(name)
         hint = f"did you mean {guess!r}? " if guess else ""
         raise ModelNotFoundError(f"unknown model {name!r}; {hint}known backbones: {', '.join(close)} "
@@ -162,7 +195,7 @@ def _closest_name(name: str) -> str | None:
     """The zoo name a mistyped ``name`` most likely meant, its task included: a typo in the task suffix
     (``pvt_v2_b0_cls``, ``pvt_small-classify``) is matched against the suffixed names, not read as the
     bare backbone, which is the detector."""
-    names = [b + sfx for b in BACKBONES for sfx in SUFFIX_TO_TASK]
+    names = [b + sfx for b in BACKBONE_NAMES for sfx in SUFFIX_TO_TASK]
     typed = name.strip().lower()
     fixed = typed.replace("o", "0")  # pvt_v2_bO -> pvt_v2_b0
     if fixed in names:
@@ -193,12 +226,17 @@ def official_weights(weights: Any, model: Any, task: str | None = None) -> Any:
 
 
 def build_backbone(backbone: str, num_classes: int = 0) -> PyramidTransformer:
-    cfg = BACKBONES[backbone]
+    from pvt_deploy.models import pvt, pvt_v2
+
+    cfg = _backbones()[backbone]
     cls = pvt_v2.PyramidVisionTransformerV2 if backbone.startswith("pvt_v2") else pvt.PyramidVisionTransformer
     return cls(cfg, num_classes=num_classes)
 
 
 def build_model(entry: ZooEntry, num_classes: int | None = None) -> nn.Module:
+    from pvt_deploy.models.retinanet import RetinaNet
+    from pvt_deploy.models.semantic_fpn import SemanticFPN
+
     n = num_classes if num_classes is not None else len(entry.classes)
     if entry.task == "classify":
         model: nn.Module = build_backbone(entry.backbone, num_classes=n)
@@ -252,11 +290,20 @@ def create_model(name: str, *, task: str | None = None,
     torch's global generator. ``random_why`` says why there are no weights, in the warning, where that
     is not that none were given (an export whose checkpoint left the download cache, timed by ``bench``).
     """
+    import torch
+
+    from pvt_deploy.models.checkpoints import (
+        UnknownVariantError,
+        infer_architecture,
+        load_weights,
+        read_checkpoint,
+    )
+
     state = None
     where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
     ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
     unknown: UnknownVariantError | None = None  # or that they are no zoo variant's, to say instead of one
-    if _looks_like_path(name) and not name in BACKBONES:  # noqa: E713
+    if _looks_like_path(name) and not name in BACKBONE_NAMES:  # noqa: E713
         if weights is not None:  # they were dropped without a word: the file's own tensors were loaded
             raise InputError(f"{option('weights')} does not apply to {name}: a model file runs with its own weights")
         state = read_checkpoint(name, trust=trust)
@@ -335,22 +382,25 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-class _SkipMetaWrites(TorchFunctionMode):
-    """In-place operators on meta tensors (the weights' initialisation) skipped: they hold no data to write."""
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", "")
-        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init's functions pass tensor=
-        if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
-            return target
-        return func(*args, **kwargs)
-
-
 def parameter_count(entry: ZooEntry) -> int:
     """The parameters of ``entry``'s model, counted without making its weights: built on the meta device, with
     the in-place writes of its initialisation skipped (meta tensors hold no data). Initialising meta tensors
     is not free: torch runs ``normal_`` there through its reference implementations, which import
-    ``torch._dynamo`` (1.5 s) and take ~2 ms a call; ``pvt-deploy models`` took 5 s for the zoo, 3 s without."""
-    with torch.device("meta"), _SkipMetaWrites():
+    ``torch._dynamo`` (1.5 s) and take ~2 ms a call; ``pvt-deploy models`` took 5 s for the zoo, 3 s without
+    (it now reads :data:`PARAMETERS`, which this counts)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipMetaWrites(TorchFunctionMode):
+        """In-place operators on meta tensors (the weights' initialisation) skipped: they hold no data to write."""
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            target = args[0] if args else kwargs.get("tensor")  # torch.nn.init's functions pass tensor=
+            if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **kwargs)
+
+    with torch.device("meta"), SkipMetaWrites():
         return count_parameters(build_model(entry))
