@@ -702,7 +702,7 @@ def _read_label(path: Path) -> tuple[np.ndarray, bool]:
             if im.mode == "1":
                 return np.asarray(im).astype(np.uint8), True
             if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
-                raise InputError(f"label {path}: a {im.mode} picture, not one channel of class ids")
+                raise InputError(f"label {path}: a picture of mode {im.mode}, not one channel of class ids")
             return np.asarray(im), False
     except (OSError, UnidentifiedImageError) as e:
         raise InputError(f"label {path}: cannot read it ({e})") from None

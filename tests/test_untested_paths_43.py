@@ -218,7 +218,7 @@ def test_class_folders_without_pictures_are_one_line(
     ("no-masks", "a segmenter is evaluated on pictures and label PNGs: give the dataset root"),
     ("masks-missing", "labels folder {masks} does not exist"),
     ("no-pairs", "no picture in {pics} has a label PNG of its name in {masks}"),
-    ("rgb-label", "label {masks}/coffee.png: a RGB picture, not one channel of class ids"),
+    ("rgb-label", "label {masks}/coffee.png: a picture of mode RGB, not one channel of class ids"),
     ("not-a-png", "label {masks}/coffee.png: cannot read it (cannot identify image file"),
 ])
 def test_a_segmentation_dataset_that_cannot_be_measured_is_one_line(
