@@ -542,36 +542,10 @@ def test_a_reader_that_stops_reading_stdout_leaves_the_exit_code_the_commands() 
     assert code == 2 and err.strip() == "error: no such file or folder: no/such/export", err
 
 
-def test_help_fits_an_80_column_terminal_without_cutting_anything() -> None:
-    """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
-    (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""
-    import os
-    import subprocess
-
-    script = ("import sys\nfrom pvt_deploy.cli import main\n"
-              "for cmd in ('export', 'infer', 'bench', 'check', 'info', 'models', 'doctor'):\n"
-              "    sys.argv = ['pvt-deploy', cmd, '--help']\n"
-              "    try:\n        main()\n    except SystemExit:\n        pass\n")
-    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
-    assert out.count("Usage: pvt-deploy") == 7
-    assert max(len(line) for line in out.splitlines()) <= 80
-    assert "…" not in out, [line for line in out.splitlines() if "…" in line]
-    assert "--allow-parity-fai" in out
-    # an on/off flag shows no <bool> type ("--half true" is an error, not a way to write it), and one
-    # that is off by default has no --no- twin to read past
-    assert "<bool>" not in out and "<int>" in out
-    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible", "--no-show"):
-        assert twin not in out
-    assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
-
-
-def test_every_help_is_readable_at_80_columns() -> None:
-    """An option table's columns are set by its widest flag, type (``<int range> [x>=1]``) and --no- twin
-    together: in ``infer --help`` at 80 columns the help text had about 20 (--model's took nine lines) and
-    --trust-checkpoint folded in two; ``check --help`` cut "exports/pvt_smal" / "l" and "--no-gate-agreem" /
-    "ent". Their options are grouped in tables as export's are, and at 80 columns every flag and every
-    word of every option's help shows whole."""
+@pytest.fixture(scope="module")
+def helps_at_80() -> dict[str, str]:
+    """Each command's ``--help`` as a terminal of 80 columns gets it (COLUMNS and TERMINAL_WIDTH, which Typer
+    reads once, at its import: a process of its own), by command name; one process for every command."""
     import os
     import subprocess
 
@@ -587,8 +561,39 @@ def test_every_help_is_readable_at_80_columns() -> None:
     env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
     text = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120).stdout
     helps = dict(part.split("\n", 1) for part in text.split("=== ")[1:])
+    assert list(helps) == list(commands), text[-2000:]
+    return helps
+
+
+def test_help_fits_an_80_column_terminal_without_cutting_anything(helps_at_80: dict[str, str]) -> None:
+    """Every command's --help at 80 columns: long flags fold onto a second line rather than end in "…"
+    (``--allow-parity-fail…`` cannot be typed), and flags read as flags."""
+    out = "".join(helps_at_80[cmd] for cmd in ("export", "infer", "bench", "check", "info", "models", "doctor"))
+    assert out.count("Usage: pvt-deploy") == 7
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out, [line for line in out.splitlines() if "…" in line]
+    assert "--allow-parity-fai" in out
+    # an on/off flag shows no <bool> type ("--half true" is an error, not a way to write it), and one
+    # that is off by default has no --no- twin to read past
+    assert "<bool>" not in out and "<int>" in out
+    for twin in ("--no-trust-checkpoint", "--no-allow-parity-failure", "--no-version-compatible", "--no-show"):
+        assert twin not in out
+    assert "--no-parity" in out and "--no-save-json" in out  # the ones that turn a default off stay
+
+
+def test_every_help_is_readable_at_80_columns(helps_at_80: dict[str, str]) -> None:
+    """An option table's columns are set by its widest flag, type (``<int range> [x>=1]``) and --no- twin
+    together: in ``infer --help`` at 80 columns the help text had about 20 (--model's took nine lines) and
+    --trust-checkpoint folded in two; ``check --help`` cut "exports/pvt_smal" / "l" and "--no-gate-agreem" /
+    "ent". Their options are grouped in tables as export's are, and at 80 columns every flag and every
+    word of every option's help shows whole."""
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
     for name, command in commands.items():
-        out = helps[name]
+        out = helps_at_80[name]
         words = set(out.replace("│", " ").split())
         for p in command.params:
             for flag in [*p.opts, *getattr(p, "secondary_opts", [])]:
