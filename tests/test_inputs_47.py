@@ -211,7 +211,7 @@ def test_info_of_an_export_whose_onnx_the_disk_fails_to_read_names_the_file(
     folder = make_artifact(tmp_path / "art")
     os.replace(failing_disk_onnx, folder / "model.onnx")
     code, out, err = run(monkeypatch, capsys, "info", str(folder))
-    assert (code, out, err) == (2, "", f"error: {folder / 'model.onnx'}: Input/output error\n")
+    assert (code, out, err) == (2, "", f"error: cannot read {folder / 'model.onnx'}: Input/output error\n")
 
 
 def test_an_empty_gif_in_a_list_of_files_is_said_empty_not_a_video(

@@ -44,6 +44,7 @@ from pvt_deploy.errors import (
     option,
     switched_on,
 )
+from pvt_deploy.export import reading
 from pvt_deploy.manifest import (
     CHECKPOINT_SUFFIXES,
     EXPORT_FLAGS,
@@ -708,7 +709,8 @@ def _load_file(path: Path, kind: str | None, precision: str | None, device: str 
                              hint=f"point at its export folder, or use {option('backend')} onnx")
         manifest = _folder_manifest_listing(path)
         if manifest is not None and verify:
-            verify_file(path.parent, manifest, path.name)
+            with reading(path):  # the disk failing the hash's read (EIO) says so, as for a lone file
+                verify_file(path.parent, manifest, path.name)
         if manifest is None:
             manifest = read_onnx_manifest(path)
         return _onnx_backend(path, manifest, precision, device, options, imgsz)
@@ -869,7 +871,8 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
         flag = EXPORT_FLAGS.get(precision or "fp32", "")
         raise InputError(f"{folder}: no {name}", hint=f"add it to this export: pvt-deploy export --model {shell_quote(str(folder))}{flag}")
     if verify:
-        verify_file(folder, manifest, name)
+        with reading(path):  # the disk failing the hash's read (EIO) says so, as for a lone file
+            verify_file(folder, manifest, name)
     if precision == "int8" and device is None and not (name == INT8_TRT_ONNX and _tensorrt_ep()):
         device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's, else run on the CPU
     return _onnx_backend(path, manifest, precision, device, options, imgsz)
@@ -979,7 +982,8 @@ def _file_status(folder: Path, name: str, entry: Mapping[str, Any] | None) -> di
     path = folder / name
     row: dict[str, Any] = {"name": name, "precision": (entry or {}).get("precision"),
                            "bytes": path.stat().st_size if path.is_file() else None}
-    row["sha256"] = sha256_file(path) if path.is_file() else None
+    with reading(path):  # the disk failing the read (EIO): 'cannot read X: ...', as a lone file's is said
+        row["sha256"] = sha256_file(path) if path.is_file() else None
     if row["sha256"] is None:
         row["check"] = "missing"
     elif not entry or not entry.get("sha256"):
