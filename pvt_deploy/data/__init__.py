@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from pvt_deploy.errors import InputError, option
+from pvt_deploy.utils import count_of
 
 DATASETS = {"imagenet": 1000, "coco": 80, "ade20k": 150}
 
@@ -86,8 +87,11 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
     else:
         raise InputError(f"{option('names')} must be names separated by commas, a list of them, or a .txt, .names or "
                          f"dataset YAML file, got {' '.join(reprlib.repr(names).split())}")
-    if not all(out):
-        raise InputError(f"{option('names')} {', '.join(out)}: an empty name")
+    empty = [i for i, name in enumerate(out) if not name]
+    if empty:  # by class id: the names given around it may be a thousand
+        shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise InputError(f"{option('names')}: an empty name for {'class' if len(empty) == 1 else 'classes'} {shown} "
+                         f"(of {count_of(len(out), 'name')} given)")
     if count == 0:
         raise InputError(f"{option('names')}: {what} has no classes to name")
     if len(out) != count:
