@@ -294,17 +294,29 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
     ancestor is a file, or the :class:`OSError` of a probe file it refuses (read-only file system,
     permissions), each with ``filename`` the ancestor. A link on the way that leads nowhere (a loop of links,
     a link to what is gone) cannot be made a folder: its own error (ELOOP, ENOENT) naming it, not the 'File
-    exists' that making the folder there said."""
+    exists' that making the folder there said. A folder to be made whose name is longer than the file system
+    takes (``ENAMETOOLONG``, 255 bytes on most) is refused too, with its path as ``filename``: the system says so
+    only once the folders before it are there, so a run that made them would find out at its first write."""
     existing = Path(folder)
+    missing: list[Path] = []
     while not existing.exists() and existing.parent != existing:
         if existing.is_symlink():
             try:
                 os.stat(existing)
             except OSError as e:
                 raise OSError(e.errno, f"{existing} is a link that leads nowhere ({e.strerror})", str(existing)) from e
+        missing.append(existing)
         existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
+    if missing:
+        try:
+            name_max = os.pathconf(existing, "PC_NAME_MAX")
+        except (AttributeError, OSError, ValueError):  # no limit told (Windows has no pathconf): the usual one
+            name_max = 255
+        for path in reversed(missing):
+            if len(os.fsencode(path.name)) > name_max:
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
     try:
         fd, probe = tempfile.mkstemp(prefix=".pvt-deploy-probe.", dir=existing)
     except OSError as e:
