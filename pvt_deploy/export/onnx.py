@@ -191,9 +191,10 @@ def _round_up(x: int, m: int) -> int:
 
 
 def _preprocessed(lists: Sequence[Sequence[Any]], static_batch: int | None) -> int:
-    """How many pictures the lists of pictures make once preprocessed, all held at once (``make_batches``):
-    each list's, padded up to whole batches where the graph's batch is static."""
-    return sum(len(p) if static_batch is None else _round_up(len(p), static_batch) for p in lists)
+    """The most pictures of the lists that are held preprocessed at once (``make_batches``): each list is
+    preprocessed where it is used and let go after (calibration's inside :func:`_make_variants`, parity's
+    once the variants are made), so the largest, padded up to whole batches where the graph's batch is static."""
+    return max((len(p) if static_batch is None else _round_up(len(p), static_batch) for p in lists), default=0)
 
 
 def _size_range(min_size: int | None, max_size: int | None, hw: tuple[int, int] | None = None,
@@ -1179,10 +1180,11 @@ def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[s
     """Refuse a size at which the export's own runs of the model (``runs``: the static trace, parity, INT8
     calibration; on ``batch`` pictures of ``hw``) need more memory than this machine has free, as infer refuses it
     (:func:`~pvt_deploy.runtimes.torch.refuse_size`: the module's largest attention and the rest of its pass),
-    with the ``pictures`` that calibration and parity preprocess at ``hw`` held beside it (float32 RGB: 12 bytes a
-    pixel each; 64 calibration pictures at 4096x4096 are 12.9 GB). ``--imgsz 100000`` failed deep in NumPy (a
-    traceback: "Unable to allocate 112. GiB"), 5000 in PyTorch ("you tried to allocate 155538739456 bytes"), or the
-    kernel killed the export. Where parity alone runs at it, ``--no-parity`` is the way to keep the size."""
+    with the ``pictures`` preprocessed at ``hw`` held beside it (calibration's or parity's, never both at once:
+    :func:`_preprocessed`; float32 RGB: 12 bytes a pixel each; 64 calibration pictures at 4096x4096 are 12.9 GB).
+    ``--imgsz 100000`` failed deep in NumPy (a traceback: "Unable to allocate 112. GiB"), 5000 in PyTorch ("you
+    tried to allocate 155538739456 bytes"), or the kernel killed the export. Where parity alone runs at it,
+    ``--no-parity`` is the way to keep the size."""
     from pvt_deploy.errors import ShapeError
     from pvt_deploy.runtimes.torch import refuse_size
     from pvt_deploy.utils import count_of
@@ -1192,8 +1194,8 @@ def _check_memory(module: Any, batch: int, hw: tuple[int, int], runs: Sequence[s
         if runs == ["the parity gate"] else None
     try:
         refuse_size(module, batch, *hw, available_memory,
-                    held=(12 * pictures, f"the {count_of(pictures, 'picture')} it preprocesses at that size")
-                    if pictures else None)
+                    held=(12 * pictures, f"the {count_of(pictures, 'picture')} it holds at once, preprocessed at "
+                          "that size") if pictures else None)
     except ShapeError as e:
         raise ShapeError(f"{e.args[0]}; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at that size",
                          hint=", or ".join(h for h in (e.hint, way_out) if h)) from None
@@ -1219,9 +1221,10 @@ def _check_extension_memory(folder: Path, manifest: Mapping[str, Any], runs: Seq
     if free is None or need <= free:
         return
     raise ShapeError(f"{folder}: its size {h}x{w} needs about {gigabytes(need)} for a pass of the model and the "
-                     f"{count_of(pictures, 'picture')} it preprocesses at that size, more than the {gigabytes(free)} "
-                     f"free in this machine's memory; {' and '.join(runs)} run{'s' * (len(runs) == 1)} the model at "
-                     "that size", hint=f"free some memory, or export the model again with a smaller {option('imgsz')}")
+                     f"{count_of(pictures, 'picture')} it holds at once, preprocessed at that size, more than the "
+                     f"{gigabytes(free)} free in this machine's memory; {' and '.join(runs)} "
+                     f"run{'s' * (len(runs) == 1)} the model at that size",
+                     hint=f"free some memory, or export the model again with a smaller {option('imgsz')}")
 
 
 def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:
