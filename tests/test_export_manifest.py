@@ -252,10 +252,6 @@ def test_an_extension_killed_while_making_a_variant_again_leaves_every_file_as_i
     ``infer --precision int8`` failed, and 240 MB of scratch files in the folder that no later run removed.
     Now every file is as it was, and the next run clears what the killed one left."""
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from pvt_deploy.export import export_onnx
 
@@ -265,21 +261,11 @@ def test_an_extension_killed_while_making_a_variant_again_leaves_every_file_as_i
     assert read_manifest(folder)["precision"]["int8"]["cpu"]["method"] == "dynamic"
     before = {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()}
 
-    child = subprocess.Popen([sys.executable, "-m", "pvt_deploy", "export", "--model", str(folder), "--int8",
-                              "--int8-flavour", "cpu", "--int8-cpu", "static", "--no-parity"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # killed once the new INT8 file is being written (its temporary file appears, wherever it is)
-        deadline = time.monotonic() + 240
-        while child.poll() is None and time.monotonic() < deadline:
-            if any(".part" in name and name.startswith(".model.int8.onnx.") for _, _, names in os.walk(folder)
-                   for name in names):
-                child.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.002)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL, "the export ended before the new INT8 file was written"
+    # killed once the new INT8 file is written into its temporary file, before that is renamed
+    _kill_where_held(CLI_HELD_WRITING_INT8, "export", "--model", str(folder), "--int8", "--int8-flavour", "cpu",
+                     "--int8-cpu", "static", "--no-parity")
+    assert [name for _, _, names in os.walk(folder) for name in names  # where it was killed: mid-write
+            if ".part" in name and name.startswith(".model.int8.onnx.")]
 
     assert {p.name: sha256_file(p) for p in folder.iterdir() if p.is_file()} == before
     manifest = read_manifest(folder)
@@ -412,6 +398,66 @@ def test_lone_onnx_of_a_real_weights_export_names_them(det_artifact: Artifact, t
                                                   "seed": None}
 
 
+#: The start of a child Python that a test SIGKILLs at a point of its own choosing, not at a moment found by
+#: polling (a file that lives 70 ms is missed on a loaded machine): the script calls ``held()`` there, which says
+#: so on the pipe whose write end is ``argv[1]`` and waits for the kill (it ends, with 3, if the test is gone).
+HELD = """
+import os, sys
+_said = int(sys.argv[1])
+def held():
+    os.write(_said, b"held\\n")
+    sys.stdin.read()
+    os._exit(3)
+"""
+
+#: ``pvt-deploy argv[2:]``, held as the temporary file of model.int8.onnx is written, before it is renamed.
+CLI_HELD_WRITING_INT8 = HELD + """
+import onnx
+save_model = onnx.save_model
+def writes_int8(model, f, *args, **kwargs):
+    save_model(model, f, *args, **kwargs)
+    name = os.path.basename(str(f))
+    if name.startswith(".model.int8.onnx.") and ".part" in name:
+        held()
+onnx.save_model = writes_int8
+sys.argv = ["pvt-deploy", *sys.argv[2:]]
+from pvt_deploy.cli import main
+main()
+"""
+
+
+def _kill_where_held(script: str, *args: str) -> None:
+    """Run ``script`` (one of :data:`HELD`) with ``args`` in a child Python and SIGKILL it once it is held:
+    a real ``kill -9`` of a real process, at the point the script chose."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    read, write = os.pipe()
+    with tempfile.TemporaryFile() as err:  # a file: a pipe the child filled would block it before the point
+        try:
+            child = subprocess.Popen([sys.executable, "-c", script, str(write), *args], pass_fds=(write,),
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        finally:
+            os.close(write)  # the child's copy alone: the pipe ends (EOF) when the child does
+        held = False
+        try:
+            with os.fdopen(read, "rb") as said:
+                held = bool(select.select([said], [], [], 240)[0]) and said.readline() == b"held\n"
+            if held:
+                child.send_signal(signal.SIGKILL)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.communicate()  # closes its stdin: a child not killed (not held) cannot wait for ever
+        err.seek(0)
+        assert held, f"the child ended ({child.returncode}) before it was held: {err.read().decode(errors='replace')}"
+    assert child.returncode == -signal.SIGKILL
+
+
 LOCK_HOLDER = """
 import fcntl, os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
@@ -458,11 +504,18 @@ def test_export_removes_staging_folders_of_killed_exports(tmp_path: Path) -> Non
     assert (tmp_path / "out" / "manifest.json").read_text() == "{}"
 
 
-CONTAINER_EXPORT = """
-import socket, sys
+#: An export into ``argv[2]`` in a container, held once its build folder holds the new model.onnx.
+CONTAINER_EXPORT = HELD + """
+import socket
 socket.gethostname = lambda: "3f2a9c81d0e4"  # in `docker run`, the container's id: new in every container
-from pvt_deploy.export import export_onnx
-export_onnx("pvt_v2_b0-cls", sys.argv[1], imgsz=32, simplify=False, parity=False)
+from pvt_deploy.export import export_onnx, graph
+save_model = graph.save_model
+def saves(model, path):
+    save_model(model, path)
+    if os.path.basename(path) == "model.onnx" and os.path.basename(os.path.dirname(path)).startswith(".out.pvt-new-"):
+        held()
+graph.save_model = saves
+export_onnx("pvt_v2_b0-cls", sys.argv[2], imgsz=32, simplify=False, parity=False)
 """
 
 
@@ -471,27 +524,12 @@ def test_the_build_folder_of_an_export_killed_in_a_container_is_cleared(tmp_path
     (hundreds of MB for a real model) beside the output for ever: it was named by a host that no later
     container has, so every next export took it for a live export of another machine. Now the next
     export finds that no live export holds it, and deletes it."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from pvt_deploy.export import onnx as export_onnx_module
 
     out = tmp_path / "out"
-    child = subprocess.Popen([sys.executable, "-c", CONTAINER_EXPORT, str(out)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:  # killed once its build folder holds the new model.onnx
-        deadline = time.monotonic() + 240
-        while child.poll() is None and time.monotonic() < deadline and not list(tmp_path.glob(".out.pvt-new-*/model.onnx")):
-            time.sleep(0.002)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL, "the export ended before it was killed"
+    _kill_where_held(CONTAINER_EXPORT, str(out))  # killed once its build folder holds the new model.onnx
     left = list(tmp_path.glob(".out.pvt-new-*"))
-    assert len(left) == 1 and not out.exists()
+    assert len(left) == 1 and (left[0] / "model.onnx").is_file() and not out.exists()
     with export_onnx_module._replacing(out) as staging:  # the next export, in the next container
         (staging / "manifest.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
