@@ -175,6 +175,17 @@ def cached_big_cls_int8(factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def cached_cls_static_batch2(factory: pytest.TempPathFactory) -> Path:
+    """A pvt_v2_b0 classifier exported --static --batch 2 at a non-square 64x96, not simplified (check compares
+    the graph as traced with PyTorch as closely), without the parity gate; once a session, read only
+    (test_export_combinations checks it, test_untested_runtime_paths refuses a batch of 3 on it)."""
+    folder = factory.getbasetemp() / "exports" / "cls-static-b2"
+    if not (folder / "manifest.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _export(folder, "pvt_v2_b0-cls", dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
+    return folder
+
+
 def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     session = _ort_session(str(path), *_file_key(path))
     names = [o.name for o in session.get_outputs()]

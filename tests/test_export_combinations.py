@@ -15,9 +15,10 @@ from pvt_deploy.export.onnx import export_onnx
 @pytest.fixture(scope="module")
 def cls_static_batch2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pvt_v2_b0 classifier, --static --batch 2 at a non-square 64x96 (not simplified: check compares the
-    graph as traced with PyTorch as closely)."""
-    out = tmp_path_factory.mktemp("combo") / "cls_static_b2"
-    return export_onnx("pvt_v2_b0-cls", out, dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
+    graph as traced with PyTorch as closely); the session's (export_fixtures)."""
+    from export_fixtures import cached_cls_static_batch2
+
+    return cached_cls_static_batch2(tmp_path_factory)
 
 
 def test_check_runs_on_a_static_batch_export(cls_static_batch2: Path) -> None:

@@ -934,15 +934,16 @@ def test_a_model_that_is_no_file_or_a_folder_without_manifest(monkeypatch: pytes
 
 
 def test_a_batch_the_graph_cannot_take_fails_before_the_stream_is_opened(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     """``--batch 3`` on a graph exported for batches of 2 was refused only after the source was opened
     and the run's header printed; a live stream was connected to first (here: a port nobody listens on,
     which gave the connection error instead of the batch one)."""
     import socket
 
-    from pvt_deploy.export import export_onnx
+    from export_fixtures import cached_cls_static_batch2
 
-    folder = export_onnx("pvt_v2_b0-cls", tmp_path / "static", imgsz=64, dynamic=False, batch=2, parity=False)
+    folder = cached_cls_static_batch2(tmp_path_factory)  # the session's, read only
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
