@@ -1193,10 +1193,9 @@ def test_export_refuses_a_live_feed_over_http_once_opened_and_a_url_that_does_no
     from test_cli_infer import paced_camera
 
     asked: list[str] = []
-    with socket.socket() as s:  # a port that nothing listens on
-        s.bind(("127.0.0.1", 0))
+    with socket.socket() as s, paced_camera(asked.append) as camera:
+        s.bind(("127.0.0.1", 0))  # a port that nothing listens on, bound (not listened on) for the whole test
         closed = f"http://127.0.0.1:{s.getsockname()[1]}/clip.mp4"
-    with paced_camera(asked.append) as camera:
         secret = camera.replace("http://", "http://user:secret@")
         for option, what in (("--calib", "calibration"), ("--images", "parity")):
             for given, said in ((secret, f"{camera.replace('http://', 'http://***@')} is a stream or a camera"),
@@ -1206,10 +1205,10 @@ def test_export_refuses_a_live_feed_over_http_once_opened_and_a_url_that_does_no
                 lines = [ln for ln in err.splitlines() if ln.strip()]
                 assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
                 assert lines[0].startswith(f"error: {what} images: {said}") and "secret" not in err, err
-    assert asked == ["/cam.mjpg"] * 2  # opened, as infer opens it, to learn that it is live
-    # a URL ending .yaml is no dataset YAML on disk: it was "no such file: http://user:secret@..."
-    code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", "--calib", closed.replace("http://", "http://u:secret@")
-                      .replace("clip.mp4", "data.yaml"), "-o", str(tmp_path / "q")], monkeypatch, capsys)
+        assert asked == ["/cam.mjpg"] * 2  # opened, as infer opens it, to learn that it is live
+        # a URL ending .yaml is no dataset YAML on disk: it was "no such file: http://user:secret@..."
+        code, err = _run(["--model", "pvt_v2_b0-cls", "--int8", "--calib", closed.replace("http://", "http://u:secret@")
+                          .replace("clip.mp4", "data.yaml"), "-o", str(tmp_path / "q")], monkeypatch, capsys)
     assert code == 2 and "error: calibration images: cannot open stream http://***@" in err and "secret" not in err, err
     assert not (tmp_path / "q").exists()
 

@@ -127,6 +127,9 @@ def pytriton_python() -> tuple[str | None, str]:
 
 
 def free_ports(n: int) -> list[int]:
+    """``n`` ports free on loopback now, for a server that must be told its ports (tritonserver cannot bind
+    port 0 and say which it got, and PyTriton checks the server's readiness on the ports it was given).
+    Another process may take one before the server binds it: :func:`serving` then starts it again."""
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
@@ -135,6 +138,26 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def _taken(port: int) -> bool:
+    """Whether something holds ``port`` on loopback (it cannot be bound)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that nothing listens on, for as long as the block runs: bound here and never
+    listened on, so a connection to it is refused and no other process can take it meanwhile (a port
+    merely found free could be a server's by the time it is used)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def embedded_manifest(tmp: Path, **triton_options: Any) -> str:
@@ -185,19 +208,39 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
     if python is None:
         _skip_or_fail(why)
     manifest = embedded_manifest(tmp)
-    http, grpc, metrics = free_ports(3)
     manifests = {True: manifest}
     if any(m.get("manifest") == "trt_fp16_accelerator" for m in models):
         manifests["trt_fp16_accelerator"] = embedded_manifest(tmp / "accelerated", trt_fp16_accelerator=True)
-    spec = {"http": http, "grpc": grpc, "metrics": metrics, "max_batch": 4, "weights": WEIGHTS,
-            "models": [dict(m, manifest=manifests[m["manifest"]]) if m.get("manifest") in manifests else m
-                       for m in models]}
     script = tmp / "serve.py"
     script.write_text(SERVER_SCRIPT)
     log = tmp / "server.log"
     t0 = time.monotonic()
+    for _ in range(3):
+        http, grpc, metrics = free_ports(3)
+        spec = {"http": http, "grpc": grpc, "metrics": metrics, "max_batch": 4, "weights": WEIGHTS,
+                "models": [dict(m, manifest=manifests[m["manifest"]]) if m.get("manifest") in manifests else m
+                           for m in models]}
+        proc = _start_server(str(python), script, spec, log)
+        if proc is not None or not any(_taken(port) for port in (http, grpc, metrics)):
+            break  # started, or failed for another reason than a port taken since it was found free
+    if proc is None:
+        tail = " | ".join(log.read_text().strip().splitlines()[-3:])
+        _skip_or_fail(f"the PyTriton server did not start within {START_TIMEOUT_S:.0f} s: {tail}")
+    assert proc is not None
+    try:
+        srv = Server(http, grpc, manifest, log)
+        srv.start_s = time.monotonic() - t0
+        print(f"\nTriton (PyTriton) server ready in {srv.start_s:.1f} s", file=sys.stderr)
+        yield srv, proc
+    finally:
+        _stop_server(proc)
+
+
+def _start_server(python: str, script: Path, spec: dict[str, Any], log: Path) -> subprocess.Popen[str] | None:
+    """Start SERVER_SCRIPT with ``spec``, its output in ``log``: its process once the server is ready, or
+    None when it ended or did not get ready in time (it is stopped then)."""
     with open(log, "w", encoding="utf-8") as log_file:
-        proc = subprocess.Popen([str(python), str(script), json.dumps(spec)], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([python, str(script), json.dumps(spec)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log_file, text=True, start_new_session=True)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -208,7 +251,6 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    ready = False
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
@@ -218,25 +260,21 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
         if line is None:
             break
         if "PVT_READY" in line:
-            ready = True
-            break
+            return proc
+    _stop_server(proc)
+    return None
+
+
+def _stop_server(proc: subprocess.Popen[str]) -> None:
+    """End the server: it stops when its stdin closes; killed (its whole session) if it does not."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
     try:
-        if not ready:
-            tail = " | ".join(log.read_text().strip().splitlines()[-3:])
-            _skip_or_fail(f"the PyTriton server did not start within {START_TIMEOUT_S:.0f} s: {tail}")
-        srv = Server(http, grpc, manifest, log)
-        srv.start_s = time.monotonic() - t0
-        print(f"\nTriton (PyTriton) server ready in {srv.start_s:.1f} s", file=sys.stderr)
-        yield srv, proc
-    finally:
-        assert proc.stdin is not None
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and its stub processes
-            proc.wait(timeout=10)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and its stub processes
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -435,10 +473,10 @@ def test_a_server_that_dies_mid_run_ends_it_with_one_line(tmp_path: Path, protoc
 
 def test_unreachable_server_is_backend_unavailable() -> None:
     pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
-    (port,) = free_ports(1)
-    for u in (f"triton://127.0.0.1:{port}/m", f"triton+grpc://127.0.0.1:{port}/m"):
-        with pytest.raises(BackendUnavailableError, match="not reachable"):
-            load_triton(u, retries=1, timeout_s=2)
+    with closed_port() as port:
+        for u in (f"triton://127.0.0.1:{port}/m", f"triton+grpc://127.0.0.1:{port}/m"):
+            with pytest.raises(BackendUnavailableError, match="not reachable"):
+                load_triton(u, retries=1, timeout_s=2)
 
 
 def test_bench_of_a_triton_url_times_the_triton_backend(monkeypatch: pytest.MonkeyPatch,
@@ -450,9 +488,9 @@ def test_bench_of_a_triton_url_times_the_triton_backend(monkeypatch: pytest.Monk
     pytest.importorskip("tritonclient.http", reason="tritonclient[http,grpc] not installed")
     from cli_run import run
 
-    (port,) = free_ports(1)
-    code, out, err = run(monkeypatch, capsys, "bench", "--model", f"triton://127.0.0.1:{port}/m", "--iters", "1",
-                         "--warmup", "0")
+    with closed_port() as port:
+        code, out, err = run(monkeypatch, capsys, "bench", "--model", f"triton://127.0.0.1:{port}/m", "--iters",
+                             "1", "--warmup", "0")
     assert code == 3, out + err
     assert "not reachable" in err and "cannot run it" not in out + err
 
