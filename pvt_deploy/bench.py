@@ -343,16 +343,22 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
     run: the exit code is that of the most telling cause, a bad input (a size outside the graph's
     range: 2) before a changed or foreign engine (4) before a backend that crashed (1) before a
     missing runtime (3). Every backend of that cause is named, in the rows' order: where PyTorch and ONNX
-    Runtime both refused a size, the first alone (PyTorch's estimate) left out what the export's graph said."""
-    reasons = [(row.get("exit_code"), f"{row['backend']}: {row.get('reason', row['status'])}") for row in rows]
+    Runtime both refused a size, the first alone (PyTorch's estimate) left out what the export's graph said.
+    Backends refused for the same reason share it (``torch, onnx: ...``): a Triton model folder is the same
+    words for each of the five default backends."""
+    grouped: dict[tuple[Any, bool, str], list[str]] = {}
+    for row in rows:
+        key = (row.get("exit_code"), row.get("status") == "failed", str(row.get("reason", row["status"])))
+        grouped.setdefault(key, []).append(str(row["backend"]))
+    reasons = [(code, failed, f"{', '.join(names)}: {reason}") for (code, failed, reason), names in grouped.items()]
     for code, kind in ((InputError.exit_code, InputError), (EngineMismatchError.exit_code, EngineMismatchError)):
-        said = [text for c, text in reasons if c == code]
+        said = [text for c, _, text in reasons if c == code]
         if said:
             return kind(f"{what}: {'; '.join(said)}")
-    crashed = next((text for row, (_, text) in zip(rows, reasons, strict=True) if row.get("status") == "failed"), None)
+    crashed = next((text for _, failed, text in reasons if failed), None)
     if crashed is not None:  # not "unavailable here" (3): it was there, and it failed
         return PvtDeployError(f"{what}: {crashed}")
-    listed = "; ".join(text for _, text in reasons)
+    listed = "; ".join(text for _, _, text in reasons)
     return BackendUnavailableError(f"{what} ({listed})" if listed else what)
 
 

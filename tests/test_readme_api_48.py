@@ -55,3 +55,28 @@ def test_an_empty_name_among_many_is_named_by_its_class_not_by_every_name(
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "an empty name for class 999 (of 1000 names given)" in lines[-1], err
     assert len(lines[-1]) < 250 and names[0] not in err, err
+
+
+def test_bench_of_a_triton_model_folder_says_its_reason_once(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/docker.md: bench given a Triton model folder says how to run it. It said so five times, once for
+    each default backend (torch, onnx, onnx-fp16, onnx-int8, trt), the same 300 characters each, on one line
+    of 1.5 KB. Backends refused for the same reason share it; another reason is still said on its own."""
+    from test_runtime_artifacts import cached_export
+
+    from pvt_deploy.bench import nothing_ran
+    from pvt_deploy.export.triton import export_triton
+
+    model_dir = export_triton(cached_export(tmp_path_factory, "cls"), tmp_path / "tri")
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(model_dir), "--iters", "1", "--warmup", "0")
+    last = " ".join(err.split())
+    assert code == 2, err
+    assert last.startswith(f"error: no backend could be benchmarked here: torch, onnx, onnx-fp16, onnx-int8, trt: "
+                           f"{model_dir} is a Triton model folder: serve it"), last
+    assert last.count("is a Triton model folder") == 1 and "triton://HOST:8000/" in last, last
+
+    rows = [{"backend": "torch", "status": "skipped", "reason": "r1", "exit_code": 3},
+            {"backend": "onnx", "status": "skipped", "reason": "r2", "exit_code": 3},
+            {"backend": "trt", "status": "skipped", "reason": "r1", "exit_code": 3}]
+    assert str(nothing_ran(rows, "none ran")) == "none ran (torch, trt: r1; onnx: r2)"
