@@ -453,41 +453,60 @@ def test_a_full_disk_names_the_triton_model_and_keeps_the_previous_one(tmp_path:
 
 
 SLOW_TRITON_EXPORT = """
-import sys, time
+import sys
 from pvt_deploy.export import triton
 write = triton.atomic_write_json
-def slow_write(*args, **kwargs):  # the model file is in the staging folder; the manifest and config not yet
+def held_write(*args, **kwargs):  # the model file is in the staging folder; the manifest and config not yet
     print("staged", flush=True)
-    time.sleep(2)
+    sys.stdin.readline()  # until the test says go on
     write(*args, **kwargs)
-triton.atomic_write_json = slow_write
+triton.atomic_write_json = held_write
 triton.export_triton(sys.argv[1], sys.argv[2])
 """
 
 
-def test_two_exports_of_one_triton_model_at_once_leave_a_whole_model(tmp_path: Path) -> None:
+def test_two_exports_of_one_triton_model_at_once_leave_a_whole_model(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The staging folder is inside the model folder: a second export of the model that swapped while the
     first was writing took the first's staging folder away with the old model, and the first then swapped
     in a folder holding only what it wrote after that (a config and manifest, no 1/model.onnx). The
-    repository's lock is held from staging to swap, so the exports take turns."""
+    repository's lock is held from staging to swap, so the exports take turns: the second finds the lock
+    held while the first is stopped mid-staging, and gets it once the first has swapped its model in."""
     import subprocess
     import sys
-    import time
+
+    from pvt_deploy.export import swap
 
     repo = tmp_path / "repo"
     model_dir = export_triton(make_artifact(tmp_path / "a", CLASSIFY), repo)
+    second = make_artifact(tmp_path / "c", SEGMENT_MASK, task="segment")
     slow = subprocess.Popen([sys.executable, "-c", SLOW_TRITON_EXPORT,
                              str(make_artifact(tmp_path / "b", DETECT_HOST, task="detect")), str(repo)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock, seen = swap.lock, []
+
+    def lock_of_the_second(path: Any, *, wait: bool = True) -> int | None:
+        if Path(path) != repo or not wait:
+            return lock(path, wait=wait)
+        fd = lock(path, wait=False)
+        if fd is None:  # the slow export holds it, stopped mid-staging: let it go on, and wait for the lock
+            seen.append("held")
+            assert slow.stdin is not None
+            slow.stdin.write("go on\n")
+            slow.stdin.flush()
+            fd = lock(path)
+            seen.append(json.loads((model_dir / "manifest.json").read_text())["task"])  # what is served by then
+        return fd
+
     try:
         assert slow.stdout is not None and slow.stdout.readline().strip() == "staged"
-        started = time.monotonic()
-        export_triton(make_artifact(tmp_path / "c", SEGMENT_MASK, task="segment"), repo)
-        _, err = slow.communicate(timeout=60)
+        monkeypatch.setattr(swap, "lock", lock_of_the_second)
+        export_triton(second, repo)
+        _, err = slow.communicate("go on\n", timeout=60)  # a slow export still stopped (not locked out) ends
     finally:
         slow.kill()
     assert slow.returncode == 0, err
-    assert time.monotonic() - started > 1  # it waited for the slow export's swap
+    assert seen == ["held", "detect"]  # locked out while the first staged; let in once it had swapped
     assert len(served_sha(model_dir)) == 1  # one graph, described as itself
     assert json.loads((model_dir / "manifest.json").read_text())["task"] == "segment"  # the second swapped last
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "manifest.json"]
