@@ -163,30 +163,37 @@ def test_a_list_replaced_as_it_is_opened_is_read_as_one_file(tmp_path: Path, mon
         assert [f.image[0, 0, 0] for f in source] == [30]
 
 
-def test_a_picture_past_opencvs_size_limits_is_said_in_one_line_not_a_traceback(
+def test_a_picture_past_opencvs_size_limits_is_ffmpegs_picture_on_disk_as_at_a_url(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], http_server: tuple[str, Path]) -> None:  # noqa: F811
     """OpenCV raises for a picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama),
     where it returns nothing for a file it cannot decode: its error, two lines ('... in function
-    'validateInputImageSize'\\n'), ended infer of a folder in a traceback, the rest of its pictures lost. It is the
+    'validateInputImageSize'\\n'), ended infer of a folder in a traceback, the rest of its pictures lost. The file
+    on disk was then skipped with a warning, where the same file at a URL was FFmpeg's picture: both are FFmpeg's
+    picture now, the pixels it holds. One FFmpeg cannot decode either (cut short after its header) is the
     picture's skip warning, OpenCV's words on one line (not a '\\n' written into it), and what raises the limits."""
     folder = tmp_path / "scans"
     strip = folder / "strip.bmp"
     folder.mkdir()
-    Image.fromarray(np.zeros((1, 1100000), np.uint8)).save(strip)  # 1.1 MB; Pillow and FFmpeg read it
+    row = (np.arange(1100000) % 251).astype(np.uint8)  # 1.1 MB
+    Image.fromarray(row[None]).save(strip)
+    cut = folder / "cut.bmp"
+    cut.write_bytes(strip.read_bytes()[:4096])  # its header, 1100000 wide, and 3 kB of its pixels
     picture(folder / "photo.jpg")
     with caplog.at_level(logging.WARNING), open_source(folder) as source:
-        assert [Path(f.path).name for f in source] == ["photo.jpg"]
+        pictures = {Path(f.path).name: f.image for f in source}
+    assert sorted(pictures) == ["photo.jpg", "strip.bmp"]
+    assert pictures["strip.bmp"].shape == (1, 1100000, 3) and (pictures["strip.bmp"] == row[None, :, None]).all()
+    url, _ = http_server  # the same file at a URL
+    with open_source(f"{url}/scans/strip.bmp") as source:
+        (frame,) = list(source)
+    assert np.array_equal(frame.image, pictures["strip.bmp"])
     (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert message.startswith(f"skipping cannot decode image {strip} (OpenCV(") and "CV_IO_MAX_IMAGE_WIDTH" in message
+    assert message.startswith(f"skipping cannot decode image {cut} (OpenCV(") and "CV_IO_MAX_IMAGE_WIDTH" in message
     assert message.endswith(") (past OpenCV's size limits, 1048576 pixels a side and 1073741824 in all: the "
                             "environment variables OPENCV_IO_MAX_IMAGE_WIDTH, OPENCV_IO_MAX_IMAGE_HEIGHT and "
                             "OPENCV_IO_MAX_IMAGE_PIXELS raise them)")
     assert "\n" not in message and "  " not in message
-    code, out, err = run(monkeypatch, capsys, "infer", str(strip), "--model", "pvt_v2_b0-cls", "--no-save")
-    assert code == 2 and out == "" and err.startswith(f"error: cannot decode image {strip} (OpenCV(")
+    code, out, err = run(monkeypatch, capsys, "infer", str(cut), "--model", "pvt_v2_b0-cls", "--no-save")
+    assert code == 2 and out == "" and err.startswith(f"error: cannot decode image {cut} (OpenCV(")
     assert err.count("\n") == 1 and "\\n" not in err
-    url, served = http_server  # the same file at a URL: FFmpeg's picture, as where OpenCV cannot decode a format
-    strip.rename(served / "strip.bmp")
-    with open_source(f"{url}/strip.bmp") as source:
-        assert [f.image.shape for f in source] == [(1, 1100000, 3)]

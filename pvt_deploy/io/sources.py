@@ -330,7 +330,7 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     if data.size == 0:
         raise _said_empty(path)
     try:
-        img = _imdecode(data)
+        img = _decode_picture(data)
     except cv2.error as e:  # which OpenCV raises, rather than fails to decode, for a picture past its size limits
         raise InputError(f"cannot decode image {path} ({joined_lines(e)})",
                          hint=_OPENCV_LIMITS if "CV_IO_MAX_IMAGE" in str(e) else None) from None
@@ -341,10 +341,39 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     return img
 
 
+def _decode_picture(data: np.ndarray) -> np.ndarray | None:
+    """A picture file's bytes decoded, on disk or at a URL: by OpenCV (:func:`_imdecode`), and by FFmpeg
+    (:func:`_ffmpeg_picture`) where the picture is past OpenCV's size limits (:data:`_OPENCV_LIMITS`) or libpng's
+    (:data:`_LIBPNG_MAX_SIDE`). None where it cannot be decoded; OpenCV's :class:`cv2.error` where it is past
+    OpenCV's limits and FFmpeg cannot decode it either."""
+    if _past_libpng_limits(data):  # not given to OpenCV, whose libpng would refuse it and say so on stderr
+        return _ffmpeg_picture(data)
+    try:
+        return _imdecode(data)
+    except cv2.error as e:
+        image = _ffmpeg_picture(data) if "CV_IO_MAX_IMAGE" in str(e) else None
+        if image is None:
+            raise
+        return image
+
+
 # OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
-# more than 2^30 in all, unless the environment says otherwise when it loads
+# more than 2^30 in all, unless the environment says otherwise when it loads: FFmpeg decodes it (_ffmpeg_picture),
+# and this is said where FFmpeg cannot either
 _OPENCV_LIMITS = ("past OpenCV's size limits, 1048576 pixels a side and 1073741824 in all: the environment variables "
                   "OPENCV_IO_MAX_IMAGE_WIDTH, OPENCV_IO_MAX_IMAGE_HEIGHT and OPENCV_IO_MAX_IMAGE_PIXELS raise them")
+
+
+# libpng reads no PNG wider or taller than this (PNG_USER_WIDTH_MAX, PNG_USER_HEIGHT_MAX), under OpenCV's own limit:
+# OpenCV fails to decode one, rather than raising, and FFmpeg decodes it
+_LIBPNG_MAX_SIDE = 1_000_000
+
+
+def _past_libpng_limits(data: np.ndarray) -> bool:
+    """Whether ``data`` is a PNG whose header declares a side past libpng's limit (:data:`_LIBPNG_MAX_SIDE`)."""
+    if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n" or data.size < 24:
+        return False
+    return max(int.from_bytes(bytes(data[16:20]), "big"), int.from_bytes(bytes(data[20:24]), "big")) > _LIBPNG_MAX_SIDE
 
 
 def _is_encoded(item: Any) -> bool:
@@ -570,6 +599,44 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
                 return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
     except Exception:  # noqa: BLE001 - a Pillow without AVIF, or a file it cannot read: OpenCV's decode
         return None
+
+
+def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
+    """A picture file's bytes decoded by FFmpeg (its first frame) as :func:`_imdecode` decodes them with OpenCV,
+    for a picture past OpenCV's size limits or libpng's (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha
+    dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
+    rounded as :func:`_to_uint8` rounds a 16-bit PNG's (FFmpeg's own conversion to 8 bits is up to 2 levels off
+    it; from 8 bits, a 16-bit step is up to 2 off the other way). None where FFmpeg cannot decode them."""
+    try:
+        with av.open(io.BytesIO(data.tobytes()), "r") as container:
+            frame = next(container.decode(video=0))
+            deep = any(c.bits > 8 for c in frame.format.components)
+            image = _to_uint8(frame.to_ndarray(format="rgb48le")) if deep else frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
+        return None
+    header = _header(io.BytesIO(data.tobytes()))
+    orientation = None
+    if header is not None and isinstance(header[1], bytes):
+        from PIL import Image
+
+        with contextlib.suppress(Exception):  # a damaged EXIF block: read as unturned, as picture_size reads it
+            tags = Image.Exif()
+            tags.load(header[1])
+            orientation = tags.get(0x0112)
+    if orientation is None and bytes(data[:4]) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # a TIFF's is its tag
+        from PIL import TiffImagePlugin
+
+        with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
+            orientation = TiffImagePlugin.TiffImageFile(io.BytesIO(data.tobytes())).tag_v2.get(0x0112)
+    return _exif_oriented(np.ascontiguousarray(image), orientation)
+
+
+def _exif_oriented(image: np.ndarray, orientation: Any) -> np.ndarray:
+    """``image`` turned and flipped as an EXIF ``orientation`` (1-8) says, as OpenCV's decode does it."""
+    if orientation in (5, 6, 7, 8):  # transposed first, then flipped as 1-4 are
+        image = cv2.transpose(image)
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation) if isinstance(orientation, int) else None
+    return image if flip is None else cv2.flip(image, flip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2103,9 +2170,9 @@ def _stream_source(
             # upsampling FFmpeg's decode did not share (pixels off at colour edges; both apply the EXIF
             # orientation); FFmpeg's picture where OpenCV cannot decode the format
             data = getattr(reader, "picture_data", None)
-            try:
-                image = _imdecode(np.frombuffer(data, np.uint8)) if data else None
-            except cv2.error:  # past OpenCV's size limits (_OPENCV_LIMITS): FFmpeg's picture
+            try:  # past OpenCV's or libpng's size limits, FFmpeg's picture as the file's on disk is
+                image = _decode_picture(np.frombuffer(data, np.uint8)) if data else None
+            except cv2.error:  # which FFmpeg could not decode from the bytes alone: the frame it decoded
                 image = None
             return ArraySource(first[0].image if image is None else image, name=source.spec)
         source = stream()
