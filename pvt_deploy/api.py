@@ -34,7 +34,7 @@ from pvt_deploy.runtimes.base import Backend, flag
 from pvt_deploy.runtimes.torch import clear_of_fork
 from pvt_deploy.tasks.pipeline import Pipeline, Predictor, ResultWriter, RunSummary, check_outputs
 from pvt_deploy.tasks.results import Result
-from pvt_deploy.utils import is_integer, is_number, whole_number
+from pvt_deploy.utils import count_of, is_integer, is_number, whole_number
 
 if TYPE_CHECKING:
     from pvt_deploy.evaluate import ValReport
@@ -335,8 +335,8 @@ class Model:
                     stop = None  # no cycle through this frame once the stop is thrown in (see below)
             skipped = int(getattr(pipeline.source, "skipped", 0) or 0)
             if skipped and not pipeline.frames_done:  # as one unreadable file is: [] would read as "no detections"
-                raise InputError(f"no images could be read from {pipeline.source.spec} ({skipped} unreadable "
-                                 "images skipped)")
+                raise InputError(f"no images could be read from {pipeline.source.spec} "
+                                 f"({count_of(skipped, 'unreadable image')} skipped)")
         except BaseException as e:
             error = e
             raise

@@ -2279,7 +2279,7 @@ def open_source(
                 f"no such file: {missing[0]}"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             )
-        return ImageSource(items, kind="images", spec=f"{len(items)} images")
+        return ImageSource(items, kind="images", spec=count_of(len(items), "image"))
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
         wanted = ("give a path, folder, glob, video, URL, camera index, numpy array, PIL image or encoded "
                   "picture (bytes, a binary file object), or a list of image paths and pictures")
