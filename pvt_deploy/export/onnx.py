@@ -49,7 +49,7 @@ from pvt_deploy.errors import (
     switched_on,
 )
 from pvt_deploy.export import reading
-from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
+from pvt_deploy.export.swap import SwappedFolder, folder_lock, new_hidden, scratch
 from pvt_deploy.manifest import (
     BUNDLED_IMAGES,
     MANIFEST_NAME,
@@ -250,10 +250,13 @@ def _listed_files(folder: Path) -> list[str]:
 
 def _output_target(out: Path) -> Path:
     """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
-    if out.exists() and not out.is_dir():
+    if os.path.exists(out) and not out.is_dir():  # (not Path.exists: a name too long raises, said below)
         raise InputError(f"output {out} exists and is not a folder")
-    # the export is built beside ``out`` and renamed into place: its parent must take new files
-    reason = unwritable_reason(Path(os.path.abspath(out)).parent)
+    # the export is built beside ``out``, in a hidden folder named after it (``.NAME.pvt-new-…``, the longest name
+    # it makes there), and renamed into place: the parent must take new files, and that name fit the file system
+    absolute = Path(os.path.abspath(out))
+    beside = new_hidden(absolute.parent, SwappedFolder(absolute, "", lambda old: _ours).staging_prefix, create=False)
+    reason = unwritable_reason(beside)
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
     target = Path(os.path.realpath(out))
