@@ -387,11 +387,13 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     built from a zoo name, or from an export folder's architecture with the torch backend
     (:func:`~pvt_deploy.runtimes.loader.load_backend`; a zoo name with weights is the zoo model even
     where ``exports/<name>`` exists); a model file, an export folder run by another runtime and a
-    Triton model run with their own weights. ``cli``: name the options as ``pvt-deploy infer`` spells
+    Triton model run with their own weights (``"official"`` with a model file is refused in export's words,
+    :func:`~pvt_deploy.models.zoo.official_weights`). ``cli``: name the options as ``pvt-deploy infer`` spells
     them."""
     if weights is None:
         return
     from pvt_deploy.manifest import is_export_folder
+    from pvt_deploy.models.zoo import official_weights
     from pvt_deploy.runtimes.loader import (
         DEFAULT_MODEL,
         canonical_backend,
@@ -408,6 +410,7 @@ def check_weights(weights: str | os.PathLike[str] | None, model: str | None, bac
     if is_triton_url(text):
         raise InputError(f"{option} does not apply to a Triton model ({text}): the server holds its weights")
     if path.is_file() or is_checkpoint_url(text):
+        official_weights(weights, text)  # 'official' names a zoo model's: export's words, and what to pass instead
         raise InputError(f"{option} does not apply to {text}: a model file runs with its own weights")
     if is_export_folder(path) and kind != "torch":
         raise InputError(f"{option} does not apply to the export {text}: it runs with the weights it was "
