@@ -944,11 +944,11 @@ def test_a_batch_the_graph_cannot_take_fails_before_the_stream_is_opened(
     from export_fixtures import cached_cls_static_batch2
 
     folder = cached_cls_static_batch2(tmp_path_factory)  # the session's, read only
-    with socket.socket() as s:
+    with socket.socket() as s:  # held, never listening, for the run: no other socket can take the port meanwhile
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, out, err = cli(monkeypatch, capsys, "infer", f"http://127.0.0.1:{port}/cam.mjpg", "--model", str(folder),
-                         "--batch", "3", "--no-save")
+        code, out, err = cli(monkeypatch, capsys, "infer", f"http://127.0.0.1:{port}/cam.mjpg", "--model",
+                             str(folder), "--batch", "3", "--no-save")
     assert code == 2 and one_line_error(err) == ("error: --batch 3 is more than this graph takes (2) (lower --batch, "
                                                  "or re-export with a larger batch range)")
     assert " on onnxruntime " not in err + out  # the run's header: nothing started
