@@ -480,8 +480,11 @@ def test_live_stream_gap_is_waited_through() -> None:
 def test_ctrl_c_on_a_stalled_stream_finishes_the_outputs_at_once(tmp_path: Path) -> None:
     """A camera that sent a frame and froze: the reader thread sits in a read until its timeout
     (10 s, as PyAV's by default). Ctrl-C must not wait for it (nor for the decode thread's join, 5 s):
-    ``docker stop`` kills after 10 s, which left an unplayable mp4."""
+    ``docker stop`` kills after 10 s, which left an unplayable mp4. Checked by order, not by the clock:
+    the run ended while the read was still frozen, and every thread of the run had ended by then (the
+    decode thread was stopped, not left behind when its join timed out)."""
     thawed = threading.Event()
+    read_returned = threading.Event()
 
     class Frozen(_GreyCamera):
         def __init__(self) -> None:
@@ -489,25 +492,32 @@ def test_ctrl_c_on_a_stalled_stream_finishes_the_outputs_at_once(tmp_path: Path)
 
         def grab(self) -> bool:
             if self.sent == 1:
-                thawed.wait(10)  # the read, until its timeout (or the end of the test)
+                # the read, until the end of the test; its limit, far beyond any load, only ends a read
+                # that the stop waited for
+                thawed.wait(120)
+                read_returned.set()
             self.sent += 1
             return True
 
     source = StreamSource(Frozen, spec="fake://cam", reconnect=Reconnect(0, 0.0, 0.0))
     model = _model(FakeBackend())
+    before = set(threading.enumerate())
+    run_threads: list[threading.Thread] = []
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as under a terminal
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C, in the wait for a frame
     try:
         with pytest.raises(KeyboardInterrupt):
             for _ in model.predict(source, stream=True, save=True, save_json=True, save_dir=tmp_path):
+                run_threads = [t for t in threading.enumerate() if t not in before]
                 timer.start()
-                t0 = time.monotonic()
-        took = time.monotonic() - t0 - 0.5
+        stopped_in_the_read = not read_returned.is_set()
+        left_running = [t.name for t in run_threads if t.is_alive() and not t.name.startswith("pvt-deploy-reader")]
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
         thawed.set()
-    assert took < 2.5, f"stopping took {took:.1f} s"
+    assert stopped_in_the_read, "the stop waited for the frozen read"
+    assert any(t.name == "pvt-deploy-decode" for t in run_threads) and not left_running, left_running
     _, frames, _, _ = decode_video(tmp_path / "cam.mp4")
     assert frames == 1 and len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 1
 
