@@ -11,8 +11,8 @@ Decoding choices and why:
   orientation, so phone photos come out upright without Pillow.
 * Video goes through PyAV (FFmpeg) with threaded decoding. Damaged packets are skipped as players
   do; a truncated file yields the frames it has and then ends with a warning instead of raising,
-  because a partly recorded clip is still worth processing. Display-matrix rotation (phone videos)
-  is applied.
+  because a partly recorded clip is still worth processing. A display matrix's rotation and mirror
+  (phone videos; a front camera's is mirrored) are applied as FFmpeg's autorotate applies them.
 * Live streams (RTSP/RTMP/MJPEG over HTTP, webcams) reconnect with exponential backoff after a
   drop and end cleanly when the retries run out, so a long-running ``infer`` on an edge box
   survives a camera reboot and still finalises its outputs when the camera is gone for good. The
@@ -1110,9 +1110,10 @@ class PyAVReader:
             t = float(frame_time) - self._start
         return clock(t)
 
-    def _rotation_turns(self) -> int:
-        rotation = self._frame.rotation if self._frame is not None else 0
-        return round(rotation / 90) % 4 if rotation else 0
+    def _orientation(self) -> tuple[int, bool]:
+        """How the frame is shown: (quarter turns counter-clockwise, then mirrored left to right), from its
+        display matrix (:func:`_display_orientation`)."""
+        return _display_orientation(self._frame) if self._frame is not None else (0, False)
 
     def _display_width(self) -> int:
         assert self._frame is not None
@@ -1122,7 +1123,7 @@ class PyAVReader:
     def retrieve_shape(self) -> tuple[int, int]:
         assert self._frame is not None
         h, w = self._frame.height, self._display_width()
-        return (w, h) if self._rotation_turns() % 2 else (h, w)
+        return (w, h) if self._orientation()[0] % 2 else (h, w)
 
     def retrieve(self) -> np.ndarray:
         assert self._frame is not None, "retrieve() before a successful grab()"
@@ -1131,10 +1132,11 @@ class PyAVReader:
             image = self._frame.reformat(width=width, height=self._frame.height, format="rgb24").to_ndarray()
         else:
             image = self._frame.to_ndarray(format="rgb24")
-        turns = self._rotation_turns()
-        # `rotation` is counter-clockwise degrees, as np.rot90's positive k; cv2.rotate gives the same picture
-        # 7x faster than a contiguous copy of np.rot90's view (0.46 against 3.3 ms a 720p frame)
-        return cv2.rotate(image, _CV2_TURNS[turns]) if turns else image
+        turns, mirrored = self._orientation()
+        # turns are counter-clockwise, as np.rot90's positive k; cv2.rotate gives the same picture 7x faster
+        # than a contiguous copy of np.rot90's view (0.46 against 3.3 ms a 720p frame)
+        turned = cv2.rotate(image, _CV2_TURNS[turns]) if turns else image
+        return cv2.flip(turned, 1) if mirrored else turned
 
     def timestamp(self) -> float | None:
         """The frame's time in the source, from its first frame; ``None`` on a live feed whose
@@ -1157,6 +1159,32 @@ class PyAVReader:
 
 
 _CV2_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}  # np.rot90's k
+
+
+def _display_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """How a decoded frame is to be shown, as its display matrix (a phone video's) says: quarter turns
+    counter-clockwise, then whether the turned picture is mirrored left to right. A right-angled matrix is
+    one of these eight, the picture FFmpeg's autorotate (transpose, hflip, vflip) makes; a matrix at another
+    angle is turned to the nearest quarter. PyAV's ``frame.rotation`` is the matrix's angle alone, which
+    ignores a mirror: a front camera's left-right mirror reads as -180 and was turned upside down. A matrix
+    whose determinant is negative mirrors, and its first column negated (FFmpeg's av_display_matrix_flip)
+    is the rotation the mirror follows. Where PyAV cannot list the frame's side data (an entry of a type
+    it does not know raises), the angle is all there is."""
+    rotation = frame.rotation
+    try:
+        entry: Any = frame.side_data.get("DISPLAYMATRIX")
+        matrix = bytes(entry) if entry is not None else b""
+    except (ValueError, KeyError):  # a side data type this PyAV does not know
+        matrix = b""
+    m = np.frombuffer(matrix, np.int32, count=9).astype(np.float64) if len(matrix) >= 36 else None
+    if m is None or not (m[0] or m[1]):  # none, or a degenerate one (no angle)
+        return (round(rotation / 90) % 4 if rotation else 0), False
+    a, b, c, d = m[0], m[1], m[3], m[4]
+    mirrored = bool(a * d - b * c < 0)
+    # av_display_rotation_get's angle, counter-clockwise degrees, of the matrix unmirrored
+    angle = -math.degrees(math.atan2(b, -a if mirrored else a))
+    return round(angle / 90) % 4, mirrored
+
 
 _OPENCV_LOG_ERROR = 2  # cv::utils::logging::LOG_LEVEL_ERROR, the same number in every OpenCV 4 and 5
 
