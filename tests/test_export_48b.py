@@ -44,3 +44,37 @@ def test_an_output_folder_whose_name_the_file_system_cannot_take_is_refused_befo
     assert len(loaded) == 1
     assert {"manifest.json", "model.onnx"} <= {p.name for p in out.iterdir()}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [out.name]
+
+
+def test_a_model_that_is_not_there_is_said_before_tensorrt_is_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --format engine --model <missing path>`` said TensorRT is missing (exit 3) before it said the model
+    is not there: the model is checked first, in the words of an ONNX export of it, exit 2; a model that is there
+    still meets the missing TensorRT (its exit 3). TensorRT is made missing here, as on this CPU machine, so that
+    the test says the same where it is installed."""
+    import pvt_deploy.export.tensorrt as export_tensorrt
+    from pvt_deploy.errors import BackendUnavailableError
+
+    looked: list[bool] = []
+
+    def no_tensorrt() -> None:
+        looked.append(True)
+        raise BackendUnavailableError("TensorRT is not installed")
+
+    monkeypatch.setattr(export_tensorrt, "require_tensorrt", no_tensorrt)
+    monkeypatch.chdir(tmp_path)
+    gone = tmp_path / "ckpts" / "gone.pth"
+    for model, said in ((str(gone), f"{gone}: no such checkpoint file or export folder"),
+                        ("gone.safetensors", "gone.safetensors: no such checkpoint file or export folder"),
+                        ("exports/gone", "exports/gone: no such checkpoint file or export folder"),
+                        ("pvt_v2_b9-cls", "unknown model 'pvt_v2_b9-cls'; did you mean 'pvt_v2_b5-cls'? known "
+                         "backbones: pvt_v2_b0, pvt_v2_b1, pvt_v2_b2, pvt_v2_b2_li, pvt_v2_b3, pvt_v2_b4, "
+                         "pvt_v2_b5 (suffix -seg, -cls or -features for other tasks)")):
+        for fmt in ("onnx", "engine", "trt"):
+            code, stdout, err = run(monkeypatch, capsys, "export", "--format", fmt, "--model", model)
+            assert (code, stdout, err.lstrip("\n")) == (2, "", f"error: {said}\n"), fmt
+        assert looked == []
+    code, stdout, err = run(monkeypatch, capsys, "export", "--format", "engine", "--model", "pvt_v2_b0-cls")
+    assert (code, stdout, err.strip()) == (3, "", "error: TensorRT is not installed")
+    assert looked == [True]
+    assert list(tmp_path.iterdir()) == []

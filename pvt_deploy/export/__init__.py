@@ -137,6 +137,9 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
     if format not in FORMATS:
         raise InputError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     model = export_source(model)
+    from pvt_deploy.export.onnx import check_model_named
+
+    check_model_named(model, onnx_options.get("task"))  # a model that is not there, before TensorRT is looked for
     triton_opts = dict(triton or {})
     backend: Any = triton_opts.pop("backend", "onnx")
     backend = backend.lower() if isinstance(backend, str) else backend  # in any case, as --format's words

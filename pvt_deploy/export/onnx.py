@@ -838,6 +838,21 @@ def reuses_folder(model: Any) -> bool:
     return isinstance(model, (str, os.PathLike)) and Path(model).is_dir() and not shadows_zoo_name(os.fspath(model))
 
 
+def check_model_named(model: Any, task: str | None = None) -> None:
+    """Refuse in a moment a ``model`` that names nothing, before any slow work and before what the machine lacks
+    (TensorRT for ``--format trt``, exit 3): a path that is not there (``ckpts/x.pth``, ``exports/gone``), a name
+    that is no zoo name (or not of ``task``). What is there and a URL (downloaded first) are read by the export."""
+    if not isinstance(model, (str, os.PathLike)) or "://" in str(model) or os.path.lexists(model):
+        return
+    from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+    from pvt_deploy.models.zoo import resolve_name
+
+    text = str(model)
+    if text.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in text:  # a path, as create_model reads one
+        raise ModelNotFoundError(f"{model}: no such checkpoint file or export folder")
+    resolve_name(text, task)
+
+
 @hashing_once()  # a graph is hashed for its manifest entry, its check and the parity session's cache key: read once
 def export_onnx(
     model: str | os.PathLike[str] | nn.Module,
@@ -964,11 +979,10 @@ def export_onnx(
                 ("--seg-output", seg_output, "logits"), ("--no-simplify", simplify, True))
             if value != default}
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
-    elif isinstance(model, (str, os.PathLike)) and Path(str(model)).suffix and not Path(str(model)).exists() \
-            and os.sep in str(model):
-        raise ModelNotFoundError(f"{model}: no such checkpoint file or export folder")
-    elif out_dir is not None:
-        _output_target(Path(out_dir))
+    else:
+        check_model_named(model, task)
+        if out_dir is not None:
+            _output_target(Path(out_dir))
 
     from pvt_deploy.export.calibration import DEFAULT_CALIB_IMAGES, DEFAULT_PARITY_IMAGES, spread
 
