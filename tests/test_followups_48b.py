@@ -16,6 +16,7 @@ from test_runtime_artifacts import cached_export
 from pvt_deploy import Model
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source
+from pvt_deploy.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,11 @@ def test_official_weights_with_a_model_file_say_what_export_says(monkeypatch: py
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match=f"^weights= does not apply to {ckpt}: a model file runs with its own weights$"):
         Model(ckpt, weights=ckpt)
+    # create_model, what the Python API builds a checkpoint with, says export's words too (it said 'does not apply')
+    with pytest.raises(InputError) as e:
+        create_model(str(ckpt), weights="official")
+    assert str(e.value) == (f"weights='official': the official weights are a zoo model's; the model {ckpt} is "
+                            "not a zoo name (pass the checkpoint file or its URL)")
 
 
 def oriented_clip(path: Path, degrees: int, hflip: bool, vflip: bool) -> Path:

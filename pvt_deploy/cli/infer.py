@@ -269,7 +269,7 @@ def infer(
         assert summary is not None
         if summary.frames == 0:
             raise InputError(f"no {noun}s could be read from {src.spec}"
-                             + (f" ({summary.skipped} unreadable images skipped)" if summary.skipped else ""))
+                             + (f" ({count_of(summary.skipped, 'unreadable image')} skipped)" if summary.skipped else ""))
         _print_summary(console, summary, save_dir if writes else None, noun)
     finally:
         if src is not None:
@@ -477,7 +477,7 @@ def _print_summary(console: Console, summary: RunSummary, save_dir: Path | None,
             table.add_row(label, f"{row['ms_per_frame']:.1f}", f"{row['fps']:.1f}" if row["fps"] else "-")
     print_table(console, table)
     if summary.skipped:
-        console.print(f"[yellow]{summary.skipped} unreadable image(s) skipped[/]")
+        console.print(f"[yellow]{count_of(summary.skipped, 'unreadable image')} skipped[/]")
     if summary.dropped:
         console.print(f"[yellow]{summary.dropped} live frame(s) dropped to keep up with the stream[/]")
     if summary.source_error:

@@ -303,8 +303,9 @@ def create_model(name: str, *, task: str | None = None,
     where = str(weights) if isinstance(weights, (str, os.PathLike)) else None
     ckpt_entry = None  # what the checkpoint's tensors say it is, to name in a mismatch
     unknown: UnknownVariantError | None = None  # or that they are no zoo variant's, to say instead of one
-    if _looks_like_path(name) and not name in BACKBONE_NAMES:  # noqa: E713
+    if _looks_like_path(name) and name not in BACKBONE_NAMES:
         if weights is not None:  # they were dropped without a word: the file's own tensors were loaded
+            official_weights(weights, name)  # 'official' names a zoo model's: export's words, and what to pass
             raise InputError(f"{option('weights')} does not apply to {name}: a model file runs with its own weights")
         state = read_checkpoint(name, trust=trust)
         try:
