@@ -12,6 +12,7 @@ from cli_run import run
 
 import pvt_deploy.export.onnx as export_onnx
 from pvt_deploy.export.swap import owner
+from pvt_deploy.manifest import read_manifest
 
 
 def test_an_output_folder_whose_name_the_file_system_cannot_take_is_refused_before_the_model_is_built(
@@ -78,3 +79,47 @@ def test_a_model_that_is_not_there_is_said_before_tensorrt_is_looked_for(
     assert (code, stdout, err.strip()) == (3, "", "error: TensorRT is not installed")
     assert looked == [True]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_calib_folder_for_int8_files_already_there_is_said_unused_and_not_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Extending an export that has its INT8 files with ``--int8 --calib FOLDER``: the folder was listed first (a
+    'video left out' warning for its clip, a clip of its own decoded, a URL fetched), then said to be unused. That
+    is decided first: nothing is listed, one warning; the files are kept byte for byte."""
+    import logging
+
+    from PIL import Image
+    from test_tensorrt_build_fake import make_artifact
+
+    import pvt_deploy.export.calibration as calibration
+
+    listed: list[Any] = []
+    real_usable = calibration.usable_images
+    monkeypatch.setattr(calibration, "usable_images", lambda *a, **kw: listed.append(a) or real_usable(*a, **kw))
+    folder = make_artifact(tmp_path / "art", "model.int8.onnx", "model.int8.trt.onnx")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "manifest.json"}  # (it lists an FP16 file made)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (64, 48), (90, 120, 30)).save(mine / name)
+    (mine / "clip.mp4").write_bytes(b"not a video either")  # left out of a folder's pictures, with a warning
+    for args in (["--int8"], ["--int8", "--int8-flavour", "cpu"], ["--int8", "--half", "--no-parity"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), *args, "--calib", str(mine))
+        assert code == 0, err
+        files = "model.int8.onnx is" if "cpu" in args else "model.int8.onnx, model.int8.trt.onnx are"
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+            f"{folder}: --calib {mine} is not used: {files} already there, calibrated on ? (delete "
+            f"{'it' if 'cpu' in args else 'them'} to calibrate on the pictures given)"], args
+        assert listed == []
+        if "--half" in args:  # an FP16 file made, whose parity does not run: the pictures are of no use
+            assert read_manifest(folder)["files"]["model.fp16.onnx"]["precision"] == "fp16"
+            (folder / "model.fp16.onnx").unlink()
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+    # the parity of a new FP16 file runs on them (no --images): listed, as before
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--int8", "--half", "--calib", str(mine))
+    assert code == 0, err
+    assert [Path(a[0]) for a in listed] == [mine]
+    assert read_manifest(folder)["parity"]["model.fp16.onnx"]["image_source"] == str(mine)

@@ -994,6 +994,16 @@ def export_onnx(
     if images is not None and not parity:  # as --calib above: decoded (a clip, a URL fetched) for nothing, unsaid
         log.warning("%s is not used: it names the pictures parity runs on, and parity is off", option("images"))
         images = None
+    if reuse and calib is not None:  # said before the pictures are listed (a folder's, a clip decoded, a URL fetched)
+        from pvt_deploy.io.sources import redact_url
+
+        manifest = read_manifest(Path(str(model)))
+        want_half, want_int8 = _wanted_variants(Path(str(model)), manifest, half=half, flavours=flavours,
+                                                int8_cpu=int8_cpu)
+        _say_calib_unused(Path(str(model)), manifest, [f for f in flavours if f not in want_int8],
+                          redact_url(os.fspath(calib)))
+        if flavours and not want_int8 and not (want_half and parity and images is None):
+            calib = None  # the INT8 files are there, and no new file's parity runs on them
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if images is not None:
         parity_paths, parity_source = _image_paths(images, DEFAULT_PARITY_IMAGES, "parity")
@@ -1265,6 +1275,31 @@ def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[
                 before, "it" if len(kept) == 1 else "them")
 
 
+def _wanted_variants(folder: Path, manifest: dict[str, Any], *, half: bool, flavours: list[str],
+                     int8_cpu: str) -> tuple[bool, list[str]]:
+    """What an extension of ``folder`` makes: the FP16 file (where ``half``) and the INT8 ``flavours`` that are
+    not there as the manifest lists them with their parity passed or not run (see :func:`_extend`)."""
+    from pvt_deploy.export.precision import INT8_FILES
+
+    def present(name: str) -> bool:
+        if name not in manifest.get("files", {}) or not (folder / name).is_file():
+            return False
+        if manifest.get("parity", {}).get(name, {}).get("passed") is False:
+            return False
+        try:
+            with reading(folder / name):  # a variant the disk fails to read is made again, as a changed one is
+                verify_file(folder, manifest, name)
+        except InputError:
+            return False
+        return True
+
+    # a CPU flavour made by another method than the one asked for by name is made again
+    cpu_method = cpu_int8_record(manifest).get("method")
+    other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
+    want_half = half and not present(FP16_FILE)
+    return want_half, [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
+
+
 def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Picture],
             calib_source: str, parity_paths: list[Picture], parity_source: str, parity: bool,
             tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps,
@@ -1291,24 +1326,7 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     with reading(folder / FP32_FILE):
         verify_file(folder, manifest, FP32_FILE)
 
-    def present(name: str) -> bool:
-        if name not in manifest.get("files", {}) or not (folder / name).is_file():
-            return False
-        if manifest.get("parity", {}).get(name, {}).get("passed") is False:
-            return False
-        try:
-            with reading(folder / name):  # a variant the disk fails to read is made again, as a changed one is
-                verify_file(folder, manifest, name)
-        except InputError:
-            return False
-        return True
-
-    # a CPU flavour made by another method than the one asked for by name is made again
-    cpu_method = cpu_int8_record(manifest).get("method")
-    other_method = int8_cpu != "auto" and cpu_method is not None and cpu_method != int8_cpu
-    want_half = half and not present(FP16_FILE)
-    want_int8 = [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
-    _say_calib_unused(folder, manifest, [f for f in flavours if f not in want_int8], calib_source)
+    want_half, want_int8 = _wanted_variants(folder, manifest, half=half, flavours=flavours, int8_cpu=int8_cpu)
     if not want_half and not want_int8:  # said: a bare `export --model exports/NAME` did nothing, in silence
         asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
         if asked:
