@@ -104,7 +104,12 @@ def parse_shape(text: str | None, option: str) -> list[int] | None:
 @contextlib.contextmanager
 def progress_display(console: Console) -> Iterator[Any]:
     """A transient Rich display for the exporter's ``progress(phase, step, total)`` callback:
-    a spinner for one-shot phases, a bar for phases with steps (calibration, parity)."""
+    a spinner for one-shot phases, a bar for phases with steps (calibration, parity). None where the
+    console is no terminal (a log, a pipe): a transient display shows nothing there, and stopping it wrote
+    an empty line, which stood above the error or the summary."""
+    if not console.is_terminal:
+        yield lambda phase, step, total: None
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
