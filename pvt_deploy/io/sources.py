@@ -1168,8 +1168,9 @@ def _display_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     angle is turned to the nearest quarter. PyAV's ``frame.rotation`` is the matrix's angle alone, which
     ignores a mirror: a front camera's left-right mirror reads as -180 and was turned upside down. A matrix
     whose determinant is negative mirrors, and its first column negated (FFmpeg's av_display_matrix_flip)
-    is the rotation the mirror follows. Where PyAV cannot list the frame's side data (an entry of a type
-    it does not know raises), the angle is all there is."""
+    is the rotation the mirror follows. A degenerate matrix (a column of zeros, an all-zero one) has no
+    angle, FFmpeg's is NaN and its autorotate turns nothing: shown as stored. Where PyAV
+    cannot list the frame's side data (an entry of a type it does not know raises), the angle is all there is."""
     rotation = frame.rotation
     try:
         entry: Any = frame.side_data.get("DISPLAYMATRIX")
@@ -1177,9 +1178,11 @@ def _display_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     except (ValueError, KeyError):  # a side data type this PyAV does not know
         matrix = b""
     m = np.frombuffer(matrix, np.int32, count=9).astype(np.float64) if len(matrix) >= 36 else None
-    if m is None or not (m[0] or m[1]):  # none, or a degenerate one (no angle)
-        return (round(rotation / 90) % 4 if rotation else 0), False
+    if m is None:  # none (an angle of 0), or not listed: PyAV's int of a NaN angle is -2**31, no angle
+        return (round(rotation / 90) % 4 if -180 <= rotation <= 180 else 0), False
     a, b, c, d = m[0], m[1], m[3], m[4]
+    if not (math.hypot(a, c) and math.hypot(b, d)):  # degenerate: it was read as PyAV's -2**31, a quarter turn
+        return 0, False
     mirrored = bool(a * d - b * c < 0)
     # av_display_rotation_get's angle, counter-clockwise degrees, of the matrix unmirrored
     angle = -math.degrees(math.atan2(b, -a if mirrored else a))
