@@ -264,21 +264,26 @@ def test_a_source_error_arrives_after_the_frames_before_it() -> None:
     assert seen == [0, 1, 2, 3, 4, 5]
 
 
+HOLD_S = 60.0  # a test's hold ends at its signal; this bound, far beyond any load, only ends one never signalled
+
+
 class QueuedBackend(FakeBackend):
     """Runs a call on a thread of its own, as ONNX Runtime's CPU shards run a batch of at least one
-    frame a core: ``submit`` returns at once. Logs each batch's submit and wait."""
+    frame a core: ``submit`` returns at once. Logs each batch's submit and wait. With ``hold``, the
+    first call runs only once it is set, so the batches behind it gather in the pipeline meanwhile."""
 
     background_batch = 2
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, hold: threading.Event | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.hold = hold
         self.events: list[tuple[str, int]] = []
         self.pool = ThreadPoolExecutor(1)
 
     def submit(self, feed: Mapping[str, np.ndarray], *, lane: bool = False) -> Callable[[], dict[str, np.ndarray]]:
         index = sum(1 for event, _ in self.events if event.startswith("submit"))
         self.events.append(("submit lane" if lane else "submit", index))
-        call = self.pool.submit(self.infer, feed)
+        call = self.pool.submit(self._held if index == 0 else self.infer, feed)
 
         def wait() -> dict[str, np.ndarray]:
             self.events.append(("wait", index))
@@ -286,17 +291,41 @@ class QueuedBackend(FakeBackend):
 
         return wait
 
+    def _held(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.hold is None or self.hold.wait(HOLD_S), "the first call was held for ever"
+        return self.infer(feed)
 
-class SlowSource(ListSource):
-    """A frame every ``gap`` seconds, as a camera or a slow decoder gives them."""
 
-    def __init__(self, n: int, gap: float) -> None:
+class GatheringPredictor(Predictor):
+    """Sets ``gathered`` as the pipeline's preprocess stage begins its batch ``ready`` (counted from 0):
+    every batch before it is then queued for inference, since the stage puts each on the queue before
+    it takes the next."""
+
+    def __init__(self, backend: Backend, manifest: dict[str, Any], ready: int, gathered: threading.Event) -> None:
+        super().__init__(backend, manifest)
+        self.ready, self.begun, self.gathered = ready, 0, gathered
+
+    def preprocess(self, images: Any) -> Any:
+        if threading.current_thread().name == "pvt-deploy-preprocess":
+            if self.begun == self.ready:
+                self.gathered.set()
+            self.begun += 1
+        return super().preprocess(images)
+
+
+class HeldSource(ListSource):
+    """Hands out its frames up to ``held`` and the rest only once ``go`` is set, as a camera whose next
+    frame has not come yet."""
+
+    def __init__(self, n: int, held: int) -> None:
         super().__init__(n)
-        self.gap = gap
+        self.held = held
+        self.go = threading.Event()
 
     def _iter_frames(self) -> Iterator[Frame]:
-        for frame in super()._iter_frames():
-            time.sleep(self.gap)
+        for i, frame in enumerate(super()._iter_frames()):
+            if i == self.held and not self.go.wait(HOLD_S):
+                raise AssertionError(f"frame {i} was held for ever: the results before it never came")
             yield frame
 
 
@@ -306,14 +335,24 @@ def test_a_batch_run_in_the_background_has_the_next_queued_behind_it() -> None:
     instead of waiting at the batch's end for the other. With nothing ready behind it a batch is handed
     on at once (a camera's frame does not wait for the next), and an error still comes after the frames
     before it. Before, each batch was begun only once the one before had ended."""
-    backend = QueuedBackend(delay=0.2)
-    results = list(Pipeline(Predictor(backend, MANIFEST), ListSource(6), batch=2))
-    assert _levels(results) == list(range(6))
+    # the first batch runs only once the two behind it are queued (the fourth's preprocessing has begun):
+    # the next is then always ready, and must be begun before the one in front is waited for
+    gathered = threading.Event()
+    backend = QueuedBackend(hold=gathered)
+    results = list(Pipeline(GatheringPredictor(backend, MANIFEST, 3, gathered), ListSource(8), batch=2))
+    assert _levels(results) == list(range(8))
     assert backend.events.index(("submit", 2)) < backend.events.index(("wait", 1))
-    assert backend.batches == [2, 2, 2]
+    assert backend.batches == [2, 2, 2, 2]
 
+    # the frames after the first batch come only once its results are out: a batch that waited for the
+    # next would wait for ever (for HOLD_S, and fail)
+    held, results = HeldSource(4, held=2), []
     slow = QueuedBackend()
-    assert _levels(list(Pipeline(Predictor(slow, MANIFEST), SlowSource(4, 0.15), batch=2))) == list(range(4))
+    for r in Pipeline(Predictor(slow, MANIFEST), held, batch=2):
+        results.append(r)
+        if r.frame == 1:
+            held.go.set()
+    assert _levels(results) == list(range(4))
     assert slow.events == [("submit", 0), ("wait", 0), ("submit", 1), ("wait", 1)]
 
     seen: list[int] = []
