@@ -409,7 +409,7 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
             fault = "neither 'class cx cy w h' nor a polygon"
         if fault is None:
             cls = values[0]
-            if cls != int(cls) or cls < 0:
+            if not math.isfinite(cls) or cls != int(cls) or cls < 0:  # "nan" and "inf" are floats too
                 fault = "of a class that is not a class id"
             elif int(cls) not in classes:  # COCOeval would drop it silently: a box nobody has to find
                 fault = "of a class not among the dataset's names"

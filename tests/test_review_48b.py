@@ -1,0 +1,25 @@
+"""Session 48's review of val and export (CB): faults found in the code this session changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pvt_deploy.evaluate import yolo_annotations
+
+
+def test_yolo_label_of_a_class_nan_or_inf_is_left_out_not_a_traceback(tmp_path: Path) -> None:
+    """A YOLO label line whose class is "nan" or "inf" (float() reads both) raised ValueError/OverflowError
+    from int() deep in val, a traceback for one bad line; it is left out as any class that is no class id,
+    counted in the run's one warning, and the file's good line is read."""
+    label = tmp_path / "a.txt"
+    label.write_text("nan 0.5 0.5 0.1 0.1\ninf 0.5 0.5 0.2 0.2\n-inf 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.25 0.5\n"
+                     "0 nan 0.5 0.2 0.2\n")
+    left_out: dict[str, list[str]] = {}
+    boxes = yolo_annotations(label, 7, (100, 200), range(80), left_out)
+    assert [(b["image_id"], b["category_id"], b["bbox"]) for b in boxes] == [(7, 1, [75.0, 25.0, 50.0, 50.0])]
+    assert left_out == {
+        "of a class that is not a class id": [f"{label} line 1: 'nan 0.5 0.5 0.1 0.1'",
+                                              f"{label} line 2: 'inf 0.5 0.5 0.2 0.2'",
+                                              f"{label} line 3: '-inf 0.5 0.5 0.2 0.2'"],
+        "of coordinates past 0..1 (YOLO's are fractions of the picture's width and height, not pixels)":
+            [f"{label} line 5: '0 nan 0.5 0.2 0.2'"]}
