@@ -1,12 +1,19 @@
-"""Review of session 48's input-reading changes: a video whose display matrix is degenerate (all zeros)."""
+"""Review of session 48's input-reading changes: a video whose display matrix is degenerate (all zeros); a glob
+that matches nothing beside a folder the user cannot list."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from test_followups_48b import autorotated, oriented_clip
+from test_inputs_48 import picture
 
 from pvt_deploy.io.sources import open_source
 
@@ -40,3 +47,42 @@ def test_a_degenerate_display_matrix_is_shown_as_stored(tmp_path: Path) -> None:
         frames = [frame.image for frame in source]
     assert size == (64, 32)  # width, height
     assert len(frames) == 2 and np.array_equal(frames[0], raw)
+
+
+def test_a_glob_beside_a_folder_it_cannot_list_says_what_it_found(tmp_path: Path) -> None:
+    """A glob /mnt/disk/*/*.jpg that matches no picture (a typo, pictures named .JPG), where one of the folders its
+    head matches cannot be listed (a disk's lost+found, root's alone): Python's glob passes over that folder, but
+    the look for hidden pictures (f094596) listed it, and the error was its PermissionError, not the glob's 'no
+    images found' (the CLI: 'error: [Errno 13] Permission denied: .../lost+found'). Run in a process of its own,
+    as root without the capabilities that let root read any folder."""
+    disk = tmp_path / "disk"
+    picture(disk / "photos" / ".IMG_0001.jpg")  # hidden: the glob leaves it out, and the error says so
+    (disk / "lost+found").mkdir()
+    (disk / "lost+found").chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: no folder here refuses root's listing")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    code = """if 1:
+        import os, sys
+        from pvt_deploy.errors import InputError
+        from pvt_deploy.io.sources import open_source
+        try:
+            os.listdir(sys.argv[1])
+            print("listed")
+        except PermissionError:
+            pass
+        try:
+            open_source(sys.argv[2])
+        except InputError as e:
+            print(e.args[0])
+        """
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-c", code, str(disk / "lost+found"), f"{disk}/*/*.jpg"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        (disk / "lost+found").chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == (f"no images found in glob {disk}/*/*.jpg, only 1 hidden file ({disk}/photos/.IMG_0001.jpg), "
+                           "which a glob leaves out as the shell's does\n")

@@ -2134,15 +2134,20 @@ def _hidden_images(spec: str, what: str) -> list[Path]:
     as ls and the shell do: a folder's; a glob's, those its last part matches in the folders the rest matches.
     Python's glob has no way to list them before 3.11 (include_hidden), and that one also enters hidden folders,
     which a folder's listing and a glob leave out (:func:`_folder_entries`). None of a glob whose last part
-    starts with a dot, which asks for hidden files and has them among its matches already."""
+    starts with a dot, which asks for hidden files and has them among its matches already. A folder that cannot
+    be listed (a disk's lost+found, which only root reads) is passed over, as the glob passed over it."""
     if what == "folder":
         return [p for p in Path(spec).iterdir() if p.name.startswith(".") and _is_image(p)]
     head, tail = os.path.split(os.path.expanduser(spec))
     if what != "glob" or not tail or tail.startswith("."):
         return []
     folders = dict.fromkeys(os.path.normpath(f) for f in globlib.glob(head, recursive=True)) if head else [os.curdir]
-    return [entry for folder in folders if os.path.isdir(folder) for entry in Path(folder).iterdir()
-            if entry.name.startswith(".") and fnmatch.fnmatch(entry.name, tail) and _is_image(entry)]
+    hidden: list[Path] = []
+    for folder in folders:
+        with contextlib.suppress(OSError):  # its PermissionError was the error of a glob that matched nothing
+            hidden += [entry for entry in Path(folder).iterdir() if entry.name.startswith(".")
+                       and fnmatch.fnmatch(entry.name, tail) and _is_image(entry)]
+    return hidden
 
 
 def _dotted_glob(spec: str) -> str:
