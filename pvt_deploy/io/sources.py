@@ -8,7 +8,9 @@ Decoding choices and why:
 
 * Images go through ``cv2.imdecode`` on bytes read by numpy, so non-ASCII paths work on every OS.
   The flags keep 16-bit depth (scaled down here, not truncated) and let OpenCV apply the EXIF
-  orientation, so phone photos come out upright without Pillow.
+  orientation, so phone photos come out upright without Pillow. A picture past OpenCV's size limits
+  (2^20 pixels a side, 2^30 in all) or libpng's (10^6 a side) goes through FFmpeg, decoded as OpenCV
+  decodes one.
 * Video goes through PyAV (FFmpeg) with threaded decoding. Damaged packets are skipped as players
   do; a truncated file yields the frames it has and then ends with a warning instead of raising,
   because a partly recorded clip is still worth processing. A display matrix's rotation and mirror
