@@ -1000,9 +1000,10 @@ def export_onnx(
         manifest = read_manifest(Path(str(model)))
         want_half, want_int8 = _wanted_variants(Path(str(model)), manifest, half=half, flavours=flavours,
                                                 int8_cpu=int8_cpu)
+        fp16_parity = want_half and parity and images is None  # the new FP16 file's parity runs on them
         _say_calib_unused(Path(str(model)), manifest, [f for f in flavours if f not in want_int8],
-                          redact_url(os.fspath(calib)))
-        if flavours and not want_int8 and not (want_half and parity and images is None):
+                          redact_url(os.fspath(calib)), want_int8=want_int8, fp16_parity=fp16_parity)
+        if flavours and not want_int8 and not fp16_parity:
             calib = None  # the INT8 files are there, and no new file's parity runs on them
     calib_paths, calib_source = _image_paths(calib, calib_size or DEFAULT_CALIB_IMAGES, "calibration")
     if images is not None:
@@ -1254,11 +1255,14 @@ def _check_extension_memory(folder: Path, manifest: Mapping[str, Any], runs: Seq
                      hint=f"free some memory, or export the model again with a smaller {option('imgsz')}")
 
 
-def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str) -> None:
+def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[str], calib_source: str, *,
+                      want_int8: Sequence[str], fp16_parity: bool) -> None:
     """Warn that ``--calib`` (``calib_source``, where one was given) calibrates none of the INT8 files of
     ``flavours`` (already there): those calibrated (static, or dynamic with convs quantized static: PVT v2's;
     a dynamic file of v1 reads no pictures, and made again would not either) were calibrated on the pictures
-    the manifest names, and stay so."""
+    the manifest names, and stay so. The pictures may still serve the files made now (the INT8 files of
+    ``want_int8``, the FP16 file's parity where ``fp16_parity``): then the warning names those, rather than
+    saying that they are not used."""
     from pvt_deploy.export.precision import INT8_FILES
 
     int8 = (manifest.get("precision") or {}).get("int8") or {}
@@ -1270,9 +1274,15 @@ def _say_calib_unused(folder: Path, manifest: Mapping[str, Any], flavours: list[
     with contextlib.suppress(OSError, ValueError):  # the same pictures, named another way: nothing to say
         if before == calib_source or Path(before).resolve() == Path(calib_source).resolve():
             return
-    log.warning("%s: --calib %s is not used: %s %s already there, calibrated on %s (delete %s to calibrate on "
-                "the pictures given)", folder, calib_source, ", ".join(kept), "is" if len(kept) == 1 else "are",
-                before, "it" if len(kept) == 1 else "them")
+    if want_int8:
+        use = f"is used only for {', '.join([INT8_FILES[f] for f in want_int8] + [FP16_FILE] * fp16_parity)}"
+    elif fp16_parity:
+        use = f"serves only the parity of {FP16_FILE}"
+    else:
+        use = "is not used"
+    log.warning("%s: --calib %s %s: %s %s already there, calibrated on %s (delete %s to calibrate on the pictures "
+                "given)", folder, calib_source, use, ", ".join(kept), "is" if len(kept) == 1 else "are", before,
+                "it" if len(kept) == 1 else "them")
 
 
 def _wanted_variants(folder: Path, manifest: dict[str, Any], *, half: bool, flavours: list[str],
