@@ -207,11 +207,12 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
 def _sized(entry: dict[str, Any], path: Path) -> dict[str, Any]:
     """An image entry with its ``width`` and ``height`` as numbers: tools write them as strings too
     (``"640"``), which were taken for a size other than the picture's. One that is no number of pixels
-    (``"abc"``, -1, 640.5) is refused: the file is not what it seems. None or 0: not given, as missing."""
+    (``"abc"``, -1, 640.5) is refused: the file is not what it seems. None, 0 or ``""``: not given, as missing."""
     sized = dict(entry)
     for key in ("width", "height"):
         value = entry.get(key)
-        if value is None:
+        if value is None or (isinstance(value, str) and not value.strip()):  # "": unknown, as a converter writes it
+            sized[key] = None
             continue
         try:
             number = -1.0 if isinstance(value, bool) else float(value)  # float() reads " 640 " and "640.0" too

@@ -23,3 +23,35 @@ def test_yolo_label_of_a_class_nan_or_inf_is_left_out_not_a_traceback(tmp_path: 
                                               f"{label} line 3: '-inf 0.5 0.5 0.2 0.2'"],
         "of coordinates past 0..1 (YOLO's are fractions of the picture's width and height, not pixels)":
             [f"{label} line 5: '0 nan 0.5 0.2 0.2'"]}
+
+
+def test_coco_sizes_left_empty_are_not_given_as_before(tmp_path: Path) -> None:
+    """A COCO file whose sizes are empty strings ("width": "", as converters write an unknown one) was read as
+    sizes not given (a falsy value), its boxes scored; 6136c38's reading of sizes as numbers refused it, exit 2
+    ("has the width '', not a number of pixels"). Empty, as null and 0, is not given; a size that is no number
+    is still refused."""
+    import json
+    import shutil
+
+    import pytest
+
+    from pvt_deploy.assets import sample_image
+    from pvt_deploy.data import class_names
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.evaluate import _coco_dataset
+
+    shutil.copy(sample_image("astronaut"), tmp_path / "astronaut.jpg")
+    coco = {"images": [{"id": 1, "file_name": "astronaut.jpg", "width": "", "height": " "}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50], "area": 2500,
+                             "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}]}
+    instances = tmp_path / "instances.json"
+    instances.write_text(json.dumps(coco))
+    dataset = _coco_dataset(instances, class_names("coco"), tmp_path, None)
+    assert dataset.images == [tmp_path / "astronaut.jpg"]
+    assert dataset.coco is not None
+    assert [(im["width"], im["height"]) for im in dataset.coco["images"]] == [(None, None)]
+    coco["images"][0]["width"] = "wide"
+    instances.write_text(json.dumps(coco))
+    with pytest.raises(InputError, match=r"has the width 'wide', not a number of pixels"):
+        _coco_dataset(instances, class_names("coco"), tmp_path, None)
