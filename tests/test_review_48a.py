@@ -1,21 +1,26 @@
 """Review of session 48's input-reading changes: a video whose display matrix is degenerate (all zeros); a glob
-that matches nothing beside a folder the user cannot list."""
+that matches nothing beside a folder the user cannot list; a whole PNG past libpng's size limit and FFmpeg's."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import warnings
+import zlib
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from test_followups_48b import autorotated, oriented_clip
 from test_inputs_48 import picture
 
-from pvt_deploy.io.sources import open_source
+from pvt_deploy.errors import InputError
+from pvt_deploy.io.sources import open_source, read_image
 
 
 def zeroed_matrix(path: Path) -> Path:
@@ -86,3 +91,30 @@ def test_a_glob_beside_a_folder_it_cannot_list_says_what_it_found(tmp_path: Path
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == (f"no images found in glob {disk}/*/*.jpg, only 1 hidden file ({disk}/photos/.IMG_0001.jpg), "
                            "which a glob leaves out as the shell's does\n")
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_whole_png_past_libpngs_limit_and_ffmpegs_is_not_said_corrupt(tmp_path: Path) -> None:
+    """A PNG wider than the 1000000 pixels libpng reads is decoded by FFmpeg (7c45c96), whose own limit is
+    about 268 million pixels with its padding ((w + 128) * (h + 128) * 8 < 2^31): a strip 1000001 wide and
+    141 tall is past it (140 decodes). Both failed, and the whole picture was 'corrupt or not an image'; it
+    says what it is and what could not read it. Written row by row (a gray strip), not held whole."""
+    path = tmp_path / "strip.png"
+    width, height = 1_000_001, 141
+    packer = zlib.compressobj(1)
+    row = b"\0" + bytes(range(256)) * (width // 256) + bytes(width % 256)  # filter 0, then its pixels
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b""))
+    with warnings.catch_warnings():  # Pillow's warning of a picture past 89 million pixels: its header alone is read
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:  # a whole PNG: its chunks' checksums hold
+            assert image.size == (width, height)
+            image.verify()
+    with pytest.raises(InputError) as caught:
+        read_image(path)
+    assert str(caught.value) == (f"cannot decode image {path} (a 1000001x141 PNG, past the 1000000 pixels a side "
+                                 "libpng reads, which FFmpeg could not decode either)")

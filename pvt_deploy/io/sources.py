@@ -336,6 +336,10 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     except cv2.error as e:  # which OpenCV raises, rather than fails to decode, for a picture past its size limits
         raise InputError(f"cannot decode image {path} ({joined_lines(e)})",
                          hint=_OPENCV_LIMITS if "CV_IO_MAX_IMAGE" in str(e) else None) from None
+    if img is None and _past_libpng_limits(data):  # a PNG that may well be whole: FFmpeg has size limits too
+        width, height = (int.from_bytes(bytes(data[i:i + 4]), "big") for i in (16, 20))
+        raise InputError(f"cannot decode image {path} (a {width}x{height} PNG, past the {_LIBPNG_MAX_SIDE} pixels a "
+                         "side libpng reads, which FFmpeg could not decode either)")
     if img is None:
         raise InputError(f"cannot decode image {path} (corrupt or not an image)")
     if frames > 1:
