@@ -9,8 +9,9 @@ Decoding choices and why:
 * Images go through ``cv2.imdecode`` on bytes read by numpy, so non-ASCII paths work on every OS.
   The flags keep 16-bit depth (scaled down here, not truncated) and let OpenCV apply the EXIF
   orientation, so phone photos come out upright without Pillow. A picture past OpenCV's size limits
-  (2^20 pixels a side, 2^30 in all) or libpng's (10^6 a side) goes through FFmpeg, decoded as OpenCV
-  decodes one.
+  (2^20 pixels a side) or libpng's (10^6 a side) goes through FFmpeg, decoded as OpenCV decodes one,
+  where FFmpeg's own limit lets it (some 268 million pixels with its padding: a strip 2^20 wide up
+  to 127 rows, 10^6 wide up to 140); OpenCV's 2^30 pixels in all are past FFmpeg's.
 * Video goes through PyAV (FFmpeg) with threaded decoding. Damaged packets are skipped as players
   do; a truncated file yields the frames it has and then ends with a warning instead of raising,
   because a partly recorded clip is still worth processing. A display matrix's rotation and mirror
