@@ -69,6 +69,8 @@ def test_a_glob_beside_a_folder_it_cannot_list_says_what_it_found(tmp_path: Path
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: no folder here refuses root's listing")
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+        if subprocess.run([*prefix, "true"], capture_output=True, check=False, timeout=60).returncode:
+            pytest.skip("running as root where setpriv may not drop capabilities (no CAP_SETPCAP)")
     code = """if 1:
         import os, sys
         from pvt_deploy.errors import InputError
@@ -89,6 +91,8 @@ def test_a_glob_beside_a_folder_it_cannot_list_says_what_it_found(tmp_path: Path
     finally:
         (disk / "lost+found").chmod(0o755)
     assert done.returncode == 0, done.stderr[-2000:]
+    if done.stdout.startswith("listed"):  # root whose capabilities setpriv could not drop: the glob's own case
+        pytest.skip("no folder here refuses this process's listing")
     assert done.stdout == (f"no images found in glob {disk}/*/*.jpg, only 1 hidden file ({disk}/photos/.IMG_0001.jpg), "
                            "which a glob leaves out as the shell's does\n")
 
