@@ -555,12 +555,15 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
             raise InputError(f"dataset {path}: {what} folder {folder} does not exist")
     # a picture's label: the first of its name by LABEL_SUFFIXES' order; a JPEG of its name is one saved lossy
     # (where the labels have a folder of their own: beside the pictures, a JPEG is one of them)
-    kinds = LABEL_SUFFIXES + (LOSSY_SUFFIXES if mask_dir.resolve() != image_dir.resolve() else ())
+    beside = mask_dir.resolve() == image_dir.resolve()
+    kinds = LABEL_SUFFIXES + (() if beside else LOSSY_SUFFIXES)
     label_of: dict[str, Path] = {}
     for p in sorted((p for p in mask_dir.iterdir() if p.suffix.lower() in kinds and p.is_file()),
                     key=lambda p: kinds.index(p.suffix.lower())):
         label_of.setdefault(p.stem, p)
     pictures = sorted(p for p in image_files(image_dir) if p.is_file())
+    if beside:  # a label map beside its picture is no picture to score (it was, against itself)
+        pictures = [p for p in pictures if label_of.get(p.stem) != p]
     lossy = [label_of[p.stem] for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in
              LOSSY_SUFFIXES]
     paired = [p for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in LABEL_SUFFIXES]

@@ -55,3 +55,20 @@ def test_coco_sizes_left_empty_are_not_given_as_before(tmp_path: Path) -> None:
     instances.write_text(json.dumps(coco))
     with pytest.raises(InputError, match=r"has the width 'wide', not a number of pixels"):
         _coco_dataset(instances, class_names("coco"), tmp_path, None)
+
+
+def test_label_maps_beside_their_pictures_are_not_scored_as_pictures(tmp_path: Path) -> None:
+    """--images X --masks X (label PNGs beside their pictures, a layout 59aedd6 reads: a JPEG there is a
+    picture): every label PNG was also one of the pictures, paired with itself, so val ran the model on the
+    label maps and scored them as well (2 pictures of 1). Only the pictures are scored."""
+    import cv2
+    import numpy as np
+
+    from pvt_deploy.evaluate import _mask_dataset
+
+    for stem in ("a", "b"):
+        assert cv2.imwrite(str(tmp_path / f"{stem}.jpg"), np.full((32, 48, 3), 90, np.uint8))
+        assert cv2.imwrite(str(tmp_path / f"{stem}.png"), np.ones((32, 48), np.uint8))
+    dataset = _mask_dataset(tmp_path, tmp_path, tmp_path, None, True)
+    assert dataset.images == [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    assert dataset.labels == {str(tmp_path / "a.jpg"): tmp_path / "a.png", str(tmp_path / "b.jpg"): tmp_path / "b.png"}
