@@ -139,6 +139,9 @@ def test_the_zoos_parameter_table_is_the_models_own_count_and_models_imports_no_
     from pvt_deploy.models.zoo import BACKBONE_NAMES, BACKBONES, PARAMETERS, ZooEntry, parameter_count
 
     assert tuple(BACKBONES) == BACKBONE_NAMES  # the configs' names and order, as the listing had them
+    import pvt_deploy.models.zoo as zoo
+
+    assert zoo.BACKBONES is BACKBONES  # one dict, read lazily once, as the module's constant was
     counted = {b: {t: parameter_count(ZooEntry(b, t)) for t in ("detect", "segment", "classify", "features")}
                for b in BACKBONES}
     assert counted == PARAMETERS

@@ -9,6 +9,7 @@ path of a checkpoint file, whose architecture is read from its tensor shapes.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import threading
@@ -64,6 +65,7 @@ PARAMETERS: dict[str, dict[str, int]] = {
 BACKBONE_NAMES: tuple[str, ...] = tuple(PARAMETERS)
 
 
+@functools.cache  # one dict: BACKBONES is BACKBONES, and what is added to it builds
 def _backbones() -> dict[str, PVTConfig]:
     from pvt_deploy.models import pvt, pvt_v2
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pvt_deploy.utils import joined_lines
+
 if TYPE_CHECKING:
     from pvt_deploy.errors import InputError
 
@@ -71,8 +73,6 @@ def thread_count(threads: object, what: str = "threads") -> int | None:
 def one_line(text: object, limit: int = 300) -> str:
     """A runtime's error message for one line of ours: whitespace and newlines collapsed, cut to ``limit``
     characters (ONNX Runtime's, PyTorch's and Triton's run to paragraphs)."""
-    from pvt_deploy.utils import joined_lines
-
     line = joined_lines(text)
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
