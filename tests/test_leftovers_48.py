@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_run import run
@@ -52,3 +53,45 @@ def test_a_calib_folder_that_still_serves_the_files_made_is_not_said_unused(
             assert manifest["parity"]["model.fp16.onnx"]["image_source"] == str(mine)
         if len(files) == 1:
             assert manifest["precision"]["int8"]["calibration"]["source"] == str(mine)
+
+
+def test_a_triton_model_name_too_long_for_its_folder_is_refused_before_the_export(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --format triton --triton-name NAME``: a NAME the file system takes as a folder, but not the name
+    the swap sets the old model folder aside under (``.NAME.pvt-triton-old-HOST-PID-XXXX``), was refused only
+    after the export, at the swap ('cannot replace ... (File name too long); it is unchanged', exit 1, the export
+    folder made); a longer one, once the export was done. Each is one line, exit 2, before the model is built,
+    nothing made; the longest that fits is served; ``export_triton`` refuses it alike, before the copy."""
+    import os
+
+    from test_tensorrt_build_fake import make_artifact
+
+    import pvt_deploy.export.onnx as export_onnx
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.export.swap import owner
+    from pvt_deploy.export.triton import export_triton
+
+    loaded: list[Any] = []
+    real_load = export_onnx._load
+    monkeypatch.setattr(export_onnx, "_load", lambda *a, **kw: loaded.append(a) or real_load(*a, **kw))
+    work = tmp_path / "work"
+    work.mkdir()
+    name_max = os.pathconf(work, "PC_NAME_MAX")
+    longest = name_max - len(f"..pvt-triton-old-{owner()}-abcd")  # the folder set aside just fits
+    for name in ("m" * (longest + 1), "n" * 300):
+        code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
+                                "--no-parity", "-o", str(work / "exp" / "x"), "--format", "triton",
+                                "--triton-name", name)
+        said = (f"error: cannot write to the Triton model {work / 'exp' / 'triton' / name} (File name too long) "
+                "(choose a shorter Triton model name)\n")
+        assert loaded == [], name  # refused before the model is built
+        assert list(work.iterdir()) == []  # nothing made, nothing left
+        assert (code, stdout, err) == (2, "", said)
+    art = make_artifact(tmp_path / "art")
+    repo = tmp_path / "repo"
+    with pytest.raises(InputError, match=r"^cannot write to the Triton model .* \(File name too long\) "):
+        export_triton(art, repo, name="m" * (longest + 1))
+    assert not repo.exists()
+    served = export_triton(art, repo, name="m" * longest)
+    assert (served / "1" / "model.onnx").read_bytes() == (art / "model.onnx").read_bytes()
+    assert sorted(p.name for p in repo.iterdir()) == ["m" * longest]

@@ -152,7 +152,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         if triton_opts.get("name") is not None:
             check_model_name(triton_opts["name"])
         check_settings(**{k: v for k, v in triton_opts.items() if k in ("max_batch", "instances")})
-        _check_triton_repo(model, out_dir, triton_repo)
+        _check_triton_repo(model, out_dir, triton_repo, triton_opts.get("name"))
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")
     if needs_engine:
         from pvt_deploy.export.tensorrt import check_workspace, require_tensorrt
@@ -242,12 +242,13 @@ def export_source(model: Any) -> Any:
 
 
 def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
-                       triton_repo: str | os.PathLike[str] | None) -> None:
+                       triton_repo: str | os.PathLike[str] | None, name: str | None) -> None:
     """Refuse a Triton repository that cannot be written before the export: the Triton model is written
-    after the new export has replaced the old one, which a failure there would not give back."""
+    after the new export has replaced the old one, which a failure there would not give back. ``name``: the
+    model name given, whose folder's names must fit the file system (the exported model's, a zoo name, do)."""
     from pvt_deploy.errors import InputError, option, renamed
     from pvt_deploy.export.onnx import reuses_folder
-    from pvt_deploy.export.triton import check_repository
+    from pvt_deploy.export.triton import check_model_folder, check_repository
     from pvt_deploy.utils.files import unwritable_reason
 
     if triton_repo is not None:
@@ -260,3 +261,5 @@ def _check_triton_repo(model: Any, out_dir: str | os.PathLike[str] | None,
     reason = unwritable_reason(repo)  # a read-only or foreign folder: said here, not as "cannot write the export"
     if reason is not None:
         raise InputError(f"cannot write a Triton model repository at {repo} ({reason})", hint=f"choose another {option('triton_repo')}")
+    if name is not None:
+        check_model_folder(repo, name)

@@ -28,6 +28,7 @@ so it is exported with ``max_batch_size: 0`` and full dims, and the config says 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from typing import Any, Literal
 
 from pvt_deploy.errors import InputError, option
 from pvt_deploy.export import reading
-from pvt_deploy.export.swap import SwappedFolder
+from pvt_deploy.export.swap import SwappedFolder, new_hidden
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
@@ -57,6 +58,7 @@ from pvt_deploy.utils.files import (
     hashing_once,
     json_dumps,
     sha256_file,
+    unwritable_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -335,7 +337,24 @@ def check_repository(repo: str | os.PathLike[str], model_name: str | None = None
         what = f"the Triton model {model_name} to {target}" if model_name else f"a Triton model repository at {target}"
         raise InputError(f"{blocker} is a file, not a folder: cannot write {what}",
                          hint=f"move the file, or choose another {option('out_dir')}")
+    if model_name:
+        check_model_folder(repo, model_name, version)
     return target
+
+
+def check_model_folder(repo: str | os.PathLike[str], model_name: str, version: int = 1) -> None:
+    """Refuse with :class:`InputError`, before any work and making nothing, a model folder ``repo/model_name``
+    that cannot be written: the longest name its replacement makes, the old folder set aside beside it
+    (``.NAME.pvt-triton-old-HOST-PID-XXXX``, some 37 bytes longer than the name), must fit the file system's
+    limit (:func:`~pvt_deploy.utils.files.unwritable_reason`), as an export folder's staging name must. A name of
+    up to 255 bytes was made, filled and then refused at the swap ('cannot replace ... (File name too long)',
+    after the export), and a longer one once the export was done."""
+    folder = _model_folder(Path(repo) / model_name, version)
+    reason = unwritable_reason(new_hidden(Path(repo), folder.aside_prefix, create=False))
+    if reason is not None:
+        raise InputError(f"cannot write to {folder.what} ({reason})",
+                         hint="choose a shorter Triton model name" if reason == os.strerror(errno.ENAMETOOLONG)
+                         else None)
 
 
 @hashing_once()  # the manifest check, source_sha256 and the copy's entry read the graph once
@@ -510,13 +529,7 @@ def _replace_model_folder(model_dir: Path, version: int, fill: Callable[[Path], 
     user's notes) stay. The new folder is built hidden inside the model folder, under the repository's
     lock (:mod:`pvt_deploy.export.swap`): tritonserver polls the repository and tries to load, and fails
     on, every folder in it, while it ignores a model folder's entries that are not version folders."""
-
-    def ours(old: Path) -> Callable[[str], bool]:  # what a new model replaces: config, manifest, its version
-        replaced = (CONFIG_NAME, MANIFEST_NAME, str(version))
-        return lambda name: (name in replaced or name.startswith(".pvt-")
-                             or (".part" in name and name.startswith((f".{CONFIG_NAME}.", f".{MANIFEST_NAME}."))))
-
-    folder = SwappedFolder(model_dir, f"the Triton model {model_dir}", ours, tag="pvt-triton", inside=True)
+    folder = _model_folder(model_dir, version)
     existed = model_dir.is_dir()
     try:
         with folder.replacing() as staging:
@@ -526,3 +539,14 @@ def _replace_model_folder(model_dir: Path, version: int, fill: Callable[[Path], 
             raise
         kept = "; the previous one is unchanged" if existed else ""
         raise InputError(f"cannot write the Triton model {model_dir}: {e.strerror or e}{kept}") from e
+
+
+def _model_folder(model_dir: Path, version: int) -> SwappedFolder:
+    """``model_dir`` as a new model replaces it (:func:`_replace_model_folder`)."""
+
+    def ours(old: Path) -> Callable[[str], bool]:  # what a new model replaces: config, manifest, its version
+        replaced = (CONFIG_NAME, MANIFEST_NAME, str(version))
+        return lambda name: (name in replaced or name.startswith(".pvt-")
+                             or (".part" in name and name.startswith((f".{CONFIG_NAME}.", f".{MANIFEST_NAME}."))))
+
+    return SwappedFolder(model_dir, f"the Triton model {model_dir}", ours, tag="pvt-triton", inside=True)
