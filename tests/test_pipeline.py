@@ -269,21 +269,19 @@ HOLD_S = 60.0  # a test's hold ends at its signal; this bound, far beyond any lo
 
 class QueuedBackend(FakeBackend):
     """Runs a call on a thread of its own, as ONNX Runtime's CPU shards run a batch of at least one
-    frame a core: ``submit`` returns at once. Logs each batch's submit and wait. With ``hold``, the
-    first call runs only once it is set, so the batches behind it gather in the pipeline meanwhile."""
+    frame a core: ``submit`` returns at once. Logs each batch's submit and wait."""
 
     background_batch = 2
 
-    def __init__(self, *, hold: threading.Event | None = None, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.hold = hold
         self.events: list[tuple[str, int]] = []
         self.pool = ThreadPoolExecutor(1)
 
     def submit(self, feed: Mapping[str, np.ndarray], *, lane: bool = False) -> Callable[[], dict[str, np.ndarray]]:
         index = sum(1 for event, _ in self.events if event.startswith("submit"))
         self.events.append(("submit lane" if lane else "submit", index))
-        call = self.pool.submit(self._held if index == 0 else self.infer, feed)
+        call = self.pool.submit(self.infer, feed)
 
         def wait() -> dict[str, np.ndarray]:
             self.events.append(("wait", index))
@@ -291,26 +289,32 @@ class QueuedBackend(FakeBackend):
 
         return wait
 
-    def _held(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self.hold is None or self.hold.wait(HOLD_S), "the first call was held for ever"
-        return self.infer(feed)
 
+class KeptUpPredictor(Predictor):
+    """A pipeline whose preprocessing keeps up: its ``submit`` of call ``i`` (of ``calls``) returns only once the
+    preprocess stage has begun call ``i + lead + 1`` (or the last), so the ``lead`` calls after ``i`` are queued
+    behind it, the stage putting each on the queue before it begins the next (the queue holds 2: ``lead`` <= 2).
+    Where inference looks for a call behind the one it began, it is there, however the threads are scheduled."""
 
-class GatheringPredictor(Predictor):
-    """Sets ``gathered`` as the pipeline's preprocess stage begins its batch ``ready`` (counted from 0):
-    every batch before it is then queued for inference, since the stage puts each on the queue before
-    it takes the next."""
-
-    def __init__(self, backend: Backend, manifest: dict[str, Any], ready: int, gathered: threading.Event) -> None:
+    def __init__(self, backend: Backend, manifest: dict[str, Any], *, calls: int, lead: int) -> None:
         super().__init__(backend, manifest)
-        self.ready, self.begun, self.gathered = ready, 0, gathered
+        self.calls, self.lead = calls, lead
+        self.begun = self.submitted = 0
+        self.changed = threading.Condition()
 
     def preprocess(self, images: Any) -> Any:
         if threading.current_thread().name == "pvt-deploy-preprocess":
-            if self.begun == self.ready:
-                self.gathered.set()
-            self.begun += 1
+            with self.changed:
+                self.begun += 1
+                self.changed.notify_all()
         return super().preprocess(images)
+
+    def submit(self, feed: Mapping[str, np.ndarray], *, lane: bool = False) -> Callable[[], dict[str, np.ndarray]]:
+        behind = min(self.submitted + self.lead + 1, self.calls - 1)
+        self.submitted += 1
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.begun > behind, HOLD_S), f"call {behind} never preprocessed"
+        return super().submit(feed, lane=lane)
 
 
 class HeldSource(ListSource):
@@ -335,11 +339,9 @@ def test_a_batch_run_in_the_background_has_the_next_queued_behind_it() -> None:
     instead of waiting at the batch's end for the other. With nothing ready behind it a batch is handed
     on at once (a camera's frame does not wait for the next), and an error still comes after the frames
     before it. Before, each batch was begun only once the one before had ended."""
-    # the first batch runs only once the two behind it are queued (the fourth's preprocessing has begun):
-    # the next is then always ready, and must be begun before the one in front is waited for
-    gathered = threading.Event()
-    backend = QueuedBackend(hold=gathered)
-    results = list(Pipeline(GatheringPredictor(backend, MANIFEST, 3, gathered), ListSource(8), batch=2))
+    # the next batch is always ready behind the one begun: it must be begun before that one is waited for
+    backend = QueuedBackend()
+    results = list(Pipeline(KeptUpPredictor(backend, MANIFEST, calls=4, lead=1), ListSource(8), batch=2))
     assert _levels(results) == list(range(8))
     assert backend.events.index(("submit", 2)) < backend.events.index(("wait", 1))
     assert backend.batches == [2, 2, 2, 2]
@@ -373,8 +375,8 @@ def test_pictures_go_each_on_a_shard_thread_of_its_own() -> None:
     in flight behind the one waited for as the backend has threads: a folder through ``pvt_v2_b0-cls`` on
     2 cores ran 91-96 -> 139-140 pictures a second. Before, each picture was begun once the one before had
     ended."""
-    backend = QueuedBackend(delay=0.2)
-    results = list(Pipeline(Predictor(backend, MANIFEST), PictureSource(6)))
+    backend = QueuedBackend()  # pictures always ready behind those begun: as many begun as the backend has threads
+    results = list(Pipeline(KeptUpPredictor(backend, MANIFEST, calls=6, lead=2), PictureSource(6)))
     assert _levels(results) == list(range(6)) and backend.batches == [1] * 6
     assert {event for event, _ in backend.events} == {"submit lane", "wait"}
     assert backend.events.index(("submit lane", 4)) < backend.events.index(("wait", 2))
