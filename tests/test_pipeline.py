@@ -422,7 +422,7 @@ class SizeSpy(Predictor):
 
     def preprocess(self, images: Any) -> Any:
         if not self.batches and threading.current_thread().name == "pvt-deploy-preprocess":
-            assert self.source.handed_out.wait(10)
+            assert self.source.handed_out.wait(HOLD_S)
         self.batches.append([im.shape[:2] for im in images])
         return super().preprocess(images)
 
