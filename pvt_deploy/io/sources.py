@@ -338,7 +338,7 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"cannot decode image {path} ({joined_lines(e)})",
                          hint=_OPENCV_LIMITS if "CV_IO_MAX_IMAGE" in str(e) else None) from None
     if img is None and _past_libpng_limits(data):  # a PNG that may well be whole: FFmpeg has size limits too
-        width, height = (int.from_bytes(bytes(data[i:i + 4]), "big") for i in (16, 20))
+        width, height = _png_size(data) or (0, 0)
         raise InputError(f"cannot decode image {path} (a {width}x{height} PNG, past the {_LIBPNG_MAX_SIDE} pixels a "
                          "side libpng reads, which FFmpeg could not decode either)")
     if img is None:
@@ -376,11 +376,17 @@ _OPENCV_LIMITS = ("past OpenCV's size limits, 1048576 pixels a side and 10737418
 _LIBPNG_MAX_SIDE = 1_000_000
 
 
+def _png_size(data: np.ndarray) -> tuple[int, int] | None:
+    """The width and height a PNG's header declares, or None where ``data`` is no PNG."""
+    if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n" or data.size < 24:
+        return None
+    return int.from_bytes(bytes(data[16:20]), "big"), int.from_bytes(bytes(data[20:24]), "big")
+
+
 def _past_libpng_limits(data: np.ndarray) -> bool:
     """Whether ``data`` is a PNG whose header declares a side past libpng's limit (:data:`_LIBPNG_MAX_SIDE`)."""
-    if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n" or data.size < 24:
-        return False
-    return max(int.from_bytes(bytes(data[16:20]), "big"), int.from_bytes(bytes(data[20:24]), "big")) > _LIBPNG_MAX_SIDE
+    size = _png_size(data)
+    return size is not None and max(size) > _LIBPNG_MAX_SIDE
 
 
 def _is_encoded(item: Any) -> bool:
@@ -614,14 +620,15 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
     rounded as :func:`_to_uint8` rounds a 16-bit PNG's (FFmpeg's own conversion to 8 bits is up to 2 levels off
     it; from 8 bits, a 16-bit step is up to 2 off the other way). None where FFmpeg cannot decode them."""
+    raw = data.tobytes()  # once: such a picture's file may hold hundreds of megabytes
     try:
-        with av.open(io.BytesIO(data.tobytes()), "r") as container:
+        with av.open(io.BytesIO(raw), "r") as container:
             frame = next(container.decode(video=0))
             deep = any(c.bits > 8 for c in frame.format.components)
             image = _to_uint8(frame.to_ndarray(format="rgb48le")) if deep else frame.to_ndarray(format="rgb24")
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
         return None
-    header = _header(io.BytesIO(data.tobytes()))
+    header = _header(io.BytesIO(raw))
     orientation = None
     if header is not None and isinstance(header[1], bytes):
         from PIL import Image
@@ -634,7 +641,7 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
         from PIL import TiffImagePlugin
 
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
-            orientation = TiffImagePlugin.TiffImageFile(io.BytesIO(data.tobytes())).tag_v2.get(0x0112)
+            orientation = TiffImagePlugin.TiffImageFile(io.BytesIO(raw)).tag_v2.get(0x0112)
     return _exif_oriented(np.ascontiguousarray(image), orientation)
 
 
