@@ -112,6 +112,12 @@ def _name_index(names: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
             {k: len(v) for k, v in seen.items() if len(v) > 1})
 
 
+def _first(items: Sequence[object]) -> str:
+    """``x.jpg, ...``: the first of ``items`` (a path by its name), and an ellipsis where there are more."""
+    first = items[0].name if isinstance(items[0], Path) else str(items[0])
+    return first + (", ..." if len(items) > 1 else "")
+
+
 def _unmatched(given: Sequence[str], index: dict[str, int], ambiguous: dict[str, int]) -> str:
     """``(zebra, crane (names 2 classes), ...)``: the first given names that match no single class."""
     out = [f"{g} (names {ambiguous[_norm(g)]} classes)" if _norm(g) in ambiguous else g
@@ -495,8 +501,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     # pictures beside the class folders are of no class (val/x.jpg next to val/cat/): said, not silently dropped
     loose = [p for p in image_files(path) if p.is_file()]
-    stray = f"{count_of(len(loose), 'picture')} ({loose[0].name}{', ...' if len(loose) > 1 else ''}) " \
-        f"{'is' if len(loose) == 1 else 'are'}" if loose else ""
+    stray = f"{count_of(len(loose), 'picture')} ({_first(loose)}) {'is' if len(loose) == 1 else 'are'}" if loose else ""
     if not classes:
         raise InputError(f"dataset {path}: no class folders in it (val/<class>/*.jpg)"
                          + (f"; its {stray} in no class folder: sort them into one folder per class" if loose else ""))
@@ -570,13 +575,12 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     jpeg = ("JPEG's compression changes the class ids along every edge, so no figure measured on them is right: "
             "save the label maps as PNG") if lossy else ""
     if not paired and lossy:
-        raise InputError(f"dataset {path}: its labels in {mask_dir} are JPEG files ({lossy[0].name}"
-                         f"{', ...' if len(lossy) > 1 else ''}): {jpeg}")
+        raise InputError(f"dataset {path}: its labels in {mask_dir} are JPEG files ({_first(lossy)}): {jpeg}")
     if not paired:
         raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG of its name in {mask_dir}")
     if lossy:
-        log.warning("dataset %s: %d of %d pictures have a JPEG label (%s%s), left out: %s", path, len(lossy),
-                    len(pictures), lossy[0].name, ", ..." if len(lossy) > 1 else "", jpeg)
+        log.warning("dataset %s: %d of %d pictures have a JPEG label (%s), left out: %s", path, len(lossy),
+                    len(pictures), _first(lossy), jpeg)
     if len(paired) + len(lossy) < len(pictures):
         log.warning("dataset %s: %d of %d pictures have no label PNG and are left out", path,
                     len(pictures) - len(paired) - len(lossy), len(pictures))
@@ -810,7 +814,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     if left_out:
         faults = sum(len(v) for v in left_out.values())
         log.warning("dataset %s: %d of the %d lines of its label files are left out: %s", data, faults, lines + faults,
-                    "; ".join(f"{len(v)} {fault} ({v[0]}{', ...' if len(v) > 1 else ''})"
+                    "; ".join(f"{len(v)} {fault} ({_first(v)})"
                               for fault, v in left_out.items()))
     if misfits:
         log.warning("dataset %s: %d of %d pictures are not of the size it gives them (%s): its boxes will not fit "
