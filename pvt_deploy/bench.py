@@ -38,6 +38,7 @@ from pvt_deploy.errors import (
     EngineMismatchError,
     InputError,
     PvtDeployError,
+    cannot_read,
     renamed,
 )
 
@@ -387,7 +388,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                                                      imgsz=size, random_weights_ok=True, trust=trust)
                 except OSError as e:  # the disk failed (EIO) under the model's files: a bad input, not a crash
                     name = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes)) else target
-                    raise InputError(f"cannot read {name}: {e.strerror or e}") from e
+                    raise cannot_read(name, e) from e
             row["load_s"] = round(time.perf_counter() - t0, 3)
             try:
                 predictor = Predictor(backend, manifest, imgsz=size)

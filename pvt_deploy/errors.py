@@ -87,6 +87,13 @@ class InputError(PvtDeployError):
     exit_code = 2
 
 
+def cannot_read(path: object, error: OSError) -> InputError:
+    """What a file the system fails to read (EIO from a failing disk or network mount, a permission) is told,
+    wherever it is read: ``cannot read X: Input/output error``, not that the file is malformed, nor that a write
+    failed."""
+    return InputError(f"cannot read {path}: {error.strerror or error}")
+
+
 def one_of(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
     """``value`` of a setting that takes a fixed set of words, as the choice it names in any case (``--task
     Detect`` is ``detect``, as a backend's and a format's names are); a word that names none is an InputError

@@ -83,12 +83,12 @@ def reading(path: str | os.PathLike[str]) -> Iterator[None]:
     from: hashed against the manifest, loaded), an :class:`OSError` inside the block (the disk failing the read:
     EIO) says the file cannot be read, as info, infer and bench say it; as an OSError it was taken, by
     :func:`pvt_deploy.export.onnx.write_errors`, for the export failing to write."""
-    from pvt_deploy.errors import InputError
+    from pvt_deploy.errors import cannot_read
 
     try:
         yield
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+        raise cannot_read(path, e) from e
 
 
 def build_precision(*, half: bool = False, int8: bool = False) -> str:

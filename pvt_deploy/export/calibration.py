@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from pvt_deploy.errors import InputError
+from pvt_deploy.errors import InputError, cannot_read
 from pvt_deploy.manifest import DEFAULT_CALIB_IMAGES as DEFAULT_CALIB_IMAGES  # re-exported; see manifest
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
@@ -161,7 +161,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except OSError as e:
-        raise InputError(f"cannot read {text}: {e.strerror or e}") from None
+        raise cannot_read(text, e) from None
     except UnicodeDecodeError:
         raise InputError(f"{text} is not a text file (a dataset YAML is wanted)") from None
     except yaml.YAMLError as e:

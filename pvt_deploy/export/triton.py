@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pvt_deploy.errors import InputError, option
+from pvt_deploy.errors import InputError, cannot_read, option
 from pvt_deploy.export import reading
 from pvt_deploy.export.swap import SwappedFolder, new_hidden
 from pvt_deploy.manifest import (
@@ -100,7 +100,7 @@ def read_onnx_io(path: str | os.PathLike[str]) -> tuple[list[GraphTensor], list[
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except OSError as e:  # the disk failed (EIO), not the model: said as info, infer and bench say it
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+        raise cannot_read(path, e) from e
     except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
         raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from e
     graph = model.graph

@@ -41,6 +41,7 @@ from pvt_deploy.errors import (
     ModelNotFoundError,
     PvtDeployError,
     ShapeError,
+    cannot_read,
     option,
     switched_on,
 )
@@ -230,7 +231,7 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         props = backend.metadata()
         backend.close()
     except OSError as e:  # the disk failed (EIO), not the model: said as other files' OSErrors are
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+        raise cannot_read(path, e) from e
     except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
         raise InputError(f"{path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from e
     text = props.get(ONNX_METADATA_KEY)
