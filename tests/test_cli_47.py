@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_run import run
+from disk_faults import failing_disk
 from PIL import Image
 from test_tensorrt_build_fake import make_artifact
 
@@ -46,12 +46,7 @@ def test_bench_says_a_model_file_the_disk_fails_to_read_cannot_be_read(
     was tabled as a backend that crashed, 'onnx: OSError: [Errno 5] Input/output error: ...', exit 1; info and
     infer say the file cannot be read, exit 2, and so does bench of a lone .onnx."""
     art = make_artifact(tmp_path / "art")
-    onnx = art / "model.onnx"
-    onnx.unlink()
-    onnx.symlink_to("/proc/self/mem")
-    with pytest.raises(OSError) as caught, onnx.open("rb") as f:
-        f.read()
-    assert caught.value.errno == errno.EIO
+    onnx = failing_disk(art / "model.onnx")
     for given in (art, onnx):
         code, out, err = run(monkeypatch, capsys, "bench", "--model", str(given), "--iters", "1", "--warmup", "0")
         assert code == 2

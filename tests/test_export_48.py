@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 import pytest
 from cli_run import run
+from disk_faults import failing_disk
 from test_tensorrt_build_fake import make_artifact
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.export.triton import export_triton
 from pvt_deploy.manifest import read_manifest, write_manifest
-
-
-def _failing_disk(path: Path) -> Path:
-    """``path`` made a file whose read fails with EIO, as a failing disk's does: Linux's /proc/self/mem read from
-    offset 0 (no memory mapped there) is a regular file whose read says 'Input/output error'."""
-    path.unlink()
-    path.symlink_to("/proc/self/mem")
-    with pytest.raises(OSError) as caught, path.open("rb") as f:
-        f.read()
-    assert caught.value.errno == errno.EIO
-    return path
 
 
 @pytest.mark.parametrize("hashed", [True, False], ids=["manifest-sha256", "no-sha256"])
@@ -38,7 +27,7 @@ def test_an_export_whose_model_onnx_the_disk_fails_to_read_says_it_cannot_be_rea
         manifest = read_manifest(folder)
         del manifest["files"]["model.onnx"]["sha256"]
         write_manifest(folder, manifest)
-    onnx = _failing_disk(folder / "model.onnx")
+    onnx = failing_disk(folder / "model.onnx")
     before = sorted(p.name for p in folder.iterdir())
     said = f"error: cannot read {onnx}: Input/output error\n"
     for args in (["--format", "triton"], ["--half", "--no-parity"]):

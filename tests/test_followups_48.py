@@ -4,7 +4,6 @@ picture too wide for OpenCV, skipped from disk and decoded at a URL."""
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
@@ -14,23 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_run import run
+from disk_faults import failing_disk
 from PIL import Image
 from test_io_sources import http_server  # noqa: F401 - the fixture
 from test_tensorrt_build_fake import make_artifact
 
 from pvt_deploy.io.sources import open_source, read_image
 from pvt_deploy.manifest import read_manifest
-
-
-def failing_disk(path: Path) -> Path:
-    """``path`` made a file whose read fails with EIO, as a failing disk's does: Linux's /proc/self/mem read from
-    offset 0 (no memory mapped there) is a regular file whose read says 'Input/output error'."""
-    path.unlink(missing_ok=True)
-    path.symlink_to("/proc/self/mem")
-    with pytest.raises(OSError) as caught, path.open("rb") as f:
-        f.read()
-    assert caught.value.errno == errno.EIO
-    return path
 
 
 def test_an_export_folder_whose_onnx_the_disk_fails_to_read_is_said_as_the_lone_file_is(

@@ -3,7 +3,6 @@ a fragmented mp4 cut in its trailing index, an ONNX file the disk fails to read.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from fractions import Fraction
@@ -13,6 +12,7 @@ import av
 import numpy as np
 import pytest
 from cli_run import run
+from disk_faults import failing_disk
 from PIL import Image
 from test_tensorrt_build_fake import make_artifact
 
@@ -130,12 +130,7 @@ def test_a_folder_without_hidden_pictures_still_lists_the_image_types(tmp_path: 
 def failing_disk_onnx(tmp_path: Path) -> Path:
     """An .onnx whose read fails with EIO, as a failing disk's does: Linux's /proc/self/mem read from offset 0
     (no memory mapped there) is a regular file whose read says 'Input/output error'."""
-    path = tmp_path / "model.onnx"
-    path.symlink_to("/proc/self/mem")
-    with pytest.raises(OSError) as caught, path.open("rb") as f:
-        f.read()
-    assert caught.value.errno == errno.EIO
-    return path
+    return failing_disk(tmp_path / "model.onnx")
 
 
 def test_an_onnx_file_the_disk_fails_to_read_is_said_unreadable_not_malformed(

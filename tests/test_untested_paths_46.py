@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import run
+from disk_faults import failing_disk
 
 pytest_plugins = ["export_fixtures"]
 
@@ -82,8 +83,7 @@ def test_a_checkpoint_the_disk_fails_to_read_is_said_as_a_read(
     """A checkpoint whose read fails with EIO (a failing disk; here a link to /proc/self/mem, a regular file
     that no read at offset 0 gets a byte of): export said 'cannot write the export to X', a write it never
     began, and info was a traceback. Both say the read that failed, and export leaves no folder."""
-    checkpoint = tmp_path / "ckpt.pth"
-    checkpoint.symlink_to("/proc/self/mem")
+    checkpoint = failing_disk(tmp_path / "ckpt.pth")
     args = {"export": ["export", "--model", "pvt_v2_b0-cls", "--weights", str(checkpoint), "--imgsz", "32",
                        "--no-parity", "--no-simplify", "-o", str(tmp_path / "x")],
             "info": ["info", str(checkpoint)]}[command]
