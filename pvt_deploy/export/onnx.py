@@ -885,6 +885,7 @@ def export_onnx(
     finish: Callable[[Path], Any] | None = None,
     builds: bool = False,
     names: str | os.PathLike[str] | Sequence[str] | None = None,
+    model_checked: bool = False,
 ) -> Path:
     """Export a PVT model to an ONNX artifact folder and return the folder.
 
@@ -923,7 +924,8 @@ def export_onnx(
     are complete, so that a failure or a kill before that leaves every file as it was. An export folder
     given with no variant to add is warned about (a bare ``export --model exports/NAME``, meant as a
     re-export, did nothing), unless ``finish`` or the caller builds from it (``builds``: :func:`export`'s
-    Triton model).
+    Triton model). ``model_checked``: the caller has refused a ``model`` that names nothing already
+    (:func:`check_model_named`, which :func:`export` runs before it looks for TensorRT).
     """
     steps = _Steps(progress)
     exporter = one_of(option("exporter"), exporter, EXPORTERS)
@@ -980,7 +982,8 @@ def export_onnx(
             if value != default}
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
     else:
-        check_model_named(model, task)
+        if not model_checked:
+            check_model_named(model, task)
         if out_dir is not None:
             _output_target(Path(out_dir))
 
