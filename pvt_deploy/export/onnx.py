@@ -252,14 +252,14 @@ def _output_target(out: Path) -> Path:
     """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
     if os.path.exists(out) and not out.is_dir():  # (not Path.exists: a name too long raises, said below)
         raise InputError(f"output {out} exists and is not a folder")
-    # the export is built beside ``out``, in a hidden folder named after it (``.NAME.pvt-new-…``, the longest name
-    # it makes there), and renamed into place: the parent must take new files, and that name fit the file system
-    absolute = Path(os.path.abspath(out))
-    beside = new_hidden(absolute.parent, SwappedFolder(absolute, "", lambda old: _ours).staging_prefix, create=False)
+    # the export is built beside the folder it replaces, in a hidden folder named after it (``.NAME.pvt-new-…``, the
+    # longest name it makes there), and renamed into place: the parent must take new files, and that name fit the
+    # file system. Both of the real folder, which a link given as ``out`` (or a '..' after one) names otherwise
+    target = Path(os.path.realpath(out))
+    beside = new_hidden(target.parent, SwappedFolder(target, "", lambda old: _ours).staging_prefix, create=False)
     reason = unwritable_reason(beside)
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
-    target = Path(os.path.realpath(out))
     cwd = Path.cwd().resolve()
     if target == cwd or target in cwd.parents:
         raise InputError(f"output folder {out} is (or holds) the current folder; an export replaces its whole "
