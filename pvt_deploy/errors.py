@@ -75,7 +75,9 @@ def stop_reason(error: BaseException | None) -> str:
     (``"...: a 3840x2160 video needs about 2.0 GiB ..."``), ``"interrupted"`` for Ctrl-C, else the
     exception's type (an unexpected failure, whose traceback the CLI reports itself)."""
     if isinstance(error, PvtDeployError):
-        return " ".join(str(error).split())
+        from pvt_deploy.utils import joined_lines
+
+        return joined_lines(error)
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     return f"stopped by {type(error).__name__}"

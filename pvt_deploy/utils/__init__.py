@@ -106,11 +106,14 @@ def one_line(text: str) -> str:
 
 
 def joined_lines(text: object) -> str:
-    """A library's message (OpenCV's, FFmpeg's, Pillow's, the system's) as words of one line of ours: its lines,
-    and every run of white space, made one space. OpenCV's errors end in a newline, and a warning or an error
-    that quoted one as it was came out with a ``\\n`` written in it (:func:`one_line`, the CLI's, which keeps
-    the newline a file's name holds, since it is part of the name), or as two lines in a log of its own."""
-    return " ".join(str(text).split())
+    """A library's message (OpenCV's, FFmpeg's, Pillow's, the system's) as words of one line of ours: its lines
+    joined by one space, each with the white space at its ends, the white space within a line as it is. OpenCV's
+    errors end in a newline, and a warning or an error that quoted one as it was came out with a ``\\n`` written
+    in it (:func:`one_line`, the CLI's, which keeps the newline a file's name holds, since it is part of the name),
+    or as two lines in a log of its own. Within a line the spaces are kept: a file's name the message quotes
+    (``Permission denied: 'a  b.txt'``) is said as it is on disk, where every run of white space made one space
+    named a file that is not there."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 _NOT_TEXT = re.compile("([\ud800-\udfff]+)")  # lone surrogates: bytes of a file name that are not UTF-8

@@ -1,0 +1,30 @@
+"""Pictures, lists and messages as users meet them, made for real in tmp_path: a file's name that holds two spaces
+in a row quoted in a library's message, ..."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pvt_deploy.errors import InputError, stop_reason
+from pvt_deploy.utils import joined_lines
+
+
+def test_a_name_in_a_library_message_keeps_its_spaces_and_its_lines_are_joined(tmp_path: Path) -> None:
+    """joined_lines made every run of white space one space, within a file's name the message quotes too: the
+    system's 'No such file or directory: .../my  list.txt' (two spaces) named 'my list.txt', a file that is not
+    the one given; so did a stopped run's reason (stop_reason). The lines of a library's message are still
+    joined into one, each with the white space at its ends (OpenCV's error, which ends in a newline)."""
+    with pytest.raises(OSError) as missing:
+        (tmp_path / "my  list.txt").open("rb")
+    assert joined_lines(missing.value) == f"[Errno 2] No such file or directory: '{tmp_path / 'my  list.txt'}'"
+    with pytest.raises(cv2.error) as opencv:
+        cv2.cvtColor(np.zeros((2, 2, 5), np.uint8), cv2.COLOR_BGR2GRAY)
+    lines = str(opencv.value).splitlines()
+    assert len(lines) > 1 and joined_lines(opencv.value) == " ".join(line.strip() for line in lines if line.strip())
+    assert joined_lines("first line  \n\n   second  'a  b.jpg'\r\nthird\n") == "first line second  'a  b.jpg' third"
+    said = InputError(f"cannot write {tmp_path / 'out  put.mp4'}:\n  No space left on device")
+    assert stop_reason(said) == f"cannot write {tmp_path / 'out  put.mp4'}: No space left on device"
