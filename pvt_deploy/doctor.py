@@ -13,12 +13,13 @@ import importlib.util
 import platform
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
-__all__ = ["H264_ENCODERS", "Check", "collect", "render_table", "to_json"]
+__all__ = ["H264_ENCODERS", "OPTIONAL_PARTS", "Check", "collect", "render_table", "required_parts", "to_json",
+           "verdict"]
 
 Status = Literal["ok", "warn", "missing", "error"]
 
@@ -461,6 +462,45 @@ def collect(*, probe_encoders: bool = True) -> list[Check]:
         return _check_requirements(checks)
     except Exception as e:  # as a probe: never takes doctor down
         return checks + [Check("requirements", "requirements", "error", summary=f"probe failed: {type(e).__name__}: {e}")]
+
+
+#: Parts a machine may lack with pvt-deploy still whole (a GPU, TensorRT, a working H.264 encoder, tritonclient,
+#: CPU INT8 that pays): one missing is no failure unless required (``doctor --require``); every other row is
+#: a part pvt-deploy needs (its own requirements), which fails where it is missing or broken.
+OPTIONAL_PARTS = ("cuda", "tensorrt", "h264_encoders", "tritonclient", "cpu_int8")
+#: Other words for a part of :data:`OPTIONAL_PARTS` in ``--require``.
+_PART_WORDS = {"gpu": "cuda", "trt": "tensorrt", "triton": "tritonclient", "h264": "h264_encoders"}
+
+
+def required_parts(names: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
+    """The row keys that ``names`` require (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
+    a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu, trt, triton, h264). A name that is none of
+    them, or the encoders required where they are not opened (``probe_encoders=False``), is an
+    :class:`~pvt_deploy.errors.InputError`."""
+    from pvt_deploy.errors import InputError
+
+    keys: list[str] = []
+    for name in (n.strip().lower() for text in names for n in text.split(",")):
+        if not name:
+            continue
+        key = _PART_WORDS.get(name, name)
+        if key not in OPTIONAL_PARTS:
+            raise InputError(f"--require {name}: choose from {', '.join(OPTIONAL_PARTS)} (or gpu, trt, triton, h264); "
+                             "the other parts are always required")
+        if key == "h264_encoders" and not probe_encoders:
+            raise InputError(f"--require {name} needs the encoders opened: drop --no-encoders")
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def verdict(checks: list[Check], require: Sequence[str] = ()) -> tuple[list[Check], list[Check]]:
+    """(broken, lacking): the rows of parts pvt-deploy needs that are missing or do not work (``error`` rows,
+    a version it does not take among them; ``missing`` ones not in :data:`OPTIONAL_PARTS`), and the rows of
+    the parts named in ``require`` (:func:`required_parts`) that are not ``ok`` here. Both empty: healthy."""
+    broken = [c for c in checks if c.status == "error" or (c.status == "missing" and c.key not in OPTIONAL_PARTS)]
+    lacking = [c for c in checks if c.key in require and c.status != "ok" and c not in broken]
+    return broken, lacking
 
 
 def to_json(checks: list[Check]) -> dict[str, Any]:

@@ -165,7 +165,8 @@ def test_doctor_with_libraries_missing_says_what_to_install(
     for name in ("torch", "onnxruntime", "av", "cv2", "onnxslim"):
         monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
     code, out, err = run(monkeypatch, capsys, "doctor", "--json", "--no-encoders")
-    assert code == 0, err
+    assert (code, err) == (1, "error: pvt-deploy needs, and this install lacks or cannot use: PyTorch missing, "
+                              "ONNX Runtime missing, PyAV missing, OpenCV missing, onnxslim missing\n")
     rows = json.loads(out)["components"]
     want = {"torch": "pip install torch (CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu)",
             "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu on an NVIDIA machine)",

@@ -17,12 +17,22 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")] = False,
         encoders: Annotated[bool, typer.Option(
             "--encoders/--no-encoders", help="Open each H.264 encoder to see if it really works.")] = True,
+        require: Annotated[list[str] | None, typer.Option(
+            "--require", metavar="PARTS",
+            help="Parts this machine must have, comma-separated or repeated: cuda (or gpu), tensorrt, "
+                 "h264_encoders, tritonclient, cpu_int8. Default: none (a missing one is no failure).")] = None,
     ) -> None:
         """Show Python, PyTorch/CUDA/GPU, ONNX Runtime providers, TensorRT, PyAV encoders, OpenCV and
-        export tools: what is installed, what is usable here, and how to get what is missing."""
-        from pvt_deploy.doctor import collect, render_table, to_json
+        export tools: what is installed, what is usable here, and how to get what is missing.
+
+        Exit 0 when every part pvt-deploy needs works (a missing GPU, TensorRT or other optional part is
+        no failure), 1 when one is broken or missing (its row says why), 3 when a part --require names is
+        not usable here: `docker run --gpus all IMAGE doctor --require gpu,tensorrt` as a check."""
+        from pvt_deploy.doctor import collect, render_table, required_parts, to_json, verdict
+        from pvt_deploy.errors import BackendUnavailableError, PvtDeployError
         from pvt_deploy.utils.files import json_dumps
 
+        required = required_parts(require or [], probe_encoders=encoders)
         checks = collect(probe_encoders=encoders)
         if as_json:
             typer.echo(json_dumps(to_json(checks), indent=2, default=str))
@@ -30,3 +40,11 @@ def register(app: typer.Typer) -> None:
             from rich.console import Console
 
             print_table(Console(), render_table(checks))
+        broken, lacking = verdict(checks, required)
+        said = [f"{what}: {', '.join(f'{c.name} {c.status}' for c in rows)}" for what, rows in (
+            ("pvt-deploy needs, and this install lacks or cannot use", broken),
+            ("--require asks for, and this machine cannot use", lacking)) if rows]
+        if broken:
+            raise PvtDeployError("; ".join(said))
+        if lacking:
+            raise BackendUnavailableError("; ".join(said))
