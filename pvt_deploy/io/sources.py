@@ -2402,30 +2402,12 @@ def _special_file(path: Path) -> str | None:
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the byte-order marks a UTF-16 text file starts with
 
 
-def _file_list(path: Path) -> bool:
-    """Whether ``path`` is a list of files, one a line (Ultralytics' list source): a ``.txt`` file of text. A
-    picture saved under .txt (a browser's 'save as', a renamed attachment) was read as one, and refused with
-    its bytes for names; text holds no NUL byte, and a file with one is read by its content, as a file whose
-    name says nothing is (:func:`_guess_file`)."""
-    if path.suffix.lower() != ".txt" or not path.is_file():
-        return False
-    try:
-        with path.open("rb") as f:
-            return _text(f.read(4096))
-    except OSError:
-        return True  # the list's reader says why it cannot be read
-
-
-def _text(head: bytes) -> bool:
-    """Whether a file that begins ``head`` is text (:func:`_file_list`)."""
-    return head.startswith(_UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
-
-
-def _read_list(path: Path) -> list[str] | None:
-    """The files a list (:func:`_file_list`) names (:func:`_listed_files`), or None where ``path`` is not one: told
-    and read from one reading of the file. Told by one read and listed by another, a list replaced between them
-    (a script writing it anew, renamed into place) was told a list as it was and listed as it is now: a picture's
-    bytes read for names ('no such file: ...'), or the names of another list."""
+def _list_bytes(path: Path, *, whole: bool = True) -> bytes | None:
+    """The bytes of ``path`` where it is a list of files, one a line (Ultralytics' list source): a ``.txt`` file of
+    text; None where it is not. All of them, or (not ``whole``) the first 4096, which tell it. A picture saved
+    under .txt (a browser's 'save as', a renamed attachment) was read as one, and refused with its bytes for names;
+    text holds no NUL byte, and a file with one is read by its content, as a file whose name says nothing is
+    (:func:`_guess_file`). A .txt file that cannot be read is an InputError saying why."""
     if path.suffix.lower() != ".txt" or not path.is_file():
         return None
     try:
@@ -2433,10 +2415,32 @@ def _read_list(path: Path) -> list[str] | None:
             head = f.read(4096)
             if not _text(head):
                 return None
-            data = head + f.read()
+            return head + f.read() if whole else head
     except OSError as e:
         raise InputError(f"cannot read the list {path}: {joined_lines(e)}") from None
-    return _listed_files(path, data)
+
+
+def _file_list(path: Path) -> bool:
+    """Whether ``path`` is a list of files (:func:`_list_bytes`), told by its first bytes; one that cannot be read
+    is taken for one, whose reader says why."""
+    try:
+        return _list_bytes(path, whole=False) is not None
+    except InputError:
+        return True
+
+
+def _text(head: bytes) -> bool:
+    """Whether a file that begins ``head`` is text (:func:`_list_bytes`)."""
+    return head.startswith(_UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
+
+
+def _read_list(path: Path) -> list[str] | None:
+    """The files a list (:func:`_list_bytes`) names (:func:`_listed_files`), or None where ``path`` is not one: told
+    and read from one reading of the file. Told by one read and listed by another, a list replaced between them
+    (a script writing it anew, renamed into place) was told a list as it was and listed as it is now: a picture's
+    bytes read for names ('no such file: ...'), or the names of another list."""
+    data = _list_bytes(path)
+    return None if data is None else _listed_files(path, data)
 
 
 def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
