@@ -1,15 +1,18 @@
 """Pictures, lists and messages as users meet them, made for real in tmp_path: a file's name that holds two spaces
-in a row quoted in a library's message, ..."""
+in a row quoted in a library's message, a large picture whose header is read, ..."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from pvt_deploy.errors import InputError, stop_reason
+from pvt_deploy.io.sources import _check_memory_to_decode, read_image
 from pvt_deploy.utils import joined_lines
 
 
@@ -28,3 +31,23 @@ def test_a_name_in_a_library_message_keeps_its_spaces_and_its_lines_are_joined(t
     assert joined_lines("first line  \n\n   second  'a  b.jpg'\r\nthird\n") == "first line second  'a  b.jpg' third"
     said = InputError(f"cannot write {tmp_path / 'out  put.mp4'}:\n  No space left on device")
     assert stop_reason(said) == f"cannot write {tmp_path / 'out  put.mp4'}: No space left on device"
+
+
+def test_a_pictures_header_is_read_without_a_copy_of_its_bytes(tmp_path: Path) -> None:
+    """The memory check before a picture is decoded (_check_memory_to_decode: its header's size, its pages) read the
+    header from a copy of all the file's bytes, on every picture: 50 MB more for a JPEG followed by 50 MB (a phone's
+    photo with its gain map after it, as an MPO holds one), where the header is some hundred bytes. It reads them
+    where they are; the picture decodes as before."""
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(photo, quality=95)
+    photo.write_bytes(photo.read_bytes() + bytes(50_000_000))
+    data = np.fromfile(photo, np.uint8)
+    tracemalloc.start()
+    try:
+        frames = _check_memory_to_decode(data, photo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert frames == 1 and peak < 5_000_000, peak
+    image = read_image(photo)
+    assert image.shape == (60, 80, 3) and abs(int(image.mean()) - 90) <= 1

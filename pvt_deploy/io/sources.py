@@ -468,7 +468,7 @@ def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> i
     process with no word, the rest of a folder lost). Only the memory free limits it: a real 400 MP photo
     runs where there is room. Nothing is refused where the header or the free memory cannot be read.
     Returns the frames (pages) the header declares: 1 where it says none, or cannot be read."""
-    header = _header(io.BytesIO(data.tobytes()))
+    header = _header(io.BufferedReader(_InPlace(data)))  # read where they are: a picture may be hundreds of MB
     if header is None:
         return 1
     _check_memory_to_run(path, "image", *header[0], DECODE_BYTES_PER_PIXEL)
@@ -487,6 +487,37 @@ def _check_memory_to_run(name: str | os.PathLike[str], what: str, width: int, he
         raise _TooBigToDecode(f"{name}: a {width}x{height} {what} needs about {_in_bytes(need)} of memory to "
                               f"decode and run, more than the {_in_bytes(free)} free",
                               hint="free some memory, or scale it down")
+
+
+class _InPlace(io.RawIOBase):
+    """A file reading bytes already in memory (a picture's: a numpy array of uint8) where they are: io.BytesIO of
+    them copied them all first, hundreds of megabytes for a large picture whose header alone is read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._view = data.data.cast("B")
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        part = self._view[self._at:self._at + len(buffer)]
+        memoryview(buffer).cast("B")[:len(part)] = part
+        self._at += len(part)
+        return len(part)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        at = offset + {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        if at < 0:
+            raise ValueError(f"negative seek position {at}")
+        self._at = at
+        return at
+
+    def tell(self) -> int:
+        return self._at
 
 
 def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
