@@ -558,8 +558,6 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     an EXIF orientation of 5 to 8, which OpenCV applies, swaps them (Pillow's TIFF opener has already).
     None where the file or its header cannot be read; a PNG whose EXIF follows its pixels is read as
     unturned."""
-    from PIL import Image
-
     try:
         with open(os.fspath(path), "rb") as f:
             header = _header(f)
@@ -568,16 +566,24 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     if header is None:
         return None
     (width, height), exif, _ = header
-    if isinstance(exif, bytes):
-        try:
-            tags = Image.Exif()
-            tags.load(exif)
-            turned = tags.get(0x0112) in (5, 6, 7, 8)  # Orientation: transposed, or turned a quarter
-        except Exception:  # noqa: BLE001 - a damaged EXIF block: read as unturned
-            turned = False
-        if turned:
-            return width, height
+    if _exif_orientation(exif) in (5, 6, 7, 8):  # transposed, or turned a quarter
+        return width, height
     return height, width
+
+
+def _exif_orientation(exif: Any) -> Any:
+    """The Orientation tag (1-8) of an EXIF block as :func:`_header` gives it (bytes, or None), or None where it
+    has none, or is damaged (read as unturned): what :func:`picture_size` and :func:`_ffmpeg_picture` turn by."""
+    if not isinstance(exif, bytes):
+        return None
+    from PIL import Image
+
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        return tags.get(0x0112)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block, whatever Pillow raises for it
+        return None
 
 
 def _in_bytes(n: int) -> str:
@@ -660,14 +666,7 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
         return None
     header = _header(io.BytesIO(raw))
-    orientation = None
-    if header is not None and isinstance(header[1], bytes):
-        from PIL import Image
-
-        with contextlib.suppress(Exception):  # a damaged EXIF block: read as unturned, as picture_size reads it
-            tags = Image.Exif()
-            tags.load(header[1])
-            orientation = tags.get(0x0112)
+    orientation = _exif_orientation(header[1]) if header is not None else None
     if orientation is None and bytes(data[:4]) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # a TIFF's is its tag
         from PIL import TiffImagePlugin
 
