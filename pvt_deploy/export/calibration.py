@@ -404,22 +404,24 @@ def make_batches(paths: Sequence[Picture], pre: Preprocessor, *, batch: int | No
     image inference feeds. ``batch=B`` (static graphs): groups of exactly ``B``, the last one filled by
     repeating images, because a static graph accepts nothing else; those copies have no ``metas`` or
     ``names`` (5 pictures at ``B`` 3 are 5, not 6: parity leaves their rows out, as ``check`` does).
+
+    Each image file is preprocessed as it is decoded, so that no more than one is held at its own size (64
+    photos of 12 MP were 2.3 GB at once): what is held is the preprocessed pictures that the export's memory
+    check weighs (export/onnx.py ``_check_memory``). A static graph's pictures are all planned at its one
+    size, so a group of them is its pictures preprocessed one by one, stacked.
     """
     from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
 
-    images = [(p.name, read_image(p) if isinstance(p, Path) else p.image) for p in paths]
-    if not images:
+    if not paths:
         raise InputError("no images to preprocess")
-    groups: list[list[tuple[str, np.ndarray]]]
-    if batch is None:
-        groups = [[im] for im in images]
-    else:
-        groups = [images[i:i + batch] for i in range(0, len(images), batch)]
+    done = [pre.batch([read_image(p) if isinstance(p, Path) else p.image]) for p in paths]
+    size = batch or 1
     out = []
-    for group in groups:
-        filled = group + [images[k % len(images)] for k in range(len(group), batch or len(group))]
-        arr, metas = pre.batch([im for _, im in filled])
-        out.append(Batch(arr, metas[:len(group)], [name for name, _ in group]))
+    for i in range(0, len(done), size):
+        group = list(range(i, min(i + size, len(done))))
+        filled = group + [k % len(done) for k in range(len(group), size)]
+        arr = done[group[0]][0] if size == 1 else np.concatenate([done[k][0] for k in filled])
+        out.append(Batch(arr, [done[k][1][0] for k in group], [paths[k].name for k in group]))
     return out
 
 
