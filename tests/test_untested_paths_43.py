@@ -117,7 +117,7 @@ def _coco(root: Path, **changes: Any) -> Path:
 
 @pytest.mark.parametrize(("case", "message"), [
     ("truncated", "not a readable JSON file (Expecting value"),
-    ("utf-16", "not a readable JSON file ('utf-8' codec can't decode"),
+    ("code-page", "not a readable JSON file (neither UTF-8 nor UTF-16 text: invalid continuation byte at byte"),
     ("no-lists", "not a COCO instances file (it needs 'images', 'annotations' and 'categories' lists)"),
     ("no-images", "lists no images"),
     ("no-categories", "lists no categories"),
@@ -134,8 +134,8 @@ def test_a_coco_file_that_cannot_be_measured_is_one_line(
     }.get(case, {}))
     if case == "truncated":
         path.write_text('{"images": [')
-    elif case == "utf-16":
-        path.write_text(path.read_text(), encoding="utf-16")  # a byte-order mark UTF-8 does not read
+    elif case == "code-page":  # a Windows code page's é: no JSON text (UTF-16, with its mark, is: test_val_49)
+        path.write_text(path.read_text().replace("person", "personné"), encoding="cp1252")
     elif case == "no-lists":
         path.write_text('{"images": []}')
     args = ["--images", str(tmp_path / "nope")] if case == "images-folder-missing" else []

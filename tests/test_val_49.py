@@ -1,0 +1,65 @@
+"""``pvt-deploy val``'s faults left from session 48: a COCO file saved as UTF-16, TIFF labels spoken of as PNGs,
+a picture with two label maps of its name, pictures and labels in one folder."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_run import run
+
+from pvt_deploy.assets import sample_image
+from pvt_deploy.data import class_names
+from pvt_deploy.errors import InputError
+from pvt_deploy.evaluate import _coco_dataset
+from pvt_deploy.io.sources import open_source
+
+COCO = {"info": {"description": "café"}, "images": [{"id": 1, "file_name": "astronaut.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 50]}],
+        "categories": [{"id": 1, "name": "person"}]}
+
+
+def _said(text: str) -> str:
+    """``text`` on one line, as a terminal's wrapping is undone: the words, one space apart."""
+    return " ".join(text.split())
+
+
+def test_a_coco_file_saved_as_utf16_is_read_and_known_as_coco(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A COCO file saved as UTF-16 with its byte-order mark (what Windows PowerShell 5's Out-File and '>' write)
+    was 'not a readable JSON file ('utf-8' codec can't decode byte 0xff ...)' to val, and 'neither a readable
+    image nor a video' given as pictures. Read in UTF-16 LE and BE as in UTF-8 with a mark or none; a file in
+    none of them is said so in one line."""
+    (tmp_path / "val2017").mkdir()
+    shutil.copy(sample_image("astronaut"), tmp_path / "val2017" / "astronaut.jpg")
+    text = json.dumps(COCO, ensure_ascii=False)
+    encodings = {"utf8": text.encode(), "utf8-bom": codecs.BOM_UTF8 + text.encode(),
+                 "utf16-le": codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+                 "utf16-be": codecs.BOM_UTF16_BE + text.encode("utf-16-be")}
+    for name, data in encodings.items():
+        instances = tmp_path / f"{name}_val2017.json"
+        instances.write_bytes(data)
+        dataset = _coco_dataset(instances, class_names("coco"), None, None)
+        assert dataset.images == [tmp_path / "val2017" / "astronaut.jpg"], name
+        assert dataset.coco is not None and dataset.coco["info"] == {"description": "café"}, name
+        assert [a["bbox"] for a in dataset.coco["annotations"]] == [[10.0, 10.0, 50.0, 50.0]], name
+        with pytest.raises(InputError, match="looks like a COCO annotation file"):
+            open_source(instances)
+    latin = tmp_path / "latin_val2017.json"  # a Windows tool's code page: no JSON text
+    latin.write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError) as caught:
+        _coco_dataset(latin, class_names("coco"), None, None)
+    at = text.encode("latin-1").index(b"\xe9")  # é, a byte no UTF-8 text has there
+    assert str(caught.value) == (f"dataset {latin}: not a readable JSON file (neither UTF-8 nor UTF-16 text: "
+                                 f"invalid continuation byte at byte {at})")
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "utf16-le_val2017.json"), "--model", "pvt_v2_b0",
+                         "--imgsz", "160", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    report = json.loads(out)
+    assert report["images"] == 1 and report["dataset"] == f"{tmp_path / 'utf16-le_val2017.json'} ({tmp_path / 'val2017'})"
+    code, out, err = run(monkeypatch, capsys, "infer", str(tmp_path / "utf16-be_val2017.json"), "--model", "pvt_v2_b0")
+    assert code == 2 and out == "" and _said(err).startswith(
+        f"error: {tmp_path / 'utf16-be_val2017.json'} looks like a COCO annotation file (JSON), not pictures or a video")
