@@ -1,9 +1,12 @@
 """Pictures, lists and messages as users meet them, made for real in tmp_path: a file's name that holds two spaces
-in a row quoted in a library's message, a large picture whose header is read, ..."""
+in a row quoted in a library's message, a large picture whose header is read, a
+PNG whose EXIF follows its pixels."""
 
 from __future__ import annotations
 
+import struct
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import cv2
@@ -12,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pvt_deploy.errors import InputError, stop_reason
-from pvt_deploy.io.sources import _check_memory_to_decode, read_image
+from pvt_deploy.io.sources import _check_memory_to_decode, picture_size, read_encoded, read_image
 from pvt_deploy.utils import joined_lines
 
 
@@ -51,3 +54,26 @@ def test_a_pictures_header_is_read_without_a_copy_of_its_bytes(tmp_path: Path) -
     assert frames == 1 and peak < 5_000_000, peak
     image = read_image(photo)
     assert image.shape == (60, 80, 3) and abs(int(image.mean()) - 90) <= 1
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_png_whose_exif_follows_its_pixels_is_not_turned(tmp_path: Path) -> None:
+    """A PNG whose eXIf chunk comes after its pixels (IDAT), which the PNG specification (3rd edition) does not
+    allow and browsers show unturned, was turned by OpenCV's decode (orientation 6: a quarter clockwise), while
+    picture_size had it unturned: val sized it one way and ran it the other. It reads as stored, as every browser
+    shows it; the same chunk before the pixels still turns it."""
+    stored = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 3).astype(np.uint8)  # RGB, each pixel its own
+    rows = b"".join(b"\0" + stored[y].tobytes() for y in range(stored.shape[0]))
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 4, 8, 2, 0, 0, 0))  # 6x4, 8-bit RGB
+    pixels = png_chunk(b"IDAT", zlib.compress(rows))
+    exif = png_chunk(b"eXIf", b"MM\0*\0\0\0\x08\0\x01" + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + b"\0\0\0\0")
+    start, end = b"\x89PNG\r\n\x1a\n" + header, png_chunk(b"IEND", b"")
+    late, early = tmp_path / "late.png", tmp_path / "early.png"
+    late.write_bytes(start + pixels + exif + end)
+    early.write_bytes(start + exif + pixels + end)
+    assert np.array_equal(read_image(late), stored) and picture_size(late) == (4, 6)
+    assert np.array_equal(read_encoded(late.read_bytes()), stored)
+    assert np.array_equal(read_image(early), np.rot90(stored, -1)) and picture_size(early) == (6, 4)
