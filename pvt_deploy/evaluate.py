@@ -17,7 +17,7 @@ What a deployment is checked with after an FP16 or INT8 build, on the user's own
   Pictures are taken from the classes in turn, so that ``limit`` samples every class alike.
 * **segment**: mIoU, mAcc and aAcc (pixel accuracy) over a folder of pictures and a folder of label
   PNGs (or lossless TIFFs; JPEGs are refused) of the same names (ADE20K's ``images/validation`` and
-  ``annotations/validation``; the dataset root finds both); a 1-bit PNG's ids are 0 and 1. Label 0 is
+  ``annotations/validation``; the dataset root finds both); a 1-bit label's ids are 0 and 1. Label 0 is
   "other" in ADE20K and is ignored, the others shift down by one (``reduce_zero_label``, MMSegmentation's
   setting for ADE20K); 255 is ignored always.
 
@@ -65,7 +65,7 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg")
 @dataclass
 class Dataset:
     """Labelled pictures of one task: ``images`` in evaluation order and, per picture path (as a string),
-    its label: a COCO image id (``detect``), a class index (``classify``) or a label PNG (``segment``)."""
+    its label: a COCO image id (``detect``), a class index (``classify``) or a label map (``segment``)."""
 
     task: str
     images: list[Path]
@@ -557,7 +557,7 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     else:
         image_dir = Path(images).expanduser() if images is not None else path
         if masks is None:
-            raise InputError(f"dataset {path}: a segmenter is evaluated on pictures and label PNGs: give the "
+            raise InputError(f"dataset {path}: a segmenter is evaluated on pictures and their labels: give the "
                              "dataset root (images/ and annotations/ in it, as ADE20K) or --masks FOLDER")
         mask_dir = Path(masks).expanduser()
     for what, folder in (("pictures", image_dir), ("labels", mask_dir)):
@@ -582,12 +582,12 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     if not paired and lossy:
         raise InputError(f"dataset {path}: its labels in {mask_dir} are JPEG files ({_first(lossy)}): {jpeg}")
     if not paired:
-        raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG of its name in {mask_dir}")
+        raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG or TIFF of its name in {mask_dir}")
     if lossy:
         log.warning("dataset %s: %d of %d pictures have a JPEG label (%s), left out: %s", path, len(lossy),
                     len(pictures), _first(lossy), jpeg)
     if len(paired) + len(lossy) < len(pictures):
-        log.warning("dataset %s: %d of %d pictures have no label PNG and are left out", path,
+        log.warning("dataset %s: %d of %d pictures have no label and are left out", path,
                     len(pictures) - len(paired) - len(lossy), len(pictures))
     paired = _limited(paired, limit)
     return Dataset("segment", paired, f"{image_dir} ({mask_dir})", {str(p): label_of[p.stem] for p in paired},
@@ -665,16 +665,16 @@ def _annotations(annotations: list[Any]) -> list[dict[str, Any]]:
 
 
 def confusion(pred: np.ndarray, truth: np.ndarray, classes: int, *, reduce_zero_label: bool,
-              label: str = "a label PNG") -> np.ndarray:
+              label: str = "a label") -> np.ndarray:
     """``classes x classes`` pixel counts (rows: truth, columns: prediction) of one picture. ``truth``
-    is the label PNG's values: with ``reduce_zero_label`` 0 is ignored and the others shift down by one;
+    is the label map's values: with ``reduce_zero_label`` 0 is ignored and the others shift down by one;
     255 and values past the last class are ignored. ``label`` names it where its size is not the picture's."""
     t = truth.astype(np.int64)
     if reduce_zero_label:
         t = np.where((t == 0) | (t == IGNORE_LABEL), IGNORE_LABEL, t - 1)  # 255 stays ignored, as in MMSegmentation
     if pred.shape != t.shape:
         raise InputError(f"{label}: {t.shape[1]}x{t.shape[0]} for a picture of {pred.shape[1]}x{pred.shape[0]} (a "
-                         "label PNG has its picture's size, as MMSegmentation reads them)")
+                         "label has its picture's size, as MMSegmentation reads them)")
     keep = (t >= 0) & (t < classes) & (t != IGNORE_LABEL)
     return np.bincount(classes * t[keep] + pred.astype(np.int64)[keep],
                        minlength=classes * classes).reshape(classes, classes)
@@ -773,8 +773,8 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     misfits: list[str] = []
     left_out: dict[str, list[str]] = {}  # detect, YOLO: label lines left out, by why
     lines = 0  # detect, YOLO: label lines read as boxes
-    beyond: list[str] = []  # segment: label PNGs holding values past the model's classes (not 255)
-    bits: list[str] = []  # segment: 1-bit label PNGs
+    beyond: list[str] = []  # segment: labels holding values past the model's classes (not 255)
+    bits: list[str] = []  # segment: 1-bit labels
     with contextlib.closing(results):
         for result in results:
             label = dataset.labels[str(result.path)]
@@ -839,15 +839,15 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
         if beyond:
             n = len(model.names)
             ids = f"1-{n}, 0 ignored: --reduce-zero-label" if dataset.reduce_zero_label else f"0-{n - 1}"
-            log.warning("dataset %s: %d of %d label PNGs hold values past the model's %d classes (%s; its ids are "
+            log.warning("dataset %s: %d of %d labels hold values past the model's %d classes (%s; its ids are "
                         "%s): those pixels are ignored, as 255 is (labels of another class list?)", data, len(beyond),
                         done, n, beyond[0], ids)
         if bits and dataset.reduce_zero_label:  # a mask of 0 and 1 (background, object) is scored as class 0 only
-            log.warning("dataset %s: %d of %d label PNGs are 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: "
+            log.warning("dataset %s: %d of %d labels are 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: "
                         "0 is ignored and 1 is class 0 (%s); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1",
                         data, len(bits), done, bits[0], model.names[0])
         if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
-            log.warning("dataset %s: no pixel of the model's classes in the %d label PNGs evaluated: mIoU measures "
+            log.warning("dataset %s: no pixel of the model's classes in the %d labels evaluated: mIoU measures "
                         "nothing", data, done)
     summary = model.last_summary
     fps = round(float(summary.fps), 2) if summary is not None else None

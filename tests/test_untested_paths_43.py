@@ -215,9 +215,9 @@ def test_class_folders_without_pictures_are_one_line(
 
 
 @pytest.mark.parametrize(("case", "message"), [
-    ("no-masks", "a segmenter is evaluated on pictures and label PNGs: give the dataset root"),
+    ("no-masks", "a segmenter is evaluated on pictures and their labels: give the dataset root"),
     ("masks-missing", "labels folder {masks} does not exist"),
-    ("no-pairs", "no picture in {pics} has a label PNG of its name in {masks}"),
+    ("no-pairs", "no picture in {pics} has a label PNG or TIFF of its name in {masks}"),
     ("rgb-label", "label {masks}/coffee.png: a picture of mode RGB, not one channel of class ids"),
     ("not-a-png", "label {masks}/coffee.png: cannot read it (cannot identify image file"),
 ])
@@ -239,7 +239,7 @@ def test_a_segmentation_dataset_that_cannot_be_measured_is_one_line(
         code, out, err = run(monkeypatch, capsys, "val", str(pics), "--model", str(seg_artifact.folder), *args)
     assert code == 2 and out == "" and message.format(pics=pics, masks=masks) in one_line_error(err), err
     if case in ("rgb-label", "not-a-png"):  # the pictures without a label are said before
-        assert "2 of 3 pictures have no label PNG and are left out" in caplog.text
+        assert "2 of 3 pictures have no label and are left out" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------------

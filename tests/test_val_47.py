@@ -206,7 +206,7 @@ def test_label_values_past_the_segmenters_classes_are_said(seg_artifact: Any, tm
         with caplog.at_level(logging.WARNING):
             report = model.val(tmp_path / "images", masks=tmp_path / "labels")
         assert report.metrics["mIoU"] == 1.0 and report.metrics["aAcc"] == 1.0
-        assert (f"3 of 3 label PNGs hold values past the model's {n} classes (astronaut.png: {n + 50}; its ids are "
+        assert (f"3 of 3 labels hold values past the model's {n} classes (astronaut.png: {n + 50}; its ids are "
                 f"1-{n}, 0 ignored: --reduce-zero-label): those pixels are ignored") in " ".join(caplog.text.split())
         for p in (tmp_path / "labels").iterdir():  # every value past them: nothing measured
             Image.fromarray(np.full(Image.open(p).size[::-1], 1000, np.uint16)).save(p)
@@ -216,7 +216,7 @@ def test_label_values_past_the_segmenters_classes_are_said(seg_artifact: Any, tm
         assert all(np.isnan(v) for v in report.metrics.values())
         text = " ".join(caplog.text.split())
         assert f"(astronaut.png: 1000; its ids are 0-{n - 1})" in text
-        assert "no pixel of the model's classes in the 3 label PNGs evaluated: mIoU measures nothing" in text
+        assert "no pixel of the model's classes in the 3 labels evaluated: mIoU measures nothing" in text
 
 
 def test_a_coco_file_written_on_windows_finds_its_pictures_in_subfolders(

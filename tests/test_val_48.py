@@ -160,7 +160,7 @@ def test_label_maps_saved_as_jpeg_are_refused_and_as_tiff_read(
             assert model.val(pictures, masks=jpegs).images == 2
         assert (f"dataset {pictures}: 1 of 3 pictures have a JPEG label (astronaut.JPEG), left out: JPEG's "
                 "compression changes the class ids") in _said(caplog.text)
-        assert "have no label PNG" not in caplog.text
+        assert "have no label" not in caplog.text
         Image.open(tiffs / "chelsea.tif").save(tiffs / "chelsea.tif", compression="jpeg")
         code, out, err = run(monkeypatch, capsys, "val", str(photos), "--masks", str(tiffs), "--model",
                              str(seg_artifact.folder))
@@ -195,6 +195,6 @@ def test_a_1_bit_label_png_is_read_as_ids_0_and_1(tmp_path: Path, caplog: pytest
         with caplog.at_level(logging.WARNING):
             report = model.val(pictures, masks=labels)
         assert report.metrics == {"mIoU": 0.0, "mAcc": 0.0, "aAcc": 0.0}  # 0 ignored; the object's 1 as class 0
-    assert ("3 of 3 label PNGs are 1-bit (astronaut.png: ids 0 and 1 only), read with --reduce-zero-label: 0 is "
+    assert ("3 of 3 labels are 1-bit (astronaut.png: ids 0 and 1 only), read with --reduce-zero-label: 0 is "
             "ignored and 1 is class 0 (background); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1") in \
         _said(caplog.text)

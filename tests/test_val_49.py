@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_run import run
+from PIL import Image
 
 from pvt_deploy.assets import sample_image
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import InputError
-from pvt_deploy.evaluate import _coco_dataset
+from pvt_deploy.evaluate import _coco_dataset, _mask_dataset, confusion
 from pvt_deploy.io.sources import open_source
 
 COCO = {"info": {"description": "café"}, "images": [{"id": 1, "file_name": "astronaut.jpg"}],
@@ -63,3 +66,53 @@ def test_a_coco_file_saved_as_utf16_is_read_and_known_as_coco(
     code, out, err = run(monkeypatch, capsys, "infer", str(tmp_path / "utf16-be_val2017.json"), "--model", "pvt_v2_b0")
     assert code == 2 and out == "" and _said(err).startswith(
         f"error: {tmp_path / 'utf16-be_val2017.json'} looks like a COCO annotation file (JSON), not pictures or a video")
+
+
+def _gray(path: Path, value: int, mode: str = "L") -> Path:
+    """A 48x32 picture or label map of one ``value`` (``mode`` 1, L or I;16), saved losslessly by its suffix."""
+    if mode == "1":
+        Image.fromarray(np.full((32, 48), bool(value))).save(path)
+    else:
+        Image.fromarray(np.full((32, 48), value, np.uint16 if mode == "I;16" else np.uint8)).save(path)
+    return path
+
+
+def _photo(path: Path) -> Path:
+    """A 48x32 colour picture."""
+    Image.fromarray(np.full((32, 48, 3), (90, 120, 30), np.uint8)).save(path)
+    return path
+
+
+def test_tiff_labels_are_said_as_labels_not_as_pngs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Lossless TIFF labels are read as PNGs are, but val's messages said 'label PNG' of them ('3 of 3 label PNGs
+    are 1-bit (a.tif ...)', 'have no label PNG'): labels; where only the files' kinds can help, 'PNG or TIFF'."""
+    from pvt_deploy.api import Model
+
+    pics, labels = tmp_path / "pics", tmp_path / "labels"
+    pics.mkdir()
+    labels.mkdir()
+    for stem in "abc":
+        _photo(pics / f"{stem}.jpg")
+    _gray(labels / "a.tif", 200, "I;16")  # past the 150 classes
+    _gray(labels / "b.tif", 0, "1")  # 1-bit, all 0: ignored with --reduce-zero-label
+    with Model("pvt_tiny-seg", imgsz=64) as model, caplog.at_level(logging.WARNING):
+        report = model.val(pics, masks=labels)
+    assert report.images == 2 and all(np.isnan(v) for v in report.metrics.values())
+    said = _said(caplog.text)
+    assert f"dataset {pics}: 1 of 3 pictures have no label and are left out" in said
+    assert (f"dataset {pics}: 1 of 2 labels hold values past the model's 150 classes (a.tif: 200; its ids are 1-150, "
+            "0 ignored: --reduce-zero-label)") in said
+    assert f"dataset {pics}: 1 of 2 labels are 1-bit (b.tif: ids 0 and 1 only), read with --reduce-zero-label" in said
+    assert f"dataset {pics}: no pixel of the model's classes in the 2 labels evaluated: mIoU measures nothing" in said
+    assert "PNG" not in said
+    (tmp_path / "none").mkdir()
+    with pytest.raises(InputError) as caught:
+        _mask_dataset(pics, pics, tmp_path / "none", None, True)
+    assert str(caught.value) == f"dataset {pics}: no picture in {pics} has a label PNG or TIFF of its name in " \
+        f"{tmp_path / 'none'}"
+    with pytest.raises(InputError, match=r"a segmenter is evaluated on pictures and their labels: give the dataset"):
+        _mask_dataset(pics, pics, None, None, True)
+    with pytest.raises(InputError) as caught:
+        confusion(np.zeros((32, 48), np.int64), np.ones((16, 24), np.uint8), 150, reduce_zero_label=True)
+    assert str(caught.value) == ("a label: 24x16 for a picture of 48x32 (a label has its picture's size, as "
+                                 "MMSegmentation reads them)")
