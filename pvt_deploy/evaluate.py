@@ -56,7 +56,7 @@ _T = TypeVar("_T")
 #: COCOeval's ``stats``, in its order
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 IGNORE_LABEL = 255
-#: label maps read as class ids, in order of preference: lossless files (PNG as ADE20K's, TIFF as GIS tools write them)
+#: label maps read as class ids: lossless files (PNG as ADE20K's, TIFF as GIS tools write them), one a picture
 LABEL_SUFFIXES = (".png", ".tif", ".tiff")
 #: label maps saved lossy: refused, their compression having changed the ids along every edge
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
@@ -563,20 +563,39 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     for what, folder in (("pictures", image_dir), ("labels", mask_dir)):
         if not folder.is_dir():
             raise InputError(f"dataset {path}: {what} folder {folder} does not exist")
-    # a picture's label: the first of its name by LABEL_SUFFIXES' order; a JPEG of its name is one saved lossy
-    # (where the labels have a folder of their own: beside the pictures, a JPEG is one of them)
+    # a picture's label: the lossless label map of its name; else a JPEG of its name, one saved lossy (where the
+    # labels have a folder of their own: beside the pictures, a JPEG is one of them)
     beside = mask_dir.resolve() == image_dir.resolve()
     kinds = LABEL_SUFFIXES + (() if beside else LOSSY_SUFFIXES)
-    label_of: dict[str, Path] = {}
-    for p in sorted((p for p in mask_dir.iterdir() if p.suffix.lower() in kinds and p.is_file()),
-                    key=lambda p: kinds.index(p.suffix.lower())):
-        label_of.setdefault(p.stem, p)
+    maps: dict[str, list[Path]] = {}  # name -> its lossless label maps
+    lossy_of: dict[str, Path] = {}
+    for p in sorted(p for p in mask_dir.iterdir() if p.suffix.lower() in kinds and p.is_file()):
+        if p.suffix.lower() in LOSSY_SUFFIXES:
+            lossy_of.setdefault(p.stem, p)
+        else:
+            maps.setdefault(p.stem, []).append(p)
     pictures = sorted(p for p in image_files(image_dir) if p.is_file())
-    if beside:  # a label map beside its picture is no picture to score (it was, against itself)
-        pictures = [p for p in pictures if label_of.get(p.stem) != p]
-    lossy = [label_of[p.stem] for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in
-             LOSSY_SUFFIXES]
-    paired = [p for p in pictures if p.stem in label_of and label_of[p.stem].suffix.lower() in LABEL_SUFFIXES]
+    if beside:  # a label map beside its picture is no picture to score (it was, against itself); by its name, the
+        # folder may be given as two paths (relative, absolute)
+        pictures = [p for p in pictures if p.name not in {m.name for m in maps.get(p.stem, ())}]
+        named = {p.stem for p in pictures}
+        # x.png and x.tif alone: a picture and its label, or the reverse
+        either = [m for stem, m in maps.items() if len(m) > 1 and stem not in named]
+        if either:
+            more = f" (and {count_of(len(either) - 1, 'name')} more)" if len(either) > 1 else ""
+            raise InputError(f"dataset {path}: {' and '.join(m.name for m in either[0])}{more}, in the one folder of "
+                             "pictures and labels: which is the picture and which its label is not said: give the "
+                             "labels a folder of their own (--masks)")
+    # two label maps of one name (x.png and x.tif, x.png and x.PNG), which may hold other ids: no one of them wins
+    twice = [p for p in pictures if len(maps.get(p.stem, ())) > 1]
+    if twice:
+        first = f"{twice[0].name}: {' and '.join(m.name for m in maps[twice[0].stem])}{'; ...' * (len(twice) > 1)}"
+        raise InputError(f"dataset {path}: {count_of(len(twice), 'picture')} {'has' if len(twice) == 1 else 'have'} "
+                         f"several labels of {'its' if len(twice) == 1 else 'their'} name in {mask_dir} ({first}): which "
+                         "one is the truth is not said: keep one per picture")
+    label_of = {stem: m[0] for stem, m in maps.items()}
+    lossy = [lossy_of[p.stem] for p in pictures if p.stem not in label_of and p.stem in lossy_of]
+    paired = [p for p in pictures if p.stem in label_of]
     jpeg = ("JPEG's compression changes the class ids along every edge, so no figure measured on them is right: "
             "save the label maps as PNG") if lossy else ""
     if not paired and lossy:

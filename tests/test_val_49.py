@@ -116,3 +116,67 @@ def test_tiff_labels_are_said_as_labels_not_as_pngs(tmp_path: Path, caplog: pyte
         confusion(np.zeros((32, 48), np.int64), np.ones((16, 24), np.uint8), 150, reduce_zero_label=True)
     assert str(caught.value) == ("a label: 24x16 for a picture of 48x32 (a label has its picture's size, as "
                                  "MMSegmentation reads them)")
+
+
+def test_a_picture_with_two_label_maps_of_its_name_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """labels/b.png beside labels/b.tif (or b.tiff, or b.PNG): the PNG was scored, the other never read, by the
+    order of LABEL_SUFFIXES (and of the folder's listing for two of one suffix), without a word; they may hold
+    other ids. Refused in one line naming the first and how many. A JPEG beside a lossless label is no second
+    label: lossy ones are read only where there is no other (and refused)."""
+    pics, labels = tmp_path / "pics", tmp_path / "labels"
+    pics.mkdir()
+    labels.mkdir()
+    for stem in ("a", "b", "c"):
+        _photo(pics / f"{stem}.jpg")
+        _gray(labels / f"{stem}.png", 1)
+    _gray(labels / "a.jpg", 1)
+    _gray(labels / "b.tif", 2)
+    _gray(labels / "c.tiff", 2)
+    code, out, err = run(monkeypatch, capsys, "val", str(pics), "--masks", str(labels), "--model", "pvt_tiny-seg",
+                         "--imgsz", "64")
+    assert code == 2 and out == "", err
+    assert err.splitlines()[-1] == (f"error: dataset {pics}: 2 pictures have several labels of their name in {labels} "
+                                    "(b.jpg: b.png and b.tif; ...): which one is the truth is not said: keep one per picture")
+    (labels / "c.tiff").unlink()
+    with pytest.raises(InputError, match=r": 1 picture has several labels of its name in .* \(b\.jpg: b\.png and "
+                                         r"b\.tif\): which one"):
+        _mask_dataset(pics, pics, labels, None, True)
+    (labels / "b.tif").unlink()
+    _gray(labels / "b.PNG", 2)  # one suffix in another case: two of b's name still
+    with pytest.raises(InputError, match=r"\(b\.jpg: b\.PNG and b\.png\)"):
+        _mask_dataset(pics, pics, labels, None, True)
+    (labels / "b.PNG").unlink()
+    dataset = _mask_dataset(pics, pics, labels, None, True)
+    assert dataset.labels == {str(pics / f"{s}.jpg"): labels / f"{s}.png" for s in "abc"}
+
+
+def test_pictures_and_labels_in_one_folder_never_score_a_file_against_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--images X --masks X with a picture x.png beside its label x.tif (or the reverse): the PNG was taken for
+    x's label and the TIFF for a picture, so the model ran on the label map and the picture was read as its
+    truth (a gray picture scored as class ids; a colour one 'a picture of mode RGB'). Which is which the names
+    do not say: refused, naming them. And one folder named two ways (relative, absolute) was two folders: each
+    label map beside its picture was a picture too, scored against itself."""
+    one = tmp_path / "one"
+    one.mkdir()
+    _photo(one / "x.png")
+    _gray(one / "x.tif", 1)
+    _photo(one / "y.jpg")
+    _gray(one / "y.png", 1)
+    code, out, err = run(monkeypatch, capsys, "val", str(one), "--masks", str(one), "--model", "pvt_tiny-seg",
+                         "--imgsz", "64")
+    assert code == 2 and out == "", err
+    assert err.splitlines()[-1] == (f"error: dataset {one}: x.png and x.tif, in the one folder of pictures and "
+                                    "labels: which is the picture and which its label is not said: give the labels "
+                                    "a folder of their own (--masks)")
+    _gray(one / "x.tif", 100)
+    _gray(one / "x.png", 1)  # the reverse, both gray: still no telling
+    with pytest.raises(InputError, match=r": x\.png and x\.tif, in the one folder"):
+        _mask_dataset(one, one, one, None, True)
+    (one / "x.tif").unlink()  # x.png alone: a label without its picture, no picture
+    monkeypatch.chdir(tmp_path)
+    for images, masks in ((one, one), (Path("one"), one), (one, Path("one"))):
+        dataset = _mask_dataset(images, images, masks, None, True)
+        assert dataset.images == [images / "y.jpg"], (images, masks)
+        assert dataset.labels == {str(images / "y.jpg"): masks / "y.png"}
