@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
@@ -234,6 +235,30 @@ def _decoded_to_rgb(img: np.ndarray) -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
+    """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
+    (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
+    them by default, as OpenCV's VideoCapture does; more than 8 rounded to 8. FFmpeg's default conversion of YUV
+    of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up to 3 levels off the matrix's sum,
+    white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): with chroma interpolated in full (FFmpeg's
+    full_chroma_int) its rgb24 is the sum rounded. Its rgb24 of RGB and gray samples of more than 8 bits (16-bit
+    FFV1 or PNG, 12-bit gray) cuts the low bits: those are taken at 16 bits and rounded as :func:`_to_uint8`
+    rounds a 16-bit PNG's (gray as gray: FFmpeg's rgb48 of 10 or 12-bit gray is not 65535 / 1023 of it)."""
+    fmt = frame.format
+    components = fmt.components
+    if max(c.bits for c in components) <= 8:
+        return frame.reformat(width=width, format="rgb24").to_ndarray()
+    if len(components) >= 3 and not fmt.is_rgb:  # YUV (and alpha), XYZ
+        return frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA).to_ndarray()
+    if len(components) <= 2:  # gray (and alpha)
+        return cv2.cvtColor(_to_uint8(frame.reformat(width=width, format="gray16le").to_ndarray()),
+                            cv2.COLOR_GRAY2RGB)
+    return _to_uint8(frame.reformat(width=width, format="rgb48le").to_ndarray())
+
+
+_FULL_CHROMA = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT
 
 
 def as_rgb_array(image: Any) -> np.ndarray:
@@ -602,37 +627,28 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
         if upright is not None:
             return upright
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
-    # the EXIF orientation, but for a PNG's that follows its pixels (_exif_after_pixels)
-    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
-    if _exif_after_pixels(data):
-        flags |= cv2.IMREAD_IGNORE_ORIENTATION
+    # the EXIF orientation, but for a PNG's, which is applied here (_png_orientation)
+    png = bytes(data[:8]) == b"\x89PNG\r\n\x1a\n"
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | (cv2.IMREAD_IGNORE_ORIENTATION if png else 0)
     img = cv2.imdecode(data, flags) if data.size else None
+    if img is not None and png:
+        img = _exif_oriented(img, _png_orientation(data))
     if img is None and bytes(data[:4]) == b"GIF8":  # an OpenCV before 4.11 has no GIF decoder
         return _pillow_upright(data)
     return None if img is None else _decoded_to_rgb(img)
 
 
-def _exif_after_pixels(data: np.ndarray) -> bool:
-    """Whether ``data`` is a PNG whose EXIF (its eXIf chunk) comes after its pixels (IDAT): such a picture is read
-    as stored, not turned by its orientation. The PNG specification (3rd edition, 2025) puts eXIf before IDAT, and
-    CSS Images 3 has browsers ignore an orientation that follows the image data, which Chrome, Firefox and Safari
-    do (the web platform tests image-orientation-exif-png-2 and -3); libvips reads it with the header, before the
-    pixels. A user sees the picture as stored, and its boxes are drawn on it so. OpenCV's decode turned it (it
-    reads the eXIf libpng finds after the pixels too, as Pillow's exif_transpose does once the image is loaded),
-    where picture_size, the FFmpeg path and the memory check (Pillow's header, read up to the pixels) had it
-    unturned. The chunks are walked by their lengths: 0.5 us a chunk, 2.7 ms for a 48 MB PNG of 5864."""
-    if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n":
-        return False
-    view, at, pixels = data.data.cast("B"), 8, False
-    while at + 8 <= len(view):
-        kind = view[at + 4:at + 8].tobytes()
-        if kind == b"eXIf":
-            return pixels
-        if kind == b"IEND":
-            return False
-        pixels = pixels or kind == b"IDAT"
-        at += 12 + int.from_bytes(view[at:at + 4], "big")
-    return False
+def _png_orientation(data: np.ndarray) -> Any:
+    """The EXIF orientation a PNG's bytes are turned by: that of its eXIf chunk before its pixels (IDAT), which
+    Pillow's header reads (:func:`_header`), as picture_size and the FFmpeg path read it; not OpenCV's, which
+    reads an eXIf after the pixels too, and none in an animated PNG (its APNG decoder, from 4.11; 4.10's libpng
+    read it). An eXIf after the pixels turns nothing: the PNG specification (3rd edition, 2025) puts eXIf before
+    IDAT, and CSS Images 3 has browsers ignore an orientation that follows the image data, as Chrome, Firefox and
+    Safari do (the web platform tests image-orientation-exif-png-2 and -3, 'late EXIF data is ignored'); libvips
+    reads it with the header, before the pixels. A user sees such a picture as stored (Pillow's exif_transpose,
+    which loads the image first, turns it), and its boxes are drawn on it so."""
+    header = _header(io.BufferedReader(_InPlace(data)))
+    return _exif_orientation(header[1]) if header is not None else None
 
 
 def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
@@ -681,14 +697,13 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     """A picture file's bytes decoded by FFmpeg (its first frame) as :func:`_imdecode` decodes them with OpenCV,
     for a picture past OpenCV's size limits or libpng's (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha
     dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
-    rounded as :func:`_to_uint8` rounds a 16-bit PNG's (FFmpeg's own conversion to 8 bits is up to 2 levels off
-    it; from 8 bits, a 16-bit step is up to 2 off the other way). None where FFmpeg cannot decode them."""
+    rounded to 8 as a video's frame is (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it).
+    None where FFmpeg cannot decode them."""
     raw = data.tobytes()  # once: such a picture's file may hold hundreds of megabytes
     try:
         with av.open(io.BytesIO(raw), "r") as container:
             frame = next(container.decode(video=0))
-            deep = any(c.bits > 8 for c in frame.format.components)
-            image = _to_uint8(frame.to_ndarray(format="rgb48le")) if deep else frame.to_ndarray(format="rgb24")
+            image = _frame_to_rgb(frame)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
         return None
     header = _header(io.BytesIO(raw))
@@ -1197,11 +1212,7 @@ class PyAVReader:
 
     def retrieve(self) -> np.ndarray:
         assert self._frame is not None, "retrieve() before a successful grab()"
-        width = self._display_width()
-        if width != self._frame.width:
-            image = self._frame.reformat(width=width, height=self._frame.height, format="rgb24").to_ndarray()
-        else:
-            image = self._frame.to_ndarray(format="rgb24")
+        image = _frame_to_rgb(self._frame, self._display_width())
         turns, mirrored = self._orientation()
         # turns are counter-clockwise, as np.rot90's positive k; cv2.rotate gives the same picture 7x faster
         # than a contiguous copy of np.rot90's view (0.46 against 3.3 ms a 720p frame)
