@@ -1,9 +1,10 @@
 """Video frames FFmpeg decodes, the same on every path: a file, the same file at a URL (a real HTTP server on
 127.0.0.1), and a picture FFmpeg decodes (:func:`_ffmpeg_picture`). More than 8 bits a channel are rounded to 8
-one way."""
+one way; non-square pixels are widened to the width a player shows, one way."""
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -134,3 +135,47 @@ def test_10_bit_yuv_video_is_the_same_on_every_path_white_at_255(
     assert (first[3:13, 3:13] == 255).all() and (first[3:13, 19:29] == 0).all()
 
 
+
+def _ts_part(width: int, height: int, sar: Fraction, level: int) -> bytes:
+    """20 frames of H.264 in MPEG-TS of ``width`` x ``height`` stored pixels of ``sar`` (width to height), grey
+    ``level`` with a white square in the middle: 120 pixels high, 120 / ``sar`` stored pixels wide."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "veryfast"})  # B-frames
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = sar
+        picture = np.full((height, width, 3), level, np.uint8)
+        side = round(120 / sar)
+        picture[height // 2 - 60:height // 2 + 60, (width - side) // 2:(width + side) // 2] = 255
+        for i in range(20):  # a keyframe (the first) further before the switch than FFmpeg's 16 threads reach
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    ((720, 576, Fraction(16, 15)), (720, 576, Fraction(64, 45))),  # a DVB channel's 4:3 programme, then a 16:9 one
+    ((720, 576, Fraction(64, 45)), (1280, 720, Fraction(1))),  # SD 16:9, then HD of square pixels
+])
+def test_pixels_whose_shape_changes_midway_are_widened_as_each_frame_says_on_every_path(
+        tmp_path: Path, http_server: tuple[str, Path],  # noqa: F811
+        first: tuple[int, int, Fraction], then: tuple[int, int, Fraction]) -> None:
+    """A broadcast recording (MPEG-TS, whose container says no pixel shape: each H.264 sequence header does)
+    whose pixels change shape midway, as a channel's do between a 4:3 and a 16:9 programme or SD and HD: frames
+    were all widened by the first frame's shape, so the 16:9 programme came 768 wide, squeezed, and the HD one
+    1820x720, stretched by 64:45. A player (ffplay, VLC) shows each frame at its own: 768 then 1024, 1024x576
+    then 1280x720. So do the file and its URL now, the white square square in each."""
+    _need("libx264")
+    base, root = http_server
+    (root / "channel.ts").write_bytes(_ts_part(*first, level=60) + _ts_part(*then, level=160))
+    shown = [(round(w * sar), h) for w, h, sar in (first, then)]
+    for spec in (root / "channel.ts", f"{base}/channel.ts"):
+        with open_source(spec) as source:
+            assert source.size == shown[0]
+            frames = [frame.image for frame in source]
+        assert [(f.shape[1], f.shape[0]) for f in frames] == [shown[0]] * 20 + [shown[1]] * 20, spec
+        for image in (frames[0], frames[-1]):
+            rows, cols = np.nonzero(image[..., 1] > 220)
+            assert abs((cols.max() - cols.min() + 1) - 120) <= 2 and rows.max() - rows.min() + 1 == 120, spec

@@ -968,9 +968,14 @@ class PyAVReader:
                 self._pending = []
             # non-square pixels (DVD, HDV 1440x1080, some broadcast captures): frames are widened to
             # the shape a player shows, as they are turned upright, so the model sees true geometry
-            # and boxes are in the pixels a viewer sees
-            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
-            self._sar = float(sar) if sar and sar > 0 and sar != 1 else None
+            # and boxes are in the pixels a viewer sees. The shape is the container's where it declares its
+            # own (an mp4's pasp, an mkv's display size: stream.sample_aspect_ratio, FFmpeg's guess, is that one
+            # where it differs from the codec's), else each frame's as its decoder read it (see grab), as
+            # ffplay takes it: an MPEG-TS channel's changes between a 4:3 and a 16:9 programme, SD and HD
+            declared = stream.sample_aspect_ratio
+            self._declared_sar = declared if declared and declared != stream.codec_context.sample_aspect_ratio else None
+            self._sar: float | None = None
+            self._shaped: tuple[int, int] | None = None  # the frame size where _sar was read (see grab)
             rate = stream.average_rate or stream.guessed_rate
             self.fps: float | None = _frame_rate(self._container, stream)
             # a constant rate (the mean rate is the one every time is on) in a container that times
@@ -1163,6 +1168,15 @@ class PyAVReader:
             self._weighed = size
             _check_memory_to_run(self._name, "video", *size, self._per_pixel)
         self._time = self._frame_time(self._frame)
+        # the frame's pixel shape, which PyAV does not give: the decoder's, read at a keyframe and where the
+        # frame size changes. A new shape comes with a new sequence header, at a keyframe, and holds for it and
+        # the frames after it. The decoder may be a few frames ahead of the frame it gives (B-frames, frame
+        # threads): read at every frame, the frames before a switch that came out after it took the next shape;
+        # read so, only a keyframe that close before a switch does
+        if self._frame.key_frame or size != self._shaped:
+            sar = self._declared_sar or self._stream.codec_context.sample_aspect_ratio
+            self._sar = float(sar) if sar and sar > 0 and sar != 1 else None
+            self._shaped = size
         return True
 
     def _frame_time(self, frame: av.VideoFrame) -> float | None:
