@@ -77,3 +77,19 @@ def test_a_png_whose_exif_follows_its_pixels_is_not_turned(tmp_path: Path) -> No
     assert np.array_equal(read_image(late), stored) and picture_size(late) == (4, 6)
     assert np.array_equal(read_encoded(late.read_bytes()), stored)
     assert np.array_equal(read_image(early), np.rot90(stored, -1)) and picture_size(early) == (6, 4)
+
+
+def test_an_animated_png_is_turned_by_its_exif_as_a_still_one_is(tmp_path: Path) -> None:
+    """An animated PNG with its orientation (6) in an eXIf chunk before its pixels, as Pillow writes one, ran its first
+    frame as stored: OpenCV's APNG decoder (4.11 on) reads no EXIF, where its libpng one (4.10) turned it, as it
+    turns a still PNG, and picture_size had it turned. A PNG is turned by its header's eXIf, whichever OpenCV."""
+    first = (np.arange(20 * 30 * 3).reshape(20, 30, 3) % 251).astype(np.uint8)
+    frames = [Image.fromarray(first), Image.fromarray(255 - first)]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    anim = tmp_path / "anim.png"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], exif=exif.tobytes())
+    data = anim.read_bytes()
+    assert data.index(b"eXIf") < data.index(b"acTL") < data.index(b"IDAT") < data.index(b"fdAT")
+    image = read_image(anim)
+    assert np.array_equal(image, np.rot90(first, -1)) and picture_size(anim) == image.shape[:2] == (30, 20)
