@@ -594,6 +594,20 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
                          f"several labels of {'its' if len(twice) == 1 else 'their'} name in {mask_dir} ({first}): which "
                          "one is the truth is not said: keep one per picture")
     label_of = {stem: m[0] for stem, m in maps.items()}
+    # two pictures of one name (x.jpg and x.png) beside one label x.png: both were scored against it, the one label
+    # counted twice, though it can be the truth of one of them only (which, the names do not say)
+    of_name: dict[str, list[Path]] = {}
+    for p in pictures:
+        if p.stem in label_of:
+            of_name.setdefault(p.stem, []).append(p)
+    shared = [of_name[stem] for stem in of_name if len(of_name[stem]) > 1]
+    if shared:
+        first = (f"{label_of[shared[0][0].stem].name}: {' and '.join(p.name for p in shared[0])}"
+                 f"{'; ...' * (len(shared) > 1)}")
+        raise InputError(f"dataset {path}: {count_of(len(shared), 'label')} in {mask_dir} "
+                         f"{'is' if len(shared) == 1 else 'are'} of several pictures of "
+                         f"{'its' if len(shared) == 1 else 'their'} name in {image_dir} ({first}): which one "
+                         f"{'it labels' if len(shared) == 1 else 'each labels'} is not said: keep one picture per label")
     lossy = [lossy_of[p.stem] for p in pictures if p.stem not in label_of and p.stem in lossy_of]
     paired = [p for p in pictures if p.stem in label_of]
     jpeg = ("JPEG's compression changes the class ids along every edge, so no figure measured on them is right: "
