@@ -46,6 +46,7 @@ from pvt_deploy.runtimes.tensorrt import (
     trt_logger,
     typing_support,
 )
+from pvt_deploy.utils import joined_lines
 from pvt_deploy.utils.files import atomic_open, atomic_write_bytes, sha256_file
 
 if TYPE_CHECKING:
@@ -401,7 +402,7 @@ def _parser_errors(parser: tensorrt.OnnxParser) -> list[str]:
             with contextlib.suppress(Exception):
                 if fn is not None and fn():
                     where.append(str(fn()))
-        desc = " ".join(str(err.desc()).split())
+        desc = joined_lines(err.desc())
         lines.append(f"{' '.join(where)}: {desc}" if where else desc)
     return lines
 

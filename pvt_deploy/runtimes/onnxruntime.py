@@ -103,6 +103,7 @@ from pvt_deploy.runtimes.base import (
     thread_count,
 )
 from pvt_deploy.runtimes.torch import physical_cores
+from pvt_deploy.utils import joined_lines
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
 
 __all__ = ["SPIN_MODES", "OnnxRuntimeBackend", "graph_file_precision", "guess_precision", "ort_dtype", "session_options", "spin_mode",
@@ -220,7 +221,7 @@ def _preload_gpu_libraries(ort: Any) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    return one_line(re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(e).split())))
+    return one_line(re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", joined_lines(e)))
 
 
 # ONNX Runtime's words for memory it could not get: its arena's (CPU and CUDA alike, with the size asked

@@ -37,7 +37,7 @@ from pvt_deploy.errors import (
 )
 from pvt_deploy.manifest import EXPORT_FLAGS, MANIFEST_NAME, read_manifest
 from pvt_deploy.runtimes.base import Backend, BackendInfo, TensorSpec, feed_array, flag, operator_profile
-from pvt_deploy.utils import shell_quote
+from pvt_deploy.utils import joined_lines, shell_quote
 from pvt_deploy.utils.files import sha256_file
 
 if TYPE_CHECKING:
@@ -202,9 +202,9 @@ def _make_logger() -> tensorrt.ILogger:
         def log(self, severity: tensorrt.ILogger.Severity, msg: str) -> None:
             level = levels.get(int(severity), logging.WARNING)
             if level >= logging.ERROR:
-                self.recent_errors.append(" ".join(str(msg).split()))
+                self.recent_errors.append(joined_lines(msg))
             elif level == logging.WARNING:
-                self.recent_warnings.append(" ".join(str(msg).split()))
+                self.recent_warnings.append(joined_lines(msg))
             if log.isEnabledFor(level):
                 log.log(level, "%s", msg)
 
