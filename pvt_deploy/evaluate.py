@@ -807,6 +807,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     left_out: dict[str, list[str]] = {}  # detect, YOLO: label lines left out, by why
     lines = 0  # detect, YOLO: label lines read as boxes
     beyond: list[str] = []  # segment: labels holding values past the model's classes (not 255)
+    negative: list[str] = []  # segment: labels holding values under 0 (an int32 TIFF's or PNG's), no class id
     bits: list[str] = []  # segment: 1-bit labels
     with contextlib.closing(results):
         for result in results:
@@ -845,6 +846,8 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 past = truth[(truth >= len(model.names) + dataset.reduce_zero_label) & (truth != IGNORE_LABEL)]
                 if past.size:
                     beyond.append(f"{Path(label).name}: {int(past.max())}")
+                if truth.size and (low := int(truth.min())) < 0:  # ignored as those past the classes are
+                    negative.append(f"{Path(label).name}: {low}")
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -869,12 +872,15 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     else:
         assert matrix is not None
         metrics, per_class = segmentation_metrics(matrix, model.names)
+        n = len(model.names)
+        ids = f"1-{n}, 0 ignored: --reduce-zero-label" if dataset.reduce_zero_label else f"0-{n - 1}"
         if beyond:
-            n = len(model.names)
-            ids = f"1-{n}, 0 ignored: --reduce-zero-label" if dataset.reduce_zero_label else f"0-{n - 1}"
             log.warning("dataset %s: %d of %d labels hold values past the model's %d classes (%s; its ids are "
                         "%s): those pixels are ignored, as 255 is (labels of another class list?)", data, len(beyond),
                         done, n, beyond[0], ids)
+        if negative:
+            log.warning("dataset %s: %d of %d labels hold negative values, no class id (%s; its ids are %s): those "
+                        "pixels are ignored, as 255 is", data, len(negative), done, negative[0], ids)
         if bits and dataset.reduce_zero_label:  # a mask of 0 and 1 (background, object) is scored as class 0 only
             log.warning("dataset %s: %d of %d labels are 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: "
                         "0 is ignored and 1 is class 0 (%s); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1",

@@ -3,6 +3,7 @@ negative ids in a label, text files (lists, YOLO labels, dataset YAMLs) in UTF-1
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,33 @@ def test_two_pictures_of_one_name_and_its_one_label_are_refused(
     with pytest.raises(InputError, match=r": 1 label in .* is of several pictures of its name in .* \(x\.png: "
                                          r"x\.jpeg and x\.jpg\): which one it labels"):
         _mask_dataset(one, one, one, None, True)
+
+
+def test_negative_ids_in_a_label_are_said_once_for_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An int32 TIFF label (mode I) holding -1 (an 'ignore' some tools write) had those pixels ignored without a
+    word, where values past the model's classes are said in one warning for the run: said so too, counted, with
+    the ids the model's labels hold. The pixels stay ignored: the metrics are those of 255 in their place."""
+    from pvt_deploy.api import Model
+
+    pics, labels, same = tmp_path / "pics", tmp_path / "labels", tmp_path / "same"
+    for folder in (pics, labels, same):
+        folder.mkdir()
+    for stem in "abc":
+        _photo(pics / f"{stem}.jpg")
+    ids = np.full((32, 48), 3, np.int32)
+    ids[:, :20] = -1
+    Image.fromarray(ids).save(labels / "a.tif")
+    _label(labels / "b.tif", -7, np.int32)
+    _label(labels / "c.png", 5)
+    Image.fromarray(np.where(ids < 0, 255, ids).astype(np.uint8)).save(same / "a.png")  # -1 as 255: ignored
+    _label(same / "b.png", 255)
+    _label(same / "c.png", 5)
+    with Model("pvt_tiny-seg", imgsz=64) as model:
+        for reduce, said_ids in ((True, "1-150, 0 ignored: --reduce-zero-label"), (False, "0-149")):
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                report = model.val(pics, masks=labels, reduce_zero_label=reduce)
+            warned = [r.getMessage() for r in caplog.records if "negative" in r.getMessage()]
+            assert warned == [f"dataset {pics}: 2 of 3 labels hold negative values, no class id (a.tif: -1; its ids "
+                              f"are {said_ids}): those pixels are ignored, as 255 is"], caplog.text
+            assert report.metrics == model.val(pics, masks=same, reduce_zero_label=reduce).metrics
