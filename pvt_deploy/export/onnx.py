@@ -256,10 +256,12 @@ def _output_target(out: Path) -> Path:
     # longest name it makes there), and renamed into place: the parent must take new files, and that name fit the
     # file system. Both of the real folder, which a link given as ``out`` (or a '..' after one) names otherwise.
     # A link on the way as given that leads nowhere (a loop, a link to what is gone) is said first: its real path
-    # reads it as a folder still to be made, where the export would make the link's missing target
+    # reads it as a folder still to be made, where the export would make the link's missing target. So is ``out``
+    # a loop of links, whose real path is itself, a link: the swap set it aside as an old export and left it there
     target = Path(os.path.realpath(out))
     beside = new_hidden(target.parent, SwappedFolder(target, "", lambda old: _ours).staging_prefix, create=False)
-    reason = unwritable_reason(Path(os.path.abspath(out)).parent) or unwritable_reason(beside)
+    given = Path(os.path.abspath(out))
+    reason = unwritable_reason(given if os.path.islink(target) else given.parent) or unwritable_reason(beside)
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
     cwd = Path.cwd().resolve()
