@@ -9,11 +9,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from test_io_sources import http_server  # noqa: F401 - the fixture
 
-from pvt_deploy.io.sources import _ffmpeg_picture, open_source
+from pvt_deploy.io.sources import _FULL_CHROMA, _ffmpeg_picture, _frame_to_rgb, open_source
 
 
 def _encoded(path: Path, codec: str, pix_fmt: str, frames: list[av.VideoFrame], **options: str) -> Path:
@@ -93,13 +94,18 @@ def test_12_bit_gray_video_is_rounded_to_8_bits_on_every_path(
         assert len(images) == 1 and np.array_equal(images[0], expected), name
 
 
-def _bt601(y: np.ndarray, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
-    """Limited-range BT.601 YUV samples of ``bits`` bits as RGB, 0-255 (unrounded): FFmpeg's matrix for a
-    stream that names none."""
+def _yuv_sum(y: np.ndarray, u: np.ndarray, v: np.ndarray, bits: int, weights: tuple[float, float] = (0.299, 0.114),
+             full: bool = False) -> np.ndarray:
+    """YUV samples of ``bits`` bits as RGB, 0-255 (unrounded), by the matrix of ``weights`` (Kr, Kb: BT.601's,
+    FFmpeg's for a stream that names none, by default), limited range or ``full``. As FFmpeg's swscale reads them,
+    a sample of n bits is one of 8 bits times 2^(n-8): full-range white is 1020 at 10 bits, not 1023."""
     scale = 1 << (bits - 8)
-    luma = (y - 16.0 * scale) / (219 * scale)
-    cb, cr = (u - 128.0 * scale) / (224 * scale), (v - 128.0 * scale) / (224 * scale)
-    rgb = np.stack([luma + 1.402 * cr, luma - 0.344136 * cb - 0.714136 * cr, luma + 1.772 * cb], axis=-1)
+    y, u, v = y / scale, u / scale - 128.0, v / scale - 128.0
+    luma, cb, cr = (y / 255, u / 255, v / 255) if full else ((y - 16.0) / 219, u / 224, v / 224)
+    kr, kb = weights
+    kg = 1 - kr - kb
+    rgb = np.stack([luma + 2 * (1 - kr) * cr, luma - 2 * (1 - kb) * kb / kg * cb - 2 * (1 - kr) * kr / kg * cr,
+                    luma + 2 * (1 - kb) * cb], axis=-1)
     return np.clip(rgb * 255, 0, 255)
 
 
@@ -122,7 +128,7 @@ def test_10_bit_yuv_video_is_the_same_on_every_path_white_at_255(
         decoded = next(container.decode(video=0))
     assert decoded.format.name == "yuv420p10le" and decoded.colorspace in (2, 5, 6)  # unnamed, or BT.601's
     y, u, v = (_plane(decoded, i).astype(np.float64) for i in range(3))
-    exact = _bt601(y, np.repeat(np.repeat(u, 2, 0), 2, 1), np.repeat(np.repeat(v, 2, 0), 2, 1), 10)
+    exact = _yuv_sum(y, np.repeat(np.repeat(u, 2, 0), 2, 1), np.repeat(np.repeat(v, 2, 0), 2, 1), 10)
     inside = np.zeros((64, 96), bool)  # 3 pixels in from each block's edge: chroma is the block's alone there
     for r in range(4):
         for c in range(6):
@@ -179,3 +185,91 @@ def test_pixels_whose_shape_changes_midway_are_widened_as_each_frame_says_on_eve
         for image in (frames[0], frames[-1]):
             rows, cols = np.nonzero(image[..., 1] > 220)
             assert abs((cols.max() - cols.min() + 1) - 120) <= 2 and rows.max() - rows.min() + 1 == 120, spec
+
+
+def _yuv420p10(y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int, color_range: int) -> av.VideoFrame:
+    """A yuv420p10le frame of these samples (chroma at half the size), tagged ``colorspace`` and ``color_range``."""
+    frame = av.VideoFrame(y.shape[1], y.shape[0], "yuv420p10le")
+    for plane, samples in zip(frame.planes, (y, u, v), strict=True):
+        padded = np.zeros((plane.height, plane.line_size // 2), np.uint16)
+        padded[:, :plane.width] = samples
+        plane.update(padded.tobytes())
+    frame.colorspace, frame.color_range = colorspace, color_range
+    return frame
+
+
+@pytest.mark.parametrize(("colorspace", "color_range", "weights"), [
+    (1, 1, (0.2126, 0.0722)),  # BT.709, limited: HD
+    (1, 2, (0.2126, 0.0722)),  # BT.709, full: some cameras'
+    (9, 1, (0.2627, 0.0593)),  # BT.2020: a phone's HDR (HLG, HDR10) HEVC
+])
+def test_10_bit_yuv_video_is_converted_by_the_matrix_and_range_it_names(
+        tmp_path: Path, colorspace: int, color_range: int, weights: tuple[float, float]) -> None:
+    """A lossless 10-bit H.264 clip of 16x16 blocks of one colour (luma varying inside each), tagged with its
+    matrix and range, converted from its planes (not by FFmpeg's swscale, whose conversion with chroma
+    interpolated in full costs twice to four times as much): inside each block the sum of the matrix it names
+    rounded (a 601 sum of a 709 frame is up to 19 levels off), white 255 and black 0. A block of the most blue
+    above white (Y 940, Cb 1023) is blue 255: swscale's sum past 512 levels wraps, blue 0."""
+    _need("libx264")
+    rng = np.random.default_rng(colorspace * 10 + color_range)
+    luma, chroma = rng.integers(64, 941, (4, 6)), rng.integers(64, 961, (2, 4, 6))
+    white, black = (1020, 0) if color_range == 2 else (940, 64)
+    luma[0, :3], chroma[:, 0, :3] = (white, black, 940), ((512, 512, 1023), (512, 512, 512))  # and most blue
+    noise = rng.integers(-6, 7, (64, 96))
+    noise[:16, :48] = 0
+    y = np.clip(np.kron(luma, np.ones((16, 16), int)) + noise, 0, 1023)
+    u, v = (np.kron(c, np.ones((8, 8), int)) for c in chroma)
+    path = _encoded(tmp_path / "tagged.mkv", "libx264", "yuv420p10le",
+                    [_yuv420p10(y, u, v, colorspace, color_range)], qp="0", preset="ultrafast",
+                    colorspace=("bt709" if colorspace == 1 else "bt2020nc"),
+                    color_range=("pc" if color_range == 2 else "tv"))
+    with av.open(str(path)) as container:
+        decoded = next(container.decode(video=0))
+    assert (decoded.colorspace, decoded.color_range) == (colorspace, color_range)
+    assert all(np.array_equal(_plane(decoded, i), s) for i, s in enumerate((y, u, v)))  # lossless
+    exact = _yuv_sum(y.astype(np.float64), np.repeat(np.repeat(u, 2, 0), 2, 1).astype(np.float64),
+                     np.repeat(np.repeat(v, 2, 0), 2, 1).astype(np.float64), 10, weights, full=color_range == 2)
+    inside = np.zeros((64, 96), bool)
+    for r in range(4):
+        for c in range(6):
+            inside[16 * r + 3:16 * r + 13, 16 * c + 3:16 * c + 13] = True
+    with open_source(path) as source:
+        (image,) = [frame.image for frame in source]
+    assert np.abs(image.astype(np.float64) - exact)[inside].max() < 0.55
+    shown = [image[3:13, 16 * i + 3:16 * i + 13] for i in range(3)]
+    assert (shown[0] == 255).all() and (shown[1] == 0).all() and (shown[2][..., 2] == 255).all()
+
+
+def _smooth(pix_fmt: str, width: int, height: int, rng: np.random.Generator) -> av.VideoFrame:
+    """A frame of ``pix_fmt`` whose planes are smooth (bicubic from 3x4 samples), luma and chroma within range."""
+    bits = av.VideoFormat(pix_fmt).components[0].bits
+    frame = av.VideoFrame(width, height, pix_fmt)
+    for plane in frame.planes:
+        coarse = rng.uniform(20, 230, (3, 4)).astype(np.float32) * (1 << (bits - 8))
+        smooth = np.asarray(cv2.resize(coarse, (plane.width, plane.height), interpolation=cv2.INTER_CUBIC))
+        smooth = np.clip(smooth.round(), 16 << (bits - 8), 240 << (bits - 8)).astype(np.uint16)  # cubic overshoots
+        samples = np.pad(smooth, ((0, 0), (0, plane.line_size // 2 - plane.width)))
+        plane.update(samples.tobytes())
+    return frame
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv422p10le", "yuv444p12le", "yuv420p16le", "yuva420p10le",
+                                     "yuv420p9le"])
+def test_high_bit_yuv_of_every_planar_layout_converts_as_ffmpeg_does(pix_fmt: str) -> None:
+    """Planar YUV of 9 to 16 bits (4:2:0, 4:2:2, 4:4:4, alpha), of an odd size, under each matrix swscale has and
+    both ranges, shown as stored and widened (non-square pixels): within 1 level of swscale's conversion with
+    chroma interpolated in full, pixel for pixel (content smooth: at a sharp edge their bilinear weights differ).
+    The same samples as P010 (semi-planar: swscale converts it) come out the same."""
+    rng = np.random.default_rng(len(pix_fmt))
+    for colorspace, color_range in [(2, 0), (1, 2), (4, 1), (7, 1), (9, 2)]:
+        frame = _smooth(pix_fmt, 67, 35, rng)
+        frame.colorspace, frame.color_range = colorspace, color_range
+        for width in (67, 89):
+            image = _frame_to_rgb(frame, width)
+            ffmpeg = frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA).to_ndarray()
+            assert image.shape == (35, width, 3)
+            assert np.abs(image.astype(int) - ffmpeg).max() <= 1, (colorspace, color_range, width)
+    if pix_fmt == "yuv420p10le":  # of an even size: swscale's P010 of an odd width is not the same samples
+        frame = _smooth(pix_fmt, 68, 36, rng)
+        semi = frame.reformat(format="p010le")
+        assert np.abs(_frame_to_rgb(semi).astype(int) - _frame_to_rgb(frame)).max() <= 1

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import cv2
 import numpy as np
+from av.video.plane import VideoPlane
 from av.video.reformatter import Interpolation
 
 from pvt_deploy.errors import InputError
@@ -242,15 +243,21 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
     them by default, as OpenCV's VideoCapture does; more than 8 rounded to 8. FFmpeg's default conversion of YUV
     of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up to 3 levels off the matrix's sum,
-    white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): with chroma interpolated in full (FFmpeg's
-    full_chroma_int) its rgb24 is the sum rounded. Its rgb24 of RGB and gray samples of more than 8 bits (16-bit
-    FFV1 or PNG, 12-bit gray) cuts the low bits: those are taken at 16 bits and rounded as :func:`_to_uint8`
-    rounds a 16-bit PNG's (gray as gray: FFmpeg's rgb48 of 10 or 12-bit gray is not 65535 / 1023 of it)."""
+    white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is converted by
+    :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar P010, packed, XYZ) by FFmpeg with
+    chroma interpolated in full (its full_chroma_int: the sum rounded too, but at twice the cost, and a sum past
+    512 levels wraps). Its rgb24 of RGB
+    and gray samples of more than 8 bits (16-bit FFV1 or PNG, 12-bit gray) cuts the low bits: those are taken at
+    16 bits and rounded as :func:`_to_uint8` rounds a 16-bit PNG's (gray as gray: FFmpeg's rgb48 of 10 or 12-bit
+    gray is not 65535 / 1023 of it)."""
     fmt = frame.format
     components = fmt.components
     if max(c.bits for c in components) <= 8:
         return frame.reformat(width=width, format="rgb24").to_ndarray()
     if len(components) >= 3 and not fmt.is_rgb:  # YUV (and alpha), XYZ
+        image = _planar_yuv_to_rgb(frame, width or frame.width)
+        if image is not None:
+            return image
         return frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA).to_ndarray()
     if len(components) <= 2:  # gray (and alpha)
         return cv2.cvtColor(_to_uint8(frame.reformat(width=width, format="gray16le").to_ndarray()),
@@ -259,6 +266,58 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
 
 
 _FULL_CHROMA = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT
+
+# Planar YUV of 9 to 16 bits, little-endian, alpha or none ("yuv444p10msble" holds its samples in the high bits)
+_PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p\d+le")
+
+# Kr and Kb of the matrix FFmpeg's swscale applies for a frame's colorspace (AVColorSpace): BT.601's where none
+# is named (and for RGB's, 0); swscale refuses the others (YCgCo, BT.2020's constant luminance, ICtCp...)
+_BT601 = (0.299, 0.114)
+_LUMA_WEIGHTS = {0: _BT601, 1: (0.2126, 0.0722), 2: _BT601, 4: (0.30, 0.11), 5: _BT601, 6: _BT601,
+                 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
+
+
+def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int) -> np.ndarray | None:
+    """A frame of planar YUV of more than 8 bits as HxWx3 uint8 RGB, ``width`` wide: the sum of the matrix of its
+    colorspace and range, as FFmpeg's swscale applies them, rounded (within 0.5 of it), its chroma upsampled
+    bilinearly from the centre of its samples, as swscale's full_chroma_int does. That costs twice as much
+    (1080p 10-bit: 12.7 ms of CPU against 7.5, FFmpeg's default rgb24 6.9, up to 4 levels off; 4K 46, 37 and 23;
+    benchmarks/frame_convert.py on a loaded 2-core machine), and its fixed-point sum wraps past 512 levels: the
+    most blue above white (Y 940, Cb 1023) came blue 0. None for another layout, or a colorspace swscale has no
+    matrix for (it converts those, or refuses them, itself).
+
+    As swscale does, a sample of n bits is one of 8 bits times 2^(n-8): limited range is 16-235 (chroma 16-240)
+    times that, and full range 0-255 times it (1020, not 1023, is white at 10 bits, so 1021-1023 are 255 too).
+    Each channel's chroma term is summed at the chroma planes' size and upsampled (bilinear is linear: the same
+    as upsampling the planes first), then added to luma, rounded and clipped to 8 bits by one addWeighted."""
+    weights = _LUMA_WEIGHTS.get(int(frame.colorspace))
+    if weights is None or not _PLANAR_YUV.fullmatch(frame.format.name):
+        return None
+    y, u, v = (_samples(frame.planes[i]) for i in range(3))
+    scale = float(1 << (frame.format.components[0].bits - 8))
+    if int(frame.color_range) == 2:  # full (JPEG) range
+        luma, chroma, black = 1.0 / scale, 1.0 / scale, 0.0
+    else:
+        luma, chroma, black = 255 / (219 * scale), 255 / (224 * scale), -16 * 255 / 219
+    kr, kb = weights
+    kg = 1.0 - kr - kb
+    size = (width, frame.height)
+    if width != frame.width:
+        y = cv2.resize(y.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    channels = []
+    # R, G and B: each the sum of luma and of its weights of Cb and Cr (each of them 0 at 128 times the scale)
+    for cb, cr in ((0.0, 2 * (1 - kr)), (-2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg), (2 * (1 - kb), 0.0)):
+        term = cv2.addWeighted(u, cb * chroma, v, cr * chroma, black - (cb + cr) * chroma * 128 * scale,
+                               dtype=cv2.CV_32F)
+        upsampled = cv2.resize(term, size, interpolation=cv2.INTER_LINEAR)
+        channels.append(cv2.addWeighted(y, luma, upsampled, 1.0, 0.0, dtype=cv2.CV_8U))
+    return cv2.merge(channels)
+
+
+def _samples(plane: VideoPlane) -> np.ndarray:
+    """A plane of 16-bit samples as FFmpeg holds it (a view, its padding cut)."""
+    rows = np.frombuffer(memoryview(plane), np.uint16).reshape(plane.height, plane.line_size // 2)
+    return rows[:, :plane.width]
 
 
 def as_rgb_array(image: Any) -> np.ndarray:
