@@ -44,6 +44,7 @@ import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of
+from pvt_deploy.utils.files import decode_text
 
 if TYPE_CHECKING:
     from pvt_deploy.api import Model
@@ -396,8 +397,8 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
     h, w = size
     out = []
     try:
-        lines = label.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        lines = decode_text(label.read_bytes()).splitlines()  # UTF-8 or UTF-16, as a Windows tool may save it
+    except (OSError, ValueError) as e:
         raise InputError(f"label {label}: cannot read it ({e})") from None
     for n, line in enumerate(lines, 1):
         fields = line.split()

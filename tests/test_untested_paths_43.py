@@ -175,10 +175,10 @@ def test_a_yolo_dataset_without_labels_or_with_an_unreadable_one_is_one_line(
     code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder))
     assert code == 2 and out == ""
     assert "none of its pictures has a label file (looked for " in one_line_error(err)
-    data = _yolo(tmp_path / "utf16", {"coffee": "0 0.5 0.5 0.2 0.2\n".encode("utf-16")})
+    data = _yolo(tmp_path / "cp1252", {"coffee": "0 0.5 0.5 0.2 0.2 # café\n".encode("cp1252")})  # UTF-16 is read
     code, out, err = run(monkeypatch, capsys, "val", str(data), "--model", str(det_artifact.folder))
     line = one_line_error(err)
-    assert code == 2 and out == "" and "coffee.txt: cannot read it ('utf-8' codec can't decode" in line
+    assert code == 2 and out == "" and "coffee.txt: cannot read it (neither UTF-8 nor UTF-16 text: " in line
 
 
 def test_yolo_label_lines_that_name_no_class_id_are_left_out_with_one_warning(
@@ -249,7 +249,7 @@ def test_a_segmentation_dataset_that_cannot_be_measured_is_one_line(
 
 @pytest.mark.parametrize(("file", "data", "message"), [
     ("nope.txt", None, "--names {path}: no such file"),
-    ("utf16.txt", "tench\n".encode("utf-16"), "--names {path}: cannot read it ('utf-8' codec can't decode"),
+    ("cp1252.txt", "café\n".encode("cp1252"), "--names {path}: cannot read it (neither UTF-8 nor UTF-16 text: "),
     ("ids.yaml", b"names: {1: tench, 2: goldfish}\n", "--names {path}: its names: have ids [1, 2]..., not 0..1"),
     ("broken.yaml", b"names: [tench\n", "--names {path}: cannot read it (while parsing a flow sequence"),
     ("count.yaml", b"nc: 2\n", "--names {path}: names: the class names are missing (a list, or ids to names)"),
@@ -460,7 +460,8 @@ def test_len_of_a_classifiers_and_a_segmenters_result_and_boxes_asked_of_them(
 
 @pytest.mark.parametrize(("text", "message"), [
     (None, "calibration images: no such file: {path}"),
-    (b"\xff\xfe\x00v\x00a\x00l", "calibration images: {path} is not a text file (a dataset YAML is wanted)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "calibration images: {path} is not a dataset YAML (neither UTF-8 nor UTF-16 text: "
+     "invalid start byte at byte 0)"),
     (b"path: 5\nval: coffee.jpg\n", "calibration images: {path}: path: 5 is not a folder name"),
     (b"val: sample.mp4\n", "calibration images: {path}: val: sample.mp4 is a video: a split is a folder of images"),
 ])

@@ -3,7 +3,11 @@ negative ids in a label, text files (lists, YOLO labels, dataset YAMLs) in UTF-1
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,8 @@ import pytest
 from cli_run import run
 from PIL import Image
 
+from pvt_deploy.assets import sample_image
+from pvt_deploy.data import class_names
 from pvt_deploy.errors import InputError
 from pvt_deploy.evaluate import _mask_dataset
 
@@ -98,3 +104,86 @@ def test_negative_ids_in_a_label_are_said_once_for_the_run(tmp_path: Path, caplo
             assert warned == [f"dataset {pics}: 2 of 3 labels hold negative values, no class id (a.tif: -1; its ids "
                               f"are {said_ids}): those pixels are ignored, as 255 is"], caplog.text
             assert report.metrics == model.val(pics, masks=same, reduce_zero_label=reduce).metrics
+
+
+def _saved(text: str, encoding: str) -> bytes:
+    """``text`` as a file saved in ``encoding``: utf8, utf8-bom (Windows Notepad's), utf16-le or utf16-be (their mark
+    first, as Windows PowerShell 5's '>' and Out-File write)."""
+    marks = {"utf8": b"", "utf8-bom": codecs.BOM_UTF8, "utf16-le": codecs.BOM_UTF16_LE, "utf16-be": codecs.BOM_UTF16_BE}
+    return marks[encoding] + text.encode({"utf16-le": "utf-16-le", "utf16-be": "utf-16-be"}.get(encoding, "utf-8"))
+
+
+ENCODINGS = ("utf8", "utf8-bom", "utf16-le", "utf16-be")
+
+
+def test_one_reading_of_text_reads_utf8_and_utf16_and_says_what_it_cannot() -> None:
+    """decode_text: UTF-8 with its mark or none, UTF-16 LE and BE with their marks, read alike; bytes of none of them
+    one line, at the byte of the file (its mark counted); a name's byte that is not UTF-8 as the file system
+    gives it where asked (a list's names)."""
+    from pvt_deploy.utils.files import decode_text
+
+    text = "0 0.5 0.5 0.2 0.2\r\ncafé: ü\n"
+    for encoding in ENCODINGS:
+        assert decode_text(_saved(text, encoding)) == text, encoding
+    at = text.encode("cp1252").index(b"\xe9")
+    for data, said in ((text.encode("cp1252"), f"invalid continuation byte at byte {at}"),
+                       (codecs.BOM_UTF8 + text.encode("cp1252"), f"invalid continuation byte at byte {at + 3}"),
+                       (_saved("ab", "utf16-le") + b"x", "truncated data at byte 6"),
+                       (codecs.BOM_UTF16_BE + b"\xd8\x00\x00a", "illegal UTF-16 surrogate at byte 2")):
+        with pytest.raises(ValueError) as caught:
+            decode_text(data)
+        assert str(caught.value) == f"neither UTF-8 nor UTF-16 text: {said}"
+    assert decode_text(b"caf\xe9.jpg", errors="surrogateescape") == os.fsdecode(b"caf\xe9.jpg")
+
+
+def test_a_yolo_dataset_saved_as_utf16_is_read_as_in_utf8(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A YOLO dataset whose files a Windows tool saved as UTF-16: its YOLO label files were 'cannot read it ('utf-8'
+    codec ...)' and its dataset YAML 'is not a text file', where its .txt split lists were read. The lists, the
+    labels, the YAML (its splits and its names) and a --names file are read by one reading, UTF-8 or UTF-16 alike;
+    a file in neither is said in one line."""
+    from pvt_deploy.data import given_names
+    from pvt_deploy.evaluate import open_dataset, yolo_annotations
+    from pvt_deploy.export.calibration import dataset_images
+
+    label = "0 0.5 0.5 0.25 0.5\n1 0.1 0.1 0.3 0.1 0.2 0.3\n"
+    boxes = {}
+    for encoding in ENCODINGS:
+        root = tmp_path / encoding
+        (root / "images" / "val").mkdir(parents=True)
+        (root / "labels" / "val").mkdir(parents=True)
+        shutil.copy(sample_image("astronaut"), root / "images" / "val" / "astronaut.jpg")
+        (root / "labels" / "val" / "astronaut.txt").write_bytes(_saved(label, encoding))
+        (root / "list.txt").write_bytes(_saved("# the pictures\r\nimages/val/astronaut.jpg\r\n", encoding))
+        (root / "data.yaml").write_bytes(_saved("val: list.txt\nnames:\n  0: person\n  1: bicycle # vélo\n", encoding))
+        (root / "names.txt").write_bytes(_saved("person\nbicycle\n", encoding))
+        dataset = open_dataset(root / "data.yaml", "detect", class_names("coco"))
+        picture = root / "images" / "val" / "astronaut.jpg"
+        assert dataset.images == [picture] and dataset.category_ids[:2] == [1, 2], encoding
+        left_out: dict[str, list[str]] = {}
+        boxes[encoding] = yolo_annotations(dataset.labels[str(picture)], 1, (100, 200), {0, 1}, left_out)
+        assert left_out == {} and given_names(root / "names.txt", 2, "the model") == ["person", "bicycle"], encoding
+    np.testing.assert_allclose([a["bbox"] for a in boxes["utf8"]], [[75, 25, 50, 50], [20, 10, 40, 20]])
+    assert all(boxes[encoding] == boxes["utf8"] for encoding in ENCODINGS)
+    code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "utf16-le" / "data.yaml"), "--model", "pvt_v2_b0",
+                         "--imgsz", "160", "--json")
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["images"] == 1
+    cp1252 = tmp_path / "cp1252"  # a Windows code page: no UTF-8 or UTF-16 text
+    cp1252.mkdir()
+    at = "0 0.5 0.5 0.2 0.2 # café\n".index("é")
+    for name, text in (("label.txt", "0 0.5 0.5 0.2 0.2 # café\n"), ("data.yaml", "val: list.txt # café\n")):
+        (cp1252 / name).write_bytes(text.encode("cp1252"))
+    with pytest.raises(InputError) as caught:
+        yolo_annotations(cp1252 / "label.txt", 1, (100, 200), {0}, {})
+    assert str(caught.value) == (f"label {cp1252 / 'label.txt'}: cannot read it (neither UTF-8 nor UTF-16 text: "
+                                 f"invalid continuation byte at byte {at})")
+    with pytest.raises(InputError) as caught:
+        dataset_images(cp1252 / "data.yaml")
+    assert str(caught.value) == (f"{cp1252 / 'data.yaml'} is not a dataset YAML (neither UTF-8 nor UTF-16 text: "
+                                 f"invalid continuation byte at byte {at - 4})")
+    (cp1252 / "list.txt").write_bytes(_saved("a.jpg\n", "utf16-le") + b"\n")  # a byte short of its last letter
+    code, out, err = run(monkeypatch, capsys, "infer", str(cp1252 / "list.txt"), "--model", "pvt_v2_b0-cls")
+    assert code == 2 and out == "", err
+    assert _said(err).startswith(f"error: cannot read the list {cp1252 / 'list.txt'}: neither UTF-8 nor UTF-16 text: "
+                                 "truncated data at byte 14")

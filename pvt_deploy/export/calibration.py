@@ -153,17 +153,20 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     import yaml
 
     from pvt_deploy.io.sources import _is_video, _named_image, image_files, image_types
+    from pvt_deploy.utils.files import decode_text
 
     text = os.fspath(yaml_file)
     path = Path(text).expanduser()
     if not path.is_file():
         raise InputError(f"no such file: {text}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        source = decode_text(path.read_bytes())  # UTF-8 or UTF-16, as a Windows tool may save it
     except OSError as e:
         raise cannot_read(text, e) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{text} is not a text file (a dataset YAML is wanted)") from None
+    except ValueError as e:
+        raise InputError(f"{text} is not a dataset YAML ({e})") from None
+    try:
+        data = yaml.safe_load(source)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

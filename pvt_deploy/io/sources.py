@@ -253,19 +253,25 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
     fmt = frame.format
     components = fmt.components
     if max(c.bits for c in components) <= 8:
-        return frame.reformat(width=width, format="rgb24").to_ndarray()
+        return frame.reformat(width=width, format="rgb24", threads=_SCALER_THREADS).to_ndarray()
     if len(components) >= 3 and not fmt.is_rgb:  # YUV (and alpha), XYZ
         image = _planar_yuv_to_rgb(frame, width or frame.width)
         if image is not None:
             return image
-        return frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA).to_ndarray()
+        return frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA,
+                              threads=_SCALER_THREADS).to_ndarray()
     if len(components) <= 2:  # gray (and alpha)
-        return cv2.cvtColor(_to_uint8(frame.reformat(width=width, format="gray16le").to_ndarray()),
-                            cv2.COLOR_GRAY2RGB)
-    return _to_uint8(frame.reformat(width=width, format="rgb48le").to_ndarray())
+        gray = frame.reformat(width=width, format="gray16le", threads=_SCALER_THREADS).to_ndarray()
+        return cv2.cvtColor(_to_uint8(gray), cv2.COLOR_GRAY2RGB)
+    return _to_uint8(frame.reformat(width=width, format="rgb48le", threads=_SCALER_THREADS).to_ndarray())
 
 
 _FULL_CHROMA = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT
+# FFmpeg's scaler on one thread: a frame keeps its scaler, and the last frame a reader decoded (which it holds)
+# freed in a forked child hung there for good, waiting on the scaler threads the fork did not copy (a child
+# that collected garbage or left normally never ended). PyAV's default is one thread a core; a 1080p frame's
+# conversion takes no more CPU on one, and the decode thread runs beside the model's threads either way
+_SCALER_THREADS = 1
 
 # Planar YUV of 9 to 16 bits, little-endian, alpha or none ("yuv444p10msble" holds its samples in the high bits)
 _PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p\d+le")

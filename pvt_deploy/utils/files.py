@@ -468,6 +468,25 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return digest
 
 
+#: The byte-order marks a UTF-16 text file starts with: little-endian (as Windows writes it) and big-endian.
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def decode_text(data: bytes, *, errors: str = "strict") -> str:
+    """The text of a text file's bytes ``data``, read as a user's file may be saved: UTF-8, with its byte-order mark
+    (Windows Notepad's, dropped) or none, or UTF-16 with its mark first, little- or big-endian (Windows PowerShell
+    5's ``>`` and ``Out-File``). ``errors="surrogateescape"`` reads UTF-8 bytes that are not UTF-8 as the file
+    system gives a name that is not (``os.fsdecode``). Bytes of none of them are a :class:`ValueError` saying so
+    in one line: ``neither UTF-8 nor UTF-16 text: invalid start byte at byte 3`` (counted in the file, mark and
+    all)."""
+    utf16 = data.startswith(UTF16_MARKS)
+    try:
+        return data.decode("utf-16") if utf16 else data.decode("utf-8-sig", errors)  # utf-16 reads its mark
+    except UnicodeDecodeError as e:  # utf-8-sig counts from after its mark; utf-16 from the file's start
+        at = e.start + (3 if not utf16 and data.startswith(b"\xef\xbb\xbf") else 0)
+        raise ValueError(f"neither UTF-8 nor UTF-16 text: {e.reason} at byte {at}") from None
+
+
 #: A write the file system refused for want of room: a full disk, a quota, a file size limit.
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: A network file system (NFS, SMB, sshfs and other FUSE mounts) gone or out of reach under a file: its server
