@@ -2592,18 +2592,17 @@ def _read_list(path: Path) -> list[str] | None:
 def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
     """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
     lines and ``#`` comments skipped. ``data``: the list's bytes, where they were read already."""
+    from pvt_deploy.utils.files import decode_text
+
     try:
         if data is None:
             data = listing.read_bytes()
-        # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which was read as part of
-        # its first path ("no such file: \ufeffa.jpg", the mark invisible in the message). surrogateescape:
-        # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file
-        # system gives it (os.fsdecode), so it opens; the whole list was refused for its one byte
-        # UTF-16 (its byte-order mark first): what Windows PowerShell 5's 'dir -Name > list.txt' writes
-        text = (data.decode("utf-16") if data.startswith(_UTF16_MARKS) else
-                data.decode("utf-8-sig", errors="surrogateescape"))
-        lines = [line.strip() for line in text.splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
+        # UTF-8 with Windows Notepad's byte-order mark (which was read as part of its first path: "no such file:
+        # \ufeffa.jpg"), or UTF-16, its mark first (Windows PowerShell 5's 'dir -Name > list.txt'). surrogateescape:
+        # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file system
+        # gives it (os.fsdecode), so it opens; the whole list was refused for its one byte
+        lines = [line.strip() for line in decode_text(data, errors="surrogateescape").splitlines()]
+    except (OSError, ValueError) as e:
         raise InputError(f"cannot read the list {listing}: {joined_lines(e)}") from None
     paths = [p if Path(p).exists() or not (listing.parent / p).exists() else str(listing.parent / p)
              for p in lines if p and not p.startswith("#")]
