@@ -748,6 +748,9 @@ def _read_label(path: Path) -> tuple[np.ndarray, bool]:
                                  "it as PNG")
             if im.mode == "1":
                 return np.asarray(im).astype(np.uint8), True
+            if im.mode == "F":  # one channel, but of 32-bit floats (a GIS tool's TIFF): no class ids
+                raise InputError(f"label {path}: 32-bit floating-point values (a picture of mode F), not class ids: "
+                                 "save the ids as whole numbers (an 8 or 16-bit PNG or TIFF)")
             if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise InputError(f"label {path}: a picture of mode {im.mode}, not one channel of class ids")
             return np.asarray(im), False

@@ -187,3 +187,27 @@ def test_a_yolo_dataset_saved_as_utf16_is_read_as_in_utf8(
     assert code == 2 and out == "", err
     assert _said(err).startswith(f"error: cannot read the list {cp1252 / 'list.txt'}: neither UTF-8 nor UTF-16 text: "
                                  "truncated data at byte 14")
+
+
+def test_a_label_of_floats_is_refused_for_what_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 32-bit float TIFF label (mode F, as GIS tools write rasters) was 'a picture of mode F, not one channel of
+    class ids': it is one channel, of floats. Said so, and still refused (whole numbers among them too: a float
+    is no class id); a colour label is still a picture of its mode."""
+    from pvt_deploy.evaluate import _read_label
+
+    pics, labels = tmp_path / "pics", tmp_path / "labels"
+    pics.mkdir()
+    labels.mkdir()
+    _photo(pics / "a.jpg")
+    Image.fromarray(np.full((32, 48), 3.0, np.float32)).save(labels / "a.tif")
+    assert Image.open(labels / "a.tif").mode == "F"
+    code, out, err = run(monkeypatch, capsys, "val", str(pics), "--masks", str(labels), "--model", "pvt_tiny-seg",
+                         "--imgsz", "64")
+    assert code == 2 and out == "", err
+    assert _said(err[err.index("error:"):]) == (
+        f"error: label {labels / 'a.tif'}: 32-bit floating-point values (a picture of mode F), not class ids: save "
+        "the ids as whole numbers (an 8 or 16-bit PNG or TIFF)")
+    _photo(labels / "b.png")
+    with pytest.raises(InputError, match=r"b\.png: a picture of mode RGB, not one channel of class ids$"):
+        _read_label(labels / "b.png")
