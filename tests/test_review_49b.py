@@ -6,8 +6,59 @@ import errno
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_run import run
+
+
+def test_a_static_graphs_batches_hold_each_picture_once(tmp_path: Path) -> None:
+    """make_batches (4917080) preprocessed every picture on its own and kept them all, then stacked each static
+    group into a new array: at batch 4, 9 pictures were held twice over (the 9 singles and the 12 rows of the
+    batches), where the export's memory check weighs the 12 rows (_preprocessed). Each picture is written into its
+    group's array as it is preprocessed: the peak is the batches and one picture more. The batches are still the
+    groups preprocessed whole, bit for bit, the last one filled with the first pictures (of the first group, or of
+    its own where the pictures are fewer than the batch)."""
+    import gc
+    import tracemalloc
+
+    import cv2
+
+    from pvt_deploy.export.calibration import make_batches
+    from pvt_deploy.tasks.preprocess import Preprocessor, preprocess_spec
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(9):
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), rng.integers(0, 255, (30 + 7 * i, 40, 3), np.uint8))
+        paths.append(tmp_path / f"p{i}.png")
+    spec = preprocess_spec("detect", (256, 256), dynamic=False, mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0])
+    pre = Preprocessor(spec, dynamic=False)
+    one = 12 * 256 * 256  # a picture preprocessed: float32 RGB at the graph's size
+    make_batches(paths[:1], pre, batch=4)  # imports and first-use allocations, outside the measure
+    gc.collect()
+    tracemalloc.start()
+    try:
+        batches = make_batches(paths, pre, batch=4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    held = sum(b.images.nbytes for b in batches)
+    assert held == 12 * one  # 3 batches of 4
+    assert peak < held + 2 * one, f"peak {peak / one:.1f} pictures, the batches {held / one:.0f}"
+
+    decoded = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    for count, batch in ((9, 4), (2, 4), (3, 3)):
+        got = make_batches(paths[:count], pre, batch=batch)
+        groups = [list(range(i, min(i + batch, count))) for i in range(0, count, batch)]
+        assert len(got) == len(groups)
+        for b, group in zip(got, groups, strict=True):
+            filled = group + [k % count for k in range(len(group), batch)]
+            want, metas = pre.batch([decoded[k] for k in filled])
+            assert b.images.dtype == want.dtype and b.images.shape == want.shape
+            assert b.images.tobytes() == want.tobytes()
+            assert b.metas == metas[:len(group)]
+            assert b.names == [paths[k].name for k in group]
+
 
 
 def test_an_output_folder_that_is_a_loop_of_links_is_refused(

@@ -409,22 +409,34 @@ def make_batches(paths: Sequence[Picture], pre: Preprocessor, *, batch: int | No
     ``names`` (5 pictures at ``B`` 3 are 5, not 6: parity leaves their rows out, as ``check`` does).
 
     Each image file is preprocessed as it is decoded, so that no more than one is held at its own size (64
-    photos of 12 MP were 2.3 GB at once): what is held is the preprocessed pictures that the export's memory
-    check weighs (export/onnx.py ``_check_memory``). A static graph's pictures are all planned at its one
-    size, so a group of them is its pictures preprocessed one by one, stacked.
+    photos of 12 MP were 2.3 GB at once), and a static graph's picture is written into its group's array as it
+    is preprocessed (its pictures are all planned at the graph's one size): what is held is the batches, the
+    preprocessed pictures that the export's memory check weighs (export/onnx.py ``_check_memory``), and one
+    picture more. The rows that fill the last group are copies of the first pictures, of the first group.
     """
     from pvt_deploy.io.sources import read_image  # as infer reads pictures (EXIF orientation, any file name)
 
     if not paths:
         raise InputError("no images to preprocess")
-    done = [pre.batch([read_image(p) if isinstance(p, Path) else p.image]) for p in paths]
     size = batch or 1
-    out = []
-    for i in range(0, len(done), size):
-        group = list(range(i, min(i + size, len(done))))
-        filled = group + [k % len(done) for k in range(len(group), size)]
-        arr = done[group[0]][0] if size == 1 else np.concatenate([done[k][0] for k in filled])
-        out.append(Batch(arr, [done[k][1][0] for k in group], [paths[k].name for k in group]))
+    out: list[Batch] = []
+    for i in range(0, len(paths), size):
+        group = paths[i:i + size]
+        arr: np.ndarray | None = None
+        metas = []
+        for row, p in enumerate(group):
+            one, (meta,) = pre.batch([read_image(p) if isinstance(p, Path) else p.image])
+            if size == 1:
+                arr = one
+            else:
+                if arr is None:
+                    arr = np.empty((size, *one.shape[1:]), one.dtype)
+                arr[row] = one[0]
+            metas.append(meta)
+        assert arr is not None
+        for k in range(len(group), size):  # the last group filled: rows k % len(paths), of the first group
+            arr[k] = arr[k % len(paths)] if i == 0 else out[0].images[k % len(paths)]
+        out.append(Batch(arr, metas, [p.name for p in group]))
     return out
 
 
