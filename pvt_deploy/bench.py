@@ -41,6 +41,7 @@ from pvt_deploy.errors import (
     cannot_read,
     renamed,
 )
+from pvt_deploy.utils import joined_lines
 
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
@@ -422,7 +423,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
         return row
     except Exception as e:  # a backend crashing must not take the other rows with it
         log.debug("benchmark of %s failed", label, exc_info=True)
-        row.update(status="failed", reason=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+        row.update(status="failed", reason=f"{type(e).__name__}: {joined_lines(e)[:300]}")
         return row
     if own_precision:
         row["backend"] = next((k for k, v in BENCH_BACKENDS.items() if v == (kind, info.precision)), label)
@@ -651,7 +652,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         except Exception as e:  # as in bench: one backend failing to run must not take the others' rows with it
             log.debug("check of %s failed", cand.label, exc_info=True)
             code = e.exit_code if isinstance(e, PvtDeployError) else PvtDeployError.exit_code
-            reason = str(e) if isinstance(e, PvtDeployError) else f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            reason = str(e) if isinstance(e, PvtDeployError) else f"{type(e).__name__}: {joined_lines(e)[:300]}"
             report["results"].append({"backend": cand.label, "status": "failed", "reason": reason, "exit_code": code})
             continue
         finally:

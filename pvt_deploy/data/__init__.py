@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from pvt_deploy.errors import InputError, option
-from pvt_deploy.utils import count_of
+from pvt_deploy.utils import count_of, joined_lines
 from pvt_deploy.utils.files import decode_text
 
 DATASETS = {"imagenet": 1000, "coco": 80, "ade20k": 150}
@@ -50,7 +50,7 @@ def yaml_names(path: str | os.PathLike[str], *, given_as: str = "dataset") -> di
     try:
         data = yaml.safe_load(decode_text(path.read_bytes()))  # UTF-8 or UTF-16, as a Windows tool may save it
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise InputError(f"{given_as} {path}: cannot read it ({' '.join(str(e).split())[:200]})") from e
+        raise InputError(f"{given_as} {path}: cannot read it ({joined_lines(e)[:200]})") from e
     given = data.get("names") if isinstance(data, dict) else None
     if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
                                        for k in given):
@@ -116,7 +116,7 @@ def _bracketed(text: str) -> list[str]:
     try:
         value = yaml.load(text, Loader=yaml.BaseLoader)  # makes only str, list and dict: no code
     except yaml.YAMLError as e:
-        raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names ({' '.join(str(e).split())[:160]}); "
+        raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names ({joined_lines(e)[:160]}); "
                          'quote a name that holds a comma: ["car, red", "bus"]') from None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{option('names')} {reprlib.repr(text)}: not a list of names; "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import PvtDeployError
+from pvt_deploy.utils import joined_lines
 from pvt_deploy.utils.files import atomic_path, json_dumps
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def graph_summary(model: onnx.ModelProto) -> dict[str, Any]:
         types, _ = value_types(model)
     except Exception as e:  # noqa: BLE001 - onnx raises its own errors for graphs it cannot infer
         types = {v.name: v.type.tensor_type.elem_type for v in (*g.value_info, *g.input, *g.output)}
-        note = f"shape inference failed ({' '.join(str(e).split())[:200]}): the types are those the file stores"
+        note = f"shape inference failed ({joined_lines(e)[:200]}): the types are those the file stores"
     types.update({i.name: i.data_type for i in g.initializer})
     by_op: dict[str, Counter[str]] = {}
     compute: Counter[str] = Counter()
@@ -553,7 +554,7 @@ def check_graph(model: onnx.ModelProto, *, input_names: Sequence[str], output_na
     try:
         onnx.checker.check_model(model, full_check=full_check)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        report.problems.append(f"onnx.checker: {' '.join(str(e).split())[:300]}")
+        report.problems.append(f"onnx.checker: {joined_lines(e)[:300]}")
     if report.opset < MIN_OPSET:
         report.problems.append(f"opset {report.opset} < {MIN_OPSET} (LayerNorm would be decomposed)")
     if report.decomposed_ops:

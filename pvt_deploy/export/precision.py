@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pvt_deploy.errors import InputError, PvtDeployError
 from pvt_deploy.export.graph import drop_dead_nodes, toposort
+from pvt_deploy.utils import joined_lines
 
 if TYPE_CHECKING:
     import onnx
@@ -556,7 +557,7 @@ def write_int8(job: Int8Job, scratch: str | os.PathLike[str], batches: Sequence[
     except (InputError, PvtDeployError):
         raise
     except Exception as e:
-        raise PvtDeployError(f"INT8 quantization ({job.flavour}) failed: {' '.join(str(e).split())[:300]}") from e
+        raise PvtDeployError(f"INT8 quantization ({job.flavour}) failed: {joined_lines(e)[:300]}") from e
     finally:
         for q, lv in zip(quiet, levels, strict=True):
             q.setLevel(lv)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pvt_deploy.errors import PvtDeployError
+from pvt_deploy.utils import joined_lines
 
 if TYPE_CHECKING:
     import onnx
@@ -265,7 +266,7 @@ def calibrate(model: onnx.ModelProto, tensors: Sequence[str], batches: Sequence[
             lo = values[:, 0] if lo is None else np.minimum(lo, values[:, 0])
             hi = values[:, 1] if hi is None else np.maximum(hi, values[:, 1])
     except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-        raise PvtDeployError(f"INT8 calibration failed: {' '.join(str(e).split())[:300]}") from e
+        raise PvtDeployError(f"INT8 calibration failed: {joined_lines(e)[:300]}") from e
     assert lo is not None and hi is not None
     return {t: (lo[i], hi[i]) for i, t in enumerate(tensors)}
 

@@ -58,7 +58,7 @@ from pvt_deploy.manifest import (
     read_manifest,
     verify_file,
 )
-from pvt_deploy.utils import shell_quote, size_pair
+from pvt_deploy.utils import joined_lines, shell_quote, size_pair
 from pvt_deploy.utils.files import hashing_once
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def read_onnx_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as e:  # the disk failed (EIO), not the model: said as other files' OSErrors are
         raise cannot_read(path, e) from e
     except Exception as e:  # onnx raises DecodeError & co for a file that is not a model
-        raise InputError(f"{path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from e
+        raise InputError(f"{path}: not a readable ONNX model ({joined_lines(e)[:200]})") from e
     text = props.get(ONNX_METADATA_KEY)
     if not text:
         raise ForeignOnnxError(f"{path}: this ONNX file has no pvt-deploy metadata (metadata_props"
@@ -1165,7 +1165,7 @@ def describe_graphs(folder: Path, names: Sequence[str], *,
             except OSError as e:  # the disk failed (EIO), not the model
                 row["error"] = f"cannot read it: {e.strerror or e}"
             except Exception as e:  # noqa: BLE001 - onnx raises DecodeError & co for a file that is not a model
-                row["error"] = f"not a readable ONNX model ({' '.join(str(e).split())[:200]})"
+                row["error"] = f"not a readable ONNX model ({joined_lines(e)[:200]})"
         else:
             from pvt_deploy.runtimes.tensorrt import engine_layers, require_tensorrt
 

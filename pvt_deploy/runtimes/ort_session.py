@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pvt_deploy.utils import joined_lines
+
 __all__ = ["OptimizedGraph", "built_graph", "cache_dir_for", "default_rewrites", "discard", "optimized_graph"]
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def optimized_graph(source: str | os.PathLike[str], *, rewrites: Sequence[str] |
         record = folder / f"{src.stem}.{key}.json"
         return _cached(src, target, record) or _build(src, names, target, record)
     except Exception as e:  # noqa: BLE001 - never let an optimisation stop inference
-        text = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        text = f"{type(e).__name__}: {joined_lines(e)[:200]}"
         log.warning("%s: CPU graph rewrites skipped (%s); loading the graph as exported", src.name, text)
         return OptimizedGraph(src, src, error=text)
 

@@ -482,7 +482,7 @@ def engine_layers(engine_path: str | Path) -> dict[str, Any]:
     try:
         layers = inspected_layers(engine)
     except Exception as e:  # noqa: BLE001 - the bindings raise their own types
-        raise PvtDeployError(f"TensorRT's engine inspector failed ({' '.join(str(e).split())[:200]})") from e
+        raise PvtDeployError(f"TensorRT's engine inspector failed ({joined_lines(e)[:200]})") from e
     finally:
         del engine, runtime
     types = collections.Counter(str(layer["LayerType"]) for layer in layers
