@@ -171,6 +171,8 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise InputError(f"{text} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except ValueError as e:  # a value PyYAML's loader cannot make: a date of month 13 ('when: 2020-13-45')
+        raise InputError(f"{text} is not a dataset YAML: a value in it cannot be read ({e})") from None
     key = next((k for k in DATASET_SPLITS if data.get(k) not in (None, "", [])), None) if isinstance(data, dict) else None
     if key is None or not isinstance(data, dict):
         kind = {dict: "no keys", list: "a list", str: "a line of text", type(None): "nothing"}

@@ -1,0 +1,25 @@
+"""Faults found by this session's helpers and mended by the lead."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_run import run
+
+
+@pytest.mark.parametrize("command", ["export", "val"])
+def test_a_dataset_yaml_with_a_date_yaml_cannot_make_is_refused_in_one_line(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """PyYAML reads 2020-13-45 as a date and raises ValueError, not a YAMLError: export --calib and val of such
+    a dataset YAML ended in a traceback ('month must be in 1..12')."""
+    (tmp_path / "images").mkdir()
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\nval: images\nwhen: 2020-13-45\nnames: [a]\n")
+    args = {"export": ["export", "--model", "pvt_v2_b0", "--imgsz", "64", "--int8", "--calib", str(data),
+                       "-o", str(tmp_path / "out")],
+            "val": ["val", str(data), "--model", "pvt_v2_b0", "--imgsz", "64"]}[command]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "month must be in 1..12" in err
+    assert not (tmp_path / "out").exists()
