@@ -78,3 +78,42 @@ def test_an_output_folder_that_is_a_loop_of_links_is_refused(
     assert err == (f"error: cannot write to output folder {tmp_path / 'out'}: {tmp_path / 'out'} is a link that "
                    f"leads nowhere ({os.strerror(errno.ELOOP)})\n")
     assert sorted((p.name, os.readlink(p)) for p in tmp_path.iterdir()) == [("back", "out"), ("out", "back")]
+
+
+def test_an_output_link_in_a_folder_the_export_need_not_write_to_is_taken(tmp_path: Path) -> None:
+    """``export -o locked/link``, ``link`` leading to a folder that can be written, in a folder ``locked`` that
+    cannot: the export writes beside the real folder only (85e5720 measures it there), but cd6dac1, to find a link
+    that leads nowhere on the path given, probed the parent given by writing a file in it: 'cannot write to output
+    folder locked/link: Permission denied', exit 2. That parent is looked at for such links only; the real folder's
+    is still probed: a link to a folder in ``locked`` is refused. Run as another process, without the capability
+    that lets root write anywhere (setpriv), as root cannot be kept out of a folder otherwise."""
+    import shutil
+    import subprocess
+    import sys
+
+    locked, data = tmp_path / "locked", tmp_path / "data"
+    locked.mkdir()
+    data.mkdir()
+    (locked / "link").symlink_to(data / "m")
+    (data / "link").symlink_to(locked / "m")
+    (tmp_path / "x.pth").write_bytes(b"not a checkpoint")  # exit 2 once the output is checked: no model built
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: no folder here refuses root's writes")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    locked.chmod(0o555)
+    try:
+        probe = subprocess.run([*prefix, "sh", "-c", f"touch '{locked}/probe'"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            pytest.skip("this process cannot be kept from writing to a folder (setpriv dropped no capability)")
+        cli = [*prefix, sys.executable, "-m", "pvt_deploy", "export", "--model", str(tmp_path / "x.pth"), "-o"]
+        done = subprocess.run([*cli, str(locked / "link")], capture_output=True, text=True, timeout=300)
+        assert (done.returncode, done.stderr) == (2, f"error: {tmp_path / 'x.pth'}: corrupt or truncated checkpoint "
+                                                     "(neither a PyTorch zip archive nor a pickle)\n")
+        done = subprocess.run([*cli, str(data / "link")], capture_output=True, text=True, timeout=300)
+        assert (done.returncode, done.stderr) == (2, f"error: cannot write to output folder {data / 'link'}: "
+                                                     "Permission denied\n")
+    finally:
+        locked.chmod(0o755)
+    assert sorted(p.name for p in locked.iterdir()) == ["link"] and sorted(p.name for p in data.iterdir()) == ["link"]

@@ -69,6 +69,7 @@ from pvt_deploy.utils.files import (
     WRITE_ERRNOS,
     hashing_once,
     json_safe,
+    link_to_nowhere,
     probe_writable,
     sha256_file,
     unwritable_reason,
@@ -257,11 +258,13 @@ def _output_target(out: Path) -> Path:
     # file system. Both of the real folder, which a link given as ``out`` (or a '..' after one) names otherwise.
     # A link on the way as given that leads nowhere (a loop, a link to what is gone) is said first: its real path
     # reads it as a folder still to be made, where the export would make the link's missing target. So is ``out``
-    # a loop of links, whose real path is itself, a link: the swap set it aside as an old export and left it there
+    # a loop of links, whose real path is itself, a link: the swap set it aside as an old export and left it there.
+    # Nothing is written there: a link given as ``out`` may be in a folder the export need not write to
     target = Path(os.path.realpath(out))
     beside = new_hidden(target.parent, SwappedFolder(target, "", lambda old: _ours).staging_prefix, create=False)
     given = Path(os.path.abspath(out))
-    reason = unwritable_reason(given if os.path.islink(target) else given.parent) or unwritable_reason(beside)
+    nowhere = link_to_nowhere(given if os.path.islink(target) else given.parent)
+    reason = nowhere.strerror if nowhere is not None else unwritable_reason(beside)
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
     cwd = Path.cwd().resolve()

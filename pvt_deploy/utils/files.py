@@ -288,6 +288,22 @@ def remove_made_folders(made: Iterable[str | os.PathLike[str]]) -> None:
             return
 
 
+def link_to_nowhere(path: str | os.PathLike[str]) -> OSError | None:
+    """The first link on ``path`` (from its end: the folders that are not there, up to one that is) that leads
+    nowhere (a loop of links, a link to what is gone), as the :class:`OSError` that says so ('X is a link that
+    leads nowhere (Too many levels of symbolic links)', ``filename`` the link); None where there is none. It
+    writes nothing: a path may be checked for such a link where nothing is to be made."""
+    existing = Path(path)
+    while not existing.exists() and existing.parent != existing:
+        if existing.is_symlink():
+            try:
+                os.stat(existing)
+            except OSError as e:
+                return OSError(e.errno, f"{existing} is a link that leads nowhere ({e.strerror})", str(existing))
+        existing = existing.parent
+    return None
+
+
 def probe_writable(folder: str | os.PathLike[str]) -> Path:
     """Check, creating nothing that stays, that files can be made under ``folder`` (which need not exist
     yet) and return its nearest existing ancestor. Raises :class:`NotADirectoryError` when that
@@ -297,14 +313,12 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
     exists' that making the folder there said. A folder to be made whose name is longer than the file system
     takes (``ENAMETOOLONG``, 255 bytes on most) is refused too, with its path as ``filename``: the system says so
     only once the folders before it are there, so a run that made them would find out at its first write."""
+    nowhere = link_to_nowhere(folder)
+    if nowhere is not None:
+        raise nowhere
     existing = Path(folder)
     missing: list[Path] = []
     while not existing.exists() and existing.parent != existing:
-        if existing.is_symlink():
-            try:
-                os.stat(existing)
-            except OSError as e:
-                raise OSError(e.errno, f"{existing} is a link that leads nowhere ({e.strerror})", str(existing)) from e
         missing.append(existing)
         existing = existing.parent
     if not existing.is_dir():
