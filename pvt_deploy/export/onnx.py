@@ -64,7 +64,7 @@ from pvt_deploy.manifest import (
     verify_file,
     write_manifest,
 )
-from pvt_deploy.utils import size_pair
+from pvt_deploy.utils import joined_lines, size_pair
 from pvt_deploy.utils.files import (
     WRITE_ERRNOS,
     hashing_once,
@@ -534,7 +534,7 @@ def trace_to_onnx(module: Any, example: Any, *, exporter: str, dynamic: bool, op
                                             dynamic_shapes=shapes, custom_translation_table=table,
                                             verbose=False, report=False)
             except Exception as e:
-                raise PvtDeployError(f"the dynamo exporter failed: {' '.join(str(e).split())[:300]}",
+                raise PvtDeployError(f"the dynamo exporter failed: {joined_lines(e)[:300]}",
                                      hint="try --exporter torchscript") from e
             assert program is not None
             proto = program.model_proto
@@ -577,7 +577,7 @@ def ort_runner(path: str | os.PathLike[str]) -> Callable[[np.ndarray], dict[str,
     try:
         session = ort.InferenceSession(str(graph.path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise PvtDeployError(f"{Path(path).name}: ONNX Runtime cannot load it ({' '.join(str(e).split())[:240]})"
+        raise PvtDeployError(f"{Path(path).name}: ONNX Runtime cannot load it ({joined_lines(e)[:240]})"
                              ) from e
     names = [o.name for o in session.get_outputs()]
 
