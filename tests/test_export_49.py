@@ -40,7 +40,8 @@ def test_the_output_folders_name_is_measured_where_a_link_given_as_output_leads(
     """``-o link``, a link to a folder whose name is too long for the staging folder built beside it
     (``.NAME.pvt-new-HOST-PID-XXXX``): the name was measured on the link's, so the model was loaded, then refused in
     other words ('cannot write to output folder link (File name too long)'). The real folder is measured: one line,
-    exit 2, before the model is loaded, nothing made; a link to the longest name that fits exports into it."""
+    exit 2, before the model is loaded, nothing made; a link to a folder of the longest name that fits exports into
+    it (a link to a folder that is not there is refused as such: test_followups_49)."""
     import os
 
     from pvt_deploy.export.swap import owner
@@ -52,13 +53,17 @@ def test_the_output_folders_name_is_measured_where_a_link_given_as_output_leads(
     real.mkdir()
     longest = os.pathconf(real, "PC_NAME_MAX") - len(f"..pvt-new-{owner()}-abcd")  # the staging folder just fits
     link = tmp_path / "link"
+    (real / ("c" * (longest + 1))).mkdir()
     link.symlink_to(real / ("c" * (longest + 1)), target_is_directory=True)
     code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
                             "-o", str(link))
     assert (code, stdout, err) == (2, "", f"error: cannot write to output folder {link}: File name too long\n")
     assert loaded == []
-    assert list(real.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+    assert [p.name for p in real.iterdir()] == ["c" * (longest + 1)] and not list((real / ("c" * (longest + 1))).iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
     link.unlink()
+    (real / ("c" * (longest + 1))).rmdir()
+    (real / ("c" * longest)).mkdir()
     link.symlink_to(real / ("c" * longest), target_is_directory=True)
     code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
                        "-o", str(link))

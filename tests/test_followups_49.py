@@ -23,3 +23,21 @@ def test_a_dataset_yaml_with_a_date_yaml_cannot_make_is_refused_in_one_line(
     assert "Traceback" not in err
     assert "month must be in 1..12" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "infer"])
+def test_an_output_that_is_a_link_to_what_is_gone_is_refused_as_infer_refuses_it(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o link`` where the link leads to a folder that is not there (a drive not mounted, a folder deleted): infer
+    refused it, and ``export -o link/x`` too, but ``export -o link`` made the link's target and exported there
+    (on the disk beneath an unmounted drive). Both refuse it as ``mkdir -p`` does, before the model loads."""
+    from pvt_deploy.assets import sample_image
+
+    link = tmp_path / "latest"
+    link.symlink_to(tmp_path / "gone")
+    args = {"export": ["export", "--model", "pvt_v2_b0-cls", "--imgsz", "32", "--no-parity", "-o", str(link)],
+            "infer": ["infer", str(sample_image()), "--model", "pvt_v2_b0-cls", "-o", str(link)]}[command]
+    code, _, err = run(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert f"{link} is a link that leads nowhere (No such file or directory)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]

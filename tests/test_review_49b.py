@@ -94,6 +94,8 @@ def test_an_output_link_in_a_folder_the_export_need_not_write_to_is_taken(tmp_pa
     locked, data = tmp_path / "locked", tmp_path / "data"
     locked.mkdir()
     data.mkdir()
+    (data / "m").mkdir()  # (a link to what is not there is refused as such: the links lead to folders)
+    (locked / "m").mkdir()
     (locked / "link").symlink_to(data / "m")
     (data / "link").symlink_to(locked / "m")
     (tmp_path / "x.pth").write_bytes(b"not a checkpoint")  # exit 2 once the output is checked: no model built
@@ -116,4 +118,5 @@ def test_an_output_link_in_a_folder_the_export_need_not_write_to_is_taken(tmp_pa
                                                      "Permission denied\n")
     finally:
         locked.chmod(0o755)
-    assert sorted(p.name for p in locked.iterdir()) == ["link"] and sorted(p.name for p in data.iterdir()) == ["link"]
+    assert sorted(p.name for p in locked.iterdir()) == ["link", "m"] == sorted(p.name for p in data.iterdir())
+    assert [list((folder / "m").iterdir()) for folder in (locked, data)] == [[], []]

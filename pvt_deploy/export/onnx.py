@@ -256,14 +256,14 @@ def _output_target(out: Path) -> Path:
     # the export is built beside the folder it replaces, in a hidden folder named after it (``.NAME.pvt-new-…``, the
     # longest name it makes there), and renamed into place: the parent must take new files, and that name fit the
     # file system. Both of the real folder, which a link given as ``out`` (or a '..' after one) names otherwise.
-    # A link on the way as given that leads nowhere (a loop, a link to what is gone) is said first: its real path
-    # reads it as a folder still to be made, where the export would make the link's missing target. So is ``out``
-    # a loop of links, whose real path is itself, a link: the swap set it aside as an old export and left it there.
-    # Nothing is written there: a link given as ``out`` may be in a folder the export need not write to
+    # A link as given that leads nowhere (a loop, a link to what is gone), ``out`` itself or one on its way, is
+    # refused first, as ``mkdir -p`` and infer refuse it: its real path reads it as a folder still to be made, where
+    # the export would make the link's missing target (a drive's folder not mounted: made on the disk beneath it),
+    # and a loop's real path is itself, a link, which the swap set aside as an old export and left there. Nothing
+    # is written there: a link given as ``out`` may be in a folder the export need not write to
     target = Path(os.path.realpath(out))
     beside = new_hidden(target.parent, SwappedFolder(target, "", lambda old: _ours).staging_prefix, create=False)
-    given = Path(os.path.abspath(out))
-    nowhere = link_to_nowhere(given if os.path.islink(target) else given.parent)
+    nowhere = link_to_nowhere(os.path.abspath(out))
     reason = nowhere.strerror if nowhere is not None else unwritable_reason(beside)
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
