@@ -51,7 +51,7 @@ import av
 import cv2
 import numpy as np
 from av.video.plane import VideoPlane
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Colorspace, Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
@@ -238,7 +238,8 @@ def _decoded_to_rgb(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
+def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str = "a picture FFmpeg decodes",
+                  said: set[int] | None = None) -> np.ndarray:
     """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
     them by default, as OpenCV's VideoCapture does; more than 8 rounded to 8. FFmpeg's default conversion of YUV
@@ -249,16 +250,31 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None) -> np.ndarray:
     512 levels wraps). Its rgb24 of RGB
     and gray samples of more than 8 bits (16-bit FFV1 or PNG, 12-bit gray) cuts the low bits: those are taken at
     16 bits and rounded as :func:`_to_uint8` rounds a 16-bit PNG's (gray as gray: FFmpeg's rgb48 of 10 or 12-bit
-    gray is not 65535 / 1023 of it)."""
+    gray is not 65535 / 1023 of it).
+
+    YUV tagged with a colorspace FFmpeg's converter has no matrix for (YCgCo, BT.2020's constant luminance, ICtCp,
+    a reserved value), which it refuses ('Operation not supported'), is converted by BT.601's, FFmpeg's default,
+    as ffplay shows it (SDL's default matrix; FFmpeg's scaler before 8.0 fell back to it too), with one warning
+    naming the tag for ``source`` (once for each tag in ``said``, where given: a video's frames)."""
     fmt = frame.format
     components = fmt.components
+    colorspace, tagged = int(frame.colorspace), None  # tagged: the matrix reformat is told, where not the frame's
+    if colorspace not in _LUMA_WEIGHTS and len(components) >= 3 and not fmt.is_rgb:
+        if said is None or colorspace not in said:
+            log.warning("%s: its frames are tagged with the colorspace %s, which FFmpeg's converter has no matrix "
+                        "for: read with BT.601's, as ffplay shows them (its colours may be off)", source,
+                        _UNMATCHED_COLORSPACES.get(colorspace, f"reserved ({colorspace})"))
+            if said is not None:
+                said.add(colorspace)
+        colorspace, tagged = _BT601_TAG, Colorspace.ITU601
     if max(c.bits for c in components) <= 8:
-        return frame.reformat(width=width, format="rgb24", threads=_SCALER_THREADS).to_ndarray()
+        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
+                              threads=_SCALER_THREADS).to_ndarray()
     if len(components) >= 3 and not fmt.is_rgb:  # YUV (and alpha), XYZ
-        image = _planar_yuv_to_rgb(frame, width or frame.width)
+        image = _planar_yuv_to_rgb(frame, width or frame.width, colorspace)
         if image is not None:
             return image
-        return frame.reformat(width=width, format="rgb24", interpolation=_FULL_CHROMA,
+        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged, interpolation=_FULL_CHROMA,
                               threads=_SCALER_THREADS).to_ndarray()
     if len(components) <= 2:  # gray (and alpha)
         gray = frame.reformat(width=width, format="gray16le", threads=_SCALER_THREADS).to_ndarray()
@@ -277,26 +293,33 @@ _SCALER_THREADS = 1
 _PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p\d+le")
 
 # Kr and Kb of the matrix FFmpeg's swscale applies for a frame's colorspace (AVColorSpace): BT.601's where none
-# is named (and for RGB's, 0); swscale refuses the others (YCgCo, BT.2020's constant luminance, ICtCp...)
+# is named (and for RGB's, 0); swscale refuses the others, which are read as BT.601 (BT470BG, 5: _frame_to_rgb)
 _BT601 = (0.299, 0.114)
 _LUMA_WEIGHTS = {0: _BT601, 1: (0.2126, 0.0722), 2: _BT601, 4: (0.30, 0.11), 5: _BT601, 6: _BT601,
                  7: (0.212, 0.087), 9: (0.2627, 0.0593)}
+_BT601_TAG = 5
+# The colorspaces swscale refuses, by FFmpeg's names (av_color_space_name); 3 and any past these are reserved
+_UNMATCHED_COLORSPACES = {8: "YCgCo (8)", 10: "BT.2020 constant luminance (10)", 11: "SMPTE 2085 (11)",
+                          12: "chromaticity-derived non-constant luminance (12)",
+                          13: "chromaticity-derived constant luminance (13)", 14: "ICtCp (14)", 15: "IPT-C2 (15)",
+                          16: "YCgCo-R even (16)", 17: "YCgCo-R odd (17)"}
 
 
-def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int) -> np.ndarray | None:
+def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None = None) -> np.ndarray | None:
     """A frame of planar YUV of more than 8 bits as HxWx3 uint8 RGB, ``width`` wide: the sum of the matrix of its
     colorspace and range, as FFmpeg's swscale applies them, rounded (within 0.5 of it), its chroma upsampled
     bilinearly from the centre of its samples, as swscale's full_chroma_int does. That costs twice as much
     (1080p 10-bit: 12.7 ms of CPU against 7.5, FFmpeg's default rgb24 6.9, up to 4 levels off; 4K 46, 37 and 23;
     benchmarks/frame_convert.py on a loaded 2-core machine), and its fixed-point sum wraps past 512 levels: the
-    most blue above white (Y 940, Cb 1023) came blue 0. None for another layout, or a colorspace swscale has no
-    matrix for (it converts those, or refuses them, itself).
+    most blue above white (Y 940, Cb 1023) came blue 0. ``colorspace`` (an AVColorSpace) names the matrix, the
+    frame's where not given: BT.601's stands for one swscale has none for (:func:`_frame_to_rgb`). None for another
+    layout, which swscale converts, or a colorspace it has no matrix for.
 
     As swscale does, a sample of n bits is one of 8 bits times 2^(n-8): limited range is 16-235 (chroma 16-240)
     times that, and full range 0-255 times it (1020, not 1023, is white at 10 bits, so 1021-1023 are 255 too).
     Each channel's chroma term is summed at the chroma planes' size and upsampled (bilinear is linear: the same
     as upsampling the planes first), then added to luma, rounded and clipped to 8 bits by one addWeighted."""
-    weights = _LUMA_WEIGHTS.get(int(frame.colorspace))
+    weights = _LUMA_WEIGHTS.get(int(frame.colorspace) if colorspace is None else colorspace)
     if weights is None or not _PLANAR_YUV.fullmatch(frame.format.name):
         return None
     y, u, v = (_samples(frame.planes[i]) for i in range(3))
@@ -1010,6 +1033,7 @@ class PyAVReader:
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
         self._first_dts: float | None = None
         self._name = redact_url(target)  # for an error message: a URL without its password
+        self._colorspaces_said: set[int] = set()  # the colorspaces converted by BT.601's, warned of (_frame_to_rgb)
         opening = time.monotonic()
         try:
             self._container = av.open(target, options=options or {}, timeout=timeout)
@@ -1291,7 +1315,7 @@ class PyAVReader:
 
     def retrieve(self) -> np.ndarray:
         assert self._frame is not None, "retrieve() before a successful grab()"
-        image = _frame_to_rgb(self._frame, self._display_width())
+        image = _frame_to_rgb(self._frame, self._display_width(), source=self._name, said=self._colorspaces_said)
         turns, mirrored = self._orientation()
         # turns are counter-clockwise, as np.rot90's positive k; cv2.rotate gives the same picture 7x faster
         # than a contiguous copy of np.rot90's view (0.46 against 3.3 ms a 720p frame)
@@ -2543,6 +2567,7 @@ def _special_file(path: Path) -> str | None:
     kinds = [(stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
              (stat.S_ISBLK, "a block device")]
     return next((name for test, name in kinds if test(mode)), "a special file")
+
 
 
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the byte-order marks a UTF-16 text file starts with

@@ -1,0 +1,95 @@
+"""Videos, pictures and dataset files as users meet them, made for real in tmp_path: a clip tagged with a colorspace
+FFmpeg's converter has no matrix for."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from cli_run import run
+
+from pvt_deploy.io.sources import _frame_to_rgb, open_source
+
+
+def _clip(path: Path, pix_fmt: str, colorspace: int) -> Path:
+    """Three frames of smooth colour, lossless H.264 (x264 at qp 0) as ``pix_fmt``, tagged with ``colorspace``
+    (its VUI's matrix coefficients, which the decoder gives each frame)."""
+    rng = np.random.default_rng(49)
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=25, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        stream.codec_context.colorspace = colorspace
+        for i in range(3):
+            rgb = np.repeat(np.repeat(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), 8, 0), 8, 1)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.colorspace, frame.pts, frame.time_base = colorspace, i, Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as container:  # the tag is in the file, on every decoded frame
+        assert {int(f.colorspace) for f in container.decode(video=0)} == {colorspace}
+    return path
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with open_source(str(path)) as source:
+        return [frame.image for frame in source]
+
+
+@pytest.mark.parametrize(("pix_fmt", "colorspace", "tag"), [
+    ("yuv420p", 8, "YCgCo (8)"), ("yuv420p", 10, "BT.2020 constant luminance (10)"), ("yuv420p", 14, "ICtCp (14)"),
+    ("yuv420p10le", 8, "YCgCo (8)"), ("yuv444p", 14, "ICtCp (14)")])
+def test_a_video_tagged_with_a_colorspace_ffmpeg_has_no_matrix_for_plays_as_bt601_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, pix_fmt: str, colorspace: int, tag: str) -> None:
+    """FFmpeg's converter (swscale, 8.0) refuses YUV tagged YCgCo, BT.2020 constant luminance, ICtCp or a reserved
+    value: reading such a clip ended in 'error: Operation not supported', at 8 bits as at 10. ffplay shows it (by
+    SDL's default matrix, BT.601, as swscale before 8.0 did): its frames are read so, the same pixels as the same
+    samples untagged, with one warning for the video naming the tag."""
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx264 encoder")
+    tagged = _clip(tmp_path / "tagged.mkv", pix_fmt, colorspace)
+    untagged = _clip(tmp_path / "untagged.mkv", pix_fmt, 2)  # AVCOL_SPC_UNSPECIFIED: BT.601, FFmpeg's default
+    with caplog.at_level(logging.WARNING):
+        frames = _frames(tagged)
+    expected = _frames(untagged)
+    assert len(frames) == 3 and all(np.array_equal(f, e) for f, e in zip(frames, expected, strict=True))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [f"{tagged}: its frames are tagged with the colorspace {tag}, which FFmpeg's converter has no "
+                    "matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"]
+
+
+def test_a_frame_of_a_reserved_colorspace_is_read_as_bt601(caplog: pytest.LogCaptureFixture) -> None:
+    """A reserved value (3, as a damaged or hand-written VUI says) is refused by swscale as YCgCo is; converted by
+    BT.601 too, named 'reserved (3)'. A picture FFmpeg decodes warns each time (no video to say it once for)."""
+    rgb = np.random.default_rng(3).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    expected = _frame_to_rgb(frame)
+    frame.colorspace = 3
+    with caplog.at_level(logging.WARNING):
+        assert np.array_equal(_frame_to_rgb(frame), expected)
+        assert np.array_equal(_frame_to_rgb(frame), expected)
+    assert [r.getMessage() for r in caplog.records] == [
+        "a picture FFmpeg decodes: its frames are tagged with the colorspace reserved (3), which FFmpeg's converter "
+        "has no matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"] * 2
+    assert int(frame.colorspace) == 3  # the frame keeps its tag
+
+
+def test_infer_runs_a_ycgco_video_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """infer on a YCgCo clip said 'error: Operation not supported', exit 1; it runs its three frames, exit 0, and
+    says the tag once."""
+    if "libx264" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx264 encoder")
+    clip = _clip(tmp_path / "ycgco.mkv", "yuv420p", 8)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(monkeypatch, capsys, "infer", str(clip), "--model", "pvt_v2_b0-cls", "--imgsz", "32",
+                         "--no-save")
+    assert code == 0, err
+    assert "Operation not supported" not in out + err and "3 frames in" in out + err
+    said = [r.getMessage() for r in caplog.records if r.name == "pvt_deploy.io.sources"]
+    assert said == [f"{clip}: its frames are tagged with the colorspace YCgCo (8), which FFmpeg's converter has no "
+                    "matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"]
