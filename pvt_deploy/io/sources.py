@@ -25,7 +25,6 @@ Decoding choices and why:
 from __future__ import annotations
 
 import bisect
-import codecs
 import contextlib
 import fnmatch
 import functools
@@ -55,6 +54,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
+from pvt_deploy.utils.files import UTF16_MARKS
 
 log = logging.getLogger(__name__)
 
@@ -489,9 +489,13 @@ _OPENCV_LIMITS = ("past OpenCV's size limits, 1048576 pixels a side and 10737418
 _LIBPNG_MAX_SIDE = 1_000_000
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the bytes a PNG file starts with
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # a TIFF's first bytes, and a BigTIFF's: little, big-endian
+
+
 def _png_size(data: np.ndarray) -> tuple[int, int] | None:
     """The width and height a PNG's header declares, or None where ``data`` is no PNG."""
-    if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n" or data.size < 24:
+    if bytes(data[:8]) != _PNG_SIGNATURE or data.size < 24:
         return None
     return int.from_bytes(bytes(data[16:20]), "big"), int.from_bytes(bytes(data[20:24]), "big")
 
@@ -581,7 +585,7 @@ def _check_memory_to_decode(data: np.ndarray, path: str | os.PathLike[str]) -> i
     process with no word, the rest of a folder lost). Only the memory free limits it: a real 400 MP photo
     runs where there is room. Nothing is refused where the header or the free memory cannot be read.
     Returns the frames (pages) the header declares: 1 where it says none, or cannot be read."""
-    header = _header(io.BufferedReader(_InPlace(data)))  # read where they are: a picture may be hundreds of MB
+    header = _header_in(data)
     if header is None:
         return 1
     _check_memory_to_run(path, "image", *header[0], DECODE_BYTES_PER_PIXEL)
@@ -633,6 +637,11 @@ class _InPlace(io.RawIOBase):
         return self._at
 
 
+def _header_in(data: np.ndarray) -> tuple[tuple[int, int], Any, int] | None:
+    """:func:`_header` of a picture file's bytes, read where they are: a picture may be hundreds of MB."""
+    return _header(io.BufferedReader(_InPlace(data)))
+
+
 def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
     """The (width, height), the EXIF block (bytes, or None) and the frames (pages; 1 where it says none) of
     the picture in ``stream``, read by
@@ -668,7 +677,8 @@ def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
 
 def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """The (height, width) :func:`read_image` gives the picture file ``path``, from its header alone:
-    an EXIF orientation of 5 to 8, which OpenCV applies, swaps them (Pillow's TIFF opener has already).
+    an EXIF orientation of 5 to 8, which OpenCV's decode applies (pvt-deploy's for a PNG: :func:`_png_orientation`),
+    swaps them (Pillow's TIFF opener has already).
     None where the file or its header cannot be read; a PNG whose EXIF follows its pixels is read as
     unturned."""
     try:
@@ -686,7 +696,8 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 def _exif_orientation(exif: Any) -> Any:
     """The Orientation tag (1-8) of an EXIF block as :func:`_header` gives it (bytes, or None), or None where it
-    has none, or is damaged (read as unturned): what :func:`picture_size` and :func:`_ffmpeg_picture` turn by."""
+    has none, or is damaged (read as unturned): what :func:`picture_size`, :func:`_png_orientation` and
+    :func:`_ffmpeg_picture` turn by."""
     if not isinstance(exif, bytes):
         return None
     from PIL import Image
@@ -706,7 +717,7 @@ def _in_bytes(n: int) -> str:
 def _imdecode(data: np.ndarray) -> np.ndarray | None:
     """An image file's bytes decoded as :func:`read_image` decodes them (RGB, EXIF orientation applied), or
     None where OpenCV cannot."""
-    if bytes(data[:4]) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # TIFF, BigTIFF
+    if bytes(data[:4]) in _TIFF_MAGIC:
         stored = _tiff_stored_colour(data)
         if stored is not None:
             return stored
@@ -716,7 +727,7 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
             return upright
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
     # the EXIF orientation, but for a PNG's, which is applied here (_png_orientation)
-    png = bytes(data[:8]) == b"\x89PNG\r\n\x1a\n"
+    png = bytes(data[:8]) == _PNG_SIGNATURE
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | (cv2.IMREAD_IGNORE_ORIENTATION if png else 0)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is not None and png:
@@ -735,7 +746,7 @@ def _png_orientation(data: np.ndarray) -> Any:
     Safari do (the web platform tests image-orientation-exif-png-2 and -3, 'late EXIF data is ignored'); libvips
     reads it with the header, before the pixels. A user sees such a picture as stored (Pillow's exif_transpose,
     which loads the image first, turns it), and its boxes are drawn on it so."""
-    header = _header(io.BufferedReader(_InPlace(data)))
+    header = _header_in(data)
     return _exif_orientation(header[1]) if header is not None else None
 
 
@@ -794,9 +805,9 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
             image = _frame_to_rgb(frame)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
         return None
-    header = _header(io.BytesIO(raw))
+    header = _header_in(data)
     orientation = _exif_orientation(header[1]) if header is not None else None
-    if orientation is None and bytes(data[:4]) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # a TIFF's is its tag
+    if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
         from PIL import TiffImagePlugin
 
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
@@ -2570,8 +2581,6 @@ def _special_file(path: Path) -> str | None:
 
 
 
-_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # the byte-order marks a UTF-16 text file starts with
-
 
 def _list_bytes(path: Path, *, whole: bool = True) -> bytes | None:
     """The bytes of ``path`` where it is a list of files, one a line (Ultralytics' list source): a ``.txt`` file of
@@ -2602,7 +2611,7 @@ def _file_list(path: Path) -> bool:
 
 def _text(head: bytes) -> bool:
     """Whether a file that begins ``head`` is text (:func:`_list_bytes`)."""
-    return head.startswith(_UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
+    return head.startswith(UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
 
 
 def _read_list(path: Path) -> list[str] | None:
@@ -2654,7 +2663,7 @@ def _json_file(path: Path) -> InputError | None:
             head = f.read(65536)
     except OSError:
         return None  # the picture's or the video's reader says why it cannot be read
-    if head.startswith(_UTF16_MARKS):  # a character cut at 64 KB is left out
+    if head.startswith(UTF16_MARKS):  # a character cut at 64 KB is left out
         head = head.decode("utf-16", errors="ignore").encode()
     start = _JSON_START.match(head)
     if start is None:
