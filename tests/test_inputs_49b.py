@@ -1,8 +1,10 @@
 """Videos, pictures and dataset files as users meet them, made for real in tmp_path: a clip tagged with a colorspace
-FFmpeg's converter has no matrix for."""
+FFmpeg's converter has no matrix for, a COCO file saved as UTF-32."""
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +13,11 @@ import av
 import numpy as np
 import pytest
 from cli_run import run
+from PIL import Image
 
+from pvt_deploy.data import class_names
+from pvt_deploy.errors import InputError
+from pvt_deploy.evaluate import _coco_dataset
 from pvt_deploy.io.sources import _frame_to_rgb, open_source
 
 
@@ -93,3 +99,29 @@ def test_infer_runs_a_ycgco_video_with_one_warning(tmp_path: Path, monkeypatch: 
     said = [r.getMessage() for r in caplog.records if r.name == "pvt_deploy.io.sources"]
     assert said == [f"{clip}: its frames are tagged with the colorspace YCgCo (8), which FFmpeg's converter has no "
                     "matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"]
+
+
+def test_a_coco_file_saved_as_utf32_is_known_as_coco(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A COCO file saved as UTF-32 with its mark (LE: FF FE 00 00, which begins with UTF-16 LE's FF FE) was read as
+    UTF-16 when given as pictures, and BE's not at all: 'neither a readable image nor a video', where val reads it
+    (json.loads knows UTF-32). It is said to be a COCO file, as in UTF-8 and UTF-16."""
+    (tmp_path / "val2017").mkdir()
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(tmp_path / "val2017" / "a.jpg")
+    text = json.dumps({"info": {"description": "café"}, "images": [{"id": 1, "file_name": "a.jpg", "width": 48,
+                       "height": 32}], "annotations": [], "categories": [{"id": 1, "name": "person"}]},
+                      ensure_ascii=False)
+    for name, data in (("le", codecs.BOM_UTF32_LE + text.encode("utf-32-le")),
+                       ("be", codecs.BOM_UTF32_BE + text.encode("utf-32-be"))):
+        coco = tmp_path / f"utf32-{name}_val2017.json"
+        coco.write_bytes(data)
+        dataset = _coco_dataset(coco, class_names("coco"), None, None)  # val reads it
+        assert dataset.images == [tmp_path / "val2017" / "a.jpg"] and dataset.coco is not None, name
+        with pytest.raises(InputError) as caught:
+            open_source(coco)
+        assert str(caught.value) == (f"{coco} looks like a COCO annotation file (JSON), not pictures or a video "
+                                     f"(pvt-deploy val takes it: pvt-deploy val {coco} --model EXPORT; to run or "
+                                     f"compare on its pictures, give their folder ({tmp_path / 'val2017'}))"), name
+    code, out, err = run(monkeypatch, capsys, "infer", str(coco), "--model", "pvt_v2_b0-cls", "--imgsz", "32")
+    assert code == 2 and out == "" and err.startswith(f"error: {coco} looks like a COCO annotation file (JSON)")
+    assert err.count("\n") == 1, err

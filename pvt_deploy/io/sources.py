@@ -2648,7 +2648,8 @@ def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
 # The start of a JSON file: its text (after a byte-order mark, as Windows tools write, and white space) opens an
 # object or a list; and of a COCO annotation file (instances_val2017.json, a Roboflow or CVAT export), an object
 # whose keys near its start include images, annotations or categories (COCO's own begins with info and licenses).
-# Of UTF-8 text: UTF-16 (its mark first, as Windows PowerShell 5 writes) is read as UTF-8 first.
+# Of UTF-8 text: UTF-16 (its mark first, as Windows PowerShell 5 writes) and UTF-32 are read as UTF-8 first.
+_WIDE_TEXT = (("utf-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("utf-16", UTF16_MARKS))
 _JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*([{\[])")
 _COCO_KEYS = re.compile(rb'"(?:images|annotations|categories)"\s*:')
 
@@ -2663,8 +2664,10 @@ def _json_file(path: Path) -> InputError | None:
             head = f.read(65536)
     except OSError:
         return None  # the picture's or the video's reader says why it cannot be read
-    if head.startswith(UTF16_MARKS):  # a character cut at 64 KB is left out
-        head = head.decode("utf-16", errors="ignore").encode()
+    # UTF-32 first: its little-endian mark begins with UTF-16's (FF FE), and json.loads (val) reads it too
+    wide = next((codec for codec, marks in _WIDE_TEXT if head.startswith(marks)), None)
+    if wide is not None:  # a character cut at 64 KB is left out
+        head = head.decode(wide, errors="ignore").encode()
     start = _JSON_START.match(head)
     if start is None:
         return None
