@@ -513,38 +513,35 @@ class VideoWriter:
 
     def _remux(self, tracks: list[_AudioCopy], stop: Callable[[], bool]) -> None:
         """The video with ``tracks`` in place of the silent one (see :meth:`_add_audio`). What a track
-        alone causes (its stream refused, its packets undecodable) raises :class:`_TrackFailed`."""
-        mixed = self._tmp.with_name(self._tmp.stem + ".audio" + self._tmp.suffix)
-        try:
-            with av.open(str(self._tmp)) as silent, av.open(
-                str(mixed), "w", format=self._fmt, container_options=_muxer_options(self._fmt)
-            ) as out:
-                video_in = silent.streams.video[0]
-                video_out = out.add_stream_from_template(video_in)
-                for audio in tracks:
-                    with audio.blamed():
-                        audio.add_to(out)
-                origin = self._t0 if self._t0 is not None else 0.0
-                for packet in silent.demux(video_in):
-                    if stop():
-                        raise _Stopped
-                    if packet.size == 0:
-                        continue
-                    when = packet.dts if packet.dts is not None else packet.pts
-                    if when is not None and packet.time_base:
-                        for audio in tracks:
-                            with audio.blamed():
-                                audio.copy_until(out, origin, float(when * packet.time_base))
-                    packet.stream = video_out
-                    out.mux(packet)
-                end = float((self._last_pts + 1) * self._tick) + 1 / float(self.fps)
-                for audio in tracks:
-                    with audio.blamed():
-                        audio.copy_until(out, origin, end, last=True)
-            os.replace(mixed, self._tmp)
-        finally:
-            with contextlib.suppress(OSError):
-                mixed.unlink()
+        alone causes (its stream refused, its packets undecodable) raises :class:`_TrackFailed`. The video with
+        its audio is written as the silent one is (:func:`~pvt_deploy.utils.files.atomic_path`, which replaces
+        it once done): a run killed meanwhile leaves a temporary file that the next run into the folder removes
+        (``.clip.mp4.x1y2.part.audio.mp4`` was no name of one, and stayed, hidden, as large as the video)."""
+        with atomic_path(self._tmp) as mixed, av.open(str(self._tmp)) as silent, av.open(
+            str(mixed), "w", format=self._fmt, container_options=_muxer_options(self._fmt)
+        ) as out:
+            video_in = silent.streams.video[0]
+            video_out = out.add_stream_from_template(video_in)
+            for audio in tracks:
+                with audio.blamed():
+                    audio.add_to(out)
+            origin = self._t0 if self._t0 is not None else 0.0
+            for packet in silent.demux(video_in):
+                if stop():
+                    raise _Stopped
+                if packet.size == 0:
+                    continue
+                when = packet.dts if packet.dts is not None else packet.pts
+                if when is not None and packet.time_base:
+                    for audio in tracks:
+                        with audio.blamed():
+                            audio.copy_until(out, origin, float(when * packet.time_base))
+                packet.stream = video_out
+                out.mux(packet)
+            end = float((self._last_pts + 1) * self._tick) + 1 / float(self.fps)
+            for audio in tracks:
+                with audio.blamed():
+                    audio.copy_until(out, origin, end, last=True)
 
     def discard(self) -> None:
         """Drop the video being written, leaving no file (after a write failed: a full disk cannot
