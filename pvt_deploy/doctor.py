@@ -139,6 +139,13 @@ def _onnxruntime() -> list[Check]:
     dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
     short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
     info: dict[str, Any] = {"distribution": dist, "providers": providers, "device": onnxruntime.get_device()}
+    (cuda,) = _guard("onnxruntime_cuda", _ORT_CUDA, lambda: [_onnxruntime_cuda(onnxruntime, providers)])
+    if "CUDAExecutionProvider" in providers:
+        # onnxruntime-gpu lists it whether or not it can start here (no GPU, no cuDNN, another CUDA): the row below says
+        info["cuda_provider_usable"] = cuda.status == "ok"
+        if cuda.status != "ok":
+            unused = cuda.info.get("unused", "probe failed")
+            short = ", ".join(f"{p} (unused: {unused})" if p == "CUDA" else p for p in short.split(", "))
     if "TensorrtExecutionProvider" in providers:
         from pvt_deploy.runtimes.ort_providers import tensorrt_libraries_load
 
@@ -147,7 +154,7 @@ def _onnxruntime() -> list[Check]:
         if not usable:
             short = short.replace("Tensorrt", "Tensorrt (unused: no TensorRT libraries)")
     rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
-                  info=info)]
+                  info=info), cuda]
     from pvt_deploy.utils.cpu import INT8_PAYS, cpu_amx_int8, cpu_int8_dot_product, int8_gemm_gain
 
     dot = cpu_int8_dot_product()
@@ -168,6 +175,109 @@ def _onnxruntime() -> list[Check]:
                    else "VNNI / dot-product" if dot else "unknown CPU flags")
         rows.append(Check("cpu_int8", "CPU INT8", "ok", summary=summary))
     return rows
+
+
+_ORT_CUDA = "ONNX Runtime CUDA"
+#: A line of ONNX Runtime's log (``2025-01-01 10:00:00.1 [E:onnxruntime:Default, file.cc:12 Function] message``), and
+#: the status its error messages start with (``... [ONNXRuntimeError] : 1 : FAIL : Failed to load library ...``).
+_ORT_LOG_LINE = re.compile(r"\[([EWF]):onnxruntime:[^\]]*\]\s*(.*)")
+_ORT_STATUS = re.compile(r".*\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
+
+
+def _onnxruntime_cuda(onnxruntime: Any, providers: list[str]) -> Check:
+    """The row of ONNX Runtime's CUDA execution provider: ``ok`` only where a session of a one-node graph starts on
+    it and runs. ``onnxruntime-gpu`` lists the provider with or without a GPU, cuDNN or the CUDA it was built for;
+    a session asked for it then logs why it cannot start and runs on the CPU, which ``infer --backend onnx``
+    would do too. Where there is no CUDA device (:func:`~pvt_deploy.runtimes.ort_providers.cuda_device_count`,
+    from the driver) no session is made."""
+    from pvt_deploy.runtimes.ort_providers import CUDA, cuda_device_count
+
+    if CUDA not in providers:
+        return Check("onnxruntime_cuda", _ORT_CUDA, "missing", summary="this onnxruntime has no CUDA provider (a CPU build)",
+                     hint="pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU)",
+                     info={"listed": False})
+    devices = cuda_device_count()
+    if not devices:
+        return Check("onnxruntime_cuda", _ORT_CUDA, "missing",
+                     summary="no CUDA device" + (" (no NVIDIA driver answers)" if devices is None else ""),
+                     hint="the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)",
+                     info={"listed": True, "devices": devices, "unused": "no GPU"})
+    used, reason, log = _cuda_session(onnxruntime)
+    info = {"listed": True, "devices": devices, "session_providers": used, "log": log or None}
+    if reason is None:
+        return Check("onnxruntime_cuda", _ORT_CUDA, "ok", summary=f"a session runs on {CUDA} (device 0 of {devices})",
+                     info=info)
+    return Check("onnxruntime_cuda", _ORT_CUDA, "missing", summary=f"{CUDA} does not start: {reason}",
+                 hint="pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA and "
+                      "cuDNN this onnxruntime-gpu was built for", info={**info, "unused": "does not start"})
+
+
+def _one_add_graph() -> bytes:
+    """A serialized ONNX graph of one node (``y = x + x``, float32 [1]) for a session to start on."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "doctor",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7  # what every onnxruntime pvt-deploy takes reads
+    return bytes(model.SerializeToString())
+
+
+def _cuda_session(onnxruntime: Any) -> tuple[list[str], str | None, str]:
+    """Start a session of :func:`_one_add_graph` on the CUDA provider (the CPU's after it, as pvt-deploy asks) and
+    run it: (the providers the session has, why the CUDA provider is not usable or None, what ONNX Runtime said).
+    What it says while it starts is held back and read: its log (descriptor 2: 'Failed to load library
+    libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file') and the lines its
+    Python side prints to stdout where the provider raised and it retried on the CPU ('EP Error ...'), which would
+    have gone into ``doctor --json``'s output."""
+    import contextlib
+    import io
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from pvt_deploy.runtimes.ort_providers import CPU, CUDA
+    from pvt_deploy.utils import joined_lines
+
+    printed = io.StringIO()
+    used: list[str] = []
+    failure: str | None = None
+    with tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
+        try:
+            sys.stderr.flush()
+            saved: int | None = os.dup(2)
+        except (OSError, ValueError):  # no descriptor 2 to copy: nothing is held back
+            saved = None
+        if saved is not None:
+            os.dup2(held.fileno(), 2)
+        try:
+            session = onnxruntime.InferenceSession(_one_add_graph(), providers=[(CUDA, {"device_id": 0}), CPU])
+            used = list(session.get_providers())
+            if used[:1] == [CUDA]:  # a run the provider fails is retried on the CPU, the session moved there
+                session.run(None, {"x": np.ones(1, np.float32)})
+                used = list(session.get_providers())
+        except Exception as e:  # a provider that raises rather than falls back, or a run that fails on the GPU
+            failure = f"{type(e).__name__}: {joined_lines(e)}"
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+        held.seek(0)
+        logged = held.read().decode("utf-8", "replace")
+    said = (printed.getvalue() + logged).strip()
+    if failure is None and used[:1] == [CUDA]:
+        return used, None, said
+    logged_as = {level: [_ORT_STATUS.sub("", m.group(2)).strip() for line in said.splitlines()
+                         if (m := _ORT_LOG_LINE.search(line)) and m.group(1) in level] for level in ("EF", "W")}
+    notes = [failure] if failure else []
+    notes += logged_as["EF"] or logged_as["W"]  # its errors; where it logged none, its warnings
+    notes += [line.strip() for line in said.splitlines() if line.strip().startswith("EP Error")]
+    reason = "; ".join(dict.fromkeys(n for n in notes if n)) or (
+        f"ONNX Runtime runs the session on {used[0] if used else 'nothing'}" + (
+            f" and said: {joined_lines(said)}" if said else " and gave no reason"))
+    return used, reason, said
 
 
 def _tensorrt() -> list[Check]:
@@ -464,33 +574,35 @@ def collect(*, probe_encoders: bool = True) -> list[Check]:
         return checks + [Check("requirements", "requirements", "error", summary=f"probe failed: {type(e).__name__}: {e}")]
 
 
-#: Parts a machine may lack with pvt-deploy still whole (a GPU, TensorRT, a working H.264 encoder, tritonclient,
-#: CPU INT8 that pays): one missing is no failure unless required (``doctor --require``); every other row is
-#: a part pvt-deploy needs (its own requirements), which fails where it is missing or broken.
-OPTIONAL_PARTS = ("cuda", "tensorrt", "h264_encoders", "tritonclient", "cpu_int8")
-#: Other words for a part of :data:`OPTIONAL_PARTS` in ``--require``.
-_PART_WORDS = {"gpu": "cuda", "trt": "tensorrt", "triton": "tritonclient", "h264": "h264_encoders"}
+#: Parts a machine may lack with pvt-deploy still whole (a GPU for PyTorch, ONNX Runtime's CUDA provider, TensorRT, a
+#: working H.264 encoder, tritonclient, CPU INT8 that pays): one missing is no failure unless required (``doctor
+#: --require``); every other row is a part pvt-deploy needs (its own requirements), which fails where it is missing
+#: or broken.
+OPTIONAL_PARTS = ("cuda", "onnxruntime_cuda", "tensorrt", "h264_encoders", "tritonclient", "cpu_int8")
+#: Other words for parts of :data:`OPTIONAL_PARTS` in ``--require``: ``gpu`` is every runtime pvt-deploy runs on a GPU
+#: with (PyTorch's CUDA and ONNX Runtime's CUDA provider; TensorRT is named on its own).
+_PART_WORDS = {"gpu": ("cuda", "onnxruntime_cuda"), "ort_cuda": ("onnxruntime_cuda",), "trt": ("tensorrt",),
+               "triton": ("tritonclient",), "h264": ("h264_encoders",)}
 
 
 def required_parts(names: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
     """The row keys that ``names`` require (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
-    a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu, trt, triton, h264). A name that is none of
-    them, or the encoders required where they are not opened (``probe_encoders=False``), is an
-    :class:`~pvt_deploy.errors.InputError`."""
+    a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu for cuda and onnxruntime_cuda both, ort_cuda,
+    trt, triton, h264). A name that is none of them, or the encoders required where they are not opened
+    (``probe_encoders=False``), is an :class:`~pvt_deploy.errors.InputError`."""
     from pvt_deploy.errors import InputError
 
     keys: list[str] = []
     for name in (n.strip().lower() for text in names for n in text.split(",")):
         if not name:
             continue
-        key = _PART_WORDS.get(name, name)
-        if key not in OPTIONAL_PARTS:
-            raise InputError(f"--require {name}: choose from {', '.join(OPTIONAL_PARTS)} (or gpu, trt, triton, h264); "
+        parts = _PART_WORDS.get(name, (name,))
+        if not set(parts) <= set(OPTIONAL_PARTS):
+            raise InputError(f"--require {name}: choose from {', '.join(OPTIONAL_PARTS)} (or {', '.join(_PART_WORDS)}); "
                              "the other parts are always required")
-        if key == "h264_encoders" and not probe_encoders:
+        if "h264_encoders" in parts and not probe_encoders:
             raise InputError(f"--require {name} needs the encoders opened: drop --no-encoders")
-        if key not in keys:
-            keys.append(key)
+        keys += [key for key in parts if key not in keys]
     return keys
 
 

@@ -161,10 +161,11 @@ def test_a_listed_tensorrt_provider_without_tensorrt_is_marked_unused(monkeypatc
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: loads)
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: None)  # no GPU: the CUDA provider is marked too
     (row,) = [r for r in doctor._onnxruntime() if r.key == "onnxruntime"]
     assert row.info["tensorrt_provider_usable"] is loads
-    assert ("Tensorrt (unused: no TensorRT libraries), CUDA, CPU" in row.summary) is not loads
-    assert row.summary.endswith("providers: Tensorrt, CUDA, CPU") is loads
+    assert ("Tensorrt (unused: no TensorRT libraries), CUDA (unused: no GPU), CPU" in row.summary) is not loads
+    assert row.summary.endswith("providers: Tensorrt, CUDA (unused: no GPU), CPU") is loads
 
 
 @pytest.mark.parametrize(("version", "spec", "met"), [

@@ -47,7 +47,7 @@ def test_doctor_require_makes_optional_parts_mandatory(monkeypatch: pytest.Monke
     naming them (exit 0 where both are: a GPU machine with TensorRT); a part it does not know, or the encoders
     required unopened, is exit 2 before anything is probed."""
     rows = {c.key: c for c in doctor.collect(probe_encoders=False)}
-    lacking = [rows[k] for k in ("cuda", "tensorrt") if rows[k].status != "ok"]
+    lacking = [rows[k] for k in ("cuda", "onnxruntime_cuda", "tensorrt") if rows[k].status != "ok"]  # gpu: both CUDAs
     code, stdout, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "gpu,TensorRT")
     if lacking:
         named = ", ".join(f"{c.name} {c.status}" for c in lacking)
@@ -60,11 +60,12 @@ def test_doctor_require_makes_optional_parts_mandatory(monkeypatch: pytest.Monke
     probed: list[bool] = []
     monkeypatch.setattr(doctor, "collect", lambda **kw: probed.append(True) or [])
     for args, said in (
-            (["--require", "gpus"], "--require gpus: choose from cuda, tensorrt, h264_encoders, tritonclient, "
-                                    "cpu_int8 (or gpu, trt, triton, h264); the other parts are always required"),
-            (["--require", "onnxruntime"], "--require onnxruntime: choose from cuda, tensorrt, h264_encoders, "
-                                           "tritonclient, cpu_int8 (or gpu, trt, triton, h264); the other parts "
-                                           "are always required"),
+            (["--require", "gpus"], "--require gpus: choose from cuda, onnxruntime_cuda, tensorrt, h264_encoders, "
+                                    "tritonclient, cpu_int8 (or gpu, ort_cuda, trt, triton, h264); the other parts "
+                                    "are always required"),
+            (["--require", "onnxruntime"], "--require onnxruntime: choose from cuda, onnxruntime_cuda, tensorrt, "
+                                           "h264_encoders, tritonclient, cpu_int8 (or gpu, ort_cuda, trt, triton, "
+                                           "h264); the other parts are always required"),
             (["--no-encoders", "--require", "h264"], "--require h264 needs the encoders opened: drop --no-encoders")):
         code, stdout, err = run(monkeypatch, capsys, "doctor", *args)
         assert (code, stdout, err) == (2, "", f"error: {said}\n")

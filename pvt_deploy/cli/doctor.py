@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
             "--encoders/--no-encoders", help="Open each H.264 encoder to see if it really works.")] = True,
         require: Annotated[list[str] | None, typer.Option(
             "--require", metavar="PARTS",
-            help="Parts this machine must have, comma-separated or repeated: cuda (or gpu), tensorrt, "
+            help="Parts this machine must have, comma-separated or repeated: gpu (both of cuda, PyTorch's GPU, and "
+                 "onnxruntime_cuda, ONNX Runtime's CUDA provider, which a session is started on), tensorrt, "
                  "h264_encoders, tritonclient, cpu_int8. Default: none (a missing one is no failure).")] = None,
     ) -> None:
         """Show Python, PyTorch/CUDA/GPU, ONNX Runtime providers, TensorRT, PyAV encoders, OpenCV and

@@ -1,0 +1,164 @@
+"""`pvt-deploy doctor` (session 49, helper CN): ONNX Runtime's CUDA provider is probed by a session, not read off
+the provider list; ``--json`` carries the verdict; ``required_parts`` names its own arguments.
+
+No GPU here: the CUDA provider's session is a stand-in over a real CPU session of the probe's graph (so the graph
+doctor builds is really loaded and run), which says what onnxruntime-gpu says where it starts, or where it cannot."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from cli_run import run
+
+from pvt_deploy import doctor
+from pvt_deploy.runtimes import ort_providers
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+#: What onnxruntime-gpu 1.2x logs where cuDNN is not installed (descriptor 2), then it runs on the CPU.
+NO_CUDNN_LOG = (
+    "2026-12-07 12:00:00.123456789 [E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] "
+    "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:1844 onnxruntime::Provider& "
+    "onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library "
+    "libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file: No such file or "
+    "directory\n"
+    "2026-12-07 12:00:00.123500000 [W:onnxruntime:Default, onnxruntime_pybind_state.cc:1174 "
+    "CreateExecutionProviderInstance] Failed to create CUDAExecutionProvider. Require cuDNN 9.* and CUDA 12.*.\n")
+CUDNN_MISSING = ("Failed to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open "
+                 "shared object file: No such file or directory")
+
+
+@pytest.fixture
+def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """onnxruntime-gpu on a machine with one GPU: the CUDA provider listed, the driver answering 1 device, and
+    ``InferenceSession`` a stand-in whose behaviour the test sets (``how``): "starts" (on CUDA), "no cuDNN"
+    (logged, then the CPU, as the C++ side does), "raises" (the Python side's fallback, printed to stdout),
+    "run fails" (starts on CUDA, its first run is retried on the CPU, as ``EPFail`` is)."""
+    import onnxruntime
+
+    state: dict[str, Any] = {"how": "starts", "sessions": []}
+
+    class Session(onnxruntime.InferenceSession):  # type: ignore[misc]
+        def __init__(self, model: Any, providers: Any = None, **kwargs: Any) -> None:
+            state["sessions"].append(providers)
+            if state["how"] == "no cuDNN":
+                os.write(2, NO_CUDNN_LOG.encode())
+            if state["how"] == "raises":
+                print("*************** EP Error ***************")
+                print(f"EP Error {CUDA} is not in available provider names when using {providers}")
+                print(f"Falling back to ['{CPU}'] and retrying.")
+                print("****************************************")
+            super().__init__(model, providers=[CPU], **kwargs)  # the graph is really loaded
+            self.on = [CUDA, CPU] if state["how"] in ("starts", "run fails") else [CPU]
+
+        def get_providers(self) -> list[str]:
+            return list(self.on)
+
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            out = super().run(*args, **kwargs)
+            if state["how"] == "run fails":
+                print(f"EP Error: CUDA failure 209: no kernel image is available for execution on the device "
+                      f"using {self.on}")
+                print(f"Falling back to ['{CPU}'] and retrying.")
+                self.on = [CPU]
+            state["ran"] = out
+            return out
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: 1)
+    return state
+
+
+def rows() -> dict[str, doctor.Check]:
+    return {c.key: c for c in doctor._onnxruntime()}
+
+
+def test_onnxruntime_cuda_is_ok_only_where_a_session_starts_and_runs_on_it(
+        gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The ONNX Runtime row said "ok; providers: CUDA, CPU" wherever onnxruntime-gpu was installed, and ``doctor
+    --require gpu`` looked at PyTorch only: an image without cuDNN passed. A session of a one-node graph is started on
+    the CUDA provider and run; the row below ONNX Runtime's says whether it ran there, and why not, in ONNX Runtime's
+    words, which do not reach the terminal or --json's output (the log on descriptor 2, the prints on stdout)."""
+    checks = rows()
+    assert checks["onnxruntime_cuda"].status == "ok", checks["onnxruntime_cuda"]
+    assert checks["onnxruntime_cuda"].summary == f"a session runs on {CUDA} (device 0 of 1)"
+    assert checks["onnxruntime"].summary.endswith("providers: CUDA, CPU")
+    assert checks["onnxruntime"].info["cuda_provider_usable"] is True
+    assert gpu_onnxruntime["sessions"] == [[(CUDA, {"device_id": 0}), CPU]]
+    assert gpu_onnxruntime["ran"][0].tolist() == [2.0]  # the graph doctor built, run: x + x of 1
+    for how, reason in (("no cuDNN", CUDNN_MISSING),
+                        ("raises", f"EP Error {CUDA} is not in available provider names when using "
+                                   f"[('{CUDA}', {{'device_id': 0}}), '{CPU}']"),
+                        ("run fails", "EP Error: CUDA failure 209: no kernel image is available for execution on the "
+                                      f"device using ['{CUDA}', '{CPU}']")):
+        gpu_onnxruntime["how"] = how
+        capfd.readouterr()
+        checks = rows()
+        assert capfd.readouterr() == ("", ""), how  # held back and read, not printed
+        row = checks["onnxruntime_cuda"]
+        assert (row.status, row.summary) == ("missing", f"{CUDA} does not start: {reason}"), how
+        assert row.hint == ("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA "
+                            "and cuDNN this onnxruntime-gpu was built for")
+        assert row.info["session_providers"] == [CPU]
+        assert checks["onnxruntime"].status == "ok"  # the CPU provider pvt-deploy needs works
+        assert checks["onnxruntime"].summary.endswith("providers: CUDA (unused: does not start), CPU")
+        assert checks["onnxruntime"].info["cuda_provider_usable"] is False
+    # through the CLI: optional (exit 0) until required; --json's output is JSON all the same
+    gpu_onnxruntime["how"] = "no cuDNN"
+    monkeypatch.setattr(doctor, "_tensorrt", lambda: [doctor.Check("tensorrt", "TensorRT", "ok")])
+    code, out, err = run(monkeypatch, capfd, "doctor", "--json", "--no-encoders")
+    assert (code, err) == (0, ""), err
+    component = json.loads(out)["components"]["onnxruntime_cuda"]
+    assert component["summary"] == f"{CUDA} does not start: {CUDNN_MISSING}"
+    assert "libcudnn.so.9" in component["info"]["log"]
+    for require in ("onnxruntime_cuda", "ORT_CUDA", "tensorrt,gpu"):
+        code, out, err = run(monkeypatch, capfd, "doctor", "--no-encoders", "--require", require)
+        assert code == 3, (require, err)
+        assert err.endswith("ONNX Runtime CUDA missing\n"), err
+        assert "ONNX Runtime CUDA" in out and "libcudnn.so.9" in out  # the table's row
+    gpu_onnxruntime["how"] = "starts"
+    code, _, err = run(monkeypatch, capfd, "doctor", "--no-encoders", "--require", "onnxruntime_cuda,tensorrt")
+    assert (code, err) == (0, "")
+
+
+def test_onnxruntime_cuda_without_a_gpu_or_in_a_cpu_build_is_missing_without_a_session(
+        gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No driver or no device: no session is started (it would only log), the row says which; the CPU build of
+    onnxruntime (this machine's) has no CUDA provider to try."""
+    for devices, summary in ((None, "no CUDA device (no NVIDIA driver answers)"), (0, "no CUDA device")):
+        monkeypatch.setattr(ort_providers, "cuda_device_count", lambda d=devices: d)
+        checks = rows()
+        row = checks["onnxruntime_cuda"]
+        assert (row.status, row.summary) == ("missing", summary)
+        assert row.hint == "the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)"
+        assert checks["onnxruntime"].summary.endswith("providers: CUDA (unused: no GPU), CPU")
+    assert gpu_onnxruntime["sessions"] == []
+    monkeypatch.undo()
+    row = rows()["onnxruntime_cuda"]
+    assert (row.status, row.summary) == ("missing", "this onnxruntime has no CUDA provider (a CPU build)")
+    assert row.hint == "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU)"
+
+
+def test_require_gpu_is_pytorchs_cuda_and_onnxruntimes(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``gpu`` is each runtime pvt-deploy runs on a GPU with, so that ``doctor --require gpu,tensorrt`` (the README's
+    check of an image) fails where either is not usable: PyTorch's CUDA working, ONNX Runtime's not, is exit 3."""
+    assert doctor.required_parts(["gpu", "cuda"]) == ["cuda", "onnxruntime_cuda"]
+    assert doctor.required_parts(["ort_cuda,trt"]) == ["onnxruntime_cuda", "tensorrt"]
+    real = doctor.collect
+
+    def collect(**kwargs: Any) -> list[doctor.Check]:
+        checks = real(**kwargs)
+        for c in checks:
+            if c.key in ("cuda", "tensorrt"):
+                c.status = "ok"
+        return checks
+
+    monkeypatch.setattr(doctor, "collect", collect)
+    code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "gpu,tensorrt")
+    assert (code, err) == (3, "error: --require asks for, and this machine cannot use: ONNX Runtime CUDA missing\n")
+    code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "cuda,tensorrt")
+    assert (code, err) == (0, "")
