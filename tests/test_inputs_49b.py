@@ -1,11 +1,16 @@
 """Videos, pictures and dataset files as users meet them, made for real in tmp_path: a clip tagged with a colorspace
-FFmpeg's converter has no matrix for, a COCO file saved as UTF-32."""
+FFmpeg's converter has no matrix for, a COCO file saved as UTF-32, photos whose EXIF block is damaged."""
 
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import logging
+import os
+import struct
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +19,9 @@ import numpy as np
 import pytest
 from cli_run import run
 from PIL import Image
+from test_review_49a import tiff_exif, with_exif
 
+import pvt_deploy
 from pvt_deploy.data import class_names
 from pvt_deploy.errors import InputError
 from pvt_deploy.evaluate import _coco_dataset
@@ -125,3 +132,31 @@ def test_a_coco_file_saved_as_utf32_is_known_as_coco(tmp_path: Path, monkeypatch
     code, out, err = run(monkeypatch, capsys, "infer", str(coco), "--model", "pvt_v2_b0-cls", "--imgsz", "32")
     assert code == 2 and out == "" and err.startswith(f"error: {coco} looks like a COCO annotation file (JSON)")
     assert err.count("\n") == 1, err
+
+
+def test_infer_on_photos_whose_exif_is_damaged_prints_no_python_warning(tmp_path: Path) -> None:
+    """A PNG or JPEG whose EXIF block is cut inside its list of tags, or names a tag's data past its end, is read as
+    it should be (unturned where its orientation is lost, turned where that is whole), but Pillow, reading the
+    orientation, printed its UserWarning on stderr: 'site-packages/PIL/TiffImagePlugin.py:982: UserWarning: Corrupt
+    EXIF data.  Expecting to read 12 bytes but only got 2.' and its source line. The real CLI, in a process of its
+    own with Python's default warning filters, prints none."""
+    stored = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    pictures = tmp_path / "photos"
+    pictures.mkdir()
+    png = io.BytesIO()
+    Image.fromarray(stored).save(png, "PNG")
+    (pictures / "cut.png").write_bytes(with_exif(png.getvalue(), tiff_exif(6)[:12]))  # cut inside its one tag
+    Image.fromarray(stored).save(pictures / "cut.jpg", quality=95, exif=b"Exif\0\0" + tiff_exif(6)[:12])
+    past = struct.pack("<HHII", 0x010F, 2, 40, 500)  # Make: 40 bytes at 500, past the block's end
+    exif = b"II*\0" + struct.pack("<IH", 8, 2) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + past + b"\0\0\0\0"
+    Image.fromarray(stored).save(pictures / "past.jpg", quality=95, exif=b"Exif\0\0" + exif)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = str(Path(pvt_deploy.__file__).parents[1])  # the code under test, where the tests import it
+    done = subprocess.run([sys.executable, "-m", "pvt_deploy", "infer", str(pictures), "--model", "pvt_v2_b0-cls",
+                           "--imgsz", "32", "--no-save"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "Warning:" not in said and "warnings.warn" not in said and "EXIF" not in said, said
+    # the cut ones unturned (60 wide), the one whose orientation is whole turned by it (6: 40 wide)
+    assert "cut.png 60x40" in said and "cut.jpg 60x40" in said and "past.jpg 40x60" in said, said

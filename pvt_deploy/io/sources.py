@@ -39,6 +39,7 @@ import re
 import stat
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -692,6 +693,15 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     if _exif_orientation(exif) in (5, 6, 7, 8):  # transposed, or turned a quarter
         return width, height
     return height, width
+
+
+# Pillow warns of a damaged EXIF block as it reads it (a UserWarning of two lines on stderr, its site-packages path
+# and source line: 'Corrupt EXIF data.  Expecting to read 12 bytes but only got 2.'; a tag's data past the block's
+# end), for every picture whose orientation is read (_exif_orientation): the picture reads as its orientation says
+# where that is whole (as OpenCV reads a JPEG), unturned where it is not, as viewers show it, so nothing is to be
+# said. Filtered once, here: a warnings.catch_warnings around each read would not be thread-safe
+warnings.filterwarnings("ignore", r"(possibly )?corrupt exif data|tag data larger than file|tag offset too large",
+                        UserWarning, r"PIL\.TiffImagePlugin\Z")
 
 
 def _exif_orientation(exif: Any) -> Any:
