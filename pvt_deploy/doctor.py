@@ -615,9 +615,14 @@ def verdict(checks: list[Check], require: Sequence[str] = ()) -> tuple[list[Chec
     return broken, lacking
 
 
-def to_json(checks: list[Check]) -> dict[str, Any]:
-    """``{"components": {key: {...}}}``: the machine-readable form of ``pvt-deploy doctor --json``."""
-    return {"components": {c.key: {k: v for k, v in asdict(c).items() if k != "key"} for c in checks}}
+def to_json(checks: list[Check], require: Sequence[str] = ()) -> dict[str, Any]:
+    """``{"components": {key: {...}}, "verdict": {...}}``: the machine-readable form of ``pvt-deploy doctor --json``.
+    The verdict is :func:`verdict`'s, by row key: ``{"ok": no part broken or lacking, "broken": [...], "lacking":
+    [...], "required": the keys of ``require``}``, so that a script need not read the exit code's line on stderr."""
+    broken, lacking = verdict(checks, require)
+    return {"components": {c.key: {k: v for k, v in asdict(c).items() if k != "key"} for c in checks},
+            "verdict": {"ok": not broken and not lacking, "broken": [c.key for c in broken],
+                        "lacking": [c.key for c in lacking], "required": list(require)}}
 
 
 def render_table(checks: list[Check]) -> Any:

@@ -162,3 +162,28 @@ def test_require_gpu_is_pytorchs_cuda_and_onnxruntimes(monkeypatch: pytest.Monke
     assert (code, err) == (3, "error: --require asks for, and this machine cannot use: ONNX Runtime CUDA missing\n")
     code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "cuda,tensorrt")
     assert (code, err) == (0, "")
+
+
+def test_doctor_json_carries_the_verdict_its_exit_code_gives(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``doctor --json`` held the components only: a script had to read the exit code and parse its line on stderr
+    to learn which parts failed. Its "verdict" says it by row key; the components are as they were."""
+    import sys
+    import types
+
+    rows = {c.key: c for c in doctor.collect(probe_encoders=False)}
+    code, out, _ = run(monkeypatch, capsys, "doctor", "--json", "--no-encoders")
+    report = json.loads(out)
+    assert set(report) == {"components", "verdict"} and set(report["components"]) == set(rows)
+    assert (code, report["verdict"]) == (0, {"ok": True, "broken": [], "lacking": [], "required": []})
+    monkeypatch.setattr(doctor, "_tensorrt", lambda: [doctor.Check("tensorrt", "TensorRT", "ok", "10.9.0")])
+    code, out, _ = run(monkeypatch, capsys, "doctor", "--json", "--no-encoders", "--require", "tensorrt,gpu")
+    lacking = [k for k in ("cuda", "onnxruntime_cuda") if rows[k].status != "ok"]  # both, on a machine without a GPU
+    assert (code, json.loads(out)["verdict"]) == (3 if lacking else 0, {
+        "ok": not lacking, "broken": [], "lacking": lacking, "required": ["tensorrt", "cuda", "onnxruntime_cuda"]})
+    monkeypatch.setitem(sys.modules, "onnxruntime", types.ModuleType("onnxruntime"))  # importable, nothing works
+    code, out, _ = run(monkeypatch, capsys, "doctor", "--json", "--no-encoders", "--require", "trt")
+    assert (code, json.loads(out)["verdict"]) == (1, {"ok": False, "broken": ["onnxruntime"], "lacking": [],
+                                                      "required": ["tensorrt"]})
+    assert doctor.to_json([doctor.Check("tensorrt", "TensorRT", "missing")], ["tensorrt"])["verdict"] == {
+        "ok": False, "broken": [], "lacking": ["tensorrt"], "required": ["tensorrt"]}

@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("doctor")
     def doctor(
-        as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")] = False,
+        as_json: Annotated[bool, typer.Option(
+            "--json", help="Print machine-readable JSON instead of a table: each component, and the verdict "
+                           "(ok, and the keys of the parts broken and of those --require asks for that are lacking)."
+        )] = False,
         encoders: Annotated[bool, typer.Option(
             "--encoders/--no-encoders", help="Open each H.264 encoder to see if it really works.")] = True,
         require: Annotated[list[str] | None, typer.Option(
@@ -36,7 +39,7 @@ def register(app: typer.Typer) -> None:
         required = required_parts(require or [], probe_encoders=encoders)
         checks = collect(probe_encoders=encoders)
         if as_json:
-            typer.echo(json_dumps(to_json(checks), indent=2, default=str))
+            typer.echo(json_dumps(to_json(checks, required), indent=2, default=str))
         else:
             from rich.console import Console
 
