@@ -41,3 +41,18 @@ def test_an_output_that_is_a_link_to_what_is_gone_is_refused_as_infer_refuses_it
     assert code == 2, err
     assert f"{link} is a link that leads nowhere (No such file or directory)" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
+@pytest.mark.parametrize("codec", ["utf-32-le", "utf-32-be"])
+def test_a_list_saved_as_utf32_is_read_not_taken_for_utf16(codec: str, tmp_path: Path) -> None:
+    """UTF-32's little-endian mark begins with UTF-16's (FF FE): decode_text read such a list as UTF-16, names of NULs
+    between letters ('\\x00a\\x00.\\x00j...'), and the big-endian one as UTF-8 text (a NUL-laden name). The COCO sniff
+    (1af03d4) and val read UTF-32 already; the lists, YOLO labels and dataset YAMLs now do too, by one test."""
+    from pvt_deploy.io.sources import _listed_files
+    from pvt_deploy.utils.files import decode_text
+
+    text = "a.jpg\n# a note\nb c.png\n"
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\ufeff".encode(codec) + text.encode(codec))
+    assert decode_text(listing.read_bytes()) == text
+    assert _listed_files(listing) == ["a.jpg", "b c.png"]

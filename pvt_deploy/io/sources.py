@@ -55,7 +55,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
-from pvt_deploy.utils.files import UTF16_MARKS
+from pvt_deploy.utils.files import UTF16_MARKS, wide_codec
 
 log = logging.getLogger(__name__)
 
@@ -2659,7 +2659,6 @@ def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
 # object or a list; and of a COCO annotation file (instances_val2017.json, a Roboflow or CVAT export), an object
 # whose keys near its start include images, annotations or categories (COCO's own begins with info and licenses).
 # Of UTF-8 text: UTF-16 (its mark first, as Windows PowerShell 5 writes) and UTF-32 are read as UTF-8 first.
-_WIDE_TEXT = (("utf-32", (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")), ("utf-16", UTF16_MARKS))
 _JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*([{\[])")
 _COCO_KEYS = re.compile(rb'"(?:images|annotations|categories)"\s*:')
 
@@ -2674,8 +2673,7 @@ def _json_file(path: Path) -> InputError | None:
             head = f.read(65536)
     except OSError:
         return None  # the picture's or the video's reader says why it cannot be read
-    # UTF-32 first: its little-endian mark begins with UTF-16's (FF FE), and json.loads (val) reads it too
-    wide = next((codec for codec, marks in _WIDE_TEXT if head.startswith(marks)), None)
+    wide = wide_codec(head)  # json.loads (val) reads UTF-16 and UTF-32 too
     if wide is not None:  # a character cut at 64 KB is left out
         head = head.decode(wide, errors="ignore").encode()
     start = _JSON_START.match(head)

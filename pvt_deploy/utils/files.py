@@ -484,6 +484,14 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 #: The byte-order marks a UTF-16 text file starts with: little-endian (as Windows writes it) and big-endian.
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+#: And a UTF-32 one's: the little-endian mark begins with UTF-16's, so it is looked for first.
+UTF32_MARKS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+
+
+def wide_codec(head: bytes) -> str | None:
+    """The codec of text whose bytes begin ``head`` where its byte-order mark says it is UTF-32 or UTF-16 (Python's
+    ``utf-32``/``utf-16`` read the mark's byte order and drop it); None where it has neither mark."""
+    return "utf-32" if head.startswith(UTF32_MARKS) else "utf-16" if head.startswith(UTF16_MARKS) else None
 
 
 def decode_text(data: bytes, *, errors: str = "strict") -> str:
@@ -492,12 +500,12 @@ def decode_text(data: bytes, *, errors: str = "strict") -> str:
     5's ``>`` and ``Out-File``). ``errors="surrogateescape"`` reads UTF-8 bytes that are not UTF-8 as the file
     system gives a name that is not (``os.fsdecode``). Bytes of none of them are a :class:`ValueError` saying so
     in one line: ``neither UTF-8 nor UTF-16 text: invalid start byte at byte 3`` (counted in the file, mark and
-    all)."""
-    utf16 = data.startswith(UTF16_MARKS)
+    all). UTF-32, its mark first, is read too (:func:`wide_codec`), which no tool writes unasked."""
+    wide = wide_codec(data)
     try:
-        return data.decode("utf-16") if utf16 else data.decode("utf-8-sig", errors)  # utf-16 reads its mark
-    except UnicodeDecodeError as e:  # utf-8-sig counts from after its mark; utf-16 from the file's start
-        at = e.start + (3 if not utf16 and data.startswith(b"\xef\xbb\xbf") else 0)
+        return data.decode(wide) if wide else data.decode("utf-8-sig", errors)  # utf-16 and utf-32 read their mark
+    except UnicodeDecodeError as e:  # utf-8-sig counts from after its mark; utf-16 and utf-32 from the file's start
+        at = e.start + (3 if not wide and data.startswith(b"\xef\xbb\xbf") else 0)
         raise ValueError(f"neither UTF-8 nor UTF-16 text: {e.reason} at byte {at}") from None
 
 
