@@ -585,23 +585,24 @@ _PART_WORDS = {"gpu": ("cuda", "onnxruntime_cuda"), "ort_cuda": ("onnxruntime_cu
                "triton": ("tritonclient",), "h264": ("h264_encoders",)}
 
 
-def required_parts(names: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
-    """The row keys that ``names`` require (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
+def required_parts(require: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
+    """The row keys that ``require`` names (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
     a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu for cuda and onnxruntime_cuda both, ort_cuda,
     trt, triton, h264). A name that is none of them, or the encoders required where they are not opened
-    (``probe_encoders=False``), is an :class:`~pvt_deploy.errors.InputError`."""
-    from pvt_deploy.errors import InputError
+    (``probe_encoders=False``), is an :class:`~pvt_deploy.errors.InputError`, which names the arguments as the
+    caller gave them (:func:`~pvt_deploy.errors.option`: ``require``, or ``doctor``'s ``--require``)."""
+    from pvt_deploy.errors import InputError, option, switched_on
 
     keys: list[str] = []
-    for name in (n.strip().lower() for text in names for n in text.split(",")):
+    for name in (n.strip().lower() for text in require for n in text.split(",")):
         if not name:
             continue
         parts = _PART_WORDS.get(name, (name,))
         if not set(parts) <= set(OPTIONAL_PARTS):
-            raise InputError(f"--require {name}: choose from {', '.join(OPTIONAL_PARTS)} (or {', '.join(_PART_WORDS)}); "
-                             "the other parts are always required")
+            raise InputError(f"{option('require')} {name}: choose from {', '.join(OPTIONAL_PARTS)} "
+                             f"(or {', '.join(_PART_WORDS)}); the other parts are always required")
         if "h264_encoders" in parts and not probe_encoders:
-            raise InputError(f"--require {name} needs the encoders opened: drop --no-encoders")
+            raise InputError(f"{option('require')} {name} needs the encoders opened ({switched_on('probe_encoders')})")
         keys += [key for key in parts if key not in keys]
     return keys
 

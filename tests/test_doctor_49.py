@@ -66,7 +66,7 @@ def test_doctor_require_makes_optional_parts_mandatory(monkeypatch: pytest.Monke
             (["--require", "onnxruntime"], "--require onnxruntime: choose from cuda, onnxruntime_cuda, tensorrt, "
                                            "h264_encoders, tritonclient, cpu_int8 (or gpu, ort_cuda, trt, triton, "
                                            "h264); the other parts are always required"),
-            (["--no-encoders", "--require", "h264"], "--require h264 needs the encoders opened: drop --no-encoders")):
+            (["--no-encoders", "--require", "h264"], "--require h264 needs the encoders opened (--encoders)")):
         code, stdout, err = run(monkeypatch, capsys, "doctor", *args)
         assert (code, stdout, err) == (2, "", f"error: {said}\n")
     assert probed == []

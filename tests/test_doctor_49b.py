@@ -187,3 +187,24 @@ def test_doctor_json_carries_the_verdict_its_exit_code_gives(monkeypatch: pytest
                                                       "required": ["tensorrt"]})
     assert doctor.to_json([doctor.Check("tensorrt", "TensorRT", "missing")], ["tensorrt"])["verdict"] == {
         "ok": False, "broken": [], "lacking": ["tensorrt"], "required": ["tensorrt"]}
+
+
+def test_required_parts_names_its_own_arguments(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``doctor.required_parts`` called from Python said '--require gpus' and 'drop --no-encoders', options of a
+    command the caller did not run: it names its arguments (``require``, ``probe_encoders=True``), the CLI its
+    options, as the project's other errors do."""
+    from pvt_deploy.errors import InputError
+
+    choose = ("choose from cuda, onnxruntime_cuda, tensorrt, h264_encoders, tritonclient, cpu_int8 "
+              "(or gpu, ort_cuda, trt, triton, h264); the other parts are always required")
+    with pytest.raises(InputError) as e:
+        doctor.required_parts(["gpus"])
+    assert str(e.value) == f"require gpus: {choose}"
+    with pytest.raises(InputError) as e:
+        doctor.required_parts(["tensorrt,H264"], probe_encoders=False)
+    assert str(e.value) == "require h264 needs the encoders opened (probe_encoders=True)"
+    assert doctor.required_parts(["tensorrt,H264"]) == ["tensorrt", "h264_encoders"]
+    for args, said in ((["--require", "gpus"], f"--require gpus: {choose}"),
+                       (["--no-encoders", "--require", "h264"], "--require h264 needs the encoders opened (--encoders)")):
+        assert run(monkeypatch, capsys, "doctor", *args) == (2, "", f"error: {said}\n")

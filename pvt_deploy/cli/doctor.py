@@ -33,10 +33,11 @@ def register(app: typer.Typer) -> None:
         no failure), 1 when one is broken or missing (its row says why), 3 when a part --require names is
         not usable here: `docker run --gpus all IMAGE doctor --require gpu,tensorrt` as a check."""
         from pvt_deploy.doctor import collect, render_table, required_parts, to_json, verdict
-        from pvt_deploy.errors import BackendUnavailableError, PvtDeployError
+        from pvt_deploy.errors import BackendUnavailableError, PvtDeployError, renamed
         from pvt_deploy.utils.files import json_dumps
 
-        required = required_parts(require or [], probe_encoders=encoders)
+        with renamed(probe_encoders="encoders"):  # the library's probe_encoders is --encoders/--no-encoders here
+            required = required_parts(require or [], probe_encoders=encoders)
         checks = collect(probe_encoders=encoders)
         if as_json:
             typer.echo(json_dumps(to_json(checks, required), indent=2, default=str))
