@@ -892,7 +892,7 @@ def export_onnx(
     finish: Callable[[Path], Any] | None = None,
     builds: bool = False,
     names: str | os.PathLike[str] | Sequence[str] | None = None,
-    model_checked: bool = False,
+    _model_checked: bool = False,
 ) -> Path:
     """Export a PVT model to an ONNX artifact folder and return the folder.
 
@@ -931,8 +931,9 @@ def export_onnx(
     are complete, so that a failure or a kill before that leaves every file as it was. An export folder
     given with no variant to add is warned about (a bare ``export --model exports/NAME``, meant as a
     re-export, did nothing), unless ``finish`` or the caller builds from it (``builds``: :func:`export`'s
-    Triton model). ``model_checked``: the caller has refused a ``model`` that names nothing already
-    (:func:`check_model_named`, which :func:`export` runs before it looks for TensorRT).
+    Triton model). ``_model_checked`` (:func:`export`'s, not an option of a caller's, which ``export``'s
+    ``onnx_options`` are): the caller has refused a ``model`` that names nothing already (:func:`check_model_named`,
+    which :func:`export` runs before it looks for TensorRT).
     """
     steps = _Steps(progress)
     exporter = one_of(option("exporter"), exporter, EXPORTERS)
@@ -989,7 +990,7 @@ def export_onnx(
             if value != default}
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
     else:
-        if not model_checked:
+        if not _model_checked:
             check_model_named(model, task)
         if out_dir is not None:
             _output_target(Path(out_dir))
