@@ -6,9 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from pvt_deploy.io.sinks import free_path
+import av
+import numpy as np
+import pytest
+from test_io_sinks import clip_with_audio
+
+from pvt_deploy.io.sinks import VideoWriter, free_path
 from pvt_deploy.utils.files import TEMP_GRACE_S
 
 KILLED_IN_THE_REMUX = """
@@ -53,3 +59,42 @@ def test_a_run_killed_while_the_audio_is_added_leaves_nothing_the_next_run_keeps
         os.utime(path, (old, old))
     assert free_path(out, "clip", ".mp4", set()).name == "clip.mp4"  # the next run into the folder
     assert sorted(out.iterdir()) == []
+
+
+def _late_last_frame() -> list[float]:
+    """Fifty frames at 30 fps and one 2 s later (a screen recording that sat still, a stream that stalled)."""
+    return [k / 30 for k in range(50)] + [50 / 30 + 2.0]
+
+
+def _jittery() -> list[float]:
+    """A hundred frames 20 to 50 ms apart, as a phone records them."""
+    steps = np.random.default_rng(0).uniform(0.02, 0.05, 100)
+    return [float(t) for t in np.cumsum(steps) - steps[0]]
+
+
+@pytest.mark.parametrize("times", [_late_last_frame, _jittery])
+@pytest.mark.parametrize(("suffix", "audio"), [(".mp4", False), (".mov", False), (".mp4", True)])
+def test_a_variable_rate_videos_length_reaches_past_its_last_frame(tmp_path: Path, times: Callable[[], list[float]],
+                                                                   suffix: str, audio: bool) -> None:
+    """mp4 and mov time each frame by the step to the next frame's decode time and the last by its packet's
+    length; x264's B-frames space the decode times of a variable-rate video's last frames by one nominal
+    frame, so the frames' lengths, which FFmpeg (ffprobe, mpv, PyAV) gives as the video's duration, fell
+    short of it: 1.7 s for a video whose last frame is at 3.67 s, 3.597 s for a phone's whose last frame is
+    at 3.606. The last packet now lasts to one nominal frame past the last frame, as the file's header says
+    (mvhd): the duration is the last frame's time and 1/30 s, with the audio remuxed in too; every frame is
+    there at its time. Fails before on all 6 (1.7 s and 3.597 s)."""
+    ts = times()
+    out = tmp_path / f"out{suffix}"
+    src = clip_with_audio(tmp_path / "src.mp4", "aac", frames=40, fps=10) if audio else None
+    with VideoWriter(out, 30, (64, 48), audio_from=src) as writer:
+        for i, t in enumerate(ts):
+            writer.write(np.full((48, 64, 3), i * 10 % 256, np.uint8), t)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        shown = [float(f.pts * f.time_base) for f in container.decode(stream)]
+        assert stream.duration is not None and stream.time_base is not None
+        length = float(stream.duration * stream.time_base)
+        whole = (container.duration or 0) / 1e6
+    assert shown == pytest.approx(ts, abs=1e-3)
+    assert length == pytest.approx(ts[-1] + 1 / 30, abs=1e-3)
+    assert whole >= ts[-1] + 1 / 30 - 1e-3

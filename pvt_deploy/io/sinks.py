@@ -300,6 +300,7 @@ class VideoWriter:
         self._tick = Fraction(1, 100) / self.fps if self._timed else 1 / self.fps  # frame.pts unit, seconds
         self._t0: float | None = None  # source time of pts 0
         self._last_pts = -1
+        self._first_dts: int | None = None  # the encoder's first packet's decode time, in ticks (_lasts_to_the_end)
         self._pad = (width % 2, height % 2)
         # the frame handed to the encoder's colour conversion, in memory of its own: swscale's SIMD reads up to
         # 64 bytes past the last row of an RGB picture, which from_numpy_buffer does not copy into padded memory,
@@ -379,7 +380,10 @@ class VideoWriter:
         with interrupts_deferred():
             frame.pts = self._next_pts(timestamp)
             frame.time_base = self._tick
-            self._container.mux(self._stream.encode(frame))
+            packets = self._stream.encode(frame)
+            if self._first_dts is None and packets:
+                self._first_dts = packets[0].dts
+            self._container.mux(packets)
             self.frames_written += 1
 
     def _next_pts(self, timestamp: float | None) -> int:
@@ -400,6 +404,21 @@ class VideoWriter:
         self._last_pts = pts
         return pts
 
+    def _lasts_to_the_end(self, last: Any) -> None:
+        """Give the encoder's ``last`` packet (the last in decode order) the length that makes the frames' lengths
+        add up to the video's: to one nominal frame past the last frame's time. mp4 and mov time each frame by the
+        step to the next frame's decode time, and the last one by its packet's length; an H.264 encoder with
+        B-frames spaces the decode times of a variable-rate video's last frames by one nominal frame, whatever
+        their times, so the frames' lengths (FFmpeg's duration of the video, ffprobe's, mpv's) fell short of the
+        video by as much as its last frames were late: a screen recording or a stream whose last frame came 2 s
+        after the one before said 1.7 s, its last frame at 3.67 s. A constant-rate video's add up already."""
+        if self._fmt not in ("mp4", "mov") or self._first_dts is None or last.dts is None or not last.time_base:
+            return
+        step = round(1 / (self._tick * self.fps))  # ticks per nominal frame
+        end = (self._last_pts + step) * self._tick  # seconds: the first frame is at 0
+        length = round((end - (last.dts - self._first_dts) * last.time_base) / last.time_base)
+        last.duration = max(last.duration or 0, length)
+
     def close(self) -> Path | None:
         """Flush, finalise and move the file into place. Returns its path, or None if no frames."""
         if self._closed:
@@ -410,7 +429,10 @@ class VideoWriter:
         # video. The audio remux, the one step that can take long, gives up when one is waiting.
         with interrupts_deferred() as stop_waiting:
             try:
-                self._container.mux(self._stream.encode(None))  # drain B-frames / lookahead
+                drained = self._stream.encode(None)  # drain B-frames / lookahead
+                if drained:
+                    self._lasts_to_the_end(drained[-1])
+                self._container.mux(drained)
                 self._container.close()
             except BaseException as e:
                 self._abort(e)
