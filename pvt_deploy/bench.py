@@ -46,7 +46,7 @@ from pvt_deploy.utils import joined_lines
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
 
-__all__ = ["BENCH_BACKENDS", "benchmark", "cross_check", "parse_backends"]
+__all__ = ["BENCH_BACKENDS", "BenchInterrupted", "benchmark", "cross_check", "parse_backends"]
 
 log = logging.getLogger(__name__)
 
@@ -213,14 +213,15 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
               trust: bool = False) -> dict[str, Any]:
     """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
 
-    Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "results": [...]}``;
+    Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "interrupted", "results": [...]}``;
     each result has ``backend``, ``status`` (``ok``/``skipped``/``failed``), and when ok
     ``latency_ms`` (p50/p90/p99...), ``throughput_fps`` (batch x 1000 / mean ms), ``stages_ms`` (preprocess/inference/postprocess
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
     are ``skipped`` with the ``reason``. With ``profile`` each ``ok`` row has a ``profile``: its operators
     timed in a run of their own after the timed ones (:func:`_profile`), or why they could not be.
     ``trust`` lets the checkpoint PyTorch loads (``model``, or the one an export was made from) be fully
-    unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``).
+    unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``). A Ctrl-C or SIGTERM raises
+    :class:`BenchInterrupted`, a KeyboardInterrupt that holds the report of the rows timed before it.
     """
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
@@ -239,25 +240,47 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     _refuse_size_outside(target, size, batch)
     report: dict[str, Any] = {"model": str(given), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
-                              "device": device or "auto", "host": host_info(), "results": []}
+                              "device": device or "auto", "host": host_info(), "interrupted": False,
+                              "results": []}
     _load_runtimes(labels)
     absent = _absent_variants(target, device) if backends is None else frozenset()
-    for label in labels:
+    for done, label in enumerate(labels):
         if progress is not None:
             progress(label)
-        row = _bench_one(label, given, size, batch, warmup, iters, device, report, own_precision=own is not None,
-                         profile=profile, trust=trust)
+        try:
+            row = _bench_one(label, given, size, batch, warmup, iters, device, report,
+                             own_precision=own is not None, profile=profile, trust=trust)
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the rows timed so far are the caller's to show
+            report["interrupted"] = True
+            _compare_with_torch(report)
+            raise BenchInterrupted(report, labels[done:]) from e
         if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
             row["exit_code"] = None
         report["results"].append(row)
         gc.collect()
+    _compare_with_torch(report)
+    return report
+
+
+class BenchInterrupted(KeyboardInterrupt):
+    """A :func:`benchmark` stopped by Ctrl-C or SIGTERM (an interrupt still, to a caller that does not look):
+    ``report`` holds the rows of the backends timed before it, ``report["interrupted"]`` true, and
+    ``untimed`` the labels it did not finish, the one it was timing first."""
+
+    def __init__(self, report: dict[str, Any], untimed: Sequence[str]) -> None:
+        super().__init__()
+        self.report = report
+        self.untimed = list(untimed)
+
+
+def _compare_with_torch(report: dict[str, Any]) -> None:
+    """Each row's ``vs_torch``: PyTorch's p50 over its own, None without a PyTorch row that ran."""
     reference = next((r for r in report["results"] if r["backend"] == "torch" and r["status"] == "ok"), None)
     for row in report["results"]:
         if reference is not None and row["status"] == "ok":
             row["vs_torch"] = round(reference["latency_ms"]["p50"] / row["latency_ms"]["p50"], 3)
         else:
             row.setdefault("vs_torch", None)
-    return report
 
 
 def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:

@@ -54,25 +54,39 @@ def bench(
       pvt-deploy bench --model exports/pvt_small/model.engine --profile
     """
     from rich.console import Console
+    from rich.markup import escape
 
-    from pvt_deploy.bench import benchmark
+    from pvt_deploy.bench import BenchInterrupted, benchmark
     from pvt_deploy.cli.infer import parse_imgsz
 
     err = Console(stderr=True, highlight=False)
     size = parse_imgsz(imgsz)
     profile = profile or top is not None  # --top alone asks for the tables it sizes
-    with err.status("benchmarking") as status:
-        report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
-                           device=device, progress=lambda label: status.update(f"benchmarking {label}"),
-                           profile=profile, trust=trust_checkpoint)
-    if as_json:
-        typer.echo(json_dumps(report, indent=2))
-    else:
-        render(report, Console(highlight=False), top=top or 12)
+    try:
+        with err.status("benchmarking") as status:
+            report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
+                               device=device, progress=lambda label: status.update(f"benchmarking {label}"),
+                               profile=profile, trust=trust_checkpoint)
+    except BenchInterrupted as stop:  # Ctrl-C at the fourth backend keeps the three timed: shown, then exit 130
+        if stop.report["results"]:
+            show(stop.report, as_json, top)
+            err.print(escape(f"not timed: {', '.join(stop.untimed)}"), style="dim")
+        raise
+    show(report, as_json, top)
     if not any(row["status"] == "ok" for row in report["results"]):
         from pvt_deploy.bench import nothing_ran
 
         raise nothing_ran(report["results"], "no backend could be benchmarked here")
+
+
+def show(report: dict[str, Any], as_json: bool, top: int | None) -> None:
+    """The report on stdout: the JSON dict, or the tables (:func:`render`)."""
+    from rich.console import Console
+
+    if as_json:
+        typer.echo(json_dumps(report, indent=2))
+    else:
+        render(report, Console(highlight=False), top=top or 12)
 
 
 _DEVICES = {"CPUExecutionProvider": "ort-cpu", "CUDAExecutionProvider": "ort-cuda",
