@@ -6,15 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from test_io_sinks import clip_with_audio
+from test_pipeline import FakeBackend, ListSource, _model
 
+from pvt_deploy.errors import InputError
 from pvt_deploy.io.sinks import VideoWriter, free_path
+from pvt_deploy.io.sources import Frame
 from pvt_deploy.utils.files import TEMP_GRACE_S
 
 KILLED_IN_THE_REMUX = """
@@ -98,3 +101,39 @@ def test_a_variable_rate_videos_length_reaches_past_its_last_frame(tmp_path: Pat
     assert shown == pytest.approx(ts, abs=1e-3)
     assert length == pytest.approx(ts[-1] + 1 / 30, abs=1e-3)
     assert whole >= ts[-1] + 1 / 30 - 1e-3
+
+
+class _WideSource(ListSource):
+    """Three frames of ``size`` (width, height), from memory."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__(3)
+        self.size = size
+
+    def _iter_frames(self) -> Iterator[Frame]:
+        for i in range(self.n):
+            self.produced += 1
+            yield Frame(np.full((self.size[1], self.size[0], 3), 20 * i, np.uint8), i, self.spec, i / 10)
+
+
+@pytest.mark.parametrize("size", [(20000, 64), (64, 20000), (16384, 16384)])
+def test_frames_the_encoder_cannot_take_are_one_error_before_any_frame(tmp_path: Path, size: tuple[int, int]) -> None:
+    """x264 does not open for frames wider or taller than 16384, nor for 16384x16384 (a panorama, a line-scan
+    camera's strip: readable as VP9, FFV1, MJPEG): the encoder was opened at the first frame, so write()
+    raised FFmpeg's 'Generic error in an external library' (av.error.ExternalError, no OSError: a traceback
+    from infer), and close() raised it again. The writer opens its encoder as it is made: one InputError
+    naming the file and the size, no file left; a run stops with it, its folder removed. 16384x64 is
+    written. Fails before (ExternalError, ArgumentError)."""
+    with pytest.raises(InputError, match=rf"cannot write .*wide\.mp4: the libx264 encoder cannot be opened for "
+                                         rf"frames of {size[0]}x{size[1]} \("):
+        VideoWriter(tmp_path / "wide.mp4", 10, size, "libx264")
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"frames of {size[0]}x{size[1]}"):
+        for _ in _model(FakeBackend()).predict(_WideSource(size), stream=True, save=True, save_dir=out):
+            pass
+    assert not out.exists()
+    with VideoWriter(tmp_path / "long.mp4", 10, (16384, 64), "libx264") as writer:
+        writer.write(np.zeros((64, 16384, 3), np.uint8))
+    with av.open(str(tmp_path / "long.mp4")) as container:
+        assert [(f.width, f.height) for f in container.decode(video=0)] == [(16384, 64)]

@@ -332,6 +332,14 @@ class VideoWriter:
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
             self._stream = stream
+            try:  # now, not at the first frame, where what it refuses was a traceback from write() and close()
+                ctx.open()
+            except av.error.FFmpegError as e:  # a size it does not take: x264 20000x64, 16384x16384
+                raise InputError(
+                    f"cannot write {self.path}: the {self.codec} encoder cannot be opened for frames of "
+                    f"{width + self._pad[0]}x{height + self._pad[1]} ({_reason(e)})",
+                    hint="a video this size can be read but not written as H.264: run without the video (--no-save)",
+                ) from None
         except BaseException as e:
             self._abort(e)
             raise
