@@ -6,17 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from test_io_sinks import clip_with_audio
 from test_pipeline import FakeBackend, ListSource, _model
 
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sinks import VideoWriter, free_path
+from pvt_deploy.io.sinks import ImageWriter, VideoWriter, free_path
 from pvt_deploy.io.sources import Frame
 from pvt_deploy.utils.files import TEMP_GRACE_S
 
@@ -137,3 +139,23 @@ def test_frames_the_encoder_cannot_take_are_one_error_before_any_frame(tmp_path:
         writer.write(np.zeros((64, 16384, 3), np.uint8))
     with av.open(str(tmp_path / "long.mp4")) as container:
         assert [(f.width, f.height) for f in container.decode(video=0)] == [(16384, 64)]
+
+
+@pytest.mark.parametrize(("name", "saved"), [
+    ("हिन्दी.jpg", "हिन्दी.jpg"),  # Devanagari: vowel signs (Mc) and a virama (Mn)
+    ("தமிழ்.png", "தமிழ்.png"),  # Tamil
+    (unicodedata.normalize("NFD", "café.png"), unicodedata.normalize("NFD", "café.png")),  # as macOS names it
+    ("naïve résumé.jpg", "naïve_résumé.jpg"),
+    ("a (b) .jpg", "a_b.jpg"),  # what a name does not keep still goes
+    ("\u0301x.jpg", "x.jpg"),  # a mark that belongs to no letter
+])
+def test_a_letters_combining_marks_stay_in_its_output_name(tmp_path: Path, name: str, saved: str) -> None:
+    """Output names keep letters and digits (safe_name), but Python's \\w is no letter's combining marks, so a
+    Hindi picture 'हिन्दी.jpg' was saved as 'ह_न_द.jpg' and a name macOS gave in decomposed form, 'cafe\\u0301',
+    as 'cafe': marks that follow a letter are its own and stay. The picture decodes, the name given is the
+    file's. Fails before on the first three."""
+    writer = ImageWriter(tmp_path)
+    path = writer.write(np.full((16, 16, 3), 200, np.uint8), name)
+    assert path.name == saved and sorted(p.name for p in tmp_path.iterdir()) == [saved]
+    picture = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == (16, 16, 3)

@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -1320,13 +1321,26 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
 MAX_NAME_BYTES = 200
 
 
+def _unsafe_run(run: re.Match[str]) -> str:
+    """A run of characters :func:`safe_name` does not keep, as ``_``; but the combining marks that start it
+    after a letter or digit are that letter's own and stay (Devanagari's vowel signs and virama, an accent
+    of a name in decomposed form, as macOS gives them): ``हिन्दी`` is no ``ह_न_द``, ``cafe\u0301`` no ``cafe``."""
+    text, start = run.group(), run.start()
+    marks = 0
+    if start and run.string[start - 1] not in ".-":  # after a letter, a digit or _
+        while marks < len(text) and unicodedata.category(text[marks]).startswith("M"):
+            marks += 1
+    return text[:marks] + ("_" if marks < len(text) else "")
+
+
 def safe_name(text: str, default: str) -> str:
     """``text`` as one file or folder name: runs of anything but letters, digits, ``.``, ``-`` and ``_``
-    (slashes, spaces, control characters) become ``_``, leading and trailing dots and ``_`` go (no
+    (slashes, spaces, control characters) become ``_`` (a letter's combining marks are part of it:
+    :func:`_unsafe_run`), leading and trailing dots and ``_`` go (no
     ``..``, no hidden file), and a name longer than :data:`MAX_NAME_BYTES` is cut there (a whole
     character at a time: a 251-character video name stopped the run, "File name too long", once its
     outputs added ``_N.txt``); ``default`` where nothing is left."""
-    name = _UNSAFE_NAME.sub("_", text).strip("._")
+    name = _UNSAFE_NAME.sub(_unsafe_run, text).strip("._")
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").rstrip("._")
     return name or default
