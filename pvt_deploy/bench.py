@@ -223,6 +223,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``). A Ctrl-C or SIGTERM raises
     :class:`BenchInterrupted`, a KeyboardInterrupt that holds the report of the rows timed before it.
     """
+    from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
     labels = parse_backends(backends)
@@ -230,6 +231,8 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
         raise InputError("batch and iters must be >= 1 and warmup >= 0")
     target = resolve_model(model)
     require_model(target)
+    if (Path(target) / MANIFEST_NAME).is_file():  # a damaged manifest is said once, as info and check say it,
+        read_manifest(Path(target))  # not by each backend in turn, five times in the table, five in the error
     own = _lone_file_backend(target) if backends is None else None
     if own is not None:  # trtexec --onnx=x.onnx: the backend that runs the file, not five rows of which four skip
         labels = [own]

@@ -98,3 +98,20 @@ def test_the_api_raises_an_interrupt_that_holds_the_rows(
     report = stopped.value.report
     (row,) = report["results"]
     assert report["interrupted"] is True and row["backend"] == "torch" and row["vs_torch"] == 1.0
+
+
+def test_a_damaged_manifest_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        cls_export: Path, tmp_path: Path) -> None:
+    """An export whose manifest.json cannot be read was tried by each of the five backends in turn: five notes
+    on stdout saying the same, then the error saying it five times over (exit 2), where info and check say it
+    once. bench now says it once too, before any backend loads."""
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(cls_export, folder)
+    (folder / "manifest.json").write_text("{bad", encoding="utf-8")
+    for command in (["bench", "--model", str(folder), "--warmup", "0", "--iters", "1"], ["info", str(folder)]):
+        code, out, err = run(monkeypatch, capsys, *command)
+        assert code == 2 and out == "", (command, out)
+        assert err.splitlines() == [f"error: {folder / 'manifest.json'}: unreadable manifest (Expecting property "
+                                    "name enclosed in double quotes: line 1 column 2 (char 1))"], (command, err)
