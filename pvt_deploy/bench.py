@@ -11,7 +11,8 @@ Benchmark method: the input is a real photo resized to ``imgsz`` (so detection p
 realistic score maps), ``warmup`` untimed runs, then ``iters`` timed runs of pre -> infer -> post.
 Latency percentiles are of the inference call; the stage split is the mean of each stage.
 Memory is the peak resident set size above the level before the backend was loaded (sampled every
-5 ms in a thread), plus ``torch.cuda.max_memory_allocated`` on CUDA.
+5 ms in a thread); on a GPU, PyTorch's ``torch.cuda.max_memory_allocated`` and the other runtimes' GPU
+memory in use above its level before loading (:func:`_cuda_peak`). Both in MiB (``memory_mb``).
 
 With ``profile``, each backend that ran then has a run of its own that times its operators
 (:meth:`~pvt_deploy.runtimes.base.Backend.profile`, as trtexec's ``--dumpProfile --separateProfileRun``):

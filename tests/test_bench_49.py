@@ -115,3 +115,30 @@ def test_a_damaged_manifest_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
         assert code == 2 and out == "", (command, out)
         assert err.splitlines() == [f"error: {folder / 'manifest.json'}: unreadable manifest (Expecting property "
                                     "name enclosed in double quotes: line 1 column 2 (char 1))"], (command, err)
+
+
+def test_the_peak_mb_note_says_what_a_gpu_row_measured() -> None:
+    """The table's note said a GPU row's peak MB was torch.cuda.max_memory_allocated, which only PyTorch's row
+    reads: ONNX Runtime's CUDA provider and TensorRT allocate outside torch (bench._cuda_peak reads what the GPU
+    holds beyond its level before loading). And it is MiB, where info and export write decimal MB."""
+    from rich.console import Console
+
+    from pvt_deploy.cli.bench import render
+
+    def row(backend: str, device: str, gpu_mb: float) -> dict[str, Any]:
+        return {"backend": backend, "status": "ok", "precision": "fp32", "device": device,
+                "latency_ms": {"p50": 2.0, "p90": 3.0, "p99": 4.0, "mean": 2.5}, "throughput_fps": 400.0,
+                "stages_ms": {"preprocess": 0.1, "inference": 2.5, "postprocess": 0.2}, "vs_torch": None,
+                "memory_mb": {"rss_peak_delta": 12.0, "cuda_peak": gpu_mb}}
+
+    report = {"model": "m", "task": "classify", "input_shape": [1, 3, 64, 64], "iters": 3,
+              "host": {"cpu": "cpu", "physical_cores": 2, "gpu": "H100"},
+              "results": [row("torch", "cuda:0", 77.0), row("onnx", "CUDAExecutionProvider", 300.0)]}
+    console = Console(record=True, width=80)
+    render(report, console)
+    raw = console.export_text()
+    text = " ".join(raw.split())
+    cells = [line.split() for line in raw.splitlines()]
+    assert [c[8] for c in cells if c and c[0] in ("torch", "onnx")] == ["77", "300"], text
+    assert ("peak MB = MiB the backend added: resident memory on the CPU; on a GPU, PyTorch's max_memory_allocated, "
+            "another runtime's GPU memory in use above what it was before loading") in text, text
