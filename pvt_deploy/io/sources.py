@@ -55,7 +55,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
-from pvt_deploy.utils.files import UTF16_MARKS, wide_codec
+from pvt_deploy.utils.files import wide_codec
 
 log = logging.getLogger(__name__)
 
@@ -2620,8 +2620,10 @@ def _file_list(path: Path) -> bool:
 
 
 def _text(head: bytes) -> bool:
-    """Whether a file that begins ``head`` is text (:func:`_list_bytes`)."""
-    return head.startswith(UTF16_MARKS) or b"\x00" not in head  # UTF-16 text: a NUL in each ASCII letter
+    """Whether a file that begins ``head`` is text (:func:`_list_bytes`): no NUL byte, or the mark of UTF-16 or
+    UTF-32 (:func:`~pvt_deploy.utils.files.wide_codec`), whose ASCII letters hold NULs. UTF-32's big-endian mark
+    (00 00 FE FF) begins with none of UTF-16's: by theirs alone such a list was no list, its bytes read as a picture."""
+    return wide_codec(head) is not None or b"\x00" not in head
 
 
 def _read_list(path: Path) -> list[str] | None:
