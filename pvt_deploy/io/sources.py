@@ -244,7 +244,7 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
     """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
     them by default, as OpenCV's VideoCapture does; more than 8 rounded to 8. FFmpeg's default conversion of YUV
-    of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up to 3 levels off the matrix's sum,
+    of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up to 4 levels off the matrix's sum,
     white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is converted by
     :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar P010, packed, XYZ) by FFmpeg with
     chroma interpolated in full (its full_chroma_int: the sum rounded too, but at twice the cost, and a sum past
@@ -310,8 +310,8 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     """A frame of planar YUV of more than 8 bits as HxWx3 uint8 RGB, ``width`` wide: the sum of the matrix of its
     colorspace and range, as FFmpeg's swscale applies them, rounded (within 0.5 of it), its chroma upsampled
     bilinearly from the centre of its samples, as swscale's full_chroma_int does. That costs twice as much
-    (1080p 10-bit: 12.7 ms of CPU against 7.5, FFmpeg's default rgb24 6.9, up to 4 levels off; 4K 46, 37 and 23;
-    benchmarks/frame_convert.py on a loaded 2-core machine), and its fixed-point sum wraps past 512 levels: the
+    (1080p 10-bit: 12.1 ms of CPU against 7.5, FFmpeg's default rgb24 6.6, up to 4 levels off; 4K 46.7, 40.7 and
+    23.6; benchmarks/frame_convert.py on a loaded 2-core machine, the run e3e9f2e records), and its fixed-point sum wraps past 512 levels: the
     most blue above white (Y 940, Cb 1023) came blue 0. ``colorspace`` (an AVColorSpace) names the matrix, the
     frame's where not given: BT.601's stands for one swscale has none for (:func:`_frame_to_rgb`). None for another
     layout, which swscale converts, or a colorspace it has no matrix for.
