@@ -174,13 +174,11 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
                          "(annotations/instances_val2017.json), with --images its picture folder, or an "
                          "Ultralytics dataset YAML")
     try:
-        # its bytes: json reads UTF-8 (with a byte-order mark, as Windows tools write, or none), UTF-16 and UTF-32
-        # (Windows PowerShell 5's Out-File and '>' write UTF-16, its mark first)
-        coco = json.loads(path.read_bytes())
-    except UnicodeDecodeError as e:
-        raise InputError(f"dataset {path}: not a readable JSON file (neither UTF-8 nor UTF-16 text: {e.reason} at "
-                         f"byte {e.start})") from None
-    except (OSError, json.JSONDecodeError) as e:
+        # UTF-8 (with a byte-order mark, as Windows tools write, or none), UTF-16 and UTF-32 with their marks
+        # (Windows PowerShell 5's Out-File and '>' write UTF-16, its mark first), as other text files are read:
+        # bytes of none of them said where in the file they are (json's own count starts after UTF-8's mark)
+        coco = json.loads(decode_text(path.read_bytes()))
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError, as decode_text's is
         raise InputError(f"dataset {path}: not a readable JSON file ({e})") from None
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):
