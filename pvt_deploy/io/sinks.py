@@ -339,7 +339,8 @@ class VideoWriter:
                 raise InputError(
                     f"cannot write {self.path}: the {self.codec} encoder cannot be opened for frames of "
                     f"{width + self._pad[0]}x{height + self._pad[1]} ({_reason(e)})",
-                    hint="a video this size can be read but not written as H.264: run without the video (--no-save)",
+                    hint=f"a video this size can be read but not written by {self.codec}: run without the annotated "
+                         "video (--no-save, save=False)",
                 ) from None
         except BaseException as e:
             self._abort(e)
