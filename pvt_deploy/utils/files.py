@@ -293,15 +293,28 @@ def link_to_nowhere(path: str | os.PathLike[str]) -> OSError | None:
     nowhere (a loop of links, a link to what is gone), as the :class:`OSError` that says so ('X is a link that
     leads nowhere (Too many levels of symbolic links)', ``filename`` the link); None where there is none. It
     writes nothing: a path may be checked for such a link where nothing is to be made."""
+    return _dead_link(_missing_levels(path)[0])
+
+
+def _missing_levels(path: str | os.PathLike[str]) -> tuple[list[Path], Path]:
+    """(the levels of ``path`` that are not there, from its end; the nearest one that is). os.path's test, not
+    Path.exists, which raises where a name is longer than the file system takes (os.path's says False)."""
     existing = Path(path)
-    # (os.path's tests: Path.exists raises where a name is longer than the file system takes; os.path's say False)
+    missing: list[Path] = []
     while not os.path.exists(existing) and existing.parent != existing:
-        if os.path.islink(existing):
-            try:
-                os.stat(existing)
-            except OSError as e:
-                return OSError(e.errno, f"{existing} is a link that leads nowhere ({e.strerror})", str(existing))
+        missing.append(existing)
         existing = existing.parent
+    return missing, existing
+
+
+def _dead_link(levels: list[Path]) -> OSError | None:
+    """The first of ``levels`` (missing ones: :func:`_missing_levels`) that is a link leading nowhere, said."""
+    for level in levels:
+        if os.path.islink(level):
+            try:
+                os.stat(level)
+            except OSError as e:
+                return OSError(e.errno, f"{level} is a link that leads nowhere ({e.strerror})", str(level))
     return None
 
 
@@ -314,14 +327,10 @@ def probe_writable(folder: str | os.PathLike[str]) -> Path:
     exists' that making the folder there said. A folder to be made whose name is longer than the file system
     takes (``ENAMETOOLONG``, 255 bytes on most) is refused too, with its path as ``filename``: the system says so
     only once the folders before it are there, so a run that made them would find out at its first write."""
-    nowhere = link_to_nowhere(folder)
+    missing, existing = _missing_levels(folder)
+    nowhere = _dead_link(missing)
     if nowhere is not None:
         raise nowhere
-    existing = Path(folder)
-    missing: list[Path] = []
-    while not existing.exists() and existing.parent != existing:
-        missing.append(existing)
-        existing = existing.parent
     if not existing.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
     if missing:
