@@ -137,22 +137,23 @@ def _onnxruntime() -> list[Check]:
                       hint="pip install onnxruntime (or onnxruntime-gpu on an NVIDIA machine)")]
     providers = list(onnxruntime.get_available_providers())
     dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
-    short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
     info: dict[str, Any] = {"distribution": dist, "providers": providers, "device": onnxruntime.get_device()}
+    unused: dict[str, str] = {}  # a provider listed that cannot run here: why, marked beside its name
     (cuda,) = _guard("onnxruntime_cuda", _ORT_CUDA, lambda: [_onnxruntime_cuda(onnxruntime, providers)])
     if "CUDAExecutionProvider" in providers:
         # onnxruntime-gpu lists it whether or not it can start here (no GPU, no cuDNN, another CUDA): the row below says
         info["cuda_provider_usable"] = cuda.status == "ok"
         if cuda.status != "ok":
-            unused = cuda.info.get("unused", "probe failed")
-            short = ", ".join(f"{p} (unused: {unused})" if p == "CUDA" else p for p in short.split(", "))
+            unused["CUDAExecutionProvider"] = cuda.info.get("unused", "probe failed")
     if "TensorrtExecutionProvider" in providers:
         from pvt_deploy.runtimes.ort_providers import tensorrt_libraries_load
 
         # onnxruntime-gpu lists it whether or not TensorRT is installed (seen on an H200 without it)
         info["tensorrt_provider_usable"] = usable = tensorrt_libraries_load()
         if not usable:
-            short = short.replace("Tensorrt", "Tensorrt (unused: no TensorRT libraries)")
+            unused["TensorrtExecutionProvider"] = "no TensorRT libraries"
+    short = ", ".join(p.removesuffix("ExecutionProvider") + (f" (unused: {unused[p]})" if p in unused else "")
+                      for p in providers)
     rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
                   info=info), cuda]
     from pvt_deploy.utils.cpu import INT8_PAYS, cpu_amx_int8, cpu_int8_dot_product, int8_gemm_gain
