@@ -217,12 +217,12 @@ def _one_add_graph() -> bytes:
     """A serialized ONNX graph of one node (``y = x + x``, float32 [1]) for a session to start on."""
     from onnx import TensorProto, helper
 
+    from pvt_deploy.utils import onnx_model
+
     graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "doctor",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7  # what every onnxruntime pvt-deploy takes reads
-    return bytes(model.SerializeToString())
+    return bytes(onnx_model(graph, 13).SerializeToString())
 
 
 def _cuda_session(onnxruntime: Any) -> tuple[list[str], str | None, str]:
