@@ -55,7 +55,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
-from pvt_deploy.utils.files import wide_codec
+from pvt_deploy.utils.files import decode_text, wide_codec
 
 log = logging.getLogger(__name__)
 
@@ -808,9 +808,8 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
     rounded to 8 as a video's frame is (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it).
     None where FFmpeg cannot decode them."""
-    raw = data.tobytes()  # once: such a picture's file may hold hundreds of megabytes
-    try:
-        with av.open(io.BytesIO(raw), "r") as container:
+    try:  # read in place (_InPlace): such a picture's file may hold hundreds of megabytes
+        with av.open(io.BufferedReader(_InPlace(data)), "r") as container:
             frame = next(container.decode(video=0))
             image = _frame_to_rgb(frame)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
@@ -821,7 +820,7 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
         from PIL import TiffImagePlugin
 
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
-            orientation = TiffImagePlugin.TiffImageFile(io.BytesIO(raw)).tag_v2.get(0x0112)
+            orientation = TiffImagePlugin.TiffImageFile(io.BufferedReader(_InPlace(data))).tag_v2.get(0x0112)
     return _exif_oriented(np.ascontiguousarray(image), orientation)
 
 
@@ -2638,8 +2637,6 @@ def _read_list(path: Path) -> list[str] | None:
 def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
     """The image files a ``.txt`` list names, one a line: a path as given, or else beside the list; blank
     lines and ``#`` comments skipped. ``data``: the list's bytes, where they were read already."""
-    from pvt_deploy.utils.files import decode_text
-
     try:
         if data is None:
             data = listing.read_bytes()
