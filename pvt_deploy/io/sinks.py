@@ -441,6 +441,8 @@ class VideoWriter:
             try:
                 drained = self._stream.encode(None)  # drain B-frames / lookahead
                 if drained:
+                    if self._first_dts is None:  # a short video: the encoder held every packet until now
+                        self._first_dts = drained[0].dts
                     self._lasts_to_the_end(drained[-1])
                 self._container.mux(drained)
                 self._container.close()
