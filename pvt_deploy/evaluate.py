@@ -848,7 +848,8 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
                 past = truth[(truth >= len(model.names) + dataset.reduce_zero_label) & (truth != IGNORE_LABEL)]
                 if past.size:
                     beyond.append(f"{Path(label).name}: {int(past.max())}")
-                if truth.size and (low := int(truth.min())) < 0:  # ignored as those past the classes are
+                # ignored as those past the classes are; only a signed label (an int32 TIFF's or PNG's) holds any
+                if truth.dtype.kind == "i" and truth.size and (low := int(truth.min())) < 0:
                     negative.append(f"{Path(label).name}: {low}")
             done += 1
             if progress is not None:
