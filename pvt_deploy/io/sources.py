@@ -678,7 +678,7 @@ def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
 
 def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """The (height, width) :func:`read_image` gives the picture file ``path``, from its header alone:
-    an EXIF orientation of 5 to 8, which OpenCV's decode applies (pvt-deploy's for a PNG: :func:`_png_orientation`),
+    an EXIF orientation of 5 to 8, which OpenCV's decode applies (pvt-deploy's for a PNG: :func:`_header_orientation`),
     swaps them (Pillow's TIFF opener has already).
     None where the file or its header cannot be read; a PNG whose EXIF follows its pixels is read as
     unturned."""
@@ -706,8 +706,8 @@ warnings.filterwarnings("ignore", r"(possibly )?corrupt exif data|tag data large
 
 def _exif_orientation(exif: Any) -> Any:
     """The Orientation tag (1-8) of an EXIF block as :func:`_header` gives it (bytes, or None), or None where it
-    has none, or is damaged (read as unturned): what :func:`picture_size`, :func:`_png_orientation` and
-    :func:`_ffmpeg_picture` turn by."""
+    has none, or is damaged (read as unturned): what :func:`picture_size` and :func:`_header_orientation` (the FFmpeg path's and a
+    PNG's) turn by."""
     if not isinstance(exif, bytes):
         return None
     from PIL import Image
@@ -736,20 +736,21 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
         if upright is not None:
             return upright
     # ANYCOLOR|ANYDEPTH keeps 16-bit and gray as decoded; unlike IMREAD_UNCHANGED it still applies
-    # the EXIF orientation, but for a PNG's, which is applied here (_png_orientation)
+    # the EXIF orientation, but for a PNG's, which is applied here (_header_orientation)
     png = bytes(data[:8]) == _PNG_SIGNATURE
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | (cv2.IMREAD_IGNORE_ORIENTATION if png else 0)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is not None and png:
-        img = _exif_oriented(img, _png_orientation(data))
+        img = _exif_oriented(img, _header_orientation(data))
     if img is None and bytes(data[:4]) == b"GIF8":  # an OpenCV before 4.11 has no GIF decoder
         return _pillow_upright(data)
     return None if img is None else _decoded_to_rgb(img)
 
 
-def _png_orientation(data: np.ndarray) -> Any:
-    """The EXIF orientation a PNG's bytes are turned by: that of its eXIf chunk before its pixels (IDAT), which
-    Pillow's header reads (:func:`_header`), as picture_size and the FFmpeg path read it; not OpenCV's, which
+def _header_orientation(data: np.ndarray) -> Any:
+    """The EXIF orientation of a picture file's bytes as Pillow's header reads it (:func:`_header`), None where it
+    has none: what the FFmpeg path turns by, and a PNG's decode (:func:`_imdecode`). A PNG's is that of its eXIf
+    chunk before its pixels (IDAT), as picture_size reads it too; not OpenCV's, which
     reads an eXIf after the pixels too, and none in an animated PNG (its APNG decoder, from 4.11; 4.10's libpng
     read it). An eXIf after the pixels turns nothing: the PNG specification (3rd edition, 2025) puts eXIf before
     IDAT, and CSS Images 3 has browsers ignore an orientation that follows the image data, as Chrome, Firefox and
@@ -814,8 +815,7 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
             image = _frame_to_rgb(frame)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
         return None
-    header = _header_in(data)
-    orientation = _exif_orientation(header[1]) if header is not None else None
+    orientation = _header_orientation(data)
     if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
         from PIL import TiffImagePlugin
 
