@@ -1436,7 +1436,10 @@ class ImageWriter:
 # ---------------------------------------------------------------------------------------------
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only inside strings: JSON's own syntax is ASCII
+#: What a JSON line keeps escaped though it is no ASCII (only inside strings: JSON's own syntax is ASCII): the lone
+#: surrogates, which UTF-8 cannot encode, and the characters other readers end a line at that JSON leaves raw,
+#: U+2028 and U+2029 (JavaScript's line terminators, log tools') and U+0085 (NEL: Python's str.splitlines)
+_ESCAPED_IN_LINES = re.compile("[\ud800-\udfff\u2028\u2029\x85]")
 
 
 class JsonlWriter:
@@ -1465,9 +1468,11 @@ class JsonlWriter:
         bytes of a file name that is not UTF-8 (``caf\\xe9.jpg`` from an old camera or a zip made on
         Windows): UTF-8 cannot encode them, and writing the line failed with a traceback. They are
         written as JSON escapes (``"caf\\udce9.jpg"``), as the COCO file writes them, which
-        ``json.loads`` reads back as the very string Python opened the file by."""
+        ``json.loads`` reads back as the very string Python opened the file by. So are the characters that
+        JSON leaves raw and other readers split lines at (:data:`_ESCAPED_IN_LINES`: a file name's U+2028 cut
+        the line in two for JavaScript's readers and log tools), so that a line is a record for every reader."""
         line = json_dumps(record, ensure_ascii=False, separators=(",", ":"))
-        line = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+        line = _ESCAPED_IN_LINES.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
         self._file.write(line + "\n")
         self._file.flush()
         self.lines += 1
