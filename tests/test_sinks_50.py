@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pvt_deploy.io.sinks import JsonlWriter
+import cv2
+import numpy as np
+import pytest
+
+from pvt_deploy.io.sinks import ImageWriter, JsonlWriter
 
 
 def test_a_json_line_is_one_line_for_every_reader(tmp_path: Path) -> None:
@@ -22,3 +26,21 @@ def test_a_json_line_is_one_line_for_every_reader(tmp_path: Path) -> None:
     text = (tmp_path / "predictions.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line) for line in text.splitlines()] == records
     assert "\\u2028" in text and "\\u2029" in text and "\\u0085" in text and "café 中" in text
+
+
+@pytest.mark.parametrize(("name", "saved"), [
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.jpg", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.jpg"),  # Persian: a ZWNJ
+    ("\u0915\u094d\u200d\u0937.png", "\u0915\u094d\u200d\u0937.png"),  # Devanagari: virama + ZWJ inside a word
+    ("a\u200c\u200db.jpg", "a\u200c\u200db.jpg"),
+    ("a\u200d b.jpg", "a_b.jpg"),  # a joiner before what goes joins nothing: it goes with it
+    ("ab\u200d.jpg", "ab.jpg"), ("\u200dab.jpg", "ab.jpg"), ("a\u200d-b.jpg", "a-b.jpg"),
+])
+def test_a_joiner_inside_a_word_stays_in_its_output_name(tmp_path: Path, name: str, saved: str) -> None:
+    """safe_name made the zero-width non-joiner and joiner (U+200C, U+200D) '_': Persian writes 'می\u200cخواهم'
+    with one, Indic scripts make conjuncts with them, and the saved picture was 'می_خواهم.jpg'. Between a
+    word's characters they stay, as a letter's combining marks do; one that joins nothing goes. The picture
+    decodes under the name given. Fails before on the first three and the last."""
+    path = ImageWriter(tmp_path).write(np.full((16, 16, 3), 90, np.uint8), name)
+    assert path.name == saved and sorted(p.name for p in tmp_path.iterdir()) == [saved]
+    picture = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == (16, 16, 3)

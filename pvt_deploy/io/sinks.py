@@ -1324,16 +1324,24 @@ def free_paths(directory: str | os.PathLike[str], names: Sequence[tuple[str, str
 MAX_NAME_BYTES = 200
 
 
+#: The zero-width non-joiner and joiner: inside a word (Persian's ``می\u200cخواهم``, Indic conjuncts), part of it
+_JOINERS = "\u200c\u200d"
+
+
 def _unsafe_run(run: re.Match[str]) -> str:
     """A run of characters :func:`safe_name` does not keep, as ``_``; but the combining marks that start it
     after a letter or digit are that letter's own and stay (Devanagari's vowel signs and virama, an accent
-    of a name in decomposed form, as macOS gives them): ``हिन्दी`` is no ``ह_न_द``, ``cafe\u0301`` no ``cafe``."""
-    text, start = run.group(), run.start()
-    marks = 0
+    of a name in decomposed form, as macOS gives them): ``हिन्दी`` is no ``ह_न_द``, ``cafe\u0301`` no ``cafe``.
+    So are the zero-width (non-)joiners among them where a letter or digit follows them too (:data:`_JOINERS`:
+    Persian writes ``می\u200cخواهم`` with one, which was ``می_خواهم``); one that joins nothing goes."""
+    text, start, end = run.group(), run.start(), run.end()
+    kept = 0
     if start and run.string[start - 1] not in ".-":  # after a letter, a digit or _
-        while marks < len(text) and unicodedata.category(text[marks]).startswith("M"):
-            marks += 1
-    return text[:marks] + ("_" if marks < len(text) else "")
+        while kept < len(text) and (unicodedata.category(text[kept]).startswith("M") or text[kept] in _JOINERS):
+            kept += 1
+    joined = kept == len(text) and end < len(run.string) and run.string[end] not in ".-"
+    head = text[:kept] if joined else text[:kept].rstrip(_JOINERS)
+    return head + ("_" if kept < len(text) else "")
 
 
 def safe_name(text: str, default: str) -> str:
@@ -1345,7 +1353,7 @@ def safe_name(text: str, default: str) -> str:
     outputs added ``_N.txt``); ``default`` where nothing is left."""
     name = _UNSAFE_NAME.sub(_unsafe_run, text).strip("._")
     if len(name.encode()) > MAX_NAME_BYTES:
-        name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").rstrip("._")
+        name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").rstrip("._" + _JOINERS)
     return name or default
 
 
