@@ -148,10 +148,13 @@ def _onnxruntime() -> list[Check]:
     if "TensorrtExecutionProvider" in providers:
         from pvt_deploy.runtimes.ort_providers import tensorrt_libraries_load
 
-        # onnxruntime-gpu lists it whether or not TensorRT is installed (seen on an H200 without it)
-        info["tensorrt_provider_usable"] = usable = tensorrt_libraries_load()
-        if not usable:
-            unused["TensorrtExecutionProvider"] = "no TensorRT libraries"
+        # onnxruntime-gpu lists it whether or not TensorRT is installed (seen on an H200 without it), and whether or
+        # not the CUDA provider starts, whose libraries (CUDA, cuDNN) and GPU it runs on: its reason is beside it
+        lacks = [why for why, missing in (("no TensorRT libraries", not tensorrt_libraries_load()),
+                                           ("needs the CUDA provider", cuda.status != "ok")) if missing]
+        info["tensorrt_provider_usable"] = not lacks
+        if lacks:
+            unused["TensorrtExecutionProvider"] = ", ".join(lacks)
     short = ", ".join(p.removesuffix("ExecutionProvider") + (f" (unused: {unused[p]})" if p in unused else "")
                       for p in providers)
     rows = [Check("onnxruntime", "ONNX Runtime", "ok", onnxruntime.__version__, f"{dist}; providers: {short}",
