@@ -306,24 +306,32 @@ def _tensorrt() -> list[Check]:
     return [Check("tensorrt", "TensorRT", "ok", str(trt.__version__), summary, info={**info, "usable": True})]
 
 
+#: The frame size each H.264 encoder is opened for: hardware encoders refuse tiny frames, which would read as
+#: "unusable". It is one size: a hardware encoder's limits are its GPU's (NVENC's width and height range), so one that
+#: opens here may still refuse a video's size, which ``infer`` then says in one line; the row says so.
+_PROBE_SIZE = (256, 256)
+
+
 def _encoder_usable(av: Any, name: str) -> tuple[bool, str]:
-    """Open ``name`` and encode one frame: listing a codec does not mean its hardware/library is there."""
+    """Open ``name`` and encode one frame of :data:`_PROBE_SIZE`: listing a codec does not mean its hardware/library
+    is there. (True, "encodes 256x256") where it does, else (False, why)."""
     import numpy as np
 
+    width, height = _PROBE_SIZE
     try:
         ctx = av.CodecContext.create(name, "w")
     except Exception as e:
         return False, f"not in this FFmpeg build ({type(e).__name__})"
     try:
-        # 256x256: hardware encoders refuse tiny frames, which would read as "unusable".
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
         ctx.time_base = fractions.Fraction(1, 25)
         ctx.open()
-        frame = av.VideoFrame.from_ndarray(np.zeros((256, 256, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+        black = np.zeros((height, width, 3), np.uint8)
+        frame = av.VideoFrame.from_ndarray(black, format="rgb24").reformat(format="yuv420p")
         frame.pts = 0
         ctx.encode(frame)
         ctx.encode(None)
-        return True, "usable"
+        return True, f"encodes {width}x{height}"
     except Exception as e:
         return False, f"cannot open ({type(e).__name__}: {e})"
 
@@ -341,11 +349,14 @@ def _pyav(probe_encoders: bool) -> list[Check]:
         return rows
     results = {name: _encoder_usable(av, name) for name in H264_ENCODERS}
     usable = [n for n, (ok, _) in results.items() if ok]
+    size = "x".join(map(str, _PROBE_SIZE))
+    hardware = [n for n in usable if n.endswith("_nvenc")]
     rows.append(Check(
         "h264_encoders", "H.264 encoders", "ok" if usable else "missing",
-        summary=", ".join(f"{n} {'yes' if ok else 'no'}" for n, (ok, _) in results.items()),
+        summary=f"opened at {size}: " + ", ".join(f"{n} {'yes' if ok else 'no'}" for n, (ok, _) in results.items())
+        + (f" ({', '.join(hardware)}: another size may be past its GPU's limits)" if hardware else ""),
         hint=None if usable else "install a PyAV wheel with libx264 (pip install -U av)",
-        info={"usable": usable, "probes": {n: why for n, (_, why) in results.items()}}))
+        info={"usable": usable, "probe_size": list(_PROBE_SIZE), "probes": {n: why for n, (_, why) in results.items()}}))
     return rows
 
 

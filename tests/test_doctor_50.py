@@ -1,8 +1,8 @@
 """`pvt-deploy doctor` (session 50, helper CY): the TensorRT provider marked unused where the CUDA provider it runs on
-does not start.
+does not start, and the H.264 row's claim of the size its encoders were opened at.
 
 No GPU here: onnxruntime-gpu is a stand-in (the CUDA provider listed, a driver answering one device, sessions over
-real CPU sessions of the probe's graph), as in test_doctor_49b."""
+real CPU sessions of the probe's graph), as in test_doctor_49b; the encoders are PyAV's own."""
 
 from __future__ import annotations
 
@@ -65,3 +65,27 @@ def test_the_tensorrt_provider_is_unused_where_the_cuda_provider_does_not_start(
     assert rows["onnxruntime"].summary.endswith(f"providers: {marks}"), rows["onnxruntime"].summary
     assert rows["onnxruntime"].info["tensorrt_provider_usable"] is (cuda == "starts" and trt_libraries)
     assert rows["onnxruntime"].info["cuda_provider_usable"] is (cuda == "starts")
+
+
+def test_the_h264_row_says_the_size_its_encoders_were_opened_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each encoder is opened for one 256x256 frame, and the row said 'usable' / 'h264_nvenc yes': NVENC's size limits
+    are its GPU's, and infer opens it at the video's size. The row says the size it opened them at, and that a hardware
+    encoder may refuse another. NVENC here is a stand-in: libx264's context under its name (this machine's NVENC
+    cannot open: no driver)."""
+    import av
+
+    real = av.CodecContext.create
+    monkeypatch.setattr(av.CodecContext, "create",
+                        lambda name, mode="r": real("libx264" if name == "h264_nvenc" else name, mode))
+    (row,) = [r for r in doctor._pyav(True) if r.key == "h264_encoders"]
+    opened = [n for n in ("h264_nvenc", "libx264", "libopenh264") if n in row.info["usable"]]
+    assert opened[:2] == ["h264_nvenc", "libx264"], row
+    said = ", ".join(f"{n} {'yes' if n in opened else 'no'}" for n in ("h264_nvenc", "libx264", "libopenh264"))
+    assert row.summary == f"opened at 256x256: {said} (h264_nvenc: another size may be past its GPU's limits)"
+    assert row.info["probes"]["libx264"] == row.info["probes"]["h264_nvenc"] == "encodes 256x256"
+    assert row.info["probe_size"] == [256, 256]
+    monkeypatch.undo()
+    (row,) = [r for r in doctor._pyav(True) if r.key == "h264_encoders"]
+    if "h264_nvenc" not in row.info["usable"]:  # no NVIDIA driver: no word of a GPU's limits
+        assert row.summary.startswith("opened at 256x256: h264_nvenc no, libx264 yes") and "limits" not in row.summary
+        assert row.info["probes"]["h264_nvenc"].startswith(("cannot open (", "not in this FFmpeg build"))
