@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
-__all__ = ["H264_ENCODERS", "OPTIONAL_PARTS", "Check", "collect", "render_table", "required_parts", "to_json",
-           "verdict"]
+__all__ = ["H264_ENCODERS", "OPTIONAL_PARTS", "Check", "collect", "render_table", "required_parts", "shortfall",
+           "to_json", "verdict"]
 
 Status = Literal["ok", "warn", "missing", "error"]
 
@@ -91,7 +91,9 @@ def _torch() -> list[Check]:
     if not torch.cuda.is_available():
         rows.append(Check("cuda", "CUDA (torch)", "missing",
                           summary="no usable CUDA device" + ("" if torch.version.cuda else " (CPU build of torch)"),
-                          hint="TensorRT and GPU inference need an NVIDIA GPU, its driver and a CUDA build of torch",
+                          hint="the GPU needs its NVIDIA driver (in Docker: docker run --gpus all)" if torch.version.cuda
+                          else "a CUDA build of torch, on a machine with an NVIDIA GPU: pip uninstall -y torch && "
+                               "pip install torch (PyPI's Linux x86-64 wheel is one; pytorch.org lists the others)",
                           info={"available": False, "devices": []}))
         return rows
     devices = []
@@ -594,16 +596,19 @@ def collect(*, probe_encoders: bool = True) -> list[Check]:
 #: --require``); every other row is a part pvt-deploy needs (its own requirements), which fails where it is missing
 #: or broken.
 OPTIONAL_PARTS = ("cuda", "onnxruntime_cuda", "tensorrt", "h264_encoders", "tritonclient", "cpu_int8")
-#: Other words for parts of :data:`OPTIONAL_PARTS` in ``--require``: ``gpu`` is every runtime pvt-deploy runs on a GPU
-#: with (PyTorch's CUDA and ONNX Runtime's CUDA provider; TensorRT is named on its own).
+#: Other words for parts of :data:`OPTIONAL_PARTS` in ``--require``. ``gpu`` answers "does pvt-deploy run on this
+#: GPU": every runtime it runs on a GPU with, PyTorch's CUDA (``--backend torch``) and ONNX Runtime's CUDA provider (an
+#: export's ``model.onnx``, which ``infer --model EXPORT`` runs where no engine is). PyTorch's CUDA beside a CPU
+#: onnxruntime runs ``--backend torch`` on the GPU and an export on the CPU: not ``gpu``, which ``cuda`` (and
+#: ``onnxruntime_cuda``) name alone. TensorRT is named on its own.
 _PART_WORDS = {"gpu": ("cuda", "onnxruntime_cuda"), "ort_cuda": ("onnxruntime_cuda",), "trt": ("tensorrt",),
                "triton": ("tritonclient",), "h264": ("h264_encoders",)}
 
 
 def required_parts(require: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
     """The row keys that ``require`` names (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
-    a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu for cuda and onnxruntime_cuda both, ort_cuda,
-    trt, triton, h264). A name that is none of them, or the encoders required where they are not opened
+    a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu for cuda and onnxruntime_cuda both (pvt-deploy's
+    PyTorch and ONNX Runtime both on the GPU), ort_cuda, trt, triton, h264). A name that is none of them, or the encoders required where they are not opened
     (``probe_encoders=False``), is an :class:`~pvt_deploy.errors.InputError`, which names the arguments as the
     caller gave them (:func:`~pvt_deploy.errors.option`: ``require``, or ``doctor``'s ``--require``)."""
     from pvt_deploy.errors import InputError, option, switched_on
@@ -620,6 +625,22 @@ def required_parts(require: Sequence[str], *, probe_encoders: bool = True) -> li
             raise InputError(f"{option('require')} {name} needs the encoders opened ({switched_on('probe_encoders')})")
         keys += [key for key in parts if key not in keys]
     return keys
+
+
+def shortfall(lacking: list[Check], require: Sequence[str]) -> tuple[str, str | None]:
+    """What ``--require`` asked for and this machine cannot use, as (the parts, how to get them) for one line: each
+    lacking row of :func:`verdict` with its status and why (its summary), the word of ``require`` that named it
+    where that word is several parts (``gpu's CUDA (torch) missing: ...``), and the rows' hints (the
+    ``pip install`` of onnxruntime-gpu for a CPU onnxruntime), each after its row's name where there are several."""
+    words = [n.strip().lower() for text in require for n in text.split(",")]
+    said = []
+    for c in lacking:
+        of = next((w for w in words if len(_PART_WORDS.get(w, ())) > 1 and c.key in _PART_WORDS[w]), None)
+        whose = f"{of}'s " if of else ""
+        said.append(f"{whose}{c.name} {c.status}" + (f": {c.summary}" if c.summary else ""))
+    hints = [(c.name, c.hint) for c in lacking if c.hint]
+    hint = "; ".join(h if len(hints) == 1 else f"{name}: {h}" for name, h in hints) or None
+    return "; ".join(said), hint
 
 
 def verdict(checks: list[Check], require: Sequence[str] = ()) -> tuple[list[Check], list[Check]]:

@@ -49,9 +49,10 @@ def test_doctor_require_makes_optional_parts_mandatory(monkeypatch: pytest.Monke
     rows = {c.key: c for c in doctor.collect(probe_encoders=False)}
     lacking = [rows[k] for k in ("cuda", "onnxruntime_cuda", "tensorrt") if rows[k].status != "ok"]  # gpu: both CUDAs
     code, stdout, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "gpu,TensorRT")
-    if lacking:
-        named = ", ".join(f"{c.name} {c.status}" for c in lacking)
-        assert (code, err) == (3, f"error: --require asks for, and this machine cannot use: {named}\n")
+    if lacking:  # each said with why, and how to get it (test_doctor_50 has the line whole)
+        assert code == 3 and err.startswith("error: --require asks for, and this machine cannot use: "), err
+        for c in lacking:
+            assert f"{c.name} {c.status}: {c.summary}" in err and (c.hint or "") in err, (c, err)
     else:
         assert (code, err) == (0, "")
     assert "TensorRT" in stdout  # the table, either way

@@ -119,7 +119,8 @@ def test_onnxruntime_cuda_is_ok_only_where_a_session_starts_and_runs_on_it(
     for require in ("onnxruntime_cuda", "ORT_CUDA", "tensorrt,gpu"):
         code, out, err = run(monkeypatch, capfd, "doctor", "--no-encoders", "--require", require)
         assert code == 3, (require, err)
-        assert err.endswith("ONNX Runtime CUDA missing\n"), err
+        assert f"ONNX Runtime CUDA missing: {CUDA} does not start: {CUDNN_MISSING}" in err, err
+        assert "pip install 'onnxruntime-gpu[cuda,cudnn]'" in err  # and how to mend it
         assert "ONNX Runtime CUDA" in out and "libcudnn.so.9" in out  # the table's row
     gpu_onnxruntime["how"] = "starts"
     code, _, err = run(monkeypatch, capfd, "doctor", "--no-encoders", "--require", "onnxruntime_cuda,tensorrt")
@@ -161,7 +162,9 @@ def test_require_gpu_is_pytorchs_cuda_and_onnxruntimes(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(doctor, "collect", collect)
     code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "gpu,tensorrt")
-    assert (code, err) == (3, "error: --require asks for, and this machine cannot use: ONNX Runtime CUDA missing\n")
+    assert (code, err) == (3, "error: --require asks for, and this machine cannot use: gpu's ONNX Runtime CUDA missing: "
+                              "this onnxruntime has no CUDA provider (a CPU build) (pip uninstall -y onnxruntime && "
+                              "pip install onnxruntime-gpu (on a machine with an NVIDIA GPU))\n")
     code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "cuda,tensorrt")
     assert (code, err) == (0, "")
 

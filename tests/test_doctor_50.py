@@ -1,5 +1,6 @@
-"""`pvt-deploy doctor` (session 50, helper CY): the TensorRT provider marked unused where the CUDA provider it runs on
-does not start, and the H.264 row's claim of the size its encoders were opened at.
+"""`pvt-deploy doctor` (session 50, helper CY): what ``--require gpu`` means and what its failure says, the TensorRT
+provider marked unused where the CUDA provider it runs on does not start, and the H.264 row's claim of the size its
+encoders were opened at.
 
 No GPU here: onnxruntime-gpu is a stand-in (the CUDA provider listed, a driver answering one device, sessions over
 real CPU sessions of the probe's graph), as in test_doctor_49b; the encoders are PyAV's own."""
@@ -10,6 +11,7 @@ import os
 from typing import Any
 
 import pytest
+from cli_run import run
 
 from pvt_deploy import doctor
 from pvt_deploy.runtimes import ort_providers
@@ -19,6 +21,7 @@ NO_CUDNN_LOG = (
     "2026-12-07 12:00:00.123456789 [E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] "
     "[ONNXRuntimeError] : 1 : FAIL : Failed to load library libonnxruntime_providers_cuda.so with error: "
     "libcudnn.so.9: cannot open shared object file: No such file or directory\n")
+CPU_ORT_HINT = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU)"
 
 
 @pytest.fixture
@@ -65,6 +68,47 @@ def test_the_tensorrt_provider_is_unused_where_the_cuda_provider_does_not_start(
     assert rows["onnxruntime"].summary.endswith(f"providers: {marks}"), rows["onnxruntime"].summary
     assert rows["onnxruntime"].info["tensorrt_provider_usable"] is (cuda == "starts" and trt_libraries)
     assert rows["onnxruntime"].info["cuda_provider_usable"] is (cuda == "starts")
+
+
+def test_require_gpu_without_onnxruntime_gpu_says_what_is_missing_and_how_to_get_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A machine with PyTorch's CUDA and the CPU onnxruntime (this one's, its CUDA row made ok): ``--require gpu``
+    (pvt-deploy runs on the GPU: an export's model.onnx too) fails, exit 3, and its line said 'ONNX Runtime CUDA
+    missing' only. It says that gpu asked for it, why it is missing and the pip install of onnxruntime-gpu; ``cuda``
+    asks for PyTorch's alone."""
+    real = doctor.collect
+
+    def collect(**kwargs: Any) -> list[doctor.Check]:
+        checks = real(**kwargs)
+        for c in checks:
+            if c.key == "cuda":
+                c.status, c.summary, c.hint = "ok", "cuda:0 a stand-in GPU", None
+        return checks
+
+    monkeypatch.setattr(doctor, "collect", collect)
+    code, out, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "gpu")
+    assert (code, err) == (3, "error: --require asks for, and this machine cannot use: gpu's ONNX Runtime CUDA "
+                              f"missing: this onnxruntime has no CUDA provider (a CPU build) ({CPU_ORT_HINT})\n")
+    assert "ONNX Runtime CUDA" in out  # the table is printed before
+    code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "cuda")
+    assert (code, err) == (0, "")
+    code, _, err = run(monkeypatch, capsys, "doctor", "--no-encoders", "--require", "onnxruntime_cuda", "--require",
+                       "tritonclient")
+    assert code == 3 and err.startswith("error: --require asks for, and this machine cannot use: ONNX Runtime CUDA "
+                                        "missing: this onnxruntime has no CUDA provider"), err  # asked by its name
+
+
+def test_several_parts_lacking_each_say_why_and_their_hints_their_names() -> None:
+    """Where ``--require`` lacks several parts, each is said with its why, and each hint after its part's name; a part
+    asked for by its own name and by gpu is gpu's; a word of one part (ort_cuda) is not said."""
+    rows = [doctor.Check("cuda", "CUDA (torch)", "missing", summary="no usable CUDA device", hint="get a GPU"),
+            doctor.Check("onnxruntime_cuda", "ONNX Runtime CUDA", "missing", summary="a CPU build", hint=CPU_ORT_HINT),
+            doctor.Check("tritonclient", "tritonclient", "warn")]
+    assert doctor.shortfall(rows, ["Cuda,GPU", "tritonclient"]) == (
+        "gpu's CUDA (torch) missing: no usable CUDA device; gpu's ONNX Runtime CUDA missing: a CPU build; "
+        "tritonclient warn", f"CUDA (torch): get a GPU; ONNX Runtime CUDA: {CPU_ORT_HINT}")
+    assert doctor.shortfall(rows[1:2], ["ort_cuda"]) == ("ONNX Runtime CUDA missing: a CPU build", CPU_ORT_HINT)
+    assert doctor.shortfall(rows[2:], ["triton"]) == ("tritonclient warn", None)
 
 
 def test_the_h264_row_says_the_size_its_encoders_were_opened_at(monkeypatch: pytest.MonkeyPatch) -> None:

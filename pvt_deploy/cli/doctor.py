@@ -22,9 +22,11 @@ def register(app: typer.Typer) -> None:
             "--encoders/--no-encoders", help="Open each H.264 encoder to see if it really works.")] = True,
         require: Annotated[list[str] | None, typer.Option(
             "--require", metavar="PARTS",
-            help="Parts this machine must have, comma-separated or repeated: gpu (both of cuda, PyTorch's GPU, and "
-                 "onnxruntime_cuda, ONNX Runtime's CUDA provider, which a session is started on), tensorrt, "
-                 "h264_encoders, tritonclient, cpu_int8. Default: none (a missing one is no failure).")] = None,
+            help="Parts this machine must have, comma-separated or repeated: gpu (pvt-deploy runs on the GPU: both "
+                 "cuda, PyTorch's GPU for --backend torch, and onnxruntime_cuda, ONNX Runtime's CUDA provider for "
+                 "an export's model.onnx, which onnxruntime-gpu has and the CPU onnxruntime has not; a session is "
+                 "started on it), cuda or onnxruntime_cuda alone, tensorrt, h264_encoders, tritonclient, cpu_int8. "
+                 "Default: none (a missing one is no failure).")] = None,
     ) -> None:
         """Show Python, PyTorch/CUDA/GPU, ONNX Runtime providers, TensorRT, PyAV encoders, OpenCV and
         export tools: what is installed, what is usable here, and how to get what is missing.
@@ -32,7 +34,7 @@ def register(app: typer.Typer) -> None:
         Exit 0 when every part pvt-deploy needs works (a missing GPU, TensorRT or other optional part is
         no failure), 1 when one is broken or missing (its row says why), 3 when a part --require names is
         not usable here: `docker run --gpus all IMAGE doctor --require gpu,tensorrt` as a check."""
-        from pvt_deploy.doctor import collect, render_table, required_parts, to_json, verdict
+        from pvt_deploy.doctor import collect, render_table, required_parts, shortfall, to_json, verdict
         from pvt_deploy.errors import BackendUnavailableError, PvtDeployError, renamed
         from pvt_deploy.utils.files import json_dumps
 
@@ -46,10 +48,11 @@ def register(app: typer.Typer) -> None:
 
             print_table(Console(), render_table(checks))
         broken, lacking = verdict(checks, required)
-        said = [f"{what}: {', '.join(f'{c.name} {c.status}' for c in rows)}" for what, rows in (
-            ("pvt-deploy needs, and this install lacks or cannot use", broken),
-            ("--require asks for, and this machine cannot use", lacking)) if rows]
-        if broken:
+        if broken:  # and the parts required, by name: the table says why each is not usable
+            said = [f"{what}: {', '.join(f'{c.name} {c.status}' for c in rows)}" for what, rows in (
+                ("pvt-deploy needs, and this install lacks or cannot use", broken),
+                ("--require asks for, and this machine cannot use", lacking)) if rows]
             raise PvtDeployError("; ".join(said))
-        if lacking:
-            raise BackendUnavailableError("; ".join(said))
+        if lacking:  # why each is not usable and how to get it: a CPU onnxruntime under --require gpu, say
+            parts, hint = shortfall(lacking, require or [])
+            raise BackendUnavailableError(f"--require asks for, and this machine cannot use: {parts}", hint=hint)
