@@ -249,8 +249,18 @@ def _listed_files(folder: Path) -> list[str]:
         return []
 
 
-def _output_target(out: Path) -> Path:
-    """Check ``out`` before any slow work; the real path of the folder that will be replaced."""
+def _export_folder(out: Path) -> SwappedFolder:
+    """The output folder ``out`` as :mod:`pvt_deploy.export.swap` replaces it: built in a hidden folder beside
+    it; its files that pvt-deploy did not make (notes, checkpoints, image folders) move into the new one.
+    ``out`` is checked as it is made, before any slow work (:func:`_check_output`)."""
+    folder = SwappedFolder(Path(os.path.realpath(out)), f"output folder {out}",
+                           lambda old: functools.partial(_ours, listed=_listed_files(old)))
+    _check_output(out, folder)
+    return folder
+
+
+def _check_output(out: Path, folder: SwappedFolder) -> None:
+    """Refuse an output ``out`` that ``folder`` (its real path, as swapped) cannot replace."""
     if os.path.exists(out) and not out.is_dir():  # (not Path.exists: a name too long raises, said below)
         raise InputError(f"output {out} exists and is not a folder")
     # the export is built beside the folder it replaces, in a hidden folder named after it (``.NAME.pvt-new-…``, the
@@ -261,8 +271,8 @@ def _output_target(out: Path) -> Path:
     # the export would make the link's missing target (a drive's folder not mounted: made on the disk beneath it),
     # and a loop's real path is itself, a link, which the swap set aside as an old export and left there. Nothing
     # is written there: a link given as ``out`` may be in a folder the export need not write to
-    target = Path(os.path.realpath(out))
-    beside = new_hidden(target.parent, SwappedFolder(target, "", lambda old: _ours).staging_prefix, create=False)
+    target = folder.target
+    beside = new_hidden(target.parent, folder.staging_prefix, create=False)
     nowhere = link_to_nowhere(os.path.abspath(out))
     reason = nowhere.strerror if nowhere is not None else unwritable_reason(beside)
     if reason is not None:
@@ -274,14 +284,6 @@ def _output_target(out: Path) -> Path:
     if target.is_dir() and os.path.ismount(target):
         raise InputError(f"output folder {out} is a mount point, which an export cannot replace as a whole; "
                          "export into a folder inside it")
-    return target
-
-
-def _export_folder(out: Path) -> SwappedFolder:
-    """The output folder ``out`` as :mod:`pvt_deploy.export.swap` replaces it: built in a hidden folder beside
-    it; its files that pvt-deploy did not make (notes, checkpoints, image folders) move into the new one."""
-    return SwappedFolder(_output_target(out), f"output folder {out}",
-                         lambda old: functools.partial(_ours, listed=_listed_files(old)))
 
 
 @contextlib.contextmanager
@@ -989,11 +991,15 @@ def export_onnx(
                 ("--seg-output", seg_output, "logits"), ("--no-simplify", simplify, True))
             if value != default}
         _check_reuse(Path(str(model)), out_dir=out_dir, weights=weights, ignored=ignored, names=names)
+        # what the extension makes, known before the pictures are listed (--calib may calibrate nothing)
+        manifest = read_manifest(Path(str(model)))
+        want_half, want_int8 = _wanted_variants(Path(str(model)), manifest, half=half, flavours=flavours,
+                                                int8_cpu=int8_cpu)
     else:
         if not _model_checked:
             check_model_named(model, task)
         if out_dir is not None:
-            _output_target(Path(out_dir))
+            _export_folder(Path(out_dir))  # checked before any slow work
 
     from pvt_deploy.export.calibration import DEFAULT_CALIB_IMAGES, DEFAULT_PARITY_IMAGES, spread
 
@@ -1008,9 +1014,6 @@ def export_onnx(
     if reuse and calib is not None:  # said before the pictures are listed (a folder's, a clip decoded, a URL fetched)
         from pvt_deploy.io.sources import redact_url
 
-        manifest = read_manifest(Path(str(model)))
-        want_half, want_int8 = _wanted_variants(Path(str(model)), manifest, half=half, flavours=flavours,
-                                                int8_cpu=int8_cpu)
         fp16_parity = want_half and parity and images is None  # the new FP16 file's parity runs on them
         _say_calib_unused(Path(str(model)), manifest, [f for f in flavours if f not in want_int8],
                           redact_url(os.fspath(calib)), want_int8=want_int8, fp16_parity=fp16_parity)
@@ -1027,8 +1030,8 @@ def export_onnx(
     if reuse:
         folder = Path(str(model))
         probe_writable(folder)  # a read-only export: say so before the variants are made
-        folder = _extend(folder, half=half, flavours=flavours, int8_cpu=int8_cpu,
-                         calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
+        folder = _extend(folder, manifest, half=half, flavours=flavours, want_half=want_half, want_int8=want_int8,
+                         int8_cpu=int8_cpu, calib_paths=calib_paths, calib_source=calib_source, parity_paths=parity_paths,
                          parity_source=parity_source, parity=parity, tolerances=tolerances,
                          allow_parity_failure=allow_parity_failure, steps=steps, given=ignored,
                          builds=builds or finish is not None)
@@ -1321,13 +1324,16 @@ def _wanted_variants(folder: Path, manifest: dict[str, Any], *, half: bool, flav
     return want_half, [f for f in flavours if not present(INT8_FILES[f]) or (f == "cpu" and other_method)]
 
 
-def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, calib_paths: list[Picture],
+def _extend(folder: Path, manifest: dict[str, Any], *, half: bool, flavours: list[str], want_half: bool,
+            want_int8: list[str], int8_cpu: str, calib_paths: list[Picture],
             calib_source: str, parity_paths: list[Picture], parity_source: str, parity: bool,
             tolerances: Mapping[str, Tolerance], allow_parity_failure: bool, steps: _Steps,
             given: Mapping[str, Any] | None = None, builds: bool = False) -> Path:
-    """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx`` (``given``: the graph
-    options asked for, which it ignores; the command that exports the folder again carries them;
-    ``builds``: an engine or a Triton model is made from the folder next, so no variant is no mistake).
+    """Add FP16/INT8 variants to an existing artifact, reusing its ``model.onnx`` (``manifest``: the folder's;
+    ``want_half``, ``want_int8``: what :func:`_wanted_variants` says it makes of the ``half`` and ``flavours``
+    asked for; ``given``: the graph options asked for, which it ignores; the command that exports the folder
+    again carries them; ``builds``: an engine or a Triton model is made from the folder next, so no variant is
+    no mistake).
 
     The parity reference is then the FP32 graph in ONNX Runtime (the PyTorch model is not rebuilt).
     Variants already listed in the manifest with a matching sha256 are kept, unless their parity gate
@@ -1341,13 +1347,11 @@ def _extend(folder: Path, *, half: bool, flavours: list[str], int8_cpu: str, cal
     from pvt_deploy.export.precision import INT8_FILES, depthwise_convs, surely_calibrates
     from pvt_deploy.tasks.preprocess import Preprocessor
 
-    manifest = read_manifest(folder)
     if not (folder / FP32_FILE).is_file():
         raise InputError(f"{folder}: no {FP32_FILE} to reuse", hint=reexport_command(folder, manifest))
     with reading(folder / FP32_FILE):
         verify_file(folder, manifest, FP32_FILE)
 
-    want_half, want_int8 = _wanted_variants(folder, manifest, half=half, flavours=flavours, int8_cpu=int8_cpu)
     if not want_half and not want_int8:  # said: a bare `export --model exports/NAME` did nothing, in silence
         asked = [FP16_FILE] * half + [INT8_FILES[f] for f in flavours]
         if asked:
