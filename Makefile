@@ -53,9 +53,13 @@ typecheck:
 lint-docker:
 	$(BIN)/hadolint docker/Dockerfile docker/Dockerfile.jetson
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each file whole in one of them: its module
+# fixtures are made once. Two suit a 2-core machine (-n 0 runs them in this process).
+TEST_WORKERS ?= 2
+
 test: install-dev .venv-pytriton
 	$(MAKE) lint typecheck lint-docker
-	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q --durations=25
+	PVT_TRITON_PYTHON=$(CURDIR)/.venv-pytriton/bin/python PVT_TRITON_REQUIRED=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # Not part of CI (it takes longer than the tests): lines no test runs are where this project's bugs hid.
 # Run it on a checkout nobody edits meanwhile: the report matches the line numbers measured to the files as

@@ -20,9 +20,12 @@ Tiny variants at small sizes keep the whole export suite within a few minutes on
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,27 @@ class Artifact:
     @property
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.folder / "manifest.json").read_text())
+
+
+def run_folder(factory: pytest.TempPathFactory) -> Path:
+    """Where a test run keeps what is made once for all of it: the session's base temp, or under
+    pytest-xdist (``make test`` runs two workers, each with a base temp of its own) their common parent,
+    the run's own folder, so that the workers share one export instead of each making it."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def made_once(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` (``<path>.lock``, fcntl.flock) held while one worker makes
+    ``path``: another worker that wants it waits, then finds it made. The caller checks for it inside."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def perturbed_detector(seed: int = 0) -> torch.nn.Module:
@@ -93,10 +117,13 @@ def _export(folder: Path, model: Any, **kw: Any) -> Path:
 
 @pytest.fixture(scope="session")
 def det_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    root = tmp_path_factory.mktemp("det")
-    ckpt = root / "retinanet_b0_seeded.pth"
-    torch.save(perturbed_detector().state_dict(), ckpt)
-    folder = _export(root / "pvt_v2_b0", "pvt_v2_b0", weights=ckpt, imgsz=160, half=True, int8=True)
+    root = run_folder(tmp_path_factory) / "det"
+    ckpt, folder = root / "retinanet_b0_seeded.pth", root / "pvt_v2_b0"
+    with made_once(root):
+        if not (folder / "manifest.json").is_file():
+            root.mkdir(exist_ok=True)
+            torch.save(perturbed_detector().state_dict(), ckpt)
+            _export(folder, "pvt_v2_b0", weights=ckpt, imgsz=160, half=True, int8=True)
     module = build_deploy_module(create_model("pvt_v2_b0", weights=ckpt))
     return Artifact(folder, module, ckpt)
 
@@ -105,7 +132,10 @@ def det_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def seg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     torch.manual_seed(1)
     model = create_model("pvt_tiny-seg")
-    folder = _export(tmp_path_factory.mktemp("seg") / "pvt_tiny-seg", model, imgsz=128)
+    folder = run_folder(tmp_path_factory) / "seg" / "pvt_tiny-seg"
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            _export(folder, model, imgsz=128)
     return Artifact(folder, build_deploy_module(model))
 
 
@@ -113,7 +143,10 @@ def seg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def cls_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     torch.manual_seed(2)
     model = create_model("pvt_tiny-cls")
-    folder = _export(tmp_path_factory.mktemp("cls") / "pvt_tiny-cls", model, imgsz=64)
+    folder = run_folder(tmp_path_factory) / "cls" / "pvt_tiny-cls"
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            _export(folder, model, imgsz=64)
     return Artifact(folder, build_deploy_module(model))
 
 
@@ -121,16 +154,18 @@ def cls_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def official_weights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """``get(backbone)``: the checkpoint file of its classifier with the seeded weights (in the official flat
     layout) that scripts/record_official_reference.py ran the official model definitions on; written once."""
-    folder = tmp_path_factory.mktemp("official_ckpt")
-    made: dict[str, Path] = {}
+    folder = run_folder(tmp_path_factory) / "official_ckpt"
 
     def get(name: str) -> Path:
-        if name not in made:
-            with np.load(OFFICIAL_REFERENCE) as data:
-                seed = int(data["meta/seed"])
-            torch.save(seeded_state_dict(create_model(name, task="classify"), seed), folder / f"{name}.pth")
-            made[name] = folder / f"{name}.pth"
-        return made[name]
+        path = folder / f"{name}.pth"
+        with made_once(path):
+            if not path.is_file():
+                with np.load(OFFICIAL_REFERENCE) as data:
+                    seed = int(data["meta/seed"])
+                staged = path.with_name(path.name + ".part")
+                torch.save(seeded_state_dict(create_model(name, task="classify"), seed), staged)
+                staged.rename(path)
+        return path
 
     return get
 
@@ -144,13 +179,16 @@ def official_export(official_weights: Callable[[str], Path],
     gate would (the official model's recorded outputs at every other recorded size, to 1e-4; PyTorch at
     four unseen batches and sizes), and the gate's PyTorch and ONNX Runtime runs at 224 were ~a third of
     each export's time."""
-    root = tmp_path_factory.mktemp("official")
+    root = run_folder(tmp_path_factory) / "official"
     made: dict[tuple[str, str], Artifact] = {}
 
     def get(name: str, task: str) -> Artifact:
         if (name, task) not in made:
             model = create_model(name, task=task, weights=official_weights(name))
-            folder = _export(root / f"{name}-{task}", model, imgsz=224, dynamic=True, parity=False)
+            folder = root / f"{name}-{task}"
+            with made_once(folder):
+                if not (folder / "manifest.json").is_file():
+                    _export(folder, model, imgsz=224, dynamic=True, parity=False)
             made[name, task] = Artifact(folder, build_deploy_module(model), official_weights(name))
         return made[name, task]
 
@@ -167,11 +205,11 @@ def cached_big_cls_int8(factory: pytest.TempPathFactory) -> Path:
     ((H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560), exported once a session under its base temp, as
     runtime_artifacts.cached_export's are (a session fixture imported into two modules is made in each).
     Read only: test_cli_options_46 and test_export_47 run sizes it cannot take."""
-    folder = factory.getbasetemp() / "exports" / "big-cls-int8"
-    if not (folder / "manifest.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _export(folder, "pvt_v2_b0-cls", imgsz=64, max_size=4096, int8=True, int8_flavour="cpu", parity=False,
-                simplify=False)
+    folder = run_folder(factory) / "exports" / "big-cls-int8"
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            _export(folder, "pvt_v2_b0-cls", imgsz=64, max_size=4096, int8=True, int8_flavour="cpu",
+                    parity=False, simplify=False)
     return folder
 
 
@@ -179,10 +217,10 @@ def cached_cls_static_batch2(factory: pytest.TempPathFactory) -> Path:
     """A pvt_v2_b0 classifier exported --static --batch 2 at a non-square 64x96, not simplified (check compares
     the graph as traced with PyTorch as closely), without the parity gate; once a session, read only
     (test_export_combinations checks it, test_untested_runtime_paths refuses a batch of 3 on it)."""
-    folder = factory.getbasetemp() / "exports" / "cls-static-b2"
-    if not (folder / "manifest.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _export(folder, "pvt_v2_b0-cls", dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
+    folder = run_folder(factory) / "exports" / "cls-static-b2"
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            _export(folder, "pvt_v2_b0-cls", dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
     return folder
 
 

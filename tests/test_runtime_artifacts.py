@@ -21,6 +21,8 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from export_fixtures import made_once, run_folder  # noqa: E402
+
 from pvt_deploy.manifest import ONNX_METADATA_KEY, essentials, file_entry, read_manifest, write_manifest  # noqa: E402
 
 pytest_plugins = ["export_fixtures"]
@@ -129,16 +131,19 @@ _EXPORTS: dict[str, dict[str, Any]] = {
 def cached_export(factory: pytest.TempPathFactory, kind: str) -> Path:
     """The session's ``det``/``seg``/``cls`` export, built on first use. Test modules wrap this in
     their own fixtures: pytest registers an imported fixture once per module, so a shared session
-    fixture would still be rebuilt per module; a folder under the session's base temp is not."""
-    folder = factory.getbasetemp() / "exports" / kind
-    if not (folder / "manifest.json").is_file():
-        make_export(folder, **_EXPORTS[kind])
+    fixture would still be rebuilt per module; a folder of the run (export_fixtures.run_folder: one for
+    every xdist worker) is not."""
+    folder = run_folder(factory) / "exports" / kind
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            make_export(folder, **_EXPORTS[kind])
     return folder
 
 
 def cached_clip(factory: pytest.TempPathFactory) -> Path:
-    path = factory.getbasetemp() / "clips" / "clip.mp4"
-    return path if path.is_file() else make_clip(path)
+    path = run_folder(factory) / "clips" / "clip.mp4"
+    with made_once(path):
+        return path if path.is_file() else make_clip(path)
 
 
 @pytest.fixture(scope="module")
