@@ -3,6 +3,9 @@ the manifest recorded --trust-checkpoint (25105b2), and the memory an anamorphic
 
 from __future__ import annotations
 
+import json
+import logging
+import shlex
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,59 @@ def test_an_extension_with_calib_decides_once_what_it_makes(
     assert len(asked) == 1, asked
     assert read_manifest(folder)["files"]["model.fp16.onnx"]["precision"] == "fp16"
     assert {n: (folder / n).read_bytes() for n in kept} == kept
+
+
+def test_an_export_made_before_the_trust_record_asks_for_the_flag_where_its_checkpoint_is_loaded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An export made with --trust-checkpoint before 25105b2 has no weights.trust_checkpoint in its manifest. Its
+    ONNX graph loads and is extended as any other's (no checkpoint is read); what rebuilds it from its checkpoint
+    (check, the PyTorch backend, the command that exports it again) is given no flag by the next: line or the
+    re-export command, trusts nothing silently, and refuses the file in one line that names the flag (exit 2).
+    Given the flag, each works, and the export made again records it."""
+    import torch
+
+    from pvt_deploy.models import create_model
+
+    ckpt = tmp_path / "trained.pth"
+    torch.save({"model": create_model("pvt_v2_b0-cls", seed=7).state_dict(), "args": Path("/train/run1")}, ckpt)
+    folder = tmp_path / "cls"
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(ckpt), "--trust-checkpoint", "--imgsz", "64",
+                       "--max-size", "128", "--no-parity", "-o", str(folder))
+    assert code == 0, err
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    assert manifest["weights"].pop("trust_checkpoint") is True
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), "utf-8")  # the layout before 25105b2
+
+    code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder), "--half", "--no-parity")
+    assert code == 0 and "model.fp16.onnx" in read_manifest(folder)["files"], err
+    steps = next(line for line in err.splitlines() if line.startswith("next: "))[len("next: "):].split(" · ")
+    assert steps[1:] == [f"pvt-deploy check --model {folder}", f"pvt-deploy bench --model {folder}"], steps
+    refused = (f"error: {ckpt}: refusing to unpickle arbitrary objects from this checkpoint (it holds "
+               "pathlib.PosixPath, not only tensors) (pass --trust-checkpoint (trust=True in Python) only if you "
+               "trust its source)\n")
+    picture = str(Path(export_onnx.__file__).parents[1] / "assets" / "chelsea.jpg")
+    code, out, err = run(monkeypatch, capsys, "infer", picture, "--model", str(folder), "--backend", "torch",
+                         "--no-save")
+    assert (code, err.splitlines()[-1] + "\n") == (2, refused), err
+    code, out, err = run(monkeypatch, capsys, *shlex.split(steps[1])[1:], "--max-images", "2", "--json")
+    assert code == 2 and "pass --trust-checkpoint" in err.splitlines()[-1], err
+    code, out, err = run(monkeypatch, capsys, *shlex.split(steps[1])[1:], "--trust-checkpoint", "--max-images", "2",
+                         "--json")
+    assert code == 0 and json.loads(out)["reference"] == "torch", err
+
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+        code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder))
+    assert code == 0, err
+    again = shlex.split(caplog.text.split("give the model name: ", 1)[1].splitlines()[0])
+    assert again[:6] == ["pvt-deploy", "export", "--model", "pvt_v2_b0-cls", "--weights", str(ckpt)], again
+    assert "--trust-checkpoint" not in again
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    code, _, err = run(monkeypatch, capsys, *again[1:], "--no-parity")
+    assert (code, err.splitlines()[-1] + "\n") == (2, refused), err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before  # refused before anything was written
+    code, _, err = run(monkeypatch, capsys, *again[1:], "--no-parity", "--trust-checkpoint")
+    assert code == 0 and read_manifest(folder)["weights"]["trust_checkpoint"] is True, err
 
 
 def _clip(path: Path, width: int, height: int, sar: Fraction | None) -> Path:
