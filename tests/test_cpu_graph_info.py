@@ -20,9 +20,11 @@ from pvt_deploy.runtimes.ort_session import CACHE_DIRNAME, optimized_graph
 pytest_plugins = ["export_fixtures"]
 
 
-def _files(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], folder: Path) -> dict[str, Any]:
-    code, out, err = run(monkeypatch, capsys, "info", str(folder), "--json")
-    assert code == 0, err
+def _files(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], folder: Path, *,
+           code: int = 0) -> dict[str, Any]:
+    """``info --json``'s files by name; ``code``: the exit expected (1 where a file changed)."""
+    got, out, err = run(monkeypatch, capsys, "info", str(folder), "--json")
+    assert got == code, err
     return {f["name"]: f for f in json.loads(out)["files"]}
 
 
@@ -71,7 +73,7 @@ def test_a_changed_file_gets_no_cpu_graph_line(cls_artifact: Artifact, tmp_path:
     shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(CACHE_DIRNAME))
     with (folder / "model.onnx").open("ab") as f:
         f.write(b"\0")
-    row = _files(monkeypatch, capsys, folder)["model.onnx"]
+    row = _files(monkeypatch, capsys, folder, code=1)["model.onnx"]
     assert row["check"] == "MISMATCH" and "cpu_graph" not in row
 
 

@@ -153,7 +153,8 @@ def test_info_graph_says_a_file_the_disk_fails_to_read_cannot_be_read(failing_di
     folder = make_artifact(tmp_path / "art")
     os.replace(failing_disk_onnx, folder / "model.onnx")
     (row,) = describe_graphs(folder, ["model.onnx"])
-    assert row == {"file": "model.onnx", "format": "onnx", "error": "cannot read it: Input/output error"}
+    assert row == {"file": "model.onnx", "format": "onnx", "error": "cannot read it: Input/output error",
+                   "unreadable": True}
 
 
 def test_a_picture_saved_under_txt_is_read_as_the_picture_not_as_a_list_of_files(tmp_path: Path) -> None:

@@ -575,18 +575,18 @@ def test_a_download_that_takes_a_while_draws_a_bar_on_a_terminal_and_lands_whole
 def test_info_graph_of_an_export_whose_graph_file_is_gone_says_so_in_its_row(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_artifact: Any, tmp_path: Path) -> None:
     """A file the manifest lists but the folder lacks (deleted by hand): its --graph row says 'no such file'
-    under the precision the manifest gives it (was '(?)'), and info describes the rest, exit 0 (a script over
-    many artifacts does not stop at a fact)."""
+    under the precision the manifest gives it (was '(?)'), and info describes the rest, then exits 1, as an
+    integrity check that fails (session 50)."""
     folder = tmp_path / "gone"
     shutil.copytree(cls_artifact.folder, folder, ignore=shutil.ignore_patterns(".ort-cache"))
     (folder / "model.onnx").unlink()
     code, out, err = run(monkeypatch, capsys, "info", str(folder), "--graph", "--json")
-    assert code == 0, err
+    assert code == 1 and err == f"error: {folder}: model.onnx is missing (the manifest lists it)\n", err
     assert json.loads(out)["graph"] == [{"file": "model.onnx", "format": "onnx", "precision": "fp32",
                                          "error": "no such file"}]
     code, out, err = run(monkeypatch, capsys, "info", str(folder), "--graph")
     line = next(line for line in out.splitlines() if line.startswith("graph model.onnx"))
-    assert code == 0 and line == "graph model.onnx (fp32): no such file", out
+    assert code == 1 and line == "graph model.onnx (fp32): no such file", out
 
 
 def test_a_mask_of_more_than_256_classes_is_coloured_by_each_class_own_colour() -> None:

@@ -27,7 +27,8 @@ def info(
         "name or triton:// URL.")] = "pvt_small",
     device: Annotated[str | None, typer.Option(help="Say what runs on this device: cpu, cuda, cuda:N (default: "
                                                "GPU when usable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON; \"verdict\": {\"ok\", "
+                                          "\"problems\"} holds the reasons it exits 1.")] = False,
     graph: Annotated[bool, typer.Option("--graph", help="Also show what is inside each graph: opsets, "
                                         "initializers, operators and the type each computes in, what INT8 "
                                         "quantized; an engine's layers.")] = False,
@@ -36,6 +37,8 @@ def info(
         rich_help_panel=CHECKPOINT_PANEL)] = False,
 ) -> None:
     """Show an artifact's manifest, inputs/outputs, files (sha256), precision, ranges, CPU graphs, parity and backends.
+
+    Exit 1, after the tables, when a listed file changed (MISMATCH) or is missing, or a --graph cannot be read.
 
     Examples:
 
@@ -50,8 +53,13 @@ def info(
     facts = describe_artifact(artifact, device=device, graph=graph, trust=trust_checkpoint)
     if as_json:
         typer.echo(json_dumps(facts, indent=2, default=str))
-        return
-    render(facts, Console(highlight=False))
+    else:
+        render(facts, Console(highlight=False))
+    problems = facts["verdict"]["problems"]
+    if problems:  # an integrity check: the table above, then why it fails, exit 1
+        from pvt_deploy.errors import PvtDeployError
+
+        raise PvtDeployError(f"{facts['path']}: {'; '.join(problems)}")
 
 
 def _shape(spec: dict[str, Any]) -> str:

@@ -1005,7 +1005,8 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     with ``graph``, what is inside each of its graphs (``"graph"``, :func:`describe_graphs`; only then
     are the graphs of a folder read). ``trust``: a checkpoint described may be fully unpickled, as
     :func:`load_backend`'s. A checkpoint's URL is described as given, its file in the download cache
-    as its weights (``weights.url``, as an export made from it records), as ``bench`` names it."""
+    as its weights (``weights.url``, as an export made from it records), as ``bench`` names it. ``verdict``:
+    ``{"ok", "problems"}``, whether its files are intact (:func:`integrity_problems`)."""
     given = os.fspath(path_or_name) if path_or_name is not None else None
     url = given if given is not None and is_checkpoint_url(given) else None
     text = resolve_model(path_or_name)
@@ -1094,7 +1095,27 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     if graph:
         facts["graph"] = describe_graphs(folder, [f["name"] for f in files],
                                          precisions={f["name"]: f.get("precision") for f in files})
+    problems = integrity_problems(facts)
+    facts["verdict"] = {"ok": not problems, "problems": problems}
     return facts
+
+
+def integrity_problems(facts: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the files :func:`describe_artifact` described, one line each, a file once: a
+    listed file changed since the export (its sha256 not the manifest's) or gone, and with ``graph`` an
+    ONNX file that cannot be read as a model (``unreadable`` rows of :func:`describe_graphs`). A file the
+    manifest does not list, or a graph that needs a package or TensorRT that is not here, is no problem
+    of the artifact's. ``info`` exits 1 where there is one, ``verdict`` in its ``--json``."""
+    said: dict[str, str] = {}
+    for row in facts.get("files") or []:
+        if row["check"] == "MISMATCH":
+            said[row["name"]] = f"{row['name']} changed since the export (its sha256 is not the manifest's)"
+        elif row["check"] == "missing":
+            said[row["name"]] = f"{row['name']} is missing (the manifest lists it)"
+    for row in facts.get("graph") or []:
+        if row.get("unreadable") and row["file"] not in said:
+            said[row["file"]] = f"{row['file']}: {row['error']}"
+    return list(said.values())
 
 
 def _add_cpu_graphs(folder: Path, files: list[dict[str, Any]]) -> None:
@@ -1141,8 +1162,10 @@ def describe_graphs(folder: Path, names: Sequence[str], *,
     """What is inside each graph among the files ``names`` of ``folder`` (``pvt-deploy info --graph``): an
     ONNX file's :func:`pvt_deploy.export.graph.graph_summary` (read without its external data), an
     engine's layers (:func:`pvt_deploy.runtimes.tensorrt.engine_layers`). A file that cannot be read says
-    why in ``error``, and keeps the precision ``precisions`` gives it (the manifest's; a graph read has
-    its own); other files (checkpoints) are not listed."""
+    why in ``error`` (``unreadable`` true where the fault is the file's: a read that fails, not a model;
+    not where the onnx package or TensorRT is missing here, or an engine is another GPU's), and keeps the
+    precision ``precisions`` gives it (the manifest's; a graph read has its own); other files (checkpoints)
+    are not listed."""
     rows: list[dict[str, Any]] = []
     for name in names:
         path = folder / name
@@ -1154,7 +1177,7 @@ def describe_graphs(folder: Path, names: Sequence[str], *,
             row["precision"] = given
         rows.append(row)
         if not path.is_file():
-            row["error"] = "no such file"
+            row["error"] = "no such file"  # the file's row says it is missing
         elif kind == "onnx":
             try:
                 from pvt_deploy.export.graph import graph_summary
@@ -1163,9 +1186,9 @@ def describe_graphs(folder: Path, names: Sequence[str], *,
             except ImportError:
                 row["error"] = "needs the onnx package (pip install onnx)"
             except OSError as e:  # the disk failed (EIO), not the model
-                row["error"] = f"cannot read it: {e.strerror or e}"
+                row.update(error=f"cannot read it: {e.strerror or e}", unreadable=True)
             except Exception as e:  # noqa: BLE001 - onnx raises DecodeError & co for a file that is not a model
-                row["error"] = f"not a readable ONNX model ({joined_lines(e)[:200]})"
+                row.update(error=f"not a readable ONNX model ({joined_lines(e)[:200]})", unreadable=True)
         else:
             from pvt_deploy.runtimes.tensorrt import engine_layers, require_tensorrt
 
