@@ -611,6 +611,19 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     paired = [p for p in pictures if p.stem in label_of]
     jpeg = ("JPEG's compression changes the class ids along every edge, so no figure measured on them is right: "
             "save the label maps as PNG") if lossy else ""
+    if not paired:  # --masks given a folder of pictures (Cityscapes' leftImg8bit/, whose pictures are PNGs) was said
+        # to hold labels that no picture had, or labels saved as JPEG: said so, from their headers
+        held = sorted({*(m for of in maps.values() for m in of), *lossy_of.values()})
+        colour, judged = _colour_pictures(held)
+        more = ", ..." * (len(held) > 1)
+        if colour and len(colour) == judged:
+            raise InputError(f"dataset {path}: the masks folder {mask_dir} holds pictures ({colour[0]}{more}), not "
+                             "label maps (one channel of class ids each, of its picture's name, as ADE20K's "
+                             "annotations/): give --masks the folder of the labels")
+        if colour and beside:  # pictures and label maps: its PNG pictures were taken for labels
+            raise InputError(f"dataset {path}: its PNG or TIFF pictures ({colour[0]}{more}) are taken for labels in the "
+                             "one folder of pictures and labels, and no label has a picture of its name: give the "
+                             "labels a folder of their own (--masks), each of its picture's name")
     if not paired and lossy:
         raise InputError(f"dataset {path}: its labels in {mask_dir} are JPEG files ({_first(lossy)}): {jpeg}")
     if not paired:
@@ -624,6 +637,24 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     paired = _limited(paired, limit)
     return Dataset("segment", paired, f"{image_dir} ({mask_dir})", {str(p): label_of[p.stem] for p in paired},
                    reduce_zero_label=reduce_zero_label)
+
+
+def _colour_pictures(files: list[Path], looked_at: int = 8) -> tuple[list[str], int]:
+    """Of the first ``looked_at`` of ``files``, by their headers: those of several channels ("a.png: RGB"), which no
+    label map is (one channel of class ids: a 1-bit, 8 or 16-bit gray or palette picture), and how many were
+    judged (a file Pillow cannot read is not)."""
+    from PIL import Image, UnidentifiedImageError
+
+    colour, judged = [], 0
+    for p in files[:looked_at]:
+        try:
+            with Image.open(p) as im:
+                judged += 1
+                if len(im.getbands()) > 1:
+                    colour.append(f"{p.name}: {im.mode}")
+        except (OSError, UnidentifiedImageError):
+            continue
+    return colour, judged
 
 
 # -- metrics ----------------------------------------------------------------------------------------------

@@ -43,10 +43,22 @@ def test_pytorch_takes_a_read_only_array_without_pytorchs_warning(cls_export: Pa
     assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
 
 
+# The kernel refused to move the child into the new cgroup now and then (EINVAL from cgroup.procs, once in a
+# full run under pytest-xdist on this VM, never alone): the move is tried again, and a refusal that lasts is a
+# cgroup this machine will not let the test use (exit 77, a skip), as where none can be made.
 QUOTA_SCRIPT = """
-import os, sys
-with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
-    f.write(str(os.getpid()))
+import os, sys, time
+for attempt in range(20):
+    try:
+        with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        break
+    except OSError as e:
+        refused = e
+        time.sleep(0.05)
+else:
+    print("the kernel refused to move a process into it:", refused, file=sys.stderr)
+    sys.exit(77)
 from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 from pvt_deploy.runtimes.torch import cpu_per_core, physical_cores
 backend = OnnxRuntimeBackend(sys.argv[2])
@@ -101,6 +113,8 @@ def test_a_cpu_quota_sets_the_default_threads(cls_export: Path) -> None:
                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     finally:
         folder.rmdir()  # empty again: the process has ended
+    if run.returncode == 77:
+        pytest.skip(f"cannot use a new cgroup here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr[-2000:]
     cores, counted, intra, pinned = run.stdout.split(maxsplit=3)
     assert int(cores) >= 2 and (counted, intra, pinned.strip()) == ("1", "1", "None")

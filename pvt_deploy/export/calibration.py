@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from pvt_deploy.errors import InputError, cannot_read
+from pvt_deploy.errors import InputError
 from pvt_deploy.manifest import DEFAULT_CALIB_IMAGES as DEFAULT_CALIB_IMAGES  # re-exported; see manifest
 from pvt_deploy.tasks.preprocess import Letterbox, Preprocessor
 
@@ -98,6 +98,8 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         VIDEO_BYTES_PER_PIXEL_UNSAVED,
         VIDEO_SUFFIXES,
         ImageSource,
+        StreamSource,
+        VideoSource,
         is_live,
         open_source,
     )
@@ -122,7 +124,27 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     if not videos and not isinstance(source, ImageSource):  # a video without a video's suffix
         source.close()
         raise InputError(not_video)
+    if isinstance(source, (VideoSource, StreamSource)) and source.size:
+        try:
+            _weigh_as_shown(source, keep)
+        except InputError:
+            source.close()
+            raise
     return source
+
+
+def _weigh_as_shown(source: VideoSource | StreamSource, keep: int) -> None:
+    """Refuse a video whose frames kept (``keep``, of no more frames than it holds) with its decoding need more
+    memory than is free, weighed at the size its frames are kept at: a player's (``source.size``), as the video
+    source widens a clip of non-square pixels (DVD, HDV 1440x1080 shown 1920x1080). Opening it weighed it at
+    the size its frames are stored at: the RGB frames kept of HDV a quarter short, a 2:1 clip's by half; a clip of
+    square pixels is weighed the same again. The decoder's own frames, stored narrower, are counted at the
+    wider size too: a little over, never under."""
+    from pvt_deploy.io.sources import VIDEO_BYTES_PER_PIXEL_UNSAVED, _check_memory_to_run
+
+    assert source.size is not None
+    kept = min(keep, source.frames) if source.frames else keep
+    _check_memory_to_run(source.spec, "video", *source.size, VIDEO_BYTES_PER_PIXEL_UNSAVED + 3 * max(1, kept))
 
 
 def is_dataset_yaml(spec: object) -> bool:
@@ -153,18 +175,13 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     import yaml
 
     from pvt_deploy.io.sources import _is_video, _named_image, image_files, image_types
-    from pvt_deploy.utils.files import decode_text
+    from pvt_deploy.utils.files import read_text
 
     text = os.fspath(yaml_file)
     path = Path(text).expanduser()
     if not path.is_file():
         raise InputError(f"no such file: {text}")
-    try:
-        source = decode_text(path.read_bytes())  # UTF-8 or UTF-16, as a Windows tool may save it
-    except OSError as e:
-        raise cannot_read(text, e) from None
-    except ValueError as e:
-        raise InputError(f"{text} is not a dataset YAML ({e})") from None
+    source = read_text(path)  # UTF-8 or UTF-16, as a Windows tool may save it
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError as e:
