@@ -1,6 +1,6 @@
 """`pvt-deploy doctor` (session 49, helper CN): ONNX Runtime's CUDA provider is probed by a session, not read off
-the provider list; ``--json`` carries the verdict; ``required_parts`` names its own arguments; and export's flag to
-export_onnx (``_model_checked``) is none of the options it hands on.
+the provider list; ``--json`` carries the verdict; ``required_parts`` names its own arguments; and export hands
+export_onnx no flag of its own (``_model_checked`` went in session 50) among the options.
 
 No GPU here: the CUDA provider's session is a stand-in over a real CPU session of the probe's graph (so the graph
 doctor builds is really loaded and run), which says what onnxruntime-gpu says where it starts, or where it cannot."""
@@ -217,18 +217,17 @@ def test_required_parts_names_its_own_arguments(monkeypatch: pytest.MonkeyPatch,
 
 def test_export_takes_no_model_checked_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """export(**onnx_options) hands its options to export_onnx, whose signature listed model_checked, the flag export
-    itself passes (84aa096): export(..., model_checked=True) failed 'got multiple values for keyword argument'. The
-    flag is export's own, _model_checked, out of the options a caller reads: model_checked is an option export_onnx
-    does not take, as any other, and the model is still checked once whoever calls."""
+    itself passed (84aa096): export(..., model_checked=True) failed 'got multiple values for keyword argument'. The
+    flag went (session 50): the check is a moment's (a path looked up, a zoo name), so export_onnx makes it whoever
+    calls, and model_checked (or _model_checked) is an option export_onnx does not take, as any other."""
     import inspect
 
+    from pvt_deploy.errors import InputError, ModelNotFoundError
     from pvt_deploy.export import export
     from pvt_deploy.export import onnx as export_onnx
 
     parameters = inspect.signature(export_onnx.export_onnx).parameters
-    assert "model_checked" not in parameters
-    assert (parameters["_model_checked"].kind, parameters["_model_checked"].default) == (inspect.Parameter.KEYWORD_ONLY,
-                                                                                         False)
+    assert not {"model_checked", "_model_checked"} & set(parameters)
     checked: list[object] = []
     real = export_onnx.check_model_named
     monkeypatch.setattr(export_onnx, "check_model_named", lambda *a: checked.append(a[0]) or real(*a))
@@ -237,9 +236,9 @@ def test_export_takes_no_model_checked_option(tmp_path: Path, monkeypatch: pytes
     assert checked == ["pvt_v2_b0-cls"]  # export's own check, before the call export_onnx refused
     checked.clear()
     (tmp_path / "file").write_text("")
-    from pvt_deploy.errors import InputError
-
     with pytest.raises(InputError, match="exists and is not a folder"):
-        export_onnx.export_onnx("pvt_v2_b0-cls", tmp_path / "file", _model_checked=True)
-    assert checked == []  # the check export made is not made again
+        export_onnx.export_onnx("pvt_v2_b0-cls", tmp_path / "file")
+    assert checked == ["pvt_v2_b0-cls"]
+    with pytest.raises(ModelNotFoundError, match="no such checkpoint file"):
+        export("ckpts/gone.pth", tmp_path / "y", format="trt")  # before TensorRT is looked for (absent here)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -176,7 +176,7 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         build_engine(artifact, precision=precision, **dict(tensorrt or {}))
 
     folder = export_onnx(model, out_dir, finish=engine if needs_engine else None, builds=format == "triton",
-                         _model_checked=True, **onnx_options)
+                         **onnx_options)
     if needs_engine:
         from pvt_deploy.export.tensorrt import ENGINE_NAME
 

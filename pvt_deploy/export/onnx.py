@@ -894,7 +894,6 @@ def export_onnx(
     finish: Callable[[Path], Any] | None = None,
     builds: bool = False,
     names: str | os.PathLike[str] | Sequence[str] | None = None,
-    _model_checked: bool = False,
 ) -> Path:
     """Export a PVT model to an ONNX artifact folder and return the folder.
 
@@ -933,9 +932,7 @@ def export_onnx(
     are complete, so that a failure or a kill before that leaves every file as it was. An export folder
     given with no variant to add is warned about (a bare ``export --model exports/NAME``, meant as a
     re-export, did nothing), unless ``finish`` or the caller builds from it (``builds``: :func:`export`'s
-    Triton model). ``_model_checked`` (:func:`export`'s, not an option of a caller's, which ``export``'s
-    ``onnx_options`` are): the caller has refused a ``model`` that names nothing already (:func:`check_model_named`,
-    which :func:`export` runs before it looks for TensorRT).
+    Triton model).
     """
     steps = _Steps(progress)
     exporter = one_of(option("exporter"), exporter, EXPORTERS)
@@ -996,8 +993,7 @@ def export_onnx(
         want_half, want_int8 = _wanted_variants(Path(str(model)), manifest, half=half, flavours=flavours,
                                                 int8_cpu=int8_cpu)
     else:
-        if not _model_checked:
-            check_model_named(model, task)
+        check_model_named(model, task)
         if out_dir is not None:
             _export_folder(Path(out_dir))  # checked before any slow work
 
