@@ -1141,15 +1141,15 @@ class ResultWriter:
         return image_id
 
     def _write_image(self, result: Result, written: list[Path]) -> None:
-        from pvt_deploy.io.sinks import ImageWriter, free_path
+        from pvt_deploy.io.sinks import ImageWriter, write_new
 
         if self._images is None:
             self._images = ImageWriter(self.save_dir)
         name = Path(result.path.replace("\\", "/")).name or "image.jpg"
         written.append(self._images.write(result.plot(**self.plot), name))
         if self.mask_pngs and result.mask is not None:
-            written.append(free_path(self.save_dir, written[-1].stem + "_mask", ".png", self._taken))
-            result.save_mask(written[-1])
+            written.append(write_new(self.save_dir, written[-1].stem + "_mask", ".png", self._taken,
+                                     result._mask_png().data))
 
     def _open_video(self, result: Result) -> None:
         """Finish the video being written and start the one of ``result``'s source."""
@@ -1158,10 +1158,13 @@ class ResultWriter:
         self._close_video()
         fps = (self.fps or 25.0) / self.vid_stride
         h, w = result.orig_shape
-        target = free_path(self.save_dir, _safe_stem(result.path), ".mp4", self._taken)
+        stem = _safe_stem(result.path)
+        target = free_path(self.save_dir, stem, ".mp4", self._taken)
         # location: the URL as given, password and all, which path shows without (display only)
         audio = audio_source(result.location or result.path) if self.audio else None
-        self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio)
+        # a clip.mp4 that another run into the folder finishes first takes the name: this one is the next free
+        self._video = VideoWriter(target, fps, (w, h), self.codec, audio_from=audio,
+                                  next_name=lambda: free_path(self.save_dir, stem, ".mp4", self._taken))
         self._video_key = result.path
 
     def _close_video(self) -> None:

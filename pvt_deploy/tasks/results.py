@@ -346,21 +346,29 @@ class Result(_OnHost):
 
     def save_mask(self, path: str | os.PathLike[str]) -> Path:
         """Write the class map as a PNG (uint8 class ids; uint16 past 255 classes), atomically."""
+        from pvt_deploy.errors import InputError
+
+        data = self._mask_png()
+        target = Path(path)
+        if target.suffix.lower() != ".png":  # PNG bytes under another name would not be what it says
+            raise InputError(f"a mask is written as PNG (lossless class ids): name it .png, not {str(target)!r}")
+        _write_file(target, data)
+        return target
+
+    def _mask_png(self) -> np.ndarray:
+        """The class map encoded as a PNG file's bytes (uint8 class ids; uint16 past 255 classes), as
+        :meth:`save_mask` writes it."""
         import cv2
 
         from pvt_deploy.errors import InputError
 
         if self.mask is None:
             raise InputError(f"a {self.task} result has no mask")
-        target = Path(path)
-        if target.suffix.lower() != ".png":  # PNG bytes under another name would not be what it says
-            raise InputError(f"a mask is written as PNG (lossless class ids): name it .png, not {str(target)!r}")
         dtype = np.uint8 if len(self.names) <= 256 else np.uint16
         ok, data = cv2.imencode(".png", self.mask.astype(dtype))
         if not ok:
             raise InputError("cannot encode the mask as PNG")
-        _write_file(target, data)
-        return target
+        return data
 
     def save_txt(self, path: str | os.PathLike[str], save_conf: bool = False) -> Path:
         """Write the result as a YOLO label file, atomically (Ultralytics' ``save_txt``, one file per

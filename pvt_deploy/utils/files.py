@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -20,7 +21,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,7 +43,7 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, next_name: Callable[[], Path] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
 
     For writers that want a path (onnx.save, cv2.imwrite, PyAV). On any exception the temporary
@@ -52,6 +53,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     made, so for :data:`TEMP_GRACE_S` after its last change a temporary file counts as being written
     whatever its lock. Where the file system has no locks (:func:`lacks_locks`) it is written unlocked;
     another error of the lock is raised, as a write's is.
+
+    ``next_name``: the file is a new one and replaces none. It is put in place by :func:`rename_new`, and
+    where ``target`` is taken by then (another process wrote it meanwhile) under ``next_name()`` instead,
+    asked again while that one is taken too: the caller learns the name from what it gave last.
     """
     target = Path(target)
     if target.is_symlink():  # write through the link, as open() does, instead of replacing it with a file
@@ -73,13 +78,75 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         # so outputs written in a container are readable by the host user.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         yield tmp_path
-        os.replace(tmp_path, target)
+        if next_name is None:
+            os.replace(tmp_path, target)
+        else:
+            while True:
+                try:
+                    rename_new(tmp_path, target)
+                    break
+                except FileExistsError:
+                    target = next_name()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
     finally:
         os.close(fd)
+
+
+#: renameat2's flag and the working folder's descriptor (Linux's <linux/fs.h>, <fcntl.h>)
+_RENAME_NOREPLACE, _AT_FDCWD = 1, -100
+#: The errors by which renameat2 says the kernel or the file system has no RENAME_NOREPLACE (NFS, some FUSE
+#: mounts: EINVAL), and by which link says the file system has no hard links (FAT, exFAT: EPERM), as opposed to
+#: a failure of this one call
+_NO_NOREPLACE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """The C library's ``renameat2`` (glibc 2.28 and later, musl 1.2.5), None where it has none or is no Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+def rename_new(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rename ``src`` to ``dst`` where nothing has that name, in one step: :class:`FileExistsError` where something
+    does, whoever put it there and however late, and ``src`` left as it is. Linux's ``renameat2`` with
+    ``RENAME_NOREPLACE`` (ext4, XFS, Btrfs, tmpfs, FAT, exFAT); where the C library, the kernel or the file system
+    has none (glibc before 2.28, NFS, macOS, Windows), a hard link (which never replaces either), then ``src``
+    dropped; where neither is to be had (a FAT under an old glibc), ``dst`` looked at, then renamed onto: Windows'
+    rename replaces nothing, elsewhere that is a moment's race with another writer."""
+    call = _renameat2()
+    if call is not None:
+        import ctypes
+
+        if call(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in _NO_NOREPLACE:  # EEXIST: FileExistsError, as OSError makes it
+            raise OSError(code, os.strerror(code), os.fspath(src), None, os.fspath(dst))
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno not in _NO_LINKS:  # FileExistsError among them
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst)) from None
+        os.rename(src, dst)
+        return
+    with contextlib.suppress(OSError):  # the file is in place: a name left beside it goes as a killed write's
+        os.unlink(src)
 
 
 _TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part(\.[^.]*)?")  # what atomic_path names its temporary files
@@ -241,18 +308,6 @@ def _temp_prefix(target: Path, limit: int = 255) -> str:
     return f".{name}."
 
 
-def being_written(target: str | os.PathLike[str], entries: Iterable[str]) -> bool:
-    """Whether an :func:`atomic_path` write of ``target`` is under way (its temporary file is beside
-    it): a name another process is about to publish is taken, though nothing has that name yet. A
-    temporary file that a killed writer left (:func:`_abandoned`) is not a write under way: it took the
-    name from every later run into the folder (``clip_1.mp4`` for ever after a killed ``clip.mp4``).
-    ``entries``: the listing of ``target``'s folder (listed once for many names)."""
-    target = Path(target)
-    prefix = _temp_prefix(target)
-    tail = ".part" + target.suffix
-    return any(e.startswith(prefix) and e.endswith(tail) and not _abandoned(target.parent / e) for e in entries)
-
-
 def make_folders(folder: str | os.PathLike[str]) -> list[Path]:
     """``mkdir -p folder``, returning the folders this call made, outermost first (none when it
     existed), for :func:`remove_made_folders`. Each level is made on its own, so a folder another
@@ -365,15 +420,17 @@ def unwritable_reason(folder: str | os.PathLike[str]) -> str | None:
 
 
 @contextlib.contextmanager
-def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool = True) -> Iterator[IO[Any]]:
+def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool = True,
+                next_name: Callable[[], Path] | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; renamed onto ``target`` when the block exits cleanly.
 
     ``sync``: fsync before the rename (against power cuts; off for the annotated images of a run, where
     an fsync per frame would dominate on the SD cards of edge boxes). Either way a write or the close
     that the file system refuses (a full disk) raises and leaves ``target`` as it was. Text is UTF-8,
-    whatever the locale, so an artifact reads back the same on another machine."""
+    whatever the locale, so an artifact reads back the same on another machine. ``next_name``: a new file,
+    replacing none (:func:`atomic_path`)."""
     encoding = None if "b" in mode else "utf-8"
-    with atomic_path(target) as tmp, open(tmp, mode, encoding=encoding) as f:
+    with atomic_path(target, next_name=next_name) as tmp, open(tmp, mode, encoding=encoding) as f:
         yield f
         f.flush()
         if sync:
@@ -381,12 +438,12 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "wb", *, sync: bool 
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes | bytearray | memoryview, *,
-                       sync: bool = True) -> None:
+                       sync: bool = True, next_name: Callable[[], Path] | None = None) -> None:
     """``data`` (an encoded image's numpy buffer too: ``memoryview(array)``) as ``target``, atomically.
 
     Not ``ndarray.tofile``: it ignores an error of the final flush, so a full disk there left a
     truncated file under the final name with no error (an annotated JPEG cut at the file size limit)."""
-    with atomic_open(target, "wb", sync=sync) as f:
+    with atomic_open(target, "wb", sync=sync, next_name=next_name) as f:
         f.write(data)
 
 
