@@ -148,3 +148,58 @@ def test_a_rename_that_replaces_nothing_on_every_kind_of_file_system(tmp_path: P
     assert free.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["free", "taken"]
     with pytest.raises(FileNotFoundError):
         files.rename_new(tmp_path / "src", tmp_path / "free2")
+
+
+#: 200 bytes of a CJK letter (4 bytes each in UTF-8): the longest name safe_name gives (MAX_NAME_BYTES)
+LONGEST = "\U00020000" * 50
+
+
+def test_the_longest_names_with_every_suffix_and_temporary_name_are_written(tmp_path: Path) -> None:
+    """safe_name gives up to 200 bytes; an output adds ``_<frame>`` (a stream's frame numbers grow long), ``_<N>``
+    and its suffix, its temporary file ``.<name>.XXXXXXXX.part<suffix>`` more, and the video's audio remux a
+    temporary file of that temporary file. Written for real, twice into one folder (``_1``): pictures (.tiff),
+    their class maps, a video with its audio, label files and crops of a frame numbered 10^12, in a class folder
+    of 200 bytes, and the JSON; every name fits 255 bytes, every file is there and no temporary one stays. A crop
+    is named as its frame's label file is: the video's name is cut to leave its frame number whole, where the
+    crops of a long-named video were ``<name>.jpg``, ``<name>_1.jpg``... (save_crop cut the frame off). Fails
+    before on the crops."""
+    import av
+    from test_io_sinks import clip_with_audio
+
+    from pvt_deploy.io.sinks import MAX_NAME_BYTES, safe_name
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    assert len(safe_name(LONGEST + "\U00020000", "x").encode()) == MAX_NAME_BYTES == len(LONGEST.encode())
+    (tmp_path / "src").mkdir()
+    video = clip_with_audio(tmp_path / "src" / f"{LONGEST}.mp4", "aac", frames=6)
+    names = ["\U00020001" * 50, "b"]
+    out = tmp_path / "out"
+    for _ in range(2):
+        with ResultWriter(out, task="detect", names=names, save=True, save_txt=True, save_crop=True,
+                          save_json=True, fps=25) as writer:
+            for i in range(3):
+                boxes = Boxes(np.array([[2, 2, 30, 30], [10, 5, 40, 40]], np.float32), np.array([0.9, 0.8], np.float32),
+                              np.array([0, 1]), names, (48, 64))
+                r = Result("detect", np.full((48, 64, 3), 30 * i, np.uint8), names=names, boxes=boxes)
+                r.path, r.frame, r.timestamp = str(video), 10**12 + i, i / 25
+                writer.write(r)
+        with ResultWriter(out, task="segment", names=names, save=True, mask_pngs=True) as writer:
+            r = Result("segment", np.full((48, 64, 3), 90, np.uint8), names=names,
+                       mask=np.eye(48, 64, dtype=np.uint8))
+            r.path = str(tmp_path / f"{LONGEST}.tiff")
+            writer.write(r)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert max(len(os.fsencode(part)) for f in files for part in f.parts) <= 255
+    assert not [f for f in files if f.name.startswith(".") or f.name.endswith(".part")], files
+    for n in ("", "_1"):
+        assert Path(f"{LONGEST}{n}.mp4") in files and Path(f"{LONGEST}{n}.tiff") in files
+        frames = {f"{LONGEST[:46]}_{10**12 + i}" for i in range(3)}  # 184 bytes of the name, 14 of its frame
+        assert {f.stem for f in files if f.parts[0] == f"labels{n}"} == frames
+        assert {f.stem for f in files if f.parts[:2] == (f"crops{n}", names[0])} == frames
+        assert Path(f"predictions{n}.jsonl") in files and Path(f"predictions_coco{n}.json") in files
+    assert Path(f"{LONGEST}_1_mask.png") in files and Path(f"{LONGEST}_mask.png") in files
+    with av.open(str(out / f"{LONGEST}_1.mp4")) as container:
+        assert len(container.streams.audio) == 1 and sum(1 for _ in container.decode(video=0)) == 3
+    picture = cv2.imread(str(out / f"{LONGEST}_1.tiff"), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.shape == (48, 64, 3)

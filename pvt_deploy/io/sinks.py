@@ -1371,16 +1371,17 @@ def _unsafe_run(run: re.Match[str]) -> str:
     return head + ("_" if kept < len(text) else "")
 
 
-def safe_name(text: str, default: str) -> str:
+def safe_name(text: str, default: str, *, limit: int = MAX_NAME_BYTES) -> str:
     """``text`` as one file or folder name: runs of anything but letters, digits, ``.``, ``-`` and ``_``
     (slashes, spaces, control characters) become ``_`` (a letter's combining marks are part of it:
     :func:`_unsafe_run`), leading and trailing dots and ``_`` go (no
     ``..``, no hidden file), and a name longer than :data:`MAX_NAME_BYTES` is cut there (a whole
     character at a time: a 251-character video name stopped the run, "File name too long", once its
-    outputs added ``_N.txt``); ``default`` where nothing is left."""
+    outputs added ``_N.txt``); ``default`` where nothing is left. ``limit``: fewer bytes, for a name that gets
+    more after it (a frame's ``_<frame>``) and is to stay within :data:`MAX_NAME_BYTES` as a whole."""
     name = _UNSAFE_NAME.sub(_unsafe_run, text).strip("._")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore").rstrip("._" + _JOINERS)
+    if len(name.encode()) > limit:
+        name = name.encode()[:limit].decode(errors="ignore").rstrip("._" + _JOINERS)
     return name or default
 
 

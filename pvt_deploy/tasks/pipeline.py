@@ -1042,6 +1042,7 @@ class ResultWriter:
 
     def _write_all(self, result: Result, written: list[Path]) -> None:
         """Write ``result`` into every output; ``written`` gets each file as it is named (see :meth:`write`)."""
+        from pvt_deploy.io.sinks import MAX_NAME_BYTES
 
         def named(folder: Path, stem: str, suffix: str) -> Path:
             written.append(self._free_names(folder, stem, suffix))
@@ -1055,7 +1056,10 @@ class ResultWriter:
         pictures = list(written)  # the annotated picture and its mask
         labels = crops = 0
         if self.save_txt or self.save_crop:
-            stem = _safe_stem(result.path, "image") + ("" if result.frame is None else f"_{result.frame}")
+            # the frame's number stays whole: save_crop cuts a name to MAX_NAME_BYTES, and a long video's crops
+            # were named without it (<name>.jpg, <name>_1.jpg... beside labels/<name>_<frame>.txt)
+            frame = "" if result.frame is None else f"_{result.frame}"
+            stem = _safe_stem(result.path, "image", MAX_NAME_BYTES - len(frame)) + frame
             if self.save_txt:
                 result.save_txt(named(self._labels, stem, ".txt"), self.save_conf)
                 labels = 1
@@ -1306,8 +1310,9 @@ def _spooled_coco_writer(path: Path, *, category_ids: Sequence[int] | None,
     return SpooledCocoJsonWriter()
 
 
-def _safe_stem(path: str, default: str = "video") -> str:
-    """An output file stem for a video path, stream URL or ``webcam0`` (or a picture's file or URL)."""
+def _safe_stem(path: str, default: str = "video", limit: int | None = None) -> str:
+    """An output file stem for a video path, stream URL or ``webcam0`` (or a picture's file or URL), of
+    :data:`~pvt_deploy.io.sinks.MAX_NAME_BYTES` or ``limit`` bytes at most."""
     from pvt_deploy.io.sources import is_url
 
     if is_url(path):
@@ -1317,6 +1322,6 @@ def _safe_stem(path: str, default: str = "video") -> str:
         text = Path(parts.path).stem or parts.hostname or "stream"
     else:
         text = Path(path.replace("\\", "/")).stem or default
-    from pvt_deploy.io.sinks import safe_name
+    from pvt_deploy.io.sinks import MAX_NAME_BYTES, safe_name
 
-    return safe_name(text, default)
+    return safe_name(text, default, limit=MAX_NAME_BYTES if limit is None else limit)
