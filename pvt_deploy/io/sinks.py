@@ -1388,12 +1388,11 @@ def safe_name(text: str, default: str, *, limit: int = MAX_NAME_BYTES) -> str:
 class FreeNames:
     """:func:`free_path` for a run that writes many files into folders that grow (a label file per
     video frame, a crop per box), each file written before the next name is asked for: the first name
-    asked for in a folder gets the full check (the folder listed, a killed run's temporary files
-    removed); later ones only whether ``stem``, ``stem_1``, ``stem_2``... exist, so a folder is not
-    listed again per name (quadratic in the frames of an hour of video, and in the crops of a crowded
-    frame), and the names given out are not kept (the files on disk say them: a stream labelled for
-    days would keep millions). A run that starts writing the same name in the same folder at the same
-    moment is the one case the full check sees and this one does not."""
+    asked for in a folder is :func:`free_path`'s (a killed run's temporary files removed); later ones
+    look from the ``_N`` that the folder's last name had where the stem is the same (the 30 crops of a
+    crowded frame's class), and the names given out are not kept (the files on disk say them: a stream
+    labelled for days would keep millions). Its folders are a run's own (``labels_N/``,
+    ``crops_N/<class>/``, locked while the run lasts), which no other run writes into."""
 
     def __init__(self) -> None:
         self._last: dict[Path, tuple[str, int]] = {}  # each folder listed once -> the stem last named there, its _N
