@@ -44,7 +44,7 @@ import numpy as np
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of
-from pvt_deploy.utils.files import decode_text
+from pvt_deploy.utils.files import read_text
 
 if TYPE_CHECKING:
     from pvt_deploy.api import Model
@@ -173,12 +173,13 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
         raise InputError(f"dataset {path}: a detector is evaluated on a COCO instances JSON "
                          "(annotations/instances_val2017.json), with --images its picture folder, or an "
                          "Ultralytics dataset YAML")
+    # UTF-8 (with a byte-order mark, as Windows tools write, or none), UTF-16 and UTF-32 with their marks (Windows
+    # PowerShell 5's Out-File and '>' write UTF-16, its mark first), as other text files are read: bytes of none of
+    # them said where in the file they are (json's own count starts after UTF-8's mark)
+    text = read_text(path, what="dataset")
     try:
-        # UTF-8 (with a byte-order mark, as Windows tools write, or none), UTF-16 and UTF-32 with their marks
-        # (Windows PowerShell 5's Out-File and '>' write UTF-16, its mark first), as other text files are read:
-        # bytes of none of them said where in the file they are (json's own count starts after UTF-8's mark)
-        coco = json.loads(decode_text(path.read_bytes()))
-    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError, as decode_text's is
+        coco = json.loads(text)
+    except ValueError as e:  # json.JSONDecodeError
         raise InputError(f"dataset {path}: not a readable JSON file ({e})") from None
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                       "categories")):
@@ -394,10 +395,7 @@ def yolo_annotations(label: Path | None, image_id: int, size: tuple[int, int], c
         return []
     h, w = size
     out = []
-    try:
-        lines = decode_text(label.read_bytes()).splitlines()  # UTF-8 or UTF-16, as a Windows tool may save it
-    except (OSError, ValueError) as e:
-        raise InputError(f"label {label}: cannot read it ({e})") from None
+    lines = read_text(label, what="label").splitlines()  # UTF-8 or UTF-16, as a Windows tool may save it
     for n, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:

@@ -27,7 +27,7 @@ def test_a_coco_file_of_a_byte_no_text_names_that_bytes_place_in_the_file(tmp_pa
     path = tmp_path / "instances.json"
     path.write_bytes(mark + bad)
     at = (mark + bad).index(b"\xe9")
-    with pytest.raises(InputError, match=rf"not a readable JSON file \(neither UTF-8 nor UTF-16 text: "
+    with pytest.raises(InputError, match=rf"{path}: cannot read it \(neither UTF-8 nor UTF-16 text: "
                                          rf"invalid continuation byte at byte {at}\)$"):
         _coco_dataset(path, class_names("coco"), None, None)
 

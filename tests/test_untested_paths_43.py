@@ -117,7 +117,8 @@ def _coco(root: Path, **changes: Any) -> Path:
 
 @pytest.mark.parametrize(("case", "message"), [
     ("truncated", "not a readable JSON file (Expecting value"),
-    ("code-page", "not a readable JSON file (neither UTF-8 nor UTF-16 text: invalid continuation byte at byte"),
+    ("code-page", "instances_val2017.json: cannot read it (neither UTF-8 nor UTF-16 text: invalid continuation byte "
+                  "at byte"),
     ("no-lists", "not a COCO instances file (it needs 'images', 'annotations' and 'categories' lists)"),
     ("no-images", "lists no images"),
     ("no-categories", "lists no categories"),
@@ -460,7 +461,7 @@ def test_len_of_a_classifiers_and_a_segmenters_result_and_boxes_asked_of_them(
 
 @pytest.mark.parametrize(("text", "message"), [
     (None, "calibration images: no such file: {path}"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "calibration images: {path} is not a dataset YAML (neither UTF-8 nor UTF-16 text: "
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "calibration images: {path}: cannot read it (neither UTF-8 nor UTF-16 text: "
      "invalid start byte at byte 0)"),
     (b"path: 5\nval: coffee.jpg\n", "calibration images: {path}: path: 5 is not a folder name"),
     (b"val: sample.mp4\n", "calibration images: {path}: val: sample.mp4 is a video: a split is a folder of images"),

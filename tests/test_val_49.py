@@ -56,7 +56,7 @@ def test_a_coco_file_saved_as_utf16_is_read_and_known_as_coco(
     with pytest.raises(InputError) as caught:
         _coco_dataset(latin, class_names("coco"), None, None)
     at = text.encode("latin-1").index(b"\xe9")  # é, a byte no UTF-8 text has there
-    assert str(caught.value) == (f"dataset {latin}: not a readable JSON file (neither UTF-8 nor UTF-16 text: "
+    assert str(caught.value) == (f"dataset {latin}: cannot read it (neither UTF-8 nor UTF-16 text: "
                                  f"invalid continuation byte at byte {at})")
     code, out, err = run(monkeypatch, capsys, "val", str(tmp_path / "utf16-le_val2017.json"), "--model", "pvt_v2_b0",
                          "--imgsz", "160", "--json")

@@ -126,13 +126,14 @@ def test_one_reading_of_text_reads_utf8_and_utf16_and_says_what_it_cannot() -> N
     for encoding in ENCODINGS:
         assert decode_text(_saved(text, encoding)) == text, encoding
     at = text.encode("cp1252").index(b"\xe9")
-    for data, said in ((text.encode("cp1252"), f"invalid continuation byte at byte {at}"),
-                       (codecs.BOM_UTF8 + text.encode("cp1252"), f"invalid continuation byte at byte {at + 3}"),
-                       (_saved("ab", "utf16-le") + b"x", "truncated data at byte 6"),
-                       (codecs.BOM_UTF16_BE + b"\xd8\x00\x00a", "illegal UTF-16 surrogate at byte 2")):
+    neither = "neither UTF-8 nor UTF-16 text"  # a UTF-16 mark says the file is UTF-16 (test_text_files_50: UTF-32's)
+    for data, said in ((text.encode("cp1252"), f"{neither}: invalid continuation byte at byte {at}"),
+                       (codecs.BOM_UTF8 + text.encode("cp1252"), f"{neither}: invalid continuation byte at byte {at + 3}"),
+                       (_saved("ab", "utf16-le") + b"x", "not valid UTF-16 text: truncated data at byte 6"),
+                       (codecs.BOM_UTF16_BE + b"\xd8\x00\x00a", "not valid UTF-16 text: illegal UTF-16 surrogate at byte 2")):
         with pytest.raises(ValueError) as caught:
             decode_text(data)
-        assert str(caught.value) == f"neither UTF-8 nor UTF-16 text: {said}"
+        assert str(caught.value) == said
     assert decode_text(b"caf\xe9.jpg", errors="surrogateescape") == os.fsdecode(b"caf\xe9.jpg")
 
 
@@ -180,12 +181,12 @@ def test_a_yolo_dataset_saved_as_utf16_is_read_as_in_utf8(
                                  f"invalid continuation byte at byte {at})")
     with pytest.raises(InputError) as caught:
         dataset_images(cp1252 / "data.yaml")
-    assert str(caught.value) == (f"{cp1252 / 'data.yaml'} is not a dataset YAML (neither UTF-8 nor UTF-16 text: "
+    assert str(caught.value) == (f"{cp1252 / 'data.yaml'}: cannot read it (neither UTF-8 nor UTF-16 text: "
                                  f"invalid continuation byte at byte {at - 4})")
     (cp1252 / "list.txt").write_bytes(_saved("a.jpg\n", "utf16-le") + b"\n")  # a byte short of its last letter
     code, out, err = run(monkeypatch, capsys, "infer", str(cp1252 / "list.txt"), "--model", "pvt_v2_b0-cls")
     assert code == 2 and out == "", err
-    assert _said(err).startswith(f"error: cannot read the list {cp1252 / 'list.txt'}: neither UTF-8 nor UTF-16 text: "
+    assert _said(err).startswith(f"error: cannot read the list {cp1252 / 'list.txt'}: not valid UTF-16 text: "
                                  "truncated data at byte 14")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pvt_deploy.errors import InputError, option
 from pvt_deploy.utils import count_of, joined_lines
-from pvt_deploy.utils.files import decode_text
+from pvt_deploy.utils.files import read_text
 
 DATASETS = {"imagenet": 1000, "coco": 80, "ade20k": 150}
 
@@ -47,9 +47,10 @@ def yaml_names(path: str | os.PathLike[str], *, given_as: str = "dataset") -> di
     import yaml
 
     path = Path(path)
+    text = read_text(path, what=given_as)  # UTF-8 or UTF-16, as a Windows tool may save it
     try:
-        data = yaml.safe_load(decode_text(path.read_bytes()))  # UTF-8 or UTF-16, as a Windows tool may save it
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
         raise InputError(f"{given_as} {path}: cannot read it ({joined_lines(e)[:200]})") from e
     given = data.get("names") if isinstance(data, dict) else None
     if isinstance(given, dict) and all(isinstance(k, int) and k >= 0 or isinstance(k, str) and k.strip().isdigit()
@@ -130,10 +131,7 @@ def _names_file(path: Path) -> list[str]:
     if path.suffix.lower() not in NAME_FILES:
         raise InputError(f"{option('names')} {path}: a file of names is a .txt or .names (one a line) or a dataset YAML")
     if path.suffix.lower() in (".txt", ".names"):
-        try:
-            text = decode_text(path.read_bytes())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{option('names')} {path}: cannot read it ({e})") from e
+        text = read_text(path, what=option("names"))
         return [line.strip() for line in text.splitlines() if line.strip()]
     ids = yaml_names(path, given_as=option("names"))
     if sorted(ids) != list(range(len(ids))):

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pvt_deploy.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later on.
@@ -565,15 +567,30 @@ def decode_text(data: bytes, *, errors: str = "strict") -> str:
     """The text of a text file's bytes ``data``, read as a user's file may be saved: UTF-8, with its byte-order mark
     (Windows Notepad's, dropped) or none, or UTF-16 with its mark first, little- or big-endian (Windows PowerShell
     5's ``>`` and ``Out-File``). ``errors="surrogateescape"`` reads UTF-8 bytes that are not UTF-8 as the file
-    system gives a name that is not (``os.fsdecode``). Bytes of none of them are a :class:`ValueError` saying so
-    in one line: ``neither UTF-8 nor UTF-16 text: invalid start byte at byte 3`` (counted in the file, mark and
-    all). UTF-32, its mark first, is read too (:func:`wide_codec`), which no tool writes unasked."""
+    system gives a name that is not (``os.fsdecode``). UTF-32, its mark first, is read too (:func:`wide_codec`),
+    which no tool writes unasked. Bytes that are none of them are a :class:`ValueError` saying so in one line, at
+    the byte counted in the file, mark and all: ``neither UTF-8 nor UTF-16 text: invalid start byte at byte 3``;
+    where a UTF-16 or UTF-32 mark says which the file is, that one: ``not valid UTF-32 text: truncated data at
+    byte 12``."""
     wide = wide_codec(data)
     try:
         return data.decode(wide) if wide else data.decode("utf-8-sig", errors)  # utf-16 and utf-32 read their mark
     except UnicodeDecodeError as e:  # utf-8-sig counts from after its mark; utf-16 and utf-32 from the file's start
         at = e.start + (3 if not wide and data.startswith(b"\xef\xbb\xbf") else 0)
-        raise ValueError(f"neither UTF-8 nor UTF-16 text: {e.reason} at byte {at}") from None
+        what = f"not valid {wide.upper()} text" if wide else "neither UTF-8 nor UTF-16 text"
+        raise ValueError(f"{what}: {e.reason} at byte {at}") from None
+
+
+def read_text(path: str | os.PathLike[str], *, what: str = "") -> str:
+    """The text of the text file ``path`` as :func:`decode_text` reads its bytes. A file that cannot be read (no
+    permission, a failing disk) or decoded is an :class:`~pvt_deploy.errors.InputError` in one line naming the
+    file as the user gave it, ``what`` (``label``, ``--names``) first where given: ``label a.txt: cannot read it
+    (neither UTF-8 nor UTF-16 text: invalid start byte at byte 3)``."""
+    try:
+        return decode_text(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise InputError(f"{f'{what} ' if what else ''}{path}: cannot read it ({why})") from None
 
 
 #: A write the file system refused for want of room: a full disk, a quota, a file size limit.
