@@ -808,12 +808,14 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     for a picture past OpenCV's size limits or libpng's (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha
     dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
     rounded to 8 as a video's frame is (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it).
-    None where FFmpeg cannot decode them."""
+    None where FFmpeg cannot decode them, or its picture cannot be converted."""
     try:  # read in place (_InPlace): such a picture's file may hold hundreds of megabytes
         with av.open(io.BufferedReader(_InPlace(data)), "r") as container:
             frame = next(container.decode(video=0))
             image = _frame_to_rgb(frame)
-    except (av.error.FFmpegError, StopIteration, IndexError, ValueError):  # not a picture FFmpeg decodes
+    # not a picture FFmpeg decodes; or cv2.error: one decoded, but too large for OpenCV's conversion of its samples
+    # (_planar_yuv_to_rgb of a huge picture of more than 8 bits), undecodable as any other (_decode_file says so)
+    except (av.error.FFmpegError, StopIteration, IndexError, ValueError, cv2.error):
         return None
     orientation = _header_orientation(data)
     if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
