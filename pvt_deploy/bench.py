@@ -224,16 +224,18 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``). A Ctrl-C or SIGTERM raises
     :class:`BenchInterrupted`, a KeyboardInterrupt that holds the report of the rows timed before it.
     """
-    from pvt_deploy.manifest import MANIFEST_NAME, read_manifest
+    from pvt_deploy.manifest import is_export_folder, read_manifest
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
 
     labels = parse_backends(backends)
     if batch < 1 or iters < 1 or warmup < 0:
         raise InputError("batch and iters must be >= 1 and warmup >= 0")
+    _refuse_unknown_device(device)
     target = resolve_model(model)
     require_model(target)
-    if (Path(target) / MANIFEST_NAME).is_file():  # a damaged manifest is said once, as info and check say it,
-        read_manifest(Path(target))  # not by each backend in turn, five times in the table, five in the error
+    # an export folder's manifest, read once: one that is damaged (or missing beside its graphs) is said once,
+    # as info and check say it, not by each backend in turn, five times in the table, five in the error
+    manifest = read_manifest(Path(target)) if is_export_folder(Path(target)) else None
     own = _lone_file_backend(target) if backends is None else None
     if own is not None:  # trtexec --onnx=x.onnx: the backend that runs the file, not five rows of which four skip
         labels = [own]
@@ -241,29 +243,47 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     # hints ("export --model ...") and the report name the URL, not the cache's file
     given = os.fspath(model) if model is not None and is_checkpoint_url(os.fspath(model)) else target
     size = _pair(imgsz)
-    _refuse_size_outside(target, size, batch)
+    if manifest is not None:
+        _refuse_size_outside(manifest, size, batch)
     report: dict[str, Any] = {"model": str(given), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "interrupted": False,
                               "results": []}
-    _load_runtimes(labels)
-    absent = _absent_variants(target, device) if backends is None else frozenset()
-    for done, label in enumerate(labels):
-        if progress is not None:
-            progress(label)
-        try:
+    try:  # Ctrl-C, SIGTERM, wherever they land (a row, the progress shown, gc between rows): the rows timed
+        _load_runtimes(labels)  # so far are the caller's to show
+        absent = _absent_variants(Path(target), manifest, device) if backends is None else frozenset()
+        for label in labels:
+            if progress is not None:
+                progress(label)
             row = _bench_one(label, given, size, batch, warmup, iters, device, report,
                              own_precision=own is not None, profile=profile, trust=trust)
-        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: the rows timed so far are the caller's to show
-            report["interrupted"] = True
-            _compare_with_torch(report)
-            raise BenchInterrupted(report, labels[done:]) from e
-        if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
-            row["exit_code"] = None
-        report["results"].append(row)
-        gc.collect()
+            if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
+                row["exit_code"] = None
+            report["results"].append(row)
+            gc.collect()
+    except KeyboardInterrupt as e:
+        report["interrupted"] = True
+        _compare_with_torch(report)
+        raise BenchInterrupted(report, labels[len(report["results"]):]) from e  # a row per label, in order
     _compare_with_torch(report)
     return report
+
+
+def _refuse_unknown_device(device: str | None) -> None:
+    """A ``device`` no backend takes (a typo, ``cuda:x``) is said once, before any work: each backend refused it
+    in turn, a row each, and the error said it again for each. Which devices are there (``cuda:3`` on a machine
+    of one GPU, ``cuda`` without CUDA) is each backend's to say, in its row."""
+    from pvt_deploy.errors import option
+    from pvt_deploy.runtimes.onnxruntime import _parse_device
+    from pvt_deploy.runtimes.ort_providers import DEVICES
+
+    try:
+        kind, _ = _parse_device(device)
+    except InputError:
+        kind = None
+    if kind not in DEVICES:
+        raise InputError(f"{option('device')} {device}: no such device; choose cpu, cuda, cuda:N, N (a GPU's "
+                         "index) or tensorrt")
 
 
 class BenchInterrupted(KeyboardInterrupt):
@@ -301,18 +321,15 @@ def _lone_file_backend(target: str | os.PathLike[str]) -> str | None:
     return file_backend(target) if Path(target).is_file() else None
 
 
-def _refuse_size_outside(target: str | os.PathLike[str], size: tuple[int, int] | None, batch: int = 1) -> None:
-    """An export folder refuses an ``imgsz`` outside its graph's range, or a ``batch`` larger than its graph
-    takes, before any backend loads, as ``infer`` does (:func:`~pvt_deploy.runtimes.loader.check_imgsz`,
+def _refuse_size_outside(manifest: Mapping[str, Any], size: tuple[int, int] | None, batch: int = 1) -> None:
+    """An export folder (its ``manifest``) refuses an ``imgsz`` outside its graph's range, or a ``batch`` larger
+    than its graph takes, before any backend loads, as ``infer`` does (:func:`~pvt_deploy.runtimes.loader.check_imgsz`,
     :meth:`~pvt_deploy.tasks.pipeline.Predictor.check_batch`): each backend tried it in turn, after loading,
     and bench tabled every one of them as skipped for that one reason under an empty table."""
     from pvt_deploy.errors import ShapeError, option
-    from pvt_deploy.manifest import batch_limit, is_export_folder, read_manifest
+    from pvt_deploy.manifest import batch_limit
     from pvt_deploy.runtimes.loader import check_imgsz
 
-    if (size is None and batch <= 1) or not is_export_folder(Path(target)):
-        return
-    manifest = read_manifest(Path(target))
     if size is not None:
         check_imgsz(manifest, size)
     most = batch_limit(manifest)  # what the Predictor of every backend will judge (before an engine's own profile)
@@ -351,19 +368,16 @@ def _load_runtimes(labels: Sequence[str]) -> None:
             torch.zeros(8).add_(1)
 
 
-def _absent_variants(target: str | os.PathLike[str], device: str | None) -> frozenset[str]:
-    """Labels of an export folder whose not running is no cause of failure unless named
-    (:meth:`~pvt_deploy.runtimes.loader.Candidate.failure_code`: the variants it lacks), as in check."""
-    from pvt_deploy.manifest import read_manifest
+def _absent_variants(folder: Path, manifest: Mapping[str, Any] | None, device: str | None) -> frozenset[str]:
+    """Labels of an export folder (its ``manifest``, None for anything else) whose not running is no cause of
+    failure unless named (:meth:`~pvt_deploy.runtimes.loader.Candidate.failure_code`: the variants it lacks),
+    as in check. A Triton model folder has no variants: each label's row says how it runs."""
+    from pvt_deploy.manifest import is_triton_model_folder
     from pvt_deploy.runtimes.loader import backend_candidates
 
-    folder = Path(target)
-    if not (folder / "manifest.json").is_file():
+    if manifest is None or is_triton_model_folder(folder):
         return frozenset()
-    try:
-        candidates = backend_candidates(folder, read_manifest(folder), device=device)
-    except PvtDeployError:  # a damaged manifest: loading each label says so
-        return frozenset()
+    candidates = backend_candidates(folder, manifest, device=device)
     return frozenset(c.label for c in candidates if not c.available and c.failure_code(named=False) is None)
 
 
@@ -607,6 +621,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     from pvt_deploy.utils import shell_quote
     from pvt_deploy.utils.files import json_safe
 
+    _refuse_unknown_device(device)  # as bench says it
     folder = Path(resolve_model(artifact))
     require_model(str(folder))  # a path that is not there: "no such file or folder", as in bench and infer
     graphs = sorted(folder.glob("*.onnx")) if folder.is_dir() and not (folder / MANIFEST_NAME).is_file() else []
@@ -639,7 +654,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
                          "(or leave --backends out for every one that runs here)")
     inputs, kind = _check_images(images, max_images)
     size = _pair(imgsz)
-    _refuse_size_outside(folder, size)
+    _refuse_size_outside(manifest, size)
     report: dict[str, Any] = {"artifact": str(folder), "task": manifest.get("task"), "images": len(inputs),
                               "source_kind": kind, "imgsz": list(size) if size else None, "input_shape": None,
                               "reference": None, "agreement_gated": gate_agreement, "results": [], "passed": True,
