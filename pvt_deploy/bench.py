@@ -12,7 +12,8 @@ realistic score maps), ``warmup`` untimed runs, then ``iters`` timed runs of pre
 Latency percentiles are of the inference call; the stage split is the mean of each stage.
 Memory is the peak resident set size above the level before the backend was loaded (sampled every
 5 ms in a thread); on a GPU, PyTorch's ``torch.cuda.max_memory_allocated`` and the other runtimes' GPU
-memory in use above its level before loading (:func:`_cuda_peak`). Both in MiB (``memory_mb``).
+memory in use above its level before loading (:func:`_cuda_peak`). Both in MB, 10^6 bytes (``memory_mb``),
+as info and export give file sizes.
 
 With ``profile``, each backend that ran then has a run of its own that times its operators
 (:meth:`~pvt_deploy.runtimes.base.Backend.profile`, as trtexec's ``--dumpProfile --separateProfileRun``):
@@ -57,6 +58,7 @@ BENCH_BACKENDS: dict[str, tuple[str, str | None]] = {
     "onnx-fp16": ("onnx", "fp16"), "onnx-int8": ("onnx", "int8"), "trt": ("trt", None), "triton": ("triton", None),
 }
 DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")  # also all that an export folder offers
+MB = 1e6  # bench's memory, as info's and export's file sizes: decimal MB (it was MiB under the same name)
 
 Progress = Callable[[str], None]
 
@@ -142,7 +144,8 @@ class PeakRSS:
 
     @property
     def delta_mb(self) -> float:
-        return (self.peak - self.baseline) / 2**20
+        """In MB, 10^6 bytes (:data:`MB`)."""
+        return (self.peak - self.baseline) / MB
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,7 +217,8 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
               trust: bool = False) -> dict[str, Any]:
     """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
 
-    Returns ``{"model", "task", "input_shape", "batch", "warmup", "iters", "host", "interrupted", "results": [...]}``;
+    Returns ``{"model", "artifact", "task", "input_shape", "batch", "warmup", "iters", "host", "interrupted",
+    "results": [...]}`` (``artifact`` is ``model``, under the key check's and info's reports share);
     each result has ``backend``, ``status`` (``ok``/``skipped``/``failed``), and when ok
     ``latency_ms`` (p50/p90/p99...), ``throughput_fps`` (batch x 1000 / mean ms), ``stages_ms`` (preprocess/inference/postprocess
     means), ``memory_mb`` and ``vs_torch`` (PyTorch p50 / this p50). Backends that cannot run here
@@ -245,7 +249,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     size = _pair(imgsz)
     if manifest is not None:
         _refuse_size_outside(manifest, size, batch)
-    report: dict[str, Any] = {"model": str(given), "task": None, "imgsz": list(size) if size else None,
+    report: dict[str, Any] = {"model": str(given), "artifact": str(given), "task": None, "imgsz": list(size) if size else None,
                               "input_shape": None, "batch": batch, "warmup": warmup, "iters": iters,
                               "device": device or "auto", "host": host_info(), "interrupted": False,
                               "results": []}
@@ -545,7 +549,7 @@ def _cuda_reset(device: str | None) -> tuple[int, int] | None:
 
 
 def _cuda_peak(info: Any, before: tuple[int, int] | None) -> float | None:
-    """A row's GPU memory in MiB, or None for a backend on the CPU (its row reads the RSS peak): for
+    """A row's GPU memory in MB (10^6 bytes), or None for a backend on the CPU (its row reads the RSS peak): for
     PyTorch on CUDA its allocator's peak; for ONNX Runtime's CUDA or TensorRT provider and TensorRT,
     which allocate outside torch's allocator (their arena, the engine and its context, so torch's peak
     read ~0), what the GPU holds now beyond what it held before loading. (Every row read torch's
@@ -556,9 +560,9 @@ def _cuda_peak(info: Any, before: tuple[int, int] | None) -> float | None:
 
     index, used = before
     if info.name == "torch":
-        return round(torch.cuda.max_memory_allocated(index) / 2**20, 1)
+        return round(torch.cuda.max_memory_allocated(index) / MB, 1)
     free, total = torch.cuda.mem_get_info(index)
-    return round(max(0, total - free - used) / 2**20, 1)
+    return round(max(0, total - free - used) / MB, 1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -120,7 +120,8 @@ def test_a_damaged_manifest_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
 def test_the_peak_mb_note_says_what_a_gpu_row_measured() -> None:
     """The table's note said a GPU row's peak MB was torch.cuda.max_memory_allocated, which only PyTorch's row
     reads: ONNX Runtime's CUDA provider and TensorRT allocate outside torch (bench._cuda_peak reads what the GPU
-    holds beyond its level before loading). And it is MiB, where info and export write decimal MB."""
+    holds beyond its level before loading). And it says the unit: MB, 10^6 bytes, as info and export write them
+    (it was MiB until session 50)."""
     from rich.console import Console
 
     from pvt_deploy.cli.bench import render
@@ -140,5 +141,5 @@ def test_the_peak_mb_note_says_what_a_gpu_row_measured() -> None:
     text = " ".join(raw.split())
     cells = [line.split() for line in raw.splitlines()]
     assert [c[8] for c in cells if c and c[0] in ("torch", "onnx")] == ["77", "300"], text
-    assert ("peak MB = MiB the backend added: resident memory on the CPU; on a GPU, PyTorch's max_memory_allocated, "
+    assert ("peak MB = MB (10^6 bytes) the backend added: resident memory on the CPU; on a GPU, PyTorch's max_memory_allocated, "
             "another runtime's GPU memory in use above what it was before loading") in text, text

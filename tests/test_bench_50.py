@@ -114,3 +114,25 @@ def test_bench_reads_an_exports_manifest_once_before_the_backends(
     assert started[0] == 1 and reads[0] == str(cls_export), reads
     assert {r["backend"]: r["status"] for r in report["results"]}["onnx"] == "ok"
 
+
+def test_bench_memory_is_in_decimal_mb_as_info_and_export_sizes_are(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """bench's peak MB were MiB (2**20 bytes) where info and export give decimal MB: one unit now, MB, 10^6
+    bytes. And the artifact each report is of is under one key in every --json (bench's 'model', info's 'path'
+    and check's 'artifact' stay)."""
+    import numpy as np
+
+    from pvt_deploy.bench import PeakRSS
+
+    with PeakRSS() as mem:
+        held = np.ones(50_000_000, np.uint8)  # 50 MB (47.7 MiB), every page written
+        mem.stop()
+    assert held[-1] == 1 and 49.9 < mem.delta_mb < 60, mem.delta_mb
+
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx",
+                         "--warmup", "0", "--iters", "1", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["artifact"] == report["model"] == str(cls_export), err
+    code, out, err = run(monkeypatch, capsys, "info", str(cls_export), "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["artifact"] == facts["path"] == str(cls_export), err

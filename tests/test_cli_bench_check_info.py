@@ -95,10 +95,10 @@ def test_bench_gpu_memory_is_the_rows_own(monkeypatch: pytest.MonkeyPatch, capsy
     assert bench._cuda_reset("tensorrt") == bench._cuda_reset("trt:0") == (0, 1 << 30)
     assert bench._cuda_reset("tensorrt:1") is None and touched == [0, 0, 0, 0]
     before = bench._cuda_reset(None)
-    used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took
-    assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 300.0
-    assert bench._cuda_peak(BackendInfo("tensorrt", "cuda:0", "fp16"), before) == 300.0
-    assert bench._cuda_peak(BackendInfo("torch", "cuda:0", "fp16"), before) == 77.0
+    used[0] += 300 << 20  # what ONNX Runtime's CUDA arena or a TensorRT engine took: 300 MiB, in MB (10^6 bytes)
+    assert bench._cuda_peak(BackendInfo("onnxruntime", "CUDAExecutionProvider", "fp32"), before) == 314.6
+    assert bench._cuda_peak(BackendInfo("tensorrt", "cuda:0", "fp16"), before) == 314.6
+    assert bench._cuda_peak(BackendInfo("torch", "cuda:0", "fp16"), before) == 80.7  # 77 MiB
     assert bench._cuda_peak(BackendInfo("onnxruntime", "CPUExecutionProvider", "fp32"), before) is None
 
 

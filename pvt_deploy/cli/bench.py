@@ -134,7 +134,7 @@ def render(report: dict[str, Any], console: Any, *, top: int = 12) -> None:
     console.print(f"host: {host['cpu']}, {host['physical_cores']} physical cores"
                   + (f", {host['gpu']}" if host.get("gpu") else "")
                   + "; ms = the inference call, FPS = batch x 1000 / mean ms (throughput_fps in --json), "
-                  "pre/post = host pre- and post-processing ms per call; peak MB = MiB the backend added: "
+                  "pre/post = host pre- and post-processing ms per call; peak MB = MB (10^6 bytes) the backend added: "
                   "resident memory on the CPU; on a GPU, PyTorch's max_memory_allocated, "
                   "another runtime's GPU memory in use above what it was before loading")
     if any(r.get("random_weights") for r in report["results"] if r["status"] == "ok"):

@@ -1076,7 +1076,7 @@ def describe_artifact(path_or_name: str | os.PathLike[str], *, device: str | Non
     if url is not None:
         weights = {**weights, "url": url}
     facts = {
-        "path": url or text, "kind": kind, "model": manifest.get("model"),
+        "path": url or text, "artifact": url or text, "kind": kind, "model": manifest.get("model"),
         "backbone": manifest.get("backbone"),
         "task": manifest.get("task"), "num_classes": len(manifest.get("classes") or []),
         "classes": list(manifest.get("classes") or []), "palette": manifest.get("palette"),
