@@ -1,5 +1,6 @@
 """Session 50's leftovers of reading pictures and frames (helper CW): a picture FFmpeg decodes but cannot convert is
-undecodable in the words of any other."""
+undecodable in the words of any other; Pillow's warning of a large picture is silenced without a warnings state each
+read changes (not thread-safe)."""
 
 from __future__ import annotations
 
@@ -58,4 +59,70 @@ def test_a_picture_ffmpeg_decodes_but_cannot_convert_is_undecodable_as_any_other
                          "variables OPENCV_IO_MAX_IMAGE_WIDTH, OPENCV_IO_MAX_IMAGE_HEIGHT and "
                          "OPENCV_IO_MAX_IMAGE_PIXELS raise them)"), said
     assert "inv_scale_x" not in said
+
+
+THREADED_READS = """
+import sys, threading, warnings
+from PIL import Image
+from pvt_deploy.io.sources import read_image
+
+Image.MAX_IMAGE_PIXELS = 1000  # Pillow's warning past 1000 pixels, its error past 2000
+first_opening, second_opening, first_done = threading.Event(), threading.Event(), threading.Event()
+real_open = Image.open
+
+def opened_in_turn(*args, **kwargs):
+    if not first_opening.is_set():  # the first read: it goes on once the second is opening its picture too
+        first_opening.set()
+        assert second_opening.wait(60)
+    else:  # the second: it opens its picture once the first read has ended
+        second_opening.set()
+        assert first_done.wait(60)
+    return real_open(*args, **kwargs)
+
+Image.open = opened_in_turn
+filters = list(warnings.filters)
+images = {}
+
+def first():
+    try:
+        images["a"] = read_image(sys.argv[1])
+    finally:
+        first_done.set()
+
+def second():
+    assert first_opening.wait(60)
+    images["b"] = read_image(sys.argv[2])
+
+threads = [threading.Thread(target=first), threading.Thread(target=second)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(120)
+assert sorted(images) == ["a", "b"] and all((image == 200).all() for image in images.values()), images
+print("filters left:", [f for f in warnings.filters if f not in filters])
+"""
+
+
+def test_pictures_read_on_threads_say_no_pillow_warning_and_leave_no_warning_filter(tmp_path: Path) -> None:
+    """Pillow warns of a picture past its own limit (a DecompressionBombWarning, two lines on stderr), which
+    pvt-deploy does not say: it checks the memory to decode a picture itself. It was silenced by a
+    warnings.catch_warnings around each read, which is not thread-safe: of two threads reading pictures at once
+    (infer's readers), the one that ended last put back the filters as the other had made them, and its filter
+    stayed for good. Here the second read's Pillow opens its picture after the first read has ended: no filter
+    is left behind, and no warning is said (Pillow's limit lowered below the pictures' size). In a process of its
+    own, as a program imports pvt-deploy: pytest takes back the warning filters a module makes as it is imported."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    pictures = []
+    for name in ("a", "b"):  # RGBA TIFFs, which Pillow reads (their stored colour), of 1600 pixels
+        pictures.append(tmp_path / f"{name}.tiff")
+        Image.fromarray(np.full((40, 40, 4), 200, np.uint8)).save(pictures[-1])
+    done = subprocess.run([sys.executable, "-c", THREADED_READS, *map(str, pictures)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "filters left: []\n"
+    assert "Warning" not in done.stderr, done.stderr
 

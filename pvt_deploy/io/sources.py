@@ -702,6 +702,15 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 # said. Filtered once, here: a warnings.catch_warnings around each read would not be thread-safe
 warnings.filterwarnings("ignore", r"(possibly )?corrupt exif data|tag data larger than file|tag offset too large",
                         UserWarning, r"PIL\.TiffImagePlugin\Z")
+# And Pillow warns of a picture past its own limit (Image.MAX_IMAGE_PIXELS, 89 MP: its DecompressionBombWarning, 'could
+# be decompression bomb DOS attack') as it opens one, where pvt-deploy has checked the memory to decode it already
+# (_check_memory_to_decode): a real 100 MP photo is no attack. Pillow's error past twice that still stands, which its
+# readers here (_tiff_stored_colour, _pillow_upright, _gif_of_one_picture) take for a picture Pillow cannot read.
+# Matched by its words, so that PIL is not imported with this module. It was a warnings.catch_warnings around each
+# read, which is not thread-safe: where two threads read pictures at once (infer's readers), one read's filter
+# stayed for good, and the other read could warn.
+warnings.filterwarnings("ignore", r"image size \(\d+ pixels\) exceeds limit of \d+ pixels", RuntimeWarning,
+                        r"PIL\.Image\Z")
 
 
 def _exif_orientation(exif: Any) -> Any:
@@ -767,19 +776,15 @@ def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
     one Pillow cannot decode. OpenCV reads such a TIFF through libtiff's RGBA reader, which multiplies
     the colour by the alpha (a pixel 200 at alpha 128 read 100), where PNG and WebP give the colour
     as stored: a picture must read the same whatever its format."""
-    import warnings
-
     from PIL import Image, ImageOps
 
-    try:
-        with warnings.catch_warnings():  # the pixels were checked against the memory free already
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data.tobytes())) as image:
-                extra, bits = image.tag_v2.get(338), image.tag_v2.get(258)  # ExtraSamples, BitsPerSample
-                if (2 not in (extra if isinstance(extra, tuple) else (extra,)) or image.mode != "RGBA"
-                        or set(bits if isinstance(bits, tuple) else (bits,)) != {8}):  # Pillow cuts 16 bits to their top 8
-                    return None
-                return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    try:  # the pixels were checked against the memory free already: Pillow's warning of a large one is not said
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            extra, bits = image.tag_v2.get(338), image.tag_v2.get(258)  # ExtraSamples, BitsPerSample
+            if (2 not in (extra if isinstance(extra, tuple) else (extra,)) or image.mode != "RGBA"
+                    or set(bits if isinstance(bits, tuple) else (bits,)) != {8}):  # Pillow cuts 16 bits to their top 8
+                return None
+            return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
     except Exception:  # noqa: BLE001 - a TIFF Pillow cannot read (a bomb past its limit): OpenCV's decode
         return None
 
@@ -790,15 +795,11 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
     properties, not in EXIF, and OpenCV's decode leaves the picture as stored, so a phone's portrait photo
     ran on its side, and its boxes were drawn on it so, where picture_size (Pillow's header, which gives
     that turn as the EXIF orientation) and every viewer have it upright."""
-    import warnings
-
     from PIL import Image, ImageOps
 
-    try:
-        with warnings.catch_warnings():  # the pixels were checked against the memory free already
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data.tobytes())) as image:
-                return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    try:  # the pixels were checked against the memory free already: Pillow's warning of a large one is not said
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            return np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
     except Exception:  # noqa: BLE001 - a Pillow without AVIF, or a file it cannot read: OpenCV's decode
         return None
 
@@ -2232,15 +2233,11 @@ def _gif_of_one_picture(path: str, mtime_ns: int, size: int) -> bool:
     """:func:`_still_gif`'s answer for the file ``path`` as it is (its time and size part of the key): a folder's
     listing asks it of each GIF twice (an image? a video?), and Pillow finds a second frame only by reading
     through the first one's data (a folder of 102 still 1080p GIFs: 1.7 s listing, half of it asked twice)."""
-    import warnings
-
     from PIL import Image
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return not getattr(image, "is_animated", False)
+    try:  # Pillow's warning of a large one is not said
+        with Image.open(path) as image:
+            return not getattr(image, "is_animated", False)
     except Exception:  # noqa: BLE001 - no GIF Pillow reads (too big, damaged): a video, as FFmpeg then says
         return False
 
