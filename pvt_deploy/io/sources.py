@@ -40,6 +40,7 @@ import stat
 import threading
 import time
 import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -639,8 +640,19 @@ class _InPlace(io.RawIOBase):
 
 
 def _header_in(data: np.ndarray) -> tuple[tuple[int, int], Any, int] | None:
-    """:func:`_header` of a picture file's bytes, read where they are: a picture may be hundreds of MB."""
-    return _header(io.BufferedReader(_InPlace(data)))
+    """:func:`_header` of a picture file's bytes, read where they are: a picture may be hundreds of MB. The last
+    bytes' header read on a thread is kept for them (a weak reference: not the bytes), as a picture's decode
+    (:func:`_decode_file`) asks it twice, to weigh the picture (:func:`_check_memory_to_decode`) and to turn a
+    PNG (:func:`_header_orientation`): Pillow parsed a PNG's header twice (16 us of a 64x48 PNG's 182 here)."""
+    kept = getattr(_last_header, "of", None)
+    if kept is not None and kept[0]() is data:
+        return cast("tuple[tuple[int, int], Any, int] | None", kept[1])
+    header = _header(io.BufferedReader(_InPlace(data)))
+    _last_header.of = (weakref.ref(data), header)
+    return header
+
+
+_last_header = threading.local()  # _header_in's last bytes on each thread, and their header
 
 
 def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
