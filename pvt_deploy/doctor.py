@@ -141,7 +141,7 @@ def _onnxruntime() -> list[Check]:
     dist = "onnxruntime-gpu" if _dist_version("onnxruntime-gpu") else "onnxruntime"
     info: dict[str, Any] = {"distribution": dist, "providers": providers, "device": onnxruntime.get_device()}
     unused: dict[str, str] = {}  # a provider listed that cannot run here: why, marked beside its name
-    (cuda,) = _guard("onnxruntime_cuda", _ORT_CUDA, lambda: [_onnxruntime_cuda(onnxruntime, providers)])
+    (cuda,) = _guard("onnxruntime_cuda", _ORT_CUDA, lambda: [_onnxruntime_cuda(providers)])
     if "CUDAExecutionProvider" in providers:
         # onnxruntime-gpu lists it whether or not it can start here (no GPU, no cuDNN, another CUDA): the row below says
         info["cuda_provider_usable"] = cuda.status == "ok"
@@ -184,106 +184,29 @@ def _onnxruntime() -> list[Check]:
 
 
 _ORT_CUDA = "ONNX Runtime CUDA"
-#: A line of ONNX Runtime's log (``2025-01-01 10:00:00.1 [E:onnxruntime:Default, file.cc:12 Function] message``), and
-#: the status its error messages start with (``... [ONNXRuntimeError] : 1 : FAIL : Failed to load library ...``).
-_ORT_LOG_LINE = re.compile(r"\[([EWF]):onnxruntime:[^\]]*\]\s*(.*)")
-_ORT_STATUS = re.compile(r".*\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 
 
-def _onnxruntime_cuda(onnxruntime: Any, providers: list[str]) -> Check:
+def _onnxruntime_cuda(providers: list[str]) -> Check:
     """The row of ONNX Runtime's CUDA execution provider: ``ok`` only where a session of a one-node graph starts on
-    it and runs. ``onnxruntime-gpu`` lists the provider with or without a GPU, cuDNN or the CUDA it was built for;
-    a session asked for it then logs why it cannot start and runs on the CPU, which ``infer --backend onnx``
-    would do too. Where there is no CUDA device (:func:`~pvt_deploy.runtimes.ort_providers.cuda_device_count`,
-    from the driver) no session is made."""
-    from pvt_deploy.runtimes.ort_providers import CUDA, cuda_device_count
+    it and runs (:func:`~pvt_deploy.runtimes.ort_providers.probe_cuda_provider`, which ``infer``'s choice of
+    providers asks too). ``onnxruntime-gpu`` lists the provider with or without a GPU, cuDNN or the CUDA it was
+    built for; a session asked for it then logs why it cannot start and runs on the CPU. Where there is no CUDA
+    device (from the driver) no session is made."""
+    from pvt_deploy.runtimes.ort_providers import CUDA, probe_cuda_provider
 
     if CUDA not in providers:
         return Check("onnxruntime_cuda", _ORT_CUDA, "missing", summary="this onnxruntime has no CUDA provider (a CPU build)",
                      hint="pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU)",
                      info={"listed": False})
-    devices = cuda_device_count()
-    if not devices:
-        return Check("onnxruntime_cuda", _ORT_CUDA, "missing",
-                     summary="no CUDA device" + (" (no NVIDIA driver answers)" if devices is None else ""),
-                     hint="the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)",
-                     info={"listed": True, "devices": devices, "unused": "no GPU"})
-    used, reason, log = _cuda_session(onnxruntime)
-    info = {"listed": True, "devices": devices, "session_providers": used, "log": log or None}
-    if reason is None:
-        return Check("onnxruntime_cuda", _ORT_CUDA, "ok", summary=f"a session runs on {CUDA} (device 0 of {devices})",
-                     info=info)
-    return Check("onnxruntime_cuda", _ORT_CUDA, "missing", summary=f"{CUDA} does not start: {reason}",
-                 hint="pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA and "
-                      "cuDNN this onnxruntime-gpu was built for", info={**info, "unused": "does not start"})
-
-
-def _one_add_graph() -> bytes:
-    """A serialized ONNX graph of one node (``y = x + x``, float32 [1]) for a session to start on."""
-    from onnx import TensorProto, helper
-
-    from pvt_deploy.utils import onnx_model
-
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "doctor",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    return bytes(onnx_model(graph, 13).SerializeToString())
-
-
-def _cuda_session(onnxruntime: Any) -> tuple[list[str], str | None, str]:
-    """Start a session of :func:`_one_add_graph` on the CUDA provider (the CPU's after it, as pvt-deploy asks) and
-    run it: (the providers the session has, why the CUDA provider is not usable or None, what ONNX Runtime said).
-    What it says while it starts is held back and read: its log (descriptor 2: 'Failed to load library
-    libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file') and the lines its
-    Python side prints to stdout where the provider raised and it retried on the CPU ('EP Error ...'), which would
-    have gone into ``doctor --json``'s output."""
-    import contextlib
-    import io
-    import os
-    import tempfile
-
-    import numpy as np
-
-    from pvt_deploy.runtimes.ort_providers import CPU, CUDA
-    from pvt_deploy.utils import joined_lines
-
-    printed = io.StringIO()
-    used: list[str] = []
-    failure: str | None = None
-    with tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
-        try:
-            sys.stderr.flush()
-            saved: int | None = os.dup(2)
-        except (OSError, ValueError):  # no descriptor 2 to copy: nothing is held back
-            saved = None
-        if saved is not None:
-            os.dup2(held.fileno(), 2)
-        try:
-            session = onnxruntime.InferenceSession(_one_add_graph(), providers=[(CUDA, {"device_id": 0}), CPU])
-            used = list(session.get_providers())
-            if used[:1] == [CUDA]:  # a run the provider fails is retried on the CPU, the session moved there
-                session.run(None, {"x": np.ones(1, np.float32)})
-                used = list(session.get_providers())
-        except Exception as e:  # a provider that raises rather than falls back, or a run that fails on the GPU
-            failure = f"{type(e).__name__}: {joined_lines(e)}"
-        finally:
-            if saved is not None:
-                os.dup2(saved, 2)
-                os.close(saved)
-        held.seek(0)
-        logged = held.read().decode("utf-8", "replace")
-    said = (printed.getvalue() + logged).strip()
-    if failure is None and used[:1] == [CUDA]:
-        return used, None, said
-    logged_as = {level: [_ORT_STATUS.sub("", m.group(2)).strip() for line in said.splitlines()
-                         if (m := _ORT_LOG_LINE.search(line)) and m.group(1) in level] for level in ("EF", "W")}
-    notes = [failure] if failure else []
-    notes += logged_as["EF"] or logged_as["W"]  # its errors; where it logged none, its warnings
-    notes += [line.strip() for line in said.splitlines() if line.strip().startswith("EP Error")]
-    reason = "; ".join(dict.fromkeys(n for n in notes if n)) or (
-        f"ONNX Runtime runs the session on {used[0] if used else 'nothing'}" + (
-            f" and said: {joined_lines(said)}" if said else " and gave no reason"))
-    return used, reason, said
+    probe = probe_cuda_provider(0)
+    info: dict[str, Any] = {"listed": True, "devices": probe.devices}
+    if probe.devices:  # a session was made
+        info.update(session_providers=probe.session_providers, log=probe.log or None)
+    if probe.problem is None:
+        return Check("onnxruntime_cuda", _ORT_CUDA, "ok",
+                     summary=f"a session runs on {CUDA} (device 0 of {probe.devices})", info=info)
+    return Check("onnxruntime_cuda", _ORT_CUDA, "missing", summary=probe.problem, hint=probe.hint,
+                 info={**info, "unused": probe.unused})
 
 
 def _tensorrt() -> list[Check]:

@@ -61,7 +61,19 @@ def test_default_available_comes_from_onnxruntime() -> None:
     assert select_providers()[-1] == CPU
 
 
-def test_auto_leaves_out_a_tensorrt_provider_whose_libraries_do_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def cuda_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's CUDA provider runs here, as far as provider selection can tell: its probe's answer
+    (no probe session is made; the answers cached before are set aside)."""
+    from pvt_deploy.runtimes import ort_providers
+
+    monkeypatch.setattr(ort_providers, "_probed", {})
+    monkeypatch.setattr(ort_providers, "probe_cuda_provider",
+                        lambda device_id=0: ort_providers.CudaProvider(None, devices=1))
+
+
+def test_auto_leaves_out_a_tensorrt_provider_whose_libraries_do_not_load(monkeypatch: pytest.MonkeyPatch,
+                                                                         cuda_runs: None) -> None:
     """onnxruntime-gpu lists its TensorRT provider without TensorRT installed; a session asked for it
     prints an error and falls back, so ``auto`` asks only where libnvinfer loads."""
     from pvt_deploy.runtimes import ort_providers
@@ -126,7 +138,7 @@ def cls_onnx(cls_artifact: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tensorrt_here(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+def tensorrt_here(monkeypatch: pytest.MonkeyPatch, cuda_runs: None) -> list[list[Any]]:
     """onnxruntime-gpu with TensorRT, as far as provider selection can tell (this onnxruntime then runs
     the session on its CPU provider); returns the ``providers`` each session was asked for."""
     import onnxruntime
@@ -364,7 +376,7 @@ def test_a_gpu_index_past_the_gpus_is_named_as_the_other_backends_name_it(
 
 
 def test_no_tensorrt_ep_profile_is_worked_out_where_its_libraries_do_not_load(
-        cls_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        cls_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, cuda_runs: None) -> None:
     """onnxruntime-gpu lists its TensorRT EP where TensorRT is not installed, and ``auto`` then leaves it out:
     the profile was still worked out from the manifest (importing the TensorRT exporter, ~40 ms a session)
     and a manifest it cannot read warned about a profile no session would use."""

@@ -31,7 +31,9 @@ Session choices and why:
   Xeon, 60 alternating calls 30 ms apart: 6.9-7.3 ms and 7.8-8.3 ms either way; 53-57 calls/s each
   run at once either way; scratch script).
 * Providers come from :func:`pvt_deploy.runtimes.ort_providers.select_providers`: with
-  ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically, always ending with the
+  ``onnxruntime-gpu`` the TensorRT and CUDA providers are used automatically where the CUDA provider
+  runs (:func:`~pvt_deploy.runtimes.ort_providers.cuda_provider`: else ``auto`` is a CPU session from the
+  start, with its CPU settings, and ``cuda`` / ``tensorrt`` are refused saying why), always ending with the
   CPU provider. The providers the session *actually* got are reported in ``info``. The TensorRT EP
   caches its engines (:func:`~pvt_deploy.runtimes.ort_providers.tensorrt_cache_dir`, or
   ``cache_dir``) and, given the export's ``manifest``, builds them for the profile a TensorRT engine
@@ -102,6 +104,7 @@ from pvt_deploy.runtimes.base import (
     operator_profile,
     thread_count,
 )
+from pvt_deploy.runtimes.ort_providers import preload_gpu_libraries as _preload_gpu_libraries
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils import joined_lines
 from pvt_deploy.utils.cpu import cpu_int8_dot_product
@@ -192,32 +195,6 @@ def _warn_int8_without_vnni(path: Path, unsigned: bool) -> None:
     else:
         log.warning("%s: this CPU has no VNNI: INT8 runs exact (weights re-based to uint8) at about the speed of "
                     "model.onnx (FP32) here, not faster%s", path.name, f" ({rate})" if rate else "")
-
-
-_preloaded = False
-
-
-def _preload_gpu_libraries(ort: Any) -> None:
-    """Once per process, before the first GPU session: load CUDA/cuDNN from the ``nvidia-*`` pip
-    packages (``pip install onnxruntime-gpu[cuda,cudnn]``) with ``onnxruntime.preload_dlls`` (ORT >=
-    1.21). Without it ORT's CUDA provider finds those libraries only where PyTorch loaded them first
-    or ``LD_LIBRARY_PATH`` names them. Its printed notes go to the debug log; a failure is left for the
-    session to report (system CUDA libraries may still be found)."""
-    global _preloaded
-    if _preloaded or not hasattr(ort, "preload_dlls"):
-        return
-    _preloaded = True
-    import contextlib
-    import io
-
-    text = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(text):
-            ort.preload_dlls()
-    except Exception as e:  # noqa: BLE001 - e.g. no nvidia packages: the session's own error says more
-        log.debug("onnxruntime.preload_dlls: %s", _one_line(e))
-    if text.getvalue().strip():
-        log.debug("onnxruntime.preload_dlls: %s", " ".join(text.getvalue().split()))
 
 
 def _one_line(e: BaseException) -> str:

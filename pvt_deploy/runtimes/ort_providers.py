@@ -30,15 +30,19 @@ import hashlib
 import json
 import logging
 import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pvt_deploy.errors import BackendUnavailableError, InputError
+from pvt_deploy.errors import BackendUnavailableError, InputError, option
 
-__all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "Profile", "ProviderSpec", "available_providers",
-           "computed_precision", "cuda_device_count", "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key",
-           "tensorrt_libraries_load", "tensorrt_library_version"]
+__all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "CudaProvider", "Profile", "ProviderSpec", "available_providers",
+           "computed_precision", "cuda_device_count", "cuda_provider", "preload_gpu_libraries", "probe_cuda_provider",
+           "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key", "tensorrt_libraries_load",
+           "tensorrt_library_version"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +133,155 @@ def cuda_device_count() -> int | None:
     return None
 
 
+_preloaded = False
+
+
+def preload_gpu_libraries(ort: Any) -> None:
+    """Once per process, before the first GPU session: load CUDA/cuDNN from the ``nvidia-*`` pip
+    packages (``pip install onnxruntime-gpu[cuda,cudnn]``) with ``onnxruntime.preload_dlls`` (ORT >=
+    1.21). Without it ORT's CUDA provider finds those libraries only where PyTorch loaded them first
+    or ``LD_LIBRARY_PATH`` names them. Its printed notes go to the debug log; a failure is left for the
+    session to report (system CUDA libraries may still be found)."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            ort.preload_dlls()
+    except Exception as e:  # noqa: BLE001 - e.g. no nvidia packages: the session's own error says more
+        log.debug("onnxruntime.preload_dlls: %s", " ".join(str(e).split()))
+    if text.getvalue().strip():
+        log.debug("onnxruntime.preload_dlls: %s", " ".join(text.getvalue().split()))
+
+
+@dataclass(frozen=True)
+class CudaProvider:
+    """Whether ONNX Runtime's CUDA execution provider runs here (:func:`probe_cuda_provider`). ``problem``: why
+    not, one line (None where it runs); ``unused``: the same in a word or two (``no GPU``, ``does not start``);
+    ``hint``: how to mend it; ``devices``: the CUDA driver's count (None: no driver answers); ``session_providers``
+    and ``log``: the providers the probe's session had and what ONNX Runtime said while it started."""
+
+    problem: str | None
+    unused: str | None = None
+    hint: str | None = None
+    devices: int | None = None
+    session_providers: list[str] = field(default_factory=list)
+    log: str = ""
+
+
+#: A line of ONNX Runtime's log (``2025-01-01 10:00:00.1 [E:onnxruntime:Default, file.cc:12 Function] message``), and
+#: the status its error messages start with (``... [ONNXRuntimeError] : 1 : FAIL : Failed to load library ...``).
+_ORT_LOG_LINE = re.compile(r"\[([EWF]):onnxruntime:[^\]]*\]\s*(.*)")
+_ORT_STATUS = re.compile(r".*\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
+
+
+def probe_cuda_provider(device_id: int = 0) -> CudaProvider:
+    """Whether ONNX Runtime's CUDA provider runs on GPU ``device_id`` here: only where a session of a one-node
+    graph starts on it and runs. ``onnxruntime-gpu`` lists the provider with or without a GPU, cuDNN or the CUDA it
+    was built for; a session asked for it then logs why it cannot start and runs on the CPU. Where the CUDA driver
+    sees no device (:func:`cuda_device_count`) no session is made; before one is, the CUDA and cuDNN of the pip
+    packages are loaded (:func:`preload_gpu_libraries`), as for every GPU session. ``doctor``'s row and
+    :func:`select_providers` (through :func:`cuda_provider`) both ask this. The caller has checked that the
+    provider is listed."""
+    devices = cuda_device_count()
+    if not devices:
+        return CudaProvider("no CUDA device" + (" (no NVIDIA driver answers)" if devices is None else ""), "no GPU",
+                            "the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)",
+                            devices)
+    import onnxruntime
+
+    preload_gpu_libraries(onnxruntime)
+    used, reason, said = _cuda_session(onnxruntime, device_id)
+    if reason is None:
+        return CudaProvider(None, devices=devices, session_providers=used, log=said)
+    return CudaProvider(f"{CUDA} does not start: {reason}", "does not start",
+                        "pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA "
+                        "and cuDNN this onnxruntime-gpu was built for", devices, used, said)
+
+
+_probed: dict[int, CudaProvider] = {}  # cuda_provider's answers, by GPU
+
+
+def cuda_provider(device_id: int = 0) -> CudaProvider:
+    """:func:`probe_cuda_provider`'s answer for ``device_id``, probed once per process (the libraries a session
+    loads and the driver stay what they are)."""
+    if device_id not in _probed:
+        _probed[device_id] = probe_cuda_provider(device_id)
+    return _probed[device_id]
+
+
+def _one_add_graph() -> bytes:
+    """A serialized ONNX graph of one node (``y = x + x``, float32 [1]) for a session to start on."""
+    from onnx import TensorProto, helper
+
+    from pvt_deploy.utils import onnx_model
+
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "doctor",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return bytes(onnx_model(graph, 13).SerializeToString())
+
+
+def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str | None, str]:
+    """Start a session of :func:`_one_add_graph` on the CUDA provider (the CPU's after it, as pvt-deploy asks) and
+    run it: (the providers the session has, why the CUDA provider is not usable or None, what ONNX Runtime said).
+    What it says while it starts is held back and read: its log (descriptor 2: 'Failed to load library
+    libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file') and the lines its
+    Python side prints to stdout where the provider raised and it retried on the CPU ('EP Error ...'), which would
+    have gone into ``doctor --json``'s output (or between ``infer``'s lines)."""
+    import contextlib
+    import io
+    import tempfile
+
+    import numpy as np
+
+    from pvt_deploy.utils import joined_lines
+
+    printed = io.StringIO()
+    used: list[str] = []
+    failure: str | None = None
+    with tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
+        try:
+            sys.stderr.flush()
+            saved: int | None = os.dup(2)
+        except (OSError, ValueError):  # no descriptor 2 to copy: nothing is held back
+            saved = None
+        if saved is not None:
+            os.dup2(held.fileno(), 2)
+        try:
+            session = onnxruntime.InferenceSession(_one_add_graph(), providers=[(CUDA, {"device_id": device_id}),
+                                                                                CPU])
+            used = list(session.get_providers())
+            if used[:1] == [CUDA]:  # a run the provider fails is retried on the CPU, the session moved there
+                session.run(None, {"x": np.ones(1, np.float32)})
+                used = list(session.get_providers())
+        except Exception as e:  # a provider that raises rather than falls back, or a run that fails on the GPU
+            failure = f"{type(e).__name__}: {joined_lines(e)}"
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+        held.seek(0)
+        logged = held.read().decode("utf-8", "replace")
+    said = (printed.getvalue() + logged).strip()
+    if failure is None and used[:1] == [CUDA]:
+        return used, None, said
+    logged_as = {level: [_ORT_STATUS.sub("", m.group(2)).strip() for line in said.splitlines()
+                         if (m := _ORT_LOG_LINE.search(line)) and m.group(1) in level] for level in ("EF", "W")}
+    notes = [failure] if failure else []
+    notes += logged_as["EF"] or logged_as["W"]  # its errors; where it logged none, its warnings
+    notes += [line.strip() for line in said.splitlines() if line.strip().startswith("EP Error")]
+    reason = "; ".join(dict.fromkeys(n for n in notes if n)) or (
+        f"ONNX Runtime runs the session on {used[0] if used else 'nothing'}" + (
+            f" and said: {joined_lines(said)}" if said else " and gave no reason"))
+    return used, reason, said
+
+
 def select_providers(
     device: Device | str = "auto",
     *,
@@ -154,7 +307,9 @@ def select_providers(
     (the graph's dynamic inputs) is the TensorRT EP's optimisation profile: without one it builds for
     the first shape it is given and rebuilds whenever a later one falls outside. ``available`` defaults to
     ``onnxruntime.get_available_providers()``, and then ``auto`` also leaves out a TensorRT provider
-    whose libraries do not load (:func:`tensorrt_libraries_load`); an ``available`` passed in is taken
+    whose libraries do not load (:func:`tensorrt_libraries_load`), and both GPU providers where the CUDA
+    provider, which the TensorRT EP runs on too, cannot run (:func:`cuda_provider`: no GPU, no cuDNN), with a
+    warning, once; ``cuda`` and ``tensorrt`` are then refused, saying why. An ``available`` passed in is taken
     as it is.
     """
     device = str(device).lower()
@@ -174,6 +329,19 @@ def select_providers(
         raise BackendUnavailableError(
             f"ONNX Runtime has no CUDA execution provider here (available: {', '.join(have) or 'none'})",
             hint=_GPU_HINT)
+    if available is None and CUDA in have:  # listed is not runnable: onnxruntime-gpu lists it without GPU or cuDNN
+        first = device_id not in _probed
+        cuda = cuda_provider(device_id)
+        if cuda.problem is not None and device != "auto":  # the TensorRT EP runs on the CUDA provider's libraries
+            raise BackendUnavailableError(
+                ("ONNX Runtime's CUDA provider" if device == "cuda" else
+                 "ONNX Runtime's TensorRT provider runs on its CUDA provider, which") + f" cannot run here: {cuda.problem}",
+                hint=f"{cuda.hint}; or use {option('device')} cpu")
+        if cuda.problem is not None:  # auto: the CPU, with its own settings (a CPU-only session), not a fallback
+            have = [p for p in have if p not in GPU_PROVIDERS]
+            if first:
+                log.warning("ONNX Runtime's CUDA provider cannot run here (%s): running on the CPU (%s)",
+                            cuda.problem, cuda.hint)
 
     chosen: list[ProviderSpec] = []
     if device in ("auto", "tensorrt", "trt") and TENSORRT in have:

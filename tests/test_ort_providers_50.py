@@ -1,0 +1,161 @@
+"""ONNX Runtime's providers where onnxruntime-gpu lists a CUDA provider that cannot run (session 50, helper CZ): no GPU,
+or no cuDNN. ``auto`` chose the TensorRT and CUDA providers from the list (the TensorRT one where TensorRT's libraries
+load), and the session fell back to the CPU with ONNX Runtime's log on the terminal, without the CPU session's own
+settings; ``cuda`` and ``tensorrt`` were refused only after it, 'ONNX Runtime printed the reason above'. The one probe
+doctor makes (a session of a one-node graph) now decides for both, once per process, after the pip packages' CUDA and
+cuDNN are loaded as for every GPU session.
+
+No GPU here: onnxruntime-gpu is a stand-in (its three providers listed, a driver answering one device or none,
+sessions over real CPU sessions that log what onnxruntime-gpu logs without cuDNN), as in test_doctor_49b/50."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_run import run
+
+from pvt_deploy.errors import BackendUnavailableError
+from pvt_deploy.runtimes import ort_providers
+from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, select_providers
+
+pytest_plugins = ["export_fixtures"]
+
+NO_CUDNN_LOG = (
+    "2026-12-07 12:00:00.123456789 [E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] "
+    "[ONNXRuntimeError] : 1 : FAIL : Failed to load library libonnxruntime_providers_cuda.so with error: "
+    "libcudnn.so.9: cannot open shared object file: No such file or directory\n")
+CUDNN_MISSING = ("Failed to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open "
+                 "shared object file: No such file or directory")
+CUDNN_HINT = ("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA and cuDNN "
+              "this onnxruntime-gpu was built for")
+
+
+@pytest.fixture
+def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """onnxruntime-gpu with TensorRT's libraries loading: ``cuda`` says whether a session asked for a GPU provider
+    starts on CUDA ("starts"), logs that cuDNN is missing and runs on the CPU ("no cuDNN"), starts only after
+    ``onnxruntime.preload_dlls`` ("pip cuDNN": CUDA and cuDNN from pip packages), or whether the driver sees no GPU
+    ("no GPU"). ``events``: the pip packages' libraries preloaded, and each session's providers asked."""
+    import onnxruntime
+
+    state: dict[str, Any] = {"cuda": "no cuDNN", "events": []}
+
+    class Session(onnxruntime.InferenceSession):  # type: ignore[misc]
+        def __init__(self, model: Any, sess_options: Any = None, providers: Any = None, **kwargs: Any) -> None:
+            names = [p if isinstance(p, str) else p[0] for p in providers or []]
+            state["events"].append(list(providers or []))
+            gpu = bool({CUDA, TENSORRT} & set(names))
+            starts = state["cuda"] == "starts" or (state["cuda"] == "pip cuDNN" and "preloaded" in state["events"])
+            if gpu and not starts:
+                os.write(2, NO_CUDNN_LOG.encode())
+            super().__init__(model, sess_options=sess_options, providers=[CPU], **kwargs)  # really loaded and run
+            self.on = [CUDA, CPU] if gpu and starts else [CPU]
+
+        def get_providers(self) -> list[str]:
+            return list(self.on)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: state["events"].append("preloaded"), raising=False)
+    monkeypatch.setattr(ort_providers, "_preloaded", False, raising=False)
+    monkeypatch.setattr(ort_providers, "_probed", {}, raising=False)
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: None if state["cuda"] == "no GPU" else 1)
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: True)
+    return state
+
+
+@pytest.mark.parametrize(("cuda", "problem", "hint"), [
+    ("no cuDNN", f"{CUDA} does not start: {CUDNN_MISSING}", CUDNN_HINT),
+    ("no GPU", "no CUDA device (no NVIDIA driver answers)",
+     "the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)"),
+])
+def test_auto_does_not_choose_a_gpu_provider_that_cannot_run(
+        gpu_onnxruntime: dict[str, Any], cuda: str, problem: str, hint: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``auto`` chose the TensorRT EP (its libraries load) and the CUDA one, which both run on the CUDA provider's
+    libraries and GPU: it takes the CPU, saying why once; ``cuda`` and ``tensorrt`` are refused in one line that says
+    what is missing and how to get it. The probe is made once per process (after the pip packages' CUDA and cuDNN are
+    preloaded), not per session."""
+    gpu_onnxruntime["cuda"] = cuda
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.ort_providers"):
+        assert select_providers() == [CPU]
+        assert select_providers("auto", fp16=True) == [CPU]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ONNX Runtime's CUDA provider cannot run here ({problem}): running on the CPU ({hint})"]
+    probe = [] if cuda == "no GPU" else ["preloaded", [(CUDA, {"device_id": 0}), CPU]]
+    assert gpu_onnxruntime["events"] == probe
+    for device, what in (("cuda", "ONNX Runtime's CUDA provider"),
+                         ("tensorrt", "ONNX Runtime's TensorRT provider runs on its CUDA provider, which")):
+        with pytest.raises(BackendUnavailableError) as refused:
+            select_providers(device)
+        assert refused.value.args[0] == f"{what} cannot run here: {problem}"
+        assert refused.value.hint == f"{hint}; or use device cpu"
+    assert gpu_onnxruntime["events"] == probe  # asked once
+    assert select_providers("cpu") == [CPU]
+
+
+def test_auto_and_cuda_choose_the_gpu_where_the_cuda_provider_runs(gpu_onnxruntime: dict[str, Any]) -> None:
+    """Where the probe's session runs on the CUDA provider, the choice is the list's, as before; a GPU other than
+    the first is probed on itself."""
+    gpu_onnxruntime["cuda"] = "starts"
+    assert [p if isinstance(p, str) else p[0] for p in select_providers()] == [TENSORRT, CUDA, CPU]
+    assert select_providers("cuda", device_id=1)[0] == (CUDA, {"device_id": 1, "use_tf32": 0})
+    assert gpu_onnxruntime["events"] == ["preloaded", [(CUDA, {"device_id": 0}), CPU], [(CUDA, {"device_id": 1}), CPU]]
+
+
+def test_doctor_probes_the_cuda_provider_as_a_run_starts_it(gpu_onnxruntime: dict[str, Any]) -> None:
+    """doctor's probe session was made without ``onnxruntime.preload_dlls``, which every GPU session of a run is made
+    after: with CUDA and cuDNN from pip (``pip install 'onnxruntime-gpu[cuda,cudnn]'``, its own row's hint, and
+    no PyTorch imported first) it said 'does not start: libcudnn.so.9 ...' where infer ran on the GPU. One probe,
+    the libraries loaded first, answers both."""
+    from pvt_deploy import doctor
+
+    gpu_onnxruntime["cuda"] = "pip cuDNN"
+    rows = {c.key: c for c in doctor._onnxruntime()}
+    assert rows["onnxruntime_cuda"].status == "ok", rows["onnxruntime_cuda"]
+    assert rows["onnxruntime"].info["tensorrt_provider_usable"] is True
+    assert gpu_onnxruntime["events"] == ["preloaded", [(CUDA, {"device_id": 0}), CPU]]
+    assert [p if isinstance(p, str) else p[0] for p in select_providers()] == [TENSORRT, CUDA, CPU]
+
+
+@pytest.fixture
+def cls_onnx(cls_artifact: Any, tmp_path: Path) -> Path:
+    """The 64 px classifier export's model.onnx and manifest.json, copied (its folder is shared)."""
+    folder = tmp_path / "pvt_tiny-cls"
+    folder.mkdir()
+    for name in ("model.onnx", "manifest.json"):
+        shutil.copy(cls_artifact.folder / name, folder / name)
+    return folder / "model.onnx"
+
+
+def test_infer_without_cudnn_runs_on_the_cpu_or_is_refused_in_one_line(
+        gpu_onnxruntime: dict[str, Any], cls_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``infer --device cuda`` without cuDNN: exit 3 and one line with ONNX Runtime's reason and the pip install,
+    where it printed its log and the refusal said 'ONNX Runtime printed the reason above'. Without ``--device``
+    the run is a CPU one from the start (the session asked for the CPU provider alone: its CPU settings, no TensorRT
+    engine folder made beside the model), with one warning."""
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.ort_providers"):
+        code, out, err = run(monkeypatch, capfd, "infer", str(image), "--model", str(cls_onnx), "--no-save")
+    assert code == 0, err
+    assert "on onnxruntime CPUExecutionProvider fp32" in err
+    said = [r.getMessage() for r in caplog.records if "CUDA provider cannot run here" in r.getMessage()]
+    assert len(said) == 1 and f"({CUDA} does not start: {CUDNN_MISSING}): running on the CPU" in said[0], said
+    assert "[E:onnxruntime" not in err and "EP Error" not in out  # ONNX Runtime's own log, held back
+    sessions = [e for e in gpu_onnxruntime["events"] if isinstance(e, list)]
+    assert sessions[0] == [(CUDA, {"device_id": 0}), CPU] and sessions[1:] and all(s == [CPU] for s in sessions[1:])
+    assert not (cls_onnx.parent / ".ort-cache" / "tensorrt").exists()
+    code, out, err = run(monkeypatch, capfd, "infer", str(image), "--model", str(cls_onnx), "--device", "cuda",
+                         "--no-save")
+    assert code == 3, err
+    assert err == (f"error: ONNX Runtime's CUDA provider cannot run here: {CUDA} does not start: {CUDNN_MISSING} "
+                   f"({CUDNN_HINT}; or use --device cpu)\n")
