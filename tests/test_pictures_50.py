@@ -1,13 +1,17 @@
 """Session 50's leftovers of reading pictures and frames (helper CW): a picture FFmpeg decodes but cannot convert is
 undecodable in the words of any other; Pillow's warning of a large picture is silenced without a warnings state each
-read changes (not thread-safe)."""
+read changes (not thread-safe); 8-bit YUV whose sum FFmpeg's conversion wraps is converted as deeper YUV is."""
 
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from pvt_deploy.io.sources import open_source
 
 
 def _jpeg2000_10_bit(path: Path) -> Path:
@@ -126,3 +130,46 @@ def test_pictures_read_on_threads_say_no_pillow_warning_and_leave_no_warning_fil
     assert done.stdout == "filters left: []\n"
     assert "Warning" not in done.stderr, done.stderr
 
+
+def _out_of_gamut_clip(path: Path, pix_fmt: str, sar: Fraction | None = None) -> Path:
+    """Two frames of lossless H.264 ``pix_fmt`` (8-bit YUV, limited range, BT.601), 16x8 pixels of ``sar``: their
+    left half the most blue above white (Y 255, Cb 255, Cr 128: blue past 512 levels, 255 clipped), their right
+    half mid-grey."""
+    import av
+
+    source = av.VideoFrame(16, 8, "yuv444p")
+    for plane, (left, right) in zip(source.planes, ((255, 128), (255, 128), (128, 128)), strict=True):
+        samples = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        samples[:, :8], samples[:, 8:] = left, right
+    frame = source.reformat(format=pix_fmt)
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=25, options={"qp": "0", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 16, 8, pix_fmt
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
+        for i in range(2):
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("pix_fmt", "sar", "width"), [("yuv444p", None, 16), ("yuv420p", Fraction(21, 16), 21)],
+                         ids=["4:4:4", "4:2:0-widened-to-odd"])
+def test_an_out_of_gamut_8_bit_yuv_frame_is_clipped_not_wrapped(
+        tmp_path: Path, pix_fmt: str, sar: Fraction | None, width: int) -> None:
+    """FFmpeg's default conversion of 8-bit YUV to RGB sums in fixed point and wraps past 512 levels where it
+    interpolates chroma in full, as it does unasked for 4:4:4 (H.264 High 4:4:4, VP9 profile 1, a screen
+    recording) and for an odd width a frame is widened to (non-square pixels): the most blue above white came blue
+    0, not 255. Those frames are converted as frames of more than 8 bits are (the sum rounded, then clipped); the
+    grey beside them is the same grey."""
+    path = _out_of_gamut_clip(tmp_path / f"{pix_fmt}.mkv", pix_fmt, sar)
+    with open_source(path) as source:
+        images = [frame.image for frame in source]
+    assert len(images) == 2 and all(image.shape == (8, width, 3) for image in images)
+    for image in images:
+        blue_white = image[:, :width // 4].reshape(-1, 3)  # away from the halves' edge, which chroma blurs
+        grey = image[:, -(width // 4):].reshape(-1, 3)
+        exact = np.array([255, 229, 255])  # R 278 + 0, G 278 - 0.392 x 127 x 255/224, B 278 + 2.018 x 127: clipped
+        assert np.abs(blue_white.astype(int) - exact).max() <= 1, blue_white[:3]
+        assert np.abs(grey.astype(int) - 130).max() <= 1, grey[:3]  # (128 - 16) x 255 / 219 = 130.4

@@ -244,15 +244,16 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
                   said: set[int] | None = None) -> np.ndarray:
     """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
-    them by default, as OpenCV's VideoCapture does; more than 8 rounded to 8. FFmpeg's default conversion of YUV
-    of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up to 4 levels off the matrix's sum,
-    white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is converted by
-    :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar P010, packed, XYZ) by FFmpeg with
-    chroma interpolated in full (its full_chroma_int: the sum rounded too, but at twice the cost, and a sum past
-    512 levels wraps). Its rgb24 of RGB
-    and gray samples of more than 8 bits (16-bit FFV1 or PNG, 12-bit gray) cuts the low bits: those are taken at
-    16 bits and rounded as :func:`_to_uint8` rounds a 16-bit PNG's (gray as gray: FFmpeg's rgb48 of 10 or 12-bit
-    gray is not 65535 / 1023 of it).
+    them by default, as OpenCV's VideoCapture does, but for planar YUV whose sum that conversion wraps (4:4:4, a
+    width widened to an odd one: :func:`_full_chroma`), converted as more than 8 are; more than 8 rounded to 8.
+    FFmpeg's default conversion of YUV of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up
+    to 4 levels off the matrix's sum, white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is
+    converted by :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar NV12 and P010, packed, XYZ)
+    by FFmpeg, more than 8 bits with chroma interpolated in full (its full_chroma_int: the sum rounded too, but at
+    twice the cost, and a sum past 512 levels wraps, as it does for 8-bit semi-planar 4:4:4 or of an odd width).
+    Its rgb24 of RGB and gray samples of more than 8 bits (16-bit FFV1 or PNG, 12-bit gray) cuts the low bits:
+    those are taken at 16 bits and rounded as :func:`_to_uint8` rounds a 16-bit PNG's (gray as gray: FFmpeg's
+    rgb48 of 10 or 12-bit gray is not 65535 / 1023 of it).
 
     YUV tagged with a colorspace FFmpeg's converter has no matrix for (YCgCo, BT.2020's constant luminance, ICtCp,
     a reserved value), which it refuses ('Operation not supported'), is converted by BT.601's, FFmpeg's default,
@@ -269,13 +270,15 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
             if said is not None:
                 said.add(colorspace)
         colorspace, tagged = _BT601_TAG, Colorspace.ITU601
-    if max(c.bits for c in components) <= 8:
-        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
-                              threads=_SCALER_THREADS).to_ndarray()
-    if len(components) >= 3 and not fmt.is_rgb:  # YUV (and alpha), XYZ
+    deep = max(c.bits for c in components) > 8
+    if len(components) >= 3 and not fmt.is_rgb and (deep or _full_chroma(frame, width)):  # YUV (and alpha), XYZ
         image = _planar_yuv_to_rgb(frame, width or frame.width, colorspace)
         if image is not None:
             return image
+    if not deep:
+        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
+                              threads=_SCALER_THREADS).to_ndarray()
+    if len(components) >= 3 and not fmt.is_rgb:
         return frame.reformat(width=width, format="rgb24", src_colorspace=tagged, interpolation=_FULL_CHROMA,
                               threads=_SCALER_THREADS).to_ndarray()
     if len(components) <= 2:  # gray (and alpha)
@@ -285,14 +288,26 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
 
 
 _FULL_CHROMA = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT
+
+
+def _full_chroma(frame: av.VideoFrame, width: int | None) -> bool:
+    """Whether FFmpeg's default conversion of ``frame``'s 8-bit YUV to RGB, ``width`` wide, interpolates its chroma
+    in full, as it does unasked for chroma at the luma's size (4:4:4) and for a width out that is odd and not the
+    frame's (a player's width of non-square pixels): its fixed-point sum wraps past 512 levels there, the most blue
+    above white (Y 255, Cb 255; limited range) blue 0, not 255 (FFmpeg 8's swscale; full range sums to 480 at
+    most). Its other conversions clip, and cost half as much as :func:`_planar_yuv_to_rgb`, which converts these."""
+    fmt, w = frame.format, frame.width
+    widened = width is not None and width != w and width % 2 == 1
+    return widened or (fmt.chroma_width(w) == w and fmt.chroma_height(frame.height) == frame.height)
 # FFmpeg's scaler on one thread: a frame keeps its scaler, and the last frame a reader decoded (which it holds)
 # freed in a forked child hung there for good, waiting on the scaler threads the fork did not copy (a child
 # that collected garbage or left normally never ended). PyAV's default is one thread a core; a 1080p frame's
 # conversion takes no more CPU on one, and the decode thread runs beside the model's threads either way
 _SCALER_THREADS = 1
 
-# Planar YUV of 9 to 16 bits, little-endian, alpha or none ("yuv444p10msble" holds its samples in the high bits)
-_PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p\d+le")
+# Planar YUV of 8 bits, or of 9 to 16, little-endian, alpha or none ("yuv444p10msble" holds its samples in the high
+# bits; "yuvj444p", full range whatever the frame's range says, sums to no more than 480 levels: FFmpeg's)
+_PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p(?:\d+le)?")
 
 # Kr and Kb of the matrix FFmpeg's swscale applies for a frame's colorspace (AVColorSpace): BT.601's where none
 # is named (and for RGB's, 0); swscale refuses the others, which are read as BT.601 (BT470BG, 5: _frame_to_rgb)
@@ -308,7 +323,8 @@ _UNMATCHED_COLORSPACES = {8: "YCgCo (8)", 10: "BT.2020 constant luminance (10)",
 
 
 def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None = None) -> np.ndarray | None:
-    """A frame of planar YUV of more than 8 bits as HxWx3 uint8 RGB, ``width`` wide: the sum of the matrix of its
+    """A frame of planar YUV of more than 8 bits, or of 8 where FFmpeg's sum wraps (:func:`_full_chroma`), as HxWx3
+    uint8 RGB, ``width`` wide: the sum of the matrix of its
     colorspace and range, as FFmpeg's swscale applies them, rounded (within 0.5 of it), its chroma upsampled
     bilinearly from the centre of its samples, as swscale's full_chroma_int does. That costs twice as much
     (1080p 10-bit: 12.1 ms of CPU against 7.5, FFmpeg's default rgb24 6.6, up to 4 levels off; 4K 46.7, 40.7 and
@@ -324,8 +340,9 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     weights = _LUMA_WEIGHTS.get(int(frame.colorspace) if colorspace is None else colorspace)
     if weights is None or not _PLANAR_YUV.fullmatch(frame.format.name):
         return None
-    y, u, v = (_samples(frame.planes[i]) for i in range(3))
-    scale = float(1 << (frame.format.components[0].bits - 8))
+    bits = frame.format.components[0].bits
+    y, u, v = (_samples(frame.planes[i], bits) for i in range(3))
+    scale = float(1 << (bits - 8))
     if int(frame.color_range) == 2:  # full (JPEG) range
         luma, chroma, black = 1.0 / scale, 1.0 / scale, 0.0
     else:
@@ -345,9 +362,10 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     return cv2.merge(channels)
 
 
-def _samples(plane: VideoPlane) -> np.ndarray:
-    """A plane of 16-bit samples as FFmpeg holds it (a view, its padding cut)."""
-    rows = np.frombuffer(memoryview(plane), np.uint16).reshape(plane.height, plane.line_size // 2)
+def _samples(plane: VideoPlane, bits: int) -> np.ndarray:
+    """A plane of samples of ``bits`` bits (8, or 16-bit words) as FFmpeg holds it (a view, its padding cut)."""
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    rows = np.frombuffer(memoryview(plane), dtype).reshape(plane.height, plane.line_size // dtype().itemsize)
     return rows[:, :plane.width]
 
 
