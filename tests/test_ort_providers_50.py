@@ -159,3 +159,49 @@ def test_infer_without_cudnn_runs_on_the_cpu_or_is_refused_in_one_line(
     assert code == 3, err
     assert err == (f"error: ONNX Runtime's CUDA provider cannot run here: {CUDA} does not start: {CUDNN_MISSING} "
                    f"({CUDNN_HINT}; or use --device cpu)\n")
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_a_run_the_gpu_provider_fails_is_not_moved_to_the_cpu(
+        device: str, gpu_onnxruntime: dict[str, Any], cls_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A session that started on the CUDA provider and whose run it fails (``EPFail``: 'no kernel image is available
+    for execution on the device', a GPU this build has no kernels for) was moved to the CPU by ONNX Runtime's Python
+    side, which printed 'EP Error ... Falling back' to stdout and ran that call and every later one on the CPU, the
+    backend still saying CUDA. The failure is one line, and the session stays where it was."""
+    import numpy as np
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    class Failing:  # the C session's run, as the CUDA provider fails it; set_providers makes a new one
+        def __init__(self, session: Any) -> None:
+            self._session = session
+
+        def run(self, *args: Any) -> Any:
+            raise EPFail("CUDA failure 209: no kernel image is available for execution on the device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    stand_in = onnxruntime.InferenceSession
+
+    class FailsOnGpu(stand_in):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.on[0] == CUDA:
+                self._sess = Failing(self._sess)
+
+    gpu_onnxruntime["cuda"] = "starts"
+    monkeypatch.setattr(onnxruntime, "InferenceSession", FailsOnGpu)
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+    with OnnxRuntimeBackend(cls_onnx, device=device, io_binding=False) as backend:
+        assert backend.info.device == CUDA
+        capfd.readouterr()
+        with pytest.raises(PvtDeployError) as failed:
+            backend.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})
+        assert failed.value.args[0] == ("model.onnx: ONNX Runtime failed: CUDA failure 209: no kernel image is "
+                                        "available for execution on the device")
+        assert capfd.readouterr().out == ""  # no 'EP Error ... Falling back to CPU' print

@@ -40,7 +40,9 @@ Session choices and why:
   of the export would have (:func:`pvt_deploy.export.tensorrt.compute_profile`), not for the first
   shape it sees. ``cuda:N`` past the GPUs the CUDA driver sees is refused before a session is made.
 * On a GPU provider outputs are bound to device memory with IO binding and copied to the host once,
-  instead of ORT allocating host outputs per run (``io_binding="auto"``).
+  instead of ORT allocating host outputs per run (``io_binding="auto"``). A run the provider fails
+  (``EPFail``) is an error in one line: ORT's Python side would retry it on the CPU, printing to stdout,
+  and leave the session there for every later run (its ``disable_fallback``).
 * The graph contract is float32 in and float32/int32 out; a graph with half-precision I/O is fed
   and read through casts so every precision looks the same to post-processing.
 * On the CPU a batch of at least one image per intra-op thread is split into one shard per thread,
@@ -512,6 +514,8 @@ class OnnxRuntimeBackend(Backend):
         used = list(self._session.get_providers())
         self._check_fallback(kind, names, used)
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
+        if self._on_gpu:  # a run the provider fails (EPFail) raises, not moved to the CPU by ORT's Python side for good
+            self._session.disable_fallback()
         self._device_id = _provider_device_id(self._session, used[0], device_id) if self._on_gpu else 0
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self._profile: dict[str, dict[str, list[int]]] | None = profile if used and used[0] == TENSORRT else None
