@@ -1424,7 +1424,7 @@ def test_a_writer_that_fails_as_it_starts_lets_go_of_its_folders_and_their_locks
     from pvt_deploy.io import sinks
     from pvt_deploy.tasks.pipeline import ResultWriter
 
-    def fails(self: Any, path: Any) -> None:
+    def fails(self: Any, path: Any, **kwargs: Any) -> None:
         raise error
 
     monkeypatch.setattr(sinks.JsonlWriter, "__init__", fails)  # the step after the folders

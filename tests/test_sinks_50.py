@@ -203,3 +203,38 @@ def test_the_longest_names_with_every_suffix_and_temporary_name_are_written(tmp_
         assert len(container.streams.audio) == 1 and sum(1 for _ in container.decode(video=0)) == 3
     picture = cv2.imread(str(out / f"{LONGEST}_1.tiff"), cv2.IMREAD_COLOR)
     assert picture is not None and picture.shape == (48, 64, 3)
+
+
+def test_a_run_started_at_the_same_moment_keeps_its_json_lines_to_itself(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs into one folder that chose their names at the same moment both found predictions.jsonl free, and
+    the second opened predictions.jsonl.part over the first's, its lines lost. A run makes its .part as a new file
+    or takes the next _N (with its labels_N/ and the COCO file's name): here another run makes its .part just
+    after this one chose the name. The other's file stays as it was; this run writes predictions_1.jsonl, its
+    labels into labels_1/, and leaves no labels/ of its own. Fails before (the other's lines replaced)."""
+    from pvt_deploy.io import sinks
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.tasks.results import Boxes, Result
+
+    real = sinks.free_paths
+    other = tmp_path / "predictions.jsonl.part"
+
+    def chosen_as_another_run_starts(*args: object, **kwargs: object) -> list[Path]:
+        names = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not other.exists():
+            other.write_text('{"frame":0}\n')  # the other run's first line, a moment after this run chose the name
+        return names
+
+    monkeypatch.setattr(sinks, "free_paths", chosen_as_another_run_starts)
+    names = ["cat"]
+    with ResultWriter(tmp_path, task="detect", names=names, save=False, save_json=True, save_txt=True) as writer:
+        boxes = Boxes(np.array([[2, 2, 30, 30]], np.float32), np.array([0.9], np.float32), np.array([0]), names,
+                      (48, 64))
+        r = Result("detect", np.zeros((48, 64, 3), np.uint8), names=names, boxes=boxes)
+        r.path = "cat.jpg"
+        writer.write(r)
+    assert other.read_text() == '{"frame":0}\n'
+    assert [json.loads(line)["source"] for line in (tmp_path / "predictions_1.jsonl").read_text().splitlines()] == [
+        "cat.jpg"]
+    assert (tmp_path / "predictions_coco_1.json").is_file() and not (tmp_path / "predictions_coco.json").exists()
+    assert [p.name for p in (tmp_path / "labels_1").iterdir()] == ["cat.txt"] and not (tmp_path / "labels").exists()

@@ -1484,12 +1484,15 @@ class JsonlWriter:
 
     PART = ".part"  # the name of the file being written: <path>.part
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, new: bool = False) -> None:
+        """``new``: ``<path>.part`` is made here or not at all (:class:`FileExistsError`), never opened over one
+        that is there (a killed run's lines, another run's file being written): a run holds its name so."""
         self.path = Path(path)
         self.part = self.path.with_name(self.path.name + self.PART)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lines = 0
-        self._file = open(self.part, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 (closed in close())
+        # closed in close()
+        self._file = open(self.part, "x" if new else "w", encoding="utf-8", newline="\n")  # noqa: SIM115
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record (numpy values allowed) as one line, flushed.

@@ -924,19 +924,24 @@ class ResultWriter:
             wanted += [("crops", "")] if save_crop else []
             if save_txt or save_crop:
                 self._sweep_earlier_runs()
-            while True:  # labels_N/ and crops_N/ are made as they are chosen: a run started beside this one
-                # into the folder found them free too, and wrote its labels into the same folder (no JSON there)
+            while True:  # labels_N/ and crops_N/ are made as they are chosen, and predictions_N.jsonl.part: a run
+                # started beside this one into the folder found them free too, and wrote its labels into the same
+                # folder, its JSON lines into the same file
                 free = free_paths(self.save_dir, wanted, self._taken, partial=JsonlWriter.PART) if wanted else []
                 paths = dict(zip(wanted, free, strict=True))
-                if self._make_run_folders([paths[k] for k in (("labels", ""), ("crops", "")) if k in paths]):
-                    break
+                if not self._make_run_folders([paths[k] for k in (("labels", ""), ("crops", "")) if k in paths]):
+                    continue
+                try:
+                    self._jsonl = JsonlWriter(paths[files[0]], new=True) if save_json else None
+                except FileExistsError:
+                    self._remove_empty_run_folders()
+                    continue
+                break
             self._labels = paths.get(("labels", ""), self._labels)
             self._crops = paths.get(("crops", ""), self._crops)
-            if save_json:
-                self._jsonl = JsonlWriter(paths[files[0]])
-                if task == "detect":
-                    ids = COCO80_TO_91 if _is_coco(self.names) else None
-                    self._coco = _spooled_coco_writer(paths[files[1]], category_ids=ids, image_ids=self._coco_ids)
+            if save_json and task == "detect":
+                ids = COCO80_TO_91 if _is_coco(self.names) else None
+                self._coco = _spooled_coco_writer(paths[files[1]], category_ids=ids, image_ids=self._coco_ids)
         except BaseException as e:  # whatever it is (a Ctrl-C too), what was taken goes: the run's locks with it
             self._discard()
             self._remove_empty_run_folders()
