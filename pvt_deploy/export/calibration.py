@@ -91,15 +91,14 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     :data:`~pvt_deploy.io.sources.VIDEO_BYTES_PER_PIXEL_UNSAVED`) and 3 bytes (RGB) for each frame kept, of
     no more frames than the clip holds (``kept_frames``: --calib-size 100000 on a 75-frame clip reads 75).
     A 4K clip of which 8 frames are kept is so weighed at ~1.2 GB; it was weighed as ``infer`` weighs a
-    video it draws and saves (260 bytes a pixel, ~2.2 GB)."""
+    video it draws and saves (260 bytes a pixel, ~2.2 GB). A clip of non-square pixels is weighed at the size
+    its frames are kept at, a player's (1440x1080 HDV at 1920x1080), as the video source weighs every video."""
     from pvt_deploy.io.sources import (
         _GLOB_CHARS,
         DATASET_SUFFIXES,
         VIDEO_BYTES_PER_PIXEL_UNSAVED,
         VIDEO_SUFFIXES,
         ImageSource,
-        StreamSource,
-        VideoSource,
         is_live,
         open_source,
     )
@@ -124,27 +123,7 @@ def open_images(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     if not videos and not isinstance(source, ImageSource):  # a video without a video's suffix
         source.close()
         raise InputError(not_video)
-    if isinstance(source, (VideoSource, StreamSource)) and source.size:
-        try:
-            _weigh_as_shown(source, keep)
-        except InputError:
-            source.close()
-            raise
     return source
-
-
-def _weigh_as_shown(source: VideoSource | StreamSource, keep: int) -> None:
-    """Refuse a video whose frames kept (``keep``, of no more frames than it holds) with its decoding need more
-    memory than is free, weighed at the size its frames are kept at: a player's (``source.size``), as the video
-    source widens a clip of non-square pixels (DVD, HDV 1440x1080 shown 1920x1080). Opening it weighed it at
-    the size its frames are stored at: the RGB frames kept of HDV a quarter short, a 2:1 clip's by half; a clip of
-    square pixels is weighed the same again. The decoder's own frames, stored narrower, are counted at the
-    wider size too: a little over, never under."""
-    from pvt_deploy.io.sources import VIDEO_BYTES_PER_PIXEL_UNSAVED, _check_memory_to_run
-
-    assert source.size is not None
-    kept = min(keep, source.frames) if source.frames else keep
-    _check_memory_to_run(source.spec, "video", *source.size, VIDEO_BYTES_PER_PIXEL_UNSAVED + 3 * max(1, kept))
 
 
 def is_dataset_yaml(spec: object) -> bool:

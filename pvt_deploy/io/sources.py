@@ -1086,7 +1086,9 @@ class PyAVReader:
         self._pending: list[float] | None = None  # decode times not yet given to a frame (see _decode)
         self._first_dts: float | None = None
         self._name = redact_url(target)  # for an error message: a URL without its password
-        self._colorspaces_said: set[int] = set()  # the colorspaces converted by BT.601's, warned of (_frame_to_rgb)
+        # the colorspaces converted by BT.601's, warned of (_frame_to_rgb): a source that opens its video again
+        # (a stream's reconnect) hands each reader its one set, so that the warning is said once for the source
+        self.colorspaces_said: set[int] = set()
         opening = time.monotonic()
         try:
             self._container = av.open(target, options=options or {}, timeout=timeout)
@@ -1116,7 +1118,7 @@ class PyAVReader:
             # ffplay takes it: an MPEG-TS channel's changes between a 4:3 and a 16:9 programme, SD and HD
             declared = stream.sample_aspect_ratio
             self._declared_sar = declared if declared and declared != stream.codec_context.sample_aspect_ratio else None
-            self._sar: float | None = None
+            self._sar: float | None = self._pixel_shape()  # again at each keyframe (see grab)
             self._shaped: tuple[int, int] | None = None  # the frame size where _sar was read (see grab)
             rate = stream.average_rate or stream.guessed_rate
             self.fps: float | None = _frame_rate(self._container, stream)
@@ -1149,11 +1151,14 @@ class PyAVReader:
             # --calib-size 100000 on a 75-frame clip is weighed at the 75 it reads, not refused for 100000
             kept = min(kept_frames, self.frames) if self.frames else kept_frames
             self._per_pixel = bytes_per_pixel + 3 * max(0, kept)
-            # the frame size weighed against the memory free: before the first frame is decoded, the one the
+            # the frame size weighed against the memory free, as its RGB frames are made: widened to a player's
+            # shape (a 2:1 clip stored 640x480 gives 1280x480 frames; the decoder's own, stored narrower, counted
+            # at that size too: a little over, never under). Before the first frame is decoded, the one the
             # stream declares (its codec parameters); again in grab() where a frame comes at another (a
-            # resolution switch, or a size not declared). A picture's packet is weighed as its file is (_decode)
+            # resolution switch, a new pixel shape, or a size not declared). A picture's packet is weighed as
+            # its file is (_decode)
             codec = stream.codec_context
-            self._weighed = (codec.width, codec.height)
+            self._weighed = (self._widened(codec.width), codec.height)
             if not picture_format:
                 _check_memory_to_run(self._name, "video", *self._weighed, self._per_pixel)
             self._decoded = self._decode()
@@ -1306,20 +1311,25 @@ class PyAVReader:
         if self._frame is None:
             return False
         size = (self._frame.width, self._frame.height)
-        if size != self._weighed and not self.picture:
-            self._weighed = size
-            _check_memory_to_run(self._name, "video", *size, self._per_pixel)
-        self._time = self._frame_time(self._frame)
         # the frame's pixel shape, which PyAV does not give: the decoder's, read at a keyframe and where the
         # frame size changes. A new shape comes with a new sequence header, at a keyframe, and holds for it and
         # the frames after it. The decoder may be a few frames ahead of the frame it gives (B-frames, frame
         # threads): read at every frame, the frames before a switch that came out after it took the next shape;
         # read so, only a keyframe that close before a switch does
         if self._frame.key_frame or size != self._shaped:
-            sar = self._declared_sar or self._stream.codec_context.sample_aspect_ratio
-            self._sar = float(sar) if sar and sar > 0 and sar != 1 else None
+            self._sar = self._pixel_shape()
             self._shaped = size
+        shown = (self._display_width(), size[1])
+        if shown != self._weighed and not self.picture:
+            self._weighed = shown
+            _check_memory_to_run(self._name, "video", *shown, self._per_pixel)
+        self._time = self._frame_time(self._frame)
         return True
+
+    def _pixel_shape(self) -> float | None:
+        """The width of a pixel as a player shows it, where not square (see ``_declared_sar``): None for square."""
+        sar = self._declared_sar or self._stream.codec_context.sample_aspect_ratio
+        return float(sar) if sar and sar > 0 and sar != 1 else None
 
     def _frame_time(self, frame: av.VideoFrame) -> float | None:
         """``frame``'s time from the first frame (in AVI, the earliest decode time no frame has taken yet:
@@ -1358,8 +1368,11 @@ class PyAVReader:
 
     def _display_width(self) -> int:
         assert self._frame is not None
-        w = self._frame.width
-        return max(1, round(w * self._sar)) if self._sar else w
+        return self._widened(self._frame.width)
+
+    def _widened(self, width: int) -> int:
+        """``width`` stored pixels as wide as a player shows them (the pixel shape read last: ``_sar``)."""
+        return max(1, round(width * self._sar)) if self._sar and width > 0 else width
 
     def retrieve_shape(self) -> tuple[int, int]:
         assert self._frame is not None
@@ -1368,7 +1381,7 @@ class PyAVReader:
 
     def retrieve(self) -> np.ndarray:
         assert self._frame is not None, "retrieve() before a successful grab()"
-        image = _frame_to_rgb(self._frame, self._display_width(), source=self._name, said=self._colorspaces_said)
+        image = _frame_to_rgb(self._frame, self._display_width(), source=self._name, said=self.colorspaces_said)
         turns, mirrored = self._orientation()
         # turns are counter-clockwise, as np.rot90's positive k; cv2.rotate gives the same picture 7x faster
         # than a contiguous copy of np.rot90's view (0.46 against 3.3 ms a 720p frame)
@@ -1581,6 +1594,7 @@ class VideoSource(Source):
         self._per_pixel = bytes_per_pixel
         self._kept_frames = kept_frames
         self.error: str | None = None
+        self._colorspaces_said: set[int] = set()  # for every reader of it (see _open)
         self._reader: PyAVReader | None = self._open()
         self._active: PyAVReader | None = None
         self.fps = self._reader.fps
@@ -1596,8 +1610,8 @@ class VideoSource(Source):
 
     def _open(self) -> PyAVReader:
         try:
-            return PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel,
-                              kept_frames=self._kept_frames)
+            reader = PyAVReader(str(self.path), live=False, bytes_per_pixel=self._per_pixel,
+                                kept_frames=self._kept_frames)
         except av.error.FFmpegError as e:
             with contextlib.suppress(OSError):
                 if self.path.stat().st_size == 0:
@@ -1608,6 +1622,8 @@ class VideoSource(Source):
                                  "recording stopped by a crash or a flat battery has no index") from e
             reason = joined_lines(getattr(e, "strerror", None) or e)
             raise InputError(f"cannot decode {self.path} as a video ({reason})") from e
+        reader.colorspaces_said = self._colorspaces_said  # said once for the video, whichever reader reads it
+        return reader
 
     def _iter_frames(self) -> Iterator[Frame]:
         reader, self._reader = (self._reader or self._open()), None
@@ -1880,8 +1896,9 @@ class StreamSource(Source):
         self._stop = threading.Event()
         # the backoff between reconnects (up to Reconnect.max_wait) ends early on stop()
         self._sleep = sleep if sleep is not None else self._stop.wait
+        self._colorspaces_said: set[int] = set()  # for every connection's reader (see _open)
         try:  # first connection: fail fast, a wrong URL should not sit through backoff
-            self._reader: FrameReader | None = opener()
+            self._reader: FrameReader | None = self._open()
         except _TooBigToDecode:
             raise  # a picture's URL too big for the memory free: one line naming it, as its file would say
         except _CONNECTION_ERRORS as e:
@@ -1910,6 +1927,14 @@ class StreamSource(Source):
             raise InputError(f"stream {self.spec} can be iterated only once")
         return self._iter_threaded() if self.realtime else self._iter_frames_inline()
 
+    def _open(self) -> FrameReader:
+        """A new connection's reader, given the source's set of the colorspaces warned of: a feed tagged with one
+        FFmpeg has no matrix for is said once, not again at each reconnect."""
+        reader = self._opener()
+        if isinstance(reader, PyAVReader):
+            reader.colorspaces_said = self._colorspaces_said
+        return reader
+
     def _connect_again(self) -> FrameReader | None:
         """Reopen after a drop with backoff; None when the retry budget is spent or we are closing."""
         attempt = 1
@@ -1918,7 +1943,7 @@ class StreamSource(Source):
             if self._stop.is_set():
                 break
             try:
-                reader = self._opener()
+                reader = self._open()
             except _TooBigToDecode:
                 raise  # not a drop: the stream came back at a size the memory free cannot run; said at once
             except _CONNECTION_ERRORS as e:
