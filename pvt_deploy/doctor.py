@@ -233,7 +233,8 @@ def _tensorrt() -> list[Check]:
 
 #: The frame size each H.264 encoder is opened for: hardware encoders refuse tiny frames, which would read as
 #: "unusable". It is one size: a hardware encoder's limits are its GPU's (NVENC's width and height range), so one that
-#: opens here may still refuse a video's size, which ``infer`` then says in one line; the row says so.
+#: opens here may still refuse a video's size, which ``infer`` (codec auto) then writes with the next encoder that opens
+#: at it, with a warning (io.sinks.VideoWriter); the row says so.
 _PROBE_SIZE = (256, 256)
 
 

@@ -1,12 +1,15 @@
 """Session 50 (helper CU): output naming without a listing per file, JSON lines every reader splits alike,
-joiners kept inside names, and the longest names with every temporary name they get."""
+joiners kept inside names, and the longest names with every temporary name they get; (helper DB) a video's encoder
+chosen for codec="auto" that refuses its size."""
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -238,3 +241,55 @@ def test_a_run_started_at_the_same_moment_keeps_its_json_lines_to_itself(tmp_pat
         "cat.jpg"]
     assert (tmp_path / "predictions_coco_1.json").is_file() and not (tmp_path / "predictions_coco.json").exists()
     assert [p.name for p in (tmp_path / "labels_1").iterdir()] == ["cat.txt"] and not (tmp_path / "labels").exists()
+
+
+def test_an_encoder_chosen_for_auto_that_refuses_the_size_gives_way_to_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """codec="auto" takes h264_nvenc where it opens for 256x256 (resolve_codec, doctor's probe), but NVENC's sizes
+    are its GPU's, and a video it then refused stopped the run ('the h264_nvenc encoder cannot be opened for frames
+    of ...'), infer having no --codec to choose another. The writer goes on to the next of _AUTO_H264 that opens at
+    the size (libx264), with one warning naming NVENC and the size. NVENC here: the real encoder, said to open by a
+    stand-in probe, at 8192x64, wider than NVENC's H.264 takes on any GPU (and it has no driver here). A run
+    through the pipeline writes its video too; an encoder named stays refused in one line, as do sizes none takes.
+    Fails before (the InputError)."""
+    import av
+    from test_pipeline import FakeBackend, _model
+    from test_sinks_49 import _WideSource
+
+    from pvt_deploy.errors import InputError
+    from pvt_deploy.io import sinks
+
+    probe = sinks._encoder_opens
+    # NVENC opens for 256x256; libopenh264 (not in PyAV's wheels) does not, wherever it is
+    opens = {"h264_nvenc": True, "libopenh264": False}
+    monkeypatch.setattr(sinks, "_encoder_opens", lambda name: opens.get(name, probe(name)))
+    assert sinks.resolve_codec("auto") == "h264_nvenc"
+    out = tmp_path / "wide.mp4"
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"), sinks.VideoWriter(out, 10, (8192, 64)) as writer:
+        for i in range(3):
+            writer.write(np.full((64, 8192, 3), 60 * i, np.uint8), i / 10)
+    assert writer.codec == "libx264" and writer.close() == out
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and re.fullmatch(rf"{re.escape(str(out))}: the h264_nvenc encoder cannot be opened for "
+                                           r"frames of 8192x64 \(.+\); written with libx264 instead", said[0]), said
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert [f.shape for f in frames] == [(64, 8192, 3)] * 3
+    assert [round(float(f.mean())) for f in frames] == pytest.approx([0, 60, 120], abs=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["wide.mp4"]
+
+    run = tmp_path / "run"
+    for _ in _model(FakeBackend()).predict(_WideSource((8192, 64)), stream=True, save=True, save_dir=run):
+        pass
+    (video,) = run.glob("*.mp4")
+    with av.open(str(video)) as container:
+        assert [(f.width, f.height) for f in container.decode(video=0)] == [(8192, 64)] * 3
+
+    with pytest.raises(InputError, match=r"cannot write .*named\.mp4: the h264_nvenc encoder cannot be opened for "
+                                         r"frames of 8192x64 \("):
+        sinks.VideoWriter(tmp_path / "named.mp4", 10, (8192, 64), "h264_nvenc")
+    with pytest.raises(InputError, match=r"cannot write .*huge\.mp4: the h264_nvenc and libx264 encoders cannot be "
+                                         r"opened for frames of 20000x64 \(h264_nvenc: .+; libx264: .+\)"):
+        sinks.VideoWriter(tmp_path / "huge.mp4", 10, (20000, 64))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "wide.mp4"]

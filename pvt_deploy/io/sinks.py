@@ -269,6 +269,12 @@ class VideoWriter:
     instead (:func:`~pvt_deploy.utils.files.atomic_path`); :attr:`path` and :meth:`close` say where. Without,
     a file at ``path`` is replaced, as by any write to it.
 
+    ``codec``: an encoder's name, or ``"auto"`` (``"h264"``): the first of :data:`_AUTO_H264` that opens here
+    (:func:`resolve_codec`, which opens them at 256x256). Where the one it chose refuses this video's size (NVENC's
+    limits are its GPU's), the next of them that opens at this size writes the video, and a warning names the one
+    refused and the size; a named encoder that refuses the size, or none left that takes it, is an
+    :class:`InputError`.
+
     Use it as a context manager: whether the block ends normally or by an exception (including
     KeyboardInterrupt), the encoder is flushed and the file is finalised with the frames written
     so far; a writer that received no frame leaves no file. A Ctrl-C or SIGTERM that comes while
@@ -329,33 +335,52 @@ class VideoWriter:
         self._atomic = atomic_path(self.path, next_name=renamed if next_name is not None else None)
         self._tmp = Path(self._atomic.__enter__())
         self._fmt = fmt
+        frame_size = f"{width + self._pad[0]}x{height + self._pad[1]}"
+        # codec="auto": the encoders after the one chosen, for a size it refuses (those that open here, asked only then)
+        spare = _AUTO_H264[_AUTO_H264.index(self.codec) + 1:] if codec in ("auto", "h264") else ()
+        refused: list[tuple[str, str]] = []  # (encoder, why), in the order tried
         try:
-            self._container = av.open(str(self._tmp), "w", format=fmt, container_options=_muxer_options(fmt))
+            for name in itertools.chain([self.codec], filter(_encoder_opens, spare)):
+                try:
+                    self._open_encoder(name, crf, preset)
+                    break
+                except av.error.FFmpegError as e:  # a size it does not take: x264 20000x64, NVENC past its GPU's limits
+                    refused.append((name, _reason(e)))
+            else:
+                raise InputError(
+                    f"cannot write {self.path}: {_refusal(refused, frame_size)}",
+                    hint=f"a video this size can be read but not written by {' or '.join(n for n, _ in refused)}: "
+                         "run without the annotated video (--no-save, save=False)",
+                )
+        except BaseException as e:
+            self._abort(e)
+            raise
+        if refused:
+            log.warning("%s: %s; written with %s instead", self.path, _refusal(refused, frame_size), self.codec)
+
+    def _open_encoder(self, codec: str, crf: int, preset: str | None) -> None:
+        """A new container at the temporary name, its video stream encoded by ``codec`` and opened (now, not at the
+        first frame, where what it refuses was a traceback from write() and close()); FFmpeg's error where ``codec``
+        does not open for this size. :attr:`codec` is ``codec`` from here on."""
+        self.codec = codec
+        container = av.open(str(self._tmp), "w", format=self._fmt, container_options=_muxer_options(self._fmt))
+        try:
             stream = cast(
                 "av.video.stream.VideoStream",
-                self._container.add_stream(
-                    self.codec, rate=self.fps, options=_encoder_options(self.codec, crf, preset)
-                ),
+                container.add_stream(codec, rate=self.fps, options=_encoder_options(codec, crf, preset)),
             )
-            stream.width, stream.height = width + self._pad[0], height + self._pad[1]
+            stream.width, stream.height = self.size[0] + self._pad[0], self.size[1] + self._pad[1]
             stream.pix_fmt = "yuv420p"
             ctx = stream.codec_context
             ctx.time_base = self._tick
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
-            self._stream = stream
-            try:  # now, not at the first frame, where what it refuses was a traceback from write() and close()
-                ctx.open()
-            except av.error.FFmpegError as e:  # a size it does not take: x264 20000x64, 16384x16384
-                raise InputError(
-                    f"cannot write {self.path}: the {self.codec} encoder cannot be opened for frames of "
-                    f"{width + self._pad[0]}x{height + self._pad[1]} ({_reason(e)})",
-                    hint=f"a video this size can be read but not written by {self.codec}: run without the annotated "
-                         "video (--no-save, save=False)",
-                ) from None
-        except BaseException as e:
-            self._abort(e)
+            ctx.open()
+        except BaseException:
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                container.close()  # nothing is written before the first packet: no file was opened
             raise
+        self._container, self._stream = container, stream
 
     def write(self, image: np.ndarray, timestamp: float | None = None) -> None:
         """Encode one ``HxWx3`` uint8 RGB frame, shown at ``timestamp`` seconds of the source
@@ -710,6 +735,15 @@ def _language_for(fmt: str, code: str) -> str:
     if fmt != "mov" or other is None or _mov_keeps_language(code):
         return code
     return other if _mov_keeps_language(other) else code
+
+
+def _refusal(refused: Sequence[tuple[str, str]], size: str) -> str:
+    """What the encoders ``refused`` ((name, why) each, in the order tried) said of frames of ``size``, in words."""
+    if len(refused) == 1:
+        return f"the {refused[0][0]} encoder cannot be opened for frames of {size} ({refused[0][1]})"
+    names = ", ".join(name for name, _ in refused[:-1]) + f" and {refused[-1][0]}"
+    reasons = "; ".join(f"{name}: {why}" for name, why in refused)
+    return f"the {names} encoders cannot be opened for frames of {size} ({reasons})"
 
 
 def _reason(error: BaseException) -> str:
