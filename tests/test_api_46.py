@@ -57,7 +57,12 @@ for attempt in range(20):
         refused = e
         time.sleep(0.05)
 else:
-    print("the kernel refused to move a process into it:", refused, file=sys.stderr)
+    with open("/proc/self/status") as f:
+        threads = next(line.split()[1] for line in f if line.startswith("Threads:"))
+    with open("/proc/self/cgroup") as f:
+        now_in = next((line.strip() for line in f if ":cpu:" in line or line.startswith("0::")), "?")
+    print("the kernel refused to move a process into it:", refused, "(scheduling policy",
+          os.sched_getscheduler(0), "threads", threads, "cgroup", now_in + ")", file=sys.stderr)
     sys.exit(77)
 from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 from pvt_deploy.runtimes.torch import cpu_per_core, physical_cores
