@@ -205,3 +205,69 @@ def test_a_run_the_gpu_provider_fails_is_not_moved_to_the_cpu(
         assert failed.value.args[0] == ("model.onnx: ONNX Runtime failed: CUDA failure 209: no kernel image is "
                                         "available for execution on the device")
         assert capfd.readouterr().out == ""  # no 'EP Error ... Falling back to CPU' print
+
+
+# --- the loader's choices follow the providers the session gets (helper DA) ----------------------------------
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_where_the_cuda_provider_cannot_run_the_graph_and_note_are_the_cpus(
+        gpu_onnxruntime: dict[str, Any], det_artifact: Any, precision: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Where the CUDA provider cannot run (``auto`` runs on the CPU), the INT8 flavour was still chosen by ONNX
+    Runtime's list: TensorRT's (``model.int8.trt.onnx``, its provider listed) ran on the CPU beside the CPU's own
+    flavour; and an FP16 graph on the CPU got no 'slower than FP32' warning. Both follow the session now."""
+    from pvt_deploy.runtimes.loader import int8_onnx_file, load_backend
+
+    folder = det_artifact.folder
+    assert (folder / "model.int8.onnx").is_file() and (folder / "model.int8.trt.onnx").is_file()
+    name = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}[precision]
+    if precision == "int8":
+        assert int8_onnx_file(folder) == name
+    with caplog.at_level(logging.WARNING), load_backend(folder, backend="onnx", precision=precision)[0] as backend:
+        assert Path(backend.info.details["file"]).name == name and backend.info.device == CPU
+    slower = [r.getMessage() for r in caplog.records if "slower than FP32" in r.getMessage()]
+    assert slower == ([f"{name}: an FP16 graph on the CPU runs through casts and is slower than FP32"]
+                      if precision == "fp16" else [])
+    sessions = [e for e in gpu_onnxruntime["events"] if isinstance(e, list)]
+    assert sessions == [[(CUDA, {"device_id": 0}), CPU], [CPU]]  # the probe, then a CPU session alone
+
+
+def test_the_int8_flavour_is_tensorrts_only_where_the_session_gets_its_provider(
+        gpu_onnxruntime: dict[str, Any], det_artifact: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same where the CUDA provider runs: TensorRT's flavour where the session gets the TensorRT EP, the CPU's
+    where TensorRT's libraries do not load (``auto``: CUDA, and an INT8 graph then on the CPU) and for ``cuda`` (a
+    session without the TensorRT EP), where the list alone chose TensorRT's."""
+    from pvt_deploy.runtimes.loader import int8_onnx_file
+
+    folder = det_artifact.folder
+    gpu_onnxruntime["cuda"] = "starts"
+    assert int8_onnx_file(folder) == "model.int8.trt.onnx"  # the TensorRT EP builds it
+    assert int8_onnx_file(folder, "cpu") == "model.int8.onnx"
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+    assert int8_onnx_file(folder, "tensorrt") == "model.int8.trt.onnx"  # asked by name: tried (and refused)
+    assert int8_onnx_file(folder) == "model.int8.onnx"
+    assert int8_onnx_file(folder, "cuda") == "model.int8.onnx"
+
+
+@pytest.mark.parametrize("cuda", ["no cuDNN", "no GPU"])
+def test_candidate_rows_say_up_front_that_the_cuda_provider_cannot_run(
+        gpu_onnxruntime: dict[str, Any], det_artifact: Any, cuda: str) -> None:
+    """info/bench/check's rows asked ``select_providers`` with the list alone: for ``--device cuda`` the ONNX rows
+    were available and the load was then refused. They now say why up front (the probe, once per process and GPU);
+    with ``auto`` they run on the CPU: its INT8 flavour and the FP16 note."""
+    from pvt_deploy.runtimes.loader import backend_candidates
+
+    gpu_onnxruntime["cuda"] = cuda
+    problem, hint = (f"{CUDA} does not start: {CUDNN_MISSING}", CUDNN_HINT) if cuda == "no cuDNN" else (
+        "no CUDA device (no NVIDIA driver answers)",
+        "the CUDA provider needs an NVIDIA GPU and its driver (in Docker: docker run --gpus all)")
+    rows = {c.label: c for c in backend_candidates(det_artifact.folder, device="cuda")}
+    for label in ("onnx", "onnx-fp16", "onnx-int8"):
+        assert not rows[label].available and rows[label].exit_code == 3, rows[label]
+        assert rows[label].reason == (f"ONNX Runtime's CUDA provider cannot run here: {problem} "
+                                      f"({hint}; or use device cpu)")
+    rows = {c.label: c for c in backend_candidates(det_artifact.folder)}
+    assert all(rows[label].available for label in ("onnx", "onnx-fp16", "onnx-int8")), rows
+    assert rows["onnx-int8"].file == "model.int8.onnx" and rows["onnx-int8"].reason == ""
+    assert rows["onnx-fp16"].reason == "CPU only: FP16 runs through casts and is slower than FP32 here"
+    probes = [e for e in gpu_onnxruntime["events"] if e == [(CUDA, {"device_id": 0}), CPU]]
+    assert len(probes) == (0 if cuda == "no GPU" else 1)

@@ -394,11 +394,11 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     folder = Path(path)
     _refuse_triton_model_folder(folder)
     device = device_text(device)
-    kind, _ = _parse_device(device)
+    kind, index = _parse_device(device)
     providers = available_providers()
     ort_missing = None
-    try:
-        select_providers(kind, available=providers)  # an unknown device is an InputError, as in every command
+    try:  # an unknown device is an InputError, as in every command; a CUDA provider that cannot run, said up front
+        select_providers(kind, device_id=index)  # (its probe is made once per process and GPU)
     except BackendUnavailableError as e:
         ort_missing = str(e)
     manifest = manifest if manifest is not None else read_manifest(folder)
@@ -436,7 +436,7 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         note = ""
         if precision == "fp16" and _on_cpu_provider(device):
             note = "CPU only: FP16 runs through casts and is slower than FP32 here"
-        if name == INT8_TRT_ONNX and not (kind != "cpu" and _tensorrt_ep()):
+        if name == INT8_TRT_ONNX and kind != "cuda" and not _tensorrt_ep(device):
             note = f"on ONNX Runtime's CPU provider (the export has no {ONNX_FILES['int8']})"
         out.append(Candidate(label, "onnx", precision, name, True, note))
     engine_precision = (files.get(ENGINE_FILE) or {}).get("precision") or (manifest.get("tensorrt") or {}).get(
@@ -799,12 +799,11 @@ def _onnx_backend(path: Path, manifest: dict[str, Any], precision: str | None, d
 
 
 def _on_cpu_provider(device: str | None) -> bool:
-    """Whether ONNX Runtime runs on its CPU provider for ``device``: asked for, or ``auto`` where this
-    onnxruntime has no GPU provider (the CPU wheel lists ``AzureExecutionProvider`` beside the CPU one)."""
-    from pvt_deploy.runtimes.ort_providers import GPU_PROVIDERS, available_providers
+    """Whether ONNX Runtime runs on its CPU provider for ``device``: asked for, or ``auto`` where its session
+    gets no GPU provider (:func:`_session_providers`: none listed, or a CUDA provider that cannot run)."""
+    from pvt_deploy.runtimes.ort_providers import CPU
 
-    kind = (device or "auto").lower()
-    return kind == "cpu" or (kind == "auto" and not set(GPU_PROVIDERS) & set(available_providers()))
+    return (device or "auto").lower() == "cpu" or _session_providers(device)[:1] == [CPU]
 
 
 def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
@@ -821,24 +820,40 @@ def _trt_backend(path: Path, manifest: dict[str, Any], device: str | None,
     return backend, manifest
 
 
-def _tensorrt_ep() -> bool:
-    from pvt_deploy.runtimes.ort_providers import TENSORRT, available_providers
+def _session_providers(device: str | None) -> list[str]:
+    """The providers an ONNX Runtime session for ``device`` gets, best first, as :func:`select_providers` chooses
+    them for the backend: not only listed but usable (TensorRT's libraries load, the CUDA provider runs; its probe
+    is made once per process and GPU). Empty where the device is refused or unknown (the load says why)."""
+    from pvt_deploy.runtimes.onnxruntime import _parse_device
+    from pvt_deploy.runtimes.ort_providers import select_providers
 
-    return TENSORRT in available_providers()
+    try:
+        kind, index = _parse_device(device)
+        return [p if isinstance(p, str) else p[0] for p in select_providers(kind, device_id=index)]
+    except (BackendUnavailableError, InputError):
+        return []
+
+
+def _tensorrt_ep(device: str | None) -> bool:
+    """Whether ONNX Runtime's session for ``device`` gets the TensorRT EP (not only that it is listed)."""
+    from pvt_deploy.runtimes.ort_providers import TENSORRT
+
+    return (device or "auto").lower() != "cpu" and TENSORRT in _session_providers(device)
 
 
 def int8_onnx_file(folder: str | os.PathLike[str], device: str | None = None) -> str:
     """The INT8 graph of an export folder that ONNX Runtime runs for ``device``: TensorRT's flavour
-    (``model.int8.trt.onnx``, symmetric S8S8 Q/DQ) off the CPU where the TensorRT EP is there to build it,
-    else the CPU flavour (``model.int8.onnx``); where the folder has only one flavour, that one (ONNX
-    Runtime's CPU provider runs TensorRT's Q/DQ too, as the export's parity gate did)."""
+    (``model.int8.trt.onnx``, symmetric S8S8 Q/DQ) where the session gets the TensorRT EP to build it
+    (:func:`_tensorrt_ep`: not where it is only listed, its libraries or the CUDA provider under it cannot
+    run, nor for ``cuda``), else the CPU flavour (``model.int8.onnx``); where the folder has only one flavour,
+    that one (ONNX Runtime's CPU provider runs TensorRT's Q/DQ too, as the export's parity gate did)."""
     folder = Path(folder)
     cpu, trt = ONNX_FILES["int8"], INT8_TRT_ONNX
     if not (folder / trt).is_file():
         return cpu
     if not (folder / cpu).is_file():
         return trt
-    return trt if (device or "auto").lower() != "cpu" and _tensorrt_ep() else cpu
+    return trt if _tensorrt_ep(device) else cpu
 
 
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
@@ -874,7 +889,7 @@ def _load_folder(folder: Path, kind: str | None, precision: str | None, device: 
     if verify:
         with reading(path):  # the disk failing the hash's read (EIO) says so, as for a lone file
             verify_file(folder, manifest, name)
-    if precision == "int8" and device is None and not (name == INT8_TRT_ONNX and _tensorrt_ep()):
+    if precision == "int8" and device is None and not (name == INT8_TRT_ONNX and _tensorrt_ep(device)):
         device = "cpu"  # the QDQ U8S8 file is the CPU (VNNI) flavour; the S8S8 one is TensorRT's, else run on the CPU
     return _onnx_backend(path, manifest, precision, device, options, imgsz)
 
