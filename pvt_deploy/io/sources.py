@@ -244,8 +244,8 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
                   said: set[int] | None = None) -> np.ndarray:
     """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
-    them by default, as OpenCV's VideoCapture does, but for planar YUV whose sum that conversion wraps (4:4:4, a
-    width widened to an odd one: :func:`_full_chroma`), converted as more than 8 are; more than 8 rounded to 8.
+    them by default, as OpenCV's VideoCapture does, but for planar YUV whose sum that conversion wraps (4:4:4, most
+    odd widths: :func:`_full_chroma`), converted as more than 8 are; more than 8 rounded to 8.
     FFmpeg's default conversion of YUV of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up
     to 4 levels off the matrix's sum, white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is
     converted by :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar NV12 and P010, packed, XYZ)
@@ -292,13 +292,25 @@ _FULL_CHROMA = Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT
 
 def _full_chroma(frame: av.VideoFrame, width: int | None) -> bool:
     """Whether FFmpeg's default conversion of ``frame``'s 8-bit YUV to RGB, ``width`` wide, interpolates its chroma
-    in full, as it does unasked for chroma at the luma's size (4:4:4) and for a width out that is odd and not the
-    frame's (a player's width of non-square pixels): its fixed-point sum wraps past 512 levels there, the most blue
-    above white (Y 255, Cb 255; limited range) blue 0, not 255 (FFmpeg 8's swscale; full range sums to 480 at
-    most). Its other conversions clip, and cost half as much as :func:`_planar_yuv_to_rgb`, which converts these."""
-    fmt, w = frame.format, frame.width
-    widened = width is not None and width != w and width % 2 == 1
-    return widened or (fmt.chroma_width(w) == w and fmt.chroma_height(frame.height) == frame.height)
+    in full, as it does unasked for chroma at the luma's size (4:4:4) and for any odd width out (a player's width of
+    non-square pixels, or the frame's own: a VP9 or AV1 screen recording of 1365x767), but where its table-driven
+    converter takes the frame as it is (:data:`_TABLE_CONVERTED` of an even height, which clips): its fixed-point
+    sum wraps past 512 levels there, the most blue above white (Y 255, Cb 255; limited range) blue 0, not 255
+    (FFmpeg 8's swscale; full range sums to 480 at most). Its other conversions clip, and cost half as much as
+    :func:`_planar_yuv_to_rgb`, which converts these. Checked against FFmpeg for each planar layout, 16 to 20
+    pixels a side, as they are and widened."""
+    fmt, w, h = frame.format, frame.width, frame.height
+    if fmt.chroma_width(w) == w and fmt.chroma_height(h) == h:
+        return True
+    out = width or w
+    return out % 2 == 1 and not (out == w and h % 2 == 0 and fmt.name in _TABLE_CONVERTED)
+
+
+#: The layouts FFmpeg's swscale converts to RGB through its tables where the size stays and the height is even
+#: (its unscaled yuv2rgb): chroma is not interpolated in full there, whatever the width
+_TABLE_CONVERTED = frozenset({"yuv420p", "yuv422p", "yuva420p"})
+
+
 # FFmpeg's scaler on one thread: a frame keeps its scaler, and the last frame a reader decoded (which it holds)
 # freed in a forked child hung there for good, waiting on the scaler threads the fork did not copy (a child
 # that collected garbage or left normally never ended). PyAV's default is one thread a core; a 1080p frame's
