@@ -231,12 +231,14 @@ def test_where_the_cuda_provider_cannot_run_the_graph_and_note_are_the_cpus(
     assert sessions == [[(CUDA, {"device_id": 0}), CPU], [CPU]]  # the probe, then a CPU session alone
 
 
-def test_the_int8_flavour_is_tensorrts_only_where_the_session_gets_its_provider(
+def test_the_int8_flavour_is_tensorrts_where_the_session_runs_it_on_a_gpu(
         gpu_onnxruntime: dict[str, Any], det_artifact: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same where the CUDA provider runs: TensorRT's flavour where the session gets the TensorRT EP, the CPU's
-    where TensorRT's libraries do not load (``auto``: CUDA, and an INT8 graph then on the CPU) and for ``cuda`` (a
-    session without the TensorRT EP), where the list alone chose TensorRT's."""
-    from pvt_deploy.runtimes.loader import int8_onnx_file
+    where TensorRT's libraries do not load (``auto``: CUDA, and an INT8 graph then on the CPU). ``cuda`` takes
+    TensorRT's flavour, as the list chose it before: the CUDA provider has a kernel for each of its nodes (int8
+    Q/DQ around float ops) and none for the CPU flavour's dynamic INT8 (a classifier's ``DynamicQuantizeLinear`` and
+    uint8 ``MatMulInteger``), which ran on the CPU between copies; the row and the load say the same."""
+    from pvt_deploy.runtimes.loader import backend_candidates, int8_onnx_file, load_backend
 
     folder = det_artifact.folder
     gpu_onnxruntime["cuda"] = "starts"
@@ -245,7 +247,12 @@ def test_the_int8_flavour_is_tensorrts_only_where_the_session_gets_its_provider(
     monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
     assert int8_onnx_file(folder, "tensorrt") == "model.int8.trt.onnx"  # asked by name: tried (and refused)
     assert int8_onnx_file(folder) == "model.int8.onnx"
-    assert int8_onnx_file(folder, "cuda") == "model.int8.onnx"
+    for device in ("cuda", "cuda:0", "0"):
+        assert int8_onnx_file(folder, device) == "model.int8.trt.onnx", device
+    row = next(c for c in backend_candidates(folder, device="cuda") if c.label == "onnx-int8")
+    assert row.available and row.file == "model.int8.trt.onnx" and row.reason == "", row
+    with load_backend(folder, backend="onnx", precision="int8", device="cuda")[0] as backend:
+        assert Path(backend.info.details["file"]).name == "model.int8.trt.onnx" and backend.info.device == CUDA
 
 
 @pytest.mark.parametrize("cuda", ["no cuDNN", "no GPU"])

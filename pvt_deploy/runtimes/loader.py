@@ -841,19 +841,36 @@ def _tensorrt_ep(device: str | None) -> bool:
     return (device or "auto").lower() != "cpu" and TENSORRT in _session_providers(device)
 
 
+def _int8_on_gpu(device: str | None) -> bool:
+    """Whether ONNX Runtime's session for ``device`` runs an INT8 graph on a GPU provider: the TensorRT EP
+    (:func:`_tensorrt_ep`), or the CUDA EP where ``cuda`` asks for it (``auto`` runs INT8 on the CPU where it gets
+    no TensorRT EP, :func:`_load_folder`)."""
+    from pvt_deploy.runtimes.onnxruntime import _parse_device
+    from pvt_deploy.runtimes.ort_providers import CUDA
+
+    try:
+        kind, _ = _parse_device(device)
+    except InputError:
+        return False
+    return _tensorrt_ep(device) or (kind == "cuda" and _session_providers(device)[:1] == [CUDA])
+
+
 def int8_onnx_file(folder: str | os.PathLike[str], device: str | None = None) -> str:
     """The INT8 graph of an export folder that ONNX Runtime runs for ``device``: TensorRT's flavour
-    (``model.int8.trt.onnx``, symmetric S8S8 Q/DQ) where the session gets the TensorRT EP to build it
-    (:func:`_tensorrt_ep`: not where it is only listed, its libraries or the CUDA provider under it cannot
-    run, nor for ``cuda``), else the CPU flavour (``model.int8.onnx``); where the folder has only one flavour,
-    that one (ONNX Runtime's CPU provider runs TensorRT's Q/DQ too, as the export's parity gate did)."""
+    (``model.int8.trt.onnx``, symmetric S8S8 Q/DQ) where the session runs it on a GPU provider
+    (:func:`_int8_on_gpu`): the TensorRT EP, which builds it (not where that EP is only listed, or its libraries
+    or the CUDA provider under it cannot run), or the CUDA EP ``cuda`` asks for, which has a kernel for each of
+    its nodes (int8 Q/DQ around float ops) where it has none for the CPU flavour's dynamic INT8
+    (``DynamicQuantizeLinear``, a uint8 ``MatMulInteger``: those would run on the CPU between copies); else the
+    CPU flavour (``model.int8.onnx``); where the folder has only one flavour, that one (ONNX Runtime's CPU provider
+    runs TensorRT's Q/DQ too, as the export's parity gate did)."""
     folder = Path(folder)
     cpu, trt = ONNX_FILES["int8"], INT8_TRT_ONNX
     if not (folder / trt).is_file():
         return cpu
     if not (folder / cpu).is_file():
         return trt
-    return trt if _tensorrt_ep(device) else cpu
+    return trt if _int8_on_gpu(device) else cpu
 
 
 def _load_folder(folder: Path, kind: str | None, precision: str | None, device: str | None, *,
