@@ -278,3 +278,62 @@ def test_candidate_rows_say_up_front_that_the_cuda_provider_cannot_run(
     assert rows["onnx-fp16"].reason == "CPU only: FP16 runs through casts and is slower than FP32 here"
     probes = [e for e in gpu_onnxruntime["events"] if e == [(CUDA, {"device_id": 0}), CPU]]
     assert len(probes) == (0 if cuda == "no GPU" else 1)
+
+
+def test_probes_on_two_threads_at_once_leave_stderr_and_stdout_as_they_were(
+        gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe holds back what ONNX Runtime says by pointing descriptor 2 at a temporary file and ``sys.stdout`` at a
+    buffer while its session starts, then puts back what it found. Two probes at once (a server loading a model per
+    GPU on threads, the first sessions of a process) each put back what it found: the one that ended last put back the
+    other's temporary file as descriptor 2 (deleted: all the process wrote to stderr from then on was lost) and its
+    buffer as ``sys.stdout``. One probe runs at a time."""
+    import sys
+    import threading
+
+    import numpy as np
+    import onnxruntime
+
+    inside = {0: threading.Event(), 1: threading.Event()}
+    first_done = threading.Event()
+
+    class Session:  # the CUDA provider starts on either GPU; GPU 1's probe, where nothing stops it, begins while
+        def __init__(self, model: Any, providers: Any = None, **kwargs: Any) -> None:  # GPU 0's starts, ends after
+            device = providers[0][1]["device_id"]
+            inside[device].set()
+            if device == 0:
+                inside[1].wait(2)  # one at a time: GPU 1's waits for this one, which goes on
+            else:
+                first_done.wait(10)
+
+        def get_providers(self) -> list[str]:
+            return [CUDA, CPU]
+
+        def run(self, *args: Any) -> list[Any]:
+            return [np.ones(1, np.float32)]
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # put back at teardown, whatever the probes leave
+    stderr, stdout, kept = os.fstat(2), sys.stdout, os.dup(2)
+    answers: dict[int, Any] = {}
+
+    def probe(device: int) -> None:
+        if device == 1:
+            inside[0].wait(10)
+        answers[device] = ort_providers.cuda_provider(device)
+        if device == 0:
+            first_done.set()
+
+    threads = [threading.Thread(target=probe, args=(device,)) for device in (0, 1)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        now = os.fstat(2)
+        assert (now.st_dev, now.st_ino) == (stderr.st_dev, stderr.st_ino)  # not a probe's temporary file
+        assert sys.stdout is stdout
+    finally:
+        os.dup2(kept, 2)
+        os.close(kept)
+    assert sorted(answers) == [0, 1] and all(a.problem is None for a in answers.values()), answers

@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,14 +206,18 @@ def probe_cuda_provider(device_id: int = 0) -> CudaProvider:
 
 
 _probed: dict[int, CudaProvider] = {}  # cuda_provider's answers, by GPU
+#: One probe at a time: each points descriptor 2 and ``sys.stdout`` elsewhere while its session starts and puts back
+#: what it found there, so two at once (models loaded on threads, one per GPU) left one's temporary file as stderr.
+_probing = threading.RLock()
 
 
 def cuda_provider(device_id: int = 0) -> CudaProvider:
     """:func:`probe_cuda_provider`'s answer for ``device_id``, probed once per process (the libraries a session
-    loads and the driver stay what they are)."""
-    if device_id not in _probed:
-        _probed[device_id] = probe_cuda_provider(device_id)
-    return _probed[device_id]
+    loads and the driver stay what they are), by one thread at a time."""
+    with _probing:
+        if device_id not in _probed:
+            _probed[device_id] = probe_cuda_provider(device_id)
+        return _probed[device_id]
 
 
 def _one_add_graph() -> bytes:
@@ -233,7 +238,8 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
     What it says while it starts is held back and read: its log (descriptor 2: 'Failed to load library
     libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file') and the lines its
     Python side prints to stdout where the provider raised and it retried on the CPU ('EP Error ...'), which would
-    have gone into ``doctor --json``'s output (or between ``infer``'s lines)."""
+    have gone into ``doctor --json``'s output (or between ``infer``'s lines). One session at a time (:data:`_probing`):
+    what another thread writes meanwhile is held back too."""
     import contextlib
     import io
     import tempfile
@@ -245,7 +251,7 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
     printed = io.StringIO()
     used: list[str] = []
     failure: str | None = None
-    with tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
+    with _probing, tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
         try:
             sys.stderr.flush()
             saved: int | None = os.dup(2)
