@@ -337,3 +337,46 @@ def test_probes_on_two_threads_at_once_leave_stderr_and_stdout_as_they_were(
         os.dup2(kept, 2)
         os.close(kept)
     assert sorted(answers) == [0, 1] and all(a.problem is None for a in answers.values()), answers
+
+
+def test_the_profiling_session_on_a_gpu_is_not_moved_to_the_cpu_either(
+        gpu_onnxruntime: dict[str, Any], cls_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """``profile`` (``bench --profile``) runs a second session of the graph with the backend's providers; where the
+    provider failed its run (``EPFail``) ONNX Runtime's Python side still printed 'EP Error ... Falling back' to
+    stdout (into ``bench --json``'s output) and timed the CPU's nodes instead. It fails in one line, as a run does."""
+    import numpy as np
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    class Failing:  # the C session's run, as the CUDA provider fails it; set_providers makes a new one
+        def __init__(self, session: Any) -> None:
+            self._session = session
+
+        def run(self, *args: Any) -> Any:
+            raise EPFail("CUDA failure 209: no kernel image is available for execution on the device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    stand_in = onnxruntime.InferenceSession
+
+    class FailsOnGpu(stand_in):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.on[0] == CUDA and getattr(kwargs.get("sess_options"), "enable_profiling", False):  # that alone
+                self._sess = Failing(self._sess)
+
+    gpu_onnxruntime["cuda"] = "starts"
+    monkeypatch.setattr(onnxruntime, "InferenceSession", FailsOnGpu)
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+    with OnnxRuntimeBackend(cls_onnx, device="cuda", io_binding=False) as backend:
+        capfd.readouterr()
+        with pytest.raises(PvtDeployError) as failed:
+            backend.profile({"images": np.zeros((1, 3, 64, 64), np.float32)}, calls=1)
+        assert failed.value.args[0] == ("model.onnx: ONNX Runtime's profiler failed: CUDA failure 209: no kernel image "
+                                        "is available for execution on the device")
+        assert capfd.readouterr().out == ""  # no 'EP Error ... Falling back to CPU' print

@@ -777,6 +777,8 @@ class OnnxRuntimeBackend(Backend):
         ended = False
         try:
             session = self._ort.InferenceSession(path, sess_options=options, providers=providers)
+            if self._on_gpu:  # as the backend's own session: a run the provider fails is not moved to the CPU
+                session.disable_fallback()
             for _ in range(calls + 1):
                 session.run(self._output_names, arrays, self._run_options)
             trace = session.end_profiling()
