@@ -256,18 +256,17 @@ def abandoned_folder(folder: str | os.PathLike[str]) -> Iterator[bool]:
         os.close(fd)
 
 
-def remove_abandoned_temps(folder: str | os.PathLike[str], entries: Iterable[str] | None = None) -> list[Path]:
+def remove_abandoned_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files that :func:`atomic_path` writes left in ``folder`` when their process
     was killed (``kill -9``, the OOM killer, a crash in native code) and return them. A writer holds a
     lock on its temporary file until it is renamed, so one whose lock is free (:func:`unheld`) is
     abandoned; one being written is left alone, and so is any where locks are not to be had, and any
-    changed in the last :data:`TEMP_GRACE_S` (made by a writer that has not taken its lock yet).
-    ``entries``: the listing of ``folder``, where the caller has one. (Nothing else ever removes them: a
-    cached CPU graph killed while written left up to 260 MB in ``.ort-cache``, a killed ``infer`` the
-    hidden start of its video in the output folder.)"""
+    changed in the last :data:`TEMP_GRACE_S` (made by a writer that has not taken its lock yet). (Nothing else
+    ever removes them: a cached CPU graph killed while written left up to 260 MB in ``.ort-cache``, a killed
+    ``infer`` the hidden start of its video in the output folder.)"""
     removed: list[Path] = []
     try:
-        names = os.listdir(folder) if entries is None else entries
+        names = os.listdir(folder)
     except OSError:
         return removed
     for name in names:
