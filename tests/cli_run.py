@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +20,13 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *ar
     out, err = capsys.readouterr()
     code = exc.value.code
     return (code if isinstance(code, int) else (0 if code is None else 1)), out, err
+
+
+def reexport_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                     caplog: pytest.LogCaptureFixture, folder: Path) -> list[str]:
+    """``pvt-deploy export --model FOLDER`` (an export given as the model): the command its warning says exports
+    the model again ('give the model name: ...'), split as a shell would."""
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+        code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder))
+    assert code == 0, err
+    return shlex.split(caplog.text.split("give the model name: ", 1)[1].splitlines()[0])

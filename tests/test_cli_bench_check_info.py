@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_run import run
+from cli_run import reexport_command, run
 from dataset_files import dataset
 from test_runtime_artifacts import cached_export
 
@@ -1183,7 +1183,6 @@ def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_
     and bench, which then refused the checkpoint they rebuild the export from; and the command that
     exports the folder again (said where there is nothing to add) left it off export. The manifest records
     that the export was loaded so (weights.trust_checkpoint), and each command, run as written, works."""
-    import logging
     import shlex
 
     ckpt, folder, err = _trusted_export(monkeypatch, capsys, tmp_path)
@@ -1195,10 +1194,7 @@ def test_an_export_extended_without_trust_checkpoint_still_says_check_and_bench_
                          f"pvt-deploy bench --model {folder} --trust-checkpoint"], steps
     code, out, err = run(monkeypatch, capsys, *shlex.split(steps[1])[1:], "--max-images", "2", "--json")
     assert code == 0 and json.loads(out)["reference"] == "torch", err
-    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
-        code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder))
-    assert code == 0, err
-    again = shlex.split(caplog.text.split("give the model name: ", 1)[1].splitlines()[0])
+    again = reexport_command(monkeypatch, capsys, caplog, folder)
     assert again[:6] == ["pvt-deploy", "export", "--model", "pvt_v2_b0-cls", "--weights", str(ckpt)], again
     assert "--trust-checkpoint" in again, again
     code, _, err = run(monkeypatch, capsys, *again[1:], "--no-parity")

@@ -4,7 +4,6 @@ the manifest recorded --trust-checkpoint (25105b2), and the memory an anamorphic
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cli_run import run
+from cli_run import reexport_command, run
 
 import pvt_deploy.export.onnx as export_onnx
 from pvt_deploy.manifest import read_manifest
@@ -81,10 +80,7 @@ def test_an_export_made_before_the_trust_record_asks_for_the_flag_where_its_chec
                          "--json")
     assert code == 0 and json.loads(out)["reference"] == "torch", err
 
-    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
-        code, _, err = run(monkeypatch, capsys, "export", "--model", str(folder))
-    assert code == 0, err
-    again = shlex.split(caplog.text.split("give the model name: ", 1)[1].splitlines()[0])
+    again = reexport_command(monkeypatch, capsys, caplog, folder)
     assert again[:6] == ["pvt-deploy", "export", "--model", "pvt_v2_b0-cls", "--weights", str(ckpt)], again
     assert "--trust-checkpoint" not in again
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
