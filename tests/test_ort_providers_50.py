@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_ort_providers
 from cli_run import run
 
 from pvt_deploy.errors import BackendUnavailableError
@@ -24,6 +25,8 @@ from pvt_deploy.runtimes import ort_providers
 from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, select_providers
 
 pytest_plugins = ["export_fixtures"]
+
+cls_onnx = test_ort_providers.cls_onnx  # a fixture: the 64 px classifier's model.onnx and manifest.json, copied
 
 NO_CUDNN_LOG = (
     "2026-12-07 12:00:00.123456789 [E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] "
@@ -122,16 +125,6 @@ def test_doctor_probes_the_cuda_provider_as_a_run_starts_it(gpu_onnxruntime: dic
     assert [p if isinstance(p, str) else p[0] for p in select_providers()] == [TENSORRT, CUDA, CPU]
 
 
-@pytest.fixture
-def cls_onnx(cls_artifact: Any, tmp_path: Path) -> Path:
-    """The 64 px classifier export's model.onnx and manifest.json, copied (its folder is shared)."""
-    folder = tmp_path / "pvt_tiny-cls"
-    folder.mkdir()
-    for name in ("model.onnx", "manifest.json"):
-        shutil.copy(cls_artifact.folder / name, folder / name)
-    return folder / "model.onnx"
-
-
 def test_infer_without_cudnn_runs_on_the_cpu_or_is_refused_in_one_line(
         gpu_onnxruntime: dict[str, Any], cls_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
@@ -161,20 +154,12 @@ def test_infer_without_cudnn_runs_on_the_cpu_or_is_refused_in_one_line(
                    f"({CUDNN_HINT}; or use --device cpu)\n")
 
 
-@pytest.mark.parametrize("device", ["auto", "cuda"])
-def test_a_run_the_gpu_provider_fails_is_not_moved_to_the_cpu(
-        device: str, gpu_onnxruntime: dict[str, Any], cls_onnx: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
-    """A session that started on the CUDA provider and whose run it fails (``EPFail``: 'no kernel image is available
-    for execution on the device', a GPU this build has no kernels for) was moved to the CPU by ONNX Runtime's Python
-    side, which printed 'EP Error ... Falling back' to stdout and ran that call and every later one on the CPU, the
-    backend still saying CUDA. The failure is one line, and the session stays where it was."""
-    import numpy as np
+def _gpu_runs_fail(gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                   which: Callable[[Any], bool]) -> None:
+    """The CUDA provider starts (TensorRT's libraries do not load), and fails each run (``EPFail``: 'no kernel image
+    is available for execution on the device') of a session started on it whose ``sess_options`` ``which`` takes."""
     import onnxruntime
     from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
-
-    from pvt_deploy.errors import PvtDeployError
-    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
     class Failing:  # the C session's run, as the CUDA provider fails it; set_providers makes a new one
         def __init__(self, session: Any) -> None:
@@ -191,12 +176,28 @@ def test_a_run_the_gpu_provider_fails_is_not_moved_to_the_cpu(
     class FailsOnGpu(stand_in):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            if self.on[0] == CUDA:
+            if self.on[0] == CUDA and which(kwargs.get("sess_options")):
                 self._sess = Failing(self._sess)
 
     gpu_onnxruntime["cuda"] = "starts"
     monkeypatch.setattr(onnxruntime, "InferenceSession", FailsOnGpu)
     monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_a_run_the_gpu_provider_fails_is_not_moved_to_the_cpu(
+        device: str, gpu_onnxruntime: dict[str, Any], cls_onnx: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A session that started on the CUDA provider and whose run it fails (``EPFail``: 'no kernel image is available
+    for execution on the device', a GPU this build has no kernels for) was moved to the CPU by ONNX Runtime's Python
+    side, which printed 'EP Error ... Falling back' to stdout and ran that call and every later one on the CPU, the
+    backend still saying CUDA. The failure is one line, and the session stays where it was."""
+    import numpy as np
+
+    from pvt_deploy.errors import PvtDeployError
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    _gpu_runs_fail(gpu_onnxruntime, monkeypatch, lambda options: True)
     with OnnxRuntimeBackend(cls_onnx, device=device, io_binding=False) as backend:
         assert backend.info.device == CUDA
         capfd.readouterr()
@@ -346,33 +347,11 @@ def test_the_profiling_session_on_a_gpu_is_not_moved_to_the_cpu_either(
     provider failed its run (``EPFail``) ONNX Runtime's Python side still printed 'EP Error ... Falling back' to
     stdout (into ``bench --json``'s output) and timed the CPU's nodes instead. It fails in one line, as a run does."""
     import numpy as np
-    import onnxruntime
-    from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 
     from pvt_deploy.errors import PvtDeployError
     from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
 
-    class Failing:  # the C session's run, as the CUDA provider fails it; set_providers makes a new one
-        def __init__(self, session: Any) -> None:
-            self._session = session
-
-        def run(self, *args: Any) -> Any:
-            raise EPFail("CUDA failure 209: no kernel image is available for execution on the device")
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._session, name)
-
-    stand_in = onnxruntime.InferenceSession
-
-    class FailsOnGpu(stand_in):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            if self.on[0] == CUDA and getattr(kwargs.get("sess_options"), "enable_profiling", False):  # that alone
-                self._sess = Failing(self._sess)
-
-    gpu_onnxruntime["cuda"] = "starts"
-    monkeypatch.setattr(onnxruntime, "InferenceSession", FailsOnGpu)
-    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: False)
+    _gpu_runs_fail(gpu_onnxruntime, monkeypatch, lambda options: getattr(options, "enable_profiling", False))
     with OnnxRuntimeBackend(cls_onnx, device="cuda", io_binding=False) as backend:
         capfd.readouterr()
         with pytest.raises(PvtDeployError) as failed:
