@@ -69,6 +69,32 @@ def test_naming_a_picture_lists_the_folder_once_per_run(tmp_path: Path, monkeypa
     assert written[0].name == "photo0_1.jpg" and written[40].name == "photo0_2.jpg" and written[35].name == "photo35.jpg"
 
 
+def test_a_run_saving_pictures_masks_and_json_lists_its_folder_once(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ResultWriter's pictures were named from a set of their own (ImageWriter's), its masks and JSON from the
+    run's: the folder was listed and swept at the JSON's name and again at the first picture's. One set, one
+    listing; the names are as before (the picture, its mask, a picture already there moved on to _1). Fails
+    before (two listings)."""
+    from pvt_deploy.tasks.pipeline import ResultWriter
+    from pvt_deploy.tasks.results import Result
+
+    (tmp_path / "b.png").write_bytes(b"theirs")
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p=".": listed.append(os.fspath(p)) or real(p))
+    with ResultWriter(tmp_path, task="segment", names=["bg", "fg"], save_json=True, mask_pngs=True) as writer:
+        for name in ("a.png", "b.png"):
+            mask = np.zeros((8, 8), np.uint8)
+            mask[2:5, 2:5] = 1
+            result = Result("segment", np.full((8, 8, 3), 40, np.uint8), names=["bg", "fg"], mask=mask)
+            result.path = name
+            writer.write(result)
+    assert listed.count(os.fspath(tmp_path)) == 1, listed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_mask.png", "b.png", "b_1.png", "b_1_mask.png",
+                                                          "predictions.jsonl"]
+    assert (tmp_path / "b.png").read_bytes() == b"theirs"
+
+
 def test_a_name_taken_while_the_file_was_written_is_not_replaced(tmp_path: Path) -> None:
     """A name free when it was chosen may be another's by the time the file is in place (a second run into the
     folder wrote it meanwhile): the write with next_name puts its file under the next name and leaves the other

@@ -1451,17 +1451,19 @@ class ImageWriter:
     replaced by ``suffix`` or ``.jpg``, and a name already used in this run or already present in
     ``directory`` gets ``_1``, ``_2`` (:func:`free_path`): two ``photo.jpg`` from different folders
     of a glob do not overwrite each other, and no existing file (the input photo itself, when
-    ``directory`` is its folder) is ever replaced.
+    ``directory`` is its folder) is ever replaced. ``taken``: the names a run gives out in ``directory``
+    besides the pictures (its masks, videos, JSON), shared, so that the folder's first name swept it once.
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, suffix: str | None = None, quality: int = 95
+        self, directory: str | os.PathLike[str], *, suffix: str | None = None, quality: int = 95,
+        taken: set[str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.suffix = suffix if suffix is None or suffix.startswith(".") else f".{suffix}"
         self.quality = quality
         self.written: list[Path] = []
-        self._used: set[str] = set()
+        self._used: set[str] = set() if taken is None else taken
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _stem_suffix(self, name: str) -> tuple[str, str]:

@@ -899,7 +899,7 @@ class ResultWriter:
         self._coco: Any = None
         self._coco_sources: dict[str, int] = {}  # each source with detections -> its number (COCO ids at close)
         self._coco_videos: list[bool] = []  # by that number: whether the source has frames
-        self._taken: set[str] = set()  # names given out in this run (videos, masks, JSON)
+        self._taken: set[str] = set()  # names given out in this run (pictures, videos, masks, JSON)
         self._failed = False
         self._results = 0
         # the folders this run makes and leaves empty (nothing read, or a write that failed) are removed,
@@ -1153,7 +1153,7 @@ class ResultWriter:
         from pvt_deploy.io.sinks import ImageWriter, write_new
 
         if self._images is None:
-            self._images = ImageWriter(self.save_dir)
+            self._images = ImageWriter(self.save_dir, taken=self._taken)
         name = Path(result.path.replace("\\", "/")).name or "image.jpg"
         written.append(self._images.write(result.plot(**self.plot), name))
         if self.mask_pngs and result.mask is not None:
