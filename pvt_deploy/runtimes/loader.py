@@ -846,13 +846,10 @@ def _int8_on_gpu(device: str | None) -> bool:
     (:func:`_tensorrt_ep`), or the CUDA EP where ``cuda`` asks for it (``auto`` runs INT8 on the CPU where it gets
     no TensorRT EP, :func:`_load_folder`)."""
     from pvt_deploy.runtimes.onnxruntime import _parse_device
-    from pvt_deploy.runtimes.ort_providers import CUDA
+    from pvt_deploy.runtimes.ort_providers import CUDA, TENSORRT
 
-    try:
-        kind, _ = _parse_device(device)
-    except InputError:
-        return False
-    return _tensorrt_ep(device) or (kind == "cuda" and _session_providers(device)[:1] == [CUDA])
+    providers = _session_providers(device)  # asked once (a CPU device's are the CPU's alone; a bad one's, none)
+    return TENSORRT in providers or (providers[:1] == [CUDA] and _parse_device(device)[0] == "cuda")
 
 
 def int8_onnx_file(folder: str | os.PathLike[str], device: str | None = None) -> str:
