@@ -115,6 +115,14 @@ def _export(folder: Path, model: Any, **kw: Any) -> Path:
     return export_onnx(model, folder, **kw)
 
 
+def _export_once(folder: Path, model: Any, **kw: Any) -> Path:
+    """:func:`_export` into ``folder`` of the run (:func:`run_folder`) where no worker has made it yet."""
+    with made_once(folder):
+        if not (folder / "manifest.json").is_file():
+            _export(folder, model, **kw)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def det_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     root = run_folder(tmp_path_factory) / "det"
@@ -132,10 +140,7 @@ def det_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def seg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     torch.manual_seed(1)
     model = create_model("pvt_tiny-seg")
-    folder = run_folder(tmp_path_factory) / "seg" / "pvt_tiny-seg"
-    with made_once(folder):
-        if not (folder / "manifest.json").is_file():
-            _export(folder, model, imgsz=128)
+    folder = _export_once(run_folder(tmp_path_factory) / "seg" / "pvt_tiny-seg", model, imgsz=128)
     return Artifact(folder, build_deploy_module(model))
 
 
@@ -143,10 +148,7 @@ def seg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
 def cls_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     torch.manual_seed(2)
     model = create_model("pvt_tiny-cls")
-    folder = run_folder(tmp_path_factory) / "cls" / "pvt_tiny-cls"
-    with made_once(folder):
-        if not (folder / "manifest.json").is_file():
-            _export(folder, model, imgsz=64)
+    folder = _export_once(run_folder(tmp_path_factory) / "cls" / "pvt_tiny-cls", model, imgsz=64)
     return Artifact(folder, build_deploy_module(model))
 
 
@@ -185,10 +187,7 @@ def official_export(official_weights: Callable[[str], Path],
     def get(name: str, task: str) -> Artifact:
         if (name, task) not in made:
             model = create_model(name, task=task, weights=official_weights(name))
-            folder = root / f"{name}-{task}"
-            with made_once(folder):
-                if not (folder / "manifest.json").is_file():
-                    _export(folder, model, imgsz=224, dynamic=True, parity=False)
+            folder = _export_once(root / f"{name}-{task}", model, imgsz=224, dynamic=True, parity=False)
             made[name, task] = Artifact(folder, build_deploy_module(model), official_weights(name))
         return made[name, task]
 
@@ -202,26 +201,19 @@ def feat_artifact(official_export: Callable[[str, str], Artifact]) -> Artifact:
 
 def cached_big_cls_int8(factory: pytest.TempPathFactory) -> Path:
     """A pvt_v2_b0 classifier up to 4096 px whose CPU INT8 graph holds its attention scores whole
-    ((H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560), exported once a session under its base temp, as
+    ((H*W/16) x (H*W/1024) floats, 10.5 GB at 2560x2560), exported once a run into its folder (:func:`run_folder`), as
     runtime_artifacts.cached_export's are (a session fixture imported into two modules is made in each).
     Read only: test_cli_options_46 and test_export_47 run sizes it cannot take."""
-    folder = run_folder(factory) / "exports" / "big-cls-int8"
-    with made_once(folder):
-        if not (folder / "manifest.json").is_file():
-            _export(folder, "pvt_v2_b0-cls", imgsz=64, max_size=4096, int8=True, int8_flavour="cpu",
-                    parity=False, simplify=False)
-    return folder
+    return _export_once(run_folder(factory) / "exports" / "big-cls-int8", "pvt_v2_b0-cls", imgsz=64, max_size=4096,
+                        int8=True, int8_flavour="cpu", parity=False, simplify=False)
 
 
 def cached_cls_static_batch2(factory: pytest.TempPathFactory) -> Path:
     """A pvt_v2_b0 classifier exported --static --batch 2 at a non-square 64x96, not simplified (check compares
     the graph as traced with PyTorch as closely), without the parity gate; once a session, read only
     (test_export_combinations checks it, test_untested_runtime_paths refuses a batch of 3 on it)."""
-    folder = run_folder(factory) / "exports" / "cls-static-b2"
-    with made_once(folder):
-        if not (folder / "manifest.json").is_file():
-            _export(folder, "pvt_v2_b0-cls", dynamic=False, batch=2, imgsz=(64, 96), parity=False, simplify=False)
-    return folder
+    return _export_once(run_folder(factory) / "exports" / "cls-static-b2", "pvt_v2_b0-cls", dynamic=False, batch=2,
+                        imgsz=(64, 96), parity=False, simplify=False)
 
 
 def ort_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
