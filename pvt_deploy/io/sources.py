@@ -261,8 +261,9 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
     naming the tag for ``source`` (once for each tag in ``said``, where given: a video's frames)."""
     fmt = frame.format
     components = fmt.components
+    yuv = len(components) >= 3 and not fmt.is_rgb  # YUV (and alpha), XYZ
     colorspace, tagged = int(frame.colorspace), None  # tagged: the matrix reformat is told, where not the frame's
-    if colorspace not in _LUMA_WEIGHTS and len(components) >= 3 and not fmt.is_rgb:
+    if colorspace not in _LUMA_WEIGHTS and yuv:
         if said is None or colorspace not in said:
             log.warning("%s: its frames are tagged with the colorspace %s, which FFmpeg's converter has no matrix "
                         "for: read with BT.601's, as ffplay shows them (its colours may be off)", source,
@@ -271,14 +272,14 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
                 said.add(colorspace)
         colorspace, tagged = _BT601_TAG, Colorspace.ITU601
     deep = max(c.bits for c in components) > 8
-    if len(components) >= 3 and not fmt.is_rgb and (deep or _full_chroma(frame, width)):  # YUV (and alpha), XYZ
+    if yuv and (deep or _full_chroma(frame, width)):
         image = _planar_yuv_to_rgb(frame, width or frame.width, colorspace)
         if image is not None:
             return image
     if not deep:
         return frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
                               threads=_SCALER_THREADS).to_ndarray()
-    if len(components) >= 3 and not fmt.is_rgb:
+    if yuv:
         return frame.reformat(width=width, format="rgb24", src_colorspace=tagged, interpolation=_FULL_CHROMA,
                               threads=_SCALER_THREADS).to_ndarray()
     if len(components) <= 2:  # gray (and alpha)
