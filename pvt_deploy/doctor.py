@@ -529,6 +529,11 @@ _PART_WORDS = {"gpu": ("cuda", "onnxruntime_cuda"), "ort_cuda": ("onnxruntime_cu
                "triton": ("tritonclient",), "h264": ("h264_encoders",)}
 
 
+def _words(require: Sequence[str]) -> list[str]:
+    """The names ``--require`` gives, in order: comma-separated, repeatable, any case, blanks left out."""
+    return [name for text in require for n in text.split(",") if (name := n.strip().lower())]
+
+
 def required_parts(require: Sequence[str], *, probe_encoders: bool = True) -> list[str]:
     """The row keys that ``require`` names (``--require gpu,tensorrt``: comma-separated, repeatable, any case;
     a key of :data:`OPTIONAL_PARTS` or one of its other words: gpu for cuda and onnxruntime_cuda both (pvt-deploy's
@@ -538,9 +543,7 @@ def required_parts(require: Sequence[str], *, probe_encoders: bool = True) -> li
     from pvt_deploy.errors import InputError, option, switched_on
 
     keys: list[str] = []
-    for name in (n.strip().lower() for text in require for n in text.split(",")):
-        if not name:
-            continue
+    for name in _words(require):
         parts = _PART_WORDS.get(name, (name,))
         if not set(parts) <= set(OPTIONAL_PARTS):
             raise InputError(f"{option('require')} {name}: choose from {', '.join(OPTIONAL_PARTS)} "
@@ -556,7 +559,7 @@ def shortfall(lacking: list[Check], require: Sequence[str]) -> tuple[str, str | 
     lacking row of :func:`verdict` with its status and why (its summary), the word of ``require`` that named it
     where that word is several parts (``gpu's CUDA (torch) missing: ...``), and the rows' hints (the
     ``pip install`` of onnxruntime-gpu for a CPU onnxruntime), each after its row's name where there are several."""
-    words = [n.strip().lower() for text in require for n in text.split(",")]
+    words = _words(require)
     said = []
     for c in lacking:
         of = next((w for w in words if len(_PART_WORDS.get(w, ())) > 1 and c.key in _PART_WORDS[w]), None)
