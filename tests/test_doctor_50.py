@@ -7,47 +7,19 @@ real CPU sessions of the probe's graph), as in test_doctor_49b; the encoders are
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
+import test_ort_providers_50
 from cli_run import run
 
 from pvt_deploy import doctor
-from pvt_deploy.runtimes import ort_providers
 
-TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
-NO_CUDNN_LOG = (
-    "2026-12-07 12:00:00.123456789 [E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] "
-    "[ONNXRuntimeError] : 1 : FAIL : Failed to load library libonnxruntime_providers_cuda.so with error: "
-    "libcudnn.so.9: cannot open shared object file: No such file or directory\n")
 CPU_ORT_HINT = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU)"
 
-
-@pytest.fixture
-def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """onnxruntime-gpu on a machine with one GPU, its TensorRT provider listed: ``cuda`` says whether a session
-    starts on the CUDA provider ("starts") or logs that cuDNN is missing and runs on the CPU ("no cuDNN");
-    ``trt_libraries`` whether TensorRT's libraries load."""
-    import onnxruntime
-
-    state: dict[str, Any] = {"cuda": "starts", "trt_libraries": True}
-
-    class Session(onnxruntime.InferenceSession):  # type: ignore[misc]
-        def __init__(self, model: Any, providers: Any = None, **kwargs: Any) -> None:
-            if state["cuda"] == "no cuDNN":
-                os.write(2, NO_CUDNN_LOG.encode())
-            super().__init__(model, providers=[CPU], **kwargs)  # the probe's graph is really loaded and run
-            self.on = [CUDA, CPU] if state["cuda"] == "starts" else [CPU]
-
-        def get_providers(self) -> list[str]:
-            return list(self.on)
-
-    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [TRT, CUDA, CPU])
-    monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: 1)
-    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: state["trt_libraries"])
-    return state
+#: onnxruntime-gpu's stand-in (its three providers listed, a driver answering one device): ``cuda``, "starts" or
+#: "no cuDNN"; ``trt_libraries``, whether TensorRT's libraries load
+gpu_onnxruntime = test_ort_providers_50.gpu_onnxruntime
 
 
 @pytest.mark.parametrize(("cuda", "trt_libraries", "marks"), [

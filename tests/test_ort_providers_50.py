@@ -40,13 +40,14 @@ CUDNN_HINT = ("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pi
 
 @pytest.fixture
 def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """onnxruntime-gpu with TensorRT's libraries loading: ``cuda`` says whether a session asked for a GPU provider
-    starts on CUDA ("starts"), logs that cuDNN is missing and runs on the CPU ("no cuDNN"), starts only after
-    ``onnxruntime.preload_dlls`` ("pip cuDNN": CUDA and cuDNN from pip packages), or whether the driver sees no GPU
-    ("no GPU"). ``events``: the pip packages' libraries preloaded, and each session's providers asked."""
+    """onnxruntime-gpu: ``cuda`` says whether a session asked for a GPU provider starts on CUDA ("starts"), logs that
+    cuDNN is missing and runs on the CPU ("no cuDNN"), starts only after ``onnxruntime.preload_dlls`` ("pip cuDNN":
+    CUDA and cuDNN from pip packages), or whether the driver sees no GPU ("no GPU"); ``trt_libraries`` whether
+    TensorRT's libraries load (they do). ``events``: the pip packages' libraries preloaded, and each session's
+    providers asked. test_doctor_50 uses it too."""
     import onnxruntime
 
-    state: dict[str, Any] = {"cuda": "no cuDNN", "events": []}
+    state: dict[str, Any] = {"cuda": "no cuDNN", "trt_libraries": True, "events": []}
 
     class Session(onnxruntime.InferenceSession):  # type: ignore[misc]
         def __init__(self, model: Any, sess_options: Any = None, providers: Any = None, **kwargs: Any) -> None:
@@ -68,7 +69,7 @@ def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(ort_providers, "_preloaded", False, raising=False)
     monkeypatch.setattr(ort_providers, "_probed", {}, raising=False)
     monkeypatch.setattr(ort_providers, "cuda_device_count", lambda: None if state["cuda"] == "no GPU" else 1)
-    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: True)
+    monkeypatch.setattr(ort_providers, "tensorrt_libraries_load", lambda: state["trt_libraries"])
     return state
 
 
