@@ -637,14 +637,14 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
                    reduce_zero_label=reduce_zero_label)
 
 
-def _colour_pictures(files: list[Path], looked_at: int = 8) -> tuple[list[str], int]:
-    """Of the first ``looked_at`` of ``files``, by their headers: those of several channels ("a.png: RGB"), which no
+def _colour_pictures(files: list[Path]) -> tuple[list[str], int]:
+    """Of the first 8 of ``files``, by their headers: those of several channels ("a.png: RGB"), which no
     label map is (one channel of class ids: a 1-bit, 8 or 16-bit gray or palette picture), and how many were
     judged (a file Pillow cannot read is not)."""
     from PIL import Image, UnidentifiedImageError
 
     colour, judged = [], 0
-    for p in files[:looked_at]:
+    for p in files[:8]:
         try:
             with Image.open(p) as im:
                 judged += 1
