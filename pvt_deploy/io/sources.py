@@ -365,12 +365,13 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     size = (width, frame.height)
     if width != frame.width:
         y = cv2.resize(y.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    channels = []
+    shown = u.shape == (frame.height, width)  # chroma at the size shown (4:4:4 as stored): nothing to upsample
+    channels, term, upsampled = [], None, None  # term and upsampled: one buffer each for the three channels
     # R, G and B: each the sum of luma and of its weights of Cb and Cr (each of them 0 at 128 times the scale)
     for cb, cr in ((0.0, 2 * (1 - kr)), (-2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg), (2 * (1 - kb), 0.0)):
         term = cv2.addWeighted(u, cb * chroma, v, cr * chroma, black - (cb + cr) * chroma * 128 * scale,
-                               dtype=cv2.CV_32F)
-        upsampled = cv2.resize(term, size, interpolation=cv2.INTER_LINEAR)
+                               dst=term, dtype=cv2.CV_32F)
+        upsampled = term if shown else cv2.resize(term, size, dst=upsampled, interpolation=cv2.INTER_LINEAR)
         channels.append(cv2.addWeighted(y, luma, upsampled, 1.0, 0.0, dtype=cv2.CV_8U))
     return cv2.merge(channels)
 
