@@ -1370,10 +1370,20 @@ def write_new(directory: str | os.PathLike[str], stem: str, suffix: str, taken: 
     by a rename that replaces nothing: where another run into the folder took that name since it was chosen,
     the next free one. Returns the path written. Two runs that wrote ``photo.jpg`` into one folder at once each
     found the name free, and the later replaced the other's."""
-    names = [free_path(directory, stem, suffix, taken)]
+    return write_named(data, lambda folder, s, x: free_path(folder, s, x, taken), directory, stem, suffix)
+
+
+def write_named(data: bytes | memoryview, namer: Callable[[Path, str, str], Path], directory: str | os.PathLike[str],
+                stem: str, suffix: str) -> Path:
+    """``data`` as a new file named by ``namer(directory, stem, suffix)`` (:func:`free_path` for
+    :func:`write_new`, a :class:`FreeNames`), written atomically without fsync and put in place by a rename that
+    replaces nothing: where another process took the name since ``namer`` gave it, ``namer``'s next answer, asked
+    again. Returns the path written."""
+    folder = Path(directory)
+    names = [namer(folder, stem, suffix)]
 
     def next_name() -> Path:
-        names.append(free_path(directory, stem, suffix, taken))
+        names.append(namer(folder, stem, suffix))
         return names[-1]
 
     atomic_write_bytes(names[0], data, sync=False, next_name=next_name)
@@ -1425,8 +1435,10 @@ class FreeNames:
     asked for in a folder is :func:`free_path`'s (a killed run's temporary files removed); later ones
     look from the ``_N`` that the folder's last name had where the stem is the same (the 30 crops of a
     crowded frame's class), and the names given out are not kept (the files on disk say them: a stream
-    labelled for days would keep millions). Its folders are a run's own (``labels_N/``,
-    ``crops_N/<class>/``, locked while the run lasts), which no other run writes into."""
+    labelled for days would keep millions). ``infer``'s folders are a run's own (``labels_N/``,
+    ``crops_N/<class>/``, locked while the run lasts), which no other run writes into; those of
+    :meth:`~pvt_deploy.tasks.results.Result.save_crop` called alone may be another's too, whose files it puts in
+    place by :func:`write_named`: a name another process took meanwhile is asked for again, and looked past."""
 
     def __init__(self) -> None:
         self._last: dict[Path, tuple[str, int]] = {}  # each folder listed once -> the stem last named there, its _N

@@ -404,23 +404,23 @@ class Result(_OnHost):
         of that class gets ``_1``, ``_2``... and so does a name already there. The class name is made one
         safe folder name; the picture type is ``file_name``'s suffix (``.jpg`` where OpenCV writes no
         such type). A box with no pixel left inside the picture is skipped. ``namer(folder, stem,
-        suffix)`` gives each file's path (default :func:`~pvt_deploy.io.sinks.free_path`). Returns the
+        suffix)`` gives each file's path (default: a :class:`~pvt_deploy.io.sinks.FreeNames` of this call, which
+        lists a class folder once, for the sweep of killed writers' temporary files, and names a class's next crop
+        from the last one's ``_N``; give one ``FreeNames()`` to the calls of a loop over pictures to list each
+        folder once in all). A crop replaces no file: one that another process wrote under its name meanwhile
+        stays, and the crop takes ``namer``'s next name (:func:`~pvt_deploy.io.sinks.write_named`). Returns the
         files written, in box order."""
         import cv2
 
         from pvt_deploy.errors import InputError
-        from pvt_deploy.io.sinks import _IMAGE_WRITE_SUFFIXES, free_path, safe_name
+        from pvt_deploy.io.sinks import _IMAGE_WRITE_SUFFIXES, FreeNames, safe_name, write_named
 
         if self.boxes is None:
             raise InputError(f"a {self.task} result has no boxes to crop")
         base = Path(os.fspath(file_name).replace("\\", "/")).name
         stem, suffix = os.path.splitext(base)
         stem, suffix = safe_name(stem, "im"), suffix.lower() if suffix.lower() in _IMAGE_WRITE_SUFFIXES else ".jpg"
-        if namer is None:  # each crop is written before the next is named: the folder says what is taken
-
-            def namer(folder: Path, stem: str, suffix: str) -> Path:
-                return free_path(folder, stem, suffix, set())
-
+        names = FreeNames() if namer is None else namer
         b = self.shown_boxes()
         h, w = self.orig_shape
         written = []
@@ -436,9 +436,7 @@ class Result(_OnHost):
             if not ok:
                 raise InputError(f"cannot encode a crop as {suffix}")
             folder = Path(save_dir) / safe_name(_name(self.names, int(c)), str(int(c)))
-            target = namer(folder, stem, suffix)
-            _write_file(target, data)
-            written.append(target)
+            written.append(write_named(data.data, names, folder, stem, suffix))  # the array's buffer, as memoryview
         return written
 
     def __repr__(self) -> str:
