@@ -265,11 +265,11 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
                 row["exit_code"] = None
             report["results"].append(row)
             gc.collect()
+        _compare_with_torch(report)  # inside: an interrupt as the last row is compared still hands the rows over
     except KeyboardInterrupt as e:
         report["interrupted"] = True
         _compare_with_torch(report)
         raise BenchInterrupted(report, labels[len(report["results"]):]) from e  # a row per label, in order
-    _compare_with_torch(report)
     return report
 
 

@@ -62,15 +62,22 @@ def bench(
     err = Console(stderr=True, highlight=False)
     size = parse_imgsz(imgsz)
     profile = profile or top is not None  # --top alone asks for the tables it sizes
+    report: dict[str, Any] | None = None
     try:
         with err.status("benchmarking") as status:
             report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
                                device=device, progress=lambda label: status.update(f"benchmarking {label}"),
                                profile=profile, trust=trust_checkpoint)
-    except BenchInterrupted as stop:  # Ctrl-C at the fourth backend keeps the three timed: shown, then exit 130
-        if stop.report["results"]:
-            show(stop.report, as_json, top)
-            err.print(escape(f"not timed: {', '.join(stop.untimed)}"), style="dim")
+    except KeyboardInterrupt as stop:
+        # Ctrl-C at the fourth backend keeps the three timed (BenchInterrupted's rows); one as the spinner
+        # closes, after the last, keeps them all: shown, marked interrupted as the exit (130) says, then exit
+        untimed = stop.untimed if isinstance(stop, BenchInterrupted) else []
+        report = stop.report if isinstance(stop, BenchInterrupted) else report
+        if report is not None and report["results"]:
+            report["interrupted"] = True
+            show(report, as_json, top)
+            if untimed:
+                err.print(escape(f"not timed: {', '.join(untimed)}"), style="dim")
         raise
     show(report, as_json, top)
     if not any(row["status"] == "ok" for row in report["results"]):
