@@ -73,6 +73,26 @@ _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", 
 # ---------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _scheduling_kept() -> Iterator[None]:
+    """Give the calling thread back the scheduling policy it had before the block, where the block changed it:
+    SVT-AV1 (``libsvtav1``), run as root, makes the thread that opens its encoder real-time (SCHED_FIFO,
+    priority 99) for good, and a library user's thread (a test process's main thread, a server's worker) then
+    ran so from there on, and every process it started too (one could no longer join a cgroup without
+    real-time time: EINVAL). Its own threads, made while it opens, are its own. A look at the policy (one call)
+    where nothing changed it; nothing to do where the platform has no such policies."""
+    if not hasattr(os, "sched_getscheduler"):  # macOS, Windows
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, policy, param)
+
+
 @functools.cache
 def _encoder_opens(name: str) -> bool:
     """Whether ``name`` can actually be opened here: NVENC is compiled into PyAV's wheels but
@@ -83,7 +103,8 @@ def _encoder_opens(name: str) -> bool:
         ctx = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(name, "w"))
         ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
         ctx.time_base = Fraction(1, 25)
-        ctx.open()
+        with _scheduling_kept():
+            ctx.open()
     except (av.error.FFmpegError, ValueError, OSError):
         return False
     return True
@@ -375,7 +396,8 @@ class VideoWriter:
             ctx.time_base = self._tick
             ctx.colorspace, ctx.color_range = Colorspace.ITU709, ColorRange.MPEG
             ctx.color_primaries, ctx.color_trc = ColorPrimaries.BT709, ColorTrc.BT709
-            ctx.open()
+            with _scheduling_kept():  # the caller's thread as it was (SVT-AV1 makes it real-time)
+                ctx.open()
         except BaseException:
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 container.close()  # nothing is written before the first packet: no file was opened
