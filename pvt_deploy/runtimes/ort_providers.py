@@ -74,9 +74,21 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def _libnvinfer() -> Any:
-    """TensorRT's runtime library as ONNX Runtime's TensorRT EP loads it, or None where it does not load."""
+_nvinfer: dict[str, Any] = {}  # _libnvinfer's answer, looked up once per process ({} again: looked up anew)
+_nvinfer_lock = threading.Lock()
 
+
+def _libnvinfer() -> Any:
+    """TensorRT's runtime library as ONNX Runtime's TensorRT EP loads it, or None where it does not load: looked up
+    once per process, by one thread at a time (each look-up tries five names and ``import tensorrt``, 0.3 ms, and
+    a folder's rows asked it once each; a library that loads stays loaded)."""
+    with _nvinfer_lock:
+        if "lib" not in _nvinfer:
+            _nvinfer["lib"] = _find_libnvinfer()
+        return _nvinfer["lib"]
+
+
+def _find_libnvinfer() -> Any:
     def load() -> Any:
         for name in ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
             try:
@@ -95,9 +107,9 @@ def _libnvinfer() -> Any:
 
 
 def tensorrt_libraries_load() -> bool:
-    """Whether TensorRT's runtime library loads in this process. ``onnxruntime-gpu`` lists its
-    TensorRT provider whether or not TensorRT is installed; a session asked for it without
-    ``libnvinfer`` prints an error and falls back, so ``auto`` leaves it out where this is False."""
+    """Whether TensorRT's runtime library loads in this process (looked up once, :func:`_libnvinfer`).
+    ``onnxruntime-gpu`` lists its TensorRT provider whether or not TensorRT is installed; a session asked for
+    it without ``libnvinfer`` prints an error and falls back, so ``auto`` leaves it out where this is False."""
     return _libnvinfer() is not None
 
 

@@ -1,0 +1,77 @@
+"""GPU-provider probing's leftovers (session 51, helper DH): TensorRT's library looked up once per process.
+
+No GPU, CUDA or TensorRT here: onnxruntime-gpu is a stand-in (its providers listed, the CUDA provider's probe answered
+or made on stand-in sessions over real CPU ones), as in test_ort_providers_50."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any
+
+import pytest
+import test_ort_providers
+
+from pvt_deploy.runtimes import ort_providers
+from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, select_providers
+
+pytest_plugins = ["export_fixtures"]
+
+cuda_runs = test_ort_providers.cuda_runs  # a fixture: the CUDA provider's probe says it runs (no session made)
+
+NVINFER = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
+
+
+def _count_nvinfer_loads(monkeypatch: pytest.MonkeyPatch, loads: bool) -> list[str]:
+    """TensorRT's library names ``ctypes.CDLL`` is asked for, in order; each of them loads (a stand-in library of
+    TensorRT 10.9.0) where ``loads``, else none does and ``import tensorrt`` fails (no TensorRT). The process's answer
+    is forgotten."""
+    asked: list[str] = []
+    real = ctypes.CDLL
+
+    class Library:
+        @staticmethod
+        def getInferLibVersion() -> int:
+            return 100900
+
+    def cdll(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name not in NVINFER:
+            return real(name, *args, **kwargs)
+        asked.append(name)
+        if not loads:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+        return Library()
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    if not loads:
+        monkeypatch.setitem(sys.modules, "tensorrt", None)  # its import fails
+    monkeypatch.setattr(ort_providers, "_nvinfer", {}, raising=False)
+    return asked
+
+
+def test_tensorrts_library_is_looked_up_once_per_process(
+        monkeypatch: pytest.MonkeyPatch, cuda_runs: None, det_artifact: Any) -> None:
+    """``tensorrt_libraries_load`` tried TensorRT's five library names and ``import tensorrt`` at every call (0.3 ms),
+    and a folder's rows asked it for each (``auto``'s choice up front, then the INT8 flavour, the FP16 note and the
+    INT8 note, each through ``select_providers``), as does each session's choice. It is looked up once per process;
+    a library found is kept (its version read from it)."""
+    import onnxruntime
+
+    from pvt_deploy.runtimes.loader import backend_candidates, int8_onnx_file
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
+    asked = _count_nvinfer_loads(monkeypatch, loads=False)
+    rows = {c.label: c for c in backend_candidates(det_artifact.folder)}
+    assert rows["onnx-int8"].file == "model.int8.onnx" and rows["onnx-fp16"].reason == ""  # CUDA, no TensorRT EP
+    assert int8_onnx_file(det_artifact.folder) == "model.int8.onnx"
+    assert [p if isinstance(p, str) else p[0] for p in select_providers()] == [CUDA, CPU]
+    assert asked == list(NVINFER)  # one look-up: each name tried once
+    assert not ort_providers.tensorrt_libraries_load() and ort_providers.tensorrt_library_version() is None
+    assert asked == list(NVINFER)
+
+    asked = _count_nvinfer_loads(monkeypatch, loads=True)  # forgotten: looked up anew, and found
+    assert [p if isinstance(p, str) else p[0] for p in select_providers()] == [TENSORRT, CUDA, CPU]
+    assert int8_onnx_file(det_artifact.folder) == "model.int8.trt.onnx"
+    assert ort_providers.tensorrt_libraries_load() and ort_providers.tensorrt_library_version() == "10.9.0"
+    assert asked == ["libnvinfer.so.10"]
+
