@@ -129,3 +129,32 @@ def test_an_av1_video_leaves_the_writers_thread_as_it_was(tmp_path: Path) -> Non
     with av.open(str(tmp_path / "av1.mkv")) as container:
         greys = [int(frame.to_ndarray(format="gray").mean()) for frame in container.decode(video=0)]
     assert len(greys) == 6 and all(abs(g - 40 * i) <= 8 for i, g in enumerate(greys))
+
+
+def test_a_video_that_gives_way_to_another_runs_file_says_the_name_it_has(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A video whose name another run took while it was written is put in place under the next free name
+    (VideoWriter's next_name), and its log lines said before then (frames of another size, audio left out, a stop)
+    named the file it gave way to, the other run's: the user was never told the name the video has. Once in place,
+    one line names both; a video that kept its name says nothing more. Fails before (clip_1.mp4 named nowhere)."""
+    import logging
+
+    from pvt_deploy.io.sinks import VideoWriter, free_path
+
+    caplog.set_level(logging.WARNING, logger="pvt_deploy")
+    ours: set[str] = set()
+    target = free_path(tmp_path, "clip", ".mp4", ours)
+    with VideoWriter(target, 25, (64, 48), next_name=lambda: free_path(tmp_path, "clip", ".mp4", ours)) as writer:
+        writer.write(np.full((48, 64, 3), 50, np.uint8), 0.0)
+        writer.write(np.full((96, 128, 3), 90, np.uint8), 0.04)  # said: 'clip.mp4: frames of 128x96 ...'
+        (tmp_path / "clip.mp4").write_bytes(b"another run's")
+    assert writer.path == tmp_path / "clip_1.mp4" and (tmp_path / "clip.mp4").read_bytes() == b"another run's"
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and said[0].startswith(f"{tmp_path / 'clip.mp4'}: frames of 128x96")
+    assert said[1] == (f"{tmp_path / 'clip.mp4'}: another process wrote a file of that name while this video was "
+                       f"written; the video is {tmp_path / 'clip_1.mp4'}")
+    caplog.clear()
+    with VideoWriter(tmp_path / "kept.mp4", 25, (64, 48), next_name=lambda: tmp_path / "never.mp4") as writer:
+        writer.write(np.full((48, 64, 3), 50, np.uint8), 0.0)
+    assert writer.path == tmp_path / "kept.mp4" and caplog.records == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_1.mp4", "kept.mp4"]

@@ -349,6 +349,8 @@ class VideoWriter:
         # the audio is read when the video is finished: the file must still be the one decoded
         self._audio_stamp = _source_stamp(audio_from) if audio_from is not None else None
 
+        self._named = self.path  # the name log lines say until the video is in place (see close)
+
         def renamed() -> Path:  # path was taken meanwhile: the video goes where next_name says
             self.path = cast("Callable[[], Path]", next_name)()
             return self.path
@@ -521,6 +523,9 @@ class VideoWriter:
             finally:  # whatever else became of the audio, the video is complete: keep it
                 if full_disk is None:
                     self._atomic.__exit__(None, None, None)
+                    if self.path != self._named:  # the lines said so far named the file it gave way to
+                        log.warning("%s: another process wrote a file of that name while this video was written; "
+                                    "the video is %s", self._named, self.path)
                 else:  # as a full disk in the trailer: the run ends (exit 2) and no file is left
                     self._abort(full_disk)
         return self.path
