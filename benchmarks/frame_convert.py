@@ -73,14 +73,14 @@ def candidates() -> dict[str, Any]:
     import numpy as np
     from av.video.reformatter import Interpolation as I  # noqa: N817
 
-    from pvt_deploy.io.sources import _frame_to_rgb, _planar_yuv_to_rgb, _to_uint8
+    from pvt_deploy.io.sources import _frame_to_rgb, _to_uint8, _yuv_to_rgb
 
     def sws(flags: Any = None, threads: int | None = None) -> Any:
         return lambda f: f.reformat(format="rgb24", interpolation=flags, threads=threads).to_ndarray()
 
     def via_444p16(f: Any) -> Any:
         wide = f.reformat(format="yuv444p16le")
-        return _planar_yuv_to_rgb(wide, wide.width)
+        return _yuv_to_rgb(wide, wide.width)
 
     return {
         "rgb24 (before 6f1b7f3)": sws(),

@@ -32,7 +32,7 @@ def _jpeg2000_10_bit(path: Path) -> Path:
 
 def test_a_picture_ffmpeg_decodes_but_cannot_convert_is_undecodable_as_any_other(tmp_path: Path) -> None:
     """A picture past OpenCV's size limits is FFmpeg's; one of more than 8 bits of YUV (a 10-bit JPEG 2000) is
-    converted by OpenCV's arithmetic (_planar_yuv_to_rgb), which raises cv2.error for a picture too large for it.
+    converted by OpenCV's arithmetic (_yuv_to_rgb), which raises cv2.error for a picture too large for it.
     That error was not caught: the picture was 'cannot decode image X (OpenCV(...) resize.cpp ...)', the
     conversion's words, where a picture FFmpeg cannot decode is 'cannot decode image X (...CV_IO_MAX_IMAGE...)'
     with what raises OpenCV's limits. Both are that now. OpenCV's limits are lowered (its environment variables,
@@ -47,7 +47,7 @@ def test_a_picture_ffmpeg_decodes_but_cannot_convert_is_undecodable_as_any_other
               "print(sources.read_image(sys.argv[1]).shape)\n"  # FFmpeg's picture, converted
               "def too_large(*args, **kwargs):\n"
               "    raise cv2.error('OpenCV(5.1.0) resize.cpp:4155: error: (-215:Assertion failed) inv_scale_x > 0')\n"
-              "sources._planar_yuv_to_rgb = too_large\n"
+              "sources._yuv_to_rgb = too_large\n"
               "try:\n"
               "    sources.read_image(sys.argv[1])\n"
               "except InputError as e:\n"

@@ -244,13 +244,13 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
                   said: set[int] | None = None) -> np.ndarray:
     """A frame FFmpeg decoded (a video's, a stream's, a picture's) as HxWx3 uint8 RGB, ``width`` wide where given
     (a player's width of non-square pixels): the one conversion of every path. 8 bits a channel as FFmpeg converts
-    them by default, as OpenCV's VideoCapture does, but for planar YUV whose sum that conversion wraps (4:4:4, most
-    odd widths: :func:`_full_chroma`), converted as more than 8 are; more than 8 rounded to 8.
+    them by default, as OpenCV's VideoCapture does, but for YUV whose sum that conversion wraps (4:4:4, most odd
+    widths: :func:`_full_chroma`), converted as more than 8 are; more than 8 rounded to 8.
     FFmpeg's default conversion of YUV of more than 8 bits (a 10-bit HEVC's or H.264's, a ProRes's) to rgb24 is up
-    to 4 levels off the matrix's sum, white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): planar YUV is
-    converted by :func:`_planar_yuv_to_rgb`, the sum rounded, and any other (semi-planar NV12 and P010, packed, XYZ)
-    by FFmpeg, more than 8 bits with chroma interpolated in full (its full_chroma_int: the sum rounded too, but at
-    twice the cost, and a sum past 512 levels wraps, as it does for 8-bit semi-planar 4:4:4 or of an odd width).
+    to 4 levels off the matrix's sum, white 253, and its rgb48 up to 1.3, white 65283 (254 rounded): YUV is
+    converted by :func:`_yuv_to_rgb`, the sum rounded, planar, semi-planar (NV12, a hardware decoder's P010) and
+    packed (YUYV) alike, and the layouts it does not read (XV30's 10-bit fields, XYZ) by FFmpeg, more than 8 bits
+    with chroma interpolated in full (its full_chroma_int: the sum rounded too, but a sum past 512 levels wraps).
     Its rgb24 of RGB and gray samples of more than 8 bits (16-bit FFV1 or PNG, 12-bit gray) cuts the low bits:
     those are taken at 16 bits and rounded as :func:`_to_uint8` rounds a 16-bit PNG's (gray as gray: FFmpeg's
     rgb48 of 10 or 12-bit gray is not 65535 / 1023 of it).
@@ -273,7 +273,7 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
         colorspace, tagged = _BT601_TAG, Colorspace.ITU601
     deep = max(c.bits for c in components) > 8
     if yuv and (deep or _full_chroma(frame, width)):
-        image = _planar_yuv_to_rgb(frame, width or frame.width, colorspace)
+        image = _yuv_to_rgb(frame, width or frame.width, colorspace)
         if image is not None:
             return image
     if not deep:
@@ -298,8 +298,8 @@ def _full_chroma(frame: av.VideoFrame, width: int | None) -> bool:
     converter takes the frame as it is (:data:`_TABLE_CONVERTED` of an even height, which clips): its fixed-point
     sum wraps past 512 levels there, the most blue above white (Y 255, Cb 255; limited range) blue 0, not 255
     (FFmpeg 8's swscale; full range sums to 480 at most). Its other conversions clip, and cost half as much as
-    :func:`_planar_yuv_to_rgb`, which converts these. Checked against FFmpeg for each planar layout, 16 to 20
-    pixels a side, as they are and widened."""
+    :func:`_yuv_to_rgb`, which converts these. Checked against FFmpeg for each planar, semi-planar and packed
+    layout, 16 to 20 pixels a side, as they are and widened."""
     fmt, w, h = frame.format, frame.width, frame.height
     if fmt.chroma_width(w) == w and fmt.chroma_height(h) == h:
         return True
@@ -322,6 +322,25 @@ _SCALER_THREADS = 1
 # bits; "yuvj444p", full range whatever the frame's range says, sums to no more than 480 levels: FFmpeg's)
 _PLANAR_YUV = re.compile(r"yuva?4[0-4][0-4]p(?:\d+le)?")
 
+# Where Y, Cb and Cr lie in a frame (_yuv_samples): (plane, first sample, samples from one to the next) each, in
+# bytes, or in 16-bit words for more than 8 bits. Planar YUV has three planes, semi-planar two (Cb and Cr
+# interleaved: NV12, a hardware decoder's P010), packed one (YUYV 4:2:2, a webcam's; VUYA 4:4:4)
+_PLANAR = ((0, 0, 1), (1, 0, 1), (2, 0, 1))
+_NV12, _NV21 = ((0, 0, 1), (1, 0, 2), (1, 1, 2)), ((0, 0, 1), (1, 1, 2), (1, 0, 2))
+_YUYV, _YVYU = ((0, 0, 2), (0, 1, 4), (0, 3, 4)), ((0, 0, 2), (0, 3, 4), (0, 1, 4))
+_UYVY, _AYUV = ((0, 1, 2), (0, 0, 4), (0, 2, 4)), ((0, 1, 4), (0, 2, 4), (0, 3, 4))
+_UYVA, _VUYA = ((0, 1, 4), (0, 0, 4), (0, 2, 4)), ((0, 2, 4), (0, 1, 4), (0, 0, 4))
+# The semi-planar and packed layouts converted as planar YUV is, by their places and the bits a sample is read at:
+# P010's and the like's 10 or 12 bits lie in the high bits of their words, read at 16 bits (the low bits, which
+# FFmpeg's decoders leave 0, with them: a sample of n bits is one of 8 times 2^(n-8), as swscale reads it)
+_INTERLEAVED_YUV = {
+    "nv12": (_NV12, 8), "nv16": (_NV12, 8), "nv24": (_NV12, 8), "nv21": (_NV21, 8), "nv42": (_NV21, 8),
+    "nv20le": (_NV12, 10), **{f"p{chroma}{bits}le": (_NV12, 16) for chroma in "024" for bits in (10, 12, 16)},
+    "yuyv422": (_YUYV, 8), "yvyu422": (_YVYU, 8), "uyvy422": (_UYVY, 8), "y210le": (_YUYV, 16), "y212le": (_YUYV, 16),
+    "ayuv": (_AYUV, 8), "uyva": (_UYVA, 8), "vuya": (_VUYA, 8), "vuyx": (_VUYA, 8), "ayuv64le": (_AYUV, 16),
+    "xv36le": (_UYVA, 16), "vyu444": (((0, 1, 3), (0, 2, 3), (0, 0, 3)), 8),
+}
+
 # Kr and Kb of the matrix FFmpeg's swscale applies for a frame's colorspace (AVColorSpace): BT.601's where none
 # is named (and for RGB's, 0); swscale refuses the others, which are read as BT.601 (BT470BG, 5: _frame_to_rgb)
 _BT601 = (0.299, 0.114)
@@ -335,9 +354,9 @@ _UNMATCHED_COLORSPACES = {8: "YCgCo (8)", 10: "BT.2020 constant luminance (10)",
                           16: "YCgCo-R even (16)", 17: "YCgCo-R odd (17)"}
 
 
-def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None = None) -> np.ndarray | None:
-    """A frame of planar YUV of more than 8 bits, or of 8 where FFmpeg's sum wraps (:func:`_full_chroma`), as HxWx3
-    uint8 RGB, ``width`` wide: the sum of the matrix of its
+def _yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None = None) -> np.ndarray | None:
+    """A frame of YUV of more than 8 bits, or of 8 where FFmpeg's sum wraps (:func:`_full_chroma`), planar,
+    semi-planar or packed (:func:`_yuv_samples`), as HxWx3 uint8 RGB, ``width`` wide: the sum of the matrix of its
     colorspace and range, as FFmpeg's swscale applies them, rounded (within 0.5 of it), its chroma upsampled
     bilinearly from the centre of its samples, as swscale's full_chroma_int does. That costs twice as much
     (1080p 10-bit: 12.1 ms of CPU against 7.5, FFmpeg's default rgb24 6.6, up to 4 levels off; 4K 46.7, 40.7 and
@@ -351,10 +370,10 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     Each channel's chroma term is summed at the chroma planes' size and upsampled (bilinear is linear: the same
     as upsampling the planes first), then added to luma, rounded and clipped to 8 bits by one addWeighted."""
     weights = _LUMA_WEIGHTS.get(int(frame.colorspace) if colorspace is None else colorspace)
-    if weights is None or not _PLANAR_YUV.fullmatch(frame.format.name):
+    samples = _yuv_samples(frame)
+    if weights is None or samples is None:
         return None
-    bits = frame.format.components[0].bits
-    y, u, v = (_samples(frame.planes[i], bits) for i in range(3))
+    y, u, v, bits = samples
     scale = float(1 << (bits - 8))
     if int(frame.color_range) == 2:  # full (JPEG) range
         luma, chroma, black = 1.0 / scale, 1.0 / scale, 0.0
@@ -376,11 +395,30 @@ def _planar_yuv_to_rgb(frame: av.VideoFrame, width: int, colorspace: int | None 
     return cv2.merge(channels)
 
 
-def _samples(plane: VideoPlane, bits: int) -> np.ndarray:
-    """A plane of samples of ``bits`` bits (8, or 16-bit words) as FFmpeg holds it (a view, its padding cut)."""
+def _yuv_samples(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """A YUV frame's Y, Cb and Cr samples, each a 2-D array (bytes, or 16-bit words for more than 8 bits: a view of
+    FFmpeg's planes, its padding cut, or a copy where they are interleaved), and the bits they are read at; None for
+    a layout not planar (:data:`_PLANAR_YUV`), semi-planar or packed as :data:`_INTERLEAVED_YUV` knows them."""
+    fmt = frame.format
+    places, bits = (_PLANAR, fmt.components[0].bits) if _PLANAR_YUV.fullmatch(fmt.name) else \
+        _INTERLEAVED_YUV.get(fmt.name, (None, 0))
+    if places is None:
+        return None
     dtype = np.uint8 if bits <= 8 else np.uint16
-    rows = np.frombuffer(memoryview(plane), dtype).reshape(plane.height, plane.line_size // dtype().itemsize)
-    return rows[:, :plane.width]
+    sizes = ((frame.height, frame.width),) + ((fmt.chroma_height(frame.height), fmt.chroma_width(frame.width)),) * 2
+    y, u, v = (_samples(frame.planes[index], dtype, first, step, size)
+               for (index, first, step), size in zip(places, sizes, strict=True))
+    return y, u, v, bits
+
+
+def _samples(plane: VideoPlane, dtype: type[np.unsignedinteger[Any]], first: int, step: int,
+             size: tuple[int, int]) -> np.ndarray:
+    """``size`` (rows, columns) samples of a plane as FFmpeg holds it, from its ``first``, one each ``step``: a view,
+    its padding cut, where they are side by side, else a copy (OpenCV copies a view of every other sample each time
+    it reads it)."""
+    rows = np.frombuffer(memoryview(plane), dtype).reshape(plane.height, plane.line_size // np.dtype(dtype).itemsize)
+    samples = rows[:size[0], first::step][:, :size[1]]
+    return samples if step == 1 else np.ascontiguousarray(samples)
 
 
 def as_rgb_array(image: Any) -> np.ndarray:
@@ -859,7 +897,7 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
             frame = next(container.decode(video=0))
             image = _frame_to_rgb(frame)
     # not a picture FFmpeg decodes; or cv2.error: one decoded, but too large for OpenCV's conversion of its samples
-    # (_planar_yuv_to_rgb of a huge picture of more than 8 bits), undecodable as any other (_decode_file says so)
+    # (_yuv_to_rgb of a huge picture of more than 8 bits), undecodable as any other (_decode_file says so)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError, cv2.error):
         return None
     orientation = _header_orientation(data)

@@ -1,0 +1,108 @@
+"""Session 51's leftovers of converting frames (helper DJ): semi-planar and packed YUV (NV12 of an odd width, NV24,
+P010, YUYV, VUYA) whose sum FFmpeg's conversion wraps are converted as planar YUV is."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pvt_deploy.io.sources import _frame_to_rgb, open_source
+
+# the most blue above white (Y 255, Cb 255, Cr 128, limited range, BT.601) clipped: R 278 + 0, G 278 - 0.392 x 127 x
+# 255/224, B 278 + 2.018 x 127; and mid-grey, (128 - 16) x 255 / 219 = 130.4
+_BLUE_WHITE, _GREY = np.array([255, 229, 255]), 130
+
+
+def _interleaved(pix_fmt: str, width: int, height: int) -> av.VideoFrame:
+    """A frame of semi-planar or packed ``pix_fmt`` written sample by sample, as a decoder gives it: its left 8
+    columns the most blue above white, the rest mid-grey (8-bit levels; of 10 bits, P010's, in the words' high
+    bits)."""
+    frame = av.VideoFrame(width, height, pix_fmt)
+    columns = np.arange(width) < 8
+    y, u = np.where(columns, 255, 128), np.where(columns, 255, 128)
+    if pix_fmt in ("nv12", "nv24", "p010le"):
+        deep = pix_fmt == "p010le"
+        dtype = np.uint16 if deep else np.uint8
+        step = 2 if pix_fmt != "nv24" else 1  # chroma's columns: one a pair of pixels, or one a pixel
+        for index, rows in enumerate((np.tile(y, (height, 1)), None)):
+            plane = frame.planes[index]
+            words = np.frombuffer(memoryview(plane), dtype).reshape(plane.height, -1)
+            if rows is None:  # Cb and Cr interleaved, each at its columns' first pixel
+                rows = np.zeros((plane.height, 2 * plane.width), int)
+                rows[:, 0::2], rows[:, 1::2] = u[::step][:plane.width], 128
+            words[:, :rows.shape[1]] = rows << 8 if deep else rows  # 10 bits of 4x the 8-bit level, at bit 6
+    elif pix_fmt == "yuyv422":  # Y0 Cb Y1 Cr for each pair of pixels (of an odd width, the last pair's Y1 unseen)
+        pairs = np.where(np.arange(0, width + 1, 2) < 8, 255, 128)
+        pixels = np.stack([pairs, pairs, pairs, np.full(pairs.size, 128)], axis=1).reshape(-1)
+        np.frombuffer(memoryview(frame.planes[0]), np.uint8).reshape(height, -1)[:, :pixels.size] = pixels
+    else:  # vuya: Cr Cb Y A for each pixel
+        pixels = np.stack([np.full(width, 128), u, y, np.full(width, 255)], axis=1).reshape(-1)
+        np.frombuffer(memoryview(frame.planes[0]), np.uint8).reshape(height, -1)[:, :4 * width] = pixels
+    frame.colorspace, frame.color_range = 5, 1  # BT.601, limited
+    return frame
+
+
+def _raw_clip(path: Path, frame: av.VideoFrame) -> Path:
+    """Two of ``frame`` as raw video in a Matroska file (FFmpeg's rawvideo: its layout kept)."""
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, frame.format.name
+        for i in range(2):
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with av.open(str(path)) as check:  # decoded as it was written: the layout and size under test
+        decoded = next(check.decode(video=0))
+        assert (decoded.format.name, decoded.width, decoded.height) == (frame.format.name, frame.width, frame.height)
+    return path
+
+
+def _assert_clipped(image: np.ndarray) -> None:
+    """The blue-white columns clipped, not wrapped (blue 0), and the grey grey, away from the edge chroma blurs."""
+    blue_white, grey = image[:, :4].reshape(-1, 3), image[:, -4:].reshape(-1, 3)
+    assert np.abs(blue_white.astype(int) - _BLUE_WHITE).max() <= 1, blue_white[:3]
+    assert np.abs(grey.astype(int) - _GREY).max() <= 1, grey[:3]
+
+
+@pytest.mark.parametrize(("pix_fmt", "size"), [
+    ("nv12", (17, 9)),  # NV12 of an odd width and height
+    ("vuya", (16, 8)),  # packed 4:4:4
+    ("yuyv422", (17, 8)),  # a webcam's packed 4:2:2, of an odd width
+    ("nv12", (16, 8)),  # an even width: FFmpeg's conversion, which clips
+], ids=["nv12-odd", "vuya", "yuyv422-odd", "nv12-even"])
+def test_a_raw_clip_of_interleaved_yuv_is_clipped_not_wrapped(
+        tmp_path: Path, pix_fmt: str, size: tuple[int, int]) -> None:
+    """FFmpeg's conversion of 8-bit YUV sums in fixed point and wraps past 512 levels where it interpolates chroma
+    in full (4:4:4, an odd width out): for planar YUV that was mended (08b0ac6, aa950dc), but NV12 of an odd width,
+    packed 4:4:4 (VUYA) and YUYV of an odd width still read the most blue above white blue 0, not 255.
+    They are converted as planar YUV is now. Raw video clips keep their layout (a camera's or a capture card's
+    recording); fails before on the first three."""
+    path = _raw_clip(tmp_path / f"{pix_fmt}.mkv", _interleaved(pix_fmt, *size))
+    with open_source(path) as source:
+        images = [frame.image for frame in source]
+    assert len(images) == 2 and all(image.shape == (size[1], size[0], 3) for image in images)
+    for image in images:
+        _assert_clipped(image)
+
+
+@pytest.mark.parametrize(("pix_fmt", "planar"), [("nv24", "yuv444p"), ("p010le", "yuv420p10le")])
+@pytest.mark.parametrize("width", [16, 17])
+def test_semi_planar_4_4_4_and_p010_are_clipped_and_read_as_their_planar_samples(
+        pix_fmt: str, planar: str, width: int) -> None:
+    """NV24 and P010 (a hardware decoder's 10-bit frames: NVDEC, VA-API, Quick Sync) wrapped at any width: P010 was
+    converted by FFmpeg with chroma interpolated in full, whose sum wraps, NV24 by its default, which interpolates
+    4:4:4 in full. No container FFmpeg writes holds them raw (Matroska refuses them, NUT and AVI read back as
+    RGB 5:5:5), so the frames are made as a decoder gives them. Clipped now, and each the same picture as its
+    samples in the planar layout (within 1 level: OpenCV's sums of rows in place or copied round alike but for
+    its vector tails); fails before (blue 0)."""
+    frame = _interleaved(pix_fmt, width, 8)
+    image = _frame_to_rgb(frame)
+    assert image.shape == (8, width, 3)
+    _assert_clipped(image)
+    same = frame.reformat(format=planar)  # FFmpeg's rearrangement of the samples (10 bits: shifted down)
+    same.colorspace, same.color_range = frame.colorspace, frame.color_range
+    assert np.abs(image.astype(int) - _frame_to_rgb(same)).max() <= 1
