@@ -1,4 +1,5 @@
-"""GPU-provider probing's leftovers (session 51, helper DH): TensorRT's library looked up once per process.
+"""GPU-provider probing's leftovers (session 51, helper DH): TensorRT's library looked up once per process; the CUDA
+provider's warning said once where two threads probe one GPU at once.
 
 No GPU, CUDA or TensorRT here: onnxruntime-gpu is a stand-in (its providers listed, the CUDA provider's probe answered
 or made on stand-in sessions over real CPU ones), as in test_ort_providers_50."""
@@ -6,11 +7,14 @@ or made on stand-in sessions over real CPU ones), as in test_ort_providers_50.""
 from __future__ import annotations
 
 import ctypes
+import logging
 import sys
+import threading
 from typing import Any
 
 import pytest
 import test_ort_providers
+import test_ort_providers_50
 
 from pvt_deploy.runtimes import ort_providers
 from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, select_providers
@@ -75,3 +79,48 @@ def test_tensorrts_library_is_looked_up_once_per_process(
     assert ort_providers.tensorrt_libraries_load() and ort_providers.tensorrt_library_version() == "10.9.0"
     assert asked == ["libnvinfer.so.10"]
 
+
+gpu_onnxruntime = test_ort_providers_50.gpu_onnxruntime  # a fixture: onnxruntime-gpu's stand-in (its CUDA provider's
+# sessions log that cuDNN is missing and run on the CPU, or start on CUDA, as its "cuda" says)
+
+
+def test_two_threads_probing_one_gpu_at_once_say_its_warning_once(
+        gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """``auto``'s warning that the CUDA provider cannot run was said by the call that found no answer for its GPU, asked
+    before the probe's lock: two threads loading models at once (the first sessions of a server) both found none while
+    the first probed, and both said it. The call that probes says it, decided under the lock."""
+    import onnxruntime
+
+    stand_in = onnxruntime.InferenceSession
+    waiting = threading.Event()  # a second thread waits for the probe's lock
+
+    class Watched:  # the probe's lock, telling when a thread finds it held by another
+        def __init__(self) -> None:
+            self.lock = threading.RLock()
+
+        def __enter__(self) -> None:
+            if not self.lock.acquire(blocking=False):
+                waiting.set()
+                self.lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.lock.release()
+
+    class Starting(stand_in):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # the probe's session starts once the other thread
+            waiting.wait(10)  # has asked and waits for the lock
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ort_providers, "_probing", Watched())
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Starting)
+    chosen: list[Any] = []
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.ort_providers"):
+        threads = [threading.Thread(target=lambda: chosen.append(select_providers())) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert chosen == [[CPU], [CPU]] and waiting.is_set()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("ONNX Runtime's CUDA provider cannot run here ("), said
+    assert [e for e in gpu_onnxruntime["events"] if isinstance(e, list)] == [[(CUDA, {"device_id": 0}), CPU]]

@@ -226,10 +226,17 @@ _probing = threading.RLock()
 def cuda_provider(device_id: int = 0) -> CudaProvider:
     """:func:`probe_cuda_provider`'s answer for ``device_id``, probed once per process (the libraries a session
     loads and the driver stay what they are), by one thread at a time."""
+    return _cuda_provider(device_id)[0]
+
+
+def _cuda_provider(device_id: int) -> tuple[CudaProvider, bool]:
+    """:func:`cuda_provider`'s answer, and whether this call probed (the first for the GPU in this process: asked
+    under the lock, so that of two threads probing one GPU at once only one is told it was the first)."""
     with _probing:
-        if device_id not in _probed:
-            _probed[device_id] = probe_cuda_provider(device_id)
-        return _probed[device_id]
+        if device_id in _probed:
+            return _probed[device_id], False
+        _probed[device_id] = probe_cuda_provider(device_id)
+        return _probed[device_id], True
 
 
 def _one_add_graph() -> bytes:
@@ -348,8 +355,7 @@ def select_providers(
             f"ONNX Runtime has no CUDA execution provider here (available: {', '.join(have) or 'none'})",
             hint=_GPU_HINT)
     if available is None and CUDA in have:  # listed is not runnable: onnxruntime-gpu lists it without GPU or cuDNN
-        first = device_id not in _probed
-        cuda = cuda_provider(device_id)
+        cuda, first = _cuda_provider(device_id)
         if cuda.problem is not None and device != "auto":  # the TensorRT EP runs on the CUDA provider's libraries
             raise BackendUnavailableError(
                 ("ONNX Runtime's CUDA provider" if device == "cuda" else
@@ -357,7 +363,7 @@ def select_providers(
                 hint=f"{cuda.hint}; or use {option('device')} cpu")
         if cuda.problem is not None:  # auto: the CPU, with its own settings (a CPU-only session), not a fallback
             have = [p for p in have if p not in GPU_PROVIDERS]
-            if first:
+            if first:  # once per process and GPU, by the call that probed it
                 log.warning("ONNX Runtime's CUDA provider cannot run here (%s): running on the CPU (%s)",
                             cuda.problem, cuda.hint)
 
