@@ -277,10 +277,16 @@ def _pyav(probe_encoders: bool) -> list[Check]:
     usable = [n for n, (ok, _) in results.items() if ok]
     size = "x".join(map(str, _PROBE_SIZE))
     hardware = [n for n in usable if n.endswith("_nvenc")]
+    limits = ""
+    if hardware:  # infer (codec auto) writes a video of a size it refuses with the next encoder that opens
+        after = [n for n in usable if n not in hardware]
+        limits = f" ({', '.join(hardware)}: a size past its GPU's limits " + (
+            f"is written with {after[0]} instead, with a warning)" if after else
+            "cannot be written: no other encoder opens)")
     rows.append(Check(
         "h264_encoders", "H.264 encoders", "ok" if usable else "missing",
         summary=f"opened at {size}: " + ", ".join(f"{n} {'yes' if ok else 'no'}" for n, (ok, _) in results.items())
-        + (f" ({', '.join(hardware)}: another size may be past its GPU's limits)" if hardware else ""),
+        + limits,
         hint=None if usable else "install a PyAV wheel with libx264 (pip install -U av)",
         info={"usable": usable, "probe_size": list(_PROBE_SIZE), "probes": {n: why for n, (_, why) in results.items()}}))
     return rows

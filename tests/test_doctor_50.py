@@ -97,7 +97,8 @@ def test_the_h264_row_says_the_size_its_encoders_were_opened_at(monkeypatch: pyt
     opened = [n for n in ("h264_nvenc", "libx264", "libopenh264") if n in row.info["usable"]]
     assert opened[:2] == ["h264_nvenc", "libx264"], row
     said = ", ".join(f"{n} {'yes' if n in opened else 'no'}" for n in ("h264_nvenc", "libx264", "libopenh264"))
-    assert row.summary == f"opened at 256x256: {said} (h264_nvenc: another size may be past its GPU's limits)"
+    assert row.summary == (f"opened at 256x256: {said} (h264_nvenc: a size past its GPU's limits is written with "
+                           "libx264 instead, with a warning)")  # test_doctor_51: what it says, and where none opens
     assert row.info["probes"]["libx264"] == row.info["probes"]["h264_nvenc"] == "encodes 256x256"
     assert row.info["probe_size"] == [256, 256]
     monkeypatch.undo()
