@@ -1,16 +1,20 @@
 """Session 51's leftovers of converting frames (helper DJ): semi-planar and packed YUV (NV12 of an odd width, NV24,
-P010, YUYV, VUYA) whose sum FFmpeg's conversion wraps are converted as planar YUV is."""
+P010, YUYV, VUYA) whose sum FFmpeg's conversion wraps are converted as planar YUV is; a pipe of pictures from a URL
+warns of its colorspace once."""
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from test_io_sources import http_server  # noqa: F401 - the fixture
 
-from pvt_deploy.io.sources import _frame_to_rgb, open_source
+from pvt_deploy.io import sources
+from pvt_deploy.io.sources import StreamSource, _frame_to_rgb, open_source
 
 # the most blue above white (Y 255, Cb 255, Cr 128, limited range, BT.601) clipped: R 278 + 0, G 278 - 0.392 x 127 x
 # 255/224, B 278 + 2.018 x 127; and mid-grey, (128 - 16) x 255 / 219 = 130.4
@@ -106,3 +110,30 @@ def test_semi_planar_4_4_4_and_p010_are_clipped_and_read_as_their_planar_samples
     same = frame.reformat(format=planar)  # FFmpeg's rearrangement of the samples (10 bits: shifted down)
     same.colorspace, same.color_range = frame.colorspace, frame.color_range
     assert np.abs(image.astype(int) - _frame_to_rgb(same)).max() <= 1
+
+
+def test_a_pipe_of_pictures_from_a_url_warns_of_its_colorspace_once(
+        http_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A URL FFmpeg reads as pictures (a picture demuxer) is read twice where it holds more than one: its first two
+    frames, to tell a picture from a pipe of them, then all of them by a new stream, whose set of colorspaces
+    warned of was its own. Its frames tagged with a colorspace FFmpeg's converter has no matrix for were said to
+    be twice. No picture decoder here gives such a tag (JPEG, WebP: BT.601; JPEG 2000, TIFF, PGMYUV: none), so
+    'none' (2) is taken for one, the rest real: two JPEG 2000 pictures over HTTP. Once now; fails before (twice)."""
+    base, root = http_server
+    frame = av.VideoFrame(16, 16, "yuv420p")
+    for plane in frame.planes:
+        np.frombuffer(memoryview(plane), np.uint8)[:] = 128
+    codec = av.CodecContext.create("jpeg2000", "w")
+    codec.width, codec.height, codec.pix_fmt, codec.time_base = 16, 16, "yuv420p", Fraction(1, 25)
+    picture = b"".join(bytes(packet) for packet in codec.encode(frame) + codec.encode(None))
+    (root / "pictures.j2k").write_bytes(picture * 2)
+    weights = {tag: kr_kb for tag, kr_kb in sources._LUMA_WEIGHTS.items() if tag != 2}
+    monkeypatch.setattr(sources, "_LUMA_WEIGHTS", weights)
+    with caplog.at_level(logging.WARNING), open_source(f"{base}/pictures.j2k") as source:
+        assert isinstance(source, StreamSource)  # a pipe of them, read again from its start
+        images = [frame.image for frame in source]
+    assert len(images) == 2 and all(np.abs(image.astype(int) - 130).max() <= 1 for image in images)
+    said = [r.getMessage() for r in caplog.records if "colorspace" in r.getMessage()]
+    assert said == [f"{base}/pictures.j2k: its frames are tagged with the colorspace reserved (2), which FFmpeg's "
+                    "converter has no matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"]

@@ -1936,6 +1936,7 @@ class StreamSource(Source):
         sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         url: str | None = None,
+        colorspaces_said: set[int] | None = None,
     ) -> None:
         self.spec = spec
         self._url = url  # what ``spec`` names, credentials and all: never logged (see audio_url)
@@ -1948,7 +1949,8 @@ class StreamSource(Source):
         self._stop = threading.Event()
         # the backoff between reconnects (up to Reconnect.max_wait) ends early on stop()
         self._sleep = sleep if sleep is not None else self._stop.wait
-        self._colorspaces_said: set[int] = set()  # for every connection's reader (see _open)
+        # for every connection's reader (see _open); given, a set another source of the same feed warned of too
+        self._colorspaces_said: set[int] = set() if colorspaces_said is None else colorspaces_said
         try:  # first connection: fail fast, a wrong URL should not sit through backoff
             self._reader: FrameReader | None = self._open()
         except _TooBigToDecode:
@@ -2498,10 +2500,11 @@ def _stream_source(
         return PyAVReader(spec, options=opts, timeout=(timeout, timeout), live=live, bytes_per_pixel=bytes_per_pixel,
                           kept_frames=kept_frames)
 
+    said: set[int] = set()  # the colorspaces warned of: once for the URL, though a pipe of pictures opens it twice
+
     def stream() -> StreamSource:
-        return StreamSource(
-            opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect, realtime=realtime, url=spec
-        )
+        return StreamSource(opener, spec=redact_url(spec), vid_stride=vid_stride, reconnect=reconnect,
+                            realtime=realtime, url=spec, colorspaces_said=said)
 
     source = stream()
     reader = source._reader
