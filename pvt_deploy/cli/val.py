@@ -241,8 +241,7 @@ def render_side_by_side(reports: list[dict[str, Any]], console: Any) -> None:
         table.add_row(_LABELS.get(key, key), *cells, *deltas)
     print_table(console, table)
     speeds = ", ".join(f"{r['precision']} {r['fps']:.1f}" for r in reports if r.get("fps"))
-    console.print(f"{count_of(first['images'], 'picture')} of {escape(first['dataset'])}"
-                  + (f"; pictures/s: {speeds}" if speeds else ""), soft_wrap=True)
+    console.print(_dataset_line(first, f"; pictures/s: {speeds}" if speeds else ""), soft_wrap=True)
     _print_published(first, console)
 
 
@@ -259,14 +258,21 @@ def render(report: dict[str, Any], console: Any) -> None:
     for key, value in report["metrics"].items():
         table.add_row(_LABELS.get(key, key), "—" if math.isnan(value) else f"{100 * value:.2f}")
     print_table(console, table)
-    skipped = f", {report['skipped']} unreadable skipped" if report["skipped"] else ""
     speed = f" at {report['fps']:.1f} pictures/s" if report.get("fps") else ""
-    console.print(f"{count_of(report['images'], 'picture')} of {escape(report['dataset'])}{skipped}{speed}",
-                  soft_wrap=True)
+    console.print(_dataset_line(report, speed), soft_wrap=True)
     _print_published(report, console)
     if report["per_class"] and report["task"] == "segment":
         worst = sorted((v, k) for k, v in report["per_class"].items() if not math.isnan(v))[:5]
         console.print("lowest IoU: " + ", ".join(f"{escape(k)} {100 * v:.1f}" for v, k in worst), soft_wrap=True)
+
+
+def _dataset_line(report: dict[str, Any], speed: str) -> str:
+    """The line under the table: pictures measured, of which dataset, ``speed``, and the unreadable ones left
+    out (the same for every precision of a run: they are the dataset's)."""
+    from rich.markup import escape
+
+    skipped = f"; {count_of(report['skipped'], 'unreadable picture')} skipped" if report["skipped"] else ""
+    return f"{count_of(report['images'], 'picture')} of {escape(report['dataset'])}{speed}{skipped}"
 
 
 def _print_published(report: dict[str, Any], console: Any) -> None:
