@@ -79,7 +79,9 @@ def val(
         help="Maximum detections per image (default: manifest, 100).", rich_help_panel=DETECTION_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     weights: Annotated[str | None, typer.Option(
-        "--weights", "-w", help="Checkpoint for a zoo model (a file, an http(s):// URL or 'official').")] = None,
+        "--weights", "-w", help="Checkpoint for a zoo model, or for an export folder with --backend torch "
+        "(PyTorch): a file, an http(s):// URL (downloaded once, cached), or 'official': the zoo model's official "
+        "file (pvt-deploy models).")] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help=TRUST_HELP)
     ] = False,
