@@ -43,7 +43,7 @@ from pvt_deploy.errors import (
     cannot_read,
     renamed,
 )
-from pvt_deploy.utils import joined_lines
+from pvt_deploy.utils import joined_lines, megabytes
 
 if TYPE_CHECKING:
     from pvt_deploy.runtimes.base import Backend
@@ -58,7 +58,6 @@ BENCH_BACKENDS: dict[str, tuple[str, str | None]] = {
     "onnx-fp16": ("onnx", "fp16"), "onnx-int8": ("onnx", "int8"), "trt": ("trt", None), "triton": ("triton", None),
 }
 DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")  # also all that an export folder offers
-MB = 1e6  # bench's memory, as info's and export's file sizes: decimal MB (it was MiB under the same name)
 
 Progress = Callable[[str], None]
 
@@ -144,8 +143,8 @@ class PeakRSS:
 
     @property
     def delta_mb(self) -> float:
-        """In MB, 10^6 bytes (:data:`MB`)."""
-        return (self.peak - self.baseline) / MB
+        """In MB, 10^6 bytes (:func:`~pvt_deploy.utils.megabytes`)."""
+        return megabytes(self.peak - self.baseline)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -560,9 +559,9 @@ def _cuda_peak(info: Any, before: tuple[int, int] | None) -> float | None:
 
     index, used = before
     if info.name == "torch":
-        return round(torch.cuda.max_memory_allocated(index) / MB, 1)
+        return round(megabytes(torch.cuda.max_memory_allocated(index)), 1)
     free, total = torch.cuda.mem_get_info(index)
-    return round(max(0, total - free - used) / MB, 1)
+    return round(megabytes(max(0, total - free - used)), 1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -158,6 +158,7 @@ def summary_table(folder: Path) -> Any:
     from pvt_deploy.export.parity import agreement_text, gated_rel, parity_status
     from pvt_deploy.manifest import read_manifest
     from pvt_deploy.runtimes.tensorrt import ENGINE_NAME, engine_precision
+    from pvt_deploy.utils import megabytes
 
     m = read_manifest(folder)
     table = Table(title=f"{folder}  ({m.get('model')}, {m.get('task')})", title_justify="left",
@@ -188,7 +189,7 @@ def summary_table(folder: Path) -> Any:
         precision = entry.get("precision", "?")
         if name == ENGINE_NAME and m.get("tensorrt"):  # tf32 where TensorRT was let use it (--tf32)
             precision = engine_precision(m["tensorrt"])
-        table.add_row(name, f"{precision}{flavour}", f"{entry.get('bytes', 0) / 1e6:.1f}",
+        table.add_row(name, f"{precision}{flavour}", f"{megabytes(entry.get('bytes', 0)):.1f}",
                       status, cos, rel, agr, lat)
     if ungated:
         table.caption = "* task agreement reported, not gated: random weights"

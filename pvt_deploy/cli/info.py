@@ -69,14 +69,10 @@ def _shape(spec: dict[str, Any]) -> str:
 
 
 def _size(n: int | None) -> str:
-    """Decimal units, as ``export`` prints them and file managers show them."""
-    if n is None:
-        return "-"
-    for unit in ("B", "kB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n:.1f} GB"
+    """Decimal units, as ``export`` prints them and file managers show them (:func:`~pvt_deploy.utils.file_size`)."""
+    from pvt_deploy.utils import file_size
+
+    return "-" if n is None else file_size(n)
 
 
 def _precision(precision: Any, flavour: Any) -> str:

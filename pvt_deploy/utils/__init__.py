@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, SupportsIndex, TypeGuard, cast
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["IR_VERSION", "gigabytes", "is_integer", "is_number", "joined_lines", "one_line", "onnx_model", "shell_quote",
-           "size_pair"]
+__all__ = ["IR_VERSION", "MB", "file_size", "gigabytes", "is_integer", "is_number", "joined_lines", "megabytes", "one_line",
+           "onnx_model", "shell_quote", "size_pair"]
 
 IR_VERSION = 8
 """IR version of the small ONNX graphs built by hand (probes, tests): what ``torch.onnx`` writes for
@@ -86,6 +86,25 @@ def whole_number(name: str, value: object, *, minimum: int = 1) -> int:
 def is_number(v: object) -> bool:
     """A real number (Python's or NumPy's), not a bool: what a threshold or a fraction may be."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+MB = 1e6
+"""A megabyte as every size pvt-deploy prints is counted: 10^6 bytes, as file managers show sizes (not MiB): bench's
+memory, info's and export's file sizes, a download's progress."""
+
+
+def megabytes(n: float) -> float:
+    """``n`` bytes in MB (:data:`MB`)."""
+    return n / MB
+
+
+def file_size(n: float) -> str:
+    """A byte count in the decimal unit that suits it, one decimal: ``512 B``, ``3.4 kB``, ``12.3 MB``, ``1.2 GB``."""
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def gigabytes(n: float) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from pvt_deploy.errors import CheckpointError, InputError
+from pvt_deploy.utils import megabytes
 
 __all__ = ["TIMEOUT_S", "cache_dir", "fetch", "is_url"]
 
@@ -193,7 +194,7 @@ def _why(reason: Any) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+    return f"{megabytes(n):.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
 def _download(request_url: str, url: str, target: Path, expected: str | None) -> None:
