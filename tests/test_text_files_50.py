@@ -43,7 +43,7 @@ def test_every_text_file_read_says_in_one_line_which_file_it_cannot_read_and_whe
     for path in files.values():
         path.write_bytes(data)
     readers = (
-        (lambda p: dataset_images(p), files["data.yaml"], ""),
+        (lambda p: dataset_images(p), files["data.yaml"], "dataset "),
         (lambda p: yaml_names(p), files["data.yaml"], "dataset "),
         (lambda p: given_names(p, 2, "the model"), files["names.txt"], "names "),
         (lambda p: _coco_dataset(p, ["person"], None, None), files["instances.json"], "dataset "),

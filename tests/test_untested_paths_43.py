@@ -461,8 +461,10 @@ def test_len_of_a_classifiers_and_a_segmenters_result_and_boxes_asked_of_them(
 
 @pytest.mark.parametrize(("text", "message"), [
     (None, "calibration images: no such file: {path}"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "calibration images: {path}: cannot read it (neither UTF-8 nor UTF-16 text: "
-     "invalid start byte at byte 0)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "calibration images: dataset {path}: cannot read it (neither UTF-8 nor UTF-16 "
+     "text: invalid start byte at byte 0)"),
+    ("val: [a.jpg\n".encode("utf-16")[:-1], "calibration images: dataset {path}: cannot read it (not valid UTF-16 "
+     "text: truncated data at byte 24)"),  # a Windows tool's UTF-16 file, cut a byte short
     (b"path: 5\nval: coffee.jpg\n", "calibration images: {path}: path: 5 is not a folder name"),
     (b"val: sample.mp4\n", "calibration images: {path}: val: sample.mp4 is a video: a split is a folder of images"),
 ])

@@ -181,7 +181,7 @@ def test_a_yolo_dataset_saved_as_utf16_is_read_as_in_utf8(
                                  f"invalid continuation byte at byte {at})")
     with pytest.raises(InputError) as caught:
         dataset_images(cp1252 / "data.yaml")
-    assert str(caught.value) == (f"{cp1252 / 'data.yaml'}: cannot read it (neither UTF-8 nor UTF-16 text: "
+    assert str(caught.value) == (f"dataset {cp1252 / 'data.yaml'}: cannot read it (neither UTF-8 nor UTF-16 text: "
                                  f"invalid continuation byte at byte {at - 4})")
     (cp1252 / "list.txt").write_bytes(_saved("a.jpg\n", "utf16-le") + b"\n")  # a byte short of its last letter
     code, out, err = run(monkeypatch, capsys, "infer", str(cp1252 / "list.txt"), "--model", "pvt_v2_b0-cls")

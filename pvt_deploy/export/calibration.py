@@ -160,7 +160,7 @@ def dataset_images(yaml_file: str | os.PathLike[str], *, what: str = "image") ->
     path = Path(text).expanduser()
     if not path.is_file():
         raise InputError(f"no such file: {text}")
-    source = read_text(path)  # UTF-8 or UTF-16, as a Windows tool may save it
+    source = read_text(path, what="dataset")  # UTF-8 or UTF-16, as a Windows tool may save it; named as yaml_names does
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError as e:
