@@ -11,7 +11,6 @@ import pytest
 from cli_run import run
 
 import pvt_deploy.export.onnx as export_onnx
-from pvt_deploy.export.swap import owner
 from pvt_deploy.manifest import read_manifest
 
 
@@ -19,18 +18,19 @@ def test_an_output_folder_whose_name_the_file_system_cannot_take_is_refused_befo
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """``export -o out/<300 a>``: only the parent folder was checked, so the model was built, then refused worded
     '... (File name too long)'; ``-o <300 a>`` in a folder that is there said 'cannot write the export to X: File name
-    too long (X)'. The export is built beside its folder, in a hidden folder named after it some 30
-    bytes longer (``.NAME.pvt-new-HOST-PID-XXXX``), so a name the system takes (240 bytes, a folder made already)
-    failed the same way. Each is one line, exit 2, before the model is built, nothing made."""
+    too long (X)'. Each is one line, exit 2, before the model is built, nothing made. The export is built beside its
+    folder, in a hidden folder named after it some 30 bytes longer (``.NAME.pvt-new-HOST-PID-XXXX``), which a name
+    past 224 bytes made too long: such a name was refused too (session 48), until session 51 cut it there to fit
+    (SwappedFolder._named): a name of 255 bytes (85 CJK letters, cut at a letter) exports, and exports again over
+    the first (the old folder set aside under such a name), the user's file carried over, nothing hidden left."""
     loaded: list[Any] = []
     real_load = export_onnx._load
     monkeypatch.setattr(export_onnx, "_load", lambda *a, **kw: loaded.append(a) or real_load(*a, **kw))
     name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
-    longest = name_max - len(f"..pvt-new-{owner()}-abcd")  # the staging folder's name just fits
     made = tmp_path / ("d" * 240)
     made.mkdir()
-    for out in (tmp_path / "out" / ("a" * 300), tmp_path / ("a" * 300), tmp_path / "out" / ("b" * 240), made,
-                tmp_path / "out" / ("c" * (longest + 1))):
+    for out in (tmp_path / "out" / ("a" * 300), tmp_path / ("a" * 300), tmp_path / "out" / ("b" * (name_max + 1)),
+                made / "out" / ("\u4e2d" * 86)):
         code, stdout, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64",
                                 "--no-parity", "-o", str(out))
         said = f"error: cannot write to output folder {out}: File name too long\n"
@@ -38,13 +38,17 @@ def test_an_output_folder_whose_name_the_file_system_cannot_take_is_refused_befo
         assert loaded == []
         assert sorted(p.name for p in tmp_path.iterdir()) == [made.name]  # nothing made, nothing left
         assert list(made.iterdir()) == []
-    out = tmp_path / "out" / ("c" * longest)
-    code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
-                       "-o", str(out))
-    assert code == 0, err
-    assert len(loaded) == 1
-    assert {"manifest.json", "model.onnx"} <= {p.name for p in out.iterdir()}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [out.name]
+    out = tmp_path / "out" / ("\u4e2d" * 85)
+    assert len(os.fsencode(out.name)) == name_max == 255
+    for n in (1, 2):
+        code, _, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--no-parity",
+                           "-o", str(out))
+        assert code == 0, err
+        assert len(loaded) == n
+        assert {"manifest.json", "model.onnx"} <= {p.name for p in out.iterdir()}
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [out.name]
+        (out / "notes.txt").write_text("the user's")
+    assert (out / "notes.txt").read_text() == "the user's"
 
 
 def test_a_model_that_is_not_there_is_said_before_tensorrt_is_looked_for(

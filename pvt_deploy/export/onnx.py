@@ -49,7 +49,7 @@ from pvt_deploy.errors import (
     switched_on,
 )
 from pvt_deploy.export import reading
-from pvt_deploy.export.swap import SwappedFolder, folder_lock, new_hidden, scratch
+from pvt_deploy.export.swap import SwappedFolder, folder_lock, scratch
 from pvt_deploy.manifest import (
     BUNDLED_IMAGES,
     MANIFEST_NAME,
@@ -72,7 +72,6 @@ from pvt_deploy.utils.files import (
     link_to_nowhere,
     probe_writable,
     sha256_file,
-    unwritable_reason,
 )
 
 if TYPE_CHECKING:
@@ -264,17 +263,17 @@ def _check_output(out: Path, folder: SwappedFolder) -> None:
     if os.path.exists(out) and not out.is_dir():  # (not Path.exists: a name too long raises, said below)
         raise InputError(f"output {out} exists and is not a folder")
     # the export is built beside the folder it replaces, in a hidden folder named after it (``.NAME.pvt-new-…``, the
-    # longest name it makes there), and renamed into place: the parent must take new files, and that name fit the
-    # file system. Both of the real folder, which a link given as ``out`` (or a '..' after one) names otherwise.
+    # name cut to fit where it is long: SwappedFolder.unwritable), and renamed into place: the parent must take new
+    # files, and the folder's name and that one fit the file system. All of the real folder, which a link given as
+    # ``out`` (or a '..' after one) names otherwise.
     # A link as given that leads nowhere (a loop, a link to what is gone), ``out`` itself or one on its way, is
     # refused first, as ``mkdir -p`` and infer refuse it: its real path reads it as a folder still to be made, where
     # the export would make the link's missing target (a drive's folder not mounted: made on the disk beneath it),
     # and a loop's real path is itself, a link, which the swap set aside as an old export and left there. Nothing
     # is written there: a link given as ``out`` may be in a folder the export need not write to
     target = folder.target
-    beside = new_hidden(target.parent, folder.staging_prefix, create=False)
     nowhere = link_to_nowhere(os.path.abspath(out))
-    reason = nowhere.strerror if nowhere is not None else unwritable_reason(beside)
+    reason = nowhere.strerror if nowhere is not None else folder.unwritable()
     if reason is not None:
         raise InputError(f"cannot write to output folder {out}: {reason}")
     cwd = Path.cwd().resolve()

@@ -24,6 +24,7 @@ the new one). Scratch folders (:func:`scratch`: the variants added to an export)
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -33,9 +34,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pvt_deploy.errors import InputError, PvtDeployError
-from pvt_deploy.utils.files import lacks_locks, lock, make_folders, remove_made_folders, unheld
+from pvt_deploy.utils.files import (
+    lacks_locks,
+    lock,
+    make_folders,
+    remove_made_folders,
+    unheld,
+    unwritable_reason,
+)
 
 log = logging.getLogger("pvt_deploy.export")
+
+#: The longest name most file systems take, in bytes (ext4, XFS, Btrfs, tmpfs, NTFS's 255 UTF-16 units and more)
+NAME_MAX = 255
+#: The longest ``<owner>-XXXX`` a hidden folder's name ends with (:func:`new_hidden`): a host's CRC and a PID of up
+#: to 7 digits (Linux's pid_max is 2^22 at most)
+_OWNER_TAIL = len("0badf00d-4194304-abcd")
 
 #: Which entries of a folder being replaced are pvt-deploy's (replaced with it) and not the user's
 #: (moved into the new folder): given that old folder, a test of an entry's name.
@@ -57,11 +71,39 @@ class SwappedFolder:
 
     @property
     def staging_prefix(self) -> str:
-        return f".{self.tag}-new-" if self.inside else f".{self.target.name}.{self.tag}-new-"
+        return f".{self.tag}-new-" if self.inside else f".{self._named}.{self.tag}-new-"
 
     @property
     def aside_prefix(self) -> str:
-        return f".{self.target.name}.{self.tag}-old-"
+        return f".{self._named}.{self.tag}-old-"
+
+    @property
+    def _named(self) -> str:
+        """The target's name as its hidden folders beside it give it (``.<name>.<tag>-new-<owner>-XXXX``, and
+        ``-old-``): where that would pass :data:`NAME_MAX` with the longest owner (:data:`_OWNER_TAIL`), the name
+        cut, a whole character at a time, and ``~`` and 16 hex digits of its SHA-256 after it, so that a folder of
+        any name the file system takes can be replaced (a name of over 224 bytes, 75 CJK characters, was refused:
+        its staging folder's was too long). The same for every run, whatever its PID: a run's sweep finds those
+        a killed one left."""
+        name = self.target.name
+        fixed = len(f"..{self.tag}-old-") + _OWNER_TAIL
+        if len(os.fsencode(name)) + fixed <= NAME_MAX:
+            return name
+        digest = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+        while len(os.fsencode(name)) + len(digest) + fixed > NAME_MAX:
+            name = name[:-1]
+        return name + digest
+
+    def unwritable(self) -> str | None:
+        """Why :attr:`target` cannot be replaced, in the words of :func:`~pvt_deploy.utils.files.unwritable_reason`:
+        its parent takes no new files, or a name to be made there is longer than the file system takes: the
+        target's own, where it is not there yet, or its hidden folders' (:attr:`aside_prefix`; the staging folder's
+        beside it is as long). None where it can be. Nothing is made (a probe file in the parent, at once removed)."""
+        if not os.path.lexists(self.target):
+            reason = unwritable_reason(self.target)
+            if reason is not None:
+                return reason
+        return unwritable_reason(new_hidden(self.target.parent, self.aside_prefix, create=False))
 
     @property
     def _home(self) -> Path:

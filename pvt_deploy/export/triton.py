@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pvt_deploy.errors import InputError, cannot_read, option
 from pvt_deploy.export import reading
-from pvt_deploy.export.swap import SwappedFolder, new_hidden
+from pvt_deploy.export.swap import SwappedFolder
 from pvt_deploy.manifest import (
     MANIFEST_NAME,
     ONNX_METADATA_KEY,
@@ -58,7 +58,6 @@ from pvt_deploy.utils.files import (
     hashing_once,
     json_dumps,
     sha256_file,
-    unwritable_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -344,13 +343,13 @@ def check_repository(repo: str | os.PathLike[str], model_name: str | None = None
 
 def check_model_folder(repo: str | os.PathLike[str], model_name: str, version: int = 1) -> None:
     """Refuse with :class:`InputError`, before any work and making nothing, a model folder ``repo/model_name``
-    that cannot be written: the longest name its replacement makes, the old folder set aside beside it
-    (``.NAME.pvt-triton-old-HOST-PID-XXXX``, some 37 bytes longer than the name), must fit the file system's
-    limit (:func:`~pvt_deploy.utils.files.unwritable_reason`), as an export folder's staging name must. A name of
-    up to 255 bytes was made, filled and then refused at the swap ('cannot replace ... (File name too long)',
-    after the export), and a longer one once the export was done."""
+    that cannot be written: its name, and the longest its replacement makes, the old folder set aside beside it
+    (``.NAME.pvt-triton-old-HOST-PID-XXXX``, the name cut to fit where it is long), must fit the file system's
+    limit (:meth:`~pvt_deploy.export.swap.SwappedFolder.unwritable`), as an export folder's must. A name too long was
+    made, filled and then refused at the swap ('cannot replace ... (File name too long)', after the export), or once
+    the export was done."""
     folder = _model_folder(Path(repo) / model_name, version)
-    reason = unwritable_reason(new_hidden(Path(repo), folder.aside_prefix, create=False))
+    reason = folder.unwritable()
     if reason is not None:
         raise InputError(f"cannot write to {folder.what} ({reason})",
                          hint="choose a shorter Triton model name" if reason == os.strerror(errno.ENAMETOOLONG)
