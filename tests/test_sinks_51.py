@@ -144,7 +144,9 @@ def test_a_video_that_gives_way_to_another_runs_file_says_the_name_it_has(
     caplog.set_level(logging.WARNING, logger="pvt_deploy")
     ours: set[str] = set()
     target = free_path(tmp_path, "clip", ".mp4", ours)
-    with VideoWriter(target, 25, (64, 48), next_name=lambda: free_path(tmp_path, "clip", ".mp4", ours)) as writer:
+    # libx264 named: NVENC, auto's first where there is one, refuses 64x48 with a warning of its own
+    with VideoWriter(target, 25, (64, 48), "libx264",
+                     next_name=lambda: free_path(tmp_path, "clip", ".mp4", ours)) as writer:
         writer.write(np.full((48, 64, 3), 50, np.uint8), 0.0)
         writer.write(np.full((96, 128, 3), 90, np.uint8), 0.04)  # said: 'clip.mp4: frames of 128x96 ...'
         (tmp_path / "clip.mp4").write_bytes(b"another run's")
@@ -154,7 +156,7 @@ def test_a_video_that_gives_way_to_another_runs_file_says_the_name_it_has(
     assert said[1] == (f"{tmp_path / 'clip.mp4'}: another process wrote a file of that name while this video was "
                        f"written; the video is {tmp_path / 'clip_1.mp4'}")
     caplog.clear()
-    with VideoWriter(tmp_path / "kept.mp4", 25, (64, 48), next_name=lambda: tmp_path / "never.mp4") as writer:
+    with VideoWriter(tmp_path / "kept.mp4", 25, (64, 48), "libx264", next_name=lambda: tmp_path / "never.mp4") as writer:
         writer.write(np.full((48, 64, 3), 50, np.uint8), 0.0)
     assert writer.path == tmp_path / "kept.mp4" and caplog.records == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_1.mp4", "kept.mp4"]

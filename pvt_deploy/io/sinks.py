@@ -287,7 +287,8 @@ class VideoWriter:
 
     ``next_name``: the video is a new file and replaces none. Where ``path`` is taken when it is done (another
     run into the folder published its own ``clip.mp4`` meanwhile), it is put in place under ``next_name()``
-    instead (:func:`~pvt_deploy.utils.files.atomic_path`); :attr:`path` and :meth:`close` say where. Without,
+    instead (:func:`~pvt_deploy.utils.files.atomic_path`); :attr:`path` and :meth:`close` say where, and a warning
+    names both (the log lines said before then named ``path``). Without,
     a file at ``path`` is replaced, as by any write to it.
 
     ``codec``: an encoder's name, or ``"auto"`` (``"h264"``): the first of :data:`_AUTO_H264` that opens here
