@@ -26,6 +26,15 @@ def test_the_size_of_a_byte_count_is_in_decimal_units() -> None:
     assert [_size(n) for n in (99_999, 100_000, 14_250_001)] == ["99999 bytes", "0.1 MB", "14.3 MB"]
 
 
+def test_a_size_that_rounds_to_a_thousand_of_a_unit_is_said_in_the_next() -> None:
+    """info said a file of 999,960 bytes was '1000.0 kB' (below 1000 kB, but rounded to it), and 999,950,000 bytes
+    '1000.0 MB': 1.0 MB and 1.0 GB, as 1,000,000 bytes and 10^9 are; just below the rounding, as before."""
+    from pvt_deploy.cli.info import _size
+
+    assert [_size(n) for n in (999, 999_949, 999_950, 999_999, 999_949_999, 999_950_000, None)] == [
+        "999 B", "999.9 kB", "1.0 MB", "1.0 MB", "999.9 MB", "1.0 GB", "-"]
+
+
 def test_info_and_export_say_the_same_megabytes_of_a_file(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """export's summary (its MB column) and info's files table (a size with its unit) each turned bytes into MB

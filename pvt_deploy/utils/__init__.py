@@ -99,10 +99,12 @@ def megabytes(n: float) -> float:
 
 
 def file_size(n: float) -> str:
-    """A byte count in the decimal unit that suits it, one decimal: ``512 B``, ``3.4 kB``, ``12.3 MB``, ``1.2 GB``."""
+    """A byte count in the decimal unit that suits it, one decimal: ``512 B``, ``3.4 kB``, ``12.3 MB``, ``1.2 GB``;
+    a count that would read 1000 of a unit once rounded is 1.0 of the next (999,960 bytes: ``1.0 MB``)."""
     for unit in ("B", "kB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        text = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
+        if float(text) < 1000:
+            return f"{text} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
 
