@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import av
 import cv2
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from test_io_sources import http_server  # noqa: F401 - the fixture
 
+from pvt_deploy.io import sources
 from pvt_deploy.io.sources import _FULL_CHROMA, _ffmpeg_picture, _frame_to_rgb, open_source
 
 
@@ -35,7 +37,10 @@ def _every_path(path: Path, url: str) -> dict[str, list[np.ndarray]]:
     for name, spec in (("file", path), ("url", url)):
         with open_source(spec) as source:
             seen[name] = [frame.image for frame in source]
-    picture = _ffmpeg_picture(np.fromfile(path, np.uint8))
+    # no picture format holds these samples: the clip's bytes are taken for a picture's (what FFmpeg's picture
+    # demuxers read is a picture, a video's first frame is not), its first frame decoded as one
+    with mock.patch.object(sources, "_IMAGE_DEMUXERS", (*sources._IMAGE_DEMUXERS, "matroska")):
+        picture = _ffmpeg_picture(np.fromfile(path, np.uint8))
     assert picture is not None
     seen["picture"] = [picture]
     return seen

@@ -8,10 +8,11 @@ Decoding choices and why:
 
 * Images go through ``cv2.imdecode`` on bytes read by numpy, so non-ASCII paths work on every OS.
   The flags keep 16-bit depth (scaled down here, not truncated) and let OpenCV apply the EXIF
-  orientation, so phone photos come out upright without Pillow. A picture past OpenCV's size limits
-  (2^20 pixels a side) or libpng's (10^6 a side) goes through FFmpeg, decoded as OpenCV decodes one,
-  where FFmpeg's own limit lets it (some 268 million pixels with its padding: a strip 2^20 wide up
-  to 127 rows, 10^6 wide up to 140); OpenCV's 2^30 pixels in all are past FFmpeg's.
+  orientation, so phone photos come out upright without Pillow. A picture OpenCV cannot decode (a
+  JPEG 2000 of 4:2:0 chroma), or past its size limits (2^20 pixels a side) or libpng's (10^6 a side),
+  goes through FFmpeg, decoded as OpenCV decodes one, where FFmpeg's own limit lets it (some 268
+  million pixels with its padding: a strip 2^20 wide up to 127 rows, 10^6 wide up to 140); OpenCV's
+  2^30 pixels in all are past FFmpeg's. Neither decoding it, it is one line; OpenCV's log is not said.
 * Video goes through PyAV (FFmpeg) with threaded decoding. Damaged packets are skipped as players
   do; a truncated file yields the frames it has and then ends with a warning instead of raising,
   because a partly recorded clip is still worth processing. A display matrix's rotation and mirror
@@ -535,18 +536,19 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
 
 def _decode_picture(data: np.ndarray) -> np.ndarray | None:
     """A picture file's bytes decoded, on disk or at a URL: by OpenCV (:func:`_imdecode`), and by FFmpeg
-    (:func:`_ffmpeg_picture`) where the picture is past OpenCV's size limits (:data:`_OPENCV_LIMITS`) or libpng's
-    (:data:`_LIBPNG_MAX_SIDE`). None where it cannot be decoded; OpenCV's :class:`cv2.error` where it is past
-    OpenCV's limits and FFmpeg cannot decode it either."""
+    (:func:`_ffmpeg_picture`) wherever OpenCV cannot: a picture its decoders do not read (a JPEG 2000 of
+    subsampled chroma, 4:2:0 or 4:2:2, which its OpenJPEG reader refuses as 'tiles'), past its size limits
+    (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV). None where neither
+    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either."""
     if _past_libpng_limits(data):  # not given to OpenCV, whose libpng would refuse it and say so on stderr
         return _ffmpeg_picture(data)
     try:
-        return _imdecode(data)
-    except cv2.error as e:
-        image = _ffmpeg_picture(data) if "CV_IO_MAX_IMAGE" in str(e) else None
+        image = _imdecode(data)
+    except cv2.error:
+        image = _ffmpeg_picture(data)
         if image is None:
             raise
-        return image
+    return image if image is not None else _ffmpeg_picture(data)
 
 
 # OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
@@ -830,7 +832,8 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
     # the EXIF orientation, but for a PNG's, which is applied here (_header_orientation)
     png = bytes(data[:8]) == _PNG_SIGNATURE
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | (cv2.IMREAD_IGNORE_ORIENTATION if png else 0)
-    img = cv2.imdecode(data, flags) if data.size else None
+    with _opencv_log_held(_OPENCV_LOG_SILENT):  # a picture it cannot decode is said in one line, or FFmpeg's
+        img = cv2.imdecode(data, flags) if data.size else None
     if img is not None and png:
         img = _exif_oriented(img, _header_orientation(data))
     if img is None and bytes(data[:4]) == b"GIF8":  # an OpenCV before 4.11 has no GIF decoder
@@ -888,12 +891,16 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
 
 def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
     """A picture file's bytes decoded by FFmpeg (its first frame) as :func:`_imdecode` decodes them with OpenCV,
-    for a picture past OpenCV's size limits or libpng's (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha
-    dropped, the EXIF orientation its header gives applied as OpenCV applies it, and more than 8 bits a channel
-    rounded to 8 as a video's frame is (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it).
-    None where FFmpeg cannot decode them, or its picture cannot be converted."""
+    where OpenCV cannot (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha dropped, the EXIF orientation its header
+    gives applied as OpenCV applies it, and more than 8 bits a channel rounded to 8 as a video's frame is
+    (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it). None where FFmpeg cannot decode them
+    as a picture (read by one of its picture demuxers, :data:`_IMAGE_DEMUXERS`, as a picture's URL is told from a
+    video's: a video's bytes, an mp4 named .jpg, are no picture, its first frame is not read as one), or its picture
+    cannot be converted."""
     try:  # read in place (_InPlace): such a picture's file may hold hundreds of megabytes
         with av.open(io.BufferedReader(_InPlace(data)), "r") as container:
+            if not any(tag in container.format.name for tag in _IMAGE_DEMUXERS):
+                return None
             frame = next(container.decode(video=0))
             image = _frame_to_rgb(frame)
     # not a picture FFmpeg decodes; or cv2.error: one decoded, but too large for OpenCV's conversion of its samples
@@ -1491,7 +1498,7 @@ def _display_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     return round(angle / 90) % 4, mirrored
 
 
-_OPENCV_LOG_ERROR = 2  # cv::utils::logging::LOG_LEVEL_ERROR, the same number in every OpenCV 4 and 5
+_OPENCV_LOG_SILENT, _OPENCV_LOG_ERROR = 0, 2  # cv::utils::logging's LOG_LEVEL_SILENT and _ERROR, in OpenCV 4 and 5
 
 
 def _opencv_log_level() -> tuple[Callable[[], int], Callable[[int], Any]]:
@@ -1505,6 +1512,32 @@ def _opencv_log_level() -> tuple[Callable[[], int], Callable[[int], Any]]:
     return cv_log.getLogLevel, cv_log.setLogLevel
 
 
+_opencv_log_lock = threading.Lock()
+_opencv_log_asked: list[int] = []  # the levels asked for by the blocks inside _opencv_log_held now, on any thread
+_opencv_log_before: list[int] = []  # OpenCV's level before the first of them: put back when the last ends
+
+
+@contextlib.contextmanager
+def _opencv_log_held(level: int) -> Iterator[None]:
+    """OpenCV's log level (one for the process) at most ``level`` inside: what OpenCV would say on stderr there
+    (a decoder's error that :func:`_decode_file` says in one line, a camera backend's warning) is not said. Blocks
+    on several threads at once (a picture decoded while a camera opens) hold the lowest level any asks for, and
+    the last to end puts back the level there was before the first: each setting it and putting it back on its
+    own, one that began inside another's block put back that block's level when it ended, for good."""
+    get_level, set_level = _opencv_log_level()
+    with _opencv_log_lock:
+        if not _opencv_log_asked:
+            _opencv_log_before[:] = [get_level()]
+        _opencv_log_asked.append(level)
+        set_level(min(_opencv_log_before + _opencv_log_asked))
+    try:
+        yield
+    finally:
+        with _opencv_log_lock:
+            _opencv_log_asked.remove(level)
+            set_level(min(_opencv_log_before + _opencv_log_asked))
+
+
 class CaptureReader:
     """A local camera through ``cv2.VideoCapture``: OpenCV knows each OS's camera API (V4L2,
     AVFoundation, Media Foundation), which FFmpeg would need per-platform device names for."""
@@ -1513,13 +1546,8 @@ class CaptureReader:
         self.live = True
         self.frames: int | None = None
         self.error: str | None = None
-        get_level, set_level = _opencv_log_level()
-        level = get_level()
-        set_level(_OPENCV_LOG_ERROR)  # each backend tried would warn on stderr; the error says it
-        try:
+        with _opencv_log_held(_OPENCV_LOG_ERROR):  # each backend tried would warn on stderr; the error says it
             self._cap = cv2.VideoCapture(device)
-        finally:
-            set_level(level)
         if not self._cap.isOpened():
             self._cap.release()
             raise ConnectionError(f"cannot open camera {device}")
