@@ -1,5 +1,6 @@
 """GPU-provider probing's leftovers (session 51, helper DH): TensorRT's library looked up once per process; the CUDA
-provider's warning said once where two threads probe one GPU at once.
+provider's warning said once where two threads probe one GPU at once; info without --device starting no GPU where
+what it prints does not depend on it.
 
 No GPU, CUDA or TensorRT here: onnxruntime-gpu is a stand-in (its providers listed, the CUDA provider's probe answered
 or made on stand-in sessions over real CPU ones), as in test_ort_providers_50."""
@@ -7,6 +8,7 @@ or made on stand-in sessions over real CPU ones), as in test_ort_providers_50.""
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import sys
 import threading
@@ -15,8 +17,10 @@ from typing import Any
 import pytest
 import test_ort_providers
 import test_ort_providers_50
+from cli_run import run
 
 from pvt_deploy.runtimes import ort_providers
+from pvt_deploy.runtimes.loader import backend_candidates
 from pvt_deploy.runtimes.ort_providers import CPU, CUDA, TENSORRT, select_providers
 
 pytest_plugins = ["export_fixtures"]
@@ -124,3 +128,30 @@ def test_two_threads_probing_one_gpu_at_once_say_its_warning_once(
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and said[0].startswith("ONNX Runtime's CUDA provider cannot run here ("), said
     assert [e for e in gpu_onnxruntime["events"] if isinstance(e, list)] == [[(CUDA, {"device_id": 0}), CPU]]
+
+
+cls_onnx = test_ort_providers.cls_onnx  # a fixture: the 64 px classifier's model.onnx and manifest.json, copied
+
+
+def test_info_without_device_starts_no_gpu_where_its_rows_do_not_depend_on_it(
+        gpu_onnxruntime: dict[str, Any], cls_onnx: Any, det_artifact: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """``info`` without ``--device`` asked ``select_providers`` for ``auto`` up front, as for ``cuda`` (which is refused
+    there where the CUDA provider cannot run): on a GPU machine with onnxruntime-gpu that probe loads CUDA and cuDNN
+    and makes a CUDA context (seconds), for a folder of model.onnx whose rows say nothing it decides (auto is never
+    refused). The probe is made where a row depends on it: asked for (``--device cuda``), or a folder's FP16 note and
+    INT8 flavour."""
+    gpu_onnxruntime["cuda"] = "starts"
+    code, out, err = run(monkeypatch, capfd, "info", str(cls_onnx.parent), "--json")
+    assert code == 0, err
+    assert next(r for r in json.loads(out)["backends"] if r["label"] == "onnx")["available"]
+    assert gpu_onnxruntime["events"] == []  # no probe: no CUDA and cuDNN loaded, no session
+    code, out, err = run(monkeypatch, capfd, "info", str(cls_onnx.parent), "--device", "cuda", "--json")
+    assert code == 0, err
+    assert gpu_onnxruntime["events"] == ["preloaded", [(CUDA, {"device_id": 0}), CPU]]  # asked for: probed
+
+    gpu_onnxruntime["events"].clear()
+    monkeypatch.setattr(ort_providers, "_probed", {})
+    rows = {c.label: c for c in backend_candidates(det_artifact.folder)}  # the FP16 note and the INT8 flavour
+    assert rows["onnx-fp16"].reason == "" and rows["onnx-int8"].file == "model.int8.trt.onnx"  # the GPU's
+    assert gpu_onnxruntime["events"] == [[(CUDA, {"device_id": 0}), CPU]]  # probed (CUDA and cuDNN loaded before)

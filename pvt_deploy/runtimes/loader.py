@@ -397,10 +397,13 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
     kind, index = _parse_device(device)
     providers = available_providers()
     ort_missing = None
-    try:  # an unknown device is an InputError, as in every command; a CUDA provider that cannot run, said up front
-        select_providers(kind, device_id=index)  # (its probe is made once per process and GPU)
-    except BackendUnavailableError as e:
-        ort_missing = str(e)
+    # auto is never refused: its probe of the CUDA provider (a CUDA context, seconds) is made only by a row that says
+    # what depends on it (the FP16 note, the INT8 flavour), not for info of a folder of model.onnx on a GPU machine
+    if kind != "auto":
+        try:  # an unknown device is an InputError, as in every command; a CUDA provider that cannot run, up front
+            select_providers(kind, device_id=index)  # (its probe is made once per process and GPU)
+        except BackendUnavailableError as e:
+            ort_missing = str(e)
     manifest = manifest if manifest is not None else read_manifest(folder)
     files = manifest.get("files") or {}
     out: list[Candidate] = []
