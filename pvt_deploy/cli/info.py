@@ -119,9 +119,11 @@ def render(facts: dict[str, Any], console: Any) -> None:
         say(f"output  {_shape(spec)}")
     pre = facts.get("preprocess") or {}
     if pre:
+        # mean and std: applied in the graph (every export pvt-deploy writes: it is fed the pixels) or before it
+        in_graph = pre.get("normalize_in_graph")
+        where = "" if in_graph is None else ", normalised in the graph" if in_graph else ", normalised on the host"
         say(f"preprocess: {pre.get('resize')} to {'x'.join(map(str, pre.get('imgsz', [])))} "
-                      f"({pre.get('interpolation')}), {pre.get('color', 'RGB')} 0..255, normalised in graph: "
-                      f"{pre.get('normalize_in_graph')}")
+            f"({pre.get('interpolation')}), {pre.get('color', 'RGB')} 0..255{where}")
     dyn = facts.get("dynamic")
     if not foreign:  # its dynamic dims are the named ones in its shapes above; no ranges are recorded
         say("dynamic: " + (", ".join(f"{k} {v[0]}..{v[1]}" for k, v in dyn.items()) if dyn else "no (static shapes)"))

@@ -1,0 +1,35 @@
+"""Small CLI faults a new user met following the README (helper DN, session 51)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_run import run
+from test_runtime_artifacts import cached_export
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+def test_info_says_where_the_pictures_are_normalised_in_words(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """info's preprocess line ended 'normalised in graph: True', a Python value where every other line is words
+    ('dynamic: no (static shapes)'), and 'normalised in graph: None' for a manifest that does not say."""
+    code, out, err = run(monkeypatch, capsys, "info", str(cls_export))
+    line = " ".join(out.split()).split("preprocess: ", 1)[1].split(" dynamic: ", 1)[0]
+    assert code == 0, err
+    assert line == "resize_crop to 128x128 (bicubic), RGB 0..255, normalised in the graph", line
+    folder = tmp_path / "cls"
+    shutil.copytree(cls_export, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["preprocess"]["normalize_in_graph"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run(monkeypatch, capsys, "info", str(folder))
+    line = " ".join(out.split()).split("preprocess: ", 1)[1].split(" dynamic: ", 1)[0]
+    assert code == 0, err
+    assert line == "resize_crop to 128x128 (bicubic), RGB 0..255", line
