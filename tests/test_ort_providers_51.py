@@ -1,6 +1,7 @@
 """GPU-provider probing's leftovers (session 51, helper DH): TensorRT's library looked up once per process; the CUDA
 provider's warning said once where two threads probe one GPU at once; info without --device starting no GPU where
-what it prints does not depend on it.
+what it prints does not depend on it; a GPU provider that fails while the session is made not retried on the CPU by
+ONNX Runtime.
 
 No GPU, CUDA or TensorRT here: onnxruntime-gpu is a stand-in (its providers listed, the CUDA provider's probe answered
 or made on stand-in sessions over real CPU ones), as in test_ort_providers_50."""
@@ -155,3 +156,79 @@ def test_info_without_device_starts_no_gpu_where_its_rows_do_not_depend_on_it(
     rows = {c.label: c for c in backend_candidates(det_artifact.folder)}  # the FP16 note and the INT8 flavour
     assert rows["onnx-fp16"].reason == "" and rows["onnx-int8"].file == "model.int8.trt.onnx"  # the GPU's
     assert gpu_onnxruntime["events"] == [[(CUDA, {"device_id": 0}), CPU]]  # probed (CUDA and cuDNN loaded before)
+
+
+OUT_OF_MEMORY = "CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc(&p, bytes);"
+
+
+def _gpu_sessions_fail_to_start(gpu_onnxruntime: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                failing: str) -> list[list[Any]]:
+    """The CUDA provider's probe starts on it (TensorRT's libraries load); a session of a model file asked for the
+    ``failing`` provider raises while it is made, as ONNX Runtime's Python binding raises a provider's C++ exception
+    (``RuntimeError``: out of GPU memory), and ONNX Runtime's own ``InferenceSession.__init__`` (its fallback) does
+    what it does with that. Returns the providers each session of a model file was asked for."""
+    import onnxruntime
+    from onnxruntime.capi.onnxruntime_inference_collection import InferenceSession as Real
+
+    asked: list[list[Any]] = []
+
+    class Session(Real):  # type: ignore[misc]
+        def _create_inference_session(self, providers: Any, provider_options: Any, disabled_optimizers: Any = None,
+                                      ) -> None:
+            names = [p if isinstance(p, str) else p[0] for p in providers or []]
+            if self._model_path is not None:  # not the probe's graph (bytes)
+                asked.append(list(providers))
+                if failing in names:  # onnxruntime-gpu's own choice of what to retry with
+                    self._fallback_providers = [CUDA, CPU] if {TENSORRT, CUDA} <= set(names) else [CPU]
+                    raise RuntimeError(OUT_OF_MEMORY)
+            super()._create_inference_session([CPU], None, disabled_optimizers)  # really loaded, run on the CPU
+            self.on = [*[n for n in names if n != CPU][:1], CPU]
+
+        def get_providers(self) -> list[str]:
+            return list(self.on)
+
+    gpu_onnxruntime["cuda"] = "starts"
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    return asked
+
+
+def test_cuda_refuses_a_session_its_provider_fails_to_start_in_one_line(
+        gpu_onnxruntime: dict[str, Any], cls_onnx: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """A GPU provider that raised while the session was made (out of GPU memory) got ONNX Runtime's Python fallback:
+    'EP Error ... Falling back' printed to stdout (amid infer's output, into --json's), a whole session of the model
+    made again on the CPU, and only then the refusal, 'ONNX Runtime printed the reason above'. Sessions are made with
+    ``enable_fallback=0``: ``--device cuda`` is refused in one line with ONNX Runtime's reason, exit 3, no CPU
+    session made."""
+    import cv2
+    import numpy as np
+
+    asked = _gpu_sessions_fail_to_start(gpu_onnxruntime, monkeypatch, CUDA)
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 64, 3), 100, np.uint8))
+    code, out, err = run(monkeypatch, capfd, "infer", str(image), "--model", str(cls_onnx), "--device", "cuda",
+                         "--no-save")
+    assert code == 3, err
+    assert err == (f"error: model.onnx: ONNX Runtime's {CUDA} failed to start a session of it ({OUT_OF_MEMORY}) "
+                   "(--device cpu runs it on the CPU; pvt-deploy doctor lists what is found)\n")
+    assert out == ""  # no 'EP Error ... Falling back'
+    assert asked == [[(CUDA, {"device_id": 0, "use_tf32": 0}), CPU]]  # none again on the CPU
+
+
+def test_auto_tries_its_next_provider_with_its_options_where_one_fails_to_start(
+        gpu_onnxruntime: dict[str, Any], cls_onnx: Any, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """``auto``'s TensorRT EP failing while the session is made was retried by ONNX Runtime's Python side on its own
+    list, the CUDA provider without pvt-deploy's options (``use_tf32`` on again, GPU 0 whatever the device), printing
+    to stdout. The next of auto's providers is tried, with its options, and a warning says why."""
+    from pvt_deploy.runtimes.onnxruntime import OnnxRuntimeBackend
+
+    asked = _gpu_sessions_fail_to_start(gpu_onnxruntime, monkeypatch, TENSORRT)
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy.runtimes.onnxruntime"), \
+            OnnxRuntimeBackend(cls_onnx, io_binding=False) as backend:
+        assert backend.info.device == CUDA and backend.info.details["providers"] == [CUDA, CPU]
+    assert [p if isinstance(p, str) else p[0] for p in asked[0]] == [TENSORRT, CUDA, CPU]
+    assert asked[1:] == [[(CUDA, {"device_id": 0, "use_tf32": 0}), CPU]]
+    assert capfd.readouterr().out == ""
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model.onnx: ONNX Runtime's {TENSORRT} failed to start a session of it ({OUT_OF_MEMORY}); trying {CUDA}"]

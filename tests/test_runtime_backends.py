@@ -195,8 +195,8 @@ def test_io_binding_binds_outputs_on_the_gpu_the_session_runs_on(monkeypatch: py
             return getattr(self._binding, name)
 
     class OnGpu1:
-        def __init__(self, path: str, sess_options: Any = None, providers: Any = None) -> None:
-            self._session = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+        def __init__(self, path: str, sess_options: Any = None, providers: Any = None, **kwargs: Any) -> None:
+            self._session = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"], **kwargs)
 
         def get_providers(self) -> list[str]:
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -42,7 +42,12 @@ Session choices and why:
 * On a GPU provider outputs are bound to device memory with IO binding and copied to the host once,
   instead of ORT allocating host outputs per run (``io_binding="auto"``). A run the provider fails
   (``EPFail``) is an error in one line: ORT's Python side would retry it on the CPU, printing to stdout,
-  and leave the session there for every later run (its ``disable_fallback``).
+  and leave the session there for every later run (its ``disable_fallback``). So is a GPU provider that
+  raises while the session is made (out of GPU memory, a TensorRT engine that does not build), which ORT's
+  Python side retried on the CPU (or CUDA) without the providers' options, printing to stdout: sessions are
+  made with ``enable_fallback=0`` (read by ONNX Runtime 1.32; 1.22 and older ignore it and retry, which
+  ``_check_fallback`` then refuses for ``cuda`` and ``tensorrt``). ``auto`` tries its next provider, with its
+  options, saying why; ``cuda`` and ``tensorrt`` are refused in one line with ONNX Runtime's reason.
 * The graph contract is float32 in and float32/int32 out; a graph with half-precision I/O is fed
   and read through casts so every precision looks the same to post-processing.
 * On the CPU a batch of at least one image per intra-op thread is split into one shard per thread,
@@ -301,6 +306,11 @@ def _tensorrt_details(providers: Sequence[Any], used: Sequence[str]) -> dict[str
                             if f"trt_profile_{k}_shapes" in options} or None}
 
 
+def _provider_name(spec: Any) -> str:
+    """A provider's name, given as a name or as (name, options)."""
+    return str(spec if isinstance(spec, str) else spec[0])
+
+
 def _check_device_index(device: str | None, index: int) -> None:
     """``cuda:N`` / ``tensorrt:N`` past the GPUs there, refused as the PyTorch and TensorRT backends
     refuse it (ONNX Runtime's CUDA provider failed with a CUDA error blamed on the model). The count
@@ -466,11 +476,24 @@ class OnnxRuntimeBackend(Backend):
             rewrites = optimized_graph(self.path)
             load_path = rewrites.path
 
+        tried = list(providers)  # auto's, less a GPU provider that fails to start a session (session_for)
+
         def session_for(graph: Path) -> Any:
-            try:
-                return ort.InferenceSession(str(graph), sess_options=options, providers=list(providers))
-            except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
-                raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
+            while True:
+                try:
+                    return ort.InferenceSession(str(graph), sess_options=options, providers=list(tried),
+                                                enable_fallback=0)
+                except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
+                    failed = _provider_name(tried[0])
+                    # what ORT's Python side retried on the CPU, not a model it cannot load
+                    if failed not in GPU_PROVIDERS or not isinstance(e, (RuntimeError, ValueError)):
+                        raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
+                    why = f"{self.path.name}: ONNX Runtime's {failed} failed to start a session of it ({_one_line(e)})"
+                    if kind != "auto" or len(tried) < 2:
+                        raise BackendUnavailableError(why, hint=f"{option('device')} cpu runs it on the CPU; "
+                                                      "pvt-deploy doctor lists what is found") from e
+                    del tried[0]  # auto: the next of its providers, with their options
+                    log.warning("%s; trying %s", why, _provider_name(tried[0]))
 
         try:
             self._session: Any = session_for(load_path)
@@ -499,7 +522,7 @@ class OnnxRuntimeBackend(Backend):
         undeclared = _undeclared_shapes(self.path) if any(not a.shape for a in (*inputs, *outputs)) else set()
         self._inputs = [self._spec(i, i.name in undeclared) for i in inputs]
         self._outputs = [self._spec(o, o.name in undeclared) for o in outputs]
-        self._load = (str(load_path), list(providers), spin)  # what the shard session loads
+        self._load = (str(load_path), list(tried), spin)  # what the shard session loads
         # the main session's settings, for a session of the same graph that profiles (profile())
         self._settings = (intra, int(inter_op_threads or cores), spin, affinities)
         self._shards = options.intra_op_num_threads if shard and cpu_only else 1
@@ -512,10 +535,10 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [o.name for o in self._outputs]
         _backends.add(self)
         used = list(self._session.get_providers())
-        self._check_fallback(kind, names, used)
+        self._check_fallback(kind, [_provider_name(p) for p in tried], used)
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
         if self._on_gpu:  # a run the provider fails (EPFail) raises, not moved to the CPU by ORT's Python side for good
-            self._session.disable_fallback()
+            self._session.disable_fallback()  # (what enable_fallback=0 does where ONNX Runtime reads it)
         self._device_id = _provider_device_id(self._session, used[0], device_id) if self._on_gpu else 0
         self._io_binding = self._on_gpu if io_binding == "auto" else bool(io_binding)
         self._profile: dict[str, dict[str, list[int]]] | None = profile if used and used[0] == TENSORRT else None
@@ -530,7 +553,7 @@ class OnnxRuntimeBackend(Backend):
                      "io_binding": self._io_binding,
                      "graph_optimization": "all", "batch_shards": self._shards,
                      "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None,
-                     **_tensorrt_details(providers, used)})
+                     **_tensorrt_details(tried, used)})
 
     def _check_fallback(self, kind: str, asked: list[str], used: list[str]) -> None:
         """ONNX Runtime drops a provider that fails to start (missing CUDA, cuDNN or TensorRT libraries)
@@ -622,7 +645,8 @@ class OnnxRuntimeBackend(Backend):
                 path, providers, spin = self._load
                 try:
                     self._shard_session = self._ort.InferenceSession(
-                        path, sess_options=session_options(self._ort, 1, 1, spin), providers=providers)
+                        path, sess_options=session_options(self._ort, 1, 1, spin), providers=providers,
+                        enable_fallback=0)
                 except Exception as e:  # noqa: BLE001 - e.g. out of memory: run batches whole instead
                     log.warning("%s: batches run unsharded (%s)", self.path.name, _one_line(e))
                     self._shards = 1
@@ -776,9 +800,9 @@ class OnnxRuntimeBackend(Backend):
         session: Any = None
         ended = False
         try:
-            session = self._ort.InferenceSession(path, sess_options=options, providers=providers)
+            session = self._ort.InferenceSession(path, sess_options=options, providers=providers, enable_fallback=0)
             if self._on_gpu:  # as the backend's own session: a run the provider fails is not moved to the CPU
-                session.disable_fallback()
+                session.disable_fallback()  # (what enable_fallback=0 does where ONNX Runtime reads it)
             for _ in range(calls + 1):
                 session.run(self._output_names, arrays, self._run_options)
             trace = session.end_profiling()
