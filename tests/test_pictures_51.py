@@ -5,6 +5,7 @@ still one line."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from test_io_sources import http_server  # noqa: F401 - the fixture
 
 import pvt_deploy
 from pvt_deploy.errors import InputError
-from pvt_deploy.io.sources import open_source, read_encoded, read_image
+from pvt_deploy.io.sources import _ffmpeg_picture, open_source, read_encoded, read_image
 
 
 def _smooth_rgb(width: int, height: int) -> np.ndarray:
@@ -156,3 +157,44 @@ def test_opencvs_log_level_is_put_back_when_blocks_that_quiet_it_overlap() -> No
     assert get_level() == sources._OPENCV_LOG_SILENT
     decode.__exit__(None, None, None)
     assert get_level() == before
+
+
+def test_a_cut_jpeg_reads_with_one_warning_that_it_is_damaged_and_a_whole_picture_with_none(
+        http_server: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    """Since OpenCV refuses a JPEG cut short and FFmpeg decodes it (its lost rows grey), such a JPEG read silently, on
+    disk as at its URL: its results were a part-grey picture's, and nothing said so. It reads, with one warning for
+    the picture naming it; a whole picture FFmpeg decodes (a 4:2:0 JPEG 2000) says nothing. Fails before (no
+    warning)."""
+    base, root = http_server
+    rgb = np.random.default_rng(7).integers(0, 256, (96, 64, 3), dtype=np.uint8)  # noise: the cut is mid-scan
+    whole = io.BytesIO()
+    Image.fromarray(rgb).save(whole, "JPEG", quality=90)
+    folder = root / "shots"
+    folder.mkdir()
+    cut = folder / "cut.jpg"
+    cut.write_bytes(whole.getvalue()[:len(whole.getvalue()) // 2])
+    _jpeg2000_420(folder / "scan.jp2", _smooth_rgb(64, 48))
+    assert cv2.imdecode(np.fromfile(cut, np.uint8), cv2.IMREAD_ANYCOLOR) is None  # FFmpeg's to decode
+    said = "is damaged (cut short or corrupt): read with its unreadable parts concealed, and its results may be off"
+    decoded = _ffmpeg_picture(np.frombuffer(whole.getvalue(), np.uint8))  # the whole file as FFmpeg reads it
+    assert decoded is not None
+    with caplog.at_level(logging.WARNING, "pvt_deploy"):
+        image = read_image(cut)
+        assert image.shape == (96, 64, 3)
+        assert np.array_equal(image[:16], decoded[:16])  # the rows before the cut read as the whole file's
+        assert not np.array_equal(image[-16:], decoded[-16:])  # and those after it do not: concealed
+        assert [r.getMessage() for r in caplog.records] == [f"{cut} {said} there"]
+        caplog.clear()
+        with open_source(folder) as source:
+            assert [Path(f.path).name for f in source] == ["cut.jpg", "scan.jp2"]
+        assert [r.getMessage() for r in caplog.records] == [f"{cut} {said} there"]
+        caplog.clear()
+        with open_source(f"{base}/shots/cut.jpg") as source:
+            (at_url,) = [f.image for f in source]
+        assert np.array_equal(at_url, image)
+        assert [r.getMessage() for r in caplog.records] == [f"{base}/shots/cut.jpg {said} there"]
+        caplog.clear()
+        read_image(folder / "scan.jp2")
+        with open_source(f"{base}/shots/scan.jp2") as source:
+            assert len(list(source)) == 1
+        assert caplog.records == []

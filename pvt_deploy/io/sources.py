@@ -519,7 +519,7 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     if data.size == 0:
         raise _said_empty(path)
     try:
-        img = _decode_picture(data)
+        img = _decode_picture(data, path)
     except cv2.error as e:  # which OpenCV raises, rather than fails to decode, for a picture past its size limits
         raise InputError(f"cannot decode image {path} ({joined_lines(e)})",
                          hint=_OPENCV_LIMITS if "CV_IO_MAX_IMAGE" in str(e) else None) from None
@@ -534,21 +534,22 @@ def _decode_file(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     return img
 
 
-def _decode_picture(data: np.ndarray) -> np.ndarray | None:
+def _decode_picture(data: np.ndarray, name: str | os.PathLike[str]) -> np.ndarray | None:
     """A picture file's bytes decoded, on disk or at a URL: by OpenCV (:func:`_imdecode`), and by FFmpeg
     (:func:`_ffmpeg_picture`) wherever OpenCV cannot: a picture its decoders do not read (a JPEG 2000 of
     subsampled chroma, 4:2:0 or 4:2:2, which its OpenJPEG reader refuses as 'tiles'), past its size limits
     (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV). None where neither
-    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either."""
+    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either. ``name``: the
+    picture's, in the warning of a damaged one FFmpeg decodes with parts concealed."""
     if _past_libpng_limits(data):  # not given to OpenCV, whose libpng would refuse it and say so on stderr
-        return _ffmpeg_picture(data)
+        return _ffmpeg_picture(data, name)
     try:
         image = _imdecode(data)
     except cv2.error:
-        image = _ffmpeg_picture(data)
+        image = _ffmpeg_picture(data, name)
         if image is None:
             raise
-    return image if image is not None else _ffmpeg_picture(data)
+    return image if image is not None else _ffmpeg_picture(data, name)
 
 
 # OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
@@ -889,24 +890,37 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
+def _ffmpeg_picture(data: np.ndarray, name: str | os.PathLike[str] = "a picture") -> np.ndarray | None:
     """A picture file's bytes decoded by FFmpeg (its first frame) as :func:`_imdecode` decodes them with OpenCV,
     where OpenCV cannot (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha dropped, the EXIF orientation its header
     gives applied as OpenCV applies it, and more than 8 bits a channel rounded to 8 as a video's frame is
     (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it). None where FFmpeg cannot decode them
     as a picture (read by one of its picture demuxers, :data:`_IMAGE_DEMUXERS`, as a picture's URL is told from a
     video's: a video's bytes, an mp4 named .jpg, are no picture, its first frame is not read as one), or its picture
-    cannot be converted."""
-    try:  # read in place (_InPlace): such a picture's file may hold hundreds of megabytes
-        with av.open(io.BufferedReader(_InPlace(data)), "r") as container:
-            if not any(tag in container.format.name for tag in _IMAGE_DEMUXERS):
-                return None
-            frame = next(container.decode(video=0))
-            image = _frame_to_rgb(frame)
+    cannot be converted.
+
+    A damaged picture FFmpeg decodes all the same, its lost parts concealed (a JPEG cut short: OpenCV 5 refuses it,
+    FFmpeg fills the rows it lost with grey), is said in one warning naming it (``name``): read silently, its results
+    were those of a picture part grey. Told by decoding it as FFmpeg's err_detect=explode does, which refuses what
+    its decoder would conceal (no flag on the frame tells it: its corrupt flag stays unset for such a JPEG, and
+    FFmpeg's log is off); a picture it refuses so is decoded again as FFmpeg conceals it, so a whole one costs
+    one decode, as before."""
+    damaged = False
+    try:
+        try:
+            image = _ffmpeg_frame(data, strict=True)
+        except (av.error.FFmpegError, StopIteration):  # damaged, or no picture at all, which neither decodes
+            image = _ffmpeg_frame(data, strict=False)
+            damaged = image is not None
+        if image is None:
+            return None
     # not a picture FFmpeg decodes; or cv2.error: one decoded, but too large for OpenCV's conversion of its samples
     # (_yuv_to_rgb of a huge picture of more than 8 bits), undecodable as any other (_decode_file says so)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError, cv2.error):
         return None
+    if damaged:
+        log.warning("%s is damaged (cut short or corrupt): read with its unreadable parts concealed, and its "
+                    "results may be off there", name)
     orientation = _header_orientation(data)
     if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
         from PIL import TiffImagePlugin
@@ -914,6 +928,18 @@ def _ffmpeg_picture(data: np.ndarray) -> np.ndarray | None:
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
             orientation = TiffImagePlugin.TiffImageFile(io.BufferedReader(_InPlace(data))).tag_v2.get(0x0112)
     return _exif_oriented(np.ascontiguousarray(image), orientation)
+
+
+def _ffmpeg_frame(data: np.ndarray, *, strict: bool) -> np.ndarray | None:
+    """:func:`_ffmpeg_picture`'s decode of a picture file's bytes to RGB: None where FFmpeg's demuxer reads no
+    picture; ``strict``, an :class:`av.error.FFmpegError` where the picture is damaged (err_detect=explode)."""
+    with av.open(io.BufferedReader(_InPlace(data)), "r") as container:  # read in place: it may be hundreds of MB
+        if not any(tag in container.format.name for tag in _IMAGE_DEMUXERS):
+            return None
+        stream = container.streams.video[0]
+        if strict:
+            stream.codec_context.options = {"err_detect": "explode"}
+        return _frame_to_rgb(next(container.decode(stream)))
 
 
 def _exif_oriented(image: np.ndarray, orientation: Any) -> np.ndarray:
@@ -2548,7 +2574,7 @@ def _stream_source(
             # orientation); FFmpeg's picture where OpenCV cannot decode the format
             data = getattr(reader, "picture_data", None)
             try:  # past OpenCV's or libpng's size limits, FFmpeg's picture as the file's on disk is
-                image = _decode_picture(np.frombuffer(data, np.uint8)) if data else None
+                image = _decode_picture(np.frombuffer(data, np.uint8), source.spec) if data else None
             except cv2.error:  # which FFmpeg could not decode from the bytes alone: the frame it decoded
                 image = None
             return ArraySource(first[0].image if image is None else image, name=source.spec)
