@@ -62,8 +62,9 @@ DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")  # also al
 Progress = Callable[[str], None]
 
 
-def parse_backends(text: str | Sequence[str] | None) -> list[str]:
-    """``"torch,onnx"`` -> ``["torch", "onnx"]``, validated; ``None`` -> every label."""
+def parse_backends(text: str | Sequence[str] | None, choices: Sequence[str] = tuple(BENCH_BACKENDS)) -> list[str]:
+    """``"torch,onnx"`` -> ``["torch", "onnx"]``, validated; ``None`` -> every label. ``choices``: the labels
+    the command takes, which an unknown one is answered with (check's are an export folder's)."""
     if text is None:
         return list(DEFAULT_BACKENDS)
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -74,9 +75,9 @@ def parse_backends(text: str | Sequence[str] | None) -> list[str]:
     labels = [BACKEND_ALIASES.get(base, base) + sep + rest for base, sep, rest in (x.partition("-") for x in labels)]
     unknown = [x for x in labels if x not in BENCH_BACKENDS]
     if unknown:
-        raise InputError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BENCH_BACKENDS)}")
+        raise InputError(f"unknown backend {unknown[0]!r}; choose from {', '.join(choices)}")
     if not labels:
-        raise InputError(f"--backends names no backend; choose from {', '.join(BENCH_BACKENDS)}")
+        raise InputError(f"--backends names no backend; choose from {', '.join(choices)}")
     return list(dict.fromkeys(labels))
 
 
@@ -646,7 +647,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     manifest = read_manifest(folder)
     if gate_agreement is None:
         gate_agreement = not (manifest.get("weights") or {}).get("random_init", False)
-    wanted = parse_backends(backends) if backends is not None else None
+    wanted = parse_backends(backends, DEFAULT_BACKENDS) if backends is not None else None
     if wanted is not None and (other := [label for label in wanted if label not in DEFAULT_BACKENDS]):
         # bench's torch-fp16 and triton are not among an export folder's files, so check would skip them
         # unseen and then say that fewer than two backends "can run here" (exit 3)

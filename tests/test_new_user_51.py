@@ -33,3 +33,20 @@ def test_info_says_where_the_pictures_are_normalised_in_words(
     line = " ".join(out.split()).split("preprocess: ", 1)[1].split(" dynamic: ", 1)[0]
     assert code == 0, err
     assert line == "resize_crop to 128x128 (bicubic), RGB 0..255", line
+
+
+def test_check_answers_an_unknown_backend_with_the_backends_check_takes(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """``check --backends torch,bogus`` answered 'choose from torch, torch-fp16, onnx, onnx-fp16, onnx-int8, trt,
+    triton', bench's list, two of which check then refuses ('check compares an export folder's backends'). It
+    names check's five; bench still names its seven."""
+    check_takes = "choose from torch, onnx, onnx-fp16, onnx-int8, trt"
+    for backends, what in (("torch,bogus", "unknown backend 'bogus'; "), (",", "--backends names no backend; ")):
+        code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--backends", backends)
+        assert (code, out) == (2, "") and err.strip() == f"error: {what}{check_takes}", err
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(cls_export), "--backends", "onnx,torch-fp16")
+    assert code == 2 and "--backends torch-fp16: check compares an export folder's backends" in err, err
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "torch,bogus")
+    assert (code, out) == (2, ""), err
+    assert err.strip() == ("error: unknown backend 'bogus'; choose from torch, torch-fp16, onnx, onnx-fp16, onnx-int8, "
+                           "trt, triton"), err
