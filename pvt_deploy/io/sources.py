@@ -736,6 +736,8 @@ def _header(stream: BinaryIO) -> tuple[tuple[int, int], Any, int] | None:
     refuse a real 400 MP photo on a server with the memory for it."""
     from PIL import Image
 
+    _quiet_pillow()
+
     head = stream.read(16)
     tried: set[str] = set()
     for load in (Image.preinit, Image.init):  # the common formats' openers first, then all of them
@@ -784,18 +786,38 @@ def picture_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 # and source line: 'Corrupt EXIF data.  Expecting to read 12 bytes but only got 2.'; a tag's data past the block's
 # end), for every picture whose orientation is read (_exif_orientation): the picture reads as its orientation says
 # where that is whole (as OpenCV reads a JPEG), unturned where it is not, as viewers show it, so nothing is to be
-# said. Filtered once, here: a warnings.catch_warnings around each read would not be thread-safe
-warnings.filterwarnings("ignore", r"(possibly )?corrupt exif data|tag data larger than file|tag offset too large",
-                        UserWarning, r"PIL\.TiffImagePlugin\Z")
+# said.
 # And Pillow warns of a picture past its own limit (Image.MAX_IMAGE_PIXELS, 89 MP: its DecompressionBombWarning, 'could
 # be decompression bomb DOS attack') as it opens one, where pvt-deploy has checked the memory to decode it already
 # (_check_memory_to_decode): a real 100 MP photo is no attack. Pillow's error past twice that still stands, which its
 # readers here (_tiff_stored_colour, _pillow_upright, _gif_of_one_picture) take for a picture Pillow cannot read.
-# Matched by its words, so that PIL is not imported with this module. It was a warnings.catch_warnings around each
+# Matched by their words, so that PIL is not imported with this module. Not a warnings.catch_warnings around each
 # read, which is not thread-safe: where two threads read pictures at once (infer's readers), one read's filter
-# stayed for good, and the other read could warn.
-warnings.filterwarnings("ignore", r"image size \(\d+ pixels\) exceeds limit of \d+ pixels", RuntimeWarning,
-                        r"PIL\.Image\Z")
+# stayed for good, and the other read could warn. See _quiet_pillow.
+_PILLOW_FILTERS = (
+    (r"(possibly )?corrupt exif data|tag data larger than file|tag offset too large", UserWarning,
+     r"PIL\.TiffImagePlugin\Z"),
+    (r"image size \(\d+ pixels\) exceeds limit of \d+ pixels", RuntimeWarning, r"PIL\.Image\Z"),
+)
+# each as warnings.filters holds it (warnings.filterwarnings' entry: action, message, category, module, line)
+_PILLOW_FILTER_ENTRIES = tuple(("ignore", re.compile(message, re.I), category, re.compile(module), 0)
+                               for message, category, module in _PILLOW_FILTERS)
+
+
+def _quiet_pillow() -> None:
+    """Puts :data:`_PILLOW_FILTERS` into ``warnings.filters`` where they are missing, before each read through
+    Pillow. Set once as this module was imported, they were gone where that import ran inside a caller's
+    ``warnings.catch_warnings()`` (a common way to quiet torch's import warnings), whose end puts back the filters
+    from before it: the Python API then printed Pillow's warnings ('PIL/TiffImagePlugin.py:946: UserWarning: Tag data
+    larger than file. Skipping tag 271', two lines of a JPEG whose EXIF points past its end). A look through the
+    list where they are there (a microsecond), no catch_warnings per read."""
+    filters = warnings.filters
+    for (message, category, module), entry in zip(_PILLOW_FILTERS, _PILLOW_FILTER_ENTRIES, strict=True):
+        if entry not in filters:
+            warnings.filterwarnings("ignore", message, category, module)
+
+
+_quiet_pillow()
 
 
 def _exif_orientation(exif: Any) -> Any:
@@ -805,6 +827,8 @@ def _exif_orientation(exif: Any) -> Any:
     if not isinstance(exif, bytes):
         return None
     from PIL import Image
+
+    _quiet_pillow()
 
     try:
         tags = Image.Exif()
@@ -864,6 +888,8 @@ def _tiff_stored_colour(data: np.ndarray) -> np.ndarray | None:
     as stored: a picture must read the same whatever its format."""
     from PIL import Image, ImageOps
 
+    _quiet_pillow()
+
     try:  # the pixels were checked against the memory free already: Pillow's warning of a large one is not said
         with Image.open(io.BytesIO(data.tobytes())) as image:
             extra, bits = image.tag_v2.get(338), image.tag_v2.get(258)  # ExtraSamples, BitsPerSample
@@ -882,6 +908,8 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
     ran on its side, and its boxes were drawn on it so, where picture_size (Pillow's header, which gives
     that turn as the EXIF orientation) and every viewer have it upright."""
     from PIL import Image, ImageOps
+
+    _quiet_pillow()
 
     try:  # the pixels were checked against the memory free already: Pillow's warning of a large one is not said
         with Image.open(io.BytesIO(data.tobytes())) as image:
@@ -925,6 +953,7 @@ def _ffmpeg_picture(data: np.ndarray, name: str | os.PathLike[str] = "a picture"
     if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
         from PIL import TiffImagePlugin
 
+        _quiet_pillow()
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
             orientation = TiffImagePlugin.TiffImageFile(io.BufferedReader(_InPlace(data))).tag_v2.get(0x0112)
     return _exif_oriented(np.ascontiguousarray(image), orientation)
@@ -2397,6 +2426,8 @@ def _gif_of_one_picture(path: str, mtime_ns: int, size: int) -> bool:
     listing asks it of each GIF twice (an image? a video?), and Pillow finds a second frame only by reading
     through the first one's data (a folder of 102 still 1080p GIFs: 1.7 s listing, half of it asked twice)."""
     from PIL import Image
+
+    _quiet_pillow()
 
     try:  # Pillow's warning of a large one is not said
         with Image.open(path) as image:
