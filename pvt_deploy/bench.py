@@ -589,6 +589,21 @@ def _check_images(images: str | os.PathLike[str] | None, limit: int) -> tuple[li
     return out, kind
 
 
+def _exported_as(model: str) -> str:
+    """``model`` as export's ``--model`` to paste where export builds from it (a zoo name, a checkpoint or its
+    URL), else ``NAME`` (a lone graph or engine, which export does not take)."""
+    from pvt_deploy.manifest import CHECKPOINT_SUFFIXES
+    from pvt_deploy.models.zoo import resolve_name
+    from pvt_deploy.utils import shell_quote
+
+    if not model.lower().endswith(CHECKPOINT_SUFFIXES):
+        try:
+            resolve_name(model)
+        except PvtDeployError:
+            return "NAME"
+    return shell_quote(model)
+
+
 def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[str] | None = None,
                 backends: str | Sequence[str] | None = None, tolerance: float | None = None,
                 imgsz: int | Sequence[int] | None = None, device: str | None = None, max_images: int = 8,
@@ -635,7 +650,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
                          hint=f"to time the graph alone: pvt-deploy bench --model {shell_quote(str(graphs[0]))}")
     if not folder.is_dir() or shadows_zoo_name(str(folder)):
         raise InputError(f"check needs an export folder (with manifest.json), got {artifact}",
-                         hint="pvt-deploy export --model NAME writes one under exports/")
+                         hint=f"pvt-deploy export --model {_exported_as(os.fspath(artifact))} writes one under exports/")
     if is_triton_model_folder(folder):  # the loader's advice (run its 1/model.onnx) is infer's and bench's
         raise InputError(f"{folder} is a Triton model folder: check compares the backends of an export folder; "
                          "check the export it was made from (pvt-deploy check --model exports/NAME)",

@@ -50,3 +50,29 @@ def test_check_answers_an_unknown_backend_with_the_backends_check_takes(
     assert (code, out) == (2, ""), err
     assert err.strip() == ("error: unknown backend 'bogus'; choose from torch, torch-fp16, onnx, onnx-fp16, onnx-int8, "
                            "trt, triton"), err
+
+
+def test_check_of_a_model_with_no_export_says_the_export_command_of_that_model(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``check --model pvt_v2_b0-cls`` with no export of it said '(pvt-deploy export --model NAME writes one under
+    exports/)', a line to edit before it runs. It names the model asked for (a zoo name, a checkpoint file), so
+    that the line pasted makes the export check then finds; a lone graph, which export does not take, still NAME."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(monkeypatch, capsys, "check", "--model", "pvt_v2_b0-cls")
+    assert (code, out) == (2, "") and err.strip().endswith(
+        "got pvt_v2_b0-cls (pvt-deploy export --model pvt_v2_b0-cls writes one under exports/)"), err
+    command = shlex.split(err.strip().rsplit(" (", 1)[1].split(" writes one")[0])
+    assert command[0] == "pvt-deploy"
+    code, _, err = run(monkeypatch, capsys, *command[1:], "--imgsz", "64", "--no-parity", "--no-simplify")
+    assert code == 0 and (tmp_path / "exports" / "pvt_v2_b0-cls" / "manifest.json").is_file(), err
+    code, out, err = run(monkeypatch, capsys, "check", "--model", "pvt_v2_b0-cls", "--backends", "torch,onnx",
+                         "--max-images", "1", "--json")
+    assert code == 0 and json.loads(out)["artifact"] == str(Path("exports", "pvt_v2_b0-cls")), err
+    (tmp_path / "my ckpt.pth").write_bytes(b"not read: check refuses a file before it loads one")
+    (tmp_path / "lone.onnx").write_bytes(b"not read either")
+    for given, named in (("my ckpt.pth", "'my ckpt.pth'"), ("lone.onnx", "NAME")):
+        code, out, err = run(monkeypatch, capsys, "check", "--model", given)
+        assert (code, out) == (2, "") and err.strip().endswith(
+            f"got {given} (pvt-deploy export --model {named} writes one under exports/)"), err
