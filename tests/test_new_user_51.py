@@ -76,3 +76,27 @@ def test_check_of_a_model_with_no_export_says_the_export_command_of_that_model(
         code, out, err = run(monkeypatch, capsys, "check", "--model", given)
         assert (code, out) == (2, "") and err.strip().endswith(
             f"got {given} (pvt-deploy export --model {named} writes one under exports/)"), err
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--min-size", "256", "--imgsz", "224"], "error: --min-size 256 is larger than --imgsz 224x224"),
+    (["--imgsz", "300", "--max-size", "300"], "error: --max-size 300 (rounded down to 288) is smaller than --imgsz 320x320"),
+])
+def test_export_refuses_a_size_range_without_its_imgsz_before_the_model_loads(
+        options: list[str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """``export --min-size 256 --imgsz 224`` built the model (seconds; a checkpoint read, the random weights'
+    warning said) before it said the range leaves the size out, which the options alone tell. Refused first,
+    in the same words; the checkpoint is not read."""
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    def not_reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the size range was checked")
+
+    monkeypatch.setattr(export_onnx_module, "_load", not_reached)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"never read")
+    code, out, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--weights", str(weights),
+                         *options, "-o", str(tmp_path / "out"))
+    assert (code, out, err.strip()) == (2, "", said)
+    assert not (tmp_path / "out").exists()

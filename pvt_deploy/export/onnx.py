@@ -956,8 +956,8 @@ def export_onnx(
                                   + (f", or {option('exporter')} dynamo for newer ones" if exporter != "dynamo" else ""))
     if batch is not None and batch < 1:
         raise InputError(f"{option('batch')} {batch}: must be >= 1")
-    if imgsz is not None:
-        parse_imgsz(imgsz, (640, 640), warn=False)  # refuse a malformed size before any slow work
+    # a malformed size refused before any slow work, and a new graph's size range checked against it below
+    size = parse_imgsz(imgsz, (640, 640), warn=False) if imgsz is not None else None
     if calib_size is not None and calib_size < 1:
         raise InputError(f"{option('calib_size')} {calib_size}: must be >= 1")
     from pvt_deploy.export.parity import resolve_tolerances
@@ -966,8 +966,8 @@ def export_onnx(
         tolerances = resolve_tolerances(parity_tolerance)
     except (TypeError, ValueError) as e:
         raise InputError(f"{option('parity_tolerance')}: {e}") from e
-    if dynamic:
-        _size_range(min_size, max_size)  # an empty range, before any slow work
+    if dynamic:  # an empty range, or one without the --imgsz given, before any slow work (the model's load)
+        _size_range(min_size, max_size, None if reuses_folder(model) else size)
     elif min_size is not None or max_size is not None:
         log.warning("--min-size/--max-size apply to dynamic graphs; ignored with --static")
     model_url = None
