@@ -70,8 +70,8 @@ def test_a_file_of_0_bytes_is_said_empty_whatever_its_name(
     photo = tmp_path / "IMG_0001.jpg"
     Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(photo)
     with caplog.at_level(logging.WARNING), open_source([photo, empty]) as source:
-        assert [f.name for f in source] == ["IMG_0001.jpg"]  # the photo runs, the empty file is skipped
-    assert f"skipping empty file {empty}: 0 bytes (a copy or download" in caplog.text
+        assert [f.name for f in source] == ["IMG_0001.jpg"]  # the photo runs, the empty file is left out
+    assert f"the list: running its 1 image; 1 empty file ({empty}) left out: 0 bytes (a copy or download" in caplog.text
     code, out, err = run(monkeypatch, capsys, "infer", str(empty), "--model", str(make_artifact(tmp_path / "art")))
     assert (code, err) == (2, f"error: empty file {empty}: 0 bytes (a copy or download that never started: copy or "
                               "download it again)\n")

@@ -152,7 +152,7 @@ def test_an_empty_file_says_it_is_empty(tmp_path: Path, caplog: pytest.LogCaptur
     (folder / "IMG_0002.jpg").touch()
     with caplog.at_level(logging.WARNING), open_source(folder) as source:
         assert [f.name for f in source] == ["IMG_0001.jpg"]
-    assert f"skipping empty file {folder / 'IMG_0002.jpg'}: 0 bytes" in caplog.text
+    assert f"{folder}: running its 1 image; 1 empty file (IMG_0002.jpg) left out: 0 bytes" in caplog.text
 
 
 def test_standard_input_is_said_not_read_and_a_file_named_dash_is(tmp_path: Path,

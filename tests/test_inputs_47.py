@@ -221,4 +221,4 @@ def test_an_empty_gif_in_a_list_of_files_is_said_empty_not_a_video(
         caplog.clear()
         with caplog.at_level(logging.WARNING), open_source([photo, tmp_path / empty]) as source:
             assert [f.name for f in source] == ["IMG_0001.jpg"]
-        assert f"skipping empty file {tmp_path / empty}: 0 bytes" in caplog.text
+        assert f"the list: running its 1 image; 1 empty file ({tmp_path / empty}) left out: 0 bytes" in caplog.text

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from test_io_sources import http_server  # noqa: F401 - the fixture
 
+from pvt_deploy.errors import InputError
 from pvt_deploy.io import sources
 from pvt_deploy.io.sources import StreamSource, _frame_to_rgb, open_source
 
@@ -137,3 +138,59 @@ def test_a_pipe_of_pictures_from_a_url_warns_of_its_colorspace_once(
     said = [r.getMessage() for r in caplog.records if "colorspace" in r.getMessage()]
     assert said == [f"{base}/pictures.j2k: its frames are tagged with the colorspace reserved (2), which FFmpeg's "
                     "converter has no matrix for: read with BT.601's, as ffplay shows them (its colours may be off)"]
+
+
+def test_empty_files_are_left_out_up_front_and_a_list_file_is_named_as_the_source(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder holding an empty .jpg (a copy that never started) said 'source DIR (2 images)', then '1/1' as the
+    empty one was skipped; a .txt list said 'source 2 images', naming no list. Empty files of a picture's name are
+    left out as those of a video's were, in the folder's one line, and so are a list's (a .txt list's named by it):
+    the source counts what is read, and a list file is the source's name. An array after an empty file keeps the
+    name of its place in the list. Fails before."""
+    from cli_run import run
+    from PIL import Image
+    from test_tensorrt_build_fake import make_artifact
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("a.jpg", "c.png"):
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(folder / name)
+    (folder / "b.jpg").touch()
+    listing = tmp_path / "list.txt"
+    listing.write_text("shots/a.jpg\nshots/b.jpg\nshots/c.png\n")
+    hint = "0 bytes (a copy or download that never started: copy or download it again)"
+    with caplog.at_level(logging.WARNING):
+        with open_source(folder) as source:
+            assert (source.spec, source.frames) == (str(folder), 2)
+            assert [f.name for f in source] == ["a.jpg", "c.png"] and source.skipped == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{folder}: running its 2 images; 1 empty file (b.jpg) left out: {hint}"]
+        caplog.clear()
+        with open_source(listing) as source:
+            assert (source.spec, source.frames) == (str(listing), 2)
+            assert [f.name for f in source] == ["a.jpg", "c.png"] and source.skipped == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{listing}: running its 2 images; 1 empty file ({tmp_path / 'shots/b.jpg'}) left out: {hint}"]
+        picture = np.full((16, 16, 3), 7, np.uint8)
+        with open_source([picture, folder / "b.jpg", picture]) as source:
+            assert source.frames == 2 and [f.name for f in source] == ["image0.jpg", "image2.jpg"]
+    (folder / "a.jpg").write_bytes(b"")
+    (folder / "c.png").write_bytes(b"")
+    with pytest.raises(InputError) as caught:
+        open_source(folder)
+    assert caught.value.args[0] == f"no images found in folder {folder}, only 3 empty files (a.jpg, b.jpg, c.png): " \
+                                   "0 bytes"
+    with pytest.raises(InputError) as caught:
+        open_source(listing)
+    assert caught.value.args[0] == (f"{listing}: no images to read in {listing}, only 3 empty files "
+                                    f"({tmp_path / 'shots/a.jpg'}, {tmp_path / 'shots/b.jpg'}, "
+                                    f"{tmp_path / 'shots/c.png'}): 0 bytes")
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(folder / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    for given in ("shots", "list.txt"):
+        code, out, err = run(monkeypatch, capsys, "infer", given, "--model", str(make_artifact(tmp_path / "art")),
+                             "--no-save")
+        assert code == 0, out + err
+        said = " ".join((out + err).split())
+        assert f"· source {given} (1 image)" in said and "1/1 shots/a.jpg" in said, said

@@ -1020,8 +1020,11 @@ class ImageSource(Source):
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike[str] | np.ndarray], *, kind: SourceKind, spec: str,
-                 origin: str | None = None) -> None:
+                 origin: str | None = None, numbers: Sequence[int] | None = None) -> None:
         self.items: list[Path | np.ndarray] = [p if isinstance(p, np.ndarray) else Path(p) for p in paths]
+        # each item's place in the list as given, where empty files were left out of it: a frame's index, and an
+        # array's name (image<N>.jpg)
+        self._numbers = list(numbers) if numbers is not None else list(range(len(self.items)))
         self.kind = kind
         self.spec = spec
         self.origin = origin or ("image" if kind == "image" else "list")
@@ -1034,7 +1037,7 @@ class ImageSource(Source):
 
     def _iter_frames(self) -> Iterator[Frame]:
         self.skipped = 0
-        for index, item in enumerate(self.items):
+        for index, item in zip(self._numbers, self.items, strict=True):
             if isinstance(item, np.ndarray):
                 yield Frame(item, index, f"image{index}.jpg", None)
                 continue
@@ -2461,19 +2464,21 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     """The images among ``candidates`` (a folder's entries, a glob's matches). Videos among them are
     not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
     is nothing else, instead of passing unmentioned."""
-    paths = [p for p in candidates if _is_image(p)]
-
     def named(files: list[Path], kind: str) -> str:  # "2 videos (a.mp4, b.mp4)": the first three by name
         shown = [p.name if what == "folder" else str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
         return f"{count_of(len(files), kind)} ({', '.join(shown)})"
 
-    # a file named as a video or a HEIC photo holding 0 bytes (a copy or download that never started) is
-    # neither, and is said to be empty: an empty .gif, no picture and so no still GIF, was one of the videos
-    left = [p for p in candidates if (_is_video(p) or p.suffix.lower() in HEIC_SUFFIXES) and p.is_file()]
+    # a file named as a picture, a video or a HEIC photo holding 0 bytes (a copy or download that never started) is
+    # none, and is said to be empty, in one line: an empty .gif, no picture and so no still GIF, was one of the
+    # videos; an empty .jpg was counted among the pictures ('source DIR (2 images)', then '1/1')
+    left = [p for p in candidates if (_is_image(p) or _is_video(p) or p.suffix.lower() in HEIC_SUFFIXES)
+            and p.is_file()]
     empties = sorted((p for p in left if _empty_file(p)), key=_natural_key)
-    videos = sorted((p for p in left if _is_video(p) and p not in empties), key=_natural_key)
+    empty = set(empties)
+    paths = [p for p in candidates if _is_image(p) and p not in empty]
+    videos = sorted((p for p in left if _is_video(p) and p not in empty), key=_natural_key)
     left_out = named(videos, "video")
-    heics = sorted((p for p in left if p.suffix.lower() in HEIC_SUFFIXES and p not in empties), key=_natural_key)
+    heics = sorted((p for p in left if p.suffix.lower() in HEIC_SUFFIXES and p not in empty), key=_natural_key)
     heic_left_out = named(heics, "HEIC photo")
     if not paths:
         if heics:
@@ -2681,39 +2686,7 @@ def open_source(
     if is_picture(spec):
         return ArraySource(spec)
     if isinstance(spec, (list, tuple)):  # image files, and pictures from the Python API
-        for p in spec:  # before Path() turns https://host/a.jpg into "no such file: https:/host/a.jpg"
-            if isinstance(p, (str, int)) and not isinstance(p, bool) and is_live(str(p)) and not os.path.isfile(p):
-                raise InputError(f"{p} is a URL or a camera: a list takes image files (and pictures); give it "
-                                 "on its own")
-        for i, p in enumerate(spec):  # Path() would raise a TypeError: a nested list, None, bytes, a tensor
-            if not is_picture(p) and (isinstance(p, bool) or not isinstance(p, (str, os.PathLike))):
-                raise InputError(f"item {i} of the list is a {type(p).__name__}: a list takes image paths, numpy "
-                                 "arrays, PIL images and encoded pictures (bytes, binary file objects)")
-        items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
-        for item in items:  # say what is wrong with the list, not "no such file" or a skip
-            if isinstance(item, Path) and _empty_file(item):  # whatever its name: skipped when read, said empty
-                continue
-            if isinstance(item, Path) and (special := _special_file(item)) is not None:
-                raise InputError(f"{item} is {special}, not a regular file: a list takes image files (and pictures)")
-            if isinstance(item, Path) and item.is_dir():
-                raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
-                                 "itself, or run each folder on its own")
-            if isinstance(item, Path) and item.suffix.lower() in HEIC_SUFFIXES and item.is_file():
-                raise _heic_not_read(item)
-            if isinstance(item, Path) and _is_video(item):
-                raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
-                                 "on its own (Python: predict(video, stream=True))")
-            if isinstance(item, Path) and _file_list(item):  # read as a picture, it was skipped as
-                # undecodable and the files it names never ran
-                raise InputError(f"{item} is a list of files: a list takes image files (and pictures); give the "
-                                 "list on its own")
-        missing = [str(p) for p in items if isinstance(p, Path) and not p.is_file()]
-        if missing:
-            raise InputError(
-                f"no such file: {missing[0]}"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            )
-        return ImageSource(items, kind="images", spec=count_of(len(items), "image"))
+        return _list_source(spec)
     if isinstance(spec, bool) or not isinstance(spec, (str, int, os.PathLike)):
         wanted = ("give a path, folder, glob, video, URL, camera index, numpy array, PIL image or encoded "
                   "picture (bytes, a binary file object), or a list of image paths and pictures")
@@ -2747,7 +2720,7 @@ def open_source(
             return VideoSource(path, vid_stride=vid_stride, bytes_per_pixel=bytes_per_pixel, kept_frames=kept_frames)
         if (listed := _read_list(path)) is not None:  # Ultralytics' list source
             try:
-                return open_source(listed)
+                return _list_source(listed, path)
             except InputError as e:  # "no such file: hello" said nothing of where the name came from
                 raise InputError(f"{path}: {e.args[0]}", hint=e.hint) from None
         if suffix in DATASET_SUFFIXES:  # Ultralytics' data=coco8.yaml: a data set's description, not pictures
@@ -2767,6 +2740,66 @@ def open_source(
         raise InputError("'-' (standard input) is not a source: pictures and videos are read from files",
                          hint="save the data to a file and give its name, or give a folder, glob, URL or camera")
     raise InputError(f"no such file or folder: {text}")
+
+
+def _list_source(spec: Sequence[Any], listing: Path | None = None) -> ImageSource:
+    """:func:`open_source` of a list of image files and pictures (the Python API's, infer's several files), or of
+    the files a ``.txt`` list names (``listing``: named as the source, 'source list.txt (2 images)', where it
+    was '2 images')."""
+    for p in spec:  # before Path() turns https://host/a.jpg into "no such file: https:/host/a.jpg"
+        if isinstance(p, (str, int)) and not isinstance(p, bool) and is_live(str(p)) and not os.path.isfile(p):
+            raise InputError(f"{p} is a URL or a camera: a list takes image files (and pictures); give it "
+                             "on its own")
+    for i, p in enumerate(spec):  # Path() would raise a TypeError: a nested list, None, bytes, a tensor
+        if not is_picture(p) and (isinstance(p, bool) or not isinstance(p, (str, os.PathLike))):
+            raise InputError(f"item {i} of the list is a {type(p).__name__}: a list takes image paths, numpy "
+                             "arrays, PIL images and encoded pictures (bytes, binary file objects)")
+    items = [as_rgb_array(p) if is_picture(p) else Path(p) for p in spec]
+    empty = [isinstance(item, Path) and _empty_file(item) for item in items]  # whatever its name: said empty below
+    for item, nothing in zip(items, empty, strict=True):  # say what is wrong with the list, not "no such file"
+        if nothing:
+            continue
+        if isinstance(item, Path) and (special := _special_file(item)) is not None:
+            raise InputError(f"{item} is {special}, not a regular file: a list takes image files (and pictures)")
+        if isinstance(item, Path) and item.is_dir():
+            raise InputError(f"{item} is a folder: a list takes image files (and pictures); give the folder "
+                             "itself, or run each folder on its own")
+        if isinstance(item, Path) and item.suffix.lower() in HEIC_SUFFIXES and item.is_file():
+            raise _heic_not_read(item)
+        if isinstance(item, Path) and _is_video(item):
+            raise InputError(f"{item} is a video: a list takes image files (and pictures); run each video "
+                             "on its own (Python: predict(video, stream=True))")
+        if isinstance(item, Path) and _file_list(item):  # read as a picture, it was skipped as
+            # undecodable and the files it names never ran
+            raise InputError(f"{item} is a list of files: a list takes image files (and pictures); give the "
+                             "list on its own")
+    missing = [str(p) for p in items if isinstance(p, Path) and not p.is_file()]
+    if missing:
+        raise InputError(
+            f"no such file: {missing[0]}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    # a file of 0 bytes (a copy or download that never started) is left out up front and said in one line, as a
+    # folder's are: counted among the pictures, the source line said '2 images', then '1/1'
+    empties = [item for item, nothing in zip(items, empty, strict=True) if nothing and isinstance(item, Path)]
+    if empties and len(empties) == len(items):
+        if len(empties) == 1:
+            raise _said_empty(empties[0])
+        raise InputError(f"no images to read in {listing or 'the list'}, only {_empty_files(empties)}: 0 bytes",
+                         hint=_EMPTY_HINT)
+    kept = [(number, item) for number, (item, nothing) in enumerate(zip(items, empty, strict=True)) if not nothing]
+    spec_text = str(listing) if listing is not None else count_of(len(kept), "image")
+    if empties:
+        log.warning("%s: running its %s; %s left out: 0 bytes (%s)", listing or "the list",
+                    count_of(len(kept), "image"), _empty_files(empties), _EMPTY_HINT)
+    return ImageSource([item for _, item in kept], kind="images", spec=spec_text,
+                       numbers=[number for number, _ in kept])
+
+
+def _empty_files(files: list[Path]) -> str:
+    """'2 empty files (a.jpg, b.jpg)': the first three by name as given."""
+    shown = [str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
+    return f"{count_of(len(files), 'empty file')} ({', '.join(shown)})"
 
 
 def _special_file(path: Path) -> str | None:
