@@ -113,6 +113,16 @@ def _name_index(names: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
             {k: len(v) for k, v in seen.items() if len(v) > 1})
 
 
+def _are(n: int) -> str:
+    """The verb of a count of things: '1 of the 4 pictures is', '2 of them are'."""
+    return "is" if n == 1 else "are"
+
+
+def _classes(n: int) -> str:
+    """``1 class``, ``150 classes``."""
+    return f"{n} class{'es' * (n != 1)}"
+
+
 def _first(items: Sequence[object]) -> str:
     """``x.jpg, ...``: the first of ``items`` (a path by its name), and an ellipsis where there are more."""
     first = items[0].name if isinstance(items[0], Path) else str(items[0])
@@ -206,8 +216,9 @@ def _coco_dataset(path: Path, names: Sequence[str], images: str | os.PathLike[st
     present = [e for e in coco["images"] if there[e["file_name"]]]
     if len(present) < len(entries):
         missing = [name for name, found in there.items() if not found]
-        log.warning("dataset %s: %d of the %d pictures it lists are not in %s (%s%s): left out", path, len(missing),
-                    len(entries), folder, ", ".join(missing[:3]), ", ..." if len(missing) > 3 else "")
+        log.warning("dataset %s: %d of the %s it lists %s not in %s (%s%s): left out", path, len(missing),
+                    count_of(len(entries), "picture"), _are(len(missing)), folder, ", ".join(missing[:3]),
+                    ", ..." if len(missing) > 3 else "")
     present = _limited(present, limit)
     labels = {str(folder / e["file_name"]): e["id"] for e in present}
     return Dataset("detect", [folder / e["file_name"] for e in present], f"{path} ({folder})", labels, coco,
@@ -261,7 +272,8 @@ def _numbered(coco: dict[str, Any], entries: list[dict[str, Any]], path: Path) -
         else:
             orphans += 1
     if orphans:
-        log.warning("dataset %s: %d annotations name no image it lists: left out", path, orphans)
+        log.warning("dataset %s: %s no image it lists: left out", path,
+                    count_of(orphans, "annotation") + (" names" if orphans == 1 else " name"))
     return {**coco, "images": [{**e, "id": k} for k, e in enumerate(entries, 1)], "annotations": annotations}
 
 
@@ -325,8 +337,9 @@ def _boxes(coco: dict[str, Any], path: Path) -> dict[str, Any]:
         said = "; ".join(f"{len(of)} {fault} (annotation {of[0].get('id', '?')!r} of {files[of[0]['image_id']]}"
                          f"{', category ' + repr(of[0].get('category_id')) if fault.startswith('of no category') else ''})"
                          for fault, of in faults.items())
-        log.warning("dataset %s: %d of its %d annotations are left out: %s", path, len(coco["annotations"]) - len(kept),
-                    len(coco["annotations"]), said)
+        dropped = len(coco["annotations"]) - len(kept)
+        log.warning("dataset %s: %d of its %s %s left out: %s", path, dropped,
+                    count_of(len(coco["annotations"]), "annotation"), _are(dropped), said)
     return {**coco, "annotations": kept}
 
 
@@ -476,8 +489,9 @@ def _category_ids(categories: list[Any], names: Sequence[str], path: Path, used:
         return [int(c["id"]) for c in cats]
     given = [str(c.get("name")) for c in cats]
     unknown = sum(1 for g in given if _norm(g) not in index)
-    raise InputError(f"dataset {path}: {len(cats)} categories, {unknown} of them not among the model's "
-                     f"{len(names)} classes {_unmatched(given, index, ambiguous)}")
+    which = "1 category, not" if len(cats) == 1 else f"{len(cats)} categories, {unknown} of them not"
+    raise InputError(f"dataset {path}: {which} among the model's {_classes(len(names))} "
+                     f"{_unmatched(given, index, ambiguous)}")
 
 
 def _imagenet_wnids(names: Sequence[str]) -> dict[str, int]:
@@ -523,7 +537,8 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
                     "(%s -> %s, ...)", path, classes[0].name, names[0])
         ids = list(range(len(classes)))
     else:
-        raise InputError(f"dataset {path}: {len(classes)} class folders for a model of {len(names)} classes, "
+        raise InputError(f"dataset {path}: {count_of(len(classes), 'class folder')} for a model of "
+                         f"{_classes(len(names))}, "
                          f"some not named after one of its classes {_unmatched([c.name for c in classes], index, ambiguous)}: "
                          "name each after its class, or give one folder per class (sorted order is the class index, "
                          "as ImageNet's n01440764, ...)")
@@ -540,7 +555,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         log.warning("dataset %s: %s beside its class folders, of no class: left out", path, stray)
     paths = _limited([p for p, _ in items], limit)
     labels = {str(p): i for p, i in items}
-    return Dataset("classify", paths, f"{path} ({len(classes)} class{'es' * (len(classes) != 1)})", labels)
+    return Dataset("classify", paths, f"{path} ({_classes(len(classes))})", labels)
 
 
 def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str | os.PathLike[str] | None,
@@ -627,11 +642,12 @@ def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str 
     if not paired:
         raise InputError(f"dataset {path}: no picture in {image_dir} has a label PNG or TIFF of its name in {mask_dir}")
     if lossy:
-        log.warning("dataset %s: %d of %d pictures have a JPEG label (%s), left out: %s", path, len(lossy),
-                    len(pictures), _first(lossy), jpeg)
+        log.warning("dataset %s: %d of %s %s a JPEG label (%s), left out: %s", path, len(lossy),
+                    count_of(len(pictures), "picture"), "has" if len(lossy) == 1 else "have", _first(lossy), jpeg)
     if len(paired) + len(lossy) < len(pictures):
-        log.warning("dataset %s: %d of %d pictures have no label and are left out", path,
-                    len(pictures) - len(paired) - len(lossy), len(pictures))
+        unlabelled = len(pictures) - len(paired) - len(lossy)
+        log.warning("dataset %s: %d of %s %s no label and %s left out", path, unlabelled,
+                    count_of(len(pictures), "picture"), "has" if unlabelled == 1 else "have", _are(unlabelled))
     paired = _limited(paired, limit)
     return Dataset("segment", paired, f"{image_dir} ({mask_dir})", {str(p): label_of[p.stem] for p in paired},
                    reduce_zero_label=reduce_zero_label)
@@ -886,19 +902,21 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
     skipped = total - done
     if left_out:
         faults = sum(len(v) for v in left_out.values())
-        log.warning("dataset %s: %d of the %d lines of its label files are left out: %s", data, faults, lines + faults,
+        log.warning("dataset %s: %d of the %s of its label files %s left out: %s", data, faults,
+                    count_of(lines + faults, "line"), _are(faults),
                     "; ".join(f"{len(v)} {fault} ({_first(v)})"
                               for fault, v in left_out.items()))
     if misfits:
-        log.warning("dataset %s: %d of %d pictures are not of the size it gives them (%s): its boxes will not fit "
-                    "them (a resized copy of the pictures? EXIF rotation?)", data, len(misfits), done, misfits[0])
+        log.warning("dataset %s: %d of %s %s not of the size it lists (%s): its boxes will not fit (a resized copy "
+                    "of the pictures? EXIF rotation?)", data, len(misfits), count_of(done, "picture"),
+                    _are(len(misfits)), misfits[0])
     per_class: dict[str, float] = {}
     if model.task == "detect":
         assert dataset.coco is not None
         metrics, per_class = coco_metrics(dataset.coco, detections, evaluated)
         if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
-            log.warning("dataset %s: no box of its categories in the %d pictures evaluated: AP and AR measure "
-                        "nothing", data, done)
+            log.warning("dataset %s: no box of its categories in the %s evaluated: AP and AR measure nothing", data,
+                        count_of(done, "picture"))
     elif model.task == "classify":
         metrics = {"top1": top1 / done, "top5": top5 / done}
     else:
@@ -907,19 +925,20 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
         n = len(model.names)
         ids = f"1-{n}, 0 ignored: --reduce-zero-label" if dataset.reduce_zero_label else f"0-{n - 1}"
         if beyond:
-            log.warning("dataset %s: %d of %d labels hold values past the model's %d classes (%s; its ids are "
-                        "%s): those pixels are ignored, as 255 is (labels of another class list?)", data, len(beyond),
-                        done, n, beyond[0], ids)
+            log.warning("dataset %s: %d of %s %s values past the model's %s (%s; its ids are %s): those pixels are "
+                        "ignored, as 255 is (labels of another class list?)", data, len(beyond), count_of(done, "label"),
+                        "holds" if len(beyond) == 1 else "hold", _classes(n), beyond[0], ids)
         if negative:
-            log.warning("dataset %s: %d of %d labels hold negative values, no class id (%s; its ids are %s): those "
-                        "pixels are ignored, as 255 is", data, len(negative), done, negative[0], ids)
+            log.warning("dataset %s: %d of %s %s negative values, no class id (%s; its ids are %s): those pixels are "
+                        "ignored, as 255 is", data, len(negative), count_of(done, "label"),
+                        "holds" if len(negative) == 1 else "hold", negative[0], ids)
         if bits and dataset.reduce_zero_label:  # a mask of 0 and 1 (background, object) is scored as class 0 only
-            log.warning("dataset %s: %d of %d labels are 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: "
-                        "0 is ignored and 1 is class 0 (%s); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1",
-                        data, len(bits), done, bits[0], model.names[0])
+            log.warning("dataset %s: %d of %s %s 1-bit (%s: ids 0 and 1 only), read with --reduce-zero-label: 0 is "
+                        "ignored and 1 is class 0 (%s); --no-reduce-zero-label reads 0 and 1 as classes 0 and 1",
+                        data, len(bits), count_of(done, "label"), _are(len(bits)), bits[0], model.names[0])
         if all(np.isnan(v) for v in metrics.values()):  # a table of dashes, else
-            log.warning("dataset %s: no pixel of the model's classes in the %d labels evaluated: mIoU measures "
-                        "nothing", data, done)
+            log.warning("dataset %s: no pixel of the model's classes in the %s evaluated: mIoU measures nothing",
+                        data, count_of(done, "label"))
     summary = model.last_summary
     fps = round(float(summary.fps), 2) if summary is not None else None
     return ValReport(model.task, dataset.description, metrics, done, skipped, per_class, settings, fps)

@@ -100,3 +100,37 @@ def test_export_refuses_a_size_range_without_its_imgsz_before_the_model_loads(
                          *options, "-o", str(tmp_path / "out"))
     assert (code, out, err.strip()) == (2, "", said)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dataset_warning_of_one_thing_says_it_in_the_singular(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                  ) -> None:
+    """val said '1 of the 4 pictures it lists are not in ...', '1 annotations name no image it lists' and '1 of
+    its 3 annotations are left out': one is, and names; several as before."""
+    import logging
+
+    from pvt_deploy.evaluate import open_dataset
+
+    def coco(folder: Path, missing: int, orphans: int) -> Path:
+        (folder / "images").mkdir(parents=True)
+        images = [{"id": k, "file_name": f"{k}.jpg", "width": 64, "height": 48} for k in range(1, 5)]
+        for im in images[missing:]:
+            (folder / "images" / im["file_name"]).write_bytes(b"not decoded: the dataset is only listed")
+        box = {"category_id": 1, "bbox": [1, 2, 30, 20], "area": 600, "iscrowd": 0}
+        annotations = [{**box, "id": 1, "image_id": 4}, {**box, "id": 2, "image_id": 4, "bbox": [1, 2, 0, 20]},
+                       *({**box, "id": 10 + k, "image_id": 99} for k in range(orphans))]
+        path = folder / "instances.json"
+        path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                    "categories": [{"id": 1, "name": "cat"}]}))
+        return path
+
+    one, two = coco(tmp_path / "one", 1, 1), coco(tmp_path / "two", 2, 2)
+    with caplog.at_level(logging.WARNING, logger="pvt_deploy"):
+        assert len(open_dataset(one, "detect", ["cat"]).images) == 3
+        assert len(open_dataset(two, "detect", ["cat"]).images) == 2
+    said = " ".join(caplog.text.split())
+    for text in (f"dataset {one}: 1 of the 4 pictures it lists is not in {one.parent / 'images'} (1.jpg): left out",
+                 f"dataset {one}: 1 annotation names no image it lists: left out",
+                 f"dataset {one}: 1 of its 2 annotations is left out: 1 of no width or height",
+                 f"dataset {two}: 2 of the 4 pictures it lists are not in {two.parent / 'images'} (1.jpg, 2.jpg): left out",
+                 f"dataset {two}: 2 annotations name no image it lists: left out"):
+        assert text in said, (text, said)

@@ -416,8 +416,8 @@ def test_coco_files_as_tools_write_them_score_as_pycocotools_says(
     tool.write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING):
         report = det_model.val(tool)
-    assert report.images == 2 and "1 of the 3 pictures it lists are not in" in caplog.text
-    assert (f"1 of 2 pictures are not of the size it gives them ({Path(data['images'][1]['file_name']).name} {w}x{h}, "
+    assert report.images == 2 and "1 of the 3 pictures it lists is not in" in caplog.text
+    assert (f"1 of 2 pictures is not of the size it lists ({Path(data['images'][1]['file_name']).name} {w}x{h}, "
             f"{2 * w}x{h} in the file)") in caplog.text
     np.testing.assert_allclose(list(report.metrics.values()), _pycocotools(reference, detections, [2, 3]), atol=1e-9)
     # no detection above the threshold: AP 0 where there are boxes, none (NaN) for sizes there are none of

@@ -99,10 +99,10 @@ def test_tiff_labels_are_said_as_labels_not_as_pngs(tmp_path: Path, caplog: pyte
         report = model.val(pics, masks=labels)
     assert report.images == 2 and all(np.isnan(v) for v in report.metrics.values())
     said = _said(caplog.text)
-    assert f"dataset {pics}: 1 of 3 pictures have no label and are left out" in said
-    assert (f"dataset {pics}: 1 of 2 labels hold values past the model's 150 classes (a.tif: 200; its ids are 1-150, "
+    assert f"dataset {pics}: 1 of 3 pictures has no label and is left out" in said
+    assert (f"dataset {pics}: 1 of 2 labels holds values past the model's 150 classes (a.tif: 200; its ids are 1-150, "
             "0 ignored: --reduce-zero-label)") in said
-    assert f"dataset {pics}: 1 of 2 labels are 1-bit (b.tif: ids 0 and 1 only), read with --reduce-zero-label" in said
+    assert f"dataset {pics}: 1 of 2 labels is 1-bit (b.tif: ids 0 and 1 only), read with --reduce-zero-label" in said
     assert f"dataset {pics}: no pixel of the model's classes in the 2 labels evaluated: mIoU measures nothing" in said
     assert "PNG" not in said
     (tmp_path / "none").mkdir()
