@@ -134,3 +134,19 @@ def test_a_dataset_warning_of_one_thing_says_it_in_the_singular(tmp_path: Path, 
                  f"dataset {two}: 2 of the 4 pictures it lists are not in {two.parent / 'images'} (1.jpg, 2.jpg): left out",
                  f"dataset {two}: 2 annotations name no image it lists: left out"):
         assert text in said, (text, said)
+
+
+def test_export_of_a_lone_graph_names_only_the_commands_that_run_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path, tmp_path: Path) -> None:
+    """export --model lone.onnx (a graph pvt-deploy made, copied out of its folder) said 'infer, check and bench
+    run it as it is', and check then refused it ('check needs an export folder')."""
+    lone = tmp_path / "lone.onnx"
+    shutil.copyfile(cls_export / "model.onnx", lone)
+    code, out, err = run(monkeypatch, capsys, "export", "--model", str(lone))
+    said = " ".join(err.split())
+    assert (code, out) == (2, "") and said.endswith(
+        "; infer and bench run it as it is (check compares the backends of an export folder)"), err
+    code, out, err = run(monkeypatch, capsys, "check", "--model", str(lone))
+    assert (code, out) == (2, "") and "check needs an export folder" in err, err
+    code, out, err = run(monkeypatch, capsys, "bench", "--model", str(lone), "--warmup", "0", "--iters", "1", "--json")
+    assert code == 0 and [r["status"] for r in json.loads(out)["results"]] == ["ok"], err

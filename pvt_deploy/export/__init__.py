@@ -225,7 +225,7 @@ def export_source(model: Any) -> Any:
         logging.getLogger("pvt_deploy.export").info("%s is a file of the export %s: adding to that export",
                                                     path, path.parent)
         return path.parent
-    runs = "infer, check and bench run it as it is"
+    runs = "infer and bench run it as it is (check compares the backends of an export folder)"
     if path.suffix.lower() == ".onnx":
         from pvt_deploy.errors import ForeignOnnxError
         from pvt_deploy.runtimes.loader import read_onnx_manifest
