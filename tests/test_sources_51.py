@@ -194,3 +194,28 @@ def test_empty_files_are_left_out_up_front_and_a_list_file_is_named_as_the_sourc
         assert code == 0, out + err
         said = " ".join((out + err).split())
         assert f"· source {given} (1 image)" in said and "1/1 shots/a.jpg" in said, said
+
+
+def test_a_binary_txt_split_of_a_dataset_yaml_is_said_not_a_list_in_one_clean_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A picture saved as a split's val.txt was read for names: a warning quoted its bytes as escaped surrogates
+    ('left out 93 line(s) that are not image files (\\udcff\\udcd8\\udcff\\udce0 JFIF ...)'), then 'holds no images'.
+    It is said not to be a list, in one line and nothing more, for export --calib and val alike (dataset_images).
+    A text list beside it still reads. Fails before."""
+    from PIL import Image
+
+    from pvt_deploy.export.calibration import dataset_images
+
+    jpeg = tmp_path / "a.jpg"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(jpeg)
+    (tmp_path / "val.txt").write_bytes(jpeg.read_bytes())
+    (tmp_path / "train.txt").write_text("a.jpg\n")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: train.txt\nval: val.txt\nnames:\n  0: a\n")
+    with caplog.at_level(logging.INFO), pytest.raises(InputError) as caught:
+        dataset_images(str(tmp_path / "data.yaml"), what="val")
+    assert caught.value.args[0] == (f"{tmp_path / 'data.yaml'}: val: val.txt: {tmp_path / 'val.txt'} is not a list "
+                                    "of files: it holds binary data, not text")
+    assert caught.value.hint == "a list names one image file a line"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    (tmp_path / "val.txt").write_text("a.jpg\n")
+    assert dataset_images(str(tmp_path / "data.yaml"), what="val") == [tmp_path / "a.jpg"]

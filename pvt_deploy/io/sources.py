@@ -2867,6 +2867,10 @@ def _listed_files(listing: Path, data: bytes | None = None) -> list[str]:
     try:
         if data is None:
             data = listing.read_bytes()
+            if not _text(data[:4096]):  # as _list_bytes tells a list: a picture saved as a split's train.txt was
+                # read for names, and its bytes quoted as escaped surrogates in a warning of lines left out
+                raise InputError(f"{listing} is not a list of files: it holds binary data, not text",
+                                 hint="a list names one image file a line")
         # UTF-8 with Windows Notepad's byte-order mark (which was read as part of its first path: "no such file:
         # \ufeffa.jpg"), or UTF-16, its mark first (Windows PowerShell 5's 'dir -Name > list.txt'). surrogateescape:
         # a name that is not UTF-8 (caf\xe9.jpg, `ls > list.txt` among Latin-1 names) is read as the file system
