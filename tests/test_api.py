@@ -1263,19 +1263,19 @@ def test_a_full_disk_mid_frame_leaves_no_file_of_that_frame(tmp_path: Path, monk
     frame's files go; the frames before keep theirs."""
     import errno
 
-    from pvt_deploy.tasks import results
+    from pvt_deploy.io import sinks
     from pvt_deploy.tasks.pipeline import ResultWriter
 
-    real, crops_written = results._write_file, []
+    real, crops_written = sinks.write_named, []
 
-    def full_at_the_fifth_crop(target: Path, data: Any) -> None:
-        if target.parent.parent.name == "crops":
+    def full_at_the_fifth_crop(data: Any, namer: Any, directory: Any, stem: str, suffix: str) -> Path:
+        if Path(directory).parent.name == "crops":  # crops are written by write_named (since 24cd2d8)
             if len(crops_written) == 4:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            crops_written.append(target)
-        real(target, data)
+            crops_written.append(directory)
+        return real(data, namer, directory, stem, suffix)
 
-    monkeypatch.setattr(results, "_write_file", full_at_the_fifth_crop)
+    monkeypatch.setattr(sinks, "write_named", full_at_the_fifth_crop)
     names = ["cat", "traffic light", "dog"]
     writer = ResultWriter(tmp_path, task="detect", names=names, save_txt=True, save_crop=True)
     with pytest.raises(InputError, match="No space left on device"), writer:
