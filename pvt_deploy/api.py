@@ -333,7 +333,7 @@ class Model:
                     yield result if stop is None else _Held(result, stop)
                 finally:
                     stop = None  # no cycle through this frame once the stop is thrown in (see below)
-            skipped = int(getattr(pipeline.source, "skipped", 0) or 0)
+            skipped = pipeline.skipped
             if skipped and not pipeline.frames_done:  # as one unreadable file is: [] would read as "no detections"
                 raise InputError(f"no images could be read from {pipeline.source.spec} "
                                  f"({count_of(skipped, 'unreadable image')} skipped)")

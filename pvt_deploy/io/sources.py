@@ -1016,11 +1016,13 @@ class ImageSource(Source):
 
     ``origin``: what the opener was given, for messages about ``spec`` ("calibration glob shots/*.jpg:
     ..."): ``"folder"``, ``"glob"``, ``"dataset YAML"``, ``"list"`` (a ``.txt`` list or a list of files;
-    the default of ``kind="images"``) or ``"image"`` (the default of ``kind="image"``).
+    the default of ``kind="images"``) or ``"image"`` (the default of ``kind="image"``). ``left_out``: pictures
+    the opener left out up front as unreadable (empty files, said in its one line): not among ``frames`` nor
+    ``skipped`` (those skipped as they were read), but a run's summary counts them skipped.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike[str] | np.ndarray], *, kind: SourceKind, spec: str,
-                 origin: str | None = None, numbers: Sequence[int] | None = None) -> None:
+                 origin: str | None = None, numbers: Sequence[int] | None = None, left_out: int = 0) -> None:
         self.items: list[Path | np.ndarray] = [p if isinstance(p, np.ndarray) else Path(p) for p in paths]
         # each item's place in the list as given, where empty files were left out of it: a frame's index, and an
         # array's name (image<N>.jpg)
@@ -1029,6 +1031,7 @@ class ImageSource(Source):
         self.spec = spec
         self.origin = origin or ("image" if kind == "image" else "list")
         self.frames = len(self.items)
+        self.left_out = left_out
         self._first: np.ndarray | None = None
         if kind == "image":
             first = self.items[0]
@@ -2528,7 +2531,10 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
         log.warning("%s: running its %s; %s left out: 0 bytes (%s)", spec, count_of(len(paths), "image"),
                     named(empties, "empty file"), _EMPTY_HINT)
     ordered: list[Path] = sorted(paths, key=_natural_key)
-    return ImageSource(ordered, kind="images", spec=spec, origin=what)
+    # an empty file of a picture's name is a picture that could not be read, as it was before it was left out
+    # up front (a run's summary: 'skipped'); an empty video or HEIC photo was never one to run
+    return ImageSource(ordered, kind="images", spec=spec, origin=what,
+                       left_out=sum(1 for p in empties if _is_image(p)))
 
 
 def _hidden_images(spec: str, what: str) -> list[Path]:
@@ -2793,7 +2799,7 @@ def _list_source(spec: Sequence[Any], listing: Path | None = None) -> ImageSourc
         log.warning("%s: running its %s; %s left out: 0 bytes (%s)", listing or "the list",
                     count_of(len(kept), "image"), _empty_files(empties), _EMPTY_HINT)
     return ImageSource([item for _, item in kept], kind="images", spec=spec_text,
-                       numbers=[number for number, _ in kept])
+                       numbers=[number for number, _ in kept], left_out=len(empties))
 
 
 def _empty_files(files: list[Path]) -> str:

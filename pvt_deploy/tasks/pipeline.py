@@ -474,6 +474,12 @@ class Pipeline:
         self._used = True
         return self._run()
 
+    @property
+    def skipped(self) -> int:
+        """Unreadable pictures: those skipped as they were read, and those the source left out up front (empty
+        files, said in its one line)."""
+        return int(getattr(self.source, "skipped", 0) or 0) + int(getattr(self.source, "left_out", 0))
+
     def summary(self, outputs: Sequence[str | os.PathLike[str]] = (), frames: int | None = None,
                 files_in: Mapping[Path, int] | None = None) -> RunSummary:
         """The run so far. ``frames``: the count to report instead of the results handed out (those a
@@ -482,7 +488,7 @@ class Pipeline:
         end = self._t1 if self._t1 is not None else time.perf_counter()
         seconds = end - self._t0 if self._t0 is not None else 0.0
         return RunSummary(frames=self.frames_done if frames is None else frames, seconds=seconds, stages=self.times.to_json(),
-                          skipped=int(getattr(self.source, "skipped", 0) or 0),
+                          skipped=self.skipped,
                           dropped=int(getattr(self.source, "dropped", 0) or 0),
                           source_error=getattr(self.source, "error", None), interrupted=self.interrupted,
                           outputs=[str(p) for p in outputs],
