@@ -6,6 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -15,8 +16,6 @@ from pvt_deploy.io.sources import open_source
 def _clip(path: Path, codec: str, pix_fmt: str, size: tuple[int, int], options: dict[str, str]) -> Path:
     """Two lossless frames of ``pix_fmt`` (8-bit YUV, limited range, BT.601) of ``size``: their left 8 columns the
     most blue above white (Y 255, Cb 255, Cr 128: blue past 512 levels, 255 clipped), the rest mid-grey."""
-    import av
-
     if codec not in av.codecs_available:
         pytest.skip(f"no {codec} in this PyAV")
     width, height = size
@@ -24,17 +23,22 @@ def _clip(path: Path, codec: str, pix_fmt: str, size: tuple[int, int], options: 
     for plane, (left, right) in zip(source.planes, ((255, 128), (255, 128), (128, 128)), strict=True):
         samples = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         samples[:, :8], samples[:, 8:] = left, right
-    frame = source.reformat(format=pix_fmt)
+    return two_frame_clip(path, source.reformat(format=pix_fmt), codec, options)
+
+
+def two_frame_clip(path: Path, frame: av.VideoFrame, codec: str, options: dict[str, str] | None = None) -> Path:
+    """Two of ``frame`` encoded by ``codec`` in a Matroska file (``rawvideo``: its layout kept), checked to decode
+    in ``frame``'s layout and size, those under test."""
     with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream(codec, rate=25, options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream = out.add_stream(codec, rate=25, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, frame.format.name
         for i in range(2):
             frame.pts, frame.time_base = i, Fraction(1, 25)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    with av.open(str(path)) as check:  # decoded as it was written: the layout and size under test
+    with av.open(str(path)) as check:
         decoded = next(check.decode(video=0))
-        assert (decoded.format.name, decoded.width, decoded.height) == (pix_fmt, width, height)
+        assert (decoded.format.name, decoded.width, decoded.height) == (frame.format.name, frame.width, frame.height)
     return path
 
 

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 from test_io_sources import http_server  # noqa: F401 - the fixture
+from test_review_50 import two_frame_clip
 
 from pvt_deploy.errors import InputError
 from pvt_deploy.io import sources
@@ -51,21 +52,6 @@ def _interleaved(pix_fmt: str, width: int, height: int) -> av.VideoFrame:
     return frame
 
 
-def _raw_clip(path: Path, frame: av.VideoFrame) -> Path:
-    """Two of ``frame`` as raw video in a Matroska file (FFmpeg's rawvideo: its layout kept)."""
-    with av.open(str(path), "w", format="matroska") as out:
-        stream = out.add_stream("rawvideo", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, frame.format.name
-        for i in range(2):
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    with av.open(str(path)) as check:  # decoded as it was written: the layout and size under test
-        decoded = next(check.decode(video=0))
-        assert (decoded.format.name, decoded.width, decoded.height) == (frame.format.name, frame.width, frame.height)
-    return path
-
-
 def _assert_clipped(image: np.ndarray) -> None:
     """The blue-white columns clipped, not wrapped (blue 0), and the grey grey, away from the edge chroma blurs."""
     blue_white, grey = image[:, :4].reshape(-1, 3), image[:, -4:].reshape(-1, 3)
@@ -86,7 +72,7 @@ def test_a_raw_clip_of_interleaved_yuv_is_clipped_not_wrapped(
     packed 4:4:4 (VUYA) and YUYV of an odd width still read the most blue above white blue 0, not 255.
     They are converted as planar YUV is now. Raw video clips keep their layout (a camera's or a capture card's
     recording); fails before on the first three."""
-    path = _raw_clip(tmp_path / f"{pix_fmt}.mkv", _interleaved(pix_fmt, *size))
+    path = two_frame_clip(tmp_path / f"{pix_fmt}.mkv", _interleaved(pix_fmt, *size), "rawvideo")
     with open_source(path) as source:
         images = [frame.image for frame in source]
     assert len(images) == 2 and all(image.shape == (size[1], size[0], 3) for image in images)
