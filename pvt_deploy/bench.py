@@ -63,8 +63,9 @@ Progress = Callable[[str], None]
 
 
 def parse_backends(text: str | Sequence[str] | None, choices: Sequence[str] = tuple(BENCH_BACKENDS)) -> list[str]:
-    """``"torch,onnx"`` -> ``["torch", "onnx"]``, validated; ``None`` -> every label. ``choices``: the labels
-    the command takes, which an unknown one is answered with (check's are an export folder's)."""
+    """``"torch,onnx"`` -> ``["torch", "onnx"]``, validated against every label; ``None`` -> the default ones,
+    :data:`DEFAULT_BACKENDS` (not torch-fp16 or triton). ``choices``: the labels the command takes, which an
+    unknown one is answered with (check's are an export folder's, its caller refusing bench's others)."""
     if text is None:
         return list(DEFAULT_BACKENDS)
     items = text.split(",") if isinstance(text, str) else list(text)
