@@ -94,6 +94,26 @@ def _policy_after_svt_opens() -> int:
     return os.sched_getscheduler(0)
 
 
+def test_a_crop_named_by_fixed_names_says_the_file_is_there_instead_of_asking_for_ever(tmp_path: Path) -> None:
+    """Since 24cd2d8 put crops in place by write_named (a rename that replaces nothing, the namer asked again where
+    the name is taken), a namer of fixed names (each crop 'folder/stem.jpg', which replaced the file there before)
+    was asked again for the same taken name for ever: save_crop of two boxes of one class never returned. The
+    FileExistsError is raised, the file there kept and no temporary file left; fails before (a fourth ask)."""
+    asked: list[Path] = []
+
+    def fixed(folder: Path, stem: str, suffix: str) -> Path:
+        asked.append(folder / f"{stem}{suffix}")
+        assert len(asked) <= 3, "asked for ever for the same taken name"
+        return asked[-1]
+
+    with pytest.raises(FileExistsError):
+        _crowd(2).save_crop(tmp_path, "im.jpg", namer=fixed)
+    assert asked == [tmp_path / "person" / "im.jpg"] * 3  # the second crop's, asked again once
+    assert [p.name for p in (tmp_path / "person").iterdir()] == ["im.jpg"]  # the first crop, no temporary file
+    first = cv2.imread(str(tmp_path / "person" / "im.jpg"))
+    assert first is not None and first.shape == (3, 4, 3)
+
+
 def test_an_av1_video_leaves_the_writers_thread_as_it_was(tmp_path: Path) -> None:
     """SVT-AV1, run as root, makes the thread that opens its encoder real-time (SCHED_FIFO) for good (9d3be3e found
     it making a test worker's main thread so): VideoWriter(codec="libsvtav1") left a library user's thread, and all

@@ -58,7 +58,8 @@ def atomic_path(target: str | os.PathLike[str], *, next_name: Callable[[], Path]
 
     ``next_name``: the file is a new one and replaces none. It is put in place by :func:`rename_new`, and
     where ``target`` is taken by then (another process wrote it meanwhile) under ``next_name()`` instead,
-    asked again while that one is taken too: the caller learns the name from what it gave last.
+    asked again while that one is taken too: the caller learns the name from what it gave last. A ``next_name()``
+    that gives the name just found taken (a namer of fixed names) raises that :class:`FileExistsError`.
     """
     target = Path(target)
     if target.is_symlink():  # write through the link, as open() does, instead of replacing it with a file
@@ -88,7 +89,9 @@ def atomic_path(target: str | os.PathLike[str], *, next_name: Callable[[], Path]
                     rename_new(tmp_path, target)
                     break
                 except FileExistsError:
-                    target = next_name()
+                    taken, target = target, next_name()
+                    if target == taken:  # asked again, it would give that name for ever
+                        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
