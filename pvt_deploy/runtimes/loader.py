@@ -828,11 +828,11 @@ def _session_providers(device: str | None) -> list[str]:
     them for the backend: not only listed but usable (TensorRT's libraries load, the CUDA provider runs; its probe
     is made once per process and GPU). Empty where the device is refused or unknown (the load says why)."""
     from pvt_deploy.runtimes.onnxruntime import _parse_device
-    from pvt_deploy.runtimes.ort_providers import select_providers
+    from pvt_deploy.runtimes.ort_providers import provider_name, select_providers
 
     try:
         kind, index = _parse_device(device)
-        return [p if isinstance(p, str) else p[0] for p in select_providers(kind, device_id=index)]
+        return [provider_name(p) for p in select_providers(kind, device_id=index)]
     except (BackendUnavailableError, InputError):
         return []
 

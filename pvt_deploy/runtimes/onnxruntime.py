@@ -306,11 +306,6 @@ def _tensorrt_details(providers: Sequence[Any], used: Sequence[str]) -> dict[str
                             if f"trt_profile_{k}_shapes" in options} or None}
 
 
-def _provider_name(spec: Any) -> str:
-    """A provider's name, given as a name or as (name, options)."""
-    return str(spec if isinstance(spec, str) else spec[0])
-
-
 def _check_device_index(device: str | None, index: int) -> None:
     """``cuda:N`` / ``tensorrt:N`` past the GPUs there, refused as the PyTorch and TensorRT backends
     refuse it (ONNX Runtime's CUDA provider failed with a CUDA error blamed on the model). The count
@@ -422,6 +417,7 @@ class OnnxRuntimeBackend(Backend):
             GPU_PROVIDERS,
             TENSORRT,
             computed_precision,
+            provider_name,
             select_providers,
         )
 
@@ -447,12 +443,12 @@ class OnnxRuntimeBackend(Backend):
                 _check_device_index(device, device_id)
             int8 = self.precision == "int8"
             providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id, int8=int8)
-            chosen = [p if isinstance(p, str) else p[0] for p in providers]
+            chosen = [provider_name(p) for p in providers]
             if chosen[0] == TENSORRT:  # only then: onnxruntime-gpu lists it where TensorRT does not load
                 profile = _trt_profile(manifest, self.path.name)
                 providers = select_providers(kind, fp16=fp16, cache_dir=cache_dir, device_id=device_id,
                                              available=chosen, profile=profile, model=self.path, int8=int8)
-        names = [p if isinstance(p, str) else p[0] for p in providers]
+        names = [provider_name(p) for p in providers]
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
         cores = physical_cores()
@@ -484,7 +480,7 @@ class OnnxRuntimeBackend(Backend):
                     return ort.InferenceSession(str(graph), sess_options=options, providers=list(tried),
                                                 enable_fallback=0)
                 except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
-                    failed = _provider_name(tried[0])
+                    failed = provider_name(tried[0])
                     # what ORT's Python side retried on the CPU, not a model it cannot load
                     if failed not in GPU_PROVIDERS or not isinstance(e, (RuntimeError, ValueError)):
                         raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
@@ -493,7 +489,7 @@ class OnnxRuntimeBackend(Backend):
                         raise BackendUnavailableError(why, hint=f"{option('device')} cpu runs it on the CPU; "
                                                       "pvt-deploy doctor lists what is found") from e
                     del tried[0]  # auto: the next of its providers, with their options
-                    log.warning("%s; trying %s", why, _provider_name(tried[0]))
+                    log.warning("%s; trying %s", why, provider_name(tried[0]))
 
         try:
             self._session: Any = session_for(load_path)
@@ -535,7 +531,7 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [o.name for o in self._outputs]
         _backends.add(self)
         used = list(self._session.get_providers())
-        self._check_fallback(kind, [_provider_name(p) for p in tried], used)
+        self._check_fallback(kind, [provider_name(p) for p in tried], used)
         self._on_gpu = bool(used) and used[0] in GPU_PROVIDERS
         if self._on_gpu:  # a run the provider fails (EPFail) raises, not moved to the CPU by ORT's Python side for good
             self._session.disable_fallback()  # (what enable_fallback=0 does where ONNX Runtime reads it)

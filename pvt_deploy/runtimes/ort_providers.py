@@ -42,8 +42,8 @@ from pvt_deploy.errors import BackendUnavailableError, InputError, option
 
 __all__ = ["CPU", "CUDA", "GPU_PROVIDERS", "TENSORRT", "CudaProvider", "Profile", "ProviderSpec", "available_providers",
            "computed_precision", "cuda_device_count", "cuda_provider", "preload_gpu_libraries", "probe_cuda_provider",
-           "profile_options", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key", "tensorrt_libraries_load",
-           "tensorrt_library_version"]
+           "profile_options", "provider_name", "select_providers", "tensorrt_cache_dir", "tensorrt_cache_key",
+           "tensorrt_libraries_load", "tensorrt_library_version"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ TENSORRT_CACHE = "tensorrt"  # the sub-folder of the ONNX Runtime cache folder t
 
 _GPU_HINT = ("pip uninstall -y onnxruntime && pip install onnxruntime-gpu (on a machine with an NVIDIA GPU), "
              "or use the Docker image: docker build -f docker/Dockerfile -t pvt-deploy .")
+
+
+def provider_name(spec: ProviderSpec) -> str:
+    """A provider's name, given as a name or as (name, options) (:data:`ProviderSpec`)."""
+    return spec if isinstance(spec, str) else spec[0]
 
 
 def available_providers() -> list[str]:
