@@ -2467,9 +2467,7 @@ def _images_source(candidates: list[Path], spec: str, what: str) -> ImageSource:
     """The images among ``candidates`` (a folder's entries, a glob's matches). Videos among them are
     not run (a folder or glob is a set of pictures): said with a warning, or in the error when there
     is nothing else, instead of passing unmentioned."""
-    def named(files: list[Path], kind: str) -> str:  # "2 videos (a.mp4, b.mp4)": the first three by name
-        shown = [p.name if what == "folder" else str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
-        return f"{count_of(len(files), kind)} ({', '.join(shown)})"
+    named = functools.partial(_files_named, by_name=what == "folder")  # a folder's files by their names
 
     # a file named as a picture, a video or a HEIC photo holding 0 bytes (a copy or download that never started) is
     # none, and is said to be empty, in one line: an empty .gif, no picture and so no still GIF, was one of the
@@ -2791,21 +2789,22 @@ def _list_source(spec: Sequence[Any], listing: Path | None = None) -> ImageSourc
     if empties and len(empties) == len(items):
         if len(empties) == 1:
             raise _said_empty(empties[0])
-        raise InputError(f"no images to read in {listing or 'the list'}, only {_empty_files(empties)}: 0 bytes",
-                         hint=_EMPTY_HINT)
+        raise InputError(f"no images to read in {listing or 'the list'}, only {_files_named(empties, 'empty file')}: "
+                         "0 bytes", hint=_EMPTY_HINT)
     kept = [(number, item) for number, (item, nothing) in enumerate(zip(items, empty, strict=True)) if not nothing]
     spec_text = str(listing) if listing is not None else count_of(len(kept), "image")
     if empties:
         log.warning("%s: running its %s; %s left out: 0 bytes (%s)", listing or "the list",
-                    count_of(len(kept), "image"), _empty_files(empties), _EMPTY_HINT)
+                    count_of(len(kept), "image"), _files_named(empties, "empty file"), _EMPTY_HINT)
     return ImageSource([item for _, item in kept], kind="images", spec=spec_text,
                        numbers=[number for number, _ in kept], left_out=len(empties))
 
 
-def _empty_files(files: list[Path]) -> str:
-    """'2 empty files (a.jpg, b.jpg)': the first three by name as given."""
-    shown = [str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
-    return f"{count_of(len(files), 'empty file')} ({', '.join(shown)})"
+def _files_named(files: Sequence[Path], kind: str, *, by_name: bool = False) -> str:
+    """'2 videos (a.mp4, b.mp4)': how many ``files`` of a ``kind``, and the first three, as given or (``by_name``)
+    by their names."""
+    shown = [p.name if by_name else str(p) for p in files[:3]] + (["..."] if len(files) > 3 else [])
+    return f"{count_of(len(files), kind)} ({', '.join(shown)})"
 
 
 def _special_file(path: Path) -> str | None:
