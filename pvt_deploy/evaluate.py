@@ -118,11 +118,6 @@ def _are(n: int) -> str:
     return "is" if n == 1 else "are"
 
 
-def _classes(n: int) -> str:
-    """``1 class``, ``150 classes``."""
-    return f"{n} class{'es' * (n != 1)}"
-
-
 def _first(items: Sequence[object]) -> str:
     """``x.jpg, ...``: the first of ``items`` (a path by its name), and an ellipsis where there are more."""
     first = items[0].name if isinstance(items[0], Path) else str(items[0])
@@ -490,7 +485,7 @@ def _category_ids(categories: list[Any], names: Sequence[str], path: Path, used:
     given = [str(c.get("name")) for c in cats]
     unknown = sum(1 for g in given if _norm(g) not in index)
     which = "1 category, not" if len(cats) == 1 else f"{len(cats)} categories, {unknown} of them not"
-    raise InputError(f"dataset {path}: {which} among the model's {_classes(len(names))} "
+    raise InputError(f"dataset {path}: {which} among the model's {count_of(len(names), 'class', 'classes')} "
                      f"{_unmatched(given, index, ambiguous)}")
 
 
@@ -538,7 +533,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         ids = list(range(len(classes)))
     else:
         raise InputError(f"dataset {path}: {count_of(len(classes), 'class folder')} for a model of "
-                         f"{_classes(len(names))}, "
+                         f"{count_of(len(names), 'class', 'classes')}, "
                          f"some not named after one of its classes {_unmatched([c.name for c in classes], index, ambiguous)}: "
                          "name each after its class, or give one folder per class (sorted order is the class index, "
                          "as ImageNet's n01440764, ...)")
@@ -555,7 +550,7 @@ def _folder_dataset(path: Path, names: Sequence[str], limit: int | None) -> Data
         log.warning("dataset %s: %s beside its class folders, of no class: left out", path, stray)
     paths = _limited([p for p, _ in items], limit)
     labels = {str(p): i for p, i in items}
-    return Dataset("classify", paths, f"{path} ({_classes(len(classes))})", labels)
+    return Dataset("classify", paths, f"{path} ({count_of(len(classes), 'class', 'classes')})", labels)
 
 
 def _mask_dataset(path: Path, images: str | os.PathLike[str] | None, masks: str | os.PathLike[str] | None,
@@ -927,7 +922,7 @@ def evaluate(model: Model, data: str | os.PathLike[str], *, images: str | os.Pat
         if beyond:
             log.warning("dataset %s: %d of %s %s values past the model's %s (%s; its ids are %s): those pixels are "
                         "ignored, as 255 is (labels of another class list?)", data, len(beyond), count_of(done, "label"),
-                        "holds" if len(beyond) == 1 else "hold", _classes(n), beyond[0], ids)
+                        "holds" if len(beyond) == 1 else "hold", count_of(n, "class", "classes"), beyond[0], ids)
         if negative:
             log.warning("dataset %s: %d of %s %s negative values, no class id (%s; its ids are %s): those pixels are "
                         "ignored, as 255 is", data, len(negative), count_of(done, "label"),

@@ -114,9 +114,10 @@ def gigabytes(n: float) -> str:
     return f"{n / 1e9:,.0f} GB" if n >= 1e10 else f"{n / 1e9:.1f} GB"
 
 
-def count_of(n: int, noun: str) -> str:
-    """``3 frames``, ``1 frame``: a count with its noun, plural but for one."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """``3 frames``, ``1 frame``: a count with its noun, plural but for one (``plural`` where it is not the noun and
+    an s: ``count_of(2, "class", "classes")``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def one_line(text: str) -> str:
