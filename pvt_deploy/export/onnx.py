@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 
     from pvt_deploy.export.calibration import Batch, Picture
     from pvt_deploy.export.parity import Tolerance
+    from pvt_deploy.models.zoo import ZooEntry
 
 log = logging.getLogger("pvt_deploy.export")
 
@@ -333,6 +334,19 @@ def _check_task_options(name: str, mtask: str, nms: str, seg_output: str) -> Non
         raise InputError(f"{option(key)} {value} is for {models} models; {name} is a {mtask} model")
 
 
+def _named_entry(model: Any, task: str | None) -> ZooEntry | None:
+    """The zoo entry ``model`` is where it is given by a zoo name, known before anything is read or built (its
+    task, its default size); None for anything else: a path, a URL, a module, a name that is no zoo name (refused
+    later, in those words)."""
+    if not isinstance(model, str) or "://" in model or os.path.lexists(model):
+        return None
+    from pvt_deploy.models.zoo import resolve_name
+
+    with contextlib.suppress(ModelNotFoundError):
+        return resolve_name(model, task)
+    return None
+
+
 def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weights: Any, trust: bool,
           nms: str, seg_output: str, url: str | None = None, names: Any = None) -> LoadedModel:
     """``url``: the checkpoint URL ``model`` (the file) was downloaded from (``--model https://...``).
@@ -362,13 +376,8 @@ def _load(model: str | os.PathLike[str] | nn.Module, *, task: str | None, weight
 
             core.load_report = load_weights(core, weights, trust=trust)  # type: ignore[assignment]
             core.random_init = False  # type: ignore[assignment]
-    else:
-        text = str(model)
-        if not Path(text).exists():  # a zoo name says its task before the model is built; a checkpoint's
-            with contextlib.suppress(ModelNotFoundError):  # is read from its tensors, below
-                named = resolve_name(text, task)
-                _check_task_options(named.name, named.task, nms, seg_output)
-        core = create_model(text, task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
+    else:  # a zoo name's task options were checked by export_onnx; a checkpoint's task is read from its tensors
+        core = create_model(str(model), task=task, weights=weights, trust=trust, seed=RANDOM_INIT_SEED)
     name = getattr(core, "zoo_name", None)
     mtask = task or getattr(core, "zoo_task", None)
     if name is None or mtask is None:
@@ -966,8 +975,19 @@ def export_onnx(
         tolerances = resolve_tolerances(parity_tolerance)
     except (TypeError, ValueError) as e:
         raise InputError(f"{option('parity_tolerance')}: {e}") from e
-    if dynamic:  # an empty range, or one without the --imgsz given, before any slow work (the model's load)
-        _size_range(min_size, max_size, None if reuses_folder(model) else size)
+    # what the arguments alone contradict, before any slow work (a download, the pictures read, the model's load):
+    # an option of another task than a zoo name's, a size range without the size planned (--imgsz, else the
+    # default of the task: a zoo name's, or --task's for a checkpoint, whose own task is read from its tensors)
+    reused = reuses_folder(model)
+    named = None if reused else _named_entry(model, task)
+    if named is not None:
+        _check_task_options(named.name, named.task, nms, seg_output)
+    if dynamic:
+        from pvt_deploy.models.zoo import DEFAULT_IMGSZ
+
+        planned = named.task if named is not None else task if isinstance(model, (str, os.PathLike)) else None
+        hw = size or (DEFAULT_IMGSZ[planned] if planned is not None else None)
+        _size_range(min_size, max_size, None if reused else hw, default_imgsz=size is None)
     elif min_size is not None or max_size is not None:
         log.warning("--min-size/--max-size apply to dynamic graphs; ignored with --static")
     model_url = None

@@ -1,0 +1,75 @@
+"""Export: argument contradictions refused before the model loads, and the help's words (helper DT, session 52)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_run import run
+
+
+class Loaded(Exception):
+    """Raised where the export would read pictures or load the model: the arguments were let through."""
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvt_deploy.export import onnx as export_onnx_module
+
+    def loads(*args: object, **kwargs: object) -> None:
+        raise Loaded
+
+    monkeypatch.setattr(export_onnx_module, "_load", loads)
+    monkeypatch.setattr(export_onnx_module, "_image_paths", loads)
+
+
+@pytest.mark.parametrize(("model", "options", "said"), [
+    # the zoo model's default size: said after its checkpoint was read and the model built
+    ("pvt_v2_b0-cls", ["--min-size", "256"],
+     "error: --min-size 256 is larger than --imgsz 224x224 (the default; pass --imgsz)"),
+    ("pvt_v2_b0-cls", ["--max-size", "200"],
+     "error: --max-size 200 (rounded down to 192) is smaller than --imgsz 224x224 (the default; pass --imgsz)"),
+    # a checkpoint given its task: that task's default size
+    ("CKPT", ["--task", "segment", "--min-size", "600"],
+     "error: --min-size 600 (rounded up to 608) is larger than --imgsz 512x512 (the default; pass --imgsz)"),
+    # an option of another task: said after the calibration clip was decoded and the official file downloaded
+    ("pvt_v2_b0-cls", ["--nms", "graph", "--int8", "--calib", "CKPT"],
+     "error: --nms graph is for detection models; pvt_v2_b0-cls is a classify model"),
+])
+def test_export_refuses_what_its_arguments_contradict_before_reading_anything(
+        model: str, options: list[str], said: str, nothing_loads: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --model pvt_v2_b0-cls --min-size 256`` loaded the model (seconds; a real checkpoint read, and
+    ``--weights official`` downloaded, first) before it said that the range leaves out the default size, which
+    the zoo name alone tells; only a size given with ``--imgsz`` was checked first. Refused first, in the same
+    words, with exit 2 and nothing written."""
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"never read")
+    argv = [str(checkpoint) if a == "CKPT" else a for a in ["--model", model, *options]]
+    if model != "CKPT":
+        argv += ["--weights", str(checkpoint)]
+    code, out, err = run(monkeypatch, capsys, "export", *argv, "-o", str(tmp_path / "out"))
+    assert (code, out, err.strip()) == (2, "", said)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("model", "options"), [
+    ("pvt_v2_b0-cls", ["--min-size", "224"]),  # the default size is in the range
+    ("pvt_v2_b0", ["--min-size", "600"]),  # a detector's default is 640
+    ("pvt_v2_b0-cls", ["--min-size", "256", "--static"]),  # no range: a warning says it is ignored
+    ("CKPT", ["--min-size", "600"]),  # a checkpoint's task (and so its default size) is read from its tensors
+    ("pvt_v2_b0-cls", ["--min-size", "256", "--task", "detect"]),  # refused as the name's task, not as a size
+])
+def test_what_the_arguments_do_not_contradict_goes_on_to_the_model(
+        model: str, options: list[str], nothing_loads: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"never read")
+    argv = [str(checkpoint) if a == "CKPT" else a for a in ["--model", model, *options]]
+    if "--task" in options:
+        code, _, err = run(monkeypatch, capsys, "export", *argv, "-o", str(tmp_path / "out"))
+        assert code == 2 and err.strip() == ("error: --task 'detect': 'pvt_v2_b0-cls' is a classify model (drop --task, "
+                                             "or give the backbone, pvt_v2_b0, with it)"), err
+        return
+    with pytest.raises(Loaded):
+        run(monkeypatch, capsys, "export", *argv, "-o", str(tmp_path / "out"))
