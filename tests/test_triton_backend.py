@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -227,13 +228,25 @@ def serving(tmp: Path, models: list[dict[str, Any]]) -> Iterator[tuple[Server, s
         tail = " | ".join(log.read_text().strip().splitlines()[-3:])
         _skip_or_fail(f"the PyTriton server did not start within {START_TIMEOUT_S:.0f} s: {tail}")
     assert proc is not None
+    made = _outside_files(proc.pid)
     try:
         srv = Server(http, grpc, manifest, log)
         srv.start_s = time.monotonic() - t0
         print(f"\nTriton (PyTriton) server ready in {srv.start_s:.1f} s", file=sys.stderr)
         yield srv, proc
     finally:
-        _stop_server(proc)
+        made |= _outside_files(proc.pid)
+        killed = _stop_server(proc)
+        left = sorted(path for path in made if path.exists())
+        for path in left:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if left and not killed:
+        pytest.fail(f"the Triton server left {', '.join(map(str, left))} (removed now) and a /tmp/python_env_* that "
+                    "nothing names: a server killed does not clean up; stop it by leaving serving(), or cut its "
+                    "connections (Relay)")
 
 
 def _start_server(python: str, script: Path, spec: dict[str, Any], log: Path) -> subprocess.Popen[str] | None:
@@ -265,8 +278,9 @@ def _start_server(python: str, script: Path, spec: dict[str, Any], log: Path) ->
     return None
 
 
-def _stop_server(proc: subprocess.Popen[str]) -> None:
-    """End the server: it stops when its stdin closes; killed (its whole session) if it does not."""
+def _stop_server(proc: subprocess.Popen[str]) -> bool:
+    """End the server: it stops when its stdin closes; killed (its whole session) if it does not, which
+    this says (True)."""
     assert proc.stdin is not None
     with contextlib.suppress(OSError):
         proc.stdin.close()
@@ -275,6 +289,88 @@ def _stop_server(proc: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # our own session: the server and its stub processes
         proc.wait(timeout=10)
+        return True
+    return False
+
+
+def _outside_files(session: int) -> set[Path]:
+    """What the server's processes (the session ``session``) made outside its folder, at fixed places, and
+    remove as they stop: PyTriton's workspace (~/.cache/pytriton/workspace_*, 22 MB with its copy of
+    tritonserver, whose binary the server runs), the model folders Triton makes under /tmp for PyTriton's
+    models (/tmp/folderXXXXXX, whose model.py is a stub process's first argument) and the shared memory they
+    map from /dev/shm (the Python backend's regions, 4 MB each, and PyTriton's tensors). A server killed
+    leaves them for good, and beside them its Python backend's empty /tmp/python_env_XXXXXX, which no
+    process names. (Triton makes both /tmp folders there whatever TMPDIR says.)"""
+    found: set[Path] = set()
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if os.getsid(pid) != session:
+                continue
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:  # ended meanwhile
+            continue
+        found |= {Path(a).parents[1] for a in args[1:2] if a.startswith("/tmp/folder") and a.endswith("/model.py")}
+        found |= {Path(a).parents[2] for a in args[:1] if a.endswith("/tritonserver/bin/tritonserver")
+                  and Path(a).parents[2].name.startswith("workspace_")}
+        for line in maps:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
+                found.add(Path(fields[5]))
+    return found
+
+
+class Relay:
+    """A loopback TCP relay to a server's ``port``, to be cut (:meth:`cut`) as a server dies: each connection
+    through it closes, and the relay's port refuses new ones. The client sees what a killed server shows it,
+    while the real server keeps running and is stopped as usual (a killed tritonserver leaves its folders
+    under /tmp and its shared memory)."""
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                return  # cut (or the server is gone)
+            with self._lock:
+                if self._cut:
+                    client.close()
+                    upstream.close()
+                    return
+                self._open += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            for sock in [self._listener, *self._open]:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the threads in accept() and recv() (Linux)
+                sock.close()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()
 
 
 @pytest.fixture(scope="module")
@@ -461,22 +557,24 @@ def test_a_video_runs_on_triton_through_the_threaded_pipeline(server: Server, pr
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_server_that_dies_mid_run_ends_it_with_one_line(tmp_path: Path, protocol: str) -> None:
-    """The server is killed while a video runs: the run ends with the one-line "not reachable" error
-    after its retries (HTTP raised geventhttpclient's HTTPConnectionClosed, a traceback), and the
-    annotated video keeps the frames written before."""
+    """The server dies while a video runs (its connections close, new ones are refused: a Relay cut): the
+    run ends with the one-line "not reachable" error after its retries (HTTP raised geventhttpclient's
+    HTTPConnectionClosed, a traceback), and the annotated video keeps the frames written before."""
     from pvt_deploy import Model
 
     clip = grey_clip(tmp_path / "grey.mp4", 200)
     models = [{"name": "pvt_tiny", "kind": "classify", "manifest": True}]
-    with serving(tmp_path / "srv", models) as (srv, proc), Model(url(srv, protocol, "pvt_tiny")) as model:
-        results = model.predict(str(clip), stream=True, threaded=True, save=True, save_dir=tmp_path / "out")
-        assert isinstance(results, Iterator)
-        done = 0
-        with pytest.raises(BackendUnavailableError) as caught:
-            for _ in results:
-                done += 1
-                if done == 5:
-                    os.killpg(proc.pid, signal.SIGKILL)
+    with serving(tmp_path / "srv", models) as (srv, _), Relay(srv.http if protocol == "http" else srv.grpc) as relay:
+        srv_through = Server(relay.port, relay.port, srv.manifest, srv.log)
+        with Model(url(srv_through, protocol, "pvt_tiny")) as model:
+            results = model.predict(str(clip), stream=True, threaded=True, save=True, save_dir=tmp_path / "out")
+            assert isinstance(results, Iterator)
+            done = 0
+            with pytest.raises(BackendUnavailableError) as caught:
+                for _ in results:
+                    done += 1
+                    if done == 5:
+                        relay.cut()
     message = str(caught.value)
     assert "not reachable" in message and "\n" not in message and done < 200
     import av
