@@ -73,3 +73,43 @@ def test_what_the_arguments_do_not_contradict_goes_on_to_the_model(
         return
     with pytest.raises(Loaded):
         run(monkeypatch, capsys, "export", *argv, "-o", str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--min-shape", "1x3x640x640", "--max-shape", "1x3x320x320"],
+     "error: TensorRT profile needs min <= opt <= max per dimension; got min [1, 3, 640, 640], max [1, 3, 320, 320]"),
+    (["--opt-shape", "4x3x64x64", "--max-shape", "2x3x64x64"],
+     "error: TensorRT profile needs min <= opt <= max per dimension; got opt [4, 3, 64, 64], max [2, 3, 64, 64]"),
+    (["--min-shape", "1x3x96x96", "--opt-shape", "1x3x64x64", "--max-shape", "1x3x128x128"],
+     "error: TensorRT profile needs min <= opt <= max per dimension; got min [1, 3, 96, 96], opt [1, 3, 64, 64], "
+     "max [1, 3, 128, 128]"),
+])
+def test_export_refuses_a_tensorrt_profile_out_of_order_before_the_export(
+        options: list[str], said: str, nothing_loads: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --format trt --min-shape 1x3x640x640 --max-shape 1x3x320x320`` made the whole ONNX export (the
+    trace, the variants, the parity gate: minutes for a large model) before the engine's profile said that min
+    must not be above max, which the options alone tell. Refused first (here without TensorRT, which is looked
+    for after the arguments: exit 3 before, and no word of the profile)."""
+    import pvt_deploy.export.tensorrt as trt_export
+
+    monkeypatch.setattr(trt_export, "require_tensorrt", lambda: None)  # as where TensorRT is installed
+    code, out, err = run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "64", "--format", "trt",
+                         *options, "-o", str(tmp_path / "out"))
+    assert (code, out, err.strip()) == (2, "", said)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tensorrt_profile_in_order_goes_on_to_the_export(nothing_loads: None, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shapes in order, equal ones, and shapes past the export's range (fitted to it later, with a warning) are let
+    through; so are a profile named by its input and one of min alone."""
+    from pvt_deploy.export import export
+    from pvt_deploy.export import tensorrt as trt_export
+
+    monkeypatch.setattr(trt_export, "require_tensorrt", lambda: None)
+    for shapes in ({"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [8, 3, 2000, 2000]},
+                   {"min": [2, 3, 64, 64], "max": [2, 3, 64, 64]}, {"images": {"min": [1, 3, 32, 32]}},
+                   {"": {"opt": [1, 3, 64, 64], "max": [1, 3, 96, 96]}}):
+        with pytest.raises(Loaded):
+            export("pvt_v2_b0-cls", tmp_path / "out", format="trt", tensorrt={"shapes": shapes}, imgsz=64)

@@ -155,9 +155,10 @@ def export(model: Any, out_dir: str | os.PathLike[str] | None = None, *, format:
         _check_triton_repo(model, out_dir, triton_repo, triton_opts.get("name"))
     needs_engine = format == "trt" or (format == "triton" and backend == "trt")
     if needs_engine:
-        from pvt_deploy.export.tensorrt import check_workspace, require_tensorrt
+        from pvt_deploy.export.tensorrt import check_shape_order, check_workspace, require_tensorrt
 
         check_workspace((tensorrt or {}).get("workspace_gib"))  # a value the build would refuse, before the export
+        check_shape_order((tensorrt or {}).get("shapes"))  # and a profile no graph's range puts in order
 
         if onnx_options.get("int8") and onnx_options.get("int8_flavour") == "cpu":  # before the slow export
             raise InputError("--int8-flavour cpu writes only model.int8.onnx (uint8 asymmetric Q/DQ and ONNX "

@@ -23,7 +23,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,6 +414,26 @@ def check_workspace(workspace_gib: float | None) -> None:
     before the export, :func:`build_engine` before reading anything."""
     if workspace_gib is not None and not 0 < workspace_gib < math.inf:
         raise InputError(f"TensorRT workspace_gib (--workspace) {workspace_gib}: must be a positive, finite number of GiB")
+
+
+def check_shape_order(shapes: Mapping[str, Any] | None) -> None:
+    """:class:`InputError` for profile shapes given out of order (a min above the opt or the max given with it, an
+    opt above the max, in any dimension), which no export's range mends: :func:`compute_profile`, which also fits
+    them to the export's range, refused them only once the graph was made (an export of minutes, and its parity
+    gate, for nothing). :func:`pvt_deploy.export.export` checks them before the export; ``shapes`` as
+    :func:`build_engine` takes them."""
+    shapes = _resolve_unnamed(shapes)
+    if not shapes:
+        return
+    for name, spec in ({"": shapes} if set(shapes) <= {"min", "opt", "max"} else shapes).items():
+        if not isinstance(spec, Mapping):
+            continue  # compute_profile says what is wrong with it
+        given = [(key, list(dims)) for key in ("min", "opt", "max") if isinstance(dims := spec.get(key), Sequence)
+                 and not isinstance(dims, str) and all(isinstance(d, int) for d in dims)]
+        if any(len(a) == len(b) and any(x > y for x, y in zip(a, b, strict=True))
+               for (_, a), (_, b) in zip(given, given[1:], strict=False)):
+            raise InputError(f"TensorRT profile{f' for {name!r}' if name else ''} needs min <= opt <= max per dimension; got "
+                             + ", ".join(f"{key} {value}" for key, value in given))
 
 
 def build_engine(
