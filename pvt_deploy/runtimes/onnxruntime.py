@@ -47,7 +47,9 @@ Session choices and why:
   Python side retried on the CPU (or CUDA) without the providers' options, printing to stdout: sessions are
   made with ``enable_fallback=0`` (read by ONNX Runtime 1.32; 1.22 and older ignore it and retry, which
   ``_check_fallback`` then refuses for ``cuda`` and ``tensorrt``). ``auto`` tries its next provider, with its
-  options, saying why; ``cuda`` and ``tensorrt`` are refused in one line with ONNX Runtime's reason.
+  options, saying why, and where only the CPU's is left makes the session ``cpu`` makes (its CPU graph,
+  pinned workers and shards); ``cuda`` and ``tensorrt`` are refused in one line with ONNX Runtime's reason
+  (for ``tensorrt``, naming ``cuda`` and ``auto`` too where the CUDA provider runs).
 * The graph contract is float32 in and float32/int32 out; a graph with half-precision I/O is fed
   and read through casts so every precision looks the same to post-processing.
 * On the CPU a batch of at least one image per intra-op thread is split into one shard per thread,
@@ -111,6 +113,7 @@ from pvt_deploy.runtimes.base import (
     operator_profile,
     thread_count,
 )
+from pvt_deploy.runtimes.ort_providers import CPU, CUDA, GPU_PROVIDERS, ProviderSpec, provider_name
 from pvt_deploy.runtimes.ort_providers import preload_gpu_libraries as _preload_gpu_libraries
 from pvt_deploy.runtimes.torch import physical_cores
 from pvt_deploy.utils import joined_lines
@@ -378,6 +381,26 @@ def _after_fork_in_child() -> None:
         backend._shard_lock = threading.Lock()  # a thread of the parent may have held it at the fork
 
 
+class _StartFailed(Exception):
+    """A GPU provider, first of a session's providers, raised while the session was made (``error``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _start_hint(kind: str, device_id: int, providers: Sequence[ProviderSpec]) -> str:
+    """What runs the graph instead where ``kind``'s first provider failed to start a session of it: the CPU, and
+    for ``tensorrt`` the CUDA provider under it and ``auto`` (which tries TensorRT, then CUDA) where the CUDA
+    provider is among ``providers`` (listed, and its probe started a session on it)."""
+    doctor = "pvt-deploy doctor lists what is found"
+    if kind in ("tensorrt", "trt") and CUDA in [provider_name(p) for p in providers]:
+        index = f":{device_id}" if device_id else ""
+        return (f"{option('device')} cuda{index} runs it on ONNX Runtime's CUDA provider, {option('device')} "
+                f"auto{index} on the first provider that starts, {option('device')} cpu on the CPU; {doctor}")
+    return f"{option('device')} cpu runs it on the CPU; {doctor}"
+
+
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
@@ -413,13 +436,7 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as e:
             raise BackendUnavailableError("onnxruntime is not installed", hint="pip install onnxruntime") from e
-        from pvt_deploy.runtimes.ort_providers import (
-            GPU_PROVIDERS,
-            TENSORRT,
-            computed_precision,
-            provider_name,
-            select_providers,
-        )
+        from pvt_deploy.runtimes.ort_providers import TENSORRT, computed_precision, select_providers
 
         threads = thread_count(threads)
         inter_op_threads = thread_count(inter_op_threads, "inter_op_threads")
@@ -452,9 +469,7 @@ class OnnxRuntimeBackend(Backend):
         if any(n in GPU_PROVIDERS for n in names):
             _preload_gpu_libraries(ort)
         cores = physical_cores()
-        cpu_only = names == ["CPUExecutionProvider"]
         intra = int(threads or cores)
-        affinities = worker_affinities(intra) if pin and cpu_only else None
         spin = spin_mode(spin)
         if intra > cores and spin != "never":
             # a spinning worker holds a core while it waits: with more of them than cores they took the cores
@@ -462,54 +477,24 @@ class OnnxRuntimeBackend(Backend):
             log.warning("%s: threads=%d is more than the %d core(s) this process may use: its workers wait "
                         "without spinning", self.path.name, intra, cores)
             spin = "never"
-        options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
-        if optimized_model_path is not None:
-            options.optimized_model_filepath = str(optimized_model_path)
-        load_path, rewrites = self.path, None
-        if rewrite or (rewrite is None and cpu_only):
-            from pvt_deploy.runtimes.ort_session import optimized_graph
-
-            rewrites = optimized_graph(self.path)
-            load_path = rewrites.path
-
-        tried = list(providers)  # auto's, less a GPU provider that fails to start a session (session_for)
-
-        def session_for(graph: Path) -> Any:
-            while True:
-                try:
-                    return ort.InferenceSession(str(graph), sess_options=options, providers=list(tried),
-                                                enable_fallback=0)
-                except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
-                    failed = provider_name(tried[0])
-                    # what ORT's Python side retried on the CPU, not a model it cannot load
-                    if failed not in GPU_PROVIDERS or not isinstance(e, (RuntimeError, ValueError)):
-                        raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
-                    why = f"{self.path.name}: ONNX Runtime's {failed} failed to start a session of it ({_one_line(e)})"
-                    if kind != "auto" or len(tried) < 2:
-                        raise BackendUnavailableError(why, hint=f"{option('device')} cpu runs it on the CPU; "
-                                                      "pvt-deploy doctor lists what is found") from e
-                    del tried[0]  # auto: the next of its providers, with their options
-                    log.warning("%s; trying %s", why, provider_name(tried[0]))
-
-        try:
-            self._session: Any = session_for(load_path)
-        except InputError as e:
-            if rewrites is None or not rewrites.changed:
-                raise
-            # The cached CPU copy is damaged (a full disk, a hand edit): rebuild it once from the
-            # source, and if even that will not load, run the graph as exported.
-            from pvt_deploy.runtimes.ort_session import discard, optimized_graph
-
-            log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
-                        rewrites.path.name, _one_line(e.__cause__ or e))
-            discard(rewrites)
-            rewrites = optimized_graph(self.path)
-            load_path = rewrites.path
+        tried = list(providers)  # auto's, less a GPU provider that fails to start a session
+        while True:  # the settings follow the providers: auto left with the CPU's alone is a CPU session
+            cpu_only = [provider_name(p) for p in tried] == [CPU]
+            affinities = worker_affinities(intra) if pin and cpu_only else None
+            options = session_options(ort, intra, int(inter_op_threads or cores), spin, affinities)
+            if optimized_model_path is not None:
+                options.optimized_model_filepath = str(optimized_model_path)
             try:
-                self._session = session_for(load_path)
-            except InputError:  # the source's own error is the one to report
-                load_path, rewrites = self.path, None
-                self._session = session_for(load_path)
+                self._session, load_path, rewrites = self._open(
+                    ort, options, tried, rewrite if rewrite is not None else cpu_only)
+                break
+            except _StartFailed as e:
+                why = f"{self.path.name}: ONNX Runtime's {provider_name(tried[0])} failed to start a session of it " \
+                      f"({_one_line(e.error)})"
+                if kind != "auto" or len(tried) < 2:
+                    raise BackendUnavailableError(why, hint=_start_hint(kind, device_id, tried)) from e.error
+                del tried[0]  # auto: the next of its providers, with their options
+                log.warning("%s; trying %s", why, provider_name(tried[0]))
         self._ort = ort
         self._run_options = _quiet_run_options(ort)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -550,6 +535,42 @@ class OnnxRuntimeBackend(Backend):
                      "graph_optimization": "all", "batch_shards": self._shards,
                      "graph_rewrites": rewrites.rewrites if rewrites is not None and rewrites.changed else None,
                      **_tensorrt_details(tried, used)})
+
+    def _open(self, ort: Any, options: Any, providers: Sequence[ProviderSpec],
+              rewrite: bool) -> tuple[Any, Path, Any]:
+        """A session of the graph on ``providers`` with ``options``, of its CPU-optimised copy where ``rewrite``
+        (:mod:`pvt_deploy.runtimes.ort_session`): (the session, the file it loaded, the copy's
+        :class:`~pvt_deploy.runtimes.ort_session.OptimizedGraph` or None). A damaged copy (a full disk, a hand edit) is
+        built again once from the source, and where even that does not load the graph runs as exported.
+        :class:`_StartFailed` where the first provider, a GPU's, raises while the session is made."""
+        if not rewrite:
+            return self._session_of(ort, self.path, options, providers), self.path, None
+        from pvt_deploy.runtimes.ort_session import discard, optimized_graph
+
+        rewrites = optimized_graph(self.path)
+        try:
+            return self._session_of(ort, rewrites.path, options, providers), rewrites.path, rewrites
+        except InputError as e:
+            if not rewrites.changed:
+                raise
+            log.warning("%s: the cached CPU graph %s does not load (%s); rebuilding it", self.path.name,
+                        rewrites.path.name, _one_line(e.__cause__ or e))
+        discard(rewrites)
+        rewrites = optimized_graph(self.path)
+        try:
+            return self._session_of(ort, rewrites.path, options, providers), rewrites.path, rewrites
+        except InputError:  # the source's own error is the one to report
+            return self._session_of(ort, self.path, options, providers), self.path, None
+
+    def _session_of(self, ort: Any, graph: Path, options: Any, providers: Sequence[ProviderSpec]) -> Any:
+        try:
+            return ort.InferenceSession(str(graph), sess_options=options, providers=list(providers),
+                                        enable_fallback=0)
+        except Exception as e:  # ORT raises its own pybind exception types (InvalidGraph, Fail, NoSuchFile)
+            # what ORT's Python side retried on the CPU, not a model it cannot load
+            if provider_name(providers[0]) in GPU_PROVIDERS and isinstance(e, (RuntimeError, ValueError)):
+                raise _StartFailed(e) from e
+            raise InputError(f"{self.path.name}: ONNX Runtime cannot load it ({_one_line(e)})") from e
 
     def _check_fallback(self, kind: str, asked: list[str], used: list[str]) -> None:
         """ONNX Runtime drops a provider that fails to start (missing CUDA, cuDNN or TensorRT libraries)
