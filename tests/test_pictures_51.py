@@ -177,8 +177,8 @@ def test_a_cut_jpeg_reads_with_one_warning_that_it_is_damaged_and_a_whole_pictur
     _jpeg2000_420(folder / "scan.jp2", _smooth_rgb(64, 48))
     assert cv2.imdecode(np.fromfile(cut, np.uint8), cv2.IMREAD_ANYCOLOR) is None  # FFmpeg's to decode
     said = "is damaged (cut short or corrupt): read with its unreadable parts concealed, and its results may be off"
-    decoded = _ffmpeg_picture(np.frombuffer(whole.getvalue(), np.uint8))  # the whole file as FFmpeg reads it
-    assert decoded is not None
+    decoded, damaged = _ffmpeg_picture(np.frombuffer(whole.getvalue(), np.uint8))  # the whole file as FFmpeg reads it
+    assert decoded is not None and not damaged
     with caplog.at_level(logging.WARNING, "pvt_deploy"):
         image = read_image(cut)
         assert image.shape == (96, 64, 3)

@@ -40,7 +40,7 @@ def _every_path(path: Path, url: str) -> dict[str, list[np.ndarray]]:
     # no picture format holds these samples: the clip's bytes are taken for a picture's (what FFmpeg's picture
     # demuxers read is a picture, a video's first frame is not), its first frame decoded as one
     with mock.patch.object(sources, "_IMAGE_DEMUXERS", (*sources._IMAGE_DEMUXERS, "matroska")):
-        picture = _ffmpeg_picture(np.fromfile(path, np.uint8))
+        picture, _ = _ffmpeg_picture(np.fromfile(path, np.uint8))
     assert picture is not None
     seen["picture"] = [picture]
     return seen

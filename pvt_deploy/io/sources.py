@@ -38,6 +38,8 @@ import math
 import os
 import re
 import stat
+import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -539,17 +541,82 @@ def _decode_picture(data: np.ndarray, name: str | os.PathLike[str]) -> np.ndarra
     (:func:`_ffmpeg_picture`) wherever OpenCV cannot: a picture its decoders do not read (a JPEG 2000 of
     subsampled chroma, 4:2:0 or 4:2:2, which its OpenJPEG reader refuses as 'tiles'), past its size limits
     (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV). None where neither
-    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either. ``name``: the
-    picture's, in the warning of a damaged one FFmpeg decodes with parts concealed."""
-    if _past_libpng_limits(data):  # not given to OpenCV, whose libpng would refuse it and say so on stderr
-        return _ffmpeg_picture(data, name)
+    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either.
+
+    A damaged picture read all the same is said in one warning naming it (``name``), whichever decoder read it:
+    one cut short before the end marker its format closes it with (:func:`_lacks_its_end`), one FFmpeg decodes only with
+    parts concealed (:func:`_ffmpeg_picture`), and a PNG libpng refused that FFmpeg decodes (libpng reads every whole
+    PNG within its limits: one it refuses is corrupt, a filter byte or its compressed data)."""
+    damaged = _lacks_its_end(data)
+    image, error = None, None
+    if not _past_libpng_limits(data):  # past them, not given to OpenCV, whose libpng would refuse it and say so
+        try:
+            image = _imdecode(data)
+        except cv2.error as e:
+            error = e
+    if image is None:
+        refused = error is None and bytes(data[:8]) == _PNG_SIGNATURE and not _past_libpng_limits(data)
+        image, concealed = _ffmpeg_picture(data, damaged=damaged or refused)
+        if image is None and error is not None:
+            raise error
+        damaged = damaged or refused or concealed
+    if image is not None and damaged:
+        _say_damaged(name)
+    return image
+
+
+def _say_damaged(name: str | os.PathLike[str]) -> None:
+    log.warning("%s is damaged (cut short or corrupt): read with its unreadable parts concealed, and its results may "
+                "be off there", name)
+
+
+def _concealed(data: bytes, codec: str) -> bool:
+    """Whether FFmpeg's decoder ``codec`` reads a picture's bytes (a packet) only with parts concealed: it refuses
+    them as err_detect=explode has it (see :func:`_ffmpeg_picture`)."""
+    context = cast("av.video.codeccontext.VideoCodecContext", av.CodecContext.create(codec, "r"))
+    context.options = {"err_detect": "explode"}
     try:
-        image = _imdecode(data)
-    except cv2.error:
-        image = _ffmpeg_picture(data, name)
-        if image is None:
-            raise
-    return image if image is not None else _ffmpeg_picture(data, name)
+        context.decode(av.Packet(data))
+        context.decode(None)
+    except av.error.FFmpegError:
+        return True
+    return False
+
+
+_JPEG_END = b"\xff\xd9"  # a JPEG's end marker (EOI), after its last scan
+_QOI_END = bytes(7) + b"\x01"  # a QOI file's end marker, after its pixels
+_JPEG_ALONE = frozenset({0x01, *range(0xD0, 0xDA)})  # JPEG markers without a length (TEM, RSTn, SOI, EOI)
+
+
+def _lacks_its_end(data: np.ndarray) -> bool:
+    """Whether ``data`` is a JPEG or a QOI picture cut short: its data stops before the end marker its format
+    closes it with. A JPEG's (FF D9) ends its last scan, which no bytes of the scans hold: it is found after the
+    first scan's header, past the EXIF block (whose thumbnail has its own), and what follows it (padding, the video
+    of a phone's motion photo) is not looked at. A QOI's (seven 00 bytes and 01) ends its pixels, which a QOI
+    encoder never writes (seven index-0 pixels are a run). FFmpeg reads such a picture without an error (its QOI
+    decoder checks nothing; a JPEG cut by a few hundred bytes passes err_detect=explode), the rows it lost grey or
+    repeated, and OpenCV 4's libjpeg reads a cut JPEG so too. A picture whose bytes are not laid out as its format's
+    are not judged here: its decoders say whether it reads."""
+    head = bytes(data[:4])
+    if head == b"qoif":
+        return bytes(data[-8:]) != _QOI_END and _QOI_END not in data[14:].tobytes()
+    if head[:3] != b"\xff\xd8\xff":
+        return False
+    if bytes(data[-2:]) == _JPEG_END or bytes(data[-64:]).rstrip(b"\0\xff").endswith(_JPEG_END):
+        return False  # whole, or padded after its end: no need to walk its segments
+    at, size = 2, data.size
+    while True:  # to the first scan, over the segments before it: their lengths
+        if at + 4 > size:
+            return True  # cut in its header: no scan
+        if data[at] != 0xFF:
+            return False  # not laid out as a JPEG's segments are: not judged
+        marker = int(data[at + 1])
+        if marker == 0xFF or marker in _JPEG_ALONE:  # a fill byte, or a marker without a length
+            at += 1 if marker == 0xFF else 2
+            continue
+        at += 2 + (int(data[at + 2]) << 8 | int(data[at + 3]))
+        if marker == 0xDA:  # a scan's header (SOS): its coded data follows
+            return _JPEG_END not in data[at:].tobytes()
 
 
 # OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
@@ -857,7 +924,8 @@ def _imdecode(data: np.ndarray) -> np.ndarray | None:
     # the EXIF orientation, but for a PNG's, which is applied here (_header_orientation)
     png = bytes(data[:8]) == _PNG_SIGNATURE
     flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | (cv2.IMREAD_IGNORE_ORIENTATION if png else 0)
-    with _opencv_log_held(_OPENCV_LOG_SILENT):  # a picture it cannot decode is said in one line, or FFmpeg's
+    # a picture it cannot decode is said in one line, or FFmpeg's: neither OpenCV's log nor libpng's line on stderr
+    with _opencv_log_held(_OPENCV_LOG_SILENT), _libpng_lines_held() if png else contextlib.nullcontext():
         img = cv2.imdecode(data, flags) if data.size else None
     if img is not None and png:
         img = _exif_oriented(img, _header_orientation(data))
@@ -918,37 +986,34 @@ def _pillow_upright(data: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _ffmpeg_picture(data: np.ndarray, name: str | os.PathLike[str] = "a picture") -> np.ndarray | None:
+def _ffmpeg_picture(data: np.ndarray, *, damaged: bool = False) -> tuple[np.ndarray | None, bool]:
     """A picture file's bytes decoded by FFmpeg (its first frame) as :func:`_imdecode` decodes them with OpenCV,
     where OpenCV cannot (:func:`_decode_picture`): HxWx3 uint8 RGB, alpha dropped, the EXIF orientation its header
     gives applied as OpenCV applies it, and more than 8 bits a channel rounded to 8 as a video's frame is
     (:func:`_frame_to_rgb`: a 16-bit PNG's as :func:`_to_uint8` rounds it). None where FFmpeg cannot decode them
     as a picture (read by one of its picture demuxers, :data:`_IMAGE_DEMUXERS`, as a picture's URL is told from a
     video's: a video's bytes, an mp4 named .jpg, are no picture, its first frame is not read as one), or its picture
-    cannot be converted.
+    cannot be converted. With it, whether the picture is damaged: ``damaged`` (known from its bytes), or read only
+    with its lost parts concealed.
 
     A damaged picture FFmpeg decodes all the same, its lost parts concealed (a JPEG cut short: OpenCV 5 refuses it,
-    FFmpeg fills the rows it lost with grey), is said in one warning naming it (``name``): read silently, its results
-    were those of a picture part grey. Told by decoding it as FFmpeg's err_detect=explode does, which refuses what
-    its decoder would conceal (no flag on the frame tells it: its corrupt flag stays unset for such a JPEG, and
-    FFmpeg's log is off); a picture it refuses so is decoded again as FFmpeg conceals it, so a whole one costs
-    one decode, as before."""
-    damaged = False
+    FFmpeg fills the rows it lost with grey), is told by decoding it as FFmpeg's err_detect=explode does, which
+    refuses what its decoder would conceal (no flag on the frame tells it: its corrupt flag stays unset for such a
+    JPEG, and FFmpeg's log is off); a picture it refuses so, or one known to be damaged, is decoded as FFmpeg
+    conceals it, so a whole one costs one decode, as before."""
     try:
         try:
-            image = _ffmpeg_frame(data, strict=True)
+            image = None if damaged else _ffmpeg_frame(data, strict=True)
         except (av.error.FFmpegError, StopIteration):  # damaged, or no picture at all, which neither decodes
+            damaged = True
+        if damaged:
             image = _ffmpeg_frame(data, strict=False)
-            damaged = image is not None
         if image is None:
-            return None
+            return None, False
     # not a picture FFmpeg decodes; or cv2.error: one decoded, but too large for OpenCV's conversion of its samples
     # (_yuv_to_rgb of a huge picture of more than 8 bits), undecodable as any other (_decode_file says so)
     except (av.error.FFmpegError, StopIteration, IndexError, ValueError, cv2.error):
-        return None
-    if damaged:
-        log.warning("%s is damaged (cut short or corrupt): read with its unreadable parts concealed, and its "
-                    "results may be off there", name)
+        return None, False
     orientation = _header_orientation(data)
     if orientation is None and bytes(data[:4]) in _TIFF_MAGIC:  # a TIFF's is its tag
         from PIL import TiffImagePlugin
@@ -956,7 +1021,7 @@ def _ffmpeg_picture(data: np.ndarray, name: str | os.PathLike[str] = "a picture"
         _quiet_pillow()
         with contextlib.suppress(Exception):  # its opener reads the tags alone, without Image.open's size limit
             orientation = TiffImagePlugin.TiffImageFile(io.BufferedReader(_InPlace(data))).tag_v2.get(0x0112)
-    return _exif_oriented(np.ascontiguousarray(image), orientation)
+    return _exif_oriented(np.ascontiguousarray(image), orientation), damaged
 
 
 def _ffmpeg_frame(data: np.ndarray, *, strict: bool) -> np.ndarray | None:
@@ -1251,6 +1316,7 @@ class PyAVReader:
             self._start = float(stream.start_time * stream.time_base) if known_start else 0.0  # type: ignore[operator]
             fmt = self._container.format.name
             self.demuxer: str = fmt
+            self.codec: str = stream.codec_context.name  # the decoder's name
             picture_format = any(tag in fmt for tag in _IMAGE_DEMUXERS)
             self.picture = picture_format  # a still image's file (a JPEG's URL), not a video
             # Undeclared, a feed is live where it has no duration, unless its size is known: an MPEG-TS
@@ -1597,6 +1663,76 @@ def _opencv_log_held(level: int) -> Iterator[None]:
         with _opencv_log_lock:
             _opencv_log_asked.remove(level)
             set_level(min(_opencv_log_before + _opencv_log_asked))
+
+
+_stderr_lock = threading.Lock()
+_stderr_held: list[Any] = []  # while held: [fd 2 as it was, the blocks inside]
+_stderr_stand_in: list[Any] = []  # the file put in place of stderr, made once a process (a fork makes its own)
+os.register_at_fork(after_in_child=_stderr_stand_in.clear)
+
+
+@contextlib.contextmanager
+def _libpng_lines_held() -> Iterator[None]:
+    """What is written on the process's stderr (file descriptor 2) inside, but for libpng's lines, written there as
+    the last block on any thread ends. libpng, inside OpenCV's PNG decoder, prints its error on stderr itself
+    ('libpng error: bad adaptive filter value', 'libpng error: IDAT: incorrect data check'), which OpenCV's log level
+    does not quiet: beside the one line said of the picture (damaged, or not decoded), another of a library's. The
+    rest (another thread's message, Python's own writes) is written in the order it came, a decode's milliseconds
+    late. Where stderr cannot be stood in for (closed), the block holds nothing."""
+    with _stderr_lock:
+        if not _stderr_held:
+            _stderr_held[:] = _stand_in_for_stderr()
+        joined = bool(_stderr_held)
+        if joined:
+            _stderr_held[1] += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            if joined:
+                _stderr_held[1] -= 1
+                if not _stderr_held[1]:
+                    _put_back_stderr(_stderr_held[0])
+                    _stderr_held.clear()
+
+
+def _stand_in_for_stderr() -> list[Any]:
+    """Put a file in place of the process's stderr (file descriptor 2): [fd 2 as it was, 0]; empty where stderr
+    cannot be stood in for (closed, or no file for it)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # Python's own stderr closed, or None
+        sys.stderr.flush()  # what Python holds for stderr goes before
+    try:
+        if not _stderr_stand_in:
+            _stderr_stand_in.append(tempfile.TemporaryFile())  # noqa: SIM115 - kept for the process's next holds
+        was = os.dup(2)
+    except OSError:
+        return []
+    try:
+        os.dup2(_stderr_stand_in[0].fileno(), 2)
+    except OSError:
+        os.close(was)
+        return []
+    return [was, 0]
+
+
+def _put_back_stderr(was: int) -> None:
+    """Put the process's stderr back (``was``), and write on it what was written on its stand-in, libpng's lines
+    left out."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()  # Python's writes inside, to the stand-in
+    os.dup2(was, 2)
+    os.close(was)
+    stand_in = _stderr_stand_in[0]
+    stand_in.seek(0)
+    said = stand_in.read()
+    if not said:
+        return
+    stand_in.seek(0)
+    stand_in.truncate()
+    kept = b"".join(line for line in said.splitlines(keepends=True) if not line.startswith(b"libpng "))
+    with contextlib.suppress(OSError):
+        while kept:
+            kept = kept[os.write(2, kept):]
 
 
 class CaptureReader:
@@ -2617,6 +2753,10 @@ def _stream_source(
                 image = _decode_picture(np.frombuffer(data, np.uint8), source.spec) if data else None
             except cv2.error:  # which FFmpeg could not decode from the bytes alone: the frame it decoded
                 image = None
+            # that frame, decoded as the URL's demuxer has it (a JPEG whose first marker is damaged, no picture's by
+            # its bytes; a TGA, which has no mark to tell it by), is as damaged as the stream's decoder says
+            if image is None and data and _concealed(data, cast(PyAVReader, reader).codec):
+                _say_damaged(source.spec)
             return ArraySource(first[0].image if image is None else image, name=source.spec)
         source = stream()
     return source
