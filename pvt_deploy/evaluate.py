@@ -654,6 +654,9 @@ def _colour_pictures(files: list[Path]) -> tuple[list[str], int]:
     judged (a file Pillow cannot read is not)."""
     from PIL import Image, UnidentifiedImageError
 
+    from pvt_deploy.io.sources import _quiet_pillow
+
+    _quiet_pillow()  # a damaged TIFF tag, said by Pillow as it opens one, as for the pictures
     colour, judged = [], 0
     for p in files[:8]:
         try:
@@ -779,6 +782,9 @@ def _read_label(path: Path) -> tuple[np.ndarray, bool]:
     JPEG named .png, a JPEG-compressed TIFF) is refused: its ids are changed along every edge."""
     from PIL import Image, UnidentifiedImageError
 
+    from pvt_deploy.io.sources import _quiet_pillow
+
+    _quiet_pillow()  # as in _colour_pictures
     try:
         with Image.open(path) as im:
             if im.format == "JPEG" or str(im.info.get("compression", "")).endswith("jpeg"):

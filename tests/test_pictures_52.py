@@ -8,6 +8,8 @@ import io
 import logging
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 from test_io_sources import http_server  # noqa: F401 - the fixture
 
+import pvt_deploy
 from pvt_deploy.assets import sample_image
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source, read_encoded, read_image
@@ -178,3 +181,40 @@ def test_a_damaged_picture_at_a_url_that_its_bytes_do_not_decode_is_said_damaged
             assert np.abs(image.astype(int) - rgb).mean() < 2, name
         assert _said(caplog) == []
 
+
+def _label_tiff(ids: np.ndarray) -> bytes:
+    """``ids`` as an 8-bit grey TIFF (a label map) whose Make tag declares a megabyte, past the file's end: Pillow
+    skips the tag as it opens it, with a UserWarning ('Tag data larger than file. Skipping tag 271')."""
+    height, width = ids.shape
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (271, 2, 10**6, 8), (273, 4, 1, 8 + 2 + 12 * 10 + 4), (277, 3, 1, 1), (278, 3, 1, height),
+               (279, 4, 1, width * height)]
+    fields = b"".join(struct.pack("<HHII", tag, kind, count, value) for tag, kind, count, value in entries)
+    return b"II*\0" + struct.pack("<IH", 8, len(entries)) + fields + b"\0\0\0\0" + ids.astype(np.uint8).tobytes()
+
+
+def test_vals_label_reads_keep_pillows_warnings_quiet_where_pvt_deploy_was_imported_inside_catch_warnings(
+        tmp_path: Path) -> None:
+    """val reads a segmentation dataset's label maps with Pillow (their class ids, and whether they are colour
+    pictures), without the filters io/sources puts back before its own Pillow reads: imported inside a caller's
+    ``warnings.catch_warnings()``, a label TIFF whose tag points past its end printed Pillow's two lines
+    ('PIL/TiffImagePlugin.py:946: UserWarning: Tag data larger than file. Skipping tag 271'). Nothing on stderr,
+    the ids as stored. In a process of its own, with Python's default warning filters. Fails before."""
+    ids = np.arange(30 * 40).reshape(30, 40) % 5
+    (tmp_path / "label.tif").write_bytes(_label_tiff(ids))
+    script = (
+        "import sys, warnings\n"
+        "from pathlib import Path\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('ignore')\n"
+        "    import pvt_deploy\n"
+        "    from pvt_deploy.evaluate import _colour_pictures, _read_label\n"
+        "label = Path(sys.argv[1])\n"
+        "ids, one_bit = _read_label(label)\n"
+        "print(ids.shape, int(ids.max()), one_bit, _colour_pictures([label]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = str(Path(pvt_deploy.__file__).parents[1])  # the code under test, where the tests import it
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "label.tif")], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path, env=env)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout == "(30, 40) 4 False ([], 1)\n"
