@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,6 +26,19 @@ def _torch_threads() -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_in_the_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The temporary folder of the tests and of every process they start (tempfile's, TMPDIR: ONNX Runtime's
+    quantization folders ort.quant.* and pre.quant.*, onnxslim's, the profiler's trace) is this worker's own
+    under pytest's root, which pytest removes after a run that passes and rotates away. In /tmp, what a run
+    killed midway (or a library that does not clean up) left there stayed for good."""
+    folder = tmp_path_factory.mktemp("tempfiles", numbered=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(folder))
+        mp.setattr(tempfile, "tempdir", str(folder))
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
