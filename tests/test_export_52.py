@@ -113,3 +113,49 @@ def test_a_tensorrt_profile_in_order_goes_on_to_the_export(nothing_loads: None, 
                    {"": {"opt": [1, 3, 64, 64], "max": [1, 3, 96, 96]}}):
         with pytest.raises(Loaded):
             export("pvt_v2_b0-cls", tmp_path / "out", format="trt", tensorrt={"shapes": shapes}, imgsz=64)
+
+
+def _help_of(command: str, option: str) -> str:
+    from typer.main import get_command
+
+    from pvt_deploy.cli import app
+
+    params = get_command(app).commands[command].params  # type: ignore[attr-defined]
+    return " ".join(next(p.help for p in params if p.name == option).split())
+
+
+def test_export_help_gives_every_tasks_default_size() -> None:
+    """``export --help`` gave the default --imgsz of detect, segment and classify, and not that of features (the
+    bare backbones, a task --task names), which is 640."""
+    from pvt_deploy.models.zoo import DEFAULT_IMGSZ
+
+    text = _help_of("export", "imgsz")
+    stated = text.split("Default per task: ", 1)[1].rstrip(".")
+    assert stated == ", ".join(f"{task} {h}" for task, (h, w) in DEFAULT_IMGSZ.items()), text
+    assert all(h == w for h, w in DEFAULT_IMGSZ.values())  # one number says a square size
+
+
+def test_export_help_says_what_int8_cpu_auto_picks_for_a_bare_backbone(tmp_path: Path) -> None:
+    """``--int8-cpu auto`` was 'dynamic for classifiers'; a bare backbone (``-features``) is quantized dynamically
+    too (no Conv chains of a head), which the help now says."""
+    import json
+
+    from pvt_deploy.export import export_onnx
+
+    assert "dynamic for classifiers and bare backbones" in _help_of("export", "int8_cpu")
+    out = export_onnx("pvt_v2_b0-features", tmp_path / "f", imgsz=32, int8=True, int8_flavour="cpu", parity=False,
+                      simplify=False)
+    assert json.loads((out / "manifest.json").read_text())["precision"]["int8"]["cpu"]["method"] == "dynamic"
+
+
+def test_models_help_says_the_bare_backbones_are_listed_only_with_their_task(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``models --help``: '--task  Only this task: ... or features (the bare backbones)' read as if the full list
+    held them; it lists one model per backbone and task, and the backbones alone only with --task features."""
+    import json
+
+    assert _help_of("models", "task").endswith("(the bare backbones, listed only with --task features).")
+    code, out, err = run(monkeypatch, capsys, "models", "--json")
+    assert code == 0 and {row["task"] for row in json.loads(out)} == {"detect", "segment", "classify"}, err
+    code, out, err = run(monkeypatch, capsys, "models", "--task", "features", "--json")
+    assert code == 0 and {row["task"] for row in json.loads(out)} == {"features"}, err

@@ -223,8 +223,8 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact folder (default exports/<model>).",
                                                 show_default=False)] = None,
     imgsz: Annotated[str | None, typer.Option(help="Input size N, HxW or H,W (multiples of 32, rounded up). Default per "
-                                              "task: detect 640, segment 512, classify 224.", show_default=False,
-                                              rich_help_panel=ONNX_PANEL)] = None,
+                                              "task: detect 640, segment 512, classify 224, features 640.",
+                                              show_default=False, rich_help_panel=ONNX_PANEL)] = None,
     dynamic: Annotated[bool, typer.Option("--dynamic/--static", help="Dynamic batch/height/width, or one fixed "
                                           "shape.", rich_help_panel=ONNX_PANEL)] = True,
     batch: Annotated[int | None, typer.Option(help="Maximum batch (dynamic, default 8) or the fixed batch "
@@ -263,8 +263,8 @@ def export(
                                               "or both.", rich_help_panel=PRECISION_PANEL)] = "both",
     int8_cpu: Annotated[str, typer.Option(
         help="CPU flavour: auto (static where the graph has Conv chains, i.e. detectors and segmenters; "
-        "dynamic for classifiers), static (MatMuls + FPN/head Conv chains, 8-bit weights for VNNI CPUs) or "
-        "dynamic (MatMul weights only; calibrates only PVT v2's depthwise and patch convs).",
+        "dynamic for classifiers and bare backbones), static (MatMuls + FPN/head Conv chains, 8-bit weights for "
+        "VNNI CPUs) or dynamic (MatMul weights only; calibrates only PVT v2's depthwise and patch convs).",
         rich_help_panel=PRECISION_PANEL)] = "auto",
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Run every ONNX against PyTorch on real "
                                          "images.", rich_help_panel=PARITY_PANEL)] = True,

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def models(
     task: Annotated[str | None, typer.Option(
-        help="Only this task: detect, segment, classify or features (the bare backbones).")] = None,
+        help="Only this task: detect, segment, classify or features (the bare backbones, listed only with "
+             "--task features).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the model zoo: name, task, parameters, default input size, published metric and official weights."""
