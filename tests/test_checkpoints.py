@@ -17,6 +17,7 @@ import torch
 from pvt_deploy.errors import CheckpointError, InputError
 from pvt_deploy.models import create_model, infer_architecture, load_weights
 from pvt_deploy.models.synthetic import seeded_state_dict
+from pvt_deploy.utils import file_size
 
 X = torch.rand(1, 3, 96, 128) * 4 - 2  # normalised-space input; models take it directly
 
@@ -479,9 +480,12 @@ def test_a_download_without_a_length_is_cached_only_when_its_own_records_say_it_
     s.bodies = {"whole.safetensors": tensors, "cut.safetensors": tensors[:-100], "long.safetensors": tensors + b"\0",
                 "header.safetensors": tensors[:20], "legacy.pth": legacy.read_bytes(),
                 "zip.pth": official_b0.read_bytes(), "cutzip.pth": official_b0.read_bytes()[:-100]}
-    refused = {"cut.safetensors": rf"cut short \({len(tensors) - 100} bytes of the {len(tensors)} bytes its safetensors header gives\)",
+    # sizes as the CLI says them everywhere (utils.file_size): '1 bytes' and download.py's own wording were not
+    sizes = f"{re.escape(file_size(len(tensors) - 100))} of the {re.escape(file_size(len(tensors)))}"
+    assert sizes.endswith(" kB")
+    refused = {"cut.safetensors": rf"cut short \({sizes} its safetensors header gives\)",
                "header.safetensors": r"cut short \(its safetensors header is incomplete\)",
-               "long.safetensors": r"not a safetensors file \(1 bytes after the data its header gives\)",
+               "long.safetensors": r"not a safetensors file \(1 B after the data its header gives\)",
                "cutzip.pth": r"cut short \(its zip archive has no end\)",
                "legacy.pth": r"the server gave no length and a legacy \(non-zip\) torch checkpoint records none"}
     for name, said in refused.items():

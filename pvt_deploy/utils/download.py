@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from pvt_deploy.errors import CheckpointError, InputError
-from pvt_deploy.utils import megabytes
+from pvt_deploy.utils import file_size
 
 __all__ = ["TIMEOUT_S", "cache_dir", "fetch", "is_url"]
 
@@ -193,10 +193,6 @@ def _why(reason: Any) -> str:
     return text[0][:200] if text else type(reason).__name__
 
 
-def _size(n: int) -> str:
-    return f"{megabytes(n):.1f} MB" if n >= 100_000 else f"{n} bytes"
-
-
 def _download(request_url: str, url: str, target: Path, expected: str | None) -> None:
     from pvt_deploy.utils.files import atomic_open
 
@@ -213,9 +209,9 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                 return data
             except TimeoutError:
                 raise InputError(f"could not download {url}: no data for {TIMEOUT_S:g} s after "
-                                 f"{_size(got)}") from None
+                                 f"{file_size(got)}") from None
             except (OSError, http.client.HTTPException) as e:  # a reset, a broken chunked body
-                raise InputError(f"could not download {url}: the connection dropped after {_size(got)} "
+                raise InputError(f"could not download {url}: the connection dropped after {file_size(got)} "
                                  f"({_why(e)})") from None
 
         first = read()
@@ -236,8 +232,8 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                 advance(len(chunk))
                 chunk = read()
             if total is not None and got != total:
-                raise InputError(f"could not download {url}: the connection closed after {_size(got)} of "
-                                 f"{_size(total)}")
+                raise InputError(f"could not download {url}: the connection closed after {file_size(got)} of "
+                                 f"{file_size(total)}")
             if expected is not None and not digest.hexdigest().startswith(expected):
                 raise CheckpointError(f"{url}: the download's sha256 is {digest.hexdigest()[:len(expected)]}..., "
                                       f"not the {expected} its {'fragment' if '#' in url else 'name'} "
@@ -262,9 +258,9 @@ def _check_whole(url: str, path: Path, first: bytes, *, confirmed: bool) -> None
         if want is None or want > got:
             raise CheckpointError(f"{url}: the download is cut short (" + (
                 "its safetensors header is incomplete)" if want is None
-                else f"{_size(got)} of the {_size(want)} its safetensors header gives)"))
+                else f"{file_size(got)} of the {file_size(want)} its safetensors header gives)"))
         if want < got:
-            raise CheckpointError(f"{url}: the download is not a safetensors file ({_size(got - want)} after the "
+            raise CheckpointError(f"{url}: the download is not a safetensors file ({file_size(got - want)} after the "
                                   "data its header gives)")
     elif not confirmed:
         raise CheckpointError(f"{url}: the server gave no length and a legacy (non-zip) torch checkpoint records "
