@@ -32,39 +32,61 @@ CUDNN_MISSING = ("Failed to load library libonnxruntime_providers_cuda.so with e
                  "shared object file: No such file or directory")
 
 
+#: What the CUDA provider raises while a session starts (a driver older than its CUDA), as ONNX Runtime words it.
+DRIVER_TOO_OLD = ("[ONNXRuntimeError] : 1 : FAIL : CUDA failure 35: CUDA driver version is insufficient for CUDA "
+                  "runtime version ; GPU=0 ; expr=cudaSetDevice(info_.device_id);")
+#: What it raises where a run fails on a GPU this build has no kernels for (``EPFail``).
+NO_KERNEL = "[ONNXRuntimeError] : 11 : EP_FAIL : CUDA failure 209: no kernel image is available for execution on the device"
+
+
 @pytest.fixture
 def gpu_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """onnxruntime-gpu on a machine with one GPU: the CUDA provider listed, the driver answering 1 device, and
     ``InferenceSession`` a stand-in whose behaviour the test sets (``how``): "starts" (on CUDA), "no cuDNN"
-    (logged, then the CPU, as the C++ side does), "raises" (the Python side's fallback, printed to stdout),
-    "run fails" (starts on CUDA, its first run is retried on the CPU, as ``EPFail`` is)."""
+    (logged, then the CPU, as the C++ side does), "raises" (while the session starts: :data:`DRIVER_TOO_OLD`),
+    "run fails" (starts on CUDA, its run raises ``EPFail``: :data:`NO_KERNEL`). ONNX Runtime's own Python side
+    (its ``InferenceSession``, the stand-in's base) does what it does with those: with its fallback on, it prints
+    'EP Error ...' and retries on the CPU. ``old``: it ignores ``enable_fallback``, as 1.22 and older do."""
     import onnxruntime
+    from onnxruntime.capi.onnxruntime_pybind11_state import EPFail
 
-    state: dict[str, Any] = {"how": "starts", "sessions": []}
+    state: dict[str, Any] = {"how": "starts", "sessions": [], "old": False}
+
+    class Failing:  # the C session's run, as the CUDA provider fails it; set_providers makes a new one
+        def __init__(self, session: Any) -> None:
+            self._session = session
+
+        def run(self, *args: Any) -> Any:
+            raise EPFail(NO_KERNEL)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
 
     class Session(onnxruntime.InferenceSession):  # type: ignore[misc]
         def __init__(self, model: Any, providers: Any = None, **kwargs: Any) -> None:
             state["sessions"].append(providers)
             if state["how"] == "no cuDNN":
                 os.write(2, NO_CUDNN_LOG.encode())
-            if state["how"] == "raises":
-                print("*************** EP Error ***************")
-                print(f"EP Error {CUDA} is not in available provider names when using {providers}")
-                print(f"Falling back to ['{CPU}'] and retrying.")
-                print("****************************************")
-            super().__init__(model, providers=[CPU], **kwargs)  # the graph is really loaded
-            self.on = [CUDA, CPU] if state["how"] in ("starts", "run fails") else [CPU]
+            if state["old"]:
+                kwargs.pop("enable_fallback", None)
+            super().__init__(model, providers=providers, **kwargs)
+
+        def _create_inference_session(self, providers: Any, provider_options: Any, disabled_optimizers: Any = None,
+                                      ) -> None:
+            gpu = CUDA in [p if isinstance(p, str) else p[0] for p in providers or []]
+            if gpu and state["how"] == "raises":
+                self._fallback_providers = [CPU]
+                raise RuntimeError(DRIVER_TOO_OLD)
+            super()._create_inference_session([CPU], None, disabled_optimizers)  # the graph is really loaded
+            self.on = [CUDA, CPU] if gpu and state["how"] in ("starts", "run fails") else [CPU]
+            if gpu and state["how"] == "run fails":
+                self._sess = Failing(self._sess)
 
         def get_providers(self) -> list[str]:
             return list(self.on)
 
         def run(self, *args: Any, **kwargs: Any) -> Any:
             out = super().run(*args, **kwargs)
-            if state["how"] == "run fails":
-                print(f"EP Error: CUDA failure 209: no kernel image is available for execution on the device "
-                      f"using {self.on}")
-                print(f"Falling back to ['{CPU}'] and retrying.")
-                self.on = [CPU]
             state["ran"] = out
             return out
 
@@ -91,11 +113,12 @@ def test_onnxruntime_cuda_is_ok_only_where_a_session_starts_and_runs_on_it(
     assert checks["onnxruntime"].info["cuda_provider_usable"] is True
     assert gpu_onnxruntime["sessions"] == [[(CUDA, {"device_id": 0}), CPU]]
     assert gpu_onnxruntime["ran"][0].tolist() == [2.0]  # the graph doctor built, run: x + x of 1
-    for how, reason in (("no cuDNN", CUDNN_MISSING),
-                        ("raises", f"EP Error {CUDA} is not in available provider names when using "
-                                   f"[('{CUDA}', {{'device_id': 0}}), '{CPU}']"),
-                        ("run fails", "EP Error: CUDA failure 209: no kernel image is available for execution on the "
-                                      f"device using ['{CUDA}', '{CPU}']")):
+    for how, reason, providers in (
+            ("no cuDNN", CUDNN_MISSING, [CPU]),  # left out by ONNX Runtime: its log says why
+            ("raises", "RuntimeError: CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version "
+                       "; GPU=0 ; expr=cudaSetDevice(info_.device_id);", []),  # no session
+            ("run fails", "EPFail: CUDA failure 209: no kernel image is available for execution on the device",
+             [CUDA, CPU])):  # its run raised, the session not moved to the CPU
         gpu_onnxruntime["how"] = how
         capfd.readouterr()
         checks = rows()
@@ -104,10 +127,17 @@ def test_onnxruntime_cuda_is_ok_only_where_a_session_starts_and_runs_on_it(
         assert (row.status, row.summary) == ("missing", f"{CUDA} does not start: {reason}"), how
         assert row.hint == ("pip install 'onnxruntime-gpu[cuda,cudnn]' (CUDA and cuDNN from pip), or install the CUDA "
                             "and cuDNN this onnxruntime-gpu was built for")
-        assert row.info["session_providers"] == [CPU]
+        assert row.info["session_providers"] == providers, how
         assert checks["onnxruntime"].status == "ok"  # the CPU provider pvt-deploy needs works
         assert checks["onnxruntime"].summary.endswith("providers: CUDA (unused: does not start), CPU")
         assert checks["onnxruntime"].info["cuda_provider_usable"] is False
+    gpu_onnxruntime.update(how="raises", old=True)  # ONNX Runtime 1.22: its fallback, whatever it was asked
+    capfd.readouterr()
+    row = rows()["onnxruntime_cuda"]
+    assert capfd.readouterr() == ("", "")  # its 'EP Error ... Falling back' held back, and quoted
+    assert row.summary.startswith(f"{CUDA} does not start: ONNX Runtime runs the session on {CPU} and said: "), row
+    assert "CUDA failure 35: CUDA driver version is insufficient" in row.summary and row.info["session_providers"] == [CPU]
+    gpu_onnxruntime["old"] = False
     # through the CLI: optional (exit 0) until required; --json's output is JSON all the same
     gpu_onnxruntime["how"] = "no cuDNN"
     monkeypatch.setattr(doctor, "_tensorrt", lambda: [doctor.Check("tensorrt", "TensorRT", "ok")])

@@ -259,11 +259,15 @@ def _one_add_graph() -> bytes:
 def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str | None, str]:
     """Start a session of :func:`_one_add_graph` on the CUDA provider (the CPU's after it, as pvt-deploy asks) and
     run it: (the providers the session has, why the CUDA provider is not usable or None, what ONNX Runtime said).
-    What it says while it starts is held back and read: its log (descriptor 2: 'Failed to load library
-    libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file') and the lines its
-    Python side prints to stdout where the provider raised and it retried on the CPU ('EP Error ...'), which would
-    have gone into ``doctor --json``'s output (or between ``infer``'s lines). One session at a time (:data:`_probing`):
-    what another thread writes meanwhile is held back too."""
+    The session is made as every session of pvt-deploy's is, without ONNX Runtime's Python fallback
+    (``enable_fallback=0``, and ``disable_fallback`` for its run), so one mechanism says what happened: a provider
+    that raises while the session starts, or fails its run, raises (its words are the reason); one that does not
+    load is left out by ONNX Runtime, which ``get_providers()`` says, and why is in its log (descriptor 2: 'Failed
+    to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file'),
+    held back and read. Its stdout is held back too: ONNX Runtime 1.22 and older ignore ``enable_fallback``, retry
+    on the CPU and print 'EP Error ...' there, which would have gone into ``doctor --json``'s output (or between
+    ``infer``'s lines); the reason then quotes what it said. One session at a time (:data:`_probing`): what
+    another thread writes meanwhile is held back too."""
     import contextlib
     import io
     import tempfile
@@ -285,13 +289,13 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
             os.dup2(held.fileno(), 2)
         try:
             session = onnxruntime.InferenceSession(_one_add_graph(), providers=[(CUDA, {"device_id": device_id}),
-                                                                                CPU])
+                                                                                CPU], enable_fallback=0)
             used = list(session.get_providers())
-            if used[:1] == [CUDA]:  # a run the provider fails is retried on the CPU, the session moved there
+            if used[:1] == [CUDA]:  # a run the provider fails raises, not retried on the CPU
+                session.disable_fallback()  # (what enable_fallback=0 does where ONNX Runtime reads it)
                 session.run(None, {"x": np.ones(1, np.float32)})
-                used = list(session.get_providers())
-        except Exception as e:  # a provider that raises rather than falls back, or a run that fails on the GPU
-            failure = f"{type(e).__name__}: {joined_lines(e)}"
+        except Exception as e:  # a provider that raises while the session starts, or a run that fails on the GPU
+            failure = f"{type(e).__name__}: {_ORT_STATUS.sub('', joined_lines(e))}"
         finally:
             if saved is not None:
                 os.dup2(saved, 2)
@@ -305,7 +309,6 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
                          if (m := _ORT_LOG_LINE.search(line)) and m.group(1) in level] for level in ("EF", "W")}
     notes = [failure] if failure else []
     notes += logged_as["EF"] or logged_as["W"]  # its errors; where it logged none, its warnings
-    notes += [line.strip() for line in said.splitlines() if line.strip().startswith("EP Error")]
     reason = "; ".join(dict.fromkeys(n for n in notes if n)) or (
         f"ONNX Runtime runs the session on {used[0] if used else 'nothing'}" + (
             f" and said: {joined_lines(said)}" if said else " and gave no reason"))
