@@ -80,3 +80,46 @@ def test_tensorrt_refused_at_session_creation_names_cuda_where_it_runs(
     code, out, err = run(monkeypatch, capfd, "infer", str(image), "--model", str(cls_onnx), "--device", "cuda",
                          "--no-save")
     assert code == 3 and err.endswith("(--device cpu runs it on the CPU; pvt-deploy doctor lists what is found)\n")
+
+
+def test_info_of_a_folder_probes_no_gpu_where_onnx_runtime_has_no_cuda_provider(
+        cls_onnx: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """A guard, found sound (no fault before): with the CPU onnxruntime (this machine's: no CUDA provider listed),
+    ``auto``'s rows that depend on the session's providers (an FP16 file's note, the INT8 flavour of a folder that
+    has both) ask for no CUDA probe (seconds on a GPU machine), and ``info`` of a folder whose manifest describes an
+    engine that is not there imports neither PyTorch nor TensorRT."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import onnxruntime
+
+    from pvt_deploy.runtimes import ort_providers
+    from pvt_deploy.runtimes.loader import backend_candidates
+
+    assert CUDA not in onnxruntime.get_available_providers()
+    folder = cls_onnx.parent
+    for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"):
+        shutil.copy(cls_onnx, folder / name)  # stand-ins: the rows choose by the files there
+    cls_onnx.unlink()  # FP16 and INT8 only
+
+    def probed(*args: Any) -> Any:
+        raise AssertionError("the CUDA provider was probed")
+
+    monkeypatch.setattr(ort_providers, "_cuda_provider", probed)
+    monkeypatch.setattr(ort_providers, "probe_cuda_provider", probed)
+    for device in (None, "auto"):
+        rows = {c.label: c for c in backend_candidates(folder, device=device)}
+        assert rows["onnx-fp16"].reason.startswith("CPU only") and rows["onnx-int8"].file == "model.int8.onnx"
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["tensorrt"] = {"version": "10.9.0", "gpu": "NVIDIA H100", "compute_capability": "9.0",
+                            "precision": "fp32", "tf32": False, "profiles": []}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    script = ("import sys\nfrom pvt_deploy.cli import main\nsys.argv = ['pvt-deploy', 'info', sys.argv[1]]\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('torch', 'tensorrt') if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=300)
+    assert "tensorrt: 10.9.0 on NVIDIA H100 (cc 9.0), fp32" in " ".join(done.stdout.split()), done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
