@@ -158,6 +158,29 @@ def test_what_else_is_said_on_stderr_while_libpngs_lines_are_held_is_kept_in_ord
     assert capfd.readouterr().err == "before\nanother thread's line\na last line\nafter\n"
 
 
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX: a forked child")
+def test_a_child_forked_while_stderr_is_held_writes_on_its_own_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """A process forked while another thread decodes a PNG (stderr stood in for) would have kept the stand-in as its
+    stderr for good, the thread that puts it back not being in it: what it wrote once the parent's block ended went
+    nowhere. The child has its stderr back as it starts."""
+    from pvt_deploy.io.sources import _libpng_lines_held
+
+    capfd.readouterr()
+    go_read, go_write = os.pipe()
+    with _libpng_lines_held():
+        child = os.fork()
+        if child == 0:  # the child: it writes once the parent's block has ended
+            os.close(go_write)
+            os.read(go_read, 1)
+            os.write(2, b"the child's line\n")
+            os._exit(0)
+    os.close(go_read)
+    os.write(go_write, b"x")
+    os.close(go_write)
+    assert os.waitpid(child, 0)[1] == 0
+    assert capfd.readouterr().err == "the child's line\n"
+
 def test_a_damaged_picture_at_a_url_that_its_bytes_do_not_decode_is_said_damaged(
         http_server: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     """A picture at a URL is decoded from its bytes, as on disk; where they decode as no picture (a JPEG whose first

@@ -1667,8 +1667,24 @@ def _opencv_log_held(level: int) -> Iterator[None]:
 
 _stderr_lock = threading.Lock()
 _stderr_held: list[Any] = []  # while held: [fd 2 as it was, the blocks inside]
-_stderr_stand_in: list[Any] = []  # the file put in place of stderr, made once a process (a fork makes its own)
-os.register_at_fork(after_in_child=_stderr_stand_in.clear)
+_stderr_stand_in: list[Any] = []  # the file put in place of stderr, made once a process
+
+
+def _stderr_after_fork_in_child() -> None:
+    """A forked child's stderr its own again, where the fork came while another thread held it (that thread is not
+    in the child, and would never put it back), and a new stand-in for it (the parent's is shared)."""
+    global _stderr_lock
+    _stderr_lock = threading.Lock()
+    if _stderr_held:
+        with contextlib.suppress(OSError):
+            os.dup2(_stderr_held[0], 2)
+            os.close(_stderr_held[0])
+        _stderr_held.clear()
+    _stderr_stand_in.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_stderr_after_fork_in_child)
 
 
 @contextlib.contextmanager
