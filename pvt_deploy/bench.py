@@ -60,6 +60,8 @@ BENCH_BACKENDS: dict[str, tuple[str, str | None]] = {
 DEFAULT_BACKENDS = ("torch", "onnx", "onnx-fp16", "onnx-int8", "trt")  # also all that an export folder offers
 
 Progress = Callable[[str], None]
+Steps = Callable[[int, int], None]
+"""``steps(done, total)``: the runs of the backend ``progress`` last named, ``total`` its warmup and timed runs."""
 
 
 def parse_backends(text: str | Sequence[str] | None, choices: Sequence[str] = tuple(BENCH_BACKENDS)) -> list[str]:
@@ -215,7 +217,7 @@ def host_info() -> dict[str, Any]:
 def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Sequence[str] | None = None,
               imgsz: int | Sequence[int] | None = None, batch: int = 1, warmup: int = 3, iters: int = 20,
               device: str | None = None, progress: Progress | None = None, profile: bool = False,
-              trust: bool = False) -> dict[str, Any]:
+              trust: bool = False, steps: Steps | None = None) -> dict[str, Any]:
     """Time each backend label (``torch``, ``onnx``, ``onnx-fp16``, ``onnx-int8``, ``trt``) on ``model``.
 
     Returns ``{"model", "artifact", "task", "input_shape", "batch", "warmup", "iters", "host", "interrupted",
@@ -228,6 +230,8 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
     ``trust`` lets the checkpoint PyTorch loads (``model``, or the one an export was made from) be fully
     unpickled, as ``Model(..., trust=True)`` does (``--trust-checkpoint``). A Ctrl-C or SIGTERM raises
     :class:`BenchInterrupted`, a KeyboardInterrupt that holds the report of the rows timed before it.
+    ``progress(label)`` is called as each backend starts (before it loads), ``steps(done, total)`` once it has
+    loaded and after each of its runs, warmup included (``total`` = ``warmup + iters``).
     """
     from pvt_deploy.manifest import is_export_folder, read_manifest
     from pvt_deploy.runtimes.loader import is_checkpoint_url, require_model, resolve_model
@@ -261,7 +265,7 @@ def benchmark(model: str | os.PathLike[str] | None = None, *, backends: str | Se
             if progress is not None:
                 progress(label)
             row = _bench_one(label, given, size, batch, warmup, iters, device, report,
-                             own_precision=own is not None, profile=profile, trust=trust)
+                             own_precision=own is not None, profile=profile, trust=trust, steps=steps)
             if row["backend"] in absent:  # a variant the export lacks, not asked for by name: no cause of failure
                 row["exit_code"] = None
             report["results"].append(row)
@@ -412,12 +416,16 @@ def nothing_ran(rows: list[dict[str, Any]], what: str) -> PvtDeployError:
 
 def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int, warmup: int, iters: int,
                device: str | None, report: dict[str, Any], *, own_precision: bool = False,
-               profile: bool = False, trust: bool = False) -> dict[str, Any]:
+               profile: bool = False, trust: bool = False, steps: Steps | None = None) -> dict[str, Any]:
     """One row. ``own_precision``: load ``target`` (a lone file) at the precision it holds, the row then
     labelled by it (``onnx-int8`` for a ``model.int8.onnx``). ``profile``: then time the backend's
-    operators (:func:`_profile`), after the memory is measured."""
+    operators (:func:`_profile`), after the memory is measured. ``steps``: :func:`benchmark`'s."""
     from pvt_deploy.runtimes.loader import load_backend
     from pvt_deploy.tasks.pipeline import Predictor
+
+    def ran(done: int) -> None:  # between the runs, outside the times taken
+        if steps is not None:
+            steps(done, warmup + iters)
 
     kind, precision = BENCH_BACKENDS[label]
     if own_precision:
@@ -443,10 +451,12 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                 image = _bench_image(manifest, size)
                 frames = [_BenchFrame(image) for _ in range(batch)]
                 feed, records = predictor.preprocess([f.image for f in frames])
-                for _ in range(warmup):
+                ran(0)
+                for done in range(1, warmup + 1):
                     predictor.infer(feed)
+                    ran(done)
                 pre, inf, post = [], [], []
-                for _ in range(iters):
+                for done in range(warmup + 1, warmup + iters + 1):
                     t0 = time.perf_counter()
                     feed, records = predictor.preprocess([f.image for f in frames])
                     t1 = time.perf_counter()
@@ -457,6 +467,7 @@ def _bench_one(label: str, target: str, size: tuple[int, int] | None, batch: int
                     pre.append(1000 * (t1 - t0))
                     inf.append(1000 * (t2 - t1))
                     post.append(1000 * (t3 - t2))
+                    ran(done)
                 gpu_mb = _cuda_peak(backend.info, cuda)  # before close(): what the backend holds counts
                 if profile:
                     mem.stop()

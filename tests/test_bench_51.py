@@ -20,16 +20,22 @@ def test_an_interrupt_as_the_spinner_closes_keeps_every_row(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
     """Ctrl-C (or SIGTERM) in the milliseconds after the last backend was timed, while bench's spinner closed, lost
     the whole report: 'interrupted', exit 130, nothing on stdout, though every row had been measured. The rows are
-    shown (--json's ``interrupted`` true, as the exit says), nothing named as not timed, and the exit is 130."""
-    from rich.status import Status
+    shown (--json's ``interrupted`` true, as the exit says), nothing named as not timed, and the exit is 130.
+    (The spinner is a progress bar since session 52: the interrupt comes as its display closes.)"""
+    import contextlib
+    from collections.abc import Iterator
 
-    real_exit = Status.__exit__
+    from pvt_deploy.cli import bench as bench_cli
 
-    def closes_then_interrupted(self: Status, *exc: Any) -> None:
-        real_exit(self, *exc)
+    real_display = bench_cli.progress_display
+
+    @contextlib.contextmanager
+    def closes_then_interrupted(console: Any) -> Iterator[Any]:
+        with real_display(console) as shown:
+            yield shown
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Status, "__exit__", closes_then_interrupted)
+    monkeypatch.setattr(bench_cli, "progress_display", closes_then_interrupted)
     code, out, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "onnx,torch",
                          "--warmup", "0", "--iters", "1", "--json")
     assert code == 130 and err.strip().splitlines()[-1] == "interrupted", err

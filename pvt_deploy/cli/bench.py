@@ -6,13 +6,18 @@ The measuring is :func:`pvt_deploy.bench.benchmark`; this module parses options 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pvt_deploy.cli.infer import CHECKPOINT_PANEL, IMGSZ_HELP, TRUST_HELP
 from pvt_deploy.cli.tables import print_table
 from pvt_deploy.utils.files import json_dumps
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -64,10 +69,9 @@ def bench(
     profile = profile or top is not None  # --top alone asks for the tables it sizes
     report: dict[str, Any] | None = None
     try:
-        with err.status("benchmarking") as status:
+        with progress_display(err) as (started, ran):
             report = benchmark(model, backends=backends, imgsz=size, batch=batch, warmup=warmup, iters=iters,
-                               device=device, progress=lambda label: status.update(f"benchmarking {label}"),
-                               profile=profile, trust=trust_checkpoint)
+                               device=device, progress=started, steps=ran, profile=profile, trust=trust_checkpoint)
     except KeyboardInterrupt as stop:
         # Ctrl-C at the fourth backend keeps the three timed (BenchInterrupted's rows); one as the spinner
         # closes, after the last, keeps them all: shown, marked interrupted as the exit (130) says, then exit
@@ -84,6 +88,38 @@ def bench(
         from pvt_deploy.bench import nothing_ran
 
         raise nothing_ran(report["results"], "no backend could be benchmarked here")
+
+
+@contextlib.contextmanager
+def progress_display(console: Console) -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
+    """A transient bar of the backend being timed, for :func:`~pvt_deploy.bench.benchmark`'s ``progress`` and
+    ``steps``: 'benchmarking onnx' and a spinner while it loads, then its runs (warmup and timed) as they end, with
+    the time it has taken; a spinner alone was all there was for minutes of a large model's runs on a CPU. Nothing
+    where the console is no terminal, as export's display."""
+    if not console.is_terminal:
+        yield (lambda label: None), (lambda done, total: None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks = [bar.add_task("benchmarking", total=None)]
+
+        def started(label: str) -> None:  # a task of its own: its runs unknown until it has loaded, its own time
+            bar.remove_task(tasks.pop())
+            tasks.append(bar.add_task(f"benchmarking {label}", total=None))
+
+        def ran(done: int, total: int) -> None:
+            bar.update(tasks[-1], completed=done, total=total)
+
+        yield started, ran
 
 
 def show(report: dict[str, Any], as_json: bool, top: int | None) -> None:

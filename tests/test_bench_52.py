@@ -1,0 +1,29 @@
+"""bench: the runs of each backend as they go (helper DT, session 52)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_runtime_artifacts import cached_export
+
+
+@pytest.fixture(scope="module")
+def cls_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_export(tmp_path_factory, "cls")
+
+
+def test_bench_says_each_backends_runs_as_they_end(cls_export: Path) -> None:
+    """bench showed a spinner and the backend's name for the whole of its runs (minutes for a large model on a
+    CPU: 23 runs of pvt_small's detector) with no count of them. ``steps(done, total)`` follows ``progress(label)``:
+    once the backend has loaded, then after each warmup and timed run; a backend skipped (no engine here) loads
+    nothing and runs nothing."""
+    from pvt_deploy.bench import benchmark
+
+    said: list[object] = []
+    report = benchmark(cls_export, backends="onnx,trt,torch", imgsz=64, warmup=2, iters=3, progress=said.append,
+                       steps=lambda done, total: said.append((done, total)))
+    assert [(r["backend"], r["status"]) for r in report["results"]] == [("onnx", "ok"), ("trt", "skipped"),
+                                                                        ("torch", "ok")]
+    runs = [(done, 5) for done in range(6)]
+    assert said == ["onnx", *runs, "trt", "torch", *runs]
