@@ -159,3 +159,28 @@ def test_models_help_says_the_bare_backbones_are_listed_only_with_their_task(
     assert code == 0 and {row["task"] for row in json.loads(out)} == {"detect", "segment", "classify"}, err
     code, out, err = run(monkeypatch, capsys, "models", "--task", "features", "--json")
     assert code == 0 and {row["task"] for row in json.loads(out)} == {"features"}, err
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--int8-cpu", "static"], "warning: --int8-cpu static: unused without --int8 (no INT8 file is written)"),
+    (["--int8-flavour", "TRT", "--int8-cpu", "dynamic"],
+     "warning: --int8-flavour trt, --int8-cpu dynamic: unused without --int8 (no INT8 file is written)"),
+    (["--int8", "--int8-flavour", "trt", "--int8-cpu", "static"],
+     "warning: --int8-cpu static: unused with --int8-flavour trt (it chooses how model.int8.onnx, the CPU flavour, "
+     "is quantized)"),
+    (["--int8", "--int8-cpu", "static"], None),
+    (["--int8", "--int8-flavour", "cpu", "--int8-cpu", "dynamic"], None),
+    (["--int8-flavour", "both", "--int8-cpu", "Auto"], None),  # the defaults: nothing given to say unused
+])
+def test_export_says_int8_choices_that_choose_nothing(
+        options: list[str], said: str | None, nothing_loads: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --int8-cpu static`` without ``--int8`` (and ``--int8-flavour trt`` without it, ``--int8-cpu`` with the
+    TensorRT flavour alone) exported without a word of the choice, where TensorRT's and Triton's options without
+    their format are warned of, and an unused ``--calib``: the user believed the file was quantized so."""
+    monkeypatch.setenv("COLUMNS", "300")  # one warning, one line
+    with pytest.raises(Loaded):
+        run(monkeypatch, capsys, "export", "--model", "pvt_v2_b0-cls", "--imgsz", "32", *options,
+            "-o", str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "unused" in line] == ([said] if said else []), err

@@ -342,6 +342,8 @@ def export(
             "--triton-name": triton_name is not None,
             "--max-batch": max_batch != 8, "--instances": instances != 1, "--instance-kind": instance_kind is not None}):
         console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
+    for warning in _unused_int8_choices(int8, int8_flavour, int8_cpu):
+        console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
     shapes = {k: v for k, v in (("min", parse_shape(min_shape, "--min-shape")),
                                 ("opt", parse_shape(opt_shape, "--opt-shape")),
                                 ("max", parse_shape(max_shape, "--max-shape"))) if v is not None}
@@ -407,6 +409,26 @@ def _unused_options(fmt: str, triton_backend: str, *, trt: dict[str, bool], trit
         out.append(f"{', '.join(given)}: TensorRT option{'s' * (len(given) > 1)}, unused without --format trt "
                    "(or --format triton --triton-backend trt)")
     return out
+
+
+def _unused_int8_choices(int8: bool, flavour: str, cpu_method: str) -> list[str]:
+    """Warnings for the INT8 choices given that choose nothing, as for TensorRT's and Triton's options
+    (:func:`_unused_options`): --int8-flavour and --int8-cpu without --int8, --int8-cpu where no CPU flavour is
+    written. A word that is no choice is left to the export's refusal."""
+    from pvt_deploy.export.onnx import INT8_FLAVOUR_CHOICES
+    from pvt_deploy.export.precision import CPU_METHODS
+
+    flavour, cpu_method = flavour.strip().lower(), cpu_method.strip().lower()
+    if flavour not in INT8_FLAVOUR_CHOICES or cpu_method not in CPU_METHODS:
+        return []
+    if not int8:
+        given = [f"{flag} {value}" for flag, value, default in (
+            ("--int8-flavour", flavour, "both"), ("--int8-cpu", cpu_method, "auto")) if value != default]
+        return [f"{', '.join(given)}: unused without --int8 (no INT8 file is written)"] if given else []
+    if flavour == "trt" and cpu_method != "auto":
+        return [f"--int8-cpu {cpu_method}: unused with --int8-flavour trt (it chooses how model.int8.onnx, the CPU "
+                "flavour, is quantized)"]
+    return []
 
 
 def _print_export_figures(console: Console, folder: Path, seconds: float) -> None:
