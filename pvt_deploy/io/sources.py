@@ -38,8 +38,6 @@ import math
 import os
 import re
 import stat
-import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -60,6 +58,7 @@ from av.video.reformatter import Colorspace, Interpolation
 from pvt_deploy.errors import InputError
 from pvt_deploy.utils import count_of, joined_lines, shell_quote
 from pvt_deploy.utils.files import decode_text, wide_codec
+from pvt_deploy.utils.stderr import HeldStderr, stderr_held
 
 log = logging.getLogger(__name__)
 
@@ -1665,90 +1664,14 @@ def _opencv_log_held(level: int) -> Iterator[None]:
             set_level(min(_opencv_log_before + _opencv_log_asked))
 
 
-_stderr_lock = threading.Lock()
-_stderr_held: list[Any] = []  # while held: [fd 2 as it was, the blocks inside]
-_stderr_stand_in: list[Any] = []  # the file put in place of stderr, made once a process
-
-
-def _stderr_after_fork_in_child() -> None:
-    """A forked child's stderr its own again, where the fork came while another thread held it (that thread is not
-    in the child, and would never put it back), and a new stand-in for it (the parent's is shared)."""
-    global _stderr_lock
-    _stderr_lock = threading.Lock()
-    if _stderr_held:
-        with contextlib.suppress(OSError):
-            os.dup2(_stderr_held[0], 2)
-            os.close(_stderr_held[0])
-        _stderr_held.clear()
-    _stderr_stand_in.clear()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_stderr_after_fork_in_child)
-
-
-@contextlib.contextmanager
-def _libpng_lines_held() -> Iterator[None]:
-    """What is written on the process's stderr (file descriptor 2) inside, but for libpng's lines, written there as
-    the last block on any thread ends. libpng, inside OpenCV's PNG decoder, prints its error on stderr itself
-    ('libpng error: bad adaptive filter value', 'libpng error: IDAT: incorrect data check'), which OpenCV's log level
-    does not quiet: beside the one line said of the picture (damaged, or not decoded), another of a library's. The
-    rest (another thread's message, Python's own writes) is written in the order it came, a decode's milliseconds
-    late. Where stderr cannot be stood in for (closed), the block holds nothing."""
-    with _stderr_lock:
-        if not _stderr_held:
-            _stderr_held[:] = _stand_in_for_stderr()
-        joined = bool(_stderr_held)
-        if joined:
-            _stderr_held[1] += 1
-    try:
-        yield
-    finally:
-        with _stderr_lock:
-            if joined:
-                _stderr_held[1] -= 1
-                if not _stderr_held[1]:
-                    _put_back_stderr(_stderr_held[0])
-                    _stderr_held.clear()
-
-
-def _stand_in_for_stderr() -> list[Any]:
-    """Put a file in place of the process's stderr (file descriptor 2): [fd 2 as it was, 0]; empty where stderr
-    cannot be stood in for (closed, or no file for it)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # Python's own stderr closed, or None
-        sys.stderr.flush()  # what Python holds for stderr goes before
-    try:
-        if not _stderr_stand_in:
-            _stderr_stand_in.append(tempfile.TemporaryFile())  # noqa: SIM115 - kept for the process's next holds
-        was = os.dup(2)
-    except OSError:
-        return []
-    try:
-        os.dup2(_stderr_stand_in[0].fileno(), 2)
-    except OSError:
-        os.close(was)
-        return []
-    return [was, 0]
-
-
-def _put_back_stderr(was: int) -> None:
-    """Put the process's stderr back (``was``), and write on it what was written on its stand-in, libpng's lines
-    left out."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stderr.flush()  # Python's writes inside, to the stand-in
-    os.dup2(was, 2)
-    os.close(was)
-    stand_in = _stderr_stand_in[0]
-    stand_in.seek(0)
-    said = stand_in.read()
-    if not said:
-        return
-    stand_in.seek(0)
-    stand_in.truncate()
-    kept = b"".join(line for line in said.splitlines(keepends=True) if not line.startswith(b"libpng "))
-    with contextlib.suppress(OSError):
-        while kept:
-            kept = kept[os.write(2, kept):]
+def _libpng_lines_held() -> contextlib.AbstractContextManager[HeldStderr]:
+    """libpng's lines kept off the process's stderr (file descriptor 2) inside, through the one hold on it
+    (:func:`~pvt_deploy.utils.stderr.stderr_held`). libpng, inside OpenCV's PNG decoder, prints its error on stderr
+    itself ('libpng error: bad adaptive filter value', 'libpng error: IDAT: incorrect data check'), which OpenCV's
+    log level does not quiet: beside the one line said of the picture (damaged, or not decoded), another of a
+    library's. The rest (another thread's message, Python's own writes) is written in the order it came, a
+    decode's milliseconds late."""
+    return stderr_held(lambda line: line.startswith("libpng "))
 
 
 class CaptureReader:

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -223,8 +222,9 @@ def probe_cuda_provider(device_id: int = 0) -> CudaProvider:
 
 
 _probed: dict[int, CudaProvider] = {}  # cuda_provider's answers, by GPU
-#: One probe at a time: each points descriptor 2 and ``sys.stdout`` elsewhere while its session starts and puts back
-#: what it found there, so two at once (models loaded on threads, one per GPU) left one's temporary file as stderr.
+#: One probe at a time: each points ``sys.stdout`` at a buffer while its session starts and puts back what it found
+#: there, so two at once (models loaded on threads, one per GPU) left one's buffer as ``sys.stdout``; and the log each
+#: reads in its window is its own session's.
 _probing = threading.RLock()
 
 
@@ -264,29 +264,24 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
     that raises while the session starts, or fails its run, raises (its words are the reason); one that does not
     load is left out by ONNX Runtime, which ``get_providers()`` says, and why is in its log (descriptor 2: 'Failed
     to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file'),
-    held back and read. Its stdout is held back too: ONNX Runtime 1.22 and older ignore ``enable_fallback``, retry
-    on the CPU and print 'EP Error ...' there, which would have gone into ``doctor --json``'s output (or between
-    ``infer``'s lines); the reason then quotes what it said. One session at a time (:data:`_probing`): what
-    another thread writes meanwhile is held back too."""
+    read, and kept off stderr (:func:`~pvt_deploy.utils.stderr.stderr_held`: what else is written there meanwhile,
+    another thread's line, is written after). Its stdout is held back too: ONNX Runtime 1.22 and older ignore
+    ``enable_fallback``, retry on the CPU and print 'EP Error ...' there, which would have gone into ``doctor
+    --json``'s output (or between ``infer``'s lines); the reason then quotes what it said. One session at a time
+    (:data:`_probing`)."""
     import contextlib
     import io
-    import tempfile
 
     import numpy as np
 
     from pvt_deploy.utils import joined_lines
+    from pvt_deploy.utils.stderr import stderr_held
 
     printed = io.StringIO()
     used: list[str] = []
     failure: str | None = None
-    with _probing, tempfile.TemporaryFile() as held, contextlib.redirect_stdout(printed):
-        try:
-            sys.stderr.flush()
-            saved: int | None = os.dup(2)
-        except (OSError, ValueError):  # no descriptor 2 to copy: nothing is held back
-            saved = None
-        if saved is not None:
-            os.dup2(held.fileno(), 2)
+    with (_probing, contextlib.redirect_stdout(printed),
+          stderr_held(lambda line: _ORT_LOG_LINE.search(line) is not None) as logged):
         try:
             session = onnxruntime.InferenceSession(_one_add_graph(), providers=[(CUDA, {"device_id": device_id}),
                                                                                 CPU], enable_fallback=0)
@@ -296,13 +291,7 @@ def _cuda_session(onnxruntime: Any, device_id: int = 0) -> tuple[list[str], str 
                 session.run(None, {"x": np.ones(1, np.float32)})
         except Exception as e:  # a provider that raises while the session starts, or a run that fails on the GPU
             failure = f"{type(e).__name__}: {_ORT_STATUS.sub('', joined_lines(e))}"
-        finally:
-            if saved is not None:
-                os.dup2(saved, 2)
-                os.close(saved)
-        held.seek(0)
-        logged = held.read().decode("utf-8", "replace")
-    said = (printed.getvalue() + logged).strip()
+    said = (printed.getvalue() + logged.said).strip()
     if failure is None and used[:1] == [CUDA]:
         return used, None, said
     logged_as = {level: [_ORT_STATUS.sub("", m.group(2)).strip() for line in said.splitlines()

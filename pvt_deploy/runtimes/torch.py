@@ -38,8 +38,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +58,7 @@ from pvt_deploy.runtimes.base import (
     thread_count,
 )
 from pvt_deploy.utils import gigabytes
+from pvt_deploy.utils.stderr import HeldStderr, stderr_held
 
 if TYPE_CHECKING:
     import torch
@@ -186,31 +185,11 @@ def clear_of_fork(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
 _KINETO_NOTE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\] ")
 
 
-@contextlib.contextmanager
-def _kineto_notes_hidden() -> Iterator[None]:
-    """Inside, what is written to the process's stderr (file descriptor 2) is held back, and written
-    after the block without :data:`_KINETO_NOTE`'s lines: ``bench --profile`` printed them through its
-    progress line. Where descriptor 2 cannot be copied, nothing is held back."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        saved = None
-    if saved is None:
-        yield
-        return
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
-            rest = "".join(line for line in lines if not _KINETO_NOTE.match(line))
-            if rest:
-                sys.stderr.write(rest)
+def _kineto_notes_hidden() -> contextlib.AbstractContextManager[HeldStderr]:
+    """Inside, :data:`_KINETO_NOTE`'s lines are kept off the process's stderr (file descriptor 2), through the one
+    hold on it (:func:`~pvt_deploy.utils.stderr.stderr_held`): ``bench --profile`` printed them through its
+    progress line. The rest is written after, in its order."""
+    return stderr_held(lambda line: _KINETO_NOTE.match(line) is not None)
 
 
 def physical_cores() -> int:
