@@ -184,3 +184,24 @@ def test_export_says_int8_choices_that_choose_nothing(
             "-o", str(tmp_path / "out"))
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if "unused" in line] == ([said] if said else []), err
+
+
+@pytest.mark.parametrize(("model", "weights", "said"), [
+    ("pvt_v2_b0-cls", "MISSING", "error: weights MISSING does not exist"),
+    ("pvt_v2_b0-cls", "FOLDER", "error: weights FOLDER is a folder, not a checkpoint file"),
+    ("CKPT", "official", "error: --weights official: the official weights are a zoo model's; the model CKPT is not a "
+                         "zoo name (pass the checkpoint file or its URL)"),
+])
+def test_export_refuses_weights_that_name_no_file_before_reading_the_pictures(
+        model: str, weights: str, said: str, nothing_loads: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``export --weights ckpts/typo.pth --int8 --calib clip.mp4`` decoded the clip's frames (and fetched a --calib
+    URL) before the load said the checkpoint was not there: the pictures are read before the model is loaded."""
+    names = {"MISSING": str(tmp_path / "typo.pth"), "FOLDER": str(tmp_path), "CKPT": str(tmp_path / "w.pth")}
+    (tmp_path / "w.pth").write_bytes(b"never read")
+    argv = [names.get(a, a) for a in ["--model", model, "--weights", weights, "--int8", "--calib", "CKPT"]]
+    code, out, err = run(monkeypatch, capsys, "export", *argv, "-o", str(tmp_path / "out"))
+    for key, name in names.items():
+        said = said.replace(key, name)
+    assert (code, out, err.strip()) == (2, "", said)
+    assert not (tmp_path / "out").exists()

@@ -870,6 +870,21 @@ def check_model_named(model: Any, task: str | None = None) -> None:
     resolve_name(text, task)
 
 
+def _check_weights_named(weights: Any, model: Any, task: str | None) -> None:
+    """Refuse a ``weights`` file that is not there (a folder, nothing), or ``"official"`` where ``model`` has no
+    official file to download, before the calibration and parity pictures are read (a clip decoded, a URL fetched):
+    the load said so only after them. A URL is downloaded by the load, after the pictures, as before."""
+    if not isinstance(weights, (str, os.PathLike)) or not isinstance(model, (str, os.PathLike)):
+        return
+    from pvt_deploy.models.checkpoints import require_checkpoint_file
+    from pvt_deploy.models.zoo import official_weights
+    from pvt_deploy.utils.download import is_url
+
+    named = official_weights(weights, os.fspath(model), task)  # "official": the zoo entry's URL, or why none
+    if not is_url(named):
+        require_checkpoint_file(named)
+
+
 @hashing_once()  # a graph is hashed for its manifest entry, its check and the parity session's cache key: read once
 def export_onnx(
     model: str | os.PathLike[str] | nn.Module,
@@ -1013,6 +1028,7 @@ def export_onnx(
                                                 int8_cpu=int8_cpu)
     else:
         check_model_named(model, task)
+        _check_weights_named(weights, model, task)
         if out_dir is not None:
             _export_folder(Path(out_dir))  # checked before any slow work
 
