@@ -620,7 +620,7 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
                 backends: str | Sequence[str] | None = None, tolerance: float | None = None,
                 imgsz: int | Sequence[int] | None = None, device: str | None = None, max_images: int = 8,
                 gate_agreement: bool | None = None, progress: Progress | None = None,
-                trust: bool = False) -> dict[str, Any]:
+                trust: bool = False, steps: Steps | None = None) -> dict[str, Any]:
     """Run every backend that can run ``artifact`` here on the same inputs and compare with a reference.
 
     The reference is PyTorch when the export's weights are available, else ``model.onnx``. The
@@ -635,7 +635,9 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
     nothing to compare (only integer or post-NMS outputs, agreement not gated) is ``checked: False``, and
     ``report["checked"]`` is False when no row was checked: it passed without judging anything.
     ``trust``: the checkpoint PyTorch rebuilds the export from may be fully unpickled (an mmengine training
-    file the export was made from with ``--trust-checkpoint``), as in :func:`benchmark`.
+    file the export was made from with ``--trust-checkpoint``), as in :func:`benchmark`. ``progress(label)``
+    as each backend that can run starts, ``steps(done, total)`` once it has loaded and after each picture it has
+    run (``total`` the pictures), as in :func:`benchmark`.
     """
     from dataclasses import asdict
 
@@ -717,11 +719,15 @@ def cross_check(artifact: str | os.PathLike[str], *, images: str | os.PathLike[s
         try:
             predictor = Predictor(backend, loaded, imgsz=size)
             outs, records_of = [], []
+            if steps is not None:
+                steps(0, len(inputs))
             for _, image in inputs:
                 feed, records = predictor.preprocess([image])
                 report["input_shape"] = report["input_shape"] or list(feed[predictor.input_name].shape)
                 outs.append(predictor.infer(feed))
                 records_of.append(records)
+                if steps is not None:
+                    steps(len(outs), len(inputs))
         except Exception as e:  # as in bench: one backend failing to run must not take the others' rows with it
             log.debug("check of %s failed", cand.label, exc_info=True)
             code = e.exit_code if isinstance(e, PvtDeployError) else PvtDeployError.exit_code

@@ -27,3 +27,16 @@ def test_bench_says_each_backends_runs_as_they_end(cls_export: Path) -> None:
                                                                         ("torch", "ok")]
     runs = [(done, 5) for done in range(6)]
     assert said == ["onnx", *runs, "trt", "torch", *runs]
+
+
+def test_check_says_each_backends_pictures_as_they_are_run(cls_export: Path) -> None:
+    """check showed 'running torch' and a spinner while a backend ran every picture (8 by default, seconds each
+    for a large detector on a CPU); ``steps(done, total)`` counts them, as bench's runs, once the backend loaded."""
+    from pvt_deploy.bench import cross_check
+
+    said: list[object] = []
+    report = cross_check(cls_export, backends="onnx,torch", max_images=2, progress=said.append,
+                         steps=lambda done, total: said.append((done, total)))
+    assert [row["backend"] for row in report["results"] if row["status"] == "ok"] == ["torch", "onnx"]
+    pictures = [(0, 2), (1, 2), (2, 2)]
+    assert said == ["torch", *pictures, "onnx", *pictures]

@@ -91,11 +91,13 @@ def bench(
 
 
 @contextlib.contextmanager
-def progress_display(console: Console) -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
-    """A transient bar of the backend being timed, for :func:`~pvt_deploy.bench.benchmark`'s ``progress`` and
-    ``steps``: 'benchmarking onnx' and a spinner while it loads, then its runs (warmup and timed) as they end, with
-    the time it has taken; a spinner alone was all there was for minutes of a large model's runs on a CPU. Nothing
-    where the console is no terminal, as export's display."""
+def progress_display(console: Console, doing: str = "benchmarking"
+                     ) -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
+    """A transient bar of the backend at work, for the ``progress`` and ``steps`` of
+    :func:`~pvt_deploy.bench.benchmark` (and of ``cross_check``, ``doing`` 'running'): 'benchmarking onnx' and a
+    spinner while it loads, then its runs as they end (warmup and timed; check's: its pictures), with the time it
+    has taken; a spinner alone was all there was for minutes of a large model's runs on a CPU. Nothing where the
+    console is no terminal, as export's display."""
     if not console.is_terminal:
         yield (lambda label: None), (lambda done, total: None)
         return
@@ -110,11 +112,11 @@ def progress_display(console: Console) -> Iterator[tuple[Callable[[str], None], 
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
-        tasks = [bar.add_task("benchmarking", total=None)]
+        tasks = [bar.add_task(doing, total=None)]
 
         def started(label: str) -> None:  # a task of its own: its runs unknown until it has loaded, its own time
             bar.remove_task(tasks.pop())
-            tasks.append(bar.add_task(f"benchmarking {label}", total=None))
+            tasks.append(bar.add_task(f"{doing} {label}", total=None))
 
         def ran(done: int, total: int) -> None:
             bar.update(tasks[-1], completed=done, total=total)

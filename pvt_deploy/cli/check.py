@@ -63,16 +63,16 @@ def check(
     from rich.console import Console
 
     from pvt_deploy.bench import cross_check
+    from pvt_deploy.cli.bench import progress_display
     from pvt_deploy.cli.infer import parse_imgsz
     from pvt_deploy.errors import ParityError
 
     err = Console(stderr=True, highlight=False)
     artifact = _export_folder_of(model if model is not None else "pvt_small", err, backends)
-    with err.status("checking") as status:
+    with progress_display(err, "running") as (started, ran):
         report = cross_check(artifact, images=images, backends=backends,
                              tolerance=tolerance, imgsz=parse_imgsz(imgsz), device=device, max_images=max_images,
-                             gate_agreement=gate_agreement, trust=trust_checkpoint,
-                             progress=lambda label: status.update(f"running {label}"))
+                             gate_agreement=gate_agreement, trust=trust_checkpoint, progress=started, steps=ran)
     if as_json:
         typer.echo(json_dumps(report, indent=2))
     else:
