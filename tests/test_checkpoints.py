@@ -307,7 +307,8 @@ def test_non_pvt_state_dict_is_rejected() -> None:
 class Site:
     """A web server on 127.0.0.1 for checkpoint URLs, counting the requests of each path: ``/v2/NAME`` the
     checkpoint (as a GitHub release asset), ``/moved/NAME`` a redirect to it, ``/short/NAME`` a body cut
-    short of its Content-Length, ``/stall/NAME`` one that stops sending, ``/drive/uc?id=1`` a web page,
+    short of its Content-Length (half of it; ``/nearly/NAME`` all but its last 1000 bytes), ``/stall/NAME`` one that
+    stops sending, ``/drive/uc?id=1`` a web page,
     ``/nolength/NAME`` the bytes of ``bodies[NAME]`` with no Content-Length (the body ends as the connection
     closes, as a chunked or HTTP/1.0 answer may); anything else 404."""
 
@@ -351,7 +352,7 @@ class Site:
                     self.end_headers()
                     self.wfile.write(site.bodies[path.rsplit("/", 1)[-1]])
                     self.close_connection = True
-                elif kind in ("v2", "short", "stall"):
+                elif kind in ("v2", "short", "nearly", "stall"):
                     self.send_response(200)
                     self.send_header("Content-Type", "application/octet-stream")
                     self.send_header("Content-Length", str(len(site.payload)))
@@ -359,7 +360,8 @@ class Site:
                     if kind == "v2":
                         self.wfile.write(site.payload)
                         return
-                    self.wfile.write(site.payload[: len(site.payload) // 2])
+                    self.wfile.write(site.payload[: len(site.payload) - 1000 if kind == "nearly"
+                                                  else len(site.payload) // 2])
                     self.wfile.flush()
                     if kind == "stall":
                         time.sleep(2)
@@ -455,6 +457,30 @@ def test_a_download_cut_short_or_stalled_leaves_nothing_a_later_run_loads(
     monkeypatch.setattr(download, "_progress", ctrl_c_midway)
     with pytest.raises(KeyboardInterrupt):
         create_model("pvt_v2_b0-cls", weights=f"{base}/v2/pvt_v2_b0.pth")
+    assert cached(tmp_path) == []
+
+
+def test_a_download_a_few_bytes_short_says_its_two_sizes_apart(
+        site: tuple[Site, str], official_b0: Path, tmp_path: Path) -> None:
+    """A download short of its length by a few bytes said sizes that read the same ('closed after 14.3 MB of 14.3
+    MB', 'cut short (4.1 kB of the 4.1 kB its safetensors header gives)'): where file_size says them alike, both
+    are said in bytes. Fails before."""
+    from safetensors.torch import save_file
+
+    from pvt_deploy.utils.download import fetch
+
+    s, base = site
+    whole = len(official_b0.read_bytes())
+    with pytest.raises(InputError) as err:
+        fetch(f"{base}/nearly/pvt_v2_b0.pth")
+    assert str(err.value).endswith(f"the connection closed after {whole - 1000:,} B of {whole:,} B")
+    save_file({"w": torch.zeros(1000)}, str(tmp_path / "w.safetensors"))
+    tensors = (tmp_path / "w.safetensors").read_bytes()
+    s.bodies = {"few.safetensors": tensors[:-10]}
+    with pytest.raises(CheckpointError) as cut:
+        fetch(f"{base}/nolength/few.safetensors")
+    assert str(cut.value).endswith(f"cut short ({len(tensors) - 10:,} B of the {len(tensors):,} B its safetensors "
+                                   "header gives)")
     assert cached(tmp_path) == []
 
 

@@ -193,6 +193,13 @@ def _why(reason: Any) -> str:
     return text[0][:200] if text else type(reason).__name__
 
 
+def _apart(got: int, of: int) -> tuple[str, str]:
+    """Two byte counts of one message as :func:`~pvt_deploy.utils.file_size` says them, or both in bytes where it
+    says them alike: a download a few bytes short was 'closed after 14.3 MB of 14.3 MB'."""
+    said = file_size(got), file_size(of)
+    return said if said[0] != said[1] else (f"{got:,} B", f"{of:,} B")
+
+
 def _download(request_url: str, url: str, target: Path, expected: str | None) -> None:
     from pvt_deploy.utils.files import atomic_open
 
@@ -232,8 +239,8 @@ def _download(request_url: str, url: str, target: Path, expected: str | None) ->
                 advance(len(chunk))
                 chunk = read()
             if total is not None and got != total:
-                raise InputError(f"could not download {url}: the connection closed after {file_size(got)} of "
-                                 f"{file_size(total)}")
+                said, whole = _apart(got, total)
+                raise InputError(f"could not download {url}: the connection closed after {said} of {whole}")
             if expected is not None and not digest.hexdigest().startswith(expected):
                 raise CheckpointError(f"{url}: the download's sha256 is {digest.hexdigest()[:len(expected)]}..., "
                                       f"not the {expected} its {'fragment' if '#' in url else 'name'} "
@@ -256,9 +263,10 @@ def _check_whole(url: str, path: Path, first: bytes, *, confirmed: bool) -> None
     elif is_safetensors(first):
         want, got = safetensors_length(path), path.stat().st_size
         if want is None or want > got:
+            said, whole = _apart(got, want or 0)
             raise CheckpointError(f"{url}: the download is cut short (" + (
                 "its safetensors header is incomplete)" if want is None
-                else f"{file_size(got)} of the {file_size(want)} its safetensors header gives)"))
+                else f"{said} of the {whole} its safetensors header gives)"))
         if want < got:
             raise CheckpointError(f"{url}: the download is not a safetensors file ({file_size(got - want)} after the "
                                   "data its header gives)")
