@@ -8,6 +8,7 @@ same onnxslim pass), so the patterns seen here are the ones real artifacts have.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -174,13 +175,20 @@ def test_unknown_rewrite_is_refused(graphs: dict) -> None:
                              "int8_gelu_bias"}
 
 
-def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path) -> None:
+def test_session_cache_builds_once_and_follows_the_source(graphs: dict, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     from pvt_deploy.runtimes.ort_session import optimized_graph
 
     src = tmp_path / "model.onnx"
     src.write_bytes(graphs["pvt_v2_b0-cls"][0].read_bytes())
-    first = optimized_graph(src)
+    with caplog.at_level(logging.INFO, logger="pvt_deploy"):
+        first = optimized_graph(src)
     assert first.changed and not first.cached and first.path.parent == tmp_path / ".ort-cache"
+    # export's log says what was rewritten in words, not as a dict with the hidden file's hashed name
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in first.rewrites.items() if n)
+    assert said == [f"model.onnx: rewritten for this CPU ({counts}), kept in .ort-cache"], said
+    assert "8 sra attention" in counts
     mtime = first.path.stat().st_mtime_ns
     second = optimized_graph(src)
     assert second.cached and second.path == first.path and second.path.stat().st_mtime_ns == mtime

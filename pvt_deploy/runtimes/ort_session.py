@@ -201,7 +201,9 @@ def _build(src: Path, names: Sequence[str], target: Path, record: Path) -> Optim
     if changed:
         # beside the source, named relative to it: an export's staging folder is renamed afterwards
         shown = target.relative_to(src.parent) if target.is_relative_to(src.parent) else target
-        log.info("%s: CPU rewrites %s -> %s", src.name, report.rewrites, shown)
+        done = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in report.rewrites.items() if n)
+        log.info("%s: rewritten for this CPU (%s), kept in %s", src.name, done, shown.parent)
+        log.debug("%s: this CPU's graph is %s", src.name, shown)
         return OptimizedGraph(target, src, dict(report.rewrites))
     return OptimizedGraph(src, src, dict(report.rewrites))
 
