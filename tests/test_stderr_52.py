@@ -177,3 +177,36 @@ def test_a_hold_where_stderr_is_closed_holds_nothing_and_leaves_it_closed(tmp_pa
     where descriptor 2 cannot be copied holds nothing and leaves it closed. Fails before (open after the PNG's)."""
     done = _run(CLOSED, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, "inside inside inside closed\n")
+
+
+def test_a_threads_line_held_comes_before_its_line_said_as_the_last_hold_ends(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The last hold to end put the real stderr back first and wrote what it held after: a thread that had said a
+    line in the window (a log line, while a reader thread decoded a PNG) and said its next one as the hold ended
+    had that one on stderr first, its own lines in reverse order. What was held is written before the real stderr
+    is back. The other thread says its next line as the hold writes back (asked by ``drop``, which the write-back
+    calls for its first line). Fails before ('next' before 'held')."""
+    from pvt_deploy.utils.stderr import stderr_held
+
+    wrote, ending, said = threading.Event(), threading.Event(), threading.Event()
+
+    def other() -> None:
+        os.write(2, b"held\n")  # in the window
+        wrote.set()
+        assert ending.wait(30)
+        os.write(2, b"next\n")  # as the hold ends
+        said.set()
+
+    def drop(line: str) -> bool:
+        if not ending.is_set():
+            ending.set()
+            assert said.wait(30)
+        return line.startswith("libpng ")
+
+    capfd.readouterr()
+    thread = threading.Thread(target=other)
+    with stderr_held(drop):
+        thread.start()
+        assert wrote.wait(30)
+    thread.join(30)
+    assert capfd.readouterr().err == "held\nnext\n"

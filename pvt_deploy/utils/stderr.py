@@ -109,23 +109,32 @@ def _end(window: HeldStderr) -> None:
             return
         assert hold.fds is not None and hold.real is not None
         hold.open.remove(window)
-        to = hold.real
-        if not hold.open:  # the real stderr back first: what is said from now on goes there
-            os.dup2(hold.real, 2)
-            os.close(hold.real)
-            hold.real, to = None, 2
-        while chunk := os.read(hold.fds[1], 1 << 16):
-            hold.pending += chunk
+        _read(hold)
         window.end = hold.base + len(hold.pending)
         window.said = hold.pending[window.start - hold.base:].decode("utf-8", "replace")
         hold.ended.append(window)
-        _write_back(hold, to)
-        if not hold.open:  # all written back: the stand-in starts empty again
-            os.ftruncate(hold.fds[0], 0)
+        _write_back(hold, hold.real)
+        if not hold.open:
+            # The real stderr back once what was held is written, not before: a thread that said a line in a window
+            # and says its next as the last hold ends would have that one first. What is said while it is written
+            # (after every window) follows it.
+            os.dup2(hold.real, 2)
+            os.close(hold.real)
+            hold.real = None
+            _read(hold)
+            _write_back(hold, 2)
+            os.ftruncate(hold.fds[0], 0)  # all written back: the stand-in starts empty again
             os.lseek(hold.fds[0], 0, os.SEEK_SET)
             os.lseek(hold.fds[1], 0, os.SEEK_SET)
             hold.base = 0
             hold.ended.clear()
+
+
+def _read(hold: _Hold) -> None:
+    """What was written on the stand-in since it was last read, onto :attr:`_Hold.pending`."""
+    assert hold.fds is not None
+    while chunk := os.read(hold.fds[1], 1 << 16):
+        hold.pending += chunk
 
 
 def _write_back(hold: _Hold, to: int) -> None:
