@@ -1220,3 +1220,16 @@ def test_a_safetensors_checkpoint_exported_with_trust_checkpoint_passes_no_flag_
     assert weights["source"] == str(ckpt.resolve()) and "trust_checkpoint" not in weights, weights
     steps = next(line for line in err.splitlines() if line.startswith("next: "))
     assert "--trust-checkpoint" not in steps and f"pvt-deploy check --model {folder}" in steps, steps
+
+
+def test_a_missing_engine_is_said_as_bench_says_it(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], cls_export: Path) -> None:
+    """check and info said a missing engine their own way ('export with --format trt on a GPU machine') where
+    bench, and the rows of the other missing files, give the command that makes it."""
+    from pvt_deploy.runtimes.loader import backend_candidates
+
+    trt = next(c for c in backend_candidates(cls_export) if c.label == "trt")
+    command = f"pvt-deploy export --model {cls_export} --format trt"
+    assert not trt.available and trt.reason.startswith(f"no model.engine in the folder ({command}"), trt.reason
+    code, _, err = run(monkeypatch, capsys, "bench", "--model", str(cls_export), "--backends", "trt")
+    assert code == 2 and command in " ".join(err.split()), err

@@ -446,7 +446,8 @@ def backend_candidates(path: str | os.PathLike[str], manifest: Mapping[str, Any]
         "precision")
     if not (folder / ENGINE_FILE).is_file():
         out.append(Candidate("trt", "trt", engine_precision, None, False,
-                             "no model.engine in the folder (export with --format trt on a GPU machine)",
+                             f"no {ENGINE_FILE} in the folder (pvt-deploy export --model {shell_quote(str(folder))} "
+                             "--format trt, on the GPU it is for)",
                              InputError.exit_code))
     else:
         from pvt_deploy.errors import EngineMismatchError
