@@ -598,7 +598,7 @@ def _lacks_its_end(data: np.ndarray) -> bool:
     are not judged here: its decoders say whether it reads."""
     head = bytes(data[:4])
     if head == b"qoif":
-        return bytes(data[-8:]) != _QOI_END and _QOI_END not in data[14:].tobytes()
+        return bytes(data[-8:]) != _QOI_END and not _found(_QOI_END, data, 14)
     if head[:3] != b"\xff\xd8\xff":
         return False
     if bytes(data[-2:]) == _JPEG_END or bytes(data[-64:]).rstrip(b"\0\xff").endswith(_JPEG_END):
@@ -615,7 +615,14 @@ def _lacks_its_end(data: np.ndarray) -> bool:
             continue
         at += 2 + (int(data[at + 2]) << 8 | int(data[at + 3]))
         if marker == 0xDA:  # a scan's header (SOS): its coded data follows
-            return _JPEG_END not in data[at:].tobytes()
+            return not _found(_JPEG_END, data, at)
+
+
+def _found(marker: bytes, data: np.ndarray, start: int) -> bool:
+    """Whether ``marker`` is in ``data`` (one-dimensional, contiguous) from ``start`` on, searched in place: a copy
+    of the rest (a motion photo's 10 MB of video after its JPEG) and ``in`` took 3.8 ms a motion photo of 13 MB,
+    1.0 ms so, and 11 ms an 11 MB JPEG cut short, 3.8 ms so."""
+    return re.compile(re.escape(marker)).search(data.data, start) is not None
 
 
 # OpenCV decodes no picture wider or taller than 2^20 pixels (a line-scan camera's strip, a long panorama), nor of
