@@ -205,3 +205,30 @@ def test_export_refuses_weights_that_name_no_file_before_reading_the_pictures(
         said = said.replace(key, name)
     assert (code, out, err.strip()) == (2, "", said)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("names", "said"), [
+    ("MISSING", "no such file"),  # a names file not there (mistyped)
+    ("CSV", "classes.csv"),  # a file of another kind
+    ("car,,bus", "an empty name for class 1"),
+])
+def test_a_names_file_that_cannot_be_read_is_said_before_the_checkpoint_is(
+        names: str, said: str, nothing_loads: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--names`` was read where the model's classes are known, after its checkpoint was read (minutes for a
+    large file, a download for a URL): a names file named wrong was said only then. What the names are is read
+    first; how many the model takes is checked, as before, once it is loaded."""
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"never read")
+    csv = tmp_path / "classes.csv"
+    csv.write_text("car\nbus\n")
+    given = {"MISSING": str(tmp_path / "coco.names"), "CSV": str(csv)}.get(names, names)
+    code, out, err = run(monkeypatch, capsys, "export", "--model", str(checkpoint), "--task", "detect",
+                         "--names", given, "-o", str(tmp_path / "out"))
+    assert code == 2 and out == "" and said in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+    # names that read are let through to the load, where their number is checked against the model's
+    with pytest.raises(Loaded):
+        from pvt_deploy.export.onnx import export_onnx
+
+        export_onnx(str(checkpoint), tmp_path / "out2", task="detect", names="car,bus")

@@ -69,12 +69,25 @@ NAME_FILES = (".txt", ".names", ".yaml", ".yml")  # .names: Darknet's, one a lin
 
 
 def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what: str) -> list[str]:
-    """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order: comma-separated
+    """The class names ``names`` gives ``what`` (a model of ``count`` classes), in class order
+    (:func:`parse_names`). A number of names other than ``count`` is bad input, as is any name for a model with no
+    classes."""
+    out = parse_names(names)
+    if count == 0:
+        raise InputError(f"{option('names')}: {what} has no classes to name")
+    if len(out) != count:
+        raise InputError(f"{option('names')} gives {len(out)} name{'s' * (len(out) != 1)}, but {what} has {count} "
+                         "classes")
+    return out
+
+
+def parse_names(names: str | os.PathLike[str] | Sequence[str]) -> list[str]:
+    """The class names ``names`` gives, in class order, whatever model they are for: comma-separated
     (``car,truck,bus``), a list in brackets (``["car, red", "bus"]``, YAML's or JSON's: the one way to give a name
     holding a comma on a command line), a list or array of them (Python), a ``.txt`` or Darknet ``.names`` file
     (one a line) or a dataset YAML (its ``names:``, ids 0..N-1); an existing file of another kind (``classes.csv``)
-    is refused as such. A number of names other than ``count`` is bad input, as is any name for a model with no
-    classes."""
+    is refused as such, as is an empty name. What export reads before the model is loaded, so that a file named
+    wrong is said before a checkpoint is read."""
     if hasattr(names, "tolist") and not isinstance(names, (str, os.PathLike)):  # a numpy array of names
         names = names.tolist()
     if isinstance(names, os.PathLike) or (isinstance(names, str) and (names.strip().lower().endswith(NAME_FILES) or
@@ -94,11 +107,6 @@ def given_names(names: str | os.PathLike[str] | Sequence[str], count: int, what:
         shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         raise InputError(f"{option('names')}: an empty name for {'class' if len(empty) == 1 else 'classes'} {shown} "
                          f"(of {count_of(len(out), 'name')} given)")
-    if count == 0:
-        raise InputError(f"{option('names')}: {what} has no classes to name")
-    if len(out) != count:
-        raise InputError(f"{option('names')} gives {len(out)} name{'s' * (len(out) != 1)}, but {what} has {count} "
-                         "classes")
     return out
 
 

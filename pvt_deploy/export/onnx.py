@@ -1029,6 +1029,10 @@ def export_onnx(
     else:
         check_model_named(model, task)
         _check_weights_named(weights, model, task)
+        if names is not None:  # a names file not there, or of another kind: before the checkpoint is read
+            from pvt_deploy.data import parse_names
+
+            parse_names(names)
         if out_dir is not None:
             _export_folder(Path(out_dir))  # checked before any slow work
 
