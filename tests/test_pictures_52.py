@@ -241,3 +241,26 @@ def test_vals_label_reads_keep_pillows_warnings_quiet_where_pvt_deploy_was_impor
                           text=True, timeout=120, cwd=tmp_path, env=env)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout == "(30, 40) 4 False ([], 1)\n"
+
+
+def test_tga_pcx_sgi_qoi_and_dds_pictures_are_pictures_on_disk_and_in_folders(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A .tga photo was read as a video of one frame (FFmpeg's demuxers tell a TGA by its file name alone, and
+    neither OpenCV nor FFmpeg from its bytes reads it), so infer wrote NAME.mp4 for it; and a folder of TGA, PCX,
+    SGI, QOI or DDS pictures, which are read from their bytes, was 'no images' (their suffixes unlisted). Each is a
+    picture: read as stored, listed in its folder, said nothing of. Fails before (the TGA a video, the folder
+    empty)."""
+    rgb = read_image(sample_image("chelsea"))
+    suffixes = (".tga", ".pcx", ".sgi", ".qoi", ".dds")
+    for suffix in suffixes:
+        Image.fromarray(rgb).save(tmp_path / f"chelsea{suffix}")
+    with caplog.at_level(logging.WARNING, "pvt_deploy"):
+        with open_source(str(tmp_path / "chelsea.tga")) as source:
+            assert source.kind == "image"
+            (image,) = [frame.image for frame in source]
+        assert np.array_equal(image, rgb)
+        with open_source(str(tmp_path)) as source:
+            frames = list(source)
+        assert sorted(Path(frame.path).suffix for frame in frames) == sorted(suffixes)
+        assert all(np.array_equal(frame.image, rgb) for frame in frames)
+    assert _said(caplog) == [] and not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -82,7 +82,8 @@ def counted_as(kind: str | None) -> str:
 
 IMAGE_SUFFIXES = frozenset(
     {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff", ".avif",
-     ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic"}
+     ".pbm", ".pgm", ".ppm", ".pnm", ".pxm", ".sr", ".ras", ".exr", ".hdr", ".pic",
+     ".tga", ".pcx", ".sgi", ".qoi", ".dds"}  # OpenCV reads none of these: FFmpeg does, TGA Pillow (_decode_picture)
 )  # fmt: skip
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
@@ -539,8 +540,10 @@ def _decode_picture(data: np.ndarray, name: str | os.PathLike[str]) -> np.ndarra
     """A picture file's bytes decoded, on disk or at a URL: by OpenCV (:func:`_imdecode`), and by FFmpeg
     (:func:`_ffmpeg_picture`) wherever OpenCV cannot: a picture its decoders do not read (a JPEG 2000 of
     subsampled chroma, 4:2:0 or 4:2:2, which its OpenJPEG reader refuses as 'tiles'), past its size limits
-    (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV). None where neither
-    decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and FFmpeg cannot decode it either.
+    (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV); and a TGA by Pillow,
+    which FFmpeg tells by its file name alone (on disk it was read as a video of one frame, written as NAME.mp4).
+    None where none decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and
+    the others cannot decode it either.
 
     A damaged picture read all the same is said in one warning naming it (``name``), whichever decoder read it:
     one cut short before the end marker its format closes it with (:func:`_lacks_its_end`), one FFmpeg decodes only with
@@ -556,12 +559,27 @@ def _decode_picture(data: np.ndarray, name: str | os.PathLike[str]) -> np.ndarra
     if image is None:
         refused = error is None and bytes(data[:8]) == _PNG_SIGNATURE and not _past_libpng_limits(data)
         image, concealed = _ffmpeg_picture(data, damaged=damaged or refused)
+        if image is None and _tga(data):  # no mark in its bytes tells FFmpeg's demuxers a TGA (its name alone)
+            image = _pillow_upright(data)
         if image is None and error is not None:
             raise error
         damaged = damaged or refused or concealed
     if image is not None and damaged:
         _say_damaged(name)
     return image
+
+
+def _tga(data: np.ndarray) -> bool:
+    """Whether a picture file's bytes begin with a header Pillow's TGA reader takes (the picture types TGA has, a
+    colour map where one is said): asked only of bytes that neither OpenCV nor FFmpeg decodes."""
+    from PIL import TgaImagePlugin
+
+    _quiet_pillow()
+    try:
+        TgaImagePlugin.TgaImageFile(io.BufferedReader(_InPlace(data)))
+    except Exception:  # noqa: BLE001 - whatever Pillow raises for bytes that are no TGA
+        return False
+    return True
 
 
 def _say_damaged(name: str | os.PathLike[str]) -> None:
