@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pvt_deploy.cli.infer import CHECKPOINT_PANEL, IMGSZ_HELP, TRUST_HELP
-from pvt_deploy.cli.tables import print_table
+from pvt_deploy.cli.tables import print_table, transient_bars
 from pvt_deploy.utils.files import json_dumps
 
 if TYPE_CHECKING:
@@ -93,25 +93,15 @@ def bench(
 @contextlib.contextmanager
 def progress_display(console: Console, doing: str = "benchmarking"
                      ) -> Iterator[tuple[Callable[[str], None], Callable[[int, int], None]]]:
-    """A transient bar of the backend at work, for the ``progress`` and ``steps`` of
-    :func:`~pvt_deploy.bench.benchmark` (and of ``cross_check``, ``doing`` 'running'): 'benchmarking onnx' and a
-    spinner while it loads, then its runs as they end (warmup and timed; check's: its pictures), with the time it
-    has taken; a spinner alone was all there was for minutes of a large model's runs on a CPU. Nothing where the
-    console is no terminal, as export's display."""
-    if not console.is_terminal:
-        yield (lambda label: None), (lambda done, total: None)
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    """The ``progress`` and ``steps`` of :func:`~pvt_deploy.bench.benchmark` (and of ``cross_check``, ``doing``
+    'running') on :func:`~pvt_deploy.cli.tables.transient_bars`: 'benchmarking onnx' and a spinner while it loads,
+    then its runs as they end (warmup and timed; check's: its pictures), with the time it has taken; a spinner
+    alone was all there was for minutes of a large model's runs on a CPU. Nothing where the console is no
+    terminal, as export's display."""
+    with transient_bars(console) as bar:
+        if bar is None:
+            yield (lambda label: None), (lambda done, total: None)
+            return
         tasks = [bar.add_task(doing, total=None)]
 
         def started(label: str) -> None:  # a task of its own: its runs unknown until it has loaded, its own time

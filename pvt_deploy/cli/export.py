@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pvt_deploy.cli.spelling import Command
-from pvt_deploy.cli.tables import print_table
+from pvt_deploy.cli.tables import print_table, transient_bars
 from pvt_deploy.errors import InputError
 
 if TYPE_CHECKING:
@@ -103,24 +103,13 @@ def parse_shape(text: str | None, option: str) -> list[int] | None:
 
 @contextlib.contextmanager
 def progress_display(console: Console) -> Iterator[Any]:
-    """A transient Rich display for the exporter's ``progress(phase, step, total)`` callback:
-    a spinner for one-shot phases, a bar for phases with steps (calibration, parity). None where the
-    console is no terminal (a log, a pipe): a transient display shows nothing there, and stopping it wrote
-    an empty line, which stood above the error or the summary."""
-    if not console.is_terminal:
-        yield lambda phase, step, total: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    """The exporter's ``progress(phase, step, total)`` callback on :func:`~pvt_deploy.cli.tables.transient_bars`:
+    a spinner for one-shot phases, a bar for phases with steps (calibration, parity); nothing where the console is
+    no terminal."""
+    with transient_bars(console) as bar:
+        if bar is None:
+            yield lambda phase, step, total: None
+            return
         tasks: dict[str, Any] = {}
 
         def callback(phase: str, step: int, total: int) -> None:

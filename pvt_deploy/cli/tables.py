@@ -1,10 +1,35 @@
-"""Printing rich tables without losing their contents on a narrow terminal."""
+"""Printing rich tables without losing their contents on a narrow terminal, and the commands' progress bars."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["print_table"]
+__all__ = ["print_table", "transient_bars"]
+
+
+@contextlib.contextmanager
+def transient_bars(console: Any) -> Iterator[Any]:
+    """A transient Rich display of tasks, each a spinner, its description, a bar, done of total and the time taken
+    (export's phases, bench's and check's backends): the ``rich.progress.Progress``. None where ``console`` is no
+    terminal (a log, a pipe): a transient display shows nothing there, and stopping it wrote an empty line, which
+    stood above the error or the summary."""
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        yield bar
 
 
 def print_table(console: Any, table: Any) -> None:
