@@ -201,6 +201,22 @@ def test_a_cut_jpeg_reads_with_one_warning_that_it_is_damaged_and_a_whole_pictur
         assert caplog.records == []
 
 
+def run_imported_inside_catch_warnings(imports: str, body: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """``body`` (Python, its file ``sys.argv[1]``: ``path``) run in a process of its own, with Python's default
+    warning filters, after pvt_deploy and ``imports`` were imported inside a caller's ``warnings.catch_warnings()``,
+    whose end drops the filters set at import."""
+    script = ("import sys, warnings\n"
+              "from pathlib import Path\n"
+              "with warnings.catch_warnings():\n"
+              "    warnings.simplefilter('ignore')\n"
+              "    import pvt_deploy\n"
+              f"    {imports}\n{body}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = str(Path(pvt_deploy.__file__).parents[1])  # the code under test, where the tests import it
+    return subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=path.parent, env=env)
+
+
 def test_pillows_warnings_stay_quiet_where_pvt_deploy_was_imported_inside_catch_warnings(tmp_path: Path) -> None:
     """io/sources quiets Pillow's warnings of a damaged EXIF block with filters set as it is imported; an import
     inside a caller's ``warnings.catch_warnings()`` (a common way to quiet torch's import warnings) lost them as the
@@ -212,18 +228,10 @@ def test_pillows_warnings_stay_quiet_where_pvt_deploy_was_imported_inside_catch_
     past = struct.pack("<HHII", 0x010F, 2, 40, 500)  # Make: 40 bytes at 500, past the block's end
     exif = b"II*\0" + struct.pack("<IH", 8, 2) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + past + b"\0\0\0\0"
     Image.fromarray(stored).save(tmp_path / "past.jpg", quality=95, exif=b"Exif\0\0" + exif)
-    script = (
-        "import sys, warnings\n"
-        "with warnings.catch_warnings():\n"
-        "    warnings.simplefilter('ignore')\n"
-        "    import pvt_deploy\n"
-        "    from pvt_deploy.io.sources import open_source, picture_size, read_image\n"
+    done = run_imported_inside_catch_warnings(
+        "from pvt_deploy.io.sources import open_source, picture_size, read_image",
         "print(read_image(sys.argv[1]).shape, picture_size(sys.argv[1]))\n"
         "with open_source(sys.argv[1]) as source:\n"
-        "    print([f.image.shape for f in source])\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env["PYTHONPATH"] = str(Path(pvt_deploy.__file__).parents[1])  # the code under test, where the tests import it
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "past.jpg")], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+        "    print([f.image.shape for f in source])\n", tmp_path / "past.jpg")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout == "(60, 40, 3) (60, 40)\n[(60, 40, 3)]\n"

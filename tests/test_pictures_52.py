@@ -8,8 +8,6 @@ import io
 import logging
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -19,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_io_sources import http_server  # noqa: F401 - the fixture
+from test_pictures_51 import run_imported_inside_catch_warnings
 
-import pvt_deploy
 from pvt_deploy.assets import sample_image
 from pvt_deploy.errors import InputError
 from pvt_deploy.io.sources import open_source, read_encoded, read_image
@@ -225,20 +223,11 @@ def test_vals_label_reads_keep_pillows_warnings_quiet_where_pvt_deploy_was_impor
     the ids as stored. In a process of its own, with Python's default warning filters. Fails before."""
     ids = np.arange(30 * 40).reshape(30, 40) % 5
     (tmp_path / "label.tif").write_bytes(_label_tiff(ids))
-    script = (
-        "import sys, warnings\n"
-        "from pathlib import Path\n"
-        "with warnings.catch_warnings():\n"
-        "    warnings.simplefilter('ignore')\n"
-        "    import pvt_deploy\n"
-        "    from pvt_deploy.evaluate import _colour_pictures, _read_label\n"
+    done = run_imported_inside_catch_warnings(
+        "from pvt_deploy.evaluate import _colour_pictures, _read_label",
         "label = Path(sys.argv[1])\n"
         "ids, one_bit = _read_label(label)\n"
-        "print(ids.shape, int(ids.max()), one_bit, _colour_pictures([label]))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env["PYTHONPATH"] = str(Path(pvt_deploy.__file__).parents[1])  # the code under test, where the tests import it
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "label.tif")], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path, env=env)
+        "print(ids.shape, int(ids.max()), one_bit, _colour_pictures([label]))\n", tmp_path / "label.tif")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout == "(30, 40) 4 False ([], 1)\n"
 
