@@ -542,8 +542,8 @@ def _decode_picture(data: np.ndarray, name: str | os.PathLike[str]) -> np.ndarra
     subsampled chroma, 4:2:0 or 4:2:2, which its OpenJPEG reader refuses as 'tiles'), past its size limits
     (:data:`_OPENCV_LIMITS`), or past libpng's (:data:`_LIBPNG_MAX_SIDE`: not given to OpenCV); and a TGA by Pillow,
     which FFmpeg tells by its file name alone (on disk it was read as a video of one frame, written as NAME.mp4).
-    None where none decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and
-    the others cannot decode it either.
+    None where none decodes it; OpenCV's :class:`cv2.error` where OpenCV raised and the others cannot decode it
+    either.
 
     A damaged picture read all the same is said in one warning naming it (``name``), whichever decoder read it:
     one cut short before the end marker its format closes it with (:func:`_lacks_its_end`), one FFmpeg decodes only with
@@ -2718,7 +2718,7 @@ def _stream_source(
             except cv2.error:  # which FFmpeg could not decode from the bytes alone: the frame it decoded
                 image = None
             # that frame, decoded as the URL's demuxer has it (a JPEG whose first marker is damaged, no picture's by
-            # its bytes; a TGA, which has no mark to tell it by), is as damaged as the stream's decoder says
+            # its bytes), is as damaged as the stream's decoder says
             if image is None and data and _concealed(data, cast(PyAVReader, reader).codec):
                 _say_damaged(source.spec)
             return ArraySource(first[0].image if image is None else image, name=source.spec)
