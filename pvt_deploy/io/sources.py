@@ -279,12 +279,14 @@ def _frame_to_rgb(frame: av.VideoFrame, width: int | None = None, *, source: str
         image = _yuv_to_rgb(frame, width or frame.width, colorspace)
         if image is not None:
             return image
+    # contiguous: PyAV 18.1.1 (FFmpeg 8.1.3) gives rgb24 rows padded to 64 bytes, and to_ndarray a view without the
+    # padding (a 96-pixel row, 288 bytes, held in 384), which every later step would read strided
     if not deep:
-        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
-                              threads=_SCALER_THREADS).to_ndarray()
+        return np.ascontiguousarray(frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
+                                                   threads=_SCALER_THREADS).to_ndarray())
     if yuv:
-        return frame.reformat(width=width, format="rgb24", src_colorspace=tagged, interpolation=_FULL_CHROMA,
-                              threads=_SCALER_THREADS).to_ndarray()
+        return np.ascontiguousarray(frame.reformat(width=width, format="rgb24", src_colorspace=tagged,
+                                                   interpolation=_FULL_CHROMA, threads=_SCALER_THREADS).to_ndarray())
     if len(components) <= 2:  # gray (and alpha)
         gray = frame.reformat(width=width, format="gray16le", threads=_SCALER_THREADS).to_ndarray()
         return cv2.cvtColor(_to_uint8(gray), cv2.COLOR_GRAY2RGB)
