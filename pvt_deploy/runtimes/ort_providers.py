@@ -223,8 +223,8 @@ def probe_cuda_provider(device_id: int = 0) -> CudaProvider:
 
 _probed: dict[int, CudaProvider] = {}  # cuda_provider's answers, by GPU
 #: One probe at a time: each points ``sys.stdout`` at a buffer while its session starts and puts back what it found
-#: there, so two at once (models loaded on threads, one per GPU) left one's buffer as ``sys.stdout``; and the log each
-#: reads in its window is its own session's.
+#: there, so two at once (models loaded on threads, one per GPU) left one's buffer as ``sys.stdout``; and no probe's
+#: window on stderr holds another probe's log (another thread's lines it may: they are written back after it).
 _probing = threading.RLock()
 
 
